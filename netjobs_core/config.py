@@ -1,0 +1,490 @@
+"""The NetJobs test-plan file: parsing and validation. Standard library only.
+
+The format is the one of NetJobs 2.3, with its parser bugs fixed::
+
+    # a comment line
+    label:
+    -generaltimeout: 5m
+    -minhosts: all
+    storage-01: "./bench.sh --size 4k"
+    -timeout: 30s
+    10.0.0.5:16200: "sh -c \\"echo hi\\""   # a comment may follow the command
+    [fd00::5]: "date +%s.%N"
+    end
+
+A command is everything between the first and the last double quote of its
+line, as written. Other comments go on their own line. Every problem is
+reported as a `ConfigError` naming the file, the line and what was expected
+there. Line breaks are LF, CRLF or a lone CR; a leading UTF-8 byte order mark
+is ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from netjobs_core.protocol import DEFAULT_PORT
+
+__all__ = [
+    "DEFAULT_PORT",
+    "CommandSpec",
+    "ConfigError",
+    "Plan",
+    "TestSpec",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
+
+
+class ConfigError(Exception):
+    """A config file problem: ``str(err) == f"{path}:{line}: {message}"``."""
+
+    def __init__(self, path: str, line: int, message: str) -> None:
+        super().__init__(path, line, message)
+        self.path = path
+        self.line = line
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command to start on one agent."""
+
+    host: str  # as written; IPv6 without brackets
+    port: int
+    command: str  # without its enclosing quotes, no escape processing
+    timeout: float | None  # effective seconds; None = no limit
+    line: int  # 1-based line of the target line
+
+    @property
+    def target(self) -> str:
+        """``host``, ``host:port``, ``[::1]`` or ``[::1]:port`` (port only if not the default)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == DEFAULT_PORT else f"{host}:{self.port}"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """One ``label: ... end`` block."""
+
+    __test__: ClassVar[bool] = False  # keep pytest from collecting it
+
+    label: str
+    line: int  # line of the label
+    general_timeout: float | None
+    minhosts: int | None  # None means "all"
+    commands: tuple[CommandSpec, ...]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Distinct (host, port) pairs, in order of first appearance."""
+        return list(dict.fromkeys(command.address for command in self.commands))
+
+    @property
+    def required_hosts(self) -> int:
+        """How many hosts must not time out for the test to succeed."""
+        return len(self.addresses) if self.minhosts is None else self.minhosts
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: str
+    tests: tuple[TestSpec, ...]
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhSMH]?)")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_EXPECTED = (
+    "expected a non-negative number with an optional unit s, m or h "
+    "(e.g. 30s, 5m, 1.5h, 45) or 'none'"
+)
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in ``text``: ``30s``, ``5m``, ``2h``, ``1.5s``, ``45`` (seconds); ``none`` -> None.
+
+    Raises ValueError saying what was expected.
+    """
+    value = text.strip()
+    if value.lower() == "none":
+        return None
+    match = _DURATION_RE.fullmatch(value)
+    if match is None:
+        if value.startswith("-"):
+            raise ValueError(f"bad duration {value!r}: a duration cannot be negative")
+        if not value:
+            raise ValueError(f"missing duration: {_DURATION_EXPECTED}")
+        raise ValueError(f"bad duration {value!r}: {_DURATION_EXPECTED}")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"bad duration {value!r}: too large")
+    return seconds
+
+
+# --------------------------------------------------------------------------- parsing
+
+_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+_LABEL_RE = re.compile(r"([A-Za-z0-9_.][A-Za-z0-9_.-]*)\s*:\s*")
+_OPTION_NAME_RE = re.compile(r"-([A-Za-z][A-Za-z0-9_-]*)")
+_HOST_RE = re.compile(r"[A-Za-z0-9._-]+")
+_NUMERIC_HOST_RE = re.compile(r"[0-9.]+")
+_DIGITS_RE = re.compile(r"[0-9]+")
+# A target whose command has no quotes: host / [v6] / either with a port, then text.
+_UNQUOTED_TARGET_RE = re.compile(
+    r"(\[[^\]]*\]|[A-Za-z0-9._-]+)(\s*:\s*[0-9]+)?\s*:\s*(\S.*)?", re.DOTALL
+)
+_BAD_COMMAND_CHAR_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
+
+_OPTIONS = ("generaltimeout", "minhosts", "timeout")
+_OPTION_EXAMPLES = {"generaltimeout": "5m", "minhosts": "all", "timeout": "30s"}
+_TARGET_FORMAT = "'host: \"command\"'"
+_IPV6_HINT = "an IPv6 address must be in brackets, e.g. '[::1]: \"command\"'"
+
+
+@dataclass
+class _Target:
+    host: str
+    port: int
+    command: str
+    line: int
+    timeout_line: int | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class _Test:
+    label: str
+    line: int
+    general_timeout: float | None = None
+    general_timeout_line: int | None = None
+    minhosts: int | None = None
+    minhosts_text: str = ""
+    minhosts_line: int | None = None
+    targets: list[_Target] = field(default_factory=list)
+
+
+class _Parser:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.tests: list[TestSpec] = []
+        self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
+        self.current: _Test | None = None
+
+    def error(self, line: int, message: str) -> ConfigError:
+        return ConfigError(self.path, line, message)
+
+    # ---- whole file
+
+    def parse(self, text: str) -> Plan:
+        text = text.removeprefix("\ufeff")
+        for number, raw in enumerate(_LINE_BREAK_RE.split(text), start=1):
+            self.line(number, raw.strip())
+        if self.current is not None:
+            raise self.error(self.current.line, f"test {self.current.label!r} has no 'end'")
+        if not self.tests:
+            raise self.error(1, "no tests in the file")
+        return Plan(self.path, tuple(self.tests))
+
+    def line(self, number: int, line: str) -> None:
+        if not line or line.startswith("#"):
+            return
+        if line.lower() == "end":
+            self.end(number)
+        elif line.startswith("-"):
+            self.option(number, line)
+        elif '"' in line:
+            self.target(number, line)
+        elif (label := _LABEL_RE.fullmatch(line)) is not None:
+            self.label(number, label.group(1))
+        else:
+            self.garbage(number, line)
+
+    # ---- block structure
+
+    def label(self, number: int, label: str) -> None:
+        if self.current is not None:
+            raise self.error(
+                number,
+                f"expected 'end' to close test {self.current.label!r} (line "
+                f"{self.current.line}) before the new test {label!r}",
+            )
+        previous = self.labels.get(label.casefold())
+        if previous is not None:
+            raise self.error(
+                number,
+                f"duplicate test label {label!r} (test {previous.label!r} is on line "
+                f"{previous.line})",
+            )
+        self.current = _Test(label, number)
+
+    def end(self, number: int) -> None:
+        test = self.current
+        if test is None:
+            raise self.error(number, "'end' outside a test block (expected a label 'name:' first)")
+        if not test.targets:
+            raise self.error(test.line, f"test {test.label!r} has no targets")
+        commands = tuple(
+            CommandSpec(
+                host=target.host,
+                port=target.port,
+                command=target.command,
+                timeout=target.timeout if target.timeout_line is not None else test.general_timeout,
+                line=target.line,
+            )
+            for target in test.targets
+        )
+        spec = TestSpec(test.label, test.line, test.general_timeout, test.minhosts, commands)
+        if test.minhosts is not None and test.minhosts > len(spec.addresses):
+            assert test.minhosts_line is not None
+            hosts = len(spec.addresses)
+            raise self.error(
+                test.minhosts_line,
+                f"-minhosts {test.minhosts_text} exceeds the {hosts} "
+                f"host{'' if hosts == 1 else 's'} of test {test.label!r}",
+            )
+        self.tests.append(spec)
+        self.labels[test.label.casefold()] = spec
+        self.current = None
+
+    def garbage(self, number: int, line: str) -> None:
+        before_comment = line.partition("#")[0].strip()
+        if "#" in line and (
+            before_comment.lower() == "end" or _LABEL_RE.fullmatch(before_comment) is not None
+        ):
+            raise self.error(number, "a comment must be on its own line")
+        if self.current is None:
+            raise self.error(number, f"unexpected {_shorten(line)}: expected a test label 'name:'")
+        if _is_unbracketed_ipv6(line.split()[0].removesuffix(":")):
+            raise self.error(number, _IPV6_HINT)
+        unquoted = _UNQUOTED_TARGET_RE.fullmatch(line)
+        if unquoted is not None:
+            if unquoted.group(3) is None:
+                raise self.error(number, f"missing command: expected {_TARGET_FORMAT}")
+            raise self.error(number, "the command must be in double quotes: 'host: \"command\"'")
+        raise self.error(
+            number,
+            f"unexpected {_shorten(line)}: expected a target {_TARGET_FORMAT}, an option or 'end'",
+        )
+
+    # ---- options
+
+    def option(self, number: int, line: str) -> None:
+        match = _OPTION_NAME_RE.match(line)
+        if match is None:
+            raise self.error(number, "expected an option: -generaltimeout, -minhosts or -timeout")
+        name = match.group(1).lower()
+        if name not in _OPTIONS:
+            raise self.error(
+                number,
+                f"unknown option '-{match.group(1)}': expected -generaltimeout, "
+                "-minhosts or -timeout",
+            )
+        test = self.current
+        if test is None:
+            raise self.error(
+                number, f"-{name} outside a test block (expected a label 'name:' first)"
+            )
+        rest = line[match.end() :].lstrip()
+        if not rest.startswith(":"):
+            raise self.error(
+                number, f"expected ':' after -{name}, e.g. '-{name}: {_OPTION_EXAMPLES[name]}'"
+            )
+        value = rest[1:].strip()
+        if name == "timeout":
+            self.timeout_option(number, test, value)
+            return
+        if test.targets:
+            raise self.error(number, f"-{name} must come before the first target")
+        first = test.general_timeout_line if name == "generaltimeout" else test.minhosts_line
+        if first is not None:
+            raise self.error(
+                number, f"-{name} given twice in test {test.label!r} (first on line {first})"
+            )
+        if name == "generaltimeout":
+            test.general_timeout = self.duration(number, name, value)
+            test.general_timeout_line = number
+        else:
+            test.minhosts = self.minhosts(number, value)
+            test.minhosts_text = value
+            test.minhosts_line = number
+
+    def timeout_option(self, number: int, test: _Test, value: str) -> None:
+        if not test.targets:
+            raise self.error(number, "-timeout must follow a target line")
+        target = test.targets[-1]
+        if target.timeout_line is not None:
+            raise self.error(
+                number,
+                f"-timeout given twice for the target on line {target.line} "
+                f"(first on line {target.timeout_line})",
+            )
+        target.timeout = self.duration(number, "timeout", value)
+        target.timeout_line = number
+
+    def duration(self, number: int, name: str, value: str) -> float | None:
+        if "#" in value:
+            raise self.error(number, "a comment must be on its own line")
+        try:
+            return parse_duration(value)
+        except ValueError as err:
+            raise self.error(number, f"-{name}: {err}") from None
+
+    def minhosts(self, number: int, value: str) -> int | None:
+        if "#" in value:
+            raise self.error(number, "a comment must be on its own line")
+        if value.lower() == "all":
+            return None
+        if _DIGITS_RE.fullmatch(value) is None:
+            shown = f"bad -minhosts {value!r}" if value else "missing -minhosts value"
+            raise self.error(number, f"{shown}: expected 'all' or a non-negative integer")
+        digits = value.lstrip("0") or "0"
+        # Far beyond any host count; avoids int()'s limit on very long digit strings.
+        return int(digits) if len(digits) <= 18 else 10**18
+
+    # ---- targets
+
+    def target(self, number: int, line: str) -> None:
+        first = line.index('"')
+        last = line.rindex('"')
+        prefix = line[:first].rstrip()
+        if self.current is None:
+            shown = prefix.removesuffix(":").strip()
+            what = f"target {shown!r}" if shown else "command"
+            raise self.error(
+                number, f"{what} outside a test block (expected a label 'name:' first)"
+            )
+        host, port = self.address(number, prefix)
+        if first == last:
+            raise self.error(number, "the command has no closing '\"'")
+        command = line[first + 1 : last]
+        after = line[last + 1 :].strip()
+        if after and not after.startswith("#"):
+            raise self.error(
+                number,
+                f"unexpected {after!r} after the closing '\"': only a '# comment' may follow",
+            )
+        if not command.strip():
+            raise self.error(number, "empty command")
+        bad = _BAD_COMMAND_CHAR_RE.search(command)
+        if bad is not None:
+            raise self.error(
+                number, f"the command contains a control character (U+{ord(bad.group()):04X})"
+            )
+        self.current.targets.append(_Target(host, port, command, number))
+
+    def address(self, number: int, prefix: str) -> tuple[str, int]:
+        """(host, port) from the text before the command's opening quote."""
+        if not prefix:
+            raise self.error(
+                number, f"missing target before the command: expected {_TARGET_FORMAT}"
+            )
+        if not prefix.endswith(":"):
+            raise self.error(
+                number, f"expected ':' between the target and the command: {_TARGET_FORMAT}"
+            )
+        target = prefix[:-1].strip()
+        if not target:
+            raise self.error(number, f"missing target before ':': expected {_TARGET_FORMAT}")
+        if target.startswith("["):
+            inside, bracket, rest = target[1:].partition("]")
+            if not bracket:
+                raise self.error(number, f"missing ']' after the IPv6 address {inside!r}")
+            try:
+                ipaddress.IPv6Address(inside)
+            except ValueError:
+                raise self.error(
+                    number, f"bad IPv6 address {inside!r}: expected e.g. '[fd00::5]'"
+                ) from None
+            rest = rest.strip()
+            if rest and not rest.startswith(":"):
+                raise self.error(
+                    number, f"unexpected {rest!r} after ']': expected ':PORT' or ': \"command\"'"
+                )
+            return inside, self.port(number, rest[1:].strip()) if rest else DEFAULT_PORT
+        parts = target.split(":")
+        if len(parts) > 2:
+            raise self.error(number, f"more than one ':' before the command: {_IPV6_HINT}")
+        host = parts[0].strip()
+        if not host:
+            raise self.error(number, f"missing host before ':': expected {_TARGET_FORMAT}")
+        if _HOST_RE.fullmatch(host) is None:
+            raise self.error(
+                number,
+                f"bad host {host!r}: expected a host name (letters, digits, '-', '.', '_'), "
+                "an IPv4 address or an IPv6 address in brackets",
+            )
+        if _NUMERIC_HOST_RE.fullmatch(host) is not None:
+            try:
+                ipaddress.IPv4Address(host)
+            except ValueError:
+                raise self.error(
+                    number, f"bad IPv4 address {host!r}: expected e.g. '10.0.0.5'"
+                ) from None
+        return host, self.port(number, parts[1].strip()) if len(parts) == 2 else DEFAULT_PORT
+
+    def port(self, number: int, text: str) -> int:
+        digits = text.lstrip("0")
+        if (
+            _DIGITS_RE.fullmatch(text) is None
+            or len(digits) > 5
+            or not 1 <= int(digits or 0) <= 65535
+        ):
+            raise self.error(number, f"bad port {text!r}: expected a number from 1 to 65535")
+        return int(text)
+
+
+def _is_unbracketed_ipv6(text: str) -> bool:
+    """True for "::1", "fd00::5" and "fd00::5:16200" (an IPv6 address with a port)."""
+    for candidate in (text, text.rpartition(":")[0]):
+        if candidate.count(":") >= 2:
+            try:
+                ipaddress.IPv6Address(candidate)
+            except ValueError:
+                continue
+            return True
+    return False
+
+
+def _shorten(line: str, limit: int = 40) -> str:
+    return repr(line if len(line) <= limit else line[: limit - 3] + "...")
+
+
+def parse_config(text: str, path: str = "<config>") -> Plan:
+    """Parse the text of a config file; raises ConfigError on the first problem."""
+    return _Parser(path).parse(text)
+
+
+def load_config(path: str | os.PathLike[str]) -> Plan:
+    """Read and parse a config file (UTF-8, optional BOM); raises ConfigError."""
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as file:
+            data = file.read()
+    except OSError as err:
+        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        before = data[: err.start].decode("utf-8")
+        line = len(_LINE_BREAK_RE.findall(before)) + 1
+        raise ConfigError(
+            name,
+            line,
+            f"not UTF-8 text (byte 0x{data[err.start]:02x}): save the file as UTF-8",
+        ) from None
+    return parse_config(text, name)
