@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Set-up and everyday commands, from a bare Python 3.11 with pip.
+
+    python3 dev.py demo    # a real synchronized run on three local agents
+    python3 dev.py test    # the whole test suite (what CI runs)
+
+Both create .venv/ on first use and install the project into it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+# What Qt needs to run offscreen on Debian/Ubuntu (see docs/development.md).
+QT_DEBS = [
+    "libegl1",
+    "libgl1",
+    "libxkbcommon0",
+    "libfontconfig1",
+    "libdbus-1-3",
+    "libglib2.0-0",
+    "fonts-dejavu-core",
+]
+SUITE_TIMEOUT_S = 25 * 60
+
+
+def run(*argv: str | os.PathLike[str], **kwargs) -> None:
+    print("+", " ".join(map(str, argv)), flush=True)
+    subprocess.run(list(map(str, argv)), check=True, **kwargs)
+
+
+def ensure_venv(extras: str) -> None:
+    if not PYTHON.exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    stamp = VENV / f".installed-{extras or 'base'}"
+    inputs = (ROOT / "pyproject.toml").stat().st_mtime
+    if stamp.exists() and stamp.stat().st_mtime >= inputs:
+        return
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    target = f".[{extras}]" if extras else "."
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", target, cwd=ROOT)
+    stamp.touch()
+
+
+def ensure_qt_libraries() -> None:
+    if sys.platform != "linux" or not shutil.which("dpkg-query"):
+        return
+    missing = [
+        name
+        for name in QT_DEBS
+        if subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True
+        ).stdout.strip()
+        != "install ok installed"
+    ]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        print(f"Qt needs these Debian packages: sudo apt-get install {' '.join(missing)}")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run("apt-get", "update", "-q", env=env)
+    run("apt-get", "install", "-y", "-q", "--no-install-recommends", *missing, env=env)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else ""
+    try:
+        if command == "demo":
+            ensure_venv("")
+            return subprocess.run([BIN / "netjobs", "demo", *argv[1:]]).returncode
+        if command == "test":
+            ensure_qt_libraries()
+            ensure_venv("test")
+            env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+            try:
+                return subprocess.run(
+                    [PYTHON, "-m", "pytest", *argv[1:]], cwd=ROOT, env=env, timeout=SUITE_TIMEOUT_S
+                ).returncode
+            except subprocess.TimeoutExpired:
+                print(f"the test suite ran past {SUITE_TIMEOUT_S} s and was stopped")
+                return 1
+    except subprocess.CalledProcessError as exc:
+        print(f"dev.py: {exc}")
+        return 1
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

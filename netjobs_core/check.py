@@ -1,0 +1,65 @@
+"""Reach and authenticate agents, measure them, run nothing (`netjobs check`, Check hosts)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from netjobs_core.client import AgentError, AgentLink, format_target
+from netjobs_core.protocol import Message
+from netjobs_core.tokens import Token
+
+
+@dataclass
+class HostCheck:
+    target: str
+    host: str
+    port: int
+    reachable: bool = False
+    authenticated: bool = False
+    agent_version: str = ""
+    hostname: str = ""
+    platform: str = ""
+    busy: bool | None = None
+    rtt_ms: float | None = None
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.authenticated and not self.error
+
+
+async def check_host(host: str, port: int, token: Token, timeout: float = 5.0) -> HostCheck:
+    check = HostCheck(format_target(host, port), host, port)
+    link = AgentLink(host, port, token.secret)
+    try:
+        await link.connect(timeout)
+        check.authenticated = True
+        estimate = await link.measure_clock(timeout=timeout)
+        check.rtt_ms = estimate.rtt_ns / 1e6
+        check.clock_offset_ms = estimate.offset_ns / 1e6
+        check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+        status = await link.request(Message("status"), "status", timeout)
+        check.agent_version = status["version"]
+        check.hostname = status["hostname"]
+        check.platform = status["platform"]
+        check.busy = status["busy"]
+    except AgentError as exc:
+        check.error = str(exc)
+    finally:
+        check.reachable = link.tcp_connected
+        await link.close()
+    return check
+
+
+async def check_hosts(
+    addresses: Sequence[tuple[str, int]], token: Token, timeout: float = 5.0
+) -> list[HostCheck]:
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(check_host(host, port, token, timeout)) for host, port in addresses
+        ]
+    return [task.result() for task in tasks]

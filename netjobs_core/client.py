@@ -1,0 +1,193 @@
+"""The controller's end of one agent connection: asyncio I/O around protocol.Connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections import deque
+
+from netjobs_core import protocol
+from netjobs_core.clock import OffsetEstimate, Sample, estimate_offset, now_ns
+from netjobs_core.protocol import Message, Role
+
+READ_SIZE = 256 * 1024
+
+
+class AgentError(Exception):
+    """A host-level failure, worded for the user (the runner adds the host name)."""
+
+
+class ConnectionLost(AgentError):
+    pass
+
+
+def format_target(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == protocol.DEFAULT_PORT else f"{shown}:{port}"
+
+
+def _describe_os_error(exc: OSError, port: int) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "cannot resolve the host name"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused (is the agent running and listening on port {port}?)"
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+class AgentLink:
+    """An authenticated connection to one agent.
+
+    One task reads at a time (`recv`); any task may `send`. Writes are small
+    and not awaited, so a kill can go out while another task is reading.
+    """
+
+    def __init__(self, host: str, port: int, token: bytes) -> None:
+        self.host = host
+        self.port = port
+        self._token = token
+        self._conn: protocol.Connection | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: deque[Message] = deque()
+        self.received_ns = 0  # our clock right after the latest read returned
+        self.peer_hello: dict[str, object] = {}
+        self.tcp_connected = False  # reached, whether or not it speaks NetJobs
+        self._seq = 0
+
+    @property
+    def target(self) -> str:
+        return format_target(self.host, self.port)
+
+    async def connect(self, timeout: float) -> None:
+        """Connect and authenticate both ways, or raise AgentError."""
+        try:
+            async with asyncio.timeout(timeout):
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        except TimeoutError:
+            raise AgentError(
+                f"no connection within {timeout:g} s (host down or port filtered?)"
+            ) from None
+        except OSError as exc:
+            raise AgentError(_describe_os_error(exc, self.port)) from None
+        self.tcp_connected = True
+        sock = self._writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self._conn = protocol.Connection(Role.CONTROLLER, self._token)
+        self._flush()
+        try:
+            async with asyncio.timeout(timeout):
+                while self._conn.state is not protocol.State.READY:
+                    await self._read_some(during_handshake=True)
+        except TimeoutError:
+            await self.close()
+            raise AgentError(
+                f"no answer to the NetJobs greeting within {timeout:g} s "
+                "(not a NetJobs 3 agent? an original 2.x agent waits silently)"
+            ) from None
+        except protocol.PeerError as exc:
+            await self.close()
+            if exc.code == "auth":
+                raise AgentError(
+                    "authentication failed: the agent holds a different token"
+                ) from None
+            raise AgentError(f"the agent refused: {exc.message}") from None
+        except protocol.AuthenticationFailed:
+            await self.close()
+            raise AgentError("authentication failed: the agent does not hold our token") from None
+        except protocol.ProtocolError as exc:
+            await self.close()
+            raise AgentError(str(exc)) from None
+        except AgentError:
+            await self.close()
+            raise
+        self.peer_hello = self._conn.peer_hello
+
+    def _flush(self) -> None:
+        assert self._conn is not None and self._writer is not None
+        data = self._conn.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def _read_some(self, during_handshake: bool = False) -> None:
+        assert self._reader is not None and self._conn is not None
+        try:
+            data = await self._reader.read(READ_SIZE)
+        except OSError as exc:
+            raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from None
+        self.received_ns = now_ns()
+        if not data:
+            if during_handshake:
+                raise AgentError(
+                    "the peer closed the connection during the handshake "
+                    "(not a NetJobs 3 agent, or it rejected us)"
+                )
+            raise ConnectionLost("connection lost: the agent closed it")
+        self._pending.extend(self._conn.receive_data(data))
+        self._flush()
+
+    def send(self, message: Message) -> None:
+        assert self._conn is not None
+        if self._writer is None or self._writer.is_closing():
+            raise ConnectionLost("connection lost")
+        self._conn.send(message)
+        self._flush()
+
+    async def recv(self) -> Message:
+        """The next message; raises ConnectionLost, or PeerError-derived AgentError."""
+        while not self._pending:
+            try:
+                await self._read_some()
+            except protocol.ProtocolError as exc:
+                raise ConnectionLost(f"protocol error: {exc}") from None
+        return self._pending.popleft()
+
+    async def request(self, message: Message, reply: str, timeout: float) -> Message:
+        """Send and wait for the named reply; an error reply raises AgentError."""
+        self.send(message)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    answer = await self.recv()
+                    if answer.type == "error":
+                        raise AgentError(f"{answer['message']}")
+                    if answer.type == reply:
+                        return answer
+        except TimeoutError:
+            raise AgentError(f"no {reply!r} reply within {timeout:g} s") from None
+
+    async def measure_clock(self, count: int = 16, timeout: float = 5.0) -> OffsetEstimate:
+        """Back-to-back pings (an idle pause between them wakes CPUs and adds noise)."""
+        samples = []
+        try:
+            async with asyncio.timeout(timeout):
+                for _ in range(count):
+                    self._seq += 1
+                    seq = self._seq
+                    sent = now_ns()
+                    self.send(Message("ping", {"seq": seq}))
+                    while True:
+                        answer = await self.recv()
+                        if answer.type == "pong" and answer["seq"] == seq:
+                            break
+                        if answer.type == "error":
+                            raise AgentError(answer["message"])
+                    samples.append(Sample(sent, answer["clock"], self.received_ns))
+        except TimeoutError:
+            raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
+        return estimate_offset(samples)
+
+    async def close(self) -> None:
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        with contextlib.suppress(Exception):
+            if self._conn is not None and self._conn.state is protocol.State.READY:
+                self._conn.send(Message("bye"))
+                writer.write(self._conn.data_to_send())
+            writer.close()
+            async with asyncio.timeout(1.0):
+                await writer.wait_closed()

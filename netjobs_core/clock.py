@@ -1,0 +1,75 @@
+"""Clock-offset estimation from ping-pong samples. Pure functions, no I/O.
+
+A sample is (sent, agent, received): the controller's clock when the ping
+left, the agent's clock when it answered, the controller's clock when the
+pong arrived. If the agent stamped at the midpoint of the round trip, its
+offset is `agent - (sent + received) / 2`; whatever it really did, the true
+offset lies within half the round trip of that. Queueing delays only ever
+lengthen a round trip, so the fastest samples are the most truthful: we keep
+the quickest quarter and take their median offset, which also shrugs off
+the odd sample skewed in one direction. The reported uncertainty is a hard
+bound, not a statistic: the intersection of every sample's interval. Path
+asymmetry cannot be seen by any ping-based method; it goes into the error
+unseen, within the bound.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def now_ns() -> int:
+    """The clock both controller and agent measure with (system-wide monotonic)."""
+    return time.perf_counter_ns()
+
+
+@dataclass(frozen=True)
+class Sample:
+    sent: int  # controller clock, ns
+    agent: int  # agent clock, ns
+    received: int  # controller clock, ns
+
+    @property
+    def rtt(self) -> int:
+        return self.received - self.sent
+
+    @property
+    def offset(self) -> float:
+        return self.agent - (self.sent + self.received) / 2
+
+
+@dataclass(frozen=True)
+class OffsetEstimate:
+    offset_ns: float  # agent clock minus controller clock
+    uncertainty_ns: float  # the true offset lies within +/- this (symmetric paths)
+    rtt_ns: int  # fastest round trip seen
+    samples: int
+
+    def to_agent(self, controller_ns: float) -> int:
+        return round(controller_ns + self.offset_ns)
+
+    def to_controller(self, agent_ns: float) -> float:
+        return agent_ns - self.offset_ns
+
+
+def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> OffsetEstimate:
+    valid = [s for s in samples if s.rtt >= 0]
+    if not valid:
+        raise ValueError("no usable clock samples")
+    fastest = sorted(valid, key=lambda s: s.rtt)
+    keep = fastest[: max(3, round(len(fastest) * keep_fraction))]
+    estimate = statistics.median(s.offset for s in keep)
+    # Each sample confines the true offset to within rtt/2 of its own offset
+    # (the agent stamped somewhere inside the round trip); all of them hold at
+    # once, so the truth lies in the intersection of those intervals.
+    low = max(s.offset - s.rtt / 2 for s in valid)
+    high = min(s.offset + s.rtt / 2 for s in valid)
+    if low <= high:
+        estimate = min(max(estimate, low), high)
+        uncertainty = max(estimate - low, high - estimate)
+    else:  # only if a clock stepped while we sampled
+        uncertainty = min(abs(s.offset - estimate) + s.rtt / 2 for s in keep)
+    return OffsetEstimate(estimate, uncertainty, fastest[0].rtt, len(valid))

@@ -1,0 +1,120 @@
+"""How results look on a terminal: the end-of-test report and the live -v display."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from netjobs_core.events import Event, TestStarted
+from netjobs_core.results import CommandResult, CommandStatus, HostResult, TestResult
+
+
+def _ms(value: float | None, signed: bool = False, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f} ms" if signed else f"{value:.{digits}f} ms"
+
+
+def _command_line(command: CommandResult) -> str:
+    status = command.status.value.upper()
+    if command.exit_code is not None:
+        status += f" exit {command.exit_code}"
+    parts = [status]
+    if command.duration_s is not None:
+        parts.append(f"{command.duration_s:.3f} s")
+    if command.message and command.status is not CommandStatus.OK:
+        parts.append(command.message)
+    return f"    {', '.join(parts)}: {command.command}"
+
+
+def _host_line(test: TestResult, host: HostResult) -> str:
+    line = f"  {host.target}  {host.state.value}"
+    if host.error:
+        line += f" ({host.error})"
+    if host.rtt_ms is not None:
+        line += (
+            f"  rtt {_ms(host.rtt_ms)}, clock offset {_ms(host.clock_offset_ms, True)} "
+            f"+/- {_ms(host.clock_uncertainty_ms)}"
+        )
+    if host.start_offset_ms is not None:
+        line += f", started {_ms(host.start_offset_ms, True)} from the common start"
+    return line
+
+
+def _output(name: str, data: bytearray) -> list[str]:
+    if not data:
+        return []
+    text = bytes(data).decode("utf-8", "backslashreplace").removesuffix("\n")
+    return [f"      {name}: {line}" for line in text.split("\n")]
+
+
+def format_test(test: TestResult) -> str:
+    head = f"test {test.label!r}: {test.status.value.upper()}"
+    if test.reason:
+        head += f" ({test.reason})"
+    lines = [head]
+    if test.start_spread_ms is not None:
+        lines.append(
+            f"  start spread {_ms(test.start_spread_ms)} +/- "
+            f"{_ms(test.start_spread_uncertainty_ms)} ({test.start_mode.value} start, "
+            f"{sum(len(h.commands) for h in test.hosts)} commands on {len(test.hosts)} hosts)"
+        )
+    for host in test.hosts:
+        lines.append(_host_line(test, host))
+        for command in host.commands:
+            lines.append(_command_line(command))
+            lines.extend(_output("stdout", command.stdout))
+            lines.extend(_output("stderr", command.stderr))
+    return "\n".join(lines)
+
+
+class LiveTable:
+    """-v on a terminal: one row per host, redrawn as events arrive."""
+
+    def __init__(self) -> None:
+        self._test: TestResult | None = None
+        # Rendered at the refresh rate, not per event: output chunks come fast.
+        self._live = Live(
+            get_renderable=self._render,
+            console=Console(file=sys.stderr),
+            refresh_per_second=8,
+            transient=True,
+        )
+        self._live.start()
+
+    def _render(self) -> Table:
+        test = self._test
+        table = Table(title=f"test {test.label!r}" if test else "netjobs", expand=False)
+        for column in ("host", "state", "rtt", "clock offset", "start offset", "done", "output"):
+            table.add_column(column)
+        if test is not None:
+            for host in test.hosts:
+                done = sum(c.status.finished for c in host.commands)
+                size = sum(len(c.stdout) + len(c.stderr) for c in host.commands)
+                table.add_row(
+                    host.target,
+                    host.state.value + (f": {host.error}" if host.error else ""),
+                    _ms(host.rtt_ms),
+                    _ms(host.clock_offset_ms, True),
+                    _ms(host.start_offset_ms, True),
+                    f"{done}/{len(host.commands)}",
+                    f"{size} B",
+                )
+        return table
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, TestStarted):
+            self._test = event.test
+
+    def finish_test(self) -> None:
+        self._test = None
+
+    def close(self) -> None:
+        self._live.stop()
+
+
+def live_table() -> LiveTable:
+    return LiveTable()

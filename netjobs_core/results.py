@@ -1,0 +1,117 @@
+"""What a run produced: per command, per host, per test. Plain dataclasses.
+
+Times are seconds since the epoch on the controller's clock; durations and
+offsets are in the unit their name says.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+class CommandStatus(enum.StrEnum):
+    PENDING = "pending"  # not started yet
+    RUNNING = "running"
+    OK = "ok"  # exit 0
+    FAILED = "failed"  # non-zero exit
+    TIMEOUT = "timeout"  # killed at its -timeout
+    KILLED = "killed"  # aborted or stopped by the user
+    ERROR = "error"  # could not run: see message
+
+    @property
+    def finished(self) -> bool:
+        return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
+
+
+class HostState(enum.StrEnum):
+    CONNECTING = "connecting"
+    SYNCING = "syncing"  # measuring the clock offset
+    PREPARING = "preparing"
+    READY = "ready"  # prepared, waiting for the start
+    RUNNING = "running"
+    DONE = "done"  # every command finished, the host did its part
+    TIMEOUT = "timeout"  # a command ran past its timeout
+    FAILED = "failed"  # unreachable, refused, authentication, connection lost...
+    KILLED = "killed"  # aborted or stopped before it finished
+
+    @property
+    def finished(self) -> bool:
+        return self in (HostState.DONE, HostState.TIMEOUT, HostState.FAILED, HostState.KILLED)
+
+
+class TestStatus(enum.StrEnum):
+    __test__: ClassVar[bool] = False
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"  # every command exited 0
+    FAILED = "failed"  # ran to the end, but not every command exited 0
+    ABORTED = "aborted"  # quorum lost, or stopped by the user
+
+
+class StartMode(enum.StrEnum):
+    SCHEDULED = "scheduled"  # every agent releases at one instant of the controller's clock
+    SEQUENTIAL = "sequential"  # each agent starts when told, one after another (NetJobs 2.x)
+
+
+@dataclass
+class CommandResult:
+    command: str
+    line: int = 0  # config line of the target
+    status: CommandStatus = CommandStatus.PENDING
+    exit_code: int | None = None
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    started_at: float | None = None  # epoch, controller clock
+    duration_s: float | None = None
+    message: str = ""  # why ERROR / TIMEOUT / KILLED
+
+
+@dataclass
+class HostResult:
+    target: str  # as in the config: host or host:port
+    host: str
+    port: int
+    state: HostState = HostState.CONNECTING
+    error: str = ""
+    agent_version: str = ""
+    hostname: str = ""  # what the agent calls itself
+    rtt_ms: float | None = None
+    clock_offset_ms: float | None = None  # agent clock minus controller clock
+    clock_uncertainty_ms: float | None = None
+    start_offset_ms: float | None = None  # this host's release minus the common start
+    gated: bool | None = None  # processes were spawned before the start instant
+    commands: list[CommandResult] = field(default_factory=list)
+
+
+@dataclass
+class TestResult:
+    __test__: ClassVar[bool] = False
+    label: str
+    minhosts: int | None  # None = all
+    start_mode: StartMode = StartMode.SCHEDULED
+    status: TestStatus = TestStatus.PENDING
+    reason: str = ""
+    started_at: float | None = None  # epoch: when the controller began this test
+    scheduled_start: float | None = None  # epoch: the common start instant
+    duration_s: float | None = None
+    start_spread_ms: float | None = None  # max - min release instant over all commands
+    start_spread_uncertainty_ms: float | None = None
+    hosts: list[HostResult] = field(default_factory=list)
+
+    def host(self, target: str) -> HostResult:
+        for host in self.hosts:
+            if host.target == target:
+                return host
+        raise KeyError(target)
+
+
+@dataclass
+class RunResult:
+    config_path: str
+    tests: list[TestResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(test.status is TestStatus.PASSED for test in self.tests)

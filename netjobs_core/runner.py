@@ -1,0 +1,567 @@
+"""Drive the tests of a plan across agents: connect, measure clocks, prepare,
+start everyone at one instant, enforce the quorum, collect everything.
+
+Per test:
+1. connect and authenticate every host in parallel, measure each clock
+   offset, and have each agent prepare (spawn) its commands behind a gate;
+2. once every host is ready or failed, and the quorum still holds, send each
+   ready host the same start instant expressed in its own clock;
+3. collect output and exits; the moment the quorum can no longer be met,
+   tell every host to kill its commands and report the test ABORTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from netjobs_core.client import AgentError, AgentLink, ConnectionLost
+from netjobs_core.clock import OffsetEstimate, now_ns
+from netjobs_core.config import CommandSpec, Plan, TestSpec
+from netjobs_core.events import (
+    CommandChanged,
+    CommandOutput,
+    HostChanged,
+    Observer,
+    TestFinished,
+    TestStarted,
+)
+from netjobs_core.protocol import Message
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    StartMode,
+    TestResult,
+    TestStatus,
+)
+from netjobs_core.tokens import Token
+
+SYNC_PINGS = 16
+KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
+BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
+
+
+@dataclass
+class RunOptions:
+    token: Token
+    start_mode: StartMode = StartMode.SCHEDULED
+    connect_timeout: float = 5.0
+    stop_on_failure: bool = False
+    prepare_timeout: float = 30.0
+
+
+def _epoch_anchor() -> float:
+    """Epoch seconds at clock zero, from the tightest of a few paired reads."""
+    best = None
+    for _ in range(5):
+        before = now_ns()
+        wall = time.time_ns()
+        after = now_ns()
+        if best is None or after - before < best[0]:
+            best = (after - before, wall - (before + after) / 2)
+    assert best is not None
+    return best[1] / 1e9
+
+
+class _Host:
+    """One host's part in one test: its link, clock estimate and commands."""
+
+    def __init__(self, result: HostResult, specs: list[CommandSpec]) -> None:
+        self.result = result
+        self.specs = specs
+        self.link: AgentLink | None = None
+        self.estimate: OffsetEstimate | None = None
+        self.released: dict[int, float] = {}  # command index -> controller clock ns
+        self.ended: dict[int, float] = {}
+        self.timed_out = False
+        self.ready = False
+        self.started = False
+        self.finished = False
+        self.deadline: asyncio.Timeout | None = None  # of the collect loop
+
+    @property
+    def bad(self) -> bool:
+        """Counts against the quorum: failed, or a command timed out."""
+        return self.timed_out or self.result.state is HostState.FAILED
+
+
+class _TestRun:
+    def __init__(self, spec: TestSpec, options: RunOptions, observer: Observer | None) -> None:
+        self.spec = spec
+        self.options = options
+        self._observer = observer
+        self.result = TestResult(
+            label=spec.label, minhosts=spec.minhosts, start_mode=options.start_mode
+        )
+        self.hosts: list[_Host] = []
+        for address in spec.addresses:
+            specs = [c for c in spec.commands if c.address == address]
+            host = HostResult(target=specs[0].target, host=address[0], port=address[1])
+            host.commands = [CommandResult(command=c.command, line=c.line) for c in specs]
+            self.result.hosts.append(host)
+            self.hosts.append(_Host(host, specs))
+        self.abort_reason = ""
+        self.aborted = asyncio.Event()
+        self.anchor = 0.0
+        self.common_start_ns: float | None = None
+
+    # -- events ---------------------------------------------------------------
+    def emit(self, event: object) -> None:
+        if self._observer is not None:
+            self._observer(event)  # type: ignore[arg-type]
+
+    def host_changed(self, host: _Host) -> None:
+        self.emit(HostChanged(self.result, host.result))
+
+    def set_state(self, host: _Host, state: HostState, error: str = "") -> None:
+        host.result.state = state
+        if error:
+            host.result.error = error
+        self.host_changed(host)
+
+    def finish_command(
+        self,
+        host: _Host,
+        index: int,
+        status: CommandStatus,
+        message: str = "",
+        exit_code: int | None = None,
+    ) -> None:
+        command = host.result.commands[index]
+        if command.status.finished:
+            return
+        command.status = status
+        command.message = message
+        command.exit_code = exit_code
+        self.emit(CommandChanged(self.result, host.result, index))
+
+    # -- quorum ---------------------------------------------------------------
+    def check_quorum(self) -> None:
+        if self.aborted.is_set():
+            return
+        required = self.spec.required_hosts
+        good = sum(1 for h in self.hosts if not h.bad)
+        if good < required:
+            total = len(self.hosts)
+            need = "all" if self.spec.minhosts is None else str(required)
+            bad = [h.result.target for h in self.hosts if h.bad]
+            self.abort(
+                f"quorum lost: {good} of {total} hosts left, -minhosts {need} "
+                f"(lost: {', '.join(bad)})"
+            )
+
+    def abort(self, reason: str) -> None:
+        if not self.aborted.is_set():
+            self.abort_reason = reason
+            self.aborted.set()
+
+    def fail_host(self, host: _Host, error: str) -> None:
+        """The host is out: unreachable, refused, lost... Its unfinished commands error."""
+        for index in range(len(host.result.commands)):
+            self.finish_command(host, index, CommandStatus.ERROR, error)
+        self.set_state(host, HostState.FAILED, error)
+        self.check_quorum()
+
+    # -- phase 1: connect, measure, prepare --------------------------------------
+    async def prepare(self, host: _Host) -> None:
+        options = self.options
+        link = AgentLink(host.result.host, host.result.port, options.token.secret)
+        host.link = link
+        try:
+            await link.connect(options.connect_timeout)
+            self.set_state(host, HostState.SYNCING)
+            estimate = await link.measure_clock(
+                SYNC_PINGS, timeout=max(5.0, options.connect_timeout)
+            )
+            host.estimate = estimate
+            host.result.rtt_ms = estimate.rtt_ns / 1e6
+            host.result.clock_offset_ms = estimate.offset_ns / 1e6
+            host.result.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+            status = await link.request(Message("status"), "status", options.connect_timeout)
+            host.result.agent_version = status["version"]
+            host.result.hostname = status["hostname"]
+            self.set_state(host, HostState.PREPARING)
+            commands = [
+                {"id": i, "command": spec.command, "timeout": spec.timeout}
+                for i, spec in enumerate(host.specs)
+            ]
+            prepared = await link.request(
+                Message("prepare", {"label": self.spec.label, "commands": commands}),
+                "prepared",
+                options.prepare_timeout,
+            )
+            host.result.gated = prepared["gated"]
+            for item in prepared["commands"]:
+                if isinstance(item, dict) and not item.get("ok", False):
+                    index = item.get("id")
+                    if isinstance(index, int) and 0 <= index < len(host.result.commands):
+                        self.finish_command(
+                            host,
+                            index,
+                            CommandStatus.ERROR,
+                            str(item.get("error") or "could not be started"),
+                        )
+            host.ready = True
+            self.set_state(host, HostState.READY)
+        except AgentError as exc:
+            await link.close()
+            self.fail_host(host, str(exc))
+        except asyncio.CancelledError:
+            await link.close()
+            raise
+
+    # -- phase 2: start -----------------------------------------------------------
+    def start(self, ready: list[_Host]) -> None:
+        if self.options.start_mode is StartMode.SCHEDULED:
+            worst_rtt = max(h.estimate.rtt_ns for h in ready if h.estimate)
+            # Far enough ahead to reach every host (one-way ~ rtt/2, with room
+            # for jitter and for writing to every host), and for an agent to
+            # wake from its coarse sleep.
+            lead = 15_000_000 + 3 * worst_rtt + 200_000 * len(ready)
+            at = now_ns() + lead
+            self.common_start_ns = at
+            self.result.scheduled_start = self.anchor + at / 1e9
+            for host in ready:
+                assert host.estimate is not None and host.link is not None
+                self._send_start(host, host.estimate.to_agent(at))
+        else:
+            for host in ready:
+                self._send_start(host, None)
+
+    def _send_start(self, host: _Host, at: int | None) -> None:
+        assert host.link is not None
+        try:
+            host.link.send(Message("start", {"at": at}))
+        except AgentError as exc:
+            self.fail_host(host, str(exc))
+            return
+        host.started = True
+        for command in host.result.commands:
+            if command.status is CommandStatus.PENDING:
+                command.status = CommandStatus.RUNNING
+        self.set_state(host, HostState.RUNNING)
+
+    # -- phase 3: collect -------------------------------------------------------
+    def backstop(self, host: _Host) -> float | None:
+        timeouts = [spec.timeout for spec in host.specs]
+        if any(t is None for t in timeouts):
+            return None
+        return asyncio.get_running_loop().time() + max(timeouts, default=0) + BACKSTOP_S  # type: ignore[type-var]
+
+    async def collect(self, host: _Host) -> None:
+        assert host.link is not None and host.estimate is not None
+        link, estimate = host.link, host.estimate
+        try:
+            async with asyncio.timeout_at(self.backstop(host)) as deadline:
+                host.deadline = deadline
+                if self.aborted.is_set():
+                    deadline.reschedule(asyncio.get_running_loop().time() + KILL_CONFIRM_S)
+                while not host.finished:
+                    message = await link.recv()
+                    self.handle(host, estimate, message)
+        except TimeoutError:
+            if self.aborted.is_set():
+                self._give_up(host, "the agent did not confirm the kill", HostState.KILLED)
+            else:
+                for i in range(len(host.result.commands)):
+                    self.finish_command(
+                        host, i, CommandStatus.TIMEOUT, "the agent did not report the end in time"
+                    )
+                host.timed_out = True
+                self.set_state(host, HostState.TIMEOUT, "the agent did not report in time")
+                self.check_quorum()
+                with contextlib.suppress(AgentError):
+                    link.send(Message("kill", {"reason": "no report from the agent in time"}))
+        except (ConnectionLost, AgentError) as exc:
+            if self.aborted.is_set():
+                self._give_up(host, str(exc), HostState.KILLED)
+            else:
+                self.fail_host(host, str(exc))
+        finally:
+            host.deadline = None
+            await link.close()
+
+    def _give_up(self, host: _Host, error: str, state: HostState) -> None:
+        for i in range(len(host.result.commands)):
+            self.finish_command(host, i, CommandStatus.KILLED, error)
+        self.set_state(host, state, error)
+
+    def handle(self, host: _Host, estimate: OffsetEstimate, message: Message) -> None:
+        commands = host.result.commands
+        kind = message.type
+        if kind == "output":
+            index = message["id"]
+            if 0 <= index < len(commands):
+                target = (
+                    commands[index].stdout
+                    if message["stream"] == "stdout"
+                    else commands[index].stderr
+                )
+                target += message.body
+                self.emit(
+                    CommandOutput(self.result, host.result, index, message["stream"], message.body)
+                )
+        elif kind == "started":
+            for key, agent_ns in message["released_at"].items():
+                with contextlib.suppress(ValueError, TypeError):
+                    index = int(key)
+                    if 0 <= index < len(commands) and isinstance(agent_ns, int):
+                        at = estimate.to_controller(agent_ns)
+                        host.released[index] = at
+                        commands[index].started_at = self.anchor + at / 1e9
+                        self.emit(CommandChanged(self.result, host.result, index))
+        elif kind == "exit":
+            index = message["id"]
+            if not 0 <= index < len(commands):
+                return
+            status = CommandStatus(message["status"])
+            ended = message.get("ended_at")
+            if ended is not None and index in host.released:
+                host.ended[index] = estimate.to_controller(ended)
+                commands[index].duration_s = max(
+                    0.0, (host.ended[index] - host.released[index]) / 1e9
+                )
+            if status is CommandStatus.TIMEOUT:
+                host.timed_out = True
+            self.finish_command(host, index, status, message["message"], message.get("exit_code"))
+            if status is CommandStatus.TIMEOUT:
+                self.check_quorum()
+        elif kind == "finished":
+            host.finished = True
+            for i in range(len(commands)):
+                self.finish_command(host, i, CommandStatus.ERROR, "the agent reported no exit")
+            if host.timed_out:
+                self.set_state(host, HostState.TIMEOUT, "a command ran past its timeout")
+            elif any(c.status is CommandStatus.KILLED for c in commands):
+                self.set_state(host, HostState.KILLED)
+            else:
+                self.set_state(host, HostState.DONE)
+        elif kind == "error":
+            raise AgentError(f"the agent reported: {message['message']}")
+
+    async def kill_on_abort(self, hosts: list[_Host]) -> None:
+        await self.aborted.wait()
+        kill_by = asyncio.get_running_loop().time() + KILL_CONFIRM_S
+        for host in hosts:
+            if host.finished or host.link is None:
+                continue
+            with contextlib.suppress(AgentError):
+                host.link.send(Message("kill", {"reason": self.abort_reason}))
+            if host.deadline is not None:
+                host.deadline.reschedule(kill_by)
+
+    # -- the whole test ---------------------------------------------------------
+    async def run(self) -> TestResult:
+        result = self.result
+        result.status = TestStatus.RUNNING
+        result.started_at = time.time()
+        self.anchor = _epoch_anchor()
+        self.emit(TestStarted(result))
+        began = now_ns()
+        try:
+            await self._run_phases()
+        finally:
+            # Whatever happened (even cancellation), nothing is left open or pending.
+            for host in self.hosts:
+                if host.link is not None:
+                    if host.ready and not host.finished:
+                        # Cancelled mid-run: tell the agent now rather than
+                        # leave the jobs to its orphan timer.
+                        with contextlib.suppress(AgentError):
+                            host.link.send(
+                                Message(
+                                    "kill",
+                                    {"reason": self.abort_reason or "the controller stopped"},
+                                )
+                            )
+                    await host.link.close()
+                for i, command in enumerate(host.result.commands):
+                    if not command.status.finished:
+                        self.finish_command(
+                            host,
+                            i,
+                            CommandStatus.KILLED,
+                            self.abort_reason or "the run was interrupted",
+                        )
+                if not host.result.state.finished:
+                    self.set_state(host, HostState.KILLED, self.abort_reason)
+            self._measure_spread()
+            self._conclude()
+            result.duration_s = (now_ns() - began) / 1e9
+            self.emit(TestFinished(result))
+        return result
+
+    async def _run_phases(self) -> None:
+        tasks = [asyncio.create_task(self.prepare(h)) for h in self.hosts]
+        aborted = asyncio.create_task(self.aborted.wait())
+        try:
+            pending = set(tasks)
+            while pending and not self.aborted.is_set():
+                _, pending = await asyncio.wait(
+                    pending | {aborted}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(aborted)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            aborted.cancel()
+            for task in tasks:
+                task.cancel()
+        ready = [h for h in self.hosts if h.ready and h.result.state is HostState.READY]
+        self.check_quorum()
+        if not self.aborted.is_set() and not ready:
+            self.abort("no host could be prepared")
+        if self.aborted.is_set():
+            # Prepared processes are still gated: have the agents drop them.
+            for host in ready:
+                with contextlib.suppress(AgentError):
+                    assert host.link is not None
+                    host.link.send(Message("kill", {"reason": self.abort_reason}))
+                self._give_up(host, self.abort_reason, HostState.KILLED)
+            return
+        self.start(ready)
+        started = [h for h in ready if h.started]
+        async with asyncio.TaskGroup() as group:
+            killer = group.create_task(self.kill_on_abort(started))
+            collectors = [group.create_task(self.collect(h)) for h in started]
+            await asyncio.gather(*collectors)
+            killer.cancel()
+
+    def _measure_spread(self) -> None:
+        releases = [(h, at) for h in self.hosts for at in h.released.values()]
+        if not releases:
+            return
+        instants = [at for _, at in releases]
+        first = min(instants)
+        common = self.common_start_ns if self.common_start_ns is not None else first
+        self.result.start_spread_ms = (max(instants) - first) / 1e6
+        released_hosts = [h for h in self.hosts if h.released and h.estimate]
+        # Hosts on one clock share their error; two hosts can err in opposite directions.
+        bounds = sorted(
+            (h.estimate.uncertainty_ns for h in released_hosts if h.estimate), reverse=True
+        )
+        self.result.start_spread_uncertainty_ms = sum(bounds[:2]) / 1e6 if len(bounds) > 1 else 0.0
+        for host in released_hosts:
+            host.result.start_offset_ms = (min(host.released.values()) - common) / 1e6
+            self.host_changed(host)
+
+    def _conclude(self) -> None:
+        result = self.result
+        if self.aborted.is_set():
+            result.status = TestStatus.ABORTED
+            result.reason = self.abort_reason
+            return
+        # As the 2.x README says: -minhosts is how many hosts must succeed for the
+        # test to succeed; a host succeeds when every one of its commands exits 0.
+        counts: dict[str, int] = {}
+        succeeded = 0
+        for host in result.hosts:
+            bad = [c for c in host.commands if c.status is not CommandStatus.OK]
+            succeeded += not bad and host.state is HostState.DONE
+            for command in bad:
+                counts[command.status.value] = counts.get(command.status.value, 0) + 1
+        words = {
+            "failed": "failed",
+            "timeout": "timed out",
+            "killed": "killed",
+            "error": "could not run",
+        }
+        problems = ", ".join(
+            f"{n} command{'s' if n > 1 else ''} {words.get(status, status)}"
+            for status, n in counts.items()
+        )
+        required = self.spec.required_hosts
+        result.status = TestStatus.PASSED if succeeded >= required else TestStatus.FAILED
+        if problems:
+            need = "all" if self.spec.minhosts is None else str(required)
+            result.reason = (
+                f"{succeeded} of {len(result.hosts)} hosts succeeded (-minhosts {need}); {problems}"
+            )
+        else:
+            result.reason = ""
+
+
+class Runner:
+    """Runs a plan's tests in file order. `stop()` aborts cleanly from any callback."""
+
+    def __init__(self, plan: Plan, options: RunOptions, observer: Observer | None = None) -> None:
+        self.plan = plan
+        self.options = options
+        self.observer = observer
+        self.result = RunResult(config_path=plan.path)
+        self._current: _TestRun | None = None
+        self._stop_reason = ""
+
+    def stop(self, reason: str = "stopped by user") -> None:
+        self._stop_reason = reason
+        if self._current is not None:
+            self._current.abort(reason)
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self._stop_reason)
+
+    async def run(self, labels: Sequence[str] | None = None) -> RunResult:
+        tests = self.plan.tests
+        if labels is not None:
+            unknown = set(labels) - {t.label for t in tests}
+            if unknown:
+                raise ValueError(f"no test named {', '.join(sorted(unknown))}")
+            tests = tuple(t for t in tests if t.label in labels)
+        for spec in tests:
+            if self._stop_reason:
+                break
+            self._current = _TestRun(spec, self.options, self.observer)
+            self.result.tests.append(self._current.result)
+            try:
+                outcome = await self._current.run()
+            finally:
+                self._current = None
+            if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
+                break
+        return self.result
+
+
+async def run_test(
+    spec: TestSpec, options: RunOptions, observer: Observer | None = None
+) -> TestResult:
+    return await _TestRun(spec, options, observer).run()
+
+
+def plan_summary(plan: Plan) -> list[str]:
+    """What a run of this plan would do, for the dry run (-s)."""
+    lines = [f"{plan.path}: {len(plan.tests)} test{'s' if len(plan.tests) != 1 else ''}"]
+    for spec in plan.tests:
+        hosts = spec.addresses
+        need = "all" if spec.minhosts is None else str(spec.minhosts)
+        general = _duration(spec.general_timeout)
+        lines.append(
+            f"test {spec.label!r} (line {spec.line}): {len(spec.commands)} command"
+            f"{'s' if len(spec.commands) != 1 else ''} on {len(hosts)} host"
+            f"{'s' if len(hosts) != 1 else ''}, -minhosts {need} "
+            f"({spec.required_hosts} must stay up), "
+            f"-generaltimeout {general}"
+        )
+        for command in spec.commands:
+            lines.append(
+                f"  {command.target}: {command.command!r}  timeout {_duration(command.timeout)}"
+                f"  (line {command.line})"
+            )
+        lines.append(
+            f"  would connect to {len(hosts)} host{'s' if len(hosts) != 1 else ''}, measure their "
+            "clocks, prepare every command, start all at one scheduled instant"
+        )
+    return lines
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "none"
+    return f"{seconds:g}s"

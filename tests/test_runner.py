@@ -1,0 +1,248 @@
+"""The runner against real agent processes on loopback."""
+
+import hashlib
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from netjobs_core.config import parse_config
+from netjobs_core.local_agents import start_agent
+from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
+from netjobs_core.runner import Runner, RunOptions, run_test
+from netjobs_core.tokens import Token
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory):
+    secret = secrets.token_urlsafe(32)
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_text(secret)
+    return Token(secret.encode(), "test"), path
+
+
+@pytest.fixture(scope="module")
+def agents(token, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    started = [start_agent(token[1], log=logs / f"agent{i}.log") for i in range(3)]
+    yield started
+    for agent in started:
+        agent.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def plan_for(body: str, agents=(), **names):
+    text = body.format(**{f"a{i}": f"127.0.0.1:{a.port}" for i, a in enumerate(agents)}, **names)
+    return parse_config(text, "test.cfg")
+
+
+def options(token, **kwargs):
+    return RunOptions(token=token[0], connect_timeout=3.0, **kwargs)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+async def test_synchronized_run_collects_everything(agents, token):
+    plan = plan_for(
+        't:\n{a0}: "echo one; echo err >&2"\n{a1}: "exit 3"\n'
+        '{a2}: "date +%s%N"\n{a0}: "printf two"\nend\n',
+        agents,
+    )
+    test = await run_test(plan.tests[0], options(token))
+    assert test.status is TestStatus.FAILED  # minhosts all, and one host exited 3
+    a0, a1, a2 = test.hosts
+    assert [c.status for c in a0.commands] == [CommandStatus.OK, CommandStatus.OK]
+    assert bytes(a0.commands[0].stdout) == b"one\n" and bytes(a0.commands[0].stderr) == b"err\n"
+    assert bytes(a0.commands[1].stdout) == b"two"
+    assert a1.commands[0].status is CommandStatus.FAILED and a1.commands[0].exit_code == 3
+    assert a2.commands[0].status is CommandStatus.OK
+    for host in test.hosts:
+        assert host.state is HostState.DONE
+        assert host.gated is True
+        assert host.rtt_ms is not None and host.rtt_ms < 50
+        # Same machine, same clock: the measured offset must be tiny and within its bound.
+        assert abs(host.clock_offset_ms) <= host.clock_uncertainty_ms + 0.01
+        assert host.start_offset_ms is not None
+    assert test.start_spread_ms is not None and test.start_spread_ms < 50
+    assert test.scheduled_start is not None
+    started = [c.started_at for h in test.hosts for c in h.commands]
+    assert max(started) - min(started) == pytest.approx(test.start_spread_ms / 1000, abs=1e-6)
+    # The command's own wall-clock stamp lies just after the reported release.
+    stamp = int(bytes(a2.commands[0].stdout)) / 1e9
+    assert 0 <= stamp - a2.commands[0].started_at < 0.5
+
+
+async def test_silent_sleep_killed_at_timeout_with_grandchild(agents, token, tmp_path):
+    pids = tmp_path / "pids"
+    plan = plan_for(
+        't:\n-minhosts: 0\n{a0}: "sleep 30 & echo $! > {pids}; sleep 30"\n-timeout: 1s\nend\n',
+        agents,
+        pids=pids,
+    )
+    began = time.monotonic()
+    test = await run_test(plan.tests[0], options(token))
+    elapsed = time.monotonic() - began
+    command = test.hosts[0].commands[0]
+    assert command.status is CommandStatus.TIMEOUT
+    assert test.hosts[0].state is HostState.TIMEOUT
+    assert elapsed < 10
+    assert 0.9 < command.duration_s < 5
+    assert gone(int(pids.read_text()))
+
+
+async def test_quorum_abort_kills_the_others(agents, token, tmp_path):
+    marker = tmp_path / "finished"
+    plan = plan_for(
+        't:\n-minhosts: all\n{a0}: "sleep 30"\n-timeout: 0.5s\n'
+        '{a1}: "sleep 20; touch {marker}"\nend\n',
+        agents,
+        marker=marker,
+    )
+    began = time.monotonic()
+    test = await run_test(plan.tests[0], options(token))
+    assert time.monotonic() - began < 10
+    assert test.status is TestStatus.ABORTED
+    assert "quorum lost" in test.reason and "127.0.0.1" in test.reason
+    assert test.hosts[0].commands[0].status is CommandStatus.TIMEOUT
+    assert test.hosts[1].commands[0].status is CommandStatus.KILLED
+    assert not marker.exists()
+
+
+async def test_unreachable_host_is_a_failed_host_not_a_crash(agents, token):
+    port = free_port()
+    plan = plan_for(
+        't:\n-minhosts: 2\n{a0}: "echo hi"\n{a1}: "echo hi"\n127.0.0.1:{port}: "echo never"\nend\n',
+        agents,
+        port=port,
+    )
+    test = await run_test(plan.tests[0], options(token))
+    dead = test.hosts[2]
+    assert dead.state is HostState.FAILED and "refused" in dead.error
+    assert dead.commands[0].status is CommandStatus.ERROR
+    assert test.status is TestStatus.PASSED  # two of three succeeded, -minhosts 2
+    assert [h.commands[0].status for h in test.hosts[:2]] == [CommandStatus.OK] * 2
+
+
+async def test_unreachable_host_with_minhosts_all_aborts_before_running(agents, token, tmp_path):
+    marker = tmp_path / "ran"
+    plan = plan_for(
+        't:\n{a0}: "touch {marker}"\n127.0.0.1:{port}: "true"\nend\n',
+        agents,
+        port=free_port(),
+        marker=marker,
+    )
+    test = await run_test(plan.tests[0], options(token))
+    assert test.status is TestStatus.ABORTED
+    assert test.hosts[0].commands[0].status is CommandStatus.KILLED
+    assert not marker.exists()
+
+
+async def test_ten_megabytes_each_way_and_binary_output(agents, token):
+    plan = plan_for(
+        't:\n{a0}: "head -c 10000000 /dev/urandom | tee /dev/stderr | sha256sum >&2"\n'
+        "{a1}: \"printf '\\377\\376 caf\\303\\251\\n'\"\nend\n",
+        agents,
+    )
+    test = await run_test(plan.tests[0], options(token))
+    big = test.hosts[0].commands[0]
+    assert big.status is CommandStatus.OK
+    data, trailer = bytes(big.stderr[:10_000_000]), bytes(big.stderr[10_000_000:])
+    assert len(big.stderr) > 10_000_000
+    assert hashlib.sha256(data).hexdigest().encode() in trailer
+    assert bytes(test.hosts[1].commands[0].stdout) == b"\xff\xfe caf\xc3\xa9\n"
+
+
+async def test_ten_megabytes_on_stdout(agents, token):
+    plan = plan_for("t:\n{a0}: \"head -c 10485760 /dev/zero | tr '\\0' x\"\nend\n", agents)
+    test = await run_test(plan.tests[0], options(token))
+    assert bytes(test.hosts[0].commands[0].stdout) == b"x" * 10485760
+
+
+async def test_wrong_token_runs_nothing(agents, tmp_path):
+    marker = tmp_path / "ran"
+    plan = plan_for('t:\n{a0}: "touch {marker}"\nend\n', agents, marker=marker)
+    wrong = Token(secrets.token_urlsafe(32).encode(), "wrong")
+    test = await run_test(plan.tests[0], RunOptions(token=wrong, connect_timeout=3))
+    assert test.status is TestStatus.ABORTED
+    assert "authentication failed" in test.hosts[0].error
+    assert not marker.exists()
+
+
+async def test_sequential_mode_runs_too(agents, token):
+    plan = plan_for('t:\n{a0}: "true"\n{a1}: "true"\nend\n', agents)
+    test = await run_test(plan.tests[0], options(token, start_mode=StartMode.SEQUENTIAL))
+    assert test.status is TestStatus.PASSED
+    assert test.scheduled_start is None and test.start_spread_ms is not None
+    assert min(h.start_offset_ms for h in test.hosts) == 0
+
+
+async def test_stop_kills_jobs_and_keeps_results(agents, token, tmp_path):
+    import asyncio
+
+    plan = plan_for(
+        't:\n{a0}: "echo started; sleep 30"\n{a1}: "sleep 30"\nend\nu:\n{a0}: "true"\nend\n', agents
+    )
+    runner = Runner(plan, options(token))
+    task = asyncio.create_task(runner.run())
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if runner.result.tests and runner.result.tests[0].hosts[0].commands[0].stdout:
+            break
+    runner.stop()
+    result = await asyncio.wait_for(task, 15)
+    assert len(result.tests) == 1  # no further tests after a stop
+    test = result.tests[0]
+    assert test.status is TestStatus.ABORTED and test.reason == "stopped by user"
+    assert bytes(test.hosts[0].commands[0].stdout) == b"started\n"
+    assert {c.status for h in test.hosts for c in h.commands} == {CommandStatus.KILLED}
+
+
+async def test_agent_killed_mid_run(token, tmp_path):
+    victim = start_agent(token[1])
+    survivor = start_agent(token[1])
+    try:
+        plan = plan_for(
+            't:\n-minhosts: 1\n{a0}: "sleep 1; echo done"\n{a1}: "sleep 30"\nend\n',
+            [survivor, victim],
+        )
+        import asyncio
+
+        task = asyncio.create_task(run_test(plan.tests[0], options(token)))
+        await asyncio.sleep(0.5)
+        victim.kill()
+        test = await asyncio.wait_for(task, 15)
+        assert test.hosts[1].state is HostState.FAILED
+        assert "connection lost" in test.hosts[1].error
+        assert test.hosts[0].commands[0].status is CommandStatus.OK
+        assert test.status is TestStatus.PASSED
+    finally:
+        victim.kill()
+        survivor.stop()
+
+
+async def test_busy_agent_is_a_failed_host(agents, token):
+    import asyncio
+
+    plan_long = plan_for('t:\n{a2}: "sleep 2"\nend\n', agents)
+    plan_busy = plan_for('t:\n{a2}: "true"\nend\n', agents)
+    first = asyncio.create_task(run_test(plan_long.tests[0], options(token)))
+    await asyncio.sleep(0.5)
+    second = await run_test(plan_busy.tests[0], options(token))
+    assert second.hosts[0].state is HostState.FAILED and "busy" in second.hosts[0].error
+    assert (await first).status is TestStatus.PASSED
