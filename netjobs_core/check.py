@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netjobs_core.client import AgentError, AgentLink, format_target
-from netjobs_core.protocol import Message
+from netjobs_core.protocol import Message, ProtocolError
 from netjobs_core.tokens import Token
 
 
@@ -49,6 +49,8 @@ async def check_host(host: str, port: int, token: Token, timeout: float = 5.0) -
         check.busy = status["busy"]
     except AgentError as exc:
         check.error = str(exc)
+    except (OSError, ProtocolError) as exc:  # one host's surprise must not lose the others
+        check.error = f"unexpected failure: {exc}"
     finally:
         check.reachable = link.tcp_connected
         await link.close()

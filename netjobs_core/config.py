@@ -179,8 +179,9 @@ class _Test:
 
 
 class _Parser:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, default_port: int) -> None:
         self.path = path
+        self.default_port = default_port
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
         self.current: _Test | None = None
@@ -415,7 +416,7 @@ class _Parser:
                 raise self.error(
                     number, f"unexpected {rest!r} after ']': expected ':PORT' or ': \"command\"'"
                 )
-            return inside, self.port(number, rest[1:].strip()) if rest else DEFAULT_PORT
+            return inside, self.port(number, rest[1:].strip()) if rest else self.default_port
         parts = target.split(":")
         if len(parts) > 2:
             raise self.error(number, f"more than one ':' before the command: {_IPV6_HINT}")
@@ -435,7 +436,7 @@ class _Parser:
                 raise self.error(
                     number, f"bad IPv4 address {host!r}: expected e.g. '10.0.0.5'"
                 ) from None
-        return host, self.port(number, parts[1].strip()) if len(parts) == 2 else DEFAULT_PORT
+        return host, self.port(number, parts[1].strip()) if len(parts) == 2 else self.default_port
 
     def port(self, number: int, text: str) -> int:
         digits = text.lstrip("0")
@@ -464,12 +465,14 @@ def _shorten(line: str, limit: int = 40) -> str:
     return repr(line if len(line) <= limit else line[: limit - 3] + "...")
 
 
-def parse_config(text: str, path: str = "<config>") -> Plan:
-    """Parse the text of a config file; raises ConfigError on the first problem."""
-    return _Parser(path).parse(text)
+def parse_config(text: str, path: str = "<config>", default_port: int = DEFAULT_PORT) -> Plan:
+    """Parse the text of a config file; raises ConfigError on the first problem.
+
+    `default_port` is the agent port of targets written without one."""
+    return _Parser(path, default_port).parse(text)
 
 
-def load_config(path: str | os.PathLike[str]) -> Plan:
+def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) -> Plan:
     """Read and parse a config file (UTF-8, optional BOM); raises ConfigError."""
     name = os.fspath(path)
     try:
@@ -487,4 +490,4 @@ def load_config(path: str | os.PathLike[str]) -> Plan:
             line,
             f"not UTF-8 text (byte 0x{data[err.start]:02x}): save the file as UTF-8",
         ) from None
-    return parse_config(text, name)
+    return parse_config(text, name, default_port)

@@ -316,6 +316,7 @@ class _TestRun:
                         host.released[index] = at
                         commands[index].started_at = self.anchor + at / 1e9
                         self.emit(CommandChanged(self.result, host.result, index))
+            self._measure_spread()  # live, as releases arrive
         elif kind == "exit":
             index = message["id"]
             if not 0 <= index < len(commands):
@@ -449,8 +450,10 @@ class _TestRun:
         )
         self.result.start_spread_uncertainty_ms = sum(bounds[:2]) / 1e6 if len(bounds) > 1 else 0.0
         for host in released_hosts:
-            host.result.start_offset_ms = (min(host.released.values()) - common) / 1e6
-            self.host_changed(host)
+            offset = (min(host.released.values()) - common) / 1e6
+            if offset != host.result.start_offset_ms:
+                host.result.start_offset_ms = offset
+                self.host_changed(host)
 
     def _conclude(self) -> None:
         result = self.result

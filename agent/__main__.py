@@ -1,0 +1,119 @@
+"""`netjobs-agent` / `python -m agent`: command line, token, logging, event loop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from netjobs_core import __version__, tokens
+from netjobs_core.protocol import DEFAULT_PORT
+
+from . import server
+
+PROG = "netjobs-agent"
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be 0-65535 (0: any free port)")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="NetJobs agent: runs the commands a NetJobs controller sends, "
+        "started at the instant it asks for.",
+    )
+    parser.add_argument(
+        "--bind",
+        metavar="ADDR",
+        action="append",
+        help="address to listen on (repeatable; default: all IPv4 and IPv6 addresses)",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}; 0 picks a free port)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help=f"file holding the shared token (default: ${tokens.ENV_VAR}, "
+        f"then {tokens.default_token_path()})",
+    )
+    parser.add_argument(
+        "--orphan-grace",
+        type=_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="kill a test this long after its controller's connection is lost (default 2)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _load_token(token_file: str | None) -> tokens.Token:
+    """The shared token; on a first start with none anywhere, a new token file."""
+    try:
+        return tokens.load_token(token_file)
+    except tokens.TokenError:
+        path = tokens.default_token_path()
+        if token_file or os.environ.get(tokens.ENV_VAR, "").strip() or path.exists():
+            raise  # a token was named but is unusable: say so, do not paper over it
+    token = tokens.generate_token_file(path)
+    print(f"generated a new token in {path}: copy this file to the controller", flush=True)
+    return token
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s.%(msecs)03d %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    )
+    logger = logging.getLogger("netjobs.agent")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        token = _load_token(args.token_file)
+    except tokens.TokenError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot create a token file: {exc}")
+    try:
+        return asyncio.run(
+            server.serve(token, hosts=args.bind, port=args.port, orphan_grace=args.orphan_grace)
+        )
+    except server.ListenError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

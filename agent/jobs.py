@@ -1,0 +1,437 @@
+"""One test run on the agent: spawn gated, release at an instant, stream, reap, kill.
+
+A `Run` owns its `Job`s and every process they start: whatever ends a run
+(exit, timeout, kill request, lost controller, agent shutdown) goes through
+the same kill path, and a cancelled run still SIGKILLs what is left.
+
+Each job's main process is reaped by a small thread blocked in wait(): that
+tells "the command exited" apart from "its pipes closed" (a background child
+may hold them), which asyncio's Process.wait() does not, and costs no CPU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import gc
+import logging
+import math
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from netjobs_core.protocol import Message
+
+from . import oskit
+
+CHUNK = 64 * 1024  # largest output frame body, and the pipe reader's buffer limit
+KILL_GRACE_S = 2.0  # SIGTERM -> SIGKILL
+KILL_WAIT_S = 5.0  # after SIGKILL: longer means a process stuck in the kernel
+PIPE_DRAIN_S = 2.0  # after the main process ended, for pipes held by leftovers
+PREPARED_TIMEOUT_S = 600.0  # a prepared run nobody starts does not hold the agent forever
+# Waiting for the release: asyncio sleep to oskit.coarse_wake_margin_ns() before
+# the instant (loop timers are coarse), time.sleep to this much before, then spin.
+FINE_MARGIN_NS = 200_000
+
+log = logging.getLogger("netjobs.agent")
+
+
+class Sink(Protocol):
+    """Where a run's messages go: the controller connection that prepared it."""
+
+    peer: str
+
+    def send(self, message: Message) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    id: int
+    command: str
+    timeout: float | None  # seconds from the release; None: no limit
+
+    @classmethod
+    def from_fields(cls, item: dict[str, object]) -> CommandSpec:
+        timeout = item.get("timeout")
+        if isinstance(timeout, (int, float)) and not math.isfinite(timeout):
+            timeout = None  # inf: no limit (NaN is refused by the protocol)
+        return cls(int(item["id"]), str(item["command"]), timeout)  # type: ignore[arg-type]
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+class Job:
+    def __init__(self, spec: CommandSpec, label: str, sink: Sink) -> None:
+        self.spec = spec
+        self.label = label
+        self.sink = sink
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.spawn_error: str | None = None
+        self.gate_fd: int | None = None
+        self.released_at: int | None = None
+        self._ended_at: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._kill_reason: str | None = None
+        self._kill_requested = asyncio.Event()
+        self._readers: dict[str, asyncio.StreamReader] = {}
+        self._transports: list[asyncio.BaseTransport] = []
+
+    @property
+    def name(self) -> str:
+        return f"test {self.label!r} command {self.spec.id}"
+
+    # -- spawning ---------------------------------------------------------------
+    def spawn(self, *, gated: bool) -> None:
+        """Start the process (blocked at its gate when GATED); errors are kept."""
+        read_fd: int | None = None
+        try:
+            if gated:
+                read_fd, self.gate_fd = os.pipe()
+            stdin = read_fd if read_fd is not None else subprocess.DEVNULL
+            self.proc = oskit.spawn(self.spec.command, gated=gated, stdin=stdin)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            self.spawn_error = f"cannot start the command: {exc}"
+            self.close_gate()
+            log.warning("%s: %s", self.name, self.spawn_error)
+            return
+        finally:
+            if read_fd is not None:
+                os.close(read_fd)  # the child has it; EOF must come when we close ours
+        threading.Thread(
+            target=self._reap, args=(self.proc,), name=f"reap-{self.proc.pid}", daemon=True
+        ).start()
+
+    def _reap(self, proc: subprocess.Popen[bytes]) -> None:
+        returncode = proc.wait()
+        ended_at = oskit.clock_ns()
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the agent is gone
+            self._loop.call_soon_threadsafe(self._on_exit, returncode, ended_at)
+
+    def _on_exit(self, returncode: int, ended_at: int) -> None:
+        if not self._exited.done():
+            self._ended_at = ended_at
+            self._exited.set_result(returncode)
+
+    async def connect_pipes(self) -> None:
+        assert self.proc is not None
+        for stream, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
+            reader = asyncio.StreamReader(limit=CHUNK)
+            factory = functools.partial(asyncio.StreamReaderProtocol, reader)
+            transport, _ = await self._loop.connect_read_pipe(factory, pipe)
+            self._readers[stream] = reader
+            self._transports.append(transport)
+
+    # -- release and kill -------------------------------------------------------
+    def release(self) -> None:
+        """Let the gated process go: one raw write, no buffering on the way."""
+        assert self.gate_fd is not None
+        # Stamped before the write: the command cannot start earlier, whereas
+        # after the write it may already have run on the other CPU.
+        self.released_at = oskit.clock_ns()
+        # The gate may already be gone (a syntax error in the command exits
+        # before reading): its exit status tells the story.
+        with contextlib.suppress(OSError):
+            os.write(self.gate_fd, oskit.GATE_RELEASE)
+
+    def spawn_released(self) -> None:
+        """Where nothing can be gated (Windows): spawn at the release."""
+        self.released_at = oskit.clock_ns()
+        self.spawn(gated=False)
+
+    def close_gate(self) -> None:
+        if self.gate_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.gate_fd)
+            self.gate_fd = None
+
+    def kill(self, reason: str) -> None:
+        if self._kill_reason is None:
+            self._kill_reason = reason
+            self._kill_requested.set()
+
+    def abort_now(self) -> None:
+        """Synchronous last resort: nothing of this job may outlive the run."""
+        self.close_gate()
+        if self.proc is not None and not self._exited.done():
+            oskit.kill_tree_now(self.proc.pid)
+        for transport in self._transports:
+            transport.close()
+
+    # -- the life of a command --------------------------------------------------
+    async def supervise(self, started: bool) -> None:
+        """Wait for the command to end, kill it if it must, then report its exit."""
+        if self.proc is None:
+            if started:
+                self._send_exit("error", None, None, self.spawn_error or "not started")
+            else:
+                self._send_exit("killed", None, None, self._kill_reason or "not started")
+            return
+        pumps = [
+            asyncio.create_task(self._pump(stream, reader, forward=started))
+            for stream, reader in self._readers.items()
+        ]
+        try:
+            status, message = await self._await_end(started)
+            returncode = self._exited.result() if self._exited.done() else None
+            if returncode is not None:
+                # Background children it left go with it (POSIX: its group).
+                await oskit.kill_leftovers(self.proc.pid)
+            await self._drain_pipes(pumps)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+        if status is None:
+            assert returncode is not None
+            status = "ok" if returncode == 0 else "failed"
+            message = oskit.describe_returncode(returncode)
+        if not started:
+            self._send_exit(status, None, None, message)
+            return
+        ended_at = self._ended_at
+        if ended_at is not None and self.released_at is not None:
+            # A command can end before the release loop reads the clock after
+            # its write (the loop was preempted): it cannot have ended earlier.
+            ended_at = max(ended_at, self.released_at)
+        self._send_exit(status, returncode, ended_at, message)
+
+    async def _await_end(self, started: bool) -> tuple[str | None, str]:
+        """Wait for the main process; on timeout or kill request, kill its tree.
+
+        Returns (status, message) when the agent ended it, (None, "") otherwise.
+        """
+        if not started:
+            self.close_gate()  # EOF: the gate exits without running the command
+            await self._terminate()
+            return "killed", self._kill_reason or "killed before it started"
+        timeout = self.spec.timeout
+        assert self.released_at is not None
+        remaining = None
+        if timeout is not None:
+            remaining = max(0.0, (self.released_at - oskit.clock_ns()) / 1e9 + timeout)
+        kill_wait = asyncio.ensure_future(self._kill_requested.wait())
+        try:
+            await asyncio.wait(
+                {self._exited, kill_wait}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            kill_wait.cancel()
+        if self._exited.done():
+            return None, ""
+        if self._kill_reason is not None:
+            status, message = "killed", self._kill_reason
+        else:
+            assert timeout is not None
+            status, message = "timeout", f"killed at its {_seconds(timeout)} s timeout"
+        log.info("%s: %s", self.name, message)
+        await self._terminate()
+        return status, message
+
+    async def _terminate(self) -> None:
+        """SIGTERM the tree; SIGKILL it after the grace if the command is still there."""
+        assert self.proc is not None
+        if self._exited.done():
+            return
+        await oskit.kill_tree(self.proc.pid, force=False)
+        if await self._wait_exit(KILL_GRACE_S):
+            return
+        log.warning("%s: still alive %g s after SIGTERM: SIGKILL", self.name, KILL_GRACE_S)
+        await oskit.kill_tree(self.proc.pid, force=True)
+        if not await self._wait_exit(KILL_WAIT_S):
+            log.error(
+                "%s: process %d does not die (stuck in the kernel?)", self.name, self.proc.pid
+            )
+
+    async def _wait_exit(self, seconds: float) -> bool:
+        await asyncio.wait({self._exited}, timeout=seconds)  # never cancels the future
+        return self._exited.done()
+
+    async def _drain_pipes(self, pumps: list[asyncio.Task[None]]) -> None:
+        """Forward what is left in the pipes; a process outside the group that
+        holds them open must not hold the exit report hostage."""
+        if not pumps:
+            return
+        _, pending = await asyncio.wait(pumps, timeout=PIPE_DRAIN_S)
+        if pending:
+            log.warning(
+                "%s: output pipes still open %g s after it ended: closing them",
+                self.name,
+                PIPE_DRAIN_S,
+            )
+            for transport in self._transports:
+                transport.close()  # the readers see EOF; buffered output still goes out
+            await asyncio.wait(pending)
+
+    async def _pump(self, stream: str, reader: asyncio.StreamReader, *, forward: bool) -> None:
+        """Send a pipe's bytes as they come; waiting on drain() throttles the command."""
+        while True:
+            try:
+                chunk = await reader.read(CHUNK)
+            except OSError:
+                return
+            if not chunk:
+                return
+            if forward:
+                self.sink.send(Message("output", {"id": self.spec.id, "stream": stream}, chunk))
+                await self.sink.drain()
+
+    def _send_exit(
+        self, status: str, exit_code: int | None, ended_at: int | None, message: str
+    ) -> None:
+        duration = ""
+        if ended_at is not None and self.released_at is not None:
+            duration = f" after {(ended_at - self.released_at) / 1e9:.3f} s"
+        log.info("%s: %s, %s%s", self.name, status, message, duration)
+        self.sink.send(
+            Message(
+                "exit",
+                {
+                    "id": self.spec.id,
+                    "status": status,
+                    "exit_code": exit_code,
+                    "ended_at": ended_at,
+                    "message": message,
+                },
+            )
+        )
+
+
+class Run:
+    """A prepared test: its jobs, the release, and the messages about them."""
+
+    def __init__(
+        self,
+        label: str,
+        specs: list[CommandSpec],
+        sink: Sink,
+        on_done: Callable[[Run], None],
+    ) -> None:
+        self.label = label
+        self.sink = sink
+        self.gated = oskit.gating_supported()
+        self.jobs = [Job(spec, label, sink) for spec in specs]
+        self.start_requested = False
+        self.started = False
+        self.kill_reason: str | None = None
+        self.done = False
+        self._at: int | None = None
+        self._go = asyncio.Event()
+        self._killed = asyncio.Event()
+        self._on_done = on_done
+
+    async def prepare(self) -> list[dict[str, object]]:
+        """Spawn every command, gated; on failure everything spawned is killed."""
+        try:
+            if self.gated:
+                for job in self.jobs:
+                    job.spawn(gated=True)
+                    if job.proc is not None:
+                        await job.connect_pipes()
+                    await asyncio.sleep(0)  # spawning blocks: let other connections through
+        except BaseException:
+            self.abort_now()
+            raise
+        return [
+            {"id": job.spec.id, "ok": job.spawn_error is None, "error": job.spawn_error}
+            for job in self.jobs
+        ]
+
+    def start(self, at: int | None) -> None:
+        self.start_requested = True
+        self._at = at
+        self._go.set()
+
+    def kill(self, reason: str) -> None:
+        if self.kill_reason is None:
+            self.kill_reason = reason
+            log.info("killing test %r: %s", self.label, reason)
+        self._killed.set()
+        self._go.set()
+        for job in self.jobs:
+            job.kill(reason)
+
+    def abort_now(self) -> None:
+        for job in self.jobs:
+            job.abort_now()
+
+    async def main(self) -> None:
+        """Wait for start (or kill), release, supervise, report; always cleans up."""
+        try:
+            try:
+                async with asyncio.timeout(PREPARED_TIMEOUT_S):
+                    await self._go.wait()
+            except TimeoutError:
+                self.kill(f"not started within {PREPARED_TIMEOUT_S:g} s of its prepare")
+            if self.kill_reason is None:
+                await self._sleep_until_near(self._at)
+            if self.kill_reason is None:
+                self._release(self._at)
+                if not self.gated:
+                    for job in self.jobs:
+                        if job.proc is not None:
+                            await job.connect_pipes()
+            async with asyncio.TaskGroup() as group:
+                for job in self.jobs:
+                    group.create_task(job.supervise(self.started))
+            self.sink.send(Message("finished"))
+            log.info("test %r finished", self.label)
+        finally:
+            self.abort_now()  # no-op unless cancelled half-way
+            self.done = True
+            self._on_done(self)
+
+    async def _sleep_until_near(self, at: int | None) -> None:
+        if at is None:
+            return
+        delay = (at - oskit.clock_ns() - oskit.coarse_wake_margin_ns()) / 1e9
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._killed.wait()  # a kill ends the wait early
+
+    def _release(self, at: int | None) -> None:
+        """Blocking on purpose: the last few ms are slept and spun, not awaited."""
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # a collection here would land between the releases
+        try:
+            if at is not None:
+                fine = (at - oskit.clock_ns() - FINE_MARGIN_NS) / 1e9
+                if fine > 0:
+                    time.sleep(fine)
+                while oskit.clock_ns() < at:
+                    pass
+            for job in self.jobs:
+                if not self.gated:
+                    job.spawn_released()
+                elif job.proc is not None:
+                    job.release()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self.started = True
+        for job in self.jobs:
+            job.close_gate()
+        released = {
+            str(job.spec.id): job.released_at
+            for job in self.jobs
+            if job.released_at is not None and job.proc is not None
+        }
+        first = min(released.values(), default=None)
+        late_ns = max(0, first - at) if first is not None and at is not None else 0
+        self.sink.send(Message("started", {"released_at": released, "late_ns": late_ns}))
+        log.info(
+            "test %r started: %d of %d commands released, %.3f ms after the requested instant",
+            self.label,
+            len(released),
+            len(self.jobs),
+            late_ns / 1e6,
+        )

@@ -1,0 +1,272 @@
+"""Every platform difference the agent has, behind one small module.
+
+The functions that differ take the platform (`sys.platform` style) as a
+parameter, so the Windows forms can be unit-tested on Linux. Standard library
+only: the agent is frozen into a small executable.
+
+POSIX commands are *gated*: spawned at prepare time as `/bin/sh -c GATE_PREFIX
++ COMMAND` with stdin a pipe, so the shell is running and blocked in `read`
+before the start instant; one newline on that pipe releases it (~1 ms from the
+write to the command running, against 2.5-6 ms for a fresh spawn). The prefix
+is plain shell text in front of the command, so the command is parsed and run
+by that very shell exactly as `sh -c COMMAND` would: same `$0`, no positional
+parameters, same error messages. EOF before the newline makes the gate exit
+125 without running anything. Windows has no gate: `cmd.exe /d /s /c` is
+spawned at the release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+WINDOWS = "win32"
+
+# Read one line (the release byte is b"\n"); EOF first means "never run".
+GATE_PREFIX = "IFS= read -r _ || exit 125; exec </dev/null; "
+GATE_RELEASE = b"\n"
+GATE_EOF_EXIT = 125
+POSIX_SHELL = "/bin/sh"
+
+# Windows creation flags (literal values: the subprocess constants exist only there).
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+CREATE_NO_WINDOW = 0x08000000
+
+TASKKILL_TIMEOUT_S = 10.0
+
+# SO_REUSEADDR lets a restarted agent bind at once on POSIX; on Windows it
+# would let a second process bind the same port, so leave it off there.
+REUSE_ADDRESS = os.name == "posix"
+
+
+def clock_ns() -> int:
+    """The agent clock, in ns: system-wide monotonic (CLOCK_MONOTONIC on Linux,
+    QueryPerformanceCounter on Windows). The controller uses the same function."""
+    return time.perf_counter_ns()
+
+
+def gating_supported(platform: str = sys.platform) -> bool:
+    return platform != WINDOWS
+
+
+def comspec(environ: dict[str, str] | None = None) -> str:
+    """Absolute path of cmd.exe (never a bare name: it would be searched in the cwd)."""
+    environ = os.environ if environ is None else environ
+    path = environ.get("ComSpec") or environ.get("COMSPEC")
+    if path:
+        return path
+    root = environ.get("SystemRoot") or environ.get("SYSTEMROOT") or r"C:\Windows"
+    return root.rstrip("\\") + r"\System32\cmd.exe"
+
+
+def shell_args(
+    command: str,
+    *,
+    gated: bool = False,
+    platform: str = sys.platform,
+    environ: dict[str, str] | None = None,
+) -> list[str] | str:
+    """What to hand to Popen to run COMMAND through the platform's shell.
+
+    Windows gets one command-line string, passed verbatim to CreateProcess: a
+    list would be re-quoted by list2cmdline with backslash escapes that cmd.exe
+    does not understand. `/s` makes cmd strip exactly the outer quotes and run
+    the rest as typed; `/d` skips AutoRun scripts.
+    """
+    if platform == WINDOWS:
+        if gated:
+            raise ValueError("commands cannot be gated on Windows")
+        return f'"{comspec(environ)}" /d /s /c "{command}"'
+    return [POSIX_SHELL, "-c", GATE_PREFIX + command if gated else command]
+
+
+def popen_kwargs(platform: str = sys.platform) -> dict[str, Any]:
+    """Give each command its own process group, so its whole tree can be killed."""
+    if platform == WINDOWS:
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
+    """Start COMMAND with stdout/stderr pipes the event loop can read."""
+    args = shell_args(command, gated=gated)
+    kwargs = popen_kwargs()
+    if sys.platform == WINDOWS:
+        # Overlapped pipes: the proactor event loop cannot read ordinary ones.
+        from asyncio import windows_utils  # Windows-only module
+
+        return windows_utils.Popen(  # type: ignore[return-value]
+            args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+        )
+    return subprocess.Popen(
+        args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, **kwargs
+    )
+
+
+def taskkill_args(pid: int, environ: dict[str, str] | None = None) -> list[str]:
+    environ = os.environ if environ is None else environ
+    root = environ.get("SystemRoot") or environ.get("SYSTEMROOT") or r"C:\Windows"
+    return [root.rstrip("\\") + r"\System32\taskkill.exe", "/T", "/F", "/PID", str(pid)]
+
+
+async def kill_tree(pid: int, *, force: bool, platform: str = sys.platform) -> bool:
+    """Kill the tree of the command whose main process is PID.
+
+    POSIX: signal its process group (SIGTERM, or SIGKILL when forced).
+    Windows: `taskkill /T /F`, which has no gentle form for console programs.
+    Returns whether anything was signalled.
+    """
+    if platform != WINDOWS:
+        try:
+            os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    proc = await asyncio.create_subprocess_exec(
+        *taskkill_args(pid),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        creationflags=CREATE_NO_WINDOW,
+    )
+    try:
+        async with asyncio.timeout(TASKKILL_TIMEOUT_S):
+            return await proc.wait() == 0
+    except TimeoutError:
+        return False
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+
+
+async def kill_leftovers(pid: int, platform: str = sys.platform) -> None:
+    """After a command's main process ended, kill what it left behind.
+
+    POSIX: its process group outlives it while members remain, so SIGKILL the
+    group. Windows: nothing to do safely: taskkill /T cannot find the tree of
+    a dead parent, and its PID may already belong to someone else.
+    """
+    if platform != WINDOWS:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def coarse_wake_margin_ns(platform: str = sys.platform) -> int:
+    """How early to wake from an asyncio sleep before a precise instant.
+
+    Loop timers are ~1 ms coarse on Linux (epoll); the Windows proactor waits
+    in steps of the 15.6 ms system tick. time.sleep and a spin do the rest.
+    """
+    return 20_000_000 if platform == WINDOWS else 3_000_000
+
+
+def kill_tree_now(pid: int, platform: str = sys.platform) -> None:
+    """Forced, synchronous kill for cleanup paths that cannot await."""
+    if platform != WINDOWS:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        return
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            taskkill_args(pid),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            creationflags=CREATE_NO_WINDOW,
+            timeout=TASKKILL_TIMEOUT_S,
+            check=False,
+        )
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+_WINDOWS_STATUS = {
+    0xC000013A: "interrupted by Ctrl-C",
+    0xC0000005: "access violation",
+    0xC00000FD: "stack overflow",
+    0xC0000409: "stack buffer overrun",
+}
+
+
+def describe_returncode(returncode: int, platform: str = sys.platform) -> str:
+    """A one-line description of how a command's main process ended."""
+    if platform != WINDOWS:
+        if returncode < 0:
+            return f"killed by signal {-returncode} ({signal_name(-returncode)})"
+        text = f"exited with code {returncode}"
+        if returncode == 126:
+            return text + " (command not executable)"
+        if returncode == 127:
+            return text + " (command not found)"
+        if 128 < returncode < 128 + 65:
+            # What a shell reports when a child it waited for died of a signal.
+            number = returncode - 128
+            return text + f" (128 + {number}: a process killed by {signal_name(number)}?)"
+        return text
+    code = returncode & 0xFFFFFFFF
+    if code >= 0x80000000:
+        meaning = _WINDOWS_STATUS.get(code)
+        suffix = f", {meaning}" if meaning else ""
+        return f"exited with code {code} (0x{code:08X}{suffix})"
+    return f"exited with code {code}"
+
+
+def install_stop_handlers(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], None], platform: str = sys.platform
+) -> Callable[[], None]:
+    """Call CALLBACK on the loop on Ctrl-C / SIGTERM (Ctrl-Break on Windows).
+
+    Returns a function that removes the handlers again.
+    """
+    if platform != WINDOWS:
+        posix_signals = (signal.SIGINT, signal.SIGTERM)
+        for sig in posix_signals:
+            loop.add_signal_handler(sig, callback)
+
+        def remove_posix() -> None:
+            for sig in posix_signals:
+                loop.remove_signal_handler(sig)
+
+        return remove_posix
+
+    # add_signal_handler is POSIX-only; signal.signal handlers run in the main
+    # thread between bytecodes, and the proactor loop wakes up for them.
+    def handler(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(callback)
+
+    windows_signals = [signal.SIGINT, signal.SIGBREAK]  # type: ignore[attr-defined]
+    previous = {sig: signal.signal(sig, handler) for sig in windows_signals}
+
+    def remove_windows() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return remove_windows
+
+
+def enable_keepalive(sock: Any, idle_s: int = 30, interval_s: int = 10, count: int = 3) -> None:
+    """Let TCP notice a controller that vanished without a FIN (~1 minute)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", idle_s),
+            ("TCP_KEEPINTVL", interval_s),
+            ("TCP_KEEPCNT", count),
+        ):
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)

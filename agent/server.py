@@ -1,0 +1,436 @@
+"""The agent's network side: listening sockets, controller sessions, one run at a time.
+
+Every connection gets its own `Session`; any number may be open (a status
+probe is answered while a run is active), but only one run exists at a time
+and it belongs to the session that prepared it. If that session goes away
+while its run is active, the run is killed after the orphan grace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import socket
+import sys
+from collections.abc import Coroutine
+from typing import Any, TextIO
+
+from netjobs_core import __version__, protocol
+from netjobs_core.protocol import Message, ProtocolError, Role, State
+from netjobs_core.tokens import Token
+
+from . import oskit
+from .jobs import CommandSpec, Run
+
+AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
+IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
+DRAIN_TIMEOUT_S = 60.0  # a controller that reads nothing for this long is dropped
+CLOSE_TIMEOUT_S = 5.0
+SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
+READ_CHUNK = 64 * 1024
+
+log = logging.getLogger("netjobs.agent")
+
+
+class ListenError(Exception):
+    """The agent cannot listen where it was asked to (port in use, bad address)."""
+
+
+def format_address(address: Any) -> str:
+    """'127.0.0.1:16192' or '[::1]:16192'."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def platform_description() -> str:
+    return f"{platform.system()} {platform.release()} {platform.machine()}".strip()
+
+
+class Session:
+    """One controller connection; also the `Sink` of the run it prepares."""
+
+    def __init__(
+        self, agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.agent = agent
+        self.reader = reader
+        self.writer = writer
+        self.peer = format_address(writer.get_extra_info("peername"))
+        self.conn = protocol.Connection(Role.AGENT, agent.secret)
+        self.closed = False
+
+    # -- Sink -------------------------------------------------------------------
+    def send(self, message: Message) -> None:
+        if self.closed or self.conn.state is not State.READY or self.writer.transport.is_closing():
+            self.closed = True
+            return  # the run goes on (or is being killed); its output is dropped
+        self.conn.send(message)
+        self._flush()
+
+    async def drain(self) -> None:
+        if self.closed:
+            return
+        try:
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await self.writer.drain()
+        except TimeoutError:
+            log.warning(
+                "%s read nothing for %g s: dropping the connection", self.peer, DRAIN_TIMEOUT_S
+            )
+            self.abort()
+        except ConnectionError:
+            self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.writer.transport.abort()
+
+    def hang_up(self) -> None:
+        """Close after sending what is queued; the read loop then sees EOF."""
+        self.closed = True
+        self.writer.close()
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.writer.transport.is_closing():
+            self.writer.write(data)
+
+    def send_error(self, code: str, message: str) -> None:
+        self.send(Message("error", {"code": code, "message": message}))
+
+    # -- connection -------------------------------------------------------------
+    async def serve(self) -> None:
+        log.info("connection from %s", self.peer)
+        oskit.enable_keepalive(self.writer.get_extra_info("socket"))
+        try:
+            requests = await self._handshake()
+            if requests is not None:
+                log.info("%s authenticated", self.peer)
+                await self._serve_requests(requests)
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection lost (%s)", self.peer, exc.strerror or exc)
+        finally:
+            self.closed = True
+            self.conn.close()
+            self.agent.session_ended(self)
+            await self._close()
+
+    async def _close(self) -> None:
+        self.writer.close()  # sends what is queued (an error frame, say) first
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.writer.wait_closed()
+        except (TimeoutError, ConnectionError, OSError):
+            self.writer.transport.abort()
+
+    async def _handshake(self) -> list[Message] | None:
+        """Authenticate within AUTH_TIMEOUT_S; returns requests sent along with it."""
+        try:
+            async with asyncio.timeout(AUTH_TIMEOUT_S):
+                while True:
+                    try:
+                        data = await self.reader.read(READ_CHUNK)
+                    except ConnectionError:
+                        data = b""  # a reset: same story as a close here
+                    if not data:
+                        self._log_early_hangup()
+                        return None
+                    messages = self._receive(data)
+                    if self.conn.state is State.READY:
+                        return messages
+        except TimeoutError:
+            log.warning("%s did not authenticate within %g s: closing", self.peer, AUTH_TIMEOUT_S)
+        except protocol.AuthenticationFailed as exc:
+            log.warning("authentication failed from %s: %s", self.peer, exc)
+        except protocol.PeerError as exc:
+            log.warning("%s gave up the handshake: %s (%s)", self.peer, exc.message, exc.code)
+        except ProtocolError as exc:
+            log.warning("%s: %s: closing", self.peer, exc)
+        return None
+
+    def _log_early_hangup(self) -> None:
+        if self.closed:
+            return  # the agent is stopping
+        if self.conn.state is State.GREETED:
+            # A controller hangs up here when the agent's proof did not match.
+            log.warning(
+                "authentication failed from %s: it hung up after the agent's hello "
+                "(does it hold another token?)",
+                self.peer,
+            )
+        else:
+            log.info("%s closed the connection before its hello", self.peer)
+
+    def _receive(self, data: bytes) -> list[Message]:
+        try:
+            return self.conn.receive_data(data)
+        finally:
+            self._flush()  # handshake replies, or the error frame for a ProtocolError
+
+    async def _serve_requests(self, messages: list[Message]) -> None:
+        while True:
+            for message in messages:
+                if not await self._handle(message):
+                    return
+            try:
+                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                    data = await self.reader.read(READ_CHUNK)
+            except TimeoutError:
+                if self.agent.owns_active_run(self):
+                    continue  # a long test: TCP keepalive watches the peer meanwhile
+                log.info("%s idle for %g s: closing", self.peer, IDLE_TIMEOUT_S)
+                return
+            if not data:
+                log.info("%s %s", self.peer, "closed" if self.closed else "disconnected")
+                return
+            try:
+                messages = self._receive(data)
+            except ProtocolError as exc:
+                log.warning("%s: %s: closing", self.peer, exc)
+                return
+
+    async def _handle(self, message: Message) -> bool:
+        """Answer one request; False ends the connection."""
+        kind = message.type
+        if kind == "ping":
+            self.send(Message("pong", {"seq": message["seq"], "clock": oskit.clock_ns()}))
+        elif kind == "status":
+            self.send(self.agent.status())
+        elif kind == "prepare":
+            await self.agent.prepare(self, message["label"], message["commands"])
+        elif kind == "start":
+            self.agent.start(self, message.get("at"))
+        elif kind == "kill":
+            self.agent.kill(self, message["reason"])
+        elif kind == "bye":
+            log.info("%s said bye", self.peer)
+            return False
+        elif kind == "error":
+            log.warning(
+                "%s reports an error: %s (%s)",
+                self.peer,
+                message.get("message"),
+                message.get("code"),
+            )
+        return True
+
+
+class Agent:
+    def __init__(self, token: Token, *, orphan_grace: float = 2.0) -> None:
+        self.secret = token.secret
+        self.orphan_grace = orphan_grace
+        self.run: Run | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self.hostname = socket.gethostname()
+        self.platform = platform_description()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sessions: dict[asyncio.Task[Any], Session] = {}
+
+    # -- bookkeeping --------------------------------------------------------------
+    def _spawn_task(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("internal error in %s", task.get_name(), exc_info=task.exception())
+
+    async def handle_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        session = Session(self, reader, writer)
+        self._sessions[task] = session
+        try:
+            await session.serve()
+        except asyncio.CancelledError:
+            # Only shutdown cancels sessions. Ending normally keeps Python
+            # 3.11's start_server callback from logging the cancellation.
+            pass
+        except Exception:
+            log.exception("internal error on a connection")
+        finally:
+            del self._sessions[task]
+
+    def owns_active_run(self, session: Session) -> bool:
+        return self.run is not None and self.run.sink is session
+
+    # -- requests ---------------------------------------------------------------
+    def status(self) -> Message:
+        return Message(
+            "status",
+            {
+                "busy": self.run is not None,
+                "label": self.run.label if self.run is not None else None,
+                "hostname": self.hostname,
+                "version": __version__,
+                "platform": self.platform,
+            },
+        )
+
+    async def prepare(self, session: Session, label: str, commands: list[Any]) -> None:
+        if self.run is not None:
+            session.send_error(
+                "busy", f"busy with test {self.run.label!r} for {self.run.sink.peer}"
+            )
+            return
+        specs = [CommandSpec.from_fields(item) for item in commands]
+        run = Run(label, specs, session, self._run_done)
+        self.run = run  # before the first await: a concurrent prepare sees busy
+        try:
+            results = await run.prepare()
+        except BaseException:
+            self.run = None
+            raise
+        session.send(Message("prepared", {"gated": run.gated, "commands": results}))
+        failed = sum(1 for item in results if not item["ok"])
+        log.info(
+            "test %r prepared for %s: %d command%s%s%s",
+            label,
+            session.peer,
+            len(specs),
+            "" if len(specs) == 1 else "s",
+            " (gated)" if run.gated else "",
+            f", {failed} could not be started" if failed else "",
+        )
+        for spec in specs:
+            limit = "no timeout" if spec.timeout is None else f"timeout {spec.timeout:g} s"
+            log.info("test %r command %d (%s): %s", label, spec.id, limit, spec.command)
+        self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
+
+    def start(self, session: Session, at: int | None) -> None:
+        run = self.run
+        if run is None or run.sink is not session:
+            session.send_error("state", "no test is prepared on this connection")
+        elif run.start_requested:
+            session.send_error("state", f"test {run.label!r} has already been started")
+        elif run.kill_reason is not None:
+            session.send_error("state", f"test {run.label!r} is being killed")
+        else:
+            run.start(at)
+
+    def kill(self, session: Session, reason: str) -> None:
+        # Any authenticated connection may kill: an operator can stop a
+        # test whose controller is stuck.
+        if self.run is None:
+            log.info("%s asked to kill (%s), but no test is active", session.peer, reason)
+            return
+        log.info("%s asked to kill test %r: %s", session.peer, self.run.label, reason)
+        self.run.kill(reason)
+
+    # -- lifecycle --------------------------------------------------------------
+    def session_ended(self, session: Session) -> None:
+        run = self.run
+        if run is None or run.sink is not session or run.done:
+            return
+        log.warning(
+            "controller %s is gone while test %r is active: killing it in %g s unless it ends",
+            session.peer,
+            run.label,
+            self.orphan_grace,
+        )
+        self._spawn_task(self._orphan_timer(run), name=f"orphan timer {run.label!r}")
+
+    async def _orphan_timer(self, run: Run) -> None:
+        await asyncio.sleep(self.orphan_grace)
+        if self.run is run and not run.done:
+            run.kill("controller connection lost")
+
+    def _run_done(self, run: Run) -> None:
+        if self.run is run:
+            self.run = None
+
+    async def shutdown(self) -> None:
+        """Kill the active run (reporting it to its controller), then close everything."""
+        if self.run is not None:
+            self.run.kill("the agent is stopping")
+        task = self._run_task
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=SHUTDOWN_TIMEOUT_S)
+            if not task.done():
+                task.cancel()  # its cleanup SIGKILLs whatever is left
+                await asyncio.wait({task})
+        for task in self._tasks:
+            task.cancel()  # orphan timers
+        # Hang up politely: what is queued (the run's last exits) still goes out.
+        for session in self._sessions.values():
+            session.hang_up()
+        if self._sessions:
+            await asyncio.wait(self._sessions, timeout=CLOSE_TIMEOUT_S)
+        for task in self._sessions:
+            task.cancel()
+        leftovers = set(self._sessions) | self._tasks
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=CLOSE_TIMEOUT_S)
+
+
+async def _start_server(agent: Agent, hosts: list[str] | None, port: int) -> asyncio.Server:
+    try:
+        return await asyncio.start_server(
+            agent.handle_connection,
+            host=hosts or None,
+            port=port,
+            reuse_address=oskit.REUSE_ADDRESS,
+        )
+    except OSError as exc:
+        where = ", ".join(hosts or ["all addresses"])
+        reason = exc.strerror or exc
+        raise ListenError(f"cannot listen on {where} port {port}: {reason}") from None
+
+
+async def _listen(agent: Agent, hosts: list[str] | None, port: int) -> asyncio.Server:
+    server = await _start_server(agent, hosts, port)
+    ports = [sock.getsockname()[1] for sock in server.sockets]
+    if port == 0 and len(set(ports)) > 1:
+        # Port 0 gives each address its own free port; one port for all is
+        # what a controller expects, so try again with the first one.
+        server.close()
+        await server.wait_closed()
+        try:
+            return await _start_server(agent, hosts, ports[0])
+        except ListenError:
+            return await _start_server(agent, hosts, 0)
+    return server
+
+
+async def serve(
+    token: Token,
+    *,
+    hosts: list[str] | None,
+    port: int,
+    orphan_grace: float,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Listen until Ctrl-C / SIGTERM; returns the exit status (ListenError: cannot)."""
+    loop = asyncio.get_running_loop()
+    agent = Agent(token, orphan_grace=orphan_grace)
+    stop = asyncio.Event()
+    remove_handlers = oskit.install_stop_handlers(loop, stop.set)
+    try:
+        server = await _listen(agent, hosts, port)
+        try:
+            for sock in server.sockets:
+                address = format_address(sock.getsockname())
+                print(f"netjobs-agent {__version__} listening on {address}", file=out, flush=True)
+            print(f"token: {token.source}", file=out, flush=True)
+            await stop.wait()
+            log.info("stopping")
+            server.close()
+            await agent.shutdown()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await server.wait_closed()
+        finally:
+            server.close()
+    finally:
+        remove_handlers()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,410 @@
+"""Real agent processes for tests, and a small async client that speaks to them.
+
+`start_agent()` runs `python -m agent` on loopback with port 0 and parses the
+`listening on HOST:PORT` line; the returned `AgentProcess` is a context manager
+that always kills the process. `AgentClient` is a test-side controller built on
+`protocol.Connection`, with a timeout on every wait. Reused by the controller's
+integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netjobs_core import protocol, tokens
+from netjobs_core.protocol import Message, Role, State
+
+REPO = Path(__file__).resolve().parents[1]
+LISTEN_RE = re.compile(r"listening on (\[[^\]]+\]|[^\s\[\]]+):(\d+)\s*$")
+
+
+class AgentStartError(RuntimeError):
+    pass
+
+
+class AgentProcess:
+    """A running agent; stdout and stderr go to files (`stdout_text()`, `log_text()`)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], workdir: Path) -> None:
+        self.proc = proc
+        self.workdir = workdir
+        self.stdout_path = workdir / "stdout.txt"
+        self.stderr_path = workdir / "stderr.txt"
+        self.host = ""
+        self.port = 0
+        self.listening: list[tuple[str, int]] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def log_text(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> str:
+        """Wait until TEXT shows up in the agent's log; returns the log."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log_text()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the agent's log:\n{log}")
+            time.sleep(0.02)
+        return log
+
+    async def await_log(self, text: str, timeout: float = 10.0) -> str:
+        """`wait_log` for async tests: the event loop keeps running meanwhile."""
+        async with asyncio.timeout(timeout):
+            while True:  # a file to poll: nothing to wait on
+                log = self.log_text()
+                if text in log:
+                    return log
+                await asyncio.sleep(0.02)
+
+    def wait_listening(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.stdout_text().splitlines()
+            self.listening = [
+                (m.group(1).strip("[]"), int(m.group(2)))
+                for m in (LISTEN_RE.search(line) for line in lines)
+                if m
+            ]
+            # The token line follows the listening lines: all sockets are known.
+            if self.listening and any(line.startswith("token: ") for line in lines):
+                self.host, self.port = self.listening[0]
+                return
+            if self.proc.poll() is not None:
+                raise AgentStartError(
+                    f"agent exited with {self.proc.returncode} before listening:\n"
+                    f"{self.stdout_text()}{self.log_text()}"
+                )
+            if time.monotonic() > deadline:
+                raise AgentStartError(f"agent not listening after {timeout} s:\n{self.log_text()}")
+            time.sleep(0.01)
+
+    def send_stop(self, sig: int | None = None) -> None:
+        """Ctrl-C / SIGTERM equivalent (Ctrl-Break on Windows)."""
+        if sys.platform == "win32":
+            self.proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            self.proc.send_signal(signal.SIGTERM if sig is None else sig)
+
+    def stop(self, timeout: float = 20.0, sig: int | None = None) -> int:
+        """Ask the agent to stop; kill it if it does not within TIMEOUT. Returns its status."""
+        if self.proc.poll() is None:
+            self.send_stop(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+    def close(self) -> None:
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> AgentProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def agent_command(
+    token_file: str | os.PathLike[str] | None,
+    *extra_args: str,
+    port: int = 0,
+    bind: str | None = "127.0.0.1",
+) -> list[str]:
+    argv = [sys.executable, "-m", "agent", "--port", str(port)]
+    if bind is not None:
+        argv += ["--bind", bind]
+    if token_file is not None:
+        argv += ["--token-file", os.fspath(token_file)]
+    return argv + list(extra_args)
+
+
+def agent_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def start_agent(
+    token_file: str | os.PathLike[str] | None,
+    *extra_args: str,
+    port: int = 0,
+    bind: str | None = "127.0.0.1",
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 20.0,
+) -> AgentProcess:
+    """Start `python -m agent` and wait until it listens; the result always kills it."""
+    workdir = Path(tempfile.mkdtemp(prefix="netjobs-agent-"))
+    kwargs: dict[str, Any] = {}
+    if sys.platform == "win32":
+        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+    with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
+        proc = subprocess.Popen(
+            agent_command(token_file, *extra_args, port=port, bind=bind),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            env=agent_env(env),
+            cwd=cwd if cwd is not None else REPO,
+            **kwargs,
+        )
+    agent = AgentProcess(proc, workdir)
+    try:
+        agent.wait_listening(timeout)
+    except BaseException:
+        agent.close()
+        raise
+    return agent
+
+
+# -- processes ------------------------------------------------------------------
+def pid_alive(pid: int) -> bool:
+    """True while PID runs (a zombie counts as gone: only its parent can reap it)."""
+    if sys.platform.startswith("linux"):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """Wait until every PID is gone; returns those still alive at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if pid_alive(pid)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        await asyncio.sleep(0.05)
+
+
+def kill_pids(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+
+
+# -- client ---------------------------------------------------------------------
+def commands(*specs: str | tuple[str, float | None]) -> list[dict[str, Any]]:
+    """`commands("echo a", ("sleep 9", 1))` -> prepare's list, ids from 1."""
+    result = []
+    for number, spec in enumerate(specs, start=1):
+        command, timeout = (spec, None) if isinstance(spec, str) else spec
+        result.append({"id": number, "command": command, "timeout": timeout})
+    return result
+
+
+@dataclass
+class RunOutcome:
+    """Everything an agent reported for one run, in order."""
+
+    messages: list[Message] = field(default_factory=list)
+    started: Message | None = None
+    exits: dict[int, Message] = field(default_factory=dict)
+    output: dict[int, dict[str, bytearray]] = field(default_factory=dict)
+    finished: bool = False
+
+    def stdout(self, command_id: int) -> bytes:
+        return bytes(self.output.get(command_id, {}).get("stdout", b""))
+
+    def stderr(self, command_id: int) -> bytes:
+        return bytes(self.output.get(command_id, {}).get("stderr", b""))
+
+
+class AgentClient:
+    """A minimal controller for tests. Every wait has a timeout."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: protocol.Connection
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.conn = conn
+        self.backlog: list[Message] = []  # received, not yet returned by recv()
+
+    @staticmethod
+    def secret_of(token: bytes | str | os.PathLike[str]) -> bytes:
+        if isinstance(token, bytes):
+            return token
+        return tokens.load_token(token).secret
+
+    @classmethod
+    async def connect(
+        cls,
+        host: str,
+        port: int,
+        token: bytes | str | os.PathLike[str],
+        *,
+        timeout: float = 10.0,
+    ) -> AgentClient:
+        """Connect and authenticate (raises ProtocolError subclasses on failure)."""
+        conn = protocol.Connection(Role.CONTROLLER, cls.secret_of(token))
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            client = cls(reader, writer, conn)
+            try:
+                client._flush()
+                while conn.state is not State.READY:
+                    data = await reader.read(65536)
+                    if not data:
+                        raise ConnectionError("agent closed the connection during the handshake")
+                    client.backlog += conn.receive_data(data)
+                    client._flush()
+            except BaseException:
+                writer.transport.abort()
+                raise
+        return client
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    async def send(self, kind: str, body: bytes = b"", **fields: Any) -> None:
+        self.conn.send(Message(kind, fields, body))
+        self._flush()
+        async with asyncio.timeout(10):
+            await self.writer.drain()
+
+    async def recv(self, timeout: float = 10.0) -> Message:
+        """The next message; EOFError when the agent closed the connection."""
+        async with asyncio.timeout(timeout):
+            while not self.backlog:
+                data = await self.reader.read(256 * 1024)
+                if not data:
+                    raise EOFError("the agent closed the connection")
+                self.backlog += self.conn.receive_data(data)
+        return self.backlog.pop(0)
+
+    async def request(
+        self,
+        kind: str,
+        *,
+        expect: str | None = None,
+        timeout: float = 10.0,
+        **fields: Any,
+    ) -> Message:
+        """Send KIND and return the reply of type EXPECT (default: same type) or an error.
+
+        Messages of other types that arrive meanwhile stay queued for recv().
+        """
+        expect = expect or {"ping": "pong"}.get(kind, kind)
+        await self.send(kind, **fields)
+        skipped: list[Message] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await self.recv(timeout)
+                    if message.type in (expect, "error"):
+                        return message
+                    skipped.append(message)
+        finally:
+            self.backlog[:0] = skipped
+
+    async def ping(self, seq: int = 1) -> Message:
+        return await self.request("ping", seq=seq)
+
+    async def status(self) -> Message:
+        return await self.request("status")
+
+    async def prepare(self, label: str, command_list: list[dict[str, Any]]) -> Message:
+        return await self.request("prepare", expect="prepared", label=label, commands=command_list)
+
+    async def start(self, at: int | None = None) -> Message:
+        return await self.request("start", expect="started", at=at)
+
+    async def collect(self, timeout: float = 30.0) -> RunOutcome:
+        """Read until `finished`, checking the per-command order rules on the way."""
+        outcome = RunOutcome()
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await self.recv(timeout)
+                outcome.messages.append(message)
+                if message.type == "started":
+                    outcome.started = message
+                elif message.type == "output":
+                    command_id = message["id"]
+                    assert command_id not in outcome.exits, "output after the command's exit"
+                    streams = outcome.output.setdefault(command_id, {})
+                    streams.setdefault(message["stream"], bytearray()).extend(message.body)
+                elif message.type == "exit":
+                    assert message["id"] not in outcome.exits, "two exits for one command"
+                    outcome.exits[message["id"]] = message
+                elif message.type == "finished":
+                    outcome.finished = True
+                    return outcome
+
+    async def run(
+        self,
+        command_list: list[dict[str, Any]],
+        *,
+        label: str = "test",
+        at: int | None = None,
+        timeout: float = 30.0,
+    ) -> RunOutcome:
+        """prepare + start + collect; asserts each step succeeded."""
+        prepared = await self.prepare(label, command_list)
+        assert prepared.type == "prepared", prepared
+        started = await self.start(at)
+        assert started.type == "started", started
+        outcome = await self.collect(timeout)
+        outcome.started = started
+        return outcome
+
+    def abort(self) -> None:
+        """Drop the connection without a goodbye (a crashed controller)."""
+        self.writer.transport.abort()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.conn.state is State.READY and not self.writer.transport.is_closing():
+                await self.send("bye")
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await self.writer.wait_closed()
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

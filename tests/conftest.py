@@ -1,0 +1,32 @@
+"""Shared fixtures. Agent processes come from tests/agent_harness.py."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run from anywhere, without installing the project
+    sys.path.insert(0, str(REPO))
+
+from agent_harness import AgentProcess, start_agent  # noqa: E402
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    """A fresh token file (owner-only), as `netjobs-agent` would generate it."""
+    path = tmp_path / "token"
+    path.write_text(secrets.token_urlsafe(32) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def agent(token_file: Path) -> Iterator[AgentProcess]:
+    """A running agent on 127.0.0.1, random port, using `token_file`."""
+    with start_agent(token_file) as process:
+        yield process

@@ -1,0 +1,606 @@
+"""netjobs_core.protocol, pure: framing, handshake, schemas. No sockets."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from netjobs_core import protocol
+from netjobs_core.protocol import (
+    MAX_BODY,
+    MAX_HEADER,
+    PREFIX_SIZE,
+    PROTOCOL_VERSION,
+    AuthenticationFailed,
+    Connection,
+    FrameDecoder,
+    FrameTooLarge,
+    Message,
+    NotNetJobsPeer,
+    PeerEchoed,
+    PeerError,
+    ProtocolError,
+    Role,
+    State,
+    VersionMismatch,
+    encode_frame,
+)
+
+TOKEN = b"correct-horse-battery-staple-0123456789"
+OTHER = b"another-token-entirely-9876543210"
+
+
+def frame(kind: str, body: bytes = b"", **fields) -> bytes:
+    return encode_frame(Message(kind, fields, body))
+
+
+def raw_frame(header: bytes, body: bytes = b"", version: int = PROTOCOL_VERSION) -> bytes:
+    return struct.pack(">2sBBII", b"NJ", version, 0, len(header), len(body)) + header + body
+
+
+def pump(source: Connection, target: Connection) -> list[Message]:
+    return target.receive_data(source.data_to_send())
+
+
+def handshake(
+    controller_token: bytes = TOKEN, agent_token: bytes = TOKEN
+) -> tuple[Connection, Connection]:
+    controller = Connection(Role.CONTROLLER, controller_token)
+    agent = Connection(Role.AGENT, agent_token)
+    assert pump(controller, agent) == []  # hello
+    assert pump(agent, controller) == []  # hello + proof
+    assert pump(controller, agent) == []  # auth
+    assert pump(agent, controller) == []  # welcome
+    return controller, agent
+
+
+def decode_all(data: bytes) -> list[Message]:
+    return FrameDecoder().feed(data)
+
+
+# -- framing ----------------------------------------------------------------------
+SAMPLES = [
+    Message("ping", {"seq": 1}),
+    Message("output", {"id": 7, "stream": "stdout"}, bytes(range(256)) * 3),
+    Message("exit", {"id": 7, "status": "ok", "exit_code": 0, "ended_at": 5, "message": "é ✓"}),
+    Message("finished"),
+    Message("output", {"id": 1, "stream": "stderr"}, b""),
+]
+
+
+def test_round_trip_preserves_fields_and_binary_body():
+    data = b"".join(encode_frame(m) for m in SAMPLES)
+    assert decode_all(data) == SAMPLES
+
+
+def test_frame_layout():
+    data = frame("ping", b"xyz", seq=3)
+    magic, version, reserved, header_len, body_len = struct.unpack_from(">2sBBII", data)
+    assert (magic, version, reserved) == (b"NJ", PROTOCOL_VERSION, 0)
+    assert len(data) == PREFIX_SIZE + header_len + body_len and body_len == 3
+    header = json.loads(data[PREFIX_SIZE : PREFIX_SIZE + header_len])
+    assert header == {"type": "ping", "seq": 3}
+    assert data.endswith(b"xyz")
+
+
+def test_header_is_ascii_even_for_unicode_fields():
+    data = frame("error", code="x", message="héllo ✓ 日本")
+    header_len = struct.unpack_from(">2sBBII", data)[3]
+    data[PREFIX_SIZE : PREFIX_SIZE + header_len].decode("ascii")
+    assert decode_all(data)[0]["message"] == "héllo ✓ 日本"
+
+
+def test_split_at_every_byte_boundary():
+    data = b"".join(encode_frame(m) for m in SAMPLES[:4])
+    for cut in range(len(data) + 1):
+        decoder = FrameDecoder()
+        assert decoder.feed(data[:cut]) + decoder.feed(data[cut:]) == SAMPLES[:4], cut
+
+
+def test_split_at_every_pair_of_boundaries_of_one_frame():
+    data = frame("output", b"\x00\xff\r\n", id=1, stream="stdout")
+    for first in range(len(data) + 1):
+        for second in range(first, len(data) + 1):
+            decoder = FrameDecoder()
+            got = decoder.feed(data[:first]) + decoder.feed(data[first:second])
+            got += decoder.feed(data[second:])
+            assert got == [Message("output", {"id": 1, "stream": "stdout"}, b"\x00\xff\r\n")]
+
+
+def test_byte_by_byte():
+    data = b"".join(encode_frame(m) for m in SAMPLES)
+    decoder = FrameDecoder()
+    got = []
+    for i in range(len(data)):
+        got += decoder.feed(data[i : i + 1])
+    assert got == SAMPLES
+
+
+def test_partial_frame_waits():
+    data = frame("ping", seq=1)
+    decoder = FrameDecoder()
+    assert decoder.feed(data[:-1]) == []
+    assert decoder.feed(b"") == []
+    assert decoder.feed(data[-1:]) == [Message("ping", {"seq": 1})]
+
+
+def test_body_at_the_limit_is_fine_and_beyond_it_is_refused():
+    body = b"\xab" * MAX_BODY
+    assert decode_all(frame("output", body, id=1, stream="stdout"))[0].body == body
+    with pytest.raises(FrameTooLarge):
+        frame("output", body + b"x", id=1, stream="stdout")
+
+
+def test_header_too_large_to_send():
+    with pytest.raises(FrameTooLarge):
+        frame("error", code="x", message="m" * MAX_HEADER)
+
+
+def test_announced_oversize_is_refused_before_the_bytes_arrive():
+    decoder = FrameDecoder()
+    with pytest.raises(FrameTooLarge):
+        decoder.feed(struct.pack(">2sBBII", b"NJ", PROTOCOL_VERSION, 0, MAX_HEADER + 1, 0))
+    with pytest.raises(FrameTooLarge):
+        FrameDecoder().feed(struct.pack(">2sBBII", b"NJ", PROTOCOL_VERSION, 0, 10, MAX_BODY + 1))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n",
+        b"SSH-2.0-OpenSSH_9.2\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # TLS ClientHello
+        b"label:\n",  # NetJobs 2.x text protocol
+        b"X",
+        b"N\x00",
+        b"\x00" * 40,
+    ],
+)
+def test_non_netjobs_input_is_named(data):
+    with pytest.raises(NotNetJobsPeer) as info:
+        FrameDecoder().feed(data)
+    assert "not a NetJobs" in str(info.value)
+
+
+def test_http_excerpt_is_printable():
+    with pytest.raises(NotNetJobsPeer, match=r"GET / HTTP/1\.1"):
+        FrameDecoder().feed(b"GET / HTTP/1.1\r\n")
+
+
+def test_single_magic_byte_waits_for_more():
+    decoder = FrameDecoder()
+    assert decoder.feed(b"N") == []
+    with pytest.raises(NotNetJobsPeer):
+        decoder.feed(b"X")
+
+
+def test_version_mismatch_names_both_versions():
+    with pytest.raises(VersionMismatch) as info:
+        FrameDecoder().feed(raw_frame(b'{"type":"hello"}', version=PROTOCOL_VERSION + 1))
+    assert str(PROTOCOL_VERSION + 1) in str(info.value) and str(PROTOCOL_VERSION) in str(info.value)
+    assert not isinstance(info.value, NotNetJobsPeer)
+
+
+def test_version_mismatch_is_detected_from_the_prefix_alone():
+    prefix = struct.pack(">2sBBII", b"NJ", 9, 0, 10, 0)
+    with pytest.raises(VersionMismatch):
+        FrameDecoder().feed(prefix)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'"text"',
+        b"{}",
+        b'{"type": 5}',
+        b'{"type": null}',
+        b"\xff\xfe{}",
+        b"[" * 100_000,  # nesting deep enough to blow the recursion limit
+    ],
+)
+def test_malformed_headers(header):
+    with pytest.raises(ProtocolError) as info:
+        FrameDecoder().feed(raw_frame(header))
+    assert not isinstance(info.value, NotNetJobsPeer)
+
+
+# -- handshake --------------------------------------------------------------------
+def test_full_handshake_both_ready():
+    controller, agent = handshake()
+    assert controller.state is State.READY and agent.state is State.READY
+    assert controller.peer_hello["role"] == "agent"
+    assert controller.peer_hello["version"] == PROTOCOL_VERSION
+
+
+def test_handshake_messages_and_the_token_never_on_the_wire():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    agent = Connection(Role.AGENT, TOKEN)
+    wire = []
+    for source, target in [(controller, agent), (agent, controller)] * 2:
+        data = source.data_to_send()
+        wire.append(data)
+        target.receive_data(data)
+    kinds = [m.type for chunk in wire for m in decode_all(chunk)]
+    assert kinds == ["hello", "hello", "auth", "welcome"]
+    assert all(TOKEN not in chunk for chunk in wire)
+    assert all(TOKEN.hex().encode() not in chunk for chunk in wire)
+
+
+def test_nonces_differ_per_connection():
+    a = decode_all(Connection(Role.CONTROLLER, TOKEN).data_to_send())[0]
+    b = decode_all(Connection(Role.CONTROLLER, TOKEN).data_to_send())[0]
+    assert a["nonce"] != b["nonce"] and len(a["nonce"]) == 64
+
+
+def test_proofs_bind_both_nonces_and_direction():
+    n1, n2 = "11" * 32, "22" * 32
+    agent_proof = protocol.proof(TOKEN, b"netjobs-agent", n1, n2)
+    assert agent_proof != protocol.proof(TOKEN, b"netjobs-controller", n1, n2)
+    assert agent_proof != protocol.proof(TOKEN, b"netjobs-agent", n2, n1)
+    assert agent_proof != protocol.proof(OTHER, b"netjobs-agent", n1, n2)
+
+
+def test_empty_token_refused():
+    with pytest.raises(ValueError):
+        Connection(Role.AGENT, b"")
+
+
+def test_controller_detects_an_agent_with_another_token():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    agent = Connection(Role.AGENT, OTHER)
+    pump(controller, agent)
+    with pytest.raises(AuthenticationFailed, match="agent's token differs"):
+        pump(agent, controller)
+    assert controller.state is State.CLOSED
+    assert controller.data_to_send() == b""  # the controller sends no auth, no error
+
+
+def agent_after_hello(token: bytes = TOKEN) -> tuple[Connection, Message]:
+    """An agent that has answered a hello; returns it and its hello."""
+    agent = Connection(Role.AGENT, token)
+    nonce = "ab" * 32
+    agent.receive_data(frame("hello", role="controller", version=PROTOCOL_VERSION, nonce=nonce))
+    return agent, decode_all(agent.data_to_send())[0]
+
+
+def test_agent_refuses_a_wrong_controller_proof_and_delivers_nothing():
+    agent, hello = agent_after_hello()
+    wrong = protocol.proof(OTHER, b"netjobs-controller", hello["nonce"], "ab" * 32)
+    data = frame("auth", proof=wrong) + frame("prepare", label="x", commands=[])
+    with pytest.raises(AuthenticationFailed):
+        agent.receive_data(data)
+    assert agent.state is State.CLOSED
+    [error] = decode_all(agent.data_to_send())
+    assert (error.type, error["code"]) == ("error", "auth")
+    with pytest.raises(ProtocolError):
+        agent.receive_data(frame("ping", seq=1))  # closed for good
+
+
+def test_agent_refuses_a_replayed_agent_proof():
+    agent, hello = agent_after_hello()
+    with pytest.raises(AuthenticationFailed):
+        agent.receive_data(frame("auth", proof=hello["proof"]))
+
+
+def test_agent_accepts_the_right_proof_and_pipelined_requests():
+    agent, hello = agent_after_hello()
+    right = protocol.proof(TOKEN, b"netjobs-controller", hello["nonce"], "ab" * 32)
+    got = agent.receive_data(frame("auth", proof=right) + frame("ping", seq=9))
+    assert agent.state is State.READY
+    assert got == [Message("ping", {"seq": 9})]
+    assert [m.type for m in decode_all(agent.data_to_send())] == ["welcome"]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        frame("ping", seq=1),
+        frame("prepare", label="x", commands=[{"id": 1, "command": "touch /tmp/x"}]),
+        frame("auth", proof="00" * 32),
+        frame("welcome"),
+    ],
+)
+def test_agent_accepts_nothing_before_a_hello(first):
+    agent = Connection(Role.AGENT, TOKEN)
+    with pytest.raises(ProtocolError):
+        agent.receive_data(first)
+    assert agent.state is State.CLOSED
+    [error] = decode_all(agent.data_to_send())
+    assert error.type == "error"
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        frame("ping", seq=1),
+        frame("prepare", label="x", commands=[]),
+        frame("start", at=None),
+        frame("hello", role="controller", version=PROTOCOL_VERSION, nonce="cd" * 32),
+    ],
+)
+def test_agent_accepts_nothing_but_auth_after_its_hello(second):
+    agent, _ = agent_after_hello()
+    with pytest.raises(AuthenticationFailed):
+        agent.receive_data(second)
+    [error] = decode_all(agent.data_to_send())
+    assert error["code"] == "auth"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"role": "agent", "version": PROTOCOL_VERSION, "nonce": "ab" * 32},
+        {"role": "controller", "version": PROTOCOL_VERSION, "nonce": "short"},
+        {"role": "controller", "version": PROTOCOL_VERSION, "nonce": "zz" * 32},
+        {"role": "controller", "version": "1", "nonce": "ab" * 32},
+        {"role": "controller", "nonce": "ab" * 32},
+    ],
+)
+def test_agent_refuses_malformed_hellos(fields):
+    agent = Connection(Role.AGENT, TOKEN)
+    with pytest.raises(ProtocolError):
+        agent.receive_data(frame("hello", **fields))
+    assert decode_all(agent.data_to_send())[0]["code"] == "protocol"
+
+
+def test_agent_answers_garbage_and_other_versions_with_an_error_code():
+    agent = Connection(Role.AGENT, TOKEN)
+    with pytest.raises(NotNetJobsPeer):
+        agent.receive_data(b"GET / HTTP/1.1\r\n\r\n")
+    assert decode_all(agent.data_to_send())[0]["code"] == "protocol"
+    agent = Connection(Role.AGENT, TOKEN)
+    with pytest.raises(VersionMismatch):
+        agent.receive_data(raw_frame(b'{"type":"hello"}', version=PROTOCOL_VERSION + 1))
+    assert decode_all(agent.data_to_send())[0]["code"] == "version"
+
+
+def test_echoed_greeting_is_named():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    hello = controller.data_to_send()
+    with pytest.raises(PeerEchoed, match="NetJobs 2"):
+        controller.receive_data(hello)
+    assert isinstance(PeerEchoed("x"), NotNetJobsPeer)
+
+
+def test_another_controller_is_not_an_echo():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    other = Connection(Role.CONTROLLER, TOKEN).data_to_send()
+    with pytest.raises(ProtocolError, match="controller too") as info:
+        controller.receive_data(other)
+    assert not isinstance(info.value, PeerEchoed)
+
+
+def test_controller_wants_the_agents_hello_first():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    with pytest.raises(ProtocolError):
+        controller.receive_data(frame("welcome"))
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    with pytest.raises(ProtocolError):
+        controller.receive_data(frame("pong", seq=1, clock=2))
+
+
+def test_controller_refuses_a_hello_without_proof():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    with pytest.raises(ProtocolError):
+        controller.receive_data(frame("hello", role="agent", version=1, nonce="ab" * 32))
+
+
+def test_agent_error_during_handshake_reaches_the_controller():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    with pytest.raises(PeerError) as info:
+        controller.receive_data(frame("error", code="auth", message="nope"))
+    assert (info.value.code, info.value.message) == ("auth", "nope")
+    assert controller.state is State.CLOSED
+
+
+def test_agent_does_not_answer_a_peer_error_with_an_error():
+    agent = Connection(Role.AGENT, TOKEN)
+    with pytest.raises(PeerError):
+        agent.receive_data(frame("error", code="x", message="y"))
+    assert agent.data_to_send() == b""
+
+
+def test_send_before_ready_raises():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    with pytest.raises(ProtocolError, match="before authentication"):
+        controller.send(Message("ping", {"seq": 1}))
+    agent, _ = agent_after_hello()
+    with pytest.raises(ProtocolError, match="before authentication"):
+        agent.send(Message("pong", {"seq": 1, "clock": 1}))
+
+
+def test_send_error_allowed_before_ready_but_not_after_close():
+    agent = Connection(Role.AGENT, TOKEN)
+    agent.send_error("busy", "x")
+    assert decode_all(agent.data_to_send())[0]["code"] == "busy"
+    agent.close()
+    agent.send_error("busy", "x")
+    assert agent.data_to_send() == b""
+
+
+# -- messages after authentication ----------------------------------------------------
+CONTROLLER_VALID = [
+    Message("ping", {"seq": 0}),
+    Message("status"),
+    Message(
+        "prepare",
+        {
+            "label": "t",
+            "commands": [
+                {"id": 1, "command": "fio x", "timeout": 2.5},
+                {"id": 2, "command": "echo", "timeout": None},
+                {"id": 3, "command": "true", "timeout": 0},
+                {"id": 4, "command": "true"},
+            ],
+        },
+    ),
+    Message("prepare", {"label": "", "commands": []}),
+    Message("start", {"at": 123456789}),
+    Message("start", {"at": None}),
+    Message("start"),
+    Message("kill", {"reason": "user"}),
+    Message("bye"),
+]
+
+AGENT_VALID = [
+    Message("pong", {"seq": 1, "clock": 10**15}),
+    Message(
+        "status",
+        {"busy": True, "label": "t", "hostname": "h", "version": "3", "platform": "Linux"},
+    ),
+    Message(
+        "status",
+        {"busy": False, "label": None, "hostname": "h", "version": "3", "platform": "Linux"},
+    ),
+    Message("prepared", {"gated": True, "commands": [{"id": 1, "ok": True, "error": None}]}),
+    Message("started", {"released_at": {"1": 5}, "late_ns": 0}),
+    Message("output", {"id": 1, "stream": "stdout"}, b"\x00\xff"),
+    Message("output", {"id": 1, "stream": "stderr"}, b""),
+    Message(
+        "exit", {"id": 1, "status": "failed", "exit_code": -9, "ended_at": 9, "message": "sig"}
+    ),
+    Message("exit", {"id": 1, "status": "error", "exit_code": None, "message": "no"}),
+    Message("finished"),
+    Message("error", {"code": "busy", "message": "busy with test 't'"}),
+]
+
+
+@pytest.mark.parametrize("message", CONTROLLER_VALID, ids=lambda m: m.type)
+def test_controller_requests_reach_the_agent(message):
+    controller, agent = handshake()
+    controller.send(message)
+    assert pump(controller, agent) == [message]
+
+
+@pytest.mark.parametrize("message", AGENT_VALID, ids=lambda m: m.type)
+def test_agent_messages_reach_the_controller(message):
+    controller, agent = handshake()
+    agent.send(message)
+    assert pump(agent, controller) == [message]
+
+
+def test_error_frames_after_ready_are_delivered_both_ways():
+    controller, agent = handshake()
+    agent.send_error("busy", "busy with test 'x' for 1.2.3.4:5")
+    [got] = pump(agent, controller)
+    assert (got.type, got["code"]) == ("error", "busy")
+    assert controller.state is State.READY
+    controller.send_error("oops", "controller side")
+    assert pump(controller, agent)[0]["message"] == "controller side"
+    assert agent.state is State.READY
+
+
+def test_roles_cannot_send_each_others_messages():
+    controller, agent = handshake()
+    with pytest.raises(ProtocolError):
+        agent.send(Message("ping", {"seq": 1}))
+    with pytest.raises(ProtocolError):
+        controller.send(Message("pong", {"seq": 1, "clock": 1}))
+    with pytest.raises(ProtocolError):
+        controller.send(Message("finished"))
+
+
+BAD_FOR_AGENT = [
+    ("ping", {}),
+    ("ping", {"seq": "1"}),
+    ("ping", {"seq": True}),
+    ("ping", {"seq": 1.5}),
+    ("ping", {"seq": None}),
+    ("start", {"at": 1.5}),
+    ("start", {"at": False}),
+    ("start", {"at": "now"}),
+    ("kill", {}),
+    ("kill", {"reason": 3}),
+    ("prepare", {"label": "t"}),
+    ("prepare", {"label": 1, "commands": []}),
+    ("prepare", {"label": "t", "commands": {"id": 1}}),
+    ("prepare", {"label": "t", "commands": ["echo"]}),
+    ("prepare", {"label": "t", "commands": [{"command": "x"}]}),
+    ("prepare", {"label": "t", "commands": [{"id": "1", "command": "x"}]}),
+    ("prepare", {"label": "t", "commands": [{"id": True, "command": "x"}]}),
+    ("prepare", {"label": "t", "commands": [{"id": 1}]}),
+    ("prepare", {"label": "t", "commands": [{"id": 1, "command": ["ls"]}]}),
+    ("prepare", {"label": "t", "commands": [{"id": 1, "command": "x", "timeout": "5"}]}),
+    ("prepare", {"label": "t", "commands": [{"id": 1, "command": "x", "timeout": True}]}),
+    ("prepare", {"label": "t", "commands": [{"id": 1, "command": "x", "timeout": -1}]}),
+    (
+        "prepare",
+        {"label": "t", "commands": [{"id": 1, "command": "a"}, {"id": 1, "command": "b"}]},
+    ),
+    ("pong", {"seq": 1, "clock": 1}),
+    ("welcome", {}),
+    ("hello", {"role": "controller", "version": 1, "nonce": "ab" * 32}),
+    ("launch_missiles", {}),
+]
+
+
+@pytest.mark.parametrize(("kind", "fields"), BAD_FOR_AGENT)
+def test_agent_rejects_schema_violations(kind, fields):
+    _, agent = handshake()
+    with pytest.raises(ProtocolError):
+        agent.receive_data(frame(kind, **fields))
+    assert agent.state is State.CLOSED
+    [error] = decode_all(agent.data_to_send())
+    assert (error.type, error["code"]) == ("error", "protocol")
+
+
+def test_agent_rejects_a_nan_timeout():
+    _, agent = handshake()
+    header = b'{"type":"prepare","label":"t","commands":[{"id":1,"command":"x","timeout":NaN}]}'
+    with pytest.raises(ProtocolError):
+        agent.receive_data(raw_frame(header))
+
+
+def test_a_bad_message_after_good_ones_closes_the_connection():
+    _, agent = handshake()
+    with pytest.raises(ProtocolError):
+        agent.receive_data(frame("ping", seq=1) + frame("ping", seq="x"))
+    assert agent.state is State.CLOSED
+
+
+BAD_FOR_CONTROLLER = [
+    ("pong", {"seq": 1}),
+    ("pong", {"seq": 1, "clock": 1.0}),
+    ("status", {"busy": 1, "hostname": "h", "version": "3", "platform": "p"}),
+    ("status", {"busy": True, "label": 5, "hostname": "h", "version": "3", "platform": "p"}),
+    ("prepared", {"gated": "yes", "commands": []}),
+    ("started", {"released_at": [], "late_ns": 0}),
+    ("started", {"released_at": {}, "late_ns": 0.5}),
+    ("output", {"id": 1, "stream": "stdin"}),
+    ("output", {"id": 1}),
+    ("output", {"id": "1", "stream": "stdout"}),
+    ("exit", {"id": 1, "status": "crashed", "message": ""}),
+    ("exit", {"id": 1, "status": "ok"}),
+    ("exit", {"id": 1, "status": "ok", "exit_code": "0", "message": ""}),
+    ("exit", {"id": 1, "status": "ok", "exit_code": True, "message": ""}),
+    ("error", {"code": "busy"}),
+    ("ping", {"seq": 1}),
+    ("welcome", {}),
+]
+
+
+@pytest.mark.parametrize(("kind", "fields"), BAD_FOR_CONTROLLER)
+def test_controller_rejects_schema_violations(kind, fields):
+    controller, _ = handshake()
+    with pytest.raises(ProtocolError):
+        controller.receive_data(frame(kind, **fields))
+    assert controller.state is State.CLOSED
+    assert controller.data_to_send() == b""  # the controller just closes
+
+
+def test_unknown_extra_fields_are_tolerated():
+    _, agent = handshake()
+    got = agent.receive_data(frame("ping", seq=1, future_field="x"))
+    assert got[0]["seq"] == 1 and got[0].get("future_field") == "x"
+
+
+def test_message_helpers():
+    message = Message("exit", {"id": 1})
+    assert message["id"] == 1 and message.get("missing", 5) == 5
+    with pytest.raises(KeyError):
+        message["missing"]
