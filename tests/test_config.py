@@ -1100,3 +1100,16 @@ def test_generated_configs_via_load_config(
     path = tmp_path_factory.getbasetemp() / "gen.cfg"
     path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
     assert load_config(path).tests == tuple(expected)
+
+
+def test_default_port_can_be_chosen_for_targets_without_one() -> None:
+    plan = parse_config(
+        't:\nalpha: "a"\nbeta:16192: "b"\n[::1]: "c"\n[::2]:9: "d"\nend\n', default_port=17000
+    )
+    assert [c.address for c in plan.tests[0].commands] == [
+        ("alpha", 17000),
+        ("beta", 16192),
+        ("::1", 17000),
+        ("::2", 9),
+    ]
+    assert plan.tests[0].commands[0].target == "alpha:17000"

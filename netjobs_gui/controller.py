@@ -1,0 +1,192 @@
+"""The one place that starts async work (host checks, runs) and holds its tasks.
+
+Views call `check_hosts()`, `start_run()` and `stop()` from their slots, which
+return at once; the work runs as asyncio tasks on the qasync loop. Runner events
+only mark the state dirty: a timer turns them into at most one `progress`
+signal per tick, so a hundred hosts streaming output cost ten refreshes a
+second, not one per chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from netjobs_core import check as core_check
+from netjobs_core.config import Plan
+from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
+from netjobs_core.results import RunResult
+from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.tokens import Token, TokenError, load_token
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_MS = 120
+
+
+class Controller(QObject):
+    busy_changed = Signal(bool)
+    check_started = Signal(list)  # list[tuple[str, int]]
+    check_finished = Signal(list)  # list[HostCheck]
+    run_started = Signal(object)  # the live RunResult
+    test_started = Signal(object)  # the live TestResult
+    progress = Signal()  # something changed: refresh from the live results
+    test_finished = Signal(object)  # TestResult
+    run_finished = Signal(object)  # RunResult
+    error = Signal(str, str)  # title, message
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.runner: Runner | None = None
+        self.checking = False
+        self.output_bytes = 0  # received during the current run (for the status bar)
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(FLUSH_INTERVAL_MS)
+        self._timer.timeout.connect(self._flush)
+
+    # ---- state
+    @property
+    def running(self) -> bool:
+        return self.runner is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.running or self.checking
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a Qt slot outside any task: qasync's loop is the current one
+            loop = asyncio.get_event_loop()
+        task = loop.create_task(coro)
+        task.set_name(name)
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("task %s failed", task.get_name(), exc_info=exc)
+            self.error.emit("Internal error", f"{task.get_name()}: {type(exc).__name__}: {exc}")
+
+    def load_token(self, token_file: str) -> Token | None:
+        """The token, or None after reporting why there is none."""
+        try:
+            return load_token(token_file or None)
+        except TokenError as exc:
+            self.error.emit("No token", str(exc))
+            return None
+
+    # ---- check hosts
+    def check_hosts(
+        self, addresses: Sequence[tuple[str, int]], token_file: str, timeout: float
+    ) -> asyncio.Task[Any] | None:
+        if self.checking:
+            self.error.emit("Check hosts", "A check is already running.")
+            return None
+        addresses = list(dict.fromkeys(addresses))
+        if not addresses:
+            self.error.emit("Check hosts", "There are no hosts to check.")
+            return None
+        token = self.load_token(token_file)
+        if token is None:
+            return None
+        self.checking = True
+        self.busy_changed.emit(True)
+        self.check_started.emit(addresses)
+        return self._spawn(self._check(addresses, token, timeout), "check hosts")
+
+    async def _check(
+        self, addresses: list[tuple[str, int]], token: Token, connect_timeout: float
+    ) -> None:
+        checks: list[Any] = []
+        try:
+            checks = await core_check.check_hosts(addresses, token, connect_timeout)
+        except Exception as exc:
+            self.error.emit("Check hosts failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            self.checking = False
+            self.check_finished.emit(checks)
+            self.busy_changed.emit(self.busy)
+
+    # ---- run
+    def start_run(
+        self, plan: Plan, options: RunOptions, labels: Sequence[str] | None = None
+    ) -> asyncio.Task[Any] | None:
+        if self.running:
+            self.error.emit("Run", "A run is already in progress.")
+            return None
+        self.runner = Runner(plan, options, self._observe)
+        self.output_bytes = 0
+        self._dirty = False
+        self._timer.start()
+        self.busy_changed.emit(True)
+        self.run_started.emit(self.runner.result)
+        return self._spawn(self._run(self.runner, labels), "run")
+
+    async def _run(self, runner: Runner, labels: Sequence[str] | None) -> None:
+        try:
+            await runner.run(list(labels) if labels is not None else None)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("run failed")
+            self.error.emit("Run failed", f"{type(exc).__name__}: {exc}")
+        finally:
+            self._timer.stop()
+            self.runner = None
+            self._flush(force=True)
+            self.run_finished.emit(runner.result)
+            self.busy_changed.emit(self.busy)
+
+    def stop(self, reason: str = "stopped by user") -> bool:
+        """Abort the running test cleanly (the agents kill their jobs); False if idle."""
+        if self.runner is None:
+            return False
+        self.runner.stop(reason)
+        return True
+
+    @property
+    def result(self) -> RunResult | None:
+        return self.runner.result if self.runner is not None else None
+
+    def cancel_all(self) -> None:
+        """Last resort (the window is going away): cancel every task."""
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def wait_idle(self) -> None:
+        while self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    # ---- runner events: never block, only mark dirty
+    def _observe(self, event: Event) -> None:
+        if isinstance(event, CommandOutput):
+            self.output_bytes += len(event.data)
+            self._dirty = True
+        elif isinstance(event, TestStarted):
+            self._flush(force=True)
+            self.test_started.emit(event.test)
+        elif isinstance(event, TestFinished):
+            self._flush(force=True)
+            self.test_finished.emit(event.test)
+        else:
+            self._dirty = True
+
+    def _flush(self, force: bool = False) -> None:
+        # While running, every tick refreshes (elapsed times move on).
+        if force or self._dirty or self.runner is not None:
+            self._dirty = False
+            self.progress.emit()

@@ -1,0 +1,164 @@
+"""The Hosts panel: the open config's hosts plus hand-added ones, and their check."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from netjobs_gui.models import HostsModel, split_target
+from netjobs_gui.widgets import make_table, never_widen
+
+
+def explicit_target(host: str, port: int) -> str:
+    """How a hand-added host is stored: always with its port."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HostsPanel(QWidget):
+    check_requested = Signal()
+    manual_hosts_changed = Signal(list)  # list[str]: explicit targets
+    error = Signal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = HostsModel(self)
+        self.default_port = 0
+        self._config: list[tuple[str, int]] = []
+        self._manual: list[tuple[str, int]] = []
+
+        self.check_button = QPushButton("Check hosts")
+        self.check_button.setToolTip(
+            "Connect to every host, authenticate, measure round trip and clock offset "
+            "(runs nothing)"
+        )
+        self.check_button.clicked.connect(self.check_requested)
+        self.add_edit = QLineEdit()
+        self.add_edit.setPlaceholderText("host, host:port or [IPv6]:port")
+        self.add_edit.setMinimumWidth(170)
+        self.add_edit.setMaximumWidth(260)
+        self.add_edit.returnPressed.connect(self.add_from_edit)
+        add_button = QPushButton("Add host")
+        add_button.clicked.connect(self.add_from_edit)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Remove the selected hand-added hosts")
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.summary = QLabel()
+        never_widen(self.summary)
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.check_button)
+        bar.addSpacing(16)
+        bar.addWidget(self.add_edit)
+        bar.addWidget(add_button)
+        bar.addWidget(self.remove_button)
+        bar.addSpacing(16)
+        bar.addWidget(self.summary, 1)
+
+        self.table = make_table(self.model, (140, 70, 80, 100, 55, 80, 140, 45, 110), single=False)
+        self.table.selectionModel().currentRowChanged.connect(self._show_details)
+        self.details = QLabel()
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        hint = QLabel(
+            "The open config's hosts, and hosts added by hand (remembered between sessions). "
+            "Check hosts connects, authenticates and measures each one; it runs nothing."
+        )
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #6b7280;")
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
+        layout.addWidget(hint)
+        self.model.modelReset.connect(self._update_summary)
+        self.model.dataChanged.connect(self._update_summary)
+        self._update_summary()
+
+    # ---- content
+    def set_config_hosts(self, addresses: Sequence[tuple[str, int]]) -> None:
+        self._config = list(dict.fromkeys(addresses))
+        self._rebuild()
+
+    def set_manual_targets(self, targets: Sequence[str], default_port: int) -> None:
+        self.default_port = default_port
+        manual = []
+        for target in targets:
+            try:
+                manual.append(split_target(target, default_port))
+            except ValueError:
+                continue  # a stale or hand-edited setting: skip it
+        self._manual = list(dict.fromkeys(manual))
+        self._rebuild()
+
+    @property
+    def manual_targets(self) -> list[str]:
+        return [explicit_target(host, port) for host, port in self._manual]
+
+    def _rebuild(self) -> None:
+        self.model.set_hosts(self._config, self._manual)
+
+    def add_target(self, text: str) -> bool:
+        try:
+            address = split_target(text, self.default_port or 16192)
+        except ValueError as exc:
+            self.error.emit("Add host", str(exc))
+            return False
+        if address not in self._manual:
+            self._manual.append(address)
+            self._rebuild()
+            self.manual_hosts_changed.emit(self.manual_targets)
+        return True
+
+    def add_from_edit(self) -> None:
+        if self.add_edit.text().strip() and self.add_target(self.add_edit.text()):
+            self.add_edit.clear()
+
+    def remove_selected(self) -> None:
+        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        doomed = {self.model.rows[row].address for row in rows if self.model.rows[row].manual}
+        if doomed:
+            self._manual = [address for address in self._manual if address not in doomed]
+            self._rebuild()
+            self.manual_hosts_changed.emit(self.manual_targets)
+
+    # ---- checks
+    def set_busy(self, checking: bool) -> None:
+        self.check_button.setEnabled(not checking)
+        self.check_button.setText("Checking…" if checking else "Check hosts")
+
+    def _show_details(self, current, _previous=None) -> None:  # type: ignore[no-untyped-def]
+        """The selected host in full: its error, or what the agent said about itself."""
+        if not current.isValid() or current.row() >= len(self.model.rows):
+            self.details.clear()
+            return
+        row = self.model.rows[current.row()]
+        check = row.check
+        if check is None:
+            text = f"<b>{row.target}</b>: not checked yet."
+        elif check.error:
+            text = f'<b>{row.target}</b>: <span style="color:#b91c1c">{_escape(check.error)}</span>'
+        else:
+            text = (
+                f"<b>{row.target}</b>: agent {check.agent_version} on {_escape(check.hostname)} "
+                f"({_escape(check.platform)}), {'busy' if check.busy else 'idle'}"
+            )
+        self.details.setText(text)
+
+    def _update_summary(self) -> None:
+        self.summary.setText(self.model.summary())
+        self._show_details(self.table.selectionModel().currentIndex())
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

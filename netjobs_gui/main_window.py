@@ -1,0 +1,564 @@
+"""The main window: binds the editor, hosts, run and results pages to the controller."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QTabWidget,
+    QToolBar,
+    QWidget,
+)
+
+from netjobs_core import __version__
+from netjobs_core.config import Plan
+from netjobs_core.logs import ResultsFileError, load_json
+from netjobs_core.results import RunResult, TestResult, TestStatus
+from netjobs_core.runner import RunOptions, plan_summary
+from netjobs_gui import prompts
+from netjobs_gui.controller import Controller
+from netjobs_gui.editor import EditorPanel
+from netjobs_gui.hosts import HostsPanel
+from netjobs_gui.models import SessionEntry
+from netjobs_gui.results_view import ResultsView, default_json_path, save_run_logs
+from netjobs_gui.run_view import RunView, TextDialog, human_bytes
+from netjobs_gui.settings import Settings, SettingsDialog
+
+CLOSE_GRACE_MS = 15_000  # after Stop on close: how long the agents get to confirm the kills
+CONFIG_FILTER = "NetJobs configs (*.netjobs *.txt *.conf *.cfg);;All files (*)"
+RESULTS_FILTER = "NetJobs results (*.json);;All files (*)"
+
+
+class MainWindow(QMainWindow):
+    CONFIG_TAB, HOSTS_TAB, RUN_TAB, RESULTS_TAB = range(4)
+
+    def __init__(self, settings: Settings | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.settings = settings if settings is not None else Settings()
+        self.controller = Controller(self)
+        self.errors: list[tuple[str, str]] = []  # every error shown (tests read it)
+        self._closing_after_run = False
+        self._close_timer: QTimer | None = None
+        self._run_source = ""
+        self._run_plan: Plan | None = None
+        self.dialogs: list[QWidget] = []  # non-modal dialogs kept alive
+
+        self.editor = EditorPanel()
+        self.hosts = HostsPanel()
+        self.run_view = RunView()
+        self.results = ResultsView()
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.editor, "Config")
+        self.tabs.addTab(self.hosts, "Hosts")
+        self.tabs.addTab(self.run_view, "Run")
+        self.tabs.addTab(self.results, "Results")
+        self.setCentralWidget(self.tabs)
+        self.setAcceptDrops(True)
+
+        self._make_actions()
+        self._make_menus()
+        self._make_toolbar()
+        self.state_label = QLabel("Idle")
+        self.statusBar().addPermanentWidget(self.state_label)
+
+        # Bindings
+        self.editor.path_changed.connect(self._update_title)
+        self.editor.modified_changed.connect(self._update_title)
+        self.editor.plan_changed.connect(self._plan_changed)
+        self.editor.validated.connect(self._validated)
+        self.editor.file_dropped.connect(self.open_path)
+        self.hosts.check_requested.connect(self.check_hosts)
+        self.hosts.manual_hosts_changed.connect(self._manual_hosts_changed)
+        self.hosts.error.connect(self.show_error)
+        self.results.save_requested.connect(self._save_log_dialog)
+        self.results.open_requested.connect(self.open_results_dialog)
+        self.controller.error.connect(self.show_error)
+        self.controller.busy_changed.connect(self._busy_changed)
+        self.controller.check_started.connect(self.hosts.model.set_checking)
+        self.controller.check_finished.connect(self._check_finished)
+        self.controller.test_started.connect(self._test_started)
+        self.controller.progress.connect(self._progress)
+        self.controller.test_finished.connect(self._test_finished)
+        self.controller.run_finished.connect(self._run_finished)
+
+        self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
+        self.editor.default_port = self.settings.default_port
+        self.editor.new_document("")
+        self._update_recent_menu()
+        self._busy_changed(False)
+        self.resize(1280, 800)
+        geometry, state = self.settings.window_state()
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state)
+
+    # ------------------------------------------------------------------ actions and menus
+    def _action(
+        self, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = ""
+    ) -> QAction:  # type: ignore[no-untyped-def]
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        action.triggered.connect(lambda _checked=False: slot())
+        return action
+
+    def _make_actions(self) -> None:
+        keys = QKeySequence.StandardKey
+        self.new_action = self._action(
+            "&New", self.new_document, keys.New, "New config from a template"
+        )
+        self.open_action = self._action("&Open…", self.open_dialog, keys.Open, "Open a config file")
+        self.save_action = self._action("&Save", self.save, keys.Save, "Save the config")
+        self.save_as_action = self._action("Save &As…", self.save_as, keys.SaveAs)
+        self.open_results_action = self._action(
+            "Open &Results…",
+            self.open_results_dialog,
+            "Ctrl+Shift+O",
+            "Show a saved JSON results file",
+        )
+        self.save_log_action = self._action(
+            "Save &Log…",
+            self.save_log,
+            "Ctrl+L",
+            "Write the selected run's .log files and JSON document",
+        )
+        self.settings_action = self._action("Se&ttings…", self.edit_settings, keys.Preferences)
+        self.quit_action = self._action("&Quit", self.close, keys.Quit)
+        self.check_action = self._action(
+            "&Check Hosts", self.check_hosts, "Ctrl+K", "Reach, authenticate and measure every host"
+        )
+        self.run_action = self._action(
+            "&Run All", self.run_all, "F5", "Run every test of the config"
+        )
+        self.run_selected_action = self._action(
+            "Run &Selected Test",
+            self.run_selected,
+            "Shift+F5",
+            "Run the test selected on the Run page",
+        )
+        self.stop_action = self._action(
+            "S&top", self.stop, "Esc", "Abort the run: the agents kill their jobs"
+        )
+        self.stop_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        self.dry_run_action = self._action(
+            "&Dry Run", self.dry_run, "Ctrl+D", "Show what a run would do, without connecting"
+        )
+        self.about_action = self._action("&About NetJobs", self.about)
+        self.tab_actions = [
+            self._action(name, lambda i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
+            for i, name in enumerate(("&Config", "&Hosts", "&Run", "R&esults"))
+        ]
+
+    def _make_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addActions([self.new_action, self.open_action])
+        self.recent_menu = QMenu("Open &Recent", self)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addActions([self.save_action, self.save_as_action])
+        file_menu.addSeparator()
+        file_menu.addActions([self.open_results_action, self.save_log_action])
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+
+        edit_menu = bar.addMenu("&Edit")
+        editor = self.editor.editor
+        for text, slot, key in (
+            ("&Undo", editor.undo, QKeySequence.StandardKey.Undo),
+            ("&Redo", editor.redo, QKeySequence.StandardKey.Redo),
+            ("Cu&t", editor.cut, QKeySequence.StandardKey.Cut),
+            ("&Copy", editor.copy, QKeySequence.StandardKey.Copy),
+            ("&Paste", editor.paste, QKeySequence.StandardKey.Paste),
+        ):
+            action = self._action(text, slot)
+            action.setShortcut(key)
+            action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+            edit_menu.addAction(action)
+        edit_menu.addSeparator()
+        edit_menu.addAction(self._action("Go to &Error", self._go_to_error, "Ctrl+E"))
+
+        run_menu = bar.addMenu("&Run")
+        run_menu.addActions([self.check_action])
+        run_menu.addSeparator()
+        run_menu.addActions([self.run_action, self.run_selected_action, self.stop_action])
+        run_menu.addSeparator()
+        run_menu.addAction(self.dry_run_action)
+
+        view_menu = bar.addMenu("&View")
+        view_menu.addActions(self.tab_actions)
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+    def _make_toolbar(self) -> None:
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.setIconSize(QSize(16, 16))
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        toolbar.addActions([self.new_action, self.open_action, self.save_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.check_action, self.run_action, self.run_selected_action])
+        toolbar.addAction(self.stop_action)
+        toolbar.addSeparator()
+        toolbar.addActions([self.dry_run_action, self.save_log_action])
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, toolbar)
+        self.toolbar = toolbar
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = self.settings.recent_files
+        for number, path in enumerate(recent, start=1):
+            action = self.recent_menu.addAction(f"&{number} {path}")
+            action.triggered.connect(lambda _checked=False, p=path: self.open_path(p))
+        if recent:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear List", self._clear_recent)
+        self.recent_menu.setEnabled(bool(recent))
+
+    def _clear_recent(self) -> None:
+        self.settings.clear_recent_files()
+        self._update_recent_menu()
+
+    # ------------------------------------------------------------------ messages
+    def show_error(self, title: str, text: str) -> None:
+        """Errors go to the status bar and a (non-modal) message box."""
+        self.errors.append((title, text))
+        self.statusBar().showMessage(f"{title}: {text}", 15_000)
+        prompts.show_error(self, title, text)
+
+    def show_status(self, text: str, timeout_ms: int = 8000) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
+
+    def _update_title(self, *_args: object) -> None:
+        name = self.editor.display_name
+        self.setWindowTitle(f"{name}[*] — NetJobs")
+        self.setWindowModified(self.editor.modified)
+
+    def _validated(self, error: object) -> None:
+        if error is not None:
+            self.show_status(f"Config error: {error}", 0)
+        else:
+            self.statusBar().clearMessage()
+
+    def _go_to_error(self) -> None:
+        self.tabs.setCurrentIndex(self.CONFIG_TAB)
+        self.editor.go_to_error()
+
+    # ------------------------------------------------------------------ files
+    def new_document(self) -> None:
+        if self.editor.maybe_save():
+            self.editor.new_document()
+            self.tabs.setCurrentIndex(self.CONFIG_TAB)
+
+    def open_dialog(self) -> None:
+        if not self.editor.maybe_save():
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open config", self.settings.last_directory, CONFIG_FILTER
+        )
+        if path:
+            self.open_path(path, ask=False)
+
+    def open_path(self, path: str, ask: bool = True) -> bool:
+        if ask and not self.editor.maybe_save():
+            return False
+        try:
+            self.editor.open_file(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.show_error("Cannot open the config", f"{path}: {reason}")
+            return False
+        self.settings.add_recent_file(self.editor.path)
+        self.settings.last_directory = os.path.dirname(self.editor.path)
+        self._update_recent_menu()
+        self.tabs.setCurrentIndex(self.CONFIG_TAB)
+        if self.editor.error is None:
+            self.show_status(f"Opened {self.editor.path}")
+        return True
+
+    def save(self) -> bool:
+        saved = self.editor.save() if self.editor.path else self.save_as()
+        if saved:
+            self._after_save()
+        return saved
+
+    def save_as(self) -> bool:
+        saved = self.editor.save_as(self.settings.last_directory)
+        if saved:
+            self._after_save()
+        return saved
+
+    def _after_save(self) -> None:
+        self.settings.add_recent_file(self.editor.path)
+        self.settings.last_directory = os.path.dirname(self.editor.path)
+        self._update_recent_menu()
+        self.show_status(f"Saved {self.editor.path}")
+
+    # drag and drop anywhere in the window
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                event.acceptProposedAction()
+                path = url.toLocalFile()
+                if path.lower().endswith(".json"):
+                    self.open_results(path)
+                else:
+                    self.open_path(path)
+                return
+
+    # ------------------------------------------------------------------ plan and hosts
+    def current_plan(self) -> Plan | None:
+        """The editor's plan (with the default-port setting applied), or None."""
+        return self.editor.plan
+
+    def _plan_changed(self, plan: Plan | None) -> None:
+        if plan is not None:
+            self.hosts.set_config_hosts([a for t in plan.tests for a in t.addresses])
+        elif self.editor.is_empty:
+            self.hosts.set_config_hosts([])
+        self.run_view.set_plan(plan)
+        self._busy_changed(self.controller.busy)
+
+    def _manual_hosts_changed(self, targets: list[str]) -> None:
+        self.settings.manual_hosts = targets
+
+    def check_hosts(self) -> None:
+        self.tabs.setCurrentIndex(self.HOSTS_TAB)
+        self.controller.check_hosts(
+            self.hosts.model.addresses(), self.settings.token_file, self.settings.connect_timeout
+        )
+
+    def _check_finished(self, checks: list) -> None:  # type: ignore[type-arg]
+        self.hosts.model.set_checks(checks)
+        self.hosts.model.clear_checking()
+        if checks:
+            self.show_status(f"Host check done: {self.hosts.model.summary()}")
+
+    # ------------------------------------------------------------------ runs
+    def run_all(self) -> None:
+        self.start_run(None)
+
+    def run_selected(self) -> None:
+        label = self.run_view.selected_label
+        if label is None:
+            self.show_error("Run selected test", "Select a test on the Run page first.")
+            return
+        self.start_run([label])
+
+    def start_run(self, labels: Sequence[str] | None) -> bool:
+        if self.controller.running:
+            return False
+        self.editor.validate_now()
+        plan = self.current_plan()
+        if plan is None:
+            error = self.editor.error
+            self.show_error("Cannot run", str(error) if error else "There is no config to run.")
+            self._go_to_error()
+            return False
+        token = self.controller.load_token(self.settings.token_file)
+        if token is None:
+            return False
+        options = RunOptions(
+            token=token,
+            connect_timeout=self.settings.connect_timeout,
+            stop_on_failure=self.settings.stop_on_failure,
+        )
+        if self.controller.start_run(plan, options, labels) is None:
+            return False
+        assert self.controller.result is not None
+        self._run_plan = plan
+        self._run_source = "run " + time.strftime("%H:%M:%S")
+        self.run_view.begin_run(plan, labels, self.controller.result)
+        self.tabs.setCurrentIndex(self.RUN_TAB)
+        self.show_status("Run started", 3000)
+        return True
+
+    def stop(self) -> None:
+        if self.controller.stop("stopped by user"):
+            self.show_status("Stopping: the agents are killing their jobs…", 0)
+            self.run_view.status.setText("Stopping: the agents are killing their jobs…")
+
+    def _test_started(self, test: TestResult) -> None:
+        self.run_view.on_test_started(test)
+
+    def _progress(self) -> None:
+        self.run_view.refresh()
+        if self.controller.running:
+            self.state_label.setText(
+                f"Running · {human_bytes(self.controller.output_bytes)} output"
+            )
+
+    def _test_finished(self, test: TestResult) -> None:
+        run = self.controller.result
+        if run is not None:
+            self.results.add_run(run, self._run_source, select=False)
+        self.run_view.refresh()
+
+    def _run_finished(self, run: RunResult) -> None:
+        counts: dict[str, int] = {}
+        for test in run.tests:
+            counts[test.status.value] = counts.get(test.status.value, 0) + 1
+        words = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no test ran"
+        summary = f"Run finished: {words}."
+        if run.tests and all(t.status is TestStatus.PASSED for t in run.tests):
+            summary = f"Run finished: all {len(run.tests)} passed."
+        self.run_view.end_run(run, summary)
+        if run.tests:
+            self.results.add_run(run, self._run_source, select=False)
+            last = len(self.results.model.entries) - 1
+            self.results.select_row(last)
+        self.show_status(summary, 15_000)
+        if self._closing_after_run:
+            QTimer.singleShot(0, self.close)
+
+    def _busy_changed(self, _busy: bool) -> None:
+        running = self.controller.running
+        has_plan = self.editor.plan is not None
+        self.run_action.setEnabled(not running and has_plan)
+        self.run_selected_action.setEnabled(not running and has_plan)
+        self.stop_action.setEnabled(running)
+        self.check_action.setEnabled(not self.controller.checking)
+        self.dry_run_action.setEnabled(has_plan)
+        self.hosts.set_busy(self.controller.checking)
+        if running:
+            self.state_label.setText("Running")
+        elif self.controller.checking:
+            self.state_label.setText("Checking hosts…")
+        else:
+            self.state_label.setText("Idle")
+
+    def dry_run(self) -> None:
+        self.editor.validate_now()
+        plan = self.current_plan()
+        if plan is None:
+            self.show_error(
+                "Dry run", str(self.editor.error) if self.editor.error else "No config."
+            )
+            return
+        dialog = TextDialog("Dry run — what a run would do", "\n".join(plan_summary(plan)), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.dialogs.append(dialog)
+        dialog.finished.connect(lambda _r: self.dialogs.remove(dialog))
+        dialog.show()
+
+    # ------------------------------------------------------------------ results
+    def open_results_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open results", self.settings.last_directory, RESULTS_FILTER
+        )
+        if path:
+            self.open_results(path)
+
+    def open_results(self, path: str) -> RunResult | None:
+        try:
+            run = load_json(path)
+        except ResultsFileError as exc:
+            self.show_error("Cannot open the results", str(exc))
+            return None
+        self.results.add_run(run, Path(path).name)
+        self.tabs.setCurrentIndex(self.RESULTS_TAB)
+        self.show_status(f"Opened results {path}")
+        return run
+
+    def save_log(self) -> None:
+        entry = self.results.current_entry
+        if entry is None:
+            self.show_error("Save log", "No results yet: run a test or open a results file.")
+            return
+        self._save_log_dialog(entry)
+
+    def _save_log_dialog(self, entry: SessionEntry) -> None:
+        start = default_json_path(entry.run, self.settings.last_directory)
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save results (JSON) and logs", start, RESULTS_FILTER
+        )
+        if path:
+            self.save_logs(entry.run, path)
+
+    def save_logs(self, run: RunResult, json_path: str) -> list[Path]:
+        try:
+            paths = save_run_logs(run, json_path)
+        except OSError as exc:
+            self.show_error(
+                "Cannot save the log", f"{exc.filename or json_path}: {exc.strerror or exc}"
+            )
+            return []
+        self.results.mark_saved(run, paths)
+        self.show_status("Saved " + ", ".join(str(p) for p in paths), 15_000)
+        return paths
+
+    # ------------------------------------------------------------------ settings, about
+    def edit_settings(self) -> None:
+        dialog = SettingsDialog(self.settings, self)
+        if dialog.exec():
+            self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
+            self.editor.default_port = self.settings.default_port
+            self.editor.validate_now()
+            self.show_status("Settings saved")
+
+    def about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About NetJobs",
+            f"<b>NetJobs {__version__}</b><p>Starts the same benchmark command on many "
+            "machines at the same measured instant.</p>",
+        )
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.controller.running:
+            event.ignore()
+            if self._closing_after_run:
+                return  # already stopping; the window closes when the run has ended
+            if not prompts.ask_stop_run(self):
+                return
+            if not self.editor.maybe_save():
+                return
+            self._closing_after_run = True
+            self.controller.stop("the controller window was closed")
+            self.run_view.status.setText("Stopping the run before closing…")
+            self.show_status("Stopping the run before closing…", 0)
+            self._close_timer = QTimer(self)
+            self._close_timer.setSingleShot(True)
+            self._close_timer.timeout.connect(self.controller.cancel_all)
+            self._close_timer.start(CLOSE_GRACE_MS)
+            return
+        if not self._closing_after_run and not self.editor.maybe_save():
+            event.ignore()
+            return
+        if self._close_timer is not None:
+            self._close_timer.stop()
+        self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        self.settings.sync()
+        self.controller.cancel_all()  # a host check still in flight
+        for dialog in list(self.dialogs):
+            dialog.close()
+        event.accept()

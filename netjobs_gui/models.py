@@ -1,0 +1,636 @@
+"""Table models over netjobs_core's plain result objects (no widgets needed).
+
+- `HostsModel`: the hosts of the open config plus the hand-added ones, with
+  the latest `HostCheck` of each.
+- `TestsModel`: the tests of a plan with the state of their latest run.
+- `CommandsModel`: one row per host/command of one `TestResult`.
+- `ResultsModel`: every test run (or loaded) in this window's session.
+
+The models read the live result objects the runner keeps updating; the
+views call `refresh()` from a timer, so output bursts cost one repaint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QColor
+
+from netjobs_core.protocol import DEFAULT_PORT
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
+
+if TYPE_CHECKING:
+    from netjobs_core.check import HostCheck
+    from netjobs_core.config import Plan
+
+_Index = QModelIndex | QPersistentModelIndex
+DISPLAY = Qt.ItemDataRole.DisplayRole
+NO_VALUE = "—"
+
+# State words shown to the user, and their colours.
+STATE_COLORS = {
+    "connecting": "#6b7280",
+    "syncing": "#6b7280",
+    "preparing": "#6b7280",
+    "ready": "#2563eb",
+    "running": "#1d4ed8",
+    "done": "#15803d",
+    "timed out": "#c2410c",
+    "failed": "#b91c1c",
+    "killed": "#7e22ce",
+    "pending": "#6b7280",
+    "passed": "#15803d",
+    "aborted": "#7e22ce",
+}
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def fmt_ms(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return NO_VALUE
+    if abs(value) >= 1000:
+        text = f"{value / 1000:{'+' if signed else ''}.3f} s"
+    else:
+        text = f"{value:{'+' if signed else ''}.{digits}f} ms"
+    return text
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return NO_VALUE
+    if value < 60:
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    minutes, seconds = divmod(value, 60)
+    if minutes < 60:
+        return f"{int(minutes)}m {seconds:04.1f}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{int(hours)}h {int(minutes):02d}m {int(seconds):02d}s"
+
+
+def fmt_spread(test: TestResult) -> str:
+    if test.start_spread_ms is None:
+        return NO_VALUE
+    text = fmt_ms(test.start_spread_ms, 3)
+    if test.start_spread_uncertainty_ms:
+        text += f" ± {test.start_spread_uncertainty_ms:.3f}"
+    return text
+
+
+def command_state(host: HostResult, command: CommandResult) -> str:
+    """A command's state in words: connecting … ready, running, done, timed out, failed, killed."""
+    status = command.status
+    if status is CommandStatus.RUNNING:
+        return (
+            "running"
+            if command.started_at is not None or host.state is not HostState.READY
+            else "ready"
+        )
+    if status is CommandStatus.OK:
+        return "done"
+    if status is CommandStatus.FAILED or status is CommandStatus.ERROR:
+        return "failed"
+    if status is CommandStatus.TIMEOUT:
+        return "timed out"
+    if status is CommandStatus.KILLED:
+        return "killed"
+    return {
+        HostState.CONNECTING: "connecting",
+        HostState.SYNCING: "syncing",
+        HostState.PREPARING: "preparing",
+        HostState.READY: "ready",
+        HostState.RUNNING: "running",
+        HostState.DONE: "done",
+        HostState.TIMEOUT: "timed out",
+        HostState.FAILED: "failed",
+        HostState.KILLED: "killed",
+    }[host.state]
+
+
+def common_start(test: TestResult) -> float | None:
+    """Epoch of the common start: the scheduled instant, else the first release."""
+    if test.scheduled_start is not None:
+        return test.scheduled_start
+    starts = [c.started_at for h in test.hosts for c in h.commands if c.started_at is not None]
+    return min(starts) if starts else None
+
+
+def start_offset_ms(test: TestResult, host: HostResult, command: CommandResult) -> float | None:
+    """When this command was released, relative to the common start (controller clock)."""
+    start = common_start(test)
+    if command.started_at is not None and start is not None:
+        return (command.started_at - start) * 1000.0
+    return host.start_offset_ms
+
+
+def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
+    if command.duration_s is not None:
+        return command.duration_s
+    if command.status is CommandStatus.RUNNING and command.started_at is not None:
+        return max(0.0, (time.time() if now is None else now) - command.started_at)
+    return None
+
+
+def test_progress(test: TestResult) -> tuple[int, int]:
+    """(finished commands, all commands) of one test."""
+    commands = [c for h in test.hosts for c in h.commands]
+    return sum(1 for c in commands if c.status.finished), len(commands)
+
+
+def split_target(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
+    """'host', 'host:port', '[v6]' or '[v6]:port' -> (host, port); ValueError if malformed."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty host")
+    port_text = ""
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not host:
+            raise ValueError(f"bad IPv6 target {text!r}: expected '[address]' or '[address]:port'")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"unexpected {rest!r} after ']'")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    elif ":" in text:
+        raise ValueError("an IPv6 address must be in brackets, e.g. [::1]:16192")
+    else:
+        host = text
+    if any(ch.isspace() for ch in host) or not host:
+        raise ValueError(f"bad host {host!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"bad port {port_text!r}: expected 1 to 65535")
+    return host, int(port_text)
+
+
+def format_target(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == DEFAULT_PORT else f"{shown}:{port}"
+
+
+def _color(word: str) -> QColor | None:
+    name = STATE_COLORS.get(word)
+    return QColor(name) if name else None
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+@dataclass
+class HostRow:
+    host: str
+    port: int
+    in_config: bool = False
+    manual: bool = False
+    check: HostCheck | None = None
+    checking: bool = False
+
+    @property
+    def target(self) -> str:
+        return format_target(self.host, self.port)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+def _yes_no(value: bool | None) -> str:
+    if value is None:
+        return NO_VALUE
+    return "✔ yes" if value else "✘ no"
+
+
+class HostsModel(QAbstractTableModel):
+    COLUMNS = (
+        "Host",
+        "Source",
+        "Reachable",
+        "Authenticated",
+        "Agent",
+        "Round trip",
+        "Clock offset",
+        "Busy",
+        "Host name",
+        "Error",
+    )
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.rows: list[HostRow] = []
+
+    # ---- content
+    def set_hosts(
+        self, config: Sequence[tuple[str, int]], manual: Sequence[tuple[str, int]]
+    ) -> None:
+        """The config's hosts first (in order), then the hand-added ones; checks are kept."""
+        previous = {row.address: row for row in self.rows}
+        rows: dict[tuple[str, int], HostRow] = {}
+        for address in config:
+            rows.setdefault(address, HostRow(*address)).in_config = True
+        for address in manual:
+            rows.setdefault(address, HostRow(*address)).manual = True
+        for address, row in rows.items():
+            old = previous.get(address)
+            if old is not None:
+                row.check, row.checking = old.check, old.checking
+        self.beginResetModel()
+        self.rows = list(rows.values())
+        self.endResetModel()
+
+    def addresses(self) -> list[tuple[str, int]]:
+        return [row.address for row in self.rows]
+
+    def set_checking(self, addresses: Sequence[tuple[str, int]]) -> None:
+        wanted = set(addresses)
+        for row in self.rows:
+            if row.address in wanted:
+                row.checking = True
+        self._all_changed()
+
+    def set_checks(self, checks: Sequence[HostCheck]) -> None:
+        by_address = {(check.host, check.port): check for check in checks}
+        for row in self.rows:
+            check = by_address.get(row.address)
+            if check is not None:
+                row.check = check
+                row.checking = False
+        self._all_changed()
+
+    def clear_checking(self) -> None:
+        for row in self.rows:
+            row.checking = False
+        self._all_changed()
+
+    def summary(self) -> str:
+        checked = [row.check for row in self.rows if row.check is not None]
+        if not self.rows:
+            return "No hosts: open a config or add a host."
+        text = f"{len(self.rows)} host{'s' if len(self.rows) != 1 else ''}"
+        if checked:
+            ready = sum(1 for c in checked if c.authenticated and not c.error and not c.busy)
+            busy = sum(1 for c in checked if c.busy)
+            bad = sum(1 for c in checked if c.error or not c.authenticated)
+            parts = [f"{ready} ready"]
+            if busy:
+                parts.append(f"{busy} busy")
+            if bad:
+                parts.append(f"{bad} with problems")
+            text += ": " + ", ".join(parts)
+        return text
+
+    def _all_changed(self) -> None:
+        if self.rows:
+            self.dataChanged.emit(
+                self.index(0, 0), self.index(len(self.rows) - 1, len(self.COLUMNS) - 1)
+            )
+
+    # ---- Qt
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def cell(self, row: int, column: int) -> str:
+        item = self.rows[row]
+        check = item.check
+        name = self.COLUMNS[column]
+        if name == "Host":
+            return item.target
+        if name == "Source":
+            return " + ".join(
+                word for word, flag in (("config", item.in_config), ("added", item.manual)) if flag
+            )
+        if item.checking:
+            return "checking…" if name == "Reachable" else ""
+        if check is None:
+            return NO_VALUE if name != "Error" else ""
+        if name == "Reachable":
+            return _yes_no(check.reachable)
+        if name == "Authenticated":
+            return _yes_no(check.authenticated) if check.reachable else NO_VALUE
+        if name == "Agent":
+            return check.agent_version or NO_VALUE
+        if name == "Round trip":
+            return fmt_ms(check.rtt_ms, 3)
+        if name == "Clock offset":
+            if check.clock_offset_ms is None:
+                return NO_VALUE
+            text = fmt_ms(check.clock_offset_ms, 3, signed=True)
+            if check.clock_uncertainty_ms is not None:
+                text += f" ± {check.clock_uncertainty_ms:.3f}"
+            return text
+        if name == "Busy":
+            return NO_VALUE if check.busy is None else ("busy" if check.busy else "idle")
+        if name == "Host name":
+            return " · ".join(part for part in (check.hostname, check.platform) if part) or NO_VALUE
+        if name == "Error":
+            return check.error
+        raise AssertionError(name)
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        if not index.isValid():
+            return None
+        row, column = index.row(), index.column()
+        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
+            return self.cell(row, column)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            check = self.rows[row].check
+            name = self.COLUMNS[column]
+            if check is None or self.rows[row].checking:
+                return None
+            if name == "Reachable":
+                return _color("done" if check.reachable else "failed")
+            if name == "Authenticated" and check.reachable:
+                return _color("done" if check.authenticated else "failed")
+            if name == "Busy" and check.busy is not None:
+                return _color("timed out" if check.busy else "done")
+            if name == "Error":
+                return _color("failed")
+        return None
+
+
+# --------------------------------------------------------------------------- tests of a plan
+
+
+class TestsModel(QAbstractTableModel):
+    """The plan's tests (file order) with the state of their latest run."""
+
+    __test__ = False
+    COLUMNS = ("Test", "Status", "Hosts", "Progress", "Start spread", "Duration")
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.labels: list[str] = []
+        self.host_counts: list[int] = []
+        self.results: dict[str, TestResult] = {}
+
+    def set_plan(self, plan: Plan | None) -> None:
+        self.beginResetModel()
+        if plan is None:
+            self.labels, self.host_counts = [], []
+        else:
+            self.labels = [test.label for test in plan.tests]
+            self.host_counts = [len(test.addresses) for test in plan.tests]
+            self.results = {k: v for k, v in self.results.items() if k in self.labels}
+        self.endResetModel()
+
+    def set_result(self, test: TestResult) -> None:
+        self.results[test.label] = test
+        self.refresh()
+
+    def clear_results(self) -> None:
+        self.results.clear()
+        self.refresh()
+
+    def row_of(self, label: str) -> int:
+        return self.labels.index(label)
+
+    def refresh(self) -> None:
+        if self.labels:
+            self.dataChanged.emit(
+                self.index(0, 0), self.index(len(self.labels) - 1, len(self.COLUMNS) - 1)
+            )
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.labels)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def cell(self, row: int, column: int) -> str:
+        label = self.labels[row]
+        test = self.results.get(label)
+        name = self.COLUMNS[column]
+        if name == "Test":
+            return label
+        if name == "Hosts":
+            return str(self.host_counts[row])
+        if test is None:
+            return "not run" if name == "Status" else NO_VALUE
+        if name == "Status":
+            return test.status.value
+        if name == "Progress":
+            done, total = test_progress(test)
+            return f"{done}/{total}"
+        if name == "Start spread":
+            return fmt_spread(test)
+        if name == "Duration":
+            return fmt_seconds(test.duration_s)
+        raise AssertionError(name)
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        if not index.isValid():
+            return None
+        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
+            if role == Qt.ItemDataRole.ToolTipRole:
+                test = self.results.get(self.labels[index.row()])
+                if test is not None and test.reason:
+                    return test.reason
+            return self.cell(index.row(), index.column())
+        if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "Status":
+            return _color(self.cell(index.row(), index.column()))
+        return None
+
+
+# --------------------------------------------------------------------------- one test's commands
+
+
+class CommandsModel(QAbstractTableModel):
+    """One row per host/command of a TestResult (live or finished)."""
+
+    COLUMNS = ("Host", "Command", "State", "Start offset", "Elapsed", "Exit", "Message")
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.test: TestResult | None = None
+        self.keys: list[tuple[int, int]] = []  # (host index, command index)
+
+    def set_test(self, test: TestResult | None) -> None:
+        self.beginResetModel()
+        self.test = test
+        self.keys = self._keys()
+        self.endResetModel()
+
+    def _keys(self) -> list[tuple[int, int]]:
+        if self.test is None:
+            return []
+        return [(h, c) for h, host in enumerate(self.test.hosts) for c in range(len(host.commands))]
+
+    def refresh(self) -> None:
+        keys = self._keys()
+        if keys != self.keys:
+            self.set_test(self.test)
+        elif self.keys:
+            self.dataChanged.emit(
+                self.index(0, 0), self.index(len(self.keys) - 1, len(self.COLUMNS) - 1)
+            )
+
+    def item(self, row: int) -> tuple[HostResult, int]:
+        assert self.test is not None
+        host_index, command_index = self.keys[row]
+        return self.test.hosts[host_index], command_index
+
+    def row_of(self, host: HostResult, index: int) -> int:
+        assert self.test is not None
+        return self.keys.index((self.test.hosts.index(host), index))
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.keys)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def cell(self, row: int, column: int, now: float | None = None) -> str:
+        assert self.test is not None
+        host, index = self.item(row)
+        command = host.commands[index]
+        name = self.COLUMNS[column]
+        if name == "Host":
+            return host.target
+        if name == "Command":
+            return command.command
+        if name == "State":
+            return command_state(host, command)
+        if name == "Start offset":
+            return fmt_ms(start_offset_ms(self.test, host, command), 3, signed=True)
+        if name == "Elapsed":
+            return fmt_seconds(elapsed_s(command, now))
+        if name == "Exit":
+            return NO_VALUE if command.exit_code is None else str(command.exit_code)
+        if name == "Message":
+            return command.message or host.error
+        raise AssertionError(name)
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        if not index.isValid() or self.test is None:
+            return None
+        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
+            return self.cell(index.row(), index.column())
+        if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "State":
+            return _color(self.cell(index.row(), index.column()))
+        if role == Qt.ItemDataRole.TextAlignmentRole and self.COLUMNS[index.column()] in (
+            "Start offset",
+            "Elapsed",
+            "Exit",
+        ):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+
+# --------------------------------------------------------------------------- the session's results
+
+
+@dataclass
+class SessionEntry:
+    run: RunResult
+    test: TestResult
+    source: str  # "run 14:02:11" or the JSON file it came from
+    saved: list[str] = field(default_factory=list)
+
+
+class ResultsModel(QAbstractTableModel):
+    COLUMNS = ("From", "Config", "Test", "Status", "Hosts", "Start spread", "Duration")
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.entries: list[SessionEntry] = []
+
+    def add_run(self, run: RunResult, source: str) -> list[int]:
+        """Add the run's tests not yet listed; returns their rows."""
+        known = {id(entry.test) for entry in self.entries}
+        new = [SessionEntry(run, test, source) for test in run.tests if id(test) not in known]
+        if not new:
+            return []
+        first = len(self.entries)
+        self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+        self.entries.extend(new)
+        self.endInsertRows()
+        return list(range(first, first + len(new)))
+
+    def refresh(self) -> None:
+        if self.entries:
+            self.dataChanged.emit(
+                self.index(0, 0), self.index(len(self.entries) - 1, len(self.COLUMNS) - 1)
+            )
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.entries)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+    def cell(self, row: int, column: int) -> str:
+        entry = self.entries[row]
+        test = entry.test
+        name = self.COLUMNS[column]
+        if name == "From":
+            return entry.source
+        if name == "Config":
+            return entry.run.config_path.replace("\\", "/").rsplit("/", 1)[-1]
+        if name == "Test":
+            return test.label
+        if name == "Status":
+            return test.status.value
+        if name == "Hosts":
+            ok = sum(1 for h in test.hosts if h.state is HostState.DONE)
+            return f"{ok}/{len(test.hosts)} done"
+        if name == "Start spread":
+            return fmt_spread(test)
+        if name == "Duration":
+            return fmt_seconds(test.duration_s)
+        raise AssertionError(name)
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        if not index.isValid():
+            return None
+        entry = self.entries[index.row()]
+        if role == DISPLAY:
+            return self.cell(index.row(), index.column())
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if self.COLUMNS[index.column()] == "Config":
+                return entry.run.config_path
+            return entry.test.reason or self.cell(index.row(), index.column())
+        if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "Status":
+            return _color(entry.test.status.value)
+        return None
+
+
+def status_word(test: TestResult) -> str:
+    return "not run" if test.status is TestStatus.PENDING else test.status.value

@@ -1,0 +1,225 @@
+"""What the window remembers between sessions (QSettings), and the Settings dialog.
+
+Tests (and anyone wanting a portable profile) set NETJOBS_GUI_SETTINGS_DIR, or
+call `use_settings_dir()`, so the settings go to an INI file in that folder
+instead of the user's real settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from netjobs_core.protocol import DEFAULT_PORT
+from netjobs_core.tokens import default_token_path
+
+ORGANIZATION = "NetJobs"
+APPLICATION = "NetJobs"
+SETTINGS_DIR_ENV = "NETJOBS_GUI_SETTINGS_DIR"
+MAX_RECENT = 8
+
+
+def use_settings_dir(path: str | os.PathLike[str]) -> None:
+    """Keep every QSettings made from now on in INI files under `path`."""
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    for scope in (QSettings.Scope.UserScope, QSettings.Scope.SystemScope):
+        QSettings.setPath(QSettings.Format.IniFormat, scope, os.fspath(path))
+
+
+def apply_settings_env() -> None:
+    """Honour NETJOBS_GUI_SETTINGS_DIR, if set."""
+    folder = os.environ.get(SETTINGS_DIR_ENV)
+    if folder:
+        use_settings_dir(folder)
+
+
+def _as_list(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [str(item) for item in value if str(item)]
+    return []
+
+
+class Settings:
+    """Typed access to the persisted settings."""
+
+    def __init__(self, store: QSettings | None = None) -> None:
+        if store is None:
+            # QSettings(org, app) would ignore setDefaultFormat(); name the format explicitly.
+            store = QSettings(
+                QSettings.defaultFormat(), QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
+            )
+        self.store = store
+
+    # ---- run settings
+    @property
+    def token_file(self) -> str:
+        """The token file; "" = the core's default lookup (NETJOBS_TOKEN, then the user file)."""
+        return str(self.store.value("run/token_file", "") or "")
+
+    @token_file.setter
+    def token_file(self, value: str) -> None:
+        self.store.setValue("run/token_file", value)
+
+    @property
+    def default_port(self) -> int:
+        try:
+            port = int(self.store.value("run/default_port", DEFAULT_PORT))
+        except (TypeError, ValueError):
+            return DEFAULT_PORT
+        return port if 1 <= port <= 65535 else DEFAULT_PORT
+
+    @default_port.setter
+    def default_port(self, value: int) -> None:
+        self.store.setValue("run/default_port", int(value))
+
+    @property
+    def connect_timeout(self) -> float:
+        try:
+            seconds = float(self.store.value("run/connect_timeout", 5.0))
+        except (TypeError, ValueError):
+            return 5.0
+        return seconds if seconds > 0 else 5.0
+
+    @connect_timeout.setter
+    def connect_timeout(self, value: float) -> None:
+        self.store.setValue("run/connect_timeout", float(value))
+
+    @property
+    def stop_on_failure(self) -> bool:
+        value = self.store.value("run/stop_on_failure", False)
+        return value in (True, "true", "1", 1)
+
+    @stop_on_failure.setter
+    def stop_on_failure(self, value: bool) -> None:
+        self.store.setValue("run/stop_on_failure", bool(value))
+
+    # ---- lists
+    @property
+    def recent_files(self) -> list[str]:
+        return _as_list(self.store.value("files/recent"))[:MAX_RECENT]
+
+    def add_recent_file(self, path: str) -> list[str]:
+        path = os.path.abspath(path)
+        files = [path] + [name for name in self.recent_files if name != path]
+        self.store.setValue("files/recent", files[:MAX_RECENT])
+        return files[:MAX_RECENT]
+
+    def clear_recent_files(self) -> None:
+        self.store.setValue("files/recent", [])
+
+    @property
+    def manual_hosts(self) -> list[str]:
+        return _as_list(self.store.value("hosts/manual"))
+
+    @manual_hosts.setter
+    def manual_hosts(self, targets: list[str]) -> None:
+        self.store.setValue("hosts/manual", list(targets))
+
+    @property
+    def last_directory(self) -> str:
+        return str(self.store.value("files/last_directory", "") or str(Path.home()))
+
+    @last_directory.setter
+    def last_directory(self, value: str) -> None:
+        self.store.setValue("files/last_directory", value)
+
+    # ---- window
+    def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
+        geometry = self.store.value("window/geometry")
+        state = self.store.value("window/state")
+        return (
+            geometry if isinstance(geometry, QByteArray) else None,
+            state if isinstance(state, QByteArray) else None,
+        )
+
+    def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:
+        self.store.setValue("window/geometry", geometry)
+        self.store.setValue("window/state", state)
+
+    def sync(self) -> None:
+        self.store.sync()
+
+
+class SettingsDialog(QDialog):
+    """Token file, default port, connect timeout."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("NetJobs settings")
+        self.settings = settings
+
+        self.token_edit = QLineEdit(settings.token_file)
+        self.token_edit.setPlaceholderText(f"default: $NETJOBS_TOKEN, then {default_token_path()}")
+        self.token_edit.setMinimumWidth(360)
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        token_row = QHBoxLayout()
+        token_row.addWidget(self.token_edit, 1)
+        token_row.addWidget(browse)
+
+        self.port_spin = QSpinBox()
+        self.port_spin.setRange(1, 65535)
+        self.port_spin.setValue(settings.default_port)
+        self.port_spin.setToolTip("Port used for hosts written without ':PORT'")
+
+        self.timeout_spin = QDoubleSpinBox()
+        self.timeout_spin.setRange(0.1, 600.0)
+        self.timeout_spin.setDecimals(1)
+        self.timeout_spin.setSuffix(" s")
+        self.timeout_spin.setValue(settings.connect_timeout)
+
+        self.stop_check = QCheckBox("Stop the run after a test that did not pass")
+        self.stop_check.setChecked(settings.stop_on_failure)
+
+        form = QFormLayout(self)
+        form.addRow("Token file:", token_row)
+        form.addRow(
+            "", QLabel("<small>The agents' shared secret; never sent over the network.</small>")
+        )
+        form.addRow("Default agent port:", self.port_spin)
+        form.addRow("Connect timeout:", self.timeout_spin)
+        form.addRow("", self.stop_check)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        start = self.token_edit.text() or str(default_token_path().parent)
+        path, _ = QFileDialog.getOpenFileName(self, "Token file", start)
+        if path:
+            self.token_edit.setText(path)
+
+    def apply(self) -> None:
+        """Write the dialog's values to the settings."""
+        self.settings.token_file = self.token_edit.text().strip()
+        self.settings.default_port = self.port_spin.value()
+        self.settings.connect_timeout = self.timeout_spin.value()
+        self.settings.stop_on_failure = self.stop_check.isChecked()
+        self.settings.sync()
+
+    def accept(self) -> None:
+        self.apply()
+        super().accept()

@@ -1,0 +1,193 @@
+"""Screenshots of the desktop controller's main states, from real runs on local agents.
+
+    .venv/bin/python tests/gui/make_screenshots.py [OUTPUT_DIR]   (default docs/screenshots)
+
+Runs offscreen (no display needed): starts local agents with a fresh token,
+drives the real window through open, check hosts, run, and results, and saves
+`widget.grab()` of each state. Settings go to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+SCREEN = {  # a screen larger than the window, so geometry is never clamped
+    "synchronousWindowSystemEvents": False,
+    "windowFrameMargins": False,
+    "screens": [
+        {
+            "name": "shots",
+            "x": 0,
+            "y": 0,
+            "width": 1920,
+            "height": 1200,
+            "logicalDpi": 96,
+            "logicalBaseDpi": 96,
+            "dpr": 1,
+        }
+    ],
+}
+SIZE = (1280, 800)
+
+CONFIG = """\
+# Storage benchmark across the lab: warm up, then measure throughput.
+# Each test starts its commands on every host at one scheduled instant.
+
+warmup:
+-generaltimeout: 30s
+-minhosts: all
+{a0}: "echo warming up cache; sleep 0.4; echo done"
+{a1}: "echo warming up cache; sleep 0.5; echo done"
+{a2}: "echo warming up cache; sleep 0.3; echo done"
+end
+
+throughput:
+-generaltimeout: 2m
+-minhosts: 2
+{a0}: "for i in $(seq 24); do echo block $i: $((900 + i * 7)) MB/s; sleep 0.1; done"
+{a1}: "for i in $(seq 32); do echo block $i: $((840 + i * 5)) MB/s; sleep 0.1; done"
+-timeout: 1m
+{a2}: "for i in $(seq 18); do echo block $i: $((610+3*i)) MB/s; sleep .1; done; exit 9"
+{a2}: "vmstat 1 3 | tail -n 2; echo 'sda: 3 retries' >&2"
+end
+"""
+
+
+async def main(out: Path, work: Path) -> None:
+    from agent_harness import start_agent
+    from PySide6.QtWidgets import QApplication
+    from qt_async import wait_signal, wait_until
+
+    from netjobs_core.tokens import generate_token_file
+    from netjobs_gui import prompts
+    from netjobs_gui.main_window import MainWindow
+    from netjobs_gui.settings import Settings
+
+    app = QApplication.instance()
+    assert app is not None
+    prompts.ask_unsaved = lambda parent, name: "discard"  # type: ignore[assignment]
+
+    async def shot(widget, name: str) -> None:  # type: ignore[no-untyped-def]
+        # Let the loop lay out and paint (never processEvents() inside a task: qasync
+        # would run other tasks' steps nested in this one).
+        await asyncio.sleep(0.15)
+        if widget is window:  # one instant for every view (tables read the live results)
+            window.run_view.refresh()
+            window.results.detail.refresh()
+        path = out / name
+        if not widget.grab().save(str(path)):
+            raise SystemExit(f"cannot write {path}")
+        print(path)
+
+    token = work / "token"
+    generate_token_file(token)
+    other_token = work / "other-token"
+    generate_token_file(other_token)
+    with contextlib.ExitStack() as stack:
+        agents = [stack.enter_context(start_agent(token)) for _ in range(3)]
+        stranger = stack.enter_context(start_agent(other_token))
+        settings = Settings()
+        settings.token_file = str(token)
+        settings.manual_hosts = [f"127.0.0.1:{stranger.port}", "127.0.0.1:9"]
+
+        window = MainWindow(settings)
+        window.resize(*SIZE)
+        window.show()
+        await shot(window, "01-empty-window.png")
+
+        targets = {f"a{i}": f"127.0.0.1:{agent.port}" for i, agent in enumerate(agents)}
+        config = work / "storage-bench.cfg"
+        config.write_text(CONFIG.format(**targets))
+        window.open_path(str(config))
+        good_text = window.editor.text
+        broken = good_text.replace("-minhosts: 2", "-minhosts: two")
+        window.editor.editor.setPlainText(broken)
+        await wait_until(lambda: window.editor.error is not None, 5)
+        window.editor.go_to_error()
+        await shot(window, "02-config-with-error.png")
+        window.editor.editor.setPlainText(good_text)
+        window.editor.save()
+        await wait_until(lambda: window.editor.error is None, 5)
+
+        window.check_hosts()
+        await wait_signal(window.controller.check_finished, 30)
+        window.hosts.table.selectRow(3)  # the agent holding another token
+        await shot(window, "03-hosts-checked.png")
+
+        finished: list[object] = []
+        window.controller.run_finished.connect(finished.append)
+        window.run_all()
+        await wait_signal(window.controller.test_finished, 30)  # warmup
+        view = window.run_view
+
+        def streaming() -> bool:
+            test = view.detail.test
+            return (
+                test is not None
+                and test.label == "throughput"
+                and sum(len(c.stdout) for h in test.hosts for c in h.commands) > 600
+            )
+
+        await wait_until(streaming, 20)
+        view.detail.select_row(1)
+        await asyncio.sleep(0.4)
+        await shot(window, "04-run-in-progress.png")
+        view.detail.tabs.setCurrentIndex(1)
+        await shot(window, "05-run-timeline-live.png")
+        view.detail.tabs.setCurrentIndex(0)
+
+        await wait_until(lambda: finished, 60)
+        run = finished[0]
+        view.detail.select_row(3)
+        await shot(window, "06-run-finished.png")
+
+        window.tabs.setCurrentIndex(window.RESULTS_TAB)
+        results = window.results
+        results.select_row(len(results.model.entries) - 1)
+        results.detail.tabs.setCurrentIndex(1)
+        await shot(window, "07-results-timeline.png")
+
+        saved = window.save_logs(run, str(work / "storage-bench_results.json"))
+        assert saved, window.errors
+        window.dry_run()
+        dialog = window.dialogs[-1]
+        await shot(dialog, "08-dry-run.png")
+        dialog.close()
+
+        window.editor.editor.document().setModified(False)
+        window.close()
+
+
+def run() -> int:
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "screenshots"
+    with tempfile.TemporaryDirectory(prefix="netjobs-shots-") as temp:
+        work = Path(temp)
+        out.mkdir(parents=True, exist_ok=True)
+        screen = work / "screen.json"
+        screen.write_text(json.dumps(SCREEN))
+        os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={screen}"
+        os.environ["NETJOBS_GUI_SETTINGS_DIR"] = str(work / "settings")
+
+        import qasync
+        from PySide6.QtWidgets import QApplication
+
+        from netjobs_gui.app import make_app
+
+        app = make_app([sys.argv[0]])
+        assert isinstance(app, QApplication)
+        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+            runner.run(main(out.resolve(), work))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,189 @@
+"""A hundred hosts streaming output: the window stays responsive and bounded.
+
+A hundred real agents would not fit on a CI machine, so a stand-in for
+netjobs_core.runner.Runner emits the same events the real one does, as fast
+as the loop lets it. Everything on the GUI side (controller, batching, models,
+output views, timeline) is the real code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from PySide6.QtCore import QTimer
+from qt_async import wait_signal, wait_until
+
+from netjobs_core import events
+from netjobs_core.config import Plan
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
+from netjobs_core.tokens import generate_token_file
+from netjobs_gui import controller as controller_module
+from netjobs_gui.run_view import MAX_OUTPUT_LINES
+
+HOSTS = 100
+CHUNKS = 100  # per command
+LINES_PER_CHUNK = 50
+
+
+class StreamingRunner:
+    """Emits what Runner emits for a plan whose commands all print a lot."""
+
+    instances: ClassVar[list[StreamingRunner]] = []
+
+    def __init__(self, plan: Plan, options: Any, observer: events.Observer | None = None) -> None:
+        self.plan = plan
+        self.observer = observer or (lambda event: None)
+        self.result = RunResult(config_path=plan.path)
+        self.stopped = ""
+        self.events = 0
+        StreamingRunner.instances.append(self)
+
+    def emit(self, event: events.Event) -> None:
+        self.events += 1
+        self.observer(event)
+
+    def stop(self, reason: str = "stopped by user") -> None:
+        self.stopped = reason
+
+    async def run(self, labels: Sequence[str] | None = None) -> RunResult:
+        for spec in self.plan.tests:
+            test = TestResult(spec.label, spec.minhosts, status=TestStatus.RUNNING)
+            test.started_at = time.time()
+            for host, port in spec.addresses:
+                result = HostResult(f"{host}:{port}", host, port)
+                result.commands = [
+                    CommandResult(c.command, c.line)
+                    for c in spec.commands
+                    if c.address == (host, port)
+                ]
+                test.hosts.append(result)
+            self.result.tests.append(test)
+            self.emit(events.TestStarted(test))
+            for host in test.hosts:
+                host.state = HostState.READY
+                host.clock_uncertainty_ms = 0.05
+                self.emit(events.HostChanged(test, host))
+            test.scheduled_start = time.time() + 0.01
+            await asyncio.sleep(0.01)
+            for n, host in enumerate(test.hosts):
+                host.state = HostState.RUNNING
+                for index, command in enumerate(host.commands):
+                    command.status = CommandStatus.RUNNING
+                    command.started_at = test.scheduled_start + n * 1e-5
+                    self.emit(events.CommandChanged(test, host, index))
+            counter = itertools.count()
+            for chunk in range(CHUNKS):
+                for host in test.hosts:
+                    if self.stopped:
+                        break
+                    data = "".join(
+                        f"{host.target} line {chunk * LINES_PER_CHUNK + i}\n"
+                        for i in range(LINES_PER_CHUNK)
+                    ).encode()
+                    host.commands[0].stdout += data
+                    self.emit(events.CommandOutput(test, host, 0, "stdout", data))
+                    if next(counter) % 25 == 0:
+                        await asyncio.sleep(0)  # a real runner yields on every read
+                await asyncio.sleep(0.003)  # the next chunks are on their way
+            for host in test.hosts:
+                command = host.commands[0]
+                command.status = CommandStatus.KILLED if self.stopped else CommandStatus.OK
+                command.exit_code = None if self.stopped else 0
+                command.duration_s = time.time() - command.started_at
+                host.state = HostState.KILLED if self.stopped else HostState.DONE
+                self.emit(events.CommandChanged(test, host, 0))
+                self.emit(events.HostChanged(test, host))
+            test.status = TestStatus.ABORTED if self.stopped else TestStatus.PASSED
+            test.reason = self.stopped
+            test.duration_s = time.time() - test.started_at
+            test.start_spread_ms = (HOSTS - 1) * 1e-2
+            self.emit(events.TestFinished(test))
+            if self.stopped:
+                break
+        return self.result
+
+
+@pytest.fixture
+def streaming(monkeypatch: pytest.MonkeyPatch) -> type[StreamingRunner]:
+    StreamingRunner.instances = []
+    monkeypatch.setattr(controller_module, "Runner", StreamingRunner)
+    return StreamingRunner
+
+
+def hundred_hosts(path: Path) -> Path:
+    lines = ["many:"] + [f'10.0.{i // 250}.{i % 250 + 1}: "./bench.sh"' for i in range(HOSTS)]
+    path.write_text("\n".join([*lines, "end", ""]))
+    return path
+
+
+async def test_hundred_hosts_streaming_keep_the_window_responsive(
+    window: Any, settings: Any, streaming: type[StreamingRunner], tmp_path: Path
+) -> None:
+    generate_token_file(tmp_path / "token")
+    settings.token_file = str(tmp_path / "token")
+    window.open_path(str(hundred_hosts(tmp_path / "many.cfg")))
+    assert len(window.hosts.model.rows) == HOSTS
+
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    refreshes: list[int] = []
+    window.controller.progress.connect(lambda: refreshes.append(1))
+
+    window.run_action.trigger()
+    (run,) = await wait_signal(window.controller.run_finished, 60)
+    timer.stop()
+
+    runner = streaming.instances[-1]
+    assert runner.events > HOSTS * CHUNKS  # 6000+ output events...
+    assert len(refreshes) < runner.events / 20  # ...became a few batched refreshes
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert max(gaps) < 0.5, f"the UI stalled for {max(gaps):.2f} s"
+
+    test = run.tests[0]
+    assert test.status is TestStatus.PASSED
+    detail = window.run_view.detail
+    assert detail.model.rowCount() == HOSTS
+    assert set(detail.model.cell(r, 2) for r in range(HOSTS)) == {"done"}
+    assert len(detail.timeline.data.rows) == HOSTS
+    # The full output is kept; the view shows a bounded tail.
+    first = test.hosts[0]
+    expected = sum(len(f"{first.target} line {n}\n") for n in range(CHUNKS * LINES_PER_CHUNK))
+    assert len(first.commands[0].stdout) == expected
+    detail.select_row(0)
+    view = detail.output.stdout
+    assert view.view.blockCount() <= MAX_OUTPUT_LINES + 1
+    assert view.text.rstrip("\n").endswith(f"line {CHUNKS * LINES_PER_CHUNK - 1}")
+
+
+async def test_stop_reaches_the_runner_and_the_ui_follows(
+    window: Any, settings: Any, streaming: type[StreamingRunner], tmp_path: Path
+) -> None:
+    generate_token_file(tmp_path / "token")
+    settings.token_file = str(tmp_path / "token")
+    window.open_path(str(hundred_hosts(tmp_path / "many.cfg")))
+    window.run_action.trigger()
+    await wait_until(lambda: window.run_view.detail.model.rowCount() == HOSTS, 10)
+    window.stop_action.trigger()
+    (run,) = await wait_signal(window.controller.run_finished, 30)
+    assert streaming.instances[-1].stopped == "stopped by user"
+    assert run.tests[0].status is TestStatus.ABORTED
+    detail = window.run_view.detail
+    assert {detail.model.cell(r, 2) for r in range(HOSTS)} == {"killed"}
+    assert not window.stop_action.isEnabled() and window.run_action.isEnabled()

@@ -1,0 +1,285 @@
+"""The table models and the timeline data, without any widget."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import Qt
+
+from netjobs_core.check import HostCheck
+from netjobs_core.config import parse_config
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
+from netjobs_gui.models import (
+    CommandsModel,
+    HostsModel,
+    ResultsModel,
+    TestsModel,
+    command_state,
+    fmt_ms,
+    fmt_seconds,
+    split_target,
+)
+from netjobs_gui.timeline import nice_step, timeline_data
+
+T0 = 1_700_000_000.0
+
+
+def table(model) -> list[list[str]]:  # type: ignore[no-untyped-def]
+    return [
+        [model.data(model.index(r, c)) for c in range(model.columnCount())]
+        for r in range(model.rowCount())
+    ]
+
+
+def column(model, name: str) -> list[str]:  # type: ignore[no-untyped-def]
+    c = model.COLUMNS.index(name)
+    return [model.data(model.index(r, c)) for r in range(model.rowCount())]
+
+
+def finished_test() -> TestResult:
+    """Two hosts: one ran two commands (ok, exit 3), the other timed out."""
+    a = HostResult("alpha", "alpha", 16192, state=HostState.DONE, clock_uncertainty_ms=0.02)
+    a.commands = [
+        CommandResult(
+            "echo hi",
+            status=CommandStatus.OK,
+            exit_code=0,
+            started_at=T0 + 0.0004,
+            duration_s=1.5,
+            stdout=bytearray(b"hi\n"),
+        ),
+        CommandResult(
+            "false",
+            status=CommandStatus.FAILED,
+            exit_code=3,
+            started_at=T0 + 0.0006,
+            duration_s=0.25,
+        ),
+    ]
+    b = HostResult("beta:17000", "beta", 17000, state=HostState.TIMEOUT, clock_uncertainty_ms=0.05)
+    b.commands = [
+        CommandResult(
+            "sleep 9",
+            status=CommandStatus.TIMEOUT,
+            started_at=T0 - 0.0003,
+            duration_s=2.0,
+            message="ran past its timeout of 2 s",
+        ),
+    ]
+    return TestResult(
+        label="t1",
+        minhosts=None,
+        status=TestStatus.FAILED,
+        reason="1 command failed",
+        started_at=T0 - 1,
+        scheduled_start=T0,
+        duration_s=4.0,
+        start_spread_ms=0.9,
+        start_spread_uncertainty_ms=0.07,
+        hosts=[a, b],
+    )
+
+
+def test_format_helpers() -> None:
+    assert fmt_ms(None) == "—"
+    assert fmt_ms(1.23456, 3) == "1.235 ms"
+    assert fmt_ms(-0.5, 3, signed=True) == "-0.500 ms"
+    assert fmt_ms(0.5, 3, signed=True) == "+0.500 ms"
+    assert fmt_ms(2500.0) == "2.500 s"
+    assert fmt_seconds(1.5) == "1.500 s"
+    assert fmt_seconds(75) == "1m 15.0s"
+    assert fmt_seconds(None) == "—"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("host", ("host", 16192)),
+        ("host:17000", ("host", 17000)),
+        ("[::1]", ("::1", 16192)),
+        ("[fd00::5]:9", ("fd00::5", 9)),
+        ("10.0.0.5", ("10.0.0.5", 16192)),
+    ],
+)
+def test_split_target(text: str, expected: tuple[str, int]) -> None:
+    assert split_target(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "::1", "host:0", "host:x", "[::1", "a b"])
+def test_split_target_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        split_target(text)
+
+
+def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  # type: ignore[no-untyped-def]
+    model = HostsModel()
+    model.set_hosts([("alpha", 16192), ("beta", 17000)], [("beta", 17000), ("gamma", 16192)])
+    assert column(model, "Host") == ["alpha", "beta:17000", "gamma"]
+    assert column(model, "Source") == ["config", "config + added", "added"]
+    assert column(model, "Reachable") == ["—", "—", "—"]
+
+    model.set_checking(model.addresses())
+    assert column(model, "Reachable") == ["checking…"] * 3
+    model.set_checks(
+        [
+            HostCheck(
+                "alpha",
+                "alpha",
+                16192,
+                reachable=True,
+                authenticated=True,
+                agent_version="3.0.0",
+                hostname="a1",
+                platform="Linux",
+                busy=False,
+                rtt_ms=0.123,
+                clock_offset_ms=-1.5,
+                clock_uncertainty_ms=0.01,
+            ),
+            HostCheck(
+                "beta:17000",
+                "beta",
+                17000,
+                reachable=True,
+                authenticated=False,
+                error="authentication failed: the agent holds a different token",
+            ),
+            HostCheck("gamma", "gamma", 16192, error="connection refused"),
+        ]
+    )
+    rows = table(model)
+    assert rows[0][2:9] == [
+        "✔ yes",
+        "✔ yes",
+        "3.0.0",
+        "0.123 ms",
+        "-1.500 ms ± 0.010",
+        "idle",
+        "a1 · Linux",
+    ]
+    assert rows[1][2:4] == ["✔ yes", "✘ no"]
+    assert rows[1][9].startswith("authentication failed")
+    assert rows[2][2:4] == ["✘ no", "—"]
+    assert rows[2][9] == "connection refused"
+    assert model.summary() == "3 hosts: 1 ready, 2 with problems"
+    reachable = model.COLUMNS.index("Reachable")
+    assert model.data(model.index(2, reachable), Qt.ItemDataRole.ForegroundRole) is not None
+
+    # Re-setting the hosts (the config changed) keeps the checks of the hosts still there.
+    model.set_hosts([("alpha", 16192)], [])
+    assert column(model, "Agent") == ["3.0.0"]
+
+
+def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore[no-untyped-def]
+    model = CommandsModel()
+    test = finished_test()
+    model.set_test(test)
+    assert model.rowCount() == 3
+    assert column(model, "Host") == ["alpha", "alpha", "beta:17000"]
+    assert column(model, "State") == ["done", "failed", "timed out"]
+    assert column(model, "Exit") == ["0", "3", "—"]
+    assert column(model, "Start offset") == ["+0.400 ms", "+0.600 ms", "-0.300 ms"]
+    assert column(model, "Elapsed") == ["1.500 s", "0.250 s", "2.000 s"]
+    assert column(model, "Message")[2] == "ran past its timeout of 2 s"
+    host, index = model.item(2)
+    assert host.target == "beta:17000" and index == 0
+    assert model.row_of(test.hosts[0], 1) == 1
+
+    # Structure changes are picked up by refresh().
+    test.hosts[1].commands.append(CommandResult("true"))
+    model.refresh()
+    assert model.rowCount() == 4
+
+
+def test_command_state_while_running() -> None:
+    host = HostResult("h", "h", 1)
+    command = CommandResult("x")
+    for state, word in [
+        (HostState.CONNECTING, "connecting"),
+        (HostState.SYNCING, "syncing"),
+        (HostState.PREPARING, "preparing"),
+        (HostState.READY, "ready"),
+        (HostState.FAILED, "failed"),
+    ]:
+        host.state = state
+        assert command_state(host, command) == word
+    host.state = HostState.RUNNING
+    command.status = CommandStatus.RUNNING
+    assert command_state(host, command) == "running"
+    command.status = CommandStatus.KILLED
+    assert command_state(host, command) == "killed"
+
+
+def test_tests_model_follows_plan_and_results(qapp) -> None:  # type: ignore[no-untyped-def]
+    plan = parse_config('t1:\nalpha: "echo hi"\nbeta:17000: "x"\nend\nt2:\nalpha: "y"\nend\n')
+    model = TestsModel()
+    model.set_plan(plan)
+    assert column(model, "Test") == ["t1", "t2"]
+    assert column(model, "Hosts") == ["2", "1"]
+    assert column(model, "Status") == ["not run", "not run"]
+    model.set_result(finished_test())
+    assert column(model, "Status") == ["failed", "not run"]
+    assert column(model, "Progress") == ["3/3", "—"]
+    assert column(model, "Start spread")[0] == "0.900 ms ± 0.070"
+    status = model.COLUMNS.index("Status")
+    assert model.data(model.index(0, status), Qt.ItemDataRole.ToolTipRole) == "1 command failed"
+
+
+def test_results_model_lists_session_tests_once(qapp) -> None:  # type: ignore[no-untyped-def]
+    run = RunResult("/tmp/plans/bench.cfg", tests=[finished_test()])
+    model = ResultsModel()
+    assert model.add_run(run, "run 12:00:00") == [0]
+    assert model.add_run(run, "run 12:00:00") == []  # already listed
+    run.tests.append(TestResult("t2", None, status=TestStatus.PASSED))
+    assert model.add_run(run, "run 12:00:00") == [1]
+    assert column(model, "Config") == ["bench.cfg", "bench.cfg"]
+    assert column(model, "Status") == ["failed", "passed"]
+    assert column(model, "Hosts")[0] == "1/2 done"
+
+
+def test_timeline_data_rows_common_start_spread() -> None:
+    data = timeline_data(finished_test(), now=T0 + 100)
+    assert data.common_start == T0 and data.scheduled
+    assert data.spread_ms == 0.9 and data.spread_uncertainty_ms == 0.07
+    assert [(r.host, r.state) for r in data.rows] == [
+        ("alpha", "done"),
+        ("alpha", "failed"),
+        ("beta:17000", "timed out"),
+    ]
+    assert [round(r.start_ms, 3) for r in data.rows] == [0.4, 0.6, -0.3]
+    assert [round(r.duration_ms, 3) for r in data.rows] == [1500.0, 250.0, 2000.0]
+    assert round(data.first_start_ms, 3) == -0.3 and round(data.last_start_ms, 3) == 0.6
+    assert round(data.end_ms, 1) == 2000 - 0.3
+    assert [r.uncertainty_ms for r in data.rows] == [0.02, 0.02, 0.05]
+
+
+def test_timeline_data_running_and_unknown_ends() -> None:
+    test = finished_test()
+    running = test.hosts[0].commands[0]
+    running.status, running.duration_s = CommandStatus.RUNNING, None
+    killed = test.hosts[1].commands[0]
+    killed.status, killed.duration_s = CommandStatus.KILLED, None
+    data = timeline_data(test, now=T0 + 3)
+    assert data.rows[0].running and round(data.rows[0].end_ms) == 3000
+    # No end reported: drawn to the end of the test, marked unknown.
+    assert not data.rows[2].end_known and round(data.rows[2].end_ms) == 3000
+    # Never started: no bar.
+    test.hosts[0].commands[1].started_at = None
+    test.scheduled_start = None  # sequential start: the first release is the reference
+    data = timeline_data(test, now=T0 + 3)
+    assert data.rows[1].start_ms is None and data.rows[1].end_ms is None
+    assert data.common_start == pytest.approx(T0 - 0.0003)
+
+
+def test_nice_step() -> None:
+    assert nice_step(10, 5) == 2
+    assert nice_step(1.0, 4) == 0.5
+    assert nice_step(0.13, 4) == 0.05
+    assert nice_step(0) == 1.0
