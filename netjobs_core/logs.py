@@ -77,7 +77,7 @@ def format_test_log(test: TestResult, config_path: str) -> str:
             details = [f"started {_clock(command.started_at)}"]
             if command.duration_s is not None:
                 details.append(f"ran {command.duration_s:.3f} s")
-            if command.message and command.status is not CommandStatus.OK:
+            if command.message:
                 details.append(command.message)
             lines.append(
                 f"{host.target}\t{command.command}\t{_status_word(command)}\t{', '.join(details)}"

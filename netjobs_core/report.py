@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.table import Table
 
 from netjobs_core.events import Event, TestStarted
-from netjobs_core.results import CommandResult, CommandStatus, HostResult, TestResult
+from netjobs_core.results import CommandResult, HostResult, TestResult
 
 
 def _ms(value: float | None, signed: bool = False, digits: int = 3) -> str:
@@ -25,7 +25,7 @@ def _command_line(command: CommandResult) -> str:
     parts = [status]
     if command.duration_s is not None:
         parts.append(f"{command.duration_s:.3f} s")
-    if command.message and command.status is not CommandStatus.OK:
+    if command.message:
         parts.append(command.message)
     return f"    {', '.join(parts)}: {command.command}"
 

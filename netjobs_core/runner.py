@@ -330,7 +330,9 @@ class _TestRun:
                 )
             if status is CommandStatus.TIMEOUT:
                 host.timed_out = True
-            self.finish_command(host, index, status, message["message"], message.get("exit_code"))
+            # "exited with code 0" says nothing the status does not.
+            text = "" if status is CommandStatus.OK else message["message"]
+            self.finish_command(host, index, status, text, message.get("exit_code"))
             if status is CommandStatus.TIMEOUT:
                 self.check_quorum()
         elif kind == "finished":
