@@ -33,18 +33,25 @@ class LocalAgent:
     port: int
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.process.poll() is None:
+        """Ask the agent to stop (it kills its jobs), then make sure it is gone."""
+        if self.process.poll() is None and sys.platform != "win32":
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+                pass
+        self.kill()
 
     def kill(self) -> None:
         if self.process.poll() is None:
+            if sys.platform == "win32":
+                # A one-file executable runs as two processes; killing the outer
+                # one would leave the real agent behind (PyInstaller #4858).
+                subprocess.run(
+                    ["taskkill", "/PID", str(self.process.pid), "/T", "/F"],
+                    capture_output=True,
+                    check=False,
+                )
             self.process.kill()
         self.process.wait()
         if self.process.stdout is not None:

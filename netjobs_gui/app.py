@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import qasync
 from PySide6.QtGui import QIcon
@@ -15,6 +16,9 @@ from PySide6.QtWidgets import QApplication
 
 from netjobs_core import __version__
 from netjobs_gui.settings import APPLICATION, ORGANIZATION, apply_settings_env
+
+if TYPE_CHECKING:
+    from netjobs_gui.main_window import MainWindow
 
 
 def _resources() -> Path:
@@ -54,6 +58,8 @@ def run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="netjobs-gui", description="NetJobs desktop controller")
     parser.add_argument("config", nargs="?", help="config file to open")
     parser.add_argument("--version", action="version", version=f"netjobs-gui {__version__}")
+    # For the executables' smoke test: open CONFIG, check its hosts, exit 0 if all are fine.
+    parser.add_argument("--smoke-test", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(app.arguments()[1:])
 
     from netjobs_gui.main_window import MainWindow
@@ -63,8 +69,44 @@ def run(argv: Sequence[str]) -> int:
     if args.config:
         window.open_path(args.config, ask=False)
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
+        if args.smoke_test:
+            code = runner.run(smoke_test(window))
+            window.close()
+            return code
         runner.run(wait_until_quit(app))
     return 0
+
+
+def _report(line: str) -> None:
+    if sys.stderr is not None:  # a windowed Windows executable has no stderr
+        print(line, file=sys.stderr, flush=True)
+
+
+async def smoke_test(window: MainWindow, timeout: float = 30.0) -> int:
+    """Check the hosts of the open config through the real window; 0 if all are fine."""
+    if window.editor.plan is None:
+        _report(f"smoke test: no valid config open ({window.editor.error})")
+        return 1
+    finished: asyncio.Future[list] = asyncio.get_running_loop().create_future()  # type: ignore[type-arg]
+
+    def on_finished(checks: list) -> None:  # type: ignore[type-arg]
+        if not finished.done():
+            finished.set_result(checks)
+
+    window.controller.check_finished.connect(on_finished)
+    window.check_hosts()
+    if window.errors:
+        _report(f"smoke test: {window.errors[-1][0]}: {window.errors[-1][1]}")
+        return 1
+    try:
+        async with asyncio.timeout(timeout):
+            checks = await finished
+    except TimeoutError:
+        _report(f"smoke test: the host check took longer than {timeout:g} s")
+        return 1
+    for check in checks:
+        _report(f"{check.target}: {'ok' if check.ok else check.error}")
+    return 0 if checks and all(check.ok for check in checks) else 1
 
 
 if __name__ == "__main__":
