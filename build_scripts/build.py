@@ -69,8 +69,15 @@ XCB_PACKAGES = {
     "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
 }
 # What Qt needs to start at all (offscreen too), as dev.py installs for the tests.
-QT_BASE_DEBS = ("libegl1", "libgl1", "libxkbcommon0", "libfontconfig1", "libdbus-1-3",
-                "libglib2.0-0", "fonts-dejavu-core")
+QT_BASE_DEBS = (
+    "libegl1",
+    "libgl1",
+    "libxkbcommon0",
+    "libfontconfig1",
+    "libdbus-1-3",
+    "libglib2.0-0",
+    "fonts-dejavu-core",
+)
 # Everything a Debian 12 / Ubuntu 22.04 build machine installs before the GUI build
 # (`python3 build_scripts/build.py --print-debs`).
 GUI_BUILD_DEBS = tuple(sorted({*QT_BASE_DEBS, *XCB_PACKAGES.values()}))
@@ -92,18 +99,28 @@ def pyinstaller_args(
     log_level: str = "WARN",
 ) -> list[str]:
     """Arguments after `python -m PyInstaller` for one target on one platform."""
-    common = ["--noconfirm", "--distpath", str(dist), "--workpath", str(work),
-              "--log-level", log_level]
+    common = [
+        "--noconfirm",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+        "--log-level",
+        log_level,
+    ]
     if target.spec is not None:
         # Everything else (strip, console, filters) is decided inside the spec.
         return [str(target.spec), *common]
     args = [
         str(target.script),
-        "--name", target.name,
+        "--name",
+        target.name,
         "--onefile",
         "--console" if target.console else "--windowed",
-        "--specpath", str(work / "spec"),
-        "--paths", str(root),
+        "--specpath",
+        str(work / "spec"),
+        "--paths",
+        str(root),
         "--noupx",
         *common,
     ]
@@ -138,9 +155,12 @@ def forbidden_imports(warn_text: str, forbidden: tuple[str, ...]) -> dict[str, s
         top = module.split(".")[0]
         if top not in forbidden:
             continue
-        ours = [part.strip() for part in importers.split(",")
-                if part.strip().split(" ")[0].split(".")[0] in ("agent", "netjobs_core",
-                                                                 "netjobs_gui", "__main__")]
+        ours = [
+            part.strip()
+            for part in importers.split(",")
+            if part.strip().split(" ")[0].split(".")[0]
+            in ("agent", "netjobs_core", "netjobs_gui", "__main__")
+        ]
         if ours:
             found[module] = ", ".join(ours)
     return found
@@ -169,8 +189,13 @@ def missing_xcb_libraries(platform: str = sys.platform) -> list[str] | None:
     spec = importlib.util.find_spec("PySide6")
     if spec is None or not spec.submodule_search_locations:
         return None
-    plugin = Path(next(iter(spec.submodule_search_locations))) / "Qt" / "plugins" / "platforms" \
+    plugin = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "Qt"
+        / "plugins"
+        / "platforms"
         / "libqxcb.so"
+    )
     if not plugin.is_file():
         return None
     out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True).stdout
@@ -178,13 +203,15 @@ def missing_xcb_libraries(platform: str = sys.platform) -> list[str] | None:
 
 
 def parse_ldd_missing(ldd_output: str) -> list[str]:
-    return sorted({line.split("=>")[0].strip() for line in ldd_output.splitlines()
-                   if "not found" in line})
+    return sorted(
+        {line.split("=>")[0].strip() for line in ldd_output.splitlines() if "not found" in line}
+    )
 
 
 def xcb_note(missing: list[str]) -> str:
-    packages = sorted({XCB_PACKAGES.get(name, f"(the package providing {name})")
-                       for name in missing})
+    packages = sorted(
+        {XCB_PACKAGES.get(name, f"(the package providing {name})") for name in missing}
+    )
     return (
         "NOTE: this machine lacks libraries the Qt xcb platform plugin needs: "
         f"{', '.join(missing)}.\n"
@@ -203,8 +230,10 @@ def venv_python(root: Path = ROOT) -> Path:
 
 def has_build_modules(python: str | os.PathLike[str], need_qt: bool) -> bool:
     modules = ["PyInstaller", *(["PySide6", "qasync"] if need_qt else [])]
-    code = "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None " \
-           f"for m in {modules!r}))"
+    code = (
+        "import importlib.util, sys; sys.exit(any(importlib.util.find_spec(m) is None "
+        f"for m in {modules!r}))"
+    )
     return subprocess.run([os.fspath(python), "-c", code], capture_output=True).returncode == 0
 
 
@@ -216,8 +245,10 @@ def ensure_build_python(need_qt: bool, install: bool) -> Path | None:
     if has_build_modules(sys.executable, need_qt):
         return None
     if os.environ.get(REEXEC_ENV):
-        raise BuildError(f"{sys.executable} still lacks the build requirements after "
-                         "installing them: see pip's output above")
+        raise BuildError(
+            f"{sys.executable} still lacks the build requirements after "
+            "installing them: see pip's output above"
+        )
     python = venv_python()
     # Not Path.resolve() on the interpreters: a venv's python is a symlink to the base one.
     in_venv = Path(sys.prefix).resolve() == VENV.resolve()
@@ -230,8 +261,9 @@ def ensure_build_python(need_qt: bool, install: bool) -> Path | None:
         print(f"build: creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print(f"build: installing .[gui,build] into {VENV} (needs {what})", flush=True)
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-e", ".[gui,build]"],
-                   cwd=ROOT, check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-e", ".[gui,build]"], cwd=ROOT, check=True
+    )
     return python
 
 
@@ -242,8 +274,13 @@ def build_target(target: Target, log_level: str, clean: bool = False) -> dict:
     exe = DIST / exe_name(target.name, sys.platform)
     if exe.exists():
         exe.unlink()
-    argv = [sys.executable, "-m", "PyInstaller", *pyinstaller_args(target, log_level=log_level),
-            *(["--clean"] if clean else [])]
+    argv = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        *pyinstaller_args(target, log_level=log_level),
+        *(["--clean"] if clean else []),
+    ]
     print(f"\nbuild: {target.name} ({target.entry})", flush=True)
     print("+ " + " ".join(argv), flush=True)
     started = time.monotonic()
@@ -257,8 +294,10 @@ def build_target(target: Target, log_level: str, clean: bool = False) -> dict:
         for module, importers in forbidden_imports(
             warn_file.read_text(encoding="utf-8", errors="replace"), target.forbidden
         ).items():
-            problems.append(f"{target.name} must not use {module}, but it is imported by "
-                            f"{importers} (see {warn_file})")
+            problems.append(
+                f"{target.name} must not use {module}, but it is imported by "
+                f"{importers} (see {warn_file})"
+            )
     if target.forbidden:
         bad = bundled_forbidden(archive_contents(exe), target.forbidden)
         if bad:
@@ -268,24 +307,44 @@ def build_target(target: Target, log_level: str, clean: bool = False) -> dict:
     if limit is not None and size > limit:
         problems.append(f"{exe.name} is {size / MB:.1f} MB, over its {limit / MB:.0f} MB limit")
     print(f"build: {exe.relative_to(ROOT)} {size / MB:.1f} MB in {seconds:.1f} s", flush=True)
-    return {"name": target.name, "path": str(exe.relative_to(ROOT)), "size_bytes": size,
-            "build_seconds": round(seconds, 1), "problems": problems}
+    return {
+        "name": target.name,
+        "path": str(exe.relative_to(ROOT)),
+        "size_bytes": size,
+        "build_seconds": round(seconds, 1),
+        "problems": problems,
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="build.py", description="Build the NetJobs one-file executables into dist/.")
-    parser.add_argument("--only", action="append", choices=sorted(TARGETS), metavar="TARGET",
-                        help="build only this one: agent, cli or gui (repeatable)")
-    parser.add_argument("--clean", action="store_true",
-                        help="empty PyInstaller's cache and build/pyinstaller first "
-                        "(a cold build, as on a fresh CI machine)")
-    parser.add_argument("--no-install", action="store_true",
-                        help="never create .venv or pip install the build requirements")
+        prog="build.py", description="Build the NetJobs one-file executables into dist/."
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(TARGETS),
+        metavar="TARGET",
+        help="build only this one: agent, cli or gui (repeatable)",
+    )
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="empty PyInstaller's cache and build/pyinstaller first "
+        "(a cold build, as on a fresh CI machine)",
+    )
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never create .venv or pip install the build requirements",
+    )
     parser.add_argument("--verbose", action="store_true", help="PyInstaller's full log")
-    parser.add_argument("--print-debs", action="store_true",
-                        help="print the Debian/Ubuntu packages the Linux GUI build needs "
-                        "installed, and exit (needs no virtual environment)")
+    parser.add_argument(
+        "--print-debs",
+        action="store_true",
+        help="print the Debian/Ubuntu packages the Linux GUI build needs "
+        "installed, and exit (needs no virtual environment)",
+    )
     return parser.parse_args(argv)
 
 
@@ -302,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if other is not None:
         print(f"build: using {other}", flush=True)
-        return subprocess.run([str(other), str(Path(__file__).resolve()),
-                               *(sys.argv[1:] if argv is None else argv)],
-                              env={**os.environ, REEXEC_ENV: "1"}).returncode
+        return subprocess.run(
+            [str(other), str(Path(__file__).resolve()), *(sys.argv[1:] if argv is None else argv)],
+            env={**os.environ, REEXEC_ENV: "1"},
+        ).returncode
 
     note = None
     if "gui" in keys:
@@ -319,21 +379,32 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for key in keys:
-            results.append(build_target(TARGETS[key], "INFO" if args.verbose else "WARN",
-                                        clean=args.clean))
+            results.append(
+                build_target(TARGETS[key], "INFO" if args.verbose else "WARN", clean=args.clean)
+            )
     except BuildError as exc:
         print(f"build: FAILED: {exc}", file=sys.stderr)
         return 1
     total = time.monotonic() - started
 
-    print(f"\nbuild: {len(results)} executables in {total:.1f} s ({sys.platform}, "
-          f"Python {sys.version.split()[0]})")
+    print(
+        f"\nbuild: {len(results)} executables in {total:.1f} s ({sys.platform}, "
+        f"Python {sys.version.split()[0]})"
+    )
     for result in results:
-        print(f"  {result['path']:<24} {result['size_bytes'] / MB:6.1f} MB "
-              f"{result['build_seconds']:6.1f} s")
+        print(
+            f"  {result['path']:<24} {result['size_bytes'] / MB:6.1f} MB "
+            f"{result['build_seconds']:6.1f} s"
+        )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps({"platform": sys.platform, "total_seconds": round(total, 1),
-                                  "executables": results}, indent=2) + "\n", encoding="utf-8")
+    REPORT.write_text(
+        json.dumps(
+            {"platform": sys.platform, "total_seconds": round(total, 1), "executables": results},
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     if note:
         print(note)
     problems = [problem for result in results for problem in result["problems"]]

@@ -59,16 +59,61 @@ CLI_FORBIDDEN = ("netjobs_gui", *QT_PACKAGES)
 QT_MODULES_USED = ("QtCore", "QtGui", "QtWidgets")
 # Every other PySide6 module, excluded so that no hook collects its libraries.
 QT_MODULES_EXCLUDED = (
-    "Qt3DAnimation", "Qt3DCore", "Qt3DExtras", "Qt3DInput", "Qt3DLogic", "Qt3DRender",
-    "QtAxContainer", "QtBluetooth", "QtCharts", "QtConcurrent", "QtDBus",
-    "QtDataVisualization", "QtDesigner", "QtGraphs", "QtGraphsWidgets", "QtHelp",
-    "QtHttpServer", "QtLocation", "QtMultimedia", "QtMultimediaWidgets", "QtNetwork",
-    "QtNetworkAuth", "QtNfc", "QtOpenGL", "QtOpenGLWidgets", "QtPdf", "QtPdfWidgets",
-    "QtPositioning", "QtPrintSupport", "QtQml", "QtQuick", "QtQuick3D", "QtQuickControls2",
-    "QtQuickTest", "QtQuickWidgets", "QtRemoteObjects", "QtScxml", "QtSensors", "QtSerialBus",
-    "QtSerialPort", "QtSpatialAudio", "QtSql", "QtStateMachine", "QtSvg", "QtSvgWidgets",
-    "QtTest", "QtTextToSpeech", "QtUiTools", "QtWebChannel", "QtWebEngineCore",
-    "QtWebEngineQuick", "QtWebEngineWidgets", "QtWebSockets", "QtWebView", "QtXml",
+    "Qt3DAnimation",
+    "Qt3DCore",
+    "Qt3DExtras",
+    "Qt3DInput",
+    "Qt3DLogic",
+    "Qt3DRender",
+    "QtAxContainer",
+    "QtBluetooth",
+    "QtCharts",
+    "QtConcurrent",
+    "QtDBus",
+    "QtDataVisualization",
+    "QtDesigner",
+    "QtGraphs",
+    "QtGraphsWidgets",
+    "QtHelp",
+    "QtHttpServer",
+    "QtLocation",
+    "QtMultimedia",
+    "QtMultimediaWidgets",
+    "QtNetwork",
+    "QtNetworkAuth",
+    "QtNfc",
+    "QtOpenGL",
+    "QtOpenGLWidgets",
+    "QtPdf",
+    "QtPdfWidgets",
+    "QtPositioning",
+    "QtPrintSupport",
+    "QtQml",
+    "QtQuick",
+    "QtQuick3D",
+    "QtQuickControls2",
+    "QtQuickTest",
+    "QtQuickWidgets",
+    "QtRemoteObjects",
+    "QtScxml",
+    "QtSensors",
+    "QtSerialBus",
+    "QtSerialPort",
+    "QtSpatialAudio",
+    "QtSql",
+    "QtStateMachine",
+    "QtSvg",
+    "QtSvgWidgets",
+    "QtTest",
+    "QtTextToSpeech",
+    "QtUiTools",
+    "QtWebChannel",
+    "QtWebEngineCore",
+    "QtWebEngineQuick",
+    "QtWebEngineWidgets",
+    "QtWebSockets",
+    "QtWebView",
+    "QtXml",
 )
 
 # Qt plugins kept in the GUI, per plugin directory, by file stem (no "lib" prefix, no
@@ -80,9 +125,12 @@ QT_PLUGINS_KEPT: dict[str, frozenset[str]] = {
     # The GTK theme plugin would bundle the whole GTK stack; the portal one is small.
     "platformthemes": frozenset({"qxdgdesktopportal"}),
     # Dead keys and input methods; the virtual keyboard plugin needs QML and Quick.
-    "platforminputcontexts": frozenset({
-        "composeplatforminputcontextplugin", "ibusplatforminputcontextplugin",
-    }),
+    "platforminputcontexts": frozenset(
+        {
+            "composeplatforminputcontextplugin",
+            "ibusplatforminputcontextplugin",
+        }
+    ),
     "xcbglintegrations": frozenset({"qxcb-glx-integration", "qxcb-egl-integration"}),
     "iconengines": frozenset({"qsvgicon"}),  # the window icon is an SVG
     "imageformats": frozenset({"qsvg", "qico", "qgif", "qjpeg"}),
@@ -92,13 +140,32 @@ QT_PLUGINS_KEPT: dict[str, frozenset[str]] = {
 
 # Qt libraries only reached through left-out modules and plugins. The spec verifies
 # (where it can read binary dependencies) that nothing kept needs one of them.
-QT_LIBS_DROPPED = frozenset({
-    "Qml", "QmlMeta", "QmlModels", "QmlWorkerScript", "Quick", "QuickControls2",
-    "QuickTemplates2", "QuickWidgets", "VirtualKeyboard", "VirtualKeyboardQml", "Pdf",
-    "PdfQuick", "Network", "OpenGL", "WaylandClient", "WaylandEglClientHwIntegration",
-    "WlShellIntegration", "EglFSDeviceIntegration", "EglFsKmsSupport", "EglFsKmsGbmSupport",
-    "Sql", "PrintSupport",
-})
+QT_LIBS_DROPPED = frozenset(
+    {
+        "Qml",
+        "QmlMeta",
+        "QmlModels",
+        "QmlWorkerScript",
+        "Quick",
+        "QuickControls2",
+        "QuickTemplates2",
+        "QuickWidgets",
+        "VirtualKeyboard",
+        "VirtualKeyboardQml",
+        "Pdf",
+        "PdfQuick",
+        "Network",
+        "OpenGL",
+        "WaylandClient",
+        "WaylandEglClientHwIntegration",
+        "WlShellIntegration",
+        "EglFSDeviceIntegration",
+        "EglFsKmsSupport",
+        "EglFsKmsGbmSupport",
+        "Sql",
+        "PrintSupport",
+    }
+)
 
 # Windows: the software OpenGL fallback (~20 MB); a widgets application never needs it.
 WINDOWS_FILES_DROPPED = frozenset({"opengl32sw.dll"})
@@ -162,8 +229,11 @@ def is_plain_library(entry) -> bool:
     """A shared library collected as a dependency: not an extension module, not a Qt plugin,
     not the Python library itself."""
     dest = _posix(entry[0])
-    return (entry[2] == "BINARY" and not _PLUGIN.search(dest)
-            and not _base(entry).startswith(("libpython", "python3")))
+    return (
+        entry[2] == "BINARY"
+        and not _PLUGIN.search(dest)
+        and not _base(entry).startswith(("libpython", "python3"))
+    )
 
 
 def prune_binaries(kept, dropped, imports_of):
@@ -200,8 +270,11 @@ def prune_binaries(kept, dropped, imports_of):
 
     # An unreadable dropped binary only hides orphans: keeping them is safe.
     reached_from_dropped, _ = closure(dropped)
-    candidates = {_base(entry) for entry in kept
-                  if is_plain_library(entry) and _base(entry) in reached_from_dropped}
+    candidates = {
+        _base(entry)
+        for entry in kept
+        if is_plain_library(entry) and _base(entry) in reached_from_dropped
+    }
     needed, readable = closure([entry for entry in kept if _base(entry) not in candidates])
     if not readable:
         restored = [entry for entry in dropped if is_plain_library(entry)]

@@ -85,12 +85,20 @@ class Processes:
         self.started.append(process)
         return process
 
-    def run(self, argv: Sequence[str | os.PathLike[str]], timeout: float, **kwargs
-            ) -> subprocess.CompletedProcess:
+    def run(
+        self, argv: Sequence[str | os.PathLike[str]], timeout: float, **kwargs
+    ) -> subprocess.CompletedProcess:
         """Like subprocess.run(capture_output=True, text=True) but stoppable on timeout."""
-        process = self.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, text=True, encoding="utf-8",
-                             errors="replace", **kwargs)
+        process = self.start(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            **kwargs,
+        )
         try:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -114,8 +122,7 @@ class Processes:
         if process.poll() is not None:
             return
         if WINDOWS:
-            subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"],
-                           capture_output=True)
+            subprocess.run(["taskkill", "/PID", str(process.pid), "/T", "/F"], capture_output=True)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(grace)
             if process.poll() is None:
@@ -240,8 +247,10 @@ def _host(test: dict, target: str, problems: list[str]) -> dict:
 def _command(host: dict, label: str, problems: list[str]) -> dict:
     commands = host.get("commands") or []
     if len(commands) != 1 or not isinstance(commands[0], dict):
-        problems.append(f"test {label!r}, host {host.get('target')!r}: expected one command, "
-                        f"found {len(commands)}")
+        problems.append(
+            f"test {label!r}, host {host.get('target')!r}: expected one command, "
+            f"found {len(commands)}"
+        )
         return {}
     return commands[0]
 
@@ -254,16 +263,19 @@ def _check_host_figures(test: dict, problems: list[str], agent_version: str | No
             if not _is_number(host.get(name)):
                 problems.append(f"test {label!r}, host {target!r}: {name} is {host.get(name)!r}")
         if agent_version and host.get("agent_version") != agent_version:
-            problems.append(f"test {label!r}, host {target!r}: agent_version "
-                            f"{host.get('agent_version')!r}, expected {agent_version!r}")
+            problems.append(
+                f"test {label!r}, host {target!r}: agent_version "
+                f"{host.get('agent_version')!r}, expected {agent_version!r}"
+            )
 
 
 def _check_spread(test: dict, problems: list[str]) -> None:
     for name in ("start_spread_ms", "start_spread_uncertainty_ms"):
         value = test.get(name)
         if not _is_number(value) or value < 0:
-            problems.append(f"test {test.get('label')!r}: {name} is {value!r}, expected a "
-                            "number >= 0")
+            problems.append(
+                f"test {test.get('label')!r}: {name} is {value!r}, expected a number >= 0"
+            )
 
 
 def smoke_config(ports: Sequence[int], windows: bool = WINDOWS) -> str:
@@ -295,8 +307,9 @@ end
 """
 
 
-def check_run_results(doc: object, ports: Sequence[int], agent_version: str | None = None
-                      ) -> list[str]:
+def check_run_results(
+    doc: object, ports: Sequence[int], agent_version: str | None = None
+) -> list[str]:
     """Problems with the JSON of the smoke config's run (empty: as expected)."""
     problems: list[str] = []
     tests = _tests_by_label(doc, problems)
@@ -311,8 +324,10 @@ def check_run_results(doc: object, ports: Sequence[int], agent_version: str | No
 
     together = tests["together"]
     if together.get("status") != "passed":
-        problems.append(f"test 'together' is {together.get('status')!r} "
-                        f"({together.get('reason')!r}), expected 'passed'")
+        problems.append(
+            f"test 'together' is {together.get('status')!r} "
+            f"({together.get('reason')!r}), expected 'passed'"
+        )
     _check_spread(together, problems)
     _check_host_figures(together, problems, agent_version)
     for target, word in zip(targets, ("one", "two", "three"), strict=True):
@@ -320,43 +335,57 @@ def check_run_results(doc: object, ports: Sequence[int], agent_version: str | No
         if not host:
             continue
         if host.get("status") != "done":
-            problems.append(f"test 'together', host {target}: status {host.get('status')!r} "
-                            f"({host.get('error')!r})")
+            problems.append(
+                f"test 'together', host {target}: status {host.get('status')!r} "
+                f"({host.get('error')!r})"
+            )
         command = _command(host, "together", problems)
         if command:
             if command.get("status") != "ok" or command.get("exit_code") != 0:
-                problems.append(f"test 'together', host {target}: command {command.get('status')!r}"
-                                f", exit code {command.get('exit_code')!r}")
+                problems.append(
+                    f"test 'together', host {target}: command {command.get('status')!r}"
+                    f", exit code {command.get('exit_code')!r}"
+                )
             if str(command.get("stdout", "")).strip() != f"smoke {word}":
-                problems.append(f"test 'together', host {target}: stdout "
-                                f"{command.get('stdout')!r}, expected 'smoke {word}'")
+                problems.append(
+                    f"test 'together', host {target}: stdout "
+                    f"{command.get('stdout')!r}, expected 'smoke {word}'"
+                )
 
     exit_code = tests["exit-code"]
     if exit_code.get("status") != "failed":
         problems.append(f"test 'exit-code' is {exit_code.get('status')!r}, expected 'failed'")
     fine = _command(_host(exit_code, targets[0], problems), "exit-code", problems)
     if fine and fine.get("status") != "ok":
-        problems.append(f"test 'exit-code', host {targets[0]}: {fine.get('status')!r}, "
-                        "expected 'ok'")
+        problems.append(
+            f"test 'exit-code', host {targets[0]}: {fine.get('status')!r}, expected 'ok'"
+        )
     three = _command(_host(exit_code, targets[1], problems), "exit-code", problems)
     if three and (three.get("status") != "failed" or three.get("exit_code") != 3):
-        problems.append(f"test 'exit-code', host {targets[1]}: {three.get('status')!r} with exit "
-                        f"code {three.get('exit_code')!r}, expected 'failed' with 3")
+        problems.append(
+            f"test 'exit-code', host {targets[1]}: {three.get('status')!r} with exit "
+            f"code {three.get('exit_code')!r}, expected 'failed' with 3"
+        )
 
     slow_test = tests["timeout"]
     quick = _command(_host(slow_test, targets[0], problems), "timeout", problems)
     if quick and (quick.get("status") != "ok" or str(quick.get("stdout", "")).strip() != "quick"):
-        problems.append(f"test 'timeout', host {targets[0]}: {quick.get('status')!r}, stdout "
-                        f"{quick.get('stdout')!r}")
+        problems.append(
+            f"test 'timeout', host {targets[0]}: {quick.get('status')!r}, stdout "
+            f"{quick.get('stdout')!r}"
+        )
     slow = _command(_host(slow_test, targets[2], problems), "timeout", problems)
     if slow:
         if slow.get("status") != "timeout":
-            problems.append(f"test 'timeout', host {targets[2]}: {slow.get('status')!r}, "
-                            "expected 'timeout'")
+            problems.append(
+                f"test 'timeout', host {targets[2]}: {slow.get('status')!r}, expected 'timeout'"
+            )
         duration = slow.get("duration_s")
         if not _is_number(duration) or not 0.5 <= duration < 10:
-            problems.append(f"test 'timeout', host {targets[2]}: ran {duration!r} s, expected "
-                            "about 1 s (killed at its -timeout)")
+            problems.append(
+                f"test 'timeout', host {targets[2]}: ran {duration!r} s, expected "
+                "about 1 s (killed at its -timeout)"
+            )
     return problems
 
 
@@ -375,17 +404,24 @@ def check_demo_results(doc: object, windows: bool = WINDOWS) -> list[str]:
             problems.append(f"demo test {label!r}: {len(hosts)} hosts, expected 3")
         for host in hosts:
             if not host.get("agent_version"):
-                problems.append(f"demo test {label!r}, host {host.get('target')!r}: agent not "
-                                f"reached ({host.get('error')!r})")
+                problems.append(
+                    f"demo test {label!r}, host {host.get('target')!r}: agent not "
+                    f"reached ({host.get('error')!r})"
+                )
         if windows:
             continue
         if test.get("status") != "passed":
-            problems.append(f"demo test {label!r} is {test.get('status')!r} "
-                            f"({test.get('reason')!r}), expected 'passed'")
+            problems.append(
+                f"demo test {label!r} is {test.get('status')!r} "
+                f"({test.get('reason')!r}), expected 'passed'"
+            )
         _check_spread(test, problems)
     if not windows:
-        outputs = " ".join(str(c.get("stdout", "")) for host in tests["start-together"]["hosts"]
-                           for c in host.get("commands") or [])
+        outputs = " ".join(
+            str(c.get("stdout", ""))
+            for host in tests["start-together"]["hosts"]
+            for c in host.get("commands") or []
+        )
         for n in (1, 2, 3):
             if f"agent {n} started at" not in outputs:
                 problems.append(f"demo: no 'agent {n} started at' in the start-together outputs")
@@ -414,25 +450,32 @@ class Smoke:
         home = self.work / "home"
         home.mkdir(exist_ok=True)
         env = {key: value for key, value in os.environ.items() if key != "NETJOBS_TOKEN"}
-        env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-                   APPDATA=str(home / "AppData" / "Roaming"),
-                   LOCALAPPDATA=str(home / "AppData" / "Local"),
-                   NETJOBS_GUI_SETTINGS_DIR=str(self.work / "gui-settings"))
+        env.update(
+            HOME=str(home),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            APPDATA=str(home / "AppData" / "Roaming"),
+            LOCALAPPDATA=str(home / "AppData" / "Local"),
+            NETJOBS_GUI_SETTINGS_DIR=str(self.work / "gui-settings"),
+        )
         env.update(extra)
         return env
 
     # agent ------------------------------------------------------------------------------
 
-    def start_agent(self, argv_tail: Sequence[str], timeout: float = 20.0,
-                    env: dict[str, str] | None = None) -> tuple[subprocess.Popen, re.Match, float,
-                                                                   LineReader]:
+    def start_agent(
+        self, argv_tail: Sequence[str], timeout: float = 20.0, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen, re.Match, float, LineReader]:
         agent = exe("netjobs-agent", self.dist)
         log_file = open(self.work / f"agent-{len(self.procs.started)}.log", "wb")
         started = time.monotonic()
         try:
-            process = self.procs.start([agent, *argv_tail], stdout=subprocess.PIPE,
-                                       stderr=log_file, stdin=subprocess.DEVNULL,
-                                       env=env or self.env())
+            process = self.procs.start(
+                [agent, *argv_tail],
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                stdin=subprocess.DEVNULL,
+                env=env or self.env(),
+            )
         finally:
             log_file.close()
         reader = LineReader(process.stdout)
@@ -441,9 +484,11 @@ class Smoke:
         if match is None:
             self.procs.stop(process)
             logged = Path(log_file.name).read_text(encoding="utf-8", errors="replace")
-            raise SmokeFailure(f"the agent ({' '.join(argv_tail)}) did not say where it listens "
-                               f"within {timeout:g} s\n--- stdout\n{reader.text()}"
-                               f"--- stderr\n{logged}")
+            raise SmokeFailure(
+                f"the agent ({' '.join(argv_tail)}) did not say where it listens "
+                f"within {timeout:g} s\n--- stdout\n{reader.text()}"
+                f"--- stderr\n{logged}"
+            )
         return process, match, seconds, reader
 
     def check_agent(self) -> None:
@@ -451,28 +496,36 @@ class Smoke:
         done = self.procs.run([agent, "--version"], timeout=60, env=self.env())
         match = re.fullmatch(r"netjobs-agent (\S+)\s*", done.stdout)
         if done.returncode != 0 or not match:
-            raise SmokeFailure(f"netjobs-agent --version: exit {done.returncode}, "
-                               f"printed {done.stdout!r} {done.stderr!r}")
+            raise SmokeFailure(
+                f"netjobs-agent --version: exit {done.returncode}, "
+                f"printed {done.stdout!r} {done.stderr!r}"
+            )
         self.agent_version = match.group(1)
         done = self.procs.run([agent, "--help"], timeout=60, env=self.env())
         if done.returncode != 0 or "usage:" not in done.stdout or "--token-file" not in done.stdout:
-            raise SmokeFailure(f"netjobs-agent --help: exit {done.returncode}, printed "
-                               f"{done.stdout[:300]!r}")
+            raise SmokeFailure(
+                f"netjobs-agent --help: exit {done.returncode}, printed {done.stdout[:300]!r}"
+            )
         log(f"agent --version, --help: ok ({self.agent_version})")
 
         times = []
         for _ in range(3):
             process, _match, seconds, _reader = self.start_agent(
-                ["--bind", "127.0.0.1", "--port", "0", "--token-file", str(self.token_file)])
+                ["--bind", "127.0.0.1", "--port", "0", "--token-file", str(self.token_file)]
+            )
             times.append(seconds)
             self.procs.stop(process)
         median = statistics.median(times)
-        self.figures["agent_listening_s"] = {"median": round(median, 3),
-                                             "max": round(max(times), 3)}
+        self.figures["agent_listening_s"] = {
+            "median": round(median, 3),
+            "max": round(max(times), 3),
+        }
         log(f"agent start-up to listening: median {median:.3f} s, max {max(times):.3f} s")
         if self.startup_limit is not None and median > self.startup_limit:
-            raise SmokeFailure(f"the agent took {median:.3f} s (median of 3) to listen, "
-                               f"over the {self.startup_limit:g} s limit")
+            raise SmokeFailure(
+                f"the agent took {median:.3f} s (median of 3) to listen, "
+                f"over the {self.startup_limit:g} s limit"
+            )
         self.check_agent_defaults()
 
     def check_agent_defaults(self) -> None:
@@ -495,15 +548,19 @@ class Smoke:
         elif not any(str(path) in printed for path in tokens):
             problems.append(f"does not print where its token is ({tokens[0]})")
         if problems:
-            raise SmokeFailure("netjobs-agent without arguments: " + "; ".join(problems)
-                               + f"\n--- stdout\n{printed}")
+            raise SmokeFailure(
+                "netjobs-agent without arguments: "
+                + "; ".join(problems)
+                + f"\n--- stdout\n{printed}"
+            )
         log(f"agent without arguments: ok (port {DEFAULT_PORT}, token file printed)")
 
     def start_agents(self) -> list[int]:
         ports = []
         for _ in range(3):
             process, match, _seconds, _reader = self.start_agent(
-                ["--bind", "127.0.0.1", "--port", "0", "--token-file", str(self.token_file)])
+                ["--bind", "127.0.0.1", "--port", "0", "--token-file", str(self.token_file)]
+            )
             self.agents.append((process, int(match.group(2))))
             ports.append(int(match.group(2)))
         return ports
@@ -518,8 +575,10 @@ class Smoke:
             done = self.procs.run([cli, "--version"], timeout=60, env=self.env())
             times.append(time.monotonic() - started)
             if done.returncode != 0 or not done.stdout.startswith("netjobs "):
-                raise SmokeFailure(f"netjobs --version: exit {done.returncode}, printed "
-                                   f"{done.stdout!r} {done.stderr!r}")
+                raise SmokeFailure(
+                    f"netjobs --version: exit {done.returncode}, printed "
+                    f"{done.stdout!r} {done.stderr!r}"
+                )
         self.figures["cli_version_s"] = round(statistics.median(times), 3)
         log(f"cli --version: ok, {statistics.median(times):.3f} s (median of 3)")
 
@@ -528,13 +587,18 @@ class Smoke:
         config.write_text(smoke_config(ports), encoding="utf-8")
         out = self.work / "out.json"
         started = time.monotonic()
-        done = self.procs.run([cli, "--token-file", self.token_file, "--json", out, config],
-                              timeout=120, env=self.env())
+        done = self.procs.run(
+            [cli, "--token-file", self.token_file, "--json", out, config],
+            timeout=120,
+            env=self.env(),
+        )
         self.figures["cli_run_s"] = round(time.monotonic() - started, 2)
         detail = f"\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         if done.returncode != 1:
-            raise SmokeFailure(f"netjobs CONFIG: exit {done.returncode}, expected 1 (one test "
-                               f"fails on purpose){detail}")
+            raise SmokeFailure(
+                f"netjobs CONFIG: exit {done.returncode}, expected 1 (one test "
+                f"fails on purpose){detail}"
+            )
         if not out.is_file():
             raise SmokeFailure(f"netjobs --json {out}: no file written{detail}")
         try:
@@ -546,8 +610,10 @@ class Smoke:
             raise SmokeFailure("netjobs CONFIG --json: " + "\n  ".join(["", *problems]) + detail)
         spread = doc["tests"][0]["start_spread_ms"]
         self.figures["cli_start_spread_ms"] = spread
-        log(f"cli run of 3 tests on 3 agents: ok, {self.figures['cli_run_s']} s, start spread "
-            f"{spread:.3f} ms")
+        log(
+            f"cli run of 3 tests on 3 agents: ok, {self.figures['cli_run_s']} s, start spread "
+            f"{spread:.3f} ms"
+        )
         if not WINDOWS:
             self.check_cli_terminal(config)
         self.check_demo()
@@ -560,7 +626,11 @@ class Smoke:
         master, slave = pty.openpty()
         process = self.procs.start(
             [exe("netjobs", self.dist), "-v", "--token-file", self.token_file, config],
-            stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=self.env())
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=slave,
+            env=self.env(),
+        )
         os.close(slave)
         chunks = []
         deadline = time.monotonic() + 120
@@ -583,8 +653,10 @@ class Smoke:
         self.procs.stop(process)
         shown = b"".join(chunks).decode("utf-8", "replace")
         if process.returncode != 1 or "Traceback" in shown or "together" not in shown:
-            raise SmokeFailure(f"netjobs -v CONFIG on a terminal: exit {process.returncode}\n"
-                               f"--- terminal\n{shown[-3000:]}")
+            raise SmokeFailure(
+                f"netjobs -v CONFIG on a terminal: exit {process.returncode}\n"
+                f"--- terminal\n{shown[-3000:]}"
+            )
         log("cli -v on a terminal (live table): ok")
 
     def check_demo(self) -> None:
@@ -593,8 +665,9 @@ class Smoke:
             raise SmokeFailure(f"netjobs demo needs ports {DEMO_PORTS}, but {busy} are in use")
         out = self.work / "demo.json"
         started = time.monotonic()
-        done = self.procs.run([exe("netjobs", self.dist), "demo", "--json", out], timeout=120,
-                              env=self.env())
+        done = self.procs.run(
+            [exe("netjobs", self.dist), "demo", "--json", out], timeout=120, env=self.env()
+        )
         self.figures["demo_s"] = round(time.monotonic() - started, 2)
         detail = f"\n--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
         if done.returncode not in ((0, 1) if WINDOWS else (0,)):
@@ -607,8 +680,10 @@ class Smoke:
         time.sleep(0.5)
         left = [port for port in DEMO_PORTS if someone_listens(port)]
         if left:
-            problems.append(f"agents still listen on {left} after the demo ended (it must stop "
-                            "the agents it started)")
+            problems.append(
+                f"agents still listen on {left} after the demo ended (it must stop "
+                "the agents it started)"
+            )
         if problems:
             raise SmokeFailure("netjobs demo: " + "\n  ".join(["", *problems]) + detail)
         log(f"cli demo: ok, {self.figures['demo_s']} s")
@@ -618,8 +693,10 @@ class Smoke:
     def gui_has_smoke_hook(self) -> bool:
         """Whether the GUI these executables were built from has the flag (the windowed
         Windows executable has no stdout, so --help cannot tell)."""
-        return any(GUI_SMOKE_FLAG in path.read_text(encoding="utf-8", errors="replace")
-                   for path in (ROOT / "netjobs_gui").glob("*.py"))
+        return any(
+            GUI_SMOKE_FLAG in path.read_text(encoding="utf-8", errors="replace")
+            for path in (ROOT / "netjobs_gui").glob("*.py")
+        )
 
     def check_gui(self) -> None:
         gui = exe("netjobs-gui", self.dist)
@@ -629,8 +706,10 @@ class Smoke:
         seconds = time.monotonic() - started
         # A windowed Windows executable has no stdout: only its exit status tells.
         if done.returncode != 0 or (not WINDOWS and not done.stdout.startswith("netjobs-gui ")):
-            raise SmokeFailure(f"netjobs-gui --version (offscreen): exit {done.returncode}\n"
-                               f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+            raise SmokeFailure(
+                f"netjobs-gui --version (offscreen): exit {done.returncode}\n"
+                f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}"
+            )
         self.figures["gui_version_s"] = round(seconds, 3)
         log(f"gui --version (offscreen, QApplication created): ok, {seconds:.3f} s")
 
@@ -646,18 +725,27 @@ class Smoke:
             done = self.procs.run([gui, GUI_SMOKE_FLAG, config], timeout=120, env=env)
             seconds = time.monotonic() - started
             if done.returncode != 0:
-                raise SmokeFailure(f"netjobs-gui {GUI_SMOKE_FLAG} {config}: exit "
-                                   f"{done.returncode}\n--- stdout\n{done.stdout}\n"
-                                   f"--- stderr\n{done.stderr}")
+                raise SmokeFailure(
+                    f"netjobs-gui {GUI_SMOKE_FLAG} {config}: exit "
+                    f"{done.returncode}\n--- stdout\n{done.stdout}\n"
+                    f"--- stderr\n{done.stderr}"
+                )
             self.figures["gui_smoke_test_s"] = round(seconds, 2)
-            log(f"gui {GUI_SMOKE_FLAG} (window up, config opened, hosts checked): ok, "
-                f"{seconds:.2f} s")
+            log(
+                f"gui {GUI_SMOKE_FLAG} (window up, config opened, hosts checked): ok, "
+                f"{seconds:.2f} s"
+            )
             return
         stay = 5.0
         err_file = self.work / "gui-stderr.log"
         with open(err_file, "wb") as err:
-            process = self.procs.start([gui, config], stdout=subprocess.DEVNULL, stderr=err,
-                                       stdin=subprocess.DEVNULL, env=env)
+            process = self.procs.start(
+                [gui, config],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         try:
             process.wait(stay)
         except subprocess.TimeoutExpired:
@@ -666,22 +754,38 @@ class Smoke:
         self.procs.stop(process)
         stderr = err_file.read_text(encoding="utf-8", errors="replace")
         if code is not None or "Traceback" in stderr:
-            raise SmokeFailure(f"netjobs-gui {config} (offscreen) "
-                               + (f"exited with {code} within {stay:g} s" if code is not None
-                                  else "printed a traceback")
-                               + f"\n--- stderr\n{stderr}")
-        log(f"gui start-up with a config (offscreen): ok, still up after {stay:g} s "
-            f"(no {GUI_SMOKE_FLAG} hook in netjobs_gui yet: it could not check its hosts)")
+            raise SmokeFailure(
+                f"netjobs-gui {config} (offscreen) "
+                + (
+                    f"exited with {code} within {stay:g} s"
+                    if code is not None
+                    else "printed a traceback"
+                )
+                + f"\n--- stderr\n{stderr}"
+            )
+        log(
+            f"gui start-up with a config (offscreen): ok, still up after {stay:g} s "
+            f"(no {GUI_SMOKE_FLAG} hook in netjobs_gui yet: it could not check its hosts)"
+        )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="smoke.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", choices=["agent", "cli", "gui"],
-                        help="check only these executables (repeatable)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["agent", "cli", "gui"],
+        help="check only these executables (repeatable)",
+    )
     parser.add_argument("--dist", type=Path, default=DIST, help="where the executables are")
-    parser.add_argument("--startup-limit", type=float, default=None, metavar="SECONDS",
-                        help="the agent must listen within this (median of 3); default 0.5 on "
-                        "Linux, none elsewhere; 0 disables")
+    parser.add_argument(
+        "--startup-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the agent must listen within this (median of 3); default 0.5 on "
+        "Linux, none elsewhere; 0 disables",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser.parse_args(argv)
 
@@ -692,19 +796,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     limit = args.startup_limit
     if limit is None:
         limit = 0.5 if sys.platform == "linux" else 0
-    names = {"agent": ["netjobs-agent"], "cli": ["netjobs", "netjobs-agent"],
-             "gui": ["netjobs-gui", "netjobs-agent"]}
-    missing = sorted({str(exe(n, args.dist)) for key in wanted for n in names[key]
-                      if not exe(n, args.dist).is_file()})
+    names = {
+        "agent": ["netjobs-agent"],
+        "cli": ["netjobs", "netjobs-agent"],
+        "gui": ["netjobs-gui", "netjobs-agent"],
+    }
+    missing = sorted(
+        {
+            str(exe(n, args.dist))
+            for key in wanted
+            for n in names[key]
+            if not exe(n, args.dist).is_file()
+        }
+    )
     if missing:
-        print(f"smoke: FAILED: missing {', '.join(missing)}: run build_scripts/build.py first",
-              file=sys.stderr)
+        print(
+            f"smoke: FAILED: missing {', '.join(missing)}: run build_scripts/build.py first",
+            file=sys.stderr,
+        )
         return 1
     work = Path(tempfile.mkdtemp(prefix="netjobs-smoke-"))
     smoke = Smoke(args.dist, work, limit or None)
     started = time.monotonic()
-    steps: dict[str, Callable[[], None]] = {"agent": smoke.check_agent, "cli": smoke.check_cli,
-                                            "gui": smoke.check_gui}
+    steps: dict[str, Callable[[], None]] = {
+        "agent": smoke.check_agent,
+        "cli": smoke.check_cli,
+        "gui": smoke.check_gui,
+    }
     try:
         for key in ("agent", "cli", "gui"):
             if key in wanted:
@@ -717,8 +835,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = time.monotonic() - started
     smoke.figures["total_s"] = round(total, 1)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps({"platform": sys.platform, **smoke.figures}, indent=2) + "\n",
-                      encoding="utf-8")
+    REPORT.write_text(
+        json.dumps({"platform": sys.platform, **smoke.figures}, indent=2) + "\n", encoding="utf-8"
+    )
     log(f"all checks passed in {total:.1f} s ({', '.join(wanted)})")
     if not args.keep:
         import shutil

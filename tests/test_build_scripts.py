@@ -29,8 +29,9 @@ def _load(name: str):
     saved = list(sys.path)
     sys.path.insert(0, str(BUILD_SCRIPTS))
     try:
-        spec = importlib.util.spec_from_file_location(f"netjobs_build_{name}",
-                                                      BUILD_SCRIPTS / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(
+            f"netjobs_build_{name}", BUILD_SCRIPTS / f"{name}.py"
+        )
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -53,9 +54,14 @@ def _is_module_name(name: str) -> bool:
 
 
 def test_excluded_module_lists_are_well_formed():
-    for names in (fs.STDLIB_EXCLUDES, fs.AGENT_FORBIDDEN, fs.CLI_FORBIDDEN,
-                  fs.QT_MODULES_EXCLUDED, fs.gui_excludes(),
-                  *(t.excludes for t in fs.TARGETS.values() if t.excludes)):
+    for names in (
+        fs.STDLIB_EXCLUDES,
+        fs.AGENT_FORBIDDEN,
+        fs.CLI_FORBIDDEN,
+        fs.QT_MODULES_EXCLUDED,
+        fs.gui_excludes(),
+        *(t.excludes for t in fs.TARGETS.values() if t.excludes),
+    ):
         assert names, "an empty list"
         assert len(set(names)) == len(names), f"duplicates in {names}"
         for name in names:
@@ -70,14 +76,20 @@ def test_the_gui_uses_no_qt_module_the_spec_leaves_out():
     used = set()
     for path in (REPO / "netjobs_gui").rglob("*.py"):
         used |= set(re.findall(r"\bPySide6\.(Qt\w+)", path.read_text(encoding="utf-8")))
-        used |= {m for line in re.findall(r"from PySide6 import ([^\n(]+)",
-                                           path.read_text(encoding="utf-8"))
-                 for m in re.findall(r"Qt\w+", line)}
+        used |= {
+            m
+            for line in re.findall(
+                r"from PySide6 import ([^\n(]+)", path.read_text(encoding="utf-8")
+            )
+            for m in re.findall(r"Qt\w+", line)
+        }
     assert used, "netjobs_gui imports no PySide6 module?"
     missing = used - set(fs.QT_MODULES_USED)
-    assert not missing, (f"netjobs_gui uses {sorted(missing)}: add them to QT_MODULES_USED "
-                         "and remove them from QT_MODULES_EXCLUDED in build_scripts/"
-                         "freeze_settings.py")
+    assert not missing, (
+        f"netjobs_gui uses {sorted(missing)}: add them to QT_MODULES_USED "
+        "and remove them from QT_MODULES_EXCLUDED in build_scripts/"
+        "freeze_settings.py"
+    )
 
 
 def test_the_agent_imports_only_the_standard_library_and_its_core_modules():
@@ -89,8 +101,9 @@ def test_the_agent_imports_only_the_standard_library_and_its_core_modules():
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names
-                                         if node.module == "netjobs_core"]
+                names = [node.module] + [
+                    f"{node.module}.{a.name}" for a in node.names if node.module == "netjobs_core"
+                ]
             else:
                 continue
             for name in names:
@@ -99,8 +112,10 @@ def test_the_agent_imports_only_the_standard_library_and_its_core_modules():
                     continue
                 if name.startswith("netjobs_core.") and name.rsplit(".", 1)[1] == "__version__":
                     continue
-                pytest.fail(f"{path.name} imports {name}: the frozen agent is stdlib only "
-                            f"(allowed from the project: {sorted(allowed)})")
+                pytest.fail(
+                    f"{path.name} imports {name}: the frozen agent is stdlib only "
+                    f"(allowed from the project: {sorted(allowed)})"
+                )
 
 
 @pytest.mark.parametrize(
@@ -178,8 +193,7 @@ def test_prune_restores_what_a_kept_binary_needs_and_drops_orphans():
 
     kept, dropped = fs.prune_binaries(kept, dropped, lambda entry: graph[entry[0]])
 
-    assert {e[0] for e in kept} == {widgets[0], core[0], network[0], xcb[0], glib[0],
-                                    unrelated[0]}
+    assert {e[0] for e in kept} == {widgets[0], core[0], network[0], xcb[0], glib[0], unrelated[0]}
     assert {e[0] for e in dropped} == {gtk_theme[0], gtk[0]}
 
 
@@ -196,13 +210,22 @@ def test_prune_keeps_every_library_when_it_cannot_read_dependencies():
 def test_gui_spec_is_valid_python_and_uses_the_shared_rules():
     source = fs.GUI_SPEC.read_text(encoding="utf-8")
     tree = ast.parse(source)
-    called = {node.func.id for node in ast.walk(tree)
-              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    called = {
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
     assert {"Analysis", "PYZ", "EXE"} <= called
     assert "COLLECT" not in called  # one-file
-    for needle in ("fs.gui_excludes()", "fs.split_toc(a.binaries)", "fs.split_toc(a.datas)",
-                   "fs.prune_binaries", "fs.use_strip(sys.platform)", "console=TARGET.console",
-                   "pyi_rth_netjobs_stdio.py"):
+    for needle in (
+        "fs.gui_excludes()",
+        "fs.split_toc(a.binaries)",
+        "fs.split_toc(a.datas)",
+        "fs.prune_binaries",
+        "fs.use_strip(sys.platform)",
+        "console=TARGET.console",
+        "pyi_rth_netjobs_stdio.py",
+    ):
         assert needle in source, needle
 
 
@@ -214,14 +237,22 @@ def _args_after(args, flag):
 
 
 def test_agent_arguments_on_linux(tmp_path):
-    args = build.pyinstaller_args(fs.TARGETS["agent"], "linux", REPO, tmp_path / "d",
-                                  tmp_path / "w")
+    args = build.pyinstaller_args(
+        fs.TARGETS["agent"], "linux", REPO, tmp_path / "d", tmp_path / "w"
+    )
     assert args[0] == str(BUILD_SCRIPTS / "entry" / "launch_agent.py")
     assert _args_after(args, "--name") == ["netjobs-agent"]
     assert {"--onefile", "--console", "--strip", "--noupx", "--noconfirm"} <= set(args)
     excluded = set(_args_after(args, "--exclude-module"))
-    assert {"tkinter", "unittest", "pydoc", "rich", "platformdirs", "PySide6",
-            "netjobs_gui"} <= excluded
+    assert {
+        "tkinter",
+        "unittest",
+        "pydoc",
+        "rich",
+        "platformdirs",
+        "PySide6",
+        "netjobs_gui",
+    } <= excluded
     assert _args_after(args, "--distpath") == [str(tmp_path / "d")]
     assert _args_after(args, "--paths") == [str(REPO)]
     assert "--add-data" not in args
@@ -263,8 +294,11 @@ def test_targets_match_the_project_entry_points():
         assert entry_points[target.name] == target.entry
         module, func = target.entry.split(":")
         tree = ast.parse(target.script.read_text(encoding="utf-8"))
-        imports = [(n.module, [a.name for a in n.names]) for n in ast.walk(tree)
-                   if isinstance(n, ast.ImportFrom)]
+        imports = [
+            (n.module, [a.name for a in n.names])
+            for n in ast.walk(tree)
+            if isinstance(n, ast.ImportFrom)
+        ]
         assert (module, [func]) in imports, f"{target.script.name} must run {target.entry}"
         # Named so that the script's folder, first on sys.path, shadows no package.
         assert target.script.stem not in ("agent", "netjobs_core", "netjobs_gui", "netjobs")
@@ -293,15 +327,23 @@ def test_forbidden_imports_from_the_warn_file():
 
 
 def test_bundled_forbidden_names():
-    contents = ["PYZ.pyz", "agent.server", "netjobs_core.tokens", "rich.console",
-                "PySide6/Qt/lib/libQt6Core.so.6", "libpython3.11.so.1.0"]
+    contents = [
+        "PYZ.pyz",
+        "agent.server",
+        "netjobs_core.tokens",
+        "rich.console",
+        "PySide6/Qt/lib/libQt6Core.so.6",
+        "libpython3.11.so.1.0",
+    ]
     assert build.bundled_forbidden(contents, fs.AGENT_FORBIDDEN) == ["PySide6", "rich"]
     assert build.bundled_forbidden(contents[:3], fs.AGENT_FORBIDDEN) == []
 
 
 def test_missing_xcb_libraries_note():
-    ldd = ("\tlibxcb-icccm.so.4 => not found\n\tlibQt6Gui.so.6 => /x/libQt6Gui.so.6 (0x1)\n"
-           "\tlibxcb-keysyms.so.1 => not found\n\tlibxcb-icccm.so.4 => not found\n")
+    ldd = (
+        "\tlibxcb-icccm.so.4 => not found\n\tlibQt6Gui.so.6 => /x/libQt6Gui.so.6 (0x1)\n"
+        "\tlibxcb-keysyms.so.1 => not found\n\tlibxcb-icccm.so.4 => not found\n"
+    )
     missing = build.parse_ldd_missing(ldd)
     assert missing == ["libxcb-icccm.so.4", "libxcb-keysyms.so.1"]
     note = build.xcb_note(missing)
@@ -310,8 +352,12 @@ def test_missing_xcb_libraries_note():
 
 
 def test_print_debs_needs_no_virtual_environment():
-    done = subprocess.run([sys.executable, str(BUILD_SCRIPTS / "build.py"), "--print-debs"],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(BUILD_SCRIPTS / "build.py"), "--print-debs"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == list(build.GUI_BUILD_DEBS)
 
@@ -325,10 +371,12 @@ def test_build_options():
 
 def test_windowed_stdio_runtime_hook():
     hook = fs.RTHOOK_DIR / "pyi_rth_netjobs_stdio.py"
-    code = ("import sys; sys.stdout = None; sys.stderr = None; "
-            f"exec(compile(open({str(hook)!r}).read(), 'hook', 'exec')); "
-            "print('to nowhere'); sys.stderr.write('nor here'); "
-            "import logging; logging.warning('or here')")
+    code = (
+        "import sys; sys.stdout = None; sys.stderr = None; "
+        f"exec(compile(open({str(hook)!r}).read(), 'hook', 'exec')); "
+        "print('to nowhere'); sys.stderr.write('nor here'); "
+        "import logging; logging.warning('or here')"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -339,14 +387,27 @@ PORTS = (40001, 40002, 40003)
 
 
 def _command(status="ok", exit_code=0, stdout="", duration=0.01):
-    return {"command": "x", "status": status, "exit_code": exit_code, "stdout": stdout,
-            "stderr": "", "duration_s": duration}
+    return {
+        "command": "x",
+        "status": status,
+        "exit_code": exit_code,
+        "stdout": stdout,
+        "stderr": "",
+        "duration_s": duration,
+    }
 
 
 def _host(port, *commands, status="done"):
-    return {"target": f"127.0.0.1:{port}", "status": status, "error": "",
-            "agent_version": "3.0.0", "rtt_ms": 0.2, "clock_offset_ms": 0.01,
-            "clock_uncertainty_ms": 0.1, "commands": list(commands)}
+    return {
+        "target": f"127.0.0.1:{port}",
+        "status": status,
+        "error": "",
+        "agent_version": "3.0.0",
+        "rtt_ms": 0.2,
+        "clock_offset_ms": 0.01,
+        "clock_uncertainty_ms": 0.1,
+        "commands": list(commands),
+    }
 
 
 def _good_run():
@@ -355,20 +416,41 @@ def _good_run():
         "format": "netjobs-results/1",
         "passed": False,
         "tests": [
-            {"label": "together", "status": "passed", "start_spread_ms": 0.4,
-             "start_spread_uncertainty_ms": 0.2,
-             "hosts": [_host(p1, _command(stdout="smoke one\n")),
-                       _host(p2, _command(stdout="smoke two\r\n")),
-                       _host(p3, _command(stdout="smoke three\n"))]},
-            {"label": "exit-code", "status": "failed", "start_spread_ms": 0.3,
-             "start_spread_uncertainty_ms": 0.2,
-             "hosts": [_host(p1, _command(stdout="fine\n")),
-                       _host(p2, _command(status="failed", exit_code=3))]},
-            {"label": "timeout", "status": "passed", "start_spread_ms": 0.3,
-             "start_spread_uncertainty_ms": 0.2,
-             "hosts": [_host(p1, _command(stdout="quick\n")),
-                       _host(p3, _command(status="timeout", exit_code=None, duration=1.02),
-                             status="timeout")]},
+            {
+                "label": "together",
+                "status": "passed",
+                "start_spread_ms": 0.4,
+                "start_spread_uncertainty_ms": 0.2,
+                "hosts": [
+                    _host(p1, _command(stdout="smoke one\n")),
+                    _host(p2, _command(stdout="smoke two\r\n")),
+                    _host(p3, _command(stdout="smoke three\n")),
+                ],
+            },
+            {
+                "label": "exit-code",
+                "status": "failed",
+                "start_spread_ms": 0.3,
+                "start_spread_uncertainty_ms": 0.2,
+                "hosts": [
+                    _host(p1, _command(stdout="fine\n")),
+                    _host(p2, _command(status="failed", exit_code=3)),
+                ],
+            },
+            {
+                "label": "timeout",
+                "status": "passed",
+                "start_spread_ms": 0.3,
+                "start_spread_uncertainty_ms": 0.2,
+                "hosts": [
+                    _host(p1, _command(stdout="quick\n")),
+                    _host(
+                        p3,
+                        _command(status="timeout", exit_code=None, duration=1.02),
+                        status="timeout",
+                    ),
+                ],
+            },
         ],
     }
 
@@ -393,16 +475,14 @@ def _broken(change):
         (lambda d: d["tests"][0].update(start_spread_ms=None), "start_spread_ms"),
         (lambda d: d["tests"][0].update(start_spread_ms=True), "start_spread_ms"),
         (lambda d: d["tests"][0].pop("start_spread_uncertainty_ms"), "uncertainty"),
-        (lambda d: d["tests"][0]["hosts"][1]["commands"][0].update(stdout="smoke 2\n"),
-         "stdout"),
+        (lambda d: d["tests"][0]["hosts"][1]["commands"][0].update(stdout="smoke 2\n"), "stdout"),
         (lambda d: d["tests"][0]["hosts"][2]["commands"][0].update(status="error"), "command"),
         (lambda d: d["tests"][0]["hosts"][0].update(clock_offset_ms=None), "clock_offset_ms"),
         (lambda d: d["tests"][0]["hosts"][0].update(agent_version="2.0"), "agent_version"),
         (lambda d: d["tests"][0]["hosts"].pop(), "no host"),
         (lambda d: d["tests"][1]["hosts"][1]["commands"][0].update(exit_code=1), "with 3"),
         (lambda d: d["tests"][2]["hosts"][1]["commands"][0].update(status="ok"), "'timeout'"),
-        (lambda d: d["tests"][2]["hosts"][1]["commands"][0].update(duration_s=30.0),
-         "about 1 s"),
+        (lambda d: d["tests"][2]["hosts"][1]["commands"][0].update(duration_s=30.0), "about 1 s"),
     ],
 )
 def test_smoke_rejects_a_bad_results_document(change, complaint):
@@ -420,16 +500,27 @@ def _demo(status="passed"):
     def host(n):
         return _host(16200 + n, _command(stdout=f"agent {n} started at 1.5 on box\n"))
 
-    return {"format": "netjobs-results/1", "passed": status == "passed",
-            "tests": [{"label": label, "status": status, "start_spread_ms": 0.5,
-                       "start_spread_uncertainty_ms": 0.1, "hosts": [host(1), host(2), host(3)]}
-                      for label in smoke.DEMO_TESTS]}
+    return {
+        "format": "netjobs-results/1",
+        "passed": status == "passed",
+        "tests": [
+            {
+                "label": label,
+                "status": status,
+                "start_spread_ms": 0.5,
+                "start_spread_uncertainty_ms": 0.1,
+                "hosts": [host(1), host(2), host(3)],
+            }
+            for label in smoke.DEMO_TESTS
+        ],
+    }
 
 
 def test_smoke_demo_checks():
     assert smoke.check_demo_results(_demo(), windows=False) == []
-    assert any("expected 'passed'" in p
-               for p in smoke.check_demo_results(_demo("failed"), windows=False))
+    assert any(
+        "expected 'passed'" in p for p in smoke.check_demo_results(_demo("failed"), windows=False)
+    )
     # Windows runs the demo's POSIX commands through cmd.exe: only reaching agents counts.
     assert smoke.check_demo_results(_demo("failed"), windows=True) == []
     unreached = _demo()
@@ -486,10 +577,19 @@ def test_systemd_unit():
 def test_windows_setup_script():
     script = (REPO / "resources" / "windows" / "install-agent.ps1").read_text(encoding="utf-8")
     assert script.startswith("#Requires -RunAsAdministrator")
-    for needle in ("New-NetFirewallRule", "-Direction Inbound", "-Protocol TCP",
-                   "-LocalPort $Port", "[int] $Port = 16192", "Register-ScheduledTask",
-                   "New-ScheduledTaskTrigger -AtStartup", "New-ScheduledTaskTrigger -AtLogOn",
-                   "--token-file", "-Priority 5", "Unregister-ScheduledTask"):
+    for needle in (
+        "New-NetFirewallRule",
+        "-Direction Inbound",
+        "-Protocol TCP",
+        "-LocalPort $Port",
+        "[int] $Port = 16192",
+        "Register-ScheduledTask",
+        "New-ScheduledTaskTrigger -AtStartup",
+        "New-ScheduledTaskTrigger -AtLogOn",
+        "--token-file",
+        "-Priority 5",
+        "Unregister-ScheduledTask",
+    ):
         assert needle in script, needle
     # Balanced braces and parentheses: a cheap guard against a broken edit.
     for open_, close in ("{}", "()"):
@@ -499,20 +599,30 @@ def test_windows_setup_script():
 
 def test_workflow_builds_tests_and_uploads_on_both_systems():
     text = (REPO / ".github" / "workflows" / "build.yml").read_text(encoding="utf-8")
-    for needle in ("ubuntu-22.04", "windows-latest", "actions/checkout@v4",
-                   "actions/setup-python@v5", 'python-version: "3.11"',
-                   "actions/upload-artifact@v4", "python dev.py test",
-                   "python build_scripts/build.py --print-debs", "python build_scripts/build.py\n",
-                   "python build_scripts/smoke.py", "if-no-files-found: error"):
+    for needle in (
+        "ubuntu-22.04",
+        "windows-latest",
+        "actions/checkout@v4",
+        "actions/setup-python@v5",
+        'python-version: "3.11"',
+        "actions/upload-artifact@v4",
+        "python dev.py test",
+        "python build_scripts/build.py --print-debs",
+        "python build_scripts/build.py\n",
+        "python build_scripts/smoke.py",
+        "if-no-files-found: error",
+    ):
         assert needle in text, needle
     assert "\t" not in text  # YAML forbids tabs for indentation
     # The suite, then the build, then the smoke test of what was built.
-    assert (text.index("python dev.py test") < text.index("python build_scripts/build.py\n")
-            < text.index("python build_scripts/smoke.py"))
+    assert (
+        text.index("python dev.py test")
+        < text.index("python build_scripts/build.py\n")
+        < text.index("python build_scripts/smoke.py")
+    )
 
 
 def test_docs_page_exists():
     text = (REPO / "docs" / "executables.md").read_text(encoding="utf-8")
-    for needle in ("chmod +x", "netjobs-agent.service", "install-agent.ps1", "16192",
-                   "not run"):
+    for needle in ("chmod +x", "netjobs-agent.service", "install-agent.ps1", "16192", "not run"):
         assert needle in text, needle
