@@ -18,6 +18,10 @@ def _ms(value: float | None, signed: bool = False, digits: int = 3) -> str:
     return f"{value:+.{digits}f} ms" if signed else f"{value:.{digits}f} ms"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _command_line(command: CommandResult) -> str:
     status = command.status.value.upper()
     if command.exit_code is not None:
@@ -60,7 +64,8 @@ def format_test(test: TestResult) -> str:
         lines.append(
             f"  start spread {_ms(test.start_spread_ms)} +/- "
             f"{_ms(test.start_spread_uncertainty_ms)} ({test.start_mode.value} start, "
-            f"{sum(len(h.commands) for h in test.hosts)} commands on {len(test.hosts)} hosts)"
+            f"{_count(sum(len(h.commands) for h in test.hosts), 'command')} on "
+            f"{_count(len(test.hosts), 'host')})"
         )
     for host in test.hosts:
         lines.append(_host_line(test, host))
@@ -72,18 +77,13 @@ def format_test(test: TestResult) -> str:
 
 
 class LiveTable:
-    """-v on a terminal: one row per host, redrawn as events arrive."""
+    """-v on a terminal: one row per host, redrawn while a test runs, then erased
+    so that the test's report prints in its place."""
 
     def __init__(self) -> None:
         self._test: TestResult | None = None
-        # Rendered at the refresh rate, not per event: output chunks come fast.
-        self._live = Live(
-            get_renderable=self._render,
-            console=Console(file=sys.stderr),
-            refresh_per_second=8,
-            transient=True,
-        )
-        self._live.start()
+        self._console = Console(file=sys.stderr)
+        self._live: Live | None = None
 
     def _render(self) -> Table:
         test = self._test
@@ -107,13 +107,28 @@ class LiveTable:
 
     def observe(self, event: Event) -> None:
         if isinstance(event, TestStarted):
+            self.finish_test()
             self._test = event.test
+            # A fresh Live per test: a restarted one would redraw over the lines
+            # printed since. Rendered at the refresh rate, not per event.
+            self._live = Live(
+                get_renderable=self._render,
+                console=self._console,
+                refresh_per_second=8,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
 
     def finish_test(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
         self._test = None
 
     def close(self) -> None:
-        self._live.stop()
+        self.finish_test()
 
 
 def live_table() -> LiveTable:
