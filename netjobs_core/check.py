@@ -32,13 +32,16 @@ class HostCheck:
         return self.authenticated and not self.error
 
 
-async def check_host(host: str, port: int, token: Token, timeout: float = 5.0) -> HostCheck:
+async def check_host(
+    host: str, port: int, token: Token, timeout: float = 5.0, clock_turn: asyncio.Lock | None = None
+) -> HostCheck:
     check = HostCheck(format_target(host, port), host, port)
     link = AgentLink(host, port, token.secret)
     try:
         await link.connect(timeout)
         check.authenticated = True
-        estimate = await link.measure_clock(timeout=timeout)
+        async with clock_turn or asyncio.Lock():
+            estimate = await link.measure_clock(timeout=timeout)
         check.rtt_ms = estimate.rtt_ns / 1e6
         check.clock_offset_ms = estimate.offset_ns / 1e6
         check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
@@ -60,8 +63,10 @@ async def check_host(host: str, port: int, token: Token, timeout: float = 5.0) -
 async def check_hosts(
     addresses: Sequence[tuple[str, int]], token: Token, timeout: float = 5.0
 ) -> list[HostCheck]:
+    clock_turn = asyncio.Lock()  # connect in parallel, measure clocks one at a time
     async with asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(check_host(host, port, token, timeout)) for host, port in addresses
+            group.create_task(check_host(host, port, token, timeout, clock_turn))
+            for host, port in addresses
         ]
     return [task.result() for task in tasks]

@@ -8,6 +8,7 @@ import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,14 @@ def start_agent(
     extra_args: tuple[str, ...] = (),
     log: str | os.PathLike[str] | None = None,
     timeout: float = 15.0,
+    launcher: Sequence[str] = (),
 ) -> LocalAgent:
-    """Launch an agent and wait until it listens; its log goes to `log` (or nowhere)."""
+    """Launch an agent and wait until it listens; its log goes to `log` (or nowhere).
+
+    `launcher` goes in front of the command, e.g. `ip netns exec NS` to run the
+    agent on a test host of its own (it must exec the agent, not fork it)."""
     argv = [
+        *launcher,
         *agent_command(),
         "--bind",
         bind,
