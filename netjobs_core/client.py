@@ -15,6 +15,11 @@ READ_SIZE = 256 * 1024
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
 
+_HANDSHAKE_CLOSED = (
+    "the peer closed the connection during the handshake (not a NetJobs 3 agent, or it rejected us)"
+)
+
+
 class AgentError(Exception):
     """A host-level failure, worded for the user (the runner adds the host name)."""
 
@@ -124,14 +129,13 @@ class AgentLink:
         try:
             data = await self._reader.read(READ_SIZE)
         except OSError as exc:
+            if during_handshake:
+                raise AgentError(_HANDSHAKE_CLOSED) from None
             raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from None
         self.received_ns = now_ns()
         if not data:
             if during_handshake:
-                raise AgentError(
-                    "the peer closed the connection during the handshake "
-                    "(not a NetJobs 3 agent, or it rejected us)"
-                )
+                raise AgentError(_HANDSHAKE_CLOSED)
             raise ConnectionLost("connection lost: the agent closed it")
         self._pending.extend(self._conn.receive_data(data))
         self._flush()

@@ -1,0 +1,68 @@
+"""Peers that are not NetJobs 3 agents: clear errors naming the host, never a hang."""
+
+import asyncio
+import secrets
+
+import pytest
+
+from netjobs_core.check import check_hosts
+from netjobs_core.protocol import MAGIC
+from netjobs_core.tokens import Token
+
+pytestmark = pytest.mark.timeout(30)
+TOKEN = Token(secrets.token_urlsafe(32).encode(), "test")
+
+
+async def serve(handler):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def http_server(reader, writer):
+    await reader.read(100)
+    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def echo_server(reader, writer):  # what a NetJobs 2.x agent does with a greeting
+    while data := await reader.read(4096):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+async def silent_server(reader, writer):
+    await reader.read()  # never answers, never closes
+
+
+async def closing_server(reader, writer):
+    writer.close()
+
+
+async def future_agent(reader, writer):
+    # A NetJobs agent of a later protocol version answers in its own version.
+    await reader.read(100)
+    writer.write(MAGIC + bytes([99, 0]) + bytes(8))
+    await writer.drain()
+    writer.close()
+
+
+@pytest.mark.parametrize(
+    ("handler", "expected"),
+    [
+        (http_server, "not a NetJobs agent or controller (it sent 'HTTP/1.1 400 Bad Request"),
+        (echo_server, "original NetJobs 2.x agent"),
+        (silent_server, "no answer to the NetJobs greeting within 1 s"),
+        (closing_server, "closed the connection during the handshake"),
+        (future_agent, "peer speaks NetJobs protocol 99"),
+    ],
+)
+async def test_foreign_peer_is_named_and_explained(handler, expected):
+    server, port = await serve(handler)
+    async with server:
+        async with asyncio.timeout(10):
+            [check] = await check_hosts([("127.0.0.1", port)], TOKEN, timeout=1.0)
+    assert check.reachable and not check.authenticated
+    assert check.target == f"127.0.0.1:{port}"
+    assert expected in check.error
