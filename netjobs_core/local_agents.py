@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import selectors
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-_LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
+_LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s\[\]]+):(\d+)\s*$")
 
 
 class AgentStartError(Exception):
@@ -27,21 +29,71 @@ def agent_command() -> list[str]:
     return [sys.executable, "-m", "agent"]
 
 
+def agent_argv(
+    token_file: str | os.PathLike[str] | None,
+    *extra_args: str,
+    port: int = 0,
+    bind: str | None = "127.0.0.1",
+) -> list[str]:
+    """The agent's command line; no token file: its default one, no bind: all addresses."""
+    argv = [*agent_command(), "--port", str(port)]
+    if bind is not None:
+        argv += ["--bind", bind]
+    if token_file is not None:
+        argv += ["--token-file", os.fspath(token_file)]
+    return argv + list(extra_args)
+
+
 @dataclass
 class LocalAgent:
-    process: subprocess.Popen[bytes]
-    host: str
-    port: int
+    """A started agent; its stdout goes to `stdout_path`, its stderr to `log_path`."""
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the agent to stop (it kills its jobs), then make sure it is gone."""
+    process: subprocess.Popen[bytes]
+    stdout_path: Path
+    log_path: Path | None = None
+    host: str = ""
+    port: int = 0
+    listening: list[tuple[str, int]] = field(default_factory=list)  # every socket
+    temporary_stdout: bool = False  # stdout_path is ours: removed by kill()
+
+    def stdout_text(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def wait_listening(self, timeout: float) -> None:
+        """Wait for its `listening on` lines; AgentStartError if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.stdout_text().splitlines()
+            matches = [m for m in map(_LISTENING.search, lines) if m]
+            # The token line follows the listening lines: then all sockets are known.
+            if matches and any(line.startswith("token: ") for line in lines):
+                self.listening = [(m.group(1).strip("[]"), int(m.group(2))) for m in matches]
+                self.host, self.port = self.listening[0]
+                return
+            if self.process.poll() is not None:
+                why = f"exited with status {self.process.returncode}"
+            elif time.monotonic() > deadline:
+                why = f"did not listen within {timeout:g} s"
+            else:
+                time.sleep(0.01)
+                continue
+            printed = (self.stdout_text() + self.log_text()).strip()
+            raise AgentStartError(
+                f"agent on {self.host}:{self.port} {why}" + (f": {printed}" if printed else "")
+            )
+
+    def stop(self, timeout: float = 5.0, sig: int | None = None) -> int:
+        """Ask the agent to stop (SIGTERM: it kills its jobs), kill it if it has not
+        within TIMEOUT (on Windows right away); returns its exit status."""
         if self.process.poll() is None and sys.platform != "win32":
-            self.process.terminate()
-            try:
+            self.process.send_signal(signal.SIGTERM if sig is None else sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
         self.kill()
+        return self.process.returncode
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -55,69 +107,48 @@ class LocalAgent:
                 )
             self.process.kill()
         self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        if self.temporary_stdout:
+            with contextlib.suppress(OSError):
+                self.stdout_path.unlink(missing_ok=True)
 
 
 def start_agent(
-    token_file: str | os.PathLike[str],
+    token_file: str | os.PathLike[str] | None,
+    *extra_args: str,
     port: int = 0,
-    bind: str = "127.0.0.1",
-    extra_args: tuple[str, ...] = (),
+    bind: str | None = "127.0.0.1",
+    launcher: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    stdout: str | os.PathLike[str] | None = None,
     log: str | os.PathLike[str] | None = None,
     timeout: float = 15.0,
-    launcher: Sequence[str] = (),
 ) -> LocalAgent:
-    """Launch an agent and wait until it listens; its log goes to `log` (or nowhere).
+    """Launch an agent and wait until it listens (and has printed its token line).
 
-    `launcher` goes in front of the command, e.g. `ip netns exec NS` to run the
-    agent on a test host of its own (it must exec the agent, not fork it)."""
-    argv = [
-        *launcher,
-        *agent_command(),
-        "--bind",
-        bind,
-        "--port",
-        str(port),
-        "--token-file",
-        os.fspath(token_file),
-        *extra_args,
-    ]
-    stderr = open(log, "ab") if log is not None else subprocess.DEVNULL
+    Its stdout goes to the file `stdout` (or a temporary one), its stderr is appended
+    to `log` (or dropped). `launcher` goes in front of the command, e.g. `ip netns
+    exec NS` to run the agent on a test host of its own (it must exec the agent, not
+    fork it). On failure the agent is killed and AgentStartError says what it printed."""
+    argv = [*launcher, *agent_argv(token_file, *extra_args, port=port, bind=bind)]
+    temporary = stdout is None
+    if stdout is None:
+        fd, stdout = tempfile.mkstemp(prefix="netjobs-agent-", suffix=".out")
+        os.close(fd)
     try:
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr
-        )
-    except OSError as exc:
-        raise AgentStartError(f"cannot start the agent ({' '.join(argv)}): {exc}") from None
-    finally:
-        if log is not None:
-            stderr.close()
-    assert process.stdout is not None
-    agent = LocalAgent(process, bind, port)
-    seen = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while True:
-            match = _LISTENING.search(seen.decode("utf-8", "replace"))
-            if match:
-                agent.host = match.group(1).strip("[]")
-                agent.port = int(match.group(2))
-                return agent
-            remaining = deadline - time.monotonic()
-            chunk = (
-                os.read(process.stdout.fileno(), 4096)
-                if remaining > 0 and selector.select(remaining)
-                else None
+        with open(stdout, "wb") as out, open(log or os.devnull, "ab") as err:
+            process = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd
             )
-            if not chunk:
-                agent.kill()
-                why = "exited" if chunk == b"" else f"did not listen within {timeout:g} s"
-                detail = seen.decode("utf-8", "replace").strip()
-                raise AgentStartError(
-                    f"agent on {bind}:{port} {why}"
-                    + (f": {detail}" if detail else "")
-                    + (f" (its log: {log})" if log else "")
-                )
-            seen += chunk
+    except OSError as exc:
+        if temporary:
+            os.unlink(stdout)
+        raise AgentStartError(f"cannot start the agent ({' '.join(argv)}): {exc}") from None
+    log_path = Path(log) if log else None
+    agent = LocalAgent(process, Path(stdout), log_path, bind or "*", port, [], temporary)
+    try:
+        agent.wait_listening(timeout)
+    except BaseException:
+        agent.kill()
+        raise
+    return agent

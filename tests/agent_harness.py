@@ -1,8 +1,8 @@
 """Real agent processes for tests, and a small async client that speaks to them.
 
-`start_agent()` runs `python -m agent` on loopback with port 0 and parses the
-`listening on HOST:PORT` line; the returned `AgentProcess` is a context manager
-that always kills the process. `AgentClient` is a test-side controller built on
+`start_agent()` runs `python -m agent` on loopback with port 0 through
+`netjobs_core.local_agents`, its output in files; the returned `AgentProcess` is a
+context manager that always kills the process. `AgentClient` is a test-side controller built on
 `protocol.Connection`, with a timeout on every wait. Reused by the controller's
 integration tests.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -24,42 +23,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netjobs_core import protocol, tokens
+from netjobs_core import local_agents, protocol, tokens
+from netjobs_core.local_agents import LocalAgent
 from netjobs_core.protocol import Message, Role, State
 
 REPO = Path(__file__).resolve().parents[1]
-LISTEN_RE = re.compile(r"listening on (\[[^\]]+\]|[^\s\[\]]+):(\d+)\s*$")
+agent_command = local_agents.agent_argv  # (token_file, *extra_args, port=0, bind=...)
 
 
-class AgentStartError(RuntimeError):
-    pass
+class AgentProcess(LocalAgent):
+    """A running agent; stdout and stderr go to files in `workdir` (removed by close())."""
 
-
-class AgentProcess:
-    """A running agent; stdout and stderr go to files (`stdout_text()`, `log_text()`)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], workdir: Path) -> None:
-        self.proc = proc
+    def __init__(self, agent: LocalAgent, workdir: Path) -> None:
+        super().__init__(**vars(agent))
         self.workdir = workdir
-        self.stdout_path = workdir / "stdout.txt"
-        self.stderr_path = workdir / "stderr.txt"
-        self.host = ""
-        self.port = 0
-        self.listening: list[tuple[str, int]] = []
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.process
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.process.pid
 
     @property
     def address(self) -> tuple[str, int]:
         return self.host, self.port
-
-    def stdout_text(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def log_text(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
 
     def wait_log(self, text: str, timeout: float = 10.0) -> str:
         """Wait until TEXT shows up in the agent's log; returns the log."""
@@ -79,50 +68,13 @@ class AgentProcess:
                     return log
                 await asyncio.sleep(0.02)
 
-    def wait_listening(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.stdout_text().splitlines()
-            self.listening = [
-                (m.group(1).strip("[]"), int(m.group(2)))
-                for m in (LISTEN_RE.search(line) for line in lines)
-                if m
-            ]
-            # The token line follows the listening lines: all sockets are known.
-            if self.listening and any(line.startswith("token: ") for line in lines):
-                self.host, self.port = self.listening[0]
-                return
-            if self.proc.poll() is not None:
-                raise AgentStartError(
-                    f"agent exited with {self.proc.returncode} before listening:\n"
-                    f"{self.stdout_text()}{self.log_text()}"
-                )
-            if time.monotonic() > deadline:
-                raise AgentStartError(f"agent not listening after {timeout} s:\n{self.log_text()}")
-            time.sleep(0.01)
-
     def send_stop(self, sig: int | None = None) -> None:
-        """Ctrl-C / SIGTERM equivalent (Ctrl-Break on Windows)."""
-        if sys.platform == "win32":
-            self.proc.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
-        else:
-            self.proc.send_signal(signal.SIGTERM if sig is None else sig)
+        """Ctrl-C / SIGTERM equivalent."""
+        self.process.send_signal(signal.SIGTERM if sig is None else sig)
 
     def stop(self, timeout: float = 20.0, sig: int | None = None) -> int:
         """Ask the agent to stop; kill it if it does not within TIMEOUT. Returns its status."""
-        if self.proc.poll() is None:
-            self.send_stop(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(10)
+        return super().stop(timeout, sig)
 
     def close(self) -> None:
         self.kill()
@@ -133,20 +85,6 @@ class AgentProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def agent_command(
-    token_file: str | os.PathLike[str] | None,
-    *extra_args: str,
-    port: int = 0,
-    bind: str | None = "127.0.0.1",
-) -> list[str]:
-    argv = [sys.executable, "-m", "agent", "--port", str(port)]
-    if bind is not None:
-        argv += ["--bind", bind]
-    if token_file is not None:
-        argv += ["--token-file", os.fspath(token_file)]
-    return argv + list(extra_args)
 
 
 def agent_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -167,26 +105,22 @@ def start_agent(
 ) -> AgentProcess:
     """Start `python -m agent` and wait until it listens; the result always kills it."""
     workdir = Path(tempfile.mkdtemp(prefix="netjobs-agent-"))
-    kwargs: dict[str, Any] = {}
-    if sys.platform == "win32":
-        kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
-    with (workdir / "stdout.txt").open("wb") as out, (workdir / "stderr.txt").open("wb") as err:
-        proc = subprocess.Popen(
-            agent_command(token_file, *extra_args, port=port, bind=bind),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=agent_env(env),
-            cwd=cwd if cwd is not None else REPO,
-            **kwargs,
-        )
-    agent = AgentProcess(proc, workdir)
     try:
-        agent.wait_listening(timeout)
+        agent = local_agents.start_agent(
+            token_file,
+            *extra_args,
+            port=port,
+            bind=bind,
+            env=agent_env(env),
+            cwd=REPO if cwd is None else cwd,
+            stdout=workdir / "stdout.txt",
+            log=workdir / "stderr.txt",
+            timeout=timeout,
+        )
     except BaseException:
-        agent.close()
+        shutil.rmtree(workdir, ignore_errors=True)
         raise
-    return agent
+    return AgentProcess(agent, workdir)
 
 
 # -- processes ------------------------------------------------------------------
