@@ -16,6 +16,7 @@ ENTRY_DIR = BUILD_SCRIPTS / "entry"
 RTHOOK_DIR = BUILD_SCRIPTS / "rthooks"
 GUI_SPEC = BUILD_SCRIPTS / "netjobs-gui.spec"
 DEMO_CFG = Path("resources") / "examples" / "demo.cfg"
+DEMO_CFG_WINDOWS = DEMO_CFG.with_name("demo-windows.cfg")
 
 MB = 1_000_000
 
@@ -327,7 +328,9 @@ TARGETS: dict[str, Target] = {
         forbidden=CLI_FORBIDDEN,
         # rich's Syntax/Traceback (pygments) and Markdown (markdown_it): never used, ~2 MB.
         excludes=("pygments", "markdown_it"),
-        datas=((DEMO_CFG.as_posix(), DEMO_CFG.parent.as_posix()),),
+        datas=tuple(
+            (cfg.as_posix(), cfg.parent.as_posix()) for cfg in (DEMO_CFG, DEMO_CFG_WINDOWS)
+        ),
     ),
     "gui": Target(
         key="gui",

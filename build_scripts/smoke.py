@@ -390,8 +390,8 @@ def check_run_results(
 
 
 def check_demo_results(doc: object, windows: bool = WINDOWS) -> list[str]:
-    """Problems with the JSON of `netjobs demo` (its commands are POSIX shell: on Windows
-    only check that every agent was reached and the document is complete)."""
+    """Problems with the JSON of `netjobs demo` (on Windows it runs demo-windows.cfg,
+    whose outputs differ: there only the statuses and the spread are checked)."""
     problems: list[str] = []
     tests = _tests_by_label(doc, problems)
     if problems:
@@ -408,8 +408,6 @@ def check_demo_results(doc: object, windows: bool = WINDOWS) -> list[str]:
                     f"demo test {label!r}, host {host.get('target')!r}: agent not "
                     f"reached ({host.get('error')!r})"
                 )
-        if windows:
-            continue
         if test.get("status") != "passed":
             problems.append(
                 f"demo test {label!r} is {test.get('status')!r} "

@@ -20,7 +20,9 @@ from netjobs_core.tokens import Token
 def demo_config() -> Path:
     bundle = getattr(sys, "_MEIPASS", None)  # inside a one-file executable
     base = Path(bundle) if bundle else Path(__file__).resolve().parent.parent
-    return base / "resources" / "examples" / "demo.cfg"
+    # Local agents run commands with the local shell: cmd.exe on Windows.
+    name = "demo-windows.cfg" if sys.platform == "win32" else "demo.cfg"
+    return base / "resources" / "examples" / name
 
 
 def main_demo(argv: Sequence[str]) -> int:

@@ -271,11 +271,13 @@ def test_no_strip_on_windows(tmp_path):
 def test_cli_bundles_the_demo_config(tmp_path):
     args = build.pyinstaller_args(fs.TARGETS["cli"], "linux", REPO, tmp_path, tmp_path)
     assert _args_after(args, "--name") == ["netjobs"]
-    (data,) = _args_after(args, "--add-data")
-    source, dest = data.rsplit(":", 1)  # ':' on every platform since PyInstaller 6
-    assert Path(source) == REPO / "resources" / "examples" / "demo.cfg"
-    assert Path(source).is_file()
-    assert dest == "resources/examples"  # where netjobs_core.demo looks under _MEIPASS
+    datas = [data.rsplit(":", 1) for data in _args_after(args, "--add-data")]
+    # ':' separates source and destination on every platform since PyInstaller 6.
+    assert [Path(source).name for source, _ in datas] == ["demo.cfg", "demo-windows.cfg"]
+    for source, dest in datas:
+        assert Path(source).parent == REPO / "resources" / "examples"
+        assert Path(source).is_file()
+        assert dest == "resources/examples"  # where netjobs_core.demo looks under _MEIPASS
     excluded = set(_args_after(args, "--exclude-module"))
     assert "PySide6" in excluded and "rich" not in excluded
 
@@ -521,8 +523,10 @@ def test_smoke_demo_checks():
     assert any(
         "expected 'passed'" in p for p in smoke.check_demo_results(_demo("failed"), windows=False)
     )
-    # Windows runs the demo's POSIX commands through cmd.exe: only reaching agents counts.
-    assert smoke.check_demo_results(_demo("failed"), windows=True) == []
+    # Windows runs demo-windows.cfg: a failed test is a failure there too.
+    assert any(
+        "expected 'passed'" in p for p in smoke.check_demo_results(_demo("failed"), windows=True)
+    )
     unreached = _demo()
     unreached["tests"][0]["hosts"][0]["agent_version"] = ""
     assert any("not reached" in p for p in smoke.check_demo_results(unreached, windows=True))
@@ -545,9 +549,10 @@ def test_demo_config_is_bundled_where_the_demo_looks():
 
     assert demo.demo_config() == REPO / fs.DEMO_CFG
     assert smoke.DEMO_PORTS == (16201, 16202, 16203)
-    text = (REPO / fs.DEMO_CFG).read_text(encoding="utf-8")
-    for label in smoke.DEMO_TESTS:
-        assert re.search(rf"^{re.escape(label)}:", text, re.MULTILINE), label
+    for cfg in (fs.DEMO_CFG, fs.DEMO_CFG_WINDOWS):
+        text = (REPO / cfg).read_text(encoding="utf-8")
+        for label in smoke.DEMO_TESTS:
+            assert re.search(rf"^{re.escape(label)}:", text, re.MULTILINE), label
 
 
 def test_smoke_options():

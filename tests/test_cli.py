@@ -235,3 +235,18 @@ def test_demo_runs_for_real():
     assert "test 'start-together': PASSED" in result.stdout
     assert "start spread" in result.stdout
     assert "agents stopped" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "labels"), [([], ["a", "b", "c"]), (["--stop-on-failure"], ["a", "b"])]
+)
+def test_tests_run_in_file_order_and_stop_on_failure(tmp_path, agents, token_file, flags, labels):
+    cfg = write_config(
+        tmp_path, agents, 'a:\n{a0}: "true"\nend\nb:\n{a0}: "false"\nend\nc:\n{a1}: "true"\nend\n'
+    )
+    out = tmp_path / "r.json"
+    result = netjobs(*flags, "--json", out, "--token-file", token_file, cfg)
+    assert result.returncode == 1
+    tests = json.loads(out.read_text())["tests"]
+    assert [t["label"] for t in tests] == labels
+    assert [t["status"] for t in tests] == ["passed", "failed", "passed"][: len(labels)]
