@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
-# What Qt needs to run offscreen on Debian/Ubuntu (see docs/development.md).
+# What Qt needs to run at all (offscreen too) on Debian/Ubuntu; build_scripts/build.py adds
+# the xcb libraries a real window needs.
 QT_DEBS = [
     "libegl1",
     "libgl1",

@@ -29,6 +29,7 @@ import venv
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from freeze_settings import (
     MB,
@@ -39,6 +40,8 @@ from freeze_settings import (
     exe_name,
     use_strip,
 )
+
+from dev import QT_DEBS  # what Qt needs to start at all (offscreen too), one list
 
 DIST = ROOT / "dist"
 WORK = ROOT / "build" / "pyinstaller"
@@ -68,19 +71,9 @@ XCB_PACKAGES = {
     "libX11.so.6": "libx11-6",
     "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
 }
-# What Qt needs to start at all (offscreen too), as dev.py installs for the tests.
-QT_BASE_DEBS = (
-    "libegl1",
-    "libgl1",
-    "libxkbcommon0",
-    "libfontconfig1",
-    "libdbus-1-3",
-    "libglib2.0-0",
-    "fonts-dejavu-core",
-)
 # Everything a Debian 12 / Ubuntu 22.04 build machine installs before the GUI build
 # (`python3 build_scripts/build.py --print-debs`).
-GUI_BUILD_DEBS = tuple(sorted({*QT_BASE_DEBS, *XCB_PACKAGES.values()}))
+GUI_BUILD_DEBS = tuple(sorted({*QT_DEBS, *XCB_PACKAGES.values()}))
 
 
 class BuildError(Exception):

@@ -192,6 +192,33 @@ def _color(word: str) -> QColor | None:
 # --------------------------------------------------------------------------- hosts
 
 
+class ColumnsModel(QAbstractTableModel):
+    """A flat table with named COLUMNS; subclasses say how many rows and what cells hold."""
+
+    COLUMNS: tuple[str, ...] = ()
+
+    def row_count(self) -> int:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Every cell may have changed (cheap: the view repaints only what it shows)."""
+        if self.row_count():
+            self.dataChanged.emit(
+                self.index(0, 0), self.index(self.row_count() - 1, len(self.COLUMNS) - 1)
+            )
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else self.row_count()
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
+            return self.COLUMNS[section]
+        return None
+
+
 @dataclass
 class HostRow:
     host: str
@@ -216,7 +243,7 @@ def _yes_no(value: bool | None) -> str:
     return "✔ yes" if value else "✘ no"
 
 
-class HostsModel(QAbstractTableModel):
+class HostsModel(ColumnsModel):
     COLUMNS = (
         "Host",
         "Source",
@@ -261,7 +288,7 @@ class HostsModel(QAbstractTableModel):
         for row in self.rows:
             if row.address in wanted:
                 row.checking = True
-        self._all_changed()
+        self.refresh()
 
     def set_checks(self, checks: Sequence[HostCheck]) -> None:
         by_address = {(check.host, check.port): check for check in checks}
@@ -270,12 +297,12 @@ class HostsModel(QAbstractTableModel):
             if check is not None:
                 row.check = check
                 row.checking = False
-        self._all_changed()
+        self.refresh()
 
     def clear_checking(self) -> None:
         for row in self.rows:
             row.checking = False
-        self._all_changed()
+        self.refresh()
 
     def summary(self) -> str:
         checked = [row.check for row in self.rows if row.check is not None]
@@ -294,23 +321,9 @@ class HostsModel(QAbstractTableModel):
             text += ": " + ", ".join(parts)
         return text
 
-    def _all_changed(self) -> None:
-        if self.rows:
-            self.dataChanged.emit(
-                self.index(0, 0), self.index(len(self.rows) - 1, len(self.COLUMNS) - 1)
-            )
-
     # ---- Qt
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.rows)
 
     def cell(self, row: int, column: int) -> str:
         item = self.rows[row]
@@ -374,7 +387,7 @@ class HostsModel(QAbstractTableModel):
 # --------------------------------------------------------------------------- tests of a plan
 
 
-class TestsModel(QAbstractTableModel):
+class TestsModel(ColumnsModel):
     """The plan's tests (file order) with the state of their latest run."""
 
     __test__ = False
@@ -407,22 +420,8 @@ class TestsModel(QAbstractTableModel):
     def row_of(self, label: str) -> int:
         return self.labels.index(label)
 
-    def refresh(self) -> None:
-        if self.labels:
-            self.dataChanged.emit(
-                self.index(0, 0), self.index(len(self.labels) - 1, len(self.COLUMNS) - 1)
-            )
-
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.labels)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.labels)
 
     def cell(self, row: int, column: int) -> str:
         label = self.labels[row]
@@ -462,7 +461,7 @@ class TestsModel(QAbstractTableModel):
 # --------------------------------------------------------------------------- one test's commands
 
 
-class CommandsModel(QAbstractTableModel):
+class CommandsModel(ColumnsModel):
     """One row per host/command of a TestResult (live or finished)."""
 
     COLUMNS = ("Host", "Command", "State", "Start offset", "Elapsed", "Exit", "Message")
@@ -487,10 +486,8 @@ class CommandsModel(QAbstractTableModel):
         keys = self._keys()
         if keys != self.keys:
             self.set_test(self.test)
-        elif self.keys:
-            self.dataChanged.emit(
-                self.index(0, 0), self.index(len(self.keys) - 1, len(self.COLUMNS) - 1)
-            )
+        else:
+            super().refresh()
 
     def item(self, row: int) -> tuple[HostResult, int]:
         assert self.test is not None
@@ -501,16 +498,8 @@ class CommandsModel(QAbstractTableModel):
         assert self.test is not None
         return self.keys.index((self.test.hosts.index(host), index))
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.keys)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.keys)
 
     def cell(self, row: int, column: int, now: float | None = None) -> str:
         assert self.test is not None
@@ -560,7 +549,7 @@ class SessionEntry:
     saved: list[str] = field(default_factory=list)
 
 
-class ResultsModel(QAbstractTableModel):
+class ResultsModel(ColumnsModel):
     COLUMNS = ("From", "Config", "Test", "Status", "Hosts", "Start spread", "Duration")
 
     def __init__(self, parent: Any = None) -> None:
@@ -579,22 +568,8 @@ class ResultsModel(QAbstractTableModel):
         self.endInsertRows()
         return list(range(first, first + len(new)))
 
-    def refresh(self) -> None:
-        if self.entries:
-            self.dataChanged.emit(
-                self.index(0, 0), self.index(len(self.entries) - 1, len(self.COLUMNS) - 1)
-            )
-
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.entries)
-
-    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
-        return None
+    def row_count(self) -> int:
+        return len(self.entries)
 
     def cell(self, row: int, column: int) -> str:
         entry = self.entries[row]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -23,7 +23,7 @@ from netjobs_core import logs
 from netjobs_core.results import RunResult
 from netjobs_gui.models import ResultsModel, SessionEntry
 from netjobs_gui.run_view import TestDetail
-from netjobs_gui.widgets import make_table
+from netjobs_gui.widgets import make_table, select_row
 
 
 def default_json_path(run: RunResult, directory: str) -> str:
@@ -112,11 +112,7 @@ class ResultsView(QWidget):
         self.model.refresh()
 
     def select_row(self, row: int) -> None:
-        self.table.selectionModel().setCurrentIndex(
-            self.model.index(row, 0),
-            QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows,
-        )
+        select_row(self.table, row)
 
     def _current_changed(self, current, _previous) -> None:  # type: ignore[no-untyped-def]
         entry = self.model.entries[current.row()] if current.isValid() else None

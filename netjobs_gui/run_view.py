@@ -36,7 +36,7 @@ from netjobs_gui.models import (
     test_progress,
 )
 from netjobs_gui.timeline import TimelineWidget
-from netjobs_gui.widgets import make_table, never_widen
+from netjobs_gui.widgets import make_table, never_widen, select_row
 
 MAX_OUTPUT_LINES = 2000  # lines kept in each output view
 TAIL_BYTES = 128 * 1024  # what an output view shows when it (re)opens a command
@@ -218,11 +218,7 @@ class TestDetail(QWidget):
             self.output.show_command(None, None)
 
     def select_row(self, row: int) -> None:
-        self.table.selectionModel().setCurrentIndex(
-            self.model.index(row, 0),
-            QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows,
-        )
+        select_row(self.table, row)
 
     def _current_changed(self, current, _previous) -> None:  # type: ignore[no-untyped-def]
         if current.isValid() and self.test is not None:
