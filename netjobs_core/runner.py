@@ -24,6 +24,7 @@ from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
     CommandOutput,
+    Event,
     HostChanged,
     Observer,
     TestFinished,
@@ -115,9 +116,9 @@ class _TestRun:
         self.common_start_ns: float | None = None
 
     # -- events ---------------------------------------------------------------
-    def emit(self, event: object) -> None:
+    def emit(self, event: Event) -> None:
         if self._observer is not None:
-            self._observer(event)  # type: ignore[arg-type]
+            self._observer(event)
 
     def host_changed(self, host: _Host) -> None:
         self.emit(HostChanged(self.result, host.result))
@@ -253,10 +254,11 @@ class _TestRun:
 
     # -- phase 3: collect -------------------------------------------------------
     def backstop(self, host: _Host) -> float | None:
-        timeouts = [spec.timeout for spec in host.specs]
-        if any(t is None for t in timeouts):
+        """When the agent must have reported, whatever happened; None: no limit."""
+        timeouts = [spec.timeout for spec in host.specs if spec.timeout is not None]
+        if len(timeouts) < len(host.specs):
             return None
-        return asyncio.get_running_loop().time() + max(timeouts, default=0) + BACKSTOP_S  # type: ignore[type-var]
+        return asyncio.get_running_loop().time() + max(timeouts, default=0.0) + BACKSTOP_S
 
     async def collect(self, host: _Host) -> None:
         assert host.link is not None and host.estimate is not None
