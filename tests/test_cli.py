@@ -117,6 +117,8 @@ def test_verbose_and_logs(tmp_path, agents, token_file, flags):
     assert "  | hello" in first and "  | oops" in first
     assert f"127.0.0.1:{agents[1].port}\texit 4\tFAILED (exit 4)" in first
     assert "start spread" in first
+    secret = token_file.read_text().strip()
+    assert all(secret not in text for text in (result.stdout, result.stderr, first))
 
 
 def test_json_document(tmp_path, agents, token_file):
@@ -135,6 +137,7 @@ def test_json_document(tmp_path, agents, token_file):
     assert command["stdout"] == "\\xffok" and command["stdout_base64"] == "/29r"
     assert command["started_at"] > 1.7e9 and command["duration_s"] >= 0
     assert command["exit_code"] == 0 and command["status"] == "ok"
+    assert token_file.read_text().strip() not in out.read_text() + result.stdout + result.stderr
 
 
 def test_no_token_is_a_clear_error(tmp_path):
