@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from netjobs_core.config import parse_config
-from netjobs_core.local_agents import start_agent
+from netjobs_core.local_agents import AgentStartError, start_agent
 from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
 from netjobs_core.runner import Runner, RunOptions, run_test
 from netjobs_core.tokens import Token
@@ -246,3 +246,18 @@ async def test_busy_agent_is_a_failed_host(agents, token):
     second = await run_test(plan_busy.tests[0], options(token))
     assert second.hosts[0].state is HostState.FAILED and "busy" in second.hosts[0].error
     assert (await first).status is TestStatus.PASSED
+
+
+async def test_ipv6_target_in_brackets(token):
+    try:
+        agent = start_agent(token[1], bind="::1")
+    except AgentStartError as exc:  # no IPv6 loopback on this machine
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    try:
+        plan = parse_config(f't:\n[::1]:{agent.port}: "echo six"\nend\n', "v6.cfg")
+        test = await run_test(plan.tests[0], options(token))
+        assert test.status is TestStatus.PASSED
+        assert test.hosts[0].target == f"[::1]:{agent.port}"
+        assert bytes(test.hosts[0].commands[0].stdout) == b"six\n"
+    finally:
+        agent.stop()
