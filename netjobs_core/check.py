@@ -40,8 +40,7 @@ async def check_host(
     try:
         await link.connect(timeout)
         check.authenticated = True
-        async with clock_turn or asyncio.Lock():
-            estimate = await link.measure_clock(timeout=timeout)
+        estimate = await link.measure_clock(timeout=timeout, turn=clock_turn)
         check.rtt_ms = estimate.rtt_ns / 1e6
         check.clock_offset_ms = estimate.offset_ns / 1e6
         check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
@@ -63,7 +62,7 @@ async def check_host(
 async def check_hosts(
     addresses: Sequence[tuple[str, int]], token: Token, timeout: float = 5.0
 ) -> list[HostCheck]:
-    clock_turn = asyncio.Lock()  # connect in parallel, measure clocks one at a time
+    clock_turn = asyncio.Lock()  # see AgentLink.measure_clock
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(check_host(host, port, token, timeout, clock_turn))

@@ -109,9 +109,7 @@ class _TestRun:
             self.hosts.append(_Host(host, specs))
         self.abort_reason = ""
         self.aborted = asyncio.Event()
-        # One host's clock at a time: pongs from other hosts, arriving at once,
-        # would delay our reading of this one's and bias its offset.
-        self.clock_turn = asyncio.Lock()
+        self.clock_turn = asyncio.Lock()  # see AgentLink.measure_clock
         self.anchor = 0.0
         self.common_start_ns: float | None = None
 
@@ -180,10 +178,9 @@ class _TestRun:
         try:
             await link.connect(options.connect_timeout)
             self.set_state(host, HostState.SYNCING)
-            async with self.clock_turn:
-                estimate = await link.measure_clock(
-                    SYNC_PINGS, timeout=max(5.0, options.connect_timeout)
-                )
+            estimate = await link.measure_clock(
+                SYNC_PINGS, timeout=max(5.0, options.connect_timeout), turn=self.clock_turn
+            )
             host.estimate = estimate
             host.result.rtt_ms = estimate.rtt_ns / 1e6
             host.result.clock_offset_ms = estimate.offset_ns / 1e6
