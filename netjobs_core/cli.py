@@ -14,9 +14,9 @@ from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.logs import ResultsFileError, write_json, write_test_log
-from netjobs_core.report import format_test, live_table
+from netjobs_core.report import format_test, live_table, plan_summary
 from netjobs_core.results import RunResult, StartMode
-from netjobs_core.runner import Runner, RunOptions, plan_summary
+from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.tokens import Token, TokenError, load_token
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

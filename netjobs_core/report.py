@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from netjobs_core.config import Plan
 from netjobs_core.events import Event, TestStarted
 from netjobs_core.results import CommandResult, HostResult, TestResult
 
@@ -133,3 +134,30 @@ class LiveTable:
 
 def live_table() -> LiveTable:
     return LiveTable()
+
+
+def plan_summary(plan: Plan) -> list[str]:
+    """What a run of this plan would do, for the dry run (-s)."""
+    lines = [f"{plan.path}: {_count(len(plan.tests), 'test')}"]
+    for spec in plan.tests:
+        hosts = _count(len(spec.addresses), "host")
+        need = "all" if spec.minhosts is None else str(spec.minhosts)
+        lines.append(
+            f"test {spec.label!r} (line {spec.line}): {_count(len(spec.commands), 'command')} "
+            f"on {hosts}, -minhosts {need} ({spec.required_hosts} must stay up), "
+            f"-generaltimeout {_duration(spec.general_timeout)}"
+        )
+        for command in spec.commands:
+            lines.append(
+                f"  {command.target}: {command.command!r}  timeout {_duration(command.timeout)}"
+                f"  (line {command.line})"
+            )
+        lines.append(
+            f"  would connect to {hosts}, measure their clocks, prepare every command, "
+            "start all at one scheduled instant"
+        )
+    return lines
+
+
+def _duration(seconds: float | None) -> str:
+    return "none" if seconds is None else f"{seconds:g}s"

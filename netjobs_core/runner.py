@@ -541,35 +541,3 @@ async def run_test(
     spec: TestSpec, options: RunOptions, observer: Observer | None = None
 ) -> TestResult:
     return await _TestRun(spec, options, observer).run()
-
-
-def plan_summary(plan: Plan) -> list[str]:
-    """What a run of this plan would do, for the dry run (-s)."""
-    lines = [f"{plan.path}: {len(plan.tests)} test{'s' if len(plan.tests) != 1 else ''}"]
-    for spec in plan.tests:
-        hosts = spec.addresses
-        need = "all" if spec.minhosts is None else str(spec.minhosts)
-        general = _duration(spec.general_timeout)
-        lines.append(
-            f"test {spec.label!r} (line {spec.line}): {len(spec.commands)} command"
-            f"{'s' if len(spec.commands) != 1 else ''} on {len(hosts)} host"
-            f"{'s' if len(hosts) != 1 else ''}, -minhosts {need} "
-            f"({spec.required_hosts} must stay up), "
-            f"-generaltimeout {general}"
-        )
-        for command in spec.commands:
-            lines.append(
-                f"  {command.target}: {command.command!r}  timeout {_duration(command.timeout)}"
-                f"  (line {command.line})"
-            )
-        lines.append(
-            f"  would connect to {len(hosts)} host{'s' if len(hosts) != 1 else ''}, measure their "
-            "clocks, prepare every command, start all at one scheduled instant"
-        )
-    return lines
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "none"
-    return f"{seconds:g}s"

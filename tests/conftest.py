@@ -15,6 +15,8 @@ if str(REPO) not in sys.path:  # run from anywhere, without installing the proje
 
 from agent_harness import AgentProcess, start_agent  # noqa: E402
 
+from netjobs_core.tokens import Token  # noqa: E402
+
 
 @pytest.fixture
 def token_file(tmp_path: Path) -> Path:
@@ -23,6 +25,15 @@ def token_file(tmp_path: Path) -> Path:
     path.write_text(secrets.token_urlsafe(32) + "\n")
     path.chmod(0o600)
     return path
+
+
+@pytest.fixture(scope="module")
+def token(tmp_path_factory: pytest.TempPathFactory) -> tuple[Token, Path]:
+    """One token for a module's agents and controller: (Token, its file)."""
+    secret = secrets.token_urlsafe(32)
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_text(secret)
+    return Token(secret.encode(), "test"), path
 
 
 @pytest.fixture

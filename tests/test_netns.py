@@ -6,7 +6,6 @@ test creates (10.231.N.0/24) and is removed afterwards.
 
 import asyncio
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from netjobs_core.events import HostChanged
 from netjobs_core.local_agents import LocalAgent, start_agent
 from netjobs_core.results import CommandStatus, HostState, TestStatus
 from netjobs_core.runner import Runner, RunOptions, run_test
-from netjobs_core.tokens import Token
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -60,14 +58,6 @@ def hosts(tmp_path_factory):
     for ns, outside in made:
         subprocess.run(["ip", "link", "del", outside], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
-@pytest.fixture(scope="module")
-def token(tmp_path_factory):
-    secret = secrets.token_urlsafe(32)
-    path = tmp_path_factory.mktemp("netns") / "token"
-    path.write_text(secret)
-    return Token(secret.encode(), "test"), path
 
 
 def agent_in(ns: str, address: str, token_path) -> LocalAgent:

@@ -19,14 +19,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture(scope="module")
-def token(tmp_path_factory):
-    secret = secrets.token_urlsafe(32)
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(secret)
-    return Token(secret.encode(), "test"), path
-
-
-@pytest.fixture(scope="module")
 def agents(token, tmp_path_factory):
     logs = tmp_path_factory.mktemp("logs")
     started = [start_agent(token[1], log=logs / f"agent{i}.log") for i in range(3)]
