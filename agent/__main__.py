@@ -9,8 +9,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from netjobs_core import __version__, tokens
-from netjobs_core.protocol import DEFAULT_PORT
+from netjobs_core import __version__
+from netjobs_core.wire import tokens
+from netjobs_core.wire.address import DEFAULT_PORT
 
 from . import server
 

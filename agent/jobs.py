@@ -25,7 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from netjobs_core.protocol import Message
+from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.protocol import Message
 
 from . import oskit
 
@@ -113,7 +114,7 @@ class Job:
 
     def _reap(self, proc: subprocess.Popen[bytes]) -> None:
         returncode = proc.wait()
-        ended_at = oskit.clock_ns()
+        ended_at = now_ns()
         with contextlib.suppress(RuntimeError):  # the loop is closed: the agent is gone
             self._loop.call_soon_threadsafe(self._on_exit, returncode, ended_at)
 
@@ -137,7 +138,7 @@ class Job:
         assert self.gate_fd is not None
         # Stamped before the write: the command cannot start earlier, whereas
         # after the write it may already have run on the other CPU.
-        self.released_at = oskit.clock_ns()
+        self.released_at = now_ns()
         # The gate may already be gone (a syntax error in the command exits
         # before reading): its exit status tells the story.
         with contextlib.suppress(OSError):
@@ -145,7 +146,7 @@ class Job:
 
     def spawn_released(self) -> None:
         """Where nothing can be gated (Windows): spawn at the release."""
-        self.released_at = oskit.clock_ns()
+        self.released_at = now_ns()
         self.spawn(gated=False)
 
     def close_gate(self) -> None:
@@ -217,7 +218,7 @@ class Job:
         assert self.released_at is not None
         remaining = None
         if timeout is not None:
-            remaining = max(0.0, (self.released_at - oskit.clock_ns()) / 1e9 + timeout)
+            remaining = max(0.0, (self.released_at - now_ns()) / 1e9 + timeout)
         kill_wait = asyncio.ensure_future(self._kill_requested.wait())
         try:
             await asyncio.wait(
@@ -392,7 +393,7 @@ class Run:
     async def _sleep_until_near(self, at: int | None) -> None:
         if at is None:
             return
-        delay = (at - oskit.clock_ns() - oskit.coarse_wake_margin_ns()) / 1e9
+        delay = (at - now_ns() - oskit.coarse_wake_margin_ns()) / 1e9
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -404,10 +405,10 @@ class Run:
         gc.disable()  # a collection here would land between the releases
         try:
             if at is not None:
-                fine = (at - oskit.clock_ns() - FINE_MARGIN_NS) / 1e9
+                fine = (at - now_ns() - FINE_MARGIN_NS) / 1e9
                 if fine > 0:
                     time.sleep(fine)
-                while oskit.clock_ns() < at:
+                while now_ns() < at:
                     pass
             for job in self.jobs:
                 if not self.gated:

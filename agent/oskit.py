@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,12 +44,6 @@ TASKKILL_TIMEOUT_S = 10.0
 # SO_REUSEADDR lets a restarted agent bind at once on POSIX; on Windows it
 # would let a second process bind the same port, so leave it off there.
 REUSE_ADDRESS = os.name == "posix"
-
-
-def clock_ns() -> int:
-    """The agent clock, in ns: system-wide monotonic (CLOCK_MONOTONIC on Linux,
-    QueryPerformanceCounter on Windows). The controller uses the same function."""
-    return time.perf_counter_ns()
 
 
 def gating_supported(platform: str = sys.platform) -> bool:

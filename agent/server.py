@@ -17,9 +17,12 @@ import sys
 from collections.abc import Coroutine
 from typing import Any, TextIO
 
-from netjobs_core import __version__, protocol
-from netjobs_core.protocol import Message, ProtocolError, Role, State
-from netjobs_core.tokens import Token
+from netjobs_core import __version__
+from netjobs_core.wire import protocol
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
+from netjobs_core.wire.tokens import Token
 
 from . import oskit
 from .jobs import CommandSpec, Run
@@ -38,12 +41,10 @@ class ListenError(Exception):
     """The agent cannot listen where it was asked to (port in use, bad address)."""
 
 
-def format_address(address: Any) -> str:
+def format_address(sockaddr: Any) -> str:
     """'127.0.0.1:16192' or '[::1]:16192'."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address)
+    address = Address.from_sockaddr(sockaddr)
+    return str(address) if address is not None else str(sockaddr)
 
 
 def platform_description() -> str:
@@ -197,7 +198,7 @@ class Session:
         """Answer one request; False ends the connection."""
         kind = message.type
         if kind == "ping":
-            self.send(Message("pong", {"seq": message["seq"], "clock": oskit.clock_ns()}))
+            self.send(Message("pong", {"seq": message["seq"], "clock": now_ns()}))
         elif kind == "status":
             self.send(self.agent.status())
         elif kind == "prepare":

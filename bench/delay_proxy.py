@@ -47,7 +47,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-now_ns = time.perf_counter_ns  # the same clock as netjobs_core.clock.now_ns
+now_ns = time.perf_counter_ns  # the same clock as netjobs_core.wire.clock.now_ns
 
 ASYNC_MARGIN_NS = 3_000_000  # wake from asyncio this long before a release...
 SPIN_MARGIN_NS = 200_000  # ...then time.sleep until this long before it, then spin

@@ -6,16 +6,15 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from netjobs_core.client import AgentError, AgentLink, format_target
-from netjobs_core.protocol import Message, ProtocolError
-from netjobs_core.tokens import Token
+from netjobs_core.client import AgentError, AgentLink
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.protocol import Message, ProtocolError
+from netjobs_core.wire.tokens import Token
 
 
 @dataclass
 class HostCheck:
-    target: str
-    host: str
-    port: int
+    address: Address
     reachable: bool = False
     authenticated: bool = False
     agent_version: str = ""
@@ -33,10 +32,10 @@ class HostCheck:
 
 
 async def check_host(
-    host: str, port: int, token: Token, timeout: float = 5.0, clock_turn: asyncio.Lock | None = None
+    address: Address, token: Token, timeout: float = 5.0, clock_turn: asyncio.Lock | None = None
 ) -> HostCheck:
-    check = HostCheck(format_target(host, port), host, port)
-    link = AgentLink(host, port, token.secret)
+    check = HostCheck(address)
+    link = AgentLink(address, token.secret)
     try:
         await link.connect(timeout)
         check.authenticated = True
@@ -60,12 +59,12 @@ async def check_host(
 
 
 async def check_hosts(
-    addresses: Sequence[tuple[str, int]], token: Token, timeout: float = 5.0
+    addresses: Sequence[Address], token: Token, timeout: float = 5.0
 ) -> list[HostCheck]:
     clock_turn = asyncio.Lock()  # see AgentLink.measure_clock
     async with asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(check_host(host, port, token, timeout, clock_turn))
-            for host, port in addresses
+            group.create_task(check_host(address, token, timeout, clock_turn))
+            for address in addresses
         ]
     return [task.result() for task in tasks]

@@ -17,7 +17,7 @@ from netjobs_core.logs import ResultsFileError, write_json, write_test_log
 from netjobs_core.report import format_test, live_table, plan_summary
 from netjobs_core.results import RunResult, StartMode
 from netjobs_core.runner import Runner, RunOptions
-from netjobs_core.tokens import Token, TokenError, load_token
+from netjobs_core.wire.tokens import Token, TokenError, load_token
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -232,10 +232,10 @@ def _main_run(argv: Sequence[str]) -> int:
 def format_check(check: HostCheck) -> str:
     if not check.ok:
         state = "reachable, " if check.reachable else ""
-        return f"{check.target:<24} FAILED  {state}{check.error}"
+        return f"{check.address!s:<24} FAILED  {state}{check.error}"
     busy = "busy" if check.busy else "idle"
     return (
-        f"{check.target:<24} OK      agent {check.agent_version} on {check.hostname} "
+        f"{check.address!s:<24} OK      agent {check.agent_version} on {check.hostname} "
         f"({check.platform}), {busy}, rtt {check.rtt_ms:.3f} ms, clock offset "
         f"{check.clock_offset_ms:+.3f} ms +/- {check.clock_uncertainty_ms:.3f} ms"
     )

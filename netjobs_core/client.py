@@ -7,9 +7,10 @@ import contextlib
 import socket
 from collections import deque
 
-from netjobs_core import protocol
-from netjobs_core.clock import OffsetEstimate, Sample, estimate_offset, now_ns
-from netjobs_core.protocol import Message, Role
+from netjobs_core.wire import protocol
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import OffsetEstimate, Sample, estimate_offset, now_ns
+from netjobs_core.wire.protocol import Message, Role
 
 READ_SIZE = 256 * 1024
 SLOW_PATH_NS = 2_000_000  # a round trip above this measures without the turn
@@ -29,11 +30,6 @@ class ConnectionLost(AgentError):
     pass
 
 
-def format_target(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port == protocol.DEFAULT_PORT else f"{shown}:{port}"
-
-
 def _describe_os_error(exc: OSError, port: int) -> str:
     if isinstance(exc, socket.gaierror):
         return "cannot resolve the host name"
@@ -49,9 +45,8 @@ class AgentLink:
     and not awaited, so a kill can go out while another task is reading.
     """
 
-    def __init__(self, host: str, port: int, token: bytes) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, address: Address, token: bytes) -> None:
+        self.address = address
         self._token = token
         self._conn: protocol.Connection | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -62,21 +57,19 @@ class AgentLink:
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
 
-    @property
-    def target(self) -> str:
-        return format_target(self.host, self.port)
-
     async def connect(self, timeout: float) -> None:
         """Connect and authenticate both ways, or raise AgentError."""
         try:
             async with asyncio.timeout(timeout):
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._reader, self._writer = await asyncio.open_connection(
+                    self.address.host, self.address.port
+                )
         except TimeoutError:
             raise AgentError(
                 f"no connection within {timeout:g} s (host down or port filtered?)"
             ) from None
         except OSError as exc:
-            raise AgentError(_describe_os_error(exc, self.port)) from None
+            raise AgentError(_describe_os_error(exc, self.address.port)) from None
         self.tcp_connected = True
         sock = self._writer.get_extra_info("socket")
         if sock is not None:

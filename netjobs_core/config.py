@@ -21,14 +21,20 @@ is ignored.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from netjobs_core.protocol import DEFAULT_PORT
+from netjobs_core.wire.address import (
+    DEFAULT_PORT,
+    IPV6_HINT,
+    TARGET_FORMAT,
+    Address,
+    AddressError,
+    is_unbracketed_ipv6,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -59,21 +65,15 @@ class ConfigError(Exception):
 class CommandSpec:
     """One command to start on one agent."""
 
-    host: str  # as written; IPv6 without brackets
-    port: int
+    address: Address
     command: str  # without its enclosing quotes, no escape processing
     timeout: float | None  # effective seconds; None = no limit
     line: int  # 1-based line of the target line
 
     @property
     def target(self) -> str:
-        """``host``, ``host:port``, ``[::1]`` or ``[::1]:port`` (port only if not the default)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == DEFAULT_PORT else f"{host}:{self.port}"
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
+        """As written: ``host``, ``host:port``, ``[::1]`` or ``[::1]:port``."""
+        return self.address.short
 
 
 @dataclass(frozen=True)
@@ -89,8 +89,8 @@ class TestSpec:
     commands: tuple[CommandSpec, ...]
 
     @property
-    def addresses(self) -> list[tuple[str, int]]:
-        """Distinct (host, port) pairs, in order of first appearance."""
+    def addresses(self) -> list[Address]:
+        """Distinct addresses, in order of first appearance."""
         return list(dict.fromkeys(command.address for command in self.commands))
 
     @property
@@ -141,8 +141,6 @@ def parse_duration(text: str) -> float | None:
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
 _LABEL_RE = re.compile(r"([A-Za-z0-9_.][A-Za-z0-9_.-]*)\s*:\s*")
 _OPTION_NAME_RE = re.compile(r"-([A-Za-z][A-Za-z0-9_-]*)")
-_HOST_RE = re.compile(r"[A-Za-z0-9._-]+")
-_NUMERIC_HOST_RE = re.compile(r"[0-9.]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
 # A target whose command has no quotes: host / [v6] / either with a port, then text.
 _UNQUOTED_TARGET_RE = re.compile(
@@ -152,14 +150,11 @@ _BAD_COMMAND_CHAR_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
 _OPTIONS = ("generaltimeout", "minhosts", "timeout")
 _OPTION_EXAMPLES = {"generaltimeout": "5m", "minhosts": "all", "timeout": "30s"}
-_TARGET_FORMAT = "'host: \"command\"'"
-_IPV6_HINT = "an IPv6 address must be in brackets, e.g. '[::1]: \"command\"'"
 
 
 @dataclass
 class _Target:
-    host: str
-    port: int
+    address: Address
     command: str
     line: int
     timeout_line: int | None = None
@@ -241,8 +236,7 @@ class _Parser:
             raise self.error(test.line, f"test {test.label!r} has no targets")
         commands = tuple(
             CommandSpec(
-                host=target.host,
-                port=target.port,
+                address=target.address,
                 command=target.command,
                 timeout=target.timeout if target.timeout_line is not None else test.general_timeout,
                 line=target.line,
@@ -270,16 +264,16 @@ class _Parser:
             raise self.error(number, "a comment must be on its own line")
         if self.current is None:
             raise self.error(number, f"unexpected {_shorten(line)}: expected a test label 'name:'")
-        if _is_unbracketed_ipv6(line.split()[0].removesuffix(":")):
-            raise self.error(number, _IPV6_HINT)
+        if is_unbracketed_ipv6(line.split()[0].removesuffix(":")):
+            raise self.error(number, IPV6_HINT)
         unquoted = _UNQUOTED_TARGET_RE.fullmatch(line)
         if unquoted is not None:
             if unquoted.group(3) is None:
-                raise self.error(number, f"missing command: expected {_TARGET_FORMAT}")
+                raise self.error(number, f"missing command: expected {TARGET_FORMAT}")
             raise self.error(number, "the command must be in double quotes: 'host: \"command\"'")
         raise self.error(
             number,
-            f"unexpected {_shorten(line)}: expected a target {_TARGET_FORMAT}, an option or 'end'",
+            f"unexpected {_shorten(line)}: expected a target {TARGET_FORMAT}, an option or 'end'",
         )
 
     # ---- options
@@ -369,7 +363,7 @@ class _Parser:
             raise self.error(
                 number, f"{what} outside a test block (expected a label 'name:' first)"
             )
-        host, port = self.address(number, prefix)
+        address = self.address(number, prefix)
         if first == last:
             raise self.error(number, "the command has no closing '\"'")
         command = line[first + 1 : last]
@@ -386,79 +380,23 @@ class _Parser:
             raise self.error(
                 number, f"the command contains a control character (U+{ord(bad.group()):04X})"
             )
-        self.current.targets.append(_Target(host, port, command, number))
+        self.current.targets.append(_Target(address, command, number))
 
-    def address(self, number: int, prefix: str) -> tuple[str, int]:
-        """(host, port) from the text before the command's opening quote."""
+    def address(self, number: int, prefix: str) -> Address:
+        """The target from the text before the command's opening quote."""
         if not prefix:
-            raise self.error(
-                number, f"missing target before the command: expected {_TARGET_FORMAT}"
-            )
+            raise self.error(number, f"missing target before the command: expected {TARGET_FORMAT}")
         if not prefix.endswith(":"):
             raise self.error(
-                number, f"expected ':' between the target and the command: {_TARGET_FORMAT}"
+                number, f"expected ':' between the target and the command: {TARGET_FORMAT}"
             )
         target = prefix[:-1].strip()
         if not target:
-            raise self.error(number, f"missing target before ':': expected {_TARGET_FORMAT}")
-        if target.startswith("["):
-            inside, bracket, rest = target[1:].partition("]")
-            if not bracket:
-                raise self.error(number, f"missing ']' after the IPv6 address {inside!r}")
-            try:
-                ipaddress.IPv6Address(inside)
-            except ValueError:
-                raise self.error(
-                    number, f"bad IPv6 address {inside!r}: expected e.g. '[fd00::5]'"
-                ) from None
-            rest = rest.strip()
-            if rest and not rest.startswith(":"):
-                raise self.error(
-                    number, f"unexpected {rest!r} after ']': expected ':PORT' or ': \"command\"'"
-                )
-            return inside, self.port(number, rest[1:].strip()) if rest else self.default_port
-        parts = target.split(":")
-        if len(parts) > 2:
-            raise self.error(number, f"more than one ':' before the command: {_IPV6_HINT}")
-        host = parts[0].strip()
-        if not host:
-            raise self.error(number, f"missing host before ':': expected {_TARGET_FORMAT}")
-        if _HOST_RE.fullmatch(host) is None:
-            raise self.error(
-                number,
-                f"bad host {host!r}: expected a host name (letters, digits, '-', '.', '_'), "
-                "an IPv4 address or an IPv6 address in brackets",
-            )
-        if _NUMERIC_HOST_RE.fullmatch(host) is not None:
-            try:
-                ipaddress.IPv4Address(host)
-            except ValueError:
-                raise self.error(
-                    number, f"bad IPv4 address {host!r}: expected e.g. '10.0.0.5'"
-                ) from None
-        return host, self.port(number, parts[1].strip()) if len(parts) == 2 else self.default_port
-
-    def port(self, number: int, text: str) -> int:
-        digits = text.lstrip("0")
-        if (
-            _DIGITS_RE.fullmatch(text) is None
-            or len(digits) > 5
-            or not 1 <= int(digits or 0) <= 65535
-        ):
-            raise self.error(number, f"bad port {text!r}: expected a number from 1 to 65535")
-        return int(text)
-
-
-def _is_unbracketed_ipv6(text: str) -> bool:
-    """True for "::1", "fd00::5" and "fd00::5:16200" (an IPv6 address with a port)."""
-    for candidate in (text, text.rpartition(":")[0]):
-        if candidate.count(":") >= 2:
-            try:
-                ipaddress.IPv6Address(candidate)
-            except ValueError:
-                continue
-            return True
-    return False
+            raise self.error(number, f"missing target before ':': expected {TARGET_FORMAT}")
+        try:
+            return Address.parse(target, self.default_port)
+        except AddressError as err:
+            raise self.error(number, str(err)) from None
 
 
 def _shorten(line: str, limit: int = 40) -> str:

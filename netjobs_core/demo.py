@@ -14,7 +14,7 @@ from netjobs_core.config import ConfigError, load_config
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
 from netjobs_core.results import StartMode
 from netjobs_core.runner import RunOptions
-from netjobs_core.tokens import Token
+from netjobs_core.wire.tokens import Token
 
 
 def demo_config() -> Path:
@@ -50,7 +50,7 @@ def main_demo(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     addresses = list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
-    if any(host not in ("127.0.0.1", "localhost") for host, _ in addresses):
+    if any(address.host not in ("127.0.0.1", "localhost") for address in addresses):
         raise UsageError(f"{path}: the demo only starts agents on 127.0.0.1")
     agents: list[LocalAgent] = []
     with tempfile.TemporaryDirectory(prefix="netjobs-demo-") as tmp:
@@ -59,9 +59,13 @@ def main_demo(argv: Sequence[str]) -> int:
         token_file.write_text(secret + "\n")
         token_file.chmod(0o600)
         try:
-            for _, port in addresses:
+            for address in addresses:
                 agents.append(
-                    start_agent(token_file, port=port, log=Path(tmp) / f"agent-{port}.log")
+                    start_agent(
+                        token_file,
+                        port=address.port,
+                        log=Path(tmp) / f"agent-{address.port}.log",
+                    )
                 )
         except AgentStartError as exc:
             for agent in agents:

@@ -20,6 +20,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.wire.address import Address
 
 JSON_FORMAT = "netjobs-results/1"
 
@@ -127,8 +128,8 @@ def _command_json(command: CommandResult) -> dict[str, Any]:
 def _host_json(host: HostResult) -> dict[str, Any]:
     return {
         "target": host.target,
-        "host": host.host,
-        "port": host.port,
+        "host": host.address.host,
+        "port": host.address.port,
         "status": host.state.value,
         "error": host.error,
         "agent_version": host.agent_version,
@@ -206,9 +207,7 @@ def load_json(path: str | os.PathLike[str]) -> RunResult:
             )
             for h in item["hosts"]:
                 host = HostResult(
-                    target=h["target"],
-                    host=h.get("host", h["target"]),
-                    port=h.get("port", 0),
+                    address=Address(h["host"], h["port"]),
                     state=HostState(h["status"]),
                     error=h.get("error", ""),
                     agent_version=h.get("agent_version", ""),

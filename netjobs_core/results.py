@@ -10,19 +10,19 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.status import CommandStatus
 
-class CommandStatus(enum.StrEnum):
-    PENDING = "pending"  # not started yet
-    RUNNING = "running"
-    OK = "ok"  # exit 0
-    FAILED = "failed"  # non-zero exit
-    TIMEOUT = "timeout"  # killed at its -timeout
-    KILLED = "killed"  # aborted or stopped by the user
-    ERROR = "error"  # could not run: see message
-
-    @property
-    def finished(self) -> bool:
-        return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
+__all__ = [
+    "CommandResult",
+    "CommandStatus",
+    "HostResult",
+    "HostState",
+    "RunResult",
+    "StartMode",
+    "TestResult",
+    "TestStatus",
+]
 
 
 class HostState(enum.StrEnum):
@@ -70,9 +70,7 @@ class CommandResult:
 
 @dataclass
 class HostResult:
-    target: str  # as in the config: host or host:port
-    host: str
-    port: int
+    address: Address
     state: HostState = HostState.CONNECTING
     error: str = ""
     agent_version: str = ""
@@ -83,6 +81,11 @@ class HostResult:
     start_offset_ms: float | None = None  # this host's release minus the common start
     gated: bool | None = None  # processes were spawned before the start instant
     commands: list[CommandResult] = field(default_factory=list)
+
+    @property
+    def target(self) -> str:
+        """As the config writes it (the port only when not the default)."""
+        return self.address.short
 
 
 @dataclass

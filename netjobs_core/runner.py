@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netjobs_core.client import AgentError, AgentLink, ConnectionLost
-from netjobs_core.clock import OffsetEstimate, now_ns
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -30,7 +29,6 @@ from netjobs_core.events import (
     TestFinished,
     TestStarted,
 )
-from netjobs_core.protocol import Message
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -41,7 +39,9 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.tokens import Token
+from netjobs_core.wire.clock import OffsetEstimate, now_ns
+from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.tokens import Token
 
 SYNC_PINGS = 16
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
@@ -103,7 +103,7 @@ class _TestRun:
         self.hosts: list[_Host] = []
         for address in spec.addresses:
             specs = [c for c in spec.commands if c.address == address]
-            host = HostResult(target=specs[0].target, host=address[0], port=address[1])
+            host = HostResult(address)
             host.commands = [CommandResult(command=c.command, line=c.line) for c in specs]
             self.result.hosts.append(host)
             self.hosts.append(_Host(host, specs))
@@ -173,7 +173,7 @@ class _TestRun:
     # -- phase 1: connect, measure, prepare --------------------------------------
     async def prepare(self, host: _Host) -> None:
         options = self.options
-        link = AgentLink(host.result.host, host.result.port, options.token.secret)
+        link = AgentLink(host.result.address, options.token.secret)
         host.link = link
         try:
             await link.connect(options.connect_timeout)

@@ -105,7 +105,7 @@ async def smoke_test(window: MainWindow, timeout: float = 30.0) -> int:
         _report(f"smoke test: the host check took longer than {timeout:g} s")
         return 1
     for check in checks:
-        _report(f"{check.target}: {'ok' if check.ok else check.error}")
+        _report(f"{check.address}: {'ok' if check.ok else check.error}")
     return 0 if checks and all(check.ok for check in checks) else 1
 
 

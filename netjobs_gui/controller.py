@@ -22,7 +22,7 @@ from netjobs_core.config import Plan
 from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
 from netjobs_core.results import RunResult
 from netjobs_core.runner import Runner, RunOptions
-from netjobs_core.tokens import Token, TokenError, load_token
+from netjobs_core.wire.tokens import Token, TokenError, load_token
 
 log = logging.getLogger(__name__)
 

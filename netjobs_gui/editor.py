@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core.config import ConfigError, Plan, parse_config
-from netjobs_core.protocol import DEFAULT_PORT
+from netjobs_core.wire.address import DEFAULT_PORT
 from netjobs_gui import prompts
 
 VALIDATE_DELAY_MS = 350

@@ -14,13 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from netjobs_gui.models import HostsModel, split_target
+from netjobs_core.wire.address import DEFAULT_PORT, Address
+from netjobs_gui.models import HostsModel
 from netjobs_gui.widgets import make_table, never_widen
-
-
-def explicit_target(host: str, port: int) -> str:
-    """How a hand-added host is stored: always with its port."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class HostsPanel(QWidget):
@@ -32,8 +28,8 @@ class HostsPanel(QWidget):
         super().__init__(parent)
         self.model = HostsModel(self)
         self.default_port = 0
-        self._config: list[tuple[str, int]] = []
-        self._manual: list[tuple[str, int]] = []
+        self._config: list[Address] = []
+        self._manual: list[Address] = []
 
         self.check_button = QPushButton("Check hosts")
         self.check_button.setToolTip(
@@ -85,7 +81,7 @@ class HostsPanel(QWidget):
         self._update_summary()
 
     # ---- content
-    def set_config_hosts(self, addresses: Sequence[tuple[str, int]]) -> None:
+    def set_config_hosts(self, addresses: Sequence[Address]) -> None:
         self._config = list(dict.fromkeys(addresses))
         self._rebuild()
 
@@ -94,7 +90,7 @@ class HostsPanel(QWidget):
         manual = []
         for target in targets:
             try:
-                manual.append(split_target(target, default_port))
+                manual.append(Address.parse(target, default_port))
             except ValueError:
                 continue  # a stale or hand-edited setting: skip it
         self._manual = list(dict.fromkeys(manual))
@@ -102,14 +98,15 @@ class HostsPanel(QWidget):
 
     @property
     def manual_targets(self) -> list[str]:
-        return [explicit_target(host, port) for host, port in self._manual]
+        # Stored with the port, so a later change of the default port changes nothing.
+        return [str(address) for address in self._manual]
 
     def _rebuild(self) -> None:
         self.model.set_hosts(self._config, self._manual)
 
     def add_target(self, text: str) -> bool:
         try:
-            address = split_target(text, self.default_port or 16192)
+            address = Address.parse(text, self.default_port or DEFAULT_PORT)
         except ValueError as exc:
             self.error.emit("Add host", str(exc))
             return False

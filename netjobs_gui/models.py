@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
-from netjobs_core.protocol import DEFAULT_PORT
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -30,6 +29,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.wire.address import Address
 
 if TYPE_CHECKING:
     from netjobs_core.check import HostCheck
@@ -150,40 +150,6 @@ def test_progress(test: TestResult) -> tuple[int, int]:
     return sum(1 for c in commands if c.status.finished), len(commands)
 
 
-def split_target(text: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """'host', 'host:port', '[v6]' or '[v6]:port' -> (host, port); ValueError if malformed."""
-    text = text.strip()
-    if not text:
-        raise ValueError("empty host")
-    port_text = ""
-    if text.startswith("["):
-        host, bracket, rest = text[1:].partition("]")
-        if not bracket or not host:
-            raise ValueError(f"bad IPv6 target {text!r}: expected '[address]' or '[address]:port'")
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError(f"unexpected {rest!r} after ']'")
-            port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif ":" in text:
-        raise ValueError("an IPv6 address must be in brackets, e.g. [::1]:16192")
-    else:
-        host = text
-    if any(ch.isspace() for ch in host) or not host:
-        raise ValueError(f"bad host {host!r}")
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"bad port {port_text!r}: expected 1 to 65535")
-    return host, int(port_text)
-
-
-def format_target(host: str, port: int) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return shown if port == DEFAULT_PORT else f"{shown}:{port}"
-
-
 def _color(word: str) -> QColor | None:
     name = STATE_COLORS.get(word)
     return QColor(name) if name else None
@@ -221,8 +187,7 @@ class ColumnsModel(QAbstractTableModel):
 
 @dataclass
 class HostRow:
-    host: str
-    port: int
+    address: Address
     in_config: bool = False
     manual: bool = False
     check: HostCheck | None = None
@@ -230,11 +195,7 @@ class HostRow:
 
     @property
     def target(self) -> str:
-        return format_target(self.host, self.port)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
+        return str(self.address)
 
 
 def _yes_no(value: bool | None) -> str:
@@ -262,16 +223,14 @@ class HostsModel(ColumnsModel):
         self.rows: list[HostRow] = []
 
     # ---- content
-    def set_hosts(
-        self, config: Sequence[tuple[str, int]], manual: Sequence[tuple[str, int]]
-    ) -> None:
+    def set_hosts(self, config: Sequence[Address], manual: Sequence[Address]) -> None:
         """The config's hosts first (in order), then the hand-added ones; checks are kept."""
         previous = {row.address: row for row in self.rows}
-        rows: dict[tuple[str, int], HostRow] = {}
+        rows: dict[Address, HostRow] = {}
         for address in config:
-            rows.setdefault(address, HostRow(*address)).in_config = True
+            rows.setdefault(address, HostRow(address)).in_config = True
         for address in manual:
-            rows.setdefault(address, HostRow(*address)).manual = True
+            rows.setdefault(address, HostRow(address)).manual = True
         for address, row in rows.items():
             old = previous.get(address)
             if old is not None:
@@ -291,7 +250,7 @@ class HostsModel(ColumnsModel):
         self.refresh()
 
     def set_checks(self, checks: Sequence[HostCheck]) -> None:
-        by_address = {(check.host, check.port): check for check in checks}
+        by_address = {check.address: check for check in checks}
         for row in self.rows:
             check = by_address.get(row.address)
             if check is not None:

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from netjobs_core.protocol import DEFAULT_PORT
-from netjobs_core.tokens import default_token_path
+from netjobs_core.wire.address import DEFAULT_PORT
+from netjobs_core.wire.tokens import default_token_path
 
 ORGANIZATION = "NetJobs"
 APPLICATION = "NetJobs"

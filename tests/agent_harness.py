@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netjobs_core import local_agents, protocol, tokens
+from netjobs_core import local_agents
 from netjobs_core.local_agents import LocalAgent
-from netjobs_core.protocol import Message, Role, State
+from netjobs_core.wire import protocol, tokens
+from netjobs_core.wire.protocol import Message, Role, State
 
 REPO = Path(__file__).resolve().parents[1]
 agent_command = local_agents.agent_argv  # (token_file, *extra_args, port=0, bind=...)

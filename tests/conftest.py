@@ -15,7 +15,7 @@ if str(REPO) not in sys.path:  # run from anywhere, without installing the proje
 
 from agent_harness import AgentProcess, start_agent  # noqa: E402
 
-from netjobs_core.tokens import Token  # noqa: E402
+from netjobs_core.wire.tokens import Token  # noqa: E402
 
 
 @pytest.fixture

@@ -27,8 +27,9 @@ from agent_harness import (
     wait_gone,
 )
 
-from netjobs_core import __version__, protocol
-from netjobs_core.protocol import AuthenticationFailed, Message, encode_frame
+from netjobs_core import __version__
+from netjobs_core.wire import protocol
+from netjobs_core.wire.protocol import AuthenticationFailed, Message, encode_frame
 
 pytestmark = [
     pytest.mark.timeout(60),

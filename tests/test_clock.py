@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netjobs_core.clock import Sample, estimate_offset
+from netjobs_core.wire.clock import Sample, estimate_offset
 
 
 def simulate(

@@ -20,7 +20,8 @@ from netjobs_core.config import (
     parse_config,
     parse_duration,
 )
-from netjobs_core.protocol import DEFAULT_PORT as PROTOCOL_DEFAULT_PORT
+from netjobs_core.wire.address import DEFAULT_PORT as PROTOCOL_DEFAULT_PORT
+from netjobs_core.wire.address import Address
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "resources" / "examples"
 
@@ -110,7 +111,7 @@ def test_dataclasses_are_frozen_and_testspec_not_collected() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         test.label = "other"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
-        test.commands[0].port = 1  # type: ignore[misc]
+        test.commands[0].command = "y"  # type: ignore[misc]
     assert TestSpec.__test__ is False
     assert "__test__" not in {f.name for f in dataclasses.fields(TestSpec)}
 
@@ -135,7 +136,7 @@ def test_readme_example() -> None:
                 line=1,
                 general_timeout=None,
                 minhosts=None,
-                commands=(CommandSpec("localhost", 16192, "echo 'hello, world'", 1.0, 4),),
+                commands=(CommandSpec(Address("localhost", 16192), "echo 'hello, world'", 1.0, 4),),
             ),
             TestSpec(
                 label="test1",
@@ -143,17 +144,19 @@ def test_readme_example() -> None:
                 general_timeout=300.0,
                 minhosts=0,
                 commands=(
-                    CommandSpec("172.17.1.19", 16192, "./some_test_script.sh", 30.0, 11),
-                    CommandSpec("182.17.1.20", 16192, "./other_test_script.sh", 300.0, 13),
-                    CommandSpec("182.17.1.20", 16192, "./and_another_test_script.sh", 300.0, 14),
+                    CommandSpec(Address("172.17.1.19", 16192), "./some_test_script.sh", 30.0, 11),
+                    CommandSpec(Address("182.17.1.20", 16192), "./other_test_script.sh", 300.0, 13),
+                    CommandSpec(
+                        Address("182.17.1.20", 16192), "./and_another_test_script.sh", 300.0, 14
+                    ),
                 ),
             ),
         ),
     )
     test0, test1 = plan.tests
-    assert test0.addresses == [("localhost", 16192)]
+    assert test0.addresses == [Address("localhost", 16192)]
     assert test0.required_hosts == 1
-    assert test1.addresses == [("172.17.1.19", 16192), ("182.17.1.20", 16192)]
+    assert test1.addresses == [Address("172.17.1.19", 16192), Address("182.17.1.20", 16192)]
     assert test1.required_hosts == 0
     assert [c.target for c in test1.commands] == ["172.17.1.19", "182.17.1.20", "182.17.1.20"]
 
@@ -291,7 +294,7 @@ def test_blank_lines_and_comments_everywhere() -> None:
     )
     test = one_test(text)
     assert (test.line, test.general_timeout, test.minhosts) == (4, 10.0, 1)
-    assert test.commands == (CommandSpec("h", DEFAULT_PORT, "x", 2.0, 11),)
+    assert test.commands == (CommandSpec(Address("h", DEFAULT_PORT), "x", 2.0, 11),)
 
 
 def test_several_tests_in_order() -> None:
@@ -569,7 +572,7 @@ def test_minhosts_counts_distinct_host_and_port() -> None:
     # Same host twice counts once; same host on another port counts again.
     lines = ('a: "1"', 'a: "2"', 'a:16200: "3"', 'a:16192: "4"')
     test = one_test(block("-minhosts: 2", *lines))
-    assert test.addresses == [("a", 16192), ("a", 16200)]
+    assert test.addresses == [Address("a", 16192), Address("a", 16200)]
     assert_error(block("-minhosts: 3", *lines), 2, "-minhosts 3 exceeds the 2 hosts")
 
 
@@ -611,8 +614,7 @@ def test_minhosts_huge_number() -> None:
 )
 def test_target_forms(line: str, host: str, port: int, target: str) -> None:
     command = one_command(line)
-    assert (command.host, command.port, command.target) == (host, port, target)
-    assert command.address == (host, port)
+    assert (command.address, command.target) == (Address(host, port), target)
     assert command.command == "x"
     assert command.line == 2
 
@@ -671,7 +673,7 @@ def test_bad_target(line: str, words: tuple[str, ...]) -> None:
 
 
 def test_host_case_is_kept() -> None:
-    assert one_command('StOrAgE-01: "x"').host == "StOrAgE-01"
+    assert one_command('StOrAgE-01: "x"').address.host == "StOrAgE-01"
 
 
 # --------------------------------------------------------------------------- commands
@@ -753,20 +755,27 @@ def test_several_commands_per_target_and_repeated_targets() -> None:
             'b:16200: "five"',
         )
     )
-    assert [(c.host, c.port, c.command, c.timeout, c.line) for c in test.commands] == [
+    assert [
+        (c.address.host, c.address.port, c.command, c.timeout, c.line) for c in test.commands
+    ] == [
         ("a", 16192, "one", 5.0, 3),
         ("a", 16192, "two", 60.0, 5),
         ("b", 16200, "three", 60.0, 6),
         ("a", 16192, "four", None, 7),
         ("b", 16200, "five", 60.0, 9),
     ]
-    assert test.addresses == [("a", 16192), ("b", 16200)]
+    assert test.addresses == [Address("a", 16192), Address("b", 16200)]
     assert test.required_hosts == 2
 
 
 def test_addresses_keep_first_appearance_order() -> None:
     test = one_test(block('c: "1"', 'a: "1"', 'c: "2"', '[::1]: "x"', 'b: "3"', 'a: "4"'))
-    assert test.addresses == [("c", 16192), ("a", 16192), ("::1", 16192), ("b", 16192)]
+    assert test.addresses == [
+        Address("c", 16192),
+        Address("a", 16192),
+        Address("::1", 16192),
+        Address("b", 16192),
+    ]
 
 
 def test_label_like_line_inside_block_is_missing_end() -> None:
@@ -852,7 +861,7 @@ def test_load_config_empty_file(tmp_path: Path) -> None:
 def test_demo_example() -> None:
     plan = load_config(EXAMPLES / "demo.cfg")
     assert 2 <= len(plan.tests) <= 3
-    demo_agents = {("127.0.0.1", 16201), ("127.0.0.1", 16202), ("127.0.0.1", 16203)}
+    demo_agents = {Address("127.0.0.1", port) for port in (16201, 16202, 16203)}
     for test in plan.tests:
         assert set(test.addresses) == demo_agents
         for command in test.commands:
@@ -865,10 +874,12 @@ def test_demo_example() -> None:
 def test_reference_example() -> None:
     plan = load_config(EXAMPLES / "reference.cfg")
     commands = [c for t in plan.tests for c in t.commands]
-    hosts = {c.host for c in commands}
+    hosts = {c.address.host for c in commands}
     assert {"storage-01", "10.0.0.5", "fd00::5"} <= hosts
-    assert any(c.port != DEFAULT_PORT and ":" in c.host for c in commands)  # [v6]:port
-    assert any(c.port != DEFAULT_PORT and ":" not in c.host for c in commands)
+    assert any(
+        c.address.port != DEFAULT_PORT and ":" in c.address.host for c in commands
+    )  # [v6]:port
+    assert any(c.address.port != DEFAULT_PORT and ":" not in c.address.host for c in commands)
     assert any(t.general_timeout is not None for t in plan.tests)
     assert any(t.minhosts is None for t in plan.tests)
     assert any(t.minhosts is not None for t in plan.tests)
@@ -1053,7 +1064,7 @@ def _config(draw: st.DrawFn) -> tuple[str, list[TestSpec]]:
                 filler()
                 text, timeout = draw(_duration())
                 lines.append(option("timeout").format(text))
-            commands.append(CommandSpec(host, port, command, timeout, line))
+            commands.append(CommandSpec(Address(host, port), command, timeout, line))
         distinct = len({(host, port) for _, host, port, _ in addresses})
         minhosts: int | None = None
         if minhosts_index is not None:
@@ -1081,12 +1092,12 @@ def test_generated_configs_round_trip(
     plan = parse_config(text, "gen.cfg")
     assert plan == Plan("gen.cfg", tuple(expected))
     for test in plan.tests:
-        distinct = list(dict.fromkeys((c.host, c.port) for c in test.commands))
+        distinct = list(dict.fromkeys(c.address for c in test.commands))
         assert test.addresses == distinct
         assert test.required_hosts == (len(distinct) if test.minhosts is None else test.minhosts)
         for command in test.commands:
-            host = f"[{command.host}]" if ":" in command.host else command.host
-            port = "" if command.port == DEFAULT_PORT else f":{command.port}"
+            host = command.address.bracketed_host
+            port = "" if command.address.port == DEFAULT_PORT else f":{command.address.port}"
             assert command.target == host + port
 
 
@@ -1107,9 +1118,9 @@ def test_default_port_can_be_chosen_for_targets_without_one() -> None:
         't:\nalpha: "a"\nbeta:16192: "b"\n[::1]: "c"\n[::2]:9: "d"\nend\n', default_port=17000
     )
     assert [c.address for c in plan.tests[0].commands] == [
-        ("alpha", 17000),
-        ("beta", 16192),
-        ("::1", 17000),
-        ("::2", 9),
+        Address("alpha", 17000),
+        Address("beta", 16192),
+        Address("::1", 17000),
+        Address("::2", 9),
     ]
     assert plan.tests[0].commands[0].target == "alpha:17000"

@@ -6,8 +6,9 @@ import secrets
 import pytest
 
 from netjobs_core.check import check_hosts
-from netjobs_core.protocol import MAGIC
-from netjobs_core.tokens import Token
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.protocol import MAGIC
+from netjobs_core.wire.tokens import Token
 
 pytestmark = pytest.mark.timeout(30)
 TOKEN = Token(secrets.token_urlsafe(32).encode(), "test")
@@ -62,7 +63,7 @@ async def test_foreign_peer_is_named_and_explained(handler, expected):
     server, port = await serve(handler)
     async with server:
         async with asyncio.timeout(10):
-            [check] = await check_hosts([("127.0.0.1", port)], TOKEN, timeout=1.0)
+            [check] = await check_hosts([Address("127.0.0.1", port)], TOKEN, timeout=1.0)
     assert check.reachable and not check.authenticated
-    assert check.target == f"127.0.0.1:{port}"
+    assert str(check.address) == f"127.0.0.1:{port}"
     assert expected in check.error

@@ -21,6 +21,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.wire.address import Address
 
 
 def sample_run() -> RunResult:
@@ -37,9 +38,7 @@ def sample_run() -> RunResult:
         start_spread_uncertainty_ms=0.05,
     )
     host = HostResult(
-        target="[::1]:16200",
-        host="::1",
-        port=16200,
+        Address("::1", 16200),
         state=HostState.DONE,
         agent_version="3.0.0",
         hostname="box",
@@ -71,9 +70,7 @@ def sample_run() -> RunResult:
         ),
     ]
     test.hosts.append(host)
-    failed = HostResult(
-        target="down", host="down", port=16192, state=HostState.FAILED, error="connection refused"
-    )
+    failed = HostResult(Address("down"), state=HostState.FAILED, error="connection refused")
     failed.commands = [
         CommandResult("x", line=5, status=CommandStatus.ERROR, message="connection refused")
     ]

@@ -1,4 +1,4 @@
-"""netjobs_core.protocol, pure: framing, handshake, schemas. No sockets."""
+"""netjobs_core.wire.protocol, pure: framing, handshake, schemas. No sockets."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import struct
 
 import pytest
 
-from netjobs_core import protocol
-from netjobs_core.protocol import (
+from netjobs_core.wire import protocol
+from netjobs_core.wire.protocol import (
     MAX_BODY,
     MAX_HEADER,
     PREFIX_SIZE,

@@ -13,7 +13,7 @@ from netjobs_core.config import parse_config
 from netjobs_core.local_agents import AgentStartError, start_agent
 from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
 from netjobs_core.runner import Runner, RunOptions, run_test
-from netjobs_core.tokens import Token
+from netjobs_core.wire.tokens import Token
 
 pytestmark = pytest.mark.timeout(60)
 

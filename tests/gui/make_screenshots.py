@@ -67,7 +67,7 @@ async def main(out: Path, work: Path) -> None:
     from PySide6.QtWidgets import QApplication
     from qt_async import wait_signal, wait_until
 
-    from netjobs_core.tokens import generate_token_file
+    from netjobs_core.wire.tokens import generate_token_file
     from netjobs_gui import prompts
     from netjobs_gui.main_window import MainWindow
     from netjobs_gui.settings import Settings

@@ -9,6 +9,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
 from netjobs_core.config import parse_config
+from netjobs_core.wire.address import Address
 from netjobs_gui.editor import TEMPLATE, ConfigHighlighter, EditorPanel
 from netjobs_gui.settings import Settings, SettingsDialog
 
@@ -169,7 +170,7 @@ def test_window_new_open_recent_and_drop(window, answers, tmp_path: Path, settin
 
     assert window.open_path(str(first))
     assert window.windowTitle() == "first.cfg[*] — NetJobs"
-    assert [(r.host, r.port) for r in window.hosts.model.rows] == [("alpha", 16192), ("::1", 17000)]
+    assert [r.address for r in window.hosts.model.rows] == [Address("alpha"), Address("::1", 17000)]
     assert window.run_view.tests_model.labels == ["t1"]
     assert window.run_action.isEnabled()
 
@@ -228,10 +229,10 @@ def test_default_port_setting_applies_to_targets_without_a_port(qtbot) -> None:
     plan = panel.validate_now()
     assert plan is not None
     assert [c.address for c in plan.tests[0].commands] == [
-        ("alpha", 17000),
-        ("beta", 16192),
-        ("::1", 17000),
-        ("::2", 9),
+        Address("alpha", 17000),
+        Address("beta", 16192),
+        Address("::1", 17000),
+        Address("::2", 9),
     ]
 
 
@@ -266,7 +267,7 @@ def test_manual_hosts_and_geometry_are_remembered(qtbot, settings, answers) -> N
 
     second = MainWindow(Settings())
     qtbot.addWidget(second)
-    assert [row.target for row in second.hosts.model.rows] == ["gamma:17000", "[fd00::5]"]
+    assert [row.target for row in second.hosts.model.rows] == ["gamma:17000", "[fd00::5]:16192"]
     assert (second.size().width(), second.size().height()) == (760, 560)
     second.hosts.table.selectRow(0)
     second.hosts.remove_selected()

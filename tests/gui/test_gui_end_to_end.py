@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.fixture(scope="module")
 def shared_token(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from netjobs_core.tokens import generate_token_file
+    from netjobs_core.wire.tokens import generate_token_file
 
     path = tmp_path_factory.mktemp("token") / "token"
     generate_token_file(path)

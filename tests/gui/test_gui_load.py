@@ -30,7 +30,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.tokens import generate_token_file
+from netjobs_core.wire.tokens import generate_token_file
 from netjobs_gui import controller as controller_module
 from netjobs_gui.run_view import MAX_OUTPUT_LINES
 
@@ -63,12 +63,10 @@ class StreamingRunner:
         for spec in self.plan.tests:
             test = TestResult(spec.label, spec.minhosts, status=TestStatus.RUNNING)
             test.started_at = time.time()
-            for host, port in spec.addresses:
-                result = HostResult(f"{host}:{port}", host, port)
+            for address in spec.addresses:
+                result = HostResult(address)
                 result.commands = [
-                    CommandResult(c.command, c.line)
-                    for c in spec.commands
-                    if c.address == (host, port)
+                    CommandResult(c.command, c.line) for c in spec.commands if c.address == address
                 ]
                 test.hosts.append(result)
             self.result.tests.append(test)

@@ -16,6 +16,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.wire.address import Address
 from netjobs_gui.models import (
     CommandsModel,
     HostsModel,
@@ -24,7 +25,6 @@ from netjobs_gui.models import (
     command_state,
     fmt_ms,
     fmt_seconds,
-    split_target,
 )
 from netjobs_gui.timeline import nice_step, timeline_data
 
@@ -45,7 +45,7 @@ def column(model, name: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 def finished_test() -> TestResult:
     """Two hosts: one ran two commands (ok, exit 3), the other timed out."""
-    a = HostResult("alpha", "alpha", 16192, state=HostState.DONE, clock_uncertainty_ms=0.02)
+    a = HostResult(Address("alpha"), state=HostState.DONE, clock_uncertainty_ms=0.02)
     a.commands = [
         CommandResult(
             "echo hi",
@@ -63,7 +63,7 @@ def finished_test() -> TestResult:
             duration_s=0.25,
         ),
     ]
-    b = HostResult("beta:17000", "beta", 17000, state=HostState.TIMEOUT, clock_uncertainty_ms=0.05)
+    b = HostResult(Address("beta", 17000), state=HostState.TIMEOUT, clock_uncertainty_ms=0.05)
     b.commands = [
         CommandResult(
             "sleep 9",
@@ -98,30 +98,12 @@ def test_format_helpers() -> None:
     assert fmt_seconds(None) == "—"
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("host", ("host", 16192)),
-        ("host:17000", ("host", 17000)),
-        ("[::1]", ("::1", 16192)),
-        ("[fd00::5]:9", ("fd00::5", 9)),
-        ("10.0.0.5", ("10.0.0.5", 16192)),
-    ],
-)
-def test_split_target(text: str, expected: tuple[str, int]) -> None:
-    assert split_target(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "::1", "host:0", "host:x", "[::1", "a b"])
-def test_split_target_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        split_target(text)
-
-
 def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  # type: ignore[no-untyped-def]
     model = HostsModel()
-    model.set_hosts([("alpha", 16192), ("beta", 17000)], [("beta", 17000), ("gamma", 16192)])
-    assert column(model, "Host") == ["alpha", "beta:17000", "gamma"]
+    model.set_hosts(
+        [Address("alpha"), Address("beta", 17000)], [Address("beta", 17000), Address("gamma")]
+    )
+    assert column(model, "Host") == ["alpha:16192", "beta:17000", "gamma:16192"]
     assert column(model, "Source") == ["config", "config + added", "added"]
     assert column(model, "Reachable") == ["—", "—", "—"]
 
@@ -130,9 +112,7 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
     model.set_checks(
         [
             HostCheck(
-                "alpha",
-                "alpha",
-                16192,
+                Address("alpha"),
                 reachable=True,
                 authenticated=True,
                 agent_version="3.0.0",
@@ -144,14 +124,12 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
                 clock_uncertainty_ms=0.01,
             ),
             HostCheck(
-                "beta:17000",
-                "beta",
-                17000,
+                Address("beta", 17000),
                 reachable=True,
                 authenticated=False,
                 error="authentication failed: the agent holds a different token",
             ),
-            HostCheck("gamma", "gamma", 16192, error="connection refused"),
+            HostCheck(Address("gamma"), error="connection refused"),
         ]
     )
     rows = table(model)
@@ -173,7 +151,7 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
     assert model.data(model.index(2, reachable), Qt.ItemDataRole.ForegroundRole) is not None
 
     # Re-setting the hosts (the config changed) keeps the checks of the hosts still there.
-    model.set_hosts([("alpha", 16192)], [])
+    model.set_hosts([Address("alpha")], [])
     assert column(model, "Agent") == ["3.0.0"]
 
 
@@ -199,7 +177,7 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
 
 
 def test_command_state_while_running() -> None:
-    host = HostResult("h", "h", 1)
+    host = HostResult(Address("h", 1))
     command = CommandResult("x")
     for state, word in [
         (HostState.CONNECTING, "connecting"),

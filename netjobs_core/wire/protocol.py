@@ -38,9 +38,10 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any
 
+from netjobs_core.wire.status import ENDS
+
 PROTOCOL_VERSION = 1
 MAGIC = b"NJ"
-DEFAULT_PORT = 16192
 _PREFIX = struct.Struct(">2sBBII")
 PREFIX_SIZE = _PREFIX.size
 MAX_HEADER = 256 * 1024
@@ -143,7 +144,7 @@ AGENT_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     # late_ns: how far past the requested instant the release happened.
     "started": {"released_at": _DICT, "late_ns": _INT},
     "output": {"id": _INT, "stream": _STR},
-    # status: ok | failed | timeout | killed | error
+    # status: one of wire.status.ENDS
     "exit": {
         "id": _INT,
         "status": _STR,
@@ -155,7 +156,6 @@ AGENT_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "error": {"code": _STR, "message": _STR},
 }
 
-EXIT_STATUSES = frozenset({"ok", "failed", "timeout", "killed", "error"})
 STREAMS = frozenset({"stdout", "stderr"})
 
 
@@ -240,7 +240,7 @@ def validate(message: Message, schemas: dict[str, dict[str, tuple[type, ...]]]) 
     if schema is None:
         raise ProtocolError(f"unexpected message {message.type!r}")
     check_fields(message, schema)
-    if message.type == "exit" and message["status"] not in EXIT_STATUSES:
+    if message.type == "exit" and message["status"] not in ENDS:
         raise ProtocolError(f"'exit' message has an unknown status {message['status']!r}")
     if message.type == "output" and message["stream"] not in STREAMS:
         raise ProtocolError(f"'output' message has an unknown stream {message['stream']!r}")

@@ -1,0 +1,28 @@
+"""How a command stands: the one status vocabulary of agent, protocol and results.
+
+The agent reports a command's end with one of the finished values; the protocol
+accepts only those in an `exit` message; the controller's results use the same
+enum, plus the two values a command has before it ends. How each value is shown
+(word, colour) is decided in one place, netjobs_core/vocabulary.py.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CommandStatus(enum.StrEnum):
+    PENDING = "pending"  # not started yet
+    RUNNING = "running"
+    OK = "ok"  # exit 0
+    FAILED = "failed"  # non-zero exit, or killed by a signal it did not get from us
+    TIMEOUT = "timeout"  # killed at its -timeout
+    KILLED = "killed"  # aborted or stopped by the user
+    ERROR = "error"  # could not run: see message
+
+    @property
+    def finished(self) -> bool:
+        return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
+
+
+ENDS = frozenset(status for status in CommandStatus if status.finished)
