@@ -14,7 +14,7 @@ from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.logs import ResultsFileError, write_json, write_test_log
-from netjobs_core.report import format_test, live_table, plan_summary
+from netjobs_core.report import LiveTable, format_test, plan_summary
 from netjobs_core.results import RunResult, StartMode
 from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.wire.tokens import Token, TokenError, load_token
@@ -146,7 +146,7 @@ async def run_plan(
     live = None
     observers: list[Callable[[Event], None]] = []
     if verbose and err.isatty():
-        live = live_table()
+        live = LiveTable()
         observers.append(live.observe)
     elif verbose:
         observers.append(_Progress(lambda line: print(line, file=err, flush=True)))

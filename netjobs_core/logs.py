@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from netjobs_core import __version__
+from netjobs_core import __version__, text
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -20,6 +20,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.vocabulary import command_word, word
 from netjobs_core.wire.address import Address
 
 JSON_FORMAT = "netjobs-results/1"
@@ -35,59 +36,33 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
-def _ms(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:+.3f} ms" if signed else f"{value:.3f} ms"
-
-
-def _clock(epoch: float | None) -> str:
-    if epoch is None:
-        return "n/a"
-    return dt.datetime.fromtimestamp(epoch).isoformat(timespec="microseconds")
-
-
-def _status_word(command: CommandResult) -> str:
-    word = command.status.value.upper()
-    if command.exit_code is not None:
-        word += f" (exit {command.exit_code})"
-    return word
-
-
 def format_test_log(test: TestResult, config_path: str) -> str:
     lines = [
         f"# NetJobs {__version__}: test {test.label!r} from {config_path}",
-        f"# started {_clock(test.started_at)}, status {test.status.value}"
+        f"# started {text.timestamp(test.started_at)}, status {word(test.status)}"
         + (f": {test.reason}" if test.reason else ""),
-        f"# start mode {test.start_mode.value}, common start {_clock(test.scheduled_start)}, "
-        f"start spread {_ms(test.start_spread_ms)} "
-        f"(+/- {_ms(test.start_spread_uncertainty_ms)})",
+        f"# start mode {test.start_mode.value}, common start "
+        f"{text.timestamp(test.scheduled_start)}, start spread {text.spread(test)}",
         "# TARGET\tCOMMAND\tSTATUS\tDETAILS, then stdout and stderr in full, each line behind '| '",
     ]
     for host in test.hosts:
         lines.append(
-            f"# host {host.target}: {host.state.value}"
+            f"# host {host.target}: {word(host.state)}"
             + (f" ({host.error})" if host.error else "")
             + f", agent {host.agent_version or 'n/a'} on {host.hostname or 'n/a'}, "
-            f"rtt {_ms(host.rtt_ms)}, clock offset {_ms(host.clock_offset_ms, True)} "
-            f"(+/- {_ms(host.clock_uncertainty_ms)}), "
-            f"start offset {_ms(host.start_offset_ms, True)}"
+            f"rtt {text.ms(host.rtt_ms)}, clock offset "
+            f"{text.ms_pm(host.clock_offset_ms, host.clock_uncertainty_ms, signed=True)}, "
+            f"start offset {text.ms(host.start_offset_ms, True)}"
         )
     for host in test.hosts:
         for command in host.commands:
-            details = [f"started {_clock(command.started_at)}"]
-            if command.duration_s is not None:
-                details.append(f"ran {command.duration_s:.3f} s")
-            if command.message:
-                details.append(command.message)
-            lines.append(
-                f"{host.target}\t{command.command}\t{_status_word(command)}\t{', '.join(details)}"
-            )
+            details = [f"started {text.timestamp(command.started_at)}"]
+            details += text.command_details(command)
+            status = command_word(command.status, command.exit_code)
+            lines.append(f"{host.target}\t{command.command}\t{status}\t{', '.join(details)}")
             for name, data in (("stdout", command.stdout), ("stderr", command.stderr)):
                 lines.append(f"  {name} ({len(data)} bytes)")
-                if data:
-                    body = _text(bytes(data))
-                    lines.extend(f"  | {line}" for line in body.removesuffix("\n").split("\n"))
+                lines.extend(f"  | {line}" for line in text.output_lines(data))
     return "\n".join(lines) + "\n"
 
 

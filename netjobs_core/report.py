@@ -8,68 +8,48 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from netjobs_core.config import Plan
+from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
 from netjobs_core.results import CommandResult, HostResult, TestResult
+from netjobs_core.text import plan_summary
+from netjobs_core.vocabulary import command_word, word
 
-
-def _ms(value: float | None, signed: bool = False, digits: int = 3) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:+.{digits}f} ms" if signed else f"{value:.{digits}f} ms"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+__all__ = ["LiveTable", "format_test", "plan_summary"]
 
 
 def _command_line(command: CommandResult) -> str:
-    status = command.status.value.upper()
-    if command.exit_code is not None:
-        status += f" exit {command.exit_code}"
-    parts = [status]
-    if command.duration_s is not None:
-        parts.append(f"{command.duration_s:.3f} s")
-    if command.message:
-        parts.append(command.message)
+    parts = [command_word(command.status, command.exit_code), *text.command_details(command)]
     return f"    {', '.join(parts)}: {command.command}"
 
 
-def _host_line(test: TestResult, host: HostResult) -> str:
-    line = f"  {host.target}  {host.state.value}"
+def _host_line(host: HostResult) -> str:
+    line = f"  {host.target}  {word(host.state)}"
     if host.error:
         line += f" ({host.error})"
     if host.rtt_ms is not None:
-        line += (
-            f"  rtt {_ms(host.rtt_ms)}, clock offset {_ms(host.clock_offset_ms, True)} "
-            f"+/- {_ms(host.clock_uncertainty_ms)}"
-        )
+        line += f"  {text.host_line_numbers(host)}"
     if host.start_offset_ms is not None:
-        line += f", started {_ms(host.start_offset_ms, True)} from the common start"
+        line += f", started {text.ms(host.start_offset_ms, True)} from the common start"
     return line
 
 
 def _output(name: str, data: bytearray) -> list[str]:
-    if not data:
-        return []
-    text = bytes(data).decode("utf-8", "backslashreplace").removesuffix("\n")
-    return [f"      {name}: {line}" for line in text.split("\n")]
+    return [f"      {name}: {line}" for line in text.output_lines(data)]
 
 
 def format_test(test: TestResult) -> str:
-    head = f"test {test.label!r}: {test.status.value.upper()}"
+    head = f"test {test.label!r}: {word(test.status).upper()}"
     if test.reason:
         head += f" ({test.reason})"
     lines = [head]
     if test.start_spread_ms is not None:
         lines.append(
-            f"  start spread {_ms(test.start_spread_ms)} +/- "
-            f"{_ms(test.start_spread_uncertainty_ms)} ({test.start_mode.value} start, "
-            f"{_count(sum(len(h.commands) for h in test.hosts), 'command')} on "
-            f"{_count(len(test.hosts), 'host')})"
+            f"  start spread {text.spread(test)} ({test.start_mode.value} start, "
+            f"{text.count(sum(len(h.commands) for h in test.hosts), 'command')} on "
+            f"{text.count(len(test.hosts), 'host')})"
         )
     for host in test.hosts:
-        lines.append(_host_line(test, host))
+        lines.append(_host_line(host))
         for command in host.commands:
             lines.append(_command_line(command))
             lines.extend(_output("stdout", command.stdout))
@@ -96,13 +76,13 @@ class LiveTable:
                 done = sum(c.status.finished for c in host.commands)
                 size = sum(len(c.stdout) + len(c.stderr) for c in host.commands)
                 table.add_row(
-                    host.target,
-                    host.state.value + (f": {host.error}" if host.error else ""),
-                    _ms(host.rtt_ms),
-                    _ms(host.clock_offset_ms, True),
-                    _ms(host.start_offset_ms, True),
+                    str(host.address),
+                    word(host.state) + (f": {host.error}" if host.error else ""),
+                    text.ms(host.rtt_ms),
+                    text.ms(host.clock_offset_ms, True),
+                    text.ms(host.start_offset_ms, True),
                     f"{done}/{len(host.commands)}",
-                    f"{size} B",
+                    text.size(size),
                 )
         return table
 
@@ -130,34 +110,3 @@ class LiveTable:
 
     def close(self) -> None:
         self.finish_test()
-
-
-def live_table() -> LiveTable:
-    return LiveTable()
-
-
-def plan_summary(plan: Plan) -> list[str]:
-    """What a run of this plan would do, for the dry run (-s)."""
-    lines = [f"{plan.path}: {_count(len(plan.tests), 'test')}"]
-    for spec in plan.tests:
-        hosts = _count(len(spec.addresses), "host")
-        need = "all" if spec.minhosts is None else str(spec.minhosts)
-        lines.append(
-            f"test {spec.label!r} (line {spec.line}): {_count(len(spec.commands), 'command')} "
-            f"on {hosts}, -minhosts {need} ({spec.required_hosts} must stay up), "
-            f"-generaltimeout {_duration(spec.general_timeout)}"
-        )
-        for command in spec.commands:
-            lines.append(
-                f"  {command.target}: {command.command!r}  timeout {_duration(command.timeout)}"
-                f"  (line {command.line})"
-            )
-        lines.append(
-            f"  would connect to {hosts}, measure their clocks, prepare every command, "
-            "start all at one scheduled instant"
-        )
-    return lines
-
-
-def _duration(seconds: float | None) -> str:
-    return "none" if seconds is None else f"{seconds:g}s"

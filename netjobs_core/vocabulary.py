@@ -1,0 +1,97 @@
+"""How each status is shown: one word and one colour per value, for every display.
+
+The terminal report, the text logs and the GUI all take their words from here
+(the report and the logs in capitals), so a host that could not be reached and
+a command that exited non-zero never share a word. The JSON keeps the enum
+values; this table is only for people.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+from netjobs_core.results import CommandStatus, HostState, TestStatus
+
+Status = CommandStatus | HostState | TestStatus
+
+GREY = "#6b7280"
+BLUE = "#2563eb"
+DARK_BLUE = "#1d4ed8"
+GREEN = "#15803d"
+ORANGE = "#c2410c"
+RED = "#b91c1c"
+ROSE = "#9f1239"
+PURPLE = "#7e22ce"
+
+
+@dataclass(frozen=True)
+class Look:
+    word: str
+    color: str
+
+
+# Separate tables per enum: StrEnum members of different enums with one value
+# ("failed") are equal as dict keys.
+COMMAND: dict[CommandStatus, Look] = {
+    CommandStatus.PENDING: Look("pending", GREY),
+    CommandStatus.RUNNING: Look("running", DARK_BLUE),
+    CommandStatus.OK: Look("ok", GREEN),
+    CommandStatus.FAILED: Look("failed", RED),  # ran, exited non-zero or died of a signal
+    CommandStatus.TIMEOUT: Look("timed out", ORANGE),
+    CommandStatus.KILLED: Look("killed", PURPLE),
+    CommandStatus.ERROR: Look("error", ROSE),  # could not run, or its end was not reported
+}
+
+HOST: dict[HostState, Look] = {
+    HostState.CONNECTING: Look("connecting", GREY),
+    HostState.SYNCING: Look("syncing", GREY),
+    HostState.PREPARING: Look("preparing", GREY),
+    HostState.READY: Look("ready", BLUE),
+    HostState.RUNNING: Look("running", DARK_BLUE),
+    HostState.DONE: Look("done", GREEN),
+    HostState.TIMEOUT: Look("timed out", ORANGE),
+    HostState.FAILED: Look("error", ROSE),  # unreachable, refused, lost: not a command's exit
+    HostState.KILLED: Look("killed", PURPLE),
+}
+
+TEST: dict[TestStatus, Look] = {
+    TestStatus.PENDING: Look("not run", GREY),
+    TestStatus.RUNNING: Look("running", DARK_BLUE),
+    TestStatus.PASSED: Look("passed", GREEN),
+    TestStatus.FAILED: Look("failed", RED),
+    TestStatus.ABORTED: Look("aborted", PURPLE),
+}
+
+_TABLES: dict[type, dict] = {CommandStatus: COMMAND, HostState: HOST, TestStatus: TEST}
+
+
+def look(status: Status) -> Look:
+    return _TABLES[type(status)][status]
+
+
+def word(status: Status) -> str:
+    return look(status).word
+
+
+def color(status: Status) -> str:
+    return look(status).color
+
+
+def exit_code_text(code: int) -> str:
+    """`0`, `4`, or `-15 (SIGTERM)`: a negative code is the signal that ended the process."""
+    if code >= 0:
+        return str(code)
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        return f"{code} (signal {-code})"
+    return f"{code} ({name})"
+
+
+def command_word(status: CommandStatus, exit_code: int | None) -> str:
+    """The report's and the log's status of a command: `FAILED (exit -9 (SIGKILL))`."""
+    text = word(status).upper()
+    if exit_code is not None:
+        text += f" (exit {exit_code_text(exit_code)})"
+    return text
