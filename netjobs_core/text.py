@@ -100,9 +100,15 @@ def tally(statuses: Iterable[Status]) -> str:
     return ", ".join(f"{n} {word(status)}" for status, n in Counter(statuses).items())
 
 
-def commands_finished(test: TestResult) -> str:
+def progress(test: TestResult) -> tuple[int, int]:
+    """(finished commands, all commands) of one test."""
     commands = [c for h in test.hosts for c in h.commands]
-    return f"{sum(c.status.finished for c in commands)}/{len(commands)} commands finished"
+    return sum(c.status.finished for c in commands), len(commands)
+
+
+def commands_finished(test: TestResult) -> str:
+    done, total = progress(test)
+    return f"{done}/{total} commands finished"
 
 
 def summary_parts(test: TestResult) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from html import escape
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +20,7 @@ from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QDragEnterEvent,
+    QDragMoveEvent,
     QDropEvent,
     QFont,
     QFontDatabase,
@@ -188,7 +190,6 @@ class CodeEditor(QPlainTextEdit):
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.setTabStopDistance(self.fontMetrics().horizontalAdvance(" ") * 4)
         self.error_line: int | None = None  # 1-based
-        self.error_message = ""
         self._gutter = _Gutter(self)
         self.blockCountChanged.connect(self._update_gutter_width)
         self.updateRequest.connect(self._update_gutter)
@@ -244,9 +245,9 @@ class CodeEditor(QPlainTextEdit):
         painter.end()
 
     # ---- error mark
-    def set_error(self, line: int | None, message: str = "") -> None:
+    def set_error(self, line: int | None) -> None:
         """Mark `line` (1-based) as the error line, or clear the mark with None."""
-        self.error_line, self.error_message = line, message
+        self.error_line = line
         selections: list[QTextEdit.ExtraSelection] = []
         if line is not None:
             block = self.document().findBlockByNumber(max(0, line - 1))
@@ -292,7 +293,7 @@ class CodeEditor(QPlainTextEdit):
         else:
             super().dragEnterEvent(event)
 
-    def dragMoveEvent(self, event: QDragEnterEvent) -> None:  # type: ignore[override]
+    def dragMoveEvent(self, event: QDragMoveEvent) -> None:
         if self._dropped_file(event):
             event.acceptProposedAction()
         else:
@@ -456,7 +457,7 @@ class EditorPanel(QWidget):
             plan = parse_config(self.text, self.path or UNTITLED, self.default_port)
         except ConfigError as exc:
             self.plan, self.error = None, exc
-            self.editor.set_error(exc.line, exc.message)
+            self.editor.set_error(exc.line)
         else:
             self.plan, self.error = plan, None
             self.editor.set_error(None)
@@ -469,7 +470,7 @@ class EditorPanel(QWidget):
         if self.error is not None:
             self.status.setText(
                 f'<span style="color:#b91c1c">⚠ <a href="#error" style="color:#b91c1c">'
-                f"line {self.error.line}</a>: {_escape(self.error.message)}</span>"
+                f"line {self.error.line}</a>: {escape(self.error.message)}</span>"
             )
             self.status.setToolTip(str(self.error))
         elif self.plan is not None:
@@ -491,7 +492,3 @@ class EditorPanel(QWidget):
     def go_to_error(self) -> None:
         if self.error is not None:
             self.editor.go_to_line(self.error.line)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

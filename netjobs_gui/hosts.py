@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from html import escape
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -14,6 +15,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core.results import HostState
+from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT, Address
 from netjobs_gui.models import HostsModel
 from netjobs_gui.widgets import make_table, never_widen
@@ -133,21 +136,23 @@ class HostsPanel(QWidget):
         self.check_button.setEnabled(not checking)
         self.check_button.setText("Checking…" if checking else "Check hosts")
 
-    def _show_details(self, current, _previous=None) -> None:  # type: ignore[no-untyped-def]
+    def _show_details(self, current: QModelIndex, _previous: QModelIndex | None = None) -> None:
         """The selected host in full: its error, or what the agent said about itself."""
         if not current.isValid() or current.row() >= len(self.model.rows):
             self.details.clear()
             return
         row = self.model.rows[current.row()]
         check = row.check
+        host = f"<b>{escape(row.target)}</b>"
         if check is None:
-            text = f"<b>{row.target}</b>: not checked yet."
+            text = f"{host}: not checked yet."
         elif check.error:
-            text = f'<b>{row.target}</b>: <span style="color:#b91c1c">{_escape(check.error)}</span>'
+            red = color(HostState.FAILED)
+            text = f'{host}: <span style="color:{red}">{escape(check.error)}</span>'
         else:
             text = (
-                f"<b>{row.target}</b>: agent {check.agent_version} on {_escape(check.hostname)} "
-                f"({_escape(check.platform)}), {'busy' if check.busy else 'idle'}"
+                f"{host}: agent {escape(check.agent_version)} on {escape(check.hostname)} "
+                f"({escape(check.platform)}), {'busy' if check.busy else 'idle'}"
             )
         self.details.setText(text)
 
@@ -155,7 +160,3 @@ class HostsPanel(QWidget):
         self.summary.setText(self.model.summary())
         self._show_details(self.table.selectionModel().currentIndex())
         self.summary.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

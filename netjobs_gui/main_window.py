@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
@@ -27,18 +27,19 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core import __version__
+from netjobs_core.check import HostCheck
 from netjobs_core.config import Plan
 from netjobs_core.logs import ResultsFileError, load_json
-from netjobs_core.report import plan_summary
-from netjobs_core.results import RunResult, TestResult, TestStatus
+from netjobs_core.results import RunResult, TestResult
 from netjobs_core.runner import RunOptions
+from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_gui import prompts
 from netjobs_gui.controller import Controller
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
 from netjobs_gui.models import SessionEntry
 from netjobs_gui.results_view import ResultsView, default_json_path, save_run_logs
-from netjobs_gui.run_view import RunView, TextDialog, human_bytes
+from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
 
 CLOSE_GRACE_MS = 15_000  # after Stop on close: how long the agents get to confirm the kills
@@ -57,7 +58,6 @@ class MainWindow(QMainWindow):
         self._closing_after_run = False
         self._close_timer: QTimer | None = None
         self._run_source = ""
-        self._run_plan: Plan | None = None
         self.dialogs: list[QWidget] = []  # non-modal dialogs kept alive
 
         self.editor = EditorPanel()
@@ -113,9 +113,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ actions and menus
     def _action(
-        self, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = ""
-    ) -> QAction:  # type: ignore[no-untyped-def]
-        action = QAction(text, self)
+        self,
+        label: str,
+        slot: Callable[[], object],
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+        tip: str = "",
+    ) -> QAction:
+        action = QAction(label, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
         if tip:
@@ -357,7 +361,7 @@ class MainWindow(QMainWindow):
             self.hosts.model.addresses(), self.settings.token_file, self.settings.connect_timeout
         )
 
-    def _check_finished(self, checks: list) -> None:  # type: ignore[type-arg]
+    def _check_finished(self, checks: list[HostCheck]) -> None:
         self.hosts.model.set_checks(checks)
         self.hosts.model.clear_checking()
         if checks:
@@ -395,7 +399,6 @@ class MainWindow(QMainWindow):
         if self.controller.start_run(plan, options, labels) is None:
             return False
         assert self.controller.result is not None
-        self._run_plan = plan
         self._run_source = "run " + time.strftime("%H:%M:%S")
         self.run_view.begin_run(plan, labels, self.controller.result)
         self.tabs.setCurrentIndex(self.RUN_TAB)
@@ -413,9 +416,7 @@ class MainWindow(QMainWindow):
     def _progress(self) -> None:
         self.run_view.refresh()
         if self.controller.running:
-            self.state_label.setText(
-                f"Running · {human_bytes(self.controller.output_bytes)} output"
-            )
+            self.state_label.setText(f"Running · {size(self.controller.output_bytes)} output")
 
     def _test_finished(self, test: TestResult) -> None:
         run = self.controller.result
@@ -424,13 +425,7 @@ class MainWindow(QMainWindow):
         self.run_view.refresh()
 
     def _run_finished(self, run: RunResult) -> None:
-        counts: dict[str, int] = {}
-        for test in run.tests:
-            counts[test.status.value] = counts.get(test.status.value, 0) + 1
-        words = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no test ran"
-        summary = f"Run finished: {words}."
-        if run.tests and all(t.status is TestStatus.PASSED for t in run.tests):
-            summary = f"Run finished: all {len(run.tests)} passed."
+        summary = f"Run finished: {run_summary(run)}."
         self.run_view.end_run(run, summary)
         if run.tests:
             self.results.add_run(run, self._run_source, select=False)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
 
+from netjobs_core import text
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -29,6 +30,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.vocabulary import Status, color, exit_code_text, word
 from netjobs_core.wire.address import Address
 
 if TYPE_CHECKING:
@@ -39,85 +41,17 @@ _Index = QModelIndex | QPersistentModelIndex
 DISPLAY = Qt.ItemDataRole.DisplayRole
 NO_VALUE = "—"
 
-# State words shown to the user, and their colours.
-STATE_COLORS = {
-    "connecting": "#6b7280",
-    "syncing": "#6b7280",
-    "preparing": "#6b7280",
-    "ready": "#2563eb",
-    "running": "#1d4ed8",
-    "done": "#15803d",
-    "timed out": "#c2410c",
-    "failed": "#b91c1c",
-    "killed": "#7e22ce",
-    "pending": "#6b7280",
-    "passed": "#15803d",
-    "aborted": "#7e22ce",
-}
 
-
-# --------------------------------------------------------------------------- formatting
-
-
-def fmt_ms(value: float | None, digits: int = 2, signed: bool = False) -> str:
-    if value is None:
-        return NO_VALUE
-    if abs(value) >= 1000:
-        text = f"{value / 1000:{'+' if signed else ''}.3f} s"
-    else:
-        text = f"{value:{'+' if signed else ''}.{digits}f} ms"
-    return text
-
-
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return NO_VALUE
-    if value < 60:
-        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
-    minutes, seconds = divmod(value, 60)
-    if minutes < 60:
-        return f"{int(minutes)}m {seconds:04.1f}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{int(hours)}h {int(minutes):02d}m {int(seconds):02d}s"
-
-
-def fmt_spread(test: TestResult) -> str:
-    if test.start_spread_ms is None:
-        return NO_VALUE
-    text = fmt_ms(test.start_spread_ms, 3)
-    if test.start_spread_uncertainty_ms:
-        text += f" ± {test.start_spread_uncertainty_ms:.3f}"
-    return text
-
-
-def command_state(host: HostResult, command: CommandResult) -> str:
-    """A command's state in words: connecting … ready, running, done, timed out, failed, killed."""
+def command_state(host: HostResult, command: CommandResult) -> Status:
+    """Where a command stands: its own status once it runs or ended, else its host's."""
     status = command.status
     if status is CommandStatus.RUNNING:
-        return (
-            "running"
-            if command.started_at is not None or host.state is not HostState.READY
-            else "ready"
-        )
-    if status is CommandStatus.OK:
-        return "done"
-    if status is CommandStatus.FAILED or status is CommandStatus.ERROR:
-        return "failed"
-    if status is CommandStatus.TIMEOUT:
-        return "timed out"
-    if status is CommandStatus.KILLED:
-        return "killed"
-    return {
-        HostState.CONNECTING: "connecting",
-        HostState.SYNCING: "syncing",
-        HostState.PREPARING: "preparing",
-        HostState.READY: "ready",
-        HostState.RUNNING: "running",
-        HostState.DONE: "done",
-        HostState.TIMEOUT: "timed out",
-        HostState.FAILED: "failed",
-        HostState.KILLED: "killed",
-    }[host.state]
+        if command.started_at is None and host.state is HostState.READY:
+            return HostState.READY
+        return status
+    if status.finished:
+        return status
+    return host.state
 
 
 def common_start(test: TestResult) -> float | None:
@@ -144,15 +78,8 @@ def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
     return None
 
 
-def test_progress(test: TestResult) -> tuple[int, int]:
-    """(finished commands, all commands) of one test."""
-    commands = [c for h in test.hosts for c in h.commands]
-    return sum(1 for c in commands if c.status.finished), len(commands)
-
-
-def _color(word: str) -> QColor | None:
-    name = STATE_COLORS.get(word)
-    return QColor(name) if name else None
+def _color(status: Status | None) -> QColor | None:
+    return None if status is None else QColor(color(status))
 
 
 # --------------------------------------------------------------------------- hosts
@@ -239,10 +166,10 @@ class HostsModel(ColumnsModel):
         self.rows = list(rows.values())
         self.endResetModel()
 
-    def addresses(self) -> list[tuple[str, int]]:
+    def addresses(self) -> list[Address]:
         return [row.address for row in self.rows]
 
-    def set_checking(self, addresses: Sequence[tuple[str, int]]) -> None:
+    def set_checking(self, addresses: Sequence[Address]) -> None:
         wanted = set(addresses)
         for row in self.rows:
             if row.address in wanted:
@@ -267,7 +194,7 @@ class HostsModel(ColumnsModel):
         checked = [row.check for row in self.rows if row.check is not None]
         if not self.rows:
             return "No hosts: open a config or add a host."
-        text = f"{len(self.rows)} host{'s' if len(self.rows) != 1 else ''}"
+        summary = text.count(len(self.rows), "host")
         if checked:
             ready = sum(1 for c in checked if c.authenticated and not c.error and not c.busy)
             busy = sum(1 for c in checked if c.busy)
@@ -277,8 +204,8 @@ class HostsModel(ColumnsModel):
                 parts.append(f"{busy} busy")
             if bad:
                 parts.append(f"{bad} with problems")
-            text += ": " + ", ".join(parts)
-        return text
+            summary += ": " + ", ".join(parts)
+        return summary
 
     # ---- Qt
     def row_count(self) -> int:
@@ -305,14 +232,11 @@ class HostsModel(ColumnsModel):
         if name == "Agent":
             return check.agent_version or NO_VALUE
         if name == "Round trip":
-            return fmt_ms(check.rtt_ms, 3)
+            return text.ms(check.rtt_ms, none=NO_VALUE)
         if name == "Clock offset":
-            if check.clock_offset_ms is None:
-                return NO_VALUE
-            text = fmt_ms(check.clock_offset_ms, 3, signed=True)
-            if check.clock_uncertainty_ms is not None:
-                text += f" ± {check.clock_uncertainty_ms:.3f}"
-            return text
+            return text.ms_pm(
+                check.clock_offset_ms, check.clock_uncertainty_ms, signed=True, none=NO_VALUE
+            )
         if name == "Busy":
             return NO_VALUE if check.busy is None else ("busy" if check.busy else "idle")
         if name == "Host name":
@@ -332,14 +256,15 @@ class HostsModel(ColumnsModel):
             name = self.COLUMNS[column]
             if check is None or self.rows[row].checking:
                 return None
+            good, bad = HostState.DONE, HostState.FAILED
             if name == "Reachable":
-                return _color("done" if check.reachable else "failed")
+                return _color(good if check.reachable else bad)
             if name == "Authenticated" and check.reachable:
-                return _color("done" if check.authenticated else "failed")
+                return _color(good if check.authenticated else bad)
             if name == "Busy" and check.busy is not None:
-                return _color("timed out" if check.busy else "done")
+                return _color(HostState.TIMEOUT if check.busy else good)
             if name == "Error":
-                return _color("failed")
+                return _color(bad)
         return None
 
 
@@ -391,16 +316,16 @@ class TestsModel(ColumnsModel):
         if name == "Hosts":
             return str(self.host_counts[row])
         if test is None:
-            return "not run" if name == "Status" else NO_VALUE
+            return word(TestStatus.PENDING) if name == "Status" else NO_VALUE
         if name == "Status":
-            return test.status.value
+            return word(test.status)
         if name == "Progress":
-            done, total = test_progress(test)
+            done, total = text.progress(test)
             return f"{done}/{total}"
         if name == "Start spread":
-            return fmt_spread(test)
+            return text.spread(test, none=NO_VALUE)
         if name == "Duration":
-            return fmt_seconds(test.duration_s)
+            return text.duration(test.duration_s, none=NO_VALUE)
         raise AssertionError(name)
 
     def data(self, index: _Index, role: int = DISPLAY) -> Any:
@@ -413,7 +338,8 @@ class TestsModel(ColumnsModel):
                     return test.reason
             return self.cell(index.row(), index.column())
         if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "Status":
-            return _color(self.cell(index.row(), index.column()))
+            test = self.results.get(self.labels[index.row()])
+            return _color(TestStatus.PENDING if test is None else test.status)
         return None
 
 
@@ -466,17 +392,17 @@ class CommandsModel(ColumnsModel):
         command = host.commands[index]
         name = self.COLUMNS[column]
         if name == "Host":
-            return host.target
+            return str(host.address)
         if name == "Command":
             return command.command
         if name == "State":
-            return command_state(host, command)
+            return word(command_state(host, command))
         if name == "Start offset":
-            return fmt_ms(start_offset_ms(self.test, host, command), 3, signed=True)
+            return text.ms(start_offset_ms(self.test, host, command), signed=True, none=NO_VALUE)
         if name == "Elapsed":
-            return fmt_seconds(elapsed_s(command, now))
+            return text.duration(elapsed_s(command, now), none=NO_VALUE)
         if name == "Exit":
-            return NO_VALUE if command.exit_code is None else str(command.exit_code)
+            return NO_VALUE if command.exit_code is None else exit_code_text(command.exit_code)
         if name == "Message":
             return command.message or host.error
         raise AssertionError(name)
@@ -487,7 +413,8 @@ class CommandsModel(ColumnsModel):
         if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
             return self.cell(index.row(), index.column())
         if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "State":
-            return _color(self.cell(index.row(), index.column()))
+            host, command_index = self.item(index.row())
+            return _color(command_state(host, host.commands[command_index]))
         if role == Qt.ItemDataRole.TextAlignmentRole and self.COLUMNS[index.column()] in (
             "Start offset",
             "Elapsed",
@@ -541,14 +468,14 @@ class ResultsModel(ColumnsModel):
         if name == "Test":
             return test.label
         if name == "Status":
-            return test.status.value
+            return word(test.status)
         if name == "Hosts":
             ok = sum(1 for h in test.hosts if h.state is HostState.DONE)
             return f"{ok}/{len(test.hosts)} done"
         if name == "Start spread":
-            return fmt_spread(test)
+            return text.spread(test, none=NO_VALUE)
         if name == "Duration":
-            return fmt_seconds(test.duration_s)
+            return text.duration(test.duration_s, none=NO_VALUE)
         raise AssertionError(name)
 
     def data(self, index: _Index, role: int = DISPLAY) -> Any:
@@ -562,9 +489,5 @@ class ResultsModel(ColumnsModel):
                 return entry.run.config_path
             return entry.test.reason or self.cell(index.row(), index.column())
         if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "Status":
-            return _color(entry.test.status.value)
+            return _color(entry.test.status)
         return None
-
-
-def status_word(test: TestResult) -> str:
-    return "not run" if test.status is TestStatus.PENDING else test.status.value

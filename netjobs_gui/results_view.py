@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -114,7 +114,7 @@ class ResultsView(QWidget):
     def select_row(self, row: int) -> None:
         select_row(self.table, row)
 
-    def _current_changed(self, current, _previous) -> None:  # type: ignore[no-untyped-def]
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         entry = self.model.entries[current.row()] if current.isValid() else None
         self.detail.set_test(entry.test if entry else None)
         self.save_button.setEnabled(entry is not None)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Sequence
+from html import escape
 
-from PySide6.QtCore import QItemSelectionModel, Qt, Signal
-from PySide6.QtGui import QFontDatabase, QTextCursor
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -25,16 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
-from netjobs_gui.models import (
-    STATE_COLORS,
-    CommandsModel,
-    TestsModel,
-    fmt_seconds,
-    fmt_spread,
-    test_progress,
-)
+from netjobs_core.vocabulary import color, word
+from netjobs_gui.models import CommandsModel, TestsModel
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import make_table, never_widen, select_row
 
@@ -42,17 +38,8 @@ MAX_OUTPUT_LINES = 2000  # lines kept in each output view
 TAIL_BYTES = 128 * 1024  # what an output view shows when it (re)opens a command
 
 
-def _fixed_font():  # type: ignore[no-untyped-def]
+def _fixed_font() -> QFont:
     return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
-
-
-def human_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError
 
 
 class StreamView(QWidget):
@@ -101,12 +88,12 @@ class StreamView(QWidget):
         if len(data) > self.shown:
             chunk = bytes(data[self.shown :])
             self.shown = len(data)
-            text = self._decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
+            decoded = self._decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
             bar = self.view.verticalScrollBar()
             at_end = bar.value() >= bar.maximum() - 2
             cursor = QTextCursor(self.view.document())
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertText(text)
+            cursor.insertText(decoded)
             if at_end:
                 bar.setValue(bar.maximum())
         self._update_title()
@@ -116,10 +103,10 @@ class StreamView(QWidget):
             self.title.setText(f"<b>{self.name}</b>")
             return
         size = len(self.data)
-        text = f"<b>{self.name}</b> — {human_bytes(size)}"
+        title = f"<b>{self.name}</b> — {text.size(size)}"
         if size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES:
-            text += " (showing the end; the full output is kept in the results)"
-        self.title.setText(text)
+            title += " (showing the end; the full output is kept in the results)"
+        self.title.setText(title)
 
     @property
     def text(self) -> str:
@@ -156,7 +143,9 @@ class OutputPane(QWidget):
             self.stdout.set_data(None)
             self.stderr.set_data(None)
             return
-        self.header.setText(f"<b>{host.target}</b>: <code>{_escape(command.command)}</code>")
+        self.header.setText(
+            f"<b>{escape(str(host.address))}</b>: <code>{escape(command.command)}</code>"
+        )
         self.stdout.set_data(command.stdout)
         self.stderr.set_data(command.stderr)
 
@@ -220,7 +209,7 @@ class TestDetail(QWidget):
     def select_row(self, row: int) -> None:
         select_row(self.table, row)
 
-    def _current_changed(self, current, _previous) -> None:  # type: ignore[no-untyped-def]
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         if current.isValid() and self.test is not None:
             host, index = self.model.item(current.row())
             self.output.show_command(host, host.commands[index])
@@ -232,18 +221,13 @@ class TestDetail(QWidget):
         if test is None:
             self.summary.setText("<i>No test selected, or not run yet.</i>")
             return
-        status = test.status.value
-        color = STATE_COLORS.get(status, "#6b7280")
-        parts = [f'<b>{_escape(test.label)}</b> — <b style="color:{color}">{status}</b>']
+        head = (
+            f"<b>{escape(test.label)}</b> — "
+            f'<b style="color:{color(test.status)}">{word(test.status)}</b>'
+        )
         if test.reason:
-            parts[0] += f": {_escape(test.reason)}"
-        done, total = test_progress(test)
-        parts.append(f"{done}/{total} commands finished")
-        parts.append(f"{len(test.hosts)} host{'s' if len(test.hosts) != 1 else ''}")
-        if test.start_spread_ms is not None:
-            parts.append(f"start spread {fmt_spread(test)} ms")
-        if test.duration_s is not None:
-            parts.append(f"took {fmt_seconds(test.duration_s)}")
+            head += f": {escape(test.reason)}"
+        parts = [head, *(escape(part) for part in text.summary_parts(test))]
         self.summary.setText(" · ".join(parts))
 
     def refresh(self) -> None:
@@ -255,8 +239,6 @@ class TestDetail(QWidget):
 
 
 class RunView(QWidget):
-    test_activated = Signal(str)  # the user picked a test in the list
-
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.tests_model = TestsModel(self)
@@ -328,13 +310,12 @@ class RunView(QWidget):
             | QItemSelectionModel.SelectionFlag.Rows,
         )
 
-    def _test_changed(self, current, _previous) -> None:  # type: ignore[no-untyped-def]
+    def _test_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         if not current.isValid():
             self.detail.set_test(None)
             return
         label = self.tests_model.labels[current.row()]
         self.detail.set_test(self.tests_model.results.get(label))
-        self.test_activated.emit(label)
 
     # ---- a run
     def begin_run(self, plan: Plan, labels: Sequence[str] | None, run: RunResult) -> None:
@@ -367,20 +348,17 @@ class RunView(QWidget):
         self.tests_model.refresh()
         self.detail.refresh()
         if self.run is not None:
-            done = sum(test_progress(t)[0] for t in self.run.tests)
+            done = sum(text.progress(t)[0] for t in self.run.tests)
             self.progress.setValue(min(done, self.progress.maximum()))
             if self.running and self.current_label is not None:
                 test = self.tests_model.results.get(self.current_label)
                 index = len(self.run.tests)
                 if test is not None:
-                    finished, total = test_progress(test)
-                    states: dict[str, int] = {}
-                    for host in test.hosts:
-                        states[host.state.value] = states.get(host.state.value, 0) + 1
-                    hosts = ", ".join(f"{n} {state}" for state, n in states.items())
+                    hosts = text.tally(host.state for host in test.hosts)
                     self.status.setText(
-                        f"Running test <b>{test.label}</b> ({index} of {self._chosen_count}): "
-                        f"{finished}/{total} commands finished · hosts: {hosts}"
+                        f"Running test <b>{escape(test.label)}</b> "
+                        f"({index} of {self._chosen_count}): "
+                        f"{text.commands_finished(test)} · hosts: {hosts}"
                     )
 
     def end_run(self, run: RunResult, summary: str) -> None:
@@ -416,7 +394,3 @@ class TextDialog(QDialog):
         layout.addWidget(self.text)
         layout.addWidget(buttons)
         self.resize(900, 420)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -14,34 +14,43 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QHelpEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+)
 from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
-from netjobs_core.results import CommandStatus, TestResult
-from netjobs_gui.models import (
-    STATE_COLORS,
-    command_state,
-    common_start,
-    fmt_ms,
-    fmt_seconds,
-    fmt_spread,
-)
+from netjobs_core import text
+from netjobs_core.results import CommandStatus, TestResult, TestStatus
+from netjobs_core.vocabulary import Status, color, exit_code_text, word
+from netjobs_gui.models import NO_VALUE, command_state, common_start
 
 
 @dataclass
 class TimelineRow:
     host: str
     command: str
-    state: str
+    state: Status
     start_ms: float | None  # release minus common start; None = never started
     end_ms: float | None  # None = never started
     running: bool  # still running: end_ms is "now"
     end_known: bool  # False: finished, but the agent reported no end (killed, lost)
     exit_code: int | None
     uncertainty_ms: float | None  # the host's clock uncertainty
+
+    @property
+    def word(self) -> str:
+        return word(self.state)
 
     @property
     def duration_ms(self) -> float | None:
@@ -53,7 +62,7 @@ class TimelineRow:
 @dataclass
 class TimelineData:
     label: str
-    status: str
+    status: TestStatus
     common_start: float | None  # epoch, controller clock
     scheduled: bool  # True: the common start was a scheduled instant
     spread_ms: float | None
@@ -85,7 +94,7 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
         test_end = test.started_at + test.duration_s
     data = TimelineData(
         label=test.label,
-        status=test.status.value,
+        status=test.status,
         common_start=start,
         scheduled=test.scheduled_start is not None,
         spread_ms=test.start_spread_ms,
@@ -107,7 +116,7 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
                     end_ms = max(start_ms, ((test_end or now) - start) * 1000.0)
             data.rows.append(
                 TimelineRow(
-                    host=host.target,
+                    host=str(host.address),
                     command=command.command,
                     state=command_state(host, command),
                     start_ms=start_ms,
@@ -133,12 +142,12 @@ def nice_step(span: float, ticks: int = 5) -> float:
     return 10 * power
 
 
-def _tick_label_ms(value: float, step: float) -> str:
+def tick_label_ms(value: float, step: float) -> str:
     decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
     return f"{value:+.{decimals}f}" if value else "0"
 
 
-def _tick_label_s(value_ms: float, step_ms: float) -> str:
+def tick_label_s(value_ms: float, step_ms: float) -> str:
     seconds = value_ms / 1000.0
     step = step_ms / 1000.0
     if step >= 60 and abs(seconds) >= 60:
@@ -147,16 +156,157 @@ def _tick_label_s(value_ms: float, step_ms: float) -> str:
     return f"{seconds:.{decimals}f}s"
 
 
-class TimelineWidget(QWidget):
-    ROW_HEIGHT = 24
-    HEADER = 58
-    FOOTER = 46
-    LABEL_WIDTH = 300  # at most
-    START_WIDTH = 240  # at most
-    GAP = 26
-    NOTE_WIDTH = 120  # room after the longest bar for "12.345 s  exit 0"
-    MARGIN = 10
+@dataclass(frozen=True)
+class Axis:
+    """One strip's value range (ms) mapped onto its pixels, and its tick step."""
 
+    low: float
+    high: float
+    left: float
+    right: float
+    step: float
+
+    def x(self, value: float) -> float:
+        return self.left + (value - self.low) / (self.high - self.low) * (self.right - self.left)
+
+    def ticks(self) -> list[float]:
+        first = math.ceil(self.low / self.step - 1e-9)
+        values = []
+        for k in range(first, first + 1000):
+            value = k * self.step
+            if value > self.high + self.step * 1e-6:
+                break
+            values.append(value)
+        return values
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything goes, from the data and the widget's width alone (no Qt)."""
+
+    left: float
+    label_width: int
+    host_room: float  # of label_width, for the host (the rest is the command)
+    top: float
+    bottom: float
+    row_height: int
+    start: Axis
+    run: Axis
+
+    def row_top(self, index: int) -> float:
+        return self.top + index * self.row_height
+
+
+ROW_HEIGHT = 24
+HEADER = 58
+FOOTER = 46
+LABEL_WIDTH = 300  # at most
+START_WIDTH = 240  # at most
+GAP = 26
+NOTE_WIDTH = 120  # room after the longest bar for "12.345 s  exit 0"
+MARGIN = 10
+
+
+def start_range(data: TimelineData) -> tuple[float, float]:
+    """The start strip's range in ms: 0 and every release with its whisker, padded."""
+    low = high = 0.0
+    for row in data.rows:
+        if row.start_ms is not None:
+            margin = row.uncertainty_ms or 0.0
+            low = min(low, row.start_ms - margin)
+            high = max(high, row.start_ms + margin)
+    pad = max(high - low, 0.1) * 0.12
+    return low - pad, high + pad
+
+
+def run_range(data: TimelineData) -> tuple[float, float]:
+    """The run strip's range in ms: from the common start (or the first release) to the end."""
+    low = min(0.0, data.first_start_ms or 0.0)
+    high = max(data.end_ms, low + 1.0)
+    return low, high + (high - low) * 0.02
+
+
+def layout(data: TimelineData, width: int, widest_host: float) -> Layout:
+    """Columns, rows and both axes for `width` pixels; `widest_host` is the widest host label."""
+    left = MARGIN
+    label_width = int(min(LABEL_WIDTH, max(170, width * 0.26)))
+    start_width = int(min(START_WIDTH, max(150, width * 0.24)))
+    start_left = left + label_width + GAP
+    start_right = start_left + start_width
+    run_left = start_right + GAP
+    run_right = max(run_left + 100, width - MARGIN - NOTE_WIDTH)
+    s_low, s_high = start_range(data)
+    r_low, r_high = run_range(data)
+    return Layout(
+        left=left,
+        label_width=label_width,
+        host_room=min(widest_host, max(60, label_width - 50)),
+        top=HEADER,
+        bottom=HEADER + len(data.rows) * ROW_HEIGHT,
+        row_height=ROW_HEIGHT,
+        start=Axis(
+            s_low,
+            s_high,
+            start_left,
+            start_right,
+            nice_step(s_high - s_low, max(3, int(start_width / 35))),
+        ),
+        run=Axis(
+            r_low,
+            r_high,
+            run_left,
+            run_right,
+            nice_step(r_high - r_low, max(2, int((run_right - run_left) / 45))),
+        ),
+    )
+
+
+def bar_note(row: TimelineRow) -> str:
+    """What follows a run bar: its duration, and how it ended unless it simply succeeded."""
+    duration = row.duration_ms
+    note = text.duration(duration / 1000.0) if duration is not None else ""
+    if row.running:
+        return note + " …"
+    if not row.end_known:
+        return f"{row.word} (end unknown)"
+    if row.exit_code is not None:
+        return note + f"  exit {exit_code_text(row.exit_code)}"
+    if row.state is not CommandStatus.OK:
+        return note + f"  {row.word}"
+    return note
+
+
+def tooltip(row: TimelineRow) -> str:
+    lines = [f"{row.host}: {row.command}", f"state: {row.word}"]
+    if row.start_ms is not None:
+        offset = text.ms_pm(row.start_ms, row.uncertainty_ms, signed=True)
+        lines.append(f"start offset: {offset}" + (" (clock)" if row.uncertainty_ms else ""))
+    if row.duration_ms is not None:
+        lines.append(f"ran: {text.duration(row.duration_ms / 1000)}")
+    if row.exit_code is not None:
+        lines.append(f"exit code: {exit_code_text(row.exit_code)}")
+    return "\n".join(lines)
+
+
+def summary(data: TimelineData) -> str:
+    """The title line after the label and status: the spread and the common start."""
+    line = f"start spread {text.ms_pm(data.spread_ms, data.spread_uncertainty_ms, none=NO_VALUE)}"
+    if data.common_start is not None:
+        kind = "scheduled start" if data.scheduled else "first start"
+        line += f"   ·   {kind} {text.time_of_day(data.common_start)}"
+    return line
+
+
+@dataclass
+class _Pens:
+    text: QColor
+    muted: QColor
+    grid: QColor
+    font: QFont
+    bold: QFont
+
+
+class TimelineWidget(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.data: TimelineData | None = None
@@ -180,297 +330,206 @@ class TimelineWidget(QWidget):
 
     def sizeHint(self) -> QSize:
         rows = len(self.data.rows) if self.data else 0
-        return QSize(900, self.HEADER + max(rows, 1) * self.ROW_HEIGHT + self.FOOTER)
-
-    # ---- geometry helpers
-    def _start_range(self) -> tuple[float, float]:
-        """The start strip's range in ms: 0 and every release with its whisker, padded."""
-        assert self.data is not None
-        low = high = 0.0
-        for row in self.data.rows:
-            if row.start_ms is not None:
-                margin = row.uncertainty_ms or 0.0
-                low = min(low, row.start_ms - margin)
-                high = max(high, row.start_ms + margin)
-        span = max(high - low, 0.1)
-        pad = span * 0.12
-        low, high = low - pad, high + pad
-        return low, high
-
-    def _run_range(self) -> tuple[float, float]:
-        assert self.data is not None
-        low = min(0.0, self.data.first_start_ms or 0.0)
-        high = max(self.data.end_ms, low + 1.0)
-        return low, high + (high - low) * 0.02
+        return QSize(900, HEADER + max(rows, 1) * ROW_HEIGHT + FOOTER)
 
     def row_at(self, y: float) -> TimelineRow | None:
         if self.data is None:
             return None
-        index = int((y - self.HEADER) // self.ROW_HEIGHT)
-        if y < self.HEADER or not 0 <= index < len(self.data.rows):
+        index = int((y - HEADER) // ROW_HEIGHT)
+        if y < HEADER or not 0 <= index < len(self.data.rows):
             return None
         return self.data.rows[index]
 
     def event(self, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.ToolTip:
-            row = self.row_at(event.pos().y())  # type: ignore[attr-defined]
+        if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip:
+            row = self.row_at(event.pos().y())
             if row is None:
                 QToolTip.hideText()
             else:
-                lines = [f"{row.host}: {row.command}", f"state: {row.state}"]
-                if row.start_ms is not None:
-                    lines.append(f"start offset: {fmt_ms(row.start_ms, 3, signed=True)}")
-                    if row.uncertainty_ms is not None:
-                        lines[-1] += f" ± {row.uncertainty_ms:.3f} ms (clock)"
-                if row.duration_ms is not None:
-                    lines.append(f"ran: {fmt_seconds(row.duration_ms / 1000)}")
-                if row.exit_code is not None:
-                    lines.append(f"exit code: {row.exit_code}")
-                QToolTip.showText(event.globalPos(), "\n".join(lines), self)  # type: ignore[attr-defined]
+                QToolTip.showText(event.globalPos(), tooltip(row), self)
             return True
         return super().event(event)
 
     # ---- painting
-    def _axis(  # type: ignore[no-untyped-def]
-        self, painter: QPainter, span, step: float, to_x, strip, rows, label_of, grid, muted
-    ) -> None:
-        """Grid lines and tick labels; labels stay inside the strip and never overlap."""
-        metrics = QFontMetrics(painter.font())
-        (low, high), (left, right), (top, bottom) = span, strip, rows
-        first = math.ceil(low / step - 1e-9)
-        last_label_end = -math.inf
-        for k in range(first, first + 1000):
-            value = k * step
-            if value > high + step * 1e-6:
-                break
-            x = to_x(value)
-            painter.setPen(QPen(grid, 1))
-            painter.drawLine(QPointF(x, top - 6), QPointF(x, bottom))
-            label = label_of(value, step)
-            width = metrics.horizontalAdvance(label)
-            start = min(max(x - width / 2, left), right - width)
-            if start < last_label_end + 6:
-                continue
-            painter.setPen(muted)
-            painter.drawText(QPointF(start, top - 8), label)
-            last_label_end = start + width
-
-    def paintEvent(self, event: object) -> None:
+    def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         palette = self.palette()
         painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
-        text = palette.color(QPalette.ColorRole.Text)
-        muted = QColor(text)
+        ink = palette.color(QPalette.ColorRole.Text)
+        muted, grid = QColor(ink), QColor(ink)
         muted.setAlpha(140)
-        grid = QColor(text)
         grid.setAlpha(35)
-        font = QFont(self.font())
-        metrics = QFontMetrics(font)
-
-        if self.data is None or not self.data.rows:
+        bold = QFont(self.font())
+        bold.setBold(True)
+        pens = _Pens(ink, muted, grid, QFont(self.font()), bold)
+        data = self.data
+        if data is None or not data.rows:
             painter.setPen(muted)
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No test selected")
             painter.end()
             return
-        data = self.data
-        left = self.MARGIN
-        label_width = int(min(self.LABEL_WIDTH, max(170, self.width() * 0.26)))
-        start_width = int(min(self.START_WIDTH, max(150, self.width() * 0.24)))
-        label_right = left + label_width
-        start_left = label_right + self.GAP
-        start_right = start_left + start_width
-        run_left = start_right + self.GAP
-        run_right = max(run_left + 100, self.width() - self.MARGIN - self.NOTE_WIDTH)
-        top = self.HEADER
-        bottom = top + len(data.rows) * self.ROW_HEIGHT
+        # +2: horizontalAdvance() rounds down, and elidedText() elides at the exact width.
+        bold_metrics = QFontMetrics(bold)
+        widest = max(bold_metrics.horizontalAdvance(row.host) for row in data.rows) + 2
+        geometry = layout(data, self.width(), widest)
+        self._paint_title(painter, pens, data)
+        self._paint_backgrounds(painter, pens, data, geometry)
+        self._paint_start_strip(painter, pens, data, geometry)
+        self._paint_run_strip(painter, pens, geometry)
+        for index, row in enumerate(data.rows):
+            self._paint_row(painter, pens, geometry, index, row)
+        self._paint_legend(painter, pens, geometry)
+        painter.end()
 
-        # Title line
-        bold = QFont(font)
-        bold.setBold(True)
-        painter.setFont(bold)
-        painter.setPen(text)
-        title = f"{data.label} — {data.status}"
-        painter.drawText(QPointF(left, 16), title)
-        painter.setFont(font)
-        summary = f"start spread {fmt_spread_text(data)}"
-        if data.common_start is not None:
-            stamp = time.strftime("%H:%M:%S", time.localtime(data.common_start))
-            fraction = f"{data.common_start % 1:.3f}"[1:]
-            kind = "scheduled start" if data.scheduled else "first start"
-            summary += f"   ·   {kind} {stamp}{fraction}"
-        painter.setPen(muted)
-        painter.drawText(
-            QPointF(left + QFontMetrics(bold).horizontalAdvance(title) + 16, 16), summary
+    def _paint_title(self, painter: QPainter, pens: _Pens, data: TimelineData) -> None:
+        painter.setFont(pens.bold)
+        painter.setPen(pens.text)
+        title = f"{data.label} — {word(data.status)}"
+        painter.drawText(QPointF(MARGIN, 16), title)
+        painter.setFont(pens.font)
+        painter.setPen(pens.muted)
+        title_width = QFontMetrics(pens.bold).horizontalAdvance(title)
+        painter.drawText(QPointF(MARGIN + title_width + 16, 16), summary(data))
+
+    def _paint_backgrounds(
+        self, painter: QPainter, pens: _Pens, data: TimelineData, geometry: Layout
+    ) -> None:
+        """Strip headings, and every other row shaded."""
+        top = geometry.top
+        painter.setPen(pens.muted)
+        painter.drawText(QPointF(geometry.left, top - 24), "host / command")
+        painter.drawText(QPointF(geometry.start.left, top - 24), "start offset (ms)")
+        painter.drawText(QPointF(geometry.run.left, top - 24), "run (from the common start)")
+        shade = QColor(pens.text)
+        shade.setAlpha(12)
+        for i in range(1, len(data.rows), 2):
+            painter.fillRect(
+                QRectF(
+                    geometry.left,
+                    geometry.row_top(i),
+                    self.width() - 2 * geometry.left,
+                    geometry.row_height,
+                ),
+                shade,
+            )
+
+    def _paint_axis(
+        self,
+        painter: QPainter,
+        pens: _Pens,
+        axis: Axis,
+        geometry: Layout,
+        label_of: Callable[[float, float], str],
+    ) -> None:
+        """Grid lines and tick labels; labels stay inside the strip and never overlap."""
+        metrics = QFontMetrics(painter.font())
+        top, bottom = geometry.top, geometry.bottom
+        last_label_end = -math.inf
+        for value in axis.ticks():
+            x = axis.x(value)
+            painter.setPen(QPen(pens.grid, 1))
+            painter.drawLine(QPointF(x, top - 6), QPointF(x, bottom))
+            label = label_of(value, axis.step)
+            width = metrics.horizontalAdvance(label)
+            start = min(max(x - width / 2, axis.left), axis.right - width)
+            if start < last_label_end + 6:
+                continue
+            painter.setPen(pens.muted)
+            painter.drawText(QPointF(start, top - 8), label)
+            last_label_end = start + width
+
+    def _paint_common_start(self, painter: QPainter, axis: Axis, geometry: Layout) -> None:
+        painter.setPen(QPen(QColor("#dc2626"), 1.5, Qt.PenStyle.DashLine))
+        painter.drawLine(
+            QPointF(axis.x(0.0), geometry.top - 4), QPointF(axis.x(0.0), geometry.bottom)
         )
 
-        # Strip headings
-        painter.setPen(muted)
-        painter.drawText(QPointF(left, top - 24), "host / command")
-        painter.drawText(QPointF(start_left, top - 24), "start offset (ms)")
-        painter.drawText(QPointF(run_left, top - 24), "run (from the common start)")
-
-        # Row backgrounds
-        for i in range(len(data.rows)):
-            if i % 2:
-                shade = QColor(text)
-                shade.setAlpha(12)
-                painter.fillRect(
-                    QRectF(
-                        left, top + i * self.ROW_HEIGHT, self.width() - 2 * left, self.ROW_HEIGHT
-                    ),
-                    shade,
-                )
-
-        # ---- start strip
-        s_low, s_high = self._start_range()
-
-        def sx(value: float) -> float:
-            return start_left + (value - s_low) / (s_high - s_low) * (start_right - start_left)
-
-        step = nice_step(s_high - s_low, max(3, int((start_right - start_left) / 35)))
-        self._axis(
-            painter,
-            (s_low, s_high),
-            step,
-            sx,
-            (start_left, start_right),
-            (top, bottom),
-            _tick_label_ms,
-            grid,
-            muted,
-        )
+    def _paint_start_strip(
+        self, painter: QPainter, pens: _Pens, data: TimelineData, geometry: Layout
+    ) -> None:
+        """The start axis, the measured spread as a band, the common start as a line."""
+        axis = geometry.start
+        self._paint_axis(painter, pens, axis, geometry, tick_label_ms)
         first, last = data.first_start_ms, data.last_start_ms
         if first is not None and last is not None:
             band = QColor("#2563eb")
             band.setAlpha(40)
-            x1, x2 = sx(first), sx(last)
-            painter.fillRect(QRectF(x1, top, max(2.0, x2 - x1), bottom - top), band)
-        common_pen = QPen(QColor("#dc2626"), 1.5, Qt.PenStyle.DashLine)
-        painter.setPen(common_pen)
-        painter.drawLine(QPointF(sx(0.0), top - 4), QPointF(sx(0.0), bottom))
+            x1, x2 = axis.x(first), axis.x(last)
+            height = geometry.bottom - geometry.top
+            painter.fillRect(QRectF(x1, geometry.top, max(2.0, x2 - x1), height), band)
+        self._paint_common_start(painter, axis, geometry)
 
-        # ---- run strip
-        r_low, r_high = self._run_range()
+    def _paint_run_strip(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
+        self._paint_axis(painter, pens, geometry.run, geometry, tick_label_s)
+        self._paint_common_start(painter, geometry.run, geometry)
 
-        def rx(value: float) -> float:
-            return run_left + (value - r_low) / (r_high - r_low) * (run_right - run_left)
-
-        step = nice_step(r_high - r_low, max(2, int((run_right - run_left) / 45)))
-        self._axis(
-            painter,
-            (r_low, r_high),
-            step,
-            rx,
-            (run_left, run_right),
-            (top, bottom),
-            _tick_label_s,
-            grid,
-            muted,
+    def _paint_row(
+        self, painter: QPainter, pens: _Pens, geometry: Layout, index: int, row: TimelineRow
+    ) -> None:
+        """Label, start dot with its clock-uncertainty whisker, run bar, and the note after it."""
+        metrics = QFontMetrics(pens.font)
+        y = geometry.row_top(index)
+        middle = y + geometry.row_height / 2
+        baseline = middle + metrics.ascent() / 2 - 1
+        state_color = QColor(color(row.state))
+        # label
+        painter.setPen(pens.text)
+        painter.setFont(pens.bold)
+        host_room = geometry.host_room
+        host_text = QFontMetrics(pens.bold).elidedText(
+            row.host, Qt.TextElideMode.ElideMiddle, int(host_room)
         )
-        painter.setPen(common_pen)
-        painter.drawLine(QPointF(rx(0.0), top - 4), QPointF(rx(0.0), bottom))
-
-        # ---- rows
-        bold_metrics = QFontMetrics(bold)
-        # +2: horizontalAdvance() rounds down, and elidedText() elides at the exact width.
-        widest = max(bold_metrics.horizontalAdvance(row.host) for row in data.rows) + 2
-        host_room = min(widest, max(60, label_width - 50))
-        for i, row in enumerate(data.rows):
-            y = top + i * self.ROW_HEIGHT
-            middle = y + self.ROW_HEIGHT / 2
-            baseline = middle + metrics.ascent() / 2 - 1
-            color = QColor(STATE_COLORS.get(row.state, "#6b7280"))
-            # label
-            painter.setPen(text)
-            painter.setFont(bold)
-            host_text = QFontMetrics(bold).elidedText(
-                row.host, Qt.TextElideMode.ElideMiddle, host_room
-            )
-            painter.drawText(QPointF(left, baseline), host_text)
-            painter.setFont(font)
-            painter.setPen(muted)
-            room = label_width - host_room - 8
-            painter.drawText(
-                QPointF(left + host_room + 8, baseline),
-                metrics.elidedText(row.command, Qt.TextElideMode.ElideRight, max(10, room)),
-            )
-            if row.start_ms is None:
-                painter.setPen(muted)
-                painter.drawText(QPointF(start_left + 4, baseline), row.state)
-                painter.drawText(QPointF(run_left + 4, baseline), row.state)
-                continue
-            # start dot with clock-uncertainty whisker
-            x = sx(row.start_ms)
-            if row.uncertainty_ms:
-                w1, w2 = (
-                    sx(row.start_ms - row.uncertainty_ms),
-                    sx(row.start_ms + row.uncertainty_ms),
-                )
-                painter.setPen(QPen(color, 1.2))
-                painter.drawLine(QPointF(w1, middle), QPointF(w2, middle))
-                painter.drawLine(QPointF(w1, middle - 4), QPointF(w1, middle + 4))
-                painter.drawLine(QPointF(w2, middle - 4), QPointF(w2, middle + 4))
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(color)
-            painter.drawEllipse(QPointF(x, middle), 4.0, 4.0)
-            # run bar
-            end = row.end_ms if row.end_ms is not None else row.start_ms
-            x1, x2 = rx(row.start_ms), rx(end)
-            bar = QRectF(x1, y + 5, max(3.0, x2 - x1), self.ROW_HEIGHT - 10)
-            fill = QColor(color)
-            if row.running or not row.end_known:
-                fill.setAlpha(110)
-            painter.setBrush(fill)
-            painter.drawRoundedRect(bar, 3, 3)
-            if not row.end_known:
-                painter.setBrush(Qt.BrushStyle.NoBrush)
-                painter.setPen(QPen(color, 1, Qt.PenStyle.DotLine))
-                painter.drawRoundedRect(bar, 3, 3)
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            # duration / exit after the bar
-            duration = row.duration_ms
-            note = fmt_seconds(duration / 1000.0) if duration is not None else ""
-            if row.running:
-                note += " …"
-            elif not row.end_known:
-                note = f"{row.state} (end unknown)"
-            elif row.exit_code is not None:
-                note += f"  exit {row.exit_code}"
-            elif row.state != "done":
-                note += f"  {row.state}"
-            painter.setPen(text)
-            painter.drawText(QPointF(bar.right() + 6, baseline), note)
-
-        # Legend
-        painter.setPen(muted)
+        painter.drawText(QPointF(geometry.left, baseline), host_text)
+        painter.setFont(pens.font)
+        painter.setPen(pens.muted)
+        room = int(geometry.label_width - host_room - 8)
         painter.drawText(
-            QPointF(left, bottom + 19),
+            QPointF(geometry.left + host_room + 8, baseline),
+            metrics.elidedText(row.command, Qt.TextElideMode.ElideRight, max(10, room)),
+        )
+        start, run = geometry.start, geometry.run
+        if row.start_ms is None:
+            painter.drawText(QPointF(start.left + 4, baseline), row.word)
+            painter.drawText(QPointF(run.left + 4, baseline), row.word)
+            return
+        # start dot with clock-uncertainty whisker
+        if row.uncertainty_ms:
+            w1 = start.x(row.start_ms - row.uncertainty_ms)
+            w2 = start.x(row.start_ms + row.uncertainty_ms)
+            painter.setPen(QPen(state_color, 1.2))
+            painter.drawLine(QPointF(w1, middle), QPointF(w2, middle))
+            painter.drawLine(QPointF(w1, middle - 4), QPointF(w1, middle + 4))
+            painter.drawLine(QPointF(w2, middle - 4), QPointF(w2, middle + 4))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(state_color)
+        painter.drawEllipse(QPointF(start.x(row.start_ms), middle), 4.0, 4.0)
+        # run bar
+        end = row.end_ms if row.end_ms is not None else row.start_ms
+        x1, x2 = run.x(row.start_ms), run.x(end)
+        bar = QRectF(x1, y + 5, max(3.0, x2 - x1), geometry.row_height - 10)
+        fill = QColor(state_color)
+        if row.running or not row.end_known:
+            fill.setAlpha(110)
+        painter.setBrush(fill)
+        painter.drawRoundedRect(bar, 3, 3)
+        if not row.end_known:
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(state_color, 1, Qt.PenStyle.DotLine))
+            painter.drawRoundedRect(bar, 3, 3)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(pens.text)
+        painter.drawText(QPointF(bar.right() + 6, baseline), bar_note(row))
+
+    def _paint_legend(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
+        painter.setPen(pens.muted)
+        painter.drawText(
+            QPointF(geometry.left, geometry.bottom + 19),
             "red dashed line: the common start   ·   blue band: the measured start spread   ·   "
             "whisker: ± the host's clock uncertainty",
         )
         painter.drawText(
-            QPointF(left, bottom + 37),
+            QPointF(geometry.left, geometry.bottom + 37),
             "bars: from each command's start to its end, coloured by state "
             "(faded: still running, or end not reported)",
         )
-        painter.end()
-
-
-def fmt_spread_text(data: TimelineData) -> str:
-    if data.spread_ms is None:
-        return "—"
-    text = fmt_ms(data.spread_ms, 3)
-    if data.spread_uncertainty_ms:
-        text += f" ± {data.spread_uncertainty_ms:.3f} ms"
-    return text
-
-
-__all__ = [
-    "TimelineData",
-    "TimelineRow",
-    "TimelineWidget",
-    "fmt_spread",
-    "nice_step",
-    "timeline_data",
-]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -120,8 +121,11 @@ async def test_open_check_run_watch_and_save(gui: Any, agents: list[Any], tmp_pa
 
     view.select_label("quick")
     detail = view.detail
-    assert column(detail.model, "State") == ["done", "failed", "done", "done"]
+    assert column(detail.model, "State") == ["ok", "failed", "ok", "ok"]
     assert column(detail.model, "Exit") == ["0", "3", "0", "0"]
+    # Every number with its unit: "start spread 0.591 ms ± 0.162 ms", never a bare "± 0.162".
+    assert re.search(r"start spread \d+\.\d{3} ms ± \d+\.\d{3} ms ·", detail.summary.text())
+    assert "3 hosts" in detail.summary.text()
     assert all(text.endswith(" ms") for text in column(detail.model, "Start offset"))
     assert float(column(detail.model, "Elapsed")[2].split()[0]) >= 0.25  # sleep 0.3
     # The selected command's output, both streams.
@@ -169,7 +173,7 @@ async def test_open_check_run_watch_and_save(gui: Any, agents: list[Any], tmp_pa
     assert results.model.entries[2].source == "results.json"
     results.select_row(2)
     assert results.detail.test is loaded.tests[0]
-    assert column(results.detail.model, "State") == ["done", "failed", "done", "done"]
+    assert column(results.detail.model, "State") == ["ok", "failed", "ok", "ok"]
     assert column(results.detail.model, "Exit") == ["0", "3", "0", "0"]
     assert results.detail.timeline.data.spread_ms == quick.start_spread_ms
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from PySide6.QtCore import Qt
 
@@ -16,6 +18,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.vocabulary import word
 from netjobs_core.wire.address import Address
 from netjobs_gui.models import (
     CommandsModel,
@@ -23,10 +26,8 @@ from netjobs_gui.models import (
     ResultsModel,
     TestsModel,
     command_state,
-    fmt_ms,
-    fmt_seconds,
 )
-from netjobs_gui.timeline import nice_step, timeline_data
+from netjobs_gui.timeline import bar_note, layout, nice_step, summary, timeline_data, tooltip
 
 T0 = 1_700_000_000.0
 
@@ -87,17 +88,6 @@ def finished_test() -> TestResult:
     )
 
 
-def test_format_helpers() -> None:
-    assert fmt_ms(None) == "—"
-    assert fmt_ms(1.23456, 3) == "1.235 ms"
-    assert fmt_ms(-0.5, 3, signed=True) == "-0.500 ms"
-    assert fmt_ms(0.5, 3, signed=True) == "+0.500 ms"
-    assert fmt_ms(2500.0) == "2.500 s"
-    assert fmt_seconds(1.5) == "1.500 s"
-    assert fmt_seconds(75) == "1m 15.0s"
-    assert fmt_seconds(None) == "—"
-
-
 def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  # type: ignore[no-untyped-def]
     model = HostsModel()
     model.set_hosts(
@@ -138,7 +128,7 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
         "✔ yes",
         "3.0.0",
         "0.123 ms",
-        "-1.500 ms ± 0.010",
+        "-1.500 ms ± 0.010 ms",
         "idle",
         "a1 · Linux",
     ]
@@ -160,8 +150,9 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     test = finished_test()
     model.set_test(test)
     assert model.rowCount() == 3
-    assert column(model, "Host") == ["alpha", "alpha", "beta:17000"]
-    assert column(model, "State") == ["done", "failed", "timed out"]
+    # A host always with its port, as str(Address) writes it.
+    assert column(model, "Host") == ["alpha:16192", "alpha:16192", "beta:17000"]
+    assert column(model, "State") == ["ok", "failed", "timed out"]
     assert column(model, "Exit") == ["0", "3", "—"]
     assert column(model, "Start offset") == ["+0.400 ms", "+0.600 ms", "-0.300 ms"]
     assert column(model, "Elapsed") == ["1.500 s", "0.250 s", "2.000 s"]
@@ -169,6 +160,8 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     host, index = model.item(2)
     assert host.target == "beta:17000" and index == 0
     assert model.row_of(test.hosts[0], 1) == 1
+    test.hosts[0].commands[1].exit_code = -15
+    assert column(model, "Exit")[1] == "-15 (SIGTERM)"
 
     # Structure changes are picked up by refresh().
     test.hosts[1].commands.append(CommandResult("true"))
@@ -179,20 +172,22 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
 def test_command_state_while_running() -> None:
     host = HostResult(Address("h", 1))
     command = CommandResult("x")
-    for state, word in [
+    for state, expected in [
         (HostState.CONNECTING, "connecting"),
         (HostState.SYNCING, "syncing"),
         (HostState.PREPARING, "preparing"),
         (HostState.READY, "ready"),
-        (HostState.FAILED, "failed"),
+        (HostState.FAILED, "error"),  # unreachable: not the word of a non-zero exit
     ]:
         host.state = state
-        assert command_state(host, command) == word
+        assert word(command_state(host, command)) == expected
+    host.state = HostState.READY
+    command.status = CommandStatus.RUNNING  # prepared, not released yet
+    assert command_state(host, command) is HostState.READY
     host.state = HostState.RUNNING
-    command.status = CommandStatus.RUNNING
-    assert command_state(host, command) == "running"
+    assert command_state(host, command) is CommandStatus.RUNNING
     command.status = CommandStatus.KILLED
-    assert command_state(host, command) == "killed"
+    assert word(command_state(host, command)) == "killed"
 
 
 def test_tests_model_follows_plan_and_results(qapp) -> None:  # type: ignore[no-untyped-def]
@@ -205,7 +200,7 @@ def test_tests_model_follows_plan_and_results(qapp) -> None:  # type: ignore[no-
     model.set_result(finished_test())
     assert column(model, "Status") == ["failed", "not run"]
     assert column(model, "Progress") == ["3/3", "—"]
-    assert column(model, "Start spread")[0] == "0.900 ms ± 0.070"
+    assert column(model, "Start spread")[0] == "0.900 ms ± 0.070 ms"
     status = model.COLUMNS.index("Status")
     assert model.data(model.index(0, status), Qt.ItemDataRole.ToolTipRole) == "1 command failed"
 
@@ -226,9 +221,9 @@ def test_timeline_data_rows_common_start_spread() -> None:
     data = timeline_data(finished_test(), now=T0 + 100)
     assert data.common_start == T0 and data.scheduled
     assert data.spread_ms == 0.9 and data.spread_uncertainty_ms == 0.07
-    assert [(r.host, r.state) for r in data.rows] == [
-        ("alpha", "done"),
-        ("alpha", "failed"),
+    assert [(r.host, r.word) for r in data.rows] == [
+        ("alpha:16192", "ok"),
+        ("alpha:16192", "failed"),
         ("beta:17000", "timed out"),
     ]
     assert [round(r.start_ms, 3) for r in data.rows] == [0.4, 0.6, -0.3]
@@ -261,3 +256,39 @@ def test_nice_step() -> None:
     assert nice_step(1.0, 4) == 0.5
     assert nice_step(0.13, 4) == 0.05
     assert nice_step(0) == 1.0
+
+
+def test_timeline_texts() -> None:
+    data = timeline_data(finished_test(), now=T0 + 100)
+    assert summary(data).startswith("start spread 0.900 ms ± 0.070 ms   ·   scheduled start ")
+    assert bar_note(data.rows[0]) == "1.500 s  exit 0"
+    assert bar_note(data.rows[2]) == "2.000 s  timed out"
+    assert tooltip(data.rows[1]).split("\n") == [
+        "alpha:16192: false",
+        "state: failed",
+        "start offset: +0.600 ms ± 0.020 ms (clock)",
+        "ran: 0.250 s",
+        "exit code: 3",
+    ]
+
+
+def test_timeline_layout_rows_axes_label_room() -> None:
+    data = timeline_data(finished_test(), now=T0 + 100)
+    geometry = layout(data, 1000, widest_host=90.0)
+    # Columns left to right, nothing overlapping, the notes' room kept at the right.
+    assert geometry.left < geometry.left + geometry.label_width < geometry.start.left
+    assert geometry.start.right < geometry.run.left < geometry.run.right <= 1000 - 10 - 120
+    assert geometry.host_room == 90.0  # fits: the command gets the rest
+    assert layout(data, 1000, widest_host=500.0).host_room == geometry.label_width - 50
+    # One row per command below the header.
+    assert geometry.bottom - geometry.top == 3 * geometry.row_height
+    assert geometry.row_top(2) == geometry.top + 2 * geometry.row_height
+    # The start axis holds every release with its whisker, and 0; the run axis every end.
+    start = geometry.start
+    assert start.low < -0.3 - 0.05 and start.high > 0.6 + 0.02 and start.low < 0 < start.high
+    assert start.x(start.low) == start.left and start.x(start.high) == start.right
+    assert geometry.run.low == pytest.approx(-0.3, abs=1e-3) and geometry.run.high > 2000 - 0.3
+    ticks = geometry.run.ticks()
+    assert ticks[0] >= geometry.run.low and ticks[-1] <= geometry.run.high
+    assert all(b - a == pytest.approx(geometry.run.step) for a, b in itertools.pairwise(ticks))
+    assert 0.0 in start.ticks()

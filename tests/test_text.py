@@ -1,0 +1,142 @@
+"""Numbers, units, plurals and summaries: every string the report, the logs and the GUI share."""
+
+from __future__ import annotations
+
+import pytest
+
+from netjobs_core import text
+from netjobs_core.config import parse_config
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
+from netjobs_core.wire.address import Address
+
+
+def test_count_plurals() -> None:
+    assert text.count(1, "test") == "1 test"
+    assert text.count(0, "test") == "0 tests"
+    assert text.count(2, "host") == "2 hosts"
+    assert text.count(2, "child", "children") == "2 children"
+
+
+def test_milliseconds_always_with_their_unit() -> None:
+    assert text.ms(None) == "n/a"
+    assert text.ms(None, none="—") == "—"
+    assert text.ms(1.23456) == "1.235 ms"
+    assert text.ms(-0.5, signed=True) == "-0.500 ms"
+    assert text.ms(0.5, signed=True) == "+0.500 ms"
+    assert text.ms(2500.0) == "2.500 s"
+    assert text.ms(-1500.0, signed=True) == "-1.500 s"
+
+
+def test_values_with_bounds_name_both_units() -> None:
+    assert text.ms_pm(0.591, 0.162) == "0.591 ms ± 0.162 ms"
+    assert text.ms_pm(-1.5, 0.01, signed=True) == "-1.500 ms ± 0.010 ms"
+    assert text.ms_pm(0.9, None) == "0.900 ms"
+    assert text.ms_pm(None, 0.1, none="—") == "—"
+    test = TestResult("t", None, start_spread_ms=0.9, start_spread_uncertainty_ms=0.07)
+    assert text.spread(test) == "0.900 ms ± 0.070 ms"
+    assert text.spread(TestResult("t", None)) == "n/a"
+
+
+def test_seconds_and_durations() -> None:
+    assert text.seconds(12.3456) == "12.346 s"
+    assert text.seconds(None) == "n/a"
+    assert text.duration(1.5) == "1.500 s"
+    assert text.duration(12.34) == "12.3 s"
+    assert text.duration(75) == "1m 15.0s"
+    assert text.duration(2 * 3600 + 3 * 60 + 4) == "2h 03m 04s"
+    assert text.duration(None, none="—") == "—"
+    assert text.timeout(300) == "300s" and text.timeout(0.5) == "0.5s"
+    assert text.timeout(None) == "none"
+
+
+def test_sizes() -> None:
+    assert text.size(0) == "0 B"
+    assert text.size(1023) == "1023 B"
+    assert text.size(1536) == "1.5 KiB"
+    assert text.size(3 * 1024**2) == "3.0 MiB"
+    assert text.size(5 * 1024**3) == "5.0 GiB"
+
+
+def test_time_of_day() -> None:
+    assert text.time_of_day(1_700_000_000.25).endswith(".250")
+
+
+def test_output_lines() -> None:
+    assert text.output_lines(b"") == []
+    assert text.output_lines(bytearray(b"a\nb\n")) == ["a", "b"]
+    assert text.output_lines(b"\xffx") == ["\\xffx"]
+
+
+def _test(status: TestStatus) -> TestResult:
+    return TestResult("t", None, status=status)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "summary"),
+    [
+        ([], "no test ran"),
+        ([TestStatus.PASSED], "1 test passed"),
+        ([TestStatus.PASSED] * 3, "3 tests passed"),
+        ([TestStatus.FAILED, TestStatus.PASSED], "1 failed, 1 passed"),
+        ([TestStatus.ABORTED, TestStatus.FAILED, TestStatus.ABORTED], "2 aborted, 1 failed"),
+    ],
+)
+def test_run_summary(statuses: list[TestStatus], summary: str) -> None:
+    run = RunResult("x.cfg", tests=[_test(s) for s in statuses])
+    assert text.run_summary(run) == summary
+
+
+def test_tally_uses_the_display_words() -> None:
+    states = [HostState.RUNNING, HostState.FAILED, HostState.RUNNING, HostState.DONE]
+    assert text.tally(states) == "2 running, 1 error, 1 done"
+
+
+def test_test_summary_parts_for_one_host() -> None:
+    """The one-host test that once read `start spread 0.900 ms ms`."""
+    host = HostResult(Address("h"), state=HostState.DONE)
+    host.commands = [CommandResult("x", status=CommandStatus.OK, exit_code=0)]
+    test = TestResult(
+        "t",
+        None,
+        hosts=[host],
+        start_spread_ms=0.9,
+        start_spread_uncertainty_ms=0.05,
+        duration_s=1.25,
+    )
+    assert text.summary_parts(test) == [
+        "1/1 commands finished",
+        "1 host",
+        "start spread 0.900 ms ± 0.050 ms",
+        "took 1.250 s",
+    ]
+    assert text.progress(test) == (1, 1)
+
+
+def test_host_numbers_and_command_details() -> None:
+    host = HostResult(Address("h"), rtt_ms=0.123, clock_offset_ms=0.01, clock_uncertainty_ms=0.05)
+    assert text.host_line_numbers(host) == "rtt 0.123 ms, clock offset +0.010 ms ± 0.050 ms"
+    assert text.host_line_numbers(HostResult(Address("h"))) == ""
+    command = CommandResult("x", duration_s=1.5, message="killed by signal 15")
+    assert text.command_details(command) == ["ran 1.500 s", "killed by signal 15"]
+    assert text.command_details(CommandResult("x")) == []
+
+
+def test_plan_summary() -> None:
+    plan = parse_config(
+        't1:\n-generaltimeout: 5m\n-minhosts: 1\nhost-a: "fio x"\n-timeout: 2h\nb: "y"\nend\n',
+        "p.cfg",
+    )
+    lines = text.plan_summary(plan)
+    assert lines[0] == "p.cfg: 1 test"
+    assert lines[1].startswith("test 't1' (line 1): 2 commands on 2 hosts, -minhosts 1")
+    assert lines[1].endswith("-generaltimeout 300s")
+    assert lines[2] == "  host-a: 'fio x'  timeout 7200s  (line 4)"
+    assert lines[-1].startswith("  would connect to 2 hosts")
