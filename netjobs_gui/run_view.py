@@ -162,7 +162,7 @@ class TestDetail(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = CommandsModel(self)
-        self.table = make_table(self.model, (140, 230, 80, 100, 80, 45))
+        self.table = make_table(self.model, (140, 230, 80, 100, 80, 100))
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
 
         self.output = OutputPane()

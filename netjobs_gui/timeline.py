@@ -203,7 +203,7 @@ FOOTER = 46
 LABEL_WIDTH = 300  # at most
 START_WIDTH = 240  # at most
 GAP = 26
-NOTE_WIDTH = 120  # room after the longest bar for "12.345 s  exit 0"
+NOTE_WIDTH = 170  # room after the longest bar for "12.345 s  exit -15 (SIGTERM)"
 MARGIN = 10
 
 

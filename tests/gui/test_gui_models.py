@@ -277,7 +277,7 @@ def test_timeline_layout_rows_axes_label_room() -> None:
     geometry = layout(data, 1000, widest_host=90.0)
     # Columns left to right, nothing overlapping, the notes' room kept at the right.
     assert geometry.left < geometry.left + geometry.label_width < geometry.start.left
-    assert geometry.start.right < geometry.run.left < geometry.run.right <= 1000 - 10 - 120
+    assert geometry.start.right < geometry.run.left < geometry.run.right <= 1000 - 10 - 170
     assert geometry.host_room == 90.0  # fits: the command gets the rest
     assert layout(data, 1000, widest_host=500.0).host_room == geometry.label_width - 50
     # One row per command below the header.
