@@ -53,7 +53,6 @@ class AgentLink:
         self._writer: asyncio.StreamWriter | None = None
         self._pending: deque[Message] = deque()
         self.received_ns = 0  # our clock right after the latest read returned
-        self.peer_hello: dict[str, object] = {}
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
 
@@ -110,7 +109,6 @@ class AgentLink:
         except AgentError:
             await self.close()
             raise
-        self.peer_hello = self._conn.peer_hello
 
     def _flush(self) -> None:
         assert self._conn is not None and self._writer is not None
