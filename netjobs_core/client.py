@@ -174,12 +174,10 @@ class AgentLink:
             if answer.type == "error":
                 raise AgentError(answer["message"])
 
-    async def measure_clock(
-        self, count: int = 16, timeout: float = 5.0, turn: asyncio.Lock | None = None
-    ) -> OffsetEstimate:
+    async def measure_clock(self, count: int, timeout: float, turn: asyncio.Lock) -> OffsetEstimate:
         """Back-to-back pings (an idle pause between them wakes CPUs and adds noise).
 
-        `turn`, shared by the hosts measured together, gives a fast path the
+        `turn` (probe.clock_turn: one per event loop) gives a fast path the
         controller to itself: pongs from other hosts arriving at the same moment
         would delay our reading of this one's and bias its offset (~0.5 ms at 32
         loopback hosts at once, ~0.01 ms one at a time). A slow path lets the
@@ -188,7 +186,7 @@ class AgentLink:
         """
         samples: list[Sample] = []
         try:
-            async with turn or asyncio.Lock():
+            async with turn:
                 async with asyncio.timeout(timeout):
                     samples.append(await self.ping())
                     while len(samples) < count and samples[0].rtt < SLOW_PATH_NS:
