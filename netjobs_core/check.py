@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netjobs_core.client import AgentError, AgentLink
+from netjobs_core.probe import probe
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.protocol import Message, ProtocolError
+from netjobs_core.wire.protocol import ProtocolError
 from netjobs_core.wire.tokens import Token
 
 
@@ -31,23 +32,22 @@ class HostCheck:
         return self.authenticated and not self.error
 
 
-async def check_host(
-    address: Address, token: Token, timeout: float = 5.0, clock_turn: asyncio.Lock | None = None
-) -> HostCheck:
+async def check_host(address: Address, token: Token, timeout: float = 5.0) -> HostCheck:
     check = HostCheck(address)
     link = AgentLink(address, token.secret)
-    try:
-        await link.connect(timeout)
+
+    def authenticated() -> None:
         check.authenticated = True
-        estimate = await link.measure_clock(timeout=timeout, turn=clock_turn)
-        check.rtt_ms = estimate.rtt_ns / 1e6
-        check.clock_offset_ms = estimate.offset_ns / 1e6
-        check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
-        status = await link.request(Message("status"), "status", timeout)
-        check.agent_version = status["version"]
-        check.hostname = status["hostname"]
-        check.platform = status["platform"]
-        check.busy = status["busy"]
+
+    try:
+        found = await probe(link, timeout, on_connected=authenticated)
+        check.rtt_ms = found.estimate.rtt_ns / 1e6
+        check.clock_offset_ms = found.estimate.offset_ns / 1e6
+        check.clock_uncertainty_ms = found.estimate.uncertainty_ns / 1e6
+        check.agent_version = found.version
+        check.hostname = found.hostname
+        check.platform = found.platform
+        check.busy = found.busy
     except AgentError as exc:
         check.error = str(exc)
     except (OSError, ProtocolError) as exc:  # one host's surprise must not lose the others
@@ -61,10 +61,6 @@ async def check_host(
 async def check_hosts(
     addresses: Sequence[Address], token: Token, timeout: float = 5.0
 ) -> list[HostCheck]:
-    clock_turn = asyncio.Lock()  # see AgentLink.measure_clock
     async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(check_host(address, token, timeout, clock_turn))
-            for address in addresses
-        ]
+        tasks = [group.create_task(check_host(address, token, timeout)) for address in addresses]
     return [task.result() for task in tasks]

@@ -53,7 +53,6 @@ class AgentLink:
         self._writer: asyncio.StreamWriter | None = None
         self._pending: deque[Message] = deque()
         self.received_ns = 0  # our clock right after the latest read returned
-        self.peer_hello: dict[str, object] = {}
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
 
@@ -110,7 +109,6 @@ class AgentLink:
         except AgentError:
             await self.close()
             raise
-        self.peer_hello = self._conn.peer_hello
 
     def _flush(self) -> None:
         assert self._conn is not None and self._writer is not None
@@ -176,12 +174,10 @@ class AgentLink:
             if answer.type == "error":
                 raise AgentError(answer["message"])
 
-    async def measure_clock(
-        self, count: int = 16, timeout: float = 5.0, turn: asyncio.Lock | None = None
-    ) -> OffsetEstimate:
+    async def measure_clock(self, count: int, timeout: float, turn: asyncio.Lock) -> OffsetEstimate:
         """Back-to-back pings (an idle pause between them wakes CPUs and adds noise).
 
-        `turn`, shared by the hosts measured together, gives a fast path the
+        `turn` (probe.clock_turn: one per event loop) gives a fast path the
         controller to itself: pongs from other hosts arriving at the same moment
         would delay our reading of this one's and bias its offset (~0.5 ms at 32
         loopback hosts at once, ~0.01 ms one at a time). A slow path lets the
@@ -190,7 +186,7 @@ class AgentLink:
         """
         samples: list[Sample] = []
         try:
-            async with turn or asyncio.Lock():
+            async with turn:
                 async with asyncio.timeout(timeout):
                     samples.append(await self.ping())
                     while len(samples) < count and samples[0].rtt < SLOW_PATH_NS:

@@ -10,10 +10,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from netjobs_core.config import ConfigError, load_config
+from netjobs_core.console import run_on_terminal
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
 from netjobs_core.results import StartMode
 from netjobs_core.runner import RunOptions
+from netjobs_core.session import UsageError, exit_code, plan_addresses, read_plan
 from netjobs_core.wire.tokens import Token
 
 
@@ -26,8 +27,6 @@ def demo_config() -> Path:
 
 
 def main_demo(argv: Sequence[str]) -> int:
-    from netjobs_core.cli import EXIT_FAILED, EXIT_OK, UsageError, run_plan
-
     parser = argparse.ArgumentParser(
         prog="netjobs demo",
         description="Start three agents on 127.0.0.1, run resources/examples/demo.cfg against "
@@ -45,11 +44,8 @@ def main_demo(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(argv)
     path = Path(args.config) if args.config else demo_config()
-    try:
-        plan = load_config(path)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-    addresses = list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
+    plan = read_plan(path)
+    addresses = plan_addresses(plan)
     if any(address.host not in ("127.0.0.1", "localhost") for address in addresses):
         raise UsageError(f"{path}: the demo only starts agents on 127.0.0.1")
     agents: list[LocalAgent] = []
@@ -82,9 +78,9 @@ def main_demo(argv: Sequence[str]) -> int:
             token=Token(secret.encode(), "demo token"), start_mode=StartMode(args.start_mode)
         )
         try:
-            result = asyncio.run(run_plan(plan, options, args.v, False, args.json))
+            result = asyncio.run(run_on_terminal(plan, options, args.v, False, args.json))
         finally:
             for agent in agents:
                 agent.stop()
             print("demo: agents stopped", file=sys.stderr, flush=True)
-    return EXIT_OK if result.passed else EXIT_FAILED
+    return exit_code(result)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from netjobs_core.client import AgentError, AgentLink, ConnectionLost
 from netjobs_core.config import CommandSpec, Plan, TestSpec
@@ -29,6 +30,7 @@ from netjobs_core.events import (
     TestFinished,
     TestStarted,
 )
+from netjobs_core.probe import probe
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -39,11 +41,12 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.spread import HostReleases, start_spread
+from netjobs_core.verdict import quorum_lost_reason, verdict
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.tokens import Token
 
-SYNC_PINGS = 16
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
 
@@ -70,8 +73,17 @@ def _epoch_anchor() -> float:
     return best[1] / 1e9
 
 
+# Prepared, and the agent has not reported `finished`: its processes may be alive.
+_LIVE = (HostState.READY, HostState.RUNNING)
+
+
 class _Host:
-    """One host's part in one test: its link, clock estimate and commands."""
+    """One host's part in one test: its link, clock estimate and commands.
+
+    `result.state` is the host's one state: CONNECTING -> SYNCING -> PREPARING ->
+    READY -> RUNNING -> (the agent's `finished`) DONE / TIMEOUT / KILLED; FAILED,
+    TIMEOUT or KILLED from any state when the host is lost, late or aborted.
+    """
 
     def __init__(self, result: HostResult, specs: list[CommandSpec]) -> None:
         self.result = result
@@ -80,11 +92,14 @@ class _Host:
         self.estimate: OffsetEstimate | None = None
         self.released: dict[int, float] = {}  # command index -> controller clock ns
         self.ended: dict[int, float] = {}
-        self.timed_out = False
-        self.ready = False
-        self.started = False
-        self.finished = False
         self.deadline: asyncio.Timeout | None = None  # of the collect loop
+
+    @property
+    def timed_out(self) -> bool:
+        """The host, or one of its commands, ran past its time."""
+        return self.result.state is HostState.TIMEOUT or any(
+            c.status is CommandStatus.TIMEOUT for c in self.result.commands
+        )
 
     @property
     def bad(self) -> bool:
@@ -109,7 +124,7 @@ class _TestRun:
             self.hosts.append(_Host(host, specs))
         self.abort_reason = ""
         self.aborted = asyncio.Event()
-        self.clock_turn = asyncio.Lock()  # see AgentLink.measure_clock
+        self.prepared = 0  # hosts that reached READY
         self.anchor = 0.0
         self.common_start_ns: float | None = None
 
@@ -150,12 +165,9 @@ class _TestRun:
         required = self.spec.required_hosts
         good = sum(1 for h in self.hosts if not h.bad)
         if good < required:
-            total = len(self.hosts)
-            need = "all" if self.spec.minhosts is None else str(required)
-            bad = [h.result.target for h in self.hosts if h.bad]
+            lost = [h.result.target for h in self.hosts if h.bad]
             self.abort(
-                f"quorum lost: {good} of {total} hosts left, -minhosts {need} "
-                f"(lost: {', '.join(bad)})"
+                quorum_lost_reason(good, len(self.hosts), self.spec.minhosts, required, lost)
             )
 
     def abort(self, reason: str) -> None:
@@ -176,18 +188,18 @@ class _TestRun:
         link = AgentLink(host.result.address, options.token.secret)
         host.link = link
         try:
-            await link.connect(options.connect_timeout)
-            self.set_state(host, HostState.SYNCING)
-            estimate = await link.measure_clock(
-                SYNC_PINGS, timeout=max(5.0, options.connect_timeout), turn=self.clock_turn
+            found = await probe(
+                link,
+                options.connect_timeout,
+                on_connected=lambda: self.set_state(host, HostState.SYNCING),
             )
+            estimate = found.estimate
             host.estimate = estimate
             host.result.rtt_ms = estimate.rtt_ns / 1e6
             host.result.clock_offset_ms = estimate.offset_ns / 1e6
             host.result.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
-            status = await link.request(Message("status"), "status", options.connect_timeout)
-            host.result.agent_version = status["version"]
-            host.result.hostname = status["hostname"]
+            host.result.agent_version = found.version
+            host.result.hostname = found.hostname
             self.set_state(host, HostState.PREPARING)
             commands = [
                 {"id": i, "command": spec.command, "timeout": spec.timeout}
@@ -209,7 +221,7 @@ class _TestRun:
                             CommandStatus.ERROR,
                             str(item.get("error") or "could not be started"),
                         )
-            host.ready = True
+            self.prepared += 1
             self.set_state(host, HostState.READY)
         except AgentError as exc:
             await link.close()
@@ -243,7 +255,6 @@ class _TestRun:
         except AgentError as exc:
             self.fail_host(host, str(exc))
             return
-        host.started = True
         for command in host.result.commands:
             if command.status is CommandStatus.PENDING:
                 command.status = CommandStatus.RUNNING
@@ -258,16 +269,15 @@ class _TestRun:
         return asyncio.get_running_loop().time() + max(timeouts, default=0.0) + BACKSTOP_S
 
     async def collect(self, host: _Host) -> None:
-        assert host.link is not None and host.estimate is not None
-        link, estimate = host.link, host.estimate
+        assert host.link is not None
+        link = host.link
         try:
             async with asyncio.timeout_at(self.backstop(host)) as deadline:
                 host.deadline = deadline
                 if self.aborted.is_set():
                     deadline.reschedule(asyncio.get_running_loop().time() + KILL_CONFIRM_S)
-                while not host.finished:
-                    message = await link.recv()
-                    self.handle(host, estimate, message)
+                while not host.result.state.finished:
+                    self.handle(host, await link.recv())
         except TimeoutError:
             if self.aborted.is_set():
                 self._give_up(host, "the agent did not confirm the kill", HostState.KILLED)
@@ -276,7 +286,6 @@ class _TestRun:
                     self.finish_command(
                         host, i, CommandStatus.TIMEOUT, "the agent did not report the end in time"
                     )
-                host.timed_out = True
                 self.set_state(host, HostState.TIMEOUT, "the agent did not report in time")
                 self.check_quorum()
                 with contextlib.suppress(AgentError):
@@ -295,67 +304,78 @@ class _TestRun:
             self.finish_command(host, i, CommandStatus.KILLED, error)
         self.set_state(host, state, error)
 
-    def handle(self, host: _Host, estimate: OffsetEstimate, message: Message) -> None:
+    # -- the agent's messages, one method each --------------------------------
+    def handle(self, host: _Host, message: Message) -> None:
+        handler = self._HANDLERS.get(message.type)
+        if handler is not None:
+            handler(self, host, message)
+
+    def _on_output(self, host: _Host, message: Message) -> None:
         commands = host.result.commands
-        kind = message.type
-        if kind == "output":
-            index = message["id"]
-            if 0 <= index < len(commands):
-                target = (
-                    commands[index].stdout
-                    if message["stream"] == "stdout"
-                    else commands[index].stderr
-                )
-                target += message.body
-                self.emit(
-                    CommandOutput(self.result, host.result, index, message["stream"], message.body)
-                )
-        elif kind == "started":
-            for key, agent_ns in message["released_at"].items():
-                with contextlib.suppress(ValueError, TypeError):
-                    index = int(key)
-                    if 0 <= index < len(commands) and isinstance(agent_ns, int):
-                        at = estimate.to_controller(agent_ns)
-                        host.released[index] = at
-                        commands[index].started_at = self.anchor + at / 1e9
-                        self.emit(CommandChanged(self.result, host.result, index))
-            self._measure_spread()  # live, as releases arrive
-        elif kind == "exit":
-            index = message["id"]
-            if not 0 <= index < len(commands):
-                return
-            status = CommandStatus(message["status"])
-            ended = message.get("ended_at")
-            if ended is not None and index in host.released:
-                host.ended[index] = estimate.to_controller(ended)
-                commands[index].duration_s = max(
-                    0.0, (host.ended[index] - host.released[index]) / 1e9
-                )
-            if status is CommandStatus.TIMEOUT:
-                host.timed_out = True
-            # "exited with code 0" says nothing the status does not.
-            text = "" if status is CommandStatus.OK else message["message"]
-            self.finish_command(host, index, status, text, message.get("exit_code"))
-            if status is CommandStatus.TIMEOUT:
-                self.check_quorum()
-        elif kind == "finished":
-            host.finished = True
-            for i in range(len(commands)):
-                self.finish_command(host, i, CommandStatus.ERROR, "the agent reported no exit")
-            if host.timed_out:
-                self.set_state(host, HostState.TIMEOUT, "a command ran past its timeout")
-            elif any(c.status is CommandStatus.KILLED for c in commands):
-                self.set_state(host, HostState.KILLED)
-            else:
-                self.set_state(host, HostState.DONE)
-        elif kind == "error":
-            raise AgentError(f"the agent reported: {message['message']}")
+        index = message["id"]
+        if 0 <= index < len(commands):
+            stream = message["stream"]
+            target = commands[index].stdout if stream == "stdout" else commands[index].stderr
+            target += message.body
+            self.emit(CommandOutput(self.result, host.result, index, stream, message.body))
+
+    def _on_started(self, host: _Host, message: Message) -> None:
+        assert host.estimate is not None
+        commands = host.result.commands
+        for key, agent_ns in message["released_at"].items():
+            with contextlib.suppress(ValueError, TypeError):
+                index = int(key)
+                if 0 <= index < len(commands) and isinstance(agent_ns, int):
+                    at = host.estimate.to_controller(agent_ns)
+                    host.released[index] = at
+                    commands[index].started_at = self.anchor + at / 1e9
+                    self.emit(CommandChanged(self.result, host.result, index))
+        self._measure_spread()  # live, as releases arrive
+
+    def _on_exit(self, host: _Host, message: Message) -> None:
+        assert host.estimate is not None
+        commands = host.result.commands
+        index = message["id"]
+        if not 0 <= index < len(commands):
+            return
+        status = CommandStatus(message["status"])
+        ended = message.get("ended_at")
+        if ended is not None and index in host.released:
+            host.ended[index] = host.estimate.to_controller(ended)
+            commands[index].duration_s = max(0.0, (host.ended[index] - host.released[index]) / 1e9)
+        # "exited with code 0" says nothing the status does not.
+        text = "" if status is CommandStatus.OK else message["message"]
+        self.finish_command(host, index, status, text, message.get("exit_code"))
+        if status is CommandStatus.TIMEOUT:
+            self.check_quorum()
+
+    def _on_finished(self, host: _Host, message: Message) -> None:
+        commands = host.result.commands
+        for i in range(len(commands)):
+            self.finish_command(host, i, CommandStatus.ERROR, "the agent reported no exit")
+        if host.timed_out:
+            self.set_state(host, HostState.TIMEOUT, "a command ran past its timeout")
+        elif any(c.status is CommandStatus.KILLED for c in commands):
+            self.set_state(host, HostState.KILLED)
+        else:
+            self.set_state(host, HostState.DONE)
+
+    def _on_error(self, host: _Host, message: Message) -> None:
+        raise AgentError(f"the agent reported: {message['message']}")
+
+    _HANDLERS: ClassVar[dict[str, Callable[[_TestRun, _Host, Message], None]]] = {
+        "output": _on_output,
+        "started": _on_started,
+        "exit": _on_exit,
+        "finished": _on_finished,
+        "error": _on_error,
+    }
 
     async def kill_on_abort(self, hosts: list[_Host]) -> None:
         await self.aborted.wait()
         kill_by = asyncio.get_running_loop().time() + KILL_CONFIRM_S
         for host in hosts:
-            if host.finished or host.link is None:
+            if host.result.state.finished or host.link is None:
                 continue
             with contextlib.suppress(AgentError):
                 host.link.send(Message("kill", {"reason": self.abort_reason}))
@@ -376,7 +396,7 @@ class _TestRun:
             # Whatever happened (even cancellation), nothing is left open or pending.
             for host in self.hosts:
                 if host.link is not None:
-                    if host.ready and not host.finished:
+                    if host.result.state in _LIVE:
                         # Cancelled mid-run: tell the agent now rather than
                         # leave the jobs to its orphan timer.
                         with contextlib.suppress(AgentError):
@@ -404,26 +424,9 @@ class _TestRun:
         return result
 
     async def _run_phases(self) -> None:
-        tasks = [asyncio.create_task(self.prepare(h)) for h in self.hosts]
-        aborted = asyncio.create_task(self.aborted.wait())
-        try:
-            pending = set(tasks)
-            while pending and not self.aborted.is_set():
-                _, pending = await asyncio.wait(
-                    pending | {aborted}, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending.discard(aborted)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            aborted.cancel()
-            for task in tasks:
-                task.cancel()
-        ready = [h for h in self.hosts if h.ready and h.result.state is HostState.READY]
+        await self._prepare_all()
+        ready = [h for h in self.hosts if h.result.state is HostState.READY]
         self.check_quorum()
-        if not self.aborted.is_set() and not ready:
-            self.abort("no host could be prepared")
         if self.aborted.is_set():
             # Prepared processes are still gated: have the agents drop them.
             for host in ready:
@@ -432,68 +435,56 @@ class _TestRun:
                     host.link.send(Message("kill", {"reason": self.abort_reason}))
                 self._give_up(host, self.abort_reason, HostState.KILLED)
             return
+        if not ready:
+            return  # the verdict says what that means
         self.start(ready)
-        started = [h for h in ready if h.started]
+        started = [h for h in ready if h.result.state is HostState.RUNNING]
         async with asyncio.TaskGroup() as group:
             killer = group.create_task(self.kill_on_abort(started))
             collectors = [group.create_task(self.collect(h)) for h in started]
             await asyncio.gather(*collectors)
             killer.cancel()
 
+    async def _prepare_all(self) -> None:
+        """Phase 1 on every host at once. A host's failure is an AgentError that
+        `prepare` records; anything else is a bug and propagates from the group."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(self.prepare(h)) for h in self.hosts]
+            watcher = group.create_task(self._cancel_on_abort(tasks))
+            if tasks:
+                await asyncio.wait(tasks)
+            watcher.cancel()
+
+    async def _cancel_on_abort(self, tasks: list[asyncio.Task[None]]) -> None:
+        """The quorum is lost while hosts still prepare: stop waiting for them
+        (the group awaits the cancelled tasks, which close their links)."""
+        await self.aborted.wait()
+        for task in tasks:
+            task.cancel()
+
     def _measure_spread(self) -> None:
-        releases = [(h, at) for h in self.hosts for at in h.released.values()]
-        if not releases:
-            return
-        instants = [at for _, at in releases]
-        first = min(instants)
-        common = self.common_start_ns if self.common_start_ns is not None else first
-        self.result.start_spread_ms = (max(instants) - first) / 1e6
-        released_hosts = [h for h in self.hosts if h.released and h.estimate]
-        # Hosts on one clock share their error; two hosts can err in opposite directions.
-        bounds = sorted(
-            (h.estimate.uncertainty_ns for h in released_hosts if h.estimate), reverse=True
+        released = [(h, h.estimate) for h in self.hosts if h.released and h.estimate]
+        spread = start_spread(
+            [HostReleases(list(h.released.values()), e.uncertainty_ns) for h, e in released],
+            self.common_start_ns,
         )
-        self.result.start_spread_uncertainty_ms = sum(bounds[:2]) / 1e6 if len(bounds) > 1 else 0.0
-        for host in released_hosts:
-            offset = (min(host.released.values()) - common) / 1e6
+        if spread is None:
+            return
+        self.result.start_spread_ms = spread.spread_ms
+        self.result.start_spread_uncertainty_ms = spread.uncertainty_ms
+        for (host, _), offset in zip(released, spread.start_offsets_ms, strict=True):
             if offset != host.result.start_offset_ms:
                 host.result.start_offset_ms = offset
                 self.host_changed(host)
 
     def _conclude(self) -> None:
-        result = self.result
-        if self.aborted.is_set():
-            result.status = TestStatus.ABORTED
-            result.reason = self.abort_reason
-            return
-        # As the 2.x README says: -minhosts is how many hosts must succeed for the
-        # test to succeed; a host succeeds when every one of its commands exits 0.
-        counts: dict[str, int] = {}
-        succeeded = 0
-        for host in result.hosts:
-            bad = [c for c in host.commands if c.status is not CommandStatus.OK]
-            succeeded += not bad and host.state is HostState.DONE
-            for command in bad:
-                counts[command.status.value] = counts.get(command.status.value, 0) + 1
-        words = {
-            "failed": "failed",
-            "timeout": "timed out",
-            "killed": "killed",
-            "error": "could not run",
-        }
-        problems = ", ".join(
-            f"{n} command{'s' if n > 1 else ''} {words.get(status, status)}"
-            for status, n in counts.items()
+        self.result.status, self.result.reason = verdict(
+            self.result.hosts,
+            self.spec.minhosts,
+            self.spec.required_hosts,
+            abort_reason=self.abort_reason,
+            prepared=self.prepared,
         )
-        required = self.spec.required_hosts
-        result.status = TestStatus.PASSED if succeeded >= required else TestStatus.FAILED
-        if problems:
-            need = "all" if self.spec.minhosts is None else str(required)
-            result.reason = (
-                f"{succeeded} of {len(result.hosts)} hosts succeeded (-minhosts {need}); {problems}"
-            )
-        else:
-            result.reason = ""
 
 
 class Runner:

@@ -10,7 +10,6 @@ second, not one per chunk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -22,7 +21,9 @@ from netjobs_core.config import Plan
 from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
 from netjobs_core.results import RunResult
 from netjobs_core.runner import Runner, RunOptions
-from netjobs_core.wire.tokens import Token, TokenError, load_token
+from netjobs_core.session import UsageError, read_token
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.tokens import Token
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ FLUSH_INTERVAL_MS = 120
 
 class Controller(QObject):
     busy_changed = Signal(bool)
-    check_started = Signal(list)  # list[tuple[str, int]]
+    check_started = Signal(list)  # list[Address]
     check_finished = Signal(list)  # list[HostCheck]
     run_started = Signal(object)  # the live RunResult
     test_started = Signal(object)  # the live TestResult
@@ -83,14 +84,14 @@ class Controller(QObject):
     def load_token(self, token_file: str) -> Token | None:
         """The token, or None after reporting why there is none."""
         try:
-            return load_token(token_file or None)
-        except TokenError as exc:
+            return read_token(token_file or None)
+        except UsageError as exc:
             self.error.emit("No token", str(exc))
             return None
 
     # ---- check hosts
     def check_hosts(
-        self, addresses: Sequence[tuple[str, int]], token_file: str, timeout: float
+        self, addresses: Sequence[Address], token_file: str, timeout: float
     ) -> asyncio.Task[Any] | None:
         if self.checking:
             self.error.emit("Check hosts", "A check is already running.")
@@ -107,9 +108,7 @@ class Controller(QObject):
         self.check_started.emit(addresses)
         return self._spawn(self._check(addresses, token, timeout), "check hosts")
 
-    async def _check(
-        self, addresses: list[tuple[str, int]], token: Token, connect_timeout: float
-    ) -> None:
+    async def _check(self, addresses: list[Address], token: Token, connect_timeout: float) -> None:
         checks: list[Any] = []
         try:
             checks = await core_check.check_hosts(addresses, token, connect_timeout)
@@ -165,11 +164,6 @@ class Controller(QObject):
         """Last resort (the window is going away): cancel every task."""
         for task in list(self.tasks):
             task.cancel()
-
-    async def wait_idle(self) -> None:
-        while self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     # ---- runner events: never block, only mark dirty
     def _observe(self, event: Event) -> None:

@@ -32,13 +32,14 @@ from netjobs_core.config import Plan
 from netjobs_core.logs import ResultsFileError, load_json
 from netjobs_core.results import RunResult, TestResult
 from netjobs_core.runner import RunOptions
+from netjobs_core.session import plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_gui import prompts
 from netjobs_gui.controller import Controller
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
 from netjobs_gui.models import SessionEntry
-from netjobs_gui.results_view import ResultsView, default_json_path, save_run_logs
+from netjobs_gui.results_view import ResultsView, default_json_path
 from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
 
@@ -346,7 +347,7 @@ class MainWindow(QMainWindow):
 
     def _plan_changed(self, plan: Plan | None) -> None:
         if plan is not None:
-            self.hosts.set_config_hosts([a for t in plan.tests for a in t.addresses])
+            self.hosts.set_config_hosts(plan_addresses(plan))
         elif self.editor.is_empty:
             self.hosts.set_config_hosts([])
         self.run_view.set_plan(plan)
@@ -501,7 +502,7 @@ class MainWindow(QMainWindow):
 
     def save_logs(self, run: RunResult, json_path: str) -> list[Path]:
         try:
-            paths = save_run_logs(run, json_path)
+            paths = save_results(run, json_path)
         except OSError as exc:
             self.show_error(
                 "Cannot save the log", f"{exc.filename or json_path}: {exc.strerror or exc}"

@@ -1,6 +1,6 @@
 """The Results page: every test run (or loaded) in this session, re-openable.
 
-Save log writes what the CLI's `-l` and `--json` write (netjobs_core.logs);
+Save log writes what the CLI's `-l` and `--json` write (session.save_results);
 Open results shows a saved JSON document again.
 """
 
@@ -33,22 +33,6 @@ def default_json_path(run: RunResult, directory: str) -> str:
     stem = logs.log_path(base, "results", started or 0).stem if started else f"{base}_results"
     folder = os.path.dirname(run.config_path) if os.path.isabs(run.config_path) else directory
     return os.path.join(folder, f"{stem}.json")
-
-
-def save_run_logs(run: RunResult, json_path: str | os.PathLike[str]) -> list[Path]:
-    """The CLI's `-l` logs (one per test, beside the config) and its `--json` document.
-
-    A run of an untitled or relative config puts its logs beside the JSON file.
-    Raises OSError.
-    """
-    json_path = Path(json_path)
-    config_path = run.config_path or "netjobs"
-    if not os.path.isabs(config_path):
-        config_path = os.fspath(json_path.parent / Path(config_path).name)
-    written = [logs.write_test_log(config_path, test) for test in run.tests]
-    logs.write_json(run, json_path)
-    written.append(json_path)
-    return written
 
 
 class ResultsView(QWidget):

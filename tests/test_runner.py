@@ -253,3 +253,69 @@ async def test_ipv6_target_in_brackets(token):
         assert bytes(test.hosts[0].commands[0].stdout) == b"six\n"
     finally:
         agent.stop()
+
+
+async def test_a_bug_in_phase_one_fails_the_run_loudly(agents, token, monkeypatch, tmp_path):
+    """A TypeError while connecting is the controller's bug, not a host's failure:
+    it must reach the caller, not become a quiet "no host could be prepared"."""
+    from netjobs_core.client import AgentLink
+
+    marker = tmp_path / "ran"
+    broken = agents[1].port
+    connect = AgentLink.connect
+
+    async def connect_or_break(self, timeout):
+        if self.address.port == broken:
+            raise TypeError("a bug in connect")
+        await connect(self, timeout)
+
+    monkeypatch.setattr(AgentLink, "connect", connect_or_break)
+    plan = plan_for(
+        't:\n-minhosts: 1\n{a0}: "touch {marker}"\n{a1}: "true"\nend\n', agents, marker=marker
+    )
+    with pytest.raises(ExceptionGroup) as raised:
+        await run_test(plan.tests[0], options(token))
+    assert raised.group_contains(TypeError, match="a bug in connect")
+    assert not marker.exists()
+
+
+async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, token, tmp_path):
+    """One host refuses at once, another accepts and never greets: with -minhosts all
+    the run ends now, not after the silent host's connect timeout."""
+    import asyncio
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the controller hangs up
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    marker = tmp_path / "ran"
+    try:
+        port = server.sockets[0].getsockname()[1]
+        plan = plan_for(
+            't:\n{a0}: "touch {marker}"\n'
+            '127.0.0.1:{silent}: "true"\n127.0.0.1:{dead}: "true"\nend\n',
+            agents,
+            silent=port,
+            dead=free_port(),
+            marker=marker,
+        )
+        began = time.monotonic()
+        test = await run_test(plan.tests[0], RunOptions(token=token[0], connect_timeout=20))
+        assert time.monotonic() - began < 10
+    finally:
+        server.close()
+        for writer in held:
+            writer.close()
+        await server.wait_closed()
+    assert test.status is TestStatus.ABORTED and "quorum lost" in test.reason
+    assert held, "the silent host was reached"
+    prepared, waiting, dead = test.hosts
+    assert dead.state is HostState.FAILED
+    assert waiting.state is HostState.KILLED
+    assert prepared.state is HostState.KILLED
+    assert prepared.commands[0].status is CommandStatus.KILLED
+    assert not marker.exists()
