@@ -63,9 +63,10 @@ table also holds what a crossing makes legal:
   with the run's exits and finished, or with nothing when no test is active
   (any connection may kill, so it may stop another connection's run).
 - A run killed before its release (kill, prepare timeout, agent stopping)
-  leaves PREPARED/STARTING with `exit` messages (status killed) and no
-  `started` -> CANCELLED, then `finished`; a `start` crossing those exits is
-  allowed (the agent ignores it). A `start` that crosses the `finished`
+  leaves PREPARED/STARTING with `exit` messages and no `started` ->
+  CANCELLED, then `finished`. Such an exit must say status killed with no
+  exit code: any other exit before `started` is a ProtocolError. A `start`
+  crossing those exits is allowed (the agent ignores it). A `start` that crosses the `finished`
   itself reaches an IDLE agent and is a ProtocolError.
 - An agent `error` answering a prepare (busy) returns PREPARING to IDLE;
   anywhere else an error frame is the sender's last word and closes the
@@ -88,7 +89,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netjobs_core.wire.status import ENDS
+from netjobs_core.wire.status import ENDS, CommandStatus
 
 PROTOCOL_VERSION = 1
 MAGIC = b"NJ"
@@ -429,6 +430,8 @@ TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
     },
 }
 
+# An exit in these phases reports a command killed before its release.
+_UNSTARTED = frozenset({Phase.PREPARED, Phase.STARTING, Phase.CANCELLED})
 _SCHEMAS = {Role.CONTROLLER: CONTROLLER_SCHEMAS, Role.AGENT: AGENT_SCHEMAS}
 _PEER = {Role.CONTROLLER: Role.AGENT, Role.AGENT: Role.CONTROLLER}
 
@@ -480,6 +483,8 @@ class Connection:
 
     def send(self, message: Message) -> None:
         """Queue an application message; only once authenticated, only in order."""
+        if self.state is State.CLOSED:
+            raise ProtocolError(f"cannot send {message.type!r}: the connection is closed")
         if self.state is not State.READY:
             raise ProtocolError(f"cannot send {message.type!r} before authentication")
         if message.type == "error":
@@ -513,6 +518,12 @@ class Connection:
                 f"{kind!r} out of order: the {sender.value} may not send it "
                 f"while the connection is {self.phase.value}"
             )
+        if kind == "exit" and self.phase in _UNSTARTED:
+            if message["status"] != CommandStatus.KILLED or message.get("exit_code") is not None:
+                raise ProtocolError(
+                    f"'exit' of command {message['id']} before 'started' that is not "
+                    "the report of a kill"
+                )
         if kind == "prepare":
             self._unfinished = {item["id"] for item in message["commands"]}
         elif kind in ("output", "exit") and message["id"] not in self._unfinished:
