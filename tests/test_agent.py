@@ -29,7 +29,8 @@ from agent_harness import (
 
 from netjobs_core import __version__
 from netjobs_core.wire import protocol
-from netjobs_core.wire.protocol import AuthenticationFailed, Message, encode_frame
+from netjobs_core.wire.protocol import AuthenticationFailed, Message, ProtocolError, encode_frame
+from netjobs_core.wire.status import CommandStatus
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -277,16 +278,57 @@ async def test_kill_before_start_never_runs_the_command(agent, token_file, tmp_p
     assert not marker.exists()
 
 
+async def read_until_error(client: AgentClient) -> Message:
+    while (message := await client.recv()).type != "error":
+        pass
+    return message
+
+
 async def test_start_needs_a_prepared_test(agent, token_file):
     async with await connect(agent, token_file) as client:
-        refused = await client.start()
-        assert (refused.type, refused["code"]) == ("error", "state")
+        with pytest.raises(ProtocolError, match="'start' out of order"):
+            await client.send("start", at=None)  # the client's own table refuses it
+        client.writer.write(encode_frame(Message("start", {"at": None})))  # past the table
+        refused = await client.recv()
+        assert (refused.type, refused["code"]) == ("error", "protocol")
+        assert "'start' out of order" in refused["message"]
+        with pytest.raises(EOFError):
+            await client.recv()
+    await agent.await_log("'start' out of order: the controller may not send it")
+
+
+async def test_a_second_start_is_refused(agent, token_file):
+    async with await connect(agent, token_file) as client:
         await client.prepare("t", commands("sleep 0.3"))
         await client.start()
-        again = await client.request("start", expect="started", at=None)
-        assert (again.type, again["code"]) == ("error", "state")
-        outcome = await client.collect()
-        assert outcome.exits[1]["status"] == "ok"
+        with pytest.raises(ProtocolError, match="'start' out of order"):
+            await client.send("start", at=None)
+        client.writer.write(encode_frame(Message("start", {"at": None})))
+        refused = await read_until_error(client)
+        assert (
+            refused["code"] == "protocol"
+            and "while the connection is running" in (refused["message"])
+        )
+        with pytest.raises(EOFError):
+            await client.recv()
+
+
+async def test_one_connection_runs_tests_one_after_the_other(agent, token_file):
+    async with await connect(agent, token_file) as client:
+        for word in ("one", "two"):
+            assert (await client.run(commands(f"echo {word}"))).stdout(1) == f"{word}\n".encode()
+        killed = await client.prepare("killed", commands("true"))
+        assert killed.type == "prepared"
+        await client.send("kill", reason="no")
+        assert (await client.collect()).exits[1]["status"] == CommandStatus.KILLED
+        await client.send("kill", reason="nothing to kill")  # answered with nothing
+        assert (await client.run(commands("echo three"))).stdout(1) == b"three\n"
+
+
+def test_every_controller_message_has_a_handler():
+    from agent.server import _HANDLERS
+
+    assert set(_HANDLERS) == {*protocol.CONTROLLER_SCHEMAS, "error"}
 
 
 # -- refusing strangers ---------------------------------------------------------------------
