@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import functools
 import gc
 import logging
@@ -27,6 +28,7 @@ from typing import Protocol
 
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.status import CommandStatus
 
 from . import oskit
 
@@ -173,9 +175,10 @@ class Job:
         """Wait for the command to end, kill it if it must, then report its exit."""
         if self.proc is None:
             if started:
-                self._send_exit("error", None, None, self.spawn_error or "not started")
+                self._send_exit(CommandStatus.ERROR, None, None, self.spawn_error or "not started")
             else:
-                self._send_exit("killed", None, None, self._kill_reason or "not started")
+                reason = self._kill_reason or "not started"
+                self._send_exit(CommandStatus.KILLED, None, None, reason)
             return
         pumps = [
             asyncio.create_task(self._pump(stream, reader, forward=started))
@@ -193,7 +196,7 @@ class Job:
                 pump.cancel()
         if status is None:
             assert returncode is not None
-            status = "ok" if returncode == 0 else "failed"
+            status = CommandStatus.OK if returncode == 0 else CommandStatus.FAILED
             message = oskit.describe_returncode(returncode)
         if not started:
             self._send_exit(status, None, None, message)
@@ -205,7 +208,7 @@ class Job:
             ended_at = max(ended_at, self.released_at)
         self._send_exit(status, returncode, ended_at, message)
 
-    async def _await_end(self, started: bool) -> tuple[str | None, str]:
+    async def _await_end(self, started: bool) -> tuple[CommandStatus | None, str]:
         """Wait for the main process; on timeout or kill request, kill its tree.
 
         Returns (status, message) when the agent ended it, (None, "") otherwise.
@@ -213,7 +216,7 @@ class Job:
         if not started:
             self.close_gate()  # EOF: the gate exits without running the command
             await self._terminate()
-            return "killed", self._kill_reason or "killed before it started"
+            return CommandStatus.KILLED, self._kill_reason or "killed before it started"
         timeout = self.spec.timeout
         assert self.released_at is not None
         remaining = None
@@ -229,10 +232,10 @@ class Job:
         if self._exited.done():
             return None, ""
         if self._kill_reason is not None:
-            status, message = "killed", self._kill_reason
+            status, message = CommandStatus.KILLED, self._kill_reason
         else:
             assert timeout is not None
-            status, message = "timeout", f"killed at its {_seconds(timeout)} s timeout"
+            status, message = CommandStatus.TIMEOUT, f"killed at its {_seconds(timeout)} s timeout"
         log.info("%s: %s", self.name, message)
         await self._terminate()
         return status, message
@@ -286,7 +289,7 @@ class Job:
                 await self.sink.drain()
 
     def _send_exit(
-        self, status: str, exit_code: int | None, ended_at: int | None, message: str
+        self, status: CommandStatus, exit_code: int | None, ended_at: int | None, message: str
     ) -> None:
         duration = ""
         if ended_at is not None and self.released_at is not None:
@@ -306,6 +309,14 @@ class Job:
         )
 
 
+class Stage(enum.Enum):
+    """A run's own life; the order of its messages is the protocol table's business."""
+
+    PREPARED = "prepared"  # spawned and gated: waiting for start (or kill)
+    RELEASED = "released"  # let go: its commands run
+    DONE = "done"  # every exit and finished reported (or the run was cancelled)
+
+
 class Run:
     """A prepared test: its jobs, the release, and the messages about them."""
 
@@ -320,10 +331,7 @@ class Run:
         self.sink = sink
         self.gated = oskit.gating_supported()
         self.jobs = [Job(spec, label, sink) for spec in specs]
-        self.start_requested = False
-        self.started = False
-        self.kill_reason: str | None = None
-        self.done = False
+        self.stage = Stage.PREPARED
         self._at: int | None = None
         self._go = asyncio.Event()
         self._killed = asyncio.Event()
@@ -346,14 +354,21 @@ class Run:
             for job in self.jobs
         ]
 
+    @property
+    def kill_requested(self) -> bool:
+        return self._killed.is_set()
+
     def start(self, at: int | None) -> None:
-        self.start_requested = True
+        """Release at AT; once, as the protocol table allows only one start."""
+        if self.kill_requested:
+            # It crossed the exits of the kill on the wire: nothing to release.
+            log.info("test %r: start ignored, the test is being killed", self.label)
+            return
         self._at = at
         self._go.set()
 
     def kill(self, reason: str) -> None:
-        if self.kill_reason is None:
-            self.kill_reason = reason
+        if not self.kill_requested:
             log.info("killing test %r: %s", self.label, reason)
         self._killed.set()
         self._go.set()
@@ -372,9 +387,9 @@ class Run:
                     await self._go.wait()
             except TimeoutError:
                 self.kill(f"not started within {PREPARED_TIMEOUT_S:g} s of its prepare")
-            if self.kill_reason is None:
+            if not self.kill_requested:
                 await self._sleep_until_near(self._at)
-            if self.kill_reason is None:
+            if not self.kill_requested:
                 self._release(self._at)
                 if not self.gated:
                     for job in self.jobs:
@@ -382,12 +397,12 @@ class Run:
                             await job.connect_pipes()
             async with asyncio.TaskGroup() as group:
                 for job in self.jobs:
-                    group.create_task(job.supervise(self.started))
+                    group.create_task(job.supervise(self.stage is Stage.RELEASED))
             self.sink.send(Message("finished"))
             log.info("test %r finished", self.label)
         finally:
             self.abort_now()  # no-op unless cancelled half-way
-            self.done = True
+            self.stage = Stage.DONE
             self._on_done(self)
 
     async def _sleep_until_near(self, at: int | None) -> None:
@@ -418,7 +433,7 @@ class Run:
         finally:
             if gc_was_enabled:
                 gc.enable()
-        self.started = True
+        self.stage = Stage.RELEASED
         for job in self.jobs:
             job.close_gate()
         released = {

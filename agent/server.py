@@ -14,7 +14,7 @@ import logging
 import platform
 import socket
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
 
 from netjobs_core import __version__
@@ -25,7 +25,7 @@ from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
 from . import oskit
-from .jobs import CommandSpec, Run
+from .jobs import CommandSpec, Run, Stage
 
 AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
 IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
@@ -63,6 +63,7 @@ class Session:
         self.peer = format_address(writer.get_extra_info("peername"))
         self.conn = protocol.Connection(Role.AGENT, agent.secret)
         self.closed = False
+        self.run: Run | None = None  # the latest run this connection prepared
 
     # -- Sink -------------------------------------------------------------------
     def send(self, message: Message) -> None:
@@ -156,7 +157,7 @@ class Session:
     def _log_early_hangup(self) -> None:
         if self.closed:
             return  # the agent is stopping
-        if self.conn.state is State.GREETED:
+        if self.conn.state is State.SENT_HELLO:
             # A controller hangs up here when the agent's proof did not match.
             log.warning(
                 "authentication failed from %s: it hung up after the agent's hello "
@@ -195,29 +196,57 @@ class Session:
                 return
 
     async def _handle(self, message: Message) -> bool:
-        """Answer one request; False ends the connection."""
-        kind = message.type
-        if kind == "ping":
-            self.send(Message("pong", {"seq": message["seq"], "clock": now_ns()}))
-        elif kind == "status":
-            self.send(self.agent.status())
-        elif kind == "prepare":
-            await self.agent.prepare(self, message["label"], message["commands"])
-        elif kind == "start":
-            self.agent.start(self, message.get("at"))
-        elif kind == "kill":
-            self.agent.kill(self, message["reason"])
-        elif kind == "bye":
-            log.info("%s said bye", self.peer)
-            return False
-        elif kind == "error":
-            log.warning(
-                "%s reports an error: %s (%s)",
-                self.peer,
-                message.get("message"),
-                message.get("code"),
-            )
+        """Answer one request; False ends the connection.
+
+        The protocol table has checked the order already: `start` only comes
+        after this connection's `prepared`, `bye` and `error` are last words.
+        """
+        return await _HANDLERS[message.type](self, message)
+
+    async def _on_ping(self, message: Message) -> bool:
+        self.send(Message("pong", {"seq": message["seq"], "clock": now_ns()}))
         return True
+
+    async def _on_status(self, message: Message) -> bool:
+        self.send(self.agent.status())
+        return True
+
+    async def _on_prepare(self, message: Message) -> bool:
+        self.run = await self.agent.prepare(self, message["label"], message["commands"])
+        return True
+
+    async def _on_start(self, message: Message) -> bool:
+        assert self.run is not None  # the table: start follows this connection's prepared
+        self.run.start(message.get("at"))
+        return True
+
+    async def _on_kill(self, message: Message) -> bool:
+        self.agent.kill(self, message["reason"])
+        return True
+
+    async def _on_bye(self, message: Message) -> bool:
+        log.info("%s said bye", self.peer)
+        return False
+
+    async def _on_error(self, message: Message) -> bool:
+        log.warning(
+            "%s reports an error and closes: %s (%s)",
+            self.peer,
+            message["message"],
+            message["code"],
+        )
+        return False
+
+
+_HANDLERS: dict[str, Callable[[Session, Message], Awaitable[bool]]] = {
+    "ping": Session._on_ping,
+    "status": Session._on_status,
+    "prepare": Session._on_prepare,
+    "start": Session._on_start,
+    "kill": Session._on_kill,
+    "bye": Session._on_bye,
+    "error": Session._on_error,
+}
 
 
 class Agent:
@@ -277,12 +306,13 @@ class Agent:
             },
         )
 
-    async def prepare(self, session: Session, label: str, commands: list[Any]) -> None:
+    async def prepare(self, session: Session, label: str, commands: list[Any]) -> Run | None:
+        """The prepared run, or None when busy (the session is told why)."""
         if self.run is not None:
             session.send_error(
                 "busy", f"busy with test {self.run.label!r} for {self.run.sink.peer}"
             )
-            return
+            return None
         specs = [CommandSpec.from_fields(item) for item in commands]
         run = Run(label, specs, session, self._run_done)
         self.run = run  # before the first await: a concurrent prepare sees busy
@@ -306,17 +336,7 @@ class Agent:
             limit = "no timeout" if spec.timeout is None else f"timeout {spec.timeout:g} s"
             log.info("test %r command %d (%s): %s", label, spec.id, limit, spec.command)
         self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
-
-    def start(self, session: Session, at: int | None) -> None:
-        run = self.run
-        if run is None or run.sink is not session:
-            session.send_error("state", "no test is prepared on this connection")
-        elif run.start_requested:
-            session.send_error("state", f"test {run.label!r} has already been started")
-        elif run.kill_reason is not None:
-            session.send_error("state", f"test {run.label!r} is being killed")
-        else:
-            run.start(at)
+        return run
 
     def kill(self, session: Session, reason: str) -> None:
         # Any authenticated connection may kill: an operator can stop a
@@ -330,7 +350,7 @@ class Agent:
     # -- lifecycle --------------------------------------------------------------
     def session_ended(self, session: Session) -> None:
         run = self.run
-        if run is None or run.sink is not session or run.done:
+        if run is None or run.sink is not session or run.stage is Stage.DONE:
             return
         log.warning(
             "controller %s is gone while test %r is active: killing it in %g s unless it ends",
@@ -342,7 +362,7 @@ class Agent:
 
     async def _orphan_timer(self, run: Run) -> None:
         await asyncio.sleep(self.orphan_grace)
-        if self.run is run and not run.done:
+        if self.run is run and run.stage is not Stage.DONE:
             run.kill("controller connection lost")
 
     def _run_done(self, run: Run) -> None:

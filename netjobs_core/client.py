@@ -136,7 +136,10 @@ class AgentLink:
         assert self._conn is not None
         if self._writer is None or self._writer.is_closing():
             raise ConnectionLost("connection lost")
-        self._conn.send(message)
+        try:
+            self._conn.send(message)
+        except protocol.ProtocolError as exc:  # out of order, or closed after a protocol error
+            raise ConnectionLost(f"protocol error: {exc}") from None
         self._flush()
 
     async def recv(self) -> Message:

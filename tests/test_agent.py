@@ -28,8 +28,11 @@ from agent_harness import (
 )
 
 from netjobs_core import __version__
+from netjobs_core.client import AgentLink, ConnectionLost
 from netjobs_core.wire import protocol
-from netjobs_core.wire.protocol import AuthenticationFailed, Message, encode_frame
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.protocol import AuthenticationFailed, Message, ProtocolError, encode_frame
+from netjobs_core.wire.status import CommandStatus
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -277,16 +280,91 @@ async def test_kill_before_start_never_runs_the_command(agent, token_file, tmp_p
     assert not marker.exists()
 
 
+async def read_until_error(client: AgentClient) -> Message:
+    while (message := await client.recv()).type != "error":
+        pass
+    return message
+
+
 async def test_start_needs_a_prepared_test(agent, token_file):
     async with await connect(agent, token_file) as client:
-        refused = await client.start()
-        assert (refused.type, refused["code"]) == ("error", "state")
+        with pytest.raises(ProtocolError, match="'start' out of order"):
+            await client.send("start", at=None)  # the client's own table refuses it
+        client.writer.write(encode_frame(Message("start", {"at": None})))  # past the table
+        refused = await client.recv()
+        assert (refused.type, refused["code"]) == ("error", "protocol")
+        assert "'start' out of order" in refused["message"]
+        with pytest.raises(EOFError):
+            await client.recv()
+    await agent.await_log("'start' out of order: the controller may not send it")
+
+
+async def test_a_second_start_is_refused(agent, token_file):
+    async with await connect(agent, token_file) as client:
         await client.prepare("t", commands("sleep 0.3"))
         await client.start()
-        again = await client.request("start", expect="started", at=None)
-        assert (again.type, again["code"]) == ("error", "state")
-        outcome = await client.collect()
-        assert outcome.exits[1]["status"] == "ok"
+        with pytest.raises(ProtocolError, match="'start' out of order"):
+            await client.send("start", at=None)
+        client.writer.write(encode_frame(Message("start", {"at": None})))
+        refused = await read_until_error(client)
+        assert (
+            refused["code"] == "protocol"
+            and "while the connection is running" in (refused["message"])
+        )
+        with pytest.raises(EOFError):
+            await client.recv()
+
+
+async def test_one_connection_runs_tests_one_after_the_other(agent, token_file):
+    async with await connect(agent, token_file) as client:
+        for word in ("one", "two"):
+            assert (await client.run(commands(f"echo {word}"))).stdout(1) == f"{word}\n".encode()
+        killed = await client.prepare("killed", commands("true"))
+        assert killed.type == "prepared"
+        await client.send("kill", reason="no")
+        assert (await client.collect()).exits[1]["status"] == CommandStatus.KILLED
+        await client.send("kill", reason="nothing to kill")  # answered with nothing
+        assert (await client.run(commands("echo three"))).stdout(1) == b"three\n"
+
+
+async def test_the_controller_refuses_an_exit_before_started(token_file):
+    """An agent that reports an exit before `started`: the controller's table names it."""
+    secret = AgentClient.secret_of(token_file)
+
+    async def misbehaving_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        conn = protocol.Connection(protocol.Role.AGENT, secret)
+        while conn.phase is not protocol.Phase.PREPARING:
+            conn.receive_data(await reader.read(65536))
+            writer.write(conn.data_to_send())
+        prepared = {"gated": True, "commands": [{"id": 1, "ok": True, "error": None}]}
+        early = {"id": 1, "status": "ok", "exit_code": 0, "message": "exit 0"}
+        writer.write(encode_frame(Message("prepared", prepared)))
+        writer.write(encode_frame(Message("exit", early)))  # past its own table
+        await reader.read()  # until the controller hangs up
+        writer.close()
+
+    server = await asyncio.start_server(misbehaving_agent, "127.0.0.1", 0)
+    async with server, asyncio.timeout(10):
+        port = server.sockets[0].getsockname()[1]
+        link = AgentLink(Address.parse(f"127.0.0.1:{port}"), secret)
+        await link.connect(5)
+        prepare = Message("prepare", {"label": "t", "commands": commands("true")})
+        try:
+            with pytest.raises(ConnectionLost) as info:
+                # The two frames may come in one read: then the request fails already.
+                assert (await link.request(prepare, "prepared", 5)).type == "prepared"
+                await link.recv()
+        finally:
+            await link.close()
+    assert str(info.value) == (
+        "protocol error: 'exit' of command 1 before 'started' that is not the report of a kill"
+    )
+
+
+def test_every_controller_message_has_a_handler():
+    from agent.server import _HANDLERS
+
+    assert set(_HANDLERS) == {*protocol.CONTROLLER_SCHEMAS, "error"}
 
 
 # -- refusing strangers ---------------------------------------------------------------------

@@ -9,10 +9,12 @@ import pytest
 
 from netjobs_core.wire import protocol
 from netjobs_core.wire.protocol import (
+    HANDSHAKE,
     MAX_BODY,
     MAX_HEADER,
     PREFIX_SIZE,
     PROTOCOL_VERSION,
+    TRANSITIONS,
     AuthenticationFailed,
     Connection,
     FrameDecoder,
@@ -21,6 +23,7 @@ from netjobs_core.wire.protocol import (
     NotNetJobsPeer,
     PeerEchoed,
     PeerError,
+    Phase,
     ProtocolError,
     Role,
     State,
@@ -470,29 +473,372 @@ AGENT_VALID = [
 ]
 
 
-@pytest.mark.parametrize("message", CONTROLLER_VALID, ids=lambda m: m.type)
-def test_controller_requests_reach_the_agent(message):
+def run_messages(ids: list[int]) -> dict[str, Message]:
+    """A valid message of each run-phase type, for a run of commands IDS."""
+    return {
+        "prepare": Message(
+            "prepare", {"label": "t", "commands": [{"id": i, "command": "true"} for i in ids]}
+        ),
+        "prepared": Message(
+            "prepared",
+            {"gated": True, "commands": [{"id": i, "ok": True, "error": None} for i in ids]},
+        ),
+        "start": Message("start", {"at": None}),
+        "started": Message("started", {"released_at": {str(i): 5 for i in ids}, "late_ns": 0}),
+    }
+
+
+# How to reach each phase: (sender, message type) from READY + IDLE.
+PATHS: dict[Phase, list[tuple[Role, str]]] = {
+    Phase.IDLE: [],
+    Phase.PREPARING: [(Role.CONTROLLER, "prepare")],
+    Phase.PREPARED: [(Role.CONTROLLER, "prepare"), (Role.AGENT, "prepared")],
+    Phase.STARTING: [
+        (Role.CONTROLLER, "prepare"),
+        (Role.AGENT, "prepared"),
+        (Role.CONTROLLER, "start"),
+    ],
+    Phase.RUNNING: [
+        (Role.CONTROLLER, "prepare"),
+        (Role.AGENT, "prepared"),
+        (Role.CONTROLLER, "start"),
+        (Role.AGENT, "started"),
+    ],
+    # killed before the release: command 1 reported, no started
+    Phase.CANCELLED: [
+        (Role.CONTROLLER, "prepare"),
+        (Role.AGENT, "prepared"),
+        (Role.AGENT, "exit"),
+    ],
+    Phase.CLOSED: [(Role.CONTROLLER, "bye")],
+}
+
+
+def reach(phase: Phase, ids: list[int] | None = None) -> tuple[Connection, Connection]:
+    """A controller and an agent, both in PHASE, reached by real messages."""
+    ids = [1, 2] if ids is None else ids
     controller, agent = handshake()
-    controller.send(message)
-    assert pump(controller, agent) == [message]
+    ends = {Role.CONTROLLER: (controller, agent), Role.AGENT: (agent, controller)}
+    messages = run_messages(ids) | {"exit": exit_message(1), "bye": Message("bye")}
+    for sender, kind in PATHS[phase]:
+        source, target = ends[sender]
+        source.send(messages[kind])
+        assert pump(source, target) == [messages[kind]]
+    assert controller.phase is agent.phase is phase
+    return controller, agent
 
 
-@pytest.mark.parametrize("message", AGENT_VALID, ids=lambda m: m.type)
-def test_agent_messages_reach_the_controller(message):
+def exit_message(command_id: int) -> Message:
+    return Message(
+        "exit",
+        {"id": command_id, "status": "killed", "exit_code": None, "message": "killed"},
+    )
+
+
+def example(sender: Role, kind: str, ids: list[int]) -> Message:
+    """A message of KIND that fits its schema (and, where allowed, the run's ids)."""
+    common = {
+        "ping": Message("ping", {"seq": 1}),
+        "pong": Message("pong", {"seq": 1, "clock": 5}),
+        "kill": Message("kill", {"reason": "user"}),
+        "bye": Message("bye"),
+        "error": Message("error", {"code": "busy", "message": "busy"}),
+        "output": Message("output", {"id": ids[-1] if ids else 1, "stream": "stdout"}, b"x"),
+        "exit": exit_message(ids[-1] if ids else 1),
+        "finished": Message("finished"),
+    }
+    if kind == "status":
+        if sender is Role.CONTROLLER:
+            return Message("status")
+        fields = {"busy": False, "label": None, "hostname": "h", "version": "3", "platform": "p"}
+        return Message("status", fields)
+    return common.get(kind) or run_messages(ids)[kind]
+
+
+def cell_ids(phase: Phase, kind: str) -> list[int]:
+    """The run's commands for a cell: `finished` needs every exit in, others one open."""
+    if kind == "finished":
+        return [1] if phase is Phase.CANCELLED else []
+    return [1, 2]
+
+
+SENDABLE = {
+    Role.CONTROLLER: [*protocol.CONTROLLER_SCHEMAS, "error"],
+    Role.AGENT: [*protocol.AGENT_SCHEMAS],
+}
+CELLS = [(sender, phase, kind) for sender in Role for phase in Phase for kind in SENDABLE[sender]]
+
+
+def test_the_table_has_a_row_for_every_phase_and_only_known_types():
+    for sender in Role:
+        assert set(TRANSITIONS[sender]) == set(Phase)
+        for row in TRANSITIONS[sender].values():
+            assert set(row) <= set(SENDABLE[sender])
+    assert TRANSITIONS[Role.CONTROLLER][Phase.CLOSED] == TRANSITIONS[Role.AGENT][Phase.CLOSED] == {}
+
+
+@pytest.mark.parametrize(("sender", "phase", "kind"), CELLS, ids=lambda v: getattr(v, "value", v))
+def test_every_cell_of_the_table(sender, phase, kind):
+    ids = cell_ids(phase, kind)
+    controller, agent = reach(phase, ids)
+    source, target = (controller, agent) if sender is Role.CONTROLLER else (agent, controller)
+    message = example(sender, kind, ids)
+    after = TRANSITIONS[sender][phase].get(kind)
+    if after is not None:
+        source.send(message)
+        assert pump(source, target) == [message]
+        assert source.phase is target.phase is after
+        closed = after is Phase.CLOSED
+        assert (source.state is State.CLOSED) is closed and (target.state is State.CLOSED) is closed
+        return
+    with pytest.raises(ProtocolError, match=r"out of order|closed"):
+        source.send(message)
+    assert source.phase is phase  # a refused send changes nothing
+    with pytest.raises(ProtocolError, match=r"out of order|closed"):
+        target.receive_data(encode_frame(message))
+    assert target.state is State.CLOSED
+    if target.role is Role.AGENT and phase is not Phase.CLOSED:
+        [error] = decode_all(target.data_to_send())
+        assert (error.type, error["code"]) == ("error", "protocol")
+        assert "out of order" in error["message"]
+
+
+def test_out_of_order_names_the_sender_and_the_phase():
+    controller, _ = reach(Phase.PREPARED)
+    with pytest.raises(ProtocolError) as info:
+        controller.receive_data(frame("output", b"x", id=1, stream="stdout"))
+    assert str(info.value) == (
+        "'output' out of order: the agent may not send it while the connection is prepared"
+    )
+
+
+@pytest.mark.parametrize("phase", [Phase.PREPARED, Phase.STARTING, Phase.CANCELLED])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": "ok", "exit_code": 0, "message": "exit 0"},
+        {"status": "failed", "exit_code": 1, "message": "exit 1"},
+        {"status": "killed", "exit_code": -15, "message": "killed"},
+        {"status": "error", "message": "cannot start the command"},
+    ],
+)
+def test_before_started_an_exit_can_only_report_a_kill(phase, fields):
+    """Today's agent sends exits before `started` only for a run killed before its release."""
+    controller, agent = reach(phase)
+    message = Message("exit", {"id": 2, **fields})
+    with pytest.raises(ProtocolError, match="before 'started' that is not the report of a kill"):
+        agent.send(message)
+    with pytest.raises(ProtocolError, match="before 'started' that is not the report of a kill"):
+        controller.receive_data(encode_frame(message))
+
+
+def test_the_real_agents_orders():
+    """What the agent sends for a run, a killed run, an empty run; twice on one connection."""
     controller, agent = handshake()
-    agent.send(message)
-    assert pump(agent, controller) == [message]
+    runs = [
+        ["prepare", "prepared", "start", "started", "output", "exit", "output", "exit"],
+        ["prepare", "prepared", "kill", "exit", "exit"],  # killed before the release
+        ["prepare", "prepared", "start", "started", "kill", "exit", "exit"],
+    ]
+    for kinds in runs:
+        pending = [1, 2]
+        for kind in kinds:
+            sender = Role.CONTROLLER if kind in protocol.CONTROLLER_SCHEMAS else Role.AGENT
+            if kind == "exit" and controller.phase is Phase.RUNNING:
+                fields = {"id": pending.pop(0), "status": "ok", "exit_code": 0, "message": "0"}
+                message = Message("exit", {**fields, "ended_at": 7})
+            elif kind == "exit":
+                message = exit_message(pending.pop(0))
+            elif kind == "output":
+                message = Message("output", {"id": pending[0], "stream": "stderr"}, b"x")
+            else:
+                message = example(sender, kind, [1, 2])
+            source, target = (
+                (controller, agent) if sender is Role.CONTROLLER else (agent, controller)
+            )
+            source.send(message)
+            assert pump(source, target) == [message]
+        agent.send(Message("finished"))
+        pump(agent, controller)
+        assert controller.phase is agent.phase is Phase.IDLE
+    for _ in range(2):  # an empty test, and one killed before its release
+        controller.send(example(Role.CONTROLLER, "prepare", []))
+        pump(controller, agent)
+        agent.send(example(Role.AGENT, "prepared", []))
+        pump(agent, controller)
+        agent.send(Message("finished"))
+        pump(agent, controller)
+        assert controller.phase is agent.phase is Phase.IDLE
 
 
-def test_error_frames_after_ready_are_delivered_both_ways():
+def test_exit_and_output_only_for_open_commands():
+    controller, agent = reach(Phase.RUNNING)
+    agent.send(exit_message(1))
+    pump(agent, controller)
+    for message in (
+        exit_message(1),  # twice
+        Message("output", {"id": 1, "stream": "stdout"}, b"late"),  # after its exit
+        exit_message(3),  # never prepared
+        Message("output", {"id": 3, "stream": "stdout"}),
+    ):
+        with pytest.raises(ProtocolError, match="not prepared or has exited"):
+            agent.send(message)
+        fresh, _ = reach(Phase.RUNNING, [1, 2])
+        fresh.receive_data(encode_frame(exit_message(1)))
+        with pytest.raises(ProtocolError, match="not prepared or has exited"):
+            fresh.receive_data(encode_frame(message))
+
+
+def test_finished_waits_for_every_exit():
+    controller, agent = reach(Phase.RUNNING, [1, 2, 3])
+    agent.send(exit_message(2))
+    pump(agent, controller)
+    with pytest.raises(ProtocolError, match="before the exit of command 1, 3"):
+        agent.send(Message("finished"))
+    with pytest.raises(ProtocolError, match="before the exit of command 1, 3"):
+        controller.receive_data(frame("finished"))
+
+
+def test_kill_crossing_finished_is_fine():
+    controller, agent = reach(Phase.RUNNING, [1])
+    controller.send(Message("kill", {"reason": "user"}))
+    agent.send(exit_message(1))
+    agent.send(Message("finished"))
+    pump(controller, agent)  # the agent is idle when the kill arrives
+    pump(agent, controller)
+    assert controller.phase is agent.phase is Phase.IDLE
+
+
+def test_start_crossing_the_exits_of_a_killed_run_is_fine():
+    controller, agent = reach(Phase.PREPARED, [1])
+    controller.send(Message("start", {"at": None}))
+    agent.send(exit_message(1))  # killed before the release (by another connection, say)
+    assert pump(controller, agent)[0].type == "start"
+    assert pump(agent, controller)[0].type == "exit"
+    assert controller.phase is agent.phase is Phase.CANCELLED
+    agent.send(Message("finished"))
+    pump(agent, controller)
+    assert controller.phase is agent.phase is Phase.IDLE
+
+
+def test_start_crossing_finished_is_refused_by_the_agent():
+    controller, agent = reach(Phase.PREPARED, [])
+    controller.send(Message("start", {"at": None}))
+    agent.send(Message("finished"))
+    with pytest.raises(ProtocolError, match="'start' out of order"):
+        pump(controller, agent)
+
+
+def test_pings_pipelined_with_a_prepare():
     controller, agent = handshake()
-    agent.send_error("busy", "busy with test 'x' for 1.2.3.4:5")
+    controller.send(Message("ping", {"seq": 1}))
+    controller.send(example(Role.CONTROLLER, "prepare", [1]))
+    assert [m.type for m in pump(controller, agent)] == ["ping", "prepare"]
+    agent.send(Message("pong", {"seq": 1, "clock": 2}))  # in PREPARING on both ends
+    agent.send(example(Role.AGENT, "prepared", [1]))
+    assert [m.type for m in pump(agent, controller)] == ["pong", "prepared"]
+    assert controller.phase is agent.phase is Phase.PREPARED
+
+
+def test_a_refused_prepare_leaves_the_connection_idle():
+    controller, agent = reach(Phase.PREPARING)
+    agent.send(Message("error", {"code": "busy", "message": "busy with test 'x'"}))
+    [error] = pump(agent, controller)
+    assert error["code"] == "busy"
+    assert controller.phase is agent.phase is Phase.IDLE
+    assert controller.state is agent.state is State.READY
+    controller.send(example(Role.CONTROLLER, "prepare", [1]))  # and may try again
+    pump(controller, agent)
+    assert agent.phase is Phase.PREPARING
+
+
+def test_an_error_frame_elsewhere_is_the_last_word():
+    controller, agent = reach(Phase.RUNNING)
+    agent.send(Message("error", {"code": "protocol", "message": "bad"}))
+    agent.send_error("ignored", "nothing after the last word")
     [got] = pump(agent, controller)
-    assert (got.type, got["code"]) == ("error", "busy")
-    assert controller.state is State.READY
+    assert (got.type, got["code"]) == ("error", "protocol")
+    assert controller.state is State.CLOSED
+    with pytest.raises(ProtocolError, match="closed"):
+        controller.send(Message("kill", {"reason": "x"}))
+
+
+def test_frames_after_the_peers_last_word_are_refused():
+    controller, _ = handshake()
+    data = frame("error", code="protocol", message="bad") + frame("pong", seq=1, clock=1)
+    with pytest.raises(ProtocolError, match="after the last word"):
+        controller.receive_data(data)
+
+
+def test_send_error_closes_after_queueing():
+    controller, agent = reach(Phase.RUNNING)
     controller.send_error("oops", "controller side")
-    assert pump(controller, agent)[0]["message"] == "controller side"
+    assert controller.state is State.CLOSED
+    [got] = pump(controller, agent)
+    assert got["message"] == "controller side"
+    assert agent.state is State.CLOSED
+
+
+# -- the handshake states -------------------------------------------------------------
+def test_handshake_states_step_by_step():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    agent = Connection(Role.AGENT, TOKEN)
+    assert (controller.state, agent.state) == (State.SENT_HELLO, State.START)
+    pump(controller, agent)
+    assert agent.state is State.SENT_HELLO
+    pump(agent, controller)
+    assert controller.state is State.SENT_AUTH
+    pump(controller, agent)
     assert agent.state is State.READY
+    pump(agent, controller)
+    assert controller.state is State.READY
+    assert controller.phase is agent.phase is Phase.IDLE
+
+
+ALL_TYPES = sorted({*protocol.CONTROLLER_SCHEMAS, *protocol.AGENT_SCHEMAS, "hello", "auth"})
+HANDSHAKE_CELLS = [
+    (role, state, kind)
+    for role, steps in HANDSHAKE.items()
+    for state, (expected, _) in steps.items()
+    for kind in ALL_TYPES
+    if kind not in (expected, "error")
+]
+
+
+def in_handshake_state(role: Role, state: State) -> Connection:
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    agent = Connection(Role.AGENT, TOKEN)
+    for source, target in [(controller, agent), (agent, controller)] * 2:
+        conn = controller if role is Role.CONTROLLER else agent
+        if conn.state is state:
+            return conn
+        pump(source, target)
+    raise AssertionError(f"{role} never reached {state}")
+
+
+@pytest.mark.parametrize(
+    ("role", "state", "kind"), HANDSHAKE_CELLS, ids=lambda v: getattr(v, "value", v)
+)
+def test_each_handshake_state_takes_only_its_message(role, state, kind):
+    conn = in_handshake_state(role, state)
+    with pytest.raises(ProtocolError):
+        conn.receive_data(frame(kind))
+    assert conn.state is State.CLOSED
+    with pytest.raises(ProtocolError, match="closed"):
+        conn.send(Message("ping", {"seq": 1}))
+
+
+@pytest.mark.parametrize(
+    ("role", "state"),
+    [(role, state) for role, steps in HANDSHAKE.items() for state in steps],
+    ids=lambda v: getattr(v, "value", v),
+)
+def test_each_handshake_state_raises_a_peer_error(role, state):
+    conn = in_handshake_state(role, state)
+    conn.data_to_send()  # its own handshake step
+    with pytest.raises(PeerError):
+        conn.receive_data(frame("error", code="auth", message="no"))
+    assert conn.data_to_send() == b""
 
 
 def test_roles_cannot_send_each_others_messages():

@@ -1,9 +1,15 @@
-"""NetJobs wire protocol, sans-IO: pure framing, authentication and message checks.
+"""NetJobs wire protocol, sans-IO: framing, handshake and the run phase as state tables.
 
 Standard library only: the agent imports this module and nothing else from
 netjobs_core. No sockets and no clocks here; callers feed received bytes to
 `Connection.receive_data` and write out what `Connection.data_to_send` returns.
+Both ends drive the same `Connection`, so both check the same rules.
 
+Theory of operation
+===================
+
+Framing
+-------
 Frame layout (big-endian)::
 
     b"NJ"  version:u8  reserved:u8  header_len:u32  body_len:u32  header  body
@@ -11,9 +17,12 @@ Frame layout (big-endian)::
 `header` is a UTF-8 JSON object with a "type" key; `body` carries raw bytes
 (command output), so output is binary-safe and never re-encoded. The first
 four bytes never change between versions, so either side can name a version
-mismatch instead of misreading a frame.
+mismatch instead of misreading a frame. Every message type has a schema
+(field -> type); a frame that breaks it is a ProtocolError.
 
-Handshake (mutual challenge-response, the token never crosses the wire)::
+Handshake (mutual challenge-response, the token never crosses the wire)
+------------------------------------------------------------------------
+::
 
     controller -> agent  hello   {role: "controller", version, nonce}
     agent -> controller  hello   {role: "agent", version, nonce, proof, ...}
@@ -23,8 +32,49 @@ Handshake (mutual challenge-response, the token never crosses the wire)::
     agent proof      = HMAC-SHA256(token, "netjobs-agent"      | c_nonce | a_nonce)
     controller proof = HMAC-SHA256(token, "netjobs-controller" | a_nonce | c_nonce)
 
+`HANDSHAKE[role][state]` names the one message each state waits for and the
+state it leads to (the reply is queued on the way)::
+
+    controller  START -(sends hello)-> SENT_HELLO -hello-> SENT_AUTH -welcome-> READY
+    agent       START -hello-> SENT_HELLO -auth-> READY
+
 Each side checks the other's proof with a constant-time compare; until the
 controller's proof is checked the agent accepts nothing but the handshake.
+An `error` frame during the handshake raises PeerError.
+
+Run phase
+---------
+Once READY, `TRANSITIONS[sender][phase][message type] -> next phase` says
+what each role may send in each `Phase` of the connection; a Connection
+checks its own sends with its role's rows and what it receives with the
+peer's, so an out-of-order message is a ProtocolError at either end. Both
+ends walk the same phases::
+
+    IDLE -prepare-> PREPARING -prepared-> PREPARED -start-> STARTING -started-> RUNNING
+    RUNNING: output*, exit* (one exit per prepared command) -finished-> IDLE
+
+A connection may run several tests one after the other. Requests that do
+not touch the run (controller ping/status, agent pong/status) are allowed in
+every phase: the controller measures the clock before prepare, and a status
+probe is answered on any connection. Messages cross on the wire, so the
+table also holds what a crossing makes legal:
+
+- `kill` is allowed in every phase and changes none: the agent answers it
+  with the run's exits and finished, or with nothing when no test is active
+  (any connection may kill, so it may stop another connection's run).
+- A run killed before its release (kill, prepare timeout, agent stopping)
+  leaves PREPARED/STARTING with `exit` messages and no `started` ->
+  CANCELLED, then `finished`. Such an exit must say status killed with no
+  exit code: any other exit before `started` is a ProtocolError. A `start`
+  crossing those exits is allowed (the agent ignores it). A `start` that crosses the `finished`
+  itself reaches an IDLE agent and is a ProtocolError.
+- An agent `error` answering a prepare (busy) returns PREPARING to IDLE;
+  anywhere else an error frame is the sender's last word and closes the
+  connection, as the controller's `bye` does.
+
+Beyond the table, a Connection tracks the command ids of the current run:
+`output` and `exit` only for prepared commands that have not exited yet, and
+`finished` only once every command has exited.
 """
 
 from __future__ import annotations
@@ -35,10 +85,11 @@ import hmac
 import json
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from netjobs_core.wire.status import ENDS
+from netjobs_core.wire.status import ENDS, CommandStatus
 
 PROTOCOL_VERSION = 1
 MAGIC = b"NJ"
@@ -283,14 +334,110 @@ def _is_nonce(value: str) -> bool:
 
 
 class State(enum.Enum):
+    """The connection: the handshake, then READY until either side closes."""
+
     START = "start"  # nothing exchanged yet
-    GREETED = "greeted"  # our hello is out, waiting for the peer's next step
-    READY = "ready"  # authenticated both ways
+    SENT_HELLO = "sent hello"  # our hello is out, waiting for the peer's next step
+    SENT_AUTH = "sent auth"  # controller: our proof is out, waiting for welcome
+    READY = "ready"  # authenticated both ways: the run phase
     CLOSED = "closed"
 
 
+class Phase(enum.Enum):
+    """Where the run stands on a READY connection (see the module docstring)."""
+
+    IDLE = "idle"  # nothing prepared on this connection
+    PREPARING = "preparing"  # prepare sent, no answer yet
+    PREPARED = "prepared"  # the agent holds the commands, gated
+    STARTING = "starting"  # start sent, started not yet seen
+    RUNNING = "running"  # released: output and exits flow
+    CANCELLED = "cancelled"  # ended before its release: exits (killed), then finished
+    CLOSED = "closed"  # bye or an error frame: nothing more either way
+
+
+# The message each handshake state waits for, and the state it leads to.
+HANDSHAKE: dict[Role, dict[State, tuple[str, State]]] = {
+    Role.CONTROLLER: {
+        State.SENT_HELLO: ("hello", State.SENT_AUTH),
+        State.SENT_AUTH: ("welcome", State.READY),
+    },
+    Role.AGENT: {
+        State.START: ("hello", State.SENT_HELLO),
+        State.SENT_HELLO: ("auth", State.READY),
+    },
+}
+
+
+def _row(phase: Phase, requests: tuple[str, ...], **moves: Phase) -> dict[str, Phase]:
+    """A table row: REQUESTS keep the phase; MOVES lead elsewhere."""
+    return {**dict.fromkeys(requests, phase), **moves}
+
+
+_C_ALWAYS = ("ping", "status", "kill")
+_A_ALWAYS = ("pong", "status")
+_P = Phase
+
+# TRANSITIONS[sender][phase][message type] -> the phase after it. A type missing
+# from a row is out of order there.
+TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
+    Role.CONTROLLER: {
+        _P.IDLE: _row(_P.IDLE, _C_ALWAYS, prepare=_P.PREPARING, bye=_P.CLOSED, error=_P.CLOSED),
+        _P.PREPARING: _row(_P.PREPARING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
+        _P.PREPARED: _row(
+            _P.PREPARED, _C_ALWAYS, start=_P.STARTING, bye=_P.CLOSED, error=_P.CLOSED
+        ),
+        _P.STARTING: _row(_P.STARTING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
+        _P.RUNNING: _row(_P.RUNNING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
+        # start: it crossed the exits of a run killed before its release.
+        _P.CANCELLED: _row(
+            _P.CANCELLED, _C_ALWAYS, start=_P.CANCELLED, bye=_P.CLOSED, error=_P.CLOSED
+        ),
+        _P.CLOSED: {},
+    },
+    Role.AGENT: {
+        _P.IDLE: _row(_P.IDLE, _A_ALWAYS, error=_P.CLOSED),
+        # error: the prepare is refused (busy); the connection goes on.
+        _P.PREPARING: _row(_P.PREPARING, _A_ALWAYS, prepared=_P.PREPARED, error=_P.IDLE),
+        # exit/finished without started: killed before the release.
+        _P.PREPARED: _row(
+            _P.PREPARED,
+            _A_ALWAYS,
+            started=_P.RUNNING,
+            exit=_P.CANCELLED,
+            finished=_P.IDLE,
+            error=_P.CLOSED,
+        ),
+        _P.STARTING: _row(
+            _P.STARTING,
+            _A_ALWAYS,
+            started=_P.RUNNING,
+            exit=_P.CANCELLED,
+            finished=_P.IDLE,
+            error=_P.CLOSED,
+        ),
+        _P.RUNNING: _row(
+            _P.RUNNING,
+            _A_ALWAYS,
+            output=_P.RUNNING,
+            exit=_P.RUNNING,
+            finished=_P.IDLE,
+            error=_P.CLOSED,
+        ),
+        _P.CANCELLED: _row(
+            _P.CANCELLED, _A_ALWAYS, exit=_P.CANCELLED, finished=_P.IDLE, error=_P.CLOSED
+        ),
+        _P.CLOSED: {},
+    },
+}
+
+# An exit in these phases reports a command killed before its release.
+_UNSTARTED = frozenset({Phase.PREPARED, Phase.STARTING, Phase.CANCELLED})
+_SCHEMAS = {Role.CONTROLLER: CONTROLLER_SCHEMAS, Role.AGENT: AGENT_SCHEMAS}
+_PEER = {Role.CONTROLLER: Role.AGENT, Role.AGENT: Role.CONTROLLER}
+
+
 class Connection:
-    """One end of a NetJobs connection: handshake state and message checks.
+    """One end of a NetJobs connection: handshake, run phase and message checks.
 
     `receive_data` returns the authenticated application messages, in order;
     handshake traffic is handled inside. Errors raise ProtocolError and close
@@ -302,12 +449,15 @@ class Connection:
         if not token:
             raise ValueError("an empty token authenticates nobody")
         self.role = role
+        self.peer_role = _PEER[role]
         self._token = token
         self._nonce = (nonce or secrets.token_bytes(NONCE_BYTES)).hex()
         self._peer_nonce = ""
         self._decoder = FrameDecoder()
         self._out = bytearray()
         self.state = State.START
+        self.phase = Phase.IDLE
+        self._unfinished: set[int] = set()  # commands of the current run without an exit
         self.peer_hello: dict[str, Any] = {}
         if role is Role.CONTROLLER:
             self._queue(
@@ -320,7 +470,7 @@ class Connection:
                     },
                 )
             )
-            self.state = State.GREETED
+            self.state = State.SENT_HELLO
 
     # -- output ---------------------------------------------------------------
     def data_to_send(self) -> bytes:
@@ -332,19 +482,62 @@ class Connection:
         self._out += encode_frame(message)
 
     def send(self, message: Message) -> None:
-        """Queue an application message; only once authenticated."""
+        """Queue an application message; only once authenticated, only in order."""
+        if self.state is State.CLOSED:
+            raise ProtocolError(f"cannot send {message.type!r}: the connection is closed")
         if self.state is not State.READY:
             raise ProtocolError(f"cannot send {message.type!r} before authentication")
-        schemas = AGENT_SCHEMAS if self.role is Role.AGENT else CONTROLLER_SCHEMAS
-        self._queue(validate(message, schemas))
+        if message.type == "error":
+            check_fields(message, HANDSHAKE_SCHEMAS["error"])
+        else:
+            validate(message, _SCHEMAS[self.role])
+        self._advance(self.role, message)
+        self._queue(message)
 
     def send_error(self, code: str, message: str) -> None:
-        """Queue an error frame for the peer; allowed in any state but closed."""
+        """Queue an error frame as this side's last word, and close.
+
+        Allowed in any state but closed (the handshake too); outside the
+        table because it ends the connection whatever the phase.
+        """
         if self.state is not State.CLOSED:
             self._queue(Message("error", {"code": code, "message": message}))
+            self.close()
 
     def close(self) -> None:
         self.state = State.CLOSED
+        self.phase = Phase.CLOSED
+
+    # -- the run phase --------------------------------------------------------
+    def _advance(self, sender: Role, message: Message) -> None:
+        """Check MESSAGE against the table and the run's commands; move on."""
+        kind = message.type
+        after = TRANSITIONS[sender][self.phase].get(kind)
+        if after is None:
+            raise ProtocolError(
+                f"{kind!r} out of order: the {sender.value} may not send it "
+                f"while the connection is {self.phase.value}"
+            )
+        if kind == "exit" and self.phase in _UNSTARTED:
+            if message["status"] != CommandStatus.KILLED or message.get("exit_code") is not None:
+                raise ProtocolError(
+                    f"'exit' of command {message['id']} before 'started' that is not "
+                    "the report of a kill"
+                )
+        if kind == "prepare":
+            self._unfinished = {item["id"] for item in message["commands"]}
+        elif kind in ("output", "exit") and message["id"] not in self._unfinished:
+            raise ProtocolError(
+                f"{kind!r} for command {message['id']}, which is not prepared or has exited"
+            )
+        elif kind == "finished" and self._unfinished:
+            missing = ", ".join(str(i) for i in sorted(self._unfinished))
+            raise ProtocolError(f"'finished' before the exit of command {missing}")
+        if kind == "exit":
+            self._unfinished.discard(message["id"])
+        self.phase = after
+        if after is Phase.CLOSED:
+            self.state = State.CLOSED
 
     # -- input ----------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[Message]:
@@ -354,6 +547,8 @@ class Connection:
             frames = self._decoder.feed(data)
             delivered = []
             for frame in frames:
+                if self.state is State.CLOSED:
+                    raise ProtocolError(f"{frame.type!r} after the last word of the peer")
                 message = self._handle(frame)
                 if message is not None:
                     delivered.append(message)
@@ -361,58 +556,32 @@ class Connection:
         except ProtocolError as exc:
             if self.role is Role.AGENT and not isinstance(exc, PeerError):
                 self.send_error(_error_code(exc), str(exc))
-            self.state = State.CLOSED
+            self.close()
             raise
 
     def _handle(self, frame: Message) -> Message | None:
         if self.state is State.READY:
             if frame.type == "error":
                 check_fields(frame, HANDSHAKE_SCHEMAS["error"])
-                return frame
-            schemas = CONTROLLER_SCHEMAS if self.role is Role.AGENT else AGENT_SCHEMAS
-            return validate(frame, schemas)
+            else:
+                validate(frame, _SCHEMAS[self.peer_role])
+            self._advance(self.peer_role, frame)
+            return frame
         if frame.type == "error":
             check_fields(frame, HANDSHAKE_SCHEMAS["error"])
             raise PeerError(frame["code"], frame["message"])
-        if self.role is Role.AGENT:
-            self._agent_handshake(frame)
-        else:
-            self._controller_handshake(frame)
+        if self.role is Role.CONTROLLER:
+            self._check_not_a_controller(frame)
+        expected, after = HANDSHAKE[self.role][self.state]
+        if frame.type != expected:
+            if self.state is State.SENT_HELLO and self.role is Role.AGENT:
+                raise AuthenticationFailed(f"expected authentication, got {frame.type!r}")
+            raise ProtocolError(f"expected {expected!r}, got {frame.type!r}")
+        _HANDSHAKE_STEPS[self.role, self.state](self, frame)
+        self.state = after
         return None
 
-    def _agent_handshake(self, frame: Message) -> None:
-        if self.state is State.START:
-            if frame.type != "hello":
-                raise ProtocolError(f"expected a hello, got {frame.type!r}")
-            check_fields(frame, HANDSHAKE_SCHEMAS["hello"])
-            if frame["role"] != Role.CONTROLLER.value or not _is_nonce(frame["nonce"]):
-                raise ProtocolError("malformed hello")
-            self._peer_nonce = frame["nonce"]
-            self._queue(
-                Message(
-                    "hello",
-                    {
-                        "role": Role.AGENT.value,
-                        "version": PROTOCOL_VERSION,
-                        "nonce": self._nonce,
-                        "proof": proof(
-                            self._token, b"netjobs-agent", self._peer_nonce, self._nonce
-                        ),
-                    },
-                )
-            )
-            self.state = State.GREETED
-            return
-        if frame.type != "auth":
-            raise AuthenticationFailed(f"expected authentication, got {frame.type!r}")
-        check_fields(frame, HANDSHAKE_SCHEMAS["auth"])
-        expected = proof(self._token, b"netjobs-controller", self._nonce, self._peer_nonce)
-        if not hmac.compare_digest(expected.encode(), frame["proof"].encode("ascii", "replace")):
-            raise AuthenticationFailed("authentication failed: the controller's token differs")
-        self._queue(Message("welcome"))
-        self.state = State.READY
-
-    def _controller_handshake(self, frame: Message) -> None:
+    def _check_not_a_controller(self, frame: Message) -> None:
         if frame.type == "hello" and frame.get("role") == Role.CONTROLLER.value:
             if frame.get("nonce") == self._nonce:
                 raise PeerEchoed(
@@ -420,33 +589,58 @@ class Connection:
                     "agent (NetJobsAgent.py); run the NetJobs 3 agent there"
                 )
             raise ProtocolError("peer claims to be a controller too")
-        if self._peer_nonce == "":
-            if frame.type != "hello":
-                raise ProtocolError(f"expected the agent's hello, got {frame.type!r}")
-            check_fields(frame, {**HANDSHAKE_SCHEMAS["hello"], "proof": _STR})
-            if frame["role"] != Role.AGENT.value or not _is_nonce(frame["nonce"]):
-                raise ProtocolError("malformed hello from the agent")
-            self._peer_nonce = frame["nonce"]
-            expected = proof(self._token, b"netjobs-agent", self._nonce, self._peer_nonce)
-            if not hmac.compare_digest(
-                expected.encode(), frame["proof"].encode("ascii", "replace")
-            ):
-                raise AuthenticationFailed("authentication failed: the agent's token differs")
-            self.peer_hello = dict(frame.fields)
-            self._queue(
-                Message(
-                    "auth",
-                    {
-                        "proof": proof(
-                            self._token, b"netjobs-controller", self._peer_nonce, self._nonce
-                        )
-                    },
-                )
+
+    # -- handshake steps: check the expected frame, queue the reply ------------
+    def _agent_on_hello(self, frame: Message) -> None:
+        check_fields(frame, HANDSHAKE_SCHEMAS["hello"])
+        if frame["role"] != Role.CONTROLLER.value or not _is_nonce(frame["nonce"]):
+            raise ProtocolError("malformed hello")
+        self._peer_nonce = frame["nonce"]
+        self._queue(
+            Message(
+                "hello",
+                {
+                    "role": Role.AGENT.value,
+                    "version": PROTOCOL_VERSION,
+                    "nonce": self._nonce,
+                    "proof": proof(self._token, b"netjobs-agent", self._peer_nonce, self._nonce),
+                },
             )
-            return
-        if frame.type != "welcome":
-            raise ProtocolError(f"expected welcome, got {frame.type!r}")
-        self.state = State.READY
+        )
+
+    def _agent_on_auth(self, frame: Message) -> None:
+        check_fields(frame, HANDSHAKE_SCHEMAS["auth"])
+        expected = proof(self._token, b"netjobs-controller", self._nonce, self._peer_nonce)
+        if not hmac.compare_digest(expected.encode(), frame["proof"].encode("ascii", "replace")):
+            raise AuthenticationFailed("authentication failed: the controller's token differs")
+        self._queue(Message("welcome"))
+
+    def _controller_on_hello(self, frame: Message) -> None:
+        check_fields(frame, {**HANDSHAKE_SCHEMAS["hello"], "proof": _STR})
+        if frame["role"] != Role.AGENT.value or not _is_nonce(frame["nonce"]):
+            raise ProtocolError("malformed hello from the agent")
+        self._peer_nonce = frame["nonce"]
+        expected = proof(self._token, b"netjobs-agent", self._nonce, self._peer_nonce)
+        if not hmac.compare_digest(expected.encode(), frame["proof"].encode("ascii", "replace")):
+            raise AuthenticationFailed("authentication failed: the agent's token differs")
+        self.peer_hello = dict(frame.fields)
+        self._queue(
+            Message(
+                "auth",
+                {"proof": proof(self._token, b"netjobs-controller", self._peer_nonce, self._nonce)},
+            )
+        )
+
+    def _controller_on_welcome(self, frame: Message) -> None:
+        pass  # nothing to check: it only says the proof was good
+
+
+_HANDSHAKE_STEPS: dict[tuple[Role, State], Callable[[Connection, Message], None]] = {
+    (Role.AGENT, State.START): Connection._agent_on_hello,
+    (Role.AGENT, State.SENT_HELLO): Connection._agent_on_auth,
+    (Role.CONTROLLER, State.SENT_HELLO): Connection._controller_on_hello,
+    (Role.CONTROLLER, State.SENT_AUTH): Connection._controller_on_welcome,
+}
 
 
 def _error_code(exc: ProtocolError) -> str:
