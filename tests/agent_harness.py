@@ -152,6 +152,40 @@ async def wait_gone(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
         await asyncio.sleep(0.05)
 
 
+def wait_gone_sync(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """`wait_gone` for tests without an event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if pid_alive(pid)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+class HostWatch:
+    """A runner observer that lets a test wait for a host to reach a state.
+
+    `await watch.host_reaches(0, HostState.RUNNING)` instead of a sleep that stands
+    for "it is running now": hosts are numbered in the test's order.
+    """
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+        self.test: Any = None
+
+    def __call__(self, event: Any) -> None:
+        self.test = event.test
+        self._changed.set()
+
+    async def host_reaches(self, index: int, *states: Any, timeout: float = 20.0) -> Any:
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.test is not None and self.test.hosts[index].state in states:
+                    return self.test.hosts[index]
+                self._changed.clear()
+                await self._changed.wait()
+
+
 def kill_pids(pids: Iterable[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,11 +1,12 @@
-"""Shared fixtures. Agent processes come from tests/agent_harness.py."""
+"""Shared fixtures: one token, one factory of real agent processes (tests/agent_harness.py)."""
 
 from __future__ import annotations
 
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -18,41 +19,58 @@ from agent_harness import AgentProcess, start_agent  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
 
 
-@pytest.fixture
-def token_file(tmp_path: Path) -> Path:
-    """A fresh token file (owner-only), as `netjobs-agent` would generate it."""
-    path = tmp_path / "token"
-    path.write_text(secrets.token_urlsafe(32) + "\n")
-    path.chmod(0o600)
-    return path
+class SharedToken(NamedTuple):
+    """The token of a module's agents and controller, and the file that holds it."""
+
+    token: Token
+    path: Path
 
 
 @pytest.fixture(scope="module")
-def token(tmp_path_factory: pytest.TempPathFactory) -> tuple[Token, Path]:
-    """One token for a module's agents and controller: (Token, its file)."""
+def token(tmp_path_factory: pytest.TempPathFactory) -> SharedToken:
     secret = secrets.token_urlsafe(32)
     path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(secret)
-    return Token(secret.encode(), "test"), path
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return SharedToken(Token(secret.encode(), "test"), path)
+
+
+@pytest.fixture(scope="module")
+def token_file(token: SharedToken) -> Path:
+    return token.path
+
+
+AgentFactory = Callable[..., list[AgentProcess]]
+
+
+@pytest.fixture(scope="module")
+def start_agents(token: SharedToken) -> Iterator[AgentFactory]:
+    """`start_agents(n, **options)`: N more agents on the module's token, all killed at
+    the module's end (options as tests/agent_harness.py start_agent takes them)."""
+    started: list[AgentProcess] = []
+
+    def start(count: int = 1, **options: Any) -> list[AgentProcess]:
+        options.setdefault("token_file", token.path)
+        new = [start_agent(**options) for _ in range(count)]
+        started.extend(new)
+        return new
+
+    yield start
+    for agent in started:
+        agent.close()
+
+
+@pytest.fixture(scope="module")
+def agents(start_agents: AgentFactory) -> list[AgentProcess]:
+    """Three agents on 127.0.0.1 shared by a module's tests."""
+    return start_agents(3)
 
 
 @pytest.fixture
 def agent(token_file: Path) -> Iterator[AgentProcess]:
-    """A running agent on 127.0.0.1, random port, using `token_file`."""
+    """A fresh agent of one test's own, on 127.0.0.1 (random port)."""
     with start_agent(token_file) as process:
         yield process
-
-
-# These run real commands through /bin/sh and look at /proc; on Windows the agent
-# and the controller are exercised by build_scripts/smoke.py on the executables.
-POSIX_ONLY = {
-    "test_agent.py",
-    "test_runner.py",
-    "test_cli.py",
-    "test_gui_end_to_end.py",
-    "test_gui_smoke.py",
-    "test_gui_load.py",
-}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,5 +78,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason="needs a POSIX shell; Windows is covered by smoke.py")
     for item in items:
-        if item.path.name in POSIX_ONLY:
+        if item.get_closest_marker("posix") is not None:
             item.add_marker(skip)

@@ -1,30 +1,20 @@
 """The runner against real agent processes on loopback."""
 
 import hashlib
-import os
 import secrets
 import socket
 import time
-from pathlib import Path
 
 import pytest
+from agent_harness import HostWatch, pid_alive, start_agent
 
 from netjobs_core.config import parse_config
-from netjobs_core.local_agents import AgentStartError, start_agent
+from netjobs_core.local_agents import AgentStartError
 from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
 from netjobs_core.runner import Runner, RunOptions, run_test
 from netjobs_core.wire.tokens import Token
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def agents(token, tmp_path_factory):
-    logs = tmp_path_factory.mktemp("logs")
-    started = [start_agent(token[1], log=logs / f"agent{i}.log") for i in range(3)]
-    yield started
-    for agent in started:
-        agent.stop()
 
 
 def free_port() -> int:
@@ -39,15 +29,7 @@ def plan_for(body: str, agents=(), **names):
 
 
 def options(token, **kwargs):
-    return RunOptions(token=token[0], connect_timeout=3.0, **kwargs)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    return RunOptions(token=token.token, connect_timeout=3.0, **kwargs)
 
 
 async def test_synchronized_run_collects_everything(agents, token):
@@ -95,7 +77,7 @@ async def test_silent_sleep_killed_at_timeout_with_grandchild(agents, token, tmp
     assert test.hosts[0].state is HostState.TIMEOUT
     assert elapsed < 10
     assert 0.9 < command.duration_s < 5
-    assert gone(int(pids.read_text()))
+    assert not pid_alive(int(pids.read_text()))
 
 
 async def test_quorum_abort_kills_the_others(agents, token, tmp_path):
@@ -206,8 +188,8 @@ async def test_stop_kills_jobs_and_keeps_results(agents, token, tmp_path):
 
 
 async def test_agent_killed_mid_run(token, tmp_path):
-    victim = start_agent(token[1])
-    survivor = start_agent(token[1])
+    victim = start_agent(token.path)
+    survivor = start_agent(token.path)
     try:
         plan = plan_for(
             't:\n-minhosts: 1\n{a0}: "sleep 1; echo done"\n{a1}: "sleep 30"\nend\n',
@@ -215,8 +197,9 @@ async def test_agent_killed_mid_run(token, tmp_path):
         )
         import asyncio
 
-        task = asyncio.create_task(run_test(plan.tests[0], options(token)))
-        await asyncio.sleep(0.5)
+        watch = HostWatch()
+        task = asyncio.create_task(run_test(plan.tests[0], options(token), watch))
+        await watch.host_reaches(1, HostState.RUNNING)
         victim.kill()
         test = await asyncio.wait_for(task, 15)
         assert test.hosts[1].state is HostState.FAILED
@@ -233,8 +216,9 @@ async def test_busy_agent_is_a_failed_host(agents, token):
 
     plan_long = plan_for('t:\n{a2}: "sleep 2"\nend\n', agents)
     plan_busy = plan_for('t:\n{a2}: "true"\nend\n', agents)
-    first = asyncio.create_task(run_test(plan_long.tests[0], options(token)))
-    await asyncio.sleep(0.5)
+    watch = HostWatch()
+    first = asyncio.create_task(run_test(plan_long.tests[0], options(token), watch))
+    await watch.host_reaches(0, HostState.RUNNING)
     second = await run_test(plan_busy.tests[0], options(token))
     assert second.hosts[0].state is HostState.FAILED and "busy" in second.hosts[0].error
     assert (await first).status is TestStatus.PASSED
@@ -242,7 +226,7 @@ async def test_busy_agent_is_a_failed_host(agents, token):
 
 async def test_ipv6_target_in_brackets(token):
     try:
-        agent = start_agent(token[1], bind="::1")
+        agent = start_agent(token.path, bind="::1")
     except AgentStartError as exc:  # no IPv6 loopback on this machine
         pytest.skip(f"no IPv6 loopback: {exc}")
     try:
@@ -304,7 +288,7 @@ async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, tok
             marker=marker,
         )
         began = time.monotonic()
-        test = await run_test(plan.tests[0], RunOptions(token=token[0], connect_timeout=20))
+        test = await run_test(plan.tests[0], RunOptions(token=token.token, connect_timeout=20))
         assert time.monotonic() - began < 10
     finally:
         server.close()
