@@ -13,9 +13,10 @@ from netjobs_core import __version__
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
-from netjobs_core.logs import ResultsFileError, write_json, write_test_log
+from netjobs_core.logs import write_test_log
 from netjobs_core.report import format_test, live_table, plan_summary
 from netjobs_core.results import RunResult, StartMode
+from netjobs_core.results_json import ResultsFileError, write_json
 from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.wire.tokens import Token, TokenError, load_token
 

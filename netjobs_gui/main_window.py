@@ -28,9 +28,9 @@ from PySide6.QtWidgets import (
 
 from netjobs_core import __version__
 from netjobs_core.config import Plan
-from netjobs_core.logs import ResultsFileError, load_json
 from netjobs_core.report import plan_summary
 from netjobs_core.results import RunResult, TestResult, TestStatus
+from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.runner import RunOptions
 from netjobs_gui import prompts
 from netjobs_gui.controller import Controller

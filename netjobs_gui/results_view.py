@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from netjobs_core import logs
 from netjobs_core.results import RunResult
+from netjobs_core.results_json import write_json
 from netjobs_gui.models import ResultsModel, SessionEntry
 from netjobs_gui.run_view import TestDetail
 from netjobs_gui.widgets import make_table, select_row
@@ -46,7 +47,7 @@ def save_run_logs(run: RunResult, json_path: str | os.PathLike[str]) -> list[Pat
     if not os.path.isabs(config_path):
         config_path = os.fspath(json_path.parent / Path(config_path).name)
     written = [logs.write_test_log(config_path, test) for test in run.tests]
-    logs.write_json(run, json_path)
+    write_json(run, json_path)
     written.append(json_path)
     return written
 
