@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import functools
 import json
 import os
 import typing
@@ -38,12 +39,13 @@ class ResultsFileError(Exception):
 class _Special:
     """How one field is spelled in the document: value -> keys, and back."""
 
+    keys: tuple[str, ...]  # what it reads: the field is absent when none of them is there
     encode: Callable[[Any], Json]
-    decode: Callable[[Json], Any]  # raises KeyError when the document lacks it
+    decode: Callable[[Json], Any]
 
 
 def _renamed(key: str) -> _Special:
-    return _Special(lambda value: {key: value}, lambda item: item[key])
+    return _Special((key,), lambda value: {key: value}, lambda item: item[key])
 
 
 def _address_keys(address: Address) -> Json:
@@ -51,14 +53,15 @@ def _address_keys(address: Address) -> Json:
     return {"target": address.short, "host": address.host, "port": address.port}
 
 
-_SPECIAL: dict[tuple[type, str], _Special] = {
+_SPECIAL: dict[tuple[type[Any], str], _Special] = {
     (RunResult, "config_path"): _renamed("config"),
     (TestResult, "minhosts"): _Special(
+        ("minhosts",),
         lambda value: {"minhosts": "all" if value is None else value},
         lambda item: None if item.get("minhosts", "all") == "all" else item["minhosts"],
     ),
     (HostResult, "address"): _Special(
-        _address_keys, lambda item: Address(item["host"], item["port"])
+        ("host", "port"), _address_keys, lambda item: Address(item["host"], item["port"])
     ),
     (HostResult, "state"): _renamed("status"),
 }
@@ -85,7 +88,7 @@ def _bytes_value(item: Json, name: str) -> bytearray:
     return bytearray(str(item[name]).encode("utf-8"))
 
 
-def _item_type(kind: Any) -> type | None:
+def _item_type(kind: Any) -> type[Any] | None:
     """The dataclass X of a `list[X]` field, else None."""
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
@@ -94,9 +97,15 @@ def _item_type(kind: Any) -> type | None:
     return None
 
 
+@functools.cache
+def _kinds(cls: type[Any]) -> dict[str, Any]:
+    """The field types (results.py's annotations are strings until resolved)."""
+    return typing.get_type_hints(cls)
+
+
 def _encode(obj: Any) -> Json:
     cls = type(obj)
-    kinds = typing.get_type_hints(cls)
+    kinds = _kinds(cls)
     out: Json = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
@@ -114,31 +123,30 @@ def _encode(obj: Any) -> Json:
     return out
 
 
-def _decode(cls: type, item: Json) -> Any:
+def _decode(cls: type[Any], item: Json) -> Any:
     if not isinstance(item, dict):
         raise TypeError(f"expected an object for {cls.__name__}, got {type(item).__name__}")
-    kinds = typing.get_type_hints(cls)
+    kinds = _kinds(cls)
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         kind = kinds[f.name]
         special = _SPECIAL.get((cls, f.name))
-        try:
-            if special is not None:
-                values[f.name] = special.decode(item)
-            elif kind is bytearray:
-                values[f.name] = _bytes_value(item, f.name)
-            elif (child := _item_type(kind)) is not None:
-                values[f.name] = [_decode(child, c) for c in item[f.name]]
-            elif isinstance(kind, type) and issubclass(kind, enum.Enum):
-                values[f.name] = kind(item[f.name])
-            else:
-                values[f.name] = item[f.name]
-        except KeyError:
-            has_default = (
-                f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-            )
-            if not has_default:
-                raise
+        keys = special.keys if special else (f.name,)
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
+        if has_default and not any(key in item for key in keys):
+            continue  # written before the field existed
+        if special is not None:
+            values[f.name] = special.decode(item)
+        elif kind is bytearray:
+            values[f.name] = _bytes_value(item, f.name)
+        elif (child := _item_type(kind)) is not None:
+            values[f.name] = [_decode(child, c) for c in item[f.name]]
+        elif isinstance(kind, type) and issubclass(kind, enum.Enum):
+            values[f.name] = kind(item[f.name])
+        else:
+            values[f.name] = item[f.name]
     return cls(**values)
 
 

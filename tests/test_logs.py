@@ -132,6 +132,26 @@ def test_a_v1_document_still_loads():
     assert (c.state, c.error, c.commands) == (HostState.FAILED, "connection refused", [])
 
 
+def test_a_key_missing_inside_a_list_is_an_error_not_an_empty_list():
+    document = json.loads(RESULTS_V1.read_text())
+    del document["tests"][0]["hosts"][0]["port"]
+    with pytest.raises(KeyError, match="port"):
+        run_from_json(document)
+    document = json.loads(RESULTS_V1.read_text())
+    del document["tests"][1]["hosts"][0]["commands"][0]["command"]
+    with pytest.raises(KeyError, match="command"):
+        run_from_json(document)
+
+
+def test_keys_added_later_are_optional_on_reading():
+    document = json.loads(RESULTS_V1.read_text())
+    command = document["tests"][0]["hosts"][0]["commands"][0]
+    for key in ("line", "message", "stdout", "stderr", "started_at", "duration_s"):
+        del command[key]
+    (loaded,) = run_from_json(document).tests[0].hosts[0].commands[:1]
+    assert loaded == CommandResult("echo hello", status=CommandStatus.OK, exit_code=0)
+
+
 def test_a_v1_document_round_trips_exactly():
     """Today's writer gives back the v1 document key for key, plus only the new keys."""
     document = json.loads(RESULTS_V1.read_text())
