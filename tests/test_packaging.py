@@ -8,6 +8,7 @@ sys.path. pip uses this machine's configured index and wheel folders, as a user 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -93,7 +94,11 @@ def test_the_installed_demo_and_agent_run(installed, tmp_path):
     assert as_module.stdout == agent.stdout
     demo = _run([bin_dir / f"netjobs{exe}", "demo", "--json", tmp_path / "r.json"], **kwargs)
     assert "agents stopped" in demo.stderr
-    assert '"passed": true' in (tmp_path / "r.json").read_text()
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["passed"] is True
+    # Each command's effective timeout reaches the document (the demo: -generaltimeout 10s).
+    first = results["tests"][0]["hosts"][0]["commands"]
+    assert first and {command["timeout"] for command in first} == {10.0}
     where = _run(
         [
             bin_dir / "python",
