@@ -39,9 +39,41 @@ def run(*argv: str | os.PathLike[str], **kwargs) -> None:
     subprocess.run(list(map(str, argv)), check=True, **kwargs)
 
 
+def stale_venv_reason(
+    pyvenv_cfg: Path, running: tuple[int, int] = sys.version_info[:2]
+) -> str | None:
+    """Why the venv described by PYVENV_CFG cannot serve the RUNNING Python; None if it can.
+
+    A venv belongs to the Python that made it: its site-packages hold that version's
+    compiled wheels, and its interpreter is that Python's (a link to it, or a copy).
+    """
+    try:
+        text = pyvenv_cfg.read_text(encoding="utf-8")
+    except OSError:
+        return f"{pyvenv_cfg} is missing"
+    keys = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            keys[key.strip()] = value.strip()
+    version = keys.get("version_info", keys.get("version", ""))
+    made_by = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    want = ".".join(map(str, running))
+    if made_by != running:
+        return f"it was made by Python {version or '(unknown)'}, this is Python {want}"
+    executable = keys.get("executable")
+    if executable and not Path(executable).exists():
+        return f"its Python {executable} no longer exists"
+    return None
+
+
 def ensure_venv(extras: str) -> None:
-    if not PYTHON.exists():
-        venv.EnvBuilder(with_pip=True).create(VENV)
+    reason = stale_venv_reason(VENV / "pyvenv.cfg") if VENV.exists() else "it does not exist"
+    if reason or not PYTHON.exists():
+        if VENV.exists():
+            print(f"dev.py: rebuilding {VENV}: {reason or 'it has no Python'}", flush=True)
+        # clear=True also drops the install stamps, so the project is installed again.
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
     stamp = VENV / f".installed-{extras or 'base'}"
     inputs = (ROOT / "pyproject.toml").stat().st_mtime
     if stamp.exists() and stamp.stat().st_mtime >= inputs:

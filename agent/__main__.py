@@ -1,4 +1,4 @@
-"""`netjobs-agent` / `python -m agent`: command line, token, logging, event loop."""
+"""`netjobs-agent` / `python -m netjobs_agent`: command line, token, logging, event loop."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How close together do the agents really start their commands?
 
-Starts N real local agents (`python -m agent`, N = 2, 8, 32 by default), and
+Starts N real local agents (`python -m netjobs_agent`, N = 2, 8, 32 by default), and
 optionally puts each behind its own delaying TCP proxy (bench/delay_proxy.py,
 one process per agent, one-way delays spread evenly over 0.2-10 ms across the
 agents, with jitter), then runs many one-test plans through

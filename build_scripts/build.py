@@ -38,6 +38,8 @@ from freeze_settings import (
     TARGETS,
     Target,
     exe_name,
+    stage_packages,
+    staged_packages_dir,
     use_strip,
 )
 
@@ -113,6 +115,8 @@ def pyinstaller_args(
         "--specpath",
         str(work / "spec"),
         "--paths",
+        str(staged_packages_dir(work, target.name)),
+        "--paths",
         str(root),
         "--noupx",
         *common,
@@ -152,7 +156,7 @@ def forbidden_imports(warn_text: str, forbidden: tuple[str, ...]) -> dict[str, s
             part.strip()
             for part in importers.split(",")
             if part.strip().split(" ")[0].split(".")[0]
-            in ("agent", "netjobs_core", "netjobs_gui", "__main__")
+            in ("netjobs_agent", "netjobs_core", "netjobs_gui", "__main__")
         ]
         if ours:
             found[module] = ", ".join(ours)
@@ -267,6 +271,8 @@ def build_target(target: Target, log_level: str, clean: bool = False) -> dict:
     exe = DIST / exe_name(target.name, sys.platform)
     if exe.exists():
         exe.unlink()
+    if target.spec is None:  # a spec stages them itself
+        stage_packages(staged_packages_dir(WORK, target.name))
     argv = [
         sys.executable,
         "-m",

@@ -7,6 +7,8 @@ Standard library only, and no PyInstaller import at module level, so the unit te
 from __future__ import annotations
 
 import re
+import shutil
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -15,8 +17,13 @@ BUILD_SCRIPTS = ROOT / "build_scripts"
 ENTRY_DIR = BUILD_SCRIPTS / "entry"
 RTHOOK_DIR = BUILD_SCRIPTS / "rthooks"
 GUI_SPEC = BUILD_SCRIPTS / "netjobs-gui.spec"
-DEMO_CFG = Path("resources") / "examples" / "demo.cfg"
+# The resources/ folder is installed as the package netjobs_resources (pyproject.toml's
+# package-dir); the programs read it with importlib.resources, in a bundle too.
+RESOURCES = Path("resources")
+RESOURCES_PACKAGE = "netjobs_resources"
+DEMO_CFG = RESOURCES / "examples" / "demo.cfg"
 DEMO_CFG_WINDOWS = DEMO_CFG.with_name("demo-windows.cfg")
+ICON_SVG = RESOURCES / "icons" / "netjobs.svg"
 
 MB = 1_000_000
 
@@ -295,6 +302,39 @@ def gui_excludes() -> list[str]:
     ]
 
 
+def package_dirs(root: Path = ROOT) -> dict[str, str]:
+    """pyproject.toml's package-dir: installed name -> source folder (agent/, resources/)."""
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    return project["tool"]["setuptools"]["package-dir"]
+
+
+def staged_packages_dir(work: Path, name: str) -> Path:
+    """Where one executable's build finds the renamed packages (PyInstaller's own work
+    folder for it is work/name)."""
+    return work / name / "packages"
+
+
+def stage_packages(into: Path, root: Path = ROOT) -> Path:
+    """Copy each renamed source folder under its installed name into `into`, for --paths.
+
+    PyInstaller finds modules by folder name on its search path; it does not see the
+    package-dir mapping, which only an installed (or editable) wheel applies.
+    """
+    shutil.rmtree(into, ignore_errors=True)
+    for name, folder in package_dirs(root).items():
+        shutil.copytree(root / folder, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+    return into
+
+
+def resource_datas(*files: Path) -> tuple[tuple[str, str], ...]:
+    """PyInstaller datas that put files of resources/ where importlib.resources finds them
+    in the bundle: under the package's name, as in an installed wheel."""
+    return tuple(
+        (file.as_posix(), (RESOURCES_PACKAGE / file.parent.relative_to(RESOURCES)).as_posix())
+        for file in files
+    )
+
+
 @dataclass(frozen=True)
 class Target:
     key: str  # what --only takes
@@ -313,7 +353,7 @@ TARGETS: dict[str, Target] = {
     "agent": Target(
         key="agent",
         name="netjobs-agent",
-        entry="agent.__main__:main",
+        entry="netjobs_agent.__main__:main",
         script=ENTRY_DIR / "launch_agent.py",
         console=True,
         forbidden=AGENT_FORBIDDEN,
@@ -328,9 +368,7 @@ TARGETS: dict[str, Target] = {
         forbidden=CLI_FORBIDDEN,
         # rich's Syntax/Traceback (pygments) and Markdown (markdown_it): never used, ~2 MB.
         excludes=("pygments", "markdown_it"),
-        datas=tuple(
-            (cfg.as_posix(), cfg.parent.as_posix()) for cfg in (DEMO_CFG, DEMO_CFG_WINDOWS)
-        ),
+        datas=resource_datas(DEMO_CFG, DEMO_CFG_WINDOWS),
     ),
     "gui": Target(
         key="gui",
@@ -339,6 +377,7 @@ TARGETS: dict[str, Target] = {
         script=ENTRY_DIR / "launch_gui.py",
         console=False,
         spec=GUI_SPEC,
+        datas=resource_datas(ICON_SVG),
         linux_size_limit=60 * MB,
     ),
 }

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.resources
 import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import netjobs_resources
 from netjobs_core.console import run_on_terminal
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
 from netjobs_core.results import StartMode
@@ -19,11 +21,11 @@ from netjobs_core.wire.tokens import Token
 
 
 def demo_config() -> Path:
-    bundle = getattr(sys, "_MEIPASS", None)  # inside a one-file executable
-    base = Path(bundle) if bundle else Path(__file__).resolve().parent.parent
+    """The shipped demo config: a file on disk in a checkout, a wheel and a PyInstaller
+    bundle alike (none of them is imported from a zip)."""
     # Local agents run commands with the local shell: cmd.exe on Windows.
     name = "demo-windows.cfg" if sys.platform == "win32" else "demo.cfg"
-    return base / "resources" / "examples" / name
+    return Path(str(importlib.resources.files(netjobs_resources) / "examples" / name))
 
 
 def main_demo(argv: Sequence[str]) -> int:

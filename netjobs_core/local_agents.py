@@ -26,7 +26,7 @@ def agent_command() -> list[str]:
     if getattr(sys, "frozen", False):
         name = "netjobs-agent.exe" if sys.platform == "win32" else "netjobs-agent"
         return [str(Path(sys.executable).with_name(name))]
-    return [sys.executable, "-m", "agent"]
+    return [sys.executable, "-m", "netjobs_agent"]
 
 
 def agent_argv(

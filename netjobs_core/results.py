@@ -66,6 +66,7 @@ class CommandResult:
     started_at: float | None = None  # epoch, controller clock
     duration_s: float | None = None
     message: str = ""  # why ERROR / TIMEOUT / KILLED
+    timeout: float | None = None  # the effective limit in seconds; None = no limit
 
 
 @dataclass

@@ -119,7 +119,7 @@ class _TestRun:
         for address in spec.addresses:
             specs = [c for c in spec.commands if c.address == address]
             host = HostResult(address)
-            host.commands = [CommandResult(command=c.command, line=c.line) for c in specs]
+            host.commands = [CommandResult(c.command, c.line, timeout=c.timeout) for c in specs]
             self.result.hosts.append(host)
             self.hosts.append(_Host(host, specs))
         self.abort_reason = ""

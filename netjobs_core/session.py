@@ -19,6 +19,7 @@ from netjobs_core import logs
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, TestFinished
 from netjobs_core.results import RunResult
+from netjobs_core.results_json import ResultsFileError, write_json
 from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token, TokenError, load_token
@@ -66,7 +67,7 @@ def save_results(run: RunResult, json_path: str | os.PathLike[str]) -> list[Path
     if not os.path.isabs(config_path):
         config_path = os.fspath(json_path.parent / Path(config_path).name)
     written = [logs.write_test_log(config_path, test) for test in run.tests]
-    logs.write_json(run, json_path)
+    write_json(run, json_path)
     written.append(json_path)
     return written
 
@@ -112,9 +113,9 @@ async def run_plan(
         display.close()
         if json_path:
             try:
-                logs.write_json(runner.result, json_path)
+                write_json(runner.result, json_path)
                 print(f"results written to {json_path}", file=err, flush=True)
-            except (OSError, logs.ResultsFileError) as exc:
+            except (OSError, ResultsFileError) as exc:
                 print(f"netjobs: cannot write {json_path}: {exc}", file=err)
     return result
 

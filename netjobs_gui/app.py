@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.resources
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import qasync
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
+import netjobs_resources
 from netjobs_core import __version__
 from netjobs_gui.settings import APPLICATION, ORGANIZATION, apply_settings_env
 
@@ -21,16 +22,7 @@ if TYPE_CHECKING:
     from netjobs_gui.main_window import MainWindow
 
 
-def _resources() -> Path:
-    bundle = getattr(sys, "_MEIPASS", None)  # inside a PyInstaller one-file build
-    return (
-        Path(bundle) / "resources"
-        if bundle
-        else Path(__file__).resolve().parent.parent / "resources"
-    )
-
-
-ICON = _resources() / "icons" / "netjobs.svg"
+ICON = importlib.resources.files(netjobs_resources) / "icons" / "netjobs.svg"
 
 
 def make_app(argv: Sequence[str]) -> QApplication:

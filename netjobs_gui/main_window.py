@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
 from netjobs_core import __version__
 from netjobs_core.check import HostCheck
 from netjobs_core.config import Plan
-from netjobs_core.logs import ResultsFileError, load_json
 from netjobs_core.results import RunResult, TestResult
+from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.runner import RunOptions
 from netjobs_core.session import plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size

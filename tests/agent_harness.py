@@ -1,6 +1,6 @@
 """Real agent processes for tests, and a small async client that speaks to them.
 
-`start_agent()` runs `python -m agent` on loopback with port 0 through
+`start_agent()` runs `python -m netjobs_agent` on loopback with port 0 through
 `netjobs_core.local_agents`, its output in files; the returned `AgentProcess` is a
 context manager that always kills the process. `AgentClient` is a test-side controller built on
 `protocol.Connection`, with a timeout on every wait. Reused by the controller's
@@ -104,7 +104,7 @@ def start_agent(
     cwd: str | os.PathLike[str] | None = None,
     timeout: float = 20.0,
 ) -> AgentProcess:
-    """Start `python -m agent` and wait until it listens; the result always kills it."""
+    """Start `python -m netjobs_agent` and wait until it listens; the result always kills it."""
     workdir = Path(tempfile.mkdtemp(prefix="netjobs-agent-"))
     try:
         agent = local_agents.start_agent(

@@ -548,7 +548,7 @@ async def test_quiet_logs_only_warnings(token_file):
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "agent", *args]
+    argv = [sys.executable, "-m", "netjobs_agent", *args]
     return subprocess.run(
         argv, env=agent_env(env), capture_output=True, text=True, timeout=20, check=False
     )

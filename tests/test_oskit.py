@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from agent_harness import pid_alive, wait_gone
 
-from agent import oskit
+from netjobs_agent import oskit
 
 posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX behaviour")
 WIN_ENV = {"ComSpec": r"C:\Windows\System32\cmd.exe", "SystemRoot": r"C:\Windows"}

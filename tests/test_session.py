@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from netjobs_core.config import parse_config
-from netjobs_core.logs import load_json
 from netjobs_core.results import RunResult, TestResult, TestStatus
+from netjobs_core.results_json import load_json
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,

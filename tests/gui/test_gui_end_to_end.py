@@ -19,6 +19,7 @@ from qt_async import wait_signal, wait_until
 
 from netjobs_core import __version__, logs
 from netjobs_core.results import CommandStatus, TestStatus
+from netjobs_core.results_json import run_to_json
 from netjobs_gui.run_view import MAX_OUTPUT_LINES
 
 pytestmark = pytest.mark.timeout(60)
@@ -164,7 +165,7 @@ async def test_open_check_run_watch_and_save(gui: Any, agents: list[Any], tmp_pa
     for test, log in zip(run.tests, written[:2], strict=True):
         assert log == logs.log_path(str(config), test.label, test.started_at)
         assert log.read_text() == logs.format_test_log(test, str(config))
-    assert json.loads(json_path.read_text()) == logs.run_to_json(run)
+    assert json.loads(json_path.read_text()) == run_to_json(run)
 
     # ---- opening the saved JSON shows it again
     loaded = gui.open_results(str(json_path))

@@ -1,0 +1,98 @@
+"""The import layers of the design card, checked on what is really loaded.
+
+The agent runs on machines that have nothing but Python: its entry module, imported in a
+fresh interpreter, may load only the standard library, its own package, the stdlib-only
+wire layer and the `netjobs_core` package itself (for `__version__`). What is pulled in
+indirectly counts, which is why this imports instead of reading import statements.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# What the interpreter loaded before the import (site, and this venv's .pth hooks such as
+# setuptools' _distutils_hack or an editable install's finder) is not the module's doing.
+_LOADED = (
+    "import json, sys; before = set(sys.modules); import {module}; "
+    "print(json.dumps(sorted(set(sys.modules) - before)))"
+)
+
+
+def loaded_by(module: str) -> list[str]:
+    """The modules that importing MODULE loads, in a fresh interpreter."""
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _LOADED.format(module=module)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO.parent,  # -I leaves the current folder off sys.path anyway
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _is_stdlib(name: str) -> bool:
+    return name.split(".")[0] in sys.stdlib_module_names or name in sys.builtin_module_names
+
+
+def _agent_may_load(name: str) -> bool:
+    return (
+        _is_stdlib(name)
+        or name == "netjobs_core"
+        or name == "netjobs_core.wire"
+        or name.startswith(("netjobs_core.wire.", "netjobs_agent"))
+    )
+
+
+def test_the_agent_loads_only_the_standard_library_and_the_wire_layer():
+    loaded = loaded_by("netjobs_agent.__main__")
+    assert "netjobs_agent.server" in loaded and "netjobs_core.wire.protocol" in loaded
+    foreign = [name for name in loaded if not _agent_may_load(name)]
+    assert foreign == [], f"the agent must stay stdlib-only, but loads {foreign}"
+
+
+def test_the_import_check_sees_indirect_imports():
+    # The check above is only as good as its view: importing the CLI must show rich,
+    # which no agent module names but the CLI pulls in through netjobs_core.report.
+    loaded = loaded_by("netjobs_core.cli")
+    assert "rich" in loaded
+    assert not _agent_may_load("rich") and not _agent_may_load("netjobs_core.report")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return [path for folder in folders for path in sorted((REPO / folder).rglob("*.py"))]
+
+
+def test_nothing_outside_the_gui_imports_the_gui():
+    gui_launcher = REPO / "build_scripts" / "entry" / "launch_gui.py"  # the GUI's own entry
+    for path in _python_files("netjobs_core", "agent", "build_scripts", "bench"):
+        if path == gui_launcher:
+            continue
+        gui = {name for name in _imports(path) if name.split(".")[0] == "netjobs_gui"}
+        assert not gui, f"{path.relative_to(REPO)} imports {sorted(gui)}"
+
+
+def test_the_core_never_imports_qt():
+    qt = {"PySide6", "shiboken6", "qasync"}
+    for path in _python_files("netjobs_core", "agent"):
+        found = {name for name in _imports(path) if name.split(".")[0] in qt}
+        assert not found, f"{path.relative_to(REPO)} imports {sorted(found)}"
+    # ... nor loads it indirectly.
+    loaded = loaded_by("netjobs_core.cli, netjobs_core.demo, netjobs_core.results_json")
+    assert not [name for name in loaded if name.split(".")[0] in qt]
