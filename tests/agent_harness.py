@@ -178,10 +178,17 @@ class HostWatch:
         self._changed.set()
 
     async def host_reaches(self, index: int, *states: Any, timeout: float = 20.0) -> Any:
+        await self.until(lambda test: test.hosts[index].state in states, timeout)
+        return self.test.hosts[index]
+
+    async def host_started(self, index: int, timeout: float = 20.0) -> Any:
+        """The agent reported its release: the commands really run (the start is acked)."""
+        await self.until(lambda test: test.hosts[index].commands[0].started_at is not None, timeout)
+        return self.test.hosts[index]
+
+    async def until(self, predicate: Any, timeout: float = 20.0) -> None:
         async with asyncio.timeout(timeout):
-            while True:
-                if self.test is not None and self.test.hosts[index].state in states:
-                    return self.test.hosts[index]
+            while self.test is None or not predicate(self.test):
                 self._changed.clear()
                 await self._changed.wait()
 

@@ -34,10 +34,7 @@ from netjobs_core.wire.address import Address
 from netjobs_core.wire.protocol import AuthenticationFailed, Message, ProtocolError, encode_frame
 from netjobs_core.wire.status import CommandStatus
 
-pytestmark = [
-    pytest.mark.timeout(60),
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /bin/sh and /proc"),
-]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
 
 async def connect(agent: AgentProcess, token_file: Path) -> AgentClient:

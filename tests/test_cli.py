@@ -3,33 +3,15 @@
 import json
 import os
 import re
-import secrets
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from agent_harness import wait_gone_sync
 
-from netjobs_core.local_agents import start_agent
-
-pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def token_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(secrets.token_urlsafe(32))
-    return path
-
-
-@pytest.fixture(scope="module")
-def agents(token_file):
-    started = [start_agent(token_file) for _ in range(2)]
-    yield started
-    for agent in started:
-        agent.stop()
+pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
 
 def netjobs(*args, cwd=None, stdin=subprocess.DEVNULL, env=None, timeout=60):
@@ -176,13 +158,8 @@ def test_controller_killed_mid_run_agent_kills_its_jobs(tmp_path, agents, token_
         job = int(pid_file.read_text())
         controller.send_signal(signal.SIGKILL)
         controller.wait()
-        deadline = time.monotonic() + 10  # the agent's grace is 2 s
-        while (
-            Path(f"/proc/{job}").exists()
-            and "Z" not in Path(f"/proc/{job}/stat").read_text().split()[2]
-        ):
-            assert time.monotonic() < deadline, "the agent left the job running"
-            time.sleep(0.1)
+        # the agent's grace is 2 s
+        assert not wait_gone_sync([job], timeout=10), "the agent left the job running"
     finally:
         controller.kill()
         controller.wait()

@@ -103,29 +103,19 @@ def test_refuses_non_loopback():
 
 
 def test_command_line_stops_when_stdin_closes():
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(BENCH / "delay_proxy.py"),
-            "--upstream",
-            "127.0.0.1:9",
-            "--delay-ms",
-            "2",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None and process.stdin is not None
-        assert process.stdout.readline().startswith("listening on 127.0.0.1:")
-        process.stdin.close()
-        process.wait(timeout=10)
-        out = process.stdout.read()
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    argv = [sys.executable, str(BENCH / "delay_proxy.py"), "--upstream", "127.0.0.1:9"]
+    with subprocess.Popen(
+        [*argv, "--delay-ms", "2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as process:  # closes its pipes, whatever happens
+        try:
+            assert process.stdout is not None and process.stdin is not None
+            assert process.stdout.readline().startswith("listening on 127.0.0.1:")
+            process.stdin.close()
+            process.wait(timeout=10)
+            out = process.stdout.read()
+        finally:
+            if process.poll() is None:
+                process.kill()
     stats = json.loads(out.strip().splitlines()[-1])
     assert stats["stopped"] == "stdin closed"
     assert stats["delay_ms"] == 2.0

@@ -8,7 +8,6 @@ indirectly counts, which is why this imports instead of reading import statement
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -65,14 +64,34 @@ def test_the_import_check_sees_indirect_imports():
     assert not _agent_may_load("rich") and not _agent_may_load("netjobs_core.report")
 
 
-def _imports(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+_IMPORTS_SCRIPT = """
+import ast, json, sys
+found = {}
+for path in sys.argv[1:]:
+    names = set()
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module)
-    return names
+    found[path] = sorted(names)
+print(json.dumps(found))
+"""
+
+
+def _imports(paths: list[Path]) -> dict[Path, set[str]]:
+    """What each file imports by name. Parsed in a fresh interpreter: CPython 3.11's
+    ast module keeps one recursion counter per interpreter, and a thread left by an
+    earlier test that imports a module (pytest rewrites asserts with ast) can make
+    ast.parse here fail with "AST constructor recursion depth mismatch"."""
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", _IMPORTS_SCRIPT, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return {Path(path): set(names) for path, names in json.loads(out).items()}
 
 
 def _python_files(*folders: str) -> list[Path]:
@@ -81,17 +100,16 @@ def _python_files(*folders: str) -> list[Path]:
 
 def test_nothing_outside_the_gui_imports_the_gui():
     gui_launcher = REPO / "build_scripts" / "entry" / "launch_gui.py"  # the GUI's own entry
-    for path in _python_files("netjobs_core", "agent", "build_scripts", "bench"):
-        if path == gui_launcher:
-            continue
-        gui = {name for name in _imports(path) if name.split(".")[0] == "netjobs_gui"}
+    paths = _python_files("netjobs_core", "agent", "build_scripts", "bench")
+    for path, names in _imports([p for p in paths if p != gui_launcher]).items():
+        gui = {name for name in names if name.split(".")[0] == "netjobs_gui"}
         assert not gui, f"{path.relative_to(REPO)} imports {sorted(gui)}"
 
 
 def test_the_core_never_imports_qt():
     qt = {"PySide6", "shiboken6", "qasync"}
-    for path in _python_files("netjobs_core", "agent"):
-        found = {name for name in _imports(path) if name.split(".")[0] in qt}
+    for path, names in _imports(_python_files("netjobs_core", "agent")).items():
+        found = {name for name in names if name.split(".")[0] in qt}
         assert not found, f"{path.relative_to(REPO)} imports {sorted(found)}"
     # ... nor loads it indirectly.
     loaded = loaded_by("netjobs_core.cli, netjobs_core.demo, netjobs_core.results_json")

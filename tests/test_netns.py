@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from agent_harness import HostWatch
 
 from netjobs_core.config import parse_config
 from netjobs_core.events import HostChanged
@@ -68,7 +69,7 @@ def agent_in(ns: str, address: str, token_path) -> LocalAgent:
 
 @pytest.fixture(scope="module")
 def agents(hosts, token):
-    started = [agent_in(ns, f"10.231.{n}.2", token[1]) for n, (ns, _) in enumerate(hosts[:2], 1)]
+    started = [agent_in(ns, f"10.231.{n}.2", token.path) for n, (ns, _) in enumerate(hosts[:2], 1)]
     yield started
     for agent in started:
         agent.stop()
@@ -79,7 +80,7 @@ def test_two_hosts_start_together_on_the_default_port(agents, token):
         't:\n10.231.1.2: "date +%s%N"\n10.231.2.2: "date +%s%N"\n'
         '10.231.1.2: "grep -c eth0 /proc/self/net/dev"\nend\n'
     )
-    test = asyncio.run(run_test(plan.tests[0], RunOptions(token=token[0], connect_timeout=3)))
+    test = asyncio.run(run_test(plan.tests[0], RunOptions(token=token.token, connect_timeout=3)))
     assert test.status is TestStatus.PASSED, test.reason
     assert [h.target for h in test.hosts] == ["10.231.1.2", "10.231.2.2"]
     for host in test.hosts:
@@ -95,7 +96,7 @@ def test_a_host_with_no_agent_is_a_failed_host(agents, token):
     plan = parse_config(
         't:\n-minhosts: 2\n10.231.1.2: "true"\n10.231.2.2: "true"\n10.231.3.2: "true"\nend\n'
     )
-    test = asyncio.run(run_test(plan.tests[0], RunOptions(token=token[0], connect_timeout=2)))
+    test = asyncio.run(run_test(plan.tests[0], RunOptions(token=token.token, connect_timeout=2)))
     assert test.status is TestStatus.PASSED
     dead = test.hosts[2]
     assert dead.state is HostState.FAILED and "refused" in dead.error
@@ -104,14 +105,15 @@ def test_a_host_with_no_agent_is_a_failed_host(agents, token):
 
 def test_a_host_that_dies_mid_run_fails_the_quorum(hosts, token):
     ns, _ = hosts[2]
-    agent = agent_in(ns, "10.231.3.2", token[1])
+    agent = agent_in(ns, "10.231.3.2", token.path)
     try:
         plan = parse_config('t:\n10.231.3.2: "sleep 30"\nend\n')
 
         async def kill_and_run():
-            options = RunOptions(token=token[0], connect_timeout=2)
-            task = asyncio.create_task(run_test(plan.tests[0], options))
-            await asyncio.sleep(1.5)
+            options = RunOptions(token=token.token, connect_timeout=2)
+            watch = HostWatch()
+            task = asyncio.create_task(run_test(plan.tests[0], options, watch))
+            await watch.host_reaches(0, HostState.RUNNING)
             agent.kill()  # its end of the connection resets
             return await asyncio.wait_for(task, 30)
 
@@ -134,13 +136,16 @@ def test_a_host_cut_off_the_network_mid_run_is_noticed(agents, hosts, token):
     async def scenario():
         failed = asyncio.Event()
 
+        watch = HostWatch()
+
         def observe(event):
+            watch(event)
             if isinstance(event, HostChanged) and event.host.state is HostState.FAILED:
                 failed.set()
 
-        runner = Runner(plan, RunOptions(token=token[0], connect_timeout=2), observe)
+        runner = Runner(plan, RunOptions(token=token.token, connect_timeout=2), observe)
         task = asyncio.create_task(runner.run())
-        await asyncio.sleep(1.5)
+        await watch.host_started(1)
         ip("link", "set", outside, "down")
         cut = time.monotonic()
         async with asyncio.timeout(40):

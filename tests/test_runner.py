@@ -14,7 +14,7 @@ from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
 from netjobs_core.runner import Runner, RunOptions, run_test
 from netjobs_core.wire.tokens import Token
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
 
 def free_port() -> int:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import re
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_harness import pid_alive, start_agent  # tests/agent_harness.py
+from agent_harness import pid_alive  # tests/agent_harness.py
 from PySide6.QtCore import QTimer
 from qt_async import wait_signal, wait_until
 
@@ -22,28 +20,13 @@ from netjobs_core.results import CommandStatus, TestStatus
 from netjobs_core.results_json import run_to_json
 from netjobs_gui.run_view import MAX_OUTPUT_LINES
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(scope="module")
-def shared_token(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from netjobs_core.wire.tokens import generate_token_file
-
-    path = tmp_path_factory.mktemp("token") / "token"
-    generate_token_file(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def agents(shared_token: Path) -> Iterator[list[Any]]:
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(start_agent(shared_token)) for _ in range(3)]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
 
 @pytest.fixture
-def gui(window: Any, settings: Any, shared_token: Path) -> Any:
+def gui(window: Any, settings: Any, token_file: Path) -> Any:
     """The window, its settings pointed at the agents' token file."""
-    settings.token_file = str(shared_token)
+    settings.token_file = str(token_file)
     settings.connect_timeout = 5.0
     return window
 
@@ -52,10 +35,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def gone(pid: int) -> bool:
-    return not pid_alive(pid)
 
 
 def write_config(path: Path, body: str, agents: list[Any]) -> Path:
@@ -258,7 +237,7 @@ async def test_stop_during_a_run_kills_the_jobs(
     gui.open_path(str(config))
     gui.run_action.trigger()
     jobs = await wait_running(gui, pids)
-    assert all(not gone(pid) for pid in jobs)
+    assert all(pid_alive(pid) for pid in jobs)
     output = gui.run_view.detail.output.stdout
     await wait_until(lambda: output.text == "started\n", 5, "the live output")
 
@@ -271,7 +250,7 @@ async def test_stop_during_a_run_kills_the_jobs(
     assert test.status is TestStatus.ABORTED and test.reason == "stopped by user"
     assert {c.status for h in test.hosts for c in h.commands} == {CommandStatus.KILLED}
     assert column(gui.run_view.detail.model, "State") == ["killed", "killed"]
-    await wait_until(lambda: all(gone(pid) for pid in jobs), 10, "the jobs to be killed")
+    await wait_until(lambda: all(not pid_alive(pid) for pid in jobs), 10, "the jobs to be killed")
     assert "aborted" in gui.run_view.status.text()
     assert gui.results.model.entries[-1].test is test
 
@@ -297,7 +276,7 @@ async def test_closing_during_a_run_asks_then_stops_cleanly(
     await wait_until(lambda: not gui.isVisible(), 5, "the window to close")
     assert run.tests[0].status is TestStatus.ABORTED
     assert run.tests[0].reason == "the controller window was closed"
-    await wait_until(lambda: all(gone(pid) for pid in jobs), 10, "the jobs to be killed")
+    await wait_until(lambda: all(not pid_alive(pid) for pid in jobs), 10, "the jobs to be killed")
 
 
 async def test_streaming_output_stays_bounded_and_responsive(

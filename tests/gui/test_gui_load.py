@@ -34,6 +34,8 @@ from netjobs_core.wire.tokens import generate_token_file
 from netjobs_gui import controller as controller_module
 from netjobs_gui.run_view import MAX_OUTPUT_LINES
 
+pytestmark = pytest.mark.posix
+
 HOSTS = 100
 CHUNKS = 100  # per command
 LINES_PER_CHUNK = 50

@@ -8,7 +8,7 @@ import sys
 import pytest
 from agent_harness import start_agent  # tests/agent_harness.py
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
 
 def gui(config, token_file, tmp_path):

@@ -1,6 +1,6 @@
 """Screenshots of the desktop controller's main states, from real runs on local agents.
 
-    .venv/bin/python tests/gui/make_screenshots.py [OUTPUT_DIR]   (default docs/screenshots)
+    .venv/bin/python docs/tools/make_screenshots.py [OUTPUT_DIR]   (default docs/screenshots)
 
 Runs offscreen (no display needed): starts local agents with a fresh token,
 drives the real window through open, check hosts, run, and results, and saves
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "gui")]  # test helpers
 
 SCREEN = {  # a screen larger than the window, so geometry is never clamped
     "synchronousWindowSystemEvents": False,
