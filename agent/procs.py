@@ -204,6 +204,17 @@ class Containment:
             for child in self._base.iterdir():
                 if child.is_dir():
                     self._destroy(child)
+            # Empty ones of agents on other ports that were killed; a live one
+            # that loses its empty directory makes it again at its next spawn.
+            for other in self._base.parent.glob("netjobs-*"):
+                with contextlib.suppress(OSError):
+                    other.rmdir()
+
+    def stop(self) -> None:
+        """At the agent's end: its (by now empty) cgroup goes."""
+        if self._base is not None:
+            with contextlib.suppress(OSError):
+                self._base.rmdir()
 
     # -- commands -----------------------------------------------------------------
     def spawn_env(self) -> dict[str, str]:
@@ -219,6 +230,7 @@ class Containment:
         if self._base is not None:
             cgroup = self._base / f"cmd-{env[COOKIE_VAR].rsplit('.', 1)[1]}"
             try:
+                self._base.mkdir(exist_ok=True)
                 cgroup.mkdir()
                 (cgroup / "cgroup.procs").write_text(str(pid))
             except OSError as exc:

@@ -433,6 +433,7 @@ async def serve(
                     await server.wait_closed()
         finally:
             server.close()
+            procs.CONTAINMENT.stop()
     finally:
         remove_handlers()
     log.info("stopped")
