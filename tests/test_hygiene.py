@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from agent_harness import (
+    REPO,
     AgentClient,
     agent_env,
     commands,
@@ -114,6 +115,18 @@ def zombies_of(pid: int) -> list[int]:
     return found
 
 
+def lasting_zombies(pid: int, timeout: float) -> list[int]:
+    """Zombie children of PID still there after TIMEOUT (or none, as soon as none)."""
+    deadline = time.monotonic() + timeout
+    while (zombies := zombies_of(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return zombies
+
+
+def only_child(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
 )
@@ -122,21 +135,18 @@ async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
         token_file,
         launcher=["unshare", "--pid", "--fork", "--mount-proc"],
         env=agent_env(),
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=REPO,
         log=tmp_path / "agent.log",
     )
     try:
-        children = Path(f"/proc/{agent.process.pid}/task/{agent.process.pid}/children")
-        init = int(children.read_text().split()[0])  # the agent, PID 1 inside
+        init = only_child(agent.process.pid)  # the agent, PID 1 inside unshare
         async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
             for _ in range(10):
                 # The subshell's sleep is orphaned to PID 1, then dies.
                 outcome = await client.run(commands("(sleep 0.01 &); true"))
                 assert outcome.exits[1]["status"] == "ok"
-        deadline = time.monotonic() + 5
-        while (zombies := zombies_of(init)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert zombies == [], (len(zombies), (tmp_path / "agent.log").read_text())
+        zombies = await asyncio.to_thread(lasting_zombies, init, 5)
+        assert zombies == [], f"{len(zombies)} zombies after 10 runs"
     finally:
         kill_pids([init])
         agent.kill()
