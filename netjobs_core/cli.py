@@ -34,6 +34,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "then the token file in your NetJobs config directory)",
     )
     parser.add_argument(
+        "--strict-permissions",
+        action="store_true",
+        help="refuse a token file that group or others may read (default: warn)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=float,
         default=5.0,
@@ -89,11 +94,14 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_token(path: str | None) -> Token:
+def _load_token(path: str | None, strict: bool = False) -> Token:
     try:
-        return load_token(path)
+        token = load_token(path, strict=strict)
     except TokenError as exc:
         raise UsageError(str(exc)) from None
+    if token.warning:
+        print(f"netjobs: warning: {token.warning}", file=sys.stderr)
+    return token
 
 
 def _load_plan(path: str) -> Plan:
@@ -220,7 +228,7 @@ def _main_run(argv: Sequence[str]) -> int:
         print("config is valid; simulated run: nothing was contacted or started")
         return EXIT_OK
     options = RunOptions(
-        token=_load_token(args.token_file),
+        token=_load_token(args.token_file, args.strict_permissions),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
@@ -251,7 +259,7 @@ def _main_check(argv: Sequence[str]) -> int:
     _add_common(parser)
     args = parser.parse_args(argv)
     plan = _load_plan(args.config)
-    token = _load_token(args.token_file)
+    token = _load_token(args.token_file, args.strict_permissions)
     addresses = list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
     checks = asyncio.run(check_hosts(addresses, token, args.connect_timeout))
     for check in checks:
