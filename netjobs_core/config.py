@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -46,6 +47,10 @@ __all__ = [
     "parse_config",
     "parse_duration",
 ]
+
+# Far above any real config (1.16 million tests fit in 50 MB), far below what
+# would exhaust a controller's memory while parsing.
+MAX_CONFIG_BYTES = 64 * 2**20
 
 
 class ConfigError(Exception):
@@ -410,14 +415,43 @@ def parse_config(text: str, path: str = "<config>", default_port: int = DEFAULT_
     return _Parser(path, default_port).parse(text)
 
 
+def _read_config_file(name: str) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES; ConfigError otherwise.
+
+    O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused next).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(name, flags)
+    except OSError as err:
+        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "it is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ConfigError(name, 1, f"cannot read the file: {kind}")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(name, 1, _too_big(info.st_size))
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the fstat
+        raise ConfigError(name, 1, _too_big(len(data)))
+    return data
+
+
+def _too_big(size: int) -> str:
+    limit = MAX_CONFIG_BYTES >> 20
+    return f"the file is {size / 2**20:.1f} MiB: a config may be {limit} MiB at most"
+
+
 def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) -> Plan:
     """Read and parse a config file (UTF-8, optional BOM); raises ConfigError."""
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as file:
-            data = file.read()
-    except OSError as err:
-        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    data = _read_config_file(name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
