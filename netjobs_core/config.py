@@ -182,6 +182,7 @@ class _Parser:
     def __init__(self, path: str, default_port: int) -> None:
         self.path = path
         self.default_port = default_port
+        self._addresses: dict[str, Address] = {}  # the same hosts recur in every test
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
         self.current: _Test | None = None
@@ -398,10 +399,13 @@ class _Parser:
         target = prefix[:-1].strip()
         if not target:
             raise self.error(number, f"missing target before ':': expected {TARGET_FORMAT}")
-        try:
-            return Address.parse(target, self.default_port)
-        except AddressError as err:
-            raise self.error(number, str(err)) from None
+        address = self._addresses.get(target)
+        if address is None:
+            try:
+                address = self._addresses[target] = Address.parse(target, self.default_port)
+            except AddressError as err:
+                raise self.error(number, str(err)) from None
+        return address
 
 
 def _shorten(line: str, limit: int = 40) -> str:
