@@ -204,11 +204,13 @@ class Containment:
             for child in self._base.iterdir():
                 if child.is_dir():
                     self._destroy(child)
-            # Empty ones of agents on other ports that were killed; a live one
-            # that loses its empty directory makes it again at its next spawn.
+            # The empty ones of agents on other ports that were killed (rmdir
+            # fails on a populated cgroup); a live agent that loses its empty
+            # directory makes it again at its next spawn.
             for other in self._base.parent.glob("netjobs-*"):
-                with contextlib.suppress(OSError):
-                    other.rmdir()
+                for empty in [*other.glob("cmd-*"), other]:
+                    with contextlib.suppress(OSError):
+                        empty.rmdir()
 
     def stop(self) -> None:
         """At the agent's end: its (by now empty) cgroup goes."""
