@@ -7,11 +7,13 @@ may and a child subreaper otherwise: these tests hold in both modes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,13 +24,66 @@ from agent_harness import (
     commands,
     kill_pids,
     pid_alive,
-    start_agent,
     wait_gone,
 )
 
 from netjobs_core import local_agents
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+
+ROOT = os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def cgroup2_mount() -> str | None:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[fields.index("-") + 1] == "cgroup2":
+            return fields[4]
+    return None
+
+
+# "default": what the agent picks here (cgroup v2 when root); "subreaper": the agent in a
+# mount namespace where the cgroup2 hierarchy is read-only, as for an unprivileged agent.
+MODES = [
+    "default",
+    pytest.param(
+        "subreaper",
+        marks=pytest.mark.skipif(
+            not ROOT or cgroup2_mount() is None, reason="needs root, unshare and cgroup2"
+        ),
+    ),
+]
+
+
+@contextlib.contextmanager
+def launch(
+    token_file: Path, log: Path, mode: str, port: int = 0
+) -> Iterator[local_agents.LocalAgent]:
+    launcher: list[str] = []
+    if mode == "subreaper":
+        remount = 'mount -o remount,bind,ro "$0" && exec "$@"'
+        launcher = ["unshare", "--mount", "sh", "-c", remount, str(cgroup2_mount())]
+    agent = local_agents.start_agent(
+        token_file, port=port, launcher=launcher, env=agent_env(), cwd=REPO, log=log
+    )
+    try:
+        if mode == "subreaper":
+            assert "contained by child subreaper" in agent.log_text()
+        yield agent
+    finally:
+        agent.kill()
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def agent(token_file: Path, tmp_path: Path, mode: str) -> Iterator[local_agents.LocalAgent]:
+    with launch(token_file, tmp_path / "agent.log", mode) as process:
+        yield process
+
 
 # A double-forked daemon in its own session: its parent subshell exits at once.
 DAEMON = "(setsid sleep 1000 >/dev/null 2>&1 & echo $!)"
@@ -79,10 +134,9 @@ async def test_a_setsid_child_goes_at_timeout_and_kill(agent, token_file, end):
             kill_pids([escaped])
 
 
-async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file):
+async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_path, mode):
     command = f"{DAEMON}; echo $$; exec sleep 1000"
-    first = start_agent(token_file)
-    with first:
+    with launch(token_file, tmp_path / "first.log", mode) as first:
         async with await AgentClient.connect(first.host, first.port, token_file) as client:
             await client.prepare("t", commands(command))
             await client.start()
@@ -93,7 +147,7 @@ async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file):
         # The parent-death signal takes the command's main process at once.
         assert await wait_gone([main], 3) == []
         assert pid_alive(daemon), "nothing should have killed the daemon before the restart"
-        with start_agent(token_file, port=first.port) as second:
+        with launch(token_file, tmp_path / "second.log", mode, first.port) as second:
             assert await wait_gone([daemon], 3) == []
             assert "a previous agent on this port left" in second.log_text()
     finally:
@@ -125,9 +179,7 @@ def only_child(pid: int) -> int:
     return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
 
 
-@pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
-)
+@pytest.mark.skipif(not ROOT, reason="needs root and unshare")
 async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
     agent = local_agents.start_agent(
         token_file,
