@@ -66,7 +66,7 @@ class ConfigError(Exception):
         return f"{self.path}:{self.line}: {self.message}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     """One command to start on one agent."""
 
@@ -81,7 +81,7 @@ class CommandSpec:
         return self.address.short
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestSpec:
     """One ``label: ... end`` block."""
 
@@ -104,7 +104,7 @@ class TestSpec:
         return len(self.addresses) if self.minhosts is None else self.minhosts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     path: str
     tests: tuple[TestSpec, ...]
@@ -194,8 +194,13 @@ class _Parser:
 
     def parse(self, text: str) -> Plan:
         text = text.removeprefix("\ufeff")
-        for number, raw in enumerate(_LINE_BREAK_RE.split(text), start=1):
-            self.line(number, raw.strip())
+        # One line at a time: a list of every line would double the peak memory.
+        start = 0
+        number = 0
+        for number, match in enumerate(_LINE_BREAK_RE.finditer(text), start=1):
+            self.line(number, text[start : match.start()].strip())
+            start = match.end()
+        self.line(number + 1, text[start:].strip())
         if self.current is not None:
             raise self.error(self.current.line, f"test {self.current.label!r} has no 'end'")
         if not self.tests:
@@ -466,4 +471,5 @@ def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) 
             line,
             f"not UTF-8 text (byte 0x{data[err.start]:02x}): save the file as UTF-8",
         ) from None
+    del data  # the text is a copy: only one of them need stay alive while parsing
     return parse_config(text, name, default_port)
