@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         f"then {tokens.default_token_path()})",
     )
     parser.add_argument(
+        "--strict-permissions",
+        action="store_true",
+        help="refuse a token file that group or others may read (default: warn)",
+    )
+    parser.add_argument(
         "--orphan-grace",
         type=_seconds,
         default=2.0,
@@ -73,10 +78,10 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _load_token(token_file: str | None) -> tokens.Token:
+def _load_token(token_file: str | None, strict: bool) -> tokens.Token:
     """The shared token; on a first start with none anywhere, a new token file."""
     try:
-        return tokens.load_token(token_file)
+        return tokens.load_token(token_file, strict=strict)
     except tokens.TokenError:
         path = tokens.default_token_path()
         if token_file or os.environ.get(tokens.ENV_VAR, "").strip() or path.exists():
@@ -101,11 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
     try:
-        token = _load_token(args.token_file)
+        token = _load_token(args.token_file, args.strict_permissions)
     except tokens.TokenError as exc:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot create a token file: {exc}")
+    if token.warning:
+        print(f"{PROG}: warning: {token.warning}", file=sys.stderr, flush=True)
     try:
         return asyncio.run(
             server.serve(token, hosts=args.bind, port=args.port, orphan_grace=args.orphan_grace)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -26,6 +27,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from .procs import CONTAINMENT, set_parent_death_signal
 
 WINDOWS = "win32"
 
@@ -89,9 +92,14 @@ def popen_kwargs(platform: str = sys.platform) -> dict[str, Any]:
 
 
 def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
-    """Start COMMAND with stdout/stderr pipes the event loop can read."""
+    """Start COMMAND with stdout/stderr pipes the event loop can read.
+
+    Its environment is the agent's without NETJOBS_TOKEN, plus the cookie that
+    procs uses to find its processes; on POSIX it dies with the agent.
+    """
     args = shell_args(command, gated=gated)
     kwargs = popen_kwargs()
+    kwargs["env"] = env = CONTAINMENT.spawn_env()
     if sys.platform == WINDOWS:
         # Overlapped pipes: the proactor event loop cannot read ordinary ones.
         from asyncio import windows_utils  # Windows-only module
@@ -99,9 +107,17 @@ def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
         return windows_utils.Popen(  # type: ignore[return-value]
             args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
         )
-    return subprocess.Popen(
-        args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, **kwargs
+    proc = subprocess.Popen(
+        args,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        bufsize=0,
+        preexec_fn=functools.partial(set_parent_death_signal, os.getpid()),
+        **kwargs,
     )
+    CONTAINMENT.adopt(proc.pid, env)
+    return proc
 
 
 def taskkill_args(pid: int, environ: dict[str, str] | None = None) -> list[str]:
@@ -118,10 +134,13 @@ async def kill_tree(pid: int, *, force: bool, platform: str = sys.platform) -> b
     Returns whether anything was signalled.
     """
     if platform != WINDOWS:
+        sig = signal.SIGKILL if force else signal.SIGTERM
         try:
-            os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
+            os.killpg(pid, sig)
         except (ProcessLookupError, PermissionError):
             return False
+        finally:
+            CONTAINMENT.signal(pid, sig)  # what left the group too
         return True
     proc = await asyncio.create_subprocess_exec(
         *taskkill_args(pid),
@@ -145,12 +164,14 @@ async def kill_leftovers(pid: int, platform: str = sys.platform) -> None:
     """After a command's main process ended, kill what it left behind.
 
     POSIX: its process group outlives it while members remain, so SIGKILL the
-    group. Windows: nothing to do safely: taskkill /T cannot find the tree of
-    a dead parent, and its PID may already belong to someone else.
+    group, and on Linux everything procs finds of it (its cgroup). Windows:
+    nothing to do safely: taskkill /T cannot find the tree of a dead parent,
+    and its PID may already belong to someone else.
     """
     if platform != WINDOWS:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+        CONTAINMENT.forget(pid)
 
 
 def coarse_wake_margin_ns(platform: str = sys.platform) -> int:
@@ -167,6 +188,7 @@ def kill_tree_now(pid: int, platform: str = sys.platform) -> None:
     if platform != WINDOWS:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+        CONTAINMENT.signal(pid, signal.SIGKILL)
         return
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         subprocess.run(

@@ -24,7 +24,7 @@ from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
-from . import oskit
+from . import oskit, procs
 from .jobs import CommandSpec, Run, Stage
 
 AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
@@ -438,6 +438,8 @@ async def serve(
     try:
         server = await _listen(agent, hosts, port)
         try:
+            # After the bind: holding the port proves no other agent uses its cgroups.
+            procs.CONTAINMENT.start(server.sockets[0].getsockname()[1])
             for sock in server.sockets:
                 address = format_address(sock.getsockname())
                 print(f"netjobs-agent {__version__} listening on {address}", file=out, flush=True)
@@ -451,6 +453,7 @@ async def serve(
                     await server.wait_closed()
         finally:
             server.close()
+            procs.CONTAINMENT.stop()
     finally:
         remove_handlers()
     log.info("stopped")

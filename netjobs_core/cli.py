@@ -34,6 +34,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "then the token file in your NetJobs config directory)",
     )
     parser.add_argument(
+        "--strict-permissions",
+        action="store_true",
+        help="refuse a token file that group or others may read (default: warn)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=float,
         default=5.0,
@@ -110,7 +115,7 @@ def _main_run(argv: Sequence[str]) -> int:
         print("config is valid; simulated run: nothing was contacted or started")
         return EXIT_OK
     options = RunOptions(
-        token=read_token(args.token_file),
+        token=read_token(args.token_file, strict=args.strict_permissions),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
@@ -140,7 +145,7 @@ def _main_check(argv: Sequence[str]) -> int:
     _add_common(parser)
     args = parser.parse_args(argv)
     plan = read_plan(args.config)
-    token = read_token(args.token_file)
+    token = read_token(args.token_file, strict=args.strict_permissions)
     checks = asyncio.run(check_hosts(plan_addresses(plan), token, args.connect_timeout))
     for check in checks:
         print(format_check(check))

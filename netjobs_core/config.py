@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -47,6 +48,10 @@ __all__ = [
     "parse_duration",
 ]
 
+# Far above any real config (1.16 million tests fit in 50 MB), far below what
+# would exhaust a controller's memory while parsing.
+MAX_CONFIG_BYTES = 64 * 2**20
+
 
 class ConfigError(Exception):
     """A config file problem: ``str(err) == f"{path}:{line}: {message}"``."""
@@ -61,7 +66,7 @@ class ConfigError(Exception):
         return f"{self.path}:{self.line}: {self.message}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CommandSpec:
     """One command to start on one agent."""
 
@@ -76,7 +81,7 @@ class CommandSpec:
         return self.address.short
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestSpec:
     """One ``label: ... end`` block."""
 
@@ -99,7 +104,7 @@ class TestSpec:
         return len(self.addresses) if self.minhosts is None else self.minhosts
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Plan:
     path: str
     tests: tuple[TestSpec, ...]
@@ -177,6 +182,7 @@ class _Parser:
     def __init__(self, path: str, default_port: int) -> None:
         self.path = path
         self.default_port = default_port
+        self._addresses: dict[str, Address] = {}  # the same hosts recur in every test
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
         self.current: _Test | None = None
@@ -188,8 +194,13 @@ class _Parser:
 
     def parse(self, text: str) -> Plan:
         text = text.removeprefix("\ufeff")
-        for number, raw in enumerate(_LINE_BREAK_RE.split(text), start=1):
-            self.line(number, raw.strip())
+        # One line at a time: a list of every line would double the peak memory.
+        start = 0
+        number = 0
+        for number, match in enumerate(_LINE_BREAK_RE.finditer(text), start=1):
+            self.line(number, text[start : match.start()].strip())
+            start = match.end()
+        self.line(number + 1, text[start:].strip())
         if self.current is not None:
             raise self.error(self.current.line, f"test {self.current.label!r} has no 'end'")
         if not self.tests:
@@ -393,10 +404,13 @@ class _Parser:
         target = prefix[:-1].strip()
         if not target:
             raise self.error(number, f"missing target before ':': expected {TARGET_FORMAT}")
-        try:
-            return Address.parse(target, self.default_port)
-        except AddressError as err:
-            raise self.error(number, str(err)) from None
+        address = self._addresses.get(target)
+        if address is None:
+            try:
+                address = self._addresses[target] = Address.parse(target, self.default_port)
+            except AddressError as err:
+                raise self.error(number, str(err)) from None
+        return address
 
 
 def _shorten(line: str, limit: int = 40) -> str:
@@ -410,14 +424,43 @@ def parse_config(text: str, path: str = "<config>", default_port: int = DEFAULT_
     return _Parser(path, default_port).parse(text)
 
 
+def _read_config_file(name: str) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES; ConfigError otherwise.
+
+    O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused next).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(name, flags)
+    except OSError as err:
+        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "it is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            raise ConfigError(name, 1, f"cannot read the file: {kind}")
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(name, 1, _too_big(info.st_size))
+        with open(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the fstat
+        raise ConfigError(name, 1, _too_big(len(data)))
+    return data
+
+
+def _too_big(size: int) -> str:
+    limit = MAX_CONFIG_BYTES >> 20
+    return f"the file is {size / 2**20:.1f} MiB: a config may be {limit} MiB at most"
+
+
 def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) -> Plan:
     """Read and parse a config file (UTF-8, optional BOM); raises ConfigError."""
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as file:
-            data = file.read()
-    except OSError as err:
-        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
+    data = _read_config_file(name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -428,4 +471,5 @@ def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) 
             line,
             f"not UTF-8 text (byte 0x{data[err.start]:02x}): save the file as UTF-8",
         ) from None
+    del data  # the text is a copy: only one of them need stay alive while parsing
     return parse_config(text, name, default_port)

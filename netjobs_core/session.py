@@ -41,12 +41,17 @@ def plan_addresses(plan: Plan) -> list[Address]:
     return list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
 
 
-def read_token(path: str | os.PathLike[str] | None) -> Token:
-    """The token from `path`, $NETJOBS_TOKEN or the config directory; raises UsageError."""
+def read_token(path: str | os.PathLike[str] | None, *, strict: bool = False) -> Token:
+    """The token from `path`, $NETJOBS_TOKEN or the config directory; raises UsageError.
+
+    A token file others may read is refused when `strict`, else warned about."""
     try:
-        return load_token(path)
+        token = load_token(path, strict=strict)
     except TokenError as exc:
         raise UsageError(str(exc)) from None
+    if token.warning:
+        print(f"netjobs: warning: {token.warning}", file=sys.stderr, flush=True)
+    return token
 
 
 def read_plan(path: str | os.PathLike[str]) -> Plan:

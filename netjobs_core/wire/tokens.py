@@ -2,12 +2,15 @@
 
 Sources, first found wins: an explicit token file, the NETJOBS_TOKEN
 environment variable, then `token` in the user's NetJobs config directory.
+A token file others may read is used with a warning (as ssh does with keys),
+or refused when `strict`.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,7 @@ class TokenError(Exception):
 class Token:
     secret: bytes
     source: str  # for messages: never the secret itself
+    warning: str | None = None  # e.g. a token file others may read: for the caller to print
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return f"Token(source={self.source!r})"
@@ -44,23 +48,45 @@ def default_token_path() -> Path:
     return config_dir() / "token"
 
 
-def _read(path: Path) -> bytes:
+def _loose_permissions(path: Path) -> str | None:
+    """What is wrong with who may read PATH (POSIX), or None."""
+    if os.name != "posix":
+        return None  # NTFS ACLs: not judged here
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # the read below says why
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (
+            f"token file {path} is accessible by group or others (mode "
+            f"{stat.S_IMODE(mode):04o}): anyone who reads it can run commands on the agents; "
+            f"run: chmod 600 {path}"
+        )
+    return None
+
+
+def _read(path: Path, strict: bool) -> Token:
+    warning = _loose_permissions(path)
+    if warning and strict:
+        raise TokenError(f"{warning} (refused: --strict-permissions)")
     try:
         secret = path.read_bytes().strip()
     except OSError as exc:
         raise TokenError(f"cannot read token file {path}: {exc.strerror or exc}") from None
     if len(secret) < MIN_TOKEN_CHARS:
         raise TokenError(f"token file {path} holds fewer than {MIN_TOKEN_CHARS} characters")
-    return secret
+    return Token(secret, f"token file {path}", warning)
 
 
 def load_token(
-    token_file: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+    token_file: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    strict: bool = False,
 ) -> Token:
     env = os.environ if env is None else env
     if token_file:
-        path = Path(token_file).expanduser()
-        return Token(_read(path), f"token file {path}")
+        return _read(Path(token_file).expanduser(), strict)
     value = env.get(ENV_VAR, "").strip()
     if value:
         if len(value) < MIN_TOKEN_CHARS:
@@ -68,7 +94,7 @@ def load_token(
         return Token(value.encode(), f"environment variable {ENV_VAR}")
     path = default_token_path()
     if path.exists():
-        return Token(_read(path), f"token file {path}")
+        return _read(path, strict)
     raise TokenError(
         f"no token: pass --token-file, set {ENV_VAR}, or copy the agent's token file to {path}"
     )

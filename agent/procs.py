@@ -1,0 +1,315 @@
+"""Containment: nothing a command starts outlives it, nor a dead agent.
+
+Linux, best first:
+- cgroup v2 (where the agent may create cgroups: root, or a delegated
+  subtree): each command's gate shell is moved into its own cgroup
+  `<agent's cgroup>/netjobs-<port>-net<netns>/cmd-<n>` before it is released
+  (blocked in `read`, it cannot have forked yet), and `cgroup.kill` ends
+  everything in it, double-forked `setsid` daemons included. The path is
+  known to the next agent on the same port and network namespace: at start it
+  kills and removes what a dead agent left (binding the port first proves that
+  agent is gone).
+- otherwise a child subreaper: orphans re-parent to the agent, and a kill
+  takes every process descending from the command's main process, or carrying
+  its cookie in the environment (`NETJOBS_JOB`, set at spawn; a process that
+  scrubs its environment and daemonizes escapes this mode).
+In both modes a restarted agent kills processes whose cookie names its port,
+and the agent reaps orphaned zombies when it is PID 1 or a subreaper, without
+touching its own commands' main processes (their reaper threads wait for them).
+Elsewhere (macOS, Windows) only the process group / taskkill tree of oskit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+LINUX = sys.platform.startswith("linux")
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+COOKIE_VAR = "NETJOBS_JOB"
+EMPTY_WAIT_S = 1.0  # after cgroup.kill, for the kernel to empty the cgroup
+
+log = logging.getLogger("netjobs.agent")
+
+
+def _prctl() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    if not LINUX:
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+PRCTL = _prctl()
+
+
+def set_parent_death_signal(parent: int) -> None:
+    """preexec_fn of the gate shells: SIGKILL when the agent dies.
+
+    Runs between fork and exec: one foreign call, no Python locks, no imports
+    (safe with the agent's reaper threads, which hold nothing). If the agent
+    died before the prctl, the shell is already an orphan: exit at once.
+    """
+    if PRCTL is not None:
+        PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(125)
+
+
+def _cgroup2_dir() -> Path | None:
+    """This process's cgroup v2 directory, if a cgroup2 hierarchy is mounted."""
+    try:
+        own = next(
+            line[3:]
+            for line in Path("/proc/self/cgroup").read_text().splitlines()
+            if line.startswith("0::")
+        )
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except (OSError, StopIteration):
+        return None
+    for line in mounts:
+        fields = line.split()
+        dash = fields.index("-")
+        if fields[dash + 1] != "cgroup2":
+            continue
+        root, mountpoint = fields[3], fields[4]
+        if own == root or own.startswith(root.rstrip("/") + "/"):
+            relative = own[len(root.rstrip("/")) :].lstrip("/")
+            return Path(mountpoint) / relative
+    return None
+
+
+def _netns() -> str:
+    try:
+        return os.readlink("/proc/self/ns/net").split("[")[-1].rstrip("]")
+    except OSError:
+        return "0"
+
+
+def _proc_table() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, state) of every process we can see."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            table[int(entry)] = (int(fields[1]), fields[0])
+    return table
+
+
+def _cookie(pid: int) -> str | None:
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = COOKIE_VAR.encode() + b"="
+    for item in environ.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix) :].decode(errors="replace")
+    return None
+
+
+def _descends(pid: int, ancestor: int, table: dict[int, tuple[int, str]]) -> bool:
+    seen = 0
+    while pid in table and seen < 4096:
+        if pid == ancestor:
+            return True
+        pid = table[pid][0]
+        seen += 1
+    return False
+
+
+def _kill(pids: object, sig: int) -> None:
+    for pid in pids:  # type: ignore[attr-defined]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+class Containment:
+    """The agent's record of its commands' processes (one per agent process)."""
+
+    def __init__(self) -> None:
+        self.mode = "process groups"
+        self.key = f"{os.getpid()}"
+        self._base: Path | None = None  # netjobs-<port>-net<ns> when cgroups work
+        self._seq = 0
+        self._jobs: dict[int, tuple[str, Path | None]] = {}  # main pid -> (cookie, cgroup)
+        self._scan_pending = False
+        self.reaps_orphans = False
+
+    # -- start ------------------------------------------------------------------
+    def start(self, port: int) -> None:
+        """Pick the mode, kill what a dead agent on PORT left, reap where needed."""
+        if not LINUX:
+            return
+        self.key = f"{port}-net{_netns()}"
+        parent = _cgroup2_dir()
+        if parent is not None:
+            base = parent / f"netjobs-{self.key}"
+            try:
+                base.mkdir(exist_ok=True)
+                self._probe(base)
+                self._base = base
+                self.mode = f"cgroup v2 ({base})"
+            except OSError as exc:
+                log.info("no cgroup for the commands (%s): subreaper mode", exc.strerror or exc)
+        if self._base is None:
+            if PRCTL is not None and PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+                self.mode = "child subreaper"
+                self.reaps_orphans = True
+        self.reaps_orphans |= os.getpid() == 1
+        self._kill_leftovers()
+        if self.reaps_orphans:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGCHLD, self._schedule_scan)
+            self._schedule_scan()
+        log.info("commands are contained by %s", self.mode)
+
+    @staticmethod
+    def _probe(base: Path) -> None:
+        """A cgroup we can fill and kill; raises OSError if not."""
+        probe = base / "probe"
+        probe.mkdir(exist_ok=True)
+        try:
+            if not (probe / "cgroup.kill").exists():
+                raise OSError(errno.ENOTSUP, "cgroup.kill needs Linux 5.14")
+            (probe / "cgroup.procs").write_text(str(os.getpid()))  # in and out again
+            (base.parent / "cgroup.procs").write_text(str(os.getpid()))
+        finally:
+            with contextlib.suppress(OSError):
+                probe.rmdir()
+
+    def _kill_leftovers(self) -> None:
+        mine = self.key + ":"
+        table = _proc_table()
+        me = os.getpid()
+        stale = [pid for pid in table if pid != me and (_cookie(pid) or "").startswith(mine)]
+        if stale:
+            log.warning("killing %d process(es) a previous agent on this port left", len(stale))
+            _kill(stale, signal.SIGKILL)
+        if self._base is not None:
+            for child in self._base.iterdir():
+                if child.is_dir():
+                    self._destroy(child)
+            # The empty ones of agents on other ports that were killed (rmdir
+            # fails on a populated cgroup); a live agent that loses its empty
+            # directory makes it again at its next spawn.
+            for other in self._base.parent.glob("netjobs-*"):
+                for empty in [*other.glob("cmd-*"), other]:
+                    with contextlib.suppress(OSError):
+                        empty.rmdir()
+
+    def stop(self) -> None:
+        """At the agent's end: its (by now empty) cgroup goes."""
+        if self._base is not None:
+            with contextlib.suppress(OSError):
+                self._base.rmdir()
+
+    # -- commands -----------------------------------------------------------------
+    def spawn_env(self) -> dict[str, str]:
+        """The environment of the next command: the agent's, minus its token, plus a cookie."""
+        env = {k: v for k, v in os.environ.items() if k != "NETJOBS_TOKEN"}
+        self._seq += 1
+        env[COOKIE_VAR] = f"{self.key}:{os.getpid()}.{self._seq}"
+        return env
+
+    def adopt(self, pid: int, env: dict[str, str]) -> None:
+        """Record a just-spawned gate shell (not released yet: it has no children)."""
+        cgroup = None
+        if self._base is not None:
+            cgroup = self._base / f"cmd-{env[COOKIE_VAR].rsplit('.', 1)[1]}"
+            try:
+                self._base.mkdir(exist_ok=True)
+                cgroup.mkdir()
+                (cgroup / "cgroup.procs").write_text(str(pid))
+            except OSError as exc:
+                log.warning("cannot put process %d in %s: %s", pid, cgroup, exc)
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
+                cgroup = None
+        self._jobs[pid] = (env[COOKIE_VAR], cgroup)
+
+    def members(self, pid: int) -> set[int]:
+        """Every live process of the command whose main process is PID."""
+        cookie, cgroup = self._jobs.get(pid, ("", None))
+        if cgroup is not None:
+            with contextlib.suppress(OSError):
+                return {int(p) for p in (cgroup / "cgroup.procs").read_text().split()}
+        if not LINUX or not cookie:
+            return set()
+        table = _proc_table()
+        return {
+            p
+            for p, (_, state) in table.items()
+            if state != "Z" and (_descends(p, pid, table) or _cookie(p) == cookie)
+        }
+
+    def signal(self, pid: int, sig: int) -> None:
+        """SIG to everything of the command; SIGKILL goes through cgroup.kill."""
+        _, cgroup = self._jobs.get(pid, ("", None))
+        if sig == signal.SIGKILL and cgroup is not None:
+            with contextlib.suppress(OSError):
+                (cgroup / "cgroup.kill").write_text("1")
+                return
+        _kill(self.members(pid), sig)
+
+    def forget(self, pid: int) -> None:
+        """The command's main process ended: kill what is left, drop its cgroup."""
+        if pid not in self._jobs:
+            return
+        self.signal(pid, signal.SIGKILL)
+        _, cgroup = self._jobs.pop(pid)
+        if cgroup is not None:
+            self._destroy(cgroup)
+
+    @staticmethod
+    def _destroy(cgroup: Path) -> None:
+        with contextlib.suppress(OSError):
+            (cgroup / "cgroup.kill").write_text("1")
+        deadline = time.monotonic() + EMPTY_WAIT_S
+        while True:
+            try:
+                cgroup.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                    log.warning("cannot remove %s: %s", cgroup, exc.strerror)
+                    return
+            time.sleep(0.005)  # the kernel empties it within microseconds
+
+    # -- orphans ------------------------------------------------------------------
+    def _schedule_scan(self) -> None:
+        if not self._scan_pending:
+            self._scan_pending = True
+            asyncio.get_running_loop().call_soon(self._reap_orphans)
+
+    def _reap_orphans(self) -> None:
+        """Reap zombie children that are not our commands' main processes.
+
+        Runs on the event loop, like spawn and adopt: a main process is always
+        recorded before this can see it, so no reaper thread loses its status.
+        """
+        self._scan_pending = False
+        me = os.getpid()
+        for pid, (ppid, state) in _proc_table().items():
+            if ppid == me and state == "Z" and pid not in self._jobs:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+
+
+CONTAINMENT = Containment()

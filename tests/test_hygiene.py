@@ -1,0 +1,202 @@
+"""Process hygiene with real agents: nothing a command starts outlives it or a dead agent.
+
+Linux only; the PID 1 test needs root and `unshare`. The agent picks cgroup v2 where it
+may and a child subreaper otherwise: these tests hold in both modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from agent_harness import (
+    REPO,
+    AgentClient,
+    agent_env,
+    commands,
+    kill_pids,
+    pid_alive,
+    wait_gone,
+)
+
+from netjobs_core import local_agents
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
+
+ROOT = os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+def cgroup2_mount() -> str | None:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[fields.index("-") + 1] == "cgroup2":
+            return fields[4]
+    return None
+
+
+# "default": what the agent picks here (cgroup v2 when root); "subreaper": the agent in a
+# mount namespace where the cgroup2 hierarchy is read-only, as for an unprivileged agent.
+MODES = [
+    "default",
+    pytest.param(
+        "subreaper",
+        marks=pytest.mark.skipif(
+            not ROOT or cgroup2_mount() is None, reason="needs root, unshare and cgroup2"
+        ),
+    ),
+]
+
+
+@contextlib.contextmanager
+def launch(
+    token_file: Path, log: Path, mode: str, port: int = 0
+) -> Iterator[local_agents.LocalAgent]:
+    launcher: list[str] = []
+    if mode == "subreaper":
+        remount = 'mount -o remount,bind,ro "$0" && exec "$@"'
+        launcher = ["unshare", "--mount", "sh", "-c", remount, str(cgroup2_mount())]
+    agent = local_agents.start_agent(
+        token_file, port=port, launcher=launcher, env=agent_env(), cwd=REPO, log=log
+    )
+    try:
+        if mode == "subreaper":
+            assert "contained by child subreaper" in agent.log_text()
+        yield agent
+    finally:
+        agent.kill()
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def agent(token_file: Path, tmp_path: Path, mode: str) -> Iterator[local_agents.LocalAgent]:
+    with launch(token_file, tmp_path / "agent.log", mode) as process:
+        yield process
+
+
+# A double-forked daemon in its own session: its parent subshell exits at once.
+DAEMON = "(setsid sleep 1000 >/dev/null 2>&1 & echo $!)"
+
+
+async def pids(client: AgentClient, count: int = 1) -> list[int]:
+    """The first COUNT stdout lines of command 1, as PIDs; the messages stay queued."""
+    seen = []
+    text = b""
+    try:
+        async with asyncio.timeout(10):
+            while text.count(b"\n") < count:
+                message = await client.recv()
+                seen.append(message)
+                if message.type == "output" and message["id"] == 1:
+                    text += message.body
+    finally:
+        client.backlog[:0] = seen
+    return [int(line) for line in text.split()[:count]]
+
+
+async def test_a_double_forked_daemon_goes_when_its_command_ends(agent, token_file):
+    async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+        outcome = await client.run(commands(DAEMON))
+    daemon = int(outcome.stdout(1))
+    try:
+        assert outcome.exits[1]["status"] == "ok"
+        assert await wait_gone([daemon], 3) == []
+    finally:
+        kill_pids([daemon])
+
+
+@pytest.mark.parametrize("end", ["timeout", "kill"])
+async def test_a_setsid_child_goes_at_timeout_and_kill(agent, token_file, end):
+    timeout = 1 if end == "timeout" else None
+    command = "setsid sleep 1000 >/dev/null 2>&1 & echo $!; sleep 1000"
+    async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+        await client.prepare("t", commands((command, timeout)))
+        await client.start()
+        (escaped,) = await pids(client)
+        try:
+            if end == "kill":
+                await client.send("kill", reason="test")
+            outcome = await client.collect(timeout=15)
+            assert outcome.exits[1]["status"] == ("timeout" if end == "timeout" else "killed")
+            assert await wait_gone([escaped], 3) == []
+        finally:
+            kill_pids([escaped])
+
+
+async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_path, mode):
+    command = f"{DAEMON}; echo $$; exec sleep 1000"
+    with launch(token_file, tmp_path / "first.log", mode) as first:
+        async with await AgentClient.connect(first.host, first.port, token_file) as client:
+            await client.prepare("t", commands(command))
+            await client.start()
+            daemon, main = await pids(client, 2)
+            first.process.send_signal(signal.SIGKILL)
+            first.process.wait(10)
+    try:
+        # The parent-death signal takes the command's main process at once.
+        assert await wait_gone([main], 3) == []
+        assert pid_alive(daemon), "nothing should have killed the daemon before the restart"
+        with launch(token_file, tmp_path / "second.log", mode, first.port) as second:
+            assert await wait_gone([daemon], 3) == []
+            assert "a previous agent on this port left" in second.log_text()
+    finally:
+        kill_pids([main, daemon])
+
+
+def zombies_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "Z" and int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def lasting_zombies(pid: int, timeout: float) -> list[int]:
+    """Zombie children of PID still there after TIMEOUT (or none, as soon as none)."""
+    deadline = time.monotonic() + timeout
+    while (zombies := zombies_of(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return zombies
+
+
+def only_child(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
+
+
+@pytest.mark.skipif(not ROOT, reason="needs root and unshare")
+async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
+    agent = local_agents.start_agent(
+        token_file,
+        launcher=["unshare", "--pid", "--fork", "--mount-proc"],
+        env=agent_env(),
+        cwd=REPO,
+        log=tmp_path / "agent.log",
+    )
+    try:
+        init = only_child(agent.process.pid)  # the agent, PID 1 inside unshare
+        async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+            for _ in range(10):
+                # The subshell's sleep is orphaned to PID 1, then dies.
+                outcome = await client.run(commands("(sleep 0.01 &); true"))
+                assert outcome.exits[1]["status"] == "ok"
+        zombies = await asyncio.to_thread(lasting_zombies, init, 5)
+        assert zombies == [], f"{len(zombies)} zombies after 10 runs"
+    finally:
+        kill_pids([init])
+        agent.kill()
