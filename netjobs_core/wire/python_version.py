@@ -12,8 +12,10 @@ import sys
 MIN_PYTHON = (3, 11)  # as pyproject.toml's requires-python
 
 
-def python_too_old(version_info=sys.version_info):
-    """The message for an interpreter older than MIN_PYTHON, else None."""
+def python_too_old(version_info=None):
+    """The message for an interpreter (this one by default) older than MIN_PYTHON, else None."""
+    if version_info is None:
+        version_info = sys.version_info
     if tuple(version_info[:2]) >= MIN_PYTHON:
         return None
     return "needs Python {}.{} or newer; this is Python {}.{}.{} ({})".format(
