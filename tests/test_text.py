@@ -143,7 +143,8 @@ def test_plan_summary() -> None:
 
 
 def test_printable_escapes_terminal_controls_but_tab_and_newline() -> None:
-    assert text.printable("a\x1b[2J\x07\x9b\x7f\r\tb\nc é") == "a\\x1b[2J\\x07\\x9b\\x7f\\x0d\tb\nc é"
+    shown = text.printable("a\x1b[2J\x07\x9b\x7f\r\tb\nc é")
+    assert shown == "a\\x1b[2J\\x07\\x9b\\x7f\\x0d\tb\nc é"
 
 
 def test_timestamps_carry_their_utc_offset() -> None:
