@@ -1,12 +1,18 @@
 """`netjobs-agent` / `python -m netjobs_agent`: command line, token, logging, event loop."""
 
+# ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
+
+import sys
+
+from netjobs_core.wire.python_version import require_python
+
+require_python("netjobs-agent")
 
 import argparse
 import asyncio
 import logging
 import os
-import sys
 from collections.abc import Sequence
 
 from netjobs_core import __version__

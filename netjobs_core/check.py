@@ -22,6 +22,7 @@ class HostCheck:
     hostname: str = ""
     platform: str = ""
     busy: bool | None = None
+    busy_with: str = ""  # the label of the test it runs
     rtt_ms: float | None = None
     clock_offset_ms: float | None = None
     clock_uncertainty_ms: float | None = None
@@ -29,7 +30,8 @@ class HostCheck:
 
     @property
     def ok(self) -> bool:
-        return self.authenticated and not self.error
+        """Ready for a test: authenticated, measured, and not running another test."""
+        return self.authenticated and not self.error and not self.busy
 
 
 async def check_host(address: Address, token: Token, timeout: float = 5.0) -> HostCheck:
@@ -48,6 +50,7 @@ async def check_host(address: Address, token: Token, timeout: float = 5.0) -> Ho
         check.hostname = found.hostname
         check.platform = found.platform
         check.busy = found.busy
+        check.busy_with = found.label
     except AgentError as exc:
         check.error = str(exc)
     except (OSError, ProtocolError) as exc:  # one host's surprise must not lose the others

@@ -1,10 +1,17 @@
 """The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`."""
 
+# ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
+
+import sys
+
+from netjobs_core.wire.python_version import require_python
+
+require_python("netjobs")
 
 import argparse
 import asyncio
-import sys
+import math
 from collections.abc import Sequence
 
 from netjobs_core import __version__
@@ -18,12 +25,22 @@ from netjobs_core.session import (
     EXIT_OK,
     EXIT_USAGE,
     UsageError,
-    exit_code,
     plan_addresses,
     read_plan,
     read_token,
+    say,
 )
 from netjobs_core.text import plan_summary
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+    return value
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +57,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_positive_seconds,
         default=5.0,
         metavar="SECONDS",
         help="how long to wait for each agent to connect and answer (default 5)",
@@ -53,6 +70,9 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run the tests of a NetJobs config: every target's commands start at the "
         "same measured instant. Also: 'netjobs check CONFIG' (reach and measure the agents, run "
         "nothing) and 'netjobs demo' (a real run on three local agents).",
+        epilog="Exit status: 0 every test passed and every result file was written; 1 a test "
+        "did not pass, or a result file could not be written; 2 usage error (config, token, "
+        "an output path that cannot be written: checked before anything runs).",
     )
     parser.add_argument(
         "-s",
@@ -76,7 +96,12 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="CONFIG",
         help="path to the config file (asked for when missing)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write all results to FILE as JSON")
+    parser.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write all results to FILE as JSON; '-' writes them to standard output "
+        "(for '| jq') and the reports to standard error",
+    )
     parser.add_argument(
         "--start-mode",
         choices=[m.value for m in StartMode],
@@ -111,8 +136,8 @@ def _main_run(argv: Sequence[str]) -> int:
     plan = read_plan(path)
     if args.s:
         for line in plan_summary(plan):
-            print(line)
-        print("config is valid; simulated run: nothing was contacted or started")
+            say(line, sys.stdout)
+        say("config is valid; simulated run: nothing was contacted or started", sys.stdout)
         return EXIT_OK
     options = RunOptions(
         token=read_token(args.token_file, strict=args.strict_permissions),
@@ -120,16 +145,20 @@ def _main_run(argv: Sequence[str]) -> int:
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
     )
-    return exit_code(asyncio.run(run_on_terminal(plan, options, args.v, args.l, args.json)))
+    outcome = asyncio.run(run_on_terminal(plan, options, args.v, args.l, args.json))
+    return outcome.exit_code
 
 
 def format_check(check: HostCheck) -> str:
-    if not check.ok:
+    if check.error:
         state = "reachable, " if check.reachable else ""
         return f"{check.address!s:<24} FAILED  {state}{check.error}"
-    busy = "busy" if check.busy else "idle"
+    # A busy agent answers but cannot run a test now: not ready.
+    word, busy = (
+        ("BUSY   ", f"busy with test {check.busy_with!r}") if check.busy else ("OK     ", "idle")
+    )
     return (
-        f"{check.address!s:<24} OK      agent {check.agent_version} on {check.hostname} "
+        f"{check.address!s:<24} {word} agent {check.agent_version} on {check.hostname} "
         f"({check.platform}), {busy}, rtt {check.rtt_ms:.3f} ms, clock offset "
         f"{check.clock_offset_ms:+.3f} ms +/- {check.clock_uncertainty_ms:.3f} ms"
     )
@@ -148,9 +177,9 @@ def _main_check(argv: Sequence[str]) -> int:
     token = read_token(args.token_file, strict=args.strict_permissions)
     checks = asyncio.run(check_hosts(plan_addresses(plan), token, args.connect_timeout))
     for check in checks:
-        print(format_check(check))
+        say(format_check(check), sys.stdout)
     good = sum(check.ok for check in checks)
-    print(f"{good} of {len(checks)} agents ready")
+    say(f"{good} of {len(checks)} agents ready", sys.stdout)
     return EXIT_OK if good == len(checks) else EXIT_FAILED
 
 
@@ -163,10 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return main_demo(argv[1:])
         return _main_run(argv)
     except UsageError as exc:
-        print(f"netjobs: {exc}", file=sys.stderr)
+        say(f"netjobs: {exc}", sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("netjobs: interrupted", file=sys.stderr)
+        say("netjobs: interrupted", sys.stderr)
         return EXIT_FAILED
 
 

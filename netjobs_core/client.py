@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import os
+import re
 import socket
 from collections import deque
 
@@ -30,12 +33,31 @@ class ConnectionLost(AgentError):
     pass
 
 
-def _describe_os_error(exc: OSError, port: int) -> str:
+# asyncio words every connect failure "Connect call failed (...)": say what happened.
+_CONNECT_ERRNOS = {
+    errno.ECONNREFUSED: "connection refused by {} (is the agent running and listening there?)",
+    errno.EHOSTUNREACH: "no route to host {}",
+    errno.ENETUNREACH: "network unreachable for {}",
+    errno.ETIMEDOUT: "connection to {} timed out",
+    errno.EADDRNOTAVAIL: "cannot connect to {}: address not available",
+}
+
+
+def _describe_os_error(exc: OSError, address: Address) -> str:
     if isinstance(exc, socket.gaierror):
-        return "cannot resolve the host name"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"connection refused (is the agent running and listening on port {port}?)"
-    return exc.strerror or str(exc) or type(exc).__name__
+        return f"cannot resolve the host name {address.host!r}"
+    # A name with several addresses (localhost: ::1 and 127.0.0.1) that all
+    # failed: asyncio joins their texts, each with its errno.
+    numbers = (
+        {exc.errno} if exc.errno else {int(n) for n in re.findall(r"\[Errno (\d+)\]", str(exc))}
+    )
+    if len(numbers) == 1 and (words := _CONNECT_ERRNOS.get(numbers.pop())):
+        return words.format(address)
+    if numbers:
+        reason = ", ".join(sorted(os.strerror(n) for n in numbers))
+    else:
+        reason = str(exc) or type(exc).__name__
+    return f"cannot connect to {address}: {reason}"
 
 
 class AgentLink:
@@ -65,10 +87,11 @@ class AgentLink:
                 )
         except TimeoutError:
             raise AgentError(
-                f"no connection within {timeout:g} s (host down or port filtered?)"
+                f"connection to {self.address} timed out: no answer within {timeout:g} s "
+                "(host down or port filtered?)"
             ) from None
         except OSError as exc:
-            raise AgentError(_describe_os_error(exc, self.address.port)) from None
+            raise AgentError(_describe_os_error(exc, self.address)) from None
         self.tcp_connected = True
         sock = self._writer.get_extra_info("socket")
         if sock is not None:

@@ -5,22 +5,26 @@ after each test."""
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import TextIO
 
+from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.report import LiveTable, format_test
-from netjobs_core.results import RunResult
 from netjobs_core.runner import RunOptions
-from netjobs_core.session import run_plan
+from netjobs_core.session import STDOUT, Outcome, run_plan, say
 
 
 class _Progress:
     """-v without a terminal: one line per step."""
 
     def __init__(self, write: Callable[[str], None]) -> None:
-        self.write = write
+        self._write = write
+
+    def write(self, line: str) -> None:
+        self._write(f"{text.timestamp(time.time(), 'milliseconds')} {line}")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TestStarted):
@@ -50,7 +54,7 @@ class TerminalDisplay:
         if verbose and err.isatty():
             self.live = LiveTable()
         elif verbose:
-            self.progress = _Progress(lambda line: print(line, file=err, flush=True))
+            self.progress = _Progress(lambda line: say(line, err))
 
     def __call__(self, event: Event) -> None:
         if self.live is not None:
@@ -60,7 +64,7 @@ class TerminalDisplay:
         if isinstance(event, TestFinished):
             if self.live is not None:
                 self.live.finish_test()
-            print(format_test(event.test), file=self.out, flush=True)
+            say(format_test(event.test), self.out)
 
     def close(self) -> None:
         if self.live is not None:
@@ -74,6 +78,10 @@ async def run_on_terminal(
     log: bool,
     json_path: str | None,
     out: TextIO | None = None,
-) -> RunResult:
-    display = TerminalDisplay(verbose, out or sys.stdout, sys.stderr)
+) -> Outcome:
+    """The reports go to `out` (standard output, or standard error when the JSON
+    document takes standard output: `--json -`)."""
+    if out is None:
+        out = sys.stderr if json_path == STDOUT else sys.stdout
+    display = TerminalDisplay(verbose, out, sys.stderr)
     return await run_plan(plan, options, display, log=log, json_path=json_path)

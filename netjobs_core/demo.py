@@ -16,7 +16,7 @@ from netjobs_core.console import run_on_terminal
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
 from netjobs_core.results import StartMode
 from netjobs_core.runner import RunOptions
-from netjobs_core.session import UsageError, exit_code, plan_addresses, read_plan
+from netjobs_core.session import UsageError, plan_addresses, read_plan
 from netjobs_core.wire.tokens import Token
 
 
@@ -80,9 +80,9 @@ def main_demo(argv: Sequence[str]) -> int:
             token=Token(secret.encode(), "demo token"), start_mode=StartMode(args.start_mode)
         )
         try:
-            result = asyncio.run(run_on_terminal(plan, options, args.v, False, args.json))
+            outcome = asyncio.run(run_on_terminal(plan, options, args.v, False, args.json))
         finally:
             for agent in agents:
                 agent.stop()
             print("demo: agents stopped", file=sys.stderr, flush=True)
-    return exit_code(result)
+    return outcome.exit_code

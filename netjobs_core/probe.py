@@ -39,6 +39,7 @@ class AgentProbe:
     hostname: str
     platform: str
     busy: bool
+    label: str  # of the test it runs when busy, else ""
 
 
 async def probe(
@@ -61,4 +62,5 @@ async def probe(
         hostname=status["hostname"],
         platform=status["platform"],
         busy=status["busy"],
+        label=status.get("label") or "",
     )

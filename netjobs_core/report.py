@@ -7,6 +7,7 @@ import sys
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
@@ -68,14 +69,15 @@ class LiveTable:
 
     def _render(self) -> Table:
         test = self._test
-        table = Table(title=f"test {test.label!r}" if test else "netjobs", expand=False)
+        title = Text(text.printable(f"test {test.label!r}" if test else "netjobs"))
+        table = Table(title=title, expand=False)
         for column in ("host", "state", "rtt", "clock offset", "start offset", "done", "output"):
             table.add_column(column)
         if test is not None:
             for host in test.hosts:
                 done = sum(c.status.finished for c in host.commands)
                 size = sum(len(c.stdout) + len(c.stderr) for c in host.commands)
-                table.add_row(
+                cells = (
                     str(host.address),
                     word(host.state) + (f": {host.error}" if host.error else ""),
                     text.ms(host.rtt_ms),
@@ -84,6 +86,8 @@ class LiveTable:
                     f"{done}/{len(host.commands)}",
                     text.size(size),
                 )
+                # Text, not markup: a peer's "[bold]" or escape sequence shows as written.
+                table.add_row(*(Text(text.printable(cell)) for cell in cells))
         return table
 
     def observe(self, event: Event) -> None:

@@ -165,8 +165,12 @@ def run_from_json(document: Any) -> RunResult:
     return _decode(RunResult, document)
 
 
+def json_text(run: RunResult) -> str:
+    return json.dumps(run_to_json(run), indent=2) + "\n"
+
+
 def write_json(run: RunResult, path: str | os.PathLike[str]) -> None:
-    Path(path).write_text(json.dumps(run_to_json(run), indent=2) + "\n", encoding="utf-8")
+    Path(path).write_text(json_text(run), encoding="utf-8")
 
 
 def load_json(path: str | os.PathLike[str]) -> RunResult:

@@ -42,13 +42,14 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.spread import HostReleases, start_spread
-from netjobs_core.verdict import quorum_lost_reason, verdict
+from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.tokens import Token
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
+HANDSHAKE_GRACE_S = 1.0  # an abort lets hosts in their handshake finish it, this long
 
 
 @dataclass
@@ -124,7 +125,7 @@ class _TestRun:
             self.hosts.append(_Host(host, specs))
         self.abort_reason = ""
         self.aborted = asyncio.Event()
-        self.prepared = 0  # hosts that reached READY
+        self.changed = asyncio.Event()  # set by every host state change
         self.anchor = 0.0
         self.common_start_ns: float | None = None
 
@@ -140,6 +141,7 @@ class _TestRun:
         host.result.state = state
         if error:
             host.result.error = error
+        self.changed.set()
         self.host_changed(host)
 
     def finish_command(
@@ -165,7 +167,7 @@ class _TestRun:
         required = self.spec.required_hosts
         good = sum(1 for h in self.hosts if not h.bad)
         if good < required:
-            lost = [h.result.target for h in self.hosts if h.bad]
+            lost = [h.result for h in self.hosts if h.bad]
             self.abort(
                 quorum_lost_reason(good, len(self.hosts), self.spec.minhosts, required, lost)
             )
@@ -221,7 +223,6 @@ class _TestRun:
                             CommandStatus.ERROR,
                             str(item.get("error") or "could not be started"),
                         )
-            self.prepared += 1
             self.set_state(host, HostState.READY)
         except AgentError as exc:
             await link.close()
@@ -413,10 +414,12 @@ class _TestRun:
                             host,
                             i,
                             CommandStatus.KILLED,
-                            self.abort_reason or "the run was interrupted",
+                            aborted_text(self.abort_reason)
+                            if self.abort_reason
+                            else "the run was interrupted",
                         )
                 if not host.result.state.finished:
-                    self.set_state(host, HostState.KILLED, self.abort_reason)
+                    self.set_state(host, HostState.KILLED, aborted_text(self.abort_reason))
             self._measure_spread()
             self._conclude()
             result.duration_s = (now_ns() - began) / 1e9
@@ -433,7 +436,7 @@ class _TestRun:
                 with contextlib.suppress(AgentError):
                     assert host.link is not None
                     host.link.send(Message("kill", {"reason": self.abort_reason}))
-                self._give_up(host, self.abort_reason, HostState.KILLED)
+                self._give_up(host, aborted_text(self.abort_reason), HostState.KILLED)
             return
         if not ready:
             return  # the verdict says what that means
@@ -459,6 +462,13 @@ class _TestRun:
         """The quorum is lost while hosts still prepare: stop waiting for them
         (the group awaits the cancelled tasks, which close their links)."""
         await self.aborted.wait()
+        # Hosts still in their handshake finish it first: with a wrong token on
+        # several hosts, each says so, not only the first one to answer.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HANDSHAKE_GRACE_S):
+                while any(h.result.state is HostState.CONNECTING for h in self.hosts):
+                    self.changed.clear()
+                    await self.changed.wait()
         for task in tasks:
             task.cancel()
 
@@ -483,7 +493,6 @@ class _TestRun:
             self.spec.minhosts,
             self.spec.required_hosts,
             abort_reason=self.abort_reason,
-            prepared=self.prepared,
         )
 
 

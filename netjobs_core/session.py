@@ -12,6 +12,9 @@ import contextlib
 import os
 import signal
 import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
@@ -19,21 +22,47 @@ from netjobs_core import logs
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, TestFinished
 from netjobs_core.results import RunResult
-from netjobs_core.results_json import ResultsFileError, write_json
+from netjobs_core.results_json import json_text, write_json
 from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.text import printable
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token, TokenError, load_token
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STDOUT = "-"  # as a --json path: the document goes to standard output
 
 
 class UsageError(Exception):
     """What the user asked for cannot be done as asked: no config, no token..."""
 
 
-def exit_code(run: RunResult) -> int:
-    """EXIT_OK when tests ran and every one passed."""
-    return EXIT_OK if run.passed and run.tests else EXIT_FAILED
+def exit_code(run: RunResult, unsaved: Sequence[str] = ()) -> int:
+    """EXIT_OK when tests ran, every one passed and every result file was written."""
+    return EXIT_OK if run.passed and run.tests and not unsaved else EXIT_FAILED
+
+
+_closed: set[int] = set()  # file descriptors whose reader went away
+
+
+def say(line: str, file: TextIO) -> None:
+    """Print `line` for a person: control characters escaped (text.printable). A
+    closed pipe (`netjobs ... | head`) ends the printing to it, not the run."""
+    try:
+        fd = file.fileno()
+    except (OSError, ValueError, AttributeError):
+        fd = None
+    if fd in _closed:
+        return
+    try:
+        print(printable(line), file=file, flush=True)
+    except BrokenPipeError:
+        if fd is not None:
+            _closed.add(fd)
+            # What is still buffered would fail again at exit, with a traceback.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
 
 
 def plan_addresses(plan: Plan) -> list[Address]:
@@ -50,7 +79,7 @@ def read_token(path: str | os.PathLike[str] | None, *, strict: bool = False) -> 
     except TokenError as exc:
         raise UsageError(str(exc)) from None
     if token.warning:
-        print(f"netjobs: warning: {token.warning}", file=sys.stderr, flush=True)
+        say(f"netjobs: warning: {token.warning}", sys.stderr)
     return token
 
 
@@ -59,6 +88,28 @@ def read_plan(path: str | os.PathLike[str]) -> Plan:
         return load_config(path)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+
+
+def check_writable(path: str | os.PathLike[str], what: str) -> None:
+    """Raise UsageError unless a file can be written at `path` (before the run,
+    rather than lose its results after it)."""
+    path = Path(path)
+    directory = path.parent
+    if path.is_dir():
+        raise UsageError(f"cannot write {what} {path}: it is a directory")
+    if not directory.is_dir():
+        problem = "is not a directory" if directory.exists() else "does not exist"
+        raise UsageError(f"cannot write {what} {path}: directory {directory} {problem}")
+    try:  # the real test: permissions, ACLs, read-only file systems, root alike
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {what} {path}: directory {directory} is not writable "
+            f"({exc.strerror or exc})"
+        ) from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {what} {path}: the file is not writable")
 
 
 def save_results(run: RunResult, json_path: str | os.PathLike[str]) -> list[Path]:
@@ -85,6 +136,18 @@ class Display(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass
+class Outcome:
+    """A finished run_plan: the results, and each result file that could not be written."""
+
+    result: RunResult
+    unsaved: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.result, self.unsaved)
+
+
 async def run_plan(
     plan: Plan,
     options: RunOptions,
@@ -93,36 +156,56 @@ async def run_plan(
     log: bool = False,
     json_path: str | None = None,
     err: TextIO | None = None,
-) -> RunResult:
+) -> Outcome:
     """Run every test of `plan`: `-l` writes each test's log as it ends, `json_path`
-    gets the whole run at the end (even a stopped one). Ctrl-C stops cleanly."""
+    gets the whole run at the end (even a stopped one; `-`: standard output).
+    Ctrl-C or SIGTERM stops cleanly. Raises UsageError, before anything runs, when
+    a result file could not be written."""
     err = err or sys.stderr
+    if log:
+        check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
+    if json_path and json_path != STDOUT:
+        check_writable(json_path, "the --json file")
 
     def observe(event: Event) -> None:
         display(event)
         if log and isinstance(event, TestFinished):
             try:
                 path = logs.write_test_log(plan.path, event.test)
-                print(f"log written to {path}", file=err, flush=True)
+                say(f"log written to {path}", err)
             except OSError as exc:
-                print(f"netjobs: cannot write the log for {event.test.label!r}: {exc}", file=err)
+                outcome.unsaved.append(f"the log of test {event.test.label!r} ({exc})")
+                say(f"netjobs: cannot write the log of test {event.test.label!r}: {exc}", err)
 
     runner = Runner(plan, options, observe)
+    outcome = Outcome(runner.result)
     loop = asyncio.get_running_loop()
     installed = _install_stop(loop, runner, err)
     try:
-        result = await runner.run()
+        await runner.run()
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
         display.close()
         if json_path:
-            try:
-                write_json(runner.result, json_path)
-                print(f"results written to {json_path}", file=err, flush=True)
-            except (OSError, ResultsFileError) as exc:
-                print(f"netjobs: cannot write {json_path}: {exc}", file=err)
-    return result
+            _write_json(runner.result, json_path, outcome, err)
+        if outcome.unsaved:
+            say(f"netjobs: NOT SAVED: {'; '.join(outcome.unsaved)}", err)
+    return outcome
+
+
+def _write_json(run: RunResult, json_path: str, outcome: Outcome, err: TextIO) -> None:
+    try:
+        if json_path == STDOUT:
+            sys.stdout.write(json_text(run))
+            sys.stdout.flush()
+        else:
+            write_json(run, json_path)
+            say(f"results written to {json_path}", err)
+    except OSError as exc:  # BrokenPipeError too: `--json - | head`
+        where = "standard output" if json_path == STDOUT else json_path
+        outcome.unsaved.append(f"the results ({where}: {exc.strerror or exc})")
+        say(f"netjobs: cannot write the results to {where}: {exc.strerror or exc}", err)
 
 
 def _install_stop(loop: asyncio.AbstractEventLoop, runner: Runner, err: TextIO) -> list[int]:
@@ -135,12 +218,9 @@ def _install_stop(loop: asyncio.AbstractEventLoop, runner: Runner, err: TextIO) 
             loop.remove_signal_handler(sig)
             signal.raise_signal(sig)
             return
-        print(
-            "\nnetjobs: stopping: the agents kill their jobs (Ctrl-C again to quit now)",
-            file=err,
-            flush=True,
-        )
-        runner.stop("stopped by user (Ctrl-C)")
+        how = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+        say(f"\nnetjobs: stopping on {how}: the agents kill their jobs ({how} again: now)", err)
+        runner.stop("stopped by user (Ctrl-C)" if sig == signal.SIGINT else f"stopped by {how}")
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

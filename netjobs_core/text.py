@@ -7,6 +7,7 @@ Qt-free and rich-free: every unit is written here, once. A missing value reads
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -83,16 +84,28 @@ def size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def timestamp(epoch: float | None) -> str:
-    """Date and time to the microsecond (local time), for the logs."""
+def timestamp(epoch: float | None, timespec: str = "microseconds") -> str:
+    """ISO 8601 local time with its UTC offset, for the logs and progress lines:
+    `2025-03-01T14:02:11.123456+01:00`."""
     if epoch is None:
         return NA
-    return dt.datetime.fromtimestamp(epoch).isoformat(timespec="microseconds")
+    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec=timespec)
 
 
 def time_of_day(epoch: float) -> str:
     """`14:02:11.123` (local time)."""
     return time.strftime("%H:%M:%S", time.localtime(epoch)) + f"{epoch % 1:.3f}"[1:]
+
+
+# C0 controls but tab and newline, DEL, and C1: what a terminal acts on.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(line: str) -> str:
+    """`line` safe for a terminal: each control character but tab and newline as
+    its escape (`\\x1b`), so that a peer's text cannot move the cursor or clear
+    the screen. Only for what is shown: the files keep the exact bytes."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
 
 
 def tally(statuses: Iterable[Status]) -> str:

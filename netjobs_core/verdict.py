@@ -1,7 +1,12 @@
 """A test's verdict and its reason text, from its results alone.
 
-As the 2.x README says: -minhosts is how many hosts must succeed for the test
-to succeed; a host succeeds when every one of its commands exits 0.
+The one rule, as the 2.x README says: -minhosts is how many hosts must succeed
+for the test to succeed; a host succeeds when every one of its commands exits
+0. A test is ABORTED only when it was stopped (Ctrl-C, a signal) or its quorum
+was lost while it ran; otherwise it PASSED when at least -minhosts hosts
+succeeded, else FAILED. So `-minhosts 0` passes whatever its hosts did, whether
+they failed, timed out or could not be reached: the reason says how many
+succeeded.
 """
 
 from __future__ import annotations
@@ -10,8 +15,6 @@ from collections import Counter
 from collections.abc import Sequence
 
 from netjobs_core.results import CommandStatus, HostResult, HostState, TestStatus
-
-NO_HOST_PREPARED = "no host could be prepared"
 
 # How the reason text words a command that did not exit 0.
 _PROBLEM_WORDS = {
@@ -28,12 +31,19 @@ def minhosts_text(minhosts: int | None, required: int) -> str:
 
 
 def quorum_lost_reason(
-    good: int, total: int, minhosts: int | None, required: int, lost: Sequence[str]
+    good: int, total: int, minhosts: int | None, required: int, lost: Sequence[HostResult]
 ) -> str:
+    """Why a test was aborted: which hosts it lost, and for what."""
+    why = "; ".join(f"{host.target}: {host.error or 'a command timed out'}" for host in lost)
     return (
-        f"quorum lost: {good} of {total} hosts left, -minhosts {minhosts_text(minhosts, required)} "
-        f"(lost: {', '.join(lost)})"
+        f"quorum lost because {why} ({good} of {total} hosts left, "
+        f"-minhosts {minhosts_text(minhosts, required)})"
     )
+
+
+def aborted_text(reason: str) -> str:
+    """What a host that was fine says when another's failure (or a stop) aborted its test."""
+    return f"test aborted: {reason}"
 
 
 def verdict(
@@ -42,19 +52,13 @@ def verdict(
     required: int,
     *,
     abort_reason: str = "",
-    prepared: int,
 ) -> tuple[TestStatus, str]:
     """(status, reason) of a test that has ended.
 
-    `abort_reason`: why the test was aborted (quorum lost, stopped), "" if it was
-    not; `prepared`: how many hosts were prepared and could have been started.
+    `abort_reason`: why the test was aborted (quorum lost, stopped), "" if it was not.
     """
     if abort_reason:
         return TestStatus.ABORTED, abort_reason
-    # With -minhosts 0 the quorum never fails: a test whose hosts all failed
-    # passes, but one where none could even be prepared is aborted (issue 8).
-    if not prepared:
-        return TestStatus.ABORTED, NO_HOST_PREPARED
     problems: Counter[CommandStatus] = Counter()
     succeeded = 0
     for host in hosts:

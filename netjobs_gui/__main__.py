@@ -1,11 +1,32 @@
 """`python -m netjobs_gui [CONFIG]` and the `netjobs-gui` entry point."""
 
+# ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
 
 import sys
 
+from netjobs_core.wire.python_version import require_python
+
+require_python("netjobs-gui")
+
+import argparse
+
+from netjobs_core import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="netjobs-gui", description="NetJobs desktop controller")
+    parser.add_argument("config", nargs="?", help="config file to open")
+    parser.add_argument("--version", action="version", version=f"netjobs-gui {__version__}")
+    # For the executables' smoke test: open CONFIG, check its hosts, exit 0 if all are fine.
+    parser.add_argument("--smoke-test", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
 
 def main() -> int:
+    # --help and --version print and exit here, before Qt is loaded or started;
+    # Qt's own options (-platform ...) are parsed again once Qt has taken them.
+    build_parser().parse_known_args(sys.argv[1:])
     from netjobs_gui.app import run
 
     return run(sys.argv)

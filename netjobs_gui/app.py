@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.resources
 import logging
@@ -16,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 import netjobs_resources
 from netjobs_core import __version__
+from netjobs_gui.__main__ import build_parser
 from netjobs_gui.settings import APPLICATION, ORGANIZATION, apply_settings_env
 
 if TYPE_CHECKING:
@@ -46,12 +46,9 @@ async def wait_until_quit(app: QApplication) -> None:
 
 def run(argv: Sequence[str]) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    parser.parse_known_args(list(argv)[1:])  # --help, --version: without starting Qt
     app = make_app(argv)
-    parser = argparse.ArgumentParser(prog="netjobs-gui", description="NetJobs desktop controller")
-    parser.add_argument("config", nargs="?", help="config file to open")
-    parser.add_argument("--version", action="version", version=f"netjobs-gui {__version__}")
-    # For the executables' smoke test: open CONFIG, check its hosts, exit 0 if all are fine.
-    parser.add_argument("--smoke-test", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(app.arguments()[1:])
 
     from netjobs_gui.main_window import MainWindow

@@ -140,3 +140,14 @@ def test_plan_summary() -> None:
     assert lines[1].endswith("-generaltimeout 300s")
     assert lines[2] == "  host-a: 'fio x'  timeout 7200s  (line 4)"
     assert lines[-1].startswith("  would connect to 2 hosts")
+
+
+def test_printable_escapes_terminal_controls_but_tab_and_newline() -> None:
+    shown = text.printable("a\x1b[2J\x07\x9b\x7f\r\tb\nc é")
+    assert shown == "a\\x1b[2J\\x07\\x9b\\x7f\\x0d\tb\nc é"
+
+
+def test_timestamps_carry_their_utc_offset() -> None:
+    stamp = text.timestamp(1_700_000_000.25)
+    assert stamp[-6] in "+-" and stamp[-3] == ":"  # ISO 8601: ...T22:13:20.250000+00:00
+    assert text.timestamp(1_700_000_000.25, "milliseconds")[19:23] == ".250"

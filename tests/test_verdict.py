@@ -1,7 +1,7 @@
 """A test's verdict and reason text, from its results."""
 
 from netjobs_core.results import CommandResult, CommandStatus, HostResult, HostState, TestStatus
-from netjobs_core.verdict import NO_HOST_PREPARED, quorum_lost_reason, verdict
+from netjobs_core.verdict import quorum_lost_reason, verdict
 from netjobs_core.wire.address import Address
 
 
@@ -21,12 +21,12 @@ OK, FAILED, TIMEOUT, ERROR = (
 
 def test_every_command_exits_zero_passes_with_no_reason():
     hosts = [host(HostState.DONE, OK, OK), host(HostState.DONE, OK)]
-    assert verdict(hosts, None, 2, prepared=2) == (TestStatus.PASSED, "")
+    assert verdict(hosts, None, 2) == (TestStatus.PASSED, "")
 
 
 def test_one_failure_with_minhosts_all_fails_and_counts_the_commands():
     hosts = [host(HostState.DONE, OK, FAILED, FAILED), host(HostState.DONE, OK)]
-    assert verdict(hosts, None, 2, prepared=2) == (
+    assert verdict(hosts, None, 2) == (
         TestStatus.FAILED,
         "1 of 2 hosts succeeded (-minhosts all); 2 commands failed",
     )
@@ -39,7 +39,7 @@ def test_enough_hosts_succeeding_passes_but_says_what_went_wrong():
         host(HostState.FAILED, ERROR),
         host(HostState.DONE, OK),
     ]
-    assert verdict(hosts, 2, 2, prepared=3) == (
+    assert verdict(hosts, 2, 2) == (
         TestStatus.PASSED,
         "2 of 4 hosts succeeded (-minhosts 2); 1 command timed out, 1 command could not run",
     )
@@ -48,30 +48,32 @@ def test_enough_hosts_succeeding_passes_but_says_what_went_wrong():
 def test_a_host_succeeds_only_when_done():
     """Every command OK, but the host was killed before it reported the end."""
     hosts = [host(HostState.KILLED, OK)]
-    assert verdict(hosts, 1, 1, prepared=1)[0] is TestStatus.FAILED
+    assert verdict(hosts, 1, 1)[0] is TestStatus.FAILED
 
 
 def test_an_abort_is_the_verdict_whatever_the_commands_did():
     hosts = [host(HostState.DONE, OK)]
-    assert verdict(hosts, None, 1, abort_reason="stopped by user", prepared=1) == (
+    assert verdict(hosts, None, 1, abort_reason="stopped by user") == (
         TestStatus.ABORTED,
         "stopped by user",
     )
 
 
 def test_minhosts_zero_rule():
-    """Today's rule (issue 8 decides it): every host failing passes, no host
-    prepared aborts. Here is the only place it is written."""
+    """One rule (issue 8): -minhosts 0 passes whatever its hosts did, failed or
+    unreachable alike; the reason says how many succeeded."""
     failed = [host(HostState.DONE, FAILED), host(HostState.FAILED, ERROR)]
-    assert verdict(failed, 0, 0, prepared=1)[0] is TestStatus.PASSED
     unreachable = [host(HostState.FAILED, ERROR), host(HostState.FAILED, ERROR)]
-    assert verdict(unreachable, 0, 0, prepared=0) == (TestStatus.ABORTED, NO_HOST_PREPARED)
+    for hosts in (failed, unreachable):
+        status, reason = verdict(hosts, 0, 0)
+        assert status is TestStatus.PASSED
+        assert reason.startswith("0 of 2 hosts succeeded (-minhosts 0)")
 
 
-def test_quorum_lost_reason_names_the_lost_hosts():
-    assert quorum_lost_reason(1, 3, None, 3, ["a", "b:1"]) == (
-        "quorum lost: 1 of 3 hosts left, -minhosts all (lost: a, b:1)"
-    )
-    assert quorum_lost_reason(1, 3, 2, 2, ["a"]) == (
-        "quorum lost: 1 of 3 hosts left, -minhosts 2 (lost: a)"
+def test_quorum_lost_reason_names_the_lost_hosts_and_why():
+    lost = [host(HostState.FAILED, ERROR), host(HostState.TIMEOUT, ERROR)]
+    lost[0].error = "authentication failed"
+    assert quorum_lost_reason(1, 3, None, 3, lost) == (
+        f"quorum lost because {lost[0].target}: authentication failed; "
+        f"{lost[1].target}: a command timed out (1 of 3 hosts left, -minhosts all)"
     )
