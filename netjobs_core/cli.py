@@ -34,6 +34,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "then the token file in your NetJobs config directory)",
     )
     parser.add_argument(
+        "--allow-weak-token",
+        action="store_true",
+        help="use a token that looks guessable (short, few kinds of characters, words)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=float,
         default=5.0,
@@ -110,7 +115,7 @@ def _main_run(argv: Sequence[str]) -> int:
         print("config is valid; simulated run: nothing was contacted or started")
         return EXIT_OK
     options = RunOptions(
-        token=read_token(args.token_file),
+        token=read_token(args.token_file, allow_weak=args.allow_weak_token),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
@@ -140,7 +145,7 @@ def _main_check(argv: Sequence[str]) -> int:
     _add_common(parser)
     args = parser.parse_args(argv)
     plan = read_plan(args.config)
-    token = read_token(args.token_file)
+    token = read_token(args.token_file, allow_weak=args.allow_weak_token)
     checks = asyncio.run(check_hosts(plan_addresses(plan), token, args.connect_timeout))
     for check in checks:
         print(format_check(check))

@@ -21,7 +21,7 @@ from netjobs_core.events import Event, TestFinished
 from netjobs_core.results import RunResult
 from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.tokens import Token, TokenError, load_token
+from netjobs_core.wire.tokens import Token, TokenError, load_token, refuse_weak
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -40,10 +40,13 @@ def plan_addresses(plan: Plan) -> list[Address]:
     return list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
 
 
-def read_token(path: str | os.PathLike[str] | None) -> Token:
+def read_token(path: str | os.PathLike[str] | None, *, allow_weak: bool = False) -> Token:
     """The token from `path`, $NETJOBS_TOKEN or the config directory; raises UsageError."""
     try:
-        return load_token(path)
+        token = load_token(path)
+        if not allow_weak:
+            refuse_weak(token)
+        return token
     except TokenError as exc:
         raise UsageError(str(exc)) from None
 
