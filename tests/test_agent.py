@@ -405,7 +405,7 @@ async def test_wrong_token_runs_nothing(agent, token_file, tmp_path):
         writer.write(encode_frame(hello))
         decoder = protocol.FrameDecoder()
         async with asyncio.timeout(10):
-            while not (frames := decoder.feed(data := await reader.read(65536))):
+            while not decoder.feed(data := await reader.read(65536)):
                 pass
         transcript = hashlib.sha256(encode_frame(hello) + data).digest()
         proof = protocol.proof(protocol.token_key(bad_token), b"netjobs-controller", transcript)

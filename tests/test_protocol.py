@@ -936,7 +936,8 @@ def test_agent_rejects_a_nan_timeout():
     prepare = Message(
         "prepare", {"label": "t", "commands": [{"id": 1, "command": "x", "timeout": float("nan")}]}
     )
-    assert b"NaN" in (data := sealed(controller, prepare))
+    data = sealed(controller, prepare)
+    assert b"NaN" in data
     with pytest.raises(ProtocolError):
         agent.receive_data(data)
 
