@@ -260,7 +260,7 @@ def test_the_token_key_is_scrypt_of_the_token_and_cached():
     import hashlib
 
     expected = hashlib.scrypt(
-        TOKEN, salt=protocol.KEY_SALT, n=2**14, r=8, p=1, maxmem=64 * 2**20, dklen=32
+        TOKEN, salt=protocol.KEY_SALT, n=2**15, r=8, p=1, maxmem=64 * 2**20, dklen=32
     )
     assert protocol.token_key(TOKEN) == expected
     assert protocol.token_key(TOKEN) is protocol.token_key(TOKEN)  # once per process

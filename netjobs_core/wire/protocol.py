@@ -132,13 +132,13 @@ MAX_HANDSHAKE_HEADER = 1024  # hello, auth, welcome, error: a few hundred bytes,
 NONCE_BYTES = 32
 _SEQ = struct.Struct(">Q")
 
-# The token key: scrypt with 16 MiB of memory, ~50-100 ms once per process and
+# The token key: scrypt with 32 MiB of memory, ~100 ms once per process and
 # token. The salt is a fixed protocol label: a per-agent salt would have to be
 # sent before authentication and buys nothing here, since every proof mixes in
 # fresh nonces (no precomputed table of proofs is possible) and the token, not
 # a password reused elsewhere, is what the label keeps apart from other uses.
 KEY_SALT = b"netjobs protocol 2 token key"
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
 class ProtocolError(Exception):
