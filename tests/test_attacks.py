@@ -221,6 +221,20 @@ def test_before_authentication_only_tiny_frames(header_len, body_len):
             conn.receive_data(prefix)  # refused from the prefix: nothing buffered
 
 
+async def test_the_agent_refuses_a_big_frame_before_authentication_from_its_prefix(agent):
+    """A stranger announcing a 256 KiB + 1 MiB frame is refused before it sends the bytes."""
+    reader, writer = await asyncio.open_connection(agent.host, agent.port)
+    try:
+        writer.write(protocol._PREFIX.pack(b"NJ", PROTOCOL_VERSION, 0, 256 * 1024, 1024**2))
+        async with asyncio.timeout(10):
+            reply = await reader.read()  # the agent answers and closes: nothing buffered
+    finally:
+        writer.close()
+    [error] = protocol.FrameDecoder().feed(reply)
+    assert (error.type, error["code"]) == ("error", "protocol")
+    assert "exceeds the limit" in error["message"]
+
+
 def test_after_authentication_frames_are_full_size():
     controller, agent = ready_pair()
     agent.queue_unchecked(Message("output", {"id": 0, "stream": "stdout"}, b"x" * 1024**2))
