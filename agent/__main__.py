@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="kill a test this long after its controller's connection is lost (default 2)",
     )
+    parser.add_argument(
+        "--allow-weak-token",
+        action="store_true",
+        help="accept a token that looks guessable (short, few kinds of characters, words)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
@@ -113,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.quiet)
     try:
         token = _load_token(args.token_file, args.strict_permissions)
+        if not args.allow_weak_token:
+            tokens.refuse_weak(token)
     except tokens.TokenError as exc:
         return _fail(str(exc))
     except OSError as exc:

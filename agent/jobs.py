@@ -400,6 +400,12 @@ class Run:
                     group.create_task(job.supervise(self.stage is Stage.RELEASED))
             self.sink.send(Message("finished"))
             log.info("test %r finished", self.label)
+        except Exception as exc:
+            # A bug here must not leave the controller waiting for its backstop.
+            self.sink.send(
+                Message("error", {"code": "internal", "message": f"internal agent error: {exc!r}"})
+            )
+            raise  # logged as an internal error by the task's owner
         finally:
             self.abort_now()  # no-op unless cancelled half-way
             self.stage = Stage.DONE

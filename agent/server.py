@@ -25,7 +25,7 @@ from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
 from . import oskit, procs
-from .jobs import CommandSpec, Run, Stage
+from .jobs import PREPARED_TIMEOUT_S, CommandSpec, Run, Stage
 
 AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
 IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
@@ -33,6 +33,7 @@ DRAIN_TIMEOUT_S = 60.0  # a controller that reads nothing for this long is dropp
 CLOSE_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
 READ_CHUNK = 64 * 1024
+MAX_START_AHEAD_NS = int(PREPARED_TIMEOUT_S * 1e9)  # a prepared run waits no longer
 
 log = logging.getLogger("netjobs.agent")
 
@@ -217,7 +218,18 @@ class Session:
 
     async def _on_start(self, message: Message) -> bool:
         assert self.run is not None  # the table: start follows this connection's prepared
-        self.run.start(message.get("at"))
+        at = message.get("at")
+        if at is not None and at - now_ns() > MAX_START_AHEAD_NS:
+            # The run could never start before its prepared timeout: refuse it now
+            # rather than hold the agent busy until then.
+            self.run.kill("refused: its start instant is too far ahead")
+            self.send_error(
+                "bad-request",
+                f"the start instant is {(at - now_ns()) / 1e9:.0f} s ahead of the agent's "
+                f"clock (at most {MAX_START_AHEAD_NS / 1e9:g} s)",
+            )
+            return False
+        self.run.start(at)
         return True
 
     async def _on_kill(self, message: Message) -> bool:
@@ -252,6 +264,7 @@ _HANDLERS: dict[str, Callable[[Session, Message], Awaitable[bool]]] = {
 class Agent:
     def __init__(self, token: Token, *, orphan_grace: float = 2.0) -> None:
         self.secret = token.secret
+        protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
         self.orphan_grace = orphan_grace
         self.run: Run | None = None
         self._run_task: asyncio.Task[None] | None = None

@@ -56,6 +56,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="refuse a token file that group or others may read (default: warn)",
     )
     parser.add_argument(
+        "--allow-weak-token",
+        action="store_true",
+        help="use a token that looks guessable (short, few kinds of characters, words)",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=_positive_seconds,
         default=5.0,
@@ -140,7 +145,9 @@ def _main_run(argv: Sequence[str]) -> int:
         say("config is valid; simulated run: nothing was contacted or started", sys.stdout)
         return EXIT_OK
     options = RunOptions(
-        token=read_token(args.token_file, strict=args.strict_permissions),
+        token=read_token(
+            args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+        ),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
@@ -174,7 +181,9 @@ def _main_check(argv: Sequence[str]) -> int:
     _add_common(parser)
     args = parser.parse_args(argv)
     plan = read_plan(args.config)
-    token = read_token(args.token_file, strict=args.strict_permissions)
+    token = read_token(
+        args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+    )
     checks = asyncio.run(check_hosts(plan_addresses(plan), token, args.connect_timeout))
     for check in checks:
         say(format_check(check), sys.stdout)

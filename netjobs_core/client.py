@@ -170,6 +170,8 @@ class AgentLink:
         while not self._pending:
             try:
                 await self._read_some()
+            except protocol.IntegrityError as exc:  # already worded for the user
+                raise ConnectionLost(str(exc)) from None
             except protocol.ProtocolError as exc:
                 raise ConnectionLost(f"protocol error: {exc}") from None
         return self._pending.popleft()

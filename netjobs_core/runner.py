@@ -278,7 +278,15 @@ class _TestRun:
                 if self.aborted.is_set():
                     deadline.reschedule(asyncio.get_running_loop().time() + KILL_CONFIRM_S)
                 while not host.result.state.finished:
-                    self.handle(host, await link.recv())
+                    message = await link.recv()
+                    try:
+                        self.handle(host, message)
+                    except (ArithmeticError, ValueError) as exc:
+                        # Numbers the schema let through that still break the sums:
+                        # that host's protocol error, not a crash of the whole run.
+                        raise ConnectionLost(
+                            f"protocol error: unusable {message.type!r} from the agent ({exc})"
+                        ) from None
         except TimeoutError:
             if self.aborted.is_set():
                 self._give_up(host, "the agent did not confirm the kill", HostState.KILLED)

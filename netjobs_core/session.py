@@ -26,7 +26,7 @@ from netjobs_core.results_json import json_text, write_json
 from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.text import printable
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.tokens import Token, TokenError, load_token
+from netjobs_core.wire.tokens import Token, TokenError, load_token, refuse_weak
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDOUT = "-"  # as a --json path: the document goes to standard output
@@ -70,12 +70,17 @@ def plan_addresses(plan: Plan) -> list[Address]:
     return list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
 
 
-def read_token(path: str | os.PathLike[str] | None, *, strict: bool = False) -> Token:
+def read_token(
+    path: str | os.PathLike[str] | None, *, strict: bool = False, allow_weak: bool = False
+) -> Token:
     """The token from `path`, $NETJOBS_TOKEN or the config directory; raises UsageError.
 
-    A token file others may read is refused when `strict`, else warned about."""
+    A token file others may read is refused when `strict`, else warned about; a
+    guessable token is refused unless `allow_weak`."""
     try:
         token = load_token(path, strict=strict)
+        if not allow_weak:
+            refuse_weak(token)
     except TokenError as exc:
         raise UsageError(str(exc)) from None
     if token.warning:

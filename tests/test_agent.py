@@ -290,7 +290,8 @@ async def test_start_needs_a_prepared_test(agent, token_file):
     async with await connect(agent, token_file) as client:
         with pytest.raises(ProtocolError, match="'start' out of order"):
             await client.send("start", at=None)  # the client's own table refuses it
-        client.writer.write(encode_frame(Message("start", {"at": None})))  # past the table
+        client.conn.queue_unchecked(Message("start", {"at": None}))  # past the table
+        client.writer.write(client.conn.data_to_send())
         refused = await client.recv()
         assert (refused.type, refused["code"]) == ("error", "protocol")
         assert "'start' out of order" in refused["message"]
@@ -305,7 +306,8 @@ async def test_a_second_start_is_refused(agent, token_file):
         await client.start()
         with pytest.raises(ProtocolError, match="'start' out of order"):
             await client.send("start", at=None)
-        client.writer.write(encode_frame(Message("start", {"at": None})))
+        client.conn.queue_unchecked(Message("start", {"at": None}))
+        client.writer.write(client.conn.data_to_send())
         refused = await read_until_error(client)
         assert (
             refused["code"] == "protocol"
@@ -338,8 +340,9 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
             writer.write(conn.data_to_send())
         prepared = {"gated": True, "commands": [{"id": 1, "ok": True, "error": None}]}
         early = {"id": 1, "status": "ok", "exit_code": 0, "message": "exit 0"}
-        writer.write(encode_frame(Message("prepared", prepared)))
-        writer.write(encode_frame(Message("exit", early)))  # past its own table
+        conn.queue_unchecked(Message("prepared", prepared))
+        conn.queue_unchecked(Message("exit", early))  # past its own table
+        writer.write(conn.data_to_send())
         await reader.read()  # until the controller hangs up
         writer.close()
 
@@ -396,14 +399,16 @@ async def test_wrong_token_runs_nothing(agent, token_file, tmp_path):
     reader, writer = await asyncio.open_connection(agent.host, agent.port)
     try:
         nonce = secrets.token_hex(32)
-        hello = Message("hello", {"role": "controller", "version": 1, "nonce": nonce})
+        hello = Message(
+            "hello", {"role": "controller", "version": protocol.PROTOCOL_VERSION, "nonce": nonce}
+        )
         writer.write(encode_frame(hello))
         decoder = protocol.FrameDecoder()
         async with asyncio.timeout(10):
-            while not (frames := decoder.feed(await reader.read(65536))):
+            while not decoder.feed(data := await reader.read(65536)):
                 pass
-        agent_nonce = frames[0]["nonce"]
-        proof = protocol.proof(bad_token, b"netjobs-controller", agent_nonce, nonce)
+        transcript = hashlib.sha256(encode_frame(hello) + data).digest()
+        proof = protocol.proof(protocol.token_key(bad_token), b"netjobs-controller", transcript)
         prepare = {"label": "x", "commands": [{"id": 1, "command": f"touch '{marker}'"}]}
         writer.write(
             encode_frame(Message("auth", {"proof": proof}))

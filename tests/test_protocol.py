@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 
@@ -57,6 +58,12 @@ def handshake(
     assert pump(controller, agent) == []  # auth
     assert pump(agent, controller) == []  # welcome
     return controller, agent
+
+
+def sealed(sender: Connection, message: Message) -> bytes:
+    """MESSAGE sealed by SENDER past its own checks: a peer that breaks the rules."""
+    sender.queue_unchecked(message)
+    return sender.data_to_send()
 
 
 def decode_all(data: bytes) -> list[Message]:
@@ -240,12 +247,23 @@ def test_nonces_differ_per_connection():
     assert a["nonce"] != b["nonce"] and len(a["nonce"]) == 64
 
 
-def test_proofs_bind_both_nonces_and_direction():
-    n1, n2 = "11" * 32, "22" * 32
-    agent_proof = protocol.proof(TOKEN, b"netjobs-agent", n1, n2)
-    assert agent_proof != protocol.proof(TOKEN, b"netjobs-controller", n1, n2)
-    assert agent_proof != protocol.proof(TOKEN, b"netjobs-agent", n2, n1)
-    assert agent_proof != protocol.proof(OTHER, b"netjobs-agent", n1, n2)
+def test_proofs_bind_the_key_the_label_and_the_transcript():
+    key, other = protocol.token_key(TOKEN), protocol.token_key(OTHER)
+    transcript = b"c-hello" + b"a-hello"
+    agent_proof = protocol.proof(key, b"netjobs-agent", transcript)
+    assert agent_proof != protocol.proof(key, b"netjobs-controller", transcript)
+    assert agent_proof != protocol.proof(key, b"netjobs-agent", b"c-hellx" + b"a-hello")
+    assert agent_proof != protocol.proof(other, b"netjobs-agent", transcript)
+
+
+def test_the_token_key_is_scrypt_of_the_token_and_cached():
+    import hashlib
+
+    expected = hashlib.scrypt(
+        TOKEN, salt=protocol.KEY_SALT, n=2**15, r=8, p=1, maxmem=64 * 2**20, dklen=32
+    )
+    assert protocol.token_key(TOKEN) == expected
+    assert protocol.token_key(TOKEN) is protocol.token_key(TOKEN)  # once per process
 
 
 def test_empty_token_refused():
@@ -263,18 +281,27 @@ def test_controller_detects_an_agent_with_another_token():
     assert controller.data_to_send() == b""  # the controller sends no auth, no error
 
 
+C_HELLO = frame("hello", role="controller", version=PROTOCOL_VERSION, nonce="ab" * 32)
+
+
 def agent_after_hello(token: bytes = TOKEN) -> tuple[Connection, Message]:
-    """An agent that has answered a hello; returns it and its hello."""
+    """An agent that has answered C_HELLO; returns it and its hello."""
     agent = Connection(Role.AGENT, token)
-    nonce = "ab" * 32
-    agent.receive_data(frame("hello", role="controller", version=PROTOCOL_VERSION, nonce=nonce))
+    agent.receive_data(C_HELLO)
     return agent, decode_all(agent.data_to_send())[0]
+
+
+def controller_proof(token: bytes, agent_hello: Message) -> str:
+    """What a controller that sent C_HELLO answers AGENT_HELLO with."""
+    transcript = hashlib.sha256(C_HELLO + encode_frame(agent_hello)).digest()
+    return protocol.proof(protocol.token_key(token), b"netjobs-controller", transcript)
 
 
 def test_agent_refuses_a_wrong_controller_proof_and_delivers_nothing():
     agent, hello = agent_after_hello()
-    wrong = protocol.proof(OTHER, b"netjobs-controller", hello["nonce"], "ab" * 32)
-    data = frame("auth", proof=wrong) + frame("prepare", label="x", commands=[])
+    data = frame("auth", proof=controller_proof(OTHER, hello)) + frame(
+        "prepare", label="x", commands=[]
+    )
     with pytest.raises(AuthenticationFailed):
         agent.receive_data(data)
     assert agent.state is State.CLOSED
@@ -292,8 +319,14 @@ def test_agent_refuses_a_replayed_agent_proof():
 
 def test_agent_accepts_the_right_proof_and_pipelined_requests():
     agent, hello = agent_after_hello()
-    right = protocol.proof(TOKEN, b"netjobs-controller", hello["nonce"], "ab" * 32)
-    got = agent.receive_data(frame("auth", proof=right) + frame("ping", seq=9))
+    # The first sealed frame from the controller: seq 0 under its direction's key.
+    keys = protocol.session_keys(protocol.token_key(TOKEN), C_HELLO + encode_frame(hello))
+    ping = encode_frame(Message("ping", {"seq": 9}), protocol.FLAG_TAGGED)
+    mac = keys[Role.CONTROLLER].copy()
+    mac.update(bytes(8) + ping)
+    got = agent.receive_data(
+        frame("auth", proof=controller_proof(TOKEN, hello)) + ping + mac.digest()
+    )
     assert agent.state is State.READY
     assert got == [Message("ping", {"seq": 9})]
     assert [m.type for m in decode_all(agent.data_to_send())] == ["welcome"]
@@ -595,7 +628,7 @@ def test_every_cell_of_the_table(sender, phase, kind):
         source.send(message)
     assert source.phase is phase  # a refused send changes nothing
     with pytest.raises(ProtocolError, match=r"out of order|closed"):
-        target.receive_data(encode_frame(message))
+        target.receive_data(sealed(source, message))
     assert target.state is State.CLOSED
     if target.role is Role.AGENT and phase is not Phase.CLOSED:
         [error] = decode_all(target.data_to_send())
@@ -604,9 +637,10 @@ def test_every_cell_of_the_table(sender, phase, kind):
 
 
 def test_out_of_order_names_the_sender_and_the_phase():
-    controller, _ = reach(Phase.PREPARED)
+    controller, agent = reach(Phase.PREPARED)
+    output = Message("output", {"id": 1, "stream": "stdout"}, b"x")
     with pytest.raises(ProtocolError) as info:
-        controller.receive_data(frame("output", b"x", id=1, stream="stdout"))
+        controller.receive_data(sealed(agent, output))
     assert str(info.value) == (
         "'output' out of order: the agent may not send it while the connection is prepared"
     )
@@ -629,7 +663,7 @@ def test_before_started_an_exit_can_only_report_a_kill(phase, fields):
     with pytest.raises(ProtocolError, match="before 'started' that is not the report of a kill"):
         agent.send(message)
     with pytest.raises(ProtocolError, match="before 'started' that is not the report of a kill"):
-        controller.receive_data(encode_frame(message))
+        controller.receive_data(sealed(agent, message))
 
 
 def test_the_real_agents_orders():
@@ -683,10 +717,10 @@ def test_exit_and_output_only_for_open_commands():
     ):
         with pytest.raises(ProtocolError, match="not prepared or has exited"):
             agent.send(message)
-        fresh, _ = reach(Phase.RUNNING, [1, 2])
-        fresh.receive_data(encode_frame(exit_message(1)))
+        fresh, fresh_agent = reach(Phase.RUNNING, [1, 2])
+        fresh.receive_data(sealed(fresh_agent, exit_message(1)))
         with pytest.raises(ProtocolError, match="not prepared or has exited"):
-            fresh.receive_data(encode_frame(message))
+            fresh.receive_data(sealed(fresh_agent, message))
 
 
 def test_finished_waits_for_every_exit():
@@ -696,7 +730,7 @@ def test_finished_waits_for_every_exit():
     with pytest.raises(ProtocolError, match="before the exit of command 1, 3"):
         agent.send(Message("finished"))
     with pytest.raises(ProtocolError, match="before the exit of command 1, 3"):
-        controller.receive_data(frame("finished"))
+        controller.receive_data(sealed(agent, Message("finished")))
 
 
 def test_kill_crossing_finished_is_fine():
@@ -764,8 +798,10 @@ def test_an_error_frame_elsewhere_is_the_last_word():
 
 
 def test_frames_after_the_peers_last_word_are_refused():
-    controller, _ = handshake()
-    data = frame("error", code="protocol", message="bad") + frame("pong", seq=1, clock=1)
+    controller, agent = handshake()
+    data = sealed(agent, Message("error", {"code": "protocol", "message": "bad"})) + sealed(
+        agent, Message("pong", {"seq": 1, "clock": 1})
+    )
     with pytest.raises(ProtocolError, match="after the last word"):
         controller.receive_data(data)
 
@@ -887,25 +923,32 @@ BAD_FOR_AGENT = [
 
 @pytest.mark.parametrize(("kind", "fields"), BAD_FOR_AGENT)
 def test_agent_rejects_schema_violations(kind, fields):
-    _, agent = handshake()
+    controller, agent = handshake()
     with pytest.raises(ProtocolError):
-        agent.receive_data(frame(kind, **fields))
+        agent.receive_data(sealed(controller, Message(kind, fields)))
     assert agent.state is State.CLOSED
     [error] = decode_all(agent.data_to_send())
     assert (error.type, error["code"]) == ("error", "protocol")
 
 
 def test_agent_rejects_a_nan_timeout():
-    _, agent = handshake()
-    header = b'{"type":"prepare","label":"t","commands":[{"id":1,"command":"x","timeout":NaN}]}'
+    controller, agent = handshake()
+    prepare = Message(
+        "prepare", {"label": "t", "commands": [{"id": 1, "command": "x", "timeout": float("nan")}]}
+    )
+    data = sealed(controller, prepare)
+    assert b"NaN" in data
     with pytest.raises(ProtocolError):
-        agent.receive_data(raw_frame(header))
+        agent.receive_data(data)
 
 
 def test_a_bad_message_after_good_ones_closes_the_connection():
-    _, agent = handshake()
+    controller, agent = handshake()
     with pytest.raises(ProtocolError):
-        agent.receive_data(frame("ping", seq=1) + frame("ping", seq="x"))
+        agent.receive_data(
+            sealed(controller, Message("ping", {"seq": 1}))
+            + sealed(controller, Message("ping", {"seq": "x"}))
+        )
     assert agent.state is State.CLOSED
 
 
@@ -932,16 +975,16 @@ BAD_FOR_CONTROLLER = [
 
 @pytest.mark.parametrize(("kind", "fields"), BAD_FOR_CONTROLLER)
 def test_controller_rejects_schema_violations(kind, fields):
-    controller, _ = handshake()
+    controller, agent = handshake()
     with pytest.raises(ProtocolError):
-        controller.receive_data(frame(kind, **fields))
+        controller.receive_data(sealed(agent, Message(kind, fields)))
     assert controller.state is State.CLOSED
     assert controller.data_to_send() == b""  # the controller just closes
 
 
 def test_unknown_extra_fields_are_tolerated():
-    _, agent = handshake()
-    got = agent.receive_data(frame("ping", seq=1, future_field="x"))
+    controller, agent = handshake()
+    got = agent.receive_data(sealed(controller, Message("ping", {"seq": 1, "future_field": "x"})))
     assert got[0]["seq"] == 1 and got[0].get("future_field") == "x"
 
 

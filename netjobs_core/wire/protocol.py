@@ -12,13 +12,30 @@ Framing
 -------
 Frame layout (big-endian)::
 
-    b"NJ"  version:u8  reserved:u8  header_len:u32  body_len:u32  header  body
+    b"NJ"  version:u8  flags:u8  header_len:u32  body_len:u32  header  body  [tag:32]
 
 `header` is a UTF-8 JSON object with a "type" key; `body` carries raw bytes
 (command output), so output is binary-safe and never re-encoded. The first
 four bytes never change between versions, so either side can name a version
 mismatch instead of misreading a frame. Every message type has a schema
-(field -> type); a frame that breaks it is a ProtocolError.
+(field -> type, numbers with finite bounds); a frame that breaks it is a
+ProtocolError. Before authentication a frame is tiny (header at most
+`MAX_HANDSHAKE_HEADER`, no body), so a stranger makes nobody buffer much.
+
+Integrity (flags bit 0: a 32-byte tag follows the body)
+-------------------------------------------------------
+Every frame after the handshake (from `welcome` on, one direction each) is
+sealed: ``tag = HMAC-SHA256(direction key, seq:u64 | prefix | header | body)``.
+The keys are derived from the token key and the transcript of both hellos
+(so from both nonces), one per direction, so a frame cannot be reflected
+back to its sender. `seq` counts the frames of one direction from 0; it is
+implicit (never sent): TCP already delivers in order, so the receiver's own
+count is what the sender's must be, and a dropped, replayed or reordered
+frame fails its tag exactly as a rewritten one does. Sending it would only
+cost 8 bytes a frame for a more detailed error message. A frame that fails is
+an IntegrityError and nothing in it is decoded: the tag is checked before the
+JSON is parsed. Frames are authenticated, not encrypted: anyone on the path
+can read commands and output (see docs/security.md).
 
 Handshake (mutual challenge-response, the token never crosses the wire)
 ------------------------------------------------------------------------
@@ -27,10 +44,19 @@ Handshake (mutual challenge-response, the token never crosses the wire)
     controller -> agent  hello   {role: "controller", version, nonce}
     agent -> controller  hello   {role: "agent", version, nonce, proof, ...}
     controller -> agent  auth    {proof}
-    agent -> controller  welcome {}
+    agent -> controller  welcome {}                       (sealed: seq 0)
 
-    agent proof      = HMAC-SHA256(token, "netjobs-agent"      | c_nonce | a_nonce)
-    controller proof = HMAC-SHA256(token, "netjobs-controller" | a_nonce | c_nonce)
+    K                = scrypt(token, KEY_SALT)            (once per process and token)
+    agent proof      = HMAC-SHA256(K, "netjobs-agent"      | SHA256(c_hello) | a_nonce)
+    controller proof = HMAC-SHA256(K, "netjobs-controller" | SHA256(c_hello | a_hello))
+    session keys     = HKDF-SHA256(K, SHA256(c_hello | a_hello)), one per direction
+
+`c_hello` and `a_hello` are the exact frames as sent and received (channel
+binding): a proxy that rewrites a field of either hello breaks the proof the
+other side checks, and `welcome`, sealed with the session key, confirms the
+agent's view of the transcript to the controller. K is memory-hard to
+compute, so an agent's proof is no cheap offline-guessing oracle for the
+token. Each side checks the other's proof with a constant-time compare.
 
 `HANDSHAKE[role][state]` names the one message each state waits for and the
 state it leads to (the reply is queued on the way)::
@@ -38,9 +64,10 @@ state it leads to (the reply is queued on the way)::
     controller  START -(sends hello)-> SENT_HELLO -hello-> SENT_AUTH -welcome-> READY
     agent       START -hello-> SENT_HELLO -auth-> READY
 
-Each side checks the other's proof with a constant-time compare; until the
-controller's proof is checked the agent accepts nothing but the handshake.
-An `error` frame during the handshake raises PeerError.
+Until the controller's proof is checked the agent accepts nothing but the
+handshake. An `error` frame during the handshake raises PeerError; one sent
+before its sender has the session keys is unsealed (it can only end a
+connection, which anyone on the path can do anyway).
 
 Run phase
 ---------
@@ -80,9 +107,11 @@ Beyond the table, a Connection tracks the command ids of the current run:
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import struct
 from collections.abc import Callable
@@ -91,13 +120,25 @@ from typing import Any
 
 from netjobs_core.wire.status import ENDS, CommandStatus
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"NJ"
 _PREFIX = struct.Struct(">2sBBII")
 PREFIX_SIZE = _PREFIX.size
+FLAG_TAGGED = 0x01  # a TAG_SIZE-byte HMAC follows the body
+TAG_SIZE = 32
 MAX_HEADER = 256 * 1024
 MAX_BODY = 1024 * 1024
+MAX_HANDSHAKE_HEADER = 1024  # hello, auth, welcome, error: a few hundred bytes, no body
 NONCE_BYTES = 32
+_SEQ = struct.Struct(">Q")
+
+# The token key: scrypt with 32 MiB of memory, ~100 ms once per process and
+# token. The salt is a fixed protocol label: a per-agent salt would have to be
+# sent before authentication and buys nothing here, since every proof mixes in
+# fresh nonces (no precomputed table of proofs is possible) and the token, not
+# a password reused elsewhere, is what the label keeps apart from other uses.
+KEY_SALT = b"netjobs protocol 2 token key"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 
 
 class ProtocolError(Exception):
@@ -118,6 +159,10 @@ class VersionMismatch(ProtocolError):
 
 class AuthenticationFailed(ProtocolError):
     """The peer does not hold the same token."""
+
+
+class IntegrityError(ProtocolError):
+    """A frame failed its tag: altered, dropped, replayed or reordered on the way."""
 
 
 class FrameTooLarge(ProtocolError):
@@ -151,15 +196,39 @@ class Message:
         return self.fields.get(key, default)
 
 
-# Field name -> accepted type(s); a trailing "?" means optional (None allowed).
+@dataclass(frozen=True)
+class Bounded:
+    """A number field: its types and inclusive finite bounds."""
+
+    types: tuple[type, ...]
+    low: int | float
+    high: int | float
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False  # json.loads takes NaN and Infinity
+        return self.low <= value <= self.high  # exact for ints of any size
+
+
+# Field name -> accepted type(s) or Bounded; a trailing "?" means optional (None allowed).
 _INT = (int,)
 _STR = (str,)
 _BOOL = (bool,)
 _NUM = (int, float)
 _LIST = (list,)
 _DICT = (dict,)
+MAX_CLOCK = 2**63 - 1  # clock readings in ns, as int64: arithmetic on them stays finite
+_CLOCK = Bounded(_INT, 0, MAX_CLOCK)
+_SEQ_NO = Bounded(_INT, 0, 2**63 - 1)
+COMMAND_ID = Bounded(_INT, 0, 2**31 - 1)
+# Windows exit codes are unsigned 32-bit; POSIX reports a signal as its negative.
+_EXIT_CODE = Bounded(_INT, -(2**31), 2**32 - 1)
+MAX_TIMEOUT_S = 1e9  # ~31 years; in ns still within int64
+_TIMEOUT = Bounded(_NUM, 0, MAX_TIMEOUT_S)
 
-HANDSHAKE_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
+Schema = dict[str, tuple[type, ...] | Bounded]
+
+HANDSHAKE_SCHEMAS: dict[str, Schema] = {
     "hello": {"role": _STR, "version": _INT, "nonce": _STR},
     "auth": {"proof": _STR},
     "welcome": {},
@@ -167,20 +236,20 @@ HANDSHAKE_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
 }
 
 # Requests a controller may send once authenticated.
-CONTROLLER_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
-    "ping": {"seq": _INT},
+CONTROLLER_SCHEMAS: dict[str, Schema] = {
+    "ping": {"seq": _SEQ_NO},
     "status": {},
     # commands: [{"id": int, "command": str, "timeout": float | None}]
     "prepare": {"label": _STR, "commands": _LIST},
     # at: the release instant on the agent's clock (ns), or None for "now"
-    "start": {"at?": _INT},
+    "start": {"at?": _CLOCK},
     "kill": {"reason": _STR},
     "bye": {},
 }
 
 # What an agent sends once the controller is authenticated.
-AGENT_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
-    "pong": {"seq": _INT, "clock": _INT},
+AGENT_SCHEMAS: dict[str, Schema] = {
+    "pong": {"seq": _SEQ_NO, "clock": _CLOCK},
     "status": {
         "busy": _BOOL,
         "label?": _STR,
@@ -191,16 +260,17 @@ AGENT_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     # commands: [{"id": int, "ok": bool, "error": str | None}]; gated: spawned
     # and waiting for the release, so the start costs no process spawn.
     "prepared": {"gated": _BOOL, "commands": _LIST},
-    # released_at: agent clock (ns) right after each command was let go;
-    # late_ns: how far past the requested instant the release happened.
-    "started": {"released_at": _DICT, "late_ns": _INT},
-    "output": {"id": _INT, "stream": _STR},
+    # released_at: agent clock (ns) right after each command was let go, by
+    # command id (a string: JSON keys); late_ns: how far past the requested
+    # instant the release happened.
+    "started": {"released_at": _DICT, "late_ns": _CLOCK},
+    "output": {"id": COMMAND_ID, "stream": _STR},
     # status: one of wire.status.ENDS
     "exit": {
-        "id": _INT,
+        "id": COMMAND_ID,
         "status": _STR,
-        "exit_code?": _INT,
-        "ended_at?": _INT,
+        "exit_code?": _EXIT_CODE,
+        "ended_at?": _CLOCK,
         "message": _STR,
     },
     "finished": {},
@@ -210,13 +280,14 @@ AGENT_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
 STREAMS = frozenset({"stdout", "stderr"})
 
 
-def encode_frame(message: Message) -> bytes:
+def encode_frame(message: Message, flags: int = 0) -> bytes:
+    """The frame without its tag (a sealed frame's tag is the Connection's business)."""
     header = json.dumps(
         {"type": message.type, **message.fields}, separators=(",", ":"), ensure_ascii=True
     ).encode("ascii")
     if len(header) > MAX_HEADER or len(message.body) > MAX_BODY:
         raise FrameTooLarge(f"frame too large to send: {message.type}")
-    return _PREFIX.pack(MAGIC, PROTOCOL_VERSION, 0, len(header), len(message.body)) + (
+    return _PREFIX.pack(MAGIC, PROTOCOL_VERSION, flags, len(header), len(message.body)) + (
         header + message.body
     )
 
@@ -227,40 +298,22 @@ def _printable(data: bytes, limit: int = 60) -> str:
     return text.strip(".") or data[:16].hex()
 
 
-class FrameDecoder:
-    """Splits a byte stream into Messages; raises ProtocolError on bad input."""
+@dataclass(frozen=True)
+class RawFrame:
+    """One frame as it came: `signed` (prefix, header, body) is what its tag covers."""
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
+    flags: int
+    signed: bytes
+    header_len: int
+    tag: bytes
 
-    def feed(self, data: bytes) -> list[Message]:
-        self._buffer += data
-        messages: list[Message] = []
-        while True:
-            message = self._next()
-            if message is None:
-                return messages
-            messages.append(message)
+    @property
+    def body(self) -> bytes:
+        return self.signed[PREFIX_SIZE + self.header_len :]
 
-    def _next(self) -> Message | None:
-        buf = self._buffer
-        if (len(buf) >= 2 and bytes(buf[:2]) != MAGIC) or (len(buf) == 1 and buf[:1] != MAGIC[:1]):
-            raise NotNetJobsPeer(f"not a NetJobs agent or controller (it sent {_printable(buf)!r})")
-        if len(buf) < PREFIX_SIZE:
-            return None
-        _, version, _, header_len, body_len = _PREFIX.unpack_from(buf)
-        if version != PROTOCOL_VERSION:
-            raise VersionMismatch(
-                f"peer speaks NetJobs protocol {version}, this side speaks {PROTOCOL_VERSION}"
-            )
-        if header_len > MAX_HEADER or body_len > MAX_BODY:
-            raise FrameTooLarge(f"frame of {header_len}+{body_len} bytes exceeds the limit")
-        end = PREFIX_SIZE + header_len + body_len
-        if len(buf) < end:
-            return None
-        raw_header = bytes(buf[PREFIX_SIZE : PREFIX_SIZE + header_len])
-        body = bytes(buf[PREFIX_SIZE + header_len : end])
-        del buf[:end]
+    def message(self) -> Message:
+        """Parse the header: call only once the tag (if any is due) verified."""
+        raw_header = self.signed[PREFIX_SIZE : PREFIX_SIZE + self.header_len]
         try:
             header = json.loads(raw_header)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -269,11 +322,55 @@ class FrameDecoder:
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
             raise ProtocolError("malformed frame header: no message type")
         kind = header.pop("type")
-        return Message(kind, header, body)
+        return Message(kind, header, self.body)
 
 
-def check_fields(message: Message, schema: dict[str, tuple[type, ...]]) -> None:
-    for key, types in schema.items():
+class FrameDecoder:
+    """Splits a byte stream into frames; raises ProtocolError on bad input.
+
+    The size limits are attributes: a Connection keeps them tiny until the
+    peer is authenticated. `feed` parses without checking any tag (for tools
+    and tests); a Connection pulls `next_frame` and verifies first.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.max_header = MAX_HEADER
+        self.max_body = MAX_BODY
+
+    def feed(self, data: bytes) -> list[Message]:
+        self.add(data)
+        return [frame.message() for frame in iter(self.next_frame, None)]
+
+    def add(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_frame(self) -> RawFrame | None:
+        buf = self._buffer
+        if (len(buf) >= 2 and bytes(buf[:2]) != MAGIC) or (len(buf) == 1 and buf[:1] != MAGIC[:1]):
+            raise NotNetJobsPeer(f"not a NetJobs agent or controller (it sent {_printable(buf)!r})")
+        if len(buf) < PREFIX_SIZE:
+            return None
+        _, version, flags, header_len, body_len = _PREFIX.unpack_from(buf)
+        if version != PROTOCOL_VERSION:
+            raise VersionMismatch(
+                f"peer speaks NetJobs protocol {version}, this side speaks {PROTOCOL_VERSION}"
+            )
+        if flags & ~FLAG_TAGGED:
+            raise ProtocolError(f"frame with unknown flags {flags:#04x}")
+        if header_len > self.max_header or body_len > self.max_body:
+            raise FrameTooLarge(f"frame of {header_len}+{body_len} bytes exceeds the limit")
+        end = PREFIX_SIZE + header_len + body_len
+        tag_end = end + (TAG_SIZE if flags & FLAG_TAGGED else 0)
+        if len(buf) < tag_end:
+            return None
+        frame = RawFrame(flags, bytes(buf[:end]), header_len, bytes(buf[end:tag_end]))
+        del buf[:tag_end]
+        return frame
+
+
+def check_fields(message: Message, schema: Schema) -> None:
+    for key, spec in schema.items():
         optional = key.endswith("?")
         name = key.rstrip("?")
         value = message.fields.get(name)
@@ -281,12 +378,15 @@ def check_fields(message: Message, schema: dict[str, tuple[type, ...]]) -> None:
             if optional:
                 continue
             raise ProtocolError(f"{message.type!r} message lacks {name!r}")
+        types = spec.types if isinstance(spec, Bounded) else spec
         # bool is an int subclass; keep the two apart.
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ProtocolError(f"{message.type!r} message has a bad {name!r}")
+        if isinstance(spec, Bounded) and not spec.accepts(value):
+            raise ProtocolError(f"{message.type!r} message has an out-of-range {name!r}")
 
 
-def validate(message: Message, schemas: dict[str, dict[str, tuple[type, ...]]]) -> Message:
+def validate(message: Message, schemas: dict[str, Schema]) -> Message:
     schema = schemas.get(message.type)
     if schema is None:
         raise ProtocolError(f"unexpected message {message.type!r}")
@@ -297,6 +397,8 @@ def validate(message: Message, schemas: dict[str, dict[str, tuple[type, ...]]]) 
         raise ProtocolError(f"'output' message has an unknown stream {message['stream']!r}")
     if message.type == "prepare":
         _check_commands(message["commands"])
+    if message.type == "started":
+        _check_releases(message["released_at"])
     return message
 
 
@@ -305,22 +407,50 @@ def _check_commands(commands: list[Any]) -> None:
     for item in commands:
         if not isinstance(item, dict):
             raise ProtocolError("'prepare' commands must be objects")
-        check_fields(Message("prepare", item), {"id": _INT, "command": _STR, "timeout?": _NUM})
+        check_fields(
+            Message("prepare", item), {"id": COMMAND_ID, "command": _STR, "timeout?": _TIMEOUT}
+        )
         if item["id"] in ids:
             raise ProtocolError(f"'prepare' repeats command id {item['id']}")
-        timeout = item.get("timeout")
-        if timeout is not None and timeout < 0:
-            raise ProtocolError("'prepare' has a negative timeout")
-        if timeout is not None and timeout != timeout:  # NaN: json.loads accepts it
-            raise ProtocolError("'prepare' has a timeout that is not a number")
         ids.add(item["id"])
 
 
-def proof(token: bytes, label: bytes, first_nonce: str, second_nonce: str) -> str:
-    mac = hmac.new(token, label, hashlib.sha256)
-    mac.update(bytes.fromhex(first_nonce))
-    mac.update(bytes.fromhex(second_nonce))
+def _check_releases(released_at: dict[str, Any]) -> None:
+    for key, value in released_at.items():
+        if not key.isdecimal() or len(key) > 10:
+            raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
+        check_fields(Message("started", {"released_at": value}), {"released_at": _CLOCK})
+
+
+@functools.lru_cache(maxsize=8)
+def token_key(token: bytes) -> bytes:
+    """The key every proof and session key comes from: memory-hard, so that a
+    captured proof costs an offline guesser one scrypt per guess."""
+    return hashlib.scrypt(
+        token, salt=KEY_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 2**20, dklen=32
+    )
+
+
+def proof(key: bytes, label: bytes, *parts: bytes) -> str:
+    mac = hmac.new(key, label, hashlib.sha256)
+    for part in parts:
+        mac.update(part)
     return mac.hexdigest()
+
+
+def session_keys(key: bytes, transcript: bytes) -> dict[Role, hmac.HMAC]:
+    """HKDF-SHA256 (extract, then one expand block per direction): the MAC each
+    sender seals its frames with, by sender."""
+    prk = hmac.digest(hashlib.sha256(transcript).digest(), key, "sha256")
+    return {
+        sender: hmac.new(
+            hmac.digest(
+                prk, b"netjobs frames from the " + sender.value.encode() + b"\x01", "sha256"
+            ),
+            digestmod=hashlib.sha256,
+        )
+        for sender in Role
+    }
 
 
 def _is_nonce(value: str) -> bool:
@@ -450,17 +580,24 @@ class Connection:
             raise ValueError("an empty token authenticates nobody")
         self.role = role
         self.peer_role = _PEER[role]
-        self._token = token
+        self._key = token_key(token)
         self._nonce = (nonce or secrets.token_bytes(NONCE_BYTES)).hex()
         self._peer_nonce = ""
         self._decoder = FrameDecoder()
+        self._decoder.max_header, self._decoder.max_body = MAX_HANDSHAKE_HEADER, 0
         self._out = bytearray()
+        self._c_hello = b""  # the two hellos, exactly as on the wire: the transcript
+        self._a_hello = b""
+        self._seal: hmac.HMAC | None = None  # seals what we send, once keyed
+        self._unseal: hmac.HMAC | None = None  # checks what the peer sends
+        self._sent = 0  # sealed frames sent: the next one's implicit sequence number
+        self._received = 0
         self.state = State.START
         self.phase = Phase.IDLE
         self._unfinished: set[int] = set()  # commands of the current run without an exit
         self.peer_hello: dict[str, Any] = {}
         if role is Role.CONTROLLER:
-            self._queue(
+            self._c_hello = self._queue(
                 Message(
                     "hello",
                     {
@@ -478,8 +615,25 @@ class Connection:
         self._out.clear()
         return data
 
-    def _queue(self, message: Message) -> None:
-        self._out += encode_frame(message)
+    def _queue(self, message: Message) -> bytes:
+        """Frame MESSAGE (sealed once keyed) onto the output; returns the frame."""
+        if self._seal is None:
+            frame = encode_frame(message)
+            self._out += frame
+            return frame
+        frame = encode_frame(message, FLAG_TAGGED)
+        mac = self._seal.copy()
+        mac.update(_SEQ.pack(self._sent))
+        mac.update(frame)
+        self._sent += 1
+        self._out += frame
+        self._out += mac.digest()
+        return frame
+
+    def queue_unchecked(self, message: Message) -> None:
+        """Queue MESSAGE sealed but past every check: only for tests that play a
+        peer breaking the rules (the other end must refuse what this sends)."""
+        self._queue(message)
 
     def send(self, message: Message) -> None:
         """Queue an application message; only once authenticated, only in order."""
@@ -498,9 +652,12 @@ class Connection:
         """Queue an error frame as this side's last word, and close.
 
         Allowed in any state but closed (the handshake too); outside the
-        table because it ends the connection whatever the phase.
+        table because it ends the connection whatever the phase. Before the
+        peer is authenticated the message is cut to fit its handshake limit.
         """
         if self.state is not State.CLOSED:
+            if self.state is not State.READY:
+                message = message[:150]  # JSON escapes at most 6x: under MAX_HANDSHAKE_HEADER
             self._queue(Message("error", {"code": code, "message": message}))
             self.close()
 
@@ -544,12 +701,13 @@ class Connection:
         if self.state is State.CLOSED:
             raise ProtocolError("connection is closed")
         try:
-            frames = self._decoder.feed(data)
+            self._decoder.add(data)
             delivered = []
-            for frame in frames:
+            while (raw := self._decoder.next_frame()) is not None:
+                frame = self._open(raw)
                 if self.state is State.CLOSED:
                     raise ProtocolError(f"{frame.type!r} after the last word of the peer")
-                message = self._handle(frame)
+                message = self._handle(frame, raw.signed)
                 if message is not None:
                     delivered.append(message)
             return delivered
@@ -559,7 +717,33 @@ class Connection:
             self.close()
             raise
 
-    def _handle(self, frame: Message) -> Message | None:
+    def _open(self, raw: RawFrame) -> Message:
+        """The frame's message, its tag checked first when one is due."""
+        if self._unseal is None:
+            if raw.flags & FLAG_TAGGED:
+                raise ProtocolError("a sealed frame before the handshake gave any keys")
+            return raw.message()
+        if not raw.flags & FLAG_TAGGED:
+            # The agent refusing our auth has no keys yet: an unsealed error
+            # can only end the connection, which anyone on the path can do.
+            if self.state is State.SENT_AUTH and (message := raw.message()).type == "error":
+                return message
+            raise IntegrityError(self._integrity_failure("came without its tag"))
+        mac = self._unseal.copy()
+        mac.update(_SEQ.pack(self._received))
+        mac.update(raw.signed)
+        if not hmac.compare_digest(mac.digest(), raw.tag):
+            raise IntegrityError(self._integrity_failure("does not verify"))
+        self._received += 1
+        return raw.message()
+
+    def _integrity_failure(self, what: str) -> str:
+        return (
+            "integrity check failed: the connection was tampered with "
+            f"(frame {self._received} from the {self.peer_role.value} {what})"
+        )
+
+    def _handle(self, frame: Message, raw: bytes) -> Message | None:
         if self.state is State.READY:
             if frame.type == "error":
                 check_fields(frame, HANDSHAKE_SCHEMAS["error"])
@@ -577,8 +761,10 @@ class Connection:
             if self.state is State.SENT_HELLO and self.role is Role.AGENT:
                 raise AuthenticationFailed(f"expected authentication, got {frame.type!r}")
             raise ProtocolError(f"expected {expected!r}, got {frame.type!r}")
-        _HANDSHAKE_STEPS[self.role, self.state](self, frame)
+        _HANDSHAKE_STEPS[self.role, self.state](self, frame, raw)
         self.state = after
+        if after is State.READY:  # the peer is authenticated: full-size frames
+            self._decoder.max_header, self._decoder.max_body = MAX_HEADER, MAX_BODY
         return None
 
     def _check_not_a_controller(self, frame: Message) -> None:
@@ -590,52 +776,65 @@ class Connection:
                 )
             raise ProtocolError("peer claims to be a controller too")
 
+    def _key_with(self, a_hello: bytes) -> None:
+        """Both hellos are known: derive the session keys, one per direction."""
+        keys = session_keys(self._key, self._c_hello + a_hello)
+        self._seal, self._unseal = keys[self.role], keys[self.peer_role]
+
     # -- handshake steps: check the expected frame, queue the reply ------------
-    def _agent_on_hello(self, frame: Message) -> None:
+    # RAW is the frame exactly as received: the transcript the proofs bind.
+    def _agent_on_hello(self, frame: Message, raw: bytes) -> None:
         check_fields(frame, HANDSHAKE_SCHEMAS["hello"])
         if frame["role"] != Role.CONTROLLER.value or not _is_nonce(frame["nonce"]):
             raise ProtocolError("malformed hello")
         self._peer_nonce = frame["nonce"]
-        self._queue(
+        self._c_hello = raw
+        c_hello_hash = hashlib.sha256(raw).digest()
+        self._a_hello = self._queue(
             Message(
                 "hello",
                 {
                     "role": Role.AGENT.value,
                     "version": PROTOCOL_VERSION,
                     "nonce": self._nonce,
-                    "proof": proof(self._token, b"netjobs-agent", self._peer_nonce, self._nonce),
+                    "proof": proof(
+                        self._key, b"netjobs-agent", c_hello_hash, bytes.fromhex(self._nonce)
+                    ),
                 },
             )
         )
 
-    def _agent_on_auth(self, frame: Message) -> None:
+    def _agent_on_auth(self, frame: Message, raw: bytes) -> None:
         check_fields(frame, HANDSHAKE_SCHEMAS["auth"])
-        expected = proof(self._token, b"netjobs-controller", self._nonce, self._peer_nonce)
+        transcript = hashlib.sha256(self._c_hello + self._a_hello).digest()
+        expected = proof(self._key, b"netjobs-controller", transcript)
         if not hmac.compare_digest(expected.encode(), frame["proof"].encode("ascii", "replace")):
-            raise AuthenticationFailed("authentication failed: the controller's token differs")
+            raise AuthenticationFailed(
+                "authentication failed: the controller's token differs "
+                "(or the handshake was altered on the way)"
+            )
+        self._key_with(self._a_hello)
         self._queue(Message("welcome"))
 
-    def _controller_on_hello(self, frame: Message) -> None:
+    def _controller_on_hello(self, frame: Message, raw: bytes) -> None:
         check_fields(frame, {**HANDSHAKE_SCHEMAS["hello"], "proof": _STR})
         if frame["role"] != Role.AGENT.value or not _is_nonce(frame["nonce"]):
             raise ProtocolError("malformed hello from the agent")
         self._peer_nonce = frame["nonce"]
-        expected = proof(self._token, b"netjobs-agent", self._nonce, self._peer_nonce)
+        c_hello_hash = hashlib.sha256(self._c_hello).digest()
+        expected = proof(self._key, b"netjobs-agent", c_hello_hash, bytes.fromhex(self._peer_nonce))
         if not hmac.compare_digest(expected.encode(), frame["proof"].encode("ascii", "replace")):
             raise AuthenticationFailed("authentication failed: the agent's token differs")
         self.peer_hello = dict(frame.fields)
-        self._queue(
-            Message(
-                "auth",
-                {"proof": proof(self._token, b"netjobs-controller", self._peer_nonce, self._nonce)},
-            )
-        )
+        transcript = hashlib.sha256(self._c_hello + raw).digest()
+        self._queue(Message("auth", {"proof": proof(self._key, b"netjobs-controller", transcript)}))
+        self._key_with(raw)  # after the auth: it goes out unsealed, the agent has no keys yet
 
-    def _controller_on_welcome(self, frame: Message) -> None:
-        pass  # nothing to check: it only says the proof was good
+    def _controller_on_welcome(self, frame: Message, raw: bytes) -> None:
+        pass  # sealed: its tag verified, so the agent derived the same keys
 
 
-_HANDSHAKE_STEPS: dict[tuple[Role, State], Callable[[Connection, Message], None]] = {
+_HANDSHAKE_STEPS: dict[tuple[Role, State], Callable[[Connection, Message, bytes], None]] = {
     (Role.AGENT, State.START): Connection._agent_on_hello,
     (Role.AGENT, State.SENT_HELLO): Connection._agent_on_auth,
     (Role.CONTROLLER, State.SENT_HELLO): Connection._controller_on_hello,
@@ -648,4 +847,6 @@ def _error_code(exc: ProtocolError) -> str:
         return "auth"
     if isinstance(exc, VersionMismatch):
         return "version"
+    if isinstance(exc, IntegrityError):
+        return "integrity"
     return "protocol"

@@ -8,7 +8,9 @@ or refused when `strict`.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import secrets
 import stat
 import sys
@@ -108,3 +110,50 @@ def generate_token_file(path: Path) -> Token:
     with os.fdopen(fd, "w") as handle:
         handle.write(secret + "\n")
     return Token(secret.encode(), f"token file {path}")
+
+
+# A guessable token is worse than a short one: the scrypt stretch only divides an
+# offline guesser's rate, so what it has to search must be large to begin with.
+MIN_TOKEN_BITS = 64
+_CHUNKS = re.compile(r"[a-z]+|[A-Z][a-z]+|[A-Z]+|[0-9]+|[^A-Za-z0-9]+")
+_WORD_BITS = 16.0  # a single-case run of letters may be a word: ~65 000 of them
+
+
+def weakness(secret: bytes) -> str | None:
+    """Why SECRET is obviously guessable, or None. Never quotes the secret.
+
+    Fewer than 3 of {lower, upper, digit, symbol} in under 24 characters is
+    weak; so is a low estimate of what a guesser must search: each run of
+    one kind of character counts its length times the bits of its kind, but
+    a run of letters in one case (a word, perhaps) counts at most 16 bits.
+    `secrets.token_urlsafe(32)` estimates at well over 100 bits.
+    """
+    text = secret.decode("utf-8", "replace")
+    classes = sum(
+        any(test(ch) for ch in text)
+        for test in (str.islower, str.isupper, str.isdigit, lambda ch: not ch.isalnum())
+    )
+    if len(text) < 24 and classes < 3:
+        return f"{len(text)} characters of only {classes} kinds (lower, upper, digit, symbol)"
+    bits = 0.0
+    for chunk in _CHUNKS.findall(text):
+        if chunk[-1].isalpha():
+            bits += min(len(chunk) * math.log2(26), _WORD_BITS)
+        elif chunk.isdigit():
+            bits += len(chunk) * math.log2(10)
+        else:
+            bits += len(chunk) * 5.0
+    if bits < MIN_TOKEN_BITS:
+        return f"words and short runs worth about {bits:.0f} bits (at least {MIN_TOKEN_BITS})"
+    return None
+
+
+def refuse_weak(token: Token) -> None:
+    """Raise TokenError when TOKEN is obviously guessable (see `weakness`)."""
+    reason = weakness(token.secret)
+    if reason is not None:
+        raise TokenError(
+            f"the token in {token.source} is weak: {reason}; generate one with "
+            "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+            "or pass --allow-weak-token"
+        )
