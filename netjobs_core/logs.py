@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -15,6 +16,7 @@ from netjobs_core.results import (
     CommandStatus,
     HostResult,
     HostState,
+    Interruption,
     RunResult,
     StartMode,
     TestResult,
@@ -97,6 +99,7 @@ def _command_json(command: CommandResult) -> dict[str, Any]:
         **_bytes_fields("stderr", bytes(command.stderr)),
         "started_at": command.started_at,
         "duration_s": command.duration_s,
+        "lost_at": command.lost_at,
     }
 
 
@@ -115,6 +118,7 @@ def _host_json(host: HostResult) -> dict[str, Any]:
         "clock_uncertainty_ms": host.clock_uncertainty_ms,
         "start_offset_ms": host.start_offset_ms,
         "commands": [_command_json(c) for c in host.commands],
+        "interruptions": [dataclasses.asdict(i) for i in host.interruptions],
     }
 
 
@@ -192,6 +196,7 @@ def load_json(path: str | os.PathLike[str]) -> RunResult:
                     clock_offset_ms=h.get("clock_offset_ms"),
                     clock_uncertainty_ms=h.get("clock_uncertainty_ms"),
                     start_offset_ms=h.get("start_offset_ms"),
+                    interruptions=[Interruption(**i) for i in h.get("interruptions", [])],
                 )
                 for c in h["commands"]:
                     host.commands.append(
@@ -205,6 +210,7 @@ def load_json(path: str | os.PathLike[str]) -> RunResult:
                             started_at=c.get("started_at"),
                             duration_s=c.get("duration_s"),
                             message=c.get("message", ""),
+                            lost_at=c.get("lost_at"),
                         )
                     )
                 test.hosts.append(host)

@@ -53,6 +53,12 @@ ends walk the same phases::
     IDLE -prepare-> PREPARING -prepared-> PREPARED -start-> STARTING -started-> RUNNING
     RUNNING: output*, exit* (one exit per prepared command) -finished-> IDLE
 
+A run survives a silent loss of its connection: a controller that lost it
+opens a new connection and sends `resume` (IDLE -> RESUMING); the agent
+answers `resumed` (-> STARTING) and replays the run from the start of its
+messages, output from the byte offsets the controller holds (docs/faults.md).
+The agent says `shutdown` in any phase before it kills its runs on a stop.
+
 A connection may run several tests one after the other. Requests that do
 not touch the run (controller ping/status, agent pong/status) are allowed in
 every phase: the controller measures the clock before prepare, and a status
@@ -171,7 +177,14 @@ CONTROLLER_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "ping": {"seq": _INT},
     "status": {},
     # commands: [{"id": int, "command": str, "timeout": float | None}]
-    "prepare": {"label": _STR, "commands": _LIST},
+    # grace: seconds the agent keeps the run for a silently lost controller
+    # (None: the agent's default); heartbeat: the controller pings this often
+    # during the run, so the agent can tell a silent controller.
+    "prepare": {"label": _STR, "commands": _LIST, "grace?": _NUM, "heartbeat?": _NUM},
+    # On a new connection after a silent loss: the run, and per command how
+    # many bytes of each stream the controller holds.
+    # offsets: [{"id": int, "stdout": int, "stderr": int}]
+    "resume": {"run_id": _STR, "offsets": _LIST},
     # at: the release instant on the agent's clock (ns), or None for "now"
     "start": {"at?": _INT},
     "kill": {"reason": _STR},
@@ -190,7 +203,13 @@ AGENT_SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     },
     # commands: [{"id": int, "ok": bool, "error": str | None}]; gated: spawned
     # and waiting for the release, so the start costs no process spawn.
-    "prepared": {"gated": _BOOL, "commands": _LIST},
+    # run_id: names the run in a later `resume`; grace: what the agent keeps it for.
+    "prepared": {"gated": _BOOL, "commands": _LIST, "run_id": _STR, "grace": _NUM},
+    # The run is attached to this connection; it replays the run's messages
+    # (started, output past the offsets, exits, finished) and goes on live.
+    "resumed": {"run_id": _STR},
+    # The agent is stopping (SIGTERM, Ctrl-C): it kills the runs it holds.
+    "shutdown": {"reason": _STR},
     # released_at: agent clock (ns) right after each command was let go;
     # late_ns: how far past the requested instant the release happened.
     "started": {"released_at": _DICT, "late_ns": _INT},
@@ -297,6 +316,8 @@ def validate(message: Message, schemas: dict[str, dict[str, tuple[type, ...]]]) 
         raise ProtocolError(f"'output' message has an unknown stream {message['stream']!r}")
     if message.type == "prepare":
         _check_commands(message["commands"])
+    if message.type == "resume":
+        _check_offsets(message["offsets"])
     return message
 
 
@@ -313,6 +334,17 @@ def _check_commands(commands: list[Any]) -> None:
             raise ProtocolError("'prepare' has a negative timeout")
         if timeout is not None and timeout != timeout:  # NaN: json.loads accepts it
             raise ProtocolError("'prepare' has a timeout that is not a number")
+        ids.add(item["id"])
+
+
+def _check_offsets(offsets: list[Any]) -> None:
+    ids = set()
+    for item in offsets:
+        if not isinstance(item, dict):
+            raise ProtocolError("'resume' offsets must be objects")
+        check_fields(Message("resume", item), {"id": _INT, "stdout": _INT, "stderr": _INT})
+        if item["id"] in ids or item["stdout"] < 0 or item["stderr"] < 0:
+            raise ProtocolError("'resume' has a repeated id or a negative offset")
         ids.add(item["id"])
 
 
@@ -352,6 +384,7 @@ class Phase(enum.Enum):
     STARTING = "starting"  # start sent, started not yet seen
     RUNNING = "running"  # released: output and exits flow
     CANCELLED = "cancelled"  # ended before its release: exits (killed), then finished
+    RESUMING = "resuming"  # resume sent: the agent reattaches a run, then replays it
     CLOSED = "closed"  # bye or an error frame: nothing more either way
 
 
@@ -374,14 +407,22 @@ def _row(phase: Phase, requests: tuple[str, ...], **moves: Phase) -> dict[str, P
 
 
 _C_ALWAYS = ("ping", "status", "kill")
-_A_ALWAYS = ("pong", "status")
+_A_ALWAYS = ("pong", "status", "shutdown")
 _P = Phase
 
 # TRANSITIONS[sender][phase][message type] -> the phase after it. A type missing
 # from a row is out of order there.
 TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
     Role.CONTROLLER: {
-        _P.IDLE: _row(_P.IDLE, _C_ALWAYS, prepare=_P.PREPARING, bye=_P.CLOSED, error=_P.CLOSED),
+        _P.IDLE: _row(
+            _P.IDLE,
+            _C_ALWAYS,
+            prepare=_P.PREPARING,
+            resume=_P.RESUMING,
+            bye=_P.CLOSED,
+            error=_P.CLOSED,
+        ),
+        _P.RESUMING: _row(_P.RESUMING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
         _P.PREPARING: _row(_P.PREPARING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
         _P.PREPARED: _row(
             _P.PREPARED, _C_ALWAYS, start=_P.STARTING, bye=_P.CLOSED, error=_P.CLOSED
@@ -399,6 +440,8 @@ TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
         # error: the prepare is refused (busy); the connection goes on.
         _P.PREPARING: _row(_P.PREPARING, _A_ALWAYS, prepared=_P.PREPARED, error=_P.IDLE),
         # exit/finished without started: killed before the release.
+        # resumed: the replay starts as a run does (started, or killed exits).
+        _P.RESUMING: _row(_P.RESUMING, _A_ALWAYS, resumed=_P.STARTING, error=_P.CLOSED),
         _P.PREPARED: _row(
             _P.PREPARED,
             _A_ALWAYS,
@@ -526,6 +569,8 @@ class Connection:
                 )
         if kind == "prepare":
             self._unfinished = {item["id"] for item in message["commands"]}
+        elif kind == "resume":
+            self._unfinished = {item["id"] for item in message["offsets"]}
         elif kind in ("output", "exit") and message["id"] not in self._unfinished:
             raise ProtocolError(
                 f"{kind!r} for command {message['id']}, which is not prepared or has exited"
