@@ -213,4 +213,3 @@ def parse_offsets(items: list[dict[str, int]]) -> dict[Key, int]:
         for stream in STREAMS:
             offsets[item["id"], stream] = item[stream]
     return offsets
-

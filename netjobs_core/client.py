@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import socket
 from collections import deque
 
@@ -26,8 +27,20 @@ class AgentError(Exception):
     """A host-level failure, worded for the user (the runner adds the host name)."""
 
 
+# Ends of a connection that say nothing about the agent's process (docs/faults.md).
+SILENT_ERRNOS = frozenset(
+    {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1)}
+)
+
+
 class ConnectionLost(AgentError):
-    pass
+    def __init__(self, message: str, *, silent: bool = False) -> None:
+        super().__init__(message)
+        self.silent = silent  # no clean close: the agent may still be there
+
+
+class AgentStopping(ConnectionLost):
+    """The agent said it is shutting down and killing our commands."""
 
 
 def _describe_os_error(exc: OSError, port: int) -> str:
@@ -123,7 +136,9 @@ class AgentLink:
         except OSError as exc:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED) from None
-            raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from None
+            raise ConnectionLost(
+                f"connection lost: {exc.strerror or exc}", silent=exc.errno in SILENT_ERRNOS
+            ) from None
         self.received_ns = now_ns()
         if not data:
             if during_handshake:
@@ -200,6 +215,13 @@ class AgentLink:
         except TimeoutError:
             raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
         return estimate_offset(samples)
+
+    def abort(self) -> None:
+        """Drop the connection without a word: after a silent loss a `bye`
+        delivered late would tell the agent we are gone for good."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.transport.abort()
 
     async def close(self) -> None:
         if self._writer is None:
