@@ -42,7 +42,10 @@ CLOSE_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
 READ_CHUNK = 64 * 1024
 DEFAULT_RECONNECT_GRACE_S = 180.0
-HEARTBEAT_MISSES = 5  # a controller silent for this many of its heartbeats is lost
+# A controller silent for this many of its heartbeats is lost: fewer than the
+# controller's 5, so the agent has noticed a cut before the controller's reset
+# of the old connection can reach it and pass for a clean close.
+HEARTBEAT_MISSES = 3
 # Ends of a connection that say nothing about the controller's process: the
 # network (or the controller's machine) went silent. EOF and RST are clean.
 SILENT_ERRNOS = frozenset(

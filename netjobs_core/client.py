@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import socket
 from collections import deque
 
@@ -27,16 +26,12 @@ class AgentError(Exception):
     """A host-level failure, worded for the user (the runner adds the host name)."""
 
 
-# Ends of a connection that say nothing about the agent's process (docs/faults.md).
-SILENT_ERRNOS = frozenset(
-    {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1)}
-)
-
-
 class ConnectionLost(AgentError):
-    def __init__(self, message: str, *, silent: bool = False) -> None:
-        super().__init__(message)
-        self.silent = silent  # no clean close: the agent may still be there
+    pass
+
+
+class Refused(AgentError):
+    """Nothing listens there: the agent's process is not running."""
 
 
 class AgentStopping(ConnectionLost):
@@ -80,6 +75,8 @@ class AgentLink:
             raise AgentError(
                 f"no connection within {timeout:g} s (host down or port filtered?)"
             ) from None
+        except ConnectionRefusedError as exc:
+            raise Refused(_describe_os_error(exc, self.address.port)) from None
         except OSError as exc:
             raise AgentError(_describe_os_error(exc, self.address.port)) from None
         self.tcp_connected = True
@@ -136,9 +133,7 @@ class AgentLink:
         except OSError as exc:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED) from None
-            raise ConnectionLost(
-                f"connection lost: {exc.strerror or exc}", silent=exc.errno in SILENT_ERRNOS
-            ) from None
+            raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from None
         self.received_ns = now_ns()
         if not data:
             if during_handshake:

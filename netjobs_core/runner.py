@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost
+from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -54,8 +54,8 @@ HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is 
 RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
 
 
-class _Silent(Exception):
-    """The connection went silent (no answer, a TCP timeout): the agent may be there."""
+class _Interrupted(Exception):
+    """The connection broke or went silent; the agent may still hold the run."""
 
 
 class _Gone(AgentError):
@@ -307,7 +307,7 @@ class _TestRun:
                 while not host.result.state.finished:
                     try:
                         message = await self._receive(host)
-                    except _Silent as exc:
+                    except _Interrupted as exc:
                         await self._resume(host, str(exc))
                         continue
                     self.handle(host, message)
@@ -343,7 +343,10 @@ class _TestRun:
                 host.link.send(Message("ping", {"seq": 0}))
 
     async def _receive(self, host: _Host) -> Message:
-        """The host's next message; _Silent when the connection went silent."""
+        """The host's next message; _Interrupted when the connection broke or went silent.
+
+        Even a clean close may hide a live agent (its side of a cut ended first),
+        so every loss but a shutdown goes to `_resume`, which tells a gone agent."""
         assert host.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:
@@ -351,12 +354,12 @@ class _TestRun:
                 return await host.link.recv()
         except TimeoutError as exc:
             if exc.errno is not None:  # ETIMEDOUT from the socket
-                raise _Silent(f"connection lost: {exc.strerror}") from None
-            raise _Silent(f"no answer from the agent for {silence:g} s") from None
+                raise _Interrupted(f"connection lost: {exc.strerror}") from None
+            raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
         except ConnectionLost as exc:
-            if exc.silent and not isinstance(exc, AgentStopping):
-                raise _Silent(str(exc)) from None
-            raise
+            if isinstance(exc, AgentStopping):
+                raise
+            raise _Interrupted(str(exc)) from None
 
     async def _resume(self, host: _Host, cause: str) -> None:
         """Reconnect with backoff and resume the run within the agent's grace,
@@ -387,10 +390,11 @@ class _TestRun:
             try:
                 await link.connect(min(self.options.connect_timeout, remaining))
                 await self._request_resume(host, link, min(self.options.connect_timeout, remaining))
-            except _Gone as exc:
+            except (_Gone, Refused) as exc:
+                # Refused: the agent's process is gone (kill -9, a crash): lost now.
                 link.abort()
                 record.duration_s = loop.time() - began
-                raise ConnectionLost(str(exc)) from None
+                raise ConnectionLost(f"{cause} (reconnecting: {exc})") from None
             except AgentError:
                 link.abort()
                 await asyncio.sleep(min(delay, max(0.0, give_up - loop.time())))

@@ -36,7 +36,9 @@ async def run_and_stop(token, token_path, sig):
                 stopped_at.append(time.monotonic())
                 a1.send_stop(sig)
 
-        test = await run_test(plan([a0, a1]), RunOptions(token=token, connect_timeout=3.0), observer)
+        test = await run_test(
+            plan([a0, a1]), RunOptions(token=token, connect_timeout=3.0), observer
+        )
         return test, time.monotonic() - stopped_at[0], a1.log_text()
 
 
