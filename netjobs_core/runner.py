@@ -368,12 +368,17 @@ class _TestRun:
         if not host.run_id or host.grace <= 0:
             raise ConnectionLost(cause)
         loop = asyncio.get_running_loop()
-        began = loop.time()
-        record = Interruption(at=time.time(), cause=cause)
+        # The interruption began with the last bytes heard, not when we noticed.
+        silent_for = (
+            max(0.0, (now_ns() - host.link.received_ns) / 1e9) if host.link.received_ns else 0
+        )
+        began = loop.time() - silent_for
+        record = Interruption(at=time.time() - silent_for, cause=cause)
         host.result.interruptions.append(record)
         self.host_changed(host)
         host.link.abort()
-        # The agent's clock of the grace started when it noticed; ours when we did.
+        # The agent counts its grace from when it noticed (sooner than us: fewer
+        # heartbeats): ending ours from the last bytes heard ends both together.
         give_up = began + host.grace
         backstop = host.deadline.when() if host.deadline is not None else None
         if host.deadline is not None and backstop is not None:
