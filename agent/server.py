@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import platform
 import secrets
 import socket
@@ -46,6 +47,8 @@ DEFAULT_RECONNECT_GRACE_S = 180.0
 # controller's 5, so the agent has noticed a cut before the controller's reset
 # of the old connection can reach it and pass for a clean close.
 HEARTBEAT_MISSES = 3
+MIN_HEARTBEAT_S = 0.05
+MAX_GRACE_S = 7 * 86400.0
 # Ends of a connection that say nothing about the controller's process: the
 # network (or the controller's machine) went silent. EOF and RST are clean.
 SILENT_ERRNOS = frozenset(
@@ -377,7 +380,8 @@ class Agent:
             self._drop(session.outbox)  # its run ended and was delivered here
         specs = [CommandSpec.from_fields(item) for item in commands]
         grace = message.get("grace")
-        grace = self.reconnect_grace if grace is None else max(0.0, float(grace))
+        grace = self.reconnect_grace if grace is None else float(grace)
+        grace = min(max(grace, 0.0), MAX_GRACE_S) if math.isfinite(grace) else MAX_GRACE_S
         outbox = Outbox(
             secrets.token_hex(8),
             [spec.id for spec in specs],
@@ -399,7 +403,9 @@ class Agent:
             "internal error sending test %r", label, exc_info=exc
         )
         session.outbox = outbox
-        session.heartbeat = message.get("heartbeat")
+        heartbeat = message.get("heartbeat")
+        if heartbeat is not None and math.isfinite(heartbeat) and heartbeat > 0:
+            session.heartbeat = min(max(heartbeat, MIN_HEARTBEAT_S), MAX_GRACE_S)
         session.send(
             Message(
                 "prepared",
@@ -483,7 +489,8 @@ class Agent:
         outbox.heartbeat = session.heartbeat
         run: Run = outbox.run
         active = self.run is run and run.stage is not Stage.DONE
-        if session.silent and outbox.grace > 0 and (active or not outbox.delivered):
+        # Kept even when `finished` went out: it may have died in the cut.
+        if session.silent and outbox.grace > 0:
             log.warning(
                 "controller %s went silent during test %r: keeping it %g s for a resume",
                 session.peer,
