@@ -19,7 +19,7 @@ from netjobs_core import __version__
 from netjobs_core.wire import tokens
 from netjobs_core.wire.address import DEFAULT_PORT
 
-from . import server
+from . import server, spool
 
 PROG = "netjobs-agent"
 
@@ -72,7 +72,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         default=2.0,
         metavar="SECONDS",
-        help="kill a test this long after its controller's connection is lost (default 2)",
+        help="kill a test this long after its controller closed the connection (default 2)",
+    )
+    parser.add_argument(
+        "--reconnect-grace",
+        type=_seconds,
+        default=server.DEFAULT_RECONNECT_GRACE_S,
+        metavar="SECONDS",
+        help="keep a test whose controller went silent (cut network, suspended controller) "
+        "this long for it to reconnect and resume; a controller may ask for another value "
+        f"per test (default {server.DEFAULT_RECONNECT_GRACE_S:g})",
+    )
+    parser.add_argument(
+        "--spool-limit",
+        type=int,
+        default=spool.DEFAULT_LIMIT,
+        metavar="BYTES",
+        help="output of a test kept on disk and not yet sent, past which the command "
+        f"waits (default {spool.DEFAULT_LIMIT})",
     )
     parser.add_argument(
         "--allow-weak-token",
@@ -128,7 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: warning: {token.warning}", file=sys.stderr, flush=True)
     try:
         return asyncio.run(
-            server.serve(token, hosts=args.bind, port=args.port, orphan_grace=args.orphan_grace)
+            server.serve(
+                token,
+                hosts=args.bind,
+                port=args.port,
+                orphan_grace=args.orphan_grace,
+                reconnect_grace=args.reconnect_grace,
+                spool_limit=args.spool_limit,
+            )
         )
     except server.ListenError as exc:
         return _fail(str(exc))

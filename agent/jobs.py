@@ -45,13 +45,14 @@ log = logging.getLogger("netjobs.agent")
 
 
 class Sink(Protocol):
-    """Where a run's messages go: the controller connection that prepared it."""
+    """Where a run's messages go (agent.spool.Outbox): kept, and sent to whichever
+    connection its controller holds now."""
 
     peer: str
 
-    def send(self, message: Message) -> None: ...
+    def post(self, message: Message) -> None: ...
 
-    async def drain(self) -> None: ...
+    async def output(self, command_id: int, stream: str, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class Job:
             await asyncio.wait(pending)
 
     async def _pump(self, stream: str, reader: asyncio.StreamReader, *, forward: bool) -> None:
-        """Send a pipe's bytes as they come; waiting on drain() throttles the command."""
+        """Spool a pipe's bytes as they come; only a full spool throttles the command."""
         while True:
             try:
                 chunk = await reader.read(CHUNK)
@@ -285,8 +286,7 @@ class Job:
             if not chunk:
                 return
             if forward:
-                self.sink.send(Message("output", {"id": self.spec.id, "stream": stream}, chunk))
-                await self.sink.drain()
+                await self.sink.output(self.spec.id, stream, chunk)
 
     def _send_exit(
         self, status: CommandStatus, exit_code: int | None, ended_at: int | None, message: str
@@ -295,7 +295,7 @@ class Job:
         if ended_at is not None and self.released_at is not None:
             duration = f" after {(ended_at - self.released_at) / 1e9:.3f} s"
         log.info("%s: %s, %s%s", self.name, status, message, duration)
-        self.sink.send(
+        self.sink.post(
             Message(
                 "exit",
                 {
@@ -398,11 +398,11 @@ class Run:
             async with asyncio.TaskGroup() as group:
                 for job in self.jobs:
                     group.create_task(job.supervise(self.stage is Stage.RELEASED))
-            self.sink.send(Message("finished"))
+            self.sink.post(Message("finished"))
             log.info("test %r finished", self.label)
         except Exception as exc:
             # A bug here must not leave the controller waiting for its backstop.
-            self.sink.send(
+            self.sink.post(
                 Message("error", {"code": "internal", "message": f"internal agent error: {exc!r}"})
             )
             raise  # logged as an internal error by the task's owner
@@ -449,7 +449,7 @@ class Run:
         }
         first = min(released.values(), default=None)
         late_ns = max(0, first - at) if first is not None and at is not None else 0
-        self.sink.send(Message("started", {"released_at": released, "late_ns": late_ns}))
+        self.sink.post(Message("started", {"released_at": released, "late_ns": late_ns}))
         log.info(
             "test %r started: %d of %d commands released, %.3f ms after the requested instant",
             self.label,

@@ -2,16 +2,24 @@
 
 Every connection gets its own `Session`; any number may be open (a status
 probe is answered while a run is active), but only one run exists at a time
-and it belongs to the session that prepared it. If that session goes away
-while its run is active, the run is killed after the orphan grace.
+and its outbox (agent/spool.py) is attached to the session that prepared or
+resumed it. How that session ends decides the run's fate (docs/faults.md):
+a clean close (EOF, reset: the controller's process is gone) kills an active
+run after the short orphan grace; a silent loss (no heartbeat, a keepalive
+or retransmission timeout, no route) keeps the run, spooling, for the
+reconnect grace, during which an authenticated `resume` naming its run id
+reattaches it to the new connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import math
 import platform
+import secrets
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
@@ -26,6 +34,7 @@ from netjobs_core.wire.tokens import Token
 
 from . import oskit, procs
 from .jobs import PREPARED_TIMEOUT_S, CommandSpec, Run, Stage
+from .spool import DEFAULT_LIMIT, Outbox, parse_offsets
 
 AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
 IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
@@ -34,6 +43,18 @@ CLOSE_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
 READ_CHUNK = 64 * 1024
 MAX_START_AHEAD_NS = int(PREPARED_TIMEOUT_S * 1e9)  # a prepared run waits no longer
+DEFAULT_RECONNECT_GRACE_S = 180.0
+# A controller silent for this many of its heartbeats is lost: fewer than the
+# controller's 5, so the agent has noticed a cut before the controller's reset
+# of the old connection can reach it and pass for a clean close.
+HEARTBEAT_MISSES = 3
+MIN_HEARTBEAT_S = 0.05
+MAX_GRACE_S = 7 * 86400.0
+# Ends of a connection that say nothing about the controller's process: the
+# network (or the controller's machine) went silent. EOF and RST are clean.
+SILENT_ERRNOS = frozenset(
+    {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1)}
+)
 
 log = logging.getLogger("netjobs.agent")
 
@@ -64,7 +85,10 @@ class Session:
         self.peer = format_address(writer.get_extra_info("peername"))
         self.conn = protocol.Connection(Role.AGENT, agent.secret)
         self.closed = False
-        self.run: Run | None = None  # the latest run this connection prepared
+        self.run: Run | None = None  # the latest run this connection prepared or resumed
+        self.outbox: Outbox | None = None  # that run's messages
+        self.heartbeat: float | None = None  # the controller pings this often during a run
+        self.silent = False  # the connection ended without a clean close
 
     # -- Sink -------------------------------------------------------------------
     def send(self, message: Message) -> None:
@@ -84,6 +108,7 @@ class Session:
             log.warning(
                 "%s read nothing for %g s: dropping the connection", self.peer, DRAIN_TIMEOUT_S
             )
+            self.silent = True  # suspended or cut off: it may come back
             self.abort()
         except ConnectionError:
             self.abort()
@@ -115,6 +140,7 @@ class Session:
                 log.info("%s authenticated", self.peer)
                 await self._serve_requests(requests)
         except (ConnectionError, OSError) as exc:
+            self.silent = self.silent or exc.errno in SILENT_ERRNOS
             log.info("%s: connection lost (%s)", self.peer, exc.strerror or exc)
         finally:
             self.closed = True
@@ -179,10 +205,17 @@ class Session:
             for message in messages:
                 if not await self._handle(message):
                     return
+            silence = self._silence_limit()
             try:
-                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                async with asyncio.timeout(silence or IDLE_TIMEOUT_S):
                     data = await self.reader.read(READ_CHUNK)
-            except TimeoutError:
+            except TimeoutError as exc:
+                if exc.errno is not None:
+                    raise  # ETIMEDOUT from the socket, not our timer: the peer is lost
+                if silence is not None:
+                    log.warning("%s sent no heartbeat for %g s: lost", self.peer, silence)
+                    self.silent = True
+                    return
                 if self.agent.owns_active_run(self):
                     continue  # a long test: TCP keepalive watches the peer meanwhile
                 log.info("%s idle for %g s: closing", self.peer, IDLE_TIMEOUT_S)
@@ -195,6 +228,12 @@ class Session:
             except ProtocolError as exc:
                 log.warning("%s: %s: closing", self.peer, exc)
                 return
+
+    def _silence_limit(self) -> float | None:
+        """How long the controller of this connection's run may be silent."""
+        if self.heartbeat is None or not self.agent.owns_active_run(self):
+            return None
+        return HEARTBEAT_MISSES * self.heartbeat
 
     async def _handle(self, message: Message) -> bool:
         """Answer one request; False ends the connection.
@@ -213,8 +252,11 @@ class Session:
         return True
 
     async def _on_prepare(self, message: Message) -> bool:
-        self.run = await self.agent.prepare(self, message["label"], message["commands"])
+        self.run = await self.agent.prepare(self, message)
         return True
+
+    async def _on_resume(self, message: Message) -> bool:
+        return self.agent.resume(self, message["run_id"], message["offsets"])
 
     async def _on_start(self, message: Message) -> bool:
         assert self.run is not None  # the table: start follows this connection's prepared
@@ -254,6 +296,7 @@ _HANDLERS: dict[str, Callable[[Session, Message], Awaitable[bool]]] = {
     "ping": Session._on_ping,
     "status": Session._on_status,
     "prepare": Session._on_prepare,
+    "resume": Session._on_resume,
     "start": Session._on_start,
     "kill": Session._on_kill,
     "bye": Session._on_bye,
@@ -262,11 +305,24 @@ _HANDLERS: dict[str, Callable[[Session, Message], Awaitable[bool]]] = {
 
 
 class Agent:
-    def __init__(self, token: Token, *, orphan_grace: float = 2.0) -> None:
+    def __init__(
+        self,
+        token: Token,
+        *,
+        orphan_grace: float = 2.0,
+        reconnect_grace: float = DEFAULT_RECONNECT_GRACE_S,
+        spool_limit: int = DEFAULT_LIMIT,
+        spool_dir: str | None = None,
+    ) -> None:
         self.secret = token.secret
         protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
         self.orphan_grace = orphan_grace
+        self.reconnect_grace = reconnect_grace
+        self.spool_limit = spool_limit
+        self.spool_dir = spool_dir
         self.run: Run | None = None
+        self.outboxes: dict[str, Outbox] = {}  # by run id: every run a controller may still read
+        self._grace_timers: dict[str, asyncio.Task[None]] = {}
         self._run_task: asyncio.Task[None] | None = None
         self.hostname = socket.gethostname()
         self.platform = platform_description()
@@ -304,7 +360,13 @@ class Agent:
             del self._sessions[task]
 
     def owns_active_run(self, session: Session) -> bool:
-        return self.run is not None and self.run.sink is session
+        """SESSION holds a run that is active or whose end it has not been sent."""
+        outbox = session.outbox
+        return (
+            outbox is not None
+            and outbox.session is session
+            and (not outbox.delivered or (self.run is not None and self.run.sink is outbox))
+        )
 
     # -- requests ---------------------------------------------------------------
     def status(self) -> Message:
@@ -319,22 +381,56 @@ class Agent:
             },
         )
 
-    async def prepare(self, session: Session, label: str, commands: list[Any]) -> Run | None:
+    async def prepare(self, session: Session, message: Message) -> Run | None:
         """The prepared run, or None when busy (the session is told why)."""
+        label, commands = message["label"], message["commands"]
         if self.run is not None:
             session.send_error(
                 "busy", f"busy with test {self.run.label!r} for {self.run.sink.peer}"
             )
             return None
+        if session.outbox is not None:
+            self._drop(session.outbox)  # its run ended and was delivered here
         specs = [CommandSpec.from_fields(item) for item in commands]
-        run = Run(label, specs, session, self._run_done)
+        grace = message.get("grace")
+        grace = self.reconnect_grace if grace is None else float(grace)
+        grace = min(max(grace, 0.0), MAX_GRACE_S) if math.isfinite(grace) else MAX_GRACE_S
+        outbox = Outbox(
+            secrets.token_hex(8),
+            [spec.id for spec in specs],
+            limit=self.spool_limit,
+            directory=self.spool_dir,
+            grace=grace,
+        )
+        run = Run(label, specs, outbox, self._run_done)
         self.run = run  # before the first await: a concurrent prepare sees busy
         try:
             results = await run.prepare()
         except BaseException:
             self.run = None
+            outbox.close()
             raise
-        session.send(Message("prepared", {"gated": run.gated, "commands": results}))
+        self.outboxes[outbox.run_id] = outbox
+        outbox.run = run
+        outbox.on_sender_error = lambda exc: log.error(
+            "internal error sending test %r", label, exc_info=exc
+        )
+        session.outbox = outbox
+        heartbeat = message.get("heartbeat")
+        if heartbeat is not None and math.isfinite(heartbeat) and heartbeat > 0:
+            session.heartbeat = min(max(heartbeat, MIN_HEARTBEAT_S), MAX_GRACE_S)
+        session.send(
+            Message(
+                "prepared",
+                {
+                    "gated": run.gated,
+                    "commands": results,
+                    "run_id": outbox.run_id,
+                    "grace": grace,
+                },
+            )
+        )
+        outbox.attach(session)
         failed = sum(1 for item in results if not item["ok"])
         log.info(
             "test %r prepared for %s: %d command%s%s%s",
@@ -360,10 +456,66 @@ class Agent:
         log.info("%s asked to kill test %r: %s", session.peer, self.run.label, reason)
         self.run.kill(reason)
 
+    def resume(self, session: Session, run_id: str, items: list[Any]) -> bool:
+        """Attach the run RUN_ID to SESSION and replay it; False: no such run."""
+        outbox = self.outboxes.get(run_id)
+        offsets = parse_offsets(items)
+        if outbox is None or {key[0] for key in offsets} != {key[0] for key in outbox.streams}:
+            log.warning("%s asked to resume run %s, which is not here", session.peer, run_id)
+            session.send_error(
+                "no-run",
+                f"no run {run_id!r} here: it ended and its grace expired, or the agent restarted",
+            )
+            return False
+        old = outbox.session
+        if old is not None:
+            # The old connection is dead but we have not noticed yet.
+            outbox.detach()
+            old.abort()
+        timer = self._grace_timers.pop(run_id, None)
+        if timer is not None:
+            timer.cancel()
+        run: Run = outbox.run
+        session.run, session.outbox = run, outbox
+        session.heartbeat = old.heartbeat if old is not None else outbox.heartbeat
+        log.info(
+            "%s resumed test %r (run %s) from byte %d of %d",
+            session.peer,
+            run.label,
+            run_id,
+            sum(min(n, outbox.streams[k].size) for k, n in offsets.items()),
+            outbox.written,
+        )
+        session.send(Message("resumed", {"run_id": run_id}))
+        if run.stage is Stage.PREPARED:
+            # The controller sent its start on the lost connection.
+            run.kill("its start was lost with the controller's connection")
+        outbox.attach(session, offsets)
+        return True
+
     # -- lifecycle --------------------------------------------------------------
     def session_ended(self, session: Session) -> None:
-        run = self.run
-        if run is None or run.sink is not session or run.stage is Stage.DONE:
+        outbox = session.outbox
+        if outbox is None or outbox.session is not session:
+            return  # nothing attached here (or it moved to a resumed connection)
+        outbox.detach()
+        outbox.heartbeat = session.heartbeat
+        run: Run = outbox.run
+        active = self.run is run and run.stage is not Stage.DONE
+        # Kept even when `finished` went out: it may have died in the cut.
+        if session.silent and outbox.grace > 0:
+            log.warning(
+                "controller %s went silent during test %r: keeping it %g s for a resume",
+                session.peer,
+                run.label,
+                outbox.grace,
+            )
+            self._grace_timers[outbox.run_id] = self._spawn_task(
+                self._grace_timer(outbox), name=f"reconnect grace {run.label!r}"
+            )
+            return
+        if not active:
+            self._drop(outbox)
             return
         log.warning(
             "controller %s is gone while test %r is active: killing it in %g s unless it ends",
@@ -373,19 +525,45 @@ class Agent:
         )
         self._spawn_task(self._orphan_timer(run), name=f"orphan timer {run.label!r}")
 
+    async def _grace_timer(self, outbox: Outbox) -> None:
+        await asyncio.sleep(outbox.grace)
+        self._grace_timers.pop(outbox.run_id, None)
+        run: Run = outbox.run
+        if self.run is run and run.stage is not Stage.DONE:
+            run.kill(f"controller lost for its {outbox.grace:g} s reconnect grace")
+        else:
+            log.warning("test %r: no resume within %g s: dropping it", run.label, outbox.grace)
+        self._drop(outbox)
+
     async def _orphan_timer(self, run: Run) -> None:
         await asyncio.sleep(self.orphan_grace)
         if self.run is run and run.stage is not Stage.DONE:
             run.kill("controller connection lost")
 
+    def _drop(self, outbox: Outbox) -> None:
+        """Forget a run's outbox; a run still active keeps spooling into nothing."""
+        if self.run is not None and self.run.sink is outbox:
+            outbox.drop_when_done = True
+            outbox.detach()
+            return
+        self.outboxes.pop(outbox.run_id, None)
+        outbox.close()
+
     def _run_done(self, run: Run) -> None:
         if self.run is run:
             self.run = None
+        outbox = run.sink
+        if isinstance(outbox, Outbox) and outbox.drop_when_done:
+            self._drop(outbox)
 
     async def shutdown(self) -> None:
-        """Kill the active run (reporting it to its controller), then close everything."""
+        """Kill the active run (telling its controller first), then close everything."""
         if self.run is not None:
-            self.run.kill("the agent is stopping")
+            reason = "the agent is stopping"
+            outbox = self.run.sink
+            if isinstance(outbox, Outbox) and outbox.session is not None:
+                outbox.session.send(Message("shutdown", {"reason": reason}))
+            self.run.kill(reason)
         task = self._run_task
         if task is not None and not task.done():
             await asyncio.wait({task}, timeout=SHUTDOWN_TIMEOUT_S)
@@ -441,11 +619,18 @@ async def serve(
     hosts: list[str] | None,
     port: int,
     orphan_grace: float,
+    reconnect_grace: float = DEFAULT_RECONNECT_GRACE_S,
+    spool_limit: int = DEFAULT_LIMIT,
     out: TextIO = sys.stdout,
 ) -> int:
     """Listen until Ctrl-C / SIGTERM; returns the exit status (ListenError: cannot)."""
     loop = asyncio.get_running_loop()
-    agent = Agent(token, orphan_grace=orphan_grace)
+    agent = Agent(
+        token,
+        orphan_grace=orphan_grace,
+        reconnect_grace=reconnect_grace,
+        spool_limit=spool_limit,
+    )
     stop = asyncio.Event()
     remove_handlers = oskit.install_stop_handlers(loop, stop.set)
     try:

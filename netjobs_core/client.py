@@ -33,6 +33,14 @@ class ConnectionLost(AgentError):
     pass
 
 
+class Refused(AgentError):
+    """Nothing listens there: the agent's process is not running."""
+
+
+class AgentStopping(ConnectionLost):
+    """The agent said it is shutting down and killing our commands."""
+
+
 # asyncio words every connect failure "Connect call failed (...)": say what happened.
 _CONNECT_ERRNOS = {
     errno.ECONNREFUSED: "connection refused by {} (is the agent running and listening there?)",
@@ -90,6 +98,8 @@ class AgentLink:
                 f"connection to {self.address} timed out: no answer within {timeout:g} s "
                 "(host down or port filtered?)"
             ) from None
+        except ConnectionRefusedError as exc:
+            raise Refused(_describe_os_error(exc, self.address)) from None
         except OSError as exc:
             raise AgentError(_describe_os_error(exc, self.address)) from None
         self.tcp_connected = True
@@ -225,6 +235,13 @@ class AgentLink:
         except TimeoutError:
             raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
         return estimate_offset(samples)
+
+    def abort(self) -> None:
+        """Drop the connection without a word: after a silent loss a `bye`
+        delivered late would tell the agent we are gone for good."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.transport.abort()
 
     async def close(self) -> None:
         if self._writer is None:

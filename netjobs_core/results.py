@@ -18,6 +18,7 @@ __all__ = [
     "CommandStatus",
     "HostResult",
     "HostState",
+    "Interruption",
     "RunResult",
     "StartMode",
     "TestResult",
@@ -65,8 +66,19 @@ class CommandResult:
     stderr: bytearray = field(default_factory=bytearray)
     started_at: float | None = None  # epoch, controller clock
     duration_s: float | None = None
-    message: str = ""  # why ERROR / TIMEOUT / KILLED
+    message: str = ""  # why ERROR / TIMEOUT / KILLED / LOST
     timeout: float | None = None  # the effective limit in seconds; None = no limit
+    lost_at: float | None = None  # epoch: when its host was lost (LOST)
+
+
+@dataclass
+class Interruption:
+    """The connection to a host was lost mid-run and the controller tried to resume."""
+
+    at: float  # epoch: when the controller noticed the loss
+    cause: str
+    duration_s: float | None = None  # until resumed, or until given up
+    resumed: bool = False
 
 
 @dataclass
@@ -82,6 +94,7 @@ class HostResult:
     start_offset_ms: float | None = None  # this host's release minus the common start
     gated: bool | None = None  # processes were spawned before the start instant
     commands: list[CommandResult] = field(default_factory=list)
+    interruptions: list[Interruption] = field(default_factory=list)
 
     @property
     def target(self) -> str:

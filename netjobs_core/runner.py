@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from netjobs_core.client import AgentError, AgentLink, ConnectionLost
+from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -36,6 +36,7 @@ from netjobs_core.results import (
     CommandStatus,
     HostResult,
     HostState,
+    Interruption,
     RunResult,
     StartMode,
     TestResult,
@@ -50,6 +51,16 @@ from netjobs_core.wire.tokens import Token
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
 HANDSHAKE_GRACE_S = 1.0  # an abort lets hosts in their handshake finish it, this long
+HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
+RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
+
+
+class _Interrupted(Exception):
+    """The connection broke or went silent; the agent may still hold the run."""
+
+
+class _Gone(AgentError):
+    """The agent answered a resume: it no longer holds the run."""
 
 
 @dataclass
@@ -59,6 +70,8 @@ class RunOptions:
     connect_timeout: float = 5.0
     stop_on_failure: bool = False
     prepare_timeout: float = 30.0
+    heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
+    reconnect_grace: float | None = None  # per run; None: each agent's own default
 
 
 def _epoch_anchor() -> float:
@@ -94,6 +107,8 @@ class _Host:
         self.released: dict[int, float] = {}  # command index -> controller clock ns
         self.ended: dict[int, float] = {}
         self.deadline: asyncio.Timeout | None = None  # of the collect loop
+        self.run_id = ""  # the agent's name for the run, for a resume
+        self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
 
     @property
     def timed_out(self) -> bool:
@@ -178,9 +193,17 @@ class _TestRun:
             self.aborted.set()
 
     def fail_host(self, host: _Host, error: str) -> None:
-        """The host is out: unreachable, refused, lost... Its unfinished commands error."""
-        for index in range(len(host.result.commands)):
-            self.finish_command(host, index, CommandStatus.ERROR, error)
+        """The host is out: unreachable, refused, lost... Its unfinished commands
+        could not run (ERROR) or, once started, are LOST: they ran, end unknown."""
+        started = host.result.state is HostState.RUNNING
+        lost_at = time.time()
+        for index, command in enumerate(host.result.commands):
+            if started and not command.status.finished:
+                command.lost_at = lost_at
+                stamp = time.strftime("%H:%M:%S", time.localtime(lost_at))
+                self.finish_command(host, index, CommandStatus.LOST, f"lost at {stamp}: {error}")
+            else:
+                self.finish_command(host, index, CommandStatus.ERROR, error)
         self.set_state(host, HostState.FAILED, error)
         self.check_quorum()
 
@@ -207,12 +230,17 @@ class _TestRun:
                 {"id": i, "command": spec.command, "timeout": spec.timeout}
                 for i, spec in enumerate(host.specs)
             ]
+            fields = {
+                "label": self.spec.label,
+                "commands": commands,
+                "grace": options.reconnect_grace,
+                "heartbeat": options.heartbeat,
+            }
             prepared = await link.request(
-                Message("prepare", {"label": self.spec.label, "commands": commands}),
-                "prepared",
-                options.prepare_timeout,
+                Message("prepare", fields), "prepared", options.prepare_timeout
             )
             host.result.gated = prepared["gated"]
+            host.run_id, host.grace = prepared["run_id"], prepared["grace"]
             for item in prepared["commands"]:
                 if isinstance(item, dict) and not item.get("ok", False):
                     index = item.get("id")
@@ -271,14 +299,18 @@ class _TestRun:
 
     async def collect(self, host: _Host) -> None:
         assert host.link is not None
-        link = host.link
+        pinger = asyncio.create_task(self._heartbeat(host), name=f"heartbeat {host.result.target}")
         try:
             async with asyncio.timeout_at(self.backstop(host)) as deadline:
                 host.deadline = deadline
                 if self.aborted.is_set():
                     deadline.reschedule(asyncio.get_running_loop().time() + KILL_CONFIRM_S)
                 while not host.result.state.finished:
-                    message = await link.recv()
+                    try:
+                        message = await self._receive(host)
+                    except _Interrupted as exc:
+                        await self._resume(host, str(exc))
+                        continue
                     try:
                         self.handle(host, message)
                     except (ArithmeticError, ValueError) as exc:
@@ -298,15 +330,118 @@ class _TestRun:
                 self.set_state(host, HostState.TIMEOUT, "the agent did not report in time")
                 self.check_quorum()
                 with contextlib.suppress(AgentError):
-                    link.send(Message("kill", {"reason": "no report from the agent in time"}))
-        except (ConnectionLost, AgentError) as exc:
-            if self.aborted.is_set():
+                    host.link.send(Message("kill", {"reason": "no report from the agent in time"}))
+        except AgentError as exc:
+            if self.aborted.is_set() and not isinstance(exc, AgentStopping):
                 self._give_up(host, str(exc), HostState.KILLED)
             else:
                 self.fail_host(host, str(exc))
         finally:
+            pinger.cancel()
             host.deadline = None
-            await link.close()
+            await host.link.close()
+            await asyncio.wait({pinger})
+
+    async def _heartbeat(self, host: _Host) -> None:
+        """Ping the agent during the run: both ends tell a silent peer by it."""
+        while True:
+            await asyncio.sleep(self.options.heartbeat)
+            with contextlib.suppress(AgentError):
+                assert host.link is not None
+                host.link.send(Message("ping", {"seq": 0}))
+
+    async def _receive(self, host: _Host) -> Message:
+        """The host's next message; _Interrupted when the connection broke or went silent.
+
+        Even a clean close may hide a live agent (its side of a cut ended first),
+        so every loss but a shutdown goes to `_resume`, which tells a gone agent."""
+        assert host.link is not None
+        silence = HEARTBEAT_MISSES * self.options.heartbeat
+        try:
+            async with asyncio.timeout(silence):
+                return await host.link.recv()
+        except TimeoutError as exc:
+            if exc.errno is not None:  # ETIMEDOUT from the socket
+                raise _Interrupted(f"connection lost: {exc.strerror}") from None
+            raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
+        except ConnectionLost as exc:
+            if isinstance(exc, AgentStopping):
+                raise
+            raise _Interrupted(str(exc)) from None
+
+    async def _resume(self, host: _Host, cause: str) -> None:
+        """Reconnect with backoff and resume the run within the agent's grace,
+        or raise ConnectionLost: the agent kills the run at the same moment."""
+        assert host.link is not None
+        if not host.run_id or host.grace <= 0:
+            raise ConnectionLost(cause)
+        loop = asyncio.get_running_loop()
+        # The interruption began with the last bytes heard, not when we noticed.
+        silent_for = (
+            max(0.0, (now_ns() - host.link.received_ns) / 1e9) if host.link.received_ns else 0
+        )
+        began = loop.time() - silent_for
+        record = Interruption(at=time.time() - silent_for, cause=cause)
+        host.result.interruptions.append(record)
+        self.host_changed(host)
+        host.link.abort()
+        # The agent counts its grace from when it noticed (sooner than us: fewer
+        # heartbeats): ending ours from the last bytes heard ends both together.
+        give_up = began + host.grace
+        backstop = host.deadline.when() if host.deadline is not None else None
+        if host.deadline is not None and backstop is not None:
+            host.deadline.reschedule(max(backstop, give_up + BACKSTOP_S))
+        delay = RECONNECT_BACKOFF_S[0]
+        while True:
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                record.duration_s = loop.time() - began
+                raise ConnectionLost(
+                    f"lost for its {host.grace:g} s reconnect grace (after {cause})"
+                )
+            link = AgentLink(host.result.address, self.options.token.secret)
+            try:
+                await link.connect(min(self.options.connect_timeout, remaining))
+                await self._request_resume(host, link, min(self.options.connect_timeout, remaining))
+            except (_Gone, Refused) as exc:
+                # Refused: the agent's process is gone (kill -9, a crash): lost now.
+                link.abort()
+                record.duration_s = loop.time() - began
+                raise ConnectionLost(f"{cause} (reconnecting: {exc})") from None
+            except AgentError:
+                link.abort()
+                await asyncio.sleep(min(delay, max(0.0, give_up - loop.time())))
+                delay = min(2 * delay, RECONNECT_BACKOFF_S[1])
+                continue
+            host.link = link
+            record.duration_s = loop.time() - began
+            record.resumed = True
+            if host.deadline is not None and backstop is not None:
+                host.deadline.reschedule(backstop + record.duration_s)
+            self.host_changed(host)
+            if self.aborted.is_set():
+                with contextlib.suppress(AgentError):
+                    link.send(Message("kill", {"reason": self.abort_reason}))
+            return
+
+    async def _request_resume(self, host: _Host, link: AgentLink, timeout: float) -> None:
+        offsets = [
+            {"id": i, "stdout": len(c.stdout), "stderr": len(c.stderr)}
+            for i, c in enumerate(host.result.commands)
+        ]
+        link.send(Message("resume", {"run_id": host.run_id, "offsets": offsets}))
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    answer = await link.recv()
+                    if answer.type == "resumed":
+                        return
+                    if answer.type == "error":
+                        if answer["code"] == "no-run":
+                            raise _Gone(f"the agent no longer holds the run: {answer['message']}")
+                        raise AgentError(answer["message"])
+        except TimeoutError:
+            raise AgentError(f"no 'resumed' reply within {timeout:g} s") from None
 
     def _give_up(self, host: _Host, error: str, state: HostState) -> None:
         for i in range(len(host.result.commands)):
@@ -372,12 +507,16 @@ class _TestRun:
     def _on_error(self, host: _Host, message: Message) -> None:
         raise AgentError(f"the agent reported: {message['message']}")
 
+    def _on_shutdown(self, host: _Host, message: Message) -> None:
+        raise AgentStopping(f"the agent shut down mid-test: {message['reason']}")
+
     _HANDLERS: ClassVar[dict[str, Callable[[_TestRun, _Host, Message], None]]] = {
         "output": _on_output,
         "started": _on_started,
         "exit": _on_exit,
         "finished": _on_finished,
         "error": _on_error,
+        "shutdown": _on_shutdown,
     }
 
     async def kill_on_abort(self, hosts: list[_Host]) -> None:

@@ -22,6 +22,7 @@ _PROBLEM_WORDS = {
     CommandStatus.TIMEOUT: "timed out",
     CommandStatus.KILLED: "killed",
     CommandStatus.ERROR: "could not run",
+    CommandStatus.LOST: "lost with their host",
 }
 
 

@@ -41,6 +41,7 @@ COMMAND: dict[CommandStatus, Look] = {
     CommandStatus.TIMEOUT: Look("timed out", ORANGE),
     CommandStatus.KILLED: Look("killed", PURPLE),
     CommandStatus.ERROR: Look("error", ROSE),  # could not run, or its end was not reported
+    CommandStatus.LOST: Look("lost", ORANGE),  # ran, but its host was lost: end unknown
 }
 
 HOST: dict[HostState, Look] = {

@@ -338,7 +338,12 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
         while conn.phase is not protocol.Phase.PREPARING:
             conn.receive_data(await reader.read(65536))
             writer.write(conn.data_to_send())
-        prepared = {"gated": True, "commands": [{"id": 1, "ok": True, "error": None}]}
+        prepared = {
+            "gated": True,
+            "commands": [{"id": 1, "ok": True, "error": None}],
+            "run_id": "r1",
+            "grace": 1.0,
+        }
         early = {"id": 1, "status": "ok", "exit_code": 0, "message": "exit 0"}
         conn.queue_unchecked(Message("prepared", prepared))
         conn.queue_unchecked(Message("exit", early))  # past its own table

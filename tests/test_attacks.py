@@ -310,7 +310,12 @@ async def fake_agent(secret: bytes, started: dict[str, object]):
             conn.send(Message("status", status))
         elif message.type == "prepare":
             items = [{"id": c["id"], "ok": True, "error": None} for c in message["commands"]]
-            conn.send(Message("prepared", {"gated": True, "commands": items}))
+            conn.send(
+                Message(
+                    "prepared",
+                    {"gated": True, "commands": items, "run_id": "fake", "grace": 0},
+                )
+            )
         elif message.type == "start":
             conn.queue_unchecked(Message("started", started))  # past its own checks
 

@@ -158,8 +158,10 @@ def test_a_v1_document_round_trips_exactly():
     again = run_to_json(run_from_json(document))
     for test in again["tests"]:
         for host in test["hosts"]:
+            assert host.pop("interruptions") == []
             for command in host["commands"]:
                 assert command.pop("timeout") is None
+                assert command.pop("lost_at") is None
     assert again == document
     assert again["format"] == JSON_FORMAT == "netjobs-results/1"
 

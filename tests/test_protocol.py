@@ -493,7 +493,17 @@ AGENT_VALID = [
         "status",
         {"busy": False, "label": None, "hostname": "h", "version": "3", "platform": "Linux"},
     ),
-    Message("prepared", {"gated": True, "commands": [{"id": 1, "ok": True, "error": None}]}),
+    Message(
+        "prepared",
+        {
+            "gated": True,
+            "commands": [{"id": 1, "ok": True, "error": None}],
+            "run_id": "ab12",
+            "grace": 180,
+        },
+    ),
+    Message("resumed", {"run_id": "ab12"}),
+    Message("shutdown", {"reason": "the agent is stopping (SIGTERM)"}),
     Message("started", {"released_at": {"1": 5}, "late_ns": 0}),
     Message("output", {"id": 1, "stream": "stdout"}, b"\x00\xff"),
     Message("output", {"id": 1, "stream": "stderr"}, b""),
@@ -514,8 +524,18 @@ def run_messages(ids: list[int]) -> dict[str, Message]:
         ),
         "prepared": Message(
             "prepared",
-            {"gated": True, "commands": [{"id": i, "ok": True, "error": None} for i in ids]},
+            {
+                "gated": True,
+                "commands": [{"id": i, "ok": True, "error": None} for i in ids],
+                "run_id": "ab12",
+                "grace": 180.0,
+            },
         ),
+        "resume": Message(
+            "resume",
+            {"run_id": "ab12", "offsets": [{"id": i, "stdout": 0, "stderr": 0} for i in ids]},
+        ),
+        "resumed": Message("resumed", {"run_id": "ab12"}),
         "start": Message("start", {"at": None}),
         "started": Message("started", {"released_at": {str(i): 5 for i in ids}, "late_ns": 0}),
     }
@@ -543,6 +563,7 @@ PATHS: dict[Phase, list[tuple[Role, str]]] = {
         (Role.AGENT, "prepared"),
         (Role.AGENT, "exit"),
     ],
+    Phase.RESUMING: [(Role.CONTROLLER, "resume")],
     Phase.CLOSED: [(Role.CONTROLLER, "bye")],
 }
 
@@ -579,6 +600,7 @@ def example(sender: Role, kind: str, ids: list[int]) -> Message:
         "output": Message("output", {"id": ids[-1] if ids else 1, "stream": "stdout"}, b"x"),
         "exit": exit_message(ids[-1] if ids else 1),
         "finished": Message("finished"),
+        "shutdown": Message("shutdown", {"reason": "stopping"}),
     }
     if kind == "status":
         if sender is Role.CONTROLLER:

@@ -80,6 +80,12 @@ ends walk the same phases::
     IDLE -prepare-> PREPARING -prepared-> PREPARED -start-> STARTING -started-> RUNNING
     RUNNING: output*, exit* (one exit per prepared command) -finished-> IDLE
 
+A run survives a silent loss of its connection: a controller that lost it
+opens a new connection and sends `resume` (IDLE -> RESUMING); the agent
+answers `resumed` (-> STARTING) and replays the run from the start of its
+messages, output from the byte offsets the controller holds (docs/faults.md).
+The agent says `shutdown` in any phase before it kills its runs on a stop.
+
 A connection may run several tests one after the other. Requests that do
 not touch the run (controller ping/status, agent pong/status) are allowed in
 every phase: the controller measures the clock before prepare, and a status
@@ -225,6 +231,9 @@ COMMAND_ID = Bounded(_INT, 0, 2**31 - 1)
 _EXIT_CODE = Bounded(_INT, -(2**31), 2**32 - 1)
 MAX_TIMEOUT_S = 1e9  # ~31 years; in ns still within int64
 _TIMEOUT = Bounded(_NUM, 0, MAX_TIMEOUT_S)
+_GRACE = Bounded(_NUM, 0, 7 * 86400)  # a lost controller's run is kept at most a week
+_HEARTBEAT = Bounded(_NUM, 0.01, 3600)
+_OFFSET = Bounded(_INT, 0, 2**63 - 1)  # bytes of a stream
 
 Schema = dict[str, tuple[type, ...] | Bounded]
 
@@ -240,7 +249,14 @@ CONTROLLER_SCHEMAS: dict[str, Schema] = {
     "ping": {"seq": _SEQ_NO},
     "status": {},
     # commands: [{"id": int, "command": str, "timeout": float | None}]
-    "prepare": {"label": _STR, "commands": _LIST},
+    # grace: seconds the agent keeps the run for a silently lost controller
+    # (None: the agent's default); heartbeat: the controller pings this often
+    # during the run, so the agent can tell a silent controller.
+    "prepare": {"label": _STR, "commands": _LIST, "grace?": _GRACE, "heartbeat?": _HEARTBEAT},
+    # On a new connection after a silent loss: the run, and per command how
+    # many bytes of each stream the controller holds.
+    # offsets: [{"id": int, "stdout": int, "stderr": int}]
+    "resume": {"run_id": _STR, "offsets": _LIST},
     # at: the release instant on the agent's clock (ns), or None for "now"
     "start": {"at?": _CLOCK},
     "kill": {"reason": _STR},
@@ -259,7 +275,13 @@ AGENT_SCHEMAS: dict[str, Schema] = {
     },
     # commands: [{"id": int, "ok": bool, "error": str | None}]; gated: spawned
     # and waiting for the release, so the start costs no process spawn.
-    "prepared": {"gated": _BOOL, "commands": _LIST},
+    # run_id: names the run in a later `resume`; grace: what the agent keeps it for.
+    "prepared": {"gated": _BOOL, "commands": _LIST, "run_id": _STR, "grace": _GRACE},
+    # The run is attached to this connection; it replays the run's messages
+    # (started, output past the offsets, exits, finished) and goes on live.
+    "resumed": {"run_id": _STR},
+    # The agent is stopping (SIGTERM, Ctrl-C): it kills the runs it holds.
+    "shutdown": {"reason": _STR},
     # released_at: agent clock (ns) right after each command was let go, by
     # command id (a string: JSON keys); late_ns: how far past the requested
     # instant the release happened.
@@ -399,6 +421,8 @@ def validate(message: Message, schemas: dict[str, Schema]) -> Message:
         _check_commands(message["commands"])
     if message.type == "started":
         _check_releases(message["released_at"])
+    if message.type == "resume":
+        _check_offsets(message["offsets"])
     return message
 
 
@@ -420,6 +444,19 @@ def _check_releases(released_at: dict[str, Any]) -> None:
         if not key.isdecimal() or len(key) > 10:
             raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
         check_fields(Message("started", {"released_at": value}), {"released_at": _CLOCK})
+
+
+def _check_offsets(offsets: list[Any]) -> None:
+    ids = set()
+    for item in offsets:
+        if not isinstance(item, dict):
+            raise ProtocolError("'resume' offsets must be objects")
+        check_fields(
+            Message("resume", item), {"id": COMMAND_ID, "stdout": _OFFSET, "stderr": _OFFSET}
+        )
+        if item["id"] in ids:
+            raise ProtocolError("'resume' repeats command id {}".format(item["id"]))
+        ids.add(item["id"])
 
 
 @functools.lru_cache(maxsize=8)
@@ -482,6 +519,7 @@ class Phase(enum.Enum):
     STARTING = "starting"  # start sent, started not yet seen
     RUNNING = "running"  # released: output and exits flow
     CANCELLED = "cancelled"  # ended before its release: exits (killed), then finished
+    RESUMING = "resuming"  # resume sent: the agent reattaches a run, then replays it
     CLOSED = "closed"  # bye or an error frame: nothing more either way
 
 
@@ -504,14 +542,22 @@ def _row(phase: Phase, requests: tuple[str, ...], **moves: Phase) -> dict[str, P
 
 
 _C_ALWAYS = ("ping", "status", "kill")
-_A_ALWAYS = ("pong", "status")
+_A_ALWAYS = ("pong", "status", "shutdown")
 _P = Phase
 
 # TRANSITIONS[sender][phase][message type] -> the phase after it. A type missing
 # from a row is out of order there.
 TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
     Role.CONTROLLER: {
-        _P.IDLE: _row(_P.IDLE, _C_ALWAYS, prepare=_P.PREPARING, bye=_P.CLOSED, error=_P.CLOSED),
+        _P.IDLE: _row(
+            _P.IDLE,
+            _C_ALWAYS,
+            prepare=_P.PREPARING,
+            resume=_P.RESUMING,
+            bye=_P.CLOSED,
+            error=_P.CLOSED,
+        ),
+        _P.RESUMING: _row(_P.RESUMING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
         _P.PREPARING: _row(_P.PREPARING, _C_ALWAYS, bye=_P.CLOSED, error=_P.CLOSED),
         _P.PREPARED: _row(
             _P.PREPARED, _C_ALWAYS, start=_P.STARTING, bye=_P.CLOSED, error=_P.CLOSED
@@ -529,6 +575,8 @@ TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
         # error: the prepare is refused (busy); the connection goes on.
         _P.PREPARING: _row(_P.PREPARING, _A_ALWAYS, prepared=_P.PREPARED, error=_P.IDLE),
         # exit/finished without started: killed before the release.
+        # resumed: the replay starts as a run does (started, or killed exits).
+        _P.RESUMING: _row(_P.RESUMING, _A_ALWAYS, resumed=_P.STARTING, error=_P.CLOSED),
         _P.PREPARED: _row(
             _P.PREPARED,
             _A_ALWAYS,
@@ -683,6 +731,8 @@ class Connection:
                 )
         if kind == "prepare":
             self._unfinished = {item["id"] for item in message["commands"]}
+        elif kind == "resume":
+            self._unfinished = {item["id"] for item in message["offsets"]}
         elif kind in ("output", "exit") and message["id"] not in self._unfinished:
             raise ProtocolError(
                 f"{kind!r} for command {message['id']}, which is not prepared or has exited"

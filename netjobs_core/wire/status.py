@@ -2,7 +2,8 @@
 
 The agent reports a command's end with one of the finished values; the protocol
 accepts only those in an `exit` message; the controller's results use the same
-enum, plus the two values a command has before it ends. How each value is shown
+enum, plus the two values a command has before it ends and LOST, which only
+the controller can conclude. How each value is shown
 (word, colour) is decided in one place, netjobs_core/vocabulary.py.
 """
 
@@ -19,10 +20,13 @@ class CommandStatus(enum.StrEnum):
     TIMEOUT = "timeout"  # killed at its -timeout
     KILLED = "killed"  # aborted or stopped by the user
     ERROR = "error"  # could not run: see message
+    LOST = "lost"  # it ran, but its host was lost (the controller decides: not in ENDS)
 
     @property
     def finished(self) -> bool:
         return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
 
 
-ENDS = frozenset(status for status in CommandStatus if status.finished)
+ENDS = frozenset(
+    status for status in CommandStatus if status.finished and status is not CommandStatus.LOST
+)

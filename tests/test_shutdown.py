@@ -1,0 +1,67 @@
+"""An agent stopped mid-test (issue 8, point 9): SIGTERM/SIGINT tells the controller,
+which treats it at once as a lost host; kill -9 leaves its commands LOST, not ERROR."""
+
+import signal
+import time
+
+import pytest
+
+from netjobs_core.config import parse_config
+from netjobs_core.events import CommandOutput
+from netjobs_core.results import CommandStatus, HostState, TestStatus
+from netjobs_core.runner import RunOptions, run_test
+from tests.agent_harness import start_agent
+
+pytestmark = pytest.mark.timeout(60)
+
+CONFIG = 't:\n{a0}: "echo go; sleep 30"\n{a1}: "echo go; sleep 30"\nend\n'
+
+
+def plan(agents):
+    text = CONFIG.format(**{f"a{i}": f"127.0.0.1:{a.port}" for i, a in enumerate(agents)})
+    return parse_config(text, "test.cfg").tests[0]
+
+
+async def run_and_stop(token, token_path, sig):
+    """Run under -minhosts all; SIG the second agent once its command printed."""
+    with start_agent(token_path) as a0, start_agent(token_path) as a1:
+        stopped_at = []
+
+        def observer(event):
+            if (
+                isinstance(event, CommandOutput)
+                and event.host.address.port == a1.port
+                and not stopped_at
+            ):
+                stopped_at.append(time.monotonic())
+                a1.send_stop(sig)
+
+        test = await run_test(
+            plan([a0, a1]), RunOptions(token=token, connect_timeout=3.0), observer
+        )
+        return test, time.monotonic() - stopped_at[0], a1.log_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_stopped_agent_aborts_a_minhosts_all_test_at_once(token, sig):
+    test, after, _ = await run_and_stop(token[0], token[1], sig)
+    assert test.status is TestStatus.ABORTED, test.reason
+    assert after < 5.0  # not the 30 s of the other host's command
+    assert "quorum lost" in test.reason
+    stopped = test.hosts[1]
+    assert stopped.state is HostState.FAILED
+    assert "shut down" in stopped.error and "stopping" in stopped.error
+    assert stopped.commands[0].status is CommandStatus.LOST
+    assert stopped.commands[0].lost_at is not None
+    assert test.hosts[0].commands[0].status is CommandStatus.KILLED
+
+
+async def test_kill_9_of_an_agent_leaves_its_commands_lost_with_a_time(token):
+    before = time.time()
+    test, after, _ = await run_and_stop(token[0], token[1], signal.SIGKILL)
+    assert test.status is TestStatus.ABORTED and after < 5.0
+    lost = test.hosts[1].commands[0]
+    assert lost.status is CommandStatus.LOST, lost
+    assert lost.lost_at is not None and before <= lost.lost_at <= time.time()
+    assert lost.message.startswith("lost at ")
+    assert "could not run" not in test.reason
