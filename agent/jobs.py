@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import Message
@@ -48,7 +48,8 @@ class Sink(Protocol):
     """Where a run's messages go (agent.spool.Outbox): kept, and sent to whichever
     connection its controller holds now."""
 
-    peer: str
+    @property
+    def peer(self) -> str: ...
 
     def post(self, message: Message) -> None: ...
 
@@ -62,11 +63,12 @@ class CommandSpec:
     timeout: float | None  # seconds from the release; None: no limit
 
     @classmethod
-    def from_fields(cls, item: dict[str, object]) -> CommandSpec:
+    def from_fields(cls, item: dict[str, Any]) -> CommandSpec:
+        """From a `prepare` entry the protocol has already checked."""
         timeout = item.get("timeout")
-        if isinstance(timeout, (int, float)) and not math.isfinite(timeout):
+        if timeout is not None and not math.isfinite(timeout):
             timeout = None  # inf: no limit (NaN is refused by the protocol)
-        return cls(int(item["id"]), str(item["command"]), timeout)  # type: ignore[arg-type]
+        return cls(int(item["id"]), str(item["command"]), timeout)
 
 
 def _seconds(value: float) -> str:
@@ -224,10 +226,9 @@ class Job:
         if timeout is not None:
             remaining = max(0.0, (self.released_at - now_ns()) / 1e9 + timeout)
         kill_wait = asyncio.ensure_future(self._kill_requested.wait())
+        waited: set[asyncio.Future[Any]] = {self._exited, kill_wait}
         try:
-            await asyncio.wait(
-                {self._exited, kill_wait}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waited, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         finally:
             kill_wait.cancel()
         if self._exited.done():

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
-import functools
 import json
 import os
 import typing
@@ -92,15 +91,20 @@ def _item_type(kind: Any) -> type[Any] | None:
     """The dataclass X of a `list[X]` field, else None."""
     if typing.get_origin(kind) is list:
         (item,) = typing.get_args(kind)
-        if dataclasses.is_dataclass(item):
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
             return item
     return None
 
 
-@functools.cache
+_KINDS: dict[type[Any], dict[str, Any]] = {}
+
+
 def _kinds(cls: type[Any]) -> dict[str, Any]:
-    """The field types (results.py's annotations are strings until resolved)."""
-    return typing.get_type_hints(cls)
+    """The field types (results.py's annotations are strings until resolved), once."""
+    kinds = _KINDS.get(cls)
+    if kinds is None:
+        kinds = _KINDS[cls] = typing.get_type_hints(cls)
+    return kinds
 
 
 def _encode(obj: Any) -> Json:

@@ -216,7 +216,7 @@ def _write_json(run: RunResult, json_path: str, outcome: Outcome, err: TextIO) -
 def _install_stop(loop: asyncio.AbstractEventLoop, runner: Runner, err: TextIO) -> list[int]:
     """First Ctrl-C stops cleanly (agents kill their jobs, results kept); a second one
     falls back to the default handler."""
-    installed = []
+    installed: list[int] = []
 
     def on_signal(sig: int) -> None:
         if runner.stopped:

@@ -19,6 +19,7 @@ from netjobs_gui.__main__ import build_parser
 from netjobs_gui.settings import APPLICATION, ORGANIZATION, apply_settings_env
 
 if TYPE_CHECKING:
+    from netjobs_core.check import HostCheck
     from netjobs_gui.main_window import MainWindow
 
 
@@ -76,9 +77,9 @@ async def smoke_test(window: MainWindow, timeout: float = 30.0) -> int:
     if window.editor.plan is None:
         _report(f"smoke test: no valid config open ({window.editor.error})")
         return 1
-    finished: asyncio.Future[list] = asyncio.get_running_loop().create_future()  # type: ignore[type-arg]
+    finished: asyncio.Future[list[HostCheck]] = asyncio.get_running_loop().create_future()
 
-    def on_finished(checks: list) -> None:  # type: ignore[type-arg]
+    def on_finished(checks: list[HostCheck]) -> None:
         if not finished.done():
             finished.set_result(checks)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -172,7 +173,7 @@ class MainWindow(QMainWindow):
         )
         self.about_action = self._action("&About NetJobs", self.about)
         self.tab_actions = [
-            self._action(name, lambda i=i: self.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
+            self._action(name, functools.partial(self.tabs.setCurrentIndex, i), f"Ctrl+{i + 1}")
             for i, name in enumerate(("&Config", "&Hosts", "&Run", "R&esults"))
         ]
 

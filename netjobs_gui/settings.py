@@ -83,7 +83,7 @@ class Settings:
     @property
     def default_port(self) -> int:
         try:
-            port = int(self.store.value("run/default_port", DEFAULT_PORT))
+            port = int(str(self.store.value("run/default_port", DEFAULT_PORT)))
         except (TypeError, ValueError):
             return DEFAULT_PORT
         return port if 1 <= port <= 65535 else DEFAULT_PORT
@@ -95,7 +95,7 @@ class Settings:
     @property
     def connect_timeout(self) -> float:
         try:
-            seconds = float(self.store.value("run/connect_timeout", 5.0))
+            seconds = float(str(self.store.value("run/connect_timeout", 5.0)))
         except (TypeError, ValueError):
             return 5.0
         return seconds if seconds > 0 else 5.0

@@ -314,7 +314,7 @@ def encode_frame(message: Message, flags: int = 0) -> bytes:
     )
 
 
-def _printable(data: bytes, limit: int = 60) -> str:
+def _printable(data: bytes | bytearray, limit: int = 60) -> str:
     text = data[:limit].decode("latin-1")
     text = "".join(ch if 32 <= ord(ch) < 127 else "." for ch in text)
     return text.strip(".") or data[:16].hex()

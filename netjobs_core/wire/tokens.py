@@ -14,6 +14,7 @@ import re
 import secrets
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def _read(path: Path, strict: bool) -> Token:
 
 def load_token(
     token_file: str | os.PathLike[str] | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
     *,
     strict: bool = False,
 ) -> Token:

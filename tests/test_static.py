@@ -1,0 +1,36 @@
+"""The type checker and the linter, as part of the test command (what CI runs)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.timeout(300)
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=280)
+
+
+def test_mypy_is_clean():
+    # Configured in pyproject.toml: netjobs_core, agent and netjobs_gui at mypy's defaults.
+    result = run(sys.executable, "-m", "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("ruff", path=str(Path(sys.executable).parent)) is None,
+    reason="ruff is not installed next to this Python",
+)
+def test_ruff_is_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent))
+    assert ruff is not None
+    lint = run(ruff, "check", ".")
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    formatted = run(ruff, "format", "--check", ".")
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
