@@ -24,8 +24,9 @@ from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
-from . import oskit
+from . import limits, oskit
 from .jobs import CommandSpec, Run, Stage
+from .limits import shown
 
 AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
 IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
@@ -33,6 +34,7 @@ DRAIN_TIMEOUT_S = 60.0  # a controller that reads nothing for this long is dropp
 CLOSE_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
 READ_CHUNK = 64 * 1024
+COMMAND_LOG_LIMIT = 2000  # characters of a command in the log (a controller's, authenticated)
 
 log = logging.getLogger("netjobs.agent")
 
@@ -60,7 +62,9 @@ class Session:
         self.agent = agent
         self.reader = reader
         self.writer = writer
-        self.peer = format_address(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        self.peer = format_address(peername)
+        self.source = str(peername[0]) if isinstance(peername, tuple) else self.peer
         self.conn = protocol.Connection(Role.AGENT, agent.secret)
         self.closed = False
         self.run: Run | None = None  # the latest run this connection prepared
@@ -77,9 +81,12 @@ class Session:
         if self.closed:
             return
         try:
-            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S) as stalled:
                 await self.writer.drain()
         except TimeoutError:
+            if not stalled.expired():
+                self.abort()  # ETIMEDOUT from the socket: the connection is lost
+                return
             log.warning(
                 "%s read nothing for %g s: dropping the connection", self.peer, DRAIN_TIMEOUT_S
             )
@@ -106,11 +113,11 @@ class Session:
 
     # -- connection -------------------------------------------------------------
     async def serve(self) -> None:
-        log.info("connection from %s", self.peer)
         oskit.enable_keepalive(self.writer.get_extra_info("socket"))
         try:
             requests = await self._handshake()
             if requests is not None:
+                self.agent.gate.promote(self)
                 log.info("%s authenticated", self.peer)
                 await self._serve_requests(requests)
         except (ConnectionError, OSError) as exc:
@@ -131,13 +138,14 @@ class Session:
 
     async def _handshake(self) -> list[Message] | None:
         """Authenticate within AUTH_TIMEOUT_S; returns requests sent along with it."""
+        say = self.agent.preauth_log.log
         try:
-            async with asyncio.timeout(AUTH_TIMEOUT_S):
+            async with asyncio.timeout(AUTH_TIMEOUT_S) as deadline:
                 while True:
                     try:
                         data = await self.reader.read(READ_CHUNK)
-                    except ConnectionError:
-                        data = b""  # a reset: same story as a close here
+                    except OSError:
+                        data = b""  # a reset or ETIMEDOUT: same story as a close here
                     if not data:
                         self._log_early_hangup()
                         return None
@@ -145,27 +153,51 @@ class Session:
                     if self.conn.state is State.READY:
                         return messages
         except TimeoutError:
-            log.warning("%s did not authenticate within %g s: closing", self.peer, AUTH_TIMEOUT_S)
+            if not deadline.expired():
+                raise
+            say(
+                self.source,
+                logging.WARNING,
+                "%s did not authenticate within %g s: closing",
+                self.peer,
+                AUTH_TIMEOUT_S,
+            )
         except protocol.AuthenticationFailed as exc:
-            log.warning("authentication failed from %s: %s", self.peer, exc)
+            say(
+                self.source,
+                logging.WARNING,
+                "authentication failed from %s: %s",
+                self.peer,
+                limits.clip(str(exc)),
+            )
         except protocol.PeerError as exc:
-            log.warning("%s gave up the handshake: %s (%s)", self.peer, exc.message, exc.code)
+            say(
+                self.source,
+                logging.WARNING,
+                "%s gave up the handshake: %s (%s)",
+                self.peer,
+                shown(exc.message),
+                shown(exc.code),
+            )
         except ProtocolError as exc:
-            log.warning("%s: %s: closing", self.peer, exc)
+            say(self.source, logging.WARNING, "%s: %s: closing", self.peer, limits.clip(str(exc)))
         return None
 
     def _log_early_hangup(self) -> None:
         if self.closed:
             return  # the agent is stopping
+        say = self.agent.preauth_log.log
         if self.conn.state is State.SENT_HELLO:
             # A controller hangs up here when the agent's proof did not match.
-            log.warning(
+            say(
+                self.source,
+                logging.WARNING,
                 "authentication failed from %s: it hung up after the agent's hello "
                 "(does it hold another token?)",
                 self.peer,
             )
         else:
-            log.info("%s closed the connection before its hello", self.peer)
+            say(self.source, logging.INFO, "%s closed the connection before its hello", self.peer)
 
     def _receive(self, data: bytes) -> list[Message]:
         try:
@@ -179,9 +211,11 @@ class Session:
                 if not await self._handle(message):
                     return
             try:
-                async with asyncio.timeout(IDLE_TIMEOUT_S):
+                async with asyncio.timeout(IDLE_TIMEOUT_S) as idle:
                     data = await self.reader.read(READ_CHUNK)
             except TimeoutError:
+                if not idle.expired():
+                    raise  # ETIMEDOUT from the socket (keepalive gave up): connection lost
                 if self.agent.owns_active_run(self):
                     continue  # a long test: TCP keepalive watches the peer meanwhile
                 log.info("%s idle for %g s: closing", self.peer, IDLE_TIMEOUT_S)
@@ -192,7 +226,7 @@ class Session:
             try:
                 messages = self._receive(data)
             except ProtocolError as exc:
-                log.warning("%s: %s: closing", self.peer, exc)
+                log.warning("%s: %s: closing", self.peer, limits.clip(str(exc)))
                 return
 
     async def _handle(self, message: Message) -> bool:
@@ -232,8 +266,8 @@ class Session:
         log.warning(
             "%s reports an error and closes: %s (%s)",
             self.peer,
-            message["message"],
-            message["code"],
+            shown(message["message"]),
+            shown(message["code"]),
         )
         return False
 
@@ -250,8 +284,14 @@ _HANDLERS: dict[str, Callable[[Session, Message], Awaitable[bool]]] = {
 
 
 class Agent:
-    def __init__(self, token: Token, *, orphan_grace: float = 2.0) -> None:
+    def __init__(
+        self, token: Token, *, orphan_grace: float = 2.0, caps: limits.Caps | None = None
+    ) -> None:
         self.secret = token.secret
+        self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(limits.fd_limit()))
+        # What unauthenticated peers make the agent log: bounded per source and in all.
+        self.preauth_log = limits.LogLimiter(log, "pre-authentication failures")
+        self.accept_log = limits.LogLimiter(log, "accept failures", per_key=1, total=1)
         self.orphan_grace = orphan_grace
         self.run: Run | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -278,6 +318,26 @@ class Agent:
         task = asyncio.current_task()
         assert task is not None
         session = Session(self, reader, writer)
+        admitted, evicted = self.gate.admit(session, session.source)
+        if evicted is not None:
+            assert isinstance(evicted, Session)
+            evicted.abort()
+            self.preauth_log.log(
+                evicted.source,
+                logging.WARNING,
+                "%s: closing it unauthenticated to make room for new connections",
+                evicted.peer,
+            )
+        if not admitted:
+            self.preauth_log.log(
+                session.source,
+                logging.WARNING,
+                "%s: refused, %d authenticated connections already",
+                session.peer,
+                self.gate.authenticated,
+            )
+            session.abort()
+            return
         self._sessions[task] = session
         try:
             await session.serve()
@@ -288,7 +348,30 @@ class Agent:
         except Exception:
             log.exception("internal error on a connection")
         finally:
+            self.gate.left(session)
             del self._sessions[task]
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio reports accept() failures (EMFILE...) here, once per attempt: log
+        them once per interval with a count, not as a traceback each."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+            self.accept_log.log(
+                "accept",
+                logging.WARNING,
+                "cannot accept connections: %s (%d connections open; retrying)",
+                exc.strerror or exc,
+                self.gate.pending + self.gate.authenticated,
+            )
+            return
+        loop.default_exception_handler(context)
+
+    async def tick_logs(self) -> None:
+        """Close the log limiters' intervals, so a flood's summary line is not held back."""
+        while True:
+            await asyncio.sleep(self.preauth_log.interval)
+            self.preauth_log.tick()
+            self.accept_log.tick()
 
     def owns_active_run(self, session: Session) -> bool:
         return self.run is not None and self.run.sink is session
@@ -324,8 +407,8 @@ class Agent:
         session.send(Message("prepared", {"gated": run.gated, "commands": results}))
         failed = sum(1 for item in results if not item["ok"])
         log.info(
-            "test %r prepared for %s: %d command%s%s%s",
-            label,
+            "test %s prepared for %s: %d command%s%s%s",
+            shown(label),
             session.peer,
             len(specs),
             "" if len(specs) == 1 else "s",
@@ -334,7 +417,13 @@ class Agent:
         )
         for spec in specs:
             limit = "no timeout" if spec.timeout is None else f"timeout {spec.timeout:g} s"
-            log.info("test %r command %d (%s): %s", label, spec.id, limit, spec.command)
+            log.info(
+                "test %s command %d (%s): %s",
+                shown(label),
+                spec.id,
+                limit,
+                shown(spec.command, COMMAND_LOG_LIMIT),
+            )
         self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
         return run
 
@@ -342,9 +431,9 @@ class Agent:
         # Any authenticated connection may kill: an operator can stop a
         # test whose controller is stuck.
         if self.run is None:
-            log.info("%s asked to kill (%s), but no test is active", session.peer, reason)
+            log.info("%s asked to kill (%s), but no test is active", session.peer, shown(reason))
             return
-        log.info("%s asked to kill test %r: %s", session.peer, self.run.label, reason)
+        log.info("%s asked to kill test %s: %s", session.peer, shown(self.run.label), shown(reason))
         self.run.kill(reason)
 
     # -- lifecycle --------------------------------------------------------------
@@ -353,9 +442,9 @@ class Agent:
         if run is None or run.sink is not session or run.stage is Stage.DONE:
             return
         log.warning(
-            "controller %s is gone while test %r is active: killing it in %g s unless it ends",
+            "controller %s is gone while test %s is active: killing it in %g s unless it ends",
             session.peer,
-            run.label,
+            shown(run.label),
             self.orphan_grace,
         )
         self._spawn_task(self._orphan_timer(run), name=f"orphan timer {run.label!r}")
@@ -435,6 +524,9 @@ async def serve(
     agent = Agent(token, orphan_grace=orphan_grace)
     stop = asyncio.Event()
     remove_handlers = oskit.install_stop_handlers(loop, stop.set)
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(agent.loop_exception)
+    ticker = asyncio.create_task(agent.tick_logs(), name="log limiter")
     try:
         server = await _listen(agent, hosts, port)
         try:
@@ -442,6 +534,13 @@ async def serve(
                 address = format_address(sock.getsockname())
                 print(f"netjobs-agent {__version__} listening on {address}", file=out, flush=True)
             print(f"token: {token.source}", file=out, flush=True)
+            caps = agent.gate.caps
+            log.info(
+                "at most %d connections, %d unauthenticated (%d per address)",
+                caps.total,
+                caps.unauthenticated,
+                caps.per_source,
+            )
             await stop.wait()
             log.info("stopping")
             server.close()
@@ -452,6 +551,8 @@ async def serve(
         finally:
             server.close()
     finally:
+        ticker.cancel()
+        loop.set_exception_handler(previous_handler)
         remove_handlers()
     log.info("stopped")
     return 0
