@@ -2,8 +2,9 @@
 
 - `Caps` / `Gate`: at most `unauthenticated` connections before authentication (and
   `per_source` from one address); a new one beyond a cap closes the oldest such
-  connection (a real handshake takes milliseconds, so the oldest is the likeliest
-  attacker). Authenticated sessions never count against these caps and are never
+  connection of the address that holds the most (a real handshake takes milliseconds,
+  so the oldest of the busiest address is the likeliest attacker, and a flood mostly
+  evicts itself). Authenticated sessions never count against these caps and are never
   evicted; the total cap (below the fd limit) keeps room for them.
 - `raise_fd_limit`: the soft NOFILE limit up to the hard one (systemd's default soft
   limit of 1024 is far below what a flood of idle peers takes).
@@ -107,7 +108,10 @@ class Gate:
             len(self._pending) >= caps.unauthenticated
             or len(self._pending) + len(self._authenticated) >= caps.total
         ):
-            victim = next(iter(self._pending))
+            # The oldest from the source holding the most: a flood evicts itself, not
+            # the handshake of a controller from elsewhere.
+            most = max(self._sources.values())
+            victim = next(c for c, s in self._pending.items() if self._sources[s] == most)
         elif len(self._authenticated) >= caps.total:
             return False, None  # full of authenticated sessions: their room is theirs
         if victim is not None:

@@ -252,13 +252,18 @@ def install_stop_handlers(
 
 
 def enable_keepalive(sock: Any, idle_s: int = 30, interval_s: int = 10, count: int = 3) -> None:
-    """Let TCP notice a controller that vanished without a FIN (~1 minute)."""
+    """Let TCP notice a controller that vanished without a FIN (~1 minute).
+
+    Keepalive covers an idle connection; TCP_USER_TIMEOUT (Linux) the same bound when
+    data is unacknowledged, which retransmission alone would keep trying for ~15 minutes.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for name, value in (
             ("TCP_KEEPIDLE", idle_s),
             ("TCP_KEEPINTVL", interval_s),
             ("TCP_KEEPCNT", count),
+            ("TCP_USER_TIMEOUT", (idle_s + interval_s * count) * 1000),
         ):
             option = getattr(socket, name, None)
             if option is not None:
