@@ -17,7 +17,8 @@ With `reconnect`, a peer whose connection ended connects again until the time is
     python bench/flood.py --port 16192 --mode idle --peers 600 --seconds 5 --reconnect
 
 `Namespace` (root only): an agent host behind a veth pair whose link can be cut
-silently (a blackhole route: no FIN, no reset, no ICMP), for TCP keepalive to give up.
+silently (a blackhole route on this side: no FIN, no reset, no ICMP, no local error
+inside), for TCP keepalive or retransmission to give up with ETIMEDOUT.
 """
 
 from __future__ import annotations
@@ -194,8 +195,10 @@ class Namespace:
         return ["ip", "netns", "exec", self.name]
 
     def cut(self) -> None:
-        """Silently drop everything the namespace sends to this side (and back)."""
-        _ip("-n", self.name, "route", "add", "blackhole", f"{self.outside_address}/32")
+        """Cut the link silently, as seen from inside: this side routes the namespace into
+        a blackhole (its replies vanish, its reverse-path check drops what comes in),
+        so the host inside gets no error at all and TCP ends in ETIMEDOUT. (A blackhole
+        inside would hand its TCP an immediate EINVAL instead.)"""
         _ip("route", "add", "blackhole", f"{self.address}/32")
 
     def remove(self) -> None:

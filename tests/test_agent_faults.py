@@ -98,6 +98,7 @@ async def test_a_cut_of_more_than_a_minute_ends_the_session_without_spinning(tok
                 await asyncio.sleep(0.5)
         lost_after = time.monotonic() - cut_at
         assert lost_after > 55, log.read_text()
+        assert "connection lost (Connection timed out)" in log.read_text()  # ETIMEDOUT
         before = cpu_ticks(agent.process.pid)
         await asyncio.sleep(2)  # a measurement window, not a wait for a state
         used = cpu_ticks(agent.process.pid) - before

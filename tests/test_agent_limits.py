@@ -7,6 +7,7 @@ from 127.0.0.2 onwards (the controller connects from 127.0.0.1, another host).
 from __future__ import annotations
 
 import asyncio
+import configparser
 import logging
 import shutil
 import sys
@@ -274,3 +275,11 @@ def test_flood_refuses_anything_but_loopback_and_unbounded_floods():
         asyncio.run(flood.flood(16192, mode="idle", peers=1, seconds=1, host="10.0.0.1"))
     with pytest.raises(ValueError):
         asyncio.run(flood.flood(16192, mode="idle", peers=10**6, seconds=1))
+
+
+def test_the_systemd_unit_gives_the_agent_room_for_connections():
+    unit = configparser.ConfigParser(strict=True, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string((REPO / "resources/systemd/netjobs-agent.service").read_text())
+    limit = unit["Service"]["LimitNOFILE"].split(":")[-1]
+    assert int(limit) >= 4 * 1024  # well above systemd's default soft 1024
