@@ -91,18 +91,19 @@ async def test_a_cut_of_more_than_a_minute_ends_the_session_without_spinning(tok
         assert (await client.start()).type == "started"
         cut_at = time.monotonic()
         ns.cut()
-        async with asyncio.timeout(100):  # ~60 s of keepalive, with room on a loaded machine
-            while True:  # a file to poll: nothing to wait on
-                if "connection lost" in log.read_text():
-                    break
-                await asyncio.sleep(0.5)
+        lost = False
+        for _ in range(200):  # ~60 s of keepalive, with room on a loaded machine
+            if lost := "connection lost" in log.read_text():
+                break
+            await asyncio.sleep(0.5)  # a file to poll: nothing to wait on
         lost_after = time.monotonic() - cut_at
-        assert lost_after > 55, log.read_text()
-        assert "connection lost (Connection timed out)" in log.read_text()  # ETIMEDOUT
         before = cpu_ticks(agent.process.pid)
         await asyncio.sleep(2)  # a measurement window, not a wait for a state
         used = cpu_ticks(agent.process.pid) - before
+        print(f"lost after {lost_after:.1f} s; {used} ticks of CPU in the 2 s after")
         assert used <= 20, f"{used} ticks of CPU in 2 s after the cut"  # 100 Hz: <= 10 %
+        assert lost and lost_after > 55, log.read_text()
+        assert "connection lost (Connection timed out)" in log.read_text()  # ETIMEDOUT
         stopping = time.monotonic()
         agent.process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(agent.process.wait, 10) == 0
