@@ -19,7 +19,7 @@ from netjobs_core import __version__
 from netjobs_core.wire import tokens
 from netjobs_core.wire.address import DEFAULT_PORT
 
-from . import server, spool
+from . import limits, server, spool
 
 PROG = "netjobs-agent"
 
@@ -133,6 +133,7 @@ def _setup_logging(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
+    limits.raise_fd_limit()  # the connection caps follow the limit in force
     try:
         token = _load_token(args.token_file, args.strict_permissions)
         if not args.allow_weak_token:

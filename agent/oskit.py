@@ -25,7 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .procs import CONTAINMENT, set_parent_death_signal
@@ -53,7 +53,7 @@ def gating_supported(platform: str = sys.platform) -> bool:
     return platform != WINDOWS
 
 
-def comspec(environ: dict[str, str] | None = None) -> str:
+def comspec(environ: Mapping[str, str] | None = None) -> str:
     """Absolute path of cmd.exe (never a bare name: it would be searched in the cwd)."""
     environ = os.environ if environ is None else environ
     path = environ.get("ComSpec") or environ.get("COMSPEC")
@@ -104,7 +104,7 @@ def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
         # Overlapped pipes: the proactor event loop cannot read ordinary ones.
         from asyncio import windows_utils  # Windows-only module
 
-        return windows_utils.Popen(  # type: ignore[return-value]
+        return windows_utils.Popen(  # type: ignore[attr-defined]
             args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
         )
     proc = subprocess.Popen(
@@ -120,7 +120,7 @@ def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def taskkill_args(pid: int, environ: dict[str, str] | None = None) -> list[str]:
+def taskkill_args(pid: int, environ: Mapping[str, str] | None = None) -> list[str]:
     environ = os.environ if environ is None else environ
     root = environ.get("SystemRoot") or environ.get("SYSTEMROOT") or r"C:\Windows"
     return [root.rstrip("\\") + r"\System32\taskkill.exe", "/T", "/F", "/PID", str(pid)]
@@ -274,13 +274,18 @@ def install_stop_handlers(
 
 
 def enable_keepalive(sock: Any, idle_s: int = 30, interval_s: int = 10, count: int = 3) -> None:
-    """Let TCP notice a controller that vanished without a FIN (~1 minute)."""
+    """Let TCP notice a controller that vanished without a FIN (~1 minute).
+
+    Keepalive covers an idle connection; TCP_USER_TIMEOUT (Linux) the same bound when
+    data is unacknowledged, which retransmission alone would keep trying for ~15 minutes.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         for name, value in (
             ("TCP_KEEPIDLE", idle_s),
             ("TCP_KEEPINTVL", interval_s),
             ("TCP_KEEPCNT", count),
+            ("TCP_USER_TIMEOUT", (idle_s + interval_s * count) * 1000),
         ):
             option = getattr(socket, name, None)
             if option is not None:

@@ -32,8 +32,9 @@ from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
-from . import oskit, procs
+from . import limits, oskit, procs
 from .jobs import PREPARED_TIMEOUT_S, CommandSpec, Run, Stage
+from .limits import shown
 from .spool import DEFAULT_LIMIT, Outbox, parse_offsets
 
 AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
@@ -55,6 +56,7 @@ MAX_GRACE_S = 7 * 86400.0
 SILENT_ERRNOS = frozenset(
     {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, getattr(errno, "EHOSTDOWN", -1)}
 )
+COMMAND_LOG_LIMIT = 2000  # characters of a command in the log (a controller's, authenticated)
 
 log = logging.getLogger("netjobs.agent")
 
@@ -82,7 +84,9 @@ class Session:
         self.agent = agent
         self.reader = reader
         self.writer = writer
-        self.peer = format_address(writer.get_extra_info("peername"))
+        peername = writer.get_extra_info("peername")
+        self.peer = format_address(peername)
+        self.source = str(peername[0]) if isinstance(peername, tuple) else self.peer
         self.conn = protocol.Connection(Role.AGENT, agent.secret)
         self.closed = False
         self.run: Run | None = None  # the latest run this connection prepared or resumed
@@ -102,9 +106,12 @@ class Session:
         if self.closed:
             return
         try:
-            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S) as stalled:
                 await self.writer.drain()
         except TimeoutError:
+            if not stalled.expired():
+                self.abort()  # ETIMEDOUT from the socket: the connection is lost
+                return
             log.warning(
                 "%s read nothing for %g s: dropping the connection", self.peer, DRAIN_TIMEOUT_S
             )
@@ -132,11 +139,11 @@ class Session:
 
     # -- connection -------------------------------------------------------------
     async def serve(self) -> None:
-        log.info("connection from %s", self.peer)
         oskit.enable_keepalive(self.writer.get_extra_info("socket"))
         try:
             requests = await self._handshake()
             if requests is not None:
+                self.agent.gate.promote(self)
                 log.info("%s authenticated", self.peer)
                 await self._serve_requests(requests)
         except (ConnectionError, OSError) as exc:
@@ -158,13 +165,14 @@ class Session:
 
     async def _handshake(self) -> list[Message] | None:
         """Authenticate within AUTH_TIMEOUT_S; returns requests sent along with it."""
+        say = self.agent.preauth_log.log
         try:
-            async with asyncio.timeout(AUTH_TIMEOUT_S):
+            async with asyncio.timeout(AUTH_TIMEOUT_S) as deadline:
                 while True:
                     try:
                         data = await self.reader.read(READ_CHUNK)
-                    except ConnectionError:
-                        data = b""  # a reset: same story as a close here
+                    except OSError:
+                        data = b""  # a reset or ETIMEDOUT: same story as a close here
                     if not data:
                         self._log_early_hangup()
                         return None
@@ -172,27 +180,51 @@ class Session:
                     if self.conn.state is State.READY:
                         return messages
         except TimeoutError:
-            log.warning("%s did not authenticate within %g s: closing", self.peer, AUTH_TIMEOUT_S)
+            if not deadline.expired():
+                raise
+            say(
+                self.source,
+                logging.WARNING,
+                "%s did not authenticate within %g s: closing",
+                self.peer,
+                AUTH_TIMEOUT_S,
+            )
         except protocol.AuthenticationFailed as exc:
-            log.warning("authentication failed from %s: %s", self.peer, exc)
+            say(
+                self.source,
+                logging.WARNING,
+                "authentication failed from %s: %s",
+                self.peer,
+                limits.clip(str(exc)),
+            )
         except protocol.PeerError as exc:
-            log.warning("%s gave up the handshake: %s (%s)", self.peer, exc.message, exc.code)
+            say(
+                self.source,
+                logging.WARNING,
+                "%s gave up the handshake: %s (%s)",
+                self.peer,
+                shown(exc.message),
+                shown(exc.code),
+            )
         except ProtocolError as exc:
-            log.warning("%s: %s: closing", self.peer, exc)
+            say(self.source, logging.WARNING, "%s: %s: closing", self.peer, limits.clip(str(exc)))
         return None
 
     def _log_early_hangup(self) -> None:
         if self.closed:
             return  # the agent is stopping
+        say = self.agent.preauth_log.log
         if self.conn.state is State.SENT_HELLO:
             # A controller hangs up here when the agent's proof did not match.
-            log.warning(
+            say(
+                self.source,
+                logging.WARNING,
                 "authentication failed from %s: it hung up after the agent's hello "
                 "(does it hold another token?)",
                 self.peer,
             )
         else:
-            log.info("%s closed the connection before its hello", self.peer)
+            say(self.source, logging.INFO, "%s closed the connection before its hello", self.peer)
 
     def _receive(self, data: bytes) -> list[Message]:
         try:
@@ -207,11 +239,11 @@ class Session:
                     return
             silence = self._silence_limit()
             try:
-                async with asyncio.timeout(silence or IDLE_TIMEOUT_S):
+                async with asyncio.timeout(silence or IDLE_TIMEOUT_S) as idle:
                     data = await self.reader.read(READ_CHUNK)
-            except TimeoutError as exc:
-                if exc.errno is not None:
-                    raise  # ETIMEDOUT from the socket, not our timer: the peer is lost
+            except TimeoutError:
+                if not idle.expired():
+                    raise  # ETIMEDOUT from the socket (keepalive gave up): connection lost
                 if silence is not None:
                     log.warning("%s sent no heartbeat for %g s: lost", self.peer, silence)
                     self.silent = True
@@ -226,7 +258,7 @@ class Session:
             try:
                 messages = self._receive(data)
             except ProtocolError as exc:
-                log.warning("%s: %s: closing", self.peer, exc)
+                log.warning("%s: %s: closing", self.peer, limits.clip(str(exc)))
                 return
 
     def _silence_limit(self) -> float | None:
@@ -286,8 +318,8 @@ class Session:
         log.warning(
             "%s reports an error and closes: %s (%s)",
             self.peer,
-            message["message"],
-            message["code"],
+            shown(message["message"]),
+            shown(message["code"]),
         )
         return False
 
@@ -313,9 +345,14 @@ class Agent:
         reconnect_grace: float = DEFAULT_RECONNECT_GRACE_S,
         spool_limit: int = DEFAULT_LIMIT,
         spool_dir: str | None = None,
+        caps: limits.Caps | None = None,
     ) -> None:
         self.secret = token.secret
         protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
+        self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(limits.fd_limit()))
+        # What unauthenticated peers make the agent log: bounded per source and in all.
+        self.preauth_log = limits.LogLimiter(log, "pre-authentication failures")
+        self.accept_log = limits.LogLimiter(log, "accept failures", per_key=1, total=1)
         self.orphan_grace = orphan_grace
         self.reconnect_grace = reconnect_grace
         self.spool_limit = spool_limit
@@ -347,6 +384,26 @@ class Agent:
         task = asyncio.current_task()
         assert task is not None
         session = Session(self, reader, writer)
+        admitted, evicted = self.gate.admit(session, session.source)
+        if evicted is not None:
+            assert isinstance(evicted, Session)
+            evicted.abort()
+            self.preauth_log.log(
+                evicted.source,
+                logging.WARNING,
+                "%s: closing it unauthenticated to make room for new connections",
+                evicted.peer,
+            )
+        if not admitted:
+            self.preauth_log.log(
+                session.source,
+                logging.WARNING,
+                "%s: refused, %d authenticated connections already",
+                session.peer,
+                self.gate.authenticated,
+            )
+            session.abort()
+            return
         self._sessions[task] = session
         try:
             await session.serve()
@@ -357,7 +414,30 @@ class Agent:
         except Exception:
             log.exception("internal error on a connection")
         finally:
+            self.gate.left(session)
             del self._sessions[task]
+
+    def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio reports accept() failures (EMFILE...) here, once per attempt: log
+        them once per interval with a count, not as a traceback each."""
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and "accept" in str(context.get("message", "")):
+            self.accept_log.log(
+                "accept",
+                logging.WARNING,
+                "cannot accept connections: %s (%d connections open; retrying)",
+                exc.strerror or exc,
+                self.gate.pending + self.gate.authenticated,
+            )
+            return
+        loop.default_exception_handler(context)
+
+    async def tick_logs(self) -> None:
+        """Close the log limiters' intervals, so a flood's summary line is not held back."""
+        while True:
+            await asyncio.sleep(self.preauth_log.interval)
+            self.preauth_log.tick()
+            self.accept_log.tick()
 
     def owns_active_run(self, session: Session) -> bool:
         """SESSION holds a run that is active or whose end it has not been sent."""
@@ -433,8 +513,8 @@ class Agent:
         outbox.attach(session)
         failed = sum(1 for item in results if not item["ok"])
         log.info(
-            "test %r prepared for %s: %d command%s%s%s",
-            label,
+            "test %s prepared for %s: %d command%s%s%s",
+            shown(label),
             session.peer,
             len(specs),
             "" if len(specs) == 1 else "s",
@@ -443,7 +523,13 @@ class Agent:
         )
         for spec in specs:
             limit = "no timeout" if spec.timeout is None else f"timeout {spec.timeout:g} s"
-            log.info("test %r command %d (%s): %s", label, spec.id, limit, spec.command)
+            log.info(
+                "test %s command %d (%s): %s",
+                shown(label),
+                spec.id,
+                limit,
+                shown(spec.command, COMMAND_LOG_LIMIT),
+            )
         self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
         return run
 
@@ -451,9 +537,9 @@ class Agent:
         # Any authenticated connection may kill: an operator can stop a
         # test whose controller is stuck.
         if self.run is None:
-            log.info("%s asked to kill (%s), but no test is active", session.peer, reason)
+            log.info("%s asked to kill (%s), but no test is active", session.peer, shown(reason))
             return
-        log.info("%s asked to kill test %r: %s", session.peer, self.run.label, reason)
+        log.info("%s asked to kill test %s: %s", session.peer, shown(self.run.label), shown(reason))
         self.run.kill(reason)
 
     def resume(self, session: Session, run_id: str, items: list[Any]) -> bool:
@@ -518,9 +604,9 @@ class Agent:
             self._drop(outbox)
             return
         log.warning(
-            "controller %s is gone while test %r is active: killing it in %g s unless it ends",
+            "controller %s is gone while test %s is active: killing it in %g s unless it ends",
             session.peer,
-            run.label,
+            shown(run.label),
             self.orphan_grace,
         )
         self._spawn_task(self._orphan_timer(run), name=f"orphan timer {run.label!r}")
@@ -633,6 +719,9 @@ async def serve(
     )
     stop = asyncio.Event()
     remove_handlers = oskit.install_stop_handlers(loop, stop.set)
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(agent.loop_exception)
+    ticker = asyncio.create_task(agent.tick_logs(), name="log limiter")
     try:
         server = await _listen(agent, hosts, port)
         try:
@@ -642,6 +731,13 @@ async def serve(
                 address = format_address(sock.getsockname())
                 print(f"netjobs-agent {__version__} listening on {address}", file=out, flush=True)
             print(f"token: {token.source}", file=out, flush=True)
+            caps = agent.gate.caps
+            log.info(
+                "at most %d connections, %d unauthenticated (%d per address)",
+                caps.total,
+                caps.unauthenticated,
+                caps.per_source,
+            )
             await stop.wait()
             log.info("stopping")
             server.close()
@@ -653,6 +749,8 @@ async def serve(
             server.close()
             procs.CONTAINMENT.stop()
     finally:
+        ticker.cancel()
+        loop.set_exception_handler(previous_handler)
         remove_handlers()
     log.info("stopped")
     return 0

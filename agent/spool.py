@@ -39,10 +39,13 @@ class Peer(Protocol):
 
     peer: str
     closed: bool
+    heartbeat: float | None
 
     def send(self, message: Message) -> None: ...
 
     async def drain(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 class StreamSpool:
