@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 import netjobs_resources
 from netjobs_core import __version__
-from netjobs_gui.__main__ import build_parser
+from netjobs_gui.options import build_parser
 from netjobs_gui.settings import APPLICATION, ORGANIZATION, apply_settings_env
 
 if TYPE_CHECKING:
