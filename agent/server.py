@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import math
 import platform
 import secrets
 import socket
@@ -29,7 +28,7 @@ from netjobs_core import __version__
 from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns
-from netjobs_core.wire.protocol import Message, ProtocolError, Role, State
+from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
 from . import limits, oskit, procs
@@ -50,7 +49,6 @@ DEFAULT_RECONNECT_GRACE_S = 180.0
 # of the old connection can reach it and pass for a clean close.
 HEARTBEAT_MISSES = 3
 MIN_HEARTBEAT_S = 0.05
-MAX_GRACE_S = 7 * 86400.0
 # Ends of a connection that say nothing about the controller's process: the
 # network (or the controller's machine) went silent. EOF and RST are clean.
 SILENT_ERRNOS = frozenset(
@@ -472,9 +470,10 @@ class Agent:
         if session.outbox is not None:
             self._drop(session.outbox)  # its run ended and was delivered here
         specs = [CommandSpec.from_fields(item) for item in commands]
+        # The protocol bounds what a controller asks for; the agent's own
+        # --reconnect-grace is held to the same bound.
         grace = message.get("grace")
-        grace = self.reconnect_grace if grace is None else float(grace)
-        grace = min(max(grace, 0.0), MAX_GRACE_S) if math.isfinite(grace) else MAX_GRACE_S
+        grace = min(self.reconnect_grace if grace is None else float(grace), MAX_GRACE_S)
         outbox = Outbox(
             secrets.token_hex(8),
             [spec.id for spec in specs],
@@ -496,9 +495,9 @@ class Agent:
             "internal error sending test %r", label, exc_info=exc
         )
         session.outbox = outbox
-        heartbeat = message.get("heartbeat")
-        if heartbeat is not None and math.isfinite(heartbeat) and heartbeat > 0:
-            session.heartbeat = min(max(heartbeat, MIN_HEARTBEAT_S), MAX_GRACE_S)
+        heartbeat = message.get("heartbeat")  # bounded by the protocol
+        if heartbeat is not None:
+            session.heartbeat = max(heartbeat, MIN_HEARTBEAT_S)
         session.send(
             Message(
                 "prepared",
@@ -565,9 +564,9 @@ class Agent:
         session.run, session.outbox = run, outbox
         session.heartbeat = old.heartbeat if old is not None else outbox.heartbeat
         log.info(
-            "%s resumed test %r (run %s) from byte %d of %d",
+            "%s resumed test %s (run %s) from byte %d of %d",
             session.peer,
-            run.label,
+            shown(run.label),
             run_id,
             sum(min(n, outbox.streams[k].size) for k, n in offsets.items()),
             outbox.written,

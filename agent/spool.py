@@ -170,10 +170,11 @@ class Outbox:
         self._space.set()  # a reader waiting for room goes on (into a closed file: the run is gone)
 
     def _sender_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled():
             return
-        if self.on_sender_error is not None:
-            self.on_sender_error(task.exception())  # type: ignore[arg-type]
+        exc = task.exception()
+        if exc is not None and self.on_sender_error is not None:
+            self.on_sender_error(exc)
 
     def _update_space(self) -> None:
         if self.backlog < self.limit:

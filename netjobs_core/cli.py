@@ -14,7 +14,7 @@ import asyncio
 import math
 from collections.abc import Sequence
 
-from netjobs_core import __version__
+from netjobs_core import __version__, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
@@ -30,16 +30,15 @@ from netjobs_core.session import (
     read_token,
     say,
 )
-from netjobs_core.text import plan_summary
 
 
-def _positive_seconds(text: str) -> float:
+def _positive_seconds(value_text: str) -> float:
     try:
-        value = float(text)
+        value = float(value_text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value_text!r}") from None
     if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {value_text}")
     return value
 
 
@@ -140,7 +139,7 @@ def _main_run(argv: Sequence[str]) -> int:
     path = args.config or _ask_config_path()
     plan = read_plan(path)
     if args.s:
-        for line in plan_summary(plan):
+        for line in text.plan_summary(plan):
             say(line, sys.stdout)
         say("config is valid; simulated run: nothing was contacted or started", sys.stdout)
         return EXIT_OK
@@ -166,8 +165,7 @@ def format_check(check: HostCheck) -> str:
     )
     return (
         f"{check.address!s:<24} {word} agent {check.agent_version} on {check.hostname} "
-        f"({check.platform}), {busy}, rtt {check.rtt_ms:.3f} ms, clock offset "
-        f"{check.clock_offset_ms:+.3f} ms +/- {check.clock_uncertainty_ms:.3f} ms"
+        f"({check.platform}), {busy}, {text.host_line_numbers(check)}"
     )
 
 

@@ -13,8 +13,10 @@ from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.report import LiveTable, format_test
+from netjobs_core.results import HostState
 from netjobs_core.runner import RunOptions
 from netjobs_core.session import STDOUT, Outcome, run_plan, say
+from netjobs_core.vocabulary import word
 
 
 class _Progress:
@@ -31,17 +33,14 @@ class _Progress:
             self.write(f"[{event.test.label}] starting: {len(event.test.hosts)} hosts")
         elif isinstance(event, HostChanged):
             host = event.host
-            extra = (
-                f": {host.error}" if host.error and host.state.value in ("failed", "killed") else ""
-            )
-            if host.state.value == "ready" and host.clock_offset_ms is not None:
-                extra = (
-                    f" (rtt {host.rtt_ms:.3f} ms, clock offset {host.clock_offset_ms:+.3f} "
-                    f"+/- {host.clock_uncertainty_ms:.3f} ms)"
-                )
-            self.write(f"[{event.test.label}] {host.target}: {host.state.value}{extra}")
+            extra = ""
+            if host.error and host.state in (HostState.FAILED, HostState.KILLED):
+                extra = f": {host.error}"
+            elif host.state is HostState.READY and host.rtt_ms is not None:
+                extra = f" ({text.host_line_numbers(host)})"
+            self.write(f"[{event.test.label}] {host.target}: {word(host.state)}{extra}")
         elif isinstance(event, TestFinished):
-            self.write(f"[{event.test.label}] {event.test.status.value}")
+            self.write(f"[{event.test.label}] {word(event.test.status)}")
 
 
 class TerminalDisplay:

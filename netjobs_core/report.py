@@ -12,10 +12,9 @@ from rich.text import Text
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
 from netjobs_core.results import CommandResult, HostResult, TestResult
-from netjobs_core.text import plan_summary
 from netjobs_core.vocabulary import command_word, word
 
-__all__ = ["LiveTable", "format_test", "plan_summary"]
+__all__ = ["LiveTable", "format_test"]
 
 
 def _command_line(command: CommandResult) -> str:

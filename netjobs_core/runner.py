@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from netjobs_core import text
 from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
@@ -200,8 +201,8 @@ class _TestRun:
         for index, command in enumerate(host.result.commands):
             if started and not command.status.finished:
                 command.lost_at = lost_at
-                stamp = time.strftime("%H:%M:%S", time.localtime(lost_at))
-                self.finish_command(host, index, CommandStatus.LOST, f"lost at {stamp}: {error}")
+                message = f"lost at {text.time_of_day(lost_at)}: {error}"
+                self.finish_command(host, index, CommandStatus.LOST, message)
             else:
                 self.finish_command(host, index, CommandStatus.ERROR, error)
         self.set_state(host, HostState.FAILED, error)
@@ -313,7 +314,7 @@ class _TestRun:
                         continue
                     try:
                         self.handle(host, message)
-                    except (ArithmeticError, ValueError) as exc:
+                    except ArithmeticError as exc:
                         # Numbers the schema let through that still break the sums:
                         # that host's protocol error, not a crash of the whole run.
                         raise ConnectionLost(
@@ -358,10 +359,10 @@ class _TestRun:
         assert host.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:
-            async with asyncio.timeout(silence):
+            async with asyncio.timeout(silence) as quiet:
                 return await host.link.recv()
         except TimeoutError as exc:
-            if exc.errno is not None:  # ETIMEDOUT from the socket
+            if not quiet.expired():  # ETIMEDOUT from the socket, not our timer
                 raise _Interrupted(f"connection lost: {exc.strerror}") from None
             raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
         except ConnectionLost as exc:
@@ -466,14 +467,14 @@ class _TestRun:
     def _on_started(self, host: _Host, message: Message) -> None:
         assert host.estimate is not None
         commands = host.result.commands
+        # The protocol checked the keys (command ids) and the bounded clock values.
         for key, agent_ns in message["released_at"].items():
-            with contextlib.suppress(ValueError, TypeError):
-                index = int(key)
-                if 0 <= index < len(commands) and isinstance(agent_ns, int):
-                    at = host.estimate.to_controller(agent_ns)
-                    host.released[index] = at
-                    commands[index].started_at = self.anchor + at / 1e9
-                    self.emit(CommandChanged(self.result, host.result, index))
+            index = int(key)
+            if 0 <= index < len(commands):
+                at = host.estimate.to_controller(agent_ns)
+                host.released[index] = at
+                commands[index].started_at = self.anchor + at / 1e9
+                self.emit(CommandChanged(self.result, host.result, index))
         self._measure_spread()  # live, as releases arrive
 
     def _on_exit(self, host: _Host, message: Message) -> None:

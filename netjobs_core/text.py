@@ -11,9 +11,10 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import Protocol
 
 from netjobs_core.config import Plan
-from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
+from netjobs_core.results import CommandResult, RunResult, TestResult
 from netjobs_core.vocabulary import Status, word
 
 NA = "n/a"
@@ -143,7 +144,15 @@ def run_summary(run: RunResult) -> str:
     return tally(test.status for test in run.tests)
 
 
-def host_line_numbers(host: HostResult) -> str:
+class ClockFigures(Protocol):
+    """What a host's clock measurement left (a HostResult, a HostCheck)."""
+
+    rtt_ms: float | None
+    clock_offset_ms: float | None
+    clock_uncertainty_ms: float | None
+
+
+def host_line_numbers(host: ClockFigures) -> str:
     """`rtt 0.123 ms, clock offset +0.010 ms ± 0.050 ms` (empty before the clock is measured)."""
     if host.rtt_ms is None:
         return ""

@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -381,3 +382,33 @@ class AgentClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of PID, in clock ticks (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def read_lines(client: AgentClient, count: int, command_id: int = 1) -> list[str]:
+    """Wait for COUNT stdout lines of a command; the messages stay queued for collect()."""
+    seen: list[Message] = []
+    text = b""
+    try:
+        async with asyncio.timeout(10):
+            while text.count(b"\n") < count:
+                message = await client.recv()
+                seen.append(message)
+                if message.type == "output" and message["id"] == command_id:
+                    text += message.body
+                assert message.type != "finished", seen
+    finally:
+        client.backlog[:0] = seen
+    return text.decode().splitlines()[:count]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for a refused host)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

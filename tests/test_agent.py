@@ -21,8 +21,10 @@ from agent_harness import (
     agent_command,
     agent_env,
     commands,
+    cpu_ticks,
     kill_pids,
     pid_alive,
+    read_lines,
     start_agent,
     wait_gone,
 )
@@ -39,28 +41,6 @@ pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
 async def connect(agent: AgentProcess, token_file: Path) -> AgentClient:
     return await AgentClient.connect(agent.host, agent.port, token_file)
-
-
-async def read_lines(client: AgentClient, count: int, command_id: int = 1) -> list[str]:
-    """Wait for COUNT stdout lines of a command; the messages stay queued for collect()."""
-    seen: list[Message] = []
-    text = b""
-    try:
-        async with asyncio.timeout(10):
-            while text.count(b"\n") < count:
-                message = await client.recv()
-                seen.append(message)
-                if message.type == "output" and message["id"] == command_id:
-                    text += message.body
-                assert message.type != "finished", seen
-    finally:
-        client.backlog[:0] = seen
-    return text.decode().splitlines()[:count]
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 # -- basics -------------------------------------------------------------------------

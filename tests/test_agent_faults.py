@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_harness import AgentClient, commands, pid_alive
+from agent_harness import AgentClient, commands, cpu_ticks, pid_alive
 
 from agent import server
 from netjobs_core.local_agents import start_agent
@@ -61,11 +61,6 @@ async def test_etimedout_from_the_socket_is_a_lost_connection_not_an_idle_one():
     finally:
         writer.transport.abort()
         right.close()
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
 
 
 @pytest.mark.timeout(180)

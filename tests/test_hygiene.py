@@ -24,6 +24,7 @@ from agent_harness import (
     commands,
     kill_pids,
     pid_alive,
+    read_lines,
     wait_gone,
 )
 
@@ -91,18 +92,7 @@ DAEMON = "(setsid sleep 1000 >/dev/null 2>&1 & echo $!)"
 
 async def pids(client: AgentClient, count: int = 1) -> list[int]:
     """The first COUNT stdout lines of command 1, as PIDs; the messages stay queued."""
-    seen = []
-    text = b""
-    try:
-        async with asyncio.timeout(10):
-            while text.count(b"\n") < count:
-                message = await client.recv()
-                seen.append(message)
-                if message.type == "output" and message["id"] == 1:
-                    text += message.body
-    finally:
-        client.backlog[:0] = seen
-    return [int(line) for line in text.split()[:count]]
+    return [int(line) for line in await read_lines(client, count)]
 
 
 async def test_a_double_forked_daemon_goes_when_its_command_ends(agent, token_file):

@@ -2,11 +2,10 @@
 
 import hashlib
 import secrets
-import socket
 import time
 
 import pytest
-from agent_harness import HostWatch, pid_alive, start_agent
+from agent_harness import HostWatch, free_port, pid_alive, start_agent
 
 from netjobs_core.config import parse_config
 from netjobs_core.local_agents import AgentStartError
@@ -15,12 +14,6 @@ from netjobs_core.runner import Runner, RunOptions, run_test
 from netjobs_core.wire.tokens import Token
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def plan_for(body: str, agents=(), **names):

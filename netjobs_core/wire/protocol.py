@@ -231,7 +231,8 @@ COMMAND_ID = Bounded(_INT, 0, 2**31 - 1)
 _EXIT_CODE = Bounded(_INT, -(2**31), 2**32 - 1)
 MAX_TIMEOUT_S = 1e9  # ~31 years; in ns still within int64
 _TIMEOUT = Bounded(_NUM, 0, MAX_TIMEOUT_S)
-_GRACE = Bounded(_NUM, 0, 7 * 86400)  # a lost controller's run is kept at most a week
+MAX_GRACE_S = 7 * 86400.0  # a silently lost controller's run is kept at most a week
+_GRACE = Bounded(_NUM, 0, MAX_GRACE_S)
 _HEARTBEAT = Bounded(_NUM, 0.01, 3600)
 _OFFSET = Bounded(_INT, 0, 2**63 - 1)  # bytes of a stream
 

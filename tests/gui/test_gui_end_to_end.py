@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_harness import pid_alive  # tests/agent_harness.py
+from agent_harness import free_port, pid_alive  # tests/agent_harness.py
 from PySide6.QtCore import QTimer
 from qt_async import wait_signal, wait_until
 
@@ -29,12 +28,6 @@ def gui(window: Any, settings: Any, token_file: Path) -> Any:
     settings.token_file = str(token_file)
     settings.connect_timeout = 5.0
     return window
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_config(path: Path, body: str, agents: list[Any]) -> Path:
