@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,20 @@ if str(REPO) not in sys.path:  # run from anywhere, without installing the proje
 from agent_harness import AgentProcess, start_agent  # noqa: E402
 
 from netjobs_core.wire.tokens import Token  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Run folders and the run history of every test (and of the programs tests start)
+    go to a fresh data directory, never the user's own."""
+    path = tmp_path_factory.mktemp("xdg-data")
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
 
 
 class SharedToken(NamedTuple):
