@@ -115,6 +115,7 @@ class TestResult:
     duration_s: float | None = None
     start_spread_ms: float | None = None  # max - min release instant over all commands
     start_spread_uncertainty_ms: float | None = None
+    repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None
     hosts: list[HostResult] = field(default_factory=list)
 
     def host(self, target: str) -> HostResult:
@@ -127,6 +128,8 @@ class TestResult:
 @dataclass
 class RunResult:
     config_path: str
+    run_id: str = ""  # run_folder.new_run_id()
+    results_dir: str = ""  # the run's folder (run_folder.RunFolder.path)
     tests: list[TestResult] = field(default_factory=list)
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.run_folder import RunFolder
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
@@ -73,6 +75,7 @@ class RunOptions:
     prepare_timeout: float = 30.0
     heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
     reconnect_grace: float | None = None  # per run; None: each agent's own default
+    run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
 
 
 def _epoch_anchor() -> float:
@@ -649,9 +652,15 @@ class Runner:
 
     def __init__(self, plan: Plan, options: RunOptions, observer: Observer | None = None) -> None:
         self.plan = plan
-        self.options = options
         self.observer = observer
-        self.result = RunResult(config_path=plan.path)
+        if options.run_folder is None:
+            options = dataclasses.replace(options, run_folder=RunFolder.create())
+        self.options = options
+        assert options.run_folder is not None
+        self.folder = options.run_folder
+        self.result = RunResult(
+            config_path=plan.path, run_id=self.folder.run_id, results_dir=str(self.folder.path)
+        )
         self._current: _TestRun | None = None
         self._stop_reason = ""
 
