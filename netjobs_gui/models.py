@@ -124,11 +124,18 @@ class TableProxy(QSortFilterProxyModel):
         self.setDynamicSortFilter(True)
 
     def set_filter(self, text: str | None = None, problems_only: bool | None = None) -> None:
+        # Qt 6.9 has begin/endFilterChange() and deprecates invalidate*Filter().
+        new_api = hasattr(self, "beginFilterChange")
+        if new_api:
+            self.beginFilterChange()
         if text is not None:
             self.filter.text = text
         if problems_only is not None:
             self.filter.problems_only = problems_only
-        self.invalidateFilter()
+        if new_api:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
         return not self.filter.active or self.source.matches(source_row, self.filter)

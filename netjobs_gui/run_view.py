@@ -304,8 +304,7 @@ class TestDetail(QWidget):
         self.model.refresh()
         self.output.refresh()
         self._update_summary()
-        if self.timeline.isVisible():
-            self.timeline.refresh()
+        self.timeline.refresh()  # cheap when hidden: Qt paints only what is shown
 
 
 class RunView(QWidget):
