@@ -141,8 +141,11 @@ class TableProxy(QSortFilterProxyModel):
         return not self.filter.active or self.source.matches(source_row, self.filter)
 
     def lessThan(self, left: _Index, right: _Index) -> bool:
+        # Ties keep the model's order (the config's), whatever was sorted before.
         column = left.column()
-        return self.source.sort_key(left.row(), column) < self.source.sort_key(right.row(), column)
+        mine = (self.source.sort_key(left.row(), column), left.row())
+        theirs = (self.source.sort_key(right.row(), column), right.row())
+        return mine < theirs
 
     def source_rows(self) -> list[int]:
         """The source rows shown, in the order shown."""

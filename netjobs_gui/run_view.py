@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from html import escape
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase, QKeySequence, QShortcut, QTextCursor
+from PySide6.QtGui import QFont, QFontDatabase, QKeySequence, QShortcut, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -74,26 +74,41 @@ class StreamView(QWidget):
         layout.addWidget(self.view, 1)
         self.command: CommandResult | None = None
         self.shown = 0  # bytes of the stream already in the view
+        self._stale = False  # set_command() while hidden: load when shown
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._update_title()
 
     def set_command(self, command: CommandResult | None) -> None:
-        """Show the tail of this stream of `command` (live: the runner appends to it)."""
+        """Show the tail of this stream of `command` (live: the runner appends to it).
+        A hidden view loads it once shown: filling a text view is the costly part."""
         self.command = command
         self.view.clear()
         self._decoder.reset()
         self.shown = 0
-        size = self.size
-        if size > TAIL_BYTES:
-            self.shown = size - TAIL_BYTES
+        self._stale = True
+        if self.isVisible():
+            self._load()
+        else:
+            self._update_title()
+
+    def _load(self) -> None:
+        self._stale = False
+        self.shown = max(0, self.size - TAIL_BYTES)
         self.refresh()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._load()
 
     @property
     def size(self) -> int:
         return 0 if self.command is None else output_size(self.command, self.name)
 
     def refresh(self) -> None:
-        if self.command is None:
+        if self.command is None or self._stale:
+            if self._stale and self.isVisible():
+                self._load()
             self._update_title()
             return
         size = self.size
@@ -105,6 +120,12 @@ class StreamView(QWidget):
             chunk = output_from(self.command, self.name, self.shown)
             self.shown += len(chunk)
             decoded = self._decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
+            # More lines than the view keeps would push out all it holds, then most of
+            # themselves: insert only the lines that stay.
+            lines = decoded.rsplit("\n", MAX_OUTPUT_LINES)
+            if len(lines) > MAX_OUTPUT_LINES:
+                self.view.clear()
+                decoded = "\n".join(lines[1:])
             bar = self.view.verticalScrollBar()
             at_end = bar.value() >= bar.maximum() - 2
             cursor = QTextCursor(self.view.document())
@@ -126,6 +147,9 @@ class StreamView(QWidget):
 
     @property
     def text(self) -> str:
+        """What the view holds (loaded now if it was waiting to be shown)."""
+        if self._stale:
+            self._load()
         return self.view.toPlainText()
 
 
