@@ -493,7 +493,7 @@ class EditorPanel(QWidget):
                 "File ▸ Open or drop a config file here.</span>"
             )
 
-    def find(self) -> None:
+    def open_find(self) -> None:
         self.find_bar.open_on(self.editor)
 
     def go_to_error(self) -> None:

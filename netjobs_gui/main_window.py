@@ -195,7 +195,7 @@ class MainWindow(QMainWindow):
             for i, name in enumerate(("&Config", "&Hosts", "&Run", "R&esults"))
         ]
         self.find_action = self._action(
-            "&Find…", self.find, keys.Find, "Find text in the config or in the selected output"
+            "&Find…", self.find_text, keys.Find, "Find text in the config or in the selected output"
         )
         self.filter_action = self._action(
             "F&ilter…", self.focus_filter, "Ctrl+Shift+F", "Filter the table of this page"
@@ -333,7 +333,14 @@ class MainWindow(QMainWindow):
     def cycle_pane(self, step: int) -> None:
         panes = self.panes()
         focus = QApplication.focusWidget()
-        at = next((i for i, p in enumerate(panes) if p is focus or p.isAncestorOf(focus)), -1)
+        at = next(
+            (
+                i
+                for i, p in enumerate(panes)
+                if focus is not None and (p is focus or p.isAncestorOf(focus))
+            ),
+            -1,
+        )
         self.focus_pane(panes[(at + step) % len(panes)] if at >= 0 else panes[0])
 
     def show_page(self, index: int) -> None:
@@ -341,15 +348,15 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(index)
         self.focus_pane(self.panes()[0])
 
-    def find(self) -> None:
+    def find_text(self) -> None:
         """Ctrl+F: find in the config editor, or in the output of the page's selected command."""
         page = self.tabs.currentIndex()
         if page == self.CONFIG_TAB:
-            self.editor.find()
+            self.editor.open_find()
         elif page in (self.RUN_TAB, self.RESULTS_TAB):
             detail = self.run_view.detail if page == self.RUN_TAB else self.results.detail
             detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
-            detail.output.find()
+            detail.output.open_find()
 
     def focus_filter(self) -> None:
         page = self.tabs.currentIndex()

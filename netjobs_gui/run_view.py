@@ -93,7 +93,7 @@ class StreamView(QWidget):
 
     def _load(self) -> None:
         self._stale = False
-        self.shown = max(0, self.size - TAIL_BYTES)
+        self.shown = max(0, self.received - TAIL_BYTES)
         self.refresh()
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -102,7 +102,7 @@ class StreamView(QWidget):
             self._load()
 
     @property
-    def size(self) -> int:
+    def received(self) -> int:
         return 0 if self.command is None else output_size(self.command, self.name)
 
     def refresh(self) -> None:
@@ -111,7 +111,7 @@ class StreamView(QWidget):
                 self._load()
             self._update_title()
             return
-        size = self.size
+        size = self.received
         if size - self.shown > TAIL_BYTES:  # fell far behind: jump to the tail
             self.view.clear()
             self._decoder.reset()
@@ -139,7 +139,7 @@ class StreamView(QWidget):
         if self.command is None:
             self.title.setText(f"<b>{self.name}</b>")
             return
-        size = self.size
+        size = self.received
         title = f"<b>{self.name}</b> — {text.size(size)}"
         if size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES:
             title += " (showing the end; the full output is kept in the results)"
@@ -184,7 +184,7 @@ class OutputPane(QWidget):
             self.last_stream = self.stdout if watched is self.stdout.view else self.stderr
         return False
 
-    def find(self) -> None:
+    def open_find(self) -> None:
         """Open the find bar on the stream last focused (stdout at first)."""
         self.find_bar.open_on(self.last_stream.view)
 

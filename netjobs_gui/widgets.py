@@ -178,9 +178,9 @@ class FindBar(QWidget):
         self.edit.setPlaceholderText("Find…")
         self.edit.setClearButtonEnabled(True)
         self.edit.returnPressed.connect(self.find_next)
-        self.edit.textChanged.connect(lambda _text: self.find(backward=False, from_start=True))
+        self.edit.textChanged.connect(lambda _text: self.search(backward=False, from_start=True))
         previous = QPushButton("Previous")
-        previous.clicked.connect(lambda: self.find(backward=True))
+        previous.clicked.connect(lambda: self.search(backward=True))
         following = QPushButton("Next")
         following.clicked.connect(self.find_next)
         close = QPushButton("Close")
@@ -197,7 +197,7 @@ class FindBar(QWidget):
         layout.addWidget(self.result, 1)
         back = QShortcut(QKeySequence("Shift+Return"), self.edit)
         back.setContext(Qt.ShortcutContext.WidgetShortcut)
-        back.activated.connect(lambda: self.find(backward=True))
+        back.activated.connect(lambda: self.search(backward=True))
         escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         escape.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         escape.activated.connect(self.close_bar)
@@ -218,9 +218,9 @@ class FindBar(QWidget):
             self.target.setFocus()
 
     def find_next(self) -> None:
-        self.find(backward=False)
+        self.search(backward=False)
 
-    def find(self, backward: bool = False, from_start: bool = False) -> bool:
+    def search(self, backward: bool = False, from_start: bool = False) -> bool:
         """Select the next (or previous) match, wrapping around; say when there is none."""
         target, needle = self.target, self.edit.text()
         if target is None or not needle:
