@@ -219,7 +219,7 @@ def run_summary(run: RunResult) -> str:
         return "no test ran"
     if run.passed:
         found = sum((problems(test) for test in run.tests), Counter[CommandStatus]())
-        with_problems = f" with {tally(found.elements())}" if found else ""
+        with_problems = f" (commands: {tally(found.elements())})" if found else ""
         return f"{count(len(run.tests), 'test')} passed{with_problems}"
     return tally(test.status for test in run.tests)
 

@@ -384,16 +384,16 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
     ),
 )
 HOST_FIT = (
-    Fit(130, 2),
+    Fit(125, 1),
     Fit(60),
     Fit(80),
     Fit(100),
     Fit(55),
     Fit(80),
-    Fit(140),
+    Fit(175),
     Fit(45),
-    Fit(100, 1),
-    Fit(120, 3),
+    Fit(130, 1),
+    Fit(150, 3),
 )
 
 
@@ -481,7 +481,7 @@ TEST_COLUMNS: tuple[Column[TestRow], ...] = (
         numeric=True,
     ),
 )
-TEST_FIT = (Fit(70, 1), Fit(90, 3), Fit(40), Fit(50), Fit(110, 1), Fit(70))
+TEST_FIT = (Fit(60, 1), Fit(95, 3), Fit(40), Fit(45), Fit(105, 1), Fit(70))
 
 
 # ---- the session's results
@@ -545,4 +545,4 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     ),
     Column("From", lambda e: e.source),
 )
-RESULT_FIT = (Fit(130), Fit(70, 1), Fit(90, 2), Fit(110), Fit(65), Fit(65), Fit(80, 1), Fit(80, 1))
+RESULT_FIT = (Fit(135), Fit(80, 1), Fit(120, 2), Fit(135), Fit(70), Fit(70), Fit(90, 1), Fit(90, 1))

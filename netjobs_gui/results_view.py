@@ -53,11 +53,9 @@ class ResultsView(QWidget):
         super().__init__(parent)
         self.model = ResultsModel(self)
         self.table = make_table(self.model)
-        # The detail's summary line shows the rest; the tooltips too.
-        self.table.setColumnHidden(ResultsModel.COLUMNS.index("Hosts"), True)
         self.columns = FitColumns(self.table, RESULT_FIT)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
-        self.table.setMinimumWidth(240)
+        self.table.setMinimumHeight(70)
 
         self.save_button = QPushButton("&Save log…")
         self.save_button.setToolTip(
@@ -93,14 +91,16 @@ class ResultsView(QWidget):
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.note)
 
+        # The list above the test: both get the window's whole width, so every column of
+        # each is in sight at 1024 pixels.
         self.detail = TestDetail()
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.detail)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([430, 850])
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([190, 570])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
         self._update_buttons()

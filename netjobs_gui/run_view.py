@@ -33,6 +33,7 @@ from netjobs_gui.models import CommandsModel, TestsModel
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import (
     COMMAND_FIT,
+    TEST_FIT,
     FilterBar,
     FindBar,
     FitColumns,
@@ -251,15 +252,15 @@ class TestDetail(QWidget):
         top_layout.setSpacing(2)
         top_layout.addWidget(self.filter)
         top_layout.addWidget(self.table, 1)
-        top.setMinimumHeight(120)
-        self.tabs.setMinimumHeight(160)
+        top.setMinimumHeight(100)
+        self.tabs.setMinimumHeight(140)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(self.tabs)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([260, 360])
+        self.splitter.setSizes([330, 330])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
@@ -337,9 +338,11 @@ class RunView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.tests_model = TestsModel(self)
-        self.tests = make_table(self.tests_model, (110, 90, 45, 62, 130))
-        # The detail's summary line has the duration.
-        self.tests.setColumnHidden(TestsModel.COLUMNS.index("Duration"), True)
+        self.tests = make_table(self.tests_model)
+        # The detail's summary line has the rest (the Results list too).
+        for name in ("Hosts", "Start spread", "Duration"):
+            self.tests.setColumnHidden(TestsModel.COLUMNS.index(name), True)
+        self.tests_columns = FitColumns(self.tests, TEST_FIT)
         self.tests.selectionModel().currentRowChanged.connect(self._test_changed)
         self.tests.setMinimumWidth(160)
 
@@ -364,9 +367,9 @@ class RunView(QWidget):
         self.splitter.addWidget(self.tests)
         self.splitter.addWidget(self.detail)
         self.splitter.setChildrenCollapsible(False)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([300, 980])
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setSizes([260, 1020])
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)

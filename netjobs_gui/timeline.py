@@ -694,11 +694,11 @@ class TimelineWidget(QAbstractScrollArea):
         painter.setPen(pens.muted)
         painter.drawText(
             QPointF(geometry.left, top + 19),
-            "red dashed line: the common start   ·   blue band: the measured start spread   ·   "
-            "whisker: ± the host's clock uncertainty   ·   green line: now",
+            "red dashes: the common start  ·  blue band: the start spread  ·  "
+            "whisker: ± the host's clock uncertainty  ·  green line: now",
         )
         painter.drawText(
             QPointF(geometry.left, top + 37),
-            "bars: from each command's start to its end, coloured by state "
-            "(faded: still running, or end not reported)   ·   red bracket: the command's timeout",
+            "bar: a command's run, coloured by state (faded: running, or end unknown)  ·  "
+            "red bracket: its timeout",
         )

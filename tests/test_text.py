@@ -172,7 +172,7 @@ def test_a_pass_over_failed_commands_says_so() -> None:
     passed = _mixed_test(TestStatus.PASSED)
     assert text.status_text(passed) == "passed with 1 failed, 1 timed out"
     assert text.run_summary(RunResult("x.cfg", tests=[passed])) == (
-        "1 test passed with 1 failed, 1 timed out"
+        "1 test passed (commands: 1 failed, 1 timed out)"
     )
     assert text.status_text(_mixed_test(TestStatus.FAILED)) == "failed"
     assert text.status_text(_test(TestStatus.PASSED)) == "passed"

@@ -80,7 +80,10 @@ async def test_a_pass_over_failures_says_so_everywhere_and_problems_can_be_found
     cell = view.tests_model.index(0, view.tests_model.COLUMNS.index("Status"))
     assert view.tests_model.data(cell, Qt.ItemDataRole.ForegroundRole).name() == AMBER
     assert words in view.detail.summary.text()
-    assert view.status.text() == f"Run finished: 1 test {words}."
+    assert (
+        view.status.text()
+        == "Run finished: 1 test passed (commands: 1 failed, 1 timed out, 1 error)."
+    )
     assert column(gui.results.model, "Status") == [words]
 
     # One word per kind of trouble: an unreachable host is "error", an exit 3 "failed".
