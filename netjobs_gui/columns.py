@@ -545,4 +545,4 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     ),
     Column("From", lambda e: e.source),
 )
-RESULT_FIT = (Fit(135), Fit(80, 1), Fit(120, 2), Fit(135), Fit(70), Fit(70), Fit(90, 1), Fit(90, 1))
+RESULT_FIT = (Fit(135), Fit(80, 1), Fit(120, 2), Fit(150), Fit(70), Fit(70), Fit(90, 1), Fit(90, 1))

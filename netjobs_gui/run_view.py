@@ -38,6 +38,7 @@ from netjobs_gui.widgets import (
     FindBar,
     FitColumns,
     current_row,
+    hide_columns,
     make_table,
     never_widen,
     proxy_of,
@@ -340,8 +341,7 @@ class RunView(QWidget):
         self.tests_model = TestsModel(self)
         self.tests = make_table(self.tests_model)
         # The detail's summary line has the rest (the Results list too).
-        for name in ("Hosts", "Start spread", "Duration"):
-            self.tests.setColumnHidden(TestsModel.COLUMNS.index(name), True)
+        hide_columns(self.tests, ("Hosts", "Start spread", "Duration"))
         self.tests_columns = FitColumns(self.tests, TEST_FIT)
         self.tests.selectionModel().currentRowChanged.connect(self._test_changed)
         self.tests.setMinimumWidth(160)

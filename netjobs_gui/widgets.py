@@ -83,6 +83,16 @@ class FitColumns(QObject):
             self.table.setColumnWidth(column, width)
 
 
+def hide_columns(table: QTableView, names: Sequence[str]) -> None:
+    """Hide the named columns. Each is sized 0 first: a column hidden with its size still
+    pending keeps counting 100 px in the header's positions (seen with Qt 6.11)."""
+    model = proxy_of(table).source
+    for name in names:
+        column = model.COLUMNS.index(name)
+        table.horizontalHeader().resizeSection(column, 0)
+        table.setColumnHidden(column, True)
+
+
 def proxy_of(table: QTableView) -> TableProxy:
     proxy = table.model()
     assert isinstance(proxy, TableProxy)

@@ -332,6 +332,21 @@ def test_big_windows_give_the_room_to_the_tables_and_no_splitter_collapses(windo
     message = table.columnWidth(model.COLUMNS.index("Message"))
     assert command > 300 and message < table.viewport().width() / 2
     assert window.run_view.detail.tabs.height() > 400  # the timeline and output get height
+    # Every table fills its width and none needs scrolling sideways, at both sizes.
+    for size in ((1900, 1150), (1024, 700)):
+        window.resize(*size)
+        for page in range(4):
+            window.tabs.setCurrentIndex(page)
+            QApplication.processEvents()
+            for name, table in (
+                ("tests", window.run_view.tests),
+                ("commands", window.run_view.detail.table),
+                ("hosts", window.hosts.table),
+                ("results", window.results.table),
+            ):
+                if table.isVisible():
+                    length = table.horizontalHeader().length()
+                    assert length == table.viewport().width(), (size, name)
     splitters = window.findChildren(QSplitter)
     assert len(splitters) >= 5 and not any(s.childrenCollapsible() for s in splitters)
 
