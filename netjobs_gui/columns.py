@@ -255,7 +255,7 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
     ),
     Column("Message", lambda r: r.message),
 )
-COMMAND_FIT = (Fit(110, 2), Fit(120, 3), Fit(70), Fit(85), Fit(65), Fit(95), Fit(120, 3))
+COMMAND_FIT = (Fit(110, 2), Fit(120, 3), Fit(70), Fit(95), Fit(65), Fit(95), Fit(120, 3))
 
 
 def command_matches(row: CommandRow, wanted: TextFilter) -> bool:
@@ -481,7 +481,7 @@ TEST_COLUMNS: tuple[Column[TestRow], ...] = (
         numeric=True,
     ),
 )
-TEST_FIT = (Fit(60, 1), Fit(95, 3), Fit(40), Fit(45), Fit(105, 1), Fit(70))
+TEST_FIT = (Fit(60, 1), Fit(95, 3), Fit(40), Fit(60), Fit(105, 1), Fit(70))
 
 
 # ---- the session's results
