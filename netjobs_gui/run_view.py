@@ -344,7 +344,7 @@ class RunView(QWidget):
         hide_columns(self.tests, ("Hosts", "Start spread", "Duration"))
         self.tests_columns = FitColumns(self.tests, TEST_FIT)
         self.tests.selectionModel().currentRowChanged.connect(self._test_changed)
-        self.tests.setMinimumWidth(160)
+        self.tests.setMinimumWidth(230)  # its columns' minimums, and the frame
 
         # The count is a label beside the bar: text drawn on the bar loses digits at its
         # fill edge.
