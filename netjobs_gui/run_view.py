@@ -369,7 +369,7 @@ class RunView(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 4)
-        self.splitter.setSizes([260, 1020])
+        self.splitter.setSizes([300, 980])
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)

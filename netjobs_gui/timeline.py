@@ -66,6 +66,7 @@ class TimelineRow:
 class TimelineData:
     label: str
     status: TestStatus
+    status_text: str  # `passed with 1 failed`: text.status_text()
     common_start: float | None  # epoch, controller clock
     scheduled: bool  # True: the common start was a scheduled instant
     spread_ms: float | None
@@ -101,6 +102,7 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
         now_ms=(now - start) * 1000.0 if running and start is not None else None,
         label=test.label,
         status=test.status,
+        status_text=text.status_text(test),
         common_start=start,
         scheduled=test.scheduled_start is not None,
         spread_ms=test.start_spread_ms,
@@ -532,7 +534,7 @@ class TimelineWidget(QAbstractScrollArea):
     def _paint_title(self, painter: QPainter, pens: _Pens, data: TimelineData) -> None:
         painter.setFont(pens.bold)
         painter.setPen(pens.text)
-        title = f"{data.label} — {word(data.status)}"
+        title = f"{data.label} — {data.status_text}"
         painter.drawText(QPointF(MARGIN, 16), title)
         painter.setFont(pens.font)
         painter.setPen(pens.muted)

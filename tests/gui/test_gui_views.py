@@ -113,6 +113,9 @@ def test_the_run_axis_stays_put_while_a_test_runs_and_grows_in_steps() -> None:
     assert bar_ends[3] < bar_ends[4]
     finished = timeline_data(make_test(), now=T0 + 100)
     assert finished.now_ms is None  # no "now" line once the test is over
+    failed = make_test(command="false")
+    failed.hosts[0].commands[0].status = CommandStatus.FAILED
+    assert timeline_data(failed).status_text == "passed with 1 failed"  # its title
 
 
 def test_now_line_and_timeout_markers_are_drawn(qtbot: Any) -> None:
