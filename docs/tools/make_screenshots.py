@@ -115,6 +115,7 @@ async def main(out: Path, work: Path) -> None:
     from PySide6.QtWidgets import QApplication
     from qt_async import wait_signal, wait_until
 
+    from netjobs_core.local_agents import AgentStartError
     from netjobs_core.wire.tokens import generate_token_file
     from netjobs_gui import prompts
     from netjobs_gui.main_window import MainWindow
@@ -136,13 +137,22 @@ async def main(out: Path, work: Path) -> None:
             raise SystemExit(f"cannot write {path}")
         print(path)
 
+    def started(token_file: Path):  # type: ignore[no-untyped-def]
+        # Many agents starting at once on one machine: one may trip over another's
+        # process-containment clean-up (reported); a second try starts it.
+        try:
+            return start_agent(token_file)
+        except AgentStartError as exc:
+            print(f"retrying an agent start: {str(exc).splitlines()[-1]}")
+            return start_agent(token_file)
+
     token = work / "token"
     generate_token_file(token)
     other_token = work / "other-token"
     generate_token_file(other_token)
     with contextlib.ExitStack() as stack:
-        agents = [stack.enter_context(start_agent(token)) for _ in range(3)]
-        stranger = stack.enter_context(start_agent(other_token))
+        agents = [stack.enter_context(started(token)) for _ in range(3)]
+        stranger = stack.enter_context(started(other_token))
         settings = Settings()
         settings.token_file = str(token)
         settings.manual_hosts = [f"127.0.0.1:{stranger.port}", "127.0.0.1:9"]
@@ -212,7 +222,7 @@ async def main(out: Path, work: Path) -> None:
         dialog.close()
 
         # ---- a fleet of 36
-        fleet = [stack.enter_context(start_agent(token)) for _ in range(FLEET)]
+        fleet = [stack.enter_context(started(token)) for _ in range(FLEET)]
         config = work / "fleet-nightly.cfg"
         config.write_text(fleet_config([agent.port for agent in fleet]))
         window.editor.editor.document().setModified(False)
