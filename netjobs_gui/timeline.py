@@ -620,7 +620,7 @@ class TimelineWidget(QAbstractScrollArea):
             painter.drawLine(QPointF(axis.x(0.0), top), QPointF(axis.x(0.0), rows_bottom))
         if data.now_ms is not None and run.low <= data.now_ms <= run.high:
             x = run.x(data.now_ms)
-            painter.setPen(QPen(QColor(NOW_COLOR), 1.5))
+            painter.setPen(QPen(QColor(NOW_COLOR), 2))  # 2 px: one whole pixel wherever it falls
             painter.drawLine(QPointF(x, top), QPointF(x, rows_bottom))
 
     def _paint_row(
