@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT, Address
+from netjobs_gui.columns import HOST_FIT
 from netjobs_gui.models import HostsModel
-from netjobs_gui.widgets import HOST_FIT, FilterBar, FitColumns, make_table, never_widen, source_row
+from netjobs_gui.widgets import FilterBar, FitColumns, make_table, never_widen, source_row
 
 
 class HostsPanel(QWidget):

@@ -37,10 +37,10 @@ from netjobs_core.runner import RunOptions
 from netjobs_core.session import plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_gui import prompts
+from netjobs_gui.columns import SessionEntry
 from netjobs_gui.controller import Controller
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
-from netjobs_gui.models import SessionEntry
 from netjobs_gui.results_view import ResultsView, default_json_path
 from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog

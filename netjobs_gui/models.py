@@ -27,7 +27,6 @@ from PySide6.QtGui import QColor
 
 from netjobs_gui import columns
 from netjobs_gui.columns import (
-    NO_VALUE,
     Column,
     CommandRow,
     HostRow,
@@ -42,16 +41,6 @@ if TYPE_CHECKING:
     from netjobs_core.config import Plan
     from netjobs_core.results import HostResult, RunResult, TestResult
     from netjobs_core.wire.address import Address
-
-__all__ = [
-    "NO_VALUE",
-    "CommandsModel",
-    "HostsModel",
-    "ResultsModel",
-    "SessionEntry",
-    "TableProxy",
-    "TestsModel",
-]
 
 _Index = QModelIndex | QPersistentModelIndex
 DISPLAY = Qt.ItemDataRole.DisplayRole

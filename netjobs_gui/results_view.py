@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
 
 from netjobs_core import logs
 from netjobs_core.results import RunResult
-from netjobs_gui.models import ResultsModel, SessionEntry
+from netjobs_gui.columns import RESULT_FIT, SessionEntry
+from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TestDetail
 from netjobs_gui.widgets import (
-    RESULT_FIT,
     FitColumns,
     current_row,
     make_table,

@@ -28,12 +28,10 @@ from PySide6.QtWidgets import (
 from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
-from netjobs_gui.columns import output_from, output_size, status_color
+from netjobs_gui.columns import COMMAND_FIT, TEST_FIT, output_from, output_size, status_color
 from netjobs_gui.models import CommandsModel, TestsModel
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import (
-    COMMAND_FIT,
-    TEST_FIT,
     FilterBar,
     FindBar,
     FitColumns,

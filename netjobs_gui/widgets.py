@@ -21,13 +21,11 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core import text
-from netjobs_gui.columns import COMMAND_FIT, HOST_FIT, RESULT_FIT, TEST_FIT, Fit, fit_widths
+from netjobs_gui.columns import Fit, fit_widths
 from netjobs_gui.models import ColumnsModel, TableProxy
 
-__all__ = ["COMMAND_FIT", "HOST_FIT", "RESULT_FIT", "TEST_FIT"]
 
-
-def make_table(model: ColumnsModel, widths: Sequence[int] = (), single: bool = True) -> QTableView:
+def make_table(model: ColumnsModel, single: bool = True) -> QTableView:
     """A compact, row-selecting table over `model`, sortable by any column (click a
     header; a third click restores the model's order). `table.model()` is its proxy."""
     table = QTableView()
@@ -54,8 +52,6 @@ def make_table(model: ColumnsModel, widths: Sequence[int] = (), single: bool = T
     header.setSortIndicatorClearable(True)
     header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
     table.setSortingEnabled(True)
-    for column, width in enumerate(widths):
-        table.setColumnWidth(column, width)
     return table
 
 
