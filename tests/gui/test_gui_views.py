@@ -457,3 +457,17 @@ def test_results_list_columns_sorting_removal_and_no_duplicates(
     assert [e.test.label for e in model.entries] == ["quick"]
     results.clear()
     assert model.entries == [] and not results.clear_button.isEnabled()
+
+
+def test_the_demo_set_up_installs_the_gui(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `python3 dev.py demo`, .venv/bin/netjobs-gui works: the GUI extra is in."""
+    import dev  # the repository root is on sys.path (tests/conftest.py)
+
+    installed: list[str] = []
+    monkeypatch.setattr(dev, "ensure_venv", installed.append)
+    monkeypatch.setattr(dev, "ensure_qt_libraries", lambda: installed.append("qt libraries"))
+    monkeypatch.setattr(
+        dev.subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 0)
+    )
+    assert dev.main(["demo"]) == 0
+    assert installed == ["qt libraries", "gui"]
