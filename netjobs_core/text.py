@@ -18,6 +18,7 @@ from netjobs_core.results import (
     CommandResult,
     CommandStatus,
     HostState,
+    Interruption,
     RunResult,
     TestResult,
     TestStatus,
@@ -240,6 +241,17 @@ def host_line_numbers(host: ClockFigures) -> str:
         f"rtt {ms(host.rtt_ms)}, clock offset "
         f"{ms_pm(host.clock_offset_ms, host.clock_uncertainty_ms, signed=True)}"
     )
+
+
+def interruption(record: Interruption) -> str:
+    """A lost connection to a host mid-run, as it stands: `connection lost at
+    14:02:11.123 (no answer from the agent for 10 s); reconnecting…`."""
+    lost = f"connection lost at {time_of_day(record.at)} ({record.cause})"
+    if record.duration_s is None:
+        return f"{lost}; reconnecting…"
+    if record.resumed:
+        return f"{lost}; resumed after {duration(record.duration_s)}"
+    return f"{lost}; gave up after {duration(record.duration_s)}"
 
 
 def command_details(command: CommandResult) -> list[str]:

@@ -222,7 +222,12 @@ class CommandRow:
 
     @property
     def message(self) -> str:
-        return self.command.message or self.host.error
+        """Why it ended so; while its host's connection is being resumed, that."""
+        if self.command.message:
+            return self.command.message
+        if self.host.interruptions and not self.command.status.finished:
+            return text.interruption(self.host.interruptions[-1])
+        return self.host.error
 
 
 def _exit(row: CommandRow) -> str:

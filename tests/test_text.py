@@ -205,3 +205,15 @@ def test_axis_ticks_carry_their_unit_and_only_the_decimals_the_step_needs(
 def test_start_axis_ticks_are_signed_without_unit() -> None:
     assert text.tick(-0.1, 0.05, signed=True, unit=False) == "-0.10"
     assert text.tick(0.05, 0.05, signed=True, unit=False) == "+0.05"
+
+
+def test_an_interruption_says_where_it_stands() -> None:
+    from netjobs_core.results import Interruption
+
+    record = Interruption(at=1_700_000_000.25, cause="no answer from the agent for 10 s")
+    lost = f"connection lost at {text.time_of_day(record.at)} (no answer from the agent for 10 s)"
+    assert text.interruption(record) == f"{lost}; reconnecting…"
+    record.duration_s, record.resumed = 2.5, True
+    assert text.interruption(record) == f"{lost}; resumed after 2.500 s"
+    record.resumed = False
+    assert text.interruption(record) == f"{lost}; gave up after 2.500 s"

@@ -471,3 +471,19 @@ def test_the_demo_set_up_installs_the_gui(monkeypatch: pytest.MonkeyPatch) -> No
     )
     assert dev.main(["demo"]) == 0
     assert installed == ["qt libraries", "gui"]
+
+
+def test_a_host_being_reconnected_says_so_in_the_message_column(qtbot: Any) -> None:
+    """A hung agent: the test still runs, and the row says why nothing arrives."""
+    from netjobs_core.results import Interruption
+
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    test = make_test(running=True, status=TestStatus.RUNNING)
+    record = Interruption(at=T0 + 5, cause="no answer from the agent for 10 s")
+    test.hosts[1].interruptions.append(record)
+    detail.set_test(test)
+    model = detail.model
+    message = [model.cell(r, model.COLUMNS.index("Message")) for r in range(3)]
+    assert message[0] == message[2] == ""
+    assert message[1] == text.interruption(record) and message[1].endswith("reconnecting…")
