@@ -80,7 +80,8 @@ def test_the_folded_report_shows_each_outcome_once():
     assert report[-1] == "      stdout: error: no such file"
     (hosts,) = [line for line in report if "done" in line]
     assert hosts.startswith(
-        "  127.0.0.1:[16201-16206] (6 hosts)  done  rtt 0.110 ms to 0.160 ms, started +0.000 ms from"
+        "  127.0.0.1:[16201-16206] (6 hosts)  done  rtt 0.110 ms to 0.160 ms, "
+        "started +0.000 ms from"
     )
 
 

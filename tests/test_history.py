@@ -1,12 +1,12 @@
 """The run history (netjobs_core.history) and `netjobs history` / `netjobs show`."""
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-import os
 
 import pytest
 
