@@ -68,12 +68,13 @@ def _folded(test: TestResult) -> list[str]:
         line = f"  {_members(hosts)}  {word(hosts[0].state)}"
         if hosts[0].error:
             line += f" ({hosts[0].error})"
+        numbers = []
         if any(h.rtt_ms is not None for h in hosts):
-            line += f"  rtt {text.span((h.rtt_ms for h in hosts), text.ms)}"
+            numbers.append(f"rtt {text.span((h.rtt_ms for h in hosts), text.ms)}")
         if any(h.start_offset_ms is not None for h in hosts):
             offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
-            line += f", started {offsets} from the common start"
-        lines.append(line)
+            numbers.append(f"started {offsets} from the common start")
+        lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
     pairs = [(host, command) for host in test.hosts for command in host.commands]
     for group in _groups(
         pairs,
