@@ -68,6 +68,16 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+# What sqlite3 raises for a mistake in this module's SQL, never for a database's state.
+_BUGS = (
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.NotSupportedError,
+    sqlite3.DataError,
+)
+
+
 class HistoryError(Exception):
     """The run history cannot be used; the text says why, in one line."""
 
@@ -107,7 +117,7 @@ class RunRecord:
     @property
     def results_kept(self) -> bool:
         """Its results.json is still there (a results folder may be deleted by hand)."""
-        return self.json_path.is_file()
+        return bool(self.results_dir) and self.json_path.is_file()
 
 
 def _problem(exc: sqlite3.Error | OSError, path: Path) -> HistoryError:
@@ -132,6 +142,8 @@ class History:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except _BUGS:
+            raise
         except (sqlite3.Error, OSError) as exc:
             raise _problem(exc, self.path) from None
         try:
@@ -155,6 +167,8 @@ class History:
     def _errors(self) -> Iterator[None]:
         try:
             yield
+        except _BUGS:
+            raise
         except (sqlite3.Error, OSError) as exc:
             raise _problem(exc, self.path) from None
 
@@ -197,9 +211,9 @@ class History:
                 (
                     run.run_id,
                     started,
-                    run.config_path,
+                    os.path.abspath(run.config_path) if run.config_path else "",
                     config_text,
-                    run.results_dir,
+                    os.path.abspath(run.results_dir) if run.results_dir else "",
                     text.run_summary(run),
                     int(run.passed and bool(run.tests)),
                 ),
