@@ -16,6 +16,7 @@ from netjobs_core.wire.status import CommandStatus
 __all__ = [
     "CommandResult",
     "CommandStatus",
+    "ConcurrentWindow",
     "HostResult",
     "HostState",
     "Interruption",
@@ -102,6 +103,16 @@ class HostResult:
         return self.address.short
 
 
+@dataclass(frozen=True)
+class ConcurrentWindow:
+    """The interval during which every command of a test was running (netjobs_core.window)."""
+
+    start: float  # epoch, controller clock: the last command's release
+    end: float  # epoch: the first command's end
+    seconds: float
+    fraction: float  # seconds / the longest command's duration
+
+
 @dataclass
 class TestResult:
     __test__: ClassVar[bool] = False
@@ -115,6 +126,7 @@ class TestResult:
     duration_s: float | None = None
     start_spread_ms: float | None = None  # max - min release instant over all commands
     start_spread_uncertainty_ms: float | None = None
+    concurrent_window: ConcurrentWindow | None = None  # None: never all running at once
     repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None
     hosts: list[HostResult] = field(default_factory=list)
 
@@ -130,6 +142,7 @@ class RunResult:
     config_path: str
     run_id: str = ""  # run_folder.new_run_id()
     results_dir: str = ""  # the run's folder (run_folder.RunFolder.path)
+    started_at: float | None = None  # epoch: when the run began
     tests: list[TestResult] = field(default_factory=list)
 
     @property

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from netjobs_core import __version__
-from netjobs_core.results import HostResult, RunResult, TestResult
+from netjobs_core.results import HostResult, HostState, RunResult, TestResult
 from netjobs_core.wire.address import Address
 
 JSON_FORMAT = "netjobs-results/1"
@@ -62,7 +62,9 @@ _SPECIAL: dict[tuple[type[Any], str], _Special] = {
     (HostResult, "address"): _Special(
         ("host", "port"), _address_keys, lambda item: Address(item["host"], item["port"])
     ),
-    (HostResult, "state"): _renamed("status"),
+    (HostResult, "state"): _Special(
+        ("status",), lambda value: {"status": value.value}, lambda item: HostState(item["status"])
+    ),
 }
 
 
@@ -96,6 +98,14 @@ def _item_type(kind: Any) -> type[Any] | None:
     return None
 
 
+def _optional_item(kind: Any) -> type[Any] | None:
+    """The dataclass X of an `X | None` field, else None."""
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
 _KINDS: dict[type[Any], dict[str, Any]] = {}
 
 
@@ -120,6 +130,8 @@ def _encode(obj: Any) -> Json:
             out.update(_bytes_keys(f.name, bytes(value)))
         elif _item_type(kinds[f.name]) is not None:
             out[f.name] = [_encode(child) for child in value]
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = _encode(value)
         elif isinstance(value, enum.Enum):
             out[f.name] = value.value
         else:
@@ -147,6 +159,8 @@ def _decode(cls: type[Any], item: Json) -> Any:
             values[f.name] = _bytes_value(item, f.name)
         elif (child := _item_type(kind)) is not None:
             values[f.name] = [_decode(child, c) for c in item[f.name]]
+        elif (child := _optional_item(kind)) is not None:
+            values[f.name] = None if item[f.name] is None else _decode(child, item[f.name])
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             values[f.name] = kind(item[f.name])
         else:

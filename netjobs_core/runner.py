@@ -47,6 +47,7 @@ from netjobs_core.results import (
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
+from netjobs_core.window import window_of
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.tokens import Token
@@ -76,6 +77,7 @@ class RunOptions:
     heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
     reconnect_grace: float | None = None  # per run; None: each agent's own default
     run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
+    repeat: int = 1  # each test this many times in a row (TestResult.repetition when > 1)
 
 
 def _epoch_anchor() -> float:
@@ -128,12 +130,21 @@ class _Host:
 
 
 class _TestRun:
-    def __init__(self, spec: TestSpec, options: RunOptions, observer: Observer | None) -> None:
+    def __init__(
+        self,
+        spec: TestSpec,
+        options: RunOptions,
+        observer: Observer | None,
+        repetition: int | None = None,
+    ) -> None:
         self.spec = spec
         self.options = options
         self._observer = observer
         self.result = TestResult(
-            label=spec.label, minhosts=spec.minhosts, start_mode=options.start_mode
+            label=spec.label,
+            minhosts=spec.minhosts,
+            start_mode=options.start_mode,
+            repetition=repetition,
         )
         self.hosts: list[_Host] = []
         for address in spec.addresses:
@@ -645,12 +656,15 @@ class _TestRun:
             self.spec.required_hosts,
             abort_reason=self.abort_reason,
         )
+        self.result.concurrent_window = window_of(self.result)
 
 
 class Runner:
     """Runs a plan's tests in file order. `stop()` aborts cleanly from any callback."""
 
     def __init__(self, plan: Plan, options: RunOptions, observer: Observer | None = None) -> None:
+        if options.repeat < 1:
+            raise ValueError(f"repeat must be 1 or more, not {options.repeat}")
         self.plan = plan
         self.observer = observer
         if options.run_folder is None:
@@ -680,10 +694,13 @@ class Runner:
             if unknown:
                 raise ValueError(f"no test named {', '.join(sorted(unknown))}")
             tests = tuple(t for t in tests if t.label in labels)
-        for spec in tests:
+        self.result.started_at = time.time()
+        repeat = self.options.repeat
+        runs = [(spec, k) for spec in tests for k in range(1, repeat + 1)]
+        for spec, k in runs:
             if self._stop_reason:
                 break
-            self._current = _TestRun(spec, self.options, self.observer)
+            self._current = _TestRun(spec, self.options, self.observer, k if repeat > 1 else None)
             self.result.tests.append(self._current.result)
             try:
                 outcome = await self._current.run()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from netjobs_core import logs
+from netjobs_core import history, logs
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, TestFinished
 from netjobs_core.results import RunResult
@@ -161,12 +161,15 @@ async def run_plan(
     log: bool = False,
     json_path: str | None = None,
     err: TextIO | None = None,
+    in_history: bool = True,
 ) -> Outcome:
     """Run every test of `plan`: `-l` writes each test's log as it ends, `json_path`
-    gets the whole run at the end (even a stopped one; `-`: standard output).
+    gets the whole run at the end (even a stopped one; `-`: standard output), and
+    the run goes into the run history unless not `in_history`.
     Ctrl-C or SIGTERM stops cleanly. Raises UsageError, before anything runs, when
     a result file could not be written."""
     err = err or sys.stderr
+    config_text = read_config_text(plan.path) if in_history and plan.path else None
     if log:
         check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
     if json_path and json_path != STDOUT:
@@ -194,9 +197,53 @@ async def run_plan(
         display.close()
         if json_path:
             _write_json(runner.result, json_path, outcome, err)
+        problem = record_run(runner.result, config_text, in_history=in_history)
+        if problem:
+            say(f"netjobs: warning: {problem}", err)
         if outcome.unsaved:
             say(f"netjobs: NOT SAVED: {'; '.join(outcome.unsaved)}", err)
     return outcome
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str | None:
+    """The config's text as the run history keeps it; None when unreadable or too big."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(history.CONFIG_TEXT_LIMIT + 1)
+    except OSError:
+        return None
+    if len(data) > history.CONFIG_TEXT_LIMIT:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def _folder_json(run: RunResult) -> None:
+    """The run folder's results.json, when the runner did not write it. Raises OSError."""
+    if run.results_dir:
+        path = Path(run.results_dir) / "results.json"
+        if not path.exists():
+            write_json(run, path)
+
+
+def record_run(
+    run: RunResult, config_text: str | None = None, *, in_history: bool = True
+) -> str | None:
+    """After every run (the CLI's and the GUI's): its results.json in its folder and,
+    unless not `in_history`, its line in the run history (`config_text`: read from its
+    config when None). The problem in one line when something could not be kept, else
+    None; never raises."""
+    problems = []
+    try:
+        _folder_json(run)
+    except OSError as exc:
+        problems.append(f"cannot write {run.results_dir}/results.json: {exc.strerror or exc}")
+    if in_history:
+        if config_text is None and run.config_path:
+            config_text = read_config_text(run.config_path)
+        problem = history.record_run(run, config_text)
+        if problem:
+            problems.append(problem)
+    return "; ".join(problems) or None
 
 
 def _write_json(run: RunResult, json_path: str, outcome: Outcome, err: TextIO) -> None:

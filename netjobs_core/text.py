@@ -10,12 +10,16 @@ import datetime as dt
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from netjobs_core.config import Plan
-from netjobs_core.results import CommandResult, RunResult, TestResult
+from netjobs_core.repeats import RepeatStats
+from netjobs_core.results import CommandResult, ConcurrentWindow, RunResult, TestResult
 from netjobs_core.vocabulary import Status, word
+
+if TYPE_CHECKING:
+    from netjobs_core.history import RunRecord, TestRecord
 
 NA = "n/a"
 
@@ -68,6 +72,86 @@ def duration(value: float | None, none: str = NA) -> str:
         return f"{int(minutes)}m {secs:04.1f}s"
     hours, minutes = divmod(minutes, 60)
     return f"{int(hours)}h {int(minutes):02d}m {int(secs):02d}s"
+
+
+def span(values: Iterable[float | None], form: Callable[[float], str]) -> str:
+    """The range of `values` in one format: `0.101 ms to 0.322 ms`, or one value; n/a."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return NA
+    low, high = form(min(known)), form(max(known))
+    return low if low == high else f"{low} to {high}"
+
+
+def percent(fraction: float) -> str:
+    """`97.9 %`."""
+    return f"{fraction * 100:.1f} %"
+
+
+def window(found: ConcurrentWindow) -> str:
+    """`58.731 s (97.9 % of the longest command)`."""
+    return f"{seconds(found.seconds)} ({percent(found.fraction)} of the longest command)"
+
+
+def who_ran(test: TestResult) -> str:
+    """`32 hosts`, or `40 commands on 32 hosts` when some host runs several."""
+    commands = sum(len(h.commands) for h in test.hosts)
+    hosts = count(len(test.hosts), "host")
+    return hosts if commands == len(test.hosts) else f"{count(commands, 'command')} on {hosts}"
+
+
+def window_line(test: TestResult) -> str:
+    """`all 32 hosts ran together for 58.731 s (97.9 % of the longest command)`."""
+    if test.concurrent_window is None:
+        return f"the {who_ran(test)} never all ran together"
+    return f"all {who_ran(test)} ran together for {window(test.concurrent_window)}"
+
+
+def repeat_summary(stats: RepeatStats) -> str:
+    """`test 'x' over 5 repetitions: start spread median 0.120 ms, max 0.410 ms; ...`."""
+    parts = []
+    if stats.spread_median_ms is not None:
+        parts.append(
+            f"start spread median {ms(stats.spread_median_ms)}, max {ms(stats.spread_max_ms)}"
+            + (f" (of {stats.spreads})" if stats.spreads < stats.repetitions else "")
+        )
+    if stats.window_min is not None:
+        parts.append(f"concurrent window min {window(stats.window_min)}")
+    elif stats.without_window:
+        parts.append(
+            f"in {stats.without_window} of {stats.repetitions} the commands never all ran together"
+        )
+    return f"test {stats.label!r} over {count(stats.repetitions, 'repetition')}: " + "; ".join(
+        parts or ["nothing measured"]
+    )
+
+
+def history_line(record: RunRecord) -> str:
+    """One past run: `20261201-224719-3f2a  2026-12-01 22:47:19  2 tests passed  my.cfg`."""
+    when = NA if record.started_at is None else timestamp(record.started_at, "seconds")
+    line = f"{record.run_id}  {when}  {record.summary}  {record.config_path or 'untitled'}"
+    if not record.results_kept:
+        line += f"  (results deleted: {record.results_dir})"
+    return line
+
+
+def test_record_line(record: TestRecord) -> str:
+    """A test as the run history remembers it: `test 'x' (repetition 2): passed, start
+    spread 0.120 ms ± 0.040 ms, together 58.731 s (97.9 % of the longest command)`."""
+    head = f"test {record.label!r}"
+    if record.repetition is not None:
+        head += f" (repetition {record.repetition})"
+    parts = [record.status + (f" ({record.reason})" if record.reason else "")]
+    if record.start_spread_ms is not None:
+        parts.append(
+            f"start spread {ms_pm(record.start_spread_ms, record.start_spread_uncertainty_ms)}"
+        )
+    if record.window_s is not None and record.window_fraction is not None:
+        parts.append(
+            f"together {seconds(record.window_s)} ({percent(record.window_fraction)} "
+            "of the longest command)"
+        )
+    return f"{head}: {', '.join(parts)}"
 
 
 def timeout(value: float | None) -> str:
