@@ -18,7 +18,10 @@ from netjobs_core import __version__, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import StartMode
+from netjobs_core.results_json import INLINE_LIMIT
+from netjobs_core.run_folder import RunFolder
 from netjobs_core.runner import RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
@@ -39,6 +42,23 @@ def _positive_seconds(value_text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value_text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {value_text}")
+    return value
+
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _byte_count(value_text: str) -> int:
+    """`65536`, `64k`, `1M`, `2g` (binary units)."""
+    number, unit = value_text.strip(), ""
+    if number[-1:].lower() in _UNITS:
+        number, unit = number[:-1], number[-1].lower()
+    try:
+        value = int(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {value_text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 0, not {value_text}")
     return value
 
 
@@ -107,6 +127,28 @@ def _run_parser() -> argparse.ArgumentParser:
         "(for '| jq') and the reports to standard error",
     )
     parser.add_argument(
+        "--results",
+        metavar="DIR",
+        help="put the run's folder (results.json, every output whole, collected files) "
+        "in DIR (default: runs/ in your NetJobs data directory)",
+    )
+    parser.add_argument(
+        "--inline-limit",
+        type=_byte_count,
+        default=INLINE_LIMIT,
+        metavar="BYTES",
+        help="outputs up to this size are written inside the JSON; larger ones are "
+        f"referenced by their file in the run folder (default {INLINE_LIMIT // 1024**2}M)",
+    )
+    parser.add_argument(
+        "--show-bytes",
+        type=_byte_count,
+        default=SHOW_BYTES,
+        metavar="BYTES",
+        help="the report and the -l log show at most this much of each output, its head "
+        f"and tail, and where the whole is (default {SHOW_BYTES // 1024}k)",
+    )
+    parser.add_argument(
         "--start-mode",
         choices=[m.value for m in StartMode],
         default=StartMode.SCHEDULED.value,
@@ -150,9 +192,23 @@ def _main_run(argv: Sequence[str]) -> int:
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
+        run_folder=_run_folder(args.results),
+        inline_limit=args.inline_limit,
     )
-    outcome = asyncio.run(run_on_terminal(plan, options, args.v, args.l, args.json))
+    outcome = asyncio.run(
+        run_on_terminal(plan, options, args.v, args.l, args.json, show=args.show_bytes)
+    )
     return outcome.exit_code
+
+
+def _run_folder(parent: str | None) -> RunFolder:
+    try:
+        return RunFolder.create(parent)
+    except OSError as exc:
+        where = parent or "the NetJobs data directory"
+        raise UsageError(
+            f"cannot make the run's folder in {where}: {exc.strerror or exc}"
+        ) from None
 
 
 def format_check(check: HostCheck) -> str:

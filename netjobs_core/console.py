@@ -12,6 +12,7 @@ from typing import TextIO
 from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import LiveTable, format_test
 from netjobs_core.results import HostState
 from netjobs_core.runner import RunOptions
@@ -46,8 +47,9 @@ class _Progress:
 class TerminalDisplay:
     """What `netjobs` shows while it runs; the report of each test goes to `out`."""
 
-    def __init__(self, verbose: bool, out: TextIO, err: TextIO) -> None:
+    def __init__(self, verbose: bool, out: TextIO, err: TextIO, show: int = SHOW_BYTES) -> None:
         self.out = out
+        self.show = show  # bytes of each output the report shows
         self.live: LiveTable | None = None
         self.progress: Callable[[Event], None] | None = None
         if verbose and err.isatty():
@@ -63,7 +65,7 @@ class TerminalDisplay:
         if isinstance(event, TestFinished):
             if self.live is not None:
                 self.live.finish_test()
-            say(format_test(event.test), self.out)
+            say(format_test(event.test, self.show), self.out)
 
     def close(self) -> None:
         if self.live is not None:
@@ -77,10 +79,11 @@ async def run_on_terminal(
     log: bool,
     json_path: str | None,
     out: TextIO | None = None,
+    show: int = SHOW_BYTES,
 ) -> Outcome:
     """The reports go to `out` (standard output, or standard error when the JSON
     document takes standard output: `--json -`)."""
     if out is None:
         out = sys.stderr if json_path == STDOUT else sys.stdout
-    display = TerminalDisplay(verbose, out, sys.stderr)
-    return await run_plan(plan, options, display, log=log, json_path=json_path)
+    display = TerminalDisplay(verbose, out, sys.stderr, show)
+    return await run_plan(plan, options, display, log=log, json_path=json_path, show=show)

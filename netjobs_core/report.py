@@ -11,6 +11,7 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
+from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.results import CommandResult, HostResult, TestResult
 from netjobs_core.vocabulary import command_word, word
 
@@ -33,11 +34,12 @@ def _host_line(host: HostResult) -> str:
     return line
 
 
-def _output(name: str, data: bytearray) -> list[str]:
-    return [f"      {name}: {line}" for line in text.output_lines(data)]
+def _output(name: str, output: Output, show: int) -> list[str]:
+    return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
 
-def format_test(test: TestResult) -> str:
+def format_test(test: TestResult, show: int = SHOW_BYTES) -> str:
+    """The end-of-test report; of each output at most `show` bytes (its head and tail)."""
     head = f"test {test.label!r}: {word(test.status).upper()}"
     if test.reason:
         head += f" ({test.reason})"
@@ -52,8 +54,8 @@ def format_test(test: TestResult) -> str:
         lines.append(_host_line(host))
         for command in host.commands:
             lines.append(_command_line(command))
-            lines.extend(_output("stdout", command.stdout))
-            lines.extend(_output("stderr", command.stderr))
+            lines.extend(_output("stdout", command.stdout, show))
+            lines.extend(_output("stderr", command.stderr, show))
     return "\n".join(lines)
 
 
