@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol
 
 from netjobs_core.wire.protocol import STREAMS, Message
 
-CHUNK = 64 * 1024  # largest output frame body
+CHUNK = 256 * 1024  # largest output frame body (protocol.MAX_BODY allows 1 MiB)
 DEFAULT_LIMIT = 1024**3  # backlog in bytes past which the command waits
 
 log = logging.getLogger("netjobs.agent")

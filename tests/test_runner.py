@@ -132,7 +132,8 @@ async def test_ten_megabytes_each_way_and_binary_output(agents, token):
     test = await run_test(plan.tests[0], options(token))
     big = test.hosts[0].commands[0]
     assert big.status is CommandStatus.OK
-    data, trailer = bytes(big.stderr[:10_000_000]), bytes(big.stderr[10_000_000:])
+    whole = big.stderr.read_bytes()
+    data, trailer = whole[:10_000_000], whole[10_000_000:]
     assert len(big.stderr) > 10_000_000
     assert hashlib.sha256(data).hexdigest().encode() in trailer
     assert test.hosts[1].commands[0].stdout.read_bytes() == b"\xff\xfe caf\xc3\xa9\n"
