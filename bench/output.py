@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""How fast does a command's output reach the controller, and at what memory cost?
+
+One real local agent (`python -m netjobs_agent`) and the real `netjobs` CLI with
+`--json`, side by side in one run with a raw socket transfer of the same bytes on
+loopback (a pipe into a process that writes them to a TCP socket, read by a
+process that counts them: what NetJobs adds is framing, the HMAC, the agent's spool
+and the controller's spool to the run folder). Cases:
+
+* 200 MiB of random bytes and 200 MiB of text (`cat FILE`): NetJobs and raw, rates
+  and their ratio; sha256 of the file in the run folder and of the JSON's
+  `stdout_sha256` against the file the command printed;
+* 1 GiB of zeros: the controller's peak RSS (target < 150 MB).
+
+NetJobs' time is the CLI's wall time minus that of the same run of `true` (process
+start, connection, clock measurement: fixed costs, reported separately), so the
+rate is that of the output itself. Peak RSS is the child's own (os.wait4).
+
+    .venv/bin/python bench/output.py                 # the default cases (~1-2 minutes)
+    .venv/bin/python bench/output.py --mib 50 --big-mib 256 --repeats 1
+
+Everything it starts is stopped at the end; its files go to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from netjobs_core import local_agents  # noqa: E402
+
+MIB = 1024**2
+SENDER = """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+read = sys.stdin.buffer.raw.read
+while chunk := read(262144):
+    s.sendall(chunk)
+s.close()
+"""
+
+
+@dataclass
+class Measure:
+    seconds: float
+    rss_kib: int
+    sha_ok: bool | None = None
+
+
+def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, int]:
+    """(exit status, peak RSS in KiB) of the child itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage.ru_maxrss
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError(f"{process.args} ran past {timeout} s")
+        time.sleep(0.005)
+
+
+def raw_transfer(path: Path) -> Measure:
+    """`cat FILE | sender` -> a socket -> this process, counting."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        began = time.perf_counter()
+        cat = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
+        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port)], stdin=cat.stdout)
+        assert cat.stdout is not None
+        cat.stdout.close()
+        try:
+            conn, _ = listener.accept()
+            buffer = bytearray(MIB)
+            total = 0
+            with conn:
+                while count := conn.recv_into(buffer):
+                    total += count
+            seconds = time.perf_counter() - began
+        finally:
+            for process in (cat, sender):
+                process.kill()
+                process.wait()
+    assert total == path.stat().st_size, (total, path.stat().st_size)
+    return Measure(seconds, 0)
+
+
+def netjobs_run(
+    workdir: Path, token_file: Path, port: int, command: str, expect: Path | None
+) -> Measure:
+    config = workdir / "bench.cfg"
+    config.write_text(f't:\n127.0.0.1:{port}: "{command}"\nend\n')
+    results = workdir / "runs"
+    json_path = workdir / "out.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    argv = [sys.executable, "-m", "netjobs_core.cli", str(config), "--token-file"]
+    argv += [str(token_file), "--json", str(json_path), "--results", str(results)]
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=workdir
+    )
+    status, rss = _wait4(process, 600)
+    seconds = time.perf_counter() - began
+    assert process.stderr is not None
+    err = process.stderr.read().decode(errors="replace")
+    process.stderr.close()
+    if status != 0:
+        raise RuntimeError(f"netjobs failed ({status}):\n{err[-2000:]}")
+    sha_ok = None
+    document = json.loads(json_path.read_text())
+    item = document["tests"][0]["hosts"][0]["commands"][0]
+    spooled = json_path.parent / item["stdout_file"] if "stdout_file" in item else None
+    if expect is not None:
+        want = _sha256(expect)
+        sha_ok = item["stdout_sha256"] == want and spooled is not None and _sha256(spooled) == want
+    for folder in results.iterdir():  # keep the disk free for the next case
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    return Measure(seconds, rss, sha_ok)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(4 * MIB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _make_files(workdir: Path, mib: int) -> dict[str, Path]:
+    random_file = workdir / "random.bin"
+    with open(random_file, "wb") as file:
+        for _ in range(mib):
+            file.write(os.urandom(MIB))
+    text_file = workdir / "text.txt"
+    with open(text_file, "wb") as file:
+        line = 0
+        while file.tell() < mib * MIB:
+            file.write(
+                "".join(
+                    f"{n:>10} fio: read: IOPS=123k, BW=480MiB/s (503MB/s)\n"
+                    for n in range(line, line + 20000)
+                ).encode()
+            )
+            line += 20000
+        file.truncate(mib * MIB)
+    return {"random": random_file, "text": text_file}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mib", type=int, default=200, help="size of the rate cases (200)")
+    parser.add_argument("--big-mib", type=int, default=1024, help="size of the RSS case (1024)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each case (2)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="netjobs-bench-output-") as tmp:
+        workdir = Path(tmp)
+        token_file = workdir / "token"
+        token_file.write_text(secrets.token_urlsafe(32) + "\n")
+        token_file.chmod(0o600)
+        files = _make_files(workdir, args.mib)
+        env = dict(os.environ, PYTHONPATH=str(REPO))
+        agent = local_agents.start_agent(
+            token_file, "--quiet", port=0, bind="127.0.0.1", env=env, cwd=REPO
+        )
+        try:
+            rows = []
+            base = min(
+                netjobs_run(workdir, token_file, agent.port, "true", None).seconds
+                for _ in range(args.repeats)
+            )
+            for kind, path in files.items():
+                raws, runs = [], []
+                for _ in range(args.repeats):  # interleaved: same load for both
+                    raws.append(raw_transfer(path))
+                    runs.append(netjobs_run(workdir, token_file, agent.port, f"cat {path}", path))
+                raw = min(m.seconds for m in raws)
+                best = min(runs, key=lambda m: m.seconds)
+                net = max(1e-6, best.seconds - base)
+                rows.append(
+                    (
+                        f"{args.mib} MiB {kind}",
+                        args.mib / raw,
+                        args.mib / net,
+                        args.mib / best.seconds,
+                        max(m.rss_kib for m in runs) / 1024,
+                        all(m.sha_ok for m in runs),
+                    )
+                )
+            big = netjobs_run(
+                workdir, token_file, agent.port, f"head -c {args.big_mib * MIB} /dev/zero", None
+            )
+            net = max(1e-6, big.seconds - base)
+            rows.append(
+                (f"{args.big_mib} MiB zeros", None, args.big_mib / net, None, big.rss_kib / 1024, None)
+            )
+        finally:
+            agent.kill()
+    print(f"# bench/output.py on {platform.node()} ({os.cpu_count()} CPUs, {platform.platform()})")
+    print(f"# netjobs fixed cost (a run of `true`): {base:.2f} s, subtracted from the rates")
+    print()
+    print("| case | raw MiB/s | netjobs MiB/s | ratio | incl. fixed cost | ctl peak RSS MB | sha256 |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for case, raw_rate, rate, wall_rate, rss, sha in rows:
+        ratio = f"{rate / raw_rate:.0%}" if raw_rate else "-"
+        print(
+            f"| {case} | {raw_rate and f'{raw_rate:.0f}' or '-'} | {rate:.0f} | {ratio} | "
+            f"{wall_rate and f'{wall_rate:.0f}' or '-'} | {rss * 1.048576:.0f} | "
+            f"{'equal' if sha else '-' if sha is None else 'DIFFERENT'} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
