@@ -135,6 +135,13 @@ def netjobs_run(
     return Measure(seconds, rss, sha_ok)
 
 
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -208,20 +215,31 @@ def main() -> int:
             )
             net = max(1e-6, big.seconds - base)
             rows.append(
-                (f"{args.big_mib} MiB zeros", None, args.big_mib / net, None, big.rss_kib / 1024, None)
+                (
+                    f"{args.big_mib} MiB zeros",
+                    None,
+                    args.big_mib / net,
+                    None,
+                    big.rss_kib / 1024,
+                    None,
+                )
             )
+            agent_peak = _peak_rss_kib(agent.process.pid)
         finally:
             agent.kill()
     print(f"# bench/output.py on {platform.node()} ({os.cpu_count()} CPUs, {platform.platform()})")
     print(f"# netjobs fixed cost (a run of `true`): {base:.2f} s, subtracted from the rates")
+    print(f"# agent peak RSS over all cases (VmHWM): {agent_peak / 1024 * 1.048576:.0f} MB")
     print()
-    print("| case | raw MiB/s | netjobs MiB/s | ratio | incl. fixed cost | ctl peak RSS MB | sha256 |")
+    print(
+        "| case | raw MiB/s | netjobs MiB/s | ratio | incl. fixed cost | ctl peak RSS MB | sha256 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|")
     for case, raw_rate, rate, wall_rate, rss, sha in rows:
         ratio = f"{rate / raw_rate:.0%}" if raw_rate else "-"
         print(
-            f"| {case} | {raw_rate and f'{raw_rate:.0f}' or '-'} | {rate:.0f} | {ratio} | "
-            f"{wall_rate and f'{wall_rate:.0f}' or '-'} | {rss * 1.048576:.0f} | "
+            f"| {case} | {(raw_rate and f'{raw_rate:.0f}') or '-'} | {rate:.0f} | {ratio} | "
+            f"{(wall_rate and f'{wall_rate:.0f}') or '-'} | {rss * 1.048576:.0f} | "
             f"{'equal' if sha else '-' if sha is None else 'DIFFERENT'} |"
         )
     return 0
