@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import secrets
 import socket
 import subprocess
@@ -58,17 +59,18 @@ s.close()
 class Measure:
     seconds: float
     rss_kib: int
+    cpu_s: float  # user + system of the transferring processes (not `cat`)
     sha_ok: bool | None = None
 
 
-def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, int]:
-    """(exit status, peak RSS in KiB) of the child itself."""
+def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, float]:
+    """(exit status, peak RSS in KiB, CPU seconds) of the child itself."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
         if pid:
             process.returncode = os.waitstatus_to_exitcode(status)
-            return process.returncode, usage.ru_maxrss
+            return process.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             process.kill()
             raise TimeoutError(f"{process.args} ran past {timeout} s")
@@ -82,6 +84,7 @@ def raw_transfer(path: Path) -> Measure:
         listener.listen(1)
         port = listener.getsockname()[1]
         began = time.perf_counter()
+        own = resource.getrusage(resource.RUSAGE_SELF)
         cat = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
         sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port)], stdin=cat.stdout)
         assert cat.stdout is not None
@@ -94,16 +97,25 @@ def raw_transfer(path: Path) -> Measure:
                 while count := conn.recv_into(buffer):
                     total += count
             seconds = time.perf_counter() - began
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            _, _, sender_cpu = _wait4(sender, 60)
         finally:
             for process in (cat, sender):
-                process.kill()
-                process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    process.wait()
     assert total == path.stat().st_size, (total, path.stat().st_size)
-    return Measure(seconds, 0)
+    receiver_cpu = after.ru_utime + after.ru_stime - own.ru_utime - own.ru_stime
+    return Measure(seconds, 0, sender_cpu + receiver_cpu)
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 def netjobs_run(
-    workdir: Path, token_file: Path, port: int, command: str, expect: Path | None
+    workdir: Path, token_file: Path, agent_pid: int, port: int, command: str, expect: Path | None
 ) -> Measure:
     config = workdir / "bench.cfg"
     config.write_text(f't:\n127.0.0.1:{port}: "{command}"\nend\n')
@@ -113,11 +125,13 @@ def netjobs_run(
     argv = [sys.executable, "-m", "netjobs_core.cli", str(config), "--token-file"]
     argv += [str(token_file), "--json", str(json_path), "--results", str(results)]
     began = time.perf_counter()
+    agent_ticks = _cpu_ticks(agent_pid)
     process = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=workdir
     )
-    status, rss = _wait4(process, 600)
+    status, rss, cpu = _wait4(process, 600)
     seconds = time.perf_counter() - began
+    cpu += (_cpu_ticks(agent_pid) - agent_ticks) / os.sysconf("SC_CLK_TCK")
     assert process.stderr is not None
     err = process.stderr.read().decode(errors="replace")
     process.stderr.close()
@@ -132,7 +146,7 @@ def netjobs_run(
         sha_ok = item["stdout_sha256"] == want and spooled is not None and _sha256(spooled) == want
     for folder in results.iterdir():  # keep the disk free for the next case
         subprocess.run(["rm", "-rf", str(folder)], check=True)
-    return Measure(seconds, rss, sha_ok)
+    return Measure(seconds, rss, cpu, sha_ok)
 
 
 def _peak_rss_kib(pid: int) -> int:
@@ -186,61 +200,50 @@ def main() -> int:
         agent = local_agents.start_agent(
             token_file, "--quiet", port=0, bind="127.0.0.1", env=env, cwd=REPO
         )
+        pid, port = agent.process.pid, agent.port
         try:
-            rows = []
-            base = min(
-                netjobs_run(workdir, token_file, agent.port, "true", None).seconds
-                for _ in range(args.repeats)
-            )
+            rows: list[tuple[str, Measure | None, Measure, float]] = []
+            fixed = [netjobs_run(workdir, token_file, pid, port, "true", None) for _ in range(2)]
+            base = min(fixed, key=lambda m: m.seconds)
             for kind, path in files.items():
                 raws, runs = [], []
-                for _ in range(args.repeats):  # interleaved: same load for both
+                for _ in range(args.repeats):  # interleaved: the same load for both
                     raws.append(raw_transfer(path))
-                    runs.append(netjobs_run(workdir, token_file, agent.port, f"cat {path}", path))
-                raw = min(m.seconds for m in raws)
+                    runs.append(netjobs_run(workdir, token_file, pid, port, f"cat {path}", path))
                 best = min(runs, key=lambda m: m.seconds)
-                net = max(1e-6, best.seconds - base)
+                best.sha_ok = all(m.sha_ok for m in runs)
+                best.rss_kib = max(m.rss_kib for m in runs)
                 rows.append(
-                    (
-                        f"{args.mib} MiB {kind}",
-                        args.mib / raw,
-                        args.mib / net,
-                        args.mib / best.seconds,
-                        max(m.rss_kib for m in runs) / 1024,
-                        all(m.sha_ok for m in runs),
-                    )
+                    (f"{args.mib} MiB {kind}", min(raws, key=lambda m: m.seconds), best, args.mib)
                 )
-            big = netjobs_run(
-                workdir, token_file, agent.port, f"head -c {args.big_mib * MIB} /dev/zero", None
-            )
-            net = max(1e-6, big.seconds - base)
-            rows.append(
-                (
-                    f"{args.big_mib} MiB zeros",
-                    None,
-                    args.big_mib / net,
-                    None,
-                    big.rss_kib / 1024,
-                    None,
-                )
-            )
-            agent_peak = _peak_rss_kib(agent.process.pid)
+            zeros = f"head -c {args.big_mib * MIB} /dev/zero"
+            big = netjobs_run(workdir, token_file, pid, port, zeros, None)
+            rows.append((f"{args.big_mib} MiB zeros", None, big, args.big_mib))
+            agent_peak = _peak_rss_kib(pid)
         finally:
             agent.kill()
     print(f"# bench/output.py on {platform.node()} ({os.cpu_count()} CPUs, {platform.platform()})")
-    print(f"# netjobs fixed cost (a run of `true`): {base:.2f} s, subtracted from the rates")
+    print(
+        f"# netjobs fixed cost (a run of `true`): {base.seconds:.2f} s and {base.cpu_s:.2f} "
+        "CPU s, subtracted from the rates and CPU figures"
+    )
     print(f"# agent peak RSS over all cases (VmHWM): {agent_peak / 1024 * 1.048576:.0f} MB")
     print()
     print(
-        "| case | raw MiB/s | netjobs MiB/s | ratio | incl. fixed cost | ctl peak RSS MB | sha256 |"
+        "| case | raw MiB/s | netjobs MiB/s | ratio | incl. fixed cost | raw CPU s/GiB "
+        "| netjobs CPU s/GiB | ctl peak RSS MB | sha256 |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for case, raw_rate, rate, wall_rate, rss, sha in rows:
-        ratio = f"{rate / raw_rate:.0%}" if raw_rate else "-"
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for case, raw, run, mib in rows:
+        rate = mib / max(1e-6, run.seconds - base.seconds)
+        cpu = (run.cpu_s - base.cpu_s) * 1024 / mib
+        raw_rate = f"{mib / raw.seconds:.0f}" if raw else "-"
+        ratio = f"{rate / (mib / raw.seconds):.0%}" if raw else "-"
+        raw_cpu = f"{raw.cpu_s * 1024 / mib:.1f}" if raw else "-"
+        sha = "-" if run.sha_ok is None else "equal" if run.sha_ok else "DIFFERENT"
         print(
-            f"| {case} | {(raw_rate and f'{raw_rate:.0f}') or '-'} | {rate:.0f} | {ratio} | "
-            f"{(wall_rate and f'{wall_rate:.0f}') or '-'} | {rss * 1.048576:.0f} | "
-            f"{'equal' if sha else '-' if sha is None else 'DIFFERENT'} |"
+            f"| {case} | {raw_rate} | {rate:.0f} | {ratio} | {mib / run.seconds:.0f} | {raw_cpu} "
+            f"| {cpu:.1f} | {run.rss_kib / 1024 * 1.048576:.0f} | {sha} |"
         )
     return 0
 

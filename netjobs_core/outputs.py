@@ -88,9 +88,12 @@ class Output:
             self._head += data[:room]
         if self.size + len(data) > self.keep:
             self._spill(data, room)
-            self._tail += data
-            if len(self._tail) > 2 * self.keep:  # trimmed now and then: amortized O(1)
-                del self._tail[: -self.keep]
+            if len(data) >= self.keep:
+                self._tail[:] = memoryview(data)[-self.keep :]
+            else:
+                self._tail += data
+                if len(self._tail) > 2 * self.keep:  # trimmed now and then: amortized O(1)
+                    del self._tail[: -self.keep]
         self.size += len(data)
 
     def _spill(self, data: bytes, room: int) -> None:
