@@ -29,6 +29,7 @@ from agent_harness import (
     wait_gone,
 )
 
+from agent import spool
 from netjobs_core import __version__
 from netjobs_core.client import AgentLink, ConnectionLost
 from netjobs_core.wire import protocol
