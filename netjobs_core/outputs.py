@@ -182,6 +182,7 @@ class Output:
 
     def since(self, offset: int) -> bytes:
         """The bytes from `offset` to the end, as far as memory holds them (live views)."""
+        offset = max(0, offset)
         if offset >= self.size:
             return b""
         if self.whole_in_memory:

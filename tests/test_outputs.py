@@ -14,6 +14,7 @@ import pytest
 from agent_harness import REPO, AgentClient, agent_command, agent_env, commands, start_agent
 
 from netjobs_core.config import parse_config
+from netjobs_core.events import CommandOutput
 from netjobs_core.outputs import Output, OutputFileError
 from netjobs_core.results import CommandStatus, TestStatus
 from netjobs_core.results_json import load_json, write_json
@@ -174,8 +175,10 @@ async def test_an_aborted_run_leaves_no_output_file_open(tmp_path, start_agents,
     runner = Runner(plan, RunOptions(token=token.token, run_folder=folder))
 
     def observe(event: object) -> None:
-        output = getattr(event, "data", b"")
-        if output and b"begun" in output:
+        if not isinstance(event, CommandOutput):
+            return
+        output = event.host.commands[0].stdout
+        if output.since(len(output) - 6) == b"begun\n" and not runner.stopped:
             assert _open_files_under(folder.path)  # the big output's file is open now
             runner.stop("stopped by the test")
 
