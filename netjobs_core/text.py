@@ -186,7 +186,10 @@ def output_excerpt(output: Output, show: int = SHOW_BYTES) -> list[str]:
     head, left_out, tail = output.excerpt(show)
     if not left_out:
         return output_lines(head + tail)
-    where = f"the whole output is in {output.path}" if output.path else "it was not kept"
+    if output.error:
+        where = output.error
+    else:
+        where = f"the whole output is in {output.path}" if output.path else "it was not kept"
     return [
         *output_lines(head),
         f"... {left_out} bytes ({size(left_out)}) left out, {where}",

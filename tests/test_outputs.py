@@ -16,11 +16,19 @@ from agent_harness import REPO, AgentClient, agent_command, agent_env, commands,
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
 from netjobs_core.outputs import Output, OutputFileError
-from netjobs_core.results import CommandStatus, TestStatus
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
 from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.text import output_excerpt
+from netjobs_core.wire.address import Address
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.posix]
 
@@ -59,6 +67,26 @@ def test_a_large_output_keeps_its_head_and_tail_and_the_whole_in_its_file(tmp_pa
     output.path.write_bytes(data[:-1] + b"X")  # changed behind our back: said, not trusted
     with pytest.raises(OutputFileError, match="not the output on record"):
         output.read_bytes()
+
+
+def test_a_referenced_output_whose_file_is_gone_loads_and_says_so(tmp_path):
+    data = bytes(range(256)) * 1000
+    output = Output(tmp_path / "run" / "cmd0.stdout", keep=1024)
+    output.append(data)
+    output.close()
+    run = RunResult("x.cfg", tests=[TestResult("t", None)])
+    run.tests[0].hosts.append(HostResult(Address("h", 16192)))
+    run.tests[0].hosts[0].commands.append(CommandResult("c", stdout=output))
+    write_json(run, tmp_path / "r.json", inline_limit=1000)
+    output.path.unlink()  # the run folder was cleaned up
+    (loaded,) = load_json(tmp_path / "r.json").tests[0].hosts[0].commands
+    assert (len(loaded.stdout), loaded.stdout.sha256) == (len(data), output.sha256)
+    assert "cannot read" in loaded.stdout.error
+    assert output_excerpt(loaded.stdout) == [
+        f"... {len(data)} bytes (250.0 KiB) left out, {loaded.stdout.error}"
+    ]
+    with pytest.raises(OutputFileError):
+        loaded.stdout.read_bytes()
 
 
 # -- through real agents -------------------------------------------------------------
