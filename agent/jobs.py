@@ -31,8 +31,9 @@ from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.status import CommandStatus
 
 from . import oskit
+from .echo import Echo
 
-CHUNK = 64 * 1024  # largest output frame body, and the pipe reader's buffer limit
+CHUNK = 256 * 1024  # one pipe read at most (as much as the event loop's pipe transport reads)
 KILL_GRACE_S = 2.0  # SIGTERM -> SIGKILL
 KILL_WAIT_S = 5.0  # after SIGKILL: longer means a process stuck in the kernel
 PIPE_DRAIN_S = 2.0  # after the main process ended, for pipes held by leftovers
@@ -76,10 +77,11 @@ def _seconds(value: float) -> str:
 
 
 class Job:
-    def __init__(self, spec: CommandSpec, label: str, sink: Sink) -> None:
+    def __init__(self, spec: CommandSpec, label: str, sink: Sink, echo: Echo | None = None) -> None:
         self.spec = spec
         self.label = label
         self.sink = sink
+        self.echo = echo  # --echo: every line on the agent's standard output too
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawn_error: str | None = None
         self.gate_fd: int | None = None
@@ -285,8 +287,12 @@ class Job:
             except OSError:
                 return
             if not chunk:
+                if forward and self.echo is not None:
+                    self.echo.end(self.label, self.spec.id, stream)
                 return
             if forward:
+                if self.echo is not None:
+                    self.echo.feed(self.label, self.spec.id, stream, chunk)
                 await self.sink.output(self.spec.id, stream, chunk)
 
     def _send_exit(
@@ -327,11 +333,12 @@ class Run:
         specs: list[CommandSpec],
         sink: Sink,
         on_done: Callable[[Run], None],
+        echo: Echo | None = None,
     ) -> None:
         self.label = label
         self.sink = sink
         self.gated = oskit.gating_supported()
-        self.jobs = [Job(spec, label, sink) for spec in specs]
+        self.jobs = [Job(spec, label, sink, echo) for spec in specs]
         self.stage = Stage.PREPARED
         self._at: int | None = None
         self._go = asyncio.Event()

@@ -26,8 +26,9 @@ from typing import IO, Any, Protocol
 
 from netjobs_core.wire.protocol import STREAMS, Message
 
-CHUNK = 64 * 1024  # largest output frame body
+CHUNK = 1024 * 1024  # largest output frame body (protocol.MAX_BODY)
 DEFAULT_LIMIT = 1024**3  # backlog in bytes past which the command waits
+MIN_LIMIT = 64 * 1024  # the smallest backlog limit taken
 
 log = logging.getLogger("netjobs.agent")
 
@@ -97,7 +98,7 @@ class Outbox:
         self.heartbeat: float | None = None  # of the controller, carried to a resumed connection
         self.run: Any = None  # the run writing here (agent.jobs.Run)
         self.drop_when_done = False  # nobody will read it: forget it when its run ends
-        self.limit = max(CHUNK, limit)
+        self.limit = max(MIN_LIMIT, limit)
         self.streams: dict[Key, StreamSpool] = {}
         try:
             for i in ids:

@@ -20,9 +20,11 @@ from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
 from netjobs_core.history import History, HistoryError
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
-from netjobs_core.results_json import ResultsFileError, load_json
+from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
+from netjobs_core.run_folder import RunFolder
 from netjobs_core.runner import RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
@@ -53,6 +55,23 @@ def _positive_count(value_text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {value_text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more, not {value_text}")
+    return value
+
+
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _byte_count(value_text: str) -> int:
+    """`65536`, `64k`, `1M`, `2g` (binary units)."""
+    number, unit = value_text.strip(), ""
+    if number[-1:].lower() in _UNITS:
+        number, unit = number[:-1], number[-1].lower()
+    try:
+        value = int(number) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {value_text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 0, not {value_text}")
     return value
 
 
@@ -122,6 +141,28 @@ def _run_parser() -> argparse.ArgumentParser:
         "(for '| jq') and the reports to standard error",
     )
     parser.add_argument(
+        "--results",
+        metavar="DIR",
+        help="put the run's folder (results.json, every output whole, collected files) "
+        "in DIR (default: runs/ in your NetJobs data directory)",
+    )
+    parser.add_argument(
+        "--inline-limit",
+        type=_byte_count,
+        default=INLINE_LIMIT,
+        metavar="BYTES",
+        help="outputs up to this size are written inside the JSON; larger ones are "
+        f"referenced by their file in the run folder (default {INLINE_LIMIT // 1024**2}M)",
+    )
+    parser.add_argument(
+        "--show-bytes",
+        type=_byte_count,
+        default=SHOW_BYTES,
+        metavar="BYTES",
+        help="the report and the -l log show at most this much of each output, its head "
+        f"and tail, and where the whole is (default {SHOW_BYTES // 1024}k)",
+    )
+    parser.add_argument(
         "--start-mode",
         choices=[m.value for m in StartMode],
         default=StartMode.SCHEDULED.value,
@@ -189,6 +230,8 @@ def _main_run(argv: Sequence[str]) -> int:
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
         repeat=args.repeat,
+        run_folder=_run_folder(args.results),
+        inline_limit=args.inline_limit,
     )
     outcome = asyncio.run(
         run_on_terminal(
@@ -197,11 +240,22 @@ def _main_run(argv: Sequence[str]) -> int:
             args.v,
             args.l,
             args.json,
+            show=args.show_bytes,
             fold=not args.no_fold,
             in_history=not args.no_history,
         )
     )
     return outcome.exit_code
+
+
+def _run_folder(parent: str | None) -> RunFolder:
+    try:
+        return RunFolder.create(parent)
+    except OSError as exc:
+        where = parent or "the NetJobs data directory"
+        raise UsageError(
+            f"cannot make the run's folder in {where}: {exc.strerror or exc}"
+        ) from None
 
 
 def format_check(check: HostCheck) -> str:

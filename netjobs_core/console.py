@@ -12,6 +12,7 @@ from typing import TextIO
 from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import LiveTable, format_repeats, format_test
 from netjobs_core.results import HostState, TestResult
 from netjobs_core.runner import RunOptions
@@ -48,11 +49,18 @@ class TerminalDisplay:
     unless `fold` is False, and after a repeated test's last repetition its summary."""
 
     def __init__(
-        self, verbose: bool, out: TextIO, err: TextIO, fold: bool = True, repeat: int = 1
+        self,
+        verbose: bool,
+        out: TextIO,
+        err: TextIO,
+        fold: bool = True,
+        repeat: int = 1,
+        show: int = SHOW_BYTES,
     ) -> None:
         self.out = out
         self.fold = fold
         self.repeat = repeat
+        self.show = show  # bytes of each output the report shows
         self.repetitions: list[TestResult] = []  # of the test being repeated
         self.live: LiveTable | None = None
         self.progress: Callable[[Event], None] | None = None
@@ -69,7 +77,7 @@ class TerminalDisplay:
         if isinstance(event, TestFinished):
             if self.live is not None:
                 self.live.finish_test()
-            say(format_test(event.test, self.fold), self.out)
+            say(format_test(event.test, self.fold, self.show), self.out)
             if event.test.repetition is not None:
                 self.repetitions.append(event.test)
                 if event.test.repetition == self.repeat:
@@ -95,6 +103,7 @@ async def run_on_terminal(
     json_path: str | None,
     out: TextIO | None = None,
     *,
+    show: int = SHOW_BYTES,
     fold: bool = True,
     in_history: bool = True,
 ) -> Outcome:
@@ -102,7 +111,13 @@ async def run_on_terminal(
     document takes standard output: `--json -`); -v shows every host in full."""
     if out is None:
         out = sys.stderr if json_path == STDOUT else sys.stdout
-    display = TerminalDisplay(verbose, out, sys.stderr, fold and not verbose, options.repeat)
+    display = TerminalDisplay(verbose, out, sys.stderr, fold and not verbose, options.repeat, show)
     return await run_plan(
-        plan, options, display, log=log, json_path=json_path, in_history=in_history
+        plan,
+        options,
+        display,
+        log=log,
+        json_path=json_path,
+        show=show,
+        in_history=in_history,
     )

@@ -14,6 +14,7 @@ from rich.text import Text
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
 from netjobs_core.fold import fold_names
+from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
 from netjobs_core.vocabulary import command_word, word
@@ -39,13 +40,13 @@ def _host_line(host: HostResult) -> str:
     return line
 
 
-def _output(name: str, data: bytearray) -> list[str]:
-    return [f"      {name}: {line}" for line in text.output_lines(data)]
+def _output(name: str, output: Output, show: int) -> list[str]:
+    return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
 
 def _output_key(command: CommandResult) -> Hashable:
-    """What makes two commands' outputs the same, byte for byte."""
-    return bytes(command.stdout), bytes(command.stderr)
+    """What makes two commands' outputs the same, byte for byte (size and sha256)."""
+    return tuple((len(o), o.sha256) for o in (command.stdout, command.stderr))
 
 
 def _groups(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
@@ -61,7 +62,7 @@ def _members(hosts: Sequence[HostResult]) -> str:
     return f"{fold_names(h.target for h in hosts)} ({text.count(len(hosts), 'host')})"
 
 
-def _folded(test: TestResult) -> list[str]:
+def _folded(test: TestResult, show: int) -> list[str]:
     """Hosts in the same state, and commands with the same status and output, once each."""
     lines = []
     for hosts in _groups(test.hosts, lambda h: (h.state, h.error)):
@@ -87,13 +88,14 @@ def _folded(test: TestResult) -> list[str]:
         if command.message:
             parts.append(command.message)
         lines.append(f"  {_members([h for h, _ in group])}: {', '.join(parts)}: {command.command}")
-        lines.extend(_output("stdout", command.stdout))
-        lines.extend(_output("stderr", command.stderr))
+        lines.extend(_output("stdout", command.stdout, show))
+        lines.extend(_output("stderr", command.stderr, show))
     return lines
 
 
-def format_test(test: TestResult, fold: bool = False) -> str:
-    """The report of one test; `fold`: as `clush -b` (hosts with the same outcome once)."""
+def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) -> str:
+    """The report of one test; `fold`: as `clush -b` (hosts with the same outcome once);
+    of each output at most `show` bytes (its head and tail)."""
     head = f"test {test.label!r}"
     if test.repetition is not None:
         head += f" (repetition {test.repetition})"
@@ -110,14 +112,14 @@ def format_test(test: TestResult, fold: bool = False) -> str:
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
     if fold:
-        lines.extend(_folded(test))
+        lines.extend(_folded(test, show))
     else:
         for host in test.hosts:
             lines.append(_host_line(host))
             for command in host.commands:
                 lines.append(_command_line(command))
-                lines.extend(_output("stdout", command.stdout))
-                lines.extend(_output("stderr", command.stderr))
+                lines.extend(_output("stdout", command.stdout, show))
+                lines.extend(_output("stderr", command.stderr, show))
     return "\n".join(lines)
 
 

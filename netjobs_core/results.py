@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from netjobs_core.outputs import Output
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.status import CommandStatus
 
@@ -63,8 +64,8 @@ class CommandResult:
     line: int = 0  # config line of the target
     status: CommandStatus = CommandStatus.PENDING
     exit_code: int | None = None
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
+    stdout: Output = field(default_factory=Output)  # spooled to the run folder (outputs.py)
+    stderr: Output = field(default_factory=Output)
     started_at: float | None = None  # epoch, controller clock
     duration_s: float | None = None
     message: str = ""  # why ERROR / TIMEOUT / KILLED / LOST

@@ -32,6 +32,7 @@ from netjobs_core.events import (
     TestFinished,
     TestStarted,
 )
+from netjobs_core.outputs import KEEP_BYTES, Output
 from netjobs_core.probe import probe
 from netjobs_core.results import (
     CommandResult,
@@ -44,6 +45,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
+from netjobs_core.results_json import INLINE_LIMIT, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
@@ -78,6 +80,8 @@ class RunOptions:
     reconnect_grace: float | None = None  # per run; None: each agent's own default
     run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
     repeat: int = 1  # each test this many times in a row (TestResult.repetition when > 1)
+    output_keep: int = KEEP_BYTES  # bytes of each output's head and tail kept in memory
+    inline_limit: int = INLINE_LIMIT  # larger outputs are referenced from results.json
 
 
 def _epoch_anchor() -> float:
@@ -138,6 +142,8 @@ class _TestRun:
         repetition: int | None = None,
     ) -> None:
         self.spec = spec
+        if options.run_folder is None:
+            options = dataclasses.replace(options, run_folder=RunFolder.create())
         self.options = options
         self._observer = observer
         self.result = TestResult(
@@ -150,7 +156,16 @@ class _TestRun:
         for address in spec.addresses:
             specs = [c for c in spec.commands if c.address == address]
             host = HostResult(address)
-            host.commands = [CommandResult(c.command, c.line, timeout=c.timeout) for c in specs]
+            host.commands = [
+                CommandResult(
+                    c.command,
+                    c.line,
+                    timeout=c.timeout,
+                    stdout=Output(keep=options.output_keep),
+                    stderr=Output(keep=options.output_keep),
+                )
+                for c in specs
+            ]
             self.result.hosts.append(host)
             self.hosts.append(_Host(host, specs))
         self.abort_reason = ""
@@ -188,6 +203,8 @@ class _TestRun:
         command.status = status
         command.message = message
         command.exit_code = exit_code
+        command.stdout.close()  # the agent sends a command's output before its end
+        command.stderr.close()
         self.emit(CommandChanged(self.result, host.result, index))
 
     # -- quorum ---------------------------------------------------------------
@@ -475,7 +492,9 @@ class _TestRun:
         if 0 <= index < len(commands):
             stream = message["stream"]
             target = commands[index].stdout if stream == "stdout" else commands[index].stderr
-            target += message.body
+            if target.closed:
+                return  # after its end: nothing the agent owes us
+            target.append(message.body)
             self.emit(CommandOutput(self.result, host.result, index, stream, message.body))
 
     def _on_started(self, host: _Host, message: Message) -> None:
@@ -546,8 +565,19 @@ class _TestRun:
                 host.deadline.reschedule(kill_by)
 
     # -- the whole test ---------------------------------------------------------
+    def _place_outputs(self) -> None:
+        """Each stream's file in the run folder (known once the repetition is)."""
+        folder = self.options.run_folder
+        assert folder is not None
+        for host in self.result.hosts:
+            where = folder.host_dir(self.result.label, host.address, self.result.repetition)
+            for k, command in enumerate(host.commands):
+                command.stdout.path = where / f"cmd{k}.stdout"
+                command.stderr.path = where / f"cmd{k}.stderr"
+
     async def run(self) -> TestResult:
         result = self.result
+        self._place_outputs()
         result.status = TestStatus.RUNNING
         result.started_at = time.time()
         self.anchor = _epoch_anchor()
@@ -582,6 +612,9 @@ class _TestRun:
                         )
                 if not host.result.state.finished:
                     self.set_state(host, HostState.KILLED, aborted_text(self.abort_reason))
+                for command in host.result.commands:  # no file left open, whatever happened
+                    command.stdout.close()
+                    command.stderr.close()
             self._measure_spread()
             self._conclude()
             result.duration_s = (now_ns() - began) / 1e9
@@ -677,6 +710,15 @@ class Runner:
         )
         self._current: _TestRun | None = None
         self._stop_reason = ""
+        self.save_error = ""  # why the run folder's results.json could not be written
+
+    def save(self) -> None:
+        """results.json in the run folder, rewritten as each test ends: nothing is lost."""
+        try:
+            write_json(self.result, self.folder.json_path, self.options.inline_limit)
+            self.save_error = ""
+        except OSError as exc:
+            self.save_error = f"{self.folder.json_path}: {exc.strerror or exc}"
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -706,8 +748,11 @@ class Runner:
                 outcome = await self._current.run()
             finally:
                 self._current = None
+                self.save()
             if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                 break
+        if not self.result.tests:
+            self.save()
         return self.result
 
 

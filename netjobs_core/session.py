@@ -21,6 +21,7 @@ from typing import Protocol, TextIO
 from netjobs_core import history, logs
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, TestFinished
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.runner import Runner, RunOptions
@@ -117,7 +118,9 @@ def check_writable(path: str | os.PathLike[str], what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: the file is not writable")
 
 
-def save_results(run: RunResult, json_path: str | os.PathLike[str]) -> list[Path]:
+def save_results(
+    run: RunResult, json_path: str | os.PathLike[str], show: int = SHOW_BYTES
+) -> list[Path]:
     """The CLI's `-l` logs (one per test, beside the config) and its `--json` document.
 
     A run of an untitled or relative config puts its logs beside the JSON file.
@@ -127,7 +130,7 @@ def save_results(run: RunResult, json_path: str | os.PathLike[str]) -> list[Path
     config_path = run.config_path or "netjobs"
     if not os.path.isabs(config_path):
         config_path = os.fspath(json_path.parent / Path(config_path).name)
-    written = [logs.write_test_log(config_path, test) for test in run.tests]
+    written = [logs.write_test_log(config_path, test, show) for test in run.tests]
     write_json(run, json_path)
     written.append(json_path)
     return written
@@ -160,12 +163,14 @@ async def run_plan(
     *,
     log: bool = False,
     json_path: str | None = None,
+    show: int = SHOW_BYTES,
     err: TextIO | None = None,
     in_history: bool = True,
 ) -> Outcome:
-    """Run every test of `plan`: `-l` writes each test's log as it ends, `json_path`
-    gets the whole run at the end (even a stopped one; `-`: standard output), and
-    the run goes into the run history unless not `in_history`.
+    """Run every test of `plan`: `-l` writes each test's log as it ends (of each output
+    at most `show` bytes), `json_path` gets the whole run at the end (even a stopped
+    one; `-`: standard output) besides the run folder's results.json, and the run goes
+    into the run history unless not `in_history`.
     Ctrl-C or SIGTERM stops cleanly. Raises UsageError, before anything runs, when
     a result file could not be written."""
     err = err or sys.stderr
@@ -179,7 +184,7 @@ async def run_plan(
         display(event)
         if log and isinstance(event, TestFinished):
             try:
-                path = logs.write_test_log(plan.path, event.test)
+                path = logs.write_test_log(plan.path, event.test, show)
                 say(f"log written to {path}", err)
             except OSError as exc:
                 outcome.unsaved.append(f"the log of test {event.test.label!r} ({exc})")
@@ -195,11 +200,14 @@ async def run_plan(
         for sig in installed:
             loop.remove_signal_handler(sig)
         display.close()
+        if runner.save_error:
+            outcome.unsaved.append(f"the run's results.json ({runner.save_error})")
         if json_path:
-            _write_json(runner.result, json_path, outcome, err)
+            _write_json(runner.result, json_path, options.inline_limit, outcome, err)
         problem = record_run(runner.result, config_text, in_history=in_history)
         if problem:
             say(f"netjobs: warning: {problem}", err)
+        say(f"results folder: {runner.folder.path}", err)
         if outcome.unsaved:
             say(f"netjobs: NOT SAVED: {'; '.join(outcome.unsaved)}", err)
     return outcome
@@ -217,42 +225,28 @@ def read_config_text(path: str | os.PathLike[str]) -> str | None:
     return data.decode("utf-8", "replace")
 
 
-def _folder_json(run: RunResult) -> None:
-    """The run folder's results.json, when the runner did not write it. Raises OSError."""
-    if run.results_dir:
-        path = Path(run.results_dir) / "results.json"
-        if not path.exists():
-            write_json(run, path)
-
-
 def record_run(
     run: RunResult, config_text: str | None = None, *, in_history: bool = True
 ) -> str | None:
-    """After every run (the CLI's and the GUI's): its results.json in its folder and,
-    unless not `in_history`, its line in the run history (`config_text`: read from its
-    config when None). The problem in one line when something could not be kept, else
-    None; never raises."""
-    problems = []
-    try:
-        _folder_json(run)
-    except OSError as exc:
-        problems.append(f"cannot write {run.results_dir}/results.json: {exc.strerror or exc}")
-    if in_history:
-        if config_text is None and run.config_path:
-            config_text = read_config_text(run.config_path)
-        problem = history.record_run(run, config_text)
-        if problem:
-            problems.append(problem)
-    return "; ".join(problems) or None
+    """After every run (the CLI's and the GUI's): unless not `in_history`, its line in
+    the run history (`config_text`: read from its config when None). The problem in one
+    line when it could not be kept, else None; never raises."""
+    if not in_history:
+        return None
+    if config_text is None and run.config_path:
+        config_text = read_config_text(run.config_path)
+    return history.record_run(run, config_text)
 
 
-def _write_json(run: RunResult, json_path: str, outcome: Outcome, err: TextIO) -> None:
+def _write_json(
+    run: RunResult, json_path: str, inline_limit: int, outcome: Outcome, err: TextIO
+) -> None:
     try:
         if json_path == STDOUT:
-            sys.stdout.write(json_text(run))
+            sys.stdout.write(json_text(run, None, inline_limit))
             sys.stdout.flush()
         else:
-            write_json(run, json_path)
+            write_json(run, json_path, inline_limit)
             say(f"results written to {json_path}", err)
     except OSError as exc:  # BrokenPipeError too: `--json - | head`
         where = "standard output" if json_path == STDOUT else json_path

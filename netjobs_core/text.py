@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from netjobs_core.config import Plan
+from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import RepeatStats
 from netjobs_core.results import CommandResult, ConcurrentWindow, RunResult, TestResult
 from netjobs_core.vocabulary import Status, word
@@ -261,6 +262,23 @@ def output_lines(data: bytes | bytearray) -> list[str]:
     if not data:
         return []
     return bytes(data).decode("utf-8", "backslashreplace").removesuffix("\n").split("\n")
+
+
+def output_excerpt(output: Output, show: int = SHOW_BYTES) -> list[str]:
+    """What the report and the log show of an output: all of it up to `show` bytes,
+    else its head and tail around a line saying what was left out and where it is."""
+    head, left_out, tail = output.excerpt(show)
+    if not left_out:
+        return output_lines(head + tail)
+    if output.error:
+        where = output.error
+    else:
+        where = f"the whole output is in {output.path}" if output.path else "it was not kept"
+    return [
+        *output_lines(head),
+        f"... {left_out} bytes ({size(left_out)}) left out, {where}",
+        *output_lines(tail),
+    ]
 
 
 def plan_summary(plan: Plan) -> list[str]:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from netjobs_core import text
 from netjobs_core.config import Plan
+from netjobs_core.outputs import Output
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
 from netjobs_core.vocabulary import color, word
 from netjobs_gui.models import CommandsModel, TestsModel
@@ -61,12 +62,12 @@ class StreamView(QWidget):
         layout.setSpacing(2)
         layout.addWidget(self.title)
         layout.addWidget(self.view, 1)
-        self.data: bytearray | None = None
+        self.data: Output | None = None
         self.shown = 0  # bytes of `data` already in the view
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._update_title()
 
-    def set_data(self, data: bytearray | None) -> None:
+    def set_data(self, data: Output | None) -> None:
         """Show the tail of `data` (the live buffer the runner appends to)."""
         self.data = data
         self.view.clear()
@@ -86,7 +87,7 @@ class StreamView(QWidget):
             self._decoder.reset()
             self.shown = len(data) - TAIL_BYTES
         if len(data) > self.shown:
-            chunk = bytes(data[self.shown :])
+            chunk = data.since(self.shown)  # its kept tail (netjobs_core.outputs)
             self.shown = len(data)
             decoded = self._decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
             bar = self.view.verticalScrollBar()

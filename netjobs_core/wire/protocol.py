@@ -387,7 +387,8 @@ class FrameDecoder:
         tag_end = end + (TAG_SIZE if flags & FLAG_TAGGED else 0)
         if len(buf) < tag_end:
             return None
-        frame = RawFrame(flags, bytes(buf[:end]), header_len, bytes(buf[end:tag_end]))
+        with memoryview(buf) as view:  # one copy of a large body, not two
+            frame = RawFrame(flags, bytes(view[:end]), header_len, bytes(view[end:tag_end]))
         del buf[:tag_end]
         return frame
 

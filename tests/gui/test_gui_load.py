@@ -94,7 +94,7 @@ class StreamingRunner:
                         f"{host.target} line {chunk * LINES_PER_CHUNK + i}\n"
                         for i in range(LINES_PER_CHUNK)
                     ).encode()
-                    host.commands[0].stdout += data
+                    host.commands[0].stdout.append(data)
                     self.emit(events.CommandOutput(test, host, 0, "stdout", data))
                     if next(counter) % 25 == 0:
                         await asyncio.sleep(0)  # a real runner yields on every read
