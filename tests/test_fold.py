@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from netjobs_core.fold import fold_names
+from netjobs_core.outputs import Output
 from netjobs_core.report import format_test
 from netjobs_core.results import CommandResult, CommandStatus, HostResult, HostState, TestResult
 from netjobs_core.wire.address import Address
@@ -52,7 +53,7 @@ def host(port: int, stdout: bytes, status=CommandStatus.OK, exit_code=0, duratio
             "fio job.fio",
             status=status,
             exit_code=exit_code,
-            stdout=bytearray(stdout),
+            stdout=Output.from_bytes(stdout),
             started_at=100.0,
             duration_s=duration,
         )
@@ -87,7 +88,8 @@ def test_the_folded_report_shows_each_outcome_once():
 
 def test_output_that_differs_by_a_byte_is_not_folded():
     test = a_test()
-    test.hosts[1].commands[0].stdout += b" "
+    command = test.hosts[1].commands[0]
+    command.stdout = Output.from_bytes(command.stdout.read_bytes() + b" ")
     report = format_test(test, fold=True)
     assert "127.0.0.1:[16201,16203-16204,16206] (4 hosts): OK" in report
     assert "127.0.0.1:16202 (1 host): OK" in report
