@@ -19,7 +19,7 @@ from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
 from netjobs_core.results import StartMode
-from netjobs_core.runner import RunOptions
+from netjobs_core.runner import DEFAULT_COLLECT_MAX, RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -42,6 +42,13 @@ def _positive_seconds(value_text: str) -> float:
     return value
 
 
+def _size(value_text: str) -> int:
+    try:
+        return text.parse_size(value_text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
@@ -58,6 +65,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--allow-weak-token",
         action="store_true",
         help="use a token that looks guessable (short, few kinds of characters, words)",
+    )
+    parser.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="groups file for '@name' targets: one 'name: nodeset' a line "
+        "(e.g. 'web: web[01-16]')",
     )
     parser.add_argument(
         "--connect-timeout",
@@ -114,6 +127,14 @@ def _run_parser() -> argparse.ArgumentParser:
         "controller's clock; sequential: each starts when told, like NetJobs 2.x",
     )
     parser.add_argument(
+        "--collect-max",
+        type=_size,
+        default=DEFAULT_COLLECT_MAX,
+        metavar="SIZE",
+        help="largest file -collect brings back, e.g. 200M or 4G (default "
+        f"{text.size(DEFAULT_COLLECT_MAX)}); a larger one is a warning and is not copied",
+    )
+    parser.add_argument(
         "--stop-on-failure",
         action="store_true",
         help="run no further tests once one has not passed",
@@ -137,7 +158,7 @@ def _ask_config_path() -> str:
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     path = args.config or _ask_config_path()
-    plan = read_plan(path)
+    plan = read_plan(path, args.groups)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
@@ -150,6 +171,7 @@ def _main_run(argv: Sequence[str]) -> int:
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
+        collect_max=args.collect_max,
     )
     outcome = asyncio.run(run_on_terminal(plan, options, args.v, args.l, args.json))
     return outcome.exit_code
@@ -178,7 +200,7 @@ def _main_check(argv: Sequence[str]) -> int:
     parser.add_argument("config", metavar="CONFIG")
     _add_common(parser)
     args = parser.parse_args(argv)
-    plan = read_plan(args.config)
+    plan = read_plan(args.config, args.groups)
     token = read_token(
         args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
     )

@@ -7,12 +7,14 @@ Qt-free and rich-free: every unit is written here, once. A missing value reads
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable
 from typing import Protocol
 
+from netjobs_core import nodesets
 from netjobs_core.config import Plan
 from netjobs_core.results import CommandResult, RunResult, TestResult
 from netjobs_core.vocabulary import Status, word
@@ -83,6 +85,18 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(value: str) -> int:
+    """Bytes in `512`, `64K`, `200M`, `4G`, `1.5GiB` (binary units); ValueError otherwise."""
+    match = _SIZE_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"bad size {value!r}: expected e.g. 512, 64K, 200M or 4G")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
 def timestamp(epoch: float | None, timespec: str = "microseconds") -> str:
@@ -190,10 +204,20 @@ def plan_summary(plan: Plan) -> list[str]:
             f"on {hosts}, -minhosts {need} ({spec.required_hosts} must stay up), "
             f"-generaltimeout {timeout(spec.general_timeout)}"
         )
-        for command in spec.commands:
+        # A node set's commands share their line: shown once, folded, with the count.
+        for _, group in itertools.groupby(spec.commands, key=lambda c: (c.line, c.node_set)):
+            commands = list(group)
+            command = commands[0]
+            target = command.target
+            if command.node_set:
+                folded = nodesets.fold(c.target for c in commands)
+                same = folded == command.node_set
+                target = f"{command.node_set}{'' if same else ' = ' + folded}"
+                target += f" ({count(len(commands), 'host')})"
+            collect = "".join(f"  collect {pattern!r}" for pattern in command.collect)
             lines.append(
-                f"  {command.target}: {command.command!r}  timeout {timeout(command.timeout)}"
-                f"  (line {command.line})"
+                f"  {target}: {command.command!r}  timeout {timeout(command.timeout)}"
+                f"{collect}  (line {command.line})"
             )
         lines.append(
             f"  would connect to {hosts}, measure their clocks, prepare every command, "
