@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 LINUX = sys.platform.startswith("linux")
@@ -219,9 +220,12 @@ class Containment:
                 self._base.rmdir()
 
     # -- commands -----------------------------------------------------------------
-    def spawn_env(self) -> dict[str, str]:
-        """The environment of the next command: the agent's, minus its token, plus a cookie."""
+    def spawn_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The environment of the next command: the agent's minus its token, the
+        NETJOBS_* variables of EXTRA (the protocol refuses any other name), a cookie."""
         env = {k: v for k, v in os.environ.items() if k != "NETJOBS_TOKEN"}
+        env.update((k, v) for k, v in extra.items() if k.startswith("NETJOBS_"))
+        env.pop("NETJOBS_TOKEN", None)
         self._seq += 1
         env[COOKIE_VAR] = f"{self.key}:{os.getpid()}.{self._seq}"
         return env

@@ -481,7 +481,7 @@ class Agent:
             directory=self.spool_dir,
             grace=grace,
         )
-        run = Run(label, specs, outbox, self._run_done)
+        run = Run(label, specs, outbox, self._run_done, message.get("collect_max"))
         self.run = run  # before the first await: a concurrent prepare sees busy
         try:
             results = await run.prepare()

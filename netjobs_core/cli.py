@@ -69,8 +69,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--groups",
         metavar="FILE",
-        help="groups file for '@name' targets: one 'name: nodeset' a line "
-        "(e.g. 'web: web[01-16]')",
+        help="groups file for '@name' targets: one 'name: nodeset' a line (e.g. 'web: web[01-16]')",
     )
     parser.add_argument(
         "--connect-timeout",

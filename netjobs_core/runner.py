@@ -15,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
 
 from netjobs_core import text
 from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
@@ -34,6 +37,7 @@ from netjobs_core.events import (
 )
 from netjobs_core.probe import probe
 from netjobs_core.results import (
+    Collected,
     CommandResult,
     CommandStatus,
     HostResult,
@@ -44,11 +48,11 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.run_folder import RunFolder
+from netjobs_core.run_folder import RunFolder, safe_name
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.protocol import MAX_ENV_VALUE, Message
 from netjobs_core.wire.tokens import Token
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
@@ -56,6 +60,9 @@ BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have report
 HANDSHAKE_GRACE_S = 1.0  # an abort lets hosts in their handshake finish it, this long
 HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
 RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
+DEFAULT_COLLECT_MAX = 1024**3  # bytes: the largest file -collect brings back (--collect-max)
+MAX_FILES_PER_PATTERN = 256  # as the agent sends them (agent.collect.MAX_FILES)
+_SPOOLED_NAME_RE = re.compile(r"cmd[0-9]+\.(stdout|stderr)")  # the run folder's own files
 
 
 class _Interrupted(Exception):
@@ -76,6 +83,7 @@ class RunOptions:
     heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
     reconnect_grace: float | None = None  # per run; None: each agent's own default
     run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
+    collect_max: int | None = DEFAULT_COLLECT_MAX  # per collected file; None: no limit
 
 
 def _epoch_anchor() -> float:
@@ -93,6 +101,23 @@ def _epoch_anchor() -> float:
 
 # Prepared, and the agent has not reported `finished`: its processes may be alive.
 _LIVE = (HostState.READY, HostState.RUNNING)
+
+
+@dataclass
+class _Incoming:
+    """A collected file on its way: written to disk chunk by chunk as it comes."""
+
+    index: int  # the command
+    pattern: str
+    path: Path
+    file: BinaryIO
+    digest: Any  # hashlib sha256
+    bytes: int = 0
+    error: str = ""
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
 
 
 class _Host:
@@ -113,6 +138,8 @@ class _Host:
         self.deadline: asyncio.Timeout | None = None  # of the collect loop
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
+        self.incoming: _Incoming | None = None  # the collected file being received
+        self.file_names: dict[tuple[int, str], str] = {}  # (command, agent's name) -> saved
 
     @property
     def timed_out(self) -> bool:
@@ -147,6 +174,8 @@ class _TestRun:
         self.changed = asyncio.Event()  # set by every host state change
         self.anchor = 0.0
         self.common_start_ns: float | None = None
+        folder = options.run_folder
+        self.folder = folder if folder is not None else RunFolder.create()
 
     # -- events ---------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -231,7 +260,13 @@ class _TestRun:
             host.result.hostname = found.hostname
             self.set_state(host, HostState.PREPARING)
             commands = [
-                {"id": i, "command": spec.command, "timeout": spec.timeout}
+                {
+                    "id": i,
+                    "command": spec.command,
+                    "timeout": spec.timeout,
+                    "env": self.environment(host, i),
+                    "collect": list(spec.collect) or None,
+                }
                 for i, spec in enumerate(host.specs)
             ]
             fields = {
@@ -239,6 +274,7 @@ class _TestRun:
                 "commands": commands,
                 "grace": options.reconnect_grace,
                 "heartbeat": options.heartbeat,
+                "collect_max": options.collect_max,
             }
             prepared = await link.request(
                 Message("prepare", fields), "prepared", options.prepare_timeout
@@ -262,6 +298,18 @@ class _TestRun:
         except asyncio.CancelledError:
             await link.close()
             raise
+
+    def environment(self, host: _Host, index: int) -> dict[str, str]:
+        """Command INDEX's place in the fleet; the agent adds NETJOBS_START_EPOCH_NS."""
+        env = {
+            "NETJOBS_TEST": self.spec.label,
+            "NETJOBS_HOST": host.specs[index].target,
+            "NETJOBS_INDEX": str(self.hosts.index(host)),
+            "NETJOBS_COUNT": str(len(self.hosts)),
+            "NETJOBS_COMMAND_INDEX": str(index),
+            "NETJOBS_RUN_ID": self.folder.run_id,
+        }
+        return {name: value[:MAX_ENV_VALUE] for name, value in env.items()}
 
     # -- phase 2: start -----------------------------------------------------------
     def start(self, ready: list[_Host]) -> None:
@@ -343,6 +391,10 @@ class _TestRun:
         finally:
             pinger.cancel()
             host.deadline = None
+            if host.incoming is not None:  # cut off mid-file: what came is not the file
+                self._warn(host, host.incoming.index, f"{host.incoming.path.name}: incomplete")
+                host.incoming.discard()
+                host.incoming = None
             await host.link.close()
             await asyncio.wait({pinger})
 
@@ -497,6 +549,109 @@ class _TestRun:
         if status is CommandStatus.TIMEOUT:
             self.check_quorum()
 
+    # -- collected files ------------------------------------------------------------
+    def _warn(self, host: _Host, index: int, warning: str) -> None:
+        warnings = host.result.commands[index].warnings
+        if warning not in warnings:  # a replay after a resume says it again
+            warnings.append(warning)
+            self.emit(CommandChanged(self.result, host.result, index))
+
+    def _file_name(self, host: _Host, index: int, name: str) -> str:
+        """Where command INDEX's file NAME goes in the host's folder: its own name,
+        unless another file (or a spooled output) has it."""
+        key = (index, name)
+        saved = host.file_names.get(key)
+        if saved is None:
+            taken = set(host.file_names.values())
+            saved = safe_name(name)
+            serial = 1
+            while saved in taken or _SPOOLED_NAME_RE.fullmatch(saved):
+                saved = (
+                    f"cmd{index}.{serial}.{safe_name(name)}"
+                    if serial > 1
+                    else f"cmd{index}.{safe_name(name)}"
+                )
+                serial += 1
+            host.file_names[key] = saved
+        return saved
+
+    def _on_file(self, host: _Host, message: Message) -> None:
+        index = message["id"]
+        specs = host.specs
+        if not 0 <= index < len(specs) or message["pattern"] >= len(specs[index].collect):
+            raise ConnectionLost("protocol error: a collected file nobody asked for")
+        directory = self.folder.host_dir(
+            self.spec.label, host.result.address, self.result.repetition
+        )
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self._file_name(host, index, message["name"])
+        host.incoming = _Incoming(
+            index,
+            specs[index].collect[message["pattern"]],
+            path,
+            path.open("wb"),
+            hashlib.sha256(),
+        )
+        limit = self.options.collect_max
+        if limit is not None and message["size"] > limit:
+            host.incoming.error = (
+                f"{text.size(message['size'])}: larger than the {text.size(limit)} limit"
+            )
+
+    def _on_file_data(self, host: _Host, message: Message) -> None:
+        incoming = host.incoming
+        assert incoming is not None  # the protocol: file_data only inside a file
+        if host.deadline is not None:  # a transfer in progress is no silent agent
+            when = host.deadline.when()
+            if when is not None:
+                host.deadline.reschedule(max(when, asyncio.get_running_loop().time() + BACKSTOP_S))
+        if incoming.error:
+            return
+        incoming.bytes += len(message.body)
+        limit = self.options.collect_max
+        if limit is not None and incoming.bytes > limit:
+            incoming.error = f"more than the {text.size(limit)} limit"
+            return
+        incoming.file.write(message.body)
+        incoming.digest.update(message.body)
+
+    def _on_file_end(self, host: _Host, message: Message) -> None:
+        incoming = host.incoming
+        assert incoming is not None
+        host.incoming = None
+        error = message.get("error") or incoming.error
+        if not error and (
+            message["bytes"] != incoming.bytes or message["sha256"] != incoming.digest.hexdigest()
+        ):
+            error = "its SHA-256 does not match what was received"
+        if error:
+            incoming.discard()
+            self._warn(host, incoming.index, f"{incoming.path.name}: not collected: {error}")
+            return
+        incoming.file.close()
+        command = host.result.commands[incoming.index]
+        relative = incoming.path.relative_to(self.folder.path).as_posix()
+        command.collected = [c for c in command.collected if c.path != relative]
+        command.collected.append(
+            Collected(incoming.pattern, relative, incoming.bytes, message["sha256"])
+        )
+        self.emit(CommandChanged(self.result, host.result, incoming.index))
+
+    def _on_collected(self, host: _Host, message: Message) -> None:
+        index = message["id"]
+        if not 0 <= index < len(host.specs):
+            return
+        for pattern, matched in zip(host.specs[index].collect, message["matched"], strict=False):
+            if matched == 0:
+                self._warn(host, index, f"-collect {pattern!r}: no file matched")
+            elif matched > MAX_FILES_PER_PATTERN:
+                self._warn(
+                    host,
+                    index,
+                    f"-collect {pattern!r}: {matched} files matched, "
+                    f"only the first {MAX_FILES_PER_PATTERN} were collected",
+                )
+
     def _on_finished(self, host: _Host, message: Message) -> None:
         commands = host.result.commands
         for i in range(len(commands)):
@@ -518,6 +673,10 @@ class _TestRun:
         "output": _on_output,
         "started": _on_started,
         "exit": _on_exit,
+        "file": _on_file,
+        "file_data": _on_file_data,
+        "file_end": _on_file_end,
+        "collected": _on_collected,
         "finished": _on_finished,
         "error": _on_error,
         "shutdown": _on_shutdown,
