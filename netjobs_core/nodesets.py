@@ -158,7 +158,8 @@ def fold(names: Iterable[str]) -> str:
     """Hosts as one folded node set (`node[01-04,07]`), for display.
 
     Names ClusterShell cannot hold (IPv6 literals) are listed as they are."""
-    foldable, others = [], []
+    foldable: list[str] = []
+    others: list[str] = []
     for name in names:
         (others if "[" in name or name.count(":") > 1 else foldable).append(name)
     parts = [str(NodeSet.fromlist(foldable))] if foldable else []

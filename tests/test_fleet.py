@@ -99,7 +99,8 @@ async def test_files_come_back_from_every_host(fleet, token, tmp_path):
     lines = ["fleet:", f"-collect: {work}/bin-$NETJOBS_INDEX.dat", f"-collect: {work}/none-*.json"]
     for i, size in enumerate(sizes):
         lines += [
-            f'127.0.0.{FIRST + i}:{fleet}: "head -c {size} /dev/urandom > {work}/bin-$NETJOBS_INDEX.dat;'
+            f'127.0.0.{FIRST + i}:{fleet}: "head -c {size} /dev/urandom'
+            f" > {work}/bin-$NETJOBS_INDEX.dat;"
             f' printf x > {work}/small-${{NETJOBS_HOST%%:*}}.txt"',
             f"-collect: {work}/small-127.0.0.{FIRST + i}.txt",
         ]
@@ -134,7 +135,8 @@ async def test_a_timeout_or_a_kill_still_collects(fleet, token, tmp_path):
         f"-collect: {work}/out-$NETJOBS_INDEX.txt\n"
         f'127.0.0.{FIRST}:{fleet}: "echo timed > {work}/out-$NETJOBS_INDEX.txt; exec sleep 60"\n'
         "-timeout: 1s\n"
-        f'127.0.0.{FIRST + 1}:{fleet}: "echo killed > {work}/out-$NETJOBS_INDEX.txt; exec sleep 60"\n'
+        f'127.0.0.{FIRST + 1}:{fleet}: "echo killed > {work}/out-$NETJOBS_INDEX.txt;'
+        ' exec sleep 60"\n'
         "end\n"
     )
     run, folder = await _run(text, token, tmp_path)
