@@ -52,6 +52,7 @@ def format_test(test: TestResult) -> str:
         lines.append(_host_line(host))
         for command in host.commands:
             lines.append(_command_line(command))
+            lines.extend(f"      {line}" for line in text.file_lines(command))
             lines.extend(_output("stdout", command.stdout))
             lines.extend(_output("stderr", command.stderr))
     return "\n".join(lines)

@@ -186,6 +186,15 @@ def command_details(command: CommandResult) -> list[str]:
     return parts
 
 
+def file_lines(command: CommandResult) -> list[str]:
+    """A command's collected files and its warnings, a line each (report and log)."""
+    lines = [
+        f"collected {printable(item.path)} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
+        for item in command.collected
+    ]
+    return lines + [f"warning: {printable(warning)}" for warning in command.warnings]
+
+
 def output_lines(data: bytes | bytearray) -> list[str]:
     """A command's output as lines (no trailing empty one); what is not UTF-8 escaped."""
     if not data:

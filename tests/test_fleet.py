@@ -10,7 +10,9 @@ import pytest
 from agent_harness import free_port, start_agent
 
 from netjobs_core.config import parse_config
+from netjobs_core.report import format_test
 from netjobs_core.results import CommandStatus, StartMode, TestStatus
+from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.runner import Runner, RunOptions
 
@@ -124,6 +126,13 @@ async def test_files_come_back_from_every_host(fleet, token, tmp_path):
         assert saved.parent == folder.host_dir("fleet", host.address)
         assert saved.read_bytes() == original
         assert (folder.path / by_name[f"small-127.0.0.{FIRST + i}.txt"].path).read_bytes() == b"x"
+    report = format_test(test)
+    assert f"warning: -collect '{work}/none-*.json': no file matched" in report
+    assert f"collected fleet/127.0.0.{FIRST}_{fleet}/bin-0.dat (3.0 MiB" in report
+    # The JSON lists them per command, paths relative to it, and reads them back.
+    write_json(run, folder.json_path)
+    again = load_json(folder.json_path)
+    assert again.tests[0].hosts[2].commands[0].collected == test.hosts[2].commands[0].collected
 
 
 async def test_a_timeout_or_a_kill_still_collects(fleet, token, tmp_path):

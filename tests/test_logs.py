@@ -162,6 +162,7 @@ def test_a_v1_document_round_trips_exactly():
             for command in host["commands"]:
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
+                assert command.pop("collected") == command.pop("warnings") == []
     assert again == document
     assert again["format"] == JSON_FORMAT == "netjobs-results/1"
 
