@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,14 +111,30 @@ class _Incoming:
     index: int  # the command
     pattern: str
     path: Path
-    file: BinaryIO
+    file: BinaryIO | None  # None once the copy failed: the rest is only counted
     digest: Any  # hashlib sha256
-    bytes: int = 0
+    received: int = 0  # bytes
     error: str = ""
 
-    def discard(self) -> None:
-        self.file.close()
-        self.path.unlink(missing_ok=True)
+    def fail(self, error: str) -> None:
+        """Stop writing: the file is not kept (the first error is the one reported)."""
+        self.error = self.error or error
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.file is None:
+            return
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.fail(f"cannot write {self.path}: {exc.strerror or exc}")
+            return
+        self.digest.update(data)
 
 
 class _Host:
@@ -139,7 +156,10 @@ class _Host:
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
         self.incoming: _Incoming | None = None  # the collected file being received
-        self.file_names: dict[tuple[int, str], str] = {}  # (command, agent's name) -> saved
+        # (command, agent's name, how many of that name before) -> the name it is saved as;
+        # the occurrences count again from 0 on a resume, whose replay resends every file.
+        self.file_names: dict[tuple[int, str, int], str] = {}
+        self.name_seen: Counter[tuple[int, str]] = Counter()
 
     @property
     def timed_out(self) -> bool:
@@ -393,7 +413,7 @@ class _TestRun:
             host.deadline = None
             if host.incoming is not None:  # cut off mid-file: what came is not the file
                 self._warn(host, host.incoming.index, f"{host.incoming.path.name}: incomplete")
-                host.incoming.discard()
+                host.incoming.fail("incomplete")
                 host.incoming = None
             await host.link.close()
             await asyncio.wait({pinger})
@@ -472,6 +492,7 @@ class _TestRun:
             host.link = link
             record.duration_s = loop.time() - began
             record.resumed = True
+            host.name_seen.clear()
             if host.deadline is not None and backstop is not None:
                 host.deadline.reschedule(backstop + record.duration_s)
             self.host_changed(host)
@@ -559,7 +580,8 @@ class _TestRun:
     def _file_name(self, host: _Host, index: int, name: str) -> str:
         """Where command INDEX's file NAME goes in the host's folder: its own name,
         unless another file (or a spooled output) has it."""
-        key = (index, name)
+        key = (index, name, host.name_seen[index, name])
+        host.name_seen[index, name] += 1
         saved = host.file_names.get(key)
         if saved is None:
             taken = set(host.file_names.values())
@@ -580,23 +602,24 @@ class _TestRun:
         specs = host.specs
         if not 0 <= index < len(specs) or message["pattern"] >= len(specs[index].collect):
             raise ConnectionLost("protocol error: a collected file nobody asked for")
+        if host.incoming is not None:  # a replay after a resume sends it again
+            host.incoming.fail("resent")
         directory = self.folder.host_dir(
             self.spec.label, host.result.address, self.result.repetition
         )
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / self._file_name(host, index, message["name"])
-        host.incoming = _Incoming(
-            index,
-            specs[index].collect[message["pattern"]],
-            path,
-            path.open("wb"),
-            hashlib.sha256(),
+        incoming = host.incoming = _Incoming(
+            index, specs[index].collect[message["pattern"]], path, None, hashlib.sha256()
         )
         limit = self.options.collect_max
         if limit is not None and message["size"] > limit:
-            host.incoming.error = (
-                f"{text.size(message['size'])}: larger than the {text.size(limit)} limit"
-            )
+            incoming.fail(f"{text.size(message['size'])}: larger than the {text.size(limit)} limit")
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            incoming.file = path.open("wb")
+        except OSError as exc:
+            incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
 
     def _on_file_data(self, host: _Host, message: Message) -> None:
         incoming = host.incoming
@@ -605,35 +628,30 @@ class _TestRun:
             when = host.deadline.when()
             if when is not None:
                 host.deadline.reschedule(max(when, asyncio.get_running_loop().time() + BACKSTOP_S))
-        if incoming.error:
-            return
-        incoming.bytes += len(message.body)
+        incoming.write(message.body)
         limit = self.options.collect_max
-        if limit is not None and incoming.bytes > limit:
-            incoming.error = f"more than the {text.size(limit)} limit"
-            return
-        incoming.file.write(message.body)
-        incoming.digest.update(message.body)
+        if limit is not None and incoming.received > limit:
+            incoming.fail(f"more than the {text.size(limit)} limit")
 
     def _on_file_end(self, host: _Host, message: Message) -> None:
         incoming = host.incoming
         assert incoming is not None
         host.incoming = None
         error = message.get("error") or incoming.error
-        if not error and (
-            message["bytes"] != incoming.bytes or message["sha256"] != incoming.digest.hexdigest()
-        ):
+        digest = incoming.digest.hexdigest()
+        if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
             error = "its SHA-256 does not match what was received"
         if error:
-            incoming.discard()
+            incoming.fail(error)
             self._warn(host, incoming.index, f"{incoming.path.name}: not collected: {error}")
             return
+        assert incoming.file is not None  # no error: it was written
         incoming.file.close()
         command = host.result.commands[incoming.index]
         relative = incoming.path.relative_to(self.folder.path).as_posix()
         command.collected = [c for c in command.collected if c.path != relative]
         command.collected.append(
-            Collected(incoming.pattern, relative, incoming.bytes, message["sha256"])
+            Collected(incoming.pattern, relative, incoming.received, message["sha256"])
         )
         self.emit(CommandChanged(self.result, host.result, incoming.index))
 

@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from agent_harness import free_port, start_agent
+from agent_harness import AgentClient, free_port, start_agent
 
 from netjobs_core.config import parse_config
 from netjobs_core.report import format_test
@@ -15,6 +15,7 @@ from netjobs_core.results import CommandStatus, StartMode, TestStatus
 from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.wire.protocol import Message
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
@@ -179,3 +180,39 @@ async def test_a_file_over_the_limit_is_a_warning(fleet, token, tmp_path):
     assert warning.startswith("big: not collected:") and "limit" in warning
     host_dir = folder.host_dir("t", test.hosts[0].address)
     assert sorted(p.name for p in host_dir.iterdir() if not p.name.startswith("cmd")) == ["ok"]
+
+
+async def test_files_of_one_name_do_not_overwrite_each_other(fleet, token, tmp_path):
+    work = tmp_path / "work"
+    for sub in ("a", "b"):
+        (work / sub).mkdir(parents=True)
+    text = (
+        "t:\n"
+        f'127.0.0.{FIRST}:{fleet}: "echo A > {work}/a/out; echo B > {work}/b/out;'
+        f' echo S > {work}/a/cmd0.stdout"\n'
+        f"-collect: {work}/*/out\n"
+        f"-collect: {work}/a/cmd0.stdout\n"
+        f'127.0.0.{FIRST}:{fleet}: "echo C > {work}/c-out"\n'
+        f"-collect: {work}/c-out\n"
+        "end\n"
+    )
+    run, folder = await _run(text, token, tmp_path)
+    [test] = run.tests
+    first, second = test.hosts[0].commands
+    saved = {Path(c.path).name: (folder.path / c.path).read_bytes() for c in first.collected}
+    # the second "out" gets the command's prefix; a spooled output's name is never taken
+    assert saved == {"out": b"A\n", "cmd0.out": b"B\n", "cmd0.cmd0.stdout": b"S\n"}
+    assert [Path(c.path).name for c in second.collected] == ["c-out"]
+
+
+async def test_an_agent_refuses_any_other_environment(fleet, token):
+    client = await AgentClient.connect(f"127.0.0.{FIRST}", fleet, token.token.secret)
+    try:
+        item = {"id": 1, "command": "true", "env": {"LD_PRELOAD": "/tmp/evil.so"}}
+        client.conn.queue_unchecked(Message("prepare", {"label": "t", "commands": [item]}))
+        client.writer.write(client.conn.data_to_send())
+        refused = await client.recv()
+        assert (refused.type, refused["code"]) == ("error", "protocol")
+        assert "may not set 'LD_PRELOAD'" in refused["message"]
+    finally:
+        await client.close()
