@@ -70,6 +70,9 @@ MAX_CONFIG_BYTES = 64 * 2**20
 # -collect: the protocol's bounds (wire.protocol.MAX_COLLECT_*), checked here with a line.
 MAX_COLLECT_PATTERNS = 16
 MAX_PATTERN_CHARS = 1024
+# Commands node sets may add up to in one config: a typo repeated on many lines must
+# not exhaust the memory of a controller (or the GUI validating as one types).
+MAX_EXPANDED = 100_000
 
 
 class ConfigError(Exception):
@@ -213,6 +216,7 @@ class _Parser:
         self.path = path
         self.default_port = default_port
         self.groups = groups
+        self.expanded = 0  # commands from node sets so far
         self._addresses: dict[str, Address] = {}  # the same hosts recur in every test
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
@@ -467,6 +471,11 @@ class _Parser:
             names = nodesets.expand(target, self.groups)
         except NodeSetError as err:
             raise self.error(number, str(err)) from None
+        self.expanded += len(names)
+        if self.expanded > MAX_EXPANDED:
+            raise self.error(
+                number, f"the node sets of this config name more than {MAX_EXPANDED} commands"
+            )
         return target, [self.address(number, name, target) for name in names]
 
     def address(self, number: int, target: str, node_set: str = "") -> Address:

@@ -52,6 +52,7 @@ from netjobs_core.results import (
 from netjobs_core.run_folder import RunFolder, safe_name
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
+from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
 from netjobs_core.wire.protocol import MAX_ENV_VALUE, Message
 from netjobs_core.wire.tokens import Token
@@ -145,9 +146,10 @@ class _Host:
     TIMEOUT or KILLED from any state when the host is lost, late or aborted.
     """
 
-    def __init__(self, result: HostResult, specs: list[CommandSpec]) -> None:
+    def __init__(self, result: HostResult, specs: list[CommandSpec], position: int = 0) -> None:
         self.result = result
         self.specs = specs
+        self.position = position  # among the test's hosts, in config order: NETJOBS_INDEX
         self.link: AgentLink | None = None
         self.estimate: OffsetEstimate | None = None
         self.released: dict[int, float] = {}  # command index -> controller clock ns
@@ -183,12 +185,14 @@ class _TestRun:
             label=spec.label, minhosts=spec.minhosts, start_mode=options.start_mode
         )
         self.hosts: list[_Host] = []
-        for address in spec.addresses:
-            specs = [c for c in spec.commands if c.address == address]
+        by_address: dict[Address, list[CommandSpec]] = {}  # config order (a node set: many)
+        for command in spec.commands:
+            by_address.setdefault(command.address, []).append(command)
+        for address, specs in by_address.items():
             host = HostResult(address)
             host.commands = [CommandResult(c.command, c.line, timeout=c.timeout) for c in specs]
             self.result.hosts.append(host)
-            self.hosts.append(_Host(host, specs))
+            self.hosts.append(_Host(host, specs, len(self.hosts)))
         self.abort_reason = ""
         self.aborted = asyncio.Event()
         self.changed = asyncio.Event()  # set by every host state change
@@ -324,7 +328,7 @@ class _TestRun:
         env = {
             "NETJOBS_TEST": self.spec.label,
             "NETJOBS_HOST": host.specs[index].target,
-            "NETJOBS_INDEX": str(self.hosts.index(host)),
+            "NETJOBS_INDEX": str(host.position),
             "NETJOBS_COUNT": str(len(self.hosts)),
             "NETJOBS_COMMAND_INDEX": str(index),
             "NETJOBS_RUN_ID": self.folder.run_id,

@@ -186,3 +186,10 @@ def test_a_bad_groups_file_is_a_usage_error(tmp_path, capsys):
     assert f"netjobs: {groups}:1: group 'web': bad node set" in capsys.readouterr().err
     assert main(["-s", str(config)]) == 2
     assert "fleet.cfg:2: unknown group '@web': no groups file given" in capsys.readouterr().err
+
+
+def test_node_sets_of_a_whole_config_are_bounded():
+    lines = "".join(f'grp{chr(97 + i)}x[1-9000]: "x"\n' for i in range(12))
+    err = config_error(f"t:\n{lines}end\n")
+    assert err.line == 13  # the 12th line passes 100 000
+    assert "more than 100000 commands" in err.message
