@@ -26,10 +26,9 @@ import stat
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from netjobs_core.wire.protocol import MAX_BODY, Message
+from netjobs_core.wire.protocol import MAX_BODY, MAX_COLLECT_FILES, Message
 
 FILE_CHUNK = 256 * 1024  # a file_data body (the protocol allows up to MAX_BODY)
-MAX_FILES = 256  # per pattern: the first ones in name order are sent
 MAX_SCAN = 100_000  # names a pattern's glob may list before the agent stops looking
 INTERNAL = "collect"  # the outbox's marker: never sent as such
 
@@ -72,7 +71,7 @@ def match(
             if os.path.isfile(path)
         )
         matched.append(len(found))
-        files.extend([index, path] for path in found[:MAX_FILES])
+        files.extend([index, path] for path in found[:MAX_COLLECT_FILES])
     return Message(INTERNAL, {"id": command_id, "files": files, "matched": matched, "limit": limit})
 
 

@@ -15,11 +15,14 @@ The format is the one of NetJobs 2.3, with its parser bugs fixed::
 Additions of NetJobs 3 (the 2.x format stays valid unchanged):
 
     fleet:
-    -collect: /tmp/fio-$NETJOBS_INDEX.json    # before the targets: for every command
+    # before the targets: for every command of the test
+    -collect: /tmp/fio-$NETJOBS_INDEX.json
     node[01-32]: "fio job.fio --output=/tmp/fio-$NETJOBS_INDEX.json"
-    -timeout: 10m                             # for every host of the range
-    -collect: /var/log/bench-*.log            # this target line's commands only
-    @storage:16200: "./bench.sh"              # a group of the --groups file
+    # after a target line: for every host of its node set
+    -timeout: 10m
+    -collect: /var/log/bench-*.log
+    # a group of the --groups file
+    @storage:16200: "./bench.sh"
     end
 
 A target may be a ClusterShell node set (`netjobs_core.nodesets`): one target
@@ -51,6 +54,7 @@ from netjobs_core.wire.address import (
     AddressError,
     is_unbracketed_ipv6,
 )
+from netjobs_core.wire.protocol import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS
 
 __all__ = [
     "DEFAULT_PORT",
@@ -67,9 +71,6 @@ __all__ = [
 # Far above any real config (1.16 million tests fit in 50 MB), far below what
 # would exhaust a controller's memory while parsing.
 MAX_CONFIG_BYTES = 64 * 2**20
-# -collect: the protocol's bounds (wire.protocol.MAX_COLLECT_*), checked here with a line.
-MAX_COLLECT_PATTERNS = 16
-MAX_PATTERN_CHARS = 1024
 # Commands node sets may add up to in one config: a typo repeated on many lines must
 # not exhaust the memory of a controller (or the GUI validating as one types).
 MAX_EXPANDED = 100_000

@@ -54,7 +54,7 @@ from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
-from netjobs_core.wire.protocol import MAX_ENV_VALUE, Message
+from netjobs_core.wire.protocol import MAX_COLLECT_FILES, MAX_ENV_VALUE, Message
 from netjobs_core.wire.tokens import Token
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
@@ -63,7 +63,6 @@ HANDSHAKE_GRACE_S = 1.0  # an abort lets hosts in their handshake finish it, thi
 HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
 RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
 DEFAULT_COLLECT_MAX = 1024**3  # bytes: the largest file -collect brings back (--collect-max)
-MAX_FILES_PER_PATTERN = 256  # as the agent sends them (agent.collect.MAX_FILES)
 _SPOOLED_NAME_RE = re.compile(r"cmd[0-9]+\.(stdout|stderr)")  # the run folder's own files
 
 
@@ -666,12 +665,12 @@ class _TestRun:
         for pattern, matched in zip(host.specs[index].collect, message["matched"], strict=False):
             if matched == 0:
                 self._warn(host, index, f"-collect {pattern!r}: no file matched")
-            elif matched > MAX_FILES_PER_PATTERN:
+            elif matched > MAX_COLLECT_FILES:
                 self._warn(
                     host,
                     index,
                     f"-collect {pattern!r}: {matched} files matched, "
-                    f"only the first {MAX_FILES_PER_PATTERN} were collected",
+                    f"only the first {MAX_COLLECT_FILES} were collected",
                 )
 
     def _on_finished(self, host: _Host, message: Message) -> None:

@@ -250,8 +250,8 @@ MAX_GRACE_S = 7 * 86400.0  # a silently lost controller's run is kept at most a 
 _GRACE = Bounded(_NUM, 0, MAX_GRACE_S)
 _HEARTBEAT = Bounded(_NUM, 0.01, 3600)
 _OFFSET = Bounded(_INT, 0, 2**63 - 1)  # bytes of a stream
-# Per-command environment and collected files (netjobs_core.config holds the
-# same bounds for its file:line errors).
+# Per-command environment and collected files (netjobs_core.config checks the
+# pattern bounds with a file:line).
 ENV_NAME_RE = re.compile(r"NETJOBS_[A-Z0-9_]{1,40}")
 # The agent's own: the token (never passed on), the containment cookie, the release instant.
 RESERVED_ENV = frozenset({"NETJOBS_TOKEN", "NETJOBS_JOB", "NETJOBS_START_EPOCH_NS"})
@@ -259,6 +259,7 @@ MAX_ENV_VARS = 16
 MAX_ENV_VALUE = 1024
 MAX_COLLECT_PATTERNS = 16
 MAX_PATTERN_CHARS = 1024
+MAX_COLLECT_FILES = 256  # per pattern: the agent sends the first ones in name order
 MAX_FILE_NAME = 255
 _PATTERN_INDEX = Bounded(_INT, 0, MAX_COLLECT_PATTERNS - 1)
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
