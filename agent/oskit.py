@@ -6,7 +6,7 @@ only: the agent is frozen into a small executable.
 
 POSIX commands are *gated*: spawned at prepare time as `/bin/sh -c GATE_PREFIX
 + COMMAND` with stdin a pipe, so the shell is running and blocked in `read`
-before the start instant; one newline on that pipe releases it (~1 ms from the
+before the start instant; one line on that pipe releases it (~1 ms from the
 write to the command running, against 2.5-6 ms for a fresh spawn). The prefix
 is plain shell text in front of the command, so the command is parsed and run
 by that very shell exactly as `sh -c COMMAND` would: same `$0`, no positional
