@@ -45,6 +45,7 @@ _GROUP_REF_RE = re.compile(r"(?:^|[,!&^])\s*@([A-Za-z0-9_.+-]*)")
 _GROUP_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]+")
 _BRACKET_RE = re.compile(r"\[([^\[\]]*)\]")
 _SPAN_RE = re.compile(r"([0-9]+)-([0-9]+)")
+_IPV6_IN_SET_RE = re.compile(r"\[[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*\]")
 
 
 class NodeSetError(ValueError):
@@ -109,7 +110,7 @@ def _check_size(text: str) -> None:
     for bracket in _BRACKET_RE.finditer(text):
         for span in _SPAN_RE.finditer(bracket.group(1)):
             low, high = span.group(1), span.group(2)
-            if len(high) > 9 or int(high) - int(low) >= MAX_HOSTS:
+            if len(high) > 18 or int(high) - int(low) >= MAX_HOSTS:
                 raise NodeSetError(
                     f"the range [{span.group()}] has more than {MAX_HOSTS} hosts "
                     f"(at most {MAX_HOSTS} per target line)"
@@ -132,6 +133,11 @@ def _node_set(text: str, groups: Groups) -> NodeSet:
     except (NodeSetException, RecursionError) as exc:
         if "recursion" in str(exc):
             raise NodeSetError(f"the groups in {text!r} refer to themselves in a loop") from None
+        if _IPV6_IN_SET_RE.search(text):
+            raise NodeSetError(
+                f"an IPv6 address cannot be part of a node set ({text!r}): "
+                "give it a target line of its own, e.g. '[fd00::5]: \"command\"'"
+            ) from None
         raise NodeSetError(f"bad node set {text!r}: {exc}") from None
     if size == 0:
         raise NodeSetError(f"the node set {text!r} names no host")

@@ -47,6 +47,14 @@ def test_targets_expand(target, expected):
     assert hosts_of(target) == expected
 
 
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [("x[999999998-1000000000]", ["x999999998", "x999999999", "x1000000000"])],
+)
+def test_large_numbers_are_fine_when_the_range_is_small(target, expected):
+    assert hosts_of(target) == expected
+
+
 def test_a_range_lines_options_apply_to_every_host():
     plan = parse_config(
         't:\n-collect: /tmp/all\nnode[1-3]: "run"\n-timeout: 30s\n-collect: /tmp/mine\n'
@@ -80,6 +88,8 @@ def test_a_range_lines_options_apply_to_every_host():
         ('n[1-2]:99999: "x"', ("bad port",)),
         ('n[1-2]:: "x"', ("missing port",)),
         ('n[1-2],h@st: "x"', ("host 'h@st'", "bad host")),
+        ('a,[fd00::5]: "x"', ("an IPv6 address cannot be part of a node set",)),
+        ('x[1-5/0]: "x"', ("bad node set",)),
     ],
 )
 def test_bad_node_sets_say_file_and_line(line, words):
