@@ -202,7 +202,11 @@ class Containment:
             log.warning("killing %d process(es) a previous agent on this port left", len(stale))
             _kill(stale, signal.SIGKILL)
         if self._base is not None:
-            for child in self._base.iterdir():
+            try:
+                children = list(self._base.iterdir())
+            except FileNotFoundError:  # an agent starting on another port removed it (empty)
+                children = []
+            for child in children:
                 if child.is_dir():
                     self._destroy(child)
             # The empty ones of agents on other ports that were killed (rmdir
