@@ -216,3 +216,33 @@ async def test_an_agent_refuses_any_other_environment(fleet, token):
         assert "may not set 'LD_PRELOAD'" in refused["message"]
     finally:
         await client.close()
+
+
+def test_the_controller_holds_its_own_limit_and_checks_the_digest(tmp_path, token):
+    """An agent that ignores --collect-max or corrupts a file: the controller keeps nothing."""
+    from netjobs_core.runner import _TestRun
+
+    plan = parse_config('t:\nh1: "x"\n-collect: /a\nend\n', "t.cfg")
+    folder = RunFolder.create(tmp_path / "runs")
+    options = RunOptions(token=token.token, run_folder=folder, collect_max=10)
+    run = _TestRun(plan.tests[0], options, None)
+    [host] = run.hosts
+
+    def transfer(name: str, chunks: list[bytes], digest_of: bytes) -> None:
+        size = sum(map(len, chunks))
+        run.handle(host, Message("file", {"id": 0, "pattern": 0, "name": name, "size": 4}))
+        for chunk in chunks:
+            run.handle(host, Message("file_data", {"id": 0}, chunk))
+        sha = hashlib.sha256(digest_of).hexdigest()
+        run.handle(host, Message("file_end", {"id": 0, "bytes": size, "sha256": sha}))
+
+    transfer("big", [b"12345678", b"12345678"], b"12345678" * 2)  # announced 4, sent 16
+    transfer("bent", [b"abcd"], b"abce")
+    transfer("good", [b"abcd"], b"abcd")
+    [command] = host.result.commands
+    assert [Path(c.path).name for c in command.collected] == ["good"]
+    assert command.warnings == [
+        "big: not collected: more than the 10 B limit",
+        "bent: not collected: its SHA-256 does not match what was received",
+    ]
+    assert sorted(p.name for p in folder.host_dir("t", host.result.address).iterdir()) == ["good"]
