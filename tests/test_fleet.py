@@ -14,7 +14,7 @@ from netjobs_core.report import format_test
 from netjobs_core.results import CommandStatus, StartMode, TestStatus
 from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.runner import Runner, RunOptions, _TestRun
 from netjobs_core.wire.protocol import Message
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
@@ -220,8 +220,6 @@ async def test_an_agent_refuses_any_other_environment(fleet, token):
 
 def test_the_controller_holds_its_own_limit_and_checks_the_digest(tmp_path, token):
     """An agent that ignores --collect-max or corrupts a file: the controller keeps nothing."""
-    from netjobs_core.runner import _TestRun
-
     plan = parse_config('t:\nh1: "x"\n-collect: /a\nend\n', "t.cfg")
     folder = RunFolder.create(tmp_path / "runs")
     options = RunOptions(token=token.token, run_folder=folder, collect_max=10)
