@@ -529,6 +529,9 @@ class Agent:
                 limit,
                 shown(spec.command, COMMAND_LOG_LIMIT),
             )
+            if spec.collect:  # the files the controller will get: worth an operator's eye
+                patterns = ", ".join(shown(p, COMMAND_LOG_LIMIT) for p in spec.collect)
+                log.info("test %s command %d collects %s", shown(label), spec.id, patterns)
         self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
         return run
 
