@@ -484,7 +484,7 @@ class Agent:
             directory=self.spool_dir,
             grace=grace,
         )
-        run = Run(label, specs, outbox, self._run_done, self.echo)
+        run = Run(label, specs, outbox, self._run_done, self.echo, message.get("collect_max"))
         self.run = run  # before the first await: a concurrent prepare sees busy
         try:
             results = await run.prepare()
@@ -532,6 +532,9 @@ class Agent:
                 limit,
                 shown(spec.command, COMMAND_LOG_LIMIT),
             )
+            if spec.collect:  # the files the controller will get: worth an operator's eye
+                patterns = ", ".join(shown(p, COMMAND_LOG_LIMIT) for p in spec.collect)
+                log.info("test %s command %d collects %s", shown(label), spec.id, patterns)
         self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
         return run
 

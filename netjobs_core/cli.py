@@ -25,7 +25,7 @@ from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
 from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
 from netjobs_core.run_folder import RunFolder
-from netjobs_core.runner import RunOptions
+from netjobs_core.runner import DEFAULT_COLLECT_MAX, RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -58,21 +58,12 @@ def _positive_count(value_text: str) -> int:
     return value
 
 
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def _byte_count(value_text: str) -> int:
-    """`65536`, `64k`, `1M`, `2g` (binary units)."""
-    number, unit = value_text.strip(), ""
-    if number[-1:].lower() in _UNITS:
-        number, unit = number[:-1], number[-1].lower()
+def _size(value_text: str) -> int:
+    """`65536`, `64k`, `1M`, `2g` (binary units: text.parse_size)."""
     try:
-        value = int(number) * _UNITS[unit]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of bytes: {value_text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number of bytes >= 0, not {value_text}")
-    return value
+        return text.parse_size(value_text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +82,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--allow-weak-token",
         action="store_true",
         help="use a token that looks guessable (short, few kinds of characters, words)",
+    )
+    parser.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="groups file for '@name' targets: one 'name: nodeset' a line (e.g. 'web: web[01-16]')",
     )
     parser.add_argument(
         "--connect-timeout",
@@ -148,7 +144,7 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--inline-limit",
-        type=_byte_count,
+        type=_size,
         default=INLINE_LIMIT,
         metavar="BYTES",
         help="outputs up to this size are written inside the JSON; larger ones are "
@@ -156,7 +152,7 @@ def _run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--show-bytes",
-        type=_byte_count,
+        type=_size,
         default=SHOW_BYTES,
         metavar="BYTES",
         help="the report and the -l log show at most this much of each output, its head "
@@ -168,6 +164,14 @@ def _run_parser() -> argparse.ArgumentParser:
         default=StartMode.SCHEDULED.value,
         help="scheduled (default): all agents release at one instant of the "
         "controller's clock; sequential: each starts when told, like NetJobs 2.x",
+    )
+    parser.add_argument(
+        "--collect-max",
+        type=_size,
+        default=DEFAULT_COLLECT_MAX,
+        metavar="SIZE",
+        help="largest file -collect brings back, e.g. 200M or 4G (default "
+        f"{text.size(DEFAULT_COLLECT_MAX)}); a larger one is a warning and is not copied",
     )
     parser.add_argument(
         "--stop-on-failure",
@@ -216,7 +220,7 @@ def _ask_config_path() -> str:
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     path = args.config or _ask_config_path()
-    plan = read_plan(path)
+    plan = read_plan(path, args.groups)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
@@ -232,6 +236,7 @@ def _main_run(argv: Sequence[str]) -> int:
         repeat=args.repeat,
         run_folder=_run_folder(args.results),
         inline_limit=args.inline_limit,
+        collect_max=args.collect_max,
     )
     outcome = asyncio.run(
         run_on_terminal(
@@ -281,7 +286,7 @@ def _main_check(argv: Sequence[str]) -> int:
     parser.add_argument("config", metavar="CONFIG")
     _add_common(parser)
     args = parser.parse_args(argv)
-    plan = read_plan(args.config)
+    plan = read_plan(args.config, args.groups)
     token = read_token(
         args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
     )

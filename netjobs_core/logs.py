@@ -45,6 +45,7 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
             details += text.command_details(command)
             status = command_word(command.status, command.exit_code)
             lines.append(f"{host.target}\t{command.command}\t{status}\t{', '.join(details)}")
+            lines.extend(f"  {line}" for line in text.file_lines(command))
             for name, output in (("stdout", command.stdout), ("stderr", command.stderr)):
                 lines.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
                 lines.extend(f"  | {line}" for line in text.output_excerpt(output, show))

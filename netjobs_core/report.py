@@ -13,7 +13,7 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
-from netjobs_core.fold import fold_names
+from netjobs_core.nodesets import fold
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
@@ -59,7 +59,7 @@ def _groups(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
 
 def _members(hosts: Sequence[HostResult]) -> str:
     """`node[01-04,07] (5 hosts)`."""
-    return f"{fold_names(h.target for h in hosts)} ({text.count(len(hosts), 'host')})"
+    return f"{fold(h.target for h in hosts)} ({text.count(len(hosts), 'host')})"
 
 
 def _folded(test: TestResult, show: int) -> list[str]:
@@ -79,7 +79,14 @@ def _folded(test: TestResult, show: int) -> list[str]:
     pairs = [(host, command) for host in test.hosts for command in host.commands]
     for group in _groups(
         pairs,
-        lambda p: (p[1].command, p[1].status, p[1].exit_code, p[1].message, _output_key(p[1])),
+        lambda p: (
+            p[1].command,
+            p[1].status,
+            p[1].exit_code,
+            p[1].message,
+            tuple(p[1].warnings),
+            _output_key(p[1]),
+        ),
     ):
         command = group[0][1]
         parts = [command_word(command.status, command.exit_code)]
@@ -88,9 +95,19 @@ def _folded(test: TestResult, show: int) -> list[str]:
         if command.message:
             parts.append(command.message)
         lines.append(f"  {_members([h for h, _ in group])}: {', '.join(parts)}: {command.command}")
+        lines.extend(f"      {line}" for line in _folded_files([c for _, c in group]))
         lines.extend(_output("stdout", command.stdout, show))
         lines.extend(_output("stderr", command.stderr, show))
     return lines
+
+
+def _folded_files(group: Sequence[CommandResult]) -> list[str]:
+    """One command's collected files in full; a group's as one line (paths: the JSON)."""
+    if len(group) == 1:
+        return text.file_lines(group[0])
+    files = [item for command in group for item in command.collected]
+    lines = [text.collected_summary(files)] if files else []
+    return lines + [f"warning: {text.printable(w)}" for w in group[0].warnings]
 
 
 def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) -> str:
@@ -118,6 +135,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
             lines.append(_host_line(host))
             for command in host.commands:
                 lines.append(_command_line(command))
+                lines.extend(f"      {line}" for line in text.file_lines(command))
                 lines.extend(_output("stdout", command.stdout, show))
                 lines.extend(_output("stderr", command.stderr, show))
     return "\n".join(lines)

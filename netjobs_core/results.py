@@ -15,6 +15,7 @@ from netjobs_core.wire.address import Address
 from netjobs_core.wire.status import CommandStatus
 
 __all__ = [
+    "Collected",
     "CommandResult",
     "CommandStatus",
     "ConcurrentWindow",
@@ -59,6 +60,16 @@ class StartMode(enum.StrEnum):
 
 
 @dataclass
+class Collected:
+    """A file brought back from the agent after its command (-collect)."""
+
+    pattern: str  # as the config writes it
+    path: str  # where it was saved, relative to the results JSON (the run folder)
+    bytes: int
+    sha256: str
+
+
+@dataclass
 class CommandResult:
     command: str
     line: int = 0  # config line of the target
@@ -71,6 +82,8 @@ class CommandResult:
     message: str = ""  # why ERROR / TIMEOUT / KILLED / LOST
     timeout: float | None = None  # the effective limit in seconds; None = no limit
     lost_at: float | None = None  # epoch: when its host was lost (LOST)
+    collected: list[Collected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Protocol, TextIO
 from netjobs_core import history, logs
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, TestFinished
+from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import json_text, write_json
@@ -89,10 +90,14 @@ def read_token(
     return token
 
 
-def read_plan(path: str | os.PathLike[str]) -> Plan:
+def read_plan(
+    path: str | os.PathLike[str], groups_path: str | os.PathLike[str] | None = None
+) -> Plan:
+    """The config at PATH, its `@name` targets from the groups file (--groups)."""
     try:
-        return load_config(path)
-    except ConfigError as exc:
+        groups = load_groups(groups_path) if groups_path is not None else NO_GROUPS
+        return load_config(path, groups=groups)
+    except (ConfigError, GroupsError) as exc:
         raise UsageError(str(exc)) from None
 
 

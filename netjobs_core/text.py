@@ -7,16 +7,24 @@ Qt-free and rich-free: every unit is written here, once. A missing value reads
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from netjobs_core import nodesets
 from netjobs_core.config import Plan
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import RepeatStats
-from netjobs_core.results import CommandResult, ConcurrentWindow, RunResult, TestResult
+from netjobs_core.results import (
+    Collected,
+    CommandResult,
+    ConcurrentWindow,
+    RunResult,
+    TestResult,
+)
 from netjobs_core.vocabulary import Status, word
 
 if TYPE_CHECKING:
@@ -170,6 +178,18 @@ def size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
+_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(value: str) -> int:
+    """Bytes in `512`, `64K`, `200M`, `4G`, `1.5GiB` (binary units); ValueError otherwise."""
+    match = _SIZE_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"bad size {value!r}: expected e.g. 512, 64K, 200M or 4G")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
 def timestamp(epoch: float | None, timespec: str = "microseconds") -> str:
     """ISO 8601 local time with its UTC offset, for the logs and progress lines:
     `2025-03-01T14:02:11.123456+01:00`."""
@@ -257,6 +277,23 @@ def command_details(command: CommandResult) -> list[str]:
     return parts
 
 
+def file_lines(command: CommandResult) -> list[str]:
+    """A command's collected files and its warnings, a line each (report and log)."""
+    lines = [
+        f"collected {printable(item.path)} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
+        for item in command.collected
+    ]
+    return lines + [f"warning: {printable(warning)}" for warning in command.warnings]
+
+
+def collected_summary(files: Sequence[Collected]) -> str:
+    """`collected 32 files, 1.2 GiB in all (paths: results.json)`."""
+    total = sum(item.bytes for item in files)
+    return (
+        f"collected {count(len(files), 'file')}, {size(total)} in all (their paths: results.json)"
+    )
+
+
 def output_lines(data: bytes | bytearray) -> list[str]:
     """A command's output as lines (no trailing empty one); what is not UTF-8 escaped."""
     if not data:
@@ -292,10 +329,20 @@ def plan_summary(plan: Plan) -> list[str]:
             f"on {hosts}, -minhosts {need} ({spec.required_hosts} must stay up), "
             f"-generaltimeout {timeout(spec.general_timeout)}"
         )
-        for command in spec.commands:
+        # A node set's commands share their line: shown once, folded, with the count.
+        for _, group in itertools.groupby(spec.commands, key=lambda c: (c.line, c.node_set)):
+            commands = list(group)
+            command = commands[0]
+            target = command.target
+            if command.node_set:
+                folded = nodesets.fold(c.target for c in commands)
+                same = folded == command.node_set
+                target = f"{command.node_set}{'' if same else ' = ' + folded}"
+                target += f" ({count(len(commands), 'host')})"
+            collect = "".join(f"  collect {pattern!r}" for pattern in command.collect)
             lines.append(
-                f"  {command.target}: {command.command!r}  timeout {timeout(command.timeout)}"
-                f"  (line {command.line})"
+                f"  {target}: {command.command!r}  timeout {timeout(command.timeout)}"
+                f"{collect}  (line {command.line})"
             )
         lines.append(
             f"  would connect to {hosts}, measure their clocks, prepare every command, "

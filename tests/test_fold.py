@@ -4,7 +4,7 @@ from ClusterShell.NodeSet import NodeSet
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netjobs_core.fold import fold_names
+from netjobs_core.nodesets import fold as fold_names
 from netjobs_core.outputs import Output
 from netjobs_core.report import format_test
 from netjobs_core.results import CommandResult, CommandStatus, HostResult, HostState, TestResult

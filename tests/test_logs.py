@@ -176,6 +176,7 @@ def test_a_v1_document_round_trips_exactly():
             for command in host["commands"]:
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
+                assert command.pop("collected") == command.pop("warnings") == []
                 for stream in ("stdout", "stderr"):
                     data = (
                         base64.b64decode(command[f"{stream}_base64"])
