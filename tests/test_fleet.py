@@ -66,7 +66,7 @@ async def test_every_host_of_a_range_knows_its_place(fleet, token, tmp_path):
     assert test.scheduled_start is not None
     for index, host in enumerate(test.hosts):
         for number, command in enumerate(host.commands):
-            env = _env_lines(bytes(command.stdout))
+            env = _env_lines(command.stdout.read_bytes())
             assert command.timeout == (30.0 if number == 0 else None)
             assert env["NETJOBS_TEST"] == "t"
             assert env["NETJOBS_HOST"] == host.target
@@ -88,7 +88,7 @@ async def test_sequential_start_gives_the_actual_release(fleet, token, tmp_path)
     assert test.status is TestStatus.PASSED, test.reason
     for host in test.hosts:
         [command] = host.commands
-        start = int(bytes(command.stdout)) / 1e9
+        start = int(command.stdout.read_bytes()) / 1e9
         assert command.started_at == pytest.approx(start, abs=0.02)
 
 
