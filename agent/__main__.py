@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept a token that looks guessable (short, few kinds of characters, words)",
     )
+    parser.add_argument(
+        "--echo",
+        action="store_true",
+        help="print every output line of the commands on standard output too, as "
+        "'[TEST COMMAND-ID STREAM] line'; lines a slow terminal cannot take are dropped "
+        "and counted, never slowing a command",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
@@ -153,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 orphan_grace=args.orphan_grace,
                 reconnect_grace=args.reconnect_grace,
                 spool_limit=args.spool_limit,
+                echo=args.echo,
             )
         )
     except server.ListenError as exc:

@@ -23,16 +23,17 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.status import CommandStatus
 
-from . import oskit
+from . import collect, oskit
+from .echo import Echo
 
-CHUNK = 64 * 1024  # largest output frame body, and the pipe reader's buffer limit
+CHUNK = 256 * 1024  # one pipe read at most (as much as the event loop's pipe transport reads)
 KILL_GRACE_S = 2.0  # SIGTERM -> SIGKILL
 KILL_WAIT_S = 5.0  # after SIGKILL: longer means a process stuck in the kernel
 PIPE_DRAIN_S = 2.0  # after the main process ended, for pipes held by leftovers
@@ -61,6 +62,8 @@ class CommandSpec:
     id: int
     command: str
     timeout: float | None  # seconds from the release; None: no limit
+    env: dict[str, str] = field(default_factory=dict)  # NETJOBS_* from the controller
+    collect: tuple[str, ...] = ()  # patterns of files to send after the command ends
 
     @classmethod
     def from_fields(cls, item: dict[str, Any]) -> CommandSpec:
@@ -68,7 +71,13 @@ class CommandSpec:
         timeout = item.get("timeout")
         if timeout is not None and not math.isfinite(timeout):
             timeout = None  # inf: no limit (NaN is refused by the protocol)
-        return cls(int(item["id"]), str(item["command"]), timeout)
+        return cls(
+            int(item["id"]),
+            str(item["command"]),
+            timeout,
+            dict(item.get("env") or {}),
+            tuple(item.get("collect") or ()),
+        )
 
 
 def _seconds(value: float) -> str:
@@ -76,10 +85,20 @@ def _seconds(value: float) -> str:
 
 
 class Job:
-    def __init__(self, spec: CommandSpec, label: str, sink: Sink) -> None:
+    def __init__(
+        self,
+        spec: CommandSpec,
+        label: str,
+        sink: Sink,
+        echo: Echo | None = None,
+        collect_max: int | None = None,
+    ) -> None:
         self.spec = spec
         self.label = label
         self.sink = sink
+        self.echo = echo  # --echo: every line on the agent's standard output too
+        self.collect_max = collect_max
+        self.start_epoch_ns: int | None = None  # NETJOBS_START_EPOCH_NS, once released
         self.proc: subprocess.Popen[bytes] | None = None
         self.spawn_error: str | None = None
         self.gate_fd: int | None = None
@@ -104,7 +123,10 @@ class Job:
             if gated:
                 read_fd, self.gate_fd = os.pipe()
             stdin = read_fd if read_fd is not None else subprocess.DEVNULL
-            self.proc = oskit.spawn(self.spec.command, gated=gated, stdin=stdin)
+            env = dict(self.spec.env)
+            if self.start_epoch_ns is not None:  # spawned at the release: no gate to carry it
+                env[oskit.START_VAR] = str(self.start_epoch_ns)
+            self.proc = oskit.spawn(self.spec.command, gated=gated, stdin=stdin, env=env)
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             self.spawn_error = f"cannot start the command: {exc}"
             self.close_gate()
@@ -138,20 +160,23 @@ class Job:
             self._transports.append(transport)
 
     # -- release and kill -------------------------------------------------------
-    def release(self) -> None:
-        """Let the gated process go: one raw write, no buffering on the way."""
+    def release(self, start_epoch_ns: int) -> None:
+        """Let the gated process go: one raw write, no buffering on the way; the
+        line is the start instant, which the gate exports to the command."""
         assert self.gate_fd is not None
+        self.start_epoch_ns = start_epoch_ns
         # Stamped before the write: the command cannot start earlier, whereas
         # after the write it may already have run on the other CPU.
         self.released_at = now_ns()
         # The gate may already be gone (a syntax error in the command exits
         # before reading): its exit status tells the story.
         with contextlib.suppress(OSError):
-            os.write(self.gate_fd, oskit.GATE_RELEASE)
+            os.write(self.gate_fd, oskit.gate_release(start_epoch_ns))
 
-    def spawn_released(self) -> None:
+    def spawn_released(self, start_epoch_ns: int) -> None:
         """Where nothing can be gated (Windows): spawn at the release."""
         self.released_at = now_ns()
+        self.start_epoch_ns = start_epoch_ns
         self.spawn(gated=False)
 
     def close_gate(self) -> None:
@@ -174,6 +199,22 @@ class Job:
             transport.close()
 
     # -- the life of a command --------------------------------------------------
+    async def finish(self, started: bool) -> None:
+        """The command's life, then its collected files (after a timeout or kill too)."""
+        await self.supervise(started)
+        if not self.spec.collect:
+            return
+        if not started or self.proc is None:
+            # It never ran: nothing of it to collect.
+            self.sink.post(Message("collected", {"id": self.spec.id, "matched": []}))
+            return
+        env = {**self.spec.env, oskit.START_VAR: str(self.start_epoch_ns)}
+        # Globbing touches the disk (maybe NFS): off the event loop.
+        marker = await asyncio.to_thread(
+            collect.match, self.spec.id, self.spec.collect, env, self.collect_max
+        )
+        self.sink.post(marker)
+
     async def supervise(self, started: bool) -> None:
         """Wait for the command to end, kill it if it must, then report its exit."""
         if self.proc is None:
@@ -285,8 +326,12 @@ class Job:
             except OSError:
                 return
             if not chunk:
+                if forward and self.echo is not None:
+                    self.echo.end(self.label, self.spec.id, stream)
                 return
             if forward:
+                if self.echo is not None:
+                    self.echo.feed(self.label, self.spec.id, stream, chunk)
                 await self.sink.output(self.spec.id, stream, chunk)
 
     def _send_exit(
@@ -327,11 +372,13 @@ class Run:
         specs: list[CommandSpec],
         sink: Sink,
         on_done: Callable[[Run], None],
+        echo: Echo | None = None,
+        collect_max: int | None = None,
     ) -> None:
         self.label = label
         self.sink = sink
         self.gated = oskit.gating_supported()
-        self.jobs = [Job(spec, label, sink) for spec in specs]
+        self.jobs = [Job(spec, label, sink, echo, collect_max) for spec in specs]
         self.stage = Stage.PREPARED
         self._at: int | None = None
         self._go = asyncio.Event()
@@ -398,7 +445,7 @@ class Run:
                             await job.connect_pipes()
             async with asyncio.TaskGroup() as group:
                 for job in self.jobs:
-                    group.create_task(job.supervise(self.stage is Stage.RELEASED))
+                    group.create_task(job.finish(self.stage is Stage.RELEASED))
             self.sink.post(Message("finished"))
             log.info("test %r finished", self.label)
         except Exception as exc:
@@ -426,17 +473,23 @@ class Run:
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a collection here would land between the releases
         try:
+            # NETJOBS_START_EPOCH_NS: the instant on this machine's wall clock
+            # (sequential: the actual release), read before the spin.
+            wall_minus_clock = time.time_ns() - now_ns()
             if at is not None:
+                start_epoch_ns = at + wall_minus_clock
                 fine = (at - now_ns() - FINE_MARGIN_NS) / 1e9
                 if fine > 0:
                     time.sleep(fine)
                 while now_ns() < at:
                     pass
+            else:
+                start_epoch_ns = now_ns() + wall_minus_clock
             for job in self.jobs:
                 if not self.gated:
-                    job.spawn_released()
+                    job.spawn_released(start_epoch_ns)
                 elif job.proc is not None:
-                    job.release()
+                    job.release(start_epoch_ns)
         finally:
             if gc_was_enabled:
                 gc.enable()

@@ -6,13 +6,15 @@ only: the agent is frozen into a small executable.
 
 POSIX commands are *gated*: spawned at prepare time as `/bin/sh -c GATE_PREFIX
 + COMMAND` with stdin a pipe, so the shell is running and blocked in `read`
-before the start instant; one newline on that pipe releases it (~1 ms from the
+before the start instant; one line on that pipe releases it (~1 ms from the
 write to the command running, against 2.5-6 ms for a fresh spawn). The prefix
 is plain shell text in front of the command, so the command is parsed and run
 by that very shell exactly as `sh -c COMMAND` would: same `$0`, no positional
-parameters, same error messages. EOF before the newline makes the gate exit
-125 without running anything. Windows has no gate: `cmd.exe /d /s /c` is
-spawned at the release.
+parameters, same error messages. The release line carries the common start
+instant (epoch ns on this machine's wall clock), which the gate exports as
+NETJOBS_START_EPOCH_NS: it is only known at the start, long after the spawn.
+EOF before the newline makes the gate exit 125 without running anything.
+Windows has no gate: `cmd.exe /d /s /c` is spawned at the release.
 """
 
 from __future__ import annotations
@@ -30,11 +32,16 @@ from typing import Any
 
 from .procs import CONTAINMENT, set_parent_death_signal
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 WINDOWS = "win32"
 
-# Read one line (the release byte is b"\n"); EOF first means "never run".
-GATE_PREFIX = "IFS= read -r _ || exit 125; exec </dev/null; "
-GATE_RELEASE = b"\n"
+# Read one line, the start instant (see gate_release); EOF first means "never run".
+START_VAR = "NETJOBS_START_EPOCH_NS"
+GATE_PREFIX = f"IFS= read -r {START_VAR} || exit 125; export {START_VAR}; exec </dev/null; "
 GATE_EOF_EXIT = 125
 POSIX_SHELL = "/bin/sh"
 
@@ -47,6 +54,11 @@ TASKKILL_TIMEOUT_S = 10.0
 # SO_REUSEADDR lets a restarted agent bind at once on POSIX; on Windows it
 # would let a second process bind the same port, so leave it off there.
 REUSE_ADDRESS = os.name == "posix"
+
+
+def gate_release(start_epoch_ns: int) -> bytes:
+    """The line that releases a gate: one write of a few bytes (< PIPE_BUF: atomic)."""
+    return b"%d\n" % start_epoch_ns
 
 
 def gating_supported(platform: str = sys.platform) -> bool:
@@ -91,15 +103,18 @@ def popen_kwargs(platform: str = sys.platform) -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
+def spawn(
+    command: str, *, gated: bool, stdin: int, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start COMMAND with stdout/stderr pipes the event loop can read.
 
-    Its environment is the agent's without NETJOBS_TOKEN, plus the cookie that
-    procs uses to find its processes; on POSIX it dies with the agent.
+    Its environment is the agent's without NETJOBS_TOKEN, plus ENV (the
+    controller's NETJOBS_* variables, checked by the protocol) and the cookie
+    that procs uses to find its processes; on POSIX it dies with the agent.
     """
     args = shell_args(command, gated=gated)
     kwargs = popen_kwargs()
-    kwargs["env"] = env = CONTAINMENT.spawn_env()
+    kwargs["env"] = env = CONTAINMENT.spawn_env(env or {})
     if sys.platform == WINDOWS:
         # Overlapped pipes: the proactor event loop cannot read ordinary ones.
         from asyncio import windows_utils  # Windows-only module
@@ -117,7 +132,23 @@ def spawn(command: str, *, gated: bool, stdin: int) -> subprocess.Popen[bytes]:
         **kwargs,
     )
     CONTAINMENT.adopt(proc.pid, env)
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            widen_pipe(pipe.fileno())
     return proc
+
+
+PIPE_SIZE = 256 * 1024  # one read of the agent's pipe reader (agent.jobs.CHUNK)
+
+
+def widen_pipe(fd: int) -> None:
+    """Give a command's pipe room for one large read instead of Linux's 64 KiB: a
+    command that prints a lot then costs a quarter of the reads and wake-ups. Where
+    it cannot be had (another OS, the user's pipe quota), the pipe stays as it is."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, set_size, PIPE_SIZE)
 
 
 def taskkill_args(pid: int, environ: Mapping[str, str] | None = None) -> list[str]:

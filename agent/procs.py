@@ -30,6 +30,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 LINUX = sys.platform.startswith("linux")
@@ -201,7 +202,11 @@ class Containment:
             log.warning("killing %d process(es) a previous agent on this port left", len(stale))
             _kill(stale, signal.SIGKILL)
         if self._base is not None:
-            for child in self._base.iterdir():
+            try:
+                children = list(self._base.iterdir())
+            except FileNotFoundError:  # an agent starting on another port removed it (empty)
+                children = []
+            for child in children:
                 if child.is_dir():
                     self._destroy(child)
             # The empty ones of agents on other ports that were killed (rmdir
@@ -219,9 +224,12 @@ class Containment:
                 self._base.rmdir()
 
     # -- commands -----------------------------------------------------------------
-    def spawn_env(self) -> dict[str, str]:
-        """The environment of the next command: the agent's, minus its token, plus a cookie."""
+    def spawn_env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        """The environment of the next command: the agent's minus its token, the
+        NETJOBS_* variables of EXTRA (the protocol refuses any other name), a cookie."""
         env = {k: v for k, v in os.environ.items() if k != "NETJOBS_TOKEN"}
+        env.update((k, v) for k, v in extra.items() if k.startswith("NETJOBS_"))
+        env.pop("NETJOBS_TOKEN", None)
         self._seq += 1
         env[COOKIE_VAR] = f"{self.key}:{os.getpid()}.{self._seq}"
         return env

@@ -32,6 +32,7 @@ from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role
 from netjobs_core.wire.tokens import Token
 
 from . import limits, oskit, procs
+from .echo import Echo
 from .jobs import PREPARED_TIMEOUT_S, CommandSpec, Run, Stage
 from .limits import shown
 from .spool import DEFAULT_LIMIT, Outbox, parse_offsets
@@ -344,8 +345,10 @@ class Agent:
         spool_limit: int = DEFAULT_LIMIT,
         spool_dir: str | None = None,
         caps: limits.Caps | None = None,
+        echo: Echo | None = None,
     ) -> None:
         self.secret = token.secret
+        self.echo = echo
         protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
         self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(limits.fd_limit()))
         # What unauthenticated peers make the agent log: bounded per source and in all.
@@ -481,7 +484,7 @@ class Agent:
             directory=self.spool_dir,
             grace=grace,
         )
-        run = Run(label, specs, outbox, self._run_done)
+        run = Run(label, specs, outbox, self._run_done, self.echo, message.get("collect_max"))
         self.run = run  # before the first await: a concurrent prepare sees busy
         try:
             results = await run.prepare()
@@ -529,6 +532,9 @@ class Agent:
                 limit,
                 shown(spec.command, COMMAND_LOG_LIMIT),
             )
+            if spec.collect:  # the files the controller will get: worth an operator's eye
+                patterns = ", ".join(shown(p, COMMAND_LOG_LIMIT) for p in spec.collect)
+                log.info("test %s command %d collects %s", shown(label), spec.id, patterns)
         self._run_task = self._spawn_task(run.main(), name=f"test {label!r}")
         return run
 
@@ -707,15 +713,41 @@ async def serve(
     reconnect_grace: float = DEFAULT_RECONNECT_GRACE_S,
     spool_limit: int = DEFAULT_LIMIT,
     out: TextIO = sys.stdout,
+    echo: bool = False,
 ) -> int:
-    """Listen until Ctrl-C / SIGTERM; returns the exit status (ListenError: cannot)."""
+    """Listen until Ctrl-C / SIGTERM; returns the exit status (ListenError: cannot).
+    `echo`: every output line also goes to `out` (agent.echo)."""
     loop = asyncio.get_running_loop()
-    agent = Agent(
-        token,
-        orphan_grace=orphan_grace,
-        reconnect_grace=reconnect_grace,
-        spool_limit=spool_limit,
-    )
+    echoer = Echo(out.buffer) if echo else None
+    try:
+        return await _serve(
+            Agent(
+                token,
+                orphan_grace=orphan_grace,
+                reconnect_grace=reconnect_grace,
+                spool_limit=spool_limit,
+                echo=echoer,
+            ),
+            loop,
+            hosts,
+            port,
+            token,
+            out,
+        )
+    finally:
+        if echoer is not None:
+            out.flush()
+            echoer.close()
+
+
+async def _serve(
+    agent: Agent,
+    loop: asyncio.AbstractEventLoop,
+    hosts: list[str] | None,
+    port: int,
+    token: Token,
+    out: TextIO,
+) -> int:
     stop = asyncio.Event()
     remove_handlers = oskit.install_stop_handlers(loop, stop.set)
     previous_handler = loop.get_exception_handler()

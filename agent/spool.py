@@ -26,8 +26,11 @@ from typing import IO, Any, Protocol
 
 from netjobs_core.wire.protocol import STREAMS, Message
 
-CHUNK = 64 * 1024  # largest output frame body
+from . import collect
+
+CHUNK = 1024 * 1024  # largest output frame body (protocol.MAX_BODY)
 DEFAULT_LIMIT = 1024**3  # backlog in bytes past which the command waits
+MIN_LIMIT = 64 * 1024  # the smallest backlog limit taken
 
 log = logging.getLogger("netjobs.agent")
 
@@ -97,7 +100,7 @@ class Outbox:
         self.heartbeat: float | None = None  # of the controller, carried to a resumed connection
         self.run: Any = None  # the run writing here (agent.jobs.Run)
         self.drop_when_done = False  # nobody will read it: forget it when its run ends
-        self.limit = max(CHUNK, limit)
+        self.limit = max(MIN_LIMIT, limit)
         self.streams: dict[Key, StreamSpool] = {}
         try:
             for i in ids:
@@ -197,7 +200,12 @@ class Outbox:
                     if session.closed:
                         return
             if upto is not None:
-                session.send(upto.message)
+                if upto.message.type == collect.INTERNAL:
+                    await collect.send_files(session, upto.message)  # read at the peer's pace
+                    if session.closed:
+                        return
+                else:
+                    session.send(upto.message)
                 index += 1
                 if upto.message.type == "finished":
                     self.delivered = not session.closed

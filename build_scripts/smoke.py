@@ -47,7 +47,7 @@ WINDOWS = sys.platform == "win32"
 DEFAULT_PORT = 16192
 DEMO_PORTS = (16201, 16202, 16203)
 DEMO_TESTS = ("start-together", "one-slow-host", "output")
-RESULTS_FORMAT = "netjobs-results/1"
+RESULTS_FORMAT = "netjobs-results/2"  # what netjobs_core.results_json writes
 LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
 # The GUI's scripted start-up check, if its code offers one: `netjobs-gui --smoke-test
 # CONFIG` starts as usual (window shown), opens CONFIG, checks its hosts with the usual

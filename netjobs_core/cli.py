@@ -1,4 +1,5 @@
-"""The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`."""
+"""The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`,
+`history` and `show` (past runs)."""
 
 # ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
@@ -18,8 +19,13 @@ from netjobs_core import __version__, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
+from netjobs_core.history import History, HistoryError
+from netjobs_core.outputs import SHOW_BYTES
+from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
-from netjobs_core.runner import RunOptions
+from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
+from netjobs_core.run_folder import RunFolder
+from netjobs_core.runner import DEFAULT_COLLECT_MAX, RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -42,6 +48,24 @@ def _positive_seconds(value_text: str) -> float:
     return value
 
 
+def _positive_count(value_text: str) -> int:
+    try:
+        value = int(value_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value_text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value_text}")
+    return value
+
+
+def _size(value_text: str) -> int:
+    """`65536`, `64k`, `1M`, `2g` (binary units: text.parse_size)."""
+    try:
+        return text.parse_size(value_text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
@@ -60,6 +84,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="use a token that looks guessable (short, few kinds of characters, words)",
     )
     parser.add_argument(
+        "--groups",
+        metavar="FILE",
+        help="groups file for '@name' targets: one 'name: nodeset' a line (e.g. 'web: web[01-16]')",
+    )
+    parser.add_argument(
         "--connect-timeout",
         type=_positive_seconds,
         default=5.0,
@@ -73,7 +102,8 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="netjobs",
         description="Run the tests of a NetJobs config: every target's commands start at the "
         "same measured instant. Also: 'netjobs check CONFIG' (reach and measure the agents, run "
-        "nothing) and 'netjobs demo' (a real run on three local agents).",
+        "nothing), 'netjobs demo' (a real run on three local agents), 'netjobs history' (past "
+        "runs) and 'netjobs show RUN' (a past run's report).",
         epilog="Exit status: 0 every test passed and every result file was written; 1 a test "
         "did not pass, or a result file could not be written; 2 usage error (config, token, "
         "an output path that cannot be written: checked before anything runs).",
@@ -107,6 +137,28 @@ def _run_parser() -> argparse.ArgumentParser:
         "(for '| jq') and the reports to standard error",
     )
     parser.add_argument(
+        "--results",
+        metavar="DIR",
+        help="put the run's folder (results.json, every output whole, collected files) "
+        "in DIR (default: runs/ in your NetJobs data directory)",
+    )
+    parser.add_argument(
+        "--inline-limit",
+        type=_size,
+        default=INLINE_LIMIT,
+        metavar="BYTES",
+        help="outputs up to this size are written inside the JSON; larger ones are "
+        f"referenced by their file in the run folder (default {INLINE_LIMIT // 1024**2}M)",
+    )
+    parser.add_argument(
+        "--show-bytes",
+        type=_size,
+        default=SHOW_BYTES,
+        metavar="BYTES",
+        help="the report and the -l log show at most this much of each output, its head "
+        f"and tail, and where the whole is (default {SHOW_BYTES // 1024}k)",
+    )
+    parser.add_argument(
         "--start-mode",
         choices=[m.value for m in StartMode],
         default=StartMode.SCHEDULED.value,
@@ -114,13 +166,44 @@ def _run_parser() -> argparse.ArgumentParser:
         "controller's clock; sequential: each starts when told, like NetJobs 2.x",
     )
     parser.add_argument(
+        "--collect-max",
+        type=_size,
+        default=DEFAULT_COLLECT_MAX,
+        metavar="SIZE",
+        help="largest file -collect brings back, e.g. 200M or 4G (default "
+        f"{text.size(DEFAULT_COLLECT_MAX)}); a larger one is a warning and is not copied",
+    )
+    parser.add_argument(
         "--stop-on-failure",
         action="store_true",
         help="run no further tests once one has not passed",
     )
+    parser.add_argument(
+        "--repeat",
+        type=_positive_count,
+        default=1,
+        metavar="N",
+        help="run each test N times in a row; the report adds the start spread's median "
+        "and max and the concurrent window's minimum over the repetitions",
+    )
+    _add_no_fold(parser)
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="do not record this run in the run history ('netjobs history')",
+    )
     _add_common(parser)
     parser.add_argument("--version", action="version", version=f"netjobs {__version__}")
     return parser
+
+
+def _add_no_fold(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-fold",
+        action="store_true",
+        help="report every host on its own (default: hosts with the same status and "
+        "output once, under their folded names, as clush -b does; -v never folds)",
+    )
 
 
 def _ask_config_path() -> str:
@@ -137,7 +220,7 @@ def _ask_config_path() -> str:
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     path = args.config or _ask_config_path()
-    plan = read_plan(path)
+    plan = read_plan(path, args.groups)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
@@ -150,9 +233,34 @@ def _main_run(argv: Sequence[str]) -> int:
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
+        repeat=args.repeat,
+        run_folder=_run_folder(args.results),
+        inline_limit=args.inline_limit,
+        collect_max=args.collect_max,
     )
-    outcome = asyncio.run(run_on_terminal(plan, options, args.v, args.l, args.json))
+    outcome = asyncio.run(
+        run_on_terminal(
+            plan,
+            options,
+            args.v,
+            args.l,
+            args.json,
+            show=args.show_bytes,
+            fold=not args.no_fold,
+            in_history=not args.no_history,
+        )
+    )
     return outcome.exit_code
+
+
+def _run_folder(parent: str | None) -> RunFolder:
+    try:
+        return RunFolder.create(parent)
+    except OSError as exc:
+        where = parent or "the NetJobs data directory"
+        raise UsageError(
+            f"cannot make the run's folder in {where}: {exc.strerror or exc}"
+        ) from None
 
 
 def format_check(check: HostCheck) -> str:
@@ -178,7 +286,7 @@ def _main_check(argv: Sequence[str]) -> int:
     parser.add_argument("config", metavar="CONFIG")
     _add_common(parser)
     args = parser.parse_args(argv)
-    plan = read_plan(args.config)
+    plan = read_plan(args.config, args.groups)
     token = read_token(
         args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
     )
@@ -190,13 +298,75 @@ def _main_check(argv: Sequence[str]) -> int:
     return EXIT_OK if good == len(checks) else EXIT_FAILED
 
 
+def _main_history(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="netjobs history",
+        description="List the recent runs, newest first: run id, start, outcome, config.",
+    )
+    parser.add_argument(
+        "-n", type=_positive_count, default=20, metavar="N", help="how many (default 20)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        with History() as history:
+            records = history.recent(args.n)
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    if not records:
+        say("no run recorded yet", sys.stdout)
+    for record in records:
+        say(text.history_line(record), sys.stdout)
+    return EXIT_OK
+
+
+def _main_show(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="netjobs show",
+        description="Print a past run's report, as it was shown, from its results folder.",
+    )
+    parser.add_argument("run", metavar="RUN", help="its run id (or the start of it), or 'last'")
+    parser.add_argument("--json", action="store_true", help="print its JSON document instead")
+    _add_no_fold(parser)
+    args = parser.parse_args(argv)
+    try:
+        with History() as history:
+            record = history.find(args.run)
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    if not record.results_kept:
+        say(
+            f"netjobs: run {record.run_id}: its results were deleted ({record.json_path}); "
+            f"the history recorded: {record.summary}",
+            sys.stderr,
+        )
+        for test in record.tests:
+            say(text.test_record_line(test), sys.stdout)
+        return EXIT_FAILED
+    try:
+        if args.json:
+            sys.stdout.write(record.json_path.read_text(encoding="utf-8"))
+            return EXIT_OK
+        run = load_json(record.json_path)
+    except (OSError, ResultsFileError) as exc:
+        say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
+        return EXIT_FAILED
+    say(format_run(run, fold=not args.no_fold), sys.stdout)
+    return EXIT_OK
+
+
+_SUBCOMMANDS = {
+    "check": _main_check,
+    "demo": main_demo,
+    "history": _main_history,
+    "show": _main_show,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        if argv and argv[0] == "check":
-            return _main_check(argv[1:])
-        if argv and argv[0] == "demo":
-            return main_demo(argv[1:])
+        if argv and argv[0] in _SUBCOMMANDS:
+            return _SUBCOMMANDS[argv[0]](argv[1:])
         return _main_run(argv)
     except UsageError as exc:
         say(f"netjobs: {exc}", sys.stderr)

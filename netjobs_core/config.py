@@ -12,6 +12,22 @@ The format is the one of NetJobs 2.3, with its parser bugs fixed::
     [fd00::5]: "date +%s.%N"
     end
 
+Additions of NetJobs 3 (the 2.x format stays valid unchanged):
+
+    fleet:
+    # before the targets: for every command of the test
+    -collect: /tmp/fio-$NETJOBS_INDEX.json
+    node[01-32]: "fio job.fio --output=/tmp/fio-$NETJOBS_INDEX.json"
+    # after a target line: for every host of its node set
+    -timeout: 10m
+    -collect: /var/log/bench-*.log
+    # a group of the --groups file
+    @storage:16200: "./bench.sh"
+    end
+
+A target may be a ClusterShell node set (`netjobs_core.nodesets`): one target
+line then stands for one command on each of its hosts, with its options.
+
 A command is everything between the first and the last double quote of its
 line, as written. Other comments go on their own line. Every problem is
 reported as a `ConfigError` naming the file, the line and what was expected
@@ -28,6 +44,8 @@ import stat
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from netjobs_core import nodesets
+from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
     IPV6_HINT,
@@ -36,11 +54,13 @@ from netjobs_core.wire.address import (
     AddressError,
     is_unbracketed_ipv6,
 )
+from netjobs_core.wire.protocol import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS
 
 __all__ = [
     "DEFAULT_PORT",
     "CommandSpec",
     "ConfigError",
+    "Groups",
     "Plan",
     "TestSpec",
     "load_config",
@@ -51,6 +71,9 @@ __all__ = [
 # Far above any real config (1.16 million tests fit in 50 MB), far below what
 # would exhaust a controller's memory while parsing.
 MAX_CONFIG_BYTES = 64 * 2**20
+# Commands node sets may add up to in one config: a typo repeated on many lines must
+# not exhaust the memory of a controller (or the GUI validating as one types).
+MAX_EXPANDED = 100_000
 
 
 class ConfigError(Exception):
@@ -74,6 +97,8 @@ class CommandSpec:
     command: str  # without its enclosing quotes, no escape processing
     timeout: float | None  # effective seconds; None = no limit
     line: int  # 1-based line of the target line
+    collect: tuple[str, ...] = ()  # -collect patterns: the test's, then the target's
+    node_set: str = ""  # the target line's node set, as written; "" for a single host
 
     @property
     def target(self) -> str:
@@ -153,17 +178,25 @@ _UNQUOTED_TARGET_RE = re.compile(
 )
 _BAD_COMMAND_CHAR_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
-_OPTIONS = ("generaltimeout", "minhosts", "timeout")
-_OPTION_EXAMPLES = {"generaltimeout": "5m", "minhosts": "all", "timeout": "30s"}
+_OPTIONS = ("generaltimeout", "minhosts", "timeout", "collect")
+_OPTION_EXAMPLES = {
+    "generaltimeout": "5m",
+    "minhosts": "all",
+    "timeout": "30s",
+    "collect": "/tmp/out-$NETJOBS_INDEX.json",
+}
+_OPTION_LIST = "-generaltimeout, -minhosts, -timeout or -collect"
 
 
 @dataclass
 class _Target:
-    address: Address
+    addresses: list[Address]
+    node_set: str
     command: str
     line: int
     timeout_line: int | None = None
     timeout: float | None = None
+    collect: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -175,13 +208,16 @@ class _Test:
     minhosts: int | None = None
     minhosts_text: str = ""
     minhosts_line: int | None = None
+    collect: list[str] = field(default_factory=list)
     targets: list[_Target] = field(default_factory=list)
 
 
 class _Parser:
-    def __init__(self, path: str, default_port: int) -> None:
+    def __init__(self, path: str, default_port: int, groups: Groups) -> None:
         self.path = path
         self.default_port = default_port
+        self.groups = groups
+        self.expanded = 0  # commands from node sets so far
         self._addresses: dict[str, Address] = {}  # the same hosts recur in every test
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
@@ -247,12 +283,15 @@ class _Parser:
             raise self.error(test.line, f"test {test.label!r} has no targets")
         commands = tuple(
             CommandSpec(
-                address=target.address,
+                address=address,
                 command=target.command,
                 timeout=target.timeout if target.timeout_line is not None else test.general_timeout,
                 line=target.line,
+                collect=(*test.collect, *target.collect),
+                node_set=target.node_set,
             )
             for target in test.targets
+            for address in target.addresses
         )
         spec = TestSpec(test.label, test.line, test.general_timeout, test.minhosts, commands)
         if test.minhosts is not None and test.minhosts > len(spec.addresses):
@@ -292,13 +331,12 @@ class _Parser:
     def option(self, number: int, line: str) -> None:
         match = _OPTION_NAME_RE.match(line)
         if match is None:
-            raise self.error(number, "expected an option: -generaltimeout, -minhosts or -timeout")
+            raise self.error(number, f"expected an option: {_OPTION_LIST}")
         name = match.group(1).lower()
         if name not in _OPTIONS:
             raise self.error(
                 number,
-                f"unknown option '-{match.group(1)}': expected -generaltimeout, "
-                "-minhosts or -timeout",
+                f"unknown option '-{match.group(1)}': expected {_OPTION_LIST}",
             )
         test = self.current
         if test is None:
@@ -313,6 +351,9 @@ class _Parser:
         value = rest[1:].strip()
         if name == "timeout":
             self.timeout_option(number, test, value)
+            return
+        if name == "collect":
+            self.collect_option(number, test, value)
             return
         if test.targets:
             raise self.error(number, f"-{name} must come before the first target")
@@ -341,6 +382,27 @@ class _Parser:
             )
         target.timeout = self.duration(number, "timeout", value)
         target.timeout_line = number
+
+    def collect_option(self, number: int, test: _Test, value: str) -> None:
+        """A pattern for the last target's commands, or before any target, for all."""
+        if not value:
+            raise self.error(number, "missing pattern: expected e.g. '-collect: /tmp/out.json'")
+        if "#" in value:
+            raise self.error(number, "a comment must be on its own line")
+        if len(value) > MAX_PATTERN_CHARS:
+            raise self.error(number, f"-collect pattern longer than {MAX_PATTERN_CHARS} characters")
+        bad = _BAD_COMMAND_CHAR_RE.search(value)
+        if bad is not None:
+            raise self.error(
+                number, f"the pattern contains a control character (U+{ord(bad.group()):04X})"
+            )
+        patterns = test.targets[-1].collect if test.targets else test.collect
+        total = len(test.collect) + (len(patterns) if test.targets else 0)
+        if total >= MAX_COLLECT_PATTERNS:
+            raise self.error(
+                number, f"more than {MAX_COLLECT_PATTERNS} -collect patterns for one command"
+            )
+        patterns.append(value)
 
     def duration(self, number: int, name: str, value: str) -> float | None:
         if "#" in value:
@@ -374,7 +436,7 @@ class _Parser:
             raise self.error(
                 number, f"{what} outside a test block (expected a label 'name:' first)"
             )
-        address = self.address(number, prefix)
+        node_set, addresses = self.addresses(number, prefix)
         if first == last:
             raise self.error(number, "the command has no closing '\"'")
         command = line[first + 1 : last]
@@ -391,10 +453,10 @@ class _Parser:
             raise self.error(
                 number, f"the command contains a control character (U+{ord(bad.group()):04X})"
             )
-        self.current.targets.append(_Target(address, command, number))
+        self.current.targets.append(_Target(addresses, node_set, command, number))
 
-    def address(self, number: int, prefix: str) -> Address:
-        """The target from the text before the command's opening quote."""
+    def addresses(self, number: int, prefix: str) -> tuple[str, list[Address]]:
+        """The node set as written ("" for a single host), and its hosts."""
         if not prefix:
             raise self.error(number, f"missing target before the command: expected {TARGET_FORMAT}")
         if not prefix.endswith(":"):
@@ -404,12 +466,27 @@ class _Parser:
         target = prefix[:-1].strip()
         if not target:
             raise self.error(number, f"missing target before ':': expected {TARGET_FORMAT}")
+        if not nodesets.is_node_set(target):
+            return "", [self.address(number, target)]
+        try:
+            names = nodesets.expand(target, self.groups)
+        except NodeSetError as err:
+            raise self.error(number, str(err)) from None
+        self.expanded += len(names)
+        if self.expanded > MAX_EXPANDED:
+            raise self.error(
+                number, f"the node sets of this config name more than {MAX_EXPANDED} commands"
+            )
+        return target, [self.address(number, name, target) for name in names]
+
+    def address(self, number: int, target: str, node_set: str = "") -> Address:
         address = self._addresses.get(target)
         if address is None:
             try:
                 address = self._addresses[target] = Address.parse(target, self.default_port)
             except AddressError as err:
-                raise self.error(number, str(err)) from None
+                where = f"host {target!r} of {node_set!r}: " if node_set else ""
+                raise self.error(number, where + str(err)) from None
         return address
 
 
@@ -417,11 +494,17 @@ def _shorten(line: str, limit: int = 40) -> str:
     return repr(line if len(line) <= limit else line[: limit - 3] + "...")
 
 
-def parse_config(text: str, path: str = "<config>", default_port: int = DEFAULT_PORT) -> Plan:
+def parse_config(
+    text: str,
+    path: str = "<config>",
+    default_port: int = DEFAULT_PORT,
+    groups: Groups = NO_GROUPS,
+) -> Plan:
     """Parse the text of a config file; raises ConfigError on the first problem.
 
-    `default_port` is the agent port of targets written without one."""
-    return _Parser(path, default_port).parse(text)
+    `default_port` is the agent port of targets written without one; `groups`
+    the `@name` groups a target may use (nodesets.load_groups)."""
+    return _Parser(path, default_port, groups).parse(text)
 
 
 def _read_config_file(name: str) -> bytes:
@@ -457,7 +540,9 @@ def _too_big(size: int) -> str:
     return f"the file is {size / 2**20:.1f} MiB: a config may be {limit} MiB at most"
 
 
-def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) -> Plan:
+def load_config(
+    path: str | os.PathLike[str], default_port: int = DEFAULT_PORT, groups: Groups = NO_GROUPS
+) -> Plan:
     """Read and parse a config file (UTF-8, optional BOM); raises ConfigError."""
     name = os.fspath(path)
     data = _read_config_file(name)
@@ -472,4 +557,4 @@ def load_config(path: str | os.PathLike[str], default_port: int = DEFAULT_PORT) 
             f"not UTF-8 text (byte 0x{data[err.start]:02x}): save the file as UTF-8",
         ) from None
     del data  # the text is a copy: only one of them need stay alive while parsing
-    return parse_config(text, name, default_port)
+    return parse_config(text, name, default_port, groups)

@@ -12,8 +12,9 @@ from typing import TextIO
 from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
-from netjobs_core.report import LiveTable, format_test
-from netjobs_core.results import HostState
+from netjobs_core.outputs import SHOW_BYTES
+from netjobs_core.report import LiveTable, format_repeats, format_test
+from netjobs_core.results import HostState, TestResult
 from netjobs_core.runner import RunOptions
 from netjobs_core.session import STDOUT, Outcome, run_plan, say
 from netjobs_core.vocabulary import word
@@ -44,10 +45,23 @@ class _Progress:
 
 
 class TerminalDisplay:
-    """What `netjobs` shows while it runs; the report of each test goes to `out`."""
+    """What `netjobs` shows while it runs; the report of each test goes to `out`, folded
+    unless `fold` is False, and after a repeated test's last repetition its summary."""
 
-    def __init__(self, verbose: bool, out: TextIO, err: TextIO) -> None:
+    def __init__(
+        self,
+        verbose: bool,
+        out: TextIO,
+        err: TextIO,
+        fold: bool = True,
+        repeat: int = 1,
+        show: int = SHOW_BYTES,
+    ) -> None:
         self.out = out
+        self.fold = fold
+        self.repeat = repeat
+        self.show = show  # bytes of each output the report shows
+        self.repetitions: list[TestResult] = []  # of the test being repeated
         self.live: LiveTable | None = None
         self.progress: Callable[[Event], None] | None = None
         if verbose and err.isatty():
@@ -63,11 +77,22 @@ class TerminalDisplay:
         if isinstance(event, TestFinished):
             if self.live is not None:
                 self.live.finish_test()
-            say(format_test(event.test), self.out)
+            say(format_test(event.test, self.fold, self.show), self.out)
+            if event.test.repetition is not None:
+                self.repetitions.append(event.test)
+                if event.test.repetition == self.repeat:
+                    self._summarise()
+
+    def _summarise(self) -> None:
+        summary = format_repeats(self.repetitions)
+        self.repetitions = []
+        if summary is not None:
+            say(summary, self.out)
 
     def close(self) -> None:
         if self.live is not None:
             self.live.close()
+        self._summarise()  # of a test stopped before its last repetition
 
 
 async def run_on_terminal(
@@ -77,10 +102,22 @@ async def run_on_terminal(
     log: bool,
     json_path: str | None,
     out: TextIO | None = None,
+    *,
+    show: int = SHOW_BYTES,
+    fold: bool = True,
+    in_history: bool = True,
 ) -> Outcome:
     """The reports go to `out` (standard output, or standard error when the JSON
-    document takes standard output: `--json -`)."""
+    document takes standard output: `--json -`); -v shows every host in full."""
     if out is None:
         out = sys.stderr if json_path == STDOUT else sys.stdout
-    display = TerminalDisplay(verbose, out, sys.stderr)
-    return await run_plan(plan, options, display, log=log, json_path=json_path)
+    display = TerminalDisplay(verbose, out, sys.stderr, fold and not verbose, options.repeat, show)
+    return await run_plan(
+        plan,
+        options,
+        display,
+        log=log,
+        json_path=json_path,
+        show=show,
+        in_history=in_history,
+    )

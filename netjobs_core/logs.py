@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from netjobs_core import __version__, text
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import TestResult
 from netjobs_core.vocabulary import command_word, word
 
@@ -17,14 +18,17 @@ def log_path(config_path: str | os.PathLike[str], label: str, when: float) -> Pa
     return Path(f"{os.fspath(config_path)}_{label}_{stamp}.log")
 
 
-def format_test_log(test: TestResult, config_path: str) -> str:
+def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) -> str:
+    """The log of one test; of each output at most `show` bytes (its head and tail),
+    with where the whole is."""
     lines = [
         f"# NetJobs {__version__}: test {test.label!r} from {config_path}",
         f"# started {text.timestamp(test.started_at)}, status {word(test.status)}"
         + (f": {test.reason}" if test.reason else ""),
         f"# start mode {test.start_mode.value}, common start "
         f"{text.timestamp(test.scheduled_start)}, start spread {text.spread(test)}",
-        "# TARGET\tCOMMAND\tSTATUS\tDETAILS, then stdout and stderr in full, each line behind '| '",
+        "# TARGET\tCOMMAND\tSTATUS\tDETAILS, then stdout and stderr (a large one: its head "
+        "and tail), each line behind '| '",
     ]
     for host in test.hosts:
         lines.append(
@@ -41,18 +45,22 @@ def format_test_log(test: TestResult, config_path: str) -> str:
             details += text.command_details(command)
             status = command_word(command.status, command.exit_code)
             lines.append(f"{host.target}\t{command.command}\t{status}\t{', '.join(details)}")
-            for name, data in (("stdout", command.stdout), ("stderr", command.stderr)):
-                lines.append(f"  {name} ({len(data)} bytes)")
-                lines.extend(f"  | {line}" for line in text.output_lines(data))
+            lines.extend(f"  {line}" for line in text.file_lines(command))
+            for name, output in (("stdout", command.stdout), ("stderr", command.stderr)):
+                lines.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
+                lines.extend(f"  | {line}" for line in text.output_excerpt(output, show))
     return "\n".join(lines) + "\n"
 
 
 def write_test_log(
-    config_path: str | os.PathLike[str], test: TestResult, folder: Path | None = None
+    config_path: str | os.PathLike[str],
+    test: TestResult,
+    show: int = SHOW_BYTES,
+    folder: Path | None = None,
 ) -> Path:
     """Write the log beside the config, or in `folder` (the name stays the same)."""
     when = test.started_at if test.started_at is not None else dt.datetime.now().timestamp()
     beside = config_path if folder is None else folder / Path(config_path).name
     path = log_path(beside, test.label, when)
-    path.write_text(format_test_log(test, os.fspath(config_path)), encoding="utf-8")
+    path.write_text(format_test_log(test, os.fspath(config_path), show), encoding="utf-8")
     return path

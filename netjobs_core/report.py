@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 from rich.console import Console
 from rich.live import Live
@@ -11,10 +13,15 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
-from netjobs_core.results import CommandResult, HostResult, TestResult
+from netjobs_core.nodesets import fold
+from netjobs_core.outputs import SHOW_BYTES, Output
+from netjobs_core.repeats import repeat_stats, repetition_groups
+from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
 from netjobs_core.vocabulary import command_word, word
 
-__all__ = ["LiveTable", "format_test"]
+T = TypeVar("T")
+
+__all__ = ["LiveTable", "format_repeats", "format_run", "format_test"]
 
 
 def _command_line(command: CommandResult) -> str:
@@ -33,12 +40,83 @@ def _host_line(host: HostResult) -> str:
     return line
 
 
-def _output(name: str, data: bytearray) -> list[str]:
-    return [f"      {name}: {line}" for line in text.output_lines(data)]
+def _output(name: str, output: Output, show: int) -> list[str]:
+    return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
 
-def format_test(test: TestResult) -> str:
-    head = f"test {test.label!r}: {word(test.status).upper()}"
+def _output_key(command: CommandResult) -> Hashable:
+    """What makes two commands' outputs the same, byte for byte (size and sha256)."""
+    return tuple((len(o), o.sha256) for o in (command.stdout, command.stderr))
+
+
+def _groups(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
+    """`items` with equal keys together, in the order each key first appears."""
+    groups: dict[Hashable, list[T]] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
+    return list(groups.values())
+
+
+def _members(hosts: Sequence[HostResult]) -> str:
+    """`node[01-04,07] (5 hosts)`."""
+    return f"{fold(h.target for h in hosts)} ({text.count(len(hosts), 'host')})"
+
+
+def _folded(test: TestResult, show: int) -> list[str]:
+    """Hosts in the same state, and commands with the same status and output, once each."""
+    lines = []
+    for hosts in _groups(test.hosts, lambda h: (h.state, h.error)):
+        line = f"  {_members(hosts)}  {word(hosts[0].state)}"
+        if hosts[0].error:
+            line += f" ({hosts[0].error})"
+        numbers = []
+        if any(h.rtt_ms is not None for h in hosts):
+            numbers.append(f"rtt {text.span((h.rtt_ms for h in hosts), text.ms)}")
+        if any(h.start_offset_ms is not None for h in hosts):
+            offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
+            numbers.append(f"started {offsets} from the common start")
+        lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
+    pairs = [(host, command) for host in test.hosts for command in host.commands]
+    for group in _groups(
+        pairs,
+        lambda p: (
+            p[1].command,
+            p[1].status,
+            p[1].exit_code,
+            p[1].message,
+            tuple(p[1].warnings),
+            _output_key(p[1]),
+        ),
+    ):
+        command = group[0][1]
+        parts = [command_word(command.status, command.exit_code)]
+        if any(c.duration_s is not None for _, c in group):
+            parts.append(f"ran {text.span((c.duration_s for _, c in group), text.seconds)}")
+        if command.message:
+            parts.append(command.message)
+        lines.append(f"  {_members([h for h, _ in group])}: {', '.join(parts)}: {command.command}")
+        lines.extend(f"      {line}" for line in _folded_files([c for _, c in group]))
+        lines.extend(_output("stdout", command.stdout, show))
+        lines.extend(_output("stderr", command.stderr, show))
+    return lines
+
+
+def _folded_files(group: Sequence[CommandResult]) -> list[str]:
+    """One command's collected files in full; a group's as one line (paths: the JSON)."""
+    if len(group) == 1:
+        return text.file_lines(group[0])
+    files = [item for command in group for item in command.collected]
+    lines = [text.collected_summary(files)] if files else []
+    return lines + [f"warning: {text.printable(w)}" for w in group[0].warnings]
+
+
+def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) -> str:
+    """The report of one test; `fold`: as `clush -b` (hosts with the same outcome once);
+    of each output at most `show` bytes (its head and tail)."""
+    head = f"test {test.label!r}"
+    if test.repetition is not None:
+        head += f" (repetition {test.repetition})"
+    head += f": {word(test.status).upper()}"
     if test.reason:
         head += f" ({test.reason})"
     lines = [head]
@@ -48,12 +126,39 @@ def format_test(test: TestResult) -> str:
             f"{text.count(sum(len(h.commands) for h in test.hosts), 'command')} on "
             f"{text.count(len(test.hosts), 'host')})"
         )
-    for host in test.hosts:
-        lines.append(_host_line(host))
-        for command in host.commands:
-            lines.append(_command_line(command))
-            lines.extend(_output("stdout", command.stdout))
-            lines.extend(_output("stderr", command.stderr))
+        if sum(len(h.commands) for h in test.hosts) > 1:
+            lines.append(f"  {text.window_line(test)}")
+    if fold:
+        lines.extend(_folded(test, show))
+    else:
+        for host in test.hosts:
+            lines.append(_host_line(host))
+            for command in host.commands:
+                lines.append(_command_line(command))
+                lines.extend(f"      {line}" for line in text.file_lines(command))
+                lines.extend(_output("stdout", command.stdout, show))
+                lines.extend(_output("stderr", command.stderr, show))
+    return "\n".join(lines)
+
+
+def format_repeats(group: Sequence[TestResult]) -> str | None:
+    """The summary of a test's repetitions (`--repeat`); None for a test run once."""
+    if len(group) < 2 and (not group or group[0].repetition is None):
+        return None
+    return text.repeat_summary(repeat_stats(group))
+
+
+def format_run(run: RunResult, fold: bool = False) -> str:
+    """A whole run as its reports showed it (`netjobs show`)."""
+    lines = [f"run {run.run_id or 'n/a'} of {run.config_path or 'untitled'}"]
+    if run.started_at is not None:
+        lines[0] += f", started {text.timestamp(run.started_at, 'seconds')}"
+    for group in repetition_groups(run.tests):
+        lines.extend(format_test(test, fold) for test in group)
+        summary = format_repeats(group)
+        if summary is not None:
+            lines.append(summary)
+    lines.append(text.run_summary(run))
     return "\n".join(lines)
 
 

@@ -10,12 +10,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from netjobs_core.outputs import Output
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.status import CommandStatus
 
 __all__ = [
+    "Collected",
     "CommandResult",
     "CommandStatus",
+    "ConcurrentWindow",
     "HostResult",
     "HostState",
     "Interruption",
@@ -57,18 +60,30 @@ class StartMode(enum.StrEnum):
 
 
 @dataclass
+class Collected:
+    """A file brought back from the agent after its command (-collect)."""
+
+    pattern: str  # as the config writes it
+    path: str  # where it was saved, relative to the results JSON (the run folder)
+    bytes: int
+    sha256: str
+
+
+@dataclass
 class CommandResult:
     command: str
     line: int = 0  # config line of the target
     status: CommandStatus = CommandStatus.PENDING
     exit_code: int | None = None
-    stdout: bytearray = field(default_factory=bytearray)
-    stderr: bytearray = field(default_factory=bytearray)
+    stdout: Output = field(default_factory=Output)  # spooled to the run folder (outputs.py)
+    stderr: Output = field(default_factory=Output)
     started_at: float | None = None  # epoch, controller clock
     duration_s: float | None = None
     message: str = ""  # why ERROR / TIMEOUT / KILLED / LOST
     timeout: float | None = None  # the effective limit in seconds; None = no limit
     lost_at: float | None = None  # epoch: when its host was lost (LOST)
+    collected: list[Collected] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
 
 
 @dataclass
@@ -102,6 +117,16 @@ class HostResult:
         return self.address.short
 
 
+@dataclass(frozen=True)
+class ConcurrentWindow:
+    """The interval during which every command of a test was running (netjobs_core.window)."""
+
+    start: float  # epoch, controller clock: the last command's release
+    end: float  # epoch: the first command's end
+    seconds: float
+    fraction: float  # seconds / the longest command's duration
+
+
 @dataclass
 class TestResult:
     __test__: ClassVar[bool] = False
@@ -115,6 +140,7 @@ class TestResult:
     duration_s: float | None = None
     start_spread_ms: float | None = None  # max - min release instant over all commands
     start_spread_uncertainty_ms: float | None = None
+    concurrent_window: ConcurrentWindow | None = None  # None: never all running at once
     repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None
     hosts: list[HostResult] = field(default_factory=list)
 
@@ -130,6 +156,7 @@ class RunResult:
     config_path: str
     run_id: str = ""  # run_folder.new_run_id()
     results_dir: str = ""  # the run's folder (run_folder.RunFolder.path)
+    started_at: float | None = None  # epoch: when the run began
     tests: list[TestResult] = field(default_factory=list)
 
     @property

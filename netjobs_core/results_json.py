@@ -1,4 +1,4 @@
-"""The JSON results document (--json, the GUI's Save/Open): `netjobs-results/1`.
+"""The JSON results document (results.json, --json, the GUI's Save/Open): `netjobs-results/2`.
 
 The codec is driven by the dataclass fields of netjobs_core.results: a field is
 written under its own name, enums as their value, lists of results recursively.
@@ -6,6 +6,13 @@ What the format spells differently is said once, in `_SPECIAL`. On reading, a ke
 that is absent takes the field's default, so a document from before a field was added
 still loads (adding a key keeps the format name; renaming one breaks
 tests/data/results-v1.json).
+
+Command outputs (`outputs.Output`) are spelled per stream: `stdout_bytes` and
+`stdout_sha256` always; the content inline (`stdout`, plus `stdout_base64` when it
+is not UTF-8) up to the inline limit, else `stdout_file`, the path of its file
+relative to the JSON file (absolute in a document without a file: `--json -`);
+`stdout_error` when its file could not be written. That is what /2 adds to /1;
+a /1 document (inline content only) still loads.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from netjobs_core import __version__
-from netjobs_core.results import HostResult, RunResult, TestResult
+from netjobs_core.outputs import Output, OutputFileError
+from netjobs_core.results import HostResult, HostState, RunResult, TestResult
 from netjobs_core.wire.address import Address
 
-JSON_FORMAT = "netjobs-results/1"
+JSON_FORMAT = "netjobs-results/2"
+READ_FORMATS = frozenset({"netjobs-results/1", JSON_FORMAT})
+INLINE_LIMIT = 1024**2  # outputs up to this many bytes are written inline
 
 Json = dict[str, Any]
 
@@ -62,29 +72,63 @@ _SPECIAL: dict[tuple[type[Any], str], _Special] = {
     (HostResult, "address"): _Special(
         ("host", "port"), _address_keys, lambda item: Address(item["host"], item["port"])
     ),
-    (HostResult, "state"): _renamed("status"),
+    (HostResult, "state"): _Special(
+        ("status",), lambda value: {"status": value.value}, lambda item: HostState(item["status"])
+    ),
 }
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", "backslashreplace")
+@dataclass(frozen=True)
+class _Place:
+    """Where the document is (output paths are relative to it) and what stays inline."""
+
+    directory: Path | None  # None: no file (standard output); paths are absolute
+    inline_limit: int = INLINE_LIMIT
 
 
-def _bytes_keys(name: str, data: bytes) -> Json:
-    keys: Json = {name: _text(data)}
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        # The text above escapes what is not UTF-8; keep the exact bytes too.
-        keys[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
+def _output_keys(name: str, output: Output, place: _Place) -> Json:
+    keys: Json = {f"{name}_bytes": output.size, f"{name}_sha256": output.sha256}
+    if output.size <= place.inline_limit:
+        try:
+            data = output.read_bytes()
+        except OutputFileError as exc:
+            keys[f"{name}_error"] = str(exc)
+        else:
+            keys[name] = data.decode("utf-8", "backslashreplace")
+            if not data.isascii():
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError:
+                    # The text above escapes what is not UTF-8; keep the exact bytes too.
+                    keys[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
+            return keys
+    if output.path is not None:
+        path = output.path.absolute()
+        if place.directory is not None:
+            path = Path(os.path.relpath(path, place.directory.absolute()))
+        keys[f"{name}_file"] = path.as_posix()
+    if output.error:
+        keys[f"{name}_error"] = output.error
     return keys
 
 
-def _bytes_value(item: Json, name: str) -> bytearray:
+def _output_value(item: Json, name: str, place: _Place) -> Output:
+    sha256 = item.get(f"{name}_sha256")
+    if name not in item:  # referenced, or lost
+        where = item.get(f"{name}_file")
+        path = None if where is None else (place.directory or Path()) / str(where)
+        return Output.from_file(
+            path, int(item[f"{name}_bytes"]), str(sha256), str(item.get(f"{name}_error", ""))
+        )
     encoded = item.get(f"{name}_base64")
     if encoded is not None:
-        return bytearray(base64.b64decode(encoded, validate=True))
-    return bytearray(str(item[name]).encode("utf-8"))
+        data = base64.b64decode(encoded, validate=True)
+    else:
+        data = str(item[name]).encode("utf-8")
+    output = Output.from_bytes(data)
+    if sha256 is not None and output.sha256 != sha256:
+        raise ValueError(f"{name} does not match its {name}_sha256")
+    return output
 
 
 def _item_type(kind: Any) -> type[Any] | None:
@@ -93,6 +137,14 @@ def _item_type(kind: Any) -> type[Any] | None:
         (item,) = typing.get_args(kind)
         if isinstance(item, type) and dataclasses.is_dataclass(item):
             return item
+    return None
+
+
+def _optional_item(kind: Any) -> type[Any] | None:
+    """The dataclass X of an `X | None` field, else None."""
+    args = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
+        return args[0]
     return None
 
 
@@ -107,7 +159,7 @@ def _kinds(cls: type[Any]) -> dict[str, Any]:
     return kinds
 
 
-def _encode(obj: Any) -> Json:
+def _encode(obj: Any, place: _Place) -> Json:
     cls = type(obj)
     kinds = _kinds(cls)
     out: Json = {}
@@ -116,10 +168,12 @@ def _encode(obj: Any) -> Json:
         special = _SPECIAL.get((cls, f.name))
         if special is not None:
             out.update(special.encode(value))
-        elif isinstance(value, bytes | bytearray):
-            out.update(_bytes_keys(f.name, bytes(value)))
+        elif isinstance(value, Output):
+            out.update(_output_keys(f.name, value, place))
         elif _item_type(kinds[f.name]) is not None:
-            out[f.name] = [_encode(child) for child in value]
+            out[f.name] = [_encode(child, place) for child in value]
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = _encode(value, place)
         elif isinstance(value, enum.Enum):
             out[f.name] = value.value
         else:
@@ -127,7 +181,7 @@ def _encode(obj: Any) -> Json:
     return out
 
 
-def _decode(cls: type[Any], item: Json) -> Any:
+def _decode(cls: type[Any], item: Json, place: _Place) -> Any:
     if not isinstance(item, dict):
         raise TypeError(f"expected an object for {cls.__name__}, got {type(item).__name__}")
     kinds = _kinds(cls)
@@ -136,6 +190,8 @@ def _decode(cls: type[Any], item: Json) -> Any:
         kind = kinds[f.name]
         special = _SPECIAL.get((cls, f.name))
         keys = special.keys if special else (f.name,)
+        if kind is Output:
+            keys = (f.name, f"{f.name}_bytes")
         has_default = (
             f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
         )
@@ -143,10 +199,12 @@ def _decode(cls: type[Any], item: Json) -> Any:
             continue  # written before the field existed
         if special is not None:
             values[f.name] = special.decode(item)
-        elif kind is bytearray:
-            values[f.name] = _bytes_value(item, f.name)
+        elif kind is Output:
+            values[f.name] = _output_value(item, f.name, place)
         elif (child := _item_type(kind)) is not None:
-            values[f.name] = [_decode(child, c) for c in item[f.name]]
+            values[f.name] = [_decode(child, c, place) for c in item[f.name]]
+        elif (child := _optional_item(kind)) is not None:
+            values[f.name] = None if item[f.name] is None else _decode(child, item[f.name], place)
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             values[f.name] = kind(item[f.name])
         else:
@@ -154,33 +212,44 @@ def _decode(cls: type[Any], item: Json) -> Any:
     return cls(**values)
 
 
-def run_to_json(run: RunResult) -> Json:
+def run_to_json(
+    run: RunResult, directory: Path | None = None, inline_limit: int = INLINE_LIMIT
+) -> Json:
+    """The document of `run`, to be written in `directory` (None: paths absolute)."""
     return {
         "format": JSON_FORMAT,
         "netjobs_version": __version__,
         "passed": run.passed,
-        **_encode(run),
+        **_encode(run, _Place(directory, inline_limit)),
     }
 
 
-def run_from_json(document: Any) -> RunResult:
-    if not isinstance(document, dict) or document.get("format") != JSON_FORMAT:
+def run_from_json(document: Any, directory: Path | None = None) -> RunResult:
+    """A run from its document, read from `directory` (output paths are relative to it)."""
+    if not isinstance(document, dict) or document.get("format") not in READ_FORMATS:
         raise ResultsFileError("not a NetJobs results file")
-    return _decode(RunResult, document)
+    return _decode(RunResult, document, _Place(directory))
 
 
-def json_text(run: RunResult) -> str:
-    return json.dumps(run_to_json(run), indent=2) + "\n"
+def json_text(
+    run: RunResult, directory: Path | None = None, inline_limit: int = INLINE_LIMIT
+) -> str:
+    return json.dumps(run_to_json(run, directory, inline_limit), indent=2) + "\n"
 
 
-def write_json(run: RunResult, path: str | os.PathLike[str]) -> None:
-    Path(path).write_text(json_text(run), encoding="utf-8")
+def write_json(
+    run: RunResult, path: str | os.PathLike[str], inline_limit: int = INLINE_LIMIT
+) -> None:
+    """Write the document at `path`, its output paths relative to it."""
+    path = Path(path)
+    path.write_text(json_text(run, path.parent, inline_limit), encoding="utf-8")
 
 
 def load_json(path: str | os.PathLike[str]) -> RunResult:
     """Read back what write_json wrote (or any earlier netjobs-results/1 document)."""
     try:
-        return run_from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        return run_from_json(document, Path(path).parent)
     except ResultsFileError as exc:
         raise ResultsFileError(f"{path}: {exc}") from None
     except OSError as exc:

@@ -15,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
 
 from netjobs_core import text
 from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
@@ -32,8 +36,10 @@ from netjobs_core.events import (
     TestFinished,
     TestStarted,
 )
+from netjobs_core.outputs import KEEP_BYTES, Output
 from netjobs_core.probe import probe
 from netjobs_core.results import (
+    Collected,
     CommandResult,
     CommandStatus,
     HostResult,
@@ -44,11 +50,14 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.run_folder import RunFolder
+from netjobs_core.results_json import INLINE_LIMIT, write_json
+from netjobs_core.run_folder import RunFolder, safe_name
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
+from netjobs_core.window import window_of
+from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.protocol import MAX_COLLECT_FILES, MAX_ENV_VALUE, Message
 from netjobs_core.wire.tokens import Token
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
@@ -56,6 +65,8 @@ BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have report
 HANDSHAKE_GRACE_S = 1.0  # an abort lets hosts in their handshake finish it, this long
 HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
 RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
+DEFAULT_COLLECT_MAX = 1024**3  # bytes: the largest file -collect brings back (--collect-max)
+_SPOOLED_NAME_RE = re.compile(r"cmd[0-9]+\.(stdout|stderr)")  # the run folder's own files
 
 
 class _Interrupted(Exception):
@@ -76,6 +87,10 @@ class RunOptions:
     heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
     reconnect_grace: float | None = None  # per run; None: each agent's own default
     run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
+    repeat: int = 1  # each test this many times in a row (TestResult.repetition when > 1)
+    output_keep: int = KEEP_BYTES  # bytes of each output's head and tail kept in memory
+    inline_limit: int = INLINE_LIMIT  # larger outputs are referenced from results.json
+    collect_max: int | None = DEFAULT_COLLECT_MAX  # per collected file; None: no limit
 
 
 def _epoch_anchor() -> float:
@@ -95,6 +110,39 @@ def _epoch_anchor() -> float:
 _LIVE = (HostState.READY, HostState.RUNNING)
 
 
+@dataclass
+class _Incoming:
+    """A collected file on its way: written to disk chunk by chunk as it comes."""
+
+    index: int  # the command
+    pattern: str
+    path: Path
+    file: BinaryIO | None  # None once the copy failed: the rest is only counted
+    digest: Any  # hashlib sha256
+    received: int = 0  # bytes
+    error: str = ""
+
+    def fail(self, error: str) -> None:
+        """Stop writing: the file is not kept (the first error is the one reported)."""
+        self.error = self.error or error
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.file is None:
+            return
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.fail(f"cannot write {self.path}: {exc.strerror or exc}")
+            return
+        self.digest.update(data)
+
+
 class _Host:
     """One host's part in one test: its link, clock estimate and commands.
 
@@ -103,9 +151,10 @@ class _Host:
     TIMEOUT or KILLED from any state when the host is lost, late or aborted.
     """
 
-    def __init__(self, result: HostResult, specs: list[CommandSpec]) -> None:
+    def __init__(self, result: HostResult, specs: list[CommandSpec], position: int = 0) -> None:
         self.result = result
         self.specs = specs
+        self.position = position  # among the test's hosts, in config order: NETJOBS_INDEX
         self.link: AgentLink | None = None
         self.estimate: OffsetEstimate | None = None
         self.released: dict[int, float] = {}  # command index -> controller clock ns
@@ -113,6 +162,11 @@ class _Host:
         self.deadline: asyncio.Timeout | None = None  # of the collect loop
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
+        self.incoming: _Incoming | None = None  # the collected file being received
+        # (command, agent's name, how many of that name before) -> the name it is saved as;
+        # the occurrences count again from 0 on a resume, whose replay resends every file.
+        self.file_names: dict[tuple[int, str, int], str] = {}
+        self.name_seen: Counter[tuple[int, str]] = Counter()
 
     @property
     def timed_out(self) -> bool:
@@ -128,25 +182,49 @@ class _Host:
 
 
 class _TestRun:
-    def __init__(self, spec: TestSpec, options: RunOptions, observer: Observer | None) -> None:
+    def __init__(
+        self,
+        spec: TestSpec,
+        options: RunOptions,
+        observer: Observer | None,
+        repetition: int | None = None,
+    ) -> None:
         self.spec = spec
+        if options.run_folder is None:
+            options = dataclasses.replace(options, run_folder=RunFolder.create())
         self.options = options
         self._observer = observer
         self.result = TestResult(
-            label=spec.label, minhosts=spec.minhosts, start_mode=options.start_mode
+            label=spec.label,
+            minhosts=spec.minhosts,
+            start_mode=options.start_mode,
+            repetition=repetition,
         )
         self.hosts: list[_Host] = []
-        for address in spec.addresses:
-            specs = [c for c in spec.commands if c.address == address]
+        by_address: dict[Address, list[CommandSpec]] = {}  # config order (a node set: many)
+        for command in spec.commands:
+            by_address.setdefault(command.address, []).append(command)
+        for address, specs in by_address.items():
             host = HostResult(address)
-            host.commands = [CommandResult(c.command, c.line, timeout=c.timeout) for c in specs]
+            host.commands = [
+                CommandResult(
+                    c.command,
+                    c.line,
+                    timeout=c.timeout,
+                    stdout=Output(keep=options.output_keep),
+                    stderr=Output(keep=options.output_keep),
+                )
+                for c in specs
+            ]
             self.result.hosts.append(host)
-            self.hosts.append(_Host(host, specs))
+            self.hosts.append(_Host(host, specs, len(self.hosts)))
         self.abort_reason = ""
         self.aborted = asyncio.Event()
         self.changed = asyncio.Event()  # set by every host state change
         self.anchor = 0.0
         self.common_start_ns: float | None = None
+        folder = options.run_folder
+        self.folder = folder if folder is not None else RunFolder.create()
 
     # -- events ---------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -177,6 +255,8 @@ class _TestRun:
         command.status = status
         command.message = message
         command.exit_code = exit_code
+        command.stdout.close()  # the agent sends a command's output before its end
+        command.stderr.close()
         self.emit(CommandChanged(self.result, host.result, index))
 
     # -- quorum ---------------------------------------------------------------
@@ -231,7 +311,13 @@ class _TestRun:
             host.result.hostname = found.hostname
             self.set_state(host, HostState.PREPARING)
             commands = [
-                {"id": i, "command": spec.command, "timeout": spec.timeout}
+                {
+                    "id": i,
+                    "command": spec.command,
+                    "timeout": spec.timeout,
+                    "env": self.environment(host, i),
+                    "collect": list(spec.collect) or None,
+                }
                 for i, spec in enumerate(host.specs)
             ]
             fields = {
@@ -239,6 +325,7 @@ class _TestRun:
                 "commands": commands,
                 "grace": options.reconnect_grace,
                 "heartbeat": options.heartbeat,
+                "collect_max": options.collect_max,
             }
             prepared = await link.request(
                 Message("prepare", fields), "prepared", options.prepare_timeout
@@ -262,6 +349,18 @@ class _TestRun:
         except asyncio.CancelledError:
             await link.close()
             raise
+
+    def environment(self, host: _Host, index: int) -> dict[str, str]:
+        """Command INDEX's place in the fleet; the agent adds NETJOBS_START_EPOCH_NS."""
+        env = {
+            "NETJOBS_TEST": self.spec.label,
+            "NETJOBS_HOST": host.specs[index].target,
+            "NETJOBS_INDEX": str(host.position),
+            "NETJOBS_COUNT": str(len(self.hosts)),
+            "NETJOBS_COMMAND_INDEX": str(index),
+            "NETJOBS_RUN_ID": self.folder.run_id,
+        }
+        return {name: value[:MAX_ENV_VALUE] for name, value in env.items()}
 
     # -- phase 2: start -----------------------------------------------------------
     def start(self, ready: list[_Host]) -> None:
@@ -343,6 +442,10 @@ class _TestRun:
         finally:
             pinger.cancel()
             host.deadline = None
+            if host.incoming is not None:  # cut off mid-file: what came is not the file
+                self._warn(host, host.incoming.index, f"{host.incoming.path.name}: incomplete")
+                host.incoming.fail("incomplete")
+                host.incoming = None
             await host.link.close()
             await asyncio.wait({pinger})
 
@@ -420,6 +523,7 @@ class _TestRun:
             host.link = link
             record.duration_s = loop.time() - began
             record.resumed = True
+            host.name_seen.clear()
             if host.deadline is not None and backstop is not None:
                 host.deadline.reschedule(backstop + record.duration_s)
             self.host_changed(host)
@@ -464,7 +568,9 @@ class _TestRun:
         if 0 <= index < len(commands):
             stream = message["stream"]
             target = commands[index].stdout if stream == "stdout" else commands[index].stderr
-            target += message.body
+            if target.closed:
+                return  # after its end: nothing the agent owes us
+            target.append(message.body)
             self.emit(CommandOutput(self.result, host.result, index, stream, message.body))
 
     def _on_started(self, host: _Host, message: Message) -> None:
@@ -497,6 +603,107 @@ class _TestRun:
         if status is CommandStatus.TIMEOUT:
             self.check_quorum()
 
+    # -- collected files ------------------------------------------------------------
+    def _warn(self, host: _Host, index: int, warning: str) -> None:
+        warnings = host.result.commands[index].warnings
+        if warning not in warnings:  # a replay after a resume says it again
+            warnings.append(warning)
+            self.emit(CommandChanged(self.result, host.result, index))
+
+    def _file_name(self, host: _Host, index: int, name: str) -> str:
+        """Where command INDEX's file NAME goes in the host's folder: its own name,
+        unless another file (or a spooled output) has it."""
+        key = (index, name, host.name_seen[index, name])
+        host.name_seen[index, name] += 1
+        saved = host.file_names.get(key)
+        if saved is None:
+            taken = set(host.file_names.values())
+            saved = safe_name(name)
+            serial = 1
+            while saved in taken or _SPOOLED_NAME_RE.fullmatch(saved):
+                saved = (
+                    f"cmd{index}.{serial}.{safe_name(name)}"
+                    if serial > 1
+                    else f"cmd{index}.{safe_name(name)}"
+                )
+                serial += 1
+            host.file_names[key] = saved
+        return saved
+
+    def _on_file(self, host: _Host, message: Message) -> None:
+        index = message["id"]
+        specs = host.specs
+        if not 0 <= index < len(specs) or message["pattern"] >= len(specs[index].collect):
+            raise ConnectionLost("protocol error: a collected file nobody asked for")
+        if host.incoming is not None:  # a replay after a resume sends it again
+            host.incoming.fail("resent")
+        directory = self.folder.host_dir(
+            self.spec.label, host.result.address, self.result.repetition
+        )
+        path = directory / self._file_name(host, index, message["name"])
+        incoming = host.incoming = _Incoming(
+            index, specs[index].collect[message["pattern"]], path, None, hashlib.sha256()
+        )
+        limit = self.options.collect_max
+        if limit is not None and message["size"] > limit:
+            incoming.fail(f"{text.size(message['size'])}: larger than the {text.size(limit)} limit")
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            incoming.file = path.open("wb")
+        except OSError as exc:
+            incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
+
+    def _on_file_data(self, host: _Host, message: Message) -> None:
+        incoming = host.incoming
+        assert incoming is not None  # the protocol: file_data only inside a file
+        if host.deadline is not None:  # a transfer in progress is no silent agent
+            when = host.deadline.when()
+            if when is not None:
+                host.deadline.reschedule(max(when, asyncio.get_running_loop().time() + BACKSTOP_S))
+        incoming.write(message.body)
+        limit = self.options.collect_max
+        if limit is not None and incoming.received > limit:
+            incoming.fail(f"more than the {text.size(limit)} limit")
+
+    def _on_file_end(self, host: _Host, message: Message) -> None:
+        incoming = host.incoming
+        assert incoming is not None
+        host.incoming = None
+        error = message.get("error") or incoming.error
+        digest = incoming.digest.hexdigest()
+        if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
+            error = "its SHA-256 does not match what was received"
+        command = host.result.commands[incoming.index]
+        relative = incoming.path.relative_to(self.folder.path).as_posix()
+        # A replay after a resume may send a file again: the last copy is the one listed.
+        command.collected = [c for c in command.collected if c.path != relative]
+        if error:
+            incoming.fail(error)
+            self._warn(host, incoming.index, f"{incoming.path.name}: not collected: {error}")
+            return
+        assert incoming.file is not None  # no error: it was written
+        incoming.file.close()
+        command.collected.append(
+            Collected(incoming.pattern, relative, incoming.received, message["sha256"])
+        )
+        self.emit(CommandChanged(self.result, host.result, incoming.index))
+
+    def _on_collected(self, host: _Host, message: Message) -> None:
+        index = message["id"]
+        if not 0 <= index < len(host.specs):
+            return
+        for pattern, matched in zip(host.specs[index].collect, message["matched"], strict=False):
+            if matched == 0:
+                self._warn(host, index, f"-collect {pattern!r}: no file matched")
+            elif matched > MAX_COLLECT_FILES:
+                self._warn(
+                    host,
+                    index,
+                    f"-collect {pattern!r}: {matched} files matched, "
+                    f"only the first {MAX_COLLECT_FILES} were collected",
+                )
+
     def _on_finished(self, host: _Host, message: Message) -> None:
         commands = host.result.commands
         for i in range(len(commands)):
@@ -518,6 +725,10 @@ class _TestRun:
         "output": _on_output,
         "started": _on_started,
         "exit": _on_exit,
+        "file": _on_file,
+        "file_data": _on_file_data,
+        "file_end": _on_file_end,
+        "collected": _on_collected,
         "finished": _on_finished,
         "error": _on_error,
         "shutdown": _on_shutdown,
@@ -535,8 +746,19 @@ class _TestRun:
                 host.deadline.reschedule(kill_by)
 
     # -- the whole test ---------------------------------------------------------
+    def _place_outputs(self) -> None:
+        """Each stream's file in the run folder (known once the repetition is)."""
+        folder = self.options.run_folder
+        assert folder is not None
+        for host in self.result.hosts:
+            where = folder.host_dir(self.result.label, host.address, self.result.repetition)
+            for k, command in enumerate(host.commands):
+                command.stdout.path = where / f"cmd{k}.stdout"
+                command.stderr.path = where / f"cmd{k}.stderr"
+
     async def run(self) -> TestResult:
         result = self.result
+        self._place_outputs()
         result.status = TestStatus.RUNNING
         result.started_at = time.time()
         self.anchor = _epoch_anchor()
@@ -571,6 +793,9 @@ class _TestRun:
                         )
                 if not host.result.state.finished:
                     self.set_state(host, HostState.KILLED, aborted_text(self.abort_reason))
+                for command in host.result.commands:  # no file left open, whatever happened
+                    command.stdout.close()
+                    command.stderr.close()
             self._measure_spread()
             self._conclude()
             result.duration_s = (now_ns() - began) / 1e9
@@ -645,12 +870,15 @@ class _TestRun:
             self.spec.required_hosts,
             abort_reason=self.abort_reason,
         )
+        self.result.concurrent_window = window_of(self.result)
 
 
 class Runner:
     """Runs a plan's tests in file order. `stop()` aborts cleanly from any callback."""
 
     def __init__(self, plan: Plan, options: RunOptions, observer: Observer | None = None) -> None:
+        if options.repeat < 1:
+            raise ValueError(f"repeat must be 1 or more, not {options.repeat}")
         self.plan = plan
         self.observer = observer
         if options.run_folder is None:
@@ -663,6 +891,15 @@ class Runner:
         )
         self._current: _TestRun | None = None
         self._stop_reason = ""
+        self.save_error = ""  # why the run folder's results.json could not be written
+
+    def save(self) -> None:
+        """results.json in the run folder, rewritten as each test ends: nothing is lost."""
+        try:
+            write_json(self.result, self.folder.json_path, self.options.inline_limit)
+            self.save_error = ""
+        except OSError as exc:
+            self.save_error = f"{self.folder.json_path}: {exc.strerror or exc}"
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -680,17 +917,23 @@ class Runner:
             if unknown:
                 raise ValueError(f"no test named {', '.join(sorted(unknown))}")
             tests = tuple(t for t in tests if t.label in labels)
-        for spec in tests:
+        self.result.started_at = time.time()
+        repeat = self.options.repeat
+        runs = [(spec, k) for spec in tests for k in range(1, repeat + 1)]
+        for spec, k in runs:
             if self._stop_reason:
                 break
-            self._current = _TestRun(spec, self.options, self.observer)
+            self._current = _TestRun(spec, self.options, self.observer, k if repeat > 1 else None)
             self.result.tests.append(self._current.result)
             try:
                 outcome = await self._current.run()
             finally:
                 self._current = None
+                self.save()
             if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                 break
+        if not self.result.tests:
+            self.save()
         return self.result
 
 

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from netjobs_core import logs
+from netjobs_core import history, logs
 from netjobs_core.config import ConfigError, Plan, load_config
 from netjobs_core.events import Event, TestFinished
+from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
+from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.runner import Runner, RunOptions
@@ -88,10 +90,14 @@ def read_token(
     return token
 
 
-def read_plan(path: str | os.PathLike[str]) -> Plan:
+def read_plan(
+    path: str | os.PathLike[str], groups_path: str | os.PathLike[str] | None = None
+) -> Plan:
+    """The config at PATH, its `@name` targets from the groups file (--groups)."""
     try:
-        return load_config(path)
-    except ConfigError as exc:
+        groups = load_groups(groups_path) if groups_path is not None else NO_GROUPS
+        return load_config(path, groups=groups)
+    except (ConfigError, GroupsError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -117,12 +123,14 @@ def check_writable(path: str | os.PathLike[str], what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: the file is not writable")
 
 
-def save_results(run: RunResult, json_path: str | os.PathLike[str]) -> list[Path]:
+def save_results(
+    run: RunResult, json_path: str | os.PathLike[str], show: int = SHOW_BYTES
+) -> list[Path]:
     """The CLI's `-l` logs (one per test) and its `--json` document, all in the JSON
     file's folder (the one the user chose), named as `-l` names them. Raises OSError."""
     json_path = Path(json_path)
     config_path = run.config_path or "netjobs"
-    written = [logs.write_test_log(config_path, test, json_path.parent) for test in run.tests]
+    written = [logs.write_test_log(config_path, test, show, json_path.parent) for test in run.tests]
     write_json(run, json_path)
     written.append(json_path)
     return written
@@ -155,13 +163,18 @@ async def run_plan(
     *,
     log: bool = False,
     json_path: str | None = None,
+    show: int = SHOW_BYTES,
     err: TextIO | None = None,
+    in_history: bool = True,
 ) -> Outcome:
-    """Run every test of `plan`: `-l` writes each test's log as it ends, `json_path`
-    gets the whole run at the end (even a stopped one; `-`: standard output).
+    """Run every test of `plan`: `-l` writes each test's log as it ends (of each output
+    at most `show` bytes), `json_path` gets the whole run at the end (even a stopped
+    one; `-`: standard output) besides the run folder's results.json, and the run goes
+    into the run history unless not `in_history`.
     Ctrl-C or SIGTERM stops cleanly. Raises UsageError, before anything runs, when
     a result file could not be written."""
     err = err or sys.stderr
+    config_text = read_config_text(plan.path) if in_history and plan.path else None
     if log:
         check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
     if json_path and json_path != STDOUT:
@@ -171,7 +184,7 @@ async def run_plan(
         display(event)
         if log and isinstance(event, TestFinished):
             try:
-                path = logs.write_test_log(plan.path, event.test)
+                path = logs.write_test_log(plan.path, event.test, show)
                 say(f"log written to {path}", err)
             except OSError as exc:
                 outcome.unsaved.append(f"the log of test {event.test.label!r} ({exc})")
@@ -187,20 +200,53 @@ async def run_plan(
         for sig in installed:
             loop.remove_signal_handler(sig)
         display.close()
+        if runner.save_error:
+            outcome.unsaved.append(f"the run's results.json ({runner.save_error})")
         if json_path:
-            _write_json(runner.result, json_path, outcome, err)
+            _write_json(runner.result, json_path, options.inline_limit, outcome, err)
+        problem = record_run(runner.result, config_text, in_history=in_history)
+        if problem:
+            say(f"netjobs: warning: {problem}", err)
+        say(f"results folder: {runner.folder.path}", err)
         if outcome.unsaved:
             say(f"netjobs: NOT SAVED: {'; '.join(outcome.unsaved)}", err)
     return outcome
 
 
-def _write_json(run: RunResult, json_path: str, outcome: Outcome, err: TextIO) -> None:
+def read_config_text(path: str | os.PathLike[str]) -> str | None:
+    """The config's text as the run history keeps it; None when unreadable or too big."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(history.CONFIG_TEXT_LIMIT + 1)
+    except OSError:
+        return None
+    if len(data) > history.CONFIG_TEXT_LIMIT:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def record_run(
+    run: RunResult, config_text: str | None = None, *, in_history: bool = True
+) -> str | None:
+    """After every run (the CLI's and the GUI's): unless not `in_history`, its line in
+    the run history (`config_text`: read from its config when None). The problem in one
+    line when it could not be kept, else None; never raises."""
+    if not in_history:
+        return None
+    if config_text is None and run.config_path:
+        config_text = read_config_text(run.config_path)
+    return history.record_run(run, config_text)
+
+
+def _write_json(
+    run: RunResult, json_path: str, inline_limit: int, outcome: Outcome, err: TextIO
+) -> None:
     try:
         if json_path == STDOUT:
-            sys.stdout.write(json_text(run))
+            sys.stdout.write(json_text(run, None, inline_limit))
             sys.stdout.flush()
         else:
-            write_json(run, json_path)
+            write_json(run, json_path, inline_limit)
             say(f"results written to {json_path}", err)
     except OSError as exc:  # BrokenPipeError too: `--json - | head`
         where = "standard output" if json_path == STDOUT else json_path

@@ -7,16 +7,22 @@ Qt-free and rich-free: every unit is written here, once. A missing value reads
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
+from netjobs_core import nodesets
 from netjobs_core.config import Plan
+from netjobs_core.outputs import SHOW_BYTES, Output
+from netjobs_core.repeats import RepeatStats
 from netjobs_core.results import (
+    Collected,
     CommandResult,
     CommandStatus,
+    ConcurrentWindow,
     HostState,
     Interruption,
     RunResult,
@@ -24,6 +30,9 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.vocabulary import Status, word
+
+if TYPE_CHECKING:
+    from netjobs_core.history import RunRecord, TestRecord
 
 NA = "n/a"
 
@@ -78,6 +87,86 @@ def duration(value: float | None, none: str = NA) -> str:
     return f"{int(hours)}h {int(minutes):02d}m {int(secs):02d}s"
 
 
+def span(values: Iterable[float | None], form: Callable[[float], str]) -> str:
+    """The range of `values` in one format: `0.101 ms to 0.322 ms`, or one value; n/a."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return NA
+    low, high = form(min(known)), form(max(known))
+    return low if low == high else f"{low} to {high}"
+
+
+def percent(fraction: float) -> str:
+    """`97.9 %`."""
+    return f"{fraction * 100:.1f} %"
+
+
+def window(found: ConcurrentWindow) -> str:
+    """`58.731 s (97.9 % of the longest command)`."""
+    return f"{seconds(found.seconds)} ({percent(found.fraction)} of the longest command)"
+
+
+def who_ran(test: TestResult) -> str:
+    """`32 hosts`, or `40 commands on 32 hosts` when some host runs several."""
+    commands = sum(len(h.commands) for h in test.hosts)
+    hosts = count(len(test.hosts), "host")
+    return hosts if commands == len(test.hosts) else f"{count(commands, 'command')} on {hosts}"
+
+
+def window_line(test: TestResult) -> str:
+    """`all 32 hosts ran together for 58.731 s (97.9 % of the longest command)`."""
+    if test.concurrent_window is None:
+        return f"the {who_ran(test)} never all ran together"
+    return f"all {who_ran(test)} ran together for {window(test.concurrent_window)}"
+
+
+def repeat_summary(stats: RepeatStats) -> str:
+    """`test 'x' over 5 repetitions: start spread median 0.120 ms, max 0.410 ms; ...`."""
+    parts = []
+    if stats.spread_median_ms is not None:
+        parts.append(
+            f"start spread median {ms(stats.spread_median_ms)}, max {ms(stats.spread_max_ms)}"
+            + (f" (of {stats.spreads})" if stats.spreads < stats.repetitions else "")
+        )
+    if stats.window_min is not None:
+        parts.append(f"concurrent window min {window(stats.window_min)}")
+    elif stats.without_window:
+        parts.append(
+            f"in {stats.without_window} of {stats.repetitions} the commands never all ran together"
+        )
+    return f"test {stats.label!r} over {count(stats.repetitions, 'repetition')}: " + "; ".join(
+        parts or ["nothing measured"]
+    )
+
+
+def history_line(record: RunRecord) -> str:
+    """One past run: `20261201-224719-3f2a  2026-12-01 22:47:19  2 tests passed  my.cfg`."""
+    when = NA if record.started_at is None else timestamp(record.started_at, "seconds")
+    line = f"{record.run_id}  {when}  {record.summary}  {record.config_path or 'untitled'}"
+    if not record.results_kept:
+        line += f"  (results deleted: {record.results_dir})"
+    return line
+
+
+def test_record_line(record: TestRecord) -> str:
+    """A test as the run history remembers it: `test 'x' (repetition 2): passed, start
+    spread 0.120 ms ± 0.040 ms, together 58.731 s (97.9 % of the longest command)`."""
+    head = f"test {record.label!r}"
+    if record.repetition is not None:
+        head += f" (repetition {record.repetition})"
+    parts = [record.status + (f" ({record.reason})" if record.reason else "")]
+    if record.start_spread_ms is not None:
+        parts.append(
+            f"start spread {ms_pm(record.start_spread_ms, record.start_spread_uncertainty_ms)}"
+        )
+    if record.window_s is not None and record.window_fraction is not None:
+        parts.append(
+            f"together {seconds(record.window_s)} ({percent(record.window_fraction)} "
+            "of the longest command)"
+        )
+    return f"{head}: {', '.join(parts)}"
+
+
 def timeout(value: float | None) -> str:
     """A configured timeout, as the config could write it: `300s`, `none`."""
     return "none" if value is None else f"{value:g}s"
@@ -116,6 +205,18 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(value: str) -> int:
+    """Bytes in `512`, `64K`, `200M`, `4G`, `1.5GiB` (binary units); ValueError otherwise."""
+    match = _SIZE_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"bad size {value!r}: expected e.g. 512, 64K, 200M or 4G")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
 def timestamp(epoch: float | None, timespec: str = "microseconds") -> str:
@@ -264,11 +365,45 @@ def command_details(command: CommandResult) -> list[str]:
     return parts
 
 
+def file_lines(command: CommandResult) -> list[str]:
+    """A command's collected files and its warnings, a line each (report and log)."""
+    lines = [
+        f"collected {printable(item.path)} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
+        for item in command.collected
+    ]
+    return lines + [f"warning: {printable(warning)}" for warning in command.warnings]
+
+
+def collected_summary(files: Sequence[Collected]) -> str:
+    """`collected 32 files, 1.2 GiB in all (paths: results.json)`."""
+    total = sum(item.bytes for item in files)
+    return (
+        f"collected {count(len(files), 'file')}, {size(total)} in all (their paths: results.json)"
+    )
+
+
 def output_lines(data: bytes | bytearray) -> list[str]:
     """A command's output as lines (no trailing empty one); what is not UTF-8 escaped."""
     if not data:
         return []
     return bytes(data).decode("utf-8", "backslashreplace").removesuffix("\n").split("\n")
+
+
+def output_excerpt(output: Output, show: int = SHOW_BYTES) -> list[str]:
+    """What the report and the log show of an output: all of it up to `show` bytes,
+    else its head and tail around a line saying what was left out and where it is."""
+    head, left_out, tail = output.excerpt(show)
+    if not left_out:
+        return output_lines(head + tail)
+    if output.error:
+        where = output.error
+    else:
+        where = f"the whole output is in {output.path}" if output.path else "it was not kept"
+    return [
+        *output_lines(head),
+        f"... {left_out} bytes ({size(left_out)}) left out, {where}",
+        *output_lines(tail),
+    ]
 
 
 def plan_summary(plan: Plan) -> list[str]:
@@ -282,10 +417,20 @@ def plan_summary(plan: Plan) -> list[str]:
             f"on {hosts}, -minhosts {need} ({spec.required_hosts} must stay up), "
             f"-generaltimeout {timeout(spec.general_timeout)}"
         )
-        for command in spec.commands:
+        # A node set's commands share their line: shown once, folded, with the count.
+        for _, group in itertools.groupby(spec.commands, key=lambda c: (c.line, c.node_set)):
+            commands = list(group)
+            command = commands[0]
+            target = command.target
+            if command.node_set:
+                folded = nodesets.fold(c.target for c in commands)
+                same = folded == command.node_set
+                target = f"{command.node_set}{'' if same else ' = ' + folded}"
+                target += f" ({count(len(commands), 'host')})"
+            collect = "".join(f"  collect {pattern!r}" for pattern in command.collect)
             lines.append(
-                f"  {command.target}: {command.command!r}  timeout {timeout(command.timeout)}"
-                f"  (line {command.line})"
+                f"  {target}: {command.command!r}  timeout {timeout(command.timeout)}"
+                f"{collect}  (line {command.line})"
             )
         lines.append(
             f"  would connect to {hosts}, measure their clocks, prepare every command, "

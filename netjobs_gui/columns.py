@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from netjobs_core import text
+from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -41,14 +42,19 @@ Key = tuple[int, Any]
 # --------------------------------------------------------------------------- reading results
 
 
+def _output(command: CommandResult, stream: str) -> Output:
+    return command.stdout if stream == "stdout" else command.stderr
+
+
 def output_size(command: CommandResult, stream: str) -> int:
     """Bytes received so far on `stream` ("stdout" or "stderr")."""
-    return len(getattr(command, stream))
+    return len(_output(command, stream))
 
 
 def output_from(command: CommandResult, stream: str, start: int) -> bytes:
-    """The bytes of `stream` from offset `start` on."""
-    return bytes(getattr(command, stream)[start:])
+    """The bytes of `stream` from offset `start` on, as far as memory holds them (the
+    whole output is in its spooled file: netjobs_core.outputs)."""
+    return _output(command, stream).since(start)
 
 
 # --------------------------------------------------------------------------- facts shown

@@ -22,7 +22,7 @@ from netjobs_core.config import Plan
 from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
 from netjobs_core.results import RunResult
 from netjobs_core.runner import Runner, RunOptions
-from netjobs_core.session import UsageError, read_token
+from netjobs_core.session import UsageError, read_token, record_run
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token
 
@@ -163,6 +163,8 @@ class Controller(QObject):
         finally:
             self._timer.stop()
             self.runner = None
+            if problem := record_run(runner.result):  # its results.json and the run history
+                log.warning("%s", problem)
             self._flush(force=True)
             self.run_finished.emit(runner.result)
             self.busy_changed.emit(self.busy)

@@ -118,7 +118,7 @@ class StreamView(QWidget):
             self.shown = size - TAIL_BYTES
         if size > self.shown:
             chunk = output_from(self.command, self.name, self.shown)
-            self.shown += len(chunk)
+            self.shown = size  # what memory no longer holds is in the spooled file
             decoded = self._decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
             # More lines than the view keeps would push out all it holds, then most of
             # themselves: insert only the lines that stay.

@@ -29,6 +29,7 @@ from agent_harness import (
     wait_gone,
 )
 
+from agent import spool
 from netjobs_core import __version__
 from netjobs_core.client import AgentLink, ConnectionLost
 from netjobs_core.wire import protocol
@@ -138,7 +139,7 @@ async def test_ten_megabytes_on_each_stream(agent, token_file, tmp_path):
         )
     assert outcome.exits[1]["status"] == "ok"
     chunks = [m for m in outcome.messages if m.type == "output"]
-    assert max(len(m.body) for m in chunks) <= 64 * 1024
+    assert max(len(m.body) for m in chunks) <= spool.CHUNK
     assert {m["stream"] for m in chunks} == {"stdout", "stderr"}
     assert (
         hashlib.sha256(outcome.stdout(1)).digest() == hashlib.sha256(out_file.read_bytes()).digest()

@@ -150,7 +150,7 @@ async def controller_run(port: int, token: Token) -> TestStatus:
     plan = parse_config(f't:\n127.0.0.1:{port}: "echo served"\nend\n')
     test = await run_test(plan.tests[0], RunOptions(token=token, connect_timeout=5))
     assert test.status is TestStatus.PASSED, test.reason
-    assert bytes(test.hosts[0].commands[0].stdout) == b"served\n"
+    assert test.hosts[0].commands[0].stdout.read_bytes() == b"served\n"
     return test.status
 
 

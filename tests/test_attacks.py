@@ -84,7 +84,7 @@ async def test_rewritten_output_fails_the_host_at_the_controller(token):
         [host] = test.hosts
         assert host.state is HostState.FAILED and TAMPERED in host.error
         assert "from the agent does not verify" in host.error
-        assert bytes(host.commands[0].stdout) == b""  # nothing of the forged frame was kept
+        assert host.commands[0].stdout.read_bytes() == b""  # nothing of the forged frame was kept
         assert test.status is not TestStatus.PASSED
 
 
@@ -346,7 +346,7 @@ async def test_an_absurd_number_fails_that_host_only(token, started):
         assert "'started' message has" in bad.error
     assert aborted.status is TestStatus.ABORTED and not passed_in_json(aborted)
     assert aborted.hosts[0].state in (HostState.KILLED, HostState.DONE)
-    assert bytes(quorum.hosts[0].commands[0].stdout) == b"honest\n"
+    assert quorum.hosts[0].commands[0].stdout.read_bytes() == b"honest\n"
     assert quorum.hosts[0].state is HostState.DONE
     assert quorum.reason.startswith("1 of 2 hosts succeeded")
 

@@ -418,7 +418,7 @@ def _host(port, *commands, status="done"):
 def _good_run():
     p1, p2, p3 = PORTS
     return {
-        "format": "netjobs-results/1",
+        "format": "netjobs-results/2",
         "passed": False,
         "tests": [
             {
@@ -506,7 +506,7 @@ def _demo(status="passed"):
         return _host(16200 + n, _command(stdout=f"agent {n} started at 1.5 on box\n"))
 
     return {
-        "format": "netjobs-results/1",
+        "format": "netjobs-results/2",
         "passed": status == "passed",
         "tests": [
             {

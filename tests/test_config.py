@@ -887,6 +887,12 @@ def test_reference_example() -> None:
     assert any(c.timeout != t.general_timeout for t in plan.tests for c in t.commands)
     assert any("#" in c.command for c in commands)
     assert any('"' in c.command for c in commands)
+    fleet = plan.tests[-1]
+    assert len(fleet.addresses) == 36 and {c.node_set for c in fleet.commands} == {
+        "node[01-32]",
+        "10.0.0.[5-8]:16200",
+    }
+    assert all(c.collect[0] == "/tmp/fio-$NETJOBS_INDEX.json" for c in fleet.commands)
 
 
 # --------------------------------------------------------------------------- properties

@@ -1,10 +1,13 @@
+import base64
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
 from netjobs_core.logs import format_test_log, log_path, write_test_log
+from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -58,8 +61,8 @@ def sample_run() -> RunResult:
             line=3,
             status=CommandStatus.OK,
             exit_code=0,
-            stdout=bytearray(b"l1\nl2\n"),
-            stderr=bytearray(),
+            stdout=Output.from_bytes(b"l1\nl2\n"),
+            stderr=Output(),
             started_at=1_800_000_000.5,
             duration_s=0.01,
             timeout=30.0,
@@ -69,8 +72,8 @@ def sample_run() -> RunResult:
             line=4,
             status=CommandStatus.FAILED,
             exit_code=-9,
-            stdout=bytearray(b"\xff\x00ok"),
-            stderr=bytearray(b"caf\xc3\xa9"),
+            stdout=Output.from_bytes(b"\xff\x00ok"),
+            stderr=Output.from_bytes(b"caf\xc3\xa9"),
             message="killed by signal 9 (SIGKILL)",
         ),
     ]
@@ -123,9 +126,17 @@ def test_a_v1_document_still_loads():
     assert (a.rtt_ms, a.clock_offset_ms, a.clock_uncertainty_ms) == (0.21, -0.013, 0.105)
     ok, bad = a.commands
     assert (ok.command, ok.line, ok.status, ok.exit_code) == ("echo hello", 4, CommandStatus.OK, 0)
-    assert (ok.stdout, ok.started_at, ok.duration_s) == (b"hello\n", 1764625000.125, 0.0042)
+    assert (ok.stdout.read_bytes(), ok.started_at, ok.duration_s) == (
+        b"hello\n",
+        1764625000.125,
+        0.0042,
+    )
     assert ok.timeout is None  # not recorded before
-    assert (bad.stdout, bad.stderr, bad.exit_code) == (b"\xff", b"oops\n", 3)
+    assert (bad.stdout.read_bytes(), bad.stderr.read_bytes(), bad.exit_code) == (
+        b"\xff",
+        b"oops\n",
+        3,
+    )
     b, c = second.hosts
     assert (b.address, b.state) == (Address("fd00::5", 16200), HostState.TIMEOUT)
     assert b.commands[0].message == "ran past its 2 s timeout"
@@ -156,14 +167,28 @@ def test_a_v1_document_round_trips_exactly():
     """Today's writer gives back the v1 document key for key, plus only the new keys."""
     document = json.loads(RESULTS_V1.read_text())
     again = run_to_json(run_from_json(document))
+    new_keys = again.pop("run_id"), again.pop("results_dir"), again.pop("started_at")
+    assert new_keys == ("", "", None)
     for test in again["tests"]:
+        assert (test.pop("repetition"), test.pop("concurrent_window")) == (None, None)
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
             for command in host["commands"]:
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
+                assert command.pop("collected") == command.pop("warnings") == []
+                for stream in ("stdout", "stderr"):
+                    data = (
+                        base64.b64decode(command[f"{stream}_base64"])
+                        if (f"{stream}_base64" in command)
+                        else command[stream].encode()
+                    )
+                    assert command.pop(f"{stream}_bytes") == len(data)
+                    assert command.pop(f"{stream}_sha256") == hashlib.sha256(data).hexdigest()
+    assert again["format"] == JSON_FORMAT == "netjobs-results/2"
+    assert document.pop("format") == "netjobs-results/1"
+    again.pop("format")
     assert again == document
-    assert again["format"] == JSON_FORMAT == "netjobs-results/1"
 
 
 def test_log_name_is_the_2x_scheme(tmp_path):

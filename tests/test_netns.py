@@ -87,8 +87,8 @@ def test_two_hosts_start_together_on_the_default_port(agents, token):
         assert host.state is HostState.DONE and host.gated
         assert host.rtt_ms < 20 and abs(host.clock_offset_ms) <= host.clock_uncertainty_ms + 0.05
     # The commands really ran inside the namespaces (they see their own eth0).
-    assert bytes(test.hosts[0].commands[1].stdout).strip() == b"1"
-    stamps = [int(bytes(h.commands[0].stdout)) for h in test.hosts]
+    assert test.hosts[0].commands[1].stdout.read_bytes().strip() == b"1"
+    stamps = [int(h.commands[0].stdout.read_bytes()) for h in test.hosts]
     assert test.start_spread_ms < 50 and abs(stamps[0] - stamps[1]) / 1e6 < 50
 
 

@@ -170,7 +170,7 @@ def test_gate_holds_until_released(tmp_path: Path):
     try:
         time.sleep(0.3)
         assert proc.poll() is None and not marker.exists()
-        os.write(gate, oskit.GATE_RELEASE)
+        os.write(gate, oskit.gate_release(time.time_ns()))
         out, err = proc.communicate(timeout=10)
     finally:
         os.close(gate)
@@ -210,7 +210,7 @@ def test_gate_runs_command_like_sh_c(command, code, stdout):
     proc, gate = gated(command)
     try:
         with contextlib.suppress(BrokenPipeError):
-            os.write(gate, oskit.GATE_RELEASE)
+            os.write(gate, oskit.gate_release(time.time_ns()))
         out, err = proc.communicate(timeout=10)
     finally:
         os.close(gate)

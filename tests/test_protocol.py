@@ -516,12 +516,15 @@ AGENT_VALID = [
 ]
 
 
-def run_messages(ids: list[int]) -> dict[str, Message]:
-    """A valid message of each run-phase type, for a run of commands IDS."""
+def run_messages(ids: list[int], collecting: int | None = None) -> dict[str, Message]:
+    """A valid message of each run-phase type, for a run of commands IDS
+    (command COLLECTING with a collect pattern)."""
+    commands: list[dict[str, object]] = [{"id": i, "command": "true"} for i in ids]
+    for item in commands:
+        if item["id"] == collecting:
+            item["collect"] = ["*.out"]
     return {
-        "prepare": Message(
-            "prepare", {"label": "t", "commands": [{"id": i, "command": "true"} for i in ids]}
-        ),
+        "prepare": Message("prepare", {"label": "t", "commands": commands}),
         "prepared": Message(
             "prepared",
             {
@@ -568,12 +571,14 @@ PATHS: dict[Phase, list[tuple[Role, str]]] = {
 }
 
 
-def reach(phase: Phase, ids: list[int] | None = None) -> tuple[Connection, Connection]:
+def reach(
+    phase: Phase, ids: list[int] | None = None, collecting: int | None = None
+) -> tuple[Connection, Connection]:
     """A controller and an agent, both in PHASE, reached by real messages."""
     ids = [1, 2] if ids is None else ids
     controller, agent = handshake()
     ends = {Role.CONTROLLER: (controller, agent), Role.AGENT: (agent, controller)}
-    messages = run_messages(ids) | {"exit": exit_message(1), "bye": Message("bye")}
+    messages = run_messages(ids, collecting) | {"exit": exit_message(1), "bye": Message("bye")}
     for sender, kind in PATHS[phase]:
         source, target = ends[sender]
         source.send(messages[kind])
@@ -607,7 +612,25 @@ def example(sender: Role, kind: str, ids: list[int]) -> Message:
             return Message("status")
         fields = {"busy": False, "label": None, "hostname": "h", "version": "3", "platform": "p"}
         return Message("status", fields)
-    return common.get(kind) or run_messages(ids)[kind]
+    return common.get(kind) or FILE_MESSAGES.get(kind) or run_messages(ids)[kind]
+
+
+# Collected files of command 2 (the one with a collect pattern in the cells below).
+FILE_MESSAGES = {
+    "file": Message("file", {"id": 2, "pattern": 0, "name": "a.out", "size": 3}),
+    "file_data": Message("file_data", {"id": 2}, b"\x00\xffz"),
+    "file_end": Message(
+        "file_end", {"id": 2, "bytes": 3, "sha256": hashlib.sha256(b"\x00\xffz").hexdigest()}
+    ),
+    "collected": Message("collected", {"id": 2, "matched": [1]}),
+}
+
+
+def collect_prelude(phase: Phase, kind: str) -> list[Message]:
+    """What an allowed file message needs first: its command's exit, its header."""
+    if kind not in FILE_MESSAGES or TRANSITIONS[Role.AGENT][phase].get(kind) is None:
+        return []
+    return [exit_message(2)] + ([FILE_MESSAGES["file"]] if kind.startswith("file_") else [])
 
 
 def cell_ids(phase: Phase, kind: str) -> list[int]:
@@ -635,8 +658,11 @@ def test_the_table_has_a_row_for_every_phase_and_only_known_types():
 @pytest.mark.parametrize(("sender", "phase", "kind"), CELLS, ids=lambda v: getattr(v, "value", v))
 def test_every_cell_of_the_table(sender, phase, kind):
     ids = cell_ids(phase, kind)
-    controller, agent = reach(phase, ids)
+    controller, agent = reach(phase, ids, collecting=2 if kind in FILE_MESSAGES else None)
     source, target = (controller, agent) if sender is Role.CONTROLLER else (agent, controller)
+    for needed in collect_prelude(phase, kind) if sender is Role.AGENT else []:
+        source.send(needed)
+        assert pump(source, target) == [needed]
     message = example(sender, kind, ids)
     after = TRANSITIONS[sender][phase].get(kind)
     if after is not None:
@@ -1015,3 +1041,132 @@ def test_message_helpers():
     assert message["id"] == 1 and message.get("missing", 5) == 5
     with pytest.raises(KeyError):
         message["missing"]
+
+
+# -- per-command environment and collected files ---------------------------------
+
+
+def _prepare_with(item: dict[str, object]) -> Message:
+    return Message("prepare", {"label": "t", "commands": [{"id": 1, "command": "true", **item}]})
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"env": {"LD_PRELOAD": "/tmp/evil.so"}},
+        {"env": {"PATH": "/tmp"}},
+        {"env": {"NETJOBS_TOKEN": "x"}},
+        {"env": {"NETJOBS_JOB": "x"}},
+        {"env": {"NETJOBS_START_EPOCH_NS": "1"}},
+        {"env": {"netjobs_index": "1"}},
+        {"env": {"NETJOBS_INDEX": 1}},
+        {"env": {"NETJOBS_INDEX": "x" * 1025}},
+        {"env": {"NETJOBS_INDEX": "a\0b"}},
+        {"env": {f"NETJOBS_V{i}": "1" for i in range(17)}},
+        {"collect": [""]},
+        {"collect": ["x" * 1025]},
+        {"collect": ["a\0b"]},
+        {"collect": [3]},
+        {"collect": ["*"] * 17},
+    ],
+)
+def test_a_prepare_cannot_set_any_environment_nor_unbounded_patterns(item):
+    controller, agent = handshake()
+    message = _prepare_with(item)
+    with pytest.raises(ProtocolError, match="'prepare'"):
+        controller.send(message)
+    with pytest.raises(ProtocolError, match="'prepare'"):
+        agent.receive_data(sealed(controller, message))
+
+
+def test_netjobs_environment_and_patterns_pass():
+    controller, agent = handshake()
+    message = _prepare_with(
+        {"env": {"NETJOBS_INDEX": "3", "NETJOBS_HOST": "node04"}, "collect": ["/tmp/*.json"]}
+    )
+    controller.send(message)
+    assert pump(controller, agent) == [message]
+
+
+def _running_with_collect() -> tuple[Connection, Connection]:
+    return reach(Phase.RUNNING, [1, 2], collecting=2)
+
+
+def _refused(agent: Connection, controller: Connection, message: Message, match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        agent.send(message)
+    with pytest.raises(ProtocolError, match=match):
+        controller.receive_data(sealed(agent, message))
+
+
+def test_a_file_only_after_its_commands_exit():
+    controller, agent = _running_with_collect()
+    _refused(agent, controller, FILE_MESSAGES["file"], "before its exit")
+
+
+def test_file_data_needs_its_header():
+    controller, agent = _running_with_collect()
+    agent.send(exit_message(2))
+    pump(agent, controller)
+    _refused(agent, controller, FILE_MESSAGES["file_data"], "without its 'file' header")
+
+
+def test_nothing_else_of_the_run_while_a_file_is_open():
+    controller, agent = _running_with_collect()
+    for message in (exit_message(2), FILE_MESSAGES["file"]):
+        agent.send(message)
+        pump(agent, controller)
+    # pings are answered whatever the phase
+    pong = Message("pong", {"seq": 1, "clock": 5})
+    agent.send(pong)
+    assert pump(agent, controller) == [pong]
+    _refused(agent, controller, exit_message(1), "while a file of command 2 is being sent")
+
+
+def test_a_whole_transfer_then_finished():
+    controller, agent = _running_with_collect()
+    sequence = [
+        exit_message(2),
+        *(FILE_MESSAGES[k] for k in ("file", "file_data", "file_data", "file_end")),
+        FILE_MESSAGES["collected"],
+        exit_message(1),
+        Message("finished"),
+    ]
+    for message in sequence:
+        agent.send(message)
+        assert pump(agent, controller) == [message]
+    assert agent.phase is controller.phase is Phase.IDLE
+
+
+def test_finished_waits_for_the_collected_report():
+    controller, agent = _running_with_collect()
+    for message in (exit_message(1), exit_message(2)):
+        agent.send(message)
+        pump(agent, controller)
+    _refused(agent, controller, Message("finished"), "before the collected files of command 2")
+
+
+def test_a_command_without_patterns_collects_nothing():
+    controller, agent = _running_with_collect()
+    agent.send(exit_message(1))
+    pump(agent, controller)
+    bad = Message("file", {"id": 1, "pattern": 0, "name": "a", "size": 1})
+    _refused(agent, controller, bad, "collects nothing")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "..\\x", "a\0b", "x" * 256])
+def test_a_file_name_is_a_base_name(name):
+    controller, agent = _running_with_collect()
+    agent.send(exit_message(2))
+    pump(agent, controller)
+    bad = Message("file", {"id": 2, "pattern": 0, "name": name, "size": 1})
+    _refused(agent, controller, bad, "bad name")
+
+
+def test_file_end_needs_a_sha256():
+    controller, agent = _running_with_collect()
+    for message in (exit_message(2), FILE_MESSAGES["file"]):
+        agent.send(message)
+        pump(agent, controller)
+    bad = Message("file_end", {"id": 2, "bytes": 3, "sha256": "nothex"})
+    _refused(agent, controller, bad, "bad 'sha256'")

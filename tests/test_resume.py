@@ -202,7 +202,7 @@ async def test_a_silent_cut_mid_run_is_resumed_byte_exact(token):
         log = agent.log_text()
     host = test.hosts[0]
     assert test.status is TestStatus.PASSED, (test.reason, host.error, log)
-    stdout = bytes(host.commands[0].stdout)
+    stdout = host.commands[0].stdout.read_bytes()
     assert hashlib.sha256(stdout).hexdigest() == hashlib.sha256(EXPECTED).hexdigest()
     assert len(host.interruptions) == 1
     gap = host.interruptions[0]

@@ -35,8 +35,11 @@ async def test_synchronized_run_collects_everything(agents, token):
     assert test.status is TestStatus.FAILED  # minhosts all, and one host exited 3
     a0, a1, a2 = test.hosts
     assert [c.status for c in a0.commands] == [CommandStatus.OK, CommandStatus.OK]
-    assert bytes(a0.commands[0].stdout) == b"one\n" and bytes(a0.commands[0].stderr) == b"err\n"
-    assert bytes(a0.commands[1].stdout) == b"two"
+    assert (
+        a0.commands[0].stdout.read_bytes() == b"one\n"
+        and a0.commands[0].stderr.read_bytes() == b"err\n"
+    )
+    assert a0.commands[1].stdout.read_bytes() == b"two"
     assert a1.commands[0].status is CommandStatus.FAILED and a1.commands[0].exit_code == 3
     assert a2.commands[0].status is CommandStatus.OK
     for host in test.hosts:
@@ -51,7 +54,7 @@ async def test_synchronized_run_collects_everything(agents, token):
     started = [c.started_at for h in test.hosts for c in h.commands]
     assert max(started) - min(started) == pytest.approx(test.start_spread_ms / 1000, abs=1e-6)
     # The command's own wall-clock stamp lies just after the reported release.
-    stamp = int(bytes(a2.commands[0].stdout)) / 1e9
+    stamp = int(a2.commands[0].stdout.read_bytes()) / 1e9
     assert 0 <= stamp - a2.commands[0].started_at < 0.5
 
 
@@ -129,16 +132,17 @@ async def test_ten_megabytes_each_way_and_binary_output(agents, token):
     test = await run_test(plan.tests[0], options(token))
     big = test.hosts[0].commands[0]
     assert big.status is CommandStatus.OK
-    data, trailer = bytes(big.stderr[:10_000_000]), bytes(big.stderr[10_000_000:])
+    whole = big.stderr.read_bytes()
+    data, trailer = whole[:10_000_000], whole[10_000_000:]
     assert len(big.stderr) > 10_000_000
     assert hashlib.sha256(data).hexdigest().encode() in trailer
-    assert bytes(test.hosts[1].commands[0].stdout) == b"\xff\xfe caf\xc3\xa9\n"
+    assert test.hosts[1].commands[0].stdout.read_bytes() == b"\xff\xfe caf\xc3\xa9\n"
 
 
 async def test_ten_megabytes_on_stdout(agents, token):
     plan = plan_for("t:\n{a0}: \"head -c 10485760 /dev/zero | tr '\\0' x\"\nend\n", agents)
     test = await run_test(plan.tests[0], options(token))
-    assert bytes(test.hosts[0].commands[0].stdout) == b"x" * 10485760
+    assert test.hosts[0].commands[0].stdout.read_bytes() == b"x" * 10485760
 
 
 async def test_wrong_token_runs_nothing(agents, tmp_path):
@@ -176,7 +180,7 @@ async def test_stop_kills_jobs_and_keeps_results(agents, token, tmp_path):
     assert len(result.tests) == 1  # no further tests after a stop
     test = result.tests[0]
     assert test.status is TestStatus.ABORTED and test.reason == "stopped by user"
-    assert bytes(test.hosts[0].commands[0].stdout) == b"started\n"
+    assert test.hosts[0].commands[0].stdout.read_bytes() == b"started\n"
     assert {c.status for h in test.hosts for c in h.commands} == {CommandStatus.KILLED}
 
 
@@ -227,7 +231,7 @@ async def test_ipv6_target_in_brackets(token):
         test = await run_test(plan.tests[0], options(token))
         assert test.status is TestStatus.PASSED
         assert test.hosts[0].target == f"[::1]:{agent.port}"
-        assert bytes(test.hosts[0].commands[0].stdout) == b"six\n"
+        assert test.hosts[0].commands[0].stdout.read_bytes() == b"six\n"
     finally:
         agent.stop()
 

@@ -108,6 +108,20 @@ table also holds what a crossing makes legal:
 Beyond the table, a Connection tracks the command ids of the current run:
 `output` and `exit` only for prepared commands that have not exited yet, and
 `finished` only once every command has exited.
+
+Collected files (a prepare command's `collect` patterns): after a command's
+exit the agent sends, for each file its patterns matched, `file` (the header:
+which pattern, the file's base name, its size), `file_data` frames (the bytes
+as the body, in order, each at most MAX_BODY) and `file_end` (the bytes sent,
+their SHA-256, or the error that stopped the copy), then one `collected` per
+command (how many files each pattern matched) before `finished`. One file is
+open at a time per connection: between its `file` and `file_end` only its
+`file_data` (and the requests allowed everywhere) may come. A command killed
+before its release collects nothing: its `collected` has an empty `matched`.
+
+Per-command environment (`env`): only NETJOBS_* names, bounded in number and
+size, never the ones the agent sets itself (RESERVED_ENV): a controller names
+a command's place in the fleet, it cannot set LD_PRELOAD or PATH.
 """
 
 from __future__ import annotations
@@ -118,6 +132,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 import secrets
 import struct
 from collections.abc import Callable
@@ -235,6 +250,19 @@ MAX_GRACE_S = 7 * 86400.0  # a silently lost controller's run is kept at most a 
 _GRACE = Bounded(_NUM, 0, MAX_GRACE_S)
 _HEARTBEAT = Bounded(_NUM, 0.01, 3600)
 _OFFSET = Bounded(_INT, 0, 2**63 - 1)  # bytes of a stream
+# Per-command environment and collected files (netjobs_core.config checks the
+# pattern bounds with a file:line).
+ENV_NAME_RE = re.compile(r"NETJOBS_[A-Z0-9_]{1,40}")
+# The agent's own: the token (never passed on), the containment cookie, the release instant.
+RESERVED_ENV = frozenset({"NETJOBS_TOKEN", "NETJOBS_JOB", "NETJOBS_START_EPOCH_NS"})
+MAX_ENV_VARS = 16
+MAX_ENV_VALUE = 1024
+MAX_COLLECT_PATTERNS = 16
+MAX_PATTERN_CHARS = 1024
+MAX_COLLECT_FILES = 256  # per pattern: the agent sends the first ones in name order
+MAX_FILE_NAME = 255
+_PATTERN_INDEX = Bounded(_INT, 0, MAX_COLLECT_PATTERNS - 1)
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 Schema = dict[str, tuple[type, ...] | Bounded]
 
@@ -249,11 +277,19 @@ HANDSHAKE_SCHEMAS: dict[str, Schema] = {
 CONTROLLER_SCHEMAS: dict[str, Schema] = {
     "ping": {"seq": _SEQ_NO},
     "status": {},
-    # commands: [{"id": int, "command": str, "timeout": float | None}]
+    # commands: [{"id": int, "command": str, "timeout": float | None,
+    #             "env": {NETJOBS_*: str} | None, "collect": [pattern] | None}]
     # grace: seconds the agent keeps the run for a silently lost controller
     # (None: the agent's default); heartbeat: the controller pings this often
-    # during the run, so the agent can tell a silent controller.
-    "prepare": {"label": _STR, "commands": _LIST, "grace?": _GRACE, "heartbeat?": _HEARTBEAT},
+    # during the run, so the agent can tell a silent controller; collect_max:
+    # the largest file a collect pattern may bring back (None: no file is too large).
+    "prepare": {
+        "label": _STR,
+        "commands": _LIST,
+        "grace?": _GRACE,
+        "heartbeat?": _HEARTBEAT,
+        "collect_max?": _OFFSET,
+    },
     # On a new connection after a silent loss: the run, and per command how
     # many bytes of each stream the controller holds.
     # offsets: [{"id": int, "stdout": int, "stderr": int}]
@@ -296,6 +332,16 @@ AGENT_SCHEMAS: dict[str, Schema] = {
         "ended_at?": _CLOCK,
         "message": _STR,
     },
+    # A collected file of command `id`, matched by its collect pattern number
+    # `pattern`: the header, the bytes in `file_data` bodies, then `file_end`.
+    "file": {"id": COMMAND_ID, "pattern": _PATTERN_INDEX, "name": _STR, "size": _OFFSET},
+    "file_data": {"id": COMMAND_ID},
+    # bytes: how many were sent; error: why the copy stopped or never began
+    # (too large, unreadable): the file is then incomplete and not kept.
+    "file_end": {"id": COMMAND_ID, "bytes": _OFFSET, "sha256": _STR, "error?": _STR},
+    # After a command's files: how many each of its patterns matched (empty:
+    # nothing was collected, the command never ran).
+    "collected": {"id": COMMAND_ID, "matched": _LIST},
     "finished": {},
     "error": {"code": _STR, "message": _STR},
 }
@@ -387,7 +433,8 @@ class FrameDecoder:
         tag_end = end + (TAG_SIZE if flags & FLAG_TAGGED else 0)
         if len(buf) < tag_end:
             return None
-        frame = RawFrame(flags, bytes(buf[:end]), header_len, bytes(buf[end:tag_end]))
+        with memoryview(buf) as view:  # one copy of a large body, not two
+            frame = RawFrame(flags, bytes(view[:end]), header_len, bytes(view[end:tag_end]))
         del buf[:tag_end]
         return frame
 
@@ -424,6 +471,12 @@ def validate(message: Message, schemas: dict[str, Schema]) -> Message:
         _check_releases(message["released_at"])
     if message.type == "resume":
         _check_offsets(message["offsets"])
+    if message.type == "file":
+        _check_file_name(message["name"])
+    if message.type == "file_end" and _SHA256_RE.fullmatch(message["sha256"]) is None:
+        raise ProtocolError("'file_end' message has a bad 'sha256'")
+    if message.type == "collected":
+        _check_matched(message["matched"])
     return message
 
 
@@ -433,11 +486,62 @@ def _check_commands(commands: list[Any]) -> None:
         if not isinstance(item, dict):
             raise ProtocolError("'prepare' commands must be objects")
         check_fields(
-            Message("prepare", item), {"id": COMMAND_ID, "command": _STR, "timeout?": _TIMEOUT}
+            Message("prepare", item),
+            {
+                "id": COMMAND_ID,
+                "command": _STR,
+                "timeout?": _TIMEOUT,
+                "env?": _DICT,
+                "collect?": _LIST,
+            },
         )
+        _check_env(item.get("env") or {})
+        _check_patterns(item.get("collect") or [])
         if item["id"] in ids:
             raise ProtocolError(f"'prepare' repeats command id {item['id']}")
         ids.add(item["id"])
+
+
+def _check_env(env: dict[str, Any]) -> None:
+    if len(env) > MAX_ENV_VARS:
+        raise ProtocolError(f"'prepare' env has more than {MAX_ENV_VARS} variables")
+    for name, value in env.items():
+        if ENV_NAME_RE.fullmatch(name) is None or name in RESERVED_ENV:
+            raise ProtocolError(f"'prepare' env may not set {name[:50]!r}: only NETJOBS_* names")
+        if not isinstance(value, str) or len(value) > MAX_ENV_VALUE or "\0" in value:
+            raise ProtocolError(f"'prepare' env has a bad value for {name}")
+
+
+def _check_patterns(patterns: list[Any]) -> None:
+    if len(patterns) > MAX_COLLECT_PATTERNS:
+        raise ProtocolError(f"'prepare' has more than {MAX_COLLECT_PATTERNS} collect patterns")
+    for pattern in patterns:
+        if (
+            not isinstance(pattern, str)
+            or not pattern
+            or len(pattern) > MAX_PATTERN_CHARS
+            or "\0" in pattern
+        ):
+            raise ProtocolError("'prepare' has a bad collect pattern")
+
+
+def _check_file_name(name: str) -> None:
+    """A base name, never a path: the controller saves it in a folder of its own."""
+    if (
+        not name
+        or len(name) > MAX_FILE_NAME
+        or name in (".", "..")
+        or any(ch in name for ch in "/\\\0")
+    ):
+        raise ProtocolError(f"'file' message has a bad name {name[:50]!r}")
+
+
+def _check_matched(matched: list[Any]) -> None:
+    if len(matched) > MAX_COLLECT_PATTERNS:
+        raise ProtocolError("'collected' message has too many counts")
+    for value in matched:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+            raise ProtocolError("'collected' message has a bad count")
 
 
 def _check_releases(released_at: dict[str, Any]) -> None:
@@ -599,11 +703,21 @@ TRANSITIONS: dict[Role, dict[Phase, dict[str, Phase]]] = {
             _A_ALWAYS,
             output=_P.RUNNING,
             exit=_P.RUNNING,
+            file=_P.RUNNING,
+            file_data=_P.RUNNING,
+            file_end=_P.RUNNING,
+            collected=_P.RUNNING,
             finished=_P.IDLE,
             error=_P.CLOSED,
         ),
+        # collected: of a command that never ran (nothing matched, nothing sent).
         _P.CANCELLED: _row(
-            _P.CANCELLED, _A_ALWAYS, exit=_P.CANCELLED, finished=_P.IDLE, error=_P.CLOSED
+            _P.CANCELLED,
+            _A_ALWAYS,
+            exit=_P.CANCELLED,
+            collected=_P.CANCELLED,
+            finished=_P.IDLE,
+            error=_P.CLOSED,
         ),
         _P.CLOSED: {},
     },
@@ -644,6 +758,11 @@ class Connection:
         self.state = State.START
         self.phase = Phase.IDLE
         self._unfinished: set[int] = set()  # commands of the current run without an exit
+        self._exited: set[int] = set()  # commands whose exit came on this connection
+        # Commands with collect patterns and no `collected` yet; None after a
+        # resume (the patterns were in the prepare of another connection).
+        self._collecting: set[int] | None = set()
+        self._open_file: int | None = None  # the command whose file is being sent
         self.peer_hello: dict[str, Any] = {}
         if role is Role.CONTROLLER:
             self._c_hello = self._queue(
@@ -730,10 +849,15 @@ class Connection:
                     f"'exit' of command {message['id']} before 'started' that is not "
                     "the report of a kill"
                 )
+        self._check_collect(kind, message)
         if kind == "prepare":
             self._unfinished = {item["id"] for item in message["commands"]}
+            self._collecting = {item["id"] for item in message["commands"] if item.get("collect")}
+            self._exited = set()
         elif kind == "resume":
             self._unfinished = {item["id"] for item in message["offsets"]}
+            self._collecting = None
+            self._exited = set()
         elif kind in ("output", "exit") and message["id"] not in self._unfinished:
             raise ProtocolError(
                 f"{kind!r} for command {message['id']}, which is not prepared or has exited"
@@ -743,9 +867,43 @@ class Connection:
             raise ProtocolError(f"'finished' before the exit of command {missing}")
         if kind == "exit":
             self._unfinished.discard(message["id"])
+            self._exited.add(message["id"])
         self.phase = after
         if after is Phase.CLOSED:
             self.state = State.CLOSED
+
+    def _check_collect(self, kind: str, message: Message) -> None:
+        """Collected files: after their command's exit, one file at a time."""
+        if self._open_file is not None:
+            if kind in ("file_data", "file_end"):
+                if message["id"] != self._open_file:
+                    raise ProtocolError(
+                        f"{kind!r} for command {message['id']} while a file of command "
+                        f"{self._open_file} is open"
+                    )
+                if kind == "file_end":
+                    self._open_file = None
+                return
+            if kind in ("output", "exit", "file", "collected", "finished"):
+                raise ProtocolError(
+                    f"{kind!r} while a file of command {self._open_file} is being sent"
+                )
+            return
+        if kind in ("file_data", "file_end"):
+            raise ProtocolError(f"{kind!r} without its 'file' header")
+        if kind in ("file", "collected"):
+            ident = message["id"]
+            if ident not in self._exited:
+                raise ProtocolError(f"{kind!r} for command {ident} before its exit")
+            if self._collecting is not None and ident not in self._collecting:
+                raise ProtocolError(f"{kind!r} for command {ident}, which collects nothing now")
+            if kind == "file":
+                self._open_file = ident
+            elif self._collecting is not None:
+                self._collecting.discard(ident)
+        elif kind == "finished" and self._collecting:
+            missing = ", ".join(str(i) for i in sorted(self._collecting))
+            raise ProtocolError(f"'finished' before the collected files of command {missing}")
 
     # -- input ----------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[Message]:

@@ -102,7 +102,7 @@ class StreamingRunner:
                     data = "".join(
                         f"{name} line {n}\n" for n in range(first, first + LINES_PER_CHUNK)
                     ).encode()
-                    host.commands[0].stdout += data
+                    host.commands[0].stdout.append(data)
                     self.emit(events.CommandOutput(test, host, 0, "stdout", data))
                     if next(counter) % 25 == 0:
                         await asyncio.sleep(0)  # a real runner yields on every read

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 
 from netjobs_core.check import HostCheck
 from netjobs_core.config import parse_config
+from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -54,7 +55,7 @@ def finished_test() -> TestResult:
             exit_code=0,
             started_at=T0 + 0.0004,
             duration_s=1.5,
-            stdout=bytearray(b"hi\n"),
+            stdout=Output.from_bytes(b"hi\n"),
         ),
         CommandResult(
             "false",

@@ -16,6 +16,7 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton, QSplitter
 
 from netjobs_core import text
+from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -70,7 +71,7 @@ def make_test(
             exit_code=None if running else 0,
             started_at=T0 + n * 1e-5,
             duration_s=None if running else 1.0 + n * 0.1,
-            stdout=bytearray(f"output of host {n}\n".encode()),
+            stdout=Output.from_bytes(f"output of host {n}\n".encode()),
             timeout=timeout,
         )
         host.commands = [result]

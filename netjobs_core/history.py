@@ -1,0 +1,312 @@
+"""The run history: every run, one row in a SQLite database in the user's data
+directory (`<data dir>/history.sqlite3`), with its config's text, each test's
+verdict, start spread and concurrent window, and where its results folder is.
+
+The database is a convenience, never a reason for a run not to run: every
+problem with it (damaged, locked by another program, a newer schema, a full disk)
+is a HistoryError whose text is one line for the user. The schema is versioned
+by SQLite's `user_version`; `_MIGRATIONS[k]` takes version k to k + 1, each in
+one transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from netjobs_core import text
+from netjobs_core.results import RunResult
+from netjobs_core.run_folder import data_dir
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "History",
+    "HistoryError",
+    "RunRecord",
+    "TestRecord",
+    "default_path",
+    "record_run",
+]
+
+BUSY_TIMEOUT_S = 2.0  # how long a run waits for another program's lock before giving up
+CONFIG_TEXT_LIMIT = 1 << 20  # a config bigger than this is recorded by its path only
+
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        started_at REAL,
+        config_path TEXT NOT NULL,
+        config_text TEXT,
+        results_dir TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        passed INTEGER NOT NULL
+    );
+    CREATE INDEX runs_by_start ON runs (started_at);
+    CREATE TABLE tests (
+        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        label TEXT NOT NULL,
+        repetition INTEGER,
+        status TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        start_spread_ms REAL,
+        start_spread_uncertainty_ms REAL,
+        window_start REAL,
+        window_end REAL,
+        window_s REAL,
+        window_fraction REAL,
+        PRIMARY KEY (run_id, position)
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+# What sqlite3 raises for a mistake in this module's SQL, never for a database's state.
+_BUGS = (
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.NotSupportedError,
+    sqlite3.DataError,
+)
+
+
+class HistoryError(Exception):
+    """The run history cannot be used; the text says why, in one line."""
+
+
+def default_path() -> Path:
+    return data_dir() / "history.sqlite3"
+
+
+@dataclass(frozen=True)
+class TestRecord:
+    __test__ = False
+    label: str
+    repetition: int | None
+    status: str
+    reason: str
+    start_spread_ms: float | None
+    start_spread_uncertainty_ms: float | None
+    window_s: float | None
+    window_fraction: float | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    started_at: float | None
+    config_path: str
+    config_text: str | None
+    results_dir: str
+    summary: str  # text.run_summary when it ended
+    passed: bool
+    tests: tuple[TestRecord, ...] = ()
+
+    @property
+    def json_path(self) -> Path:
+        return Path(self.results_dir) / "results.json"
+
+    @property
+    def results_kept(self) -> bool:
+        """Its results.json is still there (a results folder may be deleted by hand)."""
+        return bool(self.results_dir) and self.json_path.is_file()
+
+
+def _problem(exc: sqlite3.Error | OSError, path: Path) -> HistoryError:
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError):
+        return HistoryError(f"cannot use the run history {path}: {exc.strerror or exc}")
+    if "locked" in message or "busy" in message:
+        return HistoryError(f"the run history {path} is locked by another program ({message})")
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return HistoryError(
+            f"the run history {path} is damaged ({message}): move it away and NetJobs "
+            "starts a new one"
+        )
+    return HistoryError(f"cannot use the run history {path}: {message}")
+
+
+class History:
+    """An open run history; a context manager. Every method raises HistoryError."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float = BUSY_TIMEOUT_S):
+        self.path = Path(path) if path is not None else default_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except _BUGS:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise _problem(exc, self.path) from None
+        try:
+            with self._errors():
+                self._db.execute("PRAGMA foreign_keys = ON")
+                self._migrate()
+        except HistoryError:
+            self._db.close()
+            raise
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except _BUGS:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise _problem(exc, self.path) from None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                if self._db.in_transaction:  # SQLite rolls some failures back itself
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"the run history {self.path} is of a newer NetJobs (schema {version}, this "
+                f"one knows {SCHEMA_VERSION})"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._transaction() as db:
+                # Checked again inside the lock: another program may have migrated it.
+                if db.execute("PRAGMA user_version").fetchone()[0] >= target:
+                    continue
+                for statement in _MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+
+    def record(self, run: RunResult, config_text: str | None) -> None:
+        """Record `run` (again: a run id recorded before is replaced)."""
+        started = run.started_at if run.started_at is not None else time.time()
+        with self._transaction() as db:
+            db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
+            db.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.run_id,
+                    started,
+                    os.path.abspath(run.config_path) if run.config_path else "",
+                    config_text,
+                    os.path.abspath(run.results_dir) if run.results_dir else "",
+                    text.run_summary(run),
+                    int(run.passed and bool(run.tests)),
+                ),
+            )
+            for position, test in enumerate(run.tests):
+                window = test.concurrent_window
+                db.execute(
+                    "INSERT INTO tests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run.run_id,
+                        position,
+                        test.label,
+                        test.repetition,
+                        test.status.value,
+                        test.reason,
+                        test.start_spread_ms,
+                        test.start_spread_uncertainty_ms,
+                        window.start if window else None,
+                        window.end if window else None,
+                        window.seconds if window else None,
+                        window.fraction if window else None,
+                    ),
+                )
+
+    def _record(self, row: tuple[object, ...]) -> RunRecord:
+        run_id, started, config_path, config_text, results_dir, summary, passed = row
+        tests = self._db.execute(
+            "SELECT label, repetition, status, reason, start_spread_ms, "
+            "start_spread_uncertainty_ms, window_s, window_fraction FROM tests "
+            "WHERE run_id = ? ORDER BY position",
+            (run_id,),
+        ).fetchall()
+        return RunRecord(
+            str(run_id),
+            started,  # type: ignore[arg-type]
+            str(config_path),
+            config_text,  # type: ignore[arg-type]
+            str(results_dir),
+            str(summary),
+            bool(passed),
+            tuple(TestRecord(*test) for test in tests),
+        )
+
+    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, summary, passed"
+
+    def recent(self, limit: int = 20) -> list[RunRecord]:
+        """The last `limit` runs, newest first."""
+        with self._errors():
+            rows = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [self._record(row) for row in rows]
+
+    def find(self, ref: str) -> RunRecord:
+        """The run whose id is `ref`, or the one run whose id starts with it
+        (`last`: the newest); HistoryError when none or several match."""
+        with self._errors():
+            if ref == "last":
+                rows = self._db.execute(
+                    f"SELECT {self._COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC "
+                    "LIMIT 1"
+                ).fetchall()
+            else:
+                rows = self._db.execute(
+                    f"SELECT {self._COLUMNS} FROM runs WHERE run_id = ?", (ref,)
+                ).fetchall()
+                if not rows:
+                    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                    rows = self._db.execute(
+                        f"SELECT {self._COLUMNS} FROM runs WHERE run_id LIKE ? ESCAPE '\\' "
+                        "ORDER BY started_at DESC LIMIT 6",
+                        (escaped + "%",),
+                    ).fetchall()
+            if not rows:
+                raise HistoryError(f"no run {ref!r} in the run history (see 'netjobs history')")
+            if len(rows) > 1:
+                ids = ", ".join(str(row[0]) for row in rows[:5])
+                raise HistoryError(f"{ref!r} names several runs ({ids}...): give more of the id")
+            return self._record(rows[0])
+
+
+def record_run(
+    run: RunResult,
+    config_text: str | None,
+    path: str | os.PathLike[str] | None = None,
+    timeout: float = BUSY_TIMEOUT_S,
+) -> str | None:
+    """Record `run`; the problem in one line when it could not be, else None. Never raises
+    for the database's sake: a run's results matter more than its line in the history."""
+    try:
+        with History(path, timeout) as history:
+            history.record(run, config_text)
+    except HistoryError as exc:
+        return f"{exc}; this run is not in the history"
+    return None

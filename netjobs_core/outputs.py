@@ -1,0 +1,212 @@
+"""One command stream's output: spooled to its file, summed, a bounded head and tail kept.
+
+The runner appends chunks as they arrive. The bytes go to the stream's file in the
+run folder (`run_folder.RunFolder.host_dir() / cmd<k>.stdout`) exactly as the command
+wrote them; memory holds at most the first and the last `keep` bytes (for the live
+display and the reports) and a write buffer, whatever the output's size. An output of
+at most `keep` bytes stays whole in memory until it ends and is written in one go,
+so small outputs cost one file open, and only large ones hold a file open while
+they run. Nothing is decoded here: text.output_excerpt words what people see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["KEEP_BYTES", "SHOW_BYTES", "Output", "OutputFileError"]
+
+KEEP_BYTES = 64 * 1024  # kept in memory at each end of an output
+SHOW_BYTES = 64 * 1024  # what a report or log shows of a large output, head and tail together
+WRITE_BUFFER = 256 * 1024
+
+
+class OutputFileError(Exception):
+    """An output's file is missing, or not what the results say it was."""
+
+
+class Output:
+    """The bytes of one stream of one command (`CommandResult.stdout` / `.stderr`)."""
+
+    def __init__(self, path: Path | None = None, keep: int = KEEP_BYTES) -> None:
+        self.path = path  # where the whole output is (or goes); None: memory only
+        self.keep = max(1, keep)
+        self.size = 0
+        self._sha256: str | None = None  # known without the bytes (loaded from a document)
+        self._hash = hashlib.sha256()
+        self._head = bytearray()  # the first `keep` bytes (all of them while size <= keep)
+        self._tail = bytearray()  # ends with the last `keep` bytes once size > keep
+        self._file: BinaryIO | None = None
+        self.closed = False
+        self.error = ""  # the file could not be written: the bytes in memory are all there is
+
+    # -- made from what a document says ----------------------------------------
+    @classmethod
+    def from_bytes(cls, data: bytes, path: Path | None = None) -> Output:
+        """A finished output held whole (inline in a document, or made by a test)."""
+        output = cls(path, keep=max(1, len(data)))
+        output._head[:] = data
+        output.size = len(data)
+        output._hash.update(data)
+        output.closed = True
+        return output
+
+    @classmethod
+    def from_file(
+        cls, path: Path | None, size: int, sha256: str, error: str = "", keep: int = KEEP_BYTES
+    ) -> Output:
+        """A finished output whose bytes are in `path` (referenced by a document).
+        Its head and tail are read now (bounded); a missing or changed file is an `error`."""
+        output = cls(path, keep)
+        output.size, output._sha256, output.closed, output.error = size, sha256, True, error
+        if path is None:
+            output.error = output.error or "the output was not kept"
+            return output
+        try:
+            with open(path, "rb") as file:
+                if os.fstat(file.fileno()).st_size != size:
+                    output.error = f"{path} is not the output on record (its size changed)"
+                output._head[:] = file.read(min(size, output.keep))
+                if size > output.keep:
+                    file.seek(max(output.keep, size - output.keep))
+                    output._tail[:] = file.read(output.keep)
+        except OSError as exc:
+            output.error = f"cannot read {path}: {exc.strerror or exc}"
+        return output
+
+    # -- written as it comes ----------------------------------------------------
+    def append(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.closed:
+            raise ValueError("output already closed")
+        self._hash.update(data)
+        room = self.keep - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+        if self.size + len(data) > self.keep:
+            self._spill(data, room)
+            if len(data) >= self.keep:
+                self._tail[:] = memoryview(data)[-self.keep :]
+            else:
+                self._tail += data
+                if len(self._tail) > 2 * self.keep:  # trimmed now and then: amortized O(1)
+                    del self._tail[: -self.keep]
+        self.size += len(data)
+
+    def _spill(self, data: bytes, room: int) -> None:
+        """Write what the head does not hold to the file (opened on the first spill).
+        A file that cannot be written is an `error`; the counting goes on."""
+        if self.error:
+            return
+        try:
+            if self._file is None:
+                self._file = self._open()
+                self._file.write(self._head)
+                rest = max(room, 0)
+                if rest < len(data):
+                    self._file.write(data[rest:])
+            else:
+                self._file.write(data)
+        except (OSError, ValueError) as exc:
+            self.error = f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}"
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError as exc:
+                self.error = self.error or f"cannot write {self.path}: {exc.strerror or exc}"
+
+    def _open(self) -> BinaryIO:
+        if self.path is None:
+            raise ValueError("no file to spool to")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return open(self.path, "wb", buffering=WRITE_BUFFER)
+
+    def close(self) -> None:
+        """The stream ended (or the run did): the file is complete. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._file is not None:
+            self._close_file()
+        elif self.size and self.path is not None and not self.error:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_bytes(self._head)
+            except OSError as exc:
+                self.error = f"cannot write {self.path}: {exc.strerror or exc}"
+
+    # -- read ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.size
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Output):
+            return NotImplemented
+        return (self.size, self.sha256) == (other.size, other.sha256)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable while it runs
+
+    def __repr__(self) -> str:
+        return f"Output({self.size} bytes, path={os.fspath(self.path) if self.path else None})"
+
+    @property
+    def sha256(self) -> str:
+        return self._sha256 if self._sha256 is not None else self._hash.hexdigest()
+
+    @property
+    def whole_in_memory(self) -> bool:
+        return self.size <= len(self._head)
+
+    def read_bytes(self) -> bytes:
+        """Every byte (from the file when it is not all in memory), checked against
+        the size and sha256 on record; OutputFileError when the file does not match."""
+        if self.whole_in_memory:
+            return bytes(self._head)
+        if self._file is not None:
+            self._file.flush()
+        assert self.path is not None
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise OutputFileError(f"{self.path}: {exc.strerror or exc}") from None
+        if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
+            raise OutputFileError(f"{self.path}: not the output on record (size or sha256)")
+        return data
+
+    def since(self, offset: int) -> bytes:
+        """The bytes from `offset` to the end, as far as memory holds them (live views)."""
+        offset = max(0, offset)
+        if offset >= self.size:
+            return b""
+        if self.whole_in_memory:
+            return bytes(self._head[offset:])
+        start = self.size - len(self._tail)
+        return bytes(self._tail[max(0, offset - start) :])
+
+    def excerpt(self, show: int = SHOW_BYTES) -> tuple[bytes, int, bytes]:
+        """(head, bytes left out, tail) for people: the whole as the head when it is at
+        most `show` bytes, else at most `show` bytes of its two ends, cut at line ends
+        where it can (text.output_excerpt words it)."""
+        if self.size <= show and self.whole_in_memory:
+            return bytes(self._head), 0, b""
+        half = max(1, min(show, 2 * self.keep) // 2)
+        head = bytes(self._head[:half])
+        if self.whole_in_memory:
+            tail = bytes(self._head[max(half, self.size - half) :])
+        else:
+            tail = bytes(self._tail[max(0, len(self._tail) - half) :])
+        # Whole lines where the cut allows: the head ends, the tail begins, at a newline.
+        cut = head.rfind(b"\n")
+        if cut >= 0:
+            head = head[: cut + 1]
+        cut = tail.find(b"\n")
+        if 0 <= cut < len(tail) - 1:
+            tail = tail[cut + 1 :]
+        return head, self.size - len(head) - len(tail), tail
