@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from netjobs_core import text
-from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
+from netjobs_core.client import (
+    AgentError,
+    AgentLink,
+    AgentStopping,
+    ConnectionLost,
+    Refused,
+    Tampered,
+)
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -461,7 +468,8 @@ class _TestRun:
         """The host's next message; _Interrupted when the connection broke or went silent.
 
         Even a clean close may hide a live agent (its side of a cut ended first),
-        so every loss but a shutdown goes to `_resume`, which tells a gone agent."""
+        so every loss but a shutdown or a tampered frame goes to `_resume`, which tells
+        a gone agent."""
         assert host.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:
@@ -472,7 +480,7 @@ class _TestRun:
                 raise _Interrupted(f"connection lost: {exc.strerror}") from None
             raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
         except ConnectionLost as exc:
-            if isinstance(exc, AgentStopping):
+            if isinstance(exc, AgentStopping | Tampered):
                 raise
             raise _Interrupted(str(exc)) from None
 
