@@ -683,9 +683,8 @@ class _TestRun:
         if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
             error = "its SHA-256 does not match what was received"
         command = host.result.commands[incoming.index]
-        relative = incoming.path.relative_to(self.folder.path).as_posix()
         # A replay after a resume may send a file again: the last copy is the one listed.
-        command.collected = [c for c in command.collected if c.path != relative]
+        command.collected = [c for c in command.collected if c.path != incoming.path]
         if error:
             incoming.fail(error)
             self._warn(host, incoming.index, f"{incoming.path.name}: not collected: {error}")
@@ -693,7 +692,7 @@ class _TestRun:
         assert incoming.file is not None  # no error: it was written
         incoming.file.close()
         command.collected.append(
-            Collected(incoming.pattern, relative, incoming.received, message["sha256"])
+            Collected(incoming.pattern, incoming.path, incoming.received, message["sha256"])
         )
         self.emit(CommandChanged(self.result, host.result, incoming.index))
 
