@@ -41,6 +41,11 @@ class AgentStopping(ConnectionLost):
     """The agent said it is shutting down and killing our commands."""
 
 
+class Tampered(ConnectionLost):
+    """A frame did not verify: something on the path altered it. Not resumed: the
+    host fails, so an attack is reported as one rather than retried until it passes."""
+
+
 # asyncio words every connect failure "Connect call failed (...)": say what happened.
 _CONNECT_ERRNOS = {
     errno.ECONNREFUSED: "connection refused by {} (is the agent running and listening there?)",
@@ -181,7 +186,7 @@ class AgentLink:
             try:
                 await self._read_some()
             except protocol.IntegrityError as exc:  # already worded for the user
-                raise ConnectionLost(str(exc)) from None
+                raise Tampered(str(exc)) from None
             except protocol.ProtocolError as exc:
                 raise ConnectionLost(f"protocol error: {exc}") from None
         return self._pending.popleft()

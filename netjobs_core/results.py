@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from netjobs_core.outputs import Output
@@ -64,7 +65,7 @@ class Collected:
     """A file brought back from the agent after its command (-collect)."""
 
     pattern: str  # as the config writes it
-    path: str  # where it was saved, relative to the results JSON (the run folder)
+    path: Path  # where it was saved (in the JSON: relative to the JSON file)
     bytes: int
     sha256: str
 

@@ -86,6 +86,20 @@ class _Place:
     inline_limit: int = INLINE_LIMIT
 
 
+def _relative(path: Path, place: _Place) -> str:
+    """A file's path as the document writes it: relative to the document's folder."""
+    path = path.absolute()
+    if place.directory is not None:
+        path = Path(os.path.relpath(path, place.directory.absolute()))
+    return path.as_posix()
+
+
+def _resolved(text: str, place: _Place) -> Path:
+    """A path read from a document: relative to the document's folder."""
+    path = Path(text)
+    return path if place.directory is None else place.directory / path
+
+
 def _output_keys(name: str, output: Output, place: _Place) -> Json:
     keys: Json = {f"{name}_bytes": output.size, f"{name}_sha256": output.sha256}
     if output.size <= place.inline_limit:
@@ -103,10 +117,7 @@ def _output_keys(name: str, output: Output, place: _Place) -> Json:
                     keys[f"{name}_base64"] = base64.b64encode(data).decode("ascii")
             return keys
     if output.path is not None:
-        path = output.path.absolute()
-        if place.directory is not None:
-            path = Path(os.path.relpath(path, place.directory.absolute()))
-        keys[f"{name}_file"] = path.as_posix()
+        keys[f"{name}_file"] = _relative(output.path, place)
     if output.error:
         keys[f"{name}_error"] = output.error
     return keys
@@ -116,7 +127,7 @@ def _output_value(item: Json, name: str, place: _Place) -> Output:
     sha256 = item.get(f"{name}_sha256")
     if name not in item:  # referenced, or lost
         where = item.get(f"{name}_file")
-        path = None if where is None else (place.directory or Path()) / str(where)
+        path = None if where is None else _resolved(str(where), place)
         return Output.from_file(
             path, int(item[f"{name}_bytes"]), str(sha256), str(item.get(f"{name}_error", ""))
         )
@@ -174,6 +185,8 @@ def _encode(obj: Any, place: _Place) -> Json:
             out[f.name] = [_encode(child, place) for child in value]
         elif dataclasses.is_dataclass(value):
             out[f.name] = _encode(value, place)
+        elif isinstance(value, Path):
+            out[f.name] = _relative(value, place)
         elif isinstance(value, enum.Enum):
             out[f.name] = value.value
         else:
@@ -205,6 +218,8 @@ def _decode(cls: type[Any], item: Json, place: _Place) -> Any:
             values[f.name] = [_decode(child, c, place) for c in item[f.name]]
         elif (child := _optional_item(kind)) is not None:
             values[f.name] = None if item[f.name] is None else _decode(child, item[f.name], place)
+        elif kind is Path:
+            values[f.name] = _resolved(item[f.name], place)
         elif isinstance(kind, type) and issubclass(kind, enum.Enum):
             values[f.name] = kind(item[f.name])
         else:

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
 from netjobs_core import text
-from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
+from netjobs_core.client import (
+    AgentError,
+    AgentLink,
+    AgentStopping,
+    ConnectionLost,
+    Refused,
+    Tampered,
+)
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -461,7 +468,8 @@ class _TestRun:
         """The host's next message; _Interrupted when the connection broke or went silent.
 
         Even a clean close may hide a live agent (its side of a cut ended first),
-        so every loss but a shutdown goes to `_resume`, which tells a gone agent."""
+        so every loss but a shutdown or a tampered frame goes to `_resume`, which tells
+        a gone agent."""
         assert host.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:
@@ -472,7 +480,7 @@ class _TestRun:
                 raise _Interrupted(f"connection lost: {exc.strerror}") from None
             raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
         except ConnectionLost as exc:
-            if isinstance(exc, AgentStopping):
+            if isinstance(exc, AgentStopping | Tampered):
                 raise
             raise _Interrupted(str(exc)) from None
 
@@ -675,9 +683,8 @@ class _TestRun:
         if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
             error = "its SHA-256 does not match what was received"
         command = host.result.commands[incoming.index]
-        relative = incoming.path.relative_to(self.folder.path).as_posix()
         # A replay after a resume may send a file again: the last copy is the one listed.
-        command.collected = [c for c in command.collected if c.path != relative]
+        command.collected = [c for c in command.collected if c.path != incoming.path]
         if error:
             incoming.fail(error)
             self._warn(host, incoming.index, f"{incoming.path.name}: not collected: {error}")
@@ -685,7 +692,7 @@ class _TestRun:
         assert incoming.file is not None  # no error: it was written
         incoming.file.close()
         command.collected.append(
-            Collected(incoming.pattern, relative, incoming.received, message["sha256"])
+            Collected(incoming.pattern, incoming.path, incoming.received, message["sha256"])
         )
         self.emit(CommandChanged(self.result, host.result, incoming.index))
 

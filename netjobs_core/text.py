@@ -368,7 +368,7 @@ def command_details(command: CommandResult) -> list[str]:
 def file_lines(command: CommandResult) -> list[str]:
     """A command's collected files and its warnings, a line each (report and log)."""
     lines = [
-        f"collected {printable(item.path)} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
+        f"collected {printable(str(item.path))} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
         for item in command.collected
     ]
     return lines + [f"warning: {printable(warning)}" for warning in command.warnings]

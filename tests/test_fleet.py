@@ -4,6 +4,7 @@ of every command, files collected after the commands (also after a timeout or a 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -129,11 +130,22 @@ async def test_files_come_back_from_every_host(fleet, token, tmp_path):
         assert (folder.path / by_name[f"small-127.0.0.{FIRST + i}.txt"].path).read_bytes() == b"x"
     report = format_test(test)
     assert f"warning: -collect '{work}/none-*.json': no file matched" in report
-    assert f"collected fleet/127.0.0.{FIRST}_{fleet}/bin-0.dat (3.0 MiB" in report
+    assert f"collected {folder.path}/fleet/127.0.0.{FIRST}_{fleet}/bin-0.dat (3.0 MiB" in report
     # The JSON lists them per command, paths relative to it, and reads them back.
     write_json(run, folder.json_path)
+    document = json.loads(folder.json_path.read_text())
+    listed = document["tests"][0]["hosts"][0]["commands"][0]["collected"]
+    assert f"fleet/127.0.0.{FIRST}_{fleet}/bin-0.dat" in [item["path"] for item in listed]
     again = load_json(folder.json_path)
     assert again.tests[0].hosts[2].commands[0].collected == test.hosts[2].commands[0].collected
+    # A copy elsewhere (--json FILE) names the same files, relative to where it is.
+    elsewhere = tmp_path / "elsewhere" / "copy.json"
+    elsewhere.parent.mkdir()
+    write_json(run, elsewhere)
+    moved = load_json(elsewhere).tests[0].hosts[0].commands[0].collected
+    assert [item.path.resolve() for item in moved] == [
+        item.path.resolve() for item in test.hosts[0].commands[0].collected
+    ]
 
 
 async def test_a_timeout_or_a_kill_still_collects(fleet, token, tmp_path):
