@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set-up and everyday commands, from a bare Python 3.11 with pip.
 
-    python3 dev.py demo    # a real synchronized run on three local agents
+    python3 dev.py demo    # a real synchronized run on three local agents (installs the GUI too)
     python3 dev.py test    # the whole test suite (what CI runs)
 
 Both create .venv/ on first use and install the project into it.
@@ -109,7 +109,9 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     try:
         if command == "demo":
-            ensure_venv("")
+            # With the GUI extra: after the demo, .venv/bin/netjobs-gui works too.
+            ensure_qt_libraries()
+            ensure_venv("gui")
             return subprocess.run([BIN / "netjobs", "demo", *argv[1:]]).returncode
         if command == "test":
             ensure_qt_libraries()

@@ -53,9 +53,14 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
 
 
 def write_test_log(
-    config_path: str | os.PathLike[str], test: TestResult, show: int = SHOW_BYTES
+    config_path: str | os.PathLike[str],
+    test: TestResult,
+    show: int = SHOW_BYTES,
+    folder: Path | None = None,
 ) -> Path:
+    """Write the log beside the config, or in `folder` (the name stays the same)."""
     when = test.started_at if test.started_at is not None else dt.datetime.now().timestamp()
-    path = log_path(config_path, test.label, when)
+    beside = config_path if folder is None else folder / Path(config_path).name
+    path = log_path(beside, test.label, when)
     path.write_text(format_test_log(test, os.fspath(config_path), show), encoding="utf-8")
     return path

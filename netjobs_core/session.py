@@ -126,16 +126,11 @@ def check_writable(path: str | os.PathLike[str], what: str) -> None:
 def save_results(
     run: RunResult, json_path: str | os.PathLike[str], show: int = SHOW_BYTES
 ) -> list[Path]:
-    """The CLI's `-l` logs (one per test, beside the config) and its `--json` document.
-
-    A run of an untitled or relative config puts its logs beside the JSON file.
-    Raises OSError.
-    """
+    """The CLI's `-l` logs (one per test) and its `--json` document, all in the JSON
+    file's folder (the one the user chose), named as `-l` names them. Raises OSError."""
     json_path = Path(json_path)
     config_path = run.config_path or "netjobs"
-    if not os.path.isabs(config_path):
-        config_path = os.fspath(json_path.parent / Path(config_path).name)
-    written = [logs.write_test_log(config_path, test, show) for test in run.tests]
+    written = [logs.write_test_log(config_path, test, show, json_path.parent) for test in run.tests]
     write_json(run, json_path)
     written.append(json_path)
     return written

@@ -21,9 +21,13 @@ from netjobs_core.repeats import RepeatStats
 from netjobs_core.results import (
     Collected,
     CommandResult,
+    CommandStatus,
     ConcurrentWindow,
+    HostState,
+    Interruption,
     RunResult,
     TestResult,
+    TestStatus,
 )
 from netjobs_core.vocabulary import Status, word
 
@@ -168,6 +172,31 @@ def timeout(value: float | None) -> str:
     return "none" if value is None else f"{value:g}s"
 
 
+def _decimals(step: float) -> int:
+    """The fewest decimals that write every multiple of `step` exactly."""
+    for decimals in range(7):
+        if abs(round(step, decimals) - step) <= abs(step) * 1e-6:
+            return decimals
+    return 6
+
+
+def tick(value_ms: float, step_ms: float, signed: bool = False, unit: bool = True) -> str:
+    """An axis label for `value_ms` on an axis ticked every `step_ms`: `0`, `250 ms`,
+    `1.5 s`, `2m 30s`; as many decimals as the step needs, never more."""
+    if abs(value_ms) < abs(step_ms) * 1e-6:
+        return "0"
+    sign = "+" if signed else ""
+    if step_ms >= 60_000 and abs(value_ms) >= 60_000:
+        minutes, secs = divmod(round(abs(value_ms) / 1000), 60)
+        prefix = "-" if value_ms < 0 else sign
+        return f"{prefix}{minutes}m {secs:02d}s" if secs else f"{prefix}{minutes}m"
+    if step_ms >= 1000 or (step_ms >= 100 and abs(value_ms) >= 1000):
+        value, step, name = value_ms / 1000, step_ms / 1000, " s"
+    else:
+        value, step, name = value_ms, step_ms, " ms"
+    return f"{value:{sign}.{_decimals(step)}f}" + (name if unit else "")
+
+
 def size(n: int) -> str:
     """`512 B`, `1.5 KiB`, `3.2 MiB`."""
     value = float(n)
@@ -198,6 +227,11 @@ def timestamp(epoch: float | None, timespec: str = "microseconds") -> str:
     return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec=timespec)
 
 
+def date_time(epoch: float) -> str:
+    """`2025-03-01 14:02:11` (local time): when something happened, for a list."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
 def time_of_day(epoch: float) -> str:
     """`14:02:11.123` (local time)."""
     return time.strftime("%H:%M:%S", time.localtime(epoch)) + f"{epoch % 1:.3f}"[1:]
@@ -225,6 +259,47 @@ def progress(test: TestResult) -> tuple[int, int]:
     return sum(c.status.finished for c in commands), len(commands)
 
 
+def progress_fraction(test: TestResult) -> str:
+    """`3/5`: finished commands of all."""
+    return "{}/{}".format(*progress(test))
+
+
+def hosts_done(test: TestResult) -> str:
+    """`2/3 done`: hosts that did their part, of all."""
+    done = sum(1 for h in test.hosts if h.state is HostState.DONE)
+    return f"{done}/{len(test.hosts)} done"
+
+
+def problems(test: TestResult) -> Counter[CommandStatus]:
+    """The commands that ended but did not exit 0, by status (first seen first)."""
+    return Counter(
+        c.status
+        for h in test.hosts
+        for c in h.commands
+        if c.status.finished and c.status is not CommandStatus.OK
+    )
+
+
+def status_text(test: TestResult) -> str:
+    """A test's status as people read it: `passed with 1 failed, 1 timed out` when
+    `-minhosts` let a test pass over commands that did not succeed, else the status word."""
+    status = word(test.status)
+    found = problems(test)
+    if test.status is TestStatus.PASSED and found:
+        return f"{status} with {tally(found.elements())}"
+    return status
+
+
+def fraction(done: int, total: int, noun: str) -> str:
+    """`3/5 commands`."""
+    return f"{done}/{total} {noun if total == 1 else noun + 's'}"
+
+
+def shown_of(shown: int, total: int) -> str:
+    """What a filtered list says of itself: `3 of 36 shown`."""
+    return f"{shown} of {total} shown"
+
+
 def commands_finished(test: TestResult) -> str:
     done, total = progress(test)
     return f"{done}/{total} commands finished"
@@ -245,7 +320,9 @@ def run_summary(run: RunResult) -> str:
     if not run.tests:
         return "no test ran"
     if run.passed:
-        return f"{count(len(run.tests), 'test')} passed"
+        found = sum((problems(test) for test in run.tests), Counter[CommandStatus]())
+        with_problems = f" (commands: {tally(found.elements())})" if found else ""
+        return f"{count(len(run.tests), 'test')} passed{with_problems}"
     return tally(test.status for test in run.tests)
 
 
@@ -265,6 +342,17 @@ def host_line_numbers(host: ClockFigures) -> str:
         f"rtt {ms(host.rtt_ms)}, clock offset "
         f"{ms_pm(host.clock_offset_ms, host.clock_uncertainty_ms, signed=True)}"
     )
+
+
+def interruption(record: Interruption) -> str:
+    """A lost connection to a host mid-run, as it stands: `connection lost at
+    14:02:11.123 (no answer from the agent for 10 s); reconnecting…`."""
+    lost = f"connection lost at {time_of_day(record.at)} ({record.cause})"
+    if record.duration_s is None:
+        return f"{lost}; reconnecting…"
+    if record.resumed:
+        return f"{lost}; resumed after {duration(record.duration_s)}"
+    return f"{lost}; gave up after {duration(record.duration_s)}"
 
 
 def command_details(command: CommandResult) -> list[str]:

@@ -20,6 +20,7 @@ BLUE = "#2563eb"
 DARK_BLUE = "#1d4ed8"
 GREEN = "#15803d"
 ORANGE = "#c2410c"
+AMBER = "#b45309"
 RED = "#b91c1c"
 ROSE = "#9f1239"
 PURPLE = "#7e22ce"
@@ -77,6 +78,11 @@ def word(status: Status) -> str:
 
 def color(status: Status) -> str:
     return look(status).color
+
+
+def verdict_color(status: TestStatus, has_problems: bool) -> str:
+    """A test's colour; a pass that `-minhosts` allowed over failed commands is amber."""
+    return AMBER if status is TestStatus.PASSED and has_problems else color(status)
 
 
 def exit_code_text(code: int) -> str:

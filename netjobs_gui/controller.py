@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ FLUSH_INTERVAL_MS = 120
 class Controller(QObject):
     busy_changed = Signal(bool)
     check_started = Signal(list)  # list[Address]
+    check_result = Signal(object)  # HostCheck: one host's answer, as soon as it arrives
     check_finished = Signal(list)  # list[HostCheck]
     run_started = Signal(object)  # the live RunResult
     test_started = Signal(object)  # the live TestResult
@@ -40,12 +42,14 @@ class Controller(QObject):
     test_finished = Signal(object)  # TestResult
     run_finished = Signal(object)  # RunResult
     error = Signal(str, str)  # title, message
+    token_missing = Signal(str)  # why there is no token to reach the agents with
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.runner: Runner | None = None
         self.checking = False
+        self.started = 0.0  # time.monotonic() when the current run began
         self.output_bytes = 0  # received during the current run (for the status bar)
         self._dirty = False
         self._timer = QTimer(self)
@@ -56,6 +60,11 @@ class Controller(QObject):
     @property
     def running(self) -> bool:
         return self.runner is not None
+
+    @property
+    def running_s(self) -> float:
+        """How long the current run has been going (0 when idle)."""
+        return time.monotonic() - self.started if self.running else 0.0
 
     @property
     def busy(self) -> bool:
@@ -86,7 +95,7 @@ class Controller(QObject):
         try:
             return read_token(token_file or None)
         except UsageError as exc:
-            self.error.emit("No token", str(exc))
+            self.token_missing.emit(str(exc))
             return None
 
     # ---- check hosts
@@ -110,8 +119,16 @@ class Controller(QObject):
 
     async def _check(self, addresses: list[Address], token: Token, connect_timeout: float) -> None:
         checks: list[Any] = []
+
+        async def one(address: Address) -> core_check.HostCheck:
+            check = await core_check.check_host(address, token, connect_timeout)
+            self.check_result.emit(check)  # the row fills now, not at the slowest's timeout
+            return check
+
         try:
-            checks = await core_check.check_hosts(addresses, token, connect_timeout)
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(address)) for address in addresses]
+            checks = [task.result() for task in tasks]
         except Exception as exc:
             self.error.emit("Check hosts failed", f"{type(exc).__name__}: {exc}")
         finally:
@@ -127,6 +144,7 @@ class Controller(QObject):
             self.error.emit("Run", "A run is already in progress.")
             return None
         self.runner = Runner(plan, options, self._observe)
+        self.started = time.monotonic()
         self.output_bytes = 0
         self._dirty = False
         self._timer.start()

@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 from netjobs_core.config import ConfigError, Plan, parse_config
 from netjobs_core.wire.address import DEFAULT_PORT
 from netjobs_gui import prompts
+from netjobs_gui.widgets import FindBar
 
 VALIDATE_DELAY_MS = 350
 UNTITLED = "untitled.netjobs"
@@ -67,7 +68,8 @@ No config open.
 
   Ctrl+O     open a config file (or drop one on this window)
   Ctrl+N     start from a template
-  F5         run every test   ·   Shift+F5 the selected one   ·   Esc stop
+  F5         run every test   ·   Shift+F5 the selected one
+  Ctrl+1..4  Config, Hosts, Run, Results   ·   F6 next pane   ·   Ctrl+F find
 
 A config is a list of tests, run in file order:
 
@@ -337,7 +339,9 @@ class EditorPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
+        self.find_bar = FindBar()
         layout.addWidget(self.editor, 1)
+        layout.addWidget(self.find_bar)
         layout.addWidget(self.status)
 
         self.path: str = ""
@@ -488,6 +492,9 @@ class EditorPanel(QWidget):
                 '<span style="color:#6b7280">Empty. File ▸ New starts from a template; '
                 "File ▸ Open or drop a config file here.</span>"
             )
+
+    def open_find(self) -> None:
+        self.find_bar.open_on(self.editor)
 
     def go_to_error(self) -> None:
         if self.error is not None:

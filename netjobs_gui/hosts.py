@@ -18,8 +18,9 @@ from PySide6.QtWidgets import (
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT, Address
+from netjobs_gui.columns import HOST_FIT
 from netjobs_gui.models import HostsModel
-from netjobs_gui.widgets import make_table, never_widen
+from netjobs_gui.widgets import FilterBar, FitColumns, make_table, never_widen, source_row
 
 
 class HostsPanel(QWidget):
@@ -34,7 +35,7 @@ class HostsPanel(QWidget):
         self._config: list[Address] = []
         self._manual: list[Address] = []
 
-        self.check_button = QPushButton("Check hosts")
+        self.check_button = QPushButton("Chec&k hosts")
         self.check_button.setToolTip(
             "Connect to every host, authenticate, measure round trip and clock offset "
             "(runs nothing)"
@@ -45,9 +46,9 @@ class HostsPanel(QWidget):
         self.add_edit.setMinimumWidth(170)
         self.add_edit.setMaximumWidth(260)
         self.add_edit.returnPressed.connect(self.add_from_edit)
-        add_button = QPushButton("Add host")
+        add_button = QPushButton("A&dd host")
         add_button.clicked.connect(self.add_from_edit)
-        self.remove_button = QPushButton("Remove")
+        self.remove_button = QPushButton("Re&move")
         self.remove_button.setToolTip("Remove the selected hand-added hosts")
         self.remove_button.clicked.connect(self.remove_selected)
         self.summary = QLabel()
@@ -62,7 +63,10 @@ class HostsPanel(QWidget):
         bar.addSpacing(16)
         bar.addWidget(self.summary, 1)
 
-        self.table = make_table(self.model, (140, 70, 80, 100, 55, 80, 140, 45, 110), single=False)
+        self.table = make_table(self.model, single=False)
+        self.columns = FitColumns(self.table, HOST_FIT)
+        self.filter = FilterBar(self.table, "by host, name or error")
+        self.filter.problems.setToolTip("Show only hosts unreachable, refused, busy or in error")
         self.table.selectionModel().currentRowChanged.connect(self._show_details)
         self.details = QLabel()
         self.details.setWordWrap(True)
@@ -76,6 +80,7 @@ class HostsPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
+        layout.addWidget(self.filter)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.details)
         layout.addWidget(hint)
@@ -124,7 +129,8 @@ class HostsPanel(QWidget):
             self.add_edit.clear()
 
     def remove_selected(self) -> None:
-        rows = {index.row() for index in self.table.selectionModel().selectedRows()}
+        selected = self.table.selectionModel().selectedRows()
+        rows = {row for index in selected if (row := source_row(self.table, index)) is not None}
         doomed = {self.model.rows[row].address for row in rows if self.model.rows[row].manual}
         if doomed:
             self._manual = [address for address in self._manual if address not in doomed]
@@ -134,14 +140,15 @@ class HostsPanel(QWidget):
     # ---- checks
     def set_busy(self, checking: bool) -> None:
         self.check_button.setEnabled(not checking)
-        self.check_button.setText("Checking…" if checking else "Check hosts")
+        self.check_button.setText("Checking…" if checking else "Chec&k hosts")
 
     def _show_details(self, current: QModelIndex, _previous: QModelIndex | None = None) -> None:
         """The selected host in full: its error, or what the agent said about itself."""
-        if not current.isValid() or current.row() >= len(self.model.rows):
+        number = source_row(self.table, current)
+        if number is None or number >= len(self.model.rows):
             self.details.clear()
             return
-        row = self.model.rows[current.row()]
+        row = self.model.rows[number]
         check = row.check
         host = f"<b>{escape(row.target)}</b>"
         if check is None:

@@ -17,6 +17,7 @@ from PySide6.QtGui import (
     QKeySequence,
 )
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -36,15 +37,24 @@ from netjobs_core.runner import RunOptions
 from netjobs_core.session import plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_gui import prompts
+from netjobs_gui.columns import SessionEntry
 from netjobs_gui.controller import Controller
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
-from netjobs_gui.models import SessionEntry
 from netjobs_gui.results_view import ResultsView, default_json_path
 from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
 
 CLOSE_GRACE_MS = 15_000  # after Stop on close: how long the agents get to confirm the kills
+CONFIRM_STOP_AFTER_S = 5.0  # Stop on a run older than this asks first
+# A visible focus mark on every pane: where Tab and the shortcuts have put the keyboard.
+FOCUS_STYLE = """
+QTableView:focus, QPlainTextEdit:focus, QAbstractScrollArea:focus { border: 2px solid #2563eb; }
+"""
+NO_TOKEN = (
+    "NetJobs needs the agents' shared token to reach them: {reason}.\n\n"
+    "Choose the agents' token file in Settings (File ▸ Settings…)."
+)
 CONFIG_FILTER = "NetJobs configs (*.netjobs *.txt *.conf *.cfg);;All files (*)"
 RESULTS_FILTER = "NetJobs results (*.json);;All files (*)"
 
@@ -74,6 +84,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.results, "Results")
         self.setCentralWidget(self.tabs)
         self.setAcceptDrops(True)
+        self.setStyleSheet(FOCUS_STYLE)
 
         self._make_actions()
         self._make_menus()
@@ -90,9 +101,12 @@ class MainWindow(QMainWindow):
         self.hosts.check_requested.connect(self.check_hosts)
         self.hosts.manual_hosts_changed.connect(self._manual_hosts_changed)
         self.hosts.error.connect(self.show_error)
+        self.run_view.stop_requested.connect(self.stop)
         self.results.save_requested.connect(self._save_log_dialog)
         self.results.open_requested.connect(self.open_results_dialog)
         self.controller.error.connect(self.show_error)
+        self.controller.token_missing.connect(self._token_missing)
+        self.controller.check_result.connect(self.hosts.model.set_check)
         self.controller.busy_changed.connect(self._busy_changed)
         self.controller.check_started.connect(self.hosts.model.set_checking)
         self.controller.check_finished.connect(self._check_finished)
@@ -164,18 +178,34 @@ class MainWindow(QMainWindow):
             "Shift+F5",
             "Run the test selected on the Run page",
         )
+        # No window-wide Esc: Esc typed in the editor must never abort a run. Esc stops
+        # from the Run page's tables, timeline and output only (RunView.stop_requested).
         self.stop_action = self._action(
-            "S&top", self.stop, "Esc", "Abort the run: the agents kill their jobs"
+            "S&top",
+            self.stop,
+            None,
+            "Abort the run: the agents kill their jobs (Esc on the Run page)",
         )
-        self.stop_action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         self.dry_run_action = self._action(
             "&Dry Run", self.dry_run, "Ctrl+D", "Show what a run would do, without connecting"
         )
         self.about_action = self._action("&About NetJobs", self.about)
         self.tab_actions = [
-            self._action(name, functools.partial(self.tabs.setCurrentIndex, i), f"Ctrl+{i + 1}")
+            self._action(name, functools.partial(self.show_page, i), f"Ctrl+{i + 1}")
             for i, name in enumerate(("&Config", "&Hosts", "&Run", "R&esults"))
         ]
+        self.find_action = self._action(
+            "&Find…", self.find_text, keys.Find, "Find text in the config or in the selected output"
+        )
+        self.filter_action = self._action(
+            "F&ilter…", self.focus_filter, "Ctrl+Shift+F", "Filter the table of this page"
+        )
+        self.next_pane_action = self._action(
+            "&Next Pane", lambda: self.cycle_pane(1), "F6", "Move the keyboard to the next pane"
+        )
+        self.previous_pane_action = self._action(
+            "&Previous Pane", lambda: self.cycle_pane(-1), "Shift+F6"
+        )
 
     def _make_menus(self) -> None:
         bar = self.menuBar()
@@ -205,6 +235,7 @@ class MainWindow(QMainWindow):
             action.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             edit_menu.addAction(action)
         edit_menu.addSeparator()
+        edit_menu.addActions([self.find_action, self.filter_action])
         edit_menu.addAction(self._action("Go to &Error", self._go_to_error, "Ctrl+E"))
 
         run_menu = bar.addMenu("&Run")
@@ -216,6 +247,8 @@ class MainWindow(QMainWindow):
 
         view_menu = bar.addMenu("&View")
         view_menu.addActions(self.tab_actions)
+        view_menu.addSeparator()
+        view_menu.addActions([self.next_pane_action, self.previous_pane_action])
 
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.about_action)
@@ -260,10 +293,78 @@ class MainWindow(QMainWindow):
     def show_status(self, text: str, timeout_ms: int = 8000) -> None:
         self.statusBar().showMessage(text, timeout_ms)
 
+    def _token_missing(self, reason: str) -> None:
+        """The GUI's words for a missing token: where to set it, with a button to go there."""
+        reason = reason.removeprefix("no token: ")
+        message = NO_TOKEN.format(reason=reason)
+        self.errors.append(("No token", message))
+        self.statusBar().showMessage("No token: choose the agents' token file in Settings", 15_000)
+        prompts.show_no_token(self, message, self.edit_settings)
+
     def _update_title(self, *_args: object) -> None:
+        if self.editor.is_empty:  # the editor says "No config open": so does the title
+            self.setWindowTitle("NetJobs")
+            self.setWindowModified(False)
+            return
         name = self.editor.display_name
         self.setWindowTitle(f"{name}[*] — NetJobs")
         self.setWindowModified(self.editor.modified)
+
+    # ------------------------------------------------------------------ keyboard
+    def panes(self) -> list[QWidget]:
+        """The current page's panes, in the order F6 visits them."""
+        page = self.tabs.currentIndex()
+        if page == self.CONFIG_TAB:
+            return [self.editor.editor]
+        if page == self.HOSTS_TAB:
+            return [self.hosts.table, self.hosts.filter.text, self.hosts.add_edit]
+        detail = self.run_view.detail if page == self.RUN_TAB else self.results.detail
+        first = self.run_view.tests if page == self.RUN_TAB else self.results.table
+        return [first, detail.filter.text, detail.table, detail.output.stdout.view, detail.timeline]
+
+    def focus_pane(self, pane: QWidget) -> None:
+        for detail in (self.run_view.detail, self.results.detail):
+            if pane is detail.timeline:
+                detail.tabs.setCurrentIndex(detail.TIMELINE_TAB)
+            elif pane in (detail.output.stdout.view, detail.output.stderr.view):
+                detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
+        pane.setFocus(Qt.FocusReason.ShortcutFocusReason)
+
+    def cycle_pane(self, step: int) -> None:
+        panes = self.panes()
+        focus = QApplication.focusWidget()
+        at = next(
+            (
+                i
+                for i, p in enumerate(panes)
+                if focus is not None and (p is focus or p.isAncestorOf(focus))
+            ),
+            -1,
+        )
+        self.focus_pane(panes[(at + step) % len(panes)] if at >= 0 else panes[0])
+
+    def show_page(self, index: int) -> None:
+        """Ctrl+1..4: the page, with the keyboard in its first pane."""
+        self.tabs.setCurrentIndex(index)
+        self.focus_pane(self.panes()[0])
+
+    def find_text(self) -> None:
+        """Ctrl+F: find in the config editor, or in the output of the page's selected command."""
+        page = self.tabs.currentIndex()
+        if page == self.CONFIG_TAB:
+            self.editor.open_find()
+        elif page in (self.RUN_TAB, self.RESULTS_TAB):
+            detail = self.run_view.detail if page == self.RUN_TAB else self.results.detail
+            detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
+            detail.output.open_find()
+
+    def focus_filter(self) -> None:
+        page = self.tabs.currentIndex()
+        if page == self.HOSTS_TAB:
+            self.hosts.filter.text.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        elif page in (self.RUN_TAB, self.RESULTS_TAB):
+            detail = self.run_view.detail if page == self.RUN_TAB else self.results.detail
+            detail.filter.text.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     def _validated(self, error: object) -> None:
         if error is not None:
@@ -364,7 +465,7 @@ class MainWindow(QMainWindow):
         )
 
     def _check_finished(self, checks: list[HostCheck]) -> None:
-        self.hosts.model.set_checks(checks)
+        self.hosts.model.set_checks(checks)  # each came already; a host removed meanwhile not
         self.hosts.model.clear_checking()
         if checks:
             self.show_status(f"Host check done: {self.hosts.model.summary()}")
@@ -408,6 +509,12 @@ class MainWindow(QMainWindow):
         return True
 
     def stop(self) -> None:
+        """Stop the run: at once for a run just started, after a question for an older one."""
+        if not self.controller.running:
+            return
+        running_s = self.controller.running_s
+        if running_s > CONFIRM_STOP_AFTER_S and not prompts.ask_stop_now(self, running_s):
+            return
         if self.controller.stop("stopped by user"):
             self.show_status("Stopping: the agents are killing their jobs…", 0)
             self.run_view.status.setText("Stopping: the agents are killing their jobs…")
@@ -481,9 +588,13 @@ class MainWindow(QMainWindow):
         except ResultsFileError as exc:
             self.show_error("Cannot open the results", str(exc))
             return None
-        self.results.add_run(run, Path(path).name)
+        origin = os.path.realpath(path)
+        added = self.results.add_run(run, Path(path).name, origin=origin)
         self.tabs.setCurrentIndex(self.RESULTS_TAB)
-        self.show_status(f"Opened results {path}")
+        if added:
+            self.show_status(f"Opened results {path}")
+        else:
+            self.show_status(f"{path} is listed already: selected it")
         return run
 
     def save_log(self) -> None:
@@ -510,7 +621,9 @@ class MainWindow(QMainWindow):
             )
             return []
         self.results.mark_saved(run, paths)
-        self.show_status("Saved " + ", ".join(str(p) for p in paths), 15_000)
+        self.settings.last_directory = os.fspath(Path(json_path).parent)
+        names = ", ".join(p.name for p in paths)
+        self.show_status(f"Saved {len(paths)} files in {Path(json_path).parent}: {names}", 30_000)
         return paths
 
     # ------------------------------------------------------------------ settings, about

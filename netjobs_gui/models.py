@@ -1,10 +1,11 @@
-"""Table models over netjobs_core's plain result objects (no widgets needed).
+"""Qt table models over the Qt-free columns of `columns.py` (no widgets needed).
 
 - `HostsModel`: the hosts of the open config plus the hand-added ones, with
   the latest `HostCheck` of each.
 - `TestsModel`: the tests of a plan with the state of their latest run.
 - `CommandsModel`: one row per host/command of one `TestResult`.
 - `ResultsModel`: every test run (or loaded) in this window's session.
+- `TableProxy`: sorting by any column and the filter of a table.
 
 The models read the live result objects the runner keeps updating; the
 views call `refresh()` from a timer, so output bursts cost one repaint.
@@ -12,144 +13,145 @@ views call `refresh()` from a timer, so output bursts cost one repaint.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+)
 from PySide6.QtGui import QColor
 
-from netjobs_core import text
-from netjobs_core.results import (
-    CommandResult,
-    CommandStatus,
-    HostResult,
-    HostState,
-    RunResult,
-    TestResult,
-    TestStatus,
+from netjobs_gui import columns
+from netjobs_gui.columns import (
+    Column,
+    CommandRow,
+    HostRow,
+    Key,
+    SessionEntry,
+    TestRow,
+    TextFilter,
 )
-from netjobs_core.vocabulary import Status, color, exit_code_text, word
-from netjobs_core.wire.address import Address
 
 if TYPE_CHECKING:
     from netjobs_core.check import HostCheck
     from netjobs_core.config import Plan
+    from netjobs_core.results import HostResult, RunResult, TestResult
+    from netjobs_core.wire.address import Address
 
 _Index = QModelIndex | QPersistentModelIndex
 DISPLAY = Qt.ItemDataRole.DisplayRole
-NO_VALUE = "—"
-
-
-def command_state(host: HostResult, command: CommandResult) -> Status:
-    """Where a command stands: its own status once it runs or ended, else its host's."""
-    status = command.status
-    if status is CommandStatus.RUNNING:
-        if command.started_at is None and host.state is HostState.READY:
-            return HostState.READY
-        return status
-    if status.finished:
-        return status
-    return host.state
-
-
-def common_start(test: TestResult) -> float | None:
-    """Epoch of the common start: the scheduled instant, else the first release."""
-    if test.scheduled_start is not None:
-        return test.scheduled_start
-    starts = [c.started_at for h in test.hosts for c in h.commands if c.started_at is not None]
-    return min(starts) if starts else None
-
-
-def start_offset_ms(test: TestResult, host: HostResult, command: CommandResult) -> float | None:
-    """When this command was released, relative to the common start (controller clock)."""
-    start = common_start(test)
-    if command.started_at is not None and start is not None:
-        return (command.started_at - start) * 1000.0
-    return host.start_offset_ms
-
-
-def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
-    if command.duration_s is not None:
-        return command.duration_s
-    if command.status is CommandStatus.RUNNING and command.started_at is not None:
-        return max(0.0, (time.time() if now is None else now) - command.started_at)
-    return None
-
-
-def _color(status: Status | None) -> QColor | None:
-    return None if status is None else QColor(color(status))
-
-
-# --------------------------------------------------------------------------- hosts
+RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
 
 class ColumnsModel(QAbstractTableModel):
-    """A flat table with named COLUMNS; subclasses say how many rows and what cells hold."""
+    """A flat table over `SPEC` (Qt-free columns); subclasses say what each row is."""
 
+    SPEC: tuple[Column[Any], ...] = ()
     COLUMNS: tuple[str, ...] = ()
 
     def row_count(self) -> int:
         raise NotImplementedError
 
+    def row_item(self, row: int) -> Any:
+        raise NotImplementedError
+
+    def matches(self, row: int, wanted: TextFilter) -> bool:
+        return True
+
+    def cell(self, row: int, column: int) -> str:
+        return self.SPEC[column].text(self.row_item(row))
+
+    def sort_key(self, row: int, column: int) -> Key:
+        return self.SPEC[column].sort_key(self.row_item(row))
+
     def refresh(self) -> None:
         """Every cell may have changed (cheap: the view repaints only what it shows)."""
         if self.row_count():
             self.dataChanged.emit(
-                self.index(0, 0), self.index(self.row_count() - 1, len(self.COLUMNS) - 1)
+                self.index(0, 0), self.index(self.row_count() - 1, len(self.SPEC) - 1)
             )
 
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else self.row_count()
 
     def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.COLUMNS)
+        return 0 if parent.isValid() else len(self.SPEC)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == DISPLAY:
-            return self.COLUMNS[section]
+            return self.SPEC[section].name
+        return None
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        if not index.isValid() or index.row() >= self.row_count():
+            return None
+        column = self.SPEC[index.column()]
+        if role == DISPLAY:
+            return column.text(self.row_item(index.row()))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (column.tooltip or column.text)(self.row_item(index.row())) or None
+        if role == Qt.ItemDataRole.ForegroundRole and column.color is not None:
+            value = column.color(self.row_item(index.row()))
+            return None if value is None else QColor(value)
+        if role == Qt.ItemDataRole.TextAlignmentRole and column.numeric:
+            return RIGHT
         return None
 
 
-@dataclass
-class HostRow:
-    address: Address
-    in_config: bool = False
-    manual: bool = False
-    check: HostCheck | None = None
-    checking: bool = False
+class TableProxy(QSortFilterProxyModel):
+    """Sorts by the columns' keys and keeps the rows the filter accepts."""
 
-    @property
-    def target(self) -> str:
-        return str(self.address)
+    def __init__(self, source: ColumnsModel) -> None:
+        super().__init__(source)
+        self.source = source
+        self.filter = TextFilter()
+        self.setSourceModel(source)
+        self.setDynamicSortFilter(True)
+
+    def set_filter(self, text: str | None = None, problems_only: bool | None = None) -> None:
+        # Qt 6.9 has begin/endFilterChange() and deprecates invalidate*Filter().
+        new_api = hasattr(self, "beginFilterChange")
+        if new_api:
+            self.beginFilterChange()
+        if text is not None:
+            self.filter.text = text
+        if problems_only is not None:
+            self.filter.problems_only = problems_only
+        if new_api:
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: _Index) -> bool:
+        return not self.filter.active or self.source.matches(source_row, self.filter)
+
+    def lessThan(self, left: _Index, right: _Index) -> bool:
+        # Ties keep the model's order (the config's), whatever was sorted before.
+        column = left.column()
+        mine = (self.source.sort_key(left.row(), column), left.row())
+        theirs = (self.source.sort_key(right.row(), column), right.row())
+        return mine < theirs
+
+    def source_rows(self) -> list[int]:
+        """The source rows shown, in the order shown."""
+        return [self.mapToSource(self.index(r, 0)).row() for r in range(self.rowCount())]
 
 
-def _yes_no(value: bool | None) -> str:
-    if value is None:
-        return NO_VALUE
-    return "✔ yes" if value else "✘ no"
+# --------------------------------------------------------------------------- hosts
 
 
 class HostsModel(ColumnsModel):
-    COLUMNS = (
-        "Host",
-        "Source",
-        "Reachable",
-        "Authenticated",
-        "Agent",
-        "Round trip",
-        "Clock offset",
-        "Busy",
-        "Host name",
-        "Error",
-    )
+    SPEC = columns.HOST_COLUMNS
+    COLUMNS = columns.names(SPEC)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.rows: list[HostRow] = []
 
-    # ---- content
     def set_hosts(self, config: Sequence[Address], manual: Sequence[Address]) -> None:
         """The config's hosts first (in order), then the hand-added ones; checks are kept."""
         previous = {row.address: row for row in self.rows}
@@ -176,14 +178,16 @@ class HostsModel(ColumnsModel):
                 row.checking = True
         self.refresh()
 
+    def set_check(self, check: HostCheck) -> None:
+        """One host's answer, as soon as it arrives."""
+        for number, row in enumerate(self.rows):
+            if row.address == check.address:
+                row.check, row.checking = check, False
+                self.dataChanged.emit(self.index(number, 0), self.index(number, len(self.SPEC) - 1))
+
     def set_checks(self, checks: Sequence[HostCheck]) -> None:
-        by_address = {check.address: check for check in checks}
-        for row in self.rows:
-            check = by_address.get(row.address)
-            if check is not None:
-                row.check = check
-                row.checking = False
-        self.refresh()
+        for check in checks:
+            self.set_check(check)
 
     def clear_checking(self) -> None:
         for row in self.rows:
@@ -191,81 +195,16 @@ class HostsModel(ColumnsModel):
         self.refresh()
 
     def summary(self) -> str:
-        checked = [row.check for row in self.rows if row.check is not None]
-        if not self.rows:
-            return "No hosts: open a config or add a host."
-        summary = text.count(len(self.rows), "host")
-        if checked:
-            ready = sum(1 for c in checked if c.authenticated and not c.error and not c.busy)
-            busy = sum(1 for c in checked if c.busy)
-            bad = sum(1 for c in checked if c.error or not c.authenticated)
-            parts = [f"{ready} ready"]
-            if busy:
-                parts.append(f"{busy} busy")
-            if bad:
-                parts.append(f"{bad} with problems")
-            summary += ": " + ", ".join(parts)
-        return summary
+        return columns.hosts_summary(self.rows)
 
-    # ---- Qt
     def row_count(self) -> int:
         return len(self.rows)
 
-    def cell(self, row: int, column: int) -> str:
-        item = self.rows[row]
-        check = item.check
-        name = self.COLUMNS[column]
-        if name == "Host":
-            return item.target
-        if name == "Source":
-            return " + ".join(
-                word for word, flag in (("config", item.in_config), ("added", item.manual)) if flag
-            )
-        if item.checking:
-            return "checking…" if name == "Reachable" else ""
-        if check is None:
-            return NO_VALUE if name != "Error" else ""
-        if name == "Reachable":
-            return _yes_no(check.reachable)
-        if name == "Authenticated":
-            return _yes_no(check.authenticated) if check.reachable else NO_VALUE
-        if name == "Agent":
-            return check.agent_version or NO_VALUE
-        if name == "Round trip":
-            return text.ms(check.rtt_ms, none=NO_VALUE)
-        if name == "Clock offset":
-            return text.ms_pm(
-                check.clock_offset_ms, check.clock_uncertainty_ms, signed=True, none=NO_VALUE
-            )
-        if name == "Busy":
-            return NO_VALUE if check.busy is None else ("busy" if check.busy else "idle")
-        if name == "Host name":
-            return " · ".join(part for part in (check.hostname, check.platform) if part) or NO_VALUE
-        if name == "Error":
-            return check.error
-        raise AssertionError(name)
+    def row_item(self, row: int) -> HostRow:
+        return self.rows[row]
 
-    def data(self, index: _Index, role: int = DISPLAY) -> Any:
-        if not index.isValid():
-            return None
-        row, column = index.row(), index.column()
-        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
-            return self.cell(row, column)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            check = self.rows[row].check
-            name = self.COLUMNS[column]
-            if check is None or self.rows[row].checking:
-                return None
-            good, bad = HostState.DONE, HostState.FAILED
-            if name == "Reachable":
-                return _color(good if check.reachable else bad)
-            if name == "Authenticated" and check.reachable:
-                return _color(good if check.authenticated else bad)
-            if name == "Busy" and check.busy is not None:
-                return _color(HostState.TIMEOUT if check.busy else good)
-            if name == "Error":
-                return _color(bad)
-        return None
+    def matches(self, row: int, wanted: TextFilter) -> bool:
+        return columns.host_matches(self.rows[row], wanted)
 
 
 # --------------------------------------------------------------------------- tests of a plan
@@ -275,7 +214,8 @@ class TestsModel(ColumnsModel):
     """The plan's tests (file order) with the state of their latest run."""
 
     __test__ = False
-    COLUMNS = ("Test", "Status", "Hosts", "Progress", "Start spread", "Duration")
+    SPEC = columns.TEST_COLUMNS
+    COLUMNS = columns.names(SPEC)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -307,40 +247,14 @@ class TestsModel(ColumnsModel):
     def row_count(self) -> int:
         return len(self.labels)
 
-    def cell(self, row: int, column: int) -> str:
+    def row_item(self, row: int) -> TestRow:
         label = self.labels[row]
-        test = self.results.get(label)
-        name = self.COLUMNS[column]
-        if name == "Test":
-            return label
-        if name == "Hosts":
-            return str(self.host_counts[row])
-        if test is None:
-            return word(TestStatus.PENDING) if name == "Status" else NO_VALUE
-        if name == "Status":
-            return word(test.status)
-        if name == "Progress":
-            done, total = text.progress(test)
-            return f"{done}/{total}"
-        if name == "Start spread":
-            return text.spread(test, none=NO_VALUE)
-        if name == "Duration":
-            return text.duration(test.duration_s, none=NO_VALUE)
-        raise AssertionError(name)
+        return TestRow(row, label, self.host_counts[row], self.results.get(label))
 
-    def data(self, index: _Index, role: int = DISPLAY) -> Any:
-        if not index.isValid():
-            return None
-        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
-            if role == Qt.ItemDataRole.ToolTipRole:
-                test = self.results.get(self.labels[index.row()])
-                if test is not None and test.reason:
-                    return test.reason
-            return self.cell(index.row(), index.column())
-        if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "Status":
-            test = self.results.get(self.labels[index.row()])
-            return _color(TestStatus.PENDING if test is None else test.status)
-        return None
+    def matches(self, row: int, wanted: TextFilter) -> bool:
+        item = self.row_item(row)
+        problem = item.result is not None and columns.has_problems(item.result)
+        return wanted.accepts([item.label], problem)
 
 
 # --------------------------------------------------------------------------- one test's commands
@@ -349,7 +263,8 @@ class TestsModel(ColumnsModel):
 class CommandsModel(ColumnsModel):
     """One row per host/command of a TestResult (live or finished)."""
 
-    COLUMNS = ("Host", "Command", "State", "Start offset", "Elapsed", "Exit", "Message")
+    SPEC = columns.COMMAND_COLUMNS
+    COLUMNS = columns.names(SPEC)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -386,66 +301,38 @@ class CommandsModel(ColumnsModel):
     def row_count(self) -> int:
         return len(self.keys)
 
-    def cell(self, row: int, column: int, now: float | None = None) -> str:
+    def row_item(self, row: int) -> CommandRow:
         assert self.test is not None
         host, index = self.item(row)
-        command = host.commands[index]
-        name = self.COLUMNS[column]
-        if name == "Host":
-            return str(host.address)
-        if name == "Command":
-            return command.command
-        if name == "State":
-            return word(command_state(host, command))
-        if name == "Start offset":
-            return text.ms(start_offset_ms(self.test, host, command), signed=True, none=NO_VALUE)
-        if name == "Elapsed":
-            return text.duration(elapsed_s(command, now), none=NO_VALUE)
-        if name == "Exit":
-            return NO_VALUE if command.exit_code is None else exit_code_text(command.exit_code)
-        if name == "Message":
-            return command.message or host.error
-        raise AssertionError(name)
+        return CommandRow(self.test, host, index)
 
-    def data(self, index: _Index, role: int = DISPLAY) -> Any:
-        if not index.isValid() or self.test is None:
-            return None
-        if role in (DISPLAY, Qt.ItemDataRole.ToolTipRole):
-            return self.cell(index.row(), index.column())
-        if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "State":
-            host, command_index = self.item(index.row())
-            return _color(command_state(host, host.commands[command_index]))
-        if role == Qt.ItemDataRole.TextAlignmentRole and self.COLUMNS[index.column()] in (
-            "Start offset",
-            "Elapsed",
-            "Exit",
-        ):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return None
+    def matches(self, row: int, wanted: TextFilter) -> bool:
+        return columns.command_matches(self.row_item(row), wanted)
 
 
 # --------------------------------------------------------------------------- the session's results
 
 
-@dataclass
-class SessionEntry:
-    run: RunResult
-    test: TestResult
-    source: str  # "run 14:02:11" or the JSON file it came from
-    saved: list[str] = field(default_factory=list)
-
-
 class ResultsModel(ColumnsModel):
-    COLUMNS = ("From", "Config", "Test", "Status", "Hosts", "Start spread", "Duration")
+    SPEC = columns.RESULT_COLUMNS
+    COLUMNS = columns.names(SPEC)
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.entries: list[SessionEntry] = []
 
-    def add_run(self, run: RunResult, source: str) -> list[int]:
-        """Add the run's tests not yet listed; returns their rows."""
-        known = {id(entry.test) for entry in self.entries}
-        new = [SessionEntry(run, test, source) for test in run.tests if id(test) not in known]
+    def add_run(self, run: RunResult, source: str, origin: str = "") -> list[int]:
+        """Add the run's tests not yet listed; returns the rows of all of the run's tests
+        that were new. A test listed already (this run, or the same JSON opened again)
+        is not added twice: see `rows_of()`."""
+        known = {entry.identity for entry in self.entries}
+        known_tests = {id(entry.test) for entry in self.entries}
+        new = []
+        for test in run.tests:
+            entry = SessionEntry(run, test, source, origin=origin)
+            if id(test) not in known_tests and entry.identity not in known:
+                new.append(entry)
+                known.add(entry.identity)
         if not new:
             return []
         first = len(self.entries)
@@ -454,40 +341,34 @@ class ResultsModel(ColumnsModel):
         self.endInsertRows()
         return list(range(first, first + len(new)))
 
+    def rows_of(self, run: RunResult, origin: str = "") -> list[int]:
+        """The rows already listing the tests of `run` (or of the file `origin`)."""
+        wanted = {SessionEntry(run, test, "", origin=origin).identity for test in run.tests}
+        return [
+            row
+            for row, entry in enumerate(self.entries)
+            if entry.run is run or entry.identity in wanted
+        ]
+
+    def remove_rows(self, rows: Sequence[int]) -> None:
+        for row in sorted(set(rows), reverse=True):
+            if 0 <= row < len(self.entries):
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self.entries[row]
+                self.endRemoveRows()
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.entries.clear()
+        self.endResetModel()
+
     def row_count(self) -> int:
         return len(self.entries)
 
-    def cell(self, row: int, column: int) -> str:
-        entry = self.entries[row]
-        test = entry.test
-        name = self.COLUMNS[column]
-        if name == "From":
-            return entry.source
-        if name == "Config":
-            return entry.run.config_path.replace("\\", "/").rsplit("/", 1)[-1]
-        if name == "Test":
-            return test.label
-        if name == "Status":
-            return word(test.status)
-        if name == "Hosts":
-            ok = sum(1 for h in test.hosts if h.state is HostState.DONE)
-            return f"{ok}/{len(test.hosts)} done"
-        if name == "Start spread":
-            return text.spread(test, none=NO_VALUE)
-        if name == "Duration":
-            return text.duration(test.duration_s, none=NO_VALUE)
-        raise AssertionError(name)
+    def row_item(self, row: int) -> SessionEntry:
+        return self.entries[row]
 
-    def data(self, index: _Index, role: int = DISPLAY) -> Any:
-        if not index.isValid():
-            return None
-        entry = self.entries[index.row()]
-        if role == DISPLAY:
-            return self.cell(index.row(), index.column())
-        if role == Qt.ItemDataRole.ToolTipRole:
-            if self.COLUMNS[index.column()] == "Config":
-                return entry.run.config_path
-            return entry.test.reason or self.cell(index.row(), index.column())
-        if role == Qt.ItemDataRole.ForegroundRole and self.COLUMNS[index.column()] == "Status":
-            return _color(entry.test.status)
-        return None
+    def matches(self, row: int, wanted: TextFilter) -> bool:
+        entry = self.entries[row]
+        words = [entry.test.label, entry.source, entry.run.config_path]
+        return wanted.accepts(words, columns.has_problems(entry.test))

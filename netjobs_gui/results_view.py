@@ -1,7 +1,8 @@
 """The Results page: every test run (or loaded) in this session, re-openable.
 
-Save log writes what the CLI's `-l` and `--json` write (session.save_results);
-Open results shows a saved JSON document again.
+Save log writes what the CLI's `-l` and `--json` write (session.save_results)
+into the folder the user chose; Open results shows a saved JSON document again
+(once: opening it a second time selects it).
 """
 
 from __future__ import annotations
@@ -21,13 +22,22 @@ from PySide6.QtWidgets import (
 
 from netjobs_core import logs
 from netjobs_core.results import RunResult
-from netjobs_gui.models import ResultsModel, SessionEntry
+from netjobs_gui.columns import RESULT_FIT, SessionEntry
+from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TestDetail
-from netjobs_gui.widgets import make_table, select_row
+from netjobs_gui.widgets import (
+    FitColumns,
+    current_row,
+    make_table,
+    never_widen,
+    select_row,
+    source_row,
+)
 
 
 def default_json_path(run: RunResult, directory: str) -> str:
-    """Where Save log proposes the JSON document: beside the config, named like its logs."""
+    """Where Save log proposes the JSON document (the logs go beside it): beside the
+    config, named like its logs."""
     base = Path(run.config_path).name or "netjobs"
     started = next((t.started_at for t in run.tests if t.started_at is not None), None)
     stem = logs.log_path(base, "results", started or 0).stem if started else f"{base}_results"
@@ -42,28 +52,36 @@ class ResultsView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = ResultsModel(self)
-        self.table = make_table(self.model, (95, 100, 110, 70, 80, 130))
-        # The detail's summary line shows the rest; the tooltips too.
-        for name in ("Hosts", "Start spread", "Duration"):
-            self.table.setColumnHidden(ResultsModel.COLUMNS.index(name), True)
+        self.table = make_table(self.model)
+        self.columns = FitColumns(self.table, RESULT_FIT)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.table.setMinimumHeight(70)
 
-        self.save_button = QPushButton("Save log…")
+        self.save_button = QPushButton("&Save log…")
         self.save_button.setToolTip(
-            "Write the run's per-test .log files (as netjobs -l) and its JSON document (as --json)"
+            "Write the run's per-test .log files (as netjobs -l) and its JSON document "
+            "(as --json) into a folder you choose"
         )
         self.save_button.clicked.connect(self._save_clicked)
         self.save_button.setEnabled(False)
-        open_button = QPushButton("Open results…")
+        open_button = QPushButton("Open res&ults…")
         open_button.setToolTip(
             "Show a JSON results file saved earlier (by this window or netjobs --json)"
         )
         open_button.clicked.connect(self.open_requested)
+        self.remove_button = QPushButton("Re&move")
+        self.remove_button.setToolTip("Take the selected test off this list (no file is deleted)")
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.clear_button = QPushButton("C&lear list")
+        self.clear_button.setToolTip("Empty this list (no file is deleted)")
+        self.clear_button.clicked.connect(self.clear)
         self.note = QLabel("Tests run in this window appear here.")
         self.note.setWordWrap(True)
+        self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        never_widen(self.note)
         buttons = QHBoxLayout()
-        buttons.addWidget(self.save_button)
-        buttons.addWidget(open_button)
+        for button in (self.save_button, open_button, self.remove_button, self.clear_button):
+            buttons.addWidget(button)
         buttons.addStretch(1)
 
         left = QWidget()
@@ -73,38 +91,71 @@ class ResultsView(QWidget):
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.note)
 
+        # The list above the test: both get the window's whole width, so every column of
+        # each is in sight at 1024 pixels.
         self.detail = TestDetail()
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(self.detail)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([400, 880])
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([190, 570])
         layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
+        layout.addWidget(self.splitter)
+        self._update_buttons()
 
     @property
     def current_entry(self) -> SessionEntry | None:
-        index = self.table.selectionModel().currentIndex()
-        if not index.isValid():
-            return None
-        return self.model.entries[index.row()]
+        row = current_row(self.table)
+        return None if row is None else self.model.entries[row]
 
-    def add_run(self, run: RunResult, source: str, select: bool = True) -> None:
-        rows = self.model.add_run(run, source)
-        if rows and select:
-            self.select_row(rows[0])
+    def add_run(self, run: RunResult, source: str, select: bool = True, origin: str = "") -> bool:
+        """List the run's tests; False if every one was listed already (then the first
+        of them is selected when `select`)."""
+        rows = self.model.add_run(run, source, origin)
+        if select:
+            shown = rows or self.model.rows_of(run, origin)
+            if shown:
+                self.select_row(shown[0])
         self.model.refresh()
+        self._update_buttons()
+        return bool(rows)
 
     def select_row(self, row: int) -> None:
         select_row(self.table, row)
 
+    def remove_selected(self) -> None:
+        row = current_row(self.table)
+        if row is not None:
+            self.model.remove_rows([row])
+            self._current_changed(self.table.selectionModel().currentIndex(), None)
+        self._update_buttons()
+
+    def clear(self) -> None:
+        self.model.clear()
+        self._current_changed(QModelIndex(), None)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        has_rows = bool(self.model.entries)
+        self.remove_button.setEnabled(has_rows)
+        self.clear_button.setEnabled(has_rows)
+
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
-        entry = self.model.entries[current.row()] if current.isValid() else None
+        row = source_row(self.table, current)
+        entry = None if row is None else self.model.entries[row]
         self.detail.set_test(entry.test if entry else None)
         self.save_button.setEnabled(entry is not None)
-        if entry is not None:
-            saved = f" Saved: {', '.join(Path(p).name for p in entry.saved)}" if entry.saved else ""
-            self.note.setText(f"Config: {entry.run.config_path}.{saved}")
+        if entry is None:
+            self.note.setText("Tests run in this window appear here.")
+            return
+        note = f"Config: {entry.run.config_path}."
+        if entry.saved:
+            folder = os.path.dirname(entry.saved[-1])
+            names = ", ".join(Path(p).name for p in entry.saved)
+            note += f" Saved in {folder}: {names}"
+        self.note.setText(note)
 
     def _save_clicked(self) -> None:
         entry = self.current_entry
@@ -115,5 +166,4 @@ class ResultsView(QWidget):
         for entry in self.model.entries:
             if entry.run is run:
                 entry.saved = [os.fspath(p) for p in paths]
-        current = self.table.selectionModel().currentIndex()
-        self._current_changed(current, None)
+        self._current_changed(self.table.selectionModel().currentIndex(), None)

@@ -10,8 +10,8 @@ import codecs
 from collections.abc import Sequence
 from html import escape
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
-from PySide6.QtGui import QFont, QFontDatabase, QTextCursor
+from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
+from PySide6.QtGui import QFont, QFontDatabase, QKeySequence, QShortcut, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QProgressBar,
-    QScrollArea,
     QSplitter,
     QTabWidget,
     QVBoxLayout,
@@ -28,12 +27,23 @@ from PySide6.QtWidgets import (
 
 from netjobs_core import text
 from netjobs_core.config import Plan
-from netjobs_core.outputs import Output
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
-from netjobs_core.vocabulary import color, word
+from netjobs_gui.columns import COMMAND_FIT, TEST_FIT, output_from, output_size, status_color
 from netjobs_gui.models import CommandsModel, TestsModel
 from netjobs_gui.timeline import TimelineWidget
-from netjobs_gui.widgets import make_table, never_widen, select_row
+from netjobs_gui.widgets import (
+    FilterBar,
+    FindBar,
+    FitColumns,
+    current_row,
+    hide_columns,
+    make_table,
+    never_widen,
+    proxy_of,
+    select_row,
+    shown_rows,
+    source_row,
+)
 
 MAX_OUTPUT_LINES = 2000  # lines kept in each output view
 TAIL_BYTES = 128 * 1024  # what an output view shows when it (re)opens a command
@@ -62,34 +72,60 @@ class StreamView(QWidget):
         layout.setSpacing(2)
         layout.addWidget(self.title)
         layout.addWidget(self.view, 1)
-        self.data: Output | None = None
-        self.shown = 0  # bytes of `data` already in the view
+        self.command: CommandResult | None = None
+        self.shown = 0  # bytes of the stream already in the view
+        self._stale = False  # set_command() while hidden: load when shown
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._update_title()
 
-    def set_data(self, data: Output | None) -> None:
-        """Show the tail of `data` (the live buffer the runner appends to)."""
-        self.data = data
+    def set_command(self, command: CommandResult | None) -> None:
+        """Show the tail of this stream of `command` (live: the runner appends to it).
+        A hidden view loads it once shown: filling a text view is the costly part."""
+        self.command = command
         self.view.clear()
         self._decoder.reset()
         self.shown = 0
-        if data is not None and len(data) > TAIL_BYTES:
-            self.shown = len(data) - TAIL_BYTES
+        self._stale = True
+        if self.isVisible():
+            self._load()
+        else:
+            self._update_title()
+
+    def _load(self) -> None:
+        self._stale = False
+        self.shown = max(0, self.received - TAIL_BYTES)
         self.refresh()
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._load()
+
+    @property
+    def received(self) -> int:
+        return 0 if self.command is None else output_size(self.command, self.name)
+
     def refresh(self) -> None:
-        data = self.data
-        if data is None:
+        if self.command is None or self._stale:
+            if self._stale and self.isVisible():
+                self._load()
             self._update_title()
             return
-        if len(data) - self.shown > TAIL_BYTES:  # fell far behind: jump to the tail
+        size = self.received
+        if size - self.shown > TAIL_BYTES:  # fell far behind: jump to the tail
             self.view.clear()
             self._decoder.reset()
-            self.shown = len(data) - TAIL_BYTES
-        if len(data) > self.shown:
-            chunk = data.since(self.shown)  # its kept tail (netjobs_core.outputs)
-            self.shown = len(data)
+            self.shown = size - TAIL_BYTES
+        if size > self.shown:
+            chunk = output_from(self.command, self.name, self.shown)
+            self.shown = size  # what memory no longer holds is in the spooled file
             decoded = self._decoder.decode(chunk).replace("\r\n", "\n").replace("\r", "\n")
+            # More lines than the view keeps would push out all it holds, then most of
+            # themselves: insert only the lines that stay.
+            lines = decoded.rsplit("\n", MAX_OUTPUT_LINES)
+            if len(lines) > MAX_OUTPUT_LINES:
+                self.view.clear()
+                decoded = "\n".join(lines[1:])
             bar = self.view.verticalScrollBar()
             at_end = bar.value() >= bar.maximum() - 2
             cursor = QTextCursor(self.view.document())
@@ -100,10 +136,10 @@ class StreamView(QWidget):
         self._update_title()
 
     def _update_title(self) -> None:
-        if self.data is None:
+        if self.command is None:
             self.title.setText(f"<b>{self.name}</b>")
             return
-        size = len(self.data)
+        size = self.received
         title = f"<b>{self.name}</b> — {text.size(size)}"
         if size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES:
             title += " (showing the end; the full output is kept in the results)"
@@ -111,11 +147,14 @@ class StreamView(QWidget):
 
     @property
     def text(self) -> str:
+        """What the view holds (loaded now if it was waiting to be shown)."""
+        if self._stale:
+            self._load()
         return self.view.toPlainText()
 
 
 class OutputPane(QWidget):
-    """stdout and stderr of the selected command, side by side."""
+    """stdout and stderr of the selected command, side by side; Ctrl+F finds in them."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -128,11 +167,26 @@ class OutputPane(QWidget):
         splitter.addWidget(self.stdout)
         splitter.addWidget(self.stderr)
         splitter.setSizes([600, 400])
+        splitter.setChildrenCollapsible(False)
+        self.find_bar = FindBar()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.header)
         layout.addWidget(splitter, 1)
+        layout.addWidget(self.find_bar)
         self.command: CommandResult | None = None
+        self.last_stream = self.stdout
+        for stream in (self.stdout, self.stderr):
+            stream.view.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FocusIn:
+            self.last_stream = self.stdout if watched is self.stdout.view else self.stderr
+        return False
+
+    def open_find(self) -> None:
+        """Open the find bar on the stream last focused (stdout at first)."""
+        self.find_bar.open_on(self.last_stream.view)
 
     def show_command(self, host: HostResult | None, command: CommandResult | None) -> None:
         if command is self.command:
@@ -141,14 +195,14 @@ class OutputPane(QWidget):
         self.command = command
         if host is None or command is None:
             self.header.setText("Select a command to see its output.")
-            self.stdout.set_data(None)
-            self.stderr.set_data(None)
+            self.stdout.set_command(None)
+            self.stderr.set_command(None)
             return
         self.header.setText(
             f"<b>{escape(str(host.address))}</b>: <code>{escape(command.command)}</code>"
         )
-        self.stdout.set_data(command.stdout)
-        self.stderr.set_data(command.stderr)
+        self.stdout.set_command(command)
+        self.stderr.set_command(command)
 
     def refresh(self) -> None:
         self.stdout.refresh()
@@ -156,41 +210,60 @@ class OutputPane(QWidget):
 
 
 class TestDetail(QWidget):
-    """One test: a row per host/command, the selected command's output, the timeline."""
+    """One test: a row per host/command (sortable, filterable), the selected command's
+    output, and the timeline; a click on a timeline row selects it in the table."""
 
     __test__ = False
+    OUTPUT_TAB, TIMELINE_TAB = range(2)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = CommandsModel(self)
-        self.table = make_table(self.model, (140, 230, 80, 100, 80, 100))
+        self.table = make_table(self.model)
+        self.proxy = proxy_of(self.table)
+        self.columns = FitColumns(self.table, COMMAND_FIT)
+        self.filter = FilterBar(self.table, "by host or command")
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
 
         self.output = OutputPane()
         self.timeline = TimelineWidget()
-        scroll = QScrollArea()
-        scroll.setWidget(self.timeline)
-        scroll.setWidgetResizable(True)
-        scroll.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.timeline.row_clicked.connect(self.select_row)
+        self.timeline.row_activated.connect(self._show_output_of)
+        for signal in (
+            self.proxy.layoutChanged,
+            self.proxy.modelReset,
+            self.proxy.rowsInserted,
+            self.proxy.rowsRemoved,
+        ):
+            signal.connect(self._follow_order)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.output, "Output")
-        self.tabs.addTab(scroll, "Timeline")
+        self.tabs.addTab(self.output, "&Output")
+        self.tabs.addTab(self.timeline, "T&imeline")
         self.tabs.currentChanged.connect(lambda _index: self.timeline.refresh())
 
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         never_widen(self.summary)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.table)
-        splitter.addWidget(self.tabs)
-        splitter.setStretchFactor(0, 1)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([260, 360])
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.setSpacing(2)
+        top_layout.addWidget(self.filter)
+        top_layout.addWidget(self.table, 1)
+        top.setMinimumHeight(100)
+        self.tabs.setMinimumHeight(140)
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(top)
+        self.splitter.addWidget(self.tabs)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([330, 330])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.splitter, 1)
         self.test: TestResult | None = None
         self._update_summary()
 
@@ -201,21 +274,41 @@ class TestDetail(QWidget):
         self.test = test
         self.model.set_test(test)
         self.timeline.set_test(test)
+        self._follow_order()
         self._update_summary()
-        if test is not None and self.model.rowCount() > 0:
-            self.select_row(0)
+        shown = shown_rows(self.table)
+        if test is not None and shown:
+            self.select_row(shown[0])
         else:
             self.output.show_command(None, None)
 
-    def select_row(self, row: int) -> None:
-        select_row(self.table, row)
+    def select_row(self, row: int) -> bool:
+        """Select model row `row` (a host/command) in the table, the output and the timeline."""
+        return select_row(self.table, row)
+
+    @property
+    def selected_row(self) -> int | None:
+        return current_row(self.table)
+
+    def _show_output_of(self, row: int) -> None:
+        self.select_row(row)
+        self.tabs.setCurrentIndex(self.OUTPUT_TAB)
+
+    def _follow_order(self, *_args: object) -> None:
+        self.timeline.set_order(
+            shown_rows(self.table)
+            if self.proxy.filter.active or self.proxy.sortColumn() >= 0
+            else None
+        )
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
-        if current.isValid() and self.test is not None:
-            host, index = self.model.item(current.row())
+        row = source_row(self.table, current)
+        if row is not None and self.test is not None:
+            host, index = self.model.item(row)
             self.output.show_command(host, host.commands[index])
         else:
             self.output.show_command(None, None)
+        self.timeline.set_selected(row)
 
     def _update_summary(self) -> None:
         test = self.test
@@ -224,7 +317,7 @@ class TestDetail(QWidget):
             return
         head = (
             f"<b>{escape(test.label)}</b> — "
-            f'<b style="color:{color(test.status)}">{word(test.status)}</b>'
+            f'<b style="color:{status_color(test)}">{escape(text.status_text(test))}</b>'
         )
         if test.reason:
             head += f": {escape(test.reason)}"
@@ -235,41 +328,61 @@ class TestDetail(QWidget):
         self.model.refresh()
         self.output.refresh()
         self._update_summary()
-        if self.tabs.currentIndex() == 1 or self.timeline.isVisible():
-            self.timeline.refresh()
+        self.timeline.refresh()  # cheap when hidden: Qt paints only what is shown
 
 
 class RunView(QWidget):
+    stop_requested = Signal()  # Esc on the page's tables, timeline or output (never an editor)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.tests_model = TestsModel(self)
-        self.tests = make_table(self.tests_model, (110, 62, 45, 62, 130))
-        # The detail's summary line has the duration.
-        self.tests.setColumnHidden(TestsModel.COLUMNS.index("Duration"), True)
+        self.tests = make_table(self.tests_model)
+        # The detail's summary line has the rest (the Results list too).
+        hide_columns(self.tests, ("Hosts", "Start spread", "Duration"))
+        self.tests_columns = FitColumns(self.tests, TEST_FIT)
         self.tests.selectionModel().currentRowChanged.connect(self._test_changed)
+        self.tests.setMinimumWidth(230)  # its columns' minimums, and the frame
 
+        # The count is a label beside the bar: text drawn on the bar loses digits at its
+        # fill edge.
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m commands")
-        self.progress.setMinimumWidth(260)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(160)
+        self.progress_text = QLabel()
         self.status = QLabel("Open a config, then Run (F5).")
         self.status.setWordWrap(True)
         never_widen(self.status)
         top = QHBoxLayout()
         top.addWidget(self.progress)
+        top.addWidget(self.progress_text)
         top.addWidget(self.status, 1)
 
         self.detail = TestDetail()
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.tests)
-        splitter.addWidget(self.detail)
-        splitter.setStretchFactor(1, 1)
-        splitter.setSizes([420, 860])
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.tests)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setChildrenCollapsible(False)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 4)
+        self.splitter.setSizes([300, 980])
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.splitter, 1)
+        # Esc stops only where it cannot be meant for editing: never in a text field.
+        for widget in (
+            self.tests,
+            self.detail.table,
+            self.detail.timeline,
+            self.detail.output.stdout.view,
+            self.detail.output.stderr.view,
+        ):
+            escape_key = QShortcut(QKeySequence(Qt.Key.Key_Escape), widget)
+            escape_key.setContext(Qt.ShortcutContext.WidgetShortcut)
+            escape_key.activated.connect(self.stop_requested)
 
         self.plan: Plan | None = None
         self.run: RunResult | None = None
@@ -279,6 +392,12 @@ class RunView(QWidget):
         self._plan_pending = False
         self._total_commands = 0
         self._chosen_count = 0
+        self._set_progress(0, 0)
+
+    def _set_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(1, total))
+        self.progress.setValue(min(done, max(1, total)))
+        self.progress_text.setText(text.fraction(done, total, "command") if total else "")
 
     # ---- plan
     def set_plan(self, plan: Plan | None) -> None:
@@ -297,25 +416,21 @@ class RunView(QWidget):
 
     @property
     def selected_label(self) -> str | None:
-        index = self.tests.selectionModel().currentIndex()
-        if not index.isValid() or index.row() >= len(self.tests_model.labels):
+        row = current_row(self.tests)
+        if row is None or row >= len(self.tests_model.labels):
             return None
-        return self.tests_model.labels[index.row()]
+        return self.tests_model.labels[row]
 
     def select_label(self, label: str) -> None:
-        if label not in self.tests_model.labels:
-            return
-        self.tests.selectionModel().setCurrentIndex(
-            self.tests_model.index(self.tests_model.row_of(label), 0),
-            QItemSelectionModel.SelectionFlag.ClearAndSelect
-            | QItemSelectionModel.SelectionFlag.Rows,
-        )
+        if label in self.tests_model.labels:
+            select_row(self.tests, self.tests_model.row_of(label))
 
     def _test_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
-        if not current.isValid():
+        row = source_row(self.tests, current)
+        if row is None:
             self.detail.set_test(None)
             return
-        label = self.tests_model.labels[current.row()]
+        label = self.tests_model.labels[row]
         self.detail.set_test(self.tests_model.results.get(label))
 
     # ---- a run
@@ -329,8 +444,7 @@ class RunView(QWidget):
         chosen = [t for t in plan.tests if labels is None or t.label in labels]
         self._total_commands = sum(len(t.commands) for t in chosen)
         self._chosen_count = len(chosen)
-        self.progress.setRange(0, max(1, self._total_commands))
-        self.progress.setValue(0)
+        self._set_progress(0, self._total_commands)
         self.status.setText("Starting…")
         if chosen:
             self.select_label(chosen[0].label)
@@ -350,7 +464,7 @@ class RunView(QWidget):
         self.detail.refresh()
         if self.run is not None:
             done = sum(text.progress(t)[0] for t in self.run.tests)
-            self.progress.setValue(min(done, self.progress.maximum()))
+            self._set_progress(done, self._total_commands)
             if self.running and self.current_label is not None:
                 test = self.tests_model.results.get(self.current_label)
                 index = len(self.run.tests)

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core.results import HostState
+from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT
 from netjobs_core.wire.tokens import default_token_path
 
@@ -171,7 +173,7 @@ class SettingsDialog(QDialog):
         self.token_edit = QLineEdit(settings.token_file)
         self.token_edit.setPlaceholderText(f"default: $NETJOBS_TOKEN, then {default_token_path()}")
         self.token_edit.setMinimumWidth(360)
-        browse = QPushButton("Browse…")
+        browse = QPushButton("&Browse…")
         browse.clicked.connect(self._browse)
         token_row = QHBoxLayout()
         token_row.addWidget(self.token_edit, 1)
@@ -188,23 +190,39 @@ class SettingsDialog(QDialog):
         self.timeout_spin.setSuffix(" s")
         self.timeout_spin.setValue(settings.connect_timeout)
 
-        self.stop_check = QCheckBox("Stop the run after a test that did not pass")
+        self.stop_check = QCheckBox("Sto&p the run after a test that did not pass")
         self.stop_check.setChecked(settings.stop_on_failure)
 
+        self.token_error = QLabel()
+        self.token_error.setStyleSheet(f"color: {color(HostState.FAILED)};")
+        self.token_error.setWordWrap(True)
+        self.token_error.hide()
+        self.token_edit.textChanged.connect(lambda _text: self.token_error.hide())
+
         form = QFormLayout(self)
-        form.addRow("Token file:", token_row)
+        token_label = QLabel("&Token file:")
+        token_label.setBuddy(self.token_edit)
+        form.addRow(token_label, token_row)
+        form.addRow("", self.token_error)
         form.addRow(
             "", QLabel("<small>The agents' shared secret; never sent over the network.</small>")
         )
-        form.addRow("Default agent port:", self.port_spin)
-        form.addRow("Connect timeout:", self.timeout_spin)
+        port_label = QLabel("Default agent p&ort:")
+        port_label.setBuddy(self.port_spin)
+        form.addRow(port_label, self.port_spin)
+        timeout_label = QLabel("Connect t&imeout:")
+        timeout_label.setBuddy(self.timeout_spin)
+        form.addRow(timeout_label, self.timeout_spin)
         form.addRow("", self.stop_check)
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("&OK")
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("&Cancel")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+        self.buttons = buttons
 
     def _browse(self) -> None:
         start = self.token_edit.text() or str(default_token_path().parent)
@@ -220,6 +238,25 @@ class SettingsDialog(QDialog):
         self.settings.stop_on_failure = self.stop_check.isChecked()
         self.settings.sync()
 
+    def token_problem(self) -> str:
+        """Why the token path typed cannot be used ("" if it can, or if left empty)."""
+        typed = self.token_edit.text().strip()
+        if not typed:
+            return ""
+        path = Path(typed).expanduser()
+        if not path.exists():
+            return f"{path} does not exist: choose the agents' token file."
+        if not path.is_file():
+            return f"{path} is not a file: choose the agents' token file."
+        return ""
+
     def accept(self) -> None:
+        problem = self.token_problem()
+        if problem:  # refused: the dialog stays open, saying why
+            self.token_error.setText(problem)
+            self.token_error.show()
+            self.token_edit.setFocus()
+            self.token_edit.selectAll()
+            return
         self.apply()
         super().accept()

@@ -14,26 +14,28 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
     QFontMetrics,
     QHelpEvent,
+    QKeyEvent,
+    QMouseEvent,
     QPainter,
     QPaintEvent,
     QPalette,
     QPen,
+    QResizeEvent,
 )
-from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QFrame, QToolTip, QWidget
 
 from netjobs_core import text
 from netjobs_core.results import CommandStatus, TestResult, TestStatus
 from netjobs_core.vocabulary import Status, color, exit_code_text, word
-from netjobs_gui.models import NO_VALUE, command_state, common_start
+from netjobs_gui.columns import NO_VALUE, command_state, common_start
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TimelineRow:
     end_known: bool  # False: finished, but the agent reported no end (killed, lost)
     exit_code: int | None
     uncertainty_ms: float | None  # the host's clock uncertainty
+    timeout_ms: float | None = None  # the command's limit, from its start
 
     @property
     def word(self) -> str:
@@ -63,10 +66,12 @@ class TimelineRow:
 class TimelineData:
     label: str
     status: TestStatus
+    status_text: str  # `passed with 1 failed`: text.status_text()
     common_start: float | None  # epoch, controller clock
     scheduled: bool  # True: the common start was a scheduled instant
     spread_ms: float | None
     spread_uncertainty_ms: float | None
+    now_ms: float | None = None  # while the test runs: now, from the common start
     rows: list[TimelineRow] = field(default_factory=list)
 
     @property
@@ -92,9 +97,12 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
     test_end = None
     if test.started_at is not None and test.duration_s is not None:
         test_end = test.started_at + test.duration_s
+    running = test.status is TestStatus.RUNNING
     data = TimelineData(
+        now_ms=(now - start) * 1000.0 if running and start is not None else None,
         label=test.label,
         status=test.status,
+        status_text=text.status_text(test),
         common_start=start,
         scheduled=test.scheduled_start is not None,
         spread_ms=test.start_spread_ms,
@@ -125,6 +133,7 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
                     end_known=end_known,
                     exit_code=command.exit_code,
                     uncertainty_ms=host.clock_uncertainty_ms,
+                    timeout_ms=None if command.timeout is None else command.timeout * 1000.0,
                 )
             )
     return data
@@ -142,18 +151,25 @@ def nice_step(span: float, ticks: int = 5) -> float:
     return 10 * power
 
 
-def tick_label_ms(value: float, step: float) -> str:
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
-    return f"{value:+.{decimals}f}" if value else "0"
+# The run axis grows through these (x 10^n ms), so a live test's bars move, not the axis.
+EXTENT_STEPS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.5)
+MIN_EXTENT_MS = 10.0
 
 
-def tick_label_s(value_ms: float, step_ms: float) -> str:
-    seconds = value_ms / 1000.0
-    step = step_ms / 1000.0
-    if step >= 60 and abs(seconds) >= 60:
-        return f"{int(seconds // 60)}m{int(seconds % 60):02d}"
-    decimals = max(0, -math.floor(math.log10(step))) if step < 1 else 0
-    return f"{seconds:.{decimals}f}s"
+def extent_step(needed_ms: float) -> float:
+    """The smallest of EXTENT_STEPS x 10^n ms that holds `needed_ms`."""
+    needed = max(needed_ms, MIN_EXTENT_MS)
+    power = 10 ** math.floor(math.log10(needed))
+    for factor in (*EXTENT_STEPS, 10.0):
+        if needed <= factor * power * (1 + 1e-9):
+            return factor * power
+    return 10 * power
+
+
+def extend(previous_ms: float | None, needed_ms: float) -> float:
+    """The run axis' end: it never shrinks and grows only in steps."""
+    step = extent_step(needed_ms)
+    return step if previous_ms is None else max(previous_ms, step)
 
 
 @dataclass(frozen=True)
@@ -200,7 +216,7 @@ class Layout:
 ROW_HEIGHT = 24
 HEADER = 58
 FOOTER = 46
-LABEL_WIDTH = 300  # at most
+LABEL_WIDTH = 340  # at most
 START_WIDTH = 240  # at most
 GAP = 26
 NOTE_WIDTH = 170  # room after the longest bar for "12.345 s  exit -15 (SIGTERM)"
@@ -220,14 +236,24 @@ def start_range(data: TimelineData) -> tuple[float, float]:
 
 
 def run_range(data: TimelineData) -> tuple[float, float]:
-    """The run strip's range in ms: from the common start (or the first release) to the end."""
+    """What the run strip must hold (ms): from the common start (or the first release)
+    to the last end, or to now while the test runs."""
     low = min(0.0, data.first_start_ms or 0.0)
-    high = max(data.end_ms, low + 1.0)
-    return low, high + (high - low) * 0.02
+    high = max(data.end_ms, data.now_ms or 0.0, low + 1.0)
+    return low, high
 
 
-def layout(data: TimelineData, width: int, widest_host: float) -> Layout:
-    """Columns, rows and both axes for `width` pixels; `widest_host` is the widest host label."""
+def layout(
+    data: TimelineData,
+    width: int,
+    widest_host: float,
+    run_span_ms: float | None = None,
+    rows: int | None = None,
+) -> Layout:
+    """Columns, rows and both axes for `width` pixels; `widest_host` is the widest host
+    label; `run_span_ms` the run axis' span (`extend()`ed by the widget, so that it stays
+    put while a test runs), else `extend(None, ...)` of the data; `rows` how many rows
+    are shown (the filter), else all."""
     left = MARGIN
     label_width = int(min(LABEL_WIDTH, max(170, width * 0.26)))
     start_width = int(min(START_WIDTH, max(150, width * 0.24)))
@@ -236,13 +262,15 @@ def layout(data: TimelineData, width: int, widest_host: float) -> Layout:
     run_left = start_right + GAP
     run_right = max(run_left + 100, width - MARGIN - NOTE_WIDTH)
     s_low, s_high = start_range(data)
-    r_low, r_high = run_range(data)
+    r_low, r_needed = run_range(data)
+    r_high = r_low + (extend(None, r_needed - r_low) if run_span_ms is None else run_span_ms)
     return Layout(
         left=left,
         label_width=label_width,
-        host_room=min(widest_host, max(60, label_width - 50)),
+        # The host gets at most 60%: enough of the command stays to tell rows apart.
+        host_room=min(widest_host, max(60, label_width * 0.6)),
         top=HEADER,
-        bottom=HEADER + len(data.rows) * ROW_HEIGHT,
+        bottom=HEADER + (len(data.rows) if rows is None else rows) * ROW_HEIGHT,
         row_height=ROW_HEIGHT,
         start=Axis(
             s_low,
@@ -277,7 +305,8 @@ def bar_note(row: TimelineRow) -> str:
 
 
 def tooltip(row: TimelineRow) -> str:
-    lines = [f"{row.host}: {row.command}", f"state: {row.word}"]
+    """The row in full: the command is never cut here."""
+    lines = [row.host, f"command: {row.command}", f"state: {row.word}"]
     if row.start_ms is not None:
         offset = text.ms_pm(row.start_ms, row.uncertainty_ms, signed=True)
         lines.append(f"start offset: {offset}" + (" (clock)" if row.uncertainty_ms else ""))
@@ -285,6 +314,8 @@ def tooltip(row: TimelineRow) -> str:
         lines.append(f"ran: {text.duration(row.duration_ms / 1000)}")
     if row.exit_code is not None:
         lines.append(f"exit code: {exit_code_text(row.exit_code)}")
+    if row.timeout_ms is not None:
+        lines.append(f"timeout: {text.timeout(row.timeout_ms / 1000)}")
     return "\n".join(lines)
 
 
@@ -306,56 +337,160 @@ class _Pens:
     bold: QFont
 
 
-class TimelineWidget(QWidget):
+NOW_COLOR = "#0f766e"
+TIMEOUT_COLOR = "#b91c1c"
+SELECTED_COLOR = "#2563eb"
+
+
+class TimelineWidget(QAbstractScrollArea):
+    """The timeline of one test. The title and both axes stay at the top and the
+    legend at the bottom while the rows scroll between them. Clicking a row emits
+    `row_clicked` with its index in `data.rows` (the commands table's model row)."""
+
+    row_clicked = Signal(int)
+    row_activated = Signal(int)  # double click, Enter
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.data: TimelineData | None = None
+        self.order: list[int] | None = None  # the rows shown, in this order (None: all)
+        self.selected: int | None = None
+        self.run_span_ms: float | None = None  # grows in steps; reset for another test
         self._test: TestResult | None = None
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setMinimumWidth(640)
-        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumWidth(360)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.viewport().setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.viewport().setMouseTracking(False)
+        self.verticalScrollBar().setSingleStep(ROW_HEIGHT)
 
     # ---- content
     def set_test(self, test: TestResult | None) -> None:
+        if test is not self._test:
+            self.run_span_ms = None
+            self.selected = None
+            self.verticalScrollBar().setValue(0)
         self._test = test
         self.refresh()
 
+    def set_order(self, order: list[int] | None) -> None:
+        self.order = order
+        self._update_scroll()
+        self.viewport().update()
+
+    def set_selected(self, row: int | None) -> None:
+        self.selected = row
+        shown = self.shown_rows()
+        if row in shown:
+            self.ensure_visible(shown.index(row))
+        self.viewport().update()
+
     def refresh(self) -> None:
-        old_rows = len(self.data.rows) if self.data else -1
         self.data = timeline_data(self._test) if self._test is not None else None
-        if (len(self.data.rows) if self.data else -1) != old_rows:
-            self.updateGeometry()
-            self.setFixedHeight(self.sizeHint().height())
-        self.update()
+        if self.data is not None:
+            low, needed = run_range(self.data)
+            self.run_span_ms = extend(self.run_span_ms, needed - low)
+        self._update_scroll()
+        self.viewport().update()
+
+    def shown_rows(self) -> list[int]:
+        if self.data is None:
+            return []
+        count = len(self.data.rows)
+        if self.order is None:
+            return list(range(count))
+        return [row for row in self.order if row < count]
+
+    # ---- geometry: content y (rows from HEADER down) vs viewport y
+    @property
+    def rows_height(self) -> int:
+        """The viewport's band between the sticky header and the legend."""
+        return max(ROW_HEIGHT, self.viewport().height() - HEADER - FOOTER)
+
+    def _update_scroll(self) -> None:
+        content = len(self.shown_rows()) * ROW_HEIGHT
+        bar = self.verticalScrollBar()
+        bar.setPageStep(self.rows_height)
+        bar.setRange(0, max(0, content - self.rows_height))
 
     def sizeHint(self) -> QSize:
-        rows = len(self.data.rows) if self.data else 0
+        rows = len(self.shown_rows())
         return QSize(900, HEADER + max(rows, 1) * ROW_HEIGHT + FOOTER)
 
-    def row_at(self, y: float) -> TimelineRow | None:
-        if self.data is None:
-            return None
-        index = int((y - HEADER) // ROW_HEIGHT)
-        if y < HEADER or not 0 <= index < len(self.data.rows):
-            return None
-        return self.data.rows[index]
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._update_scroll()
 
-    def event(self, event: QEvent) -> bool:
+    def ensure_visible(self, position: int) -> None:
+        bar = self.verticalScrollBar()
+        top, bottom = position * ROW_HEIGHT, (position + 1) * ROW_HEIGHT
+        if top < bar.value():
+            bar.setValue(top)
+        elif bottom > bar.value() + self.rows_height:
+            bar.setValue(bottom - self.rows_height)
+
+    def row_at(self, y: float) -> int | None:
+        """The `data.rows` index under viewport `y`, None in the header, legend or past the end."""
+        if y < HEADER or y >= HEADER + self.rows_height:
+            return None
+        position = int((y - HEADER + self.verticalScrollBar().value()) // ROW_HEIGHT)
+        shown = self.shown_rows()
+        return shown[position] if 0 <= position < len(shown) else None
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        self.viewport().update()  # the header stays: repaint, never scroll pixels
+
+    # ---- events
+    def viewportEvent(self, event: QEvent) -> bool:
         if isinstance(event, QHelpEvent) and event.type() == QEvent.Type.ToolTip:
             row = self.row_at(event.pos().y())
-            if row is None:
+            if row is None or self.data is None:
                 QToolTip.hideText()
             else:
-                QToolTip.showText(event.globalPos(), tooltip(row), self)
+                QToolTip.showText(event.globalPos(), tooltip(self.data.rows[row]), self)
             return True
-        return super().event(event)
+        return super().viewportEvent(event)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        row = self.row_at(event.position().y())
+        if row is not None and event.button() == Qt.MouseButton.LeftButton:
+            self.set_selected(row)
+            self.row_clicked.emit(row)
+        super().mousePressEvent(event)
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        row = self.row_at(event.position().y())
+        if row is not None:
+            self.row_activated.emit(row)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        """Up/Down walk the rows (and the table follows); Enter shows the output."""
+        shown = self.shown_rows()
+        key = event.key()
+        if shown and key in (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End):
+            at = shown.index(self.selected) if self.selected in shown else -1
+            at = {
+                Qt.Key.Key_Up: max(0, at - 1),
+                Qt.Key.Key_Down: min(len(shown) - 1, at + 1),
+                Qt.Key.Key_Home: 0,
+                Qt.Key.Key_End: len(shown) - 1,
+            }[Qt.Key(key)]
+            self.set_selected(shown[at])
+            self.row_clicked.emit(shown[at])
+            return
+        if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and self.selected is not None:
+            self.row_activated.emit(self.selected)
+            return
+        super().keyPressEvent(event)
 
     # ---- painting
     def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
+        viewport = self.viewport()
+        painter = QPainter(viewport)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         palette = self.palette()
-        painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
+        painter.fillRect(viewport.rect(), palette.color(QPalette.ColorRole.Base))
         ink = palette.color(QPalette.ColorRole.Text)
         muted, grid = QColor(ink), QColor(ink)
         muted.setAlpha(140)
@@ -364,116 +499,140 @@ class TimelineWidget(QWidget):
         bold.setBold(True)
         pens = _Pens(ink, muted, grid, QFont(self.font()), bold)
         data = self.data
+        shown = self.shown_rows()
         if data is None or not data.rows:
             painter.setPen(muted)
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No test selected")
+            painter.drawText(viewport.rect(), Qt.AlignmentFlag.AlignCenter, "No test selected")
             painter.end()
             return
         # +2: horizontalAdvance() rounds down, and elidedText() elides at the exact width.
         bold_metrics = QFontMetrics(bold)
         widest = max(bold_metrics.horizontalAdvance(row.host) for row in data.rows) + 2
-        geometry = layout(data, self.width(), widest)
+        geometry = layout(data, viewport.width(), widest, self.run_span_ms, len(shown))
+        scroll = self.verticalScrollBar().value()
+        band_bottom = HEADER + self.rows_height
         self._paint_title(painter, pens, data)
-        self._paint_backgrounds(painter, pens, data, geometry)
-        self._paint_start_strip(painter, pens, data, geometry)
-        self._paint_run_strip(painter, pens, geometry)
-        for index, row in enumerate(data.rows):
-            self._paint_row(painter, pens, geometry, index, row)
-        self._paint_legend(painter, pens, geometry)
+        self._paint_headings(painter, pens, geometry)
+        # The rows scroll under the header: clip to their band, shift by the scroll.
+        painter.save()
+        painter.setClipRect(QRectF(0, HEADER, viewport.width(), self.rows_height))
+        painter.translate(0, -scroll)
+        visible = range(
+            max(0, scroll // ROW_HEIGHT),
+            min(len(shown), (scroll + self.rows_height) // ROW_HEIGHT + 1),
+        )
+        self._paint_shading(painter, geometry, pens, visible, shown)
+        grid_bottom = max(geometry.bottom, HEADER + scroll + self.rows_height)
+        self._paint_strips(painter, pens, data, geometry, HEADER + scroll, grid_bottom)
+        for position in visible:
+            self._paint_row(painter, pens, geometry, position, data.rows[shown[position]])
+        painter.restore()
+        self._paint_ticks(painter, pens, geometry)
+        self._paint_legend(painter, pens, geometry, min(band_bottom, geometry.bottom))
         painter.end()
 
     def _paint_title(self, painter: QPainter, pens: _Pens, data: TimelineData) -> None:
         painter.setFont(pens.bold)
         painter.setPen(pens.text)
-        title = f"{data.label} — {word(data.status)}"
+        title = f"{data.label} — {data.status_text}"
         painter.drawText(QPointF(MARGIN, 16), title)
         painter.setFont(pens.font)
         painter.setPen(pens.muted)
         title_width = QFontMetrics(pens.bold).horizontalAdvance(title)
         painter.drawText(QPointF(MARGIN + title_width + 16, 16), summary(data))
 
-    def _paint_backgrounds(
-        self, painter: QPainter, pens: _Pens, data: TimelineData, geometry: Layout
-    ) -> None:
-        """Strip headings, and every other row shaded."""
+    def _paint_headings(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
         top = geometry.top
         painter.setPen(pens.muted)
         painter.drawText(QPointF(geometry.left, top - 24), "host / command")
         painter.drawText(QPointF(geometry.start.left, top - 24), "start offset (ms)")
         painter.drawText(QPointF(geometry.run.left, top - 24), "run (from the common start)")
+
+    def _paint_shading(
+        self,
+        painter: QPainter,
+        geometry: Layout,
+        pens: _Pens,
+        visible: range,
+        shown: list[int],
+    ) -> None:
+        """Every other row shaded; the selected one marked."""
         shade = QColor(pens.text)
         shade.setAlpha(12)
-        for i in range(1, len(data.rows), 2):
-            painter.fillRect(
-                QRectF(
-                    geometry.left,
-                    geometry.row_top(i),
-                    self.width() - 2 * geometry.left,
-                    geometry.row_height,
-                ),
-                shade,
-            )
+        chosen = QColor(SELECTED_COLOR)
+        chosen.setAlpha(45)
+        width = self.viewport().width() - 2 * geometry.left
+        for position in visible:
+            rect = QRectF(geometry.left, geometry.row_top(position), width, geometry.row_height)
+            if shown[position] == self.selected:
+                painter.fillRect(rect, chosen)
+            elif position % 2:
+                painter.fillRect(rect, shade)
 
-    def _paint_axis(
+    def _paint_grid(
+        self, painter: QPainter, pens: _Pens, axis: Axis, top: float, bottom: float
+    ) -> None:
+        painter.setPen(QPen(pens.grid, 1))
+        for value in axis.ticks():
+            x = axis.x(value)
+            painter.drawLine(QPointF(x, top), QPointF(x, bottom))
+
+    def _paint_ticks(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
+        """Tick labels in the sticky header; they stay inside their strip, never overlap."""
+        metrics = QFontMetrics(painter.font())
+        for axis, signed, unit in ((geometry.start, True, False), (geometry.run, False, True)):
+            last_label_end = -math.inf
+            for value in axis.ticks():
+                x = axis.x(value)
+                painter.setPen(QPen(pens.grid, 1))
+                painter.drawLine(QPointF(x, geometry.top - 6), QPointF(x, geometry.top))
+                label = text.tick(value, axis.step, signed=signed, unit=unit)
+                width = metrics.horizontalAdvance(label)
+                start = min(max(x - width / 2, axis.left), axis.right - width)
+                if start < last_label_end + 6:
+                    continue
+                painter.setPen(pens.muted)
+                painter.drawText(QPointF(start, geometry.top - 8), label)
+                last_label_end = start + width
+
+    def _paint_strips(
         self,
         painter: QPainter,
         pens: _Pens,
-        axis: Axis,
+        data: TimelineData,
         geometry: Layout,
-        label_of: Callable[[float, float], str],
+        top: float,
+        bottom: float,
     ) -> None:
-        """Grid lines and tick labels; labels stay inside the strip and never overlap."""
-        metrics = QFontMetrics(painter.font())
-        top, bottom = geometry.top, geometry.bottom
-        last_label_end = -math.inf
-        for value in axis.ticks():
-            x = axis.x(value)
-            painter.setPen(QPen(pens.grid, 1))
-            painter.drawLine(QPointF(x, top - 6), QPointF(x, bottom))
-            label = label_of(value, axis.step)
-            width = metrics.horizontalAdvance(label)
-            start = min(max(x - width / 2, axis.left), axis.right - width)
-            if start < last_label_end + 6:
-                continue
-            painter.setPen(pens.muted)
-            painter.drawText(QPointF(start, top - 8), label)
-            last_label_end = start + width
-
-    def _paint_common_start(self, painter: QPainter, axis: Axis, geometry: Layout) -> None:
-        painter.setPen(QPen(QColor("#dc2626"), 1.5, Qt.PenStyle.DashLine))
-        painter.drawLine(
-            QPointF(axis.x(0.0), geometry.top - 4), QPointF(axis.x(0.0), geometry.bottom)
-        )
-
-    def _paint_start_strip(
-        self, painter: QPainter, pens: _Pens, data: TimelineData, geometry: Layout
-    ) -> None:
-        """The start axis, the measured spread as a band, the common start as a line."""
-        axis = geometry.start
-        self._paint_axis(painter, pens, axis, geometry, tick_label_ms)
+        """Grids; the measured spread as a band; the common start; now."""
+        start, run = geometry.start, geometry.run
+        rows_bottom = min(bottom, geometry.bottom)
+        self._paint_grid(painter, pens, start, top, rows_bottom)
+        self._paint_grid(painter, pens, run, top, rows_bottom)
         first, last = data.first_start_ms, data.last_start_ms
         if first is not None and last is not None:
             band = QColor("#2563eb")
             band.setAlpha(40)
-            x1, x2 = axis.x(first), axis.x(last)
-            height = geometry.bottom - geometry.top
-            painter.fillRect(QRectF(x1, geometry.top, max(2.0, x2 - x1), height), band)
-        self._paint_common_start(painter, axis, geometry)
-
-    def _paint_run_strip(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
-        self._paint_axis(painter, pens, geometry.run, geometry, tick_label_s)
-        self._paint_common_start(painter, geometry.run, geometry)
+            x1, x2 = start.x(first), start.x(last)
+            painter.fillRect(QRectF(x1, top, max(2.0, x2 - x1), rows_bottom - top), band)
+        painter.setPen(QPen(QColor("#dc2626"), 1.5, Qt.PenStyle.DashLine))
+        for axis in (start, run):
+            painter.drawLine(QPointF(axis.x(0.0), top), QPointF(axis.x(0.0), rows_bottom))
+        if data.now_ms is not None and run.low <= data.now_ms <= run.high:
+            x = run.x(data.now_ms)
+            painter.setPen(QPen(QColor(NOW_COLOR), 2))  # 2 px: one whole pixel wherever it falls
+            painter.drawLine(QPointF(x, top), QPointF(x, rows_bottom))
 
     def _paint_row(
-        self, painter: QPainter, pens: _Pens, geometry: Layout, index: int, row: TimelineRow
+        self, painter: QPainter, pens: _Pens, geometry: Layout, position: int, row: TimelineRow
     ) -> None:
-        """Label, start dot with its clock-uncertainty whisker, run bar, and the note after it."""
+        """Label, start dot with its clock-uncertainty whisker, run bar, timeout, note."""
         metrics = QFontMetrics(pens.font)
-        y = geometry.row_top(index)
+        y = geometry.row_top(position)
         middle = y + geometry.row_height / 2
         baseline = middle + metrics.ascent() / 2 - 1
         state_color = QColor(color(row.state))
-        # label
+        # label: the host, then as much of the command as fits, cut in its middle
         painter.setPen(pens.text)
         painter.setFont(pens.bold)
         host_room = geometry.host_room
@@ -486,7 +645,7 @@ class TimelineWidget(QWidget):
         room = int(geometry.label_width - host_room - 8)
         painter.drawText(
             QPointF(geometry.left + host_room + 8, baseline),
-            metrics.elidedText(row.command, Qt.TextElideMode.ElideRight, max(10, room)),
+            metrics.elidedText(row.command, Qt.TextElideMode.ElideMiddle, max(40, room)),
         )
         start, run = geometry.start, geometry.run
         if row.start_ms is None:
@@ -506,7 +665,7 @@ class TimelineWidget(QWidget):
         painter.drawEllipse(QPointF(start.x(row.start_ms), middle), 4.0, 4.0)
         # run bar
         end = row.end_ms if row.end_ms is not None else row.start_ms
-        x1, x2 = run.x(row.start_ms), run.x(end)
+        x1, x2 = run.x(row.start_ms), run.x(min(end, run.high))
         bar = QRectF(x1, y + 5, max(3.0, x2 - x1), geometry.row_height - 10)
         fill = QColor(state_color)
         if row.running or not row.end_known:
@@ -518,18 +677,30 @@ class TimelineWidget(QWidget):
             painter.setPen(QPen(state_color, 1, Qt.PenStyle.DotLine))
             painter.drawRoundedRect(bar, 3, 3)
         painter.setBrush(Qt.BrushStyle.NoBrush)
+        # the command's timeout: a bracket where it would be killed
+        if row.timeout_ms is not None:
+            limit = row.start_ms + row.timeout_ms
+            if run.low <= limit <= run.high:
+                x = run.x(limit)
+                painter.setPen(QPen(QColor(TIMEOUT_COLOR), 2))
+                painter.drawLine(QPointF(x, y + 3), QPointF(x, y + geometry.row_height - 3))
+                painter.drawLine(QPointF(x - 4, y + 3), QPointF(x, y + 3))
+                painter.drawLine(
+                    QPointF(x - 4, y + geometry.row_height - 3),
+                    QPointF(x, y + geometry.row_height - 3),
+                )
         painter.setPen(pens.text)
         painter.drawText(QPointF(bar.right() + 6, baseline), bar_note(row))
 
-    def _paint_legend(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
+    def _paint_legend(self, painter: QPainter, pens: _Pens, geometry: Layout, top: float) -> None:
         painter.setPen(pens.muted)
         painter.drawText(
-            QPointF(geometry.left, geometry.bottom + 19),
-            "red dashed line: the common start   ·   blue band: the measured start spread   ·   "
-            "whisker: ± the host's clock uncertainty",
+            QPointF(geometry.left, top + 19),
+            "red dashes: the common start  ·  blue band: the start spread  ·  "
+            "whisker: ± the host's clock uncertainty  ·  green line: now",
         )
         painter.drawText(
-            QPointF(geometry.left, geometry.bottom + 37),
-            "bars: from each command's start to its end, coloured by state "
-            "(faded: still running, or end not reported)",
+            QPointF(geometry.left, top + 37),
+            "bar: a command's run, coloured by state (faded: running, or end unknown)  ·  "
+            "red bracket: its timeout",
         )

@@ -1,19 +1,36 @@
-"""Small shared widget helpers."""
+"""Small shared widget helpers: sortable, filterable tables; labels that never widen."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QAbstractItemModel, QItemSelectionModel
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableView
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt
+from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor, QTextDocument
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTableView,
+    QWidget,
+)
+
+from netjobs_core import text
+from netjobs_gui.columns import Fit, fit_widths
+from netjobs_gui.models import ColumnsModel, TableProxy
 
 
-def make_table(
-    model: QAbstractItemModel, widths: Sequence[int] = (), single: bool = True
-) -> QTableView:
-    """A compact, row-selecting table over `model`."""
+def make_table(model: ColumnsModel, single: bool = True) -> QTableView:
+    """A compact, row-selecting table over `model`, sortable by any column (click a
+    header; a third click restores the model's order). `table.model()` is its proxy."""
     table = QTableView()
-    table.setModel(model)
+    proxy = TableProxy(model)
+    table.setModel(proxy)
     table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     table.setSelectionMode(
         QAbstractItemView.SelectionMode.SingleSelection
@@ -22,6 +39,8 @@ def make_table(
     )
     table.setAlternatingRowColors(True)
     table.setWordWrap(False)
+    table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    table.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk it
     rows = table.verticalHeader()
     rows.hide()
     rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -30,9 +49,122 @@ def make_table(
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setStretchLastSection(True)
     header.setHighlightSections(False)
-    for column, width in enumerate(widths):
-        table.setColumnWidth(column, width)
+    header.setSortIndicatorClearable(True)
+    header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+    table.setSortingEnabled(True)
     return table
+
+
+class FitColumns(QObject):
+    """Keeps a table's visible columns filling its width (`columns.fit_widths`), so the
+    last columns stay in sight on a small window and a large one widens the text ones."""
+
+    def __init__(self, table: QTableView, fits: Sequence[Fit]) -> None:
+        super().__init__(table)
+        self.table = table
+        self.fits = list(fits)
+        table.horizontalHeader().setStretchLastSection(False)
+        table.viewport().installEventFilter(self)
+        self.apply()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize:
+            self.apply()
+        return False
+
+    def apply(self) -> None:
+        shown = [c for c in range(len(self.fits)) if not self.table.isColumnHidden(c)]
+        widths = fit_widths(self.table.viewport().width(), [self.fits[c] for c in shown])
+        for column, width in zip(shown, widths, strict=True):
+            self.table.setColumnWidth(column, width)
+
+
+def hide_columns(table: QTableView, names: Sequence[str]) -> None:
+    """Hide the named columns. Each is sized 0 first: a column hidden with its size still
+    pending keeps counting 100 px in the header's positions (seen with Qt 6.11)."""
+    model = proxy_of(table).source
+    for name in names:
+        column = model.COLUMNS.index(name)
+        table.horizontalHeader().resizeSection(column, 0)
+        table.setColumnHidden(column, True)
+
+
+def proxy_of(table: QTableView) -> TableProxy:
+    proxy = table.model()
+    assert isinstance(proxy, TableProxy)
+    return proxy
+
+
+def source_row(table: QTableView, index: QModelIndex) -> int | None:
+    """The model row behind a (proxy) index of `table`, None if invalid."""
+    if not index.isValid():
+        return None
+    return proxy_of(table).mapToSource(index).row()
+
+
+def current_row(table: QTableView) -> int | None:
+    """The model row of the table's current row."""
+    return source_row(table, table.selectionModel().currentIndex())
+
+
+def select_row(table: QTableView, row: int) -> bool:
+    """Make model `row` the table's current, wholly selected row; False if filtered out."""
+    proxy = proxy_of(table)
+    index = proxy.mapFromSource(proxy.source.index(row, 0))
+    if not index.isValid():
+        return False
+    table.selectionModel().setCurrentIndex(
+        index,
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    table.scrollTo(index)
+    return True
+
+
+def shown_rows(table: QTableView) -> list[int]:
+    """The model rows the table shows, in its order."""
+    return proxy_of(table).source_rows()
+
+
+class FilterBar(QWidget):
+    """ "Problems only" and a text filter over one table (or several sharing a proxy)."""
+
+    def __init__(self, table: QTableView, what: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.proxy = proxy_of(table)
+        self.problems = QCheckBox("&Problems only")
+        self.problems.setToolTip("Show only what failed, timed out, was killed, lost or errored")
+        self.text = QLineEdit()
+        self.text.setPlaceholderText(f"Filter {what}…")
+        self.text.setClearButtonEnabled(True)
+        self.text.setMinimumWidth(120)
+        self.count = QLabel()
+        never_widen(self.count)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.problems)
+        layout.addWidget(self.text, 1)
+        layout.addWidget(self.count, 1)
+        self.problems.toggled.connect(lambda on: self.proxy.set_filter(problems_only=on))
+        self.text.textChanged.connect(lambda value: self.proxy.set_filter(text=value))
+        for signal in (
+            self.proxy.rowsInserted,
+            self.proxy.rowsRemoved,
+            self.proxy.modelReset,
+            self.proxy.layoutChanged,
+        ):
+            signal.connect(self._update_count)
+        self.problems.toggled.connect(self._update_count)
+        self.text.textChanged.connect(self._update_count)
+        self._update_count()
+
+    def _update_count(self, *_args: object) -> None:
+        shown, total = self.proxy.rowCount(), self.proxy.source.rowCount()
+        self.count.setText(text.shown_of(shown, total) if self.proxy.filter.active else "")
+
+    def clear(self) -> None:
+        self.problems.setChecked(False)
+        self.text.clear()
 
 
 def never_widen(label: QLabel) -> None:
@@ -41,9 +173,77 @@ def never_widen(label: QLabel) -> None:
     label.setMinimumWidth(50)
 
 
-def select_row(table: QTableView, row: int) -> None:
-    """Make `row` the table's current, wholly selected row."""
-    table.selectionModel().setCurrentIndex(
-        table.model().index(row, 0),
-        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
-    )
+class FindBar(QWidget):
+    """Ctrl+F: find text in a plain-text view (the config editor, an output stream).
+    Enter finds the next match, Shift+Enter the previous; Esc closes the bar."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.target: QPlainTextEdit | None = None
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText("Find…")
+        self.edit.setClearButtonEnabled(True)
+        self.edit.returnPressed.connect(self.find_next)
+        self.edit.textChanged.connect(lambda _text: self.search(backward=False, from_start=True))
+        previous = QPushButton("Previous")
+        previous.clicked.connect(lambda: self.search(backward=True))
+        following = QPushButton("Next")
+        following.clicked.connect(self.find_next)
+        close = QPushButton("Close")
+        close.clicked.connect(self.close_bar)
+        self.result = QLabel()
+        never_widen(self.result)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 2, 0, 2)
+        layout.addWidget(QLabel("Find:"))
+        layout.addWidget(self.edit, 2)
+        layout.addWidget(previous)
+        layout.addWidget(following)
+        layout.addWidget(close)
+        layout.addWidget(self.result, 1)
+        back = QShortcut(QKeySequence("Shift+Return"), self.edit)
+        back.setContext(Qt.ShortcutContext.WidgetShortcut)
+        back.activated.connect(lambda: self.search(backward=True))
+        escape = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
+        escape.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        escape.activated.connect(self.close_bar)
+        self.hide()
+
+    def open_on(self, target: QPlainTextEdit) -> None:
+        self.target = target
+        selected = target.textCursor().selectedText()
+        if selected and "\u2029" not in selected:
+            self.edit.setText(selected)
+        self.show()
+        self.edit.setFocus()
+        self.edit.selectAll()
+
+    def close_bar(self) -> None:
+        self.hide()
+        if self.target is not None:
+            self.target.setFocus()
+
+    def find_next(self) -> None:
+        self.search(backward=False)
+
+    def search(self, backward: bool = False, from_start: bool = False) -> bool:
+        """Select the next (or previous) match, wrapping around; say when there is none."""
+        target, needle = self.target, self.edit.text()
+        if target is None or not needle:
+            self.result.clear()
+            return False
+        flags = QTextDocument.FindFlag.FindBackward if backward else QTextDocument.FindFlag(0)
+        if from_start:
+            cursor = target.textCursor()
+            cursor.setPosition(cursor.selectionStart())
+            target.setTextCursor(cursor)
+        found = target.find(needle, flags)
+        if not found:  # wrap around
+            cursor = target.textCursor()
+            cursor.movePosition(
+                QTextCursor.MoveOperation.End if backward else QTextCursor.MoveOperation.Start
+            )
+            target.setTextCursor(cursor)
+            found = target.find(needle, flags)
+        self.result.setText("" if found else "not found")
+        return found

@@ -59,6 +59,19 @@ def test_save_results_of_an_untitled_config_puts_the_logs_beside_the_json(tmp_pa
     assert load_json(tmp_path / "out.json").tests[0].label == "t"
 
 
+def test_save_results_writes_the_logs_into_the_chosen_folder(tmp_path):
+    """Not beside the config: where the user asked (the log still names its config)."""
+    config = tmp_path / "plans" / "bench.cfg"
+    run = RunResult(str(config))
+    run.tests.append(TestResult("t", None, status=TestStatus.PASSED, started_at=1.0e9))
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    log, document = save_results(run, chosen / "out.json")
+    assert log.parent == chosen and log.name.startswith("bench.cfg_t_")
+    assert f"from {config}" in log.read_text()
+    assert document == chosen / "out.json"
+
+
 @pytest.mark.parametrize(
     ("module", "absent"),
     [

@@ -151,3 +151,69 @@ def test_timestamps_carry_their_utc_offset() -> None:
     stamp = text.timestamp(1_700_000_000.25)
     assert stamp[-6] in "+-" and stamp[-3] == ":"  # ISO 8601: ...T22:13:20.250000+00:00
     assert text.timestamp(1_700_000_000.25, "milliseconds")[19:23] == ".250"
+
+
+def _mixed_test(status: TestStatus) -> TestResult:
+    """Three hosts: one ok, one exited 1, one timed out (as -minhosts 1 lets pass)."""
+    hosts = []
+    for name, command_status in (
+        ("a", CommandStatus.OK),
+        ("b", CommandStatus.FAILED),
+        ("c", CommandStatus.TIMEOUT),
+    ):
+        host = HostResult(Address(name), state=HostState.DONE)
+        host.commands = [CommandResult("x", status=command_status)]
+        hosts.append(host)
+    return TestResult("t", 1, status=status, hosts=hosts)
+
+
+def test_a_pass_over_failed_commands_says_so() -> None:
+    """`Run finished: all 2 passed.` once hid a failed and a timed-out command."""
+    passed = _mixed_test(TestStatus.PASSED)
+    assert text.status_text(passed) == "passed with 1 failed, 1 timed out"
+    assert text.run_summary(RunResult("x.cfg", tests=[passed])) == (
+        "1 test passed (commands: 1 failed, 1 timed out)"
+    )
+    assert text.status_text(_mixed_test(TestStatus.FAILED)) == "failed"
+    assert text.status_text(_test(TestStatus.PASSED)) == "passed"
+    assert text.run_summary(RunResult("x.cfg", tests=[_test(TestStatus.PASSED)])) == (
+        "1 test passed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "step", "label"),
+    [
+        (0.0, 0.2, "0"),
+        (0.001, 0.001, "0.001 ms"),  # once `0.0010s`
+        (250.0, 250.0, "250 ms"),
+        (1500.0, 500.0, "1.5 s"),
+        (1250.0, 250.0, "1.25 s"),
+        (2000.0, 1000.0, "2 s"),
+        (4500.0, 1500.0, "4.5 s"),
+        (150_000.0, 30_000.0, "150 s"),
+        (150_000.0, 60_000.0, "2m 30s"),
+        (120_000.0, 60_000.0, "2m"),
+    ],
+)
+def test_axis_ticks_carry_their_unit_and_only_the_decimals_the_step_needs(
+    value: float, step: float, label: str
+) -> None:
+    assert text.tick(value, step) == label
+
+
+def test_start_axis_ticks_are_signed_without_unit() -> None:
+    assert text.tick(-0.1, 0.05, signed=True, unit=False) == "-0.10"
+    assert text.tick(0.05, 0.05, signed=True, unit=False) == "+0.05"
+
+
+def test_an_interruption_says_where_it_stands() -> None:
+    from netjobs_core.results import Interruption
+
+    record = Interruption(at=1_700_000_000.25, cause="no answer from the agent for 10 s")
+    lost = f"connection lost at {text.time_of_day(record.at)} (no answer from the agent for 10 s)"
+    assert text.interruption(record) == f"{lost}; reconnecting…"
+    record.duration_s, record.resumed = 2.5, True
+    assert text.interruption(record) == f"{lost}; resumed after 2.500 s"
+    record.resumed = False
+    assert text.interruption(record) == f"{lost}; gave up after 2.500 s"

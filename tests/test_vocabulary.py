@@ -46,3 +46,11 @@ def test_command_word_for_report_and_log() -> None:
     assert command_word(CommandStatus.FAILED, -15) == "FAILED (exit -15 (SIGTERM))"
     assert command_word(CommandStatus.TIMEOUT, None) == "TIMED OUT"
     assert command_word(CommandStatus.ERROR, None) == "ERROR"
+
+
+def test_a_pass_with_problems_has_its_own_colour() -> None:
+    from netjobs_core.vocabulary import verdict_color
+
+    assert verdict_color(TestStatus.PASSED, False) == color(TestStatus.PASSED)
+    assert verdict_color(TestStatus.PASSED, True) not in {color(s) for s in TestStatus}
+    assert verdict_color(TestStatus.FAILED, True) == color(TestStatus.FAILED)

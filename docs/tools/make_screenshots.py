@@ -4,7 +4,9 @@
 
 Runs offscreen (no display needed): starts local agents with a fresh token,
 drives the real window through open, check hosts, run, and results, and saves
-`widget.grab()` of each state. Settings go to a temporary folder.
+`widget.grab()` of each state: first with 3 hosts, then with a fleet of 36
+agents (checking, running, finished with problems, problems only, 1024x700).
+Settings go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -62,11 +64,58 @@ end
 """
 
 
+FLEET = 36
+FAILING = (5, 17, 29)  # exit 2
+HANGING = (11, 23)  # past their -timeout
+
+
+def fleet_config(ports: list[int]) -> str:
+    lines = [
+        "# Nightly fleet benchmark: every node at once; 30 of 36 must succeed.",
+        "",
+        "fleet:",
+        "-generaltimeout: 1m",
+        "-minhosts: 30",
+    ]
+    for n, port in enumerate(ports):
+        target = f"127.0.0.1:{port}"
+        if n in HANGING:
+            lines += [f'{target}: "echo node {n}: waiting for the array; sleep 30"', "-timeout: 3s"]
+            continue
+        work = f"sleep {1 + (n % 7) * 0.35:.2f}"
+        tail = "; echo 'node {n}: checksum mismatch' >&2; exit 2" if n in FAILING else ""
+        lines.append(
+            f'{target}: "echo node {n}: fio randread --bs=4k --iodepth=32; {work}; '
+            f'echo read: {880 + n * 3} MiB/s{tail.format(n=n)}"'
+        )
+    return "\n".join([*lines, "end", ""])
+
+
+@contextlib.asynccontextmanager
+async def silent_hosts(count: int):  # type: ignore[no-untyped-def]
+    """Ports that accept and never answer (hung agents): their check takes its timeout."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    servers = [await asyncio.start_server(hold, "127.0.0.1", 0) for _ in range(count)]
+    try:
+        yield [server.sockets[0].getsockname()[1] for server in servers]
+    finally:
+        for writer in held:
+            writer.close()
+        for server in servers:
+            server.close()
+
+
 async def main(out: Path, work: Path) -> None:
     from agent_harness import start_agent
+    from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QApplication
     from qt_async import wait_signal, wait_until
 
+    from netjobs_core.local_agents import AgentStartError
     from netjobs_core.wire.tokens import generate_token_file
     from netjobs_gui import prompts
     from netjobs_gui.main_window import MainWindow
@@ -88,13 +137,22 @@ async def main(out: Path, work: Path) -> None:
             raise SystemExit(f"cannot write {path}")
         print(path)
 
+    def started(token_file: Path):  # type: ignore[no-untyped-def]
+        # Many agents starting at once on one machine: one may trip over another's
+        # process-containment clean-up (reported); a second try starts it.
+        try:
+            return start_agent(token_file)
+        except AgentStartError as exc:
+            print(f"retrying an agent start: {str(exc).splitlines()[-1]}")
+            return start_agent(token_file)
+
     token = work / "token"
     generate_token_file(token)
     other_token = work / "other-token"
     generate_token_file(other_token)
     with contextlib.ExitStack() as stack:
-        agents = [stack.enter_context(start_agent(token)) for _ in range(3)]
-        stranger = stack.enter_context(start_agent(other_token))
+        agents = [stack.enter_context(started(token)) for _ in range(3)]
+        stranger = stack.enter_context(started(other_token))
         settings = Settings()
         settings.token_file = str(token)
         settings.manual_hosts = [f"127.0.0.1:{stranger.port}", "127.0.0.1:9"]
@@ -162,6 +220,54 @@ async def main(out: Path, work: Path) -> None:
         dialog = window.dialogs[-1]
         await shot(dialog, "08-dry-run.png")
         dialog.close()
+
+        # ---- a fleet of 36
+        fleet = [stack.enter_context(started(token)) for _ in range(FLEET)]
+        config = work / "fleet-nightly.cfg"
+        config.write_text(fleet_config([agent.port for agent in fleet]))
+        window.editor.editor.document().setModified(False)
+        window.open_path(str(config))
+        settings.manual_hosts = []
+        window.hosts.set_manual_targets([], settings.default_port)
+        async with silent_hosts(3) as ports:
+            for port in ports:
+                window.hosts.add_target(f"127.0.0.1:{port}")
+            window.check_hosts()
+            hosts = window.hosts.model
+            await wait_until(lambda: sum(row.check is not None for row in hosts.rows) >= FLEET, 30)
+            reachable = hosts.COLUMNS.index("Reachable")  # the hosts still checking first
+            window.hosts.table.sortByColumn(reachable, Qt.SortOrder.AscendingOrder)
+            await shot(window, "09-fleet-check-hosts.png")
+            await wait_signal(window.controller.check_finished, 30)
+        window.hosts.set_manual_targets([], settings.default_port)
+
+        finished.clear()
+        window.run_all()
+        detail = view.detail
+        await wait_until(
+            lambda: (
+                detail.test is not None
+                and sum(c.started_at is not None for h in detail.test.hosts for c in h.commands)
+                == FLEET
+            ),
+            30,
+        )
+        await asyncio.sleep(1.6)
+        detail.tabs.setCurrentIndex(detail.TIMELINE_TAB)
+        await shot(window, "10-fleet-running-timeline.png")
+        await wait_until(lambda: finished, 60)
+        detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
+        detail.select_row(FAILING[0])
+        await shot(window, "11-fleet-finished-with-problems.png")
+        detail.filter.problems.setChecked(True)
+        detail.table.sortByColumn(detail.model.COLUMNS.index("State"), Qt.SortOrder.AscendingOrder)
+        detail.select_row(FAILING[0])
+        await shot(window, "12-fleet-problems-only.png")
+        detail.tabs.setCurrentIndex(detail.TIMELINE_TAB)
+        await shot(window, "13-fleet-problems-timeline.png")
+        detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
+        window.resize(1024, 700)
+        await shot(window, "14-fleet-1024x700.png")
 
         window.editor.editor.document().setModified(False)
         window.close()

@@ -45,7 +45,10 @@ class Prompts:
         self.unsaved_answer: prompts.Answer = "discard"
         self.stop_asked = 0
         self.stop_answer = True
+        self.stop_now_asked: list[float] = []  # how long the run had been going, each time
+        self.stop_now_answer = True
         self.errors: list[tuple[str, str]] = []
+        self.no_token: list[tuple[str, Any]] = []  # (message, the "Open Settings" callback)
 
     def ask_unsaved(self, parent: object, name: str) -> prompts.Answer:
         self.unsaved.append(name)
@@ -55,8 +58,15 @@ class Prompts:
         self.stop_asked += 1
         return self.stop_answer
 
+    def ask_stop_now(self, parent: object, running_s: float) -> bool:
+        self.stop_now_asked.append(running_s)
+        return self.stop_now_answer
+
     def show_error(self, parent: object, title: str, text: str) -> None:
         self.errors.append((title, text))
+
+    def show_no_token(self, parent: object, message: str, open_settings: Any) -> None:
+        self.no_token.append((message, open_settings))
 
 
 @pytest.fixture
@@ -64,7 +74,9 @@ def answers(monkeypatch: pytest.MonkeyPatch) -> Prompts:
     scripted = Prompts()
     monkeypatch.setattr(prompts, "ask_unsaved", scripted.ask_unsaved)
     monkeypatch.setattr(prompts, "ask_stop_run", scripted.ask_stop_run)
+    monkeypatch.setattr(prompts, "ask_stop_now", scripted.ask_stop_now)
     monkeypatch.setattr(prompts, "show_error", scripted.show_error)
+    monkeypatch.setattr(prompts, "show_no_token", scripted.show_no_token)
     return scripted
 
 

@@ -239,6 +239,7 @@ def test_default_port_setting_applies_to_targets_without_a_port(qtbot) -> None:
 def test_settings_dialog_and_persistence(qtbot, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     dialog = SettingsDialog(settings)
     qtbot.addWidget(dialog)
+    (tmp_path / "token").write_text("x" * 40)  # a path that does not exist is refused
     dialog.token_edit.setText(str(tmp_path / "token"))
     dialog.port_spin.setValue(17001)
     dialog.timeout_spin.setValue(2.5)
@@ -294,7 +295,7 @@ def test_standard_shortcuts(window) -> None:  # type: ignore[no-untyped-def]
         "New": "Ctrl+N",
         "Run All": "F5",
         "Run Selected Test": "Shift+F5",
-        "Stop": "Esc",
+        "Stop": "",  # never Esc for the whole window: Esc in the editor must not stop a run
         "Check Hosts": "Ctrl+K",
     }
     # Nothing to run or stop in an empty window.

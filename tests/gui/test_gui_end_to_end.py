@@ -135,9 +135,11 @@ async def test_open_check_run_watch_and_save(gui: Any, agents: list[Any], tmp_pa
     written = gui.save_logs(run, str(json_path))
     assert written[-1] == json_path and len(written) == 3
     for test, log in zip(run.tests, written[:2], strict=True):
-        assert log == logs.log_path(str(config), test.label, test.started_at)
+        # In the folder chosen, not beside the config; the status bar says where.
+        assert log == logs.log_path(json_path.parent / config.name, test.label, test.started_at)
         assert log.read_text() == logs.format_test_log(test, str(config))
     assert json.loads(json_path.read_text()) == run_to_json(run)
+    assert gui.statusBar().currentMessage().startswith(f"Saved 3 files in {json_path.parent}: ")
 
     # ---- opening the saved JSON shows it again
     loaded = gui.open_results(str(json_path))

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 
 from netjobs_core.check import HostCheck
 from netjobs_core.config import parse_config
+from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -20,12 +21,12 @@ from netjobs_core.results import (
 )
 from netjobs_core.vocabulary import word
 from netjobs_core.wire.address import Address
+from netjobs_gui.columns import command_state
 from netjobs_gui.models import (
     CommandsModel,
     HostsModel,
     ResultsModel,
     TestsModel,
-    command_state,
 )
 from netjobs_gui.timeline import bar_note, layout, nice_step, summary, timeline_data, tooltip
 
@@ -54,7 +55,7 @@ def finished_test() -> TestResult:
             exit_code=0,
             started_at=T0 + 0.0004,
             duration_s=1.5,
-            stdout=bytearray(b"hi\n"),
+            stdout=Output.from_bytes(b"hi\n"),
         ),
         CommandResult(
             "false",
@@ -264,7 +265,8 @@ def test_timeline_texts() -> None:
     assert bar_note(data.rows[0]) == "1.500 s  exit 0"
     assert bar_note(data.rows[2]) == "2.000 s  timed out"
     assert tooltip(data.rows[1]).split("\n") == [
-        "alpha:16192: false",
+        "alpha:16192",
+        "command: false",
         "state: failed",
         "start offset: +0.600 ms ± 0.020 ms (clock)",
         "ran: 0.250 s",
@@ -279,7 +281,8 @@ def test_timeline_layout_rows_axes_label_room() -> None:
     assert geometry.left < geometry.left + geometry.label_width < geometry.start.left
     assert geometry.start.right < geometry.run.left < geometry.run.right <= 1000 - 10 - 170
     assert geometry.host_room == 90.0  # fits: the command gets the rest
-    assert layout(data, 1000, widest_host=500.0).host_room == geometry.label_width - 50
+    # A long host name takes at most 60%: enough of the command stays to tell rows apart.
+    assert layout(data, 1000, widest_host=500.0).host_room == geometry.label_width * 0.6
     # One row per command below the header.
     assert geometry.bottom - geometry.top == 3 * geometry.row_height
     assert geometry.row_top(2) == geometry.top + 2 * geometry.row_height

@@ -1,0 +1,559 @@
+"""What every table shows, how it sorts and what its filters keep: Qt-free.
+
+Each table is a tuple of `Column`s over one row type. A column says its cell
+text (from `netjobs_core.text` and `netjobs_core.vocabulary`, the one place
+for words and numbers), its sort key and its colour; `models.py` only binds
+them to Qt. Sort keys are `(missing, value)` tuples so that a cell with no
+value ("—") sorts after every real one.
+
+The few reads of a result's fields that other parts of the project are still
+changing (its outputs) are the functions at the top: adapt them there.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from netjobs_core import text
+from netjobs_core.outputs import Output
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
+from netjobs_core.vocabulary import Status, color, exit_code_text, verdict_color, word
+from netjobs_core.wire.address import Address
+
+if TYPE_CHECKING:
+    from netjobs_core.check import HostCheck
+
+NO_VALUE = "—"
+Key = tuple[int, Any]
+
+
+# --------------------------------------------------------------------------- reading results
+
+
+def _output(command: CommandResult, stream: str) -> Output:
+    return command.stdout if stream == "stdout" else command.stderr
+
+
+def output_size(command: CommandResult, stream: str) -> int:
+    """Bytes received so far on `stream` ("stdout" or "stderr")."""
+    return len(_output(command, stream))
+
+
+def output_from(command: CommandResult, stream: str, start: int) -> bytes:
+    """The bytes of `stream` from offset `start` on, as far as memory holds them (the
+    whole output is in its spooled file: netjobs_core.outputs)."""
+    return _output(command, stream).since(start)
+
+
+# --------------------------------------------------------------------------- facts shown
+
+
+def command_state(host: HostResult, command: CommandResult) -> Status:
+    """Where a command stands: its own status once it runs or ended, else its host's."""
+    status = command.status
+    if status is CommandStatus.RUNNING:
+        if command.started_at is None and host.state is HostState.READY:
+            return HostState.READY
+        return status
+    if status.finished:
+        return status
+    return host.state
+
+
+# What "problems only" keeps: whatever did not end well.
+PROBLEMS: frozenset[Status] = frozenset(
+    {
+        CommandStatus.FAILED,
+        CommandStatus.TIMEOUT,
+        CommandStatus.KILLED,
+        CommandStatus.ERROR,
+        CommandStatus.LOST,
+        HostState.FAILED,
+        HostState.TIMEOUT,
+        HostState.KILLED,
+    }
+)
+
+
+def is_problem(status: Status) -> bool:
+    return any(status is problem for problem in PROBLEMS)  # StrEnums of two enums compare equal
+
+
+def has_problems(test: TestResult) -> bool:
+    """Not a clean pass: failed, aborted, or passed over commands that did not succeed."""
+    return test.status in (TestStatus.FAILED, TestStatus.ABORTED) or bool(text.problems(test))
+
+
+def common_start(test: TestResult) -> float | None:
+    """Epoch of the common start: the scheduled instant, else the first release."""
+    if test.scheduled_start is not None:
+        return test.scheduled_start
+    starts = [c.started_at for h in test.hosts for c in h.commands if c.started_at is not None]
+    return min(starts) if starts else None
+
+
+def start_offset_ms(test: TestResult, host: HostResult, command: CommandResult) -> float | None:
+    """When this command was released, relative to the common start (controller clock)."""
+    start = common_start(test)
+    if command.started_at is not None and start is not None:
+        return (command.started_at - start) * 1000.0
+    return host.start_offset_ms
+
+
+def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
+    if command.duration_s is not None:
+        return command.duration_s
+    if command.status is CommandStatus.RUNNING and command.started_at is not None:
+        return max(0.0, (time.time() if now is None else now) - command.started_at)
+    return None
+
+
+def status_color(test: TestResult) -> str:
+    return verdict_color(test.status, bool(text.problems(test)))
+
+
+# --------------------------------------------------------------------------- column widths
+
+
+@dataclass(frozen=True)
+class Fit:
+    """How a column takes its share of a table's width: at least `minimum` pixels,
+    and `weight` parts of what is left once every column has its minimum."""
+
+    minimum: int
+    weight: float = 0.0
+
+
+def fit_widths(available: int, fits: Sequence[Fit]) -> list[int]:
+    """Column widths filling `available` pixels: every minimum first (so that no column
+    the user needs is pushed out of sight), then the rest by weight."""
+    widths = [fit.minimum for fit in fits]
+    extra = available - sum(widths)
+    weights = sum(fit.weight for fit in fits)
+    if extra <= 0 or weights <= 0:
+        return widths
+    shares = [int(extra * fit.weight / weights) for fit in fits]
+    widths = [w + s for w, s in zip(widths, shares, strict=True)]
+    # Rounding left a few pixels: give them to the last flexible column.
+    last = max(i for i, fit in enumerate(fits) if fit.weight > 0)
+    widths[last] += available - sum(widths)
+    return widths
+
+
+# --------------------------------------------------------------------------- columns
+
+R = TypeVar("R")
+
+
+def _number(value: float | None) -> Key:
+    return (1, 0.0) if value is None else (0, value)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _words(value: str) -> Key:
+    """Natural order: `10.0.0.9` before `10.0.0.10`; empty cells last."""
+    if value in ("", NO_VALUE):
+        return (1, ())
+    parts = _DIGITS.split(value.casefold())
+    return (0, tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts if p))
+
+
+@dataclass(frozen=True)
+class Column(Generic[R]):
+    name: str
+    text: Callable[[R], str]
+    key: Callable[[R], Key] | None = None  # None: the text, case-folded
+    color: Callable[[R], str | None] | None = None
+    numeric: bool = False  # right-aligned
+    tooltip: Callable[[R], str] | None = None  # None: the text
+
+    def sort_key(self, row: R) -> Key:
+        return self.key(row) if self.key is not None else _words(self.text(row))
+
+
+def names(columns: Sequence[Column[Any]]) -> tuple[str, ...]:
+    return tuple(column.name for column in columns)
+
+
+@dataclass
+class TextFilter:
+    """A table's filter: a case-insensitive text (any of the row's words) and
+    "problems only" (failed, timed out, killed, error, lost)."""
+
+    text: str = ""
+    problems_only: bool = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.text.strip()) or self.problems_only
+
+    def accepts(self, words: Sequence[str], problem: bool) -> bool:
+        if self.problems_only and not problem:
+            return False
+        needle = self.text.strip().casefold()
+        return not needle or any(needle in word.casefold() for word in words)
+
+
+# ---- one row per host/command of a test
+
+
+@dataclass(frozen=True)
+class CommandRow:
+    test: TestResult
+    host: HostResult
+    index: int
+    now: float | None = None
+
+    @property
+    def command(self) -> CommandResult:
+        return self.host.commands[self.index]
+
+    @property
+    def state(self) -> Status:
+        return command_state(self.host, self.command)
+
+    @property
+    def message(self) -> str:
+        """Why it ended so; while its host's connection is being resumed, that."""
+        if self.command.message:
+            return self.command.message
+        if self.host.interruptions and not self.command.status.finished:
+            return text.interruption(self.host.interruptions[-1])
+        return self.host.error
+
+
+def _exit(row: CommandRow) -> str:
+    code = row.command.exit_code
+    return NO_VALUE if code is None else exit_code_text(code)
+
+
+COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
+    Column("Host", lambda r: str(r.host.address), key=lambda r: _words(str(r.host.address))),
+    Column("Command", lambda r: r.command.command),
+    Column("State", lambda r: word(r.state), color=lambda r: color(r.state)),
+    Column(
+        "Start offset",
+        lambda r: text.ms(start_offset_ms(r.test, r.host, r.command), signed=True, none=NO_VALUE),
+        key=lambda r: _number(start_offset_ms(r.test, r.host, r.command)),
+        numeric=True,
+    ),
+    Column(
+        "Elapsed",
+        lambda r: text.duration(elapsed_s(r.command, r.now), none=NO_VALUE),
+        key=lambda r: _number(elapsed_s(r.command, r.now)),
+        numeric=True,
+    ),
+    Column(
+        "Exit",
+        _exit,
+        key=lambda r: _number(r.command.exit_code),
+        numeric=True,
+        color=lambda r: None if r.command.exit_code in (None, 0) else color(CommandStatus.FAILED),
+    ),
+    Column("Message", lambda r: r.message),
+)
+COMMAND_FIT = (Fit(110, 2), Fit(120, 3), Fit(70), Fit(95), Fit(65), Fit(95), Fit(120, 3))
+
+
+def command_matches(row: CommandRow, wanted: TextFilter) -> bool:
+    return wanted.accepts(
+        (str(row.host.address), row.host.target, row.command.command, row.message),
+        is_problem(row.state),
+    )
+
+
+# ---- the hosts page
+
+
+@dataclass
+class HostRow:
+    address: Address
+    in_config: bool = False
+    manual: bool = False
+    check: HostCheck | None = None
+    checking: bool = False
+
+    @property
+    def target(self) -> str:
+        return str(self.address)
+
+    @property
+    def ready(self) -> bool:
+        c = self.check
+        return c is not None and bool(c.authenticated) and not c.error and not c.busy
+
+    @property
+    def problem(self) -> bool:
+        c = self.check
+        return c is not None and bool(c.error or not c.authenticated)
+
+
+def _yes_no(value: bool | None) -> str:
+    if value is None:
+        return NO_VALUE
+    return "✔ yes" if value else "✘ no"
+
+
+GOOD, BAD = color(HostState.DONE), color(HostState.FAILED)
+
+
+def _checked(cell: Callable[[HostCheck], str], empty: str = NO_VALUE) -> Callable[[HostRow], str]:
+    def text_of(row: HostRow) -> str:
+        if row.checking:
+            return ""
+        return empty if row.check is None else cell(row.check)
+
+    return text_of
+
+
+def _reachable(row: HostRow) -> str:
+    if row.checking:
+        return "checking…"
+    return NO_VALUE if row.check is None else _yes_no(row.check.reachable)
+
+
+def _reach_color(row: HostRow) -> str | None:
+    if row.checking or row.check is None:
+        return None
+    return GOOD if row.check.reachable else BAD
+
+
+def _auth_color(row: HostRow) -> str | None:
+    if row.checking or row.check is None or not row.check.reachable:
+        return None
+    return GOOD if row.check.authenticated else BAD
+
+
+def _busy_color(row: HostRow) -> str | None:
+    if row.checking or row.check is None or row.check.busy is None:
+        return None
+    return color(HostState.TIMEOUT) if row.check.busy else GOOD
+
+
+def _check_number(value: Callable[[HostCheck], float | None]) -> Callable[[HostRow], Key]:
+    return lambda r: _number(None if r.check is None or r.checking else value(r.check))
+
+
+HOST_COLUMNS: tuple[Column[HostRow], ...] = (
+    Column("Host", lambda r: r.target, key=lambda r: _words(r.target)),
+    Column(
+        "Source",
+        lambda r: " + ".join(
+            w for w, flag in (("config", r.in_config), ("added", r.manual)) if flag
+        ),
+    ),
+    Column("Reachable", _reachable, color=_reach_color),
+    Column(
+        "Authenticated",
+        _checked(lambda c: _yes_no(c.authenticated) if c.reachable else NO_VALUE),
+        color=_auth_color,
+    ),
+    Column("Agent", _checked(lambda c: c.agent_version or NO_VALUE)),
+    Column(
+        "Round trip",
+        _checked(lambda c: text.ms(c.rtt_ms, none=NO_VALUE)),
+        key=_check_number(lambda c: c.rtt_ms),
+        numeric=True,
+    ),
+    Column(
+        "Clock offset",
+        _checked(
+            lambda c: text.ms_pm(
+                c.clock_offset_ms, c.clock_uncertainty_ms, signed=True, none=NO_VALUE
+            )
+        ),
+        key=_check_number(lambda c: c.clock_offset_ms),
+        numeric=True,
+    ),
+    Column(
+        "Busy",
+        _checked(lambda c: NO_VALUE if c.busy is None else ("busy" if c.busy else "idle")),
+        color=_busy_color,
+    ),
+    Column(
+        "Host name",
+        _checked(lambda c: " · ".join(p for p in (c.hostname, c.platform) if p) or NO_VALUE),
+    ),
+    Column(
+        "Error",
+        _checked(lambda c: c.error, empty=""),
+        color=lambda r: BAD if r.check is not None and r.check.error else None,
+    ),
+)
+HOST_FIT = (
+    Fit(125, 1),
+    Fit(60),
+    Fit(80),
+    Fit(100),
+    Fit(55),
+    Fit(80),
+    Fit(175),
+    Fit(45),
+    Fit(130, 1),
+    Fit(150, 3),
+)
+
+
+def host_matches(row: HostRow, wanted: TextFilter) -> bool:
+    words = [row.target, row.address.short]
+    if row.check is not None:
+        words += [row.check.hostname, row.check.error]
+    return wanted.accepts(words, row.problem or bool(row.check and row.check.busy))
+
+
+def hosts_summary(rows: Sequence[HostRow]) -> str:
+    """`36 hosts: checking 30, 5 ready, 1 with problems` (counts of the current check)."""
+    if not rows:
+        return "No hosts: open a config or add a host."
+    summary = text.count(len(rows), "host")
+    checking = sum(row.checking for row in rows)
+    checked = [row for row in rows if row.check is not None and not row.checking]
+    if not checking and not checked:
+        return summary
+    parts = [f"checking {checking}"] if checking else []
+    parts.append(f"{sum(row.ready for row in checked)} ready")
+    busy = sum(1 for row in checked if row.check is not None and row.check.busy)
+    if busy:
+        parts.append(f"{busy} busy")
+    bad = sum(row.problem for row in checked)
+    if bad:
+        parts.append(f"{bad} with problems")
+    return summary + ": " + ", ".join(parts)
+
+
+# ---- the tests of a plan
+
+
+@dataclass(frozen=True)
+class TestRow:
+    __test__ = False
+    position: int  # in the file
+    label: str
+    hosts: int
+    result: TestResult | None
+
+
+def _test_text(
+    cell: Callable[[TestResult], str], pending: str = NO_VALUE
+) -> Callable[[TestRow], str]:
+    return lambda r: pending if r.result is None else cell(r.result)
+
+
+def _spread_key(test: TestResult | None) -> Key:
+    return _number(None if test is None else test.start_spread_ms)
+
+
+def _duration_key(test: TestResult | None) -> Key:
+    return _number(None if test is None else test.duration_s)
+
+
+TEST_COLUMNS: tuple[Column[TestRow], ...] = (
+    Column("Test", lambda r: r.label, key=lambda r: (0, r.position)),
+    Column(
+        "Status",
+        _test_text(text.status_text, word(TestStatus.PENDING)),
+        color=lambda r: color(TestStatus.PENDING) if r.result is None else status_color(r.result),
+        tooltip=lambda r: (
+            (r.result.reason if r.result and r.result.reason else "")
+            or (text.status_text(r.result) if r.result else word(TestStatus.PENDING))
+        ),
+    ),
+    Column("Hosts", lambda r: str(r.hosts), key=lambda r: (0, r.hosts), numeric=True),
+    Column(
+        "Progress",
+        _test_text(text.progress_fraction),
+        key=lambda r: _number(None if r.result is None else text.progress(r.result)[0]),
+        numeric=True,
+    ),
+    Column(
+        "Start spread",
+        _test_text(lambda t: text.spread(t, none=NO_VALUE)),
+        key=lambda r: _spread_key(r.result),
+        numeric=True,
+    ),
+    Column(
+        "Duration",
+        _test_text(lambda t: text.duration(t.duration_s, none=NO_VALUE)),
+        key=lambda r: _duration_key(r.result),
+        numeric=True,
+    ),
+)
+TEST_FIT = (Fit(60, 1), Fit(95, 3), Fit(40), Fit(60), Fit(105, 1), Fit(70))
+
+
+# ---- the session's results
+
+
+@dataclass
+class SessionEntry:
+    run: RunResult
+    test: TestResult
+    source: str  # "run 14:02:11" or the JSON file it came from
+    saved: list[str] = field(default_factory=list)
+    origin: str = ""  # the resolved JSON path it was loaded from ("" for a run here)
+
+    @property
+    def identity(self) -> tuple[str, str, float | None, int | None]:
+        """Two entries with one identity are one test (the same JSON opened twice)."""
+        return (
+            self.origin or self.run.run_id or str(id(self.run)),
+            self.test.label,
+            self.test.started_at,
+            self.test.repetition,
+        )
+
+
+def _when(entry: SessionEntry) -> str:
+    started = entry.test.started_at
+    return NO_VALUE if started is None else text.date_time(started)
+
+
+RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
+    Column("When", _when, key=lambda e: _number(e.test.started_at)),
+    Column("Test", lambda e: e.test.label),
+    Column(
+        "Status",
+        lambda e: text.status_text(e.test),
+        color=lambda e: status_color(e.test),
+        tooltip=lambda e: e.test.reason or text.status_text(e.test),
+    ),
+    Column(
+        "Start spread",
+        lambda e: text.spread(e.test, none=NO_VALUE),
+        key=lambda e: _spread_key(e.test),
+        numeric=True,
+    ),
+    Column(
+        "Duration",
+        lambda e: text.duration(e.test.duration_s, none=NO_VALUE),
+        key=lambda e: _duration_key(e.test),
+        numeric=True,
+    ),
+    Column(
+        "Hosts",
+        lambda e: text.hosts_done(e.test),
+        key=lambda e: (0, len(e.test.hosts)),
+        numeric=True,
+    ),
+    Column(
+        "Config",
+        lambda e: e.run.config_path.replace("\\", "/").rsplit("/", 1)[-1],
+        tooltip=lambda e: e.run.config_path,
+    ),
+    Column("From", lambda e: e.source),
+)
+RESULT_FIT = (Fit(135), Fit(80, 1), Fit(120, 2), Fit(150), Fit(70), Fit(70), Fit(90, 1), Fit(90, 1))
