@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core import text
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT, Address
@@ -53,6 +54,9 @@ class HostsPanel(QWidget):
         self.remove_button.clicked.connect(self.remove_selected)
         self.summary = QLabel()
         never_widen(self.summary)
+        self.config_set = QLabel()  # the config's hosts as one node set, with their count
+        self.config_set.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        never_widen(self.config_set)
 
         bar = QHBoxLayout()
         bar.addWidget(self.check_button)
@@ -80,6 +84,7 @@ class HostsPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
+        layout.addWidget(self.config_set)
         layout.addWidget(self.filter)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.details)
@@ -91,6 +96,11 @@ class HostsPanel(QWidget):
     # ---- content
     def set_config_hosts(self, addresses: Sequence[Address]) -> None:
         self._config = list(dict.fromkeys(addresses))
+        self.config_set.setText(
+            f"The config's hosts: <b>{escape(text.members([a.short for a in self._config]))}</b>"
+            if self._config
+            else ""
+        )
         self._rebuild()
 
     def set_manual_targets(self, targets: Sequence[str], default_port: int) -> None:
@@ -112,9 +122,9 @@ class HostsPanel(QWidget):
     def _rebuild(self) -> None:
         self.model.set_hosts(self._config, self._manual)
 
-    def add_target(self, text: str) -> bool:
+    def add_target(self, target: str) -> bool:
         try:
-            address = Address.parse(text, self.default_port or DEFAULT_PORT)
+            address = Address.parse(target, self.default_port or DEFAULT_PORT)
         except ValueError as exc:
             self.error.emit("Add host", str(exc))
             return False
@@ -152,16 +162,16 @@ class HostsPanel(QWidget):
         check = row.check
         host = f"<b>{escape(row.target)}</b>"
         if check is None:
-            text = f"{host}: not checked yet."
+            line = f"{host}: not checked yet."
         elif check.error:
             red = color(HostState.FAILED)
-            text = f'{host}: <span style="color:{red}">{escape(check.error)}</span>'
+            line = f'{host}: <span style="color:{red}">{escape(check.error)}</span>'
         else:
-            text = (
+            line = (
                 f"{host}: agent {escape(check.agent_version)} on {escape(check.hostname)} "
                 f"({escape(check.platform)}), {'busy' if check.busy else 'idle'}"
             )
-        self.details.setText(text)
+        self.details.setText(line)
 
     def _update_summary(self) -> None:
         self.summary.setText(self.model.summary())

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from netjobs_core import __version__
 from netjobs_core.check import HostCheck
 from netjobs_core.config import Plan
+from netjobs_core.nodesets import NO_GROUPS, GroupsError
 from netjobs_core.results import RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.runner import RunOptions
@@ -117,6 +118,7 @@ class MainWindow(QMainWindow):
 
         self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
         self.editor.default_port = self.settings.default_port
+        self._load_groups()
         self.editor.new_document("")
         self._update_recent_menu()
         self._busy_changed(False)
@@ -632,8 +634,17 @@ class MainWindow(QMainWindow):
         if dialog.exec():
             self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
             self.editor.default_port = self.settings.default_port
+            self._load_groups()
             self.editor.validate_now()
             self.show_status("Settings saved")
+
+    def _load_groups(self) -> None:
+        """The groups file of the settings, for the editor's validation and the runs."""
+        try:
+            self.editor.groups = self.settings.groups()
+        except GroupsError as exc:
+            self.editor.groups = NO_GROUPS
+            self.show_error("Cannot use the groups file", f"{exc} (set another in Settings)")
 
     def about(self) -> None:
         QMessageBox.about(

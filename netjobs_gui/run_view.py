@@ -109,6 +109,7 @@ class StreamView(QWidget):
         A hidden view loads it once shown: filling a text view is the costly part."""
         self.command = command
         self.view.clear()
+        self.view.setMaximumBlockCount(MAX_OUTPUT_LINES)
         self._decoder.reset()
         self.shown = 0
         self._stale = True
@@ -125,6 +126,7 @@ class StreamView(QWidget):
             # A large finished output: its beginning and its end, around the "left out"
             # line (text.output_excerpt, as the report and the log show it).
             output = output_of(command, self.name)
+            self.view.setMaximumBlockCount(0)  # bounded in bytes: TAIL_BYTES in all
             self.view.setPlainText("\n".join(text.output_excerpt(output, TAIL_BYTES)))
             self.shown = self.received
             self.excerpt = True

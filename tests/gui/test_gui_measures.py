@@ -4,6 +4,7 @@ outputs, large spooled outputs, collected files, node sets and groups, the histo
 from __future__ import annotations
 
 import hashlib
+import html
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from netjobs_core.outputs import Output
 from netjobs_core.results import Collected, CommandStatus
 from netjobs_core.window import window_of
 from netjobs_gui import widgets
+from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.columns import folded_lines, output_groups
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
+from netjobs_gui.settings import SettingsDialog
 from netjobs_gui.timeline import (
     HEADER,
     LEGEND,
@@ -25,7 +28,7 @@ from netjobs_gui.timeline import (
     timeline_data,
     window_band,
 )
-from tests.gui.test_gui_views import T0, make_test
+from tests.gui.test_gui_views import make_test
 
 
 @pytest.fixture
@@ -97,3 +100,176 @@ def test_the_window_is_shaded_on_the_timeline_and_said_in_the_summary(qtbot: Any
     )
     detail.set_test(make_test(hosts=2))
     assert "the 2 hosts never all ran together" in detail.summary.text()
+
+
+# --------------------------------------------------------------------------- outputs and files
+
+
+def spooled(path: Path, lines: int) -> Output:
+    output = Output(path)
+    for n in range(lines):
+        output.append(f"line {n:06d} of the benchmark's output\n".encode())
+    output.close()
+    return output
+
+
+def test_a_large_output_shows_its_beginning_and_end_and_opens_whole(
+    qtbot: Any, tmp_path: Path, opened: list[QUrl]
+) -> None:
+    test = make_test(hosts=1)
+    command = test.hosts[0].commands[0]
+    command.stdout = spooled(tmp_path / "cmd1.stdout", 40_000)  # 1.4 MiB
+    assert command.stdout.size > 4 * TAIL_BYTES
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.show()
+    detail.set_test(test)
+    stdout = detail.output.stdout
+    shown = stdout.text.split("\n")
+    assert shown[0] == "line 000000 of the benchmark's output"
+    assert shown[-1] == "line 039999 of the benchmark's output"
+    left_out = [line for line in shown if "left out" in line]
+    assert len(left_out) == 1
+    assert f"the whole output is in {tmp_path / 'cmd1.stdout'}" in left_out[0]
+    assert "its beginning and end" in stdout.title.text()
+    assert stdout.open_button.isVisible() and stdout.open_button.text() == "Open the whole file"
+    stdout.open_button.click()
+    assert opened == [QUrl.fromLocalFile(str(tmp_path / "cmd1.stdout"))]
+    # A small output is shown whole, and is in memory: nothing to open.
+    assert not detail.output.stderr.open_button.isVisible()
+
+
+def test_collected_files_are_listed_and_open(
+    qtbot: Any, tmp_path: Path, opened: list[QUrl]
+) -> None:
+    test = make_test(hosts=2)
+    saved = tmp_path / "fio-0.json"
+    saved.write_text('{"iops": 1}\n')
+    digest = hashlib.sha256(saved.read_bytes()).hexdigest()
+    first = test.hosts[0].commands[0]
+    first.collected = [Collected("/tmp/fio-$NETJOBS_INDEX.json", saved, 12, digest)]
+    first.warnings = ["-collect /var/log/bench-*.log matched nothing"]
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.show()
+    detail.set_test(test)
+    files = detail.output.files
+    assert files.isVisible()
+    assert [files.item(i).text() for i in range(files.count())] == [
+        "fio-0.json  (12 B)  /tmp/fio-$NETJOBS_INDEX.json",
+        "warning: -collect /var/log/bench-*.log matched nothing",
+    ]
+    files.itemActivated.emit(files.item(0))
+    files.itemActivated.emit(files.item(1))  # a warning opens nothing
+    assert opened == [QUrl.fromLocalFile(str(saved))]
+    detail.select_row(1)  # the other host collected nothing
+    assert not files.isVisible()
+
+
+def test_identical_outputs_fold_into_a_node_set_and_one_output(qtbot: Any) -> None:
+    test = make_test(hosts=5)
+    for n, host in enumerate(test.hosts):
+        command = host.commands[0]
+        command.command = "./bench"
+        same = b"FAILED: disk full\n" if n == 3 else b"42 MB/s\n"
+        command.stdout = Output.from_bytes(same)
+        if n == 3:
+            command.status, command.exit_code = CommandStatus.FAILED, 1
+    groups = output_groups(test)
+    assert [group.members for group in groups] == [
+        "10.0.0.[1-3,5] (4 hosts)",
+        "10.0.0.4 (1 host)",
+    ]
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.show()
+    detail.set_test(test)
+    pane = detail.output
+    assert not pane.folded.isVisible()
+    pane.fold_check.setChecked(True)
+    assert pane.folded.isVisible() and not pane.stdout.isVisible()
+    assert pane.folded.toPlainText().split("\n") == folded_lines(test)
+    assert folded_lines(test) == [
+        "5 commands, 2 distinct outputs",
+        "",
+        "10.0.0.[1-3,5] (4 hosts): OK (exit 0): ./bench",
+        "  stdout (8 B):",
+        "    42 MB/s",
+        "  stderr: empty",
+        "",
+        "10.0.0.4 (1 host): FAILED (exit 1): ./bench",
+        "  stdout (18 B):",
+        "    FAILED: disk full",
+        "  stderr: empty",
+    ]
+    pane.fold_check.setChecked(False)
+    assert pane.stdout.isVisible()
+
+
+# --------------------------------------------------------------------------- node sets and groups
+
+FLEET = """\
+bench:
+-minhosts: all
+-collect: /tmp/fio-$NETJOBS_INDEX.json
+127.0.0.[1-3]:16201: "true"
+@web: "true"
+end
+"""
+
+
+def test_node_sets_groups_and_collect_are_highlighted(qtbot: Any) -> None:
+    panel = EditorPanel()
+    qtbot.addWidget(panel)
+    h = panel.highlighter
+    assert h.spans('node[01-32],db1:16200: "./bench"') == [
+        (0, 21, "target"),
+        (4, 7, "range"),
+        (23, 9, "command"),
+    ]
+    assert h.spans('@web!node05: "x"') == [(0, 11, "target"), (0, 4, "group"), (13, 3, "command")]
+    # An IPv6 literal is not a range.
+    assert h.spans('[::1]:17000: "date"') == [(0, 11, "target"), (13, 6, "command")]
+    assert h.spans("-collect: /tmp/out-$NETJOBS_INDEX.json") == [
+        (0, 8, "option"),
+        (10, 28, "path"),
+    ]
+    panel.new_document(FLEET)
+    block = panel.editor.document().findBlockByNumber(3)
+    colours = {
+        f.start: f.format.foreground().color().name() for f in block.layout().formats()
+    }
+    assert colours[0] == ConfigHighlighter.COLORS["target"]
+    assert colours[8] == ConfigHighlighter.COLORS["range"]  # [1-3]
+
+
+def test_the_groups_file_setting_reaches_the_parser_and_the_hosts_page(
+    window: Any, settings: Any, tmp_path: Path, answers: Any
+) -> None:
+    groups = tmp_path / "groups"
+    groups.write_text("web: 127.0.0.[7-9]:16201\n")
+    window.editor.new_document(FLEET)
+    assert window.editor.validate_now() is None
+    assert "line 5</a>: unknown group '@web'" in html.unescape(window.editor.status.text())
+
+    dialog = SettingsDialog(settings, window)
+    dialog.groups_edit.setText(str(tmp_path / "missing"))
+    dialog.accept()  # refused, saying why
+    assert dialog.groups_error.isVisibleTo(dialog) and "cannot read" in dialog.groups_error.text()
+    dialog.groups_edit.setText(str(groups))
+    dialog.accept()
+    assert settings.groups_file == str(groups)
+    window._load_groups()
+    plan = window.editor.validate_now()
+    assert plan is not None
+    assert [c.target for c in plan.tests[0].commands] == [
+        "127.0.0.1:16201",
+        "127.0.0.2:16201",
+        "127.0.0.3:16201",
+        "127.0.0.7:16201",
+        "127.0.0.8:16201",
+        "127.0.0.9:16201",
+    ]
+    assert window.hosts.config_set.text() == (
+        "The config's hosts: <b>127.0.0.[1-3,7-9]:16201 (6 hosts)</b>"
+    )
