@@ -15,8 +15,8 @@ from netjobs_core.outputs import Output
 from netjobs_core.results import Collected, CommandStatus
 from netjobs_core.window import window_of
 from netjobs_gui import widgets
-from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.columns import folded_lines, output_groups
+from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
 from netjobs_gui.settings import SettingsDialog
 from netjobs_gui.timeline import (
@@ -236,9 +236,7 @@ def test_node_sets_groups_and_collect_are_highlighted(qtbot: Any) -> None:
     ]
     panel.new_document(FLEET)
     block = panel.editor.document().findBlockByNumber(3)
-    colours = {
-        f.start: f.format.foreground().color().name() for f in block.layout().formats()
-    }
+    colours = {f.start: f.format.foreground().color().name() for f in block.layout().formats()}
     assert colours[0] == ConfigHighlighter.COLORS["target"]
     assert colours[8] == ConfigHighlighter.COLORS["range"]  # [1-3]
 
