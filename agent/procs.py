@@ -151,11 +151,14 @@ class Containment:
         self.reaps_orphans = False
 
     # -- start ------------------------------------------------------------------
-    def start(self, port: int) -> None:
-        """Pick the mode, kill what a dead agent on PORT left, reap where needed."""
+    def start(self, port: int | None) -> None:
+        """Pick the mode, kill what a dead agent on PORT left, reap where needed.
+
+        None: a stdio agent (started over SSH), one of any number at once: its key
+        is its own process id, so it never takes another live agent's processes."""
         if not LINUX:
             return
-        self.key = f"{port}-net{_netns()}"
+        self.key = f"{port}-net{_netns()}" if port is not None else f"stdio{os.getpid()}"
         parent = _cgroup2_dir()
         if parent is not None:
             base = parent / f"netjobs-{self.key}"

@@ -11,24 +11,34 @@ require_python("netjobs")
 
 import argparse
 import asyncio
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from netjobs_core import __version__, text
 from netjobs_core.check import HostCheck, check_hosts
+from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
 from netjobs_core.results import StartMode
+from netjobs_core.wire.tokens import Token
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshOptions
 from netjobs_core.runner import RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    Outcome,
     UsageError,
+    over_ssh,
     plan_addresses,
+    plan_token,
     read_plan,
-    read_token,
     say,
+    ssh_dialer,
 )
 
 
@@ -66,6 +76,31 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for each agent to connect and answer (default 5)",
     )
+    parser.add_argument(
+        "--ssh",
+        action="store_true",
+        help="reach every target over SSH and start the agent there for this run "
+        "(a port in the config is then SSH's), as if each were written ssh://host",
+    )
+    parser.add_argument(
+        "--ssh-accept-new",
+        action="store_true",
+        help="add the host key of an SSH host that known_hosts does not list "
+        "(as StrictHostKeyChecking=accept-new; a changed key is still refused)",
+    )
+
+
+def _ssh_options(args: argparse.Namespace) -> SshOptions | None:
+    if not args.ssh_accept_new:
+        return None  # the defaults, without importing asyncssh for nothing
+    from netjobs_core.ssh import SshOptions
+
+    return SshOptions(accept_new=True)
+
+
+def _read_plan(args: argparse.Namespace, path: str) -> Plan:
+    plan = read_plan(path)
+    return over_ssh(plan) if args.ssh else plan
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -137,22 +172,34 @@ def _ask_config_path() -> str:
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     path = args.config or _ask_config_path()
-    plan = read_plan(path)
+    plan = _read_plan(args, path)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
         say("config is valid; simulated run: nothing was contacted or started", sys.stdout)
         return EXIT_OK
     options = RunOptions(
-        token=read_token(
-            args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+        token=plan_token(
+            plan, args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
         ),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
     )
-    outcome = asyncio.run(run_on_terminal(plan, options, args.v, args.l, args.json))
+    outcome = asyncio.run(_run(plan, options, args))
     return outcome.exit_code
+
+
+async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Outcome:
+    async with ssh_dialer(plan_addresses(plan), _ssh_options(args)) as dialer:
+        options = dataclasses.replace(options, dialer=dialer)
+        return await run_on_terminal(plan, options, args.v, args.l, args.json)
+
+
+async def _check(plan: Plan, token: Token, args: argparse.Namespace) -> list[HostCheck]:
+    addresses = plan_addresses(plan)
+    async with ssh_dialer(addresses, _ssh_options(args)) as dialer:
+        return await check_hosts(addresses, token, args.connect_timeout, dialer)
 
 
 def format_check(check: HostCheck) -> str:
@@ -178,11 +225,11 @@ def _main_check(argv: Sequence[str]) -> int:
     parser.add_argument("config", metavar="CONFIG")
     _add_common(parser)
     args = parser.parse_args(argv)
-    plan = read_plan(args.config)
-    token = read_token(
-        args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+    plan = _read_plan(args, args.config)
+    token = plan_token(
+        plan, args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
     )
-    checks = asyncio.run(check_hosts(plan_addresses(plan), token, args.connect_timeout))
+    checks = asyncio.run(_check(plan, token, args))
     for check in checks:
         say(format_check(check), sys.stdout)
     good = sum(check.ok for check in checks)

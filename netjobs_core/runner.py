@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from netjobs_core import text
-from netjobs_core.client import AgentError, AgentLink, AgentStopping, ConnectionLost, Refused
+from netjobs_core.client import (
+    AgentError,
+    AgentLink,
+    AgentStopping,
+    ConnectionLost,
+    Dialer,
+    Refused,
+)
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -76,6 +83,7 @@ class RunOptions:
     heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
     reconnect_grace: float | None = None  # per run; None: each agent's own default
     run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
+    dialer: Dialer | None = None  # for ssh:// targets (netjobs_core/ssh.py; session.run_plan)
 
 
 def _epoch_anchor() -> float:
@@ -214,7 +222,7 @@ class _TestRun:
     # -- phase 1: connect, measure, prepare --------------------------------------
     async def prepare(self, host: _Host) -> None:
         options = self.options
-        link = AgentLink(host.result.address, options.token.secret)
+        link = AgentLink(host.result.address, options.token.secret, options.dialer)
         host.link = link
         try:
             found = await probe(
@@ -403,7 +411,7 @@ class _TestRun:
                 raise ConnectionLost(
                     f"lost for its {host.grace:g} s reconnect grace (after {cause})"
                 )
-            link = AgentLink(host.result.address, self.options.token.secret)
+            link = AgentLink(host.result.address, self.options.token.secret, self.options.dialer)
             try:
                 await link.connect(min(self.options.connect_timeout, remaining))
                 await self._request_resume(host, link, min(self.options.connect_timeout, remaining))
