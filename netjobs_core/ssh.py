@@ -321,9 +321,8 @@ class SshDialer:
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyRefused(client.refusal or f"SSH host key refused: {exc.reason}") from None
         except asyncssh.PermissionDenied as exc:
-            who = f"{username}@{address.host}" if username else address.host
             raise AgentError(
-                f"SSH authentication failed for {who}: {exc.reason} "
+                f"SSH authentication failed: {exc.reason} "
                 "(is the key in the host's authorized_keys, or in your ssh-agent?)"
             ) from None
         except asyncssh.Error as exc:

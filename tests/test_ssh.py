@@ -113,15 +113,23 @@ class SshHost:
         (self.dir / "sshd.pid").unlink(missing_ok=True)
 
     def processes(self) -> list[str]:
-        """Command lines of this host's agents and the commands they started."""
-        out = subprocess.run(
-            ["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True
-        ).stdout
-        return [
-            line
-            for line in out.splitlines()
-            if "--stdio" in line or f"njs-probe-{self.n}" in line
-        ]
+        """What runs on this host besides its sshd processes: the agent and
+        everything it started (all of them live in the host's network namespace)."""
+        netns = os.stat(f"/run/netns/{self.ns}").st_ino
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.stat(entry / "ns" / "net").st_ino != netns:
+                    continue
+                comm = (entry / "comm").read_text().strip()
+                args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue  # it ended meanwhile
+            if comm != "sshd":
+                found.append(f"{entry.name} {args}")
+        return found
 
 
 @dataclass
@@ -133,7 +141,8 @@ class Lab:
     known_hosts: Path
 
     def options(self, **kwargs: object) -> SshOptions:
-        return SshOptions(config=[str(self.config)], client_keys=[str(self.key)], **kwargs)  # type: ignore[arg-type]
+        settings = {"config": [str(self.config)], "client_keys": [str(self.key)]} | kwargs
+        return SshOptions(**settings)  # type: ignore[arg-type]
 
     def trust(self, host: SshHost) -> None:
         public = (host.dir / "host_key.pub").read_text().split()
@@ -233,3 +242,193 @@ def test_key_authentication_runs_a_test_and_leaves_nothing(lab):
     cached = list((host.home / ".cache" / "netjobs").iterdir())
     assert [p.name for p in cached] == [agent_zipapp().name]
     assert wait_until_gone(host) == []
+
+
+@pytest.fixture
+def trusted(lab):
+    """Every host key known before and after the test (tests change known_hosts)."""
+    lab.trust_all()
+    yield lab
+    lab.trust_all()
+
+
+def fingerprint(host: SshHost) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(host.dir / "host_key.pub")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()[1]  # SHA256:...
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint_unless_accept_new(trusted):
+    lab, host = trusted, trusted.hosts[1]
+    lab.known_hosts.write_text("")
+    config = f't:\nssh://{host.address}: "true"\nend\n'
+    refused = asyncio.run(run_over_ssh(lab, config))
+    assert refused.status is not TestStatus.PASSED
+    error = refused.hosts[0].error
+    assert refused.hosts[0].state is HostState.FAILED
+    assert "not known" in error and fingerprint(host) in error and host.address in error
+    assert "--ssh-accept-new" in error
+    assert lab.known_hosts.read_text() == ""  # refusing adds nothing
+
+    accepted = asyncio.run(run_over_ssh(lab, config, accept_new=True))
+    assert accepted.status is TestStatus.PASSED, accepted.reason
+    assert lab.known_hosts.read_text().startswith(f"{host.address} ssh-ed25519 ")
+    again = asyncio.run(run_over_ssh(lab, config))  # known now, without the flag
+    assert again.status is TestStatus.PASSED, again.reason
+
+
+def test_a_changed_host_key_is_refused_even_with_accept_new(trusted, tmp_path):
+    lab, host = trusted, trusted.hosts[2]
+    keygen(tmp_path / "other")
+    other = (tmp_path / "other.pub").read_text().split()
+    lab.known_hosts.write_text(f"{host.address} {other[0]} {other[1]}\n")
+    test = asyncio.run(
+        run_over_ssh(lab, f't:\nssh://{host.address}: "true"\nend\n', accept_new=True)
+    )
+    error = test.hosts[0].error
+    assert test.status is not TestStatus.PASSED and "HAS CHANGED" in error
+    assert fingerprint(host) in error and "ssh-keygen -R" in error
+    assert lab.known_hosts.read_text() == f"{host.address} {other[0]} {other[1]}\n"
+
+
+def test_ssh_failures_are_the_hosts_failures_and_count_for_the_quorum(trusted, tmp_path):
+    lab, good, stopped = trusted, trusted.hosts[6], trusted.hosts[7]
+    keygen(tmp_path / "stranger")
+    config = (
+        f't:\n-minhosts: 1\nssh://{good.address}: "true"\nssh://{stopped.address}: "true"\nend\n'
+    )
+    stopped.stop()
+    try:
+        test = asyncio.run(run_over_ssh(lab, config))
+    finally:
+        stopped.start()
+    assert test.status is TestStatus.PASSED, test.reason
+    assert test.hosts[0].state is HostState.DONE
+    down = test.hosts[1]
+    assert down.state is HostState.FAILED and "refused" in down.error
+    assert down.commands[0].status is CommandStatus.ERROR
+
+    strangers = asyncio.run(
+        run_over_ssh(lab, f't:\nssh://{good.address}: "true"\nend\n',
+                     client_keys=[str(tmp_path / "stranger")])
+    )
+    assert strangers.status is not TestStatus.PASSED
+    error = strangers.hosts[0].error
+    assert "SSH authentication failed" in error and "user root" in error
+
+
+def standin_executable(lab: Lab) -> Path:
+    """dist/netjobs-agent when built; else a one-file stand-in that needs no python3
+    on PATH (it names its interpreter by absolute path, as the frozen agent holds its own)."""
+    built = REPO / "dist" / "netjobs-agent"
+    if built.is_file():
+        return built
+    pyz = lab.dir / "standin.pyz"
+    pyz.write_bytes(agent_zipapp().data)
+    standin = lab.dir / "netjobs-agent-standin"
+    standin.write_text(f'#!/bin/sh\nexec {sys.executable} {pyz} "$@"\n')
+    standin.chmod(0o755)
+    return standin
+
+
+def test_a_host_without_python3_gets_the_one_file_agent(trusted):
+    lab, host = trusted, trusted.hosts[3]
+    tools = host.dir / "bin"
+    tools.mkdir(exist_ok=True)
+    for tool in ("sh", "cat", "mkdir", "chmod", "mv", "uname", "sha256sum"):
+        link = tools / tool
+        if not link.exists():
+            link.symlink_to(shutil.which(tool, path="/usr/bin:/bin") or tool)
+    host.start(extra=f"PATH={tools}")
+    try:
+        config = f't:\nssh://{host.address}: "echo $PATH"\nend\n'
+        without = asyncio.run(run_over_ssh(lab, config, executable=None))
+        assert without.status is not TestStatus.PASSED
+        assert "no python3 >= 3.11" in without.hosts[0].error
+
+        test = asyncio.run(run_over_ssh(lab, config, executable=standin_executable(lab)))
+        assert test.status is TestStatus.PASSED, test.reason
+        assert bytes(test.hosts[0].commands[0].stdout).decode().strip() == str(tools)
+        cached = [p.name for p in (host.home / ".cache" / "netjobs").iterdir()]
+        assert len(cached) == 1 and not cached[0].endswith(".pyz")
+    finally:
+        host.start()
+
+
+def test_a_connection_cut_mid_run_kills_the_remote_commands(trusted):
+    lab, host = trusted, trusted.hosts[4]
+    config = f't:\nssh://{host.address}: "sleep 300"\nssh://{host.address}: "sleep 301"\nend\n'
+
+    async def cut_mid_run():
+        watch = HostWatch()
+        task = asyncio.create_task(run_over_ssh(lab, config, watch))
+        await asyncio.wait_for(watch.host_reaches(0, HostState.RUNNING), WAIT_S)
+        running = host.processes()
+        assert any("sleep 300" in p for p in running), running
+        assert any("--stdio" in p for p in running), running
+        ip("link", "set", host.outside, "down")  # no FIN, no RST: the link just goes silent
+        return await asyncio.wait_for(task, 60)
+
+    try:
+        test = asyncio.run(cut_mid_run())
+        assert test.status is not TestStatus.PASSED
+        assert test.hosts[0].state is HostState.FAILED
+        assert {c.status for c in test.hosts[0].commands} == {CommandStatus.LOST}
+        # The agent noticed the silence (heartbeats), killed its commands and exited.
+        assert wait_until_gone(host) == []
+    finally:
+        ip("link", "set", host.outside, "up")
+
+
+def test_eight_ssh_hosts_start_together(trusted):
+    lab = trusted
+    lines = "".join(f'ssh://{h.address}: "date +%s%N"\n' for h in lab.hosts)
+    test = asyncio.run(run_over_ssh(lab, f"t:\n{lines}end\n"))
+    assert test.status is TestStatus.PASSED, test.reason
+    assert all(h.state is HostState.DONE and h.gated for h in test.hosts)
+    stamps = [int(bytes(h.commands[0].stdout)) for h in test.hosts]
+    print(
+        f"8 SSH hosts: start spread {test.start_spread_ms:.3f} ms "
+        f"(+/- {test.start_spread_uncertainty_ms:.3f}), date stamps within "
+        f"{(max(stamps) - min(stamps)) / 1e6:.3f} ms, rtt "
+        f"{max(h.rtt_ms for h in test.hosts):.3f} ms max"
+    )
+    assert test.start_spread_ms < 50 and (max(stamps) - min(stamps)) / 1e6 < 50
+    for host in lab.hosts:
+        assert wait_until_gone(host) == []
+
+
+def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted, tmp_path):
+    """One command, as the README shows: --ssh over a plain config, with ~/.ssh as the
+    user has it (here a private HOME) and no token anywhere."""
+    lab = trusted
+    dot_ssh = tmp_path / ".ssh"
+    dot_ssh.mkdir(mode=0o700)
+    shutil.copy(lab.key, dot_ssh / "id_ed25519")
+    shutil.copy(lab.known_hosts, dot_ssh / "known_hosts")
+    (dot_ssh / "config").write_text("Host 10.234.*\n  User root\n")
+    config = tmp_path / "bench.cfg"
+    config.write_text(
+        f't:\n{lab.hosts[5].address}: "echo one"\n{lab.hosts[6].address}: "echo two"\nend\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
+    env |= {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    netjobs = [sys.executable, "-m", "netjobs_core.cli"]
+    run = subprocess.run(
+        [*netjobs, "--ssh", str(config)], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ssh://10.234.6.2" in run.stdout
+    check = subprocess.run(
+        [*netjobs, "check", "--ssh", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "2 of 2 agents ready" in check.stdout
