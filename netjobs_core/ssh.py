@@ -66,24 +66,33 @@ class HostKeyRefused(AgentError):
 
 
 # -- the start script ---------------------------------------------------------------
+# Runs on the host as `python -c`: the zipapp's hash checked, then the agent run
+# in this same process (one interpreter start per agent).
+_CHECK_AND_RUN = (
+    "import hashlib, runpy, sys\n"
+    "z, h = sys.argv[1], sys.argv[2]\n"
+    "try:\n"
+    "    ok = hashlib.sha256(open(z, 'rb').read()).hexdigest() == h\n"
+    "except OSError:\n"
+    "    ok = False\n"
+    f"ok or sys.exit({NEED_PYZ})\n"
+    "sys.argv = [z, '--stdio']\n"
+    "runpy.run_path(z, run_name='__main__')\n"
+)
+
+
 def start_script(pyz: Payload, exe: Payload | None) -> str:
-    """POSIX sh: find python3 >= 3.11 and start the cached zipapp; else the cached
-    executable; an exit status says what to upload first."""
+    """POSIX sh: start the cached zipapp with a python3 >= 3.11 (a versioned name
+    says its version; a plain python3 is asked); else the cached one-file agent. An
+    exit status says what to upload first."""
     lines = [
         f"d={CACHE_DIR}",
-        f'z="$d/{pyz.name}"',
-        "py=",
-        "for c in python3 python3.13 python3.12 python3.11; do",
+        "for c in python3.14 python3.13 python3.12 python3.11 python3; do",
         '  p=$(command -v "$c" 2>/dev/null) || continue',
-        "  \"$p\" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null"
-        ' && py="$p" && break',
+        '  [ "$c" = python3 ] && ! "$p" -c '
+        "'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && continue",
+        f'  exec "$p" -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
         "done",
-        'if [ -n "$py" ]; then',
-        '  h=$("$py" -c \'import hashlib, sys; '
-        'print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())\' "$z" 2>/dev/null)',
-        f'  [ "$h" = {pyz.sha256} ] && exec "$py" "$z" --stdio',
-        f"  exit {NEED_PYZ}",
-        "fi",
     ]
     if exe is not None:
         lines += [
