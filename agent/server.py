@@ -833,7 +833,11 @@ async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) 
         run = agent._run_task
         if session.done() and run is not None and not run.done():
             # The orphan timer kills the run after its grace; it ends soon after.
-            await asyncio.wait({run, stopping}, timeout=orphan_grace + SHUTDOWN_TIMEOUT_S)
+            await asyncio.wait(
+                {run, stopping},
+                timeout=orphan_grace + SHUTDOWN_TIMEOUT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
         stopping.cancel()
         await agent.shutdown()
         if not session.done():

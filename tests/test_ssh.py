@@ -22,7 +22,8 @@ from ssh_lab import SSHD, WAIT_S, Lab, SshHost, ip, keygen, ssh_lab
 
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.config import parse_config
-from netjobs_core.results import CommandStatus, HostState, TestStatus
+from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
+from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.runner import RunOptions, run_test
 from netjobs_core.ssh import SshDialer
 from netjobs_core.wire.tokens import Token
@@ -30,21 +31,20 @@ from netjobs_core.wire.tokens import Token
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = 8
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.skipif(
-        sys.platform != "linux"
-        or os.geteuid() != 0
-        or shutil.which("ip") is None
-        or not os.path.exists(SSHD)
-        or shutil.which("ssh-keygen") is None,
-        reason="SSH hosts need Linux, root, iproute2 and openssh-server",
-    ),
-]
+pytestmark = pytest.mark.timeout(180)
+NO_SSHD = (
+    sys.platform != "linux"
+    or os.geteuid() != 0
+    or shutil.which("ip") is None
+    or not os.path.exists(SSHD)
+    or shutil.which("ssh-keygen") is None
+)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, monkeypatch_module):
+    if NO_SSHD:
+        pytest.skip("SSH hosts need Linux, root, iproute2 and openssh-server")
     monkeypatch_module.delenv("SSH_AUTH_SOCK", raising=False)  # not the user's agent
     try:
         with ssh_lab(tmp_path_factory.mktemp("ssh"), HOSTS) as made:
@@ -257,29 +257,56 @@ def test_eight_ssh_hosts_start_together(trusted):
         assert wait_until_gone(host) == []
 
 
-def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted, tmp_path):
-    """One command, as the README shows: --ssh over a plain config, with ~/.ssh as the
-    user has it (here a private HOME) and no token anywhere."""
-    lab = trusted
-    dot_ssh = tmp_path / ".ssh"
+NETJOBS = [sys.executable, "-m", "netjobs_core.cli"]
+
+
+def user_env(lab: Lab, home: Path) -> dict[str, str]:
+    """An environment whose ~/.ssh is set up as a user's: key, known_hosts, config."""
+    dot_ssh = home / ".ssh"
     dot_ssh.mkdir(mode=0o700)
     shutil.copy(lab.key, dot_ssh / "id_ed25519")
     shutil.copy(lab.known_hosts, dot_ssh / "known_hosts")
     (dot_ssh / "config").write_text("Host 10.234.*\n  User root\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
+    return env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "cfg")}
+
+
+def test_the_controller_going_away_kills_the_remote_commands(trusted, tmp_path):
+    lab, host = trusted, trusted.hosts[5]
+    config = tmp_path / "long.cfg"
+    config.write_text(f't:\nssh://{host.address}: "sleep 302"\nend\n')
+    with subprocess.Popen(
+        [*NETJOBS, str(config)],
+        env=user_env(lab, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as controller:
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while not any("sleep 302" in p for p in host.processes()):
+                assert time.monotonic() < deadline and controller.poll() is None
+                time.sleep(0.05)
+        finally:
+            controller.kill()  # no bye, no kill: its TCP connection just closes
+    assert wait_until_gone(host) == []
+
+
+def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted, tmp_path):
+    """One command, as the README shows: --ssh over a plain config, with ~/.ssh as the
+    user has it (here a private HOME) and no token anywhere."""
+    lab = trusted
+    env = user_env(lab, tmp_path)
     config = tmp_path / "bench.cfg"
     config.write_text(
         f't:\n{lab.hosts[5].address}: "echo one"\n{lab.hosts[6].address}: "echo two"\nend\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
-    env |= {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
-    netjobs = [sys.executable, "-m", "netjobs_core.cli"]
     run = subprocess.run(
-        [*netjobs, "--ssh", str(config)], env=env, capture_output=True, text=True, timeout=90
+        [*NETJOBS, "--ssh", str(config)], env=env, capture_output=True, text=True, timeout=90
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "ssh://10.234.6.2" in run.stdout
     check = subprocess.run(
-        [*netjobs, "check", "--ssh", str(config)],
+        [*NETJOBS, "check", "--ssh", str(config)],
         env=env,
         capture_output=True,
         text=True,
@@ -287,3 +314,125 @@ def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted,
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "2 of 2 agents ready" in check.stdout
+
+
+# -- the stdio agent and AgentLink's seam, without sshd (any user, any Linux) -------------
+class _PipeChannel:
+    """client.Channel over a local agent's stdin/stdout, as SshChannel over SSH's."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc, self._in, self._out = proc, proc.stdin, proc.stdout
+
+    async def read(self, n: int) -> bytes:
+        return await self._out.read(n)
+
+    def write(self, data: bytes) -> None:
+        self._in.write(data)
+
+    def is_closing(self) -> bool:
+        return self._in.is_closing()
+
+    def abort(self) -> None:
+        self._in.close()
+
+    async def close(self, timeout: float) -> None:
+        self._in.close()
+        async with asyncio.timeout(timeout):
+            await self.proc.wait()
+
+
+class LocalStdioDialer:
+    """Starts `netjobs-agent --stdio` on this machine, bootstrapped as SshDialer does."""
+
+    def __init__(self) -> None:
+        self.channels: list[_PipeChannel] = []
+
+    async def open(self, address, timeout):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "netjobs_agent",
+            "--stdio",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        channel = _PipeChannel(proc)
+        self.channels.append(channel)
+        token = os.urandom(32)
+        channel.write(token.hex().encode() + b"\n")
+        async with asyncio.timeout(WAIT_S):
+            ready = await proc.stdout.readline()  # type: ignore[union-attr]
+        assert ready.startswith(b"NETJOBS-STDIO "), ready
+        return channel, token
+
+    async def wait_all_ended(self) -> list[int | None]:
+        async with asyncio.timeout(WAIT_S):
+            return [await c.proc.wait() for c in self.channels]
+
+
+def stdio_jobs(agent_pid: int) -> list[int]:
+    """Processes carrying the cookie of the stdio agent `agent_pid` (its commands)."""
+    mine = f"NETJOBS_JOB=stdio{agent_pid}:".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if mine in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_stdio_agent_runs_a_test_and_exits():
+    async def scenario():
+        dialer = LocalStdioDialer()
+        plan = parse_config('t:\nssh://local: "echo over the pipe"\nend\n')
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+        test = await asyncio.wait_for(run_test(plan.tests[0], options), 30)
+        return test, await dialer.wait_all_ended()
+
+    test, statuses = asyncio.run(scenario())
+    assert test.status is TestStatus.PASSED, test.reason
+    assert bytes(test.hosts[0].commands[0].stdout) == b"over the pipe\n"
+    assert test.hosts[0].target == "ssh://local" and test.hosts[0].rtt_ms is not None
+    assert statuses == [0]  # the bye ended its only session, and with it the agent
+    document = run_to_json(RunResult(config_path="t.cfg", tests=[test]))
+    assert document["tests"][0]["hosts"][0]["target"] == "ssh://local"
+    assert run_from_json(document).tests[0].hosts[0].address == test.hosts[0].address
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_eof_on_a_stdio_agents_input_kills_its_commands_and_ends_it():
+    async def scenario():
+        dialer = LocalStdioDialer()
+        plan = parse_config('t:\nssh://local: "sleep 300"\nend\n')
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+        watch = HostWatch()
+        task = asyncio.create_task(run_test(plan.tests[0], options, watch))
+        await watch.host_started(0)
+        channel = dialer.channels[0]
+        jobs = stdio_jobs(channel.proc.pid)
+        assert jobs, "the command carries its agent's cookie"
+        channel.abort()  # the channel's end, as when the SSH connection drops
+        test = await asyncio.wait_for(task, 30)
+        return test, jobs, channel.proc.pid, await dialer.wait_all_ended()
+
+    test, jobs, agent_pid, statuses = asyncio.run(scenario())
+    assert test.status is not TestStatus.PASSED
+    assert test.hosts[0].state is HostState.FAILED
+    assert statuses == [0]
+    assert stdio_jobs(agent_pid) == []
+    assert not [pid for pid in jobs if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_stdio_agent_wants_the_token_first():
+    run = subprocess.run(
+        [sys.executable, "-m", "netjobs_agent", "--stdio"],
+        input=b"not a token\n",
+        capture_output=True,
+        timeout=WAIT_S,
+    )
+    assert run.returncode == 2 and run.stdout == b""
+    assert b"expected the controller's token as the first line" in run.stderr
