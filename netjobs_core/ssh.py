@@ -45,6 +45,8 @@ READY_PREFIX = b"NETJOBS-STDIO "  # the agent's first line once it holds the tok
 TOKEN_BYTES = 32  # as agent/server.py's STDIO_TOKEN_BYTES
 START_TIMEOUT_S = 15.0  # at least this for the agent to start (a cold python on a busy host)
 DEPLOY_TIMEOUT_S = 60.0  # at least this for an upload (the one-file agent is ~10 MB)
+CLOSE_TIMEOUT_S = 2.0  # for the SSH connections to close at the end of the run
+BANNER_LINES = 64  # lines a login shell may print before the agent's ready line
 STDERR_KEEP = 4096  # bytes of the remote stderr kept for messages
 READ_LIMIT = 256 * 1024  # past this much unread output the channel is paused
 NEED_PYZ, NEED_EXE, NO_AGENT = 83, 84, 85  # exit statuses of the start script
@@ -157,6 +159,15 @@ class _AgentSession(asyncssh.SSHClientSession[bytes]):
         return text.splitlines()[-1] if text else ""
 
 
+async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
+    """The agent's ready line, past what a login shell may print first; b"" at EOF."""
+    for _ in range(BANNER_LINES):
+        line = await stdout.readline()
+        if not line or line.startswith(READY_PREFIX):
+            return line
+    raise ValueError(f"no ready line from the agent in the first {BANNER_LINES} lines")
+
+
 class SshChannel:
     """An agent's stdin/stdout over one SSH channel (client.Channel)."""
 
@@ -267,14 +278,23 @@ class SshDialer:
 
     async def close(self) -> None:
         hosts, self._hosts = self._hosts, {}
-        for task in hosts.values():
+        pending = [task for task in hosts.values() if not task.done()]
+        for task in pending:
             task.cancel()
-        for task in hosts.values():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                host = await task
-                host.conn.close()
-                async with asyncio.timeout(2.0):
-                    await host.conn.wait_closed()
+        if pending:
+            await asyncio.wait(pending)
+        conns = [
+            task.result().conn
+            for task in hosts.values()
+            if not task.cancelled() and task.exception() is None
+        ]
+        for conn in conns:
+            conn.close()
+        closing = [asyncio.create_task(conn.wait_closed()) for conn in conns]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=CLOSE_TIMEOUT_S)
+            for waiter in late:
+                waiter.cancel()
 
     def forget(self, client: _Client) -> None:
         for key, task in list(self._hosts.items()):
@@ -359,7 +379,7 @@ class SshDialer:
             chan.write(token.hex().encode() + b"\n")
             try:
                 async with asyncio.timeout(max(timeout, START_TIMEOUT_S)):
-                    line = await session.stdout.readline()
+                    line = await _ready_line(session.stdout)
                     if not line:
                         await chan.wait_closed()
             except TimeoutError:
@@ -369,9 +389,10 @@ class SshDialer:
                     f"{max(timeout, START_TIMEOUT_S):g} s"
                     + (f": {tail}" if (tail := session.stderr_tail()) else "")
                 ) from None
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a line past READ_LIMIT
+                chan.abort()
                 raise AgentError(f"starting the agent on {address}: {exc}") from None
-            if line.startswith(READY_PREFIX):
+            if line:
                 return SshChannel(chan, session), token
             status = session.exit_status
             if status == NEED_PYZ and not host.has_pyz:

@@ -97,9 +97,11 @@ class SshHost:
                     continue
                 comm = (entry / "comm").read_text().strip()
                 args = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
             except OSError:
                 continue  # it ended meanwhile
-            if comm != "sshd":
+            # A zombie is dead: it waits for this container's init to reap it.
+            if comm != "sshd" and state != "Z":
                 found.append(f"{entry.name} {args}")
         return found
 

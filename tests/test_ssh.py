@@ -385,6 +385,15 @@ def stdio_jobs(agent_pid: int) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for this container's init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def test_a_stdio_agent_runs_a_test_and_exits():
     async def scenario():
         dialer = LocalStdioDialer()
@@ -424,7 +433,7 @@ def test_eof_on_a_stdio_agents_input_kills_its_commands_and_ends_it():
     assert test.hosts[0].state is HostState.FAILED
     assert statuses == [0]
     assert stdio_jobs(agent_pid) == []
-    assert not [pid for pid in jobs if Path(f"/proc/{pid}").exists()]
+    assert not [pid for pid in jobs if running(pid)]
 
 
 def test_a_stdio_agent_wants_the_token_first():
