@@ -35,8 +35,8 @@ from netjobs_core.session import (
     UsageError,
     over_ssh,
     plan_addresses,
-    plan_token,
     read_plan,
+    run_token,
     say,
     ssh_dialer,
 )
@@ -179,8 +179,11 @@ def _main_run(argv: Sequence[str]) -> int:
         say("config is valid; simulated run: nothing was contacted or started", sys.stdout)
         return EXIT_OK
     options = RunOptions(
-        token=plan_token(
-            plan, args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+        token=run_token(
+            plan_addresses(plan),
+            args.token_file,
+            strict=args.strict_permissions,
+            allow_weak=args.allow_weak_token,
         ),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
@@ -226,8 +229,11 @@ def _main_check(argv: Sequence[str]) -> int:
     _add_common(parser)
     args = parser.parse_args(argv)
     plan = _read_plan(args, args.config)
-    token = plan_token(
-        plan, args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+    token = run_token(
+        plan_addresses(plan),
+        args.token_file,
+        strict=args.strict_permissions,
+        allow_weak=args.allow_weak_token,
     )
     checks = asyncio.run(_check(plan, token, args))
     for check in checks:

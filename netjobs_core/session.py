@@ -90,19 +90,18 @@ def over_ssh(plan: Plan) -> Plan:
     return dataclasses.replace(plan, tests=tests)
 
 
-def plan_token(
-    plan: Plan,
+def run_token(
+    addresses: Sequence[Address],
     path: str | os.PathLike[str] | None,
     *,
     strict: bool = False,
     allow_weak: bool = False,
 ) -> Token:
-    """read_token, except that a plan whose every target is over SSH needs none
+    """read_token, except that a run whose every target is over SSH needs none
     (each agent started over SSH gets a token of its own) unless one is named."""
-    addresses = plan_addresses(plan)
-    if path is None and addresses and all(a.over_ssh for a in addresses):
+    if not path and addresses and all(a.over_ssh for a in addresses):
         return Token(secrets.token_bytes(32), "none needed: every target is over SSH")
-    return read_token(path, strict=strict, allow_weak=allow_weak)
+    return read_token(path or None, strict=strict, allow_weak=allow_weak)
 
 
 @contextlib.asynccontextmanager
