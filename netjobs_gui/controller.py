@@ -159,9 +159,8 @@ class Controller(QObject):
     ) -> None:
         try:
             async with ssh_dialer(plan_addresses(plan), ssh) as dialer:
-                # The run's SSH connections live as long as the run (the runner reads
-                # its options test by test).
-                runner.options = dataclasses.replace(runner.options, dialer=dialer)
+                if dialer is not None:  # the run's SSH connections live as long as the run
+                    runner.options = dataclasses.replace(runner.options, dialer=dialer)
                 await runner.run(list(labels) if labels is not None else None)
         except asyncio.CancelledError:
             raise
