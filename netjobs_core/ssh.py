@@ -93,7 +93,8 @@ def start_script(pyz: Payload, exe: Payload | None) -> str:
         '  p=$(command -v "$c" 2>/dev/null) || continue',
         '  [ "$c" = python3 ] && ! "$p" -c '
         "'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && continue",
-        f'  exec "$p" -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
+        # -I: the user's PYTHONPATH and site-packages cannot shadow the agent's modules
+        f'  exec "$p" -I -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
         "done",
     ]
     if exe is not None:
