@@ -22,6 +22,7 @@ import platform
 import secrets
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
@@ -768,6 +769,10 @@ STDIO_TOKEN_BYTES = 32
 async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """The channel (fds 0 and 1) as streams; fds 0 and 1 themselves then become
     /dev/null and stderr, so no print and no child can write into the protocol."""
+    for fd in (0, 1):
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            raise ListenError("--stdio needs pipes or sockets on stdin and stdout (an SSH channel)")
     loop = asyncio.get_running_loop()
     channel_in, channel_out = os.dup(0), os.dup(1)  # not inheritable: commands do not get them
     devnull = os.open(os.devnull, os.O_RDONLY)
