@@ -49,9 +49,11 @@ class SshHost:
     def home(self) -> Path:
         return self.dir / "home"
 
-    def start(self, extra: str = "") -> None:
+    def start(self, **env: str) -> None:
         """sshd in the foreground (-D), one per namespace, with its own everything."""
         self.stop()
+        # A private HOME: its own agent cache, and none of root's dot files.
+        settings = " ".join(f"{k}={v}" for k, v in ({"HOME": str(self.home)} | env).items())
         config = self.dir / "sshd_config"
         config.write_text(
             f"ListenAddress {self.address}:22\n"
@@ -61,8 +63,7 @@ class SshHost:
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "LogLevel ERROR\n"
-            # A private HOME: its own agent cache, and none of root's dot files.
-            f"SetEnv HOME={self.home} {extra}\n"
+            f"SetEnv {settings}\n"
         )
         log = self.dir / "sshd.log"
         with log.open("wb") as err:

@@ -198,7 +198,7 @@ def test_a_host_without_python3_gets_the_one_file_agent(trusted):
         link = tools / tool
         if not link.exists():
             link.symlink_to(shutil.which(tool, path="/usr/bin:/bin") or tool)
-    host.start(extra=f"PATH={tools}")
+    host.start(PATH=str(tools))
     try:
         config = f't:\nssh://{host.address}: "echo $PATH"\nend\n'
         without = asyncio.run(run_over_ssh(lab, config, executable=None))
@@ -212,6 +212,18 @@ def test_a_host_without_python3_gets_the_one_file_agent(trusted):
         assert len(cached) == 1 and not cached[0].endswith(".pyz")
     finally:
         host.start()
+
+
+def test_an_agent_that_cannot_be_put_on_the_host_is_that_hosts_failure(trusted):
+    lab, host = trusted, trusted.hosts[3]
+    host.start(HOME="/proc/njs-nowhere")  # no cache can be made there
+    try:
+        test = asyncio.run(run_over_ssh(lab, f't:\nssh://{host.address}: "true"\nend\n'))
+    finally:
+        host.start()
+    error = test.hosts[0].error
+    assert test.hosts[0].state is HostState.FAILED
+    assert "cannot upload the agent to ssh://10.234.4.2" in error and "mkdir" in error
 
 
 def test_a_connection_cut_mid_run_kills_the_remote_commands(trusted):
