@@ -297,6 +297,10 @@ class SshDialer:
             for waiter in late:
                 waiter.cancel()
 
+    def _drop(self, host: _Host) -> None:
+        self.forget(host.client)
+        host.conn.abort()
+
     def forget(self, client: _Client) -> None:
         for key, task in list(self._hosts.items()):
             if task.done() and not task.cancelled() and task.exception() is None:
@@ -429,8 +433,10 @@ class SshDialer:
                     _AgentSession, command, encoding=None
                 )
         except TimeoutError:
+            self._drop(host)  # a dead connection (a cut): the next test connects anew
             raise AgentError(f"SSH: no session opened on {address} within {timeout:g} s") from None
         except (asyncssh.Error, OSError) as exc:
+            self._drop(host)
             raise AgentError(f"SSH: cannot open a session on {address}: {exc}") from None
         assert isinstance(session, _AgentSession)
         return chan, session
