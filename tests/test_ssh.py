@@ -210,6 +210,7 @@ def test_a_host_without_python3_gets_the_one_file_agent(trusted):
         assert bytes(test.hosts[0].commands[0].stdout).decode().strip() == str(tools)
         cached = [p.name for p in (host.home / ".cache" / "netjobs").iterdir()]
         assert len(cached) == 1 and not cached[0].endswith(".pyz")
+        assert wait_until_gone(host) == []  # the one-file agent's bootloader too
     finally:
         host.start()
 
