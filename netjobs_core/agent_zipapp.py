@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import sys
 import zipapp
 import zipfile
 from dataclasses import dataclass
@@ -69,6 +70,9 @@ def agent_executable(path: Path) -> Payload:
 
 
 def default_executable() -> Path | None:
-    """dist/netjobs-agent of this checkout, when it was built."""
-    candidate = ROOT / "dist" / "netjobs-agent"
-    return candidate if candidate.is_file() else None
+    """The one-file agent beside a one-file controller, else dist/netjobs-agent of
+    this checkout, when there is one."""
+    candidates = [ROOT / "dist" / "netjobs-agent"]
+    if getattr(sys, "frozen", False):
+        candidates.insert(0, Path(sys.executable).resolve().parent / "netjobs-agent")
+    return next((path for path in candidates if path.is_file()), None)

@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netjobs_core import __version__, text
@@ -52,6 +54,12 @@ def _positive_seconds(value_text: str) -> float:
     return value
 
 
+def _existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
@@ -88,14 +96,24 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="add the host key of an SSH host that known_hosts does not list "
         "(as StrictHostKeyChecking=accept-new; a changed key is still refused)",
     )
+    parser.add_argument(
+        "--ssh-agent",
+        metavar="FILE",
+        type=_existing_file,
+        help="the one-file agent to send to SSH hosts without python3 >= 3.11 (default: "
+        "netjobs-agent beside a one-file netjobs, else dist/netjobs-agent of the checkout)",
+    )
 
 
 def _ssh_options(args: argparse.Namespace) -> SshOptions | None:
-    if not args.ssh_accept_new:
+    if not args.ssh_accept_new and args.ssh_agent is None:
         return None  # the defaults, without importing asyncssh for nothing
     from netjobs_core.ssh import SshOptions
 
-    return SshOptions(accept_new=True)
+    options = SshOptions(accept_new=args.ssh_accept_new)
+    if args.ssh_agent is not None:
+        options.executable = Path(args.ssh_agent)
+    return options
 
 
 def _read_plan(args: argparse.Namespace, path: str) -> Plan:
