@@ -163,8 +163,14 @@ class Containment:
         if parent is not None:
             base = parent / f"netjobs-{self.key}"
             try:
-                base.mkdir(exist_ok=True)
-                self._probe(base)
+                for attempt in range(3):  # another agent's start may remove it meanwhile
+                    try:
+                        base.mkdir(exist_ok=True)
+                        self._probe(base)
+                        break
+                    except FileNotFoundError:
+                        if attempt == 2:
+                            raise
                 self._base = base
                 self.mode = f"cgroup v2 ({base})"
             except OSError as exc:
@@ -204,7 +210,13 @@ class Containment:
             log.warning("killing %d process(es) a previous agent on this port left", len(stale))
             _kill(stale, signal.SIGKILL)
         if self._base is not None:
-            for child in self._base.iterdir():
+            # Another agent starting now may have just removed our (empty) directory
+            # as a leftover: nothing of ours is in it yet, and adopt() makes it again.
+            try:
+                children = list(self._base.iterdir())
+            except FileNotFoundError:
+                children = []
+            for child in children:
                 if child.is_dir():
                     self._destroy(child)
             # The empty ones of agents on other ports that were killed (rmdir

@@ -14,6 +14,12 @@ being ready (connect + deploy + clock + prepare). Needs root, iproute2, sshd.
 
     sudo .venv/bin/python bench/ssh_spread.py                 # 8 hosts, 10 repeats: ~1 min
     sudo .venv/bin/python bench/ssh_spread.py --hosts 4 --repeats 20
+
+With --delays, unequal paths instead: one sshd per host on 127.0.0.1, each behind its
+own delay proxy (bench/delay_proxy.py: one-way delays spread over 0.2-10 ms), and the
+scheduled start alternating with the sequential one (NetJobs 2.x's), both over SSH.
+
+    sudo .venv/bin/python bench/ssh_spread.py --delays        # ~1 min
 """
 
 from __future__ import annotations
@@ -28,15 +34,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "tests"):
+for path in (ROOT, ROOT / "tests", ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from ssh_lab import Lab, ssh_lab  # noqa: E402
+from ssh_lab import Lab, loopback_lab, ssh_lab  # noqa: E402
+from start_spread import Proxy, spread_delays, start_proxy  # noqa: E402
 
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.local_agents import LocalAgent, start_agent  # noqa: E402
-from netjobs_core.results import TestResult, TestStatus  # noqa: E402
+from netjobs_core.results import StartMode, TestResult, TestStatus  # noqa: E402
 from netjobs_core.runner import RunOptions, run_test  # noqa: E402
 from netjobs_core.ssh import SshDialer  # noqa: E402
 from netjobs_core.wire.tokens import Token, generate_token_file  # noqa: E402
@@ -79,6 +86,42 @@ async def _measure(lab: Lab, token: Token, repeats: int) -> dict[str, list[dict[
     return results
 
 
+async def _measure_modes(
+    lab: Lab, proxies: list[Proxy], repeats: int
+) -> dict[str, list[dict[str, float]]]:
+    lines = "".join(f'ssh://127.0.0.1:{p.port}: "date +%s%N"\n' for p in proxies)
+    test = parse_config(f"t:\n{lines}end\n").tests[0]
+    token = Token(os.urandom(32), "unused: every target is over SSH")
+    results: dict[str, list[dict[str, float]]] = {"scheduled": [], "sequential": []}
+    async with SshDialer(lab.options()) as dialer:
+        modes = {way: RunOptions(token, StartMode(way), 10, dialer=dialer) for way in results}
+        await run_test(test, modes["scheduled"])  # warm-up: uploads, connections
+        for repeat in range(repeats):
+            for way in (
+                ("scheduled", "sequential") if repeat % 2 == 0 else ("sequential", "scheduled")
+            ):
+                began = time.monotonic()
+                result = await asyncio.wait_for(run_test(test, modes[way]), 60)
+                if result.status is TestStatus.PASSED:
+                    results[way].append(_figures(result, time.monotonic() - began))
+                else:
+                    print(f"{way}: test failed: {result.reason}", file=sys.stderr)
+    return results
+
+
+def _delays(base: Path, hosts: int, repeats: int) -> dict[str, list[dict[str, float]]]:
+    with loopback_lab(base, hosts) as lab:
+        proxies: list[Proxy] = []
+        try:
+            for host, delay in zip(lab.hosts, spread_delays(hosts, 0.2, 10.0, 1), strict=True):
+                proxies.append(start_proxy(host.port, delay, 0.1, host.n, base / "proxy.log"))
+                lab.trust(host, proxies[-1].port)
+            return asyncio.run(_measure_modes(lab, proxies, repeats))
+        finally:
+            for proxy in proxies:
+                proxy.stop()
+
+
 def _table(results: dict[str, list[dict[str, float]]], hosts: int) -> str:
     rows = [
         f"| {hosts} hosts | spread p50 / max (ms) | timestamps p50 / max (ms) "
@@ -108,6 +151,9 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--first", type=int, default=101, help="first N of 10.234.N.0/24")
+    parser.add_argument(
+        "--delays", action="store_true", help="unequal paths: scheduled vs sequential over SSH"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -116,6 +162,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="njs-bench-") as tmp:
         base = Path(tmp)
         (base / "lab").mkdir()
+        if args.delays:
+            print(_table(_delays(base / "lab", args.hosts, args.repeats), args.hosts))
+            return 0
         with ssh_lab(base / "lab", args.hosts, args.first) as lab:
             token_path = base / "token"
             agents: list[LocalAgent] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -40,10 +41,11 @@ class SshHost:
     outside: str
     dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    port: int = 22  # on loopback (ns ""), a free port of this machine's
 
     @property
     def address(self) -> str:
-        return f"10.234.{self.n}.2"
+        return f"10.234.{self.n}.2" if self.ns else "127.0.0.1"
 
     @property
     def home(self) -> Path:
@@ -56,7 +58,7 @@ class SshHost:
         settings = " ".join(f"{k}={v}" for k, v in ({"HOME": str(self.home)} | env).items())
         config = self.dir / "sshd_config"
         config.write_text(
-            f"ListenAddress {self.address}:22\n"
+            f"ListenAddress {self.address}:{self.port}\n"
             f"HostKey {self.dir / 'host_key'}\n"
             f"PidFile {self.dir / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.dir.parent / 'authorized_keys'}\n"
@@ -67,8 +69,9 @@ class SshHost:
         )
         log = self.dir / "sshd.log"
         with log.open("wb") as err:
+            netns = ["ip", "netns", "exec", self.ns] if self.ns else []
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, SSHD, "-D", "-e", "-f", str(config)],
+                [*netns, SSHD, "-D", "-e", "-f", str(config)],
                 stdin=subprocess.DEVNULL,
                 stderr=err,
             )
@@ -119,10 +122,11 @@ class Lab:
         settings = {"config": [str(self.config)], "client_keys": [str(self.key)]} | kwargs
         return SshOptions(**settings)  # type: ignore[arg-type]
 
-    def trust(self, host: SshHost) -> None:
+    def trust(self, host: SshHost, port: int = 22) -> None:
         public = (host.dir / "host_key.pub").read_text().split()
+        pattern = host.address if port == 22 else f"[{host.address}]:{port}"
         with self.known_hosts.open("a") as out:
-            out.write(f"{host.address} {public[0]} {public[1]}\n")
+            out.write(f"{pattern} {public[0]} {public[1]}\n")
 
     def trust_all(self) -> None:
         self.known_hosts.write_text("")
@@ -130,12 +134,9 @@ class Lab:
             self.trust(host)
 
 
-@contextlib.contextmanager
-def ssh_lab(base: Path, count: int, first: int = 1) -> Iterator[Lab]:
-    """`count` hosts 10.234.<first..>.2, sshd started and trusted; all removed at the end.
-    Raises subprocess.CalledProcessError when namespaces cannot be made."""
+def _client_files(base: Path) -> tuple[Path, Path, Path]:
+    """The lab's client key (authorized on every host), known_hosts and ssh config."""
     os.chmod(base, 0o755)
-    tag = uuid.uuid4().hex[:4]
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
     key = base / "client_key"
     keygen(key)
@@ -143,8 +144,42 @@ def ssh_lab(base: Path, count: int, first: int = 1) -> Iterator[Lab]:
     known_hosts = base / "known_hosts"
     config = base / "ssh_config"
     config.write_text(
-        f"Host 10.234.*\n  User root\n  UserKnownHostsFile {known_hosts}\n  IdentityFile {key}\n"
+        f"Host 10.234.* 127.0.0.1\n  User root\n  UserKnownHostsFile {known_hosts}\n"
+        f"  IdentityFile {key}\n"
     )
+    return key, known_hosts, config
+
+
+@contextlib.contextmanager
+def loopback_lab(base: Path, count: int) -> Iterator[Lab]:
+    """`count` sshd on 127.0.0.1 (free ports), in this namespace: for delay proxies,
+    which forward on loopback only. Not trusted yet: trust the proxies' ports."""
+    key, known_hosts, config = _client_files(base)
+    hosts: list[SshHost] = []
+    try:
+        for n in range(1, count + 1):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            host = SshHost(n, "", "", base / f"host{n}", port=port)
+            hosts.append(host)
+            host.dir.mkdir()
+            host.home.mkdir()
+            keygen(host.dir / "host_key")
+            host.start()
+        known_hosts.write_text("")
+        yield Lab(hosts, base, key, config, known_hosts)
+    finally:
+        for host in hosts:
+            host.stop()
+
+
+@contextlib.contextmanager
+def ssh_lab(base: Path, count: int, first: int = 1) -> Iterator[Lab]:
+    """`count` hosts 10.234.<first..>.2, sshd started and trusted; all removed at the end.
+    Raises subprocess.CalledProcessError when namespaces cannot be made."""
+    tag = uuid.uuid4().hex[:4]
+    key, known_hosts, config = _client_files(base)
     hosts: list[SshHost] = []
     try:
         for n in range(first, first + count):
