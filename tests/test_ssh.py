@@ -458,3 +458,36 @@ def test_a_stdio_agent_wants_the_token_first():
     )
     assert run.returncode == 2 and run.stdout == b""
     assert b"expected the controller's token as the first line" in run.stderr
+
+
+def test_eight_stdio_agents_starting_at_once_all_start():
+    """Each one's start clears other agents' empty cgroup directories: one that a
+    neighbour cleared before its first command must not die of it."""
+    agents = [
+        subprocess.Popen(
+            [sys.executable, "-m", "netjobs_agent", "--stdio"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for agent in agents:
+            assert agent.stdin is not None
+            agent.stdin.write(os.urandom(32).hex().encode() + b"\n")
+            agent.stdin.flush()
+        for agent in agents:
+            assert agent.stdout is not None
+            assert agent.stdout.readline().startswith(b"NETJOBS-STDIO ")
+    finally:
+        for agent in agents:
+            assert agent.stdin is not None
+            agent.stdin.close()  # EOF: the controller is gone
+        statuses = [agent.wait(timeout=WAIT_S) for agent in agents]
+    errors = [agent.stderr.read()[-300:] for agent in agents if agent.stderr is not None]
+    for agent in agents:
+        for pipe in (agent.stdout, agent.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert statuses == [0] * 8, errors
