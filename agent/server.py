@@ -32,7 +32,7 @@ from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
-from netjobs_core.wire.tokens import Token
+from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
 from . import limits, oskit, procs
 from .jobs import PREPARED_TIMEOUT_S, CommandSpec, Run, Stage
@@ -763,9 +763,6 @@ async def serve(
     return 0
 
 
-STDIO_TOKEN_BYTES = 32
-
-
 async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """The channel (fds 0 and 1) as streams; fds 0 and 1 themselves then become
     /dev/null and stderr, so no print and no child can write into the protocol."""
@@ -830,7 +827,7 @@ async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) 
     if hasattr(signal, "SIGHUP"):
         loop.add_signal_handler(signal.SIGHUP, stop.set)  # the SSH session hung up
     procs.CONTAINMENT.start(None)
-    writer.write(f"NETJOBS-STDIO {__version__}\n".encode())  # the controller's "started"
+    writer.write(STDIO_READY + f"{__version__}\n".encode())  # the controller's "started"
     try:
         session = asyncio.create_task(agent.handle_connection(reader, writer), name="session")
         stopping = asyncio.create_task(stop.wait(), name="stop")

@@ -40,9 +40,8 @@ import asyncssh
 from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
 from netjobs_core.client import AgentError, Refused
 from netjobs_core.wire.address import Address
+from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES
 
-READY_PREFIX = b"NETJOBS-STDIO "  # the agent's first line once it holds the token
-TOKEN_BYTES = 32  # as agent/server.py's STDIO_TOKEN_BYTES
 START_TIMEOUT_S = 15.0  # at least this for the agent to start (a cold python on a busy host)
 DEPLOY_TIMEOUT_S = 60.0  # at least this for an upload (the one-file agent is ~10 MB)
 CLOSE_TIMEOUT_S = 2.0  # for the SSH connections to close at the end of the run
@@ -164,7 +163,7 @@ async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
     """The agent's ready line, past what a login shell may print first; b"" at EOF."""
     for _ in range(BANNER_LINES):
         line = await stdout.readline()
-        if not line or line.startswith(READY_PREFIX):
+        if not line or line.startswith(STDIO_READY):
             return line
     raise ValueError(f"no ready line from the agent in the first {BANNER_LINES} lines")
 
@@ -379,7 +378,7 @@ class SshDialer:
         pyz = agent_zipapp()
         exe = agent_executable(self.options.executable) if self.options.executable else None
         for _ in range(3):  # start; upload what is missing, start again (twice at most)
-            token = secrets.token_bytes(TOKEN_BYTES)
+            token = secrets.token_bytes(STDIO_TOKEN_BYTES)
             chan, session = await self._run(host, address, start_script(pyz, exe), timeout)
             chan.write(token.hex().encode() + b"\n")
             try:

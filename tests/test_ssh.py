@@ -26,7 +26,7 @@ from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.runner import RunOptions, run_test
 from netjobs_core.ssh import SshDialer
-from netjobs_core.wire.tokens import Token
+from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = 8
@@ -372,11 +372,11 @@ class LocalStdioDialer:
         )
         channel = _PipeChannel(proc)
         self.channels.append(channel)
-        token = os.urandom(32)
+        token = os.urandom(STDIO_TOKEN_BYTES)
         channel.write(token.hex().encode() + b"\n")
         async with asyncio.timeout(WAIT_S):
             ready = await proc.stdout.readline()  # type: ignore[union-attr]
-        assert ready.startswith(b"NETJOBS-STDIO "), ready
+        assert ready.startswith(STDIO_READY), ready
         return channel, token
 
     async def wait_all_ended(self) -> list[int | None]:
@@ -475,11 +475,11 @@ def test_eight_stdio_agents_starting_at_once_all_start():
     try:
         for agent in agents:
             assert agent.stdin is not None
-            agent.stdin.write(os.urandom(32).hex().encode() + b"\n")
+            agent.stdin.write(os.urandom(STDIO_TOKEN_BYTES).hex().encode() + b"\n")
             agent.stdin.flush()
         for agent in agents:
             assert agent.stdout is not None
-            assert agent.stdout.readline().startswith(b"NETJOBS-STDIO ")
+            assert agent.stdout.readline().startswith(STDIO_READY)
     finally:
         for agent in agents:
             assert agent.stdin is not None
