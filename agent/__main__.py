@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         "'[TEST COMMAND-ID STREAM] line'; lines a slow terminal cannot take are dropped "
         "and counted, never slowing a command",
     )
+    parser.add_argument(
+        "--stdio",
+        action="store_true",
+        help="serve one controller on standard input/output, then exit (how a controller "
+        "starts the agent over SSH: it sends a token of its own first; listens nowhere)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
@@ -138,9 +144,21 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.stdio and args.echo:
+        parser.error("--echo cannot go with --stdio: standard output carries the protocol")
     _setup_logging(args.quiet)
     limits.raise_fd_limit()  # the connection caps follow the limit in force
+    if args.stdio:
+        try:
+            return asyncio.run(
+                server.serve_stdio(orphan_grace=args.orphan_grace, spool_limit=args.spool_limit)
+            )
+        except server.ListenError as exc:
+            return _fail(str(exc))
+        except KeyboardInterrupt:
+            return 0
     try:
         token = _load_token(args.token_file, args.strict_permissions)
         if not args.allow_weak_token:

@@ -152,17 +152,26 @@ class Containment:
         self.reaps_orphans = False
 
     # -- start ------------------------------------------------------------------
-    def start(self, port: int) -> None:
-        """Pick the mode, kill what a dead agent on PORT left, reap where needed."""
+    def start(self, port: int | None) -> None:
+        """Pick the mode, kill what a dead agent on PORT left, reap where needed.
+
+        None: a stdio agent (started over SSH), one of any number at once: its key
+        is its own process id, so it never takes another live agent's processes."""
         if not LINUX:
             return
-        self.key = f"{port}-net{_netns()}"
+        self.key = f"{port}-net{_netns()}" if port is not None else f"stdio{os.getpid()}"
         parent = _cgroup2_dir()
         if parent is not None:
             base = parent / f"netjobs-{self.key}"
             try:
-                base.mkdir(exist_ok=True)
-                self._probe(base)
+                for attempt in range(3):  # another agent's start may remove it meanwhile
+                    try:
+                        base.mkdir(exist_ok=True)
+                        self._probe(base)
+                        break
+                    except FileNotFoundError:
+                        if attempt == 2:
+                            raise
                 self._base = base
                 self.mode = f"cgroup v2 ({base})"
             except OSError as exc:
@@ -202,9 +211,11 @@ class Containment:
             log.warning("killing %d process(es) a previous agent on this port left", len(stale))
             _kill(stale, signal.SIGKILL)
         if self._base is not None:
+            # Another agent starting now may have just removed our (empty) directory
+            # as a leftover: nothing of ours is in it yet, and adopt() makes it again.
             try:
                 children = list(self._base.iterdir())
-            except FileNotFoundError:  # an agent starting on another port removed it (empty)
+            except FileNotFoundError:
                 children = []
             for child in children:
                 if child.is_dir():

@@ -17,9 +17,12 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import platform
 import secrets
+import signal
 import socket
+import stat
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
@@ -29,7 +32,7 @@ from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
-from netjobs_core.wire.tokens import Token
+from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
 from . import limits, oskit, procs
 from .echo import Echo
@@ -84,7 +87,8 @@ class Session:
         self.reader = reader
         self.writer = writer
         peername = writer.get_extra_info("peername")
-        self.peer = format_address(peername)
+        # A stdio session's pipes have no peer: the agent names its controller.
+        self.peer = format_address(peername) if peername is not None else agent.channel_name
         self.source = str(peername[0]) if isinstance(peername, tuple) else self.peer
         self.conn = protocol.Connection(Role.AGENT, agent.secret)
         self.closed = False
@@ -138,7 +142,9 @@ class Session:
 
     # -- connection -------------------------------------------------------------
     async def serve(self) -> None:
-        oskit.enable_keepalive(self.writer.get_extra_info("socket"))
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:  # not for a stdio session's pipes
+            oskit.enable_keepalive(sock)
         try:
             requests = await self._handshake()
             if requests is not None:
@@ -358,6 +364,8 @@ class Agent:
         self.reconnect_grace = reconnect_grace
         self.spool_limit = spool_limit
         self.spool_dir = spool_dir
+        self.max_grace = MAX_GRACE_S  # 0 in stdio mode: the agent ends with its channel
+        self.channel_name = "stdio"
         self.run: Run | None = None
         self.outboxes: dict[str, Outbox] = {}  # by run id: every run a controller may still read
         self._grace_timers: dict[str, asyncio.Task[None]] = {}
@@ -476,7 +484,7 @@ class Agent:
         # The protocol bounds what a controller asks for; the agent's own
         # --reconnect-grace is held to the same bound.
         grace = message.get("grace")
-        grace = min(self.reconnect_grace if grace is None else float(grace), MAX_GRACE_S)
+        grace = min(self.reconnect_grace if grace is None else float(grace), self.max_grace)
         outbox = Outbox(
             secrets.token_hex(8),
             [spec.id for spec in specs],
@@ -783,5 +791,96 @@ async def _serve(
         ticker.cancel()
         loop.set_exception_handler(previous_handler)
         remove_handlers()
+    log.info("stopped")
+    return 0
+
+
+async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The channel (fds 0 and 1) as streams; fds 0 and 1 themselves then become
+    /dev/null and stderr, so no print and no child can write into the protocol."""
+    for fd in (0, 1):
+        mode = os.fstat(fd).st_mode
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            raise ListenError("--stdio needs pipes or sockets on stdin and stdout (an SSH channel)")
+    loop = asyncio.get_running_loop()
+    channel_in, channel_out = os.dup(0), os.dup(1)  # not inheritable: commands do not get them
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(channel_in, "rb", buffering=0)
+    )
+    # StreamReaderProtocol as the write side's protocol: it has the close waiter
+    # StreamWriter.wait_closed needs (FlowControlMixin alone does not).
+    transport, write_protocol = await loop.connect_write_pipe(
+        lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()),
+        os.fdopen(channel_out, "wb", buffering=0),
+    )
+    return reader, asyncio.StreamWriter(transport, write_protocol, None, loop)
+
+
+async def _read_stdio_token(reader: asyncio.StreamReader) -> Token:
+    """The first line on the channel: the run's token, in hex, from the controller
+    (never in argv or the environment, where `ps` would show it)."""
+    async with asyncio.timeout(AUTH_TIMEOUT_S):
+        line = await reader.readline()
+    try:
+        secret = bytes.fromhex(line.decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        secret = b""
+    if len(secret) != STDIO_TOKEN_BYTES:
+        raise ListenError("expected the controller's token as the first line on standard input")
+    return Token(secret, "the controller's first line")
+
+
+async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) -> int:
+    """One controller session on stdin/stdout (an agent started over SSH for one run).
+
+    SSH authenticated both ends: the token is the controller's random one for this
+    agent, then the protocol is the usual one. The end of the channel (EOF, the SSH
+    connection dropped) is the controller gone: the orphan rules kill the run, and
+    the agent exits with its session: nothing listens, nothing stays. No reconnect
+    grace: a new channel would reach a new agent, not this one.
+    """
+    loop = asyncio.get_running_loop()
+    reader, writer = await _stdio_streams()
+    try:
+        token = await _read_stdio_token(reader)
+    except TimeoutError:
+        raise ListenError(f"no token from the controller within {AUTH_TIMEOUT_S:g} s") from None
+    agent = Agent(token, orphan_grace=orphan_grace, reconnect_grace=0.0, spool_limit=spool_limit)
+    agent.max_grace = 0.0
+    client = os.environ.get("SSH_CLIENT", "").split()
+    agent.channel_name = f"ssh {client[0]}" if client else "stdio"
+    stop = asyncio.Event()
+    remove_handlers = oskit.install_stop_handlers(loop, stop.set)
+    if hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, stop.set)  # the SSH session hung up
+    procs.CONTAINMENT.start(None)
+    writer.write(STDIO_READY + f"{__version__}\n".encode())  # the controller's "started"
+    try:
+        session = asyncio.create_task(agent.handle_connection(reader, writer), name="session")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        run = agent._run_task
+        if session.done() and run is not None and not run.done():
+            # The orphan timer kills the run after its grace; it ends soon after.
+            await asyncio.wait(
+                {run, stopping},
+                timeout=orphan_grace + SHUTDOWN_TIMEOUT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        stopping.cancel()
+        await agent.shutdown()
+        if not session.done():
+            session.cancel()
+            await asyncio.wait({session}, timeout=CLOSE_TIMEOUT_S)
+    finally:
+        if hasattr(signal, "SIGHUP"):
+            loop.remove_signal_handler(signal.SIGHUP)
+        remove_handlers()
+        procs.CONTAINMENT.stop()
     log.info("stopped")
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from netjobs_core.client import AgentError, AgentLink
+from netjobs_core.client import AgentError, AgentLink, Dialer
 from netjobs_core.probe import probe
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.protocol import ProtocolError
@@ -34,9 +34,11 @@ class HostCheck:
         return self.authenticated and not self.error and not self.busy
 
 
-async def check_host(address: Address, token: Token, timeout: float = 5.0) -> HostCheck:
+async def check_host(
+    address: Address, token: Token, timeout: float = 5.0, dialer: Dialer | None = None
+) -> HostCheck:
     check = HostCheck(address)
-    link = AgentLink(address, token.secret)
+    link = AgentLink(address, token.secret, dialer)
 
     def authenticated() -> None:
         check.authenticated = True
@@ -62,8 +64,20 @@ async def check_host(address: Address, token: Token, timeout: float = 5.0) -> Ho
 
 
 async def check_hosts(
-    addresses: Sequence[Address], token: Token, timeout: float = 5.0
+    addresses: Sequence[Address],
+    token: Token,
+    timeout: float = 5.0,
+    dialer: Dialer | None = None,
+    on_result: Callable[[HostCheck], object] | None = None,
 ) -> list[HostCheck]:
+    """Every host checked at once; `on_result` hears each as it is answered."""
+
+    async def one(address: Address) -> HostCheck:
+        check = await check_host(address, token, timeout, dialer)
+        if on_result is not None:
+            on_result(check)
+        return check
+
     async with asyncio.TaskGroup() as group:
-        tasks = [group.create_task(check_host(address, token, timeout)) for address in addresses]
+        tasks = [group.create_task(one(address)) for address in addresses]
     return [task.result() for task in tasks]

@@ -12,11 +12,16 @@ require_python("netjobs")
 
 import argparse
 import asyncio
+import dataclasses
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netjobs_core import __version__, text
 from netjobs_core.check import HostCheck, check_hosts
+from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
 from netjobs_core.history import History, HistoryError
@@ -30,12 +35,19 @@ from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    Outcome,
     UsageError,
+    over_ssh,
     plan_addresses,
     read_plan,
-    read_token,
+    run_token,
     say,
+    ssh_dialer,
 )
+from netjobs_core.wire.tokens import Token
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshOptions
 
 
 def _positive_seconds(value_text: str) -> float:
@@ -64,6 +76,12 @@ def _size(value_text: str) -> int:
         return text.parse_size(value_text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    return text
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +113,41 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long to wait for each agent to connect and answer (default 5)",
     )
+    parser.add_argument(
+        "--ssh",
+        action="store_true",
+        help="reach every target over SSH and start the agent there for this run "
+        "(a port in the config is then SSH's), as if each were written ssh://host",
+    )
+    parser.add_argument(
+        "--ssh-accept-new",
+        action="store_true",
+        help="add the host key of an SSH host that known_hosts does not list "
+        "(as StrictHostKeyChecking=accept-new; a changed key is still refused)",
+    )
+    parser.add_argument(
+        "--ssh-agent",
+        metavar="FILE",
+        type=_existing_file,
+        help="the one-file agent to send to SSH hosts without python3 >= 3.11 (default: "
+        "netjobs-agent beside a one-file netjobs, else dist/netjobs-agent of the checkout)",
+    )
+
+
+def _ssh_options(args: argparse.Namespace) -> SshOptions | None:
+    if not args.ssh_accept_new and args.ssh_agent is None:
+        return None  # the defaults, without importing asyncssh for nothing
+    from netjobs_core.ssh import SshOptions
+
+    options = SshOptions(accept_new=args.ssh_accept_new)
+    if args.ssh_agent is not None:
+        options.executable = Path(args.ssh_agent)
+    return options
+
+
+def _read_plan(args: argparse.Namespace, path: str) -> Plan:
+    plan = read_plan(path, args.groups)
+    return over_ssh(plan) if args.ssh else plan
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -220,15 +273,18 @@ def _ask_config_path() -> str:
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     path = args.config or _ask_config_path()
-    plan = read_plan(path, args.groups)
+    plan = _read_plan(args, path)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
         say("config is valid; simulated run: nothing was contacted or started", sys.stdout)
         return EXIT_OK
     options = RunOptions(
-        token=read_token(
-            args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+        token=run_token(
+            plan_addresses(plan),
+            args.token_file,
+            strict=args.strict_permissions,
+            allow_weak=args.allow_weak_token,
         ),
         start_mode=StartMode(args.start_mode),
         connect_timeout=args.connect_timeout,
@@ -238,18 +294,7 @@ def _main_run(argv: Sequence[str]) -> int:
         inline_limit=args.inline_limit,
         collect_max=args.collect_max,
     )
-    outcome = asyncio.run(
-        run_on_terminal(
-            plan,
-            options,
-            args.v,
-            args.l,
-            args.json,
-            show=args.show_bytes,
-            fold=not args.no_fold,
-            in_history=not args.no_history,
-        )
-    )
+    outcome = asyncio.run(_run(plan, options, args))
     return outcome.exit_code
 
 
@@ -261,6 +306,26 @@ def _run_folder(parent: str | None) -> RunFolder:
         raise UsageError(
             f"cannot make the run's folder in {where}: {exc.strerror or exc}"
         ) from None
+
+
+async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Outcome:
+    async with ssh_dialer(plan_addresses(plan), _ssh_options(args)) as dialer:
+        return await run_on_terminal(
+            plan,
+            dataclasses.replace(options, dialer=dialer),
+            args.v,
+            args.l,
+            args.json,
+            show=args.show_bytes,
+            fold=not args.no_fold,
+            in_history=not args.no_history,
+        )
+
+
+async def _check(plan: Plan, token: Token, args: argparse.Namespace) -> list[HostCheck]:
+    addresses = plan_addresses(plan)
+    async with ssh_dialer(addresses, _ssh_options(args)) as dialer:
+        return await check_hosts(addresses, token, args.connect_timeout, dialer)
 
 
 def format_check(check: HostCheck) -> str:
@@ -286,11 +351,14 @@ def _main_check(argv: Sequence[str]) -> int:
     parser.add_argument("config", metavar="CONFIG")
     _add_common(parser)
     args = parser.parse_args(argv)
-    plan = read_plan(args.config, args.groups)
-    token = read_token(
-        args.token_file, strict=args.strict_permissions, allow_weak=args.allow_weak_token
+    plan = _read_plan(args, args.config)
+    token = run_token(
+        plan_addresses(plan),
+        args.token_file,
+        strict=args.strict_permissions,
+        allow_weak=args.allow_weak_token,
     )
-    checks = asyncio.run(check_hosts(plan_addresses(plan), token, args.connect_timeout))
+    checks = asyncio.run(_check(plan, token, args))
     for check in checks:
         say(format_check(check), sys.stdout)
     good = sum(check.ok for check in checks)

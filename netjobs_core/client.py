@@ -9,6 +9,7 @@ import os
 import re
 import socket
 from collections import deque
+from typing import Protocol
 
 from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
@@ -17,6 +18,7 @@ from netjobs_core.wire.protocol import Message, Role
 
 READ_SIZE = 256 * 1024
 SLOW_PATH_NS = 2_000_000  # a round trip above this measures without the turn
+CLOSE_TIMEOUT_S = 1.0  # after our bye: the agent's side of the close
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
 
@@ -73,19 +75,101 @@ def _describe_os_error(exc: OSError, address: Address) -> str:
     return f"cannot connect to {address}: {reason}"
 
 
+class Channel(Protocol):
+    """The bytes between the controller and one agent: a TCP connection, or the
+    stdin/stdout of an agent started over SSH (netjobs_core/ssh.py)."""
+
+    async def read(self, n: int) -> bytes:
+        """Up to n bytes; b"" at the end; OSError when lost."""
+        ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+    def abort(self) -> None:
+        """Drop it at once, nothing more sent."""
+        ...
+
+    async def close(self, timeout: float) -> None:
+        """Close after what is queued, waiting at most `timeout`."""
+        ...
+
+
+class Dialer(Protocol):
+    """Opens channels to the agents of one kind of target (SSH)."""
+
+    async def open(self, address: Address, timeout: float) -> tuple[Channel, bytes]:
+        """A channel to an agent and the token to greet it with; raises AgentError."""
+        ...
+
+
+class TcpChannel:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, n: int) -> bytes:
+        return await self._reader.read(n)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
+
+    def abort(self) -> None:
+        self._writer.transport.abort()
+
+    async def close(self, timeout: float) -> None:
+        self._writer.close()
+        async with asyncio.timeout(timeout):
+            await self._writer.wait_closed()
+
+
+async def open_tcp(address: Address, timeout: float) -> TcpChannel:
+    """A TCP connection to an agent's port, or AgentError (Refused: nothing listens)."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address.host, address.port)
+    except TimeoutError:
+        raise AgentError(
+            f"connection to {address} timed out: no answer within {timeout:g} s "
+            "(host down or port filtered?)"
+        ) from None
+    except ConnectionRefusedError as exc:
+        raise Refused(_describe_os_error(exc, address)) from None
+    except OSError as exc:
+        raise AgentError(_describe_os_error(exc, address)) from None
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A host that drops off the network sends no FIN: probe an idle
+            # link so that the quorum learns of it in ~11 s, not hours.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            for name, value in KEEPALIVE:
+                option = getattr(socket, name, None)
+                if option is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    return TcpChannel(reader, writer)
+
+
 class AgentLink:
     """An authenticated connection to one agent.
 
     One task reads at a time (`recv`); any task may `send`. Writes are small
     and not awaited, so a kill can go out while another task is reading.
+    An SSH target's channel comes from `dialer` (netjobs_core/ssh.py), with
+    the token the agent it started was given; the protocol is the same.
     """
 
-    def __init__(self, address: Address, token: bytes) -> None:
+    def __init__(self, address: Address, token: bytes, dialer: Dialer | None = None) -> None:
         self.address = address
         self._token = token
+        self._dialer = dialer
         self._conn: protocol.Connection | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._channel: Channel | None = None
         self._pending: deque[Message] = deque()
         self.received_ns = 0  # our clock right after the latest read returned
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
@@ -93,33 +177,15 @@ class AgentLink:
 
     async def connect(self, timeout: float) -> None:
         """Connect and authenticate both ways, or raise AgentError."""
-        try:
-            async with asyncio.timeout(timeout):
-                self._reader, self._writer = await asyncio.open_connection(
-                    self.address.host, self.address.port
-                )
-        except TimeoutError:
-            raise AgentError(
-                f"connection to {self.address} timed out: no answer within {timeout:g} s "
-                "(host down or port filtered?)"
-            ) from None
-        except ConnectionRefusedError as exc:
-            raise Refused(_describe_os_error(exc, self.address)) from None
-        except OSError as exc:
-            raise AgentError(_describe_os_error(exc, self.address)) from None
+        token = self._token
+        if self.address.over_ssh:
+            if self._dialer is None:
+                raise AgentError("an ssh:// target, but this run has no SSH connections")
+            self._channel, token = await self._dialer.open(self.address, timeout)
+        else:
+            self._channel = await open_tcp(self.address, timeout)
         self.tcp_connected = True
-        sock = self._writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                # A host that drops off the network sends no FIN: probe an idle
-                # link so that the quorum learns of it in ~11 s, not hours.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                for name, value in KEEPALIVE:
-                    option = getattr(socket, name, None)
-                    if option is not None:
-                        sock.setsockopt(socket.IPPROTO_TCP, option, value)
-        self._conn = protocol.Connection(Role.CONTROLLER, self._token)
+        self._conn = protocol.Connection(Role.CONTROLLER, token)
         self._flush()
         try:
             async with asyncio.timeout(timeout):
@@ -149,15 +215,15 @@ class AgentLink:
             raise
 
     def _flush(self) -> None:
-        assert self._conn is not None and self._writer is not None
+        assert self._conn is not None and self._channel is not None
         data = self._conn.data_to_send()
-        if data and not self._writer.is_closing():
-            self._writer.write(data)
+        if data and not self._channel.is_closing():
+            self._channel.write(data)
 
     async def _read_some(self, during_handshake: bool = False) -> None:
-        assert self._reader is not None and self._conn is not None
+        assert self._channel is not None and self._conn is not None
         try:
-            data = await self._reader.read(READ_SIZE)
+            data = await self._channel.read(READ_SIZE)
         except OSError as exc:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED) from None
@@ -172,7 +238,7 @@ class AgentLink:
 
     def send(self, message: Message) -> None:
         assert self._conn is not None
-        if self._writer is None or self._writer.is_closing():
+        if self._channel is None or self._channel.is_closing():
             raise ConnectionLost("connection lost")
         try:
             self._conn.send(message)
@@ -244,18 +310,16 @@ class AgentLink:
     def abort(self) -> None:
         """Drop the connection without a word: after a silent loss a `bye`
         delivered late would tell the agent we are gone for good."""
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            writer.transport.abort()
+        if self._channel is not None:
+            channel, self._channel = self._channel, None
+            channel.abort()
 
     async def close(self) -> None:
-        if self._writer is None:
+        if self._channel is None:
             return
-        writer, self._writer = self._writer, None
+        channel, self._channel = self._channel, None
         with contextlib.suppress(Exception):
             if self._conn is not None and self._conn.state is protocol.State.READY:
                 self._conn.send(Message("bye"))
-                writer.write(self._conn.data_to_send())
-            writer.close()
-            async with asyncio.timeout(1.0):
-                await writer.wait_closed()
+                channel.write(self._conn.data_to_send())
+            await channel.close(CLOSE_TIMEOUT_S)

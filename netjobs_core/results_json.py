@@ -59,7 +59,14 @@ def _renamed(key: str) -> _Special:
 
 def _address_keys(address: Address) -> Json:
     # "target" as the config writes it, for readers; "host" and "port" are read back.
-    return {"target": address.short, "host": address.host, "port": address.port}
+    keys: Json = {"target": address.short, "host": address.host, "port": address.port}
+    if address.scheme:  # SSH targets only: older readers see host and port as before
+        keys |= {"scheme": address.scheme, "user": address.user}
+    return keys
+
+
+def _address_value(item: Json) -> Address:
+    return Address(item["host"], item["port"], item.get("scheme", ""), item.get("user", ""))
 
 
 _SPECIAL: dict[tuple[type[Any], str], _Special] = {
@@ -69,9 +76,7 @@ _SPECIAL: dict[tuple[type[Any], str], _Special] = {
         lambda value: {"minhosts": "all" if value is None else value},
         lambda item: None if item.get("minhosts", "all") == "all" else item["minhosts"],
     ),
-    (HostResult, "address"): _Special(
-        ("host", "port"), _address_keys, lambda item: Address(item["host"], item["port"])
-    ),
+    (HostResult, "address"): _Special(("host", "port"), _address_keys, _address_value),
     (HostResult, "state"): _Special(
         ("status",), lambda value: {"status": value.value}, lambda item: HostState(item["status"])
     ),

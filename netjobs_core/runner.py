@@ -30,6 +30,7 @@ from netjobs_core.client import (
     AgentLink,
     AgentStopping,
     ConnectionLost,
+    Dialer,
     Refused,
     Tampered,
 )
@@ -98,6 +99,7 @@ class RunOptions:
     output_keep: int = KEEP_BYTES  # bytes of each output's head and tail kept in memory
     inline_limit: int = INLINE_LIMIT  # larger outputs are referenced from results.json
     collect_max: int | None = DEFAULT_COLLECT_MAX  # per collected file; None: no limit
+    dialer: Dialer | None = None  # for ssh:// targets (netjobs_core/ssh.py; session.run_plan)
 
 
 def _epoch_anchor() -> float:
@@ -301,7 +303,7 @@ class _TestRun:
     # -- phase 1: connect, measure, prepare --------------------------------------
     async def prepare(self, host: _Host) -> None:
         options = self.options
-        link = AgentLink(host.result.address, options.token.secret)
+        link = AgentLink(host.result.address, options.token.secret, options.dialer)
         host.link = link
         try:
             found = await probe(
@@ -514,7 +516,7 @@ class _TestRun:
                 raise ConnectionLost(
                     f"lost for its {host.grace:g} s reconnect grace (after {cause})"
                 )
-            link = AgentLink(host.result.address, self.options.token.secret)
+            link = AgentLink(host.result.address, self.options.token.secret, self.options.dialer)
             try:
                 await link.connect(min(self.options.connect_timeout, remaining))
                 await self._request_resume(host, link, min(self.options.connect_timeout, remaining))

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import secrets
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from netjobs_core import history, logs
 from netjobs_core.config import ConfigError, Plan, load_config
@@ -29,6 +31,9 @@ from netjobs_core.runner import Runner, RunOptions
 from netjobs_core.text import printable
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token, TokenError, load_token, refuse_weak
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshDialer, SshOptions
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDOUT = "-"  # as a --json path: the document goes to standard output
@@ -70,6 +75,53 @@ def say(line: str, file: TextIO) -> None:
 def plan_addresses(plan: Plan) -> list[Address]:
     """Every agent a plan needs, once each, in the order the config names them."""
     return list(dict.fromkeys(a for test in plan.tests for a in test.addresses))
+
+
+def over_ssh(plan: Plan) -> Plan:
+    """`--ssh`: every target of the plan reached over SSH (Address.as_ssh)."""
+    tests = tuple(
+        dataclasses.replace(
+            test,
+            commands=tuple(
+                dataclasses.replace(command, address=command.address.as_ssh())
+                for command in test.commands
+            ),
+        )
+        for test in plan.tests
+    )
+    return dataclasses.replace(plan, tests=tests)
+
+
+def run_token(
+    addresses: Sequence[Address],
+    path: str | os.PathLike[str] | None,
+    *,
+    strict: bool = False,
+    allow_weak: bool = False,
+) -> Token:
+    """read_token, except that a run whose every target is over SSH needs none
+    (each agent started over SSH gets a token of its own) unless one is named."""
+    if not path and addresses and all(a.over_ssh for a in addresses):
+        return Token(secrets.token_bytes(32), "none needed: every target is over SSH")
+    return read_token(path or None, strict=strict, allow_weak=allow_weak)
+
+
+@contextlib.asynccontextmanager
+async def ssh_dialer(
+    addresses: Sequence[Address], options: SshOptions | None = None, err: TextIO | None = None
+) -> AsyncIterator[SshDialer | None]:
+    """The run's SSH connections when any target is over SSH (closed at the end), else None."""
+    if not any(a.over_ssh for a in addresses):
+        yield None
+        return
+    from netjobs_core.ssh import SshDialer  # asyncssh costs ~0.2 s to import: only when used
+
+    async with SshDialer(options) as dialer:
+        try:
+            yield dialer
+        finally:
+            for line in dialer.accepted:
+                say(f"netjobs: host key accepted: {line}", err or sys.stderr)
 
 
 def read_token(

@@ -10,10 +10,11 @@ second, not one per chunk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -22,9 +23,18 @@ from netjobs_core.config import Plan
 from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
 from netjobs_core.results import RunResult
 from netjobs_core.runner import Runner, RunOptions
-from netjobs_core.session import UsageError, read_token, record_run
+from netjobs_core.session import (
+    UsageError,
+    plan_addresses,
+    record_run,
+    run_token,
+    ssh_dialer,
+)
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshOptions
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +100,22 @@ class Controller(QObject):
             log.error("task %s failed", task.get_name(), exc_info=exc)
             self.error.emit("Internal error", f"{task.get_name()}: {type(exc).__name__}: {exc}")
 
-    def load_token(self, token_file: str) -> Token | None:
-        """The token, or None after reporting why there is none."""
+    def load_token(self, token_file: str, addresses: Sequence[Address] = ()) -> Token | None:
+        """The token (none needed when every target is over SSH), or None after
+        reporting why there is none."""
         try:
-            return read_token(token_file or None)
+            return run_token(addresses, token_file or None)
         except UsageError as exc:
             self.token_missing.emit(str(exc))
             return None
 
     # ---- check hosts
     def check_hosts(
-        self, addresses: Sequence[Address], token_file: str, timeout: float
+        self,
+        addresses: Sequence[Address],
+        token_file: str,
+        timeout: float,
+        ssh: SshOptions | None = None,
     ) -> asyncio.Task[Any] | None:
         if self.checking:
             self.error.emit("Check hosts", "A check is already running.")
@@ -109,26 +124,28 @@ class Controller(QObject):
         if not addresses:
             self.error.emit("Check hosts", "There are no hosts to check.")
             return None
-        token = self.load_token(token_file)
+        token = self.load_token(token_file, addresses)
         if token is None:
             return None
         self.checking = True
         self.busy_changed.emit(True)
         self.check_started.emit(addresses)
-        return self._spawn(self._check(addresses, token, timeout), "check hosts")
+        return self._spawn(self._check(addresses, token, timeout, ssh), "check hosts")
 
-    async def _check(self, addresses: list[Address], token: Token, connect_timeout: float) -> None:
+    async def _check(
+        self,
+        addresses: list[Address],
+        token: Token,
+        connect_timeout: float,
+        ssh: SshOptions | None,
+    ) -> None:
         checks: list[Any] = []
-
-        async def one(address: Address) -> core_check.HostCheck:
-            check = await core_check.check_host(address, token, connect_timeout)
-            self.check_result.emit(check)  # the row fills now, not at the slowest's timeout
-            return check
-
         try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(address)) for address in addresses]
-            checks = [task.result() for task in tasks]
+            async with ssh_dialer(addresses, ssh) as dialer:
+                # Each row fills as its answer comes, not at the slowest's timeout.
+                checks = await core_check.check_hosts(
+                    addresses, token, connect_timeout, dialer, on_result=self.check_result.emit
+                )
         except Exception as exc:
             self.error.emit("Check hosts failed", f"{type(exc).__name__}: {exc}")
         finally:
@@ -138,7 +155,11 @@ class Controller(QObject):
 
     # ---- run
     def start_run(
-        self, plan: Plan, options: RunOptions, labels: Sequence[str] | None = None
+        self,
+        plan: Plan,
+        options: RunOptions,
+        labels: Sequence[str] | None = None,
+        ssh: SshOptions | None = None,
     ) -> asyncio.Task[Any] | None:
         if self.running:
             self.error.emit("Run", "A run is already in progress.")
@@ -150,11 +171,16 @@ class Controller(QObject):
         self._timer.start()
         self.busy_changed.emit(True)
         self.run_started.emit(self.runner.result)
-        return self._spawn(self._run(self.runner, labels), "run")
+        return self._spawn(self._run(self.runner, plan, labels, ssh), "run")
 
-    async def _run(self, runner: Runner, labels: Sequence[str] | None) -> None:
+    async def _run(
+        self, runner: Runner, plan: Plan, labels: Sequence[str] | None, ssh: SshOptions | None
+    ) -> None:
         try:
-            await runner.run(list(labels) if labels is not None else None)
+            async with ssh_dialer(plan_addresses(plan), ssh) as dialer:
+                if dialer is not None:  # the run's SSH connections live as long as the run
+                    runner.options = dataclasses.replace(runner.options, dialer=dialer)
+                await runner.run(list(labels) if labels is not None else None)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

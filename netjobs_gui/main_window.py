@@ -463,7 +463,10 @@ class MainWindow(QMainWindow):
     def check_hosts(self) -> None:
         self.tabs.setCurrentIndex(self.HOSTS_TAB)
         self.controller.check_hosts(
-            self.hosts.model.addresses(), self.settings.token_file, self.settings.connect_timeout
+            self.hosts.model.addresses(),
+            self.settings.token_file,
+            self.settings.connect_timeout,
+            self.settings.ssh_options(),
         )
 
     def _check_finished(self, checks: list[HostCheck]) -> None:
@@ -493,7 +496,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot run", str(error) if error else "There is no config to run.")
             self._go_to_error()
             return False
-        token = self.controller.load_token(self.settings.token_file)
+        token = self.controller.load_token(self.settings.token_file, plan_addresses(plan))
         if token is None:
             return False
         options = RunOptions(
@@ -501,7 +504,7 @@ class MainWindow(QMainWindow):
             connect_timeout=self.settings.connect_timeout,
             stop_on_failure=self.settings.stop_on_failure,
         )
-        if self.controller.start_run(plan, options, labels) is None:
+        if self.controller.start_run(plan, options, labels, self.settings.ssh_options()) is None:
             return False
         assert self.controller.result is not None
         self._run_source = "run " + time.strftime("%H:%M:%S")

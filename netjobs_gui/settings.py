@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtWidgets import (
@@ -31,6 +32,9 @@ from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT
 from netjobs_core.wire.tokens import default_token_path
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshOptions
 
 ORGANIZATION = "NetJobs"
 APPLICATION = "NetJobs"
@@ -130,6 +134,40 @@ class Settings:
     def stop_on_failure(self, value: bool) -> None:
         self.store.setValue("run/stop_on_failure", bool(value))
 
+    # ---- SSH targets (where ~/.ssh/config does not say)
+    @property
+    def ssh_user(self) -> str:
+        return str(self.store.value("ssh/user", "") or "")
+
+    @ssh_user.setter
+    def ssh_user(self, value: str) -> None:
+        self.store.setValue("ssh/user", value)
+
+    @property
+    def ssh_key_file(self) -> str:
+        return str(self.store.value("ssh/key_file", "") or "")
+
+    @ssh_key_file.setter
+    def ssh_key_file(self, value: str) -> None:
+        self.store.setValue("ssh/key_file", value)
+
+    @property
+    def ssh_accept_new(self) -> bool:
+        return self.store.value("ssh/accept_new", False) in (True, "true", "1", 1)
+
+    @ssh_accept_new.setter
+    def ssh_accept_new(self, value: bool) -> None:
+        self.store.setValue("ssh/accept_new", bool(value))
+
+    def ssh_options(self) -> SshOptions:
+        from netjobs_core.ssh import SshOptions  # asyncssh: imported when a run needs it
+
+        return SshOptions(
+            accept_new=self.ssh_accept_new,
+            username=self.ssh_user or None,
+            client_keys=[self.ssh_key_file] if self.ssh_key_file else None,
+        )
+
     # ---- lists
     @property
     def recent_files(self) -> list[str]:
@@ -178,7 +216,7 @@ class Settings:
 
 
 class SettingsDialog(QDialog):
-    """Token file, default port, connect timeout."""
+    """Token file, default port, connect timeout, SSH user and key."""
 
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -227,6 +265,14 @@ class SettingsDialog(QDialog):
         self.token_error.setWordWrap(True)
         self.token_error.hide()
         self.token_edit.textChanged.connect(lambda _text: self.token_error.hide())
+        self.ssh_user_edit = QLineEdit(settings.ssh_user)
+        self.ssh_user_edit.setPlaceholderText("as ~/.ssh/config says, else your login name")
+        self.ssh_key_edit = QLineEdit(settings.ssh_key_file)
+        self.ssh_key_edit.setPlaceholderText("ssh-agent, ~/.ssh/config, then ~/.ssh/id_*")
+        self.ssh_accept_check = QCheckBox(
+            "Accept the key of a &new SSH host (a changed key is always refused)"
+        )
+        self.ssh_accept_check.setChecked(settings.ssh_accept_new)
 
         form = QFormLayout(self)
         token_label = QLabel("&Token file:")
@@ -247,6 +293,15 @@ class SettingsDialog(QDialog):
         timeout_label.setBuddy(self.timeout_spin)
         form.addRow(timeout_label, self.timeout_spin)
         form.addRow("", self.stop_check)
+        for text, edit in (
+            ("SSH &user:", self.ssh_user_edit),
+            ("SSH &key file:", self.ssh_key_edit),
+        ):
+            label = QLabel(text)
+            label.setBuddy(edit)
+            form.addRow(label, edit)
+        form.addRow("", self.ssh_accept_check)
+        form.addRow("", QLabel("<small>For ssh://host targets.</small>"))
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
@@ -275,6 +330,9 @@ class SettingsDialog(QDialog):
         self.settings.default_port = self.port_spin.value()
         self.settings.connect_timeout = self.timeout_spin.value()
         self.settings.stop_on_failure = self.stop_check.isChecked()
+        self.settings.ssh_user = self.ssh_user_edit.text().strip()
+        self.settings.ssh_key_file = self.ssh_key_edit.text().strip()
+        self.settings.ssh_accept_new = self.ssh_accept_check.isChecked()
         self.settings.sync()
 
     def token_problem(self) -> str:

@@ -82,3 +82,51 @@ def test_str_and_short_parse_back(host: str, port: int) -> None:
     address = Address(host, port)
     assert Address.parse(str(address)) == address
     assert Address.parse(address.short) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "shown"),
+    [
+        ("ssh://node01", Address("node01", 0, "ssh"), "ssh://node01"),
+        ("ssh://bench@node01", Address("node01", 0, "ssh", "bench"), "ssh://bench@node01"),
+        ("SSH://bench@10.0.0.5:2222", Address("10.0.0.5", 2222, "ssh", "bench"), None),
+        ("ssh://[fd00::5]", Address("fd00::5", 0, "ssh"), "ssh://[fd00::5]"),
+        ("ssh://u@[fd00::5]:22", Address("fd00::5", 22, "ssh", "u"), "ssh://u@[fd00::5]:22"),
+    ],
+)
+def test_ssh_targets_parse_and_show_as_written(
+    text: str, expected: Address, shown: str | None
+) -> None:
+    address = Address.parse(text)
+    assert address == expected and address.over_ssh
+    assert str(address) == address.short == (shown or "ssh://bench@10.0.0.5:2222")
+    assert Address.parse(str(address)) == address
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("ssh://", "missing target"),
+        ("ssh://bad user@host", "bad user name"),
+        ("ssh://ssh://host", "'ssh://' twice"),
+        ("ssh://host:0", "bad port"),
+        ("ssh://::1", "IPv6 address must be in brackets"),
+    ],
+)
+def test_bad_ssh_targets_say_why(text: str, words: str) -> None:
+    with pytest.raises(AddressError, match=words):
+        Address.parse(text)
+
+
+def test_as_ssh_keeps_a_written_port_as_sshs() -> None:
+    assert Address.parse("node").as_ssh() == Address("node", 0, "ssh")
+    assert Address.parse("node:2222").as_ssh() == Address("node", 2222, "ssh")
+    assert Address.parse("ssh://u@node").as_ssh() == Address("node", 0, "ssh", "u")
+
+
+def test_split_ssh_prefix_leaves_the_host_part_for_node_sets() -> None:
+    from netjobs_core.wire.address import split_ssh_prefix
+
+    assert split_ssh_prefix("ssh://bench@node[01-32]") == ("ssh://bench@", "node[01-32]")
+    assert split_ssh_prefix("ssh://node[1-4]:2222") == ("ssh://", "node[1-4]:2222")
+    assert split_ssh_prefix("node[1-4]") == ("", "node[1-4]")

@@ -5,20 +5,29 @@
 form with the port and brackets for IPv6 (``[fd00::5]:16192``), which is what a
 table of hosts shows; `short` drops the port when it is the default, as a config
 writes it. Parse errors are `AddressError`s worded to follow ``file:line:``.
+
+A target may also be reached over SSH: ``ssh://[user@]host[:port]`` (`scheme`
+"ssh", `user` "" for SSH's own default, `port` 0 for SSH's default port:
+~/.ssh/config's, else 22). Such an address always shows as written, with its
+``ssh://``, so `str()` and `short` round-trip through `parse`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 DEFAULT_PORT = 16192
+SSH = "ssh"
+SSH_PREFIX = "ssh://"
+SSH_DEFAULT_PORT = 0  # ssh_config's Port for the host, else 22
 
 _HOST_RE = re.compile(r"[A-Za-z0-9._-]+")
 _NUMERIC_HOST_RE = re.compile(r"[0-9.]+")
 _DIGITS_RE = re.compile(r"[0-9]+")
+_USER_RE = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]*")
 TARGET_FORMAT = "'host: \"command\"'"
 IPV6_HINT = "an IPv6 address must be in brackets, e.g. '[::1]: \"command\"'"
 
@@ -31,10 +40,22 @@ class AddressError(ValueError):
 class Address:
     host: str  # a name, an IPv4 address, or an IPv6 address without brackets
     port: int = DEFAULT_PORT
+    scheme: str = ""  # "" an agent's TCP port; SSH: started over SSH for the run
+    user: str = ""  # SSH's login name; "" as ~/.ssh/config says, else the local user
 
     @classmethod
     def parse(cls, text: str, default_port: int = DEFAULT_PORT) -> Address:
-        target = text.strip()
+        prefix, target = split_ssh_prefix(text.strip())
+        if prefix:
+            user = prefix[len(SSH_PREFIX) : -1]
+            if user and _USER_RE.fullmatch(user) is None:
+                raise AddressError(
+                    f"bad user name {user!r} in {text.strip()!r}: expected "
+                    "'ssh://user@host' (letters, digits, '.', '_', '-')"
+                )
+            if target.lower().startswith(SSH_PREFIX):
+                raise AddressError(f"'ssh://' twice in {text.strip()!r}")
+            return replace(cls.parse(target, SSH_DEFAULT_PORT), scheme=SSH, user=user)
         if not target:
             raise AddressError(f"missing target: expected {TARGET_FORMAT}")
         if target.startswith("["):
@@ -85,10 +106,38 @@ class Address:
     @property
     def short(self) -> str:
         """As a config writes it: the port only when it is not the default."""
+        if self.scheme == SSH:
+            return str(self)
         return self.bracketed_host if self.port == DEFAULT_PORT else str(self)
 
+    @property
+    def over_ssh(self) -> bool:
+        return self.scheme == SSH
+
+    def as_ssh(self) -> Address:
+        """The same host over SSH (`--ssh`): a port written in the config is SSH's."""
+        if self.scheme == SSH:
+            return self
+        port = SSH_DEFAULT_PORT if self.port == DEFAULT_PORT else self.port
+        return replace(self, port=port, scheme=SSH)
+
     def __str__(self) -> str:
+        if self.scheme == SSH:
+            user = f"{self.user}@" if self.user else ""
+            port = f":{self.port}" if self.port != SSH_DEFAULT_PORT else ""
+            return f"{SSH_PREFIX}{user}{self.bracketed_host}{port}"
         return f"{self.bracketed_host}:{self.port}"
+
+
+def split_ssh_prefix(text: str) -> tuple[str, str]:
+    """("ssh://user@", "host:port") for an SSH target, ("", text) for any other.
+
+    The host part alone is what a node set (``node[01-32]``) expands."""
+    if not text[: len(SSH_PREFIX)].lower() == SSH_PREFIX:
+        return "", text
+    rest = text[len(SSH_PREFIX) :]
+    user, at, host = rest.rpartition("@")
+    return f"{SSH_PREFIX}{user}{at}" if at else SSH_PREFIX, host
 
 
 def parse_port(text: str) -> int:

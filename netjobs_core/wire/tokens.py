@@ -20,6 +20,11 @@ from pathlib import Path
 
 ENV_VAR = "NETJOBS_TOKEN"
 MIN_TOKEN_CHARS = 16
+# The stdio bootstrap of an agent started over SSH (agent/server.py serve_stdio,
+# netjobs_core/ssh.py): the controller's first line is a fresh token of this many
+# bytes in hex; the agent's first line, once it holds it, starts with STDIO_READY.
+STDIO_TOKEN_BYTES = 32
+STDIO_READY = b"NETJOBS-STDIO "
 
 
 class TokenError(Exception):

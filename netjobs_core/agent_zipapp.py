@@ -1,0 +1,78 @@
+"""The agent as one self-contained zipapp, for hosts reached over SSH.
+
+Built in memory from `agent/` (as the package `netjobs_agent`), the stdlib-only
+`netjobs_core/wire/` and `netjobs_core/__init__.py` (the version), with fixed
+timestamps and a sorted file list: the same sources give the same bytes, so the
+copy cached on a host (`agent-<version>-<sha12>.pyz`) is found again by name and
+checked by hash.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import sys
+import zipapp
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from netjobs_core import __version__
+
+ROOT = Path(__file__).resolve().parent.parent
+INTERPRETER = "/usr/bin/env python3"
+_MAIN = "import sys\n\nfrom netjobs_agent.__main__ import main\n\nsys.exit(main(sys.argv[1:]))\n"
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A file to put on a host: its bytes, their SHA-256 and its cache name there."""
+
+    data: bytes
+    sha256: str
+    name: str
+
+
+def _sources() -> list[tuple[str, Path]]:
+    """(name in the archive, file) for every module the agent needs."""
+    files = [(f"netjobs_agent/{p.name}", p) for p in (ROOT / "agent").glob("*.py")]
+    files += [(f"netjobs_core/wire/{p.name}", p) for p in (ROOT / "netjobs_core/wire").glob("*.py")]
+    files.append(("netjobs_core/__init__.py", ROOT / "netjobs_core" / "__init__.py"))
+    return sorted(files)
+
+
+def payload(data: bytes, suffix: str) -> Payload:
+    digest = hashlib.sha256(data).hexdigest()
+    return Payload(data, digest, f"agent-{__version__}-{digest[:12]}{suffix}")
+
+
+@functools.cache
+def agent_zipapp() -> Payload:
+    plain = io.BytesIO()
+    with zipfile.ZipFile(plain, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, path in [("__main__.py", None), *_sources()]:
+            info = zipfile.ZipInfo(name, _EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, _MAIN if path is None else path.read_bytes())
+    plain.seek(0)
+    out = io.BytesIO()
+    zipapp.create_archive(plain, out, interpreter=INTERPRETER)  # the shebang line
+    return payload(out.getvalue(), ".pyz")
+
+
+@functools.cache
+def agent_executable(path: Path) -> Payload:
+    """The one-file agent built by build_scripts/ (dist/netjobs-agent)."""
+    return payload(path.read_bytes(), "")
+
+
+def default_executable() -> Path | None:
+    """The one-file agent beside a one-file controller, else dist/netjobs-agent of
+    this checkout, when there is one."""
+    candidates = [ROOT / "dist" / "netjobs-agent"]
+    if getattr(sys, "frozen", False):
+        candidates.insert(0, Path(sys.executable).resolve().parent / "netjobs-agent")
+    return next((path for path in candidates if path.is_file()), None)

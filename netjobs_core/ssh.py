@@ -1,0 +1,462 @@
+"""Hosts over SSH: connect as the user's ssh would, start the agent for the run.
+
+One SSH connection per host for the whole run (`SshDialer`), with the user's
+~/.ssh/config, ssh-agent, keys and known_hosts. Each `AgentLink` to such a
+host gets a new channel running `netjobs-agent --stdio` there: the agent reads
+a random token of this link from the first line on its stdin (never argv or
+the environment, which `ps` shows), answers with a ready line, then speaks the
+usual protocol on stdin/stdout. Nothing listens on the host; the agent ends
+with its channel (EOF: the orphan rules kill what it started).
+
+How the agent gets there: with a python3 >= 3.11 on the host, the zipapp of
+netjobs_core/agent_zipapp.py, cached under ~/.cache/netjobs/ by version and
+hash (checked by hash before each start, uploaded only when missing);
+otherwise the one-file Linux agent (dist/netjobs-agent) when the controller
+has one and the host's system and machine match ours. Probing, checking and
+starting are one remote command: a host with the agent cached costs one
+channel round trip after the SSH handshake.
+
+Host keys: a key that known_hosts lacks is refused, naming host and
+fingerprint, unless `accept_new` (then appended to the user's known_hosts,
+as OpenSSH's StrictHostKeyChecking=accept-new); a changed key is always refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import secrets
+import shlex
+import socket
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
+from netjobs_core.client import AgentError, Refused
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES
+
+START_TIMEOUT_S = 15.0  # at least this for the agent to start (a cold python on a busy host)
+DEPLOY_TIMEOUT_S = 60.0  # at least this for an upload (the one-file agent is ~10 MB)
+CLOSE_TIMEOUT_S = 2.0  # for the SSH connections to close at the end of the run
+BANNER_LINES = 64  # lines a login shell may print before the agent's ready line
+STDERR_KEEP = 4096  # bytes of the remote stderr kept for messages
+READ_LIMIT = 256 * 1024  # past this much unread output the channel is paused
+NEED_PYZ, NEED_EXE, NO_AGENT = 83, 84, 85  # exit statuses of the start script
+CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/netjobs"'
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+@dataclass
+class SshOptions:
+    accept_new: bool = False  # add unknown host keys to known_hosts (accept-new)
+    config: list[str] | None = None  # ssh_config files; None: ~/.ssh/config
+    username: str | None = None  # where neither the target nor ~/.ssh/config names one
+    client_keys: list[str] | None = None  # key files; None: ssh-agent, config, ~/.ssh/id_*
+    executable: Path | None = field(default_factory=default_executable)
+
+
+class HostKeyRefused(AgentError):
+    pass
+
+
+# -- the start script ---------------------------------------------------------------
+# Runs on the host as `python -c`: the zipapp's hash checked, then the agent run
+# in this same process (one interpreter start per agent).
+_CHECK_AND_RUN = (
+    "import hashlib, runpy, sys\n"
+    "z, h = sys.argv[1], sys.argv[2]\n"
+    "try:\n"
+    "    ok = hashlib.sha256(open(z, 'rb').read()).hexdigest() == h\n"
+    "except OSError:\n"
+    "    ok = False\n"
+    f"ok or sys.exit({NEED_PYZ})\n"
+    "sys.argv = [z, '--stdio']\n"
+    "runpy.run_path(z, run_name='__main__')\n"
+)
+
+
+def start_script(pyz: Payload, exe: Payload | None) -> str:
+    """POSIX sh: start the cached zipapp with a python3 >= 3.11 (a versioned name
+    says its version; a plain python3 is asked); else the cached one-file agent. An
+    exit status says what to upload first."""
+    lines = [
+        f"d={CACHE_DIR}",
+        "for c in python3.14 python3.13 python3.12 python3.11 python3; do",
+        '  p=$(command -v "$c" 2>/dev/null) || continue',
+        '  [ "$c" = python3 ] && ! "$p" -c '
+        "'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && continue",
+        # -I: the user's PYTHONPATH and site-packages cannot shadow the agent's modules
+        f'  exec "$p" -I -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
+        "done",
+    ]
+    if exe is not None:
+        lines += [
+            f'x="$d/{exe.name}"',
+            'h=$(sha256sum "$x" 2>/dev/null) && h=${h%% *}',
+            f'[ "$h" = {exe.sha256} ] && exec "$x" --stdio',
+            f'[ "$(uname -sm)" = {shlex.quote(_local_system())} ] && exit {NEED_EXE}',
+        ]
+    lines.append(f"exit {NO_AGENT}")
+    return "\n".join(lines)
+
+
+def _local_system() -> str:
+    return f"{platform.system()} {platform.machine()}"
+
+
+def upload_script(payload: Payload) -> str:
+    """Write stdin to the cache atomically (a partial upload never has the name)."""
+    return (
+        f'd={CACHE_DIR} && mkdir -p "$d" && chmod 700 "$d" && t="$d/.upload.$$" && '
+        f'cat > "$t" && chmod 700 "$t" && mv -f "$t" "$d/{payload.name}"'
+    )
+
+
+# -- the channel an AgentLink reads and writes ------------------------------------
+class _AgentSession(asyncssh.SSHClientSession[bytes]):
+    def __init__(self) -> None:
+        self.stdout = asyncio.StreamReader(limit=READ_LIMIT)
+        self.stderr: deque[bytes] = deque()
+        self._stderr_size = 0
+        self.exit_status: int | None = None
+        self.channel: asyncssh.SSHClientChannel[bytes] | None = None
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self.channel = chan
+        self.stdout.set_transport(chan)  # type: ignore[arg-type]  # pause/resume_reading
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.stderr.append(data)
+            self._stderr_size += len(data)
+            while self._stderr_size > STDERR_KEEP and len(self.stderr) > 1:
+                self._stderr_size -= len(self.stderr.popleft())
+        else:
+            self.stdout.feed_data(data)
+
+    def eof_received(self) -> bool:
+        self.stdout.feed_eof()
+        return False
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.stdout.set_exception(ConnectionResetError(f"SSH connection lost: {exc}"))
+        else:
+            self.stdout.feed_eof()
+
+    def stderr_tail(self) -> str:
+        text = b"".join(self.stderr).decode("utf-8", "replace").strip()
+        return text.splitlines()[-1] if text else ""
+
+
+async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
+    """The agent's ready line, past what a login shell may print first; b"" at EOF."""
+    for _ in range(BANNER_LINES):
+        line = await stdout.readline()
+        if not line or line.startswith(STDIO_READY):
+            return line
+    raise ValueError(f"no ready line from the agent in the first {BANNER_LINES} lines")
+
+
+class SshChannel:
+    """An agent's stdin/stdout over one SSH channel (client.Channel)."""
+
+    def __init__(self, chan: asyncssh.SSHClientChannel[bytes], session: _AgentSession) -> None:
+        self._chan = chan
+        self.session = session
+
+    async def read(self, n: int) -> bytes:
+        return await self.session.stdout.read(n)
+
+    def write(self, data: bytes) -> None:
+        self._chan.write(data)
+
+    def is_closing(self) -> bool:
+        return self._chan.is_closing()
+
+    def abort(self) -> None:
+        self._chan.abort()
+
+    async def close(self, timeout: float) -> None:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self._chan.write_eof()  # the agent's EOF: it ends, killing what is left
+        try:
+            async with asyncio.timeout(timeout):
+                await self._chan.wait_closed()
+        except TimeoutError:
+            self._chan.close()
+
+
+# -- host keys ------------------------------------------------------------------------
+def _known_hosts_files(configured: Any) -> list[str]:
+    """The known_hosts files ssh_config names (else ~/.ssh/known_hosts), expanded."""
+    names = list(configured) if isinstance(configured, list | tuple) and configured else []
+    return [os.path.expanduser(name) for name in names or [DEFAULT_KNOWN_HOSTS]]
+
+
+def _existing(files: list[str]) -> list[str]:
+    return [f for f in files if os.path.isfile(f)]
+
+
+def _known_hosts_pattern(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class _Client(asyncssh.SSHClient):
+    """Decides on host keys that known_hosts does not list (asyncssh asks us)."""
+
+    def __init__(self, dialer: SshDialer, files: list[str], shown: str) -> None:
+        self._dialer = dialer
+        self._files = files
+        self._shown = shown
+        self.refusal: str | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        existing = _existing(self._files)
+        known = asyncssh.match_known_hosts(existing, host, addr, port)[0] if existing else []
+        fingerprint = f"{key.get_algorithm()} key {key.get_fingerprint()}"
+        if known:
+            self.refusal = (
+                f"the SSH host key of {self._shown} HAS CHANGED: it now offers {fingerprint}, "
+                f"not the key in {', '.join(existing)} (a reinstalled host, or someone in the "
+                f"middle); refused. If the change is expected: ssh-keygen -R {host}"
+            )
+            return False
+        if not self._dialer.options.accept_new:
+            self.refusal = (
+                f"the SSH host key of {self._shown} is not known: {fingerprint}; refused. "
+                "Check it, then run again with --ssh-accept-new to add it to "
+                f"{self._files[0]} (or connect once with ssh)"
+            )
+            return False
+        path = Path(self._files[0])
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        line = f"{_known_hosts_pattern(host, port)} {key.export_public_key().decode().strip()}\n"
+        with path.open("a", encoding="utf-8") as out:
+            out.write(line)
+        self._dialer.accepted.append(f"{self._shown}: {fingerprint} added to {path}")
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._dialer.forget(self)
+
+
+# -- the dialer -----------------------------------------------------------------------
+@dataclass
+class _Host:
+    conn: asyncssh.SSHClientConnection
+    client: _Client
+    has_pyz: bool = False  # uploaded or found during this run
+    has_exe: bool = False
+
+
+class SshDialer:
+    """The SSH connections of one run (client.Dialer); `async with` closes them."""
+
+    def __init__(self, options: SshOptions | None = None) -> None:
+        self.options = options or SshOptions()
+        self.accepted: list[str] = []  # host keys added with accept_new, for the user
+        self._hosts: dict[tuple[str, int, str], asyncio.Task[_Host]] = {}
+
+    async def __aenter__(self) -> SshDialer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        hosts, self._hosts = self._hosts, {}
+        pending = [task for task in hosts.values() if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+        conns = [
+            task.result().conn
+            for task in hosts.values()
+            if not task.cancelled() and task.exception() is None
+        ]
+        for conn in conns:
+            conn.close()
+        closing = [asyncio.create_task(conn.wait_closed()) for conn in conns]
+        if closing:
+            _, late = await asyncio.wait(closing, timeout=CLOSE_TIMEOUT_S)
+            for waiter in late:
+                waiter.cancel()
+
+    def _drop(self, host: _Host) -> None:
+        self.forget(host.client)
+        host.conn.abort()
+
+    def forget(self, client: _Client) -> None:
+        for key, task in list(self._hosts.items()):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                if task.result().client is client:
+                    del self._hosts[key]
+
+    async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
+        """A channel to a new stdio agent on the host, and the token it was given."""
+        key = (address.host, address.port, address.user)
+        task = self._hosts.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = self._hosts[key] = asyncio.create_task(
+                self._connect(address, timeout), name=f"ssh {address}"
+            )
+        try:
+            host = await asyncio.shield(task)
+        except AgentError:
+            if self._hosts.get(key) is task:
+                del self._hosts[key]  # the next test tries again
+            raise
+        return await self._start_agent(host, address, timeout)
+
+    async def _connect(self, address: Address, timeout: float) -> _Host:
+        options = self.options
+        try:
+            settings = await asyncssh.SSHClientConnectionOptions.construct(
+                host=address.host, config=options.config or ()
+            )
+        except (ValueError, OSError, asyncssh.Error) as exc:
+            raise AgentError(f"SSH settings for {address}: {exc}") from None
+        files = _known_hosts_files(settings.known_hosts)
+        existing = _existing(files)
+        client = _Client(self, files, str(address))
+        kwargs: dict[str, Any] = {
+            "port": address.port or (),
+            "config": options.config or (),
+            "known_hosts": existing or b"",  # never None: that would disable the check
+            "client_factory": lambda: client,
+        }
+        username = address.user or options.username
+        if username:
+            kwargs["username"] = username
+        if options.client_keys is not None:
+            kwargs["client_keys"] = options.client_keys
+        try:
+            async with asyncio.timeout(timeout):
+                conn = await asyncssh.connect(address.host, **kwargs)
+        except TimeoutError:
+            raise AgentError(
+                f"SSH connection to {address} timed out: no answer within {timeout:g} s"
+            ) from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise HostKeyRefused(client.refusal or f"SSH host key refused: {exc.reason}") from None
+        except asyncssh.PermissionDenied as exc:
+            raise AgentError(
+                f"SSH authentication failed: {exc.reason} "
+                "(is the key in the host's authorized_keys, or in your ssh-agent?)"
+            ) from None
+        except asyncssh.Error as exc:
+            raise AgentError(f"SSH connection to {address} failed: {exc.reason}") from None
+        except ConnectionRefusedError:
+            raise Refused(
+                f"SSH connection refused by {address} (no SSH server on that port?)"
+            ) from None
+        except socket.gaierror:
+            raise AgentError(f"cannot resolve the host name {address.host!r}") from None
+        except OSError as exc:
+            raise AgentError(f"SSH connection to {address} failed: {exc.strerror or exc}") from None
+        except ValueError as exc:  # a key or setting asyncssh cannot use
+            raise AgentError(f"SSH settings for {address}: {exc}") from None
+        return _Host(conn, client)
+
+    async def _start_agent(
+        self, host: _Host, address: Address, timeout: float
+    ) -> tuple[SshChannel, bytes]:
+        pyz = agent_zipapp()
+        exe = agent_executable(self.options.executable) if self.options.executable else None
+        for _ in range(3):  # start; upload what is missing, start again (twice at most)
+            token = secrets.token_bytes(STDIO_TOKEN_BYTES)
+            chan, session = await self._run(host, address, start_script(pyz, exe), timeout)
+            chan.write(token.hex().encode() + b"\n")
+            try:
+                async with asyncio.timeout(max(timeout, START_TIMEOUT_S)):
+                    line = await _ready_line(session.stdout)
+                    if not line:
+                        await chan.wait_closed()
+            except TimeoutError:
+                chan.abort()
+                raise AgentError(
+                    f"the agent did not start on {address} within "
+                    f"{max(timeout, START_TIMEOUT_S):g} s"
+                    + (f": {tail}" if (tail := session.stderr_tail()) else "")
+                ) from None
+            except (OSError, ValueError) as exc:  # ValueError: a line past READ_LIMIT
+                chan.abort()
+                raise AgentError(f"starting the agent on {address}: {exc}") from None
+            if line:
+                return SshChannel(chan, session), token
+            status = session.exit_status
+            if status == NEED_PYZ and not host.has_pyz:
+                await self._upload(host, address, pyz)
+                host.has_pyz = True
+            elif status == NEED_EXE and exe is not None and not host.has_exe:
+                await self._upload(host, address, exe)
+                host.has_exe = True
+            elif status == NO_AGENT:
+                raise AgentError(
+                    f"cannot start the agent on {address}: no python3 >= 3.11 there"
+                    + (
+                        ", and the one-file agent is for another system"
+                        if exe is not None
+                        else ", and no one-file agent here to send (build_scripts/build.py "
+                        "--only agent makes dist/netjobs-agent)"
+                    )
+                )
+            else:
+                tail = session.stderr_tail()
+                raise AgentError(
+                    f"the agent failed to start on {address} (exit status {status})"
+                    + (f": {tail}" if tail else "")
+                )
+        raise AgentError(f"the agent failed to start on {address} after uploading it")
+
+    async def _run(
+        self, host: _Host, address: Address, command: str, timeout: float
+    ) -> tuple[asyncssh.SSHClientChannel[bytes], _AgentSession]:
+        try:
+            async with asyncio.timeout(timeout):
+                chan, session = await host.conn.create_session(
+                    _AgentSession, command, encoding=None
+                )
+        except TimeoutError:
+            self._drop(host)  # a dead connection (a cut): the next test connects anew
+            raise AgentError(f"SSH: no session opened on {address} within {timeout:g} s") from None
+        except (asyncssh.Error, OSError) as exc:
+            self._drop(host)
+            raise AgentError(f"SSH: cannot open a session on {address}: {exc}") from None
+        assert isinstance(session, _AgentSession)
+        return chan, session
+
+    async def _upload(self, host: _Host, address: Address, payload: Payload) -> None:
+        try:
+            async with asyncio.timeout(DEPLOY_TIMEOUT_S):
+                done = await host.conn.run(
+                    upload_script(payload), input=payload.data, encoding=None, check=False
+                )
+        except TimeoutError:
+            raise AgentError(
+                f"uploading the agent to {address} took longer than {DEPLOY_TIMEOUT_S:g} s"
+            ) from None
+        except (asyncssh.Error, OSError) as exc:
+            raise AgentError(f"uploading the agent to {address}: {exc}") from None
+        if done.exit_status != 0:
+            error = done.stderr if isinstance(done.stderr, str) else ""
+            if isinstance(done.stderr, bytes):
+                error = done.stderr.decode("utf-8", "replace").strip()
+            raise AgentError(
+                f"cannot upload the agent to {address}'s ~/.cache/netjobs: "
+                f"{error or f'exit status {done.exit_status}'}"
+            )

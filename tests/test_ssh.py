@@ -1,0 +1,493 @@
+"""Hosts over SSH against real OpenSSH servers, each in its own network namespace.
+
+Needs root, iproute2 and Debian's openssh-server (/usr/sbin/sshd); skipped otherwise.
+Namespaces `njs<tag><n>`, addresses 10.234.<n>.0/24 only. Each sshd has its own
+config, host key, authorized_keys and HOME (so its agent cache is private); the
+controller uses a test key, a private ssh config and known_hosts: never ~/.ssh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from agent_harness import HostWatch
+from ssh_lab import SSHD, WAIT_S, Lab, SshHost, ip, keygen, ssh_lab
+
+from netjobs_core.agent_zipapp import agent_zipapp
+from netjobs_core.config import parse_config
+from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
+from netjobs_core.results_json import run_from_json, run_to_json
+from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.ssh import SshDialer
+from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
+
+REPO = Path(__file__).resolve().parent.parent
+HOSTS = 8
+
+pytestmark = pytest.mark.timeout(180)
+NO_SSHD = (
+    sys.platform != "linux"
+    or os.geteuid() != 0
+    or shutil.which("ip") is None
+    or not os.path.exists(SSHD)
+    or shutil.which("ssh-keygen") is None
+)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, monkeypatch_module):
+    if NO_SSHD:
+        pytest.skip("SSH hosts need Linux, root, iproute2 and openssh-server")
+    monkeypatch_module.delenv("SSH_AUTH_SOCK", raising=False)  # not the user's agent
+    try:
+        with ssh_lab(tmp_path_factory.mktemp("ssh"), HOSTS) as made:
+            yield made
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"cannot create network namespaces here: {exc.stderr.decode().strip()}")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+TOKEN = Token(b"x" * 32, "unused: every target is over SSH")
+
+
+async def run_over_ssh(lab: Lab, config: str, observer=None, **ssh: object):
+    plan = parse_config(config)
+    async with SshDialer(lab.options(**ssh)) as dialer:
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+        return await asyncio.wait_for(run_test(plan.tests[0], options, observer), 60)
+
+
+def wait_until_gone(host: SshHost) -> list[str]:
+    deadline = time.monotonic() + WAIT_S
+    while (left := host.processes()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def test_key_authentication_runs_a_test_and_leaves_nothing(lab):
+    host = lab.hosts[0]
+    test = asyncio.run(
+        run_over_ssh(
+            lab,
+            f't:\nssh://root@{host.address}: "echo njs-probe-1 $(hostname -I) $HOME"\nend\n',
+        )
+    )
+    assert test.status is TestStatus.PASSED, test.reason
+    result = test.hosts[0]
+    assert result.state is HostState.DONE and result.gated
+    assert result.target == f"ssh://root@{host.address}"
+    out = bytes(result.commands[0].stdout).decode()
+    assert host.address in out and str(host.home) in out  # it ran there, as that host's user
+    assert result.rtt_ms is not None and result.clock_uncertainty_ms is not None
+    cached = list((host.home / ".cache" / "netjobs").iterdir())
+    assert [p.name for p in cached] == [agent_zipapp().name]
+    assert wait_until_gone(host) == []
+
+
+@pytest.fixture
+def trusted(lab):
+    """Every host key known before and after the test (tests change known_hosts)."""
+    lab.trust_all()
+    yield lab
+    lab.trust_all()
+
+
+def fingerprint(host: SshHost) -> str:
+    out = subprocess.run(
+        ["ssh-keygen", "-lf", str(host.dir / "host_key.pub")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.split()[1]  # SHA256:...
+
+
+def test_unknown_host_key_is_refused_with_its_fingerprint_unless_accept_new(trusted):
+    lab, host = trusted, trusted.hosts[1]
+    lab.known_hosts.write_text("")
+    config = f't:\nssh://{host.address}: "true"\nend\n'
+    refused = asyncio.run(run_over_ssh(lab, config))
+    assert refused.status is not TestStatus.PASSED
+    error = refused.hosts[0].error
+    assert refused.hosts[0].state is HostState.FAILED
+    assert "not known" in error and fingerprint(host) in error and host.address in error
+    assert "--ssh-accept-new" in error
+    assert lab.known_hosts.read_text() == ""  # refusing adds nothing
+
+    accepted = asyncio.run(run_over_ssh(lab, config, accept_new=True))
+    assert accepted.status is TestStatus.PASSED, accepted.reason
+    assert lab.known_hosts.read_text().startswith(f"{host.address} ssh-ed25519 ")
+    again = asyncio.run(run_over_ssh(lab, config))  # known now, without the flag
+    assert again.status is TestStatus.PASSED, again.reason
+
+
+def test_a_changed_host_key_is_refused_even_with_accept_new(trusted, tmp_path):
+    lab, host = trusted, trusted.hosts[2]
+    keygen(tmp_path / "other")
+    other = (tmp_path / "other.pub").read_text().split()
+    lab.known_hosts.write_text(f"{host.address} {other[0]} {other[1]}\n")
+    test = asyncio.run(
+        run_over_ssh(lab, f't:\nssh://{host.address}: "true"\nend\n', accept_new=True)
+    )
+    error = test.hosts[0].error
+    assert test.status is not TestStatus.PASSED and "HAS CHANGED" in error
+    assert fingerprint(host) in error and "ssh-keygen -R" in error
+    assert lab.known_hosts.read_text() == f"{host.address} {other[0]} {other[1]}\n"
+
+
+def test_ssh_failures_are_the_hosts_failures_and_count_for_the_quorum(trusted, tmp_path):
+    lab, good, stopped = trusted, trusted.hosts[6], trusted.hosts[7]
+    keygen(tmp_path / "stranger")
+    config = (
+        f't:\n-minhosts: 1\nssh://{good.address}: "true"\nssh://{stopped.address}: "true"\nend\n'
+    )
+    stopped.stop()
+    try:
+        test = asyncio.run(run_over_ssh(lab, config))
+    finally:
+        stopped.start()
+    assert test.status is TestStatus.PASSED, test.reason
+    assert test.hosts[0].state is HostState.DONE
+    down = test.hosts[1]
+    assert down.state is HostState.FAILED and "refused" in down.error
+    assert down.commands[0].status is CommandStatus.ERROR
+
+    strangers = asyncio.run(
+        run_over_ssh(
+            lab,
+            f't:\nssh://{good.address}: "true"\nend\n',
+            client_keys=[str(tmp_path / "stranger")],
+        )
+    )
+    assert strangers.status is not TestStatus.PASSED
+    error = strangers.hosts[0].error
+    assert "SSH authentication failed" in error and "user root" in error
+
+
+def standin_executable(lab: Lab) -> Path:
+    """dist/netjobs-agent when built; else a one-file stand-in that needs no python3
+    on PATH (it names its interpreter by absolute path, as the frozen agent holds its own)."""
+    built = REPO / "dist" / "netjobs-agent"
+    if built.is_file():
+        return built
+    pyz = lab.dir / "standin.pyz"
+    pyz.write_bytes(agent_zipapp().data)
+    standin = lab.dir / "netjobs-agent-standin"
+    standin.write_text(f'#!/bin/sh\nexec {sys.executable} {pyz} "$@"\n')
+    standin.chmod(0o755)
+    return standin
+
+
+def test_a_host_without_python3_gets_the_one_file_agent(trusted):
+    lab, host = trusted, trusted.hosts[3]
+    tools = host.dir / "bin"
+    tools.mkdir(exist_ok=True)
+    for tool in ("sh", "cat", "mkdir", "chmod", "mv", "uname", "sha256sum"):
+        link = tools / tool
+        if not link.exists():
+            link.symlink_to(shutil.which(tool, path="/usr/bin:/bin") or tool)
+    host.start(PATH=str(tools))
+    try:
+        config = f't:\nssh://{host.address}: "echo $PATH"\nend\n'
+        without = asyncio.run(run_over_ssh(lab, config, executable=None))
+        assert without.status is not TestStatus.PASSED
+        assert "no python3 >= 3.11" in without.hosts[0].error
+
+        test = asyncio.run(run_over_ssh(lab, config, executable=standin_executable(lab)))
+        assert test.status is TestStatus.PASSED, test.reason
+        assert bytes(test.hosts[0].commands[0].stdout).decode().strip() == str(tools)
+        cached = [p.name for p in (host.home / ".cache" / "netjobs").iterdir()]
+        assert len(cached) == 1 and not cached[0].endswith(".pyz")
+        assert wait_until_gone(host) == []  # the one-file agent's bootloader too
+    finally:
+        host.start()
+
+
+def test_an_agent_that_cannot_be_put_on_the_host_is_that_hosts_failure(trusted):
+    lab, host = trusted, trusted.hosts[3]
+    host.start(HOME="/proc/njs-nowhere")  # no cache can be made there
+    try:
+        test = asyncio.run(run_over_ssh(lab, f't:\nssh://{host.address}: "true"\nend\n'))
+    finally:
+        host.start()
+    error = test.hosts[0].error
+    assert test.hosts[0].state is HostState.FAILED
+    assert "cannot upload the agent to ssh://10.234.4.2" in error and "mkdir" in error
+
+
+def test_a_connection_cut_mid_run_kills_the_remote_commands(trusted):
+    lab, host = trusted, trusted.hosts[4]
+    config = f't:\nssh://{host.address}: "sleep 300"\nssh://{host.address}: "sleep 301"\nend\n'
+
+    async def cut_mid_run():
+        watch = HostWatch()
+        task = asyncio.create_task(run_over_ssh(lab, config, watch))
+        await watch.host_started(0)  # the agent reported the release: they run
+        running = host.processes()
+        assert any("sleep 300" in p for p in running), running
+        assert any("--stdio" in p for p in running), running
+        ip("link", "set", host.outside, "down")  # no FIN, no RST: the link just goes silent
+        return await asyncio.wait_for(task, 60)
+
+    try:
+        test = asyncio.run(cut_mid_run())
+        assert test.status is not TestStatus.PASSED
+        assert test.hosts[0].state is HostState.FAILED
+        assert {c.status for c in test.hosts[0].commands} == {CommandStatus.LOST}
+        # The agent noticed the silence (heartbeats), killed its commands and exited.
+        assert wait_until_gone(host) == []
+    finally:
+        ip("link", "set", host.outside, "up")
+
+
+def test_eight_ssh_hosts_start_together(trusted):
+    lab = trusted
+    lines = "".join(f'ssh://{h.address}: "date +%s%N"\n' for h in lab.hosts)
+    test = asyncio.run(run_over_ssh(lab, f"t:\n{lines}end\n"))
+    assert test.status is TestStatus.PASSED, test.reason
+    assert all(h.state is HostState.DONE and h.gated for h in test.hosts)
+    stamps = [int(bytes(h.commands[0].stdout)) for h in test.hosts]
+    print(
+        f"8 SSH hosts: start spread {test.start_spread_ms:.3f} ms "
+        f"(+/- {test.start_spread_uncertainty_ms:.3f}), date stamps within "
+        f"{(max(stamps) - min(stamps)) / 1e6:.3f} ms, rtt "
+        f"{max(h.rtt_ms for h in test.hosts):.3f} ms max"
+    )
+    assert test.start_spread_ms < 50 and (max(stamps) - min(stamps)) / 1e6 < 50
+    for host in lab.hosts:
+        assert wait_until_gone(host) == []
+
+
+NETJOBS = [sys.executable, "-m", "netjobs_core.cli"]
+
+
+def user_env(lab: Lab, home: Path) -> dict[str, str]:
+    """An environment whose ~/.ssh is set up as a user's: key, known_hosts, config."""
+    dot_ssh = home / ".ssh"
+    dot_ssh.mkdir(mode=0o700)
+    shutil.copy(lab.key, dot_ssh / "id_ed25519")
+    shutil.copy(lab.known_hosts, dot_ssh / "known_hosts")
+    (dot_ssh / "config").write_text("Host 10.234.*\n  User root\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
+    return env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "cfg")}
+
+
+def test_the_controller_going_away_kills_the_remote_commands(trusted, tmp_path):
+    lab, host = trusted, trusted.hosts[5]
+    config = tmp_path / "long.cfg"
+    config.write_text(f't:\nssh://{host.address}: "sleep 302"\nend\n')
+    with subprocess.Popen(
+        [*NETJOBS, str(config)],
+        env=user_env(lab, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as controller:
+        try:
+            deadline = time.monotonic() + WAIT_S
+            while not any("sleep 302" in p for p in host.processes()):
+                assert time.monotonic() < deadline and controller.poll() is None
+                time.sleep(0.05)
+        finally:
+            controller.kill()  # no bye, no kill: its TCP connection just closes
+    assert wait_until_gone(host) == []
+
+
+def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted, tmp_path):
+    """One command, as the README shows: --ssh over a plain config, with ~/.ssh as the
+    user has it (here a private HOME) and no token anywhere."""
+    lab = trusted
+    env = user_env(lab, tmp_path)
+    config = tmp_path / "bench.cfg"
+    config.write_text(
+        f't:\n{lab.hosts[5].address}: "echo one"\n{lab.hosts[6].address}: "echo two"\nend\n'
+    )
+    run = subprocess.run(
+        [*NETJOBS, "--ssh", str(config)], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ssh://10.234.6.2" in run.stdout
+    check = subprocess.run(
+        [*NETJOBS, "check", "--ssh", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "2 of 2 agents ready" in check.stdout
+
+
+# -- the stdio agent and AgentLink's seam, without sshd (any user, any Linux) -------------
+class _PipeChannel:
+    """client.Channel over a local agent's stdin/stdout, as SshChannel over SSH's."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc, self._in, self._out = proc, proc.stdin, proc.stdout
+
+    async def read(self, n: int) -> bytes:
+        return await self._out.read(n)
+
+    def write(self, data: bytes) -> None:
+        self._in.write(data)
+
+    def is_closing(self) -> bool:
+        return self._in.is_closing()
+
+    def abort(self) -> None:
+        self._in.close()
+
+    async def close(self, timeout: float) -> None:
+        self._in.close()
+        async with asyncio.timeout(timeout):
+            await self.proc.wait()
+
+
+class LocalStdioDialer:
+    """Starts `netjobs-agent --stdio` on this machine, bootstrapped as SshDialer does."""
+
+    def __init__(self) -> None:
+        self.channels: list[_PipeChannel] = []
+
+    async def open(self, address, timeout):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "netjobs_agent",
+            "--stdio",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        channel = _PipeChannel(proc)
+        self.channels.append(channel)
+        token = os.urandom(STDIO_TOKEN_BYTES)
+        channel.write(token.hex().encode() + b"\n")
+        async with asyncio.timeout(WAIT_S):
+            ready = await proc.stdout.readline()  # type: ignore[union-attr]
+        assert ready.startswith(STDIO_READY), ready
+        return channel, token
+
+    async def wait_all_ended(self) -> list[int | None]:
+        async with asyncio.timeout(WAIT_S):
+            return [await c.proc.wait() for c in self.channels]
+
+
+def stdio_jobs(agent_pid: int) -> list[int]:
+    """Processes carrying the cookie of the stdio agent `agent_pid` (its commands)."""
+    mine = f"NETJOBS_JOB=stdio{agent_pid}:".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if mine in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for this container's init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_stdio_agent_runs_a_test_and_exits():
+    async def scenario():
+        dialer = LocalStdioDialer()
+        plan = parse_config('t:\nssh://local: "echo over the pipe"\nend\n')
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+        test = await asyncio.wait_for(run_test(plan.tests[0], options), 30)
+        return test, await dialer.wait_all_ended()
+
+    test, statuses = asyncio.run(scenario())
+    assert test.status is TestStatus.PASSED, test.reason
+    assert bytes(test.hosts[0].commands[0].stdout) == b"over the pipe\n"
+    assert test.hosts[0].target == "ssh://local" and test.hosts[0].rtt_ms is not None
+    assert statuses == [0]  # the bye ended its only session, and with it the agent
+    document = run_to_json(RunResult(config_path="t.cfg", tests=[test]))
+    assert document["tests"][0]["hosts"][0]["target"] == "ssh://local"
+    assert run_from_json(document).tests[0].hosts[0].address == test.hosts[0].address
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_eof_on_a_stdio_agents_input_kills_its_commands_and_ends_it():
+    async def scenario():
+        dialer = LocalStdioDialer()
+        plan = parse_config('t:\nssh://local: "sleep 300"\nend\n')
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+        watch = HostWatch()
+        task = asyncio.create_task(run_test(plan.tests[0], options, watch))
+        await watch.host_started(0)
+        channel = dialer.channels[0]
+        jobs = stdio_jobs(channel.proc.pid)
+        assert jobs, "the command carries its agent's cookie"
+        channel.abort()  # the channel's end, as when the SSH connection drops
+        test = await asyncio.wait_for(task, 30)
+        return test, jobs, channel.proc.pid, await dialer.wait_all_ended()
+
+    test, jobs, agent_pid, statuses = asyncio.run(scenario())
+    assert test.status is not TestStatus.PASSED
+    assert test.hosts[0].state is HostState.FAILED
+    assert statuses == [0]
+    assert stdio_jobs(agent_pid) == []
+    assert not [pid for pid in jobs if running(pid)]
+
+
+def test_a_stdio_agent_wants_the_token_first():
+    run = subprocess.run(
+        [sys.executable, "-m", "netjobs_agent", "--stdio"],
+        input=b"not a token\n",
+        capture_output=True,
+        timeout=WAIT_S,
+    )
+    assert run.returncode == 2 and run.stdout == b""
+    assert b"expected the controller's token as the first line" in run.stderr
+
+
+def test_eight_stdio_agents_starting_at_once_all_start():
+    """Each one's start clears other agents' empty cgroup directories: one that a
+    neighbour cleared before its first command must not die of it."""
+    agents = [
+        subprocess.Popen(
+            [sys.executable, "-m", "netjobs_agent", "--stdio"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for agent in agents:
+            assert agent.stdin is not None
+            agent.stdin.write(os.urandom(STDIO_TOKEN_BYTES).hex().encode() + b"\n")
+            agent.stdin.flush()
+        for agent in agents:
+            assert agent.stdout is not None
+            assert agent.stdout.readline().startswith(STDIO_READY)
+    finally:
+        for agent in agents:
+            assert agent.stdin is not None
+            agent.stdin.close()  # EOF: the controller is gone
+        statuses = [agent.wait(timeout=WAIT_S) for agent in agents]
+    errors = [agent.stderr.read()[-300:] for agent in agents if agent.stderr is not None]
+    for agent in agents:
+        for pipe in (agent.stdout, agent.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert statuses == [0] * 8, errors
