@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self.run_view.stop_requested.connect(self.stop)
         self.results.save_requested.connect(self._save_log_dialog)
         self.results.open_requested.connect(self.open_results_dialog)
+        self.results.history.open_requested.connect(self.open_results)
         self.controller.error.connect(self.show_error)
         self.controller.token_missing.connect(self._token_missing)
         self.controller.check_result.connect(self.hosts.model.set_check)
@@ -539,6 +540,7 @@ class MainWindow(QMainWindow):
         self.run_view.refresh()
 
     def _run_finished(self, run: RunResult) -> None:
+        self.results.history.reload()  # the controller recorded it
         summary = f"Run finished: {run_summary(run)}."
         self.run_view.end_run(run, summary)
         if run.tests:
@@ -596,6 +598,7 @@ class MainWindow(QMainWindow):
         origin = os.path.realpath(path)
         added = self.results.add_run(run, Path(path).name, origin=origin)
         self.tabs.setCurrentIndex(self.RESULTS_TAB)
+        self.results.sources.setCurrentIndex(self.results.SESSION_TAB)
         if added:
             self.show_status(f"Opened results {path}")
         else:

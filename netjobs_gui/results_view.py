@@ -1,4 +1,5 @@
-"""The Results page: every test run (or loaded) in this session, re-openable.
+"""The Results page: past runs from the run history (history_view), and every test
+run (or loaded) in this session, re-openable.
 
 Save log writes what the CLI's `-l` and `--json` write (session.save_results)
 into the folder the user chose; Open results shows a saved JSON document again
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
 from netjobs_core import logs
 from netjobs_core.results import RunResult
 from netjobs_gui.columns import RESULT_FIT, SessionEntry
+from netjobs_gui.history_view import HistoryPanel
 from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TestDetail
 from netjobs_gui.widgets import (
@@ -49,8 +52,11 @@ class ResultsView(QWidget):
     save_requested = Signal(object)  # SessionEntry
     open_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    HISTORY_TAB, SESSION_TAB = range(2)
+
+    def __init__(self, parent: QWidget | None = None, history_path: str | None = None) -> None:
         super().__init__(parent)
+        self.history = HistoryPanel(history_path)
         self.model = ResultsModel(self)
         self.table = make_table(self.model)
         self.columns = FitColumns(self.table, RESULT_FIT)
@@ -91,16 +97,21 @@ class ResultsView(QWidget):
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.note)
 
-        # The list above the test: both get the window's whole width, so every column of
+        self.sources = QTabWidget()
+        self.sources.addTab(self.history, "Histor&y")
+        self.sources.addTab(left, "This sessio&n")
+        self.sources.setCurrentIndex(self.SESSION_TAB)
+
+        # The lists above the test: both get the window's whole width, so every column of
         # each is in sight at 1024 pixels.
         self.detail = TestDetail()
         self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.sources)
         self.splitter.addWidget(self.detail)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([190, 570])
+        self.splitter.setSizes([230, 530])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
         self._update_buttons()

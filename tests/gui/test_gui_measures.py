@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QUrl
 
+from netjobs_core.history import History
 from netjobs_core.outputs import Output
-from netjobs_core.results import Collected, CommandStatus
+from netjobs_core.results import Collected, CommandStatus, RunResult
+from netjobs_core.results_json import write_json
 from netjobs_core.window import window_of
 from netjobs_gui import widgets
 from netjobs_gui.columns import folded_lines, output_groups
 from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
 from netjobs_gui.settings import SettingsDialog
+from netjobs_gui.spread_plot import plot_layout
 from netjobs_gui.timeline import (
     HEADER,
     LEGEND,
@@ -28,7 +31,7 @@ from netjobs_gui.timeline import (
     timeline_data,
     window_band,
 )
-from tests.gui.test_gui_views import make_test
+from tests.gui.test_gui_views import T0, make_test
 
 
 @pytest.fixture
@@ -271,3 +274,63 @@ def test_the_groups_file_setting_reaches_the_parser_and_the_hosts_page(
     assert window.hosts.config_set.text() == (
         "The config's hosts: <b>127.0.0.[1-3,7-9]:16201 (6 hosts)</b>"
     )
+
+
+# --------------------------------------------------------------------------- the run history
+
+
+def test_plot_layout_spaces_runs_and_ticks_the_spread() -> None:
+    geometry = plot_layout([0.12, None, 0.41, 0.2], 400, 200)
+    assert (geometry.step, geometry.y_max) == (0.2, pytest.approx(0.6))
+    assert geometry.ticks() == pytest.approx([0.0, 0.2, 0.4, 0.6])
+    xs = [p[0] for p in geometry.points if p is not None]
+    assert xs == pytest.approx(
+        [geometry.left, geometry.left + 2 * (geometry.right - geometry.left) / 3, geometry.right]
+    )
+    assert geometry.points[1] is None  # that run measured no spread
+    assert geometry.points[2][1] < geometry.points[0][1]  # larger spread, higher
+    assert geometry.y(0.0) == geometry.bottom and geometry.y(geometry.y_max) == geometry.top
+    one = plot_layout([0.3], 400, 200)
+    assert one.points[0][0] == (one.left + one.right) / 2
+    assert plot_layout([None], 400, 200).y_max > 0  # nothing measured: still an axis
+
+
+def past_run(
+    folder: Path, run_id: str, started: float, spreads: list[float], keep: bool = True
+) -> RunResult:
+    run = RunResult("/work/bench.netjobs", run_id, str(folder / run_id), started)
+    for n, spread in enumerate(spreads):
+        test = make_test(hosts=2)
+        test.label, test.started_at, test.start_spread_ms = "bench", started + n, spread
+        test.repetition = n + 1 if len(spreads) > 1 else None
+        run.tests.append(test)
+    if keep:
+        Path(run.results_dir).mkdir()
+        write_json(run, Path(run.results_dir) / "results.json")
+    return run
+
+
+def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_path: Path) -> None:
+    with History() as history:  # the tests' own data dir
+        history.record(past_run(tmp_path, "run-a", T0, [0.12]), None)
+        history.record(past_run(tmp_path, "run-b", T0 + 60, [0.30], keep=False), None)
+        history.record(past_run(tmp_path, "run-c", T0 + 120, [0.20, 0.41]), None)  # --repeat 2
+    results = window.results
+    panel = results.history
+    panel.reload()
+    assert [panel.model.cell(r, 5) for r in range(3)] == ["run-c", "run-b", "run-a"]
+    assert panel.model.cell(1, 4) == f"deleted: {tmp_path / 'run-b'}"
+    assert panel.note.text() == "3 past runs (newest first)."
+    # The newest is selected; its test's spread over every run of it, oldest first.
+    assert panel.current_record.run_id == "run-c"
+    assert panel.test_choice.currentText() == "bench"
+    assert [p.spread_ms for p in panel.plot.points] == [0.12, 0.30, 0.20, 0.41]
+    assert panel.plot.title == "start spread of 'bench' over 4 runs (oldest left)"
+    panel.table.selectRow(1)
+    assert not panel.show_button.isEnabled()  # its folder is gone
+    panel.table.selectRow(0)
+    assert panel.show_button.isEnabled()
+    panel.show_button.click()
+    assert results.sources.currentIndex() == results.SESSION_TAB
+    assert [e.test.repetition for e in results.model.entries] == [1, 2]
+    assert results.model.entries[0].origin == str((tmp_path / "run-c" / "results.json").resolve())
