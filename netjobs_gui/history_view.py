@@ -33,6 +33,7 @@ from netjobs_gui.widgets import (
     current_row,
     make_table,
     never_widen,
+    select_row,
     source_row,
 )
 
@@ -117,7 +118,7 @@ class HistoryPanel(QWidget):
         ids = [record.run_id for record in records]
         if records:
             at = ids.index(selected.run_id) if selected and selected.run_id in ids else 0
-            self.table.selectRow(self.table.model().mapFromSource(self.model.index(at, 0)).row())
+            select_row(self.table, at)
         else:
             self._current_changed(QModelIndex(), None)
 
