@@ -96,12 +96,13 @@ class OutputGroup:
 
 
 def output_groups(test: TestResult) -> list[OutputGroup]:
-    """The test's commands folded by identical output, in the order each first appears
-    (as `netjobs` folds its report: size and sha256 of stdout and stderr)."""
+    """The test's commands folded by identical output and ending, in the order each
+    first appears (outputs compare as `netjobs` folds its report: size and sha256 of
+    stdout and stderr), whatever their command lines."""
     groups: dict[Hashable, list[tuple[HostResult, CommandResult]]] = {}
     for host in test.hosts:
         for command in host.commands:
-            key = (command.command, command.status, command.exit_code, _output_key(command))
+            key = (command.status, command.exit_code, _output_key(command))
             groups.setdefault(key, []).append((host, command))
     return [OutputGroup(tuple(pairs)) for pairs in groups.values()]
 
@@ -113,10 +114,12 @@ def folded_lines(test: TestResult) -> list[str]:
     lines = [f"{text.count(commands, 'command')}, {text.count(len(groups), 'distinct output')}"]
     for group in groups:
         command = group.command
+        others = len({c.command for _, c in group.pairs}) - 1
+        also = f" (and {text.count(others, 'other command line')})" if others else ""
         lines += [
             "",
             f"{group.members}: {command_word(command.status, command.exit_code)}: "
-            f"{command.command}",
+            f"{command.command}{also}",
         ]
         for name in ("stdout", "stderr"):
             output = output_of(command, name)

@@ -334,3 +334,15 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     assert results.sources.currentIndex() == results.SESSION_TAB
     assert [e.test.repetition for e in results.model.entries] == [1, 2]
     assert results.model.entries[0].origin == str((tmp_path / "run-c" / "results.json").resolve())
+
+
+def test_outputs_fold_whatever_their_command_lines() -> None:
+    test = make_test(hosts=3)  # `echo hi 0`, `echo hi 1`, `echo hi 2`
+    for host in test.hosts:
+        host.commands[0].stdout = Output.from_bytes(b"same\n")
+    lines = folded_lines(test)
+    assert lines[:3] == [
+        "3 commands, 1 distinct output",
+        "",
+        "10.0.0.[1-3] (3 hosts): OK (exit 0): echo hi 0 (and 2 other command lines)",
+    ]
