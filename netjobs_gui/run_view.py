@@ -127,7 +127,13 @@ class StreamView(QWidget):
             # line (text.output_excerpt, as the report and the log show it).
             output = output_of(command, self.name)
             self.view.setMaximumBlockCount(0)  # bounded in bytes: TAIL_BYTES in all
-            self.view.setPlainText("\n".join(text.output_excerpt(output, TAIL_BYTES)))
+            lines = text.output_excerpt(output, TAIL_BYTES)
+            self.view.setPlainText("\n".join(lines))
+            # In sight: the end of the beginning, the "left out" line, the start of the end.
+            gap = len(text.output_lines(output.excerpt(TAIL_BYTES)[0]))
+            cursor = QTextCursor(self.view.document().findBlockByNumber(gap))
+            self.view.setTextCursor(cursor)
+            self.view.centerCursor()
             self.shown = self.received
             self.excerpt = True
             self._update_title()
@@ -183,17 +189,20 @@ class StreamView(QWidget):
         self._update_title()
 
     def _update_title(self) -> None:
-        self.open_button.setVisible(self.whole_file is not None)
         if self.command is None:
+            self.open_button.hide()
             self.title.setText(f"<b>{self.name}</b>")
             return
         size = self.received
         title = f"<b>{self.name}</b> — {text.size(size)}"
+        cut = size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES
         if self.excerpt:
             title += " (its beginning and end)"
-        elif size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES:
+        elif cut:
             title += " (showing the end; the whole output is in its file)"
         self.title.setText(title)
+        # Only an output the view does not hold whole needs its file opened.
+        self.open_button.setVisible((self.excerpt or cut) and self.whole_file is not None)
 
     @property
     def text(self) -> str:
@@ -232,7 +241,6 @@ class OutputPane(QWidget):
         splitter.setChildrenCollapsible(False)
         self.files_label = QLabel("Collected files (Enter or double-click opens one):")
         self.files = QListWidget()
-        self.files.setMaximumHeight(72)
         self.files.itemActivated.connect(self._open_item)
         streams = QWidget()
         streams_layout = QVBoxLayout(streams)
@@ -311,6 +319,10 @@ class OutputPane(QWidget):
         shown = bool(collected or warnings)
         self.files_label.setVisible(shown)
         self.files.setVisible(shown)
+        if shown:
+            rows = min(4, self.files.count())
+            frame = 2 * self.files.frameWidth() + 2
+            self.files.setFixedHeight(rows * self.files.sizeHintForRow(0) + frame)
 
     def _open_item(self, item: QListWidgetItem) -> None:
         path = item.data(Qt.ItemDataRole.UserRole)

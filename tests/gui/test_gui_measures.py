@@ -346,3 +346,18 @@ def test_outputs_fold_whatever_their_command_lines() -> None:
         "",
         "10.0.0.[1-3] (3 hosts): OK (exit 0): echo hi 0 (and 2 other command lines)",
     ]
+
+
+def test_the_left_out_line_is_in_sight(qtbot: Any, tmp_path: Path) -> None:
+    test = make_test(hosts=1)
+    test.hosts[0].commands[0].stdout = spooled(tmp_path / "cmd1.stdout", 40_000)
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.resize(900, 700)
+    detail.show()
+    detail.set_test(test)
+    view = detail.output.stdout.view
+    first = view.cursorForPosition(view.viewport().rect().topLeft()).blockNumber()
+    last = view.cursorForPosition(view.viewport().rect().bottomLeft()).blockNumber()
+    shown = [view.document().findBlockByNumber(n).text() for n in range(first, last + 1)]
+    assert any("left out" in line for line in shown)
