@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from html import escape
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -55,6 +56,7 @@ class HostsPanel(QWidget):
         self.summary = QLabel()
         never_widen(self.summary)
         self.config_set = QLabel()  # the config's hosts as one node set, with their count
+        self.config_set.setTextFormat(Qt.TextFormat.PlainText)
         self.config_set.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         never_widen(self.config_set)
 
@@ -96,12 +98,25 @@ class HostsPanel(QWidget):
     # ---- content
     def set_config_hosts(self, addresses: Sequence[Address]) -> None:
         self._config = list(dict.fromkeys(addresses))
-        self.config_set.setText(
-            f"The config's hosts: <b>{escape(text.members([a.short for a in self._config]))}</b>"
-            if self._config
-            else ""
-        )
+        members = text.members([a.short for a in self._config]) if self._config else ""
+        self.config_set.setToolTip(members)
+        self._show_config_set()
         self._rebuild()
+
+    def _show_config_set(self) -> None:
+        """The node set cut in its middle to the label's width: its count stays in sight."""
+        members = self.config_set.toolTip()
+        if not members:
+            self.config_set.setText("")
+            return
+        line = f"The config's hosts: {members}"
+        width = max(200, self.config_set.width())
+        metrics = self.config_set.fontMetrics()
+        self.config_set.setText(metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, width))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._show_config_set()
 
     def set_manual_targets(self, targets: Sequence[str], default_port: int) -> None:
         self.default_port = default_port

@@ -62,7 +62,7 @@ throughput:
 {a0}: "for i in $(seq 24); do echo block $i: $((900 + i * 7)) MB/s; sleep 0.1; done"
 {a1}: "for i in $(seq 32); do echo block $i: $((840 + i * 5)) MB/s; sleep 0.1; done"
 -timeout: 1m
-{a1}: "seq -f 'sample %g: 4096 bytes read, checksum ok' 40000"
+{a1}: "seq -f 'sample %g: 4096 bytes read, checksum ok' 40000; sleep 2"
 {a2}: "for i in $(seq 18); do echo block $i: $((610+3*i)) MB/s; sleep .1; done; exit 9"
 {a2}: "vmstat 1 3 | tail -n 2; echo 'sda: 3 retries' >&2; echo retries=3 > {work}/disk.txt"
 -collect: {work}/disk.txt

@@ -271,9 +271,17 @@ def test_the_groups_file_setting_reaches_the_parser_and_the_hosts_page(
         "127.0.0.8:16201",
         "127.0.0.9:16201",
     ]
-    assert window.hosts.config_set.text() == (
-        "The config's hosts: <b>127.0.0.[1-3,7-9]:16201 (6 hosts)</b>"
+    assert window.hosts.config_set.text() == "The config's hosts: 127.0.0.[1-3,7-9]:16201 (6 hosts)"
+    # Too long for the page: cut in its middle, the count in sight, the whole in its tooltip.
+    window.editor.new_document(
+        "t:\n"
+        + "".join(f'{chr(97 + n % 26)}{chr(97 + n // 26)}host: "x"\n' for n in range(200))
+        + "end\n"
     )
+    window.editor.validate_now()
+    shown = window.hosts.config_set.text()
+    assert "…" in shown and shown.endswith("(200 hosts)")
+    assert window.hosts.config_set.toolTip().startswith("aahost,abhost,")  # names never fold
 
 
 # --------------------------------------------------------------------------- the run history
