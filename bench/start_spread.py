@@ -298,7 +298,7 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
     lags: list[float] = []
     for host in test.hosts:
         for command in host.commands:
-            text = bytes(command.stdout).decode("utf-8", "replace").strip()
+            text = command.stdout.read_bytes().decode("utf-8", "replace").strip()
             try:
                 stamp = int(text.split()[-1])
             except (ValueError, IndexError):
