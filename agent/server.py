@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from netjobs_core import __version__
 from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.clock import now_ns, wall_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import Token
 
@@ -274,7 +274,8 @@ class Session:
         return await _HANDLERS[message.type](self, message)
 
     async def _on_ping(self, message: Message) -> bool:
-        self.send(Message("pong", {"seq": message["seq"], "clock": now_ns()}))
+        clock, wall = now_ns(), wall_ns()
+        self.send(Message("pong", {"seq": message["seq"], "clock": clock, "wall": wall}))
         return True
 
     async def _on_status(self, message: Message) -> bool:

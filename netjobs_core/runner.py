@@ -3,7 +3,8 @@ start everyone at one instant, enforce the quorum, collect everything.
 
 Per test:
 1. connect and authenticate every host in parallel, measure each clock
-   offset, and have each agent prepare (spawn) its commands behind a gate;
+   offset (hosts take turns: probe.ClockPolicy), and once every clock is
+   measured have each agent prepare (spawn) its commands behind a gate;
 2. once every host is ready or failed, and the quorum still holds, send each
    ready host the same start instant expressed in its own clock;
 3. collect output and exits; the moment the quorum can no longer be met,
@@ -32,7 +33,7 @@ from netjobs_core.events import (
     TestFinished,
     TestStarted,
 )
-from netjobs_core.probe import probe
+from netjobs_core.probe import DEFAULT_CLOCK, ClockPolicy, probe
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -47,7 +48,7 @@ from netjobs_core.results import (
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
-from netjobs_core.wire.clock import OffsetEstimate, now_ns
+from netjobs_core.wire.clock import OffsetEstimate, now_ns, wall_anchor_ns
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.tokens import Token
 
@@ -76,19 +77,7 @@ class RunOptions:
     heartbeat: float = 2.0  # ping each agent this often during a run (silent-loss detection)
     reconnect_grace: float | None = None  # per run; None: each agent's own default
     run_folder: RunFolder | None = None  # where the run's files go; None: a new one (run_folder)
-
-
-def _epoch_anchor() -> float:
-    """Epoch seconds at clock zero, from the tightest of a few paired reads."""
-    best = None
-    for _ in range(5):
-        before = now_ns()
-        wall = time.time_ns()
-        after = now_ns()
-        if best is None or after - before < best[0]:
-            best = (after - before, wall - (before + after) / 2)
-    assert best is not None
-    return best[1] / 1e9
+    clock: ClockPolicy = DEFAULT_CLOCK  # how the hosts' clocks are measured
 
 
 # Prepared, and the agent has not reported `finished`: its processes may be alive.
@@ -146,6 +135,9 @@ class _TestRun:
         self.aborted = asyncio.Event()
         self.changed = asyncio.Event()  # set by every host state change
         self.anchor = 0.0
+        self.anchor_ns = 0.0
+        self._unmeasured = len(self.hosts)  # hosts whose clock measurement has not ended
+        self.measured = asyncio.Event()  # ... none left
         self.common_start_ns: float | None = None
 
     # -- events ---------------------------------------------------------------
@@ -217,18 +209,29 @@ class _TestRun:
         link = AgentLink(host.result.address, options.token.secret)
         host.link = link
         try:
-            found = await probe(
-                link,
-                options.connect_timeout,
-                on_connected=lambda: self.set_state(host, HostState.SYNCING),
-            )
+            try:
+                found = await probe(
+                    link,
+                    options.connect_timeout,
+                    on_connected=lambda: self.set_state(host, HostState.SYNCING),
+                    policy=options.clock,
+                )
+            finally:
+                self._unmeasured -= 1
+                if not self._unmeasured:
+                    self.measured.set()
             estimate = found.estimate
             host.estimate = estimate
             host.result.rtt_ms = estimate.rtt_ns / 1e6
             host.result.clock_offset_ms = estimate.offset_ns / 1e6
             host.result.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+            wall = estimate.wall_offset_ns(self.anchor_ns)
+            host.result.wall_clock_offset_ms = None if wall is None else wall / 1e6
             host.result.agent_version = found.version
             host.result.hostname = found.hostname
+            # Every clock first: an agent's spawning and its `prepared` would disturb the
+            # pings of hosts still measured, and the start waits for the last host anyway.
+            await self.measured.wait()
             self.set_state(host, HostState.PREPARING)
             commands = [
                 {"id": i, "command": spec.command, "timeout": spec.timeout}
@@ -539,7 +542,8 @@ class _TestRun:
         result = self.result
         result.status = TestStatus.RUNNING
         result.started_at = time.time()
-        self.anchor = _epoch_anchor()
+        self.anchor_ns = wall_anchor_ns()
+        self.anchor = self.anchor_ns / 1e9  # epoch seconds at clock zero
         self.emit(TestStarted(result))
         began = now_ns()
         try:
