@@ -80,7 +80,14 @@ async def serve_agents(count: int, secret: bytes) -> None:
 @dataclass
 class AgentHosts:
     processes: list[subprocess.Popen[bytes]]
-    ports: list[int]
+    by_process: list[list[int]]  # the ports of each process's agents
+
+    @property
+    def ports(self) -> list[int]:
+        """Round robin over the processes: the first N hosts of a test are spread over
+        as many processes as can be, as agents on machines of their own would be."""
+        longest = max(map(len, self.by_process), default=0)
+        return [p[i] for i in range(longest) for p in self.by_process if i < len(p)]
 
     def stop(self) -> None:
         for process in self.processes:
@@ -99,22 +106,27 @@ def start_agents(total: int, per_process: int, secret: bytes) -> AgentHosts:
     hosts = AgentHosts([], [])
     env = {**os.environ, "NETJOBS_BENCH_SECRET": secret.hex()}
     try:
-        # One at a time: an agent process starting tidies the cgroups that agents
-        # on other ports left, and one starting alongside could lose its own.
         for first in range(0, total, per_process):
             count = min(per_process, total - first)
-            process = subprocess.Popen(
-                [sys.executable, __file__, "--serve", str(count)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-            )
-            hosts.processes.append(process)
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if not line:
-                raise RuntimeError(f"agent host process {process.pid} exited before listening")
-            hosts.ports += [int(port) for port in line.split()]
+            # An agent process starting tidies the empty cgroups of agents on other
+            # ports, and one starting alongside (here, or another user's) can lose its
+            # own before it lists it (agent/procs.py Containment.start): try again.
+            for attempt in range(3):
+                process = subprocess.Popen(
+                    [sys.executable, __file__, "--serve", str(count)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                )
+                hosts.processes.append(process)
+                assert process.stdout is not None
+                line = process.stdout.readline()
+                if line:
+                    break
+                process.wait()
+                if attempt == 2:
+                    raise RuntimeError(f"agent host process {process.pid} did not listen")
+            hosts.by_process.append([int(port) for port in line.split()])
     except BaseException:
         hosts.stop()
         raise
@@ -215,7 +227,8 @@ def _f(value: float | None, digits: int) -> str:
 
 
 HEADER = (
-    "| hosts | clock measurement | all connected / clocks measured / common start (s) | total (s) | controller CPU per host (ms) "
+    "| hosts | clock measurement | all connected / clocks measured / common start (s) "
+    "| total (s) | controller CPU per host (ms) "
     "| RSS / peak (MB) "
     "| worst offset error (ms) | worst wall-clock error (ms) "
     "| start spread, timestamps / reported (ms) |"
@@ -252,18 +265,19 @@ async def bench(
     hosts = await asyncio.to_thread(start_agents, max(sizes), per_process, secret)
     failed = 0
     try:
-        print(f"{len(hosts.ports)} agents in {len(hosts.processes)} processes", flush=True)
+        ports = hosts.ports
+        print(f"{len(ports)} agents in {len(hosts.by_process)} processes", flush=True)
         print(HEADER)
         print("|---:|---|---:|---:|---:|---|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
             for policy in policies.values():  # warm-up, uncounted
-                await run_test(hosts.ports[:2], token, Path(folder), policy)
+                await run_test(ports[:2], token, Path(folder), policy)
             for size in sizes:
                 # The measurements interleaved test by test: compared under the same load.
                 runs: dict[str, list[Figures]] = {name: [] for name in policies}
                 for _ in range(repeats):
                     for name, policy in policies.items():
-                        figures = await run_test(hosts.ports[:size], token, Path(folder), policy)
+                        figures = await run_test(ports[:size], token, Path(folder), policy)
                         if figures.error:
                             failed += 1
                             print(f"  N={size} {name}: {figures.error}", file=sys.stderr)

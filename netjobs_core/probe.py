@@ -23,16 +23,18 @@ class ClockPolicy:
     them wakes CPUs and adds noise), until the estimate has settled.
 
     Fast paths take turns, `batch` hosts at a time (one set of turns per event loop,
-    shared by every probe on it, checks and runs alike): pongs of many hosts
+    shared by every probe on it, checks and runs alike): pongs of several hosts
     arriving at once delay our reading of each and bias its offset (~0.5 ms with 32
-    loopback hosts at once, ~0.01 ms one at a time), while a few at a time keep the
-    controller busy between pongs instead of waiting on one round trip after
-    another. A slow path (first round trip above `slow_path_ns`) lets its turn go
-    after that ping: its pongs are sparse, its bound is wide anyway.
+    loopback hosts at once, ~0.01 ms one at a time; on a 2-CPU machine with the
+    agents on it, 2 at a time already doubled the worst error: bench/scale.py), so
+    the default is one at a time. A slow path (first round trip above
+    `slow_path_ns`) lets its turn go after that ping: its pongs are sparse, its
+    bound is wide anyway.
 
     A host is measured once it has `min_pings` and either its uncertainty is within
     `tight_ns` or the last `patience` pings did not shrink it by a tenth (more
-    pings would not tell more), and at most `max_pings`.
+    pings would not tell more), and at most after `max_pings`: on loopback that is
+    5-7 pings instead of a fixed 16.
     """
 
     batch: int = 1

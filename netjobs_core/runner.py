@@ -48,6 +48,7 @@ from netjobs_core.results import (
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
+from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns, wall_anchor_ns
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.tokens import Token
@@ -125,8 +126,11 @@ class _TestRun:
             label=spec.label, minhosts=spec.minhosts, start_mode=options.start_mode
         )
         self.hosts: list[_Host] = []
+        by_address: dict[Address, list[CommandSpec]] = {}  # one pass: 1000 hosts are common
+        for command in spec.commands:
+            by_address.setdefault(command.address, []).append(command)
         for address in spec.addresses:
-            specs = [c for c in spec.commands if c.address == address]
+            specs = by_address.get(address, [])
             host = HostResult(address)
             host.commands = [CommandResult(c.command, c.line, timeout=c.timeout) for c in specs]
             self.result.hosts.append(host)
@@ -136,6 +140,7 @@ class _TestRun:
         self.changed = asyncio.Event()  # set by every host state change
         self.anchor = 0.0
         self.anchor_ns = 0.0
+        self._spread_pending = False
         self._unmeasured = len(self.hosts)  # hosts whose clock measurement has not ended
         self.measured = asyncio.Event()  # ... none left
         self.common_start_ns: float | None = None
@@ -481,7 +486,7 @@ class _TestRun:
                 host.released[index] = at
                 commands[index].started_at = self.anchor + at / 1e9
                 self.emit(CommandChanged(self.result, host.result, index))
-        self._measure_spread()  # live, as releases arrive
+        self._spread_soon()  # live, as releases arrive
 
     def _on_exit(self, host: _Host, message: Message) -> None:
         assert host.estimate is not None
@@ -609,9 +614,21 @@ class _TestRun:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self.prepare(h)) for h in self.hosts]
             watcher = group.create_task(self._cancel_on_abort(tasks))
+            pinger = group.create_task(self._heartbeat_ready())
             if tasks:
                 await asyncio.wait(tasks)
             watcher.cancel()
+            pinger.cancel()
+
+    async def _heartbeat_ready(self) -> None:
+        """A prepared agent expects our heartbeat from its `prepared` on, and with many
+        hosts the last ones' preparing can outlast its patience: ping the ready ones."""
+        while True:
+            await asyncio.sleep(self.options.heartbeat)
+            for host in self.hosts:
+                if host.result.state is HostState.READY and host.link is not None:
+                    with contextlib.suppress(AgentError):
+                        host.link.send(Message("ping", {"seq": 0}))
 
     async def _cancel_on_abort(self, tasks: list[asyncio.Task[None]]) -> None:
         """The quorum is lost while hosts still prepare: stop waiting for them
@@ -626,6 +643,17 @@ class _TestRun:
                     await self.changed.wait()
         for task in tasks:
             task.cancel()
+
+    def _spread_soon(self) -> None:
+        """Measure the spread once per loop turn however many releases arrived in it:
+        it costs O(hosts), and per release that was the largest cost of 1000 hosts."""
+        if not self._spread_pending:
+            self._spread_pending = True
+            asyncio.get_running_loop().call_soon(self._spread_now)
+
+    def _spread_now(self) -> None:
+        self._spread_pending = False
+        self._measure_spread()
 
     def _measure_spread(self) -> None:
         released = [(h, h.estimate) for h in self.hosts if h.released and h.estimate]
