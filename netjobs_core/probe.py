@@ -81,13 +81,16 @@ def settled(samples: Sequence[Sample], policy: ClockPolicy) -> bool:
 
 
 async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) -> OffsetEstimate:
+    """Ping until settled; `timeout` bounds the pinging, not the wait for a turn
+    (with 1000 hosts the last one waits seconds, each holder at most `timeout`)."""
     samples: list[Sample] = []
     try:
-        async with asyncio.timeout(timeout):
-            async with clock_turn(policy.batch):
+        async with clock_turn(policy.batch):
+            async with asyncio.timeout(timeout) as deadline:
                 samples.append(await link.ping())
                 while samples[0].rtt < policy.slow_path_ns and not settled(samples, policy):
                     samples.append(await link.ping())
+        async with asyncio.timeout_at(deadline.when()):
             while not settled(samples, policy):
                 samples.append(await link.ping())
     except TimeoutError:
