@@ -32,9 +32,9 @@ class ClockPolicy:
     bound is wide anyway.
 
     A host is measured once it has `min_pings` and either its uncertainty is within
-    `tight_ns` or the last `patience` pings did not shrink it by a tenth (more
-    pings would not tell more), and at most after `max_pings`: on loopback that is
-    5-7 pings instead of a fixed 16.
+    `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
+    pings would not tell more) and it is within the fastest round trip seen on the
+    loop; at most after `max_pings`. On loopback that is 5-9 pings, not a fixed 16.
     """
 
     batch: int = 1
@@ -64,8 +64,13 @@ def clock_turn(batch: int) -> asyncio.Semaphore:
     return turn
 
 
-def settled(samples: Sequence[Sample], policy: ClockPolicy) -> bool:
-    """Enough pings for an estimate that more pings would not tighten."""
+def settled(samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float) -> bool:
+    """Enough pings for an estimate that more pings would not tighten.
+
+    `floor_ns`: the fastest round trip any host has shown on this event loop. A
+    stalled estimate is only good enough within that: a host whose pings all met
+    a busy moment goes on (up to `max_pings`) rather than keep a wide bound.
+    """
     count = len(samples)
     if count < policy.min_pings:
         return False
@@ -74,10 +79,21 @@ def settled(samples: Sequence[Sample], policy: ClockPolicy) -> bool:
     uncertainty = estimate_offset(samples).uncertainty_ns
     if uncertainty <= policy.tight_ns:
         return True
-    if count <= policy.patience:
+    if count <= policy.patience or uncertainty > floor_ns:
         return False
     earlier = estimate_offset(samples[: count - policy.patience]).uncertainty_ns
     return uncertainty > 0.9 * earlier
+
+
+# The fastest round trip seen on each event loop, by any host (see `settled`).
+_floors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
+
+
+def _floor_with(sample: Sample) -> float:
+    loop = asyncio.get_running_loop()
+    floor = min(_floors.get(loop, float("inf")), sample.rtt)
+    _floors[loop] = floor
+    return floor
 
 
 async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) -> OffsetEstimate:
@@ -88,11 +104,14 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
         async with clock_turn(policy.batch):
             async with asyncio.timeout(timeout) as deadline:
                 samples.append(await link.ping())
-                while samples[0].rtt < policy.slow_path_ns and not settled(samples, policy):
+                floor = _floor_with(samples[0])
+                while samples[0].rtt < policy.slow_path_ns and not settled(samples, policy, floor):
                     samples.append(await link.ping())
+                    floor = _floor_with(samples[-1])
         async with asyncio.timeout_at(deadline.when()):
-            while not settled(samples, policy):
+            while not settled(samples, policy, floor):
                 samples.append(await link.ping())
+                floor = _floor_with(samples[-1])
     except TimeoutError:
         raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
     return estimate_offset(samples)

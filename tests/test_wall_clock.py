@@ -86,23 +86,32 @@ def _samples(rtts: list[int]) -> list[Sample]:
 
 def test_a_tight_estimate_stops_at_the_minimum():
     policy = ClockPolicy(min_pings=5, tight_ns=20_000)
-    assert not settled(_samples([30_000] * 4), policy)
-    assert settled(_samples([30_000] * 5), policy)  # ± 15 µs
+    assert not settled(_samples([30_000] * 4), policy, 30_000)
+    assert settled(_samples([30_000] * 5), policy, 30_000)  # ± 15 µs
 
 
 def test_a_wide_estimate_goes_on_while_it_shrinks_and_stops_when_it_does_not():
     policy = ClockPolicy(min_pings=5, max_pings=16, tight_ns=20_000, patience=4)
     shrinking = [400_000, 300_000, 250_000, 200_000, 150_000, 120_000]
-    assert not settled(_samples(shrinking), policy)
+    assert not settled(_samples(shrinking), policy, 100_000)
     stalled = [100_000] * 9  # ± 50 µs from the first ping on: more would not help
-    assert settled(_samples(stalled), policy)
-    assert settled(_samples([400_000 - 20_000 * i for i in range(16)]), policy)  # at most 16
+    assert settled(_samples(stalled), policy, 100_000)
+    assert settled(_samples([400_000 - 20_000 * i for i in range(16)]), policy, 1)  # at most 16
+
+
+def test_a_stalled_estimate_wider_than_the_fastest_path_goes_on():
+    # Every ping of this host met a busy moment (1 ms round trips) while others
+    # showed 0.1 ms: its bound of ± 0.5 ms is not good enough to stop early.
+    policy = ClockPolicy(min_pings=5, max_pings=16, tight_ns=20_000, patience=4)
+    assert not settled(_samples([1_000_000] * 9), policy, 100_000)
+    assert settled(_samples([1_000_000] * 16), policy, 100_000)
+    assert settled(_samples([1_000_000] * 9), policy, 1_000_000)  # the path is that slow
 
 
 def test_the_strict_policy_is_sixteen_pings_one_host_at_a_time():
     assert STRICT_TURNS.batch == 1
-    assert not settled(_samples([10_000] * 15), STRICT_TURNS)
-    assert settled(_samples([10_000] * 16), STRICT_TURNS)
+    assert not settled(_samples([10_000] * 15), STRICT_TURNS, 10_000)
+    assert settled(_samples([10_000] * 16), STRICT_TURNS, 10_000)
 
 
 # -- real agents --------------------------------------------------------------------
