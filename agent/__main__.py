@@ -16,10 +16,10 @@ import os
 from collections.abc import Sequence
 
 from netjobs_core import __version__
-from netjobs_core.wire import tokens
+from netjobs_core.wire import fd_limits, tokens
 from netjobs_core.wire.address import DEFAULT_PORT
 
-from . import limits, server, spool
+from . import server, spool
 
 PROG = "netjobs-agent"
 
@@ -133,7 +133,7 @@ def _setup_logging(quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
-    limits.raise_fd_limit()  # the connection caps follow the limit in force
+    fd_limits.raise_fd_limit()  # the connection caps follow the limit in force
     try:
         token = _load_token(args.token_file, args.strict_permissions)
         if not args.allow_weak_token:

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
 
 from netjobs_core import __version__
-from netjobs_core.wire import protocol
+from netjobs_core.wire import fd_limits, protocol
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns, wall_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
@@ -348,7 +348,7 @@ class Agent:
     ) -> None:
         self.secret = token.secret
         protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
-        self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(limits.fd_limit()))
+        self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(fd_limits.fd_limit()))
         # What unauthenticated peers make the agent log: bounded per source and in all.
         self.preauth_log = limits.LogLimiter(log, "pre-authentication failures")
         self.accept_log = limits.LogLimiter(log, "accept failures", per_key=1, total=1)

@@ -42,13 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from netjobs_agent import limits, procs, server  # noqa: E402
+from netjobs_agent import procs, server  # noqa: E402
 from netjobs_core.config import Plan, parse_config  # noqa: E402
 from netjobs_core.events import Event, HostChanged  # noqa: E402
 from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
 from netjobs_core.results import HostState, TestResult, TestStatus  # noqa: E402
 from netjobs_core.run_folder import RunFolder  # noqa: E402
 from netjobs_core.runner import Runner, RunOptions  # noqa: E402
+from netjobs_core.wire import fd_limits  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
 
 COMMAND = "date +%s%N"
@@ -259,7 +260,7 @@ def row(runs: list[Figures], name: str) -> str:
 async def bench(
     sizes: list[int], repeats: int, per_process: int, policies: dict[str, ClockPolicy]
 ) -> int:
-    limits.raise_fd_limit()  # one socket per host on this side too
+    fd_limits.raise_fd_limit()  # one socket per host on this side too
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, max(sizes), per_process, secret)

@@ -14,7 +14,6 @@ import asyncio
 import math
 from collections.abc import Sequence
 
-from netjobs_agent import limits
 from netjobs_core import __version__, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.console import run_on_terminal
@@ -31,6 +30,7 @@ from netjobs_core.session import (
     read_token,
     say,
 )
+from netjobs_core.wire import fd_limits
 
 
 def _positive_seconds(value_text: str) -> float:
@@ -193,7 +193,7 @@ def _main_check(argv: Sequence[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    limits.raise_fd_limit()  # one socket per host: 1000 hosts outgrow a soft limit of 1024
+    fd_limits.raise_fd_limit()  # one socket per host: 1000 hosts outgrow a soft limit of 1024
     try:
         if argv and argv[0] == "check":
             return _main_check(argv[1:])

@@ -1,4 +1,5 @@
-"""The runner's first phase with a slow host among fast ones, on real agents.
+"""What many hosts need of the controller: its fd limit, and a first phase that
+holds with a slow host among fast ones (on real agents).
 
 Every clock is measured before any agent prepares (an agent spawning, and its
 `prepared`, would disturb the pings of hosts still measured), and a prepared host
@@ -8,6 +9,8 @@ gets the heartbeat it expects while slower hosts still prepare.
 from __future__ import annotations
 
 import importlib.util
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +23,31 @@ from netjobs_core.results import HostResult, HostState, TestStatus
 from netjobs_core.runner import RunOptions, run_test
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
+
+RAISED = """
+import resource, sys
+from netjobs_core.cli import main
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+main(["-s", sys.argv[1]])
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard, file=sys.stderr)
+"""
+
+
+def test_netjobs_raises_its_fd_limit_for_a_socket_per_host(tmp_path):
+    config = tmp_path / "many.cfg"
+    config.write_text(
+        "t:\n" + "".join(f'10.0.{i // 250}.{i % 250 + 1}: "true"\n' for i in range(1000)) + "end\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", RAISED, str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    soft, hard = map(int, done.stderr.split()[-2:])
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard limit here is {hard}")
+    assert soft > 1000 + 24
+
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
