@@ -33,8 +33,8 @@ class ClockPolicy:
 
     A host is measured once it has `min_pings` and either its uncertainty is within
     `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
-    pings would not tell more) and it is within the fastest round trip seen on the
-    loop; at most after `max_pings`. On loopback that is 5-9 pings, not a fixed 16.
+    pings would not tell more) and it is within half the fastest round trip seen on
+    the loop; at most after `max_pings`. On loopback that is 5-9 pings, not a fixed 16.
     """
 
     batch: int = 1
@@ -68,8 +68,9 @@ def settled(samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float) -> 
     """Enough pings for an estimate that more pings would not tighten.
 
     `floor_ns`: the fastest round trip any host has shown on this event loop. A
-    stalled estimate is only good enough within that: a host whose pings all met
-    a busy moment goes on (up to `max_pings`) rather than keep a wide bound.
+    stalled estimate is only good enough within half of it (what the best ping
+    anywhere bounds): a host whose pings all met a busy moment goes on (up to
+    `max_pings`) rather than keep a wide bound.
     """
     count = len(samples)
     if count < policy.min_pings:
@@ -79,7 +80,7 @@ def settled(samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float) -> 
     uncertainty = estimate_offset(samples).uncertainty_ns
     if uncertainty <= policy.tight_ns:
         return True
-    if count <= policy.patience or uncertainty > floor_ns:
+    if count <= policy.patience or uncertainty > floor_ns / 2:
         return False
     earlier = estimate_offset(samples[: count - policy.patience]).uncertainty_ns
     return uncertainty > 0.9 * earlier
