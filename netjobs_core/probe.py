@@ -34,11 +34,12 @@ class ClockPolicy:
     A host is measured once it has `min_pings` and either its uncertainty is within
     `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
     pings would not tell more) and it is within half the fastest round trip seen on
-    the loop; at most after `max_pings`. On loopback that is 5-9 pings, not a fixed 16.
+    the loop; at most after `max_pings`. With fewer than 10 the worst host's error
+    grew 2-3x on a loaded 2-CPU machine (bench/scale.py, docs/performance.md).
     """
 
     batch: int = 1
-    min_pings: int = 5
+    min_pings: int = 10
     max_pings: int = 16
     tight_ns: int = 20_000
     patience: int = 4
