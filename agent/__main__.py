@@ -16,10 +16,10 @@ import os
 from collections.abc import Sequence
 
 from netjobs_core import __version__
-from netjobs_core.wire import tokens
+from netjobs_core.wire import fd_limits, tokens
 from netjobs_core.wire.address import DEFAULT_PORT
 
-from . import limits, server, spool
+from . import server, spool
 
 PROG = "netjobs-agent"
 
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stdio and args.echo:
         parser.error("--echo cannot go with --stdio: standard output carries the protocol")
     _setup_logging(args.quiet)
-    limits.raise_fd_limit()  # the connection caps follow the limit in force
+    fd_limits.raise_fd_limit()  # the connection caps follow the limit in force
     if args.stdio:
         try:
             return asyncio.run(

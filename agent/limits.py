@@ -6,8 +6,8 @@
   so the oldest of the busiest address is the likeliest attacker, and a flood mostly
   evicts itself). Authenticated sessions never count against these caps and are never
   evicted; the total cap (below the fd limit) keeps room for them.
-- `raise_fd_limit`: the soft NOFILE limit up to the hard one (systemd's default soft
-  limit of 1024 is far below what a flood of idle peers takes).
+- The fd limit itself (raised at start) is netjobs_core/wire/fd_limits.py's, shared
+  with the controller.
 - `LogLimiter`: a few lines per source and interval, then one "N more suppressed" line.
 - `shown`: a peer-supplied string as it may appear in the log.
 """
@@ -19,11 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-
-try:
-    import resource
-except ImportError:  # Windows: no NOFILE limit to raise
-    resource = None  # type: ignore[assignment]
 
 PEER_TEXT_LIMIT = 200  # characters of a peer's string kept in a log line
 MAX_TRACKED_SOURCES = 4096  # LogLimiter: beyond this many sources in an interval, just count
@@ -39,29 +34,6 @@ def clip(text: str, limit: int = PEER_TEXT_LIMIT) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}... ({len(text)} characters)"
-
-
-# -- file descriptors -------------------------------------------------------------
-def raise_fd_limit() -> int | None:
-    """Raise the soft NOFILE limit to the hard one where allowed; the soft limit after."""
-    if resource is None:
-        return None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 1 << 20)  # Linux refuses more than fs.nr_open (default 2**20)
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (OSError, ValueError):
-            pass  # keep what we have; the connection caps follow the limit in force
-    return fd_limit()
-
-
-def fd_limit() -> int | None:
-    if resource is None:
-        return None
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    return None if soft == resource.RLIM_INFINITY else soft
 
 
 # -- connection caps --------------------------------------------------------------

@@ -28,9 +28,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
 
 from netjobs_core import __version__
-from netjobs_core.wire import protocol
+from netjobs_core.wire import fd_limits, protocol
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.clock import now_ns, wall_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
 from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
@@ -281,7 +281,8 @@ class Session:
         return await _HANDLERS[message.type](self, message)
 
     async def _on_ping(self, message: Message) -> bool:
-        self.send(Message("pong", {"seq": message["seq"], "clock": now_ns()}))
+        clock, wall = now_ns(), wall_ns()
+        self.send(Message("pong", {"seq": message["seq"], "clock": clock, "wall": wall}))
         return True
 
     async def _on_status(self, message: Message) -> bool:
@@ -356,7 +357,7 @@ class Agent:
         self.secret = token.secret
         self.echo = echo
         protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
-        self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(limits.fd_limit()))
+        self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(fd_limits.fd_limit()))
         # What unauthenticated peers make the agent log: bounded per source and in all.
         self.preauth_log = limits.LogLimiter(log, "pre-authentication failures")
         self.accept_log = limits.LogLimiter(log, "accept failures", per_key=1, total=1)

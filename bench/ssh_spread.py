@@ -56,7 +56,7 @@ def _plan(lab: Lab, ssh: bool) -> str:
 
 
 def _figures(test: TestResult, took_s: float) -> dict[str, float]:
-    stamps = [int(bytes(h.commands[0].stdout)) for h in test.hosts]
+    stamps = [int(h.commands[0].stdout.read_bytes()) for h in test.hosts]
     return {
         "spread": test.start_spread_ms or 0.0,
         "stamps": (max(stamps) - min(stamps)) / 1e6,

@@ -298,7 +298,7 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
     lags: list[float] = []
     for host in test.hosts:
         for command in host.commands:
-            text = bytes(command.stdout).decode("utf-8", "replace").strip()
+            text = command.stdout.read_bytes().decode("utf-8", "replace").strip()
             try:
                 stamp = int(text.split()[-1])
             except (ValueError, IndexError):
@@ -306,7 +306,7 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
                 return sample
             stamps.append(stamp)
             sample.commands.append(
-                [host.port, stamp, host.start_offset_ms, host.clock_offset_ms, host.rtt_ms]
+                [host.address.port, stamp, host.start_offset_ms, host.clock_offset_ms, host.rtt_ms]
             )
             if command.started_at is not None:
                 lags.append((stamp - command.started_at * 1e9) / 1e6)

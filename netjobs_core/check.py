@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from netjobs_core.client import AgentError, AgentLink, Dialer
-from netjobs_core.probe import probe
+from netjobs_core.probe import DEFAULT_CLOCK, ClockPolicy, probe
 from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import wall_anchor_ns
 from netjobs_core.wire.protocol import ProtocolError
 from netjobs_core.wire.tokens import Token
 
@@ -25,7 +26,8 @@ class HostCheck:
     busy_with: str = ""  # the label of the test it runs
     rtt_ms: float | None = None
     clock_offset_ms: float | None = None
-    clock_uncertainty_ms: float | None = None
+    clock_uncertainty_ms: float | None = None  # of both offsets
+    wall_clock_offset_ms: float | None = None  # agent wall clock minus ours
     error: str = ""
 
     @property
@@ -35,7 +37,11 @@ class HostCheck:
 
 
 async def check_host(
-    address: Address, token: Token, timeout: float = 5.0, dialer: Dialer | None = None
+    address: Address,
+    token: Token,
+    timeout: float = 5.0,
+    dialer: Dialer | None = None,
+    policy: ClockPolicy = DEFAULT_CLOCK,
 ) -> HostCheck:
     check = HostCheck(address)
     link = AgentLink(address, token.secret, dialer)
@@ -44,10 +50,13 @@ async def check_host(
         check.authenticated = True
 
     try:
-        found = await probe(link, timeout, on_connected=authenticated)
-        check.rtt_ms = found.estimate.rtt_ns / 1e6
-        check.clock_offset_ms = found.estimate.offset_ns / 1e6
-        check.clock_uncertainty_ms = found.estimate.uncertainty_ns / 1e6
+        found = await probe(link, timeout, on_connected=authenticated, policy=policy)
+        estimate = found.estimate
+        check.rtt_ms = estimate.rtt_ns / 1e6
+        check.clock_offset_ms = estimate.offset_ns / 1e6
+        check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+        wall = estimate.wall_offset_ns(wall_anchor_ns())
+        check.wall_clock_offset_ms = None if wall is None else wall / 1e6
         check.agent_version = found.version
         check.hostname = found.hostname
         check.platform = found.platform

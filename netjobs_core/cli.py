@@ -48,6 +48,7 @@ from netjobs_core.wire.tokens import Token
 
 if TYPE_CHECKING:
     from netjobs_core.ssh import SshOptions
+from netjobs_core.wire import fd_limits
 
 
 def _positive_seconds(value_text: str) -> float:
@@ -432,6 +433,7 @@ _SUBCOMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    fd_limits.raise_fd_limit()  # one socket per host: 1000 hosts outgrow a soft limit of 1024
     try:
         if argv and argv[0] in _SUBCOMMANDS:
             return _SUBCOMMANDS[argv[0]](argv[1:])

@@ -13,11 +13,10 @@ from typing import Protocol
 
 from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import OffsetEstimate, Sample, estimate_offset, now_ns
+from netjobs_core.wire.clock import Sample, now_ns
 from netjobs_core.wire.protocol import Message, Role
 
 READ_SIZE = 256 * 1024
-SLOW_PATH_NS = 2_000_000  # a round trip above this measures without the turn
 CLOSE_TIMEOUT_S = 1.0  # after our bye: the agent's side of the close
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
@@ -279,33 +278,9 @@ class AgentLink:
         while True:
             answer = await self.recv()
             if answer.type == "pong" and answer["seq"] == seq:
-                return Sample(sent, answer["clock"], self.received_ns)
+                return Sample(sent, answer["clock"], self.received_ns, answer.get("wall"))
             if answer.type == "error":
                 raise AgentError(answer["message"])
-
-    async def measure_clock(self, count: int, timeout: float, turn: asyncio.Lock) -> OffsetEstimate:
-        """Back-to-back pings (an idle pause between them wakes CPUs and adds noise).
-
-        `turn` (probe.clock_turn: one per event loop) gives a fast path the
-        controller to itself: pongs from other hosts arriving at the same moment
-        would delay our reading of this one's and bias its offset (~0.5 ms at 32
-        loopback hosts at once, ~0.01 ms one at a time). A slow path lets the
-        turn go after its first ping: its pongs are sparse, its bound is wide
-        anyway, and making every host wait for it would cost seconds.
-        """
-        samples: list[Sample] = []
-        try:
-            async with turn:
-                async with asyncio.timeout(timeout):
-                    samples.append(await self.ping())
-                    while len(samples) < count and samples[0].rtt < SLOW_PATH_NS:
-                        samples.append(await self.ping())
-            async with asyncio.timeout(timeout):
-                while len(samples) < count:
-                    samples.append(await self.ping())
-        except TimeoutError:
-            raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
-        return estimate_offset(samples)
 
     def abort(self) -> None:
         """Drop the connection without a word: after a silent loss a `bye`

@@ -35,8 +35,7 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
             f"# host {host.target}: {word(host.state)}"
             + (f" ({host.error})" if host.error else "")
             + f", agent {host.agent_version or 'n/a'} on {host.hostname or 'n/a'}, "
-            f"rtt {text.ms(host.rtt_ms)}, clock offset "
-            f"{text.ms_pm(host.clock_offset_ms, host.clock_uncertainty_ms, signed=True)}, "
+            f"rtt {text.ms(host.rtt_ms)}, {text.wall_clock(host)}, "
             f"start offset {text.ms(host.start_offset_ms, True)}"
         )
     for host in test.hosts:

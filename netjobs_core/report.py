@@ -175,7 +175,7 @@ class LiveTable:
         test = self._test
         title = Text(text.printable(f"test {test.label!r}" if test else "netjobs"))
         table = Table(title=title, expand=False)
-        for column in ("host", "state", "rtt", "clock offset", "start offset", "done", "output"):
+        for column in ("host", "state", "rtt", "wall clock", "start offset", "done", "output"):
             table.add_column(column)
         if test is not None:
             for host in test.hosts:
@@ -185,7 +185,7 @@ class LiveTable:
                     str(host.address),
                     word(host.state) + (f": {host.error}" if host.error else ""),
                     text.ms(host.rtt_ms),
-                    text.ms(host.clock_offset_ms, True),
+                    text.ms(host.wall_clock_offset_ms, True),
                     text.ms(host.start_offset_ms, True),
                     f"{done}/{len(host.commands)}",
                     text.size(size),

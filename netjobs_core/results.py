@@ -105,8 +105,13 @@ class HostResult:
     agent_version: str = ""
     hostname: str = ""  # what the agent calls itself
     rtt_ms: float | None = None
-    clock_offset_ms: float | None = None  # agent clock minus controller clock
-    clock_uncertainty_ms: float | None = None
+    # Agent clock minus controller clock: the monotonic clocks scheduling uses (on
+    # real machines about the difference of their boot times, not for users).
+    clock_offset_ms: float | None = None
+    clock_uncertainty_ms: float | None = None  # of both offsets
+    # Agent wall clock minus controller wall clock (what NTP/chrony users compare);
+    # None from an agent that does not send its wall clock.
+    wall_clock_offset_ms: float | None = None
     start_offset_ms: float | None = None  # this host's release minus the common start
     gated: bool | None = None  # processes were spawned before the start instant
     commands: list[CommandResult] = field(default_factory=list)

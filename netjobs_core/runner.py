@@ -3,7 +3,8 @@ start everyone at one instant, enforce the quorum, collect everything.
 
 Per test:
 1. connect and authenticate every host in parallel, measure each clock
-   offset, and have each agent prepare (spawn) its commands behind a gate;
+   offset (hosts take turns: probe.ClockPolicy), and once every clock is
+   measured have each agent prepare (spawn) its commands behind a gate;
 2. once every host is ready or failed, and the quorum still holds, send each
    ready host the same start instant expressed in its own clock;
 3. collect output and exits; the moment the quorum can no longer be met,
@@ -45,7 +46,7 @@ from netjobs_core.events import (
     TestStarted,
 )
 from netjobs_core.outputs import KEEP_BYTES, Output
-from netjobs_core.probe import probe
+from netjobs_core.probe import DEFAULT_CLOCK, ClockPolicy, probe
 from netjobs_core.results import (
     Collected,
     CommandResult,
@@ -64,7 +65,7 @@ from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
 from netjobs_core.window import window_of
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import OffsetEstimate, now_ns
+from netjobs_core.wire.clock import OffsetEstimate, now_ns, wall_anchor_ns
 from netjobs_core.wire.protocol import MAX_COLLECT_FILES, MAX_ENV_VALUE, Message
 from netjobs_core.wire.tokens import Token
 
@@ -100,19 +101,7 @@ class RunOptions:
     inline_limit: int = INLINE_LIMIT  # larger outputs are referenced from results.json
     collect_max: int | None = DEFAULT_COLLECT_MAX  # per collected file; None: no limit
     dialer: Dialer | None = None  # for ssh:// targets (netjobs_core/ssh.py; session.run_plan)
-
-
-def _epoch_anchor() -> float:
-    """Epoch seconds at clock zero, from the tightest of a few paired reads."""
-    best = None
-    for _ in range(5):
-        before = now_ns()
-        wall = time.time_ns()
-        after = now_ns()
-        if best is None or after - before < best[0]:
-            best = (after - before, wall - (before + after) / 2)
-    assert best is not None
-    return best[1] / 1e9
+    clock: ClockPolicy = DEFAULT_CLOCK  # how the hosts' clocks are measured
 
 
 # Prepared, and the agent has not reported `finished`: its processes may be alive.
@@ -231,6 +220,10 @@ class _TestRun:
         self.aborted = asyncio.Event()
         self.changed = asyncio.Event()  # set by every host state change
         self.anchor = 0.0
+        self.anchor_ns = 0.0
+        self._spread_pending = False
+        self._unmeasured = len(self.hosts)  # hosts whose clock measurement has not ended
+        self.measured = asyncio.Event()  # ... none left
         self.common_start_ns: float | None = None
         folder = options.run_folder
         self.folder = folder if folder is not None else RunFolder.create()
@@ -306,18 +299,29 @@ class _TestRun:
         link = AgentLink(host.result.address, options.token.secret, options.dialer)
         host.link = link
         try:
-            found = await probe(
-                link,
-                options.connect_timeout,
-                on_connected=lambda: self.set_state(host, HostState.SYNCING),
-            )
+            try:
+                found = await probe(
+                    link,
+                    options.connect_timeout,
+                    on_connected=lambda: self.set_state(host, HostState.SYNCING),
+                    policy=options.clock,
+                )
+            finally:
+                self._unmeasured -= 1
+                if not self._unmeasured:
+                    self.measured.set()
             estimate = found.estimate
             host.estimate = estimate
             host.result.rtt_ms = estimate.rtt_ns / 1e6
             host.result.clock_offset_ms = estimate.offset_ns / 1e6
             host.result.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+            wall = estimate.wall_offset_ns(self.anchor_ns)
+            host.result.wall_clock_offset_ms = None if wall is None else wall / 1e6
             host.result.agent_version = found.version
             host.result.hostname = found.hostname
+            # Every clock first: an agent's spawning and its `prepared` would disturb the
+            # pings of hosts still measured, and the start waits for the last host anyway.
+            await self.measured.wait()
             self.set_state(host, HostState.PREPARING)
             commands = [
                 {
@@ -594,7 +598,7 @@ class _TestRun:
                 host.released[index] = at
                 commands[index].started_at = self.anchor + at / 1e9
                 self.emit(CommandChanged(self.result, host.result, index))
-        self._measure_spread()  # live, as releases arrive
+        self._spread_soon()  # live, as releases arrive
 
     def _on_exit(self, host: _Host, message: Message) -> None:
         assert host.estimate is not None
@@ -770,7 +774,8 @@ class _TestRun:
         self._place_outputs()
         result.status = TestStatus.RUNNING
         result.started_at = time.time()
-        self.anchor = _epoch_anchor()
+        self.anchor_ns = wall_anchor_ns()
+        self.anchor = self.anchor_ns / 1e9  # epoch seconds at clock zero
         self.emit(TestStarted(result))
         began = now_ns()
         try:
@@ -839,9 +844,21 @@ class _TestRun:
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(self.prepare(h)) for h in self.hosts]
             watcher = group.create_task(self._cancel_on_abort(tasks))
+            pinger = group.create_task(self._heartbeat_ready())
             if tasks:
                 await asyncio.wait(tasks)
             watcher.cancel()
+            pinger.cancel()
+
+    async def _heartbeat_ready(self) -> None:
+        """A prepared agent expects our heartbeat from its `prepared` on, and with many
+        hosts the last ones' preparing can outlast its patience: ping the ready ones."""
+        while True:
+            await asyncio.sleep(self.options.heartbeat)
+            for host in self.hosts:
+                if host.result.state is HostState.READY and host.link is not None:
+                    with contextlib.suppress(AgentError):
+                        host.link.send(Message("ping", {"seq": 0}))
 
     async def _cancel_on_abort(self, tasks: list[asyncio.Task[None]]) -> None:
         """The quorum is lost while hosts still prepare: stop waiting for them
@@ -856,6 +873,17 @@ class _TestRun:
                     await self.changed.wait()
         for task in tasks:
             task.cancel()
+
+    def _spread_soon(self) -> None:
+        """Measure the spread once per loop turn however many releases arrived in it:
+        it costs O(hosts), and per release that was the largest cost of 1000 hosts."""
+        if not self._spread_pending:
+            self._spread_pending = True
+            asyncio.get_running_loop().call_soon(self._spread_now)
+
+    def _spread_now(self) -> None:
+        self._spread_pending = False
+        self._measure_spread()
 
     def _measure_spread(self) -> None:
         released = [(h, h.estimate) for h in self.hosts if h.released and h.estimate]

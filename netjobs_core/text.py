@@ -336,18 +336,23 @@ class ClockFigures(Protocol):
     """What a host's clock measurement left (a HostResult, a HostCheck)."""
 
     rtt_ms: float | None
-    clock_offset_ms: float | None
     clock_uncertainty_ms: float | None
+    wall_clock_offset_ms: float | None
+
+
+def wall_clock(host: ClockFigures) -> str:
+    """`wall clock +37.002 s ± 0.100 ms`: the agent's wall clock minus ours, as NTP/chrony
+    users compare clocks (the monotonic offset that scheduling uses is not for reading)."""
+    if host.wall_clock_offset_ms is None:
+        return "wall clock not reported by the agent"
+    return f"wall clock {ms_pm(host.wall_clock_offset_ms, host.clock_uncertainty_ms, signed=True)}"
 
 
 def host_line_numbers(host: ClockFigures) -> str:
-    """`rtt 0.123 ms, clock offset +0.010 ms ± 0.050 ms` (empty before the clock is measured)."""
+    """`rtt 0.123 ms, wall clock +0.010 ms ± 0.050 ms` (empty before the clock is measured)."""
     if host.rtt_ms is None:
         return ""
-    return (
-        f"rtt {ms(host.rtt_ms)}, clock offset "
-        f"{ms_pm(host.clock_offset_ms, host.clock_uncertainty_ms, signed=True)}"
-    )
+    return f"rtt {ms(host.rtt_ms)}, {wall_clock(host)}"
 
 
 def interruption(record: Interruption) -> str:

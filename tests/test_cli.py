@@ -135,7 +135,7 @@ def test_check_reports_each_agent(tmp_path, agents, token_file):
     result = netjobs("check", "--token-file", token_file, cfg)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert sum(" OK " in line and "rtt" in line and "clock offset" in line for line in lines) == 2
+    assert sum(" OK " in line and "rtt" in line and "wall clock" in line for line in lines) == 2
     assert "127.0.0.1:1" in result.stdout and "refused" in result.stdout
     assert "2 of 3 agents ready" in result.stdout
 

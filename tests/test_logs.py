@@ -173,6 +173,7 @@ def test_a_v1_document_round_trips_exactly():
         assert (test.pop("repetition"), test.pop("concurrent_window")) == (None, None)
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
+            assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
             for command in host["commands"]:
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None

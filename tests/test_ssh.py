@@ -88,7 +88,7 @@ def test_key_authentication_runs_a_test_and_leaves_nothing(lab):
     result = test.hosts[0]
     assert result.state is HostState.DONE and result.gated
     assert result.target == f"ssh://root@{host.address}"
-    out = bytes(result.commands[0].stdout).decode()
+    out = result.commands[0].stdout.read_bytes().decode()
     assert host.address in out and str(host.home) in out  # it ran there, as that host's user
     assert result.rtt_ms is not None and result.clock_uncertainty_ms is not None
     cached = list((host.home / ".cache" / "netjobs").iterdir())
@@ -207,7 +207,7 @@ def test_a_host_without_python3_gets_the_one_file_agent(trusted):
 
         test = asyncio.run(run_over_ssh(lab, config, executable=standin_executable(lab)))
         assert test.status is TestStatus.PASSED, test.reason
-        assert bytes(test.hosts[0].commands[0].stdout).decode().strip() == str(tools)
+        assert test.hosts[0].commands[0].stdout.read_bytes().decode().strip() == str(tools)
         cached = [p.name for p in (host.home / ".cache" / "netjobs").iterdir()]
         assert len(cached) == 1 and not cached[0].endswith(".pyz")
         assert wait_until_gone(host) == []  # the one-file agent's bootloader too
@@ -258,7 +258,7 @@ def test_eight_ssh_hosts_start_together(trusted):
     test = asyncio.run(run_over_ssh(lab, f"t:\n{lines}end\n"))
     assert test.status is TestStatus.PASSED, test.reason
     assert all(h.state is HostState.DONE and h.gated for h in test.hosts)
-    stamps = [int(bytes(h.commands[0].stdout)) for h in test.hosts]
+    stamps = [int(h.commands[0].stdout.read_bytes()) for h in test.hosts]
     print(
         f"8 SSH hosts: start spread {test.start_spread_ms:.3f} ms "
         f"(+/- {test.start_spread_uncertainty_ms:.3f}), date stamps within "
@@ -417,7 +417,7 @@ def test_a_stdio_agent_runs_a_test_and_exits():
 
     test, statuses = asyncio.run(scenario())
     assert test.status is TestStatus.PASSED, test.reason
-    assert bytes(test.hosts[0].commands[0].stdout) == b"over the pipe\n"
+    assert test.hosts[0].commands[0].stdout.read_bytes() == b"over the pipe\n"
     assert test.hosts[0].target == "ssh://local" and test.hosts[0].rtt_ms is not None
     assert statuses == [0]  # the bye ended its only session, and with it the agent
     document = run_to_json(RunResult(config_path="t.cfg", tests=[test]))

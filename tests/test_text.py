@@ -121,8 +121,18 @@ def test_test_summary_parts_for_one_host() -> None:
 
 
 def test_host_numbers_and_command_details() -> None:
-    host = HostResult(Address("h"), rtt_ms=0.123, clock_offset_ms=0.01, clock_uncertainty_ms=0.05)
-    assert text.host_line_numbers(host) == "rtt 0.123 ms, clock offset +0.010 ms ± 0.050 ms"
+    host = HostResult(
+        Address("h"),
+        rtt_ms=0.123,
+        clock_offset_ms=1796153547091.754,  # monotonic: the boot times' difference, not shown
+        clock_uncertainty_ms=0.1,
+        wall_clock_offset_ms=37002.0,
+    )
+    assert text.host_line_numbers(host) == "rtt 0.123 ms, wall clock +37.002 s ± 0.100 ms"
+    host.wall_clock_offset_ms = -0.01
+    assert text.wall_clock(host) == "wall clock -0.010 ms ± 0.100 ms"
+    host.wall_clock_offset_ms = None  # an agent that does not send its wall clock
+    assert text.wall_clock(host) == "wall clock not reported by the agent"
     assert text.host_line_numbers(HostResult(Address("h"))) == ""
     command = CommandResult("x", duration_s=1.5, message="killed by signal 15")
     assert text.command_details(command) == ["ran 1.500 s", "killed by signal 15"]

@@ -11,6 +11,11 @@ the odd sample skewed in one direction. The reported uncertainty is a hard
 bound, not a statistic: the intersection of every sample's interval. Path
 asymmetry cannot be seen by any ping-based method; it goes into the error
 unseen, within the bound.
+
+Scheduling uses the monotonic clocks (they never step). What users compare is
+the wall clocks (NTP, chrony): an agent may also stamp its wall clock in the
+pong; with each side's wall-minus-monotonic difference, the wall-clock offset
+follows from the monotonic one, with the same uncertainty.
 """
 
 from __future__ import annotations
@@ -26,11 +31,30 @@ def now_ns() -> int:
     return time.perf_counter_ns()
 
 
+def wall_ns() -> int:
+    """The wall clock (what NTP sets), in ns since the epoch."""
+    return time.time_ns()
+
+
+def wall_anchor_ns(reads: int = 5) -> float:
+    """This machine's wall clock minus `now_ns`, from the tightest of a few paired reads."""
+    best: tuple[int, float] | None = None
+    for _ in range(reads):
+        before = now_ns()
+        wall = wall_ns()
+        after = now_ns()
+        if best is None or after - before < best[0]:
+            best = (after - before, wall - (before + after) / 2)
+    assert best is not None
+    return best[1]
+
+
 @dataclass(frozen=True)
 class Sample:
     sent: int  # controller clock, ns
     agent: int  # agent clock, ns
     received: int  # controller clock, ns
+    agent_wall: int | None = None  # the agent's wall clock next to `agent`, if it sent it
 
     @property
     def rtt(self) -> int:
@@ -47,6 +71,14 @@ class OffsetEstimate:
     uncertainty_ns: float  # the true offset lies within +/- this (symmetric paths)
     rtt_ns: int  # fastest round trip seen
     samples: int
+    agent_anchor_ns: float | None = None  # the agent's wall clock minus its clock (wall_anchor_ns)
+
+    def wall_offset_ns(self, controller_anchor_ns: float) -> float | None:
+        """Agent wall clock minus controller wall clock (same uncertainty), given the
+        controller's own wall_anchor_ns; None if the agent sent no wall clock."""
+        if self.agent_anchor_ns is None:
+            return None
+        return self.offset_ns + self.agent_anchor_ns - controller_anchor_ns
 
     def to_agent(self, controller_ns: float) -> int:
         return round(controller_ns + self.offset_ns)
@@ -72,4 +104,7 @@ def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> O
         uncertainty = max(estimate - low, high - estimate)
     else:  # only if a clock stepped while we sampled
         uncertainty = min(abs(s.offset - estimate) + s.rtt / 2 for s in keep)
-    return OffsetEstimate(estimate, uncertainty, fastest[0].rtt, len(valid))
+    # The agent read both its clocks at once: the median shrugs off a wall-clock step.
+    anchors = [s.agent_wall - s.agent for s in valid if s.agent_wall is not None]
+    anchor = statistics.median(anchors) if anchors else None
+    return OffsetEstimate(estimate, uncertainty, fastest[0].rtt, len(valid), anchor)

@@ -302,7 +302,9 @@ CONTROLLER_SCHEMAS: dict[str, Schema] = {
 
 # What an agent sends once the controller is authenticated.
 AGENT_SCHEMAS: dict[str, Schema] = {
-    "pong": {"seq": _SEQ_NO, "clock": _CLOCK},
+    # wall: the agent's wall clock (epoch ns) read with `clock`, for the wall-clock
+    # offset users read (agents before it leave it out).
+    "pong": {"seq": _SEQ_NO, "clock": _CLOCK, "wall?": _CLOCK},
     "status": {
         "busy": _BOOL,
         "label?": _STR,

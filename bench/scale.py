@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""How a test's cost grows with its host count: N real agents on loopback.
+
+For each N (default 10, 100, 200, 500, 1000) it runs one-test plans through
+`netjobs_core.runner.Runner`, every host running `date +%s%N` (a real command,
+spawned gated by the real agent code, that prints the wall clock in ns at the
+instant it really runs), and prints per N:
+
+* to start: from the test's beginning to its common start (the scheduled instant);
+* total: the whole test's wall time;
+* controller CPU per host (user + system of this process over the test) and its RSS
+  (current after the test, and the process's peak so far);
+* worst clock-offset error: every agent shares this machine's monotonic clock, so the
+  true offset is 0 and the largest |estimate| is the error; the same for the wall clock;
+* start spread: max - min of the commands' printed timestamps (the truth) and the one
+  the runner reports from the agents' release instants.
+
+The agents are the real `agent/server.py` `Agent`, several per helper process
+(`--per-process`, so that 1000 agents do not need 1000 interpreters), each on its own
+port; the helper processes are this script run with `--serve K`. They own their
+commands' processes as an agent process does (one containment per helper process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a plain script from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from netjobs_agent import procs, server  # noqa: E402
+from netjobs_core.config import Plan, parse_config  # noqa: E402
+from netjobs_core.events import Event, HostChanged  # noqa: E402
+from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
+from netjobs_core.results import HostState, TestResult, TestStatus  # noqa: E402
+from netjobs_core.run_folder import RunFolder  # noqa: E402
+from netjobs_core.runner import Runner, RunOptions  # noqa: E402
+from netjobs_core.wire import fd_limits  # noqa: E402
+from netjobs_core.wire.tokens import Token  # noqa: E402
+
+COMMAND = "date +%s%N"
+
+
+# ----------------------------------------------------------------------------- agents
+async def serve_agents(count: int, secret: bytes) -> None:
+    """COUNT real agents in this process on 127.0.0.1; their ports on one stdout line;
+    they stop when standard input closes (the benchmark ended or died)."""
+    token = Token(secret, "bench")
+    agents = [server.Agent(token, orphan_grace=2.0) for _ in range(count)]
+    listeners = [await server._listen(agent, ["127.0.0.1"], 0) for agent in agents]
+    ports = [listener.sockets[0].getsockname()[1] for listener in listeners]
+    procs.CONTAINMENT.start(ports[0])
+    print(" ".join(map(str, ports)), flush=True)
+    loop = asyncio.get_running_loop()
+    closed = asyncio.Event()
+    loop.add_reader(sys.stdin.fileno(), closed.set)
+    try:
+        await closed.wait()
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+        for listener in listeners:
+            listener.close()
+        await asyncio.gather(*(agent.shutdown() for agent in agents))
+        procs.CONTAINMENT.stop()
+
+
+@dataclass
+class AgentHosts:
+    processes: list[subprocess.Popen[bytes]]
+    by_process: list[list[int]]  # the ports of each process's agents
+
+    @property
+    def ports(self) -> list[int]:
+        """Round robin over the processes: the first N hosts of a test are spread over
+        as many processes as can be, as agents on machines of their own would be."""
+        longest = max(map(len, self.by_process), default=0)
+        return [p[i] for i in range(longest) for p in self.by_process if i < len(p)]
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def start_agents(total: int, per_process: int, secret: bytes) -> AgentHosts:
+    hosts = AgentHosts([], [])
+    env = {**os.environ, "NETJOBS_BENCH_SECRET": secret.hex()}
+    try:
+        for first in range(0, total, per_process):
+            count = min(per_process, total - first)
+            # An agent process starting tidies the empty cgroups of agents on other
+            # ports, and one starting alongside (here, or another user's) can lose its
+            # own before it lists it (agent/procs.py Containment.start): try again.
+            for attempt in range(3):
+                process = subprocess.Popen(
+                    [sys.executable, __file__, "--serve", str(count)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                )
+                hosts.processes.append(process)
+                assert process.stdout is not None
+                line = process.stdout.readline()
+                if line:
+                    break
+                process.wait()
+                if attempt == 2:
+                    raise RuntimeError(f"agent host process {process.pid} did not listen")
+            hosts.by_process.append([int(port) for port in line.split()])
+    except BaseException:
+        hosts.stop()
+        raise
+    return hosts
+
+
+# ----------------------------------------------------------------------------- tests
+@dataclass
+class Figures:
+    hosts: int
+    measured_s: float  # from the test's beginning until the last host's clock is measured
+    connected_s: float  # ... until the last host is authenticated
+    to_start_s: float
+    total_s: float
+    cpu_ms_per_host: float
+    rss_mb: float
+    peak_rss_mb: float
+    offset_error_ms: float
+    wall_error_ms: float | None
+    true_spread_ms: float | None
+    reported_spread_ms: float | None
+    error: str = ""
+
+
+def plan_for(ports: Sequence[int]) -> Plan:
+    lines = ["scale:", "-generaltimeout: 60s", "-minhosts: all"]
+    lines += [f'127.0.0.1:{port}: "{COMMAND}"' for port in ports]
+    lines.append("end")
+    return parse_config("\n".join(lines) + "\n", "<scale>")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Phases:
+    """When the last host reached each state (monotonic seconds), from the events."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.last: dict[HostState, float] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, HostChanged):
+            self.last[event.host.state] = time.monotonic() - self.began
+
+
+def figures_of(test: TestResult, cpu: float, phases: Phases) -> Figures:
+    hosts = len(test.hosts)
+    offsets = [abs(h.clock_offset_ms) for h in test.hosts if h.clock_offset_ms is not None]
+    walls = [
+        abs(w) for h in test.hosts if (w := getattr(h, "wall_clock_offset_ms", None)) is not None
+    ]
+    stamps = []
+    for host in test.hosts:
+        for command in host.commands:
+            with contextlib.suppress(ValueError, IndexError):
+                stamps.append(int(bytes(command.stdout).split()[-1]))
+    error = "" if test.status is TestStatus.PASSED else f"{test.status.value}: {test.reason}"
+    assert test.started_at is not None and test.duration_s is not None
+    return Figures(
+        hosts=hosts,
+        connected_s=phases.last.get(HostState.SYNCING, float("nan")),
+        measured_s=phases.last.get(HostState.PREPARING, float("nan")),
+        to_start_s=(test.scheduled_start or test.started_at) - test.started_at,
+        total_s=test.duration_s,
+        cpu_ms_per_host=cpu * 1e3 / max(1, hosts),
+        rss_mb=rss_mb(),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        offset_error_ms=max(offsets, default=float("nan")),
+        wall_error_ms=max(walls) if walls else None,
+        true_spread_ms=(max(stamps) - min(stamps)) / 1e6 if len(stamps) == hosts else None,
+        reported_spread_ms=test.start_spread_ms,
+        error=error,
+    )
+
+
+async def run_test(
+    ports: Sequence[int], token: Token, folder: Path, policy: ClockPolicy
+) -> Figures:
+    plan = plan_for(ports)
+    # Agents sharing a process block each other's event loop while they spawn (a
+    # second or more per process under load): a patient heartbeat keeps that from
+    # reading as a silent controller, which one agent per machine never sees.
+    options = RunOptions(
+        token=token, run_folder=RunFolder.create(folder), clock=policy, heartbeat=10.0
+    )
+    before = cpu_s()
+    phases = Phases()
+    result = await Runner(plan, options, phases).run()
+    return figures_of(result.tests[0], cpu_s() - before, phases)
+
+
+# ----------------------------------------------------------------------------- report
+def _f(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+HEADER = (
+    "| hosts | clock measurement | all connected / clocks measured / common start (s) "
+    "| total (s) | controller CPU per host (ms) "
+    "| RSS / peak (MB) "
+    "| worst offset error (ms) | worst wall-clock error (ms) "
+    "| start spread, timestamps / reported (ms) |"
+)
+
+
+def row(runs: list[Figures], name: str) -> str:
+    """The median test of those run for one N (the worst for the offset error)."""
+
+    def med(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    walls = [r.wall_error_ms for r in runs if r.wall_error_ms is not None]
+    return (
+        f"| {runs[0].hosts} | {name} | {_f(med([r.connected_s for r in runs]), 3)} / "
+        f"{_f(med([r.measured_s for r in runs]), 3)} / {_f(med([r.to_start_s for r in runs]), 3)} "
+        f"| {_f(med([r.total_s for r in runs]), 3)} "
+        f"| {_f(med([r.cpu_ms_per_host for r in runs]), 2)} "
+        f"| {runs[-1].rss_mb:.0f} / {runs[-1].peak_rss_mb:.0f} "
+        f"| {_f(max(r.offset_error_ms for r in runs), 3)} "
+        f"| {_f(max(walls) if walls else None, 3)} "
+        f"| {_f(med([r.true_spread_ms for r in runs]), 2)} / "
+        f"{_f(med([r.reported_spread_ms for r in runs]), 2)} |"
+    )
+
+
+async def bench(
+    sizes: list[int], repeats: int, per_process: int, policies: dict[str, ClockPolicy]
+) -> int:
+    fd_limits.raise_fd_limit()  # one socket per host on this side too
+    secret = secrets.token_bytes(32)
+    token = Token(secret, "bench")
+    hosts = await asyncio.to_thread(start_agents, max(sizes), per_process, secret)
+    failed = 0
+    try:
+        ports = hosts.ports
+        print(f"{len(ports)} agents in {len(hosts.by_process)} processes", flush=True)
+        print(HEADER)
+        print("|---:|---|---:|---:|---:|---|---:|---:|---|", flush=True)
+        with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
+            for policy in policies.values():  # warm-up, uncounted
+                await run_test(ports[:2], token, Path(folder), policy)
+            for size in sizes:
+                # The measurements interleaved test by test: compared under the same load.
+                runs: dict[str, list[Figures]] = {name: [] for name in policies}
+                for _ in range(repeats):
+                    for name, policy in policies.items():
+                        figures = await run_test(ports[:size], token, Path(folder), policy)
+                        if figures.error:
+                            failed += 1
+                            print(f"  N={size} {name}: {figures.error}", file=sys.stderr)
+                        runs[name].append(figures)
+                for name, figures_list in runs.items():
+                    print(row(figures_list, name), flush=True)
+    finally:
+        await asyncio.to_thread(hosts.stop)
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--sizes",
+        default="10,100,200,500,1000",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="host counts (default 10,100,200,500,1000)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="tests per host count")
+    parser.add_argument("--per-process", type=int, default=20, help="agents per helper process")
+    parser.add_argument(
+        "--clock",
+        default="strict,default",
+        help="measurements to compare: strict (3.0: 16 pings, one host at a time), default "
+        "(ClockPolicy()), or batch=B/min=M/max=X/tight=NS/patience=P (default: strict,default)",
+    )
+    parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
+        return 0
+    policies = {name: policy_named(name) for name in args.clock.split(",")}
+    return asyncio.run(bench(args.sizes, args.repeats, args.per_process, policies))
+
+
+_POLICY_KEYS = {
+    "batch": "batch",
+    "min": "min_pings",
+    "max": "max_pings",
+    "tight": "tight_ns",
+    "patience": "patience",
+}
+
+
+def policy_named(name: str) -> ClockPolicy:
+    if name == "strict":
+        return STRICT_TURNS
+    if name == "default":
+        return DEFAULT_CLOCK
+    fields = {}
+    for part in name.split("/"):
+        key, _, value = part.partition("=")
+        fields[_POLICY_KEYS[key]] = int(value)
+    return ClockPolicy(**fields)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""What many hosts need of the controller: its fd limit, and a first phase that
+holds with a slow host among fast ones (on real agents).
+
+Every clock is measured before any agent prepares (an agent spawning, and its
+`prepared`, would disturb the pings of hosts still measured), and a prepared host
+gets the heartbeat it expects while slower hosts still prepare.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netjobs_core.config import parse_config
+from netjobs_core.events import Event, HostChanged
+from netjobs_core.results import HostResult, HostState, TestStatus
+from netjobs_core.runner import RunOptions, run_test
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
+
+RAISED = """
+import resource, sys
+from netjobs_core.cli import main
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+main(["-s", sys.argv[1]])
+print(resource.getrlimit(resource.RLIMIT_NOFILE)[0], hard, file=sys.stderr)
+"""
+
+
+def test_netjobs_raises_its_fd_limit_for_a_socket_per_host(tmp_path):
+    config = tmp_path / "many.cfg"
+    config.write_text(
+        "t:\n" + "".join(f'10.0.{i // 250}.{i % 250 + 1}: "true"\n' for i in range(1000)) + "end\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", RAISED, str(config)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    soft, hard = map(int, done.stderr.split()[-2:])
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip(f"the hard limit here is {hard}")
+    assert soft > 1000 + 24
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _load_proxy_module():
+    spec = importlib.util.spec_from_file_location(
+        "netjobs_bench_delay_proxy", BENCH / "delay_proxy.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return module
+
+
+delay_proxy = _load_proxy_module()
+
+
+async def test_every_clock_is_measured_before_any_host_prepares(agents, token):
+    # A 40 ms path is measured slowly (pings of 80 ms round trips) while two
+    # loopback hosts are done at once.
+    async with delay_proxy.DelayProxy("127.0.0.1", agents[2].port, delay_ms=40) as slow:
+        plan = parse_config(
+            f't:\n127.0.0.1:{agents[0].port}: "true"\n127.0.0.1:{agents[1].port}: "true"\n'
+            f'127.0.0.1:{slow.port}: "true"\nend\n',
+            "test.cfg",
+        )
+        measured_at_first_prepare: list[bool] = []
+
+        def observe(event: Event) -> None:
+            if isinstance(event, HostChanged) and event.host.state is HostState.PREPARING:
+                if not measured_at_first_prepare:
+                    hosts = event.test.hosts
+                    measured_at_first_prepare.append(
+                        all(h.clock_offset_ms is not None for h in hosts)
+                    )
+
+        test = await run_test(
+            plan.tests[0], RunOptions(token=token.token, connect_timeout=5.0), observe
+        )
+    assert test.status is TestStatus.PASSED, test.reason
+    assert measured_at_first_prepare == [True]
+    assert test.hosts[2].rtt_ms is not None and test.hosts[2].rtt_ms >= 80
+
+
+async def test_a_prepared_host_keeps_its_heartbeat_while_a_slow_host_prepares(agents, token):
+    # The agents expect a heartbeat every 0.05 s (lost after 5 missed). One host
+    # spawns 150 commands, which takes longer than that, while the other waits
+    # prepared: without pings meanwhile it would call us silent and drop the
+    # connection (the run would survive only through a resume).
+    lines = "".join(f'127.0.0.1:{agents[1].port}: "true"\n' for _ in range(150))
+    plan = parse_config(f't:\n127.0.0.1:{agents[0].port}: "true"\n{lines}end\n', "test.cfg")
+    watch = Phases()
+    options = RunOptions(token=token.token, connect_timeout=5.0, heartbeat=0.05)
+    test = await run_test(plan.tests[0], options, watch)
+    assert test.status is TestStatus.PASSED, test.reason
+    fast, busy = test.hosts
+    assert watch.ready_for(busy) - watch.ready_for(fast) > 0.3  # the case in point
+    assert fast.interruptions == [] and busy.interruptions == []
+
+
+class Phases:
+    """When each host became READY (monotonic seconds), from the events."""
+
+    def __init__(self) -> None:
+        self.ready: dict[str, float] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, HostChanged) and event.host.state is HostState.READY:
+            self.ready[event.host.target] = time.monotonic()
+
+    def ready_for(self, host: HostResult) -> float:
+        return self.ready[host.target]
