@@ -454,6 +454,13 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
         numeric=True,
     ),
     Column(
+        "Wall clock",
+        _checked(lambda c: text.ms(c.wall_clock_offset_ms, signed=True, none=NO_VALUE)),
+        key=_check_number(lambda c: c.wall_clock_offset_ms),
+        numeric=True,
+        tooltip=_checked(text.wall_clock),
+    ),
+    Column(
         "Busy",
         _checked(lambda c: NO_VALUE if c.busy is None else ("busy" if c.busy else "idle")),
         color=_busy_color,
@@ -470,15 +477,16 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
 )
 HOST_FIT = (
     Fit(125, 1),
-    Fit(60),
-    Fit(80),
-    Fit(100),
     Fit(55),
+    Fit(75),
+    Fit(100),
+    Fit(50),
     Fit(80),
-    Fit(175),
+    Fit(165),
+    Fit(90),
     Fit(45),
-    Fit(130, 1),
-    Fit(150, 3),
+    Fit(90, 1),
+    Fit(120, 3),
 )
 
 
