@@ -263,6 +263,7 @@ class OutputPane(QWidget):
         layout.addWidget(self.find_bar)
         self.test: TestResult | None = None
         self.command: CommandResult | None = None
+        self._files_listed: tuple[int, int] | None = None  # (command id, rows) on the list
         self.last_stream = self.stdout
         for stream in (self.stdout, self.stderr):
             stream.view.installEventFilter(self)
@@ -304,8 +305,10 @@ class OutputPane(QWidget):
         command = self.command
         collected = [] if command is None else command.collected
         warnings = [] if command is None else command.warnings
-        if self.files.count() == len(collected) + len(warnings):
+        listed = (id(command), len(collected) + len(warnings))
+        if listed == self._files_listed:
             return  # unchanged (files arrive once, when the command ends)
+        self._files_listed = listed
         self.files.clear()
         for item in collected:
             row = QListWidgetItem(f"{item.path.name}  ({text.size(item.bytes)})  {item.pattern}")

@@ -166,7 +166,11 @@ def test_collected_files_are_listed_and_open(
     files.itemActivated.emit(files.item(1))  # a warning opens nothing
     assert opened == [QUrl.fromLocalFile(str(saved))]
     detail.select_row(1)  # the other host collected nothing
-    assert not files.isVisible()
+    assert not files.isVisible() and not detail.output.files_label.isVisible()
+    fresh = TestDetail()  # nothing selected yet: no empty list either
+    qtbot.addWidget(fresh)
+    fresh.show()
+    assert not fresh.output.files.isVisible() and not fresh.output.files_label.isVisible()
 
 
 def test_identical_outputs_fold_into_a_node_set_and_one_output(qtbot: Any) -> None:
