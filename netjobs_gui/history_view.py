@@ -2,7 +2,8 @@
 
 Every run of the CLI or of this window is recorded there when it ends. The
 table lists them newest first (a run whose results folder was deleted says
-so); Show run opens its results.json in the Results page; the plot beside it
+so); the selected run's test is shown below it (from its results.json), and
+Show run adds the run to this session's list; the plot beside it
 compares the start spread of one of its tests over every recorded run of that
 test of the same config (and over the repetitions of --repeat).
 """
@@ -41,7 +42,8 @@ HISTORY_LIMIT = 500  # runs read at once; the oldest beyond it stay in the datab
 
 
 class HistoryPanel(QWidget):
-    open_requested = Signal(str)  # a results.json to show
+    open_requested = Signal(str)  # a results.json to add to this session's list
+    test_chosen = Signal(object, str)  # (RunRecord or None, test label): show it below
 
     def __init__(self, path: str | os.PathLike[str] | None = None, parent: QWidget | None = None):
         super().__init__(parent)
@@ -140,10 +142,15 @@ class HistoryPanel(QWidget):
     def _update_plot(self) -> None:
         record = self.current_record
         label = self.test_choice.currentText()
+        self.announce()
         if record is None or not label:
             self.plot.set_series("", [])
             return
         self.plot.set_series(label, spread_series(self.model.records, record.config_path, label))
+
+    def announce(self) -> None:
+        """Say which run and test are selected (test_chosen), for the detail below."""
+        self.test_chosen.emit(self.current_record, self.test_choice.currentText())
 
     def show_run(self) -> None:
         record = self.current_record

@@ -23,7 +23,9 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core import logs
+from netjobs_core.history import RunRecord
 from netjobs_core.results import RunResult
+from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_gui.columns import RESULT_FIT, SessionEntry
 from netjobs_gui.history_view import HistoryPanel
 from netjobs_gui.models import ResultsModel
@@ -36,6 +38,8 @@ from netjobs_gui.widgets import (
     select_row,
     source_row,
 )
+
+HISTORY_CACHE = 4  # past runs' documents kept in memory while browsing the history
 
 
 def default_json_path(run: RunResult, directory: str) -> str:
@@ -101,6 +105,9 @@ class ResultsView(QWidget):
         self.sources.addTab(self.history, "Histor&y")
         self.sources.addTab(left, "This sessio&n")
         self.sources.setCurrentIndex(self.SESSION_TAB)
+        self.sources.currentChanged.connect(self._source_changed)
+        self.history.test_chosen.connect(self._history_test)
+        self._loaded: dict[str, RunResult] = {}  # results.json read for the history, by path
 
         # The lists above the test: both get the window's whole width, so every column of
         # each is in sight at 1024 pixels.
@@ -111,7 +118,7 @@ class ResultsView(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([230, 530])
+        self.splitter.setSizes([200, 560])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
         self._update_buttons()
@@ -152,6 +159,34 @@ class ResultsView(QWidget):
         has_rows = bool(self.model.entries)
         self.remove_button.setEnabled(has_rows)
         self.clear_button.setEnabled(has_rows)
+
+    def _source_changed(self, index: int) -> None:
+        if index == self.SESSION_TAB:
+            self._current_changed(self.table.selectionModel().currentIndex(), None)
+        else:
+            self.history.announce()
+
+    def _history_test(self, record: RunRecord | None, label: str) -> None:
+        """The past run's test, read from its results.json, in the detail below."""
+        if self.sources.currentIndex() != self.HISTORY_TAB:
+            return
+        test = None
+        if record is not None and record.results_kept:
+            path = os.fspath(record.json_path)
+            run = self._loaded.get(path)
+            if run is None:
+                try:
+                    run = load_json(path)
+                except ResultsFileError as exc:
+                    self.history.note.setText(f"Cannot show this run: {exc}")
+                else:
+                    if len(self._loaded) >= HISTORY_CACHE:
+                        self._loaded.pop(next(iter(self._loaded)))
+                    self._loaded[path] = run
+            if run is not None:
+                # The last repetition of a repeated test: the plot has every one.
+                test = next((t for t in reversed(run.tests) if t.label == label), None)
+        self.detail.set_test(test)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         row = source_row(self.table, current)

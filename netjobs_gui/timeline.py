@@ -643,7 +643,7 @@ class TimelineWidget(QAbstractScrollArea):
         band_x = window_band(data, run)
         if band_x is not None:
             together = QColor(WINDOW_COLOR)
-            together.setAlpha(45)
+            together.setAlpha(60)
             left, right = band_x
             painter.fillRect(QRectF(left, top, right - left, rows_bottom - top), together)
         painter.setPen(QPen(QColor("#dc2626"), 1.5, Qt.PenStyle.DashLine))

@@ -323,7 +323,9 @@ def past_run(
 
 
 def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_path: Path) -> None:
-    with History() as history:  # the tests' own data dir
+    store = tmp_path / "history.sqlite3"  # this test's own: other tests' runs are recorded too
+    window.results.history.path = store
+    with History(store) as history:
         history.record(past_run(tmp_path, "run-a", T0, [0.12]), None)
         history.record(past_run(tmp_path, "run-b", T0 + 60, [0.30], keep=False), None)
         history.record(past_run(tmp_path, "run-c", T0 + 120, [0.20, 0.41]), None)  # --repeat 2
@@ -338,8 +340,15 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     assert panel.test_choice.currentText() == "bench"
     assert [p.spread_ms for p in panel.plot.points] == [0.12, 0.30, 0.20, 0.41]
     assert panel.plot.title == "start spread of 'bench' over 4 runs (oldest left)"
+    # In the History tab, the detail below shows the selected run's test (its last
+    # repetition), read from its results.json.
+    results.sources.setCurrentIndex(results.HISTORY_TAB)
+    shown = results.detail.test
+    assert shown is not None and (shown.label, shown.repetition) == ("bench", 2)
+    assert "start spread 0.410 ms" in results.detail.summary.text()
     panel.table.selectRow(1)
     assert not panel.show_button.isEnabled()  # its folder is gone
+    assert results.detail.test is None
     panel.table.selectRow(0)
     assert panel.show_button.isEnabled()
     panel.show_button.click()
