@@ -164,7 +164,7 @@ class ResultsView(QWidget):
         if index == self.SESSION_TAB:
             self._current_changed(self.table.selectionModel().currentIndex(), None)
         else:
-            self.history.announce()
+            self.history.reload()  # runs of netjobs in a terminal meanwhile too; announces
 
     def _history_test(self, record: RunRecord | None, label: str) -> None:
         """The past run's test, read from its results.json, in the detail below."""

@@ -263,6 +263,7 @@ class OutputPane(QWidget):
         layout.addWidget(self.find_bar)
         self.test: TestResult | None = None
         self.command: CommandResult | None = None
+        self.host: HostResult | None = None
         self._files_listed: tuple[int, int] | None = None  # (command id, rows) on the list
         self.last_stream = self.stdout
         for stream in (self.stdout, self.stderr):
@@ -288,17 +289,26 @@ class OutputPane(QWidget):
             self.refresh()
             return
         self.command = command
+        self.host = host
         self._show_files()
+        self._update_header()
         if host is None or command is None:
-            self.header.setText("Select a command to see its output.")
             self.stdout.set_command(None)
             self.stderr.set_command(None)
             return
-        self.header.setText(
-            f"<b>{escape(str(host.address))}</b>: <code>{escape(command.command)}</code>"
-        )
         self.stdout.set_command(command)
         self.stderr.set_command(command)
+
+    def _update_header(self) -> None:
+        if self.fold_check.isChecked():
+            self.header.setText("Every output of the test once, after the hosts that wrote it:")
+        elif self.host is None or self.command is None:
+            self.header.setText("Select a command to see its output.")
+        else:
+            self.header.setText(
+                f"<b>{escape(str(self.host.address))}</b>: "
+                f"<code>{escape(self.command.command)}</code>"
+            )
 
     def _show_files(self) -> None:
         """The selected command's collected files (openable) and their warnings."""
@@ -334,6 +344,7 @@ class OutputPane(QWidget):
 
     def _fold_toggled(self, on: bool) -> None:
         self.stack.setCurrentIndex(self.FOLDED if on else self.STREAMS)
+        self._update_header()
         self._update_folded()
 
     def _update_folded(self) -> None:

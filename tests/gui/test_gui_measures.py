@@ -195,6 +195,7 @@ def test_identical_outputs_fold_into_a_node_set_and_one_output(qtbot: Any) -> No
     assert not pane.folded.isVisible()
     pane.fold_check.setChecked(True)
     assert pane.folded.isVisible() and not pane.stdout.isVisible()
+    assert pane.header.text().startswith("Every output of the test once")
     assert pane.folded.toPlainText().split("\n") == folded_lines(test)
     assert folded_lines(test) == [
         "5 commands, 2 distinct outputs",
@@ -210,7 +211,7 @@ def test_identical_outputs_fold_into_a_node_set_and_one_output(qtbot: Any) -> No
         "  stderr: empty",
     ]
     pane.fold_check.setChecked(False)
-    assert pane.stdout.isVisible()
+    assert pane.stdout.isVisible() and "10.0.0.1" in pane.header.text()
 
 
 # --------------------------------------------------------------------------- node sets and groups
