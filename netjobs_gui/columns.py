@@ -604,6 +604,18 @@ def _when(entry: SessionEntry) -> str:
     return NO_VALUE if started is None else text.date_time(started)
 
 
+def _window_s(test: TestResult) -> float | None:
+    return None if test.concurrent_window is None else test.concurrent_window.seconds
+
+
+def _together(test: TestResult) -> str:
+    """How long every command ran at once (the concurrent window); `never`, or — before."""
+    if test.concurrent_window is not None:
+        return text.seconds(test.concurrent_window.seconds)
+    finished = test.status not in (TestStatus.PENDING, TestStatus.RUNNING)
+    return "never" if finished and test.hosts else NO_VALUE
+
+
 RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     Column("When", _when, key=lambda e: _number(e.test.started_at)),
     Column("Test", lambda e: e.test.label),
@@ -626,6 +638,13 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
         numeric=True,
     ),
     Column(
+        "Together",
+        lambda e: _together(e.test),
+        key=lambda e: _number(_window_s(e.test)),
+        numeric=True,
+        tooltip=lambda e: text.window_line(e.test) if e.test.hosts else NO_VALUE,
+    ),
+    Column(
         "Hosts",
         lambda e: text.hosts_done(e.test),
         key=lambda e: (0, len(e.test.hosts)),
@@ -638,7 +657,17 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     ),
     Column("From", lambda e: e.source),
 )
-RESULT_FIT = (Fit(135), Fit(80, 1), Fit(120, 2), Fit(150), Fit(70), Fit(70), Fit(90, 1), Fit(90, 1))
+RESULT_FIT = (
+    Fit(135),
+    Fit(80, 1),
+    Fit(120, 2),
+    Fit(150),
+    Fit(70),
+    Fit(75),
+    Fit(70),
+    Fit(90, 1),
+    Fit(90, 1),
+)
 
 
 # ---- the run history (netjobs_core.history): past runs across sessions

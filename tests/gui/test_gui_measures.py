@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 
 from netjobs_core.history import History
 from netjobs_core.outputs import Output
@@ -19,6 +19,7 @@ from netjobs_core.window import window_of
 from netjobs_gui import widgets
 from netjobs_gui.columns import folded_lines, output_groups
 from netjobs_gui.editor import ConfigHighlighter, EditorPanel
+from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
 from netjobs_gui.settings import SettingsDialog
 from netjobs_gui.spread_plot import plot_layout
@@ -93,6 +94,15 @@ def test_the_window_is_shaded_on_the_timeline_and_said_in_the_summary(qtbot: Any
     outside = image.pixelColor(int(right) + 30, y)
     assert inside.green() > inside.red() and inside != outside
     assert "green band: all running together" in LEGEND[1]
+
+    model = ResultsModel()
+    without = make_test(hosts=2)
+    without.label = "u"
+    model.add_run(RunResult("c.cfg", "r1", tests=[test, without]), "run")
+    together = model.COLUMNS.index("Together")
+    assert [model.cell(row, together) for row in range(2)] == ["1.000 s", "never"]
+    tip = model.data(model.index(0, together), Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("all 3 hosts ran together for 1.000 s")
 
     detail = TestDetail()
     qtbot.addWidget(detail)
