@@ -66,10 +66,10 @@ class HistoryPanel(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         never_widen(self.note)
-        buttons = QHBoxLayout()
+        buttons = QHBoxLayout()  # one row with the filter: the table keeps its height
         buttons.addWidget(self.show_button)
         buttons.addWidget(reload_button)
-        buttons.addWidget(self.note, 1)
+        buttons.addWidget(self.filter, 1)
 
         self.test_choice = QComboBox()
         self.test_choice.setToolTip("The test of the selected run whose spread is plotted")
@@ -85,8 +85,8 @@ class HistoryPanel(QWidget):
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
         left_layout.addLayout(buttons)
-        left_layout.addWidget(self.filter)
         left_layout.addWidget(self.table, 1)
+        left_layout.addWidget(self.note)
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(plot_side)

@@ -118,7 +118,7 @@ class ResultsView(QWidget):
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([200, 560])
+        self.splitter.setSizes([215, 545])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
         self._update_buttons()

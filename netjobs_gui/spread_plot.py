@@ -65,8 +65,8 @@ def plot_layout(values: Sequence[float | None], width: int, height: int) -> Plot
 def plot_title(label: str, points: Sequence[SpreadPoint]) -> str:
     runs = text.count(len(points), "run")
     if len(points) < 2:
-        return f"start spread of {label!r}: {runs} so far, nothing to compare yet"
-    return f"start spread of {label!r} over {runs} (oldest left)"
+        return f"{label!r}: {runs} so far, nothing to compare yet"
+    return f"{label!r}: start spread over {runs}"
 
 
 class SpreadPlot(QWidget):
@@ -99,7 +99,9 @@ class SpreadPlot(QWidget):
         muted.setAlpha(150)
         grid.setAlpha(40)
         painter.setPen(ink)
-        painter.drawText(QPointF(8, 17), self.title)
+        metrics = painter.fontMetrics()
+        title = metrics.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 16)
+        painter.drawText(QPointF(8, 17), title)
         geometry = plot_layout([p.spread_ms for p in self.points], self.width(), self.height())
         for value in geometry.ticks():
             y = geometry.y(value)

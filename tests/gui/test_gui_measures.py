@@ -350,7 +350,7 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     assert panel.current_record.run_id == "run-c"
     assert panel.test_choice.currentText() == "bench"
     assert [p.spread_ms for p in panel.plot.points] == [0.12, 0.30, 0.20, 0.41]
-    assert panel.plot.title == "start spread of 'bench' over 4 runs (oldest left)"
+    assert panel.plot.title == "'bench': start spread over 4 runs"
     # In the History tab, the detail below shows the selected run's test (its last
     # repetition), read from its results.json.
     results.sources.setCurrentIndex(results.HISTORY_TAB)
