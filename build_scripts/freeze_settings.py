@@ -47,8 +47,6 @@ STDLIB_EXCLUDES = (
     "pkg_resources",
     "pip",
     "test",
-    "sqlite3",
-    "_sqlite3",
     "xmlrpc",
 )
 
@@ -59,7 +57,18 @@ QT_PACKAGES = ("PySide6", "shiboken6", "qasync", *OTHER_QT_BINDINGS)
 # The agent is standard library only (plus netjobs_core's stdlib-only modules).
 # These must not be imported by anything the agent imports: build.py excludes them
 # and fails the build if the agent's code still imports one of them.
-AGENT_FORBIDDEN = ("rich", "platformdirs", "netjobs_gui", *QT_PACKAGES)
+# sqlite3 is the controller's run history; the agent keeps none.
+AGENT_FORBIDDEN = (
+    "rich",
+    "platformdirs",
+    "ClusterShell",
+    "asyncssh",
+    "cryptography",
+    "sqlite3",
+    "_sqlite3",
+    "netjobs_gui",
+    *QT_PACKAGES,
+)
 # The command line needs rich, never Qt.
 CLI_FORBIDDEN = ("netjobs_gui", *QT_PACKAGES)
 
