@@ -113,6 +113,12 @@ def who_ran(test: TestResult) -> str:
     return hosts if commands == len(test.hosts) else f"{count(commands, 'command')} on {hosts}"
 
 
+def members(targets: Sequence[str]) -> str:
+    """Hosts as one folded node set with their count: `node[01-04,07] (5 hosts)`."""
+    names = list(dict.fromkeys(targets))
+    return f"{nodesets.fold(names)} ({count(len(names), 'host')})"
+
+
 def window_line(test: TestResult) -> str:
     """`all 32 hosts ran together for 58.731 s (97.9 % of the longest command)`."""
     if test.concurrent_window is None:

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from netjobs_core import text
+from netjobs_core.history import RunRecord
 from netjobs_core.outputs import Output
+from netjobs_core.report import _output_key
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -29,7 +32,14 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.vocabulary import Status, color, exit_code_text, verdict_color, word
+from netjobs_core.vocabulary import (
+    Status,
+    color,
+    command_word,
+    exit_code_text,
+    verdict_color,
+    word,
+)
 from netjobs_core.wire.address import Address
 
 if TYPE_CHECKING:
@@ -42,19 +52,83 @@ Key = tuple[int, Any]
 # --------------------------------------------------------------------------- reading results
 
 
-def _output(command: CommandResult, stream: str) -> Output:
+def output_of(command: CommandResult, stream: str) -> Output:
+    """`stream` ("stdout" or "stderr") of `command`."""
     return command.stdout if stream == "stdout" else command.stderr
 
 
 def output_size(command: CommandResult, stream: str) -> int:
     """Bytes received so far on `stream` ("stdout" or "stderr")."""
-    return len(_output(command, stream))
+    return len(output_of(command, stream))
 
 
 def output_from(command: CommandResult, stream: str, start: int) -> bytes:
     """The bytes of `stream` from offset `start` on, as far as memory holds them (the
     whole output is in its spooled file: netjobs_core.outputs)."""
-    return _output(command, stream).since(start)
+    return output_of(command, stream).since(start)
+
+
+def whole_file(command: CommandResult, stream: str) -> Path | None:
+    """The spooled file holding all of a finished command's `stream`, if there is one."""
+    output = output_of(command, stream)
+    if not command.status.finished or output.path is None or not output.size or output.error:
+        return None
+    return output.path
+
+
+# --------------------------------------------------------------------------- folded outputs
+
+
+@dataclass(frozen=True)
+class OutputGroup:
+    """Commands of a test with the same command line, ending and output, byte for byte."""
+
+    pairs: tuple[tuple[HostResult, CommandResult], ...]
+
+    @property
+    def command(self) -> CommandResult:
+        return self.pairs[0][1]
+
+    @property
+    def members(self) -> str:
+        """`node[01-04,07] (5 hosts)`."""
+        return text.members([host.target for host, _ in self.pairs])
+
+
+def output_groups(test: TestResult) -> list[OutputGroup]:
+    """The test's commands folded by identical output and ending, in the order each
+    first appears (outputs compare as `netjobs` folds its report: size and sha256 of
+    stdout and stderr), whatever their command lines."""
+    groups: dict[Hashable, list[tuple[HostResult, CommandResult]]] = {}
+    for host in test.hosts:
+        for command in host.commands:
+            key = (command.status, command.exit_code, _output_key(command))
+            groups.setdefault(key, []).append((host, command))
+    return [OutputGroup(tuple(pairs)) for pairs in groups.values()]
+
+
+def folded_lines(test: TestResult) -> list[str]:
+    """Each set of identical outputs once: its hosts as a node set, then the output."""
+    groups = output_groups(test)
+    commands = sum(len(group.pairs) for group in groups)
+    lines = [f"{text.count(commands, 'command')}, {text.count(len(groups), 'distinct output')}"]
+    for group in groups:
+        command = group.command
+        others = len({c.command for _, c in group.pairs}) - 1
+        also = f" (and {text.count(others, 'other command line')})" if others else ""
+        lines += [
+            "",
+            f"{group.members}: {command_word(command.status, command.exit_code)}: "
+            f"{command.command}{also}",
+        ]
+        for name in ("stdout", "stderr"):
+            output = output_of(command, name)
+            if output.size:
+                lines.append(f"  {name} ({text.size(output.size)}):")
+                lines += [f"    {line}" for line in text.output_excerpt(output)]
+            else:
+                lines.append(f"  {name}: empty")
+    return lines
 
 
 # --------------------------------------------------------------------------- facts shown
@@ -380,6 +454,13 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
         numeric=True,
     ),
     Column(
+        "Wall clock",
+        _checked(lambda c: text.ms(c.wall_clock_offset_ms, signed=True, none=NO_VALUE)),
+        key=_check_number(lambda c: c.wall_clock_offset_ms),
+        numeric=True,
+        tooltip=_checked(text.wall_clock),
+    ),
+    Column(
         "Busy",
         _checked(lambda c: NO_VALUE if c.busy is None else ("busy" if c.busy else "idle")),
         color=_busy_color,
@@ -396,15 +477,16 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
 )
 HOST_FIT = (
     Fit(125, 1),
-    Fit(60),
-    Fit(80),
-    Fit(100),
     Fit(55),
+    Fit(75),
+    Fit(100),
+    Fit(50),
     Fit(80),
-    Fit(175),
+    Fit(165),
+    Fit(90),
     Fit(45),
-    Fit(130, 1),
-    Fit(150, 3),
+    Fit(90, 1),
+    Fit(120, 3),
 )
 
 
@@ -522,6 +604,18 @@ def _when(entry: SessionEntry) -> str:
     return NO_VALUE if started is None else text.date_time(started)
 
 
+def _window_s(test: TestResult) -> float | None:
+    return None if test.concurrent_window is None else test.concurrent_window.seconds
+
+
+def _together(test: TestResult) -> str:
+    """How long every command ran at once (the concurrent window); `never`, or — before."""
+    if test.concurrent_window is not None:
+        return text.seconds(test.concurrent_window.seconds)
+    finished = test.status not in (TestStatus.PENDING, TestStatus.RUNNING)
+    return "never" if finished and test.hosts else NO_VALUE
+
+
 RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     Column("When", _when, key=lambda e: _number(e.test.started_at)),
     Column("Test", lambda e: e.test.label),
@@ -544,6 +638,13 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
         numeric=True,
     ),
     Column(
+        "Together",
+        lambda e: _together(e.test),
+        key=lambda e: _number(_window_s(e.test)),
+        numeric=True,
+        tooltip=lambda e: text.window_line(e.test) if e.test.hosts else NO_VALUE,
+    ),
+    Column(
         "Hosts",
         lambda e: text.hosts_done(e.test),
         key=lambda e: (0, len(e.test.hosts)),
@@ -556,4 +657,79 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     ),
     Column("From", lambda e: e.source),
 )
-RESULT_FIT = (Fit(135), Fit(80, 1), Fit(120, 2), Fit(150), Fit(70), Fit(70), Fit(90, 1), Fit(90, 1))
+RESULT_FIT = (
+    Fit(135),
+    Fit(80, 1),
+    Fit(120, 2),
+    Fit(150),
+    Fit(70),
+    Fit(75),
+    Fit(70),
+    Fit(90, 1),
+    Fit(90, 1),
+)
+
+
+# ---- the run history (netjobs_core.history): past runs across sessions
+
+
+def _config_name(path: str) -> str:
+    return path.replace("\\", "/").rsplit("/", 1)[-1] or "untitled"
+
+
+def _results_text(record: RunRecord) -> str:
+    return record.results_dir if record.results_kept else f"deleted: {record.results_dir}"
+
+
+HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
+    Column(
+        "When",
+        lambda r: NO_VALUE if r.started_at is None else text.date_time(r.started_at),
+        key=lambda r: _number(r.started_at),
+    ),
+    Column(
+        "Outcome",
+        lambda r: r.summary,
+        color=lambda r: verdict_color(TestStatus.PASSED if r.passed else TestStatus.FAILED, False),
+    ),
+    Column("Tests", lambda r: str(len(r.tests)), key=lambda r: (0, len(r.tests)), numeric=True),
+    Column("Config", lambda r: _config_name(r.config_path), tooltip=lambda r: r.config_path),
+    Column(
+        "Results",
+        _results_text,
+        color=lambda r: None if r.results_kept else color(TestStatus.PENDING),
+    ),
+    Column("Run", lambda r: r.run_id),
+)
+HISTORY_FIT = (Fit(135), Fit(120, 2), Fit(45), Fit(90, 1), Fit(150, 2), Fit(150))
+
+
+def history_matches(record: RunRecord, wanted: TextFilter) -> bool:
+    words = [record.run_id, record.summary, record.config_path, *(t.label for t in record.tests)]
+    return wanted.accepts(words, not record.passed)
+
+
+@dataclass(frozen=True)
+class SpreadPoint:
+    """One run of a test, for the plot of its start spread over runs."""
+
+    started_at: float | None
+    spread_ms: float | None  # None: the run measured none (a host never started)
+    run_id: str
+    repetition: int | None
+
+
+def spread_series(records: Sequence[RunRecord], config_path: str, label: str) -> list[SpreadPoint]:
+    """Every run of test `label` of config `config_path` in `records` (repetitions of
+    --repeat included), oldest first."""
+    points = [
+        SpreadPoint(record.started_at, test.start_spread_ms, record.run_id, test.repetition)
+        for record in records
+        if record.config_path == config_path
+        for test in record.tests
+        if test.label == label
+    ]
+    return sorted(
+        points,
+        key=lambda p: (p.started_at or 0.0, p.run_id, p.repetition or 0),
+    )

@@ -43,6 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core.config import ConfigError, Plan, parse_config
+from netjobs_core.nodesets import NO_GROUPS, Groups, is_node_set
 from netjobs_core.wire.address import DEFAULT_PORT
 from netjobs_gui import prompts
 from netjobs_gui.widgets import FindBar
@@ -104,6 +105,9 @@ class ConfigHighlighter(QSyntaxHighlighter):
         "option": "#0f766e",
         "value": "#b45309",
         "target": "#1d4ed8",
+        "range": "#db2777",  # a node set's brackets: node[01-32]
+        "group": "#c2410c",  # @name, from the groups file
+        "path": "#0369a1",  # a -collect pattern
         "command": "#15803d",
         "comment": "#6b7280",
     }
@@ -113,6 +117,8 @@ class ConfigHighlighter(QSyntaxHighlighter):
     _OPTION = re.compile(r"^(\s*)(-[A-Za-z][A-Za-z0-9_-]*)(\s*:?\s*)(.*?)\s*$")
     _TARGET = re.compile(r'^(\s*)([^"#]*?)(\s*:\s*)(".*)$')
     _LABEL = re.compile(r"^(\s*)([A-Za-z0-9_.][A-Za-z0-9_.-]*)(\s*:\s*)$")
+    _RANGE = re.compile(r"\[[^\[\]]*\]")
+    _GROUP = re.compile(r"@[A-Za-z0-9_.+-]*")
 
     def __init__(self, document: QTextDocument) -> None:
         super().__init__(document)
@@ -122,6 +128,9 @@ class ConfigHighlighter(QSyntaxHighlighter):
             "option": _format(self.COLORS["option"], bold=True),
             "value": _format(self.COLORS["value"]),
             "target": _format(self.COLORS["target"], bold=True),
+            "range": _format(self.COLORS["range"], bold=True),
+            "group": _format(self.COLORS["group"], bold=True, italic=True),
+            "path": _format(self.COLORS["path"], italic=True),
             "command": _format(self.COLORS["command"]),
             "comment": _format(self.COLORS["comment"], italic=True),
         }
@@ -135,12 +144,14 @@ class ConfigHighlighter(QSyntaxHighlighter):
         if match := self._OPTION.match(text):
             spans = [(match.start(2), len(match.group(2)), "option")]
             if match.group(4):
-                spans.append((match.start(4), len(match.group(4)), "value"))
+                kind = "path" if match.group(2).lower() == "-collect" else "value"
+                spans.append((match.start(4), len(match.group(4)), kind))
             return spans
         if match := self._TARGET.match(text):
             spans = []
-            if match.group(2):
-                spans.append((match.start(2), len(match.group(2)), "target"))
+            if target := match.group(2):
+                spans.append((match.start(2), len(target), "target"))
+                spans += self._node_set_spans(target, match.start(2))
             command = match.group(4)
             last = command.rfind('"')
             if last > 0:
@@ -156,6 +167,14 @@ class ConfigHighlighter(QSyntaxHighlighter):
         if match := self._LABEL.match(text):
             return [(match.start(2), len(match.group(2)), "label")]
         return []
+
+    def _node_set_spans(self, target: str, offset: int) -> list[tuple[int, int, str]]:
+        """A node set's ranges and @groups inside its target (a later span overrides)."""
+        if not is_node_set(target):
+            return []
+        found = [(m.start(), len(m.group()), "range") for m in self._RANGE.finditer(target)]
+        found += [(m.start(), len(m.group()), "group") for m in self._GROUP.finditer(target)]
+        return [(offset + start, length, kind) for start, length, kind in found]
 
     def highlightBlock(self, text: str) -> None:
         for start, length, kind in self.spans(text):
@@ -347,6 +366,7 @@ class EditorPanel(QWidget):
         self.path: str = ""
         self.plan: Plan | None = None
         self.default_port = DEFAULT_PORT  # for targets written without a port
+        self.groups: Groups = NO_GROUPS  # the @name groups targets may use (Settings)
         self.error: ConfigError | None = None
         self.newline = "\n"
         self._timer = QTimer(self)
@@ -458,7 +478,7 @@ class EditorPanel(QWidget):
             self.plan_changed.emit(None)
             return None
         try:
-            plan = parse_config(self.text, self.path or UNTITLED, self.default_port)
+            plan = parse_config(self.text, self.path or UNTITLED, self.default_port, self.groups)
         except ConfigError as exc:
             self.plan, self.error = None, exc
             self.editor.set_error(exc.line)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from html import escape
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core import text
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT, Address
@@ -53,6 +55,10 @@ class HostsPanel(QWidget):
         self.remove_button.clicked.connect(self.remove_selected)
         self.summary = QLabel()
         never_widen(self.summary)
+        self.config_set = QLabel()  # the config's hosts as one node set, with their count
+        self.config_set.setTextFormat(Qt.TextFormat.PlainText)
+        self.config_set.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        never_widen(self.config_set)
 
         bar = QHBoxLayout()
         bar.addWidget(self.check_button)
@@ -80,6 +86,7 @@ class HostsPanel(QWidget):
 
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
+        layout.addWidget(self.config_set)
         layout.addWidget(self.filter)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.details)
@@ -91,7 +98,25 @@ class HostsPanel(QWidget):
     # ---- content
     def set_config_hosts(self, addresses: Sequence[Address]) -> None:
         self._config = list(dict.fromkeys(addresses))
+        members = text.members([a.short for a in self._config]) if self._config else ""
+        self.config_set.setToolTip(members)
+        self._show_config_set()
         self._rebuild()
+
+    def _show_config_set(self) -> None:
+        """The node set cut in its middle to the label's width: its count stays in sight."""
+        members = self.config_set.toolTip()
+        if not members:
+            self.config_set.setText("")
+            return
+        line = f"The config's hosts: {members}"
+        width = max(200, self.config_set.width())
+        metrics = self.config_set.fontMetrics()
+        self.config_set.setText(metrics.elidedText(line, Qt.TextElideMode.ElideMiddle, width))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._show_config_set()
 
     def set_manual_targets(self, targets: Sequence[str], default_port: int) -> None:
         self.default_port = default_port
@@ -112,9 +137,9 @@ class HostsPanel(QWidget):
     def _rebuild(self) -> None:
         self.model.set_hosts(self._config, self._manual)
 
-    def add_target(self, text: str) -> bool:
+    def add_target(self, target: str) -> bool:
         try:
-            address = Address.parse(text, self.default_port or DEFAULT_PORT)
+            address = Address.parse(target, self.default_port or DEFAULT_PORT)
         except ValueError as exc:
             self.error.emit("Add host", str(exc))
             return False
@@ -152,16 +177,16 @@ class HostsPanel(QWidget):
         check = row.check
         host = f"<b>{escape(row.target)}</b>"
         if check is None:
-            text = f"{host}: not checked yet."
+            line = f"{host}: not checked yet."
         elif check.error:
             red = color(HostState.FAILED)
-            text = f'{host}: <span style="color:{red}">{escape(check.error)}</span>'
+            line = f'{host}: <span style="color:{red}">{escape(check.error)}</span>'
         else:
-            text = (
+            line = (
                 f"{host}: agent {escape(check.agent_version)} on {escape(check.hostname)} "
                 f"({escape(check.platform)}), {'busy' if check.busy else 'idle'}"
             )
-        self.details.setText(text)
+        self.details.setText(line)
 
     def _update_summary(self) -> None:
         self.summary.setText(self.model.summary())

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from netjobs_core import __version__
 from netjobs_core.check import HostCheck
 from netjobs_core.config import Plan
+from netjobs_core.nodesets import NO_GROUPS, GroupsError
 from netjobs_core.results import RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.runner import RunOptions
@@ -104,6 +105,7 @@ class MainWindow(QMainWindow):
         self.run_view.stop_requested.connect(self.stop)
         self.results.save_requested.connect(self._save_log_dialog)
         self.results.open_requested.connect(self.open_results_dialog)
+        self.results.history.open_requested.connect(self.open_results)
         self.controller.error.connect(self.show_error)
         self.controller.token_missing.connect(self._token_missing)
         self.controller.check_result.connect(self.hosts.model.set_check)
@@ -117,6 +119,7 @@ class MainWindow(QMainWindow):
 
         self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
         self.editor.default_port = self.settings.default_port
+        self._load_groups()
         self.editor.new_document("")
         self._update_recent_menu()
         self._busy_changed(False)
@@ -537,6 +540,7 @@ class MainWindow(QMainWindow):
         self.run_view.refresh()
 
     def _run_finished(self, run: RunResult) -> None:
+        self.results.history.reload()  # the controller recorded it
         summary = f"Run finished: {run_summary(run)}."
         self.run_view.end_run(run, summary)
         if run.tests:
@@ -594,6 +598,7 @@ class MainWindow(QMainWindow):
         origin = os.path.realpath(path)
         added = self.results.add_run(run, Path(path).name, origin=origin)
         self.tabs.setCurrentIndex(self.RESULTS_TAB)
+        self.results.sources.setCurrentIndex(self.results.SESSION_TAB)
         if added:
             self.show_status(f"Opened results {path}")
         else:
@@ -635,8 +640,17 @@ class MainWindow(QMainWindow):
         if dialog.exec():
             self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
             self.editor.default_port = self.settings.default_port
+            self._load_groups()
             self.editor.validate_now()
             self.show_status("Settings saved")
+
+    def _load_groups(self) -> None:
+        """The groups file of the settings, for the editor's validation and the runs."""
+        try:
+            self.editor.groups = self.settings.groups()
+        except GroupsError as exc:
+            self.editor.groups = NO_GROUPS
+            self.show_error("Cannot use the groups file", f"{exc} (set another in Settings)")
 
     def about(self) -> None:
         QMessageBox.about(

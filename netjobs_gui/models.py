@@ -5,6 +5,7 @@
 - `TestsModel`: the tests of a plan with the state of their latest run.
 - `CommandsModel`: one row per host/command of one `TestResult`.
 - `ResultsModel`: every test run (or loaded) in this window's session.
+- `HistoryModel`: past runs, from the run history's database.
 - `TableProxy`: sorting by any column and the filter of a table.
 
 The models read the live result objects the runner keeps updating; the
@@ -39,6 +40,7 @@ from netjobs_gui.columns import (
 if TYPE_CHECKING:
     from netjobs_core.check import HostCheck
     from netjobs_core.config import Plan
+    from netjobs_core.history import RunRecord
     from netjobs_core.results import HostResult, RunResult, TestResult
     from netjobs_core.wire.address import Address
 
@@ -372,3 +374,31 @@ class ResultsModel(ColumnsModel):
         entry = self.entries[row]
         words = [entry.test.label, entry.source, entry.run.config_path]
         return wanted.accepts(words, columns.has_problems(entry.test))
+
+
+# --------------------------------------------------------------------------- the run history
+
+
+class HistoryModel(ColumnsModel):
+    """Past runs from the run history (netjobs_core.history), newest first."""
+
+    SPEC = columns.HISTORY_COLUMNS
+    COLUMNS = columns.names(SPEC)
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.records: list[RunRecord] = []
+
+    def set_records(self, records: Sequence[RunRecord]) -> None:
+        self.beginResetModel()
+        self.records = list(records)
+        self.endResetModel()
+
+    def row_count(self) -> int:
+        return len(self.records)
+
+    def row_item(self, row: int) -> RunRecord:
+        return self.records[row]
+
+    def matches(self, row: int, wanted: TextFilter) -> bool:
+        return columns.history_matches(self.records[row], wanted)

@@ -1,4 +1,5 @@
-"""The Results page: every test run (or loaded) in this session, re-openable.
+"""The Results page: past runs from the run history (history_view), and every test
+run (or loaded) in this session, re-openable.
 
 Save log writes what the CLI's `-l` and `--json` write (session.save_results)
 into the folder the user chose; Open results shows a saved JSON document again
@@ -16,13 +17,17 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from netjobs_core import logs
+from netjobs_core.history import RunRecord
 from netjobs_core.results import RunResult
+from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_gui.columns import RESULT_FIT, SessionEntry
+from netjobs_gui.history_view import HistoryPanel
 from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TestDetail
 from netjobs_gui.widgets import (
@@ -33,6 +38,8 @@ from netjobs_gui.widgets import (
     select_row,
     source_row,
 )
+
+HISTORY_CACHE = 4  # past runs' documents kept in memory while browsing the history
 
 
 def default_json_path(run: RunResult, directory: str) -> str:
@@ -49,8 +56,11 @@ class ResultsView(QWidget):
     save_requested = Signal(object)  # SessionEntry
     open_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    HISTORY_TAB, SESSION_TAB = range(2)
+
+    def __init__(self, parent: QWidget | None = None, history_path: str | None = None) -> None:
         super().__init__(parent)
+        self.history = HistoryPanel(history_path)
         self.model = ResultsModel(self)
         self.table = make_table(self.model)
         self.columns = FitColumns(self.table, RESULT_FIT)
@@ -91,16 +101,24 @@ class ResultsView(QWidget):
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.note)
 
-        # The list above the test: both get the window's whole width, so every column of
+        self.sources = QTabWidget()
+        self.sources.addTab(self.history, "Histor&y")
+        self.sources.addTab(left, "This sessio&n")
+        self.sources.setCurrentIndex(self.SESSION_TAB)
+        self.sources.currentChanged.connect(self._source_changed)
+        self.history.test_chosen.connect(self._history_test)
+        self._loaded: dict[str, RunResult] = {}  # results.json read for the history, by path
+
+        # The lists above the test: both get the window's whole width, so every column of
         # each is in sight at 1024 pixels.
         self.detail = TestDetail()
         self.splitter = QSplitter(Qt.Orientation.Vertical)
-        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.sources)
         self.splitter.addWidget(self.detail)
         self.splitter.setChildrenCollapsible(False)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([190, 570])
+        self.splitter.setSizes([215, 545])
         layout = QVBoxLayout(self)
         layout.addWidget(self.splitter)
         self._update_buttons()
@@ -141,6 +159,34 @@ class ResultsView(QWidget):
         has_rows = bool(self.model.entries)
         self.remove_button.setEnabled(has_rows)
         self.clear_button.setEnabled(has_rows)
+
+    def _source_changed(self, index: int) -> None:
+        if index == self.SESSION_TAB:
+            self._current_changed(self.table.selectionModel().currentIndex(), None)
+        else:
+            self.history.reload()  # runs of netjobs in a terminal meanwhile too; announces
+
+    def _history_test(self, record: RunRecord | None, label: str) -> None:
+        """The past run's test, read from its results.json, in the detail below."""
+        if self.sources.currentIndex() != self.HISTORY_TAB:
+            return
+        test = None
+        if record is not None and record.results_kept:
+            path = os.fspath(record.json_path)
+            run = self._loaded.get(path)
+            if run is None:
+                try:
+                    run = load_json(path)
+                except ResultsFileError as exc:
+                    self.history.note.setText(f"Cannot show this run: {exc}")
+                else:
+                    if len(self._loaded) >= HISTORY_CACHE:
+                        self._loaded.pop(next(iter(self._loaded)))
+                    self._loaded[path] = run
+            if run is not None:
+                # The last repetition of a repeated test: the plot has every one.
+                test = next((t for t in reversed(run.tests) if t.label == label), None)
+        self.detail.set_test(test)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         row = source_row(self.table, current)

@@ -9,26 +9,41 @@ from __future__ import annotations
 import codecs
 from collections.abc import Sequence
 from html import escape
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QFont, QFontDatabase, QKeySequence, QShortcut, QShowEvent, QTextCursor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPlainTextEdit,
     QProgressBar,
     QSplitter,
+    QStackedWidget,
     QTabWidget,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from netjobs_core import text
 from netjobs_core.config import Plan
-from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
-from netjobs_gui.columns import COMMAND_FIT, TEST_FIT, output_from, output_size, status_color
+from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult, TestStatus
+from netjobs_gui.columns import (
+    COMMAND_FIT,
+    TEST_FIT,
+    folded_lines,
+    output_from,
+    output_of,
+    output_size,
+    status_color,
+    whole_file,
+)
 from netjobs_gui.models import CommandsModel, TestsModel
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import (
@@ -39,6 +54,7 @@ from netjobs_gui.widgets import (
     hide_columns,
     make_table,
     never_widen,
+    open_file,
     proxy_of,
     select_row,
     shown_rows,
@@ -61,6 +77,15 @@ class StreamView(QWidget):
         self.name = name
         self.title = QLabel()
         never_widen(self.title)
+        self.open_button = QToolButton()
+        self.open_button.setText("Open the whole file")
+        self.open_button.setToolTip("Open this output's file (all of it) in the desktop's viewer")
+        self.open_button.clicked.connect(self.open_whole_file)
+        self.open_button.hide()
+        heading = QHBoxLayout()
+        heading.setContentsMargins(0, 0, 0, 0)
+        heading.addWidget(self.title, 1)
+        heading.addWidget(self.open_button)
         self.view = QPlainTextEdit()
         self.view.setReadOnly(True)
         self.view.setMaximumBlockCount(MAX_OUTPUT_LINES)
@@ -70,10 +95,11 @@ class StreamView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        layout.addWidget(self.title)
+        layout.addLayout(heading)
         layout.addWidget(self.view, 1)
         self.command: CommandResult | None = None
         self.shown = 0  # bytes of the stream already in the view
+        self.excerpt = False  # showing its beginning and end (a large finished output)
         self._stale = False  # set_command() while hidden: load when shown
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._update_title()
@@ -83,6 +109,7 @@ class StreamView(QWidget):
         A hidden view loads it once shown: filling a text view is the costly part."""
         self.command = command
         self.view.clear()
+        self.view.setMaximumBlockCount(MAX_OUTPUT_LINES)
         self._decoder.reset()
         self.shown = 0
         self._stale = True
@@ -93,8 +120,34 @@ class StreamView(QWidget):
 
     def _load(self) -> None:
         self._stale = False
+        self.excerpt = False
+        command = self.command
+        if command is not None and command.status.finished and self.received > TAIL_BYTES:
+            # A large finished output: its beginning and its end, around the "left out"
+            # line (text.output_excerpt, as the report and the log show it).
+            output = output_of(command, self.name)
+            self.view.setMaximumBlockCount(0)  # bounded in bytes: TAIL_BYTES in all
+            lines = text.output_excerpt(output, TAIL_BYTES)
+            self.view.setPlainText("\n".join(lines))
+            # In sight: the end of the beginning, the "left out" line, the start of the end.
+            gap = len(text.output_lines(output.excerpt(TAIL_BYTES)[0]))
+            cursor = QTextCursor(self.view.document().findBlockByNumber(gap))
+            self.view.setTextCursor(cursor)
+            self.view.centerCursor()
+            self.shown = self.received
+            self.excerpt = True
+            self._update_title()
+            return
         self.shown = max(0, self.received - TAIL_BYTES)
         self.refresh()
+
+    @property
+    def whole_file(self) -> Path | None:
+        return None if self.command is None else whole_file(self.command, self.name)
+
+    def open_whole_file(self) -> bool:
+        path = self.whole_file
+        return path is not None and open_file(path)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -137,13 +190,19 @@ class StreamView(QWidget):
 
     def _update_title(self) -> None:
         if self.command is None:
+            self.open_button.hide()
             self.title.setText(f"<b>{self.name}</b>")
             return
         size = self.received
         title = f"<b>{self.name}</b> — {text.size(size)}"
-        if size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES:
-            title += " (showing the end; the full output is kept in the results)"
+        cut = size > TAIL_BYTES or self.view.blockCount() >= MAX_OUTPUT_LINES
+        if self.excerpt:
+            title += " (its beginning and end)"
+        elif cut:
+            title += " (showing the end; the whole output is in its file)"
         self.title.setText(title)
+        # Only an output the view does not hold whole needs its file opened.
+        self.open_button.setVisible((self.excerpt or cut) and self.whole_file is not None)
 
     @property
     def text(self) -> str:
@@ -154,13 +213,25 @@ class StreamView(QWidget):
 
 
 class OutputPane(QWidget):
-    """stdout and stderr of the selected command, side by side; Ctrl+F finds in them."""
+    """stdout and stderr of the selected command, side by side, with the files it
+    collected; or every output of the test once per set of identical ones (Group
+    identical outputs). Ctrl+F finds in what is shown."""
+
+    STREAMS, FOLDED = range(2)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.header = QLabel("Select a command to see its output.")
         self.header.setWordWrap(True)
         never_widen(self.header)
+        self.fold_check = QCheckBox("&Group identical outputs")
+        self.fold_check.setToolTip(
+            "Show each distinct output once, with the hosts that wrote it as a node set"
+        )
+        self.fold_check.toggled.connect(self._fold_toggled)
+        heading = QHBoxLayout()
+        heading.addWidget(self.header, 1)
+        heading.addWidget(self.fold_check)
         self.stdout = StreamView("stdout")
         self.stderr = StreamView("stderr")
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -168,16 +239,36 @@ class OutputPane(QWidget):
         splitter.addWidget(self.stderr)
         splitter.setSizes([600, 400])
         splitter.setChildrenCollapsible(False)
+        self.files_label = QLabel("Collected files (Enter or double-click opens one):")
+        self.files = QListWidget()
+        self.files.itemActivated.connect(self._open_item)
+        streams = QWidget()
+        streams_layout = QVBoxLayout(streams)
+        streams_layout.setContentsMargins(0, 0, 0, 0)
+        streams_layout.addWidget(splitter, 1)
+        streams_layout.addWidget(self.files_label)
+        streams_layout.addWidget(self.files)
+        self.folded = QPlainTextEdit()
+        self.folded.setReadOnly(True)
+        self.folded.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.folded.setFont(_fixed_font())
+        self.stack = QStackedWidget()
+        self.stack.addWidget(streams)
+        self.stack.addWidget(self.folded)
         self.find_bar = FindBar()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.header)
-        layout.addWidget(splitter, 1)
+        layout.addLayout(heading)
+        layout.addWidget(self.stack, 1)
         layout.addWidget(self.find_bar)
+        self.test: TestResult | None = None
         self.command: CommandResult | None = None
+        self.host: HostResult | None = None
+        self._files_listed: tuple[int, int] | None = None  # (command id, rows) on the list
         self.last_stream = self.stdout
         for stream in (self.stdout, self.stderr):
             stream.view.installEventFilter(self)
+        self._show_files()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if event.type() == QEvent.Type.FocusIn:
@@ -185,28 +276,90 @@ class OutputPane(QWidget):
         return False
 
     def open_find(self) -> None:
-        """Open the find bar on the stream last focused (stdout at first)."""
-        self.find_bar.open_on(self.last_stream.view)
+        """Open the find bar on what is shown (the stream last focused, stdout at first)."""
+        folded = self.stack.currentIndex() == self.FOLDED
+        self.find_bar.open_on(self.folded if folded else self.last_stream.view)
+
+    def set_test(self, test: TestResult | None) -> None:
+        self.test = test
+        self._update_folded()
 
     def show_command(self, host: HostResult | None, command: CommandResult | None) -> None:
         if command is self.command:
             self.refresh()
             return
         self.command = command
+        self.host = host
+        self._show_files()
+        self._update_header()
         if host is None or command is None:
-            self.header.setText("Select a command to see its output.")
             self.stdout.set_command(None)
             self.stderr.set_command(None)
             return
-        self.header.setText(
-            f"<b>{escape(str(host.address))}</b>: <code>{escape(command.command)}</code>"
-        )
         self.stdout.set_command(command)
         self.stderr.set_command(command)
+
+    def _update_header(self) -> None:
+        if self.fold_check.isChecked():
+            self.header.setText("Every output of the test once, after the hosts that wrote it:")
+        elif self.host is None or self.command is None:
+            self.header.setText("Select a command to see its output.")
+        else:
+            self.header.setText(
+                f"<b>{escape(str(self.host.address))}</b>: "
+                f"<code>{escape(self.command.command)}</code>"
+            )
+
+    def _show_files(self) -> None:
+        """The selected command's collected files (openable) and their warnings."""
+        command = self.command
+        collected = [] if command is None else command.collected
+        warnings = [] if command is None else command.warnings
+        listed = (id(command), len(collected) + len(warnings))
+        if listed == self._files_listed:
+            return  # unchanged (files arrive once, when the command ends)
+        self._files_listed = listed
+        self.files.clear()
+        for item in collected:
+            row = QListWidgetItem(f"{item.path.name}  ({text.size(item.bytes)})  {item.pattern}")
+            row.setToolTip(str(item.path))
+            row.setData(Qt.ItemDataRole.UserRole, str(item.path))
+            self.files.addItem(row)
+        for warning in warnings:
+            row = QListWidgetItem(f"warning: {warning}")
+            row.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            self.files.addItem(row)
+        shown = bool(collected or warnings)
+        self.files_label.setVisible(shown)
+        self.files.setVisible(shown)
+        if shown:
+            rows = min(4, self.files.count())
+            frame = 2 * self.files.frameWidth() + 2
+            self.files.setFixedHeight(rows * self.files.sizeHintForRow(0) + frame)
+
+    def _open_item(self, item: QListWidgetItem) -> None:
+        path = item.data(Qt.ItemDataRole.UserRole)
+        if path:
+            open_file(path)
+
+    def _fold_toggled(self, on: bool) -> None:
+        self.stack.setCurrentIndex(self.FOLDED if on else self.STREAMS)
+        self._update_header()
+        self._update_folded()
+
+    def _update_folded(self) -> None:
+        if not self.fold_check.isChecked():
+            return
+        lines = folded_lines(self.test) if self.test is not None else ["No test selected."]
+        shown = "\n".join(lines)
+        if shown != self.folded.toPlainText():
+            self.folded.setPlainText(shown)
 
     def refresh(self) -> None:
         self.stdout.refresh()
         self.stderr.refresh()
+        self._show_files()
+        self._update_folded()
 
 
 class TestDetail(QWidget):
@@ -273,6 +426,7 @@ class TestDetail(QWidget):
             return
         self.test = test
         self.model.set_test(test)
+        self.output.set_test(test)
         self.timeline.set_test(test)
         self._follow_order()
         self._update_summary()
@@ -322,6 +476,8 @@ class TestDetail(QWidget):
         if test.reason:
             head += f": {escape(test.reason)}"
         parts = [head, *(escape(part) for part in text.summary_parts(test))]
+        if test.status not in (TestStatus.PENDING, TestStatus.RUNNING) and test.hosts:
+            parts.append(escape(text.window_line(test)))
         self.summary.setText(" · ".join(parts))
 
     def refresh(self) -> None:

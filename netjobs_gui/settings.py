@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core.nodesets import NO_GROUPS, Groups, GroupsError, load_groups
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT
@@ -85,6 +86,20 @@ class Settings:
     @token_file.setter
     def token_file(self, value: str) -> None:
         self.store.setValue("run/token_file", value)
+
+    @property
+    def groups_file(self) -> str:
+        """The `name: nodeset` groups file that `@name` targets use; "" = none."""
+        return str(self.store.value("run/groups_file", "") or "")
+
+    @groups_file.setter
+    def groups_file(self, value: str) -> None:
+        self.store.setValue("run/groups_file", value)
+
+    def groups(self) -> Groups:
+        """The groups file read (NO_GROUPS when none is set); raises GroupsError."""
+        path = self.groups_file
+        return load_groups(Path(path).expanduser()) if path else NO_GROUPS
 
     @property
     def default_port(self) -> int:
@@ -217,6 +232,20 @@ class SettingsDialog(QDialog):
         token_row.addWidget(self.token_edit, 1)
         token_row.addWidget(browse)
 
+        self.groups_edit = QLineEdit(settings.groups_file)
+        self.groups_edit.setPlaceholderText("none: targets may not use @name groups")
+        self.groups_edit.setToolTip("Lines 'name: nodeset' (web: node[01-08]); a config's @web")
+        groups_browse = QPushButton("Bro&wse…")
+        groups_browse.clicked.connect(self._browse_groups)
+        groups_row = QHBoxLayout()
+        groups_row.addWidget(self.groups_edit, 1)
+        groups_row.addWidget(groups_browse)
+        self.groups_error = QLabel()
+        self.groups_error.setStyleSheet(f"color: {color(HostState.FAILED)};")
+        self.groups_error.setWordWrap(True)
+        self.groups_error.hide()
+        self.groups_edit.textChanged.connect(lambda _text: self.groups_error.hide())
+
         self.port_spin = QSpinBox()
         self.port_spin.setRange(1, 65535)
         self.port_spin.setValue(settings.default_port)
@@ -253,6 +282,10 @@ class SettingsDialog(QDialog):
         form.addRow(
             "", QLabel("<small>The agents' shared secret; never sent over the network.</small>")
         )
+        groups_label = QLabel("&Groups file:")
+        groups_label.setBuddy(self.groups_edit)
+        form.addRow(groups_label, groups_row)
+        form.addRow("", self.groups_error)
         port_label = QLabel("Default agent p&ort:")
         port_label.setBuddy(self.port_spin)
         form.addRow(port_label, self.port_spin)
@@ -285,9 +318,15 @@ class SettingsDialog(QDialog):
         if path:
             self.token_edit.setText(path)
 
+    def _browse_groups(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Groups file", self.groups_edit.text())
+        if path:
+            self.groups_edit.setText(path)
+
     def apply(self) -> None:
         """Write the dialog's values to the settings."""
         self.settings.token_file = self.token_edit.text().strip()
+        self.settings.groups_file = self.groups_edit.text().strip()
         self.settings.default_port = self.port_spin.value()
         self.settings.connect_timeout = self.timeout_spin.value()
         self.settings.stop_on_failure = self.stop_check.isChecked()
@@ -308,6 +347,17 @@ class SettingsDialog(QDialog):
             return f"{path} is not a file: choose the agents' token file."
         return ""
 
+    def groups_problem(self) -> str:
+        """Why the groups file typed cannot be used ("" if it can, or if left empty)."""
+        typed = self.groups_edit.text().strip()
+        if not typed:
+            return ""
+        try:
+            load_groups(Path(typed).expanduser())
+        except GroupsError as exc:
+            return str(exc)
+        return ""
+
     def accept(self) -> None:
         problem = self.token_problem()
         if problem:  # refused: the dialog stays open, saying why
@@ -315,6 +365,12 @@ class SettingsDialog(QDialog):
             self.token_error.show()
             self.token_edit.setFocus()
             self.token_edit.selectAll()
+            return
+        problem = self.groups_problem()
+        if problem:
+            self.groups_error.setText(problem)
+            self.groups_error.show()
+            self.groups_edit.setFocus()
             return
         self.apply()
         super().accept()

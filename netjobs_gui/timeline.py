@@ -7,7 +7,8 @@ paints them. Each row has two parts:
   line at 0): a dot at each command's measured release with a ± whisker for its
   host's clock uncertainty; the shaded band is the measured start spread;
 - a *run* strip in seconds: a bar from the command's start to its end,
-  coloured by its state, with its duration and exit code after it.
+  coloured by its state, with its duration and exit code after it; the green
+  band is the concurrent window, when every command was running at once.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class TimelineData:
     spread_ms: float | None
     spread_uncertainty_ms: float | None
     now_ms: float | None = None  # while the test runs: now, from the common start
+    window_ms: tuple[float, float] | None = None  # every command running, from the common start
     rows: list[TimelineRow] = field(default_factory=list)
 
     @property
@@ -108,6 +110,9 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
         spread_ms=test.start_spread_ms,
         spread_uncertainty_ms=test.start_spread_uncertainty_ms,
     )
+    found = test.concurrent_window
+    if found is not None and start is not None:
+        data.window_ms = ((found.start - start) * 1000.0, (found.end - start) * 1000.0)
     for host in test.hosts:
         for command in host.commands:
             start_ms = end_ms = None
@@ -289,6 +294,19 @@ def layout(
     )
 
 
+def window_band(data: TimelineData, run: Axis) -> tuple[float, float] | None:
+    """The concurrent window's pixels (left, right) on the run strip, clipped to it and
+    at least 2 px wide; None when there is no window."""
+    if data.window_ms is None:
+        return None
+    low, high = data.window_ms
+    left = run.x(max(low, run.low))
+    right = run.x(min(high, run.high))
+    if right < left:
+        return None
+    return left, max(right, left + 2.0)
+
+
 def bar_note(row: TimelineRow) -> str:
     """What follows a run bar: its duration, and how it ended unless it simply succeeded."""
     duration = row.duration_ms
@@ -338,6 +356,13 @@ class _Pens:
 
 
 NOW_COLOR = "#0f766e"
+WINDOW_COLOR = "#16a34a"
+LEGEND = (
+    "red dashes: the common start  ·  blue band: the start spread  ·  "
+    "whisker: ± the host's clock uncertainty  ·  green line: now",
+    "bar: a command's run, coloured by state (faded: running, or end unknown)  ·  "
+    "red bracket: its timeout  ·  green band: all running together",
+)
 TIMEOUT_COLOR = "#b91c1c"
 SELECTED_COLOR = "#2563eb"
 
@@ -615,6 +640,12 @@ class TimelineWidget(QAbstractScrollArea):
             band.setAlpha(40)
             x1, x2 = start.x(first), start.x(last)
             painter.fillRect(QRectF(x1, top, max(2.0, x2 - x1), rows_bottom - top), band)
+        band_x = window_band(data, run)
+        if band_x is not None:
+            together = QColor(WINDOW_COLOR)
+            together.setAlpha(60)
+            left, right = band_x
+            painter.fillRect(QRectF(left, top, right - left, rows_bottom - top), together)
         painter.setPen(QPen(QColor("#dc2626"), 1.5, Qt.PenStyle.DashLine))
         for axis in (start, run):
             painter.drawLine(QPointF(axis.x(0.0), top), QPointF(axis.x(0.0), rows_bottom))
@@ -694,13 +725,5 @@ class TimelineWidget(QAbstractScrollArea):
 
     def _paint_legend(self, painter: QPainter, pens: _Pens, geometry: Layout, top: float) -> None:
         painter.setPen(pens.muted)
-        painter.drawText(
-            QPointF(geometry.left, top + 19),
-            "red dashes: the common start  ·  blue band: the start spread  ·  "
-            "whisker: ± the host's clock uncertainty  ·  green line: now",
-        )
-        painter.drawText(
-            QPointF(geometry.left, top + 37),
-            "bar: a command's run, coloured by state (faded: running, or end unknown)  ·  "
-            "red bracket: its timeout",
-        )
+        for number, line in enumerate(LEGEND):
+            painter.drawText(QPointF(geometry.left, top + 19 + 18 * number), line)

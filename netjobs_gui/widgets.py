@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt
-from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor, QTextDocument
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -23,6 +24,14 @@ from PySide6.QtWidgets import (
 from netjobs_core import text
 from netjobs_gui.columns import Fit, fit_widths
 from netjobs_gui.models import ColumnsModel, TableProxy
+
+# The one way a file leaves the window for another program (tests replace it).
+open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl
+
+
+def open_file(path: str | os.PathLike[str]) -> bool:
+    """Open `path` with the desktop's program for it (a text viewer, a JSON viewer...)."""
+    return open_url(QUrl.fromLocalFile(os.fspath(path)))
 
 
 def make_table(model: ColumnsModel, single: bool = True) -> QTableView:

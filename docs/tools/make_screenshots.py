@@ -4,9 +4,13 @@
 
 Runs offscreen (no display needed): starts local agents with a fresh token,
 drives the real window through open, check hosts, run, and results, and saves
-`widget.grab()` of each state: first with 3 hosts, then with a fleet of 36
-agents (checking, running, finished with problems, problems only, 1024x700).
-Settings go to a temporary folder.
+`widget.grab()` of each state: first with 3 hosts (a config with an error,
+one with host ranges and groups, the hosts checked, a run live and finished,
+its collected files, a large output, the timeline with the concurrent window),
+then with a fleet of 36 agents (checking, running, finished with problems,
+grouped outputs, problems only, the window, 1024x700), and last the run
+history with the start spread of a test run three times. Settings and the
+run history go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -58,8 +62,22 @@ throughput:
 {a0}: "for i in $(seq 24); do echo block $i: $((900 + i * 7)) MB/s; sleep 0.1; done"
 {a1}: "for i in $(seq 32); do echo block $i: $((840 + i * 5)) MB/s; sleep 0.1; done"
 -timeout: 1m
+{a1}: "seq -f 'sample %g: 4096 bytes read, checksum ok' 40000; sleep 2"
 {a2}: "for i in $(seq 18); do echo block $i: $((610+3*i)) MB/s; sleep .1; done; exit 9"
-{a2}: "vmstat 1 3 | tail -n 2; echo 'sda: 3 retries' >&2"
+{a2}: "vmstat 1 3 | tail -n 2; echo 'sda: 3 retries' >&2; echo retries=3 > {work}/disk.txt"
+-collect: {work}/disk.txt
+end
+"""
+
+NODE_SETS = """\
+# A fleet by name: host ranges, and groups from the groups file (Settings).
+nightly:
+-generaltimeout: 10m
+-minhosts: 30
+-collect: /tmp/fio-$NETJOBS_INDEX.json
+node[01-32]: "fio job.fio --output=/tmp/fio-$NETJOBS_INDEX.json"
+@storage!stor3: "iostat -x 5 12"
+-timeout: 2m
 end
 """
 
@@ -83,10 +101,11 @@ def fleet_config(ports: list[int]) -> str:
             lines += [f'{target}: "echo node {n}: waiting for the array; sleep 30"', "-timeout: 3s"]
             continue
         work = f"sleep {1 + (n % 7) * 0.35:.2f}"
-        tail = "; echo 'node {n}: checksum mismatch' >&2; exit 2" if n in FAILING else ""
+        tail = "; echo 'checksum mismatch' >&2; exit 2" if n in FAILING else ""
+        # Three disk models: their outputs fold into three groups (and the failures).
         lines.append(
-            f'{target}: "echo node {n}: fio randread --bs=4k --iodepth=32; {work}; '
-            f'echo read: {880 + n * 3} MiB/s{tail.format(n=n)}"'
+            f'{target}: "echo fio randread --bs=4k --iodepth=32; {work}; '
+            f'echo read: {880 + (n % 3) * 40} MiB/s{tail}"'
         )
     return "\n".join([*lines, "end", ""])
 
@@ -164,7 +183,7 @@ async def main(out: Path, work: Path) -> None:
 
         targets = {f"a{i}": f"127.0.0.1:{agent.port}" for i, agent in enumerate(agents)}
         config = work / "storage-bench.cfg"
-        config.write_text(CONFIG.format(**targets))
+        config.write_text(CONFIG.format(work=work, **targets))
         window.open_path(str(config))
         good_text = window.editor.text
         broken = good_text.replace("-minhosts: 2", "-minhosts: two")
@@ -172,6 +191,13 @@ async def main(out: Path, work: Path) -> None:
         await wait_until(lambda: window.editor.error is not None, 5)
         window.editor.go_to_error()
         await shot(window, "02-config-with-error.png")
+        groups = work / "groups"
+        groups.write_text("storage: stor[1-4]\n")
+        settings.groups_file = str(groups)
+        window._load_groups()
+        window.editor.editor.setPlainText(NODE_SETS)
+        await wait_until(lambda: window.editor.plan is not None, 5)
+        await shot(window, "03-config-node-sets.png")
         window.editor.editor.setPlainText(good_text)
         window.editor.save()
         await wait_until(lambda: window.editor.error is None, 5)
@@ -179,7 +205,7 @@ async def main(out: Path, work: Path) -> None:
         window.check_hosts()
         await wait_signal(window.controller.check_finished, 30)
         window.hosts.table.selectRow(3)  # the agent holding another token
-        await shot(window, "03-hosts-checked.png")
+        await shot(window, "04-hosts-checked.png")
 
         finished: list[object] = []
         window.controller.run_finished.connect(finished.append)
@@ -198,27 +224,33 @@ async def main(out: Path, work: Path) -> None:
         await wait_until(streaming, 20)
         view.detail.select_row(1)
         await asyncio.sleep(0.4)
-        await shot(window, "04-run-in-progress.png")
+        await shot(window, "05-run-in-progress.png")
         view.detail.tabs.setCurrentIndex(1)
-        await shot(window, "05-run-timeline-live.png")
+        await shot(window, "06-run-timeline-live.png")
         view.detail.tabs.setCurrentIndex(0)
 
         await wait_until(lambda: finished, 60)
         run = finished[0]
-        view.detail.select_row(3)
-        await shot(window, "06-run-finished.png")
+        view.detail.select_row(4)  # vmstat: a file collected
+        await shot(window, "07-run-finished-collected-file.png")
+        view.detail.select_row(2)  # 1.6 MB of output
+        await shot(window, "08-large-output.png")
 
         window.tabs.setCurrentIndex(window.RESULTS_TAB)
         results = window.results
         results.select_row(len(results.model.entries) - 1)
         results.detail.tabs.setCurrentIndex(1)
-        await shot(window, "07-results-timeline.png")
+        await shot(window, "09-results-timeline-window.png")
+        for _ in range(2):  # the warm-up twice more: the history compares its runs
+            finished.clear()
+            assert window.start_run(["warmup"])
+            await wait_until(lambda: finished, 30)
 
         saved = window.save_logs(run, str(work / "storage-bench_results.json"))
         assert saved, window.errors
         window.dry_run()
         dialog = window.dialogs[-1]
-        await shot(dialog, "08-dry-run.png")
+        await shot(dialog, "10-dry-run.png")
         dialog.close()
 
         # ---- a fleet of 36
@@ -237,7 +269,7 @@ async def main(out: Path, work: Path) -> None:
             await wait_until(lambda: sum(row.check is not None for row in hosts.rows) >= FLEET, 30)
             reachable = hosts.COLUMNS.index("Reachable")  # the hosts still checking first
             window.hosts.table.sortByColumn(reachable, Qt.SortOrder.AscendingOrder)
-            await shot(window, "09-fleet-check-hosts.png")
+            await shot(window, "11-fleet-check-hosts.png")
             await wait_signal(window.controller.check_finished, 30)
         window.hosts.set_manual_targets([], settings.default_port)
 
@@ -254,20 +286,36 @@ async def main(out: Path, work: Path) -> None:
         )
         await asyncio.sleep(1.6)
         detail.tabs.setCurrentIndex(detail.TIMELINE_TAB)
-        await shot(window, "10-fleet-running-timeline.png")
+        await shot(window, "12-fleet-running-timeline.png")
         await wait_until(lambda: finished, 60)
         detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
         detail.select_row(FAILING[0])
-        await shot(window, "11-fleet-finished-with-problems.png")
+        await shot(window, "13-fleet-finished-with-problems.png")
+        detail.output.fold_check.setChecked(True)
+        await shot(window, "14-fleet-grouped-outputs.png")
+        detail.output.fold_check.setChecked(False)
         detail.filter.problems.setChecked(True)
         detail.table.sortByColumn(detail.model.COLUMNS.index("State"), Qt.SortOrder.AscendingOrder)
         detail.select_row(FAILING[0])
-        await shot(window, "12-fleet-problems-only.png")
+        await shot(window, "15-fleet-problems-only.png")
         detail.tabs.setCurrentIndex(detail.TIMELINE_TAB)
-        await shot(window, "13-fleet-problems-timeline.png")
+        await shot(window, "16-fleet-problems-timeline.png")
+        detail.filter.problems.setChecked(False)
+        detail.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        await shot(window, "17-fleet-window-timeline.png")
         detail.tabs.setCurrentIndex(detail.OUTPUT_TAB)
         window.resize(1024, 700)
-        await shot(window, "14-fleet-1024x700.png")
+        await shot(window, "18-fleet-1024x700.png")
+        window.resize(*SIZE)
+
+        window.tabs.setCurrentIndex(window.RESULTS_TAB)
+        results.sources.setCurrentIndex(results.HISTORY_TAB)
+        history = results.history
+        history.reload()
+        rows = [r.config_path.endswith("storage-bench.cfg") for r in history.model.records]
+        history.table.selectRow(rows.index(True))  # the last warm-up
+        history.test_choice.setCurrentText("warmup")
+        await shot(window, "19-history.png")
 
         window.editor.editor.document().setModified(False)
         window.close()
@@ -282,6 +330,7 @@ def run() -> int:
         screen.write_text(json.dumps(SCREEN))
         os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={screen}"
         os.environ["NETJOBS_GUI_SETTINGS_DIR"] = str(work / "settings")
+        os.environ["XDG_DATA_HOME"] = str(work / "data")  # run folders and the history
 
         import qasync
         from PySide6.QtWidgets import QApplication

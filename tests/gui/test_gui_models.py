@@ -113,6 +113,7 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
                 rtt_ms=0.123,
                 clock_offset_ms=-1.5,
                 clock_uncertainty_ms=0.01,
+                wall_clock_offset_ms=37002.5,
             ),
             HostCheck(
                 Address("beta", 17000),
@@ -124,19 +125,23 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
         ]
     )
     rows = table(model)
-    assert rows[0][2:9] == [
+    assert rows[0][2:10] == [
         "✔ yes",
         "✔ yes",
         "3.0.0",
         "0.123 ms",
         "-1.500 ms ± 0.010 ms",
+        "+37.002 s",  # the agent's wall clock minus ours
         "idle",
         "a1 · Linux",
     ]
+    wall = model.COLUMNS.index("Wall clock")
+    tip = model.data(model.index(0, wall), Qt.ItemDataRole.ToolTipRole)
+    assert tip == "wall clock +37.002 s ± 0.010 ms"
     assert rows[1][2:4] == ["✔ yes", "✘ no"]
-    assert rows[1][9].startswith("authentication failed")
+    assert rows[1][10].startswith("authentication failed")
     assert rows[2][2:4] == ["✘ no", "—"]
-    assert rows[2][9] == "connection refused"
+    assert rows[2][10] == "connection refused"
     assert model.summary() == "3 hosts: 1 ready, 2 with problems"
     reachable = model.COLUMNS.index("Reachable")
     assert model.data(model.index(2, reachable), Qt.ItemDataRole.ForegroundRole) is not None

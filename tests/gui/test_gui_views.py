@@ -347,6 +347,7 @@ def test_big_windows_give_the_room_to_the_tables_and_no_splitter_collapses(windo
                 ("commands", window.run_view.detail.table),
                 ("hosts", window.hosts.table),
                 ("results", window.results.table),
+                ("history", window.results.history.table),
             ):
                 if table.isVisible():
                     length = table.horizontalHeader().length()

@@ -1,0 +1,158 @@
+"""Past runs across sessions, read from the run history (netjobs_core.history).
+
+Every run of the CLI or of this window is recorded there when it ends. The
+table lists them newest first (a run whose results folder was deleted says
+so); the selected run's test is shown below it (from its results.json), and
+Show run adds the run to this session's list; the plot beside it
+compares the start spread of one of its tests over every recorded run of that
+test of the same config (and over the repetitions of --repeat).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from netjobs_core.history import History, HistoryError, RunRecord
+from netjobs_gui.columns import HISTORY_FIT, spread_series
+from netjobs_gui.models import HistoryModel
+from netjobs_gui.spread_plot import SpreadPlot
+from netjobs_gui.widgets import (
+    FilterBar,
+    FitColumns,
+    current_row,
+    make_table,
+    never_widen,
+    select_row,
+    source_row,
+)
+
+HISTORY_LIMIT = 500  # runs read at once; the oldest beyond it stay in the database
+
+
+class HistoryPanel(QWidget):
+    open_requested = Signal(str)  # a results.json to add to this session's list
+    test_chosen = Signal(object, str)  # (RunRecord or None, test label): show it below
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.path = Path(path) if path is not None else None  # None: the user's history
+        self.model = HistoryModel(self)
+        self.table = make_table(self.model)
+        self.columns = FitColumns(self.table, HISTORY_FIT)
+        self.filter = FilterBar(self.table, "by test, config or run id")
+        self.table.selectionModel().currentRowChanged.connect(self._current_changed)
+        self.table.doubleClicked.connect(lambda _index: self.show_run())
+        self.table.activated.connect(lambda _index: self.show_run())
+        self.table.setMinimumHeight(40)
+
+        self.show_button = QPushButton("Sho&w run")
+        self.show_button.setToolTip("Open the selected run's results in the list below")
+        self.show_button.clicked.connect(self.show_run)
+        reload_button = QPushButton("Reloa&d")
+        reload_button.setToolTip("Read the run history again (runs of netjobs in a terminal too)")
+        reload_button.clicked.connect(self.reload)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        never_widen(self.note)
+        buttons = QHBoxLayout()  # one row with the filter: the table keeps its height
+        buttons.addWidget(self.show_button)
+        buttons.addWidget(reload_button)
+        buttons.addWidget(self.filter, 1)
+
+        self.test_choice = QComboBox()
+        self.test_choice.setToolTip("The test of the selected run whose spread is plotted")
+        self.test_choice.currentTextChanged.connect(lambda _label: self._update_plot())
+        self.plot = SpreadPlot()
+        plot_side = QWidget()
+        plot_layout = QVBoxLayout(plot_side)
+        plot_layout.setContentsMargins(0, 0, 0, 0)
+        plot_layout.addWidget(self.test_choice)
+        plot_layout.addWidget(self.plot, 1)
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.table, 1)
+        left_layout.addWidget(self.note)
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(plot_side)
+        splitter.setChildrenCollapsible(False)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+        self.reload()
+
+    @property
+    def current_record(self) -> RunRecord | None:
+        row = current_row(self.table)
+        return None if row is None else self.model.records[row]
+
+    def reload(self) -> None:
+        """Read the newest runs again, keeping the selected one selected."""
+        selected = self.current_record
+        try:
+            with History(self.path) as history:
+                records = history.recent(HISTORY_LIMIT)
+        except HistoryError as exc:
+            records = []
+            self.note.setText(f"The run history cannot be read: {exc}")
+        else:
+            self.note.setText(
+                f"{len(records)} past runs (newest first)." if records else "No run recorded yet."
+            )
+        self.model.set_records(records)
+        ids = [record.run_id for record in records]
+        if records:
+            at = ids.index(selected.run_id) if selected and selected.run_id in ids else 0
+            select_row(self.table, at)
+        else:
+            self._current_changed(QModelIndex(), None)
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
+        row = source_row(self.table, current)
+        record = None if row is None else self.model.records[row]
+        self.show_button.setEnabled(record is not None and record.results_kept)
+        if record is not None and not record.results_kept:
+            self.show_button.setToolTip(f"Its results folder was deleted: {record.results_dir}")
+        else:
+            self.show_button.setToolTip("Open the selected run's results in the list below")
+        labels = [] if record is None else list(dict.fromkeys(t.label for t in record.tests))
+        self.test_choice.blockSignals(True)
+        self.test_choice.clear()
+        self.test_choice.addItems(labels)
+        self.test_choice.blockSignals(False)
+        self._update_plot()
+
+    def _update_plot(self) -> None:
+        record = self.current_record
+        label = self.test_choice.currentText()
+        self.announce()
+        if record is None or not label:
+            self.plot.set_series("", [])
+            return
+        self.plot.set_series(label, spread_series(self.model.records, record.config_path, label))
+
+    def announce(self) -> None:
+        """Say which run and test are selected (test_chosen), for the detail below."""
+        self.test_chosen.emit(self.current_record, self.test_choice.currentText())
+
+    def show_run(self) -> None:
+        record = self.current_record
+        if record is not None and record.results_kept:
+            self.open_requested.emit(os.fspath(record.json_path))

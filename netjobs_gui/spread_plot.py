@@ -1,0 +1,129 @@
+"""A small plot: one test's start spread over its runs (the run history, --repeat).
+
+`plot_layout()` places everything from the values and the widget's size alone
+(no Qt, tested on its own); `SpreadPlot` paints it with QPainter.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtWidgets import QWidget
+
+from netjobs_core import text
+from netjobs_gui.columns import SpreadPoint
+from netjobs_gui.timeline import nice_step
+
+LEFT, RIGHT, TOP, BOTTOM = 64, 14, 28, 24
+LINE_COLOR = "#2563eb"
+
+
+@dataclass(frozen=True)
+class PlotLayout:
+    left: float
+    right: float
+    top: float
+    bottom: float
+    y_max: float  # ms at the top of the plot (0 at the bottom)
+    step: float  # ms between two ticks
+    points: tuple[tuple[float, float] | None, ...]  # None: that run measured no spread
+
+    def y(self, value_ms: float) -> float:
+        return self.bottom - value_ms / self.y_max * (self.bottom - self.top)
+
+    def ticks(self) -> list[float]:
+        return [k * self.step for k in range(round(self.y_max / self.step) + 1)]
+
+
+def plot_layout(values: Sequence[float | None], width: int, height: int) -> PlotLayout:
+    """The runs evenly spaced left to right (oldest first), the spread from 0 up to
+    a whole number of ticks above the largest."""
+    left, right, top, bottom = (
+        LEFT,
+        max(LEFT + 20, width - RIGHT),
+        TOP,
+        max(TOP + 20, height - BOTTOM),
+    )
+    known = [v for v in values if v is not None]
+    largest = max(known, default=0.0)
+    step = nice_step(largest if largest > 0 else 1.0, 4)
+    y_max = max(step, math.ceil(largest / step - 1e-9) * step)
+    geometry = PlotLayout(left, right, top, bottom, y_max, step, ())
+    count = len(values)
+    points = []
+    for index, value in enumerate(values):
+        x = (left + right) / 2 if count == 1 else left + index * (right - left) / (count - 1)
+        points.append(None if value is None else (x, geometry.y(value)))
+    return PlotLayout(left, right, top, bottom, y_max, step, tuple(points))
+
+
+def plot_title(label: str, points: Sequence[SpreadPoint]) -> str:
+    runs = text.count(len(points), "run")
+    if len(points) < 2:
+        return f"{label!r}: {runs} so far, nothing to compare yet"
+    return f"{label!r}: start spread over {runs}"
+
+
+class SpreadPlot(QWidget):
+    """The start spread of one test over its runs: a dot per run, joined by a line."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = ""
+        self.points: list[SpreadPoint] = []
+        self.setMinimumSize(260, 90)
+
+    def set_series(self, label: str, points: Sequence[SpreadPoint]) -> None:
+        self.label, self.points = label, list(points)
+        self.update()
+
+    @property
+    def title(self) -> str:
+        return plot_title(self.label, self.points) if self.label else "Select a past run"
+
+    def sizeHint(self) -> QSize:
+        return QSize(360, 190)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        palette = self.palette()
+        painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
+        ink = palette.color(QPalette.ColorRole.Text)
+        muted, grid = QColor(ink), QColor(ink)
+        muted.setAlpha(150)
+        grid.setAlpha(40)
+        painter.setPen(ink)
+        metrics = painter.fontMetrics()
+        title = metrics.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 16)
+        painter.drawText(QPointF(8, 17), title)
+        geometry = plot_layout([p.spread_ms for p in self.points], self.width(), self.height())
+        for value in geometry.ticks():
+            y = geometry.y(value)
+            painter.setPen(QPen(grid, 1))
+            painter.drawLine(QPointF(geometry.left, y), QPointF(geometry.right, y))
+            painter.setPen(muted)
+            painter.drawText(
+                QRectF(0, y - 9, geometry.left - 6, 18),
+                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                text.tick(value, geometry.step),
+            )
+        dots = [p for p in geometry.points if p is not None]
+        line = QColor(LINE_COLOR)
+        painter.setPen(QPen(line, 1.5))
+        for (x1, y1), (x2, y2) in itertools.pairwise(dots):
+            painter.drawLine(QPointF(x1, y1), QPointF(x2, y2))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(line)
+        for x, y in dots:
+            painter.drawEllipse(QPointF(x, y), 3.5, 3.5)
+        painter.setPen(muted)
+        if self.points:
+            painter.drawText(QPointF(geometry.left, self.height() - 6), "oldest")
+            painter.drawText(QPointF(geometry.right - 40, self.height() - 6), "newest")
+        painter.end()
