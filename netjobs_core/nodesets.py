@@ -124,7 +124,10 @@ def _node_set(text: str, groups: Groups) -> NodeSet:
             raise NodeSetError("'@' without a group name")
         if name not in groups.sets:
             if not groups.path:
-                raise NodeSetError(f"unknown group '@{name}': no groups file given (--groups FILE)")
+                raise NodeSetError(
+                    f"unknown group '@{name}': no groups file given "
+                    "(--groups FILE; in the GUI: Settings)"
+                )
             raise NodeSetError(f"unknown group '@{name}' (not in {groups.path})")
     _check_size(text)
     try:

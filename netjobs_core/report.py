@@ -13,7 +13,6 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
-from netjobs_core.nodesets import fold
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
@@ -44,11 +43,6 @@ def _output(name: str, output: Output, show: int) -> list[str]:
     return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
 
-def _output_key(command: CommandResult) -> Hashable:
-    """What makes two commands' outputs the same, byte for byte (size and sha256)."""
-    return tuple((len(o), o.sha256) for o in (command.stdout, command.stderr))
-
-
 def _groups(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
     """`items` with equal keys together, in the order each key first appears."""
     groups: dict[Hashable, list[T]] = {}
@@ -57,16 +51,11 @@ def _groups(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
     return list(groups.values())
 
 
-def _members(hosts: Sequence[HostResult]) -> str:
-    """`node[01-04,07] (5 hosts)`."""
-    return f"{fold(h.target for h in hosts)} ({text.count(len(hosts), 'host')})"
-
-
 def _folded(test: TestResult, show: int) -> list[str]:
     """Hosts in the same state, and commands with the same status and output, once each."""
     lines = []
     for hosts in _groups(test.hosts, lambda h: (h.state, h.error)):
-        line = f"  {_members(hosts)}  {word(hosts[0].state)}"
+        line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
         if hosts[0].error:
             line += f" ({hosts[0].error})"
         numbers = []
@@ -85,7 +74,7 @@ def _folded(test: TestResult, show: int) -> list[str]:
             p[1].exit_code,
             p[1].message,
             tuple(p[1].warnings),
-            _output_key(p[1]),
+            p[1].output_identity,
         ),
     ):
         command = group[0][1]
@@ -94,7 +83,9 @@ def _folded(test: TestResult, show: int) -> list[str]:
             parts.append(f"ran {text.span((c.duration_s for _, c in group), text.seconds)}")
         if command.message:
             parts.append(command.message)
-        lines.append(f"  {_members([h for h, _ in group])}: {', '.join(parts)}: {command.command}")
+        lines.append(
+            f"  {text.members([h.target for h, _ in group])}: {', '.join(parts)}: {command.command}"
+        )
         lines.extend(f"      {line}" for line in _folded_files([c for _, c in group]))
         lines.extend(_output("stdout", command.stdout, show))
         lines.extend(_output("stderr", command.stderr, show))

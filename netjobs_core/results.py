@@ -86,6 +86,12 @@ class CommandResult:
     collected: list[Collected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
 
+    @property
+    def output_identity(self) -> tuple[tuple[int, str], tuple[int, str]]:
+        """What makes two commands' outputs the same byte for byte: sizes and sha256s
+        (what folding compares, in the report and the GUI)."""
+        return (len(self.stdout), self.stdout.sha256), (len(self.stderr), self.stderr.sha256)
+
 
 @dataclass
 class Interruption:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from netjobs_core import text
 from netjobs_core.history import RunRecord
 from netjobs_core.outputs import Output
-from netjobs_core.report import _output_key
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -102,7 +101,7 @@ def output_groups(test: TestResult) -> list[OutputGroup]:
     groups: dict[Hashable, list[tuple[HostResult, CommandResult]]] = {}
     for host in test.hosts:
         for command in host.commands:
-            key = (command.status, command.exit_code, _output_key(command))
+            key = (command.status, command.exit_code, command.output_identity)
             groups.setdefault(key, []).append((host, command))
     return [OutputGroup(tuple(pairs)) for pairs in groups.values()]
 
