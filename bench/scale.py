@@ -191,7 +191,7 @@ def figures_of(test: TestResult, cpu: float, phases: Phases) -> Figures:
     for host in test.hosts:
         for command in host.commands:
             with contextlib.suppress(ValueError, IndexError):
-                stamps.append(int(bytes(command.stdout).split()[-1]))
+                stamps.append(int(command.stdout.read_bytes().split()[-1]))
     error = "" if test.status is TestStatus.PASSED else f"{test.status.value}: {test.reason}"
     assert test.started_at is not None and test.duration_s is not None
     return Figures(
