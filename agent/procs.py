@@ -133,6 +133,16 @@ def _descends(pid: int, ancestor: int, table: dict[int, tuple[int, str]]) -> boo
     return False
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _kill(pids: object, sig: int) -> None:
     for pid in pids:  # type: ignore[attr-defined]
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -220,10 +230,14 @@ class Containment:
             for child in children:
                 if child.is_dir():
                     self._destroy(child)
-            # The empty ones of agents on other ports that were killed (rmdir
-            # fails on a populated cgroup); a live agent that loses its empty
-            # directory makes it again at its next spawn.
-            for other in self._base.parent.glob("netjobs-*"):
+            # The empty ones of stdio agents that were killed (rmdir fails on a
+            # populated cgroup). Only a dead owner's: removing a live agent's
+            # fresh directory raced with its first spawn. An agent on a port
+            # removes its own at its end, or the next one on that port reuses it.
+            for other in self._base.parent.glob("netjobs-stdio*"):
+                owner = other.name.removeprefix("netjobs-stdio")
+                if owner.isdigit() and _alive(int(owner)):
+                    continue
                 for empty in [*other.glob("cmd-*"), other]:
                     with contextlib.suppress(OSError):
                         empty.rmdir()

@@ -20,6 +20,7 @@ import pytest
 from agent_harness import HostWatch
 from ssh_lab import SSHD, WAIT_S, Lab, SshHost, ip, keygen, ssh_lab
 
+from netjobs_agent import procs
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.config import parse_config
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
@@ -480,6 +481,10 @@ def test_eight_stdio_agents_starting_at_once_all_start():
         for agent in agents:
             assert agent.stdout is not None
             assert agent.stdout.readline().startswith(STDIO_READY)
+        parent = procs._cgroup2_dir()
+        if parent is not None:  # no neighbour took a live agent's (empty) cgroup away
+            missing = [a.pid for a in agents if not (parent / f"netjobs-stdio{a.pid}").is_dir()]
+            assert missing == []
     finally:
         for agent in agents:
             assert agent.stdin is not None
