@@ -123,7 +123,7 @@ def netjobs_run(
     json_path = workdir / "out.json"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     argv = [sys.executable, "-m", "netjobs_core.cli", str(config), "--token-file"]
-    argv += [str(token_file), "--json", str(json_path), "--results", str(results)]
+    argv += [str(token_file), "--json", str(json_path), "--results", str(results), "--no-history"]
     began = time.perf_counter()
     agent_ticks = _cpu_ticks(agent_pid)
     process = subprocess.Popen(

@@ -386,7 +386,7 @@ def file_lines(command: CommandResult) -> list[str]:
 
 
 def collected_summary(files: Sequence[Collected]) -> str:
-    """`collected 32 files, 1.2 GiB in all (paths: results.json)`."""
+    """`collected 32 files, 1.2 GiB in all (their paths: results.json)`."""
     total = sum(item.bytes for item in files)
     return (
         f"collected {count(len(files), 'file')}, {size(total)} in all (their paths: results.json)"
