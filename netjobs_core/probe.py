@@ -35,11 +35,13 @@ class ClockPolicy:
     `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
     pings would not tell more) and it is within half the fastest round trip seen on
     the loop; at most after `max_pings`. With fewer than 10 the worst host's error
-    grew 2-3x on a loaded 2-CPU machine (bench/scale.py, docs/performance.md).
+    grew 2-3x on a loaded 2-CPU machine, and on a quiet one stopping at 10 still
+    doubled it at 200 hosts without saving time (bench/scale.py, docs/performance.md):
+    the default takes all 16.
     """
 
     batch: int = 1
-    min_pings: int = 10
+    min_pings: int = 16
     max_pings: int = 16
     tight_ns: int = 20_000
     patience: int = 4
