@@ -82,7 +82,7 @@ class Channel(Protocol):
         """Up to n bytes; b"" at the end; OSError when lost."""
         ...
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes | bytearray) -> None: ...
 
     def is_closing(self) -> bool: ...
 
@@ -111,7 +111,7 @@ class TcpChannel:
     async def read(self, n: int) -> bytes:
         return await self._reader.read(n)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self._writer.write(data)
 
     def is_closing(self) -> bool:

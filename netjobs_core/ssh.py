@@ -178,8 +178,8 @@ class SshChannel:
     async def read(self, n: int) -> bytes:
         return await self.session.stdout.read(n)
 
-    def write(self, data: bytes) -> None:
-        self._chan.write(data)
+    def write(self, data: bytes | bytearray) -> None:
+        self._chan.write(bytes(data))  # asyncssh wants bytes
 
     def is_closing(self) -> bool:
         return self._chan.is_closing()

@@ -351,16 +351,19 @@ AGENT_SCHEMAS: dict[str, Schema] = {
 STREAMS = frozenset({"stdout", "stderr"})
 
 
-def encode_frame(message: Message, flags: int = 0) -> bytes:
-    """The frame without its tag (a sealed frame's tag is the Connection's business)."""
+def frame_head(message: Message, flags: int = 0) -> bytes:
+    """The frame's prefix and header: what goes before the body."""
     header = json.dumps(
         {"type": message.type, **message.fields}, separators=(",", ":"), ensure_ascii=True
     ).encode("ascii")
     if len(header) > MAX_HEADER or len(message.body) > MAX_BODY:
         raise FrameTooLarge(f"frame too large to send: {message.type}")
-    return _PREFIX.pack(MAGIC, PROTOCOL_VERSION, flags, len(header), len(message.body)) + (
-        header + message.body
-    )
+    return _PREFIX.pack(MAGIC, PROTOCOL_VERSION, flags, len(header), len(message.body)) + header
+
+
+def encode_frame(message: Message, flags: int = 0) -> bytes:
+    """The frame without its tag (a sealed frame's tag is the Connection's business)."""
+    return frame_head(message, flags) + message.body
 
 
 def _printable(data: bytes | bytearray, limit: int = 60) -> str:
@@ -371,20 +374,26 @@ def _printable(data: bytes | bytearray, limit: int = 60) -> str:
 
 @dataclass(frozen=True)
 class RawFrame:
-    """One frame as it came: `signed` (prefix, header, body) is what its tag covers."""
+    """One frame as it came: `head` (prefix and header) then `body` is what its tag
+    covers. Kept apart so that a large body is never copied to be checked or parsed."""
 
     flags: int
-    signed: bytes
-    header_len: int
+    head: bytes
+    body: bytes
     tag: bytes
 
     @property
-    def body(self) -> bytes:
-        return self.signed[PREFIX_SIZE + self.header_len :]
+    def header_len(self) -> int:
+        return len(self.head) - PREFIX_SIZE
+
+    @property
+    def signed(self) -> bytes:
+        """The frame as its tag covers it (the handshake's transcript, tools)."""
+        return self.head + self.body
 
     def message(self) -> Message:
         """Parse the header: call only once the tag (if any is due) verified."""
-        raw_header = self.signed[PREFIX_SIZE : PREFIX_SIZE + self.header_len]
+        raw_header = self.head[PREFIX_SIZE:]
         try:
             header = json.loads(raw_header)
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -435,8 +444,11 @@ class FrameDecoder:
         tag_end = end + (TAG_SIZE if flags & FLAG_TAGGED else 0)
         if len(buf) < tag_end:
             return None
+        head_end = PREFIX_SIZE + header_len
         with memoryview(buf) as view:  # one copy of a large body, not two
-            frame = RawFrame(flags, bytes(view[:end]), header_len, bytes(view[end:tag_end]))
+            frame = RawFrame(
+                flags, bytes(view[:head_end]), bytes(view[head_end:end]), bytes(view[end:tag_end])
+            )
         del buf[:tag_end]
         return frame
 
@@ -780,25 +792,29 @@ class Connection:
             self.state = State.SENT_HELLO
 
     # -- output ---------------------------------------------------------------
-    def data_to_send(self) -> bytes:
-        data = bytes(self._out)
-        self._out.clear()
+    def data_to_send(self) -> bytearray:
+        # Handed over, not copied: output frames are up to MAX_BODY each.
+        data, self._out = self._out, bytearray()
         return data
 
     def _queue(self, message: Message) -> bytes:
-        """Frame MESSAGE (sealed once keyed) onto the output; returns the frame."""
+        """Frame MESSAGE (sealed once keyed) onto the output. Returns an unsealed
+        frame (the hellos, which the handshake transcript covers), else b""."""
         if self._seal is None:
             frame = encode_frame(message)
             self._out += frame
             return frame
-        frame = encode_frame(message, FLAG_TAGGED)
+        # The body is hashed and queued in place: no framed copy of a large output.
+        head = frame_head(message, FLAG_TAGGED)
         mac = self._seal.copy()
         mac.update(_SEQ.pack(self._sent))
-        mac.update(frame)
+        mac.update(head)
+        mac.update(message.body)
         self._sent += 1
-        self._out += frame
+        self._out += head
+        self._out += message.body
         self._out += mac.digest()
-        return frame
+        return b""
 
     def queue_unchecked(self, message: Message) -> None:
         """Queue MESSAGE sealed but past every check: only for tests that play a
@@ -918,7 +934,7 @@ class Connection:
                 frame = self._open(raw)
                 if self.state is State.CLOSED:
                     raise ProtocolError(f"{frame.type!r} after the last word of the peer")
-                message = self._handle(frame, raw.signed)
+                message = self._handle(frame, raw)
                 if message is not None:
                     delivered.append(message)
             return delivered
@@ -942,7 +958,8 @@ class Connection:
             raise IntegrityError(self._integrity_failure("came without its tag"))
         mac = self._unseal.copy()
         mac.update(_SEQ.pack(self._received))
-        mac.update(raw.signed)
+        mac.update(raw.head)
+        mac.update(raw.body)
         if not hmac.compare_digest(mac.digest(), raw.tag):
             raise IntegrityError(self._integrity_failure("does not verify"))
         self._received += 1
@@ -954,7 +971,7 @@ class Connection:
             f"(frame {self._received} from the {self.peer_role.value} {what})"
         )
 
-    def _handle(self, frame: Message, raw: bytes) -> Message | None:
+    def _handle(self, frame: Message, raw: RawFrame) -> Message | None:
         if self.state is State.READY:
             if frame.type == "error":
                 check_fields(frame, HANDSHAKE_SCHEMAS["error"])
@@ -972,7 +989,7 @@ class Connection:
             if self.state is State.SENT_HELLO and self.role is Role.AGENT:
                 raise AuthenticationFailed(f"expected authentication, got {frame.type!r}")
             raise ProtocolError(f"expected {expected!r}, got {frame.type!r}")
-        _HANDSHAKE_STEPS[self.role, self.state](self, frame, raw)
+        _HANDSHAKE_STEPS[self.role, self.state](self, frame, raw.signed)
         self.state = after
         if after is State.READY:  # the peer is authenticated: full-size frames
             self._decoder.max_header, self._decoder.max_body = MAX_HEADER, MAX_BODY
