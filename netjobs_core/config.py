@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from netjobs_core import nodesets
+from netjobs_core.errors import FileLineError
 from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
@@ -76,17 +77,8 @@ MAX_CONFIG_BYTES = 64 * 2**20
 MAX_EXPANDED = 100_000
 
 
-class ConfigError(Exception):
-    """A config file problem: ``str(err) == f"{path}:{line}: {message}"``."""
-
-    def __init__(self, path: str, line: int, message: str) -> None:
-        super().__init__(path, line, message)
-        self.path = path
-        self.line = line
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+class ConfigError(FileLineError):
+    """A config file problem."""
 
 
 @dataclass(frozen=True, slots=True)

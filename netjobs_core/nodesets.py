@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from ClusterShell.NodeSet import NodeSet, NodeSetException
 from ClusterShell.NodeUtils import GroupResolver, GroupSource
 
+from netjobs_core.errors import FileLineError
+
 __all__ = [
     "MAX_HOSTS",
     "Groups",
@@ -52,17 +54,8 @@ class NodeSetError(ValueError):
     """A malformed, empty or too large node set, or an unknown group."""
 
 
-class GroupsError(Exception):
-    """A groups file problem: ``str(err) == f"{path}:{line}: {message}"``."""
-
-    def __init__(self, path: str, line: int, message: str) -> None:
-        super().__init__(path, line, message)
-        self.path = path
-        self.line = line
-        self.message = message
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.message}"
+class GroupsError(FileLineError):
+    """A groups file problem."""
 
 
 @dataclass(frozen=True)
