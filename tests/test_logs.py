@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from netjobs_core import __version__
 from netjobs_core.logs import format_test_log, log_path, write_test_log
 from netjobs_core.outputs import Output
 from netjobs_core.results import (
@@ -189,6 +190,9 @@ def test_a_v1_document_round_trips_exactly():
     assert again["format"] == JSON_FORMAT == "netjobs-results/2"
     assert document.pop("format") == "netjobs-results/1"
     again.pop("format")
+    # The writer names itself; the document says which NetJobs wrote it.
+    assert again.pop("netjobs_version") == __version__
+    document.pop("netjobs_version")
     assert again == document
 
 
