@@ -179,6 +179,14 @@ class _Host:
         return self.timed_out or self.result.state is HostState.FAILED
 
 
+def _with_folder(options: RunOptions) -> tuple[RunOptions, RunFolder]:
+    """`options` with its run folder, made under the data directory when none was given."""
+    if options.run_folder is None:
+        options = dataclasses.replace(options, run_folder=RunFolder.create())
+    assert options.run_folder is not None
+    return options, options.run_folder
+
+
 class _TestRun:
     def __init__(
         self,
@@ -188,9 +196,8 @@ class _TestRun:
         repetition: int | None = None,
     ) -> None:
         self.spec = spec
-        if options.run_folder is None:
-            options = dataclasses.replace(options, run_folder=RunFolder.create())
-        self.options = options
+        self.options, self.folder = _with_folder(options)
+        options = self.options
         self._observer = observer
         self.result = TestResult(
             label=spec.label,
@@ -225,8 +232,6 @@ class _TestRun:
         self._unmeasured = len(self.hosts)  # hosts whose clock measurement has not ended
         self.measured = asyncio.Event()  # ... none left
         self.common_start_ns: float | None = None
-        folder = options.run_folder
-        self.folder = folder if folder is not None else RunFolder.create()
 
     # -- events ---------------------------------------------------------------
     def emit(self, event: Event) -> None:
@@ -761,10 +766,8 @@ class _TestRun:
     # -- the whole test ---------------------------------------------------------
     def _place_outputs(self) -> None:
         """Each stream's file in the run folder (known once the repetition is)."""
-        folder = self.options.run_folder
-        assert folder is not None
         for host in self.result.hosts:
-            where = folder.host_dir(self.result.label, host.address, self.result.repetition)
+            where = self.folder.host_dir(self.result.label, host.address, self.result.repetition)
             for k, command in enumerate(host.commands):
                 command.stdout.path = where / f"cmd{k}.stdout"
                 command.stderr.path = where / f"cmd{k}.stderr"
@@ -918,11 +921,7 @@ class Runner:
             raise ValueError(f"repeat must be 1 or more, not {options.repeat}")
         self.plan = plan
         self.observer = observer
-        if options.run_folder is None:
-            options = dataclasses.replace(options, run_folder=RunFolder.create())
-        self.options = options
-        assert options.run_folder is not None
-        self.folder = options.run_folder
+        self.options, self.folder = _with_folder(options)
         self.result = RunResult(
             config_path=plan.path, run_id=self.folder.run_id, results_dir=str(self.folder.path)
         )

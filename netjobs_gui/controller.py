@@ -189,7 +189,8 @@ class Controller(QObject):
         finally:
             self._timer.stop()
             self.runner = None
-            if problem := record_run(runner.result):  # its results.json and the run history
+            # Off the event loop: a database another program holds waits up to its busy timeout.
+            if problem := await asyncio.to_thread(record_run, runner.result):
                 log.warning("%s", problem)
             self._flush(force=True)
             self.run_finished.emit(runner.result)
