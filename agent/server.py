@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
 
 from netjobs_core import __version__
-from netjobs_core.wire import fd_limits, protocol
+from netjobs_core.wire import fd_limits, protocol, rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns, wall_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
@@ -96,6 +96,7 @@ class Session:
         self.outbox: Outbox | None = None  # that run's messages
         self.heartbeat: float | None = None  # the controller pings this often during a run
         self.silent = False  # the connection ended without a clean close
+        self._socket = writer.get_extra_info("socket")  # None for a stdio session's pipes
 
     # -- Sink -------------------------------------------------------------------
     def send(self, message: Message) -> None:
@@ -281,8 +282,14 @@ class Session:
         return await _HANDLERS[message.type](self, message)
 
     async def _on_ping(self, message: Message) -> bool:
+        # When the ping landed (the kernel's stamp) and when we answer: whatever kept
+        # us from reading it sooner then lengthens the round trip, not the offset.
+        arrived = rx_stamps.arrival_ns(self._socket)
         clock, wall = now_ns(), wall_ns()
-        self.send(Message("pong", {"seq": message["seq"], "clock": clock, "wall": wall}))
+        fields = {"seq": message["seq"], "clock": clock, "wall": wall}
+        if arrived is not None and arrived <= clock:
+            fields["received"] = arrived
+        self.send(Message("pong", fields))
         return True
 
     async def _on_status(self, message: Message) -> bool:
@@ -684,21 +691,67 @@ class Agent:
             await asyncio.wait(leftovers, timeout=CLOSE_TIMEOUT_S)
 
 
-async def _start_server(agent: Agent, hosts: list[str] | None, port: int) -> asyncio.Server:
-    try:
-        return await asyncio.start_server(
-            agent.handle_connection,
-            host=hosts or None,
-            port=port,
-            reuse_address=oskit.REUSE_ADDRESS,
+class Listeners:
+    """The agent's listening sockets (one per address), each served by asyncio."""
+
+    def __init__(self, servers: list[asyncio.Server]) -> None:
+        self.servers = servers
+
+    @property
+    def sockets(self) -> list[Any]:
+        return [sock for server in self.servers for sock in server.sockets]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self.servers:
+            await server.wait_closed()
+
+
+def _bound_sockets(hosts: list[str] | None, port: int) -> list[socket.socket]:
+    """What asyncio.start_server(host=hosts, port=port) binds, but of sockets that
+    keep the kernel's receive stamps (wire/rx_stamps.py): a ping's true arrival."""
+    names: list[str | None] = list(hosts) if hosts else [None]  # None: every address
+    infos = {
+        info
+        for host in names
+        for info in socket.getaddrinfo(
+            host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
         )
+    }
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in sorted(infos, key=lambda i: (i[0], i[4])):
+            sock = rx_stamps.stream_socket(family, kind, proto)
+            bound.append(sock)
+            if oskit.REUSE_ADDRESS:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio: :: and 0.0.0.0 side by side
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except BaseException:
+        for sock in bound:
+            sock.close()
+        raise
+    return bound
+
+
+async def _start_server(agent: Agent, hosts: list[str] | None, port: int) -> Listeners:
+    try:
+        bound = _bound_sockets(hosts, port)
     except OSError as exc:
         where = ", ".join(hosts or ["all addresses"])
         reason = exc.strerror or exc
         raise ListenError(f"cannot listen on {where} port {port}: {reason}") from None
+    servers = []
+    for sock in bound:
+        servers.append(await asyncio.start_server(agent.handle_connection, sock=sock))
+    return Listeners(servers)
 
 
-async def _listen(agent: Agent, hosts: list[str] | None, port: int) -> asyncio.Server:
+async def _listen(agent: Agent, hosts: list[str] | None, port: int) -> Listeners:
     server = await _start_server(agent, hosts, port)
     ports = [sock.getsockname()[1] for sock in server.sockets]
     if port == 0 and len(set(ports)) > 1:

@@ -308,8 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--clock",
         default="strict,default",
-        help="measurements to compare: strict (3.0: 16 pings, one host at a time), default "
-        "(ClockPolicy()), or batch=B/min=M/max=X/tight=NS/patience=P (default: strict,default)",
+        help="measurements to compare: strict (3.0 and 3.1: 16 pings, one host at a time, no "
+        "kernel stamps), default (ClockPolicy()), or batch=B/min=M/max=X/tight=NS/patience=P/"
+        "stamps=0|1 (default: strict,default)",
     )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -326,6 +327,7 @@ _POLICY_KEYS = {
     "max": "max_pings",
     "tight": "tight_ns",
     "patience": "patience",
+    "stamps": "kernel_stamps",
 }
 
 
@@ -337,7 +339,7 @@ def policy_named(name: str) -> ClockPolicy:
     fields = {}
     for part in name.split("/"):
         key, _, value = part.partition("=")
-        fields[_POLICY_KEYS[key]] = int(value)
+        fields[_POLICY_KEYS[key]] = bool(int(value)) if key == "stamps" else int(value)
     return ClockPolicy(**fields)
 
 

@@ -11,7 +11,7 @@ import socket
 from collections import deque
 from typing import Protocol
 
-from netjobs_core.wire import protocol
+from netjobs_core.wire import protocol, rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample, now_ns
 from netjobs_core.wire.protocol import Message, Role
@@ -84,6 +84,13 @@ class Channel(Protocol):
 
     def write(self, data: bytes | bytearray) -> None: ...
 
+    kernel_stamps: bool  # arrival_ns can say (wire/rx_stamps.py)
+
+    def arrival_ns(self) -> int | None:
+        """When the latest read's bytes arrived (the kernel's stamp, `now_ns` clock),
+        if this kind of channel knows; the caller's own reading of the clock if not."""
+        ...
+
     def is_closing(self) -> bool: ...
 
     def abort(self) -> None:
@@ -104,15 +111,22 @@ class Dialer(Protocol):
 
 
 class TcpChannel:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket
+    ) -> None:
         self._reader = reader
         self._writer = writer
+        self._socket = sock
+        self.kernel_stamps = isinstance(sock, rx_stamps.StampedSocket)
 
     async def read(self, n: int) -> bytes:
         return await self._reader.read(n)
 
     def write(self, data: bytes | bytearray) -> None:
         self._writer.write(data)
+
+    def arrival_ns(self) -> int | None:
+        return rx_stamps.arrival_ns(self._socket)
 
     def is_closing(self) -> bool:
         return self._writer.is_closing()
@@ -130,7 +144,7 @@ async def open_tcp(address: Address, timeout: float) -> TcpChannel:
     """A TCP connection to an agent's port, or AgentError (Refused: nothing listens)."""
     try:
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(address.host, address.port)
+            sock = await _connect(address)
     except TimeoutError:
         raise AgentError(
             f"connection to {address} timed out: no answer within {timeout:g} s "
@@ -140,18 +154,48 @@ async def open_tcp(address: Address, timeout: float) -> TcpChannel:
         raise Refused(_describe_os_error(exc, address)) from None
     except OSError as exc:
         raise AgentError(_describe_os_error(exc, address)) from None
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            # A host that drops off the network sends no FIN: probe an idle
-            # link so that the quorum learns of it in ~11 s, not hours.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            for name, value in KEEPALIVE:
-                option = getattr(socket, name, None)
-                if option is not None:
-                    sock.setsockopt(socket.IPPROTO_TCP, option, value)
-    return TcpChannel(reader, writer)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A host that drops off the network sends no FIN: probe an idle
+        # link so that the quorum learns of it in ~11 s, not hours.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE:
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    try:
+        reader, writer = await asyncio.open_connection(sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return TcpChannel(reader, writer, sock)
+
+
+async def _connect(address: Address) -> socket.socket:
+    """A connected socket (one that keeps the kernel's receive stamps: wire/rx_stamps.py)
+    to the first of the address's resolved addresses that answers; raises OSError as
+    asyncio.open_connection would (several failures with one errno: the first)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    errors: list[OSError] = []
+    for family, kind, proto, _, sockaddr in infos:
+        sock = rx_stamps.stream_socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            errors.append(exc)
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    if not errors:
+        raise OSError(f"cannot resolve the host name {address.host!r}")
+    if len({exc.errno for exc in errors}) == 1:
+        raise errors[0]
+    raise OSError("Multiple exceptions: " + ", ".join(map(str, errors)))
 
 
 class AgentLink:
@@ -170,7 +214,10 @@ class AgentLink:
         self._conn: protocol.Connection | None = None
         self._channel: Channel | None = None
         self._pending: deque[Message] = deque()
-        self.received_ns = 0  # our clock right after the latest read returned
+        self.received_ns = 0  # when the latest read's bytes arrived, on our clock
+        self.read_ns = 0  # when we read them
+        self.stamped = False  # received_ns is the kernel's stamp (and the agent's pong had one)
+        self._sent_ns = 0  # when our latest write left
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
 
@@ -217,6 +264,7 @@ class AgentLink:
         assert self._conn is not None and self._channel is not None
         data = self._conn.data_to_send()
         if data and not self._channel.is_closing():
+            self._sent_ns = now_ns()
             self._channel.write(data)
 
     async def _read_some(self, during_handshake: bool = False) -> None:
@@ -227,7 +275,11 @@ class AgentLink:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED) from None
             raise ConnectionLost(f"connection lost: {exc.strerror or exc}") from None
-        self.received_ns = now_ns()
+        self.read_ns = now_ns()
+        arrived = self._channel.arrival_ns()
+        # The kernel's stamp, unless it is stale (bytes read before ours).
+        self.stamped = arrived is not None and arrived >= self._sent_ns
+        self.received_ns = arrived if self.stamped and arrived is not None else self.read_ns
         if not data:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED)
@@ -270,7 +322,14 @@ class AgentLink:
         except TimeoutError:
             raise AgentError(f"no {reply!r} reply within {timeout:g} s") from None
 
-    async def ping(self) -> Sample:
+    @property
+    def kernel_stamps(self) -> bool:
+        """Our arrivals are the kernel's stamps (the agent's may be too: `stamped`)."""
+        return self._channel is not None and self._channel.kernel_stamps
+
+    async def ping(self, kernel_stamps: bool = True) -> Sample:
+        """One clock sample; with `kernel_stamps`, both arrivals are the kernel's
+        where the channel and the agent give them (`stamped` then says so)."""
         self._seq += 1
         seq = self._seq
         sent = now_ns()
@@ -278,7 +337,18 @@ class AgentLink:
         while True:
             answer = await self.recv()
             if answer.type == "pong" and answer["seq"] == seq:
-                return Sample(sent, answer["clock"], self.received_ns, answer.get("wall"))
+                if not kernel_stamps:
+                    self.stamped = False
+                    return Sample(sent, answer["clock"], self.read_ns, answer.get("wall"))
+                agent_received = answer.get("received")
+                self.stamped = self.stamped and agent_received is not None
+                return Sample(
+                    sent,
+                    answer["clock"],
+                    self.received_ns,
+                    answer.get("wall"),
+                    agent_received,
+                )
             if answer.type == "error":
                 raise AgentError(answer["message"])
 

@@ -22,35 +22,40 @@ class ClockPolicy:
     """How each host's clock is measured: back-to-back pings (an idle pause between
     them wakes CPUs and adds noise), until the estimate has settled.
 
-    Fast paths take turns, `batch` hosts at a time (one set of turns per event loop,
-    shared by every probe on it, checks and runs alike): pongs of several hosts
-    arriving at once delay our reading of each and bias its offset (~0.5 ms with 32
-    loopback hosts at once, ~0.01 ms one at a time; on a 2-CPU machine with the
-    agents on it, 2 at a time already doubled the worst error: bench/scale.py), so
-    the default is one at a time. A slow path (first round trip above
-    `slow_path_ns`) lets its turn go after that ping: its pongs are sparse, its
-    bound is wide anyway.
+    Pings carry the kernel's arrival stamps at both ends (wire/rx_stamps.py), so a
+    pong read late, because other hosts' pongs came first or the CPU was busy,
+    lengthens its round trip instead of biasing its offset. Hosts are then measured
+    `batch` at a time (one set of turns per event loop, shared by every probe on
+    it, checks and runs alike): on this 2-CPU machine with every agent on it, 32 at
+    once kept the worst error at 200 hosts near 0.03 ms, as one at a time did
+    (bench/scale.py, docs/performance.md). A channel without stamps (an SSH
+    channel's pipes, a platform without SO_TIMESTAMPNS), or an agent that sends
+    none, is measured strictly one host at a time: there the same concurrency
+    cost 0.1-6 ms. A slow path (first round trip above `slow_path_ns`) lets its
+    turn go after that ping: its pongs are sparse, its bound is wide anyway.
 
     A host is measured once it has `min_pings` and either its uncertainty is within
     `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
     pings would not tell more) and it is within half the fastest round trip seen on
-    the loop; at most after `max_pings`. With fewer than 10 the worst host's error
-    grew 2-3x on a loaded 2-CPU machine, and on a quiet one stopping at 10 still
-    doubled it at 200 hosts without saving time (bench/scale.py, docs/performance.md):
-    the default takes all 16.
+    the loop; at most after `max_pings`.
+
+    `kernel_stamps=False` measures as NetJobs 3.1 did (its own clock readings
+    only), for comparison in the benchmark.
     """
 
-    batch: int = 1
-    min_pings: int = 16
+    batch: int = 32
+    min_pings: int = 4
     max_pings: int = 16
-    tight_ns: int = 20_000
+    tight_ns: int = 30_000
     patience: int = 4
     slow_path_ns: int = 2_000_000
+    kernel_stamps: bool = True
 
 
 DEFAULT_CLOCK = ClockPolicy()
-# NetJobs 3.0's measurement: 16 pings, strictly one host at a time (bench/scale.py).
-STRICT_TURNS = ClockPolicy(batch=1, min_pings=16, max_pings=16)
+# NetJobs 3.0 and 3.1's measurement: 16 pings, strictly one host at a time, each
+# side's own clock readings (bench/scale.py compares).
+STRICT_TURNS = ClockPolicy(batch=1, min_pings=16, max_pings=16, kernel_stamps=False)
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
@@ -104,18 +109,31 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     """Ping until settled; `timeout` bounds the pinging, not the wait for a turn
     (with 1000 hosts the last one waits seconds, each holder at most `timeout`)."""
     samples: list[Sample] = []
+
+    async def ping() -> float:
+        samples.append(await link.ping(policy.kernel_stamps))
+        return _floor_with(samples[-1])
+
+    def fast() -> bool:
+        return samples[0].rtt < policy.slow_path_ns
+
+    batch = policy.batch if policy.kernel_stamps and link.kernel_stamps else 1
     try:
-        async with clock_turn(policy.batch):
+        async with clock_turn(batch):
             async with asyncio.timeout(timeout) as deadline:
-                samples.append(await link.ping())
-                floor = _floor_with(samples[0])
-                while samples[0].rtt < policy.slow_path_ns and not settled(samples, policy, floor):
-                    samples.append(await link.ping())
-                    floor = _floor_with(samples[-1])
+                floor = await ping()
+                while (
+                    fast() and (link.stamped or batch == 1) and not settled(samples, policy, floor)
+                ):
+                    floor = await ping()
+        if fast() and not settled(samples, policy, floor):  # an agent without stamps
+            async with clock_turn(1):
+                async with asyncio.timeout(timeout) as deadline:
+                    while not settled(samples, policy, floor):
+                        floor = await ping()
         async with asyncio.timeout_at(deadline.when()):
             while not settled(samples, policy, floor):
-                samples.append(await link.ping())
-                floor = _floor_with(samples[-1])
+                floor = await ping()
     except TimeoutError:
         raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
     return estimate_offset(samples)

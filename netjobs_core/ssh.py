@@ -171,6 +171,8 @@ async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
 class SshChannel:
     """An agent's stdin/stdout over one SSH channel (client.Channel)."""
 
+    kernel_stamps = False  # a pipe at the far end
+
     def __init__(self, chan: asyncssh.SSHClientChannel[bytes], session: _AgentSession) -> None:
         self._chan = chan
         self.session = session
@@ -180,6 +182,9 @@ class SshChannel:
 
     def write(self, data: bytes | bytearray) -> None:
         self._chan.write(bytes(data))  # asyncssh wants bytes
+
+    def arrival_ns(self) -> None:
+        return None
 
     def is_closing(self) -> bool:
         return self._chan.is_closing()

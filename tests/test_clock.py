@@ -74,3 +74,44 @@ def test_truth_always_within_the_reported_bound(offset, legs):
         now += out + back + 1
     estimate = estimate_offset(samples)
     assert abs(estimate.offset_ns - offset) <= estimate.uncertainty_ns + 1e-6
+
+
+# -- the agent's two stamps (NTP's four) ------------------------------------------------
+def test_the_time_an_agent_held_a_ping_is_no_part_of_its_round_trip():
+    # 20 µs each way, held 5 ms by the agent (its CPU was busy), offset 3 ms.
+    sample = Sample(0, 3_000_000 + 5_020_000, 5_040_000, agent_received=3_000_000 + 20_000)
+    assert sample.held == 5_000_000
+    assert sample.rtt == 40_000
+    assert sample.offset == 3_000_000
+    estimate = estimate_offset([sample])
+    assert estimate.offset_ns == 3_000_000 and estimate.uncertainty_ns == 20_000
+
+
+def test_without_an_arrival_stamp_the_agent_is_taken_to_answer_at_once():
+    assert Sample(100, 1_000_150, 200).held == 0
+    assert Sample(100, 1_000_150, 200).offset == Sample(100, 1_000_150, 200, None, 1_000_150).offset
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    offset=st.integers(-(10**12), 10**12),
+    pings=st.lists(
+        st.tuples(
+            st.integers(5_000, 100_000),  # the way there
+            st.integers(0, 20_000_000),  # held by the agent
+            st.integers(5_000, 100_000),  # the way back
+        ),
+        min_size=1,
+        max_size=16,
+    ),
+)
+def test_holding_never_breaks_the_bound(offset, pings):
+    samples, now = [], 0
+    for there, held, back in pings:
+        arrived = now + there
+        answered = arrived + held
+        samples.append(Sample(now, answered + offset, answered + back, None, arrived + offset))
+        now = answered + back + 1_000
+    estimate = estimate_offset(samples)
+    assert abs(estimate.offset_ns - offset) <= estimate.uncertainty_ns + 1
+    assert estimate.uncertainty_ns <= 100_000  # holding widened nothing

@@ -22,11 +22,15 @@ from ssh_lab import SSHD, WAIT_S, Lab, SshHost, ip, keygen, ssh_lab
 
 from netjobs_agent import procs
 from netjobs_core.agent_zipapp import agent_zipapp
+from netjobs_core.client import AgentLink
 from netjobs_core.config import parse_config
+from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.runner import RunOptions, run_test
 from netjobs_core.ssh import SshDialer
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import Sample
 from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
 REPO = Path(__file__).resolve().parent.parent
@@ -334,6 +338,8 @@ def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted,
 class _PipeChannel:
     """client.Channel over a local agent's stdin/stdout, as SshChannel over SSH's."""
 
+    kernel_stamps = False
+
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self._in, self._out = proc, proc.stdin, proc.stdout
@@ -343,6 +349,9 @@ class _PipeChannel:
 
     def write(self, data: bytes) -> None:
         self._in.write(data)
+
+    def arrival_ns(self) -> None:
+        return None
 
     def is_closing(self) -> bool:
         return self._in.is_closing()
@@ -424,6 +433,42 @@ def test_a_stdio_agent_runs_a_test_and_exits():
     document = run_to_json(RunResult(config_path="t.cfg", tests=[test]))
     assert document["tests"][0]["hosts"][0]["target"] == "ssh://local"
     assert run_from_json(document).tests[0].hosts[0].address == test.hosts[0].address
+
+
+def test_stdio_agents_have_no_kernel_stamps_and_are_measured_one_at_a_time():
+    """Pipes carry no arrival stamps: concurrent pongs would be read late and bias the
+    offsets (netjobs_core/probe.py), so these hosts take strict turns."""
+    in_flight, most = 0, 0
+
+    class CountingLink(AgentLink):
+        async def ping(self, kernel_stamps: bool = True) -> Sample:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                return await super().ping(kernel_stamps)
+            finally:
+                in_flight -= 1
+
+    async def scenario():
+        dialer = LocalStdioDialer()
+        links = [CountingLink(Address.parse(f"ssh://h{i}"), b"", dialer) for i in range(4)]
+        try:
+            await asyncio.gather(*(link.connect(WAIT_S) for link in links))
+            estimates = await asyncio.gather(
+                *(measure_clock(link, DEFAULT_CLOCK, WAIT_S) for link in links)
+            )
+            return estimates, [link.stamped for link in links]
+        finally:
+            for link in links:
+                await link.close()
+            await dialer.wait_all_ended()
+
+    estimates, stamped = asyncio.run(scenario())
+    assert DEFAULT_CLOCK.batch > 1 and most == 1
+    assert stamped == [False] * 4
+    for estimate in estimates:  # one machine's clock: the truth is 0, within the bound
+        assert abs(estimate.offset_ns) <= estimate.uncertainty_ns
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

@@ -1,10 +1,16 @@
 """Clock-offset estimation from ping-pong samples. Pure functions, no I/O.
 
-A sample is (sent, agent, received): the controller's clock when the ping
-left, the agent's clock when it answered, the controller's clock when the
-pong arrived. If the agent stamped at the midpoint of the round trip, its
-offset is `agent - (sent + received) / 2`; whatever it really did, the true
-offset lies within half the round trip of that. Queueing delays only ever
+A sample is (sent, agent_received, agent, received): the controller's clock
+when the ping left, the agent's clock when the ping arrived and when it
+answered, the controller's clock when the pong arrived (NTP's four stamps).
+The time the agent held the ping is no part of the round trip, and the offset
+is the mean of the two one-way differences,
+`((agent_received - sent) + (agent - received)) / 2`; whatever the paths did,
+the true offset lies within half the round trip of that. Both arrivals are the
+kernel's stamps where it gives them (wire/rx_stamps.py), so a process that
+reads late (its CPU was busy, its event loop served other hosts first) only
+lengthens the round trip; an agent that sends no arrival stamp is taken to have
+answered at once. Queueing delays only ever
 lengthen a round trip, so the fastest samples are the most truthful: we keep
 the quickest quarter and take their median offset, which also shrugs off
 the odd sample skewed in one direction. The reported uncertainty is a hard
@@ -52,17 +58,23 @@ def wall_anchor_ns(reads: int = 5) -> float:
 @dataclass(frozen=True)
 class Sample:
     sent: int  # controller clock, ns
-    agent: int  # agent clock, ns
+    agent: int  # agent clock when it answered, ns
     received: int  # controller clock, ns
     agent_wall: int | None = None  # the agent's wall clock next to `agent`, if it sent it
+    agent_received: int | None = None  # agent clock when the ping arrived, if it sent it
+
+    @property
+    def held(self) -> int:
+        """How long the agent held the ping (0 if it did not say)."""
+        return 0 if self.agent_received is None else self.agent - self.agent_received
 
     @property
     def rtt(self) -> int:
-        return self.received - self.sent
+        return self.received - self.sent - self.held
 
     @property
     def offset(self) -> float:
-        return self.agent - (self.sent + self.received) / 2
+        return self.agent - self.held / 2 - (self.sent + self.received) / 2
 
 
 @dataclass(frozen=True)

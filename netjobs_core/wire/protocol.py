@@ -304,7 +304,7 @@ CONTROLLER_SCHEMAS: dict[str, Schema] = {
 AGENT_SCHEMAS: dict[str, Schema] = {
     # wall: the agent's wall clock (epoch ns) read with `clock`, for the wall-clock
     # offset users read (agents before it leave it out).
-    "pong": {"seq": _SEQ_NO, "clock": _CLOCK, "wall?": _CLOCK},
+    "pong": {"seq": _SEQ_NO, "clock": _CLOCK, "wall?": _CLOCK, "received?": _CLOCK},
     "status": {
         "busy": _BOOL,
         "label?": _STR,

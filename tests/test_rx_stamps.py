@@ -1,0 +1,176 @@
+"""The kernel's receive stamps (netjobs_core/wire/rx_stamps.py), on real sockets, and
+what they do for a clock ping to a real agent whose pong is read late, or which is
+stopped while its ping arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+
+import pytest
+from agent_harness import start_agent
+
+from netjobs_core.client import AgentLink
+from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
+from netjobs_core.wire import rx_stamps
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import now_ns
+
+pytestmark = pytest.mark.skipif(
+    rx_stamps.SO_TIMESTAMPNS is None, reason="no SO_TIMESTAMPNS on this platform"
+)
+
+LATE_S = 0.05
+
+
+def hold_the_event_loop(seconds: float) -> None:
+    """Keep the calling event loop from reading anything for a while."""
+    time.sleep(seconds)
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    listener = rx_stamps.stream_socket(socket.AF_INET)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    with listener:
+        client = rx_stamps.stream_socket(socket.AF_INET)
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+def test_the_stamp_is_when_the_bytes_arrived_not_when_they_were_read():
+    client, server = _pair()
+    with client, server:
+        assert isinstance(server, rx_stamps.StampedSocket)  # accept() keeps the class
+        sent = now_ns()
+        client.sendall(b"ping")
+        time.sleep(LATE_S)
+        read = now_ns()
+        assert server.recv(100) == b"ping"
+        arrived = rx_stamps.arrival_ns(server)
+        assert arrived is not None
+        assert sent <= arrived <= sent + 5_000_000  # on loopback: as it was sent
+        assert read - arrived >= LATE_S * 0.9e9
+
+
+async def test_asyncio_reads_through_it_and_the_wrapper_finds_the_stamp():
+    # asyncio's transports read with sock.recv: the stamps depend on it (a Python
+    # whose transports read otherwise fails here, not silently in the field).
+    stamps: list[int | None] = []
+    got = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(4)
+        stamps.append(rx_stamps.arrival_ns(writer.get_extra_info("socket")))
+        got.set()
+        writer.close()
+
+    listener = rx_stamps.stream_socket(socket.AF_INET)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(handle, sock=listener)
+    async with server:
+        sock = rx_stamps.stream_socket(socket.AF_INET)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, listener.getsockname())
+        _, writer = await asyncio.open_connection(sock=sock)
+        await asyncio.sleep(0.05)  # the server side is accepted and waiting
+        sent = now_ns()
+        writer.write(b"ping")
+        hold_the_event_loop(LATE_S)  # the server's reads too: one loop
+        await asyncio.wait_for(got.wait(), 5)
+        writer.close()
+        await writer.wait_closed()
+    assert len(stamps) == 1 and stamps[0] is not None
+    assert 0 <= stamps[0] - sent <= LATE_S * 0.5e9  # well before the loop could read it
+
+
+def test_a_stamp_from_the_future_is_refused():
+    assert rx_stamps._to_clock(time.clock_gettime_ns(time.CLOCK_REALTIME) + 10**9) is None
+
+
+def test_sockets_of_other_kinds_have_no_stamp():
+    plain = socket.socket()
+    with plain:
+        assert rx_stamps.arrival_ns(plain) is None
+    assert rx_stamps.arrival_ns(None) is None
+
+
+# -- a real agent ---------------------------------------------------------------------
+@pytest.fixture
+async def link(agents, token):
+    link = AgentLink(Address("127.0.0.1", agents[0].port), token.token.secret)
+    await link.connect(5)
+    yield link
+    await link.close()
+
+
+@pytest.mark.posix
+async def test_a_pong_read_late_keeps_its_true_round_trip(link):
+    for _ in range(3):
+        await link.ping()  # both CPUs awake
+    for kernel_stamps in (True, False):
+        pinging = asyncio.create_task(link.ping(kernel_stamps))
+        await asyncio.sleep(0)  # the ping is sent
+        hold_the_event_loop(LATE_S)  # as other hosts' pongs would
+        sample = await pinging
+        if kernel_stamps:
+            assert link.stamped
+            assert sample.rtt < 5_000_000
+            assert abs(sample.offset) <= sample.rtt / 2 + 50_000  # one clock: truly 0
+        else:  # NetJobs 3.1's reading: the delay on one side, half of it in the offset
+            assert sample.rtt >= LATE_S * 0.9e9
+            assert abs(sample.offset) >= LATE_S * 0.4e9
+
+
+@pytest.mark.posix
+async def test_an_agent_stopped_as_its_ping_arrives_only_holds_it(link, agents):
+    for _ in range(3):
+        await link.ping()
+    pid = agents[0].process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        pinging = asyncio.create_task(link.ping())
+        await asyncio.sleep(LATE_S)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    sample = await asyncio.wait_for(pinging, 5)
+    assert sample.held >= LATE_S * 0.8e9  # the agent says so: arrived, then answered late
+    assert sample.rtt < 5_000_000
+    assert abs(sample.offset) <= sample.rtt / 2 + 50_000
+
+
+# -- an agent that sends no arrival stamps (NetJobs 3.1) ------------------------------
+NO_STAMPS = """\
+from netjobs_core.wire import rx_stamps
+rx_stamps.arrival_ns = lambda sock: None
+"""
+
+
+@pytest.fixture(scope="module")
+def unstamped_agent(token, tmp_path_factory):
+    hook = tmp_path_factory.mktemp("no-stamps")
+    (hook / "sitecustomize.py").write_text(NO_STAMPS)
+    with start_agent(token.path, env={"PYTHONPATH": str(hook)}) as agent:
+        yield agent
+
+
+@pytest.mark.posix
+async def test_hosts_whose_agent_sends_no_stamps_take_strict_turns(unstamped_agent, agents, token):
+    links = [
+        AgentLink(Address("127.0.0.1", port), token.token.secret)
+        for port in [unstamped_agent.port, unstamped_agent.port] + [a.port for a in agents[:2]]
+    ]
+    try:
+        await asyncio.gather(*(link.connect(5) for link in links))
+        measuring = (measure_clock(link, DEFAULT_CLOCK, 10) for link in links)
+        estimates = await asyncio.gather(*measuring)
+        assert [link.stamped for link in links] == [False, False, True, True]
+        for estimate in estimates:  # one clock: 0 within the bound
+            assert abs(estimate.offset_ns) <= estimate.uncertainty_ns
+    finally:
+        for link in links:
+            await link.close()
