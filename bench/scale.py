@@ -9,7 +9,10 @@ instant it really runs), and prints per N:
 * to start: from the test's beginning to its common start (the scheduled instant);
 * total: the whole test's wall time;
 * controller CPU per host (user + system of this process over the test) and its RSS
-  (current after the test, and the process's peak so far);
+  (current after the test, and the process's peak so far); the agents' CPU per host
+  (their processes and the commands they ran), and how busy the machine's CPUs were
+  over the test (all that CPU time over wall time and CPU count: near 100 %, nothing
+  waits and only less work could be faster);
 * worst clock-offset error: every agent shares this machine's monotonic clock, so the
   true offset is 0 and the largest |estimate| is the error; the same for the wall clock;
 * start spread: max - min of the commands' printed timestamps (the truth) and the one
@@ -143,6 +146,8 @@ class Figures:
     to_start_s: float
     total_s: float
     cpu_ms_per_host: float
+    agents_cpu_ms_per_host: float  # the agent processes', their commands' included
+    busy: float  # CPU time of all of it over the test's wall time, per CPU of the machine
     rss_mb: float
     peak_rss_mb: float
     offset_error_ms: float
@@ -169,6 +174,16 @@ def cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def agents_cpu_s(processes: Sequence[subprocess.Popen[bytes]]) -> float:
+    """User + system time of the agent processes and of the commands they reaped."""
+    ticks = 0
+    for process in processes:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class Phases:
     """When the last host reached each state (monotonic seconds), from the events."""
 
@@ -181,7 +196,7 @@ class Phases:
             self.last[event.host.state] = time.monotonic() - self.began
 
 
-def figures_of(test: TestResult, cpu: float, phases: Phases) -> Figures:
+def figures_of(test: TestResult, cpu: float, agents_cpu: float, phases: Phases) -> Figures:
     hosts = len(test.hosts)
     offsets = [abs(h.clock_offset_ms) for h in test.hosts if h.clock_offset_ms is not None]
     walls = [
@@ -201,6 +216,8 @@ def figures_of(test: TestResult, cpu: float, phases: Phases) -> Figures:
         to_start_s=(test.scheduled_start or test.started_at) - test.started_at,
         total_s=test.duration_s,
         cpu_ms_per_host=cpu * 1e3 / max(1, hosts),
+        agents_cpu_ms_per_host=agents_cpu * 1e3 / max(1, hosts),
+        busy=(cpu + agents_cpu) / test.duration_s / (os.cpu_count() or 1),
         rss_mb=rss_mb(),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         offset_error_ms=max(offsets, default=float("nan")),
@@ -212,8 +229,9 @@ def figures_of(test: TestResult, cpu: float, phases: Phases) -> Figures:
 
 
 async def run_test(
-    ports: Sequence[int], token: Token, folder: Path, policy: ClockPolicy
+    hosts: AgentHosts, size: int, token: Token, folder: Path, policy: ClockPolicy
 ) -> Figures:
+    ports = hosts.ports[:size]
     plan = plan_for(ports)
     # Agents sharing a process block each other's event loop while they spawn (a
     # second or more per process under load): a patient heartbeat keeps that from
@@ -221,10 +239,11 @@ async def run_test(
     options = RunOptions(
         token=token, run_folder=RunFolder.create(folder), clock=policy, heartbeat=10.0
     )
-    before = cpu_s()
+    before, agents_before = cpu_s(), agents_cpu_s(hosts.processes)
     phases = Phases()
     result = await Runner(plan, options, phases).run()
-    return figures_of(result.tests[0], cpu_s() - before, phases)
+    cpu, agents_cpu = cpu_s() - before, agents_cpu_s(hosts.processes) - agents_before
+    return figures_of(result.tests[0], cpu, agents_cpu, phases)
 
 
 # ----------------------------------------------------------------------------- report
@@ -234,7 +253,7 @@ def _f(value: float | None, digits: int) -> str:
 
 HEADER = (
     "| hosts | clock measurement | all connected / clocks measured / common start (s) "
-    "| total (s) | controller CPU per host (ms) "
+    "| total (s) | CPU per host, controller / agents (ms) | CPUs busy "
     "| RSS / peak (MB) "
     "| worst offset error (ms) | worst wall-clock error (ms) "
     "| start spread, timestamps / reported (ms) |"
@@ -253,7 +272,9 @@ def row(runs: list[Figures], name: str) -> str:
         f"| {runs[0].hosts} | {name} | {_f(med([r.connected_s for r in runs]), 3)} / "
         f"{_f(med([r.measured_s for r in runs]), 3)} / {_f(med([r.to_start_s for r in runs]), 3)} "
         f"| {_f(med([r.total_s for r in runs]), 3)} "
-        f"| {_f(med([r.cpu_ms_per_host for r in runs]), 2)} "
+        f"| {_f(med([r.cpu_ms_per_host for r in runs]), 2)} / "
+        f"{_f(med([r.agents_cpu_ms_per_host for r in runs]), 2)} "
+        f"| {_f(med([100 * r.busy for r in runs]), 0)} % "
         f"| {runs[-1].rss_mb:.0f} / {runs[-1].peak_rss_mb:.0f} "
         f"| {_f(max(r.offset_error_ms for r in runs), 3)} "
         f"| {_f(max(walls) if walls else None, 3)} "
@@ -274,16 +295,16 @@ async def bench(
         ports = hosts.ports
         print(f"{len(ports)} agents in {len(hosts.by_process)} processes", flush=True)
         print(HEADER)
-        print("|---:|---|---:|---:|---:|---|---:|---:|---|", flush=True)
+        print("|---:|---|---:|---:|---:|---:|---|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
             for policy in policies.values():  # warm-up, uncounted
-                await run_test(ports[:2], token, Path(folder), policy)
+                await run_test(hosts, 2, token, Path(folder), policy)
             for size in sizes:
                 # The measurements interleaved test by test: compared under the same load.
                 runs: dict[str, list[Figures]] = {name: [] for name in policies}
                 for _ in range(repeats):
                     for name, policy in policies.items():
-                        figures = await run_test(ports[:size], token, Path(folder), policy)
+                        figures = await run_test(hosts, size, token, Path(folder), policy)
                         if figures.error:
                             failed += 1
                             print(f"  N={size} {name}: {figures.error}", file=sys.stderr)

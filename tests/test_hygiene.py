@@ -28,6 +28,7 @@ from agent_harness import (
     wait_gone,
 )
 
+from netjobs_agent import oskit
 from netjobs_core import local_agents
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
@@ -58,14 +59,14 @@ MODES = [
 
 @contextlib.contextmanager
 def launch(
-    token_file: Path, log: Path, mode: str, port: int = 0
+    token_file: Path, log: Path, mode: str, port: int = 0, env: dict[str, str] | None = None
 ) -> Iterator[local_agents.LocalAgent]:
     launcher: list[str] = []
     if mode == "subreaper":
         remount = 'mount -o remount,bind,ro "$0" && exec "$@"'
         launcher = ["unshare", "--mount", "sh", "-c", remount, str(cgroup2_mount())]
     agent = local_agents.start_agent(
-        token_file, port=port, launcher=launcher, env=agent_env(), cwd=REPO, log=log
+        token_file, port=port, launcher=launcher, env=agent_env(env), cwd=REPO, log=log
     )
     try:
         if mode == "subreaper":
@@ -142,6 +143,40 @@ async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_pa
             assert "a previous agent on this port left" in second.log_text()
     finally:
         kill_pids([main, daemon])
+
+
+NO_SETPRIV = """\
+import pathlib
+from netjobs_agent import oskit
+oskit.death_signal_wrapper = lambda: None
+pathlib.Path(__file__).with_name("hooked").touch()
+"""
+
+
+def test_this_machine_spawns_gate_shells_through_setpriv():
+    if not any(Path(path).exists() for path in oskit.SETPRIV_PATHS):
+        pytest.skip("no util-linux setpriv here")
+    assert oskit.death_signal_wrapper() == [oskit.SETPRIV_PATHS[0], "--pdeathsig", "KILL", "--"]
+
+
+@pytest.mark.parametrize("spawn", ["setpriv", "preexec_fn"])
+async def test_a_quiet_command_dies_with_its_killed_agent(token_file, tmp_path, spawn):
+    env = None
+    if spawn == "preexec_fn":  # a machine without setpriv: the agent's own prctl
+        (tmp_path / "sitecustomize.py").write_text(NO_SETPRIV)
+        env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    with launch(token_file, tmp_path / "agent.log", "default", env=env) as agent:
+        async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+            await client.prepare("t", commands("echo $$; exec sleep 1000"))
+            await client.start()
+            (main,) = await pids(client)
+            agent.process.send_signal(signal.SIGKILL)
+            agent.process.wait(10)
+    try:
+        assert await wait_gone([main], 3) == []
+    finally:
+        kill_pids([main])
+    assert (tmp_path / "hooked").exists() == (spawn == "preexec_fn")
 
 
 def zombies_of(pid: int) -> list[int]:

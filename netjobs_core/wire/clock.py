@@ -26,6 +26,7 @@ follows from the monotonic one, with the same uncertainty.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Sequence
@@ -63,16 +64,17 @@ class Sample:
     agent_wall: int | None = None  # the agent's wall clock next to `agent`, if it sent it
     agent_received: int | None = None  # agent clock when the ping arrived, if it sent it
 
-    @property
+    # Cached: a host's estimate is recomputed after each of its pings (probe.settled).
+    @functools.cached_property
     def held(self) -> int:
         """How long the agent held the ping (0 if it did not say)."""
         return 0 if self.agent_received is None else self.agent - self.agent_received
 
-    @property
+    @functools.cached_property
     def rtt(self) -> int:
         return self.received - self.sent - self.held
 
-    @property
+    @functools.cached_property
     def offset(self) -> float:
         return self.agent - self.held / 2 - (self.sent + self.received) / 2
 
