@@ -56,6 +56,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 
 from netjobs_core.config import Plan, parse_config  # noqa: E402
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent  # noqa: E402
+from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
 from netjobs_core.results import StartMode, TestResult, TestStatus  # noqa: E402
 from netjobs_core.runner import Runner, RunOptions  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
@@ -325,9 +326,14 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
 
 
 async def run_one(
-    plan: Plan, token: Token, mode: StartMode, sample: Sample, limit_s: float
+    plan: Plan,
+    token: Token,
+    mode: StartMode,
+    sample: Sample,
+    limit_s: float,
+    clock: ClockPolicy = DEFAULT_CLOCK,
 ) -> Sample:
-    runner = Runner(plan, RunOptions(token=token, start_mode=mode))
+    runner = Runner(plan, RunOptions(token=token, start_mode=mode, clock=clock))
     try:
         async with asyncio.timeout(limit_s):
             result = await runner.run()
@@ -344,6 +350,7 @@ async def run_one(
 
 
 # ----------------------------------------------------------------------------- the matrix
+CLOCKS = {"default": DEFAULT_CLOCK, "strict": STRICT_TURNS}
 
 
 @dataclass
@@ -352,6 +359,7 @@ class Options:
     repeats: int
     modes: list[StartMode]
     delays: list[bool]
+    clocks: list[str]  # names in CLOCKS
     min_delay_ms: float
     max_delay_ms: float
     jitter_ms: float
@@ -429,11 +437,11 @@ async def measure_agents(
             )
             if not warm.ok:
                 log(f"  warm-up test failed: {warm.error}")
-        combos = list(itertools.product(options.delays, options.modes))
+        combos = list(itertools.product(options.delays, options.modes, options.clocks))
         for repeat in range(options.repeats):
             # Rotate the order each repeat: no variant always runs first.
             shift = repeat % len(combos)
-            for delayed, mode in combos[shift:] + combos[:shift]:
+            for delayed, mode, clock in combos[shift:] + combos[:shift]:
                 for attempt in range(1 + options.retries):
                     # The load is judged over a window around the test (quiet-wait
                     # window, the test, POST_WINDOW_S after it): CPU accounting
@@ -442,8 +450,16 @@ async def measure_agents(
                     before = meter.snapshot()
                     if checking and options.quiet_wait > 0:
                         before = await meter.wait_quiet(options.quiet_wait, options.max_other_cpu)
-                    sample = Sample(count, delayed, mode.value, repeat)
-                    await run_one(plans[delayed], token, mode, sample, options.test_timeout)
+                    label = mode.value if len(options.clocks) == 1 else f"{mode.value}, {clock}"
+                    sample = Sample(count, delayed, label, repeat)
+                    await run_one(
+                        plans[delayed],
+                        token,
+                        mode,
+                        sample,
+                        options.test_timeout,
+                        CLOCKS[clock],
+                    )
                     if checking:
                         await asyncio.sleep(POST_WINDOW_S)
                     after = meter.snapshot()
@@ -702,6 +718,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         default="off,on",
         help="'off', 'on' or 'off,on' (default): without / with delay proxies",
     )
+    parser.add_argument(
+        "--clock",
+        default="default",
+        help="clock measurements, comma-separated: default (ClockPolicy()) and/or strict "
+        "(3.0 and 3.1's: 16 pings one host at a time, no kernel stamps); default: default",
+    )
     parser.add_argument("--min-delay-ms", type=float, default=0.2)
     parser.add_argument("--max-delay-ms", type=float, default=10.0)
     parser.add_argument(
@@ -753,6 +775,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         modes = [StartMode(m.strip()) for m in args.modes.split(",") if m.strip()]
     except ValueError:
         parser.error(f"--modes: expected scheduled and/or sequential, got {args.modes!r}")
+    clocks = [c.strip() for c in args.clock.split(",") if c.strip()]
+    if not clocks or any(c not in CLOCKS for c in clocks):
+        parser.error(f"--clock: expected default and/or strict, got {args.clock!r}")
     words = [d.strip() for d in args.delays.split(",") if d.strip()]
     if not words or any(w not in ("off", "on") for w in words):
         parser.error(f"--delays: expected off and/or on, got {args.delays!r}")
@@ -765,6 +790,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         repeats=args.repeats,
         modes=modes,
         delays=[w == "on" for w in dict.fromkeys(words)],
+        clocks=clocks,
         min_delay_ms=args.min_delay_ms,
         max_delay_ms=args.max_delay_ms,
         jitter_ms=args.jitter_ms,

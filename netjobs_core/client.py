@@ -16,7 +16,7 @@ from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample, now_ns
 from netjobs_core.wire.protocol import Message, Role
 
-READ_SIZE = 256 * 1024
+READ_SIZE = 1024 * 1024  # a whole output frame (protocol.MAX_BODY) in one read
 CLOSE_TIMEOUT_S = 1.0  # after our bye: the agent's side of the close
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
@@ -78,8 +78,9 @@ class Channel(Protocol):
     """The bytes between the controller and one agent: a TCP connection, or the
     stdin/stdout of an agent started over SSH (netjobs_core/ssh.py)."""
 
-    async def read(self, n: int) -> bytes:
-        """Up to n bytes; b"" at the end; OSError when lost."""
+    async def read(self, n: int) -> bytes | memoryview:
+        """Up to n bytes (a view is valid until the next read); b"" at the end;
+        OSError when lost."""
         ...
 
     def write(self, data: bytes | bytearray) -> None: ...
@@ -110,34 +111,97 @@ class Dialer(Protocol):
         ...
 
 
-class TcpChannel:
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sock: socket.socket
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+class TcpChannel(asyncio.BufferedProtocol):
+    """A TCP connection to an agent. The kernel writes what arrives straight into one
+    receive buffer, which `read` hands over as it is (a view, valid until the next
+    read): a large output is copied once on its way to the frame decoder, not three
+    times through a StreamReader. Reading pauses until that buffer has been read, so
+    an agent whose output we cannot keep up with waits on TCP."""
+
+    def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
         self.kernel_stamps = isinstance(sock, rx_stamps.StampedSocket)
+        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._start = self._end = 0  # what of _buffer is not read yet
+        self._handed = False  # `read` gave out a view of _buffer: reading is paused
+        self._eof = False
+        self._error: OSError | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._closed = asyncio.get_running_loop().create_future()
 
-    async def read(self, n: int) -> bytes:
-        return await self._reader.read(n)
+    # -- asyncio.BufferedProtocol ------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        assert self._transport is not None
+        self._start, self._end = 0, nbytes
+        self._transport.pause_reading()  # until `read` has handed this over and is back
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._error = exc if isinstance(exc, OSError) else OSError(str(exc))
+        self._eof = True
+        self._wake()
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- Channel ------------------------------------------------------------------
+    async def read(self, n: int) -> bytes | memoryview:
+        assert self._transport is not None
+        if self._handed and self._start == self._end:  # the caller is done with the buffer
+            self._handed = False
+            if not self._transport.is_closing():
+                self._transport.resume_reading()
+        while self._start == self._end:
+            if self._error is not None:
+                raise self._error
+            if self._eof:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        begin = self._start
+        self._start = min(self._end, begin + n)
+        self._handed = True
+        return self._buffer[begin : self._start]
 
     def write(self, data: bytes | bytearray) -> None:
-        self._writer.write(data)
+        assert self._transport is not None
+        self._transport.write(data)
 
     def arrival_ns(self) -> int | None:
         return rx_stamps.arrival_ns(self._socket)
 
     def is_closing(self) -> bool:
-        return self._writer.is_closing()
+        return self._transport is None or self._transport.is_closing()
 
     def abort(self) -> None:
-        self._writer.transport.abort()
+        if self._transport is not None:
+            self._transport.abort()
 
     async def close(self, timeout: float) -> None:
-        self._writer.close()
+        if self._transport is not None:
+            self._transport.close()
         async with asyncio.timeout(timeout):
-            await self._writer.wait_closed()
+            await asyncio.shield(self._closed)
 
 
 async def open_tcp(address: Address, timeout: float) -> TcpChannel:
@@ -164,11 +228,13 @@ async def open_tcp(address: Address, timeout: float) -> TcpChannel:
             if option is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
     try:
-        reader, writer = await asyncio.open_connection(sock=sock)
+        _, channel = await asyncio.get_running_loop().create_connection(
+            lambda: TcpChannel(sock), sock=sock
+        )
     except BaseException:
         sock.close()
         raise
-    return TcpChannel(reader, writer, sock)
+    return channel
 
 
 async def _connect(address: Address) -> socket.socket:

@@ -7,12 +7,20 @@ display and the reports) and a write buffer, whatever the output's size. An outp
 at most `keep` bytes stays whole in memory until it ends and is written in one go,
 so small outputs cost one file open, and only large ones hold a file open while
 they run. Nothing is decoded here: text.output_excerpt words what people see.
+
+A large output's file writes and its sha256 go to one writer thread (both release
+the GIL): the event loop goes on verifying and reading frames meanwhile. At most
+`IN_FLIGHT` bytes wait for it; past that `append` waits, as a write would have.
+Anything that reads the file, the sum or the error first waits for the writes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +29,36 @@ __all__ = ["KEEP_BYTES", "SHOW_BYTES", "Output", "OutputFileError"]
 KEEP_BYTES = 64 * 1024  # kept in memory at each end of an output
 SHOW_BYTES = 64 * 1024  # what a report or log shows of a large output, head and tail together
 WRITE_BUFFER = 256 * 1024
+IN_FLIGHT = 16 * 1024 * 1024  # bytes handed to the writer thread, not written yet
+
+
+class _Writer:
+    """The one thread that writes large outputs and sums them, in order."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._room = threading.Condition()
+        self._in_flight = 0
+
+    def submit(self, size: int, job: Callable[[], None]) -> Future[None]:
+        with self._room:
+            # Wait while the thread is behind by more than IN_FLIGHT (the disk is slow).
+            self._room.wait_for(lambda: self._in_flight == 0 or self._in_flight + size <= IN_FLIGHT)
+            self._in_flight += size
+            if self._pool is None:  # its thread is joined at exit, after what is queued
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="netjobs-output")
+            return self._pool.submit(self._run, size, job)
+
+    def _run(self, size: int, job: Callable[[], None]) -> None:
+        try:
+            job()
+        finally:
+            with self._room:
+                self._in_flight -= size
+                self._room.notify_all()
+
+
+_WRITER = _Writer()
 
 
 class OutputFileError(Exception):
@@ -39,8 +77,9 @@ class Output:
         self._head = bytearray()  # the first `keep` bytes (all of them while size <= keep)
         self._tail = bytearray()  # ends with the last `keep` bytes once size > keep
         self._file: BinaryIO | None = None
+        self._written: Future[None] | None = None  # the writer thread's latest job for us
         self.closed = False
-        self.error = ""  # the file could not be written: the bytes in memory are all there is
+        self._error = ""
 
     # -- made from what a document says ----------------------------------------
     @classmethod
@@ -77,29 +116,47 @@ class Output:
         return output
 
     # -- written as it comes ----------------------------------------------------
+    @property
+    def error(self) -> str:
+        """The file could not be written: the bytes in memory are all there is."""
+        self._wait_written()
+        return self._error
+
+    @error.setter
+    def error(self, text: str) -> None:
+        self._error = text
+
+    def _wait_written(self) -> None:
+        if self._written is not None:
+            self._written.result()
+
     def append(self, data: bytes) -> None:
         if not data:
             return
         if self.closed:
             raise ValueError("output already closed")
-        self._hash.update(data)
         room = self.keep - len(self._head)
         if room > 0:
             self._head += data[:room]
         if self.size + len(data) > self.keep:
-            self._spill(data, room)
+            chunk = bytes(data)  # the thread keeps it: the caller may reuse its buffer
+            self._written = _WRITER.submit(len(chunk), lambda: self._spill(chunk, room))
             if len(data) >= self.keep:
                 self._tail[:] = memoryview(data)[-self.keep :]
             else:
                 self._tail += data
                 if len(self._tail) > 2 * self.keep:  # trimmed now and then: amortized O(1)
                     del self._tail[: -self.keep]
+        else:
+            self._hash.update(data)
         self.size += len(data)
 
     def _spill(self, data: bytes, room: int) -> None:
-        """Write what the head does not hold to the file (opened on the first spill).
-        A file that cannot be written is an `error`; the counting goes on."""
-        if self.error:
+        """In the writer thread: sum DATA and write what the head does not hold to the
+        file (opened on the first spill). A file that cannot be written is an `error`;
+        the counting goes on."""
+        self._hash.update(data)
+        if self._error:
             return
         try:
             if self._file is None:
@@ -111,7 +168,7 @@ class Output:
             else:
                 self._file.write(data)
         except (OSError, ValueError) as exc:
-            self.error = f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}"
+            self._error = f"cannot write {self.path}: {getattr(exc, 'strerror', None) or exc}"
             self._close_file()
 
     def _close_file(self) -> None:
@@ -120,7 +177,7 @@ class Output:
             try:
                 file.close()
             except OSError as exc:
-                self.error = self.error or f"cannot write {self.path}: {exc.strerror or exc}"
+                self._error = self._error or f"cannot write {self.path}: {exc.strerror or exc}"
 
     def _open(self) -> BinaryIO:
         if self.path is None:
@@ -133,9 +190,10 @@ class Output:
         if self.closed:
             return
         self.closed = True
+        self._wait_written()
         if self._file is not None:
             self._close_file()
-        elif self.size and self.path is not None and not self.error:
+        elif self.size and self.path is not None and not self._error:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.path.write_bytes(self._head)
@@ -158,7 +216,10 @@ class Output:
 
     @property
     def sha256(self) -> str:
-        return self._sha256 if self._sha256 is not None else self._hash.hexdigest()
+        if self._sha256 is not None:
+            return self._sha256
+        self._wait_written()
+        return self._hash.hexdigest()
 
     @property
     def whole_in_memory(self) -> bool:
@@ -169,6 +230,7 @@ class Output:
         the size and sha256 on record; OutputFileError when the file does not match."""
         if self.whole_in_memory:
             return bytes(self._head)
+        self._wait_written()
         if self._file is not None:
             self._file.flush()
         assert self.path is not None

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from agent_harness import REPO, AgentClient, agent_command, agent_env, commands, start_agent
 
+from netjobs_core import outputs
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
 from netjobs_core.outputs import Output, OutputFileError
@@ -48,6 +49,34 @@ def test_a_small_output_stays_in_memory_and_is_written_at_its_end(tmp_path):
     assert output.path.read_bytes() == output.read_bytes() == b"abc\ndef\n"
     assert output.sha256 == hashlib.sha256(b"abc\ndef\n").hexdigest() and len(output) == 8
     assert output_excerpt(output) == ["abc", "def"]
+
+
+def test_the_writer_thread_holds_at_most_its_bound_and_appends_wait_beyond_it():
+    writer, release = outputs._Writer(), threading.Event()
+    try:
+        writer.submit(outputs.IN_FLIGHT - 10, release.wait)  # a disk that does not keep up
+        writer.submit(10, lambda: None)  # still within the bound
+        waited = threading.Event()
+        late = threading.Thread(target=lambda: (writer.submit(1, lambda: None), waited.set()))
+        late.start()
+        assert not waited.wait(0.2)  # over the bound: the caller waits for the disk
+        release.set()
+        assert waited.wait(5)
+        late.join(5)
+    finally:
+        release.set()
+
+
+def test_a_failure_in_the_writer_thread_is_not_swallowed(tmp_path):
+    output = Output(tmp_path / "cmd0.stdout", keep=4)
+
+    def broken(data: bytes, room: int) -> None:
+        raise RuntimeError("a bug in the spool")
+
+    output._spill = broken  # type: ignore[method-assign]
+    output.append(b"more than four bytes")
+    with pytest.raises(RuntimeError, match="a bug in the spool"):
+        output.close()
 
 
 def test_a_large_output_keeps_its_head_and_tail_and_the_whole_in_its_file(tmp_path):

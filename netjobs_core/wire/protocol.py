@@ -422,7 +422,7 @@ class FrameDecoder:
         self.add(data)
         return [frame.message() for frame in iter(self.next_frame, None)]
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
 
     def next_frame(self) -> RawFrame | None:
@@ -924,7 +924,7 @@ class Connection:
             raise ProtocolError(f"'finished' before the collected files of command {missing}")
 
     # -- input ----------------------------------------------------------------
-    def receive_data(self, data: bytes) -> list[Message]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Message]:
         if self.state is State.CLOSED:
             raise ProtocolError("connection is closed")
         try:

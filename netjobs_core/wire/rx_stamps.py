@@ -9,9 +9,10 @@ hosts at once on a 2-CPU machine). The kernel stamps each segment as it lands,
 before any of that; with the stamps on both ends a delay in either process only
 lengthens the round trip, which the estimator discards (wire/clock.py).
 
-asyncio's selector transports read a socket with its `recv` method (CPython
-3.11-3.13), so a socket of the class below, handed to asyncio, reads with
-`recvmsg` and keeps the stamp of its latest read. Where the option is missing
+asyncio's selector transports read a socket with its `recv` method, or
+`recv_into` for a buffered protocol (CPython 3.11-3.13), so a socket of the class
+below, handed to asyncio, reads with `recvmsg` and keeps the stamp of its latest
+read. Where the option is missing
 (not Linux) sockets are plain and `arrival_ns` says None: callers fall back to
 their own reading of the clock.
 """
@@ -23,6 +24,7 @@ import struct
 import sys
 import time
 import weakref
+from typing import Any
 
 from netjobs_core.wire.clock import now_ns
 
@@ -51,11 +53,22 @@ class StampedSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         data, ancillary, _, _ = self.recvmsg(bufsize, _ANCILLARY, flags)
+        self._stamp(ancillary)
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer)
+        if nbytes:
+            view = view[:nbytes]
+        count, ancillary, _, _ = self.recvmsg_into([view], _ANCILLARY, flags)
+        self._stamp(ancillary)
+        return count
+
+    def _stamp(self, ancillary: list[tuple[int, int, bytes]]) -> None:
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                 seconds, nanoseconds = _TIMESPEC.unpack_from(payload)
                 self.arrived_ns = _to_clock(seconds * 1_000_000_000 + nanoseconds)
-        return data
 
     def accept(self) -> tuple[socket.socket, object]:
         fd, address = self._accept()  # type: ignore[attr-defined]

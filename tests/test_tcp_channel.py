@@ -1,0 +1,83 @@
+"""client.TcpChannel, the controller's end of a TCP connection: reads straight into
+one buffer, handed over as a view; reading waits until the view has been used."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from netjobs_core.client import READ_SIZE, open_tcp
+from netjobs_core.wire.address import Address
+
+
+async def serve(handler):
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, Address("127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+async def test_reads_in_pieces_then_the_end():
+    async def handler(reader, writer):
+        writer.write(b"0123456789")
+        await writer.drain()
+        writer.close()
+
+    server, address = await serve(handler)
+    async with server:
+        channel = await open_tcp(address, 5)
+        got = b""
+        while piece := await channel.read(3):
+            assert len(piece) <= 3
+            got += bytes(piece)
+        assert got == b"0123456789"
+        assert await channel.read(3) == b""
+        await channel.close(1)
+
+
+async def test_a_reset_is_an_os_error():
+    async def handler(reader, writer):
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()  # RST
+
+    server, address = await serve(handler)
+    async with server:
+        channel = await open_tcp(address, 5)
+        with pytest.raises(OSError):
+            while await channel.read(READ_SIZE):
+                pass
+        channel.abort()
+
+
+async def test_an_agent_we_do_not_read_waits_on_tcp():
+    sent = 0
+    stalled = asyncio.Event()
+
+    async def handler(reader, writer):
+        nonlocal sent
+        chunk = b"x" * 65536
+        try:
+            while sent < 256 * 1024 * 1024:
+                writer.write(chunk)
+                sent += len(chunk)
+                try:
+                    await asyncio.wait_for(writer.drain(), 0.5)
+                except TimeoutError:
+                    stalled.set()  # its writes wait on us
+                    await writer.drain()
+        except ConnectionError:
+            writer.close()  # we hung up: the test is over
+
+    server, address = await serve(handler)
+    async with server:
+        channel = await open_tcp(address, 5)
+        first = await channel.read(READ_SIZE)
+        assert first
+        await asyncio.wait_for(stalled.wait(), 10)
+        # We read one buffer; the rest waits in the kernel's buffers, not in ours.
+        assert sent < 64 * 1024 * 1024
+        total = len(first)
+        while total < sent - 65536:
+            total += len(await channel.read(READ_SIZE))
+        channel.abort()
