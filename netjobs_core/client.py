@@ -17,6 +17,7 @@ from netjobs_core.wire.clock import Sample, now_ns
 from netjobs_core.wire.protocol import Message, Role
 
 READ_SIZE = 1024 * 1024  # a whole output frame (protocol.MAX_BODY) in one read
+FIRST_READ_SIZE = 4 * 1024  # a TCP channel's buffer grows to READ_SIZE while it streams
 CLOSE_TIMEOUT_S = 1.0  # after our bye: the agent's side of the close
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
@@ -116,12 +117,13 @@ class TcpChannel(asyncio.BufferedProtocol):
     receive buffer, which `read` hands over as it is (a view, valid until the next
     read): a large output is copied once on its way to the frame decoder, not three
     times through a StreamReader. Reading pauses until that buffer has been read, so
-    an agent whose output we cannot keep up with waits on TCP."""
+    an agent whose output we cannot keep up with waits on TCP. The buffer starts small
+    (1000 quiet hosts: 4 MB) and grows while reads fill it, up to READ_SIZE."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
         self.kernel_stamps = isinstance(sock, rx_stamps.StampedSocket)
-        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._buffer = memoryview(bytearray(FIRST_READ_SIZE))
         self._start = self._end = 0  # what of _buffer is not read yet
         self._handed = False  # `read` gave out a view of _buffer: reading is paused
         self._eof = False
@@ -166,6 +168,9 @@ class TcpChannel(asyncio.BufferedProtocol):
         assert self._transport is not None
         if self._handed and self._start == self._end:  # the caller is done with the buffer
             self._handed = False
+            size = len(self._buffer)
+            if self._end == size < READ_SIZE:  # it came full: a stream, let it grow
+                self._buffer = memoryview(bytearray(min(READ_SIZE, 4 * size)))
             if not self._transport.is_closing():
                 self._transport.resume_reading()
         while self._start == self._end:

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from netjobs_core.client import READ_SIZE, open_tcp
+from netjobs_core.client import FIRST_READ_SIZE, READ_SIZE, open_tcp
 from netjobs_core.wire.address import Address
 
 
@@ -81,3 +81,21 @@ async def test_an_agent_we_do_not_read_waits_on_tcp():
         while total < sent - 65536:
             total += len(await channel.read(READ_SIZE))
         channel.abort()
+
+
+async def test_the_buffer_starts_small_and_grows_while_a_stream_fills_it():
+    async def handler(reader, writer):
+        writer.write(b"y" * (8 * READ_SIZE))
+        await writer.drain()
+        writer.close()
+
+    server, address = await serve(handler)
+    async with server:
+        channel = await open_tcp(address, 5)
+        sizes = []
+        while piece := await channel.read(READ_SIZE):
+            sizes.append(len(piece))
+        await channel.close(1)
+    assert sum(sizes) == 8 * READ_SIZE
+    assert sizes[0] <= FIRST_READ_SIZE  # 1000 idle connections hold 4 MB, not 1 GB
+    assert max(sizes) == READ_SIZE  # a stream is read a frame at a time
