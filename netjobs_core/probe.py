@@ -37,7 +37,9 @@ class ClockPolicy:
     A host is measured once it has `min_pings` and either its uncertainty is within
     `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
     pings would not tell more) and it is within half the fastest round trip seen on
-    the loop; at most after `max_pings`.
+    the loop; at most after `max_pings`. Within ± 50 µs after 4 pings, every one of 200
+    loopback hosts here stopped there with worst errors of 0.02 ms; at ± 30 µs a
+    quarter of them went on to 16 pings for no better error (bench/scale.py).
 
     `kernel_stamps=False` measures as NetJobs 3.1 did (its own clock readings
     only), for comparison in the benchmark.
@@ -46,7 +48,7 @@ class ClockPolicy:
     batch: int = 32
     min_pings: int = 4
     max_pings: int = 16
-    tight_ns: int = 30_000
+    tight_ns: int = 50_000
     patience: int = 4
     slow_path_ns: int = 2_000_000
     kernel_stamps: bool = True

@@ -3,8 +3,9 @@ start everyone at one instant, enforce the quorum, collect everything.
 
 Per test:
 1. connect and authenticate every host in parallel, measure each clock
-   offset (hosts take turns: probe.ClockPolicy), and once every clock is
-   measured have each agent prepare (spawn) its commands behind a gate;
+   offset (hosts take turns: probe.ClockPolicy), and have each agent prepare
+   (spawn) its commands behind a gate: as soon as its clock is measured, or,
+   when some host has no kernel arrival stamps (SSH), once every clock is;
 2. once every host is ready or failed, and the quorum still holds, send each
    ready host the same start instant expressed in its own clock;
 3. collect output and exits; the moment the quorum can no longer be met,
@@ -64,6 +65,7 @@ from netjobs_core.run_folder import RunFolder, safe_name
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
 from netjobs_core.window import window_of
+from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns, wall_anchor_ns
 from netjobs_core.wire.protocol import MAX_COLLECT_FILES, MAX_ENV_VALUE, Message
@@ -231,6 +233,12 @@ class _TestRun:
         self._spread_pending = False
         self._unmeasured = len(self.hosts)  # hosts whose clock measurement has not ended
         self.measured = asyncio.Event()  # ... none left
+        # With kernel arrival stamps on every path, one host's spawning and `prepared`
+        # cannot bias the clocks measured meanwhile (probe.ClockPolicy): hosts prepare
+        # as they are measured. Pipes (SSH) have no stamps: every clock first there.
+        self.prepare_at_once = rx_stamps.SO_TIMESTAMPNS is not None and not any(
+            host.result.address.over_ssh for host in self.hosts
+        )
         self.common_start_ns: float | None = None
 
     # -- events ---------------------------------------------------------------
@@ -324,9 +332,10 @@ class _TestRun:
             host.result.wall_clock_offset_ms = None if wall is None else wall / 1e6
             host.result.agent_version = found.version
             host.result.hostname = found.hostname
-            # Every clock first: an agent's spawning and its `prepared` would disturb the
-            # pings of hosts still measured, and the start waits for the last host anyway.
-            await self.measured.wait()
+            if not self.prepare_at_once:
+                # Every clock first: an agent's spawning and its `prepared` would bias
+                # the pings of hosts still measured without stamps.
+                await self.measured.wait()
             self.set_state(host, HostState.PREPARING)
             commands = [
                 {

@@ -24,6 +24,7 @@ from netjobs_agent import procs
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.client import AgentLink
 from netjobs_core.config import parse_config
+from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
@@ -469,6 +470,29 @@ def test_stdio_agents_have_no_kernel_stamps_and_are_measured_one_at_a_time():
     assert stamped == [False] * 4
     for estimate in estimates:  # one machine's clock: the truth is 0, within the bound
         assert abs(estimate.offset_ns) <= estimate.uncertainty_ns
+
+
+def test_with_an_ssh_host_every_clock_is_measured_before_any_host_prepares(agents, token):
+    """Its pipes have no arrival stamps: another host's spawning would bias its pings."""
+    measured_at_first_prepare: list[bool] = []
+
+    def observe(event: Event) -> None:
+        if isinstance(event, HostChanged) and event.host.state is HostState.PREPARING:
+            if not measured_at_first_prepare:
+                hosts = event.test.hosts
+                measured_at_first_prepare.append(all(h.clock_offset_ms is not None for h in hosts))
+
+    async def scenario():
+        dialer = LocalStdioDialer()
+        plan = parse_config(f't:\n127.0.0.1:{agents[0].port}: "true"\nssh://local: "true"\nend\n')
+        options = RunOptions(token=token.token, connect_timeout=5, dialer=dialer)
+        test = await asyncio.wait_for(run_test(plan.tests[0], options, observe), 30)
+        await dialer.wait_all_ended()
+        return test
+
+    test = asyncio.run(scenario())
+    assert test.status is TestStatus.PASSED, test.reason
+    assert measured_at_first_prepare == [True]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
