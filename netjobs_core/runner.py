@@ -236,8 +236,10 @@ class _TestRun:
         # With kernel arrival stamps on every path, one host's spawning and `prepared`
         # cannot bias the clocks measured meanwhile (probe.ClockPolicy): hosts prepare
         # as they are measured. Pipes (SSH) have no stamps: every clock first there.
-        self.prepare_at_once = rx_stamps.SO_TIMESTAMPNS is not None and not any(
-            host.result.address.over_ssh for host in self.hosts
+        self.prepare_at_once = (
+            options.clock.kernel_stamps
+            and rx_stamps.SO_TIMESTAMPNS is not None
+            and not any(host.result.address.over_ssh for host in self.hosts)
         )
         self.common_start_ns: float | None = None
 
