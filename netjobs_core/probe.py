@@ -27,8 +27,8 @@ class ClockPolicy:
     lengthens its round trip instead of biasing its offset. Hosts are then measured
     `batch` at a time (one set of turns per event loop, shared by every probe on
     it, checks and runs alike): on this 2-CPU machine with every agent on it, 32 at
-    once kept the worst error at 200 hosts near 0.03 ms, as one at a time did
-    (bench/scale.py, docs/performance.md). A channel without stamps (an SSH
+    once kept the worst error at 200 hosts at 0.02-0.03 ms, where one at a time
+    without stamps gave 0.06-0.25 ms (bench/scale.py, docs/performance.md). A channel without stamps (an SSH
     channel's pipes, a platform without SO_TIMESTAMPNS), or an agent that sends
     none, is measured strictly one host at a time: there the same concurrency
     cost 0.1-6 ms. A slow path (first round trip above `slow_path_ns`) lets its

@@ -99,10 +99,10 @@ async def test_hosts_prepare_as_their_clocks_are_measured(agents, token):
 
 async def test_a_prepared_host_keeps_its_heartbeat_while_a_slow_host_prepares(agents, token):
     # The agents expect a heartbeat every 0.05 s (lost after 5 missed). One host
-    # spawns 150 commands, which takes longer than that, while the other waits
-    # prepared: without pings meanwhile it would call us silent and drop the
-    # connection (the run would survive only through a resume).
-    lines = "".join(f'127.0.0.1:{agents[1].port}: "true"\n' for _ in range(150))
+    # spawns 400 commands (~1.5 ms each), which takes longer than that, while the
+    # other waits prepared: without pings meanwhile it would call us silent and drop
+    # the connection (the run would survive only through a resume).
+    lines = "".join(f'127.0.0.1:{agents[1].port}: "true"\n' for _ in range(400))
     plan = parse_config(f't:\n127.0.0.1:{agents[0].port}: "true"\n{lines}end\n', "test.cfg")
     watch = Phases()
     options = RunOptions(token=token.token, connect_timeout=5.0, heartbeat=0.05)
