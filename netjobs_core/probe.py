@@ -22,17 +22,17 @@ class ClockPolicy:
     """How each host's clock is measured: back-to-back pings (an idle pause between
     them wakes CPUs and adds noise), until the estimate has settled.
 
-    Pings carry the kernel's arrival stamps at both ends (wire/rx_stamps.py), so a
-    pong read late, because other hosts' pongs came first or the CPU was busy,
-    lengthens its round trip instead of biasing its offset. Hosts are then measured
-    `batch` at a time (one set of turns per event loop, shared by every probe on
-    it, checks and runs alike): on this 2-CPU machine with every agent on it, 32 at
-    once kept the worst error at 200 hosts at 0.02-0.03 ms, where one at a time
-    without stamps gave 0.06-0.25 ms (bench/scale.py, docs/performance.md). A channel without stamps (an SSH
-    channel's pipes, a platform without SO_TIMESTAMPNS), or an agent that sends
-    none, is measured strictly one host at a time: there the same concurrency
-    cost 0.1-6 ms. A slow path (first round trip above `slow_path_ns`) lets its
-    turn go after that ping: its pongs are sparse, its bound is wide anyway.
+    Pings carry the kernel's arrival stamps at both ends (wire/rx_stamps.py), so a pong
+    read late, because other hosts' pongs came first or the CPU was busy, lengthens its
+    round trip instead of biasing its offset. Hosts are then measured `batch` at a time
+    (one set of turns per event loop, shared by every probe on it, checks and runs
+    alike): on this 2-CPU machine with every agent on it, 32 at once kept the worst
+    error at 200 hosts at 0.02-0.03 ms, where one at a time without stamps gave
+    0.06-0.25 ms (bench/scale.py, docs/performance.md). A channel without stamps (an SSH
+    channel's pipes, a platform without SO_TIMESTAMPNS), or an agent that sends none, is
+    measured strictly one host at a time: there the same concurrency cost 0.1-6 ms. A
+    slow path (first round trip above `slow_path_ns`) lets its turn go after that ping:
+    its pongs are sparse, its bound is wide anyway.
 
     A host is measured once it has `min_pings` and either its uncertainty is within
     `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
