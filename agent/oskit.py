@@ -145,8 +145,9 @@ def death_signal_wrapper() -> list[str] | None:
     """The command line prefix that gives a gate shell its parent-death signal, if
     this machine has one: util-linux's `setpriv --pdeathsig KILL` sets it and execs
     the shell, as our preexec_fn would. Without a preexec_fn Python spawns with vfork
-    instead of fork: 0.4-0.6 ms a command instead of 2.3 ms from a 21 MB agent and
-    15 ms from a 220 MB one (docs/performance.md). Should the agent die before
+    instead of fork: the Popen takes 0.4-0.6 ms instead of 2.3 ms in a 21 MB agent and
+    15 ms in a 220 MB one (with the cgroup, 1.5 ms against 2.9 and 12.6 ms:
+    docs/process-hygiene.md). Should the agent die before
     setpriv's prctl, the gate's read sees EOF and the shell exits unreleased.
     None (preexec_fn then): not Linux, no setpriv, or one without --pdeathsig (<2.33).
     """
