@@ -122,7 +122,7 @@ class TcpChannel(asyncio.BufferedProtocol):
 
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
-        self.kernel_stamps = isinstance(sock, rx_stamps.StampedSocket)
+        self.kernel_stamps = isinstance(sock, rx_stamps.StampedSocket) and sock.stamping
         self._buffer = memoryview(bytearray(FIRST_READ_SIZE))
         self._start = self._end = 0  # what of _buffer is not read yet
         self._handed = False  # `read` gave out a view of _buffer: reading is paused

@@ -88,6 +88,16 @@ async def test_asyncio_reads_through_it_and_the_wrapper_finds_the_stamp():
     assert 0 <= stamps[0] - sent <= LATE_S * 0.5e9  # well before the loop could read it
 
 
+def test_a_kernel_without_the_option_gives_plain_reads(monkeypatch):
+    monkeypatch.setattr(rx_stamps, "SO_TIMESTAMPNS", 0x7FFF)  # no such option: ENOPROTOOPT
+    client, server = _pair()
+    with client, server:
+        client.sendall(b"ping")
+        assert server.recv(100) == b"ping"
+        assert rx_stamps.arrival_ns(server) is None
+        assert not getattr(server, "stamping", False)  # so its controller takes strict turns
+
+
 def test_a_stamp_from_the_future_is_refused():
     assert rx_stamps._to_clock(time.clock_gettime_ns(time.CLOCK_REALTIME) + 10**9) is None
 

@@ -42,13 +42,18 @@ _by_fd: weakref.WeakValueDictionary[int, StampedSocket] = weakref.WeakValueDicti
 class StampedSocket(socket.socket):
     """A TCP socket that remembers when the data of its latest `recv` arrived."""
 
-    __slots__ = ("arrived_ns",)
+    __slots__ = ("arrived_ns", "stamping")
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.arrived_ns: int | None = None
+        self.stamping = False  # the kernel took the option
         assert SO_TIMESTAMPNS is not None
-        self.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        try:
+            self.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:  # a kernel (or sandbox) without it: no stamps, reads as usual
+            return
+        self.stamping = True
         _by_fd[self.fileno()] = self
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
