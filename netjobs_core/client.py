@@ -287,7 +287,8 @@ class AgentLink:
         self._pending: deque[Message] = deque()
         self.received_ns = 0  # when the latest read's bytes arrived, on our clock
         self.read_ns = 0  # when we read them
-        self.stamped = False  # received_ns is the kernel's stamp (and the agent's pong had one)
+        self._kernel_received = False  # received_ns is the kernel's stamp
+        self.stamped = False  # the latest ping's two arrivals were both the kernels' stamps
         self._sent_ns = 0  # when our latest write left
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
@@ -349,8 +350,8 @@ class AgentLink:
         self.read_ns = now_ns()
         arrived = self._channel.arrival_ns()
         # The kernel's stamp, unless it is stale (bytes read before ours).
-        self.stamped = arrived is not None and arrived >= self._sent_ns
-        self.received_ns = arrived if self.stamped and arrived is not None else self.read_ns
+        self._kernel_received = arrived is not None and arrived >= self._sent_ns
+        self.received_ns = arrived if self._kernel_received and arrived else self.read_ns
         if not data:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED)
@@ -412,7 +413,7 @@ class AgentLink:
                     self.stamped = False
                     return Sample(sent, answer["clock"], self.read_ns, answer.get("wall"))
                 agent_received = answer.get("received")
-                self.stamped = self.stamped and agent_received is not None
+                self.stamped = self._kernel_received and agent_received is not None
                 return Sample(
                     sent,
                     answer["clock"],

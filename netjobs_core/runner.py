@@ -236,6 +236,8 @@ class _TestRun:
         # With kernel arrival stamps on every path, one host's spawning and `prepared`
         # cannot bias the clocks measured meanwhile (probe.ClockPolicy): hosts prepare
         # as they are measured. Pipes (SSH) have no stamps: every clock first there.
+        # (An agent older than the stamps is only found out by its first pong: its
+        # estimate may then move, within the bound it reports.)
         self.prepare_at_once = (
             options.clock.kernel_stamps
             and rx_stamps.SO_TIMESTAMPNS is not None
