@@ -34,7 +34,8 @@ from netjobs_core.config import parse_config
 from netjobs_core.local_agents import LocalAgent, start_agent
 from netjobs_core.results import TestStatus
 from netjobs_core.run_folder import RunFolder
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner
 from netjobs_core.wire.tokens import Token
 
 MIB = 2**20

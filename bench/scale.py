@@ -51,7 +51,8 @@ from netjobs_core.events import Event, HostChanged  # noqa: E402
 from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
 from netjobs_core.results import HostState, TestResult, TestStatus  # noqa: E402
 from netjobs_core.run_folder import RunFolder  # noqa: E402
-from netjobs_core.runner import Runner, RunOptions  # noqa: E402
+from netjobs_core.run_options import RunOptions  # noqa: E402
+from netjobs_core.runner import Runner  # noqa: E402
 from netjobs_core.wire import fd_limits  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
 

@@ -44,7 +44,8 @@ from start_spread import Proxy, spread_delays, start_proxy  # noqa: E402
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.local_agents import LocalAgent, start_agent  # noqa: E402
 from netjobs_core.results import StartMode, TestResult, TestStatus  # noqa: E402
-from netjobs_core.runner import RunOptions, run_test  # noqa: E402
+from netjobs_core.run_options import RunOptions  # noqa: E402
+from netjobs_core.runner import run_test  # noqa: E402
 from netjobs_core.ssh import SshDialer  # noqa: E402
 from netjobs_core.wire.tokens import Token, generate_token_file  # noqa: E402
 

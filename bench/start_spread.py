@@ -58,7 +58,8 @@ from netjobs_core.config import Plan, parse_config  # noqa: E402
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent  # noqa: E402
 from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
 from netjobs_core.results import StartMode, TestResult, TestStatus  # noqa: E402
-from netjobs_core.runner import Runner, RunOptions  # noqa: E402
+from netjobs_core.run_options import RunOptions  # noqa: E402
+from netjobs_core.runner import Runner  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
 
 PROXY_SCRIPT = Path(__file__).resolve().parent / "delay_proxy.py"

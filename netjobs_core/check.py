@@ -44,31 +44,31 @@ async def check_host(
     policy: ClockPolicy = DEFAULT_CLOCK,
 ) -> HostCheck:
     check = HostCheck(address)
-    link = AgentLink(address, token.secret, dialer)
 
     def authenticated() -> None:
         check.authenticated = True
 
-    try:
-        found = await probe(link, timeout, on_connected=authenticated, policy=policy)
-        estimate = found.estimate
-        check.rtt_ms = estimate.rtt_ns / 1e6
-        check.clock_offset_ms = estimate.offset_ns / 1e6
-        check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
-        wall = estimate.wall_offset_ns(wall_anchor_ns())
-        check.wall_clock_offset_ms = None if wall is None else wall / 1e6
-        check.agent_version = found.version
-        check.hostname = found.hostname
-        check.platform = found.platform
-        check.busy = found.busy
-        check.busy_with = found.label
-    except AgentError as exc:
-        check.error = str(exc)
-    except (OSError, ProtocolError) as exc:  # one host's surprise must not lose the others
-        check.error = f"unexpected failure: {exc}"
-    finally:
-        check.reachable = link.tcp_connected
-        await link.close()
+    async with AgentLink(address, token.secret, dialer) as link:
+        try:
+            found = await probe(link, timeout, on_connected=authenticated, policy=policy)
+        except AgentError as exc:
+            check.error = str(exc)
+        except (OSError, ProtocolError) as exc:  # one host's surprise must not lose the others
+            check.error = f"unexpected failure: {exc}"
+        else:
+            estimate = found.estimate
+            check.rtt_ms = estimate.rtt_ns / 1e6
+            check.clock_offset_ms = estimate.offset_ns / 1e6
+            check.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+            wall = estimate.wall_offset_ns(wall_anchor_ns())
+            check.wall_clock_offset_ms = None if wall is None else wall / 1e6
+            check.agent_version = found.version
+            check.hostname = found.hostname
+            check.platform = found.platform
+            check.busy = found.busy
+            check.busy_with = found.label
+        finally:
+            check.reachable = link.tcp_connected
     return check
 
 

@@ -30,7 +30,7 @@ from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
 from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
 from netjobs_core.run_folder import RunFolder
-from netjobs_core.runner import DEFAULT_COLLECT_MAX, RunOptions
+from netjobs_core.run_options import DEFAULT_COLLECT_MAX, RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,

@@ -276,6 +276,8 @@ class AgentLink:
     and not awaited, so a kill can go out while another task is reading.
     An SSH target's channel comes from `dialer` (netjobs_core/ssh.py), with
     the token the agent it started was given; the protocol is the same.
+    As an async context manager it is closed on the way out
+    (`async with AgentLink(...) as link: await link.connect(timeout)`).
     """
 
     def __init__(self, address: Address, token: bytes, dialer: Dialer | None = None) -> None:
@@ -292,6 +294,12 @@ class AgentLink:
         self._sent_ns = 0  # when our latest write left
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
+
+    async def __aenter__(self) -> AgentLink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def connect(self, timeout: float) -> None:
         """Connect and authenticate both ways, or raise AgentError."""
@@ -435,7 +443,9 @@ class AgentLink:
         if self._channel is None:
             return
         channel, self._channel = self._channel, None
-        with contextlib.suppress(Exception):
+        # A channel already broken, or a connection its protocol error closed: the
+        # close is then only ours.
+        with contextlib.suppress(OSError, protocol.ProtocolError):
             if self._conn is not None and self._conn.state is protocol.State.READY:
                 self._conn.send(Message("bye"))
                 channel.write(self._conn.data_to_send())

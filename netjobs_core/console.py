@@ -15,7 +15,7 @@ from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import LiveTable, format_repeats, format_test
 from netjobs_core.results import HostState, TestResult
-from netjobs_core.runner import RunOptions
+from netjobs_core.run_options import RunOptions
 from netjobs_core.session import STDOUT, Outcome, run_plan, say
 from netjobs_core.vocabulary import word
 

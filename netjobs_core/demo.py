@@ -15,7 +15,7 @@ import netjobs_resources
 from netjobs_core.console import run_on_terminal
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
 from netjobs_core.results import StartMode
-from netjobs_core.runner import RunOptions
+from netjobs_core.run_options import RunOptions
 from netjobs_core.session import UsageError, plan_addresses, read_plan
 from netjobs_core.wire.tokens import Token
 

@@ -27,7 +27,8 @@ from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import json_text, write_json
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner
 from netjobs_core.text import printable
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token, TokenError, load_token, refuse_weak

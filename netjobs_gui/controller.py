@@ -22,7 +22,8 @@ from netjobs_core import check as core_check
 from netjobs_core.config import Plan
 from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
 from netjobs_core.results import RunResult
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner
 from netjobs_core.session import (
     UsageError,
     plan_addresses,

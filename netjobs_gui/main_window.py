@@ -34,7 +34,7 @@ from netjobs_core.config import Plan
 from netjobs_core.nodesets import NO_GROUPS, GroupsError
 from netjobs_core.results import RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
-from netjobs_core.runner import RunOptions
+from netjobs_core.run_options import RunOptions
 from netjobs_core.session import plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_gui import prompts

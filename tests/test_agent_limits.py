@@ -22,7 +22,8 @@ from netjobs_core.config import parse_config
 from netjobs_core.local_agents import LocalAgent
 from netjobs_core.local_agents import start_agent as start_local_agent
 from netjobs_core.results import TestStatus
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from netjobs_core.wire import protocol
 from netjobs_core.wire.protocol import Message
 from netjobs_core.wire.tokens import Token, load_token

@@ -20,7 +20,8 @@ from bench.attack_proxy import AttackProxy
 from netjobs_core import results_json
 from netjobs_core.config import parse_config
 from netjobs_core.results import HostState, RunResult, TestStatus
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from netjobs_core.wire import protocol
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.protocol import (

@@ -15,7 +15,8 @@ from netjobs_core.report import format_test
 from netjobs_core.results import CommandStatus, StartMode, TestStatus
 from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
-from netjobs_core.runner import Runner, RunOptions, _TestRun
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner, _TestRun
 from netjobs_core.wire.protocol import Message
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
@@ -240,11 +241,11 @@ def test_the_controller_holds_its_own_limit_and_checks_the_digest(tmp_path, toke
 
     def transfer(name: str, chunks: list[bytes], digest_of: bytes) -> None:
         size = sum(map(len, chunks))
-        run.handle(host, Message("file", {"id": 0, "pattern": 0, "name": name, "size": 4}))
+        host.handle(Message("file", {"id": 0, "pattern": 0, "name": name, "size": 4}))
         for chunk in chunks:
-            run.handle(host, Message("file_data", {"id": 0}, chunk))
+            host.handle(Message("file_data", {"id": 0}, chunk))
         sha = hashlib.sha256(digest_of).hexdigest()
-        run.handle(host, Message("file_end", {"id": 0, "bytes": size, "sha256": sha}))
+        host.handle(Message("file_end", {"id": 0, "bytes": size, "sha256": sha}))
 
     transfer("big", [b"12345678", b"12345678"], b"12345678" * 2)  # announced 4, sent 16
     transfer("bent", [b"abcd"], b"abce")

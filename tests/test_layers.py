@@ -8,6 +8,7 @@ indirectly counts, which is why this imports instead of reading import statement
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -114,3 +115,72 @@ def test_the_core_never_imports_qt():
     # ... nor loads it indirectly.
     loaded = loaded_by("netjobs_core.cli, netjobs_core.demo, netjobs_core.results_json")
     assert not [name for name in loaded if name.split(".")[0] in qt]
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each of our modules -> ours it imports (type-only imports included: a circle
+    drawn only for the type checker is still two modules that cannot be read apart)."""
+    folders = {
+        "netjobs_core": "netjobs_core",
+        "netjobs_agent": "agent",
+        "netjobs_gui": "netjobs_gui",
+    }
+    files: dict[str, Path] = {}
+    for package, folder in folders.items():
+        for path in (REPO / folder).rglob("*.py"):
+            parts = [package, *path.relative_to(REPO / folder).with_suffix("").parts]
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        named: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                named.update(
+                    f"{node.module}.{alias.name}"
+                    if f"{node.module}.{alias.name}" in files
+                    else node.module
+                    for alias in node.names
+                )
+            elif isinstance(node, ast.Import):
+                named.update(alias.name for alias in node.names)
+        graph[module] = {name for name in named if name in files and name != module}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in graph[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            group = []
+            while not group or group[-1] != module:
+                group.append(stack.pop())
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    return circles
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = _import_graph()
+    assert "netjobs_core.runner" in graph["netjobs_core.session"]  # the graph sees imports
+    assert _circles(graph) == []
+
+
+def test_the_circle_check_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

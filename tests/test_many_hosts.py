@@ -20,7 +20,8 @@ import pytest
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
 from netjobs_core.results import HostResult, HostState, TestStatus
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 

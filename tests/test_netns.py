@@ -19,7 +19,8 @@ from netjobs_core.config import parse_config
 from netjobs_core.events import HostChanged
 from netjobs_core.local_agents import LocalAgent, start_agent
 from netjobs_core.results import CommandStatus, HostState, TestStatus
-from netjobs_core.runner import Runner, RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner, run_test
 
 pytestmark = [
     pytest.mark.timeout(120),

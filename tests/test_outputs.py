@@ -27,7 +27,8 @@ from netjobs_core.results import (
 )
 from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner
 from netjobs_core.text import output_excerpt
 from netjobs_core.wire.address import Address
 

@@ -11,7 +11,8 @@ from netjobs_core.config import parse_config
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.report import format_repeats
 from netjobs_core.results import ConcurrentWindow, TestResult, TestStatus
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 

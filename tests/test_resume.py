@@ -13,7 +13,8 @@ from agent.spool import Outbox, StreamSpool
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
 from netjobs_core.results import CommandStatus, HostState, TestStatus
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from netjobs_core.wire.protocol import Message
 from tests.agent_harness import REPO, agent_env, start_agent, wait_gone
 
@@ -239,7 +240,8 @@ async def test_a_cut_longer_than_the_grace_ends_lost_on_both_sides(token):
 CONTROLLER = """
 import asyncio, sys
 from netjobs_core.config import parse_config
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.runner import run_test
+from netjobs_core.run_options import RunOptions
 from netjobs_core.wire.tokens import load_token
 port, token_file, pidfile = sys.argv[1:]
 text = f't:\\n127.0.0.1:{port}: "echo $$ > {pidfile}; exec sleep 60"\\nend\\n'

@@ -10,7 +10,8 @@ from agent_harness import HostWatch, free_port, pid_alive, start_agent
 from netjobs_core.config import parse_config
 from netjobs_core.local_agents import AgentStartError
 from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
-from netjobs_core.runner import Runner, RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner, run_test
 from netjobs_core.wire.tokens import Token
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]

@@ -9,7 +9,8 @@ import pytest
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
 from netjobs_core.results import CommandStatus, HostState, TestStatus
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from tests.agent_harness import start_agent
 
 pytestmark = pytest.mark.timeout(60)

@@ -28,7 +28,8 @@ from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from netjobs_core.ssh import SshDialer
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample

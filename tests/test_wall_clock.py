@@ -22,7 +22,8 @@ from netjobs_core.config import parse_config
 from netjobs_core.probe import STRICT_TURNS, ClockPolicy, settled
 from netjobs_core.report import format_test
 from netjobs_core.results import RunResult
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample, estimate_offset, wall_anchor_ns
 from netjobs_core.wire.protocol import AGENT_SCHEMAS, Message, ProtocolError, validate

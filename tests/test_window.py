@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from netjobs_core import text
 from netjobs_core.config import parse_config
 from netjobs_core.results import CommandResult, ConcurrentWindow, HostResult, TestResult
-from netjobs_core.runner import RunOptions, run_test
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
 from netjobs_core.window import concurrent_window, window_of
 from netjobs_core.wire.address import Address
 

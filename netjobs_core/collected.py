@@ -1,0 +1,186 @@
+"""Collected files, the controller's side: the mirror of agent/collect.py.
+
+The agent streams each file a command's `-collect` patterns matched as `file`,
+`file_data`... `file_end`, one file at a time. Each is written to the host's
+folder chunk by chunk as it comes (never whole in memory), summed as it is
+written, and listed on its command only once its size and SHA-256 match what
+the agent announced. A file that breaks a limit, cannot be written, or is cut
+off is removed and becomes a warning on its command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from netjobs_core import text
+from netjobs_core.client import ConnectionLost
+from netjobs_core.results import Collected, CommandResult
+from netjobs_core.run_folder import safe_name
+from netjobs_core.wire.protocol import MAX_COLLECT_FILES, Message
+
+_SPOOLED_NAME_RE = re.compile(r"cmd[0-9]+\.(stdout|stderr)")  # the run folder's own files
+
+
+@dataclass
+class _Incoming:
+    """A collected file on its way: written to disk chunk by chunk as it comes."""
+
+    index: int  # the command
+    pattern: str
+    path: Path
+    file: BinaryIO | None = None  # None once the copy failed: the rest is only counted
+    digest: Any = field(default_factory=hashlib.sha256)
+    received: int = 0  # bytes
+    error: str = ""
+
+    def fail(self, error: str) -> None:
+        """Stop writing: the file is not kept (the first error is the one reported)."""
+        self.error = self.error or error
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+
+    def write(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.file is None:
+            return
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.fail(f"cannot write {self.path}: {exc.strerror or exc}")
+            return
+        self.digest.update(data)
+
+
+class FileReception:
+    """One host's collected files in one test: where each is saved, the one on its way.
+
+    `changed(index)` is called whenever command INDEX's list of files or warnings
+    changes.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        patterns: Sequence[Sequence[str]],  # each command's -collect patterns
+        commands: Sequence[CommandResult],
+        limit: int | None,  # bytes per file (--collect-max); None: no limit
+        changed: Callable[[int], None],
+    ) -> None:
+        self.directory = directory
+        self.patterns = patterns
+        self.commands = commands
+        self.limit = limit
+        self.changed = changed
+        self.incoming: _Incoming | None = None
+        # (command, agent's name, how many of that name before) -> the name it is saved as;
+        # the occurrences count again from 0 on a resume, whose replay resends every file.
+        self.names: dict[tuple[int, str, int], str] = {}
+        self.seen: Counter[tuple[int, str]] = Counter()
+
+    def resumed(self) -> None:
+        """The agent replays every file after a resume: the same names again."""
+        self.seen.clear()
+
+    def cut_off(self) -> None:
+        """The connection ended mid-file: what came is not the file."""
+        if self.incoming is not None:
+            incoming, self.incoming = self.incoming, None
+            self.warn(incoming.index, f"{incoming.path.name}: incomplete")
+            incoming.fail("incomplete")
+
+    def warn(self, index: int, warning: str) -> None:
+        warnings = self.commands[index].warnings
+        if warning not in warnings:  # a replay after a resume says it again
+            warnings.append(warning)
+            self.changed(index)
+
+    def _name(self, index: int, name: str) -> str:
+        """Where command INDEX's file NAME goes in the host's folder: its own name,
+        unless another file (or a spooled output) has it."""
+        key = (index, name, self.seen[index, name])
+        self.seen[index, name] += 1
+        saved = self.names.get(key)
+        if saved is None:
+            taken = set(self.names.values())
+            saved = safe_name(name)
+            serial = 1
+            while saved in taken or _SPOOLED_NAME_RE.fullmatch(saved):
+                saved = (
+                    f"cmd{index}.{serial}.{safe_name(name)}"
+                    if serial > 1
+                    else f"cmd{index}.{safe_name(name)}"
+                )
+                serial += 1
+            self.names[key] = saved
+        return saved
+
+    def on_file(self, message: Message) -> None:
+        index = message["id"]
+        if not 0 <= index < len(self.patterns) or message["pattern"] >= len(self.patterns[index]):
+            raise ConnectionLost("protocol error: a collected file nobody asked for")
+        if self.incoming is not None:  # a replay after a resume sends it again
+            self.incoming.fail("resent")
+        path = self.directory / self._name(index, message["name"])
+        incoming = self.incoming = _Incoming(index, self.patterns[index][message["pattern"]], path)
+        if self.limit is not None and message["size"] > self.limit:
+            size, limit = text.size(message["size"]), text.size(self.limit)
+            incoming.fail(f"{size}: larger than the {limit} limit")
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            incoming.file = path.open("wb")
+        except OSError as exc:
+            incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
+
+    def on_file_data(self, message: Message) -> None:
+        incoming = self.incoming
+        assert incoming is not None  # the protocol: file_data only inside a file
+        incoming.write(message.body)
+        if self.limit is not None and incoming.received > self.limit:
+            incoming.fail(f"more than the {text.size(self.limit)} limit")
+
+    def on_file_end(self, message: Message) -> None:
+        incoming = self.incoming
+        assert incoming is not None
+        self.incoming = None
+        error = message.get("error") or incoming.error
+        digest = incoming.digest.hexdigest()
+        if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
+            error = "its SHA-256 does not match what was received"
+        command = self.commands[incoming.index]
+        # A replay after a resume may send a file again: the last copy is the one listed.
+        command.collected = [c for c in command.collected if c.path != incoming.path]
+        if error:
+            incoming.fail(error)
+            self.warn(incoming.index, f"{incoming.path.name}: not collected: {error}")
+            return
+        assert incoming.file is not None  # no error: it was written
+        incoming.file.close()
+        command.collected.append(
+            Collected(incoming.pattern, incoming.path, incoming.received, message["sha256"])
+        )
+        self.changed(incoming.index)
+
+    def on_collected(self, message: Message) -> None:
+        index = message["id"]
+        if not 0 <= index < len(self.patterns):
+            return
+        for pattern, matched in zip(self.patterns[index], message["matched"], strict=False):
+            if matched == 0:
+                self.warn(index, f"-collect {pattern!r}: no file matched")
+            elif matched > MAX_COLLECT_FILES:
+                self.warn(
+                    index,
+                    f"-collect {pattern!r}: {matched} files matched, "
+                    f"only the first {MAX_COLLECT_FILES} were collected",
+                )

@@ -1,0 +1,636 @@
+"""One host's whole part in one test: its link, clock, commands, files and deadline.
+
+A `HostRun` connects and authenticates, measures the agent's clock, has it
+prepare (spawn behind a gate) its commands, sends it the start, then receives
+its outputs, exits and files until the agent reports `finished`, pinging it
+all along and resuming across cuts within the agent's grace. Everything that
+can happen to the host ends in its one `HostResult`.
+
+It reports to its test (`Fleet`) through a narrow interface: the host changed,
+a command changed or printed, commands were released, the host now counts
+against the quorum. The test keeps the fleet's policy (phases, quorum, the
+common start, the spread, the verdict) and tells a host only to start, to
+kill, or that it is over.
+
+`result.state` is the host's one state: CONNECTING -> SYNCING -> PREPARING ->
+READY -> RUNNING -> (the agent's `finished`) DONE / TIMEOUT / KILLED; FAILED,
+TIMEOUT or KILLED from any state when the host is lost, late or aborted.
+
+One deadline bounds the collection (`Deadline`): the longest command timeout plus
+BACKSTOP_S (once the test is aborted: KILL_CONFIRM_S from the kill), moved later
+by the time lost to resumed cuts, and kept at least BACKSTOP_S past a cut's
+reconnect grace and past the latest file data. None when a command has no
+timeout and the test goes on: then only the heartbeat tells a silent agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from netjobs_core import text
+from netjobs_core.client import (
+    AgentError,
+    AgentLink,
+    AgentStopping,
+    ConnectionLost,
+    Refused,
+    Tampered,
+)
+from netjobs_core.collected import FileReception
+from netjobs_core.config import CommandSpec
+from netjobs_core.outputs import Output
+from netjobs_core.probe import probe
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    Interruption,
+)
+from netjobs_core.run_options import RunOptions
+from netjobs_core.verdict import aborted_text
+from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import OffsetEstimate, now_ns
+from netjobs_core.wire.protocol import MAX_ENV_VALUE, Message
+
+KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
+BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
+HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
+RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
+
+# Prepared, and the agent has not reported `finished`: its processes may be alive.
+_LIVE = (HostState.READY, HostState.RUNNING)
+
+
+class _Interrupted(Exception):
+    """The connection broke or went silent; the agent may still hold the run."""
+
+
+class _Gone(AgentError):
+    """The agent answered a resume: it no longer holds the run."""
+
+
+class Fleet(Protocol):
+    """What a host tells its test, and the two facts it reads from it."""
+
+    @property
+    def abort_reason(self) -> str:
+        """Why the test was aborted; "" while it goes on."""
+        ...
+
+    @property
+    def anchor_ns(self) -> float:
+        """The wall clock (epoch ns) at the controller's clock zero."""
+        ...
+
+    def host_changed(self, host: HostRun) -> None: ...
+
+    def command_changed(self, host: HostRun, index: int) -> None: ...
+
+    def command_output(self, host: HostRun, index: int, stream: str, data: bytes) -> None: ...
+
+    def released(self, host: HostRun) -> None:
+        """Some of the host's commands were released (`host.released`)."""
+        ...
+
+    def failed(self, host: HostRun) -> None:
+        """The host, or one of its commands, may now count against the quorum."""
+        ...
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A host's place in its test: what its commands are told, where its files go."""
+
+    label: str  # the test's
+    position: int  # among the test's hosts, in config order: NETJOBS_INDEX
+    count: int  # hosts in the test: NETJOBS_COUNT
+    run_id: str
+    directory: Path  # the host's folder in the run folder
+
+
+@dataclass
+class Deadline:
+    """The one deadline of a host's collection, in loop time, from the facts that move it."""
+
+    backstop: float | None = None  # the longest timeout + BACKSTOP_S; None: a command has none
+    kill_by: float | None = None  # the test was aborted: the kill must be confirmed by then
+    shift_s: float = 0.0  # lost to cuts resumed since the backstop or the kill
+    reconnect_until: float | None = None  # during a cut: the end of the agent's grace
+    data_at: float | None = None  # the latest file data
+
+    def due(self) -> float | None:
+        """When the agent must have reported; None: no limit."""
+        base = self.kill_by if self.kill_by is not None else self.backstop
+        if base is None:
+            return None
+        due = base + self.shift_s
+        if self.reconnect_until is not None:  # the agent's grace first
+            due = max(due, self.reconnect_until + BACKSTOP_S)
+        if self.data_at is not None:  # a transfer in progress is no silent agent
+            due = max(due, self.data_at + BACKSTOP_S)
+        return due
+
+    def killed(self, now: float) -> None:
+        self.kill_by = now + KILL_CONFIRM_S
+        self.shift_s = 0.0
+
+    def resumed(self, lost_s: float) -> None:
+        self.shift_s += lost_s
+        self.reconnect_until = None
+
+
+class HostRun:
+    def __init__(
+        self,
+        address: Address,
+        specs: Sequence[CommandSpec],
+        seat: Seat,
+        options: RunOptions,
+        fleet: Fleet,
+    ) -> None:
+        self.specs = specs
+        self.seat = seat
+        self.options = options
+        self.fleet = fleet
+        keep = options.output_keep
+        self.result = HostResult(address)
+        self.result.commands = [
+            CommandResult(
+                c.command,
+                c.line,
+                timeout=c.timeout,
+                stdout=Output(keep=keep),
+                stderr=Output(keep=keep),
+            )
+            for c in specs
+        ]
+        for k, command in enumerate(self.result.commands):
+            command.stdout.path = seat.directory / f"cmd{k}.stdout"
+            command.stderr.path = seat.directory / f"cmd{k}.stderr"
+        self.files = FileReception(
+            seat.directory,
+            [spec.collect for spec in specs],
+            self.result.commands,
+            options.collect_max,
+            lambda index: self.fleet.command_changed(self, index),
+        )
+        self.link: AgentLink | None = None
+        self.estimate: OffsetEstimate | None = None
+        self.released: dict[int, float] = {}  # command index -> controller clock ns
+        self.ended: dict[int, float] = {}
+        self.run_id = ""  # the agent's name for the run, for a resume
+        self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
+        self._pinger: asyncio.Task[None] | None = None
+        self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
+        self._timer: asyncio.Timeout | None = None
+
+    @property
+    def timed_out(self) -> bool:
+        """The host, or one of its commands, ran past its time."""
+        return self.result.state is HostState.TIMEOUT or any(
+            c.status is CommandStatus.TIMEOUT for c in self.result.commands
+        )
+
+    @property
+    def bad(self) -> bool:
+        """Counts against the quorum: failed, or a command timed out."""
+        return self.timed_out or self.result.state is HostState.FAILED
+
+    async def __aenter__(self) -> HostRun:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- state and commands ---------------------------------------------------
+    def _set_state(self, state: HostState, error: str = "") -> None:
+        self.result.state = state
+        if error:
+            self.result.error = error
+        self.fleet.host_changed(self)
+
+    def _finish(
+        self, index: int, status: CommandStatus, message: str = "", exit_code: int | None = None
+    ) -> None:
+        command = self.result.commands[index]
+        if command.status.finished:
+            return
+        command.status = status
+        command.message = message
+        command.exit_code = exit_code
+        command.stdout.close()  # the agent sends a command's output before its end
+        command.stderr.close()
+        self.fleet.command_changed(self, index)
+
+    def fail(self, error: str) -> None:
+        """The host is out: unreachable, refused, lost... Its unfinished commands
+        could not run (ERROR) or, once started, are LOST: they ran, end unknown."""
+        started = self.result.state is HostState.RUNNING
+        lost_at = time.time()
+        for index, command in enumerate(self.result.commands):
+            if started and not command.status.finished:
+                command.lost_at = lost_at
+                message = f"lost at {text.time_of_day(lost_at)}: {error}"
+                self._finish(index, CommandStatus.LOST, message)
+            else:
+                self._finish(index, CommandStatus.ERROR, error)
+        self._set_state(HostState.FAILED, error)
+        self.fleet.failed(self)
+
+    def give_up(self, error: str) -> None:
+        """Killed, or as good as: the test was aborted around the host."""
+        for i in range(len(self.result.commands)):
+            self._finish(i, CommandStatus.KILLED, error)
+        self._set_state(HostState.KILLED, error)
+
+    # -- connect, measure, prepare ------------------------------------------------
+    async def measure(self) -> bool:
+        """Connect, authenticate and measure the clock; False: the host failed."""
+        options = self.options
+        self.link = AgentLink(self.result.address, options.token.secret, options.dialer)
+        try:
+            found = await probe(
+                self.link,
+                options.connect_timeout,
+                on_connected=lambda: self._set_state(HostState.SYNCING),
+                policy=options.clock,
+            )
+        except AgentError as exc:
+            await self._close_link()
+            self.fail(str(exc))
+            return False
+        self.estimate = estimate = found.estimate
+        result = self.result
+        result.rtt_ms = estimate.rtt_ns / 1e6
+        result.clock_offset_ms = estimate.offset_ns / 1e6
+        result.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
+        wall = estimate.wall_offset_ns(self.fleet.anchor_ns)
+        result.wall_clock_offset_ms = None if wall is None else wall / 1e6
+        result.agent_version = found.version
+        result.hostname = found.hostname
+        return True
+
+    async def prepare(self) -> None:
+        """Have the agent spawn the commands behind its gate; a failure is the host's."""
+        assert self.link is not None
+        options = self.options
+        self._set_state(HostState.PREPARING)
+        commands = [
+            {
+                "id": i,
+                "command": spec.command,
+                "timeout": spec.timeout,
+                "env": self.environment(i),
+                "collect": list(spec.collect) or None,
+            }
+            for i, spec in enumerate(self.specs)
+        ]
+        fields = {
+            "label": self.seat.label,
+            "commands": commands,
+            "grace": options.reconnect_grace,
+            "heartbeat": options.heartbeat,
+            "collect_max": options.collect_max,
+        }
+        try:
+            prepared = await self.link.request(
+                Message("prepare", fields), "prepared", options.prepare_timeout
+            )
+        except AgentError as exc:
+            await self._close_link()
+            self.fail(str(exc))
+            return
+        self.result.gated = prepared["gated"]
+        self.run_id, self.grace = prepared["run_id"], prepared["grace"]
+        for item in prepared["commands"]:
+            if isinstance(item, dict) and not item.get("ok", False):
+                index = item.get("id")
+                if isinstance(index, int) and 0 <= index < len(self.result.commands):
+                    error = str(item.get("error") or "could not be started")
+                    self._finish(index, CommandStatus.ERROR, error)
+        self._set_state(HostState.READY)
+        # A prepared agent expects our heartbeat from its `prepared` on.
+        self._pinger = asyncio.create_task(
+            self._heartbeat(), name=f"heartbeat {self.result.target}"
+        )
+
+    def environment(self, index: int) -> dict[str, str]:
+        """Command INDEX's place in the fleet; the agent adds NETJOBS_START_EPOCH_NS."""
+        seat = self.seat
+        env = {
+            "NETJOBS_TEST": seat.label,
+            "NETJOBS_HOST": self.specs[index].target,
+            "NETJOBS_INDEX": str(seat.position),
+            "NETJOBS_COUNT": str(seat.count),
+            "NETJOBS_COMMAND_INDEX": str(index),
+            "NETJOBS_RUN_ID": seat.run_id,
+        }
+        return {name: value[:MAX_ENV_VALUE] for name, value in env.items()}
+
+    async def _heartbeat(self) -> None:
+        """Ping the agent while it holds the run: both ends tell a silent peer by it."""
+        while True:
+            await asyncio.sleep(self.options.heartbeat)
+            if self.link is not None:
+                with contextlib.suppress(AgentError):
+                    self.link.send(Message("ping", {"seq": 0}))
+
+    # -- start, kill ------------------------------------------------------------
+    def start(self, at: int | None) -> None:
+        """Release the commands at AT on the agent's clock (None: at once)."""
+        assert self.link is not None
+        try:
+            self.link.send(Message("start", {"at": at}))
+        except AgentError as exc:
+            self.fail(str(exc))
+            return
+        for command in self.result.commands:
+            if command.status is CommandStatus.PENDING:
+                command.status = CommandStatus.RUNNING
+        self._set_state(HostState.RUNNING)
+
+    def kill(self, reason: str) -> None:
+        """Have the agent kill the commands; it has KILL_CONFIRM_S to confirm."""
+        if self.result.state.finished or self.link is None:
+            return
+        with contextlib.suppress(AgentError):
+            self.link.send(Message("kill", {"reason": reason}))
+        self.deadline.killed(asyncio.get_running_loop().time())
+        self._reschedule()
+
+    # -- collect ----------------------------------------------------------------
+    def _reschedule(self) -> None:
+        if self._timer is not None:
+            self._timer.reschedule(self.deadline.due())
+
+    async def collect(self) -> None:
+        """Receive until the agent reports `finished`, resuming across cuts, within
+        the deadline; whatever ends it ends in the host's state."""
+        assert self.link is not None
+        loop = asyncio.get_running_loop()
+        timeouts = [spec.timeout for spec in self.specs if spec.timeout is not None]
+        if len(timeouts) == len(self.specs):
+            self.deadline.backstop = loop.time() + max(timeouts, default=0.0) + BACKSTOP_S
+        try:
+            async with asyncio.timeout_at(self.deadline.due()) as self._timer:
+                while not self.result.state.finished:
+                    try:
+                        message = await self._receive()
+                    except _Interrupted as exc:
+                        await self._resume(str(exc))
+                        continue
+                    try:
+                        self.handle(message)
+                    except ArithmeticError as exc:
+                        # Numbers the schema let through that still break the sums:
+                        # that host's protocol error, not a crash of the whole run.
+                        raise ConnectionLost(
+                            f"protocol error: unusable {message.type!r} from the agent ({exc})"
+                        ) from None
+        except TimeoutError:
+            if self.fleet.abort_reason:
+                self.give_up("the agent did not confirm the kill")
+            else:
+                for i in range(len(self.result.commands)):
+                    self._finish(
+                        i, CommandStatus.TIMEOUT, "the agent did not report the end in time"
+                    )
+                self._set_state(HostState.TIMEOUT, "the agent did not report in time")
+                self.fleet.failed(self)
+                if self.link is not None:
+                    with contextlib.suppress(AgentError):
+                        self.link.send(
+                            Message("kill", {"reason": "no report from the agent in time"})
+                        )
+        except AgentError as exc:
+            if self.fleet.abort_reason and not isinstance(exc, AgentStopping):
+                self.give_up(str(exc))
+            else:
+                self.fail(str(exc))
+        finally:
+            self._timer = None
+            self.files.cut_off()
+            await self._close_link()
+
+    async def _receive(self) -> Message:
+        """The host's next message; _Interrupted when the connection broke or went silent.
+
+        Even a clean close may hide a live agent (its side of a cut ended first),
+        so every loss but a shutdown or a tampered frame goes to `_resume`, which tells
+        a gone agent."""
+        assert self.link is not None
+        silence = HEARTBEAT_MISSES * self.options.heartbeat
+        try:
+            async with asyncio.timeout(silence) as quiet:
+                return await self.link.recv()
+        except TimeoutError as exc:
+            if not quiet.expired():  # ETIMEDOUT from the socket, not our timer
+                raise _Interrupted(f"connection lost: {exc.strerror}") from None
+            raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
+        except ConnectionLost as exc:
+            if isinstance(exc, AgentStopping | Tampered):
+                raise
+            raise _Interrupted(str(exc)) from None
+
+    async def _resume(self, cause: str) -> None:
+        """Reconnect with backoff and resume the run within the agent's grace,
+        or raise ConnectionLost: the agent kills the run at the same moment."""
+        assert self.link is not None
+        if not self.run_id or self.grace <= 0:
+            raise ConnectionLost(cause)
+        loop = asyncio.get_running_loop()
+        # The interruption began with the last bytes heard, not when we noticed.
+        heard = self.link.received_ns
+        silent_for = max(0.0, (now_ns() - heard) / 1e9) if heard else 0.0
+        began = loop.time() - silent_for
+        record = Interruption(at=time.time() - silent_for, cause=cause)
+        self.result.interruptions.append(record)
+        self.fleet.host_changed(self)
+        self.link.abort()
+        # The agent counts its grace from when it noticed (sooner than us: fewer
+        # heartbeats): ending ours from the last bytes heard ends both together.
+        give_up = self.deadline.reconnect_until = began + self.grace
+        self._reschedule()
+        delay = RECONNECT_BACKOFF_S[0]
+        timeout = self.options.connect_timeout
+        while True:
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                record.duration_s = loop.time() - began
+                raise ConnectionLost(
+                    f"lost for its {self.grace:g} s reconnect grace (after {cause})"
+                )
+            link = AgentLink(self.result.address, self.options.token.secret, self.options.dialer)
+            try:
+                await link.connect(min(timeout, remaining))
+                await self._request_resume(link, min(timeout, remaining))
+            except (_Gone, Refused) as exc:
+                # Refused: the agent's process is gone (kill -9, a crash): lost now.
+                link.abort()
+                record.duration_s = loop.time() - began
+                raise ConnectionLost(f"{cause} (reconnecting: {exc})") from None
+            except AgentError:
+                link.abort()
+                await asyncio.sleep(min(delay, max(0.0, give_up - loop.time())))
+                delay = min(2 * delay, RECONNECT_BACKOFF_S[1])
+                continue
+            self.link = link
+            record.duration_s = loop.time() - began
+            record.resumed = True
+            self.files.resumed()
+            self.deadline.resumed(record.duration_s)
+            self._reschedule()
+            self.fleet.host_changed(self)
+            if self.fleet.abort_reason:
+                with contextlib.suppress(AgentError):
+                    link.send(Message("kill", {"reason": self.fleet.abort_reason}))
+            return
+
+    async def _request_resume(self, link: AgentLink, timeout: float) -> None:
+        offsets = [
+            {"id": i, "stdout": len(c.stdout), "stderr": len(c.stderr)}
+            for i, c in enumerate(self.result.commands)
+        ]
+        link.send(Message("resume", {"run_id": self.run_id, "offsets": offsets}))
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    answer = await link.recv()
+                    if answer.type == "resumed":
+                        return
+                    if answer.type == "error":
+                        if answer["code"] == "no-run":
+                            raise _Gone(f"the agent no longer holds the run: {answer['message']}")
+                        raise AgentError(answer["message"])
+        except TimeoutError:
+            raise AgentError(f"no 'resumed' reply within {timeout:g} s") from None
+
+    # -- the end ----------------------------------------------------------------
+    async def _close_link(self) -> None:
+        if self._pinger is not None:
+            pinger, self._pinger = self._pinger, None
+            pinger.cancel()
+            await asyncio.wait({pinger})
+        if self.link is not None:
+            await self.link.close()
+
+    async def close(self) -> None:
+        """The test is over, however it ended: nothing left open, pending or unfinished."""
+        reason = self.fleet.abort_reason
+        if self.link is not None and self.result.state in _LIVE:
+            # Cancelled mid-run: tell the agent now rather than leave the jobs
+            # to its orphan timer.
+            with contextlib.suppress(AgentError):
+                self.link.send(Message("kill", {"reason": reason or "the controller stopped"}))
+        await self._close_link()
+        for i in range(len(self.result.commands)):
+            self._finish(
+                i,
+                CommandStatus.KILLED,
+                aborted_text(reason) if reason else "the run was interrupted",
+            )
+        if not self.result.state.finished:
+            self._set_state(HostState.KILLED, aborted_text(reason))
+        for command in self.result.commands:  # no file left open, whatever happened
+            command.stdout.close()
+            command.stderr.close()
+
+    # -- the agent's messages, one method each ----------------------------------
+    def handle(self, message: Message) -> None:
+        handler = self._HANDLERS.get(message.type)
+        if handler is not None:
+            handler(self, message)
+
+    def _on_output(self, message: Message) -> None:
+        commands = self.result.commands
+        index = message["id"]
+        if 0 <= index < len(commands):
+            stream = message["stream"]
+            target = commands[index].stdout if stream == "stdout" else commands[index].stderr
+            if target.closed:
+                return  # after its end: nothing the agent owes us
+            target.append(message.body)
+            self.fleet.command_output(self, index, stream, message.body)
+
+    def _on_started(self, message: Message) -> None:
+        assert self.estimate is not None
+        commands = self.result.commands
+        anchor = self.fleet.anchor_ns / 1e9
+        # The protocol checked the keys (command ids) and the bounded clock values.
+        for key, agent_ns in message["released_at"].items():
+            index = int(key)
+            if 0 <= index < len(commands):
+                at = self.estimate.to_controller(agent_ns)
+                self.released[index] = at
+                commands[index].started_at = anchor + at / 1e9
+                self.fleet.command_changed(self, index)
+        self.fleet.released(self)
+
+    def _on_exit(self, message: Message) -> None:
+        assert self.estimate is not None
+        commands = self.result.commands
+        index = message["id"]
+        if not 0 <= index < len(commands):
+            return
+        status = CommandStatus(message["status"])
+        ended = message.get("ended_at")
+        if ended is not None and index in self.released:
+            self.ended[index] = self.estimate.to_controller(ended)
+            commands[index].duration_s = max(0.0, (self.ended[index] - self.released[index]) / 1e9)
+        # "exited with code 0" says nothing the status does not.
+        words = "" if status is CommandStatus.OK else message["message"]
+        self._finish(index, status, words, message.get("exit_code"))
+        if status is CommandStatus.TIMEOUT:
+            self.fleet.failed(self)
+
+    def _on_file(self, message: Message) -> None:
+        self.files.on_file(message)
+
+    def _on_file_data(self, message: Message) -> None:
+        if self._timer is not None:  # a transfer in progress is no silent agent
+            self.deadline.data_at = asyncio.get_running_loop().time()
+            self._reschedule()
+        self.files.on_file_data(message)
+
+    def _on_file_end(self, message: Message) -> None:
+        self.files.on_file_end(message)
+
+    def _on_collected(self, message: Message) -> None:
+        self.files.on_collected(message)
+
+    def _on_finished(self, message: Message) -> None:
+        commands = self.result.commands
+        for i in range(len(commands)):
+            self._finish(i, CommandStatus.ERROR, "the agent reported no exit")
+        if self.timed_out:
+            self._set_state(HostState.TIMEOUT, "a command ran past its timeout")
+        elif any(c.status is CommandStatus.KILLED for c in commands):
+            self._set_state(HostState.KILLED)
+        else:
+            self._set_state(HostState.DONE)
+
+    def _on_error(self, message: Message) -> None:
+        raise AgentError(f"the agent reported: {message['message']}")
+
+    def _on_shutdown(self, message: Message) -> None:
+        raise AgentStopping(f"the agent shut down mid-test: {message['reason']}")
+
+    _HANDLERS: ClassVar[dict[str, Callable[[HostRun, Message], None]]] = {
+        "output": _on_output,
+        "started": _on_started,
+        "exit": _on_exit,
+        "file": _on_file,
+        "file_data": _on_file_data,
+        "file_end": _on_file_end,
+        "collected": _on_collected,
+        "finished": _on_finished,
+        "error": _on_error,
+        "shutdown": _on_shutdown,
+    }

@@ -1,0 +1,47 @@
+"""A host's one deadline (host_run.Deadline): what moves it, and what does not."""
+
+from __future__ import annotations
+
+from netjobs_core.host_run import BACKSTOP_S, KILL_CONFIRM_S, Deadline
+
+
+def test_no_timeout_means_no_deadline_until_the_test_is_aborted():
+    deadline = Deadline()
+    assert deadline.due() is None
+    deadline.data_at = 5.0  # a transfer does not invent a limit
+    assert deadline.due() is None
+    deadline.killed(now=100.0)
+    assert deadline.due() == 100.0 + KILL_CONFIRM_S  # the data at 5 is long past
+
+
+def test_the_backstop_moves_by_the_time_lost_to_resumed_cuts():
+    deadline = Deadline(backstop=100.0)
+    assert deadline.due() == 100.0
+    deadline.reconnect_until = 120.0  # a cut: the agent's grace, then a backstop
+    assert deadline.due() == 120.0 + BACKSTOP_S
+    deadline.resumed(lost_s=7.0)
+    assert deadline.reconnect_until is None
+    assert deadline.due() == 107.0
+    deadline.reconnect_until = 50.0  # a short cut within the backstop changes nothing
+    assert deadline.due() == 107.0
+    deadline.resumed(lost_s=3.0)
+    assert deadline.due() == 110.0
+
+
+def test_file_data_keeps_the_deadline_at_least_a_backstop_ahead():
+    deadline = Deadline(backstop=100.0)
+    deadline.data_at = 90.0
+    assert deadline.due() == 90.0 + BACKSTOP_S
+    deadline.data_at = 10.0
+    assert deadline.due() == 100.0
+
+
+def test_a_kill_replaces_the_backstop_and_forgets_earlier_cuts():
+    deadline = Deadline(backstop=1000.0)
+    deadline.resumed(lost_s=20.0)
+    deadline.killed(now=200.0)
+    assert deadline.due() == 200.0 + KILL_CONFIRM_S
+    deadline.reconnect_until = 205.0  # a cut after the kill still gets its grace
+    assert deadline.due() == 205.0 + BACKSTOP_S
+    deadline.resumed(lost_s=4.0)
+    assert deadline.due() == 200.0 + KILL_CONFIRM_S + 4.0
