@@ -60,7 +60,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.results_json import INLINE_LIMIT, write_json
+from netjobs_core.results_json import INLINE_LIMIT
 from netjobs_core.run_folder import RunFolder, safe_name
 from netjobs_core.spread import HostReleases, start_spread
 from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
@@ -940,15 +940,6 @@ class Runner:
         )
         self._current: _TestRun | None = None
         self._stop_reason = ""
-        self.save_error = ""  # why the run folder's results.json could not be written
-
-    def save(self) -> None:
-        """results.json in the run folder, rewritten as each test ends: nothing is lost."""
-        try:
-            write_json(self.result, self.folder.json_path, self.options.inline_limit)
-            self.save_error = ""
-        except OSError as exc:
-            self.save_error = f"{self.folder.json_path}: {exc.strerror or exc}"
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -978,11 +969,8 @@ class Runner:
                 outcome = await self._current.run()
             finally:
                 self._current = None
-                self.save()
             if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                 break
-        if not self.result.tests:
-            self.save()
         return self.result
 
 
