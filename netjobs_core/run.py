@@ -20,6 +20,7 @@ Qt-free and rich-free; nothing here prints.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -51,7 +52,6 @@ __all__ = [
     "RunObserver",
     "Written",
     "read_config_text",
-    "record_run",
 ]
 
 
@@ -117,13 +117,6 @@ def read_config_text(path: str | os.PathLike[str]) -> str | None:
     if len(data) > history.CONFIG_TEXT_LIMIT:
         return None
     return data.decode("utf-8", "replace")
-
-
-def record_run(run: RunResult, config_text: str | None) -> str | None:
-    """The run's line in the run history: the problem in one line when it could not
-    be kept, else None; never raises. Blocks (a database another program holds waits
-    up to its busy timeout): Run calls it in a thread."""
-    return history.record_run(run, config_text)
 
 
 class Run:
@@ -208,31 +201,31 @@ class Run:
         traceback: TracebackType | None,
     ) -> None:
         """Whatever ended the run (its end, an exception, a cancellation), its files
-        are written, its SSH connections closed and its history kept, then RunEnded."""
+        are written, its SSH connections closed and its history kept, then RunEnded:
+        each step is taken even when the one before it failed."""
         self._state = "ended"
         outcome = self.outcome
-        try:
+        async with contextlib.AsyncExitStack() as steps:  # the last pushed runs first
+            steps.callback(lambda: self._emit(RunEnded(outcome)))
+            if self.in_history:
+                steps.push_async_callback(self._record)
+            if (dialer := self._dialer) is not None:
+                steps.callback(lambda: outcome.host_keys.extend(dialer.accepted))
+                steps.push_async_exit(dialer)
             self._save()  # the last word: also a run stopped before its first test
             if self._save_error is not None:
                 outcome.unsaved.append(self._save_error.text)
             if self.json_path:
                 self._write_json(self.json_path)
-        finally:
-            try:
-                if self._dialer is not None:
-                    await self._dialer.__aexit__(exc_type, exc, traceback)
-                    outcome.host_keys = list(self._dialer.accepted)
-            finally:
-                try:
-                    if self.in_history:
-                        # Off the event loop: the GUI's stays responsive meanwhile.
-                        outcome.history_problem = await asyncio.to_thread(
-                            record_run, self.result, self.config_text
-                        )
-                finally:
-                    self._emit(RunEnded(outcome))
 
     # ---- what the owner does as the run goes
+    async def _record(self) -> None:
+        """The run's line in the run history, off the event loop (a database another
+        program holds waits up to its busy timeout; the GUI stays responsive)."""
+        self.outcome.history_problem = await asyncio.to_thread(
+            history.record_run, self.result, self.config_text
+        )
+
     def _emit(self, event: RunEvent) -> None:
         for observer in self._observers:
             observer(event)
