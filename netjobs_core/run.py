@@ -14,7 +14,8 @@ runner's progress events, then `Written`/`NotWritten` for result files and
         await run.run()
     run.outcome.exit_code
 
-Qt-free and rich-free; nothing here prints.
+Qt-free and rich-free; nothing here prints (standard output gets only a `--json -`
+document): the front ends word the events.
 """
 
 from __future__ import annotations
