@@ -12,7 +12,6 @@ require_python("netjobs")
 
 import argparse
 import asyncio
-import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -29,13 +28,13 @@ from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
 from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
+from netjobs_core.run import Outcome
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import DEFAULT_COLLECT_MAX, RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
-    Outcome,
     UsageError,
     over_ssh,
     plan_addresses,
@@ -310,17 +309,17 @@ def _run_folder(parent: str | None) -> RunFolder:
 
 
 async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Outcome:
-    async with ssh_dialer(plan_addresses(plan), _ssh_options(args)) as dialer:
-        return await run_on_terminal(
-            plan,
-            dataclasses.replace(options, dialer=dialer),
-            args.v,
-            args.l,
-            args.json,
-            show=args.show_bytes,
-            fold=not args.no_fold,
-            in_history=not args.no_history,
-        )
+    return await run_on_terminal(
+        plan,
+        options,
+        args.v,
+        args.l,
+        args.json,
+        ssh=_ssh_options(args),
+        show=args.show_bytes,
+        fold=not args.no_fold,
+        in_history=not args.no_history,
+    )
 
 
 async def _check(plan: Plan, token: Token, args: argparse.Namespace) -> list[HostCheck]:

@@ -1,13 +1,17 @@
-"""A run on a terminal (`netjobs CONFIG`, `netjobs demo`): the -v display, a live
-per-host table on a terminal or one line per step otherwise, and the report
-after each test."""
+"""A run on a terminal (`netjobs CONFIG`, `netjobs demo`): an observer of the run's
+owner (run.Run) that shows the -v display, a live per-host table on a terminal or
+one line per step otherwise, the report after each test and what became of each
+result file; Ctrl-C and SIGTERM stop the run through its owner."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from netjobs_core import text
 from netjobs_core.config import Plan
@@ -15,9 +19,13 @@ from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import LiveTable, format_repeats, format_test
 from netjobs_core.results import HostState, TestResult
+from netjobs_core.run import NotWritten, Outcome, Run, RunEnded, RunEvent, Written
 from netjobs_core.run_options import RunOptions
-from netjobs_core.session import STDOUT, Outcome, run_plan, say
+from netjobs_core.session import STDOUT, host_key_line, say
 from netjobs_core.vocabulary import word
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshOptions
 
 
 class _Progress:
@@ -103,21 +111,82 @@ async def run_on_terminal(
     json_path: str | None,
     out: TextIO | None = None,
     *,
+    ssh: SshOptions | None = None,
     show: int = SHOW_BYTES,
     fold: bool = True,
     in_history: bool = True,
 ) -> Outcome:
-    """The reports go to `out` (standard output, or standard error when the JSON
-    document takes standard output: `--json -`); -v shows every host in full."""
+    """Run `plan` through its owner (run.Run) and show it: the reports go to `out`
+    (standard output, or standard error when the JSON document takes standard output:
+    `--json -`), -v shows every host in full, what happens to the result files goes to
+    standard error. Ctrl-C or SIGTERM stops cleanly. Raises UsageError, before
+    anything runs, when a result file could not be written."""
     if out is None:
         out = sys.stderr if json_path == STDOUT else sys.stdout
-    display = TerminalDisplay(verbose, out, sys.stderr, fold and not verbose, options.repeat, show)
-    return await run_plan(
-        plan,
-        options,
-        display,
-        log=log,
-        json_path=json_path,
-        show=show,
-        in_history=in_history,
+    err = sys.stderr
+    display = TerminalDisplay(verbose, out, err, fold and not verbose, options.repeat, show)
+    run = Run(
+        plan, options, ssh=ssh, log=log, show=show, json_path=json_path, in_history=in_history
     )
+    run.subscribe(_TerminalObserver(display, err))
+    loop = asyncio.get_running_loop()
+    async with run:
+        installed = _install_stop(loop, run, err)
+        try:
+            await run.run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            display.close()
+    return run.outcome
+
+
+class _TerminalObserver:
+    """A run's events on a terminal: progress to the display, result files to `err`."""
+
+    def __init__(self, display: TerminalDisplay, err: TextIO) -> None:
+        self.display = display
+        self.err = err
+
+    def __call__(self, event: RunEvent) -> None:
+        err = self.err
+        if isinstance(event, Written):
+            if event.kind == "log":
+                say(f"log written to {event.path}", err)
+            elif event.path is not None:
+                say(f"results written to {event.path}", err)
+        elif isinstance(event, NotWritten):
+            where = f" to {event.where}" if event.where else ""
+            say(f"netjobs: cannot write {event.what}{where}: {event.problem}", err)
+        elif isinstance(event, RunEnded):
+            outcome = event.outcome
+            if outcome.history_problem:
+                say(f"netjobs: warning: {outcome.history_problem}", err)
+            say(f"results folder: {outcome.folder.path}", err)
+            if outcome.unsaved:
+                say(f"netjobs: NOT SAVED: {'; '.join(outcome.unsaved)}", err)
+            for line in outcome.host_keys:
+                say(host_key_line(line), err)
+        else:
+            self.display(event)
+
+
+def _install_stop(loop: asyncio.AbstractEventLoop, run: Run, err: TextIO) -> list[int]:
+    """First Ctrl-C stops cleanly (agents kill their jobs, results kept); a second one
+    falls back to the default handler."""
+    installed: list[int] = []
+
+    def on_signal(sig: int) -> None:
+        if run.stopped:
+            loop.remove_signal_handler(sig)
+            signal.raise_signal(sig)
+            return
+        how = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+        say(f"\nnetjobs: stopping on {how}: the agents kill their jobs ({how} again: now)", err)
+        run.stop("stopped by user (Ctrl-C)" if sig == signal.SIGINT else f"stopped by {how}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+    return installed

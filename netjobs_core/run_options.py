@@ -29,5 +29,5 @@ class RunOptions:
     output_keep: int = KEEP_BYTES  # bytes of each output's head and tail kept in memory
     inline_limit: int = INLINE_LIMIT  # larger outputs are referenced from results.json
     collect_max: int | None = DEFAULT_COLLECT_MAX  # per collected file; None: no limit
-    dialer: Dialer | None = None  # for ssh:// targets (netjobs_core/ssh.py; session.run_plan)
+    dialer: Dialer | None = None  # for ssh:// targets (netjobs_core/ssh.py; run.Run)
     clock: ClockPolicy = DEFAULT_CLOCK  # how the hosts' clocks are measured

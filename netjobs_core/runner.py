@@ -32,7 +32,6 @@ from netjobs_core.events import (
 )
 from netjobs_core.host_run import HostRun, Seat
 from netjobs_core.results import HostState, RunResult, StartMode, TestResult, TestStatus
-from netjobs_core.results_json import write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.spread import HostReleases, start_spread
@@ -300,15 +299,6 @@ class Runner:
         )
         self._current: _TestRun | None = None
         self._stop_reason = ""
-        self.save_error = ""  # why the run folder's results.json could not be written
-
-    def save(self) -> None:
-        """results.json in the run folder, rewritten as each test ends: nothing is lost."""
-        try:
-            write_json(self.result, self.folder.json_path, self.options.inline_limit)
-            self.save_error = ""
-        except OSError as exc:
-            self.save_error = f"{self.folder.json_path}: {exc.strerror or exc}"
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -338,11 +328,8 @@ class Runner:
                 outcome = await self._current.run()
             finally:
                 self._current = None
-                self.save()
             if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                 break
-        if not self.result.tests:
-            self.save()
         return self.result
 
 

@@ -1,16 +1,16 @@
 """The one place that starts async work (host checks, runs) and holds its tasks.
 
 Views call `check_hosts()`, `start_run()` and `stop()` from their slots, which
-return at once; the work runs as asyncio tasks on the qasync loop. Runner events
-only mark the state dirty: a timer turns them into at most one `progress`
-signal per tick, so a hundred hosts streaming output cost ten refreshes a
-second, not one per chunk.
+return at once; the work runs as asyncio tasks on the qasync loop. A run is owned
+by netjobs_core.run.Run (folder, SSH, results.json, history), as the CLI's is;
+the controller only observes it. Its events only mark the state dirty: a timer
+turns them into at most one `progress` signal per tick, so a hundred hosts
+streaming output cost ten refreshes a second, not one per chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -20,17 +20,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from netjobs_core import check as core_check
 from netjobs_core.config import Plan
-from netjobs_core.events import CommandOutput, Event, TestFinished, TestStarted
+from netjobs_core.events import CommandOutput, TestFinished, TestStarted
 from netjobs_core.results import RunResult
+from netjobs_core.run import NotWritten, Run, RunEnded, RunEvent, Written
 from netjobs_core.run_options import RunOptions
-from netjobs_core.runner import Runner
-from netjobs_core.session import (
-    UsageError,
-    plan_addresses,
-    record_run,
-    run_token,
-    ssh_dialer,
-)
+from netjobs_core.session import UsageError, run_token, ssh_dialer
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token
 
@@ -58,7 +52,7 @@ class Controller(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.runner: Runner | None = None
+        self.current: Run | None = None  # the run in progress
         self.checking = False
         self.started = 0.0  # time.monotonic() when the current run began
         self.output_bytes = 0  # received during the current run (for the status bar)
@@ -70,7 +64,7 @@ class Controller(QObject):
     # ---- state
     @property
     def running(self) -> bool:
-        return self.runner is not None
+        return self.current is not None
 
     @property
     def running_s(self) -> float:
@@ -165,23 +159,25 @@ class Controller(QObject):
         if self.running:
             self.error.emit("Run", "A run is already in progress.")
             return None
-        self.runner = Runner(plan, options, self._observe)
+        try:
+            run = Run(plan, options, labels=labels, ssh=ssh)
+        except OSError as exc:
+            self.error.emit("Run", f"Cannot make the run's folder: {exc.strerror or exc}")
+            return None
+        run.subscribe(self._observe)
+        self.current = run
         self.started = time.monotonic()
         self.output_bytes = 0
         self._dirty = False
         self._timer.start()
         self.busy_changed.emit(True)
-        self.run_started.emit(self.runner.result)
-        return self._spawn(self._run(self.runner, plan, labels, ssh), "run")
+        self.run_started.emit(run.result)
+        return self._spawn(self._run(run), "run")
 
-    async def _run(
-        self, runner: Runner, plan: Plan, labels: Sequence[str] | None, ssh: SshOptions | None
-    ) -> None:
+    async def _run(self, run: Run) -> None:
         try:
-            async with ssh_dialer(plan_addresses(plan), ssh) as dialer:
-                if dialer is not None:  # the run's SSH connections live as long as the run
-                    runner.options = dataclasses.replace(runner.options, dialer=dialer)
-                await runner.run(list(labels) if labels is not None else None)
+            async with run:  # on the way out: results.json, SSH closed, history (in a thread)
+                await run.run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -189,32 +185,29 @@ class Controller(QObject):
             self.error.emit("Run failed", f"{type(exc).__name__}: {exc}")
         finally:
             self._timer.stop()
-            self.runner = None
-            # Off the event loop: a database another program holds waits up to its busy timeout.
-            if problem := await asyncio.to_thread(record_run, runner.result):
-                log.warning("%s", problem)
+            self.current = None
             self._flush(force=True)
-            self.run_finished.emit(runner.result)
+            self.run_finished.emit(run.result)
             self.busy_changed.emit(self.busy)
 
     def stop(self, reason: str = "stopped by user") -> bool:
         """Abort the running test cleanly (the agents kill their jobs); False if idle."""
-        if self.runner is None:
+        if self.current is None:
             return False
-        self.runner.stop(reason)
+        self.current.stop(reason)
         return True
 
     @property
     def result(self) -> RunResult | None:
-        return self.runner.result if self.runner is not None else None
+        return self.current.result if self.current is not None else None
 
     def cancel_all(self) -> None:
         """Last resort (the window is going away): cancel every task."""
         for task in list(self.tasks):
             task.cancel()
 
-    # ---- runner events: never block, only mark dirty
-    def _observe(self, event: Event) -> None:
+    # ---- the run's events: never block, only mark dirty
+    def _observe(self, event: RunEvent) -> None:
         if isinstance(event, CommandOutput):
             self.output_bytes += len(event.data)
             self._dirty = True
@@ -224,11 +217,21 @@ class Controller(QObject):
         elif isinstance(event, TestFinished):
             self._flush(force=True)
             self.test_finished.emit(event.test)
+        elif isinstance(event, RunEnded):
+            outcome = event.outcome
+            if outcome.history_problem:
+                log.warning("%s", outcome.history_problem)
+            for line in outcome.host_keys:
+                log.warning("host key accepted: %s", line)
+            if outcome.unsaved:
+                self.error.emit("Results not saved", "; ".join(outcome.unsaved))
+        elif isinstance(event, Written | NotWritten):
+            pass  # the GUI writes no -l log nor --json; results.json's fate comes at the end
         else:
             self._dirty = True
 
     def _flush(self, force: bool = False) -> None:
         # While running, every tick refreshes (elapsed times move on).
-        if force or self._dirty or self.runner is not None:
+        if force or self._dirty or self.current is not None:
             self._dirty = False
             self.progress.emit()

@@ -26,6 +26,7 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.results_json import load_json, write_json
+from netjobs_core.run import Run
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner
@@ -131,7 +132,8 @@ async def test_megabytes_of_binary_output_arrive_byte_for_byte_through_spool_and
     )
     folder = RunFolder.create(tmp_path / "runs")
     options = RunOptions(token=token.token, run_folder=folder, inline_limit=1000)
-    run = await Runner(plan, options).run()
+    async with Run(plan, options, in_history=False) as owner:  # it writes results.json
+        run = await owner.run()
     (command,) = run.tests[0].hosts[0].commands
     assert command.status is CommandStatus.OK
     written = source.read_bytes()

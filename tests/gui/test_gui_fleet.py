@@ -159,7 +159,7 @@ async def test_stop_is_safe_from_the_keyboard(
     editor = gui.editor.editor
     editor.setFocus()
     QTest.keyClick(editor, Qt.Key.Key_Escape)  # a shortcut would have acted by now
-    assert gui.controller.running and not gui.controller.runner.stopped
+    assert gui.controller.running and not gui.controller.current.stopped
     assert answers.stop_now_asked == []
 
     # Esc on the Run page's table of a run going for a while asks first.

@@ -1,9 +1,9 @@
 """A hundred hosts streaming output: the window stays responsive and bounded.
 
 A hundred real agents would not fit on a CI machine, so a stand-in for
-netjobs_core.runner.Runner emits the same events the real one does, as fast
-as the loop lets it. Everything on the GUI side (controller, batching, models,
-output views, timeline) is the real code.
+netjobs_core.runner.Runner, inside the real run owner (netjobs_core.run.Run), emits
+the same events the real one does, as fast as the loop lets it. Everything on the
+GUI side (controller, batching, models, output views, timeline) is the real code.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from PySide6.QtCore import Qt, QTimer
 from qt_async import wait_signal, wait_until
 
 from netjobs_core import events
+from netjobs_core import run as run_module
 from netjobs_core.config import Plan
 from netjobs_core.results import (
     CommandResult,
@@ -31,7 +32,6 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.wire.tokens import generate_token_file
-from netjobs_gui import controller as controller_module
 from netjobs_gui.run_view import MAX_OUTPUT_LINES
 from netjobs_gui.widgets import proxy_of
 
@@ -138,7 +138,7 @@ def ending(n: int) -> tuple[CommandStatus, int | None, HostState]:
 @pytest.fixture
 def streaming(monkeypatch: pytest.MonkeyPatch) -> type[StreamingRunner]:
     StreamingRunner.instances = []
-    monkeypatch.setattr(controller_module, "Runner", StreamingRunner)
+    monkeypatch.setattr(run_module, "Runner", StreamingRunner)
     return StreamingRunner
 
 

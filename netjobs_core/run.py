@@ -1,0 +1,278 @@
+"""The one owner of a run, for the CLI and the GUI alike.
+
+`Run` composes everything a run of a plan needs, once: its results folder, its
+dialer (SSH connections when a target is over SSH), the runner (its options
+complete before it exists), results.json in the folder (rewritten as each test
+ends, and once more at the end), the `-l` logs, the `--json` document and the
+run's line in the run history. A front end only subscribes to its events (the
+runner's progress events, then `Written`/`NotWritten` for result files and
+`RunEnded` last) and stops it with `stop()`:
+
+    run = Run(plan, options, ssh=ssh_options, log=True)   # raises UsageError, OSError
+    run.subscribe(observer)
+    async with run:            # leaving: results files, SSH closed, history, RunEnded
+        await run.run()
+    run.outcome.exit_code
+
+Qt-free and rich-free; nothing here prints (standard output gets only a `--json -`
+document): the front ends word the events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+
+from netjobs_core import history, logs
+from netjobs_core.config import Plan
+from netjobs_core.events import Event, TestFinished
+from netjobs_core.outputs import SHOW_BYTES
+from netjobs_core.results import RunResult
+from netjobs_core.results_json import json_text, write_json
+from netjobs_core.run_folder import RunFolder
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner
+from netjobs_core.session import STDOUT, check_writable, exit_code, new_ssh_dialer, plan_addresses
+
+if TYPE_CHECKING:
+    from netjobs_core.ssh import SshDialer, SshOptions
+
+__all__ = [
+    "NotWritten",
+    "Outcome",
+    "Run",
+    "RunEnded",
+    "RunEvent",
+    "RunObserver",
+    "Written",
+    "read_config_text",
+]
+
+
+@dataclass(frozen=True)
+class Written:
+    """A result file a person asked for was written: a test's `-l` log, or the
+    `--json` document (`path` None: standard output)."""
+
+    kind: Literal["log", "json"]
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class NotWritten:
+    """A result file could not be written: `what` ("the log of test 't'", "the
+    results", "the run's results.json"), `where` (a path, or "" when `problem`
+    names it) and the problem."""
+
+    what: str
+    where: str
+    problem: str
+
+    @property
+    def text(self) -> str:
+        """`the results (r.json: Permission denied)`: what the end of a run lists."""
+        where = f"{self.where}: " if self.where else ""
+        return f"{self.what} ({where}{self.problem})"
+
+
+@dataclass
+class Outcome:
+    """A finished run: the results, where they are, and what could not be kept."""
+
+    result: RunResult
+    folder: RunFolder
+    unsaved: list[str] = field(default_factory=list)  # NotWritten.text of each lost file
+    history_problem: str | None = None  # why the run history could not keep the run
+    host_keys: list[str] = field(default_factory=list)  # SSH host keys accepted (accept_new)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.result, self.unsaved)
+
+
+@dataclass(frozen=True)
+class RunEnded:
+    """The last event: every file written or not, SSH closed, the history told."""
+
+    outcome: Outcome
+
+
+RunEvent = Event | Written | NotWritten | RunEnded
+RunObserver = Callable[[RunEvent], None]
+
+
+def read_config_text(path: str | os.PathLike[str]) -> str | None:
+    """The config's text as the run history keeps it; None when unreadable or too big."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(history.CONFIG_TEXT_LIMIT + 1)
+    except OSError:
+        return None
+    if len(data) > history.CONFIG_TEXT_LIMIT:
+        return None
+    return data.decode("utf-8", "replace")
+
+
+class Run:
+    """One run of `plan`: `async with` it, await `run()` inside, read `outcome` after.
+
+    Everything is decided on construction: the run folder (`options.run_folder`, or a
+    new one under the data directory: OSError when it cannot be made), the dialer (for
+    a plan with targets over SSH, with `ssh`; `options.dialer` must be None) and the
+    runner, whose `result` is live from now on. `log` writes each test's `-l` log
+    beside the config as the test ends (of each output at most `show` bytes);
+    `json_path` gets the whole run at the end (`-`: standard output); the run goes
+    into the run history unless not `in_history` (the config's text read now, as it
+    is run). A result file that cannot be written is refused now with UsageError."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        *,
+        labels: Sequence[str] | None = None,
+        ssh: SshOptions | None = None,
+        log: bool = False,
+        show: int = SHOW_BYTES,
+        json_path: str | None = None,
+        in_history: bool = True,
+    ) -> None:
+        if options.dialer is not None:
+            raise ValueError("a Run makes its own dialer: give its SSH options as `ssh`")
+        if log:
+            check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
+        if json_path and json_path != STDOUT:
+            check_writable(json_path, "the --json file")
+        self.plan = plan
+        self.labels = list(labels) if labels is not None else None
+        self.log = log
+        self.show = show
+        self.json_path = json_path
+        self.in_history = in_history
+        self.config_text = read_config_text(plan.path) if in_history and plan.path else None
+        self.folder = options.run_folder or RunFolder.create()
+        self._dialer: SshDialer | None = new_ssh_dialer(plan_addresses(plan), ssh)
+        self.options = dataclasses.replace(options, run_folder=self.folder, dialer=self._dialer)
+        self._observers: list[RunObserver] = []
+        self._runner = Runner(plan, self.options, self._on_event)
+        self.result = self._runner.result
+        self.outcome = Outcome(self.result, self.folder)
+        self._save_error: NotWritten | None = None  # of the last results.json written
+        self._state: Literal["new", "entered", "running", "ended"] = "new"
+
+    def subscribe(self, observer: RunObserver) -> None:
+        """`observer` gets every event from now on, in order; it must not block."""
+        self._observers.append(observer)
+
+    def stop(self, reason: str = "stopped by user") -> None:
+        """Abort the running test cleanly (the agents kill their jobs); no further test."""
+        self._runner.stop(reason)
+
+    @property
+    def stopped(self) -> bool:
+        return self._runner.stopped
+
+    async def __aenter__(self) -> Run:
+        if self._state != "new":
+            raise RuntimeError("a Run is entered once")
+        self._state = "entered"
+        if self._dialer is not None:
+            await self._dialer.__aenter__()
+        return self
+
+    async def run(self) -> RunResult:
+        """Every test of the plan (or of `labels`), in file order; ValueError for an
+        unknown label. Only inside `async with`, once."""
+        if self._state != "entered":
+            raise RuntimeError("Run.run() is awaited once, inside `async with`")
+        self._state = "running"
+        return await self._runner.run(self.labels)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Whatever ended the run (its end, an exception, a cancellation), its files
+        are written, its SSH connections closed and its history kept, then RunEnded:
+        each step is taken even when the one before it failed."""
+        self._state = "ended"
+        outcome = self.outcome
+        async with contextlib.AsyncExitStack() as steps:  # the last pushed runs first
+            steps.callback(lambda: self._emit(RunEnded(outcome)))
+            if self.in_history:
+                steps.push_async_callback(self._record)
+            if (dialer := self._dialer) is not None:
+                steps.callback(lambda: outcome.host_keys.extend(dialer.accepted))
+                steps.push_async_exit(dialer)
+            self._save()  # the last word: also a run stopped before its first test
+            if self._save_error is not None:
+                outcome.unsaved.append(self._save_error.text)
+            if self.json_path:
+                self._write_json(self.json_path)
+
+    # ---- what the owner does as the run goes
+    async def _record(self) -> None:
+        """The run's line in the run history, off the event loop (a database another
+        program holds waits up to its busy timeout; the GUI stays responsive)."""
+        self.outcome.history_problem = await asyncio.to_thread(
+            history.record_run, self.result, self.config_text
+        )
+
+    def _emit(self, event: RunEvent) -> None:
+        for observer in self._observers:
+            observer(event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, TestFinished):
+            self._save()  # before anyone hears of the end: nothing is lost
+        self._emit(event)
+        if isinstance(event, TestFinished) and self.log:
+            self._write_log(event)
+
+    def _save(self) -> None:
+        """results.json in the run folder; its problem kept (and told) when it fails."""
+        path = self.folder.json_path
+        try:
+            write_json(self.result, path, self.options.inline_limit)
+        except OSError as exc:
+            self._save_error = NotWritten(
+                "the run's results.json", str(path), exc.strerror or str(exc)
+            )
+            self._emit(self._save_error)
+        else:
+            self._save_error = None
+
+    def _write_log(self, event: TestFinished) -> None:
+        try:
+            path = logs.write_test_log(self.plan.path, event.test, self.show)
+        except OSError as exc:
+            self._not_written(NotWritten(f"the log of test {event.test.label!r}", "", str(exc)))
+        else:
+            self._emit(Written("log", path))
+
+    def _write_json(self, json_path: str) -> None:
+        try:
+            if json_path == STDOUT:
+                sys.stdout.write(json_text(self.result, None, self.options.inline_limit))
+                sys.stdout.flush()
+            else:
+                write_json(self.result, json_path, self.options.inline_limit)
+        except OSError as exc:  # BrokenPipeError too: `--json - | head`
+            where = "standard output" if json_path == STDOUT else json_path
+            self._not_written(NotWritten("the results", where, exc.strerror or str(exc)))
+        else:
+            self._emit(Written("json", None if json_path == STDOUT else Path(json_path)))
+
+    def _not_written(self, problem: NotWritten) -> None:
+        self.outcome.unsaved.append(problem.text)
+        self._emit(problem)
