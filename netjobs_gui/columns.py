@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from netjobs_core import text
-from netjobs_core.history import RunRecord
 from netjobs_core.outputs import Output
+from netjobs_core.records import RunRecord
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -166,7 +166,7 @@ def is_problem(status: Status) -> bool:
 
 def has_problems(test: TestResult) -> bool:
     """Not a clean pass: failed, aborted, or passed over commands that did not succeed."""
-    return test.status in (TestStatus.FAILED, TestStatus.ABORTED) or bool(text.problems(test))
+    return test.status in (TestStatus.FAILED, TestStatus.ABORTED) or bool(test.problems())
 
 
 def common_start(test: TestResult) -> float | None:
@@ -194,7 +194,7 @@ def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
 
 
 def status_color(test: TestResult) -> str:
-    return verdict_color(test.status, bool(text.problems(test)))
+    return verdict_color(test.status, bool(test.problems()))
 
 
 # --------------------------------------------------------------------------- column widths
@@ -688,7 +688,7 @@ HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
     ),
     Column(
         "Outcome",
-        lambda r: r.summary,
+        text.record_summary,
         color=lambda r: verdict_color(TestStatus.PASSED if r.passed else TestStatus.FAILED, False),
     ),
     Column("Tests", lambda r: str(len(r.tests)), key=lambda r: (0, len(r.tests)), numeric=True),
@@ -704,7 +704,12 @@ HISTORY_FIT = (Fit(135), Fit(120, 2), Fit(45), Fit(90, 1), Fit(150, 2), Fit(150)
 
 
 def history_matches(record: RunRecord, wanted: TextFilter) -> bool:
-    words = [record.run_id, record.summary, record.config_path, *(t.label for t in record.tests)]
+    words = [
+        record.run_id,
+        text.record_summary(record),
+        record.config_path,
+        *(t.label for t in record.tests),
+    ]
     return wanted.accepts(words, not record.passed)
 
 

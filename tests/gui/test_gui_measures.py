@@ -344,6 +344,11 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     panel = results.history
     panel.reload()
     assert [panel.model.cell(r, 5) for r in range(3)] == ["run-c", "run-b", "run-a"]
+    assert [panel.model.cell(r, 1) for r in range(3)] == [
+        "2 tests passed",
+        "1 test passed",
+        "1 test passed",
+    ]
     assert panel.model.cell(1, 4) == f"deleted: {tmp_path / 'run-b'}"
     assert panel.note.text() == "3 past runs (newest first)."
     # The newest is selected; its test's spread over every run of it, oldest first.
