@@ -117,6 +117,12 @@ def members(targets: Sequence[str]) -> str:
     return f"{nodesets.fold(names)} ({count(len(names), 'host')})"
 
 
+def command_lines(lines: Sequence[str]) -> str:
+    """The command lines of folded commands: `echo hi 0 (and 2 other command lines)`."""
+    others = len(lines) - 1
+    return lines[0] + (f" (and {count(others, 'other command line')})" if others else "")
+
+
 def window_line(test: TestResult) -> str:
     """`all 32 hosts ran together for 58.731 s (97.9 % of the longest command)`."""
     if test.concurrent_window is None:
