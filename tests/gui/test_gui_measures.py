@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QPalette
 
 from netjobs_core.history import History
 from netjobs_core.outputs import Output
@@ -22,7 +23,7 @@ from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
 from netjobs_gui.settings import SettingsDialog
-from netjobs_gui.spread_plot import plot_layout
+from netjobs_gui.spread_plot import SpreadPlot, plot_layout
 from netjobs_gui.timeline import (
     HEADER,
     LEGEND,
@@ -311,6 +312,32 @@ def test_plot_layout_spaces_runs_and_ticks_the_spread() -> None:
     one = plot_layout([0.3], 400, 200)
     assert one.points[0][0] == (one.left + one.right) / 2
     assert plot_layout([None], 400, 200).y_max > 0  # nothing measured: still an axis
+
+
+def test_the_plot_and_the_timeline_paint_alike_on_their_palette(qtbot: Any) -> None:
+    base, ink = QColor("#123456"), QColor("#fedcba")
+
+    def inked(image: Any, top: int) -> float:
+        """How far the inkiest pixel from `top` down goes from the base to the ink."""
+        return max(
+            (image.pixelColor(x, y).red() - base.red()) / (ink.red() - base.red())
+            for x in range(image.width())
+            for y in range(top, image.height())
+        )
+
+    for widget in (SpreadPlot(), TimelineWidget()):
+        qtbot.addWidget(widget)
+        palette = widget.palette()
+        palette.setColor(QPalette.ColorRole.Base, base)
+        palette.setColor(QPalette.ColorRole.Text, ink)
+        widget.setPalette(palette)
+        widget.resize(400, 200)
+        widget.show()
+        surface = widget.viewport() if isinstance(widget, TimelineWidget) else widget
+        image = surface.grab().toImage()
+        assert image.pixelColor(2, image.height() - 3) == base
+        # Below the plot's title: labels in the one muted ink (the text colour at 140/255).
+        assert inked(image, 25) == pytest.approx(140 / 255, abs=0.01), type(widget).__name__
 
 
 def past_run(
