@@ -165,7 +165,7 @@ def test_record_line(record: TestRecord) -> str:
     head = f"test {record.label!r}"
     if record.repetition is not None:
         head += f" (repetition {record.repetition})"
-    parts = [record.status.value + (f" ({record.reason})" if record.reason else "")]
+    parts = [word(record.status) + (f" ({record.reason})" if record.reason else "")]
     if record.start_spread_ms is not None:
         parts.append(
             f"start spread {ms_pm(record.start_spread_ms, record.start_spread_uncertainty_ms)}"

@@ -183,6 +183,10 @@ def test_a_schema_1_history_opens_and_its_runs_read_as_before(tmp_path):
         "test 'a': passed, start spread 0.200 ms ± 0.050 ms, "
         "together 5.000 s (50.0 % of the longest command)"
     )
+    assert [text.test_record_line(test) for test in records["r3"].tests] == [
+        "test 'a': aborted (quorum lost)",
+        "test 'b': not run",  # the word the outcome uses, not the JSON's 'pending'
+    ]
     assert records["r1"].config_text == "x" and records["r2"].passed and not records["r3"].passed
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
