@@ -404,7 +404,7 @@ def _main_show(argv: Sequence[str]) -> int:
     if not record.results_kept:
         say(
             f"netjobs: run {record.run_id}: its results were deleted ({record.json_path}); "
-            f"the history recorded: {record.summary}",
+            f"the history recorded: {text.record_summary(record)}",
             sys.stderr,
         )
         for test in record.tests:

@@ -1,6 +1,8 @@
 """The run history: every run, one row in a SQLite database in the user's data
 directory (`<data dir>/history.sqlite3`), with its config's text, each test's
-verdict, start spread and concurrent window, and where its results folder is.
+verdict, start spread and concurrent window, its commands' problems by status, and
+where its results folder is. It keeps facts (netjobs_core.records), never words:
+netjobs_core.text makes those when a record is shown.
 
 The database is a convenience, never a reason for a run not to run: every
 problem with it (damaged, locked by another program, a newer schema, a full disk)
@@ -12,58 +14,122 @@ one transaction.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
-from netjobs_core import text
-from netjobs_core.results import RunResult
+from netjobs_core.records import RunRecord, TestRecord
+from netjobs_core.results import CommandStatus, RunResult, TestStatus
 from netjobs_core.run_folder import data_dir
 
-__all__ = [
-    "SCHEMA_VERSION",
-    "History",
-    "HistoryError",
-    "RunRecord",
-    "TestRecord",
-    "default_path",
-    "record_run",
-]
+__all__ = ["SCHEMA_VERSION", "History", "HistoryError", "default_path", "record_run"]
 
 BUSY_TIMEOUT_S = 2.0  # how long a run waits for another program's lock before giving up
 CONFIG_TEXT_LIMIT = 1 << 20  # a config bigger than this is recorded by its path only
 
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE runs (
-        run_id TEXT PRIMARY KEY,
-        started_at REAL,
-        config_path TEXT NOT NULL,
-        config_text TEXT,
-        results_dir TEXT NOT NULL,
-        summary TEXT NOT NULL,
-        passed INTEGER NOT NULL
-    );
-    CREATE INDEX runs_by_start ON runs (started_at);
-    CREATE TABLE tests (
-        run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
-        label TEXT NOT NULL,
-        repetition INTEGER,
-        status TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        start_spread_ms REAL,
-        start_spread_uncertainty_ms REAL,
-        window_start REAL,
-        window_end REAL,
-        window_s REAL,
-        window_fraction REAL,
-        PRIMARY KEY (run_id, position)
-    );
-    """,
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _script(sql: str) -> Migration:
+    def run(db: sqlite3.Connection) -> None:
+        for statement in sql.split(";"):
+            if statement.strip():
+                db.execute(statement)
+
+    return run
+
+
+# The words schema 1 stored for the commands that did not succeed (its `summary` was
+# text.run_summary: `2 tests passed (commands: 1 failed, 2 timed out)`), as they were.
+_SCHEMA_1_PROBLEMS = re.compile(r" \(commands: (.*)\)$")
+_SCHEMA_1_WORDS = {
+    "failed": CommandStatus.FAILED,
+    "timed out": CommandStatus.TIMEOUT,
+    "killed": CommandStatus.KILLED,
+    "error": CommandStatus.ERROR,
+    "lost": CommandStatus.LOST,
+}
+
+
+def _schema_1_problems(summary: str) -> list[tuple[CommandStatus, int]]:
+    """The problem counts a schema-1 summary wrote in words (its other words, the
+    tests' statuses, are in its tests' rows)."""
+    found = _SCHEMA_1_PROBLEMS.search(summary)
+    pairs = [part.partition(" ") for part in found.group(1).split(", ")] if found else []
+    return [
+        (_SCHEMA_1_WORDS[word], int(n))
+        for n, _, word in pairs
+        if n.isdigit() and word in _SCHEMA_1_WORDS
+    ]
+
+
+def _facts_not_words(db: sqlite3.Connection) -> None:
+    """Schema 2: a run's problems as counts by status (table `problems`) instead of its
+    summary in words (column `runs.summary`, dropped). Rebuilt the portable way (SQLite
+    before 3.35 has no DROP COLUMN), with foreign keys off (see History._migrate)."""
+    summaries = db.execute("SELECT run_id, summary FROM runs").fetchall()
+    _script(
+        """
+        CREATE TABLE new_runs (
+            run_id TEXT PRIMARY KEY,
+            started_at REAL,
+            config_path TEXT NOT NULL,
+            config_text TEXT,
+            results_dir TEXT NOT NULL,
+            passed INTEGER NOT NULL
+        );
+        INSERT INTO new_runs
+            SELECT run_id, started_at, config_path, config_text, results_dir, passed FROM runs;
+        DROP TABLE runs;
+        ALTER TABLE new_runs RENAME TO runs;
+        CREATE INDEX runs_by_start ON runs (started_at);
+        CREATE TABLE problems (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            status TEXT NOT NULL,
+            commands INTEGER NOT NULL,
+            PRIMARY KEY (run_id, status)
+        );
+        """
+    )(db)
+    for run_id, summary in summaries:
+        for status, n in _schema_1_problems(summary):
+            db.execute("INSERT INTO problems VALUES (?, ?, ?)", (run_id, status.value, n))
+
+
+_MIGRATIONS: tuple[Migration, ...] = (
+    _script(
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            started_at REAL,
+            config_path TEXT NOT NULL,
+            config_text TEXT,
+            results_dir TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            passed INTEGER NOT NULL
+        );
+        CREATE INDEX runs_by_start ON runs (started_at);
+        CREATE TABLE tests (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            label TEXT NOT NULL,
+            repetition INTEGER,
+            status TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            start_spread_ms REAL,
+            start_spread_uncertainty_ms REAL,
+            window_start REAL,
+            window_end REAL,
+            window_s REAL,
+            window_fraction REAL,
+            PRIMARY KEY (run_id, position)
+        );
+        """
+    ),
+    _facts_not_words,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -86,38 +152,10 @@ def default_path() -> Path:
     return data_dir() / "history.sqlite3"
 
 
-@dataclass(frozen=True)
-class TestRecord:
-    __test__ = False
-    label: str
-    repetition: int | None
-    status: str
-    reason: str
-    start_spread_ms: float | None
-    start_spread_uncertainty_ms: float | None
-    window_s: float | None
-    window_fraction: float | None
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    run_id: str
-    started_at: float | None
-    config_path: str
-    config_text: str | None
-    results_dir: str
-    summary: str  # text.run_summary when it ended
-    passed: bool
-    tests: tuple[TestRecord, ...] = ()
-
-    @property
-    def json_path(self) -> Path:
-        return Path(self.results_dir) / "results.json"
-
-    @property
-    def results_kept(self) -> bool:
-        """Its results.json is still there (a results folder may be deleted by hand)."""
-        return bool(self.results_dir) and self.json_path.is_file()
+def _damaged(path: Path, why: str) -> HistoryError:
+    return HistoryError(
+        f"the run history {path} is damaged ({why}): move it away and NetJobs starts a new one"
+    )
 
 
 def _problem(exc: sqlite3.Error | OSError, path: Path) -> HistoryError:
@@ -127,10 +165,7 @@ def _problem(exc: sqlite3.Error | OSError, path: Path) -> HistoryError:
     if "locked" in message or "busy" in message:
         return HistoryError(f"the run history {path} is locked by another program ({message})")
     if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
-        return HistoryError(
-            f"the run history {path} is damaged ({message}): move it away and NetJobs "
-            "starts a new one"
-        )
+        return _damaged(path, message)
     return HistoryError(f"cannot use the run history {path}: {message}")
 
 
@@ -148,8 +183,8 @@ class History:
             raise _problem(exc, self.path) from None
         try:
             with self._errors():
-                self._db.execute("PRAGMA foreign_keys = ON")
                 self._migrate()
+                self._db.execute("PRAGMA foreign_keys = ON")
         except HistoryError:
             self._db.close()
             raise
@@ -191,14 +226,15 @@ class History:
                 f"the run history {self.path} is of a newer NetJobs (schema {version}, this "
                 f"one knows {SCHEMA_VERSION})"
             )
+        # Off while tables are rebuilt (a no-op inside a transaction): dropping a table
+        # would otherwise delete the rows that refer to it.
+        self._db.execute("PRAGMA foreign_keys = OFF")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._transaction() as db:
                 # Checked again inside the lock: another program may have migrated it.
                 if db.execute("PRAGMA user_version").fetchone()[0] >= target:
                     continue
-                for statement in _MIGRATIONS[target - 1].split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                _MIGRATIONS[target - 1](db)
                 db.execute(f"PRAGMA user_version = {target}")
 
     def record(self, run: RunResult, config_text: str | None) -> None:
@@ -207,16 +243,19 @@ class History:
         with self._transaction() as db:
             db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             db.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     started,
                     os.path.abspath(run.config_path) if run.config_path else "",
                     config_text,
                     os.path.abspath(run.results_dir) if run.results_dir else "",
-                    text.run_summary(run),
                     int(run.passed and bool(run.tests)),
                 ),
+            )
+            db.executemany(
+                "INSERT INTO problems VALUES (?, ?, ?)",
+                [(run.run_id, status.value, n) for status, n in run.problems().items()],
             )
             for position, test in enumerate(run.tests):
                 window = test.concurrent_window
@@ -239,25 +278,34 @@ class History:
                 )
 
     def _record(self, row: tuple[object, ...]) -> RunRecord:
-        run_id, started, config_path, config_text, results_dir, summary, passed = row
+        run_id, started, config_path, config_text, results_dir, passed = row
         tests = self._db.execute(
             "SELECT label, repetition, status, reason, start_spread_ms, "
             "start_spread_uncertainty_ms, window_s, window_fraction FROM tests "
             "WHERE run_id = ? ORDER BY position",
             (run_id,),
         ).fetchall()
-        return RunRecord(
-            str(run_id),
-            started,  # type: ignore[arg-type]
-            str(config_path),
-            config_text,  # type: ignore[arg-type]
-            str(results_dir),
-            str(summary),
-            bool(passed),
-            tuple(TestRecord(*test) for test in tests),
-        )
+        problems = self._db.execute(
+            "SELECT status, commands FROM problems WHERE run_id = ? ORDER BY rowid", (run_id,)
+        ).fetchall()
+        try:
+            return RunRecord(
+                str(run_id),
+                started,  # type: ignore[arg-type]
+                str(config_path),
+                config_text,  # type: ignore[arg-type]
+                str(results_dir),
+                bool(passed),
+                tuple(
+                    TestRecord(label, repetition, TestStatus(status), *rest)
+                    for label, repetition, status, *rest in tests
+                ),
+                tuple((CommandStatus(status), int(n)) for status, n in problems),
+            )
+        except ValueError as exc:  # a status this NetJobs does not know
+            raise _damaged(self.path, f"run {run_id}: {exc}") from None
 
-    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, summary, passed"
+    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed"
 
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The last `limit` runs, newest first."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,7 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s\[\]]+):(\d+)\s*$")
+from netjobs_core.wire.address import Address, AddressError
+
+_LISTENING = " listening on "  # the agent's `netjobs-agent VERSION listening on ADDRESS`
 
 
 class AgentStartError(Exception):
@@ -51,9 +52,9 @@ class LocalAgent:
     process: subprocess.Popen[bytes]
     stdout_path: Path
     log_path: Path | None = None
-    host: str = ""
+    host: str = ""  # its first socket's (until it listens: what it was told)
     port: int = 0
-    listening: list[tuple[str, int]] = field(default_factory=list)  # every socket
+    listening: list[Address] = field(default_factory=list)  # every socket
     temporary_stdout: bool = False  # stdout_path is ours: removed by kill()
 
     def stdout_text(self) -> str:
@@ -67,11 +68,10 @@ class LocalAgent:
         deadline = time.monotonic() + timeout
         while True:
             lines = self.stdout_text().splitlines()
-            matches = [m for m in map(_LISTENING.search, lines) if m]
             # The token line follows the listening lines: then all sockets are known.
-            if matches and any(line.startswith("token: ") for line in lines):
-                self.listening = [(m.group(1).strip("[]"), int(m.group(2))) for m in matches]
-                self.host, self.port = self.listening[0]
+            if any(line.startswith("token: ") for line in lines):
+                self.listening = _listening(lines)
+                self.host, self.port = self.listening[0].host, self.listening[0].port
                 return
             if self.process.poll() is not None:
                 why = f"exited with status {self.process.returncode}"
@@ -82,7 +82,8 @@ class LocalAgent:
                 continue
             printed = (self.stdout_text() + self.log_text()).strip()
             raise AgentStartError(
-                f"agent on {self.host}:{self.port} {why}" + (f": {printed}" if printed else "")
+                f"agent on {Address(self.host, self.port)} {why}"
+                + (f": {printed}" if printed else "")
             )
 
     def stop(self, timeout: float = 5.0, sig: int | None = None) -> int:
@@ -110,6 +111,19 @@ class LocalAgent:
         if self.temporary_stdout:
             with contextlib.suppress(OSError):
                 self.stdout_path.unlink(missing_ok=True)
+
+
+def _listening(lines: Sequence[str]) -> list[Address]:
+    """The addresses of an agent's `listening on` lines (str(Address), as it prints them)."""
+    try:
+        found = [
+            Address.parse(line.partition(_LISTENING)[2]) for line in lines if _LISTENING in line
+        ]
+    except AddressError as exc:
+        raise AgentStartError(f"the agent's listening line: {exc}") from None
+    if not found:
+        raise AgentStartError("the agent printed its token but no listening line")
+    return found
 
 
 def start_agent(

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 from rich.console import Console
 from rich.live import Live
@@ -13,12 +12,11 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
+from netjobs_core.fold import fold, groups
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
 from netjobs_core.vocabulary import command_word, word
-
-T = TypeVar("T")
 
 __all__ = ["LiveTable", "format_repeats", "format_run", "format_test"]
 
@@ -43,18 +41,11 @@ def _output(name: str, output: Output, show: int) -> list[str]:
     return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
 
-def _groups(items: Sequence[T], key: Callable[[T], Hashable]) -> list[list[T]]:
-    """`items` with equal keys together, in the order each key first appears."""
-    groups: dict[Hashable, list[T]] = {}
-    for item in items:
-        groups.setdefault(key(item), []).append(item)
-    return list(groups.values())
-
-
 def _folded(test: TestResult, show: int) -> list[str]:
-    """Hosts in the same state, and commands with the same status and output, once each."""
+    """Hosts in the same state, and commands that ended alike with the same output
+    (netjobs_core.fold), once each."""
     lines = []
-    for hosts in _groups(test.hosts, lambda h: (h.state, h.error)):
+    for hosts in groups(test.hosts, lambda h: (h.state, h.error)):
         line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
         if hosts[0].error:
             line += f" ({hosts[0].error})"
@@ -65,40 +56,31 @@ def _folded(test: TestResult, show: int) -> list[str]:
             offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
             numbers.append(f"started {offsets} from the common start")
         lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
-    pairs = [(host, command) for host in test.hosts for command in host.commands]
-    for group in _groups(
-        pairs,
-        lambda p: (
-            p[1].command,
-            p[1].status,
-            p[1].exit_code,
-            p[1].message,
-            tuple(p[1].warnings),
-            p[1].output_identity,
-        ),
-    ):
-        command = group[0][1]
+    for group in fold(test):
+        command, commands = group.command, group.commands
         parts = [command_word(command.status, command.exit_code)]
-        if any(c.duration_s is not None for _, c in group):
-            parts.append(f"ran {text.span((c.duration_s for _, c in group), text.seconds)}")
-        if command.message:
-            parts.append(command.message)
+        if any(c.duration_s is not None for c in commands):
+            parts.append(f"ran {text.span((c.duration_s for c in commands), text.seconds)}")
+        parts.extend(dict.fromkeys(c.message for c in commands if c.message))
         lines.append(
-            f"  {text.members([h.target for h, _ in group])}: {', '.join(parts)}: {command.command}"
+            f"  {text.members(group.targets)}: {', '.join(parts)}: "
+            f"{text.command_lines(group.command_lines)}"
         )
-        lines.extend(f"      {line}" for line in _folded_files([c for _, c in group]))
+        lines.extend(f"      {line}" for line in _folded_files(commands))
         lines.extend(_output("stdout", command.stdout, show))
         lines.extend(_output("stderr", command.stderr, show))
     return lines
 
 
 def _folded_files(group: Sequence[CommandResult]) -> list[str]:
-    """One command's collected files in full; a group's as one line (paths: the JSON)."""
+    """One command's collected files in full; a group's as one line (paths: the JSON),
+    then each of their warnings once."""
     if len(group) == 1:
         return text.file_lines(group[0])
     files = [item for command in group for item in command.collected]
+    warnings = dict.fromkeys(warning for command in group for warning in command.warnings)
     lines = [text.collected_summary(files)] if files else []
-    return lines + [f"warning: {text.printable(w)}" for w in group[0].warnings]
+    return lines + [f"warning: {text.printable(w)}" for w in warnings]
 
 
 def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) -> str:

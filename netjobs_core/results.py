@@ -7,6 +7,7 @@ offsets are in the unit their name says.
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -162,6 +163,15 @@ class TestResult:
                 return host
         raise KeyError(target)
 
+    def problems(self) -> Counter[CommandStatus]:
+        """The commands that ended but did not exit 0, by status (first seen first)."""
+        return Counter(
+            c.status
+            for h in self.hosts
+            for c in h.commands
+            if c.status.finished and c.status is not CommandStatus.OK
+        )
+
 
 @dataclass
 class RunResult:
@@ -174,3 +184,7 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return all(test.status is TestStatus.PASSED for test in self.tests)
+
+    def problems(self) -> Counter[CommandStatus]:
+        """Every test's problems (TestResult.problems), first seen first."""
+        return sum((test.problems() for test in self.tests), Counter[CommandStatus]())

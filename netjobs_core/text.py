@@ -12,11 +12,12 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from netjobs_core import nodesets
 from netjobs_core.config import Plan
 from netjobs_core.outputs import SHOW_BYTES, Output
+from netjobs_core.records import RunRecord, TestRecord
 from netjobs_core.repeats import RepeatStats
 from netjobs_core.results import (
     Collected,
@@ -30,9 +31,6 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.vocabulary import Status, word
-
-if TYPE_CHECKING:
-    from netjobs_core.history import RunRecord, TestRecord
 
 NA = "n/a"
 
@@ -119,6 +117,12 @@ def members(targets: Sequence[str]) -> str:
     return f"{nodesets.fold(names)} ({count(len(names), 'host')})"
 
 
+def command_lines(lines: Sequence[str]) -> str:
+    """The command lines of folded commands: `echo hi 0 (and 2 other command lines)`."""
+    others = len(lines) - 1
+    return lines[0] + (f" (and {count(others, 'other command line')})" if others else "")
+
+
 def window_line(test: TestResult) -> str:
     """`all 32 hosts ran together for 58.731 s (97.9 % of the longest command)`."""
     if test.concurrent_window is None:
@@ -148,7 +152,8 @@ def repeat_summary(stats: RepeatStats) -> str:
 def history_line(record: RunRecord) -> str:
     """One past run: `20261201-224719-3f2a  2026-12-01 22:47:19  2 tests passed  my.cfg`."""
     when = NA if record.started_at is None else timestamp(record.started_at, "seconds")
-    line = f"{record.run_id}  {when}  {record.summary}  {record.config_path or 'untitled'}"
+    config = record.config_path or "untitled"
+    line = f"{record.run_id}  {when}  {record_summary(record)}  {config}"
     if not record.results_kept:
         line += f"  (results deleted: {record.results_dir})"
     return line
@@ -160,7 +165,7 @@ def test_record_line(record: TestRecord) -> str:
     head = f"test {record.label!r}"
     if record.repetition is not None:
         head += f" (repetition {record.repetition})"
-    parts = [record.status + (f" ({record.reason})" if record.reason else "")]
+    parts = [word(record.status) + (f" ({record.reason})" if record.reason else "")]
     if record.start_spread_ms is not None:
         parts.append(
             f"start spread {ms_pm(record.start_spread_ms, record.start_spread_uncertainty_ms)}"
@@ -276,21 +281,11 @@ def hosts_done(test: TestResult) -> str:
     return f"{done}/{len(test.hosts)} done"
 
 
-def problems(test: TestResult) -> Counter[CommandStatus]:
-    """The commands that ended but did not exit 0, by status (first seen first)."""
-    return Counter(
-        c.status
-        for h in test.hosts
-        for c in h.commands
-        if c.status.finished and c.status is not CommandStatus.OK
-    )
-
-
 def status_text(test: TestResult) -> str:
     """A test's status as people read it: `passed with 1 failed, 1 timed out` when
     `-minhosts` let a test pass over commands that did not succeed, else the status word."""
     status = word(test.status)
-    found = problems(test)
+    found = test.problems()
     if test.status is TestStatus.PASSED and found:
         return f"{status} with {tally(found.elements())}"
     return status
@@ -321,15 +316,26 @@ def summary_parts(test: TestResult) -> list[str]:
     return parts
 
 
-def run_summary(run: RunResult) -> str:
-    """`1 test passed`, `3 tests passed`, `1 failed, 1 passed`, `no test ran`."""
-    if not run.tests:
+def outcome(statuses: Sequence[TestStatus], problems: Counter[CommandStatus]) -> str:
+    """A run's outcome from its tests' statuses and its commands' problems (by status):
+    `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed, 1 passed`,
+    `no test ran`."""
+    if not statuses:
         return "no test ran"
-    if run.passed:
-        found = sum((problems(test) for test in run.tests), Counter[CommandStatus]())
-        with_problems = f" (commands: {tally(found.elements())})" if found else ""
-        return f"{count(len(run.tests), 'test')} passed{with_problems}"
-    return tally(test.status for test in run.tests)
+    if all(status is TestStatus.PASSED for status in statuses):
+        with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
+        return f"{count(len(statuses), 'test')} passed{with_problems}"
+    return tally(statuses)
+
+
+def run_summary(run: RunResult) -> str:
+    """A run's outcome as it ends (`outcome`)."""
+    return outcome([test.status for test in run.tests], run.problems())
+
+
+def record_summary(record: RunRecord) -> str:
+    """A past run's outcome (`outcome`), from what the run history kept of it."""
+    return outcome([test.status for test in record.tests], Counter(dict(record.problems)))
 
 
 class ClockFigures(Protocol):

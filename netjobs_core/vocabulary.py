@@ -3,7 +3,8 @@
 The terminal report, the text logs and the GUI all take their words from here
 (the report and the logs in capitals), so a host that could not be reached and
 a command that exited non-zero never share a word. The JSON keeps the enum
-values; this table is only for people.
+values; this table is only for people. Where a word is not its value (a host's
+`failed` reads `error`), its `Look` says why, in `unlike_json`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ PURPLE = "#7e22ce"
 class Look:
     word: str
     color: str
+    unlike_json: str = ""  # why `word` is not the value the JSON keeps; "" when it is
+
+
+_PHRASE = "a status in a sentence ('2 timed out'); the JSON keeps the one-word value"
 
 
 # Separate tables per enum: StrEnum members of different enums with one value
@@ -39,7 +44,7 @@ COMMAND: dict[CommandStatus, Look] = {
     CommandStatus.RUNNING: Look("running", DARK_BLUE),
     CommandStatus.OK: Look("ok", GREEN),
     CommandStatus.FAILED: Look("failed", RED),  # ran, exited non-zero or died of a signal
-    CommandStatus.TIMEOUT: Look("timed out", ORANGE),
+    CommandStatus.TIMEOUT: Look("timed out", ORANGE, _PHRASE),
     CommandStatus.KILLED: Look("killed", PURPLE),
     CommandStatus.ERROR: Look("error", ROSE),  # could not run, or its end was not reported
     CommandStatus.LOST: Look("lost", ORANGE),  # ran, but its host was lost: end unknown
@@ -52,13 +57,20 @@ HOST: dict[HostState, Look] = {
     HostState.READY: Look("ready", BLUE),
     HostState.RUNNING: Look("running", DARK_BLUE),
     HostState.DONE: Look("done", GREEN),
-    HostState.TIMEOUT: Look("timed out", ORANGE),
-    HostState.FAILED: Look("error", ROSE),  # unreachable, refused, lost: not a command's exit
+    HostState.TIMEOUT: Look("timed out", ORANGE, _PHRASE),
+    HostState.FAILED: Look(
+        "error",
+        ROSE,
+        "unreachable, refused, lost: on screen not the 'failed' of a command that exited "
+        "non-zero; the JSON keeps 'failed', as every results.json written so far",
+    ),
     HostState.KILLED: Look("killed", PURPLE),
 }
 
 TEST: dict[TestStatus, Look] = {
-    TestStatus.PENDING: Look("not run", GREY),
+    TestStatus.PENDING: Look(
+        "not run", GREY, "what a pending test is once its run ended; the JSON keeps 'pending'"
+    ),
     TestStatus.RUNNING: Look("running", DARK_BLUE),
     TestStatus.PASSED: Look("passed", GREEN),
     TestStatus.FAILED: Look("failed", RED),

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from netjobs_core import text
-from netjobs_core.history import RunRecord
+from netjobs_core.fold import fold
 from netjobs_core.outputs import Output
+from netjobs_core.records import RunRecord
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -78,47 +79,18 @@ def whole_file(command: CommandResult, stream: str) -> Path | None:
 # --------------------------------------------------------------------------- folded outputs
 
 
-@dataclass(frozen=True)
-class OutputGroup:
-    """Commands of a test with the same command line, ending and output, byte for byte."""
-
-    pairs: tuple[tuple[HostResult, CommandResult], ...]
-
-    @property
-    def command(self) -> CommandResult:
-        return self.pairs[0][1]
-
-    @property
-    def members(self) -> str:
-        """`node[01-04,07] (5 hosts)`."""
-        return text.members([host.target for host, _ in self.pairs])
-
-
-def output_groups(test: TestResult) -> list[OutputGroup]:
-    """The test's commands folded by identical output and ending, in the order each
-    first appears (outputs compare as `netjobs` folds its report: size and sha256 of
-    stdout and stderr), whatever their command lines."""
-    groups: dict[Hashable, list[tuple[HostResult, CommandResult]]] = {}
-    for host in test.hosts:
-        for command in host.commands:
-            key = (command.status, command.exit_code, command.output_identity)
-            groups.setdefault(key, []).append((host, command))
-    return [OutputGroup(tuple(pairs)) for pairs in groups.values()]
-
-
 def folded_lines(test: TestResult) -> list[str]:
-    """Each set of identical outputs once: its hosts as a node set, then the output."""
-    groups = output_groups(test)
+    """Each set of identical outputs once (netjobs_core.fold): its hosts as a node set,
+    then the output."""
+    groups = fold(test)
     commands = sum(len(group.pairs) for group in groups)
     lines = [f"{text.count(commands, 'command')}, {text.count(len(groups), 'distinct output')}"]
     for group in groups:
         command = group.command
-        others = len({c.command for _, c in group.pairs}) - 1
-        also = f" (and {text.count(others, 'other command line')})" if others else ""
         lines += [
             "",
-            f"{group.members}: {command_word(command.status, command.exit_code)}: "
-            f"{command.command}{also}",
+            f"{text.members(group.targets)}: {command_word(command.status, command.exit_code)}: "
+            f"{text.command_lines(group.command_lines)}",
         ]
         for name in ("stdout", "stderr"):
             output = output_of(command, name)
@@ -166,7 +138,7 @@ def is_problem(status: Status) -> bool:
 
 def has_problems(test: TestResult) -> bool:
     """Not a clean pass: failed, aborted, or passed over commands that did not succeed."""
-    return test.status in (TestStatus.FAILED, TestStatus.ABORTED) or bool(text.problems(test))
+    return test.status in (TestStatus.FAILED, TestStatus.ABORTED) or bool(test.problems())
 
 
 def common_start(test: TestResult) -> float | None:
@@ -194,7 +166,7 @@ def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
 
 
 def status_color(test: TestResult) -> str:
-    return verdict_color(test.status, bool(text.problems(test)))
+    return verdict_color(test.status, bool(test.problems()))
 
 
 # --------------------------------------------------------------------------- column widths
@@ -688,7 +660,7 @@ HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
     ),
     Column(
         "Outcome",
-        lambda r: r.summary,
+        text.record_summary,
         color=lambda r: verdict_color(TestStatus.PASSED if r.passed else TestStatus.FAILED, False),
     ),
     Column("Tests", lambda r: str(len(r.tests)), key=lambda r: (0, len(r.tests)), numeric=True),
@@ -704,7 +676,12 @@ HISTORY_FIT = (Fit(135), Fit(120, 2), Fit(45), Fit(90, 1), Fit(150, 2), Fit(150)
 
 
 def history_matches(record: RunRecord, wanted: TextFilter) -> bool:
-    words = [record.run_id, record.summary, record.config_path, *(t.label for t in record.tests)]
+    words = [
+        record.run_id,
+        text.record_summary(record),
+        record.config_path,
+        *(t.label for t in record.tests),
+    ]
     return wanted.accepts(words, not record.passed)
 
 

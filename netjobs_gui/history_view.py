@@ -24,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from netjobs_core.history import History, HistoryError, RunRecord
+from netjobs_core.history import History, HistoryError
+from netjobs_core.records import RunRecord
 from netjobs_gui.columns import HISTORY_FIT, spread_series
 from netjobs_gui.models import HistoryModel
 from netjobs_gui.spread_plot import SpreadPlot

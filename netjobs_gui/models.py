@@ -40,7 +40,7 @@ from netjobs_gui.columns import (
 if TYPE_CHECKING:
     from netjobs_core.check import HostCheck
     from netjobs_core.config import Plan
-    from netjobs_core.history import RunRecord
+    from netjobs_core.records import RunRecord
     from netjobs_core.results import HostResult, RunResult, TestResult
     from netjobs_core.wire.address import Address
 

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core import logs
-from netjobs_core.history import RunRecord
+from netjobs_core.records import RunRecord
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_gui.columns import RESULT_FIT, SessionEntry

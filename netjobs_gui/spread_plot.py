@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
+from PySide6.QtGui import QColor, QPaintEvent, QPen
 from PySide6.QtWidgets import QWidget
 
 from netjobs_core import text
 from netjobs_gui.columns import SpreadPoint
 from netjobs_gui.timeline import nice_step
+from netjobs_gui.widgets import begin_painting
 
 LEFT, RIGHT, TOP, BOTTOM = 64, 14, 28, 24
 LINE_COLOR = "#2563eb"
@@ -90,15 +91,9 @@ class SpreadPlot(QWidget):
         return QSize(360, 190)
 
     def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        palette = self.palette()
-        painter.fillRect(self.rect(), palette.color(QPalette.ColorRole.Base))
-        ink = palette.color(QPalette.ColorRole.Text)
-        muted, grid = QColor(ink), QColor(ink)
-        muted.setAlpha(150)
-        grid.setAlpha(40)
-        painter.setPen(ink)
+        painter, inks = begin_painting(self)
+        muted, grid = inks.muted, inks.grid
+        painter.setPen(inks.text)
         metrics = painter.fontMetrics()
         title = metrics.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 16)
         painter.drawText(QPointF(8, 17), title)

@@ -27,7 +27,6 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPaintEvent,
-    QPalette,
     QPen,
     QResizeEvent,
 )
@@ -37,6 +36,7 @@ from netjobs_core import text
 from netjobs_core.results import CommandStatus, TestResult, TestStatus
 from netjobs_core.vocabulary import Status, color, exit_code_text, word
 from netjobs_gui.columns import NO_VALUE, command_state, common_start
+from netjobs_gui.widgets import begin_painting
 
 
 @dataclass
@@ -512,21 +512,14 @@ class TimelineWidget(QAbstractScrollArea):
     # ---- painting
     def paintEvent(self, event: QPaintEvent) -> None:
         viewport = self.viewport()
-        painter = QPainter(viewport)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        palette = self.palette()
-        painter.fillRect(viewport.rect(), palette.color(QPalette.ColorRole.Base))
-        ink = palette.color(QPalette.ColorRole.Text)
-        muted, grid = QColor(ink), QColor(ink)
-        muted.setAlpha(140)
-        grid.setAlpha(35)
+        painter, inks = begin_painting(self, viewport)
         bold = QFont(self.font())
         bold.setBold(True)
-        pens = _Pens(ink, muted, grid, QFont(self.font()), bold)
+        pens = _Pens(inks.text, inks.muted, inks.grid, QFont(self.font()), bold)
         data = self.data
         shown = self.shown_rows()
         if data is None or not data.rows:
-            painter.setPen(muted)
+            painter.setPen(inks.muted)
             painter.drawText(viewport.rect(), Qt.AlignmentFlag.AlignCenter, "No test selected")
             painter.end()
             return

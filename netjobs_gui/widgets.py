@@ -1,12 +1,23 @@
-"""Small shared widget helpers: sortable, filterable tables; labels that never widen."""
+"""Small shared widget helpers: sortable, filterable tables; labels that never widen;
+the set-up of a painted view."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut, QTextCursor, QTextDocument
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QKeySequence,
+    QPainter,
+    QPalette,
+    QShortcut,
+    QTextCursor,
+    QTextDocument,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -32,6 +43,30 @@ open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl
 def open_file(path: str | os.PathLike[str]) -> bool:
     """Open `path` with the desktop's program for it (a text viewer, a JSON viewer...)."""
     return open_url(QUrl.fromLocalFile(os.fspath(path)))
+
+
+@dataclass(frozen=True)
+class Inks:
+    """What a painted view draws with: its palette's text colour, and fainter ones."""
+
+    text: QColor
+    muted: QColor  # labels, ticks
+    grid: QColor  # grid lines
+
+
+def begin_painting(widget: QWidget, surface: QWidget | None = None) -> tuple[QPainter, Inks]:
+    """An antialiased painter on `surface` (a scroll area's viewport; else the widget),
+    filled with the widget's base colour, and the inks of the widget's palette."""
+    surface = widget if surface is None else surface
+    painter = QPainter(surface)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    palette = widget.palette()
+    painter.fillRect(surface.rect(), palette.color(QPalette.ColorRole.Base))
+    ink = palette.color(QPalette.ColorRole.Text)
+    muted, grid = QColor(ink), QColor(ink)
+    muted.setAlpha(140)
+    grid.setAlpha(35)
+    return painter, Inks(ink, muted, grid)
 
 
 def make_table(model: ColumnsModel, single: bool = True) -> QTableView:

@@ -32,6 +32,7 @@ from agent_harness import (
 from agent import spool
 from netjobs_core import __version__
 from netjobs_core.client import AgentLink, ConnectionLost
+from netjobs_core.local_agents import AgentStartError
 from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.protocol import AuthenticationFailed, Message, ProtocolError, encode_frame
@@ -70,6 +71,24 @@ def test_startup_lines(agent, token_file):
     assert lines[1] == f"token: token file {token_file}"
     secret = token_file.read_text().strip()
     assert secret not in agent.stdout_text() and secret not in agent.log_text()
+
+
+def _loopback_v6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _loopback_v6(), reason="no IPv6 loopback")
+def test_an_ipv6_agent_is_found_where_it_listens(token_file):
+    with start_agent(token_file, bind="::1") as agent:
+        assert agent.listening == [Address("::1", agent.port)] and agent.host == "::1"
+        assert f"listening on [::1]:{agent.port}" in agent.stdout_text()
+    with pytest.raises(AgentStartError, match=r"^agent on \[::1\]:0 exited with status"):
+        start_agent(token_file, "--no-such-option", bind="::1")
 
 
 async def test_exit_statuses_and_signal_deaths(agent, token_file):

@@ -1,9 +1,11 @@
-"""Folded host names (netjobs_core.fold) and the folded report (netjobs_core.report)."""
+"""Folded host names (netjobs_core.nodesets), the one fold of a test's commands
+(netjobs_core.fold) and the folded report (netjobs_core.report) that shows it."""
 
 from ClusterShell.NodeSet import NodeSet
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netjobs_core.fold import fold, groups
 from netjobs_core.nodesets import fold as fold_names
 from netjobs_core.outputs import Output
 from netjobs_core.report import format_test
@@ -99,3 +101,48 @@ def test_unfolded_every_host_in_full():
     report = format_test(a_test(), fold=False).splitlines()
     assert report.count("      stdout: READ: bw=1GiB/s") == 5
     assert sum(line.startswith("  127.0.0.1:") for line in report) == 6
+
+
+def test_commands_fold_by_status_exit_code_and_output_whatever_their_command_lines():
+    test = a_test()
+    test.hosts[2].commands[0].command = "fio other.fio"  # same ending and output: folds
+    test.hosts[3].commands[0].exit_code = 2  # OK with another code (never sent): its own
+    test.hosts[4].commands[0].stdout = Output.from_bytes(b"READ: bw=1GiB/s\n")  # FAILED
+    folded = fold(test)
+    assert [group.targets for group in folded] == [
+        ["127.0.0.1:16201", "127.0.0.1:16202", "127.0.0.1:16203", "127.0.0.1:16206"],
+        ["127.0.0.1:16204"],
+        ["127.0.0.1:16205"],
+    ]
+    assert folded[0].command_lines == ["fio job.fio", "fio other.fio"]
+    assert folded[0].command is test.hosts[0].commands[0]
+    assert folded[0].commands == [test.hosts[i].commands[0] for i in (0, 1, 2, 5)]
+    # A host's second command, with its own output, is an outcome of its own, second
+    # in order as it is met second, host by host.
+    test.hosts[0].commands.append(
+        CommandResult("true", status=CommandStatus.OK, exit_code=0, stdout=Output())
+    )
+    assert fold(test)[1].pairs == ((test.hosts[0], test.hosts[0].commands[1]),)
+    assert len(fold(test)) == 4
+    assert fold(TestResult("empty", None)) == []
+
+
+def test_groups_keep_the_order_each_key_first_appears():
+    assert groups([3, 1, 4, 1, 5, 9, 2, 6], lambda n: n % 3) == [[3, 9, 6], [1, 4, 1], [5, 2]]
+
+
+def test_the_folded_report_names_every_command_line_and_message_once():
+    test = a_test()
+    for n, host in enumerate(test.hosts[:4]):
+        command = host.commands[0]
+        command.command = f"fio job{n % 2}.fio"
+        command.status, command.exit_code = CommandStatus.TIMEOUT, None
+        command.message = "ran past its 60 s timeout" if n < 3 else "ran past its 50 s timeout"
+        command.warnings = ["'*.log' matched nothing"]
+    report = format_test(test, fold=True).splitlines()
+    assert (
+        "  127.0.0.1:[16201-16204] (4 hosts): TIMED OUT, ran 58.000 s to 61.000 s, "
+        "ran past its 60 s timeout, ran past its 50 s timeout: "
+        "fio job0.fio (and 1 other command line)"
+    ) in report
+    assert report.count("      warning: '*.log' matched nothing") == 1

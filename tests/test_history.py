@@ -12,8 +12,17 @@ import pytest
 
 from netjobs_core import text
 from netjobs_core.history import SCHEMA_VERSION, History, HistoryError, record_run
-from netjobs_core.results import ConcurrentWindow, RunResult, TestResult, TestStatus
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    ConcurrentWindow,
+    HostResult,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
 from netjobs_core.results_json import write_json
+from netjobs_core.wire.address import Address
 
 
 def a_run(tmp_path, run_id="20261201-101010-abcd", started=1.8e9) -> RunResult:
@@ -53,13 +62,14 @@ def test_round_trip_newest_first(tmp_path):
         with pytest.raises(HistoryError, match="no run 'nope'"):
             history.find("nope")
     assert old.config_path == "/cfg/fio.cfg" and old.config_text == 't:\nh: "fio"\nend\n'
-    assert old.summary == "2 tests passed" and old.passed and old.results_kept
+    assert text.record_summary(old) == "2 tests passed" and old.passed and old.results_kept
     assert [(t.label, t.repetition, t.status, t.start_spread_ms) for t in old.tests] == [
         ("fio", 1, "passed", 0.2),
         ("fio", 2, "passed", 0.4),
     ]
     assert (old.tests[0].window_s, old.tests[0].window_fraction) == (58.7, 0.979)
-    assert records[0].tests[1].window_s is None and records[0].summary == "1 passed, 1 failed"
+    assert records[0].tests[1].window_s is None
+    assert text.record_summary(records[0]) == "1 passed, 1 failed"
     assert text.test_record_line(old.tests[0]) == (
         "test 'fio' (repetition 1): passed, start spread 0.200 ms ± 0.050 ms, "
         "together 58.700 s (97.9 % of the longest command)"
@@ -79,6 +89,128 @@ def test_a_deleted_results_folder_shows_as_such(tmp_path):
         (record,) = history.recent()
     assert not record.results_kept
     assert text.history_line(record).endswith(f"(results deleted: {run.results_dir})")
+
+
+def test_it_keeps_facts_and_reads_as_the_run_did(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    run = a_run(tmp_path)
+    statuses = [CommandStatus.TIMEOUT, CommandStatus.OK, CommandStatus.FAILED]
+    for test, extra in zip(run.tests, (statuses, [CommandStatus.TIMEOUT]), strict=True):
+        host = HostResult(Address("10.0.0.1"))
+        host.commands = [CommandResult("fio", status=status) for status in extra]
+        test.hosts.append(host)
+    assert text.run_summary(run) == "2 tests passed (commands: 2 timed out, 1 failed)"
+    assert record_run(run, None, path) is None
+    with History(path) as history:
+        (record,) = history.recent()
+    assert record.problems == ((CommandStatus.TIMEOUT, 2), (CommandStatus.FAILED, 1))
+    assert [t.status for t in record.tests] == [TestStatus.PASSED, TestStatus.PASSED]
+    assert text.record_summary(record) == text.run_summary(run)
+    with sqlite3.connect(path) as db:  # no words stored: no column holds the sentence
+        columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+        assert "summary" not in columns
+        assert db.execute("SELECT status, commands FROM problems").fetchall() == [
+            ("timeout", 2),
+            ("failed", 1),
+        ]
+
+
+# Schema 1 as NetJobs wrote it before the run history kept facts: the run's summary
+# in words (text.run_summary when it ended), with rows as that version recorded them.
+SCHEMA_1 = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY,
+    started_at REAL,
+    config_path TEXT NOT NULL,
+    config_text TEXT,
+    results_dir TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    passed INTEGER NOT NULL
+);
+CREATE INDEX runs_by_start ON runs (started_at);
+CREATE TABLE tests (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    repetition INTEGER,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    start_spread_ms REAL,
+    start_spread_uncertainty_ms REAL,
+    window_start REAL,
+    window_end REAL,
+    window_s REAL,
+    window_fraction REAL,
+    PRIMARY KEY (run_id, position)
+);
+INSERT INTO runs VALUES ('r1', 1.8e9, '/cfg/a.cfg', 'x', '/gone/r1', '1 test passed', 1);
+INSERT INTO tests VALUES ('r1', 0, 'a', NULL, 'passed', '', 0.2, 0.05, 1.8e9, 1.8e9 + 5, 5, 0.5);
+INSERT INTO runs VALUES ('r2', 1.8e9 + 60, '/cfg/a.cfg', NULL, '/gone/r2',
+    '2 tests passed (commands: 1 failed, 2 timed out, 1 error)', 1);
+INSERT INTO tests VALUES ('r2', 0, 'a', 1, 'passed', '', 0.3, 0.05, NULL, NULL, NULL, NULL);
+INSERT INTO tests VALUES ('r2', 1, 'a', 2, 'passed', '', 0.4, 0.05, NULL, NULL, NULL, NULL);
+INSERT INTO runs VALUES ('r3', 1.8e9 + 120, '', NULL, '/gone/r3', '1 aborted, 1 not run', 0);
+INSERT INTO tests VALUES ('r3', 0, 'a', NULL, 'aborted', 'quorum lost', NULL, NULL,
+    NULL, NULL, NULL, NULL);
+INSERT INTO tests VALUES ('r3', 1, 'b', NULL, 'pending', '', NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO runs VALUES ('r4', 1.8e9 + 180, '/cfg/b.cfg', NULL, '', 'no test ran', 0);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_history_opens_and_its_runs_read_as_before(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+    with sqlite3.connect(path) as db:
+        said = dict(db.execute("SELECT run_id, summary FROM runs"))
+    with History(path) as history:
+        records = {record.run_id: record for record in history.recent()}
+        # A second program opening it finds it migrated.
+        with History(path) as again:
+            assert [r.run_id for r in again.recent()] == ["r4", "r3", "r2", "r1"]
+    assert {run_id: text.record_summary(r) for run_id, r in records.items()} == said
+    assert records["r2"].problems == (
+        (CommandStatus.FAILED, 1),
+        (CommandStatus.TIMEOUT, 2),
+        (CommandStatus.ERROR, 1),
+    )
+    assert text.history_line(records["r3"]) == (
+        f"r3  {text.timestamp(1.8e9 + 120, 'seconds')}  1 aborted, 1 not run  untitled"
+        "  (results deleted: /gone/r3)"
+    )
+    assert text.test_record_line(records["r1"].tests[0]) == (
+        "test 'a': passed, start spread 0.200 ms ± 0.050 ms, "
+        "together 5.000 s (50.0 % of the longest command)"
+    )
+    assert [text.test_record_line(test) for test in records["r3"].tests] == [
+        "test 'a': aborted (quorum lost)",
+        "test 'b': not run",  # the word the outcome uses, not the JSON's 'pending'
+    ]
+    assert records["r1"].config_text == "x" and records["r2"].passed and not records["r3"].passed
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert [row[0] for row in db.execute("SELECT name FROM sqlite_master")].count(
+            "runs_by_start"
+        ) == 1
+    # New runs are recorded beside the old ones; deleting one still takes its rows along.
+    assert record_run(a_run(tmp_path), None, path) is None
+    with History(path) as history:
+        assert len(history.recent()) == 5
+        history.record(RunResult("", run_id="r2", results_dir=""), None)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM tests WHERE run_id = 'r2'").fetchone() == (0,)
+        assert db.execute("SELECT COUNT(*) FROM problems WHERE run_id = 'r2'").fetchone() == (0,)
+
+
+def test_a_status_it_does_not_know_is_a_damaged_history(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    record_run(a_run(tmp_path), None, path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE tests SET status = 'exploded'")
+    with History(path) as history, pytest.raises(HistoryError, match="is damaged"):
+        history.recent()
 
 
 def test_schema_version_and_migration_of_an_empty_database(tmp_path):

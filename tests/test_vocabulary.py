@@ -17,6 +17,15 @@ def test_every_status_has_a_word_and_a_colour() -> None:
             assert word(status) and re.fullmatch(r"#[0-9a-f]{6}", color(status))
 
 
+def test_a_word_unlike_its_json_value_says_why() -> None:
+    for enum, table in ((CommandStatus, COMMAND), (HostState, HOST), (TestStatus, TEST)):
+        for status in enum:
+            look = table[status]
+            assert bool(look.unlike_json) == (look.word != status.value), status
+    assert HostState.FAILED.value == "failed" and word(HostState.FAILED) == "error"
+    assert "'failed'" in HOST[HostState.FAILED].unlike_json
+
+
 def test_one_word_one_colour() -> None:
     """A word means one thing: wherever it appears, it has the same colour."""
     colours: dict[str, str] = {}

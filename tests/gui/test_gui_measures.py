@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QPalette
 
 from netjobs_core.history import History
 from netjobs_core.outputs import Output
@@ -17,12 +18,12 @@ from netjobs_core.results import Collected, CommandStatus, RunResult
 from netjobs_core.results_json import write_json
 from netjobs_core.window import window_of
 from netjobs_gui import widgets
-from netjobs_gui.columns import folded_lines, output_groups
+from netjobs_gui.columns import folded_lines
 from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
 from netjobs_gui.settings import SettingsDialog
-from netjobs_gui.spread_plot import plot_layout
+from netjobs_gui.spread_plot import SpreadPlot, plot_layout
 from netjobs_gui.timeline import (
     HEADER,
     LEGEND,
@@ -192,11 +193,6 @@ def test_identical_outputs_fold_into_a_node_set_and_one_output(qtbot: Any) -> No
         command.stdout = Output.from_bytes(same)
         if n == 3:
             command.status, command.exit_code = CommandStatus.FAILED, 1
-    groups = output_groups(test)
-    assert [group.members for group in groups] == [
-        "10.0.0.[1-3,5] (4 hosts)",
-        "10.0.0.4 (1 host)",
-    ]
     detail = TestDetail()
     qtbot.addWidget(detail)
     detail.show()
@@ -318,6 +314,32 @@ def test_plot_layout_spaces_runs_and_ticks_the_spread() -> None:
     assert plot_layout([None], 400, 200).y_max > 0  # nothing measured: still an axis
 
 
+def test_the_plot_and_the_timeline_paint_alike_on_their_palette(qtbot: Any) -> None:
+    base, ink = QColor("#123456"), QColor("#fedcba")
+
+    def inked(image: Any, top: int) -> float:
+        """How far the inkiest pixel from `top` down goes from the base to the ink."""
+        return max(
+            (image.pixelColor(x, y).red() - base.red()) / (ink.red() - base.red())
+            for x in range(image.width())
+            for y in range(top, image.height())
+        )
+
+    for widget in (SpreadPlot(), TimelineWidget()):
+        qtbot.addWidget(widget)
+        palette = widget.palette()
+        palette.setColor(QPalette.ColorRole.Base, base)
+        palette.setColor(QPalette.ColorRole.Text, ink)
+        widget.setPalette(palette)
+        widget.resize(400, 200)
+        widget.show()
+        surface = widget.viewport() if isinstance(widget, TimelineWidget) else widget
+        image = surface.grab().toImage()
+        assert image.pixelColor(2, image.height() - 3) == base
+        # Below the plot's title: labels in the one muted ink (the text colour at 140/255).
+        assert inked(image, 25) == pytest.approx(140 / 255, abs=0.01), type(widget).__name__
+
+
 def past_run(
     folder: Path, run_id: str, started: float, spreads: list[float], keep: bool = True
 ) -> RunResult:
@@ -344,6 +366,11 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     panel = results.history
     panel.reload()
     assert [panel.model.cell(r, 5) for r in range(3)] == ["run-c", "run-b", "run-a"]
+    assert [panel.model.cell(r, 1) for r in range(3)] == [
+        "2 tests passed",
+        "1 test passed",
+        "1 test passed",
+    ]
     assert panel.model.cell(1, 4) == f"deleted: {tmp_path / 'run-b'}"
     assert panel.note.text() == "3 past runs (newest first)."
     # The newest is selected; its test's spread over every run of it, oldest first.
