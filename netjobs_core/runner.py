@@ -68,7 +68,30 @@ from netjobs_core.window import window_of
 from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns, wall_anchor_ns
-from netjobs_core.wire.protocol import MAX_COLLECT_FILES, MAX_ENV_VALUE, Message
+from netjobs_core.wire.messages import (
+    MAX_COLLECT_FILES,
+    MAX_ENV_VALUE,
+    CommandItem,
+    Error,
+    Exit,
+    File,
+    FileData,
+    FileEnd,
+    Finished,
+    Kill,
+    Message,
+    OffsetsItem,
+    Ping,
+    Prepare,
+    Prepared,
+    Resume,
+    Resumed,
+    Shutdown,
+    Start,
+    Started,
+)
+from netjobs_core.wire.messages import Collected as CollectedMessage
+from netjobs_core.wire.messages import Output as OutputMessage
 from netjobs_core.wire.tokens import Token
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
@@ -341,7 +364,7 @@ class _TestRun:
                 # the pings of hosts still measured without stamps.
                 await self.measured.wait()
             self.set_state(host, HostState.PREPARING)
-            commands = [
+            commands: list[CommandItem] = [
                 {
                     "id": i,
                     "command": spec.command,
@@ -351,19 +374,17 @@ class _TestRun:
                 }
                 for i, spec in enumerate(host.specs)
             ]
-            fields = {
-                "label": self.spec.label,
-                "commands": commands,
-                "grace": options.reconnect_grace,
-                "heartbeat": options.heartbeat,
-                "collect_max": options.collect_max,
-            }
-            prepared = await link.request(
-                Message("prepare", fields), "prepared", options.prepare_timeout
+            prepare = Prepare(
+                label=self.spec.label,
+                commands=commands,
+                grace=options.reconnect_grace,
+                heartbeat=options.heartbeat,
+                collect_max=options.collect_max,
             )
-            host.result.gated = prepared["gated"]
-            host.run_id, host.grace = prepared["run_id"], prepared["grace"]
-            for item in prepared["commands"]:
+            prepared = await link.request(prepare, Prepared, options.prepare_timeout)
+            host.result.gated = prepared.gated
+            host.run_id, host.grace = prepared.run_id, prepared.grace
+            for item in prepared.commands:
                 if isinstance(item, dict) and not item.get("ok", False):
                     index = item.get("id")
                     if isinstance(index, int) and 0 <= index < len(host.result.commands):
@@ -414,7 +435,7 @@ class _TestRun:
     def _send_start(self, host: _Host, at: int | None) -> None:
         assert host.link is not None
         try:
-            host.link.send(Message("start", {"at": at}))
+            host.link.send(Start(at=at))
         except AgentError as exc:
             self.fail_host(host, str(exc))
             return
@@ -451,7 +472,7 @@ class _TestRun:
                         # Numbers the schema let through that still break the sums:
                         # that host's protocol error, not a crash of the whole run.
                         raise ConnectionLost(
-                            f"protocol error: unusable {message.type!r} from the agent ({exc})"
+                            f"protocol error: unusable {message.TYPE!r} from the agent ({exc})"
                         ) from None
         except TimeoutError:
             if self.aborted.is_set():
@@ -464,7 +485,7 @@ class _TestRun:
                 self.set_state(host, HostState.TIMEOUT, "the agent did not report in time")
                 self.check_quorum()
                 with contextlib.suppress(AgentError):
-                    host.link.send(Message("kill", {"reason": "no report from the agent in time"}))
+                    host.link.send(Kill(reason="no report from the agent in time"))
         except AgentError as exc:
             if self.aborted.is_set() and not isinstance(exc, AgentStopping):
                 self._give_up(host, str(exc), HostState.KILLED)
@@ -486,7 +507,7 @@ class _TestRun:
             await asyncio.sleep(self.options.heartbeat)
             with contextlib.suppress(AgentError):
                 assert host.link is not None
-                host.link.send(Message("ping", {"seq": 0}))
+                host.link.send(Ping(seq=0))
 
     async def _receive(self, host: _Host) -> Message:
         """The host's next message; _Interrupted when the connection broke or went silent.
@@ -561,25 +582,25 @@ class _TestRun:
             self.host_changed(host)
             if self.aborted.is_set():
                 with contextlib.suppress(AgentError):
-                    link.send(Message("kill", {"reason": self.abort_reason}))
+                    link.send(Kill(reason=self.abort_reason))
             return
 
     async def _request_resume(self, host: _Host, link: AgentLink, timeout: float) -> None:
-        offsets = [
+        offsets: list[OffsetsItem] = [
             {"id": i, "stdout": len(c.stdout), "stderr": len(c.stderr)}
             for i, c in enumerate(host.result.commands)
         ]
-        link.send(Message("resume", {"run_id": host.run_id, "offsets": offsets}))
+        link.send(Resume(run_id=host.run_id, offsets=offsets))
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     answer = await link.recv()
-                    if answer.type == "resumed":
+                    if isinstance(answer, Resumed):
                         return
-                    if answer.type == "error":
-                        if answer["code"] == "no-run":
-                            raise _Gone(f"the agent no longer holds the run: {answer['message']}")
-                        raise AgentError(answer["message"])
+                    if isinstance(answer, Error):
+                        if answer.code == "no-run":
+                            raise _Gone(f"the agent no longer holds the run: {answer.message}")
+                        raise AgentError(answer.message)
         except TimeoutError:
             raise AgentError(f"no 'resumed' reply within {timeout:g} s") from None
 
@@ -590,26 +611,26 @@ class _TestRun:
 
     # -- the agent's messages, one method each --------------------------------
     def handle(self, host: _Host, message: Message) -> None:
-        handler = self._HANDLERS.get(message.type)
+        handler = self._HANDLERS.get(type(message))
         if handler is not None:
             handler(self, host, message)
 
-    def _on_output(self, host: _Host, message: Message) -> None:
+    def _on_output(self, host: _Host, message: OutputMessage) -> None:
         commands = host.result.commands
-        index = message["id"]
+        index = message.id
         if 0 <= index < len(commands):
-            stream = message["stream"]
+            stream = message.stream
             target = commands[index].stdout if stream == "stdout" else commands[index].stderr
             if target.closed:
                 return  # after its end: nothing the agent owes us
             target.append(message.body)
             self.emit(CommandOutput(self.result, host.result, index, stream, message.body))
 
-    def _on_started(self, host: _Host, message: Message) -> None:
+    def _on_started(self, host: _Host, message: Started) -> None:
         assert host.estimate is not None
         commands = host.result.commands
         # The protocol checked the keys (command ids) and the bounded clock values.
-        for key, agent_ns in message["released_at"].items():
+        for key, agent_ns in message.released_at.items():
             index = int(key)
             if 0 <= index < len(commands):
                 at = host.estimate.to_controller(agent_ns)
@@ -618,20 +639,24 @@ class _TestRun:
                 self.emit(CommandChanged(self.result, host.result, index))
         self._spread_soon()  # live, as releases arrive
 
-    def _on_exit(self, host: _Host, message: Message) -> None:
+    def _on_exit(self, host: _Host, message: Exit) -> None:
         assert host.estimate is not None
         commands = host.result.commands
-        index = message["id"]
+        index = message.id
         if not 0 <= index < len(commands):
             return
-        status = CommandStatus(message["status"])
-        ended = message.get("ended_at")
+        status = CommandStatus(message.status)
+        ended = message.ended_at
         if ended is not None and index in host.released:
             host.ended[index] = host.estimate.to_controller(ended)
             commands[index].duration_s = max(0.0, (host.ended[index] - host.released[index]) / 1e9)
         # "exited with code 0" says nothing the status does not.
-        text = "" if status is CommandStatus.OK else message["message"]
-        self.finish_command(host, index, status, text, message.get("exit_code"))
+        words = (
+            ""
+            if status is CommandStatus.OK
+            else text.command_end(status, message.message, message.timeout)
+        )
+        self.finish_command(host, index, status, words, message.exit_code)
         if status is CommandStatus.TIMEOUT:
             self.check_quorum()
 
@@ -662,23 +687,23 @@ class _TestRun:
             host.file_names[key] = saved
         return saved
 
-    def _on_file(self, host: _Host, message: Message) -> None:
-        index = message["id"]
+    def _on_file(self, host: _Host, message: File) -> None:
+        index = message.id
         specs = host.specs
-        if not 0 <= index < len(specs) or message["pattern"] >= len(specs[index].collect):
+        if not 0 <= index < len(specs) or message.pattern >= len(specs[index].collect):
             raise ConnectionLost("protocol error: a collected file nobody asked for")
         if host.incoming is not None:  # a replay after a resume sends it again
             host.incoming.fail("resent")
         directory = self.folder.host_dir(
             self.spec.label, host.result.address, self.result.repetition
         )
-        path = directory / self._file_name(host, index, message["name"])
+        path = directory / self._file_name(host, index, message.name)
         incoming = host.incoming = _Incoming(
-            index, specs[index].collect[message["pattern"]], path, None, hashlib.sha256()
+            index, specs[index].collect[message.pattern], path, None, hashlib.sha256()
         )
         limit = self.options.collect_max
-        if limit is not None and message["size"] > limit:
-            incoming.fail(f"{text.size(message['size'])}: larger than the {text.size(limit)} limit")
+        if limit is not None and message.size > limit:
+            incoming.fail(f"{text.size(message.size)}: larger than the {text.size(limit)} limit")
             return
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -686,7 +711,7 @@ class _TestRun:
         except OSError as exc:
             incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
 
-    def _on_file_data(self, host: _Host, message: Message) -> None:
+    def _on_file_data(self, host: _Host, message: FileData) -> None:
         incoming = host.incoming
         assert incoming is not None  # the protocol: file_data only inside a file
         if host.deadline is not None:  # a transfer in progress is no silent agent
@@ -698,13 +723,19 @@ class _TestRun:
         if limit is not None and incoming.received > limit:
             incoming.fail(f"more than the {text.size(limit)} limit")
 
-    def _on_file_end(self, host: _Host, message: Message) -> None:
+    def _on_file_end(self, host: _Host, message: FileEnd) -> None:
         incoming = host.incoming
         assert incoming is not None
         host.incoming = None
-        error = message.get("error") or incoming.error
+        # Our own finding first: the agent's code says the same, in fewer facts.
+        error = incoming.error or (
+            message.error
+            and text.file_not_collected(
+                message.error, sent=message.bytes, limit=message.limit, os_error=message.os_error
+            )
+        )
         digest = incoming.digest.hexdigest()
-        if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
+        if not error and (message.bytes != incoming.received or message.sha256 != digest):
             error = "its SHA-256 does not match what was received"
         command = host.result.commands[incoming.index]
         # A replay after a resume may send a file again: the last copy is the one listed.
@@ -716,15 +747,15 @@ class _TestRun:
         assert incoming.file is not None  # no error: it was written
         incoming.file.close()
         command.collected.append(
-            Collected(incoming.pattern, incoming.path, incoming.received, message["sha256"])
+            Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )
         self.emit(CommandChanged(self.result, host.result, incoming.index))
 
-    def _on_collected(self, host: _Host, message: Message) -> None:
-        index = message["id"]
+    def _on_collected(self, host: _Host, message: CollectedMessage) -> None:
+        index = message.id
         if not 0 <= index < len(host.specs):
             return
-        for pattern, matched in zip(host.specs[index].collect, message["matched"], strict=False):
+        for pattern, matched in zip(host.specs[index].collect, message.matched, strict=False):
             if matched == 0:
                 self._warn(host, index, f"-collect {pattern!r}: no file matched")
             elif matched > MAX_COLLECT_FILES:
@@ -735,7 +766,7 @@ class _TestRun:
                     f"only the first {MAX_COLLECT_FILES} were collected",
                 )
 
-    def _on_finished(self, host: _Host, message: Message) -> None:
+    def _on_finished(self, host: _Host, message: Finished) -> None:
         commands = host.result.commands
         for i in range(len(commands)):
             self.finish_command(host, i, CommandStatus.ERROR, "the agent reported no exit")
@@ -746,23 +777,24 @@ class _TestRun:
         else:
             self.set_state(host, HostState.DONE)
 
-    def _on_error(self, host: _Host, message: Message) -> None:
-        raise AgentError(f"the agent reported: {message['message']}")
+    def _on_error(self, host: _Host, message: Error) -> None:
+        raise AgentError(f"the agent reported: {message.message}")
 
-    def _on_shutdown(self, host: _Host, message: Message) -> None:
-        raise AgentStopping(f"the agent shut down mid-test: {message['reason']}")
+    def _on_shutdown(self, host: _Host, message: Shutdown) -> None:
+        raise AgentStopping(f"the agent shut down mid-test: {message.reason}")
 
-    _HANDLERS: ClassVar[dict[str, Callable[[_TestRun, _Host, Message], None]]] = {
-        "output": _on_output,
-        "started": _on_started,
-        "exit": _on_exit,
-        "file": _on_file,
-        "file_data": _on_file_data,
-        "file_end": _on_file_end,
-        "collected": _on_collected,
-        "finished": _on_finished,
-        "error": _on_error,
-        "shutdown": _on_shutdown,
+    # By the class of the agent's message; each takes only its own class.
+    _HANDLERS: ClassVar[dict[type[Message], Callable[[_TestRun, _Host, Any], None]]] = {
+        OutputMessage: _on_output,
+        Started: _on_started,
+        Exit: _on_exit,
+        File: _on_file,
+        FileData: _on_file_data,
+        FileEnd: _on_file_end,
+        CollectedMessage: _on_collected,
+        Finished: _on_finished,
+        Error: _on_error,
+        Shutdown: _on_shutdown,
     }
 
     async def kill_on_abort(self, hosts: list[_Host]) -> None:
@@ -772,7 +804,7 @@ class _TestRun:
             if host.result.state.finished or host.link is None:
                 continue
             with contextlib.suppress(AgentError):
-                host.link.send(Message("kill", {"reason": self.abort_reason}))
+                host.link.send(Kill(reason=self.abort_reason))
             if host.deadline is not None:
                 host.deadline.reschedule(kill_by)
 
@@ -805,10 +837,7 @@ class _TestRun:
                         # leave the jobs to its orphan timer.
                         with contextlib.suppress(AgentError):
                             host.link.send(
-                                Message(
-                                    "kill",
-                                    {"reason": self.abort_reason or "the controller stopped"},
-                                )
+                                Kill(reason=self.abort_reason or "the controller stopped")
                             )
                     await host.link.close()
                 for i, command in enumerate(host.result.commands):
@@ -841,7 +870,7 @@ class _TestRun:
             for host in ready:
                 with contextlib.suppress(AgentError):
                     assert host.link is not None
-                    host.link.send(Message("kill", {"reason": self.abort_reason}))
+                    host.link.send(Kill(reason=self.abort_reason))
                 self._give_up(host, aborted_text(self.abort_reason), HostState.KILLED)
             return
         if not ready:
@@ -874,7 +903,7 @@ class _TestRun:
             for host in self.hosts:
                 if host.result.state is HostState.READY and host.link is not None:
                     with contextlib.suppress(AgentError):
-                        host.link.send(Message("ping", {"seq": 0}))
+                        host.link.send(Ping(seq=0))
 
     async def _cancel_on_abort(self, tasks: list[asyncio.Task[None]]) -> None:
         """The quorum is lost while hosts still prepare: stop waiting for them
