@@ -1,4 +1,4 @@
-"""netjobs_core.wire.protocol, pure: framing, handshake, schemas. No sockets."""
+"""The wire protocol, pure: framing, messages, handshake, state tables. No sockets."""
 
 from __future__ import annotations
 

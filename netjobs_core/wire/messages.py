@@ -348,8 +348,9 @@ class Output(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Exit(Message):
-    """status: one of wire.status.ENDS; message: the agent's words, from agents
-    before `timeout` (the limit a status timeout was killed at, in seconds)."""
+    """status: one of wire.status.ENDS; message: what only the agent knows in words (a
+    kill reason, a signal), empty for a timeout, whose `timeout` is the limit in seconds
+    (agents from before it sent a sentence instead)."""
 
     TYPE = "exit"
     id: CommandId
