@@ -277,6 +277,10 @@ class Connection:
         self.state = State.CLOSED
         self.phase = Phase.CLOSED
 
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
     # -- the run phase --------------------------------------------------------
     def _advance(self, sender: Role, message: Message) -> None:
         """Check MESSAGE against the table and the run's commands; move on."""
@@ -351,14 +355,14 @@ class Connection:
 
     # -- input ----------------------------------------------------------------
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        if self.state is State.CLOSED:
+        if self.closed:
             raise ProtocolError("connection is closed")
         try:
             self._decoder.add(data)
             delivered = []
             while (raw := self._decoder.next_frame()) is not None:
                 frame = self._open(raw)
-                if self.state is State.CLOSED:
+                if self.closed:  # by the frame before: the peer's last word
                     raise ProtocolError(f"{frame.type!r} after the last word of the peer")
                 message = self._handle(frame, raw)
                 if message is not None:
