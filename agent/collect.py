@@ -16,6 +16,7 @@ a resume reads them again.
 from __future__ import annotations
 
 import asyncio
+import errno
 import glob
 import hashlib
 import itertools
@@ -24,13 +25,22 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-from netjobs_core.wire.protocol import MAX_BODY, MAX_COLLECT_FILES, Message
+from netjobs_core.wire.framing import MAX_BODY
+from netjobs_core.wire.messages import (
+    MAX_COLLECT_FILES,
+    Collected,
+    File,
+    FileData,
+    FileEnd,
+    FileError,
+    Message,
+)
 
 FILE_CHUNK = 256 * 1024  # a file_data body (the protocol allows up to MAX_BODY)
 MAX_SCAN = 100_000  # names a pattern's glob may list before the agent stops looking
-INTERNAL = "collect"  # the outbox's marker: never sent as such
 
 assert FILE_CHUNK <= MAX_BODY
 
@@ -57,12 +67,22 @@ def expand(pattern: str, env: Mapping[str, str]) -> str:
     return os.path.expanduser(_VAR_RE.sub(value, pattern))
 
 
+@dataclass(frozen=True)
+class Matches:
+    """A command's files, found after its end: posted to the outbox in the place of
+    the messages they become, which its sender reads at the peer's pace."""
+
+    id: int  # the command's
+    files: list[tuple[int, str]]  # (pattern index, path), in the order they are sent
+    matched: list[int]  # how many regular files each pattern matched
+    limit: int | None  # the largest file sent (--collect-max)
+
+
 def match(
     command_id: int, patterns: tuple[str, ...], env: Mapping[str, str], limit: int | None
-) -> Message:
-    """The outbox marker for a command's files: [pattern index, path] pairs and
-    how many regular files each pattern matched. Blocking: run it in a thread."""
-    files: list[list[Any]] = []
+) -> Matches:
+    """The files of a command's patterns. Blocking: run it in a thread."""
+    files: list[tuple[int, str]] = []
     matched = []
     for index, pattern in enumerate(patterns):
         found = sorted(
@@ -71,68 +91,88 @@ def match(
             if os.path.isfile(path)
         )
         matched.append(len(found))
-        files.extend([index, path] for path in found[:MAX_COLLECT_FILES])
-    return Message(INTERNAL, {"id": command_id, "files": files, "matched": matched, "limit": limit})
+        files.extend((index, path) for path in found[:MAX_COLLECT_FILES])
+    return Matches(command_id, files, matched, limit)
 
 
-async def send_files(session: Peer, marker: Message) -> None:
-    """Stream the marker's files, then the command's `collected` report."""
-    command_id = marker["id"]
-    for index, path in marker["files"]:
-        await _send_file(session, command_id, index, path, marker["limit"])
+async def send_files(session: Peer, matches: Matches) -> None:
+    """Stream the files, then the command's `collected` report."""
+    for index, path in matches.files:
+        await _send_file(session, matches.id, index, path, matches.limit)
         if session.closed:
             return
-    session.send(Message("collected", {"id": command_id, "matched": marker["matched"]}))
+    session.send(Collected(id=matches.id, matched=matches.matched))
 
 
-def _open(path: str) -> tuple[int | None, int, str | None]:
-    """(fd, size, error): O_NONBLOCK, so a FIFO put there since the glob cannot hang us."""
+def _errno_name(exc: OSError) -> str | None:
+    """The errno's symbol (EACCES): a fact the controller words on any platform."""
+    return errno.errorcode.get(exc.errno) if exc.errno is not None else None
+
+
+def _open(path: str) -> tuple[int | None, int, FileError | None, str | None]:
+    """(fd, size, error, os_error): O_NONBLOCK, so a FIFO put there since the glob
+    cannot hang us."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        return None, 0, f"cannot read it: {exc.strerror or exc}"
+        return None, 0, FileError.UNREADABLE, _errno_name(exc)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        return None, 0, "not a regular file"
-    return fd, info.st_size, None
+        return None, 0, FileError.NOT_REGULAR, None
+    return fd, info.st_size, None, None
 
 
 async def _send_file(
     session: Peer, command_id: int, index: int, path: str, limit: int | None
 ) -> None:
-    fd, size, error = await asyncio.to_thread(_open, path)
+    fd, size, error, os_error = await asyncio.to_thread(_open, path)
     name = os.path.basename(path)
-    session.send(Message("file", {"id": command_id, "pattern": index, "name": name, "size": size}))
+    session.send(File(id=command_id, pattern=index, name=name, size=size))
     digest = hashlib.sha256()
     sent = 0
     try:
         if error is None and limit is not None and size > limit:
-            error = f"{size} bytes: larger than the {limit}-byte limit (--collect-max)"
+            error = FileError.TOO_LARGE
         while fd is not None and error is None:
             try:
                 chunk = await asyncio.to_thread(os.read, fd, FILE_CHUNK)
             except OSError as exc:
-                error = f"read failed after {sent} bytes: {exc.strerror or exc}"
+                error, os_error = FileError.READ_FAILED, _errno_name(exc)
                 break
             if not chunk:
                 break
             if limit is not None and sent + len(chunk) > limit:
-                error = f"it grew past the {limit}-byte limit (--collect-max) while being read"
+                error = FileError.GREW
                 break
             digest.update(chunk)
             sent += len(chunk)
-            session.send(Message("file_data", {"id": command_id}, chunk))
+            session.send(FileData(id=command_id, body=chunk))
             await session.drain()
             if session.closed:
                 return
     finally:
         if fd is not None:
             os.close(fd)
-    end: dict[str, Any] = {"id": command_id, "bytes": sent, "sha256": digest.hexdigest()}
     if error is not None:
-        end["error"] = error
-        log.warning("command %d: %s: not collected: %s", command_id, path, error)
+        log.warning(
+            "command %d: %s: not collected: %s%s (%d of %d bytes sent)",
+            command_id,
+            path,
+            error,
+            f" {os_error}" if os_error else "",
+            sent,
+            size,
+        )
     else:
         log.info("command %d: collected %s (%d bytes)", command_id, path, sent)
-    session.send(Message("file_end", end))
+    session.send(
+        FileEnd(
+            id=command_id,
+            bytes=sent,
+            sha256=digest.hexdigest(),
+            error=error,
+            limit=limit if error in (FileError.TOO_LARGE, FileError.GREW) else None,
+            os_error=os_error,
+        )
+    )

@@ -27,7 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from netjobs_core.wire.clock import now_ns
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.messages import (
+    Collected,
+    CommandItem,
+    Error,
+    Exit,
+    Finished,
+    Message,
+    PreparedItem,
+    Started,
+)
 from netjobs_core.wire.status import CommandStatus
 
 from . import collect, oskit
@@ -52,13 +61,15 @@ class Sink(Protocol):
     @property
     def peer(self) -> str: ...
 
-    def post(self, message: Message) -> None: ...
+    def post(self, message: Message | collect.Matches) -> None: ...
 
     async def output(self, command_id: int, stream: str, data: bytes) -> None: ...
 
 
 @dataclass(frozen=True)
-class CommandSpec:
+class JobCommand:
+    """One command of a run, as its `prepare` asked for it."""
+
     id: int
     command: str
     timeout: float | None  # seconds from the release; None: no limit
@@ -66,7 +77,7 @@ class CommandSpec:
     collect: tuple[str, ...] = ()  # patterns of files to send after the command ends
 
     @classmethod
-    def from_fields(cls, item: dict[str, Any]) -> CommandSpec:
+    def from_fields(cls, item: CommandItem) -> JobCommand:
         """From a `prepare` entry the protocol has already checked."""
         timeout = item.get("timeout")
         if timeout is not None and not math.isfinite(timeout):
@@ -80,14 +91,10 @@ class CommandSpec:
         )
 
 
-def _seconds(value: float) -> str:
-    return f"{value:g}"
-
-
 class Job:
     def __init__(
         self,
-        spec: CommandSpec,
+        spec: JobCommand,
         label: str,
         sink: Sink,
         echo: Echo | None = None,
@@ -206,7 +213,7 @@ class Job:
             return
         if not started or self.proc is None:
             # It never ran: nothing of it to collect.
-            self.sink.post(Message("collected", {"id": self.spec.id, "matched": []}))
+            self.sink.post(Collected(id=self.spec.id, matched=[]))
             return
         env = {**self.spec.env, oskit.START_VAR: str(self.start_epoch_ns)}
         # Globbing touches the disk (maybe NFS): off the event loop.
@@ -276,10 +283,12 @@ class Job:
             return None, ""
         if self._kill_reason is not None:
             status, message = CommandStatus.KILLED, self._kill_reason
+            log.info("%s: %s", self.name, message)
         else:
             assert timeout is not None
-            status, message = CommandStatus.TIMEOUT, f"killed at its {_seconds(timeout)} s timeout"
-        log.info("%s: %s", self.name, message)
+            # No words on the wire: the controller says it from the status and the limit.
+            status, message = CommandStatus.TIMEOUT, ""
+            log.info("%s: killed at its %g s timeout", self.name, timeout)
         await self._terminate()
         return status, message
 
@@ -340,17 +349,16 @@ class Job:
         duration = ""
         if ended_at is not None and self.released_at is not None:
             duration = f" after {(ended_at - self.released_at) / 1e9:.3f} s"
-        log.info("%s: %s, %s%s", self.name, status, message, duration)
+        log.info("%s: %s%s%s", self.name, status, f", {message}" if message else "", duration)
+        timed_out = status is CommandStatus.TIMEOUT
         self.sink.post(
-            Message(
-                "exit",
-                {
-                    "id": self.spec.id,
-                    "status": status,
-                    "exit_code": exit_code,
-                    "ended_at": ended_at,
-                    "message": message,
-                },
+            Exit(
+                id=self.spec.id,
+                status=status,
+                exit_code=exit_code,
+                ended_at=ended_at,
+                message=message,
+                timeout=self.spec.timeout if timed_out else None,
             )
         )
 
@@ -369,7 +377,7 @@ class Run:
     def __init__(
         self,
         label: str,
-        specs: list[CommandSpec],
+        specs: list[JobCommand],
         sink: Sink,
         on_done: Callable[[Run], None],
         echo: Echo | None = None,
@@ -385,7 +393,7 @@ class Run:
         self._killed = asyncio.Event()
         self._on_done = on_done
 
-    async def prepare(self) -> list[dict[str, object]]:
+    async def prepare(self) -> list[PreparedItem]:
         """Spawn every command, gated; on failure everything spawned is killed."""
         try:
             if self.gated:
@@ -446,13 +454,11 @@ class Run:
             async with asyncio.TaskGroup() as group:
                 for job in self.jobs:
                     group.create_task(job.finish(self.stage is Stage.RELEASED))
-            self.sink.post(Message("finished"))
+            self.sink.post(Finished())
             log.info("test %r finished", self.label)
         except Exception as exc:
             # A bug here must not leave the controller waiting for its backstop.
-            self.sink.post(
-                Message("error", {"code": "internal", "message": f"internal agent error: {exc!r}"})
-            )
+            self.sink.post(Error(code="internal", message=f"internal agent error: {exc!r}"))
             raise  # logged as an internal error by the task's owner
         finally:
             self.abort_now()  # no-op unless cancelled half-way
@@ -503,7 +509,7 @@ class Run:
         }
         first = min(released.values(), default=None)
         late_ns = max(0, first - at) if first is not None and at is not None else 0
-        self.sink.post(Message("started", {"released_at": released, "late_ns": late_ns}))
+        self.sink.post(Started(released_at=released, late_ns=late_ns))
         log.info(
             "test %r started: %d of %d commands released, %.3f ms after the requested instant",
             self.label,

@@ -119,9 +119,10 @@ def spawn(
         # Overlapped pipes: the proactor event loop cannot read ordinary ones.
         from asyncio import windows_utils  # Windows-only module
 
-        return windows_utils.Popen(  # type: ignore[attr-defined]
+        proc: subprocess.Popen[bytes] = windows_utils.Popen(  # type: ignore[attr-defined]
             args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
         )
+        return proc
     wrapper = death_signal_wrapper()
     if wrapper is not None:
         args = [*wrapper, *args]

@@ -28,15 +28,37 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TextIO
 
 from netjobs_core import __version__
-from netjobs_core.wire import fd_limits, protocol, rx_stamps
+from netjobs_core.wire import fd_limits, rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns, wall_ns
-from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.errors import AuthenticationFailed, PeerError, ProtocolError
+from netjobs_core.wire.messages import (
+    MAX_GRACE_S,
+    Bye,
+    Error,
+    Kill,
+    Message,
+    OffsetsItem,
+    Ping,
+    Pong,
+    Prepare,
+    Prepared,
+    Resume,
+    Resumed,
+    Role,
+    Shutdown,
+    Start,
+    Status,
+    StatusQuery,
+)
+from netjobs_core.wire.sealing import token_key
+from netjobs_core.wire.states import State
 from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
 from . import limits, oskit, procs
 from .echo import Echo
-from .jobs import PREPARED_TIMEOUT_S, CommandSpec, Run, Stage
+from .jobs import PREPARED_TIMEOUT_S, JobCommand, Run, Stage
 from .limits import shown
 from .spool import DEFAULT_LIMIT, Outbox, parse_offsets
 
@@ -90,7 +112,7 @@ class Session:
         # A stdio session's pipes have no peer: the agent names its controller.
         self.peer = format_address(peername) if peername is not None else agent.channel_name
         self.source = str(peername[0]) if isinstance(peername, tuple) else self.peer
-        self.conn = protocol.Connection(Role.AGENT, agent.secret)
+        self.conn = Connection(Role.AGENT, agent.secret)
         self.closed = False
         self.run: Run | None = None  # the latest run this connection prepared or resumed
         self.outbox: Outbox | None = None  # that run's messages
@@ -139,7 +161,7 @@ class Session:
             self.writer.write(data)
 
     def send_error(self, code: str, message: str) -> None:
-        self.send(Message("error", {"code": code, "message": message}))
+        self.send(Error(code=code, message=message))
 
     # -- connection -------------------------------------------------------------
     async def serve(self) -> None:
@@ -195,7 +217,7 @@ class Session:
                 self.peer,
                 AUTH_TIMEOUT_S,
             )
-        except protocol.AuthenticationFailed as exc:
+        except AuthenticationFailed as exc:
             say(
                 self.source,
                 logging.WARNING,
@@ -203,7 +225,7 @@ class Session:
                 self.peer,
                 limits.clip(str(exc)),
             )
-        except protocol.PeerError as exc:
+        except PeerError as exc:
             say(
                 self.source,
                 logging.WARNING,
@@ -279,33 +301,31 @@ class Session:
         The protocol table has checked the order already: `start` only comes
         after this connection's `prepared`, `bye` and `error` are last words.
         """
-        return await _HANDLERS[message.type](self, message)
+        return await _HANDLERS[type(message)](self, message)
 
-    async def _on_ping(self, message: Message) -> bool:
+    async def _on_ping(self, message: Ping) -> bool:
         # When the ping landed (the kernel's stamp) and when we answer: whatever kept
         # us from reading it sooner then lengthens the round trip, not the offset.
         arrived = rx_stamps.arrival_ns(self._socket)
         clock, wall = now_ns(), wall_ns()
-        fields = {"seq": message["seq"], "clock": clock, "wall": wall}
-        if arrived is not None and arrived <= clock:
-            fields["received"] = arrived
-        self.send(Message("pong", fields))
+        received = arrived if arrived is not None and arrived <= clock else None
+        self.send(Pong(seq=message.seq, clock=clock, wall=wall, received=received))
         return True
 
-    async def _on_status(self, message: Message) -> bool:
+    async def _on_status(self, message: StatusQuery) -> bool:
         self.send(self.agent.status())
         return True
 
-    async def _on_prepare(self, message: Message) -> bool:
+    async def _on_prepare(self, message: Prepare) -> bool:
         self.run = await self.agent.prepare(self, message)
         return True
 
-    async def _on_resume(self, message: Message) -> bool:
-        return self.agent.resume(self, message["run_id"], message["offsets"])
+    async def _on_resume(self, message: Resume) -> bool:
+        return self.agent.resume(self, message.run_id, message.offsets)
 
-    async def _on_start(self, message: Message) -> bool:
+    async def _on_start(self, message: Start) -> bool:
         assert self.run is not None  # the table: start follows this connection's prepared
-        at = message.get("at")
+        at = message.at
         if at is not None and at - now_ns() > MAX_START_AHEAD_NS:
             # The run could never start before its prepared timeout: refuse it now
             # rather than hold the agent busy until then.
@@ -319,33 +339,34 @@ class Session:
         self.run.start(at)
         return True
 
-    async def _on_kill(self, message: Message) -> bool:
-        self.agent.kill(self, message["reason"])
+    async def _on_kill(self, message: Kill) -> bool:
+        self.agent.kill(self, message.reason)
         return True
 
-    async def _on_bye(self, message: Message) -> bool:
+    async def _on_bye(self, message: Bye) -> bool:
         log.info("%s said bye", self.peer)
         return False
 
-    async def _on_error(self, message: Message) -> bool:
+    async def _on_error(self, message: Error) -> bool:
         log.warning(
             "%s reports an error and closes: %s (%s)",
             self.peer,
-            shown(message["message"]),
-            shown(message["code"]),
+            shown(message.message),
+            shown(message.code),
         )
         return False
 
 
-_HANDLERS: dict[str, Callable[[Session, Message], Awaitable[bool]]] = {
-    "ping": Session._on_ping,
-    "status": Session._on_status,
-    "prepare": Session._on_prepare,
-    "resume": Session._on_resume,
-    "start": Session._on_start,
-    "kill": Session._on_kill,
-    "bye": Session._on_bye,
-    "error": Session._on_error,
+# By the class of the controller's message; each takes only its own class.
+_HANDLERS: dict[type[Message], Callable[[Session, Any], Awaitable[bool]]] = {
+    Ping: Session._on_ping,
+    StatusQuery: Session._on_status,
+    Prepare: Session._on_prepare,
+    Resume: Session._on_resume,
+    Start: Session._on_start,
+    Kill: Session._on_kill,
+    Bye: Session._on_bye,
+    Error: Session._on_error,
 }
 
 
@@ -363,7 +384,7 @@ class Agent:
     ) -> None:
         self.secret = token.secret
         self.echo = echo
-        protocol.token_key(self.secret)  # the costly part of a handshake, paid once at start
+        token_key(self.secret)  # the costly part of a handshake, paid once at start
         self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(fd_limits.fd_limit()))
         # What unauthenticated peers make the agent log: bounded per source and in all.
         self.preauth_log = limits.LogLimiter(log, "pre-authentication failures")
@@ -466,21 +487,18 @@ class Agent:
         )
 
     # -- requests ---------------------------------------------------------------
-    def status(self) -> Message:
-        return Message(
-            "status",
-            {
-                "busy": self.run is not None,
-                "label": self.run.label if self.run is not None else None,
-                "hostname": self.hostname,
-                "version": __version__,
-                "platform": self.platform,
-            },
+    def status(self) -> Status:
+        return Status(
+            busy=self.run is not None,
+            label=self.run.label if self.run is not None else None,
+            hostname=self.hostname,
+            version=__version__,
+            platform=self.platform,
         )
 
-    async def prepare(self, session: Session, message: Message) -> Run | None:
+    async def prepare(self, session: Session, message: Prepare) -> Run | None:
         """The prepared run, or None when busy (the session is told why)."""
-        label, commands = message["label"], message["commands"]
+        label, commands = message.label, message.commands
         if self.run is not None:
             session.send_error(
                 "busy", f"busy with test {self.run.label!r} for {self.run.sink.peer}"
@@ -488,11 +506,12 @@ class Agent:
             return None
         if session.outbox is not None:
             self._drop(session.outbox)  # its run ended and was delivered here
-        specs = [CommandSpec.from_fields(item) for item in commands]
+        specs = [JobCommand.from_fields(item) for item in commands]
         # The protocol bounds what a controller asks for; the agent's own
         # --reconnect-grace is held to the same bound.
-        grace = message.get("grace")
-        grace = min(self.reconnect_grace if grace is None else float(grace), self.max_grace)
+        grace = min(
+            self.reconnect_grace if message.grace is None else float(message.grace), self.max_grace
+        )
         outbox = Outbox(
             secrets.token_hex(8),
             [spec.id for spec in specs],
@@ -500,7 +519,7 @@ class Agent:
             directory=self.spool_dir,
             grace=grace,
         )
-        run = Run(label, specs, outbox, self._run_done, self.echo, message.get("collect_max"))
+        run = Run(label, specs, outbox, self._run_done, self.echo, message.collect_max)
         self.run = run  # before the first await: a concurrent prepare sees busy
         try:
             results = await run.prepare()
@@ -514,20 +533,9 @@ class Agent:
             "internal error sending test %r", label, exc_info=exc
         )
         session.outbox = outbox
-        heartbeat = message.get("heartbeat")  # bounded by the protocol
-        if heartbeat is not None:
-            session.heartbeat = max(heartbeat, MIN_HEARTBEAT_S)
-        session.send(
-            Message(
-                "prepared",
-                {
-                    "gated": run.gated,
-                    "commands": results,
-                    "run_id": outbox.run_id,
-                    "grace": grace,
-                },
-            )
-        )
+        if message.heartbeat is not None:  # bounded by the protocol
+            session.heartbeat = max(message.heartbeat, MIN_HEARTBEAT_S)
+        session.send(Prepared(gated=run.gated, commands=results, run_id=outbox.run_id, grace=grace))
         outbox.attach(session)
         failed = sum(1 for item in results if not item["ok"])
         log.info(
@@ -563,7 +571,7 @@ class Agent:
         log.info("%s asked to kill test %s: %s", session.peer, shown(self.run.label), shown(reason))
         self.run.kill(reason)
 
-    def resume(self, session: Session, run_id: str, items: list[Any]) -> bool:
+    def resume(self, session: Session, run_id: str, items: list[OffsetsItem]) -> bool:
         """Attach the run RUN_ID to SESSION and replay it; False: no such run."""
         outbox = self.outboxes.get(run_id)
         offsets = parse_offsets(items)
@@ -593,7 +601,7 @@ class Agent:
             sum(min(n, outbox.streams[k].size) for k, n in offsets.items()),
             outbox.written,
         )
-        session.send(Message("resumed", {"run_id": run_id}))
+        session.send(Resumed(run_id=run_id))
         if run.stage is Stage.PREPARED:
             # The controller sent its start on the lost connection.
             run.kill("its start was lost with the controller's connection")
@@ -669,7 +677,7 @@ class Agent:
             reason = "the agent is stopping"
             outbox = self.run.sink
             if isinstance(outbox, Outbox) and outbox.session is not None:
-                outbox.session.send(Message("shutdown", {"reason": reason}))
+                outbox.session.send(Shutdown(reason=reason))
             self.run.kill(reason)
         task = self._run_task
         if task is not None and not task.done():

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
-from netjobs_core.wire.protocol import STREAMS, Message
+from netjobs_core.wire.messages import STREAMS, Finished, Message, OffsetsItem, Output
 
 from . import collect
 
-CHUNK = 1024 * 1024  # largest output frame body (protocol.MAX_BODY)
+CHUNK = 1024 * 1024  # largest output frame body (framing.MAX_BODY)
 DEFAULT_LIMIT = 1024**3  # backlog in bytes past which the command waits
 MIN_LIMIT = 64 * 1024  # the smallest backlog limit taken
 
@@ -79,7 +79,7 @@ class StreamSpool:
 
 @dataclass(frozen=True)
 class _Posted:
-    message: Message
+    message: Message | collect.Matches  # files: sent as the messages they become
     marks: dict[Key, int]  # stream sizes when posted: that output goes first
 
 
@@ -141,7 +141,7 @@ class Outbox:
         self.streams[command_id, stream].append(data)
         self._changed.set()
 
-    def post(self, message: Message) -> None:
+    def post(self, message: Message | collect.Matches) -> None:
         marks = {key: spool.size for key, spool in self.streams.items()}
         self._posted.append(_Posted(message, marks))
         self._changed.set()
@@ -191,7 +191,7 @@ class Outbox:
                 end = upto.marks[key] if upto is not None else spool.size
                 while self._sent[key] < end:
                     data = spool.read(self._sent[key], min(CHUNK, end - self._sent[key]))
-                    session.send(Message("output", {"id": key[0], "stream": key[1]}, data))
+                    session.send(Output(id=key[0], stream=key[1], body=data))
                     if session.closed:
                         return
                     self._sent[key] += len(data)
@@ -200,14 +200,14 @@ class Outbox:
                     if session.closed:
                         return
             if upto is not None:
-                if upto.message.type == collect.INTERNAL:
+                if isinstance(upto.message, collect.Matches):
                     await collect.send_files(session, upto.message)  # read at the peer's pace
                     if session.closed:
                         return
                 else:
                     session.send(upto.message)
                 index += 1
-                if upto.message.type == "finished":
+                if isinstance(upto.message, Finished):
                     self.delivered = not session.closed
                     return
                 continue
@@ -219,9 +219,9 @@ class Outbox:
             await self._changed.wait()
 
 
-def parse_offsets(items: list[dict[str, int]]) -> dict[Key, int]:
+def parse_offsets(items: list[OffsetsItem]) -> dict[Key, int]:
     offsets: dict[Key, int] = {}
     for item in items:
-        for stream in STREAMS:
-            offsets[item["id"], stream] = item[stream]
+        offsets[item["id"], "stdout"] = item["stdout"]
+        offsets[item["id"], "stderr"] = item["stderr"]
     return offsets

@@ -43,12 +43,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netjobs_core.wire.protocol import (
+from netjobs_core.wire.framing import (
     FLAG_TAGGED,
     PREFIX_SIZE,
     PROTOCOL_VERSION,
+    Frame,
     FrameDecoder,
-    Message,
     RawFrame,
     encode_frame,
 )
@@ -186,7 +186,7 @@ class AttackProxy:
 def encode_frame_with_tag(header: dict[str, object], tag: bytes) -> bytes:
     """A forged sealed frame: the right layout, a tag the forger could not compute."""
     fields = {k: v for k, v in header.items() if k != "type"}
-    return encode_frame(Message(str(header["type"]), fields), FLAG_TAGGED) + tag
+    return encode_frame(Frame(str(header["type"]), fields), FLAG_TAGGED) + tag
 
 
 def _address(text: str) -> tuple[str, int]:

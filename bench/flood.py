@@ -38,8 +38,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netjobs_core.wire import protocol
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire import framing
+from netjobs_core.wire.messages import Error
 
 try:
     import resource
@@ -64,12 +64,12 @@ def payload(mode: str, text: str = "") -> bytes:
     if mode == "partial":
         # The prefix of the largest frame the decoder accepts, then all of it but one byte.
         prefix = struct.pack(
-            ">2sBBII", protocol.MAGIC, protocol.PROTOCOL_VERSION, 0, protocol.MAX_HEADER,
-            protocol.MAX_BODY,
+            ">2sBBII", framing.MAGIC, framing.PROTOCOL_VERSION, 0, framing.MAX_HEADER,
+            framing.MAX_BODY,
         )  # fmt: skip
-        return prefix + bytes(protocol.MAX_HEADER + protocol.MAX_BODY - 1)
+        return prefix + bytes(framing.MAX_HEADER + framing.MAX_BODY - 1)
     if mode == "error":
-        return protocol.encode_frame(Message("error", {"code": "protocol", "message": text}))
+        return framing.encode_frame(Error(code="protocol", message=text).to_frame())
     if mode == "junk":
         return b"GET / HTTP/1.0\r\n\r\n"
     return b""

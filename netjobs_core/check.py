@@ -10,7 +10,7 @@ from netjobs_core.client import AgentError, AgentLink, Dialer
 from netjobs_core.probe import DEFAULT_CLOCK, ClockPolicy, probe
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import wall_anchor_ns
-from netjobs_core.wire.protocol import ProtocolError
+from netjobs_core.wire.errors import ProtocolError
 from netjobs_core.wire.tokens import Token
 
 

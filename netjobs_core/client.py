@@ -1,4 +1,4 @@
-"""The controller's end of one agent connection: asyncio I/O around protocol.Connection."""
+"""The controller's end of one agent connection: asyncio I/O around wire.connection.Connection."""
 
 from __future__ import annotations
 
@@ -9,18 +9,28 @@ import os
 import re
 import socket
 from collections import deque
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from netjobs_core.wire import protocol, rx_stamps
+from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample, now_ns
-from netjobs_core.wire.protocol import Message, Role
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.errors import (
+    AuthenticationFailed,
+    IntegrityError,
+    PeerError,
+    ProtocolError,
+)
+from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role
+from netjobs_core.wire.states import State
 
-READ_SIZE = 1024 * 1024  # a whole output frame (protocol.MAX_BODY) in one read
+READ_SIZE = 1024 * 1024  # a whole output frame (framing.MAX_BODY) in one read
 FIRST_READ_SIZE = 4 * 1024  # a TCP channel's buffer grows to READ_SIZE while it streams
 CLOSE_TIMEOUT_S = 1.0  # after our bye: the agent's side of the close
 KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3))
 
+
+M = TypeVar("M", bound=Message)
 
 _HANDSHAKE_CLOSED = (
     "the peer closed the connection during the handshake (not a NetJobs 3 agent, or it rejected us)"
@@ -284,7 +294,7 @@ class AgentLink:
         self.address = address
         self._token = token
         self._dialer = dialer
-        self._conn: protocol.Connection | None = None
+        self._conn: Connection | None = None
         self._channel: Channel | None = None
         self._pending: deque[Message] = deque()
         self.received_ns = 0  # when the latest read's bytes arrived, on our clock
@@ -311,11 +321,11 @@ class AgentLink:
         else:
             self._channel = await open_tcp(self.address, timeout)
         self.tcp_connected = True
-        self._conn = protocol.Connection(Role.CONTROLLER, token)
+        self._conn = Connection(Role.CONTROLLER, token)
         self._flush()
         try:
             async with asyncio.timeout(timeout):
-                while self._conn.state is not protocol.State.READY:
+                while self._conn.state is not State.READY:
                     await self._read_some(during_handshake=True)
         except TimeoutError:
             await self.close()
@@ -323,17 +333,17 @@ class AgentLink:
                 f"no answer to the NetJobs greeting within {timeout:g} s "
                 "(not a NetJobs 3 agent? an original 2.x agent waits silently)"
             ) from None
-        except protocol.PeerError as exc:
+        except PeerError as exc:
             await self.close()
             if exc.code == "auth":
                 raise AgentError(
                     "authentication failed: the agent holds a different token"
                 ) from None
             raise AgentError(f"the agent refused: {exc.message}") from None
-        except protocol.AuthenticationFailed:
+        except AuthenticationFailed:
             await self.close()
             raise AgentError("authentication failed: the agent does not hold our token") from None
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             await self.close()
             raise AgentError(str(exc)) from None
         except AgentError:
@@ -373,7 +383,7 @@ class AgentLink:
             raise ConnectionLost("connection lost")
         try:
             self._conn.send(message)
-        except protocol.ProtocolError as exc:  # out of order, or closed after a protocol error
+        except ProtocolError as exc:  # out of order, or closed after a protocol error
             raise ConnectionLost(f"protocol error: {exc}") from None
         self._flush()
 
@@ -382,25 +392,25 @@ class AgentLink:
         while not self._pending:
             try:
                 await self._read_some()
-            except protocol.IntegrityError as exc:  # already worded for the user
+            except IntegrityError as exc:  # already worded for the user
                 raise Tampered(str(exc)) from None
-            except protocol.ProtocolError as exc:
+            except ProtocolError as exc:
                 raise ConnectionLost(f"protocol error: {exc}") from None
         return self._pending.popleft()
 
-    async def request(self, message: Message, reply: str, timeout: float) -> Message:
-        """Send and wait for the named reply; an error reply raises AgentError."""
+    async def request(self, message: Message, reply: type[M], timeout: float) -> M:
+        """Send and wait for the reply of class REPLY; an error reply raises AgentError."""
         self.send(message)
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     answer = await self.recv()
-                    if answer.type == "error":
-                        raise AgentError(f"{answer['message']}")
-                    if answer.type == reply:
+                    if isinstance(answer, Error):
+                        raise AgentError(answer.message)
+                    if isinstance(answer, reply):
                         return answer
         except TimeoutError:
-            raise AgentError(f"no {reply!r} reply within {timeout:g} s") from None
+            raise AgentError(f"no {reply.TYPE!r} reply within {timeout:g} s") from None
 
     @property
     def kernel_stamps(self) -> bool:
@@ -413,24 +423,18 @@ class AgentLink:
         self._seq += 1
         seq = self._seq
         sent = now_ns()
-        self.send(Message("ping", {"seq": seq}))
+        self.send(Ping(seq=seq))
         while True:
             answer = await self.recv()
-            if answer.type == "pong" and answer["seq"] == seq:
+            if isinstance(answer, Pong) and answer.seq == seq:
                 if not kernel_stamps:
                     self.stamped = False
-                    return Sample(sent, answer["clock"], self.read_ns, answer.get("wall"))
-                agent_received = answer.get("received")
+                    return Sample(sent, answer.clock, self.read_ns, answer.wall)
+                agent_received = answer.received
                 self.stamped = self._kernel_received and agent_received is not None
-                return Sample(
-                    sent,
-                    answer["clock"],
-                    self.received_ns,
-                    answer.get("wall"),
-                    agent_received,
-                )
-            if answer.type == "error":
-                raise AgentError(answer["message"])
+                return Sample(sent, answer.clock, self.received_ns, answer.wall, agent_received)
+            if isinstance(answer, Error):
+                raise AgentError(answer.message)
 
     def abort(self) -> None:
         """Drop the connection without a word: after a silent loss a `bye`
@@ -445,8 +449,8 @@ class AgentLink:
         channel, self._channel = self._channel, None
         # A channel already broken, or a connection its protocol error closed: the
         # close is then only ours.
-        with contextlib.suppress(OSError, protocol.ProtocolError):
-            if self._conn is not None and self._conn.state is protocol.State.READY:
-                self._conn.send(Message("bye"))
+        with contextlib.suppress(OSError, ProtocolError):
+            if self._conn is not None and self._conn.state is State.READY:
+                self._conn.send(Bye())
                 channel.write(self._conn.data_to_send())
             await channel.close(CLOSE_TIMEOUT_S)

@@ -23,7 +23,8 @@ from netjobs_core import text
 from netjobs_core.client import ConnectionLost
 from netjobs_core.results import Collected, CommandResult
 from netjobs_core.run_folder import safe_name
-from netjobs_core.wire.protocol import MAX_COLLECT_FILES, Message
+from netjobs_core.wire.messages import MAX_COLLECT_FILES, File, FileData, FileEnd
+from netjobs_core.wire.messages import Collected as CollectedMessage
 
 _SPOOLED_NAME_RE = re.compile(r"cmd[0-9]+\.(stdout|stderr)")  # the run folder's own files
 
@@ -124,16 +125,16 @@ class FileReception:
             self.names[key] = saved
         return saved
 
-    def on_file(self, message: Message) -> None:
-        index = message["id"]
-        if not 0 <= index < len(self.patterns) or message["pattern"] >= len(self.patterns[index]):
+    def on_file(self, message: File) -> None:
+        index = message.id
+        if not 0 <= index < len(self.patterns) or message.pattern >= len(self.patterns[index]):
             raise ConnectionLost("protocol error: a collected file nobody asked for")
         if self.incoming is not None:  # a replay after a resume sends it again
             self.incoming.fail("resent")
-        path = self.directory / self._name(index, message["name"])
-        incoming = self.incoming = _Incoming(index, self.patterns[index][message["pattern"]], path)
-        if self.limit is not None and message["size"] > self.limit:
-            size, limit = text.size(message["size"]), text.size(self.limit)
+        path = self.directory / self._name(index, message.name)
+        incoming = self.incoming = _Incoming(index, self.patterns[index][message.pattern], path)
+        if self.limit is not None and message.size > self.limit:
+            size, limit = text.size(message.size), text.size(self.limit)
             incoming.fail(f"{size}: larger than the {limit} limit")
             return
         try:
@@ -142,20 +143,26 @@ class FileReception:
         except OSError as exc:
             incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
 
-    def on_file_data(self, message: Message) -> None:
+    def on_file_data(self, message: FileData) -> None:
         incoming = self.incoming
         assert incoming is not None  # the protocol: file_data only inside a file
         incoming.write(message.body)
         if self.limit is not None and incoming.received > self.limit:
             incoming.fail(f"more than the {text.size(self.limit)} limit")
 
-    def on_file_end(self, message: Message) -> None:
+    def on_file_end(self, message: FileEnd) -> None:
         incoming = self.incoming
         assert incoming is not None
         self.incoming = None
-        error = message.get("error") or incoming.error
+        # Our own finding first: the agent's code says the same, in fewer facts.
+        error = incoming.error or (
+            message.error
+            and text.file_not_collected(
+                message.error, sent=message.bytes, limit=message.limit, os_error=message.os_error
+            )
+        )
         digest = incoming.digest.hexdigest()
-        if not error and (message["bytes"] != incoming.received or message["sha256"] != digest):
+        if not error and (message.bytes != incoming.received or message.sha256 != digest):
             error = "its SHA-256 does not match what was received"
         command = self.commands[incoming.index]
         # A replay after a resume may send a file again: the last copy is the one listed.
@@ -167,15 +174,15 @@ class FileReception:
         assert incoming.file is not None  # no error: it was written
         incoming.file.close()
         command.collected.append(
-            Collected(incoming.pattern, incoming.path, incoming.received, message["sha256"])
+            Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )
         self.changed(incoming.index)
 
-    def on_collected(self, message: Message) -> None:
-        index = message["id"]
+    def on_collected(self, message: CollectedMessage) -> None:
+        index = message.id
         if not 0 <= index < len(self.patterns):
             return
-        for pattern, matched in zip(self.patterns[index], message["matched"], strict=False):
+        for pattern, matched in zip(self.patterns[index], message.matched, strict=False):
             if matched == 0:
                 self.warn(index, f"-collect {pattern!r}: no file matched")
             elif matched > MAX_COLLECT_FILES:

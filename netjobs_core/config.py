@@ -55,7 +55,7 @@ from netjobs_core.wire.address import (
     AddressError,
     is_unbracketed_ipv6,
 )
-from netjobs_core.wire.protocol import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS
+from netjobs_core.wire.messages import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS
 
 __all__ = [
     "DEFAULT_PORT",

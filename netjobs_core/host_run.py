@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from netjobs_core import text
 from netjobs_core.client import (
@@ -57,7 +57,29 @@ from netjobs_core.run_options import RunOptions
 from netjobs_core.verdict import aborted_text
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns
-from netjobs_core.wire.protocol import MAX_ENV_VALUE, Message
+from netjobs_core.wire.messages import (
+    MAX_ENV_VALUE,
+    CommandItem,
+    Error,
+    Exit,
+    File,
+    FileData,
+    FileEnd,
+    Finished,
+    Kill,
+    Message,
+    OffsetsItem,
+    Ping,
+    Prepare,
+    Prepared,
+    Resume,
+    Resumed,
+    Shutdown,
+    Start,
+    Started,
+)
+from netjobs_core.wire.messages import Collected as CollectedMessage
+from netjobs_core.wire.messages import Output as OutputMessage
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
@@ -282,7 +304,7 @@ class HostRun:
         assert self.link is not None
         options = self.options
         self._set_state(HostState.PREPARING)
-        commands = [
+        commands: list[CommandItem] = [
             {
                 "id": i,
                 "command": spec.command,
@@ -292,24 +314,22 @@ class HostRun:
             }
             for i, spec in enumerate(self.specs)
         ]
-        fields = {
-            "label": self.seat.label,
-            "commands": commands,
-            "grace": options.reconnect_grace,
-            "heartbeat": options.heartbeat,
-            "collect_max": options.collect_max,
-        }
+        prepare = Prepare(
+            label=self.seat.label,
+            commands=commands,
+            grace=options.reconnect_grace,
+            heartbeat=options.heartbeat,
+            collect_max=options.collect_max,
+        )
         try:
-            prepared = await self.link.request(
-                Message("prepare", fields), "prepared", options.prepare_timeout
-            )
+            prepared = await self.link.request(prepare, Prepared, options.prepare_timeout)
         except AgentError as exc:
             await self._close_link()
             self.fail(str(exc))
             return
-        self.result.gated = prepared["gated"]
-        self.run_id, self.grace = prepared["run_id"], prepared["grace"]
-        for item in prepared["commands"]:
+        self.result.gated = prepared.gated
+        self.run_id, self.grace = prepared.run_id, prepared.grace
+        for item in prepared.commands:
             if isinstance(item, dict) and not item.get("ok", False):
                 index = item.get("id")
                 if isinstance(index, int) and 0 <= index < len(self.result.commands):
@@ -340,14 +360,14 @@ class HostRun:
             await asyncio.sleep(self.options.heartbeat)
             if self.link is not None:
                 with contextlib.suppress(AgentError):
-                    self.link.send(Message("ping", {"seq": 0}))
+                    self.link.send(Ping(seq=0))
 
     # -- start, kill ------------------------------------------------------------
     def start(self, at: int | None) -> None:
         """Release the commands at AT on the agent's clock (None: at once)."""
         assert self.link is not None
         try:
-            self.link.send(Message("start", {"at": at}))
+            self.link.send(Start(at=at))
         except AgentError as exc:
             self.fail(str(exc))
             return
@@ -361,7 +381,7 @@ class HostRun:
         if self.result.state.finished or self.link is None:
             return
         with contextlib.suppress(AgentError):
-            self.link.send(Message("kill", {"reason": reason}))
+            self.link.send(Kill(reason=reason))
         self.deadline.killed(asyncio.get_running_loop().time())
         self._reschedule()
 
@@ -392,7 +412,7 @@ class HostRun:
                         # Numbers the schema let through that still break the sums:
                         # that host's protocol error, not a crash of the whole run.
                         raise ConnectionLost(
-                            f"protocol error: unusable {message.type!r} from the agent ({exc})"
+                            f"protocol error: unusable {message.TYPE!r} from the agent ({exc})"
                         ) from None
         except TimeoutError:
             if self.fleet.abort_reason:
@@ -406,9 +426,7 @@ class HostRun:
                 self.fleet.failed(self)
                 if self.link is not None:
                     with contextlib.suppress(AgentError):
-                        self.link.send(
-                            Message("kill", {"reason": "no report from the agent in time"})
-                        )
+                        self.link.send(Kill(reason="no report from the agent in time"))
         except AgentError as exc:
             if self.fleet.abort_reason and not isinstance(exc, AgentStopping):
                 self.give_up(str(exc))
@@ -490,25 +508,25 @@ class HostRun:
             self.fleet.host_changed(self)
             if self.fleet.abort_reason:
                 with contextlib.suppress(AgentError):
-                    link.send(Message("kill", {"reason": self.fleet.abort_reason}))
+                    link.send(Kill(reason=self.fleet.abort_reason))
             return
 
     async def _request_resume(self, link: AgentLink, timeout: float) -> None:
-        offsets = [
+        offsets: list[OffsetsItem] = [
             {"id": i, "stdout": len(c.stdout), "stderr": len(c.stderr)}
             for i, c in enumerate(self.result.commands)
         ]
-        link.send(Message("resume", {"run_id": self.run_id, "offsets": offsets}))
+        link.send(Resume(run_id=self.run_id, offsets=offsets))
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     answer = await link.recv()
-                    if answer.type == "resumed":
+                    if isinstance(answer, Resumed):
                         return
-                    if answer.type == "error":
-                        if answer["code"] == "no-run":
-                            raise _Gone(f"the agent no longer holds the run: {answer['message']}")
-                        raise AgentError(answer["message"])
+                    if isinstance(answer, Error):
+                        if answer.code == "no-run":
+                            raise _Gone(f"the agent no longer holds the run: {answer.message}")
+                        raise AgentError(answer.message)
         except TimeoutError:
             raise AgentError(f"no 'resumed' reply within {timeout:g} s") from None
 
@@ -528,7 +546,7 @@ class HostRun:
             # Cancelled mid-run: tell the agent now rather than leave the jobs
             # to its orphan timer.
             with contextlib.suppress(AgentError):
-                self.link.send(Message("kill", {"reason": reason or "the controller stopped"}))
+                self.link.send(Kill(reason=reason or "the controller stopped"))
         await self._close_link()
         for i in range(len(self.result.commands)):
             self._finish(
@@ -544,27 +562,27 @@ class HostRun:
 
     # -- the agent's messages, one method each ----------------------------------
     def handle(self, message: Message) -> None:
-        handler = self._HANDLERS.get(message.type)
+        handler = self._HANDLERS.get(type(message))
         if handler is not None:
             handler(self, message)
 
-    def _on_output(self, message: Message) -> None:
+    def _on_output(self, message: OutputMessage) -> None:
         commands = self.result.commands
-        index = message["id"]
+        index = message.id
         if 0 <= index < len(commands):
-            stream = message["stream"]
+            stream = message.stream
             target = commands[index].stdout if stream == "stdout" else commands[index].stderr
             if target.closed:
                 return  # after its end: nothing the agent owes us
             target.append(message.body)
             self.fleet.command_output(self, index, stream, message.body)
 
-    def _on_started(self, message: Message) -> None:
+    def _on_started(self, message: Started) -> None:
         assert self.estimate is not None
         commands = self.result.commands
         anchor = self.fleet.anchor_ns / 1e9
         # The protocol checked the keys (command ids) and the bounded clock values.
-        for key, agent_ns in message["released_at"].items():
+        for key, agent_ns in message.released_at.items():
             index = int(key)
             if 0 <= index < len(commands):
                 at = self.estimate.to_controller(agent_ns)
@@ -573,39 +591,43 @@ class HostRun:
                 self.fleet.command_changed(self, index)
         self.fleet.released(self)
 
-    def _on_exit(self, message: Message) -> None:
+    def _on_exit(self, message: Exit) -> None:
         assert self.estimate is not None
         commands = self.result.commands
-        index = message["id"]
+        index = message.id
         if not 0 <= index < len(commands):
             return
-        status = CommandStatus(message["status"])
-        ended = message.get("ended_at")
+        status = CommandStatus(message.status)
+        ended = message.ended_at
         if ended is not None and index in self.released:
             self.ended[index] = self.estimate.to_controller(ended)
             commands[index].duration_s = max(0.0, (self.ended[index] - self.released[index]) / 1e9)
         # "exited with code 0" says nothing the status does not.
-        words = "" if status is CommandStatus.OK else message["message"]
-        self._finish(index, status, words, message.get("exit_code"))
+        words = (
+            ""
+            if status is CommandStatus.OK
+            else text.command_end(status, message.message, message.timeout)
+        )
+        self._finish(index, status, words, message.exit_code)
         if status is CommandStatus.TIMEOUT:
             self.fleet.failed(self)
 
-    def _on_file(self, message: Message) -> None:
+    def _on_file(self, message: File) -> None:
         self.files.on_file(message)
 
-    def _on_file_data(self, message: Message) -> None:
+    def _on_file_data(self, message: FileData) -> None:
         if self._timer is not None:  # a transfer in progress is no silent agent
             self.deadline.data_at = asyncio.get_running_loop().time()
             self._reschedule()
         self.files.on_file_data(message)
 
-    def _on_file_end(self, message: Message) -> None:
+    def _on_file_end(self, message: FileEnd) -> None:
         self.files.on_file_end(message)
 
-    def _on_collected(self, message: Message) -> None:
+    def _on_collected(self, message: CollectedMessage) -> None:
         self.files.on_collected(message)
 
-    def _on_finished(self, message: Message) -> None:
+    def _on_finished(self, message: Finished) -> None:
         commands = self.result.commands
         for i in range(len(commands)):
             self._finish(i, CommandStatus.ERROR, "the agent reported no exit")
@@ -616,21 +638,22 @@ class HostRun:
         else:
             self._set_state(HostState.DONE)
 
-    def _on_error(self, message: Message) -> None:
-        raise AgentError(f"the agent reported: {message['message']}")
+    def _on_error(self, message: Error) -> None:
+        raise AgentError(f"the agent reported: {message.message}")
 
-    def _on_shutdown(self, message: Message) -> None:
-        raise AgentStopping(f"the agent shut down mid-test: {message['reason']}")
+    def _on_shutdown(self, message: Shutdown) -> None:
+        raise AgentStopping(f"the agent shut down mid-test: {message.reason}")
 
-    _HANDLERS: ClassVar[dict[str, Callable[[HostRun, Message], None]]] = {
-        "output": _on_output,
-        "started": _on_started,
-        "exit": _on_exit,
-        "file": _on_file,
-        "file_data": _on_file_data,
-        "file_end": _on_file_end,
-        "collected": _on_collected,
-        "finished": _on_finished,
-        "error": _on_error,
-        "shutdown": _on_shutdown,
+    # By the class of the agent's message; each takes only its own class.
+    _HANDLERS: ClassVar[dict[type[Message], Callable[[HostRun, Any], None]]] = {
+        OutputMessage: _on_output,
+        Started: _on_started,
+        Exit: _on_exit,
+        File: _on_file,
+        FileData: _on_file_data,
+        FileEnd: _on_file_end,
+        CollectedMessage: _on_collected,
+        Finished: _on_finished,
+        Error: _on_error,
+        Shutdown: _on_shutdown,
     }

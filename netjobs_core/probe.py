@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.wire.clock import OffsetEstimate, Sample, estimate_offset
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.messages import Status, StatusQuery
 
 MIN_CLOCK_TIMEOUT_S = 5.0  # sixteen pings on a slow link outlast a short connect timeout
 
@@ -165,12 +165,12 @@ async def probe(
     if on_connected is not None:
         on_connected()
     estimate = await measure_clock(link, policy, timeout=max(MIN_CLOCK_TIMEOUT_S, timeout))
-    status = await link.request(Message("status"), "status", timeout)
+    status = await link.request(StatusQuery(), Status, timeout)
     return AgentProbe(
         estimate=estimate,
-        version=status["version"],
-        hostname=status["hostname"],
-        platform=status["platform"],
-        busy=status["busy"],
-        label=status.get("label") or "",
+        version=status.version,
+        hostname=status.hostname,
+        platform=status.platform,
+        busy=status.busy,
+        label=status.label or "",
     )

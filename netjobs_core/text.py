@@ -7,7 +7,9 @@ Qt-free and rich-free: every unit is written here, once. A missing value reads
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import itertools
+import os
 import re
 import time
 from collections import Counter
@@ -31,6 +33,7 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.vocabulary import Status, word
+from netjobs_core.wire.messages import FileError
 
 NA = "n/a"
 
@@ -216,6 +219,43 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def command_end(status: CommandStatus, message: str, timeout: float | None) -> str:
+    """An agent's `exit` in words: a timeout's are said here from its limit (agents
+    from before sent a sentence, shown as it is)."""
+    if status is CommandStatus.TIMEOUT and not message and timeout is not None:
+        return f"killed at its {timeout:g} s timeout"
+    return message
+
+
+def file_not_collected(
+    error: str, *, sent: int, limit: int | None = None, os_error: str | None = None
+) -> str:
+    """Why an agent did not send a collected file whole, from the facts of its
+    `file_end`; an agent from before the codes sent a sentence, shown as it is."""
+    cause = os_error_text(os_error)
+    the_limit = "the size limit" if limit is None else f"the {size(limit)} limit"
+    match error:
+        case FileError.UNREADABLE:
+            return f"cannot read it: {cause}"
+        case FileError.NOT_REGULAR:
+            return "not a regular file"
+        case FileError.TOO_LARGE:
+            return f"larger than {the_limit}"
+        case FileError.READ_FAILED:
+            return f"read failed after {size(sent)}: {cause}"
+        case FileError.GREW:
+            return f"it grew past {the_limit} while being read"
+    return error
+
+
+def os_error_text(name: str | None) -> str:
+    """An errno's name from another machine (EACCES) in words, as this one says it."""
+    number = getattr(errno, name, None) if name else None
+    if isinstance(number, int):
+        return os.strerror(number)
+    return name or "unknown error"
 
 
 _SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)

@@ -3,7 +3,7 @@
 `start_agent()` runs `python -m netjobs_agent` on loopback with port 0 through
 `netjobs_core.local_agents`, its output in files; the returned `AgentProcess` is a
 context manager that always kills the process. `AgentClient` is a test-side controller built on
-`protocol.Connection`, with a timeout on every wait. Reused by the controller's
+`wire.connection.Connection`, with a timeout on every wait. Reused by the controller's
 integration tests.
 """
 
@@ -26,8 +26,26 @@ from typing import Any
 
 from netjobs_core import local_agents
 from netjobs_core.local_agents import LocalAgent
-from netjobs_core.wire import protocol, tokens
-from netjobs_core.wire.protocol import Message, Role, State
+from netjobs_core.wire import tokens
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.messages import (
+    Bye,
+    Error,
+    Exit,
+    Finished,
+    Message,
+    Output,
+    Ping,
+    Pong,
+    Prepare,
+    Prepared,
+    Role,
+    Start,
+    Started,
+    Status,
+    StatusQuery,
+)
+from netjobs_core.wire.states import State
 
 REPO = Path(__file__).resolve().parents[1]
 agent_command = local_agents.agent_argv  # (token_file, *extra_args, port=0, bind=...)
@@ -216,7 +234,7 @@ class RunOutcome:
 
     messages: list[Message] = field(default_factory=list)
     started: Message | None = None
-    exits: dict[int, Message] = field(default_factory=dict)
+    exits: dict[int, Exit] = field(default_factory=dict)
     output: dict[int, dict[str, bytearray]] = field(default_factory=dict)
     finished: bool = False
 
@@ -231,7 +249,7 @@ class AgentClient:
     """A minimal controller for tests. Every wait has a timeout."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: protocol.Connection
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, conn: Connection
     ) -> None:
         self.reader = reader
         self.writer = writer
@@ -254,7 +272,7 @@ class AgentClient:
         timeout: float = 10.0,
     ) -> AgentClient:
         """Connect and authenticate (raises ProtocolError subclasses on failure)."""
-        conn = protocol.Connection(Role.CONTROLLER, cls.secret_of(token))
+        conn = Connection(Role.CONTROLLER, cls.secret_of(token))
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port)
             client = cls(reader, writer, conn)
@@ -276,8 +294,8 @@ class AgentClient:
         if data:
             self.writer.write(data)
 
-    async def send(self, kind: str, body: bytes = b"", **fields: Any) -> None:
-        self.conn.send(Message(kind, fields, body))
+    async def send(self, message: Message) -> None:
+        self.conn.send(message)
         self._flush()
         async with asyncio.timeout(10):
             await self.writer.drain()
@@ -293,41 +311,38 @@ class AgentClient:
         return self.backlog.pop(0)
 
     async def request(
-        self,
-        kind: str,
-        *,
-        expect: str | None = None,
-        timeout: float = 10.0,
-        **fields: Any,
+        self, message: Message, expect: type[Message], *, timeout: float = 10.0
     ) -> Message:
-        """Send KIND and return the reply of type EXPECT (default: same type) or an error.
+        """Send MESSAGE and return the reply of class EXPECT, or an error.
 
         Messages of other types that arrive meanwhile stay queued for recv().
         """
-        expect = expect or {"ping": "pong"}.get(kind, kind)
-        await self.send(kind, **fields)
+        await self.send(message)
         skipped: list[Message] = []
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    message = await self.recv(timeout)
-                    if message.type in (expect, "error"):
-                        return message
-                    skipped.append(message)
+                    reply = await self.recv(timeout)
+                    if isinstance(reply, expect | Error):
+                        return reply
+                    skipped.append(reply)
         finally:
             self.backlog[:0] = skipped
 
     async def ping(self, seq: int = 1) -> Message:
-        return await self.request("ping", seq=seq)
+        return await self.request(Ping(seq=seq), Pong)
 
     async def status(self) -> Message:
-        return await self.request("status")
+        return await self.request(StatusQuery(), Status)
 
     async def prepare(self, label: str, command_list: list[dict[str, Any]]) -> Message:
-        return await self.request("prepare", expect="prepared", label=label, commands=command_list)
+        return await self.request(
+            Prepare(label=label, commands=command_list),
+            Prepared,
+        )
 
     async def start(self, at: int | None = None) -> Message:
-        return await self.request("start", expect="started", at=at)
+        return await self.request(Start(at=at), Started)
 
     async def collect(self, timeout: float = 30.0) -> RunOutcome:
         """Read until `finished`; the Connection checks the order on the way."""
@@ -336,14 +351,14 @@ class AgentClient:
             while True:
                 message = await self.recv(timeout)
                 outcome.messages.append(message)
-                if message.type == "started":
+                if isinstance(message, Started):
                     outcome.started = message
-                elif message.type == "output":
-                    streams = outcome.output.setdefault(message["id"], {})
-                    streams.setdefault(message["stream"], bytearray()).extend(message.body)
-                elif message.type == "exit":
-                    outcome.exits[message["id"]] = message
-                elif message.type == "finished":
+                elif isinstance(message, Output):
+                    streams = outcome.output.setdefault(message.id, {})
+                    streams.setdefault(message.stream, bytearray()).extend(message.body)
+                elif isinstance(message, Exit):
+                    outcome.exits[message.id] = message
+                elif isinstance(message, Finished):
                     outcome.finished = True
                     return outcome
 
@@ -357,9 +372,9 @@ class AgentClient:
     ) -> RunOutcome:
         """prepare + start + collect; asserts each step succeeded."""
         prepared = await self.prepare(label, command_list)
-        assert prepared.type == "prepared", prepared
+        assert isinstance(prepared, Prepared), prepared
         started = await self.start(at)
-        assert started.type == "started", started
+        assert isinstance(started, Started), started
         outcome = await self.collect(timeout)
         outcome.started = started
         return outcome
@@ -371,7 +386,7 @@ class AgentClient:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             if self.conn.state is State.READY and not self.writer.transport.is_closing():
-                await self.send("bye")
+                await self.send(Bye())
         self.writer.close()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
@@ -399,9 +414,9 @@ async def read_lines(client: AgentClient, count: int, command_id: int = 1) -> li
             while text.count(b"\n") < count:
                 message = await client.recv()
                 seen.append(message)
-                if message.type == "output" and message["id"] == command_id:
+                if isinstance(message, Output) and message.id == command_id:
                     text += message.body
-                assert message.type != "finished", seen
+                assert not isinstance(message, Finished), seen
     finally:
         client.backlog[:0] = seen
     return text.decode().splitlines()[:count]

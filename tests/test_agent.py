@@ -30,12 +30,28 @@ from agent_harness import (
 )
 
 from agent import spool
-from netjobs_core import __version__
+from netjobs_core import __version__, text
 from netjobs_core.client import AgentLink, ConnectionLost
 from netjobs_core.local_agents import AgentStartError
-from netjobs_core.wire import protocol
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.protocol import AuthenticationFailed, Message, ProtocolError, encode_frame
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.errors import AuthenticationFailed, ProtocolError
+from netjobs_core.wire.framing import PROTOCOL_VERSION, FrameDecoder, encode_frame
+from netjobs_core.wire.messages import (
+    SENT_BY,
+    Auth,
+    Exit,
+    Hello,
+    Kill,
+    Message,
+    Prepare,
+    Prepared,
+    Role,
+    Start,
+)
+from netjobs_core.wire.sealing import proof as make_proof
+from netjobs_core.wire.sealing import token_key
+from netjobs_core.wire.states import Phase
 from netjobs_core.wire.status import CommandStatus
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
@@ -51,18 +67,18 @@ async def test_handshake_ping_and_status(agent, token_file):
         before = time.perf_counter_ns()
         pong = await client.ping(seq=41)
         after = time.perf_counter_ns()
-        assert pong.type == "pong" and pong["seq"] == 41
+        assert pong.TYPE == "pong" and pong.seq == 41
         # Same machine, same clock (perf_counter_ns is system-wide monotonic here).
-        assert before <= pong["clock"] <= after
+        assert before <= pong.clock <= after
         status = await client.status()
-        assert status.fields == {
+        assert status.to_frame().fields == {
             "busy": False,
             "label": None,
             "hostname": socket.gethostname(),
             "version": __version__,
-            "platform": status["platform"],
+            "platform": status.platform,
         }
-        assert status["platform"].startswith("Linux")
+        assert status.platform.startswith("Linux")
 
 
 def test_startup_lines(agent, token_file):
@@ -103,20 +119,20 @@ async def test_exit_statuses_and_signal_deaths(agent, token_file):
             )
         )
     exits = outcome.exits
-    assert (exits[1]["status"], exits[1]["exit_code"]) == ("ok", 0)
+    assert (exits[1].status, exits[1].exit_code) == ("ok", 0)
     assert (outcome.stdout(1), outcome.stderr(1)) == (b"out\n", b"err\n")
-    assert (exits[2]["status"], exits[2]["exit_code"]) == ("failed", 3)
-    assert exits[2]["message"] == "exited with code 3"
-    assert (exits[3]["status"], exits[3]["exit_code"]) == ("failed", -9)
-    assert exits[3]["message"] == "killed by signal 9 (SIGKILL)"
-    assert (exits[4]["exit_code"], exits[4]["message"]) == (-15, "killed by signal 15 (SIGTERM)")
-    assert (exits[5]["status"], exits[5]["exit_code"]) == ("failed", 127)
+    assert (exits[2].status, exits[2].exit_code) == ("failed", 3)
+    assert exits[2].message == "exited with code 3"
+    assert (exits[3].status, exits[3].exit_code) == ("failed", -9)
+    assert exits[3].message == "killed by signal 9 (SIGKILL)"
+    assert (exits[4].exit_code, exits[4].message) == (-15, "killed by signal 15 (SIGTERM)")
+    assert (exits[5].status, exits[5].exit_code) == ("failed", 127)
     assert b"not found" in outcome.stderr(5)
     assert outcome.started is not None
-    released = outcome.started["released_at"]
+    released = outcome.started.released_at
     assert set(released) == {"1", "2", "3", "4", "5"}
     for command_id, message in exits.items():
-        assert message["ended_at"] >= released[str(command_id)]
+        assert message.ended_at >= released[str(command_id)]
 
 
 async def test_command_sees_devnull_stdin_agent_env_and_cwd(tmp_path, token_file):
@@ -129,7 +145,7 @@ async def test_command_sees_devnull_stdin_agent_env_and_cwd(tmp_path, token_file
                     "readlink /proc/self/fd/0; cat; echo end"
                 )
             )
-    assert outcome.exits[1]["status"] == "ok", outcome.stderr(1)
+    assert outcome.exits[1].status == "ok", outcome.stderr(1)
     assert outcome.stdout(1).decode().splitlines() == [
         str(tmp_path),
         "mark-42",
@@ -156,10 +172,10 @@ async def test_ten_megabytes_on_each_stream(agent, token_file, tmp_path):
         outcome = await client.run(
             commands(f"cat '{out_file}' & cat '{err_file}' >&2; wait"), timeout=50
         )
-    assert outcome.exits[1]["status"] == "ok"
-    chunks = [m for m in outcome.messages if m.type == "output"]
+    assert outcome.exits[1].status == "ok"
+    chunks = [m for m in outcome.messages if m.TYPE == "output"]
     assert max(len(m.body) for m in chunks) <= spool.CHUNK
-    assert {m["stream"] for m in chunks} == {"stdout", "stderr"}
+    assert {m.stream for m in chunks} == {"stdout", "stderr"}
     assert (
         hashlib.sha256(outcome.stdout(1)).digest() == hashlib.sha256(out_file.read_bytes()).digest()
     )
@@ -171,7 +187,7 @@ async def test_ten_megabytes_on_each_stream(agent, token_file, tmp_path):
 async def test_empty_test(agent, token_file):
     async with await connect(agent, token_file) as client:
         outcome = await client.run([])
-    assert outcome.started["released_at"] == {} and outcome.started["late_ns"] == 0
+    assert outcome.started.released_at == {} and outcome.started.late_ns == 0
     assert outcome.exits == {} and outcome.finished
 
 
@@ -183,10 +199,12 @@ async def test_silent_command_is_killed_at_its_timeout(agent, token_file):
         [pid] = await read_lines(client, 1)
         outcome = await client.collect(timeout=10)
     exit_ = outcome.exits[1]
-    assert exit_["status"] == "timeout"
-    assert exit_["message"] == "killed at its 1 s timeout"
-    assert exit_["exit_code"] == -signal.SIGTERM
-    ran_for = (exit_["ended_at"] - started["released_at"]["1"]) / 1e9
+    assert exit_.status == "timeout"
+    assert (exit_.message, exit_.timeout) == ("", 1)  # facts: the controller says it
+    words = text.command_end(CommandStatus.TIMEOUT, exit_.message, exit_.timeout)
+    assert words == "killed at its 1 s timeout"
+    assert exit_.exit_code == -signal.SIGTERM
+    ran_for = (exit_.ended_at - started.released_at["1"]) / 1e9
     assert 0.95 <= ran_for < 1.8
     assert not pid_alive(int(pid))
 
@@ -198,14 +216,14 @@ async def test_grandchildren_die_with_their_command(agent, token_file):
         pids = [int(line) for line in await read_lines(client, 2)]
         assert all(pid_alive(pid) for pid in pids)
         outcome = await client.collect(timeout=10)
-    assert outcome.exits[1]["status"] == "timeout"
+    assert outcome.exits[1].status == "timeout"
     assert await wait_gone(pids, 3) == []
 
 
 async def test_background_leftovers_are_killed_when_the_command_exits(agent, token_file):
     async with await connect(agent, token_file) as client:
         outcome = await client.run(commands("sleep 30 >/dev/null 2>&1 & echo $!"))
-    assert outcome.exits[1]["status"] == "ok"
+    assert outcome.exits[1].status == "ok"
     assert await wait_gone([int(outcome.stdout(1))], 3) == []
 
 
@@ -217,7 +235,7 @@ async def test_a_pipe_held_outside_the_group_does_not_hold_the_exit(agent, token
         took = time.monotonic() - begin
     escaped = int(outcome.stdout(1))
     try:
-        assert outcome.exits[1]["status"] == "ok"
+        assert outcome.exits[1].status == "ok"
         assert took < 6
         if sys.platform.startswith("linux"):  # agent.procs finds it (cgroup or cookie)
             assert await wait_gone([escaped], 3) == []
@@ -233,18 +251,18 @@ async def test_busy_while_running_and_status_answered(agent, token_file):
         await owner.prepare("long one", commands("sleep 30"))
         await owner.start()
         status = await other.status()
-        assert (status["busy"], status["label"]) == (True, "long one")
+        assert (status.busy, status.label) == (True, "long one")
         refused = await other.prepare("second", commands("true"))
-        assert (refused.type, refused["code"]) == ("error", "busy")
-        assert "long one" in refused["message"] and "127.0.0.1:" in refused["message"]
-        assert (await other.ping()).type == "pong"  # still connected
+        assert (refused.TYPE, refused.code) == ("error", "busy")
+        assert "long one" in refused.message and "127.0.0.1:" in refused.message
+        assert (await other.ping()).TYPE == "pong"  # still connected
         late = await AgentClient.connect(agent.host, agent.port, token_file)
         async with late:
-            assert (await late.status())["busy"] is True
-        await owner.send("kill", reason="enough")
+            assert (await late.status()).busy is True
+        await owner.send(Kill(reason="enough"))
         outcome = await owner.collect(timeout=10)
-        assert outcome.exits[1]["status"] == "killed"
-        assert outcome.exits[1]["message"] == "enough"
+        assert outcome.exits[1].status == "killed"
+        assert outcome.exits[1].message == "enough"
         # idle again: the other connection can run a test now
         second = await other.run(commands("echo second"), label="second")
         assert second.stdout(1) == b"second\n"
@@ -255,12 +273,12 @@ async def test_kill_request_kills_every_command(agent, token_file):
         await client.prepare("t", commands("echo $$; exec sleep 30", "echo $$; exec sleep 30"))
         await client.start()
         pids = [int(p) for p in await read_lines(client, 1, 1) + await read_lines(client, 1, 2)]
-        await client.send("kill", reason="stop now")
+        await client.send(Kill(reason="stop now"))
         outcome = await client.collect(timeout=10)
     for command_id in (1, 2):
-        assert outcome.exits[command_id]["status"] == "killed"
-        assert outcome.exits[command_id]["message"] == "stop now"
-        assert outcome.exits[command_id]["exit_code"] == -signal.SIGTERM
+        assert outcome.exits[command_id].status == "killed"
+        assert outcome.exits[command_id].message == "stop now"
+        assert outcome.exits[command_id].exit_code == -signal.SIGTERM
     assert await wait_gone(pids, 3) == []
     assert "stop now" in agent.log_text()
 
@@ -269,19 +287,19 @@ async def test_kill_before_start_never_runs_the_command(agent, token_file, tmp_p
     marker = tmp_path / "ran"
     async with await connect(agent, token_file) as client:
         prepared = await client.prepare("t", commands(f"touch '{marker}'"))
-        assert prepared["gated"] is True and prepared["commands"][0]["ok"] is True
-        await client.send("kill", reason="changed my mind")
+        assert prepared.gated is True and prepared.commands[0]["ok"] is True
+        await client.send(Kill(reason="changed my mind"))
         outcome = await client.collect(timeout=10)
-        assert outcome.exits[1]["status"] == "killed"
-        assert outcome.exits[1]["exit_code"] is None
-        assert not any(m.type == "output" for m in outcome.messages)
-        assert (await client.status())["busy"] is False
+        assert outcome.exits[1].status == "killed"
+        assert outcome.exits[1].exit_code is None
+        assert not any(m.TYPE == "output" for m in outcome.messages)
+        assert (await client.status()).busy is False
     await asyncio.sleep(0.2)
     assert not marker.exists()
 
 
 async def read_until_error(client: AgentClient) -> Message:
-    while (message := await client.recv()).type != "error":
+    while (message := await client.recv()).TYPE != "error":
         pass
     return message
 
@@ -289,12 +307,12 @@ async def read_until_error(client: AgentClient) -> Message:
 async def test_start_needs_a_prepared_test(agent, token_file):
     async with await connect(agent, token_file) as client:
         with pytest.raises(ProtocolError, match="'start' out of order"):
-            await client.send("start", at=None)  # the client's own table refuses it
-        client.conn.queue_unchecked(Message("start", {"at": None}))  # past the table
+            await client.send(Start(at=None))  # the client's own table refuses it
+        client.conn.queue_unchecked(Start(at=None))  # past the table
         client.writer.write(client.conn.data_to_send())
         refused = await client.recv()
-        assert (refused.type, refused["code"]) == ("error", "protocol")
-        assert "'start' out of order" in refused["message"]
+        assert (refused.TYPE, refused.code) == ("error", "protocol")
+        assert "'start' out of order" in refused.message
         with pytest.raises(EOFError):
             await client.recv()
     await agent.await_log("'start' out of order: the controller may not send it")
@@ -305,14 +323,11 @@ async def test_a_second_start_is_refused(agent, token_file):
         await client.prepare("t", commands("sleep 0.3"))
         await client.start()
         with pytest.raises(ProtocolError, match="'start' out of order"):
-            await client.send("start", at=None)
-        client.conn.queue_unchecked(Message("start", {"at": None}))
+            await client.send(Start(at=None))
+        client.conn.queue_unchecked(Start(at=None))
         client.writer.write(client.conn.data_to_send())
         refused = await read_until_error(client)
-        assert (
-            refused["code"] == "protocol"
-            and "while the connection is running" in (refused["message"])
-        )
+        assert refused.code == "protocol" and "while the connection is running" in (refused.message)
         with pytest.raises(EOFError):
             await client.recv()
 
@@ -322,10 +337,10 @@ async def test_one_connection_runs_tests_one_after_the_other(agent, token_file):
         for word in ("one", "two"):
             assert (await client.run(commands(f"echo {word}"))).stdout(1) == f"{word}\n".encode()
         killed = await client.prepare("killed", commands("true"))
-        assert killed.type == "prepared"
-        await client.send("kill", reason="no")
-        assert (await client.collect()).exits[1]["status"] == CommandStatus.KILLED
-        await client.send("kill", reason="nothing to kill")  # answered with nothing
+        assert killed.TYPE == "prepared"
+        await client.send(Kill(reason="no"))
+        assert (await client.collect()).exits[1].status == CommandStatus.KILLED
+        await client.send(Kill(reason="nothing to kill"))  # answered with nothing
         assert (await client.run(commands("echo three"))).stdout(1) == b"three\n"
 
 
@@ -334,19 +349,16 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
     secret = AgentClient.secret_of(token_file)
 
     async def misbehaving_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        conn = protocol.Connection(protocol.Role.AGENT, secret)
-        while conn.phase is not protocol.Phase.PREPARING:
+        conn = Connection(Role.AGENT, secret)
+        while conn.phase is not Phase.PREPARING:
             conn.receive_data(await reader.read(65536))
             writer.write(conn.data_to_send())
-        prepared = {
-            "gated": True,
-            "commands": [{"id": 1, "ok": True, "error": None}],
-            "run_id": "r1",
-            "grace": 1.0,
-        }
-        early = {"id": 1, "status": "ok", "exit_code": 0, "message": "exit 0"}
-        conn.queue_unchecked(Message("prepared", prepared))
-        conn.queue_unchecked(Message("exit", early))  # past its own table
+        prepared = Prepared(
+            gated=True, commands=[{"id": 1, "ok": True, "error": None}], run_id="r1", grace=1.0
+        )
+        early = Exit(id=1, status="ok", exit_code=0, message="exit 0")
+        conn.queue_unchecked(prepared)
+        conn.queue_unchecked(early)  # past its own table
         writer.write(conn.data_to_send())
         await reader.read()  # until the controller hangs up
         writer.close()
@@ -356,11 +368,11 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
         port = server.sockets[0].getsockname()[1]
         link = AgentLink(Address.parse(f"127.0.0.1:{port}"), secret)
         await link.connect(5)
-        prepare = Message("prepare", {"label": "t", "commands": commands("true")})
+        prepare = Prepare(label="t", commands=commands("true"))
         try:
             with pytest.raises(ConnectionLost) as info:
                 # The two frames may come in one read: then the request fails already.
-                assert (await link.request(prepare, "prepared", 5)).type == "prepared"
+                assert isinstance(await link.request(prepare, Prepared, 5), Prepared)
                 await link.recv()
         finally:
             await link.close()
@@ -372,7 +384,7 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
 def test_every_controller_message_has_a_handler():
     from agent.server import _HANDLERS
 
-    assert set(_HANDLERS) == {*protocol.CONTROLLER_SCHEMAS, "error"}
+    assert set(_HANDLERS) == set(SENT_BY[Role.CONTROLLER].values())
 
 
 # -- refusing strangers ---------------------------------------------------------------------
@@ -404,35 +416,33 @@ async def test_wrong_token_runs_nothing(agent, token_file, tmp_path):
     reader, writer = await asyncio.open_connection(agent.host, agent.port)
     try:
         nonce = secrets.token_hex(32)
-        hello = Message(
-            "hello", {"role": "controller", "version": protocol.PROTOCOL_VERSION, "nonce": nonce}
-        )
+        hello = Hello(role="controller", version=PROTOCOL_VERSION, nonce=nonce).to_frame()
         writer.write(encode_frame(hello))
-        decoder = protocol.FrameDecoder()
+        decoder = FrameDecoder()
         async with asyncio.timeout(10):
             while not decoder.feed(data := await reader.read(65536)):
                 pass
         transcript = hashlib.sha256(encode_frame(hello) + data).digest()
-        proof = protocol.proof(protocol.token_key(bad_token), b"netjobs-controller", transcript)
-        prepare = {"label": "x", "commands": [{"id": 1, "command": f"touch '{marker}'"}]}
+        proof = make_proof(token_key(bad_token), b"netjobs-controller", transcript)
+        prepare = Prepare(label="x", commands=[{"id": 1, "command": f"touch '{marker}'"}])
         writer.write(
-            encode_frame(Message("auth", {"proof": proof}))
-            + encode_frame(Message("prepare", prepare))
-            + encode_frame(Message("start", {"at": None}))
+            encode_frame(Auth(proof=proof).to_frame())
+            + encode_frame(prepare.to_frame())
+            + encode_frame(Start(at=None).to_frame())
         )
         rest = b""
         async with asyncio.timeout(10):
             while chunk := await reader.read(65536):
                 rest += chunk
         [error] = decoder.feed(rest)
-        assert (error.type, error["code"]) == ("error", "auth")
+        assert (error.type, error.fields["code"]) == ("error", "auth")
     finally:
         writer.close()
 
     # Requests without authenticating at all.
-    skip_auth = encode_frame(hello) + encode_frame(Message("prepare", prepare))
+    skip_auth = encode_frame(hello) + encode_frame(prepare.to_frame())
     assert b'"code":"auth"' in await raw_exchange(agent, skip_auth)
-    no_hello = encode_frame(Message("prepare", prepare)) + encode_frame(Message("start"))
+    no_hello = encode_frame(prepare.to_frame()) + encode_frame(Start().to_frame())
     assert b'"code":"protocol"' in await raw_exchange(agent, no_hello)
 
     await asyncio.sleep(0.3)
@@ -455,7 +465,7 @@ async def test_junk_does_not_wedge_the_agent_and_idle_means_no_cpu(agent, token_
     _, silent = await asyncio.open_connection(agent.host, agent.port)  # says nothing
     try:
         async with await connect(agent, token_file) as client:
-            assert (await client.ping()).type == "pong"
+            assert (await client.ping()).TYPE == "pong"
             outcome = await client.run(commands("echo alive"))
             assert outcome.stdout(1) == b"alive\n"
         await asyncio.sleep(0.3)
@@ -484,10 +494,10 @@ async def test_lost_controller_means_the_jobs_are_killed_after_the_grace(token_f
         assert "controller connection lost" in log
         async with await connect(agent, token_file) as again:
             for _ in range(50):
-                if not (await again.status())["busy"]:
+                if not (await again.status()).busy:
                     break
                 await asyncio.sleep(0.1)
-            assert (await again.run(commands("true"))).exits[1]["status"] == "ok"
+            assert (await again.run(commands("true"))).exits[1].status == "ok"
 
 
 # -- timing ---------------------------------------------------------------------------
@@ -495,14 +505,14 @@ async def test_gated_release_at_the_requested_instant(agent, token_file):
     late_ms, spread_ms = [], []
     async with await connect(agent, token_file) as client:
         for _ in range(7):
-            clock = (await client.ping()).fields["clock"]
+            clock = (await client.ping()).clock
             at = clock + 100_000_000
             outcome = await client.run(commands("true", "true", "true"), at=at)
-            released = outcome.started["released_at"]
+            released = outcome.started.released_at
             assert min(released.values()) >= at
             late_ms.append((min(released.values()) - at) / 1e6)
             spread_ms.append((max(released.values()) - min(released.values())) / 1e6)
-            assert outcome.started["late_ns"] == min(released.values()) - at
+            assert outcome.started.late_ns == min(released.values()) - at
     print(f"\nrelease late vs at (ms): {sorted(late_ms)}; spread over 3: {sorted(spread_ms)}")
     assert all(late < 20 for late in late_ms)
     assert statistics.median(late_ms) < 5  # ~0.02 ms here when the machine is quiet
@@ -519,8 +529,8 @@ async def test_stopping_the_agent_kills_running_jobs(token_file, sig):
         pids = [int(p) for p in await read_lines(client, 2)]
         agent.send_stop(sig)
         outcome = await client.collect(timeout=15)  # told before the connection closes
-        assert outcome.exits[1]["status"] == "killed"
-        assert outcome.exits[1]["message"] == "the agent is stopping"
+        assert outcome.exits[1].status == "killed"
+        assert outcome.exits[1].message == "the agent is stopping"
         assert await asyncio.to_thread(agent.proc.wait, 15) == 0
         assert await wait_gone(pids, 3) == []
         client.abort()
@@ -537,7 +547,7 @@ async def test_token_generated_on_first_start(tmp_path):
         assert f"token: token file {token_path}" in out
         assert token_path.stat().st_mode & 0o777 == 0o600
         async with await connect(agent, token_path) as client:
-            assert (await client.ping()).type == "pong"
+            assert (await client.ping()).TYPE == "pong"
         assert token_path.read_text().strip() not in agent.log_text() + out
     with start_agent(None, env=env) as agent:  # the second start reuses it
         assert "generated a new token" not in agent.stdout_text()
@@ -546,7 +556,7 @@ async def test_token_generated_on_first_start(tmp_path):
 async def test_quiet_logs_only_warnings(token_file):
     with start_agent(token_file, "--quiet") as agent:
         async with await connect(agent, token_file) as client:
-            assert (await client.run(commands("true"))).exits[1]["status"] == "ok"
+            assert (await client.run(commands("true"))).exits[1].status == "ok"
         with pytest.raises(AuthenticationFailed):
             await AgentClient.connect(agent.host, agent.port, b"wrong-token-wrong-token-wrong")
         # A warning: still logged. The agent sees a controller hang up after its hello.

@@ -22,6 +22,7 @@ from agent_harness import AgentClient, commands, cpu_ticks, pid_alive
 
 from agent import server
 from netjobs_core.local_agents import start_agent
+from netjobs_core.wire.messages import Prepared, Started
 from netjobs_core.wire.tokens import Token
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -82,8 +83,8 @@ async def test_a_cut_of_more_than_a_minute_ends_the_session_without_spinning(tok
         )
         client = await AgentClient.connect(ns.address, agent.port, token_file)
         prepared = await client.prepare("long", commands("sleep 170"))
-        assert prepared.type == "prepared"
-        assert (await client.start()).type == "started"
+        assert isinstance(prepared, Prepared)
+        assert isinstance(await client.start(), Started)
         cut_at = time.monotonic()
         ns.cut()
         lost = False

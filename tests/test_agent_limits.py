@@ -24,8 +24,8 @@ from netjobs_core.local_agents import start_agent as start_local_agent
 from netjobs_core.results import TestStatus
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
-from netjobs_core.wire import protocol
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.framing import encode_frame
+from netjobs_core.wire.messages import Error
 from netjobs_core.wire.tokens import Token, load_token
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -247,7 +247,7 @@ async def test_a_forged_error_frame_is_one_escaped_truncated_line(agent):
     )
     reader, writer = await asyncio.open_connection(agent.host, agent.port)
     try:
-        writer.write(protocol.encode_frame(Message("error", {"code": "x\ny", "message": forged})))
+        writer.write(encode_frame(Error(code="x\ny", message=forged).to_frame()))
         async with asyncio.timeout(10):
             await writer.drain()
             await reader.read()

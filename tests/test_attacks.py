@@ -22,17 +22,38 @@ from netjobs_core.config import parse_config
 from netjobs_core.results import HostState, RunResult, TestStatus
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
-from netjobs_core.wire import protocol
 from netjobs_core.wire.clock import now_ns
-from netjobs_core.wire.protocol import (
-    MAX_HANDSHAKE_HEADER,
-    PROTOCOL_VERSION,
-    Connection,
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.errors import (
+    AuthenticationFailed,
     FrameTooLarge,
-    Message,
-    Role,
-    State,
+    IntegrityError,
+    ProtocolError,
+    VersionMismatch,
 )
+from netjobs_core.wire.framing import (
+    MAX_HANDSHAKE_HEADER,
+    PREFIX,
+    PREFIX_SIZE,
+    PROTOCOL_VERSION,
+    TAG_SIZE,
+    Frame,
+    FrameDecoder,
+    encode_frame,
+)
+from netjobs_core.wire.messages import (
+    Message,
+    Output,
+    Ping,
+    Pong,
+    Prepare,
+    Prepared,
+    Role,
+    Start,
+    Status,
+    StatusQuery,
+)
+from netjobs_core.wire.states import State
 from netjobs_core.wire.tokens import Token, TokenError, refuse_weak, weakness
 from tests.agent_harness import REPO, AgentClient, agent_command, agent_env, commands, start_agent
 
@@ -70,7 +91,7 @@ async def test_a_rewritten_prepare_runs_nothing_and_fails_the_host(token, tmp_pa
         assert host.state is HostState.FAILED and TAMPERED in host.error
         await agent.await_log(TAMPERED)
         async with await AgentClient.connect(agent.host, agent.port, token[1]) as client:
-            assert (await client.status())["busy"] is False
+            assert (await client.status()).busy is False
     assert not marker.exists()
 
 
@@ -118,7 +139,7 @@ def ready_pair() -> tuple[Connection, Connection]:
 def pings(controller: Connection, count: int) -> list[bytes]:
     frames = []
     for seq in range(count):
-        controller.send(Message("ping", {"seq": seq}))
+        controller.send(Ping(seq=seq))
         frames.append(controller.data_to_send())
     return frames
 
@@ -127,12 +148,12 @@ def flip(data: bytes, index: int) -> bytes:
     return data[:index] + bytes([data[index] ^ 0x01]) + data[index + 1 :]
 
 
-HEADER_BYTE = protocol.PREFIX_SIZE + 3
+HEADER_BYTE = PREFIX_SIZE + 3
 
 
 def unsealed(frame: bytes) -> bytes:
     """FRAME as if sent without a tag: flag cleared, tag cut."""
-    return frame[:3] + b"\x00" + frame[4 : -protocol.TAG_SIZE]
+    return frame[:3] + b"\x00" + frame[4:-TAG_SIZE]
 
 
 @pytest.mark.parametrize(
@@ -152,36 +173,36 @@ def test_the_agent_refuses_a_tampered_frame_and_acts_on_nothing(tamper):
     controller, agent = ready_pair()
     first, second = tamper(pings(controller, 3))
     delivered: list[Message] = []
-    with pytest.raises(protocol.IntegrityError, match=TAMPERED):
+    with pytest.raises(IntegrityError, match=TAMPERED):
         delivered += agent.receive_data(first)
         delivered += agent.receive_data(second)
-    assert [m["seq"] for m in delivered] in ([], [0])  # nothing of the bad frame
+    assert [m.seq for m in delivered] in ([], [0])  # nothing of the bad frame
     assert agent.state is State.CLOSED
-    [error] = protocol.FrameDecoder().feed(agent.data_to_send())
-    assert (error.type, error["code"]) == ("error", "integrity")
-    assert "from the controller" in error["message"]
+    [error] = FrameDecoder().feed(agent.data_to_send())
+    assert (error.type, error.fields["code"]) == ("error", "integrity")
+    assert "from the controller" in error.fields["message"]
 
 
 def test_a_flipped_body_byte_is_refused_by_the_controller():
     controller, agent = ready_pair()
-    agent.queue_unchecked(Message("output", {"id": 0, "stream": "stdout"}, b"benign\n"))
+    agent.queue_unchecked(Output(id=0, stream="stdout", body=b"benign\n"))
     output = agent.data_to_send()
-    with pytest.raises(protocol.IntegrityError, match="frame 1 from the agent does not verify"):
-        controller.receive_data(flip(output, len(output) - protocol.TAG_SIZE - 2))
+    with pytest.raises(IntegrityError, match="frame 1 from the agent does not verify"):
+        controller.receive_data(flip(output, len(output) - TAG_SIZE - 2))
     assert controller.state is State.CLOSED
 
 
 def test_frames_are_not_reflected_between_directions():
     """Each direction has its own key: a controller frame sent back to it fails."""
     controller, _ = ready_pair()
-    controller.send(Message("status"))
-    with pytest.raises(protocol.IntegrityError):
+    controller.send(StatusQuery())
+    with pytest.raises(IntegrityError):
         controller.receive_data(controller.data_to_send())
 
 
 def with_extra_field(data: bytes) -> bytes:
-    [frame] = protocol.FrameDecoder().feed(data)
-    return protocol.encode_frame(Message(frame.type, {**frame.fields, "extra": "x"}))
+    [frame] = FrameDecoder().feed(data)
+    return encode_frame(Frame(frame.type, {**frame.fields, "extra": "x"}))
 
 
 def test_a_rewritten_agent_hello_breaks_the_handshake():
@@ -189,22 +210,22 @@ def test_a_rewritten_agent_hello_breaks_the_handshake():
     controller, agent = Connection(Role.CONTROLLER, TOKEN), Connection(Role.AGENT, TOKEN)
     agent.receive_data(controller.data_to_send())
     controller.receive_data(with_extra_field(agent.data_to_send()))
-    with pytest.raises(protocol.AuthenticationFailed, match="altered on the way"):
+    with pytest.raises(AuthenticationFailed, match="altered on the way"):
         agent.receive_data(controller.data_to_send())
 
 
 def test_a_rewritten_controller_hello_breaks_the_handshake():
     controller, agent = Connection(Role.CONTROLLER, TOKEN), Connection(Role.AGENT, TOKEN)
     agent.receive_data(with_extra_field(controller.data_to_send()))
-    with pytest.raises(protocol.AuthenticationFailed):
+    with pytest.raises(AuthenticationFailed):
         controller.receive_data(agent.data_to_send())
 
 
 def test_a_protocol_1_peer_gets_the_version_message():
     agent = Connection(Role.AGENT, TOKEN)
     header = b'{"type":"hello","role":"controller","version":1,"nonce":"' + b"ab" * 32 + b'"}'
-    v1 = protocol._PREFIX.pack(b"NJ", 1, 0, len(header), 0) + header
-    with pytest.raises(protocol.VersionMismatch, match="protocol 1, this side speaks 2"):
+    v1 = PREFIX.pack(b"NJ", 1, 0, len(header), 0) + header
+    with pytest.raises(VersionMismatch, match="protocol 1, this side speaks 2"):
         agent.receive_data(v1)
     reply = agent.data_to_send()
     assert reply[2] == PROTOCOL_VERSION == 2 and b'"code":"version"' in reply
@@ -217,7 +238,7 @@ def test_a_protocol_1_peer_gets_the_version_message():
 def test_before_authentication_only_tiny_frames(header_len, body_len):
     for conn in (Connection(Role.AGENT, TOKEN), Connection(Role.CONTROLLER, TOKEN)):
         conn.data_to_send()
-        prefix = protocol._PREFIX.pack(b"NJ", PROTOCOL_VERSION, 0, header_len, body_len)
+        prefix = PREFIX.pack(b"NJ", PROTOCOL_VERSION, 0, header_len, body_len)
         with pytest.raises(FrameTooLarge):
             conn.receive_data(prefix)  # refused from the prefix: nothing buffered
 
@@ -226,19 +247,19 @@ async def test_the_agent_refuses_a_big_frame_before_authentication_from_its_pref
     """A stranger announcing a 256 KiB + 1 MiB frame is refused before it sends the bytes."""
     reader, writer = await asyncio.open_connection(agent.host, agent.port)
     try:
-        writer.write(protocol._PREFIX.pack(b"NJ", PROTOCOL_VERSION, 0, 256 * 1024, 1024**2))
+        writer.write(PREFIX.pack(b"NJ", PROTOCOL_VERSION, 0, 256 * 1024, 1024**2))
         async with asyncio.timeout(10):
             reply = await reader.read()  # the agent answers and closes: nothing buffered
     finally:
         writer.close()
-    [error] = protocol.FrameDecoder().feed(reply)
-    assert (error.type, error["code"]) == ("error", "protocol")
-    assert "exceeds the limit" in error["message"]
+    [error] = FrameDecoder().feed(reply)
+    assert (error.type, error.fields["code"]) == ("error", "protocol")
+    assert "exceeds the limit" in error.fields["message"]
 
 
 def test_after_authentication_frames_are_full_size():
     controller, agent = ready_pair()
-    agent.queue_unchecked(Message("output", {"id": 0, "stream": "stdout"}, b"x" * 1024**2))
+    agent.queue_unchecked(Output(id=0, stream="stdout", body=b"x" * 1024**2))
     data = agent.data_to_send()
     decoder = controller._decoder
     decoder.add(data)
@@ -298,27 +319,21 @@ async def fake_agent(secret: bytes, started: dict[str, object]):
                     for message in conn.receive_data(data):
                         answer(conn, message)
                     writer.write(conn.data_to_send())
-        except (protocol.ProtocolError, ConnectionError):
+        except (ProtocolError, ConnectionError):
             pass
         finally:
             writer.close()
 
     def answer(conn: Connection, message: Message) -> None:
-        if message.type == "ping":
-            conn.send(Message("pong", {"seq": message["seq"], "clock": now_ns()}))
-        elif message.type == "status":
-            status = {"busy": False, "hostname": "fake", "version": "3", "platform": "x"}
-            conn.send(Message("status", status))
-        elif message.type == "prepare":
-            items = [{"id": c["id"], "ok": True, "error": None} for c in message["commands"]]
-            conn.send(
-                Message(
-                    "prepared",
-                    {"gated": True, "commands": items, "run_id": "fake", "grace": 0},
-                )
-            )
-        elif message.type == "start":
-            conn.queue_unchecked(Message("started", started))  # past its own checks
+        if isinstance(message, Ping):
+            conn.send(Pong(seq=message.seq, clock=now_ns()))
+        elif isinstance(message, StatusQuery):
+            conn.send(Status(busy=False, hostname="fake", version="3", platform="x"))
+        elif isinstance(message, Prepare):
+            items = [{"id": c["id"], "ok": True, "error": None} for c in message.commands]
+            conn.send(Prepared(gated=True, commands=items, run_id="fake", grace=0))
+        elif isinstance(message, Start):
+            conn.queue_unchecked(Frame("started", started))  # past its own checks
 
     return await asyncio.start_server(serve, "127.0.0.1", 0)
 
@@ -355,26 +370,26 @@ async def test_an_absurd_number_fails_that_host_only(token, started):
 async def test_a_start_instant_beyond_the_schema_is_refused(agent, token_file):
     async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
         await client.prepare("far", commands("true"))
-        client.conn.queue_unchecked(Message("start", {"at": 10**400}))
+        client.conn.queue_unchecked(Start(at=10**400))
         client.writer.write(client.conn.data_to_send())
         refused = await client.recv()
-        assert (refused.type, refused["code"]) == ("error", "protocol")
-        assert "out-of-range 'at'" in refused["message"]
+        assert (refused.TYPE, refused.code) == ("error", "protocol")
+        assert "out-of-range 'at'" in refused.message
     await agent.await_log("test 'far' finished")  # killed after the orphan grace: not busy
     async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
-        assert (await client.status())["busy"] is False
+        assert (await client.status()).busy is False
 
 
 async def test_a_start_instant_too_far_ahead_is_refused_at_once(agent, token_file):
     async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
         await client.prepare("far", commands("true"))
-        await client.send("start", at=now_ns() + 2**62)
+        await client.send(Start(at=now_ns() + 2**62))
         refused = await client.recv()
-        assert (refused.type, refused["code"]) == ("error", "bad-request")
-        assert "ahead of the agent's clock (at most 600 s)" in refused["message"]
+        assert (refused.TYPE, refused.code) == ("error", "bad-request")
+        assert "ahead of the agent's clock (at most 600 s)" in refused.message
     await agent.await_log("test 'far' finished", timeout=5)
     async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
-        assert (await client.status())["busy"] is False
+        assert (await client.status()).busy is False
 
 
 async def test_an_internal_error_in_a_run_reaches_the_controller(monkeypatch, token):
@@ -391,10 +406,10 @@ async def test_an_internal_error_in_a_run_reaches_the_controller(monkeypatch, to
         port = listener.sockets[0].getsockname()[1]
         async with await AgentClient.connect("127.0.0.1", port, token[0].secret) as client:
             await client.prepare("buggy", commands("true"))
-            await client.send("start", at=now_ns() + 10**6)
+            await client.send(Start(at=now_ns() + 10**6))
             error = await client.recv(timeout=5)
-            assert (error.type, error["code"]) == ("error", "internal")
-            assert "simulated bug" in error["message"]
+            assert (error.TYPE, error.code) == ("error", "internal")
+            assert "simulated bug" in error.message
         assert agent.run is None  # not left busy
     finally:
         listener.close()

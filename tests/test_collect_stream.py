@@ -11,7 +11,8 @@ import pytest
 
 from agent import collect
 from agent.spool import Outbox
-from netjobs_core.wire.protocol import Message
+from netjobs_core import text
+from netjobs_core.wire.messages import Collected, Exit, File, FileData, FileEnd, Finished, Message
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -55,12 +56,12 @@ def test_patterns_expand_the_commands_variables_and_glob(tmp_path):
         env,
         100,
     )
-    assert marker.type == collect.INTERNAL
-    assert marker["matched"] == [2, 1, 0]
-    assert marker["files"] == [
-        [0, f"{tmp_path}/out-3.json"],
-        [0, f"{tmp_path}/out-3.log"],
-        [1, f"{tmp_path}/out-3.json"],
+    assert isinstance(marker, collect.Matches) and marker.limit == 100
+    assert marker.matched == [2, 1, 0]
+    assert marker.files == [
+        (0, f"{tmp_path}/out-3.json"),
+        (0, f"{tmp_path}/out-3.log"),
+        (1, f"{tmp_path}/out-3.json"),
     ]
     assert (
         collect.expand("$NETJOBS_NOPE/$HOME", env) == "$NETJOBS_NOPE/$HOME"
@@ -75,29 +76,29 @@ async def test_a_file_goes_one_chunk_at_a_time_and_again_on_a_replay(tmp_path):
     try:
         first.gate.clear()  # the controller reads nothing for now
         outbox.attach(first)
-        outbox.post(Message("exit", {"id": 0}))
+        outbox.post(Exit(id=0, status="ok", message=""))
         outbox.post(collect.match(0, (f"{tmp_path}/*.bin",), {}, None))
-        outbox.post(Message("finished"))
+        outbox.post(Finished())
         async with asyncio.timeout(10):
             await first.blocked.wait()
         # Held at the first chunk's drain: the rest of the file is still on disk.
-        assert [m.type for m in first.sent] == ["exit", "file", "file_data"]
+        assert [m.TYPE for m in first.sent] == ["exit", "file", "file_data"]
         assert len(first.sent[-1].body) == collect.FILE_CHUNK
         outbox.attach(second)  # a resume: the replay starts over, files included
         async with asyncio.timeout(10):
             while not outbox.delivered:  # noqa: ASYNC110 - a condition of plain state
                 await asyncio.sleep(0.001)
-        kinds = [m.type for m in second.sent]
+        kinds = [m.TYPE for m in second.sent]
         assert kinds == ["exit", "file", *["file_data"] * 6, "file_end", "collected", "finished"]
         header, end, report = second.sent[1], second.sent[-3], second.sent[-2]
-        assert header.fields == {"id": 0, "pattern": 0, "name": "big.bin", "size": len(data)}
-        assert b"".join(m.body for m in second.sent if m.type == "file_data") == data
-        assert end.fields == {
+        assert header == File(id=0, pattern=0, name="big.bin", size=len(data))
+        assert b"".join(m.body for m in second.sent if isinstance(m, FileData)) == data
+        assert end.to_frame().fields == {
             "id": 0,
             "bytes": len(data),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-        assert report.fields == {"id": 0, "matched": [1]}
+        assert report == Collected(id=0, matched=[1])
     finally:
         outbox.close()
 
@@ -108,22 +109,38 @@ async def test_too_large_unreadable_and_fifo_files_end_with_an_error(tmp_path):
     (tmp_path / "b-locked").chmod(0)
     os.mkfifo(tmp_path / "c-fifo")
     peer = GatedPeer()
-    marker = Message(
-        collect.INTERNAL,
-        {
-            "id": 0,
-            "files": [[0, str(tmp_path / name)] for name in ("a-big", "b-locked", "c-fifo")],
-            "matched": [3],
-            "limit": 100,
-        },
-    )
+    files = [(0, str(tmp_path / name)) for name in ("a-big", "b-locked", "c-fifo")]
+    marker = collect.Matches(0, files, [3], 100)
     async with asyncio.timeout(10):
         await collect.send_files(peer, marker)
-    big, locked, fifo = (m for m in peer.sent if m.type == "file_end")
-    assert "larger than the 100-byte limit" in big["error"] and big["bytes"] == 0
-    assert fifo["error"] == "not a regular file" and fifo["bytes"] == 0
+    big, locked, fifo = (m for m in peer.sent if isinstance(m, FileEnd))
+    # Codes and numbers on the wire; the controller words them (netjobs_core.text).
+    assert (big.error, big.limit, big.bytes) == ("too-large", 100, 0)
+    assert words(big) == "larger than the 100 B limit"
+    assert (fifo.error, fifo.limit, fifo.bytes) == ("not-regular", None, 0)
+    assert words(fifo) == "not a regular file"
     if os.geteuid() == 0:  # root reads a mode-0 file
-        assert "error" not in locked.fields and locked["bytes"] == 1
+        assert "error" not in locked.to_frame().fields and locked.bytes == 1
     else:
-        assert "cannot read it" in locked["error"] and locked["bytes"] == 0
-    assert sum(m.type == "file_data" for m in peer.sent) == (os.geteuid() == 0)
+        assert (locked.error, locked.os_error, locked.bytes) == ("unreadable", "EACCES", 0)
+        assert words(locked) == "cannot read it: Permission denied"
+    assert sum(isinstance(m, FileData) for m in peer.sent) == (os.geteuid() == 0)
+
+
+def words(end: FileEnd) -> str:
+    assert end.error is not None
+    return text.file_not_collected(
+        end.error, sent=end.bytes, limit=end.limit, os_error=end.os_error
+    )
+
+
+def test_the_controller_words_the_codes_and_an_older_agents_sentence_as_it_is():
+    sentence = "101 bytes: larger than the 100-byte limit (--collect-max)"
+    assert text.file_not_collected(sentence, sent=0) == sentence
+    assert text.file_not_collected("read-failed", sent=2048, os_error="EIO") == (
+        "read failed after 2.0 KiB: Input/output error"
+    )
+    assert text.file_not_collected("grew", sent=0, limit=None, os_error="ENOSUCH") == (
+        "it grew past the size limit while being read"
+    )
+    assert text.os_error_text("ENOSUCH") == "ENOSUCH"

@@ -17,7 +17,8 @@ from netjobs_core.results_json import load_json, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner, _TestRun
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.framing import Frame
+from netjobs_core.wire.messages import File, FileData, FileEnd
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
@@ -222,11 +223,11 @@ async def test_an_agent_refuses_any_other_environment(fleet, token):
     client = await AgentClient.connect(f"127.0.0.{FIRST}", fleet, token.token.secret)
     try:
         item = {"id": 1, "command": "true", "env": {"LD_PRELOAD": "/tmp/evil.so"}}
-        client.conn.queue_unchecked(Message("prepare", {"label": "t", "commands": [item]}))
+        client.conn.queue_unchecked(Frame("prepare", {"label": "t", "commands": [item]}))
         client.writer.write(client.conn.data_to_send())
         refused = await client.recv()
-        assert (refused.type, refused["code"]) == ("error", "protocol")
-        assert "may not set 'LD_PRELOAD'" in refused["message"]
+        assert (refused.TYPE, refused.code) == ("error", "protocol")
+        assert "may not set 'LD_PRELOAD'" in refused.message
     finally:
         await client.close()
 
@@ -241,11 +242,11 @@ def test_the_controller_holds_its_own_limit_and_checks_the_digest(tmp_path, toke
 
     def transfer(name: str, chunks: list[bytes], digest_of: bytes) -> None:
         size = sum(map(len, chunks))
-        host.handle(Message("file", {"id": 0, "pattern": 0, "name": name, "size": 4}))
+        host.handle(File(id=0, pattern=0, name=name, size=4))
         for chunk in chunks:
-            host.handle(Message("file_data", {"id": 0}, chunk))
+            host.handle(FileData(id=0, body=chunk))
         sha = hashlib.sha256(digest_of).hexdigest()
-        host.handle(Message("file_end", {"id": 0, "bytes": size, "sha256": sha}))
+        host.handle(FileEnd(id=0, bytes=size, sha256=sha))
 
     transfer("big", [b"12345678", b"12345678"], b"12345678" * 2)  # announced 4, sent 16
     transfer("bent", [b"abcd"], b"abce")

@@ -7,7 +7,7 @@ import pytest
 
 from netjobs_core.check import check_hosts
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.protocol import MAGIC
+from netjobs_core.wire.framing import MAGIC
 from netjobs_core.wire.tokens import Token
 
 pytestmark = pytest.mark.timeout(30)

@@ -30,6 +30,7 @@ from agent_harness import (
 
 from netjobs_agent import oskit
 from netjobs_core import local_agents
+from netjobs_core.wire.messages import Kill
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
 
@@ -101,7 +102,7 @@ async def test_a_double_forked_daemon_goes_when_its_command_ends(agent, token_fi
         outcome = await client.run(commands(DAEMON))
     daemon = int(outcome.stdout(1))
     try:
-        assert outcome.exits[1]["status"] == "ok"
+        assert outcome.exits[1].status == "ok"
         assert await wait_gone([daemon], 3) == []
     finally:
         kill_pids([daemon])
@@ -117,9 +118,9 @@ async def test_a_setsid_child_goes_at_timeout_and_kill(agent, token_file, end):
         (escaped,) = await pids(client)
         try:
             if end == "kill":
-                await client.send("kill", reason="test")
+                await client.send(Kill(reason="test"))
             outcome = await client.collect(timeout=15)
-            assert outcome.exits[1]["status"] == ("timeout" if end == "timeout" else "killed")
+            assert outcome.exits[1].status == ("timeout" if end == "timeout" else "killed")
             assert await wait_gone([escaped], 3) == []
         finally:
             kill_pids([escaped])
@@ -219,7 +220,7 @@ async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
             for _ in range(10):
                 # The subshell's sleep is orphaned to PID 1, then dies.
                 outcome = await client.run(commands("(sleep 0.01 &); true"))
-                assert outcome.exits[1]["status"] == "ok"
+                assert outcome.exits[1].status == "ok"
         zombies = await asyncio.to_thread(lasting_zombies, init, 5)
         assert zombies == [], f"{len(zombies)} zombies after 10 runs"
     finally:

@@ -32,6 +32,7 @@ from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner
 from netjobs_core.text import output_excerpt
 from netjobs_core.wire.address import Address
+from netjobs_core.wire.messages import Start
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.posix]
 
@@ -273,7 +274,7 @@ async def test_a_controller_that_does_not_read_throttles_the_pipe_not_the_agents
         rss_before = _rss_kib(agent.pid)
         async with await AgentClient.connect(*agent.address, token.token.secret) as client:
             await client.prepare("t", commands(f"{sys.executable} {script}"))
-            await client.send("start", at=None)
+            await client.send(Start(at=None))
             # Not reading: once socket buffers and the 1 MiB spool are full, the command's
             # writes block. Wait for its progress to stand still, then look.
             last, still = -1, 0

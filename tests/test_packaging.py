@@ -79,7 +79,7 @@ def test_the_wheel_installs_only_netjobs_names(installed):
     }
     for data in ("examples/demo.cfg", "examples/demo-windows.cfg", "icons/netjobs.svg"):
         assert f"netjobs_resources/{data}" in names
-    assert "netjobs_core/wire/protocol.py" in names
+    assert "netjobs_core/wire/connection.py" in names
 
 
 def test_the_installed_demo_and_agent_run(installed, tmp_path):

@@ -15,7 +15,7 @@ from netjobs_core.events import CommandOutput
 from netjobs_core.results import CommandStatus, HostState, TestStatus
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
-from netjobs_core.wire.protocol import Message
+from netjobs_core.wire.messages import Exit, Finished, Message, Output
 from tests.agent_harness import REPO, agent_env, start_agent, wait_gone
 
 pytestmark = pytest.mark.timeout(90)
@@ -61,13 +61,13 @@ async def test_the_outbox_sends_output_before_the_exit_posted_after_it():
     try:
         outbox.attach(peer)
         await outbox.output(0, "stdout", b"a" * 100_000)
-        outbox.post(Message("exit", {"id": 0}))
+        outbox.post(Exit(id=0, status="ok", message=""))
         await outbox.output(0, "stderr", b"late")  # after the exit: never in practice
-        outbox.post(Message("finished"))
+        outbox.post(Finished())
         await wait_for(lambda: outbox.delivered)
-        kinds = [(m.type, len(m.body)) for m in peer.sent]
+        kinds = [(m.TYPE, len(getattr(m, "body", b""))) for m in peer.sent]
         assert kinds[-2:] == [("output", 4), ("finished", 0)]
-        exit_at = [m.type for m in peer.sent].index("exit")
+        exit_at = [m.TYPE for m in peer.sent].index("exit")
         assert sum(len(m.body) for m in peer.sent[:exit_at]) == 100_000
     finally:
         outbox.close()
@@ -81,12 +81,13 @@ async def test_a_resume_replays_from_the_offsets_without_loss_or_duplicate():
         outbox.attach(first)
         first.gate.clear()  # the controller stops reading after the first frame
         await outbox.output(0, "stdout", data)
-        outbox.post(Message("finished"))
+        outbox.post(Finished())
         await wait_for(lambda: len(first.sent) == 1)
         held = len(first.sent[0].body)
         outbox.attach(second, {(0, "stdout"): held})
         await wait_for(lambda: outbox.delivered)
-        assert first.sent[0].body + b"".join(m.body for m in second.sent) == data
+        replayed = b"".join(m.body for m in second.sent if isinstance(m, Output))
+        assert first.sent[0].body + replayed == data
     finally:
         outbox.close()
 

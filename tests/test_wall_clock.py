@@ -26,7 +26,9 @@ from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample, estimate_offset, wall_anchor_ns
-from netjobs_core.wire.protocol import AGENT_SCHEMAS, Message, ProtocolError, validate
+from netjobs_core.wire.errors import ProtocolError
+from netjobs_core.wire.framing import Frame
+from netjobs_core.wire.messages import SENT_BY, Pong, Role, decode
 
 SHIFT_NS = 37_002_000_000  # the agent's wall clock runs 37.002 s ahead of ours
 SITECUSTOMIZE = """\
@@ -69,11 +71,14 @@ def test_the_controller_anchor_pairs_its_two_clocks():
 
 # -- the pong ---------------------------------------------------------------------
 def test_the_pong_wall_field_is_optional_and_bounded():
-    validate(Message("pong", {"seq": 1, "clock": 5, "wall": 1_800_000_000 * 10**9}), AGENT_SCHEMAS)
-    validate(Message("pong", {"seq": 1, "clock": 5}), AGENT_SCHEMAS)  # an older agent
+    agent = SENT_BY[Role.AGENT]
+    wall = 1_800_000_000 * 10**9
+    assert decode(Frame("pong", {"seq": 1, "clock": 5, "wall": wall}), agent).wall == wall
+    older = decode(Frame("pong", {"seq": 1, "clock": 5}), agent)  # an older agent
+    assert older == Pong(seq=1, clock=5, wall=None)
     for bad in (-1, 2**63, 1.5, "now"):
         with pytest.raises(ProtocolError):
-            validate(Message("pong", {"seq": 1, "clock": 5, "wall": bad}), AGENT_SCHEMAS)
+            decode(Frame("pong", {"seq": 1, "clock": 5, "wall": bad}), agent)
 
 
 # -- when a host's measurement has settled --------------------------------------------

@@ -1,0 +1,136 @@
+"""Frames: the bytes of one message on the wire, and the stream split back into them.
+
+Layout and limits are described in the theory of operation
+(netjobs_core/wire/connection.py). This layer knows a header only as a JSON
+object with a "type"; what each type carries is netjobs_core/wire/messages.py.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from netjobs_core.wire.errors import FrameTooLarge, NotNetJobsPeer, ProtocolError, VersionMismatch
+
+PROTOCOL_VERSION = 2
+MAGIC = b"NJ"
+PREFIX = struct.Struct(">2sBBII")
+PREFIX_SIZE = PREFIX.size
+FLAG_TAGGED = 0x01  # a TAG_SIZE-byte HMAC follows the body
+TAG_SIZE = 32
+MAX_HEADER = 256 * 1024
+MAX_BODY = 1024 * 1024
+MAX_HANDSHAKE_HEADER = 1024  # hello, auth, welcome, error: a few hundred bytes, no body
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame's header, parsed but not checked (the message type apart), and its body."""
+
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    body: bytes = b""
+
+
+def frame_head(frame: Frame, flags: int = 0) -> bytes:
+    """The frame's prefix and header: what goes before the body."""
+    header = json.dumps(
+        {"type": frame.type, **frame.fields}, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+    if len(header) > MAX_HEADER or len(frame.body) > MAX_BODY:
+        raise FrameTooLarge(f"frame too large to send: {frame.type}")
+    return PREFIX.pack(MAGIC, PROTOCOL_VERSION, flags, len(header), len(frame.body)) + header
+
+
+def encode_frame(frame: Frame, flags: int = 0) -> bytes:
+    """The frame without its tag (a sealed frame's tag is the Connection's business)."""
+    return frame_head(frame, flags) + frame.body
+
+
+def _printable(data: bytes | bytearray, limit: int = 60) -> str:
+    text = data[:limit].decode("latin-1")
+    text = "".join(ch if 32 <= ord(ch) < 127 else "." for ch in text)
+    return text.strip(".") or data[:16].hex()
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    """One frame as it came: `head` (prefix and header) then `body` is what its tag
+    covers. Kept apart so that a large body is never copied to be checked or parsed."""
+
+    flags: int
+    head: bytes
+    body: bytes
+    tag: bytes
+
+    @property
+    def header_len(self) -> int:
+        return len(self.head) - PREFIX_SIZE
+
+    @property
+    def signed(self) -> bytes:
+        """The frame as its tag covers it (the handshake's transcript, tools)."""
+        return self.head + self.body
+
+    def parse(self) -> Frame:
+        """Parse the header: call only once the tag (if any is due) verified."""
+        raw_header = self.head[PREFIX_SIZE:]
+        try:
+            header = json.loads(raw_header)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # RecursionError: deeply nested JSON ("[[[[...") from a hostile peer.
+            raise ProtocolError(f"malformed frame header: {exc}") from None
+        if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+            raise ProtocolError("malformed frame header: no message type")
+        kind = header.pop("type")
+        return Frame(kind, header, self.body)
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames; raises ProtocolError on bad input.
+
+    The size limits are attributes: a Connection keeps them tiny until the
+    peer is authenticated. `feed` parses without checking any tag (for tools
+    and tests); a Connection pulls `next_frame` and verifies first.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.max_header = MAX_HEADER
+        self.max_body = MAX_BODY
+
+    def feed(self, data: bytes | bytearray) -> list[Frame]:
+        self.add(data)
+        return [frame.parse() for frame in iter(self.next_frame, None)]
+
+    def add(self, data: bytes | bytearray | memoryview) -> None:
+        self._buffer += data
+
+    def next_frame(self) -> RawFrame | None:
+        buf = self._buffer
+        if (len(buf) >= 2 and bytes(buf[:2]) != MAGIC) or (len(buf) == 1 and buf[:1] != MAGIC[:1]):
+            raise NotNetJobsPeer(f"not a NetJobs agent or controller (it sent {_printable(buf)!r})")
+        if len(buf) < PREFIX_SIZE:
+            return None
+        _, version, flags, header_len, body_len = PREFIX.unpack_from(buf)
+        if version != PROTOCOL_VERSION:
+            raise VersionMismatch(
+                f"peer speaks NetJobs protocol {version}, this side speaks {PROTOCOL_VERSION}"
+            )
+        if flags & ~FLAG_TAGGED:
+            raise ProtocolError(f"frame with unknown flags {flags:#04x}")
+        if header_len > self.max_header or body_len > self.max_body:
+            raise FrameTooLarge(f"frame of {header_len}+{body_len} bytes exceeds the limit")
+        end = PREFIX_SIZE + header_len + body_len
+        tag_end = end + (TAG_SIZE if flags & FLAG_TAGGED else 0)
+        if len(buf) < tag_end:
+            return None
+        head_end = PREFIX_SIZE + header_len
+        with memoryview(buf) as view:  # one copy of a large body, not two
+            frame = RawFrame(
+                flags, bytes(view[:head_end]), bytes(view[head_end:end]), bytes(view[end:tag_end])
+            )
+        del buf[:tag_end]
+        return frame

@@ -1,0 +1,571 @@
+"""The protocol's messages: one frozen dataclass per message type, with its bounds.
+
+A class's fields are the JSON keys of its frame header, in the order they are
+sent; `Output` and `FileData` carry their bytes as the frame body. The field
+annotations are the schema: the accepted types, a `Bounded` range for numbers
+(`Annotated[int, Bounded(...)]`), and `| None` for an optional field (sent as
+null unless marked `OMITTED`, then left out). `check_fields` holds a received
+header to that schema before any message is built, and each class's `check`
+adds the rules a type cannot say. Both directions go through the same checks.
+"""
+
+# No `from __future__ import annotations`: the field annotations are read at run time.
+import dataclasses
+import enum
+import math
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, NotRequired, TypedDict, Union, get_args, get_origin
+
+from netjobs_core.wire.errors import ProtocolError
+from netjobs_core.wire.framing import Frame
+from netjobs_core.wire.status import ENDS
+
+
+class Role(enum.Enum):
+    CONTROLLER = "controller"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """A number field: its types and inclusive finite bounds."""
+
+    types: tuple[type, ...]
+    low: int | float
+    high: int | float
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False  # json.loads takes NaN and Infinity
+        return bool(self.low <= value <= self.high)  # exact for ints of any size
+
+
+OMITTED = "omitted when None"  # field marker: an absent value is left out of the header
+
+MAX_CLOCK = 2**63 - 1  # clock readings in ns, as int64: arithmetic on them stays finite
+MAX_TIMEOUT_S = 1e9  # ~31 years; in ns still within int64
+MAX_GRACE_S = 7 * 86400.0  # a silently lost controller's run is kept at most a week
+COMMAND_ID = Bounded((int,), 0, 2**31 - 1)
+_CLOCK = Bounded((int,), 0, MAX_CLOCK)
+_OFFSET = Bounded((int,), 0, 2**63 - 1)  # bytes of a stream or a file
+_TIMEOUT = Bounded((int, float), 0, MAX_TIMEOUT_S)
+CommandId = Annotated[int, COMMAND_ID]
+Clock = Annotated[int, _CLOCK]
+SeqNo = Annotated[int, Bounded((int,), 0, 2**63 - 1)]
+Offset = Annotated[int, _OFFSET]
+# Windows exit codes are unsigned 32-bit; POSIX reports a signal as its negative.
+ExitCode = Annotated[int, Bounded((int,), -(2**31), 2**32 - 1)]
+Timeout = Annotated[float, _TIMEOUT]
+Grace = Annotated[float, Bounded((int, float), 0, MAX_GRACE_S)]
+Heartbeat = Annotated[float, Bounded((int, float), 0.01, 3600)]
+
+# Per-command environment and collected files (netjobs_core.config checks the
+# pattern bounds with a file:line).
+ENV_NAME_RE = re.compile(r"NETJOBS_[A-Z0-9_]{1,40}")
+# The agent's own: the token (never passed on), the containment cookie, the release instant.
+RESERVED_ENV = frozenset({"NETJOBS_TOKEN", "NETJOBS_JOB", "NETJOBS_START_EPOCH_NS"})
+MAX_ENV_VARS = 16
+MAX_ENV_VALUE = 1024
+MAX_COLLECT_PATTERNS = 16
+MAX_PATTERN_CHARS = 1024
+MAX_COLLECT_FILES = 256  # per pattern: the agent sends the first ones in name order
+MAX_FILE_NAME = 255
+PatternIndex = Annotated[int, Bounded((int,), 0, MAX_COLLECT_PATTERNS - 1)]
+STREAMS = frozenset({"stdout", "stderr"})
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+# Field name -> accepted types or Bounded; a trailing "?" means optional (None allowed).
+Spec = tuple[type, ...] | Bounded
+Schema = dict[str, Spec]
+
+
+def check_fields(kind: str, fields: Mapping[str, Any], schema: Schema) -> None:
+    """FIELDS (of a KIND message or item) hold to SCHEMA; unknown keys are let through."""
+    for key, spec in schema.items():
+        optional = key.endswith("?")
+        name = key.rstrip("?")
+        value = fields.get(name)
+        if value is None:
+            if optional:
+                continue
+            raise ProtocolError(f"{kind!r} message lacks {name!r}")
+        types_ = spec.types if isinstance(spec, Bounded) else spec
+        # bool is an int subclass; keep the two apart.
+        if (isinstance(value, bool) and bool not in types_) or not isinstance(value, types_):
+            raise ProtocolError(f"{kind!r} message has a bad {name!r}")
+        if isinstance(spec, Bounded) and not spec.accepts(value):
+            raise ProtocolError(f"{kind!r} message has an out-of-range {name!r}")
+
+
+# -- nested items (plain dicts on the wire) -------------------------------------------
+class CommandItem(TypedDict):
+    """One command of a `prepare`."""
+
+    id: int
+    command: str
+    timeout: NotRequired[float | None]  # seconds from the release; None: no limit
+    env: NotRequired[dict[str, str] | None]  # NETJOBS_* names only
+    collect: NotRequired[list[str] | None]  # patterns of files to send after its end
+
+
+class PreparedItem(TypedDict):
+    """How one command of a `prepare` went."""
+
+    id: int
+    ok: bool
+    error: str | None
+
+
+class OffsetsItem(TypedDict):
+    """How many bytes of each stream of a command a resuming controller holds."""
+
+    id: int
+    stdout: int
+    stderr: int
+
+
+_COMMAND_ITEM: Schema = {
+    "id": COMMAND_ID,
+    "command": (str,),
+    "timeout?": _TIMEOUT,
+    "env?": (dict,),
+    "collect?": (list,),
+}
+_OFFSETS_ITEM: Schema = {
+    "id": COMMAND_ID,
+    "stdout": _OFFSET,
+    "stderr": _OFFSET,
+}
+
+
+# -- the messages ---------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Message:
+    """A message type: TYPE is its "type" on the wire; the fields are its header's keys."""
+
+    TYPE: ClassVar[str]
+
+    def check(self) -> None:
+        """The rules beyond the fields' types and bounds (ProtocolError if broken)."""
+
+    def to_frame(self) -> Frame:
+        fields = {}
+        for name, omitted in _header_fields(type(self)):
+            value = getattr(self, name)
+            if value is not None or not omitted:
+                fields[name] = value
+        return Frame(self.TYPE, fields, getattr(self, "body", b""))
+
+
+# The handshake (and `error`, which either side may send at any time).
+@dataclass(frozen=True, kw_only=True)
+class Hello(Message):
+    TYPE = "hello"
+    role: str
+    version: int
+    nonce: str
+    proof: Annotated[str | None, OMITTED] = None  # the agent's; the controller's comes in auth
+
+
+@dataclass(frozen=True, kw_only=True)
+class Auth(Message):
+    TYPE = "auth"
+    proof: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Welcome(Message):
+    TYPE = "welcome"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(Message):
+    TYPE = "error"
+    code: str
+    message: str
+
+
+# What a controller may send once authenticated.
+@dataclass(frozen=True, kw_only=True)
+class Ping(Message):
+    TYPE = "ping"
+    seq: SeqNo
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusQuery(Message):
+    TYPE = "status"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prepare(Message):
+    """grace: seconds the agent keeps the run for a silently lost controller (None:
+    the agent's default); heartbeat: the controller pings this often during the run,
+    so the agent can tell a silent controller; collect_max: the largest file a
+    collect pattern may bring back (None: no file is too large)."""
+
+    TYPE = "prepare"
+    label: str
+    commands: list[CommandItem]
+    grace: Grace | None = None
+    heartbeat: Heartbeat | None = None
+    collect_max: Offset | None = None
+
+    def check(self) -> None:
+        ids = set()
+        for item in self.commands:
+            if not isinstance(item, dict):
+                raise ProtocolError("'prepare' commands must be objects")
+            check_fields("prepare", item, _COMMAND_ITEM)
+            _check_env(item.get("env") or {})
+            _check_patterns(item.get("collect") or [])
+            if item["id"] in ids:
+                raise ProtocolError(f"'prepare' repeats command id {item['id']}")
+            ids.add(item["id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resume(Message):
+    """On a new connection after a silent loss: the run, and per command how many
+    bytes of each stream the controller holds."""
+
+    TYPE = "resume"
+    run_id: str
+    offsets: list[OffsetsItem]
+
+    def check(self) -> None:
+        ids = set()
+        for item in self.offsets:
+            if not isinstance(item, dict):
+                raise ProtocolError("'resume' offsets must be objects")
+            check_fields("resume", item, _OFFSETS_ITEM)
+            if item["id"] in ids:
+                raise ProtocolError("'resume' repeats command id {}".format(item["id"]))
+            ids.add(item["id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Start(Message):
+    TYPE = "start"
+    at: Clock | None = None  # the release instant on the agent's clock (ns); None: now
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kill(Message):
+    TYPE = "kill"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bye(Message):
+    TYPE = "bye"
+
+
+# What an agent sends once the controller is authenticated.
+@dataclass(frozen=True, kw_only=True)
+class Pong(Message):
+    """wall: the agent's wall clock (epoch ns) read with `clock`, for the wall-clock
+    offset users read (agents before it leave it out); received: when the ping
+    arrived, the kernel's stamp, where there is one."""
+
+    TYPE = "pong"
+    seq: SeqNo
+    clock: Clock
+    wall: Clock | None = None
+    received: Annotated[Clock | None, OMITTED] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Status(Message):
+    TYPE = "status"
+    busy: bool
+    label: str | None = None  # of the test it runs, when busy
+    hostname: str
+    version: str
+    platform: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Prepared(Message):
+    """gated: spawned and waiting for the release, so the start costs no process
+    spawn; run_id names the run in a later `resume`; grace: what the agent keeps it for."""
+
+    TYPE = "prepared"
+    gated: bool
+    commands: list[PreparedItem]
+    run_id: str
+    grace: Grace
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resumed(Message):
+    """The run is attached to this connection; the agent replays the run's messages
+    (started, output past the offsets, exits, finished) and goes on live."""
+
+    TYPE = "resumed"
+    run_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shutdown(Message):
+    """The agent is stopping (SIGTERM, Ctrl-C): it kills the runs it holds."""
+
+    TYPE = "shutdown"
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Message):
+    """released_at: agent clock (ns) right after each command was let go, by command
+    id (a string: JSON keys); late_ns: how far past the requested instant the
+    release happened."""
+
+    TYPE = "started"
+    released_at: dict[str, int]
+    late_ns: Clock
+
+    def check(self) -> None:
+        for key, value in self.released_at.items():
+            if not key.isdecimal() or len(key) > 10:
+                raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
+            check_fields("started", {"released_at": value}, {"released_at": _CLOCK})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Output(Message):
+    TYPE = "output"
+    id: CommandId
+    stream: str
+    body: bytes = b""
+
+    def check(self) -> None:
+        if self.stream not in STREAMS:
+            raise ProtocolError(f"'output' message has an unknown stream {self.stream!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Exit(Message):
+    """status: one of wire.status.ENDS; message: what only the agent knows in words (a
+    kill reason, a signal), empty for a timeout, whose `timeout` is the limit in seconds
+    (agents from before it sent a sentence instead)."""
+
+    TYPE = "exit"
+    id: CommandId
+    status: str
+    exit_code: ExitCode | None = None
+    ended_at: Clock | None = None
+    message: str
+    timeout: Annotated[Timeout | None, OMITTED] = None
+
+    def check(self) -> None:
+        if self.status not in ENDS:
+            raise ProtocolError(f"'exit' message has an unknown status {self.status!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class File(Message):
+    """A collected file of command `id`, matched by its collect pattern number
+    `pattern`: the header, the bytes in `file_data` bodies, then `file_end`."""
+
+    TYPE = "file"
+    id: CommandId
+    pattern: PatternIndex
+    name: str
+    size: Offset
+
+    def check(self) -> None:
+        """A base name, never a path: the controller saves it in a folder of its own."""
+        name = self.name
+        if (
+            not name
+            or len(name) > MAX_FILE_NAME
+            or name in (".", "..")
+            or any(ch in name for ch in "/\\\0")
+        ):
+            raise ProtocolError(f"'file' message has a bad name {name[:50]!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileData(Message):
+    TYPE = "file_data"
+    id: CommandId
+    body: bytes = b""
+
+
+class FileError(enum.StrEnum):
+    """Why a collected file was not sent whole: the code a `file_end` carries."""
+
+    UNREADABLE = "unreadable"  # it could not be opened (os_error says why)
+    NOT_REGULAR = "not-regular"  # no longer a regular file when opened
+    TOO_LARGE = "too-large"  # `size` (of `file`) over `limit`
+    READ_FAILED = "read-failed"  # a read failed after `bytes` (os_error says why)
+    GREW = "grew"  # it grew past `limit` while being read
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileEnd(Message):
+    """bytes: how many were sent; error: why the copy stopped or never began, a
+    FileError code (agents before the codes sent a sentence); limit, os_error (an
+    errno name): the facts that go with it. A file with an error is incomplete and
+    not kept."""
+
+    TYPE = "file_end"
+    id: CommandId
+    bytes: Offset
+    sha256: str
+    error: Annotated[str | None, OMITTED] = None
+    limit: Annotated[Offset | None, OMITTED] = None
+    os_error: Annotated[str | None, OMITTED] = None
+
+    def check(self) -> None:
+        if _SHA256_RE.fullmatch(self.sha256) is None:
+            raise ProtocolError("'file_end' message has a bad 'sha256'")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collected(Message):
+    """After a command's files: how many each of its patterns matched (empty:
+    nothing was collected, the command never ran)."""
+
+    TYPE = "collected"
+    id: CommandId
+    matched: list[int]
+
+    def check(self) -> None:
+        if len(self.matched) > MAX_COLLECT_PATTERNS:
+            raise ProtocolError("'collected' message has too many counts")
+        for value in self.matched:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+                raise ProtocolError("'collected' message has a bad count")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished(Message):
+    TYPE = "finished"
+
+
+def _by_type(*classes: type[Message]) -> dict[str, type[Message]]:
+    return {cls.TYPE: cls for cls in classes}
+
+
+HANDSHAKE_MESSAGES = _by_type(Hello, Auth, Welcome, Error)
+# What each role may send once authenticated, by "type".
+SENT_BY: dict[Role, dict[str, type[Message]]] = {
+    Role.CONTROLLER: _by_type(Ping, StatusQuery, Prepare, Resume, Start, Kill, Bye, Error),
+    Role.AGENT: _by_type(
+        Pong,
+        Status,
+        Prepared,
+        Resumed,
+        Shutdown,
+        Started,
+        Output,
+        Exit,
+        File,
+        FileData,
+        FileEnd,
+        Collected,
+        Finished,
+        Error,
+    ),
+}
+
+
+# -- the schemas, read from the annotations -------------------------------------------
+def _spec(hint: Any) -> tuple[Spec, bool, bool]:
+    """A field annotation's (spec, optional, omitted)."""
+    optional = omitted = False
+    bounded: Bounded | None = None
+    while True:
+        origin = get_origin(hint)
+        if origin is Annotated:
+            for extra in hint.__metadata__:
+                if isinstance(extra, Bounded):
+                    bounded = extra
+                omitted = omitted or extra is OMITTED
+            hint = hint.__origin__
+        elif origin in (Union, types.UnionType):
+            rest = [arg for arg in get_args(hint) if arg is not type(None)]
+            optional = True
+            (hint,) = rest
+        else:
+            break
+    if bounded is not None:
+        return bounded, optional, omitted
+    return (origin or hint,), optional, omitted
+
+
+def _derive(cls: type[Message]) -> tuple[Schema, tuple[tuple[str, bool], ...]]:
+    schema: Schema = {}
+    header: list[tuple[str, bool]] = []
+    for item in dataclasses.fields(cls):
+        if item.name == "body":
+            continue
+        spec, optional, omitted = _spec(item.type)
+        schema[item.name + ("?" if optional else "")] = spec
+        header.append((item.name, omitted))
+    return schema, tuple(header)
+
+
+_DERIVED = {
+    cls: _derive(cls) for table in (HANDSHAKE_MESSAGES, *SENT_BY.values()) for cls in table.values()
+}
+
+
+def schema(cls: type[Message]) -> Schema:
+    """What CLS's header holds: field name ("?" when optional) -> types or Bounded."""
+    return _DERIVED[cls][0]
+
+
+def _header_fields(cls: type[Message]) -> tuple[tuple[str, bool], ...]:
+    return _DERIVED[cls][1]
+
+
+def check(message: Message, allowed: Mapping[str, type[Message]]) -> Frame:
+    """MESSAGE as its frame, once it holds to every rule (ProtocolError if not)."""
+    if allowed.get(message.TYPE) is not type(message):
+        raise ProtocolError(f"unexpected message {message.TYPE!r}")
+    frame = message.to_frame()
+    check_fields(frame.type, frame.fields, schema(type(message)))
+    message.check()
+    return frame
+
+
+def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
+    """The message of a received FRAME, of one of the ALLOWED types, fully checked."""
+    cls = allowed.get(frame.type)
+    if cls is None:
+        raise ProtocolError(f"unexpected message {frame.type!r}")
+    check_fields(frame.type, frame.fields, schema(cls))
+    values = {name: frame.fields.get(name) for name, _ in _header_fields(cls)}
+    if any(item.name == "body" for item in dataclasses.fields(cls)):
+        values["body"] = frame.body
+    message = cls(**values)
+    message.check()
+    return message
+
+
+def _check_env(env: dict[str, Any]) -> None:
+    if len(env) > MAX_ENV_VARS:
+        raise ProtocolError(f"'prepare' env has more than {MAX_ENV_VARS} variables")
+    for name, value in env.items():
+        if ENV_NAME_RE.fullmatch(name) is None or name in RESERVED_ENV:
+            raise ProtocolError(f"'prepare' env may not set {name[:50]!r}: only NETJOBS_* names")
+        if not isinstance(value, str) or len(value) > MAX_ENV_VALUE or "\0" in value:
+            raise ProtocolError(f"'prepare' env has a bad value for {name}")
+
+
+def _check_patterns(patterns: list[Any]) -> None:
+    if len(patterns) > MAX_COLLECT_PATTERNS:
+        raise ProtocolError(f"'prepare' has more than {MAX_COLLECT_PATTERNS} collect patterns")
+    for pattern in patterns:
+        if (
+            not isinstance(pattern, str)
+            or not pattern
+            or len(pattern) > MAX_PATTERN_CHARS
+            or "\0" in pattern
+        ):
+            raise ProtocolError("'prepare' has a bad collect pattern")

@@ -1,0 +1,63 @@
+"""The keys and proofs of the handshake and the frame seals (see the theory of
+operation in netjobs_core/wire/connection.py): token key, proofs, session keys."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import struct
+
+from netjobs_core.wire.messages import Role
+
+NONCE_BYTES = 32
+SEQ = struct.Struct(">Q")  # a sealed frame's implicit sequence number, as its tag covers it
+
+# The token key: scrypt with 32 MiB of memory, ~100 ms once per process and
+# token. The salt is a fixed protocol label: a per-agent salt would have to be
+# sent before authentication and buys nothing here, since every proof mixes in
+# fresh nonces (no precomputed table of proofs is possible) and the token, not
+# a password reused elsewhere, is what the label keeps apart from other uses.
+KEY_SALT = b"netjobs protocol 2 token key"
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+
+
+@functools.lru_cache(maxsize=8)
+def token_key(token: bytes) -> bytes:
+    """The key every proof and session key comes from: memory-hard, so that a
+    captured proof costs an offline guesser one scrypt per guess."""
+    return hashlib.scrypt(
+        token, salt=KEY_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 2**20, dklen=32
+    )
+
+
+def proof(key: bytes, label: bytes, *parts: bytes) -> str:
+    mac = hmac.new(key, label, hashlib.sha256)
+    for part in parts:
+        mac.update(part)
+    return mac.hexdigest()
+
+
+def session_keys(key: bytes, transcript: bytes) -> dict[Role, hmac.HMAC]:
+    """HKDF-SHA256 (extract, then one expand block per direction): the MAC each
+    sender seals its frames with, by sender."""
+    prk = hmac.digest(hashlib.sha256(transcript).digest(), key, "sha256")
+    return {
+        sender: hmac.new(
+            hmac.digest(
+                prk, b"netjobs frames from the " + sender.value.encode() + b"\x01", "sha256"
+            ),
+            digestmod=hashlib.sha256,
+        )
+        for sender in Role
+    }
+
+
+def is_nonce(value: str) -> bool:
+    if len(value) != 2 * NONCE_BYTES:
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
