@@ -6,6 +6,11 @@ folder chunk by chunk as it comes (never whole in memory), summed as it is
 written, and listed on its command only once its size and SHA-256 match what
 the agent announced. A file that breaks a limit, cannot be written, or is cut
 off is removed and becomes a warning on its command.
+
+Bounds, whatever the agent sends: at most MAX_COLLECT_FILES files per pattern
+(past that: a protocol error, the host fails), each at most `--collect-max`
+bytes, and all of a host's files together at most `--collect-max` times its
+patterns. Names are given in O(1) each, however many files share one.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class _Incoming:
     index: int  # the command
     pattern: str
     path: Path
+    size: int  # as the agent announced it
     file: BinaryIO | None = None  # None once the copy failed: the rest is only counted
     digest: Any = field(default_factory=hashlib.sha256)
     received: int = 0  # bytes
@@ -86,11 +92,19 @@ class FileReception:
         # (command, agent's name, how many of that name before) -> the name it is saved as;
         # the occurrences count again from 0 on a resume, whose replay resends every file.
         self.names: dict[tuple[int, str, int], str] = {}
+        self.taken: set[str] = set()  # the names given, to keep each O(1)
+        self.serials: Counter[tuple[int, str]] = Counter()  # the last serial tried per name
         self.seen: Counter[tuple[int, str]] = Counter()
+        self.per_pattern: Counter[tuple[int, int]] = Counter()  # files since the (re)start
+        patterns_in_all = sum(len(p) for p in patterns)
+        self.total_limit = None if limit is None else limit * max(1, patterns_in_all)
+        self.total = 0  # bytes of the files kept since the (re)start
 
     def resumed(self) -> None:
         """The agent replays every file after a resume: the same names again."""
         self.seen.clear()
+        self.per_pattern.clear()
+        self.total = 0
 
     def cut_off(self) -> None:
         """The connection ended mid-file: what came is not the file."""
@@ -112,27 +126,30 @@ class FileReception:
         self.seen[index, name] += 1
         saved = self.names.get(key)
         if saved is None:
-            taken = set(self.names.values())
-            saved = safe_name(name)
-            serial = 1
-            while saved in taken or _SPOOLED_NAME_RE.fullmatch(saved):
-                saved = (
-                    f"cmd{index}.{serial}.{safe_name(name)}"
-                    if serial > 1
-                    else f"cmd{index}.{safe_name(name)}"
-                )
-                serial += 1
+            safe = saved = safe_name(name)
+            while saved in self.taken or _SPOOLED_NAME_RE.fullmatch(saved):
+                serial = self.serials[index, safe] = self.serials[index, safe] + 1
+                saved = f"cmd{index}.{serial}.{safe}" if serial > 1 else f"cmd{index}.{safe}"
             self.names[key] = saved
+            self.taken.add(saved)
         return saved
 
     def on_file(self, message: File) -> None:
         index = message.id
         if not 0 <= index < len(self.patterns) or message.pattern >= len(self.patterns[index]):
             raise ConnectionLost("protocol error: a collected file nobody asked for")
+        pattern = message.pattern
+        self.per_pattern[index, pattern] += 1
+        if self.per_pattern[index, pattern] > MAX_COLLECT_FILES:
+            raise ConnectionLost(
+                f"protocol error: more than {MAX_COLLECT_FILES} files for one -collect pattern"
+            )
         if self.incoming is not None:  # a replay after a resume sends it again
             self.incoming.fail("resent")
         path = self.directory / self._name(index, message.name)
-        incoming = self.incoming = _Incoming(index, self.patterns[index][message.pattern], path)
+        incoming = self.incoming = _Incoming(
+            index, self.patterns[index][pattern], path, message.size
+        )
         if self.limit is not None and message.size > self.limit:
             size, limit = text.size(message.size), text.size(self.limit)
             incoming.fail(f"{size}: larger than the {limit} limit")
@@ -149,6 +166,8 @@ class FileReception:
         incoming.write(message.body)
         if self.limit is not None and incoming.received > self.limit:
             incoming.fail(f"more than the {text.size(self.limit)} limit")
+        elif self.total_limit is not None and self.total + incoming.received > self.total_limit:
+            incoming.fail(f"the host's files exceed {text.size(self.total_limit)} in all")
 
     def on_file_end(self, message: FileEnd) -> None:
         incoming = self.incoming
@@ -172,10 +191,17 @@ class FileReception:
             self.warn(incoming.index, f"{incoming.path.name}: not collected: {error}")
             return
         assert incoming.file is not None  # no error: it was written
-        incoming.file.close()
+        try:
+            incoming.file.close()  # a full disk may refuse the last buffered bytes only now
+        except OSError as exc:
+            incoming.file = None
+            incoming.fail(f"cannot write {incoming.path}: {exc.strerror or exc}")
+            self.warn(incoming.index, f"{incoming.path.name}: not collected: {incoming.error}")
+            return
         command.collected.append(
             Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )
+        self.total += incoming.received
         self.changed(incoming.index)
 
     def on_collected(self, message: CollectedMessage) -> None:

@@ -85,6 +85,9 @@ KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
 HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
 RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
+# A collected file may hold the deadline BACKSTOP_S past its start plus its size at this
+# rate (bytes/s): progress is bytes, so an agent trickling empty frames cannot stall us.
+MIN_COLLECT_RATE = 1024**2
 
 # Prepared, and the agent has not reported `finished`: its processes may be alive.
 _LIVE = (HostState.READY, HostState.RUNNING)
@@ -96,6 +99,10 @@ class _Interrupted(Exception):
 
 class _Gone(AgentError):
     """The agent answered a resume: it no longer holds the run."""
+
+
+class _Reported(AgentError):
+    """The agent itself reported an error: what it had not released never ran."""
 
 
 class Fleet(Protocol):
@@ -145,7 +152,8 @@ class Deadline:
     kill_by: float | None = None  # the test was aborted: the kill must be confirmed by then
     shift_s: float = 0.0  # lost to cuts resumed since the backstop or the kill
     reconnect_until: float | None = None  # during a cut: the end of the agent's grace
-    data_at: float | None = None  # the latest file data
+    data_at: float | None = None  # the latest bytes of the file in progress
+    transfer_cap: float | None = None  # the latest that file may hold the deadline
 
     def due(self) -> float | None:
         """When the agent must have reported; None: no limit."""
@@ -155,9 +163,14 @@ class Deadline:
         due = base + self.shift_s
         if self.reconnect_until is not None:  # the agent's grace first
             due = max(due, self.reconnect_until + BACKSTOP_S)
-        if self.data_at is not None:  # a transfer in progress is no silent agent
-            due = max(due, self.data_at + BACKSTOP_S)
+        if self.data_at is not None and self.transfer_cap is not None:
+            # A transfer in progress is no silent agent, within its size's due time.
+            due = max(due, min(self.data_at + BACKSTOP_S, self.transfer_cap))
         return due
+
+    def file_started(self, now: float, size: int) -> None:
+        self.data_at = None
+        self.transfer_cap = now + BACKSTOP_S + size / MIN_COLLECT_RATE
 
     def killed(self, now: float) -> None:
         self.kill_by = now + KILL_CONFIRM_S
@@ -206,6 +219,7 @@ class HostRun:
         self.link: AgentLink | None = None
         self.estimate: OffsetEstimate | None = None
         self.released: dict[int, float] = {}  # command index -> controller clock ns
+        self.prepared_from = 0  # controller clock ns: no command can be released before
         self.ended: dict[int, float] = {}
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
@@ -251,13 +265,15 @@ class HostRun:
         command.stderr.close()
         self.fleet.command_changed(self, index)
 
-    def fail(self, error: str) -> None:
+    def fail(self, error: str, may_have_run: bool = True) -> None:
         """The host is out: unreachable, refused, lost... Its unfinished commands
-        could not run (ERROR) or, once started, are LOST: they ran, end unknown."""
+        could not run (ERROR) or, once started, are LOST: they ran, end unknown.
+        `may_have_run`: False when the agent said so, then only released ones ran."""
         started = self.result.state is HostState.RUNNING
         lost_at = time.time()
         for index, command in enumerate(self.result.commands):
-            if started and not command.status.finished:
+            ran = may_have_run or index in self.released
+            if started and ran and not command.status.finished:
                 command.lost_at = lost_at
                 message = f"lost at {text.time_of_day(lost_at)}: {error}"
                 self._finish(index, CommandStatus.LOST, message)
@@ -321,6 +337,7 @@ class HostRun:
             heartbeat=options.heartbeat,
             collect_max=options.collect_max,
         )
+        self.prepared_from = now_ns()
         try:
             prepared = await self.link.request(prepare, Prepared, options.prepare_timeout)
         except AgentError as exc:
@@ -328,7 +345,10 @@ class HostRun:
             self.fail(str(exc))
             return
         self.result.gated = prepared.gated
-        self.run_id, self.grace = prepared.run_id, prepared.grace
+        self.run_id = prepared.run_id
+        # The controller's patience is its own: never longer than it asked for.
+        asked = options.reconnect_grace
+        self.grace = prepared.grace if asked is None else min(asked, prepared.grace)
         for item in prepared.commands:
             if isinstance(item, dict) and not item.get("ok", False):
                 index = item.get("id")
@@ -431,7 +451,7 @@ class HostRun:
             if self.fleet.abort_reason and not isinstance(exc, AgentStopping):
                 self.give_up(str(exc))
             else:
-                self.fail(str(exc))
+                self.fail(str(exc), may_have_run=not isinstance(exc, _Reported))
         finally:
             self._timer = None
             self.files.cut_off()
@@ -578,17 +598,28 @@ class HostRun:
             self.fleet.command_output(self, index, stream, message.body)
 
     def _on_started(self, message: Started) -> None:
-        assert self.estimate is not None
+        estimate = self.estimate
+        assert estimate is not None
         commands = self.result.commands
         anchor = self.fleet.anchor_ns / 1e9
+        # Released before we asked for the spawn, or after this report reached us:
+        # impossible, whatever the clock estimate's error (it is within its bound).
+        earliest = self.prepared_from - estimate.uncertainty_ns
+        latest = now_ns() + estimate.uncertainty_ns
         # The protocol checked the keys (command ids) and the bounded clock values.
         for key, agent_ns in message.released_at.items():
             index = int(key)
-            if 0 <= index < len(commands):
-                at = self.estimate.to_controller(agent_ns)
-                self.released[index] = at
-                commands[index].started_at = anchor + at / 1e9
-                self.fleet.command_changed(self, index)
+            if not 0 <= index < len(commands):
+                continue
+            at = estimate.to_controller(agent_ns)
+            if not earliest <= at <= latest:
+                raise ConnectionLost(
+                    f"protocol error: command {index} released at an impossible instant "
+                    f"({(at - self.prepared_from) / 1e9:+.6g} s from its prepare)"
+                )
+            self.released[index] = at
+            commands[index].started_at = anchor + at / 1e9
+            self.fleet.command_changed(self, index)
         self.fleet.released(self)
 
     def _on_exit(self, message: Exit) -> None:
@@ -614,9 +645,13 @@ class HostRun:
 
     def _on_file(self, message: File) -> None:
         self.files.on_file(message)
+        if self._timer is not None:
+            limit = self.options.collect_max
+            size = message.size if limit is None else min(message.size, limit)
+            self.deadline.file_started(asyncio.get_running_loop().time(), size)
 
     def _on_file_data(self, message: FileData) -> None:
-        if self._timer is not None:  # a transfer in progress is no silent agent
+        if self._timer is not None and message.body:  # progress is bytes, not frames
             self.deadline.data_at = asyncio.get_running_loop().time()
             self._reschedule()
         self.files.on_file_data(message)
@@ -639,7 +674,7 @@ class HostRun:
             self._set_state(HostState.DONE)
 
     def _on_error(self, message: Error) -> None:
-        raise AgentError(f"the agent reported: {message.message}")
+        raise _Reported(f"the agent reported: {message.message}")
 
     def _on_shutdown(self, message: Shutdown) -> None:
         raise AgentStopping(f"the agent shut down mid-test: {message.reason}")

@@ -20,6 +20,7 @@ import dataclasses
 import time
 from collections.abc import Sequence
 
+from netjobs_core import text
 from netjobs_core.config import CommandSpec, Plan, TestSpec
 from netjobs_core.events import (
     CommandChanged,
@@ -42,6 +43,7 @@ from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns, wall_anchor_ns
 
 HANDSHAKE_GRACE_S = 1.0  # an abort lets hosts in their handshake finish it, this long
+MAX_LEAD_S = 5.0  # the common start is at most this far ahead: a slower host fails alone
 
 
 def _with_folder(options: RunOptions) -> tuple[RunOptions, RunFolder]:
@@ -192,16 +194,33 @@ class _TestRun:
             task.cancel()
 
     # -- phase 2: start -----------------------------------------------------------
+    @staticmethod
+    def _lead_ns(rtt_ns: float, hosts: int) -> float:
+        """How far ahead the common start goes: far enough to reach every host (one-way
+        ~ rtt/2, with room for jitter and for writing to every host), and for an agent
+        to wake from its coarse sleep."""
+        return 15_000_000 + 3 * rtt_ns + 200_000 * hosts
+
+    def _within_reach(self, ready: list[HostRun]) -> list[HostRun]:
+        """The hosts a common start at most MAX_LEAD_S ahead can reach; the others fail."""
+        reach = []
+        for host in ready:
+            assert host.estimate is not None
+            rtt_ns = host.estimate.rtt_ns
+            if self._lead_ns(rtt_ns, len(ready)) <= MAX_LEAD_S * 1e9:
+                reach.append(host)
+                continue
+            host.kill("its round trip is too slow for the common start")
+            host.fail(text.too_far(rtt_ns / 1e6, MAX_LEAD_S), may_have_run=False)
+        return reach
+
     def start(self, ready: list[HostRun]) -> None:
         if self.options.start_mode is not StartMode.SCHEDULED:
             for host in ready:
                 host.start(None)
             return
         worst_rtt = max(h.estimate.rtt_ns for h in ready if h.estimate)
-        # Far enough ahead to reach every host (one-way ~ rtt/2, with room
-        # for jitter and for writing to every host), and for an agent to
-        # wake from its coarse sleep.
-        lead = 15_000_000 + 3 * worst_rtt + 200_000 * len(ready)
+        lead = self._lead_ns(worst_rtt, len(ready))
         at = now_ns() + lead
         self.common_start_ns = at
         self.result.scheduled_start = self._anchor_ns / 1e9 + at / 1e9
@@ -240,6 +259,8 @@ class _TestRun:
     async def _run_phases(self) -> None:
         await self._prepare_all()
         ready = [h for h in self.hosts if h.result.state is HostState.READY]
+        if self.options.start_mode is StartMode.SCHEDULED:
+            ready = self._within_reach(ready)
         self.check_quorum()
         if self.aborted.is_set():
             # Prepared processes are still gated: have the agents drop them.

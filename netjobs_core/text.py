@@ -70,6 +70,11 @@ def spread(test: TestResult, none: str = NA) -> str:
     return ms_pm(test.start_spread_ms, test.start_spread_uncertainty_ms, none=none)
 
 
+def too_far(rtt_ms: float, max_lead_s: float) -> str:
+    """Why a host whose round trip would push the common start too far ahead failed."""
+    return f"round trip {ms(rtt_ms)}: too slow for a common start at most {max_lead_s:g} s ahead"
+
+
 def seconds(value: float | None, none: str = NA) -> str:
     """A measured duration to the millisecond: `12.345 s`."""
     return none if value is None else f"{value:.3f} s"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from netjobs_core.host_run import BACKSTOP_S, KILL_CONFIRM_S, Deadline
+from netjobs_core.host_run import BACKSTOP_S, KILL_CONFIRM_S, MIN_COLLECT_RATE, Deadline
 
 
 def test_no_timeout_means_no_deadline_until_the_test_is_aborted():
     deadline = Deadline()
     assert deadline.due() is None
+    deadline.file_started(now=4.0, size=0)
     deadline.data_at = 5.0  # a transfer does not invent a limit
     assert deadline.due() is None
     deadline.killed(now=100.0)
@@ -28,11 +29,17 @@ def test_the_backstop_moves_by_the_time_lost_to_resumed_cuts():
     assert deadline.due() == 110.0
 
 
-def test_file_data_keeps_the_deadline_at_least_a_backstop_ahead():
+def test_file_data_keeps_the_deadline_a_backstop_ahead_within_the_files_due_time():
     deadline = Deadline(backstop=100.0)
+    deadline.file_started(now=80.0, size=10 * MIN_COLLECT_RATE)  # due by 80 + 30 + 10
+    assert deadline.due() == 100.0  # no bytes yet
     deadline.data_at = 90.0
     assert deadline.due() == 90.0 + BACKSTOP_S
     deadline.data_at = 10.0
+    assert deadline.due() == 100.0
+    deadline.data_at = 119.0  # bytes still coming: no later than the file's due time
+    assert deadline.due() == 80.0 + BACKSTOP_S + 10
+    deadline.file_started(now=130.0, size=0)  # the next file starts its own
     assert deadline.due() == 100.0
 
 

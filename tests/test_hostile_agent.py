@@ -1,0 +1,297 @@
+"""A token-holding agent (a compromised VM) must neither stall nor fool the controller.
+
+Each test runs the real runner against a fake agent that speaks the protocol
+properly up to the `start`, then does one thing a hostile or broken agent would.
+Every fake agent is on loopback and ends by itself within its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from netjobs_core import host_run, runner
+from netjobs_core.collected import FileReception
+from netjobs_core.config import parse_config
+from netjobs_core.results import CommandResult, CommandStatus, HostState
+from netjobs_core.run_folder import RunFolder
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
+from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.errors import ProtocolError
+from netjobs_core.wire.messages import (
+    MAX_COLLECT_FILES,
+    MAX_GRACE_S,
+    Error,
+    Exit,
+    File,
+    FileData,
+    FileEnd,
+    Message,
+    Ping,
+    Pong,
+    Prepare,
+    Prepared,
+    Role,
+    Start,
+    Started,
+    Status,
+    StatusQuery,
+)
+from tests.agent_harness import start_agent
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
+
+EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+Send = Callable[[Message], None]
+Script = Callable[[Send], Awaitable[None]]  # what the agent does once told to start
+
+
+@contextlib.asynccontextmanager
+async def fake_agent(
+    secret: bytes, script: Script, *, grace: float = 0.0, pong_delay: float = 0.0
+) -> AsyncIterator[int]:
+    """An agent on loopback that is honest up to `start`, then runs SCRIPT; its port.
+
+    Its first connection is served; any later one (a resume) is held without a word."""
+    connections = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        conn = Connection(Role.AGENT, secret)
+
+        def send(message: Message) -> None:
+            conn.send(message)
+            writer.write(conn.data_to_send())
+
+        try:
+            async with asyncio.timeout(20):
+                if connections > 1:
+                    await reader.read()  # a resume: hold it, answer nothing
+                    return
+                while data := await reader.read(65536):
+                    for message in conn.receive_data(data):
+                        if isinstance(message, Ping):
+                            await asyncio.sleep(pong_delay)
+                            conn.send(Pong(seq=message.seq, clock=now_ns()))
+                        elif isinstance(message, StatusQuery):
+                            conn.send(Status(busy=False, hostname="h", version="3", platform="x"))
+                        elif isinstance(message, Prepare):
+                            items = [
+                                {"id": c["id"], "ok": True, "error": None} for c in message.commands
+                            ]
+                            conn.send(Prepared(gated=True, commands=items, run_id="r", grace=grace))
+                        elif isinstance(message, Start):
+                            writer.write(conn.data_to_send())
+                            await script(send)
+                    writer.write(conn.data_to_send())
+        except (ProtocolError, ConnectionError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+
+
+def plan(port: int, lines: str = "", minhosts: str = "all", honest: int | None = None):
+    hosts = f'127.0.0.1:{port}: "true"\n{lines}'
+    if honest is not None:
+        hosts += f'127.0.0.1:{honest}: "echo honest"\n'
+    return parse_config(f"t:\n-minhosts: {minhosts}\n{hosts}end\n", "t.cfg").tests[0]
+
+
+def options(token, tmp_path: Path, **kwargs) -> RunOptions:
+    folder = RunFolder.create(tmp_path / "runs")
+    return RunOptions(token=token.token, run_folder=folder, connect_timeout=1.0, **kwargs)
+
+
+def released_now(send: Send) -> None:
+    send(Started(released_at={"0": now_ns()}, late_ns=0))
+    send(Exit(id=0, status="ok", exit_code=0, ended_at=now_ns(), message=""))
+
+
+async def test_empty_file_frames_do_not_hold_the_controller_past_its_deadline(
+    token, tmp_path, monkeypatch
+):
+    """Point 7: progress is bytes. An empty file_data every 0.2 s used to move the
+    deadline one backstop further each time: the run never ended."""
+    monkeypatch.setattr(host_run, "BACKSTOP_S", 1.0)
+
+    async def trickle(send: Send) -> None:
+        released_now(send)
+        send(File(id=0, pattern=0, name="f", size=4))
+        for _ in range(150):  # 30 s: far past any deadline of this test
+            await asyncio.sleep(0.2)
+            send(FileData(id=0))
+
+    async with fake_agent(token.token.secret, trickle) as port:
+        spec = plan(port, "-timeout: 1s\n-collect: /f\n")
+        began = asyncio.get_running_loop().time()
+        async with asyncio.timeout(20):
+            test = await run_test(spec, options(token, tmp_path))
+    took = asyncio.get_running_loop().time() - began
+    [host] = test.hosts
+    assert host.state is HostState.TIMEOUT, host.error
+    assert host.error == "the agent did not report in time"
+    assert host.commands[0].warnings == ["f: incomplete"]
+    assert took < 15  # the deadline, not the trickle, ended it (1 s + 1 s here)
+
+
+async def test_the_controller_waits_no_longer_than_the_grace_it_asked_for(token, tmp_path):
+    """Point 8: the agent claims a week's grace; we asked for 0.5 s and reconnect
+    to a peer that never answers. We used to keep trying for the agent's week."""
+
+    async def vanish(send: Send) -> None:
+        released_now(send)
+        raise ConnectionError("the fake agent drops the connection")
+
+    async with fake_agent(token.token.secret, vanish, grace=MAX_GRACE_S) as port:
+        async with asyncio.timeout(30):
+            test = await run_test(
+                plan(port, "-timeout: 1s\n"), options(token, tmp_path, reconnect_grace=0.5)
+            )
+    [host] = test.hosts
+    assert host.state is HostState.FAILED
+    assert "lost for its 0.5 s reconnect grace" in host.error
+
+
+@pytest.mark.parametrize("when", ["an hour ahead", "before the prepare"])
+async def test_an_impossible_release_instant_fails_that_host(token, tmp_path, when):
+    """Point 9: a release an hour ahead made a spread of an hour that read PASSED."""
+    at = now_ns() + 3600 * 10**9 if when == "an hour ahead" else 1
+
+    async def lie(send: Send) -> None:
+        send(Started(released_at={"0": at}, late_ns=0))
+        send(Exit(id=0, status="ok", exit_code=0, ended_at=at, message=""))
+
+    with start_agent(token.path) as honest:
+        async with fake_agent(token.token.secret, lie) as port:
+            async with asyncio.timeout(30):
+                test = await run_test(
+                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
+                )
+    fake, good = test.hosts
+    assert fake.state is HostState.FAILED
+    assert "released at an impossible instant" in fake.error
+    assert good.state is HostState.DONE and good.commands[0].stdout.read_bytes() == b"honest\n"
+    assert test.start_spread_ms is not None and test.start_spread_ms < 1000
+
+
+async def test_a_start_the_agent_refused_never_ran(token, tmp_path):
+    """Point 9: a command the agent never released was reported LOST ("it ran")."""
+
+    async def refuse(send: Send) -> None:
+        send(Error(code="bad-request", message="the start instant is too far ahead"))
+
+    async with fake_agent(token.token.secret, refuse) as port:
+        async with asyncio.timeout(30):
+            test = await run_test(plan(port), options(token, tmp_path))
+    [host] = test.hosts
+    assert host.state is HostState.FAILED
+    [command] = host.commands
+    assert command.status is CommandStatus.ERROR
+    assert "too far ahead" in command.message
+
+
+async def test_a_host_too_slow_for_the_common_start_fails_alone(token, tmp_path, monkeypatch):
+    """Point 9: the lead time is capped; a host whose round trip would push the start
+    past it fails, the others start."""
+    monkeypatch.setattr(runner, "MAX_LEAD_S", 0.1)  # a local agent needs ~16 ms
+
+    async def never(send: Send) -> None:
+        raise AssertionError("a host too slow to start was started")
+
+    with start_agent(token.path) as honest:
+        async with fake_agent(token.token.secret, never, pong_delay=0.05) as port:
+            async with asyncio.timeout(30):
+                test = await run_test(
+                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
+                )
+    slow, good = test.hosts
+    assert slow.state is HostState.FAILED
+    assert "too slow for a common start at most 0.1 s ahead" in slow.error
+    assert slow.commands[0].status is CommandStatus.ERROR
+    assert good.state is HostState.DONE and good.commands[0].stdout.read_bytes() == b"honest\n"
+
+
+async def test_more_files_than_the_protocol_allows_fail_the_host(token, tmp_path):
+    """Point 10: the protocol's 256 files per pattern were never enforced here."""
+
+    async def flood(send: Send) -> None:
+        released_now(send)
+        for k in range(MAX_COLLECT_FILES + 1):
+            send(File(id=0, pattern=0, name=f"f{k}", size=0))
+            send(FileEnd(id=0, bytes=0, sha256=EMPTY_SHA))
+
+    async with fake_agent(token.token.secret, flood) as port:
+        async with asyncio.timeout(30):
+            test = await run_test(plan(port, "-collect: /f*\n"), options(token, tmp_path))
+    [host] = test.hosts
+    assert host.state is HostState.FAILED
+    assert f"more than {MAX_COLLECT_FILES} files for one -collect pattern" in host.error
+    assert len(host.commands[0].collected) == MAX_COLLECT_FILES
+
+
+def reception(directory: Path, patterns: int, limit: int | None = None) -> FileReception:
+    command = CommandResult("true", 1)
+    patterns_of_the_command = [[f"p{k}" for k in range(patterns)]]
+    return FileReception(directory, patterns_of_the_command, [command], limit, lambda _: None)
+
+
+def collect(files: FileReception, name: str, data: bytes, pattern: int = 0) -> None:
+    files.on_file(File(id=0, pattern=pattern, name=name, size=len(data)))
+    files.on_file_data(FileData(id=0, body=data))
+    files.on_file_end(FileEnd(id=0, bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+
+
+def test_files_of_one_name_each_get_their_own(tmp_path):
+    """Point 10: as many same-named files as the protocol allows, each saved apart."""
+    files = reception(tmp_path, patterns=4)
+    for pattern in range(4):
+        for _ in range(MAX_COLLECT_FILES):
+            collect(files, "x", b"", pattern)
+    collected = files.commands[0].collected
+    assert len(collected) == 4 * MAX_COLLECT_FILES
+    assert len({c.path for c in collected}) == len(collected)
+    assert len(list(tmp_path.iterdir())) == len(collected)
+
+
+def test_a_hosts_files_are_bounded_in_all(tmp_path):
+    """Point 10: at most --collect-max times the patterns, whatever the file count."""
+    files = reception(tmp_path, patterns=2, limit=10)
+    for k in range(3):
+        collect(files, f"f{k}", b"x" * 8)
+    [command] = files.commands
+    assert [Path(c.path).name for c in command.collected] == ["f0", "f1"]
+    assert command.warnings == ["f2: not collected: the host's files exceed 20 B in all"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
+def test_a_full_disk_fails_that_file_not_the_run(tmp_path):
+    """Point 5: closing a collected file on a full disk raised out of the runner."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        with contextlib.suppress(OSError):
+            (disk / "filler").write_bytes(b"\0" * 128 * 1024)
+        files = reception(disk, patterns=1)
+        collect(files, "small", b"y" * 100)  # buffered: refused only at the close
+        [command] = files.commands
+        assert command.collected == []
+        [warning] = command.warnings
+        assert warning.startswith("small: not collected: cannot write")
+        assert not (disk / "small").exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
