@@ -37,7 +37,7 @@ is ignored.
 
 from __future__ import annotations
 
-import math
+import decimal
 import os
 import re
 import stat
@@ -55,7 +55,7 @@ from netjobs_core.wire.address import (
     AddressError,
     is_unbracketed_ipv6,
 )
-from netjobs_core.wire.protocol import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS
+from netjobs_core.wire.protocol import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS, MAX_TIMEOUT_S
 
 __all__ = [
     "DEFAULT_PORT",
@@ -67,6 +67,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "write_duration",
 ]
 
 # Far above any real config (1.16 million tests fit in 50 MB), far below what
@@ -140,7 +141,8 @@ _DURATION_EXPECTED = (
 def parse_duration(text: str) -> float | None:
     """Seconds in ``text``: ``30s``, ``5m``, ``2h``, ``1.5s``, ``45`` (seconds); ``none`` -> None.
 
-    Raises ValueError saying what was expected.
+    At most the protocol's MAX_TIMEOUT_S (a command's timeout travels as is). Raises
+    ValueError saying what was expected.
     """
     value = text.strip()
     if value.lower() == "none":
@@ -153,9 +155,24 @@ def parse_duration(text: str) -> float | None:
             raise ValueError(f"missing duration: {_DURATION_EXPECTED}")
         raise ValueError(f"bad duration {value!r}: {_DURATION_EXPECTED}")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-    if not math.isfinite(seconds):
-        raise ValueError(f"bad duration {value!r}: too large")
+    if not seconds <= MAX_TIMEOUT_S:  # the protocol's bound on a command's timeout
+        raise ValueError(
+            f"duration {value!r} is too large: the longest timeout is {_LONGEST} "
+            f"(about {MAX_TIMEOUT_S // (365.25 * 86400):.0f} years); 'none' means no limit"
+        )
     return seconds
+
+
+def write_duration(seconds: float) -> str:
+    """`seconds` as `parse_duration` reads it back exactly: `300s`, `0.5s`, `0.00001s`.
+
+    The shortest decimal that is the same float (`repr`), written without an exponent
+    (`1e-05` and `2e+09` are not durations)."""
+    digits = decimal.Decimal(repr(float(seconds) + 0.0)).normalize()  # + 0.0: no "-0"
+    return f"{digits:f}s"
+
+
+_LONGEST = write_duration(MAX_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- parsing
