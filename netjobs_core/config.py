@@ -50,10 +50,12 @@ from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
     IPV6_HINT,
+    SSH_PREFIX,
     TARGET_FORMAT,
     Address,
     AddressError,
     is_unbracketed_ipv6,
+    split_ssh_prefix,
 )
 from netjobs_core.wire.protocol import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS, MAX_TIMEOUT_S
 
@@ -475,10 +477,19 @@ class _Parser:
         target = prefix[:-1].strip()
         if not target:
             raise self.error(number, f"missing target before ':': expected {TARGET_FORMAT}")
-        if not nodesets.is_node_set(target):
+        # `ssh://bench@node[01-32]`: the node set is the host part, every host keeps
+        # the prefix (the colon of `ssh:` is no port).
+        ssh, hosts = split_ssh_prefix(target)
+        if not nodesets.is_node_set(hosts):
             return "", [self.address(number, target)]
+        if SSH_PREFIX in hosts.lower():
+            raise self.error(
+                number,
+                f"'ssh://' inside the node set {target!r}: it goes once, before the whole "
+                "set, for all its hosts (e.g. 'ssh://bench@node[01-32]')",
+            )
         try:
-            names = nodesets.expand(target, self.groups)
+            names = nodesets.expand(hosts, self.groups)
         except NodeSetError as err:
             raise self.error(number, str(err)) from None
         self.expanded += len(names)
@@ -486,7 +497,7 @@ class _Parser:
             raise self.error(
                 number, f"the node sets of this config name more than {MAX_EXPANDED} commands"
             )
-        return target, [self.address(number, name, target) for name in names]
+        return target, [self.address(number, ssh + name, target) for name in names]
 
     def address(self, number: int, target: str, node_set: str = "") -> Address:
         address = self._addresses.get(target)
