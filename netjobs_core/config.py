@@ -37,7 +37,7 @@ is ignored.
 
 from __future__ import annotations
 
-import math
+import decimal
 import os
 import re
 import stat
@@ -50,12 +50,14 @@ from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
     IPV6_HINT,
+    SSH_PREFIX,
     TARGET_FORMAT,
     Address,
     AddressError,
     is_unbracketed_ipv6,
+    split_ssh_prefix,
 )
-from netjobs_core.wire.messages import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS
+from netjobs_core.wire.messages import MAX_COLLECT_PATTERNS, MAX_PATTERN_CHARS, MAX_TIMEOUT_S
 
 __all__ = [
     "DEFAULT_PORT",
@@ -67,6 +69,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_duration",
+    "write_duration",
 ]
 
 # Far above any real config (1.16 million tests fit in 50 MB), far below what
@@ -140,7 +143,8 @@ _DURATION_EXPECTED = (
 def parse_duration(text: str) -> float | None:
     """Seconds in ``text``: ``30s``, ``5m``, ``2h``, ``1.5s``, ``45`` (seconds); ``none`` -> None.
 
-    Raises ValueError saying what was expected.
+    At most the protocol's MAX_TIMEOUT_S (a command's timeout travels as is). Raises
+    ValueError saying what was expected.
     """
     value = text.strip()
     if value.lower() == "none":
@@ -153,9 +157,24 @@ def parse_duration(text: str) -> float | None:
             raise ValueError(f"missing duration: {_DURATION_EXPECTED}")
         raise ValueError(f"bad duration {value!r}: {_DURATION_EXPECTED}")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
-    if not math.isfinite(seconds):
-        raise ValueError(f"bad duration {value!r}: too large")
+    if not seconds <= MAX_TIMEOUT_S:  # the protocol's bound on a command's timeout
+        raise ValueError(
+            f"duration {value!r} is too large: the longest timeout is {_LONGEST} "
+            f"(about {MAX_TIMEOUT_S // (365.25 * 86400):.0f} years); 'none' means no limit"
+        )
     return seconds
+
+
+def write_duration(seconds: float) -> str:
+    """`seconds` as `parse_duration` reads it back exactly: `300s`, `0.5s`, `0.00001s`.
+
+    The shortest decimal that is the same float (`repr`), written without an exponent
+    (`1e-05` and `2e+09` are not durations)."""
+    digits = decimal.Decimal(repr(float(seconds) + 0.0)).normalize()  # + 0.0: no "-0"
+    return f"{digits:f}s"
+
+
+_LONGEST = write_duration(MAX_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -458,10 +477,19 @@ class _Parser:
         target = prefix[:-1].strip()
         if not target:
             raise self.error(number, f"missing target before ':': expected {TARGET_FORMAT}")
-        if not nodesets.is_node_set(target):
+        # `ssh://bench@node[01-32]`: the node set is the host part, every host keeps
+        # the prefix (the colon of `ssh:` is no port).
+        ssh, hosts = split_ssh_prefix(target)
+        if not nodesets.is_node_set(hosts):
             return "", [self.address(number, target)]
+        if SSH_PREFIX in hosts.lower():
+            raise self.error(
+                number,
+                f"'ssh://' inside the node set {target!r}: it goes once, before the whole "
+                "set, for all its hosts (e.g. 'ssh://bench@node[01-32]')",
+            )
         try:
-            names = nodesets.expand(target, self.groups)
+            names = nodesets.expand(hosts, self.groups)
         except NodeSetError as err:
             raise self.error(number, str(err)) from None
         self.expanded += len(names)
@@ -469,7 +497,7 @@ class _Parser:
             raise self.error(
                 number, f"the node sets of this config name more than {MAX_EXPANDED} commands"
             )
-        return target, [self.address(number, name, target) for name in names]
+        return target, [self.address(number, ssh + name, target) for name in names]
 
     def address(self, number: int, target: str, node_set: str = "") -> Address:
         address = self._addresses.get(target)

@@ -23,6 +23,7 @@ from ClusterShell.NodeSet import NodeSet, NodeSetException
 from ClusterShell.NodeUtils import GroupResolver, GroupSource
 
 from netjobs_core.errors import FileLineError
+from netjobs_core.wire.address import split_ssh_prefix
 
 __all__ = [
     "MAX_HOSTS",
@@ -157,28 +158,40 @@ def expand(target: str, groups: Groups = NO_GROUPS) -> list[str]:
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9._:+-]+")  # one node to NodeSet, nothing it would parse
+# One part of a folded set (`node[01-04,07]` of `node[01-04,07],web1`): its brackets whole.
+_PART_RE = re.compile(r"(?:[^,\[]|\[[^\]]*\])+")
+
+
+def _fold_plain(names: list[str]) -> list[str]:
+    """The parts of `names` folded (`node[01-04,07]`, `web[1-2]`), or the names as given
+    when a folding does not read back as exactly them."""
+    try:
+        folded = str(NodeSet.fromlist(names))
+        exact = sorted(NodeSet(folded)) == sorted(names)
+    except NodeSetException:
+        exact = False
+    return _PART_RE.findall(folded) if exact else names
 
 
 def fold(names: Iterable[str]) -> str:
     """Hosts as one folded node set (`node[01-04,07]`, `127.0.0.1:[16201-16232]`), for
     display, as `clush -b` and `dshbak -c` show them; each name once.
 
-    A name NodeSet cannot take as one node (`[::1]:16200`, anything with its operators
-    `,!&^*@[]` or spaces) is listed as written after the folded part, and a folding is
-    trusted only when it reads back as exactly the names given."""
-    names = list(dict.fromkeys(names))
-    plain = [n for n in names if _PLAIN.fullmatch(n)]
-    rest = [n for n in names if not _PLAIN.fullmatch(n)]
-    parts = []
-    if plain:
-        try:
-            folded = str(NodeSet.fromlist(plain))
-            exact = sorted(NodeSet(folded)) == sorted(plain)
-        except NodeSetException:
-            exact = False
-        parts.extend([folded] if exact else plain)
-    parts.extend(rest)
-    return ",".join(parts)
+    SSH targets fold by their host part, each part with its prefix, as a config writes
+    them (`ssh://bench@node[01-32]`). A name NodeSet cannot take as one node
+    (`[::1]:16200`, anything with its operators `,!&^*@[]` or spaces) is listed as
+    written after the folded parts, and a folding is trusted only when it reads back as
+    exactly the names given."""
+    plain: dict[str, list[str]] = {}  # SSH prefix ("" for none) -> its host parts
+    rest = []
+    for name in dict.fromkeys(names):
+        ssh, host = split_ssh_prefix(name)
+        if _PLAIN.fullmatch(host):
+            plain.setdefault(ssh, []).append(host)
+        else:
+            rest.append(name)
+    parts = [ssh + part for ssh, hosts in plain.items() for part in _fold_plain(hosts)]
+    return ",".join(parts + rest)
 
 
 # --------------------------------------------------------------------------- groups file

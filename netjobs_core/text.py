@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from netjobs_core import nodesets
-from netjobs_core.config import Plan
+from netjobs_core.config import Plan, write_duration
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.records import RunRecord, TestRecord
 from netjobs_core.repeats import RepeatStats
@@ -187,8 +187,8 @@ def test_record_line(record: TestRecord) -> str:
 
 
 def timeout(value: float | None) -> str:
-    """A configured timeout, as the config could write it: `300s`, `none`."""
-    return "none" if value is None else f"{value:g}s"
+    """A configured timeout, as the config reads it back: `300s`, `0.5s`, `none`."""
+    return "none" if value is None else write_duration(value)
 
 
 def _decimals(step: float) -> int:

@@ -111,6 +111,8 @@ def test_ssh_targets_parse_and_show_as_written(
         ("ssh://ssh://host", "'ssh://' twice"),
         ("ssh://host:0", "bad port"),
         ("ssh://::1", "IPv6 address must be in brackets"),
+        ("ssh://@host", "bad host '@host'"),
+        ("ssh://a@b@c", "bad host 'b@c'"),
     ],
 )
 def test_bad_ssh_targets_say_why(text: str, words: str) -> None:
@@ -130,3 +132,7 @@ def test_split_ssh_prefix_leaves_the_host_part_for_node_sets() -> None:
     assert split_ssh_prefix("ssh://bench@node[01-32]") == ("ssh://bench@", "node[01-32]")
     assert split_ssh_prefix("ssh://node[1-4]:2222") == ("ssh://", "node[1-4]:2222")
     assert split_ssh_prefix("node[1-4]") == ("", "node[1-4]")
+    # a user name holds no '@': the first one ends it; one right after ssh:// is a group
+    assert split_ssh_prefix("ssh://bench@@storage") == ("ssh://bench@", "@storage")
+    assert split_ssh_prefix("ssh://@storage:2222") == ("ssh://", "@storage:2222")
+    assert split_ssh_prefix("SSH://[fd00::5]") == ("ssh://", "[fd00::5]")

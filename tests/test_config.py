@@ -19,9 +19,13 @@ from netjobs_core.config import (
     load_config,
     parse_config,
     parse_duration,
+    write_duration,
 )
+from netjobs_core.text import timeout as timeout_text
 from netjobs_core.wire.address import DEFAULT_PORT as PROTOCOL_DEFAULT_PORT
 from netjobs_core.wire.address import Address
+from netjobs_core.wire.errors import ProtocolError
+from netjobs_core.wire.messages import MAX_TIMEOUT_S, SENT_BY, Prepare, Role, check
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "resources" / "examples"
 
@@ -431,6 +435,72 @@ def test_timeout_without_general_timeout() -> None:
 
 def test_timeout_zero_is_allowed() -> None:
     assert one_command('a: "1"', "-timeout: 0").timeout == 0.0
+
+
+def prepare_accepts(timeout: float | None) -> bool:
+    """Whether the agent would take a 'prepare' with this command timeout."""
+    commands = [{"id": 0, "command": "x", "timeout": timeout}]
+    try:
+        check(Prepare(label="t", commands=commands), SENT_BY[Role.CONTROLLER])
+    except ProtocolError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        'a: "1"\n-timeout: 10000000h',  # the issue's: passed -s, then aborted the run
+        'a: "1"\n-timeout: 277778h',
+        'a: "1"\n-timeout: 16666667m',
+        'a: "1"\n-timeout: 1000000000.5',
+        '-generaltimeout: 10000000h\na: "1"',
+        'a: "1"\n-timeout: ' + "9" * 400,
+    ],
+)
+def test_a_timeout_beyond_the_protocols_bound_is_a_file_line_error(option: str) -> None:
+    name = option.split("-", 1)[1].split(":")[0]
+    err = assert_error(block(*option.split("\n")), 2 if name == "generaltimeout" else 3, name)
+    longest = f"{MAX_TIMEOUT_S:.0f}s"
+    assert f"the longest timeout is {longest}" in err.message and "'none'" in err.message
+    assert parse_duration(longest) == MAX_TIMEOUT_S  # the maximum, as the config writes it
+
+
+@pytest.mark.parametrize("value", [f"{MAX_TIMEOUT_S:.0f}", f"{MAX_TIMEOUT_S // 3600:.0f}h", "0"])
+def test_a_timeout_up_to_the_bound_is_one_the_agent_accepts(value: str) -> None:
+    timeout = one_command('a: "1"', f"-timeout: {value}").timeout
+    assert timeout is not None and timeout <= MAX_TIMEOUT_S and prepare_accepts(timeout)
+    assert not prepare_accepts(MAX_TIMEOUT_S * (1 + 1e-15))
+
+
+def test_simulate_refuses_a_timeout_the_run_would_abort_on(tmp_path: Path, capsys) -> None:
+    """Issue 18, point 14: `-s` said valid, then the run aborted with a protocol error."""
+    from netjobs_core.cli import main
+
+    config = tmp_path / "long.cfg"
+    config.write_text('t:\nlocalhost: "true"\n-timeout: 10000000h\nend\n')
+    assert main(["-s", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"netjobs: {config}:3: -timeout: duration '10000000h' is too large: the longest "
+        "timeout is 1000000000s (about 31 years); 'none' means no limit\n"
+    )
+    config.write_text('t:\nlocalhost: "true"\n-timeout: 277777h\nend\n')
+    assert main(["-s", str(config)]) == 0
+    assert "  localhost: 'true'  timeout 999997200s  (line 2)" in capsys.readouterr().out
+
+
+@given(
+    st.floats(0, MAX_TIMEOUT_S)
+    | st.integers(0, int(MAX_TIMEOUT_S)).map(float)
+    | st.sampled_from([0.0, 1e-5, 1e-300, 5e-324, 0.1 + 0.2, 2e9 / 2, MAX_TIMEOUT_S])
+)
+def test_the_written_timeout_reads_back_as_the_same_seconds(seconds: float) -> None:
+    written = timeout_text(seconds)
+    assert written == write_duration(seconds) and "e" not in written
+    assert parse_duration(written) == seconds
+    spec = one_command('a: "1"', f"-timeout: {written}")
+    assert spec.timeout == seconds and prepare_accepts(spec.timeout)
 
 
 @pytest.mark.parametrize(

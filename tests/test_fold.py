@@ -1,16 +1,20 @@
 """Folded host names (netjobs_core.nodesets), the one fold of a test's commands
 (netjobs_core.fold) and the folded report (netjobs_core.report) that shows it."""
 
+import re
+
 from ClusterShell.NodeSet import NodeSet
 from hypothesis import given
 from hypothesis import strategies as st
 
+from netjobs_core import text
+from netjobs_core.config import parse_config
 from netjobs_core.fold import fold, groups
 from netjobs_core.nodesets import fold as fold_names
 from netjobs_core.outputs import Output
 from netjobs_core.report import format_test
 from netjobs_core.results import CommandResult, CommandStatus, HostResult, HostState, TestResult
-from netjobs_core.wire.address import Address
+from netjobs_core.wire.address import Address, split_ssh_prefix
 
 
 def test_names_fold_as_clush_shows_them():
@@ -146,3 +150,69 @@ def test_the_folded_report_names_every_command_line_and_message_once():
         "fio job0.fio (and 1 other command line)"
     ) in report
     assert report.count("      warning: '*.log' matched nothing") == 1
+
+
+# -- SSH targets (issue 18, point 15: they printed as `ssh://a,ssh://b`) -------------
+
+
+def test_ssh_targets_fold_by_their_host_part_with_their_prefix():
+    bench = [f"ssh://bench@node{i:02d}" for i in (1, 2, 3, 4, 7)]
+    assert fold_names(bench) == "ssh://bench@node[01-04,07]"
+    assert fold_names(["ssh://node1:2222", "ssh://node2:2222"]) == "ssh://node[1-2]:2222"
+    # each prefix its own part; agents over TCP and what NodeSet cannot take as before
+    names = ["node1", "ssh://bench@a1", "ssh://root@a3", "ssh://bench@a2", "node2"]
+    names += ["ssh://bench@web", "ssh://[fd00::5]", "[::1]:16200"]
+    assert fold_names(names) == (
+        "node[1-2],ssh://bench@a[1-2],ssh://bench@web,ssh://root@a3,ssh://[fd00::5],[::1]:16200"
+    )
+
+
+def test_the_folded_host_line_of_ssh_hosts_is_a_node_set():
+    assert text.members([f"ssh://bench@node{i:02d}" for i in range(1, 33)]) == (
+        "ssh://bench@node[01-32] (32 hosts)"
+    )
+    test = TestResult("fio", None)
+    test.hosts = [host(16201 + i, b"READ\n") for i in range(2)]
+    for i, result in enumerate(test.hosts, start=1):
+        result.address = Address(f"node{i:02d}", 0, "ssh", "bench")
+    report = format_test(test, fold=True).splitlines()
+    assert any(line.startswith("  ssh://bench@node[01-02] (2 hosts)  done") for line in report)
+    assert "  ssh://bench@node[01-02] (2 hosts): OK (exit 0), ran 1.000 s: fio job.fio" in report
+
+
+_PART = re.compile(r"(?:[^,\[]|\[[^\]]*\])+")  # a part of a folded line, brackets whole
+ssh_names = st.lists(
+    st.builds(
+        lambda scheme, name, port: f"{scheme}{name}" + (f":{port}" if port else ""),
+        st.sampled_from(["", "ssh://", "ssh://bench@", "ssh://root@"]),
+        st.builds(
+            lambda prefix, number: f"{prefix}{number}",
+            st.sampled_from(["node", "n0", "web-"]),
+            st.integers(0, 120).map(str) | st.integers(0, 99).map(lambda n: f"{n:03d}"),
+        )
+        | st.integers(0, 255).map(lambda n: f"10.0.0.{n}"),
+        st.sampled_from([None, 22, 16192, 16201]),
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@given(ssh_names)
+def test_each_folded_part_names_its_hosts_with_its_prefix(hosts):
+    """Every part of a folded line, its prefix on each host its node set names, gives the
+    hosts back; one without a port range (`:[22,2222]`, display only) is a target the
+    config reads back as the same addresses."""
+    parts = _PART.findall(fold_names(hosts))
+    assert len(parts) <= len(set(hosts))
+    named = []
+    for part in parts:
+        ssh, nodes = split_ssh_prefix(part)
+        expanded = [ssh + node for node in NodeSet(nodes)]
+        named += expanded
+        if ":[" not in part:
+            config = parse_config(f't:\n{part}: "x"\nend\n', "t.cfg")
+            assert [c.address for c in config.tests[0].commands] == [
+                Address.parse(name) for name in expanded
+            ]
+    assert sorted(named) == sorted(set(hosts))

@@ -55,6 +55,47 @@ def test_large_numbers_are_fine_when_the_range_is_small(target, expected):
     assert hosts_of(target) == expected
 
 
+README_SSH_FLEET = 't:\nssh://bench@node[01-32]: "fio job.fio"\nend\n'
+
+
+def test_the_readmes_ssh_node_set_names_32_hosts_over_ssh():
+    """Issue 18, point 15: the README's own `ssh://bench@node[01-32]` was refused unless
+    a port was given (the node set was split at the colon of `ssh:`)."""
+    plan = parse_config(README_SSH_FLEET, "t.cfg")
+    commands = plan.tests[0].commands
+    assert [c.address for c in commands] == [
+        Address(f"node{i:02d}", 0, "ssh", "bench") for i in range(1, 33)
+    ]
+    assert {c.node_set for c in commands} == {"ssh://bench@node[01-32]"}
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("ssh://bench@node[01-02]", ["ssh://bench@node01", "ssh://bench@node02"]),
+        ("ssh://node[1-2]", ["ssh://node1", "ssh://node2"]),
+        ("ssh://bench@node[1-2]:2222", ["ssh://bench@node1:2222", "ssh://bench@node2:2222"]),
+        ("SSH://u@n[1-3]!n2", ["ssh://u@n1", "ssh://u@n3"]),
+        ("ssh://10.0.0.[5-6]", ["ssh://10.0.0.5", "ssh://10.0.0.6"]),
+        ("ssh://bench@a,b", ["ssh://bench@a", "ssh://bench@b"]),
+        # single hosts and IPv6 literals stay what they were
+        ("ssh://bench@node01", ["ssh://bench@node01"]),
+        ("ssh://[fd00::5]", ["ssh://[fd00::5]"]),
+        ("ssh://u@[fd00::5]:22", ["ssh://u@[fd00::5]:22"]),
+    ],
+)
+def test_ssh_node_sets_expand_with_their_prefix(target, expected):
+    assert hosts_of(target) == expected
+    plan = parse_config(f't:\n{target}: "x"\nend\n', "t.cfg")
+    assert all(c.address.over_ssh for c in plan.tests[0].commands)
+
+
+def test_ssh_groups_expand_with_their_prefix():
+    groups = parse_groups("web: web[1-2]\n", "g.conf")
+    assert hosts_of("ssh://bench@@web", groups) == ["ssh://bench@web1", "ssh://bench@web2"]
+    assert hosts_of("ssh://@web:2222", groups) == ["ssh://web1:2222", "ssh://web2:2222"]
+
+
 def test_a_range_lines_options_apply_to_every_host():
     plan = parse_config(
         't:\n-collect: /tmp/all\nnode[1-3]: "run"\n-timeout: 30s\n-collect: /tmp/mine\n'
@@ -90,6 +131,12 @@ def test_a_range_lines_options_apply_to_every_host():
         ('n[1-2],h@st: "x"', ("host 'h@st'", "bad host")),
         ('a,[fd00::5]: "x"', ("an IPv6 address cannot be part of a node set",)),
         ('x[1-5/0]: "x"', ("bad node set",)),
+        ('ssh://bad user@n[1-2]: "x"', ("host 'ssh://bad user@n1'", "bad user name")),
+        ('ssh://bench@n[1-2]:0: "x"', ("bad port '0'",)),
+        ('ssh://@web: "x"', ("unknown group '@web'",)),
+        ('ssh://bench@n[1-2],ssh://x: "x"', ("'ssh://' inside the node set", "once")),
+        ('n[1-2],ssh://bench@x: "x"', ("'ssh://' inside the node set",)),
+        ('ssh://bench@n[1-2]:: "x"', ("missing port",)),
     ],
 )
 def test_bad_node_sets_say_file_and_line(line, words):
@@ -185,6 +232,15 @@ def test_simulate_shows_the_folded_set_and_the_count(tmp_path, capsys):
     assert "  node[01-04,07] (5 hosts): 'fio'" in out
     assert "  @web = web[1-3] (3 hosts): 'x'" in out
     assert "8 commands on 8 hosts" in out
+
+
+def test_simulate_shows_an_ssh_node_set_folded(tmp_path, capsys):
+    config = tmp_path / "fleet.cfg"
+    config.write_text(README_SSH_FLEET.replace("end", 'ssh://root@n[1-2]:2222: "x"\nend'))
+    assert main(["-s", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "  ssh://bench@node[01-32] (32 hosts): 'fio job.fio'" in out
+    assert "  ssh://root@n[1-2]:2222 (2 hosts): 'x'" in out
 
 
 def test_a_bad_groups_file_is_a_usage_error(tmp_path, capsys):

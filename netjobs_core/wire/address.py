@@ -132,12 +132,16 @@ class Address:
 def split_ssh_prefix(text: str) -> tuple[str, str]:
     """("ssh://user@", "host:port") for an SSH target, ("", text) for any other.
 
-    The host part alone is what a node set (``node[01-32]``) expands."""
+    The host part alone is what a node set (``node[01-32]``) expands. A user name
+    holds no '@': the first one ends it, and one right after ``ssh://`` starts a
+    group (``ssh://@storage``, ``ssh://bench@@storage``)."""
     if not text[: len(SSH_PREFIX)].lower() == SSH_PREFIX:
         return "", text
     rest = text[len(SSH_PREFIX) :]
-    user, at, host = rest.rpartition("@")
-    return f"{SSH_PREFIX}{user}{at}" if at else SSH_PREFIX, host
+    user, at, host = rest.partition("@")
+    if not at or not user:
+        return SSH_PREFIX, rest
+    return f"{SSH_PREFIX}{user}{at}", host
 
 
 def parse_port(text: str) -> int:
