@@ -39,7 +39,17 @@ def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MOD
     """Replace the file at `path` by `data` in one step (a symlink: its target).
 
     The new file has `mode`. Raises OSError (ENOSPC, EACCES...) with the old file
-    intact and no temporary file left behind."""
+    intact and no temporary file left behind. What is there and is no regular file
+    (`--json /dev/stdout`, a pipe) is written to as it is, never replaced."""
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(there.st_mode):
+            with open(path, "wb") as stream:
+                stream.write(data)
+            return
     target = Path(os.path.realpath(path))
     folder = target.parent
     fd, temp = tempfile.mkstemp(

@@ -317,3 +317,20 @@ async def test_a_real_run_folder_is_private_through_and_through(tmp_path, start_
     assert {p: _mode(p) for p in files - {collected}} == {p: 0o600 for p in files - {collected}}
     assert collected.read_text() == "for root only\n"
     assert json.loads(folder.json_path.read_text())["passed"]
+
+
+def test_a_pipe_or_device_is_written_to_never_replaced(tmp_path):
+    """`--json /dev/stdout` or a named pipe: a rename over it would replace the device
+    (as root, even /dev/null)."""
+    fifo = tmp_path / "results.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        write_json(_run(_test("t1", b"ok")), fifo)
+        document = b""
+        while chunk := os.read(reader, 65536):
+            document += chunk
+    finally:
+        os.close(reader)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and os.listdir(tmp_path) == [fifo.name]
+    assert json.loads(document)["tests"][0]["label"] == "t1"
