@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from netjobs_core import __version__, text
+from netjobs_core.atomic import write_atomic
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import TestResult
 from netjobs_core.vocabulary import command_word, word
@@ -57,9 +58,10 @@ def write_test_log(
     show: int = SHOW_BYTES,
     folder: Path | None = None,
 ) -> Path:
-    """Write the log beside the config, or in `folder` (the name stays the same)."""
+    """Write the log beside the config, or in `folder` (the name stays the same): all or
+    nothing, mode 0600 (atomic.write_atomic). Raises OSError, an older log intact."""
     when = test.started_at if test.started_at is not None else dt.datetime.now().timestamp()
     beside = config_path if folder is None else folder / Path(config_path).name
     path = log_path(beside, test.label, when)
-    path.write_text(format_test_log(test, os.fspath(config_path), show), encoding="utf-8")
+    write_atomic(path, format_test_log(test, os.fspath(config_path), show).encode("utf-8"))
     return path

@@ -1,12 +1,13 @@
 """One command stream's output: spooled to its file, summed, a bounded head and tail kept.
 
 The runner appends chunks as they arrive. The bytes go to the stream's file in the
-run folder (`run_folder.RunFolder.host_dir() / cmd<k>.stdout`) exactly as the command
-wrote them; memory holds at most the first and the last `keep` bytes (for the live
-display and the reports) and a write buffer, whatever the output's size. An output of
-at most `keep` bytes stays whole in memory until it ends and is written in one go,
-so small outputs cost one file open, and only large ones hold a file open while
-they run. Nothing is decoded here: text.output_excerpt words what people see.
+run folder (`run_folder.RunFolder.host_dir() / cmd<k>.stdout`, mode 0600 in 0700
+folders: atomic.open_private) exactly as the command wrote them; memory holds at most
+the first and the last `keep` bytes (for the live display and the reports) and a
+write buffer, whatever the output's size. An output of at most `keep` bytes stays
+whole in memory until it ends and is written in one go, so small outputs cost one
+file open, and only large ones hold a file open while they run. Nothing is decoded
+here: text.output_excerpt words what people see.
 
 A large output's file writes and its sha256 go to one writer thread (both release
 the GIL): the event loop goes on verifying and reading frames meanwhile. At most
@@ -23,6 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
+
+from netjobs_core.atomic import make_private_dirs, open_private
 
 __all__ = ["KEEP_BYTES", "SHOW_BYTES", "Output", "OutputFileError"]
 
@@ -182,8 +185,8 @@ class Output:
     def _open(self) -> BinaryIO:
         if self.path is None:
             raise ValueError("no file to spool to")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.path, "wb", buffering=WRITE_BUFFER)
+        make_private_dirs(self.path.parent)
+        return open_private(self.path, buffering=WRITE_BUFFER)
 
     def close(self) -> None:
         """The stream ended (or the run did): the file is complete. Idempotent."""
@@ -195,8 +198,9 @@ class Output:
             self._close_file()
         elif self.size and self.path is not None and not self._error:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_bytes(self._head)
+                make_private_dirs(self.path.parent)
+                with open_private(self.path) as file:
+                    file.write(self._head)
             except OSError as exc:
                 self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 

@@ -260,9 +260,12 @@ def json_text(
 def write_json(
     run: RunResult, path: str | os.PathLike[str], inline_limit: int = INLINE_LIMIT
 ) -> None:
-    """Write the document at `path`, its output paths relative to it."""
+    """Write the document at `path`, its output paths relative to it: all or nothing
+    (atomic.write_atomic, mode 0600). Raises OSError with the old document intact."""
+    from netjobs_core.atomic import write_atomic
+
     path = Path(path)
-    path.write_text(json_text(run, path.parent, inline_limit), encoding="utf-8")
+    write_atomic(path, json_text(run, path.parent, inline_limit).encode("utf-8"))
 
 
 def load_json(path: str | os.PathLike[str]) -> RunResult:

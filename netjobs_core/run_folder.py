@@ -13,6 +13,10 @@ here and nowhere else. Paths recorded in the JSON are relative to the JSON file.
 
 The default folder is under the user's data directory (platformdirs), so the run
 history can find it again; `--results DIR` puts it elsewhere.
+
+All of it is its owner's only: the data directory, its `runs/` and every run folder
+are 0700 (folders NetJobs makes on the way too), the files in them 0600
+(netjobs_core/atomic.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import platformdirs
 
+from netjobs_core.atomic import DIR_MODE, keep_private, make_private_dirs
 from netjobs_core.wire.address import Address
 
 __all__ = ["RunFolder", "data_dir", "new_run_id", "safe_name"]
@@ -34,8 +39,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]+")
 
 
 def data_dir() -> Path:
-    """The user's NetJobs data directory (run folders, the run history)."""
-    return platformdirs.user_data_path("netjobs", appauthor=False)
+    """The user's NetJobs data directory (run folders, the run history), made 0700
+    when it is missing and made 0700 again when it is not (an older NetJobs made it
+    0755). Never raises: whoever then uses the folder reports what fails."""
+    path = platformdirs.user_data_path("netjobs", appauthor=False)
+    try:
+        make_private_dirs(path)
+        keep_private(path)
+    except OSError:
+        pass
+    return path
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -64,14 +77,21 @@ class RunFolder:
         """A new folder `<parent>/<run id>` (parent: the data directory's `runs/`).
 
         With an explicit `parent` that does not exist yet, it is made; a run id that
-        collides gets a fresh one rather than mixing two runs' files."""
-        base = Path(parent) if parent is not None else data_dir() / "runs"
-        base.mkdir(parents=True, exist_ok=True)
+        collides gets a fresh one rather than mixing two runs' files. The run folder
+        and every folder made for it are 0700; an existing `parent` keeps its mode,
+        except the data directory's own `runs/`, which is made 0700."""
+        if parent is not None:
+            base = Path(parent)
+            make_private_dirs(base)
+        else:
+            base = data_dir() / "runs"
+            make_private_dirs(base)
+            keep_private(base)
         while True:
             rid = run_id or new_run_id()
             path = base / rid
             try:
-                path.mkdir()
+                path.mkdir(mode=DIR_MODE)
             except FileExistsError:
                 run_id = None
                 continue

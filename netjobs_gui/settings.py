@@ -3,11 +3,16 @@
 Tests (and anyone wanting a portable profile) set NETJOBS_GUI_SETTINGS_DIR, or
 call `use_settings_dir()`, so the settings go to an INI file in that folder
 instead of the user's real settings.
+
+The settings file is its owner's only: 0600 in a 0700 folder. Qt writes it whole
+(QSaveFile: a temporary file renamed over the old one, which keeps the old file's
+mode), so a full disk or a crash leaves the previous settings.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +32,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core.atomic import FILE_MODE, keep_private, make_private_dirs
 from netjobs_core.nodesets import NO_GROUPS, Groups, GroupsError, load_groups
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
@@ -56,6 +62,26 @@ def apply_settings_env() -> None:
         use_settings_dir(folder)
 
 
+def keep_settings_private(store: QSettings) -> None:
+    """Make `store`'s file 0600 and its folder 0700 (an empty file now if there is
+    none yet: Qt keeps that mode whenever it replaces the file). The registry (Windows)
+    and the macOS preferences are left to the system. Never raises: Qt reports what it
+    cannot write (QSettings.status())."""
+    native = store.format() == QSettings.Format.NativeFormat
+    if native and sys.platform in ("win32", "darwin"):
+        return
+    path = Path(store.fileName())
+    try:
+        make_private_dirs(path.parent)
+        keep_private(path.parent)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        except FileExistsError:
+            keep_private(path)
+    except OSError:
+        pass
+
+
 def _as_list(value: object) -> list[str]:
     if value is None or value == "":
         return []
@@ -75,6 +101,7 @@ class Settings:
             store = QSettings(
                 QSettings.defaultFormat(), QSettings.Scope.UserScope, ORGANIZATION, APPLICATION
             )
+        keep_settings_private(store)
         self.store = store
 
     # ---- run settings

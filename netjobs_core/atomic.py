@@ -1,0 +1,123 @@
+"""Files the controller writes: all or nothing, and its owner's only.
+
+A file written whole (results.json, the `-l` logs, `--json`) goes to a temporary file
+in the same folder, is flushed to the disk, then renamed over the old one, and the
+folder is flushed too: whatever happens meanwhile (a full disk, kill -9, a power cut),
+the path holds the old document or the new one, never a part. On failure the old file
+stays as it was and the OSError goes to the caller, who reports it.
+
+Everything the controller creates is private: folders 0700, files 0600 (as the token
+file is), whatever the umask. Streams written as they come (outputs, collected files)
+are opened with `open_private`; their folders are made with `make_private_dirs`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "keep_private",
+    "make_private_dirs",
+    "open_private",
+    "write_atomic",
+]
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+_TEMP_NAME_MAX = 200  # of the name a temporary file borrows from its target (NAME_MAX 255)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, mode: int = FILE_MODE) -> None:
+    """Replace the file at `path` by `data` in one step (a symlink: its target).
+
+    The new file has `mode`. Raises OSError (ENOSPC, EACCES...) with the old file
+    intact and no temporary file left behind. What is there and is no regular file
+    (`--json /dev/stdout`, a pipe) is written to as it is, never replaced."""
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(there.st_mode):
+            with open(path, "wb") as stream:
+                stream.write(data)
+            return
+    target = Path(os.path.realpath(path))
+    folder = target.parent
+    fd, temp = tempfile.mkstemp(
+        prefix=f".{target.name[:_TEMP_NAME_MAX]}.", suffix=".tmp", dir=folder
+    )
+    try:
+        with os.fdopen(fd, "wb") as file:
+            if mode != FILE_MODE and hasattr(os, "fchmod"):  # mkstemp made it 0600
+                os.fchmod(file.fileno(), mode)
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable. Windows cannot open a folder; some file systems
+    cannot flush one: the file is in place either way."""
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def make_private_dirs(path: str | os.PathLike[str]) -> None:
+    """`mkdir -p` whose every new folder is 0700; folders that exist are left as they are."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    parent = path.parent
+    if parent != path:
+        make_private_dirs(parent)
+    try:
+        path.mkdir(mode=DIR_MODE)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+
+
+def keep_private(path: str | os.PathLike[str]) -> None:
+    """Make the controller's own existing folder or file owner-only (0700 / 0600) if it
+    is not yet (made by an older NetJobs, or under a lax umask). Only its owner can."""
+    info = os.stat(path)
+    if info.st_mode & 0o077 and (not hasattr(os, "getuid") or info.st_uid == os.getuid()):
+        os.chmod(path, DIR_MODE if stat.S_ISDIR(info.st_mode) else FILE_MODE)
+
+
+def open_private(path: str | os.PathLike[str], buffering: int = -1) -> BinaryIO:
+    """`open(path, "wb")`, the file created (or truncated and made) 0600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        if hasattr(os, "fchmod"):  # a file that was there keeps its mode through O_TRUNC
+            os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, "wb", buffering=buffering)
+    except BaseException:
+        os.close(fd)
+        raise
