@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from netjobs_core import text
+from netjobs_core.atomic import make_private_dirs, open_private
 from netjobs_core.client import ConnectionLost
 from netjobs_core.results import Collected, CommandResult
 from netjobs_core.run_folder import safe_name
@@ -155,8 +156,8 @@ class FileReception:
             incoming.fail(f"{size}: larger than the {limit} limit")
             return
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            incoming.file = path.open("wb")
+            make_private_dirs(self.directory)
+            incoming.file = open_private(path)
         except OSError as exc:
             incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
 

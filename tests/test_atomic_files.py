@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from agent_harness import REPO
 
 from netjobs_core import atomic
 from netjobs_core.config import parse_config
@@ -37,9 +36,11 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.results_json import load_json, write_json
+from netjobs_core.run import Run
 from netjobs_core.run_folder import RunFolder, data_dir
-from netjobs_core.runner import Runner, RunOptions
+from netjobs_core.run_options import RunOptions
 from netjobs_core.wire.address import Address
+from tests.agent_harness import REPO
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.posix]
 
@@ -292,9 +293,8 @@ def test_write_atomic_takes_a_mode_and_leaves_no_temporary_file_on_failure(tmp_p
 
 
 async def test_a_real_run_folder_is_private_through_and_through(tmp_path, start_agents, token):
-    """Outputs, results.json and the test and host folders: 0700 folders, 0600 files.
-    A collected file (written by runner.py) is out of reach of other users whatever its
-    own mode, since every folder above it is 0700."""
+    """Outputs, collected files, results.json and the test and host folders: 0700
+    folders, 0600 files."""
     (agent,) = start_agents(1)
     source = tmp_path / "secret.txt"
     source.write_text("for root only\n")
@@ -304,9 +304,13 @@ async def test_a_real_run_folder_is_private_through_and_through(tmp_path, start_
         '"head -c 300000 /dev/zero; echo small >&2"\nend\n'
     )
     folder = RunFolder.create(tmp_path / "runs")
-    run = await Runner(
-        parse_config(text, "test.cfg"), RunOptions(token=token.token, run_folder=folder)
-    ).run()
+    owner = Run(
+        parse_config(text, "test.cfg"),
+        RunOptions(token=token.token, run_folder=folder),
+        in_history=False,
+    )
+    async with owner:
+        run = await owner.run()
     (command,) = run.tests[0].hosts[0].commands
     assert command.status is CommandStatus.OK and len(command.collected) == 1
     collected = command.collected[0].path
@@ -314,7 +318,7 @@ async def test_a_real_run_folder_is_private_through_and_through(tmp_path, start_
     folders = {p for p in folder.path.rglob("*") if p.is_dir()} | {folder.path}
     assert {command.stdout.path, command.stderr.path, folder.json_path, collected} <= files
     assert {p: _mode(p) for p in folders} == {p: 0o700 for p in folders}
-    assert {p: _mode(p) for p in files - {collected}} == {p: 0o600 for p in files - {collected}}
+    assert {p: _mode(p) for p in files} == {p: 0o600 for p in files}
     assert collected.read_text() == "for root only\n"
     assert json.loads(folder.json_path.read_text())["passed"]
 
