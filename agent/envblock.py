@@ -10,8 +10,10 @@ So the value is overwritten in place, with NUL bytes, before the variable is uns
 every string of the C library's `environ` array that starts with `NAME=` (they point
 into that block at start-up), and on Linux, where /proc/self/stat says where the block
 is, every `NAME=` entry of the whole block. On Linux the result is then read back from
-/proc/self/environ. Standard library only (ctypes); where ctypes or the C symbols are
-missing the variable is only unset, and `forget` says so.
+/proc/self/environ, and the parent's environment too: the launcher of a one-file
+executable keeps the variable, and `forget` says so. Standard library only (ctypes);
+where ctypes or the C symbols are missing the variable is only unset, and `forget`
+says so.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def forget(name: str) -> str | None:
                 problem = "/proc/self/environ still shows it"
     if problem is not None and value is not None:
         return f"{name} may still be readable in this process's environment: {problem}"
+    if value and sys.platform.startswith("linux"):
+        # The launcher of a one-file executable (PyInstaller's bootloader) is a parent
+        # process that keeps the environment it was given: its commands could read it there.
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{os.getppid()}/environ", "rb") as handle:
+                if value.encode() in handle.read():
+                    return f"{name} is still readable in the environment of its parent process"
     return None
 
 

@@ -78,3 +78,19 @@ def test_forget_overwrites_the_block_and_unsets_the_variable(tmp_path):
     block, unset = result.stdout.split()
     assert secret.encode() not in bytes.fromhex(block) and b"OTHER=kept" in bytes.fromhex(block)
     assert unset == "unset"
+
+
+def test_a_parent_that_keeps_the_token_is_named(tmp_path):
+    """A one-file executable's launcher keeps the environment it was given: a warning."""
+    secret = secrets.token_urlsafe(32)
+    code = "from agent import envblock; print(envblock.forget('NETJOBS_TOKEN'))"
+    launcher = f'{sys.executable} -c "{code}"; true'  # sh stays the parent, token and all
+    result = subprocess.run(
+        ["/bin/sh", "-c", launcher],
+        env={"NETJOBS_TOKEN": secret, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "still readable in the environment of its parent process" in result.stdout
