@@ -30,6 +30,8 @@ def forget(name: str) -> str | None:
     system shows the process's environment. None when done (or NAME was not set), else
     what is left, for a warning: the variable is unset in any case."""
     value = os.environ.get(name)
+    if value is None:
+        return None  # never set (Python's copy is made from the block at start-up)
     problem = None
     if os.name == "posix":
         try:
@@ -42,20 +44,19 @@ def forget(name: str) -> str | None:
             with open("/proc/self/environ", "rb") as handle:
                 left = handle.read()
             prefix = name.encode() + b"="
-            secret = (value or "").encode()
             entries = left.split(b"\0")
             if any(e.startswith(prefix) and len(e) > len(prefix) for e in entries) or (
-                secret and secret in left
+                value and os.fsencode(value) in left
             ):
                 problem = "/proc/self/environ still shows it"
-    if problem is not None and value is not None:
+    if problem is not None:
         return f"{name} may still be readable in this process's environment: {problem}"
     if value and sys.platform.startswith("linux"):
         # The launcher of a one-file executable (PyInstaller's bootloader) is a parent
         # process that keeps the environment it was given: its commands could read it there.
         with contextlib.suppress(OSError):
             with open(f"/proc/{os.getppid()}/environ", "rb") as handle:
-                if value.encode() in handle.read():
+                if os.fsencode(value) in handle.read():
                     return f"{name} is still readable in the environment of its parent process"
     return None
 
