@@ -19,7 +19,7 @@ from netjobs_core import __version__
 from netjobs_core.wire import fd_limits, tokens
 from netjobs_core.wire.address import DEFAULT_PORT
 
-from . import server, spool
+from . import envblock, server, spool
 
 PROG = "netjobs-agent"
 
@@ -132,6 +132,14 @@ def _load_token(token_file: str | None, strict: bool) -> tokens.Token:
     return token
 
 
+def _forget_env_token() -> None:
+    """Out of this process's environment for good, NETJOBS_TOKEN's value included: a
+    command could read it in /proc/<agent>/environ (agent/envblock.py)."""
+    left = envblock.forget(tokens.ENV_VAR)
+    if left:
+        print(f"{PROG}: warning: {left}; prefer --token-file", file=sys.stderr, flush=True)
+
+
 def _setup_logging(quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -151,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.quiet)
     fd_limits.raise_fd_limit()  # the connection caps follow the limit in force
     if args.stdio:
+        _forget_env_token()  # the token comes on standard input
         try:
             return asyncio.run(
                 server.serve_stdio(orphan_grace=args.orphan_grace, spool_limit=args.spool_limit)
@@ -167,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except OSError as exc:
         return _fail(f"cannot create a token file: {exc}")
+    finally:
+        _forget_env_token()
     if token.warning:
         print(f"{PROG}: warning: {token.warning}", file=sys.stderr, flush=True)
     try:

@@ -337,8 +337,9 @@ def format_check(check: HostCheck) -> str:
         ("BUSY   ", f"busy with test {check.busy_with!r}") if check.busy else ("OK     ", "idle")
     )
     return (
-        f"{check.address!s:<24} {word} agent {check.agent_version} on {check.hostname} "
-        f"({check.platform}), {busy}, {text.host_line_numbers(check)}"
+        f"{check.address!s:<24} {word} agent {text.field(check.agent_version)} on "
+        f"{text.field(check.hostname)} ({text.field(check.platform)}), {busy}, "
+        f"{text.host_line_numbers(check)}"
     )
 
 

@@ -25,17 +25,19 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
     lines = [
         f"# NetJobs {__version__}: test {test.label!r} from {config_path}",
         f"# started {text.timestamp(test.started_at)}, status {word(test.status)}"
-        + (f": {test.reason}" if test.reason else ""),
+        + (f": {text.field(test.reason)}" if test.reason else ""),
         f"# start mode {test.start_mode.value}, common start "
         f"{text.timestamp(test.scheduled_start)}, start spread {text.spread(test)}",
         "# TARGET\tCOMMAND\tSTATUS\tDETAILS, then stdout and stderr (a large one: its head "
         "and tail), each line behind '| '",
     ]
     for host in test.hosts:
+        # What the agent says of itself is escaped (text.field): it cannot forge a line.
         lines.append(
             f"# host {host.target}: {word(host.state)}"
-            + (f" ({host.error})" if host.error else "")
-            + f", agent {host.agent_version or 'n/a'} on {host.hostname or 'n/a'}, "
+            + (f" ({text.field(host.error)})" if host.error else "")
+            + f", agent {text.field(host.agent_version or 'n/a')} on "
+            f"{text.field(host.hostname or 'n/a')}, "
             f"rtt {text.ms(host.rtt_ms)}, {text.wall_clock(host)}, "
             f"start offset {text.ms(host.start_offset_ms, True)}"
         )

@@ -293,15 +293,36 @@ def time_of_day(epoch: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(epoch)) + f"{epoch % 1:.3f}"[1:]
 
 
-# C0 controls but tab and newline, DEL, and C1: what a terminal acts on.
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# What a terminal acts on: the C0 controls but tab and newline, DEL and the C1 controls;
+# and what reorders or breaks the text around it wherever it is shown (a terminal, the
+# GUI, an editor): the bidirectional controls (U+061C arabic letter mark, U+200E/U+200F
+# marks, U+202A-U+202E embeddings and overrides, U+2066-U+2069 isolates; an override
+# shows `evil\u202etxt.exe` as `evilexe.txt`) and the line and paragraph separators.
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_SHOWN = re.compile(f"[{_CONTROLS}]")
+_ONE_LINE = re.compile(f"[{_CONTROLS}\t\n]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def printable(line: str) -> str:
-    """`line` safe for a terminal: each control character but tab and newline as
-    its escape (`\\x1b`), so that a peer's text cannot move the cursor or clear
-    the screen. Only for what is shown: the files keep the exact bytes."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+    """`line` safe to show a person: each control character but tab and newline, and
+    each bidirectional control, as its escape (`\\x1b`, `\\u202e`), so that a peer's
+    text cannot move the cursor, clear the screen, set the title or reorder what
+    follows it. The one escape for display: the terminal (session.say), the live table
+    and the GUI all show text through it. Only for what is shown: the files keep the
+    exact bytes."""
+    return _SHOWN.sub(_escape, line)
+
+
+def field(value: str) -> str:
+    """A peer's string (a host name, an agent version, an exit message) as one field of
+    one line: `printable`, and tab and newline escaped too, so that it cannot forge a
+    line or a column of a log."""
+    return _ONE_LINE.sub(_escape, value)
 
 
 def tally(statuses: Iterable[Status]) -> str:
@@ -423,17 +444,17 @@ def command_details(command: CommandResult) -> list[str]:
     if command.duration_s is not None:
         parts.append(f"ran {seconds(command.duration_s)}")
     if command.message:
-        parts.append(command.message)
+        parts.append(field(command.message))  # the agent's words: one line of a log
     return parts
 
 
 def file_lines(command: CommandResult) -> list[str]:
     """A command's collected files and its warnings, a line each (report and log)."""
     lines = [
-        f"collected {printable(str(item.path))} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
+        f"collected {field(str(item.path))} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
         for item in command.collected
     ]
-    return lines + [f"warning: {printable(warning)}" for warning in command.warnings]
+    return lines + [f"warning: {field(warning)}" for warning in command.warnings]
 
 
 def collected_summary(files: Sequence[Collected]) -> str:

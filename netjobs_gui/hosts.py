@@ -180,11 +180,15 @@ class HostsPanel(QWidget):
             line = f"{host}: not checked yet."
         elif check.error:
             red = color(HostState.FAILED)
-            line = f'{host}: <span style="color:{red}">{escape(check.error)}</span>'
+            line = f'{host}: <span style="color:{red}">{escape(text.printable(check.error))}</span>'
         else:
+            # What the agent says of itself, escaped as everywhere (text.printable).
+            agent, name, platform = map(
+                text.printable, (check.agent_version, check.hostname, check.platform)
+            )
             line = (
-                f"{host}: agent {escape(check.agent_version)} on {escape(check.hostname)} "
-                f"({escape(check.platform)}), {'busy' if check.busy else 'idle'}"
+                f"{host}: agent {escape(agent)} on {escape(name)} "
+                f"({escape(platform)}), {'busy' if check.busy else 'idle'}"
             )
         self.details.setText(line)
 

@@ -26,6 +26,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
+from netjobs_core.text import printable
 from netjobs_gui import columns
 from netjobs_gui.columns import (
     Column,
@@ -92,10 +93,12 @@ class ColumnsModel(QAbstractTableModel):
         if not index.isValid() or index.row() >= self.row_count():
             return None
         column = self.SPEC[index.column()]
+        # Every cell as people read it (text.printable): a peer's control characters
+        # and bidirectional overrides escaped, as on the terminal.
         if role == DISPLAY:
-            return column.text(self.row_item(index.row()))
+            return printable(column.text(self.row_item(index.row())))
         if role == Qt.ItemDataRole.ToolTipRole:
-            return (column.tooltip or column.text)(self.row_item(index.row())) or None
+            return printable((column.tooltip or column.text)(self.row_item(index.row()))) or None
         if role == Qt.ItemDataRole.ForegroundRole and column.color is not None:
             value = column.color(self.row_item(index.row()))
             return None if value is None else QColor(value)

@@ -128,7 +128,7 @@ class StreamView(QWidget):
             output = output_of(command, self.name)
             self.view.setMaximumBlockCount(0)  # bounded in bytes: TAIL_BYTES in all
             lines = text.output_excerpt(output, TAIL_BYTES)
-            self.view.setPlainText("\n".join(lines))
+            self.view.setPlainText(text.printable("\n".join(lines)))
             # In sight: the end of the beginning, the "left out" line, the start of the end.
             gap = len(text.output_lines(output.excerpt(TAIL_BYTES)[0]))
             cursor = QTextCursor(self.view.document().findBlockByNumber(gap))
@@ -183,7 +183,7 @@ class StreamView(QWidget):
             at_end = bar.value() >= bar.maximum() - 2
             cursor = QTextCursor(self.view.document())
             cursor.movePosition(QTextCursor.MoveOperation.End)
-            cursor.insertText(decoded)
+            cursor.insertText(text.printable(decoded))  # as the terminal shows it
             if at_end:
                 bar.setValue(bar.maximum())
         self._update_title()
@@ -321,12 +321,14 @@ class OutputPane(QWidget):
         self._files_listed = listed
         self.files.clear()
         for item in collected:
-            row = QListWidgetItem(f"{item.path.name}  ({text.size(item.bytes)})  {item.pattern}")
-            row.setToolTip(str(item.path))
+            row = QListWidgetItem(
+                text.printable(f"{item.path.name}  ({text.size(item.bytes)})  {item.pattern}")
+            )
+            row.setToolTip(text.printable(str(item.path)))
             row.setData(Qt.ItemDataRole.UserRole, str(item.path))
             self.files.addItem(row)
         for warning in warnings:
-            row = QListWidgetItem(f"warning: {warning}")
+            row = QListWidgetItem(f"warning: {text.printable(warning)}")
             row.setFlags(Qt.ItemFlag.ItemIsEnabled)
             self.files.addItem(row)
         shown = bool(collected or warnings)
@@ -351,7 +353,7 @@ class OutputPane(QWidget):
         if not self.fold_check.isChecked():
             return
         lines = folded_lines(self.test) if self.test is not None else ["No test selected."]
-        shown = "\n".join(lines)
+        shown = text.printable("\n".join(lines))
         if shown != self.folded.toPlainText():
             self.folded.setPlainText(shown)
 
@@ -474,7 +476,7 @@ class TestDetail(QWidget):
             f'<b style="color:{status_color(test)}">{escape(text.status_text(test))}</b>'
         )
         if test.reason:
-            head += f": {escape(test.reason)}"
+            head += f": {escape(text.printable(test.reason))}"
         parts = [head, *(escape(part) for part in text.summary_parts(test))]
         if test.status not in (TestStatus.PENDING, TestStatus.RUNNING) and test.hosts:
             parts.append(escape(text.window_line(test)))

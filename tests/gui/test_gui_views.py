@@ -489,3 +489,33 @@ def test_a_host_being_reconnected_says_so_in_the_message_column(qtbot: Any) -> N
     message = [model.cell(r, model.COLUMNS.index("Message")) for r in range(3)]
     assert message[0] == message[2] == ""
     assert message[1] == text.interruption(record) and message[1].endswith("reconnecting…")
+
+
+def test_peer_text_is_shown_escaped_as_on_the_terminal(qtbot: Any) -> None:
+    """Issue 18, point 11: the GUI shows an agent's strings and output through
+    text.printable: no bidirectional override or escape sequence acts on the view."""
+    hostile = "a\u202etxt.exe\x1b]0;t\x07\u2066"
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.resize(1100, 700)
+    detail.show()
+    test = make_test(hosts=1)
+    command = test.hosts[0].commands[0]
+    command.stdout = Output.from_bytes(f"{hostile}\n".encode())
+    command.message = hostile
+    command.warnings.append(hostile)
+    test.reason = hostile
+    detail.set_test(test)
+    detail.select_row(0)
+    escaped = "a\\u202etxt.exe\\x1b]0;t\\x07\\u2066"
+    assert detail.output.stdout.text == f"{escaped}\n"
+    model = detail.model
+    cell = model.data(model.index(0, model.COLUMNS.index("Message")))
+    assert cell == escaped
+    tip = model.data(model.index(0, model.COLUMNS.index("Message")), Qt.ItemDataRole.ToolTipRole)
+    assert tip == escaped
+    assert detail.output.files.item(0).text() == f"warning: {escaped}"
+    assert escaped in detail.summary.text()
+    detail.output.fold_check.setChecked(True)
+    assert escaped in detail.output.folded.toPlainText()
+    assert hostile not in detail.output.folded.toPlainText()
