@@ -10,6 +10,7 @@ no usable sample at all fails alone, with a message.
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import subprocess
@@ -17,9 +18,10 @@ import sys
 
 import pytest
 
-from netjobs_core import local_agents
+from netjobs_core import local_agents, probe
 from netjobs_core.check import check_hosts
 from netjobs_core.client import AgentLink
+from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState
 from netjobs_core.runner import run_test
 from netjobs_core.wire.address import Address
@@ -97,6 +99,25 @@ async def test_a_run_measures_an_agent_whose_stamps_are_off_its_clock(shifted_ag
 
 # libfaketime itself: the `faketime` wrapper forks, and killing it would leave the agent.
 LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))), None)
+
+
+async def test_impossible_stamps_leave_the_fastest_round_trip_alone(shifted_agent, agent, token):
+    # Its stamped round trips are -37 s: taken as the loop's fastest, they would keep
+    # every other host pinging to the last (probe.settled), and a 7200 s one slow.
+    links = [
+        AgentLink(Address("127.0.0.1", a.port), token[0].secret) for a in (shifted_agent, agent)
+    ]
+    try:
+        for link in links:
+            await link.connect(5)
+        shifted = await measure_clock(links[0], DEFAULT_CLOCK, 10)
+        assert 0 < probe._floors[asyncio.get_running_loop()] == shifted.rtt_ns
+        honest = await measure_clock(links[1], DEFAULT_CLOCK, 10)
+    finally:
+        for link in links:
+            await link.close()
+    for estimate in (shifted, honest):  # one clock: 0 within the bound
+        assert abs(estimate.offset_ns) <= estimate.uncertainty_ns
 
 
 @pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed (apt faketime)")
