@@ -6,12 +6,19 @@ the GUI's Check hosts and every test run do it the same way.
 from __future__ import annotations
 
 import asyncio
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from netjobs_core.client import AgentError, AgentLink
-from netjobs_core.wire.clock import OffsetEstimate, Sample, estimate_offset
+from netjobs_core.wire.clock import (
+    NoUsableSamples,
+    OffsetEstimate,
+    Sample,
+    estimate_offset,
+    usable,
+)
 from netjobs_core.wire.messages import Status, StatusQuery
 
 MIN_CLOCK_TIMEOUT_S = 5.0  # sixteen pings on a slow link outlast a short connect timeout
@@ -80,20 +87,34 @@ def settled(samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float) -> 
     `floor_ns`: the fastest round trip any host has shown on this event loop. A
     stalled estimate is only good enough within half of it (what the best ping
     anywhere bounds): a host whose pings all met a busy moment goes on (up to
-    `max_pings`) rather than keep a wide bound.
+    `max_pings`) rather than keep a wide bound. So does one without a usable sample
+    yet (wire/clock.py `usable`).
     """
     count = len(samples)
     if count < policy.min_pings:
         return False
     if count >= policy.max_pings:
         return True
-    uncertainty = estimate_offset(samples).uncertainty_ns
+    uncertainty = _uncertainty(samples)
     if uncertainty <= policy.tight_ns:
         return True
     if count <= policy.patience or uncertainty > floor_ns / 2:
         return False
-    earlier = estimate_offset(samples[: count - policy.patience]).uncertainty_ns
+    earlier = _uncertainty(samples[: count - policy.patience])
     return uncertainty > 0.9 * earlier
+
+
+def _uncertainty(samples: Sequence[Sample]) -> float:
+    try:
+        return estimate_offset(samples).uncertainty_ns
+    except NoUsableSamples:
+        return math.inf
+
+
+def _rtt(sample: Sample) -> float:
+    """The round trip of `sample` as an estimate would take it alone; inf if unusable."""
+    kept = usable([sample])
+    return kept[0].rtt if kept else math.inf
 
 
 # The fastest round trip seen on each event loop, by any host (see `settled`).
@@ -102,14 +123,18 @@ _floors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.W
 
 def _floor_with(sample: Sample) -> float:
     loop = asyncio.get_running_loop()
-    floor = min(_floors.get(loop, float("inf")), sample.rtt)
+    floor = min(_floors.get(loop, math.inf), _rtt(sample))
     _floors[loop] = floor
     return floor
 
 
 async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) -> OffsetEstimate:
     """Ping until settled; `timeout` bounds the pinging, not the wait for a turn
-    (with 1000 hosts the last one waits seconds, each holder at most `timeout`)."""
+    (with 1000 hosts the last one waits seconds, each holder at most `timeout`).
+
+    An agent whose arrival stamps are impossible is measured as one without stamps
+    (wire/clock.py `usable`): one host at a time. Raises AgentError if not one
+    sample is usable."""
     samples: list[Sample] = []
 
     async def ping() -> float:
@@ -117,16 +142,17 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
         return _floor_with(samples[-1])
 
     def fast() -> bool:
-        return samples[0].rtt < policy.slow_path_ns
+        return _rtt(samples[0]) < policy.slow_path_ns
+
+    def stamped() -> bool:
+        return link.stamped and all(s.stamp_possible for s in samples)
 
     batch = policy.batch if policy.kernel_stamps and link.kernel_stamps else 1
     try:
         async with clock_turn(batch):
             async with asyncio.timeout(timeout) as deadline:
                 floor = await ping()
-                while (
-                    fast() and (link.stamped or batch == 1) and not settled(samples, policy, floor)
-                ):
+                while fast() and (stamped() or batch == 1) and not settled(samples, policy, floor):
                     floor = await ping()
         if fast() and not settled(samples, policy, floor):  # an agent without stamps
             async with clock_turn(1):
@@ -138,7 +164,10 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
                 floor = await ping()
     except TimeoutError:
         raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
-    return estimate_offset(samples)
+    try:
+        return estimate_offset(samples)
+    except NoUsableSamples as exc:
+        raise AgentError(f"clock not measured: {exc}") from None
 
 
 @dataclass(frozen=True)

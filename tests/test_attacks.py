@@ -12,6 +12,7 @@ import contextlib
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -308,8 +309,13 @@ def test_the_cli_refuses_a_weak_token_unless_allowed(tmp_path):
 
 
 # -- point 10: absurd numbers, internal errors ---------------------------------------------
-async def fake_agent(secret: bytes, started: dict[str, object]):
-    """An agent that answers everything properly, except that its `started` says STARTED."""
+async def fake_agent(
+    secret: bytes,
+    started: dict[str, object],
+    pong: Callable[[int], dict[str, object]] = lambda clock: {},
+):
+    """An agent that answers everything properly, except that its `started` says STARTED
+    (and its pongs add what `pong` says for their clock)."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(Role.AGENT, secret)
@@ -326,7 +332,8 @@ async def fake_agent(secret: bytes, started: dict[str, object]):
 
     def answer(conn: Connection, message: Message) -> None:
         if isinstance(message, Ping):
-            conn.send(Pong(seq=message.seq, clock=now_ns()))
+            clock = now_ns()
+            conn.send(Pong(seq=message.seq, clock=clock, **pong(clock)))
         elif isinstance(message, StatusQuery):
             conn.send(Status(busy=False, hostname="fake", version="3", platform="x"))
         elif isinstance(message, Prepare):

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netjobs_core.wire.clock import Sample, estimate_offset
+from netjobs_core.wire.clock import NoUsableSamples, Sample, estimate_offset, usable
 
 
 def simulate(
@@ -115,3 +115,54 @@ def test_holding_never_breaks_the_bound(offset, pings):
     estimate = estimate_offset(samples)
     assert abs(estimate.offset_ns - offset) <= estimate.uncertainty_ns + 1
     assert estimate.uncertainty_ns <= 100_000  # holding widened nothing
+
+
+# -- impossible samples (issue 18, points 9 and 13) ------------------------------------
+def stamped_pings(offset: int, shift: int, n: int = 8) -> list[Sample]:
+    """Honest pings (20 µs each way, held 5 µs) whose arrival stamps are off by `shift`."""
+    samples, now = [], 1_000_000_000
+    for _ in range(n):
+        arrived, answered = now + 20_000, now + 25_000
+        stamp = arrived + shift + offset
+        samples.append(Sample(now, answered + offset, answered + 20_000, None, stamp))
+        now += 100_000
+    return samples
+
+
+def test_an_arrival_stamp_after_the_answer_is_not_used():
+    # A hostile pong: `received` two hours after its `clock` (a negative hold) once
+    # made a 7200 s round trip, and the common start was scheduled hours ahead.
+    samples = stamped_pings(offset=3_000_000, shift=7_200 * 10**9)
+    assert samples[0].held < 0 and not samples[0].stamp_possible
+    estimate = estimate_offset(samples)
+    assert estimate.rtt_ns == 45_000  # the round trip on our clock, the hold in it
+    assert abs(estimate.offset_ns - 3_000_000) <= estimate.uncertainty_ns <= 22_500
+
+
+def test_a_hold_longer_than_the_round_trip_is_not_used():
+    # An agent under `faketime -f +37s`: its clock 37 s ahead, the kernel's arrival
+    # stamps not, so it seems to have held every ping 37 s of a 45 µs round trip.
+    # Every sample was dropped ("no usable clock samples"), the whole run with it.
+    samples = stamped_pings(offset=37 * 10**9, shift=-37 * 10**9)
+    assert samples[0].held > samples[0].received - samples[0].sent
+    estimate = estimate_offset(samples)
+    assert estimate.rtt_ns == 45_000
+    assert abs(estimate.offset_ns - 37 * 10**9) <= estimate.uncertainty_ns <= 22_500
+
+
+def test_one_impossible_stamp_discredits_all_of_that_agents_stamps():
+    # A stamp 30 µs early cannot be seen in a sample alone (the hold fits the round
+    # trip), 50 µs can: once one is impossible, none is used, and the bound holds.
+    samples = stamped_pings(offset=0, shift=-30_000)
+    assert all(s.stamp_possible for s in samples)
+    samples[3] = stamped_pings(offset=0, shift=-50_000)[3]
+    estimate = estimate_offset(samples)
+    assert estimate.rtt_ns == 45_000
+    assert abs(estimate.offset_ns) <= estimate.uncertainty_ns
+
+
+def test_no_usable_sample_says_so():
+    with pytest.raises(NoUsableSamples, match=r"no usable clock samples \(2 pongs, each back"):
+        estimate_offset([Sample(10, 5, 0), Sample(20, 15, 10, None, 14)])
+    assert issubclass(NoUsableSamples, ValueError)
+    assert usable([Sample(10, 5, 0)]) == []

@@ -18,6 +18,18 @@ bound, not a statistic: the intersection of every sample's interval. Path
 asymmetry cannot be seen by any ping-based method; it goes into the error
 unseen, within the bound.
 
+Impossible samples are never used (`usable`). An arrival stamp is impossible when
+the agent says it held the ping for less than nothing or for longer than the whole
+round trip on our clock: the stamp is then not on the agent's clock (an agent under
+faketime shifts its own clock readings, not the kernel's stamps; a broken or hostile
+agent sends what it likes), and since a stamp off by less than a round trip cannot
+be seen, none of that host's stamps is trusted once one is impossible: its samples
+are taken as an agent's without stamps, its answer somewhere between our ping and
+its pong, which bounds the offset as surely (only more widely). Its clock, the one
+it starts commands by, is not in question. A round trip negative even so (our own
+clock would have gone back) is dropped; a host with no sample left cannot be
+measured (`NoUsableSamples`).
+
 Scheduling uses the monotonic clocks (they never step). What users compare is
 the wall clocks (NTP, chrony): an agent may also stamp its wall clock in the
 pong; with each side's wall-minus-monotonic difference, the wall-clock offset
@@ -78,6 +90,28 @@ class Sample:
     def offset(self) -> float:
         return self.agent - self.held / 2 - (self.sent + self.received) / 2
 
+    @functools.cached_property
+    def stamp_possible(self) -> bool:
+        """The agent's arrival stamp can be true: it held the ping no less than
+        nothing and no longer than the whole round trip (True without a stamp)."""
+        return self.agent_received is None or 0 <= self.held <= self.received - self.sent
+
+    def unstamped(self) -> Sample:
+        """This sample as from an agent that sends no arrival stamp."""
+        return Sample(self.sent, self.agent, self.received, self.agent_wall)
+
+
+class NoUsableSamples(ValueError):
+    """Not one clock sample an estimate could use."""
+
+
+def usable(samples: Sequence[Sample]) -> list[Sample]:
+    """The samples an estimate may use: all of them without their arrival stamps
+    if any stamp is impossible, and none whose round trip is negative."""
+    if not all(s.stamp_possible for s in samples):
+        samples = [s.unstamped() for s in samples]
+    return [s for s in samples if s.rtt >= 0]
+
 
 @dataclass(frozen=True)
 class OffsetEstimate:
@@ -102,9 +136,13 @@ class OffsetEstimate:
 
 
 def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> OffsetEstimate:
-    valid = [s for s in samples if s.rtt >= 0]
+    valid = usable(samples)
     if not valid:
-        raise ValueError("no usable clock samples")
+        raise NoUsableSamples(
+            f"no usable clock samples ({len(samples)} pongs, each back before its ping left)"
+            if samples
+            else "no clock samples"
+        )
     fastest = sorted(valid, key=lambda s: s.rtt)
     keep = fastest[: max(3, round(len(fastest) * keep_fraction))]
     estimate = statistics.median(s.offset for s in keep)
