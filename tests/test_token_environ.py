@@ -49,7 +49,7 @@ async def test_the_env_token_is_not_in_proc_environ_nor_reachable_by_a_command(t
         # The agent still authenticates with it, and what it runs cannot find it.
         async with await AgentClient.connect(agent.host, agent.port, secret.encode()) as client:
             outcome = await client.run(commands(WALK))
-        assert outcome.exits[1]["status"] == "ok", outcome.exits
+        assert outcome.exits[1].status == "ok", outcome.exits
         out = outcome.stdout(1)
         assert f"pid:{agent.pid}\n".encode() in out  # the walk went through the agent
         assert b"NETJOBS_JOB=" in out and secret.encode() not in out
