@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import sys
@@ -28,7 +29,7 @@ from agent_harness import (
     wait_gone,
 )
 
-from netjobs_agent import oskit
+from netjobs_agent import oskit, procs
 from netjobs_core import local_agents
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc")
@@ -125,6 +126,63 @@ async def test_a_setsid_child_goes_at_timeout_and_kill(agent, token_file, end):
             kill_pids([escaped])
 
 
+def watcher_of(agent: local_agents.LocalAgent) -> int:
+    """The process id of the agent's watcher, from its start log."""
+    match = re.search(r"watcher (\d+) ends them", agent.log_text())
+    assert match, agent.log_text()
+    return int(match.group(1))
+
+
+def processes_of(agent_pid: int) -> set[int]:
+    """Every live process of the commands of the agent AGENT_PID: what carries its cookie
+    (NETJOBS_JOB=<key>:<agent pid>.<n>; nothing here scrubs its environment)."""
+    mark = f"{procs.COOKIE_VAR}=".encode()
+    infix = f":{agent_pid}.".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_alive(int(entry.name)):
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(item.startswith(mark) and infix in item for item in environ):
+                found.add(int(entry.name))
+    return found
+
+
+# Command 1 forks: a double-forked daemon, and a child shell whose own child is the
+# grandchild; command 2 is a plain `sleep 300`, which the gate shell forks, not execs.
+FORKING = f"{DAEMON}; sh -c 'sleep 300 & echo $!; wait'; :"
+RUN_PROCESSES = 6  # gate shell, daemon, child shell, grandchild; gate shell, sleep
+
+
+async def test_every_process_of_a_run_dies_with_its_killed_agent(token_file, tmp_path, mode):
+    with launch(token_file, tmp_path / "agent.log", mode) as agent:
+        async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+            await client.prepare("t", commands(FORKING, "sleep 300"))
+            await client.start()
+            daemon, grandchild = await pids(client, 2)
+            deadline = time.monotonic() + 10
+            while len(run := processes_of(agent.process.pid)) < RUN_PROCESSES:
+                assert time.monotonic() < deadline, run
+                await asyncio.sleep(0.02)
+            assert {daemon, grandchild} <= run
+            agent.process.send_signal(signal.SIGKILL)
+            agent.process.wait(10)
+            killed_at = time.monotonic()
+    try:
+        assert await wait_gone(run, 5) == [], "the killed agent's commands ran on"
+        assert processes_of(agent.process.pid) == set()
+        assert time.monotonic() - killed_at < 5
+        assert await wait_gone([watcher_of(agent)], 5) == [], "its watcher ends when done"
+        parent = procs._cgroup2_dir()
+        if "contained by cgroup v2" in agent.log_text() and parent is not None:
+            base = parent / f"netjobs-{agent.port}-net{procs._netns()}"
+            assert not base.exists(), f"the watcher leaves {sorted(base.iterdir())}"
+    finally:
+        kill_pids(run)
+
+
 async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_path, mode):
     command = f"{DAEMON}; echo $$; exec sleep 1000"
     with launch(token_file, tmp_path / "first.log", mode) as first:
@@ -132,6 +190,10 @@ async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_pa
             await client.prepare("t", commands(command))
             await client.start()
             daemon, main = await pids(client, 2)
+            # Its watcher killed first, as a `kill -9` of every process of the agent would.
+            watcher = watcher_of(first)
+            os.kill(watcher, signal.SIGKILL)
+            assert await wait_gone([watcher], 3) == []
             first.process.send_signal(signal.SIGKILL)
             first.process.wait(10)
     try:
@@ -147,7 +209,7 @@ async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_pa
 
 NO_SETPRIV = """\
 import pathlib
-from netjobs_agent import oskit
+from netjobs_agent import oskit, procs
 oskit.death_signal_wrapper = lambda: None
 pathlib.Path(__file__).with_name("hooked").touch()
 """
