@@ -8,7 +8,7 @@ Linux, best first:
   everything in it, double-forked `setsid` daemons included. The path is
   known to the next agent on the same port and network namespace: at start it
   kills and removes what a dead agent left (binding the port first proves that
-  agent is gone).
+  agent is gone), and removes every other dead agent's empty cgroups.
 - otherwise a child subreaper: orphans re-parent to the agent, and a kill
   takes every process descending from the command's main process, or carrying
   its cookie in the environment (`NETJOBS_JOB`, set at spawn; a process that
@@ -156,6 +156,81 @@ def _kill(pids: object, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def _tcp_listening(net_dir: str) -> set[int]:
+    """The TCP ports in LISTEN state in the network namespace of NET_DIR
+    (`/proc/self/net` or `/proc/<pid>/net`); OSError if it cannot be read."""
+    ports = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(net_dir, name).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            if name == "tcp6":  # no IPv6
+                continue
+            raise
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class _Listeners:
+    """Whether a port agent is alive: something listens on its port in its network
+    namespace (it binds before it makes its cgroup, and holds the port until its end).
+    Asked of a namespace no process of which can be seen: no."""
+
+    def __init__(self) -> None:
+        self._ports: dict[str, set[int] | None] = {}  # netns -> ports, None: cannot tell
+        self._members: dict[str, list[int]] | None = None
+        self._partial = False  # some process's namespace was not readable
+
+    def alive(self, port: int, netns: str) -> bool:
+        if netns not in self._ports:
+            self._ports[netns] = self._listening(netns)
+        ports = self._ports[netns]
+        return ports is None or port in ports
+
+    def _listening(self, netns: str) -> set[int] | None:
+        if netns == _netns():
+            try:
+                return _tcp_listening("/proc/self/net")
+            except OSError:
+                return None
+        if self._members is None:
+            self._members = {}
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        ns = os.readlink(f"/proc/{entry}/ns/net").split("[")[-1].rstrip("]")
+                    except PermissionError:
+                        self._partial = True
+                        continue
+                    except OSError:
+                        continue
+                    self._members.setdefault(ns, []).append(int(entry))
+        for pid in self._members.get(netns, []):
+            try:
+                return _tcp_listening(f"/proc/{pid}/net")
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # it ended: another one of the namespace
+            except OSError:
+                return None
+        return None if self._partial else set()
+
+
+def _owner_alive(name: str, listeners: _Listeners) -> bool:
+    """Whether the agent of the cgroup NAME (netjobs-...) may be alive: a stdio agent
+    by its process id, a port agent by its listening socket; anything else: yes."""
+    rest = name.removeprefix("netjobs-")
+    if rest.startswith("stdio"):
+        owner = rest.removeprefix("stdio")
+        return not owner.isdigit() or _alive(int(owner))
+    port, sep, netns = rest.partition("-net")
+    if not (sep and port.isdigit() and netns.isdigit()):
+        return True
+    return listeners.alive(int(port), netns)
+
+
 def _set_name(name: bytes) -> None:
     if PRCTL is not None:
         PRCTL(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
@@ -250,19 +325,24 @@ class Containment:
             self._remove_dead_agents_cgroups()
 
     def _remove_dead_agents_cgroups(self) -> None:
-        """The empty ones of stdio agents that were killed (rmdir fails on a
-        populated cgroup). Only a dead owner's: removing a live agent's fresh
-        directory raced with its first spawn. An agent on a port removes its own
-        at its end (its watcher if it is killed), or the next one on that port
-        reuses it."""
+        """The empty cgroups of other agents that were killed (with their watcher:
+        it removes them otherwise); rmdir fails on a populated cgroup. Only a dead
+        owner's (_owner_alive): removing a live agent's fresh directory raced with
+        its first spawn. Listed before the owners are looked up: an agent binds its
+        port before it makes its directory."""
         assert self._base is not None
-        for other in self._base.parent.glob("netjobs-stdio*"):
-            owner = other.name.removeprefix("netjobs-stdio")
-            if owner.isdigit() and _alive(int(owner)):
+        others = [p for p in self._base.parent.glob("netjobs-*") if p != self._base]
+        listeners = _Listeners()
+        removed = 0
+        for other in others:
+            if _owner_alive(other.name, listeners):
                 continue
             for empty in [*other.glob("cmd-*"), other]:
                 with contextlib.suppress(OSError):
                     empty.rmdir()
+                    removed += empty == other
+        if removed:
+            log.info("removed %d empty cgroup(s) of agents that were killed", removed)
 
     def stop(self) -> None:
         """At the agent's end: its (by now empty) cgroup goes, and its watcher."""

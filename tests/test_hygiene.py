@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -287,3 +289,95 @@ async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
     finally:
         kill_pids([init])
         agent.kill()
+
+
+NETNS = ROOT and shutil.which("ip") is not None and cgroup2_mount() is not None
+
+# Listens on a free port of its network namespace, says which, lives until killed.
+LISTENER = (
+    "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 0)); s.listen(); "
+    "print(s.getsockname()[1], flush=True); time.sleep(600)"
+)
+
+
+@contextlib.contextmanager
+def own_netns() -> Iterator[str]:
+    """A network namespace of this test's own (its name: this pid and the branch)."""
+    name = f"njproc-{os.getpid()}-proc18"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+def blind_to_some_process() -> bool:
+    """Whether the network namespace of some process cannot be read (a process of
+    another user namespace: PID 1 of some sandboxes)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                os.readlink(entry / "ns" / "net")
+            except PermissionError:
+                return True
+            except OSError:
+                pass
+    return False
+
+
+@pytest.mark.skipif(not NETNS, reason="needs root, ip netns and cgroup2")
+def test_an_agent_removes_the_empty_cgroups_of_dead_agents_only(token_file, tmp_path):
+    """Killed with its watcher, an agent leaves its cgroup; the next agent to start,
+    on any port, removes it, and never a live neighbour's (here or in another netns)."""
+    parent = procs._cgroup2_dir()
+    assert parent is not None
+    here = procs._netns()
+    made: list[Path] = []
+    with own_netns() as netns, socket.socket() as neighbour:
+        neighbour.bind(("0.0.0.0", 0))
+        neighbour.listen()
+        there = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", LISTENER],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert there.stdout is not None
+            there_port = int(there.stdout.readline())
+            there_ns = os.readlink(f"/proc/{there.pid}/ns/net").split("[")[-1].rstrip("]")
+            live = [
+                f"netjobs-{neighbour.getsockname()[1]}-net{here}",
+                f"netjobs-{there_port}-net{there_ns}",
+                f"netjobs-stdio{os.getpid()}",
+                "netjobs-not-an-agent",
+            ]
+            dead = [
+                f"netjobs-{free_port()}-net{here}",
+                f"netjobs-{there_port + 1 if there_port < 65535 else 1}-net{there_ns}",
+                f"netjobs-stdio{2**22 + 1}",  # above pid_max's default
+            ]
+            # A namespace no process is in: dead, unless some process cannot be seen.
+            (live if blind_to_some_process() else dead).append("netjobs-1-net1")
+            for name in live + dead:
+                made += [parent / name, parent / name / "cmd-1-1"]
+                made[-1].mkdir(parents=True)
+            with launch(token_file, tmp_path / "agent.log", "default") as agent:
+                assert "contained by cgroup v2" in agent.log_text()
+                assert [name for name in live if not (parent / name).is_dir()] == []
+                assert [name for name in dead if (parent / name).exists()] == []
+                # Other tests' (or other users') dead agents count too.
+                said = re.search(r"removed (\d+) empty cgroup\(s\) of agents", agent.log_text())
+                assert said and int(said.group(1)) >= len(dead), agent.log_text()
+        finally:
+            there.kill()
+            there.wait()
+            if there.stdout is not None:
+                there.stdout.close()
+            for path in reversed(made):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
