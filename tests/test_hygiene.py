@@ -286,6 +286,9 @@ async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
                 assert outcome.exits[1]["status"] == "ok"
         zombies = await asyncio.to_thread(lasting_zombies, init, 5)
         assert zombies == [], f"{len(zombies)} zombies after 10 runs"
+        # Stopped, not killed: its watcher dies with the PID namespace of its PID 1.
+        os.kill(init, signal.SIGTERM)
+        assert await wait_gone([init], 10) == []
     finally:
         kill_pids([init])
         agent.kill()
@@ -381,3 +384,34 @@ def test_an_agent_removes_the_empty_cgroups_of_dead_agents_only(token_file, tmp_
             for path in reversed(made):
                 with contextlib.suppress(OSError):
                     path.rmdir()
+
+
+LEAKING_TEST = """\
+import os
+from netjobs_agent import procs
+
+def test_leaves_a_cgroup():
+    (procs._cgroup2_dir() / f"netjobs-1-net{os.getpid()}").mkdir()
+"""
+
+
+@pytest.mark.skipif(not ROOT or cgroup2_mount() is None, reason="needs root and cgroup2")
+def test_a_session_whose_agents_leave_a_cgroup_fails(tmp_path):
+    """tests/conftest.py: the session runs in a cgroup of its own and fails when
+    netjobs-* cgroups are left in it (then removes them)."""
+    (tmp_path / "test_leak.py").write_text(LEAKING_TEST)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
+    assert re.search(r"agents left 1 cgroup\(s\) behind: netjobs-1-net\d+", run.stdout)
+    parent = procs._cgroup2_dir()
+    assert parent is not None
+    assert list(parent.glob("njtests-*/netjobs-1-net*")) == []
