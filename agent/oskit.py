@@ -110,7 +110,9 @@ def spawn(
 
     Its environment is the agent's without NETJOBS_TOKEN, plus ENV (the
     controller's NETJOBS_* variables, checked by the protocol) and the cookie
-    that procs uses to find its processes; on POSIX it dies with the agent.
+    that procs uses to find its processes. On POSIX the gate shell (and what it
+    execs) has a parent-death signal; what it forks does not (fork clears it): on
+    Linux procs' watcher kills those when the agent is killed.
     """
     args = shell_args(command, gated=gated)
     kwargs = popen_kwargs()

@@ -3,19 +3,23 @@
 Linux, best first:
 - cgroup v2 (where the agent may create cgroups: root, or a delegated
   subtree): each command's gate shell is moved into its own cgroup
-  `<agent's cgroup>/netjobs-<port>-net<netns>/cmd-<n>` before it is released
+  `<agent's cgroup>/netjobs-<port>-net<netns>/cmd-<agent pid>-<n>` before it is released
   (blocked in `read`, it cannot have forked yet), and `cgroup.kill` ends
   everything in it, double-forked `setsid` daemons included. The path is
   known to the next agent on the same port and network namespace: at start it
   kills and removes what a dead agent left (binding the port first proves that
-  agent is gone).
+  agent is gone), and removes every other dead agent's empty cgroups.
 - otherwise a child subreaper: orphans re-parent to the agent, and a kill
   takes every process descending from the command's main process, or carrying
   its cookie in the environment (`NETJOBS_JOB`, set at spawn; a process that
   scrubs its environment and daemonizes escapes this mode).
-In both modes a restarted agent kills processes whose cookie names its port,
-and the agent reaps orphaned zombies when it is PID 1 or a subreaper, without
-touching its own commands' main processes (their reaper threads wait for them).
+In both modes a watcher process, forked at the agent's start, outlives a killed
+agent: the end of the pipe the agent holds wakes it, and it kills every process
+of the dead agent's commands (its cgroups, and whatever carries its cookie),
+then removes its cgroups. A restarted agent kills processes whose cookie names
+its port (for when the watcher was killed too), and the agent reaps orphaned
+zombies when it is PID 1 or a subreaper, without touching its own commands'
+main processes (their reaper threads wait for them).
 Elsewhere (macOS, Windows) only the process group / taskkill tree of oskit.
 """
 
@@ -36,8 +40,11 @@ from pathlib import Path
 LINUX = sys.platform.startswith("linux")
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NAME = 15
 COOKIE_VAR = "NETJOBS_JOB"
 EMPTY_WAIT_S = 1.0  # after cgroup.kill, for the kernel to empty the cgroup
+WATCHER_NAME = b"netjobs-watch"  # its name in ps/top (comm), not the agent's
+WATCHER_KILL_S = 2.0  # the watcher's rounds of cookie kills (forks meanwhile)
 
 log = logging.getLogger("netjobs.agent")
 
@@ -149,6 +156,86 @@ def _kill(pids: object, sig: int) -> None:
             os.kill(pid, sig)
 
 
+def _tcp_listening(net_dir: str) -> set[int]:
+    """The TCP ports in LISTEN state in the network namespace of NET_DIR
+    (`/proc/self/net` or `/proc/<pid>/net`); OSError if it cannot be read."""
+    ports = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(net_dir, name).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            if name == "tcp6":  # no IPv6
+                continue
+            raise
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class _Listeners:
+    """Whether a port agent is alive: something listens on its port in its network
+    namespace (it binds before it makes its cgroup, and holds the port until its end).
+    Asked of a namespace no process of which can be seen: no."""
+
+    def __init__(self) -> None:
+        self._ports: dict[str, set[int] | None] = {}  # netns -> ports, None: cannot tell
+        self._members: dict[str, list[int]] | None = None
+        self._partial = False  # some process's namespace was not readable
+
+    def alive(self, port: int, netns: str) -> bool:
+        if netns not in self._ports:
+            self._ports[netns] = self._listening(netns)
+        ports = self._ports[netns]
+        return ports is None or port in ports
+
+    def _listening(self, netns: str) -> set[int] | None:
+        if netns == _netns():
+            try:
+                return _tcp_listening("/proc/self/net")
+            except OSError:
+                return None
+        if self._members is None:
+            self._members = {}
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        ns = os.readlink(f"/proc/{entry}/ns/net").split("[")[-1].rstrip("]")
+                    except PermissionError:
+                        self._partial = True
+                        continue
+                    except OSError:
+                        continue
+                    self._members.setdefault(ns, []).append(int(entry))
+        for pid in self._members.get(netns, []):
+            try:
+                return _tcp_listening(f"/proc/{pid}/net")
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # it ended: another one of the namespace
+            except OSError:
+                return None
+        return None if self._partial else set()
+
+
+def _owner_alive(name: str, listeners: _Listeners) -> bool:
+    """Whether the agent of the cgroup NAME (netjobs-...) may be alive: a stdio agent
+    by its process id, a port agent by its listening socket; anything else: yes."""
+    rest = name.removeprefix("netjobs-")
+    if rest.startswith("stdio"):
+        owner = rest.removeprefix("stdio")
+        return not owner.isdigit() or _alive(int(owner))
+    port, sep, netns = rest.partition("-net")
+    if not (sep and port.isdigit() and netns.isdigit()):
+        return True
+    return listeners.alive(int(port), netns)
+
+
+def _set_name(name: bytes) -> None:
+    if PRCTL is not None:
+        PRCTL(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
 class Containment:
     """The agent's record of its commands' processes (one per agent process)."""
 
@@ -160,6 +247,8 @@ class Containment:
         self._jobs: dict[int, tuple[str, Path | None]] = {}  # main pid -> (cookie, cgroup)
         self._scan_pending = False
         self.reaps_orphans = False
+        self.watcher: int | None = None  # its process id while it watches
+        self._watch_fd: int | None = None  # the agent's end of the watcher's pipe
 
     # -- start ------------------------------------------------------------------
     def start(self, port: int | None) -> None:
@@ -191,12 +280,15 @@ class Containment:
                 self.mode = "child subreaper"
                 self.reaps_orphans = True
         self.reaps_orphans |= os.getpid() == 1
+        self._start_watcher()
         self._kill_leftovers()
         if self.reaps_orphans:
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGCHLD, self._schedule_scan)
             self._schedule_scan()
         log.info("commands are contained by %s", self.mode)
+        if self.watcher is not None:
+            log.info("watcher %d ends them should this agent be killed", self.watcher)
 
     @staticmethod
     def _probe(base: Path) -> None:
@@ -230,23 +322,140 @@ class Containment:
             for child in children:
                 if child.is_dir():
                     self._destroy(child)
-            # The empty ones of stdio agents that were killed (rmdir fails on a
-            # populated cgroup). Only a dead owner's: removing a live agent's
-            # fresh directory raced with its first spawn. An agent on a port
-            # removes its own at its end, or the next one on that port reuses it.
-            for other in self._base.parent.glob("netjobs-stdio*"):
-                owner = other.name.removeprefix("netjobs-stdio")
-                if owner.isdigit() and _alive(int(owner)):
-                    continue
-                for empty in [*other.glob("cmd-*"), other]:
-                    with contextlib.suppress(OSError):
-                        empty.rmdir()
+            self._remove_dead_agents_cgroups()
+
+    def _remove_dead_agents_cgroups(self) -> None:
+        """The empty cgroups of other agents that were killed (with their watcher:
+        it removes them otherwise); rmdir fails on a populated cgroup. Only a dead
+        owner's (_owner_alive): removing a live agent's fresh directory raced with
+        its first spawn. Listed before the owners are looked up: an agent binds its
+        port before it makes its directory."""
+        assert self._base is not None
+        others = [p for p in self._base.parent.glob("netjobs-*") if p != self._base]
+        listeners = _Listeners()
+        removed = 0
+        for other in others:
+            if _owner_alive(other.name, listeners):
+                continue
+            for empty in [*other.glob("cmd-*"), other]:
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
+                    removed += empty == other
+        if removed:
+            log.info("removed %d empty cgroup(s) of agents that were killed", removed)
 
     def stop(self) -> None:
-        """At the agent's end: its (by now empty) cgroup goes."""
+        """At the agent's end: its (by now empty) cgroup goes, and its watcher."""
         if self._base is not None:
             with contextlib.suppress(OSError):
                 self._base.rmdir()
+        self._stop_watcher()
+
+    # -- the watcher ----------------------------------------------------------------
+    def _start_watcher(self) -> None:
+        """Fork the process that outlives a killed agent (see _watch).
+
+        Forked, not spawned: no second interpreter (nor a one-file executable's
+        unpacking) and a few hundred KiB of its own memory; at start, on the loop's
+        thread, before any command and its reaper thread.
+        """
+        agent = os.getpid()
+        read_end, write_end = os.pipe()  # not inheritable: commands never hold it
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(read_end)
+            os.close(write_end)
+            log.warning("no watcher (%s): a killed agent leaves its commands", exc)
+            return
+        if pid == 0:  # the watcher: never returns
+            try:
+                os.close(write_end)
+                self._watch(read_end, agent)
+            finally:
+                os._exit(0)
+        os.close(read_end)
+        self.watcher, self._watch_fd = pid, write_end
+
+    def _stop_watcher(self) -> None:
+        """At the agent's end: the watcher sees it, checks, exits; reap it."""
+        if self._watch_fd is None or self.watcher is None:
+            return
+        os.close(self._watch_fd)
+        self._watch_fd = None
+        deadline = time.monotonic() + EMPTY_WAIT_S + WATCHER_KILL_S
+        with contextlib.suppress(ChildProcessError):  # reaped by _reap_orphans
+            while os.waitpid(self.watcher, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    break  # init reaps it after the agent's exit
+                time.sleep(0.005)
+        self.watcher = None
+
+    def _watch(self, fd: int, agent: int) -> None:
+        """The watcher: wait for the agent's end, then end what its commands left.
+
+        Its own session (no terminal's Ctrl-C or hang-up reaches it) and name (`kill
+        -9` or killall of the agent spares it); no parent-death signal (fork clears
+        it). It holds only FD (and stderr for one log line): never the agent's
+        listening sockets or the controller's connections.
+        """
+        with contextlib.suppress(OSError):
+            os.setsid()
+        _set_name(WATCHER_NAME)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        for entry in os.listdir("/proc/self/fd"):
+            if int(entry) not in (fd, 2):
+                with contextlib.suppress(OSError):
+                    os.close(int(entry))
+        while True:
+            try:
+                if not os.read(fd, 64):
+                    break  # EOF: every copy of the write end closed, the agent is gone
+            except InterruptedError:
+                continue
+        killed = self._end_commands_of(agent)
+        if killed:
+            log.warning(
+                "netjobs agent %d ended without ending its commands: "
+                "killed %d process(es) they left",
+                agent,
+                killed,
+            )
+
+    def _end_commands_of(self, agent: int) -> int:
+        """Kill every process of AGENT's commands, remove their cgroups; how many."""
+        killed = 0
+        cgroups = []
+        if self._base is not None:
+            with contextlib.suppress(OSError):
+                cgroups = list(self._base.glob(f"cmd-{agent}-*"))
+            for cgroup in cgroups:
+                with contextlib.suppress(OSError, ValueError):
+                    killed += len((cgroup / "cgroup.procs").read_text().split())
+                    (cgroup / "cgroup.kill").write_text("1")
+        # What carries the cookie: all of it without cgroups, what left one with them.
+        prefix = f"{self.key}:{agent}."
+        me = os.getpid()
+        deadline = time.monotonic() + WATCHER_KILL_S
+        while True:
+            stale = [
+                pid
+                for pid, (_, state) in _proc_table().items()
+                if pid != me and state != "Z" and (_cookie(pid) or "").startswith(prefix)
+            ]
+            if not stale or time.monotonic() > deadline:
+                break
+            _kill(stale, signal.SIGKILL)
+            killed += len(stale)
+            time.sleep(0.01)  # forks meanwhile, the dying's children
+        for cgroup in cgroups:
+            self._destroy(cgroup)
+        if self._base is not None:
+            with contextlib.suppress(OSError):  # not a successor's busy one
+                self._base.rmdir()
+        return killed
 
     # -- commands -----------------------------------------------------------------
     def spawn_env(self, extra: Mapping[str, str]) -> dict[str, str]:
@@ -263,10 +472,18 @@ class Containment:
         """Record a just-spawned gate shell (not released yet: it has no children)."""
         cgroup = None
         if self._base is not None:
-            cgroup = self._base / f"cmd-{env[COOKIE_VAR].rsplit('.', 1)[1]}"
+            # cmd-<agent's pid>-<n>: the watcher of a killed agent takes its own only.
+            instance = env[COOKIE_VAR].rsplit(":", 1)[1].replace(".", "-")
+            cgroup = self._base / f"cmd-{instance}"
             try:
-                self._base.mkdir(exist_ok=True)
-                cgroup.mkdir()
+                for attempt in range(3):  # a dead agent's watcher may remove the base
+                    try:
+                        self._base.mkdir(exist_ok=True)
+                        cgroup.mkdir()
+                        break
+                    except FileNotFoundError:
+                        if attempt == 2:
+                            raise
                 (cgroup / "cgroup.procs").write_text(str(pid))
             except OSError as exc:
                 log.warning("cannot put process %d in %s: %s", pid, cgroup, exc)

@@ -1,10 +1,13 @@
-"""Shared fixtures: one token, one factory of real agent processes (tests/agent_harness.py)."""
+"""Shared fixtures: one token, one factory of real agent processes (tests/agent_harness.py);
+the session's check that its agents left no cgroup behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,7 +20,76 @@ if str(REPO) not in sys.path:  # run from anywhere, without installing the proje
 
 from agent_harness import AgentProcess, start_agent  # noqa: E402
 
+from netjobs_agent import procs  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
+
+# -- cgroups left behind ------------------------------------------------------------
+# Where the agent may make cgroups (root here), the session runs in a cgroup of its
+# own, `njtests-<pid>` beside its own: every agent it starts (a descendant) makes its
+# netjobs-* cgroups in there, so what is left at the end is this session's, whatever
+# other test sessions on the machine do. An agent removes its cgroups at its end, and
+# its watcher does when it is killed: any left is a failure of the session.
+SESSION_CGROUP = pytest.StashKey[tuple[Path, Path]]()
+LEFT_WAIT_S = 5.0  # for the watchers of the last killed agents
+
+
+def _remove_tree(cgroup: Path) -> None:
+    with contextlib.suppress(OSError):
+        (cgroup / "cgroup.kill").write_text("1")
+    for child in [path for path in cgroup.iterdir() if path.is_dir()]:
+        _remove_tree(child)
+    deadline = time.monotonic() + 1
+    while cgroup.exists() and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            cgroup.rmdir()
+        time.sleep(0.01)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    home = procs._cgroup2_dir() if sys.platform.startswith("linux") else None
+    if home is None or not os.access(home, os.W_OK):
+        return
+    for stale in home.glob("njtests-*"):  # of killed sessions, when empty
+        owner = stale.name.removeprefix("njtests-")
+        if owner.isdigit() and not procs._alive(int(owner)):
+            for cgroup in [*stale.glob("netjobs-*/cmd-*"), *stale.glob("netjobs-*"), stale]:
+                with contextlib.suppress(OSError):
+                    cgroup.rmdir()
+    mine = home / f"njtests-{os.getpid()}"
+    try:
+        mine.mkdir(exist_ok=True)
+        (mine / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError:
+        with contextlib.suppress(OSError):
+            mine.rmdir()
+        return
+    session.config.stash[SESSION_CGROUP] = (home, mine)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    found = session.config.stash.get(SESSION_CGROUP, None)
+    if found is None:
+        return
+    home, mine = found
+    deadline = time.monotonic() + LEFT_WAIT_S
+    while (left := sorted(mine.glob("netjobs-*"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for cgroup in left:
+        _remove_tree(cgroup)
+    with contextlib.suppress(OSError):
+        (home / "cgroup.procs").write_text(str(os.getpid()))
+        mine.rmdir()  # busy while processes the session started live on
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        names = ", ".join(path.name for path in left[:5]) + (", ..." if len(left) > 5 else "")
+        message = f"the session's agents left {len(left)} cgroup(s) behind: {names}"
+        if reporter is not None:
+            reporter.line("")
+            reporter.write_line(message, red=True, bold=True)
+        else:
+            print(message, file=sys.stderr)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,7 +31,7 @@ from agent_harness import (
     wait_gone,
 )
 
-from netjobs_agent import oskit
+from netjobs_agent import oskit, procs
 from netjobs_core import local_agents
 from netjobs_core.wire.messages import Kill
 
@@ -126,6 +129,63 @@ async def test_a_setsid_child_goes_at_timeout_and_kill(agent, token_file, end):
             kill_pids([escaped])
 
 
+def watcher_of(agent: local_agents.LocalAgent) -> int:
+    """The process id of the agent's watcher, from its start log."""
+    match = re.search(r"watcher (\d+) ends them", agent.log_text())
+    assert match, agent.log_text()
+    return int(match.group(1))
+
+
+def processes_of(agent_pid: int) -> set[int]:
+    """Every live process of the commands of the agent AGENT_PID: what carries its cookie
+    (NETJOBS_JOB=<key>:<agent pid>.<n>; nothing here scrubs its environment)."""
+    mark = f"{procs.COOKIE_VAR}=".encode()
+    infix = f":{agent_pid}.".encode()
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and pid_alive(int(entry.name)):
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(item.startswith(mark) and infix in item for item in environ):
+                found.add(int(entry.name))
+    return found
+
+
+# Command 1 forks: a double-forked daemon, and a child shell whose own child is the
+# grandchild; command 2 is a plain `sleep 300`, which the gate shell forks, not execs.
+FORKING = f"{DAEMON}; sh -c 'sleep 300 & echo $!; wait'; :"
+RUN_PROCESSES = 6  # gate shell, daemon, child shell, grandchild; gate shell, sleep
+
+
+async def test_every_process_of_a_run_dies_with_its_killed_agent(token_file, tmp_path, mode):
+    with launch(token_file, tmp_path / "agent.log", mode) as agent:
+        async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+            await client.prepare("t", commands(FORKING, "sleep 300"))
+            await client.start()
+            daemon, grandchild = await pids(client, 2)
+            deadline = time.monotonic() + 10
+            while len(run := processes_of(agent.process.pid)) < RUN_PROCESSES:
+                assert time.monotonic() < deadline, run
+                await asyncio.sleep(0.02)
+            assert {daemon, grandchild} <= run
+            agent.process.send_signal(signal.SIGKILL)
+            agent.process.wait(10)
+            killed_at = time.monotonic()
+    try:
+        assert await wait_gone(run, 5) == [], "the killed agent's commands ran on"
+        assert processes_of(agent.process.pid) == set()
+        assert time.monotonic() - killed_at < 5
+        assert await wait_gone([watcher_of(agent)], 5) == [], "its watcher ends when done"
+        parent = procs._cgroup2_dir()
+        if "contained by cgroup v2" in agent.log_text() and parent is not None:
+            base = parent / f"netjobs-{agent.port}-net{procs._netns()}"
+            assert not base.exists(), f"the watcher leaves {sorted(base.iterdir())}"
+    finally:
+        kill_pids(run)
+
+
 async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_path, mode):
     command = f"{DAEMON}; echo $$; exec sleep 1000"
     with launch(token_file, tmp_path / "first.log", mode) as first:
@@ -133,6 +193,10 @@ async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_pa
             await client.prepare("t", commands(command))
             await client.start()
             daemon, main = await pids(client, 2)
+            # Its watcher killed first, as a `kill -9` of every process of the agent would.
+            watcher = watcher_of(first)
+            os.kill(watcher, signal.SIGKILL)
+            assert await wait_gone([watcher], 3) == []
             first.process.send_signal(signal.SIGKILL)
             first.process.wait(10)
     try:
@@ -148,7 +212,7 @@ async def test_a_restarted_agent_kills_what_a_killed_one_left(token_file, tmp_pa
 
 NO_SETPRIV = """\
 import pathlib
-from netjobs_agent import oskit
+from netjobs_agent import oskit, procs
 oskit.death_signal_wrapper = lambda: None
 pathlib.Path(__file__).with_name("hooked").touch()
 """
@@ -223,6 +287,132 @@ async def test_an_agent_as_pid_1_reaps_orphans(token_file, tmp_path):
                 assert outcome.exits[1].status == "ok"
         zombies = await asyncio.to_thread(lasting_zombies, init, 5)
         assert zombies == [], f"{len(zombies)} zombies after 10 runs"
+        # Stopped, not killed: its watcher dies with the PID namespace of its PID 1.
+        os.kill(init, signal.SIGTERM)
+        assert await wait_gone([init], 10) == []
     finally:
         kill_pids([init])
         agent.kill()
+
+
+NETNS = ROOT and shutil.which("ip") is not None and cgroup2_mount() is not None
+
+# Listens on a free port of its network namespace, says which, lives until killed.
+LISTENER = (
+    "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 0)); s.listen(); "
+    "print(s.getsockname()[1], flush=True); time.sleep(600)"
+)
+
+
+@contextlib.contextmanager
+def own_netns() -> Iterator[str]:
+    """A network namespace of this test's own (its name: this pid and the branch)."""
+    name = f"njproc-{os.getpid()}-proc18"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        return int(sock.getsockname()[1])
+
+
+def blind_to_some_process() -> bool:
+    """Whether the network namespace of some process cannot be read (a process of
+    another user namespace: PID 1 of some sandboxes)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                os.readlink(entry / "ns" / "net")
+            except PermissionError:
+                return True
+            except OSError:
+                pass
+    return False
+
+
+@pytest.mark.skipif(not NETNS, reason="needs root, ip netns and cgroup2")
+def test_an_agent_removes_the_empty_cgroups_of_dead_agents_only(token_file, tmp_path):
+    """Killed with its watcher, an agent leaves its cgroup; the next agent to start,
+    on any port, removes it, and never a live neighbour's (here or in another netns)."""
+    parent = procs._cgroup2_dir()
+    assert parent is not None
+    here = procs._netns()
+    made: list[Path] = []
+    with own_netns() as netns, socket.socket() as neighbour:
+        neighbour.bind(("0.0.0.0", 0))
+        neighbour.listen()
+        there = subprocess.Popen(
+            ["ip", "netns", "exec", netns, sys.executable, "-c", LISTENER],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert there.stdout is not None
+            there_port = int(there.stdout.readline())
+            there_ns = os.readlink(f"/proc/{there.pid}/ns/net").split("[")[-1].rstrip("]")
+            live = [
+                f"netjobs-{neighbour.getsockname()[1]}-net{here}",
+                f"netjobs-{there_port}-net{there_ns}",
+                f"netjobs-stdio{os.getpid()}",
+                "netjobs-not-an-agent",
+            ]
+            dead = [
+                f"netjobs-{free_port()}-net{here}",
+                f"netjobs-{there_port + 1 if there_port < 65535 else 1}-net{there_ns}",
+                f"netjobs-stdio{2**22 + 1}",  # above pid_max's default
+            ]
+            # A namespace no process is in: dead, unless some process cannot be seen.
+            (live if blind_to_some_process() else dead).append("netjobs-1-net1")
+            for name in live + dead:
+                made += [parent / name, parent / name / "cmd-1-1"]
+                made[-1].mkdir(parents=True)
+            with launch(token_file, tmp_path / "agent.log", "default") as agent:
+                assert "contained by cgroup v2" in agent.log_text()
+                assert [name for name in live if not (parent / name).is_dir()] == []
+                assert [name for name in dead if (parent / name).exists()] == []
+                # Other tests' (or other users') dead agents count too.
+                said = re.search(r"removed (\d+) empty cgroup\(s\) of agents", agent.log_text())
+                assert said and int(said.group(1)) >= len(dead), agent.log_text()
+        finally:
+            there.kill()
+            there.wait()
+            if there.stdout is not None:
+                there.stdout.close()
+            for path in reversed(made):
+                with contextlib.suppress(OSError):
+                    path.rmdir()
+
+
+LEAKING_TEST = """\
+import os
+from netjobs_agent import procs
+
+def test_leaves_a_cgroup():
+    (procs._cgroup2_dir() / f"netjobs-1-net{os.getpid()}").mkdir()
+"""
+
+
+@pytest.mark.skipif(not ROOT or cgroup2_mount() is None, reason="needs root and cgroup2")
+def test_a_session_whose_agents_leave_a_cgroup_fails(tmp_path):
+    """tests/conftest.py: the session runs in a cgroup of its own and fails when
+    netjobs-* cgroups are left in it (then removes them)."""
+    (tmp_path / "test_leak.py").write_text(LEAKING_TEST)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
+    assert re.search(r"agents left 1 cgroup\(s\) behind: netjobs-1-net\d+", run.stdout)
+    parent = procs._cgroup2_dir()
+    assert parent is not None
+    assert list(parent.glob("njtests-*/netjobs-1-net*")) == []
