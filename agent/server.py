@@ -32,6 +32,7 @@ from netjobs_core.wire import fd_limits, protocol, rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns, wall_ns
 from netjobs_core.wire.protocol import MAX_GRACE_S, Message, ProtocolError, Role, State
+from netjobs_core.wire.silence import PeerSilent, receive_within
 from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
 from . import limits, oskit, procs
@@ -244,12 +245,8 @@ class Session:
                 if not await self._handle(message):
                     return
             silence = self._silence_limit()
-            try:
-                async with asyncio.timeout(silence or IDLE_TIMEOUT_S) as idle:
-                    data = await self.reader.read(READ_CHUNK)
-            except TimeoutError:
-                if not idle.expired():
-                    raise  # ETIMEDOUT from the socket (keepalive gave up): connection lost
+            data = await self._read_within(silence or IDLE_TIMEOUT_S)
+            if data is None:
                 if silence is not None:
                     log.warning("%s sent no heartbeat for %g s: lost", self.peer, silence)
                     self.silent = True
@@ -266,6 +263,14 @@ class Session:
             except ProtocolError as exc:
                 log.warning("%s: %s: closing", self.peer, limits.clip(str(exc)))
                 return
+
+    async def _read_within(self, window: float) -> bytes | None:
+        """The next bytes from the peer; None after WINDOW seconds without any, not
+        counting a stall of this agent's own loop (wire/silence.py)."""
+        try:
+            return await receive_within(lambda: self.reader.read(READ_CHUNK), window)
+        except PeerSilent:
+            return None
 
     def _silence_limit(self) -> float | None:
         """How long the controller of this connection's run may be silent."""

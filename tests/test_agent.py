@@ -471,6 +471,61 @@ async def test_lost_controller_means_the_jobs_are_killed_after_the_grace(token_f
             assert (await again.run(commands("true"))).exits[1]["status"] == "ok"
 
 
+async def test_a_stall_of_the_agent_itself_is_not_the_controllers_silence(token_file):
+    # The controller pings every 0.05 s (the agent calls it lost after 3 missed) and
+    # goes on pinging while the agent's process is stopped for 0.6 s: its pings wait in
+    # the socket, so the agent must read them before it judges, not call us silent.
+    with start_agent(token_file) as agent:
+        client = await connect(agent, token_file)
+        try:
+            prepared = await client.request(
+                "prepare",
+                expect="prepared",
+                label="t",
+                commands=commands("sleep 1.5; echo done"),
+                heartbeat=0.05,
+            )
+            assert prepared.type == "prepared", prepared
+            assert (await client.start()).type == "started"
+            stop_pinging = asyncio.Event()
+
+            async def pinger() -> None:
+                seq = 0
+                while not stop_pinging.is_set():
+                    seq += 1
+                    await client.send("ping", seq=seq)
+                    await asyncio.sleep(0.05)
+
+            pings = asyncio.create_task(pinger())
+            try:
+                await asyncio.sleep(0.2)
+                os.kill(agent.pid, signal.SIGSTOP)
+                try:
+                    await asyncio.sleep(0.6)
+                finally:
+                    os.kill(agent.pid, signal.SIGCONT)
+                outcome = await client.collect(timeout=20)
+            finally:
+                stop_pinging.set()
+                await asyncio.wait_for(pings, 10)
+            assert outcome.finished and outcome.exits[1]["status"] == "ok"
+            assert outcome.stdout(1) == b"done\n"
+            assert "sent no heartbeat" not in agent.log_text()
+            # A controller really silent during a run is still noticed.
+            again = await client.request(
+                "prepare",
+                expect="prepared",
+                label="u",
+                commands=commands("sleep 30"),
+                heartbeat=0.05,
+            )
+            assert again.type == "prepared", again
+            await client.start()
+            await agent.await_log("sent no heartbeat for 0.15 s: lost")
+        finally:
+            client.abort()
+
+
 # -- timing ---------------------------------------------------------------------------
 async def test_gated_release_at_the_requested_instant(agent, token_file):
     late_ms, spread_ms = [], []
