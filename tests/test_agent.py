@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -526,23 +525,19 @@ async def test_a_stall_of_the_agent_itself_is_not_the_controllers_silence(token_
             client.abort()
 
 
-# -- timing ---------------------------------------------------------------------------
+# -- the gated release ------------------------------------------------------------------
 async def test_gated_release_at_the_requested_instant(agent, token_file):
-    late_ms, spread_ms = [], []
+    # How late, and how close together: a figure of bench/release.py, not a bound here.
     async with await connect(agent, token_file) as client:
-        for _ in range(7):
+        for _ in range(3):
             clock = (await client.ping()).fields["clock"]
             at = clock + 100_000_000
             outcome = await client.run(commands("true", "true", "true"), at=at)
             released = outcome.started["released_at"]
-            assert min(released.values()) >= at
-            late_ms.append((min(released.values()) - at) / 1e6)
-            spread_ms.append((max(released.values()) - min(released.values())) / 1e6)
-            assert outcome.started["late_ns"] == min(released.values()) - at
-    print(f"\nrelease late vs at (ms): {sorted(late_ms)}; spread over 3: {sorted(spread_ms)}")
-    assert all(late < 20 for late in late_ms)
-    assert statistics.median(late_ms) < 5  # ~0.02 ms here when the machine is quiet
-    assert statistics.median(spread_ms) < 5
+            assert sorted(released) == ["1", "2", "3"]
+            assert min(released.values()) >= at  # never before the instant
+            assert outcome.started["late_ns"] == min(released.values()) - at >= 0
+            assert {exit["status"] for exit in outcome.exits.values()} == {"ok"}
 
 
 # -- lifecycle ------------------------------------------------------------------------
