@@ -69,6 +69,7 @@ from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import OffsetEstimate, now_ns, wall_anchor_ns
 from netjobs_core.wire.protocol import MAX_COLLECT_FILES, MAX_ENV_VALUE, Message
+from netjobs_core.wire.silence import PeerSilent, receive_within
 from netjobs_core.wire.tokens import Token
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
@@ -496,13 +497,12 @@ class _TestRun:
         a gone agent."""
         assert host.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
-        try:
-            async with asyncio.timeout(silence) as quiet:
-                return await host.link.recv()
-        except TimeoutError as exc:
-            if not quiet.expired():  # ETIMEDOUT from the socket, not our timer
-                raise _Interrupted(f"connection lost: {exc.strerror}") from None
+        try:  # a stall of our own loop is not the agent's silence (wire/silence.py)
+            return await receive_within(host.link.recv, silence)
+        except PeerSilent:
             raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
+        except TimeoutError as exc:  # ETIMEDOUT from the socket
+            raise _Interrupted(f"connection lost: {exc.strerror}") from None
         except ConnectionLost as exc:
             if isinstance(exc, AgentStopping | Tampered):
                 raise
