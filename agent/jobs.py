@@ -245,6 +245,11 @@ class Job:
         finally:
             for pump in pumps:
                 pump.cancel()
+            if pumps:  # owned here: ended before the exit report (cancelled, they end at once)
+                await asyncio.wait(pumps, timeout=PIPE_DRAIN_S)
+        for pump in pumps:
+            if pump.done() and not pump.cancelled():
+                pump.result()  # a pump's own error is this command's, not lost
         if status is None:
             assert returncode is not None
             status = CommandStatus.OK if returncode == 0 else CommandStatus.FAILED
@@ -325,7 +330,13 @@ class Job:
             )
             for transport in self._transports:
                 transport.close()  # the readers see EOF; buffered output still goes out
-            await asyncio.wait(pending)
+            _, pending = await asyncio.wait(pending, timeout=PIPE_DRAIN_S)
+            if pending:  # only a full spool (a controller that reads nothing) holds them
+                log.warning(
+                    "%s: output still unsent %g s after closing its pipes: dropped",
+                    self.name,
+                    PIPE_DRAIN_S,
+                )
 
     async def _pump(self, stream: str, reader: asyncio.StreamReader, *, forward: bool) -> None:
         """Spool a pipe's bytes as they come; only a full spool throttles the command."""

@@ -53,6 +53,7 @@ from netjobs_core.wire.messages import (
     StatusQuery,
 )
 from netjobs_core.wire.sealing import token_key
+from netjobs_core.wire.silence import PeerSilent, receive_within
 from netjobs_core.wire.states import State
 from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
 
@@ -266,12 +267,8 @@ class Session:
                 if not await self._handle(message):
                     return
             silence = self._silence_limit()
-            try:
-                async with asyncio.timeout(silence or IDLE_TIMEOUT_S) as idle:
-                    data = await self.reader.read(READ_CHUNK)
-            except TimeoutError:
-                if not idle.expired():
-                    raise  # ETIMEDOUT from the socket (keepalive gave up): connection lost
+            data = await self._read_within(silence or IDLE_TIMEOUT_S)
+            if data is None:
                 if silence is not None:
                     log.warning("%s sent no heartbeat for %g s: lost", self.peer, silence)
                     self.silent = True
@@ -288,6 +285,14 @@ class Session:
             except ProtocolError as exc:
                 log.warning("%s: %s: closing", self.peer, limits.clip(str(exc)))
                 return
+
+    async def _read_within(self, window: float) -> bytes | None:
+        """The next bytes from the peer; None after WINDOW seconds without any, not
+        counting a stall of this agent's own loop (wire/silence.py)."""
+        try:
+            return await receive_within(lambda: self.reader.read(READ_CHUNK), window)
+        except PeerSilent:
+            return None
 
     def _silence_limit(self) -> float | None:
         """How long the controller of this connection's run may be silent."""

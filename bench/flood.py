@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Hostile peers for the agent's limits: unauthenticated floods and a cut network.
+"""Hostile peers for the agent's limits: unauthenticated floods.
 
 Bounded by construction: floods go to loopback only (from 127.0.0.x source addresses,
 so one flood can play many hosts), with at most `MAX_PEERS` connections and
-`MAX_SECONDS` of time; the cut network lives in a network namespace this tool creates
-(10.232.N.0/24) and removes.
+`MAX_SECONDS` of time. (The cut network of tests/test_agent_faults.py is a network
+namespace of tests/netlab.py.)
 
 Floods (`flood()`, or the command line), each peer one connection at a time:
 - `partial`: announce the largest frame and send all of it but one byte (memory);
@@ -15,24 +15,17 @@ With `reconnect`, a peer whose connection ended connects again until the time is
 
     python bench/flood.py --port 16192 --mode partial --peers 300 --seconds 10
     python bench/flood.py --port 16192 --mode idle --peers 600 --seconds 5 --reconnect
-
-`Namespace` (root only): an agent host behind a veth pair whose link can be cut
-silently (a blackhole route on this side: no FIN, no reset, no ICMP, no local error
-inside), for TCP keepalive or retransmission to give up with ETIMEDOUT.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import json
 import struct
-import subprocess
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -152,63 +145,6 @@ async def flood(
             source = addresses[i % len(addresses)]
             group.create_task(_peer(host, port, source, data, deadline, reconnect, stats))
     return stats
-
-
-# -- a host whose network can be cut ---------------------------------------------------
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
-
-
-class Namespace:
-    """Network namespace `njh<random>` joined to this one by a veth pair on 10.232.N.0/24:
-    `outside_address` here, `address` inside. A context manager; root only."""
-
-    def __init__(self, subnet: int) -> None:
-        if not 0 <= subnet <= 255:
-            raise ValueError("subnet must be 0-255 (10.232.N.0/24)")
-        tag = uuid.uuid4().hex[:6]
-        self.name = f"njh{tag}"
-        self.outside = f"njh{tag}o"
-        self.outside_address = f"10.232.{subnet}.1"
-        self.address = f"10.232.{subnet}.2"
-
-    def __enter__(self) -> Namespace:
-        try:
-            _ip("netns", "add", self.name)
-            _ip("link", "add", self.outside, "type", "veth", "peer", "name", "eth0",
-                "netns", self.name)  # fmt: skip
-            _ip("addr", "add", f"{self.outside_address}/24", "dev", self.outside)
-            _ip("link", "set", self.outside, "up")
-            _ip("-n", self.name, "addr", "add", f"{self.address}/24", "dev", "eth0")
-            _ip("-n", self.name, "link", "set", "eth0", "up")
-            _ip("-n", self.name, "link", "set", "lo", "up")
-        except BaseException:
-            self.remove()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
-
-    @property
-    def launcher(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
-
-    def cut(self) -> None:
-        """Cut the link silently, as seen from inside: this side routes the namespace into
-        a blackhole (its replies vanish, its reverse-path check drops what comes in),
-        so the host inside gets no error at all and TCP ends in ETIMEDOUT. (A blackhole
-        inside would hand its TCP an immediate EINVAL instead.)"""
-        _ip("route", "add", "blackhole", f"{self.address}/32")
-
-    def remove(self) -> None:
-        for args in (
-            ["route", "del", "blackhole", f"{self.address}/32"],
-            ["link", "del", self.outside],
-            ["netns", "del", self.name],
-        ):
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                subprocess.run(["ip", *args], capture_output=True, timeout=10)
 
 
 def main() -> int:

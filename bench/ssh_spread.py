@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Start spread over SSH next to the same hosts with installed agents.
 
-Makes N network namespaces (tests/ssh_lab.py: one real sshd each, 10.234.<n>.0/24
-from --first, default 101 so it never meets the tests' hosts), starts an
+Makes N network namespaces (tests/ssh_lab.py: one real sshd each, with names and /24
+subnets of this run's own, tests/netlab.py, so it may run next to the suite), starts an
 installed agent in each too (`python -m netjobs_agent` on port 16192 there),
 then runs --repeats one-test plans of `date +%s%N` on every host, alternating
 the two ways of reaching them: ssh:// targets (the agent started over SSH for
@@ -151,7 +151,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--first", type=int, default=101, help="first N of 10.234.N.0/24")
     parser.add_argument(
         "--delays", action="store_true", help="unequal paths: scheduled vs sequential over SSH"
     )
@@ -166,7 +165,7 @@ def main() -> int:
         if args.delays:
             print(_table(_delays(base / "lab", args.hosts, args.repeats), args.hosts))
             return 0
-        with ssh_lab(base / "lab", args.hosts, args.first) as lab:
+        with ssh_lab(base / "lab", args.hosts) as lab:
             token_path = base / "token"
             agents: list[LocalAgent] = []
             try:

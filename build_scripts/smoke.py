@@ -7,7 +7,8 @@
 Standard library only: it runs the executables, never the project's Python code.
   agent  --version, --help; started with no arguments (default port, token created in a
          temporary config directory) it says where it listens and where its token is;
-         start-up time: launch to "listening on" (median of 3, Linux limit 0.5 s);
+         start-up time: launch to "listening on" (median of 3: a figure in the report,
+         not a limit; bench/startup.py measures it);
   cli    three agents on loopback (port 0, temporary token file) run a real config
          through `netjobs --token-file ... --json out.json CONFIG`: statuses, exit codes,
          outputs, start spread and per-host clock figures are checked in the JSON;
@@ -430,10 +431,9 @@ def check_demo_results(doc: object, windows: bool = WINDOWS) -> list[str]:
 
 
 class Smoke:
-    def __init__(self, dist: Path, work: Path, startup_limit: float | None) -> None:
+    def __init__(self, dist: Path, work: Path) -> None:
         self.dist = dist
         self.work = work
-        self.startup_limit = startup_limit
         self.procs = Processes()
         self.figures: dict[str, object] = {}
         self.agent_version: str | None = None
@@ -518,12 +518,8 @@ class Smoke:
             "median": round(median, 3),
             "max": round(max(times), 3),
         }
+        # A figure, not a check: on a loaded machine it says nothing about the build.
         log(f"agent start-up to listening: median {median:.3f} s, max {max(times):.3f} s")
-        if self.startup_limit is not None and median > self.startup_limit:
-            raise SmokeFailure(
-                f"the agent took {median:.3f} s (median of 3) to listen, "
-                f"over the {self.startup_limit:g} s limit"
-            )
         self.check_agent_defaults()
 
     def check_agent_defaults(self) -> None:
@@ -776,14 +772,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="check only these executables (repeatable)",
     )
     parser.add_argument("--dist", type=Path, default=DIST, help="where the executables are")
-    parser.add_argument(
-        "--startup-limit",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="the agent must listen within this (median of 3); default 0.5 on "
-        "Linux, none elsewhere; 0 disables",
-    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser.parse_args(argv)
 
@@ -791,9 +779,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     wanted = args.only or ["agent", "cli", "gui"]
-    limit = args.startup_limit
-    if limit is None:
-        limit = 0.5 if sys.platform == "linux" else 0
     names = {
         "agent": ["netjobs-agent"],
         "cli": ["netjobs", "netjobs-agent"],
@@ -814,7 +799,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     work = Path(tempfile.mkdtemp(prefix="netjobs-smoke-"))
-    smoke = Smoke(args.dist, work, limit or None)
+    smoke = Smoke(args.dist, work)
     started = time.monotonic()
     steps: dict[str, Callable[[], None]] = {
         "agent": smoke.check_agent,

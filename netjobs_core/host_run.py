@@ -80,6 +80,7 @@ from netjobs_core.wire.messages import (
 )
 from netjobs_core.wire.messages import Collected as CollectedMessage
 from netjobs_core.wire.messages import Output as OutputMessage
+from netjobs_core.wire.silence import PeerSilent, receive_within
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
@@ -465,13 +466,12 @@ class HostRun:
         a gone agent."""
         assert self.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
-        try:
-            async with asyncio.timeout(silence) as quiet:
-                return await self.link.recv()
-        except TimeoutError as exc:
-            if not quiet.expired():  # ETIMEDOUT from the socket, not our timer
-                raise _Interrupted(f"connection lost: {exc.strerror}") from None
+        try:  # a stall of our own loop is not the agent's silence (wire/silence.py)
+            return await receive_within(self.link.recv, silence)
+        except PeerSilent:
             raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
+        except TimeoutError as exc:  # ETIMEDOUT from the socket
+            raise _Interrupted(f"connection lost: {exc.strerror}") from None
         except ConnectionLost as exc:
             if isinstance(exc, AgentStopping | Tampered):
                 raise

@@ -1,5 +1,6 @@
 """A lab of SSH hosts for tests/test_ssh.py and bench/ssh_spread.py: one real
-OpenSSH server per Linux network namespace (`njs<tag><n>`, 10.234.<n>.0/24), each
+OpenSSH server per Linux network namespace (tests/netlab.py: a name and a /24 of this
+run's own), each
 with its own config, host key, authorized_keys and HOME; a test client key, ssh
 config and known_hosts under the lab's directory (never ~/.ssh). Needs root.
 """
@@ -11,19 +12,19 @@ import os
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from netlab import Namespace
+
 from netjobs_core.ssh import SshOptions
 
 SSHD = "/usr/sbin/sshd"
+# The namespaces' addresses (netlab.POOL, 10.224.0.0/12) in ssh config patterns, which
+# know only * and ?: a little wider than the pool, in the lab's own config.
+SUBNETS = "10.22?.* 10.23?.*"
 WAIT_S = 20.0
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
 def keygen(path: Path) -> None:
@@ -37,15 +38,23 @@ def keygen(path: Path) -> None:
 @dataclass
 class SshHost:
     n: int
-    ns: str
-    outside: str
     dir: Path
+    netns: Namespace | None = None  # None: on this machine's loopback
     proc: subprocess.Popen[bytes] | None = None
-    port: int = 22  # on loopback (ns ""), a free port of this machine's
+    port: int = 22  # on loopback, a free port of this machine's
+
+    @property
+    def ns(self) -> str:
+        return self.netns.name if self.netns is not None else ""
+
+    @property
+    def outside(self) -> str:
+        """This side's end of the host's veth pair."""
+        return self.netns.outside if self.netns is not None else ""
 
     @property
     def address(self) -> str:
-        return f"10.234.{self.n}.2" if self.ns else "127.0.0.1"
+        return self.netns.address if self.netns is not None else "127.0.0.1"
 
     @property
     def home(self) -> Path:
@@ -144,7 +153,7 @@ def _client_files(base: Path) -> tuple[Path, Path, Path]:
     known_hosts = base / "known_hosts"
     config = base / "ssh_config"
     config.write_text(
-        f"Host 10.234.* 127.0.0.1\n  User root\n  UserKnownHostsFile {known_hosts}\n"
+        f"Host {SUBNETS} 127.0.0.1\n  User root\n  UserKnownHostsFile {known_hosts}\n"
         f"  IdentityFile {key}\n"
     )
     return key, known_hosts, config
@@ -161,7 +170,7 @@ def loopback_lab(base: Path, count: int) -> Iterator[Lab]:
             with socket.socket() as probe:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
-            host = SshHost(n, "", "", base / f"host{n}", port=port)
+            host = SshHost(n, base / f"host{n}", port=port)
             hosts.append(host)
             host.dir.mkdir()
             host.home.mkdir()
@@ -176,23 +185,17 @@ def loopback_lab(base: Path, count: int) -> Iterator[Lab]:
 
 @contextlib.contextmanager
 def ssh_lab(base: Path, count: int, first: int = 1) -> Iterator[Lab]:
-    """`count` hosts 10.234.<first..>.2, sshd started and trusted; all removed at the end.
-    Raises subprocess.CalledProcessError when namespaces cannot be made."""
-    tag = uuid.uuid4().hex[:4]
+    """`count` hosts numbered from `first` (their folders), each in a namespace of its
+    own, sshd started and trusted; all removed at the end. Raises
+    subprocess.CalledProcessError when namespaces cannot be made."""
     key, known_hosts, config = _client_files(base)
     hosts: list[SshHost] = []
     try:
         for n in range(first, first + count):
-            ns, outside = f"njs{tag}{n}", f"njs{tag}{n}o"
-            ip("netns", "add", ns)
-            host = SshHost(n, ns, outside, base / f"host{n}")
+            host = SshHost(n, base / f"host{n}", Namespace("s"))
             hosts.append(host)
-            ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            ip("addr", "add", f"10.234.{n}.1/24", "dev", outside)
-            ip("link", "set", outside, "up")
-            ip("-n", ns, "addr", "add", f"10.234.{n}.2/24", "dev", "eth0")
-            ip("-n", ns, "link", "set", "eth0", "up")
-            ip("-n", ns, "link", "set", "lo", "up")
+            assert host.netns is not None
+            host.netns.__enter__()
             host.dir.mkdir()
             host.home.mkdir()
             keygen(host.dir / "host_key")
@@ -204,5 +207,5 @@ def ssh_lab(base: Path, count: int, first: int = 1) -> Iterator[Lab]:
     finally:
         for host in hosts:
             host.stop()
-            subprocess.run(["ip", "link", "del", host.outside], capture_output=True)
-            subprocess.run(["ip", "netns", "del", host.ns], capture_output=True)
+            if host.netns is not None:
+                host.netns.remove()

@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -48,6 +47,7 @@ from netjobs_core.wire.messages import (
     Prepared,
     Role,
     Start,
+    Started,
 )
 from netjobs_core.wire.sealing import proof as make_proof
 from netjobs_core.wire.sealing import token_key
@@ -500,23 +500,67 @@ async def test_lost_controller_means_the_jobs_are_killed_after_the_grace(token_f
             assert (await again.run(commands("true"))).exits[1].status == "ok"
 
 
-# -- timing ---------------------------------------------------------------------------
+async def test_a_stall_of_the_agent_itself_is_not_the_controllers_silence(token_file):
+    # The controller pings every 0.05 s (the agent calls it lost after 3 missed) and
+    # goes on pinging while the agent's process is stopped for 0.6 s: its pings wait in
+    # the socket, so the agent must read them before it judges, not call us silent.
+    with start_agent(token_file) as agent:
+        client = await connect(agent, token_file)
+        try:
+            prepared = await client.request(
+                Prepare(label="t", commands=commands("sleep 1.5; echo done"), heartbeat=0.05),
+                Prepared,
+            )
+            assert isinstance(prepared, Prepared), prepared
+            assert isinstance(await client.start(), Started)
+            stop_pinging = asyncio.Event()
+
+            async def pinger() -> None:
+                seq = 0
+                while not stop_pinging.is_set():
+                    seq += 1
+                    await client.send(Ping(seq=seq))
+                    await asyncio.sleep(0.05)
+
+            pings = asyncio.create_task(pinger())
+            try:
+                await asyncio.sleep(0.2)
+                os.kill(agent.pid, signal.SIGSTOP)
+                try:
+                    await asyncio.sleep(0.6)
+                finally:
+                    os.kill(agent.pid, signal.SIGCONT)
+                outcome = await client.collect(timeout=20)
+            finally:
+                stop_pinging.set()
+                await asyncio.wait_for(pings, 10)
+            assert outcome.finished and outcome.exits[1].status == "ok"
+            assert outcome.stdout(1) == b"done\n"
+            assert "sent no heartbeat" not in agent.log_text()
+            # A controller really silent during a run is still noticed.
+            again = await client.request(
+                Prepare(label="u", commands=commands("sleep 30"), heartbeat=0.05), Prepared
+            )
+            assert isinstance(again, Prepared), again
+            await client.start()
+            await agent.await_log("sent no heartbeat for 0.15 s: lost")
+        finally:
+            client.abort()
+
+
+# -- the gated release ------------------------------------------------------------------
 async def test_gated_release_at_the_requested_instant(agent, token_file):
-    late_ms, spread_ms = [], []
+    # How late, and how close together: a figure of bench/release.py, not a bound here.
     async with await connect(agent, token_file) as client:
-        for _ in range(7):
+        for _ in range(3):
             clock = (await client.ping()).clock
             at = clock + 100_000_000
             outcome = await client.run(commands("true", "true", "true"), at=at)
             released = outcome.started.released_at
-            assert min(released.values()) >= at
-            late_ms.append((min(released.values()) - at) / 1e6)
-            spread_ms.append((max(released.values()) - min(released.values())) / 1e6)
-            assert outcome.started.late_ns == min(released.values()) - at
-    print(f"\nrelease late vs at (ms): {sorted(late_ms)}; spread over 3: {sorted(spread_ms)}")
-    assert all(late < 20 for late in late_ms)
-    assert statistics.median(late_ms) < 5  # ~0.02 ms here when the machine is quiet
-    assert statistics.median(spread_ms) < 5
+            assert sorted(released) == ["1", "2", "3"]
+            assert min(released.values()) >= at  # never before the instant
+            assert outcome.started.late_ns == min(released.values()) - at >= 0
+            assert {exit.status for exit in outcome.exits.values()} == {"ok"}
 
 
 # -- lifecycle ------------------------------------------------------------------------

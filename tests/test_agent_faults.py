@@ -1,7 +1,7 @@
 """The agent when the network fails under a run: a lost controller ends the session.
 
-The network-namespace test needs root and iproute2 (skipped otherwise); its addresses
-are 10.232.N.0/24 in a namespace `njh<random>` it creates and removes (bench/flood.py).
+The network-namespace test needs root and iproute2 (skipped otherwise); its namespace,
+name and /24 subnet are this run's own (tests/netlab.py), removed afterwards.
 """
 
 from __future__ import annotations
@@ -9,25 +9,21 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import random
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from agent_harness import AgentClient, commands, cpu_ticks, pid_alive
+from netlab import Namespace
 
 from agent import server
 from netjobs_core.local_agents import start_agent
 from netjobs_core.wire.messages import Prepared, Started
 from netjobs_core.wire.tokens import Token
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
-import flood  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 
@@ -70,11 +66,11 @@ async def test_etimedout_from_the_socket_is_a_lost_connection_not_an_idle_one():
 )
 async def test_a_cut_of_more_than_a_minute_ends_the_session_without_spinning(token_file):
     """No FIN, no reset: keepalive (30 s idle + 3 x 10 s) gives up after ~60 s."""
-    ns = flood.Namespace(random.randrange(256))
+    ns = Namespace("f")
     try:
         ns.__enter__()
-    except Exception as exc:  # no namespaces in this container
-        pytest.skip(f"cannot create a network namespace: {exc}")
+    except subprocess.CalledProcessError as exc:  # no namespaces in this container
+        pytest.skip(f"cannot create a network namespace: {exc.stderr.decode().strip()}")
     agent = None
     try:
         log = token_file.parent / "agent.log"

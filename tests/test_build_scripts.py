@@ -559,8 +559,8 @@ def test_demo_config_is_bundled_where_the_demo_looks():
 
 
 def test_smoke_options():
-    args = smoke.parse_args(["--only", "cli", "--startup-limit", "0"])
-    assert args.only == ["cli"] and args.startup_limit == 0
+    args = smoke.parse_args(["--only", "cli", "--only", "agent"])
+    assert args.only == ["cli", "agent"] and args.dist == smoke.DIST
 
 
 # -- deployment files ---------------------------------------------------------------------

@@ -192,7 +192,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_results(tmp_path, agents, token_file):
         while not marker.exists():
             assert time.monotonic() < deadline, "the command never started"
             time.sleep(0.05)
-        time.sleep(0.2)  # let its output reach the controller
+        # "begun" was written before the marker: it may still be on its way, but the
+        # agent sends a killed command's output before its exit, which the stop awaits.
         controller.send_signal(signal.SIGINT)
         stdout, _ = controller.communicate(timeout=30)
     finally:

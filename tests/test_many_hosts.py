@@ -111,7 +111,10 @@ async def test_a_prepared_host_keeps_its_heartbeat_while_a_slow_host_prepares(ag
     assert test.status is TestStatus.PASSED, test.reason
     fast, busy = test.hosts
     assert watch.ready_for(busy) - watch.ready_for(fast) > 0.3  # the case in point
-    assert fast.interruptions == [] and busy.interruptions == []
+    assert fast.interruptions == []
+    # The busy agent reaps its 400 commands after the release: on a loaded machine it
+    # may answer later than 0.25 s then, which is its own silence, not the case here.
+    assert all(i.resumed for i in busy.interruptions), busy.interruptions
 
 
 class Phases:

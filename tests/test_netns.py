@@ -1,19 +1,21 @@
 """Agents on separate network hosts: Linux network namespaces joined by veth pairs.
 
-Needs root and `ip`; skipped otherwise. Every address lives inside namespaces this
-test creates (10.231.N.0/24) and is removed afterwards.
+Needs root and `ip`; skipped otherwise. The namespaces, their names and their /24
+subnets are this run's own (tests/netlab.py), removed afterwards.
 """
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-import uuid
 
+import netlab
 import pytest
 from agent_harness import HostWatch
+from netlab import Namespace, ip
 
 from netjobs_core.config import parse_config
 from netjobs_core.events import HostChanged
@@ -31,59 +33,39 @@ pytestmark = [
 ]
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
-def hosts(tmp_path_factory):
+def hosts():
     """Three namespaces; the controller (this process) reaches them over veth links."""
-    tag = uuid.uuid4().hex[:6]
-    made = []
-    try:
-        for n in (1, 2, 3):
-            ns, outside = f"nj{tag}{n}", f"nj{tag}{n}o"
-            ip("netns", "add", ns)
-            made.append((ns, outside))
-            ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            ip("addr", "add", f"10.231.{n}.1/24", "dev", outside)
-            ip("link", "set", outside, "up")
-            ip("-n", ns, "addr", "add", f"10.231.{n}.2/24", "dev", "eth0")
-            ip("-n", ns, "link", "set", "eth0", "up")
-            ip("-n", ns, "link", "set", "lo", "up")
-    except subprocess.CalledProcessError as exc:
-        for ns, outside in made:
-            subprocess.run(["ip", "link", "del", outside], capture_output=True)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        pytest.skip(f"cannot create network namespaces here: {exc.stderr.decode().strip()}")
-    yield made
-    for ns, outside in made:
-        subprocess.run(["ip", "link", "del", outside], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    with contextlib.ExitStack() as made:
+        try:
+            spaces = [made.enter_context(Namespace("n")) for _ in range(3)]
+        except subprocess.CalledProcessError as exc:
+            pytest.skip(f"cannot create network namespaces here: {exc.stderr.decode().strip()}")
+        yield spaces
 
 
-def agent_in(ns: str, address: str, token_path) -> LocalAgent:
+def agent_in(host: Namespace, token_path) -> LocalAgent:
     # The agent listens on the default port inside its own namespace, as on a real host.
-    agent = start_agent(token_path, port=16192, bind=address, launcher=["ip", "netns", "exec", ns])
-    return agent
+    return start_agent(token_path, port=16192, bind=host.address, launcher=host.launcher)
 
 
 @pytest.fixture(scope="module")
 def agents(hosts, token):
-    started = [agent_in(ns, f"10.231.{n}.2", token.path) for n, (ns, _) in enumerate(hosts[:2], 1)]
+    started = [agent_in(host, token.path) for host in hosts[:2]]
     yield started
     for agent in started:
         agent.stop()
 
 
-def test_two_hosts_start_together_on_the_default_port(agents, token):
+def test_two_hosts_start_together_on_the_default_port(agents, hosts, token):
+    one, two = hosts[0].address, hosts[1].address
     plan = parse_config(
-        't:\n10.231.1.2: "date +%s%N"\n10.231.2.2: "date +%s%N"\n'
-        '10.231.1.2: "grep -c eth0 /proc/self/net/dev"\nend\n'
+        f't:\n{one}: "date +%s%N"\n{two}: "date +%s%N"\n'
+        f'{one}: "grep -c eth0 /proc/self/net/dev"\nend\n'
     )
     test = asyncio.run(run_test(plan.tests[0], RunOptions(token=token.token, connect_timeout=3)))
     assert test.status is TestStatus.PASSED, test.reason
-    assert [h.target for h in test.hosts] == ["10.231.1.2", "10.231.2.2"]
+    assert [h.target for h in test.hosts] == [one, two]
     for host in test.hosts:
         assert host.state is HostState.DONE and host.gated
         assert host.rtt_ms < 20 and abs(host.clock_offset_ms) <= host.clock_uncertainty_ms + 0.05
@@ -93,10 +75,9 @@ def test_two_hosts_start_together_on_the_default_port(agents, token):
     assert test.start_spread_ms < 50 and abs(stamps[0] - stamps[1]) / 1e6 < 50
 
 
-def test_a_host_with_no_agent_is_a_failed_host(agents, token):
-    plan = parse_config(
-        't:\n-minhosts: 2\n10.231.1.2: "true"\n10.231.2.2: "true"\n10.231.3.2: "true"\nend\n'
-    )
+def test_a_host_with_no_agent_is_a_failed_host(agents, hosts, token):
+    targets = "".join(f'{host.address}: "true"\n' for host in hosts)
+    plan = parse_config(f"t:\n-minhosts: 2\n{targets}end\n")
     test = asyncio.run(run_test(plan.tests[0], RunOptions(token=token.token, connect_timeout=2)))
     assert test.status is TestStatus.PASSED
     dead = test.hosts[2]
@@ -105,10 +86,9 @@ def test_a_host_with_no_agent_is_a_failed_host(agents, token):
 
 
 def test_a_host_that_dies_mid_run_fails_the_quorum(hosts, token):
-    ns, _ = hosts[2]
-    agent = agent_in(ns, "10.231.3.2", token.path)
+    agent = agent_in(hosts[2], token.path)
     try:
-        plan = parse_config('t:\n10.231.3.2: "sleep 30"\nend\n')
+        plan = parse_config(f't:\n{hosts[2].address}: "sleep 30"\nend\n')
 
         async def kill_and_run():
             options = RunOptions(token=token.token, connect_timeout=2)
@@ -126,13 +106,29 @@ def test_a_host_that_dies_mid_run_fails_the_quorum(hosts, token):
         agent.kill()
 
 
+def test_namespaces_get_names_and_subnets_no_one_else_has(hosts):
+    # Another run's namespaces (here: this module's) hold theirs: a new one avoids them.
+    with Namespace("n") as extra:
+        made = [*hosts, extra]
+        assert len({ns.name for ns in made}) == len({ns.outside for ns in made}) == 4
+        assert len({ns.subnet for ns in made}) == 4
+        assert all(ns.subnet is not None and ns.subnet.subnet_of(netlab.POOL) for ns in made)
+        assert f"{os.getpid():x}" in extra.name
+    taken = [ns.subnet for ns in hosts]
+    assert netlab.free_subnet(taken) not in taken
+    with pytest.raises(RuntimeError):
+        netlab.free_subnet([netlab.POOL])
+
+
 def test_a_host_cut_off_the_network_mid_run_is_noticed(agents, hosts, token):
     """No FIN, no reset: the link just goes silent. TCP keepalive must notice.
 
     Kept last in this module: the agent on the cut-off host stays busy until its
     own keepalive gives up on the dead connection."""
-    _, outside = hosts[1]
-    plan = parse_config('t:\n-minhosts: 1\n10.231.1.2: "sleep 60"\n10.231.2.2: "sleep 60"\nend\n')
+    outside = hosts[1].outside
+    plan = parse_config(
+        f't:\n-minhosts: 1\n{hosts[0].address}: "sleep 60"\n{hosts[1].address}: "sleep 60"\nend\n'
+    )
 
     async def scenario():
         failed = asyncio.Event()

@@ -170,12 +170,11 @@ async def test_stop_kills_jobs_and_keeps_results(agents, token, tmp_path):
     plan = plan_for(
         't:\n{a0}: "echo started; sleep 30"\n{a1}: "sleep 30"\nend\nu:\n{a0}: "true"\nend\n', agents
     )
-    runner = Runner(plan, options(token))
+    watch = HostWatch()
+    runner = Runner(plan, options(token), watch)
     task = asyncio.create_task(runner.run())
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        if runner.result.tests and runner.result.tests[0].hosts[0].commands[0].stdout:
-            break
+    # The first output has reached us (a TimeoutError fails the test if it never does).
+    await watch.until(lambda test: test.hosts[0].commands[0].stdout, timeout=20)
     runner.stop()
     result = await asyncio.wait_for(task, 15)
     assert len(result.tests) == 1  # no further tests after a stop

@@ -1,7 +1,7 @@
 """Hosts over SSH against real OpenSSH servers, each in its own network namespace.
 
 Needs root, iproute2 and Debian's openssh-server (/usr/sbin/sshd); skipped otherwise.
-Namespaces `njs<tag><n>`, addresses 10.234.<n>.0/24 only. Each sshd has its own
+Namespaces, names and /24 subnets of this run's own (tests/netlab.py). Each sshd has its own
 config, host key, authorized_keys and HOME (so its agent cache is private); the
 controller uses a test key, a private ssh config and known_hosts: never ~/.ssh.
 """
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from agent_harness import HostWatch
-from ssh_lab import SSHD, WAIT_S, Lab, SshHost, ip, keygen, ssh_lab
+from netlab import ip
+from ssh_lab import SSHD, SUBNETS, WAIT_S, Lab, SshHost, keygen, ssh_lab
 
 from netjobs_agent import procs
 from netjobs_core.agent_zipapp import agent_zipapp
@@ -231,7 +232,7 @@ def test_an_agent_that_cannot_be_put_on_the_host_is_that_hosts_failure(trusted):
         host.start()
     error = test.hosts[0].error
     assert test.hosts[0].state is HostState.FAILED
-    assert "cannot upload the agent to ssh://10.234.4.2" in error and "mkdir" in error
+    assert f"cannot upload the agent to ssh://{host.address}" in error and "mkdir" in error
 
 
 def test_a_connection_cut_mid_run_kills_the_remote_commands(trusted):
@@ -286,7 +287,7 @@ def user_env(lab: Lab, home: Path) -> dict[str, str]:
     dot_ssh.mkdir(mode=0o700)
     shutil.copy(lab.key, dot_ssh / "id_ed25519")
     shutil.copy(lab.known_hosts, dot_ssh / "known_hosts")
-    (dot_ssh / "config").write_text("Host 10.234.*\n  User root\n")
+    (dot_ssh / "config").write_text(f"Host {SUBNETS}\n  User root\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
     return env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "cfg")}
 
@@ -324,7 +325,7 @@ def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted,
         [*NETJOBS, "--ssh", str(config)], env=env, capture_output=True, text=True, timeout=90
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "ssh://10.234.6.2" in run.stdout
+    assert f"ssh://{lab.hosts[5].address}" in run.stdout
     check = subprocess.run(
         [*NETJOBS, "check", "--ssh", str(config)],
         env=env,
