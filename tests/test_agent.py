@@ -43,6 +43,7 @@ from netjobs_core.wire.messages import (
     Hello,
     Kill,
     Message,
+    Ping,
     Prepare,
     Prepared,
     Role,
