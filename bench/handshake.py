@@ -24,10 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from netjobs_core.wire import sealing  # noqa: E402
-from netjobs_core.wire.connection import Connection  # noqa: E402
-from netjobs_core.wire.messages import Role  # noqa: E402
-from netjobs_core.wire.states import State  # noqa: E402
+from netjobs_core.wire import sealing
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.messages import Role
+from netjobs_core.wire.states import State
 
 KINDS = ("shared", "host")
 
