@@ -89,7 +89,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="shared token (default: $NETJOBS_TOKEN, "
+        help="the controller's token, which agents hold a copy of or their own credentials "
+        "issued from (default: $NETJOBS_TOKEN, "
         "then the token file in your NetJobs config directory)",
     )
     parser.add_argument(
