@@ -1,5 +1,5 @@
 """The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`,
-`history` and `show` (past runs)."""
+`history` and `show` (past runs), `token` (agent credentials)."""
 
 # ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
@@ -158,7 +158,8 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run the tests of a NetJobs config: every target's commands start at the "
         "same measured instant. Also: 'netjobs check CONFIG' (reach and measure the agents, run "
         "nothing), 'netjobs demo' (a real run on three local agents), 'netjobs history' (past "
-        "runs) and 'netjobs show RUN' (a past run's report).",
+        "runs), 'netjobs show RUN' (a past run's report) and 'netjobs token issue TARGET...' "
+        "(each agent's own credential file).",
         epilog="Exit status: 0 every test passed and every result file was written; 1 a test "
         "did not pass, or a result file could not be written; 2 usage error (config, token, "
         "an output path that cannot be written: checked before anything runs).",
