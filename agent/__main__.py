@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token-file",
         metavar="PATH",
-        help=f"file holding the shared token (default: ${tokens.ENV_VAR}, "
+        help="file holding the shared token, or this agent's own credential (HOST.token "
+        f"from `netjobs token issue`) (default: ${tokens.ENV_VAR}, "
         f"then {tokens.default_token_path()})",
     )
     parser.add_argument(

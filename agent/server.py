@@ -113,7 +113,7 @@ class Session:
         # A stdio session's pipes have no peer: the agent names its controller.
         self.peer = format_address(peername) if peername is not None else agent.channel_name
         self.source = str(peername[0]) if isinstance(peername, tuple) else self.peer
-        self.conn = Connection(Role.AGENT, agent.secret)
+        self.conn = Connection(Role.AGENT, agent.token.secret, host=agent.token.host)
         self.closed = False
         self.run: Run | None = None  # the latest run this connection prepared or resumed
         self.outbox: Outbox | None = None  # that run's messages
@@ -387,9 +387,10 @@ class Agent:
         caps: limits.Caps | None = None,
         echo: Echo | None = None,
     ) -> None:
-        self.secret = token.secret
+        self.token = token
         self.echo = echo
-        token_key(self.secret)  # the costly part of a handshake, paid once at start
+        if token.host is None:  # a host credential is used as it is
+            token_key(token.secret)  # the costly part of a handshake, paid once at start
         self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(fd_limits.fd_limit()))
         # What unauthenticated peers make the agent log: bounded per source and in all.
         self.preauth_log = limits.LogLimiter(log, "pre-authentication failures")
@@ -836,7 +837,8 @@ async def _serve(
             for sock in server.sockets:
                 address = format_address(sock.getsockname())
                 print(f"netjobs-agent {__version__} listening on {address}", file=out, flush=True)
-            print(f"token: {token.source}", file=out, flush=True)
+            held = "" if token.host is None else f" (the credential of host {token.host})"
+            print(f"token: {token.source}{held}", file=out, flush=True)
             caps = agent.gate.caps
             log.info(
                 "at most %d connections, %d unauthenticated (%d per address)",

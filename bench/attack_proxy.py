@@ -11,6 +11,9 @@ took over a protocol-1 session:
 - ``rewrite-output``: only the output rewrite, to show the controller's side;
 - ``hijack`` (c): swallows the controller's `bye` and sends its own `prepare` +
   `start` on the still-authenticated connection to the agent.
+- ``forward`` (issue 22): alters nothing; listening on another loopback address,
+  it is the forwarder (or moved address, or DNS change) that makes one agent
+  answer for another host: its host credential must be refused there.
 
 Protocol 2 seals every frame after the handshake, so each attack ends in an
 integrity error at the end that reads the altered frame. A rewritten frame
@@ -53,7 +56,7 @@ from netjobs_core.wire.framing import (
     encode_frame,
 )
 
-MODES = ("rewrite-prepare", "rewrite-both", "rewrite-output", "hijack")
+MODES = ("rewrite-prepare", "rewrite-both", "rewrite-output", "hijack", "forward")
 READ_SIZE = 64 * 1024
 _PREFIX = struct.Struct(">2sBBII")
 

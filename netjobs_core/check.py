@@ -22,6 +22,7 @@ class HostCheck:
     agent_version: str = ""
     hostname: str = ""
     platform: str = ""
+    credential: str = ""  # what it authenticated with (a wire.sealing.Credential)
     busy: bool | None = None
     busy_with: str = ""  # the label of the test it runs
     rtt_ms: float | None = None
@@ -47,6 +48,7 @@ async def check_host(
 
     def authenticated() -> None:
         check.authenticated = True
+        check.credential = link.credential or ""
 
     async with AgentLink(address, token.secret, dialer) as link:
         try:

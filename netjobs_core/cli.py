@@ -1,5 +1,5 @@
 """The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`,
-`history` and `show` (past runs)."""
+`history` and `show` (past runs), `token` (agent credentials)."""
 
 # ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjobs_core import __version__, text
+from netjobs_core import __version__, credentials, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
 from netjobs_core.history import History, HistoryError
+from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
@@ -88,7 +89,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token-file",
         metavar="FILE",
-        help="shared token (default: $NETJOBS_TOKEN, "
+        help="the controller's token, which agents hold a copy of or their own credentials "
+        "issued from (default: $NETJOBS_TOKEN, "
         "then the token file in your NetJobs config directory)",
     )
     parser.add_argument(
@@ -156,7 +158,8 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run the tests of a NetJobs config: every target's commands start at the "
         "same measured instant. Also: 'netjobs check CONFIG' (reach and measure the agents, run "
         "nothing), 'netjobs demo' (a real run on three local agents), 'netjobs history' (past "
-        "runs) and 'netjobs show RUN' (a past run's report).",
+        "runs), 'netjobs show RUN' (a past run's report) and 'netjobs token issue TARGET...' "
+        "(each agent's own credential file).",
         epilog="Exit status: 0 every test passed and every result file was written; 1 a test "
         "did not pass, or a result file could not be written; 2 usage error (config, token, "
         "an output path that cannot be written: checked before anything runs).",
@@ -339,7 +342,7 @@ def format_check(check: HostCheck) -> str:
     return (
         f"{check.address!s:<24} {word} agent {text.field(check.agent_version)} on "
         f"{text.field(check.hostname)} ({text.field(check.platform)}), {busy}, "
-        f"{text.host_line_numbers(check)}"
+        f"{text.credential(check.credential)}, {text.host_line_numbers(check)}"
     )
 
 
@@ -423,11 +426,74 @@ def _main_show(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _token_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netjobs token",
+        description="Per-host agent credentials (docs/security.md): 'issue' writes HOST.token "
+        "for each target, its own secret derived from the controller's token; 'rotate' makes "
+        "a new controller token and re-issues the agent files in --out (and the TARGETs).",
+    )
+    parser.add_argument("action", choices=["issue", "rotate"])
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET",
+        help="hosts as a config writes them; node sets (node[01-32], 10.0.0.[5-20], @group)",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=".",
+        help="where to write the agent files (default: the current folder)",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="the controller's token (default: $NETJOBS_TOKEN, then the token file in your "
+        "NetJobs config directory; created when missing)",
+    )
+    parser.add_argument("--groups", metavar="FILE", help="groups file for '@name' targets")
+    return parser
+
+
+def _main_token(argv: Sequence[str]) -> int:
+    args = _token_parser().parse_args(argv)
+    if args.action == "issue" and not args.targets:
+        raise UsageError("token issue: name the TARGETs to issue agent files for")
+    out = Path(args.out).expanduser()
+    try:
+        groups = load_groups(args.groups) if args.groups else NO_GROUPS
+        hosts = credentials.target_hosts(args.targets, groups)
+        if args.action == "rotate":
+            hosts = list(dict.fromkeys(credentials.issued_hosts(out) + hosts))
+            path = credentials.rotate(args.token_file)
+            say(
+                f"netjobs: a new controller token in {path}: every agent file issued "
+                "before is refused from now on, and agents holding a copy of the old "
+                "token need the new file",
+                sys.stdout,
+            )
+        found = credentials.controller_token(args.token_file)
+        if found.created:
+            say(f"netjobs: created the controller's token: {found.token.source}", sys.stdout)
+        written = credentials.issue(found.token, hosts, out)
+    except (GroupsError, credentials.CredentialError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the agent files in {out}: {exc.strerror or exc}") from None
+    for host, path in zip(hosts, written, strict=True):
+        say(f"wrote {path} (the credential of {host})", sys.stdout)
+    if written:
+        say("give each agent its own file: netjobs-agent --token-file HOST.token", sys.stdout)
+    return EXIT_OK
+
+
 _SUBCOMMANDS = {
     "check": _main_check,
     "demo": main_demo,
     "history": _main_history,
     "show": _main_show,
+    "token": _main_token,
 }
 
 

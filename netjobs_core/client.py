@@ -17,11 +17,13 @@ from netjobs_core.wire.clock import Sample, now_ns
 from netjobs_core.wire.connection import Connection
 from netjobs_core.wire.errors import (
     AuthenticationFailed,
+    CredentialRefused,
     IntegrityError,
     PeerError,
     ProtocolError,
 )
 from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role
+from netjobs_core.wire.sealing import Credential
 from netjobs_core.wire.states import State
 
 READ_SIZE = 1024 * 1024  # a whole output frame (framing.MAX_BODY) in one read
@@ -305,6 +307,11 @@ class AgentLink:
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
 
+    @property
+    def credential(self) -> Credential | None:
+        """What the agent proved it holds, once authenticated."""
+        return None if self._conn is None else self._conn.credential
+
     async def __aenter__(self) -> AgentLink:
         return self
 
@@ -321,7 +328,9 @@ class AgentLink:
         else:
             self._channel = await open_tcp(self.address, timeout)
         self.tcp_connected = True
-        self._conn = Connection(Role.CONTROLLER, token)
+        # Over SSH the agent gets this run's token on its channel: no host credential.
+        host = None if self.address.over_ssh else self.address.host
+        self._conn = Connection(Role.CONTROLLER, token, host=host)
         self._flush()
         try:
             async with asyncio.timeout(timeout):
@@ -340,6 +349,9 @@ class AgentLink:
                     "authentication failed: the agent holds a different token"
                 ) from None
             raise AgentError(f"the agent refused: {exc.message}") from None
+        except CredentialRefused as exc:
+            await self.close()
+            raise AgentError(str(exc)) from None
         except AuthenticationFailed:
             await self.close()
             raise AgentError("authentication failed: the agent does not hold our token") from None

@@ -314,6 +314,7 @@ class HostRun:
         result.wall_clock_offset_ms = None if wall is None else wall / 1e6
         result.agent_version = found.version
         result.hostname = found.hostname
+        result.credential = self.link.credential or ""
         return True
 
     async def prepare(self) -> None:

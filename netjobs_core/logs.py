@@ -37,7 +37,7 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
             f"# host {host.target}: {word(host.state)}"
             + (f" ({text.field(host.error)})" if host.error else "")
             + f", agent {text.field(host.agent_version or 'n/a')} on "
-            f"{text.field(host.hostname or 'n/a')}, "
+            f"{text.field(host.hostname or 'n/a')}, {text.credential(host.credential)}, "
             f"rtt {text.ms(host.rtt_ms)}, {text.wall_clock(host)}, "
             f"start offset {text.ms(host.start_offset_ms, True)}"
         )

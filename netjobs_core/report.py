@@ -101,6 +101,8 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
         )
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
+    if (credentials := text.credentials_line(test.hosts)) is not None:
+        lines.append(f"  {credentials}")
     if fold:
         lines.extend(_folded(test, show))
     else:

@@ -111,6 +111,7 @@ class HostResult:
     error: str = ""
     agent_version: str = ""
     hostname: str = ""  # what the agent calls itself
+    credential: str = ""  # what it authenticated with (a wire.sealing.Credential); "" before
     rtt_ms: float | None = None
     # Agent clock minus controller clock: the monotonic clocks scheduling uses (on
     # real machines about the difference of their boot times, not for users).

@@ -146,6 +146,11 @@ def read_token(
     guessable token is refused unless `allow_weak`."""
     try:
         token = load_token(path, strict=strict)
+        if token.host is not None:
+            raise TokenError(
+                f"{token.source} is the credential of the agent on {token.host}, not the "
+                "controller's token (the one `netjobs token issue` read)"
+            )
         if not allow_weak:
             refuse_weak(token)
     except TokenError as exc:

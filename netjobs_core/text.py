@@ -26,6 +26,7 @@ from netjobs_core.results import (
     CommandResult,
     CommandStatus,
     ConcurrentWindow,
+    HostResult,
     HostState,
     Interruption,
     RunResult,
@@ -34,6 +35,7 @@ from netjobs_core.results import (
 )
 from netjobs_core.vocabulary import Status, word
 from netjobs_core.wire.messages import FileError
+from netjobs_core.wire.sealing import Credential
 
 NA = "n/a"
 
@@ -520,3 +522,24 @@ def plan_summary(plan: Plan) -> list[str]:
             "start all at one scheduled instant"
         )
     return lines
+
+
+CREDENTIAL_NAMES = {Credential.HOST: "host credential", Credential.SHARED: "shared token"}
+
+
+def credential(kind: str) -> str:
+    """What an agent authenticated with: `host credential`, `shared token`."""
+    return CREDENTIAL_NAMES.get(Credential(kind), kind) if kind else "not authenticated"
+
+
+def credentials_line(hosts: Sequence[HostResult]) -> str | None:
+    """`credentials: host credential on 127.0.0.[2-3] (2 hosts), shared token on
+    127.0.0.4 (1 host)`: what each authenticated host used; None when none did."""
+    by_kind: dict[str, list[str]] = {}
+    for host in hosts:
+        if host.credential:
+            by_kind.setdefault(host.credential, []).append(host.target)
+    if not by_kind:
+        return None
+    parts = [f"{credential(kind)} on {members(targets)}" for kind, targets in by_kind.items()]
+    return "credentials: " + ", ".join(parts)

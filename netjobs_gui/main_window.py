@@ -636,7 +636,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ settings, about
     def edit_settings(self) -> None:
-        dialog = SettingsDialog(self.settings, self)
+        plan = self.current_plan()
+        addresses = plan_addresses(plan) if plan is not None else []
+        hosts = dict.fromkeys(a.host for a in addresses if not a.over_ssh)
+        dialog = SettingsDialog(self.settings, self, list(hosts))
         if dialog.exec():
             self.hosts.set_manual_targets(self.settings.manual_hosts, self.settings.default_port)
             self.editor.default_port = self.settings.default_port

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings
+from PySide6.QtCore import QByteArray, QSettings, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -32,12 +33,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core import credentials
 from netjobs_core.atomic import FILE_MODE, keep_private, make_private_dirs
 from netjobs_core.nodesets import NO_GROUPS, Groups, GroupsError, load_groups
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT
-from netjobs_core.wire.tokens import default_token_path
+from netjobs_core.wire.tokens import TokenError, default_token_path, load_token
 
 if TYPE_CHECKING:
     from netjobs_core.ssh import SshOptions
@@ -243,12 +245,16 @@ class Settings:
 
 
 class SettingsDialog(QDialog):
-    """Token file, default port, connect timeout, SSH user and key."""
+    """Token file (its kind, and agent files for the open config's hosts), default
+    port, connect timeout, SSH user and key."""
 
-    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, settings: Settings, parent: QWidget | None = None, hosts: Sequence[str] = ()
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("NetJobs settings")
         self.settings = settings
+        self.hosts = list(hosts)  # the open config's host parts (its TCP targets)
 
         self.token_edit = QLineEdit(settings.token_file)
         self.token_edit.setPlaceholderText(f"default: $NETJOBS_TOKEN, then {default_token_path()}")
@@ -301,14 +307,34 @@ class SettingsDialog(QDialog):
         )
         self.ssh_accept_check.setChecked(settings.ssh_accept_new)
 
+        self.token_kind = QLabel()
+        self.token_kind.setTextFormat(Qt.TextFormat.PlainText)  # paths, host names: as they are
+        self.token_kind.setWordWrap(True)
+        self.token_edit.textChanged.connect(lambda _text: self._show_token_kind())
+        self._show_token_kind()
+        count = len(self.hosts)
+        self.issue_button = QPushButton(
+            f"&Issue agent files for the config's {count} host{'s' if count != 1 else ''}…"
+        )
+        self.issue_button.setEnabled(bool(self.hosts))
+        self.issue_button.setToolTip(
+            "Write HOST.token for each host of the open config into a folder: each agent's "
+            "own credential, derived from the controller's token (netjobs token issue)"
+        )
+        self.issue_button.clicked.connect(self._ask_issue)
+        self.issue_result = QLabel()
+        self.issue_result.setTextFormat(Qt.TextFormat.PlainText)
+        self.issue_result.setWordWrap(True)
+        self.issue_result.hide()
+
         form = QFormLayout(self)
         token_label = QLabel("&Token file:")
         token_label.setBuddy(self.token_edit)
         form.addRow(token_label, token_row)
         form.addRow("", self.token_error)
-        form.addRow(
-            "", QLabel("<small>The agents' shared secret; never sent over the network.</small>")
-        )
+        form.addRow("", self.token_kind)
+        form.addRow("", self.issue_button)
+        form.addRow("", self.issue_result)
         groups_label = QLabel("&Groups file:")
         groups_label.setBuddy(self.groups_edit)
         form.addRow(groups_label, groups_row)
@@ -344,6 +370,58 @@ class SettingsDialog(QDialog):
         path, _ = QFileDialog.getOpenFileName(self, "Token file", start)
         if path:
             self.token_edit.setText(path)
+
+    def _token_path(self) -> str | None:
+        return self.token_edit.text().strip() or None
+
+    def _show_token_kind(self) -> None:
+        """Which kind of token the typed file (or the default sources) holds."""
+        try:
+            token = load_token(self._token_path())
+        except TokenError as exc:
+            text = f"No usable token: {exc}. Issuing agent files creates one."
+        else:
+            if token.host is not None:
+                text = (
+                    f"The agent credential of {token.host}: a controller cannot use it; "
+                    "choose the controller's token."
+                )
+            else:
+                text = (
+                    f"The controller's token ({token.source}): agents hold a copy of it (a "
+                    "shared token) or their own credential issued from it. Never sent over "
+                    "the network."
+                )
+        self.token_kind.setText(text)
+
+    def _ask_issue(self) -> None:
+        start = self.settings.last_directory or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the agent files", start)
+        if folder:
+            self.issue_agent_files(Path(folder))
+
+    def issue_agent_files(self, folder: Path) -> list[Path]:
+        """Write the agent files of the config's hosts into FOLDER; says how it went."""
+        try:
+            found = credentials.controller_token(self._token_path())
+            written = credentials.issue(found.token, self.hosts, folder)
+        except credentials.CredentialError as exc:
+            message, written = str(exc), []
+        except OSError as exc:
+            message, written = f"cannot write the agent files in {folder}: {exc}", []
+        else:
+            created = (
+                f"Created the controller's token: {found.token.source}. " if found.created else ""
+            )
+            message = (
+                f"{created}Wrote {len(written)} agent files in {folder} "
+                f"({', '.join(p.name for p in written)}): give each agent its own, "
+                "netjobs-agent --token-file HOST.token"
+            )
+            self._show_token_kind()
+        self.issue_result.setText(message)
+        self.issue_result.show()
+        return written
 
     def _browse_groups(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Groups file", self.groups_edit.text())

@@ -175,6 +175,7 @@ def test_a_v1_document_round_trips_exactly():
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
             assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
+            assert host.pop("credential") == ""  # v1 did not say what a host authenticated with
             for command in host["commands"]:
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None

@@ -13,6 +13,7 @@ from netjobs_core.wire import framing, sealing
 from netjobs_core.wire.connection import Connection
 from netjobs_core.wire.errors import (
     AuthenticationFailed,
+    CredentialRefused,
     FrameTooLarge,
     NotNetJobsPeer,
     PeerEchoed,
@@ -312,6 +313,125 @@ def test_controller_detects_an_agent_with_another_token():
         pump(agent, controller)
     assert controller.state is State.CLOSED
     assert controller.data_to_send() == b""  # the controller sends no auth, no error
+
+
+# -- host credentials (issue 22) -----------------------------------------------------
+def credential(host: str, token: bytes = TOKEN) -> bytes:
+    return sealing.host_credential(sealing.token_key(token), host)
+
+
+def host_agent(host: str, token: bytes = TOKEN) -> Connection:
+    """An agent holding HOST's credential, issued from TOKEN."""
+    return Connection(Role.AGENT, credential(host, token), host=host)
+
+
+def test_host_credential_handshake_both_ready_and_named():
+    controller = Connection(Role.CONTROLLER, TOKEN, host="node07")
+    agent = host_agent("node07")
+    wire = []
+    for source, target in [(controller, agent), (agent, controller)] * 2:
+        data = source.data_to_send()
+        wire.append(data)
+        assert target.receive_data(data) == []
+    assert controller.state is agent.state is State.READY
+    assert controller.credential is agent.credential is sealing.Credential.HOST
+    assert controller.peer_hello.host == "node07"
+    secrets_ = [TOKEN, sealing.token_key(TOKEN), credential("node07")]
+    for secret in secrets_:  # no secret crosses the wire, in any spelling
+        assert all(secret not in chunk and secret.hex().encode() not in chunk for chunk in wire)
+    controller.send(Ping(seq=3))
+    assert pump(controller, agent) == [Ping(seq=3)]  # sealed with the credential's keys
+
+
+def test_host_names_compare_without_case():
+    controller = Connection(Role.CONTROLLER, TOKEN, host="Node07")
+    agent = host_agent("node07")
+    for source, target in [(controller, agent), (agent, controller)] * 2:
+        pump(source, target)
+    assert controller.state is State.READY
+
+
+def test_a_shared_agents_hello_is_as_before():
+    """A 3.2 agent's hello: no `host` key, so the new controller takes it as it did."""
+    agent, hello = agent_after_hello()
+    assert hello.host is None and agent.credential is sealing.Credential.SHARED
+    controller = Connection(Role.CONTROLLER, TOKEN, host="node07")
+    agent = Connection(Role.AGENT, TOKEN)
+    pump(controller, agent)
+    [a_hello] = frames(agent.data_to_send())
+    assert set(a_hello.fields) == {"role", "version", "nonce", "proof"}
+    controller.receive_data(encode_frame(a_hello))
+    assert pump(controller, agent) == [] and pump(agent, controller) == []
+    assert controller.state is State.READY
+    assert controller.credential is sealing.Credential.SHARED
+
+
+def test_the_controller_refuses_another_hosts_credential():
+    """A forwarder, a moved address: target B, and the agent behind it is A."""
+    controller = Connection(Role.CONTROLLER, TOKEN, host="node08")
+    agent = host_agent("node07")
+    pump(controller, agent)
+    with pytest.raises(CredentialRefused, match=r"^node08 answered with the credential of node07$"):
+        pump(agent, controller)
+    assert controller.state is State.CLOSED
+    assert controller.data_to_send() == b""  # no auth: the agent learns nothing
+
+
+def test_over_ssh_the_controller_takes_no_host_credential():
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    agent = host_agent("node07")
+    pump(controller, agent)
+    with pytest.raises(CredentialRefused, match="answered with the credential of node07"):
+        pump(agent, controller)
+
+
+def test_a_credential_of_an_old_token_says_how_to_reissue():
+    controller = Connection(Role.CONTROLLER, TOKEN, host="node07")
+    agent = host_agent("node07", token=OTHER)  # issued before a rotation
+    pump(controller, agent)
+    with pytest.raises(CredentialRefused, match="`netjobs token issue node07`"):
+        pump(agent, controller)
+    assert controller.data_to_send() == b""
+
+
+def test_a_rewritten_host_in_the_agents_hello_fails_the_proof():
+    controller = Connection(Role.CONTROLLER, TOKEN, host="node08")
+    agent = host_agent("node07")
+    pump(controller, agent)
+    [a_hello] = frames(agent.data_to_send())
+    forged = Frame("hello", {**a_hello.fields, "host": "node08"})
+    with pytest.raises(CredentialRefused, match="not issued by this controller's token"):
+        controller.receive_data(encode_frame(forged))
+
+
+def test_an_agent_refuses_a_controller_that_holds_only_another_agents_credential():
+    """The holder of node07's file plays the controller to node08: every key it can
+    make from what it holds fails."""
+    stolen = credential("node07")
+    for key in (stolen, sealing.host_credential(sealing.token_key(stolen), "node08")):
+        agent = host_agent("node08")
+        agent.receive_data(C_HELLO)
+        [a_hello] = frames(agent.data_to_send())
+        transcript = hashlib.sha256(C_HELLO + encode_frame(a_hello)).digest()
+        auth = frame("auth", proof=sealing.proof(key, b"netjobs-controller", transcript))
+        with pytest.raises(AuthenticationFailed, match="issued the credential of node08"):
+            agent.receive_data(auth + frame("prepare", label="x", commands=[]))
+        [error] = decode_all(agent.data_to_send())
+        assert (error.code, agent.state) == ("auth", State.CLOSED)
+
+
+@pytest.mark.parametrize("host", ["", "a b", "x" * 254, "../etc", "node\n07", 7])
+def test_a_bad_host_in_the_agents_hello_is_refused(host):
+    controller = Connection(Role.CONTROLLER, TOKEN, host="node07")
+    hello = frame("hello", role="agent", version=PROTOCOL_VERSION, nonce="cd" * 32)
+    fields = {**frames(hello)[0].fields, "proof": "00" * 32, "host": host}
+    with pytest.raises(ProtocolError, match="'host'"):
+        controller.receive_data(encode_frame(Frame("hello", fields)))
+
+
+def test_a_host_credential_has_its_size():
+    with pytest.raises(ValueError):
+        Connection(Role.AGENT, b"short", host="node07")
 
 
 C_HELLO = frame("hello", role="controller", version=PROTOCOL_VERSION, nonce="ab" * 32)
@@ -920,9 +1040,10 @@ HANDSHAKE_CELLS = [
 ]
 
 
-def in_handshake_state(role: Role, state: State) -> Connection:
-    controller = Connection(Role.CONTROLLER, TOKEN)
-    agent = Connection(Role.AGENT, TOKEN)
+def in_handshake_state(role: Role, state: State, host: str | None = None) -> Connection:
+    """ROLE's end in STATE of a handshake with the shared token, or with HOST's credential."""
+    controller = Connection(Role.CONTROLLER, TOKEN, host=host)
+    agent = host_agent(host) if host else Connection(Role.AGENT, TOKEN)
     for source, target in [(controller, agent), (agent, controller)] * 2:
         conn = controller if role is Role.CONTROLLER else agent
         if conn.state is state:
@@ -931,11 +1052,12 @@ def in_handshake_state(role: Role, state: State) -> Connection:
     raise AssertionError(f"{role} never reached {state}")
 
 
+@pytest.mark.parametrize("host", [None, "node07"], ids=["shared", "host-credential"])
 @pytest.mark.parametrize(
     ("role", "state", "kind"), HANDSHAKE_CELLS, ids=lambda v: getattr(v, "value", v)
 )
-def test_each_handshake_state_takes_only_its_message(role, state, kind):
-    conn = in_handshake_state(role, state)
+def test_each_handshake_state_takes_only_its_message(role, state, kind, host):
+    conn = in_handshake_state(role, state, host)
     with pytest.raises(ProtocolError):
         conn.receive_data(frame(kind))
     assert conn.state is State.CLOSED
@@ -943,13 +1065,14 @@ def test_each_handshake_state_takes_only_its_message(role, state, kind):
         conn.send(make("ping", {"seq": 1}))
 
 
+@pytest.mark.parametrize("host", [None, "node07"], ids=["shared", "host-credential"])
 @pytest.mark.parametrize(
     ("role", "state"),
     [(role, state) for role, steps in HANDSHAKE.items() for state in steps],
     ids=lambda v: getattr(v, "value", v),
 )
-def test_each_handshake_state_raises_a_peer_error(role, state):
-    conn = in_handshake_state(role, state)
+def test_each_handshake_state_raises_a_peer_error(role, state, host):
+    conn = in_handshake_state(role, state, host)
     conn.data_to_send()  # its own handshake step
     with pytest.raises(PeerError):
         conn.receive_data(frame("error", code="auth", message="no"))

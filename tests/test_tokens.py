@@ -22,7 +22,7 @@ async def test_a_command_does_not_see_the_agents_token(tmp_path):
     with start_agent(None, env=env) as agent:
         async with await AgentClient.connect(agent.host, agent.port, secret.encode()) as client:
             outcome = await client.run(commands("env"))
-    assert outcome.exits[1]["status"] == "ok"
+    assert outcome.exits[1].status == "ok"
     assert b"PATH=" in outcome.stdout(1)
     assert secret.encode() not in outcome.stdout(1)
     assert tokens.ENV_VAR.encode() not in outcome.stdout(1)

@@ -39,26 +39,42 @@ an IntegrityError and nothing in it is decoded: the tag is checked before the
 JSON is parsed. Frames are authenticated, not encrypted: anyone on the path
 can read commands and output (see docs/security.md).
 
-Handshake (mutual challenge-response, the token never crosses the wire)
-------------------------------------------------------------------------
+Handshake (mutual challenge-response, no secret crosses the wire)
+-----------------------------------------------------------------
 ::
 
     controller -> agent  hello   {role: "controller", version, nonce}
-    agent -> controller  hello   {role: "agent", version, nonce, proof, ...}
+    agent -> controller  hello   {role: "agent", version, nonce, proof, [host]}
     controller -> agent  auth    {proof}
     agent -> controller  welcome {}                       (sealed: seq 0)
 
-    K                = scrypt(token, KEY_SALT)            (once per process and token)
+    T                = scrypt(token, KEY_SALT)            (once per process and token)
+    K                = T                                  (shared token: no `host`)
+                     | HKDF-Expand(T, "...credential v1" | host)   (host credential)
     agent proof      = HMAC-SHA256(K, "netjobs-agent"      | SHA256(c_hello) | a_nonce)
     controller proof = HMAC-SHA256(K, "netjobs-controller" | SHA256(c_hello | a_hello))
     session keys     = HKDF-SHA256(K, SHA256(c_hello | a_hello)), one per direction
 
+Two kinds of agent secret (sealing.Credential). With a shared token every
+agent holds T's input, the controller's token itself. With a host credential
+(`netjobs token issue`) an agent holds only K for its own host name, derived
+from the controller's token; its hello names that host. The controller,
+holding the token, derives K for the named host with one HMAC (no scrypt
+per host), checks the proof, then refuses a credential that is not the one
+of the host part of the target it dialled ("B answered with the credential
+of A": a forwarder, a moved address). A holder of one agent's K cannot
+prove another host's, nor the controller's token to another agent; the
+agent verifies the controller with the same K (symmetric keys: a holder of
+K can also play the controller to that one agent, which it controls anyway).
+
 `c_hello` and `a_hello` are the exact frames as sent and received (channel
-binding): a proxy that rewrites a field of either hello breaks the proof the
-other side checks, and `welcome`, sealed with the session key, confirms the
-agent's view of the transcript to the controller. K is memory-hard to
-compute, so an agent's proof is no cheap offline-guessing oracle for the
-token. Each side checks the other's proof with a constant-time compare.
+binding): a proxy that rewrites a field of either hello (the `host` too)
+breaks the proof the other side checks, and `welcome`, sealed with the
+session key, confirms the agent's view of the transcript to the controller.
+T is memory-hard to compute, so an agent's proof, or a host credential, is
+no cheap offline-guessing oracle for the token; a host credential is random
+already and an agent holding one computes no scrypt. Each side checks the
+other's proof with a constant-time compare.
 
 `HANDSHAKE[role][state]` names the one message each state waits for and the
 state it leads to (the reply is queued on the way)::
@@ -136,6 +152,7 @@ from collections.abc import Callable
 from netjobs_core.wire import messages
 from netjobs_core.wire.errors import (
     AuthenticationFailed,
+    CredentialRefused,
     IntegrityError,
     PeerEchoed,
     PeerError,
@@ -173,7 +190,18 @@ from netjobs_core.wire.messages import (
     Role,
     Welcome,
 )
-from netjobs_core.wire.sealing import NONCE_BYTES, SEQ, is_nonce, proof, session_keys, token_key
+from netjobs_core.wire.sealing import (
+    CREDENTIAL_BYTES,
+    NONCE_BYTES,
+    SEQ,
+    Credential,
+    host_credential,
+    host_key,
+    is_nonce,
+    proof,
+    session_keys,
+    token_key,
+)
 from netjobs_core.wire.states import HANDSHAKE, TRANSITIONS, UNSTARTED, Phase, State
 from netjobs_core.wire.status import CommandStatus
 
@@ -189,12 +217,30 @@ class Connection:
     first, so the caller should still flush `data_to_send()`.
     """
 
-    def __init__(self, role: Role, token: bytes, *, nonce: bytes | None = None) -> None:
+    def __init__(
+        self, role: Role, token: bytes, *, nonce: bytes | None = None, host: str | None = None
+    ) -> None:
+        """TOKEN: the controller's token (a controller), the shared token or the
+        agent's own credential (an agent). HOST: an agent's, the host its credential
+        is for (None: TOKEN is the shared token); a controller's, the host part of
+        the target it dialled, the only one whose credential it accepts (None: only
+        the shared token, as for an agent started over SSH)."""
         if not token:
             raise ValueError("an empty token authenticates nobody")
         self.role = role
         self.peer_role = PEER[role]
-        self._key = token_key(token)
+        self.host = host
+        # What the agent holds: known at once on its side, once proved on the controller's.
+        self.credential: Credential | None = None
+        if role is Role.AGENT and host is not None:
+            if len(token) != CREDENTIAL_BYTES:
+                raise ValueError(f"a host credential is {CREDENTIAL_BYTES} bytes")
+            self._key = token  # random already: nothing to stretch
+            self.credential = Credential.HOST
+        else:
+            self._key = token_key(token)
+            if role is Role.AGENT:
+                self.credential = Credential.SHARED
         self._nonce = (nonce or secrets.token_bytes(NONCE_BYTES)).hex()
         self._peer_nonce = ""
         self._decoder = FrameDecoder()
@@ -453,6 +499,7 @@ class Connection:
             version=PROTOCOL_VERSION,
             nonce=self._nonce,
             proof=proof(self._key, b"netjobs-agent", c_hello_hash, bytes.fromhex(self._nonce)),
+            host=self.host,
         )
         self._a_hello = self._queue(reply.to_frame())
 
@@ -461,8 +508,11 @@ class Connection:
         transcript = hashlib.sha256(self._c_hello + self._a_hello).digest()
         expected = proof(self._key, b"netjobs-controller", transcript)
         if not hmac.compare_digest(expected.encode(), auth.proof.encode("ascii", "replace")):
+            held = (
+                "token" if self.host is None else f"token that issued the credential of {self.host}"
+            )
             raise AuthenticationFailed(
-                "authentication failed: the controller's token differs "
+                f"authentication failed: the controller does not hold the {held} "
                 "(or the handshake was altered on the way)"
             )
         self._key_with(self._a_hello)
@@ -475,10 +525,27 @@ class Connection:
         if hello.role != Role.AGENT.value or not is_nonce(hello.nonce):
             raise ProtocolError("malformed hello from the agent")
         self._peer_nonce = hello.nonce
+        key = self._key if hello.host is None else host_credential(self._key, hello.host)
         c_hello_hash = hashlib.sha256(self._c_hello).digest()
-        expected = proof(self._key, b"netjobs-agent", c_hello_hash, bytes.fromhex(self._peer_nonce))
+        expected = proof(key, b"netjobs-agent", c_hello_hash, bytes.fromhex(self._peer_nonce))
         if not hmac.compare_digest(expected.encode(), hello.proof.encode("ascii", "replace")):
-            raise AuthenticationFailed("authentication failed: the agent's token differs")
+            if hello.host is None:
+                raise AuthenticationFailed("authentication failed: the agent's token differs")
+            raise CredentialRefused(
+                f"authentication failed: the credential of {hello.host} was not issued by "
+                "this controller's token (issued before `netjobs token rotate`, or by another "
+                f"controller): run `netjobs token issue {hello.host}` and give its agent the "
+                f"new {hello.host}.token"
+            )
+        if hello.host is not None and (
+            self.host is None or host_key(hello.host) != host_key(self.host)
+        ):
+            raise CredentialRefused(
+                f"{self.host or 'an agent started over SSH'} answered with the credential "
+                f"of {hello.host}"
+            )
+        self._key = key
+        self.credential = Credential.SHARED if hello.host is None else Credential.HOST
         self.peer_hello = hello
         transcript = hashlib.sha256(self._c_hello + raw).digest()
         self._queue(Auth(proof=proof(self._key, b"netjobs-controller", transcript)).to_frame())

@@ -23,6 +23,11 @@ class AuthenticationFailed(ProtocolError):
     """The peer does not hold the same token."""
 
 
+class CredentialRefused(AuthenticationFailed):
+    """The agent proved a host credential this controller does not accept for the
+    target: another host's, or one the controller's token did not issue."""
+
+
 class IntegrityError(ProtocolError):
     """A frame failed its tag: altered, dropped, replayed or reordered on the way."""
 

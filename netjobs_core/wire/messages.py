@@ -76,6 +76,8 @@ MAX_FILE_NAME = 255
 PatternIndex = Annotated[int, Bounded((int,), 0, MAX_COLLECT_PATTERNS - 1)]
 STREAMS = frozenset({"stdout", "stderr"})
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+# A host part as a target writes it (a name, IPv4, IPv6 without brackets); a DNS name's length.
+HOST_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,253}")
 
 # Field name -> accepted types or Bounded; a trailing "?" means optional (None allowed).
 Spec = tuple[type, ...] | Bounded
@@ -168,6 +170,12 @@ class Hello(Message):
     version: int
     nonce: str
     proof: Annotated[str | None, OMITTED] = None  # the agent's; the controller's comes in auth
+    # The agent's: the host its own credential is for; absent: it holds the shared token.
+    host: Annotated[str | None, OMITTED] = None
+
+    def check(self) -> None:
+        if self.host is not None and HOST_NAME_RE.fullmatch(self.host) is None:
+            raise ProtocolError("'hello' message has a bad 'host'")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,8 +1,10 @@
 """The keys and proofs of the handshake and the frame seals (see the theory of
-operation in netjobs_core/wire/connection.py): token key, proofs, session keys."""
+operation in netjobs_core/wire/connection.py): token key, host credentials,
+proofs, session keys."""
 
 from __future__ import annotations
 
+import enum
 import functools
 import hashlib
 import hmac
@@ -29,6 +31,32 @@ def token_key(token: bytes) -> bytes:
     return hashlib.scrypt(
         token, salt=KEY_SALT, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 2**20, dklen=32
     )
+
+
+class Credential(enum.StrEnum):
+    """What an agent proved in its handshake: the kind of secret it holds."""
+
+    SHARED = "shared"  # the shared token itself (a copy of the controller's)
+    HOST = "host"  # its own credential, derived for its host name (`netjobs token issue`)
+
+
+CREDENTIAL_BYTES = 32
+HOST_INFO = b"netjobs host credential v1\x00"
+
+
+def host_key(host: str) -> str:
+    """The form of a host name that credentials are derived for and compared in:
+    DNS names are case-insensitive."""
+    return host.lower()
+
+
+def host_credential(controller_key: bytes, host: str) -> bytes:
+    """The agent credential of HOST: HKDF-SHA256-Expand (one block) of the controller's
+    token key with the host name as its info. Cheap (one HMAC) for the controller, one
+    per host; a holder of it learns neither the token key nor another host's
+    credential (HMAC is a PRF), and guessing the token from it costs a scrypt a guess."""
+    info = HOST_INFO + host_key(host).encode("utf-8") + b"\x01"
+    return hmac.digest(controller_key, info, "sha256")
 
 
 def proof(key: bytes, label: bytes, *parts: bytes) -> str:

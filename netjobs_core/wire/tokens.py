@@ -1,9 +1,19 @@
-"""Where the shared token comes from. Standard library only (the agent uses it).
+"""Where the token comes from. Standard library only (the agent uses it).
 
 Sources, first found wins: an explicit token file, the NETJOBS_TOKEN
 environment variable, then `token` in the user's NetJobs config directory.
 A token file others may read is used with a warning (as ssh does with keys),
 or refused when `strict`.
+
+A token file holds either a shared token (any text of at least
+MIN_TOKEN_CHARS: the controller's token, or a copy of it on an agent) or one
+agent's own credential, as `netjobs token issue` writes it::
+
+    netjobs agent credential 1
+    host node07
+    credential <64 hex digits>
+
+(netjobs_core/wire/sealing.py host_credential says how it is derived.)
 """
 
 from __future__ import annotations
@@ -18,6 +28,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from netjobs_core.wire.messages import HOST_NAME_RE
+from netjobs_core.wire.sealing import CREDENTIAL_BYTES, Credential
+
 ENV_VAR = "NETJOBS_TOKEN"
 MIN_TOKEN_CHARS = 16
 # The stdio bootstrap of an agent started over SSH (agent/server.py serve_stdio,
@@ -31,14 +44,52 @@ class TokenError(Exception):
     """No usable token, with what to do about it."""
 
 
+CREDENTIAL_HEADER = "netjobs agent credential 1"
+
+
 @dataclass(frozen=True)
 class Token:
-    secret: bytes
+    secret: bytes  # the shared token, or an agent's credential (host set)
     source: str  # for messages: never the secret itself
     warning: str | None = None  # e.g. a token file others may read: for the caller to print
+    host: str | None = None  # an agent credential's host; None: a shared token
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return f"Token(source={self.source!r})"
+
+    @property
+    def kind(self) -> Credential:
+        return Credential.SHARED if self.host is None else Credential.HOST
+
+
+def credential_file_text(host: str, credential: bytes) -> str:
+    """What an agent's token file holds: its host name and its credential."""
+    return f"{CREDENTIAL_HEADER}\nhost {host}\ncredential {credential.hex()}\n"
+
+
+def _parse_credential(text: str, path: Path) -> tuple[str, bytes]:
+    """The host and credential of an agent's token file (TokenError: file:line)."""
+    lines = text.splitlines()
+    if lines[0].strip() != CREDENTIAL_HEADER:
+        raise TokenError(f"{path}:1: expected {CREDENTIAL_HEADER!r} (made by a newer NetJobs?)")
+    values = {}
+    for number, (line, key) in enumerate(zip(lines[1:], ("host", "credential"), strict=False), 2):
+        name, _, value = line.strip().partition(" ")
+        if name != key or not value:
+            raise TokenError(f"{path}:{number}: expected '{key} ...' in an agent credential")
+        values[key] = value.strip()
+    if len(values) < 2 or len(lines) > 3:
+        raise TokenError(f"{path}: an agent credential has 3 lines ({CREDENTIAL_HEADER}, ...)")
+    host = values["host"]
+    if HOST_NAME_RE.fullmatch(host) is None:
+        raise TokenError(f"{path}:2: bad host name {host[:60]!r}")
+    try:
+        credential = bytes.fromhex(values["credential"])
+    except ValueError:
+        credential = b""
+    if len(credential) != CREDENTIAL_BYTES:
+        raise TokenError(f"{path}:3: the credential is not {2 * CREDENTIAL_BYTES} hex digits")
+    return host, credential
 
 
 def config_dir() -> Path:
@@ -81,6 +132,9 @@ def _read(path: Path, strict: bool) -> Token:
         secret = path.read_bytes().strip()
     except OSError as exc:
         raise TokenError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+    if secret.startswith(CREDENTIAL_HEADER.encode()):
+        host, credential = _parse_credential(secret.decode("ascii", "replace"), path)
+        return Token(credential, f"token file {path}", warning, host)
     if len(secret) < MIN_TOKEN_CHARS:
         raise TokenError(f"token file {path} holds fewer than {MIN_TOKEN_CHARS} characters")
     return Token(secret, f"token file {path}", warning)
@@ -155,7 +209,10 @@ def weakness(secret: bytes) -> str | None:
 
 
 def refuse_weak(token: Token) -> None:
-    """Raise TokenError when TOKEN is obviously guessable (see `weakness`)."""
+    """Raise TokenError when TOKEN is obviously guessable (see `weakness`); an agent
+    credential is random by construction."""
+    if token.host is not None:
+        return
     reason = weakness(token.secret)
     if reason is not None:
         raise TokenError(
