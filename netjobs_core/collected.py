@@ -53,6 +53,7 @@ class _Incoming:
     received: int = 0  # bytes
     error: str = ""
     identity: tuple[int, int] | None = None  # (device, inode) of the file created for it
+    unsaved: bool = False  # it failed here, on the controller's disk: not the agent's doing
 
     def fail(self, error: str) -> None:
         """Stop writing: the file is not kept (the first error is the one reported)."""
@@ -66,6 +67,11 @@ class _Incoming:
             if (there.st_dev, there.st_ino) == self.identity:  # ours, not what replaced it
                 self.path.unlink()
 
+    def not_saved(self, error: str) -> None:
+        """The controller could not save it (a full disk, another file in its place)."""
+        self.unsaved = self.unsaved or not self.error
+        self.fail(error)
+
     def write(self, data: bytes) -> None:
         self.received += len(data)
         if self.file is None:
@@ -73,7 +79,7 @@ class _Incoming:
         try:
             self.file.write(data)
         except OSError as exc:
-            self.fail(f"cannot write {self.path}: {exc.strerror or exc}")
+            self.not_saved(f"cannot write {self.path}: {exc.strerror or exc}")
             return
         self.digest.update(data)
 
@@ -172,7 +178,7 @@ class FileReception:
             make_private_dirs(self.directory)
             incoming.file = open_private(path, exclusive=True)
         except OSError as exc:
-            incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
+            incoming.not_saved(f"cannot write {path}: {exc.strerror or exc}")
             return
         mine = os.fstat(incoming.file.fileno())
         incoming.identity = (mine.st_dev, mine.st_ino)
@@ -204,9 +210,12 @@ class FileReception:
         command = self.commands[incoming.index]
         # A replay after a resume may send a file again: the last copy is the one listed.
         command.collected = [c for c in command.collected if c.path != incoming.path]
+        name = incoming.path.name
+        if name in command.not_saved:
+            command.not_saved.remove(name)
         if error:
             incoming.fail(error)
-            self.warn(incoming.index, f"{incoming.path.name}: not collected: {error}")
+            self._not_collected(incoming)
             return
         assert incoming.file is not None  # no error: it was written
         try:
@@ -216,14 +225,20 @@ class FileReception:
         except OSError as exc:
             problem = f"cannot write {incoming.path}: {exc.strerror or exc}"
         if problem:
-            incoming.fail(problem)
-            self.warn(incoming.index, f"{incoming.path.name}: not collected: {incoming.error}")
+            incoming.not_saved(problem)
+            self._not_collected(incoming)
             return
         command.collected.append(
             Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )
         self.total += incoming.received
         self.changed(incoming.index)
+
+    def _not_collected(self, incoming: _Incoming) -> None:
+        command = self.commands[incoming.index]
+        if incoming.unsaved:
+            command.not_saved.append(incoming.path.name)
+        self.warn(incoming.index, f"{incoming.path.name}: not collected: {incoming.error}")
 
     def on_collected(self, message: CollectedMessage) -> None:
         index = message.id
