@@ -28,6 +28,7 @@ __all__ = [
     "make_private_dirs",
     "open_private",
     "write_atomic",
+    "written_in_place",
 ]
 
 FILE_MODE = 0o600
@@ -110,9 +111,13 @@ def keep_private(path: str | os.PathLike[str]) -> None:
         os.chmod(path, DIR_MODE if stat.S_ISDIR(info.st_mode) else FILE_MODE)
 
 
-def open_private(path: str | os.PathLike[str], buffering: int = -1) -> BinaryIO:
-    """`open(path, "wb")`, the file created (or truncated and made) 0600."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+def open_private(
+    path: str | os.PathLike[str], buffering: int = -1, *, exclusive: bool = False
+) -> BinaryIO:
+    """`open(path, "wb")`, the file created (or truncated and made) 0600; `exclusive`:
+    created, never one that is there (FileExistsError), so no other writer shares it."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_BINARY", 0)
+    flags |= os.O_EXCL if exclusive else os.O_TRUNC
     fd = os.open(path, flags, FILE_MODE)
     try:
         if hasattr(os, "fchmod"):  # a file that was there keeps its mode through O_TRUNC
@@ -121,3 +126,21 @@ def open_private(path: str | os.PathLike[str], buffering: int = -1) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def written_in_place(file: BinaryIO, path: str | os.PathLike[str], size: int) -> str:
+    """Nothing ("") when `path` is still the file FILE wrote (no other file was put there
+    meanwhile) and holds the SIZE bytes written to it; else what is wrong. FILE is flushed first
+    (OSError: the disk refused its last bytes). Two stats: what FILE was summed over is
+    what the path holds, without reading it back."""
+    file.flush()
+    mine = os.fstat(file.fileno())
+    try:
+        there = os.stat(path)
+    except FileNotFoundError:
+        return f"{path} was removed while it was written"
+    if (there.st_dev, there.st_ino) != (mine.st_dev, mine.st_ino):
+        return f"{path} was replaced by another file while it was written"
+    if mine.st_size != size:
+        return f"{path} holds {mine.st_size} bytes, not the {size} written to it"
+    return ""

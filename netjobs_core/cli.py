@@ -423,6 +423,8 @@ def _main_show(argv: Sequence[str]) -> int:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
         return EXIT_FAILED
     say(format_run(run, fold=not args.no_fold), sys.stdout)
+    if not record.ended:
+        say(f"run {record.run_id}: {text.record_summary(record)} before its end", sys.stdout)
     return EXIT_OK
 
 

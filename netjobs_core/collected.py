@@ -4,8 +4,12 @@ The agent streams each file a command's `-collect` patterns matched as `file`,
 `file_data`... `file_end`, one file at a time. Each is written to the host's
 folder chunk by chunk as it comes (never whole in memory), summed as it is
 written, and listed on its command only once its size and SHA-256 match what
-the agent announced. A file that breaks a limit, cannot be written, or is cut
-off is removed and becomes a warning on its command.
+the agent announced and its path holds what was summed: it was created for it
+(never a file that was there, which another writer might share), and at its end
+it is still that file with that many bytes (atomic.written_in_place: two stats;
+reading every byte back would double the disk's work and block the loop as long).
+A file that breaks a limit, cannot be written, is replaced or is cut off is
+removed and becomes a warning on its command.
 
 Bounds, whatever the agent sends: at most MAX_COLLECT_FILES files per pattern
 (past that: a protocol error, the host fails), each at most `--collect-max`
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from netjobs_core import text
-from netjobs_core.atomic import make_private_dirs, open_private
+from netjobs_core.atomic import make_private_dirs, open_private, written_in_place
 from netjobs_core.client import ConnectionLost
 from netjobs_core.results import Collected, CommandResult
 from netjobs_core.run_folder import safe_name
@@ -47,15 +52,25 @@ class _Incoming:
     digest: Any = field(default_factory=hashlib.sha256)
     received: int = 0  # bytes
     error: str = ""
+    identity: tuple[int, int] | None = None  # (device, inode) of the file created for it
+    unsaved: bool = False  # it failed here, on the controller's disk: not the agent's doing
 
     def fail(self, error: str) -> None:
         """Stop writing: the file is not kept (the first error is the one reported)."""
         self.error = self.error or error
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):  # its error is already the first
+                self.file.close()
             self.file = None
         with contextlib.suppress(OSError):
-            self.path.unlink(missing_ok=True)
+            there = os.stat(self.path)
+            if (there.st_dev, there.st_ino) == self.identity:  # ours, not what replaced it
+                self.path.unlink()
+
+    def not_saved(self, error: str) -> None:
+        """The controller could not save it (a full disk, another file in its place)."""
+        self.unsaved = self.unsaved or not self.error
+        self.fail(error)
 
     def write(self, data: bytes) -> None:
         self.received += len(data)
@@ -64,7 +79,7 @@ class _Incoming:
         try:
             self.file.write(data)
         except OSError as exc:
-            self.fail(f"cannot write {self.path}: {exc.strerror or exc}")
+            self.not_saved(f"cannot write {self.path}: {exc.strerror or exc}")
             return
         self.digest.update(data)
 
@@ -94,6 +109,7 @@ class FileReception:
         # the occurrences count again from 0 on a resume, whose replay resends every file.
         self.names: dict[tuple[int, str, int], str] = {}
         self.taken: set[str] = set()  # the names given, to keep each O(1)
+        self.saved: set[Path] = set()  # the paths created here (a replay makes them again)
         self.serials: Counter[tuple[int, str]] = Counter()  # the last serial tried per name
         self.seen: Counter[tuple[int, str]] = Counter()
         self.per_pattern: Counter[tuple[int, int]] = Counter()  # files since the (re)start
@@ -148,6 +164,9 @@ class FileReception:
         if self.incoming is not None:  # a replay after a resume sends it again
             self.incoming.fail("resent")
         path = self.directory / self._name(index, message.name)
+        if path in self.saved:  # a replay after a resume: the copy before is ours
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
         incoming = self.incoming = _Incoming(
             index, self.patterns[index][pattern], path, message.size
         )
@@ -157,9 +176,13 @@ class FileReception:
             return
         try:
             make_private_dirs(self.directory)
-            incoming.file = open_private(path)
+            incoming.file = open_private(path, exclusive=True)
         except OSError as exc:
-            incoming.fail(f"cannot write {path}: {exc.strerror or exc}")
+            incoming.not_saved(f"cannot write {path}: {exc.strerror or exc}")
+            return
+        mine = os.fstat(incoming.file.fileno())
+        incoming.identity = (mine.st_dev, mine.st_ino)
+        self.saved.add(path)
 
     def on_file_data(self, message: FileData) -> None:
         incoming = self.incoming
@@ -187,23 +210,35 @@ class FileReception:
         command = self.commands[incoming.index]
         # A replay after a resume may send a file again: the last copy is the one listed.
         command.collected = [c for c in command.collected if c.path != incoming.path]
+        name = incoming.path.name
+        if name in command.not_saved:
+            command.not_saved.remove(name)
         if error:
             incoming.fail(error)
-            self.warn(incoming.index, f"{incoming.path.name}: not collected: {error}")
+            self._not_collected(incoming)
             return
         assert incoming.file is not None  # no error: it was written
         try:
-            incoming.file.close()  # a full disk may refuse the last buffered bytes only now
+            # A full disk may refuse the last buffered bytes only now.
+            problem = written_in_place(incoming.file, incoming.path, incoming.received)
+            incoming.file.close()
         except OSError as exc:
-            incoming.file = None
-            incoming.fail(f"cannot write {incoming.path}: {exc.strerror or exc}")
-            self.warn(incoming.index, f"{incoming.path.name}: not collected: {incoming.error}")
+            problem = f"cannot write {incoming.path}: {exc.strerror or exc}"
+        if problem:
+            incoming.not_saved(problem)
+            self._not_collected(incoming)
             return
         command.collected.append(
             Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )
         self.total += incoming.received
         self.changed(incoming.index)
+
+    def _not_collected(self, incoming: _Incoming) -> None:
+        command = self.commands[incoming.index]
+        if incoming.unsaved:
+            command.not_saved.append(incoming.path.name)
+        self.warn(incoming.index, f"{incoming.path.name}: not collected: {incoming.error}")
 
     def on_collected(self, message: CollectedMessage) -> None:
         index = message.id

@@ -4,6 +4,10 @@ verdict, start spread and concurrent window, its commands' problems by status, a
 where its results folder is. It keeps facts (netjobs_core.records), never words:
 netjobs_core.text makes those when a record is shown.
 
+A run is recorded twice: when it starts (not `ended`: a run killed before its end,
+by kill -9 or a power cut, stays so, and reads as interrupted) and again, whole, when
+it ends.
+
 The database is a convenience, never a reason for a run not to run: every
 problem with it (damaged, locked by another program, a newer schema, a full disk)
 is a HistoryError whose text is one line for the user. The schema is versioned
@@ -130,6 +134,9 @@ _MIGRATIONS: tuple[Migration, ...] = (
         """
     ),
     _facts_not_words,
+    # Schema 3: runs are recorded as they start; `ended` is 0 until they end (the runs
+    # recorded before were all recorded at their end).
+    _script("ALTER TABLE runs ADD COLUMN ended INTEGER NOT NULL DEFAULT 1"),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -237,13 +244,14 @@ class History:
                 _MIGRATIONS[target - 1](db)
                 db.execute(f"PRAGMA user_version = {target}")
 
-    def record(self, run: RunResult, config_text: str | None) -> None:
-        """Record `run` (again: a run id recorded before is replaced)."""
+    def record(self, run: RunResult, config_text: str | None, ended: bool = True) -> None:
+        """Record `run` (again: a run id recorded before is replaced); not `ended`: as it
+        starts."""
         started = run.started_at if run.started_at is not None else time.time()
         with self._transaction() as db:
             db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             db.execute(
-                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     started,
@@ -251,6 +259,7 @@ class History:
                     config_text,
                     os.path.abspath(run.results_dir) if run.results_dir else "",
                     int(run.passed and bool(run.tests)),
+                    int(ended),
                 ),
             )
             db.executemany(
@@ -278,7 +287,7 @@ class History:
                 )
 
     def _record(self, row: tuple[object, ...]) -> RunRecord:
-        run_id, started, config_path, config_text, results_dir, passed = row
+        run_id, started, config_path, config_text, results_dir, passed, ended = row
         tests = self._db.execute(
             "SELECT label, repetition, status, reason, start_spread_ms, "
             "start_spread_uncertainty_ms, window_s, window_fraction FROM tests "
@@ -301,11 +310,12 @@ class History:
                     for label, repetition, status, *rest in tests
                 ),
                 tuple((CommandStatus(status), int(n)) for status, n in problems),
+                bool(ended),
             )
         except ValueError as exc:  # a status this NetJobs does not know
             raise _damaged(self.path, f"run {run_id}: {exc}") from None
 
-    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed"
+    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed, ended"
 
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The last `limit` runs, newest first."""
@@ -349,12 +359,15 @@ def record_run(
     config_text: str | None,
     path: str | os.PathLike[str] | None = None,
     timeout: float = BUSY_TIMEOUT_S,
+    *,
+    ended: bool = True,
 ) -> str | None:
-    """Record `run`; the problem in one line when it could not be, else None. Never raises
-    for the database's sake: a run's results matter more than its line in the history."""
+    """Record `run` (not `ended`: as it starts); the problem in one line when it could
+    not be, else None. Never raises for the database's sake: a run's results matter more
+    than its line in the history."""
     try:
         with History(path, timeout) as history:
-            history.record(run, config_text)
+            history.record(run, config_text, ended)
     except HistoryError as exc:
         return f"{exc}; this run is not in the history"
     return None

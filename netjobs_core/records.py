@@ -39,6 +39,7 @@ class RunRecord:
     # The commands that ended but did not exit 0, by status, first seen first
     # (RunResult.problems when it ended).
     problems: tuple[tuple[CommandStatus, int], ...] = ()
+    ended: bool = True  # False: recorded as it started, never as it ended (interrupted)
 
     @property
     def json_path(self) -> Path:

@@ -54,6 +54,9 @@ class TestStatus(enum.StrEnum):
     PASSED = "passed"  # every command exited 0
     FAILED = "failed"  # ran to the end, but not every command exited 0
     ABORTED = "aborted"  # quorum lost, or stopped by the user
+    # It would have passed, but an output or a collected file could not be saved on the
+    # controller (a full disk): a result whose evidence was not kept is not a pass.
+    UNSAVED = "unsaved"
 
 
 class StartMode(enum.StrEnum):
@@ -86,12 +89,21 @@ class CommandResult:
     lost_at: float | None = None  # epoch: when its host was lost (LOST)
     collected: list[Collected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
+    # Collected files (their names) the controller received but could not write.
+    not_saved: list[str] = field(default_factory=list)
 
     @property
     def output_identity(self) -> tuple[tuple[int, str], tuple[int, str]]:
         """What makes two commands' outputs the same byte for byte: sizes and sha256s
         (what folding compares, in the report and the GUI)."""
         return (len(self.stdout), self.stdout.sha256), (len(self.stderr), self.stderr.sha256)
+
+    @property
+    def unsaved(self) -> list[str]:
+        """What of it the controller could not save: each output file's error, each
+        collected file's name; empty when everything was kept."""
+        errors = [output.error for output in (self.stdout, self.stderr) if output.error]
+        return errors + self.not_saved
 
 
 @dataclass

@@ -4,9 +4,10 @@
 dialer (SSH connections when a target is over SSH), the runner (its options
 complete before it exists), results.json in the folder (rewritten as each test
 ends, and once more at the end), the `-l` logs, the `--json` document and the
-run's line in the run history. A front end only subscribes to its events (the
-runner's progress events, then `Written`/`NotWritten` for result files and
-`RunEnded` last) and stops it with `stop()`:
+run's line in the run history (written as it starts, not ended: interrupted, until
+it ends). A front end only subscribes to its events (the runner's progress events,
+then `Written`/`NotWritten` for result files and `RunEnded` last) and stops it with
+`stop()`:
 
     run = Run(plan, options, ssh=ssh_options, log=True)   # raises UsageError, OSError
     run.subscribe(observer)
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Literal
 
 from netjobs_core import history, logs
 from netjobs_core.config import Plan
-from netjobs_core.events import Event, TestFinished
+from netjobs_core.events import Event, TestFinished, TestStarted
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import json_text, write_json
@@ -184,6 +185,11 @@ class Run:
         if self._state != "new":
             raise RuntimeError("a Run is entered once")
         self._state = "entered"
+        # As it starts, so that a run killed before its end has its results.json (of
+        # what is known) and reads as interrupted in the history.
+        self._save(quiet=True)
+        if self.in_history:
+            await self._record(ended=False)
         if self._dialer is not None:
             await self._dialer.__aenter__()
         return self
@@ -221,11 +227,12 @@ class Run:
                 self._write_json(self.json_path)
 
     # ---- what the owner does as the run goes
-    async def _record(self) -> None:
-        """The run's line in the run history, off the event loop (a database another
-        program holds waits up to its busy timeout; the GUI stays responsive)."""
+    async def _record(self, ended: bool = True) -> None:
+        """The run's line in the run history (not `ended`: as it starts), off the event
+        loop (a database another program holds waits up to its busy timeout; the GUI
+        stays responsive)."""
         self.outcome.history_problem = await asyncio.to_thread(
-            history.record_run, self.result, self.config_text
+            history.record_run, self.result, self.config_text, ended=ended
         )
 
     def _emit(self, event: RunEvent) -> None:
@@ -235,22 +242,29 @@ class Run:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, TestFinished):
             self._save()  # before anyone hears of the end: nothing is lost
+        elif isinstance(event, TestStarted):
+            self._save(quiet=True)  # a run killed meanwhile says which test it was in
         self._emit(event)
         if isinstance(event, TestFinished) and self.log:
             self._write_log(event)
 
-    def _save(self) -> None:
-        """results.json in the run folder; its problem kept (and told) when it fails."""
+    def _save(self, quiet: bool = False) -> None:
+        """results.json in the run folder; its problem kept (and told) when it fails.
+        `quiet`: as a test starts, only for a run killed before the test ends; the
+        write at its end tells."""
         path = self.folder.json_path
         try:
             write_json(self.result, path, self.options.inline_limit)
         except OSError as exc:
+            if quiet:
+                return
             self._save_error = NotWritten(
                 "the run's results.json", str(path), exc.strerror or str(exc)
             )
             self._emit(self._save_error)
         else:
-            self._save_error = None
+            if not quiet:
+                self._save_error = None
 
     def _write_log(self, event: TestFinished) -> None:
         try:

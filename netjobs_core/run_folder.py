@@ -9,7 +9,14 @@ Every run gets an id and a folder. Inside it:
 
 `<test>` is the test label, with `.<repetition>` appended when a test is repeated;
 `<host>` is the target as the config writes it. Both are made safe as file names
-here and nowhere else. Paths recorded in the JSON are relative to the JSON file.
+here and nowhere else, and each gets a folder of its own: when two names would be
+one (`[fd00::a:1]:9` and `[fd00:a::1]:9` both read `fd00_a_1_9`; two labels that
+differ only past their first 120 characters; `Node1` and `node1` on a file system
+that ignores case), the later one gets `~` and a short hash of its original text
+(`fd00_a_1_9~6e8136fc`; `~` is never in a name made safe, so no other name is
+that). The RunFolder remembers the name it gave each test and host, so a host keeps
+its name in every test of the run. Paths recorded in the JSON are relative to the
+JSON file: readers follow them, never the naming.
 
 The default folder is under the user's data directory (platformdirs), so the run
 history can find it again; `--results DIR` puts it elsewhere.
@@ -21,11 +28,12 @@ are 0700 (folders NetJobs makes on the way too), the files in them 0600
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -36,6 +44,8 @@ from netjobs_core.wire.address import Address
 __all__ = ["RunFolder", "data_dir", "new_run_id", "safe_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]+")
+NAME_MAX = 120  # characters of a name made safe
+_HASH_CHARS = 8  # of the suffix that tells apart two originals made one name
 
 
 def data_dir() -> Path:
@@ -62,13 +72,47 @@ def safe_name(text: str) -> str:
     name = _UNSAFE.sub("_", text).strip("_")
     if not name or name.startswith("."):
         name = "_" + name
-    return name[:120]
+    return name[:NAME_MAX]
+
+
+class _Names:
+    """The names given in one folder: one per original, the same each time asked."""
+
+    def __init__(self, reserved: tuple[str, ...] = ()) -> None:
+        self._given: dict[tuple[str, str], str] = {}
+        self._taken = {name.casefold() for name in reserved}  # as a case-blind disk sees them
+
+    def name(self, original: str, ending: str = "") -> str:
+        """ORIGINAL made safe, then ENDING: its own name, or, when taken, one with `~`
+        and a hash of ORIGINAL and ENDING (a counter after it in the unlikely event
+        that is taken too)."""
+        key = (original, ending)
+        given = self._given.get(key)
+        if given is None:
+            given = safe_name(original)[: NAME_MAX - len(ending)] + ending
+            if given.casefold() in self._taken:
+                digest = hashlib.sha256(f"{original}\0{ending}".encode("utf-8", "surrogatepass"))
+                suffix = "~" + digest.hexdigest()[:_HASH_CHARS]
+                stem = safe_name(original)[: NAME_MAX - len(suffix) - len(ending) - 4]
+                given, serial = stem + suffix + ending, 1
+                while given.casefold() in self._taken:
+                    serial += 1
+                    given = f"{stem}{suffix}{serial}{ending}"
+            self._given[key] = given
+            self._taken.add(given.casefold())
+        return given
 
 
 @dataclass(frozen=True, slots=True)
 class RunFolder:
     run_id: str
     path: Path
+    # The names given to tests (beside results.json) and to hosts (one set for the
+    # run: a host's folder has one name in every test).
+    _tests: _Names = field(
+        default_factory=lambda: _Names(("results.json",)), compare=False, repr=False
+    )
+    _hosts: _Names = field(default_factory=_Names, compare=False, repr=False)
 
     @classmethod
     def create(
@@ -102,9 +146,11 @@ class RunFolder:
         return self.path / "results.json"
 
     def test_dir(self, label: str, repetition: int | None = None) -> Path:
-        name = safe_name(label) + (f".{repetition}" if repetition is not None else "")
-        return self.path / name
+        """The folder of one test (or one repetition of it): its own, for the run."""
+        ending = f".{repetition}" if repetition is not None else ""
+        return self.path / self._tests.name(label, ending)
 
     def host_dir(self, label: str, address: Address, repetition: int | None = None) -> Path:
-        """The folder of one host's files in one test (created on demand by the writer)."""
-        return self.test_dir(label, repetition) / safe_name(address.short)
+        """The folder of one host's files in one test (created on demand by the writer):
+        its own, and the same in every test of the run."""
+        return self.test_dir(label, repetition) / self._hosts.name(address.short)

@@ -327,6 +327,16 @@ def field(value: str) -> str:
     return _ONE_LINE.sub(_escape, value)
 
 
+def not_saved(commands: int, first_host: str, first_error: str) -> str:
+    """Why a test that would have passed is `passed, output not saved`:
+    `the output of 2 commands could not be saved (first: h1:9: cannot write ...: No space
+    left on device)`."""
+    return (
+        f"the output of {count(commands, 'command')} could not be saved "
+        f"(first: {first_host}: {first_error})"
+    )
+
+
 def tally(statuses: Iterable[Status]) -> str:
     """`2 running, 1 done`: how many of each, in the order they first appear."""
     return ", ".join(f"{n} {word(status)}" for status, n in Counter(statuses).items())
@@ -402,7 +412,10 @@ def run_summary(run: RunResult) -> str:
 
 
 def record_summary(record: RunRecord) -> str:
-    """A past run's outcome (`outcome`), from what the run history kept of it."""
+    """A past run's outcome (`outcome`), from what the run history kept of it; `interrupted`
+    for a run recorded as it started and never as it ended (killed; or still running)."""
+    if not record.ended:
+        return "interrupted"
     return outcome([test.status for test in record.tests], Counter(dict(record.problems)))
 
 

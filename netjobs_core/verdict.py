@@ -6,7 +6,8 @@ for the test to succeed; a host succeeds when every one of its commands exits
 was lost while it ran; otherwise it PASSED when at least -minhosts hosts
 succeeded, else FAILED. So `-minhosts 0` passes whatever its hosts did, whether
 they failed, timed out or could not be reached: the reason says how many
-succeeded.
+succeeded. A test that would pass but whose outputs or collected files the
+controller could not save (a full disk) is UNSAVED: evidence not kept is no pass.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from netjobs_core import text
 from netjobs_core.results import CommandStatus, HostResult, HostState, TestStatus
 
 # How the reason text words a command that did not exit 0.
@@ -67,13 +69,20 @@ def verdict(
         succeeded += not bad and host.state is HostState.DONE
         problems.update(bad)
     status = TestStatus.PASSED if succeeded >= required else TestStatus.FAILED
-    if not problems:
-        return status, ""
-    words = ", ".join(
-        f"{n} command{'s' if n > 1 else ''} {_PROBLEM_WORDS.get(s, s.value)}"
-        for s, n in problems.items()
-    )
-    return status, (
-        f"{succeeded} of {len(hosts)} hosts succeeded "
-        f"(-minhosts {minhosts_text(minhosts, required)}); {words}"
-    )
+    reasons = []
+    if problems:
+        words = ", ".join(
+            f"{n} command{'s' if n > 1 else ''} {_PROBLEM_WORDS.get(s, s.value)}"
+            for s, n in problems.items()
+        )
+        reasons.append(
+            f"{succeeded} of {len(hosts)} hosts succeeded "
+            f"(-minhosts {minhosts_text(minhosts, required)}); {words}"
+        )
+    if status is TestStatus.PASSED:
+        unsaved = [(host, c) for host in hosts for c in host.commands if c.unsaved]
+        if unsaved:
+            status = TestStatus.UNSAVED
+            host, command = unsaved[0]
+            reasons.append(text.not_saved(len(unsaved), host.target, command.unsaved[0]))
+    return status, "; ".join(reasons)

@@ -75,6 +75,12 @@ TEST: dict[TestStatus, Look] = {
     TestStatus.PASSED: Look("passed", GREEN),
     TestStatus.FAILED: Look("failed", RED),
     TestStatus.ABORTED: Look("aborted", PURPLE),
+    TestStatus.UNSAVED: Look(
+        "passed, output not saved",
+        ROSE,
+        "a pass whose output or files the controller could not save is no pass; "
+        "the JSON keeps 'unsaved'",
+    ),
 }
 
 _TABLES: dict[type, dict] = {CommandStatus: COMMAND, HostState: HOST, TestStatus: TEST}

@@ -138,7 +138,9 @@ def is_problem(status: Status) -> bool:
 
 def has_problems(test: TestResult) -> bool:
     """Not a clean pass: failed, aborted, or passed over commands that did not succeed."""
-    return test.status in (TestStatus.FAILED, TestStatus.ABORTED) or bool(test.problems())
+    return test.status in (TestStatus.FAILED, TestStatus.ABORTED, TestStatus.UNSAVED) or bool(
+        test.problems()
+    )
 
 
 def common_start(test: TestResult) -> float | None:

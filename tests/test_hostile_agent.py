@@ -290,6 +290,7 @@ def test_a_full_disk_fails_that_file_not_the_run(tmp_path):
         collect(files, "small", b"y" * 100)  # buffered: refused only at the close
         [command] = files.commands
         assert command.collected == []
+        assert command.not_saved == ["small"]  # the verdict sees it: no pass
         [warning] = command.warnings
         assert warning.startswith("small: not collected: cannot write")
         assert not (disk / "small").exists()
