@@ -108,8 +108,10 @@ def percent(fraction: float) -> str:
 
 
 def window(found: ConcurrentWindow) -> str:
-    """`58.731 s (97.9 % of the longest command)`."""
-    return f"{seconds(found.seconds)} ({percent(found.fraction)} of the longest command)"
+    """`58.731 s (97.9 % of the longest command)`; `at least 5.500 s (...)` when it
+    closes as a command was lost (that one may have run on)."""
+    length = f"at least {seconds(found.seconds)}" if found.at_least else seconds(found.seconds)
+    return f"{length} ({percent(found.fraction)} of the longest command)"
 
 
 def who_ran(test: TestResult) -> str:
