@@ -93,12 +93,9 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     if test.reason:
         head += f" ({test.reason})"
     lines = [head]
-    if test.start_spread_ms is not None:
-        lines.append(
-            f"  start spread {text.spread(test)} ({test.start_mode.value} start, "
-            f"{text.count(sum(len(h.commands) for h in test.hosts), 'command')} on "
-            f"{text.count(len(test.hosts), 'host')})"
-        )
+    spread = text.spread_line(test)
+    if spread is not None:
+        lines.append(f"  {spread}")
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
     if fold:

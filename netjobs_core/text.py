@@ -70,6 +70,28 @@ def spread(test: TestResult, none: str = NA) -> str:
     return ms_pm(test.start_spread_ms, test.start_spread_uncertainty_ms, none=none)
 
 
+def spread_line(test: TestResult) -> str | None:
+    """`start spread 0.591 ms ± 0.162 ms (scheduled start, 32 commands on 32 hosts)`, with
+    how many were released when not all were; a single release of several commands is no
+    spread (`start spread not measured: 1 of 3 commands released, ...`). None before any."""
+    commands = [c for h in test.hosts for c in h.commands]
+    released = sum(c.started_at is not None for c in commands)
+    if not released:
+        return None
+    mode = f"{test.start_mode.value} start"
+    total = f"{count(len(commands), 'command')} on {count(len(test.hosts), 'host')}"
+    if released == len(commands):
+        return f"start spread {spread(test)} ({mode}, {total})"
+    hosts = sum(any(c.started_at is not None for c in h.commands) for h in test.hosts)
+    of = (
+        f"{released} of {count(len(commands), 'command')} released, "
+        f"on {hosts} of {count(len(test.hosts), 'host')}"
+    )
+    if released < 2:
+        return f"start spread not measured: {of} ({mode})"
+    return f"start spread {spread(test)} ({mode}, {of})"
+
+
 def too_far(rtt_ms: float, max_lead_s: float) -> str:
     """Why a host whose round trip would push the common start too far ahead failed."""
     return f"round trip {ms(rtt_ms)}: too slow for a common start at most {max_lead_s:g} s ahead"
