@@ -284,9 +284,18 @@ class HostRun:
 
     def give_up(self, error: str) -> None:
         """Killed, or as good as: the test was aborted around the host."""
-        for i in range(len(self.result.commands)):
-            self._finish(i, CommandStatus.KILLED, error)
+        self._abandon(error)
         self._set_state(HostState.KILLED, error)
+
+    def _abandon(self, reason: str) -> None:
+        """Ends the unfinished commands of an aborted host: KILLED once the start was
+        sent; before it they never ran (ERROR, `not started`), prepared or not."""
+        sent = self.result.state is HostState.RUNNING
+        for i in range(len(self.result.commands)):
+            if sent:
+                self._finish(i, CommandStatus.KILLED, reason)
+            else:
+                self._finish(i, CommandStatus.ERROR, text.not_started(reason))
 
     # -- connect, measure, prepare ------------------------------------------------
     async def measure(self) -> bool:
@@ -568,12 +577,7 @@ class HostRun:
             with contextlib.suppress(AgentError):
                 self.link.send(Kill(reason=reason or "the controller stopped"))
         await self._close_link()
-        for i in range(len(self.result.commands)):
-            self._finish(
-                i,
-                CommandStatus.KILLED,
-                aborted_text(reason) if reason else "the run was interrupted",
-            )
+        self._abandon(aborted_text(reason) if reason else "the run was interrupted")
         if not self.result.state.finished:
             self._set_state(HostState.KILLED, aborted_text(reason))
         for command in self.result.commands:  # no file left open, whatever happened
@@ -639,6 +643,9 @@ class HostRun:
             if status is CommandStatus.OK
             else text.command_end(status, message.message, message.timeout)
         )
+        if status is CommandStatus.KILLED and index not in self.released:
+            # Killed behind its gate: it never ran (the agent reports its releases first).
+            status, words = CommandStatus.ERROR, text.not_started(words)
         self._finish(index, status, words, message.exit_code)
         if status is CommandStatus.TIMEOUT:
             self.fleet.failed(self)
@@ -668,7 +675,9 @@ class HostRun:
             self._finish(i, CommandStatus.ERROR, "the agent reported no exit")
         if self.timed_out:
             self._set_state(HostState.TIMEOUT, "a command ran past its timeout")
-        elif any(c.status is CommandStatus.KILLED for c in commands):
+        elif any(c.status is CommandStatus.KILLED for c in commands) or (
+            self.fleet.abort_reason and not self.released  # aborted before its start
+        ):
             self._set_state(HostState.KILLED)
         else:
             self._set_state(HostState.DONE)

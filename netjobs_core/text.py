@@ -250,6 +250,11 @@ def size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
+def not_started(reason: str) -> str:
+    """Why a command never ran: the test was aborted before its release."""
+    return f"not started: {reason}"
+
+
 def command_end(status: CommandStatus, message: str, timeout: float | None) -> str:
     """An agent's `exit` in words: a timeout's are said here from its limit (agents
     from before sent a sentence, shown as it is)."""

@@ -33,10 +33,10 @@ def concurrent_window(commands: Iterable[CommandResult]) -> ConcurrentWindow | N
     """The interval every one of `commands` was running; None when there is none."""
     spans = []
     for command in commands:
-        end = _known_end(command)
-        if command.started_at is None or end is None:
+        known = _known_end(command)
+        if command.started_at is None or known is None:
             return None
-        spans.append((command.started_at, *end))
+        spans.append((command.started_at, *known))
     if not spans:
         return None
     start = max(begin for begin, _, _ in spans)

@@ -7,9 +7,13 @@ from agent_harness import free_port
 
 from netjobs_core import text
 from netjobs_core.config import parse_config
+from netjobs_core.events import HostChanged
 from netjobs_core.report import format_test
+from netjobs_core.results import CommandStatus, HostState, TestStatus
 from netjobs_core.run_options import RunOptions
-from netjobs_core.runner import run_test
+from netjobs_core.runner import Runner, run_test
+from netjobs_core.wire.messages import Exit, Finished
+from tests.test_hostile_agent import fake_agent, options, plan
 
 pytestmark = [pytest.mark.posix, pytest.mark.timeout(60)]
 
@@ -41,3 +45,48 @@ async def test_a_spread_over_some_of_the_commands_says_how_many(agents, token):
         f"start spread {text.spread(test)} (scheduled start, 2 of 3 commands released, "
         "on 2 of 3 hosts)"
     )
+
+
+async def test_commands_of_a_test_aborted_before_their_start_are_not_started(agents, token):
+    # Before: KILLED, as if they had run and been killed.
+    body = 't:\n{0}: "sleep 5"\n{0}: "sleep 5"\n{1}: "true"\nend\n'
+    names = [f"127.0.0.1:{agents[0].port}", f"127.0.0.1:{free_port()}"]
+    options = RunOptions(token=token.token, connect_timeout=3.0)
+    test = await run_test(parse_config(body.format(*names), "a.cfg").tests[0], options)
+    assert test.status is TestStatus.ABORTED
+    host = test.hosts[0]
+    assert host.state is HostState.KILLED
+    for command in host.commands:
+        assert command.status is CommandStatus.ERROR and command.started_at is None
+        assert command.message == f"not started: test aborted: {test.reason}"
+    assert "KILLED" not in format_test(test)
+
+
+async def test_a_command_killed_behind_its_gate_is_not_started(token, tmp_path):
+    # The agent got the start and then the kill before the common instant: it reports
+    # the kill, and no release.
+    async def killed_before_release(send):
+        send(Exit(id=0, status="killed", message="killed before it started"))
+        send(Finished())
+
+    async with fake_agent(token.token.secret, killed_before_release) as port:
+        test = await run_test(plan(port, minhosts="0"), options(token, tmp_path))
+    command = test.hosts[0].commands[0]
+    assert command.status is CommandStatus.ERROR
+    assert command.message == "not started: killed before it started"
+
+
+async def test_prepared_commands_of_a_test_stopped_before_the_start_are_not_started(agents, token):
+    body = 't:\n{0}: "sleep 5"\n{1}: "sleep 5"\nend\n'
+    config = parse_config(body.format(*(f"127.0.0.1:{a.port}" for a in agents)), "p.cfg")
+    options = RunOptions(token=token.token, connect_timeout=3.0)
+
+    def stop_when_prepared(event):
+        if isinstance(event, HostChanged) and event.host.state is HostState.READY:
+            runner.stop()
+
+    runner = Runner(config, options, stop_when_prepared)
+    test = (await runner.run()).tests[0]
+    assert test.status is TestStatus.ABORTED and test.reason == "stopped by user"
+    statuses = {(c.status, c.message) for h in test.hosts for c in h.commands}
+    assert statuses == {(CommandStatus.ERROR, "not started: test aborted: stopped by user")}
