@@ -44,6 +44,7 @@ from netjobs_core.client import (
 )
 from netjobs_core.collected import FileReception
 from netjobs_core.config import CommandSpec
+from netjobs_core.interruptions import Hearing, LoopStalls
 from netjobs_core.outputs import Output
 from netjobs_core.probe import probe
 from netjobs_core.results import (
@@ -224,6 +225,8 @@ class HostRun:
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
         self._pinger: asyncio.Task[None] | None = None
+        self.hearing = Hearing(gap_ns=2 * options.heartbeat * 1e9)
+        self.stalls = LoopStalls()  # of our own loop, seen by the pinger
         self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
         self._timer: asyncio.Timeout | None = None
 
@@ -386,7 +389,9 @@ class HostRun:
     async def _heartbeat(self) -> None:
         """Ping the agent while it holds the run: both ends tell a silent peer by it."""
         while True:
+            self.stalls.expect(self.options.heartbeat)
             await asyncio.sleep(self.options.heartbeat)
+            self.stalls.woke()
             if self.link is not None:
                 with contextlib.suppress(AgentError):
                     self.link.send(Ping(seq=0))
@@ -476,7 +481,9 @@ class HostRun:
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:
             async with asyncio.timeout(silence) as quiet:
-                return await self.link.recv()
+                message = await self.link.recv()
+            self.hearing.heard(self.link.received_ns)
+            return message
         except TimeoutError as exc:
             if not quiet.expired():  # ETIMEDOUT from the socket, not our timer
                 raise _Interrupted(f"connection lost: {exc.strerror}") from None
@@ -493,9 +500,19 @@ class HostRun:
         if not self.run_id or self.grace <= 0:
             raise ConnectionLost(cause)
         loop = asyncio.get_running_loop()
-        # The interruption began with the last bytes heard, not when we noticed.
-        heard = self.link.received_ns
-        silent_for = max(0.0, (now_ns() - heard) / 1e9) if heard else 0.0
+        # The interruption began with the last bytes heard before the silence, not when
+        # we noticed; a stall of our own loop meanwhile was ours (interruptions.py).
+        now, received = now_ns(), self.link.received_ns
+        heard = self.hearing.silent_since(now) or received
+        silent_for = max(0.0, (now - heard) / 1e9) if heard else 0.0
+        heartbeat = self.options.heartbeat
+        stalled = self.stalls.within(HEARTBEAT_MISSES * heartbeat + silent_for)
+        cause = text.interruption_cause(
+            cause,
+            silent_for if heard < self.hearing.last_ns else None,  # late bytes ended it
+            stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
+        )
+        silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
         began = loop.time() - silent_for
         record = Interruption(at=time.time() - silent_for, cause=cause)
         self.result.interruptions.append(record)
@@ -529,6 +546,7 @@ class HostRun:
                 delay = min(2 * delay, RECONNECT_BACKOFF_S[1])
                 continue
             self.link = link
+            self.hearing.restart(now_ns())
             record.duration_s = loop.time() - began
             record.resumed = True
             self.files.resumed()

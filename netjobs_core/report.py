@@ -37,6 +37,12 @@ def _host_line(host: HostResult) -> str:
     return line
 
 
+def _interruptions(host: HostResult, named: bool) -> list[str]:
+    """Each cut of the host's connection, with its cause and how long it lasted."""
+    who = f"{host.target}: " if named else ""
+    return [f"    {who}{text.interruption(record)}" for record in host.interruptions]
+
+
 def _output(name: str, output: Output, show: int) -> list[str]:
     return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
@@ -56,6 +62,8 @@ def _folded(test: TestResult, show: int) -> list[str]:
             offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
             numbers.append(f"started {offsets} from the common start")
         lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
+        for host in hosts:
+            lines.extend(_interruptions(host, named=True))
     for group in fold(test):
         command, commands = group.command, group.commands
         parts = [command_word(command.status, command.exit_code)]
@@ -103,6 +111,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     else:
         for host in test.hosts:
             lines.append(_host_line(host))
+            lines.extend(_interruptions(host, named=False))
             for command in host.commands:
                 lines.append(_command_line(command))
                 lines.extend(f"      {line}" for line in text.file_lines(command))

@@ -456,6 +456,18 @@ def host_line_numbers(host: ClockFigures) -> str:
     return f"rtt {ms(host.rtt_ms)}, {wall_clock(host)}"
 
 
+def interruption_cause(cause: str, silent_s: float | None, stalled_s: float) -> str:
+    """Why a host's connection was interrupted: `cause` as noticed, unless the controller's
+    own loop was stalled (`stalled_s`: stopped, suspended) meanwhile; with `silent_s` when
+    late bytes hid the silence before it."""
+    if stalled_s:
+        # Seen by a task that wakes every heartbeat: it may have begun up to one sooner.
+        return f"the controller was suspended for at least {duration(stalled_s)}"
+    if silent_s is not None:
+        return f"{cause}, after {duration(silent_s)} without a word from it"
+    return cause
+
+
 def interruption(record: Interruption) -> str:
     """A lost connection to a host mid-run, as it stands: `connection lost at
     14:02:11.123 (no answer from the agent for 10 s); reconnecting…`."""
