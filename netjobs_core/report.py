@@ -12,10 +12,11 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
-from netjobs_core.fold import fold, groups
+from netjobs_core.fold import fold, groups, said_once
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
+from netjobs_core.verdict import aborted_text
 from netjobs_core.vocabulary import command_word, word
 
 __all__ = ["LiveTable", "format_repeats", "format_run", "format_test"]
@@ -51,10 +52,38 @@ def _folded(test: TestResult, show: int) -> list[str]:
     """Hosts in the same state, and commands that ended alike with the same output
     (netjobs_core.fold), once each."""
     lines = []
-    for hosts in groups(test.hosts, lambda h: (h.state, h.error)):
+    for alike in groups(test.hosts, lambda h: h.state):
+        lines.extend(_folded_hosts(alike, test.reason))
+    for group in fold(test):
+        command, commands = group.command, group.commands
+        parts = [command_word(command.status, command.exit_code)]
+        if any(c.duration_s is not None for c in commands):
+            parts.append(f"ran {text.span((c.duration_s for c in commands), text.seconds)}")
+        # A message that only repeats its host's error (said on the host's line) is left out.
+        messages = [(h, c.message) for h, c in group.pairs if c.message and c.message != h.error]
+        parts.extend(_said(message, test.reason) for _, message in said_once(messages))
+        lines.append(
+            f"  {text.members(group.targets)}: {', '.join(parts)}: "
+            f"{text.command_lines(group.command_lines)}"
+        )
+        lines.extend(f"      {line}" for line in _folded_files(commands))
+        lines.extend(_output("stdout", command.stdout, show))
+        lines.extend(_output("stderr", command.stderr, show))
+    return lines
+
+
+def _said(message: str, reason: str) -> str:
+    """A host's or a command's message, without the test's abort reason: its head says it."""
+    return message.replace(aborted_text(reason), "test aborted") if reason else message
+
+
+def _folded_hosts(alike: Sequence[HostResult], reason: str) -> list[str]:
+    """Hosts in one state, those with the same error (but for their own names) once."""
+    lines = []
+    for hosts, error in said_once((h, h.error) for h in alike):
         line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
-        if hosts[0].error:
-            line += f" ({hosts[0].error})"
+        if error:
+            line += f" ({_said(error, reason)})"
         numbers = []
         if any(h.rtt_ms is not None for h in hosts):
             numbers.append(f"rtt {text.span((h.rtt_ms for h in hosts), text.ms)}")
@@ -64,19 +93,6 @@ def _folded(test: TestResult, show: int) -> list[str]:
         lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
         for host in hosts:
             lines.extend(_interruptions(host, named=True))
-    for group in fold(test):
-        command, commands = group.command, group.commands
-        parts = [command_word(command.status, command.exit_code)]
-        if any(c.duration_s is not None for c in commands):
-            parts.append(f"ran {text.span((c.duration_s for c in commands), text.seconds)}")
-        parts.extend(dict.fromkeys(c.message for c in commands if c.message))
-        lines.append(
-            f"  {text.members(group.targets)}: {', '.join(parts)}: "
-            f"{text.command_lines(group.command_lines)}"
-        )
-        lines.extend(f"      {line}" for line in _folded_files(commands))
-        lines.extend(_output("stdout", command.stdout, show))
-        lines.extend(_output("stderr", command.stderr, show))
     return lines
 
 
