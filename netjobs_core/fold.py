@@ -12,9 +12,10 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from netjobs_core import nodesets
 from netjobs_core.results import CommandResult, HostResult, TestResult
 
-__all__ = ["Folded", "fold", "groups"]
+__all__ = ["Folded", "fold", "groups", "said_once"]
 
 T = TypeVar("T")
 
@@ -25,6 +26,27 @@ def groups(items: Iterable[T], key: Callable[[T], Hashable]) -> list[list[T]]:
     for item in items:
         found.setdefault(key(item), []).append(item)
     return list(found.values())
+
+
+def _unnamed(host: HostResult, message: str) -> str:
+    """`message` without its host's own name, as errors write it (`str(address)`)."""
+    return message.replace(str(host.address), "\0")
+
+
+def said_once(pairs: Iterable[tuple[HostResult, str]]) -> list[tuple[list[HostResult], str]]:
+    """Hosts' messages (errors, why commands ended) each once, with the hosts that said
+    it, first seen first. A message that names its own host (`connection refused by
+    node01:16200`) is the same as another's but for that name: the two fold, and the
+    message names their node set instead (`node[01-02]:16200`)."""
+    said = []
+    for group in groups(pairs, lambda pair: _unnamed(*pair)):
+        hosts = list({id(host): host for host, _ in group}.values())  # each host once
+        first, message = group[0]
+        if len(hosts) > 1:
+            names = nodesets.fold(str(host.address) for host in hosts)
+            message = message.replace(str(first.address), names)
+        said.append((hosts, message))
+    return said
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from netjobs_core.client import (
 )
 from netjobs_core.collected import FileReception
 from netjobs_core.config import CommandSpec
+from netjobs_core.interruptions import Hearing, LoopStalls
 from netjobs_core.outputs import Output
 from netjobs_core.probe import probe
 from netjobs_core.results import (
@@ -225,6 +226,8 @@ class HostRun:
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
         self._pinger: asyncio.Task[None] | None = None
+        self.hearing = Hearing(gap_ns=2 * options.heartbeat * 1e9)
+        self.stalls = LoopStalls()  # of our own loop, seen by the pinger
         self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
         self._timer: asyncio.Timeout | None = None
 
@@ -285,9 +288,18 @@ class HostRun:
 
     def give_up(self, error: str) -> None:
         """Killed, or as good as: the test was aborted around the host."""
-        for i in range(len(self.result.commands)):
-            self._finish(i, CommandStatus.KILLED, error)
+        self._abandon(error)
         self._set_state(HostState.KILLED, error)
+
+    def _abandon(self, reason: str) -> None:
+        """Ends the unfinished commands of an aborted host: KILLED once the start was
+        sent; before it they never ran (ERROR, `not started`), prepared or not."""
+        sent = self.result.state is HostState.RUNNING
+        for i in range(len(self.result.commands)):
+            if sent:
+                self._finish(i, CommandStatus.KILLED, reason)
+            else:
+                self._finish(i, CommandStatus.ERROR, text.not_started(reason))
 
     # -- connect, measure, prepare ------------------------------------------------
     async def measure(self) -> bool:
@@ -379,7 +391,9 @@ class HostRun:
     async def _heartbeat(self) -> None:
         """Ping the agent while it holds the run: both ends tell a silent peer by it."""
         while True:
+            self.stalls.expect(self.options.heartbeat)
             await asyncio.sleep(self.options.heartbeat)
+            self.stalls.woke()
             if self.link is not None:
                 with contextlib.suppress(AgentError):
                     self.link.send(Ping(seq=0))
@@ -468,7 +482,9 @@ class HostRun:
         assert self.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:  # a stall of our own loop is not the agent's silence (wire/silence.py)
-            return await receive_within(self.link.recv, silence)
+            message = await receive_within(self.link.recv, silence)
+            self.hearing.heard(self.link.received_ns)
+            return message
         except PeerSilent:
             raise _Interrupted(f"no answer from the agent for {silence:g} s") from None
         except TimeoutError as exc:  # ETIMEDOUT from the socket
@@ -485,9 +501,19 @@ class HostRun:
         if not self.run_id or self.grace <= 0:
             raise ConnectionLost(cause)
         loop = asyncio.get_running_loop()
-        # The interruption began with the last bytes heard, not when we noticed.
-        heard = self.link.received_ns
-        silent_for = max(0.0, (now_ns() - heard) / 1e9) if heard else 0.0
+        # The interruption began with the last bytes heard before the silence, not when
+        # we noticed; a stall of our own loop meanwhile was ours (interruptions.py).
+        now, received = now_ns(), self.link.received_ns
+        heard = self.hearing.silent_since(now) or received
+        silent_for = max(0.0, (now - heard) / 1e9) if heard else 0.0
+        heartbeat = self.options.heartbeat
+        stalled = self.stalls.within(HEARTBEAT_MISSES * heartbeat + silent_for)
+        cause = text.interruption_cause(
+            cause,
+            silent_for if heard < self.hearing.last_ns else None,  # late bytes ended it
+            stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
+        )
+        silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
         began = loop.time() - silent_for
         record = Interruption(at=time.time() - silent_for, cause=cause)
         self.result.interruptions.append(record)
@@ -521,6 +547,7 @@ class HostRun:
                 delay = min(2 * delay, RECONNECT_BACKOFF_S[1])
                 continue
             self.link = link
+            self.hearing.restart(now_ns())
             record.duration_s = loop.time() - began
             record.resumed = True
             self.files.resumed()
@@ -569,12 +596,7 @@ class HostRun:
             with contextlib.suppress(AgentError):
                 self.link.send(Kill(reason=reason or "the controller stopped"))
         await self._close_link()
-        for i in range(len(self.result.commands)):
-            self._finish(
-                i,
-                CommandStatus.KILLED,
-                aborted_text(reason) if reason else "the run was interrupted",
-            )
+        self._abandon(aborted_text(reason) if reason else "the run was interrupted")
         if not self.result.state.finished:
             self._set_state(HostState.KILLED, aborted_text(reason))
         for command in self.result.commands:  # no file left open, whatever happened
@@ -640,6 +662,9 @@ class HostRun:
             if status is CommandStatus.OK
             else text.command_end(status, message.message, message.timeout)
         )
+        if status is CommandStatus.KILLED and index not in self.released:
+            # Killed behind its gate: it never ran (the agent reports its releases first).
+            status, words = CommandStatus.ERROR, text.not_started(words)
         self._finish(index, status, words, message.exit_code)
         if status is CommandStatus.TIMEOUT:
             self.fleet.failed(self)
@@ -669,7 +694,9 @@ class HostRun:
             self._finish(i, CommandStatus.ERROR, "the agent reported no exit")
         if self.timed_out:
             self._set_state(HostState.TIMEOUT, "a command ran past its timeout")
-        elif any(c.status is CommandStatus.KILLED for c in commands):
+        elif any(c.status is CommandStatus.KILLED for c in commands) or (
+            self.fleet.abort_reason and not self.released  # aborted before its start
+        ):
             self._set_state(HostState.KILLED)
         else:
             self._set_state(HostState.DONE)

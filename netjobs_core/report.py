@@ -12,10 +12,11 @@ from rich.text import Text
 
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
-from netjobs_core.fold import fold, groups
+from netjobs_core.fold import fold, groups, said_once
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
+from netjobs_core.verdict import aborted_text
 from netjobs_core.vocabulary import command_word, word
 
 __all__ = ["LiveTable", "format_repeats", "format_run", "format_test"]
@@ -37,6 +38,12 @@ def _host_line(host: HostResult) -> str:
     return line
 
 
+def _interruptions(host: HostResult, named: bool) -> list[str]:
+    """Each cut of the host's connection, with its cause and how long it lasted."""
+    who = f"{host.target}: " if named else ""
+    return [f"    {who}{text.interruption(record)}" for record in host.interruptions]
+
+
 def _output(name: str, output: Output, show: int) -> list[str]:
     return [f"      {name}: {line}" for line in text.output_excerpt(output, show)]
 
@@ -45,23 +52,16 @@ def _folded(test: TestResult, show: int) -> list[str]:
     """Hosts in the same state, and commands that ended alike with the same output
     (netjobs_core.fold), once each."""
     lines = []
-    for hosts in groups(test.hosts, lambda h: (h.state, h.error)):
-        line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
-        if hosts[0].error:
-            line += f" ({hosts[0].error})"
-        numbers = []
-        if any(h.rtt_ms is not None for h in hosts):
-            numbers.append(f"rtt {text.span((h.rtt_ms for h in hosts), text.ms)}")
-        if any(h.start_offset_ms is not None for h in hosts):
-            offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
-            numbers.append(f"started {offsets} from the common start")
-        lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
+    for alike in groups(test.hosts, lambda h: h.state):
+        lines.extend(_folded_hosts(alike, test.reason))
     for group in fold(test):
         command, commands = group.command, group.commands
         parts = [command_word(command.status, command.exit_code)]
         if any(c.duration_s is not None for c in commands):
             parts.append(f"ran {text.span((c.duration_s for c in commands), text.seconds)}")
-        parts.extend(dict.fromkeys(c.message for c in commands if c.message))
+        # A message that only repeats its host's error (said on the host's line) is left out.
+        messages = [(h, c.message) for h, c in group.pairs if c.message and c.message != h.error]
+        parts.extend(_said(message, test.reason) for _, message in said_once(messages))
         lines.append(
             f"  {text.members(group.targets)}: {', '.join(parts)}: "
             f"{text.command_lines(group.command_lines)}"
@@ -69,6 +69,30 @@ def _folded(test: TestResult, show: int) -> list[str]:
         lines.extend(f"      {line}" for line in _folded_files(commands))
         lines.extend(_output("stdout", command.stdout, show))
         lines.extend(_output("stderr", command.stderr, show))
+    return lines
+
+
+def _said(message: str, reason: str) -> str:
+    """A host's or a command's message, without the test's abort reason: its head says it."""
+    return message.replace(aborted_text(reason), "test aborted") if reason else message
+
+
+def _folded_hosts(alike: Sequence[HostResult], reason: str) -> list[str]:
+    """Hosts in one state, those with the same error (but for their own names) once."""
+    lines = []
+    for hosts, error in said_once((h, h.error) for h in alike):
+        line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
+        if error:
+            line += f" ({_said(error, reason)})"
+        numbers = []
+        if any(h.rtt_ms is not None for h in hosts):
+            numbers.append(f"rtt {text.span((h.rtt_ms for h in hosts), text.ms)}")
+        if any(h.start_offset_ms is not None for h in hosts):
+            offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
+            numbers.append(f"started {offsets} from the common start")
+        lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
+        for host in hosts:
+            lines.extend(_interruptions(host, named=True))
     return lines
 
 
@@ -93,12 +117,9 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     if test.reason:
         head += f" ({test.reason})"
     lines = [head]
-    if test.start_spread_ms is not None:
-        lines.append(
-            f"  start spread {text.spread(test)} ({test.start_mode.value} start, "
-            f"{text.count(sum(len(h.commands) for h in test.hosts), 'command')} on "
-            f"{text.count(len(test.hosts), 'host')})"
-        )
+    spread = text.spread_line(test)
+    if spread is not None:
+        lines.append(f"  {spread}")
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
     if (credentials := text.credentials_line(test.hosts)) is not None:
@@ -108,6 +129,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     else:
         for host in test.hosts:
             lines.append(_host_line(host))
+            lines.extend(_interruptions(host, named=False))
             for command in host.commands:
                 lines.append(_command_line(command))
                 lines.extend(f"      {line}" for line in text.file_lines(command))

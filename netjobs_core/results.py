@@ -151,6 +151,7 @@ class ConcurrentWindow:
     end: float  # epoch: the first command's end
     seconds: float
     fraction: float  # seconds / the longest command's duration
+    at_least: bool = False  # it closes when a command was lost: that one may have run on
 
 
 @dataclass

@@ -289,8 +289,11 @@ class _TestRun:
         )
         if spread is None:
             return
-        self.result.start_spread_ms = spread.spread_ms
-        self.result.start_spread_uncertainty_ms = spread.uncertainty_ms
+        # One release of several commands is no spread: nothing was apart from it yet.
+        releases = sum(len(h.released) for h, _ in released)
+        if releases > 1 or sum(len(h.specs) for h in self.hosts) == 1:
+            self.result.start_spread_ms = spread.spread_ms
+            self.result.start_spread_uncertainty_ms = spread.uncertainty_ms
         for (host, _), offset in zip(released, spread.start_offsets_ms, strict=True):
             if offset != host.result.start_offset_ms:
                 host.result.start_offset_ms = offset

@@ -72,6 +72,28 @@ def spread(test: TestResult, none: str = NA) -> str:
     return ms_pm(test.start_spread_ms, test.start_spread_uncertainty_ms, none=none)
 
 
+def spread_line(test: TestResult) -> str | None:
+    """`start spread 0.591 ms ± 0.162 ms (scheduled start, 32 commands on 32 hosts)`, with
+    how many were released when not all were; a single release of several commands is no
+    spread (`start spread not measured: 1 of 3 commands released, ...`). None before any."""
+    commands = [c for h in test.hosts for c in h.commands]
+    released = sum(c.started_at is not None for c in commands)
+    if not released:
+        return None
+    mode = f"{test.start_mode.value} start"
+    total = f"{count(len(commands), 'command')} on {count(len(test.hosts), 'host')}"
+    if released == len(commands):
+        return f"start spread {spread(test)} ({mode}, {total})"
+    hosts = sum(any(c.started_at is not None for c in h.commands) for h in test.hosts)
+    of = (
+        f"{released} of {count(len(commands), 'command')} released, "
+        f"on {hosts} of {count(len(test.hosts), 'host')}"
+    )
+    if released < 2:
+        return f"start spread not measured: {of} ({mode})"
+    return f"start spread {spread(test)} ({mode}, {of})"
+
+
 def too_far(rtt_ms: float, max_lead_s: float) -> str:
     """Why a host whose round trip would push the common start too far ahead failed."""
     return f"round trip {ms(rtt_ms)}: too slow for a common start at most {max_lead_s:g} s ahead"
@@ -110,8 +132,10 @@ def percent(fraction: float) -> str:
 
 
 def window(found: ConcurrentWindow) -> str:
-    """`58.731 s (97.9 % of the longest command)`."""
-    return f"{seconds(found.seconds)} ({percent(found.fraction)} of the longest command)"
+    """`58.731 s (97.9 % of the longest command)`; `at least 5.500 s (...)` when it
+    closes as a command was lost (that one may have run on)."""
+    length = f"at least {seconds(found.seconds)}" if found.at_least else seconds(found.seconds)
+    return f"{length} ({percent(found.fraction)} of the longest command)"
 
 
 def who_ran(test: TestResult) -> str:
@@ -226,6 +250,11 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def not_started(reason: str) -> str:
+    """Why a command never ran: the test was aborted before its release."""
+    return f"not started: {reason}"
 
 
 def command_end(status: CommandStatus, message: str, timeout: float | None) -> str:
@@ -440,6 +469,18 @@ def host_line_numbers(host: ClockFigures) -> str:
     if host.rtt_ms is None:
         return ""
     return f"rtt {ms(host.rtt_ms)}, {wall_clock(host)}"
+
+
+def interruption_cause(cause: str, silent_s: float | None, stalled_s: float) -> str:
+    """Why a host's connection was interrupted: `cause` as noticed, unless the controller's
+    own loop was stalled (`stalled_s`: stopped, suspended) meanwhile; with `silent_s` when
+    late bytes hid the silence before it."""
+    if stalled_s:
+        # Seen by a task that wakes every heartbeat: it may have begun up to one sooner.
+        return f"the controller was suspended for at least {duration(stalled_s)}"
+    if silent_s is not None:
+        return f"{cause}, after {duration(silent_s)} without a word from it"
+    return cause
 
 
 def interruption(record: Interruption) -> str:

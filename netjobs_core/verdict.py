@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from netjobs_core import text
+from netjobs_core import nodesets, text
+from netjobs_core.fold import said_once
 from netjobs_core.results import CommandStatus, HostResult, HostState, TestStatus
 
 # How the reason text words a command that did not exit 0.
@@ -36,8 +37,12 @@ def minhosts_text(minhosts: int | None, required: int) -> str:
 def quorum_lost_reason(
     good: int, total: int, minhosts: int | None, required: int, lost: Sequence[HostResult]
 ) -> str:
-    """Why a test was aborted: which hosts it lost, and for what."""
-    why = "; ".join(f"{host.target}: {host.error or 'a command timed out'}" for host in lost)
+    """Why a test was aborted: which hosts it lost, and for what (one error of many
+    hosts once, after their node set)."""
+    why = "; ".join(
+        f"{nodesets.fold(host.target for host in hosts)}: {error or 'a command timed out'}"
+        for hosts, error in said_once((host, host.error) for host in lost)
+    )
     return (
         f"quorum lost because {why} ({good} of {total} hosts left, "
         f"-minhosts {minhosts_text(minhosts, required)})"

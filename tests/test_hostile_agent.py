@@ -185,7 +185,8 @@ async def test_an_impossible_release_instant_fails_that_host(token, tmp_path, wh
     assert fake.state is HostState.FAILED
     assert "released at an impossible instant" in fake.error
     assert good.state is HostState.DONE and good.commands[0].stdout.read_bytes() == b"honest\n"
-    assert test.start_spread_ms is not None and test.start_spread_ms < 1000
+    # Never a spread of an hour: the one honest release of two is no spread at all.
+    assert test.start_spread_ms is None
 
 
 async def test_a_start_the_agent_refused_never_ran(token, tmp_path):

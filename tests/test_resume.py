@@ -10,8 +10,11 @@ import time
 import pytest
 
 from agent.spool import Outbox, StreamSpool
+from netjobs_core import text
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
+from netjobs_core.interruptions import Hearing
+from netjobs_core.report import format_test
 from netjobs_core.results import CommandStatus, HostState, TestStatus
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
@@ -273,3 +276,70 @@ async def test_a_controller_killed_by_sigkill_still_has_its_jobs_killed_at_once(
             with contextlib.suppress(ProcessLookupError):
                 controller.kill()
             await controller.wait()
+
+
+# -- what an interruption says of itself (issue 18 point 16) ---------------------------
+def test_a_silence_ended_by_late_bytes_began_with_the_last_bytes_before_it():
+    hearing = Hearing(gap_ns=1e9)
+    for at in (1.0, 1.5, 2.0, 8.0):  # 6 s of nothing, then one late chunk
+        hearing.heard(int(at * 1e9))
+    assert hearing.silent_since(int(8.01e9)) == int(2e9)  # the close right after it
+    assert hearing.silent_since(int(9.5e9)) == int(8e9)  # long after: a loss of its own
+
+
+async def test_a_silent_cut_that_the_agent_closes_is_as_long_as_the_silence(token):
+    # Before: "connection lost: the agent closed it", 8 ms, absent from the report. The
+    # agent (3 heartbeats) gives up on us before we do (5): its close, held by the cut
+    # path with a late chunk, arrives as the cut mends.
+    with start_agent(token[1]) as agent:
+        async with CuttingProxy(agent.port) as proxy:
+            loop = asyncio.get_running_loop()
+            cut = []
+
+            def observer(event):
+                if isinstance(event, CommandOutput) and not cut:
+                    cut.append(loop.time())
+                    proxy.cut()
+                    loop.call_later(4.0, proxy.mend)
+
+            options = RunOptions(token=token[0], connect_timeout=2.0, heartbeat=1.0)
+            test = await run_test(
+                one_host_test(proxy.port, "for i in $(seq 30); do echo $i; sleep 0.2; done"),
+                options,
+                observer,
+            )
+        log = agent.log_text()
+    host = test.hosts[0]
+    assert test.status is TestStatus.PASSED, (test.reason, host.error, log)
+    [gap] = host.interruptions
+    assert gap.resumed and gap.duration_s >= 3.0, gap
+    assert "went silent" in log  # the agent's side closed first
+    assert gap.cause.startswith("connection lost: the agent closed it, after ")
+    report = format_test(test)
+    assert f"    {text.interruption(gap)}" in report.splitlines()
+    assert f"    {host.target}: {text.interruption(gap)}" in format_test(test, fold=True)
+
+
+async def test_a_stall_of_the_controller_is_not_blamed_on_the_agent(token):
+    # Before: "no answer from the agent for 2.5 s" or "the agent closed it": the
+    # controller's own loop had not run (stopped, suspended) for 4 s.
+    with start_agent(token[1]) as agent:
+        loop = asyncio.get_running_loop()
+        stalled = []
+
+        def observer(event):
+            if isinstance(event, CommandOutput) and not stalled:
+                stalled.append(True)
+                loop.call_soon(time.sleep, 4.0)  # the whole loop stops, as under SIGSTOP
+
+        options = RunOptions(token=token[0], connect_timeout=2.0, heartbeat=0.5)
+        test = await run_test(
+            one_host_test(agent.port, "for i in $(seq 30); do echo $i; sleep 0.2; done"),
+            options,
+            observer,
+        )
+    host = test.hosts[0]
+    assert test.status is TestStatus.PASSED, (test.reason, host.error)
+    [gap] = host.interruptions
+    assert gap.cause.startswith("the controller was suspended for at least "), gap
+    assert gap.resumed and gap.duration_s >= 3.5

@@ -120,7 +120,8 @@ async def test_unreachable_host_with_minhosts_all_aborts_before_running(agents, 
     )
     test = await run_test(plan.tests[0], options(token))
     assert test.status is TestStatus.ABORTED
-    assert test.hosts[0].commands[0].status is CommandStatus.KILLED
+    command = test.hosts[0].commands[0]
+    assert command.status is CommandStatus.ERROR and command.message.startswith("not started")
     assert not marker.exists()
 
 
@@ -298,5 +299,6 @@ async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, tok
     assert dead.state is HostState.FAILED
     assert waiting.state is HostState.KILLED
     assert prepared.state is HostState.KILLED
-    assert prepared.commands[0].status is CommandStatus.KILLED
+    assert prepared.commands[0].status is CommandStatus.ERROR  # prepared, never released
+    assert prepared.commands[0].message.startswith("not started: test aborted: quorum lost")
     assert not marker.exists()
