@@ -24,7 +24,7 @@ from netjobs_core.wire.errors import (
 )
 from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role
 from netjobs_core.wire.sealing import Credential
-from netjobs_core.wire.states import State
+from netjobs_core.wire.states import Phase, State
 
 READ_SIZE = 1024 * 1024  # a whole output frame (framing.MAX_BODY) in one read
 FIRST_READ_SIZE = 4 * 1024  # a TCP channel's buffer grows to READ_SIZE while it streams
@@ -120,7 +120,12 @@ class Dialer(Protocol):
     """Opens channels to the agents of one kind of target (SSH)."""
 
     async def open(self, address: Address, timeout: float) -> tuple[Channel, bytes]:
-        """A channel to an agent and the token to greet it with; raises AgentError."""
+        """A channel to an agent and its link secret (sealing.link_key); raises AgentError."""
+        ...
+
+    def release(self, channel: Channel) -> None:
+        """CHANNEL's session ended at a test's boundary (our `bye`, nothing in flight):
+        the dialer may give its agent the next test on that host, or close it."""
         ...
 
 
@@ -328,9 +333,10 @@ class AgentLink:
         else:
             self._channel = await open_tcp(self.address, timeout)
         self.tcp_connected = True
-        # Over SSH the agent gets this run's token on its channel: no host credential.
-        host = None if self.address.over_ssh else self.address.host
-        self._conn = Connection(Role.CONTROLLER, token, host=host)
+        if self.address.over_ssh:  # the agent got a link secret of ours on its channel
+            self._conn = Connection(Role.CONTROLLER, token, link=True)
+        else:
+            self._conn = Connection(Role.CONTROLLER, token, host=self.address.host)
         self._flush()
         try:
             async with asyncio.timeout(timeout):
@@ -463,6 +469,10 @@ class AgentLink:
         # close is then only ours.
         with contextlib.suppress(OSError, ProtocolError):
             if self._conn is not None and self._conn.state is State.READY:
+                boundary = self._conn.phase is Phase.IDLE and not self._pending
                 self._conn.send(Bye())
                 channel.write(self._conn.data_to_send())
+                if boundary and self._dialer is not None and self.address.over_ssh:
+                    self._dialer.release(channel)  # its agent may serve the next test
+                    return
             await channel.close(CLOSE_TIMEOUT_S)

@@ -578,11 +578,16 @@ def plan_summary(plan: Plan) -> list[str]:
     return lines
 
 
-CREDENTIAL_NAMES = {Credential.HOST: "host credential", Credential.SHARED: "shared token"}
+CREDENTIAL_NAMES = {
+    Credential.HOST: "host credential",
+    Credential.SHARED: "shared token",
+    Credential.LINK: "SSH link secret",
+}
 
 
 def credential(kind: str) -> str:
-    """What an agent authenticated with: `host credential`, `shared token`."""
+    """What an agent authenticated with: `host credential`, `shared token`, `SSH link
+    secret` (an agent started over SSH, with a random secret of its link)."""
     return CREDENTIAL_NAMES.get(Credential(kind), kind) if kind else "not authenticated"
 
 

@@ -51,11 +51,17 @@ Handshake (mutual challenge-response, no secret crosses the wire)
     T                = scrypt(token, KEY_SALT)            (once per process and token)
     K                = T                                  (shared token: no `host`)
                      | HKDF-Expand(T, "...credential v1" | host)   (host credential)
+                     | HKDF(link secret, "...link key")   (an agent started over SSH)
     agent proof      = HMAC-SHA256(K, "netjobs-agent"      | SHA256(c_hello) | a_nonce)
     controller proof = HMAC-SHA256(K, "netjobs-controller" | SHA256(c_hello | a_hello))
     session keys     = HKDF-SHA256(K, SHA256(c_hello | a_hello)), one per direction
 
-Two kinds of agent secret (sealing.Credential). With a shared token every
+An agent started over SSH holds a third kind: the random 256-bit link secret its
+controller made for it and gave it on the channel (`link <hex>`, wire/tokens.py),
+whose key is a cheap HKDF: there is nothing to guess, so nothing to stretch. Both
+ends are told it is one (Connection's `link`); a human-chosen token never is.
+
+Two kinds of installed agent secret (sealing.Credential). With a shared token every
 agent holds T's input, the controller's token itself. With a host credential
 (`netjobs token issue`) an agent holds only K for its own host name, derived
 from the controller's token; its hello names that host. The controller,
@@ -198,6 +204,7 @@ from netjobs_core.wire.sealing import (
     host_credential,
     host_key,
     is_nonce,
+    link_key,
     proof,
     session_keys,
     token_key,
@@ -218,21 +225,35 @@ class Connection:
     """
 
     def __init__(
-        self, role: Role, token: bytes, *, nonce: bytes | None = None, host: str | None = None
+        self,
+        role: Role,
+        token: bytes,
+        *,
+        nonce: bytes | None = None,
+        host: str | None = None,
+        link: bool = False,
     ) -> None:
         """TOKEN: the controller's token (a controller), the shared token or the
         agent's own credential (an agent). HOST: an agent's, the host its credential
         is for (None: TOKEN is the shared token); a controller's, the host part of
         the target it dialled, the only one whose credential it accepts (None: only
-        the shared token, as for an agent started over SSH)."""
+        the shared token). LINK: TOKEN is the random secret of one SSH link at both
+        ends (sealing.link_key), for an agent started over SSH; no host then."""
         if not token:
             raise ValueError("an empty token authenticates nobody")
+        if link and host is not None:
+            raise ValueError("a link secret is no host's credential")
         self.role = role
         self.peer_role = PEER[role]
         self.host = host
+        self.link = link
         # What the agent holds: known at once on its side, once proved on the controller's.
         self.credential: Credential | None = None
-        if role is Role.AGENT and host is not None:
+        if link:
+            self._key = link_key(token)  # random already: no scrypt at either end
+            if role is Role.AGENT:
+                self.credential = Credential.LINK
+        elif role is Role.AGENT and host is not None:
             if len(token) != CREDENTIAL_BYTES:
                 raise ValueError(f"a host credential is {CREDENTIAL_BYTES} bytes")
             self._key = token  # random already: nothing to stretch
@@ -545,7 +566,10 @@ class Connection:
                 f"of {hello.host}"
             )
         self._key = key
-        self.credential = Credential.SHARED if hello.host is None else Credential.HOST
+        if self.link:
+            self.credential = Credential.LINK
+        else:
+            self.credential = Credential.SHARED if hello.host is None else Credential.HOST
         self.peer_hello = hello
         transcript = hashlib.sha256(self._c_hello + raw).digest()
         self._queue(Auth(proof=proof(self._key, b"netjobs-controller", transcript)).to_frame())
