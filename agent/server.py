@@ -906,6 +906,9 @@ async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             raise ListenError("--stdio needs pipes or sockets on stdin and stdout (an SSH channel)")
     loop = asyncio.get_running_loop()
     channel_in, channel_out = os.dup(0), os.dup(1)  # not inheritable: commands do not get them
+    # Output leaves in larger writes, which sshd reads in larger SSH packets: fewer
+    # wake-ups here, in sshd and in the controller's per-packet work.
+    oskit.widen_pipe(channel_out)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)

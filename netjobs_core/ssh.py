@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
 from netjobs_core.client import AgentError, Channel, Refused
@@ -54,6 +55,15 @@ BANNER_LINES = 64  # lines a login shell may print before the agent's ready line
 STDERR_KEEP = 4096  # the first bytes of the remote stderr, kept for messages
 STDERR_LINES = 4  # of which the first lines go into a message
 READ_LIMIT = 256 * 1024  # past this much unread output the channel is paused
+# Bulk output: asyncssh handles each SSH packet in Python, so fewer, larger packets
+# (sshd sends up to what it reads from the agent's pipe, within our max packet) and
+# fewer window adjustments cost the controller less per MiB; the window bounds what
+# one host's channel may have in flight.
+WINDOW = 4 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+# asyncssh computes chacha20-poly1305 (OpenSSH's first choice) in several calls per
+# packet; AES-GCM is one call, in hardware. Ours first unless ssh_config sets Ciphers.
+FAST_CIPHERS = [b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com"]
 NEED_PYZ, NEED_EXE, NO_AGENT = 83, 84, 85  # exit statuses of the start script
 CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/netjobs"'
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -314,6 +324,20 @@ class SshDialer:
         self.options = options or SshOptions()
         self.accepted: list[str] = []  # host keys added with accept_new, for the user
         self._hosts: dict[tuple[str, int, str], asyncio.Task[_Host]] = {}
+        self._payloads: asyncio.Future[tuple[Payload, Payload | None]] | None = None
+
+    def _agent_payloads(self) -> asyncio.Future[tuple[Payload, Payload | None]]:
+        """The zipapp and the one-file agent, made once, in a thread (compiling and
+        hashing them would stall every host's connection on this loop), from the
+        first open on, while the SSH handshakes go on."""
+        if self._payloads is None:
+            executable = self.options.executable
+
+            def build() -> tuple[Payload, Payload | None]:
+                return agent_zipapp(), agent_executable(executable) if executable else None
+
+            self._payloads = asyncio.ensure_future(asyncio.to_thread(build))
+        return self._payloads
 
     async def __aenter__(self) -> SshDialer:
         return self
@@ -322,6 +346,8 @@ class SshDialer:
         await self.close()
 
     async def close(self) -> None:
+        if self._payloads is not None and self._payloads.done():
+            self._payloads.exception()  # retrieved: each host that needed it said so
         hosts, self._hosts = self._hosts, {}
         pending = [task for task in hosts.values() if not task.done()]
         for task in pending:
@@ -355,6 +381,7 @@ class SshDialer:
     async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
         """A channel to the host's stdio agent (started now unless one is between
         tests), and the link secret it was given."""
+        payloads = self._agent_payloads()
         key = (address.host, address.port, address.user)
         task = self._hosts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
@@ -371,7 +398,11 @@ class SshDialer:
             channel = host.idle.pop()
             if await channel.ready_again(timeout):
                 return channel, channel.secret
-        return await self._start_agent(host, address, timeout)
+        try:
+            pyz, exe = await asyncio.shield(payloads)
+        except OSError as exc:
+            raise AgentError(f"cannot read the one-file agent to send: {exc}") from None
+        return await self._start_agent(host, address, timeout, pyz, exe)
 
     def release(self, channel: Channel) -> None:
         """The channel's agent is between tests: the next link to its host takes it;
@@ -398,6 +429,7 @@ class SshDialer:
         except (ValueError, OSError, asyncssh.Error) as exc:
             raise AgentError(f"SSH settings for {address}: {exc}") from None
         files = _known_hosts_files(settings.known_hosts)
+        ciphers = list(settings.encryption_algs)
         existing = _existing(files)
         client = _Client(self, files, str(address))
         kwargs: dict[str, Any] = {
@@ -406,6 +438,9 @@ class SshDialer:
             "known_hosts": existing or b"",  # never None: that would disable the check
             "client_factory": lambda: client,
         }
+        if ciphers == get_default_encryption_algs():  # not the user's choice: ours
+            preferred = FAST_CIPHERS + [c for c in ciphers if c not in FAST_CIPHERS]
+            kwargs["encryption_algs"] = [c.decode("ascii") for c in preferred]
         username = address.user or options.username
         if username:
             kwargs["username"] = username
@@ -440,10 +475,8 @@ class SshDialer:
         return _Host(conn, client)
 
     async def _start_agent(
-        self, host: _Host, address: Address, timeout: float
+        self, host: _Host, address: Address, timeout: float, pyz: Payload, exe: Payload | None
     ) -> tuple[SshChannel, bytes]:
-        pyz = agent_zipapp()
-        exe = agent_executable(self.options.executable) if self.options.executable else None
         for _ in range(3):  # start; upload what is missing, start again (twice at most)
             secret = secrets.token_bytes(LINK_SECRET_BYTES)
             chan, session = await self._run(host, address, start_script(pyz, exe), timeout)
@@ -497,7 +530,7 @@ class SshDialer:
         try:
             async with asyncio.timeout(timeout):
                 chan, session = await host.conn.create_session(
-                    _AgentSession, command, encoding=None
+                    _AgentSession, command, encoding=None, window=WINDOW, max_pktsize=MAX_PACKET
                 )
         except TimeoutError:
             self._drop(host)  # a dead connection (a cut): the next test connects anew

@@ -1387,6 +1387,23 @@ def test_a_link_secrets_key_is_hkdf_and_its_handshake_computes_no_scrypt(monkeyp
     assert controller.credential is agent.credential is sealing.Credential.LINK
 
 
+def test_on_an_ssh_link_frames_carry_no_tag_of_ours():
+    """SSH authenticates and encrypts the link: no second MAC over every output byte."""
+    secret = bytes(range(32))
+    controller = Connection(Role.CONTROLLER, secret, link=True)
+    agent = Connection(Role.AGENT, secret, link=True)
+    for source, target in ((controller, agent), (agent, controller)) * 2:
+        pump(source, target)
+    agent.send(Pong(seq=1, clock=2, wall=3))
+    data = agent.data_to_send()
+    decoder = FrameDecoder()
+    decoder.add(data)
+    raw = decoder.next_frame()
+    assert raw is not None and not raw.flags & framing.FLAG_TAGGED
+    assert len(data) == len(raw.head) + len(raw.body)  # no 32-byte tag after it
+    assert controller.receive_data(data) == [Pong(seq=1, clock=2, wall=3)]
+
+
 def test_only_a_256_bit_secret_is_a_link_secret():
     for short in (b"correct horse battery staple", bytes(31), bytes(33)):
         with pytest.raises(ValueError, match="32 random bytes"):

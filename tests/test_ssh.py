@@ -185,6 +185,24 @@ def test_ssh_failures_are_the_hosts_failures_and_count_for_the_quorum(trusted, t
     assert "SSH authentication failed" in error and "user root" in error
 
 
+def test_aes_gcm_is_preferred_unless_the_users_ssh_config_names_ciphers(trusted, tmp_path):
+    """asyncssh computes chacha20-poly1305 (OpenSSH's first choice) in several calls a
+    packet; a user's own Ciphers line still decides."""
+    lab, host = trusted, trusted.hosts[1]
+    chosen = tmp_path / "ssh_config"
+    chosen.write_text(lab.config.read_text() + "  Ciphers chacha20-poly1305@openssh.com\n")
+
+    async def cipher(config: Path) -> str:
+        async with SshDialer(lab.options(config=[str(config)])) as dialer:
+            connected = await dialer._connect(Address.parse(f"ssh://{host.address}"), 5)
+            connected.conn.close()
+            await connected.conn.wait_closed()
+            return connected.conn.get_extra_info("recv_cipher")
+
+    assert asyncio.run(cipher(lab.config)) == "aes128-gcm@openssh.com"
+    assert asyncio.run(cipher(chosen)) == "chacha20-poly1305@openssh.com"
+
+
 def standin_executable(lab: Lab) -> Path:
     """dist/netjobs-agent when built; else a one-file stand-in that needs no python3
     on PATH (it names its interpreter by absolute path, as the frozen agent holds its own)."""
@@ -715,3 +733,41 @@ def test_eight_stdio_agents_starting_at_once_all_start():
             if pipe is not None:
                 pipe.close()
     assert statuses == [0] * 8, errors
+
+
+def test_the_zipapp_carries_bytecode_its_own_python_uses_and_builds_the_same_anywhere(tmp_path):
+    """Bytecode beside each module (zipimport would compile every module at every
+    start); the bytes do not depend on the hash seed or on what was imported first."""
+    payload = agent_zipapp()
+    pyz = tmp_path / payload.name
+    pyz.write_bytes(payload.data)
+    origin = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import netjobs_agent.server as m; print(m.__spec__.origin)",
+            str(pyz),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=WAIT_S,
+    ).stdout.strip()
+    assert origin == f"{pyz}/netjobs_agent/server.pyc"
+    elsewhere = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import asyncssh, netjobs_core.cli; "
+            "from netjobs_core.agent_zipapp import agent_zipapp; print(agent_zipapp().sha256)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=WAIT_S,
+        cwd=REPO,
+        env=os.environ | {"PYTHONHASHSEED": "12345"},
+    ).stdout.strip()
+    assert elsewhere == payload.sha256

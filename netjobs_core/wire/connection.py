@@ -27,7 +27,8 @@ frame that breaks it is a ProtocolError. Before authentication a frame is tiny (
 Integrity (flags bit 0: a 32-byte tag follows the body)
 -------------------------------------------------------
 Every frame after the handshake (from `welcome` on, one direction each) is
-sealed: ``tag = HMAC-SHA256(direction key, seq:u64 | prefix | header | body)``.
+sealed (except on an SSH link, below):
+``tag = HMAC-SHA256(direction key, seq:u64 | prefix | header | body)``.
 The keys are derived from the token key and the transcript of both hellos
 (so from both nonces), one per direction, so a frame cannot be reflected
 back to its sender. `seq` counts the frames of one direction from 0; it is
@@ -59,7 +60,12 @@ Handshake (mutual challenge-response, no secret crosses the wire)
 An agent started over SSH holds a third kind: the random 256-bit link secret its
 controller made for it and gave it on the channel (`link <hex>`, wire/tokens.py),
 whose key is a cheap HKDF: there is nothing to guess, so nothing to stretch. Both
-ends are told it is one (Connection's `link`); a human-chosen token never is.
+ends are told it is one (Connection's `link`); a human-chosen token never is. On
+such a link the handshake is the same, but no frame is sealed (the `welcome`
+neither): the SSH transport already authenticates and encrypts every byte between
+the controller and the host's sshd, and from there it is a pipe to the agent that
+sshd started; a second MAC would cost both ends a SHA-256 pass over every output
+byte for nothing.
 
 Two kinds of installed agent secret (sealing.Credential). With a shared token every
 agent holds T's input, the controller's token itself. With a host credential
@@ -502,7 +508,10 @@ class Connection:
             raise ProtocolError("peer claims to be a controller too")
 
     def _key_with(self, a_hello: bytes) -> None:
-        """Both hellos are known: derive the session keys, one per direction."""
+        """Both hellos are known: derive the session keys, one per direction. Not on
+        an SSH link: SSH's own MAC covers the network, the rest is a pipe on the host."""
+        if self.link:
+            return
         keys = session_keys(self._key, self._c_hello + a_hello)
         self._seal, self._unseal = keys[self.role], keys[self.peer_role]
 
