@@ -344,6 +344,11 @@ class AgentLink:
                     await self._read_some(during_handshake=True)
         except TimeoutError:
             await self.close()
+            if self.address.over_ssh:  # our own agent, started and ready: a slow host
+                raise AgentError(
+                    f"the agent started over SSH did not complete the handshake within "
+                    f"{timeout:g} s"
+                ) from None
             raise AgentError(
                 f"no answer to the NetJobs greeting within {timeout:g} s "
                 "(not a NetJobs 3 agent? an original 2.x agent waits silently)"

@@ -9,6 +9,7 @@ controller uses a test key, a private ssh config and known_hosts: never ~/.ssh.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from ssh_lab import SSHD, SUBNETS, WAIT_S, Lab, SshHost, keygen, ssh_lab
 
 from netjobs_agent import procs
 from netjobs_core.agent_zipapp import agent_zipapp
-from netjobs_core.client import AgentLink
+from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
@@ -258,6 +259,21 @@ def test_one_agent_serves_every_test_of_the_run_and_ends_with_it(trusted):
     assert len({agent_pid(t) for t in tests}) == 1  # one agent, a session per test
     assert {t.hosts[0].credential for t in tests} == {"link"}
     assert wait_until_gone(host) == []  # it ended with the run's SSH connection
+
+
+def test_eight_cold_ssh_hosts_cost_the_controller_no_scrypt(trusted, monkeypatch):
+    """Each link's secret is random: its key is an HKDF. A scrypt per host on the
+    controller's loop (~100 ms each, longer on a loaded machine) once ran the other
+    hosts' greetings past the connect timeout: "no answer to the NetJobs greeting
+    within 5 s" and a lost quorum, 3 cold runs in 20 under load."""
+
+    def no_scrypt(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("scrypt on the controller for an SSH link")
+
+    monkeypatch.setattr(hashlib, "scrypt", no_scrypt)
+    lines = "".join(f'ssh://{h.address}: "true"\n' for h in trusted.hosts)
+    test = asyncio.run(run_over_ssh(trusted, f"t:\n{lines}end\n"))
+    assert test.status is TestStatus.PASSED, test.reason
 
 
 def fake_shims(where: Path) -> Path:
@@ -532,6 +548,43 @@ class LocalStdioDialer:
         await self.close()
         async with asyncio.timeout(WAIT_S):
             return [await c.proc.wait() for c in self.channels]
+
+
+def test_an_ssh_agent_slow_to_answer_the_greeting_is_named_as_such():
+    """Not "not a NetJobs 3 agent?": over SSH the agent is ours, started and ready."""
+
+    class SilentDialer:
+        async def open(self, address, timeout):
+            proc = await asyncio.create_subprocess_exec(
+                "sh",
+                "-c",
+                f"read l; echo {STDIO_READY.decode()}x; cat >/dev/null",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            self.channel = _PipeChannel(proc, address.host)
+            self.channel.write(stdio_greeting(bytes(LINK_SECRET_BYTES)))
+            await proc.stdout.readline()  # type: ignore[union-attr]
+            return self.channel, bytes(LINK_SECRET_BYTES)
+
+        def release(self, channel):
+            raise AssertionError("a link that never authenticated is no boundary")
+
+    async def scenario():
+        dialer = SilentDialer()
+        link = AgentLink(Address.parse("ssh://slow"), b"", dialer)
+        try:
+            await link.connect(0.5)
+        finally:
+            if dialer.channel.proc.returncode is None:
+                dialer.channel.proc.kill()
+            await dialer.channel.proc.wait()
+
+    with pytest.raises(AgentError) as failed:
+        asyncio.run(scenario())
+    assert str(failed.value) == (
+        "the agent started over SSH did not complete the handshake within 0.5 s"
+    )
 
 
 def stdio_jobs(agent_pid: int) -> list[int]:
