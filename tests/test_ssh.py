@@ -9,6 +9,7 @@ controller uses a test key, a private ssh config and known_hosts: never ~/.ssh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -259,6 +260,31 @@ def test_one_agent_serves_every_test_of_the_run_and_ends_with_it(trusted):
     assert len({agent_pid(t) for t in tests}) == 1  # one agent, a session per test
     assert {t.hosts[0].credential for t in tests} == {"link"}
     assert wait_until_gone(host) == []  # it ended with the run's SSH connection
+
+
+def test_a_test_that_ends_mid_run_leaves_its_agent_to_end_and_the_next_gets_a_new_one(trusted):
+    """Only a link that ended at a test's boundary hands its agent on: one given up
+    mid-run ends it (its commands killed), and the next test starts a fresh agent."""
+    lab, host = trusted, trusted.hosts[1]
+    long = parse_config(f't:\nssh://{host.address}: "sleep 303"\nend\n').tests[0]
+    short = parse_config(f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n').tests[0]
+
+    async def scenario():
+        async with SshDialer(lab.options()) as dialer:
+            options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+            watch = HostWatch()
+            task = asyncio.create_task(run_test(long, options, watch))
+            await watch.host_started(0)
+            first = [p for p in host.processes() if "--stdio" in p]
+            task.cancel()  # the controller gives the test up mid-run
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return first, await asyncio.wait_for(run_test(short, options), 60)
+
+    first, test = asyncio.run(scenario())
+    assert test.status is TestStatus.PASSED, test.reason
+    assert first and agent_pid(test) not in {int(p.split()[0]) for p in first}
+    assert wait_until_gone(host) == []  # sleep 303 and both agents
 
 
 def test_eight_cold_ssh_hosts_cost_the_controller_no_scrypt(trusted, monkeypatch):
