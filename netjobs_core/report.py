@@ -94,11 +94,10 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
         head += f" ({test.reason})"
     lines = [head]
     if test.start_spread_ms is not None:
-        lines.append(
-            f"  start spread {text.spread(test)} ({test.start_mode.value} start, "
-            f"{text.count(sum(len(h.commands) for h in test.hosts), 'command')} on "
-            f"{text.count(len(test.hosts), 'host')})"
-        )
+        lines.append(f"  {text.began(test)} ({text.start_facts(test)})")
+        late = text.late_line(test)
+        if late is not None:
+            lines.append(f"  {late}")
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
     if fold:

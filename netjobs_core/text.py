@@ -70,6 +70,57 @@ def spread(test: TestResult, none: str = NA) -> str:
     return ms_pm(test.start_spread_ms, test.start_spread_uncertainty_ms, none=none)
 
 
+EXEC_NOT_SENT = "its agent does not report exec instants (an older version)"
+
+
+def began(test: TestResult) -> str:
+    """`released within 0.002 ms ± 0.081 ms; commands began within 1.430 ms ± 0.090 ms`:
+    the releases, and the commands' exec instants or why they were not measured (the
+    release's ± does not cover what happens after it)."""
+    line = f"released within {spread(test)}"
+    if test.exec_spread_ms is not None:
+        within = ms_pm(test.exec_spread_ms, test.exec_spread_uncertainty_ms)
+        return f"{line}; commands began within {within}"
+    return f"{line}; {exec_unmeasured(test)}"
+
+
+def exec_unmeasured(test: TestResult) -> str:
+    """Why a test has no exec spread: `when the commands began was not measured
+    (node1: exec instants need the agent to run as root ...)`."""
+    reasons: dict[str, list[str]] = {}
+    for host in test.hosts:
+        if host.exec_error:
+            reasons.setdefault(host.exec_error, []).append(host.target)
+        elif any(c.started_at is not None and c.exec_offset_ms is None for c in host.commands):
+            reasons.setdefault("a command exec'd nothing (shell builtins only?)", []).append(
+                host.target
+            )
+    why = "; ".join(f"{nodesets.fold(hosts)}: {field(r)}" for r, hosts in reasons.items())
+    return "when the commands began was not measured" + (f" ({why})" if why else "")
+
+
+def late_line(test: TestResult) -> str | None:
+    """`late releases (more than 1.000 ms, --late-ms): node2 +85.900 ms, node3 +120.300 ms`;
+    None when no host was late."""
+    late = test.late_hosts()
+    if not late:
+        return None
+    named = ", ".join(f"{host.target} {ms(late_ms, True)}" for host, late_ms in late)
+    return f"late releases (more than {ms(test.late_threshold_ms)}, --late-ms): {named}"
+
+
+def start_facts(test: TestResult) -> str:
+    """`scheduled start, lead 17.200 ms, 2 commands on 2 hosts`."""
+    parts = [f"{test.start_mode.value} start"]
+    if test.lead_ms is not None:
+        parts.append(f"lead {ms(test.lead_ms)}")
+    parts.append(
+        f"{count(sum(len(h.commands) for h in test.hosts), 'command')} on "
+        f"{count(len(test.hosts), 'host')}"
+    )
+    return ", ".join(parts)
+
+
 def too_far(rtt_ms: float, max_lead_s: float) -> str:
     """Why a host whose round trip would push the common start too far ahead failed."""
     return f"round trip {ms(rtt_ms)}: too slow for a common start at most {max_lead_s:g} s ahead"
