@@ -88,10 +88,15 @@ def exec_unmeasured(test: TestResult) -> str:
     """Why a test has no exec spread: `when the commands began was not measured
     (node1: exec instants need the agent to run as root ...)`."""
     reasons: dict[str, list[str]] = {}
+    # Others measured, so this agent could: its command ran no program (a document
+    # from before exec instants has none measured, and says no more).
+    measured = any(c.exec_offset_ms is not None for h in test.hosts for c in h.commands)
     for host in test.hosts:
         if host.exec_error:
             reasons.setdefault(host.exec_error, []).append(host.target)
-        elif any(c.started_at is not None and c.exec_offset_ms is None for c in host.commands):
+        elif measured and any(
+            c.started_at is not None and c.exec_offset_ms is None for c in host.commands
+        ):
             reasons.setdefault("a command exec'd nothing (shell builtins only?)", []).append(
                 host.target
             )
@@ -427,7 +432,12 @@ def summary_parts(test: TestResult) -> list[str]:
     """The parts of a test's summary line after its label and status."""
     parts = [commands_finished(test), count(len(test.hosts), "host")]
     if test.start_spread_ms is not None:
-        parts.append(f"start spread {spread(test)}")
+        parts.append(began(test))
+        late = late_line(test)
+        if late is not None:
+            parts.append(late)
+    if test.lead_ms is not None:
+        parts.append(f"lead {ms(test.lead_ms)}")
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
     return parts
