@@ -151,7 +151,9 @@ async def test_the_lead_grows_for_a_host_that_was_late(token, token_file):
             os.kill(a1.process.pid, signal.SIGCONT)
     first, second = run.tests
     assert len(resumed) == 1  # held back in the first repetition only
-    assert first.late_hosts() and second.lead_ms > first.lead_ms + STOPPED_S * 1e3 / 2
+    # Stopped before the start reached it, its transit grew; stopped after, its wake
+    # margin (at most lead.MAX_WAKE_NS): either way the next lead covers more.
+    assert first.late_hosts() and second.lead_ms > first.lead_ms
 
 
 async def test_lead_given_is_the_lead_used(agents, token):
