@@ -341,7 +341,7 @@ class Session:
                 f"clock (at most {MAX_START_AHEAD_NS / 1e9:g} s)",
             )
             return False
-        self.run.start(at)
+        self.run.start(at, message.wake)
         return True
 
     async def _on_kill(self, message: Kill) -> bool:

@@ -32,6 +32,7 @@ from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
 from netjobs_core.run import Outcome
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import DEFAULT_COLLECT_MAX, RunOptions
+from netjobs_core.runner import MAX_LEAD_S
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -58,6 +59,16 @@ def _positive_seconds(value_text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {value_text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {value_text}")
+    return value
+
+
+def _milliseconds(value_text: str) -> float:
+    try:
+        value = float(value_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {value_text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be milliseconds >= 0, not {value_text}")
     return value
 
 
@@ -222,6 +233,22 @@ def _run_parser() -> argparse.ArgumentParser:
         "controller's clock; sequential: each starts when told, like NetJobs 2.x",
     )
     parser.add_argument(
+        "--lead",
+        type=_milliseconds,
+        metavar="MS",
+        help="set the scheduled common start this many ms ahead (default: learned from "
+        "the hosts' round trips and how late they released, at most "
+        f"{MAX_LEAD_S:g} s; the report gives the lead used)",
+    )
+    parser.add_argument(
+        "--late-ms",
+        type=_milliseconds,
+        default=1.0,
+        metavar="MS",
+        help="name a host late in the report when it released a command more than MS "
+        "after the common start (default 1)",
+    )
+    parser.add_argument(
         "--collect-max",
         type=_size,
         default=DEFAULT_COLLECT_MAX,
@@ -290,6 +317,8 @@ def _main_run(argv: Sequence[str]) -> int:
             allow_weak=args.allow_weak_token,
         ),
         start_mode=StartMode(args.start_mode),
+        lead_ns=None if args.lead is None else args.lead * 1e6,
+        late_ms=args.late_ms,
         connect_timeout=args.connect_timeout,
         stop_on_failure=args.stop_on_failure,
         repeat=args.repeat,

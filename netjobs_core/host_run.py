@@ -221,6 +221,9 @@ class HostRun:
         self.link: AgentLink | None = None
         self.estimate: OffsetEstimate | None = None
         self.released: dict[int, float] = {}  # command index -> controller clock ns
+        self.exec_at: dict[int, float] = {}  # command index -> its first exec, controller ns
+        self.start_at: int | None = None  # the release instant we sent, on the agent's clock
+        self.ahead_ns: int | None = None  # how long before it the start reached the agent
         self.prepared_from = 0  # controller clock ns: no command can be released before
         self.ended: dict[int, float] = {}
         self.run_id = ""  # the agent's name for the run, for a resume
@@ -399,11 +402,13 @@ class HostRun:
                     self.link.send(Ping(seq=0))
 
     # -- start, kill ------------------------------------------------------------
-    def start(self, at: int | None) -> None:
-        """Release the commands at AT on the agent's clock (None: at once)."""
+    def start(self, at: int | None, wake: int | None = None) -> None:
+        """Release the commands at AT on the agent's clock (None: at once), the agent
+        leaving its coarse sleep WAKE ns before (None: its own margin)."""
         assert self.link is not None
+        self.start_at = at
         try:
-            self.link.send(Start(at=at))
+            self.link.send(Start(at=at, wake=wake))
         except AgentError as exc:
             self.fail(str(exc))
             return
@@ -642,8 +647,29 @@ class HostRun:
                 )
             self.released[index] = at
             commands[index].started_at = anchor + at / 1e9
+            if self.start_at is not None:  # the agent's own clock alone: no estimate error
+                commands[index].release_late_ms = (agent_ns - self.start_at) / 1e6
             self.fleet.command_changed(self, index)
+        self.ahead_ns = message.ahead_ns
+        self._on_exec_instants(message)
         self.fleet.released(self)
+
+    def _on_exec_instants(self, message: Started) -> None:
+        assert self.estimate is not None
+        if message.exec_at is None:
+            self.result.exec_error = message.exec_error or text.EXEC_NOT_SENT
+            return
+        for key, agent_ns in message.exec_at.items():
+            index = int(key)
+            released = message.released_at.get(key)
+            if index not in self.released or released is None:
+                continue
+            if agent_ns < released:
+                raise ConnectionLost(
+                    f"protocol error: command {index} began before its release "
+                    f"({(agent_ns - released) / 1e6:+.3f} ms)"
+                )
+            self.exec_at[index] = self.estimate.to_controller(agent_ns)
 
     def _on_exit(self, message: Exit) -> None:
         assert self.estimate is not None

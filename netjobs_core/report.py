@@ -120,6 +120,8 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     spread = text.spread_line(test)
     if spread is not None:
         lines.append(f"  {spread}")
+        if (late := text.late_line(test)) is not None:
+            lines.append(f"  {late}")
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
     if (credentials := text.credentials_line(test.hosts)) is not None:

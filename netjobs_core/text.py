@@ -72,26 +72,82 @@ def spread(test: TestResult, none: str = NA) -> str:
     return ms_pm(test.start_spread_ms, test.start_spread_uncertainty_ms, none=none)
 
 
+EXEC_NOT_SENT = "its agent does not report exec instants (an older version)"
+
+
+def began(test: TestResult) -> str:
+    """`released within 0.002 ms ± 0.081 ms; commands began within 1.430 ms ± 0.090 ms`:
+    the releases, and the commands' exec instants or why they were not measured (the
+    release's ± does not cover what happens after it)."""
+    line = f"released within {spread(test)}"
+    if test.exec_spread_ms is not None:
+        within = ms_pm(test.exec_spread_ms, test.exec_spread_uncertainty_ms)
+        return f"{line}; commands began within {within}"
+    return f"{line}; {exec_unmeasured(test)}"
+
+
+def exec_unmeasured(test: TestResult) -> str:
+    """Why a test has no exec spread: `when the commands began was not measured
+    (node1: exec instants need the agent to run as root ...)`."""
+    reasons: dict[str, list[str]] = {}
+    # Others measured, so this agent could: its command ran no program (a document
+    # from before exec instants has none measured, and says no more).
+    measured = any(c.exec_offset_ms is not None for h in test.hosts for c in h.commands)
+    for host in test.hosts:
+        if host.exec_error:
+            reasons.setdefault(host.exec_error, []).append(host.target)
+        elif measured and any(
+            c.started_at is not None and c.exec_offset_ms is None for c in host.commands
+        ):
+            reasons.setdefault("a command exec'd nothing (shell builtins only?)", []).append(
+                host.target
+            )
+    why = "; ".join(f"{nodesets.fold(hosts)}: {field(r)}" for r, hosts in reasons.items())
+    return "when the commands began was not measured" + (f" ({why})" if why else "")
+
+
+def late_line(test: TestResult) -> str | None:
+    """`late releases (more than 1.000 ms, --late-ms): node2 +85.900 ms, node3 +120.300 ms`;
+    None when no host was late."""
+    late = test.late_hosts()
+    if not late:
+        return None
+    named = ", ".join(f"{host.target} {ms(late_ms, True)}" for host, late_ms in late)
+    return f"late releases (more than {ms(test.late_threshold_ms)}, --late-ms): {named}"
+
+
+def start_facts(test: TestResult, commands: str | None = None) -> str:
+    """`scheduled start, lead 17.200 ms, 2 commands on 2 hosts` (COMMANDS: in their place)."""
+    parts = [f"{test.start_mode.value} start"]
+    if test.lead_ms is not None:
+        parts.append(f"lead {ms(test.lead_ms)}")
+    parts.append(
+        commands
+        or f"{count(sum(len(h.commands) for h in test.hosts), 'command')} on "
+        f"{count(len(test.hosts), 'host')}"
+    )
+    return ", ".join(parts)
+
+
 def spread_line(test: TestResult) -> str | None:
-    """`start spread 0.591 ms ± 0.162 ms (scheduled start, 32 commands on 32 hosts)`, with
-    how many were released when not all were; a single release of several commands is no
-    spread (`start spread not measured: 1 of 3 commands released, ...`). None before any."""
+    """`released within 0.591 ms ± 0.162 ms; commands began within ... (scheduled start,
+    lead 15.896 ms, 32 commands on 32 hosts)`, with how many were released when not all
+    were; a single release of several commands is no spread (`start spread not measured:
+    1 of 3 commands released, ...`). None before any release."""
     commands = [c for h in test.hosts for c in h.commands]
     released = sum(c.started_at is not None for c in commands)
     if not released:
         return None
-    mode = f"{test.start_mode.value} start"
-    total = f"{count(len(commands), 'command')} on {count(len(test.hosts), 'host')}"
     if released == len(commands):
-        return f"start spread {spread(test)} ({mode}, {total})"
+        return f"{began(test)} ({start_facts(test)})"
     hosts = sum(any(c.started_at is not None for c in h.commands) for h in test.hosts)
     of = (
         f"{released} of {count(len(commands), 'command')} released, "
         f"on {hosts} of {count(len(test.hosts), 'host')}"
     )
     if released < 2:
-        return f"start spread not measured: {of} ({mode})"
-    return f"start spread {spread(test)} ({mode}, {of})"
+        return f"start spread not measured: {of} ({test.start_mode.value} start)"
+    return f"{began(test)} ({start_facts(test, of)})"
 
 
 def too_far(rtt_ms: float, max_lead_s: float) -> str:
@@ -417,7 +473,12 @@ def summary_parts(test: TestResult) -> list[str]:
     """The parts of a test's summary line after its label and status."""
     parts = [commands_finished(test), count(len(test.hosts), "host")]
     if test.start_spread_ms is not None:
-        parts.append(f"start spread {spread(test)}")
+        parts.append(began(test))
+        late = late_line(test)
+        if late is not None:
+            parts.append(late)
+    if test.lead_ms is not None:
+        parts.append(f"lead {ms(test.lead_ms)}")
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
     return parts

@@ -159,6 +159,18 @@ def start_offset_ms(test: TestResult, host: HostResult, command: CommandResult) 
     return host.start_offset_ms
 
 
+def late_ms(test: TestResult, command: CommandResult) -> float | None:
+    """How late the command was released, when more than the test's --late-ms."""
+    late = command.release_late_ms
+    return late if late is not None and late > test.late_threshold_ms else None
+
+
+def _start_offset(row: CommandRow) -> str:
+    offset = text.ms(start_offset_ms(row.test, row.host, row.command), signed=True, none=NO_VALUE)
+    late = late_ms(row.test, row.command)
+    return offset if late is None else f"{offset} (late {text.ms(late)})"
+
+
 def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
     if command.duration_s is not None:
         return command.duration_s
@@ -294,8 +306,15 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
     Column("State", lambda r: word(r.state), color=lambda r: color(r.state)),
     Column(
         "Start offset",
-        lambda r: text.ms(start_offset_ms(r.test, r.host, r.command), signed=True, none=NO_VALUE),
+        _start_offset,
         key=lambda r: _number(start_offset_ms(r.test, r.host, r.command)),
+        numeric=True,
+        color=lambda r: None if late_ms(r.test, r.command) is None else color(CommandStatus.FAILED),
+    ),
+    Column(
+        "Began",
+        lambda r: text.ms(r.command.exec_offset_ms, signed=True, none=NO_VALUE),
+        key=lambda r: _number(r.command.exec_offset_ms),
         numeric=True,
     ),
     Column(
@@ -313,7 +332,16 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
     ),
     Column("Message", lambda r: r.message),
 )
-COMMAND_FIT = (Fit(110, 2), Fit(120, 3), Fit(70), Fit(95), Fit(65), Fit(95), Fit(120, 3))
+COMMAND_FIT = (
+    Fit(110, 2),
+    Fit(120, 3),
+    Fit(70),
+    Fit(95),
+    Fit(80),
+    Fit(65),
+    Fit(95),
+    Fit(120, 3),
+)
 
 
 def command_matches(row: CommandRow, wanted: TextFilter) -> bool:

@@ -214,7 +214,7 @@ def test_demo_runs_for_real():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test 'start-together': PASSED" in result.stdout
-    assert "start spread" in result.stdout
+    assert "released within" in result.stdout
     assert "agents stopped" in result.stderr
 
 

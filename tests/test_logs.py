@@ -172,14 +172,20 @@ def test_a_v1_document_round_trips_exactly():
     assert new_keys == ("", "", None)
     for test in again["tests"]:
         assert (test.pop("repetition"), test.pop("concurrent_window")) == (None, None)
+        exec_spread = test.pop("exec_spread_ms"), test.pop("exec_spread_uncertainty_ms")
+        assert exec_spread == (None, None)
+        assert (test.pop("lead_ms"), test.pop("late_threshold_ms")) == (None, 1.0)
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
             assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
             assert host.pop("credential") == ""  # v1 did not say what a host authenticated with
+            assert host.pop("exec_error") == ""
             for command in host["commands"]:
+                assert command.pop("release_late_ms") is command.pop("exec_offset_ms") is None
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
                 assert command.pop("collected") == command.pop("warnings") == []
+                assert command.pop("not_saved") == []
                 for stream in ("stdout", "stderr"):
                     data = (
                         base64.b64decode(command[f"{stream}_base64"])

@@ -52,6 +52,9 @@ COMMAND_ID = Bounded((int,), 0, 2**31 - 1)
 _CLOCK = Bounded((int,), 0, MAX_CLOCK)
 _OFFSET = Bounded((int,), 0, 2**63 - 1)  # bytes of a stream or a file
 _TIMEOUT = Bounded((int, float), 0, MAX_TIMEOUT_S)
+MAX_WAKE_NS = 1_000_000_000  # the earliest a controller may have an agent wake for a start
+_WAKE = Bounded((int,), 0, MAX_WAKE_NS)
+_SIGNED_CLOCK = Bounded((int,), -MAX_CLOCK, MAX_CLOCK)
 CommandId = Annotated[int, COMMAND_ID]
 Clock = Annotated[int, _CLOCK]
 SeqNo = Annotated[int, Bounded((int,), 0, 2**63 - 1)]
@@ -257,8 +260,14 @@ class Resume(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Start(Message):
+    """at: the release instant on the agent's clock (ns), None: now; wake: how long
+    before it the agent should leave its coarse sleep (ns), learned by the controller
+    from the agent's late releases (None: the agent's own margin; agents before it
+    ignore it)."""
+
     TYPE = "start"
-    at: Clock | None = None  # the release instant on the agent's clock (ns); None: now
+    at: Clock | None = None
+    wake: Annotated[Annotated[int, _WAKE] | None, OMITTED] = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,19 +336,27 @@ class Shutdown(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Started(Message):
-    """released_at: agent clock (ns) right after each command was let go, by command
+    """released_at: agent clock (ns) right before each command was let go, by command
     id (a string: JSON keys); late_ns: how far past the requested instant the
-    release happened."""
+    first release happened. Then what agents before them leave out: exec_at, by
+    command id, the kernel's stamp (agent clock) of the command's first exec after
+    its release (a command that never exec'd has none); exec_error: why the agent
+    measures no exec instant at all; ahead_ns: how long before the requested instant
+    the `start` reached the agent (negative: after it)."""
 
     TYPE = "started"
     released_at: dict[str, int]
     late_ns: Clock
+    exec_at: Annotated[dict[str, int] | None, OMITTED] = None
+    exec_error: Annotated[str | None, OMITTED] = None
+    ahead_ns: Annotated[Annotated[int, _SIGNED_CLOCK] | None, OMITTED] = None
 
     def check(self) -> None:
-        for key, value in self.released_at.items():
-            if not key.isdecimal() or len(key) > 10:
-                raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
-            check_fields("started", {"released_at": value}, {"released_at": _CLOCK})
+        for name, stamps in (("released_at", self.released_at), ("exec_at", self.exec_at)):
+            for key, value in (stamps or {}).items():
+                if not key.isdecimal() or len(key) > 10:
+                    raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
+                check_fields("started", {name: value}, {name: _CLOCK})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -168,6 +168,15 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     assert model.row_of(test.hosts[0], 1) == 1
     test.hosts[0].commands[1].exit_code = -15
     assert column(model, "Exit")[1] == "-15 (SIGTERM)"
+    # When each began (its exec), and a release later than --late-ms marked.
+    assert column(model, "Began") == ["—", "—", "—"]
+    test.hosts[1].commands[0].exec_offset_ms = 1.25
+    test.hosts[1].commands[0].release_late_ms = 85.9
+    assert column(model, "Began")[2] == "+1.250 ms"
+    assert column(model, "Start offset")[2] == "-0.300 ms (late 85.900 ms)"
+    offset = model.COLUMNS.index("Start offset")
+    assert model.data(model.index(2, offset), Qt.ItemDataRole.ForegroundRole) is not None
+    assert model.data(model.index(0, offset), Qt.ItemDataRole.ForegroundRole) is None
 
     # Structure changes are picked up by refresh().
     test.hosts[1].commands.append(CommandResult("true"))
@@ -266,7 +275,10 @@ def test_nice_step() -> None:
 
 def test_timeline_texts() -> None:
     data = timeline_data(finished_test(), now=T0 + 100)
-    assert summary(data).startswith("start spread 0.900 ms ± 0.070 ms   ·   scheduled start ")
+    assert summary(data).startswith(
+        "released within 0.900 ms ± 0.070 ms; when the commands began was not measured"
+        "   ·   scheduled start "
+    )
     assert bar_note(data.rows[0]) == "1.500 s  exit 0"
     assert bar_note(data.rows[2]) == "2.000 s  timed out"
     assert tooltip(data.rows[1]).split("\n") == [

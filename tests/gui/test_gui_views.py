@@ -223,7 +223,7 @@ def test_one_host_summary_reads_well(qtbot: Any) -> None:
     test.start_spread_ms = 0.0
     detail.set_test(test)
     summary = detail.summary.text()
-    assert "start spread 0.000 ms ± 0.050 ms" in summary and "ms ms" not in summary
+    assert "released within 0.000 ms ± 0.050 ms" in summary and "ms ms" not in summary
     assert "1 host" in summary and "passed" in summary
 
 
