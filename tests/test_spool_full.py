@@ -8,6 +8,7 @@ the missing bytes were. They need root to mount (skipped otherwise).
 
 import asyncio
 import errno
+import json
 import os
 import re
 import subprocess
@@ -21,7 +22,8 @@ from agent.spool import Outbox
 from netjobs_core import text
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
-from netjobs_core.results import CommandStatus, TestStatus
+from netjobs_core.results import CommandStatus, RunResult, TestStatus
+from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.wire.messages import Exit, Finished, Output
@@ -195,3 +197,6 @@ async def test_a_cut_the_full_spool_cannot_cover_is_said_with_what_is_missing(to
     assert f"bytes {gap.offset}-" in warning
     assert log.count(FULL_LOG) == 1, log
     assert "cannot be replayed" in log
+    document = run_to_json(RunResult("test.cfg", tests=[test]))
+    again = run_from_json(json.loads(json.dumps(document)))
+    assert again.tests[0].hosts[0].commands[0].gaps == [gap]  # a fact in results.json
