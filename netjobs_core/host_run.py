@@ -53,6 +53,7 @@ from netjobs_core.results import (
     HostResult,
     HostState,
     Interruption,
+    OutputGap,
 )
 from netjobs_core.run_options import RunOptions
 from netjobs_core.verdict import aborted_text
@@ -566,7 +567,11 @@ class HostRun:
 
     async def _request_resume(self, link: AgentLink, timeout: float) -> None:
         offsets: list[OffsetsItem] = [
-            {"id": i, "stdout": len(c.stdout), "stderr": len(c.stderr)}
+            {
+                "id": i,
+                "stdout": len(c.stdout) + c.lost_bytes("stdout"),
+                "stderr": len(c.stderr) + c.lost_bytes("stderr"),
+            }
             for i, c in enumerate(self.result.commands)
         ]
         link.send(Resume(run_id=self.run_id, offsets=offsets))
@@ -622,6 +627,17 @@ class HostRun:
             target = commands[index].stdout if stream == "stdout" else commands[index].stderr
             if target.closed:
                 return  # after its end: nothing the agent owes us
+            if message.at is not None:  # bytes before it were lost on the agent
+                command = commands[index]
+                expected = len(target) + command.lost_bytes(stream)
+                if message.at < expected:
+                    raise ConnectionLost(
+                        f"protocol error: {stream} of command {index} sent again from byte "
+                        f"{message.at} (it has {expected})"
+                    )
+                if message.at > expected:
+                    command.gaps.append(OutputGap(stream, expected, message.at - expected))
+                    self.fleet.command_changed(self, index)
             target.append(message.body)
             self.fleet.command_output(self, index, stream, message.body)
 
@@ -686,7 +702,7 @@ class HostRun:
         words = (
             ""
             if status is CommandStatus.OK
-            else text.command_end(status, message.message, message.timeout)
+            else text.command_end(status, message.message, message.timeout, message.spool_error)
         )
         if status is CommandStatus.KILLED and index not in self.released:
             # Killed behind its gate: it never ran (the agent reports its releases first).

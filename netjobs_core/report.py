@@ -102,7 +102,9 @@ def _folded_files(group: Sequence[CommandResult]) -> list[str]:
     if len(group) == 1:
         return text.file_lines(group[0])
     files = [item for command in group for item in command.collected]
-    warnings = dict.fromkeys(warning for command in group for warning in command.warnings)
+    warnings = dict.fromkeys(
+        warning for command in group for warning in text.command_warnings(command)
+    )
     lines = [text.collected_summary(files)] if files else []
     return lines + [f"warning: {text.printable(w)}" for w in warnings]
 

@@ -24,6 +24,7 @@ __all__ = [
     "HostResult",
     "HostState",
     "Interruption",
+    "OutputGap",
     "RunResult",
     "StartMode",
     "TestResult",
@@ -75,6 +76,16 @@ class Collected:
 
 
 @dataclass
+class OutputGap:
+    """Bytes of a command's stream the agent could not deliver (its spool did not keep
+    them across a cut, or its disk failed): the saved output lacks them."""
+
+    stream: str  # stdout / stderr
+    offset: int  # the first missing byte, counted in the command's whole stream
+    bytes: int
+
+
+@dataclass
 class CommandResult:
     command: str
     line: int = 0  # config line of the target
@@ -98,6 +109,11 @@ class CommandResult:
     warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
     # Collected files (their names) the controller received but could not write.
     not_saved: list[str] = field(default_factory=list)
+    gaps: list[OutputGap] = field(default_factory=list)  # output the agent could not deliver
+
+    def lost_bytes(self, stream: str) -> int:
+        """How many bytes of STREAM are missing from its saved output."""
+        return sum(gap.bytes for gap in self.gaps if gap.stream == stream)
 
     @property
     def output_identity(self) -> tuple[tuple[int, str], tuple[int, str]]:

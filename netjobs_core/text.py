@@ -29,6 +29,7 @@ from netjobs_core.results import (
     HostResult,
     HostState,
     Interruption,
+    OutputGap,
     RunResult,
     TestResult,
     TestStatus,
@@ -313,12 +314,29 @@ def not_started(reason: str) -> str:
     return f"not started: {reason}"
 
 
-def command_end(status: CommandStatus, message: str, timeout: float | None) -> str:
+def command_end(
+    status: CommandStatus, message: str, timeout: float | None, spool_error: str | None = None
+) -> str:
     """An agent's `exit` in words: a timeout's are said here from its limit (agents
-    from before sent a sentence, shown as it is)."""
+    from before sent a sentence, shown as it is), a failed spool from its errno."""
     if status is CommandStatus.TIMEOUT and not message and timeout is not None:
         return f"killed at its {timeout:g} s timeout"
+    if spool_error is not None and not message:
+        return (
+            f"the agent's disk failed under its output spool ({os_error_text(spool_error)}): "
+            "its output is not whole"
+        )
     return message
+
+
+def output_gap(gap: OutputGap) -> str:
+    """Output the agent could not deliver, as the report and the log say it."""
+    last = gap.offset + gap.bytes - 1
+    return (
+        f"{gap.stream} bytes {gap.offset}-{last} ({size(gap.bytes)}) are missing: "
+        "the agent could not keep them for the resume after a cut (its spool was full "
+        "or unreadable)"
+    )
 
 
 def file_not_collected(
@@ -571,7 +589,12 @@ def file_lines(command: CommandResult) -> list[str]:
         f"collected {field(str(item.path))} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
         for item in command.collected
     ]
-    return lines + [f"warning: {field(warning)}" for warning in command.warnings]
+    return lines + [f"warning: {field(warning)}" for warning in command_warnings(command)]
+
+
+def command_warnings(command: CommandResult) -> list[str]:
+    """What a person is warned of about a command: its files' warnings, its output's gaps."""
+    return [*command.warnings, *(output_gap(gap) for gap in command.gaps)]
 
 
 def collected_summary(files: Sequence[Collected]) -> str:

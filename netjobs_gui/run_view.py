@@ -314,7 +314,7 @@ class OutputPane(QWidget):
         """The selected command's collected files (openable) and their warnings."""
         command = self.command
         collected = [] if command is None else command.collected
-        warnings = [] if command is None else command.warnings
+        warnings = [] if command is None else text.command_warnings(command)
         listed = (id(command), len(collected) + len(warnings))
         if listed == self._files_listed:
             return  # unchanged (files arrive once, when the command ends)

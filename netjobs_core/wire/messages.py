@@ -361,10 +361,16 @@ class Started(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Output(Message):
+    """at: the byte of the stream this body starts at, sent only when it is not where
+    the previous body ended: the bytes in between are lost (the agent streamed them
+    without its spool and a cut lost them, or its spool could not be read back).
+    A controller from before it appends the body where it is."""
+
     TYPE = "output"
     id: CommandId
     stream: str
     body: bytes = b""
+    at: Annotated[Offset | None, OMITTED] = None
 
     def check(self) -> None:
         if self.stream not in STREAMS:
@@ -375,7 +381,9 @@ class Output(Message):
 class Exit(Message):
     """status: one of wire.status.ENDS; message: what only the agent knows in words (a
     kill reason, a signal), empty for a timeout, whose `timeout` is the limit in seconds
-    (agents from before it sent a sentence instead)."""
+    (agents from before it sent a sentence instead); spool_error: an errno name, with
+    ERROR and an empty message: the agent's disk failed under the command's output
+    spool, so its output is not whole."""
 
     TYPE = "exit"
     id: CommandId
@@ -384,6 +392,7 @@ class Exit(Message):
     ended_at: Clock | None = None
     message: str
     timeout: Annotated[Timeout | None, OMITTED] = None
+    spool_error: Annotated[str | None, OMITTED] = None
 
     def check(self) -> None:
         if self.status not in ENDS:
