@@ -24,6 +24,7 @@ __all__ = [
     "HostResult",
     "HostState",
     "Interruption",
+    "MetricSummary",
     "RunResult",
     "StartMode",
     "TestResult",
@@ -86,6 +87,9 @@ class CommandResult:
     lost_at: float | None = None  # epoch: when its host was lost (LOST)
     collected: list[Collected] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
+    # -metric values and fio / iperf3 figures (netjobs_core.metrics); a metric that
+    # did not match is absent, never zero
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def output_identity(self) -> tuple[tuple[int, str], tuple[int, str]]:
@@ -140,6 +144,17 @@ class ConcurrentWindow:
     fraction: float  # seconds / the longest command's duration
 
 
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric over a test's hosts: each host's value is the sum over its commands."""
+
+    sum: float
+    min: float
+    median: float
+    max: float
+    hosts: int  # how many hosts had a value (a host without one is left out)
+
+
 @dataclass
 class TestResult:
     __test__: ClassVar[bool] = False
@@ -156,6 +171,7 @@ class TestResult:
     concurrent_window: ConcurrentWindow | None = None  # None: never all running at once
     repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None
     hosts: list[HostResult] = field(default_factory=list)
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)  # by name, first seen first
 
     def host(self, target: str) -> HostResult:
         for host in self.hosts:

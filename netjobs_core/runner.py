@@ -32,6 +32,7 @@ from netjobs_core.events import (
     TestStarted,
 )
 from netjobs_core.host_run import HostRun, Seat
+from netjobs_core.metrics import measure_test
 from netjobs_core.results import HostState, RunResult, StartMode, TestResult, TestStatus
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -252,6 +253,7 @@ class _TestRun:
         finally:
             self._measure_spread()
             self._conclude()
+            measure_test(result, [host.specs for host in self.hosts])
             result.duration_s = (now_ns() - began) / 1e9
             self.emit(TestFinished(result))
         return result

@@ -172,6 +172,7 @@ def test_a_v1_document_round_trips_exactly():
     assert new_keys == ("", "", None)
     for test in again["tests"]:
         assert (test.pop("repetition"), test.pop("concurrent_window")) == (None, None)
+        assert test.pop("metrics") == {}
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
             assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
@@ -179,6 +180,7 @@ def test_a_v1_document_round_trips_exactly():
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
                 assert command.pop("collected") == command.pop("warnings") == []
+                assert command.pop("metrics") == {}
                 for stream in ("stdout", "stderr"):
                     data = (
                         base64.b64decode(command[f"{stream}_base64"])
