@@ -185,6 +185,10 @@ def test_record_line(record: TestRecord) -> str:
             f"together {seconds(record.window_s)} ({percent(record.window_fraction)} "
             "of the longest command)"
         )
+    parts.extend(
+        f"{name} {metric_value(name, total)} in all over {count(hosts, 'host')}"
+        for name, total, hosts in record.metrics
+    )
     return f"{head}: {', '.join(parts)}"
 
 
