@@ -327,10 +327,24 @@ class History:
                         label,
                         repetition,
                         TestStatus(status),
-                        *rest,
-                        metrics=tuple(metrics.get(position, ())),
+                        reason,
+                        spread,
+                        spread_uncertainty,
+                        window_s,
+                        window_fraction,
+                        tuple(metrics.get(position, ())),
                     )
-                    for position, label, repetition, status, *rest in tests
+                    for (
+                        position,
+                        label,
+                        repetition,
+                        status,
+                        reason,
+                        spread,
+                        spread_uncertainty,
+                        window_s,
+                        window_fraction,
+                    ) in tests
                 ),
                 tuple((CommandStatus(status), int(n)) for status, n in problems),
             )
