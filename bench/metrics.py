@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
@@ -129,18 +130,26 @@ async def real_end(hosts: AgentHosts, size: int, token: Token, folder: Path, wor
     return ended - last_end
 
 
-async def real(size: int, repeats: int, per_process: int) -> tuple[float, float]:
-    """Median run's end (without, with) metrics over `repeats` real runs each."""
+async def real(size: int, repeats: int, per_process: int) -> tuple[float, float, float]:
+    """Median run's end (without, with) metrics over `repeats` real runs each, and the
+    median time measure_test itself took in the runs with metrics."""
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, size, per_process, secret)
     times: dict[bool, list[float]] = {False: [], True: []}
+    parsing: list[float] = []
+
+    def timed(*args: Any) -> None:
+        began = time.perf_counter()
+        metrics_module.measure_test(*args)
+        parsing.append(time.perf_counter() - began)
+
     try:
         with tempfile.TemporaryDirectory(prefix="netjobs-bench-metrics-") as where:
             folder, work = Path(where) / "runs", Path(where)
             for k in range(2 * repeats + 1):
                 with_metrics = k % 2 == 0
-                measure = metrics_module.measure_test if with_metrics else (lambda *_: None)
+                measure = timed if with_metrics else (lambda *_: None)
                 runner.measure_test = measure  # type: ignore[assignment]
                 took = await real_end(hosts, size, token, folder, work)
                 if k:  # the first is a warm-up
@@ -148,7 +157,11 @@ async def real(size: int, repeats: int, per_process: int) -> tuple[float, float]
     finally:
         runner.measure_test = metrics_module.measure_test
         await asyncio.to_thread(hosts.stop)
-    return statistics.median(times[False]), statistics.median(times[True])
+    return (
+        statistics.median(times[False]),
+        statistics.median(times[True]),
+        statistics.median(parsing[1:]),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,10 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.agents:
         fd_limits.raise_fd_limit()
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-")
-        without, measured = asyncio.run(real(args.hosts, args.repeats, args.per_process))
+        without, measured, parse = asyncio.run(real(args.hosts, args.repeats, args.per_process))
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
         print(f"run's end without metrics: {without:.3f} s (median of {args.repeats})")
         print(f"run's end with metrics:    {measured:.3f} s (median of {args.repeats})")
+        print(f"of which measure_test:     {parse:.3f} s (median)")
         print(f"metrics add {100 * (measured - without) / without:.1f} % to the run's end")
         return 0
     (spec,) = parse_config('fio:\nh: "fio job.fio --output-format=json"\nend\n').tests
