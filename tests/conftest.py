@@ -19,17 +19,14 @@ if str(REPO) not in sys.path:  # run from anywhere, without installing the proje
     sys.path.insert(0, str(REPO))
 
 from agent_harness import AgentProcess, start_agent  # noqa: E402
-from jsonschema import Draft202012Validator  # noqa: E402
+from schema_check import RESULTS_SCHEMA  # noqa: E402
 
 from netjobs_agent import procs  # noqa: E402
 from netjobs_core import results_json  # noqa: E402
-from netjobs_core.results_schema import SCHEMA  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
 
+
 # -- every results document the suite makes follows the published schema --------------
-RESULTS_SCHEMA = Draft202012Validator(SCHEMA)
-
-
 @pytest.fixture(autouse=True)
 def results_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every document written in-process (results.json, --json, the GUI's Save) is

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 from agent_harness import free_port
-from conftest import RESULTS_SCHEMA
+from schema_check import RESULTS_SCHEMA
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.posix]
 

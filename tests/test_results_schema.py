@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RESULTS_SCHEMA
 from jsonschema import Draft202012Validator
+from schema_check import RESULTS_SCHEMA
 
 from netjobs_core.outputs import Output
 from netjobs_core.results import (
