@@ -1,5 +1,6 @@
 """The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`,
-`history` and `show` (past runs), `token` (agent credentials)."""
+`history` and `show` (past runs), `token` (agent credentials), `schema` (of the results
+document)."""
 
 # ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
@@ -12,6 +13,7 @@ require_python("netjobs")
 
 import argparse
 import asyncio
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import format_run
 from netjobs_core.results import StartMode
+from netjobs_core.results_csv import csv_text
 from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
 from netjobs_core.run import Outcome
 from netjobs_core.run_folder import RunFolder
@@ -169,8 +172,9 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run the tests of a NetJobs config: every target's commands start at the "
         "same measured instant. Also: 'netjobs check CONFIG' (reach and measure the agents, run "
         "nothing), 'netjobs demo' (a real run on three local agents), 'netjobs history' (past "
-        "runs), 'netjobs show RUN' (a past run's report) and 'netjobs token issue TARGET...' "
-        "(each agent's own credential file).",
+        "runs), 'netjobs show RUN' (a past run's report), 'netjobs token issue TARGET...' "
+        "(each agent's own credential file) and 'netjobs schema' (the JSON Schema of the "
+        "results).",
         epilog="Exit status: 0 every test passed and every result file was written; 1 a test "
         "did not pass, or a result file could not be written; 2 usage error (config, token, "
         "an output path that cannot be written: checked before anything runs).",
@@ -202,6 +206,12 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="write all results to FILE as JSON; '-' writes them to standard output "
         "(for '| jq') and the reports to standard error",
+    )
+    parser.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write one CSV row per command of every test and repetition to FILE at the "
+        "end: run, test, repetition, host, status, timings and a column per metric",
     )
     parser.add_argument(
         "--results",
@@ -347,6 +357,7 @@ async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Out
         args.v,
         args.l,
         args.json,
+        csv_path=args.csv,
         ssh=_ssh_options(args),
         show=args.show_bytes,
         fold=not args.no_fold,
@@ -426,7 +437,13 @@ def _main_show(argv: Sequence[str]) -> int:
         description="Print a past run's report, as it was shown, from its results folder.",
     )
     parser.add_argument("run", metavar="RUN", help="its run id (or the start of it), or 'last'")
-    parser.add_argument("--json", action="store_true", help="print its JSON document instead")
+    printed = parser.add_mutually_exclusive_group()
+    printed.add_argument("--json", action="store_true", help="print its JSON document instead")
+    printed.add_argument(
+        "--csv",
+        action="store_true",
+        help="print it as CSV instead: a row per command, a column per metric",
+    )
     _add_no_fold(parser)
     args = parser.parse_args(argv)
     try:
@@ -451,6 +468,9 @@ def _main_show(argv: Sequence[str]) -> int:
     except (OSError, ResultsFileError) as exc:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
         return EXIT_FAILED
+    if args.csv:
+        sys.stdout.write(csv_text(run))
+        return EXIT_OK
     say(format_run(run, fold=not args.no_fold), sys.stdout)
     if not record.ended:
         say(f"run {record.run_id}: {text.record_summary(record)} before its end", sys.stdout)
@@ -519,10 +539,23 @@ def _main_token(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _main_schema(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="netjobs schema",
+        description="Print the JSON Schema (draft 2020-12) of the results document "
+        "(results.json, --json): docs/results.md explains its fields.",
+    ).parse_args(argv)
+    from netjobs_core.results_schema import SCHEMA
+
+    sys.stdout.write(json.dumps(SCHEMA, indent=2) + "\n")
+    return EXIT_OK
+
+
 _SUBCOMMANDS = {
     "check": _main_check,
     "demo": main_demo,
     "history": _main_history,
+    "schema": _main_schema,
     "show": _main_show,
     "token": _main_token,
 }

@@ -21,6 +21,8 @@ Additions of NetJobs 3 (the 2.x format stays valid unchanged):
     # after a target line: for every host of its node set
     -timeout: 10m
     -collect: /var/log/bench-*.log
+    # a number from each command's stdout: the last match of the one group
+    -metric: rate = ([0-9.]+ ?[KMG]?i?B/s)
     # a group of the --groups file
     @storage:16200: "./bench.sh"
     end
@@ -46,6 +48,7 @@ from typing import ClassVar
 
 from netjobs_core import nodesets
 from netjobs_core.errors import FileLineError
+from netjobs_core.metric_spec import MetricSpec, parse_metric
 from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
@@ -94,6 +97,7 @@ class CommandSpec:
     line: int  # 1-based line of the target line
     collect: tuple[str, ...] = ()  # -collect patterns: the test's, then the target's
     node_set: str = ""  # the target line's node set, as written; "" for a single host
+    metrics: tuple[MetricSpec, ...] = ()  # -metric lines: the test's, then the target's
 
     @property
     def target(self) -> str:
@@ -189,14 +193,15 @@ _UNQUOTED_TARGET_RE = re.compile(
 )
 _BAD_COMMAND_CHAR_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
-_OPTIONS = ("generaltimeout", "minhosts", "timeout", "collect")
+_OPTIONS = ("generaltimeout", "minhosts", "timeout", "collect", "metric")
 _OPTION_EXAMPLES = {
     "generaltimeout": "5m",
     "minhosts": "all",
     "timeout": "30s",
     "collect": "/tmp/out-$NETJOBS_INDEX.json",
+    "metric": "rate = ([0-9.]+ ?[KMG]?i?B/s)",
 }
-_OPTION_LIST = "-generaltimeout, -minhosts, -timeout or -collect"
+_OPTION_LIST = "-generaltimeout, -minhosts, -timeout, -collect or -metric"
 
 
 @dataclass
@@ -208,6 +213,7 @@ class _Target:
     timeout_line: int | None = None
     timeout: float | None = None
     collect: list[str] = field(default_factory=list)
+    metrics: list[MetricSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -220,6 +226,7 @@ class _Test:
     minhosts_text: str = ""
     minhosts_line: int | None = None
     collect: list[str] = field(default_factory=list)
+    metrics: list[MetricSpec] = field(default_factory=list)
     targets: list[_Target] = field(default_factory=list)
 
 
@@ -300,6 +307,7 @@ class _Parser:
                 line=target.line,
                 collect=(*test.collect, *target.collect),
                 node_set=target.node_set,
+                metrics=(*test.metrics, *target.metrics),
             )
             for target in test.targets
             for address in target.addresses
@@ -366,6 +374,9 @@ class _Parser:
         if name == "collect":
             self.collect_option(number, test, value)
             return
+        if name == "metric":
+            self.metric_option(number, test, value)
+            return
         if test.targets:
             raise self.error(number, f"-{name} must come before the first target")
         first = test.general_timeout_line if name == "generaltimeout" else test.minhosts_line
@@ -414,6 +425,22 @@ class _Parser:
                 number, f"more than {MAX_COLLECT_PATTERNS} -collect patterns for one command"
             )
         patterns.append(value)
+
+    def metric_option(self, number: int, test: _Test, value: str) -> None:
+        """A metric of the last target's commands, or before any target, of all."""
+        try:
+            metric = parse_metric(value, number)
+        except ValueError as err:
+            raise self.error(number, f"-metric: {err}") from None
+        metrics = test.targets[-1].metrics if test.targets else test.metrics
+        for earlier in (*test.metrics, *metrics) if test.targets else metrics:
+            if earlier.name == metric.name:
+                raise self.error(
+                    number,
+                    f"metric {metric.name!r} given twice for the same commands "
+                    f"(first on line {earlier.line})",
+                )
+        metrics.append(metric)
 
     def duration(self, number: int, name: str, value: str) -> float | None:
         if "#" in value:

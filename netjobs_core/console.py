@@ -111,6 +111,7 @@ async def run_on_terminal(
     json_path: str | None,
     out: TextIO | None = None,
     *,
+    csv_path: str | None = None,
     ssh: SshOptions | None = None,
     show: int = SHOW_BYTES,
     fold: bool = True,
@@ -126,7 +127,14 @@ async def run_on_terminal(
     err = sys.stderr
     display = TerminalDisplay(verbose, out, err, fold and not verbose, options.repeat, show)
     run = Run(
-        plan, options, ssh=ssh, log=log, show=show, json_path=json_path, in_history=in_history
+        plan,
+        options,
+        ssh=ssh,
+        log=log,
+        show=show,
+        json_path=json_path,
+        csv_path=csv_path,
+        in_history=in_history,
     )
     run.subscribe(_TerminalObserver(display, err))
     loop = asyncio.get_running_loop()
@@ -153,6 +161,8 @@ class _TerminalObserver:
         if isinstance(event, Written):
             if event.kind == "log":
                 say(f"log written to {event.path}", err)
+            elif event.kind == "csv":
+                say(f"CSV written to {event.path}", err)
             elif event.path is not None:
                 say(f"results written to {event.path}", err)
         elif isinstance(event, NotWritten):

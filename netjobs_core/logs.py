@@ -51,6 +51,7 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
             for name, output in (("stdout", command.stdout), ("stderr", command.stderr)):
                 lines.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
                 lines.extend(f"  | {line}" for line in text.output_excerpt(output, show))
+    lines.extend(text.metric_line(name, summary) for name, summary in test.metrics.items())
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,8 @@ class TestRecord:
     start_spread_uncertainty_ms: float | None
     window_s: float | None
     window_fraction: float | None
+    # (name, sum over its hosts, how many hosts had it) of each metric, first seen first
+    metrics: tuple[tuple[str, float, int], ...] = ()
 
 
 @dataclass(frozen=True)

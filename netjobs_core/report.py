@@ -139,6 +139,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
                 lines.extend(f"      {line}" for line in text.file_lines(command))
                 lines.extend(_output("stdout", command.stdout, show))
                 lines.extend(_output("stderr", command.stderr, show))
+    lines.extend(f"  {text.metric_line(name, s)}" for name, s in test.metrics.items())
     return "\n".join(lines)
 
 
@@ -146,7 +147,15 @@ def format_repeats(group: Sequence[TestResult]) -> str | None:
     """The summary of a test's repetitions (`--repeat`); None for a test run once."""
     if len(group) < 2 and (not group or group[0].repetition is None):
         return None
-    return text.repeat_summary(repeat_stats(group))
+    lines = [text.repeat_summary(repeat_stats(group))]
+    sums: dict[str, list[float]] = {}
+    for test in group:
+        for name, summary in test.metrics.items():
+            sums.setdefault(name, []).append(summary.sum)
+    lines.extend(
+        f"  {text.metric_repeats_line(name, found, len(group))}" for name, found in sums.items()
+    )
+    return "\n".join(lines)
 
 
 def format_run(run: RunResult, fold: bool = False) -> str:

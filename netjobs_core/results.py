@@ -24,6 +24,7 @@ __all__ = [
     "HostResult",
     "HostState",
     "Interruption",
+    "MetricSummary",
     "OutputGap",
     "RunResult",
     "StartMode",
@@ -115,6 +116,10 @@ class CommandResult:
         """How many bytes of STREAM are missing from its saved output."""
         return sum(gap.bytes for gap in self.gaps if gap.stream == stream)
 
+    # -metric values and fio / iperf3 figures (netjobs_core.metrics); a metric that
+    # did not match is absent, never zero
+    metrics: dict[str, float] = field(default_factory=dict)
+
     @property
     def output_identity(self) -> tuple[tuple[int, str], tuple[int, str]]:
         """What makes two commands' outputs the same byte for byte: sizes and sha256s
@@ -178,6 +183,17 @@ class ConcurrentWindow:
     at_least: bool = False  # it closes when a command was lost: that one may have run on
 
 
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric over a test's hosts: each host's value is the sum over its commands."""
+
+    sum: float
+    min: float
+    median: float
+    max: float
+    hosts: int  # how many hosts had a value (a host without one is left out)
+
+
 @dataclass
 class TestResult:
     __test__: ClassVar[bool] = False
@@ -200,6 +216,7 @@ class TestResult:
     concurrent_window: ConcurrentWindow | None = None  # None: never all running at once
     repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None
     hosts: list[HostResult] = field(default_factory=list)
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)  # by name, first seen first
 
     def host(self, target: str) -> HostResult:
         for host in self.hosts:

@@ -37,6 +37,7 @@ from netjobs_core.config import Plan
 from netjobs_core.events import Event, TestFinished, TestStarted
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
+from netjobs_core.results_csv import write_csv
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -61,9 +62,9 @@ __all__ = [
 @dataclass(frozen=True)
 class Written:
     """A result file a person asked for was written: a test's `-l` log, or the
-    `--json` document (`path` None: standard output)."""
+    `--json` document (`path` None: standard output), or the `--csv` file."""
 
-    kind: Literal["log", "json"]
+    kind: Literal["log", "json", "csv"]
     path: Path | None
 
 
@@ -130,7 +131,8 @@ class Run:
     a plan with targets over SSH, with `ssh`; `options.dialer` must be None) and the
     runner, whose `result` is live from now on. `log` writes each test's `-l` log
     beside the config as the test ends (of each output at most `show` bytes);
-    `json_path` gets the whole run at the end (`-`: standard output); the run goes
+    `json_path` gets the whole run at the end (`-`: standard output), `csv_path` its
+    commands as CSV (results_csv); the run goes
     into the run history unless not `in_history` (the config's text read now, as it
     is run). A result file that cannot be written is refused now with UsageError."""
 
@@ -144,6 +146,7 @@ class Run:
         log: bool = False,
         show: int = SHOW_BYTES,
         json_path: str | None = None,
+        csv_path: str | None = None,
         in_history: bool = True,
     ) -> None:
         if options.dialer is not None:
@@ -152,11 +155,14 @@ class Run:
             check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
         if json_path and json_path != STDOUT:
             check_writable(json_path, "the --json file")
+        if csv_path:
+            check_writable(csv_path, "the --csv file")
         self.plan = plan
         self.labels = list(labels) if labels is not None else None
         self.log = log
         self.show = show
         self.json_path = json_path
+        self.csv_path = csv_path
         self.in_history = in_history
         self.config_text = read_config_text(plan.path) if in_history and plan.path else None
         self.folder = options.run_folder or RunFolder.create()
@@ -225,6 +231,8 @@ class Run:
                 outcome.unsaved.append(self._save_error.text)
             if self.json_path:
                 self._write_json(self.json_path)
+            if self.csv_path:
+                self._write_csv(self.csv_path)
 
     # ---- what the owner does as the run goes
     async def _record(self, ended: bool = True) -> None:
@@ -286,6 +294,14 @@ class Run:
             self._not_written(NotWritten("the results", where, exc.strerror or str(exc)))
         else:
             self._emit(Written("json", None if json_path == STDOUT else Path(json_path)))
+
+    def _write_csv(self, csv_path: str) -> None:
+        try:
+            write_csv(self.result, csv_path)
+        except OSError as exc:
+            self._not_written(NotWritten("the CSV", csv_path, exc.strerror or str(exc)))
+        else:
+            self._emit(Written("csv", Path(csv_path)))
 
     def _not_written(self, problem: NotWritten) -> None:
         self.outcome.unsaved.append(problem.text)

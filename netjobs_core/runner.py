@@ -33,6 +33,7 @@ from netjobs_core.events import (
 )
 from netjobs_core.host_run import HostRun, Seat
 from netjobs_core.lead import LeadPolicy, default_lead_ns
+from netjobs_core.metrics import measure_test
 from netjobs_core.results import HostState, RunResult, StartMode, TestResult, TestStatus
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -251,6 +252,7 @@ class _TestRun:
             self._measure_spread()
             self._learn_lead()
             self._conclude()
+            measure_test(result, [host.specs for host in self.hosts])
             result.duration_s = (now_ns() - began) / 1e9
             self.emit(TestFinished(result))
         return result

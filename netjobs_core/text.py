@@ -11,6 +11,7 @@ import errno
 import itertools
 import os
 import re
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -29,6 +30,7 @@ from netjobs_core.results import (
     HostResult,
     HostState,
     Interruption,
+    MetricSummary,
     OutputGap,
     RunResult,
     TestResult,
@@ -266,6 +268,7 @@ def test_record_line(record: TestRecord) -> str:
             f"together {seconds(record.window_s)} ({percent(record.window_fraction)} "
             "of the longest command)"
         )
+    parts.extend(metric_sum(name, total, hosts) for name, total, hosts in record.metrics)
     return f"{head}: {', '.join(parts)}"
 
 
@@ -307,6 +310,109 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def _three(value: float) -> str:
+    """Three significant digits, no exponent: `1.93`, `48.0`, `480`."""
+    magnitude = abs(value)
+    decimals = 0 if magnitude >= 100 or magnitude == 0 else 1 if magnitude >= 10 else 2
+    return f"{value:.{decimals}f}"
+
+
+def _scaled(value: float, step: float, units: Sequence[str]) -> str:
+    """`value` in the largest of `units` (each `step` times the one before) under which
+    it is at least 1, three significant digits: `1.93 GiB/s`."""
+    for unit in units[:-1]:
+        if abs(value) < step:
+            return f"{_three(value)} {unit}"
+        value /= step
+    return f"{_three(value)} {units[-1]}"
+
+
+def byte_rate(value: float) -> str:
+    """Bytes per second: `512 B/s`, `480 MiB/s`, `1.93 GiB/s`."""
+    return _scaled(value, 1024, ("B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"))
+
+
+def bit_rate(value: float) -> str:
+    """Bits per second, SI units as network tools say them: `9.41 Gbit/s`."""
+    return _scaled(value, 1000, ("bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"))
+
+
+def bytes_figure(value: float) -> str:
+    """A byte count as a measured figure: `512 B`, `1.50 GiB`."""
+    return _scaled(value, 1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+
+
+def nanoseconds(value: float) -> str:
+    """A latency given in nanoseconds: `850 ns`, `127 µs`, `1.20 ms`, `2.00 s`."""
+    return _scaled(value, 1000, ("ns", "µs", "ms", "s"))
+
+
+def quantity(value: float) -> str:
+    """A number without a unit: `0.123`, `42.0`, `18.7 k`, `2.10 M`."""
+    if abs(value) < 1000:
+        if float(value).is_integer():
+            return str(int(value))
+        return f"{value:.3g}" if abs(value) < 1 else _three(value)
+    return _scaled(value / 1000, 1000, ("k", "M", "G", "T"))
+
+
+# What a metric's value is, by the end of its name (the built-in ones, and any
+# -metric named alike): docs/results.md lists them.
+_METRIC_UNITS: tuple[tuple[str, Callable[[float], str]], ...] = (
+    ("_bw", byte_rate),
+    ("_Bps", byte_rate),
+    ("_bps", bit_rate),
+    ("_ns", nanoseconds),
+    ("_bytes", bytes_figure),
+)
+
+
+def metric_value(name: str, value: float) -> str:
+    """A metric's value in the unit its name says (`read_bw`: bytes/s); else a number."""
+    for ending, form in _METRIC_UNITS:
+        if name.endswith(ending):
+            return form(value)
+    return quantity(value)
+
+
+def metric_line(name: str, summary: MetricSummary) -> str:
+    """`read_bw: 1.93 GiB/s in all over 4 hosts (min 480 MiB/s, median 494 MiB/s, max
+    512 MiB/s)`: a test's metric over the hosts that had it."""
+
+    def value(v: float) -> str:
+        return metric_value(name, v)
+
+    return (
+        f"{name}: {value(summary.sum)} in all over {count(summary.hosts, 'host')} "
+        f"(min {value(summary.min)}, median {value(summary.median)}, max {value(summary.max)})"
+    )
+
+
+def metric_sum(name: str, total: float, hosts: int) -> str:
+    """`read_bw 1.93 GiB/s in all over 4 hosts`: a test's sum, in a summary."""
+    return f"{name} {metric_value(name, total)} in all over {count(hosts, 'host')}"
+
+
+def metric_repeats_line(name: str, sums: Sequence[float], repetitions: int) -> str:
+    """`read_bw over 3 repetitions: median 1.93 GiB/s in all, from 1.90 GiB/s to 1.95
+    GiB/s`: the sums of the repetitions that had the metric."""
+    known = f" (in {len(sums)})" if len(sums) < repetitions else ""
+    return (
+        f"{name} over {count(repetitions, 'repetition')}{known}: median "
+        f"{metric_value(name, statistics.median(sums))} in all, "
+        f"from {metric_value(name, min(sums))} to {metric_value(name, max(sums))}"
+    )
+
+
+def csv_number(value: float | None) -> str:
+    """A number in a CSV cell, exactly (whole numbers without `.0`); empty when none."""
+    if value is None:
+        return ""
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return repr(value)
 
 
 def not_started(reason: str) -> str:
@@ -499,6 +605,7 @@ def summary_parts(test: TestResult) -> list[str]:
         parts.append(f"lead {ms(test.lead_ms)}")
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
+    parts.extend(metric_sum(name, s.sum, s.hosts) for name, s in test.metrics.items())
     return parts
 
 
@@ -580,6 +687,7 @@ def command_details(command: CommandResult) -> list[str]:
         parts.append(f"ran {seconds(command.duration_s)}")
     if command.message:
         parts.append(field(command.message))  # the agent's words: one line of a log
+    parts.extend(f"{name} {metric_value(name, value)}" for name, value in command.metrics.items())
     return parts
 
 

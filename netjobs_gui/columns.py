@@ -344,6 +344,26 @@ COMMAND_FIT = (
 )
 
 
+def metric_column(name: str) -> Column[CommandRow]:
+    """A metric's values (netjobs_core.metrics), in the unit its name says; empty
+    where it did not match."""
+    return Column(
+        name,
+        lambda r: (
+            NO_VALUE
+            if (value := r.command.metrics.get(name)) is None
+            else text.metric_value(name, value)
+        ),
+        key=lambda r: _number(r.command.metrics.get(name)),
+        numeric=True,
+    )
+
+
+def command_columns(test: TestResult | None) -> tuple[Column[CommandRow], ...]:
+    """COMMAND_COLUMNS, then a column per metric of `test` once it has ended."""
+    return COMMAND_COLUMNS + tuple(metric_column(name) for name in (test.metrics if test else ()))
+
+
 def command_matches(row: CommandRow, wanted: TextFilter) -> bool:
     return wanted.accepts(
         (str(row.host.address), row.host.target, row.command.command, row.message),

@@ -17,6 +17,7 @@ from netjobs_core.results import (
     CommandStatus,
     ConcurrentWindow,
     HostResult,
+    MetricSummary,
     RunResult,
     TestResult,
     TestStatus,
@@ -329,3 +330,30 @@ def test_show_of_a_run_whose_folder_was_deleted(tmp_path, agents, token_file):
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
     assert "its results were deleted" in shown.stderr
     assert shown.stdout.startswith("test 't': passed")
+
+
+def test_a_tests_metric_sums_are_kept_and_a_schema_3_history_gains_them(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    earlier = a_run(tmp_path, "20261201-090909-cccc", 1.8e9 - 60)
+    assert record_run(earlier, None, path) is None
+    with sqlite3.connect(path) as db:  # as NetJobs with schema 3 left it
+        db.execute("DROP TABLE test_metrics")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    run = a_run(tmp_path)
+    run.tests[0].metrics = {
+        "read_bw": MetricSummary(2.07e9, 5e8, 5.2e8, 5.4e8, 4),
+        "read_iops": MetricSummary(1e5, 2e4, 2.5e4, 3e4, 4),
+    }
+    assert record_run(run, None, path) is None
+    with History(path) as history:
+        first, second = history.find(run.run_id).tests
+        assert first.metrics == (("read_bw", 2.07e9, 4), ("read_iops", 1e5, 4))
+        assert second.metrics == ()
+        assert history.find(earlier.run_id).tests[0].metrics == ()  # kept across the migration
+    assert text.test_record_line(first).endswith(
+        "read_bw 1.93 GiB/s in all over 4 hosts, read_iops 100 k in all over 4 hosts"
+    )
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    db.close()

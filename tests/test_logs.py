@@ -175,6 +175,7 @@ def test_a_v1_document_round_trips_exactly():
         exec_spread = test.pop("exec_spread_ms"), test.pop("exec_spread_uncertainty_ms")
         assert exec_spread == (None, None)
         assert (test.pop("lead_ms"), test.pop("late_threshold_ms")) == (None, 1.0)
+        assert test.pop("metrics") == {}
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
             assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
@@ -185,7 +186,8 @@ def test_a_v1_document_round_trips_exactly():
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
                 assert command.pop("collected") == command.pop("warnings") == []
-                assert command.pop("not_saved") == []
+                assert command.pop("not_saved") == command.pop("gaps") == []
+                assert command.pop("metrics") == {}
                 for stream in ("stdout", "stderr"):
                     data = (
                         base64.b64decode(command[f"{stream}_base64"])

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 
 from netjobs_core.check import HostCheck
 from netjobs_core.config import parse_config
+from netjobs_core.metrics import summarize
 from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
@@ -182,6 +183,26 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     test.hosts[1].commands.append(CommandResult("true"))
     model.refresh()
     assert model.rowCount() == 4
+
+
+def test_metrics_are_columns_of_the_hosts_table_once_the_test_ends(qapp) -> None:  # type: ignore[no-untyped-def]
+    model = CommandsModel()
+    test = finished_test()
+    model.set_test(test)
+    assert model.COLUMNS[-1] == "Message"  # while it runs: no metric yet
+    test.hosts[0].commands[0].metrics = {"read_bw": 512 * 2**20}
+    test.hosts[1].commands[0].metrics = {"read_bw": 2 * 2**30, "sent_bps": 9.41e9}
+    test.metrics = summarize(test.hosts)
+    model.refresh()  # the test ended: its metrics are known
+    assert model.COLUMNS[-2:] == ("read_bw", "sent_bps")
+    assert model.columnCount() == len(model.COLUMNS)
+    assert column(model, "read_bw") == ["512 MiB/s", "—", "2.00 GiB/s"]
+    assert column(model, "sent_bps") == ["—", "—", "9.41 Gbit/s"]
+    c = model.COLUMNS.index("read_bw")
+    assert model.headerData(c, Qt.Orientation.Horizontal) == "read_bw"
+    assert model.data(model.index(0, c), Qt.ItemDataRole.TextAlignmentRole) is not None
+    keys = [model.sort_key(r, c) for r in range(3)]
+    assert keys[0] < keys[2] < keys[1]  # by value, the host without one last
 
 
 def test_command_state_while_running() -> None:

@@ -22,6 +22,7 @@ from netjobs_core.results import (
     CommandStatus,
     HostResult,
     HostState,
+    MetricSummary,
     RunResult,
     TestResult,
     TestStatus,
@@ -225,6 +226,15 @@ def test_one_host_summary_reads_well(qtbot: Any) -> None:
     summary = detail.summary.text()
     assert "released within 0.000 ms ± 0.050 ms" in summary and "ms ms" not in summary
     assert "1 host" in summary and "passed" in summary
+
+
+def test_the_test_summary_gives_each_metric_sum(qtbot: Any) -> None:
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    test = make_test(hosts=2)
+    test.metrics = {"read_bw": MetricSummary(2.07e9, 1e9, 1.035e9, 1.07e9, 2)}
+    detail.set_test(test)
+    assert "read_bw 1.93 GiB/s in all over 2 hosts" in detail.summary.text()
 
 
 def test_progress_count_is_a_label_beside_the_bar(qtbot: Any) -> None:
