@@ -69,6 +69,7 @@ __all__ = [
     "Groups",
     "Plan",
     "TestSpec",
+    "config_problems",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -228,6 +229,7 @@ class _Test:
     collect: list[str] = field(default_factory=list)
     metrics: list[MetricSpec] = field(default_factory=list)
     targets: list[_Target] = field(default_factory=list)
+    broken: bool = False  # a line of it had a problem (only when collecting them all)
 
 
 class _Parser:
@@ -240,9 +242,16 @@ class _Parser:
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
         self.current: _Test | None = None
+        self.problems: list[ConfigError] | None = None  # a list: collect them all, else raise
 
     def error(self, line: int, message: str) -> ConfigError:
         return ConfigError(self.path, line, message)
+
+    def report(self, error: ConfigError) -> None:
+        """A problem the parser can go on after: raised, or kept when collecting."""
+        if self.problems is None:
+            raise error
+        self.problems.append(error)
 
     # ---- whole file
 
@@ -252,14 +261,26 @@ class _Parser:
         start = 0
         number = 0
         for number, match in enumerate(_LINE_BREAK_RE.finditer(text), start=1):
-            self.line(number, text[start : match.start()].strip())
+            self.checked_line(number, text[start : match.start()].strip())
             start = match.end()
-        self.line(number + 1, text[start:].strip())
+        self.checked_line(number + 1, text[start:].strip())
         if self.current is not None:
-            raise self.error(self.current.line, f"test {self.current.label!r} has no 'end'")
-        if not self.tests:
-            raise self.error(1, "no tests in the file")
+            self.report(self.error(self.current.line, f"test {self.current.label!r} has no 'end'"))
+        if not self.tests and not self.problems:
+            self.report(self.error(1, "no tests in the file"))
         return Plan(self.path, tuple(self.tests))
+
+    def checked_line(self, number: int, line: str) -> None:
+        """One line; when collecting, its problem is kept and the line skipped (a test
+        with a bad line is not also blamed for what that line would have given it)."""
+        try:
+            self.line(number, line)
+        except ConfigError as error:
+            if self.problems is None:
+                raise
+            self.problems.append(error)
+            if self.current is not None:
+                self.current.broken = True
 
     def line(self, number: int, line: str) -> None:
         if not line or line.startswith("#"):
@@ -279,26 +300,35 @@ class _Parser:
 
     def label(self, number: int, label: str) -> None:
         if self.current is not None:
-            raise self.error(
-                number,
-                f"expected 'end' to close test {self.current.label!r} (line "
-                f"{self.current.line}) before the new test {label!r}",
+            self.report(
+                self.error(
+                    number,
+                    f"expected 'end' to close test {self.current.label!r} (line "
+                    f"{self.current.line}) before the new test {label!r}",
+                )
             )
         previous = self.labels.get(label.casefold())
         if previous is not None:
-            raise self.error(
-                number,
-                f"duplicate test label {label!r} (test {previous.label!r} is on line "
-                f"{previous.line})",
+            self.report(
+                self.error(
+                    number,
+                    f"duplicate test label {label!r} (test {previous.label!r} is on line "
+                    f"{previous.line})",
+                )
             )
-        self.current = _Test(label, number)
+        self.current = _Test(label, number)  # collecting: the new test's lines are checked
 
     def end(self, number: int) -> None:
         test = self.current
         if test is None:
             raise self.error(number, "'end' outside a test block (expected a label 'name:' first)")
+        if test.broken:  # collecting: its problems are told; it is no test
+            self.current = None
+            return
         if not test.targets:
-            raise self.error(test.line, f"test {test.label!r} has no targets")
+            self.current = None
+            self.report(self.error(test.line, f"test {test.label!r} has no targets"))
+            return
         commands = tuple(
             CommandSpec(
                 address=address,
@@ -316,11 +346,15 @@ class _Parser:
         if test.minhosts is not None and test.minhosts > len(spec.addresses):
             assert test.minhosts_line is not None
             hosts = len(spec.addresses)
-            raise self.error(
-                test.minhosts_line,
-                f"-minhosts {test.minhosts_text} exceeds the {hosts} "
-                f"host{'' if hosts == 1 else 's'} of test {test.label!r}",
+            self.current = None
+            self.report(
+                self.error(
+                    test.minhosts_line,
+                    f"-minhosts {test.minhosts_text} exceeds the {hosts} "
+                    f"host{'' if hosts == 1 else 's'} of test {test.label!r}",
+                )
             )
+            return
         self.tests.append(spec)
         self.labels[test.label.casefold()] = spec
         self.current = None
@@ -552,6 +586,25 @@ def parse_config(
     `default_port` is the agent port of targets written without one; `groups`
     the `@name` groups a target may use (nodesets.load_groups)."""
     return _Parser(path, default_port, groups).parse(text)
+
+
+def config_problems(
+    text: str,
+    path: str = "<config>",
+    default_port: int = DEFAULT_PORT,
+    groups: Groups = NO_GROUPS,
+) -> tuple[Plan | None, list[ConfigError]]:
+    """Every problem of the text, in line order, worded as parse_config raises them
+    (the same parser, going on after each), and the plan when there is none: what
+    an editor lists."""
+    parser = _Parser(path, default_port, groups)
+    parser.problems = problems = []
+    try:
+        plan = parser.parse(text)
+    except ConfigError as error:  # not collecting here: a bug, but still worded
+        problems.append(error)
+    problems.sort(key=lambda error: error.line)
+    return (None if problems else plan), problems
 
 
 def _read_config_file(name: str) -> bytes:

@@ -38,6 +38,7 @@ from netjobs_core.client import (
     AgentError,
     AgentLink,
     AgentStopping,
+    AuthenticationRefused,
     ConnectionLost,
     Refused,
     Tampered,
@@ -234,6 +235,7 @@ class HostRun:
         self.stalls = LoopStalls()  # of our own loop, seen by the pinger
         self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
         self._timer: asyncio.Timeout | None = None
+        self.refused = False  # the agent and we do not hold the same credential
 
     @property
     def timed_out(self) -> bool:
@@ -319,6 +321,7 @@ class HostRun:
             )
         except AgentError as exc:
             await self._close_link()
+            self.refused = isinstance(exc, AuthenticationRefused)
             self.fail(str(exc))
             return False
         self.estimate = estimate = found.estimate

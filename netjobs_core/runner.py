@@ -38,7 +38,12 @@ from netjobs_core.results import HostState, RunResult, StartMode, TestResult, Te
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.spread import HostReleases, start_spread
-from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
+from netjobs_core.verdict import (
+    aborted_text,
+    quorum_lost_reason,
+    refused_everywhere_reason,
+    verdict,
+)
 from netjobs_core.window import window_of
 from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
@@ -341,6 +346,11 @@ class _TestRun:
                     max(late, default=None),
                 )
 
+    @property
+    def refused_everywhere(self) -> bool:
+        """Every host refused our credentials: the next test would meet the same."""
+        return bool(self.hosts) and all(host.refused for host in self.hosts)
+
     def _conclude(self) -> None:
         self.result.status, self.result.reason = verdict(
             self.result.hosts,
@@ -348,6 +358,8 @@ class _TestRun:
             self.spec.required_hosts,
             abort_reason=self._abort_reason,
         )
+        if self.refused_everywhere:  # one sentence, not the first host's blame
+            self.result.reason = refused_everywhere_reason(self.result.hosts)
         self.result.concurrent_window = window_of(self.result)
 
 
@@ -393,10 +405,13 @@ class Runner:
                 spec, self.options, self.observer, k if repeat > 1 else None, self.lead
             )
             self.result.tests.append(self._current.result)
+            test = self._current
             try:
-                outcome = await self._current.run()
+                outcome = await test.run()
             finally:
                 self._current = None
+            if test.refused_everywhere:
+                break  # the reason says so: no credential changes between tests
             if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                 break
         return self.result

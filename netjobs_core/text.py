@@ -36,7 +36,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.vocabulary import Status, word
+from netjobs_core.vocabulary import Status, counted, word
 from netjobs_core.wire.messages import FileError
 from netjobs_core.wire.sealing import Credential
 
@@ -548,7 +548,7 @@ def not_saved(commands: int, first_host: str, first_error: str) -> str:
 
 def tally(statuses: Iterable[Status]) -> str:
     """`2 running, 1 done`: how many of each, in the order they first appear."""
-    return ", ".join(f"{n} {word(status)}" for status, n in Counter(statuses).items())
+    return ", ".join(counted(status, n) for status, n in Counter(statuses).items())
 
 
 def progress(test: TestResult) -> tuple[int, int]:

@@ -287,12 +287,12 @@ class CommandRow:
 
     @property
     def message(self) -> str:
-        """Why it ended so; while its host's connection is being resumed, that."""
-        if self.command.message:
-            return self.command.message
-        if self.host.interruptions and not self.command.status.finished:
-            return text.interruption(self.host.interruptions[-1])
-        return self.host.error
+        """Why it ended so, then its host's interruptions (lost and resumed connections
+        stay in sight after the run, as the terminal report lists them)."""
+        said = self.command.message or self.host.error
+        parts = [said] if said else []
+        parts += [text.interruption(record) for record in self.host.interruptions]
+        return "; ".join(parts)
 
 
 def _exit(row: CommandRow) -> str:
@@ -702,6 +702,18 @@ def _results_text(record: RunRecord) -> str:
     return record.results_dir if record.results_kept else f"deleted: {record.results_dir}"
 
 
+def record_color(record: RunRecord) -> str:
+    """A past run's colour as every other view colours its tests: the first test that
+    did not pass (rose 'passed, output not saved', red, purple), amber for a pass over
+    commands that did not succeed, grey while it is only known to have started."""
+    if not record.ended:
+        return color(TestStatus.PENDING)
+    worst = next((t.status for t in record.tests if t.status is not TestStatus.PASSED), None)
+    if worst is not None:
+        return color(worst)
+    return verdict_color(TestStatus.PASSED, bool(record.problems))
+
+
 HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
     Column(
         "When",
@@ -711,7 +723,7 @@ HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
     Column(
         "Outcome",
         text.record_summary,
-        color=lambda r: verdict_color(TestStatus.PASSED if r.passed else TestStatus.FAILED, False),
+        color=record_color,
     ),
     Column("Tests", lambda r: str(len(r.tests)), key=lambda r: (0, len(r.tests)), numeric=True),
     Column("Config", lambda r: _config_name(r.config_path), tooltip=lambda r: r.config_path),

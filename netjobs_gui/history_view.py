@@ -50,7 +50,7 @@ class HistoryPanel(QWidget):
         super().__init__(parent)
         self.path = Path(path) if path is not None else None  # None: the user's history
         self.model = HistoryModel(self)
-        self.table = make_table(self.model)
+        self.table = make_table(self.model, wrap=True)
         self.columns = FitColumns(self.table, HISTORY_FIT)
         self.filter = FilterBar(self.table, "by test, config or run id")
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
@@ -93,7 +93,7 @@ class HistoryPanel(QWidget):
         splitter.addWidget(plot_side)
         splitter.setChildrenCollapsible(False)
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(1, 2)  # the plot readable: dated, its ticks apart
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)

@@ -31,15 +31,19 @@ from PySide6.QtWidgets import (
 from netjobs_core import __version__
 from netjobs_core.check import HostCheck
 from netjobs_core.config import Plan
+from netjobs_core.demo import demo_config
+from netjobs_core.local_agents import AgentStartError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError
-from netjobs_core.results import RunResult, TestResult
+from netjobs_core.results import HostState, RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.run_options import RunOptions
-from netjobs_core.session import plan_addresses, save_results
+from netjobs_core.session import UsageError, plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
+from netjobs_core.wire.tokens import Token, default_token_path
 from netjobs_gui import prompts
 from netjobs_gui.columns import SessionEntry
 from netjobs_gui.controller import Controller
+from netjobs_gui.demo_agents import DemoAgents
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
 from netjobs_gui.results_view import ResultsView, default_json_path
@@ -47,14 +51,17 @@ from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
 
 CLOSE_GRACE_MS = 15_000  # after Stop on close: how long the agents get to confirm the kills
-CONFIRM_STOP_AFTER_S = 5.0  # Stop on a run older than this asks first
 # A visible focus mark on every pane: where Tab and the shortcuts have put the keyboard.
 FOCUS_STYLE = """
 QTableView:focus, QPlainTextEdit:focus, QAbstractScrollArea:focus { border: 2px solid #2563eb; }
 """
 NO_TOKEN = (
-    "NetJobs needs the agents' shared token to reach them: {reason}.\n\n"
-    "Choose the agents' token file in Settings (File ▸ Settings…)."
+    "NetJobs needs the agents' token to reach them: {reason}.\n\n"
+    "Choose the agents' token file in Settings (File ▸ Settings…, Ctrl+,), or try "
+    "NetJobs on this machine first with Run ▸ Start Local Demo Agents."
+)
+NONE_FOUND = (
+    "no token file is chosen in Settings, NETJOBS_TOKEN is not set and there is none at {path}"
 )
 CONFIG_FILTER = "NetJobs configs (*.netjobs *.txt *.conf *.cfg);;All files (*)"
 RESULTS_FILTER = "NetJobs results (*.json);;All files (*)"
@@ -72,6 +79,7 @@ class MainWindow(QMainWindow):
         self._close_timer: QTimer | None = None
         self._run_source = ""
         self.dialogs: list[QWidget] = []  # non-modal dialogs kept alive
+        self.demo: DemoAgents | None = None  # local demo agents this window started
 
         self.editor = EditorPanel()
         self.hosts = HostsPanel()
@@ -167,7 +175,11 @@ class MainWindow(QMainWindow):
             "Ctrl+L",
             "Write the selected run's .log files and JSON document",
         )
-        self.settings_action = self._action("Se&ttings…", self.edit_settings, keys.Preferences)
+        self.settings_action = self._action("Se&ttings…", self.edit_settings)
+        # Preferences is no key on Linux desktops: Ctrl+, there (and everywhere) too.
+        self.settings_action.setShortcuts(
+            list(dict.fromkeys([QKeySequence(keys.Preferences), QKeySequence("Ctrl+,")]))
+        )
         self.quit_action = self._action("&Quit", self.close, keys.Quit)
         self.check_action = self._action(
             "&Check Hosts", self.check_hosts, "Ctrl+K", "Reach, authenticate and measure every host"
@@ -188,6 +200,12 @@ class MainWindow(QMainWindow):
             self.stop,
             None,
             "Abort the run: the agents kill their jobs (Esc on the Run page)",
+        )
+        self.demo_action = self._action(
+            "Start Local &Demo Agents",
+            self.start_demo_agents,
+            None,
+            "Start three agents on this machine with a fresh token and open the demo config",
         )
         self.dry_run_action = self._action(
             "&Dry Run", self.dry_run, "Ctrl+D", "Show what a run would do, without connecting"
@@ -247,6 +265,7 @@ class MainWindow(QMainWindow):
         run_menu.addActions([self.run_action, self.run_selected_action, self.stop_action])
         run_menu.addSeparator()
         run_menu.addAction(self.dry_run_action)
+        run_menu.addAction(self.demo_action)
 
         view_menu = bar.addMenu("&View")
         view_menu.addActions(self.tab_actions)
@@ -298,7 +317,8 @@ class MainWindow(QMainWindow):
 
     def _token_missing(self, reason: str) -> None:
         """The GUI's words for a missing token: where to set it, with a button to go there."""
-        reason = reason.removeprefix("no token: ")
+        if reason.startswith("no token: "):  # the CLI's words name its options: not here
+            reason = NONE_FOUND.format(path=default_token_path())
         message = NO_TOKEN.format(reason=reason)
         self.errors.append(("No token", message))
         self.statusBar().showMessage("No token: choose the agents' token file in Settings", 15_000)
@@ -497,7 +517,12 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot run", str(error) if error else "There is no config to run.")
             self._go_to_error()
             return False
-        token = self.controller.load_token(self.settings.token_file, plan_addresses(plan))
+        addresses = plan_addresses(plan)
+        demo = self.demo
+        if demo is not None and set(addresses) <= demo.addresses:
+            token: Token | None = demo.token  # the demo agents' own, fresh token
+        else:
+            token = self.controller.load_token(self.settings.token_file, addresses)
         if token is None:
             return False
         options = RunOptions(
@@ -515,11 +540,17 @@ class MainWindow(QMainWindow):
         return True
 
     def stop(self) -> None:
-        """Stop the run: at once for a run just started, after a question for an older one."""
-        if not self.controller.running:
+        """Stop the run: after a question once any command has started (Esc, the toolbar
+        or the menu alike); at once while nothing has started yet."""
+        run = self.controller.result
+        if run is None:
             return
-        running_s = self.controller.running_s
-        if running_s > CONFIRM_STOP_AFTER_S and not prompts.ask_stop_now(self, running_s):
+        started = any(  # the start sent to a host, or a command that ran
+            host.state is HostState.RUNNING or any(c.started_at is not None for c in host.commands)
+            for test in run.tests
+            for host in test.hosts
+        )
+        if started and not prompts.ask_stop_now(self, self.controller.running_s):
             return
         if self.controller.stop("stopped by user"):
             self.show_status("Stopping: the agents are killing their jobs…", 0)
@@ -634,6 +665,29 @@ class MainWindow(QMainWindow):
         self.show_status(f"Saved {len(paths)} files in {Path(json_path).parent}: {names}", 30_000)
         return paths
 
+    # ------------------------------------------------------------------ demo agents
+    def start_demo_agents(self) -> bool:
+        """Three agents on 127.0.0.1 with a fresh token (as `netjobs demo`), and the demo
+        config in the editor: F5 runs it. They stop with the window."""
+        if self.demo is not None:
+            self.show_status("The demo agents are running already")
+        else:
+            try:
+                self.demo = DemoAgents.start()
+            except (AgentStartError, UsageError, OSError) as exc:
+                self.show_error("Cannot start the demo agents", str(exc))
+                return False
+        if not self.open_path(os.fspath(demo_config())):
+            return False
+        ports = ", ".join(str(a.port) for a in sorted(self.demo.addresses, key=str))
+        self.show_status(f"Demo agents listening on 127.0.0.1 ports {ports}: F5 runs the demo", 0)
+        return True
+
+    def stop_demo_agents(self) -> None:
+        if self.demo is not None:
+            self.demo.stop()
+            self.demo = None
+
     # ------------------------------------------------------------------ settings, about
     def edit_settings(self) -> None:
         plan = self.current_plan()
@@ -690,6 +744,7 @@ class MainWindow(QMainWindow):
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
         self.settings.sync()
         self.controller.cancel_all()  # a host check still in flight
+        self.stop_demo_agents()
         for dialog in list(self.dialogs):
             dialog.close()
         event.accept()

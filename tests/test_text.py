@@ -99,6 +99,15 @@ def test_tally_uses_the_display_words() -> None:
     assert text.tally(states) == "2 running, 1 error, 1 done"
 
 
+def test_two_errors_are_errors() -> None:
+    """'passed with 2 error' was shown: a noun after a count above one is plural."""
+    errored = [CommandResult("x", 2, status=CommandStatus.ERROR) for _ in range(2)]
+    test = TestResult("t", 0, status=TestStatus.PASSED)
+    test.hosts = [HostResult(Address("h", 1), commands=errored)]
+    assert text.status_text(test) == "passed with 2 errors"
+    assert text.tally([CommandStatus.TIMEOUT] * 2) == "2 timed out"
+
+
 def test_test_summary_parts_for_one_host() -> None:
     """The one-host test that once read `start spread 0.900 ms ms`; a document from
     before exec instants says they were not measured, and guesses no reason."""

@@ -147,13 +147,19 @@ async def test_stop_is_safe_from_the_keyboard(
     config.write_text(SLEEPERS.format(**targets(agents)))
     gui.open_path(str(config))
 
-    # A run just started stops at one click, without a question.
-    await start_sleepers(gui)
+    # A run none of whose commands has started stops at one click, without a question.
+    gui.run_action.trigger()
     gui.stop_action.trigger()
     (run,) = await wait_signal(gui.controller.run_finished, 20)
-    assert run.tests[0].status is TestStatus.ABORTED and answers.stop_now_asked == []
+    assert answers.stop_now_asked == []
+    assert all(t.status is TestStatus.ABORTED for t in run.tests)
 
+    # Commands running, however young the run: Stop asks (Esc killed one under 5 s).
     await start_sleepers(gui)
+    answers.stop_now_answer = False
+    gui.stop_action.trigger()
+    assert len(answers.stop_now_asked) == 1 and gui.controller.running
+    answers.stop_now_asked.clear()
     # Esc while typing in the config editor is the editor's: the run goes on.
     gui.tabs.setCurrentIndex(gui.CONFIG_TAB)
     editor = gui.editor.editor
