@@ -132,12 +132,21 @@ end
 
 
 async def start_sleepers(gui: Any) -> None:
+    """Run the open config until both jobs run: shown running, and released (the start
+    is shown as it is sent; the release follows at the common start)."""
     gui.run_action.trigger()
     await wait_until(
         lambda: column(gui.run_view.detail.model, "State") == ["running", "running"],
         20,
         "both jobs to run",
     )
+
+    def released() -> bool:
+        run = gui.controller.current
+        commands = [c for h in run.result.tests[-1].hosts for c in h.commands] if run else []
+        return bool(commands) and all(c.started_at is not None for c in commands)
+
+    await wait_until(released, 20, "both jobs to be released")
 
 
 async def test_stop_is_safe_from_the_keyboard(
