@@ -34,14 +34,16 @@ from netjobs_core.config import Plan
 from netjobs_core.nodesets import NO_GROUPS, GroupsError
 from netjobs_core.results import RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
+from netjobs_core.run_flags import make_run_folder, option_values, run_values
 from netjobs_core.run_options import RunOptions
-from netjobs_core.session import plan_addresses, save_results
+from netjobs_core.session import UsageError, plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_gui import prompts
 from netjobs_gui.columns import SessionEntry
 from netjobs_gui.controller import Controller
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
+from netjobs_gui.options_form import OptionsError, RunOptionsDialog, changed_words, stored_values
 from netjobs_gui.results_view import ResultsView, default_json_path
 from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
@@ -189,6 +191,12 @@ class MainWindow(QMainWindow):
             None,
             "Abort the run: the agents kill their jobs (Esc on the Run page)",
         )
+        self.run_options_action = self._action(
+            "Run &Options…",
+            self.edit_run_options,
+            "Ctrl+Shift+R",
+            "Repeat, start mode, results folder and the other flags of a run",
+        )
         self.dry_run_action = self._action(
             "&Dry Run", self.dry_run, "Ctrl+D", "Show what a run would do, without connecting"
         )
@@ -246,7 +254,7 @@ class MainWindow(QMainWindow):
         run_menu.addSeparator()
         run_menu.addActions([self.run_action, self.run_selected_action, self.stop_action])
         run_menu.addSeparator()
-        run_menu.addAction(self.dry_run_action)
+        run_menu.addActions([self.run_options_action, self.dry_run_action])
 
         view_menu = bar.addMenu("&View")
         view_menu.addActions(self.tab_actions)
@@ -500,18 +508,22 @@ class MainWindow(QMainWindow):
         token = self.controller.load_token(self.settings.token_file, plan_addresses(plan))
         if token is None:
             return False
-        options = RunOptions(
-            token=token,
-            connect_timeout=self.settings.connect_timeout,
-            stop_on_failure=self.settings.stop_on_failure,
-        )
-        if self.controller.start_run(plan, options, labels, self.settings.ssh_options()) is None:
+        try:  # the Run Options and Settings, as the command line's flags
+            values = stored_values(self.settings.store)
+            folder = make_run_folder(values["results"])
+        except (OptionsError, UsageError) as exc:
+            self.show_error("Cannot run", str(exc))
+            return False
+        options = RunOptions(token=token, run_folder=folder, **option_values(values))
+        ssh = self.settings.ssh_options()
+        if self.controller.start_run(plan, options, labels, ssh, run_values(values)) is None:
             return False
         assert self.controller.result is not None
         self._run_source = "run " + time.strftime("%H:%M:%S")
         self.run_view.begin_run(plan, labels, self.controller.result)
         self.tabs.setCurrentIndex(self.RUN_TAB)
-        self.show_status("Run started", 3000)
+        changed = changed_words(values)
+        self.show_status("Run started" + (f" ({', '.join(changed)})" if changed else ""), 8000)
         return True
 
     def stop(self) -> None:
@@ -646,6 +658,11 @@ class MainWindow(QMainWindow):
             self._load_groups()
             self.editor.validate_now()
             self.show_status("Settings saved")
+
+    def edit_run_options(self) -> None:
+        dialog = RunOptionsDialog(self.settings.store, self)
+        if dialog.exec():
+            self.show_status("Run options saved")
 
     def _load_groups(self) -> None:
         """The groups file of the settings, for the editor's validation and the runs."""
