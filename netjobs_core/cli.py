@@ -247,8 +247,33 @@ def _main_show(argv: Sequence[str]) -> int:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
         return EXIT_FAILED
     say(format_run(run, fold=not args.no_fold), sys.stdout)
+    if record.note:
+        say(f"note: {text.printable(record.note)}", sys.stdout)
     if not record.ended:
         say(f"run {record.run_id}: {text.record_summary(record)} before its end", sys.stdout)
+    return EXIT_OK
+
+
+def _main_note(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="netjobs note",
+        description="Keep a note with a past run in the run history (shown by 'netjobs "
+        "history' and on the History page); with no TEXT, print the run's note.",
+    )
+    parser.add_argument("run", metavar="RUN", help="its run id (or the start of it), or 'last'")
+    parser.add_argument("text", nargs="?", metavar="TEXT", help="the note ('' removes it)")
+    args = parser.parse_args(argv)
+    try:
+        with History() as history:
+            record = history.find(args.run)
+            if args.text is not None:
+                history.set_note(record.run_id, args.text.strip())
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    if args.text is None:
+        say(text.printable(record.note) if record.note else "no note", sys.stdout)
+    else:
+        say(f"run {record.run_id}: note {'kept' if args.text.strip() else 'removed'}", sys.stdout)
     return EXIT_OK
 
 
@@ -318,6 +343,7 @@ _SUBCOMMANDS = {
     "check": _main_check,
     "demo": main_demo,
     "history": _main_history,
+    "note": _main_note,
     "show": _main_show,
     "token": _main_token,
 }

@@ -190,6 +190,8 @@ def history_line(record: RunRecord) -> str:
     line = f"{record.run_id}  {when}  {record_summary(record)}  {config}"
     if not record.results_kept:
         line += f"  (results deleted: {record.results_dir})"
+    if record.note:
+        line += f"  note: {printable(record.note)}"
     return line
 
 

@@ -329,3 +329,60 @@ def test_show_of_a_run_whose_folder_was_deleted(tmp_path, agents, token_file):
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
     assert "its results were deleted" in shown.stderr
     assert shown.stdout.startswith("test 't': passed")
+
+
+# -- notes on a run (schema 4) ------------------------------------------------------
+
+
+def test_a_note_is_kept_with_its_run_and_survives_its_end(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    run = a_run(tmp_path)
+    record_run(run, None, path, ended=False)  # as it starts
+    with History(path) as history:
+        history.set_note(run.run_id, "new firmware on node07")
+        with pytest.raises(HistoryError, match="no run 'nope'"):
+            history.set_note("nope", "x")
+    assert record_run(run, None, path) is None  # as it ends: recorded again, whole
+    with History(path) as history:
+        (record,) = history.recent()
+    assert record.note == "new firmware on node07" and record.ended
+    assert text.history_line(record).endswith("  note: new firmware on node07")
+
+
+def test_a_schema_3_history_gets_notes(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+    with History(path):  # today's schema
+        pass
+    with sqlite3.connect(path) as db:  # back to schema 3, as a NetJobs before notes left it
+        rebuilt = [
+            "CREATE TABLE r3 AS SELECT run_id, started_at, config_path, config_text, "
+            "results_dir, passed, ended FROM runs",
+            "DROP TABLE runs",
+            "ALTER TABLE r3 RENAME TO runs",
+            "PRAGMA user_version = 3",
+        ]
+        for statement in rebuilt:
+            db.execute(statement)
+    with History(path) as history:
+        assert [r.note for r in history.recent()] == ["", "", "", ""]
+        history.set_note("r2", "kept")
+        assert history.find("r2").note == "kept"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+def test_netjobs_note_keeps_and_shows_a_note(tmp_path):
+    data = tmp_path / "data"
+    (data / "netjobs").mkdir(parents=True)
+    run = a_run(tmp_path)
+    assert record_run(run, None, data / "netjobs" / "history.sqlite3") is None
+    assert netjobs("note", "last", data=data).stdout == "no note\n"
+    kept = netjobs("note", "20261201", "switch \x1b[31m replaced", data=data)
+    assert kept.stdout == f"run {run.run_id}: note kept\n"
+    assert netjobs("note", "last", data=data).stdout == "switch \\x1b[31m replaced\n"
+    listed = netjobs("history", data=data).stdout
+    assert listed.rstrip().endswith("note: switch \\x1b[31m replaced")
+    missing = netjobs("note", "1999", "x", data=data)
+    assert missing.returncode == 2 and "no run '1999'" in missing.stderr
