@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core import text
+from netjobs_gui import table_export
 from netjobs_gui.columns import Fit, fit_widths
 from netjobs_gui.models import ColumnsModel, TableProxy
 
@@ -96,6 +97,7 @@ def make_table(model: ColumnsModel, single: bool = True) -> QTableView:
     header.setSortIndicatorClearable(True)
     header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
     table.setSortingEnabled(True)
+    table_export.install(table)  # Ctrl+C, copy every shown row, export as CSV
     return table
 
 
