@@ -150,6 +150,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
         );
         """
     ),
+    # Schema 5: a person's note on a run (`netjobs note`, the History page).
+    _script("ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''"),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -262,9 +264,10 @@ class History:
         starts."""
         started = run.started_at if run.started_at is not None else time.time()
         with self._transaction() as db:
+            kept = db.execute("SELECT note FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
             db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             db.execute(
-                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     started,
@@ -273,6 +276,7 @@ class History:
                     os.path.abspath(run.results_dir) if run.results_dir else "",
                     int(run.passed and bool(run.tests)),
                     int(ended),
+                    kept[0] if kept else "",  # a note written while it ran stays
                 ),
             )
             db.executemany(
@@ -307,7 +311,7 @@ class History:
                 )
 
     def _record(self, row: tuple[object, ...]) -> RunRecord:
-        run_id, started, config_path, config_text, results_dir, passed, ended = row
+        run_id, started, config_path, config_text, results_dir, passed, ended, note = row
         tests = self._db.execute(
             "SELECT position, label, repetition, status, reason, start_spread_ms, "
             "start_spread_uncertainty_ms, window_s, window_fraction FROM tests "
@@ -357,11 +361,19 @@ class History:
                 ),
                 tuple((CommandStatus(status), int(n)) for status, n in problems),
                 bool(ended),
+                str(note),
             )
         except ValueError as exc:  # a status this NetJobs does not know
             raise _damaged(self.path, f"run {run_id}: {exc}") from None
 
-    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed, ended"
+    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed, ended, note"
+
+    def set_note(self, run_id: str, note: str) -> None:
+        """Keep `note` (a person's words, "" to remove it) with run `run_id`."""
+        with self._transaction() as db:
+            found = db.execute("UPDATE runs SET note = ? WHERE run_id = ?", (note, run_id))
+            if found.rowcount == 0:
+                raise HistoryError(f"no run {run_id!r} in the run history (see 'netjobs history')")
 
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The last `limit` runs, newest first."""

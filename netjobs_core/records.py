@@ -42,6 +42,7 @@ class RunRecord:
     # (RunResult.problems when it ended).
     problems: tuple[tuple[CommandStatus, int], ...] = ()
     ended: bool = True  # False: recorded as it started, never as it ended (interrupted)
+    note: str = ""  # a person's note on the run (History.set_note)
 
     @property
     def json_path(self) -> Path:

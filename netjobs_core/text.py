@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from netjobs_core import nodesets
+from netjobs_core.compare import TestComparison
 from netjobs_core.config import Plan, write_duration
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.records import RunRecord, TestRecord
@@ -249,6 +250,8 @@ def history_line(record: RunRecord) -> str:
     line = f"{record.run_id}  {when}  {record_summary(record)}  {config}"
     if not record.results_kept:
         line += f"  (results deleted: {record.results_dir})"
+    if record.note:
+        line += f"  note: {printable(record.note)}"
     return line
 
 
@@ -789,3 +792,25 @@ def credentials_line(hosts: Sequence[HostResult]) -> str | None:
         return None
     parts = [f"{credential(kind)} on {members(targets)}" for kind, targets in by_kind.items()]
     return "credentials: " + ", ".join(parts)
+
+
+def comparison_lines(found: TestComparison, name_a: str, name_b: str) -> list[str]:
+    """What differs between two results of a test, first the figures, then the hosts."""
+    a, b = found.a, found.b
+    lines = [
+        f"test {a.label!r}: {status_text(a)} in {name_a}, {status_text(b)} in {name_b}",
+        f"  start spread {spread(a)} in {name_a}, {spread(b)} in {name_b}",
+        f"  {name_a}: {window_line(a)}",
+        f"  {name_b}: {window_line(b)}",
+    ]
+    differing = found.differing
+    lines.append(
+        f"  {count(len(differing), 'host')} of {len(found.hosts)} ended differently"
+        + (":" if differing else "")
+    )
+    for pair in differing:
+        lines.append(
+            f"    {pair.target}: {pair.outcome_a or 'not in the test'} in {name_a}, "
+            f"{pair.outcome_b or 'not in the test'} in {name_b}"
+        )
+    return lines

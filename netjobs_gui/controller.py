@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -165,12 +165,14 @@ class Controller(QObject):
         options: RunOptions,
         labels: Sequence[str] | None = None,
         ssh: SshOptions | None = None,
+        run_args: Mapping[str, Any] | None = None,
     ) -> asyncio.Task[Any] | None:
+        """`run_args`: more of Run's arguments (run_flags.run_values: in_history)."""
         if self.running:
             self.error.emit("Run", "A run is already in progress.")
             return None
         try:
-            run = Run(plan, options, labels=labels, ssh=ssh)
+            run = Run(plan, options, labels=labels, ssh=ssh, **(run_args or {}))
         except UsageError as exc:
             self.error.emit("Cannot start the run", f"{exc}. Nothing was run.")
             return None

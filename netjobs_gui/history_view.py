@@ -28,6 +28,7 @@ from netjobs_core.history import History, HistoryError
 from netjobs_core.records import RunRecord
 from netjobs_gui.columns import HISTORY_FIT, spread_series
 from netjobs_gui.models import HistoryModel
+from netjobs_gui.run_notes import RunNote
 from netjobs_gui.spread_plot import SpreadPlot
 from netjobs_gui.widgets import (
     FilterBar,
@@ -88,6 +89,10 @@ class HistoryPanel(QWidget):
         left_layout.addLayout(buttons)
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.note)
+        self.run_note = RunNote(self.path)  # a person's note on the selected run
+        self.run_note.saved.connect(lambda _run_id: self.reload())
+        self.run_note.error.connect(lambda title, why: self.note.setText(f"{title}: {why}"))
+        left_layout.addWidget(self.run_note)
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(plot_side)
@@ -129,6 +134,7 @@ class HistoryPanel(QWidget):
         row = source_row(self.table, current)
         record = None if row is None else self.model.records[row]
         self.show_button.setEnabled(record is not None and record.results_kept)
+        self.run_note.set_record(record)
         if record is not None and not record.results_kept:
             self.show_button.setToolTip(f"Its results folder was deleted: {record.results_dir}")
         else:

@@ -34,18 +34,24 @@ from netjobs_core.config import Plan
 from netjobs_core.demo import demo_config
 from netjobs_core.local_agents import AgentStartError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError
+from netjobs_core.rerun import failed_hosts_plan
 from netjobs_core.results import HostState, RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
+from netjobs_core.run_flags import make_run_folder, option_values, run_values
 from netjobs_core.run_options import RunOptions
 from netjobs_core.session import UsageError, plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
 from netjobs_core.wire.tokens import Token, default_token_path
 from netjobs_gui import prompts
 from netjobs_gui.columns import SessionEntry
+from netjobs_gui.compare_view import CompareDialog
 from netjobs_gui.controller import Controller
 from netjobs_gui.demo_agents import DemoAgents
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
+from netjobs_gui.layout_memory import restore_layout, save_layout
+from netjobs_gui.notify import Notifier
+from netjobs_gui.options_form import OptionsError, RunOptionsDialog, changed_words, stored_values
 from netjobs_gui.results_view import ResultsView, default_json_path
 from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
@@ -78,6 +84,8 @@ class MainWindow(QMainWindow):
         self._closing_after_run = False
         self._close_timer: QTimer | None = None
         self._run_source = ""
+        self._run_began = time.monotonic()
+        self.notifier = Notifier(self)  # a long run's end, when the window is not in front
         self.dialogs: list[QWidget] = []  # non-modal dialogs kept alive
         self.demo: DemoAgents | None = None  # local demo agents this window started
 
@@ -137,6 +145,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        restore_layout(self, self.settings.store)  # splitters and page, as they were left
 
     # ------------------------------------------------------------------ actions and menus
     def _action(
@@ -207,6 +216,24 @@ class MainWindow(QMainWindow):
             None,
             "Start three agents on this machine with a fresh token and open the demo config",
         )
+        self.run_options_action = self._action(
+            "Run &Options…",
+            self.edit_run_options,
+            "Ctrl+Shift+R",
+            "Repeat, start mode, results folder and the other flags of a run",
+        )
+        self.rerun_failed_action = self._action(
+            "Re-run &Failed Hosts",
+            self.rerun_failed,
+            "Ctrl+Shift+F5",
+            "Run again, on the hosts that failed in the last run only, the tests they failed",
+        )
+        self.compare_action = self._action(
+            "&Compare Results…",
+            self.compare_results,
+            "Ctrl+Shift+C",
+            "Two results of a test side by side: spread, window, per-host differences",
+        )
         self.dry_run_action = self._action(
             "&Dry Run", self.dry_run, "Ctrl+D", "Show what a run would do, without connecting"
         )
@@ -263,8 +290,9 @@ class MainWindow(QMainWindow):
         run_menu.addActions([self.check_action])
         run_menu.addSeparator()
         run_menu.addActions([self.run_action, self.run_selected_action, self.stop_action])
+        run_menu.addActions([self.rerun_failed_action, self.compare_action])
         run_menu.addSeparator()
-        run_menu.addAction(self.dry_run_action)
+        run_menu.addActions([self.run_options_action, self.dry_run_action])
         run_menu.addAction(self.demo_action)
 
         view_menu = bar.addMenu("&View")
@@ -507,11 +535,32 @@ class MainWindow(QMainWindow):
             return
         self.start_run([label])
 
-    def start_run(self, labels: Sequence[str] | None) -> bool:
+    def rerun_failed(self) -> bool:
+        """Run again only the failed hosts of the last run, in the tests they failed."""
+        run, plan = self.run_view.run, self.current_plan()
+        again = failed_hosts_plan(plan, run) if run is not None and plan is not None else None
+        if again is None:
+            self.show_status("No host failed in the last run of this config: nothing to re-run")
+            return False
+        return self.start_run(None, again)
+
+    def compare_results(self) -> None:
+        entries = self.results.model.entries
+        if len(entries) < 2:
+            self.show_error("Compare results", "Run a test twice, or open results, first.")
+            return
+        dialog = CompareDialog(entries, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.dialogs.append(dialog)
+        dialog.finished.connect(lambda _r: self.dialogs.remove(dialog))
+        dialog.show()
+
+    def start_run(self, labels: Sequence[str] | None, plan: Plan | None = None) -> bool:
+        """Run `labels` of the editor's config (None: every test), or `plan`."""
         if self.controller.running:
             return False
         self.editor.validate_now()
-        plan = self.current_plan()
+        plan = plan or self.current_plan()
         if plan is None:
             error = self.editor.error
             self.show_error("Cannot run", str(error) if error else "There is no config to run.")
@@ -525,18 +574,26 @@ class MainWindow(QMainWindow):
             token = self.controller.load_token(self.settings.token_file, addresses)
         if token is None:
             return False
-        options = RunOptions(
-            token=token,
-            connect_timeout=self.settings.connect_timeout,
-            stop_on_failure=self.settings.stop_on_failure,
-        )
-        if self.controller.start_run(plan, options, labels, self.settings.ssh_options()) is None:
+        try:  # the Run Options and Settings, as the command line's flags
+            values = stored_values(self.settings.store)
+            folder = make_run_folder(values["results"])
+        except OptionsError as exc:
+            self.show_error("Cannot run", str(exc))
+            return False
+        except UsageError as exc:
+            self.show_error("Cannot start the run", f"{exc}. Nothing was run.")
+            return False
+        options = RunOptions(token=token, run_folder=folder, **option_values(values))
+        ssh = self.settings.ssh_options()
+        if self.controller.start_run(plan, options, labels, ssh, run_values(values)) is None:
             return False
         assert self.controller.result is not None
         self._run_source = "run " + time.strftime("%H:%M:%S")
+        self._run_began = time.monotonic()
         self.run_view.begin_run(plan, labels, self.controller.result)
         self.tabs.setCurrentIndex(self.RUN_TAB)
-        self.show_status("Run started", 3000)
+        changed = changed_words(values)
+        self.show_status("Run started" + (f" ({', '.join(changed)})" if changed else ""), 8000)
         return True
 
     def stop(self) -> None:
@@ -579,6 +636,7 @@ class MainWindow(QMainWindow):
             last = len(self.results.model.entries) - 1
             self.results.select_row(last)
         self.show_status(summary, 15_000)
+        self.notifier.run_ended("NetJobs run finished", summary, time.monotonic() - self._run_began)
         if self._closing_after_run:
             QTimer.singleShot(0, self.close)
 
@@ -701,6 +759,11 @@ class MainWindow(QMainWindow):
             self.editor.validate_now()
             self.show_status("Settings saved")
 
+    def edit_run_options(self) -> None:
+        dialog = RunOptionsDialog(self.settings.store, self)
+        if dialog.exec():
+            self.show_status("Run options saved")
+
     def _load_groups(self) -> None:
         """The groups file of the settings, for the editor's validation and the runs."""
         try:
@@ -742,6 +805,7 @@ class MainWindow(QMainWindow):
         if self._close_timer is not None:
             self._close_timer.stop()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        save_layout(self, self.settings.store)
         self.settings.sync()
         self.controller.cancel_all()  # a host check still in flight
         self.stop_demo_agents()

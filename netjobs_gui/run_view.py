@@ -64,6 +64,7 @@ from netjobs_gui.columns import (
     whole_file,
 )
 from netjobs_gui.models import CommandsModel, TestsModel
+from netjobs_gui.overview import OverviewWidget
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import (
     FilterBar,
@@ -412,7 +413,7 @@ class TestDetail(QWidget):
     output, and the timeline; a click on a timeline row selects it in the table."""
 
     __test__ = False
-    OUTPUT_TAB, TIMELINE_TAB = range(2)
+    OUTPUT_TAB, TIMELINE_TAB, OVERVIEW_TAB = range(3)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -437,6 +438,9 @@ class TestDetail(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.output, "&Output")
         self.tabs.addTab(self.timeline, "T&imeline")
+        self.overview = OverviewWidget()  # every host on one screen; a click selects it
+        self.overview.host_clicked.connect(self.select_host)
+        self.tabs.addTab(self.overview, "Over&view")
         self.tabs.currentChanged.connect(lambda _index: self.timeline.refresh())
 
         self.summary = QLabel()
@@ -473,6 +477,7 @@ class TestDetail(QWidget):
         self.model.set_test(test)
         self.output.set_test(test)
         self.timeline.set_test(test)
+        self.overview.set_test(test)
         self._follow_order()
         self._update_summary()
         shown = shown_rows(self.table)
@@ -484,6 +489,19 @@ class TestDetail(QWidget):
     def select_row(self, row: int) -> bool:
         """Select model row `row` (a host/command) in the table, the output and the timeline."""
         return select_row(self.table, row)
+
+    def select_host(self, host_index: int) -> bool:
+        """Select the first command of the test's host `host_index` (shown even when the
+        filter hid it)."""
+        if self.test is None or not 0 <= host_index < len(self.test.hosts):
+            return False
+        host = self.test.hosts[host_index]
+        if not host.commands:
+            return False
+        row = self.model.row_of(host, 0)
+        if row not in shown_rows(self.table):
+            self.filter.clear()
+        return self.select_row(row)
 
     @property
     def selected_row(self) -> int | None:
@@ -508,6 +526,7 @@ class TestDetail(QWidget):
         else:
             self.output.show_command(None, None)
         self.timeline.set_selected(row)
+        self.overview.set_selected(None if row is None else self.model.keys[row][0])
 
     def _update_summary(self) -> None:
         test = self.test
@@ -548,6 +567,7 @@ class TestDetail(QWidget):
         self.output.refresh()
         self._update_summary()
         self.timeline.refresh()  # cheap when hidden: Qt paints only what is shown
+        self.overview.refresh()  # nothing while hidden
 
 
 class RunView(QWidget):

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from netjobs_core import text
-from netjobs_gui import prompts
+from netjobs_gui import prompts, table_export
 from netjobs_gui.columns import Fit, fit_widths
 from netjobs_gui.models import ColumnsModel, TableProxy
 
@@ -156,6 +156,7 @@ def make_table(model: ColumnsModel, single: bool = True, wrap: bool = False) -> 
     header.setSortIndicatorClearable(True)
     header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
     table.setSortingEnabled(True)
+    table_export.install(table)  # Ctrl+C, copy every shown row, export as CSV
     return table
 
 

@@ -338,6 +338,7 @@ def test_a_tests_metric_sums_are_kept_and_a_schema_3_history_gains_them(tmp_path
     assert record_run(earlier, None, path) is None
     with sqlite3.connect(path) as db:  # as NetJobs with schema 3 left it
         db.execute("DROP TABLE test_metrics")
+        db.execute("ALTER TABLE runs DROP COLUMN note")
         db.execute("PRAGMA user_version = 3")
     db.close()
     run = a_run(tmp_path)
@@ -355,5 +356,62 @@ def test_a_tests_metric_sums_are_kept_and_a_schema_3_history_gains_them(tmp_path
         "read_bw 1.93 GiB/s in all over 4 hosts, read_iops 100 k in all over 4 hosts"
     )
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     db.close()
+
+
+# -- notes on a run (schema 5) ------------------------------------------------------
+
+
+def test_a_note_is_kept_with_its_run_and_survives_its_end(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    run = a_run(tmp_path)
+    record_run(run, None, path, ended=False)  # as it starts
+    with History(path) as history:
+        history.set_note(run.run_id, "new firmware on node07")
+        with pytest.raises(HistoryError, match="no run 'nope'"):
+            history.set_note("nope", "x")
+    assert record_run(run, None, path) is None  # as it ends: recorded again, whole
+    with History(path) as history:
+        (record,) = history.recent()
+    assert record.note == "new firmware on node07" and record.ended
+    assert text.history_line(record).endswith("  note: new firmware on node07")
+
+
+def test_a_schema_4_history_gets_notes(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+    with History(path):  # today's schema
+        pass
+    with sqlite3.connect(path) as db:  # back to schema 4, as a NetJobs before notes left it
+        rebuilt = [
+            "CREATE TABLE r4 AS SELECT run_id, started_at, config_path, config_text, "
+            "results_dir, passed, ended FROM runs",
+            "DROP TABLE runs",
+            "ALTER TABLE r4 RENAME TO runs",
+            "PRAGMA user_version = 4",
+        ]
+        for statement in rebuilt:
+            db.execute(statement)
+    with History(path) as history:
+        assert [r.note for r in history.recent()] == ["", "", "", ""]
+        history.set_note("r2", "kept")
+        assert history.find("r2").note == "kept"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def test_netjobs_note_keeps_and_shows_a_note(tmp_path):
+    data = tmp_path / "data"
+    (data / "netjobs").mkdir(parents=True)
+    run = a_run(tmp_path)
+    assert record_run(run, None, data / "netjobs" / "history.sqlite3") is None
+    assert netjobs("note", "last", data=data).stdout == "no note\n"
+    kept = netjobs("note", "20261201", "switch \x1b[31m replaced", data=data)
+    assert kept.stdout == f"run {run.run_id}: note kept\n"
+    assert netjobs("note", "last", data=data).stdout == "switch \\x1b[31m replaced\n"
+    listed = netjobs("history", data=data).stdout
+    assert listed.rstrip().endswith("note: switch \\x1b[31m replaced")
+    missing = netjobs("note", "1999", "x", data=data)
+    assert missing.returncode == 2 and "no run '1999'" in missing.stderr
