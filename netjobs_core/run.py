@@ -268,7 +268,9 @@ class Run:
 
     def _write_log(self, event: TestFinished) -> None:
         try:
-            path = logs.write_test_log(self.plan.path, event.test, self.show)
+            path = logs.write_test_log(
+                self.plan.path, event.test, self.show, run_id=self.result.run_id
+            )
         except OSError as exc:
             self._not_written(NotWritten(f"the log of test {event.test.label!r}", "", str(exc)))
         else:

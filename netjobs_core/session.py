@@ -200,7 +200,10 @@ def save_results(
     file's folder (the one the user chose), named as `-l` names them. Raises OSError."""
     json_path = Path(json_path)
     config_path = run.config_path or "netjobs"
-    written = [logs.write_test_log(config_path, test, show, json_path.parent) for test in run.tests]
+    written = [
+        logs.write_test_log(config_path, test, show, json_path.parent, run.run_id)
+        for test in run.tests
+    ]
     write_json(run, json_path)
     written.append(json_path)
     return written

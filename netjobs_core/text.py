@@ -423,21 +423,35 @@ def summary_parts(test: TestResult) -> list[str]:
     return parts
 
 
-def outcome(statuses: Sequence[TestStatus], problems: Counter[CommandStatus]) -> str:
-    """A run's outcome from its tests' statuses and its commands' problems (by status):
-    `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed, 1 passed`,
-    `no test ran`."""
-    if not statuses:
+def outcome(
+    tests: Sequence[tuple[int | None, TestStatus]], problems: Counter[CommandStatus]
+) -> str:
+    """A run's outcome from its tests' (repetition, status) and its commands' problems
+    (by status): `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed,
+    1 passed`, `no test ran`; a test run N times (--repeat) is one test of N
+    repetitions: `1 test passed (3 repetitions)`, `1 test, 3 repetitions: 1 failed,
+    2 passed`."""
+    if not tests:
         return "no test ran"
+    statuses = [status for _, status in tests]
+    repetitions = sum(repetition is not None for repetition, _ in tests)
+    if not repetitions:
+        if all(status is TestStatus.PASSED for status in statuses):
+            with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
+            return f"{count(len(statuses), 'test')} passed{with_problems}"
+        return tally(statuses)
+    # Repetition 1 of each repeated test: a test counted once however often it ran.
+    tests_run = count(sum(repetition in (None, 1) for repetition, _ in tests), "test")
+    repeated = count(repetitions, "repetition")
     if all(status is TestStatus.PASSED for status in statuses):
-        with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
-        return f"{count(len(statuses), 'test')} passed{with_problems}"
-    return tally(statuses)
+        with_problems = f"; commands: {tally(problems.elements())}" if problems else ""
+        return f"{tests_run} passed ({repeated}{with_problems})"
+    return f"{tests_run}, {repeated}: {tally(statuses)}"
 
 
 def run_summary(run: RunResult) -> str:
     """A run's outcome as it ends (`outcome`)."""
-    return outcome([test.status for test in run.tests], run.problems())
+    return outcome([(test.repetition, test.status) for test in run.tests], run.problems())
 
 
 def record_summary(record: RunRecord) -> str:
@@ -445,7 +459,9 @@ def record_summary(record: RunRecord) -> str:
     for a run recorded as it started and never as it ended (killed; or still running)."""
     if not record.ended:
         return "interrupted"
-    return outcome([test.status for test in record.tests], Counter(dict(record.problems)))
+    return outcome(
+        [(test.repetition, test.status) for test in record.tests], Counter(dict(record.problems))
+    )
 
 
 class ClockFigures(Protocol):
