@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjobs_core import __version__, credentials, text
+from netjobs_core import __version__, credentials, rerun, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
@@ -27,7 +27,7 @@ from netjobs_core.history import History, HistoryError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import format_run
-from netjobs_core.results import StartMode
+from netjobs_core.results import RunResult, StartMode
 from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
 from netjobs_core.run import Outcome
 from netjobs_core.run_folder import RunFolder
@@ -243,6 +243,7 @@ def _run_parser() -> argparse.ArgumentParser:
         "and max and the concurrent window's minimum over the repetitions",
     )
     _add_no_fold(parser)
+    _add_pdsh_habits(parser)
     parser.add_argument(
         "--no-history",
         action="store_true",
@@ -262,6 +263,63 @@ def _add_no_fold(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_pdsh_habits(parser: argparse.ArgumentParser) -> None:
+    habits = parser.add_argument_group("pdsh and clush habits")
+    habits.add_argument(
+        "-S",
+        action="store_true",
+        help="exit with the largest exit status of any command, as pdsh -S does (a command "
+        "killed by signal N counts as 128+N); when every command exited 0, as without -S",
+    )
+    habits.add_argument(
+        "-q",
+        action="store_true",
+        help="summary only: each test's verdict line and its metrics, no hosts, no outputs",
+    )
+    habits.add_argument(
+        "--rerun-failed",
+        metavar="RUN",
+        help="run the config again on the hosts that failed or timed out in RUN (a run id "
+        "or the start of it, 'last', or a results folder); CONFIG defaults to that run's",
+    )
+
+
+def _past_run(ref: str) -> tuple[RunResult, str]:
+    """A past run's results and its config's path, by its results folder or results.json,
+    else by the run history's id (`netjobs show`'s RUN: its config's absolute path)."""
+    config = ""
+    if os.path.exists(ref):
+        path = Path(ref) / "results.json" if os.path.isdir(ref) else Path(ref)
+    else:
+        try:
+            with History() as history:
+                record = history.find(ref)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
+        path, config = record.json_path, record.config_path
+    try:
+        run = load_json(path)
+    except (OSError, ResultsFileError) as exc:
+        raise UsageError(f"--rerun-failed {ref}: {exc}") from None
+    return run, config or run.config_path
+
+
+def _rerun_plan(args: argparse.Namespace, failed: RunResult, path: str) -> Plan | None:
+    """--rerun-failed: the config's tests on the hosts that did not succeed in the run
+    `failed`; None when every host there succeeded."""
+    hosts = rerun.failed_hosts(failed)
+    if not hosts:
+        return None
+    plan = rerun.on_hosts(_read_plan(args, path), hosts)
+    names = text.members([host.short for host in hosts])
+    if not plan.tests:
+        raise UsageError(
+            f"none of the hosts that failed in run {failed.run_id} is in {path}: {names}"
+        )
+    say(f"netjobs: run {failed.run_id} again on the hosts that failed in it: {names}", sys.stderr)
+    return plan
+
+
 def _ask_config_path() -> str:
     print("Path to the NetJobs config file: ", end="", flush=True, file=sys.stderr)
     line = sys.stdin.readline() if sys.stdin is not None else ""
@@ -275,8 +333,22 @@ def _ask_config_path() -> str:
 
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
-    path = args.config or _ask_config_path()
-    plan = _read_plan(args, path)
+    if args.q and args.v:
+        raise UsageError("-q shows the verdicts only, -v every step: give one of them")
+    if args.rerun_failed:
+        failed, config = _past_run(args.rerun_failed)
+        path = args.config or config or _ask_config_path()
+        rerun_plan = _rerun_plan(args, failed, path)
+        if rerun_plan is None:
+            say(
+                f"netjobs: no host failed or timed out in run {failed.run_id}: nothing to run",
+                sys.stdout,
+            )
+            return EXIT_OK
+        plan = rerun_plan
+    else:
+        path = args.config or _ask_config_path()
+        plan = _read_plan(args, path)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
@@ -298,7 +370,7 @@ def _main_run(argv: Sequence[str]) -> int:
         collect_max=args.collect_max,
     )
     outcome = asyncio.run(_run(plan, options, args))
-    return outcome.exit_code
+    return outcome.largest_exit_status if args.S else outcome.exit_code
 
 
 def _run_folder(parent: str | None) -> RunFolder:
@@ -322,6 +394,7 @@ async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Out
         show=args.show_bytes,
         fold=not args.no_fold,
         in_history=not args.no_history,
+        quiet=args.q,
     )
 
 
@@ -497,6 +570,34 @@ _SUBCOMMANDS = {
     "show": _main_show,
     "token": _main_token,
 }
+
+
+class _Parsed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every argument parser of the command line: "" the run's, then each subcommand's
+    by name; each is taken from its subcommand as that one makes it, so that what is
+    built from them (the shell completion, the man page, docs/cli.md's synopsis:
+    build_scripts/cli_files.py) cannot drift from what `netjobs` accepts."""
+
+    def caught(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise _Parsed(self)
+
+    found = {"": _run_parser()}
+    parse_args = argparse.ArgumentParser.parse_args
+    argparse.ArgumentParser.parse_args = caught  # type: ignore[method-assign,assignment]
+    try:
+        for name, subcommand in _SUBCOMMANDS.items():
+            try:
+                subcommand([])
+            except _Parsed as parsed:
+                found[name] = parsed.parser
+    finally:
+        argparse.ArgumentParser.parse_args = parse_args  # type: ignore[method-assign]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

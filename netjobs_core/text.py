@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import itertools
+import math
 import os
 import re
 import time
@@ -380,6 +381,70 @@ def progress(test: TestResult) -> tuple[int, int]:
 def progress_fraction(test: TestResult) -> str:
     """`3/5`: finished commands of all."""
     return "{}/{}".format(*progress(test))
+
+
+def clock(seconds: float) -> str:
+    """A duration as a clock shows it: `0:12`, `12:05`, from an hour on `1:02:03`."""
+    minutes, secs = divmod(max(0, int(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def test_title(test: TestResult) -> str:
+    """`test 'fio'`, `test 'fio' (repetition 2)`."""
+    head = f"test {test.label!r}"
+    return head if test.repetition is None else f"{head} (repetition {test.repetition})"
+
+
+def live_progress(test: TestResult, now: float) -> str:
+    """A running test in one line: `test 'fio': 6 running, 0 finished of 6, 0:12 elapsed,
+    timeout in 0:48` (the next of its running commands' timeouts, when they have one)."""
+    commands = [c for h in test.hosts for c in h.commands]
+    running = [c for c in commands if c.status is CommandStatus.RUNNING]
+    parts = [
+        f"{len(running)} running",
+        f"{sum(c.status.finished for c in commands)} finished of {len(commands)}",
+    ]
+    if test.started_at is not None:
+        parts.append(f"{clock(now - test.started_at)} elapsed")
+    deadlines = [
+        c.started_at + c.timeout
+        for c in running
+        if c.started_at is not None and c.timeout is not None
+    ]
+    if deadlines:
+        parts.append(f"timeout in {clock(math.ceil(min(deadlines) - now))}")
+    return f"{test_title(test)}: {', '.join(parts)}"
+
+
+def test_begins(test: TestResult) -> str:
+    """Without a terminal: `test 'fio': starting 6 commands on 3 hosts`."""
+    commands = sum(len(h.commands) for h in test.hosts)
+    hosts = count(len(test.hosts), "host")
+    return f"{test_title(test)}: starting {count(commands, 'command')} on {hosts}"
+
+
+def test_ends(test: TestResult) -> str:
+    """Without a terminal: `test 'fio': passed, 6 of 6 commands finished in 1:02`."""
+    finished, commands = progress(test)
+    took = f" in {clock(test.duration_s)}" if test.duration_s is not None else ""
+    ended = f"{finished} of {count(commands, 'command')} finished{took}"
+    return f"{test_title(test)}: {word(test.status)}, {ended}"
+
+
+def host_elapsed(host: HostResult, now: float) -> str:
+    """How long a host's commands have run (until the last ended): `0:12`; "" before."""
+    starts = [c.started_at for c in host.commands if c.started_at is not None]
+    if not starts:
+        return ""
+    if all(c.status.finished for c in host.commands):
+        ends = [
+            c.started_at + c.duration_s
+            for c in host.commands
+            if c.started_at is not None and c.duration_s is not None
+        ]
+        now = max(ends, default=now)
+    return clock(now - min(starts))
 
 
 def hosts_done(test: TestResult) -> str:
