@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARE = REPO / "resources" / "share"
+SHARE = REPO / "share"
 BASH = SHARE / "bash-completion" / "completions" / "netjobs"
 ZSH = SHARE / "zsh" / "site-functions" / "_netjobs"
 MAN = SHARE / "man" / "man1" / "netjobs.1"
