@@ -14,11 +14,12 @@ require_python("netjobs")
 import argparse
 import asyncio
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjobs_core import __version__, credentials, run_flags, text
+from netjobs_core import __version__, credentials, rerun, run_flags, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
@@ -26,6 +27,7 @@ from netjobs_core.demo import main_demo
 from netjobs_core.history import History, HistoryError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.report import format_run
+from netjobs_core.results import RunResult
 from netjobs_core.results_csv import csv_text
 from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.run import Outcome
@@ -104,6 +106,42 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _past_run(ref: str) -> tuple[RunResult, str]:
+    """A past run's results and its config's path, by its results folder or results.json,
+    else by the run history's id (`netjobs show`'s RUN: its config's absolute path)."""
+    config = ""
+    if os.path.exists(ref):
+        path = Path(ref) / "results.json" if os.path.isdir(ref) else Path(ref)
+    else:
+        try:
+            with History() as history:
+                record = history.find(ref)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
+        path, config = record.json_path, record.config_path
+    try:
+        run = load_json(path)
+    except (OSError, ResultsFileError) as exc:
+        raise UsageError(f"--rerun-failed {ref}: {exc}") from None
+    return run, config or run.config_path
+
+
+def _rerun_plan(args: argparse.Namespace, failed: RunResult, path: str) -> Plan | None:
+    """--rerun-failed: the config's tests on the hosts that did not succeed in the run
+    `failed`; None when every host there succeeded."""
+    hosts = rerun.failed_in(failed)
+    if not hosts:
+        return None
+    plan = rerun.failed_hosts_plan(_read_plan(args, path), failed)
+    names = text.members([host.short for host in hosts])
+    if plan is None:
+        raise UsageError(
+            f"none of the hosts that failed in run {failed.run_id} is in {path}: {names}"
+        )
+    say(f"netjobs: run {failed.run_id} again on the hosts that failed in it: {names}", sys.stderr)
+    return plan
+
+
 def _ask_config_path() -> str:
     print("Path to the NetJobs config file: ", end="", flush=True, file=sys.stderr)
     line = sys.stdin.readline() if sys.stdin is not None else ""
@@ -117,8 +155,22 @@ def _ask_config_path() -> str:
 
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
-    path = args.config or _ask_config_path()
-    plan = _read_plan(args, path)
+    if args.q and args.v:
+        raise UsageError("-q shows the verdicts only, -v every step: give one of them")
+    if args.rerun_failed:
+        failed, config = _past_run(args.rerun_failed)
+        path = args.config or config or _ask_config_path()
+        rerun_plan = _rerun_plan(args, failed, path)
+        if rerun_plan is None:
+            say(
+                f"netjobs: no host failed or timed out in run {failed.run_id}: nothing to run",
+                sys.stdout,
+            )
+            return EXIT_OK
+        plan = rerun_plan
+    else:
+        path = args.config or _ask_config_path()
+        plan = _read_plan(args, path)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
@@ -135,7 +187,7 @@ def _main_run(argv: Sequence[str]) -> int:
         **option_values(vars(args)),
     )
     outcome = asyncio.run(_run(plan, options, args))
-    return outcome.exit_code
+    return outcome.largest_exit_status if args.S else outcome.exit_code
 
 
 async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Outcome:
@@ -146,6 +198,7 @@ async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Out
         ssh=_ssh_options(args),
         fold=not args.no_fold,
         **run_values(vars(args)),
+        quiet=args.q,
     )
 
 
@@ -373,6 +426,34 @@ _SUBCOMMANDS = {
     "show": _main_show,
     "token": _main_token,
 }
+
+
+class _Parsed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every argument parser of the command line: "" the run's, then each subcommand's
+    by name; each is taken from its subcommand as that one makes it, so that what is
+    built from them (the shell completion, the man page, docs/cli.md's synopsis:
+    build_scripts/cli_files.py) cannot drift from what `netjobs` accepts."""
+
+    def caught(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise _Parsed(self)
+
+    found = {"": _run_parser()}
+    parse_args = argparse.ArgumentParser.parse_args
+    argparse.ArgumentParser.parse_args = caught  # type: ignore[method-assign,assignment]
+    try:
+        for name, subcommand in _SUBCOMMANDS.items():
+            try:
+                subcommand([])
+            except _Parsed as parsed:
+                found[name] = parsed.parser
+    finally:
+        argparse.ArgumentParser.parse_args = parse_args  # type: ignore[method-assign]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

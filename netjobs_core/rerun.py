@@ -1,5 +1,6 @@
-"""Run again only the hosts that did not do well: a plan of the tests of a run that had
-such hosts, each with only their commands."""
+"""Run again only the hosts that did not do well (`--rerun-failed RUN`, the window's Re-run
+Failed Hosts): a plan of the tests of a run that had such hosts, each with only their
+commands."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from netjobs_core.config import Plan
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestResult
 from netjobs_core.wire.address import Address
 
-__all__ = ["failed_hosts", "failed_hosts_plan"]
+__all__ = ["failed_hosts", "failed_hosts_plan", "failed_in"]
 
 
 def failed_hosts(test: TestResult) -> list[Address]:
@@ -20,6 +21,13 @@ def failed_hosts(test: TestResult) -> list[Address]:
         if host.state is not HostState.DONE
         or any(c.status is not CommandStatus.OK for c in host.commands)
     ]
+
+
+def failed_in(run: RunResult) -> list[Address]:
+    """The hosts that did not do well in the last repetition of any test of `run`, first
+    seen first."""
+    last = {test.label: test for test in run.tests}
+    return list(dict.fromkeys(a for test in last.values() for a in failed_hosts(test)))
 
 
 def failed_hosts_plan(plan: Plan, run: RunResult) -> Plan | None:

@@ -42,7 +42,14 @@ from netjobs_core.results_json import json_text, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner
-from netjobs_core.session import STDOUT, check_writable, exit_code, new_ssh_dialer, plan_addresses
+from netjobs_core.session import (
+    STDOUT,
+    check_writable,
+    exit_code,
+    largest_exit_status,
+    new_ssh_dialer,
+    plan_addresses,
+)
 
 if TYPE_CHECKING:
     from netjobs_core.ssh import SshDialer, SshOptions
@@ -98,6 +105,11 @@ class Outcome:
     @property
     def exit_code(self) -> int:
         return exit_code(self.result, self.unsaved)
+
+    @property
+    def largest_exit_status(self) -> int:
+        """-S: the largest exit status of any command (session.largest_exit_status)."""
+        return largest_exit_status(self.result, self.unsaved)
 
 
 @dataclass(frozen=True)
@@ -276,7 +288,9 @@ class Run:
 
     def _write_log(self, event: TestFinished) -> None:
         try:
-            path = logs.write_test_log(self.plan.path, event.test, self.show)
+            path = logs.write_test_log(
+                self.plan.path, event.test, self.show, run_id=self.result.run_id
+            )
         except OSError as exc:
             self._not_written(NotWritten(f"the log of test {event.test.label!r}", "", str(exc)))
         else:

@@ -323,6 +323,31 @@ RUN: tuple[Flag, ...] = (
         note="the tables list every host; Group identical outputs folds them",
     ),
     Flag(
+        "S",
+        ("-S",),
+        "exit with the largest exit status of any command, as pdsh -S does (a command "
+        "killed by signal N counts as 128+N); when every command exited 0, as without -S",
+        Where.CLI_ONLY,
+        note="an exit status is for a shell script; the window shows every command's",
+    ),
+    Flag(
+        "q",
+        ("-q",),
+        "summary only: each test's verdict line and its metrics, no hosts, no outputs",
+        Where.CLI_ONLY,
+        note="the window's test list is that summary, with the detail a click away",
+    ),
+    Flag(
+        "rerun_failed",
+        ("--rerun-failed",),
+        "run the config again on the hosts that failed or timed out in RUN (a run id "
+        "or the start of it, 'last', or a results folder); CONFIG defaults to that run's",
+        Where.ELSEWHERE,
+        note="Run ▸ Re-run Failed Hosts (of the last run)",
+        kind="value",
+        metavar="RUN",
+    ),
+    Flag(
         "no_history",
         ("--no-history",),
         "do not record this run in the run history ('netjobs history')",

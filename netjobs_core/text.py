@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import itertools
+import math
 import os
 import re
 import statistics
@@ -565,6 +566,70 @@ def progress_fraction(test: TestResult) -> str:
     return "{}/{}".format(*progress(test))
 
 
+def clock(seconds: float) -> str:
+    """A duration as a clock shows it: `0:12`, `12:05`, from an hour on `1:02:03`."""
+    minutes, secs = divmod(max(0, int(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def test_title(test: TestResult) -> str:
+    """`test 'fio'`, `test 'fio' (repetition 2)`."""
+    head = f"test {test.label!r}"
+    return head if test.repetition is None else f"{head} (repetition {test.repetition})"
+
+
+def live_progress(test: TestResult, now: float) -> str:
+    """A running test in one line: `test 'fio': 6 running, 0 finished of 6, 0:12 elapsed,
+    timeout in 0:48` (the next of its running commands' timeouts, when they have one)."""
+    commands = [c for h in test.hosts for c in h.commands]
+    running = [c for c in commands if c.status is CommandStatus.RUNNING]
+    parts = [
+        f"{len(running)} running",
+        f"{sum(c.status.finished for c in commands)} finished of {len(commands)}",
+    ]
+    if test.started_at is not None:
+        parts.append(f"{clock(now - test.started_at)} elapsed")
+    deadlines = [
+        c.started_at + c.timeout
+        for c in running
+        if c.started_at is not None and c.timeout is not None
+    ]
+    if deadlines:
+        parts.append(f"timeout in {clock(math.ceil(min(deadlines) - now))}")
+    return f"{test_title(test)}: {', '.join(parts)}"
+
+
+def test_begins(test: TestResult) -> str:
+    """Without a terminal: `test 'fio': starting 6 commands on 3 hosts`."""
+    commands = sum(len(h.commands) for h in test.hosts)
+    hosts = count(len(test.hosts), "host")
+    return f"{test_title(test)}: starting {count(commands, 'command')} on {hosts}"
+
+
+def test_ends(test: TestResult) -> str:
+    """Without a terminal: `test 'fio': passed, 6 of 6 commands finished in 1:02`."""
+    finished, commands = progress(test)
+    took = f" in {clock(test.duration_s)}" if test.duration_s is not None else ""
+    ended = f"{finished} of {count(commands, 'command')} finished{took}"
+    return f"{test_title(test)}: {word(test.status)}, {ended}"
+
+
+def host_elapsed(host: HostResult, now: float) -> str:
+    """How long a host's commands have run (until the last ended): `0:12`; "" before."""
+    starts = [c.started_at for c in host.commands if c.started_at is not None]
+    if not starts:
+        return ""
+    if all(c.status.finished for c in host.commands):
+        ends = [
+            c.started_at + c.duration_s
+            for c in host.commands
+            if c.started_at is not None and c.duration_s is not None
+        ]
+        now = max(ends, default=now)
+    return clock(now - min(starts))
+
+
 def hosts_done(test: TestResult) -> str:
     """`2/3 done`: hosts that did their part, of all."""
     done = sum(1 for h in test.hosts if h.state is HostState.DONE)
@@ -612,21 +677,35 @@ def summary_parts(test: TestResult) -> list[str]:
     return parts
 
 
-def outcome(statuses: Sequence[TestStatus], problems: Counter[CommandStatus]) -> str:
-    """A run's outcome from its tests' statuses and its commands' problems (by status):
-    `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed, 1 passed`,
-    `no test ran`."""
-    if not statuses:
+def outcome(
+    tests: Sequence[tuple[int | None, TestStatus]], problems: Counter[CommandStatus]
+) -> str:
+    """A run's outcome from its tests' (repetition, status) and its commands' problems
+    (by status): `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed,
+    1 passed`, `no test ran`; a test run N times (--repeat) is one test of N
+    repetitions: `1 test passed (3 repetitions)`, `1 test, 3 repetitions: 1 failed,
+    2 passed`."""
+    if not tests:
         return "no test ran"
+    statuses = [status for _, status in tests]
+    repetitions = sum(repetition is not None for repetition, _ in tests)
+    if not repetitions:
+        if all(status is TestStatus.PASSED for status in statuses):
+            with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
+            return f"{count(len(statuses), 'test')} passed{with_problems}"
+        return tally(statuses)
+    # Repetition 1 of each repeated test: a test counted once however often it ran.
+    tests_run = count(sum(repetition in (None, 1) for repetition, _ in tests), "test")
+    repeated = count(repetitions, "repetition")
     if all(status is TestStatus.PASSED for status in statuses):
-        with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
-        return f"{count(len(statuses), 'test')} passed{with_problems}"
-    return tally(statuses)
+        with_problems = f"; commands: {tally(problems.elements())}" if problems else ""
+        return f"{tests_run} passed ({repeated}{with_problems})"
+    return f"{tests_run}, {repeated}: {tally(statuses)}"
 
 
 def run_summary(run: RunResult) -> str:
     """A run's outcome as it ends (`outcome`)."""
-    return outcome([test.status for test in run.tests], run.problems())
+    return outcome([(test.repetition, test.status) for test in run.tests], run.problems())
 
 
 def record_summary(record: RunRecord) -> str:
@@ -634,7 +713,9 @@ def record_summary(record: RunRecord) -> str:
     for a run recorded as it started and never as it ended (killed; or still running)."""
     if not record.ended:
         return "interrupted"
-    return outcome([test.status for test in record.tests], Counter(dict(record.problems)))
+    return outcome(
+        [(test.repetition, test.status) for test in record.tests], Counter(dict(record.problems))
+    )
 
 
 class ClockFigures(Protocol):

@@ -63,14 +63,16 @@ def test_round_trip_newest_first(tmp_path):
         with pytest.raises(HistoryError, match="no run 'nope'"):
             history.find("nope")
     assert old.config_path == "/cfg/fio.cfg" and old.config_text == 't:\nh: "fio"\nend\n'
-    assert text.record_summary(old) == "2 tests passed" and old.passed and old.results_kept
+    # One test run twice is one test of two repetitions, not "2 tests" (issue 21).
+    assert text.record_summary(old) == "1 test passed (2 repetitions)"
+    assert old.passed and old.results_kept
     assert [(t.label, t.repetition, t.status, t.start_spread_ms) for t in old.tests] == [
         ("fio", 1, "passed", 0.2),
         ("fio", 2, "passed", 0.4),
     ]
     assert (old.tests[0].window_s, old.tests[0].window_fraction) == (58.7, 0.979)
     assert records[0].tests[1].window_s is None
-    assert text.record_summary(records[0]) == "1 passed, 1 failed"
+    assert text.record_summary(records[0]) == "1 test, 2 repetitions: 1 passed, 1 failed"
     assert text.test_record_line(old.tests[0]) == (
         "test 'fio' (repetition 1): passed, start spread 0.200 ms ± 0.050 ms, "
         "together 58.700 s (97.9 % of the longest command)"
@@ -100,13 +102,18 @@ def test_it_keeps_facts_and_reads_as_the_run_did(tmp_path):
         host = HostResult(Address("10.0.0.1"))
         host.commands = [CommandResult("fio", status=status) for status in extra]
         test.hosts.append(host)
-    assert text.run_summary(run) == "2 tests passed (commands: 2 timed out, 1 failed)"
+    assert text.run_summary(run) == (
+        "1 test passed (2 repetitions; commands: 2 timed out, 1 failed)"
+    )
     assert record_run(run, None, path) is None
     with History(path) as history:
         (record,) = history.recent()
     assert record.problems == ((CommandStatus.TIMEOUT, 2), (CommandStatus.FAILED, 1))
     assert [t.status for t in record.tests] == [TestStatus.PASSED, TestStatus.PASSED]
     assert text.record_summary(record) == text.run_summary(run)
+    for test in run.tests:  # not repeated: each test counts
+        test.repetition = None
+    assert text.run_summary(run) == "2 tests passed (commands: 2 timed out, 1 failed)"
     with sqlite3.connect(path) as db:  # no words stored: no column holds the sentence
         columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
         assert "summary" not in columns
@@ -170,6 +177,8 @@ def test_a_schema_1_history_opens_and_its_runs_read_as_before(tmp_path):
         # A second program opening it finds it migrated.
         with History(path) as again:
             assert [r.run_id for r in again.recent()] == ["r4", "r3", "r2", "r1"]
+    # As before, but r2's one test repeated twice reads as one test (issue 21).
+    said["r2"] = "1 test passed (2 repetitions; commands: 1 failed, 2 timed out, 1 error)"
     assert {run_id: text.record_summary(r) for run_id, r in records.items()} == said
     assert records["r2"].problems == (
         (CommandStatus.FAILED, 1),

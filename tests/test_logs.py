@@ -211,6 +211,21 @@ def test_log_name_is_the_2x_scheme(tmp_path):
     assert path.name == "demo.cfg_test0_2026-11-27T19.40.01.123456.log"
 
 
+def test_a_repetitions_log_names_its_repetition_and_run(tmp_path):
+    run = sample_run()
+    run.run_id = "20261127-194001-3f2a"
+    written = []
+    for repetition in (1, 2):
+        test = run.tests[0]
+        test.repetition = repetition
+        written.append(write_test_log(tmp_path / "x.cfg", test, run_id=run.run_id).name)
+    stamp = written[0].removeprefix("x.cfg_t1_").split("_rep")[0]
+    assert written == [
+        f"x.cfg_t1_{stamp}_rep1_20261127-194001-3f2a.log",
+        f"x.cfg_t1_{stamp}_rep2_20261127-194001-3f2a.log",
+    ]
+
+
 def test_log_holds_every_command_in_full(tmp_path):
     run = sample_run()
     path = write_test_log(tmp_path / "x.cfg", run.tests[0])
