@@ -367,7 +367,7 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     panel.reload()
     assert [panel.model.cell(r, 5) for r in range(3)] == ["run-c", "run-b", "run-a"]
     assert [panel.model.cell(r, 1) for r in range(3)] == [
-        "2 tests passed",
+        "1 test passed (2 repetitions)",
         "1 test passed",
         "1 test passed",
     ]
