@@ -510,23 +510,9 @@ class HostRun:
         if not self.run_id or self.grace <= 0:
             raise ConnectionLost(cause)
         loop = asyncio.get_running_loop()
-        # The interruption began with the last bytes heard before the silence, not when
-        # we noticed; a stall of our own loop meanwhile was ours (interruptions.py).
-        now, received = now_ns(), self.link.received_ns
-        heard = self.hearing.silent_since(now) or received
-        silent_for = max(0.0, (now - heard) / 1e9) if heard else 0.0
-        heartbeat = self.options.heartbeat
-        stalled = self.stalls.within(HEARTBEAT_MISSES * heartbeat + silent_for)
-        cause = text.interruption_cause(
-            cause,
-            silent_for if heard < self.hearing.last_ns else None,  # late bytes ended it
-            stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
-        )
-        silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
+        record, silent_for = self._interruption(cause)
+        cause = record.cause
         began = loop.time() - silent_for
-        record = Interruption(at=time.time() - silent_for, cause=cause)
-        self.result.interruptions.append(record)
-        self.fleet.host_changed(self)
         self.link.abort()
         # The agent counts its grace from when it noticed (sooner than us: fewer
         # heartbeats): ending ours from the last bytes heard ends both together.
@@ -567,6 +553,28 @@ class HostRun:
                 with contextlib.suppress(AgentError):
                     link.send(Kill(reason=self.fleet.abort_reason))
             return
+
+    def _interruption(self, cause: str) -> tuple[Interruption, float]:
+        """The interruption now noticed, recorded, and how long it has lasted (s).
+
+        It began with the last bytes heard before the silence, not when we noticed; a
+        stall of our own loop meanwhile was ours (interruptions.py)."""
+        assert self.link is not None
+        now, received = now_ns(), self.link.received_ns
+        heard = self.hearing.silent_since(now) or received
+        silent_for = max(0.0, (now - heard) / 1e9) if heard else 0.0
+        heartbeat = self.options.heartbeat
+        stalled = self.stalls.within(HEARTBEAT_MISSES * heartbeat + silent_for)
+        cause = text.interruption_cause(
+            cause,
+            silent_for if heard < self.hearing.last_ns else None,  # late bytes ended it
+            stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
+        )
+        silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
+        record = Interruption(at=time.time() - silent_for, cause=cause)
+        self.result.interruptions.append(record)
+        self.fleet.host_changed(self)
+        return record, silent_for
 
     async def _request_resume(self, link: AgentLink, timeout: float) -> None:
         offsets: list[OffsetsItem] = [
