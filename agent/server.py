@@ -361,7 +361,7 @@ class Session:
                 f"clock (at most {MAX_START_AHEAD_NS / 1e9:g} s)",
             )
             return False
-        self.run.start(at)
+        self.run.start(at, message.wake)
         return True
 
     async def _on_kill(self, message: Kill) -> bool:
@@ -640,6 +640,14 @@ class Agent:
             sum(min(n, outbox.streams[k].size) for k, n in offsets.items()),
             outbox.written,
         )
+        lost = outbox.lost(offsets)
+        if lost:
+            log.warning(
+                "test %s: %d bytes of output cannot be replayed: they were streamed without "
+                "the spool and lost in the cut (the controller is told where)",
+                shown(run.label),
+                lost,
+            )
         session.send(Resumed(run_id=run_id))
         if run.stage is Stage.PREPARED:
             # The controller sent its start on the lost connection.

@@ -47,6 +47,10 @@ class ConnectionLost(AgentError):
     pass
 
 
+class AuthenticationRefused(AgentError):
+    """The agent and we do not hold the same credential: no retry can mend that."""
+
+
 class Refused(AgentError):
     """Nothing listens there: the agent's process is not running."""
 
@@ -356,16 +360,18 @@ class AgentLink:
         except PeerError as exc:
             await self.close()
             if exc.code == "auth":
-                raise AgentError(
+                raise AuthenticationRefused(
                     "authentication failed: the agent holds a different token"
                 ) from None
             raise AgentError(f"the agent refused: {exc.message}") from None
         except CredentialRefused as exc:
             await self.close()
-            raise AgentError(str(exc)) from None
+            raise AuthenticationRefused(str(exc)) from None
         except AuthenticationFailed:
             await self.close()
-            raise AgentError("authentication failed: the agent does not hold our token") from None
+            raise AuthenticationRefused(
+                "authentication failed: the agent does not hold our token"
+            ) from None
         except ProtocolError as exc:
             await self.close()
             raise AgentError(str(exc)) from None
