@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
 from netjobs_agent import procs, server  # noqa: E402
+from netjobs_core import event_loop  # noqa: E402
 from netjobs_core.config import Plan, parse_config  # noqa: E402
 from netjobs_core.events import Event, HostChanged  # noqa: E402
 from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
@@ -294,7 +295,8 @@ async def bench(
     failed = 0
     try:
         ports = hosts.ports
-        print(f"{len(ports)} agents in {len(hosts.by_process)} processes", flush=True)
+        loop = event_loop.loop_name(asyncio.get_running_loop())
+        print(f"{len(ports)} agents in {len(hosts.by_process)} processes; controller on {loop}")
         print(HEADER)
         print("|---:|---|---:|---:|---:|---:|---|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
@@ -334,13 +336,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "kernel stamps), default (ClockPolicy()), or batch=B/min=M/max=X/tight=NS/patience=P/"
         "stamps=0|1 (default: strict,default)",
     )
+    parser.add_argument(
+        "--loop",
+        choices=("controller", "asyncio"),
+        default="controller",
+        help="the controller's event loop: its own (uvloop where installed) or asyncio's",
+    )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
         return 0
     policies = {name: policy_named(name) for name in args.clock.split(",")}
-    return asyncio.run(bench(args.sizes, args.repeats, args.per_process, policies))
+    factory = event_loop.loop_factory() if args.loop == "controller" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(bench(args.sizes, args.repeats, args.per_process, policies))
 
 
 _POLICY_KEYS = {
