@@ -333,8 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--clock",
         default="strict,default",
         help="measurements to compare: strict (3.0 and 3.1: 16 pings, one host at a time, no "
-        "kernel stamps), default (ClockPolicy()), or batch=B/min=M/max=X/tight=NS/patience=P/"
-        "stamps=0|1 (default: strict,default)",
+        "kernel stamps), default (ClockPolicy()), or batch=B/min=M/smin=S/max=X/tight=NS/"
+        "patience=P/stamps=0|1 (default: strict,default)",
     )
     parser.add_argument(
         "--loop",
@@ -356,6 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _POLICY_KEYS = {
     "batch": "batch",
     "min": "min_pings",
+    "smin": "min_stamped",
     "max": "max_pings",
     "tight": "tight_ns",
     "patience": "patience",

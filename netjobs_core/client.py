@@ -9,6 +9,7 @@ import os
 import re
 import socket
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from netjobs_core.wire import rx_stamps
@@ -22,7 +23,7 @@ from netjobs_core.wire.errors import (
     PeerError,
     ProtocolError,
 )
-from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role
+from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role, Status
 from netjobs_core.wire.sealing import Credential
 from netjobs_core.wire.states import State
 
@@ -306,7 +307,12 @@ async def _connect(address: Address) -> socket.socket:
     to the first of the address's resolved addresses that answers; raises OSError as
     asyncio.open_connection would (several failures with one errno: the first)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    try:  # an address needs no resolver, nor its thread
+        infos = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
     errors: list[OSError] = []
     for family, kind, proto, _, sockaddr in infos:
         sock = rx_stamps.stream_socket(family, kind, proto)
@@ -353,6 +359,9 @@ class AgentLink:
         self._sent_ns = 0  # when our latest write left
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
+        self._along: list[Message] = []  # to send right behind our auth
+        self._early_ping: int | None = None  # when the ping sent with the auth left
+        self.status: Status | None = None  # the agent's latest answer to a status query
 
     @property
     def credential(self) -> Credential | None:
@@ -365,8 +374,17 @@ class AgentLink:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def connect(self, timeout: float) -> None:
-        """Connect and authenticate both ways, or raise AgentError."""
+    async def connect(
+        self, timeout: float, along: Sequence[Message] = (), ping: bool = False
+    ) -> None:
+        """Connect and authenticate both ways, or raise AgentError.
+
+        ALONG: requests sent right behind our auth, which the agent answers after its
+        welcome: no round trip of their own (a status reply lands in `status`). PING:
+        the first clock ping too, where the channel has kernel arrival stamps (a pong
+        read late then only lengthens its round trip; without them a host is pinged
+        in its turn): the next `ping()` returns its sample."""
+        self._along = list(along)
         token = self._token
         if self.address.over_ssh:
             if self._dialer is None:
@@ -375,6 +393,9 @@ class AgentLink:
         else:
             self._channel = await open_tcp(self.address, timeout)
         self.tcp_connected = True
+        if ping and self._channel.kernel_stamps:
+            self._seq += 1
+            self._along.append(Ping(seq=self._seq))
         # Over SSH the agent gets this run's token on its channel: no host credential.
         host = None if self.address.over_ssh else self.address.host
         self._conn = Connection(Role.CONTROLLER, token, host=host)
@@ -434,6 +455,14 @@ class AgentLink:
                 raise AgentError(_HANDSHAKE_CLOSED)
             raise ConnectionLost("connection lost: the agent closed it")
         self._pending.extend(self._conn.receive_data(data))
+        if self._along and self._conn.pipelining:  # our auth is queued: right behind it
+            along, self._along = self._along, []
+            for message in along:
+                self._conn.send(message)
+            self._flush()
+            if isinstance(along[-1], Ping):
+                self._early_ping = self._sent_ns
+            return
         self._flush()
 
     def send(self, message: Message) -> None:
@@ -479,13 +508,18 @@ class AgentLink:
     async def ping(self, kernel_stamps: bool = True) -> Sample:
         """One clock sample; with `kernel_stamps`, both arrivals are the kernel's
         where the channel and the agent give them (`stamped` then says so)."""
-        self._seq += 1
+        if self._early_ping is None:
+            self._seq += 1
+            self.send(Ping(seq=self._seq))
+            sent = self._sent_ns  # as the write left, after encoding and sealing
+        else:  # sent with our auth
+            sent, self._early_ping = self._early_ping, None
         seq = self._seq
-        sent = now_ns()
-        self.send(Ping(seq=seq))
         while True:
             answer = await self.recv()
-            if isinstance(answer, Pong) and answer.seq == seq:
+            if isinstance(answer, Status):
+                self.status = answer
+            elif isinstance(answer, Pong) and answer.seq == seq:
                 if not kernel_stamps:
                     self.stamped = False
                     return Sample(sent, answer.clock, self.read_ns, answer.wall)
