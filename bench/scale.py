@@ -348,9 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
         return 0
     policies = {name: policy_named(name) for name in args.clock.split(",")}
-    factory = event_loop.loop_factory() if args.loop == "controller" else None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(bench(args.sizes, args.repeats, args.per_process, policies))
+    main = bench(args.sizes, args.repeats, args.per_process, policies)
+    return event_loop.run(main, fast=args.loop == "controller")
 
 
 _POLICY_KEYS = {

@@ -475,6 +475,10 @@ class AgentLink:
             raise ConnectionLost(f"protocol error: {exc}") from None
         self._flush()
 
+    def received(self) -> Message | None:
+        """The next message if it has come already (no wait, no timer), else None."""
+        return self._pending.popleft() if self._pending else None
+
     async def recv(self) -> Message:
         """The next message; raises ConnectionLost, or PeerError-derived AgentError."""
         while not self._pending:
