@@ -39,7 +39,7 @@ from netjobs_core.wire.messages import (
 )
 from netjobs_core.wire.status import CommandStatus
 
-from . import collect, oskit
+from . import collect, execwatch, oskit
 from .echo import Echo
 
 CHUNK = 256 * 1024  # one pipe read at most (as much as the event loop's pipe transport reads)
@@ -50,6 +50,17 @@ PREPARED_TIMEOUT_S = 600.0  # a prepared run nobody starts does not hold the age
 # Waiting for the release: asyncio sleep to oskit.coarse_wake_margin_ns() before
 # the instant (loop timers are coarse), time.sleep to this much before, then spin.
 FINE_MARGIN_NS = 200_000
+# After the release the agent keeps out of its commands' way: it first sleeps this
+# long (their exec and first acts come first), then reads their exec events every
+# EXEC_POLL_S until each command exec'd or ended, at most EXEC_WAIT_S after the
+# release; only then does it report `started` and begin reading their pipes (the
+# pipes hold 256 KiB meanwhile: oskit.widen_pipe).
+EXEC_FIRST_LOOK_S = 0.005
+EXEC_POLL_S = 0.005
+EXEC_WAIT_S = 0.1
+# The earliest a controller's Start.wake may have us leave the coarse sleep: the fine
+# sleep that follows blocks the loop (other sessions, pings) that long.
+MAX_WAKE_MARGIN_NS = 50_000_000
 
 log = logging.getLogger("netjobs.agent")
 
@@ -185,6 +196,10 @@ class Job:
         self.released_at = now_ns()
         self.start_epoch_ns = start_epoch_ns
         self.spawn(gated=False)
+
+    @property
+    def exited(self) -> bool:
+        return self._exited.done()
 
     def close_gate(self) -> None:
         if self.gate_fd is not None:
@@ -400,6 +415,8 @@ class Run:
         self.jobs = [Job(spec, label, sink, echo, collect_max) for spec in specs]
         self.stage = Stage.PREPARED
         self._at: int | None = None
+        self._wake_ns = 0  # the controller's wake margin (Start.wake), if larger than ours
+        self._ahead_ns: int | None = None  # how long before the instant the start came
         self._go = asyncio.Event()
         self._killed = asyncio.Event()
         self._on_done = on_done
@@ -425,13 +442,16 @@ class Run:
     def kill_requested(self) -> bool:
         return self._killed.is_set()
 
-    def start(self, at: int | None) -> None:
-        """Release at AT; once, as the protocol table allows only one start."""
+    def start(self, at: int | None, wake: int | None = None) -> None:
+        """Release at AT, leaving the coarse sleep WAKE ns before it (None: our own
+        margin); once, as the protocol table allows only one start."""
         if self.kill_requested:
             # It crossed the exits of the kill on the wire: nothing to release.
             log.info("test %r: start ignored, the test is being killed", self.label)
             return
         self._at = at
+        self._wake_ns = min(wake or 0, MAX_WAKE_MARGIN_NS)
+        self._ahead_ns = None if at is None else at - now_ns()
         self._go.set()
 
     def kill(self, reason: str) -> None:
@@ -457,7 +477,13 @@ class Run:
             if not self.kill_requested:
                 await self._sleep_until_near(self._at)
             if not self.kill_requested:
-                self._release(self._at)
+                watch, why = execwatch.open_watch() if self.gated else (None, "")
+                try:
+                    self._release(self._at)
+                    await self._report_started(watch, why)
+                finally:
+                    if watch is not None:
+                        watch.close()
                 if not self.gated:
                     for job in self.jobs:
                         if job.proc is not None:
@@ -479,7 +505,8 @@ class Run:
     async def _sleep_until_near(self, at: int | None) -> None:
         if at is None:
             return
-        delay = (at - now_ns() - oskit.coarse_wake_margin_ns()) / 1e9
+        margin = max(oskit.coarse_wake_margin_ns(), self._wake_ns)
+        delay = (at - now_ns() - margin) / 1e9
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
@@ -511,16 +538,35 @@ class Run:
             if gc_was_enabled:
                 gc.enable()
         self.stage = Stage.RELEASED
-        for job in self.jobs:
-            job.close_gate()
+
+    async def _report_started(self, watch: execwatch.ExecWatch | None, why: str) -> None:
+        """Report the release, once out of the commands' way: with their exec instants
+        where the kernel tells them (`watch`), else why not (`why`)."""
         released = {
-            str(job.spec.id): job.released_at
+            job.spec.id: job.released_at
             for job in self.jobs
             if job.released_at is not None and job.proc is not None
         }
+        exec_at: dict[int, int] | None = None
+        if watch is not None:
+            roots = {job.proc.pid: job.spec.id for job in self.jobs if job.proc is not None}
+            watch.track(roots, released)
+            await self._await_execs(watch, released)
+            exec_at = watch.exec_at
+        for job in self.jobs:
+            job.close_gate()
         first = min(released.values(), default=None)
+        at = self._at
         late_ns = max(0, first - at) if first is not None and at is not None else 0
-        self.sink.post(Started(released_at=released, late_ns=late_ns))
+        self.sink.post(
+            Started(
+                released_at={str(key): value for key, value in released.items()},
+                late_ns=late_ns,
+                exec_at=None if exec_at is None else {str(k): v for k, v in exec_at.items()},
+                exec_error=why or None,
+                ahead_ns=self._ahead_ns,
+            )
+        )
         log.info(
             "test %r started: %d of %d commands released, %.3f ms after the requested instant",
             self.label,
@@ -528,3 +574,22 @@ class Run:
             len(self.jobs),
             late_ns / 1e6,
         )
+
+    async def _await_execs(self, watch: execwatch.ExecWatch, released: dict[int, int]) -> None:
+        """Until each released command exec'd or ended, within EXEC_WAIT_S: polled, as
+        waking for every process event of a busy machine would cost its commands more."""
+        if not released:
+            return
+        deadline = min(released.values()) + int(EXEC_WAIT_S * 1e9)
+        await asyncio.sleep(EXEC_FIRST_LOOK_S)
+        while True:
+            watch.drain()
+            waiting = [
+                job
+                for job in self.jobs
+                if job.spec.id in released and job.spec.id not in watch.exec_at and not job.exited
+            ]
+            remaining = (deadline - now_ns()) / 1e9
+            if not waiting or remaining <= 0 or self.kill_requested:
+                return
+            await asyncio.sleep(min(EXEC_POLL_S, remaining))

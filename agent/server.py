@@ -52,10 +52,10 @@ from netjobs_core.wire.messages import (
     Status,
     StatusQuery,
 )
-from netjobs_core.wire.sealing import token_key
+from netjobs_core.wire.sealing import Credential, token_key
 from netjobs_core.wire.silence import PeerSilent, receive_within
 from netjobs_core.wire.states import State
-from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
+from netjobs_core.wire.tokens import STDIO_READY, Token, parse_stdio_greeting
 
 from . import limits, oskit, procs
 from .echo import Echo
@@ -104,16 +104,24 @@ class Session:
     """One controller connection; also the `Sink` of the run it prepares."""
 
     def __init__(
-        self, agent: Agent, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        agent: Agent,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        between_tests: bool = False,
     ) -> None:
         self.agent = agent
+        # A stdio channel between two tests: it may stay quiet until the next hello.
+        self.between_tests = between_tests
+        self.said_bye = False  # the controller ended this session with `bye`
         self.reader = reader
         self.writer = writer
         peername = writer.get_extra_info("peername")
         # A stdio session's pipes have no peer: the agent names its controller.
         self.peer = format_address(peername) if peername is not None else agent.channel_name
         self.source = str(peername[0]) if isinstance(peername, tuple) else self.peer
-        self.conn = Connection(Role.AGENT, agent.token.secret, host=agent.token.host)
+        token = agent.token
+        self.conn = Connection(Role.AGENT, token.secret, host=token.host, link=token.link)
         self.closed = False
         self.run: Run | None = None  # the latest run this connection prepared or resumed
         self.outbox: Outbox | None = None  # that run's messages
@@ -182,7 +190,13 @@ class Session:
             self.closed = True
             self.conn.close()
             self.agent.session_ended(self)
-            await self._close()
+            if not self.may_carry_another():
+                await self._close()
+
+    def may_carry_another(self) -> bool:
+        """Over stdio: the session ended at a test's boundary (the controller's `bye`
+        with no run active), so its channel may carry the run's next test."""
+        return self.agent.stdio and self.said_bye and self.agent.run is None
 
     async def _close(self) -> None:
         self.writer.close()  # sends what is queued (an error frame, say) first
@@ -195,13 +209,13 @@ class Session:
     async def _handshake(self) -> list[Message] | None:
         """Authenticate within AUTH_TIMEOUT_S; returns requests sent along with it."""
         say = self.agent.preauth_log.log
+        # Between tests a stdio channel (authenticated by SSH) waits for as long as the
+        # run does; the next hello then has the usual time to complete.
+        early = await self._read_handshake() if self.between_tests else None
         try:
             async with asyncio.timeout(AUTH_TIMEOUT_S) as deadline:
                 while True:
-                    try:
-                        data = await self.reader.read(READ_CHUNK)
-                    except OSError:
-                        data = b""  # a reset or ETIMEDOUT: same story as a close here
+                    data, early = early if early is not None else await self._read_handshake(), None
                     if not data:
                         self._log_early_hangup()
                         return None
@@ -238,6 +252,12 @@ class Session:
         except ProtocolError as exc:
             say(self.source, logging.WARNING, "%s: %s: closing", self.peer, limits.clip(str(exc)))
         return None
+
+    async def _read_handshake(self) -> bytes:
+        try:
+            return await self.reader.read(READ_CHUNK)
+        except OSError:
+            return b""  # a reset or ETIMEDOUT: same story as a close here
 
     def _log_early_hangup(self) -> None:
         if self.closed:
@@ -341,7 +361,7 @@ class Session:
                 f"clock (at most {MAX_START_AHEAD_NS / 1e9:g} s)",
             )
             return False
-        self.run.start(at)
+        self.run.start(at, message.wake)
         return True
 
     async def _on_kill(self, message: Kill) -> bool:
@@ -350,6 +370,7 @@ class Session:
 
     async def _on_bye(self, message: Bye) -> bool:
         log.info("%s said bye", self.peer)
+        self.said_bye = True
         return False
 
     async def _on_error(self, message: Error) -> bool:
@@ -389,7 +410,7 @@ class Agent:
     ) -> None:
         self.token = token
         self.echo = echo
-        if token.host is None:  # a host credential is used as it is
+        if token.kind is Credential.SHARED:  # a credential or link secret is random already
             token_key(token.secret)  # the costly part of a handshake, paid once at start
         self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(fd_limits.fd_limit()))
         # What unauthenticated peers make the agent log: bounded per source and in all.
@@ -400,6 +421,7 @@ class Agent:
         self.spool_limit = spool_limit
         self.spool_dir = spool_dir
         self.max_grace = MAX_GRACE_S  # 0 in stdio mode: the agent ends with its channel
+        self.stdio = False  # serving one channel, test after test (serve_stdio)
         self.channel_name = "stdio"
         self.run: Run | None = None
         self.outboxes: dict[str, Outbox] = {}  # by run id: every run a controller may still read
@@ -425,9 +447,19 @@ class Agent:
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        await self.serve_session(reader, writer)
+
+    async def serve_session(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        between_tests: bool = False,
+    ) -> bool:
+        """Serve one controller session; True: it left its (stdio) channel open for the
+        next (Session.may_carry_another)."""
         task = asyncio.current_task()
         assert task is not None
-        session = Session(self, reader, writer)
+        session = Session(self, reader, writer, between_tests)
         admitted, evicted = self.gate.admit(session, session.source)
         if evicted is not None:
             assert isinstance(evicted, Session)
@@ -447,7 +479,7 @@ class Agent:
                 self.gate.authenticated,
             )
             session.abort()
-            return
+            return False
         self._sessions[task] = session
         try:
             await session.serve()
@@ -460,6 +492,7 @@ class Agent:
         finally:
             self.gate.left(session)
             del self._sessions[task]
+        return session.may_carry_another()
 
     def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """asyncio reports accept() failures (EMFILE...) here, once per attempt: log
@@ -607,6 +640,14 @@ class Agent:
             sum(min(n, outbox.streams[k].size) for k, n in offsets.items()),
             outbox.written,
         )
+        lost = outbox.lost(offsets)
+        if lost:
+            log.warning(
+                "test %s: %d bytes of output cannot be replayed: they were streamed without "
+                "the spool and lost in the cut (the controller is told where)",
+                shown(run.label),
+                lost,
+            )
         session.send(Resumed(run_id=run_id))
         if run.stage is Stage.PREPARED:
             # The controller sent its start on the lost connection.
@@ -873,6 +914,9 @@ async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             raise ListenError("--stdio needs pipes or sockets on stdin and stdout (an SSH channel)")
     loop = asyncio.get_running_loop()
     channel_in, channel_out = os.dup(0), os.dup(1)  # not inheritable: commands do not get them
+    # Output leaves in larger writes, which sshd reads in larger SSH packets: fewer
+    # wake-ups here, in sshd and in the controller's per-packet work.
+    oskit.widen_pipe(channel_out)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
@@ -891,27 +935,31 @@ async def _stdio_streams() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
 
 
 async def _read_stdio_token(reader: asyncio.StreamReader) -> Token:
-    """The first line on the channel: the run's token, in hex, from the controller
-    (never in argv or the environment, where `ps` would show it)."""
+    """The first line on the channel: this link's secret from the controller, as
+    `link <hex>` (never in argv or the environment, where `ps` would show it)."""
     async with asyncio.timeout(AUTH_TIMEOUT_S):
         line = await reader.readline()
-    try:
-        secret = bytes.fromhex(line.decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        secret = b""
-    if len(secret) != STDIO_TOKEN_BYTES:
-        raise ListenError("expected the controller's token as the first line on standard input")
-    return Token(secret, "the controller's first line")
+    secret = parse_stdio_greeting(line)
+    if secret is None:
+        raise ListenError(
+            "expected the controller's link secret ('link <64 hex digits>') as the first "
+            "line on standard input"
+        )
+    return Token(secret, "the controller's first line", link=True)
 
 
 async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) -> int:
-    """One controller session on stdin/stdout (an agent started over SSH for one run).
+    """One controller on stdin/stdout: an agent started over SSH for a whole run.
 
-    SSH authenticated both ends: the token is the controller's random one for this
-    agent, then the protocol is the usual one. The end of the channel (EOF, the SSH
-    connection dropped) is the controller gone: the orphan rules kill the run, and
-    the agent exits with its session: nothing listens, nothing stays. No reconnect
-    grace: a new channel would reach a new agent, not this one.
+    SSH authenticated both ends: the secret is the controller's random one for this
+    link (sealing.link_key), then the protocol is the usual one, a session per test
+    as an installed agent has a connection per test. A session the controller ends
+    with `bye` and no run active leaves the channel to the next: the agent says it
+    is ready again and waits, as long as the run lasts, for the next hello. Any
+    other end of a session, or of the channel (EOF, the SSH connection dropped), is
+    the controller gone: the orphan rules kill the run, and the agent exits:
+    nothing listens, nothing stays. No reconnect grace: a new channel would reach
+    a new agent, not this one.
     """
     loop = asyncio.get_running_loop()
     reader, writer = await _stdio_streams()
@@ -921,6 +969,7 @@ async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) 
         raise ListenError(f"no token from the controller within {AUTH_TIMEOUT_S:g} s") from None
     agent = Agent(token, orphan_grace=orphan_grace, reconnect_grace=0.0, spool_limit=spool_limit)
     agent.max_grace = 0.0
+    agent.stdio = True
     client = os.environ.get("SSH_CLIENT", "").split()
     agent.channel_name = f"ssh {client[0]}" if client else "stdio"
     stop = asyncio.Event()
@@ -928,11 +977,21 @@ async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) 
     if hasattr(signal, "SIGHUP"):
         loop.add_signal_handler(signal.SIGHUP, stop.set)  # the SSH session hung up
     procs.CONTAINMENT.start(None)
-    writer.write(STDIO_READY + f"{__version__}\n".encode())  # the controller's "started"
+    ready = STDIO_READY + f"{__version__}\n".encode()
+    writer.write(ready)  # the controller's "started"
     try:
-        session = asyncio.create_task(agent.handle_connection(reader, writer), name="session")
         stopping = asyncio.create_task(stop.wait(), name="stop")
-        await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        tests = 0
+        while True:
+            session = asyncio.create_task(
+                agent.serve_session(reader, writer, between_tests=tests > 0),
+                name=f"session {tests + 1}",
+            )
+            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not session.done() or not session.result():
+                break
+            tests += 1
+            writer.write(ready)  # the session's `bye` reached us: ready for the next
         run = agent._run_task
         if session.done() and run is not None and not run.done():
             # The orphan timer kills the run after its grace; it ends soon after.

@@ -2,10 +2,11 @@
 """How fast does a command's output reach the controller, and at what memory cost?
 
 One real local agent (`python -m netjobs_agent`) and the real `netjobs` CLI with
-`--json`, side by side in one run with a raw socket transfer of the same bytes on
-loopback (a pipe into a process that writes them to a TCP socket, read by a
-process that counts them: what NetJobs adds is framing, the HMAC, the agent's spool
-and the controller's spool to the run folder). Cases:
+`--json`, side by side in one run with two raw socket transfers of the same bytes on
+loopback, read by a process that counts them: a Python relay (a pipe into a process
+that writes them to a TCP socket: what NetJobs adds to it is framing, the HMAC, the
+agent's spool and the controller's spool to the run folder) and the kernel's floor,
+sendfile(2) of the file straight into the socket. Cases:
 
 * 200 MiB of random bytes and 200 MiB of text (`cat FILE`): NetJobs and raw, rates
   and their ratio; sha256 of the file in the run folder and of the JSON's
@@ -45,6 +46,17 @@ sys.path.insert(0, str(REPO))
 from netjobs_core import local_agents  # noqa: E402
 
 MIB = 1024**2
+# The kernel's floor for the same bytes: the file straight into the socket, no copy
+# through any process (what a pipe -> Python -> socket relay is measured against).
+SENDFILE_SENDER = """
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+with open(sys.argv[2], "rb") as f:
+    size, offset = os.fstat(f.fileno()).st_size, 0
+    while offset < size:
+        offset += os.sendfile(s.fileno(), f.fileno(), offset, size - offset)
+s.close()
+"""
 SENDER = """
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
@@ -77,18 +89,23 @@ def _wait4(process: subprocess.Popen[bytes], timeout: float) -> tuple[int, int, 
         time.sleep(0.005)
 
 
-def raw_transfer(path: Path) -> Measure:
-    """`cat FILE | sender` -> a socket -> this process, counting."""
+def raw_transfer(path: Path, sendfile: bool = False) -> Measure:
+    """`cat FILE | sender` -> a socket -> this process, counting (`sendfile`: the
+    sender sends the file itself with sendfile(2), no cat, no pipe)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
         began = time.perf_counter()
         own = resource.getrusage(resource.RUSAGE_SELF)
-        cat = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
-        sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port)], stdin=cat.stdout)
-        assert cat.stdout is not None
-        cat.stdout.close()
+        if sendfile:
+            cat = subprocess.Popen(["true"])  # nothing to pipe: kept for the clean-up below
+            sender = subprocess.Popen([sys.executable, "-c", SENDFILE_SENDER, str(port), str(path)])
+        else:
+            cat = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
+            sender = subprocess.Popen([sys.executable, "-c", SENDER, str(port)], stdin=cat.stdout)
+            assert cat.stdout is not None
+            cat.stdout.close()
         try:
             conn, _ = listener.accept()
             buffer = bytearray(MIB)
@@ -202,23 +219,30 @@ def main() -> int:
         )
         pid, port = agent.process.pid, agent.port
         try:
-            rows: list[tuple[str, Measure | None, Measure, float]] = []
+            rows: list[tuple[str, Measure | None, Measure | None, Measure, float]] = []
             fixed = [netjobs_run(workdir, token_file, pid, port, "true", None) for _ in range(2)]
             base = min(fixed, key=lambda m: m.seconds)
             for kind, path in files.items():
-                raws, runs = [], []
-                for _ in range(args.repeats):  # interleaved: the same load for both
+                raws, sends, runs = [], [], []
+                for _ in range(args.repeats):  # interleaved: the same load for all three
+                    sends.append(raw_transfer(path, sendfile=True))
                     raws.append(raw_transfer(path))
                     runs.append(netjobs_run(workdir, token_file, pid, port, f"cat {path}", path))
                 best = min(runs, key=lambda m: m.seconds)
                 best.sha_ok = all(m.sha_ok for m in runs)
                 best.rss_kib = max(m.rss_kib for m in runs)
                 rows.append(
-                    (f"{args.mib} MiB {kind}", min(raws, key=lambda m: m.seconds), best, args.mib)
+                    (
+                        f"{args.mib} MiB {kind}",
+                        min(sends, key=lambda m: m.seconds),
+                        min(raws, key=lambda m: m.seconds),
+                        best,
+                        args.mib,
+                    )
                 )
             zeros = f"head -c {args.big_mib * MIB} /dev/zero"
             big = netjobs_run(workdir, token_file, pid, port, zeros, None)
-            rows.append((f"{args.big_mib} MiB zeros", None, big, args.big_mib))
+            rows.append((f"{args.big_mib} MiB zeros", None, None, big, args.big_mib))
             agent_peak = _peak_rss_kib(pid)
         finally:
             agent.kill()
@@ -230,20 +254,24 @@ def main() -> int:
     print(f"# agent peak RSS over all cases (VmHWM): {agent_peak / 1024 * 1.048576:.0f} MB")
     print()
     print(
-        "| case | raw MiB/s | netjobs MiB/s | ratio | incl. fixed cost | raw CPU s/GiB "
-        "| netjobs CPU s/GiB | ctl peak RSS MB | sha256 |"
+        "| case | sendfile MiB/s | Python relay MiB/s | netjobs MiB/s | of the relay "
+        "| of sendfile | incl. fixed cost | relay CPU s/GiB | netjobs CPU s/GiB "
+        "| ctl peak RSS MB | sha256 |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    for case, raw, run, mib in rows:
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for case, send, raw, run, mib in rows:
         rate = mib / max(1e-6, run.seconds - base.seconds)
         cpu = (run.cpu_s - base.cpu_s) * 1024 / mib
+        send_rate = f"{mib / send.seconds:.0f}" if send else "-"
+        of_send = f"{rate / (mib / send.seconds):.0%}" if send else "-"
         raw_rate = f"{mib / raw.seconds:.0f}" if raw else "-"
         ratio = f"{rate / (mib / raw.seconds):.0%}" if raw else "-"
         raw_cpu = f"{raw.cpu_s * 1024 / mib:.1f}" if raw else "-"
         sha = "-" if run.sha_ok is None else "equal" if run.sha_ok else "DIFFERENT"
         print(
-            f"| {case} | {raw_rate} | {rate:.0f} | {ratio} | {mib / run.seconds:.0f} | {raw_cpu} "
-            f"| {cpu:.1f} | {run.rss_kib / 1024 * 1.048576:.0f} | {sha} |"
+            f"| {case} | {send_rate} | {raw_rate} | {rate:.0f} | {ratio} | {of_send} "
+            f"| {mib / run.seconds:.0f} | {raw_cpu} | {cpu:.1f} "
+            f"| {run.rss_kib / 1024 * 1.048576:.0f} | {sha} |"
         )
     return 0
 

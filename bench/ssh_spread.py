@@ -5,12 +5,12 @@ Makes N network namespaces (tests/ssh_lab.py: one real sshd each, with names and
 subnets of this run's own, tests/netlab.py, so it may run next to the suite), starts an
 installed agent in each too (`python -m netjobs_agent` on port 16192 there),
 then runs --repeats one-test plans of `date +%s%N` on every host, alternating
-the two ways of reaching them: ssh:// targets (the agent started over SSH for
-each test, one SSH connection per host for the run) and plain targets (the
-installed agents). It prints, per way: the start spread as the runner reports it
-and from the commands' own timestamps (p50 / max), the reported uncertainty, the
-largest round trip, and the median time from the test's start to the commands
-being ready (connect + deploy + clock + prepare). Needs root, iproute2, sshd.
+the two ways of reaching them: ssh:// targets (one SSH connection and one agent
+per host for the run) and plain targets (the installed agents). It prints, per
+way: the start spread as the runner reports it and from the commands' own
+timestamps (p50 / max), the reported uncertainty, the largest round trip, and the
+median time from the test's start to the commands being ready (connect + deploy +
+clock + prepare). Needs root, iproute2, sshd.
 
     sudo .venv/bin/python bench/ssh_spread.py                 # 8 hosts, 10 repeats: ~1 min
     sudo .venv/bin/python bench/ssh_spread.py --hosts 4 --repeats 20

@@ -39,6 +39,7 @@ import platform
 import random
 import secrets
 import selectors
+import shutil
 import signal
 import statistics
 import subprocess
@@ -252,6 +253,177 @@ def load_note(
     )
 
 
+# ----------------------------------------------------------------------------- the floor
+# A command whose first act is to read the clock: `date` adds 0.5-1 ms of dynamic
+# loading that varies with load. Static, so what follows its exec is its own few µs.
+STAMP_C = r"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+int main(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    char line[32];
+    int n = snprintf(line, sizeof line, "%lld\n", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+    return write(1, line, n) == n ? 0 : 1;
+}
+"""
+# The physical limit of a start on this machine, whatever the protocol: N processes
+# already forked, each sleeping with clock_nanosleep to one CLOCK_MONOTONIC deadline,
+# then exec'ing the command. `floor N LEAD_US PROGRAM ARGS...`
+FLOOR_C = r"""
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 4) return 2;
+    int n = atoi(argv[1]);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long at = now.tv_sec * 1000000000LL + now.tv_nsec + atoll(argv[2]) * 1000LL;
+    struct timespec deadline = {at / 1000000000LL, at % 1000000000LL};
+    for (int i = 0; i < n; i++) {
+        if (fork() == 0) {
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL)) {}
+            execv(argv[3], argv + 3);
+            _exit(127);
+        }
+    }
+    while (wait(NULL) > 0) {}
+    return 0;
+}
+"""
+FLOOR_LEAD_US = 30_000  # every child forked and asleep well before the deadline
+FLOOR_DIRECT = "floor: exec the command"
+FLOOR_SHELL = "floor: exec sh -c command"
+STANDIN = "gate-only stand-in"
+
+
+@dataclass
+class Helpers:
+    """The compiled helpers, or why there are none (no compiler: `apt-get install gcc`)."""
+
+    stamp: Path | None = None
+    floor: Path | None = None
+    error: str = ""
+
+
+def compile_helpers(workdir: Path) -> Helpers:
+    compiler = next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
+    if compiler is None:
+        return Helpers(error="no C compiler here (cc, gcc, clang): no floor, `date` as command")
+    built = Helpers()
+    for name, source, flags in (("stamp", STAMP_C, ["-static"]), ("floor", FLOOR_C, [])):
+        (workdir / f"{name}.c").write_text(source)
+        out = workdir / name
+        done = subprocess.run(
+            [compiler, "-O2", *flags, "-o", str(out), str(workdir / f"{name}.c")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0 and flags:  # no static libc: dynamic is still a C binary
+            done = subprocess.run(
+                [compiler, "-O2", "-o", str(out), str(workdir / f"{name}.c")],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        if done.returncode != 0:
+            built.error = f"{compiler} failed on {name}.c: {done.stderr.strip()[:200]}"
+            return built
+        setattr(built, name, out)
+    return built
+
+
+def _stamps(output: bytes) -> list[int]:
+    return [int(line) for line in output.split() if line.strip().isdigit()]
+
+
+def run_floor(helpers: Helpers, count: int, command: list[str], sample: Sample) -> Sample:
+    """N C waiters exec'ing COMMAND at one deadline: the spread of their stamps."""
+    assert helpers.floor is not None
+    try:
+        done = subprocess.run(
+            [str(helpers.floor), str(count), str(FLOOR_LEAD_US), *command],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        sample.error = "the floor helper did not finish within 30 s"
+        return sample
+    stamps = _stamps(done.stdout)
+    if len(stamps) != count:
+        sample.error = f"the floor printed {len(stamps)} stamps of {count}"
+        return sample
+    sample.stamps_spread_ms = (max(stamps) - min(stamps)) / 1e6
+    sample.ok = True
+    return sample
+
+
+def run_standin(count: int, command: str, sample: Sample) -> Sample:
+    """The agent's gate and release and nothing else: N gated shells spawned as the
+    agent spawns them (agent.oskit: gate prefix, setpriv, own session), released by
+    one write each after the agent's sleep and spin; then this process only waits.
+    Release -> first act here is what the agent would give if it did nothing else."""
+    from agent import oskit
+
+    wrapper = oskit.death_signal_wrapper() or []
+    gates: list[tuple[subprocess.Popen[bytes], int]] = []
+    try:
+        for _ in range(count):
+            read_fd, write_fd = os.pipe()
+            proc = subprocess.Popen(
+                [*wrapper, *oskit.shell_args(command, gated=True)],
+                stdin=read_fd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            os.close(read_fd)
+            gates.append((proc, write_fd))
+        time.sleep(0.03)  # every gate shell blocked in its read
+        at = time.perf_counter_ns() + 5_000_000
+        time.sleep(max(0.0, (at - time.perf_counter_ns() - 200_000) / 1e9))
+        while time.perf_counter_ns() < at:
+            pass
+        released = []
+        epoch = time.time_ns()
+        for _, write_fd in gates:
+            released.append(time.time_ns())
+            os.write(write_fd, oskit.gate_release(epoch))
+        for _, write_fd in gates:
+            os.close(write_fd)
+        stamps = []
+        for proc, _ in gates:
+            out, _ = proc.communicate(timeout=30)
+            stamps.extend(_stamps(out))
+    except (OSError, subprocess.SubprocessError) as exc:
+        sample.error = f"stand-in: {exc}"
+        return sample
+    finally:
+        for proc, write_fd in gates:
+            with contextlib.suppress(OSError):
+                os.close(write_fd)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if len(stamps) != count:
+        sample.error = f"the stand-in's commands printed {len(stamps)} stamps of {count}"
+        return sample
+    sample.stamps_spread_ms = (max(stamps) - min(stamps)) / 1e6
+    sample.release_to_stamp_ms = statistics.median(
+        (stamp - at) / 1e6 for stamp, at in zip(stamps, released, strict=True)
+    )
+    sample.ok = True
+    return sample
+
+
 # ----------------------------------------------------------------------------- measuring
 
 
@@ -273,6 +445,10 @@ class Sample:
     other_cpu: float | None = None  # share of the CPUs other processes took meanwhile
     other_cpu_s: float | None = None
     discarded: bool = False  # the machine was busy: measured again
+    exec_spread_ms: float | None = None  # TestResult.exec_spread_ms (the kernel's exec events)
+    exec_uncertainty_ms: float | None = None
+    late_ms: float | None = None  # the latest CommandResult.release_late_ms
+    lead_ms: float | None = None
     # per command: [port, timestamp - earliest timestamp (ms), reported offset from the
     # common start (ms), clock-offset estimate (ms), rtt (ms)]
     commands: list[list[float | None]] = field(default_factory=list)
@@ -289,6 +465,11 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
     sample.duration_s = test.duration_s
     sample.reported_spread_ms = test.start_spread_ms
     sample.uncertainty_ms = test.start_spread_uncertainty_ms
+    sample.exec_spread_ms = test.exec_spread_ms
+    sample.exec_uncertainty_ms = test.exec_spread_uncertainty_ms
+    sample.lead_ms = test.lead_ms
+    late = [c.release_late_ms for h in test.hosts for c in h.commands if c.release_late_ms]
+    sample.late_ms = max(late, default=None)
     offsets = [abs(h.clock_offset_ms) for h in test.hosts if h.clock_offset_ms is not None]
     sample.offset_error_ms = max(offsets) if offsets else None
     rtts = [h.rtt_ms for h in test.hosts if h.rtt_ms is not None]
@@ -333,8 +514,17 @@ async def run_one(
     sample: Sample,
     limit_s: float,
     clock: ClockPolicy = DEFAULT_CLOCK,
+    lead_ms: float | None = None,
 ) -> Sample:
-    runner = Runner(plan, RunOptions(token=token, start_mode=mode, clock=clock))
+    runner = Runner(
+        plan,
+        RunOptions(
+            token=token,
+            start_mode=mode,
+            clock=clock,
+            lead_ns=None if lead_ms is None else lead_ms * 1e6,
+        ),
+    )
     try:
         async with asyncio.timeout(limit_s):
             result = await runner.run()
@@ -374,10 +564,25 @@ class Options:
     quiet_wait: float = 0.0
     max_other_cpu: float = 1.0
     retries: int = 3
+    helpers: Helpers | None = None  # the floor and the stamp binary (--no-floor: None)
+    lead_ms: float | None = None  # --lead: fixed; None: the runner learns it
 
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def extra_samples(
+    count: int, repeat: int, helpers: Helpers, command: str, samples: list[Sample]
+) -> None:
+    """One round of the floor (both forms) and the gate-only stand-in, beside the tests."""
+    if helpers.floor is not None and helpers.stamp is not None:
+        for mode, argv in (
+            (FLOOR_DIRECT, [str(helpers.stamp)]),
+            (FLOOR_SHELL, ["/bin/sh", "-c", str(helpers.stamp)]),
+        ):
+            samples.append(run_floor(helpers, count, argv, Sample(count, False, mode, repeat)))
+    samples.append(run_standin(count, command, Sample(count, False, STANDIN, repeat)))
 
 
 async def measure_agents(
@@ -440,6 +645,8 @@ async def measure_agents(
                 log(f"  warm-up test failed: {warm.error}")
         combos = list(itertools.product(options.delays, options.modes, options.clocks))
         for repeat in range(options.repeats):
+            if options.helpers is not None:
+                extra_samples(count, repeat, options.helpers, options.command, samples)
             # Rotate the order each repeat: no variant always runs first.
             shift = repeat % len(combos)
             for delayed, mode, clock in combos[shift:] + combos[:shift]:
@@ -460,6 +667,7 @@ async def measure_agents(
                         sample,
                         options.test_timeout,
                         CLOCKS[clock],
+                        options.lead_ms,
                     )
                     if checking:
                         await asyncio.sleep(POST_WINDOW_S)
@@ -604,6 +812,58 @@ def diagnostics_table(samples: list[Sample], options: Options) -> list[str]:
     return lines
 
 
+EXEC_STARTUP_MS = 0.2  # what the static stamp binary may add after its exec event
+
+
+def _covered(sample: Sample, spread: float | None, bound: float | None, extra: float) -> bool:
+    """The commands' own stamps fall inside `spread ± bound` (+ `extra`)."""
+    assert sample.stamps_spread_ms is not None
+    return spread is not None and abs(sample.stamps_spread_ms - spread) <= (bound or 0) + extra
+
+
+def floor_table(samples: list[Sample], options: Options) -> list[str]:
+    """Every way of starting, against the floor measured in the same rounds."""
+    lines = [
+        "| agents | start | tests ok | stamps p50 / p95 (ms) | ratio to the floor (p50) "
+        "| exec spread p50 (ms) | stamps inside exec ± (+0.2 ms) | stamps inside release ± "
+        "| release → first act p50 (ms) | latest release late, max (ms) |",
+        "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    grouped = groups(samples)
+    for count in sorted({k[0] for k in grouped}):
+        floor = _median(
+            [s.stamps_spread_ms for s in grouped.get((count, False, FLOOR_DIRECT), []) if s.ok]
+        )
+        for (n, delayed, mode), group in grouped.items():
+            if n != count or delayed:
+                continue
+            ok = [s for s in group if s.ok and s.stamps_spread_ms is not None]
+            stamps = [s.stamps_spread_ms for s in ok if s.stamps_spread_ms is not None]
+            p50 = _median(list(stamps))
+            ratio = f"{p50 / floor:.2f}×" if p50 is not None and floor else "-"
+            netjobs = mode not in (FLOOR_DIRECT, FLOOR_SHELL, STANDIN)
+            execs = [s for s in ok if s.exec_spread_ms is not None]
+            exec_cover = release_cover = "-"
+            if netjobs and ok:
+                inside = sum(
+                    _covered(s, s.exec_spread_ms, s.exec_uncertainty_ms, EXEC_STARTUP_MS)
+                    for s in ok
+                )
+                exec_cover = f"{inside}/{len(ok)}" + ("" if execs else " (not measured)")
+                inside = sum(_covered(s, s.reported_spread_ms, s.uncertainty_ms, 0.0) for s in ok)
+                release_cover = f"{inside}/{len(ok)}"
+            late = [s.late_ms for s in ok if s.late_ms is not None]
+            lines.append(
+                f"| {count} | {mode} | {len(ok)}/{len(group)} "
+                f"| {_fmt(p50, 3)} / {_fmt(percentile(stamps, 0.95) if stamps else None, 3)} "
+                f"| {ratio} | {_fmt(_median([s.exec_spread_ms for s in execs]), 3)} "
+                f"| {exec_cover} | {release_cover} "
+                f"| {_fmt(_median([s.release_to_stamp_ms for s in ok]), 3)} "
+                f"| {_fmt(max(late) if late else None, 3)} |"
+            )
+    return lines
+
+
 def ratios(samples: list[Sample]) -> list[str]:
     """Sequential / scheduled median spreads, per agent count and delay variant."""
     lines = []
@@ -665,6 +925,10 @@ def report(
         ),
         "",
         *main_table(samples, options),
+        "",
+        "Against the floor (no delays; every row measured in the same rounds):",
+        "",
+        *floor_table(samples, options),
         "",
         "Sequential vs scheduled, measured side by side:",
         "",
@@ -762,9 +1026,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
     )
     parser.add_argument(
         "--command",
-        default=DEFAULT_COMMAND,
-        help="must print a timestamp in ns last (default: date +%%s%%N)",
+        help="must print a timestamp in ns last (default: the compiled static stamp "
+        "binary, else date +%%s%%N)",
     )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the C floor and the gate-only stand-in (default: compile them with cc "
+        "when there is one, and use the static stamp binary as the command)",
+    )
+    parser.add_argument("--lead", type=float, metavar="MS", help="fix the lead (default: learned)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted tests per agent count")
     parser.add_argument("--test-timeout", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
@@ -795,7 +1066,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         min_delay_ms=args.min_delay_ms,
         max_delay_ms=args.max_delay_ms,
         jitter_ms=args.jitter_ms,
-        command=args.command,
+        command=args.command or DEFAULT_COMMAND,
         warmup=args.warmup,
         test_timeout=args.test_timeout,
         seed=args.seed,
@@ -805,6 +1076,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         quiet_wait=args.quiet_wait,
         max_other_cpu=args.max_other_cpu,
         retries=args.retries,
+        lead_ms=args.lead,
     )
     return options, args
 
@@ -847,6 +1119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             temporary = tempfile.TemporaryDirectory(prefix="netjobs-bench-")
             workdir = Path(stack.enter_context(temporary))
+        if not args.no_floor:
+            options.helpers = compile_helpers(workdir)
+            if options.helpers.error:
+                notes.append(options.helpers.error)
+                log(notes[-1])
+            elif args.command is None and options.helpers.stamp is not None:
+                options.command = str(options.helpers.stamp)
         try:
             asyncio.run(run_matrix(options, workdir, samples, notes, paths))
         except KeyboardInterrupt:

@@ -5,6 +5,16 @@ Built in memory from `agent/` (as the package `netjobs_agent`), the stdlib-only
 timestamps and a sorted file list: the same sources give the same bytes, so the
 copy cached on a host (`agent-<version>-<sha12>.pyz`) is found again by name and
 checked by hash.
+
+Beside each module, its bytecode for the controller's Python version (an unchecked
+hash-based .pyc, PEP 552: the archive's own hash vouches for it). zipimport never
+writes bytecode, so without it every start compiles every module again: a third
+of an agent's start-up. A host with another version passes over a .pyc whose magic
+number is not its own and compiles that module's source, as before. The bytecode
+is compiled in a fresh interpreter (`-I -S`, a fixed hash seed): marshal's output
+depends on the state of the process that writes it (which strings other modules
+share), and the bytes must be the same at every run. A frozen controller has no
+interpreter to start: its zipapp carries sources only.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import marshal
+import subprocess
 import sys
 import zipapp
 import zipfile
@@ -48,15 +60,50 @@ def payload(data: bytes, suffix: str) -> Payload:
     return Payload(data, digest, f"agent-{__version__}-{digest[:12]}{suffix}")
 
 
+# Reads [(name, source)] (marshal) on stdin, writes {name: .pyc bytes}: magic, flags
+# (hash-based, unchecked), the source's hash, the marshalled code.
+_COMPILE = (
+    "import importlib.util as u, marshal, sys\n"
+    "flags = (1).to_bytes(4, 'little')\n"
+    "sys.stdout.buffer.write(marshal.dumps({n: u.MAGIC_NUMBER + flags + u.source_hash(s)"
+    " + marshal.dumps(compile(s, n, 'exec', dont_inherit=True))"
+    " for n, s in marshal.loads(sys.stdin.buffer.read())}))\n"
+)
+COMPILE_TIMEOUT_S = 60.0
+
+
+def _bytecode(files: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    """The .pyc of each file for this Python, by name; {} where none can be made."""
+    if getattr(sys, "frozen", False):
+        return {}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _COMPILE],
+            input=marshal.dumps(files),
+            capture_output=True,
+            env={"PYTHONHASHSEED": "0"},
+            timeout=COMPILE_TIMEOUT_S,
+            check=True,
+        )
+        compiled = marshal.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError, EOFError, TypeError):
+        return {}  # sources only: each start compiles them, as it always could
+    return compiled if isinstance(compiled, dict) else {}
+
+
 @functools.cache
 def agent_zipapp() -> Payload:
     plain = io.BytesIO()
     with zipfile.ZipFile(plain, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, path in [("__main__.py", None), *_sources()]:
+        files = [("__main__.py", _MAIN.encode())]
+        files += [(name, path.read_bytes()) for name, path in _sources()]
+        compiled = _bytecode(files)
+        members = files + [(name + "c", compiled[name]) for name, _ in files if name in compiled]
+        for name, data in sorted(members):
             info = zipfile.ZipInfo(name, _EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            archive.writestr(info, _MAIN if path is None else path.read_bytes())
+            archive.writestr(info, data)
     plain.seek(0)
     out = io.BytesIO()
     zipapp.create_archive(plain, out, interpreter=INTERPRETER)  # the shebang line

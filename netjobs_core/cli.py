@@ -1,5 +1,6 @@
 """The `netjobs` command line: run a config (NetJobs 2.x flags), `check`, `demo`,
-`history` and `show` (past runs), `token` (agent credentials)."""
+`history` and `show` (past runs), `token` (agent credentials), `schema` (of the results
+document)."""
 
 # ruff: noqa: E402  (the Python version is checked before the other imports)
 from __future__ import annotations
@@ -11,26 +12,34 @@ from netjobs_core.wire.python_version import require_python
 require_python("netjobs")
 
 import argparse
-import math
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjobs_core import __version__, credentials, event_loop, text
+from netjobs_core import __version__, credentials, event_loop, rerun, run_flags, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
 from netjobs_core.demo import main_demo
 from netjobs_core.history import History, HistoryError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
-from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.report import format_run
-from netjobs_core.results import StartMode
-from netjobs_core.results_json import INLINE_LIMIT, ResultsFileError, load_json
+from netjobs_core.results import RunResult
+from netjobs_core.results_csv import csv_text
+from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.run import Outcome
-from netjobs_core.run_folder import RunFolder
-from netjobs_core.run_options import DEFAULT_COLLECT_MAX, RunOptions
+from netjobs_core.run_flags import (
+    COMMON,
+    add_flags,
+    flag,
+    make_run_folder,
+    option_values,
+    positive_count,
+    run_values,
+)
+from netjobs_core.run_options import RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -50,89 +59,8 @@ if TYPE_CHECKING:
 from netjobs_core.wire import fd_limits
 
 
-def _positive_seconds(value_text: str) -> float:
-    try:
-        value = float(value_text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value_text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {value_text}")
-    return value
-
-
-def _positive_count(value_text: str) -> int:
-    try:
-        value = int(value_text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value_text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value_text}")
-    return value
-
-
-def _size(value_text: str) -> int:
-    """`65536`, `64k`, `1M`, `2g` (binary units: text.parse_size)."""
-    try:
-        return text.parse_size(value_text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _existing_file(text: str) -> str:
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
-    return text
-
-
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--token-file",
-        metavar="FILE",
-        help="the controller's token, which agents hold a copy of or their own credentials "
-        "issued from (default: $NETJOBS_TOKEN, "
-        "then the token file in your NetJobs config directory)",
-    )
-    parser.add_argument(
-        "--strict-permissions",
-        action="store_true",
-        help="refuse a token file that group or others may read (default: warn)",
-    )
-    parser.add_argument(
-        "--allow-weak-token",
-        action="store_true",
-        help="use a token that looks guessable (short, few kinds of characters, words)",
-    )
-    parser.add_argument(
-        "--groups",
-        metavar="FILE",
-        help="groups file for '@name' targets: one 'name: nodeset' a line (e.g. 'web: web[01-16]')",
-    )
-    parser.add_argument(
-        "--connect-timeout",
-        type=_positive_seconds,
-        default=5.0,
-        metavar="SECONDS",
-        help="how long to wait for each agent to connect and answer (default 5)",
-    )
-    parser.add_argument(
-        "--ssh",
-        action="store_true",
-        help="reach every target over SSH and start the agent there for this run "
-        "(a port in the config is then SSH's), as if each were written ssh://host",
-    )
-    parser.add_argument(
-        "--ssh-accept-new",
-        action="store_true",
-        help="add the host key of an SSH host that known_hosts does not list "
-        "(as StrictHostKeyChecking=accept-new; a changed key is still refused)",
-    )
-    parser.add_argument(
-        "--ssh-agent",
-        metavar="FILE",
-        type=_existing_file,
-        help="the one-file agent to send to SSH hosts without python3 >= 3.11 (default: "
-        "netjobs-agent beside a one-file netjobs, else dist/netjobs-agent of the checkout)",
-    )
+    add_flags(parser, COMMON)
 
 
 def _ssh_options(args: argparse.Namespace) -> SshOptions | None:
@@ -157,108 +85,60 @@ def _run_parser() -> argparse.ArgumentParser:
         description="Run the tests of a NetJobs config: every target's commands start at the "
         "same measured instant. Also: 'netjobs check CONFIG' (reach and measure the agents, run "
         "nothing), 'netjobs demo' (a real run on three local agents), 'netjobs history' (past "
-        "runs), 'netjobs show RUN' (a past run's report) and 'netjobs token issue TARGET...' "
-        "(each agent's own credential file).",
+        "runs), 'netjobs show RUN' (a past run's report), 'netjobs token issue TARGET...' "
+        "(each agent's own credential file) and 'netjobs schema' (the JSON Schema of the "
+        "results).",
         epilog="Exit status: 0 every test passed and every result file was written; 1 a test "
         "did not pass, or a result file could not be written; 2 usage error (config, token, "
         "an output path that cannot be written: checked before anything runs).",
     )
-    parser.add_argument(
-        "-s",
-        action="store_true",
-        help="simulate: check the config, print the "
-        "plan and what a run would do; no network, no commands",
-    )
-    parser.add_argument(
-        "-v",
-        action="store_true",
-        help="verbose: show progress for each step (a live per-host display on a terminal)",
-    )
-    parser.add_argument(
-        "-l",
-        action="store_true",
-        help="write a log file per test next to the config: <config>_<label>_<time>.log",
-    )
+    add_flags(parser, run_flags.RUN[:3])
     parser.add_argument(
         "config",
         nargs="?",
         metavar="CONFIG",
         help="path to the config file (asked for when missing)",
     )
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        help="write all results to FILE as JSON; '-' writes them to standard output "
-        "(for '| jq') and the reports to standard error",
-    )
-    parser.add_argument(
-        "--results",
-        metavar="DIR",
-        help="put the run's folder (results.json, every output whole, collected files) "
-        "in DIR (default: runs/ in your NetJobs data directory)",
-    )
-    parser.add_argument(
-        "--inline-limit",
-        type=_size,
-        default=INLINE_LIMIT,
-        metavar="BYTES",
-        help="outputs up to this size are written inside the JSON; larger ones are "
-        f"referenced by their file in the run folder (default {INLINE_LIMIT // 1024**2}M)",
-    )
-    parser.add_argument(
-        "--show-bytes",
-        type=_size,
-        default=SHOW_BYTES,
-        metavar="BYTES",
-        help="the report and the -l log show at most this much of each output, its head "
-        f"and tail, and where the whole is (default {SHOW_BYTES // 1024}k)",
-    )
-    parser.add_argument(
-        "--start-mode",
-        choices=[m.value for m in StartMode],
-        default=StartMode.SCHEDULED.value,
-        help="scheduled (default): all agents release at one instant of the "
-        "controller's clock; sequential: each starts when told, like NetJobs 2.x",
-    )
-    parser.add_argument(
-        "--collect-max",
-        type=_size,
-        default=DEFAULT_COLLECT_MAX,
-        metavar="SIZE",
-        help="largest file -collect brings back, e.g. 200M or 4G (default "
-        f"{text.size(DEFAULT_COLLECT_MAX)}); a larger one is a warning and is not copied",
-    )
-    parser.add_argument(
-        "--stop-on-failure",
-        action="store_true",
-        help="run no further tests once one has not passed",
-    )
-    parser.add_argument(
-        "--repeat",
-        type=_positive_count,
-        default=1,
-        metavar="N",
-        help="run each test N times in a row; the report adds the start spread's median "
-        "and max and the concurrent window's minimum over the repetitions",
-    )
-    _add_no_fold(parser)
-    parser.add_argument(
-        "--no-history",
-        action="store_true",
-        help="do not record this run in the run history ('netjobs history')",
-    )
+    add_flags(parser, run_flags.RUN[3:])
     _add_common(parser)
     parser.add_argument("--version", action="version", version=f"netjobs {__version__}")
     return parser
 
 
-def _add_no_fold(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--no-fold",
-        action="store_true",
-        help="report every host on its own (default: hosts with the same status and "
-        "output once, under their folded names, as clush -b does; -v never folds)",
-    )
+def _past_run(ref: str) -> tuple[RunResult, str]:
+    """A past run's results and its config's path, by its results folder or results.json,
+    else by the run history's id (`netjobs show`'s RUN: its config's absolute path)."""
+    config = ""
+    if os.path.exists(ref):
+        path = Path(ref) / "results.json" if os.path.isdir(ref) else Path(ref)
+    else:
+        try:
+            with History() as history:
+                record = history.find(ref)
+        except HistoryError as exc:
+            raise UsageError(str(exc)) from None
+        path, config = record.json_path, record.config_path
+    try:
+        run = load_json(path)
+    except (OSError, ResultsFileError) as exc:
+        raise UsageError(f"--rerun-failed {ref}: {exc}") from None
+    return run, config or run.config_path
+
+
+def _rerun_plan(args: argparse.Namespace, failed: RunResult, path: str) -> Plan | None:
+    """--rerun-failed: the config's tests on the hosts that did not succeed in the run
+    `failed`; None when every host there succeeded."""
+    hosts = rerun.failed_in(failed)
+    if not hosts:
+        return None
+    plan = rerun.failed_hosts_plan(_read_plan(args, path), failed)
+    names = text.members([host.short for host in hosts])
+    if plan is None:
+        raise UsageError(
+            f"none of the hosts that failed in run {failed.run_id} is in {path}: {names}"
+        )
+    say(f"netjobs: run {failed.run_id} again on the hosts that failed in it: {names}", sys.stderr)
+    return plan
 
 
 def _ask_config_path() -> str:
@@ -274,8 +154,22 @@ def _ask_config_path() -> str:
 
 def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
-    path = args.config or _ask_config_path()
-    plan = _read_plan(args, path)
+    if args.q and args.v:
+        raise UsageError("-q shows the verdicts only, -v every step: give one of them")
+    if args.rerun_failed:
+        failed, config = _past_run(args.rerun_failed)
+        path = args.config or config or _ask_config_path()
+        rerun_plan = _rerun_plan(args, failed, path)
+        if rerun_plan is None:
+            say(
+                f"netjobs: no host failed or timed out in run {failed.run_id}: nothing to run",
+                sys.stdout,
+            )
+            return EXIT_OK
+        plan = rerun_plan
+    else:
+        path = args.config or _ask_config_path()
+        plan = _read_plan(args, path)
     if args.s:
         for line in text.plan_summary(plan):
             say(line, sys.stdout)
@@ -288,26 +182,11 @@ def _main_run(argv: Sequence[str]) -> int:
             strict=args.strict_permissions,
             allow_weak=args.allow_weak_token,
         ),
-        start_mode=StartMode(args.start_mode),
-        connect_timeout=args.connect_timeout,
-        stop_on_failure=args.stop_on_failure,
-        repeat=args.repeat,
-        run_folder=_run_folder(args.results),
-        inline_limit=args.inline_limit,
-        collect_max=args.collect_max,
+        run_folder=make_run_folder(args.results),
+        **option_values(vars(args)),
     )
     outcome = event_loop.run(_run(plan, options, args))
-    return outcome.exit_code
-
-
-def _run_folder(parent: str | None) -> RunFolder:
-    try:
-        return RunFolder.create(parent)
-    except OSError as exc:
-        where = parent or "the NetJobs data directory"
-        raise UsageError(
-            f"cannot make the run's folder in {where}: {exc.strerror or exc}"
-        ) from None
+    return outcome.largest_exit_status if args.S else outcome.exit_code
 
 
 async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Outcome:
@@ -315,12 +194,10 @@ async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Out
         plan,
         options,
         args.v,
-        args.l,
-        args.json,
         ssh=_ssh_options(args),
-        show=args.show_bytes,
         fold=not args.no_fold,
-        in_history=not args.no_history,
+        **run_values(vars(args)),
+        quiet=args.q,
     )
 
 
@@ -345,7 +222,7 @@ def format_check(check: HostCheck) -> str:
     )
 
 
-def _main_check(argv: Sequence[str]) -> int:
+def _check_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="netjobs check",
         description="Reach and authenticate every agent of a config; report version, round trip "
@@ -353,7 +230,11 @@ def _main_check(argv: Sequence[str]) -> int:
     )
     parser.add_argument("config", metavar="CONFIG")
     _add_common(parser)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _main_check(argv: Sequence[str]) -> int:
+    args = _check_parser().parse_args(argv)
     plan = _read_plan(args, args.config)
     token = run_token(
         plan_addresses(plan),
@@ -375,7 +256,7 @@ def _main_history(argv: Sequence[str]) -> int:
         description="List the recent runs, newest first: run id, start, outcome, config.",
     )
     parser.add_argument(
-        "-n", type=_positive_count, default=20, metavar="N", help="how many (default 20)"
+        "-n", type=positive_count, default=20, metavar="N", help="how many (default 20)"
     )
     args = parser.parse_args(argv)
     try:
@@ -396,8 +277,14 @@ def _main_show(argv: Sequence[str]) -> int:
         description="Print a past run's report, as it was shown, from its results folder.",
     )
     parser.add_argument("run", metavar="RUN", help="its run id (or the start of it), or 'last'")
-    parser.add_argument("--json", action="store_true", help="print its JSON document instead")
-    _add_no_fold(parser)
+    printed = parser.add_mutually_exclusive_group()
+    printed.add_argument("--json", action="store_true", help="print its JSON document instead")
+    printed.add_argument(
+        "--csv",
+        action="store_true",
+        help="print it as CSV instead: a row per command, a column per metric",
+    )
+    flag("no_fold").add_to(parser)
     args = parser.parse_args(argv)
     try:
         with History() as history:
@@ -421,9 +308,37 @@ def _main_show(argv: Sequence[str]) -> int:
     except (OSError, ResultsFileError) as exc:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
         return EXIT_FAILED
+    if args.csv:
+        sys.stdout.write(csv_text(run))
+        return EXIT_OK
     say(format_run(run, fold=not args.no_fold), sys.stdout)
+    if record.note:
+        say(f"note: {text.printable(record.note)}", sys.stdout)
     if not record.ended:
         say(f"run {record.run_id}: {text.record_summary(record)} before its end", sys.stdout)
+    return EXIT_OK
+
+
+def _main_note(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="netjobs note",
+        description="Keep a note with a past run in the run history (shown by 'netjobs "
+        "history' and on the History page); with no TEXT, print the run's note.",
+    )
+    parser.add_argument("run", metavar="RUN", help="its run id (or the start of it), or 'last'")
+    parser.add_argument("text", nargs="?", metavar="TEXT", help="the note ('' removes it)")
+    args = parser.parse_args(argv)
+    try:
+        with History() as history:
+            record = history.find(args.run)
+            if args.text is not None:
+                history.set_note(record.run_id, args.text.strip())
+    except HistoryError as exc:
+        raise UsageError(str(exc)) from None
+    if args.text is None:
+        say(text.printable(record.note) if record.note else "no note", sys.stdout)
+    else:
+        say(f"run {record.run_id}: note {'kept' if args.text.strip() else 'removed'}", sys.stdout)
     return EXIT_OK
 
 
@@ -489,13 +404,55 @@ def _main_token(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _main_schema(argv: Sequence[str]) -> int:
+    argparse.ArgumentParser(
+        prog="netjobs schema",
+        description="Print the JSON Schema (draft 2020-12) of the results document "
+        "(results.json, --json): docs/results.md explains its fields.",
+    ).parse_args(argv)
+    from netjobs_core.results_schema import SCHEMA
+
+    sys.stdout.write(json.dumps(SCHEMA, indent=2) + "\n")
+    return EXIT_OK
+
+
 _SUBCOMMANDS = {
     "check": _main_check,
     "demo": main_demo,
     "history": _main_history,
+    "schema": _main_schema,
+    "note": _main_note,
     "show": _main_show,
     "token": _main_token,
 }
+
+
+class _Parsed(Exception):
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every argument parser of the command line: "" the run's, then each subcommand's
+    by name; each is taken from its subcommand as that one makes it, so that what is
+    built from them (the shell completion, the man page, docs/cli.md's synopsis:
+    build_scripts/cli_files.py) cannot drift from what `netjobs` accepts."""
+
+    def caught(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        raise _Parsed(self)
+
+    found = {"": _run_parser()}
+    parse_args = argparse.ArgumentParser.parse_args
+    argparse.ArgumentParser.parse_args = caught  # type: ignore[method-assign,assignment]
+    try:
+        for name, subcommand in _SUBCOMMANDS.items():
+            try:
+                subcommand([])
+            except _Parsed as parsed:
+                found[name] = parsed.parser
+    finally:
+        argparse.ArgumentParser.parse_args = parse_args  # type: ignore[method-assign]
+    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

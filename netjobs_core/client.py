@@ -25,7 +25,7 @@ from netjobs_core.wire.errors import (
 )
 from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role, Status
 from netjobs_core.wire.sealing import Credential
-from netjobs_core.wire.states import State
+from netjobs_core.wire.states import Phase, State
 
 READ_SIZE = 1024 * 1024  # a whole output frame (framing.MAX_BODY) in one read
 FIRST_READ_SIZE = 4 * 1024  # a TCP channel's buffer grows to READ_SIZE while it streams
@@ -46,6 +46,10 @@ class AgentError(Exception):
 
 class ConnectionLost(AgentError):
     pass
+
+
+class AuthenticationRefused(AgentError):
+    """The agent and we do not hold the same credential: no retry can mend that."""
 
 
 class Refused(AgentError):
@@ -121,7 +125,12 @@ class Dialer(Protocol):
     """Opens channels to the agents of one kind of target (SSH)."""
 
     async def open(self, address: Address, timeout: float) -> tuple[Channel, bytes]:
-        """A channel to an agent and the token to greet it with; raises AgentError."""
+        """A channel to an agent and its link secret (sealing.link_key); raises AgentError."""
+        ...
+
+    def release(self, channel: Channel) -> None:
+        """CHANNEL's session ended at a test's boundary (our `bye`, nothing in flight):
+        the dialer may give its agent the next test on that host, or close it."""
         ...
 
 
@@ -396,9 +405,10 @@ class AgentLink:
         if ping and self._channel.kernel_stamps:
             self._seq += 1
             self._along.append(Ping(seq=self._seq))
-        # Over SSH the agent gets this run's token on its channel: no host credential.
-        host = None if self.address.over_ssh else self.address.host
-        self._conn = Connection(Role.CONTROLLER, token, host=host)
+        if self.address.over_ssh:  # the agent got a link secret of ours on its channel
+            self._conn = Connection(Role.CONTROLLER, token, link=True)
+        else:
+            self._conn = Connection(Role.CONTROLLER, token, host=self.address.host)
         self._flush()
         try:
             async with asyncio.timeout(timeout):
@@ -406,6 +416,11 @@ class AgentLink:
                     await self._read_some(during_handshake=True)
         except TimeoutError:
             await self.close()
+            if self.address.over_ssh:  # our own agent, started and ready: a slow host
+                raise AgentError(
+                    f"the agent started over SSH did not complete the handshake within "
+                    f"{timeout:g} s"
+                ) from None
             raise AgentError(
                 f"no answer to the NetJobs greeting within {timeout:g} s "
                 "(not a NetJobs 3 agent? an original 2.x agent waits silently)"
@@ -413,16 +428,18 @@ class AgentLink:
         except PeerError as exc:
             await self.close()
             if exc.code == "auth":
-                raise AgentError(
+                raise AuthenticationRefused(
                     "authentication failed: the agent holds a different token"
                 ) from None
             raise AgentError(f"the agent refused: {exc.message}") from None
         except CredentialRefused as exc:
             await self.close()
-            raise AgentError(str(exc)) from None
+            raise AuthenticationRefused(str(exc)) from None
         except AuthenticationFailed:
             await self.close()
-            raise AgentError("authentication failed: the agent does not hold our token") from None
+            raise AuthenticationRefused(
+                "authentication failed: the agent does not hold our token"
+            ) from None
         except ProtocolError as exc:
             await self.close()
             raise AgentError(str(exc)) from None
@@ -548,6 +565,10 @@ class AgentLink:
         # close is then only ours.
         with contextlib.suppress(OSError, ProtocolError):
             if self._conn is not None and self._conn.state is State.READY:
+                boundary = self._conn.phase is Phase.IDLE and not self._pending
                 self._conn.send(Bye())
                 channel.write(self._conn.data_to_send())
+                if boundary and self._dialer is not None and self.address.over_ssh:
+                    self._dialer.release(channel)  # its agent may serve the next test
+                    return
             await channel.close(CLOSE_TIMEOUT_S)

@@ -21,6 +21,8 @@ Additions of NetJobs 3 (the 2.x format stays valid unchanged):
     # after a target line: for every host of its node set
     -timeout: 10m
     -collect: /var/log/bench-*.log
+    # a number from each command's stdout: the last match of the one group
+    -metric: rate = ([0-9.]+ ?[KMG]?i?B/s)
     # a group of the --groups file
     @storage:16200: "./bench.sh"
     end
@@ -46,6 +48,7 @@ from typing import ClassVar
 
 from netjobs_core import nodesets
 from netjobs_core.errors import FileLineError
+from netjobs_core.metric_spec import MetricSpec, parse_metric
 from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
@@ -66,6 +69,7 @@ __all__ = [
     "Groups",
     "Plan",
     "TestSpec",
+    "config_problems",
     "load_config",
     "parse_config",
     "parse_duration",
@@ -94,6 +98,7 @@ class CommandSpec:
     line: int  # 1-based line of the target line
     collect: tuple[str, ...] = ()  # -collect patterns: the test's, then the target's
     node_set: str = ""  # the target line's node set, as written; "" for a single host
+    metrics: tuple[MetricSpec, ...] = ()  # -metric lines: the test's, then the target's
 
     @property
     def target(self) -> str:
@@ -189,14 +194,15 @@ _UNQUOTED_TARGET_RE = re.compile(
 )
 _BAD_COMMAND_CHAR_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]")
 
-_OPTIONS = ("generaltimeout", "minhosts", "timeout", "collect")
+_OPTIONS = ("generaltimeout", "minhosts", "timeout", "collect", "metric")
 _OPTION_EXAMPLES = {
     "generaltimeout": "5m",
     "minhosts": "all",
     "timeout": "30s",
     "collect": "/tmp/out-$NETJOBS_INDEX.json",
+    "metric": "rate = ([0-9.]+ ?[KMG]?i?B/s)",
 }
-_OPTION_LIST = "-generaltimeout, -minhosts, -timeout or -collect"
+_OPTION_LIST = "-generaltimeout, -minhosts, -timeout, -collect or -metric"
 
 
 @dataclass
@@ -208,6 +214,7 @@ class _Target:
     timeout_line: int | None = None
     timeout: float | None = None
     collect: list[str] = field(default_factory=list)
+    metrics: list[MetricSpec] = field(default_factory=list)
 
 
 @dataclass
@@ -220,7 +227,9 @@ class _Test:
     minhosts_text: str = ""
     minhosts_line: int | None = None
     collect: list[str] = field(default_factory=list)
+    metrics: list[MetricSpec] = field(default_factory=list)
     targets: list[_Target] = field(default_factory=list)
+    broken: bool = False  # a line of it had a problem (only when collecting them all)
 
 
 class _Parser:
@@ -233,9 +242,16 @@ class _Parser:
         self.tests: list[TestSpec] = []
         self.labels: dict[str, TestSpec] = {}  # casefolded label -> test
         self.current: _Test | None = None
+        self.problems: list[ConfigError] | None = None  # a list: collect them all, else raise
 
     def error(self, line: int, message: str) -> ConfigError:
         return ConfigError(self.path, line, message)
+
+    def report(self, error: ConfigError) -> None:
+        """A problem the parser can go on after: raised, or kept when collecting."""
+        if self.problems is None:
+            raise error
+        self.problems.append(error)
 
     # ---- whole file
 
@@ -245,14 +261,26 @@ class _Parser:
         start = 0
         number = 0
         for number, match in enumerate(_LINE_BREAK_RE.finditer(text), start=1):
-            self.line(number, text[start : match.start()].strip())
+            self.checked_line(number, text[start : match.start()].strip())
             start = match.end()
-        self.line(number + 1, text[start:].strip())
+        self.checked_line(number + 1, text[start:].strip())
         if self.current is not None:
-            raise self.error(self.current.line, f"test {self.current.label!r} has no 'end'")
-        if not self.tests:
-            raise self.error(1, "no tests in the file")
+            self.report(self.error(self.current.line, f"test {self.current.label!r} has no 'end'"))
+        if not self.tests and not self.problems:
+            self.report(self.error(1, "no tests in the file"))
         return Plan(self.path, tuple(self.tests))
+
+    def checked_line(self, number: int, line: str) -> None:
+        """One line; when collecting, its problem is kept and the line skipped (a test
+        with a bad line is not also blamed for what that line would have given it)."""
+        try:
+            self.line(number, line)
+        except ConfigError as error:
+            if self.problems is None:
+                raise
+            self.problems.append(error)
+            if self.current is not None:
+                self.current.broken = True
 
     def line(self, number: int, line: str) -> None:
         if not line or line.startswith("#"):
@@ -272,26 +300,35 @@ class _Parser:
 
     def label(self, number: int, label: str) -> None:
         if self.current is not None:
-            raise self.error(
-                number,
-                f"expected 'end' to close test {self.current.label!r} (line "
-                f"{self.current.line}) before the new test {label!r}",
+            self.report(
+                self.error(
+                    number,
+                    f"expected 'end' to close test {self.current.label!r} (line "
+                    f"{self.current.line}) before the new test {label!r}",
+                )
             )
         previous = self.labels.get(label.casefold())
         if previous is not None:
-            raise self.error(
-                number,
-                f"duplicate test label {label!r} (test {previous.label!r} is on line "
-                f"{previous.line})",
+            self.report(
+                self.error(
+                    number,
+                    f"duplicate test label {label!r} (test {previous.label!r} is on line "
+                    f"{previous.line})",
+                )
             )
-        self.current = _Test(label, number)
+        self.current = _Test(label, number)  # collecting: the new test's lines are checked
 
     def end(self, number: int) -> None:
         test = self.current
         if test is None:
             raise self.error(number, "'end' outside a test block (expected a label 'name:' first)")
+        if test.broken:  # collecting: its problems are told; it is no test
+            self.current = None
+            return
         if not test.targets:
-            raise self.error(test.line, f"test {test.label!r} has no targets")
+            self.current = None
+            self.report(self.error(test.line, f"test {test.label!r} has no targets"))
+            return
         commands = tuple(
             CommandSpec(
                 address=address,
@@ -300,6 +337,7 @@ class _Parser:
                 line=target.line,
                 collect=(*test.collect, *target.collect),
                 node_set=target.node_set,
+                metrics=(*test.metrics, *target.metrics),
             )
             for target in test.targets
             for address in target.addresses
@@ -308,11 +346,15 @@ class _Parser:
         if test.minhosts is not None and test.minhosts > len(spec.addresses):
             assert test.minhosts_line is not None
             hosts = len(spec.addresses)
-            raise self.error(
-                test.minhosts_line,
-                f"-minhosts {test.minhosts_text} exceeds the {hosts} "
-                f"host{'' if hosts == 1 else 's'} of test {test.label!r}",
+            self.current = None
+            self.report(
+                self.error(
+                    test.minhosts_line,
+                    f"-minhosts {test.minhosts_text} exceeds the {hosts} "
+                    f"host{'' if hosts == 1 else 's'} of test {test.label!r}",
+                )
             )
+            return
         self.tests.append(spec)
         self.labels[test.label.casefold()] = spec
         self.current = None
@@ -366,6 +408,9 @@ class _Parser:
         if name == "collect":
             self.collect_option(number, test, value)
             return
+        if name == "metric":
+            self.metric_option(number, test, value)
+            return
         if test.targets:
             raise self.error(number, f"-{name} must come before the first target")
         first = test.general_timeout_line if name == "generaltimeout" else test.minhosts_line
@@ -414,6 +459,22 @@ class _Parser:
                 number, f"more than {MAX_COLLECT_PATTERNS} -collect patterns for one command"
             )
         patterns.append(value)
+
+    def metric_option(self, number: int, test: _Test, value: str) -> None:
+        """A metric of the last target's commands, or before any target, of all."""
+        try:
+            metric = parse_metric(value, number)
+        except ValueError as err:
+            raise self.error(number, f"-metric: {err}") from None
+        metrics = test.targets[-1].metrics if test.targets else test.metrics
+        for earlier in (*test.metrics, *metrics) if test.targets else metrics:
+            if earlier.name == metric.name:
+                raise self.error(
+                    number,
+                    f"metric {metric.name!r} given twice for the same commands "
+                    f"(first on line {earlier.line})",
+                )
+        metrics.append(metric)
 
     def duration(self, number: int, name: str, value: str) -> float | None:
         if "#" in value:
@@ -525,6 +586,25 @@ def parse_config(
     `default_port` is the agent port of targets written without one; `groups`
     the `@name` groups a target may use (nodesets.load_groups)."""
     return _Parser(path, default_port, groups).parse(text)
+
+
+def config_problems(
+    text: str,
+    path: str = "<config>",
+    default_port: int = DEFAULT_PORT,
+    groups: Groups = NO_GROUPS,
+) -> tuple[Plan | None, list[ConfigError]]:
+    """Every problem of the text, in line order, worded as parse_config raises them
+    (the same parser, going on after each), and the plan when there is none: what
+    an editor lists."""
+    parser = _Parser(path, default_port, groups)
+    parser.problems = problems = []
+    try:
+        plan = parser.parse(text)
+    except ConfigError as error:  # not collecting here: a bug, but still worded
+        problems.append(error)
+    problems.sort(key=lambda error: error.line)
+    return (None if problems else plan), problems
 
 
 def _read_config_file(name: str) -> bytes:

@@ -17,7 +17,13 @@ from netjobs_core import text
 from netjobs_core.config import Plan
 from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted
 from netjobs_core.outputs import SHOW_BYTES
-from netjobs_core.report import LiveTable, format_repeats, format_test
+from netjobs_core.report import (
+    LiveTable,
+    ProgressLine,
+    format_repeats,
+    format_summary,
+    format_test,
+)
 from netjobs_core.results import HostState, TestResult
 from netjobs_core.run import NotWritten, Outcome, Run, RunEnded, RunEvent, Written
 from netjobs_core.run_options import RunOptions
@@ -29,18 +35,19 @@ if TYPE_CHECKING:
 
 
 class _Progress:
-    """-v without a terminal: one line per step."""
+    """Without a terminal: one line per step (-v), or only as each test starts and ends."""
 
-    def __init__(self, write: Callable[[str], None]) -> None:
+    def __init__(self, write: Callable[[str], None], steps: bool = True) -> None:
         self._write = write
+        self._steps = steps
 
     def write(self, line: str) -> None:
         self._write(f"{text.timestamp(time.time(), 'milliseconds')} {line}")
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, TestStarted):
-            self.write(f"[{event.test.label}] starting: {len(event.test.hosts)} hosts")
-        elif isinstance(event, HostChanged):
+            self.write(text.test_begins(event.test))
+        elif isinstance(event, HostChanged) and self._steps:
             host = event.host
             extra = ""
             if host.error and host.state in (HostState.FAILED, HostState.KILLED):
@@ -49,12 +56,15 @@ class _Progress:
                 extra = f" ({text.host_line_numbers(host)})"
             self.write(f"[{event.test.label}] {host.target}: {word(host.state)}{extra}")
         elif isinstance(event, TestFinished):
-            self.write(f"[{event.test.label}] {word(event.test.status)}")
+            self.write(text.test_ends(event.test))
 
 
 class TerminalDisplay:
-    """What `netjobs` shows while it runs; the report of each test goes to `out`, folded
-    unless `fold` is False, and after a repeated test's last repetition its summary."""
+    """What `netjobs` shows while it runs: on a terminal (`err`) a line redrawn in place,
+    with -v a live table; otherwise a line as each test starts and ends, with -v one per
+    step, none with `quiet`. The report of each test goes to `out`, folded unless `fold`
+    is False (`quiet`: its verdict only), and after a repeated test's last repetition
+    its summary."""
 
     def __init__(
         self,
@@ -64,18 +74,20 @@ class TerminalDisplay:
         fold: bool = True,
         repeat: int = 1,
         show: int = SHOW_BYTES,
+        quiet: bool = False,
     ) -> None:
         self.out = out
+        self.quiet = quiet
         self.fold = fold
         self.repeat = repeat
         self.show = show  # bytes of each output the report shows
         self.repetitions: list[TestResult] = []  # of the test being repeated
-        self.live: LiveTable | None = None
+        self.live: LiveTable | ProgressLine | None = None
         self.progress: Callable[[Event], None] | None = None
-        if verbose and err.isatty():
-            self.live = LiveTable()
-        elif verbose:
-            self.progress = _Progress(lambda line: say(line, err))
+        if err.isatty():
+            self.live = LiveTable(err) if verbose else ProgressLine(err)
+        elif verbose or not quiet:
+            self.progress = _Progress(lambda line: say(line, err), steps=verbose)
 
     def __call__(self, event: Event) -> None:
         if self.live is not None:
@@ -85,7 +97,10 @@ class TerminalDisplay:
         if isinstance(event, TestFinished):
             if self.live is not None:
                 self.live.finish_test()
-            say(format_test(event.test, self.fold, self.show), self.out)
+            if self.quiet:
+                say(format_summary(event.test), self.out)
+            else:
+                say(format_test(event.test, self.fold, self.show), self.out)
             if event.test.repetition is not None:
                 self.repetitions.append(event.test)
                 if event.test.repetition == self.repeat:
@@ -111,10 +126,12 @@ async def run_on_terminal(
     json_path: str | None,
     out: TextIO | None = None,
     *,
+    csv_path: str | None = None,
     ssh: SshOptions | None = None,
     show: int = SHOW_BYTES,
     fold: bool = True,
     in_history: bool = True,
+    quiet: bool = False,
 ) -> Outcome:
     """Run `plan` through its owner (run.Run) and show it: the reports go to `out`
     (standard output, or standard error when the JSON document takes standard output:
@@ -124,9 +141,18 @@ async def run_on_terminal(
     if out is None:
         out = sys.stderr if json_path == STDOUT else sys.stdout
     err = sys.stderr
-    display = TerminalDisplay(verbose, out, err, fold and not verbose, options.repeat, show)
+    display = TerminalDisplay(
+        verbose, out, err, fold and not verbose, options.repeat, show, quiet=quiet
+    )
     run = Run(
-        plan, options, ssh=ssh, log=log, show=show, json_path=json_path, in_history=in_history
+        plan,
+        options,
+        ssh=ssh,
+        log=log,
+        show=show,
+        json_path=json_path,
+        csv_path=csv_path,
+        in_history=in_history,
     )
     run.subscribe(_TerminalObserver(display, err))
     loop = asyncio.get_running_loop()
@@ -153,6 +179,8 @@ class _TerminalObserver:
         if isinstance(event, Written):
             if event.kind == "log":
                 say(f"log written to {event.path}", err)
+            elif event.kind == "csv":
+                say(f"CSV written to {event.path}", err)
             elif event.path is not None:
                 say(f"results written to {event.path}", err)
         elif isinstance(event, NotWritten):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.resources
 import secrets
 import sys
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import netjobs_resources
 from netjobs_core import event_loop
+from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
 from netjobs_core.results import StartMode
 from netjobs_core.run_options import RunOptions
 from netjobs_core.session import UsageError, plan_addresses, read_plan
+from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token
 
 
@@ -28,11 +31,30 @@ def demo_config() -> Path:
     return Path(str(importlib.resources.files(netjobs_resources) / "examples" / name))
 
 
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (1-65535): {value!r}")
+    return int(value)
+
+
+def _on_agents(plan: Plan, ports: dict[Address, Address]) -> Plan:
+    """The plan with each target on the port its agent got."""
+    tests = tuple(
+        dataclasses.replace(
+            test,
+            commands=tuple(dataclasses.replace(c, address=ports[c.address]) for c in test.commands),
+        )
+        for test in plan.tests
+    )
+    return dataclasses.replace(plan, tests=tests)
+
+
 def main_demo(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="netjobs demo",
-        description="Start three agents on 127.0.0.1, run resources/examples/demo.cfg against "
-        "them with a fresh token, print the results with the measured start spread, stop them.",
+        description="Start three agents on free ports of 127.0.0.1, run "
+        "resources/examples/demo.cfg against them (its targets moved to those ports) with a "
+        "fresh token, print the results with the measured start spread, stop them.",
     )
     parser.add_argument("-v", action="store_true", help="show progress for each step")
     parser.add_argument("--json", metavar="FILE", help="write the results to FILE as JSON")
@@ -42,7 +64,15 @@ def main_demo(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--config",
         default=None,
-        help="another config to run (its targets must be 127.0.0.1 on the demo ports)",
+        help="another config to run (its targets must be 127.0.0.1; each distinct one "
+        "gets an agent of its own)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=_port,
+        default=0,
+        metavar="PORT",
+        help="start the agents on PORT, PORT+1... (default: ports the system says are free)",
     )
     args = parser.parse_args(argv)
     path = Path(args.config) if args.config else demo_config()
@@ -57,18 +87,19 @@ def main_demo(argv: Sequence[str]) -> int:
         token_file.write_text(secret + "\n")
         token_file.chmod(0o600)
         try:
-            for address in addresses:
+            for index in range(len(addresses)):
+                port = args.port_base + index if args.port_base else 0
                 agents.append(
-                    start_agent(
-                        token_file,
-                        port=address.port,
-                        log=Path(tmp) / f"agent-{address.port}.log",
-                    )
+                    start_agent(token_file, port=port, log=Path(tmp) / f"agent-{index + 1}.log")
                 )
         except AgentStartError as exc:
             for agent in agents:
                 agent.stop()
             raise UsageError(f"{exc} (is another program using the port?)") from None
+        plan = _on_agents(
+            plan,
+            {a: Address(a.host, agent.port) for a, agent in zip(addresses, agents, strict=True)},
+        )
         ports = ", ".join(str(agent.port) for agent in agents)
         print(
             f"demo: started {len(agents)} agents on 127.0.0.1 ports {ports} "

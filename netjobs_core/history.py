@@ -1,6 +1,6 @@
 """The run history: every run, one row in a SQLite database in the user's data
 directory (`<data dir>/history.sqlite3`), with its config's text, each test's
-verdict, start spread and concurrent window, its commands' problems by status, and
+verdict, start spread, concurrent window and metric sums, its commands' problems by status, and
 where its results folder is. It keeps facts (netjobs_core.records), never words:
 netjobs_core.text makes those when a record is shown.
 
@@ -137,6 +137,21 @@ _MIGRATIONS: tuple[Migration, ...] = (
     # Schema 3: runs are recorded as they start; `ended` is 0 until they end (the runs
     # recorded before were all recorded at their end).
     _script("ALTER TABLE runs ADD COLUMN ended INTEGER NOT NULL DEFAULT 1"),
+    # Schema 4: each test's metric sums (netjobs_core.metrics), over how many hosts.
+    _script(
+        """
+        CREATE TABLE test_metrics (
+            run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            sum REAL NOT NULL,
+            hosts INTEGER NOT NULL,
+            PRIMARY KEY (run_id, position, name)
+        );
+        """
+    ),
+    # Schema 5: a person's note on a run (`netjobs note`, the History page).
+    _script("ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''"),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -249,9 +264,10 @@ class History:
         starts."""
         started = run.started_at if run.started_at is not None else time.time()
         with self._transaction() as db:
+            kept = db.execute("SELECT note FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
             db.execute("DELETE FROM runs WHERE run_id = ?", (run.run_id,))
             db.execute(
-                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO runs ({self._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.run_id,
                     started,
@@ -260,6 +276,7 @@ class History:
                     os.path.abspath(run.results_dir) if run.results_dir else "",
                     int(run.passed and bool(run.tests)),
                     int(ended),
+                    kept[0] if kept else "",  # a note written while it ran stays
                 ),
             )
             db.executemany(
@@ -285,11 +302,18 @@ class History:
                         window.fraction if window else None,
                     ),
                 )
+                db.executemany(
+                    "INSERT INTO test_metrics VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (run.run_id, position, name, summary.sum, summary.hosts)
+                        for name, summary in test.metrics.items()
+                    ],
+                )
 
     def _record(self, row: tuple[object, ...]) -> RunRecord:
-        run_id, started, config_path, config_text, results_dir, passed, ended = row
+        run_id, started, config_path, config_text, results_dir, passed, ended, note = row
         tests = self._db.execute(
-            "SELECT label, repetition, status, reason, start_spread_ms, "
+            "SELECT position, label, repetition, status, reason, start_spread_ms, "
             "start_spread_uncertainty_ms, window_s, window_fraction FROM tests "
             "WHERE run_id = ? ORDER BY position",
             (run_id,),
@@ -297,6 +321,12 @@ class History:
         problems = self._db.execute(
             "SELECT status, commands FROM problems WHERE run_id = ? ORDER BY rowid", (run_id,)
         ).fetchall()
+        metrics: dict[int, list[tuple[str, float, int]]] = {}
+        for position, name, total, hosts in self._db.execute(
+            "SELECT position, name, sum, hosts FROM test_metrics WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
+        ):
+            metrics.setdefault(position, []).append((name, total, hosts))
         try:
             return RunRecord(
                 str(run_id),
@@ -306,16 +336,44 @@ class History:
                 str(results_dir),
                 bool(passed),
                 tuple(
-                    TestRecord(label, repetition, TestStatus(status), *rest)
-                    for label, repetition, status, *rest in tests
+                    TestRecord(
+                        label,
+                        repetition,
+                        TestStatus(status),
+                        reason,
+                        spread,
+                        spread_uncertainty,
+                        window_s,
+                        window_fraction,
+                        tuple(metrics.get(position, ())),
+                    )
+                    for (
+                        position,
+                        label,
+                        repetition,
+                        status,
+                        reason,
+                        spread,
+                        spread_uncertainty,
+                        window_s,
+                        window_fraction,
+                    ) in tests
                 ),
                 tuple((CommandStatus(status), int(n)) for status, n in problems),
                 bool(ended),
+                str(note),
             )
         except ValueError as exc:  # a status this NetJobs does not know
             raise _damaged(self.path, f"run {run_id}: {exc}") from None
 
-    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed, ended"
+    _COLUMNS = "run_id, started_at, config_path, config_text, results_dir, passed, ended, note"
+
+    def set_note(self, run_id: str, note: str) -> None:
+        """Keep `note` (a person's words, "" to remove it) with run `run_id`."""
+        with self._transaction() as db:
+            found = db.execute("UPDATE runs SET note = ? WHERE run_id = ?", (note, run_id))
+            if found.rowcount == 0:
+                raise HistoryError(f"no run {run_id!r} in the run history (see 'netjobs history')")
 
     def recent(self, limit: int = 20) -> list[RunRecord]:
         """The last `limit` runs, newest first."""

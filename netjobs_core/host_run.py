@@ -38,6 +38,7 @@ from netjobs_core.client import (
     AgentError,
     AgentLink,
     AgentStopping,
+    AuthenticationRefused,
     ConnectionLost,
     Refused,
     Tampered,
@@ -53,6 +54,7 @@ from netjobs_core.results import (
     HostResult,
     HostState,
     Interruption,
+    OutputGap,
 )
 from netjobs_core.run_options import RunOptions
 from netjobs_core.verdict import aborted_text
@@ -221,6 +223,9 @@ class HostRun:
         self.link: AgentLink | None = None
         self.estimate: OffsetEstimate | None = None
         self.released: dict[int, float] = {}  # command index -> controller clock ns
+        self.exec_at: dict[int, float] = {}  # command index -> its first exec, controller ns
+        self.start_at: int | None = None  # the release instant we sent, on the agent's clock
+        self.ahead_ns: int | None = None  # how long before it the start reached the agent
         self.prepared_from = 0  # controller clock ns: no command can be released before
         self.ended: dict[int, float] = {}
         self.run_id = ""  # the agent's name for the run, for a resume
@@ -230,6 +235,7 @@ class HostRun:
         self.stalls = LoopStalls()  # of our own loop, seen by the pinger
         self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
         self._timer: asyncio.Timeout | None = None
+        self.refused = False  # the agent and we do not hold the same credential
 
     @property
     def timed_out(self) -> bool:
@@ -315,6 +321,7 @@ class HostRun:
             )
         except AgentError as exc:
             await self._close_link()
+            self.refused = isinstance(exc, AuthenticationRefused)
             self.fail(str(exc))
             return False
         self.estimate = estimate = found.estimate
@@ -401,11 +408,13 @@ class HostRun:
         self._next_heartbeat()
 
     # -- start, kill ------------------------------------------------------------
-    def start(self, at: int | None) -> None:
-        """Release the commands at AT on the agent's clock (None: at once)."""
+    def start(self, at: int | None, wake: int | None = None) -> None:
+        """Release the commands at AT on the agent's clock (None: at once), the agent
+        leaving its coarse sleep WAKE ns before (None: its own margin)."""
         assert self.link is not None
+        self.start_at = at
         try:
-            self.link.send(Start(at=at))
+            self.link.send(Start(at=at, wake=wake))
         except AgentError as exc:
             self.fail(str(exc))
             return
@@ -505,23 +514,9 @@ class HostRun:
         if not self.run_id or self.grace <= 0:
             raise ConnectionLost(cause)
         loop = asyncio.get_running_loop()
-        # The interruption began with the last bytes heard before the silence, not when
-        # we noticed; a stall of our own loop meanwhile was ours (interruptions.py).
-        now, received = now_ns(), self.link.received_ns
-        heard = self.hearing.silent_since(now) or received
-        silent_for = max(0.0, (now - heard) / 1e9) if heard else 0.0
-        heartbeat = self.options.heartbeat
-        stalled = self.stalls.within(HEARTBEAT_MISSES * heartbeat + silent_for)
-        cause = text.interruption_cause(
-            cause,
-            silent_for if heard < self.hearing.last_ns else None,  # late bytes ended it
-            stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
-        )
-        silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
+        record, silent_for = self._interruption(cause)
+        cause = record.cause
         began = loop.time() - silent_for
-        record = Interruption(at=time.time() - silent_for, cause=cause)
-        self.result.interruptions.append(record)
-        self.fleet.host_changed(self)
         self.link.abort()
         # The agent counts its grace from when it noticed (sooner than us: fewer
         # heartbeats): ending ours from the last bytes heard ends both together.
@@ -563,9 +558,35 @@ class HostRun:
                     link.send(Kill(reason=self.fleet.abort_reason))
             return
 
+    def _interruption(self, cause: str) -> tuple[Interruption, float]:
+        """The interruption now noticed, recorded, and how long it has lasted (s).
+
+        It began with the last bytes heard before the silence, not when we noticed; a
+        stall of our own loop meanwhile was ours (interruptions.py)."""
+        assert self.link is not None
+        now, received = now_ns(), self.link.received_ns
+        heard = self.hearing.silent_since(now) or received
+        silent_for = max(0.0, (now - heard) / 1e9) if heard else 0.0
+        heartbeat = self.options.heartbeat
+        stalled = self.stalls.within(HEARTBEAT_MISSES * heartbeat + silent_for)
+        cause = text.interruption_cause(
+            cause,
+            silent_for if heard < self.hearing.last_ns else None,  # late bytes ended it
+            stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
+        )
+        silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
+        record = Interruption(at=time.time() - silent_for, cause=cause)
+        self.result.interruptions.append(record)
+        self.fleet.host_changed(self)
+        return record, silent_for
+
     async def _request_resume(self, link: AgentLink, timeout: float) -> None:
         offsets: list[OffsetsItem] = [
-            {"id": i, "stdout": len(c.stdout), "stderr": len(c.stderr)}
+            {
+                "id": i,
+                "stdout": len(c.stdout) + c.lost_bytes("stdout"),
+                "stderr": len(c.stderr) + c.lost_bytes("stderr"),
+            }
             for i, c in enumerate(self.result.commands)
         ]
         link.send(Resume(run_id=self.run_id, offsets=offsets))
@@ -620,6 +641,17 @@ class HostRun:
             target = commands[index].stdout if stream == "stdout" else commands[index].stderr
             if target.closed:
                 return  # after its end: nothing the agent owes us
+            if message.at is not None:  # bytes before it were lost on the agent
+                command = commands[index]
+                expected = len(target) + command.lost_bytes(stream)
+                if message.at < expected:
+                    raise ConnectionLost(
+                        f"protocol error: {stream} of command {index} sent again from byte "
+                        f"{message.at} (it has {expected})"
+                    )
+                if message.at > expected:
+                    command.gaps.append(OutputGap(stream, expected, message.at - expected))
+                    self.fleet.command_changed(self, index)
             target.append(message.body)
             self.fleet.command_output(self, index, stream, message.body)
 
@@ -645,8 +677,29 @@ class HostRun:
                 )
             self.released[index] = at
             commands[index].started_at = anchor + at / 1e9
+            if self.start_at is not None:  # the agent's own clock alone: no estimate error
+                commands[index].release_late_ms = (agent_ns - self.start_at) / 1e6
             self.fleet.command_changed(self, index)
+        self.ahead_ns = message.ahead_ns
+        self._on_exec_instants(message)
         self.fleet.released(self)
+
+    def _on_exec_instants(self, message: Started) -> None:
+        assert self.estimate is not None
+        if message.exec_at is None:
+            self.result.exec_error = message.exec_error or text.EXEC_NOT_SENT
+            return
+        for key, agent_ns in message.exec_at.items():
+            index = int(key)
+            released = message.released_at.get(key)
+            if index not in self.released or released is None:
+                continue
+            if agent_ns < released:
+                raise ConnectionLost(
+                    f"protocol error: command {index} began before its release "
+                    f"({(agent_ns - released) / 1e6:+.3f} ms)"
+                )
+            self.exec_at[index] = self.estimate.to_controller(agent_ns)
 
     def _on_exit(self, message: Exit) -> None:
         assert self.estimate is not None
@@ -663,7 +716,7 @@ class HostRun:
         words = (
             ""
             if status is CommandStatus.OK
-            else text.command_end(status, message.message, message.timeout)
+            else text.command_end(status, message.message, message.timeout, message.spool_error)
         )
         if status is CommandStatus.KILLED and index not in self.released:
             # Killed behind its gate: it never ran (the agent reports its releases first).

@@ -13,10 +13,19 @@ from netjobs_core.results import TestResult
 from netjobs_core.vocabulary import command_word, word
 
 
-def log_path(config_path: str | os.PathLike[str], label: str, when: float) -> Path:
-    """`<config>_<label>_<ISO time with ':' as '.'>.log`, as NetJobs 2.x named them."""
+def log_path(
+    config_path: str | os.PathLike[str],
+    label: str,
+    when: float,
+    repetition: int | None = None,
+    run_id: str = "",
+) -> Path:
+    """`<config>_<label>_<ISO time with ':' as '.'>.log`, as NetJobs 2.x named them; a
+    repetition of a repeated test (--repeat) adds its number and the run's id:
+    `<config>_<label>_<time>_rep2_<run id>.log`."""
     stamp = dt.datetime.fromtimestamp(when).isoformat().replace(":", ".")
-    return Path(f"{os.fspath(config_path)}_{label}_{stamp}.log")
+    repeated = f"_rep{repetition}" + (f"_{run_id}" if run_id else "") if repetition else ""
+    return Path(f"{os.fspath(config_path)}_{label}_{stamp}{repeated}.log")
 
 
 def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) -> str:
@@ -51,6 +60,7 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
             for name, output in (("stdout", command.stdout), ("stderr", command.stderr)):
                 lines.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
                 lines.extend(f"  | {line}" for line in text.output_excerpt(output, show))
+    lines.extend(text.metric_line(name, summary) for name, summary in test.metrics.items())
     return "\n".join(lines) + "\n"
 
 
@@ -59,11 +69,13 @@ def write_test_log(
     test: TestResult,
     show: int = SHOW_BYTES,
     folder: Path | None = None,
+    run_id: str = "",
 ) -> Path:
-    """Write the log beside the config, or in `folder` (the name stays the same): all or
-    nothing, mode 0600 (atomic.write_atomic). Raises OSError, an older log intact."""
+    """Write the log beside the config, or in `folder` (the name stays the same; a
+    repetition's names `run_id`): all or nothing, mode 0600 (atomic.write_atomic).
+    Raises OSError, an older log intact."""
     when = test.started_at if test.started_at is not None else dt.datetime.now().timestamp()
     beside = config_path if folder is None else folder / Path(config_path).name
-    path = log_path(beside, test.label, when)
+    path = log_path(beside, test.label, when, test.repetition, run_id)
     write_atomic(path, format_test_log(test, os.fspath(config_path), show).encode("utf-8"))
     return path

@@ -150,6 +150,8 @@ def expand(target: str, groups: Groups = NO_GROUPS) -> list[str]:
 
     Raises NodeSetError saying what is wrong, for a `file:line:` prefix."""
     nodes_text, port = _split_port(target)
+    if "[" in port:  # a range of ports (`node[1-4]:[16200-16203]`), as `fold` writes them
+        return list(_node_set(target.strip(), groups))
     if port == ":":
         raise NodeSetError(f"missing port after ':' in {target!r}")
     if not nodes_text:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -33,6 +33,7 @@ KEEP_BYTES = 64 * 1024  # kept in memory at each end of an output
 SHOW_BYTES = 64 * 1024  # what a report or log shows of a large output, head and tail together
 WRITE_BUFFER = 256 * 1024
 IN_FLIGHT = 16 * 1024 * 1024  # bytes handed to the writer thread, not written yet
+READ_CHUNK = 1024 * 1024  # what `chunks` reads of a file at a time
 
 
 class _Writer:
@@ -245,6 +246,34 @@ class Output:
         if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
             raise OutputFileError(f"{self.path}: not the output on record (size or sha256)")
         return data
+
+    def head(self, size: int) -> bytes:
+        """Its first `size` bytes (from its file when memory holds fewer)."""
+        if len(self._head) >= min(size, self.size):
+            return bytes(self._head[:size])
+        return next(self.chunks(size), b"")
+
+    def chunks(self, size: int = READ_CHUNK) -> Iterator[bytes]:
+        """Every byte in order, at most `size` at a time: from memory, or from the file
+        without ever holding it whole (metrics.py reads large outputs so). A file that
+        cannot be read is OutputFileError."""
+        if self.whole_in_memory:
+            for start in range(0, self.size, size):
+                yield bytes(self._head[start : start + size])
+            return
+        self._wait_written()
+        if self._file is not None:
+            self._file.flush()
+        if self._error or self.path is None:
+            raise OutputFileError(self._error or "the output was not kept")
+        left = self.size
+        try:
+            with open(self.path, "rb") as file:
+                while left > 0 and (data := file.read(min(size, left))):
+                    left -= len(data)
+                    yield data
+        except OSError as exc:
+            raise OutputFileError(f"{self.path}: {exc.strerror or exc}") from None
 
     def since(self, offset: int) -> bytes:
         """The bytes from `offset` to the end, as far as memory holds them (live views)."""

@@ -25,6 +25,8 @@ class TestRecord:
     start_spread_uncertainty_ms: float | None
     window_s: float | None
     window_fraction: float | None
+    # (name, sum over its hosts, how many hosts had it) of each metric, first seen first
+    metrics: tuple[tuple[str, float, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class RunRecord:
     # (RunResult.problems when it ended).
     problems: tuple[tuple[CommandStatus, int], ...] = ()
     ended: bool = True  # False: recorded as it started, never as it ended (interrupted)
+    note: str = ""  # a person's note on the run (History.set_note)
 
     @property
     def json_path(self) -> Path:

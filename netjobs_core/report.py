@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
+from typing import TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -19,7 +21,14 @@ from netjobs_core.results import CommandResult, HostResult, RunResult, TestResul
 from netjobs_core.verdict import aborted_text
 from netjobs_core.vocabulary import command_word, word
 
-__all__ = ["LiveTable", "format_repeats", "format_run", "format_test"]
+__all__ = [
+    "LiveTable",
+    "ProgressLine",
+    "format_repeats",
+    "format_run",
+    "format_summary",
+    "format_test",
+]
 
 
 def _command_line(command: CommandResult) -> str:
@@ -102,24 +111,34 @@ def _folded_files(group: Sequence[CommandResult]) -> list[str]:
     if len(group) == 1:
         return text.file_lines(group[0])
     files = [item for command in group for item in command.collected]
-    warnings = dict.fromkeys(warning for command in group for warning in command.warnings)
+    warnings = dict.fromkeys(
+        warning for command in group for warning in text.command_warnings(command)
+    )
     lines = [text.collected_summary(files)] if files else []
     return lines + [f"warning: {text.printable(w)}" for w in warnings]
+
+
+def verdict_line(test: TestResult) -> str:
+    """`test 'fio' (repetition 2): FAILED (1 command failed)`: a report's first line."""
+    head = f"{text.test_title(test)}: {word(test.status).upper()}"
+    return f"{head} ({test.reason})" if test.reason else head
+
+
+def format_summary(test: TestResult) -> str:
+    """-q: a test's verdict line and nothing else but its metrics lines (the full
+    report's, once metrics are read: issue 21 point 3 adds them here too)."""
+    return verdict_line(test)
 
 
 def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) -> str:
     """The report of one test; `fold`: as `clush -b` (hosts with the same outcome once);
     of each output at most `show` bytes (its head and tail)."""
-    head = f"test {test.label!r}"
-    if test.repetition is not None:
-        head += f" (repetition {test.repetition})"
-    head += f": {word(test.status).upper()}"
-    if test.reason:
-        head += f" ({test.reason})"
-    lines = [head]
+    lines = [verdict_line(test)]
     spread = text.spread_line(test)
     if spread is not None:
         lines.append(f"  {spread}")
+        if (late := text.late_line(test)) is not None:
+            lines.append(f"  {late}")
         if sum(len(h.commands) for h in test.hosts) > 1:
             lines.append(f"  {text.window_line(test)}")
     if (credentials := text.credentials_line(test.hosts)) is not None:
@@ -135,6 +154,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
                 lines.extend(f"      {line}" for line in text.file_lines(command))
                 lines.extend(_output("stdout", command.stdout, show))
                 lines.extend(_output("stderr", command.stderr, show))
+    lines.extend(f"  {text.metric_line(name, s)}" for name, s in test.metrics.items())
     return "\n".join(lines)
 
 
@@ -142,7 +162,15 @@ def format_repeats(group: Sequence[TestResult]) -> str | None:
     """The summary of a test's repetitions (`--repeat`); None for a test run once."""
     if len(group) < 2 and (not group or group[0].repetition is None):
         return None
-    return text.repeat_summary(repeat_stats(group))
+    lines = [text.repeat_summary(repeat_stats(group))]
+    sums: dict[str, list[float]] = {}
+    for test in group:
+        for name, summary in test.metrics.items():
+            sums.setdefault(name, []).append(summary.sum)
+    lines.extend(
+        f"  {text.metric_repeats_line(name, found, len(group))}" for name, found in sums.items()
+    )
+    return "\n".join(lines)
 
 
 def format_run(run: RunResult, fold: bool = False) -> str:
@@ -159,48 +187,30 @@ def format_run(run: RunResult, fold: bool = False) -> str:
     return "\n".join(lines)
 
 
-class LiveTable:
-    """-v on a terminal: one row per host, redrawn while a test runs, then erased
-    so that the test's report prints in its place."""
+class _LiveDisplay:
+    """A display rich's Live redraws in place while a test runs (at its refresh rate,
+    not per event), then erases so that the test's report prints in its place."""
 
-    def __init__(self) -> None:
+    refresh_per_second = 4.0
+
+    def __init__(self, file: TextIO | None = None) -> None:
         self._test: TestResult | None = None
-        self._console = Console(file=sys.stderr)
+        self._console = Console(file=file if file is not None else sys.stderr)
         self._live: Live | None = None
 
-    def _render(self) -> Table:
-        test = self._test
-        title = Text(text.printable(f"test {test.label!r}" if test else "netjobs"))
-        table = Table(title=title, expand=False)
-        for column in ("host", "state", "rtt", "wall clock", "start offset", "done", "output"):
-            table.add_column(column)
-        if test is not None:
-            for host in test.hosts:
-                done = sum(c.status.finished for c in host.commands)
-                size = sum(len(c.stdout) + len(c.stderr) for c in host.commands)
-                cells = (
-                    str(host.address),
-                    word(host.state) + (f": {host.error}" if host.error else ""),
-                    text.ms(host.rtt_ms),
-                    text.ms(host.wall_clock_offset_ms, True),
-                    text.ms(host.start_offset_ms, True),
-                    f"{done}/{len(host.commands)}",
-                    text.size(size),
-                )
-                # Text, not markup: a peer's "[bold]" or escape sequence shows as written.
-                table.add_row(*(Text(text.printable(cell)) for cell in cells))
-        return table
+    def _render(self) -> RenderableType:
+        raise NotImplementedError
 
     def observe(self, event: Event) -> None:
         if isinstance(event, TestStarted):
             self.finish_test()
             self._test = event.test
             # A fresh Live per test: a restarted one would redraw over the lines
-            # printed since. Rendered at the refresh rate, not per event.
+            # printed since.
             self._live = Live(
                 get_renderable=self._render,
                 console=self._console,
-                refresh_per_second=8,
+                refresh_per_second=self.refresh_per_second,
                 transient=True,
                 redirect_stdout=False,
                 redirect_stderr=False,
@@ -215,3 +225,62 @@ class LiveTable:
 
     def close(self) -> None:
         self.finish_test()
+
+
+class ProgressLine(_LiveDisplay):
+    """Without -v on a terminal: the running test in one line (text.live_progress),
+    its elapsed time counting."""
+
+    def _render(self) -> RenderableType:
+        test = self._test
+        # Text, not markup: a label's "[bold]" shows as written.
+        return Text(text.printable(text.live_progress(test, time.time()) if test else ""))
+
+
+class LiveTable(_LiveDisplay):
+    """-v on a terminal: one row per host under the progress line, with how long its
+    commands have run and how long it has been in its state."""
+
+    refresh_per_second = 8.0
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        super().__init__(file)
+        self._changed: dict[int, tuple[str, float]] = {}  # id(host): its state, since
+
+    def _in_state(self, host: HostResult, now: float) -> str:
+        state, since = self._changed.get(id(host), ("", now))
+        if state != host.state:
+            self._changed[id(host)] = (host.state, now)
+            since = now
+        return text.clock(now - since)
+
+    def _render(self) -> Table:
+        test = self._test
+        now = time.time()
+        title = text.live_progress(test, now) if test else "netjobs"
+        table = Table(title=Text(text.printable(title)), expand=False)
+        columns = ("host", "state", "in state", "rtt", "wall clock", "start offset")
+        for column in (*columns, "elapsed", "done", "output"):
+            table.add_column(column)
+        if test is not None:
+            for host in test.hosts:
+                done = sum(c.status.finished for c in host.commands)
+                size = sum(len(c.stdout) + len(c.stderr) for c in host.commands)
+                cells = (
+                    str(host.address),
+                    word(host.state) + (f": {host.error}" if host.error else ""),
+                    self._in_state(host, now),
+                    text.ms(host.rtt_ms),
+                    text.ms(host.wall_clock_offset_ms, True),
+                    text.ms(host.start_offset_ms, True),
+                    text.host_elapsed(host, now),
+                    f"{done}/{len(host.commands)}",
+                    text.size(size),
+                )
+                # Text, not markup: a peer's "[bold]" or escape sequence shows as written.
+                table.add_row(*(Text(text.printable(cell)) for cell in cells))
+        return table
+
+    def finish_test(self) -> None:
+        super().finish_test()
+        self._changed.clear()

@@ -24,6 +24,8 @@ __all__ = [
     "HostResult",
     "HostState",
     "Interruption",
+    "MetricSummary",
+    "OutputGap",
     "RunResult",
     "StartMode",
     "TestResult",
@@ -75,6 +77,16 @@ class Collected:
 
 
 @dataclass
+class OutputGap:
+    """Bytes of a command's stream the agent could not deliver (its spool did not keep
+    them across a cut, or its disk failed): the saved output lacks them."""
+
+    stream: str  # stdout / stderr
+    offset: int  # the first missing byte, counted in the command's whole stream
+    bytes: int
+
+
+@dataclass
 class CommandResult:
     command: str
     line: int = 0  # config line of the target
@@ -82,7 +94,14 @@ class CommandResult:
     exit_code: int | None = None
     stdout: Output = field(default_factory=Output)  # spooled to the run folder (outputs.py)
     stderr: Output = field(default_factory=Output)
-    started_at: float | None = None  # epoch, controller clock
+    started_at: float | None = None  # epoch, controller clock: its release
+    # The agent's own measure of how late it released the command after the instant
+    # it was told (its clock alone; None: sequential start, nothing asked).
+    release_late_ms: float | None = None
+    # When the command's first exec happened (the kernel's stamp on the agent,
+    # controller clock), minus the common start; None: not measured (HostResult.exec_error,
+    # or a command the shell ran without exec'ing anything).
+    exec_offset_ms: float | None = None
     duration_s: float | None = None
     message: str = ""  # why ERROR / TIMEOUT / KILLED / LOST
     timeout: float | None = None  # the effective limit in seconds; None = no limit
@@ -91,6 +110,15 @@ class CommandResult:
     warnings: list[str] = field(default_factory=list)  # a pattern that matched nothing...
     # Collected files (their names) the controller received but could not write.
     not_saved: list[str] = field(default_factory=list)
+    gaps: list[OutputGap] = field(default_factory=list)  # output the agent could not deliver
+
+    def lost_bytes(self, stream: str) -> int:
+        """How many bytes of STREAM are missing from its saved output."""
+        return sum(gap.bytes for gap in self.gaps if gap.stream == stream)
+
+    # -metric values and fio / iperf3 figures (netjobs_core.metrics); a metric that
+    # did not match is absent, never zero
+    metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def output_identity(self) -> tuple[tuple[int, str], tuple[int, str]]:
@@ -133,6 +161,7 @@ class HostResult:
     # None from an agent that does not send its wall clock.
     wall_clock_offset_ms: float | None = None
     start_offset_ms: float | None = None  # this host's release minus the common start
+    exec_error: str = ""  # why its agent measured no exec instant ("": it did, or no start)
     gated: bool | None = None  # processes were spawned before the start instant
     commands: list[CommandResult] = field(default_factory=list)
     interruptions: list[Interruption] = field(default_factory=list)
@@ -154,6 +183,17 @@ class ConcurrentWindow:
     at_least: bool = False  # it closes when a command was lost: that one may have run on
 
 
+@dataclass(frozen=True)
+class MetricSummary:
+    """A metric over a test's hosts: each host's value is the sum over its commands."""
+
+    sum: float
+    min: float
+    median: float
+    max: float
+    hosts: int  # how many hosts had a value (a host without one is left out)
+
+
 @dataclass
 class TestResult:
     __test__: ClassVar[bool] = False
@@ -167,15 +207,32 @@ class TestResult:
     duration_s: float | None = None
     start_spread_ms: float | None = None  # max - min release instant over all commands
     start_spread_uncertainty_ms: float | None = None
+    # max - min of the commands' exec instants; None unless every released command's
+    # was measured (CommandResult.exec_offset_ms).
+    exec_spread_ms: float | None = None
+    exec_spread_uncertainty_ms: float | None = None
+    lead_ms: float | None = None  # how far ahead of its sending the common start was set
+    late_threshold_ms: float = 1.0  # a release later than this names its host late (--late-ms)
     concurrent_window: ConcurrentWindow | None = None  # None: never all running at once
     repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None
     hosts: list[HostResult] = field(default_factory=list)
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)  # by name, first seen first
 
     def host(self, target: str) -> HostResult:
         for host in self.hosts:
             if host.target == target:
                 return host
         raise KeyError(target)
+
+    def late_hosts(self) -> list[tuple[HostResult, float]]:
+        """The hosts that released a command more than late_threshold_ms late, each with
+        its latest release's lateness (ms), in config order."""
+        late = []
+        for host in self.hosts:
+            worst = max((c.release_late_ms or 0.0 for c in host.commands), default=0.0)
+            if worst > self.late_threshold_ms:
+                late.append((host, worst))
+        return late
 
     def problems(self) -> Counter[CommandStatus]:
         """The commands that ended but did not exit 0, by status (first seen first)."""

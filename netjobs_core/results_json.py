@@ -12,7 +12,9 @@ Command outputs (`outputs.Output`) are spelled per stream: `stdout_bytes` and
 is not UTF-8) up to the inline limit, else `stdout_file`, the path of its file
 relative to the JSON file (absolute in a document without a file: `--json -`);
 `stdout_error` when its file could not be written. That is what /2 adds to /1;
-a /1 document (inline content only) still loads.
+a /1 document (inline content only) still loads. Each command's and each test's
+`metrics` (netjobs_core.metrics) are keys added within /2. The JSON Schema of the
+document is results_schema.py's (`netjobs schema`); docs/results.md is its reference.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 from netjobs_core import __version__
 from netjobs_core.outputs import Output, OutputFileError
-from netjobs_core.results import HostResult, HostState, RunResult, TestResult
+from netjobs_core.results import HostResult, HostState, MetricSummary, RunResult, TestResult
 from netjobs_core.wire.address import Address
 
 JSON_FORMAT = "netjobs-results/2"
@@ -77,6 +79,11 @@ _SPECIAL: dict[tuple[type[Any], str], _Special] = {
         lambda item: None if item.get("minhosts", "all") == "all" else item["minhosts"],
     ),
     (HostResult, "address"): _Special(("host", "port"), _address_keys, _address_value),
+    (TestResult, "metrics"): _Special(
+        ("metrics",),
+        lambda value: {"metrics": {name: dataclasses.asdict(s) for name, s in value.items()}},
+        lambda item: {name: MetricSummary(**s) for name, s in item["metrics"].items()},
+    ),
     (HostResult, "state"): _Special(
         ("status",), lambda value: {"status": value.value}, lambda item: HostState(item["status"])
     ),

@@ -37,11 +37,19 @@ from netjobs_core.config import Plan
 from netjobs_core.events import Event, TestFinished, TestStarted
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
+from netjobs_core.results_csv import write_csv
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner
-from netjobs_core.session import STDOUT, check_writable, exit_code, new_ssh_dialer, plan_addresses
+from netjobs_core.session import (
+    STDOUT,
+    check_writable,
+    exit_code,
+    largest_exit_status,
+    new_ssh_dialer,
+    plan_addresses,
+)
 
 if TYPE_CHECKING:
     from netjobs_core.ssh import SshDialer, SshOptions
@@ -61,9 +69,9 @@ __all__ = [
 @dataclass(frozen=True)
 class Written:
     """A result file a person asked for was written: a test's `-l` log, or the
-    `--json` document (`path` None: standard output)."""
+    `--json` document (`path` None: standard output), or the `--csv` file."""
 
-    kind: Literal["log", "json"]
+    kind: Literal["log", "json", "csv"]
     path: Path | None
 
 
@@ -98,6 +106,11 @@ class Outcome:
     def exit_code(self) -> int:
         return exit_code(self.result, self.unsaved)
 
+    @property
+    def largest_exit_status(self) -> int:
+        """-S: the largest exit status of any command (session.largest_exit_status)."""
+        return largest_exit_status(self.result, self.unsaved)
+
 
 @dataclass(frozen=True)
 class RunEnded:
@@ -130,7 +143,8 @@ class Run:
     a plan with targets over SSH, with `ssh`; `options.dialer` must be None) and the
     runner, whose `result` is live from now on. `log` writes each test's `-l` log
     beside the config as the test ends (of each output at most `show` bytes);
-    `json_path` gets the whole run at the end (`-`: standard output); the run goes
+    `json_path` gets the whole run at the end (`-`: standard output), `csv_path` its
+    commands as CSV (results_csv); the run goes
     into the run history unless not `in_history` (the config's text read now, as it
     is run). A result file that cannot be written is refused now with UsageError."""
 
@@ -144,6 +158,7 @@ class Run:
         log: bool = False,
         show: int = SHOW_BYTES,
         json_path: str | None = None,
+        csv_path: str | None = None,
         in_history: bool = True,
     ) -> None:
         if options.dialer is not None:
@@ -152,11 +167,14 @@ class Run:
             check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
         if json_path and json_path != STDOUT:
             check_writable(json_path, "the --json file")
+        if csv_path:
+            check_writable(csv_path, "the --csv file")
         self.plan = plan
         self.labels = list(labels) if labels is not None else None
         self.log = log
         self.show = show
         self.json_path = json_path
+        self.csv_path = csv_path
         self.in_history = in_history
         self.config_text = read_config_text(plan.path) if in_history and plan.path else None
         self.folder = options.run_folder or RunFolder.create()
@@ -225,6 +243,8 @@ class Run:
                 outcome.unsaved.append(self._save_error.text)
             if self.json_path:
                 self._write_json(self.json_path)
+            if self.csv_path:
+                self._write_csv(self.csv_path)
 
     # ---- what the owner does as the run goes
     async def _record(self, ended: bool = True) -> None:
@@ -268,7 +288,9 @@ class Run:
 
     def _write_log(self, event: TestFinished) -> None:
         try:
-            path = logs.write_test_log(self.plan.path, event.test, self.show)
+            path = logs.write_test_log(
+                self.plan.path, event.test, self.show, run_id=self.result.run_id
+            )
         except OSError as exc:
             self._not_written(NotWritten(f"the log of test {event.test.label!r}", "", str(exc)))
         else:
@@ -286,6 +308,14 @@ class Run:
             self._not_written(NotWritten("the results", where, exc.strerror or str(exc)))
         else:
             self._emit(Written("json", None if json_path == STDOUT else Path(json_path)))
+
+    def _write_csv(self, csv_path: str) -> None:
+        try:
+            write_csv(self.result, csv_path)
+        except OSError as exc:
+            self._not_written(NotWritten("the CSV", csv_path, exc.strerror or str(exc)))
+        else:
+            self._emit(Written("csv", Path(csv_path)))
 
     def _not_written(self, problem: NotWritten) -> None:
         self.outcome.unsaved.append(problem.text)

@@ -31,3 +31,5 @@ class RunOptions:
     collect_max: int | None = DEFAULT_COLLECT_MAX  # per collected file; None: no limit
     dialer: Dialer | None = None  # for ssh:// targets (netjobs_core/ssh.py; run.Run)
     clock: ClockPolicy = DEFAULT_CLOCK  # how the hosts' clocks are measured
+    lead_ns: float | None = None  # the common start this far ahead (--lead); None: learned
+    late_ms: float = 1.0  # a release later than this names its host late (--late-ms)

@@ -32,11 +32,18 @@ from netjobs_core.events import (
     TestStarted,
 )
 from netjobs_core.host_run import HostRun, Seat
+from netjobs_core.lead import LeadPolicy, default_lead_ns
+from netjobs_core.metrics import measure_test
 from netjobs_core.results import HostState, RunResult, StartMode, TestResult, TestStatus
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.spread import HostReleases, start_spread
-from netjobs_core.verdict import aborted_text, quorum_lost_reason, verdict
+from netjobs_core.verdict import (
+    aborted_text,
+    quorum_lost_reason,
+    refused_everywhere_reason,
+    verdict,
+)
 from netjobs_core.window import window_of
 from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
@@ -65,15 +72,18 @@ class _TestRun:
         options: RunOptions,
         observer: Observer | None,
         repetition: int | None = None,
+        lead: LeadPolicy | None = None,
     ) -> None:
         self.spec = spec
         self.options, self.folder = _with_folder(options)
         self._observer = observer
+        self.lead = lead or LeadPolicy(options.lead_ns)
         self.result = TestResult(
             label=spec.label,
             minhosts=spec.minhosts,
             start_mode=options.start_mode,
             repetition=repetition,
+            late_threshold_ms=options.late_ms,
         )
         by_address: dict[Address, list[CommandSpec]] = {}  # config order (a node set: many)
         for command in spec.commands:
@@ -194,20 +204,13 @@ class _TestRun:
             task.cancel()
 
     # -- phase 2: start -----------------------------------------------------------
-    @staticmethod
-    def _lead_ns(rtt_ns: float, hosts: int) -> float:
-        """How far ahead the common start goes: far enough to reach every host (one-way
-        ~ rtt/2, with room for jitter and for writing to every host), and for an agent
-        to wake from its coarse sleep."""
-        return 15_000_000 + 3 * rtt_ns + 200_000 * hosts
-
     def _within_reach(self, ready: list[HostRun]) -> list[HostRun]:
         """The hosts a common start at most MAX_LEAD_S ahead can reach; the others fail."""
         reach = []
         for host in ready:
             assert host.estimate is not None
             rtt_ns = host.estimate.rtt_ns
-            if self._lead_ns(rtt_ns, len(ready)) <= MAX_LEAD_S * 1e9:
+            if default_lead_ns(rtt_ns, len(ready)) <= MAX_LEAD_S * 1e9:
                 reach.append(host)
                 continue
             host.kill("its round trip is too slow for the common start")
@@ -219,14 +222,15 @@ class _TestRun:
             for host in ready:
                 host.start(None)
             return
-        worst_rtt = max(h.estimate.rtt_ns for h in ready if h.estimate)
-        lead = self._lead_ns(worst_rtt, len(ready))
+        paths = [(h.result.address, h.estimate.rtt_ns) for h in ready if h.estimate]
+        lead = self.lead.lead_ns(paths, MAX_LEAD_S * 1e9)
         at = now_ns() + lead
         self.common_start_ns = at
+        self.result.lead_ms = lead / 1e6
         self.result.scheduled_start = self._anchor_ns / 1e9 + at / 1e9
         for host in ready:
             assert host.estimate is not None
-            host.start(host.estimate.to_agent(at))
+            host.start(host.estimate.to_agent(at), self.lead.wake_ns(host.result.address))
 
     # -- phase 3: collect -------------------------------------------------------
     async def _kill_on_abort(self, hosts: list[HostRun]) -> None:
@@ -251,7 +255,9 @@ class _TestRun:
                 await self._run_phases()
         finally:
             self._measure_spread()
+            self._learn_lead()
             self._conclude()
+            measure_test(result, [host.specs for host in self.hosts])
             result.duration_s = (now_ns() - began) / 1e9
             self.emit(TestFinished(result))
         return result
@@ -298,6 +304,52 @@ class _TestRun:
             if offset != host.result.start_offset_ms:
                 host.result.start_offset_ms = offset
                 self.host_changed(host)
+        self._measure_exec_spread()
+
+    def _measure_exec_spread(self) -> None:
+        """The commands' exec instants, offset from the common start (sequential: the
+        first release); their spread only once every released command has one."""
+        released = [h for h in self.hosts if h.released and h.estimate]
+        common = self.common_start_ns
+        if common is None:
+            common = min(at for h in released for at in h.released.values())
+        for host in released:
+            for index, at in host.exec_at.items():
+                host.result.commands[index].exec_offset_ms = (at - common) / 1e6
+        measured = all(set(h.released) <= set(h.exec_at) for h in released)
+        spread = start_spread(
+            [
+                HostReleases(list(h.exec_at.values()), h.estimate.uncertainty_ns)
+                for h in released
+                if h.estimate
+            ],
+            common,
+        )
+        if spread is None or not measured:
+            self.result.exec_spread_ms = self.result.exec_spread_uncertainty_ms = None
+            return
+        self.result.exec_spread_ms = spread.spread_ms
+        self.result.exec_spread_uncertainty_ms = spread.uncertainty_ms
+
+    def _learn_lead(self) -> None:
+        """What this start showed of each host, for the next test's lead."""
+        if self.result.lead_ms is None:
+            return
+        for host in self.hosts:
+            lateness = [c.release_late_ms for c in host.result.commands]
+            late = [v * 1e6 for v in lateness if v is not None]
+            if host.start_at is not None and host.released:
+                self.lead.observe(
+                    host.result.address,
+                    self.result.lead_ms * 1e6,
+                    host.ahead_ns,
+                    max(late, default=None),
+                )
+
+    @property
+    def refused_everywhere(self) -> bool:
+        """Every host refused our credentials: the next test would meet the same."""
+        return bool(self.hosts) and all(host.refused for host in self.hosts)
 
     def _conclude(self) -> None:
         self.result.status, self.result.reason = verdict(
@@ -306,6 +358,8 @@ class _TestRun:
             self.spec.required_hosts,
             abort_reason=self._abort_reason,
         )
+        if self.refused_everywhere:  # one sentence, not the first host's blame
+            self.result.reason = refused_everywhere_reason(self.result.hosts)
         self.result.concurrent_window = window_of(self.result)
 
 
@@ -323,6 +377,7 @@ class Runner:
         )
         self._current: _TestRun | None = None
         self._stop_reason = ""
+        self.lead = LeadPolicy(options.lead_ns)  # learned over the run's tests
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -346,12 +401,17 @@ class Runner:
         for spec, k in runs:
             if self._stop_reason:
                 break
-            self._current = _TestRun(spec, self.options, self.observer, k if repeat > 1 else None)
+            self._current = _TestRun(
+                spec, self.options, self.observer, k if repeat > 1 else None, self.lead
+            )
             self.result.tests.append(self._current.result)
+            test = self._current
             try:
-                outcome = await self._current.run()
+                outcome = await test.run()
             finally:
                 self._current = None
+            if test.refused_everywhere:
+                break  # the reason says so: no credential changes between tests
             if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                 break
         return self.result

@@ -44,6 +44,19 @@ def exit_code(run: RunResult, unsaved: Sequence[str] = ()) -> int:
     return EXIT_OK if run.passed and run.tests and not unsaved else EXIT_FAILED
 
 
+def largest_exit_status(run: RunResult, unsaved: Sequence[str] = ()) -> int:
+    """-S, as pdsh -S: the largest exit status of any command (killed by signal N: 128 + N,
+    as a shell says it; at most 255); when every command exited 0, `exit_code`."""
+    codes = [
+        code if code >= 0 else 128 - code
+        for test in run.tests
+        for host in test.hosts
+        for command in host.commands
+        if (code := command.exit_code) is not None
+    ]
+    return min(max(codes, default=0), 255) or exit_code(run, unsaved)
+
+
 _closed: set[int] = set()  # file descriptors whose reader went away
 
 
@@ -200,7 +213,10 @@ def save_results(
     file's folder (the one the user chose), named as `-l` names them. Raises OSError."""
     json_path = Path(json_path)
     config_path = run.config_path or "netjobs"
-    written = [logs.write_test_log(config_path, test, show, json_path.parent) for test in run.tests]
+    written = [
+        logs.write_test_log(config_path, test, show, json_path.parent, run.run_id)
+        for test in run.tests
+    ]
     write_json(run, json_path)
     written.append(json_path)
     return written

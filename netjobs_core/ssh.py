@@ -1,12 +1,17 @@
 """Hosts over SSH: connect as the user's ssh would, start the agent for the run.
 
 One SSH connection per host for the whole run (`SshDialer`), with the user's
-~/.ssh/config, ssh-agent, keys and known_hosts. Each `AgentLink` to such a
-host gets a new channel running `netjobs-agent --stdio` there: the agent reads
-a random token of this link from the first line on its stdin (never argv or
-the environment, which `ps` shows), answers with a ready line, then speaks the
-usual protocol on stdin/stdout. Nothing listens on the host; the agent ends
-with its channel (EOF: the orphan rules kill what it started).
+~/.ssh/config, ssh-agent, keys and known_hosts, and one agent per host for the
+run too: the first `AgentLink` to a host opens a channel running
+`netjobs-agent --stdio` there. The agent reads a random secret of this link from
+the first line on its stdin (`link <hex>`: never argv or the environment, which
+`ps` shows; its keys a cheap HKDF, wire/sealing.py link_key), answers with a
+ready line, then speaks the usual protocol on stdin/stdout, a session per test.
+A link that ends at a test's boundary (its `bye`, nothing in flight) hands the
+channel back (`release`); the agent says it is ready again, and the next test
+on that host greets the same agent: no new process, no new interpreter. Nothing
+listens on the host; the agent ends with its channel (EOF at the end of the
+run, or a test that ended otherwise: the orphan rules kill what it started).
 
 How the agent gets there: with a python3 >= 3.11 on the host, the zipapp of
 netjobs_core/agent_zipapp.py, cached under ~/.cache/netjobs/ by version and
@@ -30,24 +35,35 @@ import platform
 import secrets
 import shlex
 import socket
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncssh
+from asyncssh.encryption import get_default_encryption_algs
 
 from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
-from netjobs_core.client import AgentError, Refused
+from netjobs_core.client import AgentError, Channel, Refused
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES
+from netjobs_core.wire.sealing import LINK_SECRET_BYTES
+from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
 
 START_TIMEOUT_S = 15.0  # at least this for the agent to start (a cold python on a busy host)
 DEPLOY_TIMEOUT_S = 60.0  # at least this for an upload (the one-file agent is ~10 MB)
 CLOSE_TIMEOUT_S = 2.0  # for the SSH connections to close at the end of the run
 BANNER_LINES = 64  # lines a login shell may print before the agent's ready line
-STDERR_KEEP = 4096  # bytes of the remote stderr kept for messages
+STDERR_KEEP = 4096  # the first bytes of the remote stderr, kept for messages
+STDERR_LINES = 4  # of which the first lines go into a message
 READ_LIMIT = 256 * 1024  # past this much unread output the channel is paused
+# Bulk output: asyncssh handles each SSH packet in Python, so fewer, larger packets
+# (sshd sends up to what it reads from the agent's pipe, within our max packet) and
+# fewer window adjustments cost the controller less per MiB; the window bounds what
+# one host's channel may have in flight.
+WINDOW = 4 * 1024 * 1024
+MAX_PACKET = 256 * 1024
+# asyncssh computes chacha20-poly1305 (OpenSSH's first choice) in several calls per
+# packet; AES-GCM is one call, in hardware. Ours first unless ssh_config sets Ciphers.
+FAST_CIPHERS = [b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com"]
 NEED_PYZ, NEED_EXE, NO_AGENT = 83, 84, 85  # exit statuses of the start script
 CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/netjobs"'
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -77,30 +93,44 @@ _CHECK_AND_RUN = (
     "except OSError:\n"
     "    ok = False\n"
     f"ok or sys.exit({NEED_PYZ})\n"
-    "sys.argv = [z, '--stdio']\n"
+    "sys.argv = [z, '--stdio', '--quiet']\n"
     "runpy.run_path(z, run_name='__main__')\n"
 )
 
 
+# Asked of each candidate before the agent is started with it: it runs (a pyenv
+# shim of a version that is not active exits 127), it is >= 3.11, and where its
+# interpreter really is (started directly then: no second pass through a shim).
+_USABLE = "import sys; sys.version_info < (3, 11) and sys.exit(80); print(sys.executable)"
+PYTHONS = ("python3.14", "python3.13", "python3.12", "python3.11", "python3")
+
+
 def start_script(pyz: Payload, exe: Payload | None) -> str:
-    """POSIX sh: start the cached zipapp with a python3 >= 3.11 (a versioned name
-    says its version; a plain python3 is asked); else the cached one-file agent. An
-    exit status says what to upload first."""
+    """POSIX sh: start the cached zipapp with the first python3 >= 3.11 that runs,
+    newest name first, each name in every directory of PATH (a shim manager's
+    directory comes first and may hold names that do not run); else the cached
+    one-file agent. An exit status says what to upload first; what the candidates
+    said on stderr goes to the controller, for a failure's message."""
     lines = [
         f"d={CACHE_DIR}",
-        "for c in python3.14 python3.13 python3.12 python3.11 python3; do",
-        '  p=$(command -v "$c" 2>/dev/null) || continue',
-        '  [ "$c" = python3 ] && ! "$p" -c '
-        "'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && continue",
+        "set -f; IFS=:",  # PATH split at colons, its entries never globbed
+        f"for c in {' '.join(PYTHONS)}; do",
+        "  for b in $PATH; do",
+        '    p="${b:-.}/$c"',
+        '    [ -x "$p" ] && [ ! -d "$p" ] || continue',
+        f'    r=$("$p" -I -S -c {shlex.quote(_USABLE)}) || continue',
+        '    [ -x "$r" ] || r=$p',
         # -I: the user's PYTHONPATH and site-packages cannot shadow the agent's modules
-        f'  exec "$p" -I -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
+        f'    exec "$r" -I -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
+        "  done",
         "done",
+        "unset IFS",
     ]
     if exe is not None:
         lines += [
             f'x="$d/{exe.name}"',
             'h=$(sha256sum "$x" 2>/dev/null) && h=${h%% *}',
-            f'[ "$h" = {exe.sha256} ] && exec "$x" --stdio',
+            f'[ "$h" = {exe.sha256} ] && exec "$x" --stdio --quiet',
             f'[ "$(uname -sm)" = {shlex.quote(_local_system())} ] && exit {NEED_EXE}',
         ]
     lines.append(f"exit {NO_AGENT}")
@@ -123,8 +153,7 @@ def upload_script(payload: Payload) -> str:
 class _AgentSession(asyncssh.SSHClientSession[bytes]):
     def __init__(self) -> None:
         self.stdout = asyncio.StreamReader(limit=READ_LIMIT)
-        self.stderr: deque[bytes] = deque()
-        self._stderr_size = 0
+        self.stderr = bytearray()  # its first STDERR_KEEP bytes: where a failure begins
         self.exit_status: int | None = None
         self.channel: asyncssh.SSHClientChannel[bytes] | None = None
 
@@ -134,10 +163,7 @@ class _AgentSession(asyncssh.SSHClientSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
-            self.stderr.append(data)
-            self._stderr_size += len(data)
-            while self._stderr_size > STDERR_KEEP and len(self.stderr) > 1:
-                self._stderr_size -= len(self.stderr.popleft())
+            self.stderr += data[: STDERR_KEEP - len(self.stderr)]
         else:
             self.stdout.feed_data(data)
 
@@ -154,9 +180,11 @@ class _AgentSession(asyncssh.SSHClientSession[bytes]):
         else:
             self.stdout.feed_eof()
 
-    def stderr_tail(self) -> str:
-        text = b"".join(self.stderr).decode("utf-8", "replace").strip()
-        return text.splitlines()[-1] if text else ""
+    def stderr_head(self) -> str:
+        """The first lines the host wrote on stderr, as one line: the first error
+        says what went wrong (a pyenv shim's 'command not found'), later ones how."""
+        lines = self.stderr.decode("utf-8", "replace").splitlines()
+        return " / ".join([line.strip() for line in lines if line.strip()][:STDERR_LINES])
 
 
 async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
@@ -169,13 +197,34 @@ async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
 
 
 class SshChannel:
-    """An agent's stdin/stdout over one SSH channel (client.Channel)."""
+    """An agent's stdin/stdout over one SSH channel (client.Channel), for the run."""
 
     kernel_stamps = False  # a pipe at the far end
 
-    def __init__(self, chan: asyncssh.SSHClientChannel[bytes], session: _AgentSession) -> None:
+    def __init__(
+        self,
+        chan: asyncssh.SSHClientChannel[bytes],
+        session: _AgentSession,
+        secret: bytes,
+        host: _Host,
+    ) -> None:
         self._chan = chan
         self.session = session
+        self.secret = secret  # this link's: every session on it authenticates with it
+        self.host = host  # whose SSH connection carries it
+
+    async def ready_again(self, timeout: float) -> bool:
+        """After a released session: the agent's ready line, as the first line (a
+        session that left anything else unread is no boundary); False: not ready."""
+        try:
+            async with asyncio.timeout(timeout):
+                line = await self.session.stdout.readline()
+        except (TimeoutError, OSError, ValueError):
+            line = b""
+        if line.startswith(STDIO_READY) and not self._chan.is_closing():
+            return True
+        self.abort()
+        return False
 
     async def read(self, n: int) -> bytes:
         return await self.session.stdout.read(n)
@@ -265,6 +314,7 @@ class _Host:
     client: _Client
     has_pyz: bool = False  # uploaded or found during this run
     has_exe: bool = False
+    idle: list[SshChannel] = field(default_factory=list)  # agents between tests
 
 
 class SshDialer:
@@ -274,6 +324,20 @@ class SshDialer:
         self.options = options or SshOptions()
         self.accepted: list[str] = []  # host keys added with accept_new, for the user
         self._hosts: dict[tuple[str, int, str], asyncio.Task[_Host]] = {}
+        self._payloads: asyncio.Future[tuple[Payload, Payload | None]] | None = None
+
+    def _agent_payloads(self) -> asyncio.Future[tuple[Payload, Payload | None]]:
+        """The zipapp and the one-file agent, made once, in a thread (compiling and
+        hashing them would stall every host's connection on this loop), from the
+        first open on, while the SSH handshakes go on."""
+        if self._payloads is None:
+            executable = self.options.executable
+
+            def build() -> tuple[Payload, Payload | None]:
+                return agent_zipapp(), agent_executable(executable) if executable else None
+
+            self._payloads = asyncio.ensure_future(asyncio.to_thread(build))
+        return self._payloads
 
     async def __aenter__(self) -> SshDialer:
         return self
@@ -282,6 +346,8 @@ class SshDialer:
         await self.close()
 
     async def close(self) -> None:
+        if self._payloads is not None and self._payloads.done():
+            self._payloads.exception()  # retrieved: each host that needed it said so
         hosts, self._hosts = self._hosts, {}
         pending = [task for task in hosts.values() if not task.done()]
         for task in pending:
@@ -292,7 +358,7 @@ class SshDialer:
             task.result().conn
             for task in hosts.values()
             if not task.cancelled() and task.exception() is None
-        ]
+        ]  # closing one ends its channels, and with them the agents between tests
         for conn in conns:
             conn.close()
         closing = [asyncio.create_task(conn.wait_closed()) for conn in conns]
@@ -309,10 +375,13 @@ class SshDialer:
         for key, task in list(self._hosts.items()):
             if task.done() and not task.cancelled() and task.exception() is None:
                 if task.result().client is client:
+                    task.result().idle.clear()  # their channels went with the connection
                     del self._hosts[key]
 
     async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
-        """A channel to a new stdio agent on the host, and the token it was given."""
+        """A channel to the host's stdio agent (started now unless one is between
+        tests), and the link secret it was given."""
+        payloads = self._agent_payloads()
         key = (address.host, address.port, address.user)
         task = self._hosts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
@@ -325,7 +394,31 @@ class SshDialer:
             if self._hosts.get(key) is task:
                 del self._hosts[key]  # the next test tries again
             raise
-        return await self._start_agent(host, address, timeout)
+        while host.idle:
+            channel = host.idle.pop()
+            if await channel.ready_again(timeout):
+                return channel, channel.secret
+        try:
+            pyz, exe = await asyncio.shield(payloads)
+        except OSError as exc:
+            raise AgentError(f"cannot read the one-file agent to send: {exc}") from None
+        return await self._start_agent(host, address, timeout, pyz, exe)
+
+    def release(self, channel: Channel) -> None:
+        """The channel's agent is between tests: the next link to its host takes it;
+        it ends with the run's SSH connection (or an EOF, past this run)."""
+        assert isinstance(channel, SshChannel)
+        if not channel.is_closing() and channel.host in self._connected():
+            channel.host.idle.append(channel)
+        else:
+            channel.abort()  # its connection is gone or closing: so is the agent
+
+    def _connected(self) -> list[_Host]:
+        return [
+            task.result()
+            for task in self._hosts.values()
+            if task.done() and not task.cancelled() and task.exception() is None
+        ]
 
     async def _connect(self, address: Address, timeout: float) -> _Host:
         options = self.options
@@ -336,6 +429,7 @@ class SshDialer:
         except (ValueError, OSError, asyncssh.Error) as exc:
             raise AgentError(f"SSH settings for {address}: {exc}") from None
         files = _known_hosts_files(settings.known_hosts)
+        ciphers = list(settings.encryption_algs)
         existing = _existing(files)
         client = _Client(self, files, str(address))
         kwargs: dict[str, Any] = {
@@ -344,6 +438,9 @@ class SshDialer:
             "known_hosts": existing or b"",  # never None: that would disable the check
             "client_factory": lambda: client,
         }
+        if ciphers == get_default_encryption_algs():  # not the user's choice: ours
+            preferred = FAST_CIPHERS + [c for c in ciphers if c not in FAST_CIPHERS]
+            kwargs["encryption_algs"] = [c.decode("ascii") for c in preferred]
         username = address.user or options.username
         if username:
             kwargs["username"] = username
@@ -378,14 +475,12 @@ class SshDialer:
         return _Host(conn, client)
 
     async def _start_agent(
-        self, host: _Host, address: Address, timeout: float
+        self, host: _Host, address: Address, timeout: float, pyz: Payload, exe: Payload | None
     ) -> tuple[SshChannel, bytes]:
-        pyz = agent_zipapp()
-        exe = agent_executable(self.options.executable) if self.options.executable else None
         for _ in range(3):  # start; upload what is missing, start again (twice at most)
-            token = secrets.token_bytes(STDIO_TOKEN_BYTES)
+            secret = secrets.token_bytes(LINK_SECRET_BYTES)
             chan, session = await self._run(host, address, start_script(pyz, exe), timeout)
-            chan.write(token.hex().encode() + b"\n")
+            chan.write(stdio_greeting(secret))
             try:
                 async with asyncio.timeout(max(timeout, START_TIMEOUT_S)):
                     line = await _ready_line(session.stdout)
@@ -396,13 +491,13 @@ class SshDialer:
                 raise AgentError(
                     f"the agent did not start on {address} within "
                     f"{max(timeout, START_TIMEOUT_S):g} s"
-                    + (f": {tail}" if (tail := session.stderr_tail()) else "")
+                    + (f": {head}" if (head := session.stderr_head()) else "")
                 ) from None
             except (OSError, ValueError) as exc:  # ValueError: a line past READ_LIMIT
                 chan.abort()
                 raise AgentError(f"starting the agent on {address}: {exc}") from None
             if line:
-                return SshChannel(chan, session), token
+                return SshChannel(chan, session, secret, host), secret
             status = session.exit_status
             if status == NEED_PYZ and not host.has_pyz:
                 await self._upload(host, address, pyz)
@@ -419,12 +514,13 @@ class SshDialer:
                         else ", and no one-file agent here to send (build_scripts/build.py "
                         "--only agent makes dist/netjobs-agent)"
                     )
+                    + (f" (the host said: {head})" if (head := session.stderr_head()) else "")
                 )
             else:
-                tail = session.stderr_tail()
+                head = session.stderr_head()
                 raise AgentError(
                     f"the agent failed to start on {address} (exit status {status})"
-                    + (f": {tail}" if tail else "")
+                    + (f": {head}" if head else "")
                 )
         raise AgentError(f"the agent failed to start on {address} after uploading it")
 
@@ -434,7 +530,7 @@ class SshDialer:
         try:
             async with asyncio.timeout(timeout):
                 chan, session = await host.conn.create_session(
-                    _AgentSession, command, encoding=None
+                    _AgentSession, command, encoding=None, window=WINDOW, max_pktsize=MAX_PACKET
                 )
         except TimeoutError:
             self._drop(host)  # a dead connection (a cut): the next test connects anew

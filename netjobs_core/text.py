@@ -9,14 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import itertools
+import math
 import os
 import re
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from netjobs_core import nodesets
+from netjobs_core.compare import TestComparison
 from netjobs_core.config import Plan, write_duration
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.records import RunRecord, TestRecord
@@ -29,11 +32,13 @@ from netjobs_core.results import (
     HostResult,
     HostState,
     Interruption,
+    MetricSummary,
+    OutputGap,
     RunResult,
     TestResult,
     TestStatus,
 )
-from netjobs_core.vocabulary import Status, word
+from netjobs_core.vocabulary import Status, counted, word
 from netjobs_core.wire.messages import FileError
 from netjobs_core.wire.sealing import Credential
 
@@ -72,26 +77,82 @@ def spread(test: TestResult, none: str = NA) -> str:
     return ms_pm(test.start_spread_ms, test.start_spread_uncertainty_ms, none=none)
 
 
+EXEC_NOT_SENT = "its agent does not report exec instants (an older version)"
+
+
+def began(test: TestResult) -> str:
+    """`released within 0.002 ms ± 0.081 ms; commands began within 1.430 ms ± 0.090 ms`:
+    the releases, and the commands' exec instants or why they were not measured (the
+    release's ± does not cover what happens after it)."""
+    line = f"released within {spread(test)}"
+    if test.exec_spread_ms is not None:
+        within = ms_pm(test.exec_spread_ms, test.exec_spread_uncertainty_ms)
+        return f"{line}; commands began within {within}"
+    return f"{line}; {exec_unmeasured(test)}"
+
+
+def exec_unmeasured(test: TestResult) -> str:
+    """Why a test has no exec spread: `when the commands began was not measured
+    (node1: exec instants need the agent to run as root ...)`."""
+    reasons: dict[str, list[str]] = {}
+    # Others measured, so this agent could: its command ran no program (a document
+    # from before exec instants has none measured, and says no more).
+    measured = any(c.exec_offset_ms is not None for h in test.hosts for c in h.commands)
+    for host in test.hosts:
+        if host.exec_error:
+            reasons.setdefault(host.exec_error, []).append(host.target)
+        elif measured and any(
+            c.started_at is not None and c.exec_offset_ms is None for c in host.commands
+        ):
+            reasons.setdefault("a command exec'd nothing (shell builtins only?)", []).append(
+                host.target
+            )
+    why = "; ".join(f"{nodesets.fold(hosts)}: {field(r)}" for r, hosts in reasons.items())
+    return "when the commands began was not measured" + (f" ({why})" if why else "")
+
+
+def late_line(test: TestResult) -> str | None:
+    """`late releases (more than 1.000 ms, --late-ms): node2 +85.900 ms, node3 +120.300 ms`;
+    None when no host was late."""
+    late = test.late_hosts()
+    if not late:
+        return None
+    named = ", ".join(f"{host.target} {ms(late_ms, True)}" for host, late_ms in late)
+    return f"late releases (more than {ms(test.late_threshold_ms)}, --late-ms): {named}"
+
+
+def start_facts(test: TestResult, commands: str | None = None) -> str:
+    """`scheduled start, lead 17.200 ms, 2 commands on 2 hosts` (COMMANDS: in their place)."""
+    parts = [f"{test.start_mode.value} start"]
+    if test.lead_ms is not None:
+        parts.append(f"lead {ms(test.lead_ms)}")
+    parts.append(
+        commands
+        or f"{count(sum(len(h.commands) for h in test.hosts), 'command')} on "
+        f"{count(len(test.hosts), 'host')}"
+    )
+    return ", ".join(parts)
+
+
 def spread_line(test: TestResult) -> str | None:
-    """`start spread 0.591 ms ± 0.162 ms (scheduled start, 32 commands on 32 hosts)`, with
-    how many were released when not all were; a single release of several commands is no
-    spread (`start spread not measured: 1 of 3 commands released, ...`). None before any."""
+    """`released within 0.591 ms ± 0.162 ms; commands began within ... (scheduled start,
+    lead 15.896 ms, 32 commands on 32 hosts)`, with how many were released when not all
+    were; a single release of several commands is no spread (`start spread not measured:
+    1 of 3 commands released, ...`). None before any release."""
     commands = [c for h in test.hosts for c in h.commands]
     released = sum(c.started_at is not None for c in commands)
     if not released:
         return None
-    mode = f"{test.start_mode.value} start"
-    total = f"{count(len(commands), 'command')} on {count(len(test.hosts), 'host')}"
     if released == len(commands):
-        return f"start spread {spread(test)} ({mode}, {total})"
+        return f"{began(test)} ({start_facts(test)})"
     hosts = sum(any(c.started_at is not None for c in h.commands) for h in test.hosts)
     of = (
         f"{released} of {count(len(commands), 'command')} released, "
         f"on {hosts} of {count(len(test.hosts), 'host')}"
     )
     if released < 2:
-        return f"start spread not measured: {of} ({mode})"
-    return f"start spread {spread(test)} ({mode}, {of})"
+        return f"start spread not measured: {of} ({test.start_mode.value} start)"
+    return f"{began(test)} ({start_facts(test, of)})"
 
 
 def too_far(rtt_ms: float, max_lead_s: float) -> str:
@@ -190,6 +251,8 @@ def history_line(record: RunRecord) -> str:
     line = f"{record.run_id}  {when}  {record_summary(record)}  {config}"
     if not record.results_kept:
         line += f"  (results deleted: {record.results_dir})"
+    if record.note:
+        line += f"  note: {printable(record.note)}"
     return line
 
 
@@ -209,6 +272,7 @@ def test_record_line(record: TestRecord) -> str:
             f"together {seconds(record.window_s)} ({percent(record.window_fraction)} "
             "of the longest command)"
         )
+    parts.extend(metric_sum(name, total, hosts) for name, total, hosts in record.metrics)
     return f"{head}: {', '.join(parts)}"
 
 
@@ -252,17 +316,137 @@ def size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
+def _three(value: float) -> str:
+    """Three significant digits, no exponent: `1.93`, `48.0`, `480`."""
+    magnitude = abs(value)
+    decimals = 0 if magnitude >= 100 or magnitude == 0 else 1 if magnitude >= 10 else 2
+    return f"{value:.{decimals}f}"
+
+
+def _scaled(value: float, step: float, units: Sequence[str]) -> str:
+    """`value` in the largest of `units` (each `step` times the one before) under which
+    it is at least 1, three significant digits: `1.93 GiB/s`."""
+    for unit in units[:-1]:
+        if abs(value) < step:
+            return f"{_three(value)} {unit}"
+        value /= step
+    return f"{_three(value)} {units[-1]}"
+
+
+def byte_rate(value: float) -> str:
+    """Bytes per second: `512 B/s`, `480 MiB/s`, `1.93 GiB/s`."""
+    return _scaled(value, 1024, ("B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"))
+
+
+def bit_rate(value: float) -> str:
+    """Bits per second, SI units as network tools say them: `9.41 Gbit/s`."""
+    return _scaled(value, 1000, ("bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"))
+
+
+def bytes_figure(value: float) -> str:
+    """A byte count as a measured figure: `512 B`, `1.50 GiB`."""
+    return _scaled(value, 1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+
+
+def nanoseconds(value: float) -> str:
+    """A latency given in nanoseconds: `850 ns`, `127 µs`, `1.20 ms`, `2.00 s`."""
+    return _scaled(value, 1000, ("ns", "µs", "ms", "s"))
+
+
+def quantity(value: float) -> str:
+    """A number without a unit: `0.123`, `42.0`, `18.7 k`, `2.10 M`."""
+    if abs(value) < 1000:
+        if float(value).is_integer():
+            return str(int(value))
+        return f"{value:.3g}" if abs(value) < 1 else _three(value)
+    return _scaled(value / 1000, 1000, ("k", "M", "G", "T"))
+
+
+# What a metric's value is, by the end of its name (the built-in ones, and any
+# -metric named alike): docs/results.md lists them.
+_METRIC_UNITS: tuple[tuple[str, Callable[[float], str]], ...] = (
+    ("_bw", byte_rate),
+    ("_Bps", byte_rate),
+    ("_bps", bit_rate),
+    ("_ns", nanoseconds),
+    ("_bytes", bytes_figure),
+)
+
+
+def metric_value(name: str, value: float) -> str:
+    """A metric's value in the unit its name says (`read_bw`: bytes/s); else a number."""
+    for ending, form in _METRIC_UNITS:
+        if name.endswith(ending):
+            return form(value)
+    return quantity(value)
+
+
+def metric_line(name: str, summary: MetricSummary) -> str:
+    """`read_bw: 1.93 GiB/s in all over 4 hosts (min 480 MiB/s, median 494 MiB/s, max
+    512 MiB/s)`: a test's metric over the hosts that had it."""
+
+    def value(v: float) -> str:
+        return metric_value(name, v)
+
+    return (
+        f"{name}: {value(summary.sum)} in all over {count(summary.hosts, 'host')} "
+        f"(min {value(summary.min)}, median {value(summary.median)}, max {value(summary.max)})"
+    )
+
+
+def metric_sum(name: str, total: float, hosts: int) -> str:
+    """`read_bw 1.93 GiB/s in all over 4 hosts`: a test's sum, in a summary."""
+    return f"{name} {metric_value(name, total)} in all over {count(hosts, 'host')}"
+
+
+def metric_repeats_line(name: str, sums: Sequence[float], repetitions: int) -> str:
+    """`read_bw over 3 repetitions: median 1.93 GiB/s in all, from 1.90 GiB/s to 1.95
+    GiB/s`: the sums of the repetitions that had the metric."""
+    known = f" (in {len(sums)})" if len(sums) < repetitions else ""
+    return (
+        f"{name} over {count(repetitions, 'repetition')}{known}: median "
+        f"{metric_value(name, statistics.median(sums))} in all, "
+        f"from {metric_value(name, min(sums))} to {metric_value(name, max(sums))}"
+    )
+
+
+def csv_number(value: float | None) -> str:
+    """A number in a CSV cell, exactly (whole numbers without `.0`); empty when none."""
+    if value is None:
+        return ""
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):
+        return str(int(value))
+    return repr(value)
+
+
 def not_started(reason: str) -> str:
     """Why a command never ran: the test was aborted before its release."""
     return f"not started: {reason}"
 
 
-def command_end(status: CommandStatus, message: str, timeout: float | None) -> str:
+def command_end(
+    status: CommandStatus, message: str, timeout: float | None, spool_error: str | None = None
+) -> str:
     """An agent's `exit` in words: a timeout's are said here from its limit (agents
-    from before sent a sentence, shown as it is)."""
+    from before sent a sentence, shown as it is), a failed spool from its errno."""
     if status is CommandStatus.TIMEOUT and not message and timeout is not None:
         return f"killed at its {timeout:g} s timeout"
+    if spool_error is not None and not message:
+        return (
+            f"the agent's disk failed under its output spool ({os_error_text(spool_error)}): "
+            "its output is not whole"
+        )
     return message
+
+
+def output_gap(gap: OutputGap) -> str:
+    """Output the agent could not deliver, as the report and the log say it."""
+    last = gap.offset + gap.bytes - 1
+    return (
+        f"{gap.stream} bytes {gap.offset}-{last} ({size(gap.bytes)}) are missing: "
+        "the agent could not keep them for the resume after a cut (its spool was full "
+        "or unreadable)"
+    )
 
 
 def file_not_collected(
@@ -368,7 +552,7 @@ def not_saved(commands: int, first_host: str, first_error: str) -> str:
 
 def tally(statuses: Iterable[Status]) -> str:
     """`2 running, 1 done`: how many of each, in the order they first appear."""
-    return ", ".join(f"{n} {word(status)}" for status, n in Counter(statuses).items())
+    return ", ".join(counted(status, n) for status, n in Counter(statuses).items())
 
 
 def progress(test: TestResult) -> tuple[int, int]:
@@ -380,6 +564,70 @@ def progress(test: TestResult) -> tuple[int, int]:
 def progress_fraction(test: TestResult) -> str:
     """`3/5`: finished commands of all."""
     return "{}/{}".format(*progress(test))
+
+
+def clock(seconds: float) -> str:
+    """A duration as a clock shows it: `0:12`, `12:05`, from an hour on `1:02:03`."""
+    minutes, secs = divmod(max(0, int(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def test_title(test: TestResult) -> str:
+    """`test 'fio'`, `test 'fio' (repetition 2)`."""
+    head = f"test {test.label!r}"
+    return head if test.repetition is None else f"{head} (repetition {test.repetition})"
+
+
+def live_progress(test: TestResult, now: float) -> str:
+    """A running test in one line: `test 'fio': 6 running, 0 finished of 6, 0:12 elapsed,
+    timeout in 0:48` (the next of its running commands' timeouts, when they have one)."""
+    commands = [c for h in test.hosts for c in h.commands]
+    running = [c for c in commands if c.status is CommandStatus.RUNNING]
+    parts = [
+        f"{len(running)} running",
+        f"{sum(c.status.finished for c in commands)} finished of {len(commands)}",
+    ]
+    if test.started_at is not None:
+        parts.append(f"{clock(now - test.started_at)} elapsed")
+    deadlines = [
+        c.started_at + c.timeout
+        for c in running
+        if c.started_at is not None and c.timeout is not None
+    ]
+    if deadlines:
+        parts.append(f"timeout in {clock(math.ceil(min(deadlines) - now))}")
+    return f"{test_title(test)}: {', '.join(parts)}"
+
+
+def test_begins(test: TestResult) -> str:
+    """Without a terminal: `test 'fio': starting 6 commands on 3 hosts`."""
+    commands = sum(len(h.commands) for h in test.hosts)
+    hosts = count(len(test.hosts), "host")
+    return f"{test_title(test)}: starting {count(commands, 'command')} on {hosts}"
+
+
+def test_ends(test: TestResult) -> str:
+    """Without a terminal: `test 'fio': passed, 6 of 6 commands finished in 1:02`."""
+    finished, commands = progress(test)
+    took = f" in {clock(test.duration_s)}" if test.duration_s is not None else ""
+    ended = f"{finished} of {count(commands, 'command')} finished{took}"
+    return f"{test_title(test)}: {word(test.status)}, {ended}"
+
+
+def host_elapsed(host: HostResult, now: float) -> str:
+    """How long a host's commands have run (until the last ended): `0:12`; "" before."""
+    starts = [c.started_at for c in host.commands if c.started_at is not None]
+    if not starts:
+        return ""
+    if all(c.status.finished for c in host.commands):
+        ends = [
+            c.started_at + c.duration_s
+            for c in host.commands
+            if c.started_at is not None and c.duration_s is not None
+        ]
+        now = max(ends, default=now)
+    return clock(now - min(starts))
 
 
 def hosts_done(test: TestResult) -> str:
@@ -417,27 +665,47 @@ def summary_parts(test: TestResult) -> list[str]:
     """The parts of a test's summary line after its label and status."""
     parts = [commands_finished(test), count(len(test.hosts), "host")]
     if test.start_spread_ms is not None:
-        parts.append(f"start spread {spread(test)}")
+        parts.append(began(test))
+        late = late_line(test)
+        if late is not None:
+            parts.append(late)
+    if test.lead_ms is not None:
+        parts.append(f"lead {ms(test.lead_ms)}")
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
+    parts.extend(metric_sum(name, s.sum, s.hosts) for name, s in test.metrics.items())
     return parts
 
 
-def outcome(statuses: Sequence[TestStatus], problems: Counter[CommandStatus]) -> str:
-    """A run's outcome from its tests' statuses and its commands' problems (by status):
-    `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed, 1 passed`,
-    `no test ran`."""
-    if not statuses:
+def outcome(
+    tests: Sequence[tuple[int | None, TestStatus]], problems: Counter[CommandStatus]
+) -> str:
+    """A run's outcome from its tests' (repetition, status) and its commands' problems
+    (by status): `1 test passed`, `3 tests passed (commands: 1 failed)`, `1 failed,
+    1 passed`, `no test ran`; a test run N times (--repeat) is one test of N
+    repetitions: `1 test passed (3 repetitions)`, `1 test, 3 repetitions: 1 failed,
+    2 passed`."""
+    if not tests:
         return "no test ran"
+    statuses = [status for _, status in tests]
+    repetitions = sum(repetition is not None for repetition, _ in tests)
+    if not repetitions:
+        if all(status is TestStatus.PASSED for status in statuses):
+            with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
+            return f"{count(len(statuses), 'test')} passed{with_problems}"
+        return tally(statuses)
+    # Repetition 1 of each repeated test: a test counted once however often it ran.
+    tests_run = count(sum(repetition in (None, 1) for repetition, _ in tests), "test")
+    repeated = count(repetitions, "repetition")
     if all(status is TestStatus.PASSED for status in statuses):
-        with_problems = f" (commands: {tally(problems.elements())})" if problems else ""
-        return f"{count(len(statuses), 'test')} passed{with_problems}"
-    return tally(statuses)
+        with_problems = f"; commands: {tally(problems.elements())}" if problems else ""
+        return f"{tests_run} passed ({repeated}{with_problems})"
+    return f"{tests_run}, {repeated}: {tally(statuses)}"
 
 
 def run_summary(run: RunResult) -> str:
     """A run's outcome as it ends (`outcome`)."""
-    return outcome([test.status for test in run.tests], run.problems())
+    return outcome([(test.repetition, test.status) for test in run.tests], run.problems())
 
 
 def record_summary(record: RunRecord) -> str:
@@ -445,7 +713,9 @@ def record_summary(record: RunRecord) -> str:
     for a run recorded as it started and never as it ended (killed; or still running)."""
     if not record.ended:
         return "interrupted"
-    return outcome([test.status for test in record.tests], Counter(dict(record.problems)))
+    return outcome(
+        [(test.repetition, test.status) for test in record.tests], Counter(dict(record.problems))
+    )
 
 
 class ClockFigures(Protocol):
@@ -501,6 +771,7 @@ def command_details(command: CommandResult) -> list[str]:
         parts.append(f"ran {seconds(command.duration_s)}")
     if command.message:
         parts.append(field(command.message))  # the agent's words: one line of a log
+    parts.extend(f"{name} {metric_value(name, value)}" for name, value in command.metrics.items())
     return parts
 
 
@@ -510,7 +781,12 @@ def file_lines(command: CommandResult) -> list[str]:
         f"collected {field(str(item.path))} ({size(item.bytes)}, sha256 {item.sha256[:12]})"
         for item in command.collected
     ]
-    return lines + [f"warning: {field(warning)}" for warning in command.warnings]
+    return lines + [f"warning: {field(warning)}" for warning in command_warnings(command)]
+
+
+def command_warnings(command: CommandResult) -> list[str]:
+    """What a person is warned of about a command: its files' warnings, its output's gaps."""
+    return [*command.warnings, *(output_gap(gap) for gap in command.gaps)]
 
 
 def collected_summary(files: Sequence[Collected]) -> str:
@@ -578,11 +854,16 @@ def plan_summary(plan: Plan) -> list[str]:
     return lines
 
 
-CREDENTIAL_NAMES = {Credential.HOST: "host credential", Credential.SHARED: "shared token"}
+CREDENTIAL_NAMES = {
+    Credential.HOST: "host credential",
+    Credential.SHARED: "shared token",
+    Credential.LINK: "SSH link secret",
+}
 
 
 def credential(kind: str) -> str:
-    """What an agent authenticated with: `host credential`, `shared token`."""
+    """What an agent authenticated with: `host credential`, `shared token`, `SSH link
+    secret` (an agent started over SSH, with a random secret of its link)."""
     return CREDENTIAL_NAMES.get(Credential(kind), kind) if kind else "not authenticated"
 
 
@@ -597,3 +878,25 @@ def credentials_line(hosts: Sequence[HostResult]) -> str | None:
         return None
     parts = [f"{credential(kind)} on {members(targets)}" for kind, targets in by_kind.items()]
     return "credentials: " + ", ".join(parts)
+
+
+def comparison_lines(found: TestComparison, name_a: str, name_b: str) -> list[str]:
+    """What differs between two results of a test, first the figures, then the hosts."""
+    a, b = found.a, found.b
+    lines = [
+        f"test {a.label!r}: {status_text(a)} in {name_a}, {status_text(b)} in {name_b}",
+        f"  start spread {spread(a)} in {name_a}, {spread(b)} in {name_b}",
+        f"  {name_a}: {window_line(a)}",
+        f"  {name_b}: {window_line(b)}",
+    ]
+    differing = found.differing
+    lines.append(
+        f"  {count(len(differing), 'host')} of {len(found.hosts)} ended differently"
+        + (":" if differing else "")
+    )
+    for pair in differing:
+        lines.append(
+            f"    {pair.target}: {pair.outcome_a or 'not in the test'} in {name_a}, "
+            f"{pair.outcome_b or 'not in the test'} in {name_b}"
+        )
+    return lines

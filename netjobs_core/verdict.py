@@ -49,6 +49,16 @@ def quorum_lost_reason(
     )
 
 
+def refused_everywhere_reason(hosts: Sequence[HostResult]) -> str:
+    """Why a run stops after a test whose every host refused our credentials: one
+    sentence, each distinct refusal once after its node set."""
+    why = "; ".join(
+        f"{nodesets.fold(host.target for host in refused)}: {error}"
+        for refused, error in said_once((host, host.error) for host in hosts)
+    )
+    return f"every host refused our credentials, so no further test is started ({why})"
+
+
 def aborted_text(reason: str) -> str:
     """What a host that was fine says when another's failure (or a stop) aborted its test."""
     return f"test aborted: {reason}"

@@ -32,6 +32,7 @@ class Look:
     word: str
     color: str
     unlike_json: str = ""  # why `word` is not the value the JSON keeps; "" when it is
+    plural: str = ""  # after a count above one, when the word is a noun (`2 errors`)
 
 
 _PHRASE = "a status in a sentence ('2 timed out'); the JSON keeps the one-word value"
@@ -46,7 +47,8 @@ COMMAND: dict[CommandStatus, Look] = {
     CommandStatus.FAILED: Look("failed", RED),  # ran, exited non-zero or died of a signal
     CommandStatus.TIMEOUT: Look("timed out", ORANGE, _PHRASE),
     CommandStatus.KILLED: Look("killed", PURPLE),
-    CommandStatus.ERROR: Look("error", ROSE),  # could not run, or its end was not reported
+    # could not run, or its end was not reported
+    CommandStatus.ERROR: Look("error", ROSE, plural="errors"),
     CommandStatus.LOST: Look("lost", ORANGE),  # ran, but its host was lost: end unknown
 }
 
@@ -63,6 +65,7 @@ HOST: dict[HostState, Look] = {
         ROSE,
         "unreachable, refused, lost: on screen not the 'failed' of a command that exited "
         "non-zero; the JSON keeps 'failed', as every results.json written so far",
+        plural="errors",
     ),
     HostState.KILLED: Look("killed", PURPLE),
 }
@@ -92,6 +95,12 @@ def look(status: Status) -> Look:
 
 def word(status: Status) -> str:
     return look(status).word
+
+
+def counted(status: Status, n: int) -> str:
+    """`1 error`, `2 errors`, `2 timed out`: a count of a status."""
+    found = look(status)
+    return f"{n} {found.plural if n != 1 and found.plural else found.word}"
 
 
 def color(status: Status) -> str:

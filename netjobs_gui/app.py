@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 import netjobs_resources
 from netjobs_core import __version__
+from netjobs_gui.layout_memory import last_config
 from netjobs_gui.options import build_parser
 from netjobs_gui.settings import APPLICATION, ORGANIZATION, apply_settings_env
 
@@ -56,8 +57,9 @@ def run(argv: Sequence[str]) -> int:
 
     window = MainWindow()
     window.show()
-    if args.config:
-        window.open_path(args.config, ask=False)
+    config = args.config or last_config(window.settings.recent_files)  # reopen the last one
+    if config:
+        window.open_path(config, ask=False)
     with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
         if args.smoke_test:
             code = runner.run(smoke_test(window))

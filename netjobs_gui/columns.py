@@ -159,6 +159,18 @@ def start_offset_ms(test: TestResult, host: HostResult, command: CommandResult) 
     return host.start_offset_ms
 
 
+def late_ms(test: TestResult, command: CommandResult) -> float | None:
+    """How late the command was released, when more than the test's --late-ms."""
+    late = command.release_late_ms
+    return late if late is not None and late > test.late_threshold_ms else None
+
+
+def _start_offset(row: CommandRow) -> str:
+    offset = text.ms(start_offset_ms(row.test, row.host, row.command), signed=True, none=NO_VALUE)
+    late = late_ms(row.test, row.command)
+    return offset if late is None else f"{offset} (late {text.ms(late)})"
+
+
 def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
     if command.duration_s is not None:
         return command.duration_s
@@ -275,12 +287,12 @@ class CommandRow:
 
     @property
     def message(self) -> str:
-        """Why it ended so; while its host's connection is being resumed, that."""
-        if self.command.message:
-            return self.command.message
-        if self.host.interruptions and not self.command.status.finished:
-            return text.interruption(self.host.interruptions[-1])
-        return self.host.error
+        """Why it ended so, then its host's interruptions (lost and resumed connections
+        stay in sight after the run, as the terminal report lists them)."""
+        said = self.command.message or self.host.error
+        parts = [said] if said else []
+        parts += [text.interruption(record) for record in self.host.interruptions]
+        return "; ".join(parts)
 
 
 def _exit(row: CommandRow) -> str:
@@ -294,8 +306,15 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
     Column("State", lambda r: word(r.state), color=lambda r: color(r.state)),
     Column(
         "Start offset",
-        lambda r: text.ms(start_offset_ms(r.test, r.host, r.command), signed=True, none=NO_VALUE),
+        _start_offset,
         key=lambda r: _number(start_offset_ms(r.test, r.host, r.command)),
+        numeric=True,
+        color=lambda r: None if late_ms(r.test, r.command) is None else color(CommandStatus.FAILED),
+    ),
+    Column(
+        "Began",
+        lambda r: text.ms(r.command.exec_offset_ms, signed=True, none=NO_VALUE),
+        key=lambda r: _number(r.command.exec_offset_ms),
         numeric=True,
     ),
     Column(
@@ -313,7 +332,36 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
     ),
     Column("Message", lambda r: r.message),
 )
-COMMAND_FIT = (Fit(110, 2), Fit(120, 3), Fit(70), Fit(95), Fit(65), Fit(95), Fit(120, 3))
+COMMAND_FIT = (
+    Fit(110, 2),
+    Fit(120, 3),
+    Fit(70),
+    Fit(95),
+    Fit(80),
+    Fit(65),
+    Fit(95),
+    Fit(120, 3),
+)
+
+
+def metric_column(name: str) -> Column[CommandRow]:
+    """A metric's values (netjobs_core.metrics), in the unit its name says; empty
+    where it did not match."""
+    return Column(
+        name,
+        lambda r: (
+            NO_VALUE
+            if (value := r.command.metrics.get(name)) is None
+            else text.metric_value(name, value)
+        ),
+        key=lambda r: _number(r.command.metrics.get(name)),
+        numeric=True,
+    )
+
+
+def command_columns(test: TestResult | None) -> tuple[Column[CommandRow], ...]:
+    """COMMAND_COLUMNS, then a column per metric of `test` once it has ended."""
+    return COMMAND_COLUMNS + tuple(metric_column(name) for name in (test.metrics if test else ()))
 
 
 def command_matches(row: CommandRow, wanted: TextFilter) -> bool:
@@ -654,6 +702,18 @@ def _results_text(record: RunRecord) -> str:
     return record.results_dir if record.results_kept else f"deleted: {record.results_dir}"
 
 
+def record_color(record: RunRecord) -> str:
+    """A past run's colour as every other view colours its tests: the first test that
+    did not pass (rose 'passed, output not saved', red, purple), amber for a pass over
+    commands that did not succeed, grey while it is only known to have started."""
+    if not record.ended:
+        return color(TestStatus.PENDING)
+    worst = next((t.status for t in record.tests if t.status is not TestStatus.PASSED), None)
+    if worst is not None:
+        return color(worst)
+    return verdict_color(TestStatus.PASSED, bool(record.problems))
+
+
 HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
     Column(
         "When",
@@ -663,7 +723,7 @@ HISTORY_COLUMNS: tuple[Column[RunRecord], ...] = (
     Column(
         "Outcome",
         text.record_summary,
-        color=lambda r: verdict_color(TestStatus.PASSED if r.passed else TestStatus.FAILED, False),
+        color=record_color,
     ),
     Column("Tests", lambda r: str(len(r.tests)), key=lambda r: (0, len(r.tests)), numeric=True),
     Column("Config", lambda r: _config_name(r.config_path), tooltip=lambda r: r.config_path),

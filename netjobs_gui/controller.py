@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -36,6 +36,15 @@ log = logging.getLogger(__name__)
 FLUSH_INTERVAL_MS = 120
 
 
+def not_written_text(lost: list[str]) -> str:
+    """What the window says of result files it could not write: each with its path,
+    and that nothing already collected is lost."""
+    return (
+        "Could not write " + "; ".join(lost) + ". Nothing collected is lost: the results "
+        "stay in this window (Results ▸ Save log… writes them where you choose)."
+    )
+
+
 class Controller(QObject):
     busy_changed = Signal(bool)
     check_started = Signal(list)  # list[Address]
@@ -56,6 +65,7 @@ class Controller(QObject):
         self.checking = False
         self.started = 0.0  # time.monotonic() when the current run began
         self.output_bytes = 0  # received during the current run (for the status bar)
+        self.not_written: list[str] = []  # the current run's files not written, as told
         self._dirty = False
         self._timer = QTimer(self)
         self._timer.setInterval(FLUSH_INTERVAL_MS)
@@ -155,15 +165,26 @@ class Controller(QObject):
         options: RunOptions,
         labels: Sequence[str] | None = None,
         ssh: SshOptions | None = None,
+        run_args: Mapping[str, Any] | None = None,
     ) -> asyncio.Task[Any] | None:
+        """`run_args`: more of Run's arguments (run_flags.run_values: in_history)."""
         if self.running:
             self.error.emit("Run", "A run is already in progress.")
             return None
         try:
-            run = Run(plan, options, labels=labels, ssh=ssh)
-        except OSError as exc:
-            self.error.emit("Run", f"Cannot make the run's folder: {exc.strerror or exc}")
+            run = Run(plan, options, labels=labels, ssh=ssh, **(run_args or {}))
+        except UsageError as exc:
+            self.error.emit("Cannot start the run", f"{exc}. Nothing was run.")
             return None
+        except OSError as exc:
+            where = exc.filename or "the results folder"
+            self.error.emit(
+                "Cannot start the run",
+                f"The run's results folder cannot be made: {where}: {exc.strerror or exc}. "
+                "Nothing was run.",
+            )
+            return None
+        self.not_written = []
         run.subscribe(self._observe)
         self.current = run
         self.started = time.monotonic()
@@ -219,14 +240,23 @@ class Controller(QObject):
             self.test_finished.emit(event.test)
         elif isinstance(event, RunEnded):
             outcome = event.outcome
-            if outcome.history_problem:
-                log.warning("%s", outcome.history_problem)
             for line in outcome.host_keys:
                 log.warning("host key accepted: %s", line)
-            if outcome.unsaved:
-                self.error.emit("Results not saved", "; ".join(outcome.unsaved))
-        elif isinstance(event, Written | NotWritten):
-            pass  # the GUI writes no -l log nor --json; results.json's fate comes at the end
+            untold = [line for line in outcome.unsaved if line not in self.not_written]
+            if untold:
+                self.error.emit("Results not saved", not_written_text(untold))
+            if outcome.history_problem:
+                self.error.emit(
+                    "Run history not kept",
+                    f"The run history cannot keep this run: {outcome.history_problem}. "
+                    "Its results are in this window and in its results folder.",
+                )
+        elif isinstance(event, NotWritten):
+            if event.text not in self.not_written:  # each file once, as it fails
+                self.not_written.append(event.text)
+                self.error.emit("Results not saved", not_written_text([event.text]))
+        elif isinstance(event, Written):
+            pass  # the GUI writes no -l log nor --json
         else:
             self._dirty = True
 

@@ -36,13 +36,15 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QPlainTextEdit,
     QTextEdit,
     QVBoxLayout,
     QWidget,
 )
 
-from netjobs_core.config import ConfigError, Plan, parse_config
+from netjobs_core.config import ConfigError, Plan, config_problems
 from netjobs_core.nodesets import NO_GROUPS, Groups, is_node_set
 from netjobs_core.wire.address import DEFAULT_PORT
 from netjobs_gui import prompts
@@ -110,6 +112,7 @@ class ConfigHighlighter(QSyntaxHighlighter):
         "path": "#0369a1",  # a -collect pattern
         "command": "#15803d",
         "comment": "#6b7280",
+        "bad": "#b91c1c",  # a range the parser refuses: node[3-1]
     }
 
     _COMMENT = re.compile(r"^\s*#.*$")
@@ -119,6 +122,7 @@ class ConfigHighlighter(QSyntaxHighlighter):
     _LABEL = re.compile(r"^(\s*)([A-Za-z0-9_.][A-Za-z0-9_.-]*)(\s*:\s*)$")
     _RANGE = re.compile(r"\[[^\[\]]*\]")
     _GROUP = re.compile(r"@[A-Za-z0-9_.+-]*")
+    _SPAN = re.compile(r"(\d+)(?:-(\d+))?(?:/\d+)?")
 
     def __init__(self, document: QTextDocument) -> None:
         super().__init__(document)
@@ -133,7 +137,10 @@ class ConfigHighlighter(QSyntaxHighlighter):
             "path": _format(self.COLORS["path"], italic=True),
             "command": _format(self.COLORS["command"]),
             "comment": _format(self.COLORS["comment"], italic=True),
+            "bad": _format(self.COLORS["bad"], bold=True),
         }
+        self.formats["bad"].setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
+        self.formats["bad"].setUnderlineColor(QColor(self.COLORS["bad"]))
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """(start, length, kind) for one line: what highlightBlock applies."""
@@ -172,9 +179,22 @@ class ConfigHighlighter(QSyntaxHighlighter):
         """A node set's ranges and @groups inside its target (a later span overrides)."""
         if not is_node_set(target):
             return []
-        found = [(m.start(), len(m.group()), "range") for m in self._RANGE.finditer(target)]
+        found = [
+            (m.start(), len(m.group()), "range" if self._valid_range(m.group()) else "bad")
+            for m in self._RANGE.finditer(target)
+        ]
         found += [(m.start(), len(m.group()), "group") for m in self._GROUP.finditer(target)]
         return [(offset + start, length, kind) for start, length, kind in found]
+
+    @classmethod
+    def _valid_range(cls, bracket: str) -> bool:
+        """`[01-32,40]`: numbers and rising ranges only, as the parser takes them."""
+        parts = bracket[1:-1].split(",")
+        for part in parts:
+            span = cls._SPAN.fullmatch(part.strip())
+            if span is None or (span.group(2) and int(span.group(2)) < int(span.group(1))):
+                return False
+        return True
 
     def highlightBlock(self, text: str) -> None:
         for start, length, kind in self.spans(text):
@@ -210,7 +230,8 @@ class CodeEditor(QPlainTextEdit):
         self.setFont(font)
         self.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.setTabStopDistance(self.fontMetrics().horizontalAdvance(" ") * 4)
-        self.error_line: int | None = None  # 1-based
+        self.error_line: int | None = None  # 1-based: the first problem's line
+        self.error_lines: set[int] = set()  # every problem's line
         self._gutter = _Gutter(self)
         self.blockCountChanged.connect(self._update_gutter_width)
         self.updateRequest.connect(self._update_gutter)
@@ -249,7 +270,7 @@ class CodeEditor(QPlainTextEdit):
         while block.isValid() and top <= event.rect().bottom():
             if block.isVisible() and bottom >= event.rect().top():
                 line = number + 1
-                if line == self.error_line:
+                if line in self.error_lines:
                     painter.setPen(Qt.PenStyle.NoPen)
                     painter.setBrush(self.ERROR_MARK)
                     painter.drawEllipse(4, top + (height - 8) // 2, 8, 8)
@@ -268,9 +289,14 @@ class CodeEditor(QPlainTextEdit):
     # ---- error mark
     def set_error(self, line: int | None) -> None:
         """Mark `line` (1-based) as the error line, or clear the mark with None."""
-        self.error_line = line
+        self.set_errors([] if line is None else [line])
+
+    def set_errors(self, lines: list[int]) -> None:
+        """Mark every line of `lines` (1-based; the first is the error line)."""
+        self.error_line = lines[0] if lines else None
+        self.error_lines = set(lines)
         selections: list[QTextEdit.ExtraSelection] = []
-        if line is not None:
+        for line in dict.fromkeys(lines):
             block = self.document().findBlockByNumber(max(0, line - 1))
             if block.isValid():
                 whole = QTextEdit.ExtraSelection()
@@ -355,6 +381,12 @@ class EditorPanel(QWidget):
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.LinksAccessibleByMouse)
         self.status.linkActivated.connect(lambda _link: self.go_to_error())
         self.status.setContentsMargins(6, 4, 6, 4)
+        # Every problem of the file, as the CLI words them; a click goes to its line.
+        self.problems_list = QListWidget()
+        self.problems_list.setObjectName("configProblems")
+        self.problems_list.itemActivated.connect(self._go_to_problem)
+        self.problems_list.itemClicked.connect(self._go_to_problem)
+        self.problems_list.hide()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
@@ -362,12 +394,14 @@ class EditorPanel(QWidget):
         layout.addWidget(self.editor, 1)
         layout.addWidget(self.find_bar)
         layout.addWidget(self.status)
+        layout.addWidget(self.problems_list)
 
         self.path: str = ""
         self.plan: Plan | None = None
         self.default_port = DEFAULT_PORT  # for targets written without a port
         self.groups: Groups = NO_GROUPS  # the @name groups targets may use (Settings)
-        self.error: ConfigError | None = None
+        self.error: ConfigError | None = None  # the first of `problems`
+        self.problems: list[ConfigError] = []
         self.newline = "\n"
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -472,29 +506,30 @@ class EditorPanel(QWidget):
         self._timer.stop()
         if not self.text.strip():
             self.plan, self.error = None, None  # nothing typed yet: nothing to complain about
+            self.problems = []
             self.editor.set_error(None)
             self._show_status()
             self.validated.emit(None)
             self.plan_changed.emit(None)
             return None
-        try:
-            plan = parse_config(self.text, self.path or UNTITLED, self.default_port, self.groups)
-        except ConfigError as exc:
-            self.plan, self.error = None, exc
-            self.editor.set_error(exc.line)
-        else:
-            self.plan, self.error = plan, None
-            self.editor.set_error(None)
+        self.plan, self.problems = config_problems(
+            self.text, self.path or UNTITLED, self.default_port, self.groups
+        )
+        self.error = self.problems[0] if self.problems else None
+        self.editor.set_errors([problem.line for problem in self.problems])
         self._show_status()
         self.validated.emit(self.error)
         self.plan_changed.emit(self.plan)
         return self.plan
 
     def _show_status(self) -> None:
+        self._show_problems()
         if self.error is not None:
+            more = len(self.problems) - 1
+            also = f" (and {more} more below)" if more else ""
             self.status.setText(
                 f'<span style="color:#b91c1c">⚠ <a href="#error" style="color:#b91c1c">'
-                f"line {self.error.line}</a>: {escape(self.error.message)}</span>"
+                f"line {self.error.line}</a>: {escape(self.error.message)}{also}</span>"
             )
             self.status.setToolTip(str(self.error))
         elif self.plan is not None:
@@ -512,6 +547,24 @@ class EditorPanel(QWidget):
                 '<span style="color:#6b7280">Empty. File ▸ New starts from a template; '
                 "File ▸ Open or drop a config file here.</span>"
             )
+
+    def _show_problems(self) -> None:
+        self.problems_list.clear()
+        if len(self.problems) < 2:  # one problem: the line above says it whole
+            self.problems_list.hide()
+            return
+        for problem in self.problems:
+            item = QListWidgetItem(f"line {problem.line}: {problem.message}")
+            item.setData(Qt.ItemDataRole.UserRole, problem.line)
+            item.setForeground(self.editor.ERROR_MARK)
+            self.problems_list.addItem(item)
+        rows = min(6, len(self.problems))
+        frame = 2 * self.problems_list.frameWidth() + 2
+        self.problems_list.setFixedHeight(rows * self.problems_list.sizeHintForRow(0) + frame)
+        self.problems_list.show()
+
+    def _go_to_problem(self, item: QListWidgetItem) -> None:
+        self.editor.go_to_line(item.data(Qt.ItemDataRole.UserRole))
 
     def open_find(self) -> None:
         self.find_bar.open_on(self.editor)

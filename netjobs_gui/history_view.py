@@ -28,6 +28,7 @@ from netjobs_core.history import History, HistoryError
 from netjobs_core.records import RunRecord
 from netjobs_gui.columns import HISTORY_FIT, spread_series
 from netjobs_gui.models import HistoryModel
+from netjobs_gui.run_notes import RunNote
 from netjobs_gui.spread_plot import SpreadPlot
 from netjobs_gui.widgets import (
     FilterBar,
@@ -50,7 +51,7 @@ class HistoryPanel(QWidget):
         super().__init__(parent)
         self.path = Path(path) if path is not None else None  # None: the user's history
         self.model = HistoryModel(self)
-        self.table = make_table(self.model)
+        self.table = make_table(self.model, wrap=True)
         self.columns = FitColumns(self.table, HISTORY_FIT)
         self.filter = FilterBar(self.table, "by test, config or run id")
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
@@ -88,12 +89,16 @@ class HistoryPanel(QWidget):
         left_layout.addLayout(buttons)
         left_layout.addWidget(self.table, 1)
         left_layout.addWidget(self.note)
+        self.run_note = RunNote(self.path)  # a person's note on the selected run
+        self.run_note.saved.connect(lambda _run_id: self.reload())
+        self.run_note.error.connect(lambda title, why: self.note.setText(f"{title}: {why}"))
+        left_layout.addWidget(self.run_note)
         splitter = QSplitter()
         splitter.addWidget(left)
         splitter.addWidget(plot_side)
         splitter.setChildrenCollapsible(False)
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(1, 2)  # the plot readable: dated, its ticks apart
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -129,6 +134,7 @@ class HistoryPanel(QWidget):
         row = source_row(self.table, current)
         record = None if row is None else self.model.records[row]
         self.show_button.setEnabled(record is not None and record.results_kept)
+        self.run_note.set_record(record)
         if record is not None and not record.results_kept:
             self.show_button.setToolTip(f"Its results folder was deleted: {record.results_dir}")
         else:

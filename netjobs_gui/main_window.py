@@ -31,30 +31,43 @@ from PySide6.QtWidgets import (
 from netjobs_core import __version__
 from netjobs_core.check import HostCheck
 from netjobs_core.config import Plan
+from netjobs_core.demo import demo_config
+from netjobs_core.local_agents import AgentStartError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError
-from netjobs_core.results import RunResult, TestResult
+from netjobs_core.rerun import failed_hosts_plan
+from netjobs_core.results import HostState, RunResult, TestResult
 from netjobs_core.results_json import ResultsFileError, load_json
+from netjobs_core.run_flags import make_run_folder, option_values, run_values
 from netjobs_core.run_options import RunOptions
-from netjobs_core.session import plan_addresses, save_results
+from netjobs_core.session import UsageError, plan_addresses, save_results
 from netjobs_core.text import plan_summary, run_summary, size
+from netjobs_core.wire.tokens import Token, default_token_path
 from netjobs_gui import prompts
 from netjobs_gui.columns import SessionEntry
+from netjobs_gui.compare_view import CompareDialog
 from netjobs_gui.controller import Controller
+from netjobs_gui.demo_agents import DemoAgents
 from netjobs_gui.editor import EditorPanel
 from netjobs_gui.hosts import HostsPanel
+from netjobs_gui.layout_memory import restore_layout, save_layout
+from netjobs_gui.notify import Notifier
+from netjobs_gui.options_form import OptionsError, RunOptionsDialog, changed_words, stored_values
 from netjobs_gui.results_view import ResultsView, default_json_path
 from netjobs_gui.run_view import RunView, TextDialog
 from netjobs_gui.settings import Settings, SettingsDialog
 
 CLOSE_GRACE_MS = 15_000  # after Stop on close: how long the agents get to confirm the kills
-CONFIRM_STOP_AFTER_S = 5.0  # Stop on a run older than this asks first
 # A visible focus mark on every pane: where Tab and the shortcuts have put the keyboard.
 FOCUS_STYLE = """
 QTableView:focus, QPlainTextEdit:focus, QAbstractScrollArea:focus { border: 2px solid #2563eb; }
 """
 NO_TOKEN = (
-    "NetJobs needs the agents' shared token to reach them: {reason}.\n\n"
-    "Choose the agents' token file in Settings (File ▸ Settings…)."
+    "NetJobs needs the agents' token to reach them: {reason}.\n\n"
+    "Choose the agents' token file in Settings (File ▸ Settings…, Ctrl+,), or try "
+    "NetJobs on this machine first with Run ▸ Start Local Demo Agents."
+)
+NONE_FOUND = (
+    "no token file is chosen in Settings, NETJOBS_TOKEN is not set and there is none at {path}"
 )
 CONFIG_FILTER = "NetJobs configs (*.netjobs *.txt *.conf *.cfg);;All files (*)"
 RESULTS_FILTER = "NetJobs results (*.json);;All files (*)"
@@ -71,7 +84,10 @@ class MainWindow(QMainWindow):
         self._closing_after_run = False
         self._close_timer: QTimer | None = None
         self._run_source = ""
+        self._run_began = time.monotonic()
+        self.notifier = Notifier(self)  # a long run's end, when the window is not in front
         self.dialogs: list[QWidget] = []  # non-modal dialogs kept alive
+        self.demo: DemoAgents | None = None  # local demo agents this window started
 
         self.editor = EditorPanel()
         self.hosts = HostsPanel()
@@ -129,6 +145,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if state is not None:
             self.restoreState(state)
+        restore_layout(self, self.settings.store)  # splitters and page, as they were left
 
     # ------------------------------------------------------------------ actions and menus
     def _action(
@@ -167,7 +184,11 @@ class MainWindow(QMainWindow):
             "Ctrl+L",
             "Write the selected run's .log files and JSON document",
         )
-        self.settings_action = self._action("Se&ttings…", self.edit_settings, keys.Preferences)
+        self.settings_action = self._action("Se&ttings…", self.edit_settings)
+        # Preferences is no key on Linux desktops: Ctrl+, there (and everywhere) too.
+        self.settings_action.setShortcuts(
+            list(dict.fromkeys([QKeySequence(keys.Preferences), QKeySequence("Ctrl+,")]))
+        )
         self.quit_action = self._action("&Quit", self.close, keys.Quit)
         self.check_action = self._action(
             "&Check Hosts", self.check_hosts, "Ctrl+K", "Reach, authenticate and measure every host"
@@ -188,6 +209,30 @@ class MainWindow(QMainWindow):
             self.stop,
             None,
             "Abort the run: the agents kill their jobs (Esc on the Run page)",
+        )
+        self.demo_action = self._action(
+            "Start Local &Demo Agents",
+            self.start_demo_agents,
+            None,
+            "Start three agents on this machine with a fresh token and open the demo config",
+        )
+        self.run_options_action = self._action(
+            "Run &Options…",
+            self.edit_run_options,
+            "Ctrl+Shift+R",
+            "Repeat, start mode, results folder and the other flags of a run",
+        )
+        self.rerun_failed_action = self._action(
+            "Re-run &Failed Hosts",
+            self.rerun_failed,
+            "Ctrl+Shift+F5",
+            "Run again, on the hosts that failed in the last run only, the tests they failed",
+        )
+        self.compare_action = self._action(
+            "&Compare Results…",
+            self.compare_results,
+            "Ctrl+Shift+C",
+            "Two results of a test side by side: spread, window, per-host differences",
         )
         self.dry_run_action = self._action(
             "&Dry Run", self.dry_run, "Ctrl+D", "Show what a run would do, without connecting"
@@ -245,8 +290,10 @@ class MainWindow(QMainWindow):
         run_menu.addActions([self.check_action])
         run_menu.addSeparator()
         run_menu.addActions([self.run_action, self.run_selected_action, self.stop_action])
+        run_menu.addActions([self.rerun_failed_action, self.compare_action])
         run_menu.addSeparator()
-        run_menu.addAction(self.dry_run_action)
+        run_menu.addActions([self.run_options_action, self.dry_run_action])
+        run_menu.addAction(self.demo_action)
 
         view_menu = bar.addMenu("&View")
         view_menu.addActions(self.tab_actions)
@@ -298,7 +345,8 @@ class MainWindow(QMainWindow):
 
     def _token_missing(self, reason: str) -> None:
         """The GUI's words for a missing token: where to set it, with a button to go there."""
-        reason = reason.removeprefix("no token: ")
+        if reason.startswith("no token: "):  # the CLI's words name its options: not here
+            reason = NONE_FOUND.format(path=default_token_path())
         message = NO_TOKEN.format(reason=reason)
         self.errors.append(("No token", message))
         self.statusBar().showMessage("No token: choose the agents' token file in Settings", 15_000)
@@ -487,39 +535,79 @@ class MainWindow(QMainWindow):
             return
         self.start_run([label])
 
-    def start_run(self, labels: Sequence[str] | None) -> bool:
+    def rerun_failed(self) -> bool:
+        """Run again only the failed hosts of the last run, in the tests they failed."""
+        run, plan = self.run_view.run, self.current_plan()
+        again = failed_hosts_plan(plan, run) if run is not None and plan is not None else None
+        if again is None:
+            self.show_status("No host failed in the last run of this config: nothing to re-run")
+            return False
+        return self.start_run(None, again)
+
+    def compare_results(self) -> None:
+        entries = self.results.model.entries
+        if len(entries) < 2:
+            self.show_error("Compare results", "Run a test twice, or open results, first.")
+            return
+        dialog = CompareDialog(entries, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.dialogs.append(dialog)
+        dialog.finished.connect(lambda _r: self.dialogs.remove(dialog))
+        dialog.show()
+
+    def start_run(self, labels: Sequence[str] | None, plan: Plan | None = None) -> bool:
+        """Run `labels` of the editor's config (None: every test), or `plan`."""
         if self.controller.running:
             return False
         self.editor.validate_now()
-        plan = self.current_plan()
+        plan = plan or self.current_plan()
         if plan is None:
             error = self.editor.error
             self.show_error("Cannot run", str(error) if error else "There is no config to run.")
             self._go_to_error()
             return False
-        token = self.controller.load_token(self.settings.token_file, plan_addresses(plan))
+        addresses = plan_addresses(plan)
+        demo = self.demo
+        if demo is not None and set(addresses) <= demo.addresses:
+            token: Token | None = demo.token  # the demo agents' own, fresh token
+        else:
+            token = self.controller.load_token(self.settings.token_file, addresses)
         if token is None:
             return False
-        options = RunOptions(
-            token=token,
-            connect_timeout=self.settings.connect_timeout,
-            stop_on_failure=self.settings.stop_on_failure,
-        )
-        if self.controller.start_run(plan, options, labels, self.settings.ssh_options()) is None:
+        try:  # the Run Options and Settings, as the command line's flags
+            values = stored_values(self.settings.store)
+            folder = make_run_folder(values["results"])
+        except OptionsError as exc:
+            self.show_error("Cannot run", str(exc))
+            return False
+        except UsageError as exc:
+            self.show_error("Cannot start the run", f"{exc}. Nothing was run.")
+            return False
+        options = RunOptions(token=token, run_folder=folder, **option_values(values))
+        ssh = self.settings.ssh_options()
+        if self.controller.start_run(plan, options, labels, ssh, run_values(values)) is None:
             return False
         assert self.controller.result is not None
         self._run_source = "run " + time.strftime("%H:%M:%S")
+        self._run_began = time.monotonic()
         self.run_view.begin_run(plan, labels, self.controller.result)
         self.tabs.setCurrentIndex(self.RUN_TAB)
-        self.show_status("Run started", 3000)
+        changed = changed_words(values)
+        self.show_status("Run started" + (f" ({', '.join(changed)})" if changed else ""), 8000)
         return True
 
     def stop(self) -> None:
-        """Stop the run: at once for a run just started, after a question for an older one."""
-        if not self.controller.running:
+        """Stop the run: after a question once any command has started (Esc, the toolbar
+        or the menu alike); at once while nothing has started yet."""
+        run = self.controller.result
+        if run is None:
             return
-        running_s = self.controller.running_s
-        if running_s > CONFIRM_STOP_AFTER_S and not prompts.ask_stop_now(self, running_s):
+        started = any(  # the start sent to a host, or a command that ran
+            host.state is HostState.RUNNING or any(c.started_at is not None for c in host.commands)
+            for test in run.tests
+            for host in test.hosts
+        )
+        if started and not prompts.ask_stop_now(self, self.controller.running_s):
             return
         if self.controller.stop("stopped by user"):
             self.show_status("Stopping: the agents are killing their jobs…", 0)
@@ -548,6 +636,7 @@ class MainWindow(QMainWindow):
             last = len(self.results.model.entries) - 1
             self.results.select_row(last)
         self.show_status(summary, 15_000)
+        self.notifier.run_ended("NetJobs run finished", summary, time.monotonic() - self._run_began)
         if self._closing_after_run:
             QTimer.singleShot(0, self.close)
 
@@ -634,6 +723,29 @@ class MainWindow(QMainWindow):
         self.show_status(f"Saved {len(paths)} files in {Path(json_path).parent}: {names}", 30_000)
         return paths
 
+    # ------------------------------------------------------------------ demo agents
+    def start_demo_agents(self) -> bool:
+        """Three agents on 127.0.0.1 with a fresh token (as `netjobs demo`), and the demo
+        config in the editor: F5 runs it. They stop with the window."""
+        if self.demo is not None:
+            self.show_status("The demo agents are running already")
+        else:
+            try:
+                self.demo = DemoAgents.start()
+            except (AgentStartError, UsageError, OSError) as exc:
+                self.show_error("Cannot start the demo agents", str(exc))
+                return False
+        if not self.open_path(os.fspath(demo_config())):
+            return False
+        ports = ", ".join(str(a.port) for a in sorted(self.demo.addresses, key=str))
+        self.show_status(f"Demo agents listening on 127.0.0.1 ports {ports}: F5 runs the demo", 0)
+        return True
+
+    def stop_demo_agents(self) -> None:
+        if self.demo is not None:
+            self.demo.stop()
+            self.demo = None
+
     # ------------------------------------------------------------------ settings, about
     def edit_settings(self) -> None:
         plan = self.current_plan()
@@ -646,6 +758,11 @@ class MainWindow(QMainWindow):
             self._load_groups()
             self.editor.validate_now()
             self.show_status("Settings saved")
+
+    def edit_run_options(self) -> None:
+        dialog = RunOptionsDialog(self.settings.store, self)
+        if dialog.exec():
+            self.show_status("Run options saved")
 
     def _load_groups(self) -> None:
         """The groups file of the settings, for the editor's validation and the runs."""
@@ -688,8 +805,10 @@ class MainWindow(QMainWindow):
         if self._close_timer is not None:
             self._close_timer.stop()
         self.settings.save_window_state(self.saveGeometry(), self.saveState())
+        save_layout(self, self.settings.store)
         self.settings.sync()
         self.controller.cancel_all()  # a host check still in flight
+        self.stop_demo_agents()
         for dialog in list(self.dialogs):
             dialog.close()
         event.accept()

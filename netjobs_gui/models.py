@@ -266,7 +266,8 @@ class TestsModel(ColumnsModel):
 
 
 class CommandsModel(ColumnsModel):
-    """One row per host/command of a TestResult (live or finished)."""
+    """One row per host/command of a TestResult (live or finished); after the fixed
+    columns, one per metric of the test once it has ended."""
 
     SPEC = columns.COMMAND_COLUMNS
     COLUMNS = columns.names(SPEC)
@@ -280,6 +281,8 @@ class CommandsModel(ColumnsModel):
         self.beginResetModel()
         self.test = test
         self.keys = self._keys()
+        self.SPEC = columns.command_columns(test)
+        self.COLUMNS = columns.names(self.SPEC)
         self.endResetModel()
 
     def _keys(self) -> list[tuple[int, int]]:
@@ -289,7 +292,8 @@ class CommandsModel(ColumnsModel):
 
     def refresh(self) -> None:
         keys = self._keys()
-        if keys != self.keys:
+        metrics = tuple(self.test.metrics) if self.test is not None else ()
+        if keys != self.keys or self.COLUMNS[len(columns.COMMAND_COLUMNS) :] != metrics:
             self.set_test(self.test)
         else:
             super().refresh()

@@ -62,7 +62,7 @@ class ResultsView(QWidget):
         super().__init__(parent)
         self.history = HistoryPanel(history_path)
         self.model = ResultsModel(self)
-        self.table = make_table(self.model)
+        self.table = make_table(self.model, wrap=True)
         self.columns = FitColumns(self.table, RESULT_FIT)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
         self.table.setMinimumHeight(70)

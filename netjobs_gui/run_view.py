@@ -7,12 +7,21 @@ Results page shows for a re-opened test.
 from __future__ import annotations
 
 import codecs
+import os
 from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, Qt, Signal
-from PySide6.QtGui import QFont, QFontDatabase, QKeySequence, QShortcut, QShowEvent, QTextCursor
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QKeySequence,
+    QShortcut,
+    QShowEvent,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -31,9 +40,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from netjobs_core import text
+from netjobs_core import nodesets, text
 from netjobs_core.config import Plan
-from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult, TestStatus
+from netjobs_core.fold import said_once
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    RunResult,
+    TestResult,
+    TestStatus,
+)
+from netjobs_core.vocabulary import color
 from netjobs_gui.columns import (
     COMMAND_FIT,
     TEST_FIT,
@@ -45,11 +64,13 @@ from netjobs_gui.columns import (
     whole_file,
 )
 from netjobs_gui.models import CommandsModel, TestsModel
+from netjobs_gui.overview import OverviewWidget
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import (
     FilterBar,
     FindBar,
     FitColumns,
+    PathBar,
     current_row,
     hide_columns,
     make_table,
@@ -97,6 +118,8 @@ class StreamView(QWidget):
         layout.setSpacing(2)
         layout.addLayout(heading)
         layout.addWidget(self.view, 1)
+        self.path_bar = PathBar(f"All of {name}")
+        layout.addWidget(self.path_bar)
         self.command: CommandResult | None = None
         self.shown = 0  # bytes of the stream already in the view
         self.excerpt = False  # showing its beginning and end (a large finished output)
@@ -147,7 +170,7 @@ class StreamView(QWidget):
 
     def open_whole_file(self) -> bool:
         path = self.whole_file
-        return path is not None and open_file(path)
+        return path is not None and open_file(path, self)
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -191,6 +214,7 @@ class StreamView(QWidget):
     def _update_title(self) -> None:
         if self.command is None:
             self.open_button.hide()
+            self.path_bar.set_path(None)
             self.title.setText(f"<b>{self.name}</b>")
             return
         size = self.received
@@ -201,8 +225,11 @@ class StreamView(QWidget):
         elif cut:
             title += " (showing the end; the whole output is in its file)"
         self.title.setText(title)
-        # Only an output the view does not hold whole needs its file opened.
+        # Only an output the view does not hold whole needs its file opened; where the
+        # whole of it is saved is always said.
         self.open_button.setVisible((self.excerpt or cut) and self.whole_file is not None)
+        if self.path_bar.path != os.fspath(self.whole_file or ""):
+            self.path_bar.set_path(self.whole_file)
 
     @property
     def text(self) -> str:
@@ -242,12 +269,15 @@ class OutputPane(QWidget):
         self.files_label = QLabel("Collected files (Enter or double-click opens one):")
         self.files = QListWidget()
         self.files.itemActivated.connect(self._open_item)
+        self.files.currentItemChanged.connect(self._file_chosen)
+        self.file_path = PathBar("Saved at")
         streams = QWidget()
         streams_layout = QVBoxLayout(streams)
         streams_layout.setContentsMargins(0, 0, 0, 0)
         streams_layout.addWidget(splitter, 1)
         streams_layout.addWidget(self.files_label)
         streams_layout.addWidget(self.files)
+        streams_layout.addWidget(self.file_path)
         self.folded = QPlainTextEdit()
         self.folded.setReadOnly(True)
         self.folded.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
@@ -314,8 +344,9 @@ class OutputPane(QWidget):
         """The selected command's collected files (openable) and their warnings."""
         command = self.command
         collected = [] if command is None else command.collected
-        warnings = [] if command is None else command.warnings
-        listed = (id(command), len(collected) + len(warnings))
+        warnings = [] if command is None else text.command_warnings(command)
+        unsaved = [] if command is None else command.unsaved
+        listed = (id(command), len(collected) + len(warnings) + len(unsaved))
         if listed == self._files_listed:
             return  # unchanged (files arrive once, when the command ends)
         self._files_listed = listed
@@ -327,13 +358,22 @@ class OutputPane(QWidget):
             row.setToolTip(text.printable(str(item.path)))
             row.setData(Qt.ItemDataRole.UserRole, str(item.path))
             self.files.addItem(row)
+        for problem in unsaved:  # a full disk: said in words, never only in the JSON
+            row = QListWidgetItem(f"not saved: {text.printable(problem)}")
+            row.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            row.setForeground(QColor(color(TestStatus.UNSAVED)))
+            self.files.addItem(row)
         for warning in warnings:
             row = QListWidgetItem(f"warning: {text.printable(warning)}")
             row.setFlags(Qt.ItemFlag.ItemIsEnabled)
             self.files.addItem(row)
-        shown = bool(collected or warnings)
+        shown = bool(collected or warnings or unsaved)
         self.files_label.setVisible(shown)
         self.files.setVisible(shown)
+        if collected:
+            self.files.setCurrentRow(0)
+        else:
+            self.file_path.set_path(None)
         if shown:
             rows = min(4, self.files.count())
             frame = 2 * self.files.frameWidth() + 2
@@ -342,7 +382,11 @@ class OutputPane(QWidget):
     def _open_item(self, item: QListWidgetItem) -> None:
         path = item.data(Qt.ItemDataRole.UserRole)
         if path:
-            open_file(path)
+            open_file(path, self)
+
+    def _file_chosen(self, item: QListWidgetItem | None, _previous: object = None) -> None:
+        path = None if item is None else item.data(Qt.ItemDataRole.UserRole)
+        self.file_path.set_path(path or None)
 
     def _fold_toggled(self, on: bool) -> None:
         self.stack.setCurrentIndex(self.FOLDED if on else self.STREAMS)
@@ -369,7 +413,7 @@ class TestDetail(QWidget):
     output, and the timeline; a click on a timeline row selects it in the table."""
 
     __test__ = False
-    OUTPUT_TAB, TIMELINE_TAB = range(2)
+    OUTPUT_TAB, TIMELINE_TAB, OVERVIEW_TAB = range(3)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -394,6 +438,9 @@ class TestDetail(QWidget):
         self.tabs = QTabWidget()
         self.tabs.addTab(self.output, "&Output")
         self.tabs.addTab(self.timeline, "T&imeline")
+        self.overview = OverviewWidget()  # every host on one screen; a click selects it
+        self.overview.host_clicked.connect(self.select_host)
+        self.tabs.addTab(self.overview, "Over&view")
         self.tabs.currentChanged.connect(lambda _index: self.timeline.refresh())
 
         self.summary = QLabel()
@@ -430,6 +477,7 @@ class TestDetail(QWidget):
         self.model.set_test(test)
         self.output.set_test(test)
         self.timeline.set_test(test)
+        self.overview.set_test(test)
         self._follow_order()
         self._update_summary()
         shown = shown_rows(self.table)
@@ -441,6 +489,19 @@ class TestDetail(QWidget):
     def select_row(self, row: int) -> bool:
         """Select model row `row` (a host/command) in the table, the output and the timeline."""
         return select_row(self.table, row)
+
+    def select_host(self, host_index: int) -> bool:
+        """Select the first command of the test's host `host_index` (shown even when the
+        filter hid it)."""
+        if self.test is None or not 0 <= host_index < len(self.test.hosts):
+            return False
+        host = self.test.hosts[host_index]
+        if not host.commands:
+            return False
+        row = self.model.row_of(host, 0)
+        if row not in shown_rows(self.table):
+            self.filter.clear()
+        return self.select_row(row)
 
     @property
     def selected_row(self) -> int | None:
@@ -465,6 +526,7 @@ class TestDetail(QWidget):
         else:
             self.output.show_command(None, None)
         self.timeline.set_selected(row)
+        self.overview.set_selected(None if row is None else self.model.keys[row][0])
 
     def _update_summary(self) -> None:
         test = self.test
@@ -480,13 +542,32 @@ class TestDetail(QWidget):
         parts = [head, *(escape(part) for part in text.summary_parts(test))]
         if test.status not in (TestStatus.PENDING, TestStatus.RUNNING) and test.hosts:
             parts.append(escape(text.window_line(test)))
-        self.summary.setText(" · ".join(parts))
+        lines = [" · ".join(parts)]
+        # Each host error once, after the hosts that had it (the core's fold).
+        for hosts, error in said_once((h, h.error) for h in test.hosts if h.error):
+            lines.append(
+                f'<span style="color:{color(HostState.FAILED)}">'
+                f"{escape(text.printable(nodesets.fold(h.target for h in hosts)))}: "
+                f"{escape(text.printable(error))}</span>"
+            )
+        interrupted = [h for h in test.hosts if h.interruptions]
+        if interrupted:
+            count = sum(len(h.interruptions) for h in interrupted)
+            resumed = sum(r.resumed for h in interrupted for r in h.interruptions)
+            lines.append(
+                f'<span style="color:{color(CommandStatus.LOST)}">'
+                f"{escape(text.count(count, 'interruption'))} ({resumed} resumed) on "
+                f"{escape(nodesets.fold(h.target for h in interrupted))}: "
+                "each host's Message says when and why</span>"
+            )
+        self.summary.setText("<br>".join(lines))
 
     def refresh(self) -> None:
         self.model.refresh()
         self.output.refresh()
         self._update_summary()
         self.timeline.refresh()  # cheap when hidden: Qt paints only what is shown
+        self.overview.refresh()  # nothing while hidden
 
 
 class RunView(QWidget):
@@ -495,7 +576,7 @@ class RunView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.tests_model = TestsModel(self)
-        self.tests = make_table(self.tests_model)
+        self.tests = make_table(self.tests_model, wrap=True)
         # The detail's summary line has the rest (the Results list too).
         hide_columns(self.tests, ("Hosts", "Start spread", "Duration"))
         self.tests_columns = FitColumns(self.tests, TEST_FIT)
@@ -530,6 +611,8 @@ class RunView(QWidget):
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.splitter, 1)
+        # A command clicked while a test runs: the next test does not take it away.
+        self.detail.table.pressed.connect(self._stay)
         # Esc stops only where it cannot be meant for editing: never in a text field.
         for widget in (
             self.tests,
@@ -545,6 +628,8 @@ class RunView(QWidget):
         self.plan: Plan | None = None
         self.run: RunResult | None = None
         self.running = False
+        self.following = True  # the test list follows the running test until one is chosen
+        self._selecting = False  # the list's selection is being moved by the run
         self.current_label: str | None = None  # the test being run
         self._pending_plan: Plan | None = None
         self._plan_pending = False
@@ -581,7 +666,14 @@ class RunView(QWidget):
 
     def select_label(self, label: str) -> None:
         if label in self.tests_model.labels:
-            select_row(self.tests, self.tests_model.row_of(label))
+            self._selecting = True
+            try:
+                select_row(self.tests, self.tests_model.row_of(label))
+            finally:
+                self._selecting = False
+
+    def _stay(self, *_args: object) -> None:
+        self.following = False
 
     def _test_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         row = source_row(self.tests, current)
@@ -589,11 +681,14 @@ class RunView(QWidget):
             self.detail.set_test(None)
             return
         label = self.tests_model.labels[row]
+        if self.running and not self._selecting:
+            self.following = False  # a test chosen: the run no longer moves the list
         self.detail.set_test(self.tests_model.results.get(label))
 
     # ---- a run
     def begin_run(self, plan: Plan, labels: Sequence[str] | None, run: RunResult) -> None:
         self.running = True
+        self.following = True
         self.plan = plan
         self.run = run
         self.current_label = None
@@ -608,10 +703,9 @@ class RunView(QWidget):
             self.select_label(chosen[0].label)
 
     def on_test_started(self, test: TestResult) -> None:
-        following = self.selected_label in (None, self.current_label) or self.current_label is None
         self.current_label = test.label
         self.tests_model.set_result(test)
-        if following:
+        if self.following:
             self.select_label(test.label)
         if self.selected_label == test.label:
             self.detail.set_test(test)

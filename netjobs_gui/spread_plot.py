@@ -88,7 +88,7 @@ class SpreadPlot(QWidget):
         return plot_title(self.label, self.points) if self.label else "Select a past run"
 
     def sizeHint(self) -> QSize:
-        return QSize(360, 190)
+        return QSize(480, 260)
 
     def paintEvent(self, event: QPaintEvent) -> None:
         painter, inks = begin_painting(self)
@@ -118,7 +118,18 @@ class SpreadPlot(QWidget):
         for x, y in dots:
             painter.drawEllipse(QPointF(x, y), 3.5, 3.5)
         painter.setPen(muted)
-        if self.points:
-            painter.drawText(QPointF(geometry.left, self.height() - 6), "oldest")
-            painter.drawText(QPointF(geometry.right - 40, self.height() - 6), "newest")
+        first, last = self.dates
+        if first:  # the x axis is dated: the oldest run's day and time, the newest's
+            baseline = self.height() - 6
+            painter.drawText(QPointF(geometry.left, baseline), first)
+            width = metrics.horizontalAdvance(last)
+            painter.drawText(QPointF(geometry.right - width, baseline), last)
         painter.end()
+
+    @property
+    def dates(self) -> tuple[str, str]:
+        """When the oldest and the newest run plotted started ("" when unknown)."""
+        known = [p.started_at for p in self.points if p.started_at is not None]
+        if not known:
+            return "", ""
+        return text.date_time(min(known)), text.date_time(max(known))

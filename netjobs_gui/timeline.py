@@ -72,6 +72,8 @@ class TimelineData:
     scheduled: bool  # True: the common start was a scheduled instant
     spread_ms: float | None
     spread_uncertainty_ms: float | None
+    # `released within ...; commands began within ...` (text.began); "": no release yet
+    began: str = ""
     now_ms: float | None = None  # while the test runs: now, from the common start
     window_ms: tuple[float, float] | None = None  # every command running, from the common start
     rows: list[TimelineRow] = field(default_factory=list)
@@ -109,6 +111,7 @@ def timeline_data(test: TestResult, now: float | None = None) -> TimelineData:
         scheduled=test.scheduled_start is not None,
         spread_ms=test.start_spread_ms,
         spread_uncertainty_ms=test.start_spread_uncertainty_ms,
+        began=text.began(test) if test.start_spread_ms is not None else "",
     )
     found = test.concurrent_window
     if found is not None and start is not None:
@@ -339,7 +342,7 @@ def tooltip(row: TimelineRow) -> str:
 
 def summary(data: TimelineData) -> str:
     """The title line after the label and status: the spread and the common start."""
-    line = f"start spread {text.ms_pm(data.spread_ms, data.spread_uncertainty_ms, none=NO_VALUE)}"
+    line = data.began or f"start spread {text.ms_pm(None, None, none=NO_VALUE)}"
     if data.common_start is not None:
         kind = "scheduled start" if data.scheduled else "first start"
         line += f"   ·   {kind} {text.time_of_day(data.common_start)}"

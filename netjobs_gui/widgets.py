@@ -11,6 +11,7 @@ from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt
 from PySide6.QtGui import (
     QColor,
     QDesktopServices,
+    QGuiApplication,
     QKeySequence,
     QPainter,
     QPalette,
@@ -29,10 +30,12 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QTableView,
+    QToolButton,
     QWidget,
 )
 
 from netjobs_core import text
+from netjobs_gui import prompts, table_export
 from netjobs_gui.columns import Fit, fit_widths
 from netjobs_gui.models import ColumnsModel, TableProxy
 
@@ -40,9 +43,59 @@ from netjobs_gui.models import ColumnsModel, TableProxy
 open_url: Callable[[QUrl], bool] = QDesktopServices.openUrl
 
 
-def open_file(path: str | os.PathLike[str]) -> bool:
-    """Open `path` with the desktop's program for it (a text viewer, a JSON viewer...)."""
-    return open_url(QUrl.fromLocalFile(os.fspath(path)))
+def open_file(path: str | os.PathLike[str], parent: QWidget | None = None) -> bool:
+    """Open `path` with the desktop's program for it (a text viewer, a JSON viewer...);
+    when there is none (no xdg-open), say so, with the path."""
+    if open_url(QUrl.fromLocalFile(os.fspath(path))):
+        return True
+    prompts.show_error(
+        parent,
+        "Cannot open the file",
+        f"No program of this desktop opened {os.fspath(path)} (is xdg-open installed?). "
+        "The file is there: its path is shown selectable, with Copy path.",
+    )
+    return False
+
+
+def show_in_folder(path: str | os.PathLike[str], parent: QWidget | None = None) -> bool:
+    """Open the folder holding `path` in the desktop's file manager."""
+    return open_file(os.path.dirname(os.fspath(path)) or ".", parent)
+
+
+class PathBar(QWidget):
+    """Where a file is: its path (selectable), Copy path and Show in folder; hidden
+    while there is no file."""
+
+    def __init__(self, what: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.what = what
+        self.path = ""
+        self.label = QLabel()
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        never_widen(self.label)
+        copy = QToolButton()
+        copy.setText("Copy path")
+        copy.setToolTip("Put the path on the clipboard")
+        copy.clicked.connect(self.copy)
+        folder = QToolButton()
+        folder.setText("Show in folder")
+        folder.setToolTip("Open the folder holding the file in the desktop's file manager")
+        folder.clicked.connect(lambda: show_in_folder(self.path, self))
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(copy)
+        layout.addWidget(folder)
+        self.hide()
+
+    def set_path(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = "" if path is None else os.fspath(path)
+        self.label.setText(f"{self.what}: {text.printable(self.path)}" if self.path else "")
+        self.label.setToolTip(self.path)
+        self.setVisible(bool(self.path))
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.path)
 
 
 @dataclass(frozen=True)
@@ -69,9 +122,11 @@ def begin_painting(widget: QWidget, surface: QWidget | None = None) -> tuple[QPa
     return painter, Inks(ink, muted, grid)
 
 
-def make_table(model: ColumnsModel, single: bool = True) -> QTableView:
+def make_table(model: ColumnsModel, single: bool = True, wrap: bool = False) -> QTableView:
     """A compact, row-selecting table over `model`, sortable by any column (click a
-    header; a third click restores the model's order). `table.model()` is its proxy."""
+    header; a third click restores the model's order). `table.model()` is its proxy.
+    `wrap`: a cell too narrow for its text wraps it onto more lines, never cuts it
+    (for short lists whose statuses carry the bad news)."""
     table = QTableView()
     proxy = TableProxy(model)
     table.setModel(proxy)
@@ -87,8 +142,13 @@ def make_table(model: ColumnsModel, single: bool = True) -> QTableView:
     table.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk it
     rows = table.verticalHeader()
     rows.hide()
-    rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
     rows.setDefaultSectionSize(table.fontMetrics().height() + 8)
+    if wrap:
+        table.setWordWrap(True)
+        table.setTextElideMode(Qt.TextElideMode.ElideNone)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    else:
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setStretchLastSection(True)
@@ -96,6 +156,7 @@ def make_table(model: ColumnsModel, single: bool = True) -> QTableView:
     header.setSortIndicatorClearable(True)
     header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
     table.setSortingEnabled(True)
+    table_export.install(table)  # Ctrl+C, copy every shown row, export as CSV
     return table
 
 

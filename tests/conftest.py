@@ -19,9 +19,28 @@ if str(REPO) not in sys.path:  # run from anywhere, without installing the proje
     sys.path.insert(0, str(REPO))
 
 from agent_harness import AgentProcess, start_agent  # noqa: E402
+from schema_check import RESULTS_SCHEMA  # noqa: E402
 
 from netjobs_agent import procs  # noqa: E402
+from netjobs_core import results_json  # noqa: E402
 from netjobs_core.wire.tokens import Token  # noqa: E402
+
+
+# -- every results document the suite makes follows the published schema --------------
+@pytest.fixture(autouse=True)
+def results_follow_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every document written in-process (results.json, --json, the GUI's Save) is
+    checked against `netjobs schema` as it is made; tests that run `netjobs` as a
+    process check theirs themselves (RESULTS_SCHEMA)."""
+    make = results_json.run_to_json
+
+    def checked(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        document = make(*args, **kwargs)
+        RESULTS_SCHEMA.validate(document)
+        return document
+
+    monkeypatch.setattr(results_json, "run_to_json", checked)
+
 
 # -- cgroups left behind ------------------------------------------------------------
 # Where the agent may make cgroups (root here), the session runs in a cgroup of its

@@ -265,7 +265,14 @@ def test_the_bundled_resources_are_the_wheel_s_package_data():
     tool = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
     assert fs.package_dirs(REPO) == {"netjobs_agent": "agent", "netjobs_resources": "resources"}
     assert tool["setuptools"]["package-dir"][fs.RESOURCES_PACKAGE] == fs.RESOURCES.as_posix()
-    shipped = tool["setuptools"]["package-data"][fs.RESOURCES_PACKAGE]
+    # Each data folder is a package of its own (no setuptools warning): its patterns,
+    # as paths inside resources/.
+    shipped = [
+        f"{package.removeprefix(fs.RESOURCES_PACKAGE + '.').replace('.', '/')}/{pattern}"
+        for package, patterns in tool["setuptools"]["package-data"].items()
+        if package.startswith(fs.RESOURCES_PACKAGE + ".")
+        for pattern in patterns
+    ]
     for target in fs.TARGETS.values():
         for source, dest in target.datas:
             inside = Path(source).relative_to(fs.RESOURCES)

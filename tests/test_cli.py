@@ -10,6 +10,7 @@ import time
 
 import pytest
 from agent_harness import wait_gone_sync
+from schema_check import RESULTS_SCHEMA
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
@@ -109,6 +110,7 @@ def test_json_document(tmp_path, agents, token_file):
     result = netjobs("--json", out, "--token-file", token_file, cfg)
     assert result.returncode == 0, result.stderr
     document = json.loads(out.read_text())
+    RESULTS_SCHEMA.validate(document)
     test = document["tests"][0]
     assert test["status"] == "passed" and test["start_spread_ms"] >= 0
     assert test["start_spread_uncertainty_ms"] >= 0
@@ -214,7 +216,7 @@ def test_demo_runs_for_real():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "test 'start-together': PASSED" in result.stdout
-    assert "start spread" in result.stdout
+    assert "released within" in result.stdout
     assert "agents stopped" in result.stderr
 
 

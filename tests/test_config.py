@@ -1200,3 +1200,42 @@ def test_default_port_can_be_chosen_for_targets_without_one() -> None:
         Address("::2", 9),
     ]
     assert plan.tests[0].commands[0].target == "alpha:17000"
+
+
+MANY_MISTAKES = """\
+a:
+h1: "x"
+-bogus: 3
+h[3-1]: "y"
+end
+b:
+end
+c:
+h2 "z"
+d:
+h3: "ok"
+end
+"""
+
+
+def test_every_problem_of_a_file_in_line_order_as_the_cli_words_them():
+    from netjobs_core.config import config_problems
+
+    plan, problems = config_problems(MANY_MISTAKES, "f.cfg")
+    assert plan is None
+    assert [p.line for p in problems] == [3, 4, 6, 9, 10]
+    assert "unknown option '-bogus'" in problems[0].message
+    assert "bad node set 'h[3-1]'" in problems[1].message
+    assert problems[2].message == "test 'b' has no targets"
+    assert problems[4].message.startswith("expected 'end' to close test 'c' (line 8)")
+    with pytest.raises(ConfigError) as raised:  # the CLI's parser still stops at the first
+        parse_config(MANY_MISTAKES, "f.cfg")
+    assert str(raised.value) == str(problems[0])
+
+
+def test_a_file_without_problems_gives_its_plan():
+    from netjobs_core.config import config_problems
+
+    text = 't:\nh1: "x"\nend\n'
+    plan, problems = config_problems(text, "f.cfg")
+    assert problems == [] and plan == parse_config(text, "f.cfg")

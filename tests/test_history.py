@@ -17,6 +17,7 @@ from netjobs_core.results import (
     CommandStatus,
     ConcurrentWindow,
     HostResult,
+    MetricSummary,
     RunResult,
     TestResult,
     TestStatus,
@@ -62,14 +63,16 @@ def test_round_trip_newest_first(tmp_path):
         with pytest.raises(HistoryError, match="no run 'nope'"):
             history.find("nope")
     assert old.config_path == "/cfg/fio.cfg" and old.config_text == 't:\nh: "fio"\nend\n'
-    assert text.record_summary(old) == "2 tests passed" and old.passed and old.results_kept
+    # One test run twice is one test of two repetitions, not "2 tests" (issue 21).
+    assert text.record_summary(old) == "1 test passed (2 repetitions)"
+    assert old.passed and old.results_kept
     assert [(t.label, t.repetition, t.status, t.start_spread_ms) for t in old.tests] == [
         ("fio", 1, "passed", 0.2),
         ("fio", 2, "passed", 0.4),
     ]
     assert (old.tests[0].window_s, old.tests[0].window_fraction) == (58.7, 0.979)
     assert records[0].tests[1].window_s is None
-    assert text.record_summary(records[0]) == "1 passed, 1 failed"
+    assert text.record_summary(records[0]) == "1 test, 2 repetitions: 1 passed, 1 failed"
     assert text.test_record_line(old.tests[0]) == (
         "test 'fio' (repetition 1): passed, start spread 0.200 ms ± 0.050 ms, "
         "together 58.700 s (97.9 % of the longest command)"
@@ -99,13 +102,18 @@ def test_it_keeps_facts_and_reads_as_the_run_did(tmp_path):
         host = HostResult(Address("10.0.0.1"))
         host.commands = [CommandResult("fio", status=status) for status in extra]
         test.hosts.append(host)
-    assert text.run_summary(run) == "2 tests passed (commands: 2 timed out, 1 failed)"
+    assert text.run_summary(run) == (
+        "1 test passed (2 repetitions; commands: 2 timed out, 1 failed)"
+    )
     assert record_run(run, None, path) is None
     with History(path) as history:
         (record,) = history.recent()
     assert record.problems == ((CommandStatus.TIMEOUT, 2), (CommandStatus.FAILED, 1))
     assert [t.status for t in record.tests] == [TestStatus.PASSED, TestStatus.PASSED]
     assert text.record_summary(record) == text.run_summary(run)
+    for test in run.tests:  # not repeated: each test counts
+        test.repetition = None
+    assert text.run_summary(run) == "2 tests passed (commands: 2 timed out, 1 failed)"
     with sqlite3.connect(path) as db:  # no words stored: no column holds the sentence
         columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
         assert "summary" not in columns
@@ -169,6 +177,8 @@ def test_a_schema_1_history_opens_and_its_runs_read_as_before(tmp_path):
         # A second program opening it finds it migrated.
         with History(path) as again:
             assert [r.run_id for r in again.recent()] == ["r4", "r3", "r2", "r1"]
+    # As before, but r2's one test repeated twice reads as one test (issue 21).
+    said["r2"] = "1 test passed (2 repetitions; commands: 1 failed, 2 timed out, 1 error)"
     assert {run_id: text.record_summary(r) for run_id, r in records.items()} == said
     assert records["r2"].problems == (
         (CommandStatus.FAILED, 1),
@@ -329,3 +339,88 @@ def test_show_of_a_run_whose_folder_was_deleted(tmp_path, agents, token_file):
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
     assert "its results were deleted" in shown.stderr
     assert shown.stdout.startswith("test 't': passed")
+
+
+def test_a_tests_metric_sums_are_kept_and_a_schema_3_history_gains_them(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    earlier = a_run(tmp_path, "20261201-090909-cccc", 1.8e9 - 60)
+    assert record_run(earlier, None, path) is None
+    with sqlite3.connect(path) as db:  # as NetJobs with schema 3 left it
+        db.execute("DROP TABLE test_metrics")
+        db.execute("ALTER TABLE runs DROP COLUMN note")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    run = a_run(tmp_path)
+    run.tests[0].metrics = {
+        "read_bw": MetricSummary(2.07e9, 5e8, 5.2e8, 5.4e8, 4),
+        "read_iops": MetricSummary(1e5, 2e4, 2.5e4, 3e4, 4),
+    }
+    assert record_run(run, None, path) is None
+    with History(path) as history:
+        first, second = history.find(run.run_id).tests
+        assert first.metrics == (("read_bw", 2.07e9, 4), ("read_iops", 1e5, 4))
+        assert second.metrics == ()
+        assert history.find(earlier.run_id).tests[0].metrics == ()  # kept across the migration
+    assert text.test_record_line(first).endswith(
+        "read_bw 1.93 GiB/s in all over 4 hosts, read_iops 100 k in all over 4 hosts"
+    )
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    db.close()
+
+
+# -- notes on a run (schema 5) ------------------------------------------------------
+
+
+def test_a_note_is_kept_with_its_run_and_survives_its_end(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    run = a_run(tmp_path)
+    record_run(run, None, path, ended=False)  # as it starts
+    with History(path) as history:
+        history.set_note(run.run_id, "new firmware on node07")
+        with pytest.raises(HistoryError, match="no run 'nope'"):
+            history.set_note("nope", "x")
+    assert record_run(run, None, path) is None  # as it ends: recorded again, whole
+    with History(path) as history:
+        (record,) = history.recent()
+    assert record.note == "new firmware on node07" and record.ended
+    assert text.history_line(record).endswith("  note: new firmware on node07")
+
+
+def test_a_schema_4_history_gets_notes(tmp_path):
+    path = tmp_path / "h.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_1)
+    with History(path):  # today's schema
+        pass
+    with sqlite3.connect(path) as db:  # back to schema 4, as a NetJobs before notes left it
+        rebuilt = [
+            "CREATE TABLE r4 AS SELECT run_id, started_at, config_path, config_text, "
+            "results_dir, passed, ended FROM runs",
+            "DROP TABLE runs",
+            "ALTER TABLE r4 RENAME TO runs",
+            "PRAGMA user_version = 4",
+        ]
+        for statement in rebuilt:
+            db.execute(statement)
+    with History(path) as history:
+        assert [r.note for r in history.recent()] == ["", "", "", ""]
+        history.set_note("r2", "kept")
+        assert history.find("r2").note == "kept"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def test_netjobs_note_keeps_and_shows_a_note(tmp_path):
+    data = tmp_path / "data"
+    (data / "netjobs").mkdir(parents=True)
+    run = a_run(tmp_path)
+    assert record_run(run, None, data / "netjobs" / "history.sqlite3") is None
+    assert netjobs("note", "last", data=data).stdout == "no note\n"
+    kept = netjobs("note", "20261201", "switch \x1b[31m replaced", data=data)
+    assert kept.stdout == f"run {run.run_id}: note kept\n"
+    assert netjobs("note", "last", data=data).stdout == "switch \\x1b[31m replaced\n"
+    listed = netjobs("history", data=data).stdout
+    assert listed.rstrip().endswith("note: switch \\x1b[31m replaced")
+    missing = netjobs("note", "1999", "x", data=data)
+    assert missing.returncode == 2 and "no run '1999'" in missing.stderr

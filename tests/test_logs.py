@@ -172,14 +172,22 @@ def test_a_v1_document_round_trips_exactly():
     assert new_keys == ("", "", None)
     for test in again["tests"]:
         assert (test.pop("repetition"), test.pop("concurrent_window")) == (None, None)
+        exec_spread = test.pop("exec_spread_ms"), test.pop("exec_spread_uncertainty_ms")
+        assert exec_spread == (None, None)
+        assert (test.pop("lead_ms"), test.pop("late_threshold_ms")) == (None, 1.0)
+        assert test.pop("metrics") == {}
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
             assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
             assert host.pop("credential") == ""  # v1 did not say what a host authenticated with
+            assert host.pop("exec_error") == ""
             for command in host["commands"]:
+                assert command.pop("release_late_ms") is command.pop("exec_offset_ms") is None
                 assert command.pop("timeout") is None
                 assert command.pop("lost_at") is None
                 assert command.pop("collected") == command.pop("warnings") == []
+                assert command.pop("not_saved") == command.pop("gaps") == []
+                assert command.pop("metrics") == {}
                 for stream in ("stdout", "stderr"):
                     data = (
                         base64.b64decode(command[f"{stream}_base64"])
@@ -201,6 +209,21 @@ def test_log_name_is_the_2x_scheme(tmp_path):
     when = dt.datetime(2026, 11, 27, 19, 40, 1, 123456).timestamp()
     path = log_path(tmp_path / "demo.cfg", "test0", when)
     assert path.name == "demo.cfg_test0_2026-11-27T19.40.01.123456.log"
+
+
+def test_a_repetitions_log_names_its_repetition_and_run(tmp_path):
+    run = sample_run()
+    run.run_id = "20261127-194001-3f2a"
+    written = []
+    for repetition in (1, 2):
+        test = run.tests[0]
+        test.repetition = repetition
+        written.append(write_test_log(tmp_path / "x.cfg", test, run_id=run.run_id).name)
+    stamp = written[0].removeprefix("x.cfg_t1_").split("_rep")[0]
+    assert written == [
+        f"x.cfg_t1_{stamp}_rep1_20261127-194001-3f2a.log",
+        f"x.cfg_t1_{stamp}_rep2_20261127-194001-3f2a.log",
+    ]
 
 
 def test_log_holds_every_command_in_full(tmp_path):

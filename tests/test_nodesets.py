@@ -259,3 +259,11 @@ def test_node_sets_of_a_whole_config_are_bounded():
     err = config_error(f"t:\n{lines}end\n")
     assert err.line == 13  # the 12th line passes 100 000
     assert "more than 100000 commands" in err.message
+
+
+def test_a_folded_set_of_hosts_and_ports_reads_back_in_a_config():
+    names = [f"127.0.2.{i}:{port}" for i in range(1, 21) for port in range(22001, 22006)]
+    folded = nodesets.fold(names)
+    assert folded == "127.0.2.[1-20]:[22001-22005]"
+    plan = parse_config(f't:\n{folded}: "true"\nend\n', "f.cfg")
+    assert sorted(str(c.address) for c in plan.tests[0].commands) == sorted(names)

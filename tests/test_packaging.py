@@ -26,7 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import dev
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "agent", "netjobs_core", "netjobs_gui", "resources")
+SOURCES = (
+    "pyproject.toml",
+    "README.md",
+    "agent",
+    "netjobs_core",
+    "netjobs_gui",
+    "resources",
+    "share",
+)
 BIN = "Scripts" if os.name == "nt" else "bin"
 BUDGET_S = 60  # build, install and both runs; measured about 15 s here
 
@@ -52,7 +60,10 @@ def installed(tmp_path_factory):
         else:
             src.mkdir(exist_ok=True)
             shutil.copy2(source, src / name)
-    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", tmp / "dist", src])
+    built = _run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", tmp / "dist", src])
+    # Issue 21: every install printed ~90 lines about netjobs_resources.examples and
+    # .icons "absent from the `packages` configuration".
+    assert "absent from the" not in built.stdout + built.stderr
     (wheel,) = (tmp / "dist").glob("netjobs-*.whl")
     # No pip inside: this Python's pip installs into it (--python), which saves ensurepip.
     venv.EnvBuilder(with_pip=False).create(tmp / "venv")
@@ -76,7 +87,15 @@ def test_the_wheel_installs_only_netjobs_names(installed):
         "netjobs_gui",
         "netjobs_resources",
         f"netjobs-{__version__}.dist-info",
+        f"netjobs-{__version__}.data",  # the man page and the shell completions
     }
+    data = f"netjobs-{__version__}.data/data/share/"
+    for installed_file in (
+        "man/man1/netjobs.1",
+        "bash-completion/completions/netjobs",
+        "zsh/site-functions/_netjobs",
+    ):
+        assert data + installed_file in names
     for data in ("examples/demo.cfg", "examples/demo-windows.cfg", "icons/netjobs.svg"):
         assert f"netjobs_resources/{data}" in names
     assert "netjobs_core/wire/connection.py" in names

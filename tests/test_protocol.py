@@ -1384,3 +1384,59 @@ def test_file_end_needs_a_sha256():
         pump(agent, controller)
     bad = make("file_end", {"id": 2, "bytes": 3, "sha256": "nothex"})
     _refused(agent, controller, bad, "bad 'sha256'")
+
+
+# -- link secrets: agents started over SSH (issue 20) --------------------------------
+def test_a_link_secrets_key_is_hkdf_and_its_handshake_computes_no_scrypt(monkeypatch):
+    """A random 256-bit secret has nothing to stretch: no scrypt at either end."""
+    import hmac
+
+    def no_scrypt(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("scrypt for a link secret")
+
+    monkeypatch.setattr(hashlib, "scrypt", no_scrypt)
+    secret = bytes(range(32))
+    prk = hmac.digest(sealing.LINK_SALT, secret, "sha256")
+    assert sealing.link_key(secret) == hmac.digest(prk, b"netjobs link key v1\x01", "sha256")
+    controller = Connection(Role.CONTROLLER, secret, link=True)
+    agent = Connection(Role.AGENT, secret, link=True)
+    for source, target in ((controller, agent), (agent, controller)) * 2:
+        assert pump(source, target) == []
+    assert controller.state is agent.state is State.READY
+    assert controller.credential is agent.credential is sealing.Credential.LINK
+
+
+def test_on_an_ssh_link_frames_carry_no_tag_of_ours():
+    """SSH authenticates and encrypts the link: no second MAC over every output byte."""
+    secret = bytes(range(32))
+    controller = Connection(Role.CONTROLLER, secret, link=True)
+    agent = Connection(Role.AGENT, secret, link=True)
+    for source, target in ((controller, agent), (agent, controller)) * 2:
+        pump(source, target)
+    agent.send(Pong(seq=1, clock=2, wall=3))
+    data = agent.data_to_send()
+    decoder = FrameDecoder()
+    decoder.add(data)
+    raw = decoder.next_frame()
+    assert raw is not None and not raw.flags & framing.FLAG_TAGGED
+    assert len(data) == len(raw.head) + len(raw.body)  # no 32-byte tag after it
+    assert controller.receive_data(data) == [Pong(seq=1, clock=2, wall=3)]
+
+
+def test_only_a_256_bit_secret_is_a_link_secret():
+    for short in (b"correct horse battery staple", bytes(31), bytes(33)):
+        with pytest.raises(ValueError, match="32 random bytes"):
+            Connection(Role.CONTROLLER, short, link=True)
+        with pytest.raises(ValueError, match="32 random bytes"):
+            Connection(Role.AGENT, short, link=True)
+
+
+def test_a_link_secret_and_the_same_bytes_as_a_token_do_not_meet():
+    """The kind is part of the key: an agent holding the bytes as a (stretched) token
+    and a controller holding them as a link secret do not authenticate each other."""
+    secret = bytes(range(32))
+    controller = Connection(Role.CONTROLLER, secret, link=True)
+    agent = Connection(Role.AGENT, secret)
+    pump(controller, agent)
+    with pytest.raises(AuthenticationFailed):
+        pump(agent, controller)

@@ -44,8 +44,8 @@ async def test_a_spread_over_some_of_the_commands_says_how_many(agents, token):
     test = await run_test(parse_config(body.format(*names), "s.cfg").tests[0], options)
     assert test.start_spread_ms is not None
     assert text.spread_line(test) == (
-        f"start spread {text.spread(test)} (scheduled start, 2 of 3 commands released, "
-        "on 2 of 3 hosts)"
+        f"{text.began(test)} (scheduled start, lead {text.ms(test.lead_ms)}, "
+        "2 of 3 commands released, on 2 of 3 hosts)"
     )
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.spool import Outbox, StreamSpool
+from agent.spool import Outbox, StreamSpool, spool_file
 from netjobs_core import text
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
@@ -41,7 +41,7 @@ class FakePeer:
 
 
 def test_a_stream_spool_appends_and_reads_back_at_any_offset():
-    spool = StreamSpool()
+    spool = StreamSpool(spool_file(None))
     try:
         spool.append(b"hello ")
         spool.append(b"world")

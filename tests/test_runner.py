@@ -157,6 +157,41 @@ async def test_wrong_token_runs_nothing(agents, tmp_path):
     assert not marker.exists()
 
 
+async def test_every_host_refusing_our_token_stops_the_run(agents, tmp_path):
+    """A wrong token on every host: one sentence, every host's refusal once with their
+    node set, and no next test (whatever -minhosts and stop_on_failure say)."""
+    marker = tmp_path / "ran"
+    plan = plan_for(
+        't:\n-minhosts: 0\n{a0}: "true"\n{a1}: "true"\n{a2}: "true"\nend\n'
+        'u:\n{a0}: "touch {marker}"\nend\n',
+        agents,
+        marker=marker,
+    )
+    wrong = Token(secrets.token_urlsafe(32).encode(), "wrong")
+    run = await Runner(plan, RunOptions(token=wrong, connect_timeout=3)).run()
+    assert [t.label for t in run.tests] == ["t"]
+    reason = run.tests[0].reason
+    assert reason.startswith("every host refused our credentials, so no further test is started")
+    assert reason.count("authentication failed") == 1
+    assert "127.0.0.1:[" in reason  # the three hosts as one node set
+    assert not marker.exists()
+
+
+async def test_one_host_refusing_does_not_stop_the_run(agents, token, tmp_path):
+    other_token = tmp_path / "other-token"
+    other_token.write_text(secrets.token_urlsafe(32))
+    other_token.chmod(0o600)
+    with start_agent(other_token) as other:
+        plan = plan_for(
+            't:\n-minhosts: 1\n{a0}: "true"\n{other}: "true"\nend\nu:\n{a0}: "true"\nend\n',
+            agents,
+            other=f"127.0.0.1:{other.port}",
+        )
+        run = await Runner(plan, options(token)).run()
+    assert [t.label for t in run.tests] == ["t", "u"]
+    assert "every host refused" not in run.tests[0].reason
+
+
 async def test_sequential_mode_runs_too(agents, token):
     plan = plan_for('t:\n{a0}: "true"\n{a1}: "true"\nend\n', agents)
     test = await run_test(plan.tests[0], options(token, start_mode=StartMode.SEQUENTIAL))

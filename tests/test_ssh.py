@@ -9,6 +9,8 @@ controller uses a test key, a private ssh config and known_hosts: never ~/.ssh.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import shutil
 import subprocess
@@ -23,7 +25,7 @@ from ssh_lab import SSHD, SUBNETS, WAIT_S, Lab, SshHost, keygen, ssh_lab
 
 from netjobs_agent import procs
 from netjobs_core.agent_zipapp import agent_zipapp
-from netjobs_core.client import AgentLink
+from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
@@ -34,7 +36,8 @@ from netjobs_core.runner import run_test
 from netjobs_core.ssh import SshDialer
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample
-from netjobs_core.wire.tokens import STDIO_READY, STDIO_TOKEN_BYTES, Token
+from netjobs_core.wire.sealing import LINK_SECRET_BYTES
+from netjobs_core.wire.tokens import STDIO_READY, Token, stdio_greeting
 
 REPO = Path(__file__).resolve().parent.parent
 HOSTS = 8
@@ -184,6 +187,24 @@ def test_ssh_failures_are_the_hosts_failures_and_count_for_the_quorum(trusted, t
     assert "SSH authentication failed" in error and "user root" in error
 
 
+def test_aes_gcm_is_preferred_unless_the_users_ssh_config_names_ciphers(trusted, tmp_path):
+    """asyncssh computes chacha20-poly1305 (OpenSSH's first choice) in several calls a
+    packet; a user's own Ciphers line still decides."""
+    lab, host = trusted, trusted.hosts[1]
+    chosen = tmp_path / "ssh_config"
+    chosen.write_text(lab.config.read_text() + "  Ciphers chacha20-poly1305@openssh.com\n")
+
+    async def cipher(config: Path) -> str:
+        async with SshDialer(lab.options(config=[str(config)])) as dialer:
+            connected = await dialer._connect(Address.parse(f"ssh://{host.address}"), 5)
+            connected.conn.close()
+            await connected.conn.wait_closed()
+            return connected.conn.get_extra_info("recv_cipher")
+
+    assert asyncio.run(cipher(lab.config)) == "aes128-gcm@openssh.com"
+    assert asyncio.run(cipher(chosen)) == "chacha20-poly1305@openssh.com"
+
+
 def standin_executable(lab: Lab) -> Path:
     """dist/netjobs-agent when built; else a one-file stand-in that needs no python3
     on PATH (it names its interpreter by absolute path, as the frozen agent holds its own)."""
@@ -200,12 +221,7 @@ def standin_executable(lab: Lab) -> Path:
 
 def test_a_host_without_python3_gets_the_one_file_agent(trusted):
     lab, host = trusted, trusted.hosts[3]
-    tools = host.dir / "bin"
-    tools.mkdir(exist_ok=True)
-    for tool in ("sh", "cat", "mkdir", "chmod", "mv", "uname", "sha256sum"):
-        link = tools / tool
-        if not link.exists():
-            link.symlink_to(shutil.which(tool, path="/usr/bin:/bin") or tool)
+    tools = minimal_tools(host)
     host.start(PATH=str(tools))
     try:
         config = f't:\nssh://{host.address}: "echo $PATH"\nend\n'
@@ -221,6 +237,148 @@ def test_a_host_without_python3_gets_the_one_file_agent(trusted):
         assert wait_until_gone(host) == []  # the one-file agent's bootloader too
     finally:
         host.start()
+
+
+def agent_pid(test) -> int:
+    """The stdio agent that ran a test's `echo $NETJOBS_JOB` (its cookie names it)."""
+    cookie = test.hosts[0].commands[0].stdout.read_bytes().decode()
+    assert cookie.startswith("stdio"), cookie
+    return int(cookie[len("stdio") :].partition(":")[0])
+
+
+def test_one_agent_serves_every_test_of_the_run_and_ends_with_it(trusted):
+    lab, host = trusted, trusted.hosts[0]
+    test = parse_config(f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n').tests[0]
+
+    async def three_tests():
+        async with SshDialer(lab.options()) as dialer:
+            options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+            return [await asyncio.wait_for(run_test(test, options), 60) for _ in range(3)]
+
+    tests = asyncio.run(three_tests())
+    assert [t.status for t in tests] == [TestStatus.PASSED] * 3, [t.reason for t in tests]
+    assert len({agent_pid(t) for t in tests}) == 1  # one agent, a session per test
+    assert {t.hosts[0].credential for t in tests} == {"link"}
+    assert wait_until_gone(host) == []  # it ended with the run's SSH connection
+
+
+def test_a_test_that_ends_mid_run_leaves_its_agent_to_end_and_the_next_gets_a_new_one(trusted):
+    """Only a link that ended at a test's boundary hands its agent on: one given up
+    mid-run ends it (its commands killed), and the next test starts a fresh agent."""
+    lab, host = trusted, trusted.hosts[1]
+    long = parse_config(f't:\nssh://{host.address}: "sleep 303"\nend\n').tests[0]
+    short = parse_config(f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n').tests[0]
+
+    async def scenario():
+        async with SshDialer(lab.options()) as dialer:
+            options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+            watch = HostWatch()
+            task = asyncio.create_task(run_test(long, options, watch))
+            await watch.host_started(0)
+            first = [p for p in host.processes() if "--stdio" in p]
+            task.cancel()  # the controller gives the test up mid-run
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return first, await asyncio.wait_for(run_test(short, options), 60)
+
+    first, test = asyncio.run(scenario())
+    assert test.status is TestStatus.PASSED, test.reason
+    assert first and agent_pid(test) not in {int(p.split()[0]) for p in first}
+    assert wait_until_gone(host) == []  # sleep 303 and both agents
+
+
+def test_eight_cold_ssh_hosts_cost_the_controller_no_scrypt(trusted, monkeypatch):
+    """Each link's secret is random: its key is an HKDF. A scrypt per host on the
+    controller's loop (~100 ms each, longer on a loaded machine) once ran the other
+    hosts' greetings past the connect timeout: "no answer to the NetJobs greeting
+    within 5 s" and a lost quorum, 3 cold runs in 20 under load."""
+
+    def no_scrypt(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("scrypt on the controller for an SSH link")
+
+    monkeypatch.setattr(hashlib, "scrypt", no_scrypt)
+    lines = "".join(f'ssh://{h.address}: "true"\n' for h in trusted.hosts)
+    test = asyncio.run(run_over_ssh(trusted, f"t:\n{lines}end\n"))
+    assert test.status is TestStatus.PASSED, test.reason
+
+
+def fake_shims(where: Path) -> Path:
+    """pyenv-like shims of every name the start script tries, for versions that are not
+    active: each exits 127 with pyenv's several lines on stderr."""
+    where.mkdir(exist_ok=True)
+    for name in ("python3.14", "python3.13", "python3.12", "python3.11", "python3"):
+        shim = where / name
+        shim.write_text(
+            "#!/bin/sh\n"
+            f"echo 'pyenv: {name}: command not found' >&2\n"
+            "echo >&2\n"
+            f'echo "The \\`{name}\' command exists in these Python versions:" >&2\n'
+            "echo '  3.99.0' >&2\n"
+            "echo >&2\n"
+            "echo \"Note: See 'pyenv help global' for tips on allowing both\" >&2\n"
+            "echo '      python2 and python3 to be found at the same time.' >&2\n"
+            "exit 127\n"
+        )
+        shim.chmod(0o755)
+    return where
+
+
+def old_python() -> Path | None:
+    """A real python3 older than 3.11 on this machine (pyenv's, say), if any."""
+    found = sorted(Path("/root/.pyenv/versions").glob("3.[6-9]*/bin/python3"))
+    found += sorted(Path("/usr/bin").glob("python3.[6-9]"))
+    found += sorted(Path("/root/.pyenv/versions").glob("3.10*/bin/python3"))
+    return found[0] if found else None
+
+
+def minimal_tools(host: SshHost) -> Path:
+    """What the start script needs of a host besides python: sh and a few tools."""
+    tools = host.dir / "bin"
+    tools.mkdir(exist_ok=True)
+    for tool in ("sh", "cat", "mkdir", "chmod", "mv", "uname", "sha256sum"):
+        link = tools / tool
+        if not link.exists():
+            link.symlink_to(shutil.which(tool, path="/usr/bin:/bin") or tool)
+    return tools
+
+
+def test_shims_first_on_path_that_do_not_run_are_passed_over(trusted):
+    lab, host = trusted, trusted.hosts[2]
+    shims = fake_shims(host.dir / "shims")
+    host.start(PATH=f"{shims}:/usr/local/bin:/usr/bin:/bin")
+    try:
+        config = f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n'
+        test = asyncio.run(run_over_ssh(lab, config, executable=None))
+        assert test.status is TestStatus.PASSED, test.reason
+    finally:
+        host.start()
+    assert wait_until_gone(host) == []
+
+
+def test_with_only_shims_and_an_old_python3_the_hosts_first_error_lines_are_said(trusted):
+    lab, host = trusted, trusted.hosts[2]
+    shims, tools = fake_shims(host.dir / "shims"), minimal_tools(host)
+    old = old_python()
+    if old is not None:
+        (tools / "python3").unlink(missing_ok=True)
+        (tools / "python3").symlink_to(old)  # found after the shims: too old to use
+    host.start(PATH=f"{shims}:{tools}")
+    try:
+        config = f't:\nssh://{host.address}: "echo $PATH"\nend\n'
+        without = asyncio.run(run_over_ssh(lab, config, executable=None))
+        error = without.hosts[0].error
+        assert without.status is not TestStatus.PASSED
+        assert "no python3 >= 3.11 there" in error
+        # The first lines, where the host says what is wrong; not pyenv's last line.
+        assert "the host said: pyenv: python3.14: command not found / The `python3.14'" in error
+
+        sent = asyncio.run(run_over_ssh(lab, config, executable=standin_executable(lab)))
+        assert sent.status is TestStatus.PASSED, sent.reason
+        assert sent.hosts[0].commands[0].stdout.read_bytes().decode().strip() == f"{shims}:{tools}"
+    finally:
+        (tools / "python3").unlink(missing_ok=True)
+        host.start()
+    assert wait_until_gone(host) == []
 
 
 def test_an_agent_that_cannot_be_put_on_the_host_is_that_hosts_failure(trusted):
@@ -343,9 +501,10 @@ class _PipeChannel:
 
     kernel_stamps = False
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, host: str) -> None:
         assert proc.stdin is not None and proc.stdout is not None
         self.proc, self._in, self._out = proc, proc.stdin, proc.stdout
+        self.host = host
 
     async def read(self, n: int) -> bytes:
         return await self._out.read(n)
@@ -369,12 +528,30 @@ class _PipeChannel:
 
 
 class LocalStdioDialer:
-    """Starts `netjobs-agent --stdio` on this machine, bootstrapped as SshDialer does."""
+    """Starts `netjobs-agent --stdio` on this machine, bootstrapped as SshDialer does;
+    keeps what a link releases for the next one (one agent per host for the run)."""
 
     def __init__(self) -> None:
         self.channels: list[_PipeChannel] = []
+        self.idle: dict[str, list[tuple[_PipeChannel, bytes]]] = {}
+        self.secrets: dict[_PipeChannel, bytes] = {}
+
+    def release(self, channel):
+        self.idle.setdefault(channel.host, []).append((channel, self.secrets[channel]))
+
+    async def close(self):
+        for channels in self.idle.values():
+            for channel, _ in channels:
+                await channel.close(WAIT_S)
+        self.idle.clear()
 
     async def open(self, address, timeout):
+        if idle := self.idle.get(address.host):
+            channel, secret = idle.pop()
+            async with asyncio.timeout(WAIT_S):
+                ready = await channel.proc.stdout.readline()
+            assert ready.startswith(STDIO_READY), ready
+            return channel, secret
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -383,18 +560,57 @@ class LocalStdioDialer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
-        channel = _PipeChannel(proc)
+        channel = _PipeChannel(proc, address.host)
         self.channels.append(channel)
-        token = os.urandom(STDIO_TOKEN_BYTES)
-        channel.write(token.hex().encode() + b"\n")
+        secret = os.urandom(LINK_SECRET_BYTES)
+        self.secrets[channel] = secret
+        channel.write(stdio_greeting(secret))
         async with asyncio.timeout(WAIT_S):
             ready = await proc.stdout.readline()  # type: ignore[union-attr]
         assert ready.startswith(STDIO_READY), ready
-        return channel, token
+        return channel, secret
 
     async def wait_all_ended(self) -> list[int | None]:
+        await self.close()
         async with asyncio.timeout(WAIT_S):
             return [await c.proc.wait() for c in self.channels]
+
+
+def test_an_ssh_agent_slow_to_answer_the_greeting_is_named_as_such():
+    """Not "not a NetJobs 3 agent?": over SSH the agent is ours, started and ready."""
+
+    class SilentDialer:
+        async def open(self, address, timeout):
+            proc = await asyncio.create_subprocess_exec(
+                "sh",
+                "-c",
+                f"read l; echo {STDIO_READY.decode()}x; cat >/dev/null",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            self.channel = _PipeChannel(proc, address.host)
+            self.channel.write(stdio_greeting(bytes(LINK_SECRET_BYTES)))
+            await proc.stdout.readline()  # type: ignore[union-attr]
+            return self.channel, bytes(LINK_SECRET_BYTES)
+
+        def release(self, channel):
+            raise AssertionError("a link that never authenticated is no boundary")
+
+    async def scenario():
+        dialer = SilentDialer()
+        link = AgentLink(Address.parse("ssh://slow"), b"", dialer)
+        try:
+            await link.connect(0.5)
+        finally:
+            if dialer.channel.proc.returncode is None:
+                dialer.channel.proc.kill()
+            await dialer.channel.proc.wait()
+
+    with pytest.raises(AgentError) as failed:
+        asyncio.run(scenario())
+    assert str(failed.value) == (
+        "the agent started over SSH did not complete the handshake within 0.5 s"
+    )
 
 
 def stdio_jobs(agent_pid: int) -> list[int]:
@@ -432,10 +648,29 @@ def test_a_stdio_agent_runs_a_test_and_exits():
     assert test.status is TestStatus.PASSED, test.reason
     assert test.hosts[0].commands[0].stdout.read_bytes() == b"over the pipe\n"
     assert test.hosts[0].target == "ssh://local" and test.hosts[0].rtt_ms is not None
-    assert statuses == [0]  # the bye ended its only session, and with it the agent
+    assert statuses == [0]  # the end of its channel (the run's) ended the agent
     document = run_to_json(RunResult(config_path="t.cfg", tests=[test]))
     assert document["tests"][0]["hosts"][0]["target"] == "ssh://local"
     assert run_from_json(document).tests[0].hosts[0].address == test.hosts[0].address
+
+
+def test_a_stdio_agent_serves_test_after_test_on_its_channel():
+    """A link that ends at a test's boundary releases its channel: the next test on
+    that host is a new session of the same agent, its state reset in between."""
+
+    async def scenario():
+        dialer = LocalStdioDialer()
+        plan = parse_config('t:\nssh://local: "echo $NETJOBS_JOB"\nend\n')
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
+        tests = [await asyncio.wait_for(run_test(plan.tests[0], options), 30) for _ in range(3)]
+        return tests, len(dialer.channels), await dialer.wait_all_ended()
+
+    tests, agents, statuses = asyncio.run(scenario())
+    assert [t.status for t in tests] == [TestStatus.PASSED] * 3, [t.reason for t in tests]
+    outputs = [t.hosts[0].commands[0].stdout.read_bytes() for t in tests]
+    assert agents == 1 and len({agent_pid(t) for t in tests}) == 1
+    assert len(set(outputs)) == 3  # each test its own run (cookie), nothing replayed
+    assert statuses == [0]
 
 
 def test_stdio_agents_have_no_kernel_stamps_and_are_measured_one_at_a_time():
@@ -521,15 +756,25 @@ def test_eof_on_a_stdio_agents_input_kills_its_commands_and_ends_it():
     assert not [pid for pid in jobs if running(pid)]
 
 
-def test_a_stdio_agent_wants_the_token_first():
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        b"not a token\n",
+        os.urandom(LINK_SECRET_BYTES).hex().encode() + b"\n",  # no kind named: refused
+        b"link " + b"correct horse battery staple".hex().encode() + b"\n",  # not 256 bits
+    ],
+)
+def test_a_stdio_agent_wants_a_link_secret_named_as_one_first(first_line):
+    """Only a 256-bit secret the line calls a link secret gets the cheap key: a
+    human-chosen token is never taken unstretched."""
     run = subprocess.run(
         [sys.executable, "-m", "netjobs_agent", "--stdio"],
-        input=b"not a token\n",
+        input=first_line,
         capture_output=True,
         timeout=WAIT_S,
     )
     assert run.returncode == 2 and run.stdout == b""
-    assert b"expected the controller's token as the first line" in run.stderr
+    assert b"expected the controller's link secret ('link <64 hex digits>')" in run.stderr
 
 
 def test_eight_stdio_agents_starting_at_once_all_start():
@@ -547,7 +792,7 @@ def test_eight_stdio_agents_starting_at_once_all_start():
     try:
         for agent in agents:
             assert agent.stdin is not None
-            agent.stdin.write(os.urandom(STDIO_TOKEN_BYTES).hex().encode() + b"\n")
+            agent.stdin.write(stdio_greeting(os.urandom(LINK_SECRET_BYTES)))
             agent.stdin.flush()
         for agent in agents:
             assert agent.stdout is not None
@@ -567,3 +812,41 @@ def test_eight_stdio_agents_starting_at_once_all_start():
             if pipe is not None:
                 pipe.close()
     assert statuses == [0] * 8, errors
+
+
+def test_the_zipapp_carries_bytecode_its_own_python_uses_and_builds_the_same_anywhere(tmp_path):
+    """Bytecode beside each module (zipimport would compile every module at every
+    start); the bytes do not depend on the hash seed or on what was imported first."""
+    payload = agent_zipapp()
+    pyz = tmp_path / payload.name
+    pyz.write_bytes(payload.data)
+    origin = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "import netjobs_agent.server as m; print(m.__spec__.origin)",
+            str(pyz),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=WAIT_S,
+    ).stdout.strip()
+    assert origin == f"{pyz}/netjobs_agent/server.pyc"
+    elsewhere = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import asyncssh, netjobs_core.cli; "
+            "from netjobs_core.agent_zipapp import agent_zipapp; print(agent_zipapp().sha256)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=WAIT_S,
+        cwd=REPO,
+        env=os.environ | {"PYTHONHASHSEED": "12345"},
+    ).stdout.strip()
+    assert elsewhere == payload.sha256

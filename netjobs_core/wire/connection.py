@@ -27,7 +27,8 @@ frame that breaks it is a ProtocolError. Before authentication a frame is tiny (
 Integrity (flags bit 0: a 32-byte tag follows the body)
 -------------------------------------------------------
 Every frame after the handshake (from `welcome` on, one direction each) is
-sealed: ``tag = HMAC-SHA256(direction key, seq:u64 | prefix | header | body)``.
+sealed (except on an SSH link, below):
+``tag = HMAC-SHA256(direction key, seq:u64 | prefix | header | body)``.
 The keys are derived from the token key and the transcript of both hellos
 (so from both nonces), one per direction, so a frame cannot be reflected
 back to its sender. `seq` counts the frames of one direction from 0; it is
@@ -51,11 +52,22 @@ Handshake (mutual challenge-response, no secret crosses the wire)
     T                = scrypt(token, KEY_SALT)            (once per process and token)
     K                = T                                  (shared token: no `host`)
                      | HKDF-Expand(T, "...credential v1" | host)   (host credential)
+                     | HKDF(link secret, "...link key")   (an agent started over SSH)
     agent proof      = HMAC-SHA256(K, "netjobs-agent"      | SHA256(c_hello) | a_nonce)
     controller proof = HMAC-SHA256(K, "netjobs-controller" | SHA256(c_hello | a_hello))
     session keys     = HKDF-SHA256(K, SHA256(c_hello | a_hello)), one per direction
 
-Two kinds of agent secret (sealing.Credential). With a shared token every
+An agent started over SSH holds a third kind: the random 256-bit link secret its
+controller made for it and gave it on the channel (`link <hex>`, wire/tokens.py),
+whose key is a cheap HKDF: there is nothing to guess, so nothing to stretch. Both
+ends are told it is one (Connection's `link`); a human-chosen token never is. On
+such a link the handshake is the same, but no frame is sealed (the `welcome`
+neither): the SSH transport already authenticates and encrypts every byte between
+the controller and the host's sshd, and from there it is a pipe to the agent that
+sshd started; a second MAC would cost both ends a SHA-256 pass over every output
+byte for nothing.
+
+Two kinds of installed agent secret (sealing.Credential). With a shared token every
 agent holds T's input, the controller's token itself. With a host credential
 (`netjobs token issue`) an agent holds only K for its own host name, derived
 from the controller's token; its hello names that host. The controller,
@@ -83,10 +95,11 @@ state it leads to (the reply is queued on the way)::
     agent       START -hello-> SENT_HELLO -auth-> READY
 
 Until the controller's proof is checked the agent accepts nothing but the
-handshake. The controller may queue requests right behind its auth (sealed, from
-seq 0): the agent reads them once the proof checks, and answers after its welcome,
-so a status and the first clock ping cost no round trip of their own (every agent
-of protocol 2 reads them so; an agent that refuses the proof never reads them).
+handshake. The controller may queue requests right behind its auth (sealed from seq
+0 where frames are sealed): the agent reads them once the proof checks, and answers
+after its welcome, so a status and the first clock ping cost no round trip of their
+own (every agent of protocol 2 reads them so; an agent that refuses the proof never
+reads them).
 An `error` frame during the handshake raises PeerError; one sent
 before its sender has the session keys is unsealed (it can only end a
 connection, which anyone on the path can do anyway).
@@ -202,6 +215,7 @@ from netjobs_core.wire.sealing import (
     host_credential,
     host_key,
     is_nonce,
+    link_key,
     proof,
     session_keys,
     token_key,
@@ -222,21 +236,35 @@ class Connection:
     """
 
     def __init__(
-        self, role: Role, token: bytes, *, nonce: bytes | None = None, host: str | None = None
+        self,
+        role: Role,
+        token: bytes,
+        *,
+        nonce: bytes | None = None,
+        host: str | None = None,
+        link: bool = False,
     ) -> None:
         """TOKEN: the controller's token (a controller), the shared token or the
         agent's own credential (an agent). HOST: an agent's, the host its credential
         is for (None: TOKEN is the shared token); a controller's, the host part of
         the target it dialled, the only one whose credential it accepts (None: only
-        the shared token, as for an agent started over SSH)."""
+        the shared token). LINK: TOKEN is the random secret of one SSH link at both
+        ends (sealing.link_key), for an agent started over SSH; no host then."""
         if not token:
             raise ValueError("an empty token authenticates nobody")
+        if link and host is not None:
+            raise ValueError("a link secret is no host's credential")
         self.role = role
         self.peer_role = PEER[role]
         self.host = host
+        self.link = link
         # What the agent holds: known at once on its side, once proved on the controller's.
         self.credential: Credential | None = None
-        if role is Role.AGENT and host is not None:
+        if link:
+            self._key = link_key(token)  # random already: no scrypt at either end
+            if role is Role.AGENT:
+                self.credential = Credential.LINK
+        elif role is Role.AGENT and host is not None:
             if len(token) != CREDENTIAL_BYTES:
                 raise ValueError(f"a host credential is {CREDENTIAL_BYTES} bytes")
             self._key = token  # random already: nothing to stretch
@@ -490,7 +518,10 @@ class Connection:
             raise ProtocolError("peer claims to be a controller too")
 
     def _key_with(self, a_hello: bytes) -> None:
-        """Both hellos are known: derive the session keys, one per direction."""
+        """Both hellos are known: derive the session keys, one per direction. Not on
+        an SSH link: SSH's own MAC covers the network, the rest is a pipe on the host."""
+        if self.link:
+            return
         keys = session_keys(self._key, self._c_hello + a_hello)
         self._seal, self._unseal = keys[self.role], keys[self.peer_role]
 
@@ -554,7 +585,10 @@ class Connection:
                 f"of {hello.host}"
             )
         self._key = key
-        self.credential = Credential.SHARED if hello.host is None else Credential.HOST
+        if self.link:
+            self.credential = Credential.LINK
+        else:
+            self.credential = Credential.SHARED if hello.host is None else Credential.HOST
         self.peer_hello = hello
         transcript = hashlib.sha256(self._c_hello + raw).digest()
         self._queue(Auth(proof=proof(self._key, b"netjobs-controller", transcript)).to_frame())

@@ -52,6 +52,9 @@ COMMAND_ID = Bounded((int,), 0, 2**31 - 1)
 _CLOCK = Bounded((int,), 0, MAX_CLOCK)
 _OFFSET = Bounded((int,), 0, 2**63 - 1)  # bytes of a stream or a file
 _TIMEOUT = Bounded((int, float), 0, MAX_TIMEOUT_S)
+MAX_WAKE_NS = 1_000_000_000  # the earliest a controller may have an agent wake for a start
+_WAKE = Bounded((int,), 0, MAX_WAKE_NS)
+_SIGNED_CLOCK = Bounded((int,), -MAX_CLOCK, MAX_CLOCK)
 CommandId = Annotated[int, COMMAND_ID]
 Clock = Annotated[int, _CLOCK]
 SeqNo = Annotated[int, Bounded((int,), 0, 2**63 - 1)]
@@ -257,8 +260,14 @@ class Resume(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Start(Message):
+    """at: the release instant on the agent's clock (ns), None: now; wake: how long
+    before it the agent should leave its coarse sleep (ns), learned by the controller
+    from the agent's late releases (None: the agent's own margin; agents before it
+    ignore it)."""
+
     TYPE = "start"
-    at: Clock | None = None  # the release instant on the agent's clock (ns); None: now
+    at: Clock | None = None
+    wake: Annotated[Annotated[int, _WAKE] | None, OMITTED] = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -327,27 +336,41 @@ class Shutdown(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Started(Message):
-    """released_at: agent clock (ns) right after each command was let go, by command
+    """released_at: agent clock (ns) right before each command was let go, by command
     id (a string: JSON keys); late_ns: how far past the requested instant the
-    release happened."""
+    first release happened. Then what agents before them leave out: exec_at, by
+    command id, the kernel's stamp (agent clock) of the command's first exec after
+    its release (a command that never exec'd has none); exec_error: why the agent
+    measures no exec instant at all; ahead_ns: how long before the requested instant
+    the `start` reached the agent (negative: after it)."""
 
     TYPE = "started"
     released_at: dict[str, int]
     late_ns: Clock
+    exec_at: Annotated[dict[str, int] | None, OMITTED] = None
+    exec_error: Annotated[str | None, OMITTED] = None
+    ahead_ns: Annotated[Annotated[int, _SIGNED_CLOCK] | None, OMITTED] = None
 
     def check(self) -> None:
-        for key, value in self.released_at.items():
-            if not key.isdecimal() or len(key) > 10:
-                raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
-            check_fields("started", {"released_at": value}, {"released_at": _CLOCK})
+        for name, stamps in (("released_at", self.released_at), ("exec_at", self.exec_at)):
+            for key, value in (stamps or {}).items():
+                if not key.isdecimal() or len(key) > 10:
+                    raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
+                check_fields("started", {name: value}, {name: _CLOCK})
 
 
 @dataclass(frozen=True, kw_only=True)
 class Output(Message):
+    """at: the byte of the stream this body starts at, sent only when it is not where
+    the previous body ended: the bytes in between are lost (the agent streamed them
+    without its spool and a cut lost them, or its spool could not be read back).
+    A controller from before it appends the body where it is."""
+
     TYPE = "output"
     id: CommandId
     stream: str
     body: bytes = b""
+    at: Annotated[Offset | None, OMITTED] = None
 
     def check(self) -> None:
         if self.stream not in STREAMS:
@@ -358,7 +381,9 @@ class Output(Message):
 class Exit(Message):
     """status: one of wire.status.ENDS; message: what only the agent knows in words (a
     kill reason, a signal), empty for a timeout, whose `timeout` is the limit in seconds
-    (agents from before it sent a sentence instead)."""
+    (agents from before it sent a sentence instead); spool_error: an errno name, with
+    ERROR and an empty message: the agent's disk failed under the command's output
+    spool, so its output is not whole."""
 
     TYPE = "exit"
     id: CommandId
@@ -367,6 +392,7 @@ class Exit(Message):
     ended_at: Clock | None = None
     message: str
     timeout: Annotated[Timeout | None, OMITTED] = None
+    spool_error: Annotated[str | None, OMITTED] = None
 
     def check(self) -> None:
         if self.status not in ENDS:

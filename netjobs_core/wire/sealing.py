@@ -38,6 +38,7 @@ class Credential(enum.StrEnum):
 
     SHARED = "shared"  # the shared token itself (a copy of the controller's)
     HOST = "host"  # its own credential, derived for its host name (`netjobs token issue`)
+    LINK = "link"  # the random secret of one SSH link, from the controller that started it
 
 
 CREDENTIAL_BYTES = 32
@@ -57,6 +58,23 @@ def host_credential(controller_key: bytes, host: str) -> bytes:
     credential (HMAC is a PRF), and guessing the token from it costs a scrypt a guess."""
     info = HOST_INFO + host_key(host).encode("utf-8") + b"\x01"
     return hmac.digest(controller_key, info, "sha256")
+
+
+# A link secret: 256 random bits the controller makes for one agent it starts over
+# SSH and hands it on the channel (netjobs_core/ssh.py, agent/server.py serve_stdio).
+# Nothing to guess, so nothing to stretch: HKDF-SHA256 (extract with this label as
+# the salt, one expand block), two HMACs, where a token's scrypt costs ~100 ms and
+# 32 MiB at both ends. Only ever for such a secret, never for a human-chosen token.
+LINK_SECRET_BYTES = 32
+LINK_SALT = b"netjobs protocol 2 link key"
+LINK_INFO = b"netjobs link key v1\x01"
+
+
+def link_key(secret: bytes) -> bytes:
+    """The key every proof and session key of an SSH link comes from."""
+    if len(secret) != LINK_SECRET_BYTES:
+        raise ValueError(f"a link secret is {LINK_SECRET_BYTES} random bytes")
+    return hmac.digest(hmac.digest(LINK_SALT, secret, "sha256"), LINK_INFO, "sha256")
 
 
 def proof(key: bytes, label: bytes, *parts: bytes) -> str:

@@ -29,14 +29,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netjobs_core.wire.messages import HOST_NAME_RE
-from netjobs_core.wire.sealing import CREDENTIAL_BYTES, Credential
+from netjobs_core.wire.sealing import CREDENTIAL_BYTES, LINK_SECRET_BYTES, Credential
 
 ENV_VAR = "NETJOBS_TOKEN"
 MIN_TOKEN_CHARS = 16
 # The stdio bootstrap of an agent started over SSH (agent/server.py serve_stdio,
-# netjobs_core/ssh.py): the controller's first line is a fresh token of this many
-# bytes in hex; the agent's first line, once it holds it, starts with STDIO_READY.
-STDIO_TOKEN_BYTES = 32
+# netjobs_core/ssh.py): the controller's first line names the kind of secret and
+# gives it, `link <64 hex digits>` (a fresh link secret: sealing.link_key, no
+# stretching; a stdio agent takes no other kind, so a human-chosen token can never
+# be taken unstretched); the agent's first line, once it holds it, and its line
+# after each session that ended with the controller's `bye` (it is ready for the
+# next one on the same channel) start with STDIO_READY.
+STDIO_LINK = b"link "
 STDIO_READY = b"NETJOBS-STDIO "
 
 
@@ -53,13 +57,34 @@ class Token:
     source: str  # for messages: never the secret itself
     warning: str | None = None  # e.g. a token file others may read: for the caller to print
     host: str | None = None  # an agent credential's host; None: a shared token
+    link: bool = False  # a stdio agent's link secret (random: sealing.link_key)
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return f"Token(source={self.source!r})"
 
     @property
     def kind(self) -> Credential:
+        if self.link:
+            return Credential.LINK
         return Credential.SHARED if self.host is None else Credential.HOST
+
+
+def stdio_greeting(secret: bytes) -> bytes:
+    """The controller's first line to a stdio agent: the link secret, named as one."""
+    if len(secret) != LINK_SECRET_BYTES:
+        raise ValueError(f"a link secret is {LINK_SECRET_BYTES} random bytes")
+    return STDIO_LINK + secret.hex().encode() + b"\n"
+
+
+def parse_stdio_greeting(line: bytes) -> bytes | None:
+    """The link secret of a controller's first line; None if it is not one."""
+    if not line.startswith(STDIO_LINK):
+        return None
+    try:
+        secret = bytes.fromhex(line[len(STDIO_LINK) :].decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return secret if len(secret) == LINK_SECRET_BYTES else None
 
 
 def credential_file_text(host: str, credential: bytes) -> str:

@@ -132,12 +132,21 @@ end
 
 
 async def start_sleepers(gui: Any) -> None:
+    """Run the open config until both jobs run: shown running, and released (the start
+    is shown as it is sent; the release follows at the common start)."""
     gui.run_action.trigger()
     await wait_until(
         lambda: column(gui.run_view.detail.model, "State") == ["running", "running"],
         20,
         "both jobs to run",
     )
+
+    def released() -> bool:
+        run = gui.controller.current
+        commands = [c for h in run.result.tests[-1].hosts for c in h.commands] if run else []
+        return bool(commands) and all(c.started_at is not None for c in commands)
+
+    await wait_until(released, 20, "both jobs to be released")
 
 
 async def test_stop_is_safe_from_the_keyboard(
@@ -147,13 +156,19 @@ async def test_stop_is_safe_from_the_keyboard(
     config.write_text(SLEEPERS.format(**targets(agents)))
     gui.open_path(str(config))
 
-    # A run just started stops at one click, without a question.
-    await start_sleepers(gui)
+    # A run none of whose commands has started stops at one click, without a question.
+    gui.run_action.trigger()
     gui.stop_action.trigger()
     (run,) = await wait_signal(gui.controller.run_finished, 20)
-    assert run.tests[0].status is TestStatus.ABORTED and answers.stop_now_asked == []
+    assert answers.stop_now_asked == []
+    assert all(t.status is TestStatus.ABORTED for t in run.tests)
 
+    # Commands running, however young the run: Stop asks (Esc killed one under 5 s).
     await start_sleepers(gui)
+    answers.stop_now_answer = False
+    gui.stop_action.trigger()
+    assert len(answers.stop_now_asked) == 1 and gui.controller.running
+    answers.stop_now_asked.clear()
     # Esc while typing in the config editor is the editor's: the run goes on.
     gui.tabs.setCurrentIndex(gui.CONFIG_TAB)
     editor = gui.editor.editor

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 
 from netjobs_core.check import HostCheck
 from netjobs_core.config import parse_config
+from netjobs_core.metrics import summarize
 from netjobs_core.outputs import Output
 from netjobs_core.results import (
     CommandResult,
@@ -168,11 +169,40 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     assert model.row_of(test.hosts[0], 1) == 1
     test.hosts[0].commands[1].exit_code = -15
     assert column(model, "Exit")[1] == "-15 (SIGTERM)"
+    # When each began (its exec), and a release later than --late-ms marked.
+    assert column(model, "Began") == ["—", "—", "—"]
+    test.hosts[1].commands[0].exec_offset_ms = 1.25
+    test.hosts[1].commands[0].release_late_ms = 85.9
+    assert column(model, "Began")[2] == "+1.250 ms"
+    assert column(model, "Start offset")[2] == "-0.300 ms (late 85.900 ms)"
+    offset = model.COLUMNS.index("Start offset")
+    assert model.data(model.index(2, offset), Qt.ItemDataRole.ForegroundRole) is not None
+    assert model.data(model.index(0, offset), Qt.ItemDataRole.ForegroundRole) is None
 
     # Structure changes are picked up by refresh().
     test.hosts[1].commands.append(CommandResult("true"))
     model.refresh()
     assert model.rowCount() == 4
+
+
+def test_metrics_are_columns_of_the_hosts_table_once_the_test_ends(qapp) -> None:  # type: ignore[no-untyped-def]
+    model = CommandsModel()
+    test = finished_test()
+    model.set_test(test)
+    assert model.COLUMNS[-1] == "Message"  # while it runs: no metric yet
+    test.hosts[0].commands[0].metrics = {"read_bw": 512 * 2**20}
+    test.hosts[1].commands[0].metrics = {"read_bw": 2 * 2**30, "sent_bps": 9.41e9}
+    test.metrics = summarize(test.hosts)
+    model.refresh()  # the test ended: its metrics are known
+    assert model.COLUMNS[-2:] == ("read_bw", "sent_bps")
+    assert model.columnCount() == len(model.COLUMNS)
+    assert column(model, "read_bw") == ["512 MiB/s", "—", "2.00 GiB/s"]
+    assert column(model, "sent_bps") == ["—", "—", "9.41 Gbit/s"]
+    c = model.COLUMNS.index("read_bw")
+    assert model.headerData(c, Qt.Orientation.Horizontal) == "read_bw"
+    assert model.data(model.index(0, c), Qt.ItemDataRole.TextAlignmentRole) is not None
+    keys = [model.sort_key(r, c) for r in range(3)]
+    assert keys[0] < keys[2] < keys[1]  # by value, the host without one last
 
 
 def test_command_state_while_running() -> None:
@@ -266,7 +296,10 @@ def test_nice_step() -> None:
 
 def test_timeline_texts() -> None:
     data = timeline_data(finished_test(), now=T0 + 100)
-    assert summary(data).startswith("start spread 0.900 ms ± 0.070 ms   ·   scheduled start ")
+    assert summary(data).startswith(
+        "released within 0.900 ms ± 0.070 ms; when the commands began was not measured"
+        "   ·   scheduled start "
+    )
     assert bar_note(data.rows[0]) == "1.500 s  exit 0"
     assert bar_note(data.rows[2]) == "2.000 s  timed out"
     assert tooltip(data.rows[1]).split("\n") == [

@@ -22,6 +22,7 @@ from netjobs_core.results import (
     CommandStatus,
     HostResult,
     HostState,
+    MetricSummary,
     RunResult,
     TestResult,
     TestStatus,
@@ -223,8 +224,17 @@ def test_one_host_summary_reads_well(qtbot: Any) -> None:
     test.start_spread_ms = 0.0
     detail.set_test(test)
     summary = detail.summary.text()
-    assert "start spread 0.000 ms ± 0.050 ms" in summary and "ms ms" not in summary
+    assert "released within 0.000 ms ± 0.050 ms" in summary and "ms ms" not in summary
     assert "1 host" in summary and "passed" in summary
+
+
+def test_the_test_summary_gives_each_metric_sum(qtbot: Any) -> None:
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    test = make_test(hosts=2)
+    test.metrics = {"read_bw": MetricSummary(2.07e9, 1e9, 1.035e9, 1.07e9, 2)}
+    detail.set_test(test)
+    assert "read_bw 1.93 GiB/s in all over 2 hosts" in detail.summary.text()
 
 
 def test_progress_count_is_a_label_beside_the_bar(qtbot: Any) -> None:
@@ -467,12 +477,13 @@ def test_the_demo_set_up_installs_the_gui(monkeypatch: pytest.MonkeyPatch) -> No
 
     installed: list[str] = []
     monkeypatch.setattr(dev, "ensure_venv", installed.append)
-    monkeypatch.setattr(dev, "ensure_qt_libraries", lambda: installed.append("qt libraries"))
+    monkeypatch.setattr(dev, "install_debs", lambda names: installed.append("apt-get"))
+    monkeypatch.setattr(dev, "gui_window_debs", lambda: [])
     monkeypatch.setattr(
         dev.subprocess, "run", lambda argv, **kw: subprocess.CompletedProcess(argv, 0)
     )
     assert dev.main(["demo"]) == 0
-    assert installed == ["qt libraries", "gui"]
+    assert installed == ["gui"]  # and no apt-get: only `test` runs it
 
 
 def test_a_host_being_reconnected_says_so_in_the_message_column(qtbot: Any) -> None:

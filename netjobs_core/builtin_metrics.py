@@ -1,0 +1,130 @@
+"""The metrics NetJobs reads with no config: fio's and iperf3's JSON documents.
+
+A command's stdout or a collected file is one of them when its beginning says so:
+fio's `--output-format=json` (or `json+`) has `"fio version"` near its start, iperf3's
+`-J` a `"start"` object whose `"version"` is `iperf ...`. Text before the document
+(a warning fio printed) and after it (`--output-format=json,normal`) is skipped.
+
+- fio: `read_bw`, `write_bw` (bytes/s, summed over its jobs from `bw_bytes`),
+  `read_iops`, `write_iops` (summed), `read_clat_p99_ns`, `write_clat_p99_ns` (the
+  largest over its jobs of `clat_ns.percentile["99.000000"]`, absent when fio printed
+  none). A direction in which no job did any I/O gives no metric.
+- iperf3: `sent_bps` and `received_bps` (bits/s, `end.sum_sent` / `end.sum_received`).
+
+A document that is cut off, or of a version that spells these otherwise, is a
+`DocumentError`: its caller makes it a warning naming the host.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["MAX_DOCUMENT_BYTES", "SNIFF_BYTES", "DocumentError", "combine", "read_document"]
+
+SNIFF_BYTES = 64 * 1024  # how much of an output's beginning says what it is
+MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # a larger document is a warning, never loaded
+
+_FIO_RE = re.compile(rb'"fio version"\s*:')
+_IPERF3_RE = re.compile(rb'\{\s*"start"\s*:\s*\{.*?"version"\s*:\s*"iperf', re.DOTALL)
+
+
+_A = {"fio": "a fio", "iperf3": "an iperf3"}
+
+
+class DocumentError(Exception):
+    """A document NetJobs recognised but cannot read; the text says what and why."""
+
+
+def kind_of(head: bytes) -> str | None:
+    """`fio`, `iperf3`, or None: what the first SNIFF_BYTES of an output are."""
+    if _FIO_RE.search(head) is not None:
+        return "fio"
+    if _IPERF3_RE.search(head) is not None:
+        return "iperf3"
+    return None
+
+
+def read_document(data: bytes) -> dict[str, float] | None:
+    """The metrics of the fio or iperf3 document `data` holds; None when it holds
+    neither; DocumentError when it is one of them, but damaged."""
+    kind = kind_of(data[:SNIFF_BYTES])
+    if kind is None:
+        return None
+    if kind == "fio":
+        marker = _FIO_RE.search(data)
+        assert marker is not None
+        start = data.rfind(b"{", 0, marker.start())
+    else:
+        start = data.find(b"{")
+    try:
+        document, _ = json.JSONDecoder().raw_decode(data[start:].decode("utf-8", "replace"))
+    except ValueError as exc:
+        raise DocumentError(f"{_A[kind]} JSON document cut off or damaged ({exc})") from None
+    try:
+        return _READERS[kind](document)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        version = _version(kind, document)
+        raise DocumentError(
+            f"{_A[kind]} JSON document{version} this NetJobs cannot read "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _version(kind: str, document: Any) -> str:
+    try:
+        found = document["fio version"] if kind == "fio" else document["start"]["version"]
+    except (KeyError, TypeError):
+        return ""
+    return f" of {found}" if isinstance(found, str) else ""
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _fio(document: Any) -> dict[str, float]:
+    jobs = document["jobs"]
+    if not isinstance(jobs, list):
+        raise TypeError("'jobs' is not a list")
+    found: dict[str, float] = {}
+    for direction in ("read", "write"):
+        worked = [job[direction] for job in jobs if _number(job[direction]["io_bytes"]) > 0]
+        if not worked:
+            continue  # this direction did no I/O: no metric, rather than a zero
+        found[f"{direction}_bw"] = sum(_number(side["bw_bytes"]) for side in worked)
+        found[f"{direction}_iops"] = sum(_number(side["iops"]) for side in worked)
+        p99 = [
+            _number(side["clat_ns"]["percentile"]["99.000000"])
+            for side in worked
+            if "percentile" in side.get("clat_ns", {})
+        ]
+        if p99:
+            found[f"{direction}_clat_p99_ns"] = max(p99)
+    return found
+
+
+def _iperf3(document: Any) -> dict[str, float]:
+    if document.get("error"):
+        raise DocumentError(f"iperf3 reported an error: {document['error']}")
+    end = document["end"]
+    return {
+        "sent_bps": _number(end["sum_sent"]["bits_per_second"]),
+        "received_bps": _number(end["sum_received"]["bits_per_second"]),
+    }
+
+
+_READERS: Mapping[str, Callable[[Any], dict[str, float]]] = {"fio": _fio, "iperf3": _iperf3}
+
+_MAX_OVER_DOCUMENTS = frozenset({"read_clat_p99_ns", "write_clat_p99_ns"})
+
+
+def combine(name: str, values: list[float]) -> float:
+    """One command's value of a built-in metric found in several of its documents (its
+    stdout and collected files): rates and counts add up, a percentile is the largest."""
+    return max(values) if name in _MAX_OVER_DOCUMENTS else sum(values)

@@ -1,0 +1,84 @@
+"""A `-metric: NAME = REGEX` of the config, and how a matched number is read.
+
+Standard library only (the config parser uses it). A metric's value is the last
+match's one capture group, read as a number with an optional SI or IEC suffix and
+an optional unit word after it, which is ignored: `1.5GiB/s` is 1.5 x 2^30,
+`940 Mbits/sec` 940 x 10^6, `12 ms` 12.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["MetricSpec", "parse_metric", "read_number"]
+
+NAME_RE = re.compile(r"[A-Za-z0-9_.]+")
+MAX_NAME_CHARS = 64
+
+_MULTIPLIERS = {
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
+    "Gi": 2.0**30,
+    "Ti": 2.0**40,
+}
+# A number; a suffix, when what follows it is not a letter but B or b (bytes, bits):
+# `5 Mbits` and `3 GiB` have one, `9 Tasks` and `4 Mops` do not; then a unit word
+# without digits.
+_NUMBER_RE = re.compile(
+    r"\s*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
+    r"\s*(?:(Ki|Mi|Gi|Ti|[kKMGT])(?![AC-Za-ac-z]))?"
+    r"(?:\s*[^\s0-9.+-][^\s0-9]*)?\s*"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One `-metric` line: its NAME, its compiled REGEX, and where it is."""
+
+    name: str
+    pattern: re.Pattern[str]
+    line: int = 0
+
+
+def read_number(text: str) -> float | None:
+    """The number `text` says (`1.5GiB/s`, `480`, `2.1e3 ops`), None when it says none."""
+    match = _NUMBER_RE.fullmatch(text)
+    if match is None:
+        return None
+    value = float(match.group(1))
+    suffix = match.group(2)
+    return value * _MULTIPLIERS[suffix] if suffix else value
+
+
+def parse_metric(value: str, line: int = 0) -> MetricSpec:
+    """`NAME = REGEX` as the config writes it; ValueError saying what is wrong.
+
+    The spaces around `=` are not part of either; everything after them is the
+    regular expression, `#` included."""
+    name, equals, regex = value.partition("=")
+    name, regex = name.strip(), regex.strip()
+    if not equals or not name:
+        raise ValueError("expected 'NAME = REGEX', e.g. '-metric: rate = ([0-9.]+ [KMG]?B/s)'")
+    if NAME_RE.fullmatch(name) is None or len(name) > MAX_NAME_CHARS:
+        raise ValueError(
+            f"bad metric name {name!r}: letters, digits, '_' and '.', "
+            f"at most {MAX_NAME_CHARS} characters"
+        )
+    if not regex:
+        raise ValueError(f"metric {name!r} has no regular expression after '='")
+    try:
+        pattern = re.compile(regex)
+    except re.error as err:
+        raise ValueError(f"metric {name!r}: bad regular expression: {err}") from None
+    if pattern.groups != 1:
+        raise ValueError(
+            f"metric {name!r}: the regular expression must have exactly one capture group "
+            f"'(...)', not {pattern.groups} (use '(?:...)' for groups that capture nothing)"
+        )
+    return MetricSpec(name, pattern, line)

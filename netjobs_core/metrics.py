@@ -1,0 +1,148 @@
+"""A test's metrics, measured when it ends: each command's, then the test's summary.
+
+A command's metrics are its config's `-metric` regexes applied to its stdout
+(metric_spec) and the figures of every fio or iperf3 JSON document among its stdout
+and collected files (builtin_metrics); a config metric of the same name as a built-in
+one wins. A regex reads an output of any size a window at a time: never more than
+`WINDOW` + `OVERLAP` characters in memory, so a match may span window boundaries up
+to `OVERLAP` characters long, and each window begins at a line start where the
+overlap has one.
+
+What cannot be read (a damaged document, a match that is no number, a spooled file
+gone) is a warning on the command, naming its host; the metric is then absent.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import statistics
+from collections.abc import Sequence
+
+from netjobs_core import builtin_metrics
+from netjobs_core.builtin_metrics import MAX_DOCUMENT_BYTES, SNIFF_BYTES, DocumentError
+from netjobs_core.config import CommandSpec
+from netjobs_core.metric_spec import read_number
+from netjobs_core.outputs import Output, OutputFileError
+from netjobs_core.results import CommandResult, HostResult, MetricSummary, TestResult
+
+__all__ = ["OVERLAP", "WINDOW", "last_match", "measure_command", "measure_test", "summarize"]
+
+WINDOW = 1024 * 1024  # bytes of an output decoded and searched at a time
+OVERLAP = 64 * 1024  # characters of a window searched again with the next one
+
+
+def last_match(output: Output, pattern: re.Pattern[str]) -> str | None:
+    """The capture group of the last match of `pattern` in `output` (UTF-8, what is
+    not UTF-8 replaced), read a window at a time; None when it never matches."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    found: str | None = None
+    carry = ""
+    chunks = output.chunks(WINDOW)
+    while True:
+        chunk = next(chunks, None)
+        text = carry + decoder.decode(chunk or b"", final=chunk is None)
+        for match in pattern.finditer(text):
+            found = match.group(1)
+        if chunk is None:
+            return found
+        carry = text[-OVERLAP:]
+        line_start = carry.find("\n")
+        if 0 <= line_start < len(carry) - 1:
+            carry = carry[line_start + 1 :]
+
+
+def _documents(command: CommandResult) -> list[tuple[str, bytes]]:
+    """(what it is, its bytes) of the stdout and collected files that look like a
+    fio or iperf3 document, read whole only then."""
+    found = []
+    stdout = command.stdout
+    if builtin_metrics.kind_of(stdout.head(SNIFF_BYTES)) is not None:
+        if stdout.size > MAX_DOCUMENT_BYTES:
+            raise DocumentError(f"stdout is over {MAX_DOCUMENT_BYTES >> 20} MiB: not read")
+        found.append(("stdout", stdout.read_bytes()))
+    for item in command.collected:
+        try:
+            with open(item.path, "rb") as file:
+                if builtin_metrics.kind_of(file.read(SNIFF_BYTES)) is None:
+                    continue
+                if item.bytes > MAX_DOCUMENT_BYTES:
+                    raise DocumentError(
+                        f"{item.path} is over {MAX_DOCUMENT_BYTES >> 20} MiB: not read"
+                    )
+                file.seek(0)
+                found.append((str(item.path), file.read(MAX_DOCUMENT_BYTES)))
+        except OSError as exc:
+            raise DocumentError(f"cannot read {item.path}: {exc.strerror or exc}") from None
+    return found
+
+
+def _builtin(command: CommandResult, host: str) -> dict[str, float]:
+    values: dict[str, list[float]] = {}
+    try:
+        documents = _documents(command)
+    except (DocumentError, OutputFileError) as exc:
+        command.warnings.append(f"{host}: no fio or iperf3 metrics: {exc}")
+        return {}
+    for where, data in documents:
+        try:
+            metrics = builtin_metrics.read_document(data) or {}
+        except DocumentError as exc:
+            command.warnings.append(f"{host}: {where} is {exc}: no metrics from it")
+            continue
+        for name, value in metrics.items():
+            values.setdefault(name, []).append(value)
+    return {name: builtin_metrics.combine(name, found) for name, found in values.items()}
+
+
+def measure_command(command: CommandResult, spec: CommandSpec, host: str) -> None:
+    """Set `command.metrics`; what cannot be read becomes a warning naming `host`."""
+    metrics = _builtin(command, host)
+    for metric in spec.metrics:
+        metrics.pop(metric.name, None)  # the config's own wins over a built-in one
+        try:
+            text = last_match(command.stdout, metric.pattern)
+        except OutputFileError as exc:
+            command.warnings.append(f"{host}: metric {metric.name!r}: {exc}")
+            continue
+        if text is None:
+            continue  # no match on this host: absent, the summary says over how many
+        value = read_number(text)
+        if value is None:
+            command.warnings.append(
+                f"{host}: metric {metric.name!r}: {text[:80]!r} is not a number: left out"
+            )
+            continue
+        metrics[metric.name] = value
+    command.metrics = metrics
+
+
+def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
+    """Every metric over the hosts that have it: each host's value is the sum over its
+    commands; the names in the order first seen."""
+    per_host: dict[str, list[float]] = {}
+    for host in hosts:
+        sums: dict[str, float] = {}
+        for command in host.commands:
+            for name, value in command.metrics.items():
+                sums[name] = sums.get(name, 0.0) + value
+        for name, value in sums.items():
+            per_host.setdefault(name, []).append(value)
+    return {
+        name: MetricSummary(
+            sum=sum(values),
+            min=min(values),
+            median=statistics.median(values),
+            max=max(values),
+            hosts=len(values),
+        )
+        for name, values in per_host.items()
+    }
+
+
+def measure_test(test: TestResult, specs: Sequence[Sequence[CommandSpec]]) -> None:
+    """Every command's metrics (`specs[h][c]` is host h's command c), then the test's."""
+    for host, host_specs in zip(test.hosts, specs, strict=True):
+        for command, spec in zip(host.commands, host_specs, strict=True):
+            measure_command(command, spec, host.target)
+    test.metrics = summarize(test.hosts)

@@ -1,0 +1,127 @@
+"""The overview of a test at 100 to 1000 hosts (issue 23, point 7): its content without
+widgets, and clicks that select a host."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QApplication
+
+from netjobs_core.results import (
+    CommandResult,
+    CommandStatus,
+    HostResult,
+    HostState,
+    TestResult,
+    TestStatus,
+)
+from netjobs_core.wire.address import Address
+from netjobs_gui.overview import OverviewData, grid_cell, histogram, host_status
+from netjobs_gui.run_view import TestDetail
+
+
+def fleet(n: int) -> TestResult:
+    """n hosts: host k released k µs after the start; node0003 failed, node0005 could
+    not be reached, node0007 timed out, the last one 5 ms late; node0009 still runs."""
+    test = TestResult("fleet", None, status=TestStatus.RUNNING, start_spread_ms=5.0)
+    for k in range(n):
+        host = HostResult(Address(f"node{k:04d}"), state=HostState.DONE)
+        host.start_offset_ms = 5.0 if k == n - 1 else k / 1000
+        command = CommandResult("bench", status=CommandStatus.OK, exit_code=0)
+        if k == 3:
+            command.status, command.exit_code = CommandStatus.FAILED, 2
+        elif k == 5:
+            host.state, host.start_offset_ms = HostState.FAILED, None
+            command.status = CommandStatus.ERROR
+        elif k == 7:
+            host.state, command.status = HostState.TIMEOUT, CommandStatus.TIMEOUT
+        elif k == 9:
+            host.state, command.status = HostState.RUNNING, CommandStatus.RUNNING
+        host.commands.append(command)
+        test.hosts.append(host)
+    return test
+
+
+def test_what_the_overview_says_of_a_fleet() -> None:
+    data = OverviewData.of(fleet(100))
+    assert data.heading() == "100 hosts: 96 done, 1 failed, 1 error, 1 timed out, 1 running"
+    assert data.offsets_heading() == (
+        "Start offsets from the common start (99 of 100 released, spread 5.000 ms)"
+    )
+    assert data.late_text()[0] == (99, "node0099 +5.000 ms")  # the late host, named first
+    assert [i for i, _ in data.late_text()] == [99, 98, 97, 96, 95]
+    assert data.tooltip(3) == "node0003: failed, started +0.003 ms"
+    assert data.tooltip(5) == "node0005: error"  # never released
+
+
+def test_a_host_shows_its_worst_problem() -> None:
+    host = HostResult(Address("h"), state=HostState.DONE)
+    host.commands = [
+        CommandResult("a", status=CommandStatus.OK),
+        CommandResult("b", status=CommandStatus.TIMEOUT),
+        CommandResult("c", status=CommandStatus.FAILED),
+    ]
+    assert host_status(host) is CommandStatus.FAILED
+    host.commands[2].status = CommandStatus.OK
+    assert host_status(host) is CommandStatus.TIMEOUT
+
+
+def test_the_histogram_holds_every_released_host_once() -> None:
+    offsets = {0: -0.5, 1: 0.0, 2: 0.1, 3: 4.0}
+    found = histogram(offsets, 10)
+    assert found is not None and (found.lo, found.hi) == (-0.5, 4.0)
+    assert sorted(i for members in found.members for i in members) == [0, 1, 2, 3]
+    assert found.members[-1] == (3,) and found.members[0] == (0,)
+    assert histogram({}, 10) is None
+
+
+@pytest.mark.parametrize("count", [100, 1000])
+def test_the_grid_fits_a_thousand_hosts_in_half_a_page(count: int) -> None:
+    cell, columns = grid_cell(count, 1260, 150)
+    assert cell >= 5 and math.ceil(count / columns) * cell <= 150
+
+
+def _detail(qapp: QApplication, test: TestResult) -> TestDetail:
+    detail = TestDetail()
+    detail.resize(1280, 760)
+    detail.show()
+    detail.set_test(test)
+    detail.tabs.setCurrentIndex(detail.OVERVIEW_TAB)
+    qapp.processEvents()
+    return detail
+
+
+def test_a_click_on_a_cell_or_a_late_host_selects_it(qapp: QApplication, qtbot) -> None:  # type: ignore[no-untyped-def]
+    test = fleet(300)
+    detail = _detail(qapp, test)
+    overview = detail.overview
+    grid = overview._grid_rect()
+    cell, columns = grid_cell(300, grid.width(), grid.height())
+    row, column = divmod(123, columns)
+    at = QPoint(grid.left() + column * cell + cell // 2, grid.top() + row * cell + cell // 2)
+    qtbot.mouseClick(overview, Qt.MouseButton.LeftButton, pos=at)
+    host, _ = detail.model.item(detail.selected_row)  # type: ignore[arg-type]
+    assert host.target == "node0123"
+    assert overview.selected == 123
+    assert detail.output.header.text().startswith("<b>node0123")
+    # The latest host, named under the strip.
+    rect, late = overview._late_rects[0]
+    qtbot.mouseClick(overview, Qt.MouseButton.LeftButton, pos=rect.center())
+    assert late == 299
+    assert detail.model.item(detail.selected_row)[0].target == "node0299"  # type: ignore[arg-type]
+
+
+def test_a_click_shows_a_host_the_filter_hid(qapp: QApplication, qtbot) -> None:  # type: ignore[no-untyped-def]
+    detail = _detail(qapp, fleet(100))
+    detail.filter.problems.setChecked(True)  # hides the hosts that did well
+    assert detail.select_host(42)
+    assert not detail.filter.problems.isChecked()
+    assert detail.model.item(detail.selected_row)[0].target == "node0042"  # type: ignore[arg-type]
+
+
+def test_the_overview_follows_the_table_selection(qapp: QApplication) -> None:
+    detail = _detail(qapp, fleet(50))
+    detail.select_row(7)
+    assert detail.overview.selected == 7

@@ -1,0 +1,139 @@
+"""Metrics as a user gets them: `netjobs` against real agents, real fio and iperf3
+where installed; the report, the -l log, --json, --csv and `netjobs show --csv`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from agent_harness import free_port
+from schema_check import RESULTS_SCHEMA
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.posix]
+
+
+def netjobs(*args, timeout=90):
+    return subprocess.run(
+        [sys.executable, "-m", "netjobs_core.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_config(tmp_path, agents, body):
+    path = tmp_path / "m.cfg"
+    path.write_text(body.format(**{f"a{i}": f"127.0.0.1:{a.port}" for i, a in enumerate(agents)}))
+    return path
+
+
+def test_a_metric_over_hosts_and_repetitions_in_every_result(tmp_path, agents, token_file):
+    config = write_config(
+        tmp_path,
+        agents,
+        "rate:\n"
+        "-metric: copy_Bps = copied ([0-9.]+ ?[KMG]?i?B)/s\n"
+        '{a0}: "echo copied 100 MiB/s; echo copied 512MiB/s"\n'
+        '{a1}: "echo copied 480 MiB/s"\n'
+        '{a2}: "echo crashed"\n'
+        "end\n",
+    )
+    out, table = tmp_path / "r.json", tmp_path / "r.csv"
+    result = netjobs(
+        "-l", "--repeat", "2", "--json", out, "--csv", table, "--token-file", token_file, config
+    )
+    assert result.returncode == 0, result.stderr
+    line = (
+        "copy_Bps: 992 MiB/s in all over 2 hosts (min 480 MiB/s, median 496 MiB/s, max 512 MiB/s)"
+    )
+    assert result.stdout.count(f"  {line}\n") == 2  # each repetition's report
+    assert (
+        "  copy_Bps over 2 repetitions: median 992 MiB/s in all, from 992 MiB/s to 992 MiB/s"
+        in result.stdout
+    )
+    logs = sorted(tmp_path.glob("m.cfg_rate_*.log"))
+    assert len(logs) == 2 and all(log.read_text().endswith(line + "\n") for log in logs)
+    document = json.loads(out.read_text())
+    RESULTS_SCHEMA.validate(document)
+    first = document["tests"][0]
+    assert first["metrics"]["copy_Bps"] == {
+        "sum": 992 * 2**20,
+        "min": 480 * 2**20,
+        "median": 496 * 2**20,
+        "max": 512 * 2**20,
+        "hosts": 2,
+    }
+    # The host whose output did not match has no value: absent, never zero.
+    assert [h["commands"][0]["metrics"] for h in first["hosts"]] == [
+        {"copy_Bps": 512 * 2**20},
+        {"copy_Bps": 480 * 2**20},
+        {},
+    ]
+    rows = list(csv.reader(io.StringIO(table.read_text())))
+    assert rows[0] == [
+        "run", "test", "repetition", "host", "command_index", "status", "exit_code",
+        "start_offset_ms", "elapsed_s", "copy_Bps",
+    ]  # fmt: skip
+    assert len(rows) == 1 + 2 * 3
+    run_id = document["run_id"]
+    assert [row[:7] for row in rows[1:4]] == [
+        [run_id, "rate", "1", f"127.0.0.1:{agents[i].port}", "0", "ok", "0"] for i in range(3)
+    ]
+    assert [row[9] for row in rows[1:]] == [str(512 * 2**20), str(480 * 2**20), ""] * 2
+    assert float(rows[1][8]) >= 0 and rows[1][7] != ""
+    shown = netjobs("show", run_id, "--csv")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == table.read_text()
+
+
+@pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
+def test_real_fio_json_on_two_hosts_is_summed(tmp_path, agents, token_file):
+    job = (
+        "fio --name=j --filename={work}/$NETJOBS_INDEX.dat --size=2M --rw=randrw --bs=4k "
+        "--ioengine=psync --runtime=1 --time_based --output-format=json"
+    )
+    command = job.format(work=tmp_path)
+    config = write_config(
+        tmp_path, agents, f'fio:\n{{a0}}: "{command}"\n{{a1}}: "{command}"\nend\n'
+    )
+    out = tmp_path / "r.json"
+    result = netjobs("--json", out, "--token-file", token_file, config)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_text())
+    RESULTS_SCHEMA.validate(document)
+    metrics = document["tests"][0]["metrics"]
+    assert set(metrics) == {
+        "read_bw", "read_iops", "read_clat_p99_ns", "write_bw", "write_iops", "write_clat_p99_ns"
+    }  # fmt: skip
+    per_host = [h["commands"][0]["metrics"]["read_bw"] for h in document["tests"][0]["hosts"]]
+    assert metrics["read_bw"]["hosts"] == 2 and metrics["read_bw"]["sum"] == sum(per_host)
+    assert "  read_bw: " in result.stdout and " in all over 2 hosts (min " in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed")
+def test_real_iperf3_json_on_loopback(tmp_path, agents, token_file):
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        agents,
+        "iperf:\n"
+        f'{{a0}}: "iperf3 -s -1 -p {port}"\n'
+        "-timeout: 20s\n"
+        f'{{a1}}: "sleep 0.5; iperf3 -c 127.0.0.1 -p {port} -t 1 -J"\n'
+        "-timeout: 20s\n"
+        "end\n",
+    )
+    out = tmp_path / "r.json"
+    result = netjobs("--json", out, "--token-file", token_file, config)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(out.read_text())
+    RESULTS_SCHEMA.validate(document)
+    server, client = (h["commands"][0] for h in document["tests"][0]["hosts"])
+    assert server["metrics"] == {}  # its text output is no document
+    assert client["metrics"]["sent_bps"] > 0 and client["metrics"]["received_bps"] > 0
+    assert "  received_bps: " in result.stdout and "bit/s in all over 1 host " in result.stdout

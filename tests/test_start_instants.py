@@ -1,0 +1,178 @@
+"""When the commands really began, late releases, and the lead: real agents on loopback.
+
+The exec instants come from the kernel's process events, which need root in the
+initial network namespace: these agents run on 127.0.0.1 there.
+"""
+
+import asyncio
+import os
+import signal
+import socket
+import time
+
+import pytest
+from agent_harness import start_agent
+
+from agent import execwatch
+from netjobs_core.config import parse_config
+from netjobs_core.events import Event, HostChanged
+from netjobs_core.lead import LeadPolicy, default_lead_ns
+from netjobs_core.report import format_test
+from netjobs_core.results import HostState, StartMode, TestStatus
+from netjobs_core.results_json import run_to_json
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import Runner, run_test
+from netjobs_core.wire.address import Address
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
+ROOT = os.geteuid() == 0 and os.uname().sysname == "Linux"
+STOPPED_S = 0.4  # how long the held-back agent stays stopped
+
+
+def plan_for(body: str, agents, **names):
+    text = body.format(**{f"a{i}": f"127.0.0.1:{a.port}" for i, a in enumerate(agents)}, **names)
+    return parse_config(text, "test.cfg")
+
+
+def options(token, **kwargs):
+    return RunOptions(token=token.token, connect_timeout=3.0, **kwargs)
+
+
+@pytest.mark.skipif(not ROOT, reason="exec instants need root on Linux")
+@pytest.mark.parametrize("mode", [StartMode.SCHEDULED, StartMode.SEQUENTIAL])
+async def test_each_command_began_after_its_release(agents, token, mode):
+    plan = plan_for('t:\n{a0}: "date +%s%N"\n{a1}: "date +%s%N"\n{a1}: "/bin/true"\nend\n', agents)
+    test = await run_test(plan.tests[0], options(token, start_mode=mode))
+    assert test.status is TestStatus.PASSED
+    commands = [c for h in test.hosts for c in h.commands]
+    for host in test.hosts:
+        assert host.exec_error == ""
+        for command in host.commands:
+            # An exec comes after its release (same agent clock, so within both bounds).
+            release_ms = (command.started_at - min(c.started_at for c in commands)) * 1e3
+            if test.scheduled_start is not None:
+                release_ms = (command.started_at - test.scheduled_start) * 1e3
+            assert command.exec_offset_ms >= release_ms - test.start_spread_uncertainty_ms
+    offsets = [c.exec_offset_ms for c in commands]
+    assert test.exec_spread_ms == pytest.approx(max(offsets) - min(offsets))
+    assert test.exec_spread_uncertainty_ms == test.start_spread_uncertainty_ms
+    if mode is StartMode.SCHEDULED:
+        assert test.lead_ms > 0
+        assert all(c.release_late_ms >= 0 for c in commands)
+    else:  # nothing was asked of the agents: nothing to be late for
+        assert test.lead_ms is None and all(c.release_late_ms is None for c in commands)
+    report = format_test(test)
+    assert "commands began within" in report and f"{mode.value} start" in report
+
+
+@pytest.mark.skipif(not ROOT, reason="exec instants need root on Linux")
+async def test_a_command_that_execs_nothing_is_not_measured(agents, token, tmp_path):
+    plan = plan_for('t:\n{a0}: "date +%s%N"\n{a1}: "echo builtin"\nend\n', agents)
+    runner = Runner(plan, options(token))
+    run = await runner.run()
+    test = run.tests[0]
+    a0, a1 = test.hosts
+    assert a0.commands[0].exec_offset_ms is not None and a1.commands[0].exec_offset_ms is None
+    assert test.exec_spread_ms is None and test.exec_spread_uncertainty_ms is None
+    report = format_test(test)
+    assert "released within" in report and "commands began within" not in report
+    assert f"not measured (127.0.0.1:{agents[1].port}: a command exec'd nothing" in report
+    document = run_to_json(run, tmp_path)["tests"][0]
+    assert document["exec_spread_ms"] is None and "exec_spread_uncertainty_ms" in document
+    assert [c["exec_offset_ms"] is None for h in document["hosts"] for c in h["commands"]] == [
+        False,
+        True,
+    ]
+
+
+def test_no_exec_instants_without_the_kernel_events(monkeypatch):
+    assert execwatch.open_watch("darwin") == (None, "exec instants are measured on Linux only")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(socket, "socket", refused)
+    watch, why = execwatch.open_watch("linux")
+    assert watch is None and "root" in why
+
+
+def _hold_back(agent, resumed: list[float]):
+    """An observer that SIGSTOPs AGENT once, as soon as its host is sent the first
+    start, for STOPPED_S; `resumed` gets the epoch of the SIGCONT."""
+    stopped: list[float] = []
+
+    def observe(event: Event) -> None:
+        if stopped or not isinstance(event, HostChanged):
+            return
+        if event.host.state is not HostState.RUNNING or event.host.address.port != agent.port:
+            return
+        stopped.append(time.time())
+        os.kill(agent.process.pid, signal.SIGSTOP)
+
+        def resume() -> None:
+            os.kill(agent.process.pid, signal.SIGCONT)
+            resumed.append(time.time())
+
+        asyncio.get_running_loop().call_later(STOPPED_S, resume)
+
+    return observe
+
+
+async def test_an_agent_held_back_across_the_start_is_named_late(token, token_file):
+    with start_agent(token_file) as a0, start_agent(token_file) as a1:
+        plan = plan_for('t:\n{a0}: "true"\n{a1}: "true"\nend\n', [a0, a1])
+        resumed: list[float] = []
+        observe = _hold_back(a1, resumed)
+        try:
+            run = await Runner(plan, options(token, late_ms=5.0), observe).run()
+        finally:
+            os.kill(a1.process.pid, signal.SIGCONT)
+    test = run.tests[0]
+    assert test.status is TestStatus.PASSED
+    late = test.late_hosts()
+    assert [host.target for host, _ in late] == [f"127.0.0.1:{a1.port}"]
+    # It cannot have released before it was let go again.
+    truth_ms = (resumed[0] - test.scheduled_start) * 1e3
+    assert late[0][1] >= truth_ms - 1.0
+    report = format_test(test)
+    assert f"late releases (more than 5.000 ms, --late-ms): 127.0.0.1:{a1.port} +" in report
+    # The spread covers the late host (less how late the other host was itself).
+    on_time = max(c.release_late_ms or 0.0 for c in test.hosts[0].commands)
+    assert test.start_spread_ms >= late[0][1] - on_time - test.start_spread_uncertainty_ms
+
+
+async def test_the_lead_grows_for_a_host_that_was_late(token, token_file):
+    with start_agent(token_file) as a0, start_agent(token_file) as a1:
+        plan = plan_for('t:\n{a0}: "true"\n{a1}: "true"\nend\n', [a0, a1])
+        resumed: list[float] = []
+        observe = _hold_back(a1, resumed)
+        try:
+            run = await Runner(plan, options(token, repeat=2), observe).run()
+        finally:
+            os.kill(a1.process.pid, signal.SIGCONT)
+    first, second = run.tests
+    assert len(resumed) == 1  # held back in the first repetition only
+    # Stopped before the start reached it, its transit grew; stopped after, its wake
+    # margin (at most lead.MAX_WAKE_NS): either way the next lead covers more.
+    assert first.late_hosts() and second.lead_ms > first.lead_ms
+
+
+async def test_lead_given_is_the_lead_used(agents, token):
+    plan = plan_for('t:\n{a0}: "true"\nend\n', agents)
+    test = await run_test(plan.tests[0], options(token, lead_ns=123e6))
+    assert test.lead_ms == pytest.approx(123.0)
+
+
+def test_the_lead_policy_learns_within_its_bound():
+    policy = LeadPolicy()
+    slow, quick = Address("slow", 1), Address("quick", 1)
+    paths = [(slow, 1e6), (quick, 1e6)]
+    assert policy.lead_ns(paths, 5e9) == default_lead_ns(1e6, 2)
+    assert policy.wake_ns(slow) is None
+    # The start reached `slow` 40 ms after the instant of a 20 ms lead; it released 41 ms late.
+    policy.observe(slow, 20e6, -40_000_000, 41e6)
+    policy.observe(quick, 20e6, 19_000_000, 0.0)
+    assert policy.lead_ns(paths, 5e9) >= 2 * 60e6
+    assert policy.wake_ns(slow) == 50_000_000 and policy.wake_ns(quick) is None
+    assert policy.lead_ns(paths, 0.1e9) == 0.1e9  # never past the cap
+    assert LeadPolicy(fixed_ns=7e6).lead_ns(paths, 5e9) == 7e6
