@@ -46,6 +46,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
 from netjobs_agent import procs, server  # noqa: E402
+from netjobs_core import event_loop  # noqa: E402
 from netjobs_core.config import Plan, parse_config  # noqa: E402
 from netjobs_core.events import Event, HostChanged  # noqa: E402
 from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
@@ -294,7 +295,8 @@ async def bench(
     failed = 0
     try:
         ports = hosts.ports
-        print(f"{len(ports)} agents in {len(hosts.by_process)} processes", flush=True)
+        loop = event_loop.loop_name(asyncio.get_running_loop())
+        print(f"{len(ports)} agents in {len(hosts.by_process)} processes; controller on {loop}")
         print(HEADER)
         print("|---:|---|---:|---:|---:|---:|---|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
@@ -331,8 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--clock",
         default="strict,default",
         help="measurements to compare: strict (3.0 and 3.1: 16 pings, one host at a time, no "
-        "kernel stamps), default (ClockPolicy()), or batch=B/min=M/max=X/tight=NS/patience=P/"
-        "stamps=0|1 (default: strict,default)",
+        "kernel stamps), default (ClockPolicy()), or batch=B/min=M/smin=S/max=X/tight=NS/"
+        "patience=P/stamps=0|1 (default: strict,default)",
+    )
+    parser.add_argument(
+        "--loop",
+        choices=("controller", "asyncio"),
+        default="controller",
+        help="the controller's event loop: its own (uvloop where installed) or asyncio's",
     )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -340,12 +348,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
         return 0
     policies = {name: policy_named(name) for name in args.clock.split(",")}
-    return asyncio.run(bench(args.sizes, args.repeats, args.per_process, policies))
+    main = bench(args.sizes, args.repeats, args.per_process, policies)
+    return event_loop.run(main, fast=args.loop == "controller")
 
 
 _POLICY_KEYS = {
     "batch": "batch",
     "min": "min_pings",
+    "smin": "min_stamped",
     "max": "max_pings",
     "tight": "tight_ns",
     "patience": "patience",

@@ -12,14 +12,13 @@ from netjobs_core.wire.python_version import require_python
 require_python("netjobs")
 
 import argparse
-import asyncio
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from netjobs_core import __version__, credentials, rerun, run_flags, text
+from netjobs_core import __version__, credentials, event_loop, rerun, run_flags, text
 from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
@@ -186,7 +185,7 @@ def _main_run(argv: Sequence[str]) -> int:
         run_folder=make_run_folder(args.results),
         **option_values(vars(args)),
     )
-    outcome = asyncio.run(_run(plan, options, args))
+    outcome = event_loop.run(_run(plan, options, args))
     return outcome.largest_exit_status if args.S else outcome.exit_code
 
 
@@ -243,7 +242,7 @@ def _main_check(argv: Sequence[str]) -> int:
         strict=args.strict_permissions,
         allow_weak=args.allow_weak_token,
     )
-    checks = asyncio.run(_check(plan, token, args))
+    checks = event_loop.run(_check(plan, token, args))
     for check in checks:
         say(format_check(check), sys.stdout)
     good = sum(check.ok for check in checks)

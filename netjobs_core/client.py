@@ -9,6 +9,7 @@ import os
 import re
 import socket
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
 from netjobs_core.wire import rx_stamps
@@ -22,7 +23,7 @@ from netjobs_core.wire.errors import (
     PeerError,
     ProtocolError,
 )
-from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role
+from netjobs_core.wire.messages import Bye, Error, Message, Ping, Pong, Role, Status
 from netjobs_core.wire.sealing import Credential
 from netjobs_core.wire.states import Phase, State
 
@@ -133,52 +134,84 @@ class Dialer(Protocol):
         ...
 
 
-class TcpChannel(asyncio.BufferedProtocol):
-    """A TCP connection to an agent. The kernel writes what arrives straight into one
-    receive buffer, which `read` hands over as it is (a view, valid until the next
-    read): a large output is copied once on its way to the frame decoder, not three
-    times through a StreamReader. Reading pauses until that buffer has been read, so
+class TcpChannel:
+    """A TCP connection to an agent, read and written on its socket by this class, with
+    the event loop only telling when the socket is ready (`add_reader`, `add_writer`).
+
+    Its reads are the socket's own `recv_into`, so a stamped socket keeps the kernel's
+    arrival stamp of each (wire/rx_stamps.py) whatever the loop: uvloop's transports
+    read the file descriptor in C and would drop it. A message costs one system call
+    each way, with no transport pausing and resuming around it.
+
+    The kernel writes what arrives straight into one receive buffer, which `read` hands
+    over as it is (a view, valid until the next read): a large output is copied once on
+    its way to the frame decoder. Reading pauses while that buffer is full and unread, so
     an agent whose output we cannot keep up with waits on TCP. The buffer starts small
-    (1000 quiet hosts: 4 MB) and grows while reads fill it, up to READ_SIZE."""
+    (1000 quiet hosts: 4 MB) and grows while reads fill it, up to READ_SIZE. Writes go
+    out at once; what the socket does not take waits here for it (the controller's
+    messages are small)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self._socket = sock
+        self._fd = sock.fileno()
+        self._loop = asyncio.get_running_loop()
         self.kernel_stamps = isinstance(sock, rx_stamps.StampedSocket) and sock.stamping
         self._buffer = memoryview(bytearray(FIRST_READ_SIZE))
-        self._start = self._end = 0  # what of _buffer is not read yet
-        self._handed = False  # `read` gave out a view of _buffer: reading is paused
+        self._start = self._end = 0  # what of _buffer is not handed out yet
+        self._reading = False
         self._eof = False
         self._error: OSError | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._transport: asyncio.Transport | None = None
-        self._closed = asyncio.get_running_loop().create_future()
+        self._unsent = bytearray()  # what the socket did not take yet
+        self._closing = False
+        self._flushed: asyncio.Future[None] | None = None  # a close waits for _unsent
+        self._resume()
 
-    # -- asyncio.BufferedProtocol ------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+    # -- the loop's callbacks -----------------------------------------------------
+    def _resume(self) -> None:
+        if not (self._reading or self._eof or self._closing):
+            self._loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
+    def _pause(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self._fd)
+            self._reading = False
 
-    def buffer_updated(self, nbytes: int) -> None:
-        assert self._transport is not None
-        self._start, self._end = 0, nbytes
-        self._transport.pause_reading()  # until `read` has handed this over and is back
+    def _on_readable(self) -> None:
+        try:
+            count = self._socket.recv_into(self._buffer[self._end :])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not count:
+            self._eof = True
+            self._pause()
+        else:
+            self._end += count
+            if self._end == len(self._buffer):  # full: wait until it is read
+                self._pause()
         self._wake()
 
-    def eof_received(self) -> bool:
-        self._eof = True
-        self._wake()
-        return False  # close our side too
+    def _on_writable(self) -> None:
+        try:
+            sent = self._socket.send(self._unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        del self._unsent[:sent]
+        if not self._unsent:
+            self._loop.remove_writer(self._fd)
+            if self._flushed is not None and not self._flushed.done():
+                self._flushed.set_result(None)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:
-            self._error = exc if isinstance(exc, OSError) else OSError(str(exc))
-        self._eof = True
-        self._wake()
-        if not self._closed.done():
-            self._closed.set_result(None)
+    def _lost(self, exc: OSError) -> None:
+        self._error = exc
+        self.abort()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -186,48 +219,70 @@ class TcpChannel(asyncio.BufferedProtocol):
 
     # -- Channel ------------------------------------------------------------------
     async def read(self, n: int) -> bytes | memoryview:
-        assert self._transport is not None
-        if self._handed and self._start == self._end:  # the caller is done with the buffer
-            self._handed = False
-            size = len(self._buffer)
-            if self._end == size < READ_SIZE:  # it came full: a stream, let it grow
-                self._buffer = memoryview(bytearray(min(READ_SIZE, 4 * size)))
-            if not self._transport.is_closing():
-                self._transport.resume_reading()
+        if self._start == self._end:  # the caller is done with what it was handed
+            if self._end == len(self._buffer) < READ_SIZE:  # it came full: a stream
+                self._buffer = memoryview(bytearray(min(READ_SIZE, 4 * len(self._buffer))))
+            self._start = self._end = 0
+            self._resume()
         while self._start == self._end:
             if self._error is not None:
                 raise self._error
             if self._eof:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
         begin = self._start
         self._start = min(self._end, begin + n)
-        self._handed = True
         return self._buffer[begin : self._start]
 
     def write(self, data: bytes | bytearray) -> None:
-        assert self._transport is not None
-        self._transport.write(data)
+        if self._closing:
+            return
+        if not self._unsent:
+            try:
+                sent = self._socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._lost(exc)
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
+            self._loop.add_writer(self._fd, self._on_writable)
+        self._unsent += data
 
     def arrival_ns(self) -> int | None:
         return rx_stamps.arrival_ns(self._socket)
 
     def is_closing(self) -> bool:
-        return self._transport is None or self._transport.is_closing()
+        return self._closing
 
     def abort(self) -> None:
-        if self._transport is not None:
-            self._transport.abort()
+        if self._socket.fileno() < 0:
+            return
+        self._pause()
+        if self._unsent:
+            self._loop.remove_writer(self._fd)
+            self._unsent.clear()
+        self._closing = self._eof = True
+        self._socket.close()
+        if self._flushed is not None and not self._flushed.done():
+            self._flushed.set_result(None)
+        self._wake()
 
     async def close(self, timeout: float) -> None:
-        if self._transport is not None:
-            self._transport.close()
-        async with asyncio.timeout(timeout):
-            await asyncio.shield(self._closed)
+        if self._unsent and not self._closing:
+            self._closing = True
+            self._pause()
+            self._flushed = self._loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._flushed
+        self.abort()
 
 
 async def open_tcp(address: Address, timeout: float) -> TcpChannel:
@@ -253,14 +308,7 @@ async def open_tcp(address: Address, timeout: float) -> TcpChannel:
             option = getattr(socket, name, None)
             if option is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
-    try:
-        _, channel = await asyncio.get_running_loop().create_connection(
-            lambda: TcpChannel(sock), sock=sock
-        )
-    except BaseException:
-        sock.close()
-        raise
-    return channel
+    return TcpChannel(sock)
 
 
 async def _connect(address: Address) -> socket.socket:
@@ -268,7 +316,12 @@ async def _connect(address: Address) -> socket.socket:
     to the first of the address's resolved addresses that answers; raises OSError as
     asyncio.open_connection would (several failures with one errno: the first)."""
     loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+    try:  # an address needs no resolver, nor its thread
+        infos = socket.getaddrinfo(
+            address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )
+    except socket.gaierror:
+        infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
     errors: list[OSError] = []
     for family, kind, proto, _, sockaddr in infos:
         sock = rx_stamps.stream_socket(family, kind, proto)
@@ -315,6 +368,9 @@ class AgentLink:
         self._sent_ns = 0  # when our latest write left
         self.tcp_connected = False  # reached, whether or not it speaks NetJobs
         self._seq = 0
+        self._along: list[Message] = []  # to send right behind our auth
+        self._early_ping: int | None = None  # when the ping sent with the auth left
+        self.status: Status | None = None  # the agent's latest answer to a status query
 
     @property
     def credential(self) -> Credential | None:
@@ -327,8 +383,17 @@ class AgentLink:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def connect(self, timeout: float) -> None:
-        """Connect and authenticate both ways, or raise AgentError."""
+    async def connect(
+        self, timeout: float, along: Sequence[Message] = (), ping: bool = False
+    ) -> None:
+        """Connect and authenticate both ways, or raise AgentError.
+
+        ALONG: requests sent right behind our auth, which the agent answers after its
+        welcome: no round trip of their own (a status reply lands in `status`). PING:
+        the first clock ping too, where the channel has kernel arrival stamps (a pong
+        read late then only lengthens its round trip; without them a host is pinged
+        in its turn): the next `ping()` returns its sample."""
+        self._along = list(along)
         token = self._token
         if self.address.over_ssh:
             if self._dialer is None:
@@ -337,6 +402,9 @@ class AgentLink:
         else:
             self._channel = await open_tcp(self.address, timeout)
         self.tcp_connected = True
+        if ping and self._channel.kernel_stamps:
+            self._seq += 1
+            self._along.append(Ping(seq=self._seq))
         if self.address.over_ssh:  # the agent got a link secret of ours on its channel
             self._conn = Connection(Role.CONTROLLER, token, link=True)
         else:
@@ -404,6 +472,14 @@ class AgentLink:
                 raise AgentError(_HANDSHAKE_CLOSED)
             raise ConnectionLost("connection lost: the agent closed it")
         self._pending.extend(self._conn.receive_data(data))
+        if self._along and self._conn.pipelining:  # our auth is queued: right behind it
+            along, self._along = self._along, []
+            for message in along:
+                self._conn.send(message)
+            self._flush()
+            if isinstance(along[-1], Ping):
+                self._early_ping = self._sent_ns
+            return
         self._flush()
 
     def send(self, message: Message) -> None:
@@ -415,6 +491,10 @@ class AgentLink:
         except ProtocolError as exc:  # out of order, or closed after a protocol error
             raise ConnectionLost(f"protocol error: {exc}") from None
         self._flush()
+
+    def received(self) -> Message | None:
+        """The next message if it has come already (no wait, no timer), else None."""
+        return self._pending.popleft() if self._pending else None
 
     async def recv(self) -> Message:
         """The next message; raises ConnectionLost, or PeerError-derived AgentError."""
@@ -449,13 +529,18 @@ class AgentLink:
     async def ping(self, kernel_stamps: bool = True) -> Sample:
         """One clock sample; with `kernel_stamps`, both arrivals are the kernel's
         where the channel and the agent give them (`stamped` then says so)."""
-        self._seq += 1
+        if self._early_ping is None:
+            self._seq += 1
+            self.send(Ping(seq=self._seq))
+            sent = self._sent_ns  # as the write left, after encoding and sealing
+        else:  # sent with our auth
+            sent, self._early_ping = self._early_ping, None
         seq = self._seq
-        sent = now_ns()
-        self.send(Ping(seq=seq))
         while True:
             answer = await self.recv()
-            if isinstance(answer, Pong) and answer.seq == seq:
+            if isinstance(answer, Status):
+                self.status = answer
+            elif isinstance(answer, Pong) and answer.seq == seq:
                 if not kernel_stamps:
                     self.stamped = False
                     return Sample(sent, answer.clock, self.read_ns, answer.wall)

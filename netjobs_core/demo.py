@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib.resources
 import secrets
@@ -13,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import netjobs_resources
+from netjobs_core import event_loop
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
 from netjobs_core.local_agents import AgentStartError, LocalAgent, start_agent
@@ -111,7 +111,7 @@ def main_demo(argv: Sequence[str]) -> int:
             token=Token(secret.encode(), "demo token"), start_mode=StartMode(args.start_mode)
         )
         try:
-            outcome = asyncio.run(run_on_terminal(plan, options, args.v, False, args.json))
+            outcome = event_loop.run(run_on_terminal(plan, options, args.v, False, args.json))
         finally:
             for agent in agents:
                 agent.stop()

@@ -230,7 +230,7 @@ class HostRun:
         self.ended: dict[int, float] = {}
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
-        self._pinger: asyncio.Task[None] | None = None
+        self._pinger: asyncio.TimerHandle | None = None  # the next heartbeat
         self.hearing = Hearing(gap_ns=2 * options.heartbeat * 1e9)
         self.stalls = LoopStalls()  # of our own loop, seen by the pinger
         self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
@@ -378,9 +378,7 @@ class HostRun:
                     self._finish(index, CommandStatus.ERROR, error)
         self._set_state(HostState.READY)
         # A prepared agent expects our heartbeat from its `prepared` on.
-        self._pinger = asyncio.create_task(
-            self._heartbeat(), name=f"heartbeat {self.result.target}"
-        )
+        self._next_heartbeat()
 
     def environment(self, index: int) -> dict[str, str]:
         """Command INDEX's place in the fleet; the agent adds NETJOBS_START_EPOCH_NS."""
@@ -395,15 +393,19 @@ class HostRun:
         }
         return {name: value[:MAX_ENV_VALUE] for name, value in env.items()}
 
-    async def _heartbeat(self) -> None:
-        """Ping the agent while it holds the run: both ends tell a silent peer by it."""
-        while True:
-            self.stalls.expect(self.options.heartbeat)
-            await asyncio.sleep(self.options.heartbeat)
-            self.stalls.woke()
-            if self.link is not None:
-                with contextlib.suppress(AgentError):
-                    self.link.send(Ping(seq=0))
+    def _next_heartbeat(self) -> None:
+        """Ping the agent while it holds the run: both ends tell a silent peer by it.
+        A timer, not a task: a task per host cost its creation and its cancellation."""
+        heartbeat = self.options.heartbeat
+        self.stalls.expect(heartbeat)
+        self._pinger = asyncio.get_running_loop().call_later(heartbeat, self._heartbeat)
+
+    def _heartbeat(self) -> None:
+        self.stalls.woke()
+        if self.link is not None:
+            with contextlib.suppress(AgentError):
+                self.link.send(Ping(seq=0))
+        self._next_heartbeat()
 
     # -- start, kill ------------------------------------------------------------
     def start(self, at: int | None, wake: int | None = None) -> None:
@@ -491,7 +493,9 @@ class HostRun:
         assert self.link is not None
         silence = HEARTBEAT_MISSES * self.options.heartbeat
         try:  # a stall of our own loop is not the agent's silence (wire/silence.py)
-            message = await receive_within(self.link.recv, silence)
+            message = self.link.received()
+            if message is None:
+                message = await receive_within(self.link.recv, silence)
             self.hearing.heard(self.link.received_ns)
             return message
         except PeerSilent:
@@ -602,9 +606,8 @@ class HostRun:
     # -- the end ----------------------------------------------------------------
     async def _close_link(self) -> None:
         if self._pinger is not None:
-            pinger, self._pinger = self._pinger, None
-            pinger.cancel()
-            await asyncio.wait({pinger})
+            self._pinger.cancel()
+            self._pinger = None
         if self.link is not None:
             await self.link.close()
 

@@ -41,10 +41,11 @@ class ClockPolicy:
     slow path (first round trip above `slow_path_ns`) lets its turn go after that ping:
     its pongs are sparse, its bound is wide anyway.
 
-    A host is measured once it has `min_pings` and either its uncertainty is within
-    `tight_ns`, or the last `patience` pings did not shrink it by a tenth (more
-    pings would not tell more) and it is within half the fastest round trip seen on
-    the loop; at most after `max_pings`. Within ± 50 µs after 4 pings, every one of 200
+    A host is measured once it has `min_pings` (`min_stamped` when both ends stamp every
+    ping: its bound then holds whatever either process was doing) and either its
+    uncertainty is within `tight_ns`, or the last `patience` pings did not shrink it by a
+    tenth (more pings would not tell more) and it is within half the fastest round trip
+    seen on the loop; at most after `max_pings`. Within ± 50 µs after 4 pings, every one of 200
     loopback hosts here stopped there with worst errors of 0.02 ms; at ± 30 µs a
     quarter of them went on to 16 pings for no better error (bench/scale.py).
 
@@ -54,6 +55,7 @@ class ClockPolicy:
 
     batch: int = 32
     min_pings: int = 4
+    min_stamped: int = 2
     max_pings: int = 16
     tight_ns: int = 50_000
     patience: int = 4
@@ -64,7 +66,7 @@ class ClockPolicy:
 DEFAULT_CLOCK = ClockPolicy()
 # NetJobs 3.0 and 3.1's measurement: 16 pings, strictly one host at a time, each
 # side's own clock readings (bench/scale.py compares).
-STRICT_TURNS = ClockPolicy(batch=1, min_pings=16, max_pings=16, kernel_stamps=False)
+STRICT_TURNS = ClockPolicy(batch=1, min_pings=16, min_stamped=16, max_pings=16, kernel_stamps=False)
 
 _turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
@@ -81,9 +83,12 @@ def clock_turn(batch: int) -> asyncio.Semaphore:
     return turn
 
 
-def settled(samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float) -> bool:
+def settled(
+    samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float, stamped: bool = False
+) -> bool:
     """Enough pings for an estimate that more pings would not tighten.
 
+    `stamped`: every sample carries both kernel stamps (`ClockPolicy.min_stamped`).
     `floor_ns`: the fastest round trip any host has shown on this event loop. A
     stalled estimate is only good enough within half of it (what the best ping
     anywhere bounds): a host whose pings all met a busy moment goes on (up to
@@ -91,7 +96,7 @@ def settled(samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float) -> 
     yet (wire/clock.py `usable`).
     """
     count = len(samples)
-    if count < policy.min_pings:
+    if count < (policy.min_stamped if stamped else policy.min_pings):
         return False
     if count >= policy.max_pings:
         return True
@@ -152,16 +157,21 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
         async with clock_turn(batch):
             async with asyncio.timeout(timeout) as deadline:
                 floor = await ping()
-                while fast() and (stamped() or batch == 1) and not settled(samples, policy, floor):
+                while (
+                    fast()
+                    and (stamped() or batch == 1)
+                    and not settled(samples, policy, floor, stamped())
+                ):
                     floor = await ping()
-        if fast() and not settled(samples, policy, floor):  # an agent without stamps
+        if fast() and not settled(samples, policy, floor, stamped()):  # an agent without stamps
             async with clock_turn(1):
                 async with asyncio.timeout(timeout) as deadline:
-                    while not settled(samples, policy, floor):
+                    while not settled(samples, policy, floor, stamped()):
                         floor = await ping()
-        async with asyncio.timeout_at(deadline.when()):
-            while not settled(samples, policy, floor):
-                floor = await ping()
+        if not settled(samples, policy, floor, stamped()):  # a slow path
+            async with asyncio.timeout_at(deadline.when()):
+                while not settled(samples, policy, floor, stamped()):
+                    floor = await ping()
     except TimeoutError:
         raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
     try:
@@ -190,11 +200,13 @@ async def probe(
 
     `on_connected` runs once the agent is authenticated, before the measurement.
     """
-    await link.connect(timeout)
+    # The status query and the first ping go with our auth: no round trip of their own.
+    await link.connect(timeout, along=[StatusQuery()], ping=policy.kernel_stamps)
     if on_connected is not None:
         on_connected()
     estimate = await measure_clock(link, policy, timeout=max(MIN_CLOCK_TIMEOUT_S, timeout))
-    status = await link.request(StatusQuery(), Status, timeout)
+    # Its answer came before the first pong; an agent that did not answer is asked again.
+    status = link.status or await link.request(StatusQuery(), Status, timeout)
     return AgentProbe(
         estimate=estimate,
         version=status.version,

@@ -348,6 +348,7 @@ async def test_one_connection_runs_tests_one_after_the_other(agent, token_file):
 async def test_the_controller_refuses_an_exit_before_started(token_file):
     """An agent that reports an exit before `started`: the controller's table names it."""
     secret = AgentClient.secret_of(token_file)
+    hung_up = asyncio.Event()  # the fake agent's side is closed too: nothing left open
 
     async def misbehaving_agent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         conn = Connection(Role.AGENT, secret)
@@ -363,6 +364,8 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
         writer.write(conn.data_to_send())
         await reader.read()  # until the controller hangs up
         writer.close()
+        await writer.wait_closed()
+        hung_up.set()
 
     server = await asyncio.start_server(misbehaving_agent, "127.0.0.1", 0)
     async with server, asyncio.timeout(10):
@@ -377,6 +380,7 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
                 await link.recv()
         finally:
             await link.close()
+        await hung_up.wait()
     assert str(info.value) == (
         "protocol error: 'exit' of command 1 before 'started' that is not the report of a kill"
     )

@@ -43,6 +43,7 @@ from netjobs_core.wire.messages import (
     Role,
     Start,
     Status,
+    StatusQuery,
     decode,
 )
 from netjobs_core.wire.states import HANDSHAKE, TRANSITIONS, Phase, State
@@ -259,6 +260,24 @@ def test_full_handshake_both_ready():
     assert controller.state is State.READY and agent.state is State.READY
     assert controller.peer_hello.role == "agent"
     assert controller.peer_hello.version == PROTOCOL_VERSION
+
+
+def test_requests_queued_behind_the_auth_reach_the_agent_with_it():
+    """A status and the first ping cost no round trip: the controller queues them
+    behind its auth, the agent delivers them as soon as the auth checks."""
+    controller = Connection(Role.CONTROLLER, TOKEN)
+    agent = Connection(Role.AGENT, TOKEN)
+    with pytest.raises(ProtocolError, match="before authentication"):
+        controller.send(Ping(seq=1))  # nothing can be sealed before the agent's hello
+    pump(controller, agent)
+    pump(agent, controller)
+    assert controller.state is State.SENT_AUTH
+    controller.send(StatusQuery())
+    controller.send(Ping(seq=1))
+    assert [type(m) for m in pump(controller, agent)] == [StatusQuery, Ping]  # one write
+    assert agent.state is State.READY
+    assert pump(agent, controller) == []  # the welcome
+    assert controller.state is State.READY
 
 
 def test_handshake_messages_and_the_token_never_on_the_wire():

@@ -281,10 +281,10 @@ async def test_a_bug_in_phase_one_fails_the_run_loudly(agents, token, monkeypatc
     broken = agents[1].port
     connect = AgentLink.connect
 
-    async def connect_or_break(self, timeout):
+    async def connect_or_break(self, timeout, **options):
         if self.address.port == broken:
             raise TypeError("a bug in connect")
-        await connect(self, timeout)
+        await connect(self, timeout, **options)
 
     monkeypatch.setattr(AgentLink, "connect", connect_or_break)
     plan = plan_for(

@@ -5,6 +5,7 @@ stopped while its ping arrives."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import socket
@@ -14,11 +15,12 @@ from collections.abc import Iterator
 import pytest
 from agent_harness import start_agent
 
-from netjobs_core.client import AgentLink
-from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
+from netjobs_core.client import AgentLink, TcpChannel
+from netjobs_core.probe import DEFAULT_CLOCK, measure_clock, probe
 from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.framing import FrameDecoder
 
 pytestmark = pytest.mark.skipif(
     rx_stamps.SO_TIMESTAMPNS is None, reason="no SO_TIMESTAMPNS on this platform"
@@ -208,3 +210,61 @@ async def test_hosts_whose_agent_sends_no_stamps_take_strict_turns(unstamped_age
     finally:
         for link in links:
             await link.close()
+
+
+# -- round trips per host ---------------------------------------------------------------
+def _frames_per_write(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The message types of each of the controller's TCP writes, as they happen."""
+    writes: list[list[str]] = []
+    write = TcpChannel.write
+
+    def counted(self: TcpChannel, data: bytes | bytearray) -> None:
+        decoder = FrameDecoder()
+        decoder.add(bytes(data))
+        writes.append([raw.parse().type for raw in iter(decoder.next_frame, None)])
+        write(self, data)
+
+    monkeypatch.setattr(TcpChannel, "write", counted)
+    return writes
+
+
+@pytest.mark.posix
+async def test_a_stamped_host_is_probed_in_three_writes(agents, token, monkeypatch):
+    """Connect, authenticate, measure the clock and ask the status: the status query
+    and the first ping go with the auth, and two stamped pings measure a host whose
+    bound is tight (here any bound is): hello, auth + status + ping, ping."""
+    policy = dataclasses.replace(DEFAULT_CLOCK, tight_ns=10**9)
+    address = Address("127.0.0.1", agents[1].port)
+    for _ in range(20):  # this agent's stamps are on (Linux switches them on lazily)
+        async with AgentLink(address, token.token.secret) as warm:
+            await warm.connect(5)
+            await warm.ping()
+            if warm.stamped:
+                break
+        await asyncio.sleep(0.05)
+    writes = _frames_per_write(monkeypatch)
+    async with AgentLink(address, token.token.secret) as link:
+        found = await probe(link, 5, policy=policy)
+        assert link.stamped
+    assert writes[:3] == [["hello"], ["auth", "status", "ping"], ["ping"]]
+    assert writes[3:] == [["bye"]]  # the close
+    assert found.estimate.samples == 2
+    assert found.hostname and found.version  # the status came with the measurement
+    assert abs(found.estimate.offset_ns) <= found.estimate.uncertainty_ns  # one clock: 0
+
+
+@pytest.mark.posix
+async def test_a_channel_without_stamps_sends_its_status_with_the_auth_and_pings_in_turn(
+    agents, token, monkeypatch
+):
+    """A channel without the kernel's stamps (here a kernel without the option; an
+    SSH channel's pipes) takes its first ping in the host's turn, not with the auth."""
+    monkeypatch.setattr(rx_stamps, "SO_TIMESTAMPNS", 0x7FFF)  # no such option
+    writes = _frames_per_write(monkeypatch)
+    async with AgentLink(Address("127.0.0.1", agents[2].port), token.token.secret) as link:
+        found = await probe(link, 5)
+        assert not link.kernel_stamps
+    assert writes[:2] == [["hello"], ["auth", "status"]]
+    assert writes[2:-1] == [["ping"]] * found.estimate.samples  # one write per sample
+    assert found.estimate.samples >= DEFAULT_CLOCK.min_pings
+    assert found.hostname

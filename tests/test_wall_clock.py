@@ -58,6 +58,19 @@ def test_one_stepped_wall_reading_does_not_move_the_wall_offset():
     assert estimate_offset(samples).agent_anchor_ns == 7_000
 
 
+def test_one_stepped_wall_reading_back_does_not_move_the_wall_offset_either():
+    samples = [Sample(t, t + 50, t + 100, t + 50 + 7_000) for t in range(0, 5_000, 1_000)]
+    samples[2] = Sample(2_000, 2_050, 2_100, 2_050 + 7_000 - 3_600 * 10**9)
+    assert estimate_offset(samples).agent_anchor_ns == 7_000
+
+
+def test_an_agent_preempted_between_its_two_clock_readings_does_not_move_the_wall_offset():
+    """Two pings (a host with kernel stamps): one pong's wall clock was read 2 ms after
+    its monotonic clock. A median of two would put half of that in the wall offset."""
+    samples = [Sample(0, 50, 100, 50 + 7_000), Sample(1_000, 1_050, 1_100, 1_050 + 2_007_000)]
+    assert estimate_offset(samples).agent_anchor_ns == 7_000
+
+
 def test_an_agent_that_sends_no_wall_clock_has_no_wall_offset():
     estimate = estimate_offset([Sample(0, 50, 100)])
     assert estimate.agent_anchor_ns is None and estimate.wall_offset_ns(123.0) is None

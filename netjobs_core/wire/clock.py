@@ -156,7 +156,11 @@ def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> O
         uncertainty = max(estimate - low, high - estimate)
     else:  # only if a clock stepped while we sampled
         uncertainty = min(abs(s.offset - estimate) + s.rtt / 2 for s in keep)
-    # The agent read both its clocks at once: the median shrugs off a wall-clock step.
-    anchors = [s.agent_wall - s.agent for s in valid if s.agent_wall is not None]
-    anchor = statistics.median(anchors) if anchors else None
+    # The agent reads its clock, then its wall clock: a pause between the two (it was
+    # preempted: milliseconds on a busy machine) only adds to their difference. The
+    # median of the lower half: the smallest of two (a median of two would be their
+    # mean, half of such a pause in the wall-clock offset), and of more, one that a
+    # wall-clock step in one reading, either way, cannot move.
+    anchors = sorted(s.agent_wall - s.agent for s in valid if s.agent_wall is not None)
+    anchor = statistics.median(anchors[: (len(anchors) + 1) // 2]) if anchors else None
     return OffsetEstimate(estimate, uncertainty, fastest[0].rtt, len(valid), anchor)

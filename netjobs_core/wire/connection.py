@@ -95,7 +95,12 @@ state it leads to (the reply is queued on the way)::
     agent       START -hello-> SENT_HELLO -auth-> READY
 
 Until the controller's proof is checked the agent accepts nothing but the
-handshake. An `error` frame during the handshake raises PeerError; one sent
+handshake. The controller may queue requests right behind its auth (sealed from seq
+0 where frames are sealed): the agent reads them once the proof checks, and answers
+after its welcome, so a status and the first clock ping cost no round trip of their
+own (every agent of protocol 2 reads them so; an agent that refuses the proof never
+reads them).
+An `error` frame during the handshake raises PeerError; one sent
 before its sender has the session keys is unsealed (it can only end a
 connection, which anyone on the path can do anyway).
 
@@ -327,7 +332,7 @@ class Connection:
         """Queue an application message; only once authenticated, only in order."""
         if self.state is State.CLOSED:
             raise ProtocolError(f"cannot send {message.TYPE!r}: the connection is closed")
-        if self.state is not State.READY:
+        if self.state is not State.READY and not self.pipelining:
             raise ProtocolError(f"cannot send {message.TYPE!r} before authentication")
         frame = messages.check(message, SENT_BY[self.role])
         self._advance(self.role, message)
@@ -345,6 +350,11 @@ class Connection:
                 message = message[:150]  # JSON escapes at most 6x: under MAX_HANDSHAKE_HEADER
             self._queue(Error(code=code, message=message).to_frame())
             self.close()
+
+    @property
+    def pipelining(self) -> bool:
+        """A controller whose auth is queued may queue requests right behind it."""
+        return self.role is Role.CONTROLLER and self.state is State.SENT_AUTH
 
     def close(self) -> None:
         self.state = State.CLOSED

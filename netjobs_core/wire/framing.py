@@ -23,6 +23,8 @@ TAG_SIZE = 32
 MAX_HEADER = 256 * 1024
 MAX_BODY = 1024 * 1024
 MAX_HANDSHAKE_HEADER = 1024  # hello, auth, welcome, error: a few hundred bytes, no body
+# One encoder for every frame: json.dumps with options builds a new one per call.
+_encode_header = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,7 @@ class Frame:
 
 def frame_head(frame: Frame, flags: int = 0) -> bytes:
     """The frame's prefix and header: what goes before the body."""
-    header = json.dumps(
-        {"type": frame.type, **frame.fields}, separators=(",", ":"), ensure_ascii=True
-    ).encode("ascii")
+    header = _encode_header({"type": frame.type, **frame.fields}).encode("ascii")
     if len(header) > MAX_HEADER or len(frame.body) > MAX_BODY:
         raise FrameTooLarge(f"frame too large to send: {frame.type}")
     return PREFIX.pack(MAGIC, PROTOCOL_VERSION, flags, len(header), len(frame.body)) + header

@@ -532,16 +532,19 @@ def _spec(hint: Any) -> tuple[Spec, bool, bool]:
     return (origin or hint,), optional, omitted
 
 
-def _derive(cls: type[Message]) -> tuple[Schema, tuple[tuple[str, bool], ...]]:
+def _derive(cls: type[Message]) -> tuple[Schema, tuple[tuple[str, bool], ...], bool]:
+    """CLS's schema, its header fields (name, omitted when None), whether it has a body."""
     schema: Schema = {}
     header: list[tuple[str, bool]] = []
+    body = False
     for item in dataclasses.fields(cls):
         if item.name == "body":
+            body = True
             continue
         spec, optional, omitted = _spec(item.type)
         schema[item.name + ("?" if optional else "")] = spec
         header.append((item.name, omitted))
-    return schema, tuple(header)
+    return schema, tuple(header), body
 
 
 _DERIVED = {
@@ -573,9 +576,10 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
     cls = allowed.get(frame.type)
     if cls is None:
         raise ProtocolError(f"unexpected message {frame.type!r}")
-    check_fields(frame.type, frame.fields, schema(cls))
-    values = {name: frame.fields.get(name) for name, _ in _header_fields(cls)}
-    if any(item.name == "body" for item in dataclasses.fields(cls)):
+    checks, header, body = _DERIVED[cls]
+    check_fields(frame.type, frame.fields, checks)
+    values = {name: frame.fields.get(name) for name, _ in header}
+    if body:
         values["body"] = frame.body
     message = cls(**values)
     message.check()
