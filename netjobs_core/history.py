@@ -70,6 +70,18 @@ def _schema_1_problems(summary: str) -> list[tuple[CommandStatus, int]]:
     ]
 
 
+def _new_column(table: str, column: str, declaration: str) -> Migration:
+    """Add COLUMN to TABLE, unless a database already has it (a development build that
+    numbered its migrations otherwise: adding it twice would lock the history out)."""
+
+    def run(db: sqlite3.Connection) -> None:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    return run
+
+
 def _facts_not_words(db: sqlite3.Connection) -> None:
     """Schema 2: a run's problems as counts by status (table `problems`) instead of its
     summary in words (column `runs.summary`, dropped). Rebuilt the portable way (SQLite
@@ -136,11 +148,11 @@ _MIGRATIONS: tuple[Migration, ...] = (
     _facts_not_words,
     # Schema 3: runs are recorded as they start; `ended` is 0 until they end (the runs
     # recorded before were all recorded at their end).
-    _script("ALTER TABLE runs ADD COLUMN ended INTEGER NOT NULL DEFAULT 1"),
+    _new_column("runs", "ended", "INTEGER NOT NULL DEFAULT 1"),
     # Schema 4: each test's metric sums (netjobs_core.metrics), over how many hosts.
     _script(
         """
-        CREATE TABLE test_metrics (
+        CREATE TABLE IF NOT EXISTS test_metrics (
             run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             name TEXT NOT NULL,
@@ -151,7 +163,7 @@ _MIGRATIONS: tuple[Migration, ...] = (
         """
     ),
     # Schema 5: a person's note on a run (`netjobs note`, the History page).
-    _script("ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''"),
+    _new_column("runs", "note", "TEXT NOT NULL DEFAULT ''"),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -424,3 +424,22 @@ def test_netjobs_note_keeps_and_shows_a_note(tmp_path):
     assert listed.rstrip().endswith("note: switch \\x1b[31m replaced")
     missing = netjobs("note", "1999", "x", data=data)
     assert missing.returncode == 2 and "no run '1999'" in missing.stderr
+
+
+def test_a_history_a_development_build_migrated_in_another_order_still_opens(tmp_path):
+    """A build that numbered its migrations otherwise (notes as schema 4) left a history
+    whose next migrations find their column or table already there: not an error."""
+    path = tmp_path / "h.sqlite3"
+    earlier = a_run(tmp_path, "20261201-090909-cccc", 1.8e9 - 60)
+    assert record_run(earlier, None, path) is None
+    with sqlite3.connect(path) as db:  # schema 4 by that build: `note` there, no metrics
+        db.execute("DROP TABLE test_metrics")
+        db.execute("PRAGMA user_version = 3")
+    db.close()
+    run = a_run(tmp_path)
+    assert record_run(run, None, path) is None
+    with History(path) as history:
+        assert {r.run_id for r in history.recent()} == {earlier.run_id, run.run_id}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
