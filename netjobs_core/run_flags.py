@@ -42,24 +42,23 @@ __all__ = [
 
 
 # ---- what a value on the command line (or in a field of the window) may be
-def positive_seconds(value_text: str) -> float:
+def _finite(value_text: str, unit: str, above: bool, rule: str) -> float:
+    """VALUE_TEXT as a finite number of UNIT, > 0 when ABOVE, else >= 0 (RULE words it)."""
     try:
         value = float(value_text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {value_text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {value_text}")
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {value_text!r}") from None
+    if not (math.isfinite(value) and (value > 0 if above else value >= 0)):
+        raise argparse.ArgumentTypeError(f"must be {rule}, not {value_text}")
     return value
+
+
+def positive_seconds(value_text: str) -> float:
+    return _finite(value_text, "seconds", True, "a number of seconds > 0")
 
 
 def milliseconds(value_text: str) -> float:
-    try:
-        value = float(value_text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of milliseconds: {value_text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be milliseconds >= 0, not {value_text}")
-    return value
+    return _finite(value_text, "milliseconds", False, "milliseconds >= 0")
 
 
 def positive_count(value_text: str) -> int:
