@@ -6,15 +6,18 @@ it), no config needed.
 Offline (default): the controller's own work once the last command has ended: the
 test's results (results.json in the run folder, rewritten at the test's end and at
 the run's), its report, its -l log, the CSV and the run history, timed without
-metrics, then with the metrics (metrics.measure_test: every command's fio document
-parsed, the test's summary) before them; best of `--repeats` (5) each. The outputs
-are in memory, as a real run keeps an output of at most 64 KiB.
+metrics, then with them: each command's metrics already read as it ended (as
+host_run does), so only the test's summary (metrics.measure_test) comes before the
+files; then, for comparison, with every document read at the end (as before issue
+21's change). Rounds interleaved, best of `--repeats` (5) each. The outputs are in
+memory, as a real run keeps an output of at most 64 KiB.
 
 `--agents`: a real run (run.Run: results.json, -l logs, CSV, history) of N real
 agents on loopback (bench/scale.py's helper processes), every host running `cat` of
 the document; the run's end is from the last command's end, as the controller hears
-of it, to the run's last event. Runs with and without metrics (the runner's
-measure_test made a no-op) alternate, `--repeats` each; medians.
+of it, to the run's last event. Runs with and without metrics (metrics made no-ops:
+host_run's measure_command, the runner's measure_test) alternate, `--repeats` each;
+medians.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 sys.path.insert(0, str(ROOT / "bench"))
 from scale import AgentHosts, start_agents  # noqa: E402
 
-from netjobs_core import history, logs, runner  # noqa: E402
+from netjobs_core import builtin_metrics, history, host_run, logs, runner  # noqa: E402
 from netjobs_core import metrics as metrics_module  # noqa: E402
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.events import CommandChanged  # noqa: E402
@@ -94,13 +97,8 @@ def end_of_run(run: RunResult, folder: Path) -> None:
     history.record_run(run, None, folder / "history.sqlite3")
 
 
-def best(repeats: int, work: Callable[[], None]) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - began)
-    return min(times)
+def parser_name() -> str:
+    return "orjson" if builtin_metrics.ORJSON is not None else "json (standard library)"
 
 
 async def real_end(hosts: AgentHosts, size: int, token: Token, folder: Path, work: Path) -> float:
@@ -130,37 +128,51 @@ async def real_end(hosts: AgentHosts, size: int, token: Token, folder: Path, wor
     return ended - last_end
 
 
-async def real(size: int, repeats: int, per_process: int) -> tuple[float, float, float]:
-    """Median run's end (without, with) metrics over `repeats` real runs each, and the
-    median time measure_test itself took in the runs with metrics."""
+async def real(size: int, repeats: int, per_process: int) -> tuple[float, float, float, float]:
+    """Median run's end (without, with) metrics over `repeats` real runs each, the
+    median time measure_test took at the test's end in the runs with metrics, and the
+    median time reading the commands as they ended took in all (off the run's end)."""
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, size, per_process, secret)
     times: dict[bool, list[float]] = {False: [], True: []}
-    parsing: list[float] = []
+    at_end: list[float] = []
+    as_ended: list[float] = []
+    reading = [0.0]
 
-    def timed(*args: Any) -> None:
+    def timed_test(*args: Any) -> None:
         began = time.perf_counter()
         metrics_module.measure_test(*args)
-        parsing.append(time.perf_counter() - began)
+        at_end.append(time.perf_counter() - began)
+
+    def timed_command(*args: Any) -> None:
+        began = time.perf_counter()
+        metrics_module.measure_command(*args)
+        reading[0] += time.perf_counter() - began
 
     try:
         with tempfile.TemporaryDirectory(prefix="netjobs-bench-metrics-") as where:
             folder, work = Path(where) / "runs", Path(where)
             for k in range(2 * repeats + 1):
                 with_metrics = k % 2 == 0
-                measure = timed if with_metrics else (lambda *_: None)
-                runner.measure_test = measure  # type: ignore[assignment]
+                nothing: Callable[..., None] = lambda *_: None  # noqa: E731
+                runner.measure_test = timed_test if with_metrics else nothing  # type: ignore[assignment]
+                host_run.measure_command = timed_command if with_metrics else nothing  # type: ignore[assignment]
+                reading[0] = 0.0
                 took = await real_end(hosts, size, token, folder, work)
                 if k:  # the first is a warm-up
                     times[with_metrics].append(took)
+                    if with_metrics:
+                        as_ended.append(reading[0])
     finally:
         runner.measure_test = metrics_module.measure_test
+        host_run.measure_command = metrics_module.measure_command
         await asyncio.to_thread(hosts.stop)
     return (
         statistics.median(times[False]),
         statistics.median(times[True]),
-        statistics.median(parsing[1:]),
+        statistics.median(at_end[1:]),
+        statistics.median(as_ended),
     )
 
 
@@ -174,37 +186,67 @@ def main(argv: list[str] | None = None) -> int:
     if args.agents:
         fd_limits.raise_fd_limit()
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-")
-        without, measured, parse = asyncio.run(real(args.hosts, args.repeats, args.per_process))
+        without, measured, parse, early = asyncio.run(
+            real(args.hosts, args.repeats, args.per_process)
+        )
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
+        print(f"JSON parser: {parser_name()}")
         print(f"run's end without metrics: {without:.3f} s (median of {args.repeats})")
         print(f"run's end with metrics:    {measured:.3f} s (median of {args.repeats})")
-        print(f"of which measure_test:     {parse:.3f} s (median)")
+        print(f"of which measure_test:     {parse:.3f} s (median, the test's end)")
+        print(f"read as commands ended:    {early:.3f} s in all (median, before the end)")
         print(f"metrics add {100 * (measured - without) / without:.1f} % to the run's end")
         return 0
     (spec,) = parse_config('fio:\nh: "fio job.fio --output-format=json"\nend\n').tests
+    specs = [[spec.commands[0]] for _ in range(args.hosts)]
+    read_all = [{0} for _ in range(args.hosts)]
     base = fleet(args.hosts)
-    specs = [[spec.commands[0]] for _ in base.tests[0].hosts]
+    runs = {kind: [fleet(args.hosts) for _ in range(args.repeats)] for kind in ("early", "end")}
+    for run in runs["early"]:  # each command read as it ended (host_run), before the end
+        for host in run.tests[0].hosts:
+            metrics_module.measure_command(host.commands[0], spec.commands[0], host.target)
+    parse_only = [fleet(args.hosts) for _ in range(args.repeats)]
+    times: dict[str, list[float]] = {"without": [], "early": [], "end": [], "parse": []}
+
+    def files_only(run: RunResult, folder: Path) -> None:
+        end_of_run(run, folder)
+
+    def read_before(run: RunResult, folder: Path) -> None:
+        measure_test(run.tests[0], specs, read_all)  # the summary: all were read already
+        end_of_run(run, folder)
+
+    def read_at_end(run: RunResult, folder: Path) -> None:
+        measure_test(run.tests[0], specs)
+        end_of_run(run, folder)
+
+    def read_only(run: RunResult, folder: Path) -> None:
+        measure_test(run.tests[0], specs)
+
     with tempfile.TemporaryDirectory(prefix="netjobs-bench-metrics-") as where:
         folder = Path(where)
-        without = best(args.repeats, lambda: end_of_run(base, folder))
-        runs = [fleet(args.hosts) for _ in range(args.repeats)]
-
-        def with_metrics() -> None:
-            run = runs.pop()
-            measure_test(run.tests[0], specs)
-            end_of_run(run, folder)
-
-        measured = best(args.repeats, with_metrics)
-        parse_only = [fleet(args.hosts) for _ in range(args.repeats)]
-        parse = best(args.repeats, lambda: measure_test(parse_only.pop().tests[0], specs))
+        for _ in range(args.repeats):  # interleaved rounds: the load is the same for all
+            for kind, work, run in (
+                ("without", files_only, base),
+                ("early", read_before, runs["early"].pop()),
+                ("end", read_at_end, runs["end"].pop()),
+                ("parse", read_only, parse_only.pop()),
+            ):
+                began = time.perf_counter()
+                work(run, folder)
+                times[kind].append(time.perf_counter() - began)
+    best = {kind: min(found) for kind, found in times.items()}
     metrics = base.tests[0]
     measure_test(metrics, specs)
+    alone = best["without"]
     print(f"{args.hosts} hosts, each a {FIO.stat().st_size} B fio JSON document on stdout")
-    print(f"metrics found: {', '.join(metrics.metrics)}")
-    print(f"run's end without metrics: {without:.3f} s")
-    print(f"reading the metrics alone: {parse:.3f} s")
-    print(f"run's end with metrics:    {measured:.3f} s")
-    print(f"metrics add {100 * (measured - without) / without:.1f} % to the run's end")
+    print(f"JSON parser: {parser_name()}; metrics found: {', '.join(metrics.metrics)}")
+    print(f"run's end without metrics:             {alone:.3f} s")
+    print(f"reading every document (now as each command ends): {best['parse']:.3f} s")
+    for kind, words in (("early", "read as each command ended"), ("end", "all read at the end")):
+        took = best[kind]
+        print(
+            f"run's end with metrics, {words}: {took:.3f} s (+{100 * (took - alone) / alone:.1f} %)"
+        )
     return 0
 
 

@@ -46,6 +46,7 @@ from netjobs_core.client import (
 from netjobs_core.collected import FileReception
 from netjobs_core.config import CommandSpec
 from netjobs_core.interruptions import Hearing, LoopStalls
+from netjobs_core.metrics import measure_command, read_early
 from netjobs_core.outputs import Output
 from netjobs_core.probe import probe
 from netjobs_core.results import (
@@ -228,6 +229,7 @@ class HostRun:
         self.ahead_ns: int | None = None  # how long before it the start reached the agent
         self.prepared_from = 0  # controller clock ns: no command can be released before
         self.ended: dict[int, float] = {}
+        self.measured: set[int] = set()  # commands whose metrics were read as they ended
         self.run_id = ""  # the agent's name for the run, for a resume
         self.grace = 0.0  # how long the agent keeps the run for us after a silent loss
         self._pinger: asyncio.TimerHandle | None = None  # the next heartbeat
@@ -273,7 +275,19 @@ class HostRun:
         command.exit_code = exit_code
         command.stdout.close()  # the agent sends a command's output before its end
         command.stderr.close()
+        if not self.specs[index].collect:
+            self._measure(index)
         self.fleet.command_changed(self, index)
+
+    def _measure(self, index: int) -> None:
+        """Read command `index`'s metrics now that its output and files are complete,
+        while the test's other commands may still run, so that the test's end does not
+        wait for them (a large one is left to it: metrics.read_early)."""
+        command = self.result.commands[index]
+        if index in self.measured or not read_early(command):
+            return
+        self.measured.add(index)
+        measure_command(command, self.specs[index], self.result.target)
 
     def fail(self, error: str, may_have_run: bool = True) -> None:
         """The host is out: unreachable, refused, lost... Its unfinished commands
@@ -743,6 +757,10 @@ class HostRun:
 
     def _on_collected(self, message: CollectedMessage) -> None:
         self.files.on_collected(message)
+        index = message.id
+        if 0 <= index < len(self.result.commands) and self.result.commands[index].status.finished:
+            self._measure(index)  # its files are in: the agent collects after the end
+            self.fleet.command_changed(self, index)
 
     def _on_finished(self, message: Finished) -> None:
         commands = self.result.commands

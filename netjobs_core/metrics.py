@@ -1,4 +1,5 @@
-"""A test's metrics, measured when it ends: each command's, then the test's summary.
+"""A test's metrics: each command's, read as soon as its output and collected files are
+complete (while the test's other commands still run), then the test's summary at its end.
 
 A command's metrics are its config's `-metric` regexes applied to its stdout
 (metric_spec) and the figures of every fio or iperf3 JSON document among its stdout
@@ -7,6 +8,11 @@ one wins. A regex reads an output of any size a window at a time: never more tha
 `WINDOW` + `OVERLAP` characters in memory, so a match may span window boundaries up
 to `OVERLAP` characters long, and each window begins at a line start where the
 overlap has one.
+
+A command is read as it ends (host_run.HostRun) only when its stdout and collected files
+together are at most `EARLY_BYTES`: that work is then a few milliseconds on the event
+loop; a larger one is read at the test's end (`measure_test`), where it delays nothing
+that still runs.
 
 What cannot be read (a damaged document, a match that is no number, a spooled file
 gone) is a warning on the command, naming its host; the metric is then absent.
@@ -17,7 +23,7 @@ from __future__ import annotations
 import codecs
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from netjobs_core import builtin_metrics
 from netjobs_core.builtin_metrics import MAX_DOCUMENT_BYTES, SNIFF_BYTES, DocumentError
@@ -26,10 +32,20 @@ from netjobs_core.metric_spec import read_number
 from netjobs_core.outputs import Output, OutputFileError
 from netjobs_core.results import CommandResult, HostResult, MetricSummary, TestResult
 
-__all__ = ["OVERLAP", "WINDOW", "last_match", "measure_command", "measure_test", "summarize"]
+__all__ = [
+    "EARLY_BYTES",
+    "OVERLAP",
+    "WINDOW",
+    "last_match",
+    "measure_command",
+    "measure_test",
+    "read_early",
+    "summarize",
+]
 
 WINDOW = 1024 * 1024  # bytes of an output decoded and searched at a time
 OVERLAP = 64 * 1024  # characters of a window searched again with the next one
+EARLY_BYTES = 1024 * 1024  # a command's outputs read as it ends, on the loop: ~10 ms at most
 
 
 def last_match(output: Output, pattern: re.Pattern[str]) -> str | None:
@@ -117,6 +133,12 @@ def measure_command(command: CommandResult, spec: CommandSpec, host: str) -> Non
     command.metrics = metrics
 
 
+def read_early(command: CommandResult) -> bool:
+    """Whether `command` (ended, its files in) is small enough to read at once."""
+    size = command.stdout.size + sum(item.bytes for item in command.collected)
+    return size <= EARLY_BYTES
+
+
 def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
     """Every metric over the hosts that have it: each host's value is the sum over its
     commands; the names in the order first seen."""
@@ -140,9 +162,15 @@ def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
     }
 
 
-def measure_test(test: TestResult, specs: Sequence[Sequence[CommandSpec]]) -> None:
-    """Every command's metrics (`specs[h][c]` is host h's command c), then the test's."""
-    for host, host_specs in zip(test.hosts, specs, strict=True):
-        for command, spec in zip(host.commands, host_specs, strict=True):
-            measure_command(command, spec, host.target)
+def measure_test(
+    test: TestResult,
+    specs: Sequence[Sequence[CommandSpec]],
+    read: Sequence[Set[int]] | None = None,
+) -> None:
+    """Every command's metrics (`specs[h][c]` is host h's command c) but those already
+    read (`read[h]`: host h's command indexes), then the test's."""
+    for h, (host, host_specs) in enumerate(zip(test.hosts, specs, strict=True)):
+        for c, (command, spec) in enumerate(zip(host.commands, host_specs, strict=True)):
+            if read is None or c not in read[h]:
+                measure_command(command, spec, host.target)
     test.metrics = summarize(test.hosts)

@@ -257,7 +257,8 @@ class _TestRun:
             self._measure_spread()
             self._learn_lead()
             self._conclude()
-            measure_test(result, [host.specs for host in self.hosts])
+            # Most commands were read as they ended (HostRun._measure): the rest now.
+            measure_test(result, [h.specs for h in self.hosts], [h.measured for h in self.hosts])
             result.duration_s = (now_ns() - began) / 1e9
             self.emit(TestFinished(result))
         return result
