@@ -373,6 +373,17 @@ _METRIC_UNITS: tuple[tuple[str, Callable[[float], str]], ...] = (
 )
 
 
+def metric_axis_unit(name: str, largest: float) -> float:
+    """What an axis of metric `name` up to `largest` is ticked in, so that its ticks
+    read as round figures (`512 MiB/s`, `1.00 GiB/s`): a power of 1024 for bytes, of
+    1000 otherwise, the largest not above `largest`."""
+    base = 1024.0 if name.endswith(("_bw", "_Bps", "_bytes")) else 1000.0
+    unit = 1.0
+    while abs(largest) >= unit * base:
+        unit *= base
+    return unit
+
+
 def metric_value(name: str, value: float) -> str:
     """A metric's value in the unit its name says (`read_bw`: bytes/s); else a number."""
     for ending, form in _METRIC_UNITS:

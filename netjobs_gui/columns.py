@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from netjobs_core import text
 from netjobs_core.fold import fold
 from netjobs_core.outputs import Output
-from netjobs_core.records import RunRecord
+from netjobs_core.records import RunRecord, TestRecord
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -760,14 +760,57 @@ class SpreadPoint:
 def spread_series(records: Sequence[RunRecord], config_path: str, label: str) -> list[SpreadPoint]:
     """Every run of test `label` of config `config_path` in `records` (repetitions of
     --repeat included), oldest first."""
-    points = [
+    return [
         SpreadPoint(record.started_at, test.start_spread_ms, record.run_id, test.repetition)
+        for record, test in _runs_of(records, config_path, label)
+    ]
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One run of a test, for the plot of a metric's sum over hosts over runs."""
+
+    started_at: float | None
+    value: float | None  # the sum over its hosts; None: no host of that run had it
+    hosts: int  # over how many hosts (0 with no value)
+    run_id: str
+    repetition: int | None
+
+
+def _runs_of(
+    records: Sequence[RunRecord], config_path: str, label: str
+) -> list[tuple[RunRecord, TestRecord]]:
+    """(record, test) of every run of test `label` of config `config_path`, oldest first
+    (repetitions of --repeat included), as the plots over runs take them."""
+    found = [
+        (record, test)
         for record in records
         if record.config_path == config_path
         for test in record.tests
         if test.label == label
     ]
     return sorted(
-        points,
-        key=lambda p: (p.started_at or 0.0, p.run_id, p.repetition or 0),
+        found, key=lambda rt: (rt[0].started_at or 0.0, rt[0].run_id, rt[1].repetition or 0)
     )
+
+
+def metric_names(records: Sequence[RunRecord], config_path: str, label: str) -> list[str]:
+    """The metrics the history kept of test `label` of `config_path`, first seen first
+    (the oldest run first): what the Results page's metric chooser offers."""
+    names: dict[str, None] = {}
+    for _record, test in _runs_of(records, config_path, label):
+        names.update((name, None) for name, _sum, _hosts in test.metrics)
+    return list(names)
+
+
+def metric_series(
+    records: Sequence[RunRecord], config_path: str, label: str, name: str
+) -> list[MetricPoint]:
+    """Metric `name`'s sum over hosts in every run of test `label` of `config_path`,
+    oldest first; a run without it is a point without a value (a gap, never a zero)."""
+    points = []
+    for record, test in _runs_of(records, config_path, label):
+        found = next(((s, h) for n, s, h in test.metrics if n == name), None)
+        value, hosts = found if found is not None else (None, 0)
+        points.append(MetricPoint(record.started_at, value, hosts, record.run_id, test.repetition))
+    return points

@@ -3,9 +3,10 @@
 Every run of the CLI or of this window is recorded there when it ends. The
 table lists them newest first (a run whose results folder was deleted says
 so); the selected run's test is shown below it (from its results.json), and
-Show run adds the run to this session's list; the plot beside it
-compares the start spread of one of its tests over every recorded run of that
-test of the same config (and over the repetitions of --repeat).
+Show run adds the run to this session's list; the plots beside it
+compare the start spread of one of its tests, and a metric of it chosen among those
+the history kept (its sum over hosts), over every recorded run of that test of the
+same config (and over the repetitions of --repeat).
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from PySide6.QtWidgets import (
 
 from netjobs_core.history import History, HistoryError
 from netjobs_core.records import RunRecord
-from netjobs_gui.columns import HISTORY_FIT, spread_series
+from netjobs_core.results_json import ResultsFileError, load_json
+from netjobs_gui.columns import HISTORY_FIT, metric_names, metric_series, spread_series
 from netjobs_gui.models import HistoryModel
 from netjobs_gui.run_notes import RunNote
-from netjobs_gui.spread_plot import SpreadPlot
+from netjobs_gui.spread_plot import MetricPlot, SpreadPlot
+from netjobs_gui.table_export import export_run_dialog
 from netjobs_gui.widgets import (
     FilterBar,
     FitColumns,
@@ -62,6 +65,12 @@ class HistoryPanel(QWidget):
         self.show_button = QPushButton("Sho&w run")
         self.show_button.setToolTip("Open the selected run's results in the list below")
         self.show_button.clicked.connect(self.show_run)
+        self.export_button = QPushButton("E&xport run as CSV…")
+        self.export_button.setToolTip(
+            "Write the selected run as CSV, a row per command and a column per metric: "
+            "what netjobs show RUN --csv prints"
+        )
+        self.export_button.clicked.connect(self.export_run)
         reload_button = QPushButton("Reloa&d")
         reload_button.setToolTip("Read the run history again (runs of netjobs in a terminal too)")
         reload_button.clicked.connect(self.reload)
@@ -70,6 +79,7 @@ class HistoryPanel(QWidget):
         never_widen(self.note)
         buttons = QHBoxLayout()  # one row with the filter: the table keeps its height
         buttons.addWidget(self.show_button)
+        buttons.addWidget(self.export_button)
         buttons.addWidget(reload_button)
         buttons.addWidget(self.filter, 1)
 
@@ -77,11 +87,20 @@ class HistoryPanel(QWidget):
         self.test_choice.setToolTip("The test of the selected run whose spread is plotted")
         self.test_choice.currentTextChanged.connect(lambda _label: self._update_plot())
         self.plot = SpreadPlot()
+        self.metric_choice = QComboBox()
+        self.metric_choice.setToolTip(
+            "The metric plotted below: its sum over hosts in each run of the test "
+            "(the metrics the run history kept of it)"
+        )
+        self.metric_choice.currentTextChanged.connect(lambda _name: self._update_metric_plot())
+        self.metric_plot = MetricPlot()
         plot_side = QWidget()
         plot_layout = QVBoxLayout(plot_side)
         plot_layout.setContentsMargins(0, 0, 0, 0)
         plot_layout.addWidget(self.test_choice)
         plot_layout.addWidget(self.plot, 1)
+        plot_layout.addWidget(self.metric_choice)
+        plot_layout.addWidget(self.metric_plot, 1)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
@@ -134,6 +153,7 @@ class HistoryPanel(QWidget):
         row = source_row(self.table, current)
         record = None if row is None else self.model.records[row]
         self.show_button.setEnabled(record is not None and record.results_kept)
+        self.export_button.setEnabled(record is not None and record.results_kept)
         self.run_note.set_record(record)
         if record is not None and not record.results_kept:
             self.show_button.setToolTip(f"Its results folder was deleted: {record.results_dir}")
@@ -152,12 +172,47 @@ class HistoryPanel(QWidget):
         self.announce()
         if record is None or not label:
             self.plot.set_series("", [])
+        else:
+            series = spread_series(self.model.records, record.config_path, label)
+            self.plot.set_series(label, series)
+        names = (
+            [] if record is None else metric_names(self.model.records, record.config_path, label)
+        )
+        chosen = self.metric_choice.currentText()
+        self.metric_choice.blockSignals(True)
+        self.metric_choice.clear()
+        self.metric_choice.addItems(names)
+        if chosen in names:  # the same metric of another run or test, when it has it
+            self.metric_choice.setCurrentIndex(names.index(chosen))
+        self.metric_choice.setEnabled(bool(names))
+        self.metric_choice.blockSignals(False)
+        self._update_metric_plot()
+
+    def _update_metric_plot(self) -> None:
+        record = self.current_record
+        label = self.test_choice.currentText()
+        name = self.metric_choice.currentText()
+        if record is None or not label:
+            self.metric_plot.set_series("", "", [])
             return
-        self.plot.set_series(label, spread_series(self.model.records, record.config_path, label))
+        points = metric_series(self.model.records, record.config_path, label, name)
+        self.metric_plot.set_series(label, name, points if name else [])
 
     def announce(self) -> None:
         """Say which run and test are selected (test_chosen), for the detail below."""
         self.test_chosen.emit(self.current_record, self.test_choice.currentText())
+
+    def export_run(self) -> None:
+        """The selected past run as `netjobs show RUN --csv` prints it, where asked."""
+        record = self.current_record
+        if record is None or not record.results_kept:
+            return
+        try:
+            run = load_json(record.json_path)
+        except ResultsFileError as exc:
+            self.note.setText(f"Cannot export this run: {exc}")
+            return
+        export_run_dialog(self, run, os.path.dirname(record.config_path))
 
     def show_run(self) -> None:
         record = self.current_record

@@ -30,6 +30,7 @@ from netjobs_gui.columns import RESULT_FIT, SessionEntry
 from netjobs_gui.history_view import HistoryPanel
 from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TestDetail
+from netjobs_gui.table_export import export_run_dialog
 from netjobs_gui.widgets import (
     FitColumns,
     current_row,
@@ -74,6 +75,13 @@ class ResultsView(QWidget):
         )
         self.save_button.clicked.connect(self._save_clicked)
         self.save_button.setEnabled(False)
+        self.export_button = QPushButton("E&xport run as CSV…")
+        self.export_button.setToolTip(
+            "Write the selected test's run as CSV, a row per command and a column per "
+            "metric: what netjobs show RUN --csv prints"
+        )
+        self.export_button.clicked.connect(self.export_run)
+        self.export_button.setEnabled(False)
         open_button = QPushButton("Open res&ults…")
         open_button.setToolTip(
             "Show a JSON results file saved earlier (by this window or netjobs --json)"
@@ -90,7 +98,13 @@ class ResultsView(QWidget):
         self.note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         never_widen(self.note)
         buttons = QHBoxLayout()
-        for button in (self.save_button, open_button, self.remove_button, self.clear_button):
+        for button in (
+            self.save_button,
+            self.export_button,
+            open_button,
+            self.remove_button,
+            self.clear_button,
+        ):
             buttons.addWidget(button)
         buttons.addStretch(1)
 
@@ -193,6 +207,7 @@ class ResultsView(QWidget):
         entry = None if row is None else self.model.entries[row]
         self.detail.set_test(entry.test if entry else None)
         self.save_button.setEnabled(entry is not None)
+        self.export_button.setEnabled(entry is not None)
         if entry is None:
             self.note.setText("Tests run in this window appear here.")
             return
@@ -202,6 +217,12 @@ class ResultsView(QWidget):
             names = ", ".join(Path(p).name for p in entry.saved)
             note += f" Saved in {folder}: {names}"
         self.note.setText(note)
+
+    def export_run(self) -> None:
+        """The selected test's run as `netjobs show RUN --csv` prints it, where asked."""
+        entry = self.current_entry
+        if entry is not None:
+            export_run_dialog(self, entry.run, os.path.dirname(entry.run.config_path))
 
     def _save_clicked(self) -> None:
         entry = self.current_entry

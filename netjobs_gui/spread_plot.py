@@ -1,7 +1,8 @@
-"""A small plot: one test's start spread over its runs (the run history, --repeat).
+"""Small plots of one test over its runs (the run history, --repeat): its start spread
+(`SpreadPlot`) and a metric's sum over hosts (`MetricPlot`).
 
 `plot_layout()` places everything from the values and the widget's size alone
-(no Qt, tested on its own); `SpreadPlot` paints it with QPainter.
+(no Qt, tested on its own); `RunsPlot` paints it with QPainter.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPaintEvent, QPen
 from PySide6.QtWidgets import QWidget
 
 from netjobs_core import text
-from netjobs_gui.columns import SpreadPoint
+from netjobs_gui.columns import MetricPoint, SpreadPoint
 from netjobs_gui.timeline import nice_step
 from netjobs_gui.widgets import begin_painting
 
@@ -41,12 +43,14 @@ class PlotLayout:
         return [k * self.step for k in range(round(self.y_max / self.step) + 1)]
 
 
-def plot_layout(values: Sequence[float | None], width: int, height: int) -> PlotLayout:
-    """The runs evenly spaced left to right (oldest first), the spread from 0 up to
-    a whole number of ticks above the largest."""
+def plot_layout(
+    values: Sequence[float | None], width: int, height: int, left: int = LEFT
+) -> PlotLayout:
+    """The runs evenly spaced left to right (oldest first), the values from 0 up to
+    a whole number of ticks above the largest; `left`: room for the tick labels."""
     left, right, top, bottom = (
-        LEFT,
-        max(LEFT + 20, width - RIGHT),
+        left,
+        max(left + 20, width - RIGHT),
         TOP,
         max(TOP + 20, height - BOTTOM),
     )
@@ -70,22 +74,37 @@ def plot_title(label: str, points: Sequence[SpreadPoint]) -> str:
     return f"{label!r}: start spread over {runs}"
 
 
-class SpreadPlot(QWidget):
-    """The start spread of one test over its runs: a dot per run, joined by a line."""
+P = TypeVar("P", SpreadPoint, MetricPoint)
+
+
+def metric_title(label: str, name: str, points: Sequence[MetricPoint]) -> str:
+    runs = text.count(len(points), "run")
+    if not name:
+        return f"{label!r}: no metric kept in the history"
+    if len(points) < 2:
+        return f"{label!r}: {name} in all, {runs} so far"
+    return f"{label!r}: {name} in all (summed over hosts) over {runs}"
+
+
+class RunsPlot(QWidget, Generic[P]):
+    """A value of one test over its runs: a dot per run, joined by a line; the y axis
+    from 0, the x axis dated (the oldest run's and the newest's start)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = ""
-        self.points: list[SpreadPoint] = []
+        self.points: list[P] = []
         self.setMinimumSize(260, 90)
 
-    def set_series(self, label: str, points: Sequence[SpreadPoint]) -> None:
-        self.label, self.points = label, list(points)
-        self.update()
+    def values(self) -> list[float | None]:
+        raise NotImplementedError
+
+    def tick_text(self, value: float, step: float) -> str:
+        raise NotImplementedError
 
     @property
     def title(self) -> str:
-        return plot_title(self.label, self.points) if self.label else "Select a past run"
+        raise NotImplementedError
 
     def sizeHint(self) -> QSize:
         return QSize(480, 260)
@@ -97,7 +116,12 @@ class SpreadPlot(QWidget):
         metrics = painter.fontMetrics()
         title = metrics.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 16)
         painter.drawText(QPointF(8, 17), title)
-        geometry = plot_layout([p.spread_ms for p in self.points], self.width(), self.height())
+        values = self.values()
+        geometry = plot_layout(values, self.width(), self.height())
+        labels = [self.tick_text(v, geometry.step) for v in geometry.ticks()]
+        widest = max((metrics.horizontalAdvance(label) for label in labels), default=0)
+        if widest + 10 > geometry.left:  # room for every tick label
+            geometry = plot_layout(values, self.width(), self.height(), widest + 10)
         for value in geometry.ticks():
             y = geometry.y(value)
             painter.setPen(QPen(grid, 1))
@@ -106,7 +130,7 @@ class SpreadPlot(QWidget):
             painter.drawText(
                 QRectF(0, y - 9, geometry.left - 6, 18),
                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                text.tick(value, geometry.step),
+                self.tick_text(value, geometry.step),
             )
         dots = [p for p in geometry.points if p is not None]
         line = QColor(LINE_COLOR)
@@ -133,3 +157,52 @@ class SpreadPlot(QWidget):
         if not known:
             return "", ""
         return text.date_time(min(known)), text.date_time(max(known))
+
+
+class SpreadPlot(RunsPlot[SpreadPoint]):
+    """The start spread of one test over its runs."""
+
+    def set_series(self, label: str, points: Sequence[SpreadPoint]) -> None:
+        self.label, self.points = label, list(points)
+        self.update()
+
+    def values(self) -> list[float | None]:
+        return [p.spread_ms for p in self.points]
+
+    def tick_text(self, value: float, step: float) -> str:
+        return text.tick(value, step)
+
+    @property
+    def title(self) -> str:
+        return plot_title(self.label, self.points) if self.label else "Select a past run"
+
+
+class MetricPlot(RunsPlot[MetricPoint]):
+    """A metric's sum over hosts (what the history keeps) of one test over its runs."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = ""
+
+    def set_series(self, label: str, name: str, points: Sequence[MetricPoint]) -> None:
+        self.label, self.name, self.points = label, name, list(points)
+        self.update()
+
+    @property
+    def unit(self) -> float:
+        """What the axis is ticked in (text.metric_axis_unit): 2^30 for GiB/s..."""
+        largest = max((p.value for p in self.points if p.value is not None), default=0.0)
+        return text.metric_axis_unit(self.name, largest)
+
+    def values(self) -> list[float | None]:
+        unit = self.unit
+        return [None if p.value is None else p.value / unit for p in self.points]
+
+    def tick_text(self, value: float, step: float) -> str:
+        return "0" if value == 0 else text.metric_value(self.name, value * self.unit)
+
+    @property
+    def title(self) -> str:
+        if not self.label:
+            return "Select a past run"
+        return metric_title(self.label, self.name, self.points)

@@ -1,7 +1,11 @@
 """Any table of the window as text: its shown rows (filtered, in the order shown) and
 shown columns, copied to the clipboard (tab-separated, with the header: pastes as
 cells into a spreadsheet) or exported as a CSV file. Every table gets the context
-menu and Ctrl+C from `make_table` (widgets.py)."""
+menu and Ctrl+C from `make_table` (widgets.py).
+
+A whole run is exported as the very document `netjobs show RUN --csv` prints (a row
+per command, a column per metric: results_csv), whatever the tables show
+(`export_run_dialog`: the Results page's Export run as CSV…)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from collections.abc import Sequence
 
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QMessageBox, QTableView
+from PySide6.QtWidgets import QApplication, QFileDialog, QMenu, QMessageBox, QTableView, QWidget
 
 from netjobs_core.atomic import write_atomic
+from netjobs_core.results import RunResult
+from netjobs_core.results_csv import write_csv
 
 CSV_FILTER = "CSV files (*.csv);;All files (*)"
 
@@ -67,14 +73,36 @@ def _export_dialog(table: QTableView) -> None:
     try:
         rows = export_csv(table, path)
     except OSError as exc:
-        QMessageBox.warning(
-            table, "Cannot export", f"{exc.filename or path}: {exc.strerror or exc}"
-        )
+        _cannot_export(table, path, exc)
         return
-    window = table.window()
-    bar = getattr(window, "statusBar", None)
+    _tell(table, f"Exported {rows} rows to {path}")
+
+
+def export_run_dialog(parent: QWidget, run: RunResult, directory: str = "") -> str | None:
+    """Ask where, then write `run` as `netjobs show RUN --csv` prints it (results_csv:
+    the same function); the path written, None when cancelled or not written."""
+    proposed = os.path.join(directory, f"{run.run_id or 'netjobs'}.csv")
+    path, _ = QFileDialog.getSaveFileName(parent, "Export run as CSV", proposed, CSV_FILTER)
+    if not path:
+        return None
+    try:
+        write_csv(run, path)
+    except OSError as exc:
+        _cannot_export(parent, path, exc)
+        return None
+    rows = sum(len(host.commands) for test in run.tests for host in test.hosts)
+    _tell(parent, f"Exported run {run.run_id} ({rows} commands) to {path}")
+    return path
+
+
+def _cannot_export(parent: QWidget, path: str, exc: OSError) -> None:
+    QMessageBox.warning(parent, "Cannot export", f"{exc.filename or path}: {exc.strerror or exc}")
+
+
+def _tell(widget: QWidget, message: str) -> None:
+    bar = getattr(widget.window(), "statusBar", None)
     if callable(bar):
-        bar().showMessage(f"Exported {rows} rows to {path}", 15_000)
+        bar().showMessage(message, 15_000)
 
 
 def install(table: QTableView) -> None:
