@@ -182,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--agents", action="store_true", help="a real run of real agents")
     parser.add_argument("--per-process", type=int, default=250, help="agents per helper process")
+    parser.add_argument(
+        "--stdlib-json", action="store_true", help="parse with json even where orjson is installed"
+    )
     args = parser.parse_args(argv)
+    if args.stdlib_json:
+        builtin_metrics.ORJSON = None
     if args.agents:
         fd_limits.raise_fd_limit()
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-")

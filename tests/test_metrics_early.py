@@ -11,6 +11,7 @@ import pytest
 
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandChanged, TestFinished
+from netjobs_core.metrics import EARLY_BYTES
 from netjobs_core.results import CommandStatus, TestStatus
 from netjobs_core.run import Run, RunEvent
 from netjobs_core.run_folder import RunFolder
@@ -95,3 +96,38 @@ def test_orjson_and_the_standard_library_read_the_same(monkeypatch: Any) -> None
     assert outcomes[True] == outcomes[False]
     assert any(isinstance(o, dict) and "read_bw" in o for o in outcomes[True])
     assert isinstance(outcomes[True][-1], str) and "cut off" in outcomes[True][-1]
+
+
+async def test_a_command_too_large_to_read_at_once_is_read_at_the_tests_end(
+    agents, token, tmp_path
+):
+    """Over EARLY_BYTES (here 1.2 MB of stdout) the reading would hold the event loop
+    while other hosts run: it waits for the test's end, with the same result."""
+    big = "head -c 1200000 /dev/zero | tr '\\\\0' x; echo; echo n=5"
+    text = (
+        "t:\n"
+        "-metric: n = n=(\\d+)\n"
+        f'127.0.0.1:{agents[0].port}: "{big}"\n'
+        f'127.0.0.1:{agents[1].port}: "echo n=7"\n'
+        "end\n"
+    )
+    (tmp_path / "big.cfg").write_text(text)
+    plan = parse_config(text, str(tmp_path / "big.cfg"))
+    folder = RunFolder.create(tmp_path / "runs")
+    run = Run(plan, RunOptions(token=token.token, connect_timeout=10.0, run_folder=folder))
+    at_end: dict[int, dict[str, float]] = {}  # host index -> metrics as its command ended
+
+    def observe(event: RunEvent) -> None:
+        if isinstance(event, CommandChanged) and event.host.commands[0].status.finished:
+            h = next(i for i, host in enumerate(event.test.hosts) if host is event.host)
+            at_end.setdefault(h, dict(event.host.commands[0].metrics))
+
+    run.subscribe(observe)
+    async with run:
+        result = await run.run()
+    (test,) = result.tests
+    assert test.status is TestStatus.PASSED, test.reason
+    assert test.hosts[0].commands[0].stdout.size > EARLY_BYTES
+    assert at_end == {0: {}, 1: {"n": 7.0}}  # the large one not read as it ended...
+    assert [h.commands[0].metrics for h in test.hosts] == [{"n": 5.0}, {"n": 7.0}]  # ...later
+    assert test.metrics["n"].sum == 12 and test.metrics["n"].hosts == 2
