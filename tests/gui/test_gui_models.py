@@ -167,12 +167,22 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     host, index = model.item(2)
     assert host.target == "beta:17000" and index == 0
     assert model.row_of(test.hosts[0], 1) == 1
+    # A refresh (each tick) says changed only the rows whose facts changed.
+    changed: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda first, last, *_: changed.append((first.row(), last.row())))
     test.hosts[0].commands[1].exit_code = -15
+    model.refresh()
+    assert changed == [(1, 1)]
     assert column(model, "Exit")[1] == "-15 (SIGTERM)"
     # When each began (its exec), and a release later than --late-ms marked.
     assert column(model, "Began") == ["—", "—", "—"]
     test.hosts[1].commands[0].exec_offset_ms = 1.25
     test.hosts[1].commands[0].release_late_ms = 85.9
+    changed.clear()
+    model.refresh()
+    assert changed == [(2, 2)]
+    model.refresh()
+    assert changed == [(2, 2)]  # nothing changed since
     assert column(model, "Began")[2] == "+1.250 ms"
     assert column(model, "Start offset")[2] == "-0.300 ms (late 85.900 ms)"
     offset = model.COLUMNS.index("Start offset")
