@@ -118,7 +118,12 @@ def late_line(test: TestResult) -> str | None:
     if not late:
         return None
     named = ", ".join(f"{host.target} {ms(late_ms, True)}" for host, late_ms in late)
-    return f"late releases (more than {ms(test.late_threshold_ms)}, --late-ms): {named}"
+    return f"{late_heading(test.late_threshold_ms)} {named}"
+
+
+def late_heading(threshold_ms: float) -> str:
+    """`late releases (more than 1.000 ms, --late-ms):`, before the late hosts."""
+    return f"late releases (more than {ms(threshold_ms)}, --late-ms):"
 
 
 def start_facts(test: TestResult, commands: str | None = None) -> str:
