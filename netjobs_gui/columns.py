@@ -169,9 +169,14 @@ def late_ms(test: TestResult, command: CommandResult) -> float | None:
 
 
 def _start_offset(row: CommandRow) -> str:
-    offset = text.ms(row.start_offset_ms, signed=True, none=NO_VALUE)
+    """The offset; a late release is coloured here and said in the Message column
+    (beside the offset, its words would be cut off in a column this narrow)."""
+    return text.ms(row.start_offset_ms, signed=True, none=NO_VALUE)
+
+
+def _late_words(row: CommandRow) -> str:
     late = late_ms(row.test, row.command)
-    return offset if late is None else f"{offset} (late {text.ms(late)})"
+    return "" if late is None else text.released_late(late)
 
 
 def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
@@ -299,6 +304,9 @@ class CommandRow:
         stay in sight after the run, as the terminal report lists them)."""
         said = self.command.message or self.host.error
         parts = [said] if said else []
+        late = late_ms(self.test, self.command)
+        if late is not None:
+            parts.append(text.released_late(late))
         parts += [text.interruption(record) for record in self.host.interruptions]
         return "; ".join(parts)
 
@@ -318,6 +326,7 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
         key=lambda r: _number(r.start_offset_ms),
         numeric=True,
         color=lambda r: None if late_ms(r.test, r.command) is None else color(CommandStatus.FAILED),
+        tooltip=lambda r: "; ".join(p for p in (_start_offset(r), _late_words(r)) if p),
     ),
     Column(
         "Began",
@@ -345,7 +354,7 @@ COMMAND_FIT = (
     Fit(120, 3),
     Fit(70),
     Fit(95),
-    Fit(80),
+    Fit(90),  # "+695.127 ms": a loaded machine's exec offsets
     Fit(65),
     Fit(95),
     Fit(120, 3),

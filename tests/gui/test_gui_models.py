@@ -184,7 +184,8 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     model.refresh()
     assert changed == [(2, 2)]  # nothing changed since
     assert column(model, "Began")[2] == "+1.250 ms"
-    assert column(model, "Start offset")[2] == "-0.300 ms (late 85.900 ms)"
+    assert column(model, "Start offset")[2] == "-0.300 ms"  # coloured: late
+    assert column(model, "Message")[2] == ("ran past its timeout of 2 s; released 85.900 ms late")
     offset = model.COLUMNS.index("Start offset")
     assert model.data(model.index(2, offset), Qt.ItemDataRole.ForegroundRole) is not None
     assert model.data(model.index(0, offset), Qt.ItemDataRole.ForegroundRole) is None
