@@ -267,7 +267,10 @@ class OverviewWidget(QWidget):
         self._stale = False
         self.setMouseTracking(False)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # it fills all it paints
-        self.setMinimumHeight(HISTOGRAM_H + STRIP_H + 120)
+        # The headings, the histograms, the named hosts and a few rows of cells: never
+        # a grid pushed out of sight (the page gives the rest to the table).
+        line = self.fontMetrics().height() + 4
+        self.setMinimumHeight(2 * MARGIN + 6 * line + HISTOGRAM_H + STRIP_H + 6 + 4 * MIN_CELL)
 
     def sizeHint(self) -> QSize:
         return QSize(800, 420)
@@ -488,12 +491,15 @@ class OverviewWidget(QWidget):
         self._draw_text(painter, MARGIN, top + line - 4, heading)
         x = MARGIN + metrics.horizontalAdvance(heading) + 8
         painter.setPen(QColor(vocabulary.BLUE))
-        for host, words in data.late_text():
+        named = data.late_text()
+        # Room kept for "and N more" unless the last name fits.
+        more = metrics.horizontalAdvance(f"and {len(named)} more")
+        for k, (host, words) in enumerate(named):
             advance = metrics.horizontalAdvance(words)
-            if x + advance > self.width() - MARGIN:
-                rest = len(data.late) - len(self._late_rects)
+            room = self.width() - MARGIN - (0 if k == len(named) - 1 else more + 14)
+            if x + advance > room:
                 painter.setPen(inks.muted)
-                self._draw_text(painter, x, top + line - 4, f"and {rest} more")
+                self._draw_text(painter, x, top + line - 4, f"and {len(named) - k} more")
                 break
             self._draw_text(painter, x, top + line - 4, words)
             self._late_rects.append((QRect(x, top + 2, advance, line), host))
