@@ -293,6 +293,7 @@ class CommandsModel(ColumnsModel):
     SPEC = columns.COMMAND_COLUMNS
     COLUMNS = columns.names(SPEC)
     ELAPSED = COLUMNS.index("Elapsed")
+    SHARED_COLUMNS = (COLUMNS.index("Start offset"), COLUMNS.index("Message"))
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -300,7 +301,7 @@ class CommandsModel(ColumnsModel):
         self.keys: list[tuple[int, int]] = []  # (host index, command index)
         self._facts: list[tuple[Any, ...]] = []  # each row's, as of the last refresh
         self._shared: tuple[Any, ...] = ()  # what every row's cells depend on
-        self._cells: list[dict[tuple[int, int], Any]] = []  # row -> (what, column) -> value
+        self._cells: list[dict[int, dict[int, Any]]] = []  # row -> column -> role -> value
         self._start: float | None = None  # the test's common start, once per refresh
 
     def set_test(self, test: TestResult | None) -> None:
@@ -342,10 +343,17 @@ class CommandsModel(ColumnsModel):
             self.set_test(self.test)
             return
         shared = self._shared_facts()
-        if shared != self._shared:  # every row's offsets moved
-            self._remember()
-            super().refresh()
-            return
+        if shared != self._shared:
+            # The common start (the first release) or --late-ms: every row's Start
+            # offset and Message; said per column, so a table sorted by another column
+            # is not re-sorted whole.
+            self._shared = shared
+            last_row = len(self.keys) - 1
+            for column in self.SHARED_COLUMNS:
+                for cells in self._cells:
+                    cells.pop(column, None)
+                if last_row >= 0:
+                    self.dataChanged.emit(self.index(0, column), self.index(last_row, column))
         changed, ticking = [], []
         for row, facts in enumerate(self._all_facts()):
             if facts != self._facts[row]:
@@ -358,29 +366,35 @@ class CommandsModel(ColumnsModel):
         for first, end in _ranges(changed):
             self.dataChanged.emit(self.index(first, 0), self.index(end, last))
         for row in ticking:
-            cells = self._cells[row]
-            for what in (DISPLAY, _SORT):
-                cells.pop((what, self.ELAPSED), None)
+            self._cells[row].pop(self.ELAPSED, None)
         for first, end in _ranges(ticking):
             self.dataChanged.emit(
                 self.index(first, self.ELAPSED), self.index(end, self.ELAPSED), [DISPLAY]
             )
 
     def data(self, index: _Index, role: int = DISPLAY) -> Any:
-        if role not in _KEPT or not index.isValid() or index.row() >= len(self._cells):
-            return super().data(index, role)
-        cells = self._cells[index.row()]
-        key = (role, index.column())
-        if key not in cells:
-            cells[key] = super().data(index, role)
-        return cells[key]
+        # Every role the view asks (ten or so a cell, each paint) from the row's cache.
+        row = index.row()
+        if not index.isValid() or row >= len(self._cells):
+            return None
+        column = index.column()
+        roles = self._cells[row].setdefault(column, {})
+        if role not in roles:
+            roles[role] = super().data(index, role)
+        return roles[role]
 
     def sort_key(self, row: int, column: int) -> Key:
-        cells = self._cells[row]
-        key = (_SORT, column)
-        if key not in cells:
-            cells[key] = super().sort_key(row, column)
-        return cells[key]
+        roles = self._cells[row].setdefault(column, {})
+        if _SORT not in roles:
+            roles[_SORT] = super().sort_key(row, column)
+        return roles[_SORT]
+
+    # Qt asks these thousands of times a tick (every index() of a sorted proxy).
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.keys)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.SPEC)
 
     def item(self, row: int) -> tuple[HostResult, int]:
         assert self.test is not None
@@ -422,7 +436,6 @@ def _facts(host: HostResult, c: CommandResult) -> tuple[Any, ...]:
 
 
 _SORT = -1  # a cell's sort key, kept beside its roles
-_KEPT = frozenset({DISPLAY, Qt.ItemDataRole.ForegroundRole})
 
 
 def _ranges(rows: list[int]) -> list[tuple[int, int]]:

@@ -196,6 +196,33 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     assert model.rowCount() == 4
 
 
+def test_a_tick_says_changed_only_what_changed(qapp) -> None:  # type: ignore[no-untyped-def]
+    """At 1000 hosts a tick must not re-sort or re-filter every row: a running command
+    changes only its Elapsed; the first release moves every Start offset, not the rest."""
+    model = CommandsModel()
+    test = finished_test()
+    running = test.hosts[1].commands[0]
+    running.status, running.duration_s = CommandStatus.RUNNING, None
+    test.hosts[1].state = HostState.RUNNING
+    model.set_test(test)
+    spans: list[tuple[int, int, int, int]] = []
+    model.dataChanged.connect(
+        lambda first, last, *_: spans.append(
+            (first.row(), first.column(), last.row(), last.column())
+        )
+    )
+    elapsed = model.COLUMNS.index("Elapsed")
+    model.refresh()
+    assert spans == [(2, elapsed, 2, elapsed)]
+    assert column(model, "Elapsed")[2] != "2.000 s"  # counting since T0 (a while ago)
+    spans.clear()
+    test.scheduled_start = T0 - 1  # the common start moves: every row's offset
+    model.refresh()
+    offset, message = model.COLUMNS.index("Start offset"), model.COLUMNS.index("Message")
+    assert spans[:2] == [(0, offset, 2, offset), (0, message, 2, message)]
+    assert column(model, "Start offset")[0] == "+1.000 s"
+
+
 def test_metrics_are_columns_of_the_hosts_table_once_the_test_ends(qapp) -> None:  # type: ignore[no-untyped-def]
     model = CommandsModel()
     test = finished_test()
