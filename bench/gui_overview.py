@@ -79,6 +79,9 @@ def main() -> int:
     parser.add_argument("--size", default="1280x800", help="window size, WxH")
     parser.add_argument("--sort", default="", help="sort the commands table by this column")
     parser.add_argument(
+        "--tab", default="overview", choices=("overview", "timeline", "output"), help="in sight"
+    )
+    parser.add_argument(
         "--parts", action="store_true", help="also print the median ms per tick of each part"
     )
     args = parser.parse_args()
@@ -106,7 +109,8 @@ def main() -> int:
     view.show()
     view.begin_run(plan, None, run)
     view.on_test_started(test)
-    view.detail.tabs.setCurrentIndex(view.detail.OVERVIEW_TAB)
+    tabs = {"overview": view.detail.OVERVIEW_TAB, "timeline": view.detail.TIMELINE_TAB}
+    view.detail.tabs.setCurrentIndex(tabs.get(args.tab, view.detail.OUTPUT_TAB))
     if args.sort:
         view.detail.table.sortByColumn(
             view.detail.model.COLUMNS.index(args.sort), Qt.SortOrder.AscendingOrder
@@ -152,7 +156,8 @@ def main() -> int:
     busy.sort()
     median, p95, worst = statistics.median(busy), busy[int(0.95 * (len(busy) - 1))], busy[-1]
     print(
-        f"{args.hosts} hosts, {args.ticks} ticks, Overview in sight at {args.size}: "
+        f"{args.hosts} hosts, {args.ticks} ticks, {args.tab} in sight at {args.size}"
+        f"{', sorted by ' + args.sort if args.sort else ''}: "
         f"busy per tick median {median:.1f} ms, p95 {p95:.1f} ms, max {worst:.1f} ms "
         f"(limit {LIMIT_MS:.0f} ms); its CPU time median {statistics.median(cpus):.1f} ms, "
         f"max {max(cpus):.1f} ms"

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -388,6 +388,7 @@ class TimelineWidget(QAbstractScrollArea):
         # callable, as a sorted table's order changes) are computed when next read.
         self._data_stale = False
         self._order_of: Callable[[], list[int] | None] | None = None
+        self._order_pending = False
         self.selected: int | None = None
         self.run_span_ms: float | None = None  # grows in steps; reset for another test
         self._test: TestResult | None = None
@@ -426,9 +427,16 @@ class TimelineWidget(QAbstractScrollArea):
             self._order_of = order
         else:
             self._order, self._order_of = order, None
-        if self.isVisible():
-            self._update_scroll()
-            self.viewport().update()
+        if self.isVisible() and not self._order_pending:
+            # A sorted table moves rows many times a tick: the order is read once,
+            # when the loop is next idle.
+            self._order_pending = True
+            QTimer.singleShot(0, self._apply_order)
+
+    def _apply_order(self) -> None:
+        self._order_pending = False
+        self._update_scroll()
+        self.viewport().update()
 
     def set_selected(self, row: int | None) -> None:
         self.selected = row
