@@ -111,14 +111,31 @@ def exec_unmeasured(test: TestResult) -> str:
     return "when the commands began was not measured" + (f" ({why})" if why else "")
 
 
-def late_line(test: TestResult) -> str | None:
+def late_line(test: TestResult, most: int | None = None) -> str | None:
     """`late releases (more than 1.000 ms, --late-ms): node2 +85.900 ms, node3 +120.300 ms`;
-    None when no host was late."""
+    None when no host was late. With more than `most` late hosts, only the `most`
+    latest are named: `...: 100 hosts; the latest: node7 +316.339 ms, ...; and 97 more`."""
     late = test.late_hosts()
     if not late:
         return None
-    named = ", ".join(f"{host.target} {ms(late_ms, True)}" for host, late_ms in late)
-    return f"late releases (more than {ms(test.late_threshold_ms)}, --late-ms): {named}"
+    shown = late
+    if most is not None and len(late) > most:
+        shown = sorted(late, key=lambda pair: -pair[1])[:most]
+    named = ", ".join(f"{host.target} {ms(late_ms, True)}" for host, late_ms in shown)
+    if len(shown) < len(late):
+        more = len(late) - len(shown)
+        named = f"{count(len(late), 'host')}; the latest: {named}; and {more} more"
+    return f"{late_heading(test.late_threshold_ms)} {named}"
+
+
+def released_late(late_ms: float) -> str:
+    """`released 85.900 ms late`: a command's release past --late-ms."""
+    return f"released {ms(late_ms)} late"
+
+
+def late_heading(threshold_ms: float) -> str:
+    """`late releases (more than 1.000 ms, --late-ms):`, before the late hosts."""
+    return f"late releases (more than {ms(threshold_ms)}, --late-ms):"
 
 
 def start_facts(test: TestResult, commands: str | None = None) -> str:
@@ -672,12 +689,15 @@ def commands_finished(test: TestResult) -> str:
     return f"{done}/{total} commands finished"
 
 
+LATE_NAMED = 5  # late hosts a summary line names (on a loaded machine, all may be late)
+
+
 def summary_parts(test: TestResult) -> list[str]:
     """The parts of a test's summary line after its label and status."""
     parts = [commands_finished(test), count(len(test.hosts), "host")]
     if test.start_spread_ms is not None:
         parts.append(began(test))
-        late = late_line(test)
+        late = late_line(test, most=LATE_NAMED)
         if late is not None:
             parts.append(late)
     if test.lead_ms is not None:

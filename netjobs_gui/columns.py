@@ -151,9 +151,12 @@ def common_start(test: TestResult) -> float | None:
     return min(starts) if starts else None
 
 
-def start_offset_ms(test: TestResult, host: HostResult, command: CommandResult) -> float | None:
-    """When this command was released, relative to the common start (controller clock)."""
-    start = common_start(test)
+def start_offset_ms(
+    test: TestResult, host: HostResult, command: CommandResult, start: float | None = None
+) -> float | None:
+    """When this command was released, relative to the common start (controller clock);
+    `start`: the common start when the caller has it (it reads every command)."""
+    start = common_start(test) if start is None else start
     if command.started_at is not None and start is not None:
         return (command.started_at - start) * 1000.0
     return host.start_offset_ms
@@ -166,9 +169,14 @@ def late_ms(test: TestResult, command: CommandResult) -> float | None:
 
 
 def _start_offset(row: CommandRow) -> str:
-    offset = text.ms(start_offset_ms(row.test, row.host, row.command), signed=True, none=NO_VALUE)
+    """The offset; a late release is coloured here and said in the Message column
+    (beside the offset, its words would be cut off in a column this narrow)."""
+    return text.ms(row.start_offset_ms, signed=True, none=NO_VALUE)
+
+
+def _late_words(row: CommandRow) -> str:
     late = late_ms(row.test, row.command)
-    return offset if late is None else f"{offset} (late {text.ms(late)})"
+    return "" if late is None else text.released_late(late)
 
 
 def elapsed_s(command: CommandResult, now: float | None = None) -> float | None:
@@ -276,10 +284,15 @@ class CommandRow:
     host: HostResult
     index: int
     now: float | None = None
+    start: float | None = None  # the test's common start, if the caller has it
 
     @property
     def command(self) -> CommandResult:
         return self.host.commands[self.index]
+
+    @property
+    def start_offset_ms(self) -> float | None:
+        return start_offset_ms(self.test, self.host, self.command, self.start)
 
     @property
     def state(self) -> Status:
@@ -291,6 +304,9 @@ class CommandRow:
         stay in sight after the run, as the terminal report lists them)."""
         said = self.command.message or self.host.error
         parts = [said] if said else []
+        late = late_ms(self.test, self.command)
+        if late is not None:
+            parts.append(text.released_late(late))
         parts += [text.interruption(record) for record in self.host.interruptions]
         return "; ".join(parts)
 
@@ -307,9 +323,10 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
     Column(
         "Start offset",
         _start_offset,
-        key=lambda r: _number(start_offset_ms(r.test, r.host, r.command)),
+        key=lambda r: _number(r.start_offset_ms),
         numeric=True,
         color=lambda r: None if late_ms(r.test, r.command) is None else color(CommandStatus.FAILED),
+        tooltip=lambda r: "; ".join(p for p in (_start_offset(r), _late_words(r)) if p),
     ),
     Column(
         "Began",
@@ -337,7 +354,7 @@ COMMAND_FIT = (
     Fit(120, 3),
     Fit(70),
     Fit(95),
-    Fit(80),
+    Fit(90),  # "+695.127 ms": a loaded machine's exec offsets
     Fit(65),
     Fit(95),
     Fit(120, 3),

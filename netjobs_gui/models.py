@@ -26,6 +26,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor
 
+from netjobs_core.results import CommandStatus
 from netjobs_core.text import printable
 from netjobs_gui import columns
 from netjobs_gui.columns import (
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from netjobs_core.check import HostCheck
     from netjobs_core.config import Plan
     from netjobs_core.records import RunRecord
-    from netjobs_core.results import HostResult, RunResult, TestResult
+    from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
     from netjobs_core.wire.address import Address
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -227,8 +228,22 @@ class TestsModel(ColumnsModel):
         self.labels: list[str] = []
         self.host_counts: list[int] = []
         self.results: dict[str, TestResult] = {}
+        # Each cell once per refresh: a wrapped list sizes its rows from every cell,
+        # many times a tick, and a running test's status reads all its commands.
+        self._cells: dict[tuple[int, int, int], Any] = {}
+
+    def refresh(self) -> None:
+        self._cells.clear()
+        super().refresh()
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        key = (index.row(), index.column(), role)
+        if key not in self._cells:
+            self._cells[key] = super().data(index, role)
+        return self._cells[key]
 
     def set_plan(self, plan: Plan | None) -> None:
+        self._cells.clear()
         self.beginResetModel()
         if plan is None:
             self.labels, self.host_counts = [], []
@@ -267,15 +282,27 @@ class TestsModel(ColumnsModel):
 
 class CommandsModel(ColumnsModel):
     """One row per host/command of a TestResult (live or finished); after the fixed
-    columns, one per metric of the test once it has ended."""
+    columns, one per metric of the test once it has ended.
+
+    At 1000 hosts a refresh tick must not touch every row: `refresh()` says changed
+    only the rows whose facts changed since the last tick (and, for the commands
+    still running, only their Elapsed cell), so a sorted or filtered proxy re-sorts
+    and re-filters only those; each row's cell texts, colours and sort keys are
+    kept until its facts change."""
 
     SPEC = columns.COMMAND_COLUMNS
     COLUMNS = columns.names(SPEC)
+    ELAPSED = COLUMNS.index("Elapsed")
+    SHARED_COLUMNS = (COLUMNS.index("Start offset"), COLUMNS.index("Message"))
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self.test: TestResult | None = None
         self.keys: list[tuple[int, int]] = []  # (host index, command index)
+        self._facts: list[tuple[Any, ...]] = []  # each row's, as of the last refresh
+        self._shared: tuple[Any, ...] = ()  # what every row's cells depend on
+        self._cells: list[dict[int, dict[int, Any]]] = []  # row -> column -> role -> value
+        self._start: float | None = None  # the test's common start, once per refresh
 
     def set_test(self, test: TestResult | None) -> None:
         self.beginResetModel()
@@ -283,6 +310,7 @@ class CommandsModel(ColumnsModel):
         self.keys = self._keys()
         self.SPEC = columns.command_columns(test)
         self.COLUMNS = columns.names(self.SPEC)
+        self._remember()
         self.endResetModel()
 
     def _keys(self) -> list[tuple[int, int]]:
@@ -290,13 +318,83 @@ class CommandsModel(ColumnsModel):
             return []
         return [(h, c) for h, host in enumerate(self.test.hosts) for c in range(len(host.commands))]
 
+    def _remember(self) -> None:
+        self._facts = self._all_facts()
+        self._shared = self._shared_facts()
+        self._cells = [{} for _ in self.keys]
+
+    def _shared_facts(self) -> tuple[Any, ...]:
+        test = self.test
+        if test is None:
+            return ()
+        self._start = columns.common_start(test)
+        return (self._start, test.late_threshold_ms)
+
+    def _all_facts(self) -> list[tuple[Any, ...]]:
+        if self.test is None:
+            return []
+        hosts = self.test.hosts
+        return [_facts(hosts[h], hosts[h].commands[c]) for h, c in self.keys]
+
     def refresh(self) -> None:
         keys = self._keys()
         metrics = tuple(self.test.metrics) if self.test is not None else ()
         if keys != self.keys or self.COLUMNS[len(columns.COMMAND_COLUMNS) :] != metrics:
             self.set_test(self.test)
-        else:
-            super().refresh()
+            return
+        shared = self._shared_facts()
+        if shared != self._shared:
+            # The common start (the first release) or --late-ms: every row's Start
+            # offset and Message; said per column, so a table sorted by another column
+            # is not re-sorted whole.
+            self._shared = shared
+            last_row = len(self.keys) - 1
+            for column in self.SHARED_COLUMNS:
+                for cells in self._cells:
+                    cells.pop(column, None)
+                if last_row >= 0:
+                    self.dataChanged.emit(self.index(0, column), self.index(last_row, column))
+        changed, ticking = [], []
+        for row, facts in enumerate(self._all_facts()):
+            if facts != self._facts[row]:
+                self._facts[row] = facts
+                self._cells[row] = {}
+                changed.append(row)
+            elif facts[0] is CommandStatus.RUNNING and facts[1] is not None and facts[2] is None:
+                ticking.append(row)  # its Elapsed grows
+        last = len(self.SPEC) - 1
+        for first, end in _ranges(changed):
+            self.dataChanged.emit(self.index(first, 0), self.index(end, last))
+        for row in ticking:
+            self._cells[row].pop(self.ELAPSED, None)
+        for first, end in _ranges(ticking):
+            self.dataChanged.emit(
+                self.index(first, self.ELAPSED), self.index(end, self.ELAPSED), [DISPLAY]
+            )
+
+    def data(self, index: _Index, role: int = DISPLAY) -> Any:
+        # Every role the view asks (ten or so a cell, each paint) from the row's cache.
+        row = index.row()
+        if not index.isValid() or row >= len(self._cells):
+            return None
+        column = index.column()
+        roles = self._cells[row].setdefault(column, {})
+        if role not in roles:
+            roles[role] = super().data(index, role)
+        return roles[role]
+
+    def sort_key(self, row: int, column: int) -> Key:
+        roles = self._cells[row].setdefault(column, {})
+        if _SORT not in roles:
+            roles[_SORT] = super().sort_key(row, column)
+        return roles[_SORT]
+
+    # Qt asks these thousands of times a tick (every index() of a sorted proxy).
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.keys)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.SPEC)
 
     def item(self, row: int) -> tuple[HostResult, int]:
         assert self.test is not None
@@ -313,10 +411,42 @@ class CommandsModel(ColumnsModel):
     def row_item(self, row: int) -> CommandRow:
         assert self.test is not None
         host, index = self.item(row)
-        return CommandRow(self.test, host, index)
+        return CommandRow(self.test, host, index, start=self._start)
 
     def matches(self, row: int, wanted: TextFilter) -> bool:
         return columns.command_matches(self.row_item(row), wanted)
+
+
+def _facts(host: HostResult, c: CommandResult) -> tuple[Any, ...]:
+    """What a command's row shows, but its Elapsed while it runs (columns.py)."""
+    return (
+        c.status,
+        c.started_at,
+        c.duration_s,
+        c.exit_code,
+        c.exec_offset_ms,
+        c.release_late_ms,
+        c.message,
+        len(c.metrics),
+        host.state,
+        host.start_offset_ms,
+        host.error,
+        len(host.interruptions),
+    )
+
+
+_SORT = -1  # a cell's sort key, kept beside its roles
+
+
+def _ranges(rows: list[int]) -> list[tuple[int, int]]:
+    """Ascending rows as (first, last) runs of consecutive rows."""
+    runs: list[tuple[int, int]] = []
+    for row in rows:
+        if runs and runs[-1][1] == row - 1:
+            runs[-1] = (runs[-1][0], row)
+        else:
+            runs.append((row, row))
+    return runs
 
 
 # --------------------------------------------------------------------------- the session's results

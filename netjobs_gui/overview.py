@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QLineF, QPoint, QPointF, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QHelpEvent,
@@ -35,6 +36,7 @@ MAX_BINS = 60
 MARGIN = 8
 HISTOGRAM_H = 80
 STRIP_H = 14
+PANEL_GAP = 16  # between the releases' histogram and the exec instants' one
 MIN_CELL, MAX_CELL = 5, 28
 
 # A host's cell shows its worst command's problem, else where the host stands.
@@ -45,6 +47,8 @@ _PROBLEMS = (
     CommandStatus.TIMEOUT,
     CommandStatus.KILLED,
 )
+
+_PROBLEM_SET = frozenset(_PROBLEMS)
 
 
 def _key(status: Status) -> tuple[type, Status]:
@@ -58,6 +62,13 @@ def host_status(host: HostResult) -> Status:
     commands' problems (error, lost, failed, timed out, killed); else its state."""
     if host.state is HostState.FAILED:
         return HostState.FAILED
+    if len(host.commands) == 1:  # most hosts: no set to build (1000 hosts a tick)
+        status = host.commands[0].status
+        if status in _PROBLEM_SET:
+            return status
+        if host.state is HostState.RUNNING and status.finished:
+            return CommandStatus.OK
+        return host.state
     statuses = {c.status for c in host.commands}
     for problem in _PROBLEMS:
         if problem in statuses:
@@ -107,14 +118,29 @@ class OverviewData:
     statuses: list[Status]  # each host's cell
     offsets: dict[int, float]  # host index -> its start offset in ms (released hosts)
     spread_ms: float | None
-    late: list[int] = field(default_factory=list)  # the latest hosts, latest first
+    late: list[int] = field(default_factory=list)  # the hosts named: late ones, else latest
+    # host index -> when its (last) command began, ms from the common start (issue 19)
+    exec_offsets: dict[int, float] = field(default_factory=dict)
+    late_ms: dict[int, float] = field(default_factory=dict)  # hosts released late (--late-ms)
+    late_threshold_ms: float = 1.0
+    began: str = ""  # text.began(): "released within ...; commands began within ..."
 
     @classmethod
     def of(cls, test: TestResult) -> OverviewData:
         offsets = {
             i: h.start_offset_ms for i, h in enumerate(test.hosts) if h.start_offset_ms is not None
         }
-        late = sorted(offsets, key=lambda i: (-offsets[i], i))[:LATE_SHOWN]
+        exec_offsets: dict[int, float] = {}
+        for i, host in enumerate(test.hosts):
+            began = [c.exec_offset_ms for c in host.commands if c.exec_offset_ms is not None]
+            if began:
+                exec_offsets[i] = max(began)
+        where = {id(h): i for i, h in enumerate(test.hosts)}
+        late_ms = {where[id(host)]: ms for host, ms in test.late_hosts()}
+        if late_ms:
+            late = sorted(late_ms, key=lambda i: (-late_ms[i], i))
+        else:
+            late = sorted(offsets, key=lambda i: (-offsets[i], i))[:LATE_SHOWN]
         return cls(
             test.label,
             [h.target for h in test.hosts],
@@ -122,6 +148,10 @@ class OverviewData:
             offsets,
             test.start_spread_ms,
             late,
+            exec_offsets,
+            late_ms,
+            test.late_threshold_ms,
+            text.began(test) if test.start_spread_ms is not None else "",
         )
 
     def tally(self) -> list[tuple[Status, int]]:
@@ -133,19 +163,51 @@ class OverviewData:
         return f"{text.count(len(self.names), 'host')}: {counts}" if self.names else "no hosts"
 
     def offsets_heading(self) -> str:
+        """`Start offsets from the common start (99 of 100 released): released within
+        ...; commands began within ...` (text.began, as the report says it)."""
         released = len(self.offsets)
-        what = f"Start offsets from the common start ({released} of {len(self.names)} released"
-        if self.spread_ms is not None:
-            what += f", spread {text.ms(self.spread_ms)}"
-        return what + ")"
+        what = f"Start offsets from the common start ({released} of {len(self.names)} released)"
+        return f"{what}: {self.began}" if self.began else what
+
+    def panels(self) -> list[tuple[str, dict[int, float]]]:
+        """The offset histograms shown: the releases, and when the commands began
+        (exec instants) once any was measured."""
+        shown = [("released (agent's release instant)", self.offsets)]
+        if self.exec_offsets:
+            measured = f"{len(self.exec_offsets)} of {len(self.names)}"
+            shown.append((f"began (the command's exec instant, {measured})", self.exec_offsets))
+        return shown
+
+    def named_heading(self) -> str:
+        return text.late_heading(self.late_threshold_ms) if self.late_ms else "Latest:"
 
     def late_text(self) -> list[tuple[int, str]]:
-        return [(i, f"{self.names[i]} {text.ms(self.offsets[i], signed=True)}") for i in self.late]
+        """The hosts named under the histograms, each with its lateness (late releases)
+        or its start offset (the latest, when none was late)."""
+        said = self.late_ms or self.offsets
+        return [(i, f"{self.names[i]} {text.ms(said[i], signed=True)}") for i in self.late]
 
     def tooltip(self, host: int) -> str:
+        said = f"{self.names[host]}: {vocabulary.word(self.statuses[host])}"
         offset = self.offsets.get(host)
-        started = f", started {text.ms(offset, signed=True)}" if offset is not None else ""
-        return f"{self.names[host]}: {vocabulary.word(self.statuses[host])}{started}"
+        if offset is not None:
+            said += f", started {text.ms(offset, signed=True)}"
+        if host in self.exec_offsets:
+            said += f", began {text.ms(self.exec_offsets[host], signed=True)}"
+        if host in self.late_ms:
+            said += f", released {text.ms(self.late_ms[host])} late"
+        return said
+
+
+def _outline(rect: QRect) -> list[QLineF]:
+    """A rectangle's sides as lines (drawRect() costs ms here, on a widget)."""
+    left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
+    return [
+        QLineF(left, top, right, top),
+        QLineF(right, top, right, bottom),
+        QLineF(right, bottom, left, bottom),
+        QLineF(left, bottom, left, top),
+    ]
 
 
 def grid_cell(count: int, width: int, height: int) -> tuple[int, int]:
@@ -160,6 +222,36 @@ def grid_cell(count: int, width: int, height: int) -> tuple[int, int]:
     return cell, max(1, width // cell)
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One offsets histogram as laid out: its caption, bars, strip and axis."""
+
+    caption: str
+    offsets: dict[int, float]
+    found: Histogram | None
+    bars: QRect
+    strip: QRect
+
+    def x_of(self, offset: float) -> float:
+        assert self.found is not None
+        found, area = self.found, self.bars
+        return area.left() + (offset - found.lo) / (found.hi - found.lo) * area.width()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything goes for one OverviewData at one size: painting and clicks
+    share it, and it is computed once per change (1000 cells and ticks a tick)."""
+
+    line: int
+    panels: list[Panel]
+    named_top: int  # the line naming the late (or latest) hosts
+    grid: QRect
+    cell: int
+    columns: int
+    cells: list[QRect]  # each host's cell, in the test's order
+
+
 class OverviewWidget(QWidget):
     host_clicked = Signal(int)  # a host's index in the test
 
@@ -169,9 +261,16 @@ class OverviewWidget(QWidget):
         self.data: OverviewData | None = None
         self.selected: int | None = None
         self._late_rects: list[tuple[QRect, int]] = []
+        self.drawn: list[str] = []  # the words of the last paint
+        self._layout: tuple[tuple[int, int, int], Layout] | None = None
+        self._cells: tuple[tuple[int, int, int, int], list[QRect]] | None = None
         self._stale = False
         self.setMouseTracking(False)
-        self.setMinimumHeight(HISTOGRAM_H + STRIP_H + 120)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)  # it fills all it paints
+        # The headings, the histograms, the named hosts and a few rows of cells: never
+        # a grid pushed out of sight (the page gives the rest to the table).
+        line = self.fontMetrics().height() + 4
+        self.setMinimumHeight(2 * MARGIN + 6 * line + HISTOGRAM_H + STRIP_H + 6 + 4 * MIN_CELL)
 
     def sizeHint(self) -> QSize:
         return QSize(800, 420)
@@ -180,6 +279,7 @@ class OverviewWidget(QWidget):
     def set_test(self, test: TestResult | None) -> None:
         self.test = test
         self.selected = None
+        self.data = None
         self.refresh()
 
     def set_selected(self, host: int | None) -> None:
@@ -188,13 +288,16 @@ class OverviewWidget(QWidget):
             self.update()
 
     def refresh(self) -> None:
-        """Recompute from the (live) test; while hidden, only once shown again."""
+        """Recompute from the (live) test; while hidden, only once shown again; an
+        unchanged picture is not painted again."""
         if not self.isVisible():
             self._stale = True
             return
         self._stale = False
-        self.data = OverviewData.of(self.test) if self.test is not None else None
-        self.update()
+        data = OverviewData.of(self.test) if self.test is not None else None
+        if data != self.data or data is None:
+            self.data = data
+            self.update()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
@@ -202,170 +305,233 @@ class OverviewWidget(QWidget):
             self.refresh()
 
     # ---- geometry: shared by painting and clicking
-    def _line_h(self) -> int:
-        return self.fontMetrics().height() + 4
+    def layout_now(self) -> Layout | None:
+        data = self.data
+        if data is None:
+            return None
+        key = (id(data), self.width(), self.height())
+        if self._layout is None or self._layout[0] != key:
+            self._layout = (key, self._compute_layout(data))
+        return self._layout[1]
 
-    def _histogram_rect(self) -> QRect:
-        top = MARGIN + self._line_h() * 2
-        return QRect(MARGIN, top, self.width() - 2 * MARGIN, HISTOGRAM_H)
-
-    def _strip_rect(self) -> QRect:
-        bars = self._histogram_rect()
-        return QRect(bars.left(), bars.bottom() + 2, bars.width(), STRIP_H)
+    def _compute_layout(self, data: OverviewData) -> Layout:
+        line = self.fontMetrics().height() + 4
+        shown = data.panels()
+        width = self.width() - 2 * MARGIN
+        each = (width - PANEL_GAP * (len(shown) - 1)) // len(shown)
+        top = MARGIN + 3 * line
+        panels = []
+        for k, (caption, offsets) in enumerate(shown):
+            bars = QRect(MARGIN + k * (each + PANEL_GAP), top, each, HISTOGRAM_H)
+            strip = QRect(bars.left(), bars.bottom() + 2, each, STRIP_H)
+            bins = max(1, min(MAX_BINS, each // 6))
+            panels.append(Panel(caption, offsets, histogram(offsets, bins), bars, strip))
+        below = top + HISTOGRAM_H + 2 + STRIP_H + 4
+        grid_top = below + 3 * line
+        grid = QRect(MARGIN, grid_top, width, self.height() - grid_top - MARGIN)
+        cell, columns = grid_cell(len(data.names), grid.width(), grid.height())
+        key = (len(data.names), grid.width(), grid.top(), grid.height())
+        if self._cells is None or self._cells[0] != key:  # the same while the size is
+            gap = 1 if cell < 10 else 2
+            cells = [
+                QRect(grid.left() + c * cell, grid.top() + r * cell, cell - gap, cell - gap)
+                for r, c in (divmod(i, columns) for i in range(len(data.names)))
+            ]
+            self._cells = (key, cells)
+        return Layout(line, panels, below + line, grid, cell, columns, self._cells[1])
 
     def _grid_rect(self) -> QRect:
-        strip = self._strip_rect()
-        top = strip.bottom() + 4 + self._line_h() * 2 + self._line_h()
-        return QRect(MARGIN, top, self.width() - 2 * MARGIN, self.height() - top - MARGIN)
-
-    def _bins(self) -> int:
-        return max(1, min(MAX_BINS, self._histogram_rect().width() // 6))
-
-    def _x_of(self, offset: float, found: Histogram) -> float:
-        area = self._histogram_rect()
-        return area.left() + (offset - found.lo) / (found.hi - found.lo) * area.width()
+        found = self.layout_now()
+        return QRect() if found is None else found.grid
 
     def host_at(self, x: float, y: float) -> int | None:
         """The host drawn at (x, y): a cell, a tick, a bar (its earliest host), a name."""
-        data = self.data
-        if data is None or not data.names:
+        data, found = self.data, self.layout_now()
+        if data is None or found is None or not data.names:
             return None
+        point = QPoint(int(x), int(y))
         for rect, host in self._late_rects:
-            if rect.contains(int(x), int(y)):
+            if rect.contains(point):
                 return host
-        grid = self._grid_rect()
-        if grid.contains(int(x), int(y)):
-            cell, columns = grid_cell(len(data.names), grid.width(), grid.height())
+        grid = found.grid
+        if grid.contains(point):
+            cell, columns = found.cell, found.columns
             index = int((y - grid.top()) // cell) * columns + int((x - grid.left()) // cell)
             inside = (x - grid.left()) < columns * cell
             return index if inside and 0 <= index < len(data.names) else None
-        found = histogram(data.offsets, self._bins())
-        if found is None:
-            return None
-        strip, bars = self._strip_rect(), self._histogram_rect()
-        if strip.contains(int(x), int(y)):
-            return min(data.offsets, key=lambda i: abs(self._x_of(data.offsets[i], found) - x))
-        if bars.contains(int(x), int(y)):
-            offset = found.lo + (x - bars.left()) / bars.width() * (found.hi - found.lo)
-            members = found.members[found.bin_of(offset)]
-            return min(members, key=lambda i: data.offsets[i]) if members else None
+        for panel in found.panels:
+            bins, offsets = panel.found, panel.offsets
+            if bins is None:
+                continue
+            if panel.strip.contains(point):
+                return min(offsets, key=lambda i: abs(panel.x_of(offsets[i]) - x))
+            if panel.bars.contains(point):
+                share = (x - panel.bars.left()) / panel.bars.width()
+                offset = bins.lo + share * (bins.hi - bins.lo)
+                members = bins.members[bins.bin_of(offset)]
+                return min(members, key=lambda i: offsets[i]) if members else None
         return None
 
     # ---- painting
     def paintEvent(self, event: QPaintEvent) -> None:
         painter, inks = begin_painting(self)
-        data = self.data
-        line = self._line_h()
-        self._late_rects = []
-        if data is None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)  # pixels, and faster
+        data, found = self.data, self.layout_now()
+        self._late_rects, self.drawn = [], []
+        metrics = self.fontMetrics()
+        line = metrics.height() + 4
+        if data is None or found is None:
             painter.setPen(inks.muted)
-            painter.drawText(MARGIN, MARGIN + line, "No test selected, or not run yet.")
+            self._draw_text(painter, MARGIN, MARGIN + line, "No test selected, or not run yet.")
             painter.end()
             return
         # Heading: the counts, each with its colour.
         x = MARGIN
         painter.setPen(inks.text)
         heading = f"{data.label}: {text.count(len(data.names), 'host')}"
-        painter.drawText(x, MARGIN + line - 4, heading)
-        x += self.fontMetrics().horizontalAdvance(heading) + 12
+        self._draw_text(painter, x, MARGIN + line - 4, heading)
+        x += metrics.horizontalAdvance(heading) + 12
         for status, n in data.tally():
             painter.fillRect(QRectF(x, MARGIN + 3, 10, 10), QColor(vocabulary.color(status)))
             label = f"{n} {vocabulary.word(status)}"
-            painter.drawText(x + 14, MARGIN + line - 4, label)
-            x += 14 + self.fontMetrics().horizontalAdvance(label) + 12
+            self._draw_text(painter, x + 14, MARGIN + line - 4, label)
+            x += 14 + metrics.horizontalAdvance(label) + 12
         painter.setPen(inks.muted)
-        painter.drawText(MARGIN, MARGIN + 2 * line - 4, data.offsets_heading())
-
-        bars, strip = self._histogram_rect(), self._strip_rect()
-        found = histogram(data.offsets, self._bins())
-        painter.setPen(inks.grid)
-        painter.drawRect(bars)
-        if found is not None:
-            self._paint_histogram(painter, inks, data, found)
-        else:
-            painter.setPen(inks.muted)
-            painter.drawText(bars, Qt.AlignmentFlag.AlignCenter, "no host released yet")
-        below = strip.bottom() + 4 + line
-        # The latest hosts, each clickable.
-        x = MARGIN
+        width = self.width() - 2 * MARGIN
+        # The summary line above the tabs says it whole; here it may be elided.
+        said = metrics.elidedText(data.offsets_heading(), Qt.TextElideMode.ElideRight, width)
+        self._draw_text(painter, MARGIN, MARGIN + 2 * line - 4, said)
+        for panel in found.panels:
+            self._paint_panel(painter, inks, data, panel, line)
+        self._paint_named(painter, inks, data, found)
         painter.setPen(inks.muted)
-        if data.late:
-            painter.drawText(x, below - 4 + line, "Latest:")
-            x += self.fontMetrics().horizontalAdvance("Latest:") + 8
-        painter.setPen(QColor(vocabulary.BLUE))
-        for host, words in data.late_text():
-            advance = self.fontMetrics().horizontalAdvance(words)
-            if x + advance > self.width() - MARGIN:
-                break
-            painter.drawText(x, below - 4 + line, words)
-            self._late_rects.append((QRect(x, below + 2, advance, line), host))
-            x += advance + 14
-        painter.setPen(inks.muted)
-        painter.drawText(
-            MARGIN, below - 4 + 2 * line, "Hosts, in the test's order (click one to select it):"
-        )
-        self._paint_grid(painter, inks, data)
+        caption = "Hosts, in the test's order (click one to select it"
+        caption += "; a dot: released late):" if data.late_ms else "):"
+        self._draw_text(painter, MARGIN, found.named_top + 2 * line - 4, caption)
+        self._paint_grid(painter, inks, data, found)
         painter.end()
 
-    def _paint_histogram(
-        self, painter: QPainter, inks: Inks, data: OverviewData, found: Histogram
+    def _paint_panel(
+        self, painter: QPainter, inks: Inks, data: OverviewData, panel: Panel, line: int
     ) -> None:
-        bars, strip = self._histogram_rect(), self._strip_rect()
+        bars, strip = panel.bars, panel.strip
+        painter.setPen(inks.muted)
+        caption = self.fontMetrics().elidedText(
+            panel.caption, Qt.TextElideMode.ElideRight, bars.width()
+        )
+        self._draw_text(painter, bars.left(), bars.top() - 6, caption)
+        painter.setPen(inks.grid)
+        painter.drawLines(_outline(bars))
+        found = panel.found
+        if found is None:
+            painter.setPen(inks.muted)
+            self._draw_text(painter, bars, Qt.AlignmentFlag.AlignCenter, "no host released yet")
+            return
         tallest = max(len(m) for m in found.members) or 1
         step = bars.width() / len(found.members)
+        colors: dict[tuple[type, Status], QColor] = {}
         for k, members in enumerate(found.members):
             # Stacked by status, problems at the bottom: a bar never hides a failed host.
             bottom = float(bars.bottom())
             by_status = Counter(_key(data.statuses[i]) for i in members)
-            for (_, status), n in sorted(by_status.items(), key=lambda p: p[0][1] not in _PROBLEMS):
+            for key, n in sorted(by_status.items(), key=lambda p: p[0][1] not in _PROBLEMS):
                 h = (bars.height() - 4) * n / tallest
-                color = QColor(vocabulary.color(status))
-                color.setAlpha(200)
+                if key not in colors:
+                    colors[key] = QColor(vocabulary.color(key[1]))
+                    colors[key].setAlpha(200)
                 left = bars.left() + k * step + 1
-                painter.fillRect(QRectF(left, bottom - h, max(1.0, step - 2), h), color)
+                painter.fillRect(QRectF(left, bottom - h, max(1.0, step - 2), h), colors[key])
                 bottom -= h
         # The common start, and the axis' ends.
-        zero = self._x_of(0.0, found)
+        zero = panel.x_of(0.0)
         painter.setPen(QPen(inks.text, 1, Qt.PenStyle.DashLine))
         painter.drawLine(QPointF(zero, bars.top()), QPointF(zero, strip.bottom()))
         painter.setPen(inks.muted)
-        painter.drawText(
+        self._draw_text(
+            painter,
             QRectF(bars.left() + 2, bars.top() + 2, bars.width() / 2, 16),
             text.ms(found.lo, signed=True),
         )
-        painter.drawText(
+        self._draw_text(
+            painter,
             QRectF(bars.center().x() - 100, bars.top() + 2, bars.width() / 2 + 98, 16),
             Qt.AlignmentFlag.AlignRight,
             text.ms(found.hi, signed=True),
         )
-        # One tick per released host.
+        # One tick per host, drawn once per pixel column and colour (1000 hosts).
         painter.fillRect(strip, inks.grid)
-        for host, offset in data.offsets.items():
-            x = self._x_of(offset, found)
-            painter.setPen(QColor(vocabulary.color(data.statuses[host])))
-            painter.drawLine(QPointF(x, strip.top() + 2), QPointF(x, strip.bottom() - 2))
-        if self.selected is not None and self.selected in data.offsets:
-            x = self._x_of(data.offsets[self.selected], found)
+        scale = bars.width() / (found.hi - found.lo)
+        columns: dict[tuple[type, Status], set[int]] = {}
+        late: set[int] = set()
+        for host, offset in panel.offsets.items():
+            x = int(bars.left() + (offset - found.lo) * scale)
+            columns.setdefault(_key(data.statuses[host]), set()).add(x)
+            if host in data.late_ms:
+                late.add(x)
+        for (_, status), xs in columns.items():
+            painter.setPen(QColor(vocabulary.color(status)))
+            painter.drawLines([QLineF(x, strip.top() + 2, x, strip.bottom() - 2) for x in xs])
+        if late and panel.offsets is data.offsets:  # late releases: full-height marks
             painter.setPen(QPen(inks.text, 2))
-            painter.drawLine(QPointF(x, bars.top()), QPointF(x, strip.bottom()))
+            painter.drawLines([QLineF(x, strip.top(), x, strip.bottom()) for x in late])
+        if self.selected is not None and self.selected in panel.offsets:
+            at = panel.x_of(panel.offsets[self.selected])
+            painter.setPen(QPen(inks.text, 2))
+            painter.drawLine(QPointF(at, bars.top()), QPointF(at, strip.bottom()))
 
-    def _paint_grid(self, painter: QPainter, inks: Inks, data: OverviewData) -> None:
-        grid = self._grid_rect()
-        cell, columns = grid_cell(len(data.names), grid.width(), grid.height())
-        colors = {_key(s): QColor(vocabulary.color(s)) for s in data.statuses}
-        gap = 1 if cell < 10 else 2
-        for i, status in enumerate(data.statuses):
-            row, column = divmod(i, columns)
-            rect = QRect(
-                grid.left() + column * cell, grid.top() + row * cell, cell - gap, cell - gap
+    def _paint_named(
+        self, painter: QPainter, inks: Inks, data: OverviewData, found: Layout
+    ) -> None:
+        """The late hosts (else the latest), each clickable."""
+        if not data.late:
+            return
+        metrics, line, top = self.fontMetrics(), found.line, found.named_top
+        heading = data.named_heading()
+        painter.setPen(inks.muted)
+        self._draw_text(painter, MARGIN, top + line - 4, heading)
+        x = MARGIN + metrics.horizontalAdvance(heading) + 8
+        painter.setPen(QColor(vocabulary.BLUE))
+        named = data.late_text()
+        # Room kept for "and N more" unless the last name fits.
+        more = metrics.horizontalAdvance(f"and {len(named)} more")
+        for k, (host, words) in enumerate(named):
+            advance = metrics.horizontalAdvance(words)
+            room = self.width() - MARGIN - (0 if k == len(named) - 1 else more + 14)
+            if x + advance > room:
+                painter.setPen(inks.muted)
+                self._draw_text(painter, x, top + line - 4, f"and {len(named) - k} more")
+                break
+            self._draw_text(painter, x, top + line - 4, words)
+            self._late_rects.append((QRect(x, top + 2, advance, line), host))
+            x += advance + 14
+
+    def _paint_grid(self, painter: QPainter, inks: Inks, data: OverviewData, found: Layout) -> None:
+        by_color: dict[tuple[type, Status], list[QRect]] = {}
+        for rect, status in zip(found.cells, data.statuses, strict=True):
+            by_color.setdefault(_key(status), []).append(rect)
+        painter.setPen(Qt.PenStyle.NoPen)
+        for (_, status), rects in by_color.items():
+            painter.setBrush(QColor(vocabulary.color(status)))
+            painter.drawRects(rects)
+        if data.late_ms:  # a dot in each late host's cell
+            painter.setBrush(inks.text)
+            dot = max(2, (found.cell - 1) // 2)
+            painter.drawRects(
+                [
+                    QRect(r.center().x() - dot // 2, r.center().y() - dot // 2, dot, dot)
+                    for r in (found.cells[i] for i in data.late_ms)
+                ]
             )
-            painter.fillRect(rect, colors[_key(status)])
-        if self.selected is not None and self.selected < len(data.statuses):
-            row, column = divmod(self.selected, columns)
+        if self.selected is not None and self.selected < len(found.cells):
+            rect = found.cells[self.selected]
+            painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.setPen(QPen(inks.text, 2))
-            painter.drawRect(
-                QRect(grid.left() + column * cell - 1, grid.top() + row * cell - 1, cell, cell)
-            )
+            painter.drawRect(rect.adjusted(-1, -1, 1, 1))
+
+    def _draw_text(self, painter: QPainter, *args: Any) -> None:
+        """drawText(), and what it said kept in `drawn` (the tests read the picture)."""
+        painter.drawText(*args)
+        self.drawn.append(args[-1])
 
     # ---- input
     def mousePressEvent(self, event: QMouseEvent) -> None:

@@ -512,11 +512,13 @@ class TestDetail(QWidget):
         self.tabs.setCurrentIndex(self.OUTPUT_TAB)
 
     def _follow_order(self, *_args: object) -> None:
-        self.timeline.set_order(
-            shown_rows(self.table)
-            if self.proxy.filter.active or self.proxy.sortColumn() >= 0
-            else None
-        )
+        # Said as a callable: a sorted table re-sorts rows on many ticks, and the
+        # timeline reads the order (1000 rows mapped) only when it next needs it.
+        self.timeline.set_order(self._table_order)
+
+    def _table_order(self) -> list[int] | None:
+        active = self.proxy.filter.active or self.proxy.sortColumn() >= 0
+        return shown_rows(self.table) if active else None
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex | None) -> None:
         row = source_row(self.table, current)

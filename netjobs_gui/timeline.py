@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor,
     QFont,
@@ -29,6 +30,7 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPen,
     QResizeEvent,
+    QShowEvent,
 )
 from PySide6.QtWidgets import QAbstractScrollArea, QFrame, QToolTip, QWidget
 
@@ -380,8 +382,13 @@ class TimelineWidget(QAbstractScrollArea):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.data: TimelineData | None = None
-        self.order: list[int] | None = None  # the rows shown, in this order (None: all)
+        self._data: TimelineData | None = None
+        self._order: list[int] | None = None  # the rows shown, in this order (None: all)
+        # Out of sight, a refresh tick costs nothing: the data and the order (set by a
+        # callable, as a sorted table's order changes) are computed when next read.
+        self._data_stale = False
+        self._order_of: Callable[[], list[int] | None] | None = None
+        self._order_pending = False
         self.selected: int | None = None
         self.run_span_ms: float | None = None  # grows in steps; reset for another test
         self._test: TestResult | None = None
@@ -402,8 +409,32 @@ class TimelineWidget(QAbstractScrollArea):
         self._test = test
         self.refresh()
 
-    def set_order(self, order: list[int] | None) -> None:
-        self.order = order
+    @property
+    def data(self) -> TimelineData | None:
+        if self._data_stale:
+            self._compute()
+        return self._data
+
+    @property
+    def order(self) -> list[int] | None:
+        if self._order_of is not None:
+            self._order, self._order_of = self._order_of(), None
+        return self._order
+
+    def set_order(self, order: list[int] | Callable[[], list[int] | None] | None) -> None:
+        """The rows shown, in this order (None: all), or what says it once needed."""
+        if callable(order):
+            self._order_of = order
+        else:
+            self._order, self._order_of = order, None
+        if self.isVisible() and not self._order_pending:
+            # A sorted table moves rows many times a tick: the order is read once,
+            # when the loop is next idle.
+            self._order_pending = True
+            QTimer.singleShot(0, self._apply_order)
+
+    def _apply_order(self) -> None:
+        self._order_pending = False
         self._update_scroll()
         self.viewport().update()
 
@@ -415,12 +446,22 @@ class TimelineWidget(QAbstractScrollArea):
         self.viewport().update()
 
     def refresh(self) -> None:
-        self.data = timeline_data(self._test) if self._test is not None else None
-        if self.data is not None:
-            low, needed = run_range(self.data)
+        self._data_stale = True
+        if self.isVisible():
+            self._compute()
+            self._update_scroll()
+            self.viewport().update()
+
+    def _compute(self) -> None:
+        self._data_stale = False
+        self._data = timeline_data(self._test) if self._test is not None else None
+        if self._data is not None:
+            low, needed = run_range(self._data)
             self.run_span_ms = extend(self.run_span_ms, needed - low)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
         self._update_scroll()
-        self.viewport().update()
 
     def shown_rows(self) -> list[int]:
         if self.data is None:

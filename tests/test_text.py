@@ -259,6 +259,14 @@ def test_began_and_late_lines() -> None:
         "released within 85.890 ms ± 0.080 ms; commands began within 86.200 ms ± 0.080 ms"
     )
     assert text.late_line(test) == "late releases (more than 1.000 ms, --late-ms): slow +85.900 ms"
+    quick.commands[0].release_late_ms = 2.0
+    # Many late hosts (a loaded machine): a summary line names the latest few.
+    assert text.late_line(test, most=1) == (
+        "late releases (more than 1.000 ms, --late-ms): 2 hosts; the latest: "
+        "slow +85.900 ms; and 1 more"
+    )
+    assert text.late_line(test, most=2) == text.late_line(test)
+    quick.commands[0].release_late_ms = 0.01
     assert text.start_facts(test) == "scheduled start, lead 17.200 ms, 2 commands on 2 hosts"
     test.late_threshold_ms = 100.0
     assert text.late_line(test) is None

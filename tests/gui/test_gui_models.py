@@ -167,14 +167,25 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     host, index = model.item(2)
     assert host.target == "beta:17000" and index == 0
     assert model.row_of(test.hosts[0], 1) == 1
+    # A refresh (each tick) says changed only the rows whose facts changed.
+    changed: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda first, last, *_: changed.append((first.row(), last.row())))
     test.hosts[0].commands[1].exit_code = -15
+    model.refresh()
+    assert changed == [(1, 1)]
     assert column(model, "Exit")[1] == "-15 (SIGTERM)"
     # When each began (its exec), and a release later than --late-ms marked.
     assert column(model, "Began") == ["—", "—", "—"]
     test.hosts[1].commands[0].exec_offset_ms = 1.25
     test.hosts[1].commands[0].release_late_ms = 85.9
+    changed.clear()
+    model.refresh()
+    assert changed == [(2, 2)]
+    model.refresh()
+    assert changed == [(2, 2)]  # nothing changed since
     assert column(model, "Began")[2] == "+1.250 ms"
-    assert column(model, "Start offset")[2] == "-0.300 ms (late 85.900 ms)"
+    assert column(model, "Start offset")[2] == "-0.300 ms"  # coloured: late
+    assert column(model, "Message")[2] == ("ran past its timeout of 2 s; released 85.900 ms late")
     offset = model.COLUMNS.index("Start offset")
     assert model.data(model.index(2, offset), Qt.ItemDataRole.ForegroundRole) is not None
     assert model.data(model.index(0, offset), Qt.ItemDataRole.ForegroundRole) is None
@@ -183,6 +194,33 @@ def test_commands_model_states_offsets_exit_codes(qapp) -> None:  # type: ignore
     test.hosts[1].commands.append(CommandResult("true"))
     model.refresh()
     assert model.rowCount() == 4
+
+
+def test_a_tick_says_changed_only_what_changed(qapp) -> None:  # type: ignore[no-untyped-def]
+    """At 1000 hosts a tick must not re-sort or re-filter every row: a running command
+    changes only its Elapsed; the first release moves every Start offset, not the rest."""
+    model = CommandsModel()
+    test = finished_test()
+    running = test.hosts[1].commands[0]
+    running.status, running.duration_s = CommandStatus.RUNNING, None
+    test.hosts[1].state = HostState.RUNNING
+    model.set_test(test)
+    spans: list[tuple[int, int, int, int]] = []
+    model.dataChanged.connect(
+        lambda first, last, *_: spans.append(
+            (first.row(), first.column(), last.row(), last.column())
+        )
+    )
+    elapsed = model.COLUMNS.index("Elapsed")
+    model.refresh()
+    assert spans == [(2, elapsed, 2, elapsed)]
+    assert column(model, "Elapsed")[2] != "2.000 s"  # counting since T0 (a while ago)
+    spans.clear()
+    test.scheduled_start = T0 - 1  # the common start moves: every row's offset
+    model.refresh()
+    offset, message = model.COLUMNS.index("Start offset"), model.COLUMNS.index("Message")
+    assert spans[:2] == [(0, offset, 2, offset), (0, message, 2, message)]
+    assert column(model, "Start offset")[0] == "+1.000 s"
 
 
 def test_metrics_are_columns_of_the_hosts_table_once_the_test_ends(qapp) -> None:  # type: ignore[no-untyped-def]

@@ -48,12 +48,46 @@ def test_what_the_overview_says_of_a_fleet() -> None:
     data = OverviewData.of(fleet(100))
     assert data.heading() == "100 hosts: 96 done, 1 failed, 1 error, 1 timed out, 1 running"
     assert data.offsets_heading() == (
-        "Start offsets from the common start (99 of 100 released, spread 5.000 ms)"
+        "Start offsets from the common start (99 of 100 released): released within "
+        "5.000 ms; when the commands began was not measured"
     )
+    assert data.named_heading() == "Latest:"  # no host released late
     assert data.late_text()[0] == (99, "node0099 +5.000 ms")  # the late host, named first
     assert [i for i, _ in data.late_text()] == [99, 98, 97, 96, 95]
     assert data.tooltip(3) == "node0003: failed, started +0.003 ms"
     assert data.tooltip(5) == "node0005: error"  # never released
+
+
+def exec_fleet(n: int) -> TestResult:
+    """fleet(n) with every command's exec instant measured (issue 19): host k began
+    1 + k/100 ms after the common start; node0002 and node0004 released 2.5 and 7 ms
+    late (--late-ms 1)."""
+    test = fleet(n)
+    test.exec_spread_ms, test.exec_spread_uncertainty_ms = 1.5, 0.1
+    for k, host in enumerate(test.hosts):
+        if host.start_offset_ms is not None:
+            host.commands[0].exec_offset_ms = 1 + k / 100
+    test.hosts[2].commands[0].release_late_ms = 2.5
+    test.hosts[4].commands[0].release_late_ms = 7.0
+    test.hosts[6].commands[0].release_late_ms = 0.5  # within --late-ms: not late
+    return test
+
+
+def test_the_overview_shows_exec_offsets_and_names_late_hosts() -> None:
+    data = OverviewData.of(exec_fleet(100))
+    assert data.offsets_heading().endswith(
+        "released within 5.000 ms; commands began within 1.500 ms ± 0.100 ms"
+    )  # the report's words (text.began)
+    assert [caption for caption, _ in data.panels()] == [
+        "released (agent's release instant)",
+        "began (the command's exec instant, 99 of 100)",
+    ]
+    assert data.exec_offsets[10] == pytest.approx(1.1)
+    assert data.named_heading() == "late releases (more than 1.000 ms, --late-ms):"
+    assert data.late_text() == [(4, "node0004 +7.000 ms"), (2, "node0002 +2.500 ms")]
+    assert data.tooltip(4) == (
+        "node0004: done, started +0.004 ms, began +1.040 ms, released 7.000 ms late"
+    )
 
 
 def test_a_host_shows_its_worst_problem() -> None:
@@ -125,3 +159,34 @@ def test_the_overview_follows_the_table_selection(qapp: QApplication) -> None:
     detail = _detail(qapp, fleet(50))
     detail.select_row(7)
     assert detail.overview.selected == 7
+
+
+def test_late_hosts_are_named_in_sight_and_a_click_selects_one(qapp: QApplication, qtbot) -> None:  # type: ignore[no-untyped-def]
+    detail = _detail(qapp, exec_fleet(200))
+    overview = detail.overview
+    overview.repaint()
+    drawn = " | ".join(overview.drawn)
+    assert "commands began within 1.500 ms ± 0.100 ms" in drawn
+    assert "began (the command's exec instant, 199 of 200)" in drawn
+    assert "late releases (more than 1.000 ms, --late-ms):" in drawn
+    assert "node0004 +7.000 ms | node0002 +2.500 ms" in drawn
+    assert "a dot: released late" in drawn
+    # The summary above the tabs says it whole, as the report does.
+    summary = detail.summary.text()
+    assert "released within 5.000 ms; commands began within 1.500 ms ± 0.100 ms" in summary
+    assert "late releases (more than 1.000 ms, --late-ms): node0002 +2.500 ms" in summary
+    rect, host = overview._late_rects[1]
+    qtbot.mouseClick(overview, Qt.MouseButton.LeftButton, pos=rect.center())
+    assert host == 2
+    assert detail.model.item(detail.selected_row)[0].target == "node0002"  # type: ignore[arg-type]
+    # A click on the exec offsets' strip selects the host whose command began there.
+    panel = overview.layout_now().panels[1]  # type: ignore[union-attr]
+    at = QPoint(int(panel.x_of(overview.data.exec_offsets[150])), panel.strip.center().y())  # type: ignore[union-attr]
+    qtbot.mouseClick(overview, Qt.MouseButton.LeftButton, pos=at)
+    chosen = detail.model.item(detail.selected_row)[0]  # type: ignore[arg-type]
+    assert abs(_index_of(detail, chosen.target) - 150) <= 1  # a pixel holds ~1 host
+
+
+def _index_of(detail: TestDetail, target: str) -> int:
+    assert detail.test is not None
+    return [h.target for h in detail.test.hosts].index(target)
