@@ -41,7 +41,11 @@ def options(token, **kwargs):
 @pytest.mark.skipif(not ROOT, reason="exec instants need root on Linux")
 @pytest.mark.parametrize("mode", [StartMode.SCHEDULED, StartMode.SEQUENTIAL])
 async def test_each_command_began_after_its_release(agents, token, mode):
-    plan = plan_for('t:\n{a0}: "date +%s%N"\n{a1}: "date +%s%N"\n{a1}: "/bin/true"\nend\n', agents)
+    # Both shapes of gate: `exec` in place (simple commands) and a child of the shell.
+    plan = plan_for(
+        't:\n{a0}: "date +%s%N"\n{a1}: "date +%s%N"\n{a1}: "/bin/true && /bin/true"\nend\n',
+        agents,
+    )
     test = await run_test(plan.tests[0], options(token, start_mode=mode))
     assert test.status is TestStatus.PASSED
     commands = [c for h in test.hosts for c in h.commands]
@@ -54,6 +58,7 @@ async def test_each_command_began_after_its_release(agents, token, mode):
                 release_ms = (command.started_at - test.scheduled_start) * 1e3
             assert command.exec_offset_ms >= release_ms - test.start_spread_uncertainty_ms
     offsets = [c.exec_offset_ms for c in commands]
+    assert None not in offsets
     assert test.exec_spread_ms == pytest.approx(max(offsets) - min(offsets))
     assert test.exec_spread_uncertainty_ms == test.start_spread_uncertainty_ms
     if mode is StartMode.SCHEDULED:
