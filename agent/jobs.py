@@ -58,6 +58,10 @@ FINE_MARGIN_NS = 200_000
 EXEC_FIRST_LOOK_S = 0.005
 EXEC_POLL_S = 0.005
 EXEC_WAIT_S = 0.1
+# A clock read after the release's write further than this from the one before it:
+# the agent was stopped or throttled in between, and the release is not known to
+# within this; the exec instant, where measured, bounds it (Job.reported_release).
+RELEASE_UNSURE_NS = 200_000
 # The earliest a controller's Start.wake may have us leave the coarse sleep: the fine
 # sleep that follows blocks the loop (other sessions, pings) that long.
 MAX_WAKE_MARGIN_NS = 50_000_000
@@ -102,6 +106,20 @@ class JobCommand:
         )
 
 
+def release_figure(released: int | None, written: int | None, exec_at: int | None) -> int | None:
+    """The release instant to report: RELEASED, the clock read before the gate's
+    write, unless the agent was held back (stopped, throttled) between that read and
+    WRITTEN, the read after the write. The write then came somewhere in between, and
+    before the command's exec (EXEC_AT, where measured): the earlier of the two is
+    the figure, whether the hold came before the write (WRITTEN is then its instant)
+    or after it (the exec follows the write by its usual fraction of a ms)."""
+    if released is None or written is None or written - released <= RELEASE_UNSURE_NS:
+        return released
+    if exec_at is None:
+        return released  # nothing bounds it from above: the instant it cannot precede
+    return max(released, min(written, exec_at))
+
+
 class Job:
     def __init__(
         self,
@@ -121,6 +139,7 @@ class Job:
         self.spawn_error: str | None = None
         self.gate_fd: int | None = None
         self.released_at: int | None = None
+        self.written_at: int | None = None  # the clock right after the release's write
         self._ended_at: int | None = None
         self._loop = asyncio.get_running_loop()
         self._exited: asyncio.Future[int] = self._loop.create_future()
@@ -190,6 +209,10 @@ class Job:
         # before reading): its exit status tells the story.
         with contextlib.suppress(OSError):
             os.write(self.gate_fd, oskit.gate_release(start_epoch_ns))
+        self.written_at = now_ns()
+
+    def reported_release(self, exec_at: int | None) -> int | None:
+        return release_figure(self.released_at, self.written_at, exec_at)
 
     def spawn_released(self, start_epoch_ns: int) -> None:
         """Where nothing can be gated (Windows): spawn at the release."""
@@ -555,6 +578,10 @@ class Run:
             exec_at = watch.exec_at
         for job in self.jobs:
             job.close_gate()
+            if job.spec.id in released:
+                reported = job.reported_release((exec_at or {}).get(job.spec.id))
+                if reported is not None:
+                    released[job.spec.id] = reported
         first = min(released.values(), default=None)
         at = self._at
         late_ns = max(0, first - at) if first is not None and at is not None else 0

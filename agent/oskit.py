@@ -14,6 +14,12 @@ parameters, same error messages. The release line carries the common start
 instant (epoch ns on this machine's wall clock), which the gate exports as
 NETJOBS_START_EPOCH_NS: it is only known at the start, long after the spawn.
 EOF before the newline makes the gate exit 125 without running anything.
+A command that is provably one simple command (plain words, a program found on
+its PATH at prepare time, nothing the shell itself runs: `exec_in_place`) is
+run with `exec` in place of the gate shell: no fork after the release, which
+cost as much as the rest of the shell's start (issue 19). Its exit status is
+then the program's own (a death by signal is reported as such, as `bash -c`
+does), and the gate's pid is the command's.
 Windows has no gate: `cmd.exe /d /s /c` is spawned at the release.
 """
 
@@ -23,6 +29,8 @@ import asyncio
 import contextlib
 import functools
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +52,21 @@ START_VAR = "NETJOBS_START_EPOCH_NS"
 GATE_PREFIX = f"IFS= read -r {START_VAR} || exit 125; export {START_VAR}; exec </dev/null; "
 GATE_EOF_EXIT = 125
 POSIX_SHELL = "/bin/sh"
+
+# A command made only of these characters has no quoting, expansion, redirection,
+# operator, comment or keyword punctuation: the shell splits it at blanks and
+# nothing else (tilde and glob characters are left out too).
+_PLAIN_COMMAND = re.compile(r"[A-Za-z0-9_./:=,+%@ \t-]+")
+# Names the shell runs itself (keywords, dash's, bash's and busybox ash's builtins):
+# `exec NAME` would run a file of that name instead of the builtin, or fail.
+SHELL_OWN_NAMES = frozenset(
+    """! . : [ [[ alias bg bind break builtin caller case cd chdir command compgen
+    complete compopt continue declare dirs disown do done echo elif else enable esac
+    eval exec exit export false fc fg fi for function getopts hash help history if in
+    jobs kill let local logout mapfile popd printf pushd pwd read readarray readonly
+    return select set shift shopt source suspend test then time times trap true type
+    typeset ulimit umask unalias unset until wait while""".split()
+)
 
 # Windows creation flags (literal values: the subprocess constants exist only there).
 CREATE_NEW_PROCESS_GROUP = 0x00000200
@@ -75,25 +98,53 @@ def comspec(environ: Mapping[str, str] | None = None) -> str:
     return root.rstrip("\\") + r"\System32\cmd.exe"
 
 
+def exec_in_place(command: str, path: str | None) -> bool:
+    """Whether the gate may `exec COMMAND` instead of running it as a child, with
+    the same result: one simple command of plain words whose first word is no
+    assignment, option or shell builtin and names an executable file, found on
+    PATH (the command's own; None: never) now, as the shell will look it up at
+    the release. Not found now: the shell's usual error, so the usual way.
+    """
+    if path is None or not _PLAIN_COMMAND.fullmatch(command):
+        return False
+    words = command.split()
+    if not words:
+        return False
+    program = words[0]
+    if program in SHELL_OWN_NAMES or "=" in program or program.startswith("-"):
+        return False
+    if "/" in program:
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program, path=path) is not None
+
+
+def gate_script(command: str, path: str | None = None) -> str:
+    """The gate shell's text for COMMAND; PATH as for exec_in_place."""
+    run = f"exec {command}" if exec_in_place(command, path) else command
+    return GATE_PREFIX + run
+
+
 def shell_args(
     command: str,
     *,
     gated: bool = False,
     platform: str = sys.platform,
     environ: dict[str, str] | None = None,
+    path: str | None = None,
 ) -> list[str] | str:
     """What to hand to Popen to run COMMAND through the platform's shell.
 
     Windows gets one command-line string, passed verbatim to CreateProcess: a
     list would be re-quoted by list2cmdline with backslash escapes that cmd.exe
     does not understand. `/s` makes cmd strip exactly the outer quotes and run
-    the rest as typed; `/d` skips AutoRun scripts.
+    the rest as typed; `/d` skips AutoRun scripts. PATH: the command's own, for
+    a gate that execs in place (gate_script); None keeps the child form.
     """
     if platform == WINDOWS:
         if gated:
             raise ValueError("commands cannot be gated on Windows")
         return f'"{comspec(environ)}" /d /s /c "{command}"'
-    return [POSIX_SHELL, "-c", GATE_PREFIX + command if gated else command]
+    return [POSIX_SHELL, "-c", gate_script(command, path) if gated else command]
 
 
 def popen_kwargs(platform: str = sys.platform) -> dict[str, Any]:
@@ -114,9 +165,9 @@ def spawn(
     execs) has a parent-death signal; what it forks does not (fork clears it): on
     Linux procs' watcher kills those when the agent is killed.
     """
-    args = shell_args(command, gated=gated)
     kwargs = popen_kwargs()
     kwargs["env"] = env = CONTAINMENT.spawn_env(env or {})
+    args = shell_args(command, gated=gated, path=env.get("PATH"))
     if sys.platform == WINDOWS:
         # Overlapped pipes: the proactor event loop cannot read ordinary ones.
         from asyncio import windows_utils  # Windows-only module

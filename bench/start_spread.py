@@ -298,6 +298,7 @@ FLOOR_LEAD_US = 30_000  # every child forked and asleep well before the deadline
 FLOOR_DIRECT = "floor: exec the command"
 FLOOR_SHELL = "floor: exec sh -c command"
 STANDIN = "gate-only stand-in"
+STANDIN_CHILD = "gate-only stand-in, command as the shell's child (before issue 19)"
 
 
 @dataclass
@@ -366,11 +367,13 @@ def run_floor(helpers: Helpers, count: int, command: list[str], sample: Sample) 
     return sample
 
 
-def run_standin(count: int, command: str, sample: Sample) -> Sample:
+def run_standin(count: int, command: str, sample: Sample, *, in_place: bool = True) -> Sample:
     """The agent's gate and release and nothing else: N gated shells spawned as the
     agent spawns them (agent.oskit: gate prefix, setpriv, own session), released by
     one write each after the agent's sleep and spin; then this process only waits.
-    Release -> first act here is what the agent would give if it did nothing else."""
+    Release -> first act here is what the agent would give if it did nothing else.
+    IN_PLACE: a simple command is exec'd in place of the gate, as the agent does
+    (agent.oskit.exec_in_place); False: always the shell's child, as before."""
     from agent import oskit
 
     wrapper = oskit.death_signal_wrapper() or []
@@ -379,7 +382,12 @@ def run_standin(count: int, command: str, sample: Sample) -> Sample:
         for _ in range(count):
             read_fd, write_fd = os.pipe()
             proc = subprocess.Popen(
-                [*wrapper, *oskit.shell_args(command, gated=True)],
+                [
+                    *wrapper,
+                    *oskit.shell_args(
+                        command, gated=True, path=os.environ.get("PATH") if in_place else None
+                    ),
+                ],
                 stdin=read_fd,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -583,6 +591,9 @@ def extra_samples(
         ):
             samples.append(run_floor(helpers, count, argv, Sample(count, False, mode, repeat)))
     samples.append(run_standin(count, command, Sample(count, False, STANDIN, repeat)))
+    samples.append(
+        run_standin(count, command, Sample(count, False, STANDIN_CHILD, repeat), in_place=False)
+    )
 
 
 async def measure_agents(
@@ -841,7 +852,7 @@ def floor_table(samples: list[Sample], options: Options) -> list[str]:
             stamps = [s.stamps_spread_ms for s in ok if s.stamps_spread_ms is not None]
             p50 = _median(list(stamps))
             ratio = f"{p50 / floor:.2f}×" if p50 is not None and floor else "-"
-            netjobs = mode not in (FLOOR_DIRECT, FLOOR_SHELL, STANDIN)
+            netjobs = mode not in (FLOOR_DIRECT, FLOOR_SHELL, STANDIN, STANDIN_CHILD)
             execs = [s for s in ok if s.exec_spread_ms is not None]
             exec_cover = release_cover = "-"
             if netjobs and ok:

@@ -154,7 +154,8 @@ def processes_of(agent_pid: int) -> set[int]:
 
 
 # Command 1 forks: a double-forked daemon, and a child shell whose own child is the
-# grandchild; command 2 is a plain `sleep 300`, which the gate shell forks, not execs.
+# grandchild; command 2, `sleep 300; :`, is no simple command: the gate shell forks
+# it (no parent-death signal) rather than exec it in place (agent.oskit.exec_in_place).
 FORKING = f"{DAEMON}; sh -c 'sleep 300 & echo $!; wait'; :"
 RUN_PROCESSES = 6  # gate shell, daemon, child shell, grandchild; gate shell, sleep
 
@@ -162,7 +163,7 @@ RUN_PROCESSES = 6  # gate shell, daemon, child shell, grandchild; gate shell, sl
 async def test_every_process_of_a_run_dies_with_its_killed_agent(token_file, tmp_path, mode):
     with launch(token_file, tmp_path / "agent.log", mode) as agent:
         async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
-            await client.prepare("t", commands(FORKING, "sleep 300"))
+            await client.prepare("t", commands(FORKING, "sleep 300; :"))
             await client.start()
             daemon, grandchild = await pids(client, 2)
             deadline = time.monotonic() + 10

@@ -203,6 +203,10 @@ def test_gate_eof_means_never_run(tmp_path: Path):
         ("false && echo no || echo yes", 0, b"yes\n"),
         ("printf '\\377\\000x'", 0, b"\xff\x00x"),
         ("if true; then", 2, b""),  # a syntax error is reported as sh -c would
+        # Simple commands, exec'd in place of the gate shell: same result.
+        ("/usr/bin/printf x", 0, b"x"),
+        ("ls -d /", 0, b"/\n"),
+        ("no-such-command-netjobs", 127, b""),  # not found now: the child form, its message
     ],
 )
 def test_gate_runs_command_like_sh_c(command, code, stdout):
@@ -216,6 +220,58 @@ def test_gate_runs_command_like_sh_c(command, code, stdout):
         os.close(gate)
     assert (proc.returncode, out) == (code, stdout)
     assert (proc.returncode, out, err) == (reference.returncode, reference.stdout, reference.stderr)
+
+
+@pytest.mark.parametrize(
+    ("command", "in_place"),
+    [
+        ("date +%s%N", True),
+        ("no-such-netjobs-tool --name=a -x,y:z@1", False),  # not on PATH: the child form
+        ("ls -l --color=never /tmp %s+x", True),
+        ("/bin/ls", True),
+        ("echo hi", False),  # builtins stay the shell's
+        ("test -e /", False),
+        ("exec ls", False),
+        ("FOO=1 ls", False),
+        ("ls; ls", False),
+        ("ls | cat", False),
+        ("ls *", False),
+        ("ls ~", False),
+        ("ls $HOME", False),
+        ("ls 'a b'", False),
+        ("ls >out", False),
+        ("ls &", False),
+        ("ls\nls", False),
+        ("ls # comment", False),
+        ("{ ls; }", False),
+        ("-ls", False),
+        ("", False),
+    ],
+)
+def test_exec_in_place_only_for_provably_simple_commands(command, in_place):
+    assert oskit.exec_in_place(command, "/usr/bin:/bin") is in_place
+    assert oskit.exec_in_place(command, None) is False  # no PATH known: never
+    # A bare name is looked up on the command's PATH; a path is taken as it is.
+    absolute = command.startswith("/")
+    assert oskit.exec_in_place(command, "/nonexistent") is (in_place and absolute)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_simple_command_runs_in_place_of_the_gate():
+    proc, gate = gated("sleep 30")
+    try:
+        os.write(gate, oskit.gate_release(time.time_ns()))
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep":
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        # No shell left between: a signal to the gate's pid is the command's death.
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(10) == -signal.SIGTERM
+        proc.communicate()
+    finally:
+        os.close(gate)
+        oskit.kill_tree_now(proc.pid)
 
 
 def spawn_group(command: str) -> subprocess.Popen[bytes]:
