@@ -136,7 +136,7 @@ def open_private(
         raise
 
 
-def write_private(path: str | os.PathLike[str], data: bytes) -> None:
+def write_private(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
     """`open_private(path).write(data)` in plain system calls (no buffered file object,
     its stat, isatty and seeks): one small output's file, written whole at its end."""
     fd = os.open(
