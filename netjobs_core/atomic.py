@@ -96,19 +96,23 @@ def make_private_dirs(path: str | os.PathLike[str]) -> None:
     folder in a run costs one system call, not two stats and a mkdir."""
     try:
         os.mkdir(path, DIR_MODE)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
     except FileNotFoundError:
         parent = Path(path).parent
         if parent == Path(path):
             raise
         make_private_dirs(parent)
-        try:
-            os.mkdir(path, DIR_MODE)
-        except FileExistsError:
-            if not os.path.isdir(path):
-                raise
+        _mkdir_unless_there(path)
+    except OSError:  # EEXIST; or a folder that is there where we may not write (a root)
+        if not os.path.isdir(path):
+            raise
+
+
+def _mkdir_unless_there(path: str | os.PathLike[str]) -> None:
+    try:
+        os.mkdir(path, DIR_MODE)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
 
 
 def keep_private(path: str | os.PathLike[str]) -> None:
