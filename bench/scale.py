@@ -148,6 +148,7 @@ class Figures:
     to_start_s: float
     total_s: float
     cpu_ms_per_host: float
+    user_ms_per_host: float  # the controller's user time alone (the rest is its kernel time)
     agents_cpu_ms_per_host: float  # the agent processes', their commands' included
     busy: float  # CPU time of all of it over the test's wall time, per CPU of the machine
     rss_mb: float
@@ -171,9 +172,10 @@ def rss_mb() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def cpu_s() -> float:
+def cpu_s() -> tuple[float, float]:
+    """This process's (user, system) CPU time so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
 
 
 def agents_cpu_s(processes: Sequence[subprocess.Popen[bytes]]) -> float:
@@ -198,7 +200,10 @@ class Phases:
             self.last[event.host.state] = time.monotonic() - self.began
 
 
-def figures_of(test: TestResult, cpu: float, agents_cpu: float, phases: Phases) -> Figures:
+def figures_of(
+    test: TestResult, cpu: tuple[float, float], agents_cpu: float, phases: Phases
+) -> Figures:
+    user, system = cpu
     hosts = len(test.hosts)
     offsets = [abs(h.clock_offset_ms) for h in test.hosts if h.clock_offset_ms is not None]
     walls = [
@@ -217,9 +222,10 @@ def figures_of(test: TestResult, cpu: float, agents_cpu: float, phases: Phases) 
         measured_s=phases.last.get(HostState.PREPARING, float("nan")),
         to_start_s=(test.scheduled_start or test.started_at) - test.started_at,
         total_s=test.duration_s,
-        cpu_ms_per_host=cpu * 1e3 / max(1, hosts),
+        cpu_ms_per_host=(user + system) * 1e3 / max(1, hosts),
+        user_ms_per_host=user * 1e3 / max(1, hosts),
         agents_cpu_ms_per_host=agents_cpu * 1e3 / max(1, hosts),
-        busy=(cpu + agents_cpu) / test.duration_s / (os.cpu_count() or 1),
+        busy=(user + system + agents_cpu) / test.duration_s / (os.cpu_count() or 1),
         rss_mb=rss_mb(),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         offset_error_ms=max(offsets, default=float("nan")),
@@ -244,7 +250,9 @@ async def run_test(
     before, agents_before = cpu_s(), agents_cpu_s(hosts.processes)
     phases = Phases()
     result = await Runner(plan, options, phases).run()
-    cpu, agents_cpu = cpu_s() - before, agents_cpu_s(hosts.processes) - agents_before
+    after = cpu_s()
+    cpu = (after[0] - before[0], after[1] - before[1])
+    agents_cpu = agents_cpu_s(hosts.processes) - agents_before
     return figures_of(result.tests[0], cpu, agents_cpu, phases)
 
 
@@ -255,7 +263,8 @@ def _f(value: float | None, digits: int) -> str:
 
 HEADER = (
     "| hosts | clock measurement | all connected / clocks measured / common start (s) "
-    "| total (s) | CPU per host, controller / agents (ms) | CPUs busy "
+    "| total (s) | CPU per host, controller / agents (ms) | controller user / sys (ms) "
+    "| CPUs busy "
     "| RSS / peak (MB) "
     "| worst offset error (ms) | worst wall-clock error (ms) "
     "| start spread, timestamps / reported (ms) |"
@@ -276,6 +285,8 @@ def row(runs: list[Figures], name: str) -> str:
         f"| {_f(med([r.total_s for r in runs]), 3)} "
         f"| {_f(med([r.cpu_ms_per_host for r in runs]), 2)} / "
         f"{_f(med([r.agents_cpu_ms_per_host for r in runs]), 2)} "
+        f"| {_f(med([r.user_ms_per_host for r in runs]), 2)} / "
+        f"{_f(med([r.cpu_ms_per_host - r.user_ms_per_host for r in runs]), 2)} "
         f"| {_f(med([100 * r.busy for r in runs]), 0)} % "
         f"| {runs[-1].rss_mb:.0f} / {runs[-1].peak_rss_mb:.0f} "
         f"| {_f(max(r.offset_error_ms for r in runs), 3)} "
@@ -298,7 +309,7 @@ async def bench(
         loop = event_loop.loop_name(asyncio.get_running_loop())
         print(f"{len(ports)} agents in {len(hosts.by_process)} processes; controller on {loop}")
         print(HEADER)
-        print("|---:|---|---:|---:|---:|---:|---|---:|---:|---|", flush=True)
+        print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
             for policy in policies.values():  # warm-up, uncounted
                 await run_test(hosts, 2, token, Path(folder), policy)

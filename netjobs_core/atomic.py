@@ -28,6 +28,7 @@ __all__ = [
     "make_private_dirs",
     "open_private",
     "write_atomic",
+    "write_private",
     "written_in_place",
 ]
 
@@ -89,17 +90,28 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def make_private_dirs(path: str | os.PathLike[str]) -> None:
-    """`mkdir -p` whose every new folder is 0700; folders that exist are left as they are."""
-    path = Path(path)
-    if path.is_dir():
-        return
-    parent = path.parent
-    if parent != path:
-        make_private_dirs(parent)
+    """`mkdir -p` whose every new folder is 0700; folders that exist are left as they are.
+
+    The folder is made first and its parents only when it has none: a new host's
+    folder in a run costs one system call, not two stats and a mkdir."""
     try:
-        path.mkdir(mode=DIR_MODE)
-    except FileExistsError:
-        if not path.is_dir():
+        os.mkdir(path, DIR_MODE)
+    except FileNotFoundError:
+        parent = Path(path).parent
+        if parent == Path(path):
+            raise
+        make_private_dirs(parent)
+        _mkdir_unless_there(path)
+    except OSError:  # EEXIST; or a folder that is there where we may not write (a root)
+        if not os.path.isdir(path):
+            raise
+
+
+def _mkdir_unless_there(path: str | os.PathLike[str]) -> None:
+    try:
+        os.mkdir(path, DIR_MODE)
+    except OSError:
+        if not os.path.isdir(path):
             raise
 
 
@@ -126,6 +138,22 @@ def open_private(
     except BaseException:
         os.close(fd)
         raise
+
+
+def write_private(path: str | os.PathLike[str], data: bytes | bytearray) -> None:
+    """`open_private(path).write(data)` in plain system calls (no buffered file object,
+    its stat, isatty and seeks): one small output's file, written whole at its end."""
+    fd = os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), FILE_MODE
+    )
+    try:
+        if hasattr(os, "fchmod"):  # a file that was there keeps its mode through O_TRUNC
+            os.fchmod(fd, FILE_MODE)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 def written_in_place(file: BinaryIO, path: str | os.PathLike[str], size: int) -> str:

@@ -134,6 +134,10 @@ class Dialer(Protocol):
         ...
 
 
+# Linux: held back until the next write or the close, which sends it with its FIN.
+_LAST_WRITE = getattr(socket, "MSG_MORE", 0)
+
+
 class TcpChannel:
     """A TCP connection to an agent, read and written on its socket by this class, with
     the event loop only telling when the socket is ready (`add_reader`, `add_writer`).
@@ -238,12 +242,14 @@ class TcpChannel:
         self._start = min(self._end, begin + n)
         return self._buffer[begin : self._start]
 
-    def write(self, data: bytes | bytearray) -> None:
+    def write(self, data: bytes | bytearray, last: bool = False) -> None:
+        """LAST: only the close follows (at once): the bytes may wait for it and go out
+        with its FIN in one segment, one delivery to the agent instead of two."""
         if self._closing:
             return
         if not self._unsent:
             try:
-                sent = self._socket.send(data)
+                sent = self._socket.send(data, _LAST_WRITE if last else 0)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -567,7 +573,10 @@ class AgentLink:
             if self._conn is not None and self._conn.state is State.READY:
                 boundary = self._conn.phase is Phase.IDLE and not self._pending
                 self._conn.send(Bye())
-                channel.write(self._conn.data_to_send())
+                if isinstance(channel, TcpChannel):
+                    channel.write(self._conn.data_to_send(), last=True)
+                else:
+                    channel.write(self._conn.data_to_send())
                 if boundary and self._dialer is not None and self.address.over_ssh:
                     self._dialer.release(channel)  # its agent may serve the next test
                     return

@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from netjobs_core.atomic import make_private_dirs, open_private
+from netjobs_core.atomic import make_private_dirs, open_private, write_private
 
 __all__ = ["KEEP_BYTES", "SHOW_BYTES", "Output", "OutputFileError"]
 
@@ -200,8 +200,7 @@ class Output:
         elif self.size and self.path is not None and not self._error:
             try:
                 make_private_dirs(self.path.parent)
-                with open_private(self.path) as file:
-                    file.write(self._head)
+                write_private(self.path, self._head)
             except OSError as exc:
                 self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 

@@ -54,6 +54,7 @@ from netjobs_core.wire.sealing import proof as make_proof
 from netjobs_core.wire.sealing import token_key
 from netjobs_core.wire.states import Phase
 from netjobs_core.wire.status import CommandStatus
+from netjobs_core.wire.tokens import load_token
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
@@ -80,6 +81,20 @@ async def test_handshake_ping_and_status(agent, token_file):
             "platform": status.platform,
         }
         assert status.platform.startswith("Linux")
+
+
+async def test_the_controllers_close_says_bye(agent, token_file):
+    """AgentLink.close sends its `bye` with the FIN (client.TcpChannel `last`): the agent
+    still reads it as the controller's last word, not as a lost connection."""
+    token = load_token(token_file)
+    link = AgentLink(Address(agent.host, agent.port), token.secret)
+    await link.connect(5)
+    await link.close()
+    deadline = time.monotonic() + 10
+    while "said bye" not in agent.log_text():
+        assert time.monotonic() < deadline, agent.log_text()
+        await asyncio.sleep(0.05)
+    assert "disconnected" not in agent.log_text()
 
 
 def test_startup_lines(agent, token_file):

@@ -99,3 +99,21 @@ async def test_the_buffer_starts_small_and_grows_while_a_stream_fills_it():
     assert sum(sizes) == 8 * READ_SIZE
     assert sizes[0] <= FIRST_READ_SIZE  # 1000 idle connections hold 4 MB, not 1 GB
     assert max(sizes) == READ_SIZE  # a stream is read a frame at a time
+
+
+async def test_the_last_write_arrives_with_the_close():
+    """`write(last=True)` may wait for the close (MSG_MORE), never be lost to it: the
+    peer reads those bytes, then the end of the stream."""
+    got = asyncio.get_running_loop().create_future()
+
+    async def handler(reader, writer):
+        got.set_result(await reader.read())  # until the end of the stream
+        writer.close()
+
+    server, address = await serve(handler)
+    async with server:
+        channel = await open_tcp(address, 5)
+        channel.write(b"first ")
+        channel.write(b"bye", last=True)
+        await channel.close(1)
+        assert await asyncio.wait_for(got, 5) == b"first bye"
