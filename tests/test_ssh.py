@@ -25,6 +25,7 @@ from netlab import ip
 from ssh_lab import SSHD, SUBNETS, WAIT_S, Lab, SshHost, keygen, ssh_lab
 
 from netjobs_agent import procs
+from netjobs_core import agent_zipapp as agent_zipapp_module
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.config import parse_config
@@ -851,6 +852,25 @@ def test_the_zipapp_carries_bytecode_its_own_python_uses_and_builds_the_same_any
         check=True,
         timeout=WAIT_S,
         cwd=REPO,
-        env=os.environ | {"PYTHONHASHSEED": "12345"},
+        env=os.environ | {"PYTHONHASHSEED": "12345", "XDG_CACHE_HOME": str(tmp_path / "fresh")},
     ).stdout.strip()
     assert elsewhere == payload.sha256
+
+
+def test_the_zipapp_is_built_once_and_kept_in_the_controllers_cache(tmp_path, monkeypatch):
+    """A cold run reads it (compiling it is a Python start and ~0.1 s of CPU); an
+    archive of other sources or another Python is removed when a new one is kept."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stale = tmp_path / "netjobs" / "zipapp-0123.pyz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"older sources")
+    built = agent_zipapp.__wrapped__()  # past the in-process cache
+    kept = list(stale.parent.glob("zipapp-*.pyz"))
+    assert len(kept) == 1 and kept[0] != stale
+    assert kept[0].read_bytes() == built.data and built.sha256 == agent_zipapp().sha256
+
+    def no_compiling(files: object) -> dict[str, bytes]:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(agent_zipapp_module, "_bytecode", no_compiling)
+    assert agent_zipapp.__wrapped__() == built
