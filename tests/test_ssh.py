@@ -35,7 +35,7 @@ from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
-from netjobs_core.ssh import SshDialer
+from netjobs_core.ssh import REMEMBERED, SshDialer
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
@@ -105,7 +105,7 @@ def test_key_authentication_runs_a_test_and_leaves_nothing(lab):
     assert host.address in out and str(host.home) in out  # it ran there, as that host's user
     assert result.rtt_ms is not None and result.clock_uncertainty_ms is not None
     cached = list((host.home / ".cache" / "netjobs").iterdir())
-    assert [p.name for p in cached] == [agent_zipapp().name]
+    assert sorted(p.name for p in cached) == [agent_zipapp().name, REMEMBERED]
     assert wait_until_gone(host) == []
 
 
@@ -380,6 +380,36 @@ def test_with_only_shims_and_an_old_python3_the_hosts_first_error_lines_are_said
     finally:
         (tools / "python3").unlink(missing_ok=True)
         host.start()
+    assert wait_until_gone(host) == []
+
+
+def test_the_interpreter_found_is_remembered_and_forgotten_when_it_fails(trusted):
+    """The next start runs the remembered interpreter, no probing (one Python start);
+    one that no longer runs, or is too old now, is forgotten and PATH searched again."""
+    lab, host = trusted, trusted.hosts[2]
+    remembered = host.home / ".cache" / "netjobs" / "python"
+    config = f't:\nssh://{host.address}: "true"\nend\n'
+    test = asyncio.run(run_over_ssh(lab, config, executable=None))
+    assert test.status is TestStatus.PASSED, test.reason
+    path, found = remembered.read_text().splitlines()
+    assert Path(found).is_file() and path  # the PATH it was found on, then where
+
+    marker = host.dir / "wrapper-ran"
+    marker.unlink(missing_ok=True)
+    wrapper = host.dir / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\ntouch {marker}\nexec {found} "$@"\n')
+    wrapper.chmod(0o755)
+    shim = fake_shims(host.dir / "shims") / "python3"
+    old = old_python()
+    for stale in [shim, wrapper] + ([old] if old is not None else []):
+        remembered.write_text(f"{path}\n{stale}\n")
+        test = asyncio.run(run_over_ssh(lab, config, executable=None))
+        assert test.status is TestStatus.PASSED, (stale, test.reason)
+        if stale == wrapper:
+            assert marker.exists()  # the remembered one was started, and nothing else
+            assert remembered.read_text() == f"{path}\n{wrapper}\n"
+        else:
+            assert remembered.read_text() == f"{path}\n{found}\n"  # searched again
     assert wait_until_gone(host) == []
 
 
