@@ -6,7 +6,8 @@ private HOME whose ~/.ssh holds the lab's key, known_hosts and config (never the
 user's), then runs `date +%s%N` on every host, each round in a new order:
 
 - `netjobs --ssh CONFIG` (cold: a new controller process, new SSH connections, the
-  agent started on each host; its zipapp already cached there by a warm-up run);
+  agent started on each host; its zipapp already cached there by a warm-up run, and
+  the controller's bytecode written by it, as an installed NetJobs has it);
 - `netjobs --ssh --repeat K CONFIG`: the same plus K-1 more tests on the same agents;
   (its wall - the cold wall of the round) / (K-1) is the cost of one extra test;
 - `pdsh -R ssh -w HOSTS` and `clush -w HOSTS` (-o "-F config": the lab's ssh setup).
@@ -115,7 +116,11 @@ def user_home(lab: Lab, base: Path) -> dict[str, str]:
     shutil.copy(lab.key, dot_ssh / "id_ed25519")
     shutil.copy(lab.config, dot_ssh / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
+    # As installed (pip compiles the bytecode; clush's is in site-packages): the
+    # warm-up run writes the controller's bytecode under BASE, the rounds read it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env | {
+        "PYTHONPYCACHEPREFIX": str(base / "pycache"),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "cfg"),
         "XDG_DATA_HOME": str(base / "data"),  # the runs' folders: removed with the lab
