@@ -39,14 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-from asyncssh.encryption import get_default_encryption_algs
-
+from netjobs_core import library_search
 from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
 from netjobs_core.client import AgentError, Channel, Refused
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
+
+with library_search.remembered():  # its search for liboqs: ~20 ms of every start
+    import asyncssh
+    from asyncssh.encryption import get_default_encryption_algs
 
 START_TIMEOUT_S = 15.0  # at least this for the agent to start (a cold python on a busy host)
 DEPLOY_TIMEOUT_S = 60.0  # at least this for an upload (the one-file agent is ~10 MB)
