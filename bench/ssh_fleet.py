@@ -21,6 +21,8 @@ wall time, CPU of its side and MiB/s. Needs root, iproute2, sshd, pdsh.
 
     sudo .venv/bin/python bench/ssh_fleet.py                # 8 hosts, 10 rounds: ~3 min
     sudo .venv/bin/python bench/ssh_fleet.py --rounds 20 --bulk 200
+    git archive COMMIT | tar -x -C /tmp/before   # that commit's cold run beside this one's
+    sudo .venv/bin/python bench/ssh_fleet.py --before /tmp/before
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ class Sample:
     spread: float | None = None  # ms, the commands' own timestamps; None: not all ran
 
 
-def timed(argv: list[str], env: dict[str, str], out: Path) -> tuple[Sample, int]:
+def timed(
+    argv: list[str], env: dict[str, str], out: Path, cwd: Path | None = None
+) -> tuple[Sample, int]:
     """Run ARGV with its stdout to OUT; its wall time and CPU (wait4's rusage)."""
     with out.open("wb") as sink:
         began = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -128,7 +132,9 @@ def user_home(lab: Lab, base: Path) -> dict[str, str]:
     }
 
 
-def fleet(lab: Lab, base: Path, rounds: int, repeat: int) -> dict[str, list[Sample]]:
+def fleet(
+    lab: Lab, base: Path, rounds: int, repeat: int, before: Path | None = None
+) -> dict[str, list[Sample]]:
     env = user_home(lab, base)
     hosts = [h.address for h in lab.hosts]
     config = base / "fleet.cfg"
@@ -150,10 +156,14 @@ def fleet(lab: Lab, base: Path, rounds: int, repeat: int) -> dict[str, list[Samp
         "pdsh -R ssh": ["pdsh", "-R", "ssh", "-w", ",".join(hosts), "date +%s%N"],
         "clush": [CLUSH, "-w", ",".join(hosts), "-o", f"-F {lab.config}", "date +%s%N"],
     }
+    where: dict[str, Path] = {}
+    if before is not None:  # another tree's NetJobs (`python -m` finds it from there)
+        way = f"netjobs --ssh ({before.name})"
+        ways[way], where[way] = ways["netjobs --ssh"], before
     samples: dict[str, list[Sample]] = {way: [] for way in ways}
     samples["netjobs: each extra test"] = []
     for way, argv in ways.items():  # warm-up: the agent's upload, page caches
-        _, code = timed(argv, env, out)
+        _, code = timed(argv, env, out, where.get(way))
         if code != 0:
             raise SystemExit(f"{way} failed ({code}):\n{out.read_text()[-3000:]}")
     names = list(ways)
@@ -163,7 +173,7 @@ def fleet(lab: Lab, base: Path, rounds: int, repeat: int) -> dict[str, list[Samp
             order.reverse()
         walls: dict[str, float] = {}
         for way in order:
-            sample, code = timed(ways[way], env, out)
+            sample, code = timed(ways[way], env, out, where.get(way))
             if code != 0:
                 kept = base.parent / f"ssh_fleet-failed-{os.getpid()}-{n}-{way.split()[0]}.txt"
                 kept.write_text(out.read_text())
@@ -264,6 +274,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=6, help="tests of the --repeat way")
     parser.add_argument("--bulk", type=int, default=200, metavar="MIB", help="0: none")
     parser.add_argument("--bulk-rounds", type=int, default=5)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="TREE",
+        help="also a cold run of the NetJobs in TREE (git archive of an older commit), "
+        "interleaved with the others",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -277,7 +294,7 @@ def main() -> int:
         (base / "lab").mkdir()
         with ssh_lab(base / "lab", args.hosts) as lab:
             if args.rounds:
-                samples = fleet(lab, base, args.rounds, args.repeat)
+                samples = fleet(lab, base, args.rounds, args.repeat, args.before)
                 print(table(samples, args.hosts), flush=True)
             if args.bulk:
                 print(bulk_table(bulk(lab, base, args.bulk, args.bulk_rounds), args.bulk))
