@@ -11,6 +11,7 @@ require_python("netjobs-agent")
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Sequence
@@ -153,6 +154,7 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    gc.enable()  # the SSH start turns it off for the imports (netjobs_core/ssh.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.stdio and args.echo:

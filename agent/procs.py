@@ -305,9 +305,15 @@ class Containment:
                 probe.rmdir()
 
     def _kill_leftovers(self) -> None:
+        # A stdio agent's key is its own new process id: no cookie to look for (the
+        # watcher of an earlier agent with this id ended its processes), and the
+        # other agents' dead cgroups are swept at its end (stop): reading every
+        # process's environment and the listening sockets of every namespace was a
+        # quarter of an SSH agent's start.
+        stdio = self.key.startswith("stdio")
         mine = self.key + ":"
-        table = _proc_table()
         me = os.getpid()
+        table = {} if stdio else _proc_table()
         stale = [pid for pid in table if pid != me and (_cookie(pid) or "").startswith(mine)]
         if stale:
             log.warning("killing %d process(es) a previous agent on this port left", len(stale))
@@ -322,7 +328,8 @@ class Containment:
             for child in children:
                 if child.is_dir():
                     self._destroy(child)
-            self._remove_dead_agents_cgroups()
+            if not stdio:
+                self._remove_dead_agents_cgroups()
 
     def _remove_dead_agents_cgroups(self) -> None:
         """The empty cgroups of other agents that were killed (with their watcher:
@@ -345,10 +352,13 @@ class Containment:
             log.info("removed %d empty cgroup(s) of agents that were killed", removed)
 
     def stop(self) -> None:
-        """At the agent's end: its (by now empty) cgroup goes, and its watcher."""
+        """At the agent's end: its (by now empty) cgroup goes, and its watcher; a
+        stdio agent sweeps the other agents' dead cgroups on its way out."""
         if self._base is not None:
             with contextlib.suppress(OSError):
                 self._base.rmdir()
+            if self.key.startswith("stdio"):
+                self._remove_dead_agents_cgroups()
         self._stop_watcher()
 
     # -- the watcher ----------------------------------------------------------------

@@ -6,7 +6,8 @@ private HOME whose ~/.ssh holds the lab's key, known_hosts and config (never the
 user's), then runs `date +%s%N` on every host, each round in a new order:
 
 - `netjobs --ssh CONFIG` (cold: a new controller process, new SSH connections, the
-  agent started on each host; its zipapp already cached there by a warm-up run);
+  agent started on each host; its zipapp already cached there by a warm-up run, and
+  the controller's bytecode written by it, as an installed NetJobs has it);
 - `netjobs --ssh --repeat K CONFIG`: the same plus K-1 more tests on the same agents;
   (its wall - the cold wall of the round) / (K-1) is the cost of one extra test;
 - `pdsh -R ssh -w HOSTS` and `clush -w HOSTS` (-o "-F config": the lab's ssh setup).
@@ -20,6 +21,8 @@ wall time, CPU of its side and MiB/s. Needs root, iproute2, sshd, pdsh.
 
     sudo .venv/bin/python bench/ssh_fleet.py                # 8 hosts, 10 rounds: ~3 min
     sudo .venv/bin/python bench/ssh_fleet.py --rounds 20 --bulk 200
+    git archive COMMIT | tar -x -C /tmp/before   # that commit's cold run beside this one's
+    sudo .venv/bin/python bench/ssh_fleet.py --before /tmp/before
 """
 
 from __future__ import annotations
@@ -64,11 +67,13 @@ class Sample:
     spread: float | None = None  # ms, the commands' own timestamps; None: not all ran
 
 
-def timed(argv: list[str], env: dict[str, str], out: Path) -> tuple[Sample, int]:
+def timed(
+    argv: list[str], env: dict[str, str], out: Path, cwd: Path | None = None
+) -> tuple[Sample, int]:
     """Run ARGV with its stdout to OUT; its wall time and CPU (wait4's rusage)."""
     with out.open("wb") as sink:
         began = time.monotonic()
-        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -115,7 +120,11 @@ def user_home(lab: Lab, base: Path) -> dict[str, str]:
     shutil.copy(lab.key, dot_ssh / "id_ed25519")
     shutil.copy(lab.config, dot_ssh / "config")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NETJOBS_", "SSH_"))}
+    # As installed (pip compiles the bytecode; clush's is in site-packages): the
+    # warm-up run writes the controller's bytecode under BASE, the rounds read it.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env | {
+        "PYTHONPYCACHEPREFIX": str(base / "pycache"),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "cfg"),
         "XDG_DATA_HOME": str(base / "data"),  # the runs' folders: removed with the lab
@@ -123,7 +132,9 @@ def user_home(lab: Lab, base: Path) -> dict[str, str]:
     }
 
 
-def fleet(lab: Lab, base: Path, rounds: int, repeat: int) -> dict[str, list[Sample]]:
+def fleet(
+    lab: Lab, base: Path, rounds: int, repeat: int, before: Path | None = None
+) -> dict[str, list[Sample]]:
     env = user_home(lab, base)
     hosts = [h.address for h in lab.hosts]
     config = base / "fleet.cfg"
@@ -145,10 +156,14 @@ def fleet(lab: Lab, base: Path, rounds: int, repeat: int) -> dict[str, list[Samp
         "pdsh -R ssh": ["pdsh", "-R", "ssh", "-w", ",".join(hosts), "date +%s%N"],
         "clush": [CLUSH, "-w", ",".join(hosts), "-o", f"-F {lab.config}", "date +%s%N"],
     }
+    where: dict[str, Path] = {}
+    if before is not None:  # another tree's NetJobs (`python -m` finds it from there)
+        way = f"netjobs --ssh ({before.name})"
+        ways[way], where[way] = ways["netjobs --ssh"], before
     samples: dict[str, list[Sample]] = {way: [] for way in ways}
     samples["netjobs: each extra test"] = []
     for way, argv in ways.items():  # warm-up: the agent's upload, page caches
-        _, code = timed(argv, env, out)
+        _, code = timed(argv, env, out, where.get(way))
         if code != 0:
             raise SystemExit(f"{way} failed ({code}):\n{out.read_text()[-3000:]}")
     names = list(ways)
@@ -158,7 +173,7 @@ def fleet(lab: Lab, base: Path, rounds: int, repeat: int) -> dict[str, list[Samp
             order.reverse()
         walls: dict[str, float] = {}
         for way in order:
-            sample, code = timed(ways[way], env, out)
+            sample, code = timed(ways[way], env, out, where.get(way))
             if code != 0:
                 kept = base.parent / f"ssh_fleet-failed-{os.getpid()}-{n}-{way.split()[0]}.txt"
                 kept.write_text(out.read_text())
@@ -259,6 +274,13 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=6, help="tests of the --repeat way")
     parser.add_argument("--bulk", type=int, default=200, metavar="MIB", help="0: none")
     parser.add_argument("--bulk-rounds", type=int, default=5)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="TREE",
+        help="also a cold run of the NetJobs in TREE (git archive of an older commit), "
+        "interleaved with the others",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -272,7 +294,7 @@ def main() -> int:
         (base / "lab").mkdir()
         with ssh_lab(base / "lab", args.hosts) as lab:
             if args.rounds:
-                samples = fleet(lab, base, args.rounds, args.repeat)
+                samples = fleet(lab, base, args.rounds, args.repeat, args.before)
                 print(table(samples, args.hosts), flush=True)
             if args.bulk:
                 print(bulk_table(bulk(lab, base, args.bulk, args.bulk_rounds), args.bulk))

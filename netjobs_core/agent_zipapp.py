@@ -15,20 +15,29 @@ is compiled in a fresh interpreter (`-I -S`, a fixed hash seed): marshal's outpu
 depends on the state of the process that writes it (which strings other modules
 share), and the bytes must be the same at every run. A frozen controller has no
 interpreter to start: its zipapp carries sources only.
+
+Compiling is a Python start and ~0.1 s of CPU, on every cold run's path to the
+first agent start: the archive is kept in the controller's cache directory, named
+by a hash of everything it is made of (the sources, this Python), and made again
+only when one of them changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import io
 import marshal
+import os
 import subprocess
 import sys
 import zipapp
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 from netjobs_core import __version__
 
@@ -91,12 +100,9 @@ def _bytecode(files: list[tuple[str, bytes]]) -> dict[str, bytes]:
     return compiled if isinstance(compiled, dict) else {}
 
 
-@functools.cache
-def agent_zipapp() -> Payload:
+def _build(files: list[tuple[str, bytes]]) -> bytes:
     plain = io.BytesIO()
     with zipfile.ZipFile(plain, "w", zipfile.ZIP_DEFLATED) as archive:
-        files = [("__main__.py", _MAIN.encode())]
-        files += [(name, path.read_bytes()) for name, path in _sources()]
         compiled = _bytecode(files)
         members = files + [(name + "c", compiled[name]) for name, _ in files if name in compiled]
         for name, data in sorted(members):
@@ -107,7 +113,54 @@ def agent_zipapp() -> Payload:
     plain.seek(0)
     out = io.BytesIO()
     zipapp.create_archive(plain, out, interpreter=INTERPRETER)  # the shebang line
-    return payload(out.getvalue(), ".pyz")
+    return out.getvalue()
+
+
+def _inputs_hash(files: list[tuple[str, bytes]]) -> str:
+    """What the archive is made of: the files, and the Python that compiles them."""
+    digest = hashlib.sha256()
+    python = (sys.version, sys.executable, sys.implementation.cache_tag, INTERPRETER)
+    for part in (*python, str(getattr(sys, "frozen", False))):
+        digest.update(part.encode() + b"\0")
+    for name, data in files:
+        digest.update(name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    return platformdirs.user_cache_path("netjobs", appauthor=False)
+
+
+CACHE_PREFIX = "zipapp-"
+
+
+def _keep(folder: Path, name: str, data: bytes) -> None:
+    """Written whole or not at all; older archives removed (one is enough)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / f".{name}.{os.getpid()}"
+        temp.write_bytes(data)
+        os.replace(temp, folder / name)
+    except OSError:
+        return  # a read-only cache: the next run builds it again
+    for old in folder.glob(f"{CACHE_PREFIX}*.pyz"):
+        if old.name != name:
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+@functools.cache
+def agent_zipapp() -> Payload:
+    files = [("__main__.py", _MAIN.encode())]
+    files += [(name, path.read_bytes()) for name, path in _sources()]
+    folder = cache_dir()
+    name = f"{CACHE_PREFIX}{_inputs_hash(files)[:32]}.pyz"
+    try:
+        data = (folder / name).read_bytes()
+    except OSError:
+        data = _build(files)
+        _keep(folder, name, data)
+    return payload(data, ".pyz")
 
 
 @functools.cache

@@ -39,14 +39,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-from asyncssh.encryption import get_default_encryption_algs
-
+from netjobs_core import library_search
 from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
 from netjobs_core.client import AgentError, Channel, Refused
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
+
+with library_search.remembered():  # its search for liboqs: ~20 ms of every start
+    import asyncssh
+    from asyncssh.encryption import get_default_encryption_algs
 
 START_TIMEOUT_S = 15.0  # at least this for the agent to start (a cold python on a busy host)
 DEPLOY_TIMEOUT_S = 60.0  # at least this for an upload (the one-file agent is ~10 MB)
@@ -64,7 +66,7 @@ MAX_PACKET = 256 * 1024
 # asyncssh computes chacha20-poly1305 (OpenSSH's first choice) in several calls per
 # packet; AES-GCM is one call, in hardware. Ours first unless ssh_config sets Ciphers.
 FAST_CIPHERS = [b"aes128-gcm@openssh.com", b"aes256-gcm@openssh.com"]
-NEED_PYZ, NEED_EXE, NO_AGENT = 83, 84, 85  # exit statuses of the start script
+NEED_PYZ, NEED_EXE, NO_AGENT, OLD_PYTHON = 83, 84, 85, 86  # exit statuses of the start script
 CACHE_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/netjobs"'
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -83,36 +85,65 @@ class HostKeyRefused(AgentError):
 
 
 # -- the start script ---------------------------------------------------------------
-# Runs on the host as `python -c`: the zipapp's hash checked, then the agent run
-# in this same process (one interpreter start per agent).
+# Runs on the host as `python -I -S -c`: the version checked (a remembered interpreter
+# may have become an older one), the zipapp's hash checked, the interpreter
+# remembered for the next start, then the agent run in this same process: one
+# interpreter start per agent. -S: the agent needs only the standard library. No
+# ssl: asyncio imports it when it can (~6 ms of each start); over SSH, no TLS. No
+# garbage collection during the imports (~5 ms: what they make lives); the agent's
+# main() turns it on again.
 _CHECK_AND_RUN = (
-    "import hashlib, runpy, sys\n"
-    "z, h = sys.argv[1], sys.argv[2]\n"
+    f"import sys\nsys.version_info < (3, 11) and sys.exit({OLD_PYTHON})\n"
+    "sys.modules['ssl'] = None\n"
+    "import gc, hashlib, os, runpy\n"
+    "gc.disable()\n"
+    "z, h, f = sys.argv[1:4]\n"
     "try:\n"
     "    ok = hashlib.sha256(open(z, 'rb').read()).hexdigest() == h\n"
     "except OSError:\n"
     "    ok = False\n"
     f"ok or sys.exit({NEED_PYZ})\n"
+    "if f:\n"
+    "    try:\n"
+    "        t = '%s.%d' % (f, os.getpid())\n"
+    "        with open(t, 'w') as out:\n"
+    "            out.write(os.environ.get('PATH', '') + '\\n' + sys.executable + '\\n')\n"
+    "        os.replace(t, f)\n"
+    "    except OSError:\n"
+    "        pass\n"
     "sys.argv = [z, '--stdio', '--quiet']\n"
     "runpy.run_path(z, run_name='__main__')\n"
 )
 
 
-# Asked of each candidate before the agent is started with it: it runs (a pyenv
-# shim of a version that is not active exits 127), it is >= 3.11, and where its
-# interpreter really is (started directly then: no second pass through a shim).
+# Asked of each candidate found on PATH: it runs (a pyenv shim of a version that is
+# not active exits 127), it is >= 3.11, and where its interpreter really is (started
+# directly then, and remembered: the next start needs no probing and no shim).
 _USABLE = "import sys; sys.version_info < (3, 11) and sys.exit(80); print(sys.executable)"
 PYTHONS = ("python3.14", "python3.13", "python3.12", "python3.11", "python3")
+REMEMBERED = "python"  # in the host's cache: PATH and the interpreter of the last start
 
 
-def start_script(pyz: Payload, exe: Payload | None) -> str:
-    """POSIX sh: start the cached zipapp with the first python3 >= 3.11 that runs,
-    newest name first, each name in every directory of PATH (a shim manager's
-    directory comes first and may hold names that do not run); else the cached
-    one-file agent. An exit status says what to upload first; what the candidates
-    said on stderr goes to the controller, for a failure's message."""
-    lines = [
-        f"d={CACHE_DIR}",
+def start_script(pyz: Payload, exe: Payload | None, remembered: bool = True) -> str:
+    """POSIX sh: start the cached zipapp with the interpreter the last start found
+    (when `remembered`, it is still there and PATH is the same: no probing, one
+    interpreter start); else with the first python3 >= 3.11 that runs, newest name
+    first, each name in every directory of PATH (a shim manager's directory comes
+    first and may hold names that do not run); else the cached one-file agent. An
+    exit status says what to upload first, or that the remembered interpreter is
+    too old now; what the candidates said on stderr goes to the controller, for a
+    failure's message."""
+    run = f'-I -S -c "$a" "$d/{pyz.name}" {pyz.sha256}'
+    lines = [f"d={CACHE_DIR}", f'f="$d/{REMEMBERED}"', f"a={shlex.quote(_CHECK_AND_RUN)}"]
+    if remembered:
+        lines += [
+            # remembered with the PATH it was found on: another PATH, another search
+            'r=; [ -f "$f" ] && { IFS= read -r p && IFS= read -r r; } < "$f" &&',
+            f'  [ "$p" = "$PATH" ] && [ -x "$r" ] && [ ! -d "$r" ] && exec "$r" {run} ""',
+        ]
+    else:
+        lines.append('rm -f "$f"')
+    lines += [
         "set -f; IFS=:",  # PATH split at colons, its entries never globbed
         f"for c in {' '.join(PYTHONS)}; do",
         "  for b in $PATH; do",
@@ -121,7 +152,7 @@ def start_script(pyz: Payload, exe: Payload | None) -> str:
         f'    r=$("$p" -I -S -c {shlex.quote(_USABLE)}) || continue',
         '    [ -x "$r" ] || r=$p',
         # -I: the user's PYTHONPATH and site-packages cannot shadow the agent's modules
-        f'    exec "$r" -I -c {shlex.quote(_CHECK_AND_RUN)} "$d/{pyz.name}" {pyz.sha256}',
+        f'    exec "$r" {run} "$f"',
         "  done",
         "done",
         "unset IFS",
@@ -477,9 +508,11 @@ class SshDialer:
     async def _start_agent(
         self, host: _Host, address: Address, timeout: float, pyz: Payload, exe: Payload | None
     ) -> tuple[SshChannel, bytes]:
-        for _ in range(3):  # start; upload what is missing, start again (twice at most)
+        remembered = True  # the interpreter of the host's last start, if any
+        for _ in range(4):  # start; upload what is missing, start again (twice at most)
             secret = secrets.token_bytes(LINK_SECRET_BYTES)
-            chan, session = await self._run(host, address, start_script(pyz, exe), timeout)
+            script = start_script(pyz, exe, remembered)
+            chan, session = await self._run(host, address, script, timeout)
             chan.write(stdio_greeting(secret))
             try:
                 async with asyncio.timeout(max(timeout, START_TIMEOUT_S)):
@@ -516,6 +549,10 @@ class SshDialer:
                     )
                     + (f" (the host said: {head})" if (head := session.stderr_head()) else "")
                 )
+            elif remembered:
+                # The remembered interpreter is too old now (OLD_PYTHON), or fails in
+                # another way: forgotten, and PATH probed as on a first start.
+                remembered = False
             else:
                 head = session.stderr_head()
                 raise AgentError(

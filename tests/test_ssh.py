@@ -25,6 +25,7 @@ from netlab import ip
 from ssh_lab import SSHD, SUBNETS, WAIT_S, Lab, SshHost, keygen, ssh_lab
 
 from netjobs_agent import procs
+from netjobs_core import agent_zipapp as agent_zipapp_module
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.config import parse_config
@@ -34,7 +35,7 @@ from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
-from netjobs_core.ssh import SshDialer
+from netjobs_core.ssh import REMEMBERED, SshDialer
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import Sample
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
@@ -104,7 +105,7 @@ def test_key_authentication_runs_a_test_and_leaves_nothing(lab):
     assert host.address in out and str(host.home) in out  # it ran there, as that host's user
     assert result.rtt_ms is not None and result.clock_uncertainty_ms is not None
     cached = list((host.home / ".cache" / "netjobs").iterdir())
-    assert [p.name for p in cached] == [agent_zipapp().name]
+    assert sorted(p.name for p in cached) == [agent_zipapp().name, REMEMBERED]
     assert wait_until_gone(host) == []
 
 
@@ -379,6 +380,36 @@ def test_with_only_shims_and_an_old_python3_the_hosts_first_error_lines_are_said
     finally:
         (tools / "python3").unlink(missing_ok=True)
         host.start()
+    assert wait_until_gone(host) == []
+
+
+def test_the_interpreter_found_is_remembered_and_forgotten_when_it_fails(trusted):
+    """The next start runs the remembered interpreter, no probing (one Python start);
+    one that no longer runs, or is too old now, is forgotten and PATH searched again."""
+    lab, host = trusted, trusted.hosts[2]
+    remembered = host.home / ".cache" / "netjobs" / "python"
+    config = f't:\nssh://{host.address}: "true"\nend\n'
+    test = asyncio.run(run_over_ssh(lab, config, executable=None))
+    assert test.status is TestStatus.PASSED, test.reason
+    path, found = remembered.read_text().splitlines()
+    assert Path(found).is_file() and path  # the PATH it was found on, then where
+
+    marker = host.dir / "wrapper-ran"
+    marker.unlink(missing_ok=True)
+    wrapper = host.dir / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\ntouch {marker}\nexec {found} "$@"\n')
+    wrapper.chmod(0o755)
+    shim = fake_shims(host.dir / "shims") / "python3"
+    old = old_python()
+    for stale in [shim, wrapper] + ([old] if old is not None else []):
+        remembered.write_text(f"{path}\n{stale}\n")
+        test = asyncio.run(run_over_ssh(lab, config, executable=None))
+        assert test.status is TestStatus.PASSED, (stale, test.reason)
+        if stale == wrapper:
+            assert marker.exists()  # the remembered one was started, and nothing else
+            assert remembered.read_text() == f"{path}\n{wrapper}\n"
+        else:
+            assert remembered.read_text() == f"{path}\n{found}\n"  # searched again
     assert wait_until_gone(host) == []
 
 
@@ -851,6 +882,25 @@ def test_the_zipapp_carries_bytecode_its_own_python_uses_and_builds_the_same_any
         check=True,
         timeout=WAIT_S,
         cwd=REPO,
-        env=os.environ | {"PYTHONHASHSEED": "12345"},
+        env=os.environ | {"PYTHONHASHSEED": "12345", "XDG_CACHE_HOME": str(tmp_path / "fresh")},
     ).stdout.strip()
     assert elsewhere == payload.sha256
+
+
+def test_the_zipapp_is_built_once_and_kept_in_the_controllers_cache(tmp_path, monkeypatch):
+    """A cold run reads it (compiling it is a Python start and ~0.1 s of CPU); an
+    archive of other sources or another Python is removed when a new one is kept."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stale = tmp_path / "netjobs" / "zipapp-0123.pyz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"older sources")
+    built = agent_zipapp.__wrapped__()  # past the in-process cache
+    kept = list(stale.parent.glob("zipapp-*.pyz"))
+    assert len(kept) == 1 and kept[0] != stale
+    assert kept[0].read_bytes() == built.data and built.sha256 == agent_zipapp().sha256
+
+    def no_compiling(files: object) -> dict[str, bytes]:
+        raise AssertionError("compiled again")
+
+    monkeypatch.setattr(agent_zipapp_module, "_bytecode", no_compiling)
+    assert agent_zipapp.__wrapped__() == built
