@@ -29,7 +29,6 @@ import functools
 import hashlib
 import io
 import marshal
-import os
 import subprocess
 import sys
 import zipapp
@@ -40,6 +39,7 @@ from pathlib import Path
 import platformdirs
 
 from netjobs_core import __version__
+from netjobs_core.atomic import make_private_dirs, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERPRETER = "/usr/bin/env python3"
@@ -137,10 +137,8 @@ CACHE_PREFIX = "zipapp-"
 def _keep(folder: Path, name: str, data: bytes) -> None:
     """Written whole or not at all; older archives removed (one is enough)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        temp = folder / f".{name}.{os.getpid()}"
-        temp.write_bytes(data)
-        os.replace(temp, folder / name)
+        make_private_dirs(folder)
+        write_atomic(folder / name, data)
     except OSError:
         return  # a read-only cache: the next run builds it again
     for old in folder.glob(f"{CACHE_PREFIX}*.pyz"):

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 
 from netjobs_core.agent_zipapp import cache_dir
+from netjobs_core.atomic import make_private_dirs, write_atomic
 
 CACHE_NAME = "library-search.json"
 _LINKER_CACHE = "/etc/ld.so.cache"
@@ -61,7 +62,5 @@ def remembered() -> Iterator[None]:
         ctypes.util.find_library = search
     if found != asked:
         with contextlib.suppress(OSError):  # a read-only cache: searched next time too
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temp = path.with_name(f".{CACHE_NAME}.{os.getpid()}")
-            temp.write_text(json.dumps({"state": state, "found": found}))
-            os.replace(temp, path)
+            make_private_dirs(path.parent)
+            write_atomic(path, json.dumps({"state": state, "found": found}).encode())
