@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -77,11 +78,13 @@ class HistoryPanel(QWidget):
         self.note = QLabel()
         self.note.setWordWrap(True)
         never_widen(self.note)
-        buttons = QHBoxLayout()  # one row with the filter: the table keeps its height
+        # The filter above the table, the actions under it: the page fits a small
+        # window (one row of both was wider than the rest of the window needs).
+        buttons = QHBoxLayout()
         buttons.addWidget(self.show_button)
         buttons.addWidget(self.export_button)
         buttons.addWidget(reload_button)
-        buttons.addWidget(self.filter, 1)
+        buttons.addStretch(1)
 
         self.test_choice = QComboBox()
         self.test_choice.setToolTip("The test of the selected run whose spread is plotted")
@@ -105,8 +108,9 @@ class HistoryPanel(QWidget):
         left = QWidget()
         left_layout = QVBoxLayout(left)
         left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addLayout(buttons)
+        left_layout.addWidget(self.filter)
         left_layout.addWidget(self.table, 1)
+        left_layout.addLayout(buttons)
         left_layout.addWidget(self.note)
         self.run_note = RunNote(self.path)  # a person's note on the selected run
         self.run_note.saved.connect(lambda _run_id: self.reload())
@@ -114,7 +118,13 @@ class HistoryPanel(QWidget):
         left_layout.addWidget(self.run_note)
         splitter = QSplitter()
         splitter.addWidget(left)
-        splitter.addWidget(plot_side)
+        # Scrolled in a small window: the two plots keep readable heights without
+        # setting the window's minimum size.
+        plot_area = QScrollArea()
+        plot_area.setWidgetResizable(True)
+        plot_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        plot_area.setWidget(plot_side)
+        splitter.addWidget(plot_area)
         splitter.setChildrenCollapsible(False)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)  # the plot readable: dated, its ticks apart

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPlainTextEdit,
     QProgressBar,
+    QScrollArea,
     QSplitter,
     QStackedWidget,
     QTabWidget,
@@ -440,7 +441,13 @@ class TestDetail(QWidget):
         self.tabs.addTab(self.timeline, "T&imeline")
         self.overview = OverviewWidget()  # every host on one screen; a click selects it
         self.overview.host_clicked.connect(self.select_host)
-        self.tabs.addTab(self.overview, "Over&view")
+        # Scrolled where the window is smaller than its minimum (its grid stays whole):
+        # the overview does not set the window's own minimum size.
+        overview_area = QScrollArea()
+        overview_area.setWidgetResizable(True)
+        overview_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        overview_area.setWidget(self.overview)
+        self.tabs.addTab(overview_area, "Over&view")
         self.tabs.currentChanged.connect(lambda _index: self.timeline.refresh())
 
         self.summary = QLabel()

@@ -218,11 +218,11 @@ def _frames_per_write(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     writes: list[list[str]] = []
     write = TcpChannel.write
 
-    def counted(self: TcpChannel, data: bytes | bytearray) -> None:
+    def counted(self: TcpChannel, data: bytes | bytearray, last: bool = False) -> None:
         decoder = FrameDecoder()
         decoder.add(bytes(data))
         writes.append([raw.parse().type for raw in iter(decoder.next_frame, None)])
-        write(self, data)
+        write(self, data, last)
 
     monkeypatch.setattr(TcpChannel, "write", counted)
     return writes
