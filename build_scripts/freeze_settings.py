@@ -371,7 +371,7 @@ TARGETS: dict[str, Target] = {
     "cli": Target(
         key="cli",
         name="netjobs",
-        entry="netjobs_core.cli:main",
+        entry="netjobs_core.cli:command",
         script=ENTRY_DIR / "launch_cli.py",
         console=True,
         forbidden=CLI_FORBIDDEN,

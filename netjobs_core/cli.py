@@ -12,11 +12,13 @@ from netjobs_core.wire.python_version import require_python
 require_python("netjobs")
 
 import argparse
+import atexit
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from netjobs_core import __version__, credentials, event_loop, rerun, run_flags, text
 from netjobs_core.check import HostCheck, check_hosts
@@ -470,5 +472,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def command() -> NoReturn:
+    """The `netjobs` program: main(), then out of the process without the interpreter's
+    teardown. Freeing every module and object of a run (asyncssh, cryptography, the
+    loop's) took 0.1 s of CPU after main returned, 8-10 % of a cold 8-host run's wall
+    time; everything main wrote is whole on disk by then (atomic, fsync'd) and the
+    exit handlers still run. With another thread alive, or an output that cannot be
+    flushed, the ordinary exit, as Python does it."""
+    code = main()
+    if threading.active_count() > 1 or not _flushed():
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    _flushed()
+    os._exit(code)
+
+
+def _flushed() -> bool:
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError, AttributeError):  # closed, or None (no console)
+        return False
+    return True
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

@@ -91,11 +91,11 @@ class HostKeyRefused(AgentError):
 # interpreter start per agent. -S: the agent needs only the standard library. No
 # ssl: asyncio imports it when it can (~6 ms of each start); over SSH, no TLS. No
 # garbage collection during the imports (~5 ms: what they make lives); the agent's
-# main() turns it on again.
+# stdio_main() turns it on again. No argument parser: stdio_main is `--stdio --quiet`.
 _CHECK_AND_RUN = (
     f"import sys\nsys.version_info < (3, 11) and sys.exit({OLD_PYTHON})\n"
     "sys.modules['ssl'] = None\n"
-    "import gc, hashlib, os, runpy\n"
+    "import gc, hashlib, os\n"
     "gc.disable()\n"
     "z, h, f = sys.argv[1:4]\n"
     "try:\n"
@@ -111,8 +111,9 @@ _CHECK_AND_RUN = (
     "        os.replace(t, f)\n"
     "    except OSError:\n"
     "        pass\n"
-    "sys.argv = [z, '--stdio', '--quiet']\n"
-    "runpy.run_path(z, run_name='__main__')\n"
+    "sys.path.insert(0, z)\n"
+    "from netjobs_agent.__main__ import stdio_main\n"
+    "sys.exit(stdio_main())\n"
 )
 
 
@@ -134,12 +135,13 @@ def start_script(pyz: Payload, exe: Payload | None, remembered: bool = True) -> 
     too old now; what the candidates said on stderr goes to the controller, for a
     failure's message."""
     run = f'-I -S -c "$a" "$d/{pyz.name}" {pyz.sha256}'
+    shown = "--stdio --quiet"  # what stdio_main is; in ps, as the one-file agent's
     lines = [f"d={CACHE_DIR}", f'f="$d/{REMEMBERED}"', f"a={shlex.quote(_CHECK_AND_RUN)}"]
     if remembered:
         lines += [
             # remembered with the PATH it was found on: another PATH, another search
             'r=; [ -f "$f" ] && { IFS= read -r p && IFS= read -r r; } < "$f" &&',
-            f'  [ "$p" = "$PATH" ] && [ -x "$r" ] && [ ! -d "$r" ] && exec "$r" {run} ""',
+            f'  [ "$p" = "$PATH" ] && [ -x "$r" ] && [ ! -d "$r" ] && exec "$r" {run} "" {shown}',
         ]
     else:
         lines.append('rm -f "$f"')
@@ -152,7 +154,7 @@ def start_script(pyz: Payload, exe: Payload | None, remembered: bool = True) -> 
         f'    r=$("$p" -I -S -c {shlex.quote(_USABLE)}) || continue',
         '    [ -x "$r" ] || r=$p',
         # -I: the user's PYTHONPATH and site-packages cannot shadow the agent's modules
-        f'    exec "$r" {run} "$f"',
+        f'    exec "$r" {run} "$f" {shown}',
         "  done",
         "done",
         "unset IFS",
@@ -161,7 +163,7 @@ def start_script(pyz: Payload, exe: Payload | None, remembered: bool = True) -> 
         lines += [
             f'x="$d/{exe.name}"',
             'h=$(sha256sum "$x" 2>/dev/null) && h=${h%% *}',
-            f'[ "$h" = {exe.sha256} ] && exec "$x" --stdio --quiet',
+            f'[ "$h" = {exe.sha256} ] && exec "$x" {shown}',
             f'[ "$(uname -sm)" = {shlex.quote(_local_system())} ] && exit {NEED_EXE}',
         ]
     lines.append(f"exit {NO_AGENT}")

@@ -366,3 +366,30 @@ def test_entry_points_check_the_version_first(module, prog):
 )
 def test_what_runs_before_the_check_compiles_on_old_pythons(path):
     ast.parse((REPO / path).read_text(), path, feature_version=(3, 7))
+
+
+# `netjobs` leaves without the interpreter's teardown once main has returned: its exit
+# status, what it printed and its exit handlers are all still there; with another
+# thread alive it exits as Python does, after that thread.
+_COMMAND = """
+import atexit, sys, threading, time
+from netjobs_core import cli
+atexit.register(print, "exit handler ran")
+def main():
+    print("printed by main", end="")  # no newline: still buffered when main returns
+    if sys.argv[1] == "thread":
+        threading.Thread(target=lambda: (time.sleep(0.2), print(" thread done"))).start()
+    return 3
+cli.main = main
+cli.command()
+"""
+
+
+@pytest.mark.parametrize("way", ["alone", "thread"])
+def test_the_command_exits_with_its_status_output_and_exit_handlers(way: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND, way], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr
+    thread = " thread done\n" if way == "thread" else ""
+    assert done.stdout == f"printed by main{thread}exit handler ran\n"

@@ -1,8 +1,6 @@
-"""PyInstaller entry script of netjobs (the command line): runs netjobs_core.cli:main."""
+"""PyInstaller entry script of netjobs (the command line): runs netjobs_core.cli:command."""
 
-import sys
-
-from netjobs_core.cli import main
+from netjobs_core.cli import command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

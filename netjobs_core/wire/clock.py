@@ -39,7 +39,6 @@ follows from the monotonic one, with the same uncertainty.
 from __future__ import annotations
 
 import functools
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,6 +142,10 @@ def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> O
             if samples
             else "no clock samples"
         )
+    # Here, not at the top: only the controller estimates, and statistics (with fractions,
+    # decimal) is ~2 ms of each agent's start.
+    import statistics
+
     fastest = sorted(valid, key=lambda s: s.rtt)
     keep = fastest[: max(3, round(len(fastest) * keep_fraction))]
     estimate = statistics.median(s.offset for s in keep)
