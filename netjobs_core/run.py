@@ -5,9 +5,9 @@ dialer (SSH connections when a target is over SSH), the runner (its options
 complete before it exists), results.json in the folder (rewritten as each test
 starts and ends, and at the run's end unless the last test's end wrote it all), the
 `-l` logs, the `--json` document and the run's line in the run history (written as it
-starts, not ended: interrupted, until it ends). A front end only subscribes to its events (the runner's progress events,
-then `Written`/`NotWritten` for result files and `RunEnded` last) and stops it with
-`stop()`:
+starts, not ended: interrupted, until it ends). A front end only subscribes to its
+events (the runner's progress events, then `Written`/`NotWritten` for result files and
+`RunEnded` last) and stops it with `stop()`:
 
     run = Run(plan, options, ssh=ssh_options, log=True)   # raises UsageError, OSError
     run.subscribe(observer)

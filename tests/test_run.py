@@ -95,9 +95,7 @@ async def test_a_results_json_that_cannot_be_written_is_told_and_makes_the_run_f
     assert run.outcome.exit_code == EXIT_FAILED
 
 
-async def test_a_run_stopped_before_its_first_test_is_written_at_its_end(
-    agents, token, tmp_path
-):
+async def test_a_run_stopped_before_its_first_test_is_written_at_its_end(agents, token, tmp_path):
     plan = write_plan(tmp_path, 't:\n{a0}: "true"\nend\n', agents)
     run = Run(plan, options(token, tmp_path), in_history=False)
     async with run:
