@@ -329,10 +329,17 @@ def _scaled(value: float, step: float, units: Sequence[str]) -> str:
     """`value` in the largest of `units` (each `step` times the one before) under which
     it is at least 1, three significant digits: `1.93 GiB/s`."""
     last, index = len(units) - 1, 0
-    while index < last and abs(value) >= step:
+    magnitude = abs(value)
+    while index < last and magnitude >= step:
         value /= step
+        magnitude /= step
         index += 1
-    return f"{_three(value)} {units[index]}"
+    # _three, inline: a 1000-host log writes thousands of these
+    if magnitude >= 100 or magnitude == 0:
+        return f"{value:.0f} {units[index]}"
+    if magnitude >= 10:
+        return f"{value:.1f} {units[index]}"
+    return f"{value:.2f} {units[index]}"
 
 
 def byte_rate(value: float) -> str:
