@@ -4,9 +4,9 @@ a real fio JSON document (tests/data/metrics/fio-randrw.json, 14 KB, as fio 3.33
 it), no config needed.
 
 Offline (default): the controller's own work once the last command has ended: the
-test's results (results.json in the run folder, rewritten at the test's end and at
-the run's), its report, its -l log, the CSV and the run history, timed without
-metrics, then with them: each command's metrics already read as it ended (as
+test's results (results.json in the run folder, written at the test's end; run.Run
+does not write it again at the run's end), its report, its -l log, the CSV and the run
+history, timed without metrics, then with them: each command's metrics already read as it ended (as
 host_run does), so only the test's summary (metrics.measure_test) comes before the
 files; then, for comparison, with every document read at the end (as before issue
 21's change). Rounds interleaved, best of `--repeats` (5) each. The outputs are in
@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 sys.path.insert(0, str(ROOT / "bench"))
 from scale import AgentHosts, start_agents  # noqa: E402
 
-from netjobs_core import builtin_metrics, history, host_run, logs, runner  # noqa: E402
+from netjobs_core import builtin_metrics, history, host_run, logs, results_json, runner  # noqa: E402
 from netjobs_core import metrics as metrics_module  # noqa: E402
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.events import CommandChanged  # noqa: E402
@@ -89,10 +89,9 @@ def fleet(hosts: int) -> RunResult:
 def end_of_run(run: RunResult, folder: Path) -> None:
     """What the controller writes once the commands have ended (run.Run)."""
     (test,) = run.tests
-    write_json(run, folder / "results.json")  # at the test's end
+    write_json(run, folder / "results.json")  # at the test's end; not again at the run's
     format_test(test, fold=True)
     logs.write_test_log(folder / "fio.cfg", test, folder=folder)
-    write_json(run, folder / "results.json")  # at the run's end
     write_csv(run, folder / "results.csv")
     history.record_run(run, None, folder / "history.sqlite3")
 
@@ -183,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", action="store_true", help="a real run of real agents")
     parser.add_argument("--per-process", type=int, default=250, help="agents per helper process")
     parser.add_argument(
-        "--stdlib-json", action="store_true", help="parse with json even where orjson is installed"
+        "--stdlib-json",
+        action="store_true",
+        help="parse and write JSON with json even where orjson is installed",
     )
     args = parser.parse_args(argv)
     if args.stdlib_json:
-        builtin_metrics.ORJSON = None
+        builtin_metrics.ORJSON = results_json.ORJSON = None
     if args.agents:
         fd_limits.raise_fd_limit()
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-")

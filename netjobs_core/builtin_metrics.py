@@ -26,8 +26,9 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from types import ModuleType
 from typing import Any
+
+from netjobs_core import fast_json
 
 __all__ = ["MAX_DOCUMENT_BYTES", "SNIFF_BYTES", "DocumentError", "combine", "read_document"]
 
@@ -41,15 +42,7 @@ _IPERF3_RE = re.compile(rb'\{\s*"start"\s*:\s*\{.*?"version"\s*:\s*"iperf', re.D
 _A = {"fio": "a fio", "iperf3": "an iperf3"}
 
 
-def _orjson() -> ModuleType | None:
-    try:
-        import orjson
-    except ImportError:  # an optional speed-up (the `fast` extra)
-        return None
-    return orjson
-
-
-ORJSON = _orjson()
+ORJSON = fast_json.ORJSON  # a module attribute: the tests and bench/ turn it off
 
 
 class DocumentError(Exception):

@@ -3,11 +3,11 @@
 `Run` composes everything a run of a plan needs, once: its results folder, its
 dialer (SSH connections when a target is over SSH), the runner (its options
 complete before it exists), results.json in the folder (rewritten as each test
-ends, and once more at the end), the `-l` logs, the `--json` document and the
-run's line in the run history (written as it starts, not ended: interrupted, until
-it ends). A front end only subscribes to its events (the runner's progress events,
-then `Written`/`NotWritten` for result files and `RunEnded` last) and stops it with
-`stop()`:
+starts and ends, and at the run's end unless the last test's end wrote it all), the
+`-l` logs, the `--json` document and the run's line in the run history (written as it
+starts, not ended: interrupted, until it ends). A front end only subscribes to its
+events (the runner's progress events, then `Written`/`NotWritten` for result files and
+`RunEnded` last) and stops it with `stop()`:
 
     run = Run(plan, options, ssh=ssh_options, log=True)   # raises UsageError, OSError
     run.subscribe(observer)
@@ -185,6 +185,11 @@ class Run:
         self.result = self._runner.result
         self.outcome = Outcome(self.result, self.folder)
         self._save_error: NotWritten | None = None  # of the last results.json written
+        # results.json holds the whole result as it is now: written at a test's end,
+        # nothing in the result changes until the next test starts (the runner fills it
+        # only between TestStarted and TestFinished), so the run's end need not write
+        # the same document again (at 1000 hosts it is 17 MB: 0.1-0.3 s).
+        self._saved_whole = False
         self._state: Literal["new", "entered", "running", "ended"] = "new"
 
     def subscribe(self, observer: RunObserver) -> None:
@@ -238,7 +243,8 @@ class Run:
             if (dialer := self._dialer) is not None:
                 steps.callback(lambda: outcome.host_keys.extend(dialer.accepted))
                 steps.push_async_exit(dialer)
-            self._save()  # the last word: also a run stopped before its first test
+            if not self._saved_whole:  # the last word: also a run stopped before a test
+                self._save()
             if self._save_error is not None:
                 outcome.unsaved.append(self._save_error.text)
             if self.json_path:
@@ -262,7 +268,9 @@ class Run:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, TestFinished):
             self._save()  # before anyone hears of the end: nothing is lost
+            self._saved_whole = self._save_error is None
         elif isinstance(event, TestStarted):
+            self._saved_whole = False
             self._save(quiet=True)  # a run killed meanwhile says which test it was in
         self._emit(event)
         if isinstance(event, TestFinished) and self.log:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import functools
 import itertools
 import math
 import os
@@ -336,18 +337,26 @@ def size(n: int) -> str:
 def _three(value: float) -> str:
     """Three significant digits, no exponent: `1.93`, `48.0`, `480`."""
     magnitude = abs(value)
-    decimals = 0 if magnitude >= 100 or magnitude == 0 else 1 if magnitude >= 10 else 2
-    return f"{value:.{decimals}f}"
+    if magnitude >= 100 or magnitude == 0:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if magnitude >= 10 else f"{value:.2f}"
 
 
 def _scaled(value: float, step: float, units: Sequence[str]) -> str:
     """`value` in the largest of `units` (each `step` times the one before) under which
     it is at least 1, three significant digits: `1.93 GiB/s`."""
-    for unit in units[:-1]:
-        if abs(value) < step:
-            return f"{_three(value)} {unit}"
+    last, index = len(units) - 1, 0
+    magnitude = abs(value)
+    while index < last and magnitude >= step:
         value /= step
-    return f"{_three(value)} {units[-1]}"
+        magnitude /= step
+        index += 1
+    # _three, inline: a 1000-host log writes thousands of these
+    if magnitude >= 100 or magnitude == 0:
+        return f"{value:.0f} {units[index]}"
+    if magnitude >= 10:
+        return f"{value:.1f} {units[index]}"
+    return f"{value:.2f} {units[index]}"
 
 
 def byte_rate(value: float) -> str:
@@ -401,12 +410,19 @@ def metric_axis_unit(name: str, largest: float) -> float:
     return unit
 
 
-def metric_value(name: str, value: float) -> str:
-    """A metric's value in the unit its name says (`read_bw`: bytes/s); else a number."""
+@functools.lru_cache(maxsize=1024)
+def _metric_form(name: str) -> Callable[[float], str]:
+    """How metric `name`'s values are written, looked up once per name: a 1000-host
+    log writes thousands of them."""
     for ending, form in _METRIC_UNITS:
         if name.endswith(ending):
-            return form(value)
-    return quantity(value)
+            return form
+    return quantity
+
+
+def metric_value(name: str, value: float) -> str:
+    """A metric's value in the unit its name says (`read_bw`: bytes/s); else a number."""
+    return _metric_form(name)(value)
 
 
 def metric_line(name: str, summary: MetricSummary) -> str:

@@ -163,3 +163,45 @@ def test_the_schema_refuses_what_netjobs_never_writes(tmp_path, what, change):
     broken = copy.deepcopy(document(tmp_path))
     change(broken)
     assert not RESULTS_SCHEMA.is_valid(broken), what
+
+
+def test_orjson_writes_what_json_writes(tmp_path, monkeypatch):
+    """results.json written by orjson (the `fast` extra) reads back (json.loads) as the
+    standard library's; a value orjson would write otherwise (NaN, infinity, an integer
+    over 64 bits) makes the whole document json's, NaN and all."""
+    from netjobs_core import results_json
+
+    if results_json.ORJSON is None:
+        pytest.skip("orjson is not installed (pip install 'netjobs[fast]')")
+    run = full_run(tmp_path)
+    command = run.tests[0].hosts[0].commands[0]
+    command.stderr = Output.from_bytes('é ✓ \x00 "q" \\ \U0001f600'.encode())
+    command.metrics |= {"tiny": 1e-300, "huge": 1e16, "third": 1 / 3, "neg": -0.0}
+
+    def both() -> tuple[bytes, bytes]:
+        fast = results_json.json_bytes(run, tmp_path, inline_limit=50)
+        monkeypatch.setattr(results_json, "ORJSON", None)
+        slow = results_json.json_bytes(run, tmp_path, inline_limit=50)
+        monkeypatch.undo()
+        return fast, slow
+
+    fast, slow = both()
+    assert json.loads(fast) == json.loads(slow)
+    assert fast.startswith(b'{\n  "format": "netjobs-results/2",\n')  # indented by 2
+    assert "é ✓".encode() in fast and b"\\u00e9 \\u2713" in slow  # UTF-8 / escaped
+
+    for name, value, spelled in (
+        ("inf", float("inf"), b"Infinity"),
+        ("nan", float("nan"), b"NaN"),
+    ):
+        command.metrics[name] = value
+        fast, slow = both()
+        assert fast == slow and spelled in fast, name
+        del command.metrics[name]
+    run.tests[0].late_threshold_ms = float("inf")  # a float field outside the metrics
+    fast, slow = both()
+    assert fast == slow and b'"late_threshold_ms": Infinity' in fast
+    run.tests[0].late_threshold_ms = 1.0
+    command.collected[0].bytes = 2**70
+    fast, slow = both()
+    assert fast == slow and str(2**70).encode() in fast

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from netjobs_core import history, logs
 from netjobs_core.config import Plan, parse_config
 from netjobs_core.events import CommandOutput, TestFinished
 from netjobs_core.results import CommandStatus, TestStatus
-from netjobs_core.results_json import load_json
+from netjobs_core.results_json import load_json, run_to_json
 from netjobs_core.run import NotWritten, Run, RunEnded, RunEvent, Written
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -40,17 +41,22 @@ async def test_results_json_is_rewritten_as_each_test_ends_and_the_run_is_in_the
     run = Run(plan, options(token, tmp_path), log=True)
     events: list[RunEvent] = []
     on_disk: list[list[str]] = []  # results.json's tests, as each TestFinished is heard
+    inodes: list[int] = []  # each write replaces the file (atomic): a new inode
 
     def observe(event: RunEvent) -> None:
         events.append(event)
         if isinstance(event, TestFinished):
             on_disk.append([t.label for t in load_json(run.folder.json_path).tests])
+            inodes.append(run.folder.json_path.stat().st_ino)
 
     run.subscribe(observe)
     async with run:
         result = await run.run()
     assert [t.status for t in result.tests] == [TestStatus.PASSED, TestStatus.FAILED]
     assert on_disk == [["t"], ["t", "u"]]  # written before anyone hears of the end
+    # The last test's end wrote the whole result: the run's end does not write it again.
+    assert run.folder.json_path.stat().st_ino == inodes[-1]
+    assert json.loads(run.folder.json_path.read_text()) == run_to_json(result, run.folder.path)
     saved = load_json(run.folder.json_path)
     assert saved.run_id == result.run_id == run.folder.run_id
     assert saved.tests[0].hosts[0].commands[0].stdout.read_bytes() == b"one\n"
@@ -87,6 +93,17 @@ async def test_a_results_json_that_cannot_be_written_is_told_and_makes_the_run_f
     (unsaved,) = run.outcome.unsaved
     assert unsaved.startswith(f"the run's results.json ({run.folder.json_path}: ")
     assert run.outcome.exit_code == EXIT_FAILED
+
+
+async def test_a_run_stopped_before_its_first_test_is_written_at_its_end(agents, token, tmp_path):
+    plan = write_plan(tmp_path, 't:\n{a0}: "true"\nend\n', agents)
+    run = Run(plan, options(token, tmp_path), in_history=False)
+    async with run:
+        assert load_json(run.folder.json_path).started_at is None  # as it was entered
+        run.stop("stopped at once")
+        result = await run.run()
+    assert result.tests == [] and result.started_at is not None
+    assert json.loads(run.folder.json_path.read_text()) == run_to_json(result, run.folder.path)
 
 
 async def test_stop_goes_through_the_owner_and_a_cancelled_run_still_keeps_its_files(
