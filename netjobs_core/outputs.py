@@ -237,7 +237,10 @@ class Output:
         self._wait_written()
         if self._file is not None:
             self._file.flush()
-        assert self.path is not None
+        if self.path is None:  # memory only: its middle was never kept
+            raise OutputFileError(
+                f"only the first and last {self.keep} bytes of {self.size} were kept"
+            )
         try:
             data = self.path.read_bytes()
         except OSError as exc:

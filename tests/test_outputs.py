@@ -344,3 +344,12 @@ def test_echo_prints_every_line_and_drops_rather_than_block(tmp_path, token):
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_a_memory_only_output_past_its_keep_says_its_middle_was_not_kept():
+    """An output with nowhere to go keeps its first and last bytes only: asked for
+    every byte (results.json inlines a small output) it says so, never asserts."""
+    output = Output(keep=4)
+    output.append(b"0123456789")
+    with pytest.raises(OutputFileError, match="only the first and last 4 bytes of 10"):
+        output.read_bytes()
