@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -323,6 +324,12 @@ async def main(out: Path, work: Path) -> None:
 
 def run() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "docs" / "screenshots"
+    return offscreen(out, main)
+
+
+def offscreen(out: Path, shoot: Callable[[Path, Path], Awaitable[None]]) -> int:
+    """SHOOT(out, work) in an offscreen Qt application on a screen larger than the
+    window, with its settings, run folders and history in a temporary WORK folder."""
     with tempfile.TemporaryDirectory(prefix="netjobs-shots-") as temp:
         work = Path(temp)
         out.mkdir(parents=True, exist_ok=True)
@@ -340,7 +347,7 @@ def run() -> int:
         app = make_app([sys.argv[0]])
         assert isinstance(app, QApplication)
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            runner.run(main(out.resolve(), work))
+            runner.run(shoot(out.resolve(), work))
     return 0
 
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import socket
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "gui")]  # test helpers
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_screenshots import SCREEN, SIZE  # noqa: E402
+from make_screenshots import SIZE, offscreen  # noqa: E402
 
 COMMAND = "dd if=/dev/zero of=/dev/null bs=1M count=64 2>&1 | tail -n 1"
 
@@ -137,26 +134,7 @@ def run() -> int:
     parser.add_argument("out", nargs="?", default=str(REPO / "docs" / "screenshots"))
     parser.add_argument("--agents", type=int, default=100)
     args = parser.parse_args()
-    out = Path(args.out)
-    with tempfile.TemporaryDirectory(prefix="netjobs-shots-") as temp:
-        work = Path(temp)
-        out.mkdir(parents=True, exist_ok=True)
-        screen = work / "screen.json"
-        screen.write_text(json.dumps(SCREEN))
-        os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={screen}"
-        os.environ["NETJOBS_GUI_SETTINGS_DIR"] = str(work / "settings")
-        os.environ["XDG_DATA_HOME"] = str(work / "data")  # run folders and the history
-
-        import qasync
-        from PySide6.QtWidgets import QApplication
-
-        from netjobs_gui.app import make_app
-
-        app = make_app([sys.argv[0]])
-        assert isinstance(app, QApplication)
-        with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            runner.run(main(out.resolve(), work, args.agents))
-    return 0
+    return offscreen(Path(args.out), lambda out, work: main(out, work, args.agents))
 
 
 if __name__ == "__main__":
