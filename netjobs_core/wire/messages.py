@@ -200,6 +200,8 @@ def _names(cls: type[Message]) -> tuple[str, ...]:
 # The handshake (and `error`, which either side may send at any time).
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Hello(Message):
+    """Each side's first message: its role, the protocol version, a fresh nonce."""
+
     TYPE = "hello"
     role: str
     version: int
@@ -215,17 +217,23 @@ class Hello(Message):
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Auth(Message):
+    """The controller's proof that it holds the token, after the agent's hello."""
+
     TYPE = "auth"
     proof: str
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Welcome(Message):
+    """The agent accepted the controller's proof."""
+
     TYPE = "welcome"
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Error(Message):
+    """Either side, at any time: what went wrong, as a code and a message."""
+
     TYPE = "error"
     code: str
     message: str
@@ -234,12 +242,16 @@ class Error(Message):
 # What a controller may send once authenticated.
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Ping(Message):
+    """The controller's: answered with a pong (clock samples, liveness)."""
+
     TYPE = "ping"
     seq: SeqNo
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class StatusQuery(Message):
+    """The controller asks what the agent is doing."""
+
     TYPE = "status"
 
 
@@ -304,12 +316,16 @@ class Start(Message):
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Kill(Message):
+    """The controller ends the test early; reason: why, for the agent's log."""
+
     TYPE = "kill"
     reason: str
 
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Bye(Message):
+    """The controller ends the session."""
+
     TYPE = "bye"
 
 
@@ -329,6 +345,8 @@ class Pong(Message):
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Status(Message):
+    """The agent's answer to a status query."""
+
     TYPE = "status"
     busy: bool
     label: str | None = None  # of the test it runs, when busy
@@ -456,6 +474,8 @@ class File(Message):
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class FileData(Message):
+    """Bytes of a collected file, as the frame body."""
+
     TYPE = "file_data"
     id: CommandId
     body: bytes = b""
@@ -510,6 +530,8 @@ class Collected(Message):
 
 @dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Finished(Message):
+    """The agent's last message of a run: every command of it has ended."""
+
     TYPE = "finished"
 
 
