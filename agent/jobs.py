@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.messages import (
@@ -40,7 +40,9 @@ from netjobs_core.wire.messages import (
 from netjobs_core.wire.status import CommandStatus
 
 from . import collect, execwatch, oskit
-from .echo import Echo
+
+if TYPE_CHECKING:
+    from .echo import Echo  # imported only with --echo (never over SSH)
 
 CHUNK = 256 * 1024  # one pipe read at most (as much as the event loop's pipe transport reads)
 KILL_GRACE_S = 2.0  # SIGTERM -> SIGKILL

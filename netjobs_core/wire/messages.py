@@ -14,6 +14,7 @@ import dataclasses
 import enum
 import math
 import re
+import reprlib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -147,11 +148,31 @@ _OFFSETS_ITEM: Schema = {
 
 
 # -- the messages ---------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Message:
-    """A message type: TYPE is its "type" on the wire; the fields are its header's keys."""
+    """A message type: TYPE is its "type" on the wire; the fields are its header's keys.
+
+    repr, == and hash are the ones `@dataclass(frozen=True)` would write, once here for
+    all: the 26 classes' own would be ~80 snippets compiled at every import (a few ms
+    of each agent's start over SSH, 8 of them sharing a host's CPUs in a cold run)."""
 
     TYPE: ClassVar[str]
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _names(type(self)))
+        return f"{type(self).__qualname__}({shown})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _names(type(self)))
 
     def check(self) -> None:
         """The rules beyond the fields' types and bounds (ProtocolError if broken)."""
@@ -165,9 +186,22 @@ class Message:
         return Frame(self.TYPE, fields, getattr(self, "body", b""))
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _names(cls: type[Message]) -> tuple[str, ...]:
+    """CLS's fields, in order (what its repr shows, == compares, hash hashes)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(item.name for item in dataclasses.fields(cls))
+    return names
+
+
 # The handshake (and `error`, which either side may send at any time).
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Hello(Message):
+    """Each side's first message: its role, the protocol version, a fresh nonce."""
+
     TYPE = "hello"
     role: str
     version: int
@@ -181,37 +215,47 @@ class Hello(Message):
             raise ProtocolError("'hello' message has a bad 'host'")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Auth(Message):
+    """The controller's proof that it holds the token, after the agent's hello."""
+
     TYPE = "auth"
     proof: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Welcome(Message):
+    """The agent accepted the controller's proof."""
+
     TYPE = "welcome"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Error(Message):
+    """Either side, at any time: what went wrong, as a code and a message."""
+
     TYPE = "error"
     code: str
     message: str
 
 
 # What a controller may send once authenticated.
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Ping(Message):
+    """The controller's: answered with a pong (clock samples, liveness)."""
+
     TYPE = "ping"
     seq: SeqNo
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class StatusQuery(Message):
+    """The controller asks what the agent is doing."""
+
     TYPE = "status"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Prepare(Message):
     """grace: seconds the agent keeps the run for a silently lost controller (None:
     the agent's default); heartbeat: the controller pings this often during the run,
@@ -238,7 +282,7 @@ class Prepare(Message):
             ids.add(item["id"])
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Resume(Message):
     """On a new connection after a silent loss: the run, and per command how many
     bytes of each stream the controller holds."""
@@ -258,7 +302,7 @@ class Resume(Message):
             ids.add(item["id"])
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Start(Message):
     """at: the release instant on the agent's clock (ns), None: now; wake: how long
     before it the agent should leave its coarse sleep (ns), learned by the controller
@@ -270,19 +314,23 @@ class Start(Message):
     wake: Annotated[Annotated[int, _WAKE] | None, OMITTED] = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Kill(Message):
+    """The controller ends the test early; reason: why, for the agent's log."""
+
     TYPE = "kill"
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Bye(Message):
+    """The controller ends the session."""
+
     TYPE = "bye"
 
 
 # What an agent sends once the controller is authenticated.
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Pong(Message):
     """wall: the agent's wall clock (epoch ns) read with `clock`, for the wall-clock
     offset users read (agents before it leave it out); received: when the ping
@@ -295,8 +343,10 @@ class Pong(Message):
     received: Annotated[Clock | None, OMITTED] = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Status(Message):
+    """The agent's answer to a status query."""
+
     TYPE = "status"
     busy: bool
     label: str | None = None  # of the test it runs, when busy
@@ -305,7 +355,7 @@ class Status(Message):
     platform: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Prepared(Message):
     """gated: spawned and waiting for the release, so the start costs no process
     spawn; run_id names the run in a later `resume`; grace: what the agent keeps it for."""
@@ -317,7 +367,7 @@ class Prepared(Message):
     grace: Grace
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Resumed(Message):
     """The run is attached to this connection; the agent replays the run's messages
     (started, output past the offsets, exits, finished) and goes on live."""
@@ -326,7 +376,7 @@ class Resumed(Message):
     run_id: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Shutdown(Message):
     """The agent is stopping (SIGTERM, Ctrl-C): it kills the runs it holds."""
 
@@ -334,7 +384,7 @@ class Shutdown(Message):
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Started(Message):
     """released_at: agent clock (ns) right before each command was let go, by command
     id (a string: JSON keys); late_ns: how far past the requested instant the
@@ -359,7 +409,7 @@ class Started(Message):
                 check_fields("started", {name: value}, {name: _CLOCK})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Output(Message):
     """at: the byte of the stream this body starts at, sent only when it is not where
     the previous body ended: the bytes in between are lost (the agent streamed them
@@ -377,7 +427,7 @@ class Output(Message):
             raise ProtocolError(f"'output' message has an unknown stream {self.stream!r}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Exit(Message):
     """status: one of wire.status.ENDS; message: what only the agent knows in words (a
     kill reason, a signal), empty for a timeout, whose `timeout` is the limit in seconds
@@ -399,7 +449,7 @@ class Exit(Message):
             raise ProtocolError(f"'exit' message has an unknown status {self.status!r}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class File(Message):
     """A collected file of command `id`, matched by its collect pattern number
     `pattern`: the header, the bytes in `file_data` bodies, then `file_end`."""
@@ -422,8 +472,10 @@ class File(Message):
             raise ProtocolError(f"'file' message has a bad name {name[:50]!r}")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class FileData(Message):
+    """Bytes of a collected file, as the frame body."""
+
     TYPE = "file_data"
     id: CommandId
     body: bytes = b""
@@ -439,7 +491,7 @@ class FileError(enum.StrEnum):
     GREW = "grew"  # it grew past `limit` while being read
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class FileEnd(Message):
     """bytes: how many were sent; error: why the copy stopped or never began, a
     FileError code (agents before the codes sent a sentence); limit, os_error (an
@@ -459,7 +511,7 @@ class FileEnd(Message):
             raise ProtocolError("'file_end' message has a bad 'sha256'")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Collected(Message):
     """After a command's files: how many each of its patterns matched (empty:
     nothing was collected, the command never ran)."""
@@ -476,8 +528,10 @@ class Collected(Message):
                 raise ProtocolError("'collected' message has a bad count")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
 class Finished(Message):
+    """The agent's last message of a run: every command of it has ended."""
+
     TYPE = "finished"
 
 
