@@ -67,13 +67,6 @@ AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
 IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
 DRAIN_TIMEOUT_S = 60.0  # a controller that reads nothing for this long is dropped
 CLOSE_TIMEOUT_S = 5.0
-# Frames sent within a few turns of the event loop leave in one write: a quick
-# command's started, output, exit and finished come a turn or two apart, and one
-# segment costs the controller one wake-up and read, not four. The loop turns while
-# it has work ready, so this holds nothing back once it would wait; past
-# COALESCE_LIMIT bytes pending they leave at once.
-COALESCE_TURNS = 8
-COALESCE_LIMIT = 64 * 1024
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
 READ_CHUNK = 64 * 1024
 MAX_START_AHEAD_NS = int(PREPARED_TIMEOUT_S * 1e9)  # a prepared run waits no longer
@@ -135,7 +128,6 @@ class Session:
         self.heartbeat: float | None = None  # the controller pings this often during a run
         self.silent = False  # the connection ended without a clean close
         self._socket = writer.get_extra_info("socket")  # None for a stdio session's pipes
-        self._flush_soon: asyncio.Handle | None = None  # the pending frames' write
 
     # -- Sink -------------------------------------------------------------------
     def send(self, message: Message) -> None:
@@ -143,19 +135,11 @@ class Session:
             self.closed = True
             return  # the run goes on (or is being killed); its output is dropped
         self.conn.send(message)
-        if self.conn.pending() >= COALESCE_LIMIT:
-            self._flush()
-        else:
-            self._flush_later()
+        self._flush()
 
     async def drain(self) -> None:
         if self.closed:
             return
-        if not self.writer.transport.is_closing() and (
-            self.writer.transport.get_write_buffer_size()
-            >= self.writer.transport.get_write_buffer_limits()[1]
-        ):
-            self._flush()  # about to wait for the peer: what is pending goes first
         try:
             async with asyncio.timeout(DRAIN_TIMEOUT_S) as stalled:
                 await self.writer.drain()
@@ -178,24 +162,9 @@ class Session:
     def hang_up(self) -> None:
         """Close after sending what is queued; the read loop then sees EOF."""
         self.closed = True
-        self._flush()
         self.writer.close()
 
-    def _flush_later(self) -> None:
-        if self._flush_soon is None:
-            loop = asyncio.get_running_loop()
-            self._flush_soon = loop.call_soon(self._flush_after, COALESCE_TURNS)
-
-    def _flush_after(self, turns: int) -> None:
-        if turns > 1:
-            self._flush_soon = asyncio.get_running_loop().call_soon(self._flush_after, turns - 1)
-        else:
-            self._flush()
-
     def _flush(self) -> None:
-        if self._flush_soon is not None:
-            self._flush_soon.cancel()
-            self._flush_soon = None
         data = self.conn.data_to_send()
         if data and not self.writer.transport.is_closing():
             self.writer.write(data)
@@ -219,7 +188,6 @@ class Session:
             log.info("%s: connection lost (%s)", self.peer, exc.strerror or exc)
         finally:
             self.closed = True
-            self._flush()  # this turn's frames (a stdio channel's `ready` goes after them)
             self.conn.close()
             self.agent.session_ended(self)
             if not self.may_carry_another():
@@ -231,7 +199,6 @@ class Session:
         return self.agent.stdio and self.said_bye and self.agent.run is None
 
     async def _close(self) -> None:
-        self._flush()
         self.writer.close()  # sends what is queued (an error frame, say) first
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -312,10 +279,7 @@ class Session:
         try:
             return self.conn.receive_data(data)
         finally:
-            if self.conn.state is State.READY:
-                self._flush_later()  # the welcome leaves with the first replies
-            else:
-                self._flush()  # handshake replies, or the error frame for a ProtocolError
+            self._flush()  # handshake replies, or the error frame for a ProtocolError
 
     async def _serve_requests(self, messages: list[Message]) -> None:
         while True:
@@ -371,7 +335,6 @@ class Session:
         clock, wall = now_ns(), wall_ns()
         received = arrived if arrived is not None and arrived <= clock else None
         self.send(Pong(seq=message.seq, clock=clock, wall=wall, received=received))
-        self._flush()  # at once: a pong held back would lengthen the round trip it measures
         return True
 
     async def _on_status(self, message: StatusQuery) -> bool:

@@ -304,10 +304,6 @@ class Connection:
         data, self._out = self._out, bytearray()
         return data
 
-    def pending(self) -> int:
-        """Bytes queued and not yet handed over by data_to_send."""
-        return len(self._out)
-
     def _queue(self, frame: Frame) -> bytes:
         """Put FRAME (sealed once keyed) onto the output. Returns an unsealed frame
         (the hellos, which the handshake transcript covers), else b""."""
