@@ -22,6 +22,14 @@ pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 FIO = Path(__file__).parent / "data" / "metrics" / "fio-randrw.json"
 
 
+def _run(path: Path, text: str, token: Any) -> Run:
+    """A Run of the config TEXT, written at PATH, with its run folder beside it."""
+    path.write_text(text)
+    plan = parse_config(text, str(path))
+    folder = RunFolder.create(path.parent / "runs")
+    return Run(plan, RunOptions(token=token.token, connect_timeout=10.0, run_folder=folder))
+
+
 async def test_each_command_is_read_as_it_ends_from_stdout_and_collected_files(
     agents, token, tmp_path
 ):
@@ -36,10 +44,7 @@ async def test_each_command_is_read_as_it_ends_from_stdout_and_collected_files(
         f'127.0.0.1:{agents[2].port}: "{wait}; cat {FIO}"\n'
         "end\n"
     )
-    (tmp_path / "fio.cfg").write_text(text)
-    plan = parse_config(text, str(tmp_path / "fio.cfg"))
-    folder = RunFolder.create(tmp_path / "runs")
-    run = Run(plan, RunOptions(token=token.token, connect_timeout=10.0, run_folder=folder))
+    run = _run(tmp_path / "fio.cfg", text, token)
     seen: dict[int, dict[str, float]] = {}  # host index -> its metrics, as first heard
     waiting_then: list[CommandStatus] = []  # the third host's command as each got them
 
@@ -111,10 +116,7 @@ async def test_a_command_too_large_to_read_at_once_is_read_at_the_tests_end(
         f'127.0.0.1:{agents[1].port}: "echo n=7"\n'
         "end\n"
     )
-    (tmp_path / "big.cfg").write_text(text)
-    plan = parse_config(text, str(tmp_path / "big.cfg"))
-    folder = RunFolder.create(tmp_path / "runs")
-    run = Run(plan, RunOptions(token=token.token, connect_timeout=10.0, run_folder=folder))
+    run = _run(tmp_path / "big.cfg", text, token)
     at_end: dict[int, dict[str, float]] = {}  # host index -> metrics as its command ended
 
     def observe(event: RunEvent) -> None:
