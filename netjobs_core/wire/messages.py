@@ -18,7 +18,18 @@ import reprlib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, NotRequired, TypedDict, Union, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    ClassVar,
+    NotRequired,
+    TypedDict,
+    TypeVar,
+    Union,
+    dataclass_transform,
+    get_args,
+    get_origin,
+)
 
 from netjobs_core.wire.errors import ProtocolError
 from netjobs_core.wire.framing import Frame
@@ -186,6 +197,15 @@ class Message:
         return Frame(self.TYPE, fields, getattr(self, "body", b""))
 
 
+_M = TypeVar("_M", bound="Message")
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def message_type(cls: type[_M]) -> type[_M]:
+    """A message class: frozen, keyword-only fields, with Message's repr, == and hash."""
+    return dataclass(frozen=True, kw_only=True, repr=False, eq=False)(cls)
+
+
 _NAMES: dict[type, tuple[str, ...]] = {}
 
 
@@ -198,7 +218,7 @@ def _names(cls: type[Message]) -> tuple[str, ...]:
 
 
 # The handshake (and `error`, which either side may send at any time).
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Hello(Message):
     """Each side's first message: its role, the protocol version, a fresh nonce."""
 
@@ -215,7 +235,7 @@ class Hello(Message):
             raise ProtocolError("'hello' message has a bad 'host'")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Auth(Message):
     """The controller's proof that it holds the token, after the agent's hello."""
 
@@ -223,14 +243,14 @@ class Auth(Message):
     proof: str
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Welcome(Message):
     """The agent accepted the controller's proof."""
 
     TYPE = "welcome"
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Error(Message):
     """Either side, at any time: what went wrong, as a code and a message."""
 
@@ -240,7 +260,7 @@ class Error(Message):
 
 
 # What a controller may send once authenticated.
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Ping(Message):
     """The controller's: answered with a pong (clock samples, liveness)."""
 
@@ -248,14 +268,14 @@ class Ping(Message):
     seq: SeqNo
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class StatusQuery(Message):
     """The controller asks what the agent is doing."""
 
     TYPE = "status"
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Prepare(Message):
     """grace: seconds the agent keeps the run for a silently lost controller (None:
     the agent's default); heartbeat: the controller pings this often during the run,
@@ -282,7 +302,7 @@ class Prepare(Message):
             ids.add(item["id"])
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Resume(Message):
     """On a new connection after a silent loss: the run, and per command how many
     bytes of each stream the controller holds."""
@@ -302,7 +322,7 @@ class Resume(Message):
             ids.add(item["id"])
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Start(Message):
     """at: the release instant on the agent's clock (ns), None: now; wake: how long
     before it the agent should leave its coarse sleep (ns), learned by the controller
@@ -314,7 +334,7 @@ class Start(Message):
     wake: Annotated[Annotated[int, _WAKE] | None, OMITTED] = None
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Kill(Message):
     """The controller ends the test early; reason: why, for the agent's log."""
 
@@ -322,7 +342,7 @@ class Kill(Message):
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Bye(Message):
     """The controller ends the session."""
 
@@ -330,7 +350,7 @@ class Bye(Message):
 
 
 # What an agent sends once the controller is authenticated.
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Pong(Message):
     """wall: the agent's wall clock (epoch ns) read with `clock`, for the wall-clock
     offset users read (agents before it leave it out); received: when the ping
@@ -343,7 +363,7 @@ class Pong(Message):
     received: Annotated[Clock | None, OMITTED] = None
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Status(Message):
     """The agent's answer to a status query."""
 
@@ -355,7 +375,7 @@ class Status(Message):
     platform: str
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Prepared(Message):
     """gated: spawned and waiting for the release, so the start costs no process
     spawn; run_id names the run in a later `resume`; grace: what the agent keeps it for."""
@@ -367,7 +387,7 @@ class Prepared(Message):
     grace: Grace
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Resumed(Message):
     """The run is attached to this connection; the agent replays the run's messages
     (started, output past the offsets, exits, finished) and goes on live."""
@@ -376,7 +396,7 @@ class Resumed(Message):
     run_id: str
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Shutdown(Message):
     """The agent is stopping (SIGTERM, Ctrl-C): it kills the runs it holds."""
 
@@ -384,7 +404,7 @@ class Shutdown(Message):
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Started(Message):
     """released_at: agent clock (ns) right before each command was let go, by command
     id (a string: JSON keys); late_ns: how far past the requested instant the
@@ -409,7 +429,7 @@ class Started(Message):
                 check_fields("started", {name: value}, {name: _CLOCK})
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Output(Message):
     """at: the byte of the stream this body starts at, sent only when it is not where
     the previous body ended: the bytes in between are lost (the agent streamed them
@@ -427,7 +447,7 @@ class Output(Message):
             raise ProtocolError(f"'output' message has an unknown stream {self.stream!r}")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Exit(Message):
     """status: one of wire.status.ENDS; message: what only the agent knows in words (a
     kill reason, a signal), empty for a timeout, whose `timeout` is the limit in seconds
@@ -449,7 +469,7 @@ class Exit(Message):
             raise ProtocolError(f"'exit' message has an unknown status {self.status!r}")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class File(Message):
     """A collected file of command `id`, matched by its collect pattern number
     `pattern`: the header, the bytes in `file_data` bodies, then `file_end`."""
@@ -472,7 +492,7 @@ class File(Message):
             raise ProtocolError(f"'file' message has a bad name {name[:50]!r}")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class FileData(Message):
     """Bytes of a collected file, as the frame body."""
 
@@ -491,7 +511,7 @@ class FileError(enum.StrEnum):
     GREW = "grew"  # it grew past `limit` while being read
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class FileEnd(Message):
     """bytes: how many were sent; error: why the copy stopped or never began, a
     FileError code (agents before the codes sent a sentence); limit, os_error (an
@@ -511,7 +531,7 @@ class FileEnd(Message):
             raise ProtocolError("'file_end' message has a bad 'sha256'")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Collected(Message):
     """After a command's files: how many each of its patterns matched (empty:
     nothing was collected, the command never ran)."""
@@ -528,7 +548,7 @@ class Collected(Message):
                 raise ProtocolError("'collected' message has a bad count")
 
 
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+@message_type
 class Finished(Message):
     """The agent's last message of a run: every command of it has ended."""
 
