@@ -209,33 +209,57 @@ def _finite(value: Any) -> bool:
     if value is None:
         return True
     if isinstance(value, dict):
-        values = [
-            s.sum + s.min + s.median + s.max if isinstance(s, MetricSummary) else s
-            for s in value.values()
-        ]
-        value = sum(values)  # in C; an overflow to infinity only costs the fast path
+        # Summed in C (a command's metrics: floats); an overflow to infinity only
+        # costs the fast path.
+        try:
+            value = sum(value.values())
+        except TypeError:  # a test's: MetricSummary
+            value = sum(s.sum + s.min + s.median + s.max for s in value.values())
     try:
         return math.isfinite(value)
     except OverflowError:  # an int beyond any float
         return False
 
 
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    """What _encode needs of one field, worked out once per class."""
+
+    name: str
+    may_be_float: bool
+    special: Any  # _Special | None
+    list_of: type[Any] | None  # the dataclass X of a list[X] field
+
+
+_FIELDS: dict[type[Any], tuple[_Field, ...]] = {}
+_PLAIN = frozenset({str, int, float, bool, dict, type(None)})
+
+
+def _fields(cls: type[Any]) -> tuple[_Field, ...]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        kinds, floats = _kinds(cls), _floats(cls)
+        found = _FIELDS[cls] = tuple(
+            _Field(f.name, f.name in floats, _SPECIAL.get((cls, f.name)), _item_type(kinds[f.name]))
+            for f in dataclasses.fields(cls)
+        )
+    return found
+
+
 def _encode(obj: Any, place: _Place) -> Json:
-    cls = type(obj)
-    kinds = _kinds(cls)
-    floats = _floats(cls)
     out: Json = {}
-    for f in dataclasses.fields(obj):
+    for f in _fields(type(obj)):
         value = getattr(obj, f.name)
-        if f.name in floats and not _finite(value):
-            place.not_finite.append(f"{cls.__name__}.{f.name}")
-        special = _SPECIAL.get((cls, f.name))
-        if special is not None:
-            out.update(special.encode(value))
+        if f.may_be_float and not _finite(value):
+            place.not_finite.append(f"{type(obj).__name__}.{f.name}")
+        if f.special is not None:
+            out.update(f.special.encode(value))
+        elif f.list_of is not None:
+            out[f.name] = [_encode(child, place) for child in value]
+        elif type(value) in _PLAIN:
+            out[f.name] = value  # the common case first (an enum is a str, not plain)
         elif isinstance(value, Output):
             out.update(_output_keys(f.name, value, place))
-        elif _item_type(kinds[f.name]) is not None:
-            out[f.name] = [_encode(child, place) for child in value]
         elif dataclasses.is_dataclass(value):
             out[f.name] = _encode(value, place)
         elif isinstance(value, Path):
