@@ -61,7 +61,7 @@ def csv_rows(run: RunResult) -> Iterator[list[str]]:
                     text.csv_number(command.exit_code),
                     text.csv_number(host.start_offset_ms),
                     text.csv_number(command.duration_s),
-                    *(text.csv_number(command.metrics.get(name)) for name in names),
+                    *map(text.csv_number, map(command.metrics.get, names)),
                 ]
 
 

@@ -6,6 +6,7 @@ Qt-free and rich-free: every unit is written here, once. A missing value reads
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import errno
 import functools
@@ -342,41 +343,52 @@ def _three(value: float) -> str:
     return f"{value:.1f}" if magnitude >= 10 else f"{value:.2f}"
 
 
-def _scaled(value: float, step: float, units: Sequence[str]) -> str:
-    """`value` in the largest of `units` (each `step` times the one before) under which
-    it is at least 1, three significant digits: `1.93 GiB/s`."""
-    last, index = len(units) - 1, 0
-    magnitude = abs(value)
-    while index < last and magnitude >= step:
-        value /= step
-        magnitude /= step
-        index += 1
-    # _three, inline: a 1000-host log writes thousands of these
-    if magnitude >= 100 or magnitude == 0:
-        return f"{value:.0f} {units[index]}"
-    if magnitude >= 10:
-        return f"{value:.1f} {units[index]}"
-    return f"{value:.2f} {units[index]}"
+def _scaler(step: float, units: Sequence[str]) -> Callable[[float], str]:
+    """A value in the largest of `units` (each `step` times the one before) under which
+    it is at least 1, three significant digits: `1.93 GiB/s`. Made once per kind of
+    figure, its bounds worked out: a 1000-host log writes thousands of these."""
+    bounds = [float(step) ** k for k in range(1, len(units))]
+    divisors = [float(step) ** k for k in range(len(units))]
+
+    def scaled(value: float) -> str:
+        index = bisect.bisect_right(bounds, abs(value))
+        value /= divisors[index]
+        magnitude = abs(value)
+        # _three, inline
+        if magnitude >= 100 or magnitude == 0:
+            return f"{value:.0f} {units[index]}"
+        if magnitude >= 10:
+            return f"{value:.1f} {units[index]}"
+        return f"{value:.2f} {units[index]}"
+
+    return scaled
+
+
+_byte_rate = _scaler(1024, ("B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"))
+_bit_rate = _scaler(1000, ("bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"))
+_bytes_figure = _scaler(1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+_nanoseconds = _scaler(1000, ("ns", "µs", "ms", "s"))
+_thousands = _scaler(1000, ("k", "M", "G", "T"))
 
 
 def byte_rate(value: float) -> str:
     """Bytes per second: `512 B/s`, `480 MiB/s`, `1.93 GiB/s`."""
-    return _scaled(value, 1024, ("B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s"))
+    return _byte_rate(value)
 
 
 def bit_rate(value: float) -> str:
     """Bits per second, SI units as network tools say them: `9.41 Gbit/s`."""
-    return _scaled(value, 1000, ("bit/s", "kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"))
+    return _bit_rate(value)
 
 
 def bytes_figure(value: float) -> str:
     """A byte count as a measured figure: `512 B`, `1.50 GiB`."""
-    return _scaled(value, 1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+    return _bytes_figure(value)
 
 
 def nanoseconds(value: float) -> str:
     """A latency given in nanoseconds: `850 ns`, `127 µs`, `1.20 ms`, `2.00 s`."""
-    return _scaled(value, 1000, ("ns", "µs", "ms", "s"))
+    return _nanoseconds(value)
 
 
 def quantity(value: float) -> str:
@@ -385,17 +397,17 @@ def quantity(value: float) -> str:
         if float(value).is_integer():
             return str(int(value))
         return f"{value:.3g}" if abs(value) < 1 else _three(value)
-    return _scaled(value / 1000, 1000, ("k", "M", "G", "T"))
+    return _thousands(value / 1000)
 
 
 # What a metric's value is, by the end of its name (the built-in ones, and any
 # -metric named alike): docs/results.md lists them.
 _METRIC_UNITS: tuple[tuple[str, Callable[[float], str]], ...] = (
-    ("_bw", byte_rate),
-    ("_Bps", byte_rate),
-    ("_bps", bit_rate),
-    ("_ns", nanoseconds),
-    ("_bytes", bytes_figure),
+    ("_bw", _byte_rate),
+    ("_Bps", _byte_rate),
+    ("_bps", _bit_rate),
+    ("_ns", _nanoseconds),
+    ("_bytes", _bytes_figure),
 )
 
 
@@ -818,7 +830,8 @@ def command_details(command: CommandResult) -> list[str]:
         parts.append(f"ran {seconds(command.duration_s)}")
     if command.message:
         parts.append(field(command.message))  # the agent's words: one line of a log
-    parts.extend(f"{name} {metric_value(name, value)}" for name, value in command.metrics.items())
+    form = _metric_form  # one lookup of each name's unit for all of its values
+    parts.extend(f"{name} {form(name)(value)}" for name, value in command.metrics.items())
     return parts
 
 
