@@ -12,18 +12,21 @@ files; then, for comparison, with every document read at the end (as before issu
 21's change). Rounds interleaved, best of `--repeats` (5) each. The outputs are in
 memory, as a real run keeps an output of at most 64 KiB.
 
-`--agents`: a real run (run.Run: results.json, -l logs, CSV, history) of N real
+`--agents`: a real run (run.Run: results.json, history, and by `--files` the -l log,
+a --json file, a CSV; -l and --json by default, as issue 21's user ran fio) of N real
 agents on loopback (bench/scale.py's helper processes), every host running `cat` of
 the document; the run's end is from the last command's end, as the controller hears
-of it, to the run's last event. Runs with and without metrics (metrics made no-ops:
-host_run's measure_command, the runner's measure_test) alternate, `--repeats` each;
-medians.
+of it, to the run's last event, in wall time and in the controller's CPU (user +
+system, all its threads: what the load of other programs inflates least). Runs with
+and without metrics (metrics made no-ops: host_run's measure_command, the runner's
+measure_test) alternate, `--repeats` each; medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import secrets
 import statistics
@@ -100,41 +103,61 @@ def parser_name() -> str:
     return "orjson" if builtin_metrics.ORJSON is not None else "json (standard library)"
 
 
-async def real_end(hosts: AgentHosts, size: int, token: Token, folder: Path, work: Path) -> float:
+async def real_end(
+    hosts: AgentHosts, size: int, token: Token, folder: Path, work: Path, files: set[str]
+) -> tuple[float, float]:
     """One real run of `size` hosts printing the document: seconds from its last
-    command's end to its end."""
+    command's end to its end, and the controller's CPU (user + system, all its
+    threads) over that time."""
     command = f"cat {FIO}"
     lines = ["fio:", *(f'127.0.0.1:{p}: "{command}"' for p in hosts.ports[:size]), "end"]
     config = work / "fio.cfg"
     config.write_text("\n".join(lines) + "\n")
     plan = parse_config(config.read_text(), str(config))
     options = RunOptions(token=token, run_folder=RunFolder.create(folder), heartbeat=10.0)
-    last_end = 0.0
+    last_end = last_cpu = 0.0
 
     def observe(event: object) -> None:
-        nonlocal last_end
+        nonlocal last_end, last_cpu
         if isinstance(event, CommandChanged) and event.host.commands[event.index].status.finished:
-            last_end = time.perf_counter()
+            last_end, last_cpu = time.perf_counter(), time.process_time()
 
-    run = Run(plan, options, log=True, csv_path=str(work / "fio.csv"))
+    run = Run(
+        plan,
+        options,
+        log="log" in files,
+        json_path=str(work / "fio.json") if "json" in files else None,
+        csv_path=str(work / "fio.csv") if "csv" in files else None,
+    )
     run.subscribe(observe)
     async with run:
         await run.run()
-    ended = time.perf_counter()
+    ended, cpu = time.perf_counter(), time.process_time()
     test = run.result.tests[0]
     if test.status is not TestStatus.PASSED:
         raise RuntimeError(f"the test did not pass: {test.reason}")
-    return ended - last_end
+    return ended - last_end, cpu - last_cpu
 
 
-async def real(size: int, repeats: int, per_process: int) -> tuple[float, float, float, float]:
-    """Median run's end (without, with) metrics over `repeats` real runs each, the
-    median time measure_test took at the test's end in the runs with metrics, and the
-    median time reading the commands as they ended took in all (off the run's end)."""
+@dataclasses.dataclass
+class RealEnds:
+    """Medians over the real runs: the run's end (wall and controller CPU) without
+    and with metrics, measure_test at the test's end, and the reading of the commands
+    as they ended (off the end)."""
+
+    wall: dict[bool, float]
+    cpu: dict[bool, float]
+    at_end: float
+    as_ended: float
+
+
+async def real(size: int, repeats: int, per_process: int, files: set[str]) -> RealEnds:
+    """`repeats` real runs each without and with metrics, alternating."""
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, size, per_process, secret)
-    times: dict[bool, list[float]] = {False: [], True: []}
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    cpus: dict[bool, list[float]] = {False: [], True: []}
     at_end: list[float] = []
     as_ended: list[float] = []
     reading = [0.0]
@@ -158,20 +181,21 @@ async def real(size: int, repeats: int, per_process: int) -> tuple[float, float,
                 runner.measure_test = timed_test if with_metrics else nothing  # type: ignore[assignment]
                 host_run.measure_command = timed_command if with_metrics else nothing  # type: ignore[assignment]
                 reading[0] = 0.0
-                took = await real_end(hosts, size, token, folder, work)
+                wall, cpu = await real_end(hosts, size, token, folder, work, files)
                 if k:  # the first is a warm-up
-                    times[with_metrics].append(took)
+                    walls[with_metrics].append(wall)
+                    cpus[with_metrics].append(cpu)
                     if with_metrics:
                         as_ended.append(reading[0])
     finally:
         runner.measure_test = metrics_module.measure_test
         host_run.measure_command = metrics_module.measure_command
         await asyncio.to_thread(hosts.stop)
-    return (
-        statistics.median(times[False]),
-        statistics.median(times[True]),
-        statistics.median(at_end[1:]),
-        statistics.median(as_ended),
+    return RealEnds(
+        wall={m: statistics.median(found) for m, found in walls.items()},
+        cpu={m: statistics.median(found) for m, found in cpus.items()},
+        at_end=statistics.median(at_end[1:]),
+        as_ended=statistics.median(as_ended),
     )
 
 
@@ -186,22 +210,34 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="parse and write JSON with json even where orjson is installed",
     )
+    parser.add_argument(
+        "--files",
+        default="log,json",
+        help="what the real run writes besides results.json, of log (-l), json (--json "
+        "FILE), csv (--csv FILE); default: -l and --json, as issue 21's user ran fio; "
+        "'' for none",
+    )
     args = parser.parse_args(argv)
+    files = {name for name in args.files.split(",") if name}
+    if files - {"log", "json", "csv"}:
+        parser.error(f"--files: unknown {', '.join(sorted(files - {'log', 'json', 'csv'}))}")
     if args.stdlib_json:
         builtin_metrics.ORJSON = results_json.ORJSON = None
     if args.agents:
         fd_limits.raise_fd_limit()
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-")
-        without, measured, parse, early = asyncio.run(
-            real(args.hosts, args.repeats, args.per_process)
-        )
+        ends = asyncio.run(real(args.hosts, args.repeats, args.per_process, files))
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
-        print(f"JSON parser: {parser_name()}")
-        print(f"run's end without metrics: {without:.3f} s (median of {args.repeats})")
-        print(f"run's end with metrics:    {measured:.3f} s (median of {args.repeats})")
-        print(f"of which measure_test:     {parse:.3f} s (median, the test's end)")
-        print(f"read as commands ended:    {early:.3f} s in all (median, before the end)")
-        print(f"metrics add {100 * (measured - without) / without:.1f} % to the run's end")
+        print(f"JSON parser: {parser_name()}; medians of {args.repeats} runs each way")
+        print(f"the run writes results.json and {', '.join(sorted(files)) or 'nothing else'}")
+        for what, figures in (("wall", ends.wall), ("controller CPU", ends.cpu)):
+            without, measured = figures[False], figures[True]
+            print(
+                f"run's end, {what}: {without:.3f} s without metrics, {measured:.3f} s with "
+                f"({100 * (measured - without) / without:+.1f} %)"
+            )
+        print(f"of which measure_test:     {ends.at_end:.3f} s (median, the test's end)")
+        print(f"read as commands ended:    {ends.as_ended:.3f} s in all (median, before the end)")
         return 0
     (spec,) = parse_config('fio:\nh: "fio job.fio --output-format=json"\nend\n').tests
     specs = [[spec.commands[0]] for _ in range(args.hosts)]
