@@ -227,7 +227,7 @@ class _Field:
 
     name: str
     may_be_float: bool
-    special: Any  # _Special | None
+    special: _Special | None
     list_of: type[Any] | None  # the dataclass X of a list[X] field
 
 

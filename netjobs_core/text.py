@@ -351,7 +351,7 @@ def _scaler(step: float, units: Sequence[str]) -> Callable[[float], str]:
     divisors = [float(step) ** k for k in range(len(units))]
 
     def scaled(value: float) -> str:
-        index = bisect.bisect_right(bounds, abs(value))
+        index = bisect.bisect_right(bounds, abs(value)) if value == value else 0  # NaN: as is
         value /= divisors[index]
         magnitude = abs(value)
         # _three, inline
