@@ -35,6 +35,8 @@ import platform
 import secrets
 import shlex
 import socket
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,27 @@ from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
 
-with library_search.remembered():  # its search for liboqs: ~20 ms of every start
+
+@contextlib.contextmanager
+def _unimportable(module: str) -> Iterator[None]:
+    """MODULE cannot be imported meanwhile (an optional part its importer does
+    without); as it was afterwards. Imported already: nothing changes."""
+    if module in sys.modules:
+        yield
+        return
+    sys.modules[module] = None  # type: ignore[assignment]  # the import system's "absent"
+    try:
+        yield
+    finally:
+        if module in sys.modules and sys.modules[module] is None:
+            del sys.modules[module]
+
+
+# Its search for liboqs: ~20 ms of every start. Its X.509 certificates (PKIX-SSH's;
+# OpenSSH has none, so neither has NetJobs) import cryptography.x509: ~15 ms of CPU
+# before the first SSH packet; without them asyncssh skips known_hosts lines of
+# X.509 subjects and offers no x509v3 algorithm, as OpenSSH's ssh.
+with library_search.remembered(), _unimportable("asyncssh.crypto.x509"):
     import asyncssh
     from asyncssh.encryption import get_default_encryption_algs
 

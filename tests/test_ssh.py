@@ -904,3 +904,22 @@ def test_the_zipapp_is_built_once_and_kept_in_the_controllers_cache(tmp_path, mo
 
     monkeypatch.setattr(agent_zipapp_module, "_bytecode", no_compiling)
     assert agent_zipapp.__wrapped__() == built
+
+
+def test_asyncssh_is_imported_without_its_x509_part_which_stays_importable():
+    """Its X.509 certificates (PKIX-SSH's, not OpenSSH's) cost every start the import
+    of cryptography.x509; asyncssh is imported without them, then the module is as it
+    was (importable again for whoever asks)."""
+    probe = (
+        "import sys\n"
+        "import netjobs_core.ssh, asyncssh\n"
+        "from asyncssh import public_key\n"
+        "assert 'cryptography.x509' not in sys.modules, 'cryptography.x509 imported'\n"
+        "assert not public_key._x509_available\n"
+        "assert 'asyncssh.crypto.x509' not in sys.modules, 'left unimportable'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
