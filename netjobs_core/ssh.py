@@ -36,7 +36,7 @@ import secrets
 import shlex
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -433,16 +433,31 @@ class SshDialer:
                     task.result().idle.clear()  # their channels went with the connection
                     del self._hosts[key]
 
-    async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
-        """A channel to the host's stdio agent (started now unless one is between
-        tests), and the link secret it was given."""
-        payloads = self._agent_payloads()
+    def connect_ahead(self, addresses: Sequence[Address], timeout: float) -> None:
+        """Begin the SSH connections to ADDRESSES (those over SSH) and the agent's
+        payloads now, while the caller does what needs no host (its first results
+        file, the history); `open` takes them up, and says what failed."""
+        for address in addresses:
+            if address.over_ssh:
+                self._connection(address, timeout)
+        self._agent_payloads()
+
+    def _connection(self, address: Address, timeout: float) -> asyncio.Task[_Host]:
+        """The host's connection: being made, made, or begun now (again after a failure)."""
         key = (address.host, address.port, address.user)
         task = self._hosts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = self._hosts[key] = asyncio.create_task(
                 self._connect(address, timeout), name=f"ssh {address}"
             )
+        return task
+
+    async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
+        """A channel to the host's stdio agent (started now unless one is between
+        tests), and the link secret it was given."""
+        payloads = self._agent_payloads()
+        key = (address.host, address.port, address.user)
+        task = self._connection(address, timeout)
         try:
             host = await asyncio.shield(task)
         except AgentError:

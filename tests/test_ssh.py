@@ -33,6 +33,8 @@ from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
+from netjobs_core.run import Run
+from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.ssh import REMEMBERED, SshDialer
@@ -923,3 +925,22 @@ def test_asyncssh_is_imported_without_its_x509_part_which_stays_importable():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_run_begins_its_first_tests_ssh_connections_as_it_is_entered(trusted, tmp_path):
+    """Before its first results file and history line: the handshakes wait on the
+    hosts meanwhile. The first test's hosts only; the later test's as it comes."""
+    first, second = trusted.hosts[0].address, trusted.hosts[1].address
+    plan = parse_config(f't:\nssh://{first}: "true"\nend\nu:\nssh://{second}: "true"\nend\n')
+    options = RunOptions(token=TOKEN, connect_timeout=5, run_folder=RunFolder.create(tmp_path))
+
+    async def main() -> tuple[list[str], RunResult]:
+        async with Run(plan, options, ssh=trusted.options(), in_history=False) as run:
+            dialer = run.options.dialer
+            assert isinstance(dialer, SshDialer)
+            ahead = [host for host, _, _ in dialer._hosts]
+            return ahead, await asyncio.wait_for(run.run(), 60)
+
+    ahead, result = asyncio.run(main())
+    assert ahead == [first]
+    assert [t.status for t in result.tests] == [TestStatus.PASSED, TestStatus.PASSED]
