@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -853,10 +854,13 @@ def test_eight_stdio_agents_starting_at_once_all_start():
 
 def test_the_zipapp_carries_bytecode_its_own_python_uses_and_builds_the_same_anywhere(tmp_path):
     """Bytecode beside each module (zipimport would compile every module at every
-    start); the bytes do not depend on the hash seed or on what was imported first."""
+    start), stored (it would inflate each one at every start); the bytes do not depend
+    on the hash seed or on what was imported first."""
     payload = agent_zipapp()
     pyz = tmp_path / payload.name
     pyz.write_bytes(payload.data)
+    with zipfile.ZipFile(pyz) as archive:
+        assert {m.compress_type for m in archive.infolist()} == {zipfile.ZIP_STORED}
     origin = subprocess.run(
         [
             sys.executable,
