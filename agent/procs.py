@@ -104,23 +104,36 @@ def _netns() -> str:
         return "0"
 
 
+def _read_proc(path: str) -> bytes:
+    """A /proc file, whole: os calls, not pathlib's objects and text decoding, since
+    a scan reads one or two per process (650 processes: 15 ms instead of 37 here)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _proc_table() -> dict[int, tuple[int, str]]:
     """pid -> (ppid, state) of every process we can see."""
     table = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
+                stat = _read_proc(f"/proc/{entry}/stat")
             except OSError:
                 continue
-            fields = stat.rsplit(")", 1)[1].split()
-            table[int(entry)] = (int(fields[1]), fields[0])
+            fields = stat.rsplit(b")", 1)[1].split()
+            table[int(entry)] = (int(fields[1]), fields[0].decode("ascii", "replace"))
     return table
 
 
 def _cookie(pid: int) -> str | None:
     try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        environ = _read_proc(f"/proc/{pid}/environ")
     except OSError:
         return None
     prefix = COOKIE_VAR.encode() + b"="
@@ -138,6 +151,18 @@ def _descends(pid: int, ancestor: int, table: dict[int, tuple[int, str]]) -> boo
         pid = table[pid][0]
         seen += 1
     return False
+
+
+def _in_subtree(pid: int, root: int, table: dict[int, tuple[int, str]]) -> bool:
+    """PID descends from ROOT, or may: its line of parents breaks off at a process
+    that exited while the table was read (its children went to a subreaper since)."""
+    seen = 0
+    while pid in table and seen < 4096:
+        if pid == root:
+            return True
+        pid = table[pid][0]
+        seen += 1
+    return pid != 0  # 0: the line reached the top, and never passed ROOT
 
 
 def _alive(pid: int) -> bool:
@@ -511,10 +536,18 @@ class Containment:
         if not LINUX or not cookie:
             return set()
         table = _proc_table()
+        me = os.getpid()
+        # A subreaper's commands' processes all stay below it (orphans re-parent to
+        # it): the environment, the dearer read, only of those (650 processes here:
+        # 35 ms of reads otherwise, at every command's end).
         return {
             p
             for p, (_, state) in table.items()
-            if state != "Z" and (_descends(p, pid, table) or _cookie(p) == cookie)
+            if state != "Z"
+            and (
+                _descends(p, pid, table)
+                or ((not self.reaps_orphans or _in_subtree(p, me, table)) and _cookie(p) == cookie)
+            )
         }
 
     def signal(self, pid: int, sig: int) -> None:

@@ -208,13 +208,22 @@ class Run:
         if self._state != "new":
             raise RuntimeError("a Run is entered once")
         self._state = "entered"
-        # As it starts, so that a run killed before its end has its results.json (of
-        # what is known) and reads as interrupted in the history.
-        self._save(quiet=True)
-        if self.in_history:
-            await self._record(ended=False)
         if self._dialer is not None:
             await self._dialer.__aenter__()
+            # The first test's SSH handshakes go on meanwhile: they wait on the hosts.
+            self._dialer.connect_ahead(
+                self._runner.first_addresses(self.labels), self.options.connect_timeout
+            )
+        try:
+            # As it starts, so that a run killed before its end has its results.json (of
+            # what is known) and reads as interrupted in the history.
+            self._save(quiet=True)
+            if self.in_history:
+                await self._record(ended=False)
+        except BaseException:
+            if self._dialer is not None:  # no __aexit__ after a failed __aenter__
+                await self._dialer.close()
+            raise
         return self
 
     async def run(self) -> RunResult:

@@ -389,13 +389,25 @@ class Runner:
     def stopped(self) -> bool:
         return bool(self._stop_reason)
 
-    async def run(self, labels: Sequence[str] | None = None) -> RunResult:
+    def _tests(self, labels: Sequence[str] | None) -> tuple[TestSpec, ...]:
         tests = self.plan.tests
         if labels is not None:
             unknown = set(labels) - {t.label for t in tests}
             if unknown:
                 raise ValueError(f"no test named {', '.join(sorted(unknown))}")
             tests = tuple(t for t in tests if t.label in labels)
+        return tests
+
+    def first_addresses(self, labels: Sequence[str] | None = None) -> list[Address]:
+        """The hosts of the first test `run(labels)` runs (none for unknown labels)."""
+        try:
+            tests = self._tests(labels)
+        except ValueError:
+            return []  # run() says so
+        return list(dict.fromkeys(c.address for c in tests[0].commands)) if tests else []
+
+    async def run(self, labels: Sequence[str] | None = None) -> RunResult:
+        tests = self._tests(labels)
         self.result.started_at = time.time()
         repeat = self.options.repeat
         runs = [(spec, k) for spec in tests for k in range(1, repeat + 1)]

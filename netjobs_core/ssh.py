@@ -35,6 +35,8 @@ import platform
 import secrets
 import shlex
 import socket
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +48,27 @@ from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
 
-with library_search.remembered():  # its search for liboqs: ~20 ms of every start
+
+@contextlib.contextmanager
+def _unimportable(module: str) -> Iterator[None]:
+    """MODULE cannot be imported meanwhile (an optional part its importer does
+    without); as it was afterwards. Imported already: nothing changes."""
+    if module in sys.modules:
+        yield
+        return
+    sys.modules[module] = None  # type: ignore[assignment]  # the import system's "absent"
+    try:
+        yield
+    finally:
+        if module in sys.modules and sys.modules[module] is None:
+            del sys.modules[module]
+
+
+# Its search for liboqs: ~20 ms of every start. Its X.509 certificates (PKIX-SSH's;
+# OpenSSH has none, so neither has NetJobs) import cryptography.x509: ~15 ms of CPU
+# before the first SSH packet; without them asyncssh skips known_hosts lines of
+# X.509 subjects and offers no x509v3 algorithm, as OpenSSH's ssh.
+with library_search.remembered(), _unimportable("asyncssh.crypto.x509"):
     import asyncssh
     from asyncssh.encryption import get_default_encryption_algs
 
@@ -411,16 +433,31 @@ class SshDialer:
                     task.result().idle.clear()  # their channels went with the connection
                     del self._hosts[key]
 
-    async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
-        """A channel to the host's stdio agent (started now unless one is between
-        tests), and the link secret it was given."""
-        payloads = self._agent_payloads()
+    def connect_ahead(self, addresses: Sequence[Address], timeout: float) -> None:
+        """Begin the SSH connections to ADDRESSES (those over SSH) and the agent's
+        payloads now, while the caller does what needs no host (its first results
+        file, the history); `open` takes them up, and says what failed."""
+        for address in addresses:
+            if address.over_ssh:
+                self._connection(address, timeout)
+        self._agent_payloads()
+
+    def _connection(self, address: Address, timeout: float) -> asyncio.Task[_Host]:
+        """The host's connection: being made, made, or begun now (again after a failure)."""
         key = (address.host, address.port, address.user)
         task = self._hosts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             task = self._hosts[key] = asyncio.create_task(
                 self._connect(address, timeout), name=f"ssh {address}"
             )
+        return task
+
+    async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
+        """A channel to the host's stdio agent (started now unless one is between
+        tests), and the link secret it was given."""
+        payloads = self._agent_payloads()
+        key = (address.host, address.port, address.user)
+        task = self._connection(address, timeout)
         try:
             host = await asyncio.shield(task)
         except AgentError:

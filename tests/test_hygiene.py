@@ -417,3 +417,13 @@ def test_a_session_whose_agents_leave_a_cgroup_fails(tmp_path):
     parent = procs._cgroup2_dir()
     assert parent is not None
     assert list(parent.glob("njtests-*/netjobs-1-net*")) == []
+
+
+def test_a_subreapers_cookie_search_reads_its_subtree_and_broken_lines_only():
+    """Orphans re-parent to the subreaper agent: its commands' processes are all
+    below it. A line of parents that breaks off (a parent exited while /proc was
+    read) may be below it too; a whole line up to the top that never passes it is
+    not."""
+    agent, table = 100, {1: (0, "S"), 100: (1, "S"), 200: (100, "S"), 300: (200, "S")}
+    table |= {400: (999, "S"), 500: (1, "S"), 600: (500, "S")}  # 999: gone meanwhile
+    assert [p for p in sorted(table) if procs._in_subtree(p, agent, table)] == [100, 200, 300, 400]

@@ -161,7 +161,7 @@ async def test_the_dialer_is_in_the_options_before_the_runner_exists(token, tmp_
     run = Run(plan, options(token, tmp_path), ssh=ssh, in_history=False)
     assert isinstance(run.options.dialer, SshDialer) and run.options.dialer.options is ssh
     assert run._runner.options.dialer is run.options.dialer  # complete when it was made
-    async with run:  # nothing run: nothing dialled; leaving closes the dialer all the same
+    async with run:  # nothing run: its first host dialled ahead, closed on leaving all the same
         pass
     assert run.outcome.exit_code == EXIT_FAILED and load_json(run.folder.json_path).tests == []
 

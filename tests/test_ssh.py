@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,8 @@ from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState, RunResult, TestStatus
 from netjobs_core.results_json import run_from_json, run_to_json
+from netjobs_core.run import Run
+from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.ssh import REMEMBERED, SshDialer
@@ -851,10 +854,13 @@ def test_eight_stdio_agents_starting_at_once_all_start():
 
 def test_the_zipapp_carries_bytecode_its_own_python_uses_and_builds_the_same_anywhere(tmp_path):
     """Bytecode beside each module (zipimport would compile every module at every
-    start); the bytes do not depend on the hash seed or on what was imported first."""
+    start), stored (it would inflate each one at every start); the bytes do not depend
+    on the hash seed or on what was imported first."""
     payload = agent_zipapp()
     pyz = tmp_path / payload.name
     pyz.write_bytes(payload.data)
+    with zipfile.ZipFile(pyz) as archive:
+        assert {m.compress_type for m in archive.infolist()} == {zipfile.ZIP_STORED}
     origin = subprocess.run(
         [
             sys.executable,
@@ -904,3 +910,41 @@ def test_the_zipapp_is_built_once_and_kept_in_the_controllers_cache(tmp_path, mo
 
     monkeypatch.setattr(agent_zipapp_module, "_bytecode", no_compiling)
     assert agent_zipapp.__wrapped__() == built
+
+
+def test_asyncssh_is_imported_without_its_x509_part_which_stays_importable():
+    """Its X.509 certificates (PKIX-SSH's, not OpenSSH's) cost every start the import
+    of cryptography.x509; asyncssh is imported without them, then the module is as it
+    was (importable again for whoever asks)."""
+    probe = (
+        "import sys\n"
+        "import netjobs_core.ssh, asyncssh\n"
+        "from asyncssh import public_key\n"
+        "assert 'cryptography.x509' not in sys.modules, 'cryptography.x509 imported'\n"
+        "assert not public_key._x509_available\n"
+        "assert 'asyncssh.crypto.x509' not in sys.modules, 'left unimportable'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_a_run_begins_its_first_tests_ssh_connections_as_it_is_entered(trusted, tmp_path):
+    """Before its first results file and history line: the handshakes wait on the
+    hosts meanwhile. The first test's hosts only; the later test's as it comes."""
+    first, second = trusted.hosts[0].address, trusted.hosts[1].address
+    plan = parse_config(f't:\nssh://{first}: "true"\nend\nu:\nssh://{second}: "true"\nend\n')
+    options = RunOptions(token=TOKEN, connect_timeout=5, run_folder=RunFolder.create(tmp_path))
+
+    async def main() -> tuple[list[str], RunResult]:
+        async with Run(plan, options, ssh=trusted.options(), in_history=False) as run:
+            dialer = run.options.dialer
+            assert isinstance(dialer, SshDialer)
+            ahead = [host for host, _, _ in dialer._hosts]
+            return ahead, await asyncio.wait_for(run.run(), 60)
+
+    ahead, result = asyncio.run(main())
+    assert ahead == [first]
+    assert [t.status for t in result.tests] == [TestStatus.PASSED, TestStatus.PASSED]
