@@ -143,26 +143,17 @@ def _cookie(pid: int) -> str | None:
     return None
 
 
-def _descends(pid: int, ancestor: int, table: dict[int, tuple[int, str]]) -> bool:
+def _ancestry(pid: int, ancestor: int, table: dict[int, tuple[int, str]]) -> bool | None:
+    """True: PID is ANCESTOR or descends from it; False: its line of parents reached
+    the top without passing it; None: the line broke off at a process that exited
+    while the table was read (its children went to a subreaper since), or ran on."""
     seen = 0
     while pid in table and seen < 4096:
         if pid == ancestor:
             return True
         pid = table[pid][0]
         seen += 1
-    return False
-
-
-def _in_subtree(pid: int, root: int, table: dict[int, tuple[int, str]]) -> bool:
-    """PID descends from ROOT, or may: its line of parents breaks off at a process
-    that exited while the table was read (its children went to a subreaper since)."""
-    seen = 0
-    while pid in table and seen < 4096:
-        if pid == root:
-            return True
-        pid = table[pid][0]
-        seen += 1
-    return pid != 0  # 0: the line reached the top, and never passed ROOT
+    return False if pid == 0 else None
 
 
 def _alive(pid: int) -> bool:
@@ -540,14 +531,15 @@ class Containment:
         # A subreaper's commands' processes all stay below it (orphans re-parent to
         # it): the environment, the dearer read, only of those (650 processes here:
         # 35 ms of reads otherwise, at every command's end).
+
+        def may_be_ours(p: int) -> bool:
+            return not self.reaps_orphans or _ancestry(p, me, table) is not False
+
         return {
             p
             for p, (_, state) in table.items()
             if state != "Z"
-            and (
-                _descends(p, pid, table)
-                or ((not self.reaps_orphans or _in_subtree(p, me, table)) and _cookie(p) == cookie)
-            )
+            and (_ancestry(p, pid, table) is True or (may_be_ours(p) and _cookie(p) == cookie))
         }
 
     def signal(self, pid: int, sig: int) -> None:

@@ -426,4 +426,7 @@ def test_a_subreapers_cookie_search_reads_its_subtree_and_broken_lines_only():
     not."""
     agent, table = 100, {1: (0, "S"), 100: (1, "S"), 200: (100, "S"), 300: (200, "S")}
     table |= {400: (999, "S"), 500: (1, "S"), 600: (500, "S")}  # 999: gone meanwhile
-    assert [p for p in sorted(table) if procs._in_subtree(p, agent, table)] == [100, 200, 300, 400]
+    below = [p for p in sorted(table) if procs._ancestry(p, agent, table) is not False]
+    assert below == [100, 200, 300, 400]
+    assert procs._ancestry(600, agent, table) is False  # up to the top, never below
+    assert procs._ancestry(400, agent, table) is None  # broken off: may be below
