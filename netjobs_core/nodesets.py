@@ -177,14 +177,6 @@ def _fold_plain(names: list[str]) -> list[str]:
 
 
 def fold(names: Iterable[str]) -> str:
-    """Hosts as one folded node set; see _fold."""
-    return _fold(tuple(dict.fromkeys(names)))
-
-
-# A report folds the same hosts a dozen times (its lines: spread, start, states, commands),
-# ~0.25 ms each for 8 hosts, on the way from a test's last result to the run's end.
-@functools.lru_cache(maxsize=256)
-def _fold(names: tuple[str, ...]) -> str:
     """Hosts as one folded node set (`node[01-04,07]`, `127.0.0.1:[16201-16232]`), for
     display, as `clush -b` and `dshbak -c` show them; each name once.
 
@@ -193,6 +185,14 @@ def _fold(names: tuple[str, ...]) -> str:
     (`[::1]:16200`, anything with its operators `,!&^*@[]` or spaces) is listed as
     written after the folded parts, and a folding is trusted only when it reads back as
     exactly the names given."""
+    return _fold(tuple(dict.fromkeys(names)))
+
+
+# A report folds the same hosts a dozen times (its lines: spread, start, states, commands),
+# ~0.25 ms each for 8 hosts, on the way from a test's last result to the run's end.
+@functools.lru_cache(maxsize=256)
+def _fold(names: tuple[str, ...]) -> str:
+    """fold() of NAMES, each once, in order: remembered."""
     plain: dict[str, list[str]] = {}  # SSH prefix ("" for none) -> its host parts
     rest = []
     for name in names:
