@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 from netjobs_core import __version__
 from netjobs_core.wire import fd_limits, tokens
-from netjobs_core.wire.address import DEFAULT_PORT
 
 from . import envblock, server, spool
 
@@ -48,8 +47,11 @@ def _seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Here, not at the top: the start over SSH (stdio_main) parses nothing (~7 ms of it).
+    # Here, not at the top: the start over SSH (stdio_main) parses nothing (~7 ms of it),
+    # nor has it a port (wire.address, ~1 ms).
     import argparse
+
+    from netjobs_core.wire.address import DEFAULT_PORT
 
     parser = argparse.ArgumentParser(
         prog=PROG,

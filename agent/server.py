@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from netjobs_core import __version__
 from netjobs_core.wire import fd_limits, rx_stamps
-from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns, wall_ns
 from netjobs_core.wire.connection import Connection
 from netjobs_core.wire.errors import AuthenticationFailed, PeerError, ProtocolError
@@ -93,6 +92,9 @@ class ListenError(Exception):
 
 def format_address(sockaddr: Any) -> str:
     """'127.0.0.1:16192' or '[::1]:16192'."""
+    # Here: an agent started over SSH has no address (wire.address, ~1 ms of its start).
+    from netjobs_core.wire.address import Address
+
     address = Address.from_sockaddr(sockaddr)
     return str(address) if address is not None else str(sockaddr)
 

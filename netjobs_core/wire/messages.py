@@ -19,6 +19,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import (
+    TYPE_CHECKING,
     Annotated,
     Any,
     ClassVar,
@@ -159,15 +160,70 @@ _OFFSETS_ITEM: Schema = {
 
 
 # -- the messages ---------------------------------------------------------------------
-@dataclass(frozen=True, kw_only=True, repr=False, eq=False)
+_M = TypeVar("_M", bound="Message")
+# Per message class: its fields in order, and the defaults of those that have one.
+_INIT: dict[type, tuple[tuple[str, ...], dict[str, Any]]] = {}
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True)
+def message_type(cls: type[_M]) -> type[_M]:
+    """A message class: a dataclass with frozen, keyword-only fields (as type checkers
+    see it), with Message's __init__, repr, == and hash and its frozenness.
+
+    `@dataclass(frozen=True)` would compile __init__, __setattr__ and __delattr__ for
+    each of the 26 classes at every import (~80 snippets, ~6 ms of each agent's start
+    over SSH, 8 of them sharing a host's CPUs in a cold run): here the dataclass
+    machinery only collects the fields (`dataclasses.fields` and `replace` work as
+    before), and Message's methods, written once, do the rest."""
+    cls = dataclass(init=False, kw_only=True, repr=False, eq=False)(cls)
+    fields = dataclasses.fields(cls)
+    if any(item.default_factory is not dataclasses.MISSING for item in fields):
+        raise TypeError(f"{cls.__qualname__}: message fields take plain defaults only")
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    _INIT[cls] = tuple(item.name for item in fields), defaults
+    return cls
+
+
+@message_type
 class Message:
     """A message type: TYPE is its "type" on the wire; the fields are its header's keys.
 
-    repr, == and hash are the ones `@dataclass(frozen=True)` would write, once here for
-    all: the 26 classes' own would be ~80 snippets compiled at every import (a few ms
-    of each agent's start over SSH, 8 of them sharing a host's CPUs in a cold run)."""
+    __init__ takes the fields by keyword (a missing or unknown one: TypeError); repr,
+    == and hash are the ones `@dataclass(frozen=True)` would write; assigning to or
+    deleting an attribute raises `dataclasses.FrozenInstanceError`."""
 
     TYPE: ClassVar[str]
+
+    def __init__(self, **values: Any) -> None:
+        names, defaults = _INIT[type(self)]
+        into = self.__dict__
+        given = 0
+        for name in names:
+            if name in values:
+                into[name] = values[name]
+                given += 1
+            elif name in defaults:
+                into[name] = defaults[name]
+            else:
+                missing = [repr(n) for n in names if n not in values and n not in defaults]
+                raise TypeError(
+                    f"{type(self).__qualname__}.__init__() missing {len(missing)} required"
+                    f" keyword-only argument(s): {', '.join(missing)}"
+                )
+        if given < len(values):
+            unknown = next(name for name in values if name not in into)
+            raise TypeError(
+                f"{type(self).__qualname__}.__init__() got an unexpected keyword argument"
+                f" {unknown!r}"
+            )
+
+    if not TYPE_CHECKING:  # type checkers know the fields as frozen already
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+        def __delattr__(self, name: str) -> None:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
 
     @reprlib.recursive_repr()
     def __repr__(self) -> str:
@@ -197,24 +253,9 @@ class Message:
         return Frame(self.TYPE, fields, getattr(self, "body", b""))
 
 
-_M = TypeVar("_M", bound="Message")
-
-
-@dataclass_transform(frozen_default=True, kw_only_default=True)
-def message_type(cls: type[_M]) -> type[_M]:
-    """A message class: frozen, keyword-only fields, with Message's repr, == and hash."""
-    return dataclass(frozen=True, kw_only=True, repr=False, eq=False)(cls)
-
-
-_NAMES: dict[type, tuple[str, ...]] = {}
-
-
 def _names(cls: type[Message]) -> tuple[str, ...]:
     """CLS's fields, in order (what its repr shows, == compares, hash hashes)."""
-    names = _NAMES.get(cls)
-    if names is None:
-        names = _NAMES[cls] = tuple(item.name for item in dataclasses.fields(cls))
-    return names
+    return _INIT[cls][0]
 
 
 # The handshake (and `error`, which either side may send at any time).
