@@ -142,9 +142,11 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     sample is usable."""
     samples: list[Sample] = []
 
-    async def ping() -> float:
+    async def ping() -> bool:
+        """One more sample; whether the samples are settled now (worked out once)."""
         samples.append(await link.ping(policy.kernel_stamps))
-        return _floor_with(samples[-1])
+        floor = _floor_with(samples[-1])
+        return settled(samples, policy, floor, stamped())
 
     def fast() -> bool:
         return _rtt(samples[0]) < policy.slow_path_ns
@@ -156,22 +158,18 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     try:
         async with clock_turn(batch):
             async with asyncio.timeout(timeout) as deadline:
-                floor = await ping()
-                while (
-                    fast()
-                    and (stamped() or batch == 1)
-                    and not settled(samples, policy, floor, stamped())
-                ):
-                    floor = await ping()
-        if fast() and not settled(samples, policy, floor, stamped()):  # an agent without stamps
+                done = await ping()
+                while not done and fast() and (stamped() or batch == 1):
+                    done = await ping()
+        if not done and fast():  # an agent without stamps
             async with clock_turn(1):
                 async with asyncio.timeout(timeout) as deadline:
-                    while not settled(samples, policy, floor, stamped()):
-                        floor = await ping()
-        if not settled(samples, policy, floor, stamped()):  # a slow path
+                    while not done:
+                        done = await ping()
+        if not done:  # a slow path
             async with asyncio.timeout_at(deadline.when()):
-                while not settled(samples, policy, floor, stamped()):
-                    floor = await ping()
+                while not done:
+                    done = await ping()
     except TimeoutError:
         raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
     try:

@@ -25,6 +25,9 @@ MAX_BODY = 1024 * 1024
 MAX_HANDSHAKE_HEADER = 1024  # hello, auth, welcome, error: a few hundred bytes, no body
 # One encoder for every frame: json.dumps with options builds a new one per call.
 _encode_header = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+# And one decoder, given text: json.loads of bytes first guesses their encoding (a
+# header is ASCII: anything not UTF-8 is malformed).
+_decode_header = json.JSONDecoder().decode
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class RawFrame:
         """Parse the header: call only once the tag (if any is due) verified."""
         raw_header = self.head[PREFIX_SIZE:]
         try:
-            header = json.loads(raw_header)
+            header = _decode_header(raw_header.decode())
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             # RecursionError: deeply nested JSON ("[[[[...") from a hostile peer.
             raise ProtocolError(f"malformed frame header: {exc}") from None

@@ -23,6 +23,7 @@ from typing import (
     Annotated,
     Any,
     ClassVar,
+    NamedTuple,
     NotRequired,
     TypedDict,
     TypeVar,
@@ -40,6 +41,10 @@ from netjobs_core.wire.status import ENDS
 class Role(enum.Enum):
     CONTROLLER = "controller"
     AGENT = "agent"
+
+    # Members are compared by identity, so hashed by it: Enum's own __hash__ is a
+    # Python call, and every frame looks its sender up by role (and states by phase).
+    __hash__ = object.__hash__
 
 
 @dataclass(frozen=True)
@@ -100,21 +105,43 @@ Spec = tuple[type, ...] | Bounded
 Schema = dict[str, Spec]
 
 
-def check_fields(kind: str, fields: Mapping[str, Any], schema: Schema) -> None:
-    """FIELDS (of a KIND message or item) hold to SCHEMA; unknown keys are let through."""
+class FieldCheck(NamedTuple):
+    """One field of a Schema as `check_fields` runs it: worked out once, not per frame."""
+
+    name: str
+    optional: bool
+    types: tuple[type, ...]
+    bounds: Bounded | None
+    bool_ok: bool  # bool is an int subclass; keep the two apart
+
+
+Checks = tuple[FieldCheck, ...]
+
+
+def compile_schema(schema: Schema) -> Checks:
+    """SCHEMA as the checks `check_fields` runs."""
+    checks = []
     for key, spec in schema.items():
-        optional = key.endswith("?")
-        name = key.rstrip("?")
-        value = fields.get(name)
+        types_ = spec.types if isinstance(spec, Bounded) else spec
+        bounds = spec if isinstance(spec, Bounded) else None
+        checks.append(
+            FieldCheck(key.rstrip("?"), key.endswith("?"), types_, bounds, bool in types_)
+        )
+    return tuple(checks)
+
+
+def check_fields(kind: str, fields: Mapping[str, Any], checks: Checks) -> None:
+    """FIELDS (of a KIND message or item) hold to CHECKS; unknown keys are let through."""
+    get = fields.get
+    for name, optional, types_, bounds, bool_ok in checks:
+        value = get(name)
         if value is None:
             if optional:
                 continue
             raise ProtocolError(f"{kind!r} message lacks {name!r}")
-        types_ = spec.types if isinstance(spec, Bounded) else spec
-        # bool is an int subclass; keep the two apart.
-        if (isinstance(value, bool) and bool not in types_) or not isinstance(value, types_):
+        if not isinstance(value, types_) or (value.__class__ is bool and not bool_ok):
             raise ProtocolError(f"{kind!r} message has a bad {name!r}")
-        if isinstance(spec, Bounded) and not spec.accepts(value):
+        if bounds is not None and not bounds.accepts(value):
             raise ProtocolError(f"{kind!r} message has an out-of-range {name!r}")
 
 
@@ -145,18 +172,18 @@ class OffsetsItem(TypedDict):
     stderr: int
 
 
-_COMMAND_ITEM: Schema = {
-    "id": COMMAND_ID,
-    "command": (str,),
-    "timeout?": _TIMEOUT,
-    "env?": (dict,),
-    "collect?": (list,),
-}
-_OFFSETS_ITEM: Schema = {
-    "id": COMMAND_ID,
-    "stdout": _OFFSET,
-    "stderr": _OFFSET,
-}
+_COMMAND_ITEM = compile_schema(
+    {
+        "id": COMMAND_ID,
+        "command": (str,),
+        "timeout?": _TIMEOUT,
+        "env?": (dict,),
+        "collect?": (list,),
+    }
+)
+_OFFSETS_ITEM = compile_schema({"id": COMMAND_ID, "stdout": _OFFSET, "stderr": _OFFSET})
+# `started`: each command's clock reading, checked as a field of that name.
+_CLOCK_OF = {name: compile_schema({name: _CLOCK}) for name in ("released_at", "exec_at")}
 
 
 # -- the messages ---------------------------------------------------------------------
@@ -467,7 +494,7 @@ class Started(Message):
             for key, value in (stamps or {}).items():
                 if not key.isdecimal() or len(key) > 10:
                     raise ProtocolError(f"'started' names a bad command id {key[:20]!r}")
-                check_fields("started", {name: value}, {name: _CLOCK})
+                check_fields("started", {name: value}, _CLOCK_OF[name])
 
 
 @message_type
@@ -662,18 +689,32 @@ def _derive(cls: type[Message]) -> tuple[Schema, tuple[tuple[str, bool], ...], b
     return schema, tuple(header), body
 
 
-_DERIVED = {
-    cls: _derive(cls) for table in (HANDSHAKE_MESSAGES, *SENT_BY.values()) for cls in table.values()
+class _Shape(NamedTuple):
+    """What a message class's frames hold, worked out once from its annotations."""
+
+    schema: Schema
+    checks: Checks
+    header: tuple[tuple[str, bool], ...]  # (field, omitted when None), in order
+    body: bool
+
+
+def _shape(cls: type[Message]) -> _Shape:
+    schema, header, body = _derive(cls)
+    return _Shape(schema, compile_schema(schema), header, body)
+
+
+_SHAPES = {
+    cls: _shape(cls) for table in (HANDSHAKE_MESSAGES, *SENT_BY.values()) for cls in table.values()
 }
 
 
 def schema(cls: type[Message]) -> Schema:
     """What CLS's header holds: field name ("?" when optional) -> types or Bounded."""
-    return _DERIVED[cls][0]
+    return _SHAPES[cls].schema
 
 
 def _header_fields(cls: type[Message]) -> tuple[tuple[str, bool], ...]:
-    return _DERIVED[cls][1]
+    return _SHAPES[cls].header
 
 
 def check(message: Message, allowed: Mapping[str, type[Message]]) -> Frame:
@@ -681,7 +722,7 @@ def check(message: Message, allowed: Mapping[str, type[Message]]) -> Frame:
     if allowed.get(message.TYPE) is not type(message):
         raise ProtocolError(f"unexpected message {message.TYPE!r}")
     frame = message.to_frame()
-    check_fields(frame.type, frame.fields, schema(type(message)))
+    check_fields(frame.type, frame.fields, _SHAPES[type(message)].checks)
     message.check()
     return frame
 
@@ -691,12 +732,16 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
     cls = allowed.get(frame.type)
     if cls is None:
         raise ProtocolError(f"unexpected message {frame.type!r}")
-    checks, header, body = _DERIVED[cls]
-    check_fields(frame.type, frame.fields, checks)
-    values = {name: frame.fields.get(name) for name, _ in header}
+    _, checks, header, body = _SHAPES[cls]
+    fields = frame.fields
+    check_fields(frame.type, fields, checks)
+    # Every field is given (an absent one as None): no need for __init__'s defaults.
+    message = cls.__new__(cls)
+    values = message.__dict__
+    for name, _ in header:
+        values[name] = fields.get(name)
     if body:
         values["body"] = frame.body
-    message = cls(**values)
     message.check()
     return message
 

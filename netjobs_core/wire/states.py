@@ -44,6 +44,8 @@ class State(enum.Enum):
     READY = "ready"  # authenticated both ways: the run phase
     CLOSED = "closed"
 
+    __hash__ = object.__hash__  # as Role's: by identity, in C
+
 
 class Phase(enum.Enum):
     """Where the run stands on a READY connection (see the theory of operation)."""
@@ -56,6 +58,8 @@ class Phase(enum.Enum):
     CANCELLED = "cancelled"  # ended before its release: exits (killed), then finished
     RESUMING = "resuming"  # resume sent: the agent reattaches a run, then replays it
     CLOSED = "closed"  # bye or an error frame: nothing more either way
+
+    __hash__ = object.__hash__  # as Role's: by identity, in C
 
 
 # The message each handshake state waits for, and the state it leads to.
