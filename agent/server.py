@@ -68,6 +68,9 @@ IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is clo
 DRAIN_TIMEOUT_S = 60.0  # a controller that reads nothing for this long is dropped
 CLOSE_TIMEOUT_S = 5.0
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
+# A prepare finding a run that is being killed waits this long for it to end (its
+# commands' SIGTERM grace, with room) before it answers busy.
+KILLED_RUN_WAIT_S = 3.0
 READ_CHUNK = 64 * 1024
 MAX_START_AHEAD_NS = int(PREPARED_TIMEOUT_S * 1e9)  # a prepared run waits no longer
 DEFAULT_RECONNECT_GRACE_S = 180.0
@@ -548,6 +551,10 @@ class Agent:
     async def prepare(self, session: Session, message: Prepare) -> Run | None:
         """The prepared run, or None when busy (the session is told why)."""
         label, commands = message.label, message.commands
+        if self.run is not None and self.run.kill_requested and self._run_task is not None:
+            # A run killed a moment ago (its controller aborted and left) is ending:
+            # the next test waits for that rather than fail on a busy agent.
+            await asyncio.wait({self._run_task}, timeout=KILLED_RUN_WAIT_S)
         if self.run is not None:
             session.send_error(
                 "busy", f"busy with test {self.run.label!r} for {self.run.sink.peer}"
@@ -687,6 +694,15 @@ class Agent:
             )
             return
         if not active:
+            self._drop(outbox)
+            return
+        if session.said_bye and run.stage is Stage.PREPARED:
+            # Its start could only have come on this connection (a resume kills a run
+            # still gated): a controller that gave up before the start said so.
+            log.info(
+                "%s left test %s before its start: dropping it", session.peer, shown(run.label)
+            )
+            run.kill("the controller left before the start")
             self._drop(outbox)
             return
         log.warning(

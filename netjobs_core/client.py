@@ -390,7 +390,11 @@ class AgentLink:
         await self.close()
 
     async def connect(
-        self, timeout: float, along: Sequence[Message] = (), ping: bool = False
+        self,
+        timeout: float,
+        along: Sequence[Message] = (),
+        ping: bool = False,
+        then: Sequence[Message] = (),
     ) -> None:
         """Connect and authenticate both ways, or raise AgentError.
 
@@ -398,7 +402,8 @@ class AgentLink:
         welcome: no round trip of their own (a status reply lands in `status`). PING:
         the first clock ping too, where the channel has kernel arrival stamps (a pong
         read late then only lengthens its round trip; without them a host is pinged
-        in its turn): the next `ping()` returns its sample."""
+        in its turn): the next `ping()` returns its sample. THEN: requests behind
+        that ping, where it goes (else behind ALONG); their replies wait for `reply`."""
         self._along = list(along)
         token = self._token
         if self.address.over_ssh:
@@ -411,6 +416,7 @@ class AgentLink:
         if ping and self._channel.kernel_stamps:
             self._seq += 1
             self._along.append(Ping(seq=self._seq))
+        self._along.extend(then)
         if self.address.over_ssh:  # the agent got a link secret of ours on its channel
             self._conn = Connection(Role.CONTROLLER, token, link=True)
         else:
@@ -483,7 +489,7 @@ class AgentLink:
             for message in along:
                 self._conn.send(message)
             self._flush()
-            if isinstance(along[-1], Ping):
+            if any(isinstance(message, Ping) for message in along):
                 self._early_ping = self._sent_ns
             return
         self._flush()
@@ -516,6 +522,11 @@ class AgentLink:
     async def request(self, message: Message, reply: type[M], timeout: float) -> M:
         """Send and wait for the reply of class REPLY; an error reply raises AgentError."""
         self.send(message)
+        return await self.reply(reply, timeout)
+
+    async def reply(self, reply: type[M], timeout: float) -> M:
+        """The next reply of class REPLY (to a request sent already); an error reply
+        raises AgentError."""
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -542,19 +553,23 @@ class AgentLink:
         else:  # sent with our auth
             sent, self._early_ping = self._early_ping, None
         seq = self._seq
+        held: list[Message] = []  # replies to requests sent along (`reply` reads them)
         while True:
             answer = await self.recv()
             if isinstance(answer, Status):
                 self.status = answer
             elif isinstance(answer, Pong) and answer.seq == seq:
+                self._pending.extendleft(reversed(held))
                 if not kernel_stamps:
                     self.stamped = False
                     return Sample(sent, answer.clock, self.read_ns, answer.wall)
                 agent_received = answer.received
                 self.stamped = self._kernel_received and agent_received is not None
                 return Sample(sent, answer.clock, self.received_ns, answer.wall, agent_received)
-            if isinstance(answer, Error):
+            elif isinstance(answer, Error):
                 raise AgentError(answer.message)
+            elif not isinstance(answer, Pong):
+                held.append(answer)
 
     def abort(self) -> None:
         """Drop the connection without a word: after a silent loss a `bye`
@@ -570,7 +585,10 @@ class AgentLink:
         # A channel already broken, or a connection its protocol error closed: the
         # close is then only ours.
         with contextlib.suppress(OSError, ProtocolError):
-            if self._conn is not None and self._conn.state is State.READY:
+            # Pipelining: a prepare may be queued behind our auth already.
+            if self._conn is not None and (
+                self._conn.state is State.READY or self._conn.pipelining
+            ):
                 boundary = self._conn.phase is Phase.IDLE and not self._pending
                 self._conn.send(Bye())
                 if isinstance(channel, TcpChannel):

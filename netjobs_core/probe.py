@@ -19,7 +19,7 @@ from netjobs_core.wire.clock import (
     estimate_offset,
     usable,
 )
-from netjobs_core.wire.messages import Status, StatusQuery
+from netjobs_core.wire.messages import Message, Status, StatusQuery
 
 MIN_CLOCK_TIMEOUT_S = 5.0  # sixteen pings on a slow link outlast a short connect timeout
 
@@ -193,13 +193,16 @@ async def probe(
     timeout: float,
     on_connected: Callable[[], None] | None = None,
     policy: ClockPolicy = DEFAULT_CLOCK,
+    then: Sequence[Message] = (),
 ) -> AgentProbe:
     """Connect `link` (left open for the caller), measure, ask; raises AgentError.
 
     `on_connected` runs once the agent is authenticated, before the measurement.
+    THEN: requests sent with the auth, behind the first ping (AgentLink.connect);
+    their replies are left for the caller (`AgentLink.reply`).
     """
     # The status query and the first ping go with our auth: no round trip of their own.
-    await link.connect(timeout, along=[StatusQuery()], ping=policy.kernel_stamps)
+    await link.connect(timeout, along=[StatusQuery()], ping=policy.kernel_stamps, then=then)
     if on_connected is not None:
         on_connected()
     estimate = await measure_clock(link, policy, timeout=max(MIN_CLOCK_TIMEOUT_S, timeout))

@@ -177,7 +177,7 @@ class _TestRun:
 
     async def _prepare(self, host: HostRun) -> None:
         try:
-            measured = await host.measure()
+            measured = await host.measure(prepare=self.prepare_at_once)
         finally:
             self._unmeasured -= 1
             if not self._unmeasured:

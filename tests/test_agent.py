@@ -314,6 +314,40 @@ async def test_kill_before_start_never_runs_the_command(agent, token_file, tmp_p
     assert not marker.exists()
 
 
+async def test_bye_before_start_drops_the_run_at_once(agent, token_file, tmp_path):
+    """A controller that leaves before the start (its test aborted while it prepared)
+    frees the agent then, not after the orphan grace: the next test is not refused."""
+    marker = tmp_path / "ran"
+    async with await connect(agent, token_file) as client:
+        prepared = await client.prepare("t", commands(f"touch '{marker}'"))
+        assert prepared.commands[0]["ok"] is True
+    # `async with` said bye; the next controller comes at once.
+    async with await connect(agent, token_file) as nxt:
+        outcome = await nxt.run(commands("echo next"), label="next")
+        assert outcome.stdout(1) == b"next\n"
+    assert "left test 't' before its start: dropping it" in agent.log_text()
+    assert "is gone while test 't' is active" not in agent.log_text()
+    await asyncio.sleep(0.2)
+    assert not marker.exists()
+
+
+async def test_a_prepare_waits_for_a_killed_run_to_end(agent, token_file):
+    """A run killed a moment ago is ending (its command has a SIGTERM trap): a prepare
+    arriving then waits for it instead of being refused as busy."""
+    async with await connect(agent, token_file) as owner, await connect(agent, token_file) as other:
+        await owner.prepare(
+            "slow to die", commands("trap 'sleep 0.5; exit 3' TERM; echo up; sleep 30 & wait")
+        )
+        await owner.start()
+        await read_lines(owner, 1)  # its trap is set
+        await owner.send(Kill(reason="enough"))
+        await agent.await_log("killing test 'slow to die'")
+        prepared = await other.prepare("next", commands("echo next"))
+        assert prepared.TYPE == "prepared"
+        outcome = await owner.collect(timeout=10)
+        assert outcome.exits[1].status == "killed"
+
+
 async def read_until_error(client: AgentClient) -> Message:
     while (message := await client.recv()).TYPE != "error":
         pass

@@ -12,6 +12,7 @@ from netjobs_core.local_agents import AgentStartError
 from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner, run_test
+from netjobs_core.wire.messages import Kill
 from netjobs_core.wire.tokens import Token
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
@@ -337,3 +338,46 @@ async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, tok
     assert prepared.commands[0].status is CommandStatus.ERROR  # prepared, never released
     assert prepared.commands[0].message.startswith("not started: test aborted: quorum lost")
     assert not marker.exists()
+
+
+async def test_the_prepare_rides_with_the_auth_behind_the_first_ping(agent, token, monkeypatch):
+    """On a stamped TCP path a host costs one write and one wait less: the prepare
+    leaves with the auth, the status query and the first ping (in that order)."""
+    from netjobs_core import client
+    from netjobs_core.wire.framing import FrameDecoder
+
+    writes: list[list[str]] = []
+    real_write = client.TcpChannel.write
+
+    def write(self, data, last=False):
+        writes.append([frame.type for frame in FrameDecoder().feed(bytes(data))])
+        return real_write(self, data, last)
+
+    monkeypatch.setattr(client.TcpChannel, "write", write)
+    test = await run_test(plan_for('t:\n{a0}: "echo hi"\nend\n', [agent]).tests[0], options(token))
+    assert test.status is TestStatus.PASSED
+    assert test.hosts[0].commands[0].stdout.read_bytes() == b"hi\n"
+    with_auth = next(types for types in writes if "auth" in types)
+    assert with_auth == ["auth", "status", "ping", "prepare"]
+    assert sum(types.count("prepare") for types in writes) == 1
+
+
+async def test_a_busy_agent_refuses_the_early_prepare_and_its_run_goes_on(agent, token, token_file):
+    """The prepare sent with the auth reaches an agent busy with another controller's
+    test: the host fails with the agent's words and that test is not touched."""
+    from agent_harness import AgentClient, commands, read_lines
+
+    async with await AgentClient.connect(agent.host, agent.port, token_file) as owner:
+        await owner.prepare("theirs", commands("echo up; sleep 30"))
+        await owner.start()
+        await read_lines(owner, 1)
+        test = await run_test(
+            plan_for('t:\n{a0}: "echo mine"\nend\n', [agent]).tests[0], options(token)
+        )
+        host = test.hosts[0]
+        assert host.state is HostState.FAILED and "busy with test 'theirs'" in host.error
+        assert host.commands[0].status is CommandStatus.ERROR
+        assert (await owner.status()).busy is True  # still theirs, still running
+        await owner.send(Kill(reason="enough"))
+        outcome = await owner.collect(timeout=10)
+        assert outcome.exits[1].message == "enough"
