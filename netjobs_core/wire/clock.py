@@ -38,10 +38,9 @@ follows from the monotonic one, with the same uncertainty.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def now_ns() -> int:
@@ -75,25 +74,24 @@ class Sample:
     agent_wall: int | None = None  # the agent's wall clock next to `agent`, if it sent it
     agent_received: int | None = None  # agent clock when the ping arrived, if it sent it
 
-    # Cached: a host's estimate is recomputed after each of its pings (probe.settled).
-    @functools.cached_property
-    def held(self) -> int:
-        """How long the agent held the ping (0 if it did not say)."""
-        return 0 if self.agent_received is None else self.agent - self.agent_received
+    # Worked out once (a host's estimate is recomputed after each of its pings:
+    # probe.settled); cached_property would take a lock at each first read.
+    held: int = field(init=False, repr=False, compare=False)
+    """How long the agent held the ping (0 if it did not say)."""
+    rtt: int = field(init=False, repr=False, compare=False)
+    offset: float = field(init=False, repr=False, compare=False)
+    stamp_possible: bool = field(init=False, repr=False, compare=False)
+    """The agent's arrival stamp can be true: it held the ping no less than nothing
+    and no longer than the whole round trip (True without a stamp)."""
 
-    @functools.cached_property
-    def rtt(self) -> int:
-        return self.received - self.sent - self.held
-
-    @functools.cached_property
-    def offset(self) -> float:
-        return self.agent - self.held / 2 - (self.sent + self.received) / 2
-
-    @functools.cached_property
-    def stamp_possible(self) -> bool:
-        """The agent's arrival stamp can be true: it held the ping no less than
-        nothing and no longer than the whole round trip (True without a stamp)."""
-        return self.agent_received is None or 0 <= self.held <= self.received - self.sent
+    def __post_init__(self) -> None:
+        held = 0 if self.agent_received is None else self.agent - self.agent_received
+        round_trip = self.received - self.sent
+        derive = object.__setattr__  # frozen
+        derive(self, "held", held)
+        derive(self, "rtt", round_trip - held)
+        derive(self, "offset", self.agent - held / 2 - (self.sent + self.received) / 2)
+        derive(self, "stamp_possible", self.agent_received is None or 0 <= held <= round_trip)
 
     def unstamped(self) -> Sample:
         """This sample as from an agent that sends no arrival stamp."""

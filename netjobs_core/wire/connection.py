@@ -97,9 +97,11 @@ state it leads to (the reply is queued on the way)::
 Until the controller's proof is checked the agent accepts nothing but the
 handshake. The controller may queue requests right behind its auth (sealed from seq
 0 where frames are sealed): the agent reads them once the proof checks, and answers
-after its welcome, so a status and the first clock ping cost no round trip of their
-own (every agent of protocol 2 reads them so; an agent that refuses the proof never
-reads them).
+after its welcome, so a status, the first clock ping and, where arrivals carry the
+kernel's stamps, the `prepare` cost no round trip of their own (every agent of
+protocol 2 reads them so; an agent that refuses the proof never reads them; a
+controller that gives up before its `prepared` came says `bye`, and the agent drops
+a run that was never started).
 An `error` frame during the handshake raises PeerError; one sent
 before its sender has the session keys is unsealed (it can only end a
 connection, which anyone on the path can do anyway).
