@@ -24,7 +24,7 @@ import hashlib
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -87,8 +87,9 @@ class _Incoming:
 class FileReception:
     """One host's collected files in one test: where each is saved, the one on its way.
 
-    `changed(index)` is called whenever command INDEX's list of files or warnings
-    changes.
+    `changed` holds the commands whose list of files or warnings changed, in order,
+    for the owner to report and clear (no callback: a host's state that called back
+    into its owner would be a reference cycle, freed only by the garbage collector).
     """
 
     def __init__(
@@ -97,13 +98,12 @@ class FileReception:
         patterns: Sequence[Sequence[str]],  # each command's -collect patterns
         commands: Sequence[CommandResult],
         limit: int | None,  # bytes per file (--collect-max); None: no limit
-        changed: Callable[[int], None],
     ) -> None:
         self.directory = directory
         self.patterns = patterns
         self.commands = commands
         self.limit = limit
-        self.changed = changed
+        self.changed: list[int] = []
         self.incoming: _Incoming | None = None
         # (command, agent's name, how many of that name before) -> the name it is saved as;
         # the occurrences count again from 0 on a resume, whose replay resends every file.
@@ -134,7 +134,7 @@ class FileReception:
         warnings = self.commands[index].warnings
         if warning not in warnings:  # a replay after a resume says it again
             warnings.append(warning)
-            self.changed(index)
+            self.changed.append(index)
 
     def _name(self, index: int, name: str) -> str:
         """Where command INDEX's file NAME goes in the host's folder: its own name,
@@ -232,7 +232,7 @@ class FileReception:
             Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )
         self.total += incoming.received
-        self.changed(incoming.index)
+        self.changed.append(incoming.index)
 
     def _not_collected(self, incoming: _Incoming) -> None:
         command = self.commands[incoming.index]

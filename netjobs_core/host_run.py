@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,7 +199,9 @@ class HostRun:
         self.specs = specs
         self.seat = seat
         self.options = options
-        self.fleet = fleet
+        # The fleet holds its hosts; held back weakly, a finished test's hosts are
+        # freed at once, not left as a reference cycle for the garbage collector.
+        self.fleet: Fleet = weakref.proxy(fleet)
         keep = options.output_keep
         self.result = HostResult(address)
         self.result.commands = [
@@ -219,7 +222,6 @@ class HostRun:
             [spec.collect for spec in specs],
             self.result.commands,
             options.collect_max,
-            lambda index: self.fleet.command_changed(self, index),
         )
         self.link: AgentLink | None = None
         self.estimate: OffsetEstimate | None = None
@@ -516,6 +518,7 @@ class HostRun:
         finally:
             self._timer = None
             self.files.cut_off()
+            self._files_changed()
             await self._close_link()
 
     async def _receive(self) -> Message:
@@ -666,6 +669,13 @@ class HostRun:
         handler = self._HANDLERS.get(type(message))
         if handler is not None:
             handler(self, message)
+        if self.files.changed:
+            self._files_changed()
+
+    def _files_changed(self) -> None:
+        changed, self.files.changed = self.files.changed, []
+        for index in changed:
+            self.fleet.command_changed(self, index)
 
     def _on_output(self, message: OutputMessage) -> None:
         commands = self.result.commands

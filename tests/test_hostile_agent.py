@@ -247,7 +247,7 @@ async def test_more_files_than_the_protocol_allows_fail_the_host(token, tmp_path
 def reception(directory: Path, patterns: int, limit: int | None = None) -> FileReception:
     command = CommandResult("true", 1)
     patterns_of_the_command = [[f"p{k}" for k in range(patterns)]]
-    return FileReception(directory, patterns_of_the_command, [command], limit, lambda _: None)
+    return FileReception(directory, patterns_of_the_command, [command], limit)
 
 
 def collect(files: FileReception, name: str, data: bytes, pattern: int = 0) -> None:

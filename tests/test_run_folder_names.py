@@ -90,7 +90,7 @@ async def test_labels_sharing_their_first_120_characters_keep_their_own_files(
 
 # -- a collected file is listed only when its path holds what was summed ----------
 def _reception(directory: Path) -> FileReception:
-    return FileReception(directory, [["p"]], [CommandResult("true", 1)], None, lambda _: None)
+    return FileReception(directory, [["p"]], [CommandResult("true", 1)], None)
 
 
 def _send(files: FileReception, name: str, data: bytes, between=lambda: None) -> None:

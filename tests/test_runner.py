@@ -381,3 +381,36 @@ async def test_a_busy_agent_refuses_the_early_prepare_and_its_run_goes_on(agent,
         await owner.send(Kill(reason="enough"))
         outcome = await owner.collect(timeout=10)
         assert outcome.exits[1].message == "enough"
+
+
+async def test_a_finished_test_leaves_no_reference_cycle(agents, token, tmp_path, monkeypatch):
+    """Each host's state (its link, connection, files, timers) is freed as the test
+    ends, by reference counts: the controller's garbage collector runs seldom
+    (event_loop.run) and is not needed to reclaim a test."""
+    import gc
+    import weakref
+
+    from netjobs_core import host_run
+
+    made: list[weakref.ref] = []
+    real_init = host_run.HostRun.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(host_run.HostRun, "__init__", init)
+    (tmp_path / "f.txt").write_text("collected\n")
+    plan = plan_for(
+        't:\n{a0}: "echo one"\n-collect: {f}\n{a1}: "echo two"\nend\n', agents, f=tmp_path / "f.txt"
+    )
+    gc.collect()
+    gc.disable()
+    try:
+        test = await run_test(plan.tests[0], options(token))
+        assert test.status is TestStatus.PASSED
+        assert [c.path.read_text() for c in test.hosts[0].commands[0].collected] == ["collected\n"]
+        assert len(made) == 2
+        assert [ref() for ref in made] == [None, None]
+    finally:
+        gc.enable()
