@@ -9,7 +9,8 @@ instant it really runs), and prints per N:
 * to start: from the test's beginning to its common start (the scheduled instant);
 * total: the whole test's wall time;
 * controller CPU per host (user + system of this process over the test) and its RSS
-  (current after the test, and the process's peak so far); the agents' CPU per host
+  (current after the test, and the process's peak so far); of its CPU, what its
+  garbage collections took over the test (gc.callbacks, median per test); the agents' CPU per host
   (their processes and the commands they ran), and how busy the machine's CPUs were
   over the test (all that CPU time over wall time and CPU count: near 100 %, nothing
   waits and only less work could be faster);
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import resource
 import secrets
@@ -153,6 +155,7 @@ class Figures:
     busy: float  # CPU time of all of it over the test's wall time, per CPU of the machine
     rss_mb: float
     peak_rss_mb: float
+    gc_ms: float  # the controller's CPU in garbage collections over the test
     offset_error_ms: float
     wall_error_ms: float | None
     true_spread_ms: float | None
@@ -170,6 +173,24 @@ def plan_for(ports: Sequence[int]) -> Plan:
 def rss_mb() -> float:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class GcClock:
+    """The controller thread's CPU time spent in garbage collections (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.thread_time()
+        else:
+            self.spent += time.thread_time() - self._began
+
+
+GC_CLOCK = GcClock()
 
 
 def cpu_s() -> tuple[float, float]:
@@ -201,7 +222,7 @@ class Phases:
 
 
 def figures_of(
-    test: TestResult, cpu: tuple[float, float], agents_cpu: float, phases: Phases
+    test: TestResult, cpu: tuple[float, float], agents_cpu: float, phases: Phases, gc_s: float
 ) -> Figures:
     user, system = cpu
     hosts = len(test.hosts)
@@ -228,6 +249,7 @@ def figures_of(
         busy=(user + system + agents_cpu) / test.duration_s / (os.cpu_count() or 1),
         rss_mb=rss_mb(),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        gc_ms=gc_s * 1e3,
         offset_error_ms=max(offsets, default=float("nan")),
         wall_error_ms=max(walls) if walls else None,
         true_spread_ms=(max(stamps) - min(stamps)) / 1e6 if len(stamps) == hosts else None,
@@ -247,13 +269,13 @@ async def run_test(
     options = RunOptions(
         token=token, run_folder=RunFolder.create(folder), clock=policy, heartbeat=10.0
     )
-    before, agents_before = cpu_s(), agents_cpu_s(hosts.processes)
+    before, agents_before, gc_before = cpu_s(), agents_cpu_s(hosts.processes), GC_CLOCK.spent
     phases = Phases()
     result = await Runner(plan, options, phases).run()
     after = cpu_s()
     cpu = (after[0] - before[0], after[1] - before[1])
     agents_cpu = agents_cpu_s(hosts.processes) - agents_before
-    return figures_of(result.tests[0], cpu, agents_cpu, phases)
+    return figures_of(result.tests[0], cpu, agents_cpu, phases, GC_CLOCK.spent - gc_before)
 
 
 # ----------------------------------------------------------------------------- report
@@ -265,7 +287,7 @@ HEADER = (
     "| hosts | clock measurement | all connected / clocks measured / common start (s) "
     "| total (s) | CPU per host, controller / agents (ms) | controller user / sys (ms) "
     "| CPUs busy "
-    "| RSS / peak (MB) "
+    "| RSS / peak (MB) | GC (ms) "
     "| worst offset error (ms) | worst wall-clock error (ms) "
     "| start spread, timestamps / reported (ms) |"
 )
@@ -289,6 +311,7 @@ def row(runs: list[Figures], name: str) -> str:
         f"{_f(med([r.cpu_ms_per_host - r.user_ms_per_host for r in runs]), 2)} "
         f"| {_f(med([100 * r.busy for r in runs]), 0)} % "
         f"| {runs[-1].rss_mb:.0f} / {runs[-1].peak_rss_mb:.0f} "
+        f"| {_f(med([r.gc_ms for r in runs]), 0)} "
         f"| {_f(max(r.offset_error_ms for r in runs), 3)} "
         f"| {_f(max(walls) if walls else None, 3)} "
         f"| {_f(med([r.true_spread_ms for r in runs]), 2)} / "
@@ -309,7 +332,7 @@ async def bench(
         loop = event_loop.loop_name(asyncio.get_running_loop())
         print(f"{len(ports)} agents in {len(hosts.by_process)} processes; controller on {loop}")
         print(HEADER)
-        print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|", flush=True)
+        print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
             for policy in policies.values():  # warm-up, uncounted
                 await run_test(hosts, 2, token, Path(folder), policy)
