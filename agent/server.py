@@ -681,6 +681,17 @@ class Agent:
         outbox.heartbeat = session.heartbeat
         run: Run = outbox.run
         active = self.run is run and run.stage is not Stage.DONE
+        if active and run.stage is Stage.PREPARED:
+            # Never released, it never can be: a start comes only on the connection
+            # that prepared it (a resume kills a run still gated). Dropped now, not
+            # after the orphan grace: the agent is free for the next test at once.
+            log.info(
+                "%s left test %s before its start: dropping it", session.peer, shown(run.label)
+            )
+            run.kill("its controller left before the start")
+            if not (session.silent and outbox.grace > 0):  # else kept for a resume's replay
+                self._drop(outbox)
+                return
         # Kept even when `finished` went out: it may have died in the cut.
         if session.silent and outbox.grace > 0:
             log.warning(
@@ -694,15 +705,6 @@ class Agent:
             )
             return
         if not active:
-            self._drop(outbox)
-            return
-        if session.said_bye and run.stage is Stage.PREPARED:
-            # Its start could only have come on this connection (a resume kills a run
-            # still gated): a controller that gave up before the start said so.
-            log.info(
-                "%s left test %s before its start: dropping it", session.peer, shown(run.label)
-            )
-            run.kill("the controller left before the start")
             self._drop(outbox)
             return
         log.warning(

@@ -314,15 +314,22 @@ async def test_kill_before_start_never_runs_the_command(agent, token_file, tmp_p
     assert not marker.exists()
 
 
-async def test_bye_before_start_drops_the_run_at_once(agent, token_file, tmp_path):
-    """A controller that leaves before the start (its test aborted while it prepared)
-    frees the agent then, not after the orphan grace: the next test is not refused."""
+@pytest.mark.parametrize("leaving", ["bye", "reset"])
+async def test_a_controller_leaving_before_the_start_frees_the_agent_at_once(
+    agent, token_file, tmp_path, leaving
+):
+    """A run never released can never be (a start comes only on the connection that
+    prepared it): a controller that leaves before the start, saying bye or not (its
+    test aborted while it prepared), frees the agent then, not after the orphan grace."""
     marker = tmp_path / "ran"
-    async with await connect(agent, token_file) as client:
-        prepared = await client.prepare("t", commands(f"touch '{marker}'"))
-        assert prepared.commands[0]["ok"] is True
-    # `async with` said bye; the next controller comes at once.
-    async with await connect(agent, token_file) as nxt:
+    client = await connect(agent, token_file)
+    prepared = await client.prepare("t", commands(f"touch '{marker}'"))
+    assert prepared.commands[0]["ok"] is True
+    if leaving == "bye":
+        await client.close()
+    else:
+        client.abort()  # a reset, as a controller closing with unread replies sends
+    async with await connect(agent, token_file) as nxt:  # at once
         outcome = await nxt.run(commands("echo next"), label="next")
         assert outcome.stdout(1) == b"next\n"
     assert "left test 't' before its start: dropping it" in agent.log_text()
