@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Literal
 
 from netjobs_core import history, logs
 from netjobs_core.config import Plan
-from netjobs_core.events import Event, TestFinished, TestStarted
+from netjobs_core.events import CommandChanged, Event, TestFinished, TestStarted
+from netjobs_core.log_parts import LogParts
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_csv import write_csv
@@ -173,6 +174,8 @@ class Run:
         self.labels = list(labels) if labels is not None else None
         self.log = log
         self.show = show
+        # Each command's part of its test's log, formed as the command ends (log_parts).
+        self._log_parts = LogParts() if log else None
         self.json_path = json_path
         self.csv_path = csv_path
         self.in_history = in_history
@@ -282,8 +285,12 @@ class Run:
             self._saved_whole = False
             self._save(quiet=True)  # a run killed meanwhile says which test it was in
         self._emit(event)
-        if isinstance(event, TestFinished) and self.log:
-            self._write_log(event)
+        if isinstance(event, CommandChanged) and event.final and self._log_parts is not None:
+            command = event.host.commands[event.index]  # its metrics read (host_run)
+            self._log_parts.form(event.host.target, command, self.show)
+        if isinstance(event, TestFinished) and self._log_parts is not None:
+            self._write_log(event, self._log_parts)
+            self._log_parts.clear()
 
     def _save(self, quiet: bool = False) -> None:
         """results.json in the run folder; its problem kept (and told) when it fails.
@@ -303,10 +310,10 @@ class Run:
             if not quiet:
                 self._save_error = None
 
-    def _write_log(self, event: TestFinished) -> None:
+    def _write_log(self, event: TestFinished, parts: LogParts) -> None:
         try:
             path = logs.write_test_log(
-                self.plan.path, event.test, self.show, run_id=self.result.run_id
+                self.plan.path, event.test, self.show, run_id=self.result.run_id, parts=parts
             )
         except OSError as exc:
             self._not_written(NotWritten(f"the log of test {event.test.label!r}", "", str(exc)))
