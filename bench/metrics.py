@@ -17,7 +17,10 @@ a --json file, a CSV; -l and --json by default, as issue 21's user ran fio) of N
 agents on loopback (bench/scale.py's helper processes), every host running `cat` of
 the document; the run's end is from the last command's end, as the controller hears
 of it, to the run's last event, in wall time and in the controller's CPU (user +
-system, all its threads: what the load of other programs inflates least). Runs with
+system, all its threads: what the load of other programs inflates least). As the 1000
+commands end at about the same instant, the controller's work on their ends (each
+command's metrics, and with -l its part of the log, formed as it ends) is timed too:
+from the first command's end, as heard, to the run's last event. Runs with
 and without metrics (metrics made no-ops: host_run's measure_command, the runner's
 measure_test) alternate, `--repeats` each; medians.
 """
@@ -105,10 +108,10 @@ def parser_name() -> str:
 
 async def real_end(
     hosts: AgentHosts, size: int, token: Token, folder: Path, work: Path, files: set[str]
-) -> tuple[float, float]:
+) -> Ends:
     """One real run of `size` hosts printing the document: seconds from its last
     command's end to its end, and the controller's CPU (user + system, all its
-    threads) over that time."""
+    threads) over that time; the same from its first command's end."""
     command = f"cat {FIO}"
     lines = ["fio:", *(f'127.0.0.1:{p}: "{command}"' for p in hosts.ports[:size]), "end"]
     config = work / "fio.cfg"
@@ -116,11 +119,14 @@ async def real_end(
     plan = parse_config(config.read_text(), str(config))
     options = RunOptions(token=token, run_folder=RunFolder.create(folder), heartbeat=10.0)
     last_end = last_cpu = 0.0
+    first: list[tuple[float, float]] = []  # the first command's end: (wall, CPU)
 
     def observe(event: object) -> None:
         nonlocal last_end, last_cpu
         if isinstance(event, CommandChanged) and event.host.commands[event.index].status.finished:
             last_end, last_cpu = time.perf_counter(), time.process_time()
+            if not first:
+                first.append((last_end, last_cpu))
 
     run = Run(
         plan,
@@ -136,17 +142,30 @@ async def real_end(
     test = run.result.tests[0]
     if test.status is not TestStatus.PASSED:
         raise RuntimeError(f"the test did not pass: {test.reason}")
-    return ended - last_end, cpu - last_cpu
+    return Ends(ended - last_end, cpu - last_cpu, ended - first[0][0], cpu - first[0][1])
+
+
+@dataclasses.dataclass
+class Ends:
+    """One real run: from its last command's end to its end (wall, controller CPU), and
+    from its first command's end."""
+
+    wall: float
+    cpu: float
+    wall_from_first: float
+    cpu_from_first: float
 
 
 @dataclasses.dataclass
 class RealEnds:
     """Medians over the real runs: the run's end (wall and controller CPU) without
-    and with metrics, measure_test at the test's end, and the reading of the commands
-    as they ended (off the end)."""
+    and with metrics, the same from the first command's end, measure_test at the
+    test's end, and the reading of the commands as they ended (off the end)."""
 
     wall: dict[bool, float]
     cpu: dict[bool, float]
+    wall_from_first: dict[bool, float]
+    cpu_from_first: dict[bool, float]
     at_end: float
     as_ended: float
 
@@ -156,8 +175,7 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, size, per_process, secret)
-    walls: dict[bool, list[float]] = {False: [], True: []}
-    cpus: dict[bool, list[float]] = {False: [], True: []}
+    found: dict[bool, list[Ends]] = {False: [], True: []}
     at_end: list[float] = []
     as_ended: list[float] = []
     reading = [0.0]
@@ -181,19 +199,24 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
                 runner.measure_test = timed_test if with_metrics else nothing  # type: ignore[assignment]
                 host_run.measure_command = timed_command if with_metrics else nothing  # type: ignore[assignment]
                 reading[0] = 0.0
-                wall, cpu = await real_end(hosts, size, token, folder, work, files)
+                ends = await real_end(hosts, size, token, folder, work, files)
                 if k:  # the first is a warm-up
-                    walls[with_metrics].append(wall)
-                    cpus[with_metrics].append(cpu)
+                    found[with_metrics].append(ends)
                     if with_metrics:
                         as_ended.append(reading[0])
     finally:
         runner.measure_test = metrics_module.measure_test
         host_run.measure_command = metrics_module.measure_command
         await asyncio.to_thread(hosts.stop)
+
+    def medians(what: str) -> dict[bool, float]:
+        return {m: statistics.median(getattr(e, what) for e in runs) for m, runs in found.items()}
+
     return RealEnds(
-        wall={m: statistics.median(found) for m, found in walls.items()},
-        cpu={m: statistics.median(found) for m, found in cpus.items()},
+        wall=medians("wall"),
+        cpu=medians("cpu"),
+        wall_from_first=medians("wall_from_first"),
+        cpu_from_first=medians("cpu_from_first"),
         at_end=statistics.median(at_end[1:]),
         as_ended=statistics.median(as_ended),
     )
@@ -230,10 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
         print(f"JSON parser: {parser_name()}; medians of {args.repeats} runs each way")
         print(f"the run writes results.json and {', '.join(sorted(files)) or 'nothing else'}")
-        for what, figures in (("wall", ends.wall), ("controller CPU", ends.cpu)):
+        for what, figures in (
+            ("run's end, wall", ends.wall),
+            ("run's end, controller CPU", ends.cpu),
+            ("from the first command's end, wall", ends.wall_from_first),
+            ("from the first command's end, controller CPU", ends.cpu_from_first),
+        ):
             without, measured = figures[False], figures[True]
             print(
-                f"run's end, {what}: {without:.3f} s without metrics, {measured:.3f} s with "
+                f"{what}: {without:.3f} s without metrics, {measured:.3f} s with "
                 f"({100 * (measured - without) / without:+.1f} %)"
             )
         print(f"of which measure_test:     {ends.at_end:.3f} s (median, the test's end)")
