@@ -9,8 +9,10 @@ does not write it again at the run's end), its report, its -l log, the CSV and t
 history, timed without metrics, then with them: each command's metrics already read as it ended (as
 host_run does), so only the test's summary (metrics.measure_test) comes before the
 files; then, for comparison, with every document read at the end (as before issue
-21's change). Rounds interleaved, best of `--repeats` (5) each. The outputs are in
-memory, as a real run keeps an output of at most 64 KiB.
+21's change). In the first two, each command's part of the -l log was formed as it
+ended (as run.Run does, log_parts.py); in the third, at the end. Rounds interleaved,
+best of `--repeats` (5) each. The outputs are in memory, as a real run keeps an output
+of at most 64 KiB.
 
 `--agents`: a real run (run.Run: results.json, history, and by `--files` the -l log,
 a --json file, a CSV; -l and --json by default, as issue 21's user ran fio) of N real
@@ -51,8 +53,9 @@ from netjobs_core import builtin_metrics, history, host_run, logs, results_json,
 from netjobs_core import metrics as metrics_module  # noqa: E402
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.events import CommandChanged  # noqa: E402
+from netjobs_core.log_parts import LogParts  # noqa: E402
 from netjobs_core.metrics import measure_test  # noqa: E402
-from netjobs_core.outputs import Output  # noqa: E402
+from netjobs_core.outputs import SHOW_BYTES, Output  # noqa: E402
 from netjobs_core.report import format_test  # noqa: E402
 from netjobs_core.results import (  # noqa: E402
     CommandResult,
@@ -92,12 +95,13 @@ def fleet(hosts: int) -> RunResult:
     return RunResult("fio.cfg", "bench", tests=[test])
 
 
-def end_of_run(run: RunResult, folder: Path) -> None:
-    """What the controller writes once the commands have ended (run.Run)."""
+def end_of_run(run: RunResult, folder: Path, parts: LogParts | None = None) -> None:
+    """What the controller writes once the commands have ended (run.Run); `parts`: the
+    log's, formed as the commands ended."""
     (test,) = run.tests
     write_json(run, folder / "results.json")  # at the test's end; not again at the run's
     format_test(test, fold=True)
-    logs.write_test_log(folder / "fio.cfg", test, folder=folder)
+    logs.write_test_log(folder / "fio.cfg", test, folder=folder, parts=parts)
     write_csv(run, folder / "results.csv")
     history.record_run(run, None, folder / "history.sqlite3")
 
@@ -272,18 +276,22 @@ def main(argv: list[str] | None = None) -> int:
     read_all = [{0} for _ in range(args.hosts)]
     base = fleet(args.hosts)
     runs = {kind: [fleet(args.hosts) for _ in range(args.repeats)] for kind in ("early", "end")}
-    for run in runs["early"]:  # each command read as it ended (host_run), before the end
+    parts: dict[int, LogParts] = {}  # by id(run): the log's parts, formed as they ended
+    for run in (base, *runs["early"]):  # each command read as it ended (host_run)...
+        parts[id(run)] = LogParts()
         for host in run.tests[0].hosts:
-            metrics_module.measure_command(host.commands[0], spec.commands[0], host.target)
+            if run is not base:
+                metrics_module.measure_command(host.commands[0], spec.commands[0], host.target)
+            parts[id(run)].form(host.target, host.commands[0], SHOW_BYTES)  # ...and its part
     parse_only = [fleet(args.hosts) for _ in range(args.repeats)]
     times: dict[str, list[float]] = {"without": [], "early": [], "end": [], "parse": []}
 
     def files_only(run: RunResult, folder: Path) -> None:
-        end_of_run(run, folder)
+        end_of_run(run, folder, parts[id(run)])
 
     def read_before(run: RunResult, folder: Path) -> None:
         measure_test(run.tests[0], specs, read_all)  # the summary: all were read already
-        end_of_run(run, folder)
+        end_of_run(run, folder, parts[id(run)])
 
     def read_at_end(run: RunResult, folder: Path) -> None:
         measure_test(run.tests[0], specs)

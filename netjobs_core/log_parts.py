@@ -52,18 +52,29 @@ def _said(target: str, command: CommandResult, show: int) -> _Said:
     )
 
 
-def form_part(target: str, command: CommandResult, show: int) -> str:
-    """The command's lines in the log, each ending with a newline: its line, then its
-    collected files and warnings, then each output (its head and tail when larger than
-    `show`), each line behind '| '."""
+def form_part(target: str, command: CommandResult, show: int) -> bytes:
+    """The command's lines in the log, in UTF-8, each ending with a newline: its line,
+    then its collected files and warnings, then each output (its head and tail when
+    larger than `show`), each line behind '| '. Raises UnicodeEncodeError where the
+    text cannot be UTF-8 (a lone surrogate)."""
+    return b"".join(piece.encode("utf-8") for piece in _pieces(target, command, show))
+
+
+def _pieces(target: str, command: CommandResult, show: int) -> tuple[str, str]:
+    """form_part's text in two: the command's line with its files and warnings, then
+    its outputs. Apart, because one character that is not ASCII (the `µs` of a latency
+    in the command's line) takes a whole text off CPython's fast UTF-8 encoding of
+    ASCII: 14 KB of fio output, 18 µs instead of 1."""
     details = [f"started {text.timestamp(command.started_at)}", *text.command_details(command)]
     status = command_word(command.status, command.exit_code)
     lines = [f"{target}\t{command.command}\t{status}\t{', '.join(details)}"]
     lines.extend(f"  {line}" for line in text.file_lines(command))
+    outputs = []
     for name, output in (("stdout", command.stdout), ("stderr", command.stderr)):
-        lines.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
-        lines.extend(f"  | {line}" for line in text.output_excerpt(output, show))
-    return "\n".join(lines) + "\n"
+        outputs.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
+        if excerpt := text.output_excerpt(output, show):
+            outputs.append("  | " + "\n  | ".join(excerpt))  # each line behind '| '
+    return "\n".join(lines) + "\n", "\n".join(outputs) + "\n"
 
 
 class LogParts:
@@ -81,7 +92,7 @@ class LogParts:
         kept = self._kept.get(id(command))
         if kept is not None and kept[0] == said:
             return kept[1]
-        data = form_part(target, command, show).encode("utf-8")
+        data = form_part(target, command, show)
         self._kept[id(command)] = (said, data)
         return data
 

@@ -104,7 +104,7 @@ def test_the_end_joins_the_parts_formed_early(monkeypatch: pytest.MonkeyPatch) -
     formed: list[str] = []
     original = log_parts.form_part
 
-    def counted(target: str, command: CommandResult, show: int) -> str:
+    def counted(target: str, command: CommandResult, show: int) -> bytes:
         formed.append(command.command)
         return original(target, command, show)
 
@@ -175,7 +175,7 @@ def test_a_command_changed_after_its_part_was_formed_gets_its_part_formed_again(
     form_all(test, parts, 1000)
     early = parts.part(host.target, command, 1000)
     CHANGES[change](command)
-    now = form_part(host.target, command, 1000).encode("utf-8")
+    now = form_part(host.target, command, 1000)
     assert now != early
     assert parts.part(host.target, command, 1000) == now
     assert log_bytes(test, "fio.cfg", 1000, parts) == log_bytes(test, "fio.cfg", 1000)
@@ -245,7 +245,7 @@ async def test_a_runs_log_is_the_log_formed_at_its_end(
     ended = [False]
     original = log_parts.form_part
 
-    def counted(target: str, command: CommandResult, show: int) -> str:
+    def counted(target: str, command: CommandResult, show: int) -> bytes:
         formed.append((command.command.split()[0], ended[0]))
         return original(target, command, show)
 
