@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import os
 import secrets
 import statistics
@@ -124,6 +125,14 @@ async def real_end(
     options = RunOptions(token=token, run_folder=RunFolder.create(folder), heartbeat=10.0)
     last_end = last_cpu = 0.0
     first: list[tuple[float, float]] = []  # the first command's end: (wall, CPU)
+    collections: list[tuple[float, float, int]] = []  # the garbage collector's: start, end, gen
+    began = [0.0]
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            collections.append((began[0], time.perf_counter(), info["generation"]))
 
     def observe(event: object) -> None:
         nonlocal last_end, last_cpu
@@ -140,24 +149,39 @@ async def real_end(
         csv_path=str(work / "fio.csv") if "csv" in files else None,
     )
     run.subscribe(observe)
-    async with run:
-        await run.run()
+    gc.callbacks.append(collecting)
+    try:
+        async with run:
+            await run.run()
+    finally:
+        gc.callbacks.remove(collecting)
     ended, cpu = time.perf_counter(), time.process_time()
     test = run.result.tests[0]
     if test.status is not TestStatus.PASSED:
         raise RuntimeError(f"the test did not pass: {test.reason}")
-    return Ends(ended - last_end, cpu - last_cpu, ended - first[0][0], cpu - first[0][1])
+    in_end = [(end - start, gen) for start, end, gen in collections if start >= last_end]
+    return Ends(
+        ended - last_end,
+        cpu - last_cpu,
+        ended - first[0][0],
+        cpu - first[0][1],
+        sum(took for took, _ in in_end),
+        sum(1 for _, gen in in_end if gen == 2),
+    )
 
 
 @dataclasses.dataclass
 class Ends:
     """One real run: from its last command's end to its end (wall, controller CPU), and
-    from its first command's end."""
+    from its first command's end; the garbage collections in the run's end (seconds,
+    how many were full ones)."""
 
     wall: float
     cpu: float
     wall_from_first: float
     cpu_from_first: float
+    collecting: float
+    full_collections: int
 
 
 @dataclasses.dataclass
@@ -170,6 +194,8 @@ class RealEnds:
     cpu: dict[bool, float]
     wall_from_first: dict[bool, float]
     cpu_from_first: dict[bool, float]
+    collecting: dict[bool, float]  # medians
+    full_collections: dict[bool, int]  # in all the runs
     at_end: float
     as_ended: float
 
@@ -221,6 +247,8 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
         cpu=medians("cpu"),
         wall_from_first=medians("wall_from_first"),
         cpu_from_first=medians("cpu_from_first"),
+        collecting=medians("collecting"),
+        full_collections={m: sum(e.full_collections for e in runs) for m, runs in found.items()},
         at_end=statistics.median(at_end[1:]),
         as_ended=statistics.median(as_ended),
     )
@@ -269,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"({100 * (measured - without) / without:+.1f} %)"
             )
         print(f"of which measure_test:     {ends.at_end:.3f} s (median, the test's end)")
+        print(
+            f"of which garbage collection: {ends.collecting[False]:.3f} s without metrics, "
+            f"{ends.collecting[True]:.3f} s with (medians); full collections in the ends: "
+            f"{ends.full_collections[False]} without, {ends.full_collections[True]} with "
+            f"(of {args.repeats} runs each)"
+        )
         print(f"read as commands ended:    {ends.as_ended:.3f} s in all (median, before the end)")
         return 0
     (spec,) = parse_config('fio:\nh: "fio job.fio --output-format=json"\nend\n').tests

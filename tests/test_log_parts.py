@@ -1,6 +1,6 @@
-"""Each command's part of the -l log formed as the command ends (log_parts.py): the
-log is byte for byte the one formed at the test's end, whatever changed a command after
-its part was formed."""
+"""Each command's part of the -l log formed as the command ends (log_parts.py), and its
+CSV metric cells (results_csv.MetricCells): the log and the CSV are byte for byte those
+formed at the test's end, whatever changed a command after its part was formed."""
 
 from __future__ import annotations
 
@@ -27,9 +27,11 @@ from netjobs_core.results import (
     HostState,
     MetricSummary,
     OutputGap,
+    RunResult,
     TestResult,
     TestStatus,
 )
+from netjobs_core.results_csv import MetricCells, csv_text
 from netjobs_core.run import Run, RunEvent, Written
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -218,12 +220,13 @@ def _digest(data: bytes) -> str:
 
 @pytest.mark.timeout(90)
 @pytest.mark.posix
-async def test_a_runs_log_is_the_log_formed_at_its_end(
+async def test_a_runs_log_and_csv_are_those_formed_at_its_end(
     agents: Any, token: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A real run with -l: each part formed as its command ended; one command changes
-    after its end (its collected file, then its metrics), one is read at the test's end
-    (over EARLY_BYTES); the log written is the one formed whole at the end."""
+    """A real run with -l and --csv: each part formed as its command ended; one command
+    changes after its end (its collected file, then its metrics), one is read at the
+    test's end (over EARLY_BYTES); the log and the CSV written are those formed whole at
+    the end."""
     big = "head -c 1200000 /dev/zero | tr '\\\\0' x; echo; echo n=5"
     text = (
         "fio:\n"
@@ -238,9 +241,8 @@ async def test_a_runs_log_is_the_log_formed_at_its_end(
     config.write_text(text)
     plan = parse_config(text, str(config))
     folder = RunFolder.create(tmp_path / "runs")
-    run = Run(
-        plan, RunOptions(token=token.token, connect_timeout=10.0, run_folder=folder), log=True
-    )
+    options = RunOptions(token=token.token, connect_timeout=10.0, run_folder=folder)
+    run = Run(plan, options, log=True, csv_path=str(tmp_path / "fio.csv"))
     formed: list[tuple[str, bool]] = []  # (command, formed after the test's end was heard)
     ended = [False]
     original = log_parts.form_part
@@ -272,3 +274,24 @@ async def test_a_runs_log_is_the_log_formed_at_its_end(
     assert [c for c, late in formed if late] == ["head"]
     (path,) = written
     assert _digest(path.read_bytes()) == _digest(log_bytes(test, str(config)))
+    assert (tmp_path / "fio.csv").read_bytes() == csv_text(result).encode("utf-8")
+
+
+def test_the_csvs_metric_cells_formed_early_are_those_formed_at_the_end() -> None:
+    """results_csv.MetricCells, the same way: formed as each command ended, formed again
+    for a command whose metrics changed since (read at the test's end)."""
+    test = fio_test()
+    test.hosts[1].commands[0].metrics = {"n": 5.0, "read_bw": float("nan")}
+    run = RunResult("fio.cfg", "r", tests=[test])
+    cells = MetricCells()
+    for host in test.hosts:
+        cells.cells(host.commands[0])
+    assert csv_text(run, cells) == csv_text(run)
+    test.hosts[2].commands[0].metrics["n"] = 7.5  # read later
+    test.hosts[0].commands[0].metrics["read_bw"] = 1.0
+    changed = csv_text(run)
+    assert csv_text(run, cells) == changed
+    assert changed.splitlines()[0].endswith("read_bw,read_lat_mean_ns,read_iops,n")
+    assert changed.splitlines()[1].endswith(",1,127000,120000,")
+    assert changed.splitlines()[2].endswith(",nan,,,5")
+    assert changed.splitlines()[3].endswith(",,,,7.5")
