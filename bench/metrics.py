@@ -9,15 +9,20 @@ does not write it again at the run's end), its report, its -l log, the CSV and t
 history, timed without metrics, then with them: each command's metrics already read as it ended (as
 host_run does), so only the test's summary (metrics.measure_test) comes before the
 files; then, for comparison, with every document read at the end (as before issue
-21's change). Rounds interleaved, best of `--repeats` (5) each. The outputs are in
-memory, as a real run keeps an output of at most 64 KiB.
+21's change). In the first two, each command's part of the -l log was formed as it
+ended (as run.Run does, log_parts.py); in the third, at the end. Rounds interleaved,
+best of `--repeats` (5) each. The outputs are in memory, as a real run keeps an output
+of at most 64 KiB.
 
 `--agents`: a real run (run.Run: results.json, history, and by `--files` the -l log,
 a --json file, a CSV; -l and --json by default, as issue 21's user ran fio) of N real
 agents on loopback (bench/scale.py's helper processes), every host running `cat` of
 the document; the run's end is from the last command's end, as the controller hears
 of it, to the run's last event, in wall time and in the controller's CPU (user +
-system, all its threads: what the load of other programs inflates least). Runs with
+system, all its threads: what the load of other programs inflates least). As the 1000
+commands end at about the same instant, the controller's work on their ends (each
+command's metrics, and with -l its part of the log, formed as it ends) is timed too:
+from the first command's end, as heard, to the run's last event. Runs with
 and without metrics (metrics made no-ops: host_run's measure_command, the runner's
 measure_test) alternate, `--repeats` each; medians.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import os
 import secrets
 import statistics
@@ -48,8 +54,9 @@ from netjobs_core import builtin_metrics, history, host_run, logs, results_json,
 from netjobs_core import metrics as metrics_module  # noqa: E402
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.events import CommandChanged  # noqa: E402
+from netjobs_core.log_parts import LogParts  # noqa: E402
 from netjobs_core.metrics import measure_test  # noqa: E402
-from netjobs_core.outputs import Output  # noqa: E402
+from netjobs_core.outputs import SHOW_BYTES, Output  # noqa: E402
 from netjobs_core.report import format_test  # noqa: E402
 from netjobs_core.results import (  # noqa: E402
     CommandResult,
@@ -89,12 +96,13 @@ def fleet(hosts: int) -> RunResult:
     return RunResult("fio.cfg", "bench", tests=[test])
 
 
-def end_of_run(run: RunResult, folder: Path) -> None:
-    """What the controller writes once the commands have ended (run.Run)."""
+def end_of_run(run: RunResult, folder: Path, parts: LogParts | None = None) -> None:
+    """What the controller writes once the commands have ended (run.Run); `parts`: the
+    log's, formed as the commands ended."""
     (test,) = run.tests
     write_json(run, folder / "results.json")  # at the test's end; not again at the run's
     format_test(test, fold=True)
-    logs.write_test_log(folder / "fio.cfg", test, folder=folder)
+    logs.write_test_log(folder / "fio.cfg", test, folder=folder, parts=parts)
     write_csv(run, folder / "results.csv")
     history.record_run(run, None, folder / "history.sqlite3")
 
@@ -105,22 +113,34 @@ def parser_name() -> str:
 
 async def real_end(
     hosts: AgentHosts, size: int, token: Token, folder: Path, work: Path, files: set[str]
-) -> tuple[float, float]:
+) -> Ends:
     """One real run of `size` hosts printing the document: seconds from its last
     command's end to its end, and the controller's CPU (user + system, all its
-    threads) over that time."""
+    threads) over that time; the same from its first command's end."""
     command = f"cat {FIO}"
     lines = ["fio:", *(f'127.0.0.1:{p}: "{command}"' for p in hosts.ports[:size]), "end"]
     config = work / "fio.cfg"
     config.write_text("\n".join(lines) + "\n")
     plan = parse_config(config.read_text(), str(config))
     options = RunOptions(token=token, run_folder=RunFolder.create(folder), heartbeat=10.0)
-    last_end = last_cpu = 0.0
+    last_end = last_cpu = last_system = 0.0
+    first: list[tuple[float, float]] = []  # the first command's end: (wall, CPU)
+    collections: list[tuple[float, float, int]] = []  # the garbage collector's: start, end, gen
+    began = [0.0]
+
+    def collecting(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            collections.append((began[0], time.perf_counter(), info["generation"]))
 
     def observe(event: object) -> None:
-        nonlocal last_end, last_cpu
+        nonlocal last_end, last_cpu, last_system
         if isinstance(event, CommandChanged) and event.host.commands[event.index].status.finished:
             last_end, last_cpu = time.perf_counter(), time.process_time()
+            last_system = os.times().system
+            if not first:
+                first.append((last_end, last_cpu))
 
     run = Run(
         plan,
@@ -130,23 +150,56 @@ async def real_end(
         csv_path=str(work / "fio.csv") if "csv" in files else None,
     )
     run.subscribe(observe)
-    async with run:
-        await run.run()
-    ended, cpu = time.perf_counter(), time.process_time()
+    gc.callbacks.append(collecting)
+    try:
+        async with run:
+            await run.run()
+    finally:
+        gc.callbacks.remove(collecting)
+    ended, cpu, system = time.perf_counter(), time.process_time(), os.times().system
     test = run.result.tests[0]
     if test.status is not TestStatus.PASSED:
         raise RuntimeError(f"the test did not pass: {test.reason}")
-    return ended - last_end, cpu - last_cpu
+    in_end = [(end - start, gen) for start, end, gen in collections if start >= last_end]
+    return Ends(
+        ended - last_end,
+        cpu - last_cpu,
+        ended - first[0][0],
+        cpu - first[0][1],
+        sum(took for took, _ in in_end),
+        sum(1 for _, gen in in_end if gen == 2),
+        system - last_system,
+    )
+
+
+@dataclasses.dataclass
+class Ends:
+    """One real run: from its last command's end to its end (wall, controller CPU), and
+    from its first command's end; the garbage collections in the run's end (seconds,
+    how many were full ones)."""
+
+    wall: float
+    cpu: float
+    wall_from_first: float
+    cpu_from_first: float
+    collecting: float
+    full_collections: int
+    system: float  # of `cpu`, the kernel's (os.times: 10 ms ticks on Linux)
 
 
 @dataclasses.dataclass
 class RealEnds:
     """Medians over the real runs: the run's end (wall and controller CPU) without
-    and with metrics, measure_test at the test's end, and the reading of the commands
-    as they ended (off the end)."""
+    and with metrics, the same from the first command's end, measure_test at the
+    test's end, and the reading of the commands as they ended (off the end)."""
 
     wall: dict[bool, float]
     cpu: dict[bool, float]
+    wall_from_first: dict[bool, float]
+    cpu_from_first: dict[bool, float]
+    collecting: dict[bool, float]  # medians
+    system: dict[bool, float]
+    full_collections: dict[bool, int]  # in all the runs
     at_end: float
     as_ended: float
 
@@ -156,8 +209,7 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, size, per_process, secret)
-    walls: dict[bool, list[float]] = {False: [], True: []}
-    cpus: dict[bool, list[float]] = {False: [], True: []}
+    found: dict[bool, list[Ends]] = {False: [], True: []}
     at_end: list[float] = []
     as_ended: list[float] = []
     reading = [0.0]
@@ -181,19 +233,27 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
                 runner.measure_test = timed_test if with_metrics else nothing  # type: ignore[assignment]
                 host_run.measure_command = timed_command if with_metrics else nothing  # type: ignore[assignment]
                 reading[0] = 0.0
-                wall, cpu = await real_end(hosts, size, token, folder, work, files)
+                ends = await real_end(hosts, size, token, folder, work, files)
                 if k:  # the first is a warm-up
-                    walls[with_metrics].append(wall)
-                    cpus[with_metrics].append(cpu)
+                    found[with_metrics].append(ends)
                     if with_metrics:
                         as_ended.append(reading[0])
     finally:
         runner.measure_test = metrics_module.measure_test
         host_run.measure_command = metrics_module.measure_command
         await asyncio.to_thread(hosts.stop)
+
+    def medians(what: str) -> dict[bool, float]:
+        return {m: statistics.median(getattr(e, what) for e in runs) for m, runs in found.items()}
+
     return RealEnds(
-        wall={m: statistics.median(found) for m, found in walls.items()},
-        cpu={m: statistics.median(found) for m, found in cpus.items()},
+        wall=medians("wall"),
+        cpu=medians("cpu"),
+        wall_from_first=medians("wall_from_first"),
+        cpu_from_first=medians("cpu_from_first"),
+        collecting=medians("collecting"),
+        system=medians("system"),
+        full_collections={m: sum(e.full_collections for e in runs) for m, runs in found.items()},
         at_end=statistics.median(at_end[1:]),
         as_ended=statistics.median(as_ended),
     )
@@ -230,13 +290,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
         print(f"JSON parser: {parser_name()}; medians of {args.repeats} runs each way")
         print(f"the run writes results.json and {', '.join(sorted(files)) or 'nothing else'}")
-        for what, figures in (("wall", ends.wall), ("controller CPU", ends.cpu)):
+        for what, figures in (
+            ("run's end, wall", ends.wall),
+            ("run's end, controller CPU", ends.cpu),
+            ("of which the kernel's (system time)", ends.system),
+            ("from the first command's end, wall", ends.wall_from_first),
+            ("from the first command's end, controller CPU", ends.cpu_from_first),
+        ):
             without, measured = figures[False], figures[True]
-            print(
-                f"run's end, {what}: {without:.3f} s without metrics, {measured:.3f} s with "
-                f"({100 * (measured - without) / without:+.1f} %)"
-            )
+            added = f"{100 * (measured - without) / without:+.1f} %" if without else "-"
+            print(f"{what}: {without:.3f} s without metrics, {measured:.3f} s with ({added})")
         print(f"of which measure_test:     {ends.at_end:.3f} s (median, the test's end)")
+        print(
+            f"of which garbage collection: {ends.collecting[False]:.3f} s without metrics, "
+            f"{ends.collecting[True]:.3f} s with (medians); full collections in the ends: "
+            f"{ends.full_collections[False]} without, {ends.full_collections[True]} with "
+            f"(of {args.repeats} runs each)"
+        )
         print(f"read as commands ended:    {ends.as_ended:.3f} s in all (median, before the end)")
         return 0
     (spec,) = parse_config('fio:\nh: "fio job.fio --output-format=json"\nend\n').tests
@@ -244,18 +314,22 @@ def main(argv: list[str] | None = None) -> int:
     read_all = [{0} for _ in range(args.hosts)]
     base = fleet(args.hosts)
     runs = {kind: [fleet(args.hosts) for _ in range(args.repeats)] for kind in ("early", "end")}
-    for run in runs["early"]:  # each command read as it ended (host_run), before the end
+    parts: dict[int, LogParts] = {}  # by id(run): the log's parts, formed as they ended
+    for run in (base, *runs["early"]):  # each command read as it ended (host_run)...
+        parts[id(run)] = LogParts()
         for host in run.tests[0].hosts:
-            metrics_module.measure_command(host.commands[0], spec.commands[0], host.target)
+            if run is not base:
+                metrics_module.measure_command(host.commands[0], spec.commands[0], host.target)
+            parts[id(run)].form(host.target, host.commands[0], SHOW_BYTES)  # ...and its part
     parse_only = [fleet(args.hosts) for _ in range(args.repeats)]
     times: dict[str, list[float]] = {"without": [], "early": [], "end": [], "parse": []}
 
     def files_only(run: RunResult, folder: Path) -> None:
-        end_of_run(run, folder)
+        end_of_run(run, folder, parts[id(run)])
 
     def read_before(run: RunResult, folder: Path) -> None:
         measure_test(run.tests[0], specs, read_all)  # the summary: all were read already
-        end_of_run(run, folder)
+        end_of_run(run, folder, parts[id(run)])
 
     def read_at_end(run: RunResult, folder: Path) -> None:
         measure_test(run.tests[0], specs)

@@ -28,11 +28,14 @@ class HostChanged:
 
 @dataclass(frozen=True)
 class CommandChanged:
-    """A command started, or finished (its status, exit code, duration are set)."""
+    """A command started, or finished (its status, exit code, duration are set).
+    `final`: its result is complete (its outputs, collected files and metrics read as
+    it ended); only the test's end may still change it (the metrics of a large output)."""
 
     test: TestResult
     host: HostResult
     index: int  # into host.commands
+    final: bool = False
 
 
 @dataclass(frozen=True)

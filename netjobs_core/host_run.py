@@ -126,7 +126,7 @@ class Fleet(Protocol):
 
     def host_changed(self, host: HostRun) -> None: ...
 
-    def command_changed(self, host: HostRun, index: int) -> None: ...
+    def command_changed(self, host: HostRun, index: int, final: bool = False) -> None: ...
 
     def command_output(self, host: HostRun, index: int, stream: str, data: bytes) -> None: ...
 
@@ -278,9 +278,10 @@ class HostRun:
         command.exit_code = exit_code
         command.stdout.close()  # the agent sends a command's output before its end
         command.stderr.close()
-        if not self.specs[index].collect:
+        final = not self.specs[index].collect  # else its files come after its end
+        if final:
             self._measure(index)
-        self.fleet.command_changed(self, index)
+        self.fleet.command_changed(self, index, final)
 
     def _measure(self, index: int) -> None:
         """Read command `index`'s metrics now that its output and files are complete,
@@ -790,7 +791,7 @@ class HostRun:
         index = message.id
         if 0 <= index < len(self.result.commands) and self.result.commands[index].status.finished:
             self._measure(index)  # its files are in: the agent collects after the end
-            self.fleet.command_changed(self, index)
+            self.fleet.command_changed(self, index, final=True)
 
     def _on_finished(self, message: Finished) -> None:
         commands = self.result.commands

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from netjobs_core import __version__, text
 from netjobs_core.atomic import write_atomic
+from netjobs_core.log_parts import LogParts
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import TestResult
-from netjobs_core.vocabulary import command_word, word
+from netjobs_core.vocabulary import word
 
 
 def log_path(
@@ -28,9 +29,20 @@ def log_path(
     return Path(f"{os.fspath(config_path)}_{label}_{stamp}{repeated}.log")
 
 
-def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) -> str:
+def format_test_log(
+    test: TestResult, config_path: str, show: int = SHOW_BYTES, parts: LogParts | None = None
+) -> str:
     """The log of one test; of each output at most `show` bytes (its head and tail),
     with where the whole is."""
+    return log_bytes(test, config_path, show, parts).decode("utf-8")
+
+
+def log_bytes(
+    test: TestResult, config_path: str, show: int = SHOW_BYTES, parts: LogParts | None = None
+) -> bytes:
+    """format_test_log's text in UTF-8. Each command's part comes from `parts` (formed
+    as the command ended: log_parts.py), the same bytes whenever it was formed."""
+    parts = parts if parts is not None else LogParts()
     lines = [
         f"# NetJobs {__version__}: test {test.label!r} from {config_path}",
         f"# started {text.timestamp(test.started_at)}, status {word(test.status)}"
@@ -50,18 +62,15 @@ def format_test_log(test: TestResult, config_path: str, show: int = SHOW_BYTES) 
             f"rtt {text.ms(host.rtt_ms)}, {text.wall_clock(host)}, "
             f"start offset {text.ms(host.start_offset_ms, True)}"
         )
-    for host in test.hosts:
-        for command in host.commands:
-            details = [f"started {text.timestamp(command.started_at)}"]
-            details += text.command_details(command)
-            status = command_word(command.status, command.exit_code)
-            lines.append(f"{host.target}\t{command.command}\t{status}\t{', '.join(details)}")
-            lines.extend(f"  {line}" for line in text.file_lines(command))
-            for name, output in (("stdout", command.stdout), ("stderr", command.stderr)):
-                lines.append(f"  {name} ({len(output)} bytes, sha256 {output.sha256})")
-                lines.extend(f"  | {line}" for line in text.output_excerpt(output, show))
-    lines.extend(text.metric_line(name, summary) for name, summary in test.metrics.items())
-    return "\n".join(lines) + "\n"
+    commands = [
+        parts.part(host.target, command, show) for host in test.hosts for command in host.commands
+    ]
+    metrics = [text.metric_line(name, summary) for name, summary in test.metrics.items()]
+    return b"".join([_lines(lines), *commands, _lines(metrics)])
+
+
+def _lines(lines: list[str]) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode("utf-8")
 
 
 def write_test_log(
@@ -70,12 +79,14 @@ def write_test_log(
     show: int = SHOW_BYTES,
     folder: Path | None = None,
     run_id: str = "",
+    parts: LogParts | None = None,
 ) -> Path:
     """Write the log beside the config, or in `folder` (the name stays the same; a
     repetition's names `run_id`): all or nothing, mode 0600 (atomic.write_atomic).
-    Raises OSError, an older log intact."""
+    `parts`: the commands' parts formed as they ended (a run's). Raises OSError, an
+    older log intact."""
     when = test.started_at if test.started_at is not None else dt.datetime.now().timestamp()
     beside = config_path if folder is None else folder / Path(config_path).name
     path = log_path(beside, test.label, when, test.repetition, run_id)
-    write_atomic(path, format_test_log(test, os.fspath(config_path), show).encode("utf-8"))
+    write_atomic(path, log_bytes(test, os.fspath(config_path), show, parts))
     return path

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from netjobs_core import text
 from netjobs_core.atomic import write_atomic
-from netjobs_core.results import RunResult
+from netjobs_core.results import CommandResult, RunResult
 
-__all__ = ["COLUMNS", "csv_rows", "csv_text", "metric_names", "write_csv"]
+__all__ = ["COLUMNS", "MetricCells", "csv_rows", "csv_text", "metric_names", "write_csv"]
 
 COLUMNS = (
     "run",
@@ -44,13 +44,34 @@ def metric_names(run: RunResult) -> list[str]:
     return list(names)
 
 
-def csv_rows(run: RunResult) -> Iterator[list[str]]:
-    """The header, then a row per command."""
+class MetricCells:
+    """Each command's metric cells (text.csv_number), formed as the command ends (run.Run,
+    with --csv: 6000 of them at 1000 fio hosts) and kept with the metrics they were
+    formed from: a command whose metrics changed since (read at the test's end) gets
+    them formed again, so the CSV is the same whenever they were formed."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[dict[str, float], dict[str, str]]] = {}
+
+    def cells(self, command: CommandResult) -> dict[str, str]:
+        """By metric name: the kept ones if the command's metrics are still those."""
+        kept = self._kept.get(id(command))
+        if kept is not None and kept[0] == command.metrics:
+            return kept[1]
+        cells = {name: text.csv_number(value) for name, value in command.metrics.items()}
+        self._kept[id(command)] = (dict(command.metrics), cells)
+        return cells
+
+
+def csv_rows(run: RunResult, metric_cells: MetricCells | None = None) -> Iterator[list[str]]:
+    """The header, then a row per command (`metric_cells`: formed as they ended)."""
     names = metric_names(run)
+    formed = (metric_cells or MetricCells()).cells
     yield [*COLUMNS, *names]
     for test in run.tests:
         for host in test.hosts:
             for index, command in enumerate(host.commands):
+                cells = formed(command)
                 yield [
                     run.run_id,
                     test.label,
@@ -61,16 +82,18 @@ def csv_rows(run: RunResult) -> Iterator[list[str]]:
                     text.csv_number(command.exit_code),
                     text.csv_number(host.start_offset_ms),
                     text.csv_number(command.duration_s),
-                    *map(text.csv_number, map(command.metrics.get, names)),
+                    *[cells.get(name, "") for name in names],
                 ]
 
 
-def csv_text(run: RunResult) -> str:
+def csv_text(run: RunResult, metric_cells: MetricCells | None = None) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(csv_rows(run))
+    csv.writer(buffer, lineterminator="\n").writerows(csv_rows(run, metric_cells))
     return buffer.getvalue()
 
 
-def write_csv(run: RunResult, path: str | os.PathLike[str]) -> None:
+def write_csv(
+    run: RunResult, path: str | os.PathLike[str], metric_cells: MetricCells | None = None
+) -> None:
     """All or nothing, mode 0600 (atomic.write_atomic); OSError with an older file intact."""
-    write_atomic(Path(path), csv_text(run).encode("utf-8"))
+    write_atomic(Path(path), csv_text(run, metric_cells).encode("utf-8"))

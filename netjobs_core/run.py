@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Literal
 
 from netjobs_core import history, logs
 from netjobs_core.config import Plan
-from netjobs_core.events import Event, TestFinished, TestStarted
+from netjobs_core.events import CommandChanged, Event, TestFinished, TestStarted
+from netjobs_core.log_parts import LogParts
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
-from netjobs_core.results_csv import write_csv
+from netjobs_core.results_csv import MetricCells, write_csv
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -173,8 +174,12 @@ class Run:
         self.labels = list(labels) if labels is not None else None
         self.log = log
         self.show = show
+        # Each command's part of its test's log, formed as the command ends (log_parts).
+        self._log_parts = LogParts() if log else None
         self.json_path = json_path
         self.csv_path = csv_path
+        # Each command's metric cells of the CSV, formed as it ends (results_csv).
+        self._metric_cells = MetricCells() if csv_path else None
         self.in_history = in_history
         self.config_text = read_config_text(plan.path) if in_history and plan.path else None
         self.folder = options.run_folder or RunFolder.create()
@@ -282,8 +287,20 @@ class Run:
             self._saved_whole = False
             self._save(quiet=True)  # a run killed meanwhile says which test it was in
         self._emit(event)
-        if isinstance(event, TestFinished) and self.log:
-            self._write_log(event)
+        if isinstance(event, CommandChanged) and event.final:
+            self._form(event)
+        if isinstance(event, TestFinished) and self._log_parts is not None:
+            self._write_log(event, self._log_parts)
+            self._log_parts.clear()
+
+    def _form(self, event: CommandChanged) -> None:
+        """A command's result is final, its metrics read (host_run): its part of the
+        log and its CSV cells now rather than at the end."""
+        command = event.host.commands[event.index]
+        if self._log_parts is not None:
+            self._log_parts.form(event.host.target, command, self.show)
+        if self._metric_cells is not None:
+            self._metric_cells.cells(command)
 
     def _save(self, quiet: bool = False) -> None:
         """results.json in the run folder; its problem kept (and told) when it fails.
@@ -303,10 +320,10 @@ class Run:
             if not quiet:
                 self._save_error = None
 
-    def _write_log(self, event: TestFinished) -> None:
+    def _write_log(self, event: TestFinished, parts: LogParts) -> None:
         try:
             path = logs.write_test_log(
-                self.plan.path, event.test, self.show, run_id=self.result.run_id
+                self.plan.path, event.test, self.show, run_id=self.result.run_id, parts=parts
             )
         except OSError as exc:
             self._not_written(NotWritten(f"the log of test {event.test.label!r}", "", str(exc)))
@@ -328,7 +345,7 @@ class Run:
 
     def _write_csv(self, csv_path: str) -> None:
         try:
-            write_csv(self.result, csv_path)
+            write_csv(self.result, csv_path, self._metric_cells)
         except OSError as exc:
             self._not_written(NotWritten("the CSV", csv_path, exc.strerror or str(exc)))
         else:

@@ -131,8 +131,8 @@ class _TestRun:
         self.changed.set()
         self.emit(HostChanged(self.result, host.result))
 
-    def command_changed(self, host: HostRun, index: int) -> None:
-        self.emit(CommandChanged(self.result, host.result, index))
+    def command_changed(self, host: HostRun, index: int, final: bool = False) -> None:
+        self.emit(CommandChanged(self.result, host.result, index, final))
 
     def command_output(self, host: HostRun, index: int, stream: str, data: bytes) -> None:
         self.emit(CommandOutput(self.result, host.result, index, stream, data))
