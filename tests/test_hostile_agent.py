@@ -205,6 +205,26 @@ async def test_a_start_the_agent_refused_never_ran(token, tmp_path):
     assert "too far ahead" in command.message
 
 
+async def test_half_a_surrogate_pair_from_an_agent_fails_that_host_not_the_run(token, tmp_path):
+    """JSON can spell a lone UTF-16 surrogate ("\\udc80"): no character, and no log,
+    CSV or terminal can take it (writing the -l log raised UnicodeEncodeError at the
+    test's end). The frame is malformed: that host fails, the honest one runs."""
+
+    async def lone(send: Send) -> None:
+        send(Started(released_at={"0": now_ns()}, late_ns=0))
+        send(Exit(id=0, status="ok", exit_code=0, ended_at=now_ns(), message="bad \udc80"))
+
+    with start_agent(token.path) as honest:
+        async with fake_agent(token.token.secret, lone) as port:
+            async with asyncio.timeout(30):
+                test = await run_test(
+                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
+                )
+    bad, good = test.hosts
+    assert bad.state is HostState.FAILED and "half a surrogate pair" in bad.error
+    assert good.state is HostState.DONE and good.commands[0].stdout.read_bytes() == b"honest\n"
+
+
 async def test_a_host_too_slow_for_the_common_start_fails_alone(token, tmp_path, monkeypatch):
     """Point 9: the lead time is capped; a host whose round trip would push the start
     past it fails, the others start."""

@@ -1440,3 +1440,28 @@ def test_a_link_secret_and_the_same_bytes_as_a_token_do_not_meet():
     pump(controller, agent)
     with pytest.raises(AuthenticationFailed):
         pump(agent, controller)
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        (b'"bad \\udc80"', False),
+        (b'"\\uD800 alone"', False),
+        (b'["nested", {"k": "\\udfff"}]', False),
+        (b'"a pair \\ud83d\\ude00"', True),
+        (b'"an escaped backslash \\\\udc80"', True),
+    ],
+)
+def test_half_a_surrogate_pair_in_a_header_is_malformed(text, ok):
+    header = b'{"type":"pong","x":' + text + b"}"
+    raw = framing.RawFrame(
+        0,
+        framing.PREFIX.pack(framing.MAGIC, PROTOCOL_VERSION, 0, len(header), 0) + header,
+        b"",
+        b"",
+    )
+    if ok:
+        assert raw.parse().type == "pong"
+    else:
+        with pytest.raises(ProtocolError, match="half a surrogate pair"):
+            raw.parse()

@@ -8,6 +8,7 @@ object with a "type"; what each type carries is netjobs_core/wire/messages.py.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,8 +88,30 @@ class RawFrame:
             raise ProtocolError(f"malformed frame header: {exc}") from None
         if not isinstance(header, dict) or not isinstance(header.get("type"), str):
             raise ProtocolError("malformed frame header: no message type")
+        if _SURROGATE_ESCAPE.search(raw_header) and _has_lone_surrogate(header):
+            # JSON can spell half a UTF-16 pair: no character, and no file or terminal
+            # could take it (UTF-8 has no encoding for it).
+            raise ProtocolError("malformed frame header: a string holds half a surrogate pair")
         kind = header.pop("type")
         return Frame(kind, header, self.body)
+
+
+# `\uD800`-`\uDFFF` in a header's text: the rare case worth looking into.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 class FrameDecoder:
