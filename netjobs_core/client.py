@@ -349,6 +349,19 @@ async def _connect(address: Address) -> socket.socket:
     raise OSError("Multiple exceptions: " + ", ".join(map(str, errors)))
 
 
+MAX_HELD = 16  # messages kept for a later reader while waiting for another
+
+
+def _hold(held: list[Message], message: Message) -> None:
+    """Keep MESSAGE for a later reader; an agent sending more than anyone asked for
+    (a flood of unrequested statuses, say) loses the connection instead of memory."""
+    if len(held) >= MAX_HELD:
+        raise ConnectionLost(
+            f"protocol error: the agent sent {len(held) + 1} messages nobody asked for"
+        )
+    held.append(message)
+
+
 class AgentLink:
     """An authenticated connection to one agent.
 
@@ -526,7 +539,9 @@ class AgentLink:
 
     async def reply(self, reply: type[M], timeout: float) -> M:
         """The next reply of class REPLY (to a request sent already); an error reply
-        raises AgentError."""
+        raises AgentError. Other messages stay queued, in order, for their readers
+        (the `prepared` of a prepare sent with the auth, say)."""
+        held: list[Message] = []
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -534,7 +549,9 @@ class AgentLink:
                     if isinstance(answer, Error):
                         raise AgentError(answer.message)
                     if isinstance(answer, reply):
+                        self._pending.extendleft(reversed(held))
                         return answer
+                    _hold(held, answer)
         except TimeoutError:
             raise AgentError(f"no {reply.TYPE!r} reply within {timeout:g} s") from None
 
@@ -569,7 +586,7 @@ class AgentLink:
             elif isinstance(answer, Error):
                 raise AgentError(answer.message)
             elif not isinstance(answer, Pong):
-                held.append(answer)
+                _hold(held, answer)
 
     def abort(self) -> None:
         """Drop the connection without a word: after a silent loss a `bye`

@@ -317,3 +317,30 @@ def test_a_full_disk_fails_that_file_not_the_run(tmp_path):
         assert not (disk / "small").exists()
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+async def test_messages_that_come_before_a_reply_are_kept_in_order_and_bounded():
+    """Waiting for a reply (a `prepared` sent with the auth, say), what else comes
+    stays queued for its reader, in order; an agent sending more than anyone asked
+    for loses its connection, not the controller's memory."""
+    from netjobs_core.client import MAX_HELD, AgentLink, ConnectionLost
+    from netjobs_core.wire.address import Address
+
+    def status(n: int) -> Status:
+        return Status(busy=False, hostname=f"h{n}", version="3", platform="x")
+
+    prepared = Prepared(gated=True, commands=[], run_id="r", grace=0.0)
+    for count, kept in ((3, True), (MAX_HELD + 1, False)):
+        link = AgentLink(Address.parse("127.0.0.1:1"), b"k" * 32)
+        queue = [status(n) for n in range(count)] + [prepared]
+
+        async def recv(queue=queue) -> Message:
+            return queue.pop(0)
+
+        link.recv = recv  # type: ignore[method-assign]
+        if kept:
+            assert await link.reply(Prepared, 5) == prepared
+            assert [link.received() for _ in range(count)] == [status(n) for n in range(count)]
+        else:
+            with pytest.raises(ConnectionLost, match="messages nobody asked for"):
+                await link.reply(Prepared, 5)
