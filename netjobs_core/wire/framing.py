@@ -29,6 +29,8 @@ _encode_header = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).enco
 # And one decoder, given text: json.loads of bytes first guesses their encoding (a
 # header is ASCII: anything not UTF-8 is malformed).
 _decode_header = json.JSONDecoder().decode
+# `\uD800`-`\uDFFF` in a header's text: the rare case worth looking into.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 @dataclass(frozen=True)
@@ -94,10 +96,6 @@ class RawFrame:
             raise ProtocolError("malformed frame header: a string holds half a surrogate pair")
         kind = header.pop("type")
         return Frame(kind, header, self.body)
-
-
-# `\uD800`-`\uDFFF` in a header's text: the rare case worth looking into.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def _has_lone_surrogate(value: Any) -> bool:

@@ -674,8 +674,17 @@ def _spec(hint: Any) -> tuple[Spec, bool, bool]:
     return (origin or hint,), optional, omitted
 
 
-def _derive(cls: type[Message]) -> tuple[Schema, tuple[tuple[str, bool], ...], bool]:
-    """CLS's schema, its header fields (name, omitted when None), whether it has a body."""
+class _Shape(NamedTuple):
+    """What a message class's frames hold, worked out once from its annotations."""
+
+    checks: Checks
+    header: tuple[tuple[str, bool], ...]  # (field, omitted when None), in order
+    body: bool
+
+
+def _derive(cls: type[Message]) -> _Shape:
+    """CLS's field checks, its header fields (name, omitted when None), whether it has
+    a body."""
     schema: Schema = {}
     header: list[tuple[str, bool]] = []
     body = False
@@ -686,31 +695,12 @@ def _derive(cls: type[Message]) -> tuple[Schema, tuple[tuple[str, bool], ...], b
         spec, optional, omitted = _spec(item.type)
         schema[item.name + ("?" if optional else "")] = spec
         header.append((item.name, omitted))
-    return schema, tuple(header), body
-
-
-class _Shape(NamedTuple):
-    """What a message class's frames hold, worked out once from its annotations."""
-
-    schema: Schema
-    checks: Checks
-    header: tuple[tuple[str, bool], ...]  # (field, omitted when None), in order
-    body: bool
-
-
-def _shape(cls: type[Message]) -> _Shape:
-    schema, header, body = _derive(cls)
-    return _Shape(schema, compile_schema(schema), header, body)
+    return _Shape(compile_schema(schema), tuple(header), body)
 
 
 _SHAPES = {
-    cls: _shape(cls) for table in (HANDSHAKE_MESSAGES, *SENT_BY.values()) for cls in table.values()
+    cls: _derive(cls) for table in (HANDSHAKE_MESSAGES, *SENT_BY.values()) for cls in table.values()
 }
-
-
-def schema(cls: type[Message]) -> Schema:
-    """What CLS's header holds: field name ("?" when optional) -> types or Bounded."""
-    return _SHAPES[cls].schema
 
 
 def _header_fields(cls: type[Message]) -> tuple[tuple[str, bool], ...]:
@@ -732,7 +722,7 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
     cls = allowed.get(frame.type)
     if cls is None:
         raise ProtocolError(f"unexpected message {frame.type!r}")
-    _, checks, header, body = _SHAPES[cls]
+    checks, header, body = _SHAPES[cls]
     fields = frame.fields
     check_fields(frame.type, fields, checks)
     # Every field is given (an absent one as None): no need for __init__'s defaults.
