@@ -104,9 +104,15 @@ def _version(kind: str, document: Any) -> str:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{value!r} is not a number")
-    return float(value)
+    try:
+        number = float(value)  # an integer of 400 digits does not fit
+    except OverflowError:
+        raise ValueError("a number out of a float's range") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a number")
+    return number
 
 
 def _fio(document: Any) -> dict[str, float]:

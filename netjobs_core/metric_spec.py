@@ -8,6 +8,7 @@ an optional unit word after it, which is ignored: `1.5GiB/s` is 1.5 x 2^30,
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -47,13 +48,16 @@ class MetricSpec:
 
 
 def read_number(text: str) -> float | None:
-    """The number `text` says (`1.5GiB/s`, `480`, `2.1e3 ops`), None when it says none."""
+    """The number `text` says (`1.5GiB/s`, `480`, `2.1e3 ops`), None when it says none
+    or one past a float's range (`1e999`, `1e308 Ti`: no figure to add up)."""
     match = _NUMBER_RE.fullmatch(text)
     if match is None:
         return None
     value = float(match.group(1))
     suffix = match.group(2)
-    return value * _MULTIPLIERS[suffix] if suffix else value
+    if suffix:
+        value *= _MULTIPLIERS[suffix]
+    return value if math.isfinite(value) else None
 
 
 def parse_metric(value: str, line: int = 0) -> MetricSpec:

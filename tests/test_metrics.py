@@ -56,7 +56,9 @@ def test_a_number_is_read_with_its_suffix_and_without_its_unit(written, value):
     assert read_number(written) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("written", ["", "n/a", "fast", "1 2", "inf", "0x10"])
+@pytest.mark.parametrize(
+    "written", ["", "n/a", "fast", "1 2", "inf", "0x10", "1e999", "9" * 400, "1e308 Ti"]
+)
 def test_what_is_no_number_reads_none(written):
     assert read_number(written) is None
 
@@ -215,6 +217,10 @@ def test_a_truncated_or_foreign_fio_document_is_a_document_error():
     foreign["fio version"] = "fio-2.2.10"
     with pytest.raises(DocumentError, match=r"of fio-2\.2\.10 this NetJobs cannot read"):
         read_document(json.dumps(foreign).encode())
+    huge = json.loads(whole)
+    huge["jobs"][0]["read"]["io_bytes"] = 10**400  # no float holds it: no crash, a warning
+    with pytest.raises(DocumentError, match="out of a float's range"):
+        read_document(json.dumps(huge).encode())
 
 
 # -- a test's metrics ------------------------------------------------------------------------
