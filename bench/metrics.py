@@ -108,7 +108,10 @@ def end_of_run(run: RunResult, folder: Path, parts: LogParts | None = None) -> N
 
 
 def parser_name() -> str:
-    return "orjson" if builtin_metrics.ORJSON is not None else "json (standard library)"
+    whole = "orjson" if builtin_metrics.ORJSON is not None else "json (standard library)"
+    if builtin_metrics.FIO_FIELDS is not None:
+        return f"msgspec for fio's figures, {whole} for the rest"
+    return whole
 
 
 async def real_end(
@@ -266,9 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", action="store_true", help="a real run of real agents")
     parser.add_argument("--per-process", type=int, default=250, help="agents per helper process")
     parser.add_argument(
-        "--stdlib-json",
-        action="store_true",
-        help="parse and write JSON with json even where orjson is installed",
+        "--reader",
+        choices=("fast", "orjson", "json"),
+        default="fast",
+        help="what reads the documents: what is installed (msgspec for fio's figures, "
+        "orjson for the rest), orjson for whole documents only, or Python's json (which "
+        "then writes results.json too)",
     )
     parser.add_argument(
         "--files",
@@ -281,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     files = {name for name in args.files.split(",") if name}
     if files - {"log", "json", "csv"}:
         parser.error(f"--files: unknown {', '.join(sorted(files - {'log', 'json', 'csv'}))}")
-    if args.stdlib_json:
+    if args.reader != "fast":
+        builtin_metrics.FIO_FIELDS = None
+    if args.reader == "json":
         builtin_metrics.ORJSON = results_json.ORJSON = None
     if args.agents:
         fd_limits.raise_fd_limit()

@@ -1,16 +1,18 @@
-"""orjson where the `fast` extra installs it (`pip install 'netjobs[fast]'`), else None.
+"""orjson and msgspec where the `fast` extra installs them (`pip install 'netjobs[fast]'`),
+else None.
 
-An optional speed-up, like uvloop: each caller keeps the standard library's `json` for
-what orjson refuses and for where it is not installed, with the same results
-(builtin_metrics reads fio and iperf3 documents with it, results_json writes
-results.json).
+Optional speed-ups, like uvloop: each caller keeps the standard library's `json` for
+what they refuse and for where they are not installed, with the same results
+(builtin_metrics reads fio and iperf3 documents with orjson and fio's figures with
+msgspec, results_json writes results.json with orjson).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
 
-__all__ = ["ORJSON"]
+__all__ = ["ORJSON", "fio_fields_reader"]
 
 
 def _orjson() -> ModuleType | None:
@@ -22,3 +24,12 @@ def _orjson() -> ModuleType | None:
 
 
 ORJSON = _orjson()
+
+
+def fio_fields_reader() -> Callable[[memoryview], dict[str, float] | None] | None:
+    """fio_fields.read_fio where msgspec is installed, else None."""
+    try:
+        from netjobs_core import fio_fields
+    except ImportError:
+        return None
+    return fio_fields.read_fio

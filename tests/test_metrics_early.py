@@ -76,20 +76,23 @@ async def test_each_command_is_read_as_it_ends_from_stdout_and_collected_files(
     assert test.metrics["read_bw"].sum == pytest.approx(3 * expected["read_bw"])
 
 
-def test_orjson_and_the_standard_library_read_the_same(monkeypatch: Any) -> None:
-    """The optional orjson (the `fast` extra) changes nothing but the speed: every
-    recorded document, and one with text after it (fio's json,normal), reads the same."""
+def test_msgspec_orjson_and_the_standard_library_read_the_same(monkeypatch: Any) -> None:
+    """The optional msgspec and orjson (the `fast` extra) change nothing but the speed:
+    every recorded document, one with text after it (fio's json,normal) and one cut
+    off read the same with both, with orjson alone and with the standard library alone."""
     from netjobs_core import builtin_metrics
 
-    if builtin_metrics.ORJSON is None:
-        pytest.skip("orjson is not installed (pip install 'netjobs[fast]')")
+    if builtin_metrics.ORJSON is None or builtin_metrics.FIO_FIELDS is None:
+        pytest.skip("orjson or msgspec is not installed (pip install 'netjobs[fast]')")
     documents = sorted((Path(__file__).parent / "data" / "metrics").glob("*.json"))
     datas = [d.read_bytes() for d in documents]
     datas.append(FIO.read_bytes() + b"\nfio-3.33\nj: (groupid=0, jobs=1): err= 0\n")
     datas.append(FIO.read_bytes()[:5000])  # cut off: the same error, either way
-    outcomes: dict[bool, list[object]] = {}
-    for fast in (True, False):
-        if not fast:
+    outcomes: dict[str, list[object]] = {}
+    for readers in ("msgspec", "orjson", "json"):
+        if readers == "orjson":
+            monkeypatch.setattr(builtin_metrics, "FIO_FIELDS", None)
+        if readers == "json":
             monkeypatch.setattr(builtin_metrics, "ORJSON", None)
         found: list[object] = []
         for data in datas:
@@ -97,10 +100,10 @@ def test_orjson_and_the_standard_library_read_the_same(monkeypatch: Any) -> None
                 found.append(builtin_metrics.read_document(data))
             except builtin_metrics.DocumentError as exc:
                 found.append(str(exc))
-        outcomes[fast] = found
-    assert outcomes[True] == outcomes[False]
-    assert any(isinstance(o, dict) and "read_bw" in o for o in outcomes[True])
-    assert isinstance(outcomes[True][-1], str) and "cut off" in outcomes[True][-1]
+        outcomes[readers] = found
+    assert outcomes["msgspec"] == outcomes["orjson"] == outcomes["json"]
+    assert any(isinstance(o, dict) and "read_bw" in o for o in outcomes["msgspec"])
+    assert isinstance(outcomes["msgspec"][-1], str) and "cut off" in outcomes["msgspec"][-1]
 
 
 async def test_a_command_too_large_to_read_at_once_is_read_at_the_tests_end(
