@@ -144,12 +144,20 @@ def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
     commands; the names in the order first seen."""
     per_host: dict[str, list[float]] = {}
     for host in hosts:
-        sums: dict[str, float] = {}
-        for command in host.commands:
-            for name, value in command.metrics.items():
-                sums[name] = sums.get(name, 0.0) + value
+        commands = host.commands
+        if len(commands) == 1:  # most hosts: its command's values are its sums
+            sums = commands[0].metrics
+        else:
+            sums = {}
+            for command in commands:
+                for name, value in command.metrics.items():
+                    sums[name] = sums.get(name, 0.0) + value
         for name, value in sums.items():
-            per_host.setdefault(name, []).append(value)
+            found = per_host.get(name)
+            if found is None:
+                per_host[name] = [0.0 + value]  # a sum's start, as for several commands
+            else:
+                found.append(0.0 + value)
     return {
         name: MetricSummary(
             sum=sum(values),
@@ -170,6 +178,8 @@ def measure_test(
     """Every command's metrics (`specs[h][c]` is host h's command c) but those already
     read (`read[h]`: host h's command indexes), then the test's."""
     for h, (host, host_specs) in enumerate(zip(test.hosts, specs, strict=True)):
+        if read is not None and len(read[h]) == len(host.commands):
+            continue  # every command of the host was read as it ended
         for c, (command, spec) in enumerate(zip(host.commands, host_specs, strict=True)):
             if read is None or c not in read[h]:
                 measure_command(command, spec, host.target)
