@@ -69,11 +69,14 @@ def last_match(output: Output, pattern: re.Pattern[str]) -> str | None:
 
 
 def _documents(command: CommandResult) -> list[tuple[str, bytes]]:
-    """(what it is, its bytes) of the stdout and collected files that look like a
-    fio or iperf3 document, read whole only then."""
+    """(what it is, its bytes) of the stdout and collected files that may be a fio or
+    iperf3 document: one whose head says so, read whole only then, or a stdout held
+    whole in memory (read_document tells; its head is not copied to ask first)."""
     found = []
     stdout = command.stdout
-    if builtin_metrics.kind_of(stdout.head(SNIFF_BYTES)) is not None:
+    if stdout.whole_in_memory:  # read_document says whether it is one: no copy of its head
+        found.append(("stdout", stdout.read_bytes()))
+    elif builtin_metrics.kind_of(stdout.head(SNIFF_BYTES)) is not None:
         if stdout.size > MAX_DOCUMENT_BYTES:
             raise DocumentError(f"stdout is over {MAX_DOCUMENT_BYTES >> 20} MiB: not read")
         found.append(("stdout", stdout.read_bytes()))
