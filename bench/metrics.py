@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import math
 import os
 import secrets
 import statistics
@@ -205,6 +206,21 @@ class RealEnds:
     full_collections: dict[bool, int]  # in all the runs
     at_end: float
     as_ended: float
+    paired: dict[str, tuple[float, float, float]]  # by figure: median difference, interval
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """The median of VALUES and a distribution-free interval for it at LEVEL: the order
+    statistics the binomial distribution gives (21 values: the 6th and 16th)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    tail, below, k = (1 - level) / 2, 0.0, 0
+    while below + math.comb(n, k) / 2**n <= tail:
+        below += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:  # too few values for LEVEL: all of them
+        return statistics.median(ordered), ordered[0], ordered[-1]
+    return statistics.median(ordered), ordered[k - 1], ordered[n - k]
 
 
 async def real(size: int, repeats: int, per_process: int, files: set[str]) -> RealEnds:
@@ -249,6 +265,12 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
     def medians(what: str) -> dict[bool, float]:
         return {m: statistics.median(getattr(e, what) for e in runs) for m, runs in found.items()}
 
+    def paired(what: str) -> tuple[float, float, float]:
+        """Each run with metrics against the run without just before it: the load that
+        drifts between minutes is nearly the same within a pair."""
+        pairs = zip(found[False], found[True], strict=True)
+        return median_interval([getattr(w, what) - getattr(o, what) for o, w in pairs])
+
     return RealEnds(
         wall=medians("wall"),
         cpu=medians("cpu"),
@@ -259,6 +281,9 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
         full_collections={m: sum(e.full_collections for e in runs) for m, runs in found.items()},
         at_end=statistics.median(at_end[1:]),
         as_ended=statistics.median(as_ended),
+        paired={
+            what: paired(what) for what in ("wall", "cpu", "wall_from_first", "cpu_from_first")
+        },
     )
 
 
@@ -308,6 +333,21 @@ def main(argv: list[str] | None = None) -> int:
             without, measured = figures[False], figures[True]
             added = f"{100 * (measured - without) / without:+.1f} %" if without else "-"
             print(f"{what}: {without:.3f} s without metrics, {measured:.3f} s with ({added})")
+        print("what metrics add, paired (each run with them less the run without just before;")
+        print("median of the differences and its 95 % interval, as a share of the median without):")
+        for what, words in (
+            ("wall", "run's end, wall"),
+            ("cpu", "run's end, controller CPU"),
+            ("wall_from_first", "from the first command's end, wall"),
+            ("cpu_from_first", "from the first command's end, controller CPU"),
+        ):
+            median, low, high = ends.paired[what]
+            base = getattr(ends, what)[False]
+            print(
+                f"  {words}: {1e3 * median:+.1f} ms ({1e3 * low:+.1f} to {1e3 * high:+.1f}), "
+                f"{100 * median / base:+.1f} % "
+                f"({100 * low / base:+.1f} to {100 * high / base:+.1f} %)"
+            )
         print(f"of which measure_test:     {ends.at_end:.3f} s (median, the test's end)")
         print(
             f"of which garbage collection: {ends.collecting[False]:.3f} s without metrics, "
