@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a plain script from a checkout
     sys.path.insert(0, str(ROOT))
 
-from netjobs_agent import procs, server  # noqa: E402
+from netjobs_agent import execwatch, procs, server  # noqa: E402
 from netjobs_core import event_loop  # noqa: E402
 from netjobs_core.config import Plan, parse_config  # noqa: E402
 from netjobs_core.events import Event, HostChanged  # noqa: E402
@@ -67,6 +67,8 @@ async def serve_agents(count: int, secret: bytes) -> None:
     """COUNT real agents in this process on 127.0.0.1; their ports on one stdout line;
     they stop when standard input closes (the benchmark ended or died)."""
     token = Token(secret, "bench")
+    if os.environ.get("NETJOBS_BENCH_EXEC_WATCH") == "0":  # --no-exec-watch
+        execwatch.open_watch = lambda platform=sys.platform: (None, "off in this bench")
     agents = [server.Agent(token, orphan_grace=2.0) for _ in range(count)]
     listeners = [await server._listen(agent, ["127.0.0.1"], 0) for agent in agents]
     ports = [listener.sockets[0].getsockname()[1] for listener in listeners]
@@ -110,9 +112,17 @@ class AgentHosts:
                 process.wait()
 
 
-def start_agents(total: int, per_process: int, secret: bytes) -> AgentHosts:
+def start_agents(
+    total: int, per_process: int, secret: bytes, exec_watch: bool = True
+) -> AgentHosts:
+    """TOTAL agents, PER_PROCESS in each helper process; EXEC_WATCH: whether they read
+    the kernel's exec events, as a root agent does (agent/execwatch.py)."""
     hosts = AgentHosts([], [])
-    env = {**os.environ, "NETJOBS_BENCH_SECRET": secret.hex()}
+    env = {
+        **os.environ,
+        "NETJOBS_BENCH_SECRET": secret.hex(),
+        "NETJOBS_BENCH_EXEC_WATCH": "1" if exec_watch else "0",
+    }
     try:
         for first in range(0, total, per_process):
             count = min(per_process, total - first)
@@ -320,12 +330,16 @@ def row(runs: list[Figures], name: str) -> str:
 
 
 async def bench(
-    sizes: list[int], repeats: int, per_process: int, policies: dict[str, ClockPolicy]
+    sizes: list[int],
+    repeats: int,
+    per_process: int,
+    policies: dict[str, ClockPolicy],
+    exec_watch: bool = True,
 ) -> int:
     fd_limits.raise_fd_limit()  # one socket per host on this side too
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
-    hosts = await asyncio.to_thread(start_agents, max(sizes), per_process, secret)
+    hosts = await asyncio.to_thread(start_agents, max(sizes), per_process, secret, exec_watch)
     failed = 0
     try:
         ports = hosts.ports
@@ -376,13 +390,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="controller",
         help="the controller's event loop: its own (uvloop where installed) or asyncio's",
     )
+    parser.add_argument(
+        "--no-exec-watch",
+        action="store_true",
+        help="the agents do not read the kernel's exec events: on one machine each of N "
+        "agents reads every exec of all N tests' commands (N x N events a test, 17 "
+        "against 9 ms of the agents' CPU per host at 1000), where an agent alone on its "
+        "host reads its own few; the controller's figures do not change",
+    )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
         return 0
     policies = {name: policy_named(name) for name in args.clock.split(",")}
-    main = bench(args.sizes, args.repeats, args.per_process, policies)
+    main = bench(
+        args.sizes, args.repeats, args.per_process, policies, exec_watch=not args.no_exec_watch
+    )
     return event_loop.run(main, fast=args.loop == "controller")
 
 
