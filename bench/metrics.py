@@ -127,7 +127,7 @@ async def real_end(
     config.write_text("\n".join(lines) + "\n")
     plan = parse_config(config.read_text(), str(config))
     options = RunOptions(token=token, run_folder=RunFolder.create(folder), heartbeat=10.0)
-    last_end = last_cpu = last_system = 0.0
+    last_end = last_cpu = last_system = last_thread = 0.0
     first: list[tuple[float, float]] = []  # the first command's end: (wall, CPU)
     collections: list[tuple[float, float, int]] = []  # the garbage collector's: start, end, gen
     began = [0.0]
@@ -139,9 +139,10 @@ async def real_end(
             collections.append((began[0], time.perf_counter(), info["generation"]))
 
     def observe(event: object) -> None:
-        nonlocal last_end, last_cpu, last_system
+        nonlocal last_end, last_cpu, last_system, last_thread
         if isinstance(event, CommandChanged) and event.host.commands[event.index].status.finished:
             last_end, last_cpu = time.perf_counter(), time.process_time()
+            last_thread = time.thread_time()  # observers run on the event loop's thread
             last_system = os.times().system
             if not first:
                 first.append((last_end, last_cpu))
@@ -161,6 +162,7 @@ async def real_end(
     finally:
         gc.callbacks.remove(collecting)
     ended, cpu, system = time.perf_counter(), time.process_time(), os.times().system
+    thread = time.thread_time()
     test = run.result.tests[0]
     if test.status is not TestStatus.PASSED:
         raise RuntimeError(f"the test did not pass: {test.reason}")
@@ -173,6 +175,7 @@ async def real_end(
         sum(took for took, _ in in_end),
         sum(1 for _, gen in in_end if gen == 2),
         system - last_system,
+        thread - last_thread,
     )
 
 
@@ -189,6 +192,7 @@ class Ends:
     collecting: float
     full_collections: int
     system: float  # of `cpu`, the kernel's (os.times: 10 ms ticks on Linux)
+    loop_cpu: float  # of `cpu`, the event loop's thread's (not the history's writer)
 
 
 @dataclasses.dataclass
@@ -199,6 +203,7 @@ class RealEnds:
 
     wall: dict[bool, float]
     cpu: dict[bool, float]
+    loop_cpu: dict[bool, float]
     wall_from_first: dict[bool, float]
     cpu_from_first: dict[bool, float]
     collecting: dict[bool, float]  # medians
@@ -274,6 +279,7 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
     return RealEnds(
         wall=medians("wall"),
         cpu=medians("cpu"),
+        loop_cpu=medians("loop_cpu"),
         wall_from_first=medians("wall_from_first"),
         cpu_from_first=medians("cpu_from_first"),
         collecting=medians("collecting"),
@@ -282,7 +288,8 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
         at_end=statistics.median(at_end[1:]),
         as_ended=statistics.median(as_ended),
         paired={
-            what: paired(what) for what in ("wall", "cpu", "wall_from_first", "cpu_from_first")
+            what: paired(what)
+            for what in ("wall", "cpu", "loop_cpu", "wall_from_first", "cpu_from_first")
         },
     )
 
@@ -327,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             ("run's end, wall", ends.wall),
             ("run's end, controller CPU", ends.cpu),
             ("of which the kernel's (system time)", ends.system),
+            ("of which the event loop thread's", ends.loop_cpu),
             ("from the first command's end, wall", ends.wall_from_first),
             ("from the first command's end, controller CPU", ends.cpu_from_first),
         ):
@@ -338,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         for what, words in (
             ("wall", "run's end, wall"),
             ("cpu", "run's end, controller CPU"),
+            ("loop_cpu", "run's end, the event loop thread's CPU"),
             ("wall_from_first", "from the first command's end, wall"),
             ("cpu_from_first", "from the first command's end, controller CPU"),
         ):
