@@ -33,7 +33,15 @@ from typing import Any
 
 from netjobs_core import fast_json
 
-__all__ = ["MAX_DOCUMENT_BYTES", "SNIFF_BYTES", "DocumentError", "combine", "read_document"]
+__all__ = [
+    "LARGEST_NOT_SUM",
+    "MAX_DOCUMENT_BYTES",
+    "SNIFF_BYTES",
+    "DocumentError",
+    "adds_up",
+    "combine",
+    "read_document",
+]
 
 SNIFF_BYTES = 64 * 1024  # how much of an output's beginning says what it is
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # a larger document is a warning, never loaded
@@ -159,10 +167,18 @@ def _iperf3(document: Any) -> dict[str, float]:
 
 _READERS: Mapping[str, Callable[[Any], dict[str, float]]] = {"fio": _fio, "iperf3": _iperf3}
 
-_MAX_OVER_DOCUMENTS = frozenset({"read_clat_p99_ns", "write_clat_p99_ns"})
+# A latency percentile's values do not add up: over a command's documents, a host's
+# commands and a fleet's hosts its figure is the largest (no sum of p99s means anything).
+LARGEST_NOT_SUM = frozenset({"read_clat_p99_ns", "write_clat_p99_ns"})
+
+
+def adds_up(name: str) -> bool:
+    """Whether the metric NAME's values add up (rates, counts, every config metric) or
+    its largest is the figure (a latency percentile)."""
+    return name not in LARGEST_NOT_SUM
 
 
 def combine(name: str, values: list[float]) -> float:
     """One command's value of a built-in metric found in several of its documents (its
     stdout and collected files): rates and counts add up, a percentile is the largest."""
-    return max(values) if name in _MAX_OVER_DOCUMENTS else sum(values)
+    return sum(values) if adds_up(name) else max(values)

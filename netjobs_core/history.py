@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from netjobs_core.metrics import fleet_figure
 from netjobs_core.records import RunRecord, TestRecord
 from netjobs_core.results import CommandStatus, RunResult, TestStatus
 from netjobs_core.run_folder import data_dir
@@ -149,7 +150,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
     # Schema 3: runs are recorded as they start; `ended` is 0 until they end (the runs
     # recorded before were all recorded at their end).
     _new_column("runs", "ended", "INTEGER NOT NULL DEFAULT 1"),
-    # Schema 4: each test's metric sums (netjobs_core.metrics), over how many hosts.
+    # Schema 4: each test's metric sums (netjobs_core.metrics), over how many hosts; since
+    # 2026-12-05 a latency percentile's row holds its largest (metrics.fleet_figure).
     _script(
         """
         CREATE TABLE IF NOT EXISTS test_metrics (
@@ -317,7 +319,7 @@ class History:
                 db.executemany(
                     "INSERT INTO test_metrics VALUES (?, ?, ?, ?, ?)",
                     [
-                        (run.run_id, position, name, summary.sum, summary.hosts)
+                        (run.run_id, position, name, fleet_figure(name, summary), summary.hosts)
                         for name, summary in test.metrics.items()
                     ],
                 )

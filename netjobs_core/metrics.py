@@ -36,6 +36,7 @@ __all__ = [
     "EARLY_BYTES",
     "OVERLAP",
     "WINDOW",
+    "fleet_figure",
     "last_match",
     "measure_command",
     "measure_test",
@@ -142,9 +143,15 @@ def read_early(command: CommandResult) -> bool:
     return size <= EARLY_BYTES
 
 
+def fleet_figure(name: str, summary: MetricSummary) -> float:
+    """The one figure of a metric over a test's hosts: their sum, or for a latency
+    percentile the largest (the worst host's)."""
+    return summary.sum if builtin_metrics.adds_up(name) else summary.max
+
+
 def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
     """Every metric over the hosts that have it: each host's value is the sum over its
-    commands; the names in the order first seen."""
+    commands (the largest, for a latency percentile); the names in the order first seen."""
     per_host: dict[str, list[float]] = {}
     for host in hosts:
         commands = host.commands
@@ -154,7 +161,12 @@ def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
             sums = {}
             for command in commands:
                 for name, value in command.metrics.items():
-                    sums[name] = sums.get(name, 0.0) + value
+                    if name not in sums:
+                        sums[name] = 0.0 + value
+                    elif builtin_metrics.adds_up(name):
+                        sums[name] += value
+                    else:  # a percentile: the largest of its commands'
+                        sums[name] = max(sums[name], value)
         for name, value in sums.items():
             found = per_host.get(name)
             if found is None:

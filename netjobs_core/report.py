@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 from netjobs_core import text
 from netjobs_core.events import Event, TestStarted
 from netjobs_core.fold import fold, groups, said_once
+from netjobs_core.metrics import fleet_figure
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
@@ -165,12 +166,12 @@ def format_repeats(group: Sequence[TestResult]) -> str | None:
     if len(group) < 2 and (not group or group[0].repetition is None):
         return None
     lines = [text.repeat_summary(repeat_stats(group))]
-    sums: dict[str, list[float]] = {}
+    figures: dict[str, list[float]] = {}
     for test in group:
         for name, summary in test.metrics.items():
-            sums.setdefault(name, []).append(summary.sum)
+            figures.setdefault(name, []).append(fleet_figure(name, summary))
     lines.extend(
-        f"  {text.metric_repeats_line(name, found, len(group))}" for name, found in sums.items()
+        f"  {text.metric_repeats_line(name, found, len(group))}" for name, found in figures.items()
     )
     return "\n".join(lines)
 

@@ -185,7 +185,8 @@ class ConcurrentWindow:
 
 @dataclass(frozen=True)
 class MetricSummary:
-    """A metric over a test's hosts: each host's value is the sum over its commands."""
+    """A metric over a test's hosts: each host's value is the sum over its commands (the
+    largest for a latency percentile, builtin_metrics.adds_up)."""
 
     sum: float
     min: float

@@ -21,8 +21,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from netjobs_core import nodesets
+from netjobs_core.builtin_metrics import adds_up
 from netjobs_core.compare import TestComparison
 from netjobs_core.config import Plan, write_duration
+from netjobs_core.metrics import fleet_figure
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.records import RunRecord, TestRecord
 from netjobs_core.repeats import RepeatStats
@@ -439,30 +441,42 @@ def metric_value(name: str, value: float) -> str:
 
 def metric_line(name: str, summary: MetricSummary) -> str:
     """`read_bw: 1.93 GiB/s in all over 4 hosts (min 480 MiB/s, median 494 MiB/s, max
-    512 MiB/s)`: a test's metric over the hosts that had it."""
+    512 MiB/s)`: a test's metric over the hosts that had it; a latency percentile's is
+    its largest, `read_clat_p99_ns: up to 130 µs over 4 hosts (min 120 µs, median 127 µs)`."""
 
     def value(v: float) -> str:
         return metric_value(name, v)
 
+    hosts = count(summary.hosts, "host")
+    if not adds_up(name):
+        return (
+            f"{name}: up to {value(summary.max)} over {hosts} "
+            f"(min {value(summary.min)}, median {value(summary.median)})"
+        )
     return (
-        f"{name}: {value(summary.sum)} in all over {count(summary.hosts, 'host')} "
+        f"{name}: {value(summary.sum)} in all over {hosts} "
         f"(min {value(summary.min)}, median {value(summary.median)}, max {value(summary.max)})"
     )
 
 
-def metric_sum(name: str, total: float, hosts: int) -> str:
-    """`read_bw 1.93 GiB/s in all over 4 hosts`: a test's sum, in a summary."""
-    return f"{name} {metric_value(name, total)} in all over {count(hosts, 'host')}"
+def metric_sum(name: str, figure: float, hosts: int) -> str:
+    """`read_bw 1.93 GiB/s in all over 4 hosts`, `read_clat_p99_ns up to 130 µs over 4
+    hosts`: a test's figure of a metric (metrics.fleet_figure), in a summary."""
+    if not adds_up(name):
+        return f"{name} up to {metric_value(name, figure)} over {count(hosts, 'host')}"
+    return f"{name} {metric_value(name, figure)} in all over {count(hosts, 'host')}"
 
 
-def metric_repeats_line(name: str, sums: Sequence[float], repetitions: int) -> str:
+def metric_repeats_line(name: str, figures: Sequence[float], repetitions: int) -> str:
     """`read_bw over 3 repetitions: median 1.93 GiB/s in all, from 1.90 GiB/s to 1.95
-    GiB/s`: the sums of the repetitions that had the metric."""
-    known = f" (in {len(sums)})" if len(sums) < repetitions else ""
+    GiB/s`: the figures (metrics.fleet_figure) of the repetitions that had the metric;
+    for a latency percentile, `median up to 130 µs`."""
+    known = f" (in {len(figures)})" if len(figures) < repetitions else ""
+    words = "in all" if adds_up(name) else "at the worst host"
     return (
         f"{name} over {count(repetitions, 'repetition')}{known}: median "
-        f"{metric_value(name, statistics.median(sums))} in all, "
-        f"from {metric_value(name, min(sums))} to {metric_value(name, max(sums))}"
+        f"{metric_value(name, statistics.median(figures))} {words}, "
+        f"from {metric_value(name, min(figures))} to {metric_value(name, max(figures))}"
     )
 
 
@@ -732,7 +746,9 @@ def summary_parts(test: TestResult) -> list[str]:
         parts.append(f"lead {ms(test.lead_ms)}")
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
-    parts.extend(metric_sum(name, s.sum, s.hosts) for name, s in test.metrics.items())
+    parts.extend(
+        metric_sum(name, fleet_figure(name, s), s.hosts) for name, s in test.metrics.items()
+    )
     return parts
 
 

@@ -823,8 +823,9 @@ def metric_names(records: Sequence[RunRecord], config_path: str, label: str) -> 
 def metric_series(
     records: Sequence[RunRecord], config_path: str, label: str, name: str
 ) -> list[MetricPoint]:
-    """Metric `name`'s sum over hosts in every run of test `label` of `config_path`,
-    oldest first; a run without it is a point without a value (a gap, never a zero)."""
+    """Metric `name`'s figure over hosts (their sum; a latency percentile's largest) in
+    every run of test `label` of `config_path`, oldest first; a run without it is a
+    point without a value (a gap, never a zero)."""
     points = []
     for record, test in _runs_of(records, config_path, label):
         found = next(((s, h) for n, s, h in test.metrics if n == name), None)

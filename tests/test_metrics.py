@@ -327,3 +327,50 @@ def test_units_follow_the_name():
     assert text.metric_repeats_line("read_bw", [2**30, 3 * 2**30], 3) == (
         "read_bw over 3 repetitions (in 2): median 2.00 GiB/s in all, from 1.00 GiB/s to 3.00 GiB/s"
     )
+
+
+# -- a latency percentile does not add up ----------------------------------------------
+
+
+def test_a_percentile_is_the_largest_never_a_sum(tmp_path):
+    """Two hosts' p99 latencies (one host with two commands): the hosts' figure is the
+    worst p99, in the report, the summary, the repetitions' line and the history."""
+    from netjobs_core.history import History, record_run
+    from netjobs_core.metrics import fleet_figure, summarize
+    from netjobs_core.report import format_repeats
+    from netjobs_core.results import RunResult
+
+    test = fleet(b"", b"")
+    test.hosts[0].commands[0].metrics = {"read_clat_p99_ns": 120_000.0, "read_bw": 1e8}
+    second = command(b"")
+    second.metrics = {"read_clat_p99_ns": 250_000.0, "read_bw": 2e8}
+    test.hosts[0].commands.append(second)  # this host's p99: the larger of its two
+    test.hosts[1].commands[0].metrics = {"read_clat_p99_ns": 130_000.0, "read_bw": 3e8}
+    test.metrics = summarize(test.hosts)
+    p99 = test.metrics["read_clat_p99_ns"]
+    assert (p99.min, p99.max, p99.hosts) == (130_000.0, 250_000.0, 2)
+    assert fleet_figure("read_clat_p99_ns", p99) == 250_000.0
+    assert fleet_figure("read_bw", test.metrics["read_bw"]) == 6e8
+    assert text.metric_line("read_clat_p99_ns", p99) == (
+        "read_clat_p99_ns: up to 250 µs over 2 hosts (min 130 µs, median 190 µs)"
+    )
+    assert text.metric_line("read_bw", test.metrics["read_bw"]).startswith(
+        "read_bw: 572 MiB/s in all over 2 hosts"
+    )
+    summary = ", ".join(text.summary_parts(test))
+    assert "read_clat_p99_ns up to 250 µs over 2 hosts" in summary
+    assert "read_bw 572 MiB/s in all over 2 hosts" in summary
+    again = fleet(b"")
+    again.hosts[0].commands[0].metrics = {"read_clat_p99_ns": 100_000.0}
+    again.metrics = summarize(again.hosts)
+    test.repetition, again.repetition = 1, 2
+    assert "read_clat_p99_ns over 2 repetitions: median 175 µs at the worst host, from 100 µs" in (
+        format_repeats([test, again]) or ""
+    )
+    run = RunResult("fio.cfg", "20261205-050000-abcd", tests=[test])
+    path = tmp_path / "history.sqlite3"
+    assert record_run(run, None, path) is None
+    with History(path) as history:
+        (kept,) = history.find(run.run_id).tests
+    assert ("read_clat_p99_ns", 250_000.0, 2) in kept.metrics
+    assert "read_clat_p99_ns up to 250 µs over 2 hosts" in text.test_record_line(kept)
