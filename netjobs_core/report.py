@@ -128,9 +128,12 @@ def verdict_line(test: TestResult) -> str:
 
 
 def format_summary(test: TestResult) -> str:
-    """-q: a test's verdict line and nothing else but its metrics lines (the full
-    report's, once metrics are read: issue 21 point 3 adds them here too)."""
-    return verdict_line(test)
+    """-q: a test's verdict line and its metrics' lines, nothing else."""
+    return "\n".join([verdict_line(test), *_metric_lines(test)])
+
+
+def _metric_lines(test: TestResult) -> list[str]:
+    return [f"  {text.metric_line(name, s)}" for name, s in test.metrics.items()]
 
 
 def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) -> str:
@@ -157,7 +160,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
                 lines.extend(f"      {line}" for line in text.file_lines(command))
                 lines.extend(_output("stdout", command.stdout, show))
                 lines.extend(_output("stderr", command.stderr, show))
-    lines.extend(f"  {text.metric_line(name, s)}" for name, s in test.metrics.items())
+    lines.extend(_metric_lines(test))
     return "\n".join(lines)
 
 

@@ -141,6 +141,24 @@ def test_minus_q_prints_the_verdicts_only(tmp_path, agents, token_file):
     assert both.returncode == 2 and "give one of them" in both.stderr
 
 
+def test_minus_q_prints_the_metrics_under_each_verdict(tmp_path, agents, token_file):
+    """-q is the verdict line and the metrics, nothing else (issue 21, point 8)."""
+    cfg = write_config(
+        tmp_path,
+        agents,
+        "t:\n-metric: rate_Bps = rate ([0-9.]+ MiB/s)\n"
+        '{a0}: "echo rate 480 MiB/s"\n{a1}: "echo rate 512 MiB/s"\nend\n',
+    )
+    result = netjobs("-q", "--token-file", token_file, cfg)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == [
+        "test 't': PASSED",
+        "  rate_Bps: 992 MiB/s in all over 2 hosts "
+        "(min 480 MiB/s, median 496 MiB/s, max 512 MiB/s)",
+    ]
+    assert "127.0.0.1" not in result.stdout  # no host lines, no outputs
+
+
 def test_rerun_failed_runs_the_failed_hosts_again(tmp_path, agents, token_file):
     marks = tmp_path / "marks"
     marks.mkdir()
