@@ -104,12 +104,18 @@ def _builtin(command: CommandResult, host: str) -> dict[str, float]:
     except (DocumentError, OutputFileError) as exc:
         command.warnings.append(f"{host}: no fio or iperf3 metrics: {exc}")
         return {}
+    read: list[dict[str, float]] = []
     for where, data in documents:
         try:
-            metrics = builtin_metrics.read_document(data) or {}
+            metrics = builtin_metrics.read_document(data)
         except DocumentError as exc:
             command.warnings.append(f"{host}: {where} is {exc}: no metrics from it")
             continue
+        if metrics:
+            read.append(metrics)
+    if len(read) == 1:  # the usual case: one document, nothing to combine
+        return read[0]
+    for metrics in read:
         for name, value in metrics.items():
             values.setdefault(name, []).append(value)
     return {name: builtin_metrics.combine(name, found) for name, found in values.items()}
