@@ -62,7 +62,7 @@ def read_fio(data: memoryview) -> dict[str, float] | None:
         return None
     found: dict[str, float] = {}
     for direction, sides in (("read", [j.read for j in jobs]), ("write", [j.write for j in jobs])):
-        bw: float = 0  # what sum() starts from: the same float whatever the order of jobs
+        bw: float = 0  # as sum() adds: from 0, in the order of the jobs
         iops: float = 0
         p99: float | None = None
         worked = False
