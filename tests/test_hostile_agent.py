@@ -20,7 +20,7 @@ import pytest
 from netjobs_core import host_run, runner
 from netjobs_core.collected import FileReception
 from netjobs_core.config import parse_config
-from netjobs_core.results import CommandResult, CommandStatus, HostState
+from netjobs_core.results import CommandResult, CommandStatus, HostState, TestResult
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
@@ -116,6 +116,20 @@ def options(token, tmp_path: Path, **kwargs) -> RunOptions:
     return RunOptions(token=token.token, run_folder=folder, connect_timeout=1.0, **kwargs)
 
 
+async def beside_an_honest_agent(
+    token, tmp_path: Path, script: Script, pong_delay: float = 0.0
+) -> TestResult:
+    """One test (-minhosts 1) of the fake agent running SCRIPT and a real agent echoing
+    `honest`: its hosts are the fake one, then the honest one."""
+    with start_agent(token.path) as honest:
+        async with fake_agent(token.token.secret, script, pong_delay=pong_delay) as port:
+            async with asyncio.timeout(30):
+                test = await run_test(
+                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
+                )
+    return test
+
+
 def released_now(send: Send) -> None:
     send(Started(released_at={"0": now_ns()}, late_ns=0))
     send(Exit(id=0, status="ok", exit_code=0, ended_at=now_ns(), message=""))
@@ -175,12 +189,7 @@ async def test_an_impossible_release_instant_fails_that_host(token, tmp_path, wh
         send(Started(released_at={"0": at}, late_ns=0))
         send(Exit(id=0, status="ok", exit_code=0, ended_at=at, message=""))
 
-    with start_agent(token.path) as honest:
-        async with fake_agent(token.token.secret, lie) as port:
-            async with asyncio.timeout(30):
-                test = await run_test(
-                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
-                )
+    test = await beside_an_honest_agent(token, tmp_path, lie)
     fake, good = test.hosts
     assert fake.state is HostState.FAILED
     assert "released at an impossible instant" in fake.error
@@ -214,12 +223,7 @@ async def test_half_a_surrogate_pair_from_an_agent_fails_that_host_not_the_run(t
         send(Started(released_at={"0": now_ns()}, late_ns=0))
         send(Exit(id=0, status="ok", exit_code=0, ended_at=now_ns(), message="bad \udc80"))
 
-    with start_agent(token.path) as honest:
-        async with fake_agent(token.token.secret, lone) as port:
-            async with asyncio.timeout(30):
-                test = await run_test(
-                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
-                )
+    test = await beside_an_honest_agent(token, tmp_path, lone)
     bad, good = test.hosts
     assert bad.state is HostState.FAILED and "half a surrogate pair" in bad.error
     assert good.state is HostState.DONE and good.commands[0].stdout.read_bytes() == b"honest\n"
@@ -233,12 +237,7 @@ async def test_a_host_too_slow_for_the_common_start_fails_alone(token, tmp_path,
     async def never(send: Send) -> None:
         raise AssertionError("a host too slow to start was started")
 
-    with start_agent(token.path) as honest:
-        async with fake_agent(token.token.secret, never, pong_delay=0.05) as port:
-            async with asyncio.timeout(30):
-                test = await run_test(
-                    plan(port, minhosts="1", honest=honest.port), options(token, tmp_path)
-                )
+    test = await beside_an_honest_agent(token, tmp_path, never, pong_delay=0.05)
     slow, good = test.hosts
     assert slow.state is HostState.FAILED
     assert "too slow for a common start at most 0.1 s ahead" in slow.error
