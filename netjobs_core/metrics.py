@@ -98,7 +98,6 @@ def _documents(command: CommandResult) -> list[tuple[str, bytes]]:
 
 
 def _builtin(command: CommandResult, host: str) -> dict[str, float]:
-    values: dict[str, list[float]] = {}
     try:
         documents = _documents(command)
     except (DocumentError, OutputFileError) as exc:
@@ -115,6 +114,7 @@ def _builtin(command: CommandResult, host: str) -> dict[str, float]:
             read.append(metrics)
     if len(read) == 1:  # the usual case: one document, nothing to combine
         return read[0]
+    values: dict[str, list[float]] = {}
     for metrics in read:
         for name, value in metrics.items():
             values.setdefault(name, []).append(value)
