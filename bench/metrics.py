@@ -24,7 +24,10 @@ commands end at about the same instant, the controller's work on their ends (eac
 command's metrics, and with -l its part of the log, formed as it ends) is timed too:
 from the first command's end, as heard, to the run's last event. Runs with
 and without metrics (metrics made no-ops: host_run's measure_command, the runner's
-measure_test) alternate, `--repeats` each; medians.
+measure_test) come in `--repeats` pairs, one of each, the pairs' order alternating
+(without first, then with first); medians, and the pairs' differences' median with its
+95 % interval. `--where /dev/shm` keeps the disk's flushes out of the end; `--raw FILE`
+keeps each run's figures (JSON lines) to pool sittings.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import json
 import math
 import os
 import secrets
@@ -228,8 +232,17 @@ def median_interval(values: list[float], level: float = 0.95) -> tuple[float, fl
     return statistics.median(ordered), ordered[k - 1], ordered[n - k]
 
 
-async def real(size: int, repeats: int, per_process: int, files: set[str]) -> RealEnds:
-    """`repeats` real runs each without and with metrics, alternating."""
+async def real(
+    size: int,
+    repeats: int,
+    per_process: int,
+    files: set[str],
+    where: str | None = None,
+    raw: Path | None = None,
+) -> RealEnds:
+    """`repeats` pairs of real runs, one without metrics and one with, in alternating
+    order; the runs' folders and files under `where`; each run's figures appended to
+    `raw` (JSON lines) when given."""
     secret = secrets.token_bytes(32)
     token = Token(secret, "bench")
     hosts = await asyncio.to_thread(start_agents, size, per_process, secret)
@@ -248,11 +261,13 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
         metrics_module.measure_command(*args)
         reading[0] += time.perf_counter() - began
 
+    # Pairs alternate their order (without then with, with then without, ...): a load
+    # that drifts over the minutes then favours neither side of the differences.
+    order = [True] + [m for i in range(repeats) for m in ((False, True), (True, False))[i % 2]]
     try:
-        with tempfile.TemporaryDirectory(prefix="netjobs-bench-metrics-") as where:
-            folder, work = Path(where) / "runs", Path(where)
-            for k in range(2 * repeats + 1):
-                with_metrics = k % 2 == 0
+        with tempfile.TemporaryDirectory(prefix="netjobs-bench-metrics-", dir=where) as inside:
+            folder, work = Path(inside) / "runs", Path(inside)
+            for k, with_metrics in enumerate(order):
                 nothing: Callable[..., None] = lambda *_: None  # noqa: E731
                 runner.measure_test = timed_test if with_metrics else nothing  # type: ignore[assignment]
                 host_run.measure_command = timed_command if with_metrics else nothing  # type: ignore[assignment]
@@ -262,6 +277,10 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
                     found[with_metrics].append(ends)
                     if with_metrics:
                         as_ended.append(reading[0])
+                    if raw is not None:
+                        with raw.open("a") as out:
+                            record = {"pair": (k - 1) // 2, "metrics": with_metrics}
+                            out.write(json.dumps(record | dataclasses.asdict(ends)) + "\n")
     finally:
         runner.measure_test = metrics_module.measure_test
         host_run.measure_command = metrics_module.measure_command
@@ -271,7 +290,7 @@ async def real(size: int, repeats: int, per_process: int, files: set[str]) -> Re
         return {m: statistics.median(getattr(e, what) for e in runs) for m, runs in found.items()}
 
     def paired(what: str) -> tuple[float, float, float]:
-        """Each run with metrics against the run without just before it: the load that
+        """Each run with metrics against the run without beside it: the load that
         drifts between minutes is nearly the same within a pair."""
         pairs = zip(found[False], found[True], strict=True)
         return median_interval([getattr(w, what) - getattr(o, what) for o, w in pairs])
@@ -315,6 +334,15 @@ def main(argv: list[str] | None = None) -> int:
         "FILE), csv (--csv FILE); default: -l and --json, as issue 21's user ran fio; "
         "'' for none",
     )
+    parser.add_argument(
+        "--where",
+        help="the folder for the runs' folders and files (default: the system's temporary "
+        "folder; /dev/shm leaves the disk's flushes out, which makes the end shorter and "
+        "so the metrics' share larger)",
+    )
+    parser.add_argument(
+        "--raw", type=Path, help="append each real run's figures to this file (JSON lines)"
+    )
     args = parser.parse_args(argv)
     files = {name for name in args.files.split(",") if name}
     if files - {"log", "json", "csv"}:
@@ -325,8 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         builtin_metrics.ORJSON = results_json.ORJSON = None
     if args.agents:
         fd_limits.raise_fd_limit()
-        os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-")
-        ends = asyncio.run(real(args.hosts, args.repeats, args.per_process, files))
+        os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-", dir=args.where)
+        ends = asyncio.run(
+            real(args.hosts, args.repeats, args.per_process, files, args.where, args.raw)
+        )
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
         print(f"JSON parser: {parser_name()}; medians of {args.repeats} runs each way")
         print(f"the run writes results.json and {', '.join(sorted(files)) or 'nothing else'}")
@@ -341,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
             without, measured = figures[False], figures[True]
             added = f"{100 * (measured - without) / without:+.1f} %" if without else "-"
             print(f"{what}: {without:.3f} s without metrics, {measured:.3f} s with ({added})")
-        print("what metrics add, paired (each run with them less the run without just before;")
+        print("what metrics add, paired (each run with them less the run without beside it;")
         print("median of the differences and its 95 % interval, as a share of the median without):")
         for what, words in (
             ("wall", "run's end, wall"),
