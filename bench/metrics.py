@@ -55,7 +55,15 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 sys.path.insert(0, str(ROOT / "bench"))
 from scale import AgentHosts, start_agents  # noqa: E402
 
-from netjobs_core import builtin_metrics, history, host_run, logs, results_json, runner  # noqa: E402
+from netjobs_core import (  # noqa: E402
+    builtin_metrics,
+    event_loop,
+    history,
+    host_run,
+    logs,
+    results_json,
+    runner,
+)
 from netjobs_core import metrics as metrics_module  # noqa: E402
 from netjobs_core.config import parse_config  # noqa: E402
 from netjobs_core.events import CommandChanged  # noqa: E402
@@ -216,6 +224,7 @@ class RealEnds:
     at_end: float
     as_ended: float
     paired: dict[str, tuple[float, float, float]]  # by figure: median difference, interval
+    loop: str  # what ran the controller's event loop
 
 
 def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
@@ -296,6 +305,7 @@ async def real(
         return median_interval([getattr(w, what) - getattr(o, what) for o, w in pairs])
 
     return RealEnds(
+        loop=event_loop.loop_name(asyncio.get_running_loop()),
         wall=medians("wall"),
         cpu=medians("cpu"),
         loop_cpu=medians("loop_cpu"),
@@ -354,11 +364,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.agents:
         fd_limits.raise_fd_limit()
         os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="netjobs-bench-data-", dir=args.where)
-        ends = asyncio.run(
+        # As the CLI runs (uvloop where installed, its garbage collector's thresholds):
+        # the same run on asyncio's loop with Python's thresholds had a full collection
+        # of 40-60 ms in the end of one run in three, which of the two at random.
+        ends = event_loop.run(
             real(args.hosts, args.repeats, args.per_process, files, args.where, args.raw)
         )
         print(f"{args.hosts} real agents, each host printing a {FIO.stat().st_size} B fio document")
-        print(f"JSON parser: {parser_name()}; medians of {args.repeats} runs each way")
+        print(
+            f"JSON parser: {parser_name()}; controller on {ends.loop}; "
+            f"medians of {args.repeats} runs each way"
+        )
         print(f"the run writes results.json and {', '.join(sorted(files)) or 'nothing else'}")
         for what, figures in (
             ("run's end, wall", ends.wall),
