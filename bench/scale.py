@@ -329,12 +329,32 @@ def row(runs: list[Figures], name: str) -> str:
     )
 
 
+def file_cost(folder: Path, count: int = 200) -> str:
+    """What the file system under FOLDER charges this process for what a test makes per
+    host: its folder and its command's output file (CPU, the mean over COUNT). The kernel's
+    share of the controller's CPU in the table includes it: on an ext4 without a journal
+    that has just deleted many files (as this machine's /tmp after a test suite), each
+    new inode was measured at 0.3-0.9 ms, skipping the recently deleted ones one by one."""
+    took = []
+    with tempfile.TemporaryDirectory(prefix="cost-", dir=folder) as inside:
+        for k in range(count):
+            began = time.process_time_ns()
+            host = Path(inside) / f"h{k}"
+            host.mkdir(mode=0o700)
+            fd = os.open(host / "cmd0.stdout", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.write(fd, b"1764897600123456789\n")
+            os.close(fd)
+            took.append(time.process_time_ns() - began)
+    return f"a host's folder and output file cost {sum(took) / count / 1e3:.0f} µs of CPU here"
+
+
 async def bench(
     sizes: list[int],
     repeats: int,
     per_process: int,
     policies: dict[str, ClockPolicy],
     exec_watch: bool = True,
+    where: str | None = None,
 ) -> int:
     fd_limits.raise_fd_limit()  # one socket per host on this side too
     secret = secrets.token_bytes(32)
@@ -347,7 +367,8 @@ async def bench(
         print(f"{len(ports)} agents in {len(hosts.by_process)} processes; controller on {loop}")
         print(HEADER)
         print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|", flush=True)
-        with tempfile.TemporaryDirectory(prefix="netjobs-scale-") as folder:
+        with tempfile.TemporaryDirectory(prefix="netjobs-scale-", dir=where) as folder:
+            print(f"run folders in {folder}: {file_cost(Path(folder))}", flush=True)
             for policy in policies.values():  # warm-up, uncounted
                 await run_test(hosts, 2, token, Path(folder), policy)
             for size in sizes:
@@ -398,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "against 9 ms of the agents' CPU per host at 1000), where an agent alone on its "
         "host reads its own few; the controller's figures do not change",
     )
+    parser.add_argument(
+        "--where",
+        help="the folder the tests' run folders go in (default: the system's temporary "
+        "folder); what creating a host's files costs there is printed first",
+    )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -405,7 +431,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     policies = {name: policy_named(name) for name in args.clock.split(",")}
     main = bench(
-        args.sizes, args.repeats, args.per_process, policies, exec_watch=not args.no_exec_watch
+        args.sizes,
+        args.repeats,
+        args.per_process,
+        policies,
+        exec_watch=not args.no_exec_watch,
+        where=args.where,
     )
     return event_loop.run(main, fast=args.loop == "controller")
 
