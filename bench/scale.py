@@ -365,10 +365,10 @@ async def bench(
         ports = hosts.ports
         loop = event_loop.loop_name(asyncio.get_running_loop())
         print(f"{len(ports)} agents in {len(hosts.by_process)} processes; controller on {loop}")
-        print(HEADER)
-        print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|", flush=True)
         with tempfile.TemporaryDirectory(prefix="netjobs-scale-", dir=where) as folder:
-            print(f"run folders in {folder}: {file_cost(Path(folder))}", flush=True)
+            print(f"run folders in {folder}: {file_cost(Path(folder))}")
+            print(HEADER)
+            print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|", flush=True)
             for policy in policies.values():  # warm-up, uncounted
                 await run_test(hosts, 2, token, Path(folder), policy)
             for size in sizes:
