@@ -80,7 +80,7 @@ from netjobs_core.results import (  # noqa: E402
     TestResult,
     TestStatus,
 )
-from netjobs_core.results_csv import write_csv  # noqa: E402
+from netjobs_core.results_csv import MetricCells, write_csv  # noqa: E402
 from netjobs_core.results_json import write_json  # noqa: E402
 from netjobs_core.run import Run  # noqa: E402
 from netjobs_core.run_folder import RunFolder  # noqa: E402
@@ -109,15 +109,24 @@ def fleet(hosts: int) -> RunResult:
     return RunResult("fio.cfg", "bench", tests=[test])
 
 
-def end_of_run(run: RunResult, folder: Path, parts: LogParts | None = None) -> None:
-    """What the controller writes once the commands have ended (run.Run); `parts`: the
-    log's, formed as the commands ended."""
+STEPS = ("results.json", "report", "-l log", "CSV", "history")
+
+
+def end_steps(
+    run: RunResult, folder: Path, parts: LogParts | None, cells: MetricCells | None
+) -> dict[str, Callable[[], object]]:
+    """What the controller writes once the commands have ended (run.Run), by step;
+    `parts` and `cells`: the log's parts and the CSV's metric cells, formed as the
+    commands ended (None: at the end, as before they were)."""
     (test,) = run.tests
-    write_json(run, folder / "results.json")  # at the test's end; not again at the run's
-    format_test(test, fold=True)
-    logs.write_test_log(folder / "fio.cfg", test, folder=folder, parts=parts)
-    write_csv(run, folder / "results.csv")
-    history.record_run(run, None, folder / "history.sqlite3")
+    return {
+        # at the test's end; not again at the run's
+        "results.json": lambda: write_json(run, folder / "results.json"),
+        "report": lambda: format_test(test, fold=True),
+        "-l log": lambda: logs.write_test_log(folder / "fio.cfg", test, folder=folder, parts=parts),
+        "CSV": lambda: write_csv(run, folder / "results.csv", cells),
+        "history": lambda: history.record_run(run, None, folder / "history.sqlite3"),
+    }
 
 
 def parser_name() -> str:
@@ -415,57 +424,86 @@ def main(argv: list[str] | None = None) -> int:
     (spec,) = parse_config('fio:\nh: "fio job.fio --output-format=json"\nend\n').tests
     specs = [[spec.commands[0]] for _ in range(args.hosts)]
     read_all = [{0} for _ in range(args.hosts)]
-    base = fleet(args.hosts)
-    runs = {kind: [fleet(args.hosts) for _ in range(args.repeats)] for kind in ("early", "end")}
-    parts: dict[int, LogParts] = {}  # by id(run): the log's parts, formed as they ended
-    for run in (base, *runs["early"]):  # each command read as it ended (host_run)...
-        parts[id(run)] = LogParts()
+    # A fresh fleet for every end, as a real run has: the same one written again
+    # would find its run already in the history.
+    runs = {
+        kind: [fleet(args.hosts) for _ in range(args.repeats)]
+        for kind in ("without", "early", "end", "parse")
+    }
+    formed: dict[int, tuple[LogParts | None, MetricCells | None]] = {}  # as commands ended
+    early = {id(run) for run in runs["early"]}
+    for run in (*runs["without"], *runs["early"]):  # each command read as it ended...
+        log_parts, metric_cells = LogParts(), MetricCells()
+        formed[id(run)] = log_parts, metric_cells
         for host in run.tests[0].hosts:
-            if run is not base:
+            if id(run) in early:  # (as host_run does)
                 metrics_module.measure_command(host.commands[0], spec.commands[0], host.target)
-            parts[id(run)].form(host.target, host.commands[0], SHOW_BYTES)  # ...and its part
-    parse_only = [fleet(args.hosts) for _ in range(args.repeats)]
-    times: dict[str, list[float]] = {"without": [], "early": [], "end": [], "parse": []}
+            log_parts.form(host.target, host.commands[0], SHOW_BYTES)  # ...its log part
+            metric_cells.cells(host.commands[0])  # ...and CSV cells (run.Run, with --csv)
+    times: dict[str, list[float]] = {kind: [] for kind in runs}
+    steps: dict[tuple[str, str], list[float]] = {}  # (kind, step): thread CPU
 
-    def files_only(run: RunResult, folder: Path) -> None:
-        end_of_run(run, folder, parts[id(run)])
-
-    def read_before(run: RunResult, folder: Path) -> None:
-        measure_test(run.tests[0], specs, read_all)  # the summary: all were read already
-        end_of_run(run, folder, parts[id(run)])
-
-    def read_at_end(run: RunResult, folder: Path) -> None:
-        measure_test(run.tests[0], specs)
-        end_of_run(run, folder)
-
-    def read_only(run: RunResult, folder: Path) -> None:
-        measure_test(run.tests[0], specs)
+    def timed(kind: str, step: str, work: Callable[..., object], *args: Any) -> None:
+        began = time.thread_time()
+        work(*args)
+        steps.setdefault((kind, step), []).append(time.thread_time() - began)
 
     with tempfile.TemporaryDirectory(prefix="netjobs-bench-metrics-") as where:
         folder = Path(where)
         for _ in range(args.repeats):  # interleaved rounds: the load is the same for all
-            for kind, work, run in (
-                ("without", files_only, base),
-                ("early", read_before, runs["early"].pop()),
-                ("end", read_at_end, runs["end"].pop()),
-                ("parse", read_only, parse_only.pop()),
-            ):
+            for kind in runs:
+                run = runs[kind].pop()
+                test = run.tests[0]
                 began = time.perf_counter()
-                work(run, folder)
+                if kind == "early":  # the summary: all were read already
+                    timed(kind, "summary", measure_test, test, specs, read_all)
+                elif kind in ("end", "parse"):
+                    timed(kind, "summary", measure_test, test, specs)
+                if kind != "parse":
+                    kept = formed.get(id(run))  # none: formed at the end
+                    parts, cells = kept if kept else (None, None)
+                    for step, work in end_steps(run, folder, parts, cells).items():
+                        timed(kind, step, work)
                 times[kind].append(time.perf_counter() - began)
     best = {kind: min(found) for kind, found in times.items()}
-    metrics = base.tests[0]
+    metrics = fleet(args.hosts).tests[0]
     measure_test(metrics, specs)
     alone = best["without"]
     print(f"{args.hosts} hosts, each a {FIO.stat().st_size} B fio JSON document on stdout")
     print(f"JSON parser: {parser_name()}; metrics found: {', '.join(metrics.metrics)}")
-    print(f"run's end without metrics:             {alone:.3f} s")
+    print(f"run's end without metrics:             {alone:.3f} s (best of {args.repeats})")
     print(f"reading every document (now as each command ends): {best['parse']:.3f} s")
     for kind, words in (("early", "read as each command ended"), ("end", "all read at the end")):
         took = best[kind]
         print(
-            f"run's end with metrics, {words}: {took:.3f} s (+{100 * (took - alone) / alone:.1f} %)"
+            f"run's end with metrics, {words}: {took:.3f} s ({100 * (took - alone) / alone:+.1f} %)"
         )
+    print(
+        "what metrics add to each step of the end (read as each command ended; thread CPU, "
+        "each round's difference: median and 95 % interval):"
+    )
+    rounds = range(args.repeats)
+    in_all = [0.0 for _ in rounds]
+    for step in ("summary", *STEPS):
+        plain = steps.get(("without", step), [0.0 for _ in rounds])
+        measuring = steps[("early", step)]
+        differences = [w - o for o, w in zip(plain, measuring, strict=True)]
+        in_all = [a + d for a, d in zip(in_all, differences, strict=True)]
+        median, low, high = median_interval(differences)
+        print(
+            f"  {step:13s} {1e3 * statistics.median(plain):7.2f} ms without, "
+            f"{1e3 * statistics.median(measuring):7.2f} ms with: {1e3 * median:+.2f} ms "
+            f"({1e3 * low:+.2f} to {1e3 * high:+.2f})"
+        )
+    csv_added = [
+        w - o for o, w in zip(steps[("without", "CSV")], steps[("early", "CSV")], strict=True)
+    ]
+    for label, sums in (
+        ("in all", in_all),
+        ("without CSV", [a - c for a, c in zip(in_all, csv_added, strict=True)]),
+    ):
+        median, low, high = median_interval(sums)
+        print(f"  {label:13s} {1e3 * median:+.2f} ms ({1e3 * low:+.2f} to {1e3 * high:+.2f})")
     return 0
 
 
