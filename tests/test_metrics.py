@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from netjobs_core import text
 from netjobs_core.builtin_metrics import DocumentError, read_document
@@ -301,6 +304,54 @@ def test_a_hosts_commands_add_up_before_the_summary():
     (spec,) = parse_config('t:\n-metric: n = n=(\\d)\na: "x"\nend\n').tests
     measure_test(test, [[spec.commands[0]] * 2, [spec.commands[0]]])
     assert summarize(test.hosts) == {"n": MetricSummary(8, 3, 4, 5, 2)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(  # hosts: each a list of commands, each a dict of metrics
+        st.lists(
+            st.dictionaries(
+                st.sampled_from(["read_bw", "read_clat_p99_ns", "n", "ops"]),
+                st.one_of(st.integers(-(10**6), 10**6), st.floats(-1e9, 1e9)),
+                max_size=4,
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+        max_size=8,
+    )
+)
+def test_the_summary_is_each_hosts_figure_over_the_hosts_that_have_it(hosts):
+    """Against the summary written out plainly: a host's commands add up (a percentile:
+    the largest), hosts without a metric are left out, names in the order first seen."""
+    test = TestResult("t", None)
+    for i, metrics in enumerate(hosts):
+        commands = [command(b"", metrics=dict(m)) for m in metrics]
+        test.hosts.append(HostResult(Address(f"10.0.0.{i + 1}", DEFAULT_PORT), commands=commands))
+    per_host: dict[str, list[float]] = {}
+    for metrics in hosts:
+        figures: dict[str, float] = {}
+        for found in metrics:
+            for name, value in found.items():
+                if name not in figures:
+                    figures[name] = value
+                elif name.endswith("_p99_ns"):
+                    figures[name] = max(figures[name], value)
+                else:
+                    figures[name] += value
+        for name, value in figures.items():
+            per_host.setdefault(name, []).append(value)
+    summary = summarize(test.hosts)
+    assert list(summary) == list(per_host)
+    for name, values in per_host.items():
+        assert summary[name] == MetricSummary(
+            sum=pytest.approx(sum(values)),
+            min=min(values),
+            median=pytest.approx(statistics.median(values)),
+            max=max(values),
+            hosts=len(values),
+        )
+        assert all(isinstance(v, float) for v in (summary[name].sum, summary[name].min))
 
 
 def test_metrics_round_trip_through_the_results_document():
