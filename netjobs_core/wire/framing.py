@@ -114,7 +114,11 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-_VIEW_BODY = 4096  # a body this large is copied out through a view, not sliced twice
+_VIEW_BODY = 4096
+
+
+def _not_a_peer(data: bytearray) -> NotNetJobsPeer:
+    return NotNetJobsPeer(f"not a NetJobs agent or controller (it sent {_printable(data)!r})")
 
 
 class FrameDecoder:
@@ -142,13 +146,11 @@ class FrameDecoder:
         have = len(buf)
         if have < PREFIX_SIZE:
             if buf[:2] != MAGIC[:have]:  # as soon as its first bytes say so
-                raise NotNetJobsPeer(
-                    f"not a NetJobs agent or controller (it sent {_printable(buf)!r})"
-                )
+                raise _not_a_peer(buf)
             return None
         magic, version, flags, header_len, body_len = PREFIX.unpack_from(buf)
         if magic != MAGIC:
-            raise NotNetJobsPeer(f"not a NetJobs agent or controller (it sent {_printable(buf)!r})")
+            raise _not_a_peer(buf)
         if version != PROTOCOL_VERSION:
             raise VersionMismatch(
                 f"peer speaks NetJobs protocol {version}, this side speaks {PROTOCOL_VERSION}"
@@ -162,17 +164,16 @@ class FrameDecoder:
         if have < tag_end:
             return None
         head_end = PREFIX_SIZE + header_len
-        if body_len < _VIEW_BODY:  # a slice is a copy, and bytes() another: cheaper here
+        # A slice of the buffer is a copy, and bytes() of it another: through a view, a
+        # large body is copied once; a small frame is taken apart faster without one.
+        view = memoryview(buf) if body_len >= _VIEW_BODY else None
+        src = buf if view is None else view
+        try:
             frame = RawFrame(
-                flags, bytes(buf[:head_end]), bytes(buf[head_end:end]), bytes(buf[end:tag_end])
+                flags, bytes(src[:head_end]), bytes(src[head_end:end]), bytes(src[end:tag_end])
             )
-        else:
-            with memoryview(buf) as view:  # one copy of a large body, not two
-                frame = RawFrame(
-                    flags,
-                    bytes(view[:head_end]),
-                    bytes(view[head_end:end]),
-                    bytes(view[end:tag_end]),
-                )
+        finally:
+            if view is not None:
+                view.release()  # or the buffer could not shrink
         del buf[:tag_end]
         return frame
