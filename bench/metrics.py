@@ -6,13 +6,15 @@ it), no config needed.
 Offline (default): the controller's own work once the last command has ended: the
 test's results (results.json in the run folder, written at the test's end; run.Run
 does not write it again at the run's end), its report, its -l log, the CSV and the run
-history, timed without metrics, then with them: each command's metrics already read as it ended (as
-host_run does), so only the test's summary (metrics.measure_test) comes before the
-files; then, for comparison, with every document read at the end (as before issue
-21's change). In the first two, each command's part of the -l log was formed as it
-ended (as run.Run does, log_parts.py); in the third, at the end. Rounds interleaved,
-best of `--repeats` (5) each. The outputs are in memory, as a real run keeps an output
-of at most 64 KiB.
+history, timed without metrics, then with them: each command's metrics already read as
+it ended (as host_run does), so only the test's summary (metrics.measure_test) comes
+before the files; then, for comparison, with every document read at the end (as before
+issue 21's change). In the first two, each command's part of the -l log and its CSV
+cells were formed as it ended (as run.Run does); in the third, at the end. A fresh
+fleet for every end; rounds interleaved, best of `--repeats` (5) each; and each step of
+the end timed in thread CPU, with and without metrics, each round's difference's median
+and its 95 % interval. The outputs are in memory, as a real run keeps an output of at
+most 64 KiB.
 
 `--agents`: a real run (run.Run: results.json, history, and by `--files` the -l log,
 a --json file, a CSV; -l and --json by default, as issue 21's user ran fio) of N real
