@@ -51,7 +51,7 @@ from netjobs_core.wire.messages import (
     StatusQuery,
 )
 from netjobs_core.wire.sealing import Credential, token_key
-from netjobs_core.wire.silence import PeerSilent, receive_within
+from netjobs_core.wire.silence import PeerSilent, Silence
 from netjobs_core.wire.states import State
 from netjobs_core.wire.tokens import STDIO_READY, Token, parse_stdio_greeting
 
@@ -141,6 +141,7 @@ class Session:
         self.heartbeat: float | None = None  # the controller pings this often during a run
         self.silent = False  # the connection ended without a clean close
         self._socket = writer.get_extra_info("socket")  # None for a stdio session's pipes
+        self._silence = Silence()  # of the controller
 
     # -- Sink -------------------------------------------------------------------
     def send(self, message: Message) -> None:
@@ -201,6 +202,7 @@ class Session:
             log.info("%s: connection lost (%s)", self.peer, exc.strerror or exc)
         finally:
             self.closed = True
+            self._silence.close()
             self.conn.close()
             self.agent.session_ended(self)
             if not self.may_carry_another():
@@ -323,7 +325,7 @@ class Session:
         """The next bytes from the peer; None after WINDOW seconds without any, not
         counting a stall of this agent's own loop (wire/silence.py)."""
         try:
-            return await receive_within(lambda: self.reader.read(READ_CHUNK), window)
+            return await self._silence.receive(lambda: self.reader.read(READ_CHUNK), window)
         except PeerSilent:
             return None
 

@@ -85,7 +85,7 @@ from netjobs_core.wire.messages import (
 )
 from netjobs_core.wire.messages import Collected as CollectedMessage
 from netjobs_core.wire.messages import Output as OutputMessage
-from netjobs_core.wire.silence import PeerSilent, receive_within
+from netjobs_core.wire.silence import PeerSilent, Silence
 
 KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
@@ -238,6 +238,7 @@ class HostRun:
         self._pinger: asyncio.TimerHandle | None = None  # the next heartbeat
         self.hearing = Hearing(gap_ns=2 * options.heartbeat * 1e9)
         self.stalls = LoopStalls()  # of our own loop, seen by the pinger
+        self.silence = Silence()  # of the agent, while collecting
         self.deadline = Deadline()  # of the collection, enforced by _timer while it runs
         self._timer: asyncio.Timeout | None = None
         self.refused = False  # the agent and we do not hold the same credential
@@ -518,6 +519,7 @@ class HostRun:
                 self.fail(str(exc), may_have_run=not isinstance(exc, _Reported))
         finally:
             self._timer = None
+            self.silence.close()
             self.files.cut_off()
             self._files_changed()
             await self._close_link()
@@ -533,7 +535,7 @@ class HostRun:
         try:  # a stall of our own loop is not the agent's silence (wire/silence.py)
             message = self.link.received()
             if message is None:
-                message = await receive_within(self.link.recv, silence)
+                message = await self.silence.receive(self.link.recv, silence)
             self.hearing.heard(self.link.received_ns)
             return message
         except PeerSilent:

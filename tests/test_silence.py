@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from netjobs_core.wire.silence import PeerSilent, receive_within
+from netjobs_core.wire.silence import PeerSilent, Silence, receive_within
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -97,3 +99,99 @@ async def test_the_sockets_own_timeout_is_passed_on():
         with pytest.raises(TimeoutError) as caught:
             await receive_within(keepalive_gave_up, WINDOW_S)
     assert caught.value.errno == errno.ETIMEDOUT
+
+
+async def test_one_watch_over_many_receives_moves_one_timer():
+    # Bytes every 20 ms for longer than a window: each receive is within its own
+    # window, and the watch's one timer is re-armed only when it fires (about once a
+    # window, more only after a stall of this loop), not once per receive.
+    window, sends = 0.3, 20
+    ours, peer = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    loop = asyncio.get_running_loop()
+    armed = receives = 0
+    call_at = loop.call_at
+
+    def counting_call_at(when, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal armed
+        if getattr(callback, "__self__", None) is silence:
+            armed += 1
+        return call_at(when, callback, *args, **kwargs)
+
+    async def read() -> bytes:
+        nonlocal receives
+        receives += 1
+        return await reader.read(100)
+
+    silence = Silence()
+    loop.call_at = counting_call_at  # type: ignore[method-assign]
+    try:
+        for i in range(sends):
+            loop.call_later(0.02 * (i + 1), peer.send, b"x")
+        async with asyncio.timeout(10):
+            got = b""
+            while len(got) < sends:
+                got += await silence.receive(read, window)
+            with pytest.raises(PeerSilent):
+                await silence.receive(read, window)
+        assert armed <= receives // 2
+    finally:
+        loop.call_at = call_at  # type: ignore[method-assign]
+        silence.close()
+        writer.close()
+        peer.close()
+
+
+async def test_a_cancel_from_outside_is_not_the_peers_silence():
+    ours, peer = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    silence = Silence()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(WINDOW_S / 4):
+                await silence.receive(lambda: reader.read(100), WINDOW_S)
+        peer.send(b"after")  # the watch goes on serving receives
+        async with asyncio.timeout(10):
+            assert await silence.receive(lambda: reader.read(100), WINDOW_S) == b"after"
+    finally:
+        silence.close()
+        writer.close()
+        peer.close()
+
+
+async def test_a_closed_watch_leaves_nothing_armed():
+    ours, peer = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    try:
+        peer.send(b"x")
+        silence = Silence()
+        async with asyncio.timeout(10):
+            assert await silence.receive(lambda: reader.read(100), 3600) == b"x"
+        watch = weakref.ref(silence)
+        silence.close()  # its timer, armed for an hour, holds it no more
+        del silence
+        gc.collect()
+        assert watch() is None
+    finally:
+        writer.close()
+        peer.close()
+
+
+async def test_a_shorter_window_after_a_long_one_ends_at_its_own_deadline():
+    # The agent waits an hour between runs and WINDOW_S during one: the watch's timer,
+    # armed for the hour, must not hold the short window's silence back.
+    ours, peer = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    silence = Silence()
+    try:
+        peer.send(b"x")
+        async with asyncio.timeout(10):
+            assert await silence.receive(lambda: reader.read(100), 3600) == b"x"
+            began = time.monotonic()
+            with pytest.raises(PeerSilent):
+                await silence.receive(lambda: reader.read(100), WINDOW_S)
+        assert time.monotonic() - began < 5
+    finally:
+        silence.close()
+        writer.close()
+        peer.close()
