@@ -214,6 +214,7 @@ from netjobs_core.wire.sealing import (
     NONCE_BYTES,
     SEQ,
     Credential,
+    Mac,
     host_credential,
     host_key,
     is_nonce,
@@ -226,6 +227,10 @@ from netjobs_core.wire.states import HANDSHAKE, TRANSITIONS, UNSTARTED, Phase, S
 from netjobs_core.wire.status import CommandStatus
 
 PEER = {Role.CONTROLLER: Role.AGENT, Role.AGENT: Role.CONTROLLER}
+# The messages `_check_commands` has rules for (with a file open: every message).
+_COMMAND_RULES = frozenset(
+    {Prepare, Resume, Output, Exit, Finished, File, FileData, FileEnd, Collected}
+)
 
 
 class Connection:
@@ -282,8 +287,8 @@ class Connection:
         self._out = bytearray()
         self._c_hello = b""  # the two hellos, exactly as on the wire: the transcript
         self._a_hello = b""
-        self._seal: hmac.HMAC | None = None  # seals what we send, once keyed
-        self._unseal: hmac.HMAC | None = None  # checks what the peer sends
+        self._seal: Mac | None = None  # seals what we send, once keyed
+        self._unseal: Mac | None = None  # checks what the peer sends
         self._sent = 0  # sealed frames sent: the next one's implicit sequence number
         self._received = 0
         self.state = State.START
@@ -369,12 +374,22 @@ class Connection:
     # -- the run phase --------------------------------------------------------
     def _advance(self, sender: Role, message: Message) -> None:
         """Check MESSAGE against the table and the run's commands; move on."""
-        after = TRANSITIONS[sender][self.phase].get(type(message))
+        kind = type(message)
+        after = TRANSITIONS[sender][self.phase].get(kind)
         if after is None:
             raise ProtocolError(
                 f"{message.TYPE!r} out of order: the {sender.value} may not send it "
                 f"while the connection is {self.phase.value}"
             )
+        # The other types (pings, statuses, the start...) are the table's alone.
+        if kind in _COMMAND_RULES or self._open_file is not None:
+            self._check_commands(message)
+        self.phase = after
+        if after is Phase.CLOSED:
+            self.state = State.CLOSED
+
+    def _check_commands(self, message: Message) -> None:
+        """The rules on a run's commands that the table cannot say."""
         if isinstance(message, Exit) and self.phase in UNSTARTED:
             if message.status != CommandStatus.KILLED or message.exit_code is not None:
                 raise ProtocolError(
@@ -400,9 +415,6 @@ class Connection:
         if isinstance(message, Exit):
             self._unfinished.discard(message.id)
             self._exited.add(message.id)
-        self.phase = after
-        if after is Phase.CLOSED:
-            self.state = State.CLOSED
 
     def _check_collect(self, message: Message) -> None:
         """Collected files: after their command's exit, one file at a time."""

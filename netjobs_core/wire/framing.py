@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,11 +25,51 @@ TAG_SIZE = 32
 MAX_HEADER = 256 * 1024
 MAX_BODY = 1024 * 1024
 MAX_HANDSHAKE_HEADER = 1024  # hello, auth, welcome, error: a few hundred bytes, no body
-# One encoder for every frame: json.dumps with options builds a new one per call.
-_encode_header = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
-# And one decoder, given text: json.loads of bytes first guesses their encoding (a
-# header is ASCII: anything not UTF-8 is malformed).
-_decode_header = json.JSONDecoder().decode
+
+
+def _header_codec() -> tuple[Callable[[dict[str, Any]], str], Callable[[str], Any]]:
+    """One encoder and one decoder for every frame header, called as directly as the
+    json module allows: its C encoder made once (JSONEncoder.encode makes one per
+    call: half its time for a ping's header) and its C scanner given text (json.loads
+    of bytes first guesses their encoding; a header is ASCII: anything not UTF-8 is
+    malformed). Strict: a header is one JSON object, no whitespace around it."""
+    plain = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    encode: Callable[[dict[str, Any]], str]
+    if make_encoder is None:  # a Python without the json module's C part
+        encode = plain.encode
+    else:
+        chunks = make_encoder(
+            None,
+            plain.default,
+            json.encoder.encode_basestring_ascii,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            True,
+        )  # no check for cycles: a header is made of JSON's own values
+
+        def encode_in_c(header: dict[str, Any]) -> str:
+            return "".join(chunks(header, 0))
+
+        encode = encode_in_c
+
+    def decode(text: str) -> Any:
+        try:
+            value, end = scan(text, 0)
+        except StopIteration as exc:
+            raise ValueError(f"no JSON value at character {exc.value}") from None
+        if end != len(text):
+            raise ValueError(f"extra data at character {end}")
+        return value
+
+    return encode, decode
+
+
+_encode_header, _decode_header = _header_codec()
 # `\uD800`-`\uDFFF` in a header's text: the rare case worth looking into.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 

@@ -49,16 +49,16 @@ class Role(enum.Enum):
 
 @dataclass(frozen=True)
 class Bounded:
-    """A number field: its types and inclusive finite bounds."""
+    """A number field: its types and inclusive finite bounds (NaN and the infinities,
+    which json.loads takes, fall outside any)."""
 
     types: tuple[type, ...]
     low: int | float
     high: int | float
 
-    def accepts(self, value: Any) -> bool:
-        if isinstance(value, float) and not math.isfinite(value):
-            return False  # json.loads takes NaN and Infinity
-        return bool(self.low <= value <= self.high)  # exact for ints of any size
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("a Bounded's bounds are finite")
 
 
 OMITTED = "omitted when None"  # field marker: an absent value is left out of the header
@@ -111,8 +111,10 @@ class FieldCheck(NamedTuple):
     name: str
     optional: bool
     types: tuple[type, ...]
-    bounds: Bounded | None
     bool_ok: bool  # bool is an int subclass; keep the two apart
+    bounded: bool  # a number within low..high
+    low: int | float
+    high: int | float
 
 
 Checks = tuple[FieldCheck, ...]
@@ -122,18 +124,21 @@ def compile_schema(schema: Schema) -> Checks:
     """SCHEMA as the checks `check_fields` runs."""
     checks = []
     for key, spec in schema.items():
-        types_ = spec.types if isinstance(spec, Bounded) else spec
-        bounds = spec if isinstance(spec, Bounded) else None
-        checks.append(
-            FieldCheck(key.rstrip("?"), key.endswith("?"), types_, bounds, bool in types_)
-        )
+        name, optional = key.rstrip("?"), key.endswith("?")
+        if isinstance(spec, Bounded):
+            check = FieldCheck(
+                name, optional, spec.types, bool in spec.types, True, spec.low, spec.high
+            )
+        else:
+            check = FieldCheck(name, optional, spec, bool in spec, False, 0, 0)
+        checks.append(check)
     return tuple(checks)
 
 
 def check_fields(kind: str, fields: Mapping[str, Any], checks: Checks) -> None:
     """FIELDS (of a KIND message or item) hold to CHECKS; unknown keys are let through."""
     get = fields.get
-    for name, optional, types_, bounds, bool_ok in checks:
+    for name, optional, types_, bool_ok, bounded, low, high in checks:
         value = get(name)
         if value is None:
             if optional:
@@ -141,7 +146,8 @@ def check_fields(kind: str, fields: Mapping[str, Any], checks: Checks) -> None:
             raise ProtocolError(f"{kind!r} message lacks {name!r}")
         if not isinstance(value, types_) or (value.__class__ is bool and not bool_ok):
             raise ProtocolError(f"{kind!r} message has a bad {name!r}")
-        if bounds is not None and not bounds.accepts(value):
+        # Exact for ints of any size; False for NaN and for an infinity (finite bounds).
+        if bounded and not low <= value <= high:  # type: ignore[operator]
             raise ProtocolError(f"{kind!r} message has an out-of-range {name!r}")
 
 

@@ -9,8 +9,14 @@ import functools
 import hashlib
 import hmac
 import struct
+from typing import Protocol
 
 from netjobs_core.wire.messages import Role
+
+try:
+    from _hashlib import hmac_new as _openssl_hmac
+except ImportError:  # a Python without OpenSSL's hashes
+    _openssl_hmac = None  # type: ignore[assignment]
 
 NONCE_BYTES = 32
 SEQ = struct.Struct(">Q")  # a sealed frame's implicit sequence number, as its tag covers it
@@ -84,16 +90,35 @@ def proof(key: bytes, label: bytes, *parts: bytes) -> str:
     return mac.hexdigest()
 
 
-def session_keys(key: bytes, transcript: bytes) -> dict[Role, hmac.HMAC]:
+class Mac(Protocol):
+    """A keyed HMAC-SHA256 in progress (hmac.HMAC, or OpenSSL's own)."""
+
+    def copy(self) -> Mac: ...
+
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+def _keyed_mac(key: bytes) -> Mac:
+    """HMAC-SHA256 keyed with KEY: OpenSSL's object itself where there is one, without
+    hmac.HMAC's Python wrapper around it (a sealed frame copies, updates and digests
+    one: 1.8 against 1.2 µs a frame)."""
+    if _openssl_hmac is None:
+        return hmac.new(key, digestmod=hashlib.sha256)
+    mac: Mac = _openssl_hmac(key, digestmod="sha256")
+    return mac
+
+
+def session_keys(key: bytes, transcript: bytes) -> dict[Role, Mac]:
     """HKDF-SHA256 (extract, then one expand block per direction): the MAC each
     sender seals its frames with, by sender."""
     prk = hmac.digest(hashlib.sha256(transcript).digest(), key, "sha256")
     return {
-        sender: hmac.new(
+        sender: _keyed_mac(
             hmac.digest(
                 prk, b"netjobs frames from the " + sender.value.encode() + b"\x01", "sha256"
-            ),
-            digestmod=hashlib.sha256,
+            )
         )
         for sender in Role
     }
