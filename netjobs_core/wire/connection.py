@@ -454,12 +454,13 @@ class Connection:
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Message]:
         if self.closed:
             raise ProtocolError("connection is closed")
+        decoder = self._decoder
         try:
-            self._decoder.add(data)
+            decoder.add(data)
             delivered = []
-            while (raw := self._decoder.next_frame()) is not None:
+            while (raw := decoder.next_frame()) is not None:
                 frame = self._open(raw)
-                if self.closed:  # by the frame before: the peer's last word
+                if self.state is State.CLOSED:  # by the frame before: the peer's last word
                     raise ProtocolError(f"{frame.type!r} after the last word of the peer")
                 message = self._handle(frame, raw)
                 if message is not None:

@@ -186,7 +186,7 @@ class FrameDecoder:
         buf = self._buffer
         have = len(buf)
         if have < PREFIX_SIZE:
-            if buf[:2] != MAGIC[:have]:  # as soon as its first bytes say so
+            if have and buf[:2] != MAGIC[:have]:  # as soon as its first bytes say so
                 raise _not_a_peer(buf)
             return None
         magic, version, flags, header_len, body_len = PREFIX.unpack_from(buf)
