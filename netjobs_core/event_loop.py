@@ -35,12 +35,15 @@ def run(main: Coroutine[Any, Any, T], fast: bool = True) -> T:
     # walk it again and again while a test of 1000 hosts allocates.
     gc.freeze()
     # A test allocates its hosts' state as it goes (~140 tracked objects a host) and
-    # keeps it to the end, with no reference cycles (tests/test_runner.py checks):
-    # collections every 700 allocations only walked it again and again (1000 hosts:
-    # ~200 young and ~20 middle passes and 1-2 full ones, 50-110 ms of CPU a test).
-    # Every 50 000 they are 2-3 young passes (10-25 ms); the ratios between the
-    # generations stay Python's.
-    gc.set_threshold(50_000, 10, 10)
+    # keeps it to the end, with no reference cycles (tests/test_runner.py checks), then
+    # frees it by reference counts, which takes it off the young generation's count
+    # again. A young pass walks what is young when it falls: every 700 allocations that
+    # was the growing state again and again (1000 hosts: ~200 young, ~20 middle and 1-2
+    # full passes, 50-110 ms of CPU a test); every 50 000, 2-3 young passes (10-35 ms).
+    # Above what a test of 1000 hosts holds, its allocations trigger none: 0 ms at the
+    # median (bench/scale.py), RSS 60 MB against 58; a test of several thousand hosts
+    # walks its state a few times. The ratios between the generations stay Python's.
+    gc.set_threshold(200_000, 10, 10)
     with asyncio.Runner(loop_factory=loop_factory() if fast else None) as runner:
         return runner.run(main)
 
