@@ -593,7 +593,17 @@ class Agent:
         session.outbox = outbox
         if message.heartbeat is not None:  # bounded by the protocol
             session.heartbeat = max(message.heartbeat, MIN_HEARTBEAT_S)
-        session.send(Prepared(gated=run.gated, commands=results, run_id=outbox.run_id, grace=grace))
+        session.send(
+            Prepared(
+                gated=run.gated,
+                commands=results,
+                run_id=outbox.run_id,
+                grace=grace,
+                hostname=self.hostname,
+                version=__version__,
+                platform=self.platform,
+            )
+        )
         outbox.attach(session)
         failed = sum(1 for item in results if not item["ok"])
         log.info(

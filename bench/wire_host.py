@@ -3,11 +3,11 @@
 
 One host's whole exchange of a one-command test, as `bench/scale.py`'s hosts have it,
 between a controller `Connection` and an agent `Connection` in memory (sans-IO: no
-event loop, no system calls): the hellos, the auth with the status and the first ping
-queued behind it, a second ping, prepare, start, the agent's started / output / exit /
-finished, bye. Only the controller's side is timed (its connection made, its sends,
-`data_to_send`, `receive_data`), in this thread's CPU time; the agent's side is done
-outside the clock. Prints the controller's wire CPU per host in µs, best of
+event loop, no system calls): the hellos, the auth with the first ping and the prepare
+queued behind it, the welcome, pong and prepared, a second ping, start, the agent's
+started / output / exit / finished, bye. Only the controller's side is timed (its
+connection made, its sends, `data_to_send`, `receive_data`), in this thread's CPU time;
+the agent's side is done outside the clock. Prints the controller's wire CPU per host in µs, best of
 `--repeats` rounds of `--hosts` hosts, and the same for the messages' parts alone.
 
     .venv/bin/python bench/wire_host.py                  # 2000 hosts x 9 rounds, ~10 s
@@ -39,8 +39,6 @@ from netjobs_core.wire.messages import (  # noqa: E402
     Role,
     Start,
     Started,
-    Status,
-    StatusQuery,
 )
 
 STDOUT = b"1764897600123456789\n"  # what `date +%s%N` prints
@@ -74,19 +72,6 @@ def one_host(token: bytes) -> float:
         spent += clock() - t
         return data
 
-    deliver(reply)  # the agent's hello and proof; the auth is queued
-    queued = send(StatusQuery(), Ping(seq=1))
-    for message in agent.receive_data(queued):
-        if isinstance(message, Ping):
-            agent.send(
-                Pong(seq=message.seq, clock=now_ns(), wall=time.time_ns(), received=now_ns())
-            )
-        else:
-            agent.send(Status(busy=False, hostname="host", version="3.2.0", platform="Linux"))
-    deliver(agent.data_to_send())  # welcome, status, pong
-    agent.receive_data(send(Ping(seq=2)))
-    agent.send(Pong(seq=2, clock=now_ns(), wall=time.time_ns(), received=now_ns()))
-    deliver(agent.data_to_send())
     env = {
         "NETJOBS_TEST": "t",
         "NETJOBS_HOST": "127.0.0.1:16200",
@@ -97,12 +82,27 @@ def one_host(token: bytes) -> float:
     }
     command = {"id": 0, "command": "date +%s%N", "timeout": None, "env": env, "collect": None}
     prepare = Prepare(label="t", commands=[command], grace=None, heartbeat=10.0, collect_max=None)
-    agent.receive_data(send(prepare))
+    deliver(reply)  # the agent's hello and proof; the auth is queued
+    queued = send(Ping(seq=1), prepare)  # behind the auth, as the runner sends them
+    for message in agent.receive_data(queued):
+        if isinstance(message, Ping):
+            agent.send(
+                Pong(seq=message.seq, clock=now_ns(), wall=time.time_ns(), received=now_ns())
+            )
     agent.send(
         Prepared(
-            gated=True, commands=[{"id": 0, "ok": True, "error": None}], run_id="r", grace=60.0
+            gated=True,
+            commands=[{"id": 0, "ok": True, "error": None}],
+            run_id="r",
+            grace=60.0,
+            hostname="host",
+            version="3.2.0",
+            platform="Linux",
         )
     )
+    deliver(agent.data_to_send())  # welcome, pong, prepared
+    agent.receive_data(send(Ping(seq=2)))
+    agent.send(Pong(seq=2, clock=now_ns(), wall=time.time_ns(), received=now_ns()))
     deliver(agent.data_to_send())
     agent.receive_data(send(Start(at=now_ns() + 10**8, wake=None)))
     at = now_ns()

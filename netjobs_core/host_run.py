@@ -49,7 +49,7 @@ from netjobs_core.config import CommandSpec
 from netjobs_core.interruptions import Hearing, LoopStalls
 from netjobs_core.metrics import measure_command, read_early
 from netjobs_core.outputs import Output
-from netjobs_core.probe import probe
+from netjobs_core.probe import connect_measured, probe
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -82,6 +82,8 @@ from netjobs_core.wire.messages import (
     Shutdown,
     Start,
     Started,
+    Status,
+    StatusQuery,
 )
 from netjobs_core.wire.messages import Collected as CollectedMessage
 from netjobs_core.wire.messages import Output as OutputMessage
@@ -340,28 +342,36 @@ class HostRun:
         self.prepare_sent = prepare
         if prepare:
             self.prepared_from = now_ns()
+        result = self.result
         try:
-            found = await probe(
-                self.link,
-                options.connect_timeout,
-                on_connected=lambda: self._set_state(HostState.SYNCING),
-                policy=options.clock,
-                then=then,
-            )
+            if prepare:  # what the agent is comes with its `prepared`: no status asked
+                estimate = await connect_measured(
+                    self.link,
+                    options.connect_timeout,
+                    on_connected=lambda: self._set_state(HostState.SYNCING),
+                    policy=options.clock,
+                    then=then,
+                )
+            else:
+                found = await probe(
+                    self.link,
+                    options.connect_timeout,
+                    on_connected=lambda: self._set_state(HostState.SYNCING),
+                    policy=options.clock,
+                )
+                estimate = found.estimate
+                result.agent_version, result.hostname = found.version, found.hostname
         except AgentError as exc:
             await self._close_link()
             self.refused = isinstance(exc, AuthenticationRefused)
             self.fail(str(exc))
             return False
-        self.estimate = estimate = found.estimate
-        result = self.result
+        self.estimate = estimate
         result.rtt_ms = estimate.rtt_ns / 1e6
         result.clock_offset_ms = estimate.offset_ns / 1e6
         result.clock_uncertainty_ms = estimate.uncertainty_ns / 1e6
         wall = estimate.wall_offset_ns(self.fleet.anchor_ns)
         result.wall_clock_offset_ms = None if wall is None else wall / 1e6
-        result.agent_version = found.version
-        result.hostname = found.hostname
         result.credential = self.link.credential or ""
         return True
 
@@ -394,6 +404,15 @@ class HostRun:
         try:
             if self.prepare_sent:  # with the auth
                 prepared = await self.link.reply(Prepared, options.prepare_timeout)
+                if prepared.version is not None and prepared.hostname is not None:
+                    self.result.agent_version = prepared.version
+                    self.result.hostname = prepared.hostname
+                else:  # an agent from before they came with it says them when asked
+                    status = await self.link.request(StatusQuery(), Status, options.prepare_timeout)
+                    self.result.agent_version, self.result.hostname = (
+                        status.version,
+                        status.hostname,
+                    )
             else:
                 self.prepared_from = now_ns()
                 prepared = await self.link.request(

@@ -188,6 +188,24 @@ class AgentProbe:
     label: str  # of the test it runs when busy, else ""
 
 
+async def connect_measured(
+    link: AgentLink,
+    timeout: float,
+    on_connected: Callable[[], None] | None = None,
+    policy: ClockPolicy = DEFAULT_CLOCK,
+    along: Sequence[Message] = (),
+    then: Sequence[Message] = (),
+) -> OffsetEstimate:
+    """Connect `link` (left open for the caller) and measure its clock; raises
+    AgentError. `on_connected` runs once the agent is authenticated, before the
+    measurement. ALONG and THEN: requests sent with the auth, before and behind the
+    first ping (AgentLink.connect)."""
+    await link.connect(timeout, along=along, ping=policy.kernel_stamps, then=then)
+    if on_connected is not None:
+        on_connected()
+    return await measure_clock(link, policy, timeout=max(MIN_CLOCK_TIMEOUT_S, timeout))
+
+
 async def probe(
     link: AgentLink,
     timeout: float,
@@ -202,10 +220,9 @@ async def probe(
     their replies are left for the caller (`AgentLink.reply`).
     """
     # The status query and the first ping go with our auth: no round trip of their own.
-    await link.connect(timeout, along=[StatusQuery()], ping=policy.kernel_stamps, then=then)
-    if on_connected is not None:
-        on_connected()
-    estimate = await measure_clock(link, policy, timeout=max(MIN_CLOCK_TIMEOUT_S, timeout))
+    estimate = await connect_measured(
+        link, timeout, on_connected, policy, along=[StatusQuery()], then=then
+    )
     # Its answer came before the first pong; an agent that did not answer is asked again.
     status = link.status or await link.request(StatusQuery(), Status, timeout)
     return AgentProbe(

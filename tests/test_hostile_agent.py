@@ -20,7 +20,7 @@ import pytest
 from netjobs_core import host_run, runner
 from netjobs_core.collected import FileReception
 from netjobs_core.config import parse_config
-from netjobs_core.results import CommandResult, CommandStatus, HostState, TestResult
+from netjobs_core.results import CommandResult, CommandStatus, HostState, TestResult, TestStatus
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
@@ -35,6 +35,7 @@ from netjobs_core.wire.messages import (
     File,
     FileData,
     FileEnd,
+    Finished,
     Message,
     Ping,
     Pong,
@@ -133,6 +134,21 @@ async def beside_an_honest_agent(
 def released_now(send: Send) -> None:
     send(Started(released_at={"0": now_ns()}, late_ns=0))
     send(Exit(id=0, status="ok", exit_code=0, ended_at=now_ns(), message=""))
+
+
+async def test_an_agent_whose_prepared_does_not_say_what_it_is_is_asked(token, tmp_path):
+    # An agent from before `prepared` carried its host name and version (the fake one
+    # here): the controller asks its status after the prepared, as it did before.
+    async with fake_agent(token.token.secret, lambda send: _released(send)) as port:
+        async with asyncio.timeout(30):
+            test = await run_test(plan(port), options(token, tmp_path))
+    assert test.status is TestStatus.PASSED, test.reason
+    assert (test.hosts[0].hostname, test.hosts[0].agent_version) == ("h", "3")
+
+
+async def _released(send: Send) -> None:
+    released_now(send)
+    send(Finished())
 
 
 async def test_empty_file_frames_do_not_hold_the_controller_past_its_deadline(

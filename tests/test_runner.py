@@ -2,11 +2,13 @@
 
 import hashlib
 import secrets
+import socket
 import time
 
 import pytest
 from agent_harness import HostWatch, free_port, pid_alive, start_agent
 
+from netjobs_core import __version__
 from netjobs_core.config import parse_config
 from netjobs_core.local_agents import AgentStartError
 from netjobs_core.results import CommandStatus, HostState, StartMode, TestStatus
@@ -342,7 +344,8 @@ async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, tok
 
 async def test_the_prepare_rides_with_the_auth_behind_the_first_ping(agent, token, monkeypatch):
     """On a stamped TCP path a host costs one write and one wait less: the prepare
-    leaves with the auth, the status query and the first ping (in that order)."""
+    leaves with the auth and the first ping (in that order). No status is asked: the
+    agent's host name and version come with its `prepared`."""
     from netjobs_core import client
     from netjobs_core.wire import rx_stamps
     from netjobs_core.wire.framing import FrameDecoder
@@ -362,8 +365,11 @@ async def test_the_prepare_rides_with_the_auth_behind_the_first_ping(agent, toke
     assert test.status is TestStatus.PASSED
     assert test.hosts[0].commands[0].stdout.read_bytes() == b"hi\n"
     with_auth = next(types for types in writes if "auth" in types)
-    assert with_auth == ["auth", "status", "ping", "prepare"]
+    assert with_auth == ["auth", "ping", "prepare"]
     assert sum(types.count("prepare") for types in writes) == 1
+    assert not any("status" in types for types in writes), writes
+    host = test.hosts[0]
+    assert (host.hostname, host.agent_version) == (socket.gethostname(), __version__)
 
 
 async def test_a_busy_agent_refuses_the_early_prepare_and_its_run_goes_on(agent, token, token_file):

@@ -101,7 +101,9 @@ after its welcome, so a status, the first clock ping and, where arrivals carry t
 kernel's stamps, the `prepare` cost no round trip of their own (every agent of
 protocol 2 reads them so; an agent that refuses the proof never reads them; a
 controller that gives up before its `prepared` came says `bye`, and the agent drops
-a run that was never started).
+a run that was never started). A run's controller then asks no status: the
+`prepared` says the agent's host name, version and platform (an agent from before
+them is asked after it).
 An `error` frame during the handshake raises PeerError; one sent
 before its sender has the session keys is unsealed (it can only end a
 connection, which anyone on the path can do anyway).

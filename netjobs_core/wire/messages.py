@@ -452,13 +452,18 @@ class Status(Message):
 @message_type
 class Prepared(Message):
     """gated: spawned and waiting for the release, so the start costs no process
-    spawn; run_id names the run in a later `resume`; grace: what the agent keeps it for."""
+    spawn; run_id names the run in a later `resume`; grace: what the agent keeps it for.
+    Then what its `status` would say of the agent (agents before them leave them out):
+    a controller that sent the prepare along with its auth asks no status."""
 
     TYPE = "prepared"
     gated: bool
     commands: list[PreparedItem]
     run_id: str
     grace: Grace
+    hostname: Annotated[str | None, OMITTED] = None
+    version: Annotated[str | None, OMITTED] = None
+    platform: Annotated[str | None, OMITTED] = None
 
 
 @message_type
