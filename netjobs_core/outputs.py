@@ -186,8 +186,9 @@ class Output:
     def _open(self) -> BinaryIO:
         if self.path is None:
             raise ValueError("no file to spool to")
-        make_private_dirs(self.path.parent)
-        return open_private(self.path, buffering=WRITE_BUFFER)
+        name = os.fspath(self.path)
+        make_private_dirs(os.path.dirname(name))
+        return open_private(name, buffering=WRITE_BUFFER)
 
     def close(self) -> None:
         """The stream ended (or the run did): the file is complete. Idempotent."""
@@ -198,9 +199,11 @@ class Output:
         if self._file is not None:
             self._close_file()
         elif self.size and self.path is not None and not self._error:
+            # As text: a Path's parent is a new Path, formatted again (1000 hosts' worth).
+            name = os.fspath(self.path)
             try:
-                make_private_dirs(self.path.parent)
-                write_private(self.path, self._head)
+                make_private_dirs(os.path.dirname(name))
+                write_private(name, self._head)
             except OSError as exc:
                 self.error = f"cannot write {self.path}: {exc.strerror or exc}"
 
