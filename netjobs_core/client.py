@@ -295,12 +295,23 @@ async def open_tcp(address: Address, timeout: float) -> TcpChannel:
     """A TCP connection to an agent's port, or AgentError (Refused: nothing listens)."""
     try:
         async with asyncio.timeout(timeout):
-            sock = await _connect(address)
+            return await _open_tcp(address)
     except TimeoutError:
-        raise AgentError(
-            f"connection to {address} timed out: no answer within {timeout:g} s "
-            "(host down or port filtered?)"
-        ) from None
+        raise _connect_timed_out(address, timeout) from None
+
+
+def _connect_timed_out(address: Address, timeout: float) -> AgentError:
+    return AgentError(
+        f"connection to {address} timed out: no answer within {timeout:g} s "
+        "(host down or port filtered?)"
+    )
+
+
+async def _open_tcp(address: Address) -> TcpChannel:
+    """`open_tcp` within a deadline of the caller's (AgentLink.connect: one for the
+    connection and the handshake)."""
+    try:
+        sock = await _connect(address)
     except ConnectionRefusedError as exc:
         raise Refused(_describe_os_error(exc, address)) from None
     except OSError as exc:
@@ -419,28 +430,33 @@ class AgentLink:
         that ping, where it goes (else behind ALONG); their replies wait for `reply`."""
         self._along = list(along)
         token = self._token
+        channel: Channel | None = None
         if self.address.over_ssh:
             if self._dialer is None:
                 raise AgentError("an ssh:// target, but this run has no SSH connections")
-            self._channel, token = await self._dialer.open(self.address, timeout)
-        else:
-            self._channel = await open_tcp(self.address, timeout)
-        self.tcp_connected = True
-        if ping and self._channel.kernel_stamps:
-            self._seq += 1
-            self._along.append(Ping(seq=self._seq))
-        self._along.extend(then)
-        if self.address.over_ssh:  # the agent got a link secret of ours on its channel
-            self._conn = Connection(Role.CONTROLLER, token, link=True)
-        else:
-            self._conn = Connection(Role.CONTROLLER, token, host=self.address.host)
-        self._flush()
+            channel, token = await self._dialer.open(self.address, timeout)
+            self._channel = channel
         try:
+            # A TCP connection and the handshake within one deadline (one timer a host).
             async with asyncio.timeout(timeout):
+                if channel is None:
+                    channel = self._channel = await _open_tcp(self.address)
+                self.tcp_connected = True
+                if ping and channel.kernel_stamps:
+                    self._seq += 1
+                    self._along.append(Ping(seq=self._seq))
+                self._along.extend(then)
+                if self.address.over_ssh:  # the agent got a link secret of ours on its channel
+                    self._conn = Connection(Role.CONTROLLER, token, link=True)
+                else:
+                    self._conn = Connection(Role.CONTROLLER, token, host=self.address.host)
+                self._flush()
                 while self._conn.state is not State.READY:
                     await self._read_some(during_handshake=True)
         except TimeoutError:
             await self.close()
+            if not self.tcp_connected:
+                raise _connect_timed_out(self.address, timeout) from None
             if self.address.over_ssh:  # our own agent, started and ready: a slow host
                 raise AgentError(
                     f"the agent started over SSH did not complete the handshake within "
@@ -542,18 +558,29 @@ class AgentLink:
         raises AgentError. Other messages stay queued, in order, for their readers
         (the `prepared` of a prepare sent with the auth, say)."""
         held: list[Message] = []
+        # Often here already (a prepare sent with the auth is answered while we ping):
+        # then no timer is made for it.
+        while self._pending:
+            if (found := self._sort(self._pending.popleft(), reply, held)) is not None:
+                return found
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    answer = await self.recv()
-                    if isinstance(answer, Error):
-                        raise AgentError(answer.message)
-                    if isinstance(answer, reply):
-                        self._pending.extendleft(reversed(held))
-                        return answer
-                    _hold(held, answer)
+                    if (found := self._sort(await self.recv(), reply, held)) is not None:
+                        return found
         except TimeoutError:
             raise AgentError(f"no {reply.TYPE!r} reply within {timeout:g} s") from None
+
+    def _sort(self, answer: Message, reply: type[M], held: list[Message]) -> M | None:
+        """ANSWER if it is the REPLY awaited (the HELD ones then go back in front), else
+        None, ANSWER held; an error reply raises AgentError."""
+        if isinstance(answer, Error):
+            raise AgentError(answer.message)
+        if isinstance(answer, reply):
+            self._pending.extendleft(reversed(held))
+            return answer
+        _hold(held, answer)
+        return None
 
     @property
     def kernel_stamps(self) -> bool:

@@ -1,7 +1,10 @@
 """Peers that are not NetJobs 3 agents: clear errors naming the host, never a hang."""
 
 import asyncio
+import contextlib
 import secrets
+import socket
+import time
 
 import pytest
 
@@ -76,3 +79,30 @@ async def test_foreign_peer_is_named_and_explained(handler, expected):
     assert check.reachable and not check.authenticated
     assert str(check.address) == f"127.0.0.1:{port}"
     assert expected in check.error
+
+
+async def test_a_host_whose_port_never_answers_is_named_at_the_connect_timeout():
+    # A listener whose queue is full and that never accepts: the kernel drops further
+    # SYNs, so a connect hangs as one to a filtered port would. The connection and the
+    # handshake share one deadline: it is the connection's that ran out.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):  # the queue holds one or two: more only wait
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        began = time.monotonic()
+        async with asyncio.timeout(10):
+            [check] = await check_hosts([Address("127.0.0.1", port)], TOKEN, timeout=0.5)
+        assert time.monotonic() - began < 5
+    finally:
+        for sock in [*fillers, listener]:
+            sock.close()
+    assert not check.reachable
+    assert f"connection to 127.0.0.1:{port} timed out: no answer within 0.5 s" in check.error
