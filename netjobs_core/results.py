@@ -46,7 +46,10 @@ class HostState(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self in (HostState.DONE, HostState.TIMEOUT, HostState.FAILED, HostState.KILLED)
+        return self in _HOST_ENDS  # a set: a tuple of members took four lookups a call
+
+
+_HOST_ENDS = frozenset({HostState.DONE, HostState.TIMEOUT, HostState.FAILED, HostState.KILLED})
 
 
 class TestStatus(enum.StrEnum):

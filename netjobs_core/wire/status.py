@@ -24,7 +24,10 @@ class CommandStatus(enum.StrEnum):
 
     @property
     def finished(self) -> bool:
-        return self not in (CommandStatus.PENDING, CommandStatus.RUNNING)
+        return self not in _UNFINISHED  # a set: a tuple of members took lookups a call
+
+
+_UNFINISHED = frozenset({CommandStatus.PENDING, CommandStatus.RUNNING})
 
 
 ENDS = frozenset(
