@@ -109,7 +109,7 @@ async def test_one_watch_over_many_receives_moves_one_timer():
     call_at = loop.call_at
     silence = Silence()
 
-    def counting_call_at(when, callback, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def counting_call_at(when, callback, *args, **kwargs):
         nonlocal armed
         if getattr(callback, "__self__", None) is silence:
             armed += 1
@@ -122,7 +122,7 @@ async def test_one_watch_over_many_receives_moves_one_timer():
             receives += 1
             return await reader.read(100)
 
-        loop.call_at = counting_call_at  # type: ignore[method-assign]
+        loop.call_at = counting_call_at
         try:
             for i in range(sends):
                 loop.call_later(0.02 * (i + 1), peer.send, b"x")
@@ -134,7 +134,7 @@ async def test_one_watch_over_many_receives_moves_one_timer():
                     await silence.receive(read, window)
             assert armed <= receives // 2
         finally:
-            loop.call_at = call_at  # type: ignore[method-assign]
+            loop.call_at = call_at
             silence.close()
 
 
