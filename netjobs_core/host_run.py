@@ -407,12 +407,10 @@ class HostRun:
                 if prepared.version is not None and prepared.hostname is not None:
                     self.result.agent_version = prepared.version
                     self.result.hostname = prepared.hostname
-                else:  # an agent from before they came with it says them when asked
+                else:  # an agent from before `prepared` said them: asked
                     status = await self.link.request(StatusQuery(), Status, options.prepare_timeout)
-                    self.result.agent_version, self.result.hostname = (
-                        status.version,
-                        status.hostname,
-                    )
+                    self.result.agent_version = status.version
+                    self.result.hostname = status.hostname
             else:
                 self.prepared_from = now_ns()
                 prepared = await self.link.request(

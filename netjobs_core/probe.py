@@ -211,18 +211,11 @@ async def probe(
     timeout: float,
     on_connected: Callable[[], None] | None = None,
     policy: ClockPolicy = DEFAULT_CLOCK,
-    then: Sequence[Message] = (),
 ) -> AgentProbe:
     """Connect `link` (left open for the caller), measure, ask; raises AgentError.
-
-    `on_connected` runs once the agent is authenticated, before the measurement.
-    THEN: requests sent with the auth, behind the first ping (AgentLink.connect);
-    their replies are left for the caller (`AgentLink.reply`).
-    """
+    `on_connected` runs once the agent is authenticated, before the measurement."""
     # The status query and the first ping go with our auth: no round trip of their own.
-    estimate = await connect_measured(
-        link, timeout, on_connected, policy, along=[StatusQuery()], then=then
-    )
+    estimate = await connect_measured(link, timeout, on_connected, policy, along=[StatusQuery()])
     # Its answer came before the first pong; an agent that did not answer is asked again.
     status = link.status or await link.request(StatusQuery(), Status, timeout)
     return AgentProbe(
