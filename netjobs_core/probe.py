@@ -84,7 +84,11 @@ def clock_turn(batch: int) -> asyncio.Semaphore:
 
 
 def settled(
-    samples: Sequence[Sample], policy: ClockPolicy, floor_ns: float, stamped: bool = False
+    samples: Sequence[Sample],
+    policy: ClockPolicy,
+    floor_ns: float,
+    stamped: bool = False,
+    estimate: Callable[[Sequence[Sample]], OffsetEstimate] = estimate_offset,
 ) -> bool:
     """Enough pings for an estimate that more pings would not tighten.
 
@@ -93,25 +97,28 @@ def settled(
     stalled estimate is only good enough within half of it (what the best ping
     anywhere bounds): a host whose pings all met a busy moment goes on (up to
     `max_pings`) rather than keep a wide bound. So does one without a usable sample
-    yet (wire/clock.py `usable`).
+    yet (wire/clock.py `usable`). `estimate`: how an estimate is worked out (the
+    probe's remembers each, for the next ping's check and the result).
     """
     count = len(samples)
     if count < (policy.min_stamped if stamped else policy.min_pings):
         return False
     if count >= policy.max_pings:
         return True
-    uncertainty = _uncertainty(samples)
+    uncertainty = _uncertainty(samples, estimate)
     if uncertainty <= policy.tight_ns:
         return True
     if count <= policy.patience or uncertainty > floor_ns / 2:
         return False
-    earlier = _uncertainty(samples[: count - policy.patience])
+    earlier = _uncertainty(samples[: count - policy.patience], estimate)
     return uncertainty > 0.9 * earlier
 
 
-def _uncertainty(samples: Sequence[Sample]) -> float:
+def _uncertainty(
+    samples: Sequence[Sample], estimate: Callable[[Sequence[Sample]], OffsetEstimate]
+) -> float:
     try:
-        return estimate_offset(samples).uncertainty_ns
+        return estimate(samples).uncertainty_ns
     except NoUsableSamples:
         return math.inf
 
@@ -141,12 +148,19 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     (wire/clock.py `usable`): one host at a time. Raises AgentError if not one
     sample is usable."""
     samples: list[Sample] = []
+    estimates: dict[int, OffsetEstimate] = {}  # of the first N samples, by N
+
+    def estimate(first: Sequence[Sample]) -> OffsetEstimate:
+        found = estimates.get(len(first))
+        if found is None:
+            found = estimates[len(first)] = estimate_offset(first)
+        return found
 
     async def ping() -> bool:
         """One more sample; whether the samples are settled now (worked out once)."""
         samples.append(await link.ping(policy.kernel_stamps))
         floor = _floor_with(samples[-1])
-        return settled(samples, policy, floor, stamped())
+        return settled(samples, policy, floor, stamped(), estimate)
 
     def fast() -> bool:
         return _rtt(samples[0]) < policy.slow_path_ns
@@ -173,7 +187,7 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     except TimeoutError:
         raise AgentError(f"clock measurement took longer than {timeout:g} s") from None
     try:
-        return estimate_offset(samples)
+        return estimate(samples)
     except NoUsableSamples as exc:
         raise AgentError(f"clock not measured: {exc}") from None
 
