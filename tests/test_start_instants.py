@@ -121,7 +121,7 @@ def test_no_exec_instants_without_the_kernel_events(monkeypatch):
 
 def _hold_back(agent, resumed: list[float]):
     """An observer that SIGSTOPs AGENT once, as soon as its host is sent the first
-    start, for STOPPED_S; `resumed` gets the epoch of the SIGCONT."""
+    start, for STOPPED_S; `resumed` gets the epoch just before the SIGCONT."""
     stopped: list[float] = []
 
     def observe(event: Event) -> None:
@@ -133,8 +133,10 @@ def _hold_back(agent, resumed: list[float]):
         os.kill(agent.process.pid, signal.SIGSTOP)
 
         def resume() -> None:
-            os.kill(agent.process.pid, signal.SIGCONT)
+            # The clock first: once continued, the agent may release and this process
+            # be descheduled before a later reading (1-3 ms under two busy loops).
             resumed.append(time.time())
+            os.kill(agent.process.pid, signal.SIGCONT)
 
         asyncio.get_running_loop().call_later(STOPPED_S, resume)
 
