@@ -10,7 +10,9 @@ integration tests.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -114,6 +116,15 @@ def agent_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+@functools.cache
+def _workdirs() -> Path:
+    """One folder per test process for every agent's stdout and log, removed when the
+    process exits: a test that stops an agent without close() leaves nothing behind."""
+    folder = Path(tempfile.mkdtemp(prefix="netjobs-test-agents-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def start_agent(
     token_file: str | os.PathLike[str] | None,
     *extra_args: str,
@@ -124,7 +135,7 @@ def start_agent(
     timeout: float = 20.0,
 ) -> AgentProcess:
     """Start `python -m netjobs_agent` and wait until it listens; the result always kills it."""
-    workdir = Path(tempfile.mkdtemp(prefix="netjobs-agent-"))
+    workdir = Path(tempfile.mkdtemp(prefix="agent-", dir=_workdirs()))
     try:
         agent = local_agents.start_agent(
             token_file,
