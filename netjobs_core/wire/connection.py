@@ -323,9 +323,9 @@ class Connection:
         # The body is hashed and queued in place: no framed copy of a large output.
         head = frame_head(frame, FLAG_TAGGED)
         mac = self._seal.copy()
-        mac.update(SEQ.pack(self._sent))
-        mac.update(head)
-        mac.update(frame.body)
+        mac.update(SEQ.pack(self._sent) + head)  # one call: most frames have no body
+        if frame.body:
+            mac.update(frame.body)
         self._sent += 1
         self._out += head
         self._out += frame.body
@@ -487,9 +487,9 @@ class Connection:
                 return frame
             raise IntegrityError(self._integrity_failure("came without its tag"))
         mac = self._unseal.copy()
-        mac.update(SEQ.pack(self._received))
-        mac.update(raw.head)
-        mac.update(raw.body)
+        mac.update(SEQ.pack(self._received) + raw.head)
+        if raw.body:
+            mac.update(raw.body)
         if not hmac.compare_digest(mac.digest(), raw.tag):
             raise IntegrityError(self._integrity_failure("does not verify"))
         self._received += 1

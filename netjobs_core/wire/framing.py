@@ -74,9 +74,11 @@ _encode_header, _decode_header = _header_codec()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Frame:
-    """A frame's header, parsed but not checked (the message type apart), and its body."""
+    """A frame's header, parsed but not checked (the message type apart), and its body.
+    Not frozen, as RawFrame: a frozen dataclass's __init__ took 0.7 µs a frame, this
+    one 0.2; nothing changes a frame once made."""
 
     type: str
     fields: dict[str, Any] = field(default_factory=dict)
