@@ -9,7 +9,7 @@ import asyncio
 import math
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.wire.clock import (
@@ -68,19 +68,38 @@ DEFAULT_CLOCK = ClockPolicy()
 # side's own clock readings (bench/scale.py compares).
 STRICT_TURNS = ClockPolicy(batch=1, min_pings=16, min_stamped=16, max_pings=16, kernel_stamps=False)
 
-_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
+
+@dataclass
+class _LoopClocks:
+    """What the probes on one event loop share: their turns (at most `batch` fast paths
+    measured at once) and the fastest round trip any host has shown (see `settled`).
+    Looked up once a host, not at each ping."""
+
+    turns: dict[int, asyncio.Semaphore] = field(default_factory=dict)
+    floor_ns: float = math.inf
+
+    def turn(self, batch: int) -> asyncio.Semaphore:
+        found = self.turns.get(batch)
+        if found is None:
+            found = self.turns[batch] = asyncio.Semaphore(batch)
+        return found
+
+    def floor_with(self, sample: Sample) -> float:
+        self.floor_ns = min(self.floor_ns, _rtt(sample))
+        return self.floor_ns
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClocks] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def clock_turn(batch: int) -> asyncio.Semaphore:
-    """The turns of this event loop: at most `batch` fast paths measured at once."""
+def _loop_clocks() -> _LoopClocks:
     loop = asyncio.get_running_loop()
-    turns = _turns.setdefault(loop, {})
-    turn = turns.get(batch)
-    if turn is None:
-        turn = turns[batch] = asyncio.Semaphore(batch)
-    return turn
+    found = _loops.get(loop)
+    if found is None:
+        found = _loops[loop] = _LoopClocks()
+    return found
 
 
 def settled(
@@ -129,17 +148,6 @@ def _rtt(sample: Sample) -> float:
     return kept[0].rtt if kept else math.inf
 
 
-# The fastest round trip seen on each event loop, by any host (see `settled`).
-_floors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
-
-
-def _floor_with(sample: Sample) -> float:
-    loop = asyncio.get_running_loop()
-    floor = min(_floors.get(loop, math.inf), _rtt(sample))
-    _floors[loop] = floor
-    return floor
-
-
 async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) -> OffsetEstimate:
     """Ping until settled; `timeout` bounds the pinging, not the wait for a turn
     (with 1000 hosts the last one waits seconds, each holder at most `timeout`).
@@ -149,6 +157,7 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     sample is usable."""
     samples: list[Sample] = []
     estimates: dict[int, OffsetEstimate] = {}  # of the first N samples, by N
+    shared = _loop_clocks()
 
     def estimate(first: Sequence[Sample]) -> OffsetEstimate:
         found = estimates.get(len(first))
@@ -159,7 +168,7 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     async def ping() -> bool:
         """One more sample; whether the samples are settled now (worked out once)."""
         samples.append(await link.ping(policy.kernel_stamps))
-        floor = _floor_with(samples[-1])
+        floor = shared.floor_with(samples[-1])
         return settled(samples, policy, floor, stamped(), estimate)
 
     def fast() -> bool:
@@ -170,13 +179,13 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
 
     batch = policy.batch if policy.kernel_stamps and link.kernel_stamps else 1
     try:
-        async with clock_turn(batch):
+        async with shared.turn(batch):
             async with asyncio.timeout(timeout) as deadline:
                 done = await ping()
                 while not done and fast() and (stamped() or batch == 1):
                     done = await ping()
         if not done and fast():  # an agent without stamps
-            async with clock_turn(1):
+            async with shared.turn(1):
                 async with asyncio.timeout(timeout) as deadline:
                     while not done:
                         done = await ping()
