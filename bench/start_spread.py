@@ -270,23 +270,30 @@ int main(void) {
 """
 # The physical limit of a start on this machine, whatever the protocol: N processes
 # already forked, each sleeping with clock_nanosleep to one CLOCK_MONOTONIC deadline,
-# then exec'ing the command. `floor N LEAD_US PROGRAM ARGS...`
+# then exec'ing the command. `floor N LEAD_US RT PROGRAM ARGS...`; RT 1: each sleeps at
+# real-time priority and drops it before its exec, as a permitted agent releases
+# (agent/oskit.py realtime_priority), so that its floor has the same privilege.
 FLOOR_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
-    if (argc < 4) return 2;
-    int n = atoi(argv[1]);
+    if (argc < 5) return 2;
+    int n = atoi(argv[1]), rt = atoi(argv[3]);
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     long long at = now.tv_sec * 1000000000LL + now.tv_nsec + atoll(argv[2]) * 1000LL;
     struct timespec deadline = {at / 1000000000LL, at % 1000000000LL};
+    struct sched_param fifo = {10}, other = {0};
     for (int i = 0; i < n; i++) {
         if (fork() == 0) {
+            if (rt && sched_setscheduler(0, SCHED_FIFO, &fifo)) _exit(126);
             while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL)) {}
-            execv(argv[3], argv + 3);
+            if (rt) sched_setscheduler(0, SCHED_OTHER, &other);
+            execv(argv[4], argv + 4);
             _exit(127);
         }
     }
@@ -296,9 +303,11 @@ int main(int argc, char **argv) {
 """
 FLOOR_LEAD_US = 30_000  # every child forked and asleep well before the deadline
 FLOOR_DIRECT = "floor: exec the command"
+FLOOR_REALTIME = "floor: exec the command, woken at real-time priority"
 FLOOR_SHELL = "floor: exec sh -c command"
 STANDIN = "gate-only stand-in"
 STANDIN_CHILD = "gate-only stand-in, command as the shell's child (before issue 19)"
+_NOT_NETJOBS = frozenset({FLOOR_DIRECT, FLOOR_REALTIME, FLOOR_SHELL, STANDIN, STANDIN_CHILD})
 
 
 @dataclass
@@ -344,12 +353,14 @@ def _stamps(output: bytes) -> list[int]:
     return [int(line) for line in output.split() if line.strip().isdigit()]
 
 
-def run_floor(helpers: Helpers, count: int, command: list[str], sample: Sample) -> Sample:
+def run_floor(
+    helpers: Helpers, count: int, command: list[str], sample: Sample, realtime: bool = False
+) -> Sample:
     """N C waiters exec'ing COMMAND at one deadline: the spread of their stamps."""
     assert helpers.floor is not None
     try:
         done = subprocess.run(
-            [str(helpers.floor), str(count), str(FLOOR_LEAD_US), *command],
+            [str(helpers.floor), str(count), str(FLOOR_LEAD_US), str(int(realtime)), *command],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=30,
@@ -361,6 +372,8 @@ def run_floor(helpers: Helpers, count: int, command: list[str], sample: Sample) 
     stamps = _stamps(done.stdout)
     if len(stamps) != count:
         sample.error = f"the floor printed {len(stamps)} stamps of {count}"
+        if realtime and done.returncode:
+            sample.error += " (no real-time priority here: not root?)"
         return sample
     sample.stamps_spread_ms = (max(stamps) - min(stamps)) / 1e6
     sample.ok = True
@@ -574,6 +587,7 @@ class Options:
     retries: int = 3
     helpers: Helpers | None = None  # the floor and the stamp binary (--no-floor: None)
     lead_ms: float | None = None  # --lead: fixed; None: the runner learns it
+    agent_args: tuple[str, ...] = ()  # --no-realtime: passed to every agent
 
 
 def log(text: str) -> None:
@@ -590,6 +604,8 @@ def extra_samples(
             (FLOOR_SHELL, ["/bin/sh", "-c", str(helpers.stamp)]),
         ):
             samples.append(run_floor(helpers, count, argv, Sample(count, False, mode, repeat)))
+        sample = Sample(count, False, FLOOR_REALTIME, repeat)
+        samples.append(run_floor(helpers, count, [str(helpers.stamp)], sample, realtime=True))
     samples.append(run_standin(count, command, Sample(count, False, STANDIN, repeat)))
     samples.append(
         run_standin(count, command, Sample(count, False, STANDIN_CHILD, repeat), in_place=False)
@@ -614,7 +630,8 @@ async def measure_agents(
     try:
         spawn_began = time.monotonic()
         for i in range(count):
-            agents.append(start_agent(token_file, port=0, log=workdir / f"agent-{count}-{i}.log"))
+            log_file = workdir / f"agent-{count}-{i}.log"
+            agents.append(start_agent(token_file, *options.agent_args, port=0, log=log_file))
         spawn_s = time.monotonic() - spawn_began
         plans = {False: plan_for([a.port for a in agents], options.command, f"n{count}-direct")}
         delays: list[float] = []
@@ -835,24 +852,30 @@ def _covered(sample: Sample, spread: float | None, bound: float | None, extra: f
 def floor_table(samples: list[Sample], options: Options) -> list[str]:
     """Every way of starting, against the floor measured in the same rounds."""
     lines = [
-        "| agents | start | tests ok | stamps p50 / p95 (ms) | ratio to the floor (p50) "
+        "| agents | start | tests ok | stamps p50 / p95 (ms) "
+        "| ratio to the floor, plain / real-time (p50) "
         "| exec spread p50 (ms) | stamps inside exec ± (+0.2 ms) | stamps inside release ± "
         "| release → first act p50 (ms) | latest release late, max (ms) |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     grouped = groups(samples)
+
+    def floor_of(count: int, mode: str) -> float | None:
+        return _median([s.stamps_spread_ms for s in grouped.get((count, False, mode), []) if s.ok])
+
     for count in sorted({k[0] for k in grouped}):
-        floor = _median(
-            [s.stamps_spread_ms for s in grouped.get((count, False, FLOOR_DIRECT), []) if s.ok]
-        )
+        floor, rt_floor = floor_of(count, FLOOR_DIRECT), floor_of(count, FLOOR_REALTIME)
         for (n, delayed, mode), group in grouped.items():
             if n != count or delayed:
                 continue
             ok = [s for s in group if s.ok and s.stamps_spread_ms is not None]
             stamps = [s.stamps_spread_ms for s in ok if s.stamps_spread_ms is not None]
             p50 = _median(list(stamps))
-            ratio = f"{p50 / floor:.2f}×" if p50 is not None and floor else "-"
-            netjobs = mode not in (FLOOR_DIRECT, FLOOR_SHELL, STANDIN, STANDIN_CHILD)
+            ratio = " / ".join(
+                f"{p50 / base:.2f}×" if p50 is not None and base else "-"
+                for base in (floor, rt_floor)
+            )
+            netjobs = mode not in _NOT_NETJOBS
             execs = [s for s in ok if s.exec_spread_ms is not None]
             exec_cover = release_cover = "-"
             if netjobs and ok:
@@ -1047,6 +1070,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         "when there is one, and use the static stamp binary as the command)",
     )
     parser.add_argument("--lead", type=float, metavar="MS", help="fix the lead (default: learned)")
+    parser.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="agents release at ordinary priority (default: real-time where permitted)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="uncounted tests per agent count")
     parser.add_argument("--test-timeout", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
@@ -1088,6 +1116,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Options, argparse.Namespace]
         max_other_cpu=args.max_other_cpu,
         retries=args.retries,
         lead_ms=args.lead,
+        agent_args=("--no-realtime",) if args.no_realtime else (),
     )
     return options, args
 
