@@ -124,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve one controller on standard input/output, then exit (how a controller "
         "starts the agent over SSH: it sends a token of its own first; listens nowhere)",
     )
+    parser.add_argument(
+        "--no-realtime",
+        action="store_true",
+        help="release commands at ordinary priority (default: the last instants before a "
+        "release at real-time priority where permitted, root or CAP_SYS_NICE, so that a busy "
+        "CPU runs the agent at the instant; commands never inherit it)",
+    )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
@@ -166,10 +173,14 @@ def _setup_logging(quiet: bool) -> None:
     logger.propagate = False
 
 
-def _serve_stdio(orphan_grace: float, spool_limit: int) -> int:
+def _serve_stdio(orphan_grace: float, spool_limit: int, realtime: bool = True) -> int:
     _forget_env_token()  # the token comes on standard input
     try:
-        return asyncio.run(server.serve_stdio(orphan_grace=orphan_grace, spool_limit=spool_limit))
+        return asyncio.run(
+            server.serve_stdio(
+                orphan_grace=orphan_grace, spool_limit=spool_limit, realtime=realtime
+            )
+        )
     except server.ListenError as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -199,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.quiet)
     fd_limits.raise_fd_limit()  # the connection caps follow the limit in force
     if args.stdio:
-        return _serve_stdio(args.orphan_grace, args.spool_limit)
+        return _serve_stdio(args.orphan_grace, args.spool_limit, not args.no_realtime)
     try:
         token = _load_token(args.token_file, args.strict_permissions)
         if not args.allow_weak_token:
@@ -222,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reconnect_grace=args.reconnect_grace,
                 spool_limit=args.spool_limit,
                 echo=args.echo,
+                realtime=not args.no_realtime,
             )
         )
     except server.ListenError as exc:

@@ -35,7 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .procs import CONTAINMENT, set_parent_death_signal
@@ -299,6 +299,49 @@ def coarse_wake_margin_ns(platform: str = sys.platform) -> int:
     in steps of the 15.6 ms system tick. time.sleep and a spin do the rest.
     """
     return 20_000_000 if platform == WINDOWS else 3_000_000
+
+
+# A release's last instants at real-time priority (SCHED_FIFO) where the process may
+# (Linux; root, CAP_SYS_NICE or an RLIMIT_RTPRIO): a busy CPU runs it at the instant,
+# not when its fair share comes round. Reset on fork: nothing it spawns inherits it.
+_REALTIME = getattr(os, "SCHED_FIFO", None)
+_RESET_ON_FORK = getattr(os, "SCHED_RESET_ON_FORK", 0)
+REALTIME_PRIORITY = 10  # of 1-99: above every ordinary process, below the kernel's threads
+
+
+def realtime_refused() -> str | None:
+    """Why the calling thread may not take real-time priority, or None if it may
+    (tried: taken and given back at once)."""
+    if _REALTIME is None:
+        return "no real-time scheduling on this platform"
+    try:
+        with realtime_priority() as taken:
+            pass
+    except OSError as exc:  # could not give it back: never seen, but say so
+        return f"cannot leave real-time priority: {exc.strerror or exc}"
+    return None if taken else "not permitted (root or CAP_SYS_NICE)"
+
+
+@contextlib.contextmanager
+def realtime_priority(wanted: bool = True) -> Iterator[bool]:
+    """The calling thread (the agent's one) at real-time priority within the block
+    where permitted; yields whether it is. Its policy and priority are restored after."""
+    if not wanted or _REALTIME is None:
+        yield False
+        return
+    try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+        os.sched_setscheduler(0, _REALTIME | _RESET_ON_FORK, os.sched_param(REALTIME_PRIORITY))
+    except OSError:  # not permitted (an ordinary user, a container without the cap)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        try:
+            os.sched_setscheduler(0, policy, param)
+        except PermissionError:  # clearing reset-on-fork takes CAP_SYS_NICE: keep it
+            os.sched_setscheduler(0, policy | _RESET_ON_FORK, param)
 
 
 def kill_tree_now(pid: int, platform: str = sys.platform) -> None:

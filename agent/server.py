@@ -422,9 +422,13 @@ class Agent:
         spool_dir: str | None = None,
         caps: limits.Caps | None = None,
         echo: Echo | None = None,
+        realtime: bool = True,
     ) -> None:
         self.token = token
         self.echo = echo
+        # Releases at real-time priority where permitted; else why not (logged at start).
+        self.realtime_refused = oskit.realtime_refused() if realtime else "--no-realtime"
+        self.realtime = self.realtime_refused is None
         if token.kind is Credential.SHARED:  # a credential or link secret is random already
             token_key(token.secret)  # the costly part of a handshake, paid once at start
         self.gate = limits.Gate(caps or limits.Caps.for_fd_limit(fd_limits.fd_limit()))
@@ -509,6 +513,15 @@ class Agent:
             del self._sessions[task]
         return session.may_carry_another()
 
+    def log_release_priority(self) -> None:
+        if self.realtime:
+            log.info(
+                "releases at real-time priority (SCHED_FIFO %d) for their last instants",
+                oskit.REALTIME_PRIORITY,
+            )
+        else:
+            log.info("releases at ordinary priority: %s", self.realtime_refused)
+
     def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """asyncio reports accept() failures (EMFILE...) here, once per attempt: log
         them once per interval with a count, not as a traceback each."""
@@ -577,7 +590,15 @@ class Agent:
             directory=self.spool_dir,
             grace=grace,
         )
-        run = Run(label, specs, outbox, self._run_done, self.echo, message.collect_max)
+        run = Run(
+            label,
+            specs,
+            outbox,
+            self._run_done,
+            self.echo,
+            message.collect_max,
+            realtime=self.realtime,
+        )
         self.run = run  # before the first await: a concurrent prepare sees busy
         try:
             results = await run.prepare()
@@ -871,9 +892,11 @@ async def serve(
     spool_limit: int = DEFAULT_LIMIT,
     out: TextIO = sys.stdout,
     echo: bool = False,
+    realtime: bool = True,
 ) -> int:
     """Listen until Ctrl-C / SIGTERM; returns the exit status (ListenError: cannot).
-    `echo`: every output line also goes to `out` (agent.echo)."""
+    `echo`: every output line also goes to `out` (agent.echo); `realtime`: releases at
+    real-time priority where permitted (agent/oskit.py realtime_priority)."""
     loop = asyncio.get_running_loop()
     echoer = None
     if echo:  # never over SSH (stdio carries the protocol): imported only for it
@@ -888,6 +911,7 @@ async def serve(
                 reconnect_grace=reconnect_grace,
                 spool_limit=spool_limit,
                 echo=echoer,
+                realtime=realtime,
             ),
             loop,
             hosts,
@@ -931,6 +955,7 @@ async def _serve(
                 caps.unauthenticated,
                 caps.per_source,
             )
+            agent.log_release_priority()
             await stop.wait()
             log.info("stopping")
             server.close()
@@ -992,7 +1017,9 @@ async def _read_stdio_token(reader: asyncio.StreamReader) -> Token:
     return Token(secret, "the controller's first line", link=True)
 
 
-async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) -> int:
+async def serve_stdio(
+    *, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT, realtime: bool = True
+) -> int:
     """One controller on stdin/stdout: an agent started over SSH for a whole run.
 
     SSH authenticated both ends: the secret is the controller's random one for this
@@ -1011,7 +1038,13 @@ async def serve_stdio(*, orphan_grace: float, spool_limit: int = DEFAULT_LIMIT) 
         token = await _read_stdio_token(reader)
     except TimeoutError:
         raise ListenError(f"no token from the controller within {AUTH_TIMEOUT_S:g} s") from None
-    agent = Agent(token, orphan_grace=orphan_grace, reconnect_grace=0.0, spool_limit=spool_limit)
+    agent = Agent(
+        token,
+        orphan_grace=orphan_grace,
+        reconnect_grace=0.0,
+        spool_limit=spool_limit,
+        realtime=realtime,
+    )
     agent.max_grace = 0.0
     agent.stdio = True
     client = os.environ.get("SSH_CLIENT", "").split()

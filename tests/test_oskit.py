@@ -341,3 +341,71 @@ def test_enable_keepalive():
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 31
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_FIFO"), reason="no real-time scheduling here")
+def test_realtime_priority_is_taken_for_the_block_and_never_inherited():
+    if oskit.realtime_refused() is not None:
+        pytest.skip(f"real-time priority not permitted here: {oskit.realtime_refused()}")
+    before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
+    with oskit.realtime_priority() as taken:
+        assert taken
+        assert os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
+        assert os.sched_getparam(0).sched_priority == oskit.REALTIME_PRIORITY
+        # A process spawned meanwhile (the release spawns none, but whatever did):
+        # ordinary, as the commands must be.
+        child = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.sched_getscheduler(0))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert int(child.stdout) == os.SCHED_OTHER
+    assert (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority) == before
+    with oskit.realtime_priority(wanted=False) as taken:
+        assert not taken and os.sched_getscheduler(0) == before[0]
+
+
+@pytest.mark.parametrize(
+    ("rtprio", "refused", "inside"),
+    [(0, "not permitted (root or CAP_SYS_NICE)", "False"), (10, "None", "True")],
+)
+def test_realtime_priority_as_an_ordinary_user(rtprio, refused, inside):
+    """An ordinary user (a child that gave up root) is refused without RLIMIT_RTPRIO
+    and says why; with it (systemd's LimitRTPRIO=10) it takes real-time priority and
+    gives it back, though it may not clear reset-on-fork. Either way it ends ordinary."""
+    if os.geteuid() != 0 or not hasattr(os, "SCHED_FIFO"):
+        pytest.skip("needs root to become an ordinary user")
+    code = (
+        "import os, resource, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from netjobs_agent import oskit\n"  # first: the user below may not read the stdlib
+        "limit = int(sys.argv[2])\n"
+        "try:\n"
+        "    resource.setrlimit(resource.RLIMIT_RTPRIO, (limit, limit))\n"
+        "except (ValueError, OSError) as exc:\n"  # a container's root without the cap
+        "    sys.exit(f'cannot set RLIMIT_RTPRIO to {limit}: {exc}')\n"
+        "os.setgid(65534)\n"
+        "os.setuid(65534)\n"
+        "print(oskit.realtime_refused())\n"
+        "with oskit.realtime_priority() as taken:\n"
+        "    print(taken, os.sched_getscheduler(0))\n"
+        "print(os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK)\n"
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code, repo, str(rtprio)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "cannot set RLIMIT_RTPRIO" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 0, done.stderr
+    refused_line, inside_line, after = done.stdout.splitlines()
+    assert refused_line == refused
+    assert inside_line.split()[0] == inside
+    if inside == "True":
+        assert int(inside_line.split()[1]) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
+    assert int(after) == os.SCHED_OTHER

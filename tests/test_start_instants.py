@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 import time
 
 import pytest
@@ -202,3 +203,20 @@ def test_the_lead_policy_learns_within_its_bound():
     assert policy.wake_ns(slow) == 50_000_000 and policy.wake_ns(quick) is None
     assert policy.lead_ns(paths, 0.1e9) == 0.1e9  # never past the cap
     assert LeadPolicy(fixed_ns=7e6).lead_ns(paths, 5e9) == 7e6
+
+
+@pytest.mark.skipif(not ROOT, reason="real-time priority needs root on Linux")
+async def test_the_release_is_real_time_and_the_commands_are_not(token):
+    """A permitted agent releases at real-time priority (its log says so at start), one
+    started with --no-realtime at ordinary priority; either way its commands are
+    ordinary processes."""
+    with start_agent(token.path) as fast, start_agent(token.path, "--no-realtime") as plain:
+        log = fast.wait_log("releases at")
+        assert "releases at real-time priority (SCHED_FIFO 10) for their last instants" in log
+        assert "releases at ordinary priority: --no-realtime" in plain.wait_log("releases at")
+        policy = f"{sys.executable} -c 'import os; print(os.sched_getscheduler(0))'"
+        plan = plan_for('t:\n{a0}: "{p}"\n{a1}: "{p}"\nend\n', [fast, plain], p=policy)
+        test = await run_test(plan.tests[0], options(token))
+        assert test.status is TestStatus.PASSED
+        for host in test.hosts:
+            assert host.commands[0].stdout.read_bytes() == f"{os.SCHED_OTHER}\n".encode()
