@@ -546,7 +546,7 @@ class Run:
         # At real-time priority where permitted (Agent.realtime): with more agents or
         # other work than CPUs, each is woken and run at the instant instead of in its
         # turn (4 agents on 2 CPUs: releases within 0.06 ms instead of 0.8, the commands'
-        # stamps 0.6-0.9 ms apart instead of 0.9-1.2; docs/performance.md). Given back
+        # stamps 0.6-0.9 ms apart instead of 0.8-1.2; docs/performance.md). Given back
         # once the gates are written: the commands' shells, ordinary, run next.
         realtime = oskit.realtime_priority(self.realtime)
         realtime.__enter__()
