@@ -548,28 +548,26 @@ class Run:
         # turn (4 agents on 2 CPUs: releases within 0.06 ms instead of 0.8, the commands'
         # stamps 0.6-0.9 ms apart instead of 0.8-1.2; docs/performance.md). Given back
         # once the gates are written: the commands' shells, ordinary, run next.
-        realtime = oskit.realtime_priority(self.realtime)
-        realtime.__enter__()
         try:
-            # NETJOBS_START_EPOCH_NS: the instant on this machine's wall clock
-            # (sequential: the actual release), read before the spin.
-            wall_minus_clock = time.time_ns() - now_ns()
-            if at is not None:
-                start_epoch_ns = at + wall_minus_clock
-                fine = (at - now_ns() - FINE_MARGIN_NS) / 1e9
-                if fine > 0:
-                    time.sleep(fine)
-                while now_ns() < at:
-                    pass
-            else:
-                start_epoch_ns = now_ns() + wall_minus_clock
-            for job in self.jobs:
-                if not self.gated:
-                    job.spawn_released(start_epoch_ns)
-                elif job.proc is not None:
-                    job.release(start_epoch_ns)
+            with oskit.realtime_priority(self.realtime):
+                # NETJOBS_START_EPOCH_NS: the instant on this machine's wall clock
+                # (sequential: the actual release), read before the spin.
+                wall_minus_clock = time.time_ns() - now_ns()
+                if at is not None:
+                    start_epoch_ns = at + wall_minus_clock
+                    fine = (at - now_ns() - FINE_MARGIN_NS) / 1e9
+                    if fine > 0:
+                        time.sleep(fine)
+                    while now_ns() < at:
+                        pass
+                else:
+                    start_epoch_ns = now_ns() + wall_minus_clock
+                for job in self.jobs:
+                    if not self.gated:
+                        job.spawn_released(start_epoch_ns)
+                    elif job.proc is not None:
+                        job.release(start_epoch_ns)
         finally:
-            realtime.__exit__(None, None, None)
             if gc_was_enabled:
                 gc.enable()
         self.stage = Stage.RELEASED
