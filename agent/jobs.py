@@ -501,20 +501,31 @@ class Run:
                     await self._go.wait()
             except TimeoutError:
                 self.kill(f"not started within {PREPARED_TIMEOUT_S:g} s of its prepare")
-            if not self.kill_requested:
-                await self._sleep_until_near(self._at)
-            if not self.kill_requested:
-                watch, why = execwatch.open_watch() if self.gated else (None, "")
-                try:
-                    self._release(self._at)
+            watch: execwatch.ExecWatch | None = None
+            why = ""
+            try:
+                if not self.kill_requested:
+                    # From the start to the gates' writes at real-time priority where
+                    # permitted (Agent.realtime): with more agents or other work than CPUs,
+                    # each wakes and runs at its instants instead of in its turn (4 agents
+                    # on 2 CPUs: releases within 0.06 ms instead of 0.8, the commands'
+                    # stamps 0.6-0.9 ms apart instead of 0.8-1.2; docs/performance.md). The
+                    # loop is idle meanwhile: this run is the agent's one. Given back at
+                    # once: the commands' shells, ordinary, run next.
+                    with oskit.realtime_priority(self.realtime):
+                        await self._sleep_until_near(self._at)
+                        if not self.kill_requested:
+                            watch, why = execwatch.open_watch() if self.gated else (None, "")
+                            self._release(self._at)
+                if self.stage is Stage.RELEASED:
                     await self._report_started(watch, why)
-                finally:
-                    if watch is not None:
-                        watch.close()
-                if not self.gated:
-                    for job in self.jobs:
-                        if job.proc is not None:
-                            await job.connect_pipes()
+            finally:
+                if watch is not None:
+                    watch.close()
+            if self.stage is Stage.RELEASED and not self.gated:
+                for job in self.jobs:
+                    if job.proc is not None:
+                        await job.connect_pipes()
             async with asyncio.TaskGroup() as group:
                 for job in self.jobs:
                     group.create_task(job.finish(self.stage is Stage.RELEASED))
@@ -543,30 +554,24 @@ class Run:
         """Blocking on purpose: the last few ms are slept and spun, not awaited."""
         gc_was_enabled = gc.isenabled()
         gc.disable()  # a collection here would land between the releases
-        # At real-time priority where permitted (Agent.realtime): with more agents or
-        # other work than CPUs, each is woken and run at the instant instead of in its
-        # turn (4 agents on 2 CPUs: releases within 0.06 ms instead of 0.8, the commands'
-        # stamps 0.6-0.9 ms apart instead of 0.8-1.2; docs/performance.md). Given back
-        # once the gates are written: the commands' shells, ordinary, run next.
         try:
-            with oskit.realtime_priority(self.realtime):
-                # NETJOBS_START_EPOCH_NS: the instant on this machine's wall clock
-                # (sequential: the actual release), read before the spin.
-                wall_minus_clock = time.time_ns() - now_ns()
-                if at is not None:
-                    start_epoch_ns = at + wall_minus_clock
-                    fine = (at - now_ns() - FINE_MARGIN_NS) / 1e9
-                    if fine > 0:
-                        time.sleep(fine)
-                    while now_ns() < at:
-                        pass
-                else:
-                    start_epoch_ns = now_ns() + wall_minus_clock
-                for job in self.jobs:
-                    if not self.gated:
-                        job.spawn_released(start_epoch_ns)
-                    elif job.proc is not None:
-                        job.release(start_epoch_ns)
+            # NETJOBS_START_EPOCH_NS: the instant on this machine's wall clock
+            # (sequential: the actual release), read before the spin.
+            wall_minus_clock = time.time_ns() - now_ns()
+            if at is not None:
+                start_epoch_ns = at + wall_minus_clock
+                fine = (at - now_ns() - FINE_MARGIN_NS) / 1e9
+                if fine > 0:
+                    time.sleep(fine)
+                while now_ns() < at:
+                    pass
+            else:
+                start_epoch_ns = now_ns() + wall_minus_clock
+            for job in self.jobs:
+                if not self.gated:
+                    job.spawn_released(start_epoch_ns)
+                elif job.proc is not None:
+                    job.release(start_epoch_ns)
         finally:
             if gc_was_enabled:
                 gc.enable()
