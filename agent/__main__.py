@@ -127,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-realtime",
         action="store_true",
-        help="release commands at ordinary priority (default: the last instants before a "
-        "release at real-time priority where permitted, root or CAP_SYS_NICE, so that a busy "
-        "CPU runs the agent at the instant; commands never inherit it)",
+        help="release commands at ordinary priority (default: from a test's start message to "
+        "its release at real-time priority where permitted, root or CAP_SYS_NICE, so that a "
+        "busy CPU runs the agent at the instant; commands never inherit it)",
     )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

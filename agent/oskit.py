@@ -301,7 +301,7 @@ def coarse_wake_margin_ns(platform: str = sys.platform) -> int:
     return 20_000_000 if platform == WINDOWS else 3_000_000
 
 
-# A release's last instants at real-time priority (SCHED_FIFO) where the process may
+# The wait for a release at real-time priority (SCHED_FIFO) where the process may
 # (Linux; root, CAP_SYS_NICE or an RLIMIT_RTPRIO): a busy CPU runs it at the instant,
 # not when its fair share comes round. Reset on fork: nothing it spawns inherits it.
 _REALTIME = getattr(os, "SCHED_FIFO", None)

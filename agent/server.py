@@ -516,11 +516,11 @@ class Agent:
     def log_release_priority(self) -> None:
         if self.realtime:
             log.info(
-                "releases at real-time priority (SCHED_FIFO %d) for their last instants",
+                "waits for its releases at real-time priority (SCHED_FIFO %d)",
                 oskit.REALTIME_PRIORITY,
             )
         else:
-            log.info("releases at ordinary priority: %s", self.realtime_refused)
+            log.info("waits for its releases at ordinary priority: %s", self.realtime_refused)
 
     def loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """asyncio reports accept() failures (EMFILE...) here, once per attempt: log
