@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -322,26 +323,44 @@ def realtime_refused() -> str | None:
     return None if taken else "not permitted (root or CAP_SYS_NICE)"
 
 
+class _Held(threading.local):
+    """The real-time windows open on this thread, and the policy to restore after the
+    last: several agents in one process (the benchmarks' helpers) overlap theirs."""
+
+    depth = 0
+    saved: tuple[int, Any] = (0, None)
+
+
+_held = _Held()
+
+
 @contextlib.contextmanager
 def realtime_priority(wanted: bool = True) -> Iterator[bool]:
     """The calling thread (the agent's one) at real-time priority within the block
-    where permitted; yields whether it is. Its policy and priority are restored after."""
+    where permitted; yields whether it is. Its policy and priority are restored when
+    the last block open on it ends (blocks may overlap in any order)."""
     if not wanted or _REALTIME is None:
         yield False
         return
-    try:
-        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-        os.sched_setscheduler(0, _REALTIME | _RESET_ON_FORK, os.sched_param(REALTIME_PRIORITY))
-    except OSError:  # not permitted (an ordinary user, a container without the cap)
-        yield False
-        return
+    if _held.depth == 0:
+        try:
+            saved = os.sched_getscheduler(0), os.sched_getparam(0)
+            os.sched_setscheduler(0, _REALTIME | _RESET_ON_FORK, os.sched_param(REALTIME_PRIORITY))
+        except OSError:  # not permitted (an ordinary user, a container without the cap)
+            yield False
+            return
+        _held.saved = saved
+    _held.depth += 1
     try:
         yield True
     finally:
-        try:
-            os.sched_setscheduler(0, policy, param)
-        except PermissionError:  # clearing reset-on-fork takes CAP_SYS_NICE: keep it
-            os.sched_setscheduler(0, policy | _RESET_ON_FORK, param)
+        _held.depth -= 1
+        if _held.depth == 0:
+            policy, param = _held.saved
+            try:
+                os.sched_setscheduler(0, policy, param)
+            except PermissionError:  # clearing reset-on-fork takes CAP_SYS_NICE: keep it
+                os.sched_setscheduler(0, policy | _RESET_ON_FORK, param)
 
 
 def kill_tree_now(pid: int, platform: str = sys.platform) -> None:

@@ -366,6 +366,21 @@ def test_realtime_priority_is_taken_for_the_block_and_never_inherited():
         assert not taken and os.sched_getscheduler(0) == before[0]
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_FIFO"), reason="no real-time scheduling here")
+def test_overlapping_realtime_windows_restore_once_the_last_ends():
+    """Several agents in one process (the benchmarks' helpers) open and close their
+    windows in any order: ordinary again only after the last, never left real-time."""
+    if oskit.realtime_refused() is not None:
+        pytest.skip(f"real-time priority not permitted here: {oskit.realtime_refused()}")
+    before = os.sched_getscheduler(0)
+    first, second = oskit.realtime_priority(), oskit.realtime_priority()
+    assert first.__enter__() and second.__enter__()
+    first.__exit__(None, None, None)  # the first one opened ends first
+    assert os.sched_getscheduler(0) & ~os.SCHED_RESET_ON_FORK == os.SCHED_FIFO
+    second.__exit__(None, None, None)
+    assert os.sched_getscheduler(0) == before
+
+
 @pytest.mark.parametrize(
     ("rtprio", "refused", "inside"),
     [(0, "not permitted (root or CAP_SYS_NICE)", "False"), (10, "None", "True")],
