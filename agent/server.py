@@ -561,6 +561,7 @@ class Agent:
             hostname=self.hostname,
             version=__version__,
             platform=self.platform,
+            realtime=self.realtime,
         )
 
     async def prepare(self, session: Session, message: Prepare) -> Run | None:

@@ -25,6 +25,7 @@ class HostCheck:
     credential: str = ""  # what it authenticated with (a wire.sealing.Credential)
     busy: bool | None = None
     busy_with: str = ""  # the label of the test it runs
+    realtime: bool | None = None  # it releases at real-time priority (None: not said)
     rtt_ms: float | None = None
     clock_offset_ms: float | None = None
     clock_uncertainty_ms: float | None = None  # of both offsets
@@ -69,6 +70,7 @@ async def check_host(
             check.platform = found.platform
             check.busy = found.busy
             check.busy_with = found.label
+            check.realtime = found.realtime
         finally:
             check.reachable = link.tcp_connected
     return check

@@ -217,10 +217,12 @@ def format_check(check: HostCheck) -> str:
     word, busy = (
         ("BUSY   ", f"busy with test {check.busy_with!r}") if check.busy else ("OK     ", "idle")
     )
+    priority = text.release_priority(check.realtime)
     return (
         f"{check.address!s:<24} {word} agent {text.field(check.agent_version)} on "
         f"{text.field(check.hostname)} ({text.field(check.platform)}), {busy}, "
         f"{text.credential(check.credential)}, {text.host_line_numbers(check)}"
+        + (f", {priority}" if priority else "")
     )
 
 

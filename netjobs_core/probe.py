@@ -209,6 +209,7 @@ class AgentProbe:
     platform: str
     busy: bool
     label: str  # of the test it runs when busy, else ""
+    realtime: bool | None = None  # releases at real-time priority; None: not said
 
 
 async def connect_measured(
@@ -248,4 +249,5 @@ async def probe(
         platform=status.platform,
         busy=status.busy,
         label=status.label or "",
+        realtime=status.realtime,
     )

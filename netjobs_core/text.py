@@ -937,6 +937,16 @@ CREDENTIAL_NAMES = {
 }
 
 
+def release_priority(realtime: bool | None) -> str:
+    """How an agent waits for its releases, as `netjobs check` says it: empty for an
+    agent that does not say (an older one)."""
+    if realtime is None:
+        return ""
+    if realtime:
+        return "releases at real-time priority"
+    return "releases at ordinary priority (real-time needs root, CAP_SYS_NICE or LimitRTPRIO)"
+
+
 def credential(kind: str) -> str:
     """What an agent authenticated with: `host credential`, `shared token`, `SSH link
     secret` (an agent started over SSH, with a random secret of its link)."""

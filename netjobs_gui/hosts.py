@@ -186,9 +186,11 @@ class HostsPanel(QWidget):
             agent, name, platform = map(
                 text.printable, (check.agent_version, check.hostname, check.platform)
             )
+            priority = text.release_priority(check.realtime)
             line = (
                 f"{host}: agent {escape(agent)} on {escape(name)} "
                 f"({escape(platform)}), {'busy' if check.busy else 'idle'}"
+                + (f", {escape(priority)}" if priority else "")
             )
         self.details.setText(line)
 

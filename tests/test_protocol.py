@@ -1465,3 +1465,16 @@ def test_half_a_surrogate_pair_in_a_header_is_malformed(text, ok):
     else:
         with pytest.raises(ProtocolError, match="half a surrogate pair"):
             raw.parse()
+
+
+@pytest.mark.parametrize("realtime", [True, False])
+def test_a_status_says_how_the_agent_waits_for_its_releases(realtime):
+    status = Status(busy=False, hostname="h", version="3", platform="p", realtime=realtime)
+    frame = status.to_frame()
+    assert frame.fields["realtime"] is realtime
+    assert decode(frame, SENT_BY[Role.AGENT]) == status
+    # An older agent leaves it out (WIRE_3_2); anything but a boolean is refused.
+    with pytest.raises(ProtocolError, match="realtime"):
+        decode(
+            dataclasses.replace(frame, fields={**frame.fields, "realtime": 1}), SENT_BY[Role.AGENT]
+        )

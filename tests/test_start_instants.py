@@ -16,6 +16,8 @@ from agent_harness import start_agent
 
 from agent import execwatch
 from agent.jobs import RELEASE_UNSURE_NS, release_figure
+from netjobs_core.check import check_hosts
+from netjobs_core.cli import format_check
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
 from netjobs_core.lead import LeadPolicy, default_lead_ns
@@ -216,6 +218,13 @@ async def test_the_release_is_real_time_and_the_commands_are_not(token):
         assert "waits for its releases at ordinary priority: --no-realtime" in plain.wait_log(
             "releases at"
         )
+        # `netjobs check` says it too.
+        checks = await check_hosts(
+            [Address("127.0.0.1", a.port) for a in (fast, plain)], token.token
+        )
+        assert [check.realtime for check in checks] == [True, False]
+        assert format_check(checks[0]).endswith(", releases at real-time priority")
+        assert ", releases at ordinary priority (real-time needs root" in format_check(checks[1])
         policy = f"{sys.executable} -c 'import os; print(os.sched_getscheduler(0))'"
         plan = plan_for('t:\n{a0}: "{p}"\n{a1}: "{p}"\nend\n', [fast, plain], p=policy)
         test = await run_test(plan.tests[0], options(token))

@@ -439,7 +439,8 @@ class Pong(Message):
 
 @message_type
 class Status(Message):
-    """The agent's answer to a status query."""
+    """The agent's answer to a status query. realtime: whether it waits for its
+    releases at real-time priority (agents before it leave it out)."""
 
     TYPE = "status"
     busy: bool
@@ -447,6 +448,7 @@ class Status(Message):
     hostname: str
     version: str
     platform: str
+    realtime: Annotated[bool | None, OMITTED] = None
 
 
 @message_type
