@@ -14,6 +14,7 @@ from agent_harness import free_port, pid_alive  # tests/agent_harness.py
 from PySide6.QtCore import QTimer
 from qt_async import wait_signal, wait_until
 
+from netjobs_agent import oskit
 from netjobs_core import __version__, logs
 from netjobs_core.results import CommandStatus, TestStatus
 from netjobs_core.results_json import run_to_json
@@ -79,6 +80,12 @@ async def test_open_check_run_watch_and_save(gui: Any, agents: list[Any], tmp_pa
     assert all("±" in text for text in column(hosts, "Clock offset")[:3])
     assert "connection refused" in column(hosts, "Error")[3]
     assert hosts.summary() == "4 hosts: 3 ready, 1 with problems"
+    # The selected host in full, with how its agent waits for a release.
+    gui.hosts.table.setCurrentIndex(gui.hosts.table.model().index(0, 0))
+    details = gui.hosts.details.text()
+    assert f"agent {__version__} on " in details and ", idle, releases at " in details
+    permitted = oskit.realtime_refused() is None
+    assert ("real-time priority" in details) is permitted
 
     # ---- run everything (F5)
     gui.run_action.trigger()
