@@ -28,7 +28,7 @@ from agent_harness import (
     wait_gone,
 )
 
-from agent import spool
+from agent import oskit, spool
 from netjobs_core import __version__, text
 from netjobs_core.client import AgentLink, ConnectionLost
 from netjobs_core.local_agents import AgentStartError
@@ -79,6 +79,8 @@ async def test_handshake_ping_and_status(agent, token_file):
             "hostname": socket.gethostname(),
             "version": __version__,
             "platform": status.platform,
+            # Whether it waits for releases at real-time priority: as this user may.
+            "realtime": oskit.realtime_refused() is None,
         }
         assert status.platform.startswith("Linux")
 
