@@ -18,13 +18,19 @@ async def serve(handler):
     return server, Address("127.0.0.1", server.sockets[0].getsockname()[1])
 
 
-async def test_reads_in_pieces_then_the_end():
+def sending(data: bytes):
+    """A server's handler that sends DATA and closes."""
+
     async def handler(reader, writer):
-        writer.write(b"0123456789")
+        writer.write(data)
         await writer.drain()
         writer.close()
 
-    server, address = await serve(handler)
+    return handler
+
+
+async def test_reads_in_pieces_then_the_end():
+    server, address = await serve(sending(b"0123456789"))
     async with server:
         channel = await open_tcp(address, 5)
         got = b""
@@ -85,12 +91,7 @@ async def test_an_agent_we_do_not_read_waits_on_tcp():
 
 
 async def test_the_buffer_starts_small_and_grows_while_a_stream_fills_it():
-    async def handler(reader, writer):
-        writer.write(b"y" * (8 * READ_SIZE))
-        await writer.drain()
-        writer.close()
-
-    server, address = await serve(handler)
+    server, address = await serve(sending(b"y" * (8 * READ_SIZE)))
     async with server:
         channel = await open_tcp(address, 5)
         sizes = []
@@ -134,12 +135,7 @@ def test_connects_by_address_and_by_name_and_names_what_fails(loop_name):
         factory = asyncio.new_event_loop
 
     async def main():
-        async def handler(reader, writer):
-            writer.write(b"hi")
-            await writer.drain()
-            writer.close()
-
-        server, address = await serve(handler)
+        server, address = await serve(sending(b"hi"))
         async with server:
             for target in (address, Address("localhost", address.port)):
                 channel = await open_tcp(target, 5)
