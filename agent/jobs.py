@@ -52,11 +52,11 @@ PREPARED_TIMEOUT_S = 600.0  # a prepared run nobody starts does not hold the age
 # Waiting for the release: asyncio sleep to oskit.coarse_wake_margin_ns() before
 # the instant (loop timers are coarse), time.sleep to this much before, then spin.
 FINE_MARGIN_NS = 200_000
-# After the release the agent keeps out of its commands' way: it first sleeps this
-# long (their exec and first acts come first), then reads their exec events every
-# EXEC_POLL_S until each command exec'd or ended, at most EXEC_WAIT_S after the
-# release; only then does it report `started` and begin reading their pipes (the
-# pipes hold 256 KiB meanwhile: oskit.widen_pipe).
+# After the release the agent keeps out of its commands' way: its loop first sleeps
+# this long, blocked (stand_aside: their execs and first acts come first), then reads
+# their exec events every EXEC_POLL_S until each command exec'd or ended, at most
+# EXEC_WAIT_S after the release; only then does it report `started` and send their
+# output (the pipes hold 256 KiB meanwhile: oskit.widen_pipe).
 EXEC_FIRST_LOOK_S = 0.005
 EXEC_POLL_S = 0.005
 EXEC_WAIT_S = 0.1
@@ -120,6 +120,26 @@ def release_figure(released: int | None, written: int | None, exec_at: int | Non
     if exec_at is None:
         return released  # nothing bounds it from above: the instant it cannot precede
     return max(released, min(written, exec_at))
+
+
+class _Waiting(threading.local):
+    """Releases awaited on this thread: several agents in one process (the
+    benchmarks' helpers) share its loop, and one must not block another's."""
+
+    releases = 0
+
+
+_waiting = _Waiting()
+
+
+def stand_aside() -> None:
+    """Right after a release, out of the commands' way: the loop's next turn (the
+    `started` report, their pipes, their exits, a reaper thread's end) took the CPU
+    from commands still in their exec on a busy host (4 agents on 2 CPUs: 80 µs of
+    Python each before the last exec; docs/performance.md). Blocking on purpose, for
+    the first look at the exec events; only when no other release waits on this
+    thread (Run.main)."""
+    time.sleep(EXEC_FIRST_LOOK_S)
 
 
 class Job:
@@ -512,12 +532,18 @@ class Run:
                     # stamps 0.6-0.9 ms apart instead of 0.8-1.2; docs/performance.md). The
                     # loop is idle meanwhile: this run is the agent's one. Given back at
                     # once: the commands' shells, ordinary, run next.
-                    with oskit.realtime_priority(self.realtime):
-                        await self._sleep_until_near(self._at)
-                        if not self.kill_requested:
-                            watch, why = execwatch.open_watch() if self.gated else (None, "")
-                            self._release(self._at)
+                    _waiting.releases += 1
+                    try:
+                        with oskit.realtime_priority(self.realtime):
+                            await self._sleep_until_near(self._at)
+                            if not self.kill_requested:
+                                watch, why = execwatch.open_watch() if self.gated else (None, "")
+                                self._release(self._at)
+                    finally:
+                        _waiting.releases -= 1
                 if self.stage is Stage.RELEASED:
+                    if not _waiting.releases:
+                        stand_aside()
                     await self._report_started(watch, why)
             finally:
                 if watch is not None:
@@ -622,8 +648,9 @@ class Run:
         waking for every process event of a busy machine would cost its commands more."""
         if not released:
             return
-        deadline = min(released.values()) + int(EXEC_WAIT_S * 1e9)
-        await asyncio.sleep(EXEC_FIRST_LOOK_S)
+        first = min(released.values())
+        deadline = first + int(EXEC_WAIT_S * 1e9)
+        await asyncio.sleep(max(0.0, (first + int(EXEC_FIRST_LOOK_S * 1e9) - now_ns()) / 1e9))
         while True:
             watch.drain()
             waiting = [

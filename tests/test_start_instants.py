@@ -14,8 +14,8 @@ import time
 import pytest
 from agent_harness import start_agent
 
-from agent import execwatch
-from agent.jobs import RELEASE_UNSURE_NS, release_figure
+from agent import execwatch, jobs
+from agent.jobs import RELEASE_UNSURE_NS, JobCommand, Run, release_figure
 from netjobs_core.check import check_hosts
 from netjobs_core.cli import format_check
 from netjobs_core.config import parse_config
@@ -27,6 +27,7 @@ from netjobs_core.results_json import run_to_json
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner, run_test
 from netjobs_core.wire.address import Address
+from netjobs_core.wire.clock import now_ns
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 ROOT = os.geteuid() == 0 and os.uname().sysname == "Linux"
@@ -109,6 +110,49 @@ def test_a_release_held_back_between_its_clock_reads_is_bounded_by_the_exec():
     # Nothing measured above: the earliest it can have been.
     assert release_figure(10 * ms, 50 * ms, None) == 10 * ms
     assert release_figure(None, None, None) is None
+
+
+class _Kept:
+    """A run's messages, kept (agent.jobs.Sink)."""
+
+    peer = "test"
+
+    def __init__(self) -> None:
+        self.messages: list[object] = []
+
+    def post(self, message: object) -> None:
+        self.messages.append(message)
+
+    async def output(self, command_id: int, stream: str, data: bytes) -> None:
+        pass
+
+
+@pytest.mark.parametrize("runs", [1, 3])
+async def test_the_agent_stands_aside_after_the_last_release_on_its_thread(monkeypatch, runs):
+    """After its release an agent's loop sleeps, blocked, while its commands exec; never
+    while another run on the same thread (agents sharing a process) has yet to release."""
+    asides: list[tuple[int, int]] = []  # (instant, runs released by then)
+    monkeypatch.setattr(
+        jobs,
+        "stand_aside",
+        lambda: asides.append(
+            (now_ns(), sum(job.released_at is not None for r in started for job in r.jobs))
+        ),
+    )
+    started = [
+        Run(f"t{i}", [JobCommand(1, "true", None)], _Kept(), lambda run: None) for i in range(runs)
+    ]
+    for run in started:
+        await run.prepare()
+    at = now_ns() + 50_000_000
+    for run in started:
+        run.start(at)
+    await asyncio.gather(*(run.main() for run in started))
+    assert len(asides) == 1
+    instant, released = asides[0]
+    assert released == runs  # after every release on this thread, not between them
+    assert instant >= max(job.released_at for run in started for job in run.jobs)
+    assert all(run.sink.messages for run in started)
 
 
 def test_no_exec_instants_without_the_kernel_events(monkeypatch):
