@@ -244,6 +244,17 @@ def test_a_host_without_python3_gets_the_one_file_agent(trusted):
         host.start()
 
 
+def test_an_agent_started_over_ssh_loads_no_tls_library(trusted):
+    """asyncio imports ssl, which the agent never uses (its frames are sealed by its own
+    protocol): the start script keeps it out, ~6 ms of each start over SSH."""
+    lab, host = trusted, trusted.hosts[2]
+    look = "echo $NETJOBS_JOB; p=${NETJOBS_JOB#stdio}; grep -c _ssl /proc/${p%%:*}/maps || true"
+    test = asyncio.run(run_over_ssh(lab, f't:\nssh://{host.address}: "{look}"\nend\n'))
+    assert test.status is TestStatus.PASSED, test.reason
+    lines = test.hosts[0].commands[0].stdout.read_bytes().decode().split()
+    assert agent_pid(test) > 0 and lines[1] == "0"
+
+
 def agent_pid(test) -> int:
     """The stdio agent that ran a test's `echo $NETJOBS_JOB` (its cookie names it)."""
     cookie = test.hosts[0].commands[0].stdout.read_bytes().decode()
