@@ -22,7 +22,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -130,6 +130,16 @@ class _Waiting(threading.local):
 
 
 _waiting = _Waiting()
+
+
+@contextlib.contextmanager
+def _release_window() -> Iterator[None]:
+    """From a run's start to its release, counted in `_waiting`."""
+    _waiting.releases += 1
+    try:
+        yield
+    finally:
+        _waiting.releases -= 1
 
 
 def stand_aside() -> None:
@@ -532,15 +542,11 @@ class Run:
                     # stamps 0.6-0.9 ms apart instead of 0.8-1.2; docs/performance.md). The
                     # loop is idle meanwhile: this run is the agent's one. Given back at
                     # once: the commands' shells, ordinary, run next.
-                    _waiting.releases += 1
-                    try:
-                        with oskit.realtime_priority(self.realtime):
-                            await self._sleep_until_near(self._at)
-                            if not self.kill_requested:
-                                watch, why = execwatch.open_watch() if self.gated else (None, "")
-                                self._release(self._at)
-                    finally:
-                        _waiting.releases -= 1
+                    with _release_window(), oskit.realtime_priority(self.realtime):
+                        await self._sleep_until_near(self._at)
+                        if not self.kill_requested:
+                            watch, why = execwatch.open_watch() if self.gated else (None, "")
+                            self._release(self._at)
                 if self.stage is Stage.RELEASED:
                     if not _waiting.releases:
                         stand_aside()
