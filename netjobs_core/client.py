@@ -12,9 +12,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
+from netjobs_core.clock_offset import Sample
 from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import Sample, now_ns
+from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.connection import Connection
 from netjobs_core.wire.errors import (
     AuthenticationFailed,

@@ -44,6 +44,7 @@ from netjobs_core.client import (
     Refused,
     Tampered,
 )
+from netjobs_core.clock_offset import OffsetEstimate
 from netjobs_core.collected import FileReception
 from netjobs_core.config import CommandSpec
 from netjobs_core.interruptions import Hearing, LoopStalls
@@ -61,7 +62,7 @@ from netjobs_core.results import (
 from netjobs_core.run_options import RunOptions
 from netjobs_core.verdict import aborted_text
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import OffsetEstimate, now_ns
+from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.messages import (
     MAX_ENV_VALUE,
     CommandItem,

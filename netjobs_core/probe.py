@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from netjobs_core.client import AgentError, AgentLink
-from netjobs_core.wire.clock import (
+from netjobs_core.clock_offset import (
     NoUsableSamples,
     OffsetEstimate,
     Sample,
@@ -116,7 +116,7 @@ def settled(
     stalled estimate is only good enough within half of it (what the best ping
     anywhere bounds): a host whose pings all met a busy moment goes on (up to
     `max_pings`) rather than keep a wide bound. So does one without a usable sample
-    yet (wire/clock.py `usable`). `estimate`: how an estimate is worked out (the
+    yet (clock_offset.py `usable`). `estimate`: how an estimate is worked out (the
     probe's remembers each, for the next ping's check and the result).
     """
     count = len(samples)
@@ -153,7 +153,7 @@ async def measure_clock(link: AgentLink, policy: ClockPolicy, timeout: float) ->
     (with 1000 hosts the last one waits seconds, each holder at most `timeout`).
 
     An agent whose arrival stamps are impossible is measured as one without stamps
-    (wire/clock.py `usable`): one host at a time. Raises AgentError if not one
+    (clock_offset.py `usable`): one host at a time. Raises AgentError if not one
     sample is usable."""
     samples: list[Sample] = []
     estimates: dict[int, OffsetEstimate] = {}  # of the first N samples, by N

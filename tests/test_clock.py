@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netjobs_core.wire.clock import NoUsableSamples, Sample, estimate_offset, usable
+from netjobs_core.clock_offset import NoUsableSamples, Sample, estimate_offset, usable
 
 
 def simulate(

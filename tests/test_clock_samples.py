@@ -21,11 +21,11 @@ import pytest
 from netjobs_core import local_agents, probe
 from netjobs_core.check import check_hosts
 from netjobs_core.client import AgentLink
+from netjobs_core.clock_offset import Sample
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
 from netjobs_core.results import CommandStatus, HostState
 from netjobs_core.runner import run_test
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import Sample
 from tests.agent_harness import REPO, agent_env, start_agent
 from tests.test_attacks import fake_agent, options, plan_for
 

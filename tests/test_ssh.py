@@ -29,6 +29,7 @@ from netjobs_agent import procs
 from netjobs_core import agent_zipapp as agent_zipapp_module
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.client import AgentError, AgentLink
+from netjobs_core.clock_offset import Sample
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
 from netjobs_core.probe import DEFAULT_CLOCK, measure_clock
@@ -40,7 +41,6 @@ from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.ssh import REMEMBERED, SshDialer
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import Sample
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, Token, stdio_greeting
 

@@ -18,6 +18,7 @@ from agent_harness import start_agent
 
 from netjobs_core import results_json, text
 from netjobs_core.check import check_host
+from netjobs_core.clock_offset import Sample, estimate_offset
 from netjobs_core.config import parse_config
 from netjobs_core.probe import STRICT_TURNS, ClockPolicy, settled
 from netjobs_core.report import format_test
@@ -25,7 +26,7 @@ from netjobs_core.results import RunResult
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.wire.address import Address
-from netjobs_core.wire.clock import Sample, estimate_offset, wall_anchor_ns
+from netjobs_core.wire.clock import wall_anchor_ns
 from netjobs_core.wire.errors import ProtocolError
 from netjobs_core.wire.framing import Frame
 from netjobs_core.wire.messages import SENT_BY, Pong, Role, decode
