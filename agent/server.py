@@ -18,7 +18,6 @@ import contextlib
 import errno
 import logging
 import os
-import secrets
 import signal
 import socket
 import stat
@@ -585,7 +584,7 @@ class Agent:
             self.reconnect_grace if message.grace is None else float(message.grace), self.max_grace
         )
         outbox = Outbox(
-            secrets.token_hex(8),
+            os.urandom(8).hex(),  # what secrets.token_hex is, without random's import
             [spec.id for spec in specs],
             limit=self.spool_limit,
             directory=self.spool_dir,

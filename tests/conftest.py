@@ -65,9 +65,10 @@ def _remove_tree(cgroup: Path) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    home = procs._cgroup2_dir() if sys.platform.startswith("linux") else None
-    if home is None or not os.access(home, os.W_OK):
+    found = procs._cgroup2_dir() if sys.platform.startswith("linux") else None
+    if found is None or not os.access(found, os.W_OK):
         return
+    home = Path(found)
     for stale in home.glob("njtests-*"):  # of killed sessions, when empty
         owner = stale.name.removeprefix("njtests-")
         if owner.isdigit() and not procs._alive(int(owner)):

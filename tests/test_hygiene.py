@@ -160,6 +160,11 @@ FORKING = f"{DAEMON}; sh -c 'sleep 300 & echo $!; wait'; :"
 RUN_PROCESSES = 6  # gate shell, daemon, child shell, grandchild; gate shell, sleep
 
 
+def left_of(cgroup: Path) -> list[str] | None:
+    """What CGROUP holds; None if it is gone."""
+    return sorted(os.listdir(cgroup)) if cgroup.exists() else None
+
+
 async def test_every_process_of_a_run_dies_with_its_killed_agent(token_file, tmp_path, mode):
     with launch(token_file, tmp_path / "agent.log", mode) as agent:
         async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
@@ -181,8 +186,8 @@ async def test_every_process_of_a_run_dies_with_its_killed_agent(token_file, tmp
         assert await wait_gone([watcher_of(agent)], 5) == [], "its watcher ends when done"
         parent = procs._cgroup2_dir()
         if "contained by cgroup v2" in agent.log_text() and parent is not None:
-            base = parent / f"netjobs-{agent.port}-net{procs._netns()}"
-            assert not base.exists(), f"the watcher leaves {sorted(base.iterdir())}"
+            base = Path(parent, f"netjobs-{agent.port}-net{procs._netns()}")
+            assert left_of(base) is None, f"the watcher leaves {left_of(base)}"
     finally:
         kill_pids(run)
 
@@ -340,8 +345,9 @@ def blind_to_some_process() -> bool:
 def test_an_agent_removes_the_empty_cgroups_of_dead_agents_only(token_file, tmp_path):
     """Killed with its watcher, an agent leaves its cgroup; the next agent to start,
     on any port, removes it, and never a live neighbour's (here or in another netns)."""
-    parent = procs._cgroup2_dir()
-    assert parent is not None
+    found = procs._cgroup2_dir()
+    assert found is not None
+    parent = Path(found)
     here = procs._netns()
     made: list[Path] = []
     with own_netns() as netns, socket.socket() as neighbour:
@@ -393,7 +399,7 @@ import os
 from netjobs_agent import procs
 
 def test_leaves_a_cgroup():
-    (procs._cgroup2_dir() / f"netjobs-1-net{os.getpid()}").mkdir()
+    os.mkdir(os.path.join(procs._cgroup2_dir(), f"netjobs-1-net{os.getpid()}"))
 """
 
 
@@ -416,7 +422,7 @@ def test_a_session_whose_agents_leave_a_cgroup_fails(tmp_path):
     assert re.search(r"agents left 1 cgroup\(s\) behind: netjobs-1-net\d+", run.stdout)
     parent = procs._cgroup2_dir()
     assert parent is not None
-    assert list(parent.glob("njtests-*/netjobs-1-net*")) == []
+    assert list(Path(parent).glob("njtests-*/netjobs-1-net*")) == []
 
 
 def test_a_subreapers_cookie_search_reads_its_subtree_and_broken_lines_only():

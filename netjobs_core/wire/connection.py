@@ -167,7 +167,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
+import os
 from collections.abc import Callable
 
 from netjobs_core.wire import messages
@@ -282,7 +282,8 @@ class Connection:
             self._key = token_key(token)
             if role is Role.AGENT:
                 self.credential = Credential.SHARED
-        self._nonce = (nonce or secrets.token_bytes(NONCE_BYTES)).hex()
+        # os.urandom: what secrets.token_bytes is, without random's import at each agent's start
+        self._nonce = (nonce or os.urandom(NONCE_BYTES)).hex()
         self._peer_nonce = ""
         self._decoder = FrameDecoder()
         self._decoder.max_header, self._decoder.max_body = MAX_HANDSHAKE_HEADER, 0

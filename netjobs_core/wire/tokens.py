@@ -21,15 +21,18 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netjobs_core.wire.messages import HOST_NAME_RE
 from netjobs_core.wire.sealing import CREDENTIAL_BYTES, LINK_SECRET_BYTES, Credential
+
+if TYPE_CHECKING:  # pathlib and secrets where used: an agent started over SSH reads no
+    # token file, and the two (with urllib, ipaddress, random) are ~6 % of its start
+    from pathlib import Path
 
 ENV_VAR = "NETJOBS_TOKEN"
 MIN_TOKEN_CHARS = 16
@@ -119,6 +122,8 @@ def _parse_credential(text: str, path: Path) -> tuple[str, bytes]:
 
 def config_dir() -> Path:
     """The per-user NetJobs config directory (same rules as platformdirs)."""
+    from pathlib import Path
+
     if sys.platform == "win32":
         base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
         return Path(base) / "netjobs"
@@ -171,6 +176,8 @@ def load_token(
     *,
     strict: bool = False,
 ) -> Token:
+    from pathlib import Path
+
     env = os.environ if env is None else env
     if token_file:
         return _read(Path(token_file).expanduser(), strict)
@@ -189,6 +196,8 @@ def load_token(
 
 def generate_token_file(path: Path) -> Token:
     """Write a fresh random token readable only by its owner."""
+    import secrets
+
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
