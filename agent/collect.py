@@ -25,8 +25,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from netjobs_core.wire.framing import MAX_BODY
 from netjobs_core.wire.messages import (
@@ -67,8 +66,7 @@ def expand(pattern: str, env: Mapping[str, str]) -> str:
     return os.path.expanduser(_VAR_RE.sub(value, pattern))
 
 
-@dataclass(frozen=True)
-class Matches:
+class Matches(NamedTuple):
     """A command's files, found after its end: posted to the outbox in the place of
     the messages they become, which its sender reads at the peer's pace."""
 

@@ -25,7 +25,6 @@ import socket
 import struct
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 NETLINK_CONNECTOR = 11
 CN_IDX_PROC = 1
@@ -62,15 +61,15 @@ def _why(exc: OSError) -> str:
     return f"exec instants unavailable: {exc.strerror or exc}"
 
 
-@dataclass
 class ExecWatch:
     """One subscription: the exec events of the commands it tracks."""
 
-    sock: socket.socket
-    owner: dict[int, int] = field(default_factory=dict)  # tgid -> command id
-    released: dict[int, int] = field(default_factory=dict)  # command id -> release (ns)
-    exec_at: dict[int, int] = field(default_factory=dict)  # command id -> first exec (ns)
-    lost: bool = False  # the socket overflowed: some events were dropped
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.owner: dict[int, int] = {}  # tgid -> command id
+        self.released: dict[int, int] = {}  # command id -> release (ns)
+        self.exec_at: dict[int, int] = {}  # command id -> first exec (ns)
+        self.lost = False  # the socket overflowed: some events were dropped
 
     def track(self, roots: Mapping[int, int], released: Mapping[int, int]) -> None:
         """ROOTS: gate shell pid -> command id; RELEASED: command id -> release ns."""

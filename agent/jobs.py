@@ -22,9 +22,9 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.messages import (
@@ -83,14 +83,13 @@ class Sink(Protocol):
     async def output(self, command_id: int, stream: str, data: bytes) -> None: ...
 
 
-@dataclass(frozen=True)
-class JobCommand:
+class JobCommand(NamedTuple):
     """One command of a run, as its `prepare` asked for it."""
 
     id: int
     command: str
     timeout: float | None  # seconds from the release; None: no limit
-    env: dict[str, str] = field(default_factory=dict)  # NETJOBS_* from the controller
+    env: Mapping[str, str] = MappingProxyType({})  # NETJOBS_* from the controller
     collect: tuple[str, ...] = ()  # patterns of files to send after the command ends
 
     @classmethod

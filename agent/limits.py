@@ -18,7 +18,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 PEER_TEXT_LIMIT = 200  # characters of a peer's string kept in a log line
 MAX_TRACKED_SOURCES = 4096  # LogLimiter: beyond this many sources in an interval, just count
@@ -37,8 +37,7 @@ def clip(text: str, limit: int = PEER_TEXT_LIMIT) -> str:
 
 
 # -- connection caps --------------------------------------------------------------
-@dataclass(frozen=True)
-class Caps:
+class Caps(NamedTuple):
     total: int  # all connections: stays below the fd limit
     unauthenticated: int = 64
     per_source: int = 8

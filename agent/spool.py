@@ -33,8 +33,7 @@ import errno
 import logging
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from netjobs_core.wire.messages import STREAMS, Exit, Finished, Message, OffsetsItem, Output
 from netjobs_core.wire.status import CommandStatus
@@ -146,8 +145,7 @@ def errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, "EIO")
 
 
-@dataclass(frozen=True)
-class _Posted:
+class _Posted(NamedTuple):
     message: Message | collect.Matches  # files: sent as the messages they become
     marks: dict[Key, int]  # stream sizes when posted: that output goes first
 
