@@ -3,13 +3,14 @@
 import asyncio
 import contextlib
 import hashlib
+import os
 import signal
 import sys
 import time
 
 import pytest
 
-from agent.spool import Outbox, StreamSpool, spool_file
+from agent.spool import Outbox, StreamSpool, spool_file, temporary_directory
 from netjobs_core import text
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
@@ -41,7 +42,7 @@ class FakePeer:
 
 
 def test_a_stream_spool_appends_and_reads_back_at_any_offset():
-    spool = StreamSpool(spool_file(None))
+    spool = StreamSpool(spool_file(temporary_directory()))
     try:
         spool.append(b"hello ")
         spool.append(b"world")
@@ -50,6 +51,24 @@ def test_a_stream_spool_appends_and_reads_back_at_any_offset():
         assert spool.read(11, 10) == b""
     finally:
         spool.close()
+
+
+def test_a_spool_file_has_no_name_and_goes_where_tempfile_would_put_it(tmp_path, monkeypatch):
+    """Unnamed (nothing to clean up after a killed agent), owner-only; by default in
+    $TMPDIR, as tempfile.gettempdir() has it."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    assert temporary_directory() == str(tmp_path)
+    file = spool_file(temporary_directory())
+    try:
+        file.write(b"spooled")
+        assert os.listdir(tmp_path) == []
+        assert os.fstat(file.fileno()).st_mode & 0o777 == 0o600
+        file.seek(0)
+        assert file.read() == b"spooled"
+    finally:
+        file.close()
+    with pytest.raises(FileNotFoundError):  # said as the errno a spool stops with
+        spool_file(str(tmp_path / "gone"))
 
 
 async def wait_for(predicate, timeout=5.0):
