@@ -10,6 +10,11 @@ time per round, this tree and --before alternated for ROUNDS rounds. Prints per
 round the CPU per start (`getrusage(RUSAGE_CHILDREN)`, p50) and the wall time to the
 ready line (p50), then each tree's `-X importtime` of the agent (minimum of 7 starts,
 ms). No SSH, no namespaces: what 8 hosts' sshd then pay 8 times on the same CPUs.
+
+Where valgrind is installed, also each tree's instructions per start (valgrind's
+cachegrind, `I refs`, millions; the agent's own process, not its forked watcher):
+a count that does not move with the machine's load, as CPU time does on a shared
+machine. `--instructions-only` prints just those.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -102,11 +109,36 @@ def import_times(argv: list[str], greeting: str, runs: int = 7) -> dict[str, flo
     return {name: best[name] for name in SHOWN if name in best}
 
 
+def instructions(argv: list[str], greeting: str, folder: Path) -> float:
+    """Millions of instructions one start executes, under valgrind (~50x slower).
+    Its watcher (forked) writes a count too, the agent's own up to the fork included:
+    the agent's is the largest."""
+    logs = folder / "valgrind"
+    logs.mkdir(exist_ok=True)
+    valgrind = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        f"--log-file={logs}/%p.txt",
+    ]
+    start([*valgrind, *argv], greeting)
+    counts = []
+    for log in logs.iterdir():
+        if found := re.search(r"I\s+refs:\s+([\d,]+)", log.read_text()):
+            counts.append(int(found.group(1).replace(",", "")))
+        log.unlink()
+    return max(counts) / 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=20, help="starts per tree and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", type=Path, help="another tree, alternated with this one")
+    parser.add_argument(
+        "--instructions-only", action="store_true", help="only the instruction counts"
+    )
     args = parser.parse_args()
     trees = {"this tree": ROOT}
     if args.before is not None:
@@ -115,6 +147,14 @@ def main() -> int:
         ways = {name: prepare(tree, Path(folder)) for name, tree in trees.items()}
         for argv, greeting in ways.values():
             start(argv, greeting)  # warm the page cache
+        if shutil.which("valgrind"):
+            for name, (argv, greeting) in ways.items():
+                count = instructions(argv, greeting, Path(folder))
+                print(f"{name}: {count:.1f} M instructions per start (valgrind)", flush=True)
+        elif args.instructions_only:
+            raise SystemExit("--instructions-only: valgrind is not installed")
+        if args.instructions_only:
+            return 0
         print("| per start | CPU p50 (ms) | to the ready line p50 (ms) |\n|---|---|---|")
         for _ in range(args.rounds):
             for name, (argv, greeting) in ways.items():
