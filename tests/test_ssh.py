@@ -848,7 +848,8 @@ def test_eight_stdio_agents_starting_at_once_all_start():
             assert agent.stdout.readline().startswith(STDIO_READY)
         parent = procs._cgroup2_dir()
         if parent is not None:  # no neighbour took a live agent's (empty) cgroup away
-            missing = [a.pid for a in agents if not (parent / f"netjobs-stdio{a.pid}").is_dir()]
+            mine = [os.path.join(parent, f"netjobs-stdio{a.pid}") for a in agents]
+            missing = [path for path in mine if not os.path.isdir(path)]
             assert missing == []
     finally:
         for agent in agents:
