@@ -60,6 +60,7 @@ from scale import AgentHosts, start_agents  # noqa: E402
 from netjobs_core import (  # noqa: E402
     builtin_metrics,
     event_loop,
+    fast_json,
     history,
     host_run,
     logs,
@@ -133,7 +134,7 @@ def end_steps(
 
 def parser_name() -> str:
     whole = "orjson" if builtin_metrics.ORJSON is not None else "json (standard library)"
-    if builtin_metrics.FIO_FIELDS is not None:
+    if builtin_metrics.FIO_FIELDS is not None and fast_json.fio_fields_reader() is not None:
         return f"msgspec for fio's figures, {whole} for the rest"
     return whole
 

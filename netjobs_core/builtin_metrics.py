@@ -53,8 +53,21 @@ _IPERF3_RE = re.compile(rb'\{\s*"start"\s*:\s*\{.*?"version"\s*:\s*"iperf', re.D
 _A = {"fio": "a fio", "iperf3": "an iperf3"}
 
 
+def _first_fio_fields(data: memoryview) -> dict[str, float] | None:
+    """fio_fields.read_fio, imported at the first fio document rather than at every
+    start of the controller (msgspec and its structs: ~7 ms, before a run's first
+    packet); where msgspec is not installed, None: the general reader's way."""
+    global FIO_FIELDS
+    FIO_FIELDS = fast_json.fio_fields_reader() or _not_sure
+    return FIO_FIELDS(data)
+
+
+def _not_sure(data: memoryview) -> None:
+    return None
+
+
 ORJSON = fast_json.ORJSON  # module attributes: the tests and bench/ turn them off
-FIO_FIELDS = fast_json.fio_fields_reader()
+FIO_FIELDS: Callable[[memoryview], dict[str, float] | None] | None = _first_fio_fields
 
 
 class DocumentError(Exception):
