@@ -32,8 +32,10 @@ import asyncio
 import contextlib
 import gc
 import os
+import re
 import resource
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -428,11 +430,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the folder the tests' run folders go in (default: the system's temporary "
         "folder); what creating a host's files costs there is printed first",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instead: the controller's instructions per host and test, under valgrind "
+        "(one size, one --clock; --repeats more tests than a first run: ~1 min at 100)",
+    )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
         return 0
+    if args.instructions:
+        return instructions(args.sizes[0], args.repeats, args.clock, args.where)
     policies = {name: policy_named(name) for name in args.clock.split(",")}
     main = bench(
         args.sizes,
@@ -443,6 +453,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         where=args.where,
     )
     return event_loop.run(main, fast=args.loop == "controller")
+
+
+def instructions(size: int, repeats: int, clock: str, where: str | None) -> int:
+    """This bench's controller run under valgrind (cachegrind's `I refs`; the agents'
+    helper processes run natively) with 1 test of SIZE hosts, then 1 + REPEATS: the
+    difference over REPEATS x SIZE is its instructions per host and test, a count
+    that a shared machine's load moves by a few per cent (how many times the event
+    loop wakes), where the CPU time moves by tens."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions: valgrind is not installed")
+    counts = []
+    with tempfile.TemporaryDirectory(prefix="netjobs-scale-vg-") as logs:
+        for tests in (1, 1 + repeats):
+            argv = [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=no",
+                "--cachegrind-out-file=/dev/null",
+                f"--log-file={logs}/{tests}.txt",
+                sys.executable,
+                __file__,
+                f"--sizes={size}",
+                f"--repeats={tests}",
+                f"--clock={clock}",
+                *([f"--where={where}"] if where else []),
+            ]
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+            found = re.search(r"I\s+refs:\s+([\d,]+)", Path(logs, f"{tests}.txt").read_text())
+            assert found is not None, "no count in valgrind's log"
+            counts.append(int(found.group(1).replace(",", "")))
+    per_host = (counts[1] - counts[0]) / (repeats * size)
+    print(
+        f"controller: {per_host / 1e6:.3f} M instructions per host and test ({size} hosts, "
+        f"{clock} clock; {counts[0] / 1e6:.0f} M with 1 test, {counts[1] / 1e6:.0f} M with "
+        f"{1 + repeats})"
+    )
+    return 0
 
 
 _POLICY_KEYS = {
