@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from netjobs_core import __version__, credentials, event_loop, rerun, run_flags, text
-from netjobs_core.check import HostCheck, check_hosts
 from netjobs_core.config import Plan
 from netjobs_core.console import run_on_terminal
-from netjobs_core.demo import main_demo
 from netjobs_core.history import History, HistoryError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.report import format_run
@@ -57,6 +55,7 @@ from netjobs_core.session import (
 from netjobs_core.wire.tokens import Token
 
 if TYPE_CHECKING:
+    from netjobs_core.check import HostCheck
     from netjobs_core.ssh import SshOptions
 from netjobs_core.wire import fd_limits
 
@@ -204,6 +203,8 @@ async def _run(plan: Plan, options: RunOptions, args: argparse.Namespace) -> Out
 
 
 async def _check(plan: Plan, token: Token, args: argparse.Namespace) -> list[HostCheck]:
+    from netjobs_core.check import check_hosts  # a subcommand's: not at each run's start
+
     addresses = plan_addresses(plan)
     async with ssh_dialer(addresses, _ssh_options(args)) as dialer:
         return await check_hosts(addresses, token, args.connect_timeout, dialer)
@@ -420,9 +421,15 @@ def _main_schema(argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _main_demo(argv: Sequence[str]) -> int:
+    from netjobs_core.demo import main_demo  # a subcommand's: not at each run's start
+
+    return main_demo(argv)
+
+
 _SUBCOMMANDS = {
     "check": _main_check,
-    "demo": main_demo,
+    "demo": _main_demo,
     "history": _main_history,
     "schema": _main_schema,
     "note": _main_note,

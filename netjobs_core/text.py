@@ -18,16 +18,13 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from netjobs_core import nodesets
 from netjobs_core.builtin_metrics import adds_up
-from netjobs_core.compare import TestComparison
 from netjobs_core.config import Plan, write_duration
 from netjobs_core.metrics import fleet_figure
 from netjobs_core.outputs import SHOW_BYTES, Output
-from netjobs_core.records import RunRecord, TestRecord
-from netjobs_core.repeats import RepeatStats
 from netjobs_core.results import (
     Collected,
     CommandResult,
@@ -45,6 +42,11 @@ from netjobs_core.results import (
 from netjobs_core.vocabulary import Status, counted, word
 from netjobs_core.wire.messages import FileError
 from netjobs_core.wire.sealing import Credential
+
+if TYPE_CHECKING:  # the history's and comparison's: imported where they are used
+    from netjobs_core.compare import TestComparison
+    from netjobs_core.records import RunRecord, TestRecord
+    from netjobs_core.repeats import RepeatStats
 
 NA = "n/a"
 
