@@ -93,7 +93,7 @@ def _cgroup2_dir() -> str | None:
         root, mountpoint = fields[3], fields[4]
         if own == root or own.startswith(root.rstrip("/") + "/"):
             relative = own[len(root.rstrip("/")) :].lstrip("/")
-            return os.path.join(mountpoint, relative)
+            return os.path.join(mountpoint, relative) if relative else mountpoint
     return None
 
 
