@@ -189,7 +189,6 @@ from netjobs_core.wire.framing import (
     Frame,
     FrameDecoder,
     RawFrame,
-    encode_frame,
     frame_head,
 )
 from netjobs_core.wire.messages import (
@@ -316,12 +315,15 @@ class Connection:
 
     def _queue(self, frame: Frame) -> bytes:
         """Put FRAME (sealed once keyed) onto the output. Returns an unsealed frame
-        (the hellos, which the handshake transcript covers), else b""."""
-        if self._seal is None:
-            data = encode_frame(frame)
-            self._out += data
-            return data
-        # The body is hashed and queued in place: no framed copy of a large output.
+        without a body (the hellos, which the handshake transcript covers), else b"".
+        The body is queued in place either way: no framed copy of a large output."""
+        if self._seal is None:  # before the keys, and on an SSH link
+            head = frame_head(frame)
+            self._out += head
+            if not frame.body:
+                return head
+            self._out += frame.body
+            return b""
         head = frame_head(frame, FLAG_TAGGED)
         mac = self._seal.copy()
         mac.update(SEQ.pack(self._sent) + head)  # one call: most frames have no body
