@@ -29,6 +29,7 @@ as OpenSSH's StrictHostKeyChecking=accept-new); a changed key is always refused.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import platform
@@ -205,22 +206,116 @@ def upload_script(payload: Payload) -> str:
 
 
 # -- the channel an AgentLink reads and writes ------------------------------------
+class _Stdout:
+    """What the agent writes on its stdout, kept as the SSH packets brought it and
+    handed out joined: one copy of each byte (none for a read that takes one packet
+    whole), where asyncio's StreamReader copied every byte into its buffer and out
+    again (200 MiB of output: two more passes over it on the controller's loop).
+    Past READ_LIMIT unread the channel is paused (sshd then stops sending)."""
+
+    def __init__(self) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._channel: asyncssh.SSHClientChannel[bytes] | None = None
+        self._paused = False
+
+    def set_channel(self, channel: asyncssh.SSHClientChannel[bytes]) -> None:
+        self._channel = channel
+
+    def feed(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(data)
+            self._size += len(data)
+            self._wake()
+            if self._size > READ_LIMIT and not self._paused and self._channel is not None:
+                self._channel.pause_reading()
+                self._paused = True
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def set_exception(self, error: BaseException) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Until more comes, the end, or an error (the caller's timeout bounds it)."""
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _took(self, count: int) -> None:
+        self._size -= count
+        if self._paused and self._size <= READ_LIMIT // 2 and self._channel is not None:
+            self._paused = False
+            self._channel.resume_reading()
+
+    async def read(self, n: int) -> bytes:
+        """Up to N bytes (at least one); b"" at the end."""
+        while not self._chunks:
+            if self._eof:
+                return b""
+            await self._wait()
+        first = self._chunks.popleft()
+        if len(first) > n:
+            self._chunks.appendleft(first[n:])
+            first = first[:n]
+        taken, size = [first], len(first)
+        while self._chunks and size + len(self._chunks[0]) <= n:
+            chunk = self._chunks.popleft()
+            taken.append(chunk)
+            size += len(chunk)
+        self._took(size)
+        return first if len(taken) == 1 else b"".join(taken)
+
+    async def readline(self) -> bytes:
+        """The next line with its newline; what is left at the end, b"" after it;
+        ValueError for a line longer than READ_LIMIT (as StreamReader's)."""
+        while True:
+            joined = b"".join(self._chunks)
+            end = joined.find(b"\n") + 1
+            if not end:
+                if not self._eof:
+                    if len(joined) > READ_LIMIT:
+                        raise ValueError(f"a line longer than {READ_LIMIT} bytes")
+                    await self._wait()
+                    continue
+                end = len(joined)
+            self._chunks.clear()
+            if end < len(joined):
+                self._chunks.append(joined[end:])
+            self._took(end)
+            return joined[:end]
+
+
 class _AgentSession(asyncssh.SSHClientSession[bytes]):
     def __init__(self) -> None:
-        self.stdout = asyncio.StreamReader(limit=READ_LIMIT)
+        self.stdout = _Stdout()
         self.stderr = bytearray()  # its first STDERR_KEEP bytes: where a failure begins
         self.exit_status: int | None = None
         self.channel: asyncssh.SSHClientChannel[bytes] | None = None
 
     def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
         self.channel = chan
-        self.stdout.set_transport(chan)  # type: ignore[arg-type]  # pause/resume_reading
+        self.stdout.set_channel(chan)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.stderr += data[: STDERR_KEEP - len(self.stderr)]
         else:
-            self.stdout.feed_data(data)
+            self.stdout.feed(data)
 
     def eof_received(self) -> bool:
         self.stdout.feed_eof()
@@ -242,7 +337,7 @@ class _AgentSession(asyncssh.SSHClientSession[bytes]):
         return " / ".join([line.strip() for line in lines if line.strip()][:STDERR_LINES])
 
 
-async def _ready_line(stdout: asyncio.StreamReader) -> bytes:
+async def _ready_line(stdout: _Stdout) -> bytes:
     """The agent's ready line, past what a login shell may print first; b"" at EOF."""
     for _ in range(BANNER_LINES):
         line = await stdout.readline()
