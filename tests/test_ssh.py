@@ -39,7 +39,7 @@ from netjobs_core.run import Run
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
-from netjobs_core.ssh import REMEMBERED, SshDialer
+from netjobs_core.ssh import READ_LIMIT, REMEMBERED, SshDialer, _Stdout
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, Token, stdio_greeting
@@ -620,6 +620,64 @@ class LocalStdioDialer:
         await self.close()
         async with asyncio.timeout(WAIT_S):
             return [await c.proc.wait() for c in self.channels]
+
+
+class _Reading:
+    """What _Stdout asks of its SSH channel."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.calls.append("pause")
+
+    def resume_reading(self) -> None:
+        self.calls.append("resume")
+
+
+def test_the_agents_stdout_hands_out_what_ssh_delivered_in_order_and_paused_when_full():
+    """Lines for the start, reads of the rest in order and whole, a packet taken as it
+    came; past READ_LIMIT unread the channel pauses, and resumes once it is read; data
+    before an error or the end is still read, then the error, then b""."""
+
+    async def scenario():
+        out, channel = _Stdout(), _Reading()
+        out.set_channel(channel)  # type: ignore[arg-type]
+        out.feed(b"a banner\nNETJOBS-")
+        out.feed(b"STDIO 3\nframe")
+        assert await out.readline() == b"a banner\n"
+        assert await out.readline() == b"NETJOBS-STDIO 3\n"
+        packet = b"x" * 1000
+        out.feed(packet)
+        assert await out.read(5) == b"frame"
+        assert await out.read(4096) is packet  # one packet, not copied
+        out.feed(b"1" * (READ_LIMIT // 2))
+        out.feed(b"2" * (READ_LIMIT // 2 + 1))
+        assert channel.calls == ["pause"]
+        assert await out.read(READ_LIMIT // 2) == b"1" * (READ_LIMIT // 2)
+        assert channel.calls == ["pause"]  # still more than half the limit unread
+        assert await out.read(10**7) == b"2" * (READ_LIMIT // 2 + 1)
+        assert channel.calls == ["pause", "resume"]
+        waiting = asyncio.ensure_future(out.read(10))
+        await asyncio.sleep(0)
+        out.feed(b"late")
+        assert await waiting == b"late"
+        out.feed(b"no newline")
+        out.set_exception(ConnectionResetError("SSH connection lost"))
+        assert await out.read(100) == b"no newline"
+        with pytest.raises(ConnectionResetError):
+            await out.read(100)
+        ended = _Stdout()
+        ended.feed(b"partial")
+        ended.feed_eof()
+        assert await ended.readline() == b"partial"
+        assert await ended.readline() == b"" and await ended.read(10) == b""
+        long = _Stdout()
+        long.feed(b"y" * (READ_LIMIT + 1))
+        with pytest.raises(ValueError, match="longer than"):
+            await long.readline()
+
+    asyncio.run(scenario())
 
 
 def test_an_ssh_agent_slow_to_answer_the_greeting_is_named_as_such():
