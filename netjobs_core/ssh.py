@@ -250,6 +250,8 @@ class _Stdout:
         """Until more comes, the end, or an error (the caller's timeout bounds it)."""
         if self._error is not None:
             raise self._error
+        if self._waiter is not None:
+            raise RuntimeError("the agent's stdout is read by one reader at a time")
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             await self._waiter
