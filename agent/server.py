@@ -120,12 +120,8 @@ class Session:
         agent: Agent,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        between_tests: bool = False,
     ) -> None:
         self.agent = agent
-        # A stdio channel between two tests: it may stay quiet until the next hello.
-        self.between_tests = between_tests
-        self.said_bye = False  # the controller ended this session with `bye`
         self.reader = reader
         self.writer = writer
         peername = writer.get_extra_info("peername")
@@ -204,13 +200,7 @@ class Session:
             self._silence.close()
             self.conn.close()
             self.agent.session_ended(self)
-            if not self.may_carry_another():
-                await self._close()
-
-    def may_carry_another(self) -> bool:
-        """Over stdio: the session ended at a test's boundary (the controller's `bye`
-        with no run active), so its channel may carry the run's next test."""
-        return self.agent.stdio and self.said_bye and self.agent.run is None
+            await self._close()
 
     async def _close(self) -> None:
         self.writer.close()  # sends what is queued (an error frame, say) first
@@ -223,13 +213,10 @@ class Session:
     async def _handshake(self) -> list[Message] | None:
         """Authenticate within AUTH_TIMEOUT_S; returns requests sent along with it."""
         say = self.agent.preauth_log.log
-        # Between tests a stdio channel (authenticated by SSH) waits for as long as the
-        # run does; the next hello then has the usual time to complete.
-        early = await self._read_handshake() if self.between_tests else None
         try:
             async with asyncio.timeout(AUTH_TIMEOUT_S) as deadline:
                 while True:
-                    data, early = early if early is not None else await self._read_handshake(), None
+                    data = await self._read_handshake()
                     if not data:
                         self._log_early_hangup()
                         return None
@@ -307,8 +294,10 @@ class Session:
                     log.warning("%s sent no heartbeat for %g s: lost", self.peer, silence)
                     self.silent = True
                     return
-                if self.agent.owns_active_run(self):
-                    continue  # a long test: TCP keepalive watches the peer meanwhile
+                if self.agent.owns_active_run(self) or self.agent.stdio:
+                    # A long test: TCP keepalive watches the peer meanwhile. Over stdio
+                    # the run's SSH channel does, between its tests too.
+                    continue
                 log.info("%s idle for %g s: closing", self.peer, IDLE_TIMEOUT_S)
                 return
             if not data:
@@ -384,7 +373,6 @@ class Session:
 
     async def _on_bye(self, message: Bye) -> bool:
         log.info("%s said bye", self.peer)
-        self.said_bye = True
         return False
 
     async def _on_error(self, message: Error) -> bool:
@@ -465,19 +453,10 @@ class Agent:
     async def handle_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await self.serve_session(reader, writer)
-
-    async def serve_session(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        between_tests: bool = False,
-    ) -> bool:
-        """Serve one controller session; True: it left its (stdio) channel open for the
-        next (Session.may_carry_another)."""
+        """Serve one controller session: a connection, or the stdio channel."""
         task = asyncio.current_task()
         assert task is not None
-        session = Session(self, reader, writer, between_tests)
+        session = Session(self, reader, writer)
         admitted, evicted = self.gate.admit(session, session.source)
         if evicted is not None:
             assert isinstance(evicted, Session)
@@ -497,7 +476,7 @@ class Agent:
                 self.gate.authenticated,
             )
             session.abort()
-            return False
+            return
         self._sessions[task] = session
         try:
             await session.serve()
@@ -510,7 +489,6 @@ class Agent:
         finally:
             self.gate.left(session)
             del self._sessions[task]
-        return session.may_carry_another()
 
     def log_release_priority(self) -> None:
         if self.realtime:
@@ -1023,14 +1001,13 @@ async def serve_stdio(
     """One controller on stdin/stdout: an agent started over SSH for a whole run.
 
     SSH authenticated both ends: the secret is the controller's random one for this
-    link (sealing.link_key), then the protocol is the usual one, a session per test
-    as an installed agent has a connection per test. A session the controller ends
-    with `bye` and no run active leaves the channel to the next: the agent says it
-    is ready again and waits, as long as the run lasts, for the next hello. Any
-    other end of a session, or of the channel (EOF, the SSH connection dropped), is
-    the controller gone: the orphan rules kill the run, and the agent exits:
-    nothing listens, nothing stays. No reconnect grace: a new channel would reach
-    a new agent, not this one.
+    link (sealing.link_key), then the protocol is the usual one, one session for the
+    run's tests on this host (the controller keeps its link between them, as it
+    keeps an installed agent's connection), quiet between tests for as long as the
+    run lasts. The end of the session, or of the channel (`bye`, EOF, the SSH
+    connection dropped), is the controller gone: the orphan rules kill a run still
+    active, and the agent exits: nothing listens, nothing stays. No reconnect
+    grace: a new channel would reach a new agent, not this one.
     """
     loop = asyncio.get_running_loop()
     reader, writer = await _stdio_streams()
@@ -1054,21 +1031,11 @@ async def serve_stdio(
     if hasattr(signal, "SIGHUP"):
         loop.add_signal_handler(signal.SIGHUP, stop.set)  # the SSH session hung up
     procs.CONTAINMENT.start(None)
-    ready = STDIO_READY + f"{__version__}\n".encode()
-    writer.write(ready)  # the controller's "started"
+    writer.write(STDIO_READY + f"{__version__}\n".encode())  # the controller's "started"
     try:
         stopping = asyncio.create_task(stop.wait(), name="stop")
-        tests = 0
-        while True:
-            session = asyncio.create_task(
-                agent.serve_session(reader, writer, between_tests=tests > 0),
-                name=f"session {tests + 1}",
-            )
-            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not session.done() or not session.result():
-                break
-            tests += 1
-            writer.write(ready)  # the session's `bye` reached us: ready for the next
+        session = asyncio.create_task(agent.handle_connection(reader, writer), name="session")
+        await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
         run = agent._run_task
         if session.done() and run is not None and not run.done():
             # The orphan timer kills the run after its grace; it ends soon after.

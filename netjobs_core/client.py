@@ -129,11 +129,6 @@ class Dialer(Protocol):
         """A channel to an agent and its link secret (sealing.link_key); raises AgentError."""
         ...
 
-    def release(self, channel: Channel) -> None:
-        """CHANNEL's session ended at a test's boundary (our `bye`, nothing in flight):
-        the dialer may give its agent the next test on that host, or close it."""
-        ...
-
 
 # Linux: held back until the next write or the close, which sends it with its FIN.
 _LAST_WRITE = getattr(socket, "MSG_MORE", 0)
@@ -434,6 +429,7 @@ class AgentLink:
         self._along: list[Message] = []  # to send right behind our auth
         self._early_ping: int | None = None  # when the ping sent with the auth left
         self.status: Status | None = None  # the agent's latest answer to a status query
+        self.reads = 0  # reads that brought bytes
 
     @property
     def credential(self) -> Credential | None:
@@ -460,7 +456,13 @@ class AgentLink:
         the first clock ping too, where the channel has kernel arrival stamps (a pong
         read late then only lengthens its round trip; without them a host is pinged
         in its turn): the next `ping()` returns its sample. THEN: requests behind
-        that ping, where it goes (else behind ALONG); their replies wait for `reply`."""
+        that ping, where it goes (else behind ALONG); their replies wait for `reply`.
+
+        A link authenticated already (kept from the run's last test: links.py) only
+        sends ALONG, the ping and THEN, in one write."""
+        if self.authenticated:
+            self._go_on(along, ping, then)
+            return
         self._along = list(along)
         token = self._token
         channel: Channel | None = None
@@ -521,6 +523,45 @@ class AgentLink:
             await self.close()
             raise
 
+    @property
+    def authenticated(self) -> bool:
+        """Authenticated, and open as far as we know."""
+        return (
+            self._conn is not None
+            and self._conn.state is State.READY
+            and self._channel is not None
+            and not self._channel.is_closing()
+        )
+
+    @property
+    def at_boundary(self) -> bool:
+        """Between two tests: authenticated, nothing prepared, nothing unread."""
+        conn = self._conn
+        return (
+            self.authenticated
+            and conn is not None
+            and conn.phase is Phase.IDLE
+            and not self._pending
+        )
+
+    def _go_on(self, along: Sequence[Message], ping: bool, then: Sequence[Message]) -> None:
+        """`connect` on a link authenticated already: its requests in one write."""
+        assert self._conn is not None and self._channel is not None
+        self.status = None  # the last test's
+        requests = list(along)
+        if ping and self._channel.kernel_stamps:
+            self._seq += 1
+            requests.append(Ping(seq=self._seq))
+        requests.extend(then)
+        try:
+            for message in requests:
+                self._conn.send(message)
+        except ProtocolError as exc:
+            raise ConnectionLost(f"protocol error: {exc}") from None
+        self._flush()
+        if any(isinstance(message, Ping) for message in requests):
+            self._early_ping = self._sent_ns
+
     def _flush(self) -> None:
         assert self._conn is not None and self._channel is not None
         data = self._conn.data_to_send()
@@ -545,6 +586,7 @@ class AgentLink:
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED)
             raise ConnectionLost("connection lost: the agent closed it")
+        self.reads += 1
         self._pending.extend(self._conn.receive_data(data))
         if self._along and self._conn.pipelining:  # our auth is queued: right behind it
             along, self._along = self._along, []
@@ -666,13 +708,9 @@ class AgentLink:
             if self._conn is not None and (
                 self._conn.state is State.READY or self._conn.pipelining
             ):
-                boundary = self._conn.phase is Phase.IDLE and not self._pending
                 self._conn.send(Bye())
                 if isinstance(channel, TcpChannel):
                     channel.write(self._conn.data_to_send(), last=True)
                 else:
                     channel.write(self._conn.data_to_send())
-                if boundary and self._dialer is not None and self.address.over_ssh:
-                    self._dialer.release(channel)  # its agent may serve the next test
-                    return
             await channel.close(CLOSE_TIMEOUT_S)

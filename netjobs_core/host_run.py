@@ -48,6 +48,7 @@ from netjobs_core.clock_offset import OffsetEstimate
 from netjobs_core.collected import FileReception
 from netjobs_core.config import CommandSpec
 from netjobs_core.interruptions import Hearing, LoopStalls
+from netjobs_core.links import Links
 from netjobs_core.metrics import measure_command, read_early
 from netjobs_core.outputs import Output
 from netjobs_core.probe import connect_measured, probe
@@ -125,6 +126,11 @@ class Fleet(Protocol):
     @property
     def anchor_ns(self) -> float:
         """The wall clock (epoch ns) at the controller's clock zero."""
+        ...
+
+    @property
+    def links(self) -> Links:
+        """The run's links kept between tests: the host's may be there."""
         ...
 
     def host_changed(self, host: HostRun) -> None: ...
@@ -333,40 +339,37 @@ class HostRun:
     async def measure(self, prepare: bool = False) -> bool:
         """Connect, authenticate and measure the clock; False: the host failed.
 
+        The link the host's last test in this run kept (links.py) goes on instead,
+        with no connection or handshake of its own; one the agent closed meanwhile
+        (lost before a word came back on it) gives way to a new connection.
+
         PREPARE: the `prepare` goes with the auth, behind the first ping (the agent
         spawns while we ping; `prepare()` then only waits for its answer): one write
         and one wait less per host. Only where every arrival is the kernel's stamp,
         which a spawning agent cannot delay (runner: `prepare_at_once`)."""
-        options = self.options
-        self.link = AgentLink(self.result.address, options.token.secret, options.dialer)
-        then = [self._prepare_message()] if prepare else []
+        kept = self.fleet.links.take(self.result.address)
+        self.link = kept or self._new_link()
         self.prepare_sent = prepare
-        if prepare:
-            self.prepared_from = now_ns()
+        while True:
+            heard = self.link.reads
+            try:
+                estimate = await self._connect_measured(prepare)
+                break
+            except AgentError as exc:
+                if (
+                    self.link is kept
+                    and self.link.reads == heard
+                    and isinstance(exc, ConnectionLost)
+                    and not isinstance(exc, Tampered)
+                ):
+                    self.link.abort()
+                    self.link = self._new_link()
+                    continue
+                await self._close_link()
+                self.refused = isinstance(exc, AuthenticationRefused)
+                self.fail(str(exc))
+                return False
         result = self.result
-        try:
-            if prepare:  # what the agent is comes with its `prepared`: no status asked
-                estimate = await connect_measured(
-                    self.link,
-                    options.connect_timeout,
-                    on_connected=lambda: self._set_state(HostState.SYNCING),
-                    policy=options.clock,
-                    then=then,
-                )
-            else:
-                found = await probe(
-                    self.link,
-                    options.connect_timeout,
-                    on_connected=lambda: self._set_state(HostState.SYNCING),
-                    policy=options.clock,
-                )
-                estimate = found.estimate
-                result.agent_version, result.hostname = found.version, found.hostname
-        except AgentError as exc:
-            await self._close_link()
-            self.refused = isinstance(exc, AuthenticationRefused)
-            self.fail(str(exc))
-            return False
         self.estimate = estimate
         result.rtt_ms = estimate.rtt_ns / 1e6
         result.clock_offset_ms = estimate.offset_ns / 1e6
@@ -375,6 +378,31 @@ class HostRun:
         result.wall_clock_offset_ms = None if wall is None else wall / 1e6
         result.credential = self.link.credential or ""
         return True
+
+    def _new_link(self) -> AgentLink:
+        options = self.options
+        return AgentLink(self.result.address, options.token.secret, options.dialer)
+
+    async def _connect_measured(self, prepare: bool) -> OffsetEstimate:
+        assert self.link is not None
+        options = self.options
+        if prepare:  # what the agent is comes with its `prepared`: no status asked
+            self.prepared_from = now_ns()
+            return await connect_measured(
+                self.link,
+                options.connect_timeout,
+                on_connected=lambda: self._set_state(HostState.SYNCING),
+                policy=options.clock,
+                then=[self._prepare_message()],
+            )
+        found = await probe(
+            self.link,
+            options.connect_timeout,
+            on_connected=lambda: self._set_state(HostState.SYNCING),
+            policy=options.clock,
+        )
+        self.result.agent_version, self.result.hostname = found.version, found.hostname
+        return found.estimate
 
     def _prepare_message(self) -> Prepare:
         options = self.options
@@ -540,7 +568,7 @@ class HostRun:
             self.silence.close()
             self.files.cut_off()
             self._files_changed()
-            await self._close_link()
+            await self._close_link(keep=True)
 
     async def _receive(self) -> Message:
         """The host's next message; _Interrupted when the connection broke or went silent.
@@ -662,12 +690,18 @@ class HostRun:
             raise AgentError(f"no 'resumed' reply within {timeout:g} s") from None
 
     # -- the end ----------------------------------------------------------------
-    async def _close_link(self) -> None:
+    async def _close_link(self, keep: bool = False) -> None:
+        """Close the link; KEEP: unless the run keeps it for the host's next test
+        (at a boundary: links.py), then it is no longer this host's."""
         if self._pinger is not None:
             self._pinger.cancel()
             self._pinger = None
-        if self.link is not None:
-            await self.link.close()
+        if self.link is None:
+            return
+        if keep and self.fleet.links.keep(self.link):
+            self.link = None
+            return
+        await self.link.close()
 
     async def close(self) -> None:
         """The test is over, however it ended: nothing left open, pending or unfinished."""

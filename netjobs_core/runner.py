@@ -2,7 +2,8 @@
 start everyone at one instant, enforce the quorum, collect everything.
 
 Per test:
-1. connect and authenticate every host in parallel, measure each clock
+1. connect and authenticate every host in parallel (a host's link from its
+   last test in this run goes on instead: netjobs_core/links.py), measure each clock
    offset (hosts take turns: probe.ClockPolicy), and have each agent prepare
    (spawn) its commands behind a gate: as soon as its clock is measured, or,
    when some host has no kernel arrival stamps (SSH), once every clock is;
@@ -33,6 +34,7 @@ from netjobs_core.events import (
 )
 from netjobs_core.host_run import HostRun, Seat
 from netjobs_core.lead import LeadPolicy, default_lead_ns
+from netjobs_core.links import Links
 from netjobs_core.metrics import measure_test
 from netjobs_core.results import HostState, RunResult, StartMode, TestResult, TestStatus
 from netjobs_core.run_folder import RunFolder
@@ -74,11 +76,14 @@ class _TestRun:
         observer: Observer | None,
         repetition: int | None = None,
         lead: LeadPolicy | None = None,
+        *,
+        links: Links,
     ) -> None:
         self.spec = spec
         self.options, self.folder = _with_folder(options)
         self._observer = observer
         self.lead = lead or LeadPolicy(options.lead_ns)
+        self._links = links  # its owner's: it closes what its tests keep there
         self.result = TestResult(
             label=spec.label,
             minhosts=spec.minhosts,
@@ -123,6 +128,10 @@ class _TestRun:
     @property
     def anchor_ns(self) -> float:
         return self._anchor_ns
+
+    @property
+    def links(self) -> Links:
+        return self._links
 
     def emit(self, event: Event) -> None:
         if self._observer is not None:
@@ -385,6 +394,7 @@ class Runner:
         self._current: _TestRun | None = None
         self._stop_reason = ""
         self.lead = LeadPolicy(options.lead_ns)  # learned over the run's tests
+        self.links = Links()  # the hosts' links between tests
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -417,26 +427,45 @@ class Runner:
         self.result.started_at = time.time()
         repeat = self.options.repeat
         runs = [(spec, k) for spec in tests for k in range(1, repeat + 1)]
-        for spec, k in runs:
-            if self._stop_reason:
-                break
-            self._current = _TestRun(
-                spec, self.options, self.observer, k if repeat > 1 else None, self.lead
-            )
-            self.result.tests.append(self._current.result)
-            test = self._current
-            try:
-                outcome = await test.run()
-            finally:
-                self._current = None
-            if test.refused_everywhere:
-                break  # the reason says so: no credential changes between tests
-            if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
-                break
+        try:
+            for spec, k in runs:
+                if self._stop_reason:
+                    break
+                self._current = _TestRun(
+                    spec,
+                    self.options,
+                    self.observer,
+                    k if repeat > 1 else None,
+                    self.lead,
+                    links=self.links,
+                )
+                self.result.tests.append(self._current.result)
+                test = self._current
+                try:
+                    outcome = await test.run()
+                finally:
+                    self._current = None
+                if test.refused_everywhere:
+                    break  # the reason says so: no credential changes between tests
+                if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
+                    break
+        finally:
+            await self.links.close()
         return self.result
 
 
 async def run_test(
-    spec: TestSpec, options: RunOptions, observer: Observer | None = None
+    spec: TestSpec,
+    options: RunOptions,
+    observer: Observer | None = None,
+    links: Links | None = None,
 ) -> TestResult:
-    return await _TestRun(spec, options, observer).run()
+    """One test as a run of its own; with LINKS (the caller's to close), on the links
+    an earlier test kept there, keeping its own for the next."""
+    if links is not None:
+        return await _TestRun(spec, options, observer, links=links).run()
+    links = Links()
+    try:
+        return await _TestRun(spec, options, observer, links=links).run()
+    finally:
+        await links.close()

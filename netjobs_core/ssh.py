@@ -6,12 +6,12 @@ run too: the first `AgentLink` to a host opens a channel running
 `netjobs-agent --stdio` there. The agent reads a random secret of this link from
 the first line on its stdin (`link <hex>`: never argv or the environment, which
 `ps` shows; its keys a cheap HKDF, wire/sealing.py link_key), answers with a
-ready line, then speaks the usual protocol on stdin/stdout, a session per test.
-A link that ends at a test's boundary (its `bye`, nothing in flight) hands the
-channel back (`release`); the agent says it is ready again, and the next test
-on that host greets the same agent: no new process, no new interpreter. Nothing
-listens on the host; the agent ends with its channel (EOF at the end of the
-run, or a test that ended otherwise: the orphan rules kill what it started).
+ready line, then speaks the usual protocol on stdin/stdout. The run keeps the
+authenticated link between tests (netjobs_core/links.py), so the host's next
+test goes on with the same agent: no new process, no new interpreter, no new
+handshake. Nothing listens on the host; the agent ends with its channel (EOF at
+the end of the run, or a test that ended otherwise: the orphan rules kill what
+it started).
 
 How the agent gets there: with a python3 >= 3.11 on the host, the zipapp of
 netjobs_core/agent_zipapp.py, cached under ~/.cache/netjobs/ by version and
@@ -44,7 +44,7 @@ from typing import Any
 
 from netjobs_core import library_search
 from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, default_executable
-from netjobs_core.client import AgentError, Channel, Refused
+from netjobs_core.client import AgentError, Refused
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
 from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
@@ -357,26 +357,9 @@ class SshChannel:
         self,
         chan: asyncssh.SSHClientChannel[bytes],
         session: _AgentSession,
-        secret: bytes,
-        host: _Host,
     ) -> None:
         self._chan = chan
         self.session = session
-        self.secret = secret  # this link's: every session on it authenticates with it
-        self.host = host  # whose SSH connection carries it
-
-    async def ready_again(self, timeout: float) -> bool:
-        """After a released session: the agent's ready line, as the first line (a
-        session that left anything else unread is no boundary); False: not ready."""
-        try:
-            async with asyncio.timeout(timeout):
-                line = await self.session.stdout.readline()
-        except (TimeoutError, OSError, ValueError):
-            line = b""
-        if line.startswith(STDIO_READY) and not self._chan.is_closing():
-            return True
-        self.abort()
-        return False
 
     async def read(self, n: int) -> bytes:
         return await self.session.stdout.read(n)
@@ -466,7 +449,6 @@ class _Host:
     client: _Client
     has_pyz: bool = False  # uploaded or found during this run
     has_exe: bool = False
-    idle: list[SshChannel] = field(default_factory=list)  # agents between tests
 
 
 class SshDialer:
@@ -527,7 +509,6 @@ class SshDialer:
         for key, task in list(self._hosts.items()):
             if task.done() and not task.cancelled() and task.exception() is None:
                 if task.result().client is client:
-                    task.result().idle.clear()  # their channels went with the connection
                     del self._hosts[key]
 
     def connect_ahead(self, addresses: Sequence[Address], timeout: float) -> None:
@@ -550,8 +531,8 @@ class SshDialer:
         return task
 
     async def open(self, address: Address, timeout: float) -> tuple[SshChannel, bytes]:
-        """A channel to the host's stdio agent (started now unless one is between
-        tests), and the link secret it was given."""
+        """A channel to a stdio agent started now on the host, and the link secret it
+        was given."""
         payloads = self._agent_payloads()
         key = (address.host, address.port, address.user)
         task = self._connection(address, timeout)
@@ -561,31 +542,11 @@ class SshDialer:
             if self._hosts.get(key) is task:
                 del self._hosts[key]  # the next test tries again
             raise
-        while host.idle:
-            channel = host.idle.pop()
-            if await channel.ready_again(timeout):
-                return channel, channel.secret
         try:
             pyz, exe = await asyncio.shield(payloads)
         except OSError as exc:
             raise AgentError(f"cannot read the one-file agent to send: {exc}") from None
         return await self._start_agent(host, address, timeout, pyz, exe)
-
-    def release(self, channel: Channel) -> None:
-        """The channel's agent is between tests: the next link to its host takes it;
-        it ends with the run's SSH connection (or an EOF, past this run)."""
-        assert isinstance(channel, SshChannel)
-        if not channel.is_closing() and channel.host in self._connected():
-            channel.host.idle.append(channel)
-        else:
-            channel.abort()  # its connection is gone or closing: so is the agent
-
-    def _connected(self) -> list[_Host]:
-        return [
-            task.result()
-            for task in self._hosts.values()
-            if task.done() and not task.cancelled() and task.exception() is None
-        ]
 
     async def _connect(self, address: Address, timeout: float) -> _Host:
         options = self.options
@@ -666,7 +627,7 @@ class SshDialer:
                 chan.abort()
                 raise AgentError(f"starting the agent on {address}: {exc}") from None
             if line:
-                return SshChannel(chan, session, secret, host), secret
+                return SshChannel(chan, session), secret
             status = session.exit_status
             if status == NEED_PYZ and not host.has_pyz:
                 await self._upload(host, address, pyz)

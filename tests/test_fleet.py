@@ -11,6 +11,7 @@ import pytest
 from agent_harness import AgentClient, free_port, start_agent
 
 from netjobs_core.config import parse_config
+from netjobs_core.links import Links
 from netjobs_core.report import format_test
 from netjobs_core.results import CommandStatus, StartMode, TestStatus
 from netjobs_core.results_json import load_json, write_json
@@ -237,7 +238,7 @@ def test_the_controller_holds_its_own_limit_and_checks_the_digest(tmp_path, toke
     plan = parse_config('t:\nh1: "x"\n-collect: /a\nend\n', "t.cfg")
     folder = RunFolder.create(tmp_path / "runs")
     options = RunOptions(token=token.token, run_folder=folder, collect_max=10)
-    run = _TestRun(plan.tests[0], options, None)
+    run = _TestRun(plan.tests[0], options, None, links=Links())
     [host] = run.hosts
 
     def transfer(name: str, chunks: list[bytes], digest_of: bytes) -> None:

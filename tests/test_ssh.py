@@ -38,7 +38,7 @@ from netjobs_core.results_json import run_from_json, run_to_json
 from netjobs_core.run import Run
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
-from netjobs_core.runner import run_test
+from netjobs_core.runner import Runner, run_test
 from netjobs_core.ssh import READ_LIMIT, REMEMBERED, SshDialer, _Stdout
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
@@ -264,23 +264,23 @@ def agent_pid(test) -> int:
 
 def test_one_agent_serves_every_test_of_the_run_and_ends_with_it(trusted):
     lab, host = trusted, trusted.hosts[0]
-    test = parse_config(f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n').tests[0]
+    plan = parse_config(f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n')
 
     async def three_tests():
         async with SshDialer(lab.options()) as dialer:
-            options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
-            return [await asyncio.wait_for(run_test(test, options), 60) for _ in range(3)]
+            options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer, repeat=3)
+            return (await asyncio.wait_for(Runner(plan, options).run(), 60)).tests
 
     tests = asyncio.run(three_tests())
     assert [t.status for t in tests] == [TestStatus.PASSED] * 3, [t.reason for t in tests]
-    assert len({agent_pid(t) for t in tests}) == 1  # one agent, a session per test
+    assert len({agent_pid(t) for t in tests}) == 1  # one agent, its link kept between tests
     assert {t.hosts[0].credential for t in tests} == {"link"}
     assert wait_until_gone(host) == []  # it ended with the run's SSH connection
 
 
 def test_a_test_that_ends_mid_run_leaves_its_agent_to_end_and_the_next_gets_a_new_one(trusted):
-    """Only a link that ended at a test's boundary hands its agent on: one given up
-    mid-run ends it (its commands killed), and the next test starts a fresh agent."""
+    """Only a link that ended at a test's boundary is kept: one given up mid-run ends
+    its agent (its commands killed), and the next test starts a fresh agent."""
     lab, host = trusted, trusted.hosts[1]
     long = parse_config(f't:\nssh://{host.address}: "sleep 303"\nend\n').tests[0]
     short = parse_config(f't:\nssh://{host.address}: "echo $NETJOBS_JOB"\nend\n').tests[0]
@@ -574,30 +574,12 @@ class _PipeChannel:
 
 
 class LocalStdioDialer:
-    """Starts `netjobs-agent --stdio` on this machine, bootstrapped as SshDialer does;
-    keeps what a link releases for the next one (one agent per host for the run)."""
+    """Starts `netjobs-agent --stdio` on this machine, bootstrapped as SshDialer does."""
 
     def __init__(self) -> None:
         self.channels: list[_PipeChannel] = []
-        self.idle: dict[str, list[tuple[_PipeChannel, bytes]]] = {}
-        self.secrets: dict[_PipeChannel, bytes] = {}
-
-    def release(self, channel):
-        self.idle.setdefault(channel.host, []).append((channel, self.secrets[channel]))
-
-    async def close(self):
-        for channels in self.idle.values():
-            for channel, _ in channels:
-                await channel.close(WAIT_S)
-        self.idle.clear()
 
     async def open(self, address, timeout):
-        if idle := self.idle.get(address.host):
-            channel, secret = idle.pop()
-            async with asyncio.timeout(WAIT_S):
-                ready = await channel.proc.stdout.readline()
-            assert ready.startswith(STDIO_READY), ready
-            return channel, secret
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -609,7 +591,6 @@ class LocalStdioDialer:
         channel = _PipeChannel(proc, address.host)
         self.channels.append(channel)
         secret = os.urandom(LINK_SECRET_BYTES)
-        self.secrets[channel] = secret
         channel.write(stdio_greeting(secret))
         async with asyncio.timeout(WAIT_S):
             ready = await proc.stdout.readline()  # type: ignore[union-attr]
@@ -617,7 +598,6 @@ class LocalStdioDialer:
         return channel, secret
 
     async def wait_all_ended(self) -> list[int | None]:
-        await self.close()
         async with asyncio.timeout(WAIT_S):
             return [await c.proc.wait() for c in self.channels]
 
@@ -697,9 +677,6 @@ def test_an_ssh_agent_slow_to_answer_the_greeting_is_named_as_such():
             await proc.stdout.readline()  # type: ignore[union-attr]
             return self.channel, bytes(LINK_SECRET_BYTES)
 
-        def release(self, channel):
-            raise AssertionError("a link that never authenticated is no boundary")
-
     async def scenario():
         dialer = SilentDialer()
         link = AgentLink(Address.parse("ssh://slow"), b"", dialer)
@@ -759,15 +736,15 @@ def test_a_stdio_agent_runs_a_test_and_exits():
 
 
 def test_a_stdio_agent_serves_test_after_test_on_its_channel():
-    """A link that ends at a test's boundary releases its channel: the next test on
-    that host is a new session of the same agent, its state reset in between."""
+    """The run keeps the link between tests: every test on that host goes to the same
+    agent on the same channel, its run state reset in between; the run's end ends it."""
 
     async def scenario():
         dialer = LocalStdioDialer()
         plan = parse_config('t:\nssh://local: "echo $NETJOBS_JOB"\nend\n')
-        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer)
-        tests = [await asyncio.wait_for(run_test(plan.tests[0], options), 30) for _ in range(3)]
-        return tests, len(dialer.channels), await dialer.wait_all_ended()
+        options = RunOptions(token=TOKEN, connect_timeout=5, dialer=dialer, repeat=3)
+        result = await asyncio.wait_for(Runner(plan, options).run(), 30)
+        return result.tests, len(dialer.channels), await dialer.wait_all_ended()
 
     tests, agents, statuses = asyncio.run(scenario())
     assert [t.status for t in tests] == [TestStatus.PASSED] * 3, [t.reason for t in tests]

@@ -39,9 +39,8 @@ MIN_TOKEN_CHARS = 16
 # netjobs_core/ssh.py): the controller's first line names the kind of secret and
 # gives it, `link <64 hex digits>` (a fresh link secret: sealing.link_key, no
 # stretching; a stdio agent takes no other kind, so a human-chosen token can never
-# be taken unstretched); the agent's first line, once it holds it, and its line
-# after each session that ended with the controller's `bye` (it is ready for the
-# next one on the same channel) start with STDIO_READY.
+# be taken unstretched); the agent's first line, once it holds it, starts with
+# STDIO_READY.
 STDIO_LINK = b"link "
 STDIO_READY = b"NETJOBS-STDIO "
 
