@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # run as a plain script from a checkout
 from netjobs_agent import execwatch, procs, server  # noqa: E402
 from netjobs_core import event_loop  # noqa: E402
 from netjobs_core.config import Plan, parse_config  # noqa: E402
-from netjobs_core.events import Event, HostChanged  # noqa: E402
+from netjobs_core.events import Event, HostChanged, TestFinished, TestStarted  # noqa: E402
 from netjobs_core.probe import DEFAULT_CLOCK, STRICT_TURNS, ClockPolicy  # noqa: E402
 from netjobs_core.results import HostState, TestResult, TestStatus  # noqa: E402
 from netjobs_core.run_folder import RunFolder  # noqa: E402
@@ -238,6 +238,46 @@ class Phases:
             self.last[event.host.state] = time.monotonic() - self.began
 
 
+Snapshot = tuple[tuple[float, float], float, float]  # (user, sys), agents' CPU, GC
+
+
+class Costs:
+    """Each test's phases and CPU (this process's, the agents', the collector's), from
+    its TestStarted to its TestFinished; the last test's to the run's end (`ended`),
+    which closes the links the run kept between its tests."""
+
+    def __init__(self, processes: Sequence[subprocess.Popen[bytes]]) -> None:
+        self.processes = processes
+        self.phases: list[Phases] = []
+        self.spans: list[list[Snapshot]] = []
+
+    def _now(self, starting: bool) -> Snapshot:
+        if starting:  # reading the agents' /proc files: before the test's own clock starts
+            agents = agents_cpu_s(self.processes)
+            return cpu_s(), agents, GC_CLOCK.spent
+        cpu = cpu_s()
+        return cpu, agents_cpu_s(self.processes), GC_CLOCK.spent
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, TestStarted):
+            self.spans.append([self._now(starting=True)])
+            self.phases.append(Phases())
+        elif isinstance(event, TestFinished):
+            self.spans[-1][1:] = [self._now(starting=False)]
+        if self.phases:
+            self.phases[-1](event)
+
+    def ended(self) -> None:
+        self.spans[-1][1:] = [self._now(starting=False)]
+
+    def figures(self, tests: Sequence[TestResult]) -> list[Figures]:
+        found = []
+        for test, phases, (before, after) in zip(tests, self.phases, self.spans, strict=True):
+            cpu = (after[0][0] - before[0][0], after[0][1] - before[0][1])
+            found.append(figures_of(test, cpu, after[1] - before[1], phases, after[2] - before[2]))
+        return found
+
+
 def figures_of(
     test: TestResult, cpu: tuple[float, float], agents_cpu: float, phases: Phases, gc_s: float
 ) -> Figures:
@@ -275,24 +315,27 @@ def figures_of(
     )
 
 
-async def run_test(
-    hosts: AgentHosts, size: int, token: Token, folder: Path, policy: ClockPolicy
-) -> Figures:
+async def run_tests(
+    hosts: AgentHosts, size: int, token: Token, folder: Path, policy: ClockPolicy, tests: int = 1
+) -> list[Figures]:
+    """One run of TESTS tests of SIZE hosts (`--repeat`: from the second on, each host's
+    link kept from the test before); each test's figures."""
     ports = hosts.ports[:size]
     plan = plan_for(ports)
     # Agents sharing a process block each other's event loop while they spawn (a
     # second or more per process under load): a patient heartbeat keeps that from
     # reading as a silent controller, which one agent per machine never sees.
     options = RunOptions(
-        token=token, run_folder=RunFolder.create(folder), clock=policy, heartbeat=10.0
+        token=token,
+        run_folder=RunFolder.create(folder),
+        clock=policy,
+        heartbeat=10.0,
+        repeat=tests,
     )
-    before, agents_before, gc_before = cpu_s(), agents_cpu_s(hosts.processes), GC_CLOCK.spent
-    phases = Phases()
-    result = await Runner(plan, options, phases).run()
-    after = cpu_s()
-    cpu = (after[0] - before[0], after[1] - before[1])
-    agents_cpu = agents_cpu_s(hosts.processes) - agents_before
-    return figures_of(result.tests[0], cpu, agents_cpu, phases, GC_CLOCK.spent - gc_before)
+    costs = Costs(hosts.processes)
+    result = await Runner(plan, options, costs).run()
+    costs.ended()
+    return costs.figures(result.tests)
 
 
 # ----------------------------------------------------------------------------- report
@@ -361,6 +404,7 @@ async def bench(
     policies: dict[str, ClockPolicy],
     exec_watch: bool = True,
     where: str | None = None,
+    run_of: int = 1,
 ) -> int:
     fd_limits.raise_fd_limit()  # one socket per host on this side too
     secret = secrets.token_bytes(32)
@@ -376,19 +420,26 @@ async def bench(
             print(HEADER)
             print("|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|", flush=True)
             for policy in policies.values():  # warm-up, uncounted
-                await run_test(hosts, 2, token, Path(folder), policy)
+                await run_tests(hosts, 2, token, Path(folder), policy)
             for size in sizes:
-                # The measurements interleaved test by test: compared under the same load.
-                runs: dict[str, list[Figures]] = {name: [] for name in policies}
+                # The measurements interleaved run by run: compared under the same load.
+                firsts: dict[str, list[Figures]] = {name: [] for name in policies}
+                laters: dict[str, list[Figures]] = {name: [] for name in policies}
                 for _ in range(repeats):
                     for name, policy in policies.items():
-                        figures = await run_test(hosts, size, token, Path(folder), policy)
-                        if figures.error:
-                            failed += 1
-                            print(f"  N={size} {name}: {figures.error}", file=sys.stderr)
-                        runs[name].append(figures)
-                for name, figures_list in runs.items():
-                    print(row(figures_list, name), flush=True)
+                        tests = await run_tests(hosts, size, token, Path(folder), policy, run_of)
+                        for figures in tests:
+                            if figures.error:
+                                failed += 1
+                                print(f"  N={size} {name}: {figures.error}", file=sys.stderr)
+                        firsts[name].append(tests[0])
+                        laters[name].extend(tests[1:])
+                for name in policies:
+                    if run_of == 1:
+                        print(row(firsts[name], name), flush=True)
+                    else:
+                        print(row(firsts[name], f"{name}, a run's first test"), flush=True)
+                        print(row(laters[name], f"{name}, its later tests"), flush=True)
     finally:
         await asyncio.to_thread(hosts.stop)
     return 1 if failed else 0
@@ -402,7 +453,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=lambda text: [int(n) for n in text.split(",")],
         help="host counts (default 10,100,200,500,1000)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="tests per host count")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per host count")
+    parser.add_argument(
+        "--run-of",
+        type=int,
+        default=1,
+        metavar="K",
+        help="tests in each run (`--repeat K`; default 1): with K > 1 a row for the runs' "
+        "first tests and one for their later tests, on links kept between tests",
+    )
     parser.add_argument("--per-process", type=int, default=20, help="agents per helper process")
     parser.add_argument(
         "--clock",
@@ -434,7 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--instructions",
         action="store_true",
         help="instead: the controller's instructions per host and test, under valgrind "
-        "(one size, one --clock; --repeats more tests than a first run: ~1 min at 100)",
+        "(one size, one --clock; --repeats more tests than a first run: ~1 min at 100; "
+        "with --run-of K > 1, those tests later tests of one run)",
     )
     parser.add_argument("--serve", type=int, metavar="K", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -442,7 +502,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve_agents(args.serve, bytes.fromhex(os.environ["NETJOBS_BENCH_SECRET"])))
         return 0
     if args.instructions:
-        return instructions(args.sizes[0], args.repeats, args.clock, args.where)
+        return instructions(
+            args.sizes[0], args.repeats, args.clock, args.where, in_one_run=args.run_of > 1
+        )
     policies = {name: policy_named(name) for name in args.clock.split(",")}
     main = bench(
         args.sizes,
@@ -451,16 +513,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         policies,
         exec_watch=not args.no_exec_watch,
         where=args.where,
+        run_of=args.run_of,
     )
     return event_loop.run(main, fast=args.loop == "controller")
 
 
-def instructions(size: int, repeats: int, clock: str, where: str | None) -> int:
+def instructions(
+    size: int, repeats: int, clock: str, where: str | None, in_one_run: bool = False
+) -> int:
     """This bench's controller run under valgrind (cachegrind's `I refs`; the agents'
     helper processes run natively) with 1 test of SIZE hosts, then 1 + REPEATS: the
     difference over REPEATS x SIZE is its instructions per host and test, a count
     that a shared machine's load moves by a few per cent (how many times the event
-    loop wakes), where the CPU time moves by tens."""
+    loop wakes), where the CPU time moves by tens. Each test its own run, or
+    IN_ONE_RUN: the tests one run's (the REPEATS then later tests, on kept links)."""
     if shutil.which("valgrind") is None:
         raise SystemExit("--instructions: valgrind is not installed")
     counts = []
@@ -475,7 +541,7 @@ def instructions(size: int, repeats: int, clock: str, where: str | None) -> int:
                 sys.executable,
                 __file__,
                 f"--sizes={size}",
-                f"--repeats={tests}",
+                *(("--repeats=1", f"--run-of={tests}") if in_one_run else (f"--repeats={tests}",)),
                 f"--clock={clock}",
                 *([f"--where={where}"] if where else []),
             ]
@@ -485,7 +551,8 @@ def instructions(size: int, repeats: int, clock: str, where: str | None) -> int:
             counts.append(int(found.group(1).replace(",", "")))
     per_host = (counts[1] - counts[0]) / (repeats * size)
     print(
-        f"controller: {per_host / 1e6:.3f} M instructions per host and test ({size} hosts, "
+        f"controller: {per_host / 1e6:.3f} M instructions per host and "
+        f"{'later test of a run' if in_one_run else 'test'} ({size} hosts, "
         f"{clock} clock; {counts[0] / 1e6:.0f} M with 1 test, {counts[1] / 1e6:.0f} M with "
         f"{1 + repeats})"
     )

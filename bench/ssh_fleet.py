@@ -15,7 +15,7 @@ user's), then runs `date +%s%N` on every host, each round in a new order:
 Per way: wall time, the controller's CPU (the process and its children: pdsh's and
 clush's ssh processes count), and the spread of the commands' own timestamps. Then
 --bulk MiB from one host: NetJobs in this process (run_test on an SshDialer whose
-connection and agent a first test made, as for a run's second test) against
+connection, agent and link a first test made, as for a run's second test) against
 `ssh -F config HOST 'head -c ...' > /dev/null` (cold), alternating, each with the
 wall time, CPU of its side and MiB/s. Needs root, iproute2, sshd, pdsh.
 
@@ -49,6 +49,7 @@ for path in (ROOT, ROOT / "tests"):
 from ssh_lab import Lab, ssh_lab  # noqa: E402
 
 from netjobs_core.config import parse_config  # noqa: E402
+from netjobs_core.links import Links  # noqa: E402
 from netjobs_core.results import TestStatus  # noqa: E402
 from netjobs_core.run_options import RunOptions  # noqa: E402
 from netjobs_core.runner import run_test  # noqa: E402
@@ -203,17 +204,20 @@ async def _bulk_netjobs(lab: Lab, mib: int, rounds: int) -> list[Sample]:
     ).tests[0]
     warm = parse_config(f't:\nssh://{host.address}: "true"\nend\n').tests[0]
     samples = []
+    links = Links()
     async with SshDialer(lab.options()) as dialer:
         options = RunOptions(Token(os.urandom(32), "unused"), connect_timeout=10, dialer=dialer)
-        await run_test(warm, options)  # the connection, the agent: as for a run's second test
+        # The connection, the agent, its link: as for a run's second test.
+        await run_test(warm, options, links=links)
         for _ in range(rounds):
             cpu, began = time.process_time(), time.monotonic()
-            result = await asyncio.wait_for(run_test(test, options), TIMEOUT_S)
+            result = await asyncio.wait_for(run_test(test, options, links=links), TIMEOUT_S)
             sample = Sample(time.monotonic() - began, time.process_time() - cpu)
             if result.status is TestStatus.PASSED:
                 samples.append(sample)
             else:
                 print(f"bulk over netjobs failed: {result.reason}", file=sys.stderr)
+        await links.close()
     return samples
 
 

@@ -42,6 +42,7 @@ from ssh_lab import Lab, loopback_lab, ssh_lab  # noqa: E402
 from start_spread import Proxy, spread_delays, start_proxy  # noqa: E402
 
 from netjobs_core.config import parse_config  # noqa: E402
+from netjobs_core.links import Links  # noqa: E402
 from netjobs_core.local_agents import LocalAgent, start_agent  # noqa: E402
 from netjobs_core.results import StartMode, TestResult, TestStatus  # noqa: E402
 from netjobs_core.run_options import RunOptions  # noqa: E402
@@ -70,20 +71,22 @@ def _figures(test: TestResult, took_s: float) -> dict[str, float]:
 async def _measure(lab: Lab, token: Token, repeats: int) -> dict[str, list[dict[str, float]]]:
     results: dict[str, list[dict[str, float]]] = {"ssh": [], "installed": []}
     failed = {"ssh": 0, "installed": 0}
+    links = Links()  # each host's link kept from test to test, as in one run
     async with SshDialer(lab.options()) as dialer:
         options = RunOptions(token=token, connect_timeout=10, dialer=dialer)
         plans = {way: parse_config(_plan(lab, way == "ssh")).tests[0] for way in results}
         for way in results:  # warm-up: the first SSH test uploads the agent and connects
-            await run_test(plans[way], options)
+            await run_test(plans[way], options, links=links)
         for repeat in range(repeats):
             for way in ("ssh", "installed") if repeat % 2 == 0 else ("installed", "ssh"):
                 began = time.monotonic()
-                test = await asyncio.wait_for(run_test(plans[way], options), 60)
+                test = await asyncio.wait_for(run_test(plans[way], options, links=links), 60)
                 if test.status is TestStatus.PASSED:
                     results[way].append(_figures(test, time.monotonic() - began))
                 else:
                     failed[way] += 1
                     print(f"{way}: test failed: {test.reason}", file=sys.stderr)
+        await links.close()
     return results
 
 
@@ -94,19 +97,21 @@ async def _measure_modes(
     test = parse_config(f"t:\n{lines}end\n").tests[0]
     token = Token(os.urandom(32), "unused: every target is over SSH")
     results: dict[str, list[dict[str, float]]] = {"scheduled": [], "sequential": []}
+    links = Links()  # each host's link kept from test to test, as in one run
     async with SshDialer(lab.options()) as dialer:
         modes = {way: RunOptions(token, StartMode(way), 10, dialer=dialer) for way in results}
-        await run_test(test, modes["scheduled"])  # warm-up: uploads, connections
+        await run_test(test, modes["scheduled"], links=links)  # warm-up: uploads, connections
         for repeat in range(repeats):
             for way in (
                 ("scheduled", "sequential") if repeat % 2 == 0 else ("sequential", "scheduled")
             ):
                 began = time.monotonic()
-                result = await asyncio.wait_for(run_test(test, modes[way]), 60)
+                result = await asyncio.wait_for(run_test(test, modes[way], links=links), 60)
                 if result.status is TestStatus.PASSED:
                     results[way].append(_figures(result, time.monotonic() - began))
                 else:
                     print(f"{way}: test failed: {result.reason}", file=sys.stderr)
+        await links.close()
     return results
 
 
