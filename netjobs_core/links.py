@@ -10,13 +10,16 @@ cut, an abort) closes its link as before, and its next test connects anew.
 
 A kept link the agent closed meanwhile (its idle limit, a restart) is found out
 by the next test's first read: with nothing heard on it since it was taken, the
-host connects anew (host_run.HostRun.measure). The run closes what is left at
-its end, each with a `bye`.
+host connects anew (host_run.HostRun.measure). After each test the run closes,
+each with a `bye`, the links of hosts no later test has (`retire`): the agent
+keeps a finished run's output spooled until its session moves on to another test
+or ends, so a host done with the run frees it at once; the rest at the run's end.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from netjobs_core.client import AgentLink
 from netjobs_core.wire.address import Address
@@ -27,9 +30,13 @@ class Links:
 
     def __init__(self) -> None:
         self._idle: dict[Address, AgentLink] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return len(self._idle)
+
+    def __contains__(self, address: object) -> bool:
+        return address in self._idle
 
     def take(self, address: Address) -> AgentLink | None:
         """The kept link to ADDRESS, now the caller's; None when there is none (or it
@@ -48,8 +55,20 @@ class Links:
         self._idle[link.address] = link
         return True
 
+    def retire(self, addresses: Iterable[Address]) -> None:
+        """Close the kept links to ADDRESSES (no later test has them), each with a
+        `bye`, meanwhile: the next test need not wait for them."""
+        for address in addresses:
+            link = self._idle.pop(address, None)
+            if link is not None:
+                task = asyncio.create_task(link.close(), name=f"bye {address}")
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
     async def close(self) -> None:
-        """Say `bye` on every kept link and close it (each within its close timeout)."""
+        """Say `bye` on every kept link and close it (each within its close timeout);
+        wait for those `retire` is closing too."""
         idle, self._idle = list(self._idle.values()), {}
-        if idle:
-            await asyncio.gather(*(link.close() for link in idle))
+        closing = [*self._closing, *(asyncio.ensure_future(link.close()) for link in idle)]
+        if closing:
+            await asyncio.gather(*closing)

@@ -427,8 +427,9 @@ class Runner:
         self.result.started_at = time.time()
         repeat = self.options.repeat
         runs = [(spec, k) for spec in tests for k in range(1, repeat + 1)]
+        last_test = {c.address: n for n, (spec, _) in enumerate(runs) for c in spec.commands}
         try:
-            for spec, k in runs:
+            for n, (spec, k) in enumerate(runs):
                 if self._stop_reason:
                     break
                 self._current = _TestRun(
@@ -449,6 +450,9 @@ class Runner:
                     break  # the reason says so: no credential changes between tests
                 if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                     break
+                self.links.retire(
+                    h.result.address for h in test.hosts if last_test[h.result.address] == n
+                )
         finally:
             await self.links.close()
         return self.result

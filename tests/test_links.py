@@ -10,7 +10,7 @@ import pytest
 
 from netjobs_core.client import AgentLink
 from netjobs_core.config import parse_config
-from netjobs_core.events import TestFinished
+from netjobs_core.events import TestFinished, TestStarted
 from netjobs_core.links import Links
 from netjobs_core.results import TestStatus
 from netjobs_core.run_options import RunOptions
@@ -69,8 +69,8 @@ class CountingProxy:
 
 async def test_a_run_keeps_each_hosts_link_between_its_tests(start_agents, token):
     """Two tests of three hosts (one in both), each twice: every agent authenticates one
-    connection for the whole run and hears one `bye`, at its end; each test is still its
-    own run on the agent (its own output), and every test passes."""
+    connection for the whole run and hears one `bye`, after its last test; each test is
+    still its own run on the agent (its own output), and every test passes."""
     agents = start_agents(3)
     a0, a1, a2 = (f"127.0.0.1:{a.port}" for a in agents)
     plan = parse_config(
@@ -79,8 +79,23 @@ async def test_a_run_keeps_each_hosts_link_between_its_tests(start_agents, token
         "links.cfg",
     )
     options = RunOptions(token=token.token, connect_timeout=5.0, repeat=2)
-    run = await asyncio.wait_for(Runner(plan, options).run(), 60)
+    kept_at_start: list[list[bool]] = []
+
+    def kept(event: object) -> None:
+        if isinstance(event, TestStarted):
+            kept_at_start.append([Address.parse(a) in runner.links for a in (a0, a1, a2)])
+
+    runner = Runner(plan, options, kept)
+    run = await asyncio.wait_for(runner.run(), 60)
     assert [t.status for t in run.tests] == [TestStatus.PASSED] * 4, [t.reason for t in run.tests]
+    # a0 has no test after t's second: its link went then, with a `bye` (its agent frees
+    # the finished run's spool at once); a1's went on into u.
+    assert kept_at_start == [
+        [False, False, False],
+        [True, True, False],
+        [False, True, False],
+        [False, True, True],
+    ]
     outputs = [c.stdout.read_bytes() for t in run.tests for h in t.hosts for c in h.commands]
     assert len(set(outputs)) == 8  # each test its own run on its agents: nothing replayed
     for agent in agents:
