@@ -356,18 +356,16 @@ class HostRun:
                 estimate = await self._connect_measured(prepare)
                 break
             except AgentError as exc:
-                if (
-                    self.link is kept
-                    and self.link.reads == heard
-                    and isinstance(exc, ConnectionLost)
-                    and not isinstance(exc, Tampered)
-                ):
-                    self.link.abort()
-                    self.link = self._new_link()
-                    continue
+                error = str(exc)
+                if self.link is kept and self.link.reads == heard:
+                    if isinstance(exc, ConnectionLost) and not isinstance(exc, Tampered):
+                        self.link.abort()
+                        self.link = self._new_link()
+                        continue
+                    error = f"no answer on the connection kept from its last test: {error}"
                 await self._close_link()
                 self.refused = isinstance(exc, AuthenticationRefused)
-                self.fail(str(exc))
+                self.fail(error)
                 return False
         result = self.result
         self.estimate = estimate

@@ -4,7 +4,9 @@ hang them up between two tests, as an agent closing an idle connection does."""
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
 
 import pytest
 
@@ -122,6 +124,30 @@ async def test_a_kept_link_the_agent_closed_gives_way_to_a_new_connection(start_
     assert [t.status for t in run.tests] == [TestStatus.PASSED] * 3, [t.reason for t in run.tests]
     assert [t.hosts[0].error for t in run.tests] == ["", "", ""]
     assert proxy.connections == 2  # the first test's, then one for the second and third
+
+
+async def test_an_agent_that_stops_answering_between_tests_is_named_as_such(start_agents, token):
+    """Stopped between two tests (SIGSTOP): the kept link gets no answer, and the host
+    fails its next test within the usual time, saying where it waited."""
+    (agent,) = start_agents(1)
+    plan = parse_config(f't:\n127.0.0.1:{agent.port}: "true"\nend\n', "s.cfg")
+
+    def stop_after_the_first(event: object) -> None:
+        if isinstance(event, TestFinished) and event.test.repetition == 1:
+            os.kill(agent.pid, signal.SIGSTOP)
+
+    options = RunOptions(token=token.token, connect_timeout=1.0, repeat=2)
+    try:
+        run = await asyncio.wait_for(Runner(plan, options, stop_after_the_first).run(), 60)
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    first, second = run.tests
+    assert first.status is TestStatus.PASSED, first.reason
+    assert second.status is not TestStatus.PASSED
+    assert second.hosts[0].error == (
+        "no answer on the connection kept from its last test: "
+        "clock measurement took longer than 5 s"
+    )
 
 
 async def test_the_links_keep_only_a_link_between_tests_and_close_the_rest_with_a_bye(agent, token):
