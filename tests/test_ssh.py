@@ -978,6 +978,19 @@ def test_asyncssh_is_imported_without_its_x509_part_which_stays_importable():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_importing_the_ssh_layer_warns_of_nothing():
+    """cryptography 51 deprecates DSA, and asyncssh 2.24 names its key types as it is
+    imported: no user of `--ssh` should read that warning on every run."""
+    out = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import netjobs_core.ssh"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+
+
 def test_a_run_begins_its_first_tests_ssh_connections_as_it_is_entered(trusted, tmp_path):
     """Before its first results file and history line: the handshakes wait on the
     hosts meanwhile. The first test's hosts only; the later test's as it comes."""
