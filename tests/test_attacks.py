@@ -43,6 +43,8 @@ from netjobs_core.wire.framing import (
     encode_frame,
 )
 from netjobs_core.wire.messages import (
+    Exit,
+    Finished,
     Message,
     Output,
     Ping,
@@ -51,10 +53,11 @@ from netjobs_core.wire.messages import (
     Prepared,
     Role,
     Start,
+    Started,
     Status,
     StatusQuery,
 )
-from netjobs_core.wire.states import State
+from netjobs_core.wire.states import Phase, State
 from netjobs_core.wire.tokens import Token, TokenError, refuse_weak, weakness
 from tests.agent_harness import REPO, AgentClient, agent_command, agent_env, commands, start_agent
 
@@ -182,6 +185,42 @@ def test_the_agent_refuses_a_tampered_frame_and_acts_on_nothing(tamper):
     [error] = FrameDecoder().feed(agent.data_to_send())
     assert (error.type, error.fields["code"]) == ("error", "integrity")
     assert "from the controller" in error.fields["message"]
+
+
+def test_a_frame_of_one_test_replayed_into_the_next_on_a_kept_session_is_refused():
+    """A run keeps each host's session between its tests (netjobs_core/links.py): the
+    frame counters go on, so the first test's `start` sent again in the second test
+    fails its tag, and the agent acts on nothing of it."""
+    controller, agent = ready_pair()
+    prepare = Prepare(label="t", commands=[{"id": 0, "command": "true"}])
+    prepared = Prepared(
+        gated=True, commands=[{"id": 0, "ok": True, "error": None}], run_id="ab", grace=0.0
+    )
+
+    def one_test() -> bytes:
+        controller.send(prepare)
+        assert agent.receive_data(controller.data_to_send()) == [prepare]
+        agent.send(prepared)
+        controller.receive_data(agent.data_to_send())
+        controller.send(Start(at=None))
+        start = controller.data_to_send()
+        assert agent.receive_data(start) == [Start(at=None)]
+        agent.send(Started(released_at={"0": 5}, late_ns=0))
+        agent.send(Exit(id=0, status="ok", exit_code=0, message=""))
+        agent.send(Finished())
+        controller.receive_data(agent.data_to_send())
+        assert controller.phase is agent.phase is Phase.IDLE
+        return start
+
+    first_start = one_test()
+    one_test()  # the session goes on into the next test
+    controller.send(prepare)
+    assert agent.receive_data(controller.data_to_send()) == [prepare]
+    agent.send(prepared)
+    controller.receive_data(agent.data_to_send())
+    with pytest.raises(IntegrityError, match=TAMPERED):
+        agent.receive_data(first_start)
+    assert agent.state is State.CLOSED
 
 
 def test_a_flipped_body_byte_is_refused_by_the_controller():
