@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Literal
 from netjobs_core import history, logs
 from netjobs_core.config import Plan
 from netjobs_core.events import CommandChanged, Event, TestFinished, TestStarted
+from netjobs_core.links import Links
 from netjobs_core.log_parts import LogParts
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
@@ -187,7 +188,9 @@ class Run:
         self._dialer: SshDialer | None = new_ssh_dialer(plan_addresses(plan), ssh)
         self.options = dataclasses.replace(options, run_folder=self.folder, dialer=self._dialer)
         self._observers: list[RunObserver] = []
-        self._runner = Runner(plan, self.options, self._on_event)
+        # Closed once the results are written (__aexit__).
+        self._links = Links()
+        self._runner = Runner(plan, self.options, self._on_event, self._links)
         self.result = self._runner.result
         self.outcome = Outcome(self.result, self.folder)
         self._save_error: NotWritten | None = None  # of the last results.json written
@@ -260,6 +263,9 @@ class Run:
             steps.callback(gc.unfreeze)  # its garbage collectable again, once it is over
             if self.in_history:
                 steps.push_async_callback(self._record)
+            # After the SSH connections (an agent started over SSH ends with its own, as
+            # it used to): an installed agent's link gets its `bye`.
+            steps.push_async_callback(self._links.close)
             if (dialer := self._dialer) is not None:
                 steps.callback(lambda: outcome.host_keys.extend(dialer.accepted))
                 steps.push_async_exit(dialer)

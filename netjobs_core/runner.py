@@ -382,7 +382,16 @@ class _TestRun:
 class Runner:
     """Runs a plan's tests in file order. `stop()` aborts cleanly from any callback."""
 
-    def __init__(self, plan: Plan, options: RunOptions, observer: Observer | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        options: RunOptions,
+        observer: Observer | None = None,
+        links: Links | None = None,
+    ) -> None:
+        """LINKS: where the run keeps its hosts' links between tests, the caller's to
+        close (run.Run: after its results are written); by default the runner's own,
+        closed as `run()` ends."""
         if options.repeat < 1:
             raise ValueError(f"repeat must be 1 or more, not {options.repeat}")
         self.plan = plan
@@ -394,7 +403,8 @@ class Runner:
         self._current: _TestRun | None = None
         self._stop_reason = ""
         self.lead = LeadPolicy(options.lead_ns)  # learned over the run's tests
-        self.links = Links()  # the hosts' links between tests
+        self.links = Links() if links is None else links  # the hosts' links between tests
+        self._owns_links = links is None
 
     def stop(self, reason: str = "stopped by user") -> None:
         self._stop_reason = reason
@@ -450,11 +460,13 @@ class Runner:
                     break  # the reason says so: no credential changes between tests
                 if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
                     break
-                self.links.retire(
-                    h.result.address for h in test.hosts if last_test[h.result.address] == n
-                )
+                if n + 1 < len(runs):  # the last test's links go with the rest, below
+                    self.links.retire(
+                        h.result.address for h in test.hosts if last_test[h.result.address] == n
+                    )
         finally:
-            await self.links.close()
+            if self._owns_links:
+                await self.links.close()
         return self.result
 
 
