@@ -54,7 +54,13 @@ class StreamingRunner:
 
     instances: ClassVar[list[StreamingRunner]] = []
 
-    def __init__(self, plan: Plan, options: Any, observer: events.Observer | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        options: Any,
+        observer: events.Observer | None = None,
+        links: Any = None,  # the run's; nothing connects here
+    ) -> None:
         self.plan = plan
         self.observer = observer or (lambda event: None)
         self.result = RunResult(config_path=plan.path)
