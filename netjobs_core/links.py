@@ -13,7 +13,9 @@ by the next test's first read: with nothing heard on it since it was taken, the
 host connects anew (host_run.HostRun.measure). After each test the run closes,
 each with a `bye`, the links of hosts no later test has (`retire`): the agent
 keeps a finished run's output spooled until its session moves on to another test
-or ends, so a host done with the run frees it at once; the rest at the run's end.
+or ends, so a host done with the run frees it at once; the rest at the run's end
+(run.Run: once its results are written; an agent over SSH ends with the run's SSH
+connection to its host).
 """
 
 from __future__ import annotations
