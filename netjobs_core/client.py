@@ -549,7 +549,8 @@ class AgentLink:
         assert self._conn is not None and self._channel is not None
         self.status = None  # the last test's
         requests = list(along)
-        if ping and self._channel.kernel_stamps:
+        ping = ping and self._channel.kernel_stamps
+        if ping:
             self._seq += 1
             requests.append(Ping(seq=self._seq))
         requests.extend(then)
@@ -559,7 +560,7 @@ class AgentLink:
         except ProtocolError as exc:
             raise ConnectionLost(f"protocol error: {exc}") from None
         self._flush()
-        if any(isinstance(message, Ping) for message in requests):
+        if ping:
             self._early_ping = self._sent_ns
 
     def _flush(self) -> None:

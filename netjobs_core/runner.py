@@ -478,10 +478,9 @@ async def run_test(
 ) -> TestResult:
     """One test as a run of its own; with LINKS (the caller's to close), on the links
     an earlier test kept there, keeping its own for the next."""
-    if links is not None:
-        return await _TestRun(spec, options, observer, links=links).run()
-    links = Links()
+    kept = Links() if links is None else links
     try:
-        return await _TestRun(spec, options, observer, links=links).run()
+        return await _TestRun(spec, options, observer, links=kept).run()
     finally:
-        await links.close()
+        if links is None:
+            await kept.close()
