@@ -1302,6 +1302,23 @@ def test_netjobs_environment_and_patterns_pass():
     assert pump(controller, agent) == [message]
 
 
+def test_names_checked_once_are_still_refused_when_bad_after_many_good_ones():
+    """The env names that passed are remembered (a bounded set): whatever it holds, a
+    forbidden name or a bad value of a known name is refused at both ends."""
+    for batch in range(10):
+        controller, agent = handshake()
+        env = {f"NETJOBS_V{batch}_{i}": "1" for i in range(16)}
+        message = _prepare_with({"env": env})
+        controller.send(message)
+        assert pump(controller, agent) == [message]
+    for env in ({"NETJOBS_TOKEN": "x"}, {"PATH": "/tmp"}, {"NETJOBS_V0_0": "a\0b"}):
+        controller, agent = handshake()
+        with pytest.raises(ProtocolError, match="'prepare' env"):
+            controller.send(_prepare_with({"env": env}))
+        with pytest.raises(ProtocolError, match="'prepare' env"):
+            agent.receive_data(sealed(controller, _prepare_with({"env": env})))
+
+
 def _running_with_collect() -> tuple[Connection, Connection]:
     return reach(Phase.RUNNING, [1, 2], collecting=2)
 

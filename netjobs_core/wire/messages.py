@@ -749,12 +749,23 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
     return message
 
 
+# Env names that passed the check: every prepare names the same few (host_run.py), so a
+# name's pattern match is made once, not per command; bounded against a peer that names
+# ever new ones.
+_ENV_NAMES_OK: set[str] = set()
+
+
 def _check_env(env: dict[str, Any]) -> None:
     if len(env) > MAX_ENV_VARS:
         raise ProtocolError(f"'prepare' env has more than {MAX_ENV_VARS} variables")
     for name, value in env.items():
-        if ENV_NAME_RE.fullmatch(name) is None or name in RESERVED_ENV:
-            raise ProtocolError(f"'prepare' env may not set {name[:50]!r}: only NETJOBS_* names")
+        if name not in _ENV_NAMES_OK:
+            if ENV_NAME_RE.fullmatch(name) is None or name in RESERVED_ENV:
+                raise ProtocolError(
+                    f"'prepare' env may not set {name[:50]!r}: only NETJOBS_* names"
+                )
+            if len(_ENV_NAMES_OK) < 4 * MAX_ENV_VARS:
+                _ENV_NAMES_OK.add(name)
         if not isinstance(value, str) or len(value) > MAX_ENV_VALUE or "\0" in value:
             raise ProtocolError(f"'prepare' env has a bad value for {name}")
 
