@@ -468,6 +468,9 @@ class Sample:
     discarded: bool = False  # the machine was busy: measured again
     exec_spread_ms: float | None = None  # TestResult.exec_spread_ms (the kernel's exec events)
     exec_uncertainty_ms: float | None = None
+    # The slowest command's own start-up: its stamp minus its exec instant (the static
+    # binary's is ~0.4 ms; what it takes beyond that no exec event can see).
+    startup_max_ms: float | None = None
     late_ms: float | None = None  # the latest CommandResult.release_late_ms
     lead_ms: float | None = None
     # per command: [port, timestamp - earliest timestamp (ms), reported offset from the
@@ -500,6 +503,7 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
         return sample
     stamps: list[int] = []
     lags: list[float] = []
+    startups: list[float] = []
     for host in test.hosts:
         for command in host.commands:
             text = command.stdout.read_bytes().decode("utf-8", "replace").strip()
@@ -509,6 +513,9 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
                 sample.error = f"{host.target}: no timestamp in the output {text[:40]!r}"
                 return sample
             stamps.append(stamp)
+            if test.scheduled_start is not None and command.exec_offset_ms is not None:
+                exec_ns = test.scheduled_start * 1e9 + command.exec_offset_ms * 1e6
+                startups.append((stamp - exec_ns) / 1e6)
             sample.commands.append(
                 [host.address.port, stamp, host.start_offset_ms, host.clock_offset_ms, host.rtt_ms]
             )
@@ -524,6 +531,7 @@ def analyse(sample: Sample, test: TestResult) -> Sample:
     for row in sample.commands:
         row[1] = (row[1] - min(stamps)) / 1e6  # type: ignore[operator]
     sample.release_to_stamp_ms = statistics.median(lags) if lags else None
+    sample.startup_max_ms = max(startups) if len(startups) == len(stamps) else None
     sample.ok = True
     return sample
 
@@ -841,6 +849,9 @@ def diagnostics_table(samples: list[Sample], options: Options) -> list[str]:
 
 
 EXEC_STARTUP_MS = 0.2  # what the static stamp binary may add after its exec event
+# A miss whose slowest command took longer than this from its exec to its stamp (its
+# usual ~0.4 ms) is named as such: the command itself was held up after the exec.
+SLOW_STARTUP_MS = 1.0
 
 
 def _covered(sample: Sample, spread: float | None, bound: float | None, extra: float) -> bool:
@@ -879,11 +890,22 @@ def floor_table(samples: list[Sample], options: Options) -> list[str]:
             execs = [s for s in ok if s.exec_spread_ms is not None]
             exec_cover = release_cover = "-"
             if netjobs and ok:
-                inside = sum(
-                    _covered(s, s.exec_spread_ms, s.exec_uncertainty_ms, EXEC_STARTUP_MS)
+                missed = [
+                    s
                     for s in ok
+                    if not _covered(s, s.exec_spread_ms, s.exec_uncertainty_ms, EXEC_STARTUP_MS)
+                ]
+                exec_cover = f"{len(ok) - len(missed)}/{len(ok)}" + (
+                    "" if execs else " (not measured)"
                 )
-                exec_cover = f"{inside}/{len(ok)}" + ("" if execs else " (not measured)")
+                slow = sorted(
+                    s.startup_max_ms
+                    for s in missed
+                    if s.startup_max_ms is not None and s.startup_max_ms > SLOW_STARTUP_MS
+                )
+                if slow:  # the command's own start-up, after its exec: out of sight
+                    exec_cover += f" ({len(slow)} with a start-up of {_fmt(slow[0], 1)}"
+                    exec_cover += f"-{_fmt(slow[-1], 1)} ms)" if len(slow) > 1 else " ms)"
                 inside = sum(_covered(s, s.reported_spread_ms, s.uncertainty_ms, 0.0) for s in ok)
                 release_cover = f"{inside}/{len(ok)}"
             late = [s.late_ms for s in ok if s.late_ms is not None]
