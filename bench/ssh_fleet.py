@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -66,12 +67,23 @@ class Sample:
     wall: float  # s
     cpu: float  # s, user + system, the process and the children it waited for
     spread: float | None = None  # ms, the commands' own timestamps; None: not all ran
+    rss: float | None = None  # MB, peak resident set of the process or its largest child
+
+
+# GNU time, where installed, for a process's peak RSS: wait4's own `ru_maxrss` of a child
+# of this script counts the Python it was forked from (the memory it had until its exec).
+GNU_TIME = "/usr/bin/time"
 
 
 def timed(
     argv: list[str], env: dict[str, str], out: Path, cwd: Path | None = None
 ) -> tuple[Sample, int]:
-    """Run ARGV with its stdout to OUT; its wall time and CPU (wait4's rusage)."""
+    """Run ARGV with its stdout to OUT; its wall time and CPU (wait4's rusage), and its
+    peak RSS where GNU time is installed."""
+    rss_file = out.with_suffix(".rss")
+    rss_file.unlink(missing_ok=True)
+    if Path(GNU_TIME).exists():
+        argv = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *argv]
     with out.open("wb") as sink:
         began = time.monotonic()
         proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd)
@@ -82,7 +94,10 @@ def timed(
             raise
         wall = time.monotonic() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Sample(wall, usage.ru_utime + usage.ru_stime), proc.returncode
+    rss = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        rss = int(rss_file.read_text().split()[-1]) / 1024  # KiB: the last line
+    return Sample(wall, usage.ru_utime + usage.ru_stime, rss=rss), proc.returncode
 
 
 def spread_ms(stamps: list[int], hosts: int) -> float | None:
@@ -243,21 +258,23 @@ def bulk(lab: Lab, base: Path, mib: int, rounds: int) -> dict[str, list[Sample]]
 def table(samples: dict[str, list[Sample]], hosts: int) -> str:
     rows = [
         f"| {hosts} hosts, `date +%s%N` | wall p50 / max (s) | controller CPU p50 (s) "
-        "| stamp spread p50 / max (ms) |",
-        "|---|---|---|---|",
+        "| stamp spread p50 / max (ms) | peak RSS p50 (MB) |",
+        "|---|---|---|---|---|",
     ]
     for way, runs in samples.items():
         if not runs:
-            rows.append(f"| {way} | none ran | | |")
+            rows.append(f"| {way} | none ran | | | |")
             continue
         walls = [s.wall for s in runs]
         cpus = [s.cpu for s in runs]
         spreads = [s.spread for s in runs if s.spread is not None]
         spread = f"{statistics.median(spreads):.1f} / {max(spreads):.1f}" if spreads else "-"
         cpu = f"{statistics.median(cpus):.3f}" if any(cpus) else "-"
+        rss = [s.rss for s in runs if s.rss is not None]
+        peak = f"{statistics.median(rss):.0f}" if rss else "-"
         rows.append(
             f"| {way} ({len(runs)}) | {statistics.median(walls):.3f} / {max(walls):.3f} "
-            f"| {cpu} | {spread} |"
+            f"| {cpu} | {spread} | {peak} |"
         )
     return "\n".join(rows)
 
