@@ -109,17 +109,17 @@ def _keyed_mac(key: bytes) -> Mac:
     return mac
 
 
+# Each direction's HKDF info (one expand block), worked out once.
+_DIRECTIONS = tuple(
+    (sender, b"netjobs frames from the " + sender.value.encode() + b"\x01") for sender in Role
+)
+
+
 def session_keys(key: bytes, transcript: bytes) -> dict[Role, Mac]:
     """HKDF-SHA256 (extract, then one expand block per direction): the MAC each
     sender seals its frames with, by sender."""
     prk = hmac.digest(hashlib.sha256(transcript).digest(), key, "sha256")
     return {sender: _keyed_mac(hmac.digest(prk, info, "sha256")) for sender, info in _DIRECTIONS}
-
-
-# Each direction's HKDF info (one expand block), worked out once.
-_DIRECTIONS = tuple(
-    (sender, b"netjobs frames from the " + sender.value.encode() + b"\x01") for sender in Role
-)
 
 
 def is_nonce(value: str) -> bool:
