@@ -66,6 +66,11 @@ AUTH_TIMEOUT_S = 10.0  # to complete the handshake after connecting
 IDLE_TIMEOUT_S = 600.0  # a connection without a run and without requests is closed
 DRAIN_TIMEOUT_S = 60.0  # a controller that reads nothing for this long is dropped
 CLOSE_TIMEOUT_S = 5.0
+# A run's reports (started, output, exits) wait this long for the next one to share
+# their write, unless this much is waiting already: a quick command's whole story then
+# reaches its controller in one segment, one read there instead of up to four.
+LINGER_S = 0.010
+LINGER_BYTES = 64 * 1024
 SHUTDOWN_TIMEOUT_S = 15.0  # kill grace + SIGKILL wait + pipe drain, with room
 # A prepare finding a run that is being killed waits this long for it to end (its
 # commands' SIGTERM grace, with room) before it answers busy.
@@ -137,13 +142,21 @@ class Session:
         self.silent = False  # the connection ended without a clean close
         self._socket = writer.get_extra_info("socket")  # None for a stdio session's pipes
         self._silence = Silence()  # of the controller
+        self._linger: asyncio.TimerHandle | None = None  # the flush of queued reports
+        self.pinging = False  # the requests being answered came with a ping
 
     # -- Sink -------------------------------------------------------------------
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, linger: bool = False) -> None:
+        """Queue MESSAGE and write it, with whatever waits before it; LINGER: a report
+        that may wait up to LINGER_S for company (the next write takes it along)."""
         if self.closed or self.conn.state is not State.READY or self.writer.transport.is_closing():
             self.closed = True
             return  # the run goes on (or is being killed); its output is dropped
         self.conn.send(message)
+        if linger and self.conn.unsent < LINGER_BYTES:
+            if self._linger is None:
+                self._linger = asyncio.get_running_loop().call_later(LINGER_S, self._flush)
+            return
         self._flush()
 
     async def drain(self) -> None:
@@ -166,14 +179,21 @@ class Session:
 
     def abort(self) -> None:
         self.closed = True
+        if self._linger is not None:  # what it would write is dropped with the rest
+            self._linger.cancel()
+            self._linger = None
         self.writer.transport.abort()
 
     def hang_up(self) -> None:
         """Close after sending what is queued; the read loop then sees EOF."""
+        self._flush()
         self.closed = True
         self.writer.close()
 
     def _flush(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         data = self.conn.data_to_send()
         if data and not self.writer.transport.is_closing():
             self.writer.write(data)
@@ -203,6 +223,7 @@ class Session:
             await self._close()
 
     async def _close(self) -> None:
+        self._flush()
         self.writer.close()  # sends what is queued (an error frame, say) first
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
@@ -220,7 +241,7 @@ class Session:
                     if not data:
                         self._log_early_hangup()
                         return None
-                    messages = self._receive(data)
+                    messages = self._receive(data, hold=True)
                     if self.conn.state is State.READY:
                         return messages
         except TimeoutError:
@@ -276,14 +297,24 @@ class Session:
         else:
             say(self.source, logging.INFO, "%s closed the connection before its hello", self.peer)
 
-    def _receive(self, data: bytes) -> list[Message]:
+    def _receive(self, data: bytes, hold: bool = False) -> list[Message]:
+        """The requests in DATA, our replies so far written; HOLD: unless the first
+        request behind an auth is a ping or status query, whose answer then carries
+        our proof in its write (one segment, one read for the controller)."""
         try:
-            return self.conn.receive_data(data)
-        finally:
-            self._flush()  # handshake replies, or the error frame for a ProtocolError
+            messages = self.conn.receive_data(data)
+        except BaseException:
+            self._flush()  # the error frame of a ProtocolError
+            raise
+        if not (hold and messages and isinstance(messages[0], Ping | StatusQuery)):
+            self._flush()
+        return messages
 
     async def _serve_requests(self, messages: list[Message]) -> None:
         while True:
+            # A controller that pings with its prepare pings again on our pong: the
+            # `prepared` may wait for that answer's write (Agent.prepare).
+            self.pinging = any(isinstance(message, Ping) for message in messages)
             for message in messages:
                 if not await self._handle(message):
                     return
@@ -601,7 +632,8 @@ class Agent:
                 hostname=self.hostname,
                 version=__version__,
                 platform=self.platform,
-            )
+            ),
+            linger=session.pinging,
         )
         outbox.attach(session)
         failed = sum(1 for item in results if not item["ok"])

@@ -35,7 +35,15 @@ import os
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple, Protocol
 
-from netjobs_core.wire.messages import STREAMS, Exit, Finished, Message, OffsetsItem, Output
+from netjobs_core.wire.messages import (
+    STREAMS,
+    Exit,
+    Finished,
+    Message,
+    OffsetsItem,
+    Output,
+    Started,
+)
 from netjobs_core.wire.status import CommandStatus
 
 from . import collect
@@ -57,7 +65,7 @@ class Peer(Protocol):
     closed: bool
     heartbeat: float | None
 
-    def send(self, message: Message) -> None: ...
+    def send(self, message: Message, linger: bool = False) -> None: ...
 
     async def drain(self) -> None: ...
 
@@ -356,7 +364,8 @@ class Outbox:
                     # After a skip, the frame says where it starts: the peer knows the gap.
                     skipped = self._peer_has[key] != at
                     session.send(
-                        Output(id=key[0], stream=key[1], body=data, at=at if skipped else None)
+                        Output(id=key[0], stream=key[1], body=data, at=at if skipped else None),
+                        linger=True,
                     )
                     if session.closed:
                         return
@@ -371,8 +380,9 @@ class Outbox:
                     await collect.send_files(session, upto.message)  # read at the peer's pace
                     if session.closed:
                         return
-                else:
-                    session.send(self._as_sent(upto.message))
+                else:  # the run's last word goes at once, and what lingered with it
+                    message = self._as_sent(upto.message)
+                    session.send(message, linger=isinstance(message, Started | Exit))
                 index += 1
                 if isinstance(upto.message, Finished):
                     self.delivered = not session.closed

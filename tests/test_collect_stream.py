@@ -29,7 +29,7 @@ class GatedPeer:
         self.gate.set()
         self.blocked = asyncio.Event()
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, linger: bool = False) -> None:
         self.sent.append(message)
 
     async def drain(self) -> None:

@@ -31,11 +31,13 @@ class FakePeer:
         self.peer = "fake"
         self.closed = False
         self.sent: list[Message] = []
+        self.lingered: list[bool] = []  # each message's `linger`, in order
         self.gate = asyncio.Event()
         self.gate.set()
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message, linger: bool = False) -> None:
         self.sent.append(message)
+        self.lingered.append(linger)
 
     async def drain(self) -> None:
         await self.gate.wait()
@@ -91,6 +93,9 @@ async def test_the_outbox_sends_output_before_the_exit_posted_after_it():
         assert kinds[-2:] == [("output", 4), ("finished", 0)]
         exit_at = [m.TYPE for m in peer.sent].index("exit")
         assert sum(len(m.body) for m in peer.sent[:exit_at]) == 100_000
+        # Reports may wait for company (agent/server.py Session.send); the last word
+        # goes at once and takes them along.
+        assert peer.lingered == [True] * (len(peer.sent) - 1) + [False]
     finally:
         outbox.close()
 

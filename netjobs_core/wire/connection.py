@@ -308,6 +308,11 @@ class Connection:
             self.state = State.SENT_HELLO
 
     # -- output ---------------------------------------------------------------
+    @property
+    def unsent(self) -> int:
+        """Bytes queued and not yet handed over by `data_to_send`."""
+        return len(self._out)
+
     def data_to_send(self) -> bytearray:
         # Handed over, not copied: output frames are up to MAX_BODY each.
         data, self._out = self._out, bytearray()
