@@ -201,3 +201,21 @@ async def test_a_running_commands_line_arrives_while_it_runs(agent: AgentProcess
         assert output.body == b"first\n"
         assert not any(isinstance(m, Exit) for m in got)
         assert isinstance(await client.ping(seq=5), Pong)
+
+
+async def test_a_prepared_held_for_the_next_pong_comes_without_one(agent: AgentProcess, token_file):
+    """A prepare sent with a ping: its `prepared` waits for our next ping's pong to share
+    its write, and comes on its own when no ping follows."""
+    async with await AgentClient.connect(agent.host, agent.port, token_file) as client:
+        for seq, ping_again in ((1, True), (3, False)):
+            client.conn.send(Ping(seq=seq))
+            client.conn.send(Prepare(label="t", commands=commands(("true", 10))))
+            client._flush()
+            assert isinstance(await client.recv(), Pong)
+            if ping_again:
+                await client.send(Ping(seq=seq + 1))
+            replies = [await client.recv(), *([await client.recv()] if ping_again else [])]
+            assert [type(m) for m in replies] == [Prepared, Pong][: len(replies)]
+            await client.send(Start(at=None))
+            while not isinstance(await client.recv(), Finished):
+                pass
