@@ -882,8 +882,11 @@ def floor_table(samples: list[Sample], options: Options) -> list[str]:
             ok = [s for s in group if s.ok and s.stamps_spread_ms is not None]
             stamps = [s.stamps_spread_ms for s in ok if s.stamps_spread_ms is not None]
             p50 = _median(list(stamps))
+            # With the excess beside it: over a floor of a few µs the ratio alone says little.
             ratio = " / ".join(
-                f"{p50 / base:.2f}×" if p50 is not None and base else "-"
+                f"{p50 / base:.2f}× ({(p50 - base) * 1e3:+.0f} µs)"
+                if p50 is not None and base
+                else "-"
                 for base in (floor, rt_floor)
             )
             netjobs = mode not in _NOT_NETJOBS
