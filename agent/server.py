@@ -179,9 +179,7 @@ class Session:
 
     def abort(self) -> None:
         self.closed = True
-        if self._linger is not None:  # what it would write is dropped with the rest
-            self._linger.cancel()
-            self._linger = None
+        self._stop_linger()  # what it would write is dropped with the rest
         self.writer.transport.abort()
 
     def hang_up(self) -> None:
@@ -190,10 +188,13 @@ class Session:
         self.closed = True
         self.writer.close()
 
-    def _flush(self) -> None:
+    def _stop_linger(self) -> None:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+
+    def _flush(self) -> None:
+        self._stop_linger()
         data = self.conn.data_to_send()
         if data and not self.writer.transport.is_closing():
             self.writer.write(data)

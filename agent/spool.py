@@ -380,7 +380,7 @@ class Outbox:
                     await collect.send_files(session, upto.message)  # read at the peer's pace
                     if session.closed:
                         return
-                else:  # the run's last word goes at once, and what lingered with it
+                else:  # started and exits may wait for company; finished goes at once
                     message = self._as_sent(upto.message)
                     session.send(message, linger=isinstance(message, Started | Exit))
                 index += 1
