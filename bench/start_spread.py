@@ -860,11 +860,41 @@ def _covered(sample: Sample, spread: float | None, bound: float | None, extra: f
     return spread is not None and abs(sample.stamps_spread_ms - spread) <= (bound or 0) + extra
 
 
+RATIO_RESAMPLES = 1000
+RATIO_MIN_ROUNDS = 10
+
+
+def ratio_interval(row: list[Sample], floor: list[Sample]) -> tuple[float, float] | None:
+    """The 95 % interval of median(ROW) / median(FLOOR), resampling whole rounds.
+
+    Rows are measured round by round (`repeat`), so a round's load hits both: resampling
+    rounds, not tests, keeps that pairing. Seeded: the same figures give the same
+    interval. None with fewer than RATIO_MIN_ROUNDS rounds in common or a floor of 0."""
+
+    def by_round(samples: list[Sample]) -> dict[int, float]:
+        found = {s.repeat: s.stamps_spread_ms for s in samples if s.ok and not s.discarded}
+        return {repeat: spread for repeat, spread in found.items() if spread is not None}
+
+    mine, base = by_round(row), by_round(floor)
+    rounds = sorted(mine.keys() & base.keys())
+    if len(rounds) < RATIO_MIN_ROUNDS:
+        return None
+    pick = random.Random(19)
+    found = []
+    for _ in range(RATIO_RESAMPLES):
+        chosen = pick.choices(rounds, k=len(rounds))
+        below = statistics.median(base[r] for r in chosen)
+        if below <= 0:
+            return None
+        found.append(statistics.median(mine[r] for r in chosen) / below)
+    return percentile(found, 0.025), percentile(found, 0.975)
+
+
 def floor_table(samples: list[Sample], options: Options) -> list[str]:
     """Every way of starting, against the floor measured in the same rounds."""
     lines = [
         "| agents | start | tests ok | stamps p50 / p95 (ms) "
-        "| ratio to the floor, plain / real-time (p50) "
+        "| ratio to the floor, plain / real-time (p50; 95 % interval) "
         "| exec spread p50 (ms) | stamps inside exec ± (+0.2 ms) | stamps inside release ± "
         "| release → first act p50 (ms) | latest release late, max (ms) |",
         "|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -874,6 +904,18 @@ def floor_table(samples: list[Sample], options: Options) -> list[str]:
     def floor_of(count: int, mode: str) -> float | None:
         return _median([s.stamps_spread_ms for s in grouped.get((count, False, mode), []) if s.ok])
 
+    def versus(p50: float | None, base: float | None, row: list[Sample], mode: str) -> str:
+        if p50 is None or not base:
+            return "-"
+        # With the excess beside it: over a floor of a few µs the ratio alone says
+        # little; the interval says whether the rounds can tell it from 1.
+        cell = f"{p50 / base:.2f}× ({(p50 - base) * 1e3:+.0f} µs"
+        floor_rows = grouped.get((row[0].agents, False, mode), [])
+        interval = None if row[0].mode == mode else ratio_interval(row, floor_rows)
+        if interval is not None:
+            cell += f"; {interval[0]:.2f}-{interval[1]:.2f}×"
+        return cell + ")"
+
     for count in sorted({k[0] for k in grouped}):
         floor, rt_floor = floor_of(count, FLOOR_DIRECT), floor_of(count, FLOOR_REALTIME)
         for (n, delayed, mode), group in grouped.items():
@@ -882,12 +924,9 @@ def floor_table(samples: list[Sample], options: Options) -> list[str]:
             ok = [s for s in group if s.ok and s.stamps_spread_ms is not None]
             stamps = [s.stamps_spread_ms for s in ok if s.stamps_spread_ms is not None]
             p50 = _median(list(stamps))
-            # With the excess beside it: over a floor of a few µs the ratio alone says little.
             ratio = " / ".join(
-                f"{p50 / base:.2f}× ({(p50 - base) * 1e3:+.0f} µs)"
-                if p50 is not None and base
-                else "-"
-                for base in (floor, rt_floor)
+                versus(p50, base, ok, against)
+                for base, against in ((floor, FLOOR_DIRECT), (rt_floor, FLOOR_REALTIME))
             )
             netjobs = mode not in _NOT_NETJOBS
             execs = [s for s in ok if s.exec_spread_ms is not None]
