@@ -797,6 +797,10 @@ class HostRun:
                     f"({(agent_ns - released) / 1e6:+.3f} ms)"
                 )
             self.exec_at[index] = self.estimate.to_controller(agent_ns)
+        if self.released and not self.exec_at:
+            # The agent watched and none of its commands exec'd a program before it
+            # reported them started: they ran in the shell itself (`echo`, a loop).
+            self.result.exec_error = text.EXEC_NOTHING
 
     def _on_exit(self, message: Exit) -> None:
         assert self.estimate is not None

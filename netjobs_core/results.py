@@ -164,7 +164,9 @@ class HostResult:
     # None from an agent that does not send its wall clock.
     wall_clock_offset_ms: float | None = None
     start_offset_ms: float | None = None  # this host's release minus the common start
-    exec_error: str = ""  # why its agent measured no exec instant ("": it did, or no start)
+    # Why no exec instant was measured on this host ("": one was, or no start): its
+    # agent's reason, or that none of its commands exec'd a program.
+    exec_error: str = ""
     gated: bool | None = None  # processes were spawned before the start instant
     commands: list[CommandResult] = field(default_factory=list)
     interruptions: list[Interruption] = field(default_factory=list)

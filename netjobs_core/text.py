@@ -84,6 +84,7 @@ def spread(test: TestResult, none: str = NA) -> str:
 
 
 EXEC_NOT_SENT = "its agent does not report exec instants (an older version)"
+EXEC_NOTHING = "a command exec'd no program (shell builtins only?)"
 
 
 def began(test: TestResult) -> str:
@@ -110,9 +111,7 @@ def exec_unmeasured(test: TestResult) -> str:
         elif measured and any(
             c.started_at is not None and c.exec_offset_ms is None for c in host.commands
         ):
-            reasons.setdefault("a command exec'd nothing (shell builtins only?)", []).append(
-                host.target
-            )
+            reasons.setdefault(EXEC_NOTHING, []).append(host.target)
     why = "; ".join(f"{nodesets.fold(hosts)}: {field(r)}" for r, hosts in reasons.items())
     return "when the commands began was not measured" + (f" ({why})" if why else "")
 

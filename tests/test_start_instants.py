@@ -16,6 +16,7 @@ from agent_harness import start_agent
 
 from agent import execwatch, jobs
 from agent.jobs import RELEASE_UNSURE_NS, JobCommand, Run, release_figure
+from netjobs_core import text
 from netjobs_core.check import check_hosts
 from netjobs_core.cli import format_check
 from netjobs_core.config import parse_config
@@ -90,13 +91,27 @@ async def test_a_command_that_execs_nothing_is_not_measured(agents, token, tmp_p
     assert test.exec_spread_ms is None and test.exec_spread_uncertainty_ms is None
     report = format_test(test)
     assert "released within" in report and "commands began within" not in report
-    assert f"not measured (127.0.0.1:{agents[1].port}: a command exec'd nothing" in report
+    assert f"not measured (127.0.0.1:{agents[1].port}: a command exec'd no program" in report
+    assert a0.exec_error == "" and a1.exec_error == text.EXEC_NOTHING
     document = run_to_json(run, tmp_path)["tests"][0]
     assert document["exec_spread_ms"] is None and "exec_spread_uncertainty_ms" in document
     assert [c["exec_offset_ms"] is None for h in document["hosts"] for c in h["commands"]] == [
         False,
         True,
     ]
+
+
+@pytest.mark.skipif(not ROOT, reason="exec instants need root on Linux")
+async def test_commands_that_all_exec_nothing_say_so(agents, token):
+    # The demo's last test: every command a shell builtin, so no host measured one.
+    loop = "i=0; while [ $i -lt 3 ]; do i=$((i+1)); done"
+    plan = plan_for(f't:\n{{a0}}: "echo one"\n{{a1}}: "{loop}"\nend\n', agents)
+    run = await Runner(plan, options(token)).run()
+    test = run.tests[0]
+    assert all(c.exec_offset_ms is None for h in test.hosts for c in h.commands)
+    assert [h.exec_error for h in test.hosts] == [text.EXEC_NOTHING] * 2
+    why = format_test(test).split("when the commands began was not measured (", 1)[1]
+    assert why.startswith("127.0.0.1:[") and "a command exec'd no program" in why
 
 
 def test_a_release_held_back_between_its_clock_reads_is_bounded_by_the_exec():
