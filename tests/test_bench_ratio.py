@@ -1,24 +1,8 @@
 """bench/start_spread.py's interval for a row's ratio to the floor: rounds drawn whole."""
 
-import importlib.util
-import sys
-from pathlib import Path
+from script_modules import BENCH, load_script
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load_start_spread():
-    spec = importlib.util.spec_from_file_location(
-        "netjobs_bench_start_spread", BENCH / "start_spread.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-start_spread = _load_start_spread()
+start_spread = load_script(BENCH / "start_spread.py", "netjobs_bench_start_spread")
 Sample = start_spread.Sample
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import configparser
 import copy
-import importlib.util
 import keyword
 import re
 import subprocess
@@ -18,27 +17,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from script_modules import BUILD_SCRIPTS, load_script
 
 REPO = Path(__file__).resolve().parents[1]
-BUILD_SCRIPTS = REPO / "build_scripts"
 
 
 def _load(name: str):
-    """Import a build_scripts module by path (the folder is not a package), leaving
-    sys.path as it was (build.py puts its folder first, for freeze_settings)."""
-    saved = list(sys.path)
-    sys.path.insert(0, str(BUILD_SCRIPTS))
-    try:
-        spec = importlib.util.spec_from_file_location(
-            f"netjobs_build_{name}", BUILD_SCRIPTS / f"{name}.py"
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses look their module up there
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path[:] = saved
+    return load_script(BUILD_SCRIPTS / f"{name}.py", f"netjobs_build_{name}")
 
 
 fs = _load("freeze_settings")

@@ -4,7 +4,6 @@ installed with the package, and work; every relative link of the docs leads some
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import subprocess
@@ -12,17 +11,13 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from script_modules import BUILD_SCRIPTS, load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _cli_files():
-    spec = importlib.util.spec_from_file_location(
-        "cli_files", REPO / "build_scripts" / "cli_files.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BUILD_SCRIPTS / "cli_files.py", "netjobs_build_cli_files")
 
 
 def test_each_file_is_what_the_parsers_make(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from script_modules import BENCH, load_script
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load_proxy_module():
-    spec = importlib.util.spec_from_file_location(
-        "netjobs_bench_delay_proxy", BENCH / "delay_proxy.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-delay_proxy = _load_proxy_module()
+delay_proxy = load_script(BENCH / "delay_proxy.py", "netjobs_bench_delay_proxy")
 
 
 class Upstream:

@@ -8,14 +8,13 @@ gets the heartbeat it expects while slower hosts still prepare.
 
 from __future__ import annotations
 
-import importlib.util
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from script_modules import BENCH, load_script
 
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
@@ -50,23 +49,7 @@ def test_netjobs_raises_its_fd_limit_for_a_socket_per_host(tmp_path):
     assert soft > 1000 + 24
 
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
-
-
-def _load_proxy_module():
-    spec = importlib.util.spec_from_file_location(
-        "netjobs_bench_delay_proxy", BENCH / "delay_proxy.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = sys.modules.get(spec.name)
-    if module is None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-    return module
-
-
-delay_proxy = _load_proxy_module()
+delay_proxy = load_script(BENCH / "delay_proxy.py", "netjobs_bench_delay_proxy")
 
 
 async def test_hosts_prepare_as_their_clocks_are_measured(agents, token):
