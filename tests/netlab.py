@@ -2,6 +2,9 @@
 
 A `Namespace` is a host joined to this (root) namespace by a veth pair: `outside` on
 this side with `outside_address`, `eth0` inside with `address`, on a /24 of its own.
+With `tun=True` the two ends are TUN devices instead, a point-to-point link that
+carries nothing by itself: whoever holds `tun_fds` (outside, inside) moves each packet
+from one to the other (bench/delay_line.py: a packet-level delay line).
 Names and addresses live in the root namespace, so two suite runs on one machine (or a
 test and a benchmark) would collide on fixed ones: the names carry this process's pid
 (`nj<kind><pid hex><n>`, and `o` for the outside end), the subnet is the first /24 of
@@ -19,6 +22,7 @@ import fcntl
 import ipaddress
 import itertools
 import os
+import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +33,9 @@ LOCK = Path("/run/lock/netjobs-netlab.lock")
 LOCK_WAIT_S = 30.0
 IP_TIMEOUT_S = 10.0
 _serial = itertools.count(1)
+TUNSETIFF = 0x400454CA  # linux/if_tun.h
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
 
 
 def ip(*args: str) -> str:
@@ -99,11 +106,13 @@ class Namespace:
     A context manager (root only): created on entry, removed on exit, also when the
     creation fails half-way (then subprocess.CalledProcessError says why)."""
 
-    def __init__(self, kind: str = "h") -> None:
+    def __init__(self, kind: str = "h", *, tun: bool = False) -> None:
         self.kind = kind
+        self.tun = tun
         self.name = ""
         self.outside = ""
         self.subnet: ipaddress.IPv4Network | None = None
+        self.tun_fds: tuple[int, int] | None = None  # (outside, inside), with tun
 
     @property
     def outside_address(self) -> str:
@@ -125,16 +134,20 @@ class Namespace:
                 taken = _names_taken()
                 for n in _serial:
                     name = f"nj{self.kind}{os.getpid():x}{n}"
-                    if name not in taken and f"{name}o" not in taken:
+                    if not {name, f"{name}o", f"{name}i"} & taken:
                         break
                 self.name, self.outside = name, f"{name}o"
                 ip("netns", "add", self.name)
-                ip("link", "add", self.outside, "type", "veth", "peer", "name", "eth0",
-                   "netns", self.name)  # fmt: skip
+                if self.tun:
+                    self._add_tun_pair()
+                else:
+                    ip("link", "add", self.outside, "type", "veth", "peer", "name", "eth0",
+                       "netns", self.name)  # fmt: skip
                 self.subnet = free_subnet()
-                ip("addr", "add", f"{self.outside_address}/24", "dev", self.outside)
+                outside, inside = self._addresses()
+                ip("addr", "add", *outside, "dev", self.outside)
             ip("link", "set", self.outside, "up")
-            ip("-n", self.name, "addr", "add", f"{self.address}/24", "dev", "eth0")
+            ip("-n", self.name, "addr", "add", *inside, "dev", "eth0")
             ip("-n", self.name, "link", "set", "eth0", "up")
             ip("-n", self.name, "link", "set", "lo", "up")
         except BaseException:
@@ -144,6 +157,31 @@ class Namespace:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
+
+    def _addresses(self) -> tuple[list[str], list[str]]:
+        """`ip addr add` words for each end: a TUN pair is point to point (no neighbour
+        to resolve), each end with its peer's /24."""
+        if not self.tun:
+            return [f"{self.outside_address}/24"], [f"{self.address}/24"]
+        return (
+            [self.outside_address, "peer", f"{self.address}/24"],
+            [self.address, "peer", f"{self.outside_address}/24"],
+        )
+
+    def _add_tun_pair(self) -> None:
+        opened: list[int] = []
+        try:
+            for name in (self.outside, f"{self.name}i"):
+                opened.append(os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC))
+                flags = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI)
+                fcntl.ioctl(opened[-1], TUNSETIFF, flags)
+        except BaseException:
+            for fd in opened:
+                os.close(fd)
+            raise
+        self.tun_fds = (opened[0], opened[1])
+        ip("link", "set", f"{self.name}i", "netns", self.name)
+        ip("-n", self.name, "link", "set", f"{self.name}i", "name", "eth0")
 
     def cut(self) -> None:
         """Cut the link silently, as seen from inside: this side routes the namespace into
@@ -162,3 +200,7 @@ class Namespace:
                 with contextlib.suppress(subprocess.SubprocessError, OSError):
                     subprocess.run(["ip", *args], capture_output=True, timeout=IP_TIMEOUT_S)
         self.subnet = None
+        for fd in self.tun_fds or ():
+            with contextlib.suppress(OSError):
+                os.close(fd)  # a TUN device goes with its last fd
+        self.tun_fds = None
