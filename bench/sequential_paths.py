@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -56,6 +57,7 @@ NETJOBS23 = "NetJobs 2.3"
 SEQUENTIAL = "NetJobs sequential"
 SCHEDULED = "NetJobs scheduled"
 RUN_TIMEOUT_S = 300.0
+AGENT_START_S = 15.0
 
 
 @dataclass
@@ -98,19 +100,34 @@ def record(mode: Mode, rows: list[list[int]], delays_ms: list[float]) -> None:
 
 
 def start_netjobs23_agents(
-    source: Path, hosts: list[netlab.Namespace]
+    source: Path, hosts: list[netlab.Namespace], work: Path
 ) -> list[subprocess.Popen[bytes]]:
-    """NetJobs 2.3's agent in each host (port 16192), once they listen."""
-    agents = [
-        subprocess.Popen(
-            [*host.launcher, sys.executable, str(source / "NetJobsAgent.py")],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for host in hosts
-    ]
-    time.sleep(1.0)  # it prints nothing we could wait for: a second to bind and listen
+    """NetJobs 2.3's agent in each host (port 16192), once each says it listens (its
+    first line: a probe connection would not do, as a bare connect-and-close leaves
+    that agent spinning). Its output goes to a file: it prints a countdown after every
+    test."""
+    agents = []
+    for n, host in enumerate(hosts):
+        with open(work / f"netjobs23-agent{n}.out", "wb") as out:
+            agents.append(
+                subprocess.Popen(
+                    [*host.launcher, sys.executable, "-u", str(source / "NetJobsAgent.py")],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    deadline = time.monotonic() + AGENT_START_S
+    for n, agent in enumerate(agents):
+        said = work / f"netjobs23-agent{n}.out"
+        while b"listening" not in said.read_bytes():
+            if agent.poll() is not None or time.monotonic() > deadline:
+                for started in agents:
+                    started.kill()
+                    started.wait()
+                tail = said.read_bytes()[-300:].decode(errors="replace")
+                raise RuntimeError(f"NetJobs 2.3's agent {n} did not listen: {tail}")
+            time.sleep(0.02)
     return agents
 
 
@@ -188,7 +205,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 start_agent(token_file, port=OURS_PORT, bind=host.address, launcher=host.launcher)
             )
         if args.netjobs23:
-            old = start_netjobs23_agents(args.netjobs23, hosts)
+            old = start_netjobs23_agents(args.netjobs23, hosts, work)
             stack.callback(lambda: [(p.kill(), p.wait()) for p in old])
         modes = [Mode(NETJOBS23)] if args.netjobs23 else []
         modes += [Mode(SEQUENTIAL), Mode(SCHEDULED)]
@@ -238,7 +255,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--netjobs23", type=Path, help="a checkout of NetJobs 2.3 (NetJobs.py, NetJobsAgent.py)"
     )
-    return asyncio.run(main_async(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        parser.error("needs root: network namespaces and TUN devices")
+    if args.netjobs23 and not (args.netjobs23 / "NetJobsAgent.py").is_file():
+        parser.error(f"--netjobs23 {args.netjobs23}: no NetJobsAgent.py there")
+    try:
+        return asyncio.run(main_async(args))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"sequential_paths: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
