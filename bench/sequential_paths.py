@@ -63,9 +63,7 @@ AGENT_START_S = 15.0
 @dataclass
 class Mode:
     name: str
-    spreads: list[float] = field(default_factory=list)  # ms, per test
     stamps: list[list[int]] = field(default_factory=list)  # ns, per test and host
-    excess: dict[int, list[float]] = field(default_factory=dict)  # host -> ms, per test
     failures: list[str] = field(default_factory=list)
 
 
@@ -88,15 +86,15 @@ def read_stamps(files: list[Path]) -> list[list[int]]:
     return [list(row) for row in zip(*columns, strict=True)]
 
 
-def record(mode: Mode, rows: list[list[int]], delays_ms: list[float]) -> None:
+def excess(stamps: list[int], delays_ms: list[float]) -> dict[int, float]:
+    """Per host but the nearest: its stamp's distance from the nearest host's, less the
+    difference of their paths (ms)."""
     near = min(range(len(delays_ms)), key=lambda i: delays_ms[i])
-    mode.stamps += rows
-    for stamps in rows:
-        mode.spreads.append((max(stamps) - min(stamps)) / 1e6)
-        for i, stamp in enumerate(stamps):
-            if i != near:
-                gap = (stamp - stamps[near]) / 1e6 - (delays_ms[i] - delays_ms[near])
-                mode.excess.setdefault(i, []).append(gap)
+    return {
+        i: (stamp - stamps[near]) / 1e6 - (delays_ms[i] - delays_ms[near])
+        for i, stamp in enumerate(stamps)
+        if i != near
+    }
 
 
 def start_netjobs23_agents(
@@ -152,11 +150,6 @@ async def run_ours(config: Path, text: str, token: Token, mode: StartMode) -> No
         raise RuntimeError(f"tests {failed} did not pass")
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[round(q * (len(ordered) - 1))]
-
-
 def report(modes: list[Mode], delays_ms: list[float]) -> list[str]:
     far = sorted(range(len(delays_ms)), key=lambda i: delays_ms[i])[1:]
     lines = [
@@ -166,14 +159,17 @@ def report(modes: list[Mode], delays_ms: list[float]) -> list[str]:
         "|---|---:|---|" + "---|" * len(far),
     ]
     for mode in modes:
-        if not mode.spreads:
+        if not mode.stamps:
             continue
+        spreads = [(max(test) - min(test)) / 1e6 for test in mode.stamps]
+        gaps = [excess(test, delays_ms) for test in mode.stamps]
         cells = [
-            f"{statistics.median(mode.excess[i]):+.2f} / {max(mode.excess[i]):+.2f}" for i in far
+            f"{statistics.median(g[i] for g in gaps):+.2f} / {max(g[i] for g in gaps):+.2f}"
+            for i in far
         ]
         lines.append(
-            f"| {mode.name} | {len(mode.spreads)} | {statistics.median(mode.spreads):.2f} / "
-            f"{percentile(mode.spreads, 0.95):.2f} / {max(mode.spreads):.2f} | "
+            f"| {mode.name} | {len(spreads)} | {statistics.median(spreads):.2f} / "
+            f"{start_spread.percentile(spreads, 0.95):.2f} / {max(spreads):.2f} | "
             + " | ".join(cells)
             + " |"
         )
@@ -227,7 +223,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     else:
                         how = StartMode(mode.name.split()[-1])
                         await run_ours(config, text, token, how)
-                    record(mode, read_stamps(files), delays_ms)
+                    mode.stamps += read_stamps(files)
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     mode.failures.append(f"block {block}: {exc}")
                 print(f"block {block} {mode.name}: done", file=sys.stderr, flush=True)
