@@ -55,6 +55,7 @@ from netjobs_core.wire.sealing import token_key
 from netjobs_core.wire.states import Phase
 from netjobs_core.wire.status import CommandStatus
 from netjobs_core.wire.tokens import load_token
+from tests.loopback import serving
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
@@ -425,9 +426,7 @@ async def test_the_controller_refuses_an_exit_before_started(token_file):
         await writer.wait_closed()
         hung_up.set()
 
-    server = await asyncio.start_server(misbehaving_agent, "127.0.0.1", 0)
-    async with server, asyncio.timeout(10):
-        port = server.sockets[0].getsockname()[1]
+    async with serving(misbehaving_agent) as port, asyncio.timeout(10):
         link = AgentLink(Address.parse(f"127.0.0.1:{port}"), secret)
         await link.connect(5)
         prepare = Prepare(label="t", commands=commands("true"))

@@ -60,6 +60,7 @@ from netjobs_core.wire.messages import (
 from netjobs_core.wire.states import Phase, State
 from netjobs_core.wire.tokens import Token, TokenError, refuse_weak, weakness
 from tests.agent_harness import REPO, AgentClient, agent_command, agent_env, commands, start_agent
+from tests.loopback import serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -348,7 +349,7 @@ def test_the_cli_refuses_a_weak_token_unless_allowed(tmp_path):
 
 
 # -- point 10: absurd numbers, internal errors ---------------------------------------------
-async def fake_agent(
+def fake_agent(
     secret: bytes,
     started: dict[str, object],
     pong: Callable[[int], dict[str, object]] = lambda clock: {},
@@ -381,7 +382,7 @@ async def fake_agent(
         elif isinstance(message, Start):
             conn.queue_unchecked(Frame("started", started))  # past its own checks
 
-    return await asyncio.start_server(serve, "127.0.0.1", 0)
+    return serving(serve)
 
 
 @pytest.mark.parametrize(
@@ -395,8 +396,7 @@ async def fake_agent(
 )
 async def test_an_absurd_number_fails_that_host_only(token, started):
     with start_agent(token[1]) as honest:
-        async with await fake_agent(token[0].secret, started) as server:
-            fake_port = server.sockets[0].getsockname()[1]
+        async with fake_agent(token[0].secret, started) as fake_port:
             hosts = (honest.port, "echo honest"), (fake_port, "true")
             # -minhosts all: the quorum is lost, the honest host's run is killed in order.
             aborted = await run_test(plan_for(*hosts).tests[0], options(token))

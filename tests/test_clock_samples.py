@@ -142,8 +142,7 @@ def hours_late(clock: int) -> dict[str, object]:
 
 
 async def test_check_ignores_a_stamp_after_the_answer(token):
-    async with await fake_agent(token[0].secret, {}, pong=hours_late) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with fake_agent(token[0].secret, {}, pong=hours_late) as port:
         [check] = await check_hosts([Address("127.0.0.1", port)], token[0])
     assert check.ok, check.error
     assert check.rtt_ms is not None and check.rtt_ms < 100
@@ -151,8 +150,7 @@ async def test_check_ignores_a_stamp_after_the_answer(token):
 
 async def test_a_stamp_after_the_answer_does_not_put_the_start_hours_ahead(agent, token):
     started = {"released_at": {"0": 10**400}, "late_ns": 0}  # the fake host fails there
-    async with await fake_agent(token[0].secret, started, pong=hours_late) as server:
-        port = server.sockets[0].getsockname()[1]
+    async with fake_agent(token[0].secret, started, pong=hours_late) as port:
         plan = plan_for((agent.port, "echo honest"), (port, "true"), minhosts="1")
         test = await run_test(plan.tests[0], options(token))
     honest, fake = test.hosts

@@ -12,6 +12,8 @@ import time
 import pytest
 from script_modules import BENCH, load_script
 
+from tests.loopback import serving
+
 delay_proxy = load_script(BENCH / "delay_proxy.py", "netjobs_bench_delay_proxy")
 
 
@@ -24,7 +26,7 @@ class Upstream:
         self.reply = reply
         self.received = bytearray()
         self.first_byte_ns: int | None = None
-        self.server: asyncio.Server | None = None
+        self._serving = serving(self.handle)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while len(self.received) < self.expect:
@@ -36,15 +38,12 @@ class Upstream:
             self.received += data
         writer.write(self.reply)
         await writer.drain()
-        writer.close()
 
     async def __aenter__(self) -> int:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
+        return await self._serving.__aenter__()
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
+        await self._serving.__aexit__(*exc)
 
 
 async def test_bytes_pass_intact_both_ways():

@@ -12,20 +12,10 @@ from netjobs_core.check import check_hosts
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.framing import MAGIC
 from netjobs_core.wire.tokens import Token
+from tests.loopback import serving
 
 pytestmark = pytest.mark.timeout(30)
 TOKEN = Token(secrets.token_urlsafe(32).encode(), "test")
-
-
-async def serve(handler):
-    writers = []
-
-    async def handle(reader, writer):
-        writers.append(writer)
-        await handler(reader, writer)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1], writers
 
 
 async def http_server(reader, writer):
@@ -69,13 +59,9 @@ async def future_agent(reader, writer):
     ],
 )
 async def test_foreign_peer_is_named_and_explained(handler, expected):
-    server, port, writers = await serve(handler)
-    async with server:
+    async with serving(handler) as port:  # closes the silent server's end too
         async with asyncio.timeout(10):
             [check] = await check_hosts([Address("127.0.0.1", port)], TOKEN, timeout=1.0)
-        for writer in writers:  # the silent server never closes its end by itself
-            writer.close()
-            await writer.wait_closed()
     assert check.reachable and not check.authenticated
     assert str(check.address) == f"127.0.0.1:{port}"
     assert expected in check.error

@@ -48,6 +48,7 @@ from netjobs_core.wire.messages import (
     StatusQuery,
 )
 from tests.agent_harness import start_agent
+from tests.loopback import serving
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
@@ -100,9 +101,8 @@ async def fake_agent(
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
+    async with serving(serve) as port:
+        yield port
 
 
 def plan(port: int, lines: str = "", minhosts: str = "all", honest: int | None = None):

@@ -1,5 +1,6 @@
 """The runner against real agent processes on loopback."""
 
+import asyncio
 import hashlib
 import secrets
 import socket
@@ -16,6 +17,7 @@ from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner, run_test
 from netjobs_core.wire.messages import Kill
 from netjobs_core.wire.tokens import Token
+from tests.loopback import serving
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
@@ -204,8 +206,6 @@ async def test_sequential_mode_runs_too(agents, token):
 
 
 async def test_stop_kills_jobs_and_keeps_results(agents, token, tmp_path):
-    import asyncio
-
     plan = plan_for(
         't:\n{a0}: "echo started; sleep 30"\n{a1}: "sleep 30"\nend\nu:\n{a0}: "true"\nend\n', agents
     )
@@ -231,8 +231,6 @@ async def test_agent_killed_mid_run(token, tmp_path):
             't:\n-minhosts: 1\n{a0}: "sleep 1; echo done"\n{a1}: "sleep 30"\nend\n',
             [survivor, victim],
         )
-        import asyncio
-
         watch = HostWatch()
         task = asyncio.create_task(run_test(plan.tests[0], options(token), watch))
         await watch.host_reaches(1, HostState.RUNNING)
@@ -248,8 +246,6 @@ async def test_agent_killed_mid_run(token, tmp_path):
 
 
 async def test_busy_agent_is_a_failed_host(agents, token):
-    import asyncio
-
     plan_long = plan_for('t:\n{a2}: "sleep 2"\nend\n', agents)
     plan_busy = plan_for('t:\n{a2}: "true"\nend\n', agents)
     watch = HostWatch()
@@ -302,19 +298,14 @@ async def test_a_bug_in_phase_one_fails_the_run_loudly(agents, token, monkeypatc
 async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, token, tmp_path):
     """One host refuses at once, another accepts and never greets: with -minhosts all
     the run ends now, not after the silent host's connect timeout."""
-    import asyncio
-
     held: list[asyncio.StreamWriter] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         held.append(writer)
         await reader.read()  # until the controller hangs up
-        writer.close()
 
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
     marker = tmp_path / "ran"
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with serving(silent) as port:
         plan = plan_for(
             't:\n{a0}: "touch {marker}"\n'
             '127.0.0.1:{silent}: "true"\n127.0.0.1:{dead}: "true"\nend\n',
@@ -326,11 +317,6 @@ async def test_quorum_lost_while_a_host_still_prepares_stops_waiting(agents, tok
         began = time.monotonic()
         test = await run_test(plan.tests[0], RunOptions(token=token.token, connect_timeout=20))
         assert time.monotonic() - began < 10
-    finally:
-        server.close()
-        for writer in held:
-            writer.close()
-        await server.wait_closed()
     assert test.status is TestStatus.ABORTED and "quorum lost" in test.reason
     assert held, "the silent host was reached"
     prepared, waiting, dead = test.hosts

@@ -21,6 +21,7 @@ from netjobs_core.wire import rx_stamps
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.clock import now_ns
 from netjobs_core.wire.framing import FrameDecoder
+from tests.loopback import serving
 
 pytestmark = pytest.mark.skipif(
     rx_stamps.SO_TIMESTAMPNS is None, reason="no SO_TIMESTAMPNS on this platform"
@@ -93,12 +94,10 @@ async def test_asyncio_reads_through_it_and_the_wrapper_finds_the_stamp():
         await reader.readexactly(4)
         stamps.append(rx_stamps.arrival_ns(writer.get_extra_info("socket")))
         got.set()
-        writer.close()
 
     listener = rx_stamps.stream_socket(socket.AF_INET)
     listener.bind(("127.0.0.1", 0))
-    server = await asyncio.start_server(handle, sock=listener)
-    async with server:
+    async with serving(handle, sock=listener):
         sock = rx_stamps.stream_socket(socket.AF_INET)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, listener.getsockname())

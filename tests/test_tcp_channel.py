@@ -4,6 +4,7 @@ one buffer, handed over as a view; reading waits until the view has been used.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 
@@ -11,11 +12,13 @@ import pytest
 
 from netjobs_core.client import FIRST_READ_SIZE, READ_SIZE, AgentError, Refused, open_tcp
 from netjobs_core.wire.address import Address
+from tests.loopback import serving
 
 
+@contextlib.asynccontextmanager
 async def serve(handler):
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    return server, Address("127.0.0.1", server.sockets[0].getsockname()[1])
+    async with serving(handler) as port:
+        yield Address("127.0.0.1", port)
 
 
 def sending(data: bytes):
@@ -30,8 +33,7 @@ def sending(data: bytes):
 
 
 async def test_reads_in_pieces_then_the_end():
-    server, address = await serve(sending(b"0123456789"))
-    async with server:
+    async with serve(sending(b"0123456789")) as address:
         channel = await open_tcp(address, 5)
         got = b""
         while piece := await channel.read(3):
@@ -48,8 +50,7 @@ async def test_a_reset_is_an_os_error():
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         writer.transport.abort()  # RST
 
-    server, address = await serve(handler)
-    async with server:
+    async with serve(handler) as address:
         channel = await open_tcp(address, 5)
         with pytest.raises(OSError):
             while await channel.read(READ_SIZE):
@@ -76,8 +77,7 @@ async def test_an_agent_we_do_not_read_waits_on_tcp():
         except ConnectionError:
             writer.close()  # we hung up: the test is over
 
-    server, address = await serve(handler)
-    async with server:
+    async with serve(handler) as address:
         channel = await open_tcp(address, 5)
         first = await channel.read(READ_SIZE)
         assert first
@@ -91,8 +91,7 @@ async def test_an_agent_we_do_not_read_waits_on_tcp():
 
 
 async def test_the_buffer_starts_small_and_grows_while_a_stream_fills_it():
-    server, address = await serve(sending(b"y" * (8 * READ_SIZE)))
-    async with server:
+    async with serve(sending(b"y" * (8 * READ_SIZE))) as address:
         channel = await open_tcp(address, 5)
         sizes = []
         while piece := await channel.read(READ_SIZE):
@@ -114,8 +113,7 @@ async def test_the_last_write_arrives_with_the_close():
         got.set_result(await reader.read())  # until the end of the stream
         writer.close()
 
-    server, address = await serve(handler)
-    async with server:
+    async with serve(handler) as address:
         channel = await open_tcp(address, 5)
         channel.write(b"first ")
         channel.write(b"bye", last=True)
@@ -135,8 +133,7 @@ def test_connects_by_address_and_by_name_and_names_what_fails(loop_name):
         factory = asyncio.new_event_loop
 
     async def main():
-        server, address = await serve(sending(b"hi"))
-        async with server:
+        async with serve(sending(b"hi")) as address:
             for target in (address, Address("localhost", address.port)):
                 channel = await open_tcp(target, 5)
                 assert bytes(await channel.read(2)) == b"hi"
