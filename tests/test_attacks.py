@@ -366,9 +366,7 @@ def fake_agent(
                         answer(conn, message)
                     writer.write(conn.data_to_send())
         except (ProtocolError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+            pass  # serving closes the connection
 
     def answer(conn: Connection, message: Message) -> None:
         if isinstance(message, Ping):

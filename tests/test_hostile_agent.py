@@ -97,9 +97,7 @@ async def fake_agent(
                             await script(send)
                     writer.write(conn.data_to_send())
         except (ProtocolError, ConnectionError, TimeoutError):
-            pass
-        finally:
-            writer.close()
+            pass  # serving closes the connection
 
     async with serving(serve) as port:
         yield port
