@@ -13,9 +13,10 @@ agents' own release window; without it a packet's lateness follows the machine's
 load), waits in `select` until 0.25 ms before the next packet is due and polls from
 there (a timed wake-up alone came 0.1-0.2 ms late here: p99 0.5 ms late instead of
 0.07, 500 round trips over 5 ms), and on exit prints how late it delivered: `delay
-line: N packets, late p50 / p99 / max (ms)`. Bounded: at most HELD_MAX packets held
-per direction and path (beyond, a packet is dropped, as a full queue drops it); it
-exits on SIGTERM or when its standard input closes (its parent has gone).
+line: N packets, late p50 / p99 / max (ms)` (the percentiles of a uniform sample of
+LATE_KEPT packets beyond that many). Bounded: at most HELD_MAX packets held per
+direction and path (beyond, a packet is dropped, as a full queue drops it); it exits
+on SIGTERM or when its standard input closes (its parent has gone).
 
     with DelayLine([(namespace, 5.0), (other, 20.0)]) as line:  # one-way ms
         ...
@@ -28,6 +29,7 @@ import argparse
 import collections
 import contextlib
 import os
+import random
 import select
 import signal
 import subprocess
@@ -43,6 +45,7 @@ READ_MAX = 65_536
 SPIN_NS = 250_000
 HELD_MAX = 4096  # packets per direction and path (a 20 ms path at 1 Gb/s holds ~1700)
 STOP_TIMEOUT_S = 5.0
+LATE_KEPT = 100_000  # lateness figures kept for the summary: a uniform sample beyond
 
 
 class DelayLine:
@@ -92,7 +95,7 @@ def forward(paths: list[tuple[int, int, float]]) -> None:
     held: dict[int, collections.deque[tuple[int, bytes]]] = {
         fd: collections.deque() for fd in route
     }
-    late: list[int] = []
+    late = Lateness()
     readable = [*route, sys.stdin.fileno()]
 
     def stop(*_: object) -> None:
@@ -107,7 +110,7 @@ def forward(paths: list[tuple[int, int, float]]) -> None:
                     due, packet = queue.popleft()
                     with contextlib.suppress(BlockingIOError):
                         os.write(target, packet)
-                    late.append(time.monotonic_ns() - due)
+                    late.add(time.monotonic_ns() - due)
             heads = [queue[0][0] for queue in held.values() if queue]
             # The last SPIN_NS polled: a timed wake-up comes up to ~0.2 ms late here.
             wait = (min(heads) - time.monotonic_ns() - SPIN_NS) / 1e9 if heads else None
@@ -127,16 +130,37 @@ def forward(paths: list[tuple[int, int, float]]) -> None:
                     if len(held[target]) < HELD_MAX:  # else dropped, as a full queue does
                         held[target].append((time.monotonic_ns() + delay_ns, packet))
     finally:
-        late.sort()
-        if late:
-            pick = [late[int(q * (len(late) - 1))] / 1e6 for q in (0.5, 0.99)]
-            print(
-                f"delay line: {len(late)} packets, late p50 {pick[0]:.3f} / p99 {pick[1]:.3f}"
-                f" / max {late[-1] / 1e6:.3f} ms",
-                flush=True,
-            )
-        else:
-            print("delay line: no packets", flush=True)
+        print(late.summary(), flush=True)
+
+
+class Lateness:
+    """How late each packet went out: a count, the worst, and a uniform sample of at
+    most LATE_KEPT of them (reservoir sampling) for the percentiles."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.worst = 0
+        self.kept: list[int] = []
+        self._pick = random.Random(0)
+
+    def add(self, late_ns: int) -> None:
+        self.count += 1
+        self.worst = max(self.worst, late_ns)
+        if len(self.kept) < LATE_KEPT:
+            self.kept.append(late_ns)
+        elif (slot := self._pick.randrange(self.count)) < LATE_KEPT:
+            self.kept[slot] = late_ns
+
+    def summary(self) -> str:
+        if not self.count:
+            return "delay line: no packets"
+        from start_spread import percentile  # its neighbour; only once, at the end
+
+        p50, p99 = (percentile(self.kept, q) / 1e6 for q in (0.5, 0.99))
+        return (
+            f"delay line: {self.count} packets, late p50 {p50:.3f} / p99 {p99:.3f}"
+            f" / max {self.worst / 1e6:.3f} ms"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
