@@ -679,10 +679,13 @@ def test_begins(test: TestResult) -> str:
 
 
 def test_ends(test: TestResult) -> str:
-    """Without a terminal: `test 'fio': passed, 6 of 6 commands finished in 1:02`."""
-    finished, commands = progress(test)
+    """Without a terminal: `test 'fio': passed, 6 of 6 commands ran in 1:02`. Those
+    that ran were released; one its host refused or a test aborted first never did
+    (`aborted, 0 of 2 commands ran`), though every command has finished by now."""
+    commands = [c for h in test.hosts for c in h.commands]
+    ran = sum(c.started_at is not None for c in commands)
     took = f" in {clock(test.duration_s)}" if test.duration_s is not None else ""
-    ended = f"{finished} of {count(commands, 'command')} finished{took}"
+    ended = f"{ran} of {count(len(commands), 'command')} ran{took}"
     return f"{test_title(test)}: {word(test.status)}, {ended}"
 
 

@@ -103,12 +103,25 @@ def test_a_pipe_gets_a_line_as_each_test_starts_and_ends(tmp_path, agents, token
     lines = [line for line in result.stderr.splitlines() if "test '" in line]
     assert [line[line.index("test '") :] for line in lines] == [
         "test 't': starting 2 commands on 2 hosts",
-        f"test 't': passed, 2 of 2 commands finished in {lines[1].rsplit(' ', 1)[1]}",
+        f"test 't': passed, 2 of 2 commands ran in {lines[1].rsplit(' ', 1)[1]}",
         "test 'u': starting 1 command on 1 host",
-        f"test 'u': passed, 1 of 1 command finished in {lines[3].rsplit(' ', 1)[1]}",
+        f"test 'u': passed, 1 of 1 command ran in {lines[3].rsplit(' ', 1)[1]}",
     ]
     assert re.fullmatch(r"0:0[1-9]", lines[1].rsplit(" ", 1)[1])
     assert "\x1b" not in result.stderr and "\r" not in result.stderr  # nothing in place
+
+
+def test_the_end_line_counts_the_commands_that_ran_not_those_that_ended(
+    tmp_path, agents, token_file
+):
+    # Port 1: nothing listens there, so that host's command ends without ever running.
+    cfg = write_config(
+        tmp_path, agents, 't:\n-minhosts: 1\n{a0}: "true"\n127.0.0.1:1: "true"\nend\n'
+    )
+    result = netjobs("--token-file", token_file, cfg)
+    assert result.returncode == 0, result.stderr
+    ends = [line for line in result.stderr.splitlines() if "test 't': passed" in line]
+    assert len(ends) == 1 and "passed, 1 of 2 commands ran in 0:0" in ends[0], result.stderr
 
 
 def test_minus_S_exits_with_the_largest_exit_status(tmp_path, agents, token_file):
