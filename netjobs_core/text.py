@@ -679,14 +679,19 @@ def test_begins(test: TestResult) -> str:
 
 
 def test_ends(test: TestResult) -> str:
-    """Without a terminal: `test 'fio': passed, 6 of 6 commands ran in 1:02`. Those
-    that ran were released; one its host refused or a test aborted first never did
-    (`aborted, 0 of 2 commands ran`), though every command has finished by now."""
-    commands = [c for h in test.hosts for c in h.commands]
-    ran = sum(c.started_at is not None for c in commands)
+    """Without a terminal: `test 'fio': passed, 6 of 6 commands ran in 1:02`."""
+    ran, commands = commands_ran(test)
     took = f" in {clock(test.duration_s)}" if test.duration_s is not None else ""
-    ended = f"{ran} of {count(len(commands), 'command')} ran{took}"
-    return f"{test_title(test)}: {word(test.status)}, {ended}"
+    return (
+        f"{test_title(test)}: {word(test.status)}, {ran} of {count(commands, 'command')} ran{took}"
+    )
+
+
+def commands_ran(test: TestResult) -> tuple[int, int]:
+    """(commands released, all commands) of one test. Once it has ended every command
+    has finished, also those a host refused or an abort came before: none of those ran."""
+    commands = [c for h in test.hosts for c in h.commands]
+    return sum(c.started_at is not None for c in commands), len(commands)
 
 
 def host_elapsed(host: HostResult, now: float) -> str:
@@ -730,9 +735,12 @@ def shown_of(shown: int, total: int) -> str:
     return f"{shown} of {total} shown"
 
 
-def commands_finished(test: TestResult) -> str:
-    done, total = progress(test)
-    return f"{done}/{total} commands finished"
+def commands_line(test: TestResult) -> str:
+    """While a test runs, how many of its commands have ended: `3/5 commands finished`;
+    once it has ended, how many ran at all: `0/2 commands ran` (commands_ran)."""
+    if test.status in (TestStatus.PENDING, TestStatus.RUNNING):
+        return f"{fraction(*progress(test), 'command')} finished"
+    return f"{fraction(*commands_ran(test), 'command')} ran"
 
 
 LATE_NAMED = 5  # late hosts a summary line names (on a loaded machine, all may be late)
@@ -740,7 +748,7 @@ LATE_NAMED = 5  # late hosts a summary line names (on a loaded machine, all may 
 
 def summary_parts(test: TestResult) -> list[str]:
     """The parts of a test's summary line after its label and status."""
-    parts = [commands_finished(test), count(len(test.hosts), "host")]
+    parts = [commands_line(test), count(len(test.hosts), "host")]
     if test.start_spread_ms is not None:
         parts.append(began(test))
         late = late_line(test, most=LATE_NAMED)

@@ -734,7 +734,7 @@ class RunView(QWidget):
                     self.status.setText(
                         f"Running test <b>{escape(test.label)}</b> "
                         f"({index} of {self._chosen_count}): "
-                        f"{text.commands_finished(test)} · hosts: {hosts}"
+                        f"{text.commands_line(test)} · hosts: {hosts}"
                     )
 
     def end_run(self, run: RunResult, summary: str) -> None:

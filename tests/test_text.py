@@ -112,22 +112,43 @@ def test_test_summary_parts_for_one_host() -> None:
     """The one-host test that once read `start spread 0.900 ms ms`; a document from
     before exec instants says they were not measured, and guesses no reason."""
     host = HostResult(Address("h"), state=HostState.DONE)
-    host.commands = [CommandResult("x", status=CommandStatus.OK, exit_code=0)]
+    host.commands = [CommandResult("x", status=CommandStatus.OK, exit_code=0, started_at=1.8e9)]
     test = TestResult(
         "t",
         None,
+        status=TestStatus.PASSED,
         hosts=[host],
         start_spread_ms=0.9,
         start_spread_uncertainty_ms=0.05,
         duration_s=1.25,
     )
     assert text.summary_parts(test) == [
-        "1/1 commands finished",
+        "1/1 command ran",
         "1 host",
         "released within 0.900 ms ± 0.050 ms; when the commands began was not measured",
         "took 1.250 s",
     ]
     assert text.progress(test) == (1, 1)
+
+
+def test_a_running_test_counts_ended_commands_an_ended_one_those_that_ran() -> None:
+    """An aborted test's commands have all finished, the two its hosts never released
+    too: `2/3 commands finished` said nothing of them, `1/3 commands ran` does."""
+    ran = CommandResult("a", status=CommandStatus.RUNNING, started_at=1.8e9)
+    never = [CommandResult(c, status=CommandStatus.PENDING) for c in "bc"]
+    test = TestResult("t", 0, status=TestStatus.RUNNING, duration_s=2.0)
+    test.hosts = [
+        HostResult(Address("h1"), commands=[ran]),
+        HostResult(Address("h2"), commands=never),
+    ]
+    assert text.summary_parts(test)[0] == "0/3 commands finished"
+    ran.status = CommandStatus.KILLED
+    for command in never:
+        command.status = CommandStatus.KILLED
+    assert text.summary_parts(test)[0] == "3/3 commands finished"  # still running
+    test.status = TestStatus.ABORTED
+    assert text.summary_parts(test)[0] == "1/3 commands ran"
+    assert text.test_ends(test) == "test 't': aborted, 1 of 3 commands ran in 0:02"
 
 
 def test_host_numbers_and_command_details() -> None:
