@@ -688,10 +688,13 @@ def test_ends(test: TestResult) -> str:
 
 
 def commands_ran(test: TestResult) -> tuple[int, int]:
-    """(commands released, all commands) of one test. Once it has ended every command
-    has finished, also those a host refused or an abort came before: none of those ran."""
+    """(commands that ran, all commands) of one test: released, or LOST (their host was
+    lost after the start, whether or not its report of the release came). Once a test
+    has ended every command has finished, also those a host refused or an abort came
+    before: none of those ran."""
     commands = [c for h in test.hosts for c in h.commands]
-    return sum(c.started_at is not None for c in commands), len(commands)
+    ran = sum(c.started_at is not None or c.status is CommandStatus.LOST for c in commands)
+    return ran, len(commands)
 
 
 def host_elapsed(host: HostResult, now: float) -> str:

@@ -149,6 +149,9 @@ def test_a_running_test_counts_ended_commands_an_ended_one_those_that_ran() -> N
     test.status = TestStatus.ABORTED
     assert text.summary_parts(test)[0] == "1/3 commands ran"
     assert text.test_ends(test) == "test 't': aborted, 1 of 3 commands ran in 0:02"
+    # Lost with its host after the start, its release never reported: it may have run.
+    never[0].status = CommandStatus.LOST
+    assert text.summary_parts(test)[0] == "2/3 commands ran"
 
 
 def test_host_numbers_and_command_details() -> None:
