@@ -87,29 +87,44 @@ def _writes(output: bytes) -> list[int]:
 
 
 def gates(form: str, count: int, stamp: Path) -> tuple[list[int], list[int]]:
-    """One round of FORM: the commands' stamps and the releases' writes, gate by gate."""
+    """One round of FORM: the commands' stamps and the releases' writes, gate by gate.
+    Whatever it started and is still running when it leaves (a timeout) is killed."""
     at = time.monotonic_ns() + LEAD_MS * 1_000_000
-    if form == "child":
-        releasers = [_releaser(form, at, stamp) for _ in range(count)]
-        outputs = [r.communicate(timeout=30)[0] for r in releasers]
-        return [start_spread._stamps(o)[0] for o in outputs], [_writes(o)[0] for o in outputs]
-    wrapper = oskit.death_signal_wrapper() or []
-    spawned = []
-    for _ in range(count):
-        read_fd, write_fd = os.pipe()
-        gate = subprocess.Popen(
-            [*wrapper, *oskit.shell_args(str(stamp), gated=True, path=os.environ.get("PATH"))],
-            stdin=read_fd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        os.close(read_fd)
-        spawned.append((gate, _releaser(form, at, stamp, write_fd)))
-        os.close(write_fd)
-    stamps = [start_spread._stamps(gate.communicate(timeout=30)[0])[0] for gate, _ in spawned]
-    writes = [_writes(releaser.communicate(timeout=30)[0])[0] for _, releaser in spawned]
-    return stamps, writes
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        if form == "child":
+            started += [_releaser(form, at, stamp) for _ in range(count)]
+            outputs = [r.communicate(timeout=30)[0] for r in started]
+            return [start_spread._stamps(o)[0] for o in outputs], [_writes(o)[0] for o in outputs]
+        wrapper = oskit.death_signal_wrapper() or []
+        for _ in range(count):
+            read_fd, write_fd = os.pipe()
+            try:
+                started.append(
+                    subprocess.Popen(
+                        [
+                            *wrapper,
+                            *oskit.shell_args(str(stamp), gated=True, path=os.environ.get("PATH")),
+                        ],
+                        stdin=read_fd,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+                started.append(_releaser(form, at, stamp, write_fd))
+            finally:
+                os.close(read_fd)
+                os.close(write_fd)
+        shells, releasers = started[0::2], started[1::2]
+        stamps = [start_spread._stamps(g.communicate(timeout=30)[0])[0] for g in shells]
+        writes = [_writes(r.communicate(timeout=30)[0])[0] for r in releasers]
+        return stamps, writes
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 def floor(helpers: start_spread.Helpers, count: int, repeat: int) -> float:
