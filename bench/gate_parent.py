@@ -12,7 +12,10 @@ the same rounds, each form in a random order within a round:
   session), each released by a releaser process of its own, as an agent releases
   (real-time priority where permitted, sleep, spin the last 200 µs, one write);
 - `child`: N releasers that each spawn their own gate the agent's way (agent.oskit.spawn)
-  and release it likewise: the gate is its releaser's child, as a command is its agent's.
+  and release it likewise: the gate is its releaser's child, as a command is its agent's;
+- `sleep`: as `child`, but each releaser sleeps to the instant itself (its real-time
+  clock_nanosleep) with no spin, so that its CPU is idle until the instant as the
+  floor's are.
 
 Each releaser reports when it wrote, so each form's spread splits into the releases'
 spread and what came after the write (the gate's wake-up, its exec, the binary's start).
@@ -42,24 +45,25 @@ import start_spread  # noqa: E402
 
 from agent import oskit  # noqa: E402
 
-FORMS = ("floor", "apart", "child")
+FORMS = ("floor", "apart", "child", "sleep")
 LEAD_MS = 250  # every releaser started (a Python each) and asleep well before the instant
-# One releaser: sleep to 200 µs before the instant AT (CLOCK_MONOTONIC ns), spin, write
-# the start line on fd W (apart) or on the gate it spawned (child), report the write's
-# instant as "W<ns>" beside the gate's output on standard output.
+# One releaser: sleep to 200 µs before the instant AT (CLOCK_MONOTONIC ns) and spin (as
+# the agent, agent.jobs.FINE_MARGIN_NS) or sleep to it (sleep), write the start line on
+# fd W (apart) or on the gate it spawned (child, sleep), report the write's instant as
+# "W<ns>" beside the gate's output on standard output.
 RELEASER = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[1])
 from agent import oskit
 form, at, stamp = sys.argv[2], int(sys.argv[3]), sys.argv[4]
-if form == "child":
+if form != "apart":
     read_fd, write_fd = os.pipe()
     gate = oskit.spawn(stamp, gated=True, stdin=read_fd, env={})
     os.close(read_fd)
 else:
     gate, write_fd = None, int(sys.argv[5])
 with oskit.realtime_priority():
-    wait = (at - 200_000 - time.monotonic_ns()) / 1e9
+    wait = (at - (0 if form == "sleep" else 200_000) - time.monotonic_ns()) / 1e9
     if wait > 0:
         time.sleep(wait)
     while time.monotonic_ns() < at:
@@ -92,7 +96,7 @@ def gates(form: str, count: int, stamp: Path) -> tuple[list[int], list[int]]:
     at = time.monotonic_ns() + LEAD_MS * 1_000_000
     started: list[subprocess.Popen[bytes]] = []
     try:
-        if form == "child":
+        if form != "apart":
             started += [_releaser(form, at, stamp) for _ in range(count)]
             outputs = [r.communicate(timeout=30)[0] for r in started]
             return [start_spread._stamps(o)[0] for o in outputs], [_writes(o)[0] for o in outputs]
@@ -192,16 +196,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"  write -> stamp {statistics.median(after[form]):6.1f}"
             )
         print(line, flush=True)
-    child, apart = stamps["child"], stamps["apart"]
-    both = start_spread.ratio_interval(
-        as_samples("child", args.count, child), as_samples("apart", args.count, apart)
-    )
-    low, high = both or (math.nan, math.nan)
-    above = sum(c > a for c, a in zip(child, apart, strict=True))
-    print(
-        f"child / apart: {statistics.median(child) / statistics.median(apart):.2f}x "
-        f"(95 %: {low:.2f}-{high:.2f}x; above it in {above}/{len(apart)} rounds)"
-    )
+    for form, other in (("child", "apart"), ("sleep", "child")):
+        mine, theirs = stamps[form], stamps[other]
+        both = start_spread.ratio_interval(
+            as_samples(form, args.count, mine), as_samples(other, args.count, theirs)
+        )
+        low, high = both or (math.nan, math.nan)
+        above = sum(m > t for m, t in zip(mine, theirs, strict=True))
+        print(
+            f"{form} / {other}: {statistics.median(mine) / statistics.median(theirs):.2f}x "
+            f"(95 %: {low:.2f}-{high:.2f}x; above it in {above}/{len(theirs)} rounds)"
+        )
     return 0
 
 
