@@ -584,6 +584,7 @@ class AgentLink:
         self._kernel_received = arrived is not None and arrived >= self._sent_ns
         self.received_ns = arrived if self._kernel_received and arrived else self.read_ns
         if not data:
+            self.received_ns = self.read_ns  # a close has no stamp of its own
             if during_handshake:
                 raise AgentError(_HANDSHAKE_CLOSED)
             raise ConnectionLost("connection lost: the agent closed it")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -308,17 +307,30 @@ class HostRun:
         could not run (ERROR) or, once started, are LOST: they ran, end unknown.
         `may_have_run`: False when the agent said so, then only released ones ran."""
         started = self.result.state is HostState.RUNNING
-        lost_at = time.time()
+        lost_at = self._last_heard() if started else None
         for index, command in enumerate(self.result.commands):
             ran = may_have_run or index in self.released
             if started and ran and not command.status.finished:
                 command.lost_at = lost_at
-                message = f"lost at {text.time_of_day(lost_at)}: {error}"
-                self._finish(index, CommandStatus.LOST, message)
+                self._finish(index, CommandStatus.LOST, text.lost_message(lost_at, error))
             else:
                 self._finish(index, CommandStatus.ERROR, error)
         self._set_state(HostState.FAILED, error)
         self.fleet.failed(self)
+
+    def _last_heard(self) -> float | None:
+        """When the host was last heard (epoch), as far as its commands are known to have
+        run: the last bytes before the silence that ended in the loss, or the close of its
+        connection (a killed agent's); None if nothing was ever heard. Not when we gave up
+        on it: that may be the whole reconnect grace later."""
+        heard = self.hearing.silent_since(now_ns())
+        if not heard and self.link is not None:
+            heard = self.link.received_ns
+        return self._epoch(heard) if heard else None
+
+    def _epoch(self, at_ns: int) -> float:
+        """An instant on our clock (`now_ns`) as the epoch, as the test's other times."""
+        return (self.fleet.anchor_ns + at_ns) / 1e9
 
     def give_up(self, error: str) -> None:
         """Killed, or as good as: the test was aborted around the host."""
@@ -587,6 +599,9 @@ class HostRun:
         except TimeoutError as exc:  # ETIMEDOUT from the socket
             raise _Interrupted(f"connection lost: {exc.strerror}") from None
         except ConnectionLost as exc:
+            if not isinstance(exc, Tampered):  # a forged frame says nothing of the agent
+                # Its close or its `shutdown` came then: heard, unless after a silence.
+                self.hearing.heard(self.link.received_ns)
             if isinstance(exc, AgentStopping | Tampered):
                 raise
             raise _Interrupted(str(exc)) from None
@@ -659,7 +674,7 @@ class HostRun:
             stalled if stalled >= heartbeat else 0.0,  # shorter: no heartbeat was missed
         )
         silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
-        record = Interruption(at=time.time() - silent_for, cause=cause)
+        record = Interruption(at=self._epoch(now - int(silent_for * 1e9)), cause=cause)
         self.result.interruptions.append(record)
         self.fleet.host_changed(self)
         return record, silent_for

@@ -843,6 +843,12 @@ def interruption_cause(cause: str, silent_s: float | None, stalled_s: float) -> 
     return cause
 
 
+def lost_message(last_heard: float | None, error: str) -> str:
+    """A command LOST with its host: `lost at 14:02:11.123: <why>`, the instant its host
+    was last heard (the command ran at least until then)."""
+    return f"lost at {time_of_day(last_heard)}: {error}" if last_heard else f"lost: {error}"
+
+
 def interruption(record: Interruption) -> str:
     """A lost connection to a host mid-run, as it stands: `connection lost at
     14:02:11.123 (no answer from the agent for 10 s); reconnecting…`."""

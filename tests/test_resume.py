@@ -248,8 +248,10 @@ async def test_a_cut_longer_than_the_grace_ends_lost_on_both_sides(token):
             def observer(event):
                 if isinstance(event, CommandOutput) and not cut:
                     cut.append(time.monotonic())
+                    cut_wall.append(time.time())
                     proxy.cut()
 
+            cut_wall: list[float] = []
             options = RunOptions(
                 token=token[0], connect_timeout=1.0, heartbeat=0.5, reconnect_grace=2.0
             )
@@ -263,6 +265,12 @@ async def test_a_cut_longer_than_the_grace_ends_lost_on_both_sides(token):
     assert ended < 10.0
     assert "killing test 't': controller lost for its 2 s reconnect grace" in log
     assert len(host.interruptions) == 1 and not host.interruptions[0].resumed
+    # Lost when last heard, before the cut (nothing crossed it), as its interruption
+    # began: not when the grace ran out, 2.5 s or more later.
+    lost = host.commands[0]
+    assert lost.lost_at == host.interruptions[0].at
+    assert lost.lost_at is not None and lost.lost_at <= cut_wall[0] + 0.001
+    assert lost.message.startswith(f"lost at {text.time_of_day(lost.lost_at)}: ")
 
 
 CONTROLLER = """

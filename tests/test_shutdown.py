@@ -1,6 +1,7 @@
 """An agent stopped mid-test (issue 8, point 9): SIGTERM/SIGINT tells the controller,
 which treats it at once as a lost host; kill -9 leaves its commands LOST, not ERROR."""
 
+import asyncio
 import signal
 import time
 
@@ -66,3 +67,32 @@ async def test_kill_9_of_an_agent_leaves_its_commands_lost_with_a_time(token):
     assert lost.lost_at is not None and before <= lost.lost_at <= time.time()
     assert lost.message.startswith("lost at ")
     assert "could not run" not in test.reason
+
+
+async def test_a_killed_agent_is_lost_when_its_connection_closed_not_at_its_last_word(token):
+    # Before: "connection lost at" the last bytes heard, up to a heartbeat before the
+    # kill; the close itself is when it was lost, and the window runs to it.
+    with start_agent(token[1]) as a0, start_agent(token[1]) as a1:
+        loop = asyncio.get_running_loop()
+        killed: list[float] = []
+
+        def kill():
+            killed.append(time.time())
+            a1.send_stop(signal.SIGKILL)
+
+        timer: list[asyncio.TimerHandle] = []
+
+        def observer(event):
+            if isinstance(event, CommandOutput) and event.host.address.port == a1.port:
+                if not timer:  # a second of silence first, no heartbeat in it
+                    timer.append(loop.call_later(1.0, kill))
+
+        options = RunOptions(token=token[0], connect_timeout=3.0, heartbeat=5.0)
+        test = await run_test(plan([a0, a1]), options, observer)
+    lost = test.hosts[1].commands[0]
+    [gap] = test.hosts[1].interruptions
+    assert lost.status is CommandStatus.LOST and lost.lost_at == gap.at
+    assert lost.lost_at >= killed[0] - 0.001  # the close came after the kill
+    window = test.concurrent_window
+    assert window is not None and window.at_least and window.end == lost.lost_at
+    assert window.seconds >= 0.9  # the second of silence before the kill counts
