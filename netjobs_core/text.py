@@ -84,7 +84,11 @@ def spread(test: TestResult, none: str = NA) -> str:
 
 
 EXEC_NOT_SENT = "its agent does not report exec instants (an older version)"
-EXEC_NOTHING = "a command exec'd no program (shell builtins only?)"
+# The agent watches a command's exec until it exec'd, ended, or agent.jobs.EXEC_WAIT_S.
+EXEC_NOTHING = (
+    "a command exec'd no program within 0.1 s of its release "
+    "(shell builtins only, or a program it started later)"
+)
 
 
 def began(test: TestResult) -> str:

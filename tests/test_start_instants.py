@@ -91,7 +91,7 @@ async def test_a_command_that_execs_nothing_is_not_measured(agents, token, tmp_p
     assert test.exec_spread_ms is None and test.exec_spread_uncertainty_ms is None
     report = format_test(test)
     assert "released within" in report and "commands began within" not in report
-    assert f"not measured (127.0.0.1:{agents[1].port}: a command exec'd no program" in report
+    assert f"not measured (127.0.0.1:{agents[1].port}: a command exec'd no program within" in report
     assert a0.exec_error == "" and a1.exec_error == text.EXEC_NOTHING
     document = run_to_json(run, tmp_path)["tests"][0]
     assert document["exec_spread_ms"] is None and "exec_spread_uncertainty_ms" in document
@@ -99,6 +99,37 @@ async def test_a_command_that_execs_nothing_is_not_measured(agents, token, tmp_p
         False,
         True,
     ]
+
+
+def test_the_words_for_no_exec_give_the_agents_wait():
+    assert f"within {jobs.EXEC_WAIT_S:g} s of its release" in text.EXEC_NOTHING
+
+
+@pytest.mark.skipif(not ROOT, reason="exec instants need root on Linux")
+async def test_a_program_started_after_the_agents_wait_is_not_called_builtins_only(
+    agents, token, tmp_path
+):
+    # Before: "a command exec'd no program (shell builtins only?)" for a command that
+    # spent its first 0.3 s in a shell loop, then ran /bin/echo.
+    go = tmp_path / "go"
+    plan = plan_for(
+        f't:\n{{a0}}: "date +%s%N"\n{{a1}}: "until [ -e {go} ]; do :; done; /bin/echo late"\nend\n',
+        agents,
+    )
+
+    def observer(event: Event) -> None:
+        # `started` comes once the agent stopped watching: the exec is after its wait.
+        if not isinstance(event, HostChanged) or event.host.address.port != agents[1].port:
+            return
+        if event.host.commands[0].started_at is not None:
+            go.touch()
+
+    run = await Runner(plan, options(token), observer).run()
+    test = run.tests[0]
+    late = test.hosts[1]
+    assert late.commands[0].stdout.read_bytes() == b"late\n"
+    assert late.exec_error == text.EXEC_NOTHING and late.commands[0].exec_offset_ms is None
+    assert "or a program it started later" in format_test(test)
 
 
 @pytest.mark.skipif(not ROOT, reason="exec instants need root on Linux")
