@@ -23,8 +23,9 @@ from netjobs_core.report import (
     format_repeats,
     format_summary,
     format_test,
+    verdict_line,
 )
-from netjobs_core.results import HostState, TestResult
+from netjobs_core.results import HostState, RunResult, TestResult, TestStatus
 from netjobs_core.run import NotWritten, Outcome, Run, RunEnded, RunEvent, Written
 from netjobs_core.run_options import RunOptions
 from netjobs_core.session import STDOUT, host_key_line, say
@@ -117,6 +118,12 @@ class TerminalDisplay:
             self.live.close()
         self._summarise()  # of a test stopped before its last repetition
 
+    def not_run(self, run: RunResult) -> None:
+        """The tests the run did not reach, each with why: `test 'b': NOT RUN (...)`."""
+        for test in run.tests:
+            if test.status is TestStatus.PENDING:
+                say(verdict_line(test), self.out)
+
 
 async def run_on_terminal(
     plan: Plan,
@@ -188,6 +195,7 @@ class _TerminalObserver:
             say(f"netjobs: cannot write {event.what}{where}: {event.problem}", err)
         elif isinstance(event, RunEnded):
             outcome = event.outcome
+            self.display.not_run(outcome.result)
             if outcome.history_problem:
                 say(f"netjobs: warning: {outcome.history_problem}", err)
             say(f"results folder: {outcome.folder.path}", err)

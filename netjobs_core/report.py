@@ -13,7 +13,7 @@ from netjobs_core.fold import fold, groups, said_once
 from netjobs_core.metrics import fleet_figure
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
-from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult
+from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult, TestStatus
 from netjobs_core.verdict import aborted_text
 from netjobs_core.vocabulary import command_word, word
 
@@ -167,6 +167,9 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
 def format_repeats(group: Sequence[TestResult]) -> str | None:
     """The summary of a test's repetitions (`--repeat`); None for a test run once."""
     if len(group) < 2 and (not group or group[0].repetition is None):
+        return None
+    group = [test for test in group if test.status is not TestStatus.PENDING]  # ran
+    if not group:
         return None
     lines = [text.repeat_summary(repeat_stats(group))]
     figures: dict[str, list[float]] = {}

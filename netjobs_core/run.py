@@ -39,7 +39,7 @@ from netjobs_core.events import CommandChanged, Event, TestFinished, TestStarted
 from netjobs_core.links import Links
 from netjobs_core.log_parts import LogParts
 from netjobs_core.outputs import SHOW_BYTES
-from netjobs_core.results import RunResult
+from netjobs_core.results import RunResult, TestStatus
 from netjobs_core.results_csv import MetricCells, write_csv
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.run_folder import RunFolder
@@ -245,7 +245,10 @@ class Run:
         if self._state != "entered":
             raise RuntimeError("Run.run() is awaited once, inside `async with`")
         self._state = "running"
-        return await self._runner.run(self.labels)
+        result = await self._runner.run(self.labels)
+        if any(test.status is TestStatus.PENDING for test in result.tests):
+            self._saved_whole = False  # the tests not run came after the last test's save
+        return result
 
     async def __aexit__(
         self,

@@ -438,9 +438,11 @@ class Runner:
         repeat = self.options.repeat
         runs = [(spec, k) for spec in tests for k in range(1, repeat + 1)]
         last_test = {c.address: n for n, (spec, _) in enumerate(runs) for c in spec.commands}
+        not_run = ""  # why the tests after the last one run were not
         try:
             for n, (spec, k) in enumerate(runs):
                 if self._stop_reason:
+                    not_run = self._stop_reason
                     break
                 self._current = _TestRun(
                     spec,
@@ -456,14 +458,29 @@ class Runner:
                     outcome = await test.run()
                 finally:
                     self._current = None
-                if test.refused_everywhere:
-                    break  # the reason says so: no credential changes between tests
+                if test.refused_everywhere:  # no credential changes between tests
+                    not_run = text.not_run_after(outcome, refused=True)
+                    break
                 if outcome.status is not TestStatus.PASSED and self.options.stop_on_failure:
+                    not_run = text.not_run_after(outcome, refused=False)
                     break
                 if n + 1 < len(runs):  # the last test's links go with the rest, below
                     self.links.retire(
                         h.result.address for h in test.hosts if last_test[h.result.address] == n
                     )
+            # Each test the run did not reach, as a test of its own that says why: not
+            # silently absent from the report, the JSON and the history.
+            for spec, k in runs[len(self.result.tests) :] if not_run else ():
+                self.result.tests.append(
+                    TestResult(
+                        label=spec.label,
+                        minhosts=spec.minhosts,
+                        start_mode=self.options.start_mode,
+                        reason=not_run,
+                        repetition=k if repeat > 1 else None,
+                        late_threshold_ms=self.options.late_ms,
+                    )
+                )
         finally:
             if self._owns_links:
                 await self.links.close()

@@ -654,6 +654,14 @@ def test_title(test: TestResult) -> str:
     return head if test.repetition is None else f"{head} (repetition {test.repetition})"
 
 
+def not_run_after(test: TestResult, refused: bool) -> str:
+    """Why the tests after TEST were not run: `test 'a' aborted, --stop-on-failure`;
+    `every host refused our credentials in test 'a'`."""
+    if refused:
+        return f"every host refused our credentials in {test_title(test)}"
+    return f"{test_title(test)} {word(test.status)}, --stop-on-failure"
+
+
 def live_progress(test: TestResult, now: float) -> str:
     """A running test in one line: `test 'fio': 6 running, 0 finished of 6, 0:12 elapsed,
     timeout in 0:48` (the next of its running commands' timeouts, when they have one)."""

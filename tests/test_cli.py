@@ -221,15 +221,24 @@ def test_demo_runs_for_real():
 
 
 @pytest.mark.parametrize(
-    ("flags", "labels"), [([], ["a", "b", "c"]), (["--stop-on-failure"], ["a", "b"])]
+    ("flags", "statuses"),
+    [
+        ([], ["passed", "failed", "passed"]),
+        (["--stop-on-failure"], ["passed", "failed", "pending"]),
+    ],
 )
-def test_tests_run_in_file_order_and_stop_on_failure(tmp_path, agents, token_file, flags, labels):
+def test_tests_run_in_file_order_and_stop_on_failure(tmp_path, agents, token_file, flags, statuses):
     cfg = write_config(
         tmp_path, agents, 'a:\n{a0}: "true"\nend\nb:\n{a0}: "false"\nend\nc:\n{a1}: "true"\nend\n'
     )
     out = tmp_path / "r.json"
-    result = netjobs(*flags, "--json", out, "--token-file", token_file, cfg)
+    data = {"XDG_DATA_HOME": str(tmp_path / "data")}  # a history of this run alone
+    result = netjobs(*flags, "--json", out, "--token-file", token_file, cfg, env=data)
     assert result.returncode == 1
     tests = json.loads(out.read_text())["tests"]
-    assert [t["label"] for t in tests] == labels
-    assert [t["status"] for t in tests] == ["passed", "failed", "passed"][: len(labels)]
+    assert [t["label"] for t in tests] == ["a", "b", "c"]
+    assert [t["status"] for t in tests] == statuses
+    if flags:  # the test not reached is in the report, the JSON and the history, with why
+        assert tests[2]["reason"] == "test 'b' failed, --stop-on-failure" and not tests[2]["hosts"]
+        assert "test 'c': NOT RUN (test 'b' failed, --stop-on-failure)" in result.stdout
+        assert "  1 passed, 1 failed, 1 not run  " in netjobs("history", env=data).stdout

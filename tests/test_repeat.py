@@ -19,7 +19,14 @@ pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
 def repetition(k, spread, window_s):
     window = None if window_s is None else ConcurrentWindow(0.0, window_s, window_s, window_s / 10)
-    return TestResult("t", None, start_spread_ms=spread, concurrent_window=window, repetition=k)
+    return TestResult(
+        "t",
+        None,
+        status=TestStatus.PASSED,
+        start_spread_ms=spread,
+        concurrent_window=window,
+        repetition=k,
+    )
 
 
 def test_the_summary_has_the_median_and_max_spread_and_the_shortest_window():
@@ -61,7 +68,12 @@ async def test_the_runner_repeats_each_test_in_a_row(agents, token):
     assert all(t.concurrent_window is not None for t in run.tests[:3])
     stopping = RunOptions(token=token.token, connect_timeout=3.0, repeat=3, stop_on_failure=True)
     run = await Runner(plan, stopping, None).run(["u"])
-    assert [(t.label, t.repetition, t.status) for t in run.tests] == [("u", 1, TestStatus.FAILED)]
+    assert [(t.label, t.repetition, t.status) for t in run.tests] == [
+        ("u", 1, TestStatus.FAILED),
+        ("u", 2, TestStatus.PENDING),  # not run, and said so
+        ("u", 3, TestStatus.PENDING),
+    ]
+    assert format_repeats(run.tests).startswith("test 'u' over 1 repetition:")  # those that ran
     with pytest.raises(ValueError, match="repeat must be 1 or more"):
         Runner(plan, RunOptions(token=token.token, repeat=0))
 

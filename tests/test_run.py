@@ -102,7 +102,10 @@ async def test_a_run_stopped_before_its_first_test_is_written_at_its_end(agents,
         assert load_json(run.folder.json_path).started_at is None  # as it was entered
         run.stop("stopped at once")
         result = await run.run()
-    assert result.tests == [] and result.started_at is not None
+    assert [(t.label, t.status, t.reason) for t in result.tests] == [
+        ("t", TestStatus.PENDING, "stopped at once")  # not run, and why
+    ]
+    assert result.started_at is not None
     assert json.loads(run.folder.json_path.read_text()) == run_to_json(result, run.folder.path)
 
 
@@ -124,10 +127,17 @@ async def test_stop_goes_through_the_owner_and_a_cancelled_run_still_keeps_its_f
     run.subscribe(observe)
     async with run:
         result = await run.run()
-    assert [t.label for t in result.tests] == ["t"]  # no further test after a stop
-    assert result.tests[0].status is TestStatus.ABORTED
+    # No further test after a stop: the next one is kept as not run, saved at the end.
+    assert [(t.label, t.status) for t in result.tests] == [
+        ("t", TestStatus.ABORTED),
+        ("u", TestStatus.PENDING),
+    ]
     assert result.tests[0].reason == "stopped by the test"
-    assert len(ended) == 1 and load_json(run.folder.json_path).tests[0].label == "t"
+    saved = load_json(run.folder.json_path).tests
+    assert len(ended) == 1 and [(t.label, t.status) for t in saved] == [
+        ("t", TestStatus.ABORTED),
+        ("u", TestStatus.PENDING),
+    ]
 
     # Cancelled from outside (the GUI's window going away): files and history still kept.
     run = Run(plan, options(token, tmp_path))

@@ -174,7 +174,11 @@ async def test_every_host_refusing_our_token_stops_the_run(agents, tmp_path):
     )
     wrong = Token(secrets.token_urlsafe(32).encode(), "wrong")
     run = await Runner(plan, RunOptions(token=wrong, connect_timeout=3)).run()
-    assert [t.label for t in run.tests] == ["t"]
+    assert [(t.label, t.status) for t in run.tests] == [
+        ("t", TestStatus.PASSED),  # -minhosts: 0
+        ("u", TestStatus.PENDING),
+    ]
+    assert run.tests[1].reason == "every host refused our credentials in test 't'"
     reason = run.tests[0].reason
     assert reason.startswith("every host refused our credentials, so no further test is started")
     assert reason.count("authentication failed") == 1
@@ -216,7 +220,12 @@ async def test_stop_kills_jobs_and_keeps_results(agents, token, tmp_path):
     await watch.until(lambda test: test.hosts[0].commands[0].stdout, timeout=20)
     runner.stop()
     result = await asyncio.wait_for(task, 15)
-    assert len(result.tests) == 1  # no further tests after a stop
+    # No further tests after a stop: the next is there, not run, and says why.
+    assert [(t.label, t.status) for t in result.tests] == [
+        ("t", TestStatus.ABORTED),
+        ("u", TestStatus.PENDING),
+    ]
+    assert result.tests[1].reason == "stopped by user" and not result.tests[1].hosts
     test = result.tests[0]
     assert test.status is TestStatus.ABORTED and test.reason == "stopped by user"
     assert test.hosts[0].commands[0].stdout.read_bytes() == b"started\n"
