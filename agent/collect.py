@@ -11,6 +11,12 @@ The files are read when the outbox's sender reaches them, in chunks of
 FILE_CHUNK, each sent and drained before the next is read: the connection's
 pace is the only buffer, and a file never sits whole in memory. A replay after
 a resume reads them again.
+
+A file is stat'ed (on its open descriptor) when it is opened and again once read
+whole: if its size or times moved, or the read found another size than the open,
+a writer changed it meanwhile and what was sent is no version of it (a stat cannot
+tell an append from a rewrite): its `file_end` says CHANGED, and the controller
+keeps none of it.
 """
 
 from __future__ import annotations
@@ -107,28 +113,52 @@ def _errno_name(exc: OSError) -> str | None:
     return errno.errorcode.get(exc.errno) if exc.errno is not None else None
 
 
-def _open(path: str) -> tuple[int | None, int, FileError | None, str | None]:
-    """(fd, size, error, os_error): O_NONBLOCK, so a FIFO put there since the glob
+class _Stamp(NamedTuple):
+    """What a stat says of a file's content: any write changes one of these (the
+    times as the file system keeps them: a write within its clock's tick, ~4 ms on
+    Linux, that leaves the size as it was is not seen)."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def _stamp(fd: int) -> _Stamp:
+    info = os.fstat(fd)
+    return _Stamp(info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _open(path: str) -> tuple[int | None, _Stamp | None, FileError | None, str | None]:
+    """(fd, stamp, error, os_error): O_NONBLOCK, so a FIFO put there since the glob
     cannot hang us."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as exc:
-        return None, 0, FileError.UNREADABLE, _errno_name(exc)
+        return None, None, FileError.UNREADABLE, _errno_name(exc)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        return None, 0, FileError.NOT_REGULAR, None
-    return fd, info.st_size, None, None
+        return None, None, FileError.NOT_REGULAR, None
+    return fd, _Stamp(info.st_size, info.st_mtime_ns, info.st_ctime_ns), None, None
+
+
+def changed(before: _Stamp, after: _Stamp, sent: int) -> bool:
+    """Whether a file read whole (SENT bytes) is not the file as it was at BEFORE: its
+    size or times moved, or the read found another size. A file of size 0 whose stat
+    stays as it was is one the system writes as it is read (/proc): what was read is it."""
+    return after != before or (sent != before.size and before.size != 0)
 
 
 async def _send_file(
     session: Peer, command_id: int, index: int, path: str, limit: int | None
 ) -> None:
-    fd, size, error, os_error = await asyncio.to_thread(_open, path)
+    fd, before, error, os_error = await asyncio.to_thread(_open, path)
+    size = before.size if before is not None else 0
     name = os.path.basename(path)
     session.send(File(id=command_id, pattern=index, name=name, size=size))
     digest = hashlib.sha256()
     sent = 0
+    after: _Stamp | None = None
     try:
         if error is None and limit is not None and size > limit:
             error = FileError.TOO_LARGE
@@ -149,18 +179,23 @@ async def _send_file(
             await session.drain()
             if session.closed:
                 return
+        if fd is not None and error is None:  # read whole: still the file it was at the open?
+            after = _stamp(fd)
     finally:
         if fd is not None:
             os.close(fd)
+    if error is None and before is not None and after is not None and changed(before, after, sent):
+        error = FileError.CHANGED
     if error is not None:
         log.warning(
-            "command %d: %s: not collected: %s%s (%d of %d bytes sent)",
+            "command %d: %s: not collected: %s%s (%d of %d bytes sent%s)",
             command_id,
             path,
             error,
             f" {os_error}" if os_error else "",
             sent,
             size,
+            f", {after.size} when the read ended" if error is FileError.CHANGED and after else "",
         )
     else:
         log.info("command %d: collected %s (%d bytes)", command_id, path, sent)
@@ -172,5 +207,6 @@ async def _send_file(
             error=error,
             limit=limit if error in (FileError.TOO_LARGE, FileError.GREW) else None,
             os_error=os_error,
+            size=after.size if error is FileError.CHANGED and after is not None else None,
         )
     )

@@ -4,12 +4,14 @@ The agent streams each file a command's `-collect` patterns matched as `file`,
 `file_data`... `file_end`, one file at a time. Each is written to the host's
 folder chunk by chunk as it comes (never whole in memory), summed as it is
 written, and listed on its command only once its size and SHA-256 match what
-the agent announced and its path holds what was summed: it was created for it
+the agent sent at its end, its bytes are the size the agent announced at the
+open (else it was written to while read: no version of it) and its path holds
+what was summed: it was created for it
 (never a file that was there, which another writer might share), and at its end
 it is still that file with that many bytes (atomic.written_in_place: two stats;
 reading every byte back would double the disk's work and block the loop as long).
-A file that breaks a limit, cannot be written, is replaced or is cut off is
-removed and becomes a warning on its command.
+A file that breaks a limit, changed while read, cannot be written, is replaced or
+is cut off is removed and becomes a warning on its command.
 
 Bounds, whatever the agent sends: at most MAX_COLLECT_FILES files per pattern
 (past that: a protocol error, the host fails), each at most `--collect-max`
@@ -201,12 +203,21 @@ class FileReception:
         error = incoming.error or (
             message.error
             and text.file_not_collected(
-                message.error, sent=message.bytes, limit=message.limit, os_error=message.os_error
+                message.error,
+                sent=message.bytes,
+                limit=message.limit,
+                os_error=message.os_error,
+                announced=incoming.size,
+                size_then=message.size,
             )
         )
         digest = incoming.digest.hexdigest()
         if not error and (message.bytes != incoming.received or message.sha256 != digest):
             error = "its SHA-256 does not match what was received"
+        if not error and incoming.received != incoming.size and incoming.size != 0:
+            # An agent from before the CHANGED code read on to where the file ended then
+            # (size 0 and more: a file the system writes as it is read, as /proc's).
+            error = text.file_changed(incoming.size, None, incoming.received)
         command = self.commands[incoming.index]
         # A replay after a resume may send a file again: the last copy is the one listed.
         command.collected = [c for c in command.collected if c.path != incoming.path]

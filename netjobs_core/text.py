@@ -525,10 +525,18 @@ def output_gap(gap: OutputGap) -> str:
 
 
 def file_not_collected(
-    error: str, *, sent: int, limit: int | None = None, os_error: str | None = None
+    error: str,
+    *,
+    sent: int,
+    limit: int | None = None,
+    os_error: str | None = None,
+    announced: int | None = None,
+    size_then: int | None = None,
 ) -> str:
     """Why an agent did not send a collected file whole, from the facts of its
-    `file_end`; an agent from before the codes sent a sentence, shown as it is."""
+    `file` (ANNOUNCED: its size at the open) and `file_end` (SIZE_THEN: with CHANGED,
+    its size when the read ended); an agent from before the codes sent a sentence,
+    shown as it is."""
     cause = os_error_text(os_error)
     the_limit = "the size limit" if limit is None else f"the {size(limit)} limit"
     match error:
@@ -542,7 +550,22 @@ def file_not_collected(
             return f"read failed after {size(sent)}: {cause}"
         case FileError.GREW:
             return f"it grew past {the_limit} while being read"
+        case FileError.CHANGED:
+            return file_changed(announced, size_then, sent)
     return error
+
+
+def file_changed(announced: int | None, size_then: int | None, sent: int) -> str:
+    """A collected file written to while the agent read it: its size when opened
+    (ANNOUNCED) and when read whole (SIZE_THEN; None: unknown, an agent from before
+    the CHANGED code), and the bytes SENT, a copy of no version of it."""
+    said = "it changed while it was being read"
+    if announced is None:
+        return f"{said} ({size(sent)} sent)"
+    if size_then == announced:
+        return f"{said}: written to in place ({size(announced)})"
+    then = "" if size_then is None else f", {size(size_then)} at the end"
+    return f"{said}: {size(announced)} when opened{then} ({size(sent)} sent)"
 
 
 def os_error_text(name: str | None) -> str:

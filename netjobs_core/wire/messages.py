@@ -590,14 +590,18 @@ class FileError(enum.StrEnum):
     TOO_LARGE = "too-large"  # `size` (of `file`) over `limit`
     READ_FAILED = "read-failed"  # a read failed after `bytes` (os_error says why)
     GREW = "grew"  # it grew past `limit` while being read
+    # Written to while being read (its size or times moved, or the read found another
+    # size): `size` of `file_end` is its size when the read ended. Controllers from
+    # before the code show it as it is ("changed") and keep none of it, as any error.
+    CHANGED = "changed"
 
 
 @message_type
 class FileEnd(Message):
     """bytes: how many were sent; error: why the copy stopped or never began, a
     FileError code (agents before the codes sent a sentence); limit, os_error (an
-    errno name): the facts that go with it. A file with an error is incomplete and
-    not kept."""
+    errno name), size (with CHANGED: the file's size when the read ended): the facts
+    that go with it. A file with an error is incomplete and not kept."""
 
     TYPE = "file_end"
     id: CommandId
@@ -606,6 +610,7 @@ class FileEnd(Message):
     error: Annotated[str | None, OMITTED] = None
     limit: Annotated[Offset | None, OMITTED] = None
     os_error: Annotated[str | None, OMITTED] = None
+    size: Annotated[Offset | None, OMITTED] = None
 
     def check(self) -> None:
         if _SHA256_RE.fullmatch(self.sha256) is None:
