@@ -6,6 +6,10 @@ folder is flushed too: whatever happens meanwhile (a full disk, kill -9, a power
 the path holds the old document or the new one, never a part. On failure the old file
 stays as it was and the OSError goes to the caller, who reports it.
 
+A file that comes in parts and is kept only whole (a collected file) is written under
+`part_name` (hidden, `.NAME.part`) in its folder and `publish`ed, flushed, under its own
+name once complete and checked: a kill meanwhile leaves only the `.part`.
+
 Everything the controller creates is private: folders 0700, files 0600 (as the token
 file is), whatever the umask. Streams written as they come (outputs, collected files)
 are opened with `open_private`; their folders are made with `make_private_dirs`.
@@ -27,6 +31,8 @@ __all__ = [
     "keep_private",
     "make_private_dirs",
     "open_private",
+    "part_name",
+    "publish",
     "write_atomic",
     "write_private",
     "written_in_place",
@@ -87,6 +93,43 @@ def _fsync_folder(folder: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def part_name(path: str | os.PathLike[str]) -> Path:
+    """Where the file for PATH is written until it is whole: `.NAME.part` beside it,
+    hidden, a name no safe name (run_folder.safe_name: no leading dot) can be."""
+    path = Path(path)
+    return path.with_name(f".{path.name[:_TEMP_NAME_MAX]}.part")
+
+
+def publish(temp: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Give the flushed, closed file TEMP its name PATH in one step, never over a file
+    that is there (FileExistsError, TEMP left as it is), and flush the folder.
+
+    A hard link then an unlink: no replacing rename on POSIX. Where the file system
+    has no hard links, a rename that Windows refuses over a file, and elsewhere a
+    rename after a look (the folder is its owner's only)."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if sys.platform != "win32" and os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.rename(temp, path)
+    else:
+        os.unlink(temp)
+    _fsync_folder(Path(path).parent)
+
+
+# What os.link raises where the file system has no hard links (FAT, some network ones).
+_NO_LINKS = frozenset(
+    getattr(errno, name)
+    for name in ("EPERM", "ENOTSUP", "EOPNOTSUPP", "ENOSYS", "EMLINK", "EXDEV")
+    if hasattr(errno, name)
+)
 
 
 def make_private_dirs(path: str | os.PathLike[str]) -> None:

@@ -2,16 +2,19 @@
 
 The agent streams each file a command's `-collect` patterns matched as `file`,
 `file_data`... `file_end`, one file at a time. Each is written to the host's
-folder chunk by chunk as it comes (never whole in memory), summed as it is
-written, and listed on its command only once its size and SHA-256 match what
-the agent sent at its end, its bytes are the size the agent announced at the
-open (else it was written to while read: no version of it) and its path holds
-what was summed: it was created for it
-(never a file that was there, which another writer might share), and at its end
-it is still that file with that many bytes (atomic.written_in_place: two stats;
-reading every byte back would double the disk's work and block the loop as long).
-A file that breaks a limit, changed while read, cannot be written, is replaced or
-is cut off is removed and becomes a warning on its command.
+folder chunk by chunk as it comes (never whole in memory), under a hidden
+`.NAME.part` (atomic.part_name), summed as it is written. Only once the agent's
+byte count and SHA-256 match what came, the bytes are the size the agent
+announced at the open (else it was written to while read: no version of it) and
+the part holds what was summed (created for it, never a file that was there,
+which another writer might share, and at its end still that file with that many
+bytes: atomic.written_in_place, two stats; reading every byte back would double
+the disk's work and block the loop as long), it is flushed to the disk and gets
+its own name (atomic.publish, never over a file that is there) and is listed on
+its command. A kill of the controller meanwhile leaves a `.part`, never a part of
+a file under its own name. A file that breaks a limit, changed while read, cannot
+be written, is replaced or is cut off is removed and becomes a warning on its
+command.
 
 Bounds, whatever the agent sends: at most MAX_COLLECT_FILES files per pattern
 (past that: a protocol error, the host fails), each at most `--collect-max`
@@ -22,6 +25,7 @@ patterns. Names are given in O(1) each, however many files share one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -32,7 +36,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from netjobs_core import text
-from netjobs_core.atomic import make_private_dirs, open_private, written_in_place
+from netjobs_core.atomic import (
+    make_private_dirs,
+    open_private,
+    part_name,
+    publish,
+    written_in_place,
+)
 from netjobs_core.client import ConnectionLost
 from netjobs_core.results import Collected, CommandResult
 from netjobs_core.run_folder import safe_name
@@ -48,7 +58,8 @@ class _Incoming:
 
     index: int  # the command
     pattern: str
-    path: Path
+    path: Path  # its name once whole
+    part: Path  # where it is written until then
     size: int  # as the agent announced it
     file: BinaryIO | None = None  # None once the copy failed: the rest is only counted
     digest: Any = field(default_factory=hashlib.sha256)
@@ -64,10 +75,11 @@ class _Incoming:
             with contextlib.suppress(OSError):  # its error is already the first
                 self.file.close()
             self.file = None
-        with contextlib.suppress(OSError):
-            there = os.stat(self.path)
-            if (there.st_dev, there.st_ino) == self.identity:  # ours, not what replaced it
-                self.path.unlink()
+        for path in (self.part, self.path):  # the part, or the name it was given
+            with contextlib.suppress(OSError):
+                there = os.stat(path)
+                if (there.st_dev, there.st_ino) == self.identity:  # ours, not another's
+                    path.unlink()
 
     def not_saved(self, error: str) -> None:
         """The controller could not save it (a full disk, another file in its place)."""
@@ -84,6 +96,29 @@ class _Incoming:
             self.not_saved(f"cannot write {self.path}: {exc.strerror or exc}")
             return
         self.digest.update(data)
+
+
+def _keep(incoming: _Incoming) -> str:
+    """Flush INCOMING's whole part to the disk and give it its own name: nothing (""),
+    or what went wrong (the part, and the name if it was given, are the caller's to
+    remove: incoming.fail)."""
+    file = incoming.file
+    assert file is not None  # no error: it was written
+    try:
+        # A full disk may refuse the last buffered bytes only now.
+        problem = written_in_place(file, incoming.part, incoming.received)
+        if problem:
+            return problem
+        os.fsync(file.fileno())
+        file.close()
+        incoming.file = None
+        publish(incoming.part, incoming.path)
+        there = os.stat(incoming.path)
+    except OSError as exc:
+        return f"cannot write {incoming.path}: {exc.strerror or exc}"
+    if (there.st_dev, there.st_ino) != incoming.identity:
+        return f"{incoming.part} was replaced by another file while it was written"
+    return ""
 
 
 class FileReception:
@@ -167,10 +202,11 @@ class FileReception:
             self.incoming.fail("resent")
         path = self.directory / self._name(index, message.name)
         if path in self.saved:  # a replay after a resume: the copy before is ours
+            self.saved.discard(path)
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
         incoming = self.incoming = _Incoming(
-            index, self.patterns[index][pattern], path, message.size
+            index, self.patterns[index][pattern], path, part_name(path), message.size
         )
         if self.limit is not None and message.size > self.limit:
             size, limit = text.size(message.size), text.size(self.limit)
@@ -178,13 +214,14 @@ class FileReception:
             return
         try:
             make_private_dirs(self.directory)
-            incoming.file = open_private(path, exclusive=True)
+            if os.path.lexists(path):  # not ours: found now, not after the whole transfer
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+            incoming.file = open_private(incoming.part, exclusive=True)
         except OSError as exc:
             incoming.not_saved(f"cannot write {path}: {exc.strerror or exc}")
             return
         mine = os.fstat(incoming.file.fileno())
         incoming.identity = (mine.st_dev, mine.st_ino)
-        self.saved.add(path)
 
     def on_file_data(self, message: FileData) -> None:
         incoming = self.incoming
@@ -228,17 +265,12 @@ class FileReception:
             incoming.fail(error)
             self._not_collected(incoming)
             return
-        assert incoming.file is not None  # no error: it was written
-        try:
-            # A full disk may refuse the last buffered bytes only now.
-            problem = written_in_place(incoming.file, incoming.path, incoming.received)
-            incoming.file.close()
-        except OSError as exc:
-            problem = f"cannot write {incoming.path}: {exc.strerror or exc}"
+        problem = _keep(incoming)
         if problem:
             incoming.not_saved(problem)
             self._not_collected(incoming)
             return
+        self.saved.add(incoming.path)
         command.collected.append(
             Collected(incoming.pattern, incoming.path, incoming.received, message.sha256)
         )

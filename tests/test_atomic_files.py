@@ -338,3 +338,27 @@ def test_a_pipe_or_device_is_written_to_never_replaced(tmp_path):
         os.close(reader)
     assert stat.S_ISFIFO(fifo.stat().st_mode) and os.listdir(tmp_path) == [fifo.name]
     assert json.loads(document)["tests"][0]["label"] == "t1"
+
+
+def test_publish_names_a_whole_file_never_over_another(tmp_path, monkeypatch):
+    """A collected file's `.NAME.part` gets its name in one step, and never one that
+    is taken; also where the file system has no hard links."""
+    part = atomic.part_name(tmp_path / "data.bin")
+    assert part == tmp_path / ".data.bin.part"
+    part.write_bytes(b"whole")
+    (tmp_path / "taken").write_bytes(b"another's")
+    with pytest.raises(FileExistsError):
+        atomic.publish(part, tmp_path / "taken")
+    assert part.read_bytes() == b"whole" and (tmp_path / "taken").read_bytes() == b"another's"
+    atomic.publish(part, tmp_path / "data.bin")
+    assert sorted(os.listdir(tmp_path)) == ["data.bin", "taken"]
+
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    part.write_bytes(b"again")
+    with pytest.raises(FileExistsError):
+        atomic.publish(part, tmp_path / "taken")
+    atomic.publish(part, tmp_path / "other.bin")
+    assert (tmp_path / "other.bin").read_bytes() == b"again" and not part.exists()

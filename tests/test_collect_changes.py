@@ -1,12 +1,17 @@
 """A collected file written to while it is read is no file at all: the agent stats it
 before and after (CHANGED), the controller holds the size the agent announced, and
-nothing of it is kept. Real agents."""
+nothing of it is kept. A collected file is written under a hidden `.NAME.part` and
+given its name only whole: a controller killed mid-file leaves no part of it under
+its own name. Real agents, a real `netjobs` killed with SIGKILL."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -126,7 +131,7 @@ def test_the_controller_keeps_no_file_of_another_size_than_announced(tmp_path, t
         " 5 B at the end (4 B sent)",
     ]
     host_dir = folder.host_dir("t", host.result.address)
-    assert sorted(p.name for p in host_dir.iterdir()) == ["good", "proc"]
+    assert sorted(p.name for p in host_dir.iterdir()) == ["good", "proc"]  # no .part left
     assert not command.not_saved  # the agent's doing, not the controller's disk
 
 
@@ -184,3 +189,43 @@ async def test_files_changed_mid_read_are_warnings_and_not_kept(
         assert f"warning: {warning}" in report
     log = agent.log_text()
     assert "shrink.dat: not collected: changed" in log
+
+
+# -- a controller killed mid-file ------------------------------------------------------
+def test_a_controller_killed_mid_file_leaves_only_a_part(tmp_path, agent, token_file):
+    source = tmp_path / "big.dat"
+    with open(source, "wb") as file:
+        file.truncate(200_000_000)  # sparse: read at memory's pace, written at the disk's
+    cfg = tmp_path / "kill.cfg"
+    cfg.write_text(f't:\n-collect: {source}\n127.0.0.1:{agent.port}: "true"\nend\n')
+    results = tmp_path / "results"
+    controller = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "netjobs_core.cli", "--token-file", str(token_file)),
+            *("--results", str(results), "--no-history", str(cfg)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "XDG_DATA_HOME": str(tmp_path)},
+    )
+    stopped = False
+    try:
+        deadline = time.monotonic() + 30
+        while not (parts := list(results.glob("*/t/*/.big.dat.part"))):
+            assert time.monotonic() < deadline, "the file never began to come"
+            assert controller.poll() is None, "the controller ended"
+            time.sleep(0.002)
+        agent.process.send_signal(signal.SIGSTOP)  # the transfer halts mid-file
+        stopped = True
+        controller.send_signal(signal.SIGKILL)
+        controller.wait(timeout=10)
+    finally:
+        if stopped:
+            agent.process.send_signal(signal.SIGCONT)
+        controller.kill()
+        controller.wait()
+    [part] = parts
+    assert not (part.parent / "big.dat").exists()  # no part of it under its own name
+    assert part.stat().st_size < 200_000_000
+    assert part.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in results.rglob("big.dat")]

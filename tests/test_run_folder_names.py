@@ -124,18 +124,33 @@ def test_a_second_writer_of_one_path_never_replaces_a_collected_file(tmp_path):
 
 
 def test_a_file_replaced_while_it_is_written_is_not_listed(tmp_path):
-    files = _reception(tmp_path)
+    """It is written as `.data.bin.part` and named data.bin only whole: a file put in
+    the place of either is never listed, never replaced, never removed."""
     other = b"somebody else's bytes"
 
-    def replace() -> None:
-        (tmp_path / "other").write_bytes(other)
-        os.replace(tmp_path / "other", tmp_path / "data.bin")
+    def replace(name: str):
+        def put() -> None:
+            (tmp_path / "other").write_bytes(other)
+            os.replace(tmp_path / "other", tmp_path / name)
 
-    _send(files, "data.bin", os.urandom(200_000), replace)
+        return put
+
+    files = _reception(tmp_path)
+    _send(files, "data.bin", os.urandom(200_000), replace(".data.bin.part"))
     assert _listed_as_on_disk(files) == []
     [warning] = files.commands[0].warnings
     assert "was replaced by another file while it was written" in warning
-    assert (tmp_path / "data.bin").read_bytes() == other  # not ours to remove
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.bin.part"]
+    assert (tmp_path / ".data.bin.part").read_bytes() == other  # not ours to remove
+    (tmp_path / ".data.bin.part").unlink()
+
+    files = _reception(tmp_path)
+    _send(files, "data.bin", os.urandom(200_000), replace("data.bin"))
+    assert _listed_as_on_disk(files) == []
+    [warning] = files.commands[0].warnings
+    assert warning.startswith("data.bin: not collected: cannot write") and "exists" in warning
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]  # our part is gone
+    assert (tmp_path / "data.bin").read_bytes() == other
 
 
 def test_a_file_resent_after_a_resume_is_kept_once(tmp_path):
