@@ -618,9 +618,18 @@ class Agent:
             raise
         self.outboxes[outbox.run_id] = outbox
         outbox.run = run
-        outbox.on_sender_error = lambda exc: log.error(
-            "internal error sending test %r", label, exc_info=exc
-        )
+
+        def sender_failed(exc: BaseException) -> None:
+            # Nothing more of the run can reach its controller, which would otherwise
+            # wait for it as long as its commands may run: it hears why, the run ends.
+            log.error("internal error sending test %r", label, exc_info=exc)
+            reason = f"internal agent error sending the test's results: {exc!r}"
+            run.kill(reason)
+            peer = outbox.session
+            if peer is not None and not peer.closed:
+                peer.send(Error(code="internal", message=reason))
+
+        outbox.on_sender_error = sender_failed
         session.outbox = outbox
         if message.heartbeat is not None:  # bounded by the protocol
             session.heartbeat = max(message.heartbeat, MIN_HEARTBEAT_S)
