@@ -930,10 +930,14 @@ def collected_summary(files: Sequence[Collected]) -> str:
 
 
 def output_lines(data: bytes | bytearray) -> list[str]:
-    """A command's output as lines (no trailing empty one); what is not UTF-8 escaped."""
+    """A command's output as lines to show (no trailing empty one), the same in the
+    terminal report, the `-l` log and the GUI: what is not UTF-8 escaped (`\\xff`), and
+    each line through `printable` (a NUL, ESC or CR as `\\x00`, `\\x1b`, `\\x0d`; tab kept).
+    The exact bytes are in the output files and results.json."""
     if not data:
         return []
-    return bytes(data).decode("utf-8", "backslashreplace").removesuffix("\n").split("\n")
+    decoded = bytes(data).decode("utf-8", "backslashreplace").removesuffix("\n")
+    return printable(decoded).split("\n")  # newline is not escaped: the lines' ends
 
 
 def output_excerpt(output: Output, show: int = SHOW_BYTES) -> list[str]:

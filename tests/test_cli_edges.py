@@ -73,7 +73,31 @@ def test_control_characters_are_escaped_on_the_terminal_not_in_the_files(
     command = json.loads(out.read_text())["tests"][0]["hosts"][0]["commands"][0]
     assert base64.b64decode(command["stdout_base64"]) == b"\x1b[2J\x07\x9b"
     (log,) = tmp_path.glob("run.cfg_t_*.log")
-    assert b"| \x1b[2J\x07\\x9b" in log.read_bytes()  # raw ESC and BEL; not UTF-8 escaped
+    assert b"| \\x1b[2J\\x07\\x9b\n" in log.read_bytes()  # as the terminal shows it
+
+
+def test_the_log_shows_output_escaped_as_the_terminal_does(tmp_path, agents, token_file):
+    """NUL, ESC, CR and invalid UTF-8 in an output: the -l log's lines are the terminal
+    report's (escaped, tab kept), the output files keep the bytes."""
+    cfg = write_config(
+        tmp_path,
+        agents,
+        "t:\n{a0}: \"printf 'bin\\377\\000\\001zz\\tT\\n'\"\n"
+        "{a1}: \"printf '\\033[31mred\\033[0m\\r\\nCR\\rX\\n'\"\nend\n",
+    )
+    out = tmp_path / "r.json"
+    result = netjobs("-v", "-l", "--json", out, "--token-file", token_file, cfg)
+    assert result.returncode == 0, result.stderr
+    (log,) = tmp_path.glob("run.cfg_t_*.log")
+    data = log.read_bytes()
+    assert not re.search(b"[\x00-\x08\x0b-\x1f\x7f]", data)  # only tab and newline
+    logged = data.decode("utf-8")
+    for line in ("bin\\xff\\x00\\x01zz\tT", "\\x1b[31mred\\x1b[0m\\x0d", "CR\\x0dX"):
+        assert f"  | {line}\n" in logged
+        assert f"stdout: {line}\n" in result.stdout  # the same line on the terminal
+    hosts = json.loads(out.read_text())["tests"][0]["hosts"]
+    outputs = {base64.b64decode(h["commands"][0].get("stdout_base64", "")) for h in hosts}
+    assert b"bin\xff\x00\x01zz\tT\n" in outputs  # the results keep the exact bytes
 
 
 def test_live_table_shows_peer_text_as_written():

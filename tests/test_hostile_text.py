@@ -103,16 +103,16 @@ def test_bidi_output_is_escaped_on_the_terminal_and_kept_in_the_files(
     assert whole.read_bytes() == OUTPUT
     command = json.loads((tmp_path / "r.json").read_text())["tests"][0]["hosts"][0]["commands"][0]
     assert command["stdout"].encode() == OUTPUT  # valid UTF-8: JSON text, not escaped
-    # The log: the agent's words about itself escaped, one line; the output as written.
+    # The log: the agent's words about itself escaped, one line; the output escaped too,
+    # as the terminal shows it.
     (log,) = tmp_path.glob("run.cfg_t_*.log")
     lines = log.read_text(encoding="utf-8").split("\n")
     (host_line,) = (line for line in lines if line.startswith("# host "))
     assert f"agent {text.field(VERSION)} on {text.field(HOSTNAME)}," in host_line
     assert not any(line.startswith("# host 10.0.0.9") for line in lines)  # no forged line
     for line in lines:
-        if not line.startswith("  | "):  # output lines: the command's bytes
-            assert not SHOWN_RAW.search(line), line
-    assert f"  | {OUTPUT.decode().rstrip()}" in lines
+        assert not SHOWN_RAW.search(line), line
+    assert f"  | {text.printable(OUTPUT.decode().rstrip())}" in lines
 
 
 def test_check_shows_what_the_agent_says_of_itself_on_one_escaped_line(

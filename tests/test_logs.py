@@ -234,7 +234,7 @@ def test_log_holds_every_command_in_full(tmp_path):
     assert "[::1]:16200\techo a\tb\tOK (exit 0)" in text
     assert "  | l1\n  | l2\n" in text
     assert "binary\tFAILED (exit -9 (SIGKILL))\t" in text and "killed by signal 9" in text
-    assert "  | \\xff\x00ok" in text and "  | café" in text
+    assert "  | \\xff\\x00ok\n" in text and "  | café" in text
     assert "down\tx\tERROR\t" in text and "connection refused" in text
     assert "start spread 0.250 ms ± 0.050 ms" in text
     assert "# host down: error (connection refused)" in text
