@@ -302,8 +302,10 @@ def _main_show(argv: Sequence[str]) -> int:
             f"the history recorded: {text.record_summary(record)}",
             sys.stderr,
         )
+        # --json and --csv print the document or nothing: what the history kept is words
+        where = sys.stderr if args.json or args.csv else sys.stdout
         for test in record.tests:
-            say(text.test_record_line(test), sys.stdout)
+            say(text.test_record_line(test), where)
         return EXIT_FAILED
     try:
         if args.json:

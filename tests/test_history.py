@@ -339,6 +339,10 @@ def test_show_of_a_run_whose_folder_was_deleted(tmp_path, agents, token_file):
     assert shown.returncode == 1 and "Traceback" not in shown.stderr
     assert "its results were deleted" in shown.stderr
     assert shown.stdout.startswith("test 't': passed")
+    for form in ("--json", "--csv"):  # a document or nothing on stdout; the words on stderr
+        shown = netjobs("show", "last", form, data=data)
+        assert shown.returncode == 1 and shown.stdout == ""
+        assert "its results were deleted" in shown.stderr and "test 't': passed" in shown.stderr
 
 
 def test_a_tests_metric_sums_are_kept_and_a_schema_3_history_gains_them(tmp_path):
