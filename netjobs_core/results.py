@@ -240,6 +240,14 @@ class TestResult:
                 late.append((host, worst))
         return late
 
+    def common_start(self) -> float | None:
+        """Epoch of what start offsets count from: the common start instant (scheduled
+        start), else the first release (sequential start); None before any release."""
+        if self.scheduled_start is not None:
+            return self.scheduled_start
+        starts = [c.started_at for h in self.hosts for c in h.commands if c.started_at is not None]
+        return min(starts) if starts else None
+
     def problems(self) -> Counter[CommandStatus]:
         """The commands that ended but did not exit 0, by status (first seen first)."""
         return Counter(

@@ -2,9 +2,11 @@
 --csv`, `netjobs --csv FILE`, the GUI's export).
 
 Columns: `run, test, repetition, host, command_index, status, exit_code,
-start_offset_ms, elapsed_s`, then one per metric name seen in the run, first seen
-first. A value that is not known (a command that never ran, a metric that did not
-match) is an empty cell; numbers are written exactly (text.csv_number).
+start_offset_ms, release_late_ms, exec_offset_ms, elapsed_s`, then one per metric name
+seen in the run, first seen first. The start figures are the command's own: its release
+and its exec minus the common start (the first release in a sequential start), and how
+late its agent released it. A value that is not known (a command that never ran, a
+metric that did not match) is an empty cell; numbers are written exactly (text.csv_number).
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from pathlib import Path
 
 from netjobs_core import text
 from netjobs_core.atomic import write_atomic
-from netjobs_core.results import CommandResult, RunResult
+from netjobs_core.results import CommandResult, HostResult, RunResult
 
-__all__ = ["COLUMNS", "MetricCells", "csv_rows", "csv_text", "metric_names", "write_csv"]
+__all__ = [
+    "COLUMNS",
+    "MetricCells",
+    "csv_rows",
+    "csv_text",
+    "metric_names",
+    "release_offset_ms",
+    "write_csv",
+]
 
 COLUMNS = (
     "run",
@@ -30,6 +40,8 @@ COLUMNS = (
     "status",
     "exit_code",
     "start_offset_ms",
+    "release_late_ms",
+    "exec_offset_ms",
     "elapsed_s",
 )
 
@@ -63,12 +75,31 @@ class MetricCells:
         return cells
 
 
+def release_offset_ms(
+    host: HostResult, command: CommandResult, start: float | None
+) -> float | None:
+    """The command's release minus the test's `start` (TestResult.common_start), in ms;
+    None when it was never released. Counted from its host's first release, whose
+    offset the host has exactly (an epoch's float is 0.24 µs coarse: the difference of
+    two is rounded to the nanosecond)."""
+    if command.started_at is None:
+        return None
+    released = [c.started_at for c in host.commands if c.started_at is not None]
+    if host.start_offset_ms is not None:
+        after_first = command.started_at - min(released)
+        if not after_first:
+            return host.start_offset_ms
+        return round(host.start_offset_ms + after_first * 1000.0, 6)
+    return None if start is None else round((command.started_at - start) * 1000.0, 6)
+
+
 def csv_rows(run: RunResult, metric_cells: MetricCells | None = None) -> Iterator[list[str]]:
     """The header, then a row per command (`metric_cells`: formed as they ended)."""
     names = metric_names(run)
     formed = (metric_cells or MetricCells()).cells
     yield [*COLUMNS, *names]
     for test in run.tests:
+        start = test.common_start()
         for host in test.hosts:
             for index, command in enumerate(host.commands):
                 cells = formed(command)
@@ -80,7 +111,9 @@ def csv_rows(run: RunResult, metric_cells: MetricCells | None = None) -> Iterato
                     str(index),
                     command.status.value,
                     text.csv_number(command.exit_code),
-                    text.csv_number(host.start_offset_ms),
+                    text.csv_number(release_offset_ms(host, command, start)),
+                    text.csv_number(command.release_late_ms),
+                    text.csv_number(command.exec_offset_ms),
                     text.csv_number(command.duration_s),
                     *[cells.get(name, "") for name in names],
                 ]

@@ -77,18 +77,46 @@ def test_a_metric_over_hosts_and_repetitions_in_every_result(tmp_path, agents, t
     rows = list(csv.reader(io.StringIO(table.read_text())))
     assert rows[0] == [
         "run", "test", "repetition", "host", "command_index", "status", "exit_code",
-        "start_offset_ms", "elapsed_s", "copy_Bps",
+        "start_offset_ms", "release_late_ms", "exec_offset_ms", "elapsed_s", "copy_Bps",
     ]  # fmt: skip
     assert len(rows) == 1 + 2 * 3
     run_id = document["run_id"]
     assert [row[:7] for row in rows[1:4]] == [
         [run_id, "rate", "1", f"127.0.0.1:{agents[i].port}", "0", "ok", "0"] for i in range(3)
     ]
-    assert [row[9] for row in rows[1:]] == [str(512 * 2**20), str(480 * 2**20), ""] * 2
-    assert float(rows[1][8]) >= 0 and rows[1][7] != ""
+    assert [row[11] for row in rows[1:]] == [str(512 * 2**20), str(480 * 2**20), ""] * 2
+    assert float(rows[1][10]) >= 0 and rows[1][7] != ""
     shown = netjobs("show", run_id, "--csv")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == table.read_text()
+
+
+def test_each_csv_row_gives_its_own_commands_start_figures(tmp_path, agents, token_file):
+    """A host with two commands: each row its command's release and exec offsets and how
+    late its agent released it, as the JSON has them, not the host's first release."""
+    config = write_config(
+        tmp_path,
+        agents,
+        't:\n{a0}: "/bin/true"\n{a0}: "/bin/sleep 0.1"\n{a1}: "/bin/true"\nend\n',
+    )
+    out, table = tmp_path / "r.json", tmp_path / "r.csv"
+    result = netjobs("--json", out, "--csv", table, "--token-file", token_file, config)
+    assert result.returncode == 0, result.stderr
+    test = json.loads(out.read_text())["tests"][0]
+    commands = [c for h in test["hosts"] for c in h["commands"]]
+    rows = list(csv.DictReader(io.StringIO(table.read_text())))
+    assert len(rows) == len(commands) == 3
+    offsets = set()
+    for row, command in zip(rows, commands, strict=True):
+        offset = (command["started_at"] - test["scheduled_start"]) * 1000
+        assert float(row["start_offset_ms"]) == pytest.approx(offset, abs=1e-3)  # epoch floats
+        assert float(row["release_late_ms"]) == command["release_late_ms"]
+        exec_offset = command["exec_offset_ms"]
+        assert row["exec_offset_ms"] == ("" if exec_offset is None else repr(exec_offset))
+        offsets.add(row["start_offset_ms"])
+    first = test["hosts"][0]["start_offset_ms"]
+    assert min(float(r["start_offset_ms"]) for r in rows[:2]) == first  # exactly the host's
+    assert len(offsets) == 3  # no command given another's release
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
