@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,3 +206,33 @@ def test_orjson_writes_what_json_writes(tmp_path, monkeypatch):
     command.collected[0].bytes = 2**70
     fast, slow = both()
     assert fast == slow and str(2**70).encode() in fast
+
+
+def _schema_words(node: Any, keys: set[str], values: set[str]) -> None:
+    """Every key of every object of the schema, and every value of its enums."""
+    if isinstance(node, dict):
+        keys.update(node.get("properties", {}))
+        values.update(value for value in node.get("enum", ()) if value)
+        for child in node.values():
+            _schema_words(child, keys, values)
+    elif isinstance(node, list):
+        for child in node:
+            _schema_words(child, keys, values)
+
+
+def test_every_key_and_status_of_the_document_is_in_its_field_reference() -> None:
+    """docs/results.md (the reference `netjobs schema --help` points to) names each key
+    the document can have, and each value of its enums, in backquotes in its JSON part."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    reference = doc[doc.index("## The JSON document") :]
+    named = {
+        word
+        for quoted in re.findall(r"`([^`\n]+)`", reference)
+        for word in re.split(r"[\s,/\"{}]+", quoted)
+    }
+    keys: set[str] = set()
+    values: set[str] = set()
+    _schema_words(SCHEMA, keys, values)
+    assert {"exec_spread_ms", "credential", "gaps", "unsaved"} <= keys | values  # it walks
+    assert sorted(keys - named) == []
+    assert sorted(values - named) == []
