@@ -39,14 +39,14 @@ def _command_line(command: CommandResult) -> str:
     return f"    {', '.join(parts)}: {command.command}"
 
 
-def _host_line(host: HostResult) -> str:
+def _host_line(host: HostResult, test: TestResult) -> str:
     line = f"  {host.target}  {word(host.state)}"
     if host.error:
         line += f" ({host.error})"
     if host.rtt_ms is not None:
         line += f"  {text.host_line_numbers(host)}"
     if host.start_offset_ms is not None:
-        line += f", started {text.ms(host.start_offset_ms, True)} from the common start"
+        line += f", started {text.ms(host.start_offset_ms, True)} {text.started_from(test)}"
     return line
 
 
@@ -65,7 +65,7 @@ def _folded(test: TestResult, show: int) -> list[str]:
     (netjobs_core.fold), once each."""
     lines = []
     for alike in groups(test.hosts, lambda h: h.state):
-        lines.extend(_folded_hosts(alike, test.reason))
+        lines.extend(_folded_hosts(alike, test))
     for group in fold(test):
         command, commands = group.command, group.commands
         parts = [command_word(command.status, command.exit_code)]
@@ -89,8 +89,9 @@ def _said(message: str, reason: str) -> str:
     return message.replace(aborted_text(reason), "test aborted") if reason else message
 
 
-def _folded_hosts(alike: Sequence[HostResult], reason: str) -> list[str]:
+def _folded_hosts(alike: Sequence[HostResult], test: TestResult) -> list[str]:
     """Hosts in one state, those with the same error (but for their own names) once."""
+    reason = test.reason
     lines = []
     for hosts, error in said_once((h, h.error) for h in alike):
         line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
@@ -101,7 +102,7 @@ def _folded_hosts(alike: Sequence[HostResult], reason: str) -> list[str]:
             numbers.append(f"rtt {text.span((h.rtt_ms for h in hosts), text.ms)}")
         if any(h.start_offset_ms is not None for h in hosts):
             offsets = text.span((h.start_offset_ms for h in hosts), lambda v: text.ms(v, True))
-            numbers.append(f"started {offsets} from the common start")
+            numbers.append(f"started {offsets} {text.started_from(test)}")
         lines.append("  ".join([line, ", ".join(numbers)]) if numbers else line)
         for host in hosts:
             lines.extend(_interruptions(host, named=True))
@@ -153,7 +154,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
         lines.extend(_folded(test, show))
     else:
         for host in test.hosts:
-            lines.append(_host_line(host))
+            lines.append(_host_line(host, test))
             lines.extend(_interruptions(host, named=False))
             for command in host.commands:
                 lines.append(_command_line(command))

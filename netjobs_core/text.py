@@ -181,6 +181,12 @@ def spread_line(test: TestResult) -> str | None:
     return f"{began(test)} ({start_facts(test, of)})"
 
 
+def started_from(test: TestResult) -> str:
+    """What a host's start offset counts from: `from the common start`, or in a start
+    with none (sequential: no scheduled instant) `from the first release`."""
+    return "from the first release" if test.scheduled_start is None else "from the common start"
+
+
 def too_far(rtt_ms: float, max_lead_s: float) -> str:
     """Why a host whose round trip would push the common start too far ahead failed."""
     return f"round trip {ms(rtt_ms)}: too slow for a common start at most {max_lead_s:g} s ahead"

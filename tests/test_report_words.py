@@ -1,0 +1,44 @@
+"""What the report, the -l log and `netjobs show` say of a run, as a user reads them:
+real agents, real `netjobs`, real configs."""
+
+import re
+import secrets
+from pathlib import Path
+
+import pytest
+from test_cli import netjobs, write_config
+
+from netjobs_core.local_agents import start_agent
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("token") / "token"
+    path.write_text(secrets.token_urlsafe(32))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def agents(token_file):
+    started = [start_agent(token_file) for _ in range(2)]
+    yield started
+    for agent in started:
+        agent.stop()
+
+
+def test_a_sequential_start_counts_offsets_from_the_first_release(tmp_path, agents, token_file):
+    """No common start in a sequential start: the hosts' offsets are from the first
+    release, and the report says so, folded or not."""
+    cfg = write_config(tmp_path, agents, 't:\n{a0}: "true"\n{a1}: "true"\nend\n')
+    for verbose in ([], ["-v"]):
+        result = netjobs(*verbose, "--start-mode", "sequential", "--token-file", token_file, cfg)
+        assert result.returncode == 0, result.stderr
+        assert "from the common start" not in result.stdout
+        assert re.search(r"started \+0\.000 ms.* from the first release", result.stdout)
+    scheduled = netjobs("-v", "--token-file", token_file, cfg)
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert "from the common start" in scheduled.stdout
+    assert "from the first release" not in scheduled.stdout
