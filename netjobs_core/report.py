@@ -14,7 +14,7 @@ from netjobs_core.metrics import fleet_figure
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.repeats import repeat_stats, repetition_groups
 from netjobs_core.results import CommandResult, HostResult, RunResult, TestResult, TestStatus
-from netjobs_core.verdict import aborted_text
+from netjobs_core.verdict import ABORTED, aborted_text
 from netjobs_core.vocabulary import command_word, word
 
 # rich draws the live displays only (a terminal's): imported by them, not by a run whose
@@ -85,8 +85,14 @@ def _folded(test: TestResult, show: int) -> list[str]:
 
 
 def _said(message: str, reason: str) -> str:
-    """A host's or a command's message, without the test's abort reason: its head says it."""
-    return message.replace(aborted_text(reason), "test aborted") if reason else message
+    """A host's or a command's message, without the test's abort reason: its head says
+    it. A host that was fine says `test aborted: REASON`, a command killed for it the
+    bare REASON: both read `test aborted`."""
+    if not reason:
+        return message
+    if message == reason:
+        return ABORTED
+    return message.replace(aborted_text(reason), ABORTED)
 
 
 def _folded_hosts(alike: Sequence[HostResult], test: TestResult) -> list[str]:

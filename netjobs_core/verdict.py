@@ -59,9 +59,12 @@ def refused_everywhere_reason(hosts: Sequence[HostResult]) -> str:
     return f"every host refused our credentials, so no further test is started ({why})"
 
 
+ABORTED = "test aborted"  # what the folded report says in place of the test's abort reason
+
+
 def aborted_text(reason: str) -> str:
     """What a host that was fine says when another's failure (or a stop) aborted its test."""
-    return f"test aborted: {reason}"
+    return f"{ABORTED}: {reason}"
 
 
 def verdict(

@@ -42,3 +42,20 @@ def test_a_sequential_start_counts_offsets_from_the_first_release(tmp_path, agen
     assert scheduled.returncode == 0, scheduled.stderr
     assert "from the common start" in scheduled.stdout
     assert "from the first release" not in scheduled.stdout
+
+
+def test_a_command_killed_for_the_abort_does_not_repeat_its_reason(tmp_path, agents, token_file):
+    """docs/cli.md: the test's abort reason, said in its head, is not said again on the
+    line of a command killed for it."""
+    cfg = write_config(
+        tmp_path,
+        agents,
+        't:\n-minhosts: all\n{a0}: "sleep 10"\n{a1}: "sleep 10"\n-timeout: 0.5\nend\n',
+    )
+    result = netjobs("--token-file", token_file, cfg)
+    assert result.returncode == 1, result.stderr
+    head, *rest = result.stdout.splitlines()
+    assert head.startswith("test 't': ABORTED (quorum lost because ")
+    (killed,) = (line for line in rest if ": KILLED (" in line)
+    assert killed.endswith(", test aborted: sleep 10")
+    assert "quorum lost" not in "\n".join(rest)
