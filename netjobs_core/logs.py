@@ -47,8 +47,14 @@ def log_bytes(
         f"# NetJobs {__version__}: test {test.label!r} from {config_path}",
         f"# started {text.timestamp(test.started_at)}, status {word(test.status)}"
         + (f": {text.field(test.reason)}" if test.reason else ""),
-        f"# start mode {test.start_mode.value}, common start "
-        f"{text.timestamp(test.scheduled_start)}, start spread {text.spread(test)}",
+        f"# start mode {test.start_mode.value}, "
+        + (
+            f"common start {text.timestamp(test.scheduled_start)}"
+            if test.scheduled_start is not None
+            else f"no common start: offsets {text.started_from(test)}"
+        ),
+        # How the commands started, as the report says it (text.start_lines).
+        *(f"# {line}" for line in text.start_lines(test) or [text.NOTHING_RELEASED]),
         "# TARGET\tCOMMAND\tSTATUS\tDETAILS, then stdout and stderr (a large one: its head "
         "and tail), each line behind '| '",
     ]

@@ -1,5 +1,5 @@
-"""What the repetitions of one test add up to (`--repeat N`): the start spread's median
-and maximum, the concurrent window's minimum."""
+"""What the repetitions of one test add up to (`--repeat N`): the release spread's and
+the exec spread's median and maximum, the concurrent window's minimum."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ class RepeatStats:
     spreads: int  # how many repetitions measured a spread
     window_min: ConcurrentWindow | None  # the shortest; None when one had no window at all
     without_window: int  # repetitions whose commands never all ran together
+    exec_median_ms: float | None = None  # the commands' exec spread, likewise
+    exec_max_ms: float | None = None
+    execs: int = 0  # how many repetitions measured when every command began
 
 
 def repetition_groups(tests: Sequence[TestResult]) -> Iterator[list[TestResult]]:
@@ -39,6 +42,7 @@ def repetition_groups(tests: Sequence[TestResult]) -> Iterator[list[TestResult]]
 
 def repeat_stats(group: Sequence[TestResult]) -> RepeatStats:
     spreads = [t.start_spread_ms for t in group if t.start_spread_ms is not None]
+    execs = [t.exec_spread_ms for t in group if t.exec_spread_ms is not None]
     windows = [t.concurrent_window for t in group]
     present = [w for w in windows if w is not None]
     missing = len(windows) - len(present)
@@ -48,6 +52,9 @@ def repeat_stats(group: Sequence[TestResult]) -> RepeatStats:
         spread_median_ms=statistics.median(spreads) if spreads else None,
         spread_max_ms=max(spreads) if spreads else None,
         spreads=len(spreads),
+        exec_median_ms=statistics.median(execs) if execs else None,
+        exec_max_ms=max(execs) if execs else None,
+        execs=len(execs),
         window_min=None if missing or not present else min(present, key=lambda w: w.seconds),
         without_window=missing,
     )

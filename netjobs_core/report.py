@@ -147,13 +147,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     """The report of one test; `fold`: as `clush -b` (hosts with the same outcome once);
     of each output at most `show` bytes (its head and tail)."""
     lines = [verdict_line(test)]
-    spread = text.spread_line(test)
-    if spread is not None:
-        lines.append(f"  {spread}")
-        if (late := text.late_line(test)) is not None:
-            lines.append(f"  {late}")
-        if sum(len(h.commands) for h in test.hosts) > 1:
-            lines.append(f"  {text.window_line(test)}")
+    lines.extend(f"  {line}" for line in text.start_lines(test))
     if (credentials := text.credentials_line(test.hosts)) is not None:
         lines.append(f"  {credentials}")
     if fold:

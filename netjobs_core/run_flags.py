@@ -303,8 +303,9 @@ RUN: tuple[Flag, ...] = (
     Flag(
         "repeat",
         ("--repeat",),
-        "run each test N times in a row; the report adds the start spread's median "
-        "and max and the concurrent window's minimum over the repetitions",
+        "run each test N times in a row; the report adds the median and max of how far "
+        "apart the commands were released and began, and the concurrent window's minimum "
+        "over the repetitions",
         Where.OPTIONS,
         label="R&epeat each test",
         kind="value",

@@ -160,6 +160,25 @@ def start_facts(test: TestResult, commands: str | None = None) -> str:
     return ", ".join(parts)
 
 
+NOTHING_RELEASED = "no command was released"
+
+
+def start_lines(test: TestResult, most: int | None = None) -> list[str]:
+    """How a test's commands started, as the report and the -l log both say it: the
+    releases and when the commands began (`spread_line`), the late hosts (`late_line`,
+    the `most` latest named), how long all ran together when several ran; none before a
+    release."""
+    spread = spread_line(test)
+    if spread is None:
+        return []
+    lines = [spread]
+    if (late := late_line(test, most)) is not None:
+        lines.append(late)
+    if sum(len(h.commands) for h in test.hosts) > 1:
+        lines.append(window_line(test))
+    return lines
+
+
 def spread_line(test: TestResult) -> str | None:
     """`released within 0.591 ms ± 0.162 ms; commands began within ... (scheduled start,
     lead 15.896 ms, 32 commands on 32 hosts)`, with how many were released when not all
@@ -258,13 +277,24 @@ def window_line(test: TestResult) -> str:
 
 
 def repeat_summary(stats: RepeatStats) -> str:
-    """`test 'x' over 5 repetitions: start spread median 0.120 ms, max 0.410 ms; ...`."""
+    """`test 'x' over 5 repetitions: released within median 0.120 ms, max 0.410 ms;
+    commands began within median 1.300 ms, max 1.900 ms; ...`: the start lines' figures
+    (`began`) over the repetitions that measured them."""
+
+    def over(median: float | None, most: float | None, measured: int) -> str:
+        of = f" (of {measured})" if measured < stats.repetitions else ""
+        return f"median {ms(median)}, max {ms(most)}{of}"
+
     parts = []
     if stats.spread_median_ms is not None:
         parts.append(
-            f"start spread median {ms(stats.spread_median_ms)}, max {ms(stats.spread_max_ms)}"
-            + (f" (of {stats.spreads})" if stats.spreads < stats.repetitions else "")
+            f"released within {over(stats.spread_median_ms, stats.spread_max_ms, stats.spreads)}"
         )
+        if stats.exec_median_ms is not None:
+            within = over(stats.exec_median_ms, stats.exec_max_ms, stats.execs)
+            parts.append(f"commands began within {within}")
+        else:
+            parts.append("when the commands began was not measured")
     if stats.window_min is not None:
         parts.append(f"concurrent window min {window(stats.window_min)}")
     elif stats.without_window:

@@ -99,7 +99,7 @@ def test_verbose_and_logs(tmp_path, agents, token_file, flags):
     assert f"127.0.0.1:{agents[0].port}\techo hello; echo oops >&2\tOK (exit 0)" in first
     assert "  | hello" in first and "  | oops" in first
     assert f"127.0.0.1:{agents[1].port}\texit 4\tFAILED (exit 4)" in first
-    assert "start spread" in first
+    assert "\n# released within " in first  # the report's start lines
     secret = token_file.read_text().strip()
     assert all(secret not in text for text in (result.stdout, result.stderr, first))
 

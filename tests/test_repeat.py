@@ -17,13 +17,14 @@ from netjobs_core.runner import Runner
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
 
-def repetition(k, spread, window_s):
+def repetition(k, spread, window_s, exec_spread=None):
     window = None if window_s is None else ConcurrentWindow(0.0, window_s, window_s, window_s / 10)
     return TestResult(
         "t",
         None,
         status=TestStatus.PASSED,
         start_spread_ms=spread,
+        exec_spread_ms=exec_spread,
         concurrent_window=window,
         repetition=k,
     )
@@ -35,15 +36,22 @@ def test_the_summary_has_the_median_and_max_spread_and_the_shortest_window():
     assert (stats.spread_median_ms, stats.spread_max_ms) == (0.3, 2.0)
     assert stats.window_min is group[2].concurrent_window
     assert format_repeats(group) == (
-        "test 't' over 3 repetitions: start spread median 0.300 ms, max 2.000 ms; "
+        "test 't' over 3 repetitions: released within median 0.300 ms, max 2.000 ms; "
+        "when the commands began was not measured; "
         "concurrent window min 8.000 s (80.0 % of the longest command)"
     )
     group.append(repetition(4, None, None))  # never started everywhere
     assert format_repeats(group) == (
-        "test 't' over 4 repetitions: start spread median 0.300 ms, max 2.000 ms (of 3); "
-        "in 1 of 4 the commands never all ran together"
+        "test 't' over 4 repetitions: released within median 0.300 ms, max 2.000 ms (of 3); "
+        "when the commands began was not measured; in 1 of 4 the commands never all ran together"
     )
     assert format_repeats([TestResult("t", None)]) is None  # run once: nothing to add
+    began = [repetition(1, 0.3, 9.0, 1.5), repetition(2, 0.1, 9.5, 1.2), repetition(3, 2.0, 8.0)]
+    assert format_repeats(began) == (
+        "test 't' over 3 repetitions: released within median 0.300 ms, max 2.000 ms; "
+        "commands began within median 1.350 ms, max 1.500 ms (of 2); "
+        "concurrent window min 8.000 s (80.0 % of the longest command)"
+    )
 
 
 def test_repetitions_are_grouped_by_test_in_run_order():
@@ -93,7 +101,8 @@ def test_repeat_on_the_command_line(tmp_path, agents, token_file):
     assert "test 't' (repetition 1): PASSED" in done.stdout
     assert "test 't' (repetition 2): PASSED" in done.stdout
     (summary,) = [line for line in done.stdout.splitlines() if "over 2 repetitions" in line]
-    assert summary.startswith("test 't' over 2 repetitions: start spread median ")
+    assert summary.startswith("test 't' over 2 repetitions: released within median ")
+    assert "; commands began within median " in summary or "was not measured" in summary
     document = json.loads(out.read_text())
     assert [t["repetition"] for t in document["tests"]] == [1, 2]
     assert all(t["concurrent_window"] is None or t["concurrent_window"]["seconds"] > 0

@@ -59,3 +59,22 @@ def test_a_command_killed_for_the_abort_does_not_repeat_its_reason(tmp_path, age
     (killed,) = (line for line in rest if ": KILLED (" in line)
     assert killed.endswith(", test aborted: sleep 10")
     assert "quorum lost" not in "\n".join(rest)
+
+
+def test_the_log_gives_the_start_lines_the_report_gives(tmp_path, agents, token_file):
+    """-l: the releases, when the commands began, the lead, the late hosts and how long
+    all ran together, in the log's head as on the terminal."""
+    cfg = write_config(tmp_path, agents, 't:\n{a0}: "/bin/true"\n{a1}: "/bin/true"\nend\n')
+    result = netjobs("-l", "--late-ms", "0.000001", "--token-file", token_file, cfg)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "test 't': PASSED"
+    start = lines[1:4]
+    assert start[0].startswith("  released within ") and ", lead " in start[0]
+    assert "commands began within " in start[0] or "was not measured" in start[0]
+    assert start[1].startswith("  late releases (more than 0.000 ms, --late-ms): 127.0.0.1:")
+    assert start[2].startswith("  all 2 hosts ran together for ")
+    (log,) = tmp_path.glob("run.cfg_t_*.log")
+    head = [line for line in log.read_text().splitlines() if line.startswith("# ")]
+    assert [f"# {line.strip()}" for line in start] == head[3:6]
+    assert head[2].startswith("# start mode scheduled, common start 20")
