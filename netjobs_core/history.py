@@ -205,6 +205,22 @@ def _problem(exc: sqlite3.Error | OSError, path: Path) -> HistoryError:
     return HistoryError(f"cannot use the run history {path}: {message}")
 
 
+def _owner_only(path: Path) -> None:
+    """The history holds every config run (their text, hosts, notes): owner-only, 0600,
+    from its creation (SQLite would make it 0644 under umask 022). SQLite gives its
+    -journal and -wal files the database's mode. One left readable by an older NetJobs
+    is made owner-only too."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if os.name == "posix" and os.fstat(fd).st_mode & 0o077:
+            try:
+                os.fchmod(fd, 0o600)
+            except PermissionError:  # not ours: SQLite says what it can do with it
+                pass
+    finally:
+        os.close(fd)
+
+
 class History:
     """An open run history; a context manager. Every method raises HistoryError."""
 
@@ -212,6 +228,7 @@ class History:
         self.path = Path(path) if path is not None else default_path()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _owner_only(self.path)
             self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         except _BUGS:
             raise

@@ -83,6 +83,30 @@ def test_round_trip_newest_first(tmp_path):
         assert len(history.recent()) == 2 and len(history.find(older.run_id).tests) == 2
 
 
+@pytest.mark.posix
+def test_the_history_and_its_journal_are_owner_only(tmp_path):
+    """It holds every config run: 0600 from its creation, whatever the umask; SQLite's
+    journal beside it too; one an older NetJobs left 0644 is made 0600."""
+    path = tmp_path / "h.sqlite3"
+    old_umask = os.umask(0o022)
+    try:
+        assert record_run(a_run(tmp_path, "20261201-101010-aaaa", 1.8e9), None, path) is None
+        assert path.stat().st_mode & 0o777 == 0o600
+        with sqlite3.connect(path, isolation_level=None) as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("UPDATE runs SET note = 'x'")
+            journal = tmp_path / "h.sqlite3-journal"
+            assert journal.stat().st_mode & 0o777 == 0o600  # while it is written
+            db.execute("ROLLBACK")
+        db.close()
+        path.chmod(0o644)
+        with History(path) as history:
+            assert history.find("last").run_id == "20261201-101010-aaaa"
+        assert path.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old_umask)
+
+
 def test_a_deleted_results_folder_shows_as_such(tmp_path):
     path = tmp_path / "h.sqlite3"
     run = a_run(tmp_path)
@@ -286,6 +310,7 @@ def test_history_and_show_of_real_runs(tmp_path, agents, token_file):
     cfg.write_text(f"t:\n{body}end\n")
     run = netjobs("--token-file", token_file, cfg, data=data)
     assert run.returncode == 0, run.stderr
+    assert (data / "netjobs" / "history.sqlite3").stat().st_mode & 0o777 == 0o600
     ports = sorted(a.port for a in agents)
     assert "(3 hosts): OK (exit 0)" in run.stdout and run.stdout.count("stdout: same") == 1
     assert "all 3 hosts ran together for" in run.stdout
