@@ -307,6 +307,8 @@ def _main_show(argv: Sequence[str]) -> int:
         for test in record.tests:
             say(text.test_record_line(test), where)
         return EXIT_FAILED
+    if not record.ended:  # the document holds what was written last, not what became of it
+        say(text.stale_states(record), sys.stderr if args.json or args.csv else sys.stdout)
     try:
         if args.json:
             sys.stdout.write(record.json_path.read_text(encoding="utf-8"))

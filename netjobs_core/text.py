@@ -879,6 +879,19 @@ def record_summary(record: RunRecord) -> str:
     )
 
 
+def stale_states(record: RunRecord) -> str:
+    """What `netjobs show` says first of a run the history says was interrupted (its
+    controller killed or lost): its results.json is written only as the run and each
+    test start and as each test ends, so what it shows is neither current nor how
+    things ended."""
+    return (
+        f"run {record.run_id}: interrupted before its end, its controller lost: the "
+        "states below are as they stood when its results were last written (as a test "
+        "started or ended), not current; what reads running, connecting or pending may "
+        "have ended since"
+    )
+
+
 class ClockFigures(Protocol):
     """What a host's clock measurement left (a HostResult, a HostCheck)."""
 

@@ -152,3 +152,12 @@ def test_a_run_killed_mid_test_is_in_the_history_as_interrupted(tmp_path, agents
     assert shown.returncode == 0, shown.stderr
     assert "test 't': RUNNING" in shown.stdout
     assert shown.stdout.rstrip().endswith(f"run {run_id}: interrupted before its end")
+    # Said first: the states shown are a snapshot from before the controller was lost.
+    first = f"run {run_id}: interrupted before its end, its controller lost: the states "
+    assert shown.stdout.startswith(first)
+    assert "not current" in shown.stdout.splitlines()[0]
+    for form in ("--json", "--csv"):  # the document alone on stdout, the words on stderr
+        printed = _netjobs("show", run_id, form, data=tmp_path)
+        assert printed.returncode == 0 and printed.stderr.startswith(first)
+        assert "interrupted" not in printed.stdout
+    assert json.loads(_netjobs("show", run_id, "--json", data=tmp_path).stdout)["tests"]
