@@ -19,14 +19,20 @@ from netjobs_core import nodesets, text
 from netjobs_core.fold import said_once
 from netjobs_core.results import CommandStatus, HostResult, HostState, TestStatus
 
-# How the reason text words a command that did not exit 0.
+# How the reason text words a command that did not exit 0 (one; several).
 _PROBLEM_WORDS = {
-    CommandStatus.FAILED: "failed",
-    CommandStatus.TIMEOUT: "timed out",
-    CommandStatus.KILLED: "killed",
-    CommandStatus.ERROR: "could not run",
-    CommandStatus.LOST: "lost with their host",
+    CommandStatus.FAILED: ("failed", "failed"),
+    CommandStatus.TIMEOUT: ("timed out", "timed out"),
+    CommandStatus.KILLED: ("killed", "killed"),
+    CommandStatus.ERROR: ("could not run", "could not run"),
+    CommandStatus.LOST: ("lost with its host", "lost with their hosts"),
 }
+
+
+def _problem_words(status: CommandStatus, n: int) -> str:
+    """`1 command failed`, `1 command lost with its host`, `2 commands lost with their hosts`."""
+    one, several = _PROBLEM_WORDS.get(status, (status.value, status.value))
+    return f"{text.count(n, 'command')} {one if n == 1 else several}"
 
 
 def minhosts_text(minhosts: int | None, required: int) -> str:
@@ -44,7 +50,7 @@ def quorum_lost_reason(
         for hosts, error in said_once((host, host.error) for host in lost)
     )
     return (
-        f"quorum lost because {why} ({good} of {total} hosts left, "
+        f"quorum lost because {why} ({good} of {text.count(total, 'host')} left, "
         f"-minhosts {minhosts_text(minhosts, required)})"
     )
 
@@ -89,12 +95,9 @@ def verdict(
     status = TestStatus.PASSED if succeeded >= required else TestStatus.FAILED
     reasons = []
     if problems:
-        words = ", ".join(
-            f"{n} command{'s' if n > 1 else ''} {_PROBLEM_WORDS.get(s, s.value)}"
-            for s, n in problems.items()
-        )
+        words = ", ".join(_problem_words(s, n) for s, n in problems.items())
         reasons.append(
-            f"{succeeded} of {len(hosts)} hosts succeeded "
+            f"{succeeded} of {text.count(len(hosts), 'host')} succeeded "
             f"(-minhosts {minhosts_text(minhosts, required)}); {words}"
         )
     if status is TestStatus.PASSED:

@@ -295,7 +295,7 @@ def test_minhosts_zero_is_one_rule(tmp_path, agents, token_file):
     netjobs("--json", out, "--token-file", token_file, cfg)
     tests = json.loads(out.read_text())["tests"]
     assert [t["status"] for t in tests] == ["passed", "passed"]
-    assert all(t["reason"].startswith("0 of 1 hosts succeeded (-minhosts 0)") for t in tests)
+    assert all(t["reason"].startswith("0 of 1 host succeeded (-minhosts 0)") for t in tests)
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "soon"])

@@ -77,3 +77,19 @@ def test_quorum_lost_reason_names_the_lost_hosts_and_why():
         f"quorum lost because {lost[0].target}: authentication failed; "
         f"{lost[1].target}: a command timed out (1 of 3 hosts left, -minhosts all)"
     )
+
+
+def test_the_reason_agrees_in_number():
+    """`0 of 1 host succeeded`, `1 command lost with its host`; plurals stay plural."""
+    lost = CommandStatus.LOST
+    assert verdict([host(HostState.FAILED, lost)], 1, 1) == (
+        TestStatus.FAILED,
+        "0 of 1 host succeeded (-minhosts 1); 1 command lost with its host",
+    )
+    two = [host(HostState.FAILED, lost), host(HostState.FAILED, lost)]
+    assert verdict(two, None, 2)[1] == (
+        "0 of 2 hosts succeeded (-minhosts all); 2 commands lost with their hosts"
+    )
+    gone = [host(HostState.FAILED, ERROR)]
+    gone[0].error = "connection refused"
+    assert quorum_lost_reason(0, 1, None, 1, gone).endswith("(0 of 1 host left, -minhosts all)")
