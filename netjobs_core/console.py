@@ -52,7 +52,7 @@ class _Progress:
             host = event.host
             extra = ""
             if host.error and host.state in (HostState.FAILED, HostState.KILLED):
-                extra = f": {host.error}"
+                extra = f": {text.beside_host(host.error, host.address)}"
             elif host.state is HostState.READY and host.rtt_ms is not None:
                 extra = f" ({text.host_line_numbers(host)})"
             self.write(f"[{event.test.label}] {host.target}: {word(host.state)}{extra}")

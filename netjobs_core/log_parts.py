@@ -65,7 +65,11 @@ def _pieces(target: str, command: CommandResult, show: int) -> tuple[str, str]:
     its outputs. Apart, because one character that is not ASCII (the `µs` of a latency
     in the command's line) takes a whole text off CPython's fast UTF-8 encoding of
     ASCII: 14 KB of fio output, 18 µs instead of 1."""
-    details = [f"started {text.timestamp(command.started_at)}", *text.command_details(command)]
+    # The line names its host: the message need not again (`connection refused by ...`).
+    details = [
+        f"started {text.timestamp(command.started_at)}",
+        *text.command_details(command, target),
+    ]
     status = command_word(command.status, command.exit_code)
     lines = [f"{target}\t{command.command}\t{status}\t{', '.join(details)}"]
     lines.extend(f"  {line}" for line in text.file_lines(command))

@@ -62,7 +62,7 @@ def log_bytes(
         # What the agent says of itself is escaped (text.field): it cannot forge a line.
         lines.append(
             f"# host {host.target}: {word(host.state)}"
-            + (f" ({text.field(host.error)})" if host.error else "")
+            + (f" ({text.field(text.beside_host(host.error, host.address))})" if host.error else "")
             + f", agent {text.field(host.agent_version or 'n/a')} on "
             f"{text.field(host.hostname or 'n/a')}, {text.credential(host.credential)}, "
             f"rtt {text.ms(host.rtt_ms)}, {text.wall_clock(host)}, "

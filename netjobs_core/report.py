@@ -34,15 +34,17 @@ __all__ = [
 ]
 
 
-def _command_line(command: CommandResult) -> str:
-    parts = [command_word(command.status, command.exit_code), *text.command_details(command)]
+def _command_line(host: HostResult, command: CommandResult) -> str:
+    """A command's line, under its host's (which names the host)."""
+    parts = [command_word(command.status, command.exit_code)]
+    parts.extend(text.command_details(command, host.address))
     return f"    {', '.join(parts)}: {command.command}"
 
 
 def _host_line(host: HostResult, test: TestResult) -> str:
     line = f"  {host.target}  {word(host.state)}"
     if host.error:
-        line += f" ({host.error})"
+        line += f" ({text.beside_host(host.error, host.address)})"
     if host.rtt_ms is not None:
         line += f"  {text.host_line_numbers(host)}"
     if host.start_offset_ms is not None:
@@ -99,7 +101,7 @@ def _folded_hosts(alike: Sequence[HostResult], test: TestResult) -> list[str]:
     """Hosts in one state, those with the same error (but for their own names) once."""
     reason = test.reason
     lines = []
-    for hosts, error in said_once((h, h.error) for h in alike):
+    for hosts, error in said_once((h, text.beside_host(h.error, h.address)) for h in alike):
         line = f"  {text.members([h.target for h in hosts])}  {word(hosts[0].state)}"
         if error:
             line += f" ({_said(error, reason)})"
@@ -157,7 +159,7 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
             lines.append(_host_line(host, test))
             lines.extend(_interruptions(host, named=False))
             for command in host.commands:
-                lines.append(_command_line(command))
+                lines.append(_command_line(host, command))
                 lines.extend(f"      {line}" for line in text.file_lines(command))
                 lines.extend(_output("stdout", command.stdout, show))
                 lines.extend(_output("stderr", command.stderr, show))
@@ -287,7 +289,8 @@ class LiveTable(_LiveDisplay):
                 size = sum(len(c.stdout) + len(c.stderr) for c in host.commands)
                 cells = (
                     str(host.address),
-                    word(host.state) + (f": {host.error}" if host.error else ""),
+                    word(host.state)
+                    + (f": {text.beside_host(host.error, host.address)}" if host.error else ""),
                     self._in_state(host, now),
                     text.ms(host.rtt_ms),
                     text.ms(host.wall_clock_offset_ms, True),

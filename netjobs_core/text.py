@@ -657,6 +657,17 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+def beside_host(message: str, address: object) -> str:
+    """A host's error (or its command's message) where the line already names the host:
+    without the address the error gives for standing alone. `connection refused by
+    node01:16200 (is the agent running ...?)` reads `connection refused (is the agent
+    running ...?)`; `no route to host node01:16200`, `no route to host`; `connection to
+    node01:16200 timed out`, `connection timed out`; `cannot connect to node01:16200: ...`,
+    `cannot connect: ...`. The JSON's `error` keeps the whole."""
+    named = re.escape(str(address))
+    return re.sub(rf"(?:(?<=host)| (?:by|to|for)) {named}(?![\w.\]]|:\w)", "", message)
+
+
 def printable(line: str) -> str:
     """`line` safe to show a person: each control character but tab and newline, and
     each bidirectional control, as its escape (`\\x1b`, `\\u202e`), so that a peer's
@@ -944,13 +955,15 @@ def interruption(record: Interruption) -> str:
     return f"{lost}; gave up after {duration(record.duration_s)}"
 
 
-def command_details(command: CommandResult) -> list[str]:
-    """What the report and the log say after a command's status: its run time, its message."""
+def command_details(command: CommandResult, host: object = None) -> list[str]:
+    """What the report and the log say after a command's status: its run time, its
+    message (`beside_host` its `host`'s address, on a line that names the host)."""
     parts = []
     if command.duration_s is not None:
         parts.append(f"ran {seconds(command.duration_s)}")
     if command.message:
-        parts.append(field(command.message))  # the agent's words: one line of a log
+        message = command.message if host is None else beside_host(command.message, host)
+        parts.append(field(message))  # the agent's words: one line of a log
     form = _metric_form  # one lookup of each name's unit for all of its values
     parts.extend(f"{name} {form(name)(value)}" for name, value in command.metrics.items())
     return parts

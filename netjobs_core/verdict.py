@@ -47,7 +47,7 @@ def quorum_lost_reason(
     hosts once, after their node set)."""
     why = "; ".join(
         f"{nodesets.fold(host.target for host in hosts)}: {error or 'a command timed out'}"
-        for hosts, error in said_once((host, host.error) for host in lost)
+        for hosts, error in said_once((h, text.beside_host(h.error, h.address)) for h in lost)
     )
     return (
         f"quorum lost because {why} ({good} of {text.count(total, 'host')} left, "

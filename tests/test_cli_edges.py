@@ -236,7 +236,8 @@ def test_busy_agent_is_not_ready_and_sigterm_is_named(tmp_path, agents, token_fi
 def test_refused_host_says_so_with_its_address(tmp_path, agents, token_file):
     cfg = write_config(tmp_path, agents, 't:\n-minhosts: 1\n{a0}: "true"\n127.0.0.1:1: "x"\nend\n')
     result = netjobs("--token-file", token_file, cfg)
-    assert "connection refused by 127.0.0.1:1" in result.stdout
+    # The line names the host; its error does not again (the JSON's error does).
+    assert "  127.0.0.1:1 (1 host)  error (connection refused (is the agent" in result.stdout
     assert "Connect call failed" not in result.stdout
 
 

@@ -1,6 +1,7 @@
 """What the report, the -l log and `netjobs show` say of a run, as a user reads them:
 real agents, real `netjobs`, real configs."""
 
+import json
 import re
 import secrets
 from pathlib import Path
@@ -78,3 +79,30 @@ def test_the_log_gives_the_start_lines_the_report_gives(tmp_path, agents, token_
     head = [line for line in log.read_text().splitlines() if line.startswith("# ")]
     assert [f"# {line.strip()}" for line in start] == head[3:6]
     assert head[2].startswith("# start mode scheduled, common start 20")
+
+
+def test_an_unreachable_host_is_named_once_on_its_lines(tmp_path, agents, token_file):
+    """`HOST  error (connection refused (is the agent ...?))`: the report's, the live
+    lines' and the log's lines name the host once; the JSON's error keeps the address."""
+    from agent_harness import free_port
+
+    down = f"127.0.0.1:{free_port()}"
+    cfg = write_config(tmp_path, agents, f't:\n{{a0}}: "true"\n{down}: "true"\nend\n')
+    out = tmp_path / "r.json"
+    for flags in ([], ["-v"]):
+        result = netjobs(*flags, "-l", "--json", out, "--token-file", token_file, cfg)
+        assert result.returncode == 1, result.stderr
+        said = [
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if "connection refused" in line
+        ]
+        assert said and [line for line in said if line.count(down) > 1] == []
+        quorum = f"quorum lost because {down}: connection refused (is the agent running"
+        assert any(quorum in line for line in said)
+    assert f"  {down}  error (connection refused (is the agent running" in result.stdout
+    (host,) = (h for h in json.loads(out.read_text())["tests"][0]["hosts"] if h["target"] == down)
+    assert host["error"].startswith(f"connection refused by {down} (is the agent running")
+    for log in tmp_path.glob("run.cfg_t_*.log"):
+        lines = [line for line in log.read_text().splitlines() if "connection refused" in line]
+        assert lines and all(line.count(down) <= 1 for line in lines), lines

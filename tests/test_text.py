@@ -302,3 +302,27 @@ def test_began_and_late_lines() -> None:
         "released within 85.890 ms ± 0.080 ms; when the commands began was not measured "
         "(slow: exec instants need the agent to run as root (kernel process events))"
     )
+
+
+def test_an_error_beside_its_hosts_name_does_not_name_it_again() -> None:
+    """Each connect error as client.py words it, and as it reads on a line that already
+    names the host; another host's address, and one that only begins so, stay."""
+    from netjobs_core.client import _CONNECT_ERRNOS
+
+    address = Address("10.0.0.9", 7)
+    beside = [
+        text.beside_host(words.format(address), address) for words in _CONNECT_ERRNOS.values()
+    ]
+    assert beside == [
+        "connection refused (is the agent running and listening there?)",
+        "no route to host",
+        "network unreachable",
+        "connection timed out",
+        "cannot connect: address not available",
+    ]
+    other = "connection refused by 10.0.0.9:70 (is the agent running and listening there?)"
+    assert text.beside_host(other, address) == other
+    assert text.beside_host("cannot connect to 10.0.0.9:7: EIO", address) == "cannot connect: EIO"
+    ssh = Address("node01", 22, "ssh", "bench")
+    stopped = f"SSH connection refused by {ssh} (no SSH server on that port?)"
+    assert text.beside_host(stopped, ssh) == "SSH connection refused (no SSH server on that port?)"
