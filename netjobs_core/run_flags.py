@@ -61,6 +61,17 @@ def milliseconds(value_text: str) -> float:
     return _finite(value_text, "milliseconds", False, "milliseconds >= 0")
 
 
+def lead_milliseconds(value_text: str) -> float:
+    """--lead: milliseconds from 0 up to the cap on how far ahead a common start may go."""
+    value = milliseconds(value_text)
+    if value > MAX_LEAD_S * 1000:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_LEAD_S * 1000:g} ms ({MAX_LEAD_S:g} s, how far ahead a "
+            f"common start may be), not {value_text}"
+        )
+    return value
+
+
 def positive_count(value_text: str) -> int:
     try:
         value = int(value_text)
@@ -255,13 +266,13 @@ RUN: tuple[Flag, ...] = (
     Flag(
         "lead",
         ("--lead",),
-        "set the scheduled common start this many ms ahead (default: learned from "
-        "the hosts' round trips and how late they released, at most "
-        f"{MAX_LEAD_S:g} s; the report gives the lead used)",
+        f"set the scheduled common start this many ms ahead, at most {MAX_LEAD_S * 1000:g} "
+        "(default: learned from the hosts' round trips and how late they released, at "
+        f"most {MAX_LEAD_S:g} s; the report gives the lead used)",
         Where.OPTIONS,
         label="Start &lead (ms)",
         kind="value",
-        parse=milliseconds,
+        parse=lead_milliseconds,
         metavar="MS",
         option="lead_ns",
         convert=_ns,

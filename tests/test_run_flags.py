@@ -4,6 +4,8 @@ it, and every flag of `netjobs` has its place in the window or says why not."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
 import pytest
 
@@ -74,6 +76,26 @@ def test_a_field_reads_a_value_as_the_command_line_does() -> None:
     with pytest.raises(ValueError, match="choose from scheduled, sequential"):
         run_flags.flag("start_mode").value_of("later")
     assert run_flags.flag("collect_max").shown(1024**3) == "1.0 GiB"
+
+
+def test_a_lead_beyond_its_cap_is_refused_not_cut_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """--lead above 5000 ms was silently 5 s: refused now, exit 2, as other bad values."""
+    lead = run_flags.flag("lead")
+    assert lead.value_of("5000") == 5000.0
+    with pytest.raises(ValueError, match=r"must be at most 5000 ms .*, not 5000\.5"):
+        lead.value_of("5000.5")
+    cfg = tmp_path / "c.cfg"
+    cfg.write_text('t:\n127.0.0.1:1: "true"\nend\n')
+    for value in ("6000", "-1"):
+        refused = subprocess.run(
+            [sys.executable, "-m", "netjobs_core.cli", "--lead", value, str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert refused.returncode == 2, refused.stderr
+        assert "argument --lead: must be " in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_a_results_folder_that_cannot_be_made_says_where(tmp_path) -> None:  # type: ignore[no-untyped-def]
