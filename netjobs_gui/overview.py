@@ -27,7 +27,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QToolTip, QWidget
 
 from netjobs_core import text, vocabulary
-from netjobs_core.results import CommandStatus, HostResult, HostState, TestResult
+from netjobs_core.results import CommandStatus, HostResult, HostState, TestResult, TestStatus
 from netjobs_core.vocabulary import Status
 from netjobs_gui.widgets import Inks, begin_painting
 
@@ -58,14 +58,15 @@ def _key(status: Status) -> tuple[type, Status]:
 
 
 def host_status(host: HostResult) -> Status:
-    """What a host's cell shows: an error of the host itself; else the first of its
-    commands' problems (error, lost, failed, timed out, killed); else its state."""
-    if host.state is HostState.FAILED:
-        return HostState.FAILED
+    """What a host's cell shows: the first of its commands' problems (error, lost,
+    failed, timed out, killed), as the table's State column words that command; else
+    an error of the host itself; else its state."""
     if len(host.commands) == 1:  # most hosts: no set to build (1000 hosts a tick)
         status = host.commands[0].status
         if status in _PROBLEM_SET:
             return status
+        if host.state is HostState.FAILED:
+            return HostState.FAILED
         if host.state is HostState.RUNNING and status.finished:
             return CommandStatus.OK
         return host.state
@@ -73,6 +74,8 @@ def host_status(host: HostResult) -> Status:
     for problem in _PROBLEMS:
         if problem in statuses:
             return problem
+    if host.state is HostState.FAILED:
+        return HostState.FAILED
     if host.state is HostState.RUNNING and all(c.status.finished for c in host.commands):
         return CommandStatus.OK
     return host.state
@@ -124,6 +127,7 @@ class OverviewData:
     late_ms: dict[int, float] = field(default_factory=dict)  # hosts released late (--late-ms)
     late_threshold_ms: float = 1.0
     began: str = ""  # text.began(): "released within ...; commands began within ..."
+    ended: bool = False  # the test is over (passed, failed, aborted): no more releases
 
     @classmethod
     def of(cls, test: TestResult) -> OverviewData:
@@ -152,14 +156,30 @@ class OverviewData:
             late_ms,
             test.late_threshold_ms,
             text.began(test) if test.start_spread_ms is not None else "",
+            test.status not in (TestStatus.PENDING, TestStatus.RUNNING),
         )
 
+    def none_released(self) -> str:
+        """What an empty histogram says: a test that is over will release no host."""
+        return "no host was released" if self.ended else "no host released yet"
+
     def tally(self) -> list[tuple[Status, int]]:
-        """Each status shown with its count, in order of first appearance."""
-        return [(status, n) for (_, status), n in Counter(map(_key, self.statuses)).items()]
+        """Each word shown with its count, in order of first appearance: a host's error
+        and a command's (both `error`), or a host and a command timed out, are one."""
+        first: dict[str, Status] = {}
+        counts: Counter[str] = Counter()
+        for status in self.statuses:
+            said = vocabulary.word(status)
+            first.setdefault(said, status)
+            counts[said] += 1
+        return [(first[said], n) for said, n in counts.items()]
+
+    def legend(self) -> list[str]:
+        """`36 errors`, `2 done`: the tally as the heading and the legend say it."""
+        return [vocabulary.counted(status, n) for status, n in self.tally()]
 
     def heading(self) -> str:
-        counts = ", ".join(f"{n} {vocabulary.word(s)}" for s, n in self.tally())
+        counts = ", ".join(self.legend())
         return f"{text.count(len(self.names), 'host')}: {counts}" if self.names else "no hosts"
 
     def offsets_heading(self) -> str:
@@ -391,9 +411,8 @@ class OverviewWidget(QWidget):
         heading = f"{data.label}: {text.count(len(data.names), 'host')}"
         self._draw_text(painter, x, MARGIN + line - 4, heading)
         x += metrics.horizontalAdvance(heading) + 12
-        for status, n in data.tally():
+        for (status, _), label in zip(data.tally(), data.legend(), strict=True):
             painter.fillRect(QRectF(x, MARGIN + 3, 10, 10), QColor(vocabulary.color(status)))
-            label = f"{n} {vocabulary.word(status)}"
             self._draw_text(painter, x + 14, MARGIN + line - 4, label)
             x += 14 + metrics.horizontalAdvance(label) + 12
         painter.setPen(inks.muted)
@@ -425,7 +444,7 @@ class OverviewWidget(QWidget):
         found = panel.found
         if found is None:
             painter.setPen(inks.muted)
-            self._draw_text(painter, bars, Qt.AlignmentFlag.AlignCenter, "no host released yet")
+            self._draw_text(painter, bars, Qt.AlignmentFlag.AlignCenter, data.none_released())
             return
         tallest = max(len(m) for m in found.members) or 1
         step = bars.width() / len(found.members)

@@ -9,6 +9,7 @@ import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
+from netjobs_core import vocabulary
 from netjobs_core.results import (
     CommandResult,
     CommandStatus,
@@ -100,6 +101,37 @@ def test_a_host_shows_its_worst_problem() -> None:
     assert host_status(host) is CommandStatus.FAILED
     host.commands[2].status = CommandStatus.OK
     assert host_status(host) is CommandStatus.TIMEOUT
+
+
+def test_one_word_per_state_counted_once_and_as_the_table_says_it() -> None:
+    """The audit's legend read "36 error, 2 error": a command's error and a host's were
+    two keys, neither plural; a host lost while its command ran read "error" here and
+    "lost" in the table."""
+    from netjobs_gui.columns import command_state
+
+    test = TestResult("t", None, status=TestStatus.ABORTED)
+    for k in range(40):
+        host = HostResult(Address(f"n{k}"), state=HostState.FAILED)
+        command = CommandResult("bench", status=CommandStatus.ERROR)
+        if k in (36, 37):
+            command.status = CommandStatus.PENDING  # the host failed before it ran
+        elif k == 38:
+            command.status = CommandStatus.LOST
+        elif k == 39:
+            host.state, command.status = HostState.DONE, CommandStatus.OK
+        host.commands.append(command)
+        test.hosts.append(host)
+    data = OverviewData.of(test)
+    assert data.heading() == "40 hosts: 38 errors, 1 lost, 1 done"
+    assert data.legend() == ["38 errors", "1 lost", "1 done"]
+    table = [vocabulary.word(command_state(h, h.commands[0])) for h in test.hosts[:39]]
+    assert [vocabulary.word(s) for s in data.statuses[:39]] == table  # the problems
+    assert data.tooltip(38) == "n38: lost"
+    one = OverviewData.of(TestResult("t", None, hosts=test.hosts[38:40]))
+    assert one.heading() == "2 hosts: 1 lost, 1 done"
+    # Over before any release: not "yet" (item 2 of the audit); while it runs, "yet".
+    assert data.none_released() == "no host was released"
+    assert one.none_released() == "no host released yet"  # pending
 
 
 def test_the_histogram_holds_every_released_host_once() -> None:
