@@ -706,9 +706,17 @@ def progress(test: TestResult) -> tuple[int, int]:
     return sum(c.status.finished for c in commands), len(commands)
 
 
+def commands_count(test: TestResult) -> tuple[int, int]:
+    """What commands_line counts: while a test runs, (ended commands, all); once it has
+    ended, (commands that ran, all) (commands_ran): one never started is not one done."""
+    if test.status in (TestStatus.PENDING, TestStatus.RUNNING):
+        return progress(test)
+    return commands_ran(test)
+
+
 def progress_fraction(test: TestResult) -> str:
-    """`3/5`: finished commands of all."""
-    return "{}/{}".format(*progress(test))
+    """`3/5`: the count commands_line says (`3/5 commands finished`, `0/5 commands ran`)."""
+    return "{}/{}".format(*commands_count(test))
 
 
 def clock(seconds: float) -> str:
@@ -794,10 +802,14 @@ def host_elapsed(host: HostResult, now: float) -> str:
     return clock(now - min(starts))
 
 
-def hosts_done(test: TestResult) -> str:
-    """`2/3 done`: hosts that did their part, of all."""
-    done = sum(1 for h in test.hosts if h.state is HostState.DONE)
-    return f"{done}/{len(test.hosts)} done"
+def hosts_succeeded(test: TestResult) -> str:
+    """`2/3 succeeded`: hosts done whose every command succeeded, of all, as the verdict
+    counts them (`2 of 3 hosts succeeded`); a host done with a failed command is not one."""
+    good = sum(
+        h.state is HostState.DONE and all(c.status is CommandStatus.OK for c in h.commands)
+        for h in test.hosts
+    )
+    return f"{good}/{len(test.hosts)} succeeded"
 
 
 def status_text(test: TestResult) -> str:
@@ -823,9 +835,8 @@ def shown_of(shown: int, total: int) -> str:
 def commands_line(test: TestResult) -> str:
     """While a test runs, how many of its commands have ended: `3/5 commands finished`;
     once it has ended, how many ran at all: `0/2 commands ran` (commands_ran)."""
-    if test.status in (TestStatus.PENDING, TestStatus.RUNNING):
-        return f"{fraction(*progress(test), 'command')} finished"
-    return f"{fraction(*commands_ran(test), 'command')} ran"
+    said = "finished" if test.status in (TestStatus.PENDING, TestStatus.RUNNING) else "ran"
+    return f"{fraction(*commands_count(test), 'command')} {said}"
 
 
 LATE_NAMED = 5  # late hosts a summary line names (on a loaded machine, all may be late)

@@ -596,7 +596,7 @@ TEST_COLUMNS: tuple[Column[TestRow], ...] = (
     Column(
         "Progress",
         _test_text(text.progress_fraction),
-        key=lambda r: _number(None if r.result is None else text.progress(r.result)[0]),
+        key=lambda r: _number(None if r.result is None else text.commands_count(r.result)[0]),
         numeric=True,
     ),
     Column(
@@ -684,7 +684,7 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     ),
     Column(
         "Hosts",
-        lambda e: text.hosts_done(e.test),
+        lambda e: text.hosts_succeeded(e.test),
         key=lambda e: (0, len(e.test.hosts)),
         numeric=True,
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,24 @@ def host_status(host: HostResult) -> Status:
     if host.state is HostState.RUNNING and all(c.status.finished for c in host.commands):
         return CommandStatus.OK
     return host.state
+
+
+def tally(statuses: Iterable[Status]) -> list[tuple[Status, int]]:
+    """Each word shown with its count, in order of first appearance: a host's error
+    and a command's (both `error`), or a host and a command timed out, are one."""
+    first: dict[str, Status] = {}
+    counts: Counter[str] = Counter()
+    for status in statuses:
+        said = vocabulary.word(status)
+        first.setdefault(said, status)
+        counts[said] += 1
+    return [(first[said], n) for said, n in counts.items()]
+
+
+def hosts_tally(hosts: Iterable[HostResult]) -> str:
+    """`33 done, 3 failed, 2 errors`: the hosts as their cells show them (host_status),
+    so a host done whose command failed is not counted done."""
+    return ", ".join(vocabulary.counted(s, n) for s, n in tally(map(host_status, hosts)))
 
 
 @dataclass(frozen=True)
@@ -164,15 +183,7 @@ class OverviewData:
         return "no host was released" if self.ended else "no host released yet"
 
     def tally(self) -> list[tuple[Status, int]]:
-        """Each word shown with its count, in order of first appearance: a host's error
-        and a command's (both `error`), or a host and a command timed out, are one."""
-        first: dict[str, Status] = {}
-        counts: Counter[str] = Counter()
-        for status in self.statuses:
-            said = vocabulary.word(status)
-            first.setdefault(said, status)
-            counts[said] += 1
-        return [(first[said], n) for said, n in counts.items()]
+        return tally(self.statuses)
 
     def legend(self) -> list[str]:
         """`36 errors`, `2 done`: the tally as the heading and the legend say it."""

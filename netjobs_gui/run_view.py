@@ -65,7 +65,7 @@ from netjobs_gui.columns import (
     whole_file,
 )
 from netjobs_gui.models import CommandsModel, TestsModel
-from netjobs_gui.overview import OverviewWidget
+from netjobs_gui.overview import OverviewWidget, hosts_tally
 from netjobs_gui.timeline import TimelineWidget
 from netjobs_gui.widgets import (
     FilterBar,
@@ -730,7 +730,7 @@ class RunView(QWidget):
                 test = self.tests_model.results.get(self.current_label)
                 index = len(self.run.tests)
                 if test is not None:
-                    hosts = text.tally(host.state for host in test.hosts)
+                    hosts = hosts_tally(test.hosts)
                     self.status.setText(
                         f"Running test <b>{escape(test.label)}</b> "
                         f"({index} of {self._chosen_count}): "

@@ -152,6 +152,38 @@ def test_a_running_test_counts_ended_commands_an_ended_one_those_that_ran() -> N
     # Lost with its host after the start, its release never reported: it may have run.
     never[0].status = CommandStatus.LOST
     assert text.summary_parts(test)[0] == "2/3 commands ran"
+    assert text.progress_fraction(test) == "2/3"  # the test list's Progress column
+
+
+def test_the_progress_column_counts_as_the_summary_line() -> None:
+    """The audit saw "38/38" in the Progress column beside "0/38 commands ran" (aborted
+    before the start: every command an error), and "39/39" beside "38/39 commands ran"."""
+    test = TestResult("t", 0, status=TestStatus.ABORTED)
+    test.hosts = [
+        HostResult(Address(f"h{k}"), commands=[CommandResult("x", status=CommandStatus.ERROR)])
+        for k in range(3)
+    ]
+    assert text.commands_line(test) == "0/3 commands ran"
+    assert text.progress_fraction(test) == "0/3"
+    test.hosts[0].commands[0] = CommandResult("x", status=CommandStatus.OK, started_at=1.8e9)
+    assert (text.commands_line(test), text.progress_fraction(test)) == ("1/3 commands ran", "1/3")
+    test.status = TestStatus.RUNNING  # while it runs: ended ones, errors included
+    assert (text.commands_line(test), text.progress_fraction(test)) == (
+        "3/3 commands finished",
+        "3/3",
+    )
+
+
+def test_hosts_succeeded_counts_as_the_verdict() -> None:
+    ok = CommandResult("x", status=CommandStatus.OK)
+    failed = CommandResult("x", status=CommandStatus.FAILED, exit_code=3)
+    test = TestResult("t", 0, status=TestStatus.FAILED)
+    test.hosts = [
+        HostResult(Address("a"), state=HostState.DONE, commands=[ok]),
+        HostResult(Address("b"), state=HostState.DONE, commands=[ok, failed]),
+        HostResult(Address("c"), state=HostState.FAILED, commands=[]),
+    ]
+    assert text.hosts_succeeded(test) == "1/3 succeeded"
 
 
 def test_host_numbers_and_command_details() -> None:

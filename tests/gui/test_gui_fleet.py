@@ -85,6 +85,9 @@ async def test_a_pass_over_failures_says_so_everywhere_and_problems_can_be_found
         == "Run finished: 1 test passed (commands: 1 failed, 1 timed out, 1 error)."
     )
     assert column(gui.results.model, "Status") == [words]
+    assert column(gui.results.model, "Hosts") == ["1/4 succeeded"]  # as the verdict counts
+    assert column(view.tests_model, "Progress") == ["3/4"]  # as "3/4 commands ran"
+    assert "3/4 commands ran" in view.detail.summary.text()
 
     # One word per kind of trouble: an unreachable host is "error", an exit 3 "failed".
     detail = view.detail

@@ -288,7 +288,12 @@ def test_results_model_lists_session_tests_once(qapp) -> None:  # type: ignore[n
     assert model.add_run(run, "run 12:00:00") == [1]
     assert column(model, "Config") == ["bench.cfg", "bench.cfg"]
     assert column(model, "Status") == ["failed", "passed"]
-    assert column(model, "Hosts")[0] == "1/2 done"
+    # alpha is done but its second command exited 3: not a host that succeeded, as the
+    # verdict counts them ("0 of 2 hosts succeeded"); "1/2 done" read as a success.
+    assert column(model, "Hosts")[0] == "0/2 succeeded"
+    run.tests[0].hosts[0].commands[1].status = CommandStatus.OK
+    model.refresh()
+    assert column(model, "Hosts")[0] == "1/2 succeeded"
 
 
 def test_timeline_data_rows_common_start_spread() -> None:

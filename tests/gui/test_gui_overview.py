@@ -19,7 +19,7 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.wire.address import Address
-from netjobs_gui.overview import OverviewData, grid_cell, histogram, host_status
+from netjobs_gui.overview import OverviewData, grid_cell, histogram, host_status, hosts_tally
 from netjobs_gui.run_view import TestDetail
 
 
@@ -127,6 +127,7 @@ def test_one_word_per_state_counted_once_and_as_the_table_says_it() -> None:
     table = [vocabulary.word(command_state(h, h.commands[0])) for h in test.hosts[:39]]
     assert [vocabulary.word(s) for s in data.statuses[:39]] == table  # the problems
     assert data.tooltip(38) == "n38: lost"
+    assert hosts_tally(test.hosts) == "38 errors, 1 lost, 1 done"  # the Run page's status
     one = OverviewData.of(TestResult("t", None, hosts=test.hosts[38:40]))
     assert one.heading() == "2 hosts: 1 lost, 1 done"
     # Over before any release: not "yet" (item 2 of the audit); while it runs, "yet".
