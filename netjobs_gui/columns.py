@@ -247,6 +247,9 @@ class Column(Generic[R]):
     color: Callable[[R], str | None] | None = None
     numeric: bool = False  # right-aligned
     tooltip: Callable[[R], str] | None = None  # None: the text
+    # Words read from their start (a message, an error): cut at the end, not in the
+    # middle as names and paths are (their tail tells them apart); whole in the tooltip.
+    prose: bool = False
 
     def sort_key(self, row: R) -> Key:
         return self.key(row) if self.key is not None else _words(self.text(row))
@@ -347,7 +350,7 @@ COMMAND_COLUMNS: tuple[Column[CommandRow], ...] = (
         numeric=True,
         color=lambda r: None if r.command.exit_code in (None, 0) else color(CommandStatus.FAILED),
     ),
-    Column("Message", lambda r: r.message),
+    Column("Message", lambda r: r.message, prose=True),
 )
 COMMAND_FIT = (
     Fit(110, 2),
@@ -493,7 +496,11 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
     ),
     Column(
         "Wall clock",
-        _checked(lambda c: text.ms(c.wall_clock_offset_ms, signed=True, none=NO_VALUE)),
+        _checked(  # as `netjobs check` says it: `-0.011 ms ± 0.017 ms`
+            lambda c: text.ms_pm(
+                c.wall_clock_offset_ms, c.clock_uncertainty_ms, signed=True, none=NO_VALUE
+            )
+        ),
         key=_check_number(lambda c: c.wall_clock_offset_ms),
         numeric=True,
         tooltip=_checked(text.wall_clock),
@@ -511,21 +518,24 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
         "Error",
         _checked(lambda c: c.error, empty=""),
         color=lambda r: BAD if r.check is not None and r.check.error else None,
+        prose=True,
     ),
 )
 HOST_FIT = (
-    Fit(125, 1),
+    Fit(110, 1),
     Fit(55),
     Fit(75),
-    Fit(100),
+    Fit(95),
     Fit(50),
     Fit(80),
-    Fit(165),
-    Fit(90),
+    Fit(150),  # "-0.014 ms ± 0.018 ms"
+    Fit(150),
     Fit(45),
     Fit(90, 1),
-    Fit(120, 3),
+    Fit(90, 3),
 )
+# While no host has an error, its column gives its share to the host names.
+HOST_FIT_NO_ERROR = (*HOST_FIT[:-2], Fit(90, 3), Fit(60, 1))
 
 
 def host_matches(row: HostRow, wanted: TextFilter) -> bool:
@@ -648,8 +658,13 @@ def _window_s(test: TestResult) -> float | None:
 
 def _together(test: TestResult) -> str:
     """How long every command ran at once (the concurrent window); `never`, or — before."""
-    if test.concurrent_window is not None:
-        return text.seconds(test.concurrent_window.seconds)
+    found = test.concurrent_window
+    if found is not None:  # as window_line: "at least" when it closed as a command was lost
+        return (
+            f"at least {text.seconds(found.seconds)}"
+            if found.at_least
+            else text.seconds(found.seconds)
+        )
     finished = test.status not in (TestStatus.PENDING, TestStatus.RUNNING)
     return "never" if finished and test.hosts else NO_VALUE
 
@@ -662,6 +677,7 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
         lambda e: text.status_text(e.test),
         color=lambda e: status_color(e.test),
         tooltip=lambda e: e.test.reason or text.status_text(e.test),
+        prose=True,
     ),
     Column(
         "Start spread",
@@ -701,8 +717,8 @@ RESULT_FIT = (
     Fit(120, 2),
     Fit(150),
     Fit(70),
-    Fit(75),
-    Fit(70),
+    Fit(110),  # "at least 1.999 s"
+    Fit(110),  # "33/39 succeeded"
     Fit(90, 1),
     Fit(90, 1),
 )

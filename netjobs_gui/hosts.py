@@ -20,7 +20,7 @@ from netjobs_core import text
 from netjobs_core.results import HostState
 from netjobs_core.vocabulary import color
 from netjobs_core.wire.address import DEFAULT_PORT, Address
-from netjobs_gui.columns import HOST_FIT
+from netjobs_gui.columns import HOST_FIT, HOST_FIT_NO_ERROR
 from netjobs_gui.models import HostsModel
 from netjobs_gui.widgets import FilterBar, FitColumns, make_table, never_widen, source_row
 
@@ -195,6 +195,11 @@ class HostsPanel(QWidget):
         self.details.setText(line)
 
     def _update_summary(self) -> None:
+        errors = any(row.check is not None and row.check.error for row in self.model.rows)
+        fits = list(HOST_FIT if errors else HOST_FIT_NO_ERROR)
+        if fits != self.columns.fits:
+            self.columns.fits = fits
+            self.columns.apply()
         self.summary.setText(self.model.summary())
         self._show_details(self.table.selectionModel().currentIndex())
         self.summary.setAlignment(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft)

@@ -7,7 +7,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QUrl
+from PySide6.QtCore import (
+    QEvent,
+    QItemSelectionModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QUrl,
+)
 from PySide6.QtGui import (
     QColor,
     QDesktopServices,
@@ -29,6 +37,8 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QToolButton,
     QWidget,
@@ -122,6 +132,24 @@ def begin_painting(widget: QWidget, surface: QWidget | None = None) -> tuple[QPa
     return painter, Inks(ink, muted, grid)
 
 
+class ProseDelegate(QStyledItemDelegate):
+    """Cuts the cells of a model's `prose` columns (messages, errors) at their end: cut
+    in the middle, "quorum lost b…1.032 ms late" lost its meaning. Other cells keep the
+    table's mode (the middle: a host's or a path's tail tells it apart)."""
+
+    def __init__(self, model: ColumnsModel, parent: QObject) -> None:
+        super().__init__(parent)
+        self.model = model
+
+    def initStyleOption(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        super().initStyleOption(option, index)
+        spec = self.model.SPEC
+        if 0 <= index.column() < len(spec) and spec[index.column()].prose:
+            option.textElideMode = Qt.TextElideMode.ElideRight
+
+
 def make_table(model: ColumnsModel, single: bool = True, wrap: bool = False) -> QTableView:
     """A compact, row-selecting table over `model`, sortable by any column (click a
     header; a third click restores the model's order). `table.model()` is its proxy.
@@ -139,6 +167,8 @@ def make_table(model: ColumnsModel, single: bool = True, wrap: bool = False) -> 
     table.setAlternatingRowColors(True)
     table.setWordWrap(False)
     table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+    if any(column.prose for column in model.SPEC):
+        table.setItemDelegate(ProseDelegate(model, table))
     table.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk it
     rows = table.verticalHeader()
     rows.hide()

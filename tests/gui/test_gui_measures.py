@@ -3,6 +3,7 @@ outputs, large spooled outputs, collected files, node sets and groups, the histo
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import html
 from pathlib import Path
@@ -104,6 +105,15 @@ def test_the_window_is_shaded_on_the_timeline_and_said_in_the_summary(qtbot: Any
     assert [model.cell(row, together) for row in range(2)] == ["1.000 s", "never"]
     tip = model.data(model.index(0, together), Qt.ItemDataRole.ToolTipRole)
     assert tip.startswith("all 3 hosts ran together for 1.000 s")
+    # Closed as a command was lost: "at least", as the summary says (it said "1.000 s").
+    assert test.concurrent_window is not None
+    test.concurrent_window = dataclasses.replace(test.concurrent_window, at_least=True)
+    model.refresh()
+    assert model.cell(0, together) == "at least 1.000 s"
+    assert model.data(model.index(0, together), Qt.ItemDataRole.ToolTipRole).startswith(
+        "all 3 hosts ran together for at least 1.000 s"
+    )
+    test.concurrent_window = dataclasses.replace(test.concurrent_window, at_least=False)
 
     detail = TestDetail()
     qtbot.addWidget(detail)

@@ -132,7 +132,7 @@ def test_hosts_model_merges_config_and_manual_and_shows_checks(qapp) -> None:  #
         "3.0.0",
         "0.123 ms",
         "-1.500 ms ± 0.010 ms",
-        "+37.002 s",  # the agent's wall clock minus ours
+        "+37.002 s ± 0.010 ms",  # the agent's wall clock minus ours, as `netjobs check`
         "idle",
         "a1 · Linux",
     ]

@@ -530,3 +530,66 @@ def test_peer_text_is_shown_escaped_as_on_the_terminal(qtbot: Any) -> None:
     detail.output.fold_check.setChecked(True)
     assert escaped in detail.output.folded.toPlainText()
     assert hostile not in detail.output.folded.toPlainText()
+
+
+def test_host_names_get_the_room_of_an_error_column_no_host_fills(window: Any) -> None:
+    """The audit's Hosts page cut every host name ("vm · Linu…52 x86_64") beside an
+    empty Error column; the Wall clock column said no ± where `netjobs check` does."""
+    from netjobs_core.check import HostCheck
+
+    window.resize(1280, 800)
+    window.tabs.setCurrentIndex(window.HOSTS_TAB)
+    hosts = window.hosts
+    hosts.set_config_hosts([Address("alpha"), Address("beta")])
+    name = "vm · Linux 6.8.0-1052 x86_64"
+    good = [
+        HostCheck(
+            Address(a),
+            reachable=True,
+            authenticated=True,
+            hostname="vm",
+            platform="Linux 6.8.0-1052 x86_64",
+            busy=False,
+            rtt_ms=0.03,
+            clock_offset_ms=-0.014,
+            clock_uncertainty_ms=0.018,
+            wall_clock_offset_ms=-0.013,
+        )
+        for a in ("alpha", "beta")
+    ]
+    hosts.model.set_checks(good)
+    QApplication.processEvents()
+    model, table = hosts.model, hosts.table
+    column = model.COLUMNS.index("Host name")
+    metrics = table.fontMetrics()
+    assert table.columnWidth(column) > metrics.horizontalAdvance(name) + 8
+    wall = model.COLUMNS.index("Wall clock")
+    assert model.cell(0, wall) == "-0.013 ms ± 0.018 ms"
+    assert table.columnWidth(wall) > metrics.horizontalAdvance("-0.013 ms ± 0.018 ms") + 8
+    # An error: its column takes the room back, cut at its end (its start says what).
+    hosts.model.set_checks([good[0], HostCheck(Address("beta"), error="connection refused")])
+    QApplication.processEvents()
+    error = model.COLUMNS.index("Error")
+    assert table.columnWidth(error) > table.columnWidth(column)
+    assert table.horizontalHeader().length() == table.viewport().width()
+
+
+def test_messages_are_cut_at_their_end_names_in_their_middle(qtbot: Any) -> None:
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.set_test(make_test(hosts=1))
+    table, model = detail.table, detail.model
+    modes = {}
+    for name in ("Host", "Command", "Message"):
+        option = QStyleOptionViewItem()
+        option.textElideMode = table.textElideMode()
+        index = table.model().index(0, model.COLUMNS.index(name))
+        table.itemDelegate().initStyleOption(option, index)
+        modes[name] = option.textElideMode
+    assert modes == {
+        "Host": Qt.TextElideMode.ElideMiddle,
+        "Command": Qt.TextElideMode.ElideMiddle,
+        "Message": Qt.TextElideMode.ElideRight,
+    }
