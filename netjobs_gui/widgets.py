@@ -23,6 +23,7 @@ from PySide6.QtGui import (
     QKeySequence,
     QPainter,
     QPalette,
+    QResizeEvent,
     QShortcut,
     QTextCursor,
     QTextDocument,
@@ -100,9 +101,26 @@ class PathBar(QWidget):
 
     def set_path(self, path: str | os.PathLike[str] | None) -> None:
         self.path = "" if path is None else os.fspath(path)
-        self.label.setText(f"{self.what}: {text.printable(self.path)}" if self.path else "")
         self.label.setToolTip(self.path)
+        self._show_path()
         self.setVisible(bool(self.path))
+
+    def shown(self) -> str:
+        """The whole line: `All of stdout: /path/to/file` (the label may show it cut)."""
+        return f"{self.what}: {text.printable(self.path)}" if self.path else ""
+
+    def _show_path(self) -> None:
+        """The line cut in its middle to the label's width, with an ellipsis: the host
+        and file at the path's end stay in sight (the whole path in the tooltip)."""
+        width = self.label.width() if self.label.isVisible() else self.width()
+        metrics = self.label.fontMetrics()
+        self.label.setText(
+            metrics.elidedText(self.shown(), Qt.TextElideMode.ElideMiddle, max(100, width))
+        )
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._show_path()
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.path)

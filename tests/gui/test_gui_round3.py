@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QApplication
 
 from netjobs_core.config import parse_config
 from netjobs_core.records import RunRecord, TestRecord
@@ -87,7 +88,22 @@ def test_a_file_no_program_opens_is_said_and_its_path_shown(
     bar = widgets.PathBar("Saved at")
     qtbot.addWidget(bar)
     bar.set_path(path)
-    assert bar.label.text() == f"Saved at: {path}"
+    assert bar.shown() == f"Saved at: {path}"
+    # Too long for the bar: cut in its middle with an ellipsis, the file's name in sight
+    # (the audit saw ".../runs/20261206-072" and no more); the whole path in the tooltip.
+    deep = tmp_path.joinpath(*["twenty-character-dir"] * 8, "node0042", "cmd0.stdout")
+    bar.set_path(deep)
+    bar.resize(420, 30)
+    bar.show()
+    qtbot.waitExposed(bar)
+    said = bar.label.text()
+    assert "…" in said and said.startswith("Saved at: /") and said.endswith("cmd0.stdout")
+    assert bar.label.fontMetrics().horizontalAdvance(said) <= bar.label.width()
+    assert bar.label.toolTip() == str(deep)
+    bar.resize(4000, 30)
+    QApplication.processEvents()
+    assert bar.label.text() == f"Saved at: {deep}"  # room again: whole
+    bar.set_path(path)
     assert bar.label.textInteractionFlags() & Qt.TextInteractionFlag.TextSelectableByMouse
     bar.copy()
     from PySide6.QtGui import QGuiApplication
