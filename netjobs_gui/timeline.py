@@ -392,6 +392,7 @@ class TimelineWidget(QAbstractScrollArea):
         self.selected: int | None = None
         self.run_span_ms: float | None = None  # grows in steps; reset for another test
         self._test: TestResult | None = None
+        self.title_shown: tuple[str, str] = ("", "")  # the last paint's title and summary
         self.setMinimumWidth(360)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -600,8 +601,12 @@ class TimelineWidget(QAbstractScrollArea):
         painter.drawText(QPointF(MARGIN, 16), title)
         painter.setFont(pens.font)
         painter.setPen(pens.muted)
-        title_width = QFontMetrics(pens.bold).horizontalAdvance(title)
-        painter.drawText(QPointF(MARGIN + title_width + 16, 16), summary(data))
+        left = MARGIN + QFontMetrics(pens.bold).horizontalAdvance(title) + 16
+        # Cut at its end to the width, with an ellipsis (the summary line says it whole).
+        room = self.viewport().width() - left - MARGIN
+        said = QFontMetrics(pens.font).elidedText(summary(data), Qt.TextElideMode.ElideRight, room)
+        self.title_shown = (title, said)
+        painter.drawText(QPointF(left, 16), said)
 
     def _paint_headings(self, painter: QPainter, pens: _Pens, geometry: Layout) -> None:
         top = geometry.top

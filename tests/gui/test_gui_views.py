@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication, QPushButton, QSplitter
 
@@ -43,6 +43,7 @@ from netjobs_gui.timeline import (
     extend,
     layout,
     run_range,
+    summary,
     timeline_data,
     tooltip,
 )
@@ -593,3 +594,27 @@ def test_messages_are_cut_at_their_end_names_in_their_middle(qtbot: Any) -> None
         "Command": Qt.TextElideMode.ElideMiddle,
         "Message": Qt.TextElideMode.ElideRight,
     }
+
+
+def test_the_timeline_title_is_cut_with_an_ellipsis_not_at_the_edge(qtbot: Any) -> None:
+    """The audit's timeline title line ran past the right edge, cut mid-letter."""
+    widget = TimelineWidget()
+    qtbot.addWidget(widget)
+    widget.resize(520, 300)
+    widget.show()
+    qtbot.waitExposed(widget)
+    widget.set_test(make_test(hosts=3))
+    widget.viewport().grab()  # paints
+    title, said = widget.title_shown
+    assert said.endswith("…") and said[:-1] in summary(widget.data)
+    bold = QFont(widget.font())
+    bold.setBold(True)
+    used = (
+        QFontMetrics(bold).horizontalAdvance(title)
+        + 16
+        + widget.fontMetrics().horizontalAdvance(said)
+    )
+    assert 8 + used <= widget.viewport().width() - 8
+    widget.resize(3000, 300)
+    widget.viewport().grab()
+    assert widget.title_shown[1] == summary(widget.data)  # room: whole
