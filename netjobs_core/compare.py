@@ -7,18 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netjobs_core.results import HostResult, TestResult
-from netjobs_core.vocabulary import command_word
+from netjobs_core.vocabulary import command_said, word
 
 __all__ = ["HostPair", "TestComparison", "compare"]
 
 
 def _outcome(host: HostResult | None) -> str:
-    """A host's outcome as the report words its commands (`OK (exit 0)`), or its
-    state when it ran none; "" when the host was not in the test."""
+    """A host's outcome in the words of the GUI's views (`ok (exit 0)`, `killed (exit
+    -15 (SIGTERM))`), or its state when it ran none; "" when not in the test."""
     if host is None:
         return ""
-    words = [command_word(c.status, c.exit_code) for c in host.commands]
-    return ", ".join(words) if words else host.state.value
+    words = [command_said(c.status, c.exit_code) for c in host.commands]
+    return ", ".join(words) if words else word(host.state)
 
 
 def _longest(host: HostResult | None) -> float | None:

@@ -123,9 +123,16 @@ def exit_code_text(code: int) -> str:
     return f"{code} ({name})"
 
 
+def _exit_part(exit_code: int | None) -> str:
+    return "" if exit_code is None else f" (exit {exit_code_text(exit_code)})"
+
+
 def command_word(status: CommandStatus, exit_code: int | None) -> str:
     """The report's and the log's status of a command: `FAILED (exit -9 (SIGKILL))`."""
-    text = word(status).upper()
-    if exit_code is not None:
-        text += f" (exit {exit_code_text(exit_code)})"
-    return text
+    return word(status).upper() + _exit_part(exit_code)
+
+
+def command_said(status: CommandStatus, exit_code: int | None) -> str:
+    """A command's status as the GUI's views say it, in their words (`killed`, not the
+    report's capitals): `killed (exit -15 (SIGTERM))`."""
+    return word(status) + _exit_part(exit_code)

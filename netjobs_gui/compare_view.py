@@ -71,7 +71,9 @@ class CompareDialog(QDialog):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.verticalHeader().hide()
-        self.table.horizontalHeader().setStretchLastSection(True)
+        # Each column as wide as what it holds: a stretched last one put "Ran B" at
+        # ten times the width of "Ran A".
+        self.table.horizontalHeader().setStretchLastSection(False)
         table_export.install(self.table)  # copy, CSV, as every table
         self.first = QComboBox()
         self.second = QComboBox()
@@ -113,5 +115,12 @@ class CompareDialog(QDialog):
         self.table.setRowCount(len(pairs))
         for row, pair in enumerate(pairs):
             for column, cell in enumerate(pair_cells(pair)):
-                self.table.setItem(row, column, QTableWidgetItem(text.printable(cell)))
+                item = QTableWidgetItem(text.printable(cell))
+                item.setToolTip(item.text())
+                self.table.setItem(row, column, item)
         self.table.resizeColumnsToContents()
+        # What is left of the width goes to the two outcomes, alike.
+        spare = self.table.viewport().width() - self.table.horizontalHeader().length()
+        if spare > 0:
+            for column in (COLUMNS.index("Outcome A"), COLUMNS.index("Outcome B")):
+                self.table.setColumnWidth(column, self.table.columnWidth(column) + spare // 2)

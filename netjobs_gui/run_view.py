@@ -53,7 +53,7 @@ from netjobs_core.results import (
     TestResult,
     TestStatus,
 )
-from netjobs_core.vocabulary import color
+from netjobs_core.vocabulary import color, command_said
 from netjobs_gui.columns import (
     COMMAND_FIT,
     TEST_FIT,
@@ -339,7 +339,17 @@ class OutputPane(QWidget):
             self.header.setText(
                 f"<b>{escape(str(self.host.address))}</b>: "
                 f"<code>{escape(self.command.command)}</code>"
+                + (f" — {escape(said)}" if (said := self.command_said()) else "")
             )
+
+    def command_said(self) -> str:
+        """The selected command's status and details once it has ended, as the CLI's line
+        says them in the views' words: `killed (exit -15 (SIGTERM)), ran 2.199 s, why`."""
+        command = self.command
+        if command is None or not command.status.finished:
+            return ""
+        parts = [command_said(command.status, command.exit_code), *text.command_details(command)]
+        return text.printable(", ".join(parts))
 
     def _show_files(self) -> None:
         """The selected command's collected files (openable) and their warnings."""
@@ -403,6 +413,7 @@ class OutputPane(QWidget):
             self.folded.setPlainText(shown)
 
     def refresh(self) -> None:
+        self._update_header()  # the command may have ended since
         self.stdout.refresh()
         self.stderr.refresh()
         self._show_files()

@@ -56,9 +56,9 @@ def test_two_results_side_by_side() -> None:
         "  run A: the 3 hosts never all ran together",
         "  run B: the 3 hosts never all ran together",
         "  3 hosts of 4 ended differently:",
-        "    node2: FAILED (exit 1) in run A, OK (exit 0) in run B",
-        "    node3: OK (exit 0) in run A, not in the test in run B",
-        "    node4: not in the test in run A, OK (exit 0) in run B",
+        "    node2: failed (exit 1) in run A, ok (exit 0) in run B",
+        "    node3: ok (exit 0) in run A, not in the test in run B",
+        "    node4: not in the test in run A, ok (exit 0) in run B",
     ]
 
 

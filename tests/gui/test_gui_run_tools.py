@@ -13,7 +13,7 @@ from test_gui_overview import fleet  # tests/gui
 
 from netjobs_core.results import CommandStatus, RunResult
 from netjobs_gui.columns import SessionEntry
-from netjobs_gui.compare_view import CompareDialog
+from netjobs_gui.compare_view import COLUMNS, CompareDialog
 from netjobs_gui.layout_memory import last_config, restore_layout, save_layout
 from netjobs_gui.notify import NOTIFY_AFTER_S, Notifier
 from netjobs_gui.settings import Settings
@@ -69,11 +69,16 @@ def test_compare_two_results_shows_the_hosts_that_differ(qapp: QApplication) -> 
         [dialog.table.item(r, c).text() for c in range(3)] for r in range(dialog.table.rowCount())
     ]
     assert cells == [
-        ["node0003", "FAILED (exit 2)", "OK (exit 0)"],
-        ["node0050", "OK (exit 0)", "FAILED (exit 1)"],
+        ["node0003", "failed (exit 2)", "ok (exit 0)"],  # as every view says it
+        ["node0050", "ok (exit 0)", "failed (exit 1)"],
     ]
     dialog.only_differing.setChecked(False)
     assert dialog.table.rowCount() == 100
+    # "Ran B" no wider than "Ran A" needs (the audit saw ~470 px beside ~50 px).
+    ran_a, ran_b = (dialog.table.columnWidth(COLUMNS.index(n)) for n in ("Ran A", "Ran B"))
+    assert abs(ran_b - ran_a) <= 10
+    outcome = dialog.table.columnWidth(COLUMNS.index("Outcome B"))
+    assert outcome >= dialog.table.columnWidth(COLUMNS.index("Outcome A")) - 1
 
 
 def test_a_long_run_that_ends_behind_other_windows_is_told(qapp: QApplication) -> None:

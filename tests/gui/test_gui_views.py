@@ -618,3 +618,22 @@ def test_the_timeline_title_is_cut_with_an_ellipsis_not_at_the_edge(qtbot: Any) 
     widget.resize(3000, 300)
     widget.viewport().grab()
     assert widget.title_shown[1] == summary(widget.data)  # room: whole
+
+
+def test_the_output_header_says_how_the_command_ended(qtbot: Any) -> None:
+    """As the CLI's line: status, exit, run time, message; in the views' words."""
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    test = make_test(hosts=2, running=True)
+    detail.set_test(test)
+    assert detail.select_row(0)
+    header = detail.output.header
+    assert header.text().endswith("<code>echo hi 0</code>")  # still running: no status
+    command = test.hosts[0].commands[0]
+    command.status, command.exit_code, command.duration_s = CommandStatus.KILLED, -15, 2.199
+    command.message = "test aborted: quorum lost (1 of 2 hosts left, -minhosts 2)"
+    detail.refresh()
+    assert header.text().endswith(
+        "<code>echo hi 0</code> — killed (exit -15 (SIGTERM)), ran 2.199 s, "
+        "test aborted: quorum lost (1 of 2 hosts left, -minhosts 2)"
+    )
