@@ -230,6 +230,17 @@ class OverviewData:
         return said
 
 
+def axis_rects(panel: Panel, line: int) -> tuple[QRectF, QRectF]:
+    """Where a histogram's axis ends are written: under its strip, at its left and right
+    ends, never over its bars (the line there is free: the named hosts come after)."""
+    top = panel.strip.bottom() + 2
+    half = panel.bars.width() / 2
+    return (
+        QRectF(panel.bars.left(), top, half, line),
+        QRectF(panel.bars.left() + half, top, panel.bars.width() - half, line),
+    )
+
+
 def _outline(rect: QRect) -> list[QLineF]:
     """A rectangle's sides as lines (drawRect() costs ms here, on a widget)."""
     left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
@@ -477,17 +488,9 @@ class OverviewWidget(QWidget):
         painter.setPen(QPen(inks.text, 1, Qt.PenStyle.DashLine))
         painter.drawLine(QPointF(zero, bars.top()), QPointF(zero, strip.bottom()))
         painter.setPen(inks.muted)
-        self._draw_text(
-            painter,
-            QRectF(bars.left() + 2, bars.top() + 2, bars.width() / 2, 16),
-            text.ms(found.lo, signed=True),
-        )
-        self._draw_text(
-            painter,
-            QRectF(bars.center().x() - 100, bars.top() + 2, bars.width() / 2 + 98, 16),
-            Qt.AlignmentFlag.AlignRight,
-            text.ms(found.hi, signed=True),
-        )
+        low, high = axis_rects(panel, line)
+        self._draw_text(painter, low, Qt.AlignmentFlag.AlignLeft, text.ms(found.lo, signed=True))
+        self._draw_text(painter, high, Qt.AlignmentFlag.AlignRight, text.ms(found.hi, signed=True))
         # One tick per host, drawn once per pixel column and colour (1000 hosts).
         painter.fillRect(strip, inks.grid)
         scale = bars.width() / (found.hi - found.lo)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, QRectF, Qt
 from PySide6.QtWidgets import QApplication
 
 from netjobs_core import vocabulary
@@ -19,7 +19,14 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.wire.address import Address
-from netjobs_gui.overview import OverviewData, grid_cell, histogram, host_status, hosts_tally
+from netjobs_gui.overview import (
+    OverviewData,
+    axis_rects,
+    grid_cell,
+    histogram,
+    host_status,
+    hosts_tally,
+)
 from netjobs_gui.run_view import TestDetail
 
 
@@ -204,6 +211,14 @@ def test_late_hosts_are_named_in_sight_and_a_click_selects_one(qapp: QApplicatio
     assert "late releases (more than 1.000 ms, --late-ms):" in drawn
     assert "node0004 +7.000 ms | node0002 +2.500 ms" in drawn
     assert "a dot: released late" in drawn
+    # The axis' ends under each strip, not over the bars (the audit saw them on the bars),
+    # and above the named late hosts.
+    found = overview.layout_now()
+    assert found is not None and len(found.panels) == 2
+    for panel in found.panels:
+        for rect in axis_rects(panel, found.line):
+            assert rect.top() > panel.strip.bottom() and not rect.intersects(QRectF(panel.bars))
+            assert rect.bottom() <= found.named_top
     # The summary above the tabs says it whole, as the report does.
     summary = detail.summary.text()
     assert "released within 5.000 ms; commands began within 1.500 ms ± 0.100 ms" in summary
