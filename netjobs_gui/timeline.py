@@ -224,6 +224,7 @@ class Layout:
 
 
 ROW_HEIGHT = 24
+MIN_ROWS = 3  # the rows always in sight
 HEADER = 58
 FOOTER = 46
 LABEL_WIDTH = 340  # at most
@@ -394,6 +395,8 @@ class TimelineWidget(QAbstractScrollArea):
         self._test: TestResult | None = None
         self.title_shown: tuple[str, str] = ("", "")  # the last paint's title and summary
         self.setMinimumWidth(360)
+        # Its title, axis and legend, and MIN_ROWS rows between: never a single row.
+        self.setMinimumHeight(HEADER + MIN_ROWS * ROW_HEIGHT + FOOTER)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -463,6 +466,7 @@ class TimelineWidget(QAbstractScrollArea):
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)
         self._update_scroll()
+        self._selected_in_sight()
 
     def shown_rows(self) -> list[int]:
         if self.data is None:
@@ -491,6 +495,14 @@ class TimelineWidget(QAbstractScrollArea):
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._update_scroll()
+        self._selected_in_sight()
+
+    def _selected_in_sight(self) -> None:
+        """The selected row scrolled into sight once the rows have their height (it was
+        selected while the timeline was hidden, or the pane shrank under it)."""
+        shown = self.shown_rows()
+        if self.selected is not None and self.selected in shown:
+            self.ensure_visible(shown.index(self.selected))
 
     def ensure_visible(self, position: int) -> None:
         bar = self.verticalScrollBar()

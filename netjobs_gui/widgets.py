@@ -14,6 +14,7 @@ from PySide6.QtCore import (
     QObject,
     QPersistentModelIndex,
     Qt,
+    QTimer,
     QUrl,
 )
 from PySide6.QtGui import (
@@ -168,6 +169,30 @@ class ProseDelegate(QStyledItemDelegate):
             option.textElideMode = Qt.TextElideMode.ElideRight
 
 
+class CurrentInSight(QObject):
+    """Scrolls a table back to its current row when the table shrinks under it: a
+    splitter or window moved left the selected row half cut at the bottom."""
+
+    def __init__(self, table: QTableView) -> None:
+        super().__init__(table)
+        self.table = table
+        self._pending = False
+        table.viewport().installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize and not self._pending:
+            # Once the view has set its scroll bars' ranges for the new size.
+            self._pending = True
+            QTimer.singleShot(0, self, self._scroll)  # never after the table is gone
+        return False
+
+    def _scroll(self) -> None:
+        self._pending = False
+        current = self.table.selectionModel().currentIndex()
+        if current.isValid():
+            self.table.scrollTo(current, QAbstractItemView.ScrollHint.EnsureVisible)
+
+
 def make_table(model: ColumnsModel, single: bool = True, wrap: bool = False) -> QTableView:
     """A compact, row-selecting table over `model`, sortable by any column (click a
     header; a third click restores the model's order). `table.model()` is its proxy.
@@ -188,6 +213,7 @@ def make_table(model: ColumnsModel, single: bool = True, wrap: bool = False) -> 
     if any(column.prose for column in model.SPEC):
         table.setItemDelegate(ProseDelegate(model, table))
     table.setTabKeyNavigation(False)  # Tab leaves the table; arrows walk it
+    CurrentInSight(table)
     rows = table.verticalHeader()
     rows.hide()
     rows.setDefaultSectionSize(table.fontMetrics().height() + 8)

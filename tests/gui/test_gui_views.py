@@ -637,3 +637,23 @@ def test_the_output_header_says_how_the_command_ended(qtbot: Any) -> None:
         "<code>echo hi 0</code> — killed (exit -15 (SIGTERM)), ran 2.199 s, "
         "test aborted: quorum lost (1 of 2 hosts left, -minhosts 2)"
     )
+
+
+def test_at_1280x800_the_results_timeline_shows_rows_and_the_selection(window: Any) -> None:
+    """The audit's Results page at 1280x800: about one timeline row, the selected table
+    row half cut at the bottom."""
+    window.resize(1280, 800)
+    window.tabs.setCurrentIndex(window.RESULTS_TAB)
+    detail = window.results.detail
+    detail.set_test(make_test(hosts=40))
+    detail.select_row(37)
+    detail.tabs.setCurrentIndex(detail.TIMELINE_TAB)
+    for _ in range(3):
+        QApplication.processEvents()
+    timeline, table = detail.timeline, detail.table
+    assert timeline.rows_height >= 3 * ROW_HEIGHT
+    # The selected row whole in the table, and in sight on the timeline.
+    rect = table.visualRect(table.selectionModel().currentIndex())
+    assert rect.top() >= 0 and rect.bottom() < table.viewport().height()
+    top = 37 * ROW_HEIGHT - timeline.verticalScrollBar().value()
+    assert 0 <= top and top + ROW_HEIGHT <= timeline.rows_height
