@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHeaderView,
     QLabel,
     QTableWidget,
     QTableWidgetItem,
@@ -73,7 +74,16 @@ class CompareDialog(QDialog):
         self.table.verticalHeader().hide()
         # Each column as wide as what it holds: a stretched last one put "Ran B" at
         # ten times the width of "Ran A".
-        self.table.horizontalHeader().setStretchLastSection(False)
+        header = self.table.horizontalHeader()
+        header.setStretchLastSection(False)
+        for column, name in enumerate(COLUMNS):  # what is left goes to the two outcomes
+            stretch = name in ("Outcome A", "Outcome B")
+            mode = (
+                QHeaderView.ResizeMode.Stretch
+                if stretch
+                else QHeaderView.ResizeMode.ResizeToContents
+            )
+            header.setSectionResizeMode(column, mode)
         table_export.install(self.table)  # copy, CSV, as every table
         self.first = QComboBox()
         self.second = QComboBox()
@@ -118,9 +128,3 @@ class CompareDialog(QDialog):
                 item = QTableWidgetItem(text.printable(cell))
                 item.setToolTip(item.text())
                 self.table.setItem(row, column, item)
-        self.table.resizeColumnsToContents()
-        # What is left of the width goes to the two outcomes, alike.
-        spare = self.table.viewport().width() - self.table.horizontalHeader().length()
-        if spare > 0:
-            for column in (COLUMNS.index("Outcome A"), COLUMNS.index("Outcome B")):
-                self.table.setColumnWidth(column, self.table.columnWidth(column) + spare // 2)
