@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from netjobs_core import text
 from netjobs_core.history import History, HistoryError
 from netjobs_core.records import RunRecord
 from netjobs_core.results_json import ResultsFileError, load_json
@@ -149,7 +150,9 @@ class HistoryPanel(QWidget):
             self.note.setText(f"The run history cannot be read: {exc}")
         else:
             self.note.setText(
-                f"{len(records)} past runs (newest first)." if records else "No run recorded yet."
+                f"{text.count(len(records), 'past run')} (newest first)."
+                if records
+                else "No run recorded yet."
             )
         self.model.set_records(records)
         ids = [record.run_id for record in records]

@@ -23,6 +23,7 @@ from netjobs_gui.timeline import nice_step
 from netjobs_gui.widgets import begin_painting
 
 LEFT, RIGHT, TOP, BOTTOM = 64, 14, 28, 24
+TICK_GAP = 20  # pixels at least between two y ticks: their labels never touch
 LINE_COLOR = "#2563eb"
 
 
@@ -56,7 +57,8 @@ def plot_layout(
     )
     known = [v for v in values if v is not None]
     largest = max(known, default=0.0)
-    step = nice_step(largest if largest > 0 else 1.0, 4)
+    intervals = max(1, min(4, int((bottom - top) // TICK_GAP)))  # fewer on a short plot
+    step = nice_step(largest if largest > 0 else 1.0, intervals)
     y_max = max(step, math.ceil(largest / step - 1e-9) * step)
     geometry = PlotLayout(left, right, top, bottom, y_max, step, ())
     count = len(values)
@@ -106,6 +108,11 @@ class RunsPlot(QWidget, Generic[P]):
     def title(self) -> str:
         raise NotImplementedError
 
+    @property
+    def plotted(self) -> bool:
+        """Whether axes are drawn (else the title alone says why there is nothing)."""
+        return True
+
     def sizeHint(self) -> QSize:
         return QSize(480, 260)
 
@@ -116,6 +123,9 @@ class RunsPlot(QWidget, Generic[P]):
         metrics = painter.fontMetrics()
         title = metrics.elidedText(self.title, Qt.TextElideMode.ElideRight, self.width() - 16)
         painter.drawText(QPointF(8, 17), title)
+        if not self.plotted:  # no empty axis without a unit
+            painter.end()
+            return
         values = self.values()
         geometry = plot_layout(values, self.width(), self.height())
         labels = [self.tick_text(v, geometry.step) for v in geometry.ticks()]
@@ -200,6 +210,10 @@ class MetricPlot(RunsPlot[MetricPoint]):
 
     def tick_text(self, value: float, step: float) -> str:
         return "0" if value == 0 else text.metric_value(self.name, value * self.unit)
+
+    @property
+    def plotted(self) -> bool:
+        return bool(self.name and self.points)
 
     @property
     def title(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import html
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from netjobs_gui.editor import ConfigHighlighter, EditorPanel
 from netjobs_gui.models import ResultsModel
 from netjobs_gui.run_view import TAIL_BYTES, TestDetail
 from netjobs_gui.settings import SettingsDialog
-from netjobs_gui.spread_plot import SpreadPlot, plot_layout
+from netjobs_gui.spread_plot import TICK_GAP, SpreadPlot, plot_layout
 from netjobs_gui.timeline import (
     HEADER,
     LEGEND,
@@ -319,6 +320,11 @@ def test_plot_layout_spaces_runs_and_ticks_the_spread() -> None:
     assert geometry.points[1] is None  # that run measured no spread
     assert geometry.points[2][1] < geometry.points[0][1]  # larger spread, higher
     assert geometry.y(0.0) == geometry.bottom and geometry.y(geometry.y_max) == geometry.top
+    # A short plot: fewer ticks, never closer than TICK_GAP (the audit's 5 in 40 px).
+    short = plot_layout([4.0], 400, 90)
+    assert len(short.ticks()) == 2
+    gaps = [short.y(a) - short.y(b) for a, b in itertools.pairwise(short.ticks())]
+    assert min(gaps) >= TICK_GAP
     one = plot_layout([0.3], 400, 200)
     assert one.points[0][0] == (one.left + one.right) / 2
     assert plot_layout([None], 400, 200).y_max > 0  # nothing measured: still an axis
@@ -388,6 +394,9 @@ def test_the_history_lists_past_runs_and_plots_a_repeated_test(window: Any, tmp_
     assert panel.test_choice.currentText() == "bench"
     assert [p.spread_ms for p in panel.plot.points] == [0.12, 0.30, 0.20, 0.41]
     assert panel.plot.title == "'bench': start spread over 4 runs"
+    # No metric kept: the metric plot says so, and draws no empty 0-0.5 axis (audit).
+    assert panel.metric_plot.title == "'bench': no metric kept in the history"
+    assert panel.plot.plotted and not panel.metric_plot.plotted
     # In the History tab, the detail below shows the selected run's test (its last
     # repetition), read from its results.json.
     results.sources.setCurrentIndex(results.HISTORY_TAB)
