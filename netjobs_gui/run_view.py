@@ -472,6 +472,7 @@ class TestDetail(QWidget):
         top_layout.addWidget(self.filter)
         top_layout.addWidget(self.table, 1)
         top.setMinimumHeight(100)
+        self.tabs.setMinimumHeight(140)
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(self.tabs)
@@ -480,7 +481,7 @@ class TestDetail(QWidget):
         # showed one row at 1280x800 on the Results page).
         self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 3)
-        self.splitter.setSizes([280, 380])
+        self.splitter.setSizes([240, 420])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.summary)

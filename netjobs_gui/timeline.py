@@ -224,7 +224,6 @@ class Layout:
 
 
 ROW_HEIGHT = 24
-MIN_ROWS = 3  # the rows always in sight
 HEADER = 58
 FOOTER = 46
 LABEL_WIDTH = 340  # at most
@@ -395,8 +394,6 @@ class TimelineWidget(QAbstractScrollArea):
         self._test: TestResult | None = None
         self.title_shown: tuple[str, str] = ("", "")  # the last paint's title and summary
         self.setMinimumWidth(360)
-        # Its title, axis and legend, and MIN_ROWS rows between: never a single row.
-        self.setMinimumHeight(HEADER + MIN_ROWS * ROW_HEIGHT + FOOTER)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
