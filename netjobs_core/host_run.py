@@ -724,6 +724,17 @@ class HostRun:
             # to its orphan timer.
             with contextlib.suppress(AgentError):
                 self.link.send(Kill(reason=reason or "the controller stopped"))
+        if self.result.state is HostState.RUNNING:
+            # We leave before its end (a second Ctrl-C, the window closed): the kill is
+            # sent, not confirmed, and what the commands wrote from now on is not
+            # collected. They ran at least until the host was last heard: LOST, as a
+            # command whose host went away.
+            lost_at = self._last_heard()
+            left = text.left_running(reason)
+            for index, command in enumerate(self.result.commands):
+                if not command.status.finished:
+                    command.lost_at = lost_at
+                    self._finish(index, CommandStatus.LOST, text.lost_message(lost_at, left))
         await self._close_link()
         self._abandon(aborted_text(reason) if reason else "the run was interrupted")
         if not self.result.state.finished:

@@ -955,6 +955,12 @@ def lost_message(last_heard: float | None, error: str) -> str:
     return f"lost at {time_of_day(last_heard)}: {error}" if last_heard else f"lost: {error}"
 
 
+def left_running(reason: str) -> str:
+    """A command the controller stopped waiting for mid-run (cancelled): its end unknown."""
+    why = f" ({reason})" if reason else ""
+    return f"the controller left before its end{why}: its output from then on was not collected"
+
+
 def interruption(record: Interruption) -> str:
     """A lost connection to a host mid-run, as it stands: `connection lost at
     14:02:11.123 (no answer from the agent for 10 s); reconnecting…`."""
