@@ -307,16 +307,22 @@ def _main_show(argv: Sequence[str]) -> int:
         for test in record.tests:
             say(text.test_record_line(test), where)
         return EXIT_FAILED
+    notes = sys.stderr if args.json or args.csv else sys.stdout
     if not record.ended:  # the document holds what was written last, not what became of it
-        say(text.stale_states(record), sys.stderr if args.json or args.csv else sys.stdout)
+        say(text.stale_states(record), notes)
     try:
-        if args.json:
-            sys.stdout.write(record.json_path.read_text(encoding="utf-8"))
-            return EXIT_OK
+        document = record.json_path.read_text(encoding="utf-8")
         run = load_json(record.json_path)
     except (OSError, ResultsFileError) as exc:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
         return EXIT_FAILED
+    ended = [(t.label, t.repetition, t.status) for t in record.tests]
+    if record.ended and [(t.label, t.repetition, t.status) for t in run.tests] != ended:
+        # It ended, but its last results.json could not be written (a full disk).
+        say(text.unsaved_states(record), notes)
+    if args.json:
+        sys.stdout.write(document)
+        return EXIT_OK
     if args.csv:
         sys.stdout.write(csv_text(run))
         return EXIT_OK

@@ -901,6 +901,16 @@ def record_summary(record: RunRecord) -> str:
     )
 
 
+def unsaved_states(record: RunRecord) -> str:
+    """What `netjobs show` says first of a run that ended but whose results.json is not
+    what the history recorded at its end (the last write failed: a full disk)."""
+    return (
+        f"run {record.run_id}: its results.json was not written at its end (the history "
+        f"recorded: {record_summary(record)}); the states below are as they stood when it "
+        "was last written, not how the run ended"
+    )
+
+
 def stale_states(record: RunRecord) -> str:
     """What `netjobs show` says first of a run the history says was interrupted (its
     controller killed or lost): its results.json is written only as the run and each

@@ -109,6 +109,27 @@ def test_a_full_results_disk_reads_passed_output_not_saved(tmp_path, agents, tok
     assert f"1 passed, output not saved  {cfg}" in listed.stdout
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs")
+def test_show_says_a_results_file_the_full_disk_kept_from_the_start_is_not_the_end(
+    tmp_path, agents, token_file
+):
+    # Before: `netjobs show` printed the results.json written as the test started
+    # ("test 't': RUNNING", the command PENDING) as if it were how the run ended.
+    cfg = tmp_path / "big.cfg"
+    cfg.write_text(f't:\n127.0.0.1:{agents[0].port}: "head -c 3000000 /dev/zero"\nend\n')
+    with _small_disk(tmp_path / "disk", "1m") as disk:
+        run = _netjobs("--token-file", token_file, "--results", disk, cfg, data=tmp_path)
+        assert run.returncode == 1 and "NOT SAVED: the run's results.json" in run.stderr
+        shown = _netjobs("show", "last", data=tmp_path)
+        as_json = _netjobs("show", "last", "--json", data=tmp_path)
+    first = shown.stdout.splitlines()[0]
+    assert "its results.json was not written at its end" in first
+    assert "the history recorded: 1 passed, output not saved" in first
+    assert "test 't': RUNNING" in shown.stdout  # what the file holds, said for what it is
+    assert "its results.json was not written at its end" in as_json.stderr
+    assert json.loads(as_json.stdout)["tests"][0]["status"] == "running"
+
+
 def test_the_history_keeps_a_run_as_it_starts_until_it_ends(tmp_path):
     run = RunResult("c.cfg", run_id="r1", results_dir=str(tmp_path))
     with History(tmp_path / "h.sqlite3") as history:
