@@ -117,7 +117,11 @@ def release_figure(released: int | None, written: int | None, exec_at: int | Non
     if released is None or written is None or written - released <= RELEASE_UNSURE_NS:
         return released
     if exec_at is None:
-        return released  # nothing bounds it from above: the instant it cannot precede
+        # Nothing bounds it from above: the instant it cannot precede. Also the likely
+        # one: the write wakes the gate, which may take our CPU as the write returns
+        # (a wake-up preemption, after the release), where a hold between the first read
+        # and the write's entry into the kernel has a few µs to land in.
+        return released
     return max(released, min(written, exec_at))
 
 
