@@ -213,7 +213,9 @@ async def _check(plan: Plan, token: Token, args: argparse.Namespace) -> list[Hos
 def format_check(check: HostCheck) -> str:
     if check.error:
         state = "reachable, " if check.reachable else ""
-        return f"{check.address!s:<24} FAILED  {state}{check.error}"
+        return (
+            f"{check.address!s:<24} FAILED  {state}{text.beside_host(check.error, check.address)}"
+        )
     # A busy agent answers but cannot run a test now: not ready.
     word, busy = (
         ("BUSY   ", f"busy with test {check.busy_with!r}") if check.busy else ("OK     ", "idle")

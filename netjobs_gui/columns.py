@@ -516,7 +516,7 @@ HOST_COLUMNS: tuple[Column[HostRow], ...] = (
     ),
     Column(
         "Error",
-        _checked(lambda c: c.error, empty=""),
+        _checked(lambda c: text.beside_host(c.error, c.address), empty=""),
         color=lambda r: BAD if r.check is not None and r.check.error else None,
         prose=True,
     ),

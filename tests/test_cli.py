@@ -138,7 +138,8 @@ def test_check_reports_each_agent(tmp_path, agents, token_file):
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert sum(" OK " in line and "rtt" in line and "wall clock" in line for line in lines) == 2
-    assert "127.0.0.1:1" in result.stdout and "refused" in result.stdout
+    (refused,) = [line for line in lines if "127.0.0.1:1 " in line]
+    assert "FAILED  connection refused (is the agent running" in refused  # named once
     assert "2 of 3 agents ready" in result.stdout
 
 
