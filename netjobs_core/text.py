@@ -843,7 +843,10 @@ LATE_NAMED = 5  # late hosts a summary line names (on a loaded machine, all may 
 
 
 def summary_parts(test: TestResult) -> list[str]:
-    """The parts of a test's summary line after its label and status."""
+    """The parts of a test's summary line after its label and status (none for a test
+    the run did not reach: its reason says why)."""
+    if not test.hosts:
+        return []
     parts = [commands_line(test), count(len(test.hosts), "host")]
     if test.start_spread_ms is not None:
         parts.append(began(test))

@@ -700,7 +700,7 @@ RESULT_COLUMNS: tuple[Column[SessionEntry], ...] = (
     ),
     Column(
         "Hosts",
-        lambda e: text.hosts_succeeded(e.test),
+        lambda e: text.hosts_succeeded(e.test) if e.test.hosts else NO_VALUE,  # not run
         key=lambda e: (0, len(e.test.hosts)),
         numeric=True,
     ),

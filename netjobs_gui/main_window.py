@@ -35,7 +35,7 @@ from netjobs_core.demo import demo_config
 from netjobs_core.local_agents import AgentStartError
 from netjobs_core.nodesets import NO_GROUPS, GroupsError
 from netjobs_core.rerun import failed_hosts_plan
-from netjobs_core.results import HostState, RunResult, TestResult
+from netjobs_core.results import HostState, RunResult, TestResult, TestStatus
 from netjobs_core.results_json import ResultsFileError, load_json
 from netjobs_core.run_flags import make_run_folder, option_values, run_values
 from netjobs_core.run_options import RunOptions
@@ -633,8 +633,14 @@ class MainWindow(QMainWindow):
         self.run_view.end_run(run, summary)
         if run.tests:
             self.results.add_run(run, self._run_source, select=False)
-            last = len(self.results.model.entries) - 1
-            self.results.select_row(last)
+            entries = self.results.model.entries
+            # The last test that ran, not one listed as not run after a stop.
+            ran = [
+                row
+                for row, entry in enumerate(entries)
+                if entry.run is run and entry.test.status is not TestStatus.PENDING
+            ]
+            self.results.select_row(ran[-1] if ran else len(entries) - 1)
         self.show_status(summary, 15_000)
         self.notifier.run_ended("NetJobs run finished", summary, time.monotonic() - self._run_began)
         if self._closing_after_run:

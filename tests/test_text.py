@@ -358,3 +358,8 @@ def test_an_error_beside_its_hosts_name_does_not_name_it_again() -> None:
     ssh = Address("node01", 22, "ssh", "bench")
     stopped = f"SSH connection refused by {ssh} (no SSH server on that port?)"
     assert text.beside_host(stopped, ssh) == "SSH connection refused (no SSH server on that port?)"
+
+
+def test_a_test_the_run_did_not_reach_has_no_counts_only_its_reason():
+    not_run = TestResult("b", None, reason="stopped by user")
+    assert text.summary_parts(not_run) == []  # not "0/0 commands finished, 0 hosts"

@@ -252,14 +252,21 @@ async def test_stop_during_a_run_kills_the_jobs(
     gui.stop_action.trigger()  # Esc
     (run,) = await wait_signal(gui.controller.run_finished, 20)
     assert time.monotonic() - began < 15
-    assert [t.label for t in run.tests] == ["sleepers"]  # no further test after Stop
+    # No further test after Stop: the next one is there, not run, and says why.
+    assert [(t.label, t.status) for t in run.tests] == [
+        ("sleepers", TestStatus.ABORTED),
+        ("after", TestStatus.PENDING),
+    ]
+    assert run.tests[1].reason == "stopped by user"
     test = run.tests[0]
     assert test.status is TestStatus.ABORTED and test.reason == "stopped by user"
     assert {c.status for h in test.hosts for c in h.commands} == {CommandStatus.KILLED}
     assert column(gui.run_view.detail.model, "State") == ["killed", "killed"]
     await wait_until(lambda: all(not pid_alive(pid) for pid in jobs), 10, "the jobs to be killed")
     assert "aborted" in gui.run_view.status.text()
-    assert gui.results.model.entries[-1].test is test
+    not_run = gui.results.model.entries[-1]
+    assert not_run.test is run.tests[1] and gui.results.model.entries[-2].test is test
+    assert gui.results.current_entry.test is test  # the test that ran is the one shown
 
 
 async def test_closing_during_a_run_asks_then_stops_cleanly(
