@@ -3,31 +3,11 @@ real agents, real `netjobs`, real configs."""
 
 import json
 import re
-import secrets
-from pathlib import Path
 
 import pytest
 from test_cli import netjobs, write_config
 
-from netjobs_core.local_agents import start_agent
-
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
-
-
-@pytest.fixture(scope="module")
-def token_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("token") / "token"
-    path.write_text(secrets.token_urlsafe(32))
-    path.chmod(0o600)
-    return path
-
-
-@pytest.fixture(scope="module")
-def agents(token_file):
-    started = [start_agent(token_file) for _ in range(2)]
-    yield started
-    for agent in started:
-        agent.stop()
 
 
 def test_a_sequential_start_counts_offsets_from_the_first_release(tmp_path, agents, token_file):
