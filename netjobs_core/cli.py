@@ -333,6 +333,11 @@ def _main_show(argv: Sequence[str]) -> int:
         say(f"note: {text.printable(record.note)}", sys.stdout)
     if not record.ended:
         say(f"run {record.run_id}: {text.record_summary(record)} before its end", sys.stdout)
+        # Its outputs went to disk as they came, whatever results.json says of them.
+        found = sorted(Path(record.results_dir).glob("**/cmd*.std*"))
+        kept = [(str(f.relative_to(record.results_dir)), f.stat().st_size) for f in found]
+        for line in text.kept_outputs(record.results_dir, [k for k in kept if k[1]]):
+            say(line, sys.stdout)
     return EXIT_OK
 
 

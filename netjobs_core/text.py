@@ -914,6 +914,26 @@ def unsaved_states(record: RunRecord) -> str:
     )
 
 
+KEPT_NAMED = 20  # output files named one by one under an interrupted run's report
+
+
+def kept_outputs(folder: str, files: Sequence[tuple[str, int]]) -> list[str]:
+    """What `netjobs show` adds for a run interrupted mid-test: the outputs its folder
+    holds (path, bytes), written as they came up to the controller's loss, which its
+    results.json, written as the test started, does not count."""
+    if not files:
+        return []
+    total = sum(n for _, n in files)
+    lines = [
+        f"output on disk in {folder}, as it came until the controller was lost (it may "
+        f"end short of what the commands wrote): {count(len(files), 'file')}, {size(total)}"
+    ]
+    lines += [f"  {path}  {size(n)}" for path, n in files[:KEPT_NAMED]]
+    if len(files) > KEPT_NAMED:
+        lines.append(f"  and {len(files) - KEPT_NAMED} more")
+    return lines
+
+
 def stale_states(record: RunRecord) -> str:
     """What `netjobs show` says first of a run the history says was interrupted (its
     controller killed or lost): its results.json is written only as the run and each

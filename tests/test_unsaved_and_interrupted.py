@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,7 +147,8 @@ def test_the_history_keeps_a_run_as_it_starts_until_it_ends(tmp_path):
 def test_a_run_killed_mid_test_is_in_the_history_as_interrupted(tmp_path, agents, token_file):
     marker = tmp_path / "begun"
     cfg = tmp_path / "long.cfg"
-    cfg.write_text(f't:\n127.0.0.1:{agents[0].port}: "touch {marker}; sleep 60"\nend\n')
+    command = f"head -c 600000 /dev/zero; touch {marker}; sleep 60"
+    cfg.write_text(f't:\n127.0.0.1:{agents[0].port}: "{command}"\nend\n')
     controller = subprocess.Popen(
         [sys.executable, "-m", "netjobs_core.cli", "--token-file", str(token_file), str(cfg)],
         stdout=subprocess.DEVNULL,
@@ -155,7 +157,10 @@ def test_a_run_killed_mid_test_is_in_the_history_as_interrupted(tmp_path, agents
     )
     try:
         deadline = time.monotonic() + 30
-        while not marker.exists():
+        # Begun, and its output on the controller's disk (past the bytes held in memory).
+        while not marker.exists() or not any(
+            f.stat().st_size for f in tmp_path.glob("netjobs/runs/*/t/*/cmd0.stdout")
+        ):
             assert time.monotonic() < deadline, "the command never started"
             assert controller.poll() is None, "the controller ended"
             time.sleep(0.05)
@@ -172,7 +177,14 @@ def test_a_run_killed_mid_test_is_in_the_history_as_interrupted(tmp_path, agents
     shown = _netjobs("show", run_id, data=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "test 't': RUNNING" in shown.stdout
-    assert shown.stdout.rstrip().endswith(f"run {run_id}: interrupted before its end")
+    assert f"\nrun {run_id}: interrupted before its end\n" in shown.stdout
+    # What its results.json, written as the test started, does not count: the output on
+    # disk, which came as it was written until the controller was lost.
+    kept = shown.stdout.split(f"run {run_id}: interrupted before its end\n", 1)[1]
+    (stdout,) = tmp_path.glob("netjobs/runs/*/t/*/cmd0.stdout")
+    on_disk = text.size(stdout.stat().st_size)
+    assert kept.startswith("output on disk in ") and f"1 file, {on_disk}" in kept
+    assert re.search(rf"\n  t/127\.0\.0\.1_\d+/cmd0\.stdout  {re.escape(on_disk)}\n", kept)
     # Said first: the states shown are a snapshot from before the controller was lost.
     first = f"run {run_id}: interrupted before its end, its controller lost: the states "
     assert shown.stdout.startswith(first)
