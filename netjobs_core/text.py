@@ -40,6 +40,7 @@ from netjobs_core.results import (
     TestStatus,
 )
 from netjobs_core.vocabulary import Status, counted, word
+from netjobs_core.window import concurrent_window
 from netjobs_core.wire.messages import FileError
 from netjobs_core.wire.sealing import Credential
 
@@ -272,7 +273,17 @@ def command_lines(lines: Sequence[str]) -> str:
 def window_line(test: TestResult) -> str:
     """`all 32 hosts ran together for 58.731 s (97.9 % of the longest command)`."""
     if test.concurrent_window is None:
-        return f"the {who_ran(test)} never all ran together"
+        never = f"the {who_ran(test)} never all ran together"
+        # Some never ran (a host unreachable, a command refused): how the rest overlapped.
+        commands = [c for h in test.hosts for c in h.commands]
+        released = [c for c in commands if c.started_at is not None]
+        if len(released) < 2 or len(released) == len(commands):
+            return never
+        overlap = concurrent_window(released)
+        if overlap is None:
+            return never
+        some = f"the {len(released)} of {len(commands)} commands released"
+        return f"{never}; {some} did for {window(overlap)}"
     return f"all {who_ran(test)} ran together for {window(test.concurrent_window)}"
 
 

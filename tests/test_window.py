@@ -1,6 +1,7 @@
 """The concurrent window (netjobs_core.window): on synthetic timings, and on a real run."""
 
 import asyncio
+import re
 import signal
 
 import pytest
@@ -125,6 +126,10 @@ async def test_a_real_run_has_its_window_and_an_unreachable_host_has_none(agents
     body = 't:\n-minhosts: 2\n{a0}: "sleep 0.2"\n{a1}: "sleep 0.2"\n{a2}: "sleep 0.2"\nend\n'
     test = await run_test(parse_config(body.format(**names), "w.cfg").tests[0], options)
     assert test.status.value == "passed" and test.concurrent_window is None
+    # How the two that ran overlapped, said beside it (the document's window is all's).
+    line = text.window_line(test)
+    assert line.startswith("the 3 hosts never all ran together; the 2 of 3 commands released did")
+    assert re.search(r"did for 0\.\d{3} s \(\d+\.\d % of the longest command\)$", line)
 
 
 @pytest.mark.posix
