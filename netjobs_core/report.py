@@ -74,7 +74,11 @@ def _folded(test: TestResult, show: int) -> list[str]:
         if any(c.duration_s is not None for c in commands):
             parts.append(f"ran {text.span((c.duration_s for c in commands), text.seconds)}")
         # A message that only repeats its host's error (said on the host's line) is left out.
-        messages = [(h, c.message) for h, c in group.pairs if c.message and c.message != h.error]
+        messages = [
+            (h, text.beside_host(c.message, h.address))  # the line names its hosts
+            for h, c in group.pairs
+            if c.message and c.message != h.error
+        ]
         parts.extend(_said(message, test.reason) for _, message in said_once(messages))
         lines.append(
             f"  {text.members(group.targets)}: {', '.join(parts)}: "

@@ -9,6 +9,7 @@ import pytest
 
 from netjobs_core.config import parse_config
 from netjobs_core.events import CommandOutput
+from netjobs_core.report import format_test
 from netjobs_core.results import CommandStatus, HostState, TestStatus
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
@@ -96,3 +97,7 @@ async def test_a_killed_agent_is_lost_when_its_connection_closed_not_at_its_last
     window = test.concurrent_window
     assert window is not None and window.at_least and window.end == lost.lost_at
     assert window.seconds >= 0.9  # the second of silence before the kill counts
+    # Its line names the host: the reconnect's refusal does not name it again.
+    (line,) = [line for line in format_test(test, fold=True).splitlines() if "LOST" in line]
+    assert line.startswith(f"  127.0.0.1:{a1.port} (1 host): LOST, lost at ")
+    assert "connection refused (is the agent running" in line and line.count(str(a1.port)) == 1
