@@ -13,6 +13,7 @@ require_python("netjobs")
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import threading
@@ -39,6 +40,7 @@ from netjobs_core.run_flags import (
     positive_count,
     run_values,
 )
+from netjobs_core.run_folder import OUTPUT_NAME
 from netjobs_core.run_options import RunOptions
 from netjobs_core.session import (
     EXIT_FAILED,
@@ -314,7 +316,7 @@ def _main_show(argv: Sequence[str]) -> int:
         say(text.stale_states(record), notes)
     try:
         document = record.json_path.read_text(encoding="utf-8")
-        run = load_json(record.json_path)
+        run = load_json(record.json_path, document)
     except (OSError, ResultsFileError) as exc:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)
         return EXIT_FAILED
@@ -334,11 +336,20 @@ def _main_show(argv: Sequence[str]) -> int:
     if not record.ended:
         say(f"run {record.run_id}: {text.record_summary(record)} before its end", sys.stdout)
         # Its outputs went to disk as they came, whatever results.json says of them.
-        found = sorted(Path(record.results_dir).glob("**/cmd*.std*"))
-        kept = [(str(f.relative_to(record.results_dir)), f.stat().st_size) for f in found]
-        for line in text.kept_outputs(record.results_dir, [k for k in kept if k[1]]):
+        for line in text.kept_outputs(record.results_dir, _outputs_in(record.results_dir)):
             say(line, sys.stdout)
     return EXIT_OK
+
+
+def _outputs_in(folder: str) -> list[tuple[str, int]]:
+    """The non-empty command outputs (run_folder.OUTPUT_NAME) under a run's folder, as
+    (path in it, bytes); one removed meanwhile is left out."""
+    found = []
+    for path in sorted(Path(folder).glob("**/cmd*.std*")):
+        with contextlib.suppress(OSError):
+            if OUTPUT_NAME.fullmatch(path.name) and (size := path.stat().st_size):
+                found.append((str(path.relative_to(folder)), size))
+    return found
 
 
 def _main_note(argv: Sequence[str]) -> int:

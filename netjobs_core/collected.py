@@ -28,7 +28,6 @@ import contextlib
 import errno
 import hashlib
 import os
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,11 +44,9 @@ from netjobs_core.atomic import (
 )
 from netjobs_core.client import ConnectionLost
 from netjobs_core.results import Collected, CommandResult
-from netjobs_core.run_folder import safe_name
+from netjobs_core.run_folder import OUTPUT_NAME, safe_name
 from netjobs_core.wire.messages import MAX_COLLECT_FILES, File, FileData, FileEnd
 from netjobs_core.wire.messages import Collected as CollectedMessage
-
-_SPOOLED_NAME_RE = re.compile(r"cmd[0-9]+\.(stdout|stderr)")  # the run folder's own files
 
 
 @dataclass
@@ -181,7 +178,7 @@ class FileReception:
         saved = self.names.get(key)
         if saved is None:
             safe = saved = safe_name(name)
-            while saved in self.taken or _SPOOLED_NAME_RE.fullmatch(saved):
+            while saved in self.taken or OUTPUT_NAME.fullmatch(saved):
                 serial = self.serials[index, safe] = self.serials[index, safe] + 1
                 saved = f"cmd{index}.{serial}.{safe}" if serial > 1 else f"cmd{index}.{safe}"
             self.names[key] = saved

@@ -306,17 +306,21 @@ class HostRun:
         """The host is out: unreachable, refused, lost... Its unfinished commands
         could not run (ERROR) or, once started, are LOST: they ran, end unknown.
         `may_have_run`: False when the agent said so, then only released ones ran."""
-        started = self.result.state is HostState.RUNNING
-        lost_at = self._last_heard() if started else None
-        for index, command in enumerate(self.result.commands):
-            ran = may_have_run or index in self.released
-            if started and ran and not command.status.finished:
-                command.lost_at = lost_at
-                self._finish(index, CommandStatus.LOST, text.lost_message(lost_at, error))
-            else:
-                self._finish(index, CommandStatus.ERROR, error)
+        if self.result.state is HostState.RUNNING:
+            self._lose(error, may_have_run)
+        for index in range(len(self.result.commands)):
+            self._finish(index, CommandStatus.ERROR, error)  # the rest: a finished one stays
         self._set_state(HostState.FAILED, error)
         self.fleet.failed(self)
+
+    def _lose(self, error: str, may_have_run: bool = True) -> None:
+        """The host gone mid-run: its unfinished commands that ran (all, unless not
+        `may_have_run`: then the released ones) are LOST, at when it was last heard."""
+        lost_at = self._last_heard()
+        for index, command in enumerate(self.result.commands):
+            if (may_have_run or index in self.released) and not command.status.finished:
+                command.lost_at = lost_at
+                self._finish(index, CommandStatus.LOST, text.lost_message(lost_at, error))
 
     def _last_heard(self) -> float | None:
         """When the host was last heard (epoch), as far as its commands are known to have
@@ -727,14 +731,8 @@ class HostRun:
         if self.result.state is HostState.RUNNING:
             # We leave before its end (a second Ctrl-C, the window closed): the kill is
             # sent, not confirmed, and what the commands wrote from now on is not
-            # collected. They ran at least until the host was last heard: LOST, as a
-            # command whose host went away.
-            lost_at = self._last_heard()
-            left = text.left_running(reason)
-            for index, command in enumerate(self.result.commands):
-                if not command.status.finished:
-                    command.lost_at = lost_at
-                    self._finish(index, CommandStatus.LOST, text.lost_message(lost_at, left))
+            # collected. LOST, as commands whose host went away.
+            self._lose(text.left_running(reason))
         await self._close_link()
         self._abandon(aborted_text(reason) if reason else "the run was interrupted")
         if not self.result.state.finished:

@@ -361,10 +361,13 @@ def write_json(
     write_atomic(path, json_bytes(run, path.parent, inline_limit))
 
 
-def load_json(path: str | os.PathLike[str]) -> RunResult:
-    """Read back what write_json wrote (or any earlier netjobs-results/1 document)."""
+def load_json(path: str | os.PathLike[str], text: str | None = None) -> RunResult:
+    """Read back what write_json wrote (or any earlier netjobs-results/1 document);
+    `text`: the file's text, when the caller has read it already."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        if text is None:
+            text = Path(path).read_text(encoding="utf-8")
+        document = json.loads(text)
         return run_from_json(document, Path(path).parent)
     except ResultsFileError as exc:
         raise ResultsFileError(f"{path}: {exc}") from None

@@ -41,9 +41,11 @@ import platformdirs
 from netjobs_core.atomic import DIR_MODE, keep_private, make_private_dirs
 from netjobs_core.wire.address import Address
 
-__all__ = ["RunFolder", "data_dir", "new_run_id", "safe_name"]
+__all__ = ["OUTPUT_NAME", "RunFolder", "data_dir", "new_run_id", "safe_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+=-]+")
+# A command's output in its host's folder (`cmd0.stdout`): no collected file takes it.
+OUTPUT_NAME = re.compile(r"cmd[0-9]+\.(stdout|stderr)")
 NAME_MAX = 120  # characters of a name made safe
 _HASH_CHARS = 8  # of the suffix that tells apart two originals made one name
 
