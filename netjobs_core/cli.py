@@ -346,8 +346,9 @@ def _outputs_in(folder: str) -> list[tuple[str, int]]:
     (path in it, bytes); one removed meanwhile is left out."""
     found = []
     for path in sorted(Path(folder).glob("**/cmd*.std*")):
-        with contextlib.suppress(OSError):
-            if OUTPUT_NAME.fullmatch(path.name) and (size := path.stat().st_size):
+        with contextlib.suppress(OSError):  # (no `:=`: this module parses on old Pythons)
+            size = path.stat().st_size if OUTPUT_NAME.fullmatch(path.name) else 0
+            if size:
                 found.append((str(path.relative_to(folder)), size))
     return found
 
