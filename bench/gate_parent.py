@@ -15,7 +15,12 @@ the same rounds, each form in a random order within a round:
   and release it likewise: the gate is its releaser's child, as a command is its agent's;
 - `sleep`: as `child`, but each releaser sleeps to the instant itself (its real-time
   clock_nanosleep) with no spin, so that its CPU is idle until the instant as the
-  floor's are.
+  floor's are;
+- `self`: no hand-over at all: N Python waiters (`python3 -S -I`, ordinary priority)
+  that sleep to the instant themselves and exec the command, as a self-timed gate would
+  (bench/self_timed_gate.py's waiter). Its "release" is the waiter's wake;
+- `spawn`: as `self`, but the waiter starts the command with os.posix_spawn (glibc's
+  vfork and exec), so that its Python's memory is not given up before the exec.
 
 Each releaser reports when it wrote, so each form's spread splits into the releases'
 spread and what came after the write (the gate's wake-up, its exec, the binary's start).
@@ -45,7 +50,7 @@ import start_spread  # noqa: E402
 
 from agent import oskit  # noqa: E402
 
-FORMS = ("floor", "apart", "child", "sleep")
+FORMS = ("floor", "apart", "child", "sleep", "self", "spawn")
 LEAD_MS = 250  # every releaser started (a Python each) and asleep well before the instant
 # One releaser: sleep to 200 µs before the instant AT (CLOCK_MONOTONIC ns) and spin (as
 # the agent, agent.jobs.FINE_MARGIN_NS) or sleep to it (sleep), write the start line on
@@ -76,6 +81,31 @@ sys.stdout.buffer.write(out + b"W%d\n" % written)
 """
 
 
+# A self-timed waiter: sleep to AT, note the wake on stderr as "W<ns>", exec the command.
+WAITER = r"""
+import os, sys, time
+at = int(sys.argv[1])
+wait = (at - time.monotonic_ns()) / 1e9
+if wait > 0:
+    time.sleep(wait)
+os.write(2, b"W%d\n" % time.time_ns())
+if sys.argv[2] == "spawn":  # vfork and exec (glibc's posix_spawn): Python's memory stays
+    os.waitpid(os.posix_spawn(sys.argv[3], sys.argv[3:], {}), 0)
+else:
+    os.execv(sys.argv[3], sys.argv[3:])
+"""
+
+
+def _waiter(form: str, at: int, stamp: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-S", "-I", "-c", WAITER, str(at), form, str(stamp)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+
 def _releaser(form: str, at: int, stamp: Path, fd: int | None = None) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-S", "-c", RELEASER, str(ROOT), form, str(at), str(stamp)]
     return subprocess.Popen(
@@ -96,6 +126,13 @@ def gates(form: str, count: int, stamp: Path) -> tuple[list[int], list[int]]:
     at = time.monotonic_ns() + LEAD_MS * 1_000_000
     started: list[subprocess.Popen[bytes]] = []
     try:
+        if form in ("self", "spawn"):
+            started += [_waiter(form, at, stamp) for _ in range(count)]
+            pairs = [w.communicate(timeout=30) for w in started]
+            return (
+                [start_spread._stamps(out)[0] for out, _ in pairs],
+                [_writes(err)[0] for _, err in pairs],
+            )
         if form != "apart":
             started += [_releaser(form, at, stamp) for _ in range(count)]
             outputs = [r.communicate(timeout=30)[0] for r in started]
@@ -196,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"  write -> stamp {statistics.median(after[form]):6.1f}"
             )
         print(line, flush=True)
-    for form, other in (("child", "apart"), ("sleep", "child")):
+    pairs = (("child", "apart"), ("sleep", "child"), ("self", "child"), ("spawn", "child"))
+    for form, other in pairs:
         mine, theirs = stamps[form], stamps[other]
         both = start_spread.ratio_interval(
             as_samples(form, args.count, mine), as_samples(other, args.count, theirs)
