@@ -25,7 +25,7 @@ the same rounds, each form in a random order within a round:
 Each releaser reports when it wrote, so each form's spread splits into the releases'
 spread and what came after the write (the gate's wake-up, its exec, the binary's start).
 
-    flock /tmp/netjobs-bench.lock .venv/bin/python bench/gate_parent.py --rounds 600
+    flock /tmp/netjobs-bench.lock .venv/bin/python bench/gate_parent.py --rounds 300
 """
 
 from __future__ import annotations
