@@ -18,9 +18,10 @@ TIMEOUT or KILLED from any state when the host is lost, late or aborted.
 
 One deadline bounds the collection (`Deadline`): the longest command timeout plus
 BACKSTOP_S (once the test is aborted: KILL_CONFIRM_S from the kill), moved later
-by the time lost to resumed cuts, and kept at least BACKSTOP_S past a cut's
-reconnect grace and past the latest file data. None when a command has no
-timeout and the test goes on: then only the heartbeat tells a silent agent.
+by the time lost to resumed cuts (at most the reconnect grace in all), and kept at
+least BACKSTOP_S past a cut's reconnect grace and past the latest file data, within
+what the files' bytes earn. None when a command has no timeout and the test goes
+on: then only the heartbeat tells a silent agent.
 """
 
 from __future__ import annotations
@@ -94,9 +95,13 @@ KILL_CONFIRM_S = 10.0  # how long agents get to report their kills
 BACKSTOP_S = 30.0  # past the longest timeout, the agent itself must have reported
 HEARTBEAT_MISSES = 5  # as the agent counts: this many heartbeats unanswered is a silent loss
 RECONNECT_BACKOFF_S = (0.2, 5.0)  # first and longest wait between reconnection attempts
-# A collected file may hold the deadline BACKSTOP_S past its start plus its size at this
-# rate (bytes/s): progress is bytes, so an agent trickling empty frames cannot stall us.
+# Collected files may hold the deadline BACKSTOP_S past the first one's start plus
+# their bytes received at this rate (bytes/s): progress is bytes, so an agent trickling
+# empty frames, or a byte a file, cannot stall us.
 MIN_COLLECT_RATE = 1024**2
+# The longest we wait for a lost agent when the run asked no grace of its own (the CLI
+# and the GUI ask none): the agent's default. An agent may claim a week (MAX_GRACE_S).
+MAX_RECONNECT_GRACE_S = 180.0
 
 # Prepared, and the agent has not reported `finished`: its processes may be alive.
 _LIVE = (HostState.READY, HostState.RUNNING)
@@ -165,26 +170,45 @@ class Deadline:
     backstop: float | None = None  # the longest timeout + BACKSTOP_S; None: a command has none
     kill_by: float | None = None  # the test was aborted: the kill must be confirmed by then
     shift_s: float = 0.0  # lost to cuts resumed since the backstop or the kill
+    max_shift_s: float = float("inf")  # the most cuts may move it in all: the reconnect grace
     reconnect_until: float | None = None  # during a cut: the end of the agent's grace
     data_at: float | None = None  # the latest bytes of the file in progress
-    transfer_cap: float | None = None  # the latest that file may hold the deadline
+    files_from: float | None = None  # when the host's first collected file began
+    file_bytes: int = 0  # the files' bytes received since (what they earn: `transfer_cap`)
 
     def due(self) -> float | None:
         """When the agent must have reported; None: no limit."""
         base = self.kill_by if self.kill_by is not None else self.backstop
         if base is None:
             return None
-        due = base + self.shift_s
+        due = base + min(self.shift_s, self.max_shift_s)
         if self.reconnect_until is not None:  # the agent's grace first
             due = max(due, self.reconnect_until + BACKSTOP_S)
-        if self.data_at is not None and self.transfer_cap is not None:
-            # A transfer in progress is no silent agent, within its size's due time.
+        if self.data_at is not None and self.files_from is not None:
+            # A transfer in progress is no silent agent, within what its bytes earn.
             due = max(due, min(self.data_at + BACKSTOP_S, self.transfer_cap))
         return due
 
-    def file_started(self, now: float, size: int) -> None:
+    @property
+    def transfer_cap(self) -> float:
+        """The latest the files may hold the deadline: BACKSTOP_S past the first one's
+        start, and the time their bytes take at MIN_COLLECT_RATE. Once for all the
+        host's files: one each, a file a byte held it a backstop a file."""
+        assert self.files_from is not None
+        return self.files_from + BACKSTOP_S + self.file_bytes / MIN_COLLECT_RATE
+
+    def file_started(self, now: float) -> None:
         self.data_at = None
-        self.transfer_cap = now + BACKSTOP_S + size / MIN_COLLECT_RATE
+        if self.files_from is None:
+            self.files_from = now
+
+    def file_data(self, now: float, size: int, most: int | None) -> None:
+        """SIZE bytes of a file came at NOW; MOST: the most bytes the host's files may
+        earn (its bound on them all, None: none)."""
+        self.data_at = now
+        self.file_bytes += size
+        if most is not None:
+            self.file_bytes = min(self.file_bytes, most)
 
     def killed(self, now: float) -> None:
         self.kill_by = now + KILL_CONFIRM_S
@@ -467,7 +491,10 @@ class HostRun:
         self.run_id = prepared.run_id
         # The controller's patience is its own: never longer than it asked for.
         asked = options.reconnect_grace
-        self.grace = prepared.grace if asked is None else min(asked, prepared.grace)
+        self.grace = min(MAX_RECONNECT_GRACE_S if asked is None else asked, prepared.grace)
+        # Cuts may move the deadline by the time they lost, a grace in all: an agent
+        # that goes silent again after every resume would move it for ever.
+        self.deadline.max_shift_s = self.grace
         for item in prepared.commands:
             if isinstance(item, dict) and not item.get("ok", False):
                 index = item.get("id")
@@ -853,13 +880,12 @@ class HostRun:
     def _on_file(self, message: File) -> None:
         self.files.on_file(message)
         if self._timer is not None:
-            limit = self.options.collect_max
-            size = message.size if limit is None else min(message.size, limit)
-            self.deadline.file_started(asyncio.get_running_loop().time(), size)
+            self.deadline.file_started(asyncio.get_running_loop().time())
 
     def _on_file_data(self, message: FileData) -> None:
         if self._timer is not None and message.body:  # progress is bytes, not frames
-            self.deadline.data_at = asyncio.get_running_loop().time()
+            now = asyncio.get_running_loop().time()
+            self.deadline.file_data(now, len(message.body), self.files.total_limit)
             self._reschedule()
         self.files.on_file_data(message)
 

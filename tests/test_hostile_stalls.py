@@ -1,0 +1,205 @@
+"""A token-holding agent must not hold a test past its own deadline.
+
+Each test runs the real runner against a hostile agent on loopback, speaking the real
+protocol with the real token, beside a real honest agent (-minhosts 1): the hostile one
+must end by its deadline, named, and the honest one's output must be there. The
+controller's timings are shortened (BACKSTOP_S, the heartbeat, the reconnect cap) so
+that each case ends in seconds; every hostile connection ends within its own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from netjobs_core import host_run
+from netjobs_core.config import parse_config
+from netjobs_core.results import HostState, TestResult
+from netjobs_core.run_folder import RunFolder
+from netjobs_core.run_options import RunOptions
+from netjobs_core.runner import run_test
+from netjobs_core.wire.clock import now_ns
+from netjobs_core.wire.connection import Connection
+from netjobs_core.wire.errors import ProtocolError
+from netjobs_core.wire.messages import (
+    MAX_GRACE_S,
+    Exit,
+    File,
+    FileData,
+    FileEnd,
+    Message,
+    Ping,
+    Pong,
+    Prepare,
+    Prepared,
+    Resume,
+    Resumed,
+    Role,
+    Start,
+    Started,
+    StatusQuery,
+)
+from netjobs_core.wire.messages import Status as StatusMessage
+from tests.agent_harness import start_agent
+from tests.loopback import serving
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
+
+Send = Callable[[Message], None]
+Script = Callable[[Send], Awaitable[None]]
+HEARTBEAT = 0.2  # the controller counts 5 unanswered: a silence of 1 s is a cut
+
+
+def started_now() -> Started:
+    return Started(released_at={"0": now_ns()}, late_ns=0)
+
+
+@contextlib.asynccontextmanager
+async def hostile_agent(
+    secret: bytes, on_start: Script, on_resume: Script | None = None
+) -> AsyncIterator[int]:
+    """An agent that claims a week's reconnect grace, is honest up to the `start`, then
+    runs ON_START; on a later connection it answers a `resume` with ON_RESUME (None:
+    not at all). Its port."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = Connection(Role.AGENT, secret)
+
+        def send(message: Message) -> None:
+            conn.send(message)
+            writer.write(conn.data_to_send())
+
+        with contextlib.suppress(ProtocolError, ConnectionError, TimeoutError):
+            async with asyncio.timeout(20):
+                while data := await reader.read(65536):
+                    for message in conn.receive_data(data):
+                        if isinstance(message, Ping):
+                            conn.send(Pong(seq=message.seq, clock=now_ns()))
+                        elif isinstance(message, StatusQuery):
+                            conn.send(
+                                StatusMessage(busy=False, hostname="h", version="3", platform="x")
+                            )
+                        elif isinstance(message, Prepare):
+                            items = [
+                                {"id": c["id"], "ok": True, "error": None} for c in message.commands
+                            ]
+                            conn.send(
+                                Prepared(gated=True, commands=items, run_id="r", grace=MAX_GRACE_S)
+                            )
+                        elif isinstance(message, Start):
+                            writer.write(conn.data_to_send())
+                            await on_start(send)
+                        elif isinstance(message, Resume):
+                            writer.write(conn.data_to_send())
+                            await (on_resume or silent)(send)
+                    writer.write(conn.data_to_send())
+
+    async with serving(serve) as port:
+        yield port
+
+
+async def silent(send: Send) -> None:
+    """Say nothing more, read nothing more: a silent cut as the controller sees it."""
+    await asyncio.sleep(30)
+
+
+async def beside_an_honest_agent(
+    token, tmp_path, lines: str, on_start: Script, on_resume: Script | None = None, **options
+) -> tuple[TestResult, float]:
+    """One test (-minhosts 1) of the hostile agent and a real one echoing `honest`,
+    with LINES under the hostile one's target; the test and how long it took (s)."""
+    with start_agent(token.path) as honest:
+        async with hostile_agent(token.token.secret, on_start, on_resume) as port:
+            spec = parse_config(
+                f't:\n-minhosts: 1\n127.0.0.1:{port}: "true"\n{lines}'
+                f'127.0.0.1:{honest.port}: "echo honest"\nend\n',
+                "t.cfg",
+            ).tests[0]
+            run_options = RunOptions(
+                token=token.token,
+                run_folder=RunFolder.create(tmp_path / "runs"),
+                connect_timeout=1.0,
+                heartbeat=HEARTBEAT,
+                **options,
+            )
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            async with asyncio.timeout(40):
+                test = await run_test(spec, run_options)
+            took = loop.time() - began
+    good = test.hosts[1]
+    assert good.state is HostState.DONE and good.commands[0].stdout.read_bytes() == b"honest\n"
+    return test, took
+
+
+async def test_an_agent_claiming_a_weeks_grace_is_waited_for_no_longer_than_our_cap(
+    token, tmp_path, monkeypatch
+):
+    """The run asks no grace (the CLI and the GUI never do): the agent's word was
+    taken, up to a week. It vanishes after its start and holds every reconnection
+    without a `resumed`: the test waited for it for a week."""
+    monkeypatch.setattr(host_run, "MAX_RECONNECT_GRACE_S", 1.0)
+
+    async def vanish(send: Send) -> None:
+        send(started_now())
+        await silent(send)
+
+    test, took = await beside_an_honest_agent(token, tmp_path, "", vanish)
+    hostile = test.hosts[0]
+    assert hostile.state is HostState.FAILED
+    assert "lost for its 1 s reconnect grace" in hostile.error
+    assert took < 10  # 1 s of silence, 1 s of grace
+
+
+async def test_cut_after_cut_does_not_push_the_deadline_for_ever(token, tmp_path, monkeypatch):
+    """Each resumed cut moved the deadline later by the time it lost: an agent that went
+    silent again after every resume held a `-timeout: 1s` test for ever."""
+    monkeypatch.setattr(host_run, "BACKSTOP_S", 1.0)
+
+    async def resume_then_vanish(send: Send) -> None:
+        send(Resumed(run_id="r"))
+        send(started_now())  # the replay, as an agent sends it
+        await silent(send)
+
+    async def vanish(send: Send) -> None:
+        send(started_now())
+        await silent(send)
+
+    test, took = await beside_an_honest_agent(
+        token, tmp_path, "-timeout: 1s\n", vanish, resume_then_vanish, reconnect_grace=3.0
+    )
+    hostile = test.hosts[0]
+    assert hostile.state is HostState.TIMEOUT, hostile.error
+    assert hostile.interruptions and all(i.resumed for i in hostile.interruptions[:-1])
+    # 1 s timeout + 1 s backstop + at most 3 s of cuts, and the last cut's own grace.
+    assert took < 15
+
+
+async def test_file_after_file_does_not_hold_the_deadline_past_its_bytes(
+    token, tmp_path, monkeypatch
+):
+    """Each collected file held the deadline its own BACKSTOP_S past its start: 30 files
+    each trickling a byte just inside it held a `-timeout: 1s` test 30 backstops (up to
+    256 files a pattern: over two hours at the real 30 s)."""
+    monkeypatch.setattr(host_run, "BACKSTOP_S", 1.0)
+    sha = hashlib.sha256(b"x").hexdigest()
+
+    async def trickle(send: Send) -> None:
+        send(started_now())
+        send(Exit(id=0, status="ok", exit_code=0, ended_at=now_ns(), message=""))
+        for k in range(30):
+            send(File(id=0, pattern=0, name=f"f{k}", size=1))
+            send(FileData(id=0, body=b"x"))  # its byte at once: the backstop from now
+            await asyncio.sleep(0.9)  # the next file within it
+            send(FileEnd(id=0, bytes=1, sha256=sha))
+
+    test, took = await beside_an_honest_agent(
+        token, tmp_path, "-timeout: 1s\n-collect: /f*\n", trickle
+    )
+    hostile = test.hosts[0]
+    assert hostile.state is HostState.TIMEOUT, hostile.error
+    assert took < 8  # 1 s timeout + 1 s backstop, not 30 files x 0.9 s
