@@ -27,9 +27,13 @@ agent sends what it likes), and since a stamp off by less than a round trip cann
 be seen, none of that host's stamps is trusted once one is impossible: its samples
 are taken as an agent's without stamps, its answer somewhere between our ping and
 its pong, which bounds the offset as surely (only more widely). Its clock, the one
-it starts commands by, is not in question. A round trip negative even so (our own
-clock would have gone back) is dropped; a host with no sample left cannot be
-measured (`NoUsableSamples`).
+it starts commands by, is not in question. So are stamps that fit no one offset
+together (each possible alone: a wall-clock step between a stamp and its read). A
+round trip negative even so (our own clock would have gone back) is dropped; a host
+with no sample left cannot be measured (`NoUsableSamples`), nor one whose own clock
+readings fit no one offset between our pings and its pongs: a monotonic clock
+read between them always does, so that agent's clock jumped or it lies, and no
+bound on its offset would be true.
 
 Scheduling uses the monotonic clocks (they never step). What users compare is
 the wall clocks (NTP, chrony): an agent may also stamp its wall clock in the
@@ -118,19 +122,19 @@ def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> O
             if samples
             else "no clock samples"
         )
+    low, high = _bounds(valid)
+    if low > high and any(s.agent_received is not None for s in valid):
+        valid = [s for s in (s.unstamped() for s in samples) if s.rtt >= 0]
+        low, high = _bounds(valid)
+    if low > high:
+        raise NoUsableSamples(
+            f"no usable clock samples (its {len(samples)} pongs fit no one clock offset: "
+            "its clock jumped while it was measured, or the agent lies)"
+        )
     fastest = sorted(valid, key=lambda s: s.rtt)
     keep = fastest[: max(3, round(len(fastest) * keep_fraction))]
-    estimate = statistics.median(s.offset for s in keep)
-    # Each sample confines the true offset to within rtt/2 of its own offset
-    # (the agent stamped somewhere inside the round trip); all of them hold at
-    # once, so the truth lies in the intersection of those intervals.
-    low = max(s.offset - s.rtt / 2 for s in valid)
-    high = min(s.offset + s.rtt / 2 for s in valid)
-    if low <= high:
-        estimate = min(max(estimate, low), high)
-        uncertainty = max(estimate - low, high - estimate)
-    else:  # only if a clock stepped while we sampled
-        uncertainty = min(abs(s.offset - estimate) + s.rtt / 2 for s in keep)
+    estimate = min(max(statistics.median(s.offset for s in keep), low), high)
+    uncertainty = max(estimate - low, high - estimate)
     # The agent reads its clock, then its wall clock: a pause between the two (it was
     # preempted: milliseconds on a busy machine) only adds to their difference. The
     # median of the lower half: the smallest of two (a median of two would be their
@@ -139,3 +143,13 @@ def estimate_offset(samples: Sequence[Sample], keep_fraction: float = 0.25) -> O
     anchors = sorted(s.agent_wall - s.agent for s in valid if s.agent_wall is not None)
     anchor = statistics.median(anchors[: (len(anchors) + 1) // 2]) if anchors else None
     return OffsetEstimate(estimate, uncertainty, fastest[0].rtt, len(valid), anchor)
+
+
+def _bounds(samples: Sequence[Sample]) -> tuple[float, float]:
+    """Each sample confines the true offset to within rtt/2 of its own offset (the
+    agent read its clock somewhere inside the round trip); all of them hold at once,
+    so the truth lies in the intersection of those intervals: its (low, high), empty
+    when low > high."""
+    low = max(s.offset - s.rtt / 2 for s in samples)
+    high = min(s.offset + s.rtt / 2 for s in samples)
+    return low, high

@@ -166,3 +166,26 @@ def test_no_usable_sample_says_so():
         estimate_offset([Sample(10, 5, 0), Sample(20, 15, 10, None, 14)])
     assert issubclass(NoUsableSamples, ValueError)
     assert usable([Sample(10, 5, 0)]) == []
+
+
+def test_clock_readings_that_fit_no_one_offset_are_no_measurement():
+    """A hostile agent's pongs an hour apart in turn: each sample is a fine interval
+    alone, but no offset is in all of them. No bound would be true: not measured."""
+    samples = [
+        Sample(k * 1000, k * 1000 + 50 + (-1) ** k * 3600 * 10**9, k * 1000 + 100)
+        for k in range(1, 9)
+    ]
+    with pytest.raises(NoUsableSamples, match="fit no one clock offset"):
+        estimate_offset(samples)
+
+
+def test_arrival_stamps_that_fit_no_one_offset_together_are_not_used():
+    """Each stamp possible alone (held within the round trip), together in no one offset
+    (a wall-clock step between a stamp and its read): measured as without stamps."""
+    samples = [
+        Sample(0, 5_000_090, 100, agent_received=5_000_080),
+        Sample(200, 5_000_210, 300, agent_received=5_000_120),
+    ]
+    assert [s.stamp_possible for s in samples] == [True, True]
+    estimate = estimate_offset(samples)  # was 4 999 975 +- 65: in neither stamped interval
+    assert (estimate.offset_ns, estimate.uncertainty_ns) == (5_000_000, 10)

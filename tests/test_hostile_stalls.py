@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -60,11 +61,14 @@ def started_now() -> Started:
 
 @contextlib.asynccontextmanager
 async def hostile_agent(
-    secret: bytes, on_start: Script, on_resume: Script | None = None
+    secret: bytes,
+    on_start: Script,
+    on_resume: Script | None = None,
+    clock: Callable[[], int] = now_ns,
 ) -> AsyncIterator[int]:
-    """An agent that claims a week's reconnect grace, is honest up to the `start`, then
-    runs ON_START; on a later connection it answers a `resume` with ON_RESUME (None:
-    not at all). Its port."""
+    """An agent that claims a week's reconnect grace, is honest up to the `start`
+    (its pongs say CLOCK), then runs ON_START; on a later connection it answers a
+    `resume` with ON_RESUME (None: not at all). Its port."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = Connection(Role.AGENT, secret)
@@ -78,7 +82,7 @@ async def hostile_agent(
                 while data := await reader.read(65536):
                     for message in conn.receive_data(data):
                         if isinstance(message, Ping):
-                            conn.send(Pong(seq=message.seq, clock=now_ns()))
+                            conn.send(Pong(seq=message.seq, clock=clock()))
                         elif isinstance(message, StatusQuery):
                             conn.send(
                                 StatusMessage(busy=False, hostname="h", version="3", platform="x")
@@ -108,12 +112,18 @@ async def silent(send: Send) -> None:
 
 
 async def beside_an_honest_agent(
-    token, tmp_path, lines: str, on_start: Script, on_resume: Script | None = None, **options
+    token,
+    tmp_path,
+    lines: str,
+    on_start: Script,
+    on_resume: Script | None = None,
+    clock: Callable[[], int] = now_ns,
+    **options,
 ) -> tuple[TestResult, float]:
     """One test (-minhosts 1) of the hostile agent and a real one echoing `honest`,
     with LINES under the hostile one's target; the test and how long it took (s)."""
     with start_agent(token.path) as honest:
-        async with hostile_agent(token.token.secret, on_start, on_resume) as port:
+        async with hostile_agent(token.token.secret, on_start, on_resume, clock) as port:
             spec = parse_config(
                 f't:\n-minhosts: 1\n127.0.0.1:{port}: "true"\n{lines}'
                 f'127.0.0.1:{honest.port}: "echo honest"\nend\n',
@@ -203,3 +213,22 @@ async def test_file_after_file_does_not_hold_the_deadline_past_its_bytes(
     hostile = test.hosts[0]
     assert hostile.state is HostState.TIMEOUT, hostile.error
     assert took < 8  # 1 s timeout + 1 s backstop, not 30 files x 0.9 s
+
+
+async def test_an_agent_whose_clock_readings_fit_no_offset_fails_alone(token, tmp_path):
+    """Pongs an hour ahead and an hour behind in turn fit no one offset: the estimate
+    was one of them with a bound of half a round trip ("+3600 s +- 0.02 ms"), a bound
+    no sample agreed with. Now the host's clock is not measured: it fails alone."""
+    pongs = itertools.count()
+
+    def swinging() -> int:
+        return now_ns() + (3600 if next(pongs) % 2 else -3600) * 10**9 + 4000 * 10**9
+
+    async def never(send: Send) -> None:
+        raise AssertionError("an agent with no measured clock was started")
+
+    test, _ = await beside_an_honest_agent(token, tmp_path, "", never, clock=swinging)
+    hostile = test.hosts[0]
+    assert hostile.state is HostState.FAILED
+    assert "fit no one clock offset" in hostile.error
+    assert hostile.clock_uncertainty_ms is None
