@@ -207,10 +207,12 @@ def _local_system() -> str:
 
 
 def upload_script(payload: Payload) -> str:
-    """Write stdin to the cache atomically (a partial upload never has the name)."""
+    """Write stdin to the cache atomically (a partial upload never has the name); a
+    failed one (a full disk) is removed, not left to fill it further run after run."""
     return (
         f'd={CACHE_DIR} && mkdir -p "$d" && chmod 700 "$d" && t="$d/.upload.$$" && '
-        f'cat > "$t" && chmod 700 "$t" && mv -f "$t" "$d/{payload.name}"'
+        f'{{ cat > "$t" && chmod 700 "$t" && mv -f "$t" "$d/{payload.name}" || '
+        '{ s=$?; rm -f "$t"; exit $s; }; }'
     )
 
 

@@ -439,6 +439,27 @@ def test_an_agent_that_cannot_be_put_on_the_host_is_that_hosts_failure(trusted):
     assert f"cannot upload the agent to ssh://{host.address}" in error and "mkdir" in error
 
 
+def test_an_upload_that_fills_the_hosts_disk_is_said_and_removed(trusted, tmp_path):
+    """A home with too little room for the agent: the host's failure names the full disk,
+    and the partial upload is removed (one left per run would fill it further)."""
+    lab, host = trusted, trusted.hosts[3]
+    home = tmp_path / "small-home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "njtest", home], check=True)
+    try:
+        host.start(HOME=str(home))  # its sshd's mount namespace, made now, has the tmpfs
+        try:
+            test = asyncio.run(run_over_ssh(lab, f't:\nssh://{host.address}: "true"\nend\n'))
+        finally:
+            host.start()
+        left = sorted(p.name for p in (home / ".cache" / "netjobs").iterdir())
+    finally:
+        subprocess.run(["umount", home], check=True)
+    assert test.hosts[0].state is HostState.FAILED
+    assert "No space left on device" in test.hosts[0].error, test.hosts[0].error
+    assert left == []
+
+
 def test_a_connection_cut_mid_run_kills_the_remote_commands(trusted):
     lab, host = trusted, trusted.hosts[4]
     config = f't:\nssh://{host.address}: "sleep 300"\nssh://{host.address}: "sleep 301"\nend\n'
