@@ -396,10 +396,14 @@ class SshChannel:
 
 
 # -- host keys ------------------------------------------------------------------------
+def _as_list(value: object) -> list[object]:
+    """An ssh_config setting's list of values; [] when it has none."""
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def _known_hosts_files(configured: Any) -> list[str]:
     """The known_hosts files ssh_config names (else ~/.ssh/known_hosts), expanded."""
-    names = list(configured) if isinstance(configured, list | tuple) and configured else []
-    return [os.path.expanduser(name) for name in names or [DEFAULT_KNOWN_HOSTS]]
+    return [os.path.expanduser(str(name)) for name in _as_list(configured) or [DEFAULT_KNOWN_HOSTS]]
 
 
 def _existing(files: list[str]) -> list[str]:
@@ -449,6 +453,41 @@ class _Client(asyncssh.SSHClient):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._dialer.forget(self)
+
+
+# -- client keys ----------------------------------------------------------------------
+DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")  # what ssh tries
+
+
+def _needs_passphrase(path: str) -> bool:
+    try:
+        asyncssh.read_private_key(path)
+    except asyncssh.KeyImportError as exc:
+        return str(exc).startswith("Passphrase")
+    except OSError:
+        pass
+    return False
+
+
+def _key_advice(settings: asyncssh.SSHClientConnectionOptions, keys: list[str] | None) -> str:
+    """What to do when the host refused our keys. NetJobs asks for no passphrase (it
+    runs unattended, as ssh -o BatchMode=yes), so a key file that needs one is used
+    only through an ssh-agent: say so when one was skipped, or when there was no key."""
+    configured = keys if keys is not None else settings.config.get("IdentityFile", ())
+    written = [str(name) for name in _as_list(configured) or DEFAULT_KEYS]
+    files = [os.path.expanduser(name) for name in written]
+    locked = [f for f in files if os.path.isfile(f) and _needs_passphrase(f)]
+    agent = bool(settings.agent_path)
+    if locked and not agent:
+        return (
+            f"{', '.join(locked)} needs its passphrase, which NetJobs never asks for, and no "
+            f'ssh-agent runs: eval "$(ssh-agent)"; ssh-add {locked[0]}; then run again'
+        )
+    if locked:
+        return f"{', '.join(locked)} needs its passphrase: is it in your ssh-agent (ssh-add)?"
+    if not agent and not any(os.path.isfile(f) for f in files):
+        return f"no key to offer: no ssh-agent, and no key file ({', '.join(written)})"
+    return "is the key in the host's authorized_keys, or in your ssh-agent?"
 
 
 # -- the dialer -----------------------------------------------------------------------
@@ -582,7 +621,10 @@ class SshDialer:
         if username:
             kwargs["username"] = username
         if options.client_keys is not None:
+            # A key file that needs its passphrase is skipped, as ~/.ssh's are: an
+            # ssh-agent may hold it; if none does, the refusal says so (_key_advice).
             kwargs["client_keys"] = options.client_keys
+            kwargs["ignore_encrypted"] = True
         try:
             async with asyncio.timeout(timeout):
                 conn = await asyncssh.connect(address.host, **kwargs)
@@ -593,10 +635,8 @@ class SshDialer:
         except asyncssh.HostKeyNotVerifiable as exc:
             raise HostKeyRefused(client.refusal or f"SSH host key refused: {exc.reason}") from None
         except asyncssh.PermissionDenied as exc:
-            raise AgentError(
-                f"SSH authentication failed: {exc.reason} "
-                "(is the key in the host's authorized_keys, or in your ssh-agent?)"
-            ) from None
+            advice = _key_advice(settings, options.client_keys)
+            raise AgentError(f"SSH authentication failed: {exc.reason} ({advice})") from None
         except asyncssh.Error as exc:
             raise AgentError(f"SSH connection to {address} failed: {exc.reason}") from None
         except ConnectionRefusedError:

@@ -517,6 +517,39 @@ def user_env(lab: Lab, home: Path) -> dict[str, str]:
     return env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "cfg")}
 
 
+def test_a_key_that_needs_its_passphrase_with_no_ssh_agent_is_named_with_what_to_do(
+    trusted, tmp_path
+):
+    """NetJobs asks for no passphrase: such a key is skipped as ssh -o BatchMode=yes skips
+    it, and the refusal names the key and ssh-add, not only 'Permission denied'."""
+    lab, host = trusted, trusted.hosts[4]
+    env = user_env(lab, tmp_path)
+    key = tmp_path / ".ssh" / "id_ed25519"
+    key.unlink()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", key], check=True
+    )
+    config = tmp_path / "one.cfg"
+    config.write_text(f't:\n{host.address}: "true"\nend\n')
+
+    def error() -> str:
+        run = subprocess.run(
+            [*NETJOBS, "--ssh", config], env=env, capture_output=True, text=True, timeout=90
+        )
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        return run.stdout
+
+    said = error()
+    assert f"{key} needs its passphrase, which NetJobs never asks for" in said, said
+    assert f"ssh-add {key}" in said
+    one = f't:\nssh://{host.address}: "true"\nend\n'
+    test = asyncio.run(run_over_ssh(lab, one, client_keys=[str(key)]))  # the GUI's key file
+    assert f"{key} needs its passphrase" in test.hosts[0].error, test.hosts[0].error
+    key.unlink()
+    said = error()
+    assert "no key to offer: no ssh-agent, and no key file (~/.ssh/id_ed25519" in said, said
+
+
 def test_the_controller_going_away_kills_the_remote_commands(trusted, tmp_path):
     lab, host = trusted, trusted.hosts[5]
     config = tmp_path / "long.cfg"
