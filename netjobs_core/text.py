@@ -753,13 +753,18 @@ def not_run_after(test: TestResult, refused: bool) -> str:
 
 def live_progress(test: TestResult, now: float) -> str:
     """A running test in one line: `test 'fio': 6 running, 0 finished of 6, 0:12 elapsed,
-    timeout in 0:48` (the next of its running commands' timeouts, when they have one)."""
+    timeout in 0:48` (the next of its running commands' timeouts, when they have one);
+    while hosts connect, how many: `0 running, 5 finished of 44, 5 hosts connecting, 0:03
+    elapsed` (an unreachable one takes the connect timeout, and the others wait for it)."""
     commands = [c for h in test.hosts for c in h.commands]
     running = [c for c in commands if c.status is CommandStatus.RUNNING]
     parts = [
         f"{len(running)} running",
         f"{sum(c.status.finished for c in commands)} finished of {len(commands)}",
     ]
+    connecting = sum(h.state is HostState.CONNECTING for h in test.hosts)
+    if connecting:
+        parts.append(f"{count(connecting, 'host')} connecting")
     if test.started_at is not None:
         parts.append(f"{clock(now - test.started_at)} elapsed")
     deadlines = [

@@ -7,6 +7,7 @@ import os
 import pty
 import re
 import select
+import socket
 import struct
 import subprocess
 import sys
@@ -83,6 +84,22 @@ def test_a_terminal_shows_one_line_redrawn_in_place(tmp_path, agents, token_file
     assert timeouts and timeouts[-1] < timeouts[0] <= 60 and timeouts[-1] >= 55
     # In place: the line is erased and drawn again (rich's Live), then the report.
     assert "\x1b[2K" in screen and "test 't': PASSED" in screen
+
+
+def test_while_a_host_connects_the_line_says_so(tmp_path, agents, token_file):
+    """A host that does not answer holds the start for its connect timeout (the others
+    wait for it): the line says how many hosts are still connecting, not only 0 running."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the TCP handshake; nothing ever speaks
+        body = 't:\n-minhosts: 1\n{a0}: "true"\n127.0.0.1:%d: "true"\nend\n'
+        cfg = write_config(tmp_path, agents, body % silent.getsockname()[1])
+        code, screen = on_a_terminal(["--token-file", token_file, "--connect-timeout", "3", cfg])
+    assert code == 0, screen
+    waited = re.findall(
+        r"0 running, 0 finished of 2, 1 host connecting, (\d+:\d\d) elapsed", screen
+    )
+    assert {"0:01", "0:02"} <= set(waited), screen
 
 
 def test_verbose_on_a_terminal_has_elapsed_and_in_state_columns(tmp_path, agents, token_file):
