@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fnmatch
+import glob
 import os
 import platform
 import secrets
@@ -48,7 +50,7 @@ from netjobs_core.agent_zipapp import Payload, agent_executable, agent_zipapp, d
 from netjobs_core.client import AgentError, Refused
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.sealing import LINK_SECRET_BYTES
-from netjobs_core.wire.tokens import STDIO_READY, stdio_greeting
+from netjobs_core.wire.tokens import ENV_VAR, STDIO_READY, stdio_greeting
 
 
 @contextlib.contextmanager
@@ -459,6 +461,17 @@ class _Client(asyncssh.SSHClient):
 DEFAULT_KEYS = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")  # what ssh tries
 
 
+def _sent_env(patterns: object) -> list[str]:
+    """What ssh_config's SendEnv sends, by name, less the token: an agent over SSH needs
+    none, and the token leaves this machine for no host (docs/security.md)."""
+    wanted = [str(pattern) for pattern in _as_list(patterns)]
+    return [
+        glob.escape(name)  # a name, not a pattern, to asyncssh's SendEnv matching
+        for name in os.environ
+        if name != ENV_VAR and any(fnmatch.fnmatchcase(name, p) for p in wanted)
+    ]
+
+
 def _needs_passphrase(path: str) -> bool:
     try:
         asyncssh.read_private_key(path)
@@ -495,6 +508,7 @@ def _key_advice(settings: asyncssh.SSHClientConnectionOptions, keys: list[str] |
 class _Host:
     conn: asyncssh.SSHClientConnection
     client: _Client
+    send_env: list[str]  # the environment variables each session sends (_sent_env)
     has_pyz: bool = False  # uploaded or found during this run
     has_exe: bool = False
 
@@ -649,7 +663,7 @@ class SshDialer:
             raise AgentError(f"SSH connection to {address} failed: {exc.strerror or exc}") from None
         except ValueError as exc:  # a key or setting asyncssh cannot use
             raise AgentError(f"SSH settings for {address}: {exc}") from None
-        return _Host(conn, client)
+        return _Host(conn, client, _sent_env(settings.send_env))
 
     async def _start_agent(
         self, host: _Host, address: Address, timeout: float, pyz: Payload, exe: Payload | None
@@ -713,7 +727,12 @@ class SshDialer:
         try:
             async with asyncio.timeout(timeout):
                 chan, session = await host.conn.create_session(
-                    _AgentSession, command, encoding=None, window=WINDOW, max_pktsize=MAX_PACKET
+                    _AgentSession,
+                    command,
+                    encoding=None,
+                    window=WINDOW,
+                    max_pktsize=MAX_PACKET,
+                    send_env=host.send_env,
                 )
         except TimeoutError:
             self._drop(host)  # a dead connection (a cut): the next test connects anew
@@ -728,7 +747,11 @@ class SshDialer:
         try:
             async with asyncio.timeout(DEPLOY_TIMEOUT_S):
                 done = await host.conn.run(
-                    upload_script(payload), input=payload.data, encoding=None, check=False
+                    upload_script(payload),
+                    input=payload.data,
+                    encoding=None,
+                    check=False,
+                    send_env=host.send_env,
                 )
         except TimeoutError:
             raise AgentError(

@@ -60,8 +60,9 @@ class SshHost:
     def home(self) -> Path:
         return self.dir / "home"
 
-    def start(self, **env: str) -> None:
-        """sshd in the foreground (-D), one per namespace, with its own everything."""
+    def start(self, accept_env: str = "", **env: str) -> None:
+        """sshd in the foreground (-D), one per namespace, with its own everything;
+        ENV set in every session, and the variables ACCEPT_ENV names taken from clients."""
         self.stop()
         # A private HOME: its own agent cache, and none of root's dot files.
         settings = " ".join(f"{k}={v}" for k, v in ({"HOME": str(self.home)} | env).items())
@@ -74,7 +75,7 @@ class SshHost:
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "LogLevel ERROR\n"
-            f"SetEnv {settings}\n"
+            f"SetEnv {settings}\n" + (f"AcceptEnv {accept_env}\n" if accept_env else "")
         )
         log = self.dir / "sshd.log"
         with log.open("wb") as err:

@@ -517,6 +517,29 @@ def user_env(lab: Lab, home: Path) -> dict[str, str]:
     return env | {"HOME": str(home), "XDG_CONFIG_HOME": str(home / "cfg")}
 
 
+def test_the_token_is_not_sent_to_ssh_hosts_even_when_ssh_config_sends_everything(
+    trusted, tmp_path, monkeypatch
+):
+    """SendEnv * in ~/.ssh/config and an sshd that accepts it: every other variable goes
+    as ssh would send it, NETJOBS_TOKEN does not (an agent over SSH needs none)."""
+    lab, host = trusted, trusted.hosts[4]
+    monkeypatch.setenv("NETJOBS_TOKEN", "a-token-for-the-installed-agents-only-0123456789")
+    monkeypatch.setenv("NJTEST_SENT", "sent")
+    sending = tmp_path / "ssh_config"
+    sending.write_text(lab.config.read_text() + "  SendEnv *\n")
+    host.start(accept_env="*")
+    try:
+        command = "tr '\\0' '\\n' < /proc/$PPID/environ"  # the agent's environment
+        config = f't:\nssh://{host.address}: "{command}"\nend\n'
+        test = asyncio.run(run_over_ssh(dataclasses.replace(lab, config=sending), config))
+    finally:
+        host.start()
+    assert test.status is TestStatus.PASSED, test.reason
+    agent_environment = test.hosts[0].commands[0].stdout.read_bytes().decode().splitlines()
+    assert "NJTEST_SENT=sent" in agent_environment
+    assert not [line for line in agent_environment if "NETJOBS_TOKEN" in line]
+
+
 def test_a_key_that_needs_its_passphrase_with_no_ssh_agent_is_named_with_what_to_do(
     trusted, tmp_path
 ):
