@@ -152,9 +152,14 @@ _CHECK_AND_RUN = (
 
 
 # Asked of each candidate found on PATH: it runs (a pyenv shim of a version that is
-# not active exits 127), it is >= 3.11, and where its interpreter really is (started
+# not active exits 127), it is >= 3.11 (an older one says what it is on stderr, for
+# the message when none will do), and where its interpreter really is (started
 # directly then, and remembered: the next start needs no probing and no shim).
-_USABLE = "import sys; sys.version_info < (3, 11) and sys.exit(80); print(sys.executable)"
+_USABLE = (
+    "import sys; v = sys.version_info; v < (3, 11) and sys.exit("
+    "'%s is Python %d.%d, older than 3.11' % (sys.executable, v[0], v[1])); "
+    "print(sys.executable)"
+)
 PYTHONS = ("python3.14", "python3.13", "python3.12", "python3.11", "python3")
 REMEMBERED = "python"  # in the host's cache: PATH and the interpreter of the last start
 

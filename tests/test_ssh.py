@@ -397,6 +397,33 @@ def test_with_only_shims_and_an_old_python3_the_hosts_first_error_lines_are_said
     assert wait_until_gone(host) == []
 
 
+def test_a_host_whose_python3_is_too_old_is_told_with_its_version(trusted):
+    """A RHEL 8-like host (python3 is 3.6): the message says what python3 is there."""
+    lab, host = trusted, trusted.hosts[2]
+    old = old_python()
+    if old is None:
+        pytest.skip("no python3 older than 3.11 on this machine")
+    tools = minimal_tools(host)
+    (tools / "python3").unlink(missing_ok=True)
+    (tools / "python3").symlink_to(old)
+    host.start(PATH=str(tools))
+    try:
+        config = f't:\nssh://{host.address}: "true"\nend\n'
+        test = asyncio.run(run_over_ssh(lab, config, executable=None))
+    finally:
+        (tools / "python3").unlink()
+        host.start()
+    version = subprocess.run(
+        [old, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    error = test.hosts[0].error
+    assert "no python3 >= 3.11 there" in error
+    assert f"the host said: {tools / 'python3'} is Python {version}, older than 3.11" in error
+
+
 def test_the_interpreter_found_is_remembered_and_forgotten_when_it_fails(trusted):
     """The next start runs the remembered interpreter, no probing (one Python start);
     one that no longer runs, or is too old now, is forgotten and PATH searched again."""
