@@ -99,11 +99,18 @@ class CommandSpec:
     collect: tuple[str, ...] = ()  # -collect patterns: the test's, then the target's
     node_set: str = ""  # the target line's node set, as written; "" for a single host
     metrics: tuple[MetricSpec, ...] = ()  # -metric lines: the test's, then the target's
+    written: str = ""  # the target as the config wrote it, when --ssh changed `address`
 
     @property
     def target(self) -> str:
-        """As written: ``host``, ``host:port``, ``[::1]`` or ``[::1]:port``."""
+        """How the run names it: ``host``, ``host:port``, ``[::1]``, ``ssh://host``."""
         return self.address.short
+
+    @property
+    def as_written(self) -> str:
+        """The target as the config writes it (`NETJOBS_HOST`): ``node07`` under --ssh
+        too, where the run names it ``ssh://node07``."""
+        return self.written or self.target
 
 
 @dataclass(frozen=True, slots=True)

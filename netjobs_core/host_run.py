@@ -510,7 +510,7 @@ class HostRun:
         seat = self.seat
         env = {
             "NETJOBS_TEST": seat.label,
-            "NETJOBS_HOST": self.specs[index].target,
+            "NETJOBS_HOST": self.specs[index].as_written,
             "NETJOBS_INDEX": str(seat.position),
             "NETJOBS_COUNT": str(seat.count),
             "NETJOBS_COMMAND_INDEX": str(index),

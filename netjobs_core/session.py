@@ -92,7 +92,9 @@ def over_ssh(plan: Plan) -> Plan:
         dataclasses.replace(
             test,
             commands=tuple(
-                dataclasses.replace(command, address=command.address.as_ssh())
+                dataclasses.replace(
+                    command, address=command.address.as_ssh(), written=command.as_written
+                )
                 for command in test.commands
             ),
         )

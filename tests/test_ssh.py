@@ -627,13 +627,17 @@ def test_the_cli_runs_and_checks_ssh_hosts_with_the_users_own_ssh_setup(trusted,
     env = user_env(lab, tmp_path)
     config = tmp_path / "bench.cfg"
     config.write_text(
-        f't:\n{lab.hosts[5].address}: "echo one"\n{lab.hosts[6].address}: "echo two"\nend\n'
+        f't:\n{lab.hosts[5].address}: "echo one $NETJOBS_HOST"\n'
+        f'{lab.hosts[6].address}: "echo two"\nend\n'
     )
     run = subprocess.run(
         [*NETJOBS, "--ssh", str(config)], env=env, capture_output=True, text=True, timeout=90
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"ssh://{lab.hosts[5].address}" in run.stdout
+    # The command's NETJOBS_HOST is the target as the config writes it, --ssh or not
+    # (a file name built from it keeps working).
+    assert f"one {lab.hosts[5].address}\n" in run.stdout, run.stdout
     check = subprocess.run(
         [*NETJOBS, "check", "--ssh", str(config)],
         env=env,
