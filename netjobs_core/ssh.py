@@ -359,11 +359,19 @@ class _AgentSession(asyncssh.SSHClientSession[bytes]):
 
 async def _ready_line(stdout: _Stdout) -> bytes:
     """The agent's ready line, past what a login shell may print first; b"" at EOF."""
+    first = b""
     for _ in range(BANNER_LINES):
         line = await stdout.readline()
         if not line or line.startswith(STDIO_READY):
             return line
-    raise ValueError(f"no ready line from the agent in the first {BANNER_LINES} lines")
+        first = first or line
+    shown = first.decode("utf-8", "replace").strip()[:80]
+    raise ValueError(
+        f"no ready line from the agent in the first {BANNER_LINES} lines on its output, "
+        f"which began {shown!r}: the host's shell start-up files (~/.bashrc, ~/.profile) "
+        "print that for a command run over SSH too; print only in interactive shells "
+        "(case $- in *i*)"
+    )
 
 
 class SshChannel:

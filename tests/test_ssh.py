@@ -27,6 +27,7 @@ from ssh_lab import SSHD, SUBNETS, WAIT_S, Lab, SshHost, keygen, ssh_lab
 
 from netjobs_agent import procs
 from netjobs_core import agent_zipapp as agent_zipapp_module
+from netjobs_core import ssh
 from netjobs_core.agent_zipapp import agent_zipapp
 from netjobs_core.client import AgentError, AgentLink
 from netjobs_core.clock_offset import Sample
@@ -721,6 +722,24 @@ class _Reading:
 
     def resume_reading(self) -> None:
         self.calls.append("resume")
+
+
+def test_a_login_banner_past_the_ready_lines_reach_names_its_first_line_and_the_cure():
+    """A ~/.bashrc that prints more than BANNER_LINES lines: the error quotes what the host
+    printed first and says where such output comes from, not only 'no ready line'."""
+
+    async def scenario():
+        noisy, quiet = ssh._Stdout(), ssh._Stdout()
+        noisy.feed(b"".join(b"Welcome to node03, line %d\n" % i for i in range(ssh.BANNER_LINES)))
+        noisy.feed(b"NETJOBS-STDIO 3\n")
+        with pytest.raises(ValueError) as raised:
+            await ssh._ready_line(noisy)
+        assert "'Welcome to node03, line 0'" in str(raised.value)
+        assert "~/.bashrc" in str(raised.value)
+        quiet.feed(b"motd\n" * (ssh.BANNER_LINES - 1) + b"NETJOBS-STDIO 3\n")
+        assert await ssh._ready_line(quiet) == b"NETJOBS-STDIO 3\n"
+
+    asyncio.run(scenario())
 
 
 def test_the_agents_stdout_hands_out_what_ssh_delivered_in_order_and_paused_when_full():
