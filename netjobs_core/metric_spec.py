@@ -12,10 +12,27 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["MetricSpec", "parse_metric", "read_number"]
+__all__ = ["CSV_COLUMNS", "MetricSpec", "parse_metric", "read_number"]
 
 NAME_RE = re.compile(r"[A-Za-z0-9_.]+")
 MAX_NAME_CHARS = 64
+# The CSV's own columns (results_csv), before one per metric name. A metric of one of
+# these names would make a second column of that name: a database refuses the table, a
+# CSV reader keeps one of the two. Compared without case, as SQL compares names.
+CSV_COLUMNS = (
+    "run",
+    "test",
+    "repetition",
+    "host",
+    "command_index",
+    "status",
+    "exit_code",
+    "start_offset_ms",
+    "release_late_ms",
+    "exec_offset_ms",
+    "elapsed_s",
+)
+_TAKEN = frozenset(column.lower() for column in CSV_COLUMNS)
 
 _MULTIPLIERS = {
     "k": 1e3,
@@ -73,6 +90,11 @@ def parse_metric(value: str, line: int = 0) -> MetricSpec:
         raise ValueError(
             f"bad metric name {name!r}: letters, digits, '_' and '.', "
             f"at most {MAX_NAME_CHARS} characters"
+        )
+    if name.lower() in _TAKEN:
+        raise ValueError(
+            f"metric name {name!r} is a column of the CSV already ({', '.join(CSV_COLUMNS)}): "
+            "choose another"
         )
     if not regex:
         raise ValueError(f"metric {name!r} has no regular expression after '='")

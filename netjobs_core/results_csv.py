@@ -19,6 +19,7 @@ from pathlib import Path
 
 from netjobs_core import text
 from netjobs_core.atomic import write_atomic
+from netjobs_core.metric_spec import CSV_COLUMNS
 from netjobs_core.results import CommandResult, HostResult, RunResult
 
 __all__ = [
@@ -31,19 +32,7 @@ __all__ = [
     "write_csv",
 ]
 
-COLUMNS = (
-    "run",
-    "test",
-    "repetition",
-    "host",
-    "command_index",
-    "status",
-    "exit_code",
-    "start_offset_ms",
-    "release_late_ms",
-    "exec_offset_ms",
-    "elapsed_s",
-)
+COLUMNS = CSV_COLUMNS  # no metric may take one of these names (metric_spec.parse_metric)
 
 
 def metric_names(run: RunResult) -> list[str]:

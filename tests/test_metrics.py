@@ -97,6 +97,9 @@ def test_metrics_of_the_test_and_of_a_target():
         ("-metric: r = ([0-9]+", "metric 'r': bad regular expression: missing )"),
         ("-metric: r = [0-9]+", "exactly one capture group '(...)', not 0"),
         ("-metric: r = (a)(b)", "exactly one capture group '(...)', not 2"),
+        # The CSV has a column of these names already: a second would shadow it.
+        ("-metric: elapsed_s = ([0-9.]+)", "metric name 'elapsed_s' is a column of the CSV"),
+        ("-metric: Status = (x)", "metric name 'Status' is a column of the CSV already (run,"),
     ],
 )
 def test_a_bad_metric_is_an_error_at_its_line(line, message):
