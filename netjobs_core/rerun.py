@@ -23,18 +23,25 @@ def failed_hosts(test: TestResult) -> list[Address]:
     ]
 
 
+def _last_ran(run: RunResult) -> dict[str, TestResult]:
+    """Each test's last repetition that ran, by label. One not run has no hosts: after a
+    failed repetition, --stop-on-failure leaves the next ones so, and the one that failed
+    is what to run again."""
+    return {test.label: test for test in run.tests if test.hosts}
+
+
 def failed_in(run: RunResult) -> list[Address]:
-    """The hosts that did not do well in the last repetition of any test of `run`, first
-    seen first."""
-    last = {test.label: test for test in run.tests}
+    """The hosts that did not do well in the last repetition that ran of any test of
+    `run`, first seen first."""
+    last = _last_ran(run)
     return list(dict.fromkeys(a for test in last.values() for a in failed_hosts(test)))
 
 
 def failed_hosts_plan(plan: Plan, run: RunResult) -> Plan | None:
-    """`plan`'s tests that `run` ran with failed hosts (the last repetition of each),
-    each reduced to those hosts' commands; -minhosts N becomes at most their count.
+    """`plan`'s tests that `run` ran with failed hosts (the last repetition of each that
+    ran), each reduced to those hosts' commands; -minhosts N becomes at most their count.
     None when no host failed, or the plan no longer has them."""
-    last = {test.label: test for test in run.tests}
+    last = _last_ran(run)
     tests = []
     for spec in plan.tests:
         ran = last.get(spec.label)

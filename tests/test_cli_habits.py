@@ -223,6 +223,22 @@ def test_rerun_failed_runs_the_failed_hosts_again(tmp_path, agents, token_file):
     assert unknown.returncode == 2 and "no run 'nope'" in unknown.stderr
 
 
+def test_rerun_failed_after_stop_on_failure_runs_the_repetition_that_failed(
+    tmp_path, agents, token_file
+):
+    """--repeat 2 --stop-on-failure: repetition 1 fails, repetition 2 is not run (no
+    hosts). The failed one is what --rerun-failed runs again, not nothing."""
+    cfg = write_config(tmp_path, agents, 't:\n{a0}: "true"\n{a1}: "exit 5"\nend\n')
+    first = netjobs("--repeat", "2", "--stop-on-failure", "--token-file", token_file, cfg)
+    assert first.returncode == 1
+    assert "test 't' (repetition 2): NOT RUN" in first.stdout
+    again = netjobs("--rerun-failed", "last", "--token-file", token_file)
+    assert again.returncode == 1, again.stdout + again.stderr
+    assert f"again on the hosts that failed in it: 127.0.0.1:{agents[1].port}" in again.stderr
+    assert "test 't': FAILED" in again.stdout
+    assert f"127.0.0.1:{agents[0].port}" not in again.stdout
+
+
 def test_demo_picks_free_ports_when_the_old_ones_are_taken():
     import socket
 
