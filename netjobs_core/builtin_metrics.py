@@ -8,7 +8,8 @@ fio's `--output-format=json` (or `json+`) has `"fio version"` near its start, ip
 - fio: `read_bw`, `write_bw` (bytes/s, summed over its jobs from `bw_bytes`),
   `read_iops`, `write_iops` (summed), `read_clat_p99_ns`, `write_clat_p99_ns` (the
   largest over its jobs of `clat_ns.percentile["99.000000"]`, absent when fio printed
-  none). A direction in which no job did any I/O gives no metric.
+  no 99th: `--clat_percentiles=0`, a `--percentile_list` without it). A direction in
+  which no job did any I/O gives no metric.
 - iperf3: `sent_bps` and `received_bps` (bits/s, `end.sum_sent` / `end.sum_received`).
 
 A document that is cut off, or of a version that spells these otherwise, is a
@@ -46,6 +47,7 @@ __all__ = [
 SNIFF_BYTES = 64 * 1024  # how much of an output's beginning says what it is
 MAX_DOCUMENT_BYTES = 256 * 1024 * 1024  # a larger document is a warning, never loaded
 
+_P99 = "99.000000"  # fio's name of its 99th percentile
 _FIO_RE = re.compile(rb'"fio version"\s*:')
 _IPERF3_RE = re.compile(rb'\{\s*"start"\s*:\s*\{.*?"version"\s*:\s*"iperf', re.DOTALL)
 
@@ -158,10 +160,10 @@ def _fio(document: Any) -> dict[str, float]:
             continue  # this direction did no I/O: no metric, rather than a zero
         found[f"{direction}_bw"] = sum(_number(side["bw_bytes"]) for side in worked)
         found[f"{direction}_iops"] = sum(_number(side["iops"]) for side in worked)
-        p99 = [
-            _number(side["clat_ns"]["percentile"]["99.000000"])
+        p99 = [  # none where fio printed no 99th (a --percentile_list without it)
+            _number(side["clat_ns"]["percentile"][_P99])
             for side in worked
-            if "percentile" in side.get("clat_ns", {})
+            if _P99 in side.get("clat_ns", {}).get("percentile", {})
         ]
         if p99:
             found[f"{direction}_clat_p99_ns"] = max(p99)

@@ -24,7 +24,8 @@ __all__ = ["read_fio"]
 
 
 class _Percentiles(Struct):
-    p99: float = field(name="99.000000")
+    # Absent from a --percentile_list without 99: the other figures stand without it.
+    p99: float | UnsetType = field(default=UNSET, name="99.000000")
 
 
 class _Latency(Struct):
@@ -75,6 +76,8 @@ def read_fio(data: memoryview) -> dict[str, float] | None:
             latency = side.clat_ns
             if latency is not UNSET and latency.percentile is not UNSET:
                 value = latency.percentile.p99
+                if value is UNSET:
+                    continue
                 if p99 is None or value > p99:  # max(): the first of equal ones
                     p99 = value
         if not worked:

@@ -20,7 +20,12 @@ fio_fields = pytest.importorskip("netjobs_core.fio_fields", reason="msgspec is n
 DATA = Path(__file__).parent / "data" / "metrics"
 DOCUMENTS = {
     name: json.loads((DATA / f"{name}.json").read_text())
-    for name in ("fio-randrw", "fio-read-jsonplus", "fio-write-nopercentiles")
+    for name in (
+        "fio-randrw",
+        "fio-read-jsonplus",
+        "fio-write-nopercentiles",
+        "fio-randread-percentile-list",
+    )
 }
 
 DROP = "<drop>"  # the field is taken out (a string: deepcopy keeps it the same)

@@ -188,6 +188,11 @@ def test_fio_json_plus_and_a_direction_without_io_or_percentiles():
         "write_bw": 2612405066,
         "write_iops": 19931.068931,
     }
+    # --percentile_list=50:95: percentiles, but no 99th; the other figures stand.
+    assert read_document(document("fio-randread-percentile-list.json")) == {
+        "read_bw": 127100121,
+        "read_iops": 31030.30303,
+    }
 
 
 def test_text_around_a_fio_document_is_skipped():

@@ -143,6 +143,25 @@ def test_real_fio_json_on_two_hosts_is_summed(tmp_path, agents, token_file):
     assert "  read_bw: " in result.stdout and " in all over 2 hosts (min " in result.stdout
 
 
+@pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
+def test_real_fio_with_a_percentile_list_without_99_keeps_its_rates(tmp_path, agents, token_file):
+    """`--percentile_list=50:95` is a fio document without a 99th: no p99 metric, the
+    rates and IOPS all the same (once the whole document, a warning and no figure)."""
+    command = (
+        f"fio --name=j --filename={tmp_path}/p.dat --size=2M --rw=randread --bs=4k "
+        "--ioengine=psync --runtime=1 --percentile_list=50:95 --output-format=json"
+    )
+    config = write_config(tmp_path, agents, f'fio:\n{{a0}}: "{command}"\nend\n')
+    out, table = tmp_path / "r.json", tmp_path / "r.csv"
+    result = netjobs("--json", out, "--csv", table, "--token-file", token_file, config)
+    assert result.returncode == 0, result.stderr
+    command_result = json.loads(out.read_text())["tests"][0]["hosts"][0]["commands"][0]
+    assert command_result["warnings"] == []
+    assert set(command_result["metrics"]) == {"read_bw", "read_iops"}
+    (row,) = csv.DictReader(io.StringIO(table.read_text()))
+    assert float(row["read_bw"]) == command_result["metrics"]["read_bw"] > 0
+
+
 @pytest.mark.skipif(shutil.which("iperf3") is None, reason="iperf3 is not installed")
 def test_real_iperf3_json_on_loopback(tmp_path, agents, token_file):
     port = free_port()
