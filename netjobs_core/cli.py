@@ -46,6 +46,7 @@ from netjobs_core.session import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    STDOUT,
     UsageError,
     over_ssh,
     plan_addresses,
@@ -159,6 +160,8 @@ def _main_run(argv: Sequence[str]) -> int:
     args = _run_parser().parse_args(argv)
     if args.q and args.v:
         raise UsageError("-q shows the verdicts only, -v every step: give one of them")
+    if args.json == args.csv == STDOUT:
+        raise UsageError("--json - and --csv - cannot both take standard output: give one a FILE")
     if args.rerun_failed:
         failed, config = _past_run(args.rerun_failed)
         path = args.config or config or _ask_config_path()

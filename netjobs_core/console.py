@@ -141,12 +141,12 @@ async def run_on_terminal(
     quiet: bool = False,
 ) -> Outcome:
     """Run `plan` through its owner (run.Run) and show it: the reports go to `out`
-    (standard output, or standard error when the JSON document takes standard output:
-    `--json -`), -v shows every host in full, what happens to the result files goes to
-    standard error. Ctrl-C or SIGTERM stops cleanly. Raises UsageError, before
-    anything runs, when a result file could not be written."""
+    (standard output, or standard error when the JSON document or the CSV takes
+    standard output: `--json -`, `--csv -`), -v shows every host in full, what happens
+    to the result files goes to standard error. Ctrl-C or SIGTERM stops cleanly. Raises
+    UsageError, before anything runs, when a result file could not be written."""
     if out is None:
-        out = sys.stderr if json_path == STDOUT else sys.stdout
+        out = sys.stderr if STDOUT in (json_path, csv_path) else sys.stdout
     err = sys.stderr
     display = TerminalDisplay(
         verbose, out, err, fold and not verbose, options.repeat, show, quiet=quiet
@@ -184,11 +184,13 @@ class _TerminalObserver:
     def __call__(self, event: RunEvent) -> None:
         err = self.err
         if isinstance(event, Written):
-            if event.kind == "log":
+            if event.path is None:  # standard output: what is there says so
+                pass
+            elif event.kind == "log":
                 say(f"log written to {event.path}", err)
             elif event.kind == "csv":
                 say(f"CSV written to {event.path}", err)
-            elif event.path is not None:
+            else:
                 say(f"results written to {event.path}", err)
         elif isinstance(event, NotWritten):
             where = f" to {event.where}" if event.where else ""

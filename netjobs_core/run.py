@@ -40,7 +40,7 @@ from netjobs_core.links import Links
 from netjobs_core.log_parts import LogParts
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult, TestStatus
-from netjobs_core.results_csv import MetricCells, write_csv
+from netjobs_core.results_csv import MetricCells, csv_text, write_csv
 from netjobs_core.results_json import json_text, write_json
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
@@ -72,7 +72,7 @@ __all__ = [
 @dataclass(frozen=True)
 class Written:
     """A result file a person asked for was written: a test's `-l` log, or the
-    `--json` document (`path` None: standard output), or the `--csv` file."""
+    `--json` document or the `--csv` file (`path` None: standard output)."""
 
     kind: Literal["log", "json", "csv"]
     path: Path | None
@@ -146,8 +146,8 @@ class Run:
     a plan with targets over SSH, with `ssh`; `options.dialer` must be None) and the
     runner, whose `result` is live from now on. `log` writes each test's `-l` log
     beside the config as the test ends (of each output at most `show` bytes);
-    `json_path` gets the whole run at the end (`-`: standard output), `csv_path` its
-    commands as CSV (results_csv); the run goes
+    `json_path` gets the whole run at the end, `csv_path` its commands as CSV
+    (results_csv), either `-` for standard output; the run goes
     into the run history unless not `in_history` (the config's text read now, as it
     is run). A result file that cannot be written is refused now with UsageError."""
 
@@ -170,7 +170,7 @@ class Run:
             check_writable(logs.log_path(plan.path, "label", 0), "the -l logs")
         if json_path and json_path != STDOUT:
             check_writable(json_path, "the --json file")
-        if csv_path:
+        if csv_path and csv_path != STDOUT:
             check_writable(csv_path, "the --csv file")
         self.plan = plan
         self.labels = list(labels) if labels is not None else None
@@ -360,11 +360,16 @@ class Run:
 
     def _write_csv(self, csv_path: str) -> None:
         try:
-            write_csv(self.result, csv_path, self._metric_cells)
-        except OSError as exc:
-            self._not_written(NotWritten("the CSV", csv_path, exc.strerror or str(exc)))
+            if csv_path == STDOUT:
+                sys.stdout.write(csv_text(self.result, self._metric_cells))
+                sys.stdout.flush()
+            else:
+                write_csv(self.result, csv_path, self._metric_cells)
+        except OSError as exc:  # BrokenPipeError too: `--csv - | head`
+            where = "standard output" if csv_path == STDOUT else csv_path
+            self._not_written(NotWritten("the CSV", where, exc.strerror or str(exc)))
         else:
-            self._emit(Written("csv", Path(csv_path)))
+            self._emit(Written("csv", None if csv_path == STDOUT else Path(csv_path)))
 
     def _not_written(self, problem: NotWritten) -> None:
         self.outcome.unsaved.append(problem.text)

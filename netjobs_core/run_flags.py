@@ -206,7 +206,8 @@ RUN: tuple[Flag, ...] = (
         "csv",
         ("--csv",),
         "write one CSV row per command of every test and repetition to FILE at the "
-        "end: run, test, repetition, host, status, timings and a column per metric",
+        "end: run, test, repetition, host, status, timings and a column per metric; "
+        "'-' writes it to standard output and the reports to standard error",
         Where.ELSEWHERE,
         note="every results table's context menu: Export as CSV…",
         kind="value",

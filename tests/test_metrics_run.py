@@ -17,12 +17,13 @@ from schema_check import RESULTS_SCHEMA
 pytestmark = [pytest.mark.timeout(120), pytest.mark.posix]
 
 
-def netjobs(*args, timeout=90):
+def netjobs(*args, timeout=90, cwd=None):
     return subprocess.run(
         [sys.executable, "-m", "netjobs_core.cli", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        cwd=cwd,
     )
 
 
@@ -117,6 +118,26 @@ def test_each_csv_row_gives_its_own_commands_start_figures(tmp_path, agents, tok
     first = test["hosts"][0]["start_offset_ms"]
     assert min(float(r["start_offset_ms"]) for r in rows[:2]) == first  # exactly the host's
     assert len(offsets) == 3  # no command given another's release
+
+
+def test_csv_dash_is_standard_output_as_json_dash_is(tmp_path, agents, token_file):
+    """`--csv -` prints the CSV on standard output and the report on standard error, as
+    `--json -` does (it wrote a file named '-' in the current folder, stdout the report)."""
+    config = write_config(
+        tmp_path, agents, 't:\n-metric: n = n=([0-9]+)\n{a0}: "echo n=4"\n{a1}: "exit 3"\nend\n'
+    )
+    result = netjobs("--csv", "-", "--token-file", token_file, config, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert not (tmp_path / "-").exists()
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["status"], r["exit_code"], r["n"]) for r in rows] == [
+        ("ok", "0", "4"),
+        ("failed", "3", ""),
+    ]
+    assert "test 't': FAILED" in result.stderr and "CSV written" not in result.stderr
+    both = netjobs("--json", "-", "--csv", "-", "--token-file", token_file, config, cwd=tmp_path)
+    assert both.returncode == 2 and both.stdout == ""
+    assert "--json - and --csv - cannot both take standard output" in both.stderr
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
