@@ -514,7 +514,8 @@ class AgentLink:
         except AuthenticationFailed:
             await self.close()
             raise AuthenticationRefused(
-                "authentication failed: the agent does not hold our token"
+                "authentication failed: the agent does not hold our token (an agent reads "
+                "its token file when it starts: restart it after copying a token there)"
             ) from None
         except ProtocolError as exc:
             await self.close()

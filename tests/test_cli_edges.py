@@ -279,7 +279,8 @@ def test_wrong_token_on_each_host_says_so_and_the_others_say_why(tmp_path, agent
     assert result.returncode == 1
     good, *bad = json.loads(out.read_text())["tests"][0]["hosts"]
     assert [h["error"] for h in bad] == [
-        "authentication failed: the agent does not hold our token"
+        "authentication failed: the agent does not hold our token (an agent reads "
+        "its token file when it starts: restart it after copying a token there)"
     ] * 2
     assert good["error"].startswith("test aborted: quorum lost because 127.0.0.1:")
     assert "authentication failed" in good["error"]
