@@ -23,6 +23,7 @@ CSV_COLUMNS = (
     "run",
     "test",
     "repetition",
+    "test_status",
     "host",
     "command_index",
     "status",

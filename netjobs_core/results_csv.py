@@ -1,12 +1,14 @@
 """A run as CSV: one row per command of every test and repetition (`netjobs show RUN
 --csv`, `netjobs --csv FILE`, the GUI's export).
 
-Columns: `run, test, repetition, host, command_index, status, exit_code,
+Columns: `run, test, repetition, test_status, host, command_index, status, exit_code,
 start_offset_ms, release_late_ms, exec_offset_ms, elapsed_s`, then one per metric name
-seen in the run, first seen first. The start figures are the command's own: its release
-and its exec minus the common start (the first release in a sequential start), and how
-late its agent released it. A value that is not known (a command that never ran, a
-metric that did not match) is an empty cell; numbers are written exactly (text.csv_number).
+seen in the run, first seen first. `test_status` is the test's verdict (a command can be
+ok in a test that failed: its quorum lost), so rows can be kept or dropped by it. The
+start figures are the command's own: its release and its exec minus the common start
+(the first release in a sequential start), and how late its agent released it. A value
+that is not known (a command that never ran, a metric that did not match) is an empty
+cell; numbers are written exactly (text.csv_number).
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def csv_rows(run: RunResult, metric_cells: MetricCells | None = None) -> Iterato
                     run.run_id,
                     test.label,
                     "" if test.repetition is None else str(test.repetition),
+                    test.status.value,
                     host.target,
                     str(index),
                     command.status.value,

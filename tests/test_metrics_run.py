@@ -77,16 +77,18 @@ def test_a_metric_over_hosts_and_repetitions_in_every_result(tmp_path, agents, t
     ]
     rows = list(csv.reader(io.StringIO(table.read_text())))
     assert rows[0] == [
-        "run", "test", "repetition", "host", "command_index", "status", "exit_code",
-        "start_offset_ms", "release_late_ms", "exec_offset_ms", "elapsed_s", "copy_Bps",
+        "run", "test", "repetition", "test_status", "host", "command_index", "status",
+        "exit_code", "start_offset_ms", "release_late_ms", "exec_offset_ms", "elapsed_s",
+        "copy_Bps",
     ]  # fmt: skip
     assert len(rows) == 1 + 2 * 3
     run_id = document["run_id"]
-    assert [row[:7] for row in rows[1:4]] == [
-        [run_id, "rate", "1", f"127.0.0.1:{agents[i].port}", "0", "ok", "0"] for i in range(3)
+    assert [row[:8] for row in rows[1:4]] == [
+        [run_id, "rate", "1", "passed", f"127.0.0.1:{agents[i].port}", "0", "ok", "0"]
+        for i in range(3)
     ]
-    assert [row[11] for row in rows[1:]] == [str(512 * 2**20), str(480 * 2**20), ""] * 2
-    assert float(rows[1][10]) >= 0 and rows[1][7] != ""
+    assert [row[12] for row in rows[1:]] == [str(512 * 2**20), str(480 * 2**20), ""] * 2
+    assert float(rows[1][11]) >= 0 and rows[1][8] != ""
     shown = netjobs("show", run_id, "--csv")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout == table.read_text()
@@ -130,9 +132,11 @@ def test_csv_dash_is_standard_output_as_json_dash_is(tmp_path, agents, token_fil
     assert result.returncode == 1, result.stderr
     assert not (tmp_path / "-").exists()
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert [(r["status"], r["exit_code"], r["n"]) for r in rows] == [
-        ("ok", "0", "4"),
-        ("failed", "3", ""),
+    # Each row says its command's status and its test's verdict: the ok command's test
+    # failed, which a filter on `status` alone would not tell.
+    assert [(r["test_status"], r["status"], r["exit_code"], r["n"]) for r in rows] == [
+        ("failed", "ok", "0", "4"),
+        ("failed", "failed", "3", ""),
     ]
     assert "test 't': FAILED" in result.stderr and "CSV written" not in result.stderr
     both = netjobs("--json", "-", "--csv", "-", "--token-file", token_file, config, cwd=tmp_path)
