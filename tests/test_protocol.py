@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from netjobs_core.wire import framing, sealing
+from netjobs_core.wire import framing, messages, sealing
 from netjobs_core.wire.connection import Connection
 from netjobs_core.wire.errors import (
     AuthenticationFailed,
@@ -1493,3 +1493,75 @@ def test_a_status_says_how_the_agent_waits_for_its_releases(realtime):
     # An older agent leaves it out (WIRE_3_2); anything but a boolean is refused.
     with pytest.raises(ProtocolError, match="realtime"):
         decode(Frame(frame.type, {**frame.fields, "realtime": 1}, frame.body), SENT_BY[Role.AGENT])
+
+
+# -- text bounds -------------------------------------------------------------------------
+LONG = "x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        messages.Error(code=LONG, message=LONG),
+        Status(busy=True, label=LONG, hostname=LONG, version=LONG, platform=LONG),
+        messages.Prepared(
+            gated=True,
+            commands=[{"id": 0, "ok": False, "error": LONG}],
+            run_id="r",
+            grace=1,
+            hostname=LONG,
+            version=LONG,
+            platform=LONG,
+        ),
+        messages.Shutdown(reason=LONG),
+        messages.Started(released_at={}, late_ns=0, exec_error=LONG),
+        Exit(id=0, status="error", message=LONG, spool_error=LONG),
+        FileEnd(id=0, bytes=0, sha256="0" * 64, error=LONG, os_error=LONG),
+        messages.Kill(reason=LONG),
+    ],
+    ids=lambda message: message.TYPE,
+)
+def test_every_text_a_peer_sends_is_cut_to_its_bound_with_a_mark(message):
+    """Received (from a peer that sends them whole) and sent (our own), each text is
+    within its bound and says how much was cut; nothing else of the message changes."""
+    allowed = _CLASSES | {"status": Status}
+    received = decode(message.to_frame(), allowed)
+    sent = decode(messages.check(message, allowed), allowed)
+    for got in (received, sent):
+        texts = [v for v in dataclasses.asdict(got).values() if isinstance(v, str) and "x" in v]
+        texts += [item["error"] for item in getattr(got, "commands", [])]
+        assert texts
+        for said in texts:
+            assert len(said) <= messages.MAX_MESSAGE_CHARS
+            assert said.endswith(f"…(+{len(LONG) - said.index('…')} characters)")
+    names = ("hostname", "version", "platform", "label", "code", "spool_error", "os_error")
+    for name in names:
+        said = getattr(received, name, None)
+        assert said is None or len(said) <= messages.MAX_NAME_CHARS
+    assert messages.cut("short", 10) == "short"
+
+
+def test_every_text_field_an_agent_sends_has_a_bound():
+    """A str field of an agent's message is a bounded Text, or checked otherwise."""
+    checked = {
+        ("output", "stream"),  # in STREAMS
+        ("exit", "status"),  # in ENDS
+        ("file", "name"),  # at most MAX_FILE_NAME
+        ("file_end", "sha256"),  # 64 hex digits
+        ("started", "released_at"),  # command ids: at most 10 digits
+        ("started", "exec_at"),
+    }
+    for cls in SENT_BY[Role.AGENT].values():
+        bounded = {name for name, _ in messages._SHAPES[cls].texts}
+        for item in dataclasses.fields(cls):
+            if "str" in str(item.type) and item.name not in bounded:
+                assert (cls.TYPE, item.name) in checked, (cls.TYPE, item.name)
+
+
+def test_a_run_id_too_long_is_refused_not_cut():
+    """A cut run id would name another run on the resume: refused, both ways."""
+    prepared = messages.Prepared(gated=True, commands=[], run_id=LONG, grace=1)
+    with pytest.raises(ProtocolError, match="'run_id' over 256 characters"):
+        decode(prepared.to_frame(), SENT_BY[Role.AGENT])
+    with pytest.raises(ProtocolError, match="'run_id' over 256 characters"):
+        messages.check(prepared, SENT_BY[Role.AGENT])

@@ -365,6 +365,7 @@ class Connection:
         if self.state is not State.CLOSED:
             if self.state is not State.READY:
                 message = message[:150]  # JSON escapes at most 6x: under MAX_HANDSHAKE_HEADER
+            message = messages.cut(message, messages.MAX_MESSAGE_CHARS)
             self._queue(Error(code=code, message=message).to_frame())
             self.close()
 

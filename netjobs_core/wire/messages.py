@@ -63,6 +63,34 @@ class Bounded:
 
 OMITTED = "omitted when None"  # field marker: an absent value is left out of the header
 
+
+@dataclass(frozen=True)
+class Text:
+    """A text field's bound in characters. A longer text is cut to it with a visible
+    mark (`cut`), on sending and on receiving, so what a peer legitimately says is
+    never lost silently; an identifier (`refuse`), which a cut would make another
+    one, is refused instead."""
+
+    limit: int
+    refuse: bool = False
+
+
+MAX_NAME_CHARS = 256  # a host name, a version, a platform, a code, a run's name
+MAX_MESSAGE_CHARS = 4096  # an error, an exit's message, a reason
+Name = Annotated[str, Text(MAX_NAME_CHARS)]
+Words = Annotated[str, Text(MAX_MESSAGE_CHARS)]
+RunId = Annotated[str, Text(MAX_NAME_CHARS, refuse=True)]
+
+
+def cut(value: str, limit: int) -> str:
+    """VALUE in at most LIMIT characters: its head and how many were cut
+    (`abc…(+261900 characters)`)."""
+    if len(value) <= limit:
+        return value
+    kept = max(0, limit - len(f"…(+{len(value)} characters)"))
+    return f"{value[:kept]}…(+{len(value) - kept} characters)"
+
+
 MAX_CLOCK = 2**63 - 1  # clock readings in ns, as int64: arithmetic on them stays finite
 MAX_TIMEOUT_S = 1e9  # ~31 years; in ns still within int64
 MAX_GRACE_S = 7 * 86400.0  # a silently lost controller's run is kept at most a week
@@ -187,6 +215,7 @@ _COMMAND_ITEM = compile_schema(
         "collect?": (list,),
     }
 )
+_PREPARED_ITEM = compile_schema({"id": COMMAND_ID, "ok": (bool,), "error?": (str,)})
 _OFFSETS_ITEM = compile_schema({"id": COMMAND_ID, "stdout": _OFFSET, "stderr": _OFFSET})
 # `started`: each command's clock reading, checked as a field of that name.
 _CLOCK_OF = {name: compile_schema({name: _CLOCK}) for name in ("released_at", "exec_at")}
@@ -329,8 +358,8 @@ class Error(Message):
     """Either side, at any time: what went wrong, as a code and a message."""
 
     TYPE = "error"
-    code: str
-    message: str
+    code: Name
+    message: Words
 
 
 # What a controller may send once authenticated.
@@ -382,7 +411,7 @@ class Resume(Message):
     bytes of each stream the controller holds."""
 
     TYPE = "resume"
-    run_id: str
+    run_id: RunId
     offsets: list[OffsetsItem]
 
     def check(self) -> None:
@@ -413,7 +442,7 @@ class Kill(Message):
     """The controller ends the test early; reason: why, for the agent's log."""
 
     TYPE = "kill"
-    reason: str
+    reason: Words
 
 
 @message_type
@@ -444,10 +473,10 @@ class Status(Message):
 
     TYPE = "status"
     busy: bool
-    label: str | None = None  # of the test it runs, when busy
-    hostname: str
-    version: str
-    platform: str
+    label: Name | None = None  # of the test it runs, when busy
+    hostname: Name
+    version: Name
+    platform: Name
     realtime: Annotated[bool | None, OMITTED] = None
 
 
@@ -461,11 +490,22 @@ class Prepared(Message):
     TYPE = "prepared"
     gated: bool
     commands: list[PreparedItem]
-    run_id: str
+    run_id: RunId
     grace: Grace
-    hostname: Annotated[str | None, OMITTED] = None
-    version: Annotated[str | None, OMITTED] = None
-    platform: Annotated[str | None, OMITTED] = None
+    hostname: Annotated[Name | None, OMITTED] = None
+    version: Annotated[Name | None, OMITTED] = None
+    platform: Annotated[Name | None, OMITTED] = None
+
+    def check(self) -> None:
+        """Each item as PreparedItem says, its error cut to MAX_MESSAGE_CHARS (in place:
+        the items are the frame's)."""
+        for item in self.commands:
+            if not isinstance(item, dict):
+                raise ProtocolError("'prepared' commands must be objects")
+            check_fields("prepared", item, _PREPARED_ITEM)
+            error = item.get("error")
+            if error is not None:
+                item["error"] = cut(error, MAX_MESSAGE_CHARS)
 
 
 @message_type
@@ -474,7 +514,7 @@ class Resumed(Message):
     (started, output past the offsets, exits, finished) and goes on live."""
 
     TYPE = "resumed"
-    run_id: str
+    run_id: RunId
 
 
 @message_type
@@ -482,7 +522,7 @@ class Shutdown(Message):
     """The agent is stopping (SIGTERM, Ctrl-C): it kills the runs it holds."""
 
     TYPE = "shutdown"
-    reason: str
+    reason: Words
 
 
 @message_type
@@ -499,7 +539,7 @@ class Started(Message):
     released_at: dict[str, int]
     late_ns: Clock
     exec_at: Annotated[dict[str, int] | None, OMITTED] = None
-    exec_error: Annotated[str | None, OMITTED] = None
+    exec_error: Annotated[Words | None, OMITTED] = None
     ahead_ns: Annotated[Annotated[int, _SIGNED_CLOCK] | None, OMITTED] = None
 
     def check(self) -> None:
@@ -541,9 +581,9 @@ class Exit(Message):
     status: str
     exit_code: ExitCode | None = None
     ended_at: Clock | None = None
-    message: str
+    message: Words
     timeout: Annotated[Timeout | None, OMITTED] = None
-    spool_error: Annotated[str | None, OMITTED] = None
+    spool_error: Annotated[Name | None, OMITTED] = None
 
     def check(self) -> None:
         if self.status not in ENDS:
@@ -607,9 +647,9 @@ class FileEnd(Message):
     id: CommandId
     bytes: Offset
     sha256: str
-    error: Annotated[str | None, OMITTED] = None
+    error: Annotated[Name | None, OMITTED] = None
     limit: Annotated[Offset | None, OMITTED] = None
-    os_error: Annotated[str | None, OMITTED] = None
+    os_error: Annotated[Name | None, OMITTED] = None
     size: Annotated[Offset | None, OMITTED] = None
 
     def check(self) -> None:
@@ -669,16 +709,19 @@ SENT_BY: dict[Role, dict[str, type[Message]]] = {
 
 
 # -- the schemas, read from the annotations -------------------------------------------
-def _spec(hint: Any) -> tuple[Spec, bool, bool]:
-    """A field annotation's (spec, optional, omitted)."""
+def _spec(hint: Any) -> tuple[Spec, bool, bool, Text | None]:
+    """A field annotation's (spec, optional, omitted, text bound)."""
     optional = omitted = False
     bounded: Bounded | None = None
+    text: Text | None = None
     while True:
         origin = get_origin(hint)
         if origin is Annotated:
             for extra in hint.__metadata__:
                 if isinstance(extra, Bounded):
                     bounded = extra
+                elif isinstance(extra, Text):
+                    text = extra
                 omitted = omitted or extra is OMITTED
             hint = hint.__origin__
         elif origin in (Union, types.UnionType):
@@ -688,8 +731,8 @@ def _spec(hint: Any) -> tuple[Spec, bool, bool]:
         else:
             break
     if bounded is not None:
-        return bounded, optional, omitted
-    return (origin or hint,), optional, omitted
+        return bounded, optional, omitted, text
+    return (origin or hint,), optional, omitted, text
 
 
 class _Shape(NamedTuple):
@@ -698,22 +741,26 @@ class _Shape(NamedTuple):
     checks: Checks
     header: tuple[tuple[str, bool], ...]  # (field, omitted when None), in order
     body: bool
+    texts: tuple[tuple[str, Text], ...]  # the bounded text fields
 
 
 def _derive(cls: type[Message]) -> _Shape:
     """CLS's field checks, its header fields (name, omitted when None), whether it has
-    a body."""
+    a body, its bounded text fields."""
     schema: Schema = {}
     header: list[tuple[str, bool]] = []
+    texts: list[tuple[str, Text]] = []
     body = False
     for item in dataclasses.fields(cls):
         if item.name == "body":
             body = True
             continue
-        spec, optional, omitted = _spec(item.type)
+        spec, optional, omitted, text = _spec(item.type)
         schema[item.name + ("?" if optional else "")] = spec
         header.append((item.name, omitted))
-    return _Shape(compile_schema(schema), tuple(header), body)
+        if text is not None:
+            texts.append((item.name, text))
+    return _Shape(compile_schema(schema), tuple(header), body, tuple(texts))
 
 
 _SHAPES = {
@@ -730,9 +777,24 @@ def check(message: Message, allowed: Mapping[str, type[Message]]) -> Frame:
     if allowed.get(message.TYPE) is not type(message):
         raise ProtocolError(f"unexpected message {message.TYPE!r}")
     frame = message.to_frame()
-    check_fields(frame.type, frame.fields, _SHAPES[type(message)].checks)
+    shape = _SHAPES[type(message)]
+    check_fields(frame.type, frame.fields, shape.checks)
+    _bound_texts(frame.type, frame.fields, shape.texts)
     message.check()
     return frame
+
+
+def _bound_texts(kind: str, fields: dict[str, Any], texts: tuple[tuple[str, Text], ...]) -> None:
+    """Cut the (checked) text FIELDS of a KIND message to their bounds, in place; an
+    identifier too long is a ProtocolError."""
+    for name, bound in texts:
+        value = fields.get(name)
+        if value is not None and len(value) > bound.limit:
+            if bound.refuse:
+                raise ProtocolError(
+                    f"{kind!r} message has a {name!r} over {bound.limit} characters"
+                )
+            fields[name] = cut(value, bound.limit)
 
 
 def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
@@ -740,7 +802,7 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
     cls = allowed.get(frame.type)
     if cls is None:
         raise ProtocolError(f"unexpected message {frame.type!r}")
-    checks, header, body = _SHAPES[cls]
+    checks, header, body, texts = _SHAPES[cls]
     fields = frame.fields
     check_fields(frame.type, fields, checks)
     # Every field is given (an absent one as None): no need for __init__'s defaults.
@@ -750,6 +812,8 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
         values[name] = fields.get(name)
     if body:
         values["body"] = frame.body
+    if texts:
+        _bound_texts(frame.type, values, texts)
     message.check()
     return message
 
