@@ -260,6 +260,7 @@ class HostRun:
         self.released: dict[int, float] = {}  # command index -> controller clock ns
         self.exec_at: dict[int, float] = {}  # command index -> its first exec, controller ns
         self.start_at: int | None = None  # the release instant we sent, on the agent's clock
+        self.start_sent = 0  # controller clock ns: when we sent it
         self.ahead_ns: int | None = None  # how long before it the start reached the agent
         self.prepared_from = 0  # controller clock ns: no command can be released before
         self.prepare_sent = False  # with the auth (`measure`)
@@ -538,6 +539,7 @@ class HostRun:
         leaving its coarse sleep WAKE ns before (None: its own margin)."""
         assert self.link is not None
         self.start_at = at
+        self.start_sent = now_ns()
         try:
             self.link.send(Start(at=at, wake=wake))
         except AgentError as exc:
@@ -706,7 +708,7 @@ class HostRun:
         )
         silent_for = max(silent_for, stalled)  # a suspend stops the clock we heard on
         record = Interruption(at=self._epoch(now - int(silent_for * 1e9)), cause=cause)
-        self.result.interruptions.append(record)
+        self.result.interrupted(record)
         self.fleet.host_changed(self)
         return record, silent_for
 
@@ -812,6 +814,13 @@ class HostRun:
         # impossible, whatever the clock estimate's error (it is within its bound).
         earliest = self.prepared_from - estimate.uncertainty_ns
         latest = now_ns() + estimate.uncertainty_ns
+        ahead = message.ahead_ns
+        if ahead is not None and self.start_at is not None:
+            # The start reached it before we sent it, or after this report reached us:
+            # a figure the next tests' lead would follow (lead.py), refused.
+            arrived = estimate.to_controller(self.start_at - ahead)
+            if not self.start_sent - estimate.uncertainty_ns <= arrived <= latest:
+                raise ConnectionLost(text.impossible_arrival((arrived - self.start_sent) / 1e6))
         # The protocol checked the keys (command ids) and the bounded clock values.
         for key, agent_ns in message.released_at.items():
             index = int(key)
@@ -828,11 +837,13 @@ class HostRun:
             if self.start_at is not None:  # the agent's own clock alone: no estimate error
                 commands[index].release_late_ms = (agent_ns - self.start_at) / 1e6
             self.fleet.command_changed(self, index)
-        self.ahead_ns = message.ahead_ns
-        self._on_exec_instants(message)
+        self.ahead_ns = ahead
+        self._on_exec_instants(message, latest)
         self.fleet.released(self)
 
-    def _on_exec_instants(self, message: Started) -> None:
+    def _on_exec_instants(self, message: Started, latest: float) -> None:
+        """The commands' exec instants, none after LATEST (when the report reached us,
+        plus the clock's bound): one far ahead made the test's exec spread centuries."""
         assert self.estimate is not None
         if message.exec_at is None:
             self.result.exec_error = message.exec_error or text.EXEC_NOT_SENT
@@ -847,7 +858,10 @@ class HostRun:
                     f"protocol error: command {index} began before its release "
                     f"({(agent_ns - released) / 1e6:+.3f} ms)"
                 )
-            self.exec_at[index] = self.estimate.to_controller(agent_ns)
+            at = self.estimate.to_controller(agent_ns)
+            if at > latest:
+                raise ConnectionLost(text.impossible_exec((at - latest) / 1e6))
+            self.exec_at[index] = at
         if self.released and not self.exec_at:
             # The agent watched and none of its commands exec'd a program before it
             # reported them started: they ran in the shell itself (`echo`, a loop).
@@ -862,7 +876,13 @@ class HostRun:
         status = CommandStatus(message.status)
         ended = message.ended_at
         if ended is not None and index in self.released:
-            self.ended[index] = self.estimate.to_controller(ended)
+            # No later than this report reached us (the clock's bound and a drift of
+            # 0.1 % of the run time allowed): one far ahead made its run time centuries
+            # and the test's concurrent window a vanishing fraction of it.
+            now = now_ns()
+            drift = (now - self.released[index]) / 1000
+            latest = now + self.estimate.uncertainty_ns + drift
+            self.ended[index] = min(self.estimate.to_controller(ended), latest)
             commands[index].duration_s = max(0.0, (self.ended[index] - self.released[index]) / 1e9)
         # "exited with code 0" says nothing the status does not.
         words = (

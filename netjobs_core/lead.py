@@ -9,6 +9,12 @@ under its present load (the lead minus how far ahead of the instant it arrived),
 and how late it released. The next lead covers the slowest host's transit twice
 plus its wake-up margin, and that host is told to wake earlier by what it lost
 (Start.wake), within the bounds below; `--lead` fixes it instead.
+
+What a host reports is checked as it comes (host_run: an arrival before the start was
+sent or after the report of it reached the controller fails that host), but a host
+may be slow, or say it is: the lead then follows it, up to the cap, and a host whose
+figures alone asked at least SET_BY_FACTOR times the lead the others needed is named
+with its figure (`Lead.host`), in the report and in results.json.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ PER_HOST_NS = 200_000  # writing the start to one more host
 COARSE_WAKE_NS = 3_000_000  # the agent's own margin (agent.oskit.coarse_wake_margin_ns)
 MAX_WAKE_NS = 50_000_000  # the most we ask an agent to wake early (agent.jobs caps it so)
 MEMORY = 5  # the last starts of a host that count
+SET_BY_FACTOR = 2  # a host that asked this many times the others' lead is named
 
 
 def default_lead_ns(rtt_ns: float, hosts: int) -> float:
@@ -36,6 +43,19 @@ def default_lead_ns(rtt_ns: float, hosts: int) -> float:
 class _Seen:
     transit_ns: deque[float] = field(default_factory=lambda: deque(maxlen=MEMORY))
     late_ns: deque[float] = field(default_factory=lambda: deque(maxlen=MEMORY))
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A test's lead, and the host whose figures set it (None: no one host did), with
+    FIGURE ("rtt": its round trip; "transit": the longest its start took to reach it
+    in its last starts), FIGURE_NS, and OTHERS_NS: the lead the other hosts needed."""
+
+    ns: float
+    host: Address | None = None
+    figure: str = ""
+    figure_ns: float = 0.0
+    others_ns: float = 0.0
 
 
 class LeadPolicy:
@@ -63,17 +83,28 @@ class LeadPolicy:
             return None
         return int(min(MAX_WAKE_NS, COARSE_WAKE_NS + 2 * max(seen.late_ns)))
 
-    def lead_ns(self, hosts: Iterable[tuple[Address, float]], cap_ns: float) -> float:
+    def _need(self, address: Address, rtt_ns: float, hosts: int) -> tuple[float, str, float]:
+        """The lead one host needs among HOSTS, and the figure that sets it."""
+        need = (default_lead_ns(rtt_ns, hosts), "rtt", rtt_ns)
+        seen = self._seen.get(address)
+        if seen is not None and seen.transit_ns:
+            transit = max(seen.transit_ns)
+            wake = self.wake_ns(address) or COARSE_WAKE_NS
+            need = max(need, (2 * transit + wake + PER_HOST_NS * hosts, "transit", transit))
+        return need
+
+    def lead(self, hosts: Iterable[tuple[Address, float]], cap_ns: float) -> Lead:
         """The lead for HOSTS (address, round trip ns), at most CAP_NS."""
         hosts = list(hosts)
         if self.fixed_ns is not None:
-            return min(self.fixed_ns, cap_ns)
-        worst_rtt = max((rtt for _, rtt in hosts), default=0.0)
-        lead = default_lead_ns(worst_rtt, len(hosts))
-        for address, _ in hosts:
-            seen = self._seen.get(address)
-            if seen is None or not seen.transit_ns:
-                continue
-            wake = self.wake_ns(address) or COARSE_WAKE_NS
-            lead = max(lead, 2 * max(seen.transit_ns) + wake + PER_HOST_NS * len(hosts))
-        return min(lead, cap_ns)
+            return Lead(min(self.fixed_ns, cap_ns))
+        floor = default_lead_ns(0.0, len(hosts))  # what a host with no figures needs
+        needs = sorted((self._need(address, rtt, len(hosts)), address) for address, rtt in hosts)
+        if not needs:
+            return Lead(min(floor, cap_ns))
+        (top, figure, value), address = needs[-1]
+        others = max([floor, *(need for (need, _, _), _ in needs[:-1])])
+        lead = min(max(top, floor), cap_ns)
+        if top < SET_BY_FACTOR * others:
+            return Lead(lead)
+        return Lead(lead, address, figure, value, others)

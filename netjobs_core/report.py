@@ -55,7 +55,7 @@ def _host_line(host: HostResult, test: TestResult) -> str:
 def _interruptions(host: HostResult, named: bool) -> list[str]:
     """Each cut of the host's connection, with its cause and how long it lasted."""
     who = f"{host.target}: " if named else ""
-    return [f"    {who}{text.interruption(record)}" for record in host.interruptions]
+    return [f"    {who}{line}" for line in text.interruptions(host)]
 
 
 def _output(name: str, output: Output, show: int) -> list[str]:

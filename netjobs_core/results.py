@@ -24,6 +24,7 @@ __all__ = [
     "HostResult",
     "HostState",
     "Interruption",
+    "LeadSetBy",
     "MetricSummary",
     "OutputGap",
     "RunResult",
@@ -137,6 +138,9 @@ class CommandResult:
         return errors + self.not_saved
 
 
+KEPT_INTERRUPTIONS = 5  # of a host's cuts in a test: its first this many, and its last
+
+
 @dataclass
 class Interruption:
     """The connection to a host was lost mid-run and the controller tried to resume."""
@@ -169,7 +173,17 @@ class HostResult:
     exec_error: str = ""
     gated: bool | None = None  # processes were spawned before the start instant
     commands: list[CommandResult] = field(default_factory=list)
+    # Its first and last KEPT_INTERRUPTIONS; those between them are counted, each resumed
+    # (only the last may not be): a test with no deadline has no bound on its cuts.
     interruptions: list[Interruption] = field(default_factory=list)
+    interruptions_folded: int = 0
+
+    def interrupted(self, record: Interruption) -> None:
+        """RECORD, the latest cut: one between the first and the last kept is folded."""
+        self.interruptions.append(record)
+        if len(self.interruptions) > 2 * KEPT_INTERRUPTIONS:
+            del self.interruptions[KEPT_INTERRUPTIONS]
+            self.interruptions_folded += 1
 
     @property
     def target(self) -> str:
@@ -186,6 +200,17 @@ class ConcurrentWindow:
     seconds: float
     fraction: float  # seconds / the longest command's duration
     at_least: bool = False  # it closes when a command was lost: that one may have run on
+
+
+@dataclass(frozen=True)
+class LeadSetBy:
+    """The host whose figures alone set a test's lead at least twice what the other
+    hosts needed (lead.SET_BY_FACTOR), and its figure."""
+
+    host: str  # its target, as the config writes it
+    figure: str  # "rtt": its round trip; "transit": the longest its start took to reach it
+    figure_ms: float
+    others_ms: float  # the lead the other hosts needed
 
 
 @dataclass(frozen=True)
@@ -218,6 +243,7 @@ class TestResult:
     exec_spread_ms: float | None = None
     exec_spread_uncertainty_ms: float | None = None
     lead_ms: float | None = None  # how far ahead of its sending the common start was set
+    lead_set_by: LeadSetBy | None = None  # one host's figures set it, far above the others'
     late_threshold_ms: float = 1.0  # a release later than this names its host late (--late-ms)
     concurrent_window: ConcurrentWindow | None = None  # None: never all running at once
     repetition: int | None = None  # 1.. when the test is repeated (--repeat), else None

@@ -143,6 +143,7 @@ _HOST = _object(
                 }
             ),
         },
+        "interruptions_folded": {"type": "integer", "minimum": 0},
     },
     {"scheme": _enum(["ssh"]), "user": _STRING},
 )
@@ -172,6 +173,19 @@ _TEST = _object(
         "exec_spread_ms": _NUMBER_OR_NULL,
         "exec_spread_uncertainty_ms": _NUMBER_OR_NULL,
         "lead_ms": _NUMBER_OR_NULL,
+        "lead_set_by": {
+            "oneOf": [
+                {"type": "null"},
+                _object(
+                    {
+                        "host": _STRING,
+                        "figure": _enum(["rtt", "transit"]),
+                        "figure_ms": _NUMBER,
+                        "others_ms": _NUMBER,
+                    }
+                ),
+            ]
+        },
         "late_threshold_ms": _NUMBER,
         "concurrent_window": {
             "oneOf": [

@@ -36,7 +36,14 @@ from netjobs_core.host_run import HostRun, Seat
 from netjobs_core.lead import LeadPolicy, default_lead_ns
 from netjobs_core.links import Links
 from netjobs_core.metrics import measure_test
-from netjobs_core.results import HostState, RunResult, StartMode, TestResult, TestStatus
+from netjobs_core.results import (
+    HostState,
+    LeadSetBy,
+    RunResult,
+    StartMode,
+    TestResult,
+    TestStatus,
+)
 from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.spread import HostReleases, start_spread
@@ -235,10 +242,14 @@ class _TestRun:
                 host.start(None)
             return
         paths = [(h.result.address, h.estimate.rtt_ns) for h in ready if h.estimate]
-        lead = self.lead.lead_ns(paths, MAX_LEAD_S * 1e9)
-        at = now_ns() + lead
+        lead = self.lead.lead(paths, MAX_LEAD_S * 1e9)
+        at = now_ns() + lead.ns
         self.common_start_ns = at
-        self.result.lead_ms = lead / 1e6
+        self.result.lead_ms = lead.ns / 1e6
+        if lead.host is not None:
+            self.result.lead_set_by = LeadSetBy(
+                lead.host.short, lead.figure, lead.figure_ns / 1e6, lead.others_ns / 1e6
+            )
         self.result.scheduled_start = self._anchor_ns / 1e9 + at / 1e9
         for host in ready:
             assert host.estimate is not None

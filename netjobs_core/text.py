@@ -26,6 +26,7 @@ from netjobs_core.config import Plan, write_duration
 from netjobs_core.metrics import fleet_figure
 from netjobs_core.outputs import SHOW_BYTES, Output
 from netjobs_core.results import (
+    KEPT_INTERRUPTIONS,
     Collected,
     CommandResult,
     CommandStatus,
@@ -33,6 +34,7 @@ from netjobs_core.results import (
     HostResult,
     HostState,
     Interruption,
+    LeadSetBy,
     MetricSummary,
     OutputGap,
     RunResult,
@@ -138,6 +140,23 @@ def late_line(test: TestResult, most: int | None = None) -> str | None:
     return f"{late_heading(test.late_threshold_ms)} {named}"
 
 
+def impossible_arrival(after_sent_ms: float) -> str:
+    """A host's `started` says its start reached it before it was sent, or after the
+    report of it reached the controller."""
+    return (
+        "protocol error: the start reached the agent at an impossible instant "
+        f"({ms(after_sent_ms, True)} from its sending)"
+    )
+
+
+def impossible_exec(after_ms: float) -> str:
+    """A host's `started` says a command began after the report of it reached us."""
+    return (
+        f"protocol error: a command began {ms(after_ms)} after the report of it "
+        "reached the controller"
+    )
+
+
 def released_late(late_ms: float) -> str:
     """`released 85.900 ms late`: a command's release past --late-ms."""
     return f"released {ms(late_ms)} late"
@@ -152,13 +171,29 @@ def start_facts(test: TestResult, commands: str | None = None) -> str:
     """`scheduled start, lead 17.200 ms, 2 commands on 2 hosts` (COMMANDS: in their place)."""
     parts = [f"{test.start_mode.value} start"]
     if test.lead_ms is not None:
-        parts.append(f"lead {ms(test.lead_ms)}")
+        parts.append(lead(test.lead_ms, test.lead_set_by))
     parts.append(
         commands
         or f"{count(sum(len(h.commands) for h in test.hosts), 'command')} on "
         f"{count(len(test.hosts), 'host')}"
     )
     return ", ".join(parts)
+
+
+def lead(lead_ms: float, set_by: LeadSetBy | None) -> str:
+    """`lead 17.200 ms`; with the host whose figures set it: `lead 812.000 ms (set by
+    node07: its start took 395.000 ms to reach it; the others needed 15.400 ms)`."""
+    if set_by is None:
+        return f"lead {ms(lead_ms)}"
+    figure = (
+        f"its round trip {ms(set_by.figure_ms)}"
+        if set_by.figure == "rtt"
+        else f"its start took {ms(set_by.figure_ms)} to reach it"
+    )
+    return (
+        f"lead {ms(lead_ms)} (set by {set_by.host}: {figure}; "
+        f"the others needed {ms(set_by.others_ms)})"
+    )
 
 
 NOTHING_RELEASED = "no command was released"
@@ -870,7 +905,7 @@ def summary_parts(test: TestResult) -> list[str]:
         if late is not None:
             parts.append(late)
     if test.lead_ms is not None:
-        parts.append(f"lead {ms(test.lead_ms)}")
+        parts.append(lead(test.lead_ms, test.lead_set_by))
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
     parts.extend(
@@ -1008,6 +1043,16 @@ def left_running(reason: str) -> str:
     """A command the controller stopped waiting for mid-run (cancelled): its end unknown."""
     why = f" ({reason})" if reason else ""
     return f"the controller left before its end{why}: its output from then on was not collected"
+
+
+def interruptions(host: HostResult) -> list[str]:
+    """Each kept cut of the host's connection (`interruption`), and where cuts between
+    the first and the last were folded: `… 37 more connection losses, each resumed`."""
+    lines = [interruption(record) for record in host.interruptions]
+    if host.interruptions_folded:
+        more = count(host.interruptions_folded, "more connection loss", "more connection losses")
+        lines.insert(KEPT_INTERRUPTIONS, f"… {more}, each resumed")
+    return lines
 
 
 def interruption(record: Interruption) -> str:

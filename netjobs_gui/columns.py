@@ -310,7 +310,7 @@ class CommandRow:
         late = late_ms(self.test, self.command)
         if late is not None:
             parts.append(text.released_late(late))
-        parts += [text.interruption(record) for record in self.host.interruptions]
+        parts += text.interruptions(self.host)
         return "; ".join(parts)
 
 

@@ -432,6 +432,7 @@ def _facts(host: HostResult, c: CommandResult) -> tuple[Any, ...]:
         host.start_offset_ms,
         host.error,
         len(host.interruptions),
+        host.interruptions_folded,
     )
 
 

@@ -574,8 +574,9 @@ class TestDetail(QWidget):
             )
         interrupted = [h for h in test.hosts if h.interruptions]
         if interrupted:
-            count = sum(len(h.interruptions) for h in interrupted)
-            resumed = sum(r.resumed for h in interrupted for r in h.interruptions)
+            folded = sum(h.interruptions_folded for h in interrupted)  # each resumed
+            count = sum(len(h.interruptions) for h in interrupted) + folded
+            resumed = sum(r.resumed for h in interrupted for r in h.interruptions) + folded
             lines.append(
                 f'<span style="color:{color(CommandStatus.LOST)}">'
                 f"{escape(text.count(count, 'interruption'))} ({resumed} resumed) on "

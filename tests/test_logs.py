@@ -175,9 +175,11 @@ def test_a_v1_document_round_trips_exactly():
         exec_spread = test.pop("exec_spread_ms"), test.pop("exec_spread_uncertainty_ms")
         assert exec_spread == (None, None)
         assert (test.pop("lead_ms"), test.pop("late_threshold_ms")) == (None, 1.0)
+        assert test.pop("lead_set_by") is None
         assert test.pop("metrics") == {}
         for host in test["hosts"]:
             assert host.pop("interruptions") == []
+            assert host.pop("interruptions_folded") == 0
             assert host.pop("wall_clock_offset_ms") is None  # v1 had only the monotonic one
             assert host.pop("credential") == ""  # v1 did not say what a host authenticated with
             assert host.pop("exec_error") == ""

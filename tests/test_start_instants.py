@@ -21,7 +21,7 @@ from netjobs_core.check import check_hosts
 from netjobs_core.cli import format_check
 from netjobs_core.config import parse_config
 from netjobs_core.events import Event, HostChanged
-from netjobs_core.lead import LeadPolicy, default_lead_ns
+from netjobs_core.lead import Lead, LeadPolicy, default_lead_ns
 from netjobs_core.report import format_test
 from netjobs_core.results import HostState, StartMode, TestStatus
 from netjobs_core.results_json import run_to_json
@@ -286,15 +286,22 @@ def test_the_lead_policy_learns_within_its_bound():
     policy = LeadPolicy()
     slow, quick = Address("slow", 1), Address("quick", 1)
     paths = [(slow, 1e6), (quick, 1e6)]
-    assert policy.lead_ns(paths, 5e9) == default_lead_ns(1e6, 2)
+    assert policy.lead(paths, 5e9) == Lead(default_lead_ns(1e6, 2))  # no one named
     assert policy.wake_ns(slow) is None
     # The start reached `slow` 40 ms after the instant of a 20 ms lead; it released 41 ms late.
     policy.observe(slow, 20e6, -40_000_000, 41e6)
     policy.observe(quick, 20e6, 19_000_000, 0.0)
-    assert policy.lead_ns(paths, 5e9) >= 2 * 60e6
+    lead = policy.lead(paths, 5e9)
+    assert lead.ns >= 2 * 60e6  # the slow host gets the lead it needs
+    # ... and is named for it, with its figure and what the quick one needed.
+    assert (lead.host, lead.figure, lead.figure_ns) == (slow, "transit", 60e6)
+    assert lead.others_ns == pytest.approx(default_lead_ns(1e6, 2))
     assert policy.wake_ns(slow) == 50_000_000 and policy.wake_ns(quick) is None
-    assert policy.lead_ns(paths, 0.1e9) == 0.1e9  # never past the cap
-    assert LeadPolicy(fixed_ns=7e6).lead_ns(paths, 5e9) == 7e6
+    assert policy.lead(paths, 0.1e9).ns == 0.1e9  # never past the cap
+    assert LeadPolicy(fixed_ns=7e6).lead(paths, 5e9) == Lead(7e6)
+    # A round trip of 100 ms sets it too (3 of them), and says so.
+    lead = LeadPolicy().lead([(slow, 100e6), (quick, 1e6)], 5e9)
+    assert (lead.host, lead.figure, lead.figure_ns) == (slow, "rtt", 100e6)
 
 
 @pytest.mark.skipif(not ROOT, reason="real-time priority needs root on Linux")
