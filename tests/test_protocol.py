@@ -1565,3 +1565,20 @@ def test_a_run_id_too_long_is_refused_not_cut():
         decode(prepared.to_frame(), SENT_BY[Role.AGENT])
     with pytest.raises(ProtocolError, match="'run_id' over 256 characters"):
         messages.check(prepared, SENT_BY[Role.AGENT])
+
+
+@pytest.mark.parametrize(
+    "frame_",
+    [
+        Frame(LONG),
+        Frame("output", {"id": 0, "stream": LONG}),
+        Frame("exit", {"id": 0, "status": LONG, "message": ""}),
+    ],
+    ids=["type", "stream", "status"],
+)
+def test_a_refused_peer_text_is_quoted_short(frame_):
+    """The error that refuses a peer's message (the host's error in the report and
+    results.json) quotes at most 50 characters of what it refused, not 100 000."""
+    with pytest.raises(ProtocolError) as refused:
+        decode(frame_, SENT_BY[Role.AGENT])
+    assert len(str(refused.value)) < 120

@@ -472,7 +472,7 @@ class Connection:
             while (raw := decoder.next_frame()) is not None:
                 frame = self._open(raw)
                 if self.state is State.CLOSED:  # by the frame before: the peer's last word
-                    raise ProtocolError(f"{frame.type!r} after the last word of the peer")
+                    raise ProtocolError(f"{frame.type[:50]!r} after the last word of the peer")
                 message = self._handle(frame, raw)
                 if message is not None:
                     delivered.append(message)

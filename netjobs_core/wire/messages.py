@@ -565,7 +565,7 @@ class Output(Message):
 
     def check(self) -> None:
         if self.stream not in STREAMS:
-            raise ProtocolError(f"'output' message has an unknown stream {self.stream!r}")
+            raise ProtocolError(f"'output' message has an unknown stream {self.stream[:50]!r}")
 
 
 @message_type
@@ -587,7 +587,7 @@ class Exit(Message):
 
     def check(self) -> None:
         if self.status not in ENDS:
-            raise ProtocolError(f"'exit' message has an unknown status {self.status!r}")
+            raise ProtocolError(f"'exit' message has an unknown status {self.status[:50]!r}")
 
 
 @message_type
@@ -801,7 +801,7 @@ def decode(frame: Frame, allowed: Mapping[str, type[Message]]) -> Message:
     """The message of a received FRAME, of one of the ALLOWED types, fully checked."""
     cls = allowed.get(frame.type)
     if cls is None:
-        raise ProtocolError(f"unexpected message {frame.type!r}")
+        raise ProtocolError(f"unexpected message {frame.type[:50]!r}")
     checks, header, body, texts = _SHAPES[cls]
     fields = frame.fields
     check_fields(frame.type, fields, checks)
