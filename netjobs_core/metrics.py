@@ -31,6 +31,7 @@ from netjobs_core.config import CommandSpec
 from netjobs_core.metric_spec import read_number
 from netjobs_core.outputs import Output, OutputFileError
 from netjobs_core.results import CommandResult, HostResult, MetricSummary, TestResult
+from netjobs_core.wire.status import CommandStatus
 
 __all__ = [
     "EARLY_BYTES",
@@ -159,8 +160,12 @@ def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
     """Every metric over the hosts that have it: each host's value is the sum over its
     commands (the largest, for a latency percentile); the names in the order first seen."""
     per_host: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}  # per name: hosts with a value and a command not ok
     for host in hosts:
         commands = host.commands
+        not_ok = any(
+            c.metrics and c.status.finished and c.status is not CommandStatus.OK for c in commands
+        )
         if len(commands) == 1:  # most hosts: its command's values are its sums
             sums = commands[0].metrics
         else:
@@ -179,6 +184,8 @@ def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
                 per_host[name] = [0.0 + value]  # a sum's start, as for several commands
             else:
                 found.append(0.0 + value)
+            if not_ok:
+                failed[name] = failed.get(name, 0) + 1
     return {
         name: MetricSummary(
             sum=sum(values),
@@ -186,6 +193,7 @@ def summarize(hosts: Sequence[HostResult]) -> dict[str, MetricSummary]:
             median=statistics.median(values),
             max=max(values),
             hosts=len(values),
+            hosts_failed=failed.get(name, 0),
         )
         for name, values in per_host.items()
     }

@@ -223,6 +223,9 @@ class MetricSummary:
     median: float
     max: float
     hosts: int  # how many hosts had a value (a host without one is left out)
+    # Of those, how many had a command that did not end ok (failed, timed out, killed,
+    # lost): its value counts in the figures, a partial run's perhaps, and is said.
+    hosts_failed: int = 0
 
 
 @dataclass

@@ -155,7 +155,8 @@ _METRIC_SUMMARY = _object(
         "median": _NUMBER,
         "max": _NUMBER,
         "hosts": {"type": "integer", "minimum": 1},
-    }
+    },
+    {"hosts_failed": {"type": "integer", "minimum": 0}},
 )
 
 _TEST = _object(

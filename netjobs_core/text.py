@@ -529,12 +529,16 @@ def metric_value(name: str, value: float) -> str:
 def metric_line(name: str, summary: MetricSummary) -> str:
     """`read_bw: 1.93 GiB/s in all over 4 hosts (min 480 MiB/s, median 494 MiB/s, max
     512 MiB/s)`: a test's metric over the hosts that had it; a latency percentile's is
-    its largest, `read_clat_p99_ns: up to 130 µs over 4 hosts (min 120 µs, median 127 µs)`."""
+    its largest, `read_clat_p99_ns: up to 130 µs over 4 hosts (min 120 µs, median 127 µs)`;
+    hosts whose command did not end ok count and are said: `over 4 hosts, 1 of them not
+    ok (...)`."""
 
     def value(v: float) -> str:
         return metric_value(name, v)
 
     hosts = count(summary.hosts, "host")
+    if summary.hosts_failed:  # their values count: a partial run's, perhaps
+        hosts += f", {summary.hosts_failed} of them not ok"
     if not adds_up(name):
         return (
             f"{name}: up to {value(summary.max)} over {hosts} "

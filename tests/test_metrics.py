@@ -369,7 +369,7 @@ def test_metrics_round_trip_through_the_results_document():
     run = RunResult("c.cfg", tests=[test])
     document_ = run_to_json(run)
     assert document_["tests"][0]["metrics"] == {
-        "n": {"sum": 1, "min": 1, "median": 1, "max": 1, "hosts": 1}
+        "n": {"sum": 1, "min": 1, "median": 1, "max": 1, "hosts": 1, "hosts_failed": 0}
     }
     assert document_["tests"][0]["hosts"][0]["commands"][0]["metrics"] == {"n": 1}
     again = run_from_json(json.loads(json.dumps(document_)))

@@ -68,6 +68,7 @@ def test_a_metric_over_hosts_and_repetitions_in_every_result(tmp_path, agents, t
         "median": 496 * 2**20,
         "max": 512 * 2**20,
         "hosts": 2,
+        "hosts_failed": 0,
     }
     # The host whose output did not match has no value: absent, never zero.
     assert [h["commands"][0]["metrics"] for h in first["hosts"]] == [
@@ -142,6 +143,25 @@ def test_csv_dash_is_standard_output_as_json_dash_is(tmp_path, agents, token_fil
     both = netjobs("--json", "-", "--csv", "-", "--token-file", token_file, config, cwd=tmp_path)
     assert both.returncode == 2 and both.stdout == ""
     assert "--json - and --csv - cannot both take standard output" in both.stderr
+
+
+def test_a_value_from_a_command_that_failed_counts_and_is_said(tmp_path, agents, token_file):
+    """A command that printed its figure and then failed (a partial run): its value is
+    in the test's sum, and the report and the JSON say how many such hosts there were."""
+    config = write_config(
+        tmp_path,
+        agents,
+        't:\n-metric: n = n=([0-9]+)\n{a0}: "echo n=4"\n{a1}: "echo n=3; exit 1"\nend\n',
+    )
+    out = tmp_path / "r.json"
+    result = netjobs("--json", out, "--token-file", token_file, config)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(out.read_text())
+    RESULTS_SCHEMA.validate(document)
+    assert document["tests"][0]["metrics"]["n"] == {
+        "sum": 7, "min": 3, "median": 3.5, "max": 4, "hosts": 2, "hosts_failed": 1,
+    }  # fmt: skip
+    assert "n: 7 in all over 2 hosts, 1 of them not ok (min 3" in result.stdout, result.stdout
 
 
 @pytest.mark.skipif(shutil.which("fio") is None, reason="fio is not installed")
