@@ -463,7 +463,9 @@ class Agent:
         self.channel_name = "stdio"
         self.run: Run | None = None
         self.outboxes: dict[str, Outbox] = {}  # by run id: every run a controller may still read
-        self._grace_timers: dict[str, asyncio.Task[None]] = {}
+        # By run id: the fate of a run whose controller left (_grace_timer, _orphan_timer),
+        # called off by its resume.
+        self._timers: dict[str, asyncio.Task[None]] = {}
         self._run_task: asyncio.Task[None] | None = None
         self.hostname = socket.gethostname()
         self.platform = platform_description()
@@ -696,7 +698,7 @@ class Agent:
             # The old connection is dead but we have not noticed yet.
             outbox.detach()
             old.abort()
-        timer = self._grace_timers.pop(run_id, None)
+        timer = self._timers.pop(run_id, None)
         if timer is not None:
             timer.cancel()
         run: Run = outbox.run
@@ -753,7 +755,7 @@ class Agent:
                 run.label,
                 outbox.grace,
             )
-            self._grace_timers[outbox.run_id] = self._spawn_task(
+            self._timers[outbox.run_id] = self._spawn_task(
                 self._grace_timer(outbox), name=f"reconnect grace {run.label!r}"
             )
             return
@@ -766,11 +768,13 @@ class Agent:
             shown(run.label),
             self.orphan_grace,
         )
-        self._spawn_task(self._orphan_timer(run), name=f"orphan timer {run.label!r}")
+        self._timers[outbox.run_id] = self._spawn_task(
+            self._orphan_timer(outbox), name=f"orphan timer {run.label!r}"
+        )
 
     async def _grace_timer(self, outbox: Outbox) -> None:
         await asyncio.sleep(outbox.grace)
-        self._grace_timers.pop(outbox.run_id, None)
+        self._timers.pop(outbox.run_id, None)
         run: Run = outbox.run
         if self.run is run and run.stage is not Stage.DONE:
             run.kill(f"controller lost for its {outbox.grace:g} s reconnect grace")
@@ -778,10 +782,15 @@ class Agent:
             log.warning("test %r: no resume within %g s: dropping it", run.label, outbox.grace)
         self._drop(outbox)
 
-    async def _orphan_timer(self, run: Run) -> None:
+    async def _orphan_timer(self, outbox: Outbox) -> None:
         await asyncio.sleep(self.orphan_grace)
+        self._timers.pop(outbox.run_id, None)
+        run: Run = outbox.run
         if self.run is run and run.stage is not Stage.DONE:
             run.kill("controller connection lost")
+        # Nobody reads it now: its spool files and messages go (at the run's end),
+        # or every orphaned test kept two open files a command until the agent's end.
+        self._drop(outbox)
 
     def _drop(self, outbox: Outbox) -> None:
         """Forget a run's outbox; a run still active keeps spooling into nothing."""

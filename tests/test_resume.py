@@ -179,6 +179,13 @@ class CuttingProxy:
     def mend(self) -> None:
         self.open.set()
 
+    def reset(self) -> None:
+        """RST to both ends (a firewall or NAT that dropped the connection's state);
+        new connections go through."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
     async def _serve(self, reader, writer):
         self._writers.append(writer)
         await self.open.wait()
@@ -238,6 +245,30 @@ async def test_a_silent_cut_mid_run_is_resumed_byte_exact(token):
     assert gap.resumed and 3.0 < gap.duration_s < 12.0
     print(f"interruption {gap.duration_s:.2f} s ({gap.cause}); {len(stdout)} bytes exact")
     assert "went silent" in log and "resumed test" in log
+
+
+async def test_a_reset_of_both_ends_is_resumed_and_the_run_is_not_killed_after(token):
+    # Both ends see a reset: the agent starts its orphan timer, the controller resumes
+    # within it. Before, the timer went on and killed the resumed run 2 s later.
+    with start_agent(token[1], "--orphan-grace", "1") as agent:
+        async with CuttingProxy(agent.port) as proxy:
+            loop = asyncio.get_running_loop()
+            done = []
+
+            def observer(event):
+                if isinstance(event, CommandOutput) and not done:
+                    done.append(loop.call_soon(proxy.reset))
+
+            options = RunOptions(token=token[0], connect_timeout=2.0, heartbeat=0.5)
+            test = await run_test(
+                one_host_test(proxy.port, "echo one; sleep 2.5; echo two"), options, observer
+            )
+        log = agent.log_text()
+    host = test.hosts[0]
+    assert "killing it in 1 s" in log and "resumed test" in log, log
+    assert test.status is TestStatus.PASSED, (test.reason, host.commands[0].message, log)
+    assert host.commands[0].stdout.read_bytes() == b"one\ntwo\n"
+    assert [gap.resumed for gap in host.interruptions] == [True]
 
 
 async def test_a_cut_longer_than_the_grace_ends_lost_on_both_sides(token):
