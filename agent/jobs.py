@@ -359,9 +359,8 @@ class Job:
             kill_wait.cancel()
         if self._exited.done():
             return None, ""
-        if self._kill_reason is not None:
+        if self._kill_reason is not None:  # logged with its exit (_send_exit)
             status, message = CommandStatus.KILLED, self._kill_reason
-            log.info("%s: %s", self.name, message)
         else:
             assert timeout is not None
             # No words on the wire: the controller says it from the status and the limit.

@@ -426,16 +426,18 @@ def describe_returncode(returncode: int, platform: str = sys.platform) -> str:
 
 
 def install_stop_handlers(
-    loop: asyncio.AbstractEventLoop, callback: Callable[[], None], platform: str = sys.platform
+    loop: asyncio.AbstractEventLoop, callback: Callable[[str], None], platform: str = sys.platform
 ) -> Callable[[], None]:
-    """Call CALLBACK on the loop on Ctrl-C / SIGTERM (Ctrl-Break on Windows).
+    """Call CALLBACK(the signal's name) on the loop on Ctrl-C, SIGTERM or SIGHUP (a
+    closed terminal: the agent stops as cleanly as for the others, where the default
+    action ended it at once, its controller told nothing); Ctrl-Break on Windows.
 
     Returns a function that removes the handlers again.
     """
     if platform != WINDOWS:
-        posix_signals = (signal.SIGINT, signal.SIGTERM)
+        posix_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         for sig in posix_signals:
-            loop.add_signal_handler(sig, callback)
+            loop.add_signal_handler(sig, callback, signal_name(sig))
 
         def remove_posix() -> None:
             for sig in posix_signals:
@@ -445,10 +447,11 @@ def install_stop_handlers(
 
     # add_signal_handler is POSIX-only; signal.signal handlers run in the main
     # thread between bytecodes, and the proactor loop wakes up for them.
-    def handler(signum: int, frame: object) -> None:
-        loop.call_soon_threadsafe(callback)
+    windows_signals = {signal.SIGINT: "SIGINT", signal.SIGBREAK: "SIGBREAK"}  # type: ignore[attr-defined]
 
-    windows_signals = [signal.SIGINT, signal.SIGBREAK]  # type: ignore[attr-defined]
+    def handler(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(callback, windows_signals[signum])
+
     previous = {sig: signal.signal(sig, handler) for sig in windows_signals}
 
     def remove_windows() -> None:

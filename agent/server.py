@@ -18,7 +18,6 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import socket
 import stat
 import sys
@@ -650,8 +649,9 @@ class Agent:
         outbox.attach(session)
         failed = sum(1 for item in results if not item["ok"])
         log.info(
-            "test %s prepared for %s: %d command%s%s%s",
+            "test %s (run %s) prepared for %s: %d command%s%s%s",
             shown(label),
+            outbox.run_id,
             session.peer,
             len(specs),
             "" if len(specs) == 1 else "s",
@@ -759,8 +759,8 @@ class Agent:
                 self._grace_timer(outbox), name=f"reconnect grace {run.label!r}"
             )
             return
-        if not active:
-            self._drop(outbox)
+        if not active or run.kill_requested:
+            self._drop(outbox)  # a run being killed ends by itself: no timer to say it
             return
         log.warning(
             "controller %s is gone while test %s is active: killing it in %g s unless it ends",
@@ -808,10 +808,11 @@ class Agent:
         if isinstance(outbox, Outbox) and outbox.drop_when_done:
             self._drop(outbox)
 
-    async def shutdown(self) -> None:
-        """Kill the active run (telling its controller first), then close everything."""
+    async def shutdown(self, why: str = "") -> None:
+        """Kill the active run (telling its controller first, and WHY: the signal),
+        then close everything."""
         if self.run is not None:
-            reason = "the agent is stopping"
+            reason = f"the agent is stopping ({why})" if why else "the agent is stopping"
             outbox = self.run.sink
             if isinstance(outbox, Outbox) and outbox.session is not None:
                 outbox.session.send(Shutdown(reason=reason))
@@ -834,6 +835,19 @@ class Agent:
         leftovers = set(self._sessions) | self._tasks
         if leftovers:
             await asyncio.wait(leftovers, timeout=CLOSE_TIMEOUT_S)
+
+
+class StopRequest:
+    """Called by a stop signal's handler with its name (oskit.install_stop_handlers):
+    the agent stops, and its log and its controller say which signal stopped it."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signal = ""
+
+    def __call__(self, name: str) -> None:
+        self.signal = self.signal or name
+        self.event.set()
 
 
 class Listeners:
@@ -962,8 +976,8 @@ async def _serve(
     token: Token,
     out: TextIO,
 ) -> int:
-    stop = asyncio.Event()
-    remove_handlers = oskit.install_stop_handlers(loop, stop.set)
+    stop = StopRequest()
+    remove_handlers = oskit.install_stop_handlers(loop, stop)
     previous_handler = loop.get_exception_handler()
     loop.set_exception_handler(agent.loop_exception)
     ticker = asyncio.create_task(agent.tick_logs(), name="log limiter")
@@ -985,10 +999,10 @@ async def _serve(
                 caps.per_source,
             )
             agent.log_release_priority()
-            await stop.wait()
-            log.info("stopping")
+            await stop.event.wait()
+            log.info("stopping (%s)", stop.signal)
             server.close()
-            await agent.shutdown()
+            await agent.shutdown(stop.signal)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await server.wait_closed()
@@ -1077,14 +1091,12 @@ async def serve_stdio(
     agent.stdio = True
     client = os.environ.get("SSH_CLIENT", "").split()
     agent.channel_name = f"ssh {client[0]}" if client else "stdio"
-    stop = asyncio.Event()
-    remove_handlers = oskit.install_stop_handlers(loop, stop.set)
-    if hasattr(signal, "SIGHUP"):
-        loop.add_signal_handler(signal.SIGHUP, stop.set)  # the SSH session hung up
+    stop = StopRequest()  # SIGHUP among them: the SSH session hung up
+    remove_handlers = oskit.install_stop_handlers(loop, stop)
     procs.CONTAINMENT.start(None)
     writer.write(STDIO_READY + f"{__version__}\n".encode())  # the controller's "started"
     try:
-        stopping = asyncio.create_task(stop.wait(), name="stop")
+        stopping = asyncio.create_task(stop.event.wait(), name="stop")
         session = asyncio.create_task(agent.handle_connection(reader, writer), name="session")
         await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
         run = agent._run_task
@@ -1096,13 +1108,11 @@ async def serve_stdio(
                 return_when=asyncio.FIRST_COMPLETED,
             )
         stopping.cancel()
-        await agent.shutdown()
+        await agent.shutdown(stop.signal)
         if not session.done():
             session.cancel()
             await asyncio.wait({session}, timeout=CLOSE_TIMEOUT_S)
     finally:
-        if hasattr(signal, "SIGHUP"):
-            loop.remove_signal_handler(signal.SIGHUP)
         remove_handlers()
         procs.CONTAINMENT.stop()
     log.info("stopped")

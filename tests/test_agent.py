@@ -626,7 +626,7 @@ async def test_gated_release_at_the_requested_instant(agent, token_file):
 
 
 # -- lifecycle ------------------------------------------------------------------------
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 async def test_stopping_the_agent_kills_running_jobs(token_file, sig):
     with start_agent(token_file) as agent:
         client = await connect(agent, token_file)
@@ -636,7 +636,7 @@ async def test_stopping_the_agent_kills_running_jobs(token_file, sig):
         agent.send_stop(sig)
         outcome = await client.collect(timeout=15)  # told before the connection closes
         assert outcome.exits[1].status == "killed"
-        assert outcome.exits[1].message == "the agent is stopping"
+        assert outcome.exits[1].message == f"the agent is stopping ({sig.name})"
         assert await asyncio.to_thread(agent.proc.wait, 15) == 0
         assert await wait_gone(pids, 3) == []
         client.abort()

@@ -124,14 +124,14 @@ def test_windows_stop_handlers_use_signal_signal(monkeypatch):
     calls = []
 
     class Loop:
-        def call_soon_threadsafe(self, callback):
-            calls.append(callback)
+        def call_soon_threadsafe(self, *args):
+            calls.append(args)
 
-    remove = oskit.install_stop_handlers(Loop(), lambda: None, platform="win32")  # type: ignore[arg-type]
+    remove = oskit.install_stop_handlers(Loop(), lambda name: None, platform="win32")  # type: ignore[arg-type]
     assert set(installed) == {signal.SIGINT, 21}
     installed[21](21, None)  # Ctrl-Break arrives
     installed[signal.SIGINT](signal.SIGINT, None)
-    assert len(calls) == 2
+    assert [args[1:] for args in calls] == [("SIGBREAK",), ("SIGINT",)]
     remove()
     assert installed == {signal.SIGINT: signal.SIG_DFL, 21: signal.SIG_DFL}
 
@@ -141,17 +141,22 @@ def test_windows_stop_handlers_use_signal_signal(monkeypatch):
 async def test_posix_stop_handlers():
     loop = asyncio.get_running_loop()
     called = asyncio.Event()
-    remove = oskit.install_stop_handlers(loop, called.set)
+    names: list[str] = []
+
+    def stop(name: str) -> None:
+        names.append(name)
+        called.set()
+
+    remove = oskit.install_stop_handlers(loop, stop)
     try:
-        os.kill(os.getpid(), signal.SIGTERM)
-        async with asyncio.timeout(5):
-            await called.wait()
-        called.clear()
-        os.kill(os.getpid(), signal.SIGINT)
-        async with asyncio.timeout(5):
-            await called.wait()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            called.clear()
+            os.kill(os.getpid(), sig)
+            async with asyncio.timeout(5):
+                await called.wait()
     finally:
         remove()
+    assert names == ["SIGTERM", "SIGINT", "SIGHUP"]
 
 
 def gated(command: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -42,18 +42,26 @@ async def run_and_stop(token, token_path, sig):
         test = await run_test(
             plan([a0, a1]), RunOptions(token=token, connect_timeout=3.0), observer
         )
+        a1.process.wait(20)
         return test, time.monotonic() - stopped_at[0], a1.log_text()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# SIGHUP: the terminal an agent was started in closed. Before, it ended the agent at once
+# (its watcher killed the commands): the controller read "the agent closed it", the log
+# said nothing, and the agent's status was -1.
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name
+)
 async def test_a_stopped_agent_aborts_a_minhosts_all_test_at_once(token, sig):
-    test, after, _ = await run_and_stop(token[0], token[1], sig)
+    test, after, log = await run_and_stop(token[0], token[1], sig)
     assert test.status is TestStatus.ABORTED, test.reason
     assert after < 5.0  # not the 30 s of the other host's command
     assert "quorum lost" in test.reason
     stopped = test.hosts[1]
     assert stopped.state is HostState.FAILED
-    assert "shut down" in stopped.error and "stopping" in stopped.error
+    assert f"shut down mid-test: the agent is stopping ({sig.name})" in stopped.error
+    assert f"stopping ({sig.name})" in log and log.rstrip().endswith("stopped"), log
+    assert "is gone while" not in log  # the run was being killed already: no orphan timer
     assert stopped.commands[0].status is CommandStatus.LOST
     assert stopped.commands[0].lost_at is not None
     assert test.hosts[0].commands[0].status is CommandStatus.KILLED
