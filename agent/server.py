@@ -565,14 +565,48 @@ class Agent:
 
     # -- requests ---------------------------------------------------------------
     def status(self) -> Status:
+        run = self.run
+        outbox = run.sink if run is not None else None
+        kept = None
+        if isinstance(outbox, Outbox) and outbox.kept_until is not None:
+            kept = max(0.0, outbox.kept_until - asyncio.get_running_loop().time())
         return Status(
-            busy=self.run is not None,
-            label=self.run.label if self.run is not None else None,
+            busy=run is not None,
+            label=run.label if run is not None else None,
             hostname=self.hostname,
             version=__version__,
             platform=self.platform,
             realtime=self.realtime,
+            controller=self._holder(outbox) if isinstance(outbox, Outbox) else None,
+            kept=kept,
         )
+
+    @staticmethod
+    def _holder(outbox: Outbox) -> str:
+        """The address of the controller whose run it is (its last, if it is gone)."""
+        return outbox.session.peer if outbox.session is not None else outbox.last_peer
+
+    def _busy(self, run: Run) -> str:
+        """Why a prepare is refused: whose test runs, and until when where that is known."""
+        outbox = run.sink
+        assert isinstance(outbox, Outbox)
+        words = f"busy with test {run.label!r} for {self._holder(outbox)}"
+        if outbox.session is not None:
+            return words
+        now = asyncio.get_running_loop().time()
+        if run.kill_requested:
+            return f"{words}, which is being killed"
+        if outbox.kept_until is not None:
+            return (
+                f"{words}, which went silent: the test is kept for its resume "
+                f"{max(0.0, outbox.kept_until - now):.0f} s more"
+            )
+        if outbox.left_until is not None:
+            return (
+                f"{words}, which left: the test is killed in "
+                f"{max(0.0, outbox.left_until - now):.1f} s unless it ends"
+            )
+        return words
 
     async def prepare(self, session: Session, message: Prepare) -> Run | None:
         """The prepared run, or None when busy (the session is told why)."""
@@ -582,9 +616,9 @@ class Agent:
             # the next test waits for that rather than fail on a busy agent.
             await asyncio.wait({self._run_task}, timeout=KILLED_RUN_WAIT_S)
         if self.run is not None:
-            session.send_error(
-                "busy", f"busy with test {self.run.label!r} for {self.run.sink.peer}"
-            )
+            why = self._busy(self.run)
+            log.info("%s: test %s refused: %s", session.peer, shown(label), why)
+            session.send_error("busy", why)
             return None
         if session.outbox is not None:
             self._drop(session.outbox)  # its run ended and was delivered here
@@ -755,6 +789,7 @@ class Agent:
                 run.label,
                 outbox.grace,
             )
+            outbox.kept_until = asyncio.get_running_loop().time() + outbox.grace
             self._timers[outbox.run_id] = self._spawn_task(
                 self._grace_timer(outbox), name=f"reconnect grace {run.label!r}"
             )
@@ -768,6 +803,7 @@ class Agent:
             shown(run.label),
             self.orphan_grace,
         )
+        outbox.left_until = asyncio.get_running_loop().time() + self.orphan_grace
         self._timers[outbox.run_id] = self._spawn_task(
             self._orphan_timer(outbox), name=f"orphan timer {run.label!r}"
         )

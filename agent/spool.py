@@ -227,6 +227,10 @@ class Outbox:
         self._sender: asyncio.Task[None] | None = None
         self.delivered = False  # `finished` went out on the attached connection
         self.last_peer = "-"
+        # Its controller left (the agent's loop time by which the run is killed) or went
+        # silent (until when it is kept for a resume): what a second controller is told.
+        self.left_until: float | None = None
+        self.kept_until: float | None = None
         self.on_sender_error: Callable[[BaseException], None] | None = None
 
     @property
@@ -318,6 +322,7 @@ class Outbox:
         self._update_space()
         self.session = session
         self.last_peer = session.peer
+        self.left_until = self.kept_until = None
         self.delivered = False
         self._sender = asyncio.create_task(self._send_all(session), name=f"sender {session.peer}")
         self._sender.add_done_callback(self._sender_done)

@@ -25,6 +25,8 @@ class HostCheck:
     credential: str = ""  # what it authenticated with (a wire.sealing.Credential)
     busy: bool | None = None
     busy_with: str = ""  # the label of the test it runs
+    busy_for: str = ""  # the address of that test's controller, as the agent sees it
+    kept_s: float | None = None  # that controller went silent: its test kept this long
     realtime: bool | None = None  # it releases at real-time priority (None: not said)
     rtt_ms: float | None = None
     clock_offset_ms: float | None = None
@@ -70,6 +72,8 @@ async def check_host(
             check.platform = found.platform
             check.busy = found.busy
             check.busy_with = found.label
+            check.busy_for = found.controller
+            check.kept_s = found.kept
             check.realtime = found.realtime
         finally:
             check.reachable = link.tcp_connected

@@ -223,7 +223,9 @@ def format_check(check: HostCheck) -> str:
         )
     # A busy agent answers but cannot run a test now: not ready.
     word, busy = (
-        ("BUSY   ", f"busy with test {check.busy_with!r}") if check.busy else ("OK     ", "idle")
+        ("BUSY   ", text.busy_with(check.busy_with, check.busy_for, check.kept_s))
+        if check.busy
+        else ("OK     ", "idle")
     )
     priority = text.release_priority(check.realtime)
     return (

@@ -210,6 +210,8 @@ class AgentProbe:
     busy: bool
     label: str  # of the test it runs when busy, else ""
     realtime: bool | None = None  # releases at real-time priority; None: not said
+    controller: str = ""  # whose test it runs, when busy ("": an older agent)
+    kept: float | None = None  # that controller is silent: seconds its test is kept
 
 
 async def connect_measured(
@@ -250,4 +252,6 @@ async def probe(
         busy=status.busy,
         label=status.label or "",
         realtime=status.realtime,
+        controller=status.controller or "",
+        kept=status.kept,
     )

@@ -1184,6 +1184,19 @@ def release_priority(realtime: bool | None) -> str:
     return "releases at ordinary priority (real-time needs root, CAP_SYS_NICE or LimitRTPRIO)"
 
 
+def busy_with(label: str, controller: str, kept_s: float | None) -> str:
+    """What a busy agent runs, for whom, and how long it keeps a silent controller's
+    test for its resume: `busy with test 'long' for 10.0.0.7:50412`, `busy with test
+    'long' for 10.0.0.7:50412, silent: kept 174 s more for its resume` (the agent's own
+    words, from a peer: escaped)."""
+    words = f"busy with test {field(repr(label))}"
+    if controller:
+        words += f" for {field(controller)}"
+    if kept_s is not None:
+        words += f", silent: kept {kept_s:.0f} s more for its resume"
+    return words
+
+
 def credential(kind: str) -> str:
     """What an agent authenticated with: `host credential`, `shared token`, `SSH link
     secret` (an agent started over SSH, with a random secret of its link)."""

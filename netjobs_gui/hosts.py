@@ -187,9 +187,14 @@ class HostsPanel(QWidget):
                 text.printable, (check.agent_version, check.hostname, check.platform)
             )
             priority = text.release_priority(check.realtime)
+            busy = (
+                text.busy_with(check.busy_with, check.busy_for, check.kept_s)
+                if check.busy
+                else "idle"
+            )
             line = (
                 f"{host}: agent {escape(agent)} on {escape(name)} "
-                f"({escape(platform)}), {'busy' if check.busy else 'idle'}"
+                f"({escape(platform)}), {escape(busy)}"
                 + (f", {escape(priority)}" if priority else "")
             )
         self.details.setText(line)

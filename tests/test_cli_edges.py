@@ -222,7 +222,7 @@ def test_busy_agent_is_not_ready_and_sigterm_is_named(tmp_path, agents, token_fi
         controller.kill()
         controller.wait()
     assert check.returncode == 1, check.stdout + check.stderr
-    assert "BUSY" in check.stdout and "busy with test 'long'" in check.stdout
+    assert "BUSY" in check.stdout and "busy with test 'long' for 127.0.0.1:" in check.stdout
     assert "0 of 1 agents ready" in check.stdout
     assert controller.returncode == 1
     assert "stopping on SIGTERM" in stderr and "Ctrl-C" not in stderr + stdout

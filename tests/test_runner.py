@@ -2,6 +2,7 @@
 
 import asyncio
 import hashlib
+import re
 import secrets
 import socket
 import time
@@ -386,6 +387,46 @@ async def test_a_busy_agent_refuses_the_early_prepare_and_its_run_goes_on(agent,
         await owner.send(Kill(reason="enough"))
         outcome = await owner.collect(timeout=10)
         assert outcome.exits[1].message == "enough"
+
+
+async def test_a_second_controller_is_told_whose_test_holds_the_agent_and_for_how_long(
+    agent, token, token_file
+):
+    """Before, a controller gone silent (its test kept for its resume, 180 s) read as
+    `busy with test 'theirs' for 127.0.0.1:PORT (lost)`, and `netjobs check` named no one."""
+    from agent_harness import AgentClient, commands
+
+    from netjobs_core.wire.messages import Prepare, Prepared, Status
+
+    mine = plan_for('t:\n{a0}: "echo mine"\nend\n', [agent]).tests[0]
+    owner = await AgentClient.connect(agent.host, agent.port, token_file)
+    try:
+        where = "{}:{}".format(*owner.writer.get_extra_info("sockname"))
+        prepare = Prepare(label="theirs", commands=commands("sleep 30"), grace=60, heartbeat=0.1)
+        assert isinstance(await owner.request(prepare, Prepared), Prepared)
+        await owner.start()
+        async with await AgentClient.connect(agent.host, agent.port, token_file) as other:
+            status = await other.status()
+            assert isinstance(status, Status)
+            assert (status.controller, status.kept) == (where, None)
+        host = (await run_test(mine, options(token))).hosts[0]
+        assert host.error == f"busy with test 'theirs' for {where}"
+        # The owner stops reading and pinging (a cut): the agent keeps its test 60 s.
+        await agent.await_log("went silent during test 'theirs'")
+        async with await AgentClient.connect(agent.host, agent.port, token_file) as other:
+            status = await other.status()
+        assert isinstance(status, Status) and status.controller == where
+        assert status.kept is not None and 50 < status.kept <= 60
+        host = (await run_test(mine, options(token))).hosts[0]
+        assert re.fullmatch(
+            f"busy with test 'theirs' for {re.escape(where)}, which went silent: "
+            r"the test is kept for its resume \d\d s more",
+            host.error,
+        ), host.error
+        log = agent.log_text()
+        assert f"test 't' refused: {host.error}" in log  # the agent's log says it too
+    finally:
+        owner.abort()
 
 
 async def test_a_finished_test_leaves_no_reference_cycle(agents, token, tmp_path, monkeypatch):

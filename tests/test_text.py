@@ -363,3 +363,13 @@ def test_an_error_beside_its_hosts_name_does_not_name_it_again() -> None:
 def test_a_test_the_run_did_not_reach_has_no_counts_only_its_reason():
     not_run = TestResult("b", None, reason="stopped by user")
     assert text.summary_parts(not_run) == []  # not "0/0 commands finished, 0 hosts"
+
+
+def test_a_busy_agent_says_whose_test_and_how_long_a_silent_ones_is_kept():
+    assert text.busy_with("long", "", None) == "busy with test 'long'"  # an older agent
+    assert text.busy_with("long", "10.0.0.7:50412", None) == (
+        "busy with test 'long' for 10.0.0.7:50412"
+    )
+    assert text.busy_with("l\x1b[2J", "10.0.0.7:1\n", 173.6) == (
+        "busy with test 'l\\x1b[2J' for 10.0.0.7:1\\x0a, silent: kept 174 s more for its resume"
+    )

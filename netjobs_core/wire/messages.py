@@ -469,7 +469,10 @@ class Pong(Message):
 @message_type
 class Status(Message):
     """The agent's answer to a status query. realtime: whether it waits for its
-    releases at real-time priority (agents before it leave it out)."""
+    releases at real-time priority; controller: when busy, the address (as the agent
+    sees it) of the controller whose test it runs; kept: when that controller went
+    silent, how many more seconds the agent keeps its test for a resume (agents before
+    them leave these out)."""
 
     TYPE = "status"
     busy: bool
@@ -478,6 +481,8 @@ class Status(Message):
     version: Name
     platform: Name
     realtime: Annotated[bool | None, OMITTED] = None
+    controller: Annotated[str | None, OMITTED] = None
+    kept: Annotated[Grace | None, OMITTED] = None
 
 
 @message_type
