@@ -55,6 +55,7 @@ _VAR_RE = re.compile(r"\$(?:\{(NETJOBS_[A-Z0-9_]+)\}|(NETJOBS_[A-Z0-9_]+))")
 
 
 class Peer(Protocol):
+    peer: str
     closed: bool
 
     def send(self, message: Message) -> None: ...
@@ -80,10 +81,20 @@ class Matches(NamedTuple):
     files: list[tuple[int, str]]  # (pattern index, path), in the order they are sent
     matched: list[int]  # how many regular files each pattern matched
     limit: int | None  # the largest file sent (--collect-max)
+    label: str = ""  # the test's, for the log
+
+    @property
+    def name(self) -> str:
+        """The command as the agent's log names it (agent.jobs.Job.name)."""
+        return f"test {self.label!r} command {self.id}"
 
 
 def match(
-    command_id: int, patterns: tuple[str, ...], env: Mapping[str, str], limit: int | None
+    command_id: int,
+    patterns: tuple[str, ...],
+    env: Mapping[str, str],
+    limit: int | None,
+    label: str = "",
 ) -> Matches:
     """The files of a command's patterns. Blocking: run it in a thread."""
     files: list[tuple[int, str]] = []
@@ -96,13 +107,13 @@ def match(
         )
         matched.append(len(found))
         files.extend((index, path) for path in found[:MAX_COLLECT_FILES])
-    return Matches(command_id, files, matched, limit)
+    return Matches(command_id, files, matched, limit, label)
 
 
 async def send_files(session: Peer, matches: Matches) -> None:
     """Stream the files, then the command's `collected` report."""
     for index, path in matches.files:
-        await _send_file(session, matches.id, index, path, matches.limit)
+        await _send_file(session, matches, index, path)
         if session.closed:
             return
     session.send(Collected(id=matches.id, matched=matches.matched))
@@ -149,9 +160,8 @@ def changed(before: _Stamp, after: _Stamp, sent: int) -> bool:
     return after != before or (sent != before.size and before.size != 0)
 
 
-async def _send_file(
-    session: Peer, command_id: int, index: int, path: str, limit: int | None
-) -> None:
+async def _send_file(session: Peer, matches: Matches, index: int, path: str) -> None:
+    command_id, limit = matches.id, matches.limit
     fd, before, error, os_error = await asyncio.to_thread(_open, path)
     size = before.size if before is not None else 0
     name = os.path.basename(path)
@@ -188,8 +198,8 @@ async def _send_file(
         error = FileError.CHANGED
     if error is not None:
         log.warning(
-            "command %d: %s: not collected: %s%s (%d of %d bytes sent%s)",
-            command_id,
+            "%s: %s: not collected: %s%s (%d of %d bytes sent%s)",
+            matches.name,
             path,
             error,
             f" {os_error}" if os_error else "",
@@ -198,7 +208,7 @@ async def _send_file(
             f", {after.size} when the read ended" if error is FileError.CHANGED and after else "",
         )
     else:
-        log.info("command %d: collected %s (%d bytes)", command_id, path, sent)
+        log.info("%s: collected %s (%d bytes) for %s", matches.name, path, sent, session.peer)
     session.send(
         FileEnd(
             id=command_id,

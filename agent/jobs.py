@@ -291,7 +291,7 @@ class Job:
         env = {**self.spec.env, oskit.START_VAR: str(self.start_epoch_ns)}
         # Globbing touches the disk (maybe NFS): off the event loop.
         marker = await asyncio.to_thread(
-            collect.match, self.spec.id, self.spec.collect, env, self.collect_max
+            collect.match, self.spec.id, self.spec.collect, env, self.collect_max, self.label
         )
         self.sink.post(marker)
 

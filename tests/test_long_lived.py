@@ -128,3 +128,5 @@ async def test_two_hundred_tests_leave_nothing_behind(token_file, tmp_path):
     silent = "killing test 'silent': controller lost for its 0.1 s reconnect grace"
     assert log.count(silent) == log.count("keeping it") == ROUNDS
     assert log.count("killing it in 0.05 s") == ROUNDS  # the vanished ones
+    # Each line says which test and, where one is involved, which controller.
+    assert f"test 'test' command 1: collected {tmp_path}/f1 (2 bytes) for 127.0.0.1:" in log
