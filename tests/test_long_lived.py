@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.timeout(90),
 ]
 
-ROUNDS = 25  # of 8 tests each
+ROUNDS = 25  # of 9 tests each
 # Threads the agent may add once and keep: asyncio's default executor (collect's globs).
 POOL = min(32, (os.cpu_count() or 1) + 4)
 
@@ -49,14 +49,12 @@ def footprint(pid: int) -> dict[str, int]:
             except OSError:
                 continue
             children += int(stat.rsplit(")", 1)[1].split()[1]) == pid
+    # The commands' cgroups this agent left (docs/process-hygiene.md: cmd-<agent pid>-<n>).
     cgroups = 0
-    own = Path(f"/proc/{pid}/cgroup").read_text()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         fields = line.split()
-        if fields[fields.index("-") + 1] == "cgroup2" and "0::" in own:
-            for base in Path(fields[4]).glob("**/netjobs-*"):
-                if f"cmd-{pid}-" in "".join(p.name for p in base.iterdir()):
-                    cgroups += sum(1 for p in base.iterdir() if p.is_dir())
+        if fields[fields.index("-") + 1] == "cgroup2":
+            cgroups += len(list(Path(fields[4]).glob(f"**/netjobs-*/cmd-{pid}-*")))
     return {
         "fds": len(fds),
         "spool files": spools,
@@ -92,12 +90,15 @@ async def one_round(agent: AgentProcess, secret: bytes, files: Path, n: int) -> 
         await client.start()
         await client.send(Kill(reason="enough"))
         assert (await client.collect()).exits[1].status == "killed"
-    # A controller that vanishes mid-test (its process killed: a clean close).
-    client = await AgentClient.connect(*address, secret)
-    await client.prepare("vanish", commands("sleep 30"))
-    await client.start()
-    client.abort()
-    await idle(agent, secret)
+    # A controller that vanishes mid-test (its process killed: a clean close), and one
+    # that vanishes between its prepare and its start.
+    for started in (True, False):
+        client = await AgentClient.connect(*address, secret)
+        await client.prepare("vanish", commands("sleep 30"))
+        if started:
+            await client.start()
+        client.abort()
+        await idle(agent, secret)
     # A refused handshake, then a command that fails.
     with pytest.raises((ProtocolError, ConnectionError)):
         await AgentClient.connect(*address, b"not the token at all, not at all")
@@ -112,7 +113,7 @@ async def one_round(agent: AgentProcess, secret: bytes, files: Path, n: int) -> 
     client.abort()
 
 
-async def test_two_hundred_tests_leave_nothing_behind(token_file, tmp_path):
+async def test_two_hundred_and_more_tests_leave_nothing_behind(token_file, tmp_path):
     secret = AgentClient.secret_of(token_file)
     with start_agent(token_file, "--orphan-grace", "0.05") as agent:
         await one_round(agent, secret, tmp_path, 0)  # the thread pool, lazy imports
