@@ -431,11 +431,15 @@ def install_stop_handlers(
     """Call CALLBACK(the signal's name) on the loop on Ctrl-C, SIGTERM or SIGHUP (a
     closed terminal: the agent stops as cleanly as for the others, where the default
     action ended it at once, its controller told nothing); Ctrl-Break on Windows.
+    A SIGHUP ignored when the agent started (`nohup netjobs-agent &`) stays ignored: its
+    operator asked the agent to outlive the terminal.
 
     Returns a function that removes the handlers again.
     """
     if platform != WINDOWS:
-        posix_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        posix_signals = [signal.SIGINT, signal.SIGTERM]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+            posix_signals.append(signal.SIGHUP)
         for sig in posix_signals:
             loop.add_signal_handler(sig, callback, signal_name(sig))
 

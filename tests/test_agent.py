@@ -642,6 +642,25 @@ async def test_stopping_the_agent_kills_running_jobs(token_file, sig):
         client.abort()
 
 
+async def test_an_agent_started_under_nohup_outlives_the_terminals_sighup(token_file):
+    """`nohup netjobs-agent &`: SIGHUP ignored at its start stays ignored (the terminal
+    closing must not stop it), while SIGTERM still stops it cleanly."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does, inherited
+    try:
+        agent = start_agent(token_file)
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    with agent:
+        agent.send_stop(signal.SIGHUP)
+        await asyncio.sleep(0.3)  # a handler, had one been set, would have run by now
+        async with await connect(agent, token_file) as client:
+            assert (await client.run(commands("true"), timeout=15)).exits[1].status == "ok"
+        assert agent.proc.poll() is None
+        assert "stopping" not in agent.log_text()
+        agent.send_stop(signal.SIGTERM)
+        assert await asyncio.to_thread(agent.proc.wait, 15) == 0
+
+
 async def test_token_generated_on_first_start(tmp_path):
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if k != "NETJOBS_TOKEN"}
