@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,88 +30,23 @@ from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import MAX_LEAD_S, Runner
 from netjobs_core.wire.clock import now_ns
-from netjobs_core.wire.connection import Connection
-from netjobs_core.wire.errors import ProtocolError
 from netjobs_core.wire.messages import (
     MAX_CLOCK,
     MAX_MESSAGE_CHARS,
     MAX_NAME_CHARS,
     Exit,
     Finished,
-    Message,
-    Ping,
-    Pong,
-    Prepare,
-    Prepared,
-    Resume,
     Resumed,
-    Role,
     Start,
     Started,
-    StatusQuery,
 )
-from netjobs_core.wire.messages import Status as StatusMessage
 from tests.agent_harness import start_agent
 from tests.loopback import serving
+from tests.played_agent import HangUp, Played, Send
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.posix]
 
 REPO = Path(__file__).resolve().parents[1]
-Send = Callable[[Message], None]
-
-
-class HangUp(Exception):
-    """A script ends the connection (a cut the controller resumes from)."""
-
-
-@dataclass
-class Played:
-    """An agent played by the test: honest but for what a test gives it. ON_START(send,
-    start, n) answers the n-th start of the run (from 1), ON_RESUME(send, n) the n-th
-    resume; NAME is what it says it is (host name, version, platform)."""
-
-    secret: bytes
-    on_start: Callable[[Send, Start, int], Awaitable[None]]
-    on_resume: Callable[[Send, int], Awaitable[None]] | None = None
-    name: str = "h"
-    starts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    resumes: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(Role.AGENT, self.secret)
-
-        def send(message: Message) -> None:
-            conn._advance(Role.AGENT, message)  # its own table, not its own checks
-            conn.queue_unchecked(message)
-            writer.write(conn.data_to_send())
-
-        name = self.name
-        with contextlib.suppress(ProtocolError, ConnectionError, TimeoutError, HangUp):
-            async with asyncio.timeout(40):
-                while data := await reader.read(65536):
-                    for message in conn.receive_data(data):
-                        if isinstance(message, Ping):
-                            send(Pong(seq=message.seq, clock=now_ns()))
-                        elif isinstance(message, StatusQuery):
-                            send(
-                                StatusMessage(
-                                    busy=False, hostname=name, version=name, platform=name
-                                )
-                            )
-                        elif isinstance(message, Prepare):
-                            items = [
-                                {"id": c["id"], "ok": True, "error": None} for c in message.commands
-                            ]
-                            send(
-                                Prepared(gated=True, commands=items, run_id="r", grace=60,
-                                         hostname=name, version=name, platform=name)
-                            )  # fmt: skip
-                        elif isinstance(message, Start):
-                            await self.on_start(send, message, next(self.starts))
-                        elif isinstance(message, Resume):
-                            assert self.on_resume is not None
-                            await self.on_resume(send, next(self.resumes))
-                    writer.write(conn.data_to_send())
 
 
 def ended(send: Send, message: str = "", exit_code: int = 0, at: int | None = None) -> None:

@@ -24,33 +24,22 @@ from netjobs_core.run_folder import RunFolder
 from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import run_test
 from netjobs_core.wire.clock import now_ns
-from netjobs_core.wire.connection import Connection
-from netjobs_core.wire.errors import ProtocolError
 from netjobs_core.wire.messages import (
     MAX_GRACE_S,
     Exit,
     File,
     FileData,
     FileEnd,
-    Message,
-    Ping,
-    Pong,
-    Prepare,
-    Prepared,
-    Resume,
     Resumed,
-    Role,
     Start,
     Started,
-    StatusQuery,
 )
-from netjobs_core.wire.messages import Status as StatusMessage
 from tests.agent_harness import start_agent
 from tests.loopback import serving
+from tests.played_agent import Played, Send, silent
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.posix]
 
-Send = Callable[[Message], None]
 Script = Callable[[Send], Awaitable[None]]
 HEARTBEAT = 0.2  # the controller counts 5 unanswered: a silence of 1 s is a cut
 
@@ -70,45 +59,15 @@ async def hostile_agent(
     (its pongs say CLOCK), then runs ON_START; on a later connection it answers a
     `resume` with ON_RESUME (None: not at all). Its port."""
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = Connection(Role.AGENT, secret)
+    async def started(send: Send, start: Start, n: int) -> None:
+        await on_start(send)
 
-        def send(message: Message) -> None:
-            conn.send(message)
-            writer.write(conn.data_to_send())
+    async def resumed(send: Send, n: int) -> None:
+        await (on_resume or silent)(send)
 
-        with contextlib.suppress(ProtocolError, ConnectionError, TimeoutError):
-            async with asyncio.timeout(20):
-                while data := await reader.read(65536):
-                    for message in conn.receive_data(data):
-                        if isinstance(message, Ping):
-                            conn.send(Pong(seq=message.seq, clock=clock()))
-                        elif isinstance(message, StatusQuery):
-                            conn.send(
-                                StatusMessage(busy=False, hostname="h", version="3", platform="x")
-                            )
-                        elif isinstance(message, Prepare):
-                            items = [
-                                {"id": c["id"], "ok": True, "error": None} for c in message.commands
-                            ]
-                            conn.send(
-                                Prepared(gated=True, commands=items, run_id="r", grace=MAX_GRACE_S)
-                            )
-                        elif isinstance(message, Start):
-                            writer.write(conn.data_to_send())
-                            await on_start(send)
-                        elif isinstance(message, Resume):
-                            writer.write(conn.data_to_send())
-                            await (on_resume or silent)(send)
-                    writer.write(conn.data_to_send())
-
-    async with serving(serve) as port:
+    played = Played(secret, started, resumed, grace=MAX_GRACE_S, clock=clock)
+    async with serving(played.serve) as port:
         yield port
-
-
-async def silent(send: Send) -> None:
-    """Say nothing more, read nothing more: a silent cut as the controller sees it."""
-    await asyncio.sleep(30)
 
 
 async def beside_an_honest_agent(
