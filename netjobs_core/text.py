@@ -98,11 +98,38 @@ def began(test: TestResult) -> str:
     """`released within 0.002 ms ± 0.081 ms; commands began within 1.430 ms ± 0.090 ms`:
     the releases, and the commands' exec instants or why they were not measured (the
     release's ± does not cover what happens after it)."""
-    line = f"released within {spread(test)}"
+    line = f"released within {spread(test)}{widest_clock(test)}"
     if test.exec_spread_ms is not None:
         within = ms_pm(test.exec_spread_ms, test.exec_spread_uncertainty_ms)
         return f"{line}; commands began within {within}"
     return f"{line}; {exec_unmeasured(test)}"
+
+
+# A host's clock bound that is this many times the next one's makes the test's ± (the sum
+# of the two widest: spread.py) mostly its own, and is named, from this many ms on.
+WIDEST_CLOCK_FACTOR = 2.0
+WIDEST_CLOCK_MS = 0.1
+
+
+def widest_clock(test: TestResult) -> str:
+    """` (the ± mostly node3's clock, known to ± 5.000 ms)`: the host whose clock estimate
+    makes most of the spread's bound (a host far away, over SSH, or one slowing its
+    pongs); "" when no one host does."""
+    bounds = sorted(
+        (
+            (host.clock_uncertainty_ms, host.target)
+            for host in test.hosts
+            if host.clock_uncertainty_ms is not None
+            and any(c.started_at is not None for c in host.commands)
+        ),
+        reverse=True,
+    )
+    if len(bounds) < 2 or test.start_spread_uncertainty_ms is None:
+        return ""
+    (widest, host), (second, _) = bounds[0], bounds[1]
+    if widest < WIDEST_CLOCK_MS or widest < WIDEST_CLOCK_FACTOR * second:
+        return ""
+    return f" (the ± mostly {host}'s clock, known to ± {ms(widest)})"
 
 
 def exec_unmeasured(test: TestResult) -> str:

@@ -314,6 +314,18 @@ def test_began_and_late_lines() -> None:
     assert text.began(test) == (
         "released within 85.890 ms ± 0.080 ms; commands began within 86.200 ms ± 0.080 ms"
     )
+    # One host's clock known far less well than the others' (far away, over SSH, or
+    # slowing its pongs) makes most of the ±: it is named.
+    quick.clock_uncertainty_ms, slow.clock_uncertainty_ms = 0.04, 5.0
+    test.start_spread_uncertainty_ms = test.exec_spread_uncertainty_ms = 5.04
+    assert text.began(test) == (
+        "released within 85.890 ms ± 5.040 ms (the ± mostly slow's clock, known to "
+        "± 5.000 ms); commands began within 86.200 ms ± 5.040 ms"
+    )
+    quick.clock_uncertainty_ms = 2.6  # no one host's: not named
+    assert "mostly" not in text.began(test)
+    quick.clock_uncertainty_ms = slow.clock_uncertainty_ms = None
+    test.start_spread_uncertainty_ms = test.exec_spread_uncertainty_ms = 0.08
     assert text.late_line(test) == "late releases (more than 1.000 ms, --late-ms): slow +85.900 ms"
     quick.commands[0].release_late_ms = 2.0
     # Many late hosts (a loaded machine): a summary line names the latest few.
