@@ -481,7 +481,7 @@ class Status(Message):
     version: Name
     platform: Name
     realtime: Annotated[bool | None, OMITTED] = None
-    controller: Annotated[str | None, OMITTED] = None
+    controller: Annotated[Name | None, OMITTED] = None
     kept: Annotated[Grace | None, OMITTED] = None
 
 
