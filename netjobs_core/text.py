@@ -275,8 +275,13 @@ def too_far(rtt_ms: float, max_lead_s: float) -> str:
 
 
 def seconds(value: float | None, none: str = NA) -> str:
-    """A measured duration to the millisecond: `12.345 s`."""
-    return none if value is None else f"{value:.3f} s"
+    """A measured duration to the millisecond: `12.345 s`; under one, in ms to the µs
+    (`0.369 ms`), not `0.000 s` for what was measured and was not nothing."""
+    if value is None:
+        return none
+    if 0 < value < 0.0005:
+        return ms(value * 1000)
+    return f"{value:.3f} s"
 
 
 def duration(value: float | None, none: str = NA) -> str:

@@ -385,3 +385,12 @@ def test_a_busy_agent_says_whose_test_and_how_long_a_silent_ones_is_kept():
     assert text.busy_with("l\x1b[2J", "10.0.0.7:1\n", 173.6) == (
         "busy with test 'l\\x1b[2J' for 10.0.0.7:1\\x0a, silent: kept 174 s more for its resume"
     )
+
+
+def test_a_duration_under_a_millisecond_is_not_said_as_nothing() -> None:
+    """A 0.4 ms overlap of commands that each ran 3 ms read "ran together for 0.000 s
+    (12.3 % of the longest command)"."""
+    assert text.seconds(0.000369) == "0.369 ms"
+    assert text.seconds(0.0) == "0.000 s"
+    assert text.seconds(0.0005) == "0.001 s"
+    assert text.seconds(12.3456) == "12.346 s"
