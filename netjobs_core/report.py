@@ -195,10 +195,14 @@ def format_run(run: RunResult, fold: bool = False) -> str:
     if run.started_at is not None:
         lines[0] += f", started {text.timestamp(run.started_at, 'seconds')}"
     for group in repetition_groups(run.tests):
-        lines.extend(format_test(test, fold) for test in group)
+        # As the live report: the repetitions run, their summary, then those not run
+        # (said as the run ended: console.TerminalDisplay.not_run).
+        ran = [test for test in group if test.status is not TestStatus.PENDING]
+        lines.extend(format_test(test, fold) for test in ran)
         summary = format_repeats(group)
         if summary is not None:
             lines.append(summary)
+        lines.extend(format_test(test, fold) for test in group if test.status is TestStatus.PENDING)
     lines.append(text.run_summary(run))
     return "\n".join(lines)
 
