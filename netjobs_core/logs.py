@@ -68,6 +68,8 @@ def log_bytes(
             f"rtt {text.ms(host.rtt_ms)}, {text.wall_clock(host)}, "
             f"start offset {text.ms(host.start_offset_ms, True)}"
         )
+        # Its connection's losses, as the report lists them under the host.
+        lines.extend(f"#   {line}" for line in text.interruptions(host))
     commands = [
         parts.part(host.target, command, show) for host in test.hosts for command in host.commands
     ]
