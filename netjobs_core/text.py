@@ -285,9 +285,12 @@ def seconds(value: float | None, none: str = NA) -> str:
 
 
 def duration(value: float | None, none: str = NA) -> str:
-    """A duration at a glance: `1.500 s`, `12.3 s`, `1m 15.0s`, `2h 03m 04s`."""
+    """A duration at a glance: `1.500 s`, `12.3 s`, `1m 15.0s`, `2h 03m 04s`; under half a
+    ms in ms (`0.057 ms`), as `seconds`."""
     if value is None:
         return none
+    if 0 < value < 0.0005:
+        return seconds(value)
     if value < 60:
         return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
     minutes, secs = divmod(value, 60)

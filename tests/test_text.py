@@ -47,6 +47,8 @@ def test_values_with_bounds_name_both_units() -> None:
 
 def test_seconds_and_durations() -> None:
     assert text.seconds(12.3456) == "12.346 s"
+    assert text.duration(5.7e-5) == "0.057 ms"  # a reconnect refused at once: 'gave up after'
+    assert text.duration(1.5) == "1.500 s"
     assert text.seconds(None) == "n/a"
     assert text.duration(1.5) == "1.500 s"
     assert text.duration(12.34) == "12.3 s"
@@ -394,3 +396,5 @@ def test_a_duration_under_a_millisecond_is_not_said_as_nothing() -> None:
     assert text.seconds(0.0) == "0.000 s"
     assert text.seconds(0.0005) == "0.001 s"
     assert text.seconds(12.3456) == "12.346 s"
+    assert text.duration(5.7e-5) == "0.057 ms"  # a reconnect refused at once: 'gave up after'
+    assert text.duration(1.5) == "1.500 s"
