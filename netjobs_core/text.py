@@ -286,13 +286,11 @@ def seconds(value: float | None, none: str = NA) -> str:
 
 def duration(value: float | None, none: str = NA) -> str:
     """A duration at a glance: `1.500 s`, `12.3 s`, `1m 15.0s`, `2h 03m 04s`; under half a
-    ms in ms (`0.057 ms`), as `seconds`."""
+    ms in ms (`0.331 ms`, as `seconds`), not `0.000 s` for a command that ran."""
     if value is None:
         return none
-    if 0 < value < 0.0005:
-        return seconds(value)
     if value < 60:
-        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+        return seconds(value) if value < 10 else f"{value:.1f} s"  # under half a ms: ms
     minutes, secs = divmod(value, 60)
     if minutes < 60:
         return f"{int(minutes)}m {secs:04.1f}s"
@@ -585,12 +583,15 @@ def metric_line(name: str, summary: MetricSummary) -> str:
     )
 
 
-def metric_sum(name: str, figure: float, hosts: int) -> str:
+def metric_sum(name: str, figure: float, hosts: int, failed: int = 0) -> str:
     """`read_bw 1.93 GiB/s in all over 4 hosts`, `read_clat_p99_ns up to 130 µs over 4
-    hosts`: a test's figure of a metric (metrics.fleet_figure), in a summary."""
+    hosts`: a test's figure of a metric (metrics.fleet_figure), in a summary; with the
+    hosts whose command did not end ok, as metric_line says them (`over 2 hosts, 1 of
+    them not ok`)."""
+    over = count(hosts, "host") + (f", {failed} of them not ok" if failed else "")
     if not adds_up(name):
-        return f"{name} up to {metric_value(name, figure)} over {count(hosts, 'host')}"
-    return f"{name} {metric_value(name, figure)} in all over {count(hosts, 'host')}"
+        return f"{name} up to {metric_value(name, figure)} over {over}"
+    return f"{name} {metric_value(name, figure)} in all over {over}"
 
 
 def metric_repeats_line(name: str, figures: Sequence[float], repetitions: int) -> str:
@@ -948,7 +949,8 @@ def summary_parts(test: TestResult) -> list[str]:
     if test.duration_s is not None:
         parts.append(f"took {duration(test.duration_s)}")
     parts.extend(
-        metric_sum(name, fleet_figure(name, s), s.hosts) for name, s in test.metrics.items()
+        metric_sum(name, fleet_figure(name, s), s.hosts, s.hosts_failed)
+        for name, s in test.metrics.items()
     )
     return parts
 

@@ -398,3 +398,5 @@ def test_a_duration_under_a_millisecond_is_not_said_as_nothing() -> None:
     assert text.seconds(12.3456) == "12.346 s"
     assert text.duration(5.7e-5) == "0.057 ms"  # a reconnect refused at once: 'gave up after'
     assert text.duration(1.5) == "1.500 s"
+    assert text.duration(0.000331) == "0.331 ms"  # a command's Elapsed in the GUI
+    assert text.duration(0.0) == "0.000 s"

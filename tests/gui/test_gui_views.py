@@ -238,6 +238,30 @@ def test_the_test_summary_gives_each_metric_sum(qtbot: Any) -> None:
     assert "read_bw 1.93 GiB/s in all over 2 hosts" in detail.summary.text()
 
 
+def test_the_summary_says_a_metric_counted_hosts_not_ok(qtbot: Any) -> None:
+    """As the report's `n: 7 in all over 2 hosts, 1 of them not ok`: the GUI summed a
+    failed command's value unsaid (`n 7 in all over 2 hosts`)."""
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    test = make_test(hosts=2)
+    test.hosts[1].commands[0].status = CommandStatus.FAILED
+    test.metrics = {"n": MetricSummary(7.0, 3.0, 3.5, 4.0, 2, hosts_failed=1)}
+    detail.set_test(test)
+    assert "n 7 in all over 2 hosts, 1 of them not ok" in detail.summary.text()
+
+
+def test_a_command_under_half_a_millisecond_reads_in_ms(qtbot: Any) -> None:
+    """`true` ran 0.331 ms: its Elapsed read `0.000 s` (the output's header said
+    `ran 0.331 ms`), as did the timeline's bar."""
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    test = make_test(hosts=2)
+    test.hosts[0].commands[0].duration_s = 0.000331
+    detail.set_test(test)
+    elapsed = detail.model.COLUMNS.index("Elapsed")
+    assert detail.model.index(0, elapsed).data() == "0.331 ms"
+
+
 def test_progress_count_is_a_label_beside_the_bar(qtbot: Any) -> None:
     """Text drawn on the bar lost its digits at the fill edge."""
     view = RunView()
