@@ -754,6 +754,13 @@ class RunView(QWidget):
     def end_run(self, run: RunResult, summary: str) -> None:
         self.running = False
         self.run = run
+        # A test the run did not reach (--stop-on-failure, a stop) never started: shown
+        # with why, as the report's NOT RUN line (a repetition not reached leaves the
+        # one that ran in view).
+        for test in run.tests:
+            if test.label in self.tests_model.labels and test.label not in self.tests_model.results:
+                self.tests_model.set_result(test)
+        self._test_changed(self.tests.selectionModel().currentIndex(), None)
         self.refresh()
         self.status.setText(summary)
         if self._plan_pending:

@@ -267,6 +267,10 @@ async def test_stop_during_a_run_kills_the_jobs(
     not_run = gui.results.model.entries[-1]
     assert not_run.test is run.tests[1] and gui.results.model.entries[-2].test is test
     assert gui.results.current_entry.test is test  # the test that ran is the one shown
+    # The Run page says why too, as the report's NOT RUN line (it said "not run yet").
+    gui.run_view.select_label("after")
+    summary = gui.run_view.detail.summary.text()
+    assert "not run</b>: stopped by user" in summary, summary
 
 
 async def test_closing_during_a_run_asks_then_stops_cleanly(
