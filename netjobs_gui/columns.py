@@ -605,7 +605,7 @@ TEST_COLUMNS: tuple[Column[TestRow], ...] = (
     Column("Hosts", lambda r: str(r.hosts), key=lambda r: (0, r.hosts), numeric=True),
     Column(
         "Progress",
-        _test_text(text.progress_fraction),
+        _test_text(lambda t: text.progress_fraction(t) if t.hosts else NO_VALUE),  # not run
         key=lambda r: _number(None if r.result is None else text.commands_count(r.result)[0]),
         numeric=True,
     ),

@@ -271,6 +271,7 @@ async def test_stop_during_a_run_kills_the_jobs(
     gui.run_view.select_label("after")
     summary = gui.run_view.detail.summary.text()
     assert "not run</b>: stopped by user" in summary, summary
+    assert column(gui.run_view.tests_model, "Progress")[1] == "—"  # not "0/0"
 
 
 async def test_closing_during_a_run_asks_then_stops_cleanly(
