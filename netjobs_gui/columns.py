@@ -362,6 +362,7 @@ COMMAND_FIT = (
     Fit(95),
     Fit(120, 3),
 )
+METRIC_FIT = Fit(80)  # a metric's column ("1.93 GiB/s"), after COMMAND_FIT's
 
 
 def metric_column(name: str) -> Column[CommandRow]:

@@ -56,6 +56,7 @@ from netjobs_core.results import (
 from netjobs_core.vocabulary import color, command_said
 from netjobs_gui.columns import (
     COMMAND_FIT,
+    METRIC_FIT,
     TEST_FIT,
     folded_lines,
     output_from,
@@ -432,7 +433,7 @@ class TestDetail(QWidget):
         self.model = CommandsModel(self)
         self.table = make_table(self.model)
         self.proxy = proxy_of(self.table)
-        self.columns = FitColumns(self.table, COMMAND_FIT)
+        self.columns = FitColumns(self.table, COMMAND_FIT, METRIC_FIT)
         self.filter = FilterBar(self.table, "by host or command")
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
 

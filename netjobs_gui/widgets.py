@@ -238,12 +238,17 @@ class FitColumns(QObject):
     """Keeps a table's visible columns filling its width (`columns.fit_widths`), so the
     last columns stay in sight on a small window and a large one widens the text ones."""
 
-    def __init__(self, table: QTableView, fits: Sequence[Fit]) -> None:
+    def __init__(self, table: QTableView, fits: Sequence[Fit], extra: Fit | None = None) -> None:
         super().__init__(table)
         self.table = table
         self.fits = list(fits)
+        # Columns past `fits` that a model adds (a test's metrics): each fitted as
+        # `extra`, not left at Qt's default width past the right edge.
+        self.extra = extra
         table.horizontalHeader().setStretchLastSection(False)
         table.viewport().installEventFilter(self)
+        if extra is not None:
+            table.model().modelReset.connect(self.apply)
         self.apply()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
@@ -252,8 +257,11 @@ class FitColumns(QObject):
         return False
 
     def apply(self) -> None:
-        shown = [c for c in range(len(self.fits)) if not self.table.isColumnHidden(c)]
-        widths = fit_widths(self.table.viewport().width(), [self.fits[c] for c in shown])
+        fits = list(self.fits)
+        if self.extra is not None:
+            fits += [self.extra] * (self.table.model().columnCount() - len(fits))
+        shown = [c for c in range(len(fits)) if not self.table.isColumnHidden(c)]
+        widths = fit_widths(self.table.viewport().width(), [fits[c] for c in shown])
         for column, width in zip(shown, widths, strict=True):
             self.table.setColumnWidth(column, width)
 

@@ -250,6 +250,25 @@ def test_the_summary_says_a_metric_counted_hosts_not_ok(qtbot: Any) -> None:
     assert "n 7 in all over 2 hosts, 1 of them not ok" in detail.summary.text()
 
 
+def test_a_metric_column_is_in_sight(qtbot: Any) -> None:
+    """At 1280x800 a test's metric column ('n') lay past the table's right edge, behind
+    a horizontal scroll bar: the fitted columns filled the width without it."""
+    detail = TestDetail()
+    qtbot.addWidget(detail)
+    detail.resize(960, 500)
+    detail.show()
+    qtbot.waitExposed(detail)
+    test = make_test(hosts=2)
+    test.hosts[0].commands[0].metrics = {"n": 3.0}
+    test.metrics = {"n": MetricSummary(3.0, 3.0, 3.0, 3.0, 1)}
+    detail.set_test(test)
+    table = detail.table
+    column = detail.model.COLUMNS.index("n")
+    right = table.columnViewportPosition(column) + table.columnWidth(column)
+    assert 0 < right <= table.viewport().width()
+    assert table.columnWidth(column) >= 80
+
+
 def test_a_command_under_half_a_millisecond_reads_in_ms(qtbot: Any) -> None:
     """`true` ran 0.331 ms: its Elapsed read `0.000 s` (the output's header said
     `ran 0.331 ms`), as did the timeline's bar."""
