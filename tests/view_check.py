@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from netjobs_core.metric_spec import CSV_COLUMNS
+
 # Lines only a live run prints: progress, where its files went, a stop's notice.
 LIVE_ONLY = re.compile(
     r"^(\d{4}-\d\d-\d\dT\S+ test |log written to |results written to |CSV written to "
@@ -137,20 +139,7 @@ def csv_against_json(table: str, document: dict[str, Any]) -> list[str]:
     return wrong
 
 
-_CSV_OWN = {
-    "run",
-    "test",
-    "repetition",
-    "test_status",
-    "host",
-    "command_index",
-    "status",
-    "exit_code",
-    "start_offset_ms",
-    "release_late_ms",
-    "exec_offset_ms",
-    "elapsed_s",
-}
+_CSV_OWN = frozenset(CSV_COLUMNS)  # the rest are metrics
 
 
 def logs_against_report(logs: Iterable[Path], report: Sequence[str]) -> list[str]:
