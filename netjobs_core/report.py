@@ -156,6 +156,8 @@ def format_test(test: TestResult, fold: bool = False, show: int = SHOW_BYTES) ->
     lines.extend(f"  {line}" for line in text.start_lines(test))
     if (credentials := text.credentials_line(test.hosts)) is not None:
         lines.append(f"  {credentials}")
+    if (shared := text.shared_beside_host_credentials(test.hosts)) is not None:
+        lines.append(f"  {shared}")
     if fold:
         lines.extend(_folded(test, show))
     else:

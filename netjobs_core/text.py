@@ -1253,6 +1253,22 @@ def credentials_line(hosts: Sequence[HostResult]) -> str | None:
     return "credentials: " + ", ".join(parts)
 
 
+def shared_beside_host_credentials(hosts: Sequence[HostResult]) -> str | None:
+    """A warning when hosts holding a copy of the controller's token ran beside hosts
+    with credentials of their own: a command on any of the former can derive every
+    host's credential, so the others' isolation is void until they get files too."""
+    kinds = {host.credential for host in hosts}
+    if not {Credential.SHARED.value, Credential.HOST.value} <= kinds:
+        return None
+    shared = [host for host in hosts if host.credential == Credential.SHARED.value]
+    names = " ".join(dict.fromkeys(host.address.host for host in shared))
+    return (
+        f"warning: {members([host.target for host in shared])} holds a copy of the "
+        "controller's token: a command there can drive every agent, those with host "
+        f"credentials too; give it a file of its own (netjobs token issue {names})"
+    )
+
+
 def comparison_lines(found: TestComparison, name_a: str, name_b: str) -> list[str]:
     """What differs between two results of a test, first the figures, then the hosts."""
     a, b = found.a, found.b

@@ -73,7 +73,7 @@ def run(tmp_path, controller, env, targets, command="echo hi from {host}", *extr
     )
 
 
-def test_agents_with_their_own_files_and_a_shared_one_run_and_say_which(lab):
+async def test_agents_with_their_own_files_and_a_shared_one_run_and_say_which(lab):
     tmp_path, controller, env = lab
     agents = [start_agent(agent_file(tmp_path, A), bind=A)]
     port = agents[0].port  # one port on every address: the report folds them
@@ -98,6 +98,12 @@ def test_agents_with_their_own_files_and_a_shared_one_run_and_say_which(lab):
             f"credentials: host credential on 127.0.0.[2-4]:{port} (3 hosts), "
             f"shared token on {SHARED}:{port} (1 host)"
         ) in done.stdout
+        # The shared copy voids the others' isolation: the report says so, with the remedy.
+        assert (
+            f"  warning: {SHARED}:{port} (1 host) holds a copy of the controller's token: a "
+            "command there can drive every agent, those with host credentials too; give it "
+            f"a file of its own (netjobs token issue {SHARED})\n"
+        ) in done.stdout
         document = json.loads((tmp_path / "out.json").read_text())
         kinds = {h["host"]: h["credential"] for h in document["tests"][0]["hosts"]}
         assert kinds == {A: "host", B: "host", C: "host", SHARED: "shared"}
@@ -106,6 +112,10 @@ def test_agents_with_their_own_files_and_a_shared_one_run_and_say_which(lab):
         lines = checked.stdout.splitlines()
         assert [", host credential, " in line for line in lines[:4]] == [True] * 3 + [False]
         assert ", shared token, " in lines[3]
+        # What the warning means: the shared copy derives B's credential, and B obeys.
+        shared_copy = tokens.load_token(controller)
+        stolen = sealing.host_credential(sealing.token_key(shared_copy.secret), B)
+        assert (await handshake_with(port, stolen))["type"] == "welcome"
     finally:
         for agent in agents:
             agent.close()
