@@ -260,7 +260,7 @@ class Session:
                 logging.WARNING,
                 "authentication failed from %s: %s",
                 self.peer,
-                limits.clip(str(exc)),
+                limits.clip(str(exc).removeprefix("authentication failed: ")),
             )
         except PeerError as exc:
             say(

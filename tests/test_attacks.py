@@ -45,6 +45,7 @@ from netjobs_core.wire.framing import (
 from netjobs_core.wire.messages import (
     Exit,
     Finished,
+    Hello,
     Message,
     Output,
     Ping,
@@ -296,6 +297,87 @@ async def test_the_agent_refuses_a_big_frame_before_authentication_from_its_pref
     [error] = FrameDecoder().feed(reply)
     assert (error.type, error.fields["code"]) == ("error", "protocol")
     assert "exceeds the limit" in error.fields["message"]
+
+
+async def test_a_replayed_controller_session_runs_nothing_and_is_logged_per_source(
+    agent, token, tmp_path
+):
+    """A VM without the token captures a real controller's bytes on the way to the agent
+    and replays them, 20 times, from its own address."""
+    captured = bytearray()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(agent.host, agent.port)
+
+        async def pipe(src, dst, record: bool) -> None:
+            while data := await src.read(65536):
+                captured.extend(data if record else b"")
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    marker = tmp_path / "ran"
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        plan = parse_config(f't:\n127.0.0.1:{port}: "echo x >> {marker}"\nend\n')
+        test = await run_test(plan.tests[0], RunOptions(token=token[0], connect_timeout=5))
+    assert test.status is TestStatus.PASSED and marker.read_text() == "x\n"
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection(
+            agent.host, agent.port, local_addr=("127.0.0.9", 0)
+        )
+        try:
+            writer.write(bytes(captured))
+            async with asyncio.timeout(10):
+                await reader.read()  # the agent refuses the old proof and hangs up
+        finally:
+            writer.close()
+    await agent.await_log("authentication failed from 127.0.0.9:")
+    await asyncio.sleep(0.3)
+    assert marker.read_text() == "x\n"  # nothing replayed ran
+    failures = [line for line in agent.log_text().splitlines() if "127.0.0.9:" in line]
+    assert len(failures) == 10  # the source's lines per interval, not one per replay
+    assert failures[0].count("authentication failed") == 1, failures[0]  # said once
+    assert "the controller does not hold the token" in failures[0]
+
+
+async def test_a_hello_dripped_a_byte_a_second_is_one_line_per_attacker(agent, token):
+    """Slow peers hold a pre-authentication slot for the handshake's 10 s at most, each
+    ends as one line naming its address, and a controller is served meanwhile."""
+    hello = encode_frame(  # a real controller's hello, never completed in 10 s
+        Hello(role=Role.CONTROLLER.value, version=PROTOCOL_VERSION, nonce="ab" * 32).to_frame()
+    )
+    sources = [f"127.0.0.{i}" for i in range(10, 14)]
+
+    async def drip(source: str) -> None:
+        reader, writer = await asyncio.open_connection(
+            agent.host, agent.port, local_addr=(source, 0)
+        )
+        try:
+            async with asyncio.timeout(15):
+                for byte in hello:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1):
+                            if not await reader.read(4096):
+                                return  # the agent hung up
+        finally:
+            writer.close()
+
+    drips = [asyncio.create_task(drip(source)) for source in sources]
+    await asyncio.sleep(2)
+    plan = parse_config(f't:\n127.0.0.1:{agent.port}: "echo served"\nend\n')
+    test = await run_test(plan.tests[0], RunOptions(token=token[0], connect_timeout=5))
+    assert test.status is TestStatus.PASSED, test.reason
+    await asyncio.gather(*drips)
+    lines = agent.log_text().splitlines()
+    for source in sources:
+        mine = [line for line in lines if f"{source}:" in line]
+        assert len(mine) == 1 and "did not authenticate within 10 s" in mine[0], mine
 
 
 def test_after_authentication_frames_are_full_size():
