@@ -47,6 +47,7 @@ from netjobs_core.run_options import RunOptions
 from netjobs_core.runner import Runner
 from netjobs_core.session import (
     STDOUT,
+    check_distinct,
     check_writable,
     exit_code,
     largest_exit_status,
@@ -172,6 +173,7 @@ class Run:
             check_writable(json_path, "the --json file")
         if csv_path and csv_path != STDOUT:
             check_writable(csv_path, "the --csv file")
+        check_distinct([("the --json file", json_path), ("the --csv file", csv_path)], [plan.path])
         self.plan = plan
         self.labels = list(labels) if labels is not None else None
         self.log = log

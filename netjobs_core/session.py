@@ -24,7 +24,7 @@ from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import RunResult
 from netjobs_core.results_json import write_json
-from netjobs_core.text import printable
+from netjobs_core.text import output_over_input, printable, same_output_file
 from netjobs_core.wire.address import Address
 from netjobs_core.wire.tokens import Token, TokenError, load_token, refuse_weak
 
@@ -206,6 +206,27 @@ def check_writable(path: str | os.PathLike[str], what: str) -> None:
         ) from None
     if path.exists() and not os.access(path, os.W_OK):
         raise UsageError(f"cannot write {what} {path}: the file is not writable")
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:  # a hard link, a symbolic link, another spelling of the same path
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_distinct(written: Sequence[tuple[str, str | None]], kept: Sequence[str | None]) -> None:
+    """Raise UsageError when two files the run writes, `(what, path)`, are one file, or
+    one of them is a file it must keep (the config): the last one written would replace
+    the others, found only after the run."""
+    named = [(what, path) for what, path in written if path and path != STDOUT]
+    for index, (what, path) in enumerate(named):
+        for other, other_path in named[:index]:
+            if _same_file(path, other_path):
+                raise UsageError(same_output_file(other, what, path))
+        for keep in kept:
+            if keep and _same_file(path, keep):
+                raise UsageError(output_over_input(what, path))
 
 
 def save_results(

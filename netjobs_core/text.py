@@ -1289,3 +1289,16 @@ def comparison_lines(found: TestComparison, name_a: str, name_b: str) -> list[st
             f"{pair.outcome_b or 'not in the test'} in {name_b}"
         )
     return lines
+
+
+def same_output_file(first: str, second: str, path: object) -> str:
+    """Two result files of a run named as one file: refused before the run."""
+    return (
+        f"{first} and {second} are the same file ({path}): {second} would replace "
+        f"{first} at the end of the run; give each its own FILE"
+    )
+
+
+def output_over_input(what: str, path: object) -> str:
+    """A result file named as the config it runs: refused before the run."""
+    return f"{what} {path} is the config file: the results would replace it; give another FILE"

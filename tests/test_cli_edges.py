@@ -135,6 +135,34 @@ def test_unwritable_json_refused_before_anything_runs(tmp_path, agents, token_fi
     assert "Traceback" not in result.stderr and not marker.exists()
 
 
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (
+            ("--json", "r.out", "--csv", "./r.out"),
+            "the --json file and the --csv file are the same",
+        ),
+        (("--json", "run.cfg"), "the --json file run.cfg is the config file"),
+        (("--csv", "link.cfg"), "the --csv file link.cfg is the config file"),
+    ],
+)
+def test_result_files_that_would_replace_each_other_or_the_config_are_refused(
+    tmp_path, agents, token_file, flags, words
+):
+    """`--json r.out --csv r.out` kept only the CSV; `--json run.cfg` replaced the config
+    with the results: both were found after the run, with the exit status 0."""
+    marker = tmp_path / "ran"
+    cfg = write_config(tmp_path, agents, 't:\n{a0}: "touch ' + str(marker) + '"\nend\n')
+    config_text = cfg.read_text()
+    (tmp_path / "link.cfg").symlink_to(cfg)
+    result = netjobs(*flags, "--token-file", token_file, "run.cfg", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"netjobs: {words}")
+    assert "Traceback" not in result.stderr and not marker.exists()
+    assert cfg.read_text() == config_text and not (tmp_path / "r.out").exists()
+
+
 def test_unwritable_directory_is_refused(tmp_path):
     from netjobs_core.session import UsageError, check_writable
 
