@@ -29,7 +29,7 @@ from netjobs_core.nodesets import NO_GROUPS, GroupsError, load_groups
 from netjobs_core.report import format_run
 from netjobs_core.results import RunResult
 from netjobs_core.results_csv import csv_text
-from netjobs_core.results_json import ResultsFileError, load_json
+from netjobs_core.results_json import ResultsFileError, load_json, read_document
 from netjobs_core.run import Outcome
 from netjobs_core.run_flags import (
     COMMON,
@@ -320,7 +320,7 @@ def _main_show(argv: Sequence[str]) -> int:
     if not record.ended:  # the document holds what was written last, not what became of it
         say(text.stale_states(record), notes)
     try:
-        document = record.json_path.read_text(encoding="utf-8")
+        document = read_document(record.json_path)
         run = load_json(record.json_path, document)
     except (OSError, ResultsFileError) as exc:
         say(f"netjobs: run {record.run_id}: {exc}", sys.stderr)

@@ -361,12 +361,26 @@ def write_json(
     write_atomic(path, json_bytes(run, path.parent, inline_limit))
 
 
+def read_document(path: str | os.PathLike[str]) -> str:
+    """The text of a results file; ResultsFileError when it cannot be read or is not
+    UTF-8 (a damaged file, or another file in its place)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ResultsFileError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsFileError(
+            f"{path}: not a valid NetJobs results file (not UTF-8: byte "
+            f"0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
 def load_json(path: str | os.PathLike[str], text: str | None = None) -> RunResult:
     """Read back what write_json wrote (or any earlier netjobs-results/1 document);
     `text`: the file's text, when the caller has read it already."""
+    if text is None:
+        text = read_document(path)
     try:
-        if text is None:
-            text = Path(path).read_text(encoding="utf-8")
         document = json.loads(text)
         return run_from_json(document, Path(path).parent)
     except ResultsFileError as exc:

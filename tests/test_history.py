@@ -472,3 +472,31 @@ def test_a_history_a_development_build_migrated_in_another_order_still_opens(tmp
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     db.close()
+
+
+@pytest.mark.posix
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [
+        (b"\xff\xfe\x00{", "not UTF-8: byte 0xff at offset 0"),
+        (b'{"format": "netjobs-results/2", "tests": [', "Expecting value"),
+    ],
+)
+def test_show_of_a_damaged_results_file_says_which_file_and_what(
+    tmp_path, agents, token_file, damage, words
+):
+    """A results.json with bytes that are not UTF-8 (a disk error, another file copied in
+    its place) printed a UnicodeDecodeError traceback from `netjobs show`."""
+    data = tmp_path / "data"
+    cfg = tmp_path / "run.cfg"
+    cfg.write_text(f't:\n127.0.0.1:{agents[0].port}: "true"\nend\n')
+    assert netjobs("--token-file", token_file, cfg, data=data).returncode == 0
+    (folder,) = (data / "netjobs" / "runs").iterdir()
+    (folder / "results.json").write_bytes(damage)
+    for form in ((), ("--json",), ("--csv",)):
+        shown = netjobs("show", "last", *form, data=data)
+        assert shown.returncode == 1 and shown.stdout == ""
+        (line,) = shown.stderr.splitlines()
+        assert line.startswith(f"netjobs: run {folder.name}: {folder / 'results.json'}: ")
+        assert "not a valid NetJobs results file" in line and words in line
