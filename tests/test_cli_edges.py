@@ -289,6 +289,18 @@ def test_connect_errors_are_worded_with_the_address(exc, words):
     assert words in text and "10.0.0.9:7" in text and "Connect call failed" not in text
 
 
+def test_a_token_copy_saved_by_notepad_still_matches(tmp_path, agents, token_file):
+    """Notepad saves UTF-8 with a byte order mark and CRLF: the controller sent the mark
+    as part of the token, and every agent refused it ('does not hold our token')."""
+    copy = tmp_path / "token"
+    copy.write_bytes(b"\xef\xbb\xbf" + token_file.read_bytes().strip() + b"\r\n")
+    copy.chmod(0o600)
+    cfg = write_config(tmp_path, agents, 't:\n{a0}: "echo hi"\nend\n')
+    result = netjobs("--token-file", copy, cfg)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test 't': PASSED" in result.stdout and "Traceback" not in result.stderr
+
+
 def test_wrong_token_on_each_host_says_so_and_the_others_say_why(tmp_path, agents, token_file):
     other = _token(tmp_path)
     strangers = [start_agent(other) for _ in range(2)]

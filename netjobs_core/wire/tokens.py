@@ -50,6 +50,7 @@ class TokenError(Exception):
 
 
 CREDENTIAL_HEADER = "netjobs agent credential 1"
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class Token(NamedTuple):  # not a dataclass: one compiled at each agent's start is ~1 %
@@ -156,7 +157,9 @@ def _read(path: Path, strict: bool) -> Token:
     if warning and strict:
         raise TokenError(f"{warning} (refused: --strict-permissions)")
     try:
-        secret = path.read_bytes().strip()
+        # A copy saved by Windows Notepad starts with a UTF-8 byte order mark: not part
+        # of the token, which the agent holding the original would not match.
+        secret = path.read_bytes().removeprefix(UTF8_BOM).strip()
     except OSError as exc:
         raise TokenError(f"cannot read token file {path}: {exc.strerror or exc}") from None
     if secret.startswith(CREDENTIAL_HEADER.encode()):
