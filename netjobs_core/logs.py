@@ -13,6 +13,8 @@ from netjobs_core.outputs import SHOW_BYTES
 from netjobs_core.results import TestResult
 from netjobs_core.vocabulary import word
 
+NAME_MAX_BYTES = 255  # of one file name: Linux, macOS and Windows alike
+
 
 def log_path(
     config_path: str | os.PathLike[str],
@@ -26,7 +28,13 @@ def log_path(
     `<config>_<label>_<time>_rep2_<run id>.log`."""
     stamp = dt.datetime.fromtimestamp(when).isoformat().replace(":", ".")
     repeated = f"_rep{repetition}" + (f"_{run_id}" if run_id else "") if repetition else ""
-    return Path(f"{os.fspath(config_path)}_{label}_{stamp}{repeated}.log")
+    config = Path(config_path)
+    # A long label (a config allows any length) would make a name the file system
+    # refuses (ENAMETOOLONG) after the run: the label, then the config's name, is cut.
+    tail = f"_{stamp}{repeated}.log"
+    room = NAME_MAX_BYTES - len(tail.encode())
+    head = f"{config.name}_{label}".encode()[:room].decode("utf-8", "ignore")
+    return config.with_name(head + tail)
 
 
 def format_test_log(

@@ -163,6 +163,18 @@ def test_result_files_that_would_replace_each_other_or_the_config_are_refused(
     assert cfg.read_text() == config_text and not (tmp_path / "r.out").exists()
 
 
+def test_a_long_label_still_gets_its_log(tmp_path, agents, token_file):
+    """A label may be of any length; with -l its log's name was longer than a file
+    name may be (255 bytes): 'NOT SAVED: the log of test ...: File name too long', exit 1."""
+    label = "fio-randread-4k-qd32-" * 12  # 252 characters
+    cfg = write_config(tmp_path, agents, label + ':\n{a0}: "echo hi"\nend\n')
+    result = netjobs("-l", "--token-file", token_file, cfg)
+    assert result.returncode == 0, result.stderr
+    assert "NOT SAVED" not in result.stderr and "Traceback" not in result.stderr
+    (log,) = tmp_path.glob("run.cfg_fio-randread-4k-qd32-*.log")
+    assert len(log.name) == 255 and "  | hi\n" in log.read_text()
+
+
 def test_unwritable_directory_is_refused(tmp_path):
     from netjobs_core.session import UsageError, check_writable
 
