@@ -42,7 +42,6 @@ from __future__ import annotations
 import decimal
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -50,6 +49,7 @@ from netjobs_core import nodesets
 from netjobs_core.errors import FileLineError
 from netjobs_core.metric_spec import MetricSpec, parse_metric
 from netjobs_core.nodesets import NO_GROUPS, Groups, NodeSetError
+from netjobs_core.regular_file import read_regular_file
 from netjobs_core.wire.address import (
     DEFAULT_PORT,
     IPV6_HINT,
@@ -614,34 +614,6 @@ def config_problems(
     return (None if problems else plan), problems
 
 
-def _read_config_file(name: str) -> bytes:
-    """The bytes of a regular file of at most MAX_CONFIG_BYTES; ConfigError otherwise.
-
-    O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused next).
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(name, flags)
-    except OSError as err:
-        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "it is a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            raise ConfigError(name, 1, f"cannot read the file: {kind}")
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(name, 1, _too_big(info.st_size))
-        with open(fd, "rb", closefd=False) as file:
-            data = file.read(MAX_CONFIG_BYTES + 1)
-    except OSError as err:
-        raise ConfigError(name, 1, f"cannot read the file: {err.strerror or err}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_CONFIG_BYTES:  # it grew after the fstat
-        raise ConfigError(name, 1, _too_big(len(data)))
-    return data
-
-
 def _too_big(size: int) -> str:
     limit = MAX_CONFIG_BYTES >> 20
     return f"the file is {size / 2**20:.1f} MiB: a config may be {limit} MiB at most"
@@ -652,7 +624,7 @@ def load_config(
 ) -> Plan:
     """Read and parse a config file (UTF-8, optional BOM); raises ConfigError."""
     name = os.fspath(path)
-    data = _read_config_file(name)
+    data = read_regular_file(name, MAX_CONFIG_BYTES, ConfigError, _too_big)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -24,6 +24,7 @@ from ClusterShell.NodeSet import NodeSet, NodeSetException
 from ClusterShell.NodeUtils import GroupResolver, GroupSource
 
 from netjobs_core.errors import FileLineError
+from netjobs_core.regular_file import read_regular_file
 from netjobs_core.wire.address import split_ssh_prefix
 
 __all__ = [
@@ -243,13 +244,13 @@ def parse_groups(text: str, path: str = "<groups>") -> Groups:
 def load_groups(path: str | os.PathLike[str]) -> Groups:
     """Read a groups file (UTF-8); raises GroupsError."""
     name = os.fspath(path)
-    try:
-        with open(name, "rb") as file:
-            data = file.read(MAX_GROUPS_BYTES + 1)
-    except OSError as exc:
-        raise GroupsError(name, 1, f"cannot read the groups file: {exc.strerror or exc}") from None
-    if len(data) > MAX_GROUPS_BYTES:
-        raise GroupsError(name, 1, f"a groups file may be {MAX_GROUPS_BYTES >> 20} MiB at most")
+    data = read_regular_file(
+        name,
+        MAX_GROUPS_BYTES,
+        GroupsError,
+        lambda _: f"a groups file may be {MAX_GROUPS_BYTES >> 20} MiB at most",
+        "the groups file",
+    )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

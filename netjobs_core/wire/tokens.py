@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pathlib and secrets where used: an agent started over SSH r
 
 ENV_VAR = "NETJOBS_TOKEN"
 MIN_TOKEN_CHARS = 16
+# Far above a token (43 characters) or a credential file (~130 bytes): what is read of
+# a token file, so that /dev/zero or a wrong file is an error, not all the memory.
+MAX_TOKEN_FILE_BYTES = 64 * 1024
 # The stdio bootstrap of an agent started over SSH (agent/server.py serve_stdio,
 # netjobs_core/ssh.py): the controller's first line names the kind of secret and
 # gives it, `link <64 hex digits>` (a fresh link secret: sealing.link_key, no
@@ -152,16 +155,44 @@ def _loose_permissions(path: Path) -> str | None:
     return None
 
 
+def _read_bounded(path: Path) -> bytes:
+    """At most MAX_TOKEN_FILE_BYTES + 1 bytes of PATH. A pipe is fine (`--token-file
+    <(pass show netjobs)`); a FIFO no one writes to reads as empty rather than wait
+    for ever (opened without blocking, then read blocking: no writer is an end)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise IsADirectoryError(21, "Is a directory")
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
+        chunks: list[bytes] = []
+        left = MAX_TOKEN_FILE_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, left)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def _read(path: Path, strict: bool) -> Token:
     warning = _loose_permissions(path)
     if warning and strict:
         raise TokenError(f"{warning} (refused: --strict-permissions)")
     try:
-        # A copy saved by Windows Notepad starts with a UTF-8 byte order mark: not part
-        # of the token, which the agent holding the original would not match.
-        secret = path.read_bytes().removeprefix(UTF8_BOM).strip()
+        data = _read_bounded(path)
     except OSError as exc:
         raise TokenError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise TokenError(
+            f"token file {path} holds more than {MAX_TOKEN_FILE_BYTES >> 10} KiB: not a token"
+        )
+    # A copy saved by Windows Notepad starts with a UTF-8 byte order mark: not part
+    # of the token, which the agent holding the original would not match.
+    secret = data.removeprefix(UTF8_BOM).strip()
     if secret.startswith(CREDENTIAL_HEADER.encode()):
         host, credential = _parse_credential(secret.decode("ascii", "replace"), path)
         return Token(credential, f"token file {path}", warning, host)
