@@ -559,6 +559,12 @@ def metric_value(name: str, value: float) -> str:
     return _metric_form(name)(value)
 
 
+def metric_hosts(hosts: int, failed: int) -> str:
+    """`4 hosts`, or with those whose command did not end ok (their values count: a
+    partial run's, perhaps) `4 hosts, 1 of them not ok`."""
+    return count(hosts, "host") + (f", {failed} of them not ok" if failed else "")
+
+
 def metric_line(name: str, summary: MetricSummary) -> str:
     """`read_bw: 1.93 GiB/s in all over 4 hosts (min 480 MiB/s, median 494 MiB/s, max
     512 MiB/s)`: a test's metric over the hosts that had it; a latency percentile's is
@@ -569,9 +575,7 @@ def metric_line(name: str, summary: MetricSummary) -> str:
     def value(v: float) -> str:
         return metric_value(name, v)
 
-    hosts = count(summary.hosts, "host")
-    if summary.hosts_failed:  # their values count: a partial run's, perhaps
-        hosts += f", {summary.hosts_failed} of them not ok"
+    hosts = metric_hosts(summary.hosts, summary.hosts_failed)
     if not adds_up(name):
         return (
             f"{name}: up to {value(summary.max)} over {hosts} "
@@ -588,7 +592,7 @@ def metric_sum(name: str, figure: float, hosts: int, failed: int = 0) -> str:
     hosts`: a test's figure of a metric (metrics.fleet_figure), in a summary; with the
     hosts whose command did not end ok, as metric_line says them (`over 2 hosts, 1 of
     them not ok`)."""
-    over = count(hosts, "host") + (f", {failed} of them not ok" if failed else "")
+    over = metric_hosts(hosts, failed)
     if not adds_up(name):
         return f"{name} up to {metric_value(name, figure)} over {over}"
     return f"{name} {metric_value(name, figure)} in all over {over}"
